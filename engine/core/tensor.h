@@ -1,0 +1,45 @@
+// TensorView: a typed, shaped window on bytes someone else owns (an mmap'd safetensors file, or a buffer in
+// ModelWeights). Row-major, contiguous. Views of rows let one stored tensor serve as several (a fused expert
+// tensor as per-expert matrices, kv_b_proj as W_UK / W_UV per head) without copies.
+#pragma once
+
+#include <cstdint>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "engine/core/dtype.h"
+
+namespace mlabench {
+
+struct TensorView {
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;  // row-major
+  const void* data = nullptr;
+
+  int64_t numel() const {
+    return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
+  }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  int64_t rows() const { return shape.empty() ? 1 : shape[0]; }
+  /// Elements per row (product of every dimension after the first).
+  int64_t row_size() const { return shape.empty() ? 1 : numel() / shape[0]; }
+
+  /// \brief Rows [first, first + count) of a 2-D tensor, or sub-tensor `first..` of the first dimension.
+  TensorView slice_rows(int64_t first, int64_t count) const {
+    TensorView v = *this;
+    v.shape[0] = count;
+    v.data = static_cast<const char*>(data) + static_cast<size_t>(first * row_size()) * dtype_size(dtype);
+    return v;
+  }
+  /// \brief The i-th sub-tensor along the first dimension, that dimension dropped ([E, N, K] -> [N, K]).
+  TensorView index(int64_t i) const {
+    TensorView v = slice_rows(i, 1);
+    v.shape.erase(v.shape.begin());
+    return v;
+  }
+};
+
+std::string shape_str(const std::vector<int64_t>& shape);
+
+}  // namespace mlabench

@@ -1,0 +1,152 @@
+// Engine: the public API over the CPU model. Internal code throws mlabench::Error; this file is the edge where
+// those become Result values.
+#include <omp.h>
+
+#include <chrono>
+#include <new>
+
+#include "engine/core/check.h"
+#include "engine/model/cpu_model.h"
+#include "engine/model/model_info.h"
+#include "engine/sampling/sampler.h"
+#include "mlabench/engine.h"
+
+namespace mlabench {
+
+namespace {
+
+template <class F>
+auto guarded(F&& f) -> Result<decltype(f())> {
+  try {
+    return f();
+  } catch (const Error& e) {
+    return e;
+  } catch (const std::bad_alloc&) {
+    return Error("out of memory. HINT: the model or sequence is too large for this machine's RAM; use a smaller "
+                 "model or shorter input");
+  }
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  ModelSummary summary;
+  std::unique_ptr<CpuModel> model;
+  uint64_t weight_bytes = 0;
+  uint64_t active_weight_bytes = 0;
+
+  const ModelConfig& config() const { return model->config(); }
+
+  void check_tokens(std::span<const int32_t> tokens, const char* what, int64_t extra) const {
+    const ModelConfig& c = config();
+    MLABENCH_CHECK(!tokens.empty(), "{} is empty: at least one token id is needed", what);
+    for (size_t i = 0; i < tokens.size(); ++i)
+      MLABENCH_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab_size, "{}: token id {} at position {} is out of range: "
+                     "the model's vocabulary has {} ids (0..{}). HINT: token ids must come from this model's "
+                     "tokenizer", what, tokens[i], i, c.vocab_size, c.vocab_size - 1);
+    const int64_t total = static_cast<int64_t>(tokens.size()) + extra;
+    MLABENCH_CHECK(total <= c.max_position_embeddings, "{}: {} positions requested but the model supports {} "
+                   "(max_position_embeddings in config.json)", what, total, c.max_position_embeddings);
+  }
+};
+
+Engine::Engine() : impl_(std::make_unique<Impl>()) {}
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
+  return guarded([&]() -> std::unique_ptr<Engine> {
+    if (options.n_threads > 0) omp_set_num_threads(options.n_threads);
+    ModelConfig c = load_config(options.model_dir);
+    std::unique_ptr<Engine> e(new Engine());
+    e->impl_->summary = summarize(c, options.model_dir);
+    ModelWeights w = options.random_weights_seed ? random_weights(c, *options.random_weights_seed)
+                                                 : load_weights(c, options.model_dir);
+    e->impl_->weight_bytes = w.stored_bytes;
+    uint64_t idle = 0;
+    for (const LayerWeights& L : w.layers)
+      if (L.is_moe) {
+        const MlpWeights& x = L.experts.front();
+        idle += static_cast<uint64_t>(c.n_routed_experts - c.experts_per_token) *
+                (x.gate.nbytes() + x.up.nbytes() + x.down.nbytes());
+      }
+    e->impl_->active_weight_bytes = w.stored_bytes - idle - (c.tie_word_embeddings ? 0 : w.embed.nbytes());
+    e->impl_->model = make_cpu_model(std::move(c), std::move(w), options.mla_attention);
+    return e;
+  });
+}
+
+const ModelSummary& Engine::summary() const { return impl_->summary; }
+uint64_t Engine::weight_bytes() const { return impl_->weight_bytes; }
+uint64_t Engine::active_weight_bytes() const { return impl_->active_weight_bytes; }
+
+Result<Logits> Engine::logits(std::span<const int32_t> tokens) {
+  return guarded([&] {
+    impl_->check_tokens(tokens, "tokens", 0);
+    Logits out;
+    out.n_tokens = static_cast<int64_t>(tokens.size());
+    out.vocab_size = impl_->config().vocab_size;
+    out.data.resize(static_cast<size_t>(out.n_tokens * out.vocab_size));
+    CpuKvCache cache = impl_->model->new_cache();
+    impl_->model->forward(tokens, cache, out.data.data(), false);
+    return out;
+  });
+}
+
+Result<ScoreResult> Engine::score(std::span<const int32_t> context, std::span<const int32_t> continuation) {
+  return guarded([&] {
+    impl_->check_tokens(context, "context", static_cast<int64_t>(continuation.size()));
+    impl_->check_tokens(continuation, "continuation", static_cast<int64_t>(context.size()));
+    std::vector<int32_t> all(context.begin(), context.end());
+    all.insert(all.end(), continuation.begin(), continuation.end());
+    Logits l = logits(all).value();
+    ScoreResult r;
+    r.is_greedy = true;
+    r.n_tokens = static_cast<int64_t>(continuation.size());
+    for (size_t i = 0; i < continuation.size(); ++i) {
+      const float* row = l.row(static_cast<int64_t>(context.size() + i) - 1);  // predicts continuation[i]
+      r.logprob += log_softmax_at(row, l.vocab_size, continuation[i]);
+      r.is_greedy = r.is_greedy && argmax(row, l.vocab_size) == continuation[i];
+    }
+    return r;
+  });
+}
+
+Result<GenerateResult> Engine::generate(std::span<const int32_t> prompt, const GenerateOptions& o) {
+  return guarded([&] {
+    MLABENCH_CHECK(o.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}", o.max_new_tokens);
+    MLABENCH_CHECK(o.temperature >= 0.0f, "temperature must be >= 0, got {}", o.temperature);
+    MLABENCH_CHECK(o.top_p > 0.0f && o.top_p <= 1.0f, "top_p must be in (0, 1], got {}", o.top_p);
+    impl_->check_tokens(prompt, "prompt", o.max_new_tokens);
+    const int64_t V = impl_->config().vocab_size;
+    GenerateResult r;
+    r.finish_reason = "length";
+    Sampler sampler(o.temperature, o.top_p, o.seed);
+    CpuKvCache cache = impl_->model->new_cache();
+    std::vector<float> last(static_cast<size_t>(V));
+    auto t0 = std::chrono::steady_clock::now();
+    impl_->model->forward(prompt, cache, last.data(), true);
+    r.prefill_seconds = seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < o.max_new_tokens; ++i) {
+      const int32_t tok = sampler.sample(last.data(), V);
+      r.tokens.push_back(tok);
+      if (std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), tok) != o.stop_token_ids.end()) {
+        r.finish_reason = "stop_token";
+        break;
+      }
+      if (i + 1 < o.max_new_tokens) impl_->model->forward(std::span(&tok, 1), cache, last.data(), true);
+    }
+    r.decode_seconds = seconds_since(t0);
+    return r;
+  });
+}
+
+Result<ModelSummary> summarize_model(const std::string& model_dir) {
+  return guarded([&] { return summarize(load_config(model_dir), model_dir); });
+}
+
+}  // namespace mlabench

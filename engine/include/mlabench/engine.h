@@ -1,0 +1,120 @@
+// mlabench engine: the one public header.
+//
+// An Engine runs one model (DeepSeek-V2 / V2-Lite with MLA + DeepSeekMoE, or a Llama-architecture MHA/GQA
+// model) from a Hugging Face style folder: config.json plus safetensors weights (one file or shards with
+// model.safetensors.index.json; experts one tensor each or fused), or from config.json alone with random
+// weights. Today it runs on the CPU in float32 (the reference twin of the GPU engine).
+//
+// Expected failures (missing or malformed files, inconsistent config, token ids out of range) come back as
+// Result errors whose message says what was checked and, after "HINT:", what to do. Nothing here aborts on
+// bad input.
+//
+//   auto engine = mlabench::Engine::open({.model_dir = "tests/data/models/mlabench-tiny-dsv2"});
+//   if (!engine) { fprintf(stderr, "%s\n", engine.error().what()); return 1; }
+//   auto out = (*engine)->generate(prompt, {.max_new_tokens = 16});
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mlabench/result.h"
+
+namespace mlabench {
+
+enum class Device { CPU };
+
+/// How MLA attends. AUTO: the decompressed form (per-head K/V rebuilt from the latent cache with kv_b_proj)
+/// when a call processes several new tokens, the absorbed form (W_UK folded into the query, W_UV applied after
+/// attention: MQA over the 576-wide latent at V2 shapes) for single-token decode steps, as vLLM/SGLang do.
+/// The other two force one form everywhere; both give the same logits to float32 rounding.
+enum class MlaAttention { AUTO, DECOMPRESSED, ABSORBED };
+
+struct EngineOptions {
+  std::string model_dir{};  ///< folder with config.json (and weights unless random_weights_seed is set)
+  std::optional<uint64_t> random_weights_seed{};  ///< build weights from config.json alone (see docs/engine.md)
+  Device device = Device::CPU;
+  MlaAttention mla_attention = MlaAttention::AUTO;
+  int n_threads = 0;  ///< CPU threads; 0 = all cores
+};
+
+/// What `mlabench info` prints, computed from config.json alone (no weights needed).
+struct ModelSummary {
+  std::string model_dir;
+  std::string architecture;  ///< "DeepseekV2ForCausalLM" | "LlamaForCausalLM"
+  std::string model_type;    ///< "deepseek_v2" | "llama"
+  std::string attention;     ///< "MLA" | "MHA" | "GQA"
+  int64_t vocab_size = 0;
+  int64_t n_layers = 0;
+  int64_t max_position_embeddings = 0;
+  int64_t params_total = 0;             ///< every weight, the embedding table included
+  int64_t params_active_per_token = 0;  ///< weights one token's forward pass multiplies (input embedding lookup
+                                        ///< excluded; only num_experts_per_tok routed experts per MoE layer)
+  int64_t kv_elements_per_token = 0;    ///< cache elements per token summed over layers
+  int64_t kv_bytes_per_token_bf16 = 0;
+  int64_t kv_bytes_per_token_fp8 = 0;
+  std::string json;  ///< the full `mlabench info` document
+};
+
+struct Logits {
+  int64_t n_tokens = 0;
+  int64_t vocab_size = 0;
+  std::vector<float> data;  ///< [n_tokens, vocab_size], row t = next-token logits after tokens[0..t]
+  const float* row(int64_t t) const { return data.data() + t * vocab_size; }
+};
+
+struct ScoreResult {
+  double logprob = 0.0;    ///< sum over continuation tokens of log p(token | everything before it)
+  bool is_greedy = false;  ///< every continuation token was the argmax at its position
+  int64_t n_tokens = 0;    ///< continuation length
+};
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 16;
+  std::vector<int32_t> stop_token_ids{};  ///< generation ends after emitting one of these (it is included)
+  float temperature = 0.0f;             ///< 0: greedy (argmax; ties to the lowest id)
+  float top_p = 1.0f;                   ///< nucleus sampling mass when temperature > 0
+  uint64_t seed = 0;                    ///< sampling is reproducible for a given seed
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;   ///< new tokens only
+  std::string finish_reason;     ///< "length" | "stop_token"
+  double prefill_seconds = 0.0;  ///< prompt forward pass
+  double decode_seconds = 0.0;   ///< all single-token steps
+};
+
+class Engine {
+ public:
+  /// \brief Loads config.json and the weights (or builds random ones) and validates both.
+  static Result<std::unique_ptr<Engine>> open(const EngineOptions& options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const ModelSummary& summary() const;
+  /// \brief Bytes of weight data as stored (what one full pass over the weights reads).
+  uint64_t weight_bytes() const;
+  /// \brief Bytes of weights one decode token multiplies (active experts only), at their stored dtype.
+  uint64_t active_weight_bytes() const;
+
+  /// \brief Logits at every position of `tokens` (one forward pass, fresh cache).
+  Result<Logits> logits(std::span<const int32_t> tokens);
+  /// \brief log p(continuation | context). context must be non-empty.
+  Result<ScoreResult> score(std::span<const int32_t> context, std::span<const int32_t> continuation);
+  /// \brief Samples up to max_new_tokens after `prompt` through the KV cache (prefill, then one token a step).
+  Result<GenerateResult> generate(std::span<const int32_t> prompt, const GenerateOptions& options);
+
+ private:
+  Engine();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// \brief The `mlabench info` summary of a model folder from config.json alone (weights are not read).
+Result<ModelSummary> summarize_model(const std::string& model_dir);
+
+}  // namespace mlabench

@@ -1,0 +1,98 @@
+// ModelConfig: everything the engine needs from a checkpoint's config.json, parsed and checked once.
+// Accepts DeepSeek-V2 configs in the hub style (rope_theta + rope_scaling {type: yarn, ...}) and in the
+// transformers-5 style (rope_parameters {rope_type, rope_theta, ...}), and Llama configs (MHA or GQA through
+// num_key_value_heads, rope_scaling of type llama3, tie_word_embeddings). Anything else is refused with an
+// error naming the field and the values accepted.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/core/dtype.h"
+
+namespace mlabench {
+
+enum class Architecture { DEEPSEEK_V2, LLAMA };
+enum class RopeType { DEFAULT, YARN, LLAMA3 };
+enum class TopkMethod { GREEDY, GROUP_LIMITED_GREEDY };
+
+struct RopeConfig {
+  RopeType type = RopeType::DEFAULT;
+  double theta = 10000.0;
+  int64_t dim = 0;          // rotated dimensions per head: qk_rope_head_dim (DeepSeek) or head_dim (Llama)
+  bool interleaved = false;  // DeepSeek: pairs (2i, 2i+1). Llama (HF weights): pairs (i, i + dim/2)
+  // yarn (DeepSeek remote-code semantics; defaults are that code's)
+  double factor = 1.0;
+  int64_t original_max_position_embeddings = 0;
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  double mscale = 1.0;
+  double mscale_all_dim = 0.0;
+  // llama3
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+};
+
+struct ModelConfig {
+  std::string source;  // where config.json came from, for messages
+  Architecture arch = Architecture::LLAMA;
+  std::string model_type;    // "deepseek_v2" | "llama"
+  std::string architecture;  // "DeepseekV2ForCausalLM" | "LlamaForCausalLM"
+
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;  // Llama: K/V heads; DeepSeek (MLA): equals n_heads
+  int64_t head_dim = 0;    // Llama only
+  int64_t intermediate_size = 0;  // dense MLP width
+  int64_t max_position_embeddings = 0;
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+  DType dtype = DType::BF16;  // torch_dtype / dtype: what --random-weights builds
+  std::vector<int64_t> bos_token_ids;
+  std::vector<int64_t> eos_token_ids;
+
+  // MLA (DeepSeek-V2)
+  int64_t q_lora_rank = 0;  // 0: plain q_proj (V2-Lite)
+  int64_t kv_lora_rank = 0;
+  int64_t qk_nope_head_dim = 0;
+  int64_t qk_rope_head_dim = 0;
+  int64_t v_head_dim = 0;
+
+  // DeepSeekMoE
+  int64_t n_routed_experts = 0;  // 0: no MoE layers
+  int64_t n_shared_experts = 0;
+  int64_t moe_intermediate_size = 0;
+  int64_t experts_per_token = 0;
+  int64_t first_k_dense_replace = 0;
+  int64_t moe_layer_freq = 1;
+  TopkMethod topk_method = TopkMethod::GREEDY;
+  int64_t n_group = 1;
+  int64_t topk_group = 1;
+  double routed_scaling_factor = 1.0;
+  bool norm_topk_prob = false;
+
+  RopeConfig rope;
+
+  bool is_mla() const { return arch == Architecture::DEEPSEEK_V2; }
+  int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+  /// HF remote-code rule: MoE iff experts exist, i >= first_k_dense_replace and i % moe_layer_freq == 0.
+  bool is_moe_layer(int64_t i) const {
+    return n_routed_experts > 0 && i >= first_k_dense_replace && i % moe_layer_freq == 0;
+  }
+  int64_t n_moe_layers() const;
+};
+
+/// \brief Parses and validates a config.json document. `where` names it in errors. Throws Error.
+ModelConfig config_from_json(const nlohmann::json& j, const std::string& where);
+/// \brief Reads DIR/config.json. Throws Error (missing file, bad JSON, bad or unsupported fields).
+ModelConfig load_config(const std::string& model_dir);
+
+std::string to_string(TopkMethod m);
+std::string to_string(RopeType t);
+
+}  // namespace mlabench

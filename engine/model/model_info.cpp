@@ -1,0 +1,126 @@
+#include "engine/model/model_info.h"
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "engine/model/rope.h"
+#include "engine/weights/model_weights.h"
+#include "engine/weights/tensor_manifest.h"
+
+namespace mlabench {
+
+ParamCounts count_params(const ModelConfig& c) {
+  ParamCounts p;
+  for (const auto& t : tensor_manifest(c, ExpertLayout::FUSED)) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    p.total += n;
+  }
+  p.embedding = c.vocab_size * c.hidden_size;
+  p.per_routed_expert = 3 * c.hidden_size * c.moe_intermediate_size;
+  const int64_t idle = c.n_moe_layers() * (c.n_routed_experts - c.experts_per_token) * p.per_routed_expert;
+  p.active_per_token = p.total - (c.tie_word_embeddings ? 0 : p.embedding) - idle;
+  return p;
+}
+
+KvPerToken kv_per_token(const ModelConfig& c) {
+  KvPerToken k;
+  if (c.is_mla()) {
+    k.elements = c.n_layers * (c.kv_lora_rank + c.qk_rope_head_dim);
+    k.decompressed_elements = c.n_layers * c.n_heads * (c.qk_head_dim() + c.v_head_dim);
+  } else {
+    k.elements = c.n_layers * 2 * c.n_kv_heads * c.head_dim;
+  }
+  return k;
+}
+
+ModelSummary summarize(const ModelConfig& c, const std::string& model_dir) {
+  ModelSummary s;
+  s.model_dir = model_dir;
+  s.architecture = c.architecture;
+  s.model_type = c.model_type;
+  s.attention = c.is_mla() ? "MLA" : (c.n_kv_heads == c.n_heads ? "MHA" : "GQA");
+  s.vocab_size = c.vocab_size;
+  s.n_layers = c.n_layers;
+  s.max_position_embeddings = c.max_position_embeddings;
+  const ParamCounts p = count_params(c);
+  s.params_total = p.total;
+  s.params_active_per_token = p.active_per_token;
+  const KvPerToken kv = kv_per_token(c);
+  s.kv_elements_per_token = kv.elements;
+  s.kv_bytes_per_token_bf16 = 2 * kv.elements;
+  s.kv_bytes_per_token_fp8 = kv.elements;
+
+  nlohmann::ordered_json j;
+  j["model_dir"] = model_dir;
+  j["architecture"] = s.architecture;
+  j["model_type"] = s.model_type;
+  j["attention"] = s.attention;
+  j["layers"] = c.n_layers;
+  j["hidden_size"] = c.hidden_size;
+  j["vocab_size"] = c.vocab_size;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["dtype"] = std::string(dtype_torch_name(c.dtype));
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  if (c.is_mla()) {
+    j["mla"] = {{"heads", c.n_heads}, {"q_lora_rank", c.q_lora_rank > 0 ? nlohmann::json(c.q_lora_rank) : nlohmann::json()},
+                {"kv_lora_rank", c.kv_lora_rank}, {"qk_nope_head_dim", c.qk_nope_head_dim},
+                {"qk_rope_head_dim", c.qk_rope_head_dim}, {"v_head_dim", c.v_head_dim}};
+  } else {
+    j["gqa"] = {{"heads", c.n_heads}, {"kv_heads", c.n_kv_heads}, {"head_dim", c.head_dim}};
+  }
+  if (c.n_routed_experts > 0) {
+    j["moe"] = {{"routed_experts", c.n_routed_experts}, {"shared_experts", c.n_shared_experts},
+                {"experts_per_token", c.experts_per_token}, {"moe_intermediate_size", c.moe_intermediate_size},
+                {"moe_layers", c.n_moe_layers()}, {"dense_layers", c.n_layers - c.n_moe_layers()},
+                {"topk_method", to_string(c.topk_method)}, {"n_group", c.n_group}, {"topk_group", c.topk_group},
+                {"routed_scaling_factor", c.routed_scaling_factor}, {"norm_topk_prob", c.norm_topk_prob}};
+  }
+  const RopeTables rt = rope_tables(c);
+  nlohmann::ordered_json rope = {{"type", to_string(c.rope.type)}, {"theta", c.rope.theta},
+                                 {"dims", c.rope.dim}, {"pairs", c.rope.interleaved ? "interleaved" : "half-split"}};
+  if (c.rope.type == RopeType::YARN) {
+    rope["factor"] = c.rope.factor;
+    rope["original_max_position_embeddings"] = c.rope.original_max_position_embeddings;
+    rope["beta_fast"] = c.rope.beta_fast;
+    rope["beta_slow"] = c.rope.beta_slow;
+    rope["mscale"] = c.rope.mscale;
+    rope["mscale_all_dim"] = c.rope.mscale_all_dim;
+  } else if (c.rope.type == RopeType::LLAMA3) {
+    rope["factor"] = c.rope.factor;
+    rope["low_freq_factor"] = c.rope.low_freq_factor;
+    rope["high_freq_factor"] = c.rope.high_freq_factor;
+    rope["original_max_position_embeddings"] = c.rope.original_max_position_embeddings;
+  }
+  rope["cos_sin_multiplier"] = rt.cos_sin_multiplier;
+  rope["softmax_scale"] = rt.softmax_scale;
+  j["rope"] = rope;
+  j["parameters"] = {{"total", p.total},
+                     {"active_per_token", p.active_per_token},
+                     {"embedding", p.embedding},
+                     {"active_definition", "total minus the input embedding table (a lookup; kept when tied to the "
+                                           "output head) minus the routed experts a token does not use"}};
+  nlohmann::ordered_json kvj = {{"elements", kv.elements}, {"bytes_bf16", s.kv_bytes_per_token_bf16},
+                                {"bytes_fp8", s.kv_bytes_per_token_fp8}};
+  if (c.is_mla()) {
+    kvj["layout"] = "latent: kv_lora_rank + qk_rope_head_dim per layer";
+    kvj["decompressed_bytes_bf16"] = 2 * kv.decompressed_elements;
+  } else {
+    kvj["layout"] = "K and V: 2 x kv_heads x head_dim per layer";
+  }
+  j["kv_cache_per_token"] = kvj;
+
+  if (Checkpoint::exists(model_dir)) {
+    const auto ck = Checkpoint::open(model_dir);
+    std::set<std::string> dtypes;
+    for (const auto& n : ck->names()) dtypes.insert(std::string(dtype_name(ck->entry(n).dtype)));
+    j["checkpoint"] = {{"files", ck->files().size()}, {"bytes", ck->total_bytes()}, {"tensors", ck->names().size()},
+                       {"dtypes", dtypes}, {"expert_layout", c.n_routed_experts > 0 ? to_string(detect_expert_layout(*ck)) : "n/a"}};
+  } else {
+    j["checkpoint"] = nullptr;
+  }
+  s.json = j.dump(2);
+  return s;
+}
+
+}  // namespace mlabench

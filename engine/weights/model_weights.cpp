@@ -1,0 +1,143 @@
+// Binding checkpoint tensors to model slots. Validation compares the checkpoint with tensor_manifest(config):
+// it reports every kind of mismatch by name and shape, so a wrong config.json (layers, ranks, experts) is
+// caught before any arithmetic.
+#include "engine/weights/model_weights.h"
+
+#include <cstring>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "engine/core/check.h"
+
+namespace mlabench {
+
+namespace {
+
+bool ignorable(const std::string& name, const ModelConfig& c) {
+  // Buffers some exporters include; and a tied lm_head written anyway (transformers ignores it too).
+  return name.ends_with("rotary_emb.inv_freq") || (c.tie_word_embeddings && name == "lm_head.weight");
+}
+
+std::vector<float> to_f32(const TensorView& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  convert_to_f32(t.dtype, t.data, v.data(), v.size());
+  return v;
+}
+
+}  // namespace
+
+ExpertLayout detect_expert_layout(const Checkpoint& ck) {
+  for (const auto& n : ck.names())
+    if (n.ends_with("mlp.experts.gate_up_proj")) return ExpertLayout::FUSED;
+  return ExpertLayout::HUB;
+}
+
+void bind_weights(const ModelConfig& c, ExpertLayout layout, const std::function<TensorView(const std::string&)>& get,
+                 ModelWeights& w) {
+  w.layout = layout;
+  w.embed = get("model.embed_tokens.weight");
+  w.lm_head = c.tie_word_embeddings ? w.embed : get("lm_head.weight");
+  w.final_norm = to_f32(get("model.norm.weight"));
+  w.layers.resize(static_cast<size_t>(c.n_layers));
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    LayerWeights& L = w.layers[static_cast<size_t>(i)];
+    const std::string p = fmt::format("model.layers.{}.", i);
+    L.input_norm = to_f32(get(p + "input_layernorm.weight"));
+    L.post_norm = to_f32(get(p + "post_attention_layernorm.weight"));
+    const std::string a = p + "self_attn.";
+    if (c.is_mla()) {
+      if (c.q_lora_rank > 0) {
+        L.q_a_proj = get(a + "q_a_proj.weight");
+        L.q_a_norm = to_f32(get(a + "q_a_layernorm.weight"));
+        L.q_b_proj = get(a + "q_b_proj.weight");
+      } else {
+        L.q_proj = get(a + "q_proj.weight");
+      }
+      L.kv_a_proj = get(a + "kv_a_proj_with_mqa.weight");
+      L.kv_a_norm = to_f32(get(a + "kv_a_layernorm.weight"));
+      L.kv_b_proj = get(a + "kv_b_proj.weight");
+    } else {
+      L.q_proj = get(a + "q_proj.weight");
+      L.k_proj = get(a + "k_proj.weight");
+      L.v_proj = get(a + "v_proj.weight");
+    }
+    L.o_proj = get(a + "o_proj.weight");
+    const std::string m = p + "mlp.";
+    L.is_moe = c.is_moe_layer(i);
+    if (!L.is_moe) {
+      L.mlp = {get(m + "gate_proj.weight"), get(m + "up_proj.weight"), get(m + "down_proj.weight")};
+      continue;
+    }
+    L.router = get(m + "gate.weight");
+    const int64_t I = c.moe_intermediate_size;
+    L.experts.resize(static_cast<size_t>(c.n_routed_experts));
+    if (layout == ExpertLayout::FUSED) {
+      const TensorView gate_up = get(m + "experts.gate_up_proj");  // [E, 2I, H]: gate rows, then up rows
+      const TensorView down = get(m + "experts.down_proj");        // [E, H, I]
+      for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+        const TensorView gu = gate_up.index(e);
+        L.experts[static_cast<size_t>(e)] = {gu.slice_rows(0, I), gu.slice_rows(I, I), down.index(e)};
+      }
+    } else {
+      for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+        const std::string x = fmt::format("{}experts.{}.", m, e);
+        L.experts[static_cast<size_t>(e)] = {get(x + "gate_proj.weight"), get(x + "up_proj.weight"),
+                                             get(x + "down_proj.weight")};
+      }
+    }
+    L.has_shared = c.n_shared_experts > 0;
+    if (L.has_shared) {
+      const std::string s = m + "shared_experts.";
+      L.shared = {get(s + "gate_proj.weight"), get(s + "up_proj.weight"), get(s + "down_proj.weight")};
+    }
+  }
+}
+
+ModelWeights load_weights(const ModelConfig& c, const std::string& dir) {
+  ModelWeights w;
+  w.checkpoint = Checkpoint::open(dir);
+  const Checkpoint& ck = *w.checkpoint;
+  const ExpertLayout layout = detect_expert_layout(ck);
+  const std::vector<ExpectedTensor> manifest = tensor_manifest(c, layout);
+
+  std::set<std::string> expected;
+  for (const auto& t : manifest) {
+    expected.insert(t.name);
+    MLABENCH_CHECK(ck.has(t.name), "checkpoint {} has no tensor '{}' (expected shape {}, from {}; expert layout: {}). "
+                   "HINT: config.json and the weights disagree (num_hidden_layers, q_lora_rank, experts?)",
+                   dir, t.name, shape_str(t.shape), c.source, to_string(layout));
+    const SafetensorsEntry& e = ck.entry(t.name);
+    MLABENCH_CHECK(e.shape == t.shape, "checkpoint {}: tensor '{}' has shape {} but config.json implies {}. HINT: "
+                   "check hidden_size, head dims and ranks in {}", dir, t.name, shape_str(e.shape),
+                   shape_str(t.shape), c.source);
+    MLABENCH_CHECK(e.dtype == DType::BF16 || e.dtype == DType::F16 || e.dtype == DType::F32,
+                   "checkpoint {}: tensor '{}' is {}; weights must be BF16, F16 or F32", dir, t.name,
+                   dtype_name(e.dtype));
+  }
+  std::vector<std::string> unexpected;
+  for (const auto& n : ck.names())
+    if (!expected.count(n) && !ignorable(n, c)) unexpected.push_back(n);
+  MLABENCH_CHECK(unexpected.empty(), "checkpoint {} has {} tensor(s) that config.json does not account for; first: "
+                 "'{}' with shape {}. HINT: config.json and the weights disagree (num_hidden_layers, "
+                 "first_k_dense_replace, n_shared_experts, tie_word_embeddings?)", dir, unexpected.size(),
+                 unexpected.empty() ? "" : unexpected[0],
+                 unexpected.empty() ? "" : shape_str(ck.entry(unexpected[0]).shape));
+
+  auto get = [&](const std::string& name) {
+    TensorView v = ck.get(name);
+    w.stored_bytes += v.nbytes();
+    // safetensors does not promise alignment; copy a misaligned tensor so every element load is aligned.
+    if (reinterpret_cast<uintptr_t>(v.data) % dtype_size(v.dtype) != 0) {
+      w.owned.emplace_back((v.nbytes() + 7) / 8);
+      std::memcpy(w.owned.back().data(), v.data, v.nbytes());
+      v.data = w.owned.back().data();
+    }
+    return v;
+  };
+  bind_weights(c, layout, get, w);
+  w.source = "checkpoint " + dir;
+  return w;
+}
+
+}  // namespace mlabench

@@ -1,0 +1,81 @@
+// ModelWeights: the tensors of one model bound to named slots, for either architecture. Matrices stay in their
+// stored dtype (views into the mmap'd checkpoint or into owned buffers); 1-D norm weights are copied to float32
+// once. Built by load_weights (a checkpoint folder) or random_weights (config.json alone).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/core/tensor.h"
+#include "engine/model/config.h"
+#include "engine/weights/checkpoint.h"
+#include "engine/weights/tensor_manifest.h"
+
+namespace mlabench {
+
+struct MlpWeights {
+  TensorView gate;  // [I, H]
+  TensorView up;    // [I, H]
+  TensorView down;  // [H, I]
+};
+
+struct LayerWeights {
+  std::vector<float> input_norm;  // [H]
+  std::vector<float> post_norm;   // [H]
+
+  // MLA (DeepSeek-V2)
+  TensorView q_proj;     // [nh*(nope+rope), H]           when q_lora_rank == 0
+  TensorView q_a_proj;   // [q_lora, H]                   when q_lora_rank > 0
+  std::vector<float> q_a_norm;  // [q_lora]
+  TensorView q_b_proj;   // [nh*(nope+rope), q_lora]
+  TensorView kv_a_proj;  // [kv_lora + rope, H]: rows [0, kv_lora) latent, then k_pe
+  std::vector<float> kv_a_norm;  // [kv_lora]
+  TensorView kv_b_proj;  // [nh*(nope+v), kv_lora]: per head h rows [h*(nope+v), +nope) W_UK, then v rows W_UV
+  // Llama (q_proj above is reused: [nh*hd, H])
+  TensorView k_proj;  // [nkv*hd, H]
+  TensorView v_proj;  // [nkv*hd, H]
+  TensorView o_proj;  // [H, nh*v_head_dim] (MLA) or [H, nh*hd] (Llama)
+
+  bool is_moe = false;
+  MlpWeights mlp;                   // dense layers
+  TensorView router;                // [E, H]
+  std::vector<MlpWeights> experts;  // E routed experts
+  bool has_shared = false;
+  MlpWeights shared;                // [n_shared*I, H] ...
+};
+
+struct ModelWeights {
+  ExpertLayout layout = ExpertLayout::HUB;
+  TensorView embed;    // [V, H]
+  TensorView lm_head;  // [V, H]; the embedding table when tied
+  std::vector<float> final_norm;
+  std::vector<LayerWeights> layers;
+
+  std::unique_ptr<Checkpoint> checkpoint;        // keeps the mmaps alive (null for random weights)
+  std::vector<std::vector<uint64_t>> owned;      // buffers behind views that are not in the checkpoint
+  std::string source;                            // "checkpoint DIR" or "random (seed N)"
+  uint64_t stored_bytes = 0;                     // bytes of all weight tensors as stored
+};
+
+/// \brief Loads and validates the checkpoint in `dir` against `c`. Throws Error naming any missing, unexpected
+/// or mis-shaped tensor with the shape expected.
+ModelWeights load_weights(const ModelConfig& c, const std::string& dir);
+
+/// \brief Random weights for `c` from a counter-based generator: every value depends only on (seed, tensor
+/// name, element index), so any device can reproduce them. Matrices and embeddings: uniform on
+/// [-sqrt(3)*0.02, +sqrt(3)*0.02] (standard deviation 0.02, transformers' initializer_range default); norm
+/// weights: 1. Stored in the config's dtype; experts in the hub layout.
+ModelWeights random_weights(const ModelConfig& c, uint64_t seed);
+
+/// \brief Fills the slots of `w` from `get(name)`, which must return a validated view for every name in
+/// tensor_manifest(c, layout). Shared by load_weights and random_weights.
+void bind_weights(const ModelConfig& c, ExpertLayout layout, const std::function<TensorView(const std::string&)>& get,
+                  ModelWeights& w);
+
+/// \brief Which expert layout a checkpoint uses (fused if any "mlp.experts.gate_up_proj" tensor exists).
+ExpertLayout detect_expert_layout(const Checkpoint& ck);
+
+}  // namespace mlabench

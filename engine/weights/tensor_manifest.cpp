@@ -1,0 +1,67 @@
+#include "engine/weights/tensor_manifest.h"
+
+#include <fmt/format.h>
+
+namespace mlabench {
+
+namespace {
+
+void add_mlp(std::vector<ExpectedTensor>& out, const std::string& prefix, int64_t hidden, int64_t inter) {
+  out.push_back({prefix + "gate_proj.weight", {inter, hidden}});
+  out.push_back({prefix + "up_proj.weight", {inter, hidden}});
+  out.push_back({prefix + "down_proj.weight", {hidden, inter}});
+}
+
+}  // namespace
+
+std::vector<ExpectedTensor> tensor_manifest(const ModelConfig& c, ExpertLayout layout) {
+  const int64_t H = c.hidden_size;
+  std::vector<ExpectedTensor> out;
+  out.push_back({"model.embed_tokens.weight", {c.vocab_size, H}});
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    const std::string p = fmt::format("model.layers.{}.", i);
+    out.push_back({p + "input_layernorm.weight", {H}});
+    out.push_back({p + "post_attention_layernorm.weight", {H}});
+    const std::string a = p + "self_attn.";
+    if (c.is_mla()) {
+      const int64_t nh = c.n_heads;
+      if (c.q_lora_rank > 0) {
+        out.push_back({a + "q_a_proj.weight", {c.q_lora_rank, H}});
+        out.push_back({a + "q_a_layernorm.weight", {c.q_lora_rank}});
+        out.push_back({a + "q_b_proj.weight", {nh * c.qk_head_dim(), c.q_lora_rank}});
+      } else {
+        out.push_back({a + "q_proj.weight", {nh * c.qk_head_dim(), H}});
+      }
+      out.push_back({a + "kv_a_proj_with_mqa.weight", {c.kv_lora_rank + c.qk_rope_head_dim, H}});
+      out.push_back({a + "kv_a_layernorm.weight", {c.kv_lora_rank}});
+      out.push_back({a + "kv_b_proj.weight", {nh * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}});
+      out.push_back({a + "o_proj.weight", {H, nh * c.v_head_dim}});
+    } else {
+      out.push_back({a + "q_proj.weight", {c.n_heads * c.head_dim, H}});
+      out.push_back({a + "k_proj.weight", {c.n_kv_heads * c.head_dim, H}});
+      out.push_back({a + "v_proj.weight", {c.n_kv_heads * c.head_dim, H}});
+      out.push_back({a + "o_proj.weight", {H, c.n_heads * c.head_dim}});
+    }
+    const std::string m = p + "mlp.";
+    if (!c.is_moe_layer(i)) {
+      add_mlp(out, m, H, c.intermediate_size);
+      continue;
+    }
+    const int64_t E = c.n_routed_experts, I = c.moe_intermediate_size;
+    out.push_back({m + "gate.weight", {E, H}});
+    if (layout == ExpertLayout::FUSED) {
+      out.push_back({m + "experts.gate_up_proj", {E, 2 * I, H}});
+      out.push_back({m + "experts.down_proj", {E, H, I}});
+    } else {
+      for (int64_t e = 0; e < E; ++e) add_mlp(out, fmt::format("{}experts.{}.", m, e), H, I);
+    }
+    if (c.n_shared_experts > 0) add_mlp(out, m + "shared_experts.", H, I * c.n_shared_experts);
+  }
+  out.push_back({"model.norm.weight", {H}});
+  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, H}});
+  return out;
+}
+
+std::string to_string(ExpertLayout l) { return l == ExpertLayout::HUB ? "hub (one tensor per expert)" : "fused"; }
+
+}  // namespace mlabench

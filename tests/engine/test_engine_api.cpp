@@ -1,0 +1,144 @@
+// The public Engine API: open (errors as values), logits, score, generate (greedy, stop tokens, seeded
+// sampling), random weights, and bad input at the API edge.
+#include <gtest/gtest.h>
+
+#include "engine/model/config.h"
+#include "engine/sampling/sampler.h"
+#include "mlabench/engine.h"
+#include "tests/test_util.h"
+
+namespace mlabench {
+namespace {
+
+std::unique_ptr<Engine> open(const std::string& dir, MlaAttention mode = MlaAttention::AUTO) {
+  auto e = Engine::open({.model_dir = dir, .mla_attention = mode});
+  EXPECT_TRUE(e.ok()) << (e.ok() ? "" : e.error().what());
+  return std::move(e).value();
+}
+
+std::string error_of(const auto& result) { return result.ok() ? "" : result.error().what(); }
+
+TEST(EngineApi, LogitsMatchTheReference) {
+  const std::string dir = test::default_model_dir();
+  const test::Reference ref = test::load_reference(dir);
+  auto e = open(dir);
+  const Logits l = e->logits(ref.tokens).value();
+  EXPECT_EQ(l.n_tokens, static_cast<int64_t>(ref.tokens.size()));
+  EXPECT_EQ(l.vocab_size, 2048);
+  EXPECT_LE(test::max_abs_diff(l.data.data(), ref.logits.data.data(), l.data.size()), 1e-3 * ref.max_abs);
+  EXPECT_EQ(e->summary().attention, "MLA");
+  EXPECT_GT(e->weight_bytes(), e->active_weight_bytes());
+}
+
+TEST(EngineApi, ScoreAgreesWithLogits) {
+  const test::Reference ref = test::load_reference(test::fixture_dir("llama-mha"));
+  auto e = open(test::fixture_dir("llama-mha"));
+  const std::vector<int32_t> ctx(ref.tokens.begin(), ref.tokens.begin() + 10), cont(ref.tokens.begin() + 10, ref.tokens.begin() + 14);
+  const ScoreResult s = e->score(ctx, cont).value();
+  double want = 0;
+  bool greedy = true;
+  const Logits l = e->logits(std::vector<int32_t>(ref.tokens.begin(), ref.tokens.begin() + 14)).value();
+  for (int i = 0; i < 4; ++i) {
+    want += log_softmax_at(l.row(9 + i), l.vocab_size, cont[i]);
+    greedy = greedy && argmax(l.row(9 + i), l.vocab_size) == cont[i];
+  }
+  EXPECT_NEAR(s.logprob, want, 1e-9);
+  EXPECT_LT(s.logprob, 0.0);
+  EXPECT_EQ(s.is_greedy, greedy);
+  EXPECT_EQ(s.n_tokens, 4);
+  // A continuation made of the model's own argmax choices is greedy.
+  std::vector<int32_t> own = {argmax(l.row(9), l.vocab_size)};
+  EXPECT_TRUE(e->score(ctx, own).value().is_greedy);
+  EXPECT_NE(error_of(e->score({}, own)).find("context is empty"), std::string::npos);
+}
+
+TEST(EngineApi, GreedyGenerationFollowsTheArgmaxChain) {
+  auto e = open(test::default_model_dir());
+  const std::vector<int32_t> prompt = {0, 17, 912, 4, 1500};
+  const GenerateResult g = e->generate(prompt, {.max_new_tokens = 12}).value();
+  ASSERT_EQ(g.tokens.size(), 12u);
+  EXPECT_EQ(g.finish_reason, "length");
+  std::vector<int32_t> seq = prompt;  // re-derive each token from a full forward pass (no cache reuse)
+  for (int32_t tok : g.tokens) {
+    const Logits l = e->logits(seq).value();
+    EXPECT_EQ(tok, argmax(l.row(l.n_tokens - 1), l.vocab_size));
+    seq.push_back(tok);
+  }
+  // The same through the other MLA forms.
+  for (MlaAttention m : {MlaAttention::DECOMPRESSED, MlaAttention::ABSORBED})
+    EXPECT_EQ(open(test::default_model_dir(), m)->generate(prompt, {.max_new_tokens = 12}).value().tokens, g.tokens);
+
+  // A stop token ends generation after it is emitted.
+  const GenerateResult s = e->generate(prompt, {.max_new_tokens = 12, .stop_token_ids = {g.tokens[3]}}).value();
+  EXPECT_EQ(s.finish_reason, "stop_token");
+  EXPECT_EQ(s.tokens, std::vector<int32_t>(g.tokens.begin(), g.tokens.begin() + 4));
+}
+
+TEST(EngineApi, SamplingIsSeededAndTopPNarrows) {
+  auto e = open(test::fixture_dir("llama-mha"));
+  const std::vector<int32_t> prompt = {5, 6, 7};
+  const GenerateOptions o{.max_new_tokens = 20, .temperature = 1.0f, .top_p = 1.0f, .seed = 42};
+  const auto a = e->generate(prompt, o).value().tokens, b = e->generate(prompt, o).value().tokens;
+  EXPECT_EQ(a, b);
+  GenerateOptions o2 = o;
+  o2.seed = 43;
+  EXPECT_NE(e->generate(prompt, o2).value().tokens, a);
+  GenerateOptions tiny = o;  // a nucleus smaller than the top token's mass keeps only that token: greedy
+  tiny.top_p = 1e-6f;
+  EXPECT_EQ(e->generate(prompt, tiny).value().tokens, e->generate(prompt, {.max_new_tokens = 20}).value().tokens);
+
+  // Sampler statistics on a fixed distribution: probabilities 0.5, 0.3, 0.2 (logits are their logs).
+  const float logits[3] = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
+  Sampler sm(1.0f, 1.0f, 7);
+  int counts[3] = {0, 0, 0};
+  for (int i = 0; i < 20000; ++i) ++counts[sm.sample(logits, 3)];
+  EXPECT_NEAR(counts[0] / 20000.0, 0.5, 0.015);
+  EXPECT_NEAR(counts[2] / 20000.0, 0.2, 0.015);
+  Sampler nucleus(1.0f, 0.75f, 7);  // 0.5 + 0.3 reaches 0.75: the 0.2 token is never drawn
+  for (int i = 0; i < 2000; ++i) EXPECT_NE(nucleus.sample(logits, 3), 2);
+}
+
+TEST(EngineApi, BadInputIsAnErrorValue) {
+  auto e = open(test::fixture_dir("llama-mha"));
+  const std::string oob = error_of(e->logits(std::vector<int32_t>{1, 2, 384}));
+  EXPECT_NE(oob.find("token id 384 at position 2 is out of range"), std::string::npos) << oob;
+  EXPECT_NE(oob.find("384 ids (0..383)"), std::string::npos) << oob;
+  EXPECT_NE(error_of(e->logits(std::vector<int32_t>{-1})).find("token id -1"), std::string::npos);
+  EXPECT_NE(error_of(e->logits(std::vector<int32_t>{})).find("empty"), std::string::npos);
+  EXPECT_NE(error_of(e->generate(std::vector<int32_t>{1}, {.max_new_tokens = 600})).find("max_position_embeddings"),
+            std::string::npos);
+  EXPECT_NE(error_of(e->generate(std::vector<int32_t>{1}, {.top_p = 0.0f})).find("top_p"), std::string::npos);
+
+  EXPECT_NE(error_of(Engine::open({.model_dir = "/nonexistent/model"})).find("config.json"), std::string::npos);
+  test::TempDir dir;
+  std::filesystem::copy_file(test::fixture_dir("llama-mha") + "/config.json", dir.file("config.json"));
+  std::filesystem::copy_file(test::fixture_dir("llama-mha") + "/model.safetensors", dir.file("model.safetensors"));
+  std::filesystem::resize_file(dir.file("model.safetensors"), 1000);
+  EXPECT_NE(error_of(Engine::open({.model_dir = dir.path()})).find("truncated"), std::string::npos);
+}
+
+TEST(EngineApi, RandomWeightsFromConfigAlone) {
+  test::TempDir dir;
+  std::filesystem::copy_file(test::default_model_dir() + "/config.json", dir.file("config.json"));
+  auto r = Engine::open({.model_dir = dir.path(), .random_weights_seed = 1});
+  ASSERT_TRUE(r.ok()) << error_of(r);
+  auto e = std::move(r).value();
+  const Logits a = e->logits(std::vector<int32_t>{3, 4, 5}).value();
+  for (float x : a.data) ASSERT_TRUE(std::isfinite(x));
+  auto again = Engine::open({.model_dir = dir.path(), .random_weights_seed = 1}).value()->logits(std::vector<int32_t>{3, 4, 5}).value();
+  EXPECT_EQ(a.data, again.data);
+  auto other = Engine::open({.model_dir = dir.path(), .random_weights_seed = 2}).value()->logits(std::vector<int32_t>{3, 4, 5}).value();
+  EXPECT_NE(a.data, other.data);
+  EXPECT_EQ(e->generate(std::vector<int32_t>{3}, {.max_new_tokens = 4}).value().tokens.size(), 4u);
+  // Without the flag the same folder has no weights: an error that points at the flag.
+  EXPECT_NE(error_of(Engine::open({.model_dir = dir.path()})).find("--random-weights"), std::string::npos);
+}
+
+TEST(EngineApi, SummarizeModel) {
+  const ModelSummary s = summarize_model(test::preset_dir("deepseek-v2")).value();
+  EXPECT_EQ(s.kv_bytes_per_token_bf16, 69120);
+  EXPECT_FALSE(summarize_model("/nonexistent").ok());
+}
+
+}  // namespace
+}  // namespace mlabench

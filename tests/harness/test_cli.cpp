@@ -1,0 +1,164 @@
+// The mlabench binary end to end: JSON on stdout, and for every kind of bad input a message on stderr and
+// exit code 1 (2 for usage errors), never a signal.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+
+#include "engine/weights/safetensors.h"
+#include "tests/test_util.h"
+
+namespace mlabench {
+namespace {
+
+struct CliResult {
+  int exit_code = -1;
+  bool signaled = false;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+CliResult mlabench_cli(const std::string& args) {
+  test::TempDir tmp;
+  const std::string cmd = std::string(MLABENCH_BINARY) + " " + args + " >" + tmp.file("out") + " 2>" + tmp.file("err");
+  const int status = std::system(cmd.c_str());
+  CliResult r;
+  r.signaled = WIFSIGNALED(status);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(tmp.file("out"));
+  r.err = slurp(tmp.file("err"));
+  return r;
+}
+
+void expect_failure(const std::string& args, const std::string& message, int code = 1) {
+  const CliResult r = mlabench_cli(args);
+  EXPECT_FALSE(r.signaled) << args << " crashed";
+  EXPECT_EQ(r.exit_code, code) << args << "\n" << r.err;
+  EXPECT_NE(r.err.find(message), std::string::npos) << args << "\nstderr: " << r.err << "\nexpected: " << message;
+  if (code == 1) {
+    EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  }
+}
+
+TEST(Cli, InfoPrintsJsonForEveryPreset) {
+  for (const auto& [preset, kv] : std::map<std::string, int64_t>{{"deepseek-v2", 69120}, {"deepseek-v2-lite", 31104},
+                                                                  {"deepseek-67b", 389120}, {"llama-2-7b", 524288},
+                                                                  {"llama-3-8b", 131072}}) {
+    const CliResult r = mlabench_cli("info --model " + test::preset_dir(preset));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["kv_cache_per_token"]["bytes_bf16"], kv) << preset;
+    EXPECT_EQ(j["kv_cache_per_token"]["bytes_fp8"], kv / 2) << preset;
+    EXPECT_GT(j["parameters"]["total"].get<int64_t>(), j["parameters"]["active_per_token"].get<int64_t>());
+    EXPECT_TRUE(j.contains("architecture") && j.contains("layers"));
+  }
+  const CliResult d = mlabench_cli("info");  // the bundled default model
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_EQ(nlohmann::json::parse(d.out)["checkpoint"]["tensors"], 198);
+}
+
+TEST(Cli, LogitsWritesNpyEqualToTheReference) {
+  const std::string dir = test::fixture_dir("llama-gqa-llama3-tied");
+  const test::Reference ref = test::load_reference(dir);
+  std::string ids;
+  for (int32_t t : ref.tokens) {
+    if (!ids.empty()) ids += ',';
+    ids += std::to_string(t);
+  }
+  test::TempDir out;
+  const CliResult r = mlabench_cli("logits --model " + dir + " --tokens " + ids + " --out " + out.file("l.npy") + " --device cpu");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const NpyArray a = npy_read(out.file("l.npy"));
+  EXPECT_EQ(a.shape, ref.logits.shape);
+  EXPECT_LE(test::max_abs_diff(a.data.data(), ref.logits.data.data(), a.data.size()), 1e-3 * ref.max_abs);
+}
+
+TEST(Cli, GenerateAndScore) {
+  const CliResult g = mlabench_cli("generate --tokens 0,5,9 --max-new-tokens 6");
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  const auto j = nlohmann::json::parse(g.out);
+  EXPECT_EQ(j["tokens"].size(), 6u);
+  EXPECT_EQ(j["finish_reason"], "length");
+  EXPECT_GT(j["timing"]["decode_tokens_per_s"].get<double>(), 0.0);
+  const CliResult again = mlabench_cli("generate --tokens 0,5,9 --max-new-tokens 6 --mla absorbed --threads 1");
+  EXPECT_EQ(nlohmann::json::parse(again.out)["tokens"], j["tokens"]);
+  const CliResult s = mlabench_cli("score --context 0,5,9 --continuation 7,8");
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_LT(nlohmann::json::parse(s.out)["logprob"].get<double>(), 0.0);
+  const CliResult rnd = mlabench_cli("generate --model " + test::preset_dir("llama-2-7b") + " --tokens 1 --max-new-tokens 1 --random-weights 3 --help");
+  EXPECT_EQ(rnd.exit_code, 0) << "--help prints usage";
+}
+
+TEST(Cli, BadInputGivesAClearErrorAndNonZeroExit) {
+  test::TempDir t;
+  const std::string src = test::fixture_dir("llama-mha");
+  auto model_copy = [&](const std::string& name) {
+    const std::string d = t.file(name);
+    std::filesystem::create_directory(d);
+    std::filesystem::copy_file(src + "/config.json", d + "/config.json");
+    std::filesystem::copy_file(src + "/model.safetensors", d + "/model.safetensors");
+    return d;
+  };
+  const std::string ok = " --tokens 1,2 --out " + t.file("x.npy");
+
+  const std::string truncated = model_copy("truncated");
+  std::filesystem::resize_file(truncated + "/model.safetensors", std::filesystem::file_size(src + "/model.safetensors") - 100);
+  expect_failure("logits --model " + truncated + ok, "out of range");
+
+  const std::string long_header = model_copy("long_header");
+  {
+    std::fstream f(long_header + "/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    const uint64_t n = 1ull << 40;
+    f.write(reinterpret_cast<const char*>(&n), 8);
+  }
+  expect_failure("logits --model " + long_header + ok, "longer than the file");
+
+  const std::string overlap = model_copy("overlap");
+  {  // two tensors over the same bytes
+    auto ck = SafetensorsFile::open(src + "/model.safetensors");
+    nlohmann::ordered_json h;
+    for (const auto& e : ck->entries()) h[e.name] = {{"dtype", std::string(dtype_name(e.dtype))}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
+    h["model.norm.weight"]["data_offsets"] = {0, 128};
+    std::string header = h.dump();
+    std::ofstream f(overlap + "/model.safetensors", std::ios::binary);
+    const uint64_t n = header.size();
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f << header << std::string(ck->file_size(), '\0');
+  }
+  expect_failure("logits --model " + overlap + ok, "overlap");
+
+  const std::string missing = model_copy("missing");
+  {
+    auto ck = SafetensorsFile::open(src + "/model.safetensors");
+    std::vector<std::pair<std::string, TensorView>> keep;
+    for (const auto& e : ck->entries())
+      if (e.name != "lm_head.weight") keep.emplace_back(e.name, ck->view(e));
+    safetensors_write(missing + "/model.safetensors.tmp", keep);
+  }
+  std::filesystem::rename(missing + "/model.safetensors.tmp", missing + "/model.safetensors");
+  expect_failure("logits --model " + missing + ok, "no tensor 'lm_head.weight' (expected shape [384, 64]");
+
+  const std::string arch = model_copy("arch");
+  {
+    auto j = test::read_json(arch + "/config.json");
+    j["model_type"] = "gpt2";
+    std::ofstream(arch + "/config.json") << j.dump();
+  }
+  expect_failure("info --model " + arch, "'model_type' is \"gpt2\"; accepted values: deepseek_v2, llama");
+  expect_failure("logits --model " + arch + ok, "'model_type'");
+
+  expect_failure("logits --model " + src + " --tokens 1,384 --out " + t.file("x.npy"), "token id 384 at position 1 is out of range");
+  expect_failure("generate --model " + src + " --tokens 1,x", "\"x\" is not one");
+  expect_failure("generate --model " + src + " --tokens 99999999999", "is not one");
+  expect_failure("info --model " + t.file("nowhere"), "cannot read");
+  expect_failure("logits --model " + src + " --tokens 1 --out " + t.file("no/dir/x.npy"), "cannot open");
+  expect_failure("logits --model " + src + " --tokens 1 --out x.npy --device cuda", "cuda", 2);
+  expect_failure("frobnicate", "subcommand", 2);
+}
+
+}  // namespace
+}  // namespace mlabench

@@ -1,0 +1,76 @@
+// Helpers shared by the tests: paths to the committed fixtures and their reference data.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/core/npy.h"
+
+namespace mlabench::test {
+
+inline std::string data_dir() { return MLABENCH_TEST_DATA; }
+inline std::string fixture_dir(const std::string& name) { return data_dir() + "/fixtures/" + name; }
+inline std::string default_model_dir() { return data_dir() + "/models/mlabench-tiny-dsv2"; }
+inline std::string preset_dir(const std::string& name) { return std::string(MLABENCH_CONFIGS_DIR) + "/" + name; }
+
+/// Every fixture tools/make_fixtures.py wrote (folders with a reference.json), plus the bundled default model.
+inline std::vector<std::string> all_fixture_dirs() {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(data_dir() + "/fixtures"))
+    if (std::filesystem::exists(e.path() / "reference.json")) out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  out.push_back(default_model_dir());
+  return out;
+}
+
+inline nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << "cannot read " << path;
+  return nlohmann::json::parse(in);
+}
+
+struct Reference {
+  std::vector<int32_t> tokens;
+  NpyArray logits;  // [n_tokens, vocab], float64 values stored as float32
+  double max_abs = 0;
+};
+
+inline Reference load_reference(const std::string& dir) {
+  const nlohmann::json r = read_json(dir + "/reference.json");
+  Reference ref;
+  ref.tokens = r["tokens"].get<std::vector<int32_t>>();
+  ref.logits = npy_read(dir + "/" + r["logits"]["file"].get<std::string>());
+  for (double v : ref.logits.data) ref.max_abs = std::max(ref.max_abs, std::fabs(v));
+  return ref;
+}
+
+/// Largest |a - b| over n values.
+template <class A, class B>
+double max_abs_diff(const A* a, const B* b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+  return m;
+}
+
+/// A fresh temporary folder, removed at destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "mlabench-test-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace mlabench::test

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One-command set-up of mlabench on a fresh Debian 12 machine (the README's two commands).
+#
+#   tools/bootstrap.sh demo   install what the build needs (apt-get), build Release, then run the main job on the
+#                             bundled default model: `mlabench info` and greedy generation
+#   tools/bootstrap.sh test   install, build with AddressSanitizer + UndefinedBehaviorSanitizer, run every test
+#
+# Uses sudo for apt-get when not root. Build folders: build/ (demo), build-test/ (test). Needs no network after
+# apt-get: every test input is in tests/data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+case "$mode" in demo|test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esac
+
+# Debian packages the build uses (see README "Dependencies" for why each).
+packages=(build-essential cmake ninja-build pkg-config libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev
+          libgmock-dev libbenchmark-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  echo "== apt-get install ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+jobs=$(nproc)
+if [ "$mode" = demo ]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLABENCH_BUILD_TESTS=OFF
+  cmake --build build -j "$jobs"
+  model=tests/data/models/mlabench-tiny-dsv2
+  echo "== mlabench info --model $model"
+  build/mlabench info --model "$model"
+  echo "== mlabench generate --model $model --tokens 0,1000,1500,42 --max-new-tokens 16 (greedy)"
+  build/mlabench generate --model "$model" --tokens 0,1000,1500,42 --max-new-tokens 16
+else
+  cmake -S . -B build-test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLABENCH_SANITIZE=ON
+  cmake --build build-test -j "$jobs"
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  ctest --test-dir build-test --output-on-failure -j "$jobs"
+fi
