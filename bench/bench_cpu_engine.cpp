@@ -34,7 +34,8 @@ void BM_Linear(benchmark::State& state) {
   }
   const double bytes = static_cast<double>(w.nbytes() + (x.size() + y.size()) * 4);
   state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * rows * N * K / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * rows * N * K / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(fmt::format("{} rows={} N={} K={}", dtype_name(dtype), rows, N, K));
 }
 BENCHMARK(BM_Linear)
@@ -51,7 +52,8 @@ void BM_DecodeDefaultModel(benchmark::State& state) {
     auto r = e->generate(prompt, {.max_new_tokens = n}).value();
     benchmark::DoNotOptimize(r.tokens.data());
   }
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight GB/s"] = benchmark::Counter(static_cast<double>(n * e->active_weight_bytes()) / 1e9,
                                                      benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(fmt::format("mlabench-tiny-dsv2, prompt 8, {} new tokens, active weights {} B/token", n,

@@ -22,8 +22,9 @@ auto guarded(F&& f) -> Result<decltype(f())> {
   } catch (const Error& e) {
     return e;
   } catch (const std::bad_alloc&) {
-    return Error("out of memory. HINT: the model or sequence is too large for this machine's RAM; use a smaller "
-                 "model or shorter input");
+    return Error(
+        "out of memory. HINT: the model or sequence is too large for this machine's RAM; use a smaller "
+        "model or shorter input");
   }
 }
 
@@ -45,12 +46,16 @@ struct Engine::Impl {
     const ModelConfig& c = config();
     MLABENCH_CHECK(!tokens.empty(), "{} is empty: at least one token id is needed", what);
     for (size_t i = 0; i < tokens.size(); ++i)
-      MLABENCH_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab_size, "{}: token id {} at position {} is out of range: "
+      MLABENCH_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab_size,
+                     "{}: token id {} at position {} is out of range: "
                      "the model's vocabulary has {} ids (0..{}). HINT: token ids must come from this model's "
-                     "tokenizer", what, tokens[i], i, c.vocab_size, c.vocab_size - 1);
+                     "tokenizer",
+                     what, tokens[i], i, c.vocab_size, c.vocab_size - 1);
     const int64_t total = static_cast<int64_t>(tokens.size()) + extra;
-    MLABENCH_CHECK(total <= c.max_position_embeddings, "{}: {} positions requested but the model supports {} "
-                   "(max_position_embeddings in config.json)", what, total, c.max_position_embeddings);
+    MLABENCH_CHECK(total <= c.max_position_embeddings,
+                   "{}: {} positions requested but the model supports {} "
+                   "(max_position_embeddings in config.json)",
+                   what, total, c.max_position_embeddings);
   }
 };
 
@@ -62,9 +67,9 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
     if (options.n_threads > 0) omp_set_num_threads(options.n_threads);
     ModelConfig c = load_config(options.model_dir);
     std::unique_ptr<Engine> e(new Engine());
-    e->impl_->summary = summarize(c, options.model_dir);
     ModelWeights w = options.random_weights_seed ? random_weights(c, *options.random_weights_seed)
                                                  : load_weights(c, options.model_dir);
+    e->impl_->summary = summarize(c, options.model_dir, w.checkpoint.get());
     e->impl_->weight_bytes = w.stored_bytes;
     uint64_t idle = 0;
     for (const LayerWeights& L : w.layers)
@@ -146,7 +151,11 @@ Result<GenerateResult> Engine::generate(std::span<const int32_t> prompt, const G
 }
 
 Result<ModelSummary> summarize_model(const std::string& model_dir) {
-  return guarded([&] { return summarize(load_config(model_dir), model_dir); });
+  return guarded([&] {
+    const ModelConfig c = load_config(model_dir);
+    std::unique_ptr<Checkpoint> ck = Checkpoint::exists(model_dir) ? Checkpoint::open(model_dir) : nullptr;
+    return summarize(c, model_dir, ck.get());
+  });
 }
 
 }  // namespace mlabench

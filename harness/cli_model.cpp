@@ -32,8 +32,11 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
   cmd->add_option("--random-weights", a.random_seed, "build random weights from config.json alone with this seed")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--threads", a.threads, "CPU threads (0 = all cores)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--mla", a.mla, "MLA attention form: auto (decompressed prefill, absorbed decode), decompressed, "
-                  "absorbed")->check(CLI::IsMember({"auto", "decompressed", "absorbed"}))->capture_default_str();
+  cmd->add_option("--mla", a.mla,
+                  "MLA attention form: auto (decompressed prefill, absorbed decode), decompressed, "
+                  "absorbed")
+      ->check(CLI::IsMember({"auto", "decompressed", "absorbed"}))
+      ->capture_default_str();
   cmd->add_option("--device", a.device, "where the engine runs")->check(CLI::IsMember({"cpu"}))->capture_default_str();
 }
 
@@ -89,8 +92,9 @@ void add_model_commands(CLI::App& app, int* exit_code) {
   static std::string tokens, out_path, context, continuation, stop_ids;
   static GenerateOptions gen;
 
-  auto* info = app.add_subcommand("info", "print architecture, parameter counts and KV-cache bytes per token as JSON "
-                                          "(reads config.json; weights need not exist)");
+  auto* info = app.add_subcommand("info",
+                                  "print architecture, parameter counts and KV-cache bytes per token as JSON "
+                                  "(reads config.json; weights need not exist)");
   add_model_args(info, info_args, false);
   info->callback([=] {
     run(exit_code, [&] {
@@ -119,11 +123,13 @@ void add_model_commands(CLI::App& app, int* exit_code) {
   score->add_option("--continuation", continuation, "continuation token ids")->required();
   score->callback([=] {
     run(exit_code, [&] {
-      const std::vector<int32_t> ctx = parse_ids(context, "--context"), cont = parse_ids(continuation, "--continuation");
+      const std::vector<int32_t> ctx = parse_ids(context, "--context"),
+                                 cont = parse_ids(continuation, "--continuation");
       auto engine = open_engine(score_args);
       ScoreResult r = engine->score(ctx, cont).value();
-      std::printf("%s\n", nlohmann::json({{"logprob", r.logprob}, {"is_greedy", r.is_greedy}, {"tokens", r.n_tokens}})
-                              .dump().c_str());
+      std::printf(
+          "%s\n",
+          nlohmann::json({{"logprob", r.logprob}, {"is_greedy", r.is_greedy}, {"tokens", r.n_tokens}}).dump().c_str());
     });
   });
 

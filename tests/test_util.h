@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/check.h"
 #include "engine/core/npy.h"
 
 namespace mlabench::test {
@@ -56,6 +57,20 @@ double max_abs_diff(const A* a, const B* b, size_t n) {
   double m = 0;
   for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
   return m;
+}
+
+/// Runs `f`, which must throw mlabench::Error with a message containing every string in `parts`.
+template <class F>
+void expect_error_with(F&& f, std::initializer_list<std::string> parts, const std::string& what = "") {
+  try {
+    f();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << what << "\n" << msg << "\n  missing: " << p;
+    return;
+  }
+  ADD_FAILURE() << what << ": no error was raised";
 }
 
 /// A fresh temporary folder, removed at destruction.

@@ -20,8 +20,8 @@ void throw_check_failure(const char* file, int line, const char* cond, const std
 }
 
 void abort_invariant(const char* file, int line, const char* cond, const std::string& msg) {
-  std::fprintf(stderr, "mlabench internal error: %s\n  %s\nThis is a bug in mlabench; please report it.\n",
-               msg.c_str(), where(file, line, cond).c_str());
+  std::fprintf(stderr, "mlabench internal error: %s\n  %s\nThis is a bug in mlabench; please report it.\n", msg.c_str(),
+               where(file, line, cond).c_str());
   std::abort();
 }
 

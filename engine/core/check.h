@@ -18,14 +18,15 @@ namespace mlabench::detail {
 
 }  // namespace mlabench::detail
 
-#define MLABENCH_CHECK(cond, ...)                                                                  \
-  do {                                                                                             \
+#define MLABENCH_CHECK(cond, ...)                                                                              \
+  do {                                                                                                         \
     if (!(cond)) ::mlabench::detail::throw_check_failure(__FILE__, __LINE__, #cond, fmt::format(__VA_ARGS__)); \
   } while (0)
 
-#define MLABENCH_FAIL(...) ::mlabench::detail::throw_check_failure(__FILE__, __LINE__, nullptr, fmt::format(__VA_ARGS__))
+#define MLABENCH_FAIL(...) \
+  ::mlabench::detail::throw_check_failure(__FILE__, __LINE__, nullptr, fmt::format(__VA_ARGS__))
 
-#define MLABENCH_ICHECK(cond, ...)                                                                 \
-  do {                                                                                             \
+#define MLABENCH_ICHECK(cond, ...)                                                                         \
+  do {                                                                                                     \
     if (!(cond)) ::mlabench::detail::abort_invariant(__FILE__, __LINE__, #cond, fmt::format(__VA_ARGS__)); \
   } while (0)

@@ -25,7 +25,8 @@ int64_t JsonFields::integer(const std::string& key) const {
   const auto& v = raw(key);
   if (v.is_number_integer()) return v.get<int64_t>();
   // Some writers emit 4096.0 for integers; accept exact integral floats.
-  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return static_cast<int64_t>(v.get<double>());
+  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())
+    return static_cast<int64_t>(v.get<double>());
   type_error(key, "an integer");
 }
 
@@ -44,7 +45,9 @@ double JsonFields::number(const std::string& key) const {
   return v.get<double>();
 }
 
-double JsonFields::number_or(const std::string& key, double fallback) const { return has(key) ? number(key) : fallback; }
+double JsonFields::number_or(const std::string& key, double fallback) const {
+  return has(key) ? number(key) : fallback;
+}
 
 std::optional<double> JsonFields::opt_number(const std::string& key) const {
   if (!has(key)) return std::nullopt;

@@ -2,9 +2,9 @@
 // numpy writes (descr, fortran_order, shape).
 #include "engine/core/npy.h"
 
+#include <cctype>
 #include <cstring>
 #include <fstream>
-#include <cctype>
 
 #include "engine/core/check.h"
 #include "engine/core/tensor.h"
@@ -19,7 +19,8 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 
 void npy_write_f32(const std::string& path, const std::vector<int64_t>& shape, const float* data) {
   std::string dims;
-  for (size_t i = 0; i < shape.size(); ++i) dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
+  for (size_t i = 0; i < shape.size(); ++i)
+    dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   const size_t unpadded = 10 + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');
@@ -69,9 +70,11 @@ NpyArray npy_read(const std::string& path) {
     return header.substr(b, e - b);
   };
   a.dtype = field("descr");
-  MLABENCH_CHECK(a.dtype.size() > 2 && a.dtype.front() == '\'' && a.dtype.back() == '\'', "{}: bad descr {}", path, a.dtype);
+  MLABENCH_CHECK(a.dtype.size() > 2 && a.dtype.front() == '\'' && a.dtype.back() == '\'', "{}: bad descr {}", path,
+                 a.dtype);
   a.dtype = a.dtype.substr(1, a.dtype.size() - 2);
-  MLABENCH_CHECK(a.dtype == "<f4" || a.dtype == "<f8", "{}: dtype {} not supported (accepted: <f4, <f8)", path, a.dtype);
+  MLABENCH_CHECK(a.dtype == "<f4" || a.dtype == "<f8", "{}: dtype {} not supported (accepted: <f4, <f8)", path,
+                 a.dtype);
   MLABENCH_CHECK(field("fortran_order") == "False", "{}: Fortran order not supported", path);
   const std::string dims = field("shape");
   int64_t n = 1;

@@ -17,9 +17,7 @@ struct TensorView {
   std::vector<int64_t> shape;  // row-major
   const void* data = nullptr;
 
-  int64_t numel() const {
-    return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
-  }
+  int64_t numel() const { return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>()); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
   int64_t rows() const { return shape.empty() ? 1 : shape[0]; }
   /// Elements per row (product of every dimension after the first).

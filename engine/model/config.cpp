@@ -37,7 +37,8 @@ nlohmann::json rope_dict(const JsonFields& f, double* theta) {
     *theta = f.number_or("rope_theta", 10000.0);
     if (f.has("rope_scaling")) {
       d = f.raw("rope_scaling");
-      MLABENCH_CHECK(d.is_object(), "{}: field 'rope_scaling' must be an object or null, found {}", f.where(), d.dump());
+      MLABENCH_CHECK(d.is_object(), "{}: field 'rope_scaling' must be an object or null, found {}", f.where(),
+                     d.dump());
     }
   }
   return d;
@@ -68,7 +69,8 @@ void parse_common(const JsonFields& f, ModelConfig& c) {
   MLABENCH_CHECK(act == "silu", "{}: field 'hidden_act' is \"{}\"; accepted values: silu", f.where(), act);
   MLABENCH_CHECK(!f.boolean_or("attention_bias", false),
                  "{}: field 'attention_bias' is true; accepted values: false (no checkpoint of the supported "
-                 "families uses attention biases)", f.where());
+                 "families uses attention biases)",
+                 f.where());
   MLABENCH_CHECK(!f.boolean_or("mlp_bias", false), "{}: field 'mlp_bias' is true; accepted values: false", f.where());
 
   // transformers >= 5 writes "dtype", older writers "torch_dtype".
@@ -95,8 +97,9 @@ void parse_deepseek_v2(const JsonFields& f, ModelConfig& c) {
   c.qk_nope_head_dim = positive(f, "qk_nope_head_dim");
   c.qk_rope_head_dim = positive(f, "qk_rope_head_dim");
   c.v_head_dim = positive(f, "v_head_dim");
-  MLABENCH_CHECK(c.qk_rope_head_dim % 2 == 0, "{}: field 'qk_rope_head_dim' must be even (RoPE rotates pairs), found {}",
-                 f.where(), c.qk_rope_head_dim);
+  MLABENCH_CHECK(c.qk_rope_head_dim % 2 == 0,
+                 "{}: field 'qk_rope_head_dim' must be even (RoPE rotates pairs), found {}", f.where(),
+                 c.qk_rope_head_dim);
   c.n_kv_heads = f.integer_or("num_key_value_heads", c.n_heads);
   MLABENCH_CHECK(c.n_kv_heads == c.n_heads,
                  "{}: field 'num_key_value_heads' is {} but MLA needs it equal to num_attention_heads ({})", f.where(),
@@ -134,9 +137,8 @@ void parse_deepseek_v2(const JsonFields& f, ModelConfig& c) {
       c.topk_method = TopkMethod::GROUP_LIMITED_GREEDY;
       c.n_group = positive(f, "n_group");
       c.topk_group = positive(f, "topk_group");
-      MLABENCH_CHECK(c.n_routed_experts % c.n_group == 0,
-                     "{}: field 'n_group' ({}) must divide n_routed_experts ({})", f.where(), c.n_group,
-                     c.n_routed_experts);
+      MLABENCH_CHECK(c.n_routed_experts % c.n_group == 0, "{}: field 'n_group' ({}) must divide n_routed_experts ({})",
+                     f.where(), c.n_group, c.n_routed_experts);
       MLABENCH_CHECK(c.topk_group <= c.n_group, "{}: field 'topk_group' ({}) exceeds n_group ({})", f.where(),
                      c.topk_group, c.n_group);
       MLABENCH_CHECK(c.experts_per_token <= c.topk_group * (c.n_routed_experts / c.n_group),
@@ -190,7 +192,8 @@ void parse_llama(const JsonFields& f, ModelConfig& c) {
                    f.where(), c.hidden_size, c.n_heads);
     c.head_dim = c.hidden_size / c.n_heads;
   }
-  MLABENCH_CHECK(c.head_dim % 2 == 0, "{}: head_dim must be even (RoPE rotates pairs), found {}", f.where(), c.head_dim);
+  MLABENCH_CHECK(c.head_dim % 2 == 0, "{}: head_dim must be even (RoPE rotates pairs), found {}", f.where(),
+                 c.head_dim);
 
   c.rope.dim = c.head_dim;
   c.rope.interleaved = false;
@@ -208,7 +211,8 @@ void parse_llama(const JsonFields& f, ModelConfig& c) {
     MLABENCH_CHECK(c.rope.factor > 0 && c.rope.high_freq_factor > c.rope.low_freq_factor &&
                        c.rope.low_freq_factor > 0 && c.rope.original_max_position_embeddings > 0,
                    "{}: llama3 rope_scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor and "
-                   "original_max_position_embeddings > 0; found {}", f.where(), d.dump());
+                   "original_max_position_embeddings > 0; found {}",
+                   f.where(), d.dump());
   } else {
     MLABENCH_FAIL("{}: rope scaling type \"{}\" is not supported for llama; accepted values: {}", f.where(), kind,
                   accepted_list({"llama3", "default", "null (no scaling)"}));
@@ -233,9 +237,10 @@ ModelConfig config_from_json(const nlohmann::json& j, const std::string& where) 
   } else if (c.model_type == "llama") {
     parse_llama(f, c);
   } else {
-    MLABENCH_FAIL("{}: field 'model_type' is \"{}\"; accepted values: deepseek_v2, llama. HINT: DeepSeek LLM 7B/67B "
-                  "checkpoints use model_type llama; DeepSeek-V3 (deepseek_v3) is not supported",
-                  where, c.model_type.empty() ? "(missing)" : c.model_type);
+    MLABENCH_FAIL(
+        "{}: field 'model_type' is \"{}\"; accepted values: deepseek_v2, llama. HINT: DeepSeek LLM 7B/67B "
+        "checkpoints use model_type llama; DeepSeek-V3 (deepseek_v3) is not supported",
+        where, c.model_type.empty() ? "(missing)" : c.model_type);
   }
   if (f.has("architectures")) {
     const auto& a = f.raw("architectures");
@@ -251,8 +256,10 @@ ModelConfig config_from_json(const nlohmann::json& j, const std::string& where) 
 ModelConfig load_config(const std::string& model_dir) {
   const std::filesystem::path p = std::filesystem::path(model_dir) / "config.json";
   std::ifstream in(p);
-  MLABENCH_CHECK(in.good(), "cannot read {}. HINT: --model must be a folder holding config.json (a hub checkpoint "
-                 "or one of configs/*)", p.string());
+  MLABENCH_CHECK(in.good(),
+                 "cannot read {}. HINT: --model must be a folder holding config.json (a hub checkpoint "
+                 "or one of configs/*)",
+                 p.string());
   nlohmann::json j;
   try {
     in >> j;
@@ -265,9 +272,12 @@ ModelConfig load_config(const std::string& model_dir) {
 std::string to_string(TopkMethod m) { return m == TopkMethod::GREEDY ? "greedy" : "group_limited_greedy"; }
 std::string to_string(RopeType t) {
   switch (t) {
-    case RopeType::DEFAULT: return "default";
-    case RopeType::YARN: return "yarn";
-    case RopeType::LLAMA3: return "llama3";
+    case RopeType::DEFAULT:
+      return "default";
+    case RopeType::YARN:
+      return "yarn";
+    case RopeType::LLAMA3:
+      return "llama3";
   }
   return "?";
 }

@@ -22,7 +22,7 @@ enum class TopkMethod { GREEDY, GROUP_LIMITED_GREEDY };
 struct RopeConfig {
   RopeType type = RopeType::DEFAULT;
   double theta = 10000.0;
-  int64_t dim = 0;          // rotated dimensions per head: qk_rope_head_dim (DeepSeek) or head_dim (Llama)
+  int64_t dim = 0;           // rotated dimensions per head: qk_rope_head_dim (DeepSeek) or head_dim (Llama)
   bool interleaved = false;  // DeepSeek: pairs (2i, 2i+1). Llama (HF weights): pairs (i, i + dim/2)
   // yarn (DeepSeek remote-code semantics; defaults are that code's)
   double factor = 1.0;
@@ -46,8 +46,8 @@ struct ModelConfig {
   int64_t hidden_size = 0;
   int64_t n_layers = 0;
   int64_t n_heads = 0;
-  int64_t n_kv_heads = 0;  // Llama: K/V heads; DeepSeek (MLA): equals n_heads
-  int64_t head_dim = 0;    // Llama only
+  int64_t n_kv_heads = 0;         // Llama: K/V heads; DeepSeek (MLA): equals n_heads
+  int64_t head_dim = 0;           // Llama only
   int64_t intermediate_size = 0;  // dense MLP width
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 1e-6;

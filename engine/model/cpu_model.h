@@ -29,7 +29,8 @@ class CpuModel {
   virtual void forward(std::span<const int32_t> tokens, CpuKvCache& cache, float* logits, bool last_only) = 0;
 
  protected:
-  CpuModel(ModelConfig c, ModelWeights w) : config_(std::move(c)), weights_(std::move(w)), rope_(rope_tables(config_)) {}
+  CpuModel(ModelConfig c, ModelWeights w)
+      : config_(std::move(c)), weights_(std::move(w)), rope_(rope_tables(config_)) {}
   /// Final RMSNorm and lm_head for the rows of `hidden` [n, H] that are wanted.
   void lm_head(const float* hidden, int64_t n, float* logits, bool last_only) const;
   /// down(silu(gate(x)) * up(x)) for x [n, H] -> out [n, H] (dense MLP, each expert, the shared experts).

@@ -41,8 +41,8 @@ class DeepseekV2Cpu final : public CpuModel {
     const int64_t pos0 = cache.grow(T);
     const bool absorbed = mode_ == MlaAttention::ABSORBED || (mode_ == MlaAttention::AUTO && T == 1);
 
-    std::vector<float> x(static_cast<size_t>(T * H));   // residual stream [T, H]
-    std::vector<float> xn(x.size()), delta(x.size());    // normed input, block output [T, H]
+    std::vector<float> x(static_cast<size_t>(T * H));  // residual stream [T, H]
+    std::vector<float> xn(x.size()), delta(x.size());  // normed input, block output [T, H]
     cpu::embedding(x.data(), weights_.embed, tokens.data(), T);
     for (int64_t l = 0; l < config_.n_layers; ++l) {
       const LayerWeights& L = weights_.layers[static_cast<size_t>(l)];
@@ -91,7 +91,8 @@ class DeepseekV2Cpu final : public CpuModel {
       std::copy_n(ckv.data() + t * cw + kvl, rd, slot + kvl);
       rope_cos_sin(rope_, pos0 + t, cs.data(), sn.data());
       cpu::rope(slot + kvl, rd, cs.data(), sn.data(), true);
-      for (int64_t h = 0; h < nh; ++h) cpu::rope(q.data() + t * nh * qk + h * qk + nope, rd, cs.data(), sn.data(), true);
+      for (int64_t h = 0; h < nh; ++h)
+        cpu::rope(q.data() + t * nh * qk + h * qk + nope, rd, cs.data(), sn.data(), true);
     }
 
     const int64_t S = pos0 + T;
@@ -110,8 +111,15 @@ class DeepseekV2Cpu final : public CpuModel {
 #pragma omp for collapse(2) schedule(static)
         for (int64_t t = 0; t < T; ++t)
           for (int64_t h = 0; h < nh; ++h) {
-            cpu::AttentionKeys k{kv.data() + h * kvw, nh * kvw, nope, latent + kvl, cw, rd,
-                                 kv.data() + h * kvw + nope, nh * kvw, vd};
+            const cpu::AttentionKeys k{.k1 = kv.data() + h * kvw,
+                                       .k1_stride = nh * kvw,
+                                       .d1 = nope,  // k_nope_h
+                                       .k2 = latent + kvl,
+                                       .k2_stride = cw,
+                                       .d2 = rd,  // shared k_pe
+                                       .v = kv.data() + h * kvw + nope,
+                                       .v_stride = nh * kvw,
+                                       .dv = vd};
             const float* qh = q.data() + t * nh * qk + h * qk;
             cpu::attention_one_query(o.data() + t * nh * vd + h * vd, qh, qh + nope, k, pos0 + t + 1, scale,
                                      scores.data());
@@ -121,8 +129,8 @@ class DeepseekV2Cpu final : public CpuModel {
       // Absorbed: q_lat_h = W_UK_h^T q_nope_h, so q.k = q_lat_h . c_j + q_pe_h . k_pe_j: MQA with one KV head
       // of width kvl + rope (576 at V2 shapes) whose values are the latent itself (512); W_UV_h afterwards.
       for (int64_t h = 0; h < nh; ++h) {
-        const TensorView w_uk = L.kv_b_proj.slice_rows(h * (nope + vd), nope);     // [nope, kvl]
-        const TensorView w_uv = L.kv_b_proj.slice_rows(h * (nope + vd) + nope, vd);  // [v, kvl]
+        const TensorView w_uk = L.kv_b_proj.slice_rows(h * (nope + vd), nope);        // [nope, kvl]
+        const TensorView w_uv = L.kv_b_proj.slice_rows(h * (nope + vd) + nope, vd);   // [v, kvl]
         std::vector<float> q_lat(static_cast<size_t>(T * kvl)), o_lat(q_lat.size());  // [T, kvl]
         cpu::linear_transposed(q_lat.data(), kvl, q.data() + h * qk, nh * qk, T, w_uk);
 #pragma omp parallel if (T * S * cw >= kParallelMinWork)
@@ -130,7 +138,15 @@ class DeepseekV2Cpu final : public CpuModel {
           std::vector<float> scores(static_cast<size_t>(S));
 #pragma omp for schedule(static)
           for (int64_t t = 0; t < T; ++t) {
-            cpu::AttentionKeys k{latent, cw, kvl, latent + kvl, cw, rd, latent, cw, kvl};
+            const cpu::AttentionKeys k{.k1 = latent,
+                                       .k1_stride = cw,
+                                       .d1 = kvl,  // c_kv
+                                       .k2 = latent + kvl,
+                                       .k2_stride = cw,
+                                       .d2 = rd,  // k_pe
+                                       .v = latent,
+                                       .v_stride = cw,
+                                       .dv = kvl};  // values: c_kv again
             cpu::attention_one_query(o_lat.data() + t * kvl, q_lat.data() + t * kvl,
                                      q.data() + t * nh * qk + h * qk + nope, k, pos0 + t + 1, scale, scores.data());
           }

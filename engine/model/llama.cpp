@@ -54,7 +54,12 @@ class LlamaCpu final : public CpuModel {
         for (int64_t t = 0; t < T; ++t)
           for (int64_t h = 0; h < nh; ++h) {
             const int64_t g = h / group;
-            cpu::AttentionKeys k{cache.k(l, 0) + g * hd, kvw, hd, nullptr, 0, 0, cache.v(l, 0) + g * hd, kvw, hd};
+            const cpu::AttentionKeys k{.k1 = cache.k(l, 0) + g * hd,
+                                       .k1_stride = kvw,
+                                       .d1 = hd,
+                                       .v = cache.v(l, 0) + g * hd,
+                                       .v_stride = kvw,
+                                       .dv = hd};
             cpu::attention_one_query(o.data() + (t * nh + h) * hd, q.data() + (t * nh + h) * hd, nullptr, k,
                                      pos0 + t + 1, scale, scores.data());
           }

@@ -34,7 +34,7 @@ KvPerToken kv_per_token(const ModelConfig& c) {
   return k;
 }
 
-ModelSummary summarize(const ModelConfig& c, const std::string& model_dir) {
+ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const Checkpoint* ck) {
   ModelSummary s;
   s.model_dir = model_dir;
   s.architecture = c.architecture;
@@ -63,22 +63,33 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir) {
   j["dtype"] = std::string(dtype_torch_name(c.dtype));
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   if (c.is_mla()) {
-    j["mla"] = {{"heads", c.n_heads}, {"q_lora_rank", c.q_lora_rank > 0 ? nlohmann::json(c.q_lora_rank) : nlohmann::json()},
-                {"kv_lora_rank", c.kv_lora_rank}, {"qk_nope_head_dim", c.qk_nope_head_dim},
-                {"qk_rope_head_dim", c.qk_rope_head_dim}, {"v_head_dim", c.v_head_dim}};
+    j["mla"] = {{"heads", c.n_heads},
+                {"q_lora_rank", c.q_lora_rank > 0 ? nlohmann::json(c.q_lora_rank) : nlohmann::json()},
+                {"kv_lora_rank", c.kv_lora_rank},
+                {"qk_nope_head_dim", c.qk_nope_head_dim},
+                {"qk_rope_head_dim", c.qk_rope_head_dim},
+                {"v_head_dim", c.v_head_dim}};
   } else {
     j["gqa"] = {{"heads", c.n_heads}, {"kv_heads", c.n_kv_heads}, {"head_dim", c.head_dim}};
   }
   if (c.n_routed_experts > 0) {
-    j["moe"] = {{"routed_experts", c.n_routed_experts}, {"shared_experts", c.n_shared_experts},
-                {"experts_per_token", c.experts_per_token}, {"moe_intermediate_size", c.moe_intermediate_size},
-                {"moe_layers", c.n_moe_layers()}, {"dense_layers", c.n_layers - c.n_moe_layers()},
-                {"topk_method", to_string(c.topk_method)}, {"n_group", c.n_group}, {"topk_group", c.topk_group},
-                {"routed_scaling_factor", c.routed_scaling_factor}, {"norm_topk_prob", c.norm_topk_prob}};
+    j["moe"] = {{"routed_experts", c.n_routed_experts},
+                {"shared_experts", c.n_shared_experts},
+                {"experts_per_token", c.experts_per_token},
+                {"moe_intermediate_size", c.moe_intermediate_size},
+                {"moe_layers", c.n_moe_layers()},
+                {"dense_layers", c.n_layers - c.n_moe_layers()},
+                {"topk_method", to_string(c.topk_method)},
+                {"n_group", c.n_group},
+                {"topk_group", c.topk_group},
+                {"routed_scaling_factor", c.routed_scaling_factor},
+                {"norm_topk_prob", c.norm_topk_prob}};
   }
   const RopeTables rt = rope_tables(c);
-  nlohmann::ordered_json rope = {{"type", to_string(c.rope.type)}, {"theta", c.rope.theta},
-                                 {"dims", c.rope.dim}, {"pairs", c.rope.interleaved ? "interleaved" : "half-split"}};
+  nlohmann::ordered_json rope = {{"type", to_string(c.rope.type)},
+                                 {"theta", c.rope.theta},
+                                 {"dims", c.rope.dim},
+                                 {"pairs", c.rope.interleaved ? "interleaved" : "half-split"}};
   if (c.rope.type == RopeType::YARN) {
     rope["factor"] = c.rope.factor;
     rope["original_max_position_embeddings"] = c.rope.original_max_position_embeddings;
@@ -98,10 +109,11 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir) {
   j["parameters"] = {{"total", p.total},
                      {"active_per_token", p.active_per_token},
                      {"embedding", p.embedding},
-                     {"active_definition", "total minus the input embedding table (a lookup; kept when tied to the "
-                                           "output head) minus the routed experts a token does not use"}};
-  nlohmann::ordered_json kvj = {{"elements", kv.elements}, {"bytes_bf16", s.kv_bytes_per_token_bf16},
-                                {"bytes_fp8", s.kv_bytes_per_token_fp8}};
+                     {"active_definition",
+                      "total minus the input embedding table (a lookup; kept when tied to the "
+                      "output head) minus the routed experts a token does not use"}};
+  nlohmann::ordered_json kvj = {
+      {"elements", kv.elements}, {"bytes_bf16", s.kv_bytes_per_token_bf16}, {"bytes_fp8", s.kv_bytes_per_token_fp8}};
   if (c.is_mla()) {
     kvj["layout"] = "latent: kv_lora_rank + qk_rope_head_dim per layer";
     kvj["decompressed_bytes_bf16"] = 2 * kv.decompressed_elements;
@@ -110,12 +122,14 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir) {
   }
   j["kv_cache_per_token"] = kvj;
 
-  if (Checkpoint::exists(model_dir)) {
-    const auto ck = Checkpoint::open(model_dir);
+  if (ck != nullptr) {
     std::set<std::string> dtypes;
     for (const auto& n : ck->names()) dtypes.insert(std::string(dtype_name(ck->entry(n).dtype)));
-    j["checkpoint"] = {{"files", ck->files().size()}, {"bytes", ck->total_bytes()}, {"tensors", ck->names().size()},
-                       {"dtypes", dtypes}, {"expert_layout", c.n_routed_experts > 0 ? to_string(detect_expert_layout(*ck)) : "n/a"}};
+    j["checkpoint"] = {{"files", ck->files().size()},
+                       {"bytes", ck->total_bytes()},
+                       {"tensors", ck->names().size()},
+                       {"dtypes", dtypes},
+                       {"expert_layout", c.n_routed_experts > 0 ? to_string(detect_expert_layout(*ck)) : "n/a"}};
   } else {
     j["checkpoint"] = nullptr;
   }

@@ -11,10 +11,10 @@
 namespace mlabench {
 
 struct ParamCounts {
-  int64_t total = 0;             // every tensor of the checkpoint
-  int64_t embedding = 0;         // model.embed_tokens (also the output head when tied)
-  int64_t per_routed_expert = 0; // gate + up + down of one routed expert
-  int64_t active_per_token = 0;  // total - input embedding (untied) - idle routed experts
+  int64_t total = 0;              // every tensor of the checkpoint
+  int64_t embedding = 0;          // model.embed_tokens (also the output head when tied)
+  int64_t per_routed_expert = 0;  // gate + up + down of one routed expert
+  int64_t active_per_token = 0;   // total - input embedding (untied) - idle routed experts
 };
 
 struct KvPerToken {
@@ -25,7 +25,10 @@ struct KvPerToken {
 ParamCounts count_params(const ModelConfig& c);
 KvPerToken kv_per_token(const ModelConfig& c);
 
-/// \brief The `mlabench info` summary. `model_dir` is reported, and its checkpoint headers (if any) described.
-ModelSummary summarize(const ModelConfig& c, const std::string& model_dir);
+class Checkpoint;
+
+/// \brief The `mlabench info` summary of `c`, read from `model_dir`. `ck`, if given, is described (files, bytes,
+/// dtypes, expert layout); pass nullptr when no checkpoint is in use.
+ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const Checkpoint* ck);
 
 }  // namespace mlabench

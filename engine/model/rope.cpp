@@ -15,7 +15,8 @@ std::vector<float> pos_freqs_f32(double base, int64_t dim) {
   std::vector<float> p(static_cast<size_t>(dim / 2));
   for (int64_t i = 0; i < dim / 2; ++i) {
     const float e = static_cast<float>(2 * i) / static_cast<float>(dim);
-    p[static_cast<size_t>(i)] = static_cast<float>(std::pow(static_cast<double>(static_cast<float>(base)), static_cast<double>(e)));
+    p[static_cast<size_t>(i)] =
+        static_cast<float>(std::pow(static_cast<double>(static_cast<float>(base)), static_cast<double>(e)));
   }
   return p;
 }
@@ -26,7 +27,9 @@ double yarn_correction_dim(double rotations, int64_t dim, double base, double l0
 
 }  // namespace
 
-double yarn_get_mscale(double scale, double mscale) { return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
+double yarn_get_mscale(double scale, double mscale) {
+  return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
+}
 
 RopeTables rope_tables(const ModelConfig& c) {
   const RopeConfig& r = c.rope;
@@ -58,17 +61,19 @@ RopeTables rope_tables(const ModelConfig& c) {
         static_cast<float>(yarn_get_mscale(r.factor, r.mscale) / yarn_get_mscale(r.factor, r.mscale_all_dim));
   } else if (r.type == RopeType::LLAMA3) {
     const auto factor = static_cast<float>(r.factor);
-    const auto low_wavelen = static_cast<float>(static_cast<double>(r.original_max_position_embeddings) / r.low_freq_factor);
-    const auto high_wavelen = static_cast<float>(static_cast<double>(r.original_max_position_embeddings) / r.high_freq_factor);
+    const auto low_wavelen =
+        static_cast<float>(static_cast<double>(r.original_max_position_embeddings) / r.low_freq_factor);
+    const auto high_wavelen =
+        static_cast<float>(static_cast<double>(r.original_max_position_embeddings) / r.high_freq_factor);
     const auto two_pi = static_cast<float>(2.0 * std::numbers::pi);
     for (int64_t i = 0; i < half; ++i) {
       const float f = t.inv_freq[static_cast<size_t>(i)];
       const float wavelen = two_pi / f;
       float out = wavelen > low_wavelen ? f / factor : f;
       if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
-        const float smooth = (static_cast<float>(r.original_max_position_embeddings) / wavelen -
-                              static_cast<float>(r.low_freq_factor)) /
-                             static_cast<float>(r.high_freq_factor - r.low_freq_factor);
+        const float smooth =
+            (static_cast<float>(r.original_max_position_embeddings) / wavelen - static_cast<float>(r.low_freq_factor)) /
+            static_cast<float>(r.high_freq_factor - r.low_freq_factor);
         out = (1.0f - smooth) * out / factor + smooth * out;
       }
       t.inv_freq[static_cast<size_t>(i)] = out;

@@ -22,7 +22,8 @@ double log_softmax_at(const float* logits, int64_t n, int32_t idx) {
   return static_cast<double>(logits[idx]) - mx - std::log(sum);
 }
 
-Sampler::Sampler(float temperature, float top_p, uint64_t seed) : temperature_(temperature), top_p_(top_p), rng_(seed) {}
+Sampler::Sampler(float temperature, float top_p, uint64_t seed)
+    : temperature_(temperature), top_p_(top_p), rng_(seed) {}
 
 int32_t Sampler::sample(const float* logits, int64_t n) {
   if (temperature_ <= 0.0f) return argmax(logits, n);

@@ -57,8 +57,10 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
       auto fi = file_index.find(file);
       if (fi == file_index.end()) {
         const fs::path p = root / file;
-        MLABENCH_CHECK(fs::exists(p), "{} lists shard {} (for '{}') but the file is missing. HINT: the download is "
-                       "incomplete", index.string(), file, it.key());
+        MLABENCH_CHECK(fs::exists(p),
+                       "{} lists shard {} (for '{}') but the file is missing. HINT: the download is "
+                       "incomplete",
+                       index.string(), file, it.key());
         c->files_.push_back(SafetensorsFile::open(p.string()));
         fi = file_index.emplace(file, c->files_.size() - 1).first;
       }
@@ -71,12 +73,16 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
   }
 
   std::vector<fs::path> files = safetensors_in(root);
-  MLABENCH_CHECK(!files.empty(), "no weights in {}: neither model.safetensors.index.json nor a .safetensors file. "
-                 "HINT: pass --random-weights SEED to build the model from config.json alone", dir);
+  MLABENCH_CHECK(!files.empty(),
+                 "no weights in {}: neither model.safetensors.index.json nor a .safetensors file. "
+                 "HINT: pass --random-weights SEED to build the model from config.json alone",
+                 dir);
   if (files.size() > 1) {
     const auto single = std::find(files.begin(), files.end(), root / "model.safetensors");
-    MLABENCH_CHECK(single != files.end(), "{} holds {} .safetensors files but no model.safetensors.index.json to say "
-                   "which tensor is where. HINT: restore the index file from the checkpoint", dir, files.size());
+    MLABENCH_CHECK(single != files.end(),
+                   "{} holds {} .safetensors files but no model.safetensors.index.json to say "
+                   "which tensor is where. HINT: restore the index file from the checkpoint",
+                   dir, files.size());
     files = {*single};
   }
   c->files_.push_back(SafetensorsFile::open(files[0].string()));

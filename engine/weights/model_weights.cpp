@@ -34,7 +34,7 @@ ExpertLayout detect_expert_layout(const Checkpoint& ck) {
 }
 
 void bind_weights(const ModelConfig& c, ExpertLayout layout, const std::function<TensorView(const std::string&)>& get,
-                 ModelWeights& w) {
+                  ModelWeights& w) {
   w.layout = layout;
   w.embed = get("model.embed_tokens.weight");
   w.lm_head = c.tie_word_embeddings ? w.embed : get("lm_head.weight");
@@ -104,13 +104,15 @@ ModelWeights load_weights(const ModelConfig& c, const std::string& dir) {
   std::set<std::string> expected;
   for (const auto& t : manifest) {
     expected.insert(t.name);
-    MLABENCH_CHECK(ck.has(t.name), "checkpoint {} has no tensor '{}' (expected shape {}, from {}; expert layout: {}). "
+    MLABENCH_CHECK(ck.has(t.name),
+                   "checkpoint {} has no tensor '{}' (expected shape {}, from {}; expert layout: {}). "
                    "HINT: config.json and the weights disagree (num_hidden_layers, q_lora_rank, experts?)",
                    dir, t.name, shape_str(t.shape), c.source, to_string(layout));
     const SafetensorsEntry& e = ck.entry(t.name);
-    MLABENCH_CHECK(e.shape == t.shape, "checkpoint {}: tensor '{}' has shape {} but config.json implies {}. HINT: "
-                   "check hidden_size, head dims and ranks in {}", dir, t.name, shape_str(e.shape),
-                   shape_str(t.shape), c.source);
+    MLABENCH_CHECK(e.shape == t.shape,
+                   "checkpoint {}: tensor '{}' has shape {} but config.json implies {}. HINT: "
+                   "check hidden_size, head dims and ranks in {}",
+                   dir, t.name, shape_str(e.shape), shape_str(t.shape), c.source);
     MLABENCH_CHECK(e.dtype == DType::BF16 || e.dtype == DType::F16 || e.dtype == DType::F32,
                    "checkpoint {}: tensor '{}' is {}; weights must be BF16, F16 or F32", dir, t.name,
                    dtype_name(e.dtype));
@@ -118,10 +120,11 @@ ModelWeights load_weights(const ModelConfig& c, const std::string& dir) {
   std::vector<std::string> unexpected;
   for (const auto& n : ck.names())
     if (!expected.count(n) && !ignorable(n, c)) unexpected.push_back(n);
-  MLABENCH_CHECK(unexpected.empty(), "checkpoint {} has {} tensor(s) that config.json does not account for; first: "
+  MLABENCH_CHECK(unexpected.empty(),
+                 "checkpoint {} has {} tensor(s) that config.json does not account for; first: "
                  "'{}' with shape {}. HINT: config.json and the weights disagree (num_hidden_layers, "
-                 "first_k_dense_replace, n_shared_experts, tie_word_embeddings?)", dir, unexpected.size(),
-                 unexpected.empty() ? "" : unexpected[0],
+                 "first_k_dense_replace, n_shared_experts, tie_word_embeddings?)",
+                 dir, unexpected.size(), unexpected.empty() ? "" : unexpected[0],
                  unexpected.empty() ? "" : shape_str(ck.entry(unexpected[0]).shape));
 
   auto get = [&](const std::string& name) {

@@ -27,13 +27,13 @@ struct LayerWeights {
   std::vector<float> post_norm;   // [H]
 
   // MLA (DeepSeek-V2)
-  TensorView q_proj;     // [nh*(nope+rope), H]           when q_lora_rank == 0
-  TensorView q_a_proj;   // [q_lora, H]                   when q_lora_rank > 0
-  std::vector<float> q_a_norm;  // [q_lora]
-  TensorView q_b_proj;   // [nh*(nope+rope), q_lora]
-  TensorView kv_a_proj;  // [kv_lora + rope, H]: rows [0, kv_lora) latent, then k_pe
+  TensorView q_proj;             // [nh*(nope+rope), H]           when q_lora_rank == 0
+  TensorView q_a_proj;           // [q_lora, H]                   when q_lora_rank > 0
+  std::vector<float> q_a_norm;   // [q_lora]
+  TensorView q_b_proj;           // [nh*(nope+rope), q_lora]
+  TensorView kv_a_proj;          // [kv_lora + rope, H]: rows [0, kv_lora) latent, then k_pe
   std::vector<float> kv_a_norm;  // [kv_lora]
-  TensorView kv_b_proj;  // [nh*(nope+v), kv_lora]: per head h rows [h*(nope+v), +nope) W_UK, then v rows W_UV
+  TensorView kv_b_proj;          // [nh*(nope+v), kv_lora]: per head h rows [h*(nope+v), +nope) W_UK, then v rows W_UV
   // Llama (q_proj above is reused: [nh*hd, H])
   TensorView k_proj;  // [nkv*hd, H]
   TensorView v_proj;  // [nkv*hd, H]
@@ -44,7 +44,7 @@ struct LayerWeights {
   TensorView router;                // [E, H]
   std::vector<MlpWeights> experts;  // E routed experts
   bool has_shared = false;
-  MlpWeights shared;                // [n_shared*I, H] ...
+  MlpWeights shared;  // [n_shared*I, H] ...
 };
 
 struct ModelWeights {
@@ -54,10 +54,10 @@ struct ModelWeights {
   std::vector<float> final_norm;
   std::vector<LayerWeights> layers;
 
-  std::unique_ptr<Checkpoint> checkpoint;        // keeps the mmaps alive (null for random weights)
-  std::vector<std::vector<uint64_t>> owned;      // buffers behind views that are not in the checkpoint
-  std::string source;                            // "checkpoint DIR" or "random (seed N)"
-  uint64_t stored_bytes = 0;                     // bytes of all weight tensors as stored
+  std::unique_ptr<Checkpoint> checkpoint;    // keeps the mmaps alive (null for random weights)
+  std::vector<std::vector<uint64_t>> owned;  // buffers behind views that are not in the checkpoint
+  std::string source;                        // "checkpoint DIR" or "random (seed N)"
+  uint64_t stored_bytes = 0;                 // bytes of all weight tensors as stored
 };
 
 /// \brief Loads and validates the checkpoint in `dir` against `c`. Throws Error naming any missing, unexpected

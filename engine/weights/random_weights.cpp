@@ -53,15 +53,22 @@ ModelWeights random_weights(const ModelConfig& c, uint64_t seed) {
         x = static_cast<float>((2.0 * u - 1.0) * half_width);
       }
       switch (c.dtype) {
-        case DType::BF16: static_cast<uint16_t*>(buf)[i] = f32_to_bf16(x); break;
-        case DType::F16: static_cast<uint16_t*>(buf)[i] = f32_to_f16(x); break;
-        default: static_cast<float*>(buf)[i] = x; break;
+        case DType::BF16:
+          static_cast<uint16_t*>(buf)[i] = f32_to_bf16(x);
+          break;
+        case DType::F16:
+          static_cast<uint16_t*>(buf)[i] = f32_to_f16(x);
+          break;
+        default:
+          static_cast<float*>(buf)[i] = x;
+          break;
       }
     }
     w.stored_bytes += v.nbytes();
     views[t.name] = v;
   }
-  bind_weights(c, ExpertLayout::HUB, [&](const std::string& name) { return views.at(name); }, w);
+  bind_weights(
+      c, ExpertLayout::HUB, [&](const std::string& name) { return views.at(name); }, w);
   w.source = fmt::format("random (seed {})", seed);
   return w;
 }

@@ -37,8 +37,10 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   struct stat st {};
   MLABENCH_CHECK(::fstat(fd.fd, &st) == 0, "cannot stat {}: {}", path, std::strerror(errno));
   f->size_ = static_cast<uint64_t>(st.st_size);
-  MLABENCH_CHECK(f->size_ >= 8, "{}: file is {} bytes, too short for a safetensors header (8-byte length first). "
-                 "HINT: the file is truncated; download it again", path, f->size_);
+  MLABENCH_CHECK(f->size_ >= 8,
+                 "{}: file is {} bytes, too short for a safetensors header (8-byte length first). "
+                 "HINT: the file is truncated; download it again",
+                 path, f->size_);
   f->map_ = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd.fd, 0);
   if (f->map_ == MAP_FAILED) {
     f->map_ = nullptr;
@@ -47,8 +49,10 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   const auto* bytes = static_cast<const unsigned char*>(f->map_);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
-  MLABENCH_CHECK(n <= f->size_ - 8, "{}: header length {} is longer than the file allows ({} bytes after the "
-                 "length). HINT: the file is truncated or not a safetensors file", path, n, f->size_ - 8);
+  MLABENCH_CHECK(n <= f->size_ - 8,
+                 "{}: header length {} is longer than the file allows ({} bytes after the "
+                 "length). HINT: the file is truncated or not a safetensors file",
+                 path, n, f->size_ - 8);
   MLABENCH_CHECK(n <= kMaxHeader, "{}: header length {} exceeds the 100 MiB limit", path, n);
   f->data_start_ = 8 + n;
   const uint64_t data_size = f->size_ - f->data_start_;
@@ -98,18 +102,22 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     e.end = off[1].get<uint64_t>();
     MLABENCH_CHECK(e.begin <= e.end, "{}: tensor '{}': data_offsets [{}, {}] end before they begin", path, name,
                    e.begin, e.end);
-    MLABENCH_CHECK(e.end <= data_size, "{}: tensor '{}': data_offsets [{}, {}] are out of range: the data section has "
-                   "{} bytes. HINT: the file is truncated", path, name, e.begin, e.end, data_size);
+    MLABENCH_CHECK(e.end <= data_size,
+                   "{}: tensor '{}': data_offsets [{}, {}] are out of range: the data section has "
+                   "{} bytes. HINT: the file is truncated",
+                   path, name, e.begin, e.end, data_size);
     const uint64_t expect = numel * dtype_size(e.dtype);
-    MLABENCH_CHECK(e.end - e.begin == expect, "{}: tensor '{}': {} x {} needs {} bytes but data_offsets [{}, {}] hold {}",
-                   path, name, dtype_name(e.dtype), shape_str(e.shape), expect, e.begin, e.end, e.end - e.begin);
+    MLABENCH_CHECK(e.end - e.begin == expect,
+                   "{}: tensor '{}': {} x {} needs {} bytes but data_offsets [{}, {}] hold {}", path, name,
+                   dtype_name(e.dtype), shape_str(e.shape), expect, e.begin, e.end, e.end - e.begin);
     f->entries_.push_back(std::move(e));
   }
 
   // Overlap: sort a copy by offset; each tensor must start at or after the previous one's end.
   std::vector<const SafetensorsEntry*> order;
   for (const auto& e : f->entries_) order.push_back(&e);
-  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin || (a->begin == b->begin && a->end < b->end); });
+  std::sort(order.begin(), order.end(),
+            [](auto* a, auto* b) { return a->begin < b->begin || (a->begin == b->begin && a->end < b->end); });
   for (size_t i = 1; i < order.size(); ++i) {
     const auto* a = order[i - 1];
     const auto* b = order[i];
@@ -144,7 +152,8 @@ void safetensors_write(const std::string& path, const std::vector<std::pair<std:
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t off = 0;
   for (const auto& [name, t] : tensors) {
-    h[name] = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}, {"data_offsets", {off, off + t.nbytes()}}};
+    h[name] = {
+        {"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}, {"data_offsets", {off, off + t.nbytes()}}};
     off += t.nbytes();
   }
   std::string header = h.dump();
@@ -156,7 +165,8 @@ void safetensors_write(const std::string& path, const std::vector<std::pair<std:
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((n >> (8 * i)) & 0xff);
   out.write(reinterpret_cast<const char*>(len), 8);
   out.write(header.data(), static_cast<std::streamsize>(n));
-  for (const auto& [name, t] : tensors) out.write(static_cast<const char*>(t.data), static_cast<std::streamsize>(t.nbytes()));
+  for (const auto& [name, t] : tensors)
+    out.write(static_cast<const char*>(t.data), static_cast<std::streamsize>(t.nbytes()));
   MLABENCH_CHECK(out.good(), "writing {} failed", path);
 }
 

@@ -39,6 +39,7 @@ class SafetensorsFile {
   /// \brief A view on the mapped bytes; valid while this object lives.
   TensorView view(const SafetensorsEntry& e) const;
   uint64_t file_size() const { return size_; }
+  uint64_t data_start() const { return data_start_; }  ///< byte offset of the data section in the file
 
  private:
   SafetensorsFile() = default;

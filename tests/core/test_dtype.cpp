@@ -43,7 +43,8 @@ TEST(DType, FloatToHalfRoundsLikeTheCompiler) {
   std::uniform_int_distribution<uint32_t> any;
   for (int i = 0; i < 200000; ++i) {
     // Values spread over the half range, subnormals and overflow included.
-    const float f = std::ldexp(static_cast<float>(any(rng)) / 4294967296.0f - 0.5f, static_cast<int>(any(rng) % 44) - 26);
+    const float f =
+        std::ldexp(static_cast<float>(any(rng)) / 4294967296.0f - 0.5f, static_cast<int>(any(rng) % 44) - 26);
     const _Float16 ref = static_cast<_Float16>(f);
     uint16_t want;
     std::memcpy(&want, &ref, 2);

@@ -27,13 +27,15 @@ TEST(EngineApi, LogitsMatchTheReference) {
   EXPECT_EQ(l.vocab_size, 2048);
   EXPECT_LE(test::max_abs_diff(l.data.data(), ref.logits.data.data(), l.data.size()), 1e-3 * ref.max_abs);
   EXPECT_EQ(e->summary().attention, "MLA");
+  EXPECT_EQ(nlohmann::json::parse(e->summary().json)["checkpoint"]["files"], 1);
   EXPECT_GT(e->weight_bytes(), e->active_weight_bytes());
 }
 
 TEST(EngineApi, ScoreAgreesWithLogits) {
   const test::Reference ref = test::load_reference(test::fixture_dir("llama-mha"));
   auto e = open(test::fixture_dir("llama-mha"));
-  const std::vector<int32_t> ctx(ref.tokens.begin(), ref.tokens.begin() + 10), cont(ref.tokens.begin() + 10, ref.tokens.begin() + 14);
+  const std::vector<int32_t> ctx(ref.tokens.begin(), ref.tokens.begin() + 10),
+      cont(ref.tokens.begin() + 10, ref.tokens.begin() + 14);
   const ScoreResult s = e->score(ctx, cont).value();
   double want = 0;
   bool greedy = true;
@@ -125,11 +127,18 @@ TEST(EngineApi, RandomWeightsFromConfigAlone) {
   auto e = std::move(r).value();
   const Logits a = e->logits(std::vector<int32_t>{3, 4, 5}).value();
   for (float x : a.data) ASSERT_TRUE(std::isfinite(x));
-  auto again = Engine::open({.model_dir = dir.path(), .random_weights_seed = 1}).value()->logits(std::vector<int32_t>{3, 4, 5}).value();
+  auto again = Engine::open({.model_dir = dir.path(), .random_weights_seed = 1})
+                   .value()
+                   ->logits(std::vector<int32_t>{3, 4, 5})
+                   .value();
   EXPECT_EQ(a.data, again.data);
-  auto other = Engine::open({.model_dir = dir.path(), .random_weights_seed = 2}).value()->logits(std::vector<int32_t>{3, 4, 5}).value();
+  auto other = Engine::open({.model_dir = dir.path(), .random_weights_seed = 2})
+                   .value()
+                   ->logits(std::vector<int32_t>{3, 4, 5})
+                   .value();
   EXPECT_NE(a.data, other.data);
   EXPECT_EQ(e->generate(std::vector<int32_t>{3}, {.max_new_tokens = 4}).value().tokens.size(), 4u);
+  EXPECT_TRUE(nlohmann::json::parse(e->summary().json)["checkpoint"].is_null()) << "no checkpoint in use";
   // Without the flag the same folder has no weights: an error that points at the flag.
   EXPECT_NE(error_of(Engine::open({.model_dir = dir.path()})).find("--random-weights"), std::string::npos);
 }

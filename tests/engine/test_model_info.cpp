@@ -9,23 +9,24 @@ namespace {
 
 ModelSummary info(const std::string& preset) {
   const std::string dir = test::preset_dir(preset);
-  return summarize(load_config(dir), dir);
+  return summarize(load_config(dir), dir, nullptr);
 }
 
 TEST(ModelInfo, KvCacheBytesPerTokenMatchThePaperTable) {
-  EXPECT_EQ(info("deepseek-v2").kv_bytes_per_token_bf16, 69120);       // (512 + 64) x 60 x 2
+  EXPECT_EQ(info("deepseek-v2").kv_bytes_per_token_bf16, 69120);  // (512 + 64) x 60 x 2
   EXPECT_EQ(info("deepseek-v2").kv_bytes_per_token_fp8, 34560);
   EXPECT_EQ(info("deepseek-v2-lite").kv_bytes_per_token_bf16, 31104);  // (512 + 64) x 27 x 2
   EXPECT_EQ(info("deepseek-v2-lite").kv_bytes_per_token_fp8, 15552);
-  EXPECT_EQ(info("deepseek-67b").kv_bytes_per_token_bf16, 389120);     // 2 x 8 x 128 x 95 x 2
+  EXPECT_EQ(info("deepseek-67b").kv_bytes_per_token_bf16, 389120);  // 2 x 8 x 128 x 95 x 2
   EXPECT_EQ(info("deepseek-67b").kv_bytes_per_token_fp8, 194560);
-  EXPECT_EQ(info("llama-2-7b").kv_bytes_per_token_bf16, 524288);       // 2 x 32 x 128 x 32 x 2
-  EXPECT_EQ(info("llama-3-8b").kv_bytes_per_token_bf16, 131072);       // 2 x 8 x 128 x 32 x 2
+  EXPECT_EQ(info("llama-2-7b").kv_bytes_per_token_bf16, 524288);  // 2 x 32 x 128 x 32 x 2
+  EXPECT_EQ(info("llama-3-8b").kv_bytes_per_token_bf16, 131072);  // 2 x 8 x 128 x 32 x 2
   // The paper's "93.3% less KV cache": 6-bit V2 cache vs BF16 67B.
   EXPECT_NEAR(1.0 - 34560.0 * 6 / 8 / 389120.0, 0.9334, 1e-4);
   const auto j = nlohmann::json::parse(info("deepseek-v2").json);
   EXPECT_EQ(j["kv_cache_per_token"]["decompressed_bytes_bf16"], 4915200);  // 60 x 128 x (192 + 128) x 2
-  EXPECT_EQ(nlohmann::json::parse(info("deepseek-v2-lite").json)["kv_cache_per_token"]["decompressed_bytes_bf16"], 276480);
+  EXPECT_EQ(nlohmann::json::parse(info("deepseek-v2-lite").json)["kv_cache_per_token"]["decompressed_bytes_bf16"],
+            276480);
 }
 
 TEST(ModelInfo, ParameterCountsMatchThePaper) {
@@ -51,7 +52,7 @@ TEST(ModelInfo, JsonDocumentCarriesTheFields) {
   EXPECT_EQ(j["moe"]["topk_method"], "group_limited_greedy");
   EXPECT_TRUE(j["checkpoint"].is_null()) << "presets hold no weights";
   // A folder with weights describes them.
-  const auto d = nlohmann::json::parse(summarize(load_config(test::default_model_dir()), test::default_model_dir()).json);
+  const auto d = nlohmann::json::parse(summarize_model(test::default_model_dir()).value().json);
   EXPECT_EQ(d["checkpoint"]["files"], 1);
   EXPECT_EQ(d["checkpoint"]["dtypes"][0], "BF16");
 }

@@ -56,8 +56,10 @@ TEST_P(ReferenceLogits, FullForwardMatchesTransformersFloat64) {
     EXPECT_LE(err, 5e-5 * ref.max_abs) << GetParam() << ": parity regressed to " << err / ref.max_abs << " relative";
     std::printf("[ parity   ] %-28s %-12s max|err| %.3e  max|logit| %.3f  relative %.2e\n",
                 std::filesystem::path(GetParam()).filename().c_str(),
-                m->config().is_mla() ? (mode == MlaAttention::ABSORBED ? "absorbed" : "decompressed") : m->config().n_kv_heads == m->config().n_heads ? "mha" : "gqa", err,
-                ref.max_abs, err / ref.max_abs);
+                m->config().is_mla() ? (mode == MlaAttention::ABSORBED ? "absorbed" : "decompressed")
+                : m->config().n_kv_heads == m->config().n_heads ? "mha"
+                                                                : "gqa",
+                err, ref.max_abs, err / ref.max_abs);
   }
 }
 

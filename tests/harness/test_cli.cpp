@@ -45,9 +45,11 @@ void expect_failure(const std::string& args, const std::string& message, int cod
 }
 
 TEST(Cli, InfoPrintsJsonForEveryPreset) {
-  for (const auto& [preset, kv] : std::map<std::string, int64_t>{{"deepseek-v2", 69120}, {"deepseek-v2-lite", 31104},
-                                                                  {"deepseek-67b", 389120}, {"llama-2-7b", 524288},
-                                                                  {"llama-3-8b", 131072}}) {
+  for (const auto& [preset, kv] : std::map<std::string, int64_t>{{"deepseek-v2", 69120},
+                                                                 {"deepseek-v2-lite", 31104},
+                                                                 {"deepseek-67b", 389120},
+                                                                 {"llama-2-7b", 524288},
+                                                                 {"llama-3-8b", 131072}}) {
     const CliResult r = mlabench_cli("info --model " + test::preset_dir(preset));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto j = nlohmann::json::parse(r.out);
@@ -70,7 +72,8 @@ TEST(Cli, LogitsWritesNpyEqualToTheReference) {
     ids += std::to_string(t);
   }
   test::TempDir out;
-  const CliResult r = mlabench_cli("logits --model " + dir + " --tokens " + ids + " --out " + out.file("l.npy") + " --device cpu");
+  const CliResult r =
+      mlabench_cli("logits --model " + dir + " --tokens " + ids + " --out " + out.file("l.npy") + " --device cpu");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const NpyArray a = npy_read(out.file("l.npy"));
   EXPECT_EQ(a.shape, ref.logits.shape);
@@ -89,7 +92,8 @@ TEST(Cli, GenerateAndScore) {
   const CliResult s = mlabench_cli("score --context 0,5,9 --continuation 7,8");
   ASSERT_EQ(s.exit_code, 0) << s.err;
   EXPECT_LT(nlohmann::json::parse(s.out)["logprob"].get<double>(), 0.0);
-  const CliResult rnd = mlabench_cli("generate --model " + test::preset_dir("llama-2-7b") + " --tokens 1 --max-new-tokens 1 --random-weights 3 --help");
+  const CliResult rnd = mlabench_cli("generate --model " + test::preset_dir("llama-2-7b") +
+                                     " --tokens 1 --max-new-tokens 1 --random-weights 3 --help");
   EXPECT_EQ(rnd.exit_code, 0) << "--help prints usage";
 }
 
@@ -106,7 +110,8 @@ TEST(Cli, BadInputGivesAClearErrorAndNonZeroExit) {
   const std::string ok = " --tokens 1,2 --out " + t.file("x.npy");
 
   const std::string truncated = model_copy("truncated");
-  std::filesystem::resize_file(truncated + "/model.safetensors", std::filesystem::file_size(src + "/model.safetensors") - 100);
+  std::filesystem::resize_file(truncated + "/model.safetensors",
+                               std::filesystem::file_size(src + "/model.safetensors") - 100);
   expect_failure("logits --model " + truncated + ok, "out of range");
 
   const std::string long_header = model_copy("long_header");
@@ -121,7 +126,8 @@ TEST(Cli, BadInputGivesAClearErrorAndNonZeroExit) {
   {  // two tensors over the same bytes
     auto ck = SafetensorsFile::open(src + "/model.safetensors");
     nlohmann::ordered_json h;
-    for (const auto& e : ck->entries()) h[e.name] = {{"dtype", std::string(dtype_name(e.dtype))}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
+    for (const auto& e : ck->entries())
+      h[e.name] = {{"dtype", std::string(dtype_name(e.dtype))}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
     h["model.norm.weight"]["data_offsets"] = {0, 128};
     std::string header = h.dump();
     std::ofstream f(overlap + "/model.safetensors", std::ios::binary);
@@ -151,7 +157,8 @@ TEST(Cli, BadInputGivesAClearErrorAndNonZeroExit) {
   expect_failure("info --model " + arch, "'model_type' is \"gpt2\"; accepted values: deepseek_v2, llama");
   expect_failure("logits --model " + arch + ok, "'model_type'");
 
-  expect_failure("logits --model " + src + " --tokens 1,384 --out " + t.file("x.npy"), "token id 384 at position 1 is out of range");
+  expect_failure("logits --model " + src + " --tokens 1,384 --out " + t.file("x.npy"),
+                 "token id 384 at position 1 is out of range");
   expect_failure("generate --model " + src + " --tokens 1,x", "\"x\" is not one");
   expect_failure("generate --model " + src + " --tokens 99999999999", "is not one");
   expect_failure("info --model " + t.file("nowhere"), "cannot read");

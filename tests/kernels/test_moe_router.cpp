@@ -72,7 +72,7 @@ TEST(MoeRouter, NormTopkProbRenormalisesAndDoesNotScale) {
 }
 
 TEST(MoeRouter, SeveralTokensAndTiesToLowerIndex) {
-  const std::vector<float> l = {1, 1, 1, 1, 0, 0, 0, 0,   // ties: lowest indices win
+  const std::vector<float> l = {1, 1, 1, 1, 0, 0, 0, 0,  // ties: lowest indices win
                                 0, 0, 0, 0, 0, 0, 0, 5};
   std::vector<int32_t> idx(4);
   std::vector<float> w(4);

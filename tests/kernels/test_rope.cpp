@@ -40,12 +40,12 @@ TEST(Rope, EngineMdWorkedValues) {
   const RopeTables t = rope_tables(preset("deepseek-v2"));
   EXPECT_FLOAT_EQ(t.inv_freq[0], 1.0f);
   EXPECT_NEAR(t.inv_freq[1], 0.7499, 1e-4);
-  EXPECT_NEAR(t.inv_freq[10], 0.05623, 1e-5);                   // last pair at the original frequency
-  EXPECT_NEAR(t.inv_freq[23], 3.334e-5, 1e-8);                  // first pair divided by 40
+  EXPECT_NEAR(t.inv_freq[10], 0.05623, 1e-5);   // last pair at the original frequency
+  EXPECT_NEAR(t.inv_freq[23], 3.334e-5, 1e-8);  // first pair divided by 40
   EXPECT_NEAR(t.inv_freq[31], 3.334e-6, 1e-9);
   EXPECT_NEAR(t.inv_freq[11], std::pow(10000.0, -22.0 / 64) * (1 - 1.0 / 13 + 1.0 / 13 / 40), 1e-7);  // ramp
-  EXPECT_NEAR(t.softmax_scale, 0.114721, 1e-6);                 // 192^-0.5 * (0.1 * 0.707 * ln 40 + 1)^2
-  EXPECT_EQ(t.cos_sin_multiplier, 1.0f);                        // mscale == mscale_all_dim
+  EXPECT_NEAR(t.softmax_scale, 0.114721, 1e-6);  // 192^-0.5 * (0.1 * 0.707 * ln 40 + 1)^2
+  EXPECT_EQ(t.cos_sin_multiplier, 1.0f);         // mscale == mscale_all_dim
   EXPECT_TRUE(t.interleaved);
   EXPECT_NEAR(yarn_get_mscale(40, 0.707), 1.26080, 1e-5);
   EXPECT_EQ(yarn_get_mscale(1, 0.707), 1.0);

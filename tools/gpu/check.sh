@@ -4,7 +4,8 @@
 #   2. regenerate the reference fixtures with transformers and compare them with the committed ones;
 #   3. run the benchmarks;
 #   4. print a short table last.
-# Usage, through the device tool:  bash tools/gpu/check.sh     (logs and JSON land in $OUT)
+# Usage, through the device tool (which copies no .git, so name the commit):
+#   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh      (logs and JSON land in $OUT)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp/mlabench-check}
@@ -15,7 +16,7 @@ row() { printf '%-34s %s\n' "$1" "$2" >> "$out/summary.txt"; }
 
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
 row "device" "${gpu:-no GPU} | $(nproc) CPU cores | $(uname -r)"
-row "commit" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (+uncommitted)')"
+row "commit" "${MLABENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 
 t0=$(date +%s)
 if cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLABENCH_NATIVE=ON > "$out/build.log" 2>&1 &&

@@ -75,9 +75,9 @@ struct ScoreResult {
 struct GenerateOptions {
   int64_t max_new_tokens = 16;
   std::vector<int32_t> stop_token_ids{};  ///< generation ends after emitting one of these (it is included)
-  float temperature = 0.0f;             ///< 0: greedy (argmax; ties to the lowest id)
-  float top_p = 1.0f;                   ///< nucleus sampling mass when temperature > 0
-  uint64_t seed = 0;                    ///< sampling is reproducible for a given seed
+  float temperature = 0.0f;               ///< 0: greedy (argmax; ties to the lowest id)
+  float top_p = 1.0f;                     ///< nucleus sampling mass when temperature > 0
+  uint64_t seed = 0;                      ///< sampling is reproducible for a given seed
 };
 
 struct GenerateResult {

@@ -64,8 +64,8 @@ void embedding(float* y, const TensorView& table, const int32_t* ids, int64_t n_
   const int64_t H = table.shape[1];
   const size_t esz = dtype_size(table.dtype);
   for (int64_t r = 0; r < n_rows; ++r)
-    convert_to_f32(table.dtype, static_cast<const char*>(table.data) + static_cast<size_t>(ids[r] * H) * esz,
-                   y + r * H, static_cast<size_t>(H));
+    convert_to_f32(table.dtype, static_cast<const char*>(table.data) + static_cast<size_t>(ids[r] * H) * esz, y + r * H,
+                   static_cast<size_t>(H));
 }
 
 }  // namespace mlabench::cpu

@@ -44,9 +44,8 @@ void moe_route(const float* router_logits, int64_t n_tokens, const RouterParams&
         if (!keep[e / per]) s[e] = 0.0f;  // masked_fill(0.0), as the reference
     }
     std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + p.top_k, order.end(), [&](int32_t a, int32_t b) {
-      return s[a] > s[b] || (s[a] == s[b] && a < b);
-    });
+    std::partial_sort(order.begin(), order.begin() + p.top_k, order.end(),
+                      [&](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
     float wsum = 0.0f;
     for (int64_t k = 0; k < p.top_k; ++k) {
       topk_idx[t * p.top_k + k] = order[k];

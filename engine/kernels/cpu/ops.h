@@ -39,7 +39,7 @@ struct AttentionKeys {
   const float* k2 = nullptr;  // key part 2, d2 values (may be 0)
   int64_t k2_stride = 0;
   int64_t d2 = 0;
-  const float* v = nullptr;   // value j at v + j*v_stride, dv values
+  const float* v = nullptr;  // value j at v + j*v_stride, dv values
   int64_t v_stride = 0;
   int64_t dv = 0;
 };
