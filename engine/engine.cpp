@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <new>
 
 #include "engine/core/check.h"
@@ -28,6 +29,18 @@ auto guarded(F&& f) -> Result<decltype(f())> {
   }
 }
 
+// The "tokenizer" block of `mlabench info`.
+void add_tokenizer_summary(ModelSummary& s, const Tokenizer& t) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(s.json);
+  j["tokenizer"] = {{"kind", t.kind()},
+                    {"vocab_size", t.vocab_size()},
+                    {"bos_token", t.bos_token()},
+                    {"eos_token", t.eos_token()},
+                    {"chat_template", std::string(chat_template_name(t.chat_template()))},
+                    {"chat_template_match", t.chat_template_match()}};
+  s.json = j.dump(2);
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -37,6 +50,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 struct Engine::Impl {
   ModelSummary summary;
   std::unique_ptr<CpuModel> model;
+  std::unique_ptr<Tokenizer> tokenizer;
   uint64_t weight_bytes = 0;
   uint64_t active_weight_bytes = 0;
 
@@ -56,6 +70,48 @@ struct Engine::Impl {
                    "{}: {} positions requested but the model supports {} "
                    "(max_position_embeddings in config.json)",
                    what, total, c.max_position_embeddings);
+  }
+
+  const Tokenizer& need_tokenizer() const {
+    MLABENCH_CHECK(tokenizer != nullptr,
+                   "the model folder {} has no tokenizer (tokenizer.json or tokenizer.model). HINT: copy the "
+                   "checkpoint's tokenizer files into it, or pass token ids",
+                   summary.model_dir);
+    return *tokenizer;
+  }
+
+  // Prefill, then sample one token a step; `on_token` sees each new token and returns true to stop.
+  template <class OnToken>
+  GenerateResult run_generation(std::span<const int32_t> prompt, const GenerateOptions& o, OnToken&& on_token) {
+    MLABENCH_CHECK(o.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}", o.max_new_tokens);
+    MLABENCH_CHECK(o.temperature >= 0.0f, "temperature must be >= 0, got {}", o.temperature);
+    MLABENCH_CHECK(o.top_p > 0.0f && o.top_p <= 1.0f, "top_p must be in (0, 1], got {}", o.top_p);
+    check_tokens(prompt, "prompt", o.max_new_tokens);
+    const int64_t V = config().vocab_size;
+    GenerateResult r;
+    r.finish_reason = "length";
+    Sampler sampler(o.temperature, o.top_p, o.seed);
+    CpuKvCache cache = model->new_cache();
+    std::vector<float> last(static_cast<size_t>(V));
+    auto t0 = std::chrono::steady_clock::now();
+    model->forward(prompt, cache, last.data(), true);
+    r.prefill_seconds = seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < o.max_new_tokens; ++i) {
+      const int32_t tok = sampler.sample(last.data(), V);
+      r.tokens.push_back(tok);
+      if (std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), tok) != o.stop_token_ids.end()) {
+        r.finish_reason = "stop_token";
+        break;
+      }
+      if (on_token(tok)) {
+        r.finish_reason = "stop_string";
+        break;
+      }
+      if (i + 1 < o.max_new_tokens) model->forward(std::span(&tok, 1), cache, last.data(), true);
+    }
+    r.decode_seconds = seconds_since(t0);
+    return r;
   }
 };
 
@@ -80,6 +136,10 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
       }
     e->impl_->active_weight_bytes = w.stored_bytes - idle - (c.tie_word_embeddings ? 0 : w.embed.nbytes());
     e->impl_->model = make_cpu_model(std::move(c), std::move(w), options.mla_attention);
+    if (Tokenizer::exists(options.model_dir)) {
+      e->impl_->tokenizer = Tokenizer::load(options.model_dir).value();
+      add_tokenizer_summary(e->impl_->summary, *e->impl_->tokenizer);
+    }
     return e;
   });
 }
@@ -121,32 +181,66 @@ Result<ScoreResult> Engine::score(std::span<const int32_t> context, std::span<co
 }
 
 Result<GenerateResult> Engine::generate(std::span<const int32_t> prompt, const GenerateOptions& o) {
+  return guarded([&] { return impl_->run_generation(prompt, o, [](int32_t) { return false; }); });
+}
+
+const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer.get(); }
+
+Result<std::vector<int32_t>> Engine::encode(std::string_view text, bool add_special_tokens) const {
+  return guarded([&] { return impl_->need_tokenizer().encode(text, add_special_tokens); });
+}
+
+Result<ScoreResult> Engine::score(std::string_view context, std::string_view continuation) {
   return guarded([&] {
-    MLABENCH_CHECK(o.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}", o.max_new_tokens);
-    MLABENCH_CHECK(o.temperature >= 0.0f, "temperature must be >= 0, got {}", o.temperature);
-    MLABENCH_CHECK(o.top_p > 0.0f && o.top_p <= 1.0f, "top_p must be in (0, 1], got {}", o.top_p);
-    impl_->check_tokens(prompt, "prompt", o.max_new_tokens);
-    const int64_t V = impl_->config().vocab_size;
-    GenerateResult r;
-    r.finish_reason = "length";
-    Sampler sampler(o.temperature, o.top_p, o.seed);
-    CpuKvCache cache = impl_->model->new_cache();
-    std::vector<float> last(static_cast<size_t>(V));
-    auto t0 = std::chrono::steady_clock::now();
-    impl_->model->forward(prompt, cache, last.data(), true);
-    r.prefill_seconds = seconds_since(t0);
-    t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < o.max_new_tokens; ++i) {
-      const int32_t tok = sampler.sample(last.data(), V);
-      r.tokens.push_back(tok);
-      if (std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), tok) != o.stop_token_ids.end()) {
-        r.finish_reason = "stop_token";
-        break;
+    const Tokenizer& tok = impl_->need_tokenizer();
+    std::string ctx(context), cont(continuation);
+    const size_t keep = ctx.find_last_not_of(" \t\n\r\f\v");  // lm-eval moves trailing whitespace
+    const size_t cut = keep == std::string::npos ? 0 : keep + 1;
+    cont = ctx.substr(cut) + cont;
+    ctx.resize(cut);
+    const std::vector<int32_t> ctx_ids = tok.encode(ctx, true);
+    const std::vector<int32_t> whole = tok.encode(ctx + cont, true);
+    MLABENCH_CHECK(whole.size() > ctx_ids.size(), "the continuation \"{}\" adds no tokens after the context", cont);
+    const std::vector<int32_t> cont_ids(whole.begin() + static_cast<std::ptrdiff_t>(ctx_ids.size()), whole.end());
+    return score(ctx_ids, cont_ids).value();
+  });
+}
+
+Result<TextGenerateResult> Engine::generate(std::string_view prompt, const TextGenerateOptions& o) {
+  return guarded([&] {
+    const Tokenizer& tok = impl_->need_tokenizer();
+    TextGenerateResult out;
+    out.prompt_tokens = tok.encode(prompt, o.add_special_tokens);
+    GenerateOptions g = o.sampling;
+    if (!o.ignore_eos)
+      if (auto eos = tok.eos_id()) g.stop_token_ids.push_back(*eos);
+    StreamDecoder stream(tok, true);
+    size_t stop_at = std::string::npos;
+    out.generation = impl_->run_generation(out.prompt_tokens, g, [&](int32_t id) {
+      out.text += stream.step(id);
+      for (const auto& s : o.stop) {
+        const size_t at = s.empty() ? std::string::npos : out.text.find(s);
+        if (at != std::string::npos) stop_at = std::min(stop_at, at);
       }
-      if (i + 1 < o.max_new_tokens) impl_->model->forward(std::span(&tok, 1), cache, last.data(), true);
+      return stop_at != std::string::npos;
+    });
+    if (stop_at == std::string::npos) {
+      // Ended by length or a stop id: emit what the stream held back; a stop id itself is special, not text.
+      out.text += stream.flush();
+    } else {
+      out.text.resize(stop_at);
     }
-    r.decode_seconds = seconds_since(t0);
-    return r;
+    return out;
+  });
+}
+
+Result<std::string> Engine::apply_chat_template(std::span<const ChatMessage> messages, bool add_generation_prompt,
+                                                std::optional<ChatTemplate> override_template) const {
+  return guarded([&] {
+    const Tokenizer& tok = impl_->need_tokenizer();
+    return render_chat(override_template.value_or(tok.chat_template()), messages, tok.bos_token(), tok.eos_token(),
+                       add_generation_prompt)
+        .value();
   });
 }
 
@@ -154,7 +248,9 @@ Result<ModelSummary> summarize_model(const std::string& model_dir) {
   return guarded([&] {
     const ModelConfig c = load_config(model_dir);
     std::unique_ptr<Checkpoint> ck = Checkpoint::exists(model_dir) ? Checkpoint::open(model_dir) : nullptr;
-    return summarize(c, model_dir, ck.get());
+    ModelSummary s = summarize(c, model_dir, ck.get());
+    if (Tokenizer::exists(model_dir)) add_tokenizer_summary(s, *Tokenizer::load(model_dir).value());
+    return s;
   });
 }
 

@@ -1,10 +1,13 @@
-// info / logits / score / generate. Token ids are given as comma-separated integers until the tokenizer lands.
-// Results go to stdout as JSON; errors to stderr as "error: <what was checked>" and exit code 1.
+// info / logits / score / generate / tokenize. Prompts are text (--prompt, through the model's tokenizer) or
+// comma-separated token ids (--tokens). Results go to stdout as JSON; errors to stderr as "error: <what was
+// checked>" with exit code 1.
 #include "harness/cli_model.h"
 
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -84,17 +87,124 @@ void run(int* exit_code, F&& body) {
   }
 }
 
+nlohmann::ordered_json timing_json(const Engine& e, const GenerateResult& r, size_t prompt_len, const std::string& device) {
+  const double steps = r.tokens.size() > 1 ? static_cast<double>(r.tokens.size() - 1) : 0.0;
+  const double tps = r.decode_seconds > 0 ? steps / r.decode_seconds : 0.0;
+  return {{"device", device},
+          {"prefill_seconds", r.prefill_seconds},
+          {"prefill_tokens_per_s", r.prefill_seconds > 0 ? static_cast<double>(prompt_len) / r.prefill_seconds : 0.0},
+          {"decode_tokens_per_s", tps},
+          {"decode_weight_gb_per_s", tps * static_cast<double>(e.active_weight_bytes()) / 1e9},
+          {"active_weight_bytes_per_token", e.active_weight_bytes()}};
+}
+
+struct GenerateArgs {
+  ModelArgs model;
+  std::string tokens, prompt, system, chat_template, stop_ids;
+  std::vector<std::string> stop;
+  bool chat = false, ignore_eos = false;
+  GenerateOptions gen;
+};
+
+void generate_command(const GenerateArgs& a) {
+  auto engine = open_engine(a.model);
+  GenerateOptions g = a.gen;
+  if (!a.stop_ids.empty()) g.stop_token_ids = parse_ids(a.stop_ids, "--stop-token-ids");
+  nlohmann::ordered_json j;
+  j["model"] = engine->summary().model_dir;
+  if (!a.tokens.empty()) {
+    const std::vector<int32_t> prompt = parse_ids(a.tokens, "--tokens");
+    GenerateResult r = engine->generate(prompt, g).value();
+    j["prompt_tokens"] = prompt;
+    j["tokens"] = r.tokens;
+    if (engine->tokenizer()) j["text"] = engine->tokenizer()->decode(r.tokens, true);
+    j["finish_reason"] = r.finish_reason;
+    j["timing"] = timing_json(*engine, r, prompt.size(), a.model.device);
+  } else {
+    std::string prompt = a.prompt;
+    bool add_special = true;
+    if (a.chat) {
+      std::vector<ChatMessage> msgs;
+      if (!a.system.empty()) msgs.push_back({"system", a.system});
+      msgs.push_back({"user", a.prompt});
+      std::optional<ChatTemplate> t;
+      if (!a.chat_template.empty()) t = chat_template_from_name(a.chat_template);
+      prompt = engine->apply_chat_template(msgs, true, t).value();
+      add_special = false;  // the template writes BOS itself
+      j["chat_template"] = std::string(chat_template_name(t.value_or(engine->tokenizer()->chat_template())));
+      j["rendered_prompt"] = prompt;
+    }
+    TextGenerateOptions o;
+    o.sampling = g;
+    o.stop = a.stop;
+    o.add_special_tokens = add_special;
+    o.ignore_eos = a.ignore_eos;
+    TextGenerateResult r = engine->generate(std::string_view(prompt), o).value();
+    j["prompt_tokens"] = r.prompt_tokens;
+    j["tokens"] = r.generation.tokens;
+    j["text"] = r.text;
+    j["finish_reason"] = r.generation.finish_reason;
+    j["timing"] = timing_json(*engine, r.generation, r.prompt_tokens.size(), a.model.device);
+  }
+  j["sampling"] = {{"temperature", g.temperature}, {"top_p", g.top_p}, {"seed", g.seed}};
+  std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
+struct TokenizeArgs {
+  std::string dir, text, jsonl, out;
+  bool add_special = false;
+  int threads = 0;
+};
+
+// JSONL in, one {"text": ...} per line; JSONL out, one {"ids": [...]} per line, in order. Lines are encoded in
+// parallel (each thread keeps its own BPE word cache).
+void tokenize_command(const TokenizeArgs& a) {
+  auto tok = Tokenizer::load(a.dir).value();
+  if (!a.text.empty() || a.jsonl.empty()) {
+    std::printf("%s\n", nlohmann::json({{"ids", tok->encode(a.text, a.add_special)}}).dump().c_str());
+    return;
+  }
+  if (a.out.empty()) throw Error("--jsonl needs --out FILE for the ids");
+  std::ifstream in(a.jsonl, std::ios::binary);
+  if (!in.good()) throw Error(fmt::format("cannot read {}", a.jsonl));
+  std::vector<std::string> texts;
+  size_t line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (line.empty()) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(fmt::format("{} line {}: not valid JSON ({})", a.jsonl, line_no, e.what()));
+    }
+    if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
+      throw Error(fmt::format("{} line {}: expected {{\"text\": \"...\"}}", a.jsonl, line_no));
+    texts.push_back(j["text"].get<std::string>());
+  }
+  std::vector<std::string> lines(texts.size());
+  if (a.threads > 0) omp_set_num_threads(a.threads);
+#pragma omp parallel for schedule(dynamic, 16)
+  for (size_t i = 0; i < texts.size(); ++i)
+    lines[i] = nlohmann::json({{"ids", tok->encode(texts[i], a.add_special)}}).dump();
+  std::ofstream out(a.out, std::ios::binary);
+  if (!out.good()) throw Error(fmt::format("cannot write {}", a.out));
+  for (const auto& l : lines) out << l << '\n';
+  if (!out.good()) throw Error(fmt::format("writing {} failed", a.out));
+}
+
 }  // namespace
 
 void add_model_commands(CLI::App& app, int* exit_code) {
   // Options outlive parsing: the callbacks run after it.
-  static ModelArgs info_args, logits_args, score_args, gen_args;
-  static std::string tokens, out_path, context, continuation, stop_ids;
-  static GenerateOptions gen;
+  static ModelArgs info_args, logits_args, score_args;
+  static std::string tokens, out_path, context, continuation, context_text, continuation_text;
+  static GenerateArgs gen;
+  static TokenizeArgs tk;
 
   auto* info = app.add_subcommand("info",
-                                  "print architecture, parameter counts and KV-cache bytes per token as JSON "
-                                  "(reads config.json; weights need not exist)");
+                                  "print architecture, parameter counts, KV-cache bytes per token and the tokenizer "
+                                  "as JSON (reads config.json; weights need not exist)");
   add_model_args(info, info_args, false);
   info->callback([=] {
     run(exit_code, [&] {
@@ -117,53 +227,61 @@ void add_model_commands(CLI::App& app, int* exit_code) {
     });
   });
 
-  auto* score = app.add_subcommand("score", "log-probability of a continuation after a context");
+  auto* score = app.add_subcommand("score", "log-probability of a continuation after a context (ids or text)");
   add_model_args(score, score_args, true);
-  score->add_option("--context", context, "context token ids")->required();
-  score->add_option("--continuation", continuation, "continuation token ids")->required();
+  auto* ctx_ids = score->add_option("--context", context, "context token ids");
+  auto* ctx_txt = score->add_option("--context-text", context_text, "context text (tokenized as lm-evaluation-harness does)");
+  score->add_option("--continuation", continuation, "continuation token ids")->needs(ctx_ids);
+  score->add_option("--continuation-text", continuation_text, "continuation text")->needs(ctx_txt);
+  ctx_ids->excludes(ctx_txt);
   score->callback([=] {
     run(exit_code, [&] {
-      const std::vector<int32_t> ctx = parse_ids(context, "--context"),
-                                 cont = parse_ids(continuation, "--continuation");
       auto engine = open_engine(score_args);
-      ScoreResult r = engine->score(ctx, cont).value();
-      std::printf(
-          "%s\n",
-          nlohmann::json({{"logprob", r.logprob}, {"is_greedy", r.is_greedy}, {"tokens", r.n_tokens}}).dump().c_str());
+      ScoreResult r;
+      if (!context_text.empty()) {
+        r = engine->score(std::string_view(context_text), std::string_view(continuation_text)).value();
+      } else {
+        if (context.empty()) throw Error("score needs --context/--continuation ids or --context-text/--continuation-text");
+        r = engine->score(parse_ids(context, "--context"), parse_ids(continuation, "--continuation")).value();
+      }
+      std::printf("%s\n", nlohmann::json({{"logprob", r.logprob}, {"is_greedy", r.is_greedy}, {"tokens", r.n_tokens}})
+                              .dump()
+                              .c_str());
     });
   });
 
-  auto* generate = app.add_subcommand("generate", "generate token ids after a prompt (greedy unless --temperature)");
-  add_model_args(generate, gen_args, true);
-  generate->add_option("--tokens", tokens, "prompt token ids")->required();
-  generate->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate at most")->capture_default_str();
-  generate->add_option("--temperature", gen.temperature, "0 = greedy")->capture_default_str();
-  generate->add_option("--top-p", gen.top_p, "nucleus mass")->capture_default_str();
-  generate->add_option("--seed", gen.seed, "sampling seed")->capture_default_str();
-  generate->add_option("--stop-token-ids", stop_ids, "stop after any of these ids, e.g. 1,2");
+  auto* generate = app.add_subcommand("generate", "generate after a prompt (greedy unless --temperature)");
+  add_model_args(generate, gen.model, true);
+  auto* t_opt = generate->add_option("--tokens", gen.tokens, "prompt token ids");
+  auto* p_opt = generate->add_option("--prompt", gen.prompt, "prompt text, encoded with the model's tokenizer");
+  t_opt->excludes(p_opt);
+  generate->add_flag("--chat", gen.chat, "wrap --prompt as a user message in the model's chat template")->needs(p_opt);
+  generate->add_option("--system", gen.system, "system message (with --chat)");
+  generate->add_option("--chat-template", gen.chat_template, "override the template: raw, deepseek-v2, llama-2-chat, llama-3-instruct")
+      ->check(CLI::IsMember({"raw", "deepseek-v2", "llama-2-chat", "llama-3-instruct"}));
+  generate->add_option("--stop", gen.stop, "stop string (repeatable); the text is cut before it");
+  generate->add_flag("--ignore-eos", gen.ignore_eos, "do not stop at the tokenizer's end-of-sequence token");
+  generate->add_option("--max-new-tokens", gen.gen.max_new_tokens, "tokens to generate at most")->capture_default_str();
+  generate->add_option("--temperature", gen.gen.temperature, "0 = greedy")->capture_default_str();
+  generate->add_option("--top-p", gen.gen.top_p, "nucleus mass")->capture_default_str();
+  generate->add_option("--seed", gen.gen.seed, "sampling seed")->capture_default_str();
+  generate->add_option("--stop-token-ids", gen.stop_ids, "stop after any of these ids, e.g. 1,2");
   generate->callback([=] {
     run(exit_code, [&] {
-      const std::vector<int32_t> prompt = parse_ids(tokens, "--tokens");
-      if (!stop_ids.empty()) gen.stop_token_ids = parse_ids(stop_ids, "--stop-token-ids");
-      auto engine = open_engine(gen_args);
-      GenerateResult r = engine->generate(prompt, gen).value();
-      const double steps = r.tokens.size() > 1 ? static_cast<double>(r.tokens.size() - 1) : 0.0;
-      const double tps = r.decode_seconds > 0 ? steps / r.decode_seconds : 0.0;
-      nlohmann::ordered_json j;
-      j["model"] = engine->summary().model_dir;
-      j["prompt_tokens"] = prompt;
-      j["tokens"] = r.tokens;
-      j["finish_reason"] = r.finish_reason;
-      j["sampling"] = {{"temperature", gen.temperature}, {"top_p", gen.top_p}, {"seed", gen.seed}};
-      j["timing"] = {{"device", gen_args.device},
-                     {"prefill_seconds", r.prefill_seconds},
-                     {"prefill_tokens_per_s", r.prefill_seconds > 0 ? prompt.size() / r.prefill_seconds : 0.0},
-                     {"decode_tokens_per_s", tps},
-                     {"decode_weight_gb_per_s", tps * static_cast<double>(engine->active_weight_bytes()) / 1e9},
-                     {"active_weight_bytes_per_token", engine->active_weight_bytes()}};
-      std::printf("%s\n", j.dump(2).c_str());
+      if (gen.tokens.empty() && gen.prompt.empty()) throw Error("generate needs --tokens or --prompt");
+      generate_command(gen);
     });
   });
+
+  auto* tokenize = app.add_subcommand("tokenize", "text to token ids with a model folder's tokenizer");
+  tokenize->add_option("--tokenizer", tk.dir, "folder with tokenizer.json or tokenizer.model")->required();
+  auto* text = tokenize->add_option("--text", tk.text, "one text; prints {\"ids\": [...]}");
+  auto* jsonl = tokenize->add_option("--jsonl", tk.jsonl, "input JSONL, one {\"text\": ...} per line");
+  text->excludes(jsonl);
+  tokenize->add_option("--out", tk.out, "output JSONL, one {\"ids\": [...]} per input line")->needs(jsonl);
+  tokenize->add_flag("--add-special", tk.add_special, "apply the post-processor (e.g. BOS)");
+  tokenize->add_option("--threads", tk.threads, "threads for --jsonl (0 = all cores)")->check(CLI::NonNegativeNumber);
+  tokenize->callback([=] { run(exit_code, [&] { tokenize_command(tk); }); });
 }
 
 }  // namespace mlabench::cli

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <zlib.h>
+
 #include "engine/core/check.h"
 #include "engine/core/npy.h"
 
@@ -57,6 +59,35 @@ double max_abs_diff(const A* a, const B* b, size_t n) {
   double m = 0;
   for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
   return m;
+}
+
+/// Whole contents of a gzip file.
+inline std::string read_gz(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  EXPECT_NE(f, nullptr) << "cannot open " << path;
+  std::string out;
+  if (f == nullptr) return out;
+  char buf[1 << 16];
+  int n;
+  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  gzclose(f);
+  return out;
+}
+
+/// The shared data mirror (../shared beside the checkout), or "" when this machine has none.
+inline std::string shared_dir() {
+  const char* env = std::getenv("MLABENCH_SHARED_DIR");
+  const std::string d = env ? env : MLABENCH_SHARED_DIR;
+  return std::filesystem::exists(d) ? d : "";
+}
+
+/// FNV-1a 64 as lowercase hex (the hash tools/make_tokenizer_fixtures.py stores).
+inline std::string fnv1a64_hex(const void* data, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(data)[i]) * 0x100000001b3ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 /// Runs `f`, which must throw mlabench::Error with a message containing every string in `parts`.

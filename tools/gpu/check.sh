@@ -2,7 +2,7 @@
 # The GPU-machine check (run it for every change to engine or kernel code; paste its table in the note):
 #   1. build Release for this machine, run the whole test suite (GPU tests join as the CUDA engine lands);
 #   2. regenerate the reference fixtures with transformers and compare them with the committed ones;
-#   3. run the benchmarks;
+#   3. run the benchmarks (CPU engine; tokenizer vs Hugging Face tokenizers, side by side);
 #   4. print a short table last.
 # Usage, through the device tool (which copies no .git, so name the commit):
 #   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh      (logs and JSON land in $OUT)
@@ -48,6 +48,11 @@ for b in json.load(open(sys.argv[1]))["benchmarks"]:
     extra = "  ".join(f"{k} {b[k]:.4g}" for k in ("GB/s", "GFLOP/s", "tokens/s", "weight GB/s") if k in b)
     print(f"{'bench ' + b['name'].split('/')[0]:34s} {b['real_time']:.4g} {b['time_unit']}  {extra}  [{b.get('label', '')}]")
 PY
+if bash tools/gpu/bench_tokenizer.sh > "$out/bench_tokenizer.log" 2>&1; then
+  tail -n +1 "$out/bench_tokenizer.log" | sed 's/^/tokenizer  /' >> "$out/summary.txt"
+else
+  row "tokenizer benchmark" "FAILED (bench_tokenizer.log)"
+fi
 row "GPU tests / GPU benchmarks" "none yet: the CUDA engine arrives with its own issue"
 echo
 echo "================ mlabench GPU-machine check ================"

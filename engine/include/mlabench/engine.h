@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "mlabench/result.h"
+#include "mlabench/tokenizer.h"
 
 namespace mlabench {
 
@@ -82,9 +83,22 @@ struct GenerateOptions {
 
 struct GenerateResult {
   std::vector<int32_t> tokens;   ///< new tokens only
-  std::string finish_reason;     ///< "length" | "stop_token"
+  std::string finish_reason;     ///< "length" | "stop_token" | "stop_string"
   double prefill_seconds = 0.0;  ///< prompt forward pass
   double decode_seconds = 0.0;   ///< all single-token steps
+};
+
+struct TextGenerateOptions {
+  GenerateOptions sampling{};         ///< the tokenizer's EOS joins sampling.stop_token_ids unless ignore_eos
+  std::vector<std::string> stop{};    ///< stop strings: generation ends once the text contains one; text is cut before it
+  bool add_special_tokens = true;     ///< encode the prompt with the tokenizer's post-processor (BOS, as the model expects)
+  bool ignore_eos = false;
+};
+
+struct TextGenerateResult {
+  std::string text;                    ///< the generated text (special tokens skipped, cut before a stop string)
+  std::vector<int32_t> prompt_tokens;  ///< the prompt as the model saw it
+  GenerateResult generation;           ///< tokens and timing
 };
 
 class Engine {
@@ -107,6 +121,22 @@ class Engine {
   Result<ScoreResult> score(std::span<const int32_t> context, std::span<const int32_t> continuation);
   /// \brief Samples up to max_new_tokens after `prompt` through the KV cache (prefill, then one token a step).
   Result<GenerateResult> generate(std::span<const int32_t> prompt, const GenerateOptions& options);
+
+  /// \brief The model folder's tokenizer (tokenizer.json or tokenizer.model), or nullptr if it has none.
+  const Tokenizer* tokenizer() const;
+  /// \brief Text -> ids with the model's tokenizer. Error if the model folder has no tokenizer.
+  Result<std::vector<int32_t>> encode(std::string_view text, bool add_special_tokens) const;
+  /// \brief log p(continuation | context) on text, tokenized as lm-evaluation-harness does: whitespace at the
+  /// end of the context moves to the continuation, the context is encoded with special tokens (BOS), and the
+  /// continuation's tokens are those that encode(context + continuation) adds after the context's.
+  Result<ScoreResult> score(std::string_view context, std::string_view continuation);
+  /// \brief Generation from text, decoded incrementally (no half characters), stopped by EOS, stop ids or stop
+  /// strings.
+  Result<TextGenerateResult> generate(std::string_view prompt, const TextGenerateOptions& options);
+  /// \brief A conversation rendered with the tokenizer's chat template (or `override`), ready to encode with
+  /// add_special_tokens = false (the template writes BOS itself), as transformers' apply_chat_template does.
+  Result<std::string> apply_chat_template(std::span<const ChatMessage> messages, bool add_generation_prompt,
+                                          std::optional<ChatTemplate> override_template = std::nullopt) const;
 
  private:
   Engine();

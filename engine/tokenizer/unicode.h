@@ -1,0 +1,40 @@
+// UTF-8 and the Unicode character properties the tokenizer pipeline needs, with the definitions Hugging Face
+// tokenizers (Rust std and the regex crate) use: White_Space, Rust's char::is_numeric (Nd|Nl|No), Rust
+// regex's \w (Alphabetic|M|Nd|Pc|Join_Control), char::to_lowercase. Category data from utf8proc.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace mlabench::unicode {
+
+constexpr char32_t kReplacement = 0xFFFD;
+
+/// \brief Decodes the code point at s[i] and advances i. Invalid or truncated sequences yield U+FFFD and
+/// advance past the maximal invalid subpart (the W3C / WHATWG rule Rust's from_utf8_lossy also follows).
+char32_t next(std::string_view s, size_t& i);
+/// \brief Appends the UTF-8 encoding of c.
+void append(std::string& out, char32_t c);
+/// \brief Byte length of the UTF-8 sequence that starts with lead byte b (1 for continuation/invalid bytes).
+inline size_t seq_len(unsigned char b) { return b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 1; }
+/// \brief True if s is well-formed UTF-8.
+bool valid(std::string_view s);
+/// \brief s with every ill-formed sequence replaced by U+FFFD (s itself when already valid).
+std::string sanitize(std::string_view s);
+/// \brief Number of code points.
+size_t length(std::string_view s);
+
+bool is_whitespace(char32_t c);     // Unicode White_Space (Rust char::is_whitespace, regex \s)
+bool is_numeric(char32_t c);        // general category N* (Rust char::is_numeric)
+bool is_word(char32_t c);           // Rust regex \w: Alphabetic, marks, Nd, Pc, Join_Control
+bool is_combining_mark(char32_t c); // category M*
+/// \brief Full lowercase mapping (Rust char::to_lowercase), appended as UTF-8; returns the number of chars.
+int append_lowercase(std::string& out, char32_t c);
+
+/// \brief NFC / NFKC of a valid UTF-8 string.
+std::string nfc(std::string_view s);
+std::string nfkc(std::string_view s);
+
+}  // namespace mlabench::unicode

@@ -1,0 +1,79 @@
+// Randomised robustness (run under AddressSanitizer and UBSan in CI): random and corrupted text through every
+// tokenizer, and corrupted tokenizer.json files through the loader. Encoding never fails and always gives ids
+// in range; decoding always gives well-formed UTF-8; loading either succeeds or says why.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "engine/tokenizer/hf_tokenizer.h"
+#include "engine/tokenizer/unicode.h"
+#include "tests/test_util.h"
+
+namespace mlabench {
+namespace {
+
+std::string random_text(std::mt19937& rng) {
+  static const std::vector<std::string> atoms = {"a", "Z", " ", "  ", "\n", "\r\n", "\t", "é", "e\u0301", "中", "한",
+                                                 "ж", "😀", "👩‍💻", "\u200b", "\u3000", "\u0085", "1", "23", "'s", "-",
+                                                 ".", "<s>", "<｜begin▁of▁sentence｜>", "<|eot_id|>", "▁", "\uFFFD"};
+  std::string s;
+  const int n = static_cast<int>(rng() % 60);
+  for (int i = 0; i < n; ++i) {
+    const unsigned r = rng() % 10;
+    if (r < 7) {
+      s += atoms[rng() % atoms.size()];
+    } else if (r < 9) {
+      unicode::append(s, static_cast<char32_t>(rng() % 0x30000));  // may be unassigned or a surrogate value
+    } else {
+      s += static_cast<char>(rng() % 256);  // raw bytes: often ill-formed UTF-8
+    }
+  }
+  return s;
+}
+
+TEST(TokenizerRobustness, RandomTextThroughEveryTokenizer) {
+  std::vector<std::string> dirs = {test::default_model_dir()};
+  for (const char* n : {"llama3-style", "llama2-style", "metaspace-first", "metaspace-always", "wordpiece-mix",
+                        "bytelevel-mix", "sentencepiece-bpe"})
+    dirs.push_back(test::data_dir() + "/tokenizer/" + n);
+  std::mt19937 rng(99);
+  for (const auto& dir : dirs) {
+    auto tok = Tokenizer::load(dir).value();
+    for (int i = 0; i < 300; ++i) {
+      const std::string text = random_text(rng);
+      const auto ids = tok->encode(text, i % 2 == 0);
+      for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < tok->vocab_size()) << dir << ": id " << id;
+      const std::string dec = tok->decode(ids, i % 3 == 0);
+      ASSERT_TRUE(unicode::valid(dec)) << dir;
+      // Arbitrary ids, in range or not, decode without failing.
+      std::vector<int32_t> junk;
+      for (int k = 0; k < 20; ++k) junk.push_back(static_cast<int32_t>(rng() % (tok->vocab_size() + 50)) - 10);
+      ASSERT_TRUE(unicode::valid(tok->decode(junk, false))) << dir;
+    }
+  }
+}
+
+TEST(TokenizerRobustness, CorruptedTokenizerJsonIsRefusedOrLoads) {
+  std::ifstream in(test::data_dir() + "/tokenizer/wordpiece-mix/tokenizer.json");
+  const std::string good((std::istreambuf_iterator<char>(in)), {});
+  // Mutate the pipeline part of the file (before the vocabulary), where the structure is.
+  const size_t head = std::min(good.find("\"vocab\""), good.size());
+  std::mt19937 rng(5);
+  int loaded = 0, refused = 0;
+  for (int trial = 0; trial < 150; ++trial) {
+    std::string bad = good;
+    for (int k = 0; k < 3; ++k) bad[rng() % head] = "{}[]\":,0aZ\\ "[rng() % 13];
+    try {
+      auto t = parse_hf_tokenizer_json(bad, "mutated tokenizer.json");
+      t->encode("Hello, world! 123 中文", true);
+      ++loaded;
+    } catch (const Error&) {
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 0);
+  EXPECT_EQ(loaded + refused, 150);
+}
+
+}  // namespace
+}  // namespace mlabench
