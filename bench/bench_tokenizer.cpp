@@ -70,10 +70,16 @@ int main(int argc, char** argv) {
   };
   const auto [t1, n1] = run(false);
   const auto [tn, nn] = run(true);
-  nlohmann::ordered_json j = {{"implementation", "mlabench"}, {"tokenizer", dir}, {"documents", texts.size()},
-                              {"bytes", bytes}, {"tokens", n1}, {"single_thread_mb_s", bytes / t1 / 1e6},
-                              {"single_thread_tokens_s", n1 / t1}, {"threads", all},
-                              {"all_threads_mb_s", bytes / tn / 1e6}, {"all_threads_tokens_s", nn / tn}};
+  nlohmann::ordered_json j = {{"implementation", "mlabench"},
+                              {"tokenizer", dir},
+                              {"documents", texts.size()},
+                              {"bytes", bytes},
+                              {"tokens", n1},
+                              {"single_thread_mb_s", bytes / t1 / 1e6},
+                              {"single_thread_tokens_s", n1 / t1},
+                              {"threads", all},
+                              {"all_threads_mb_s", bytes / tn / 1e6},
+                              {"all_threads_tokens_s", nn / tn}};
   std::printf("%s\n", j.dump().c_str());
   return n1 == nn ? 0 : 1;
 }

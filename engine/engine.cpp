@@ -3,8 +3,8 @@
 #include <omp.h>
 
 #include <chrono>
-#include <nlohmann/json.hpp>
 #include <new>
+#include <nlohmann/json.hpp>
 
 #include "engine/core/check.h"
 #include "engine/model/cpu_model.h"

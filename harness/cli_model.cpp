@@ -87,7 +87,8 @@ void run(int* exit_code, F&& body) {
   }
 }
 
-nlohmann::ordered_json timing_json(const Engine& e, const GenerateResult& r, size_t prompt_len, const std::string& device) {
+nlohmann::ordered_json timing_json(const Engine& e, const GenerateResult& r, size_t prompt_len,
+                                   const std::string& device) {
   const double steps = r.tokens.size() > 1 ? static_cast<double>(r.tokens.size() - 1) : 0.0;
   const double tps = r.decode_seconds > 0 ? steps / r.decode_seconds : 0.0;
   return {{"device", device},
@@ -230,7 +231,8 @@ void add_model_commands(CLI::App& app, int* exit_code) {
   auto* score = app.add_subcommand("score", "log-probability of a continuation after a context (ids or text)");
   add_model_args(score, score_args, true);
   auto* ctx_ids = score->add_option("--context", context, "context token ids");
-  auto* ctx_txt = score->add_option("--context-text", context_text, "context text (tokenized as lm-evaluation-harness does)");
+  auto* ctx_txt =
+      score->add_option("--context-text", context_text, "context text (tokenized as lm-evaluation-harness does)");
   score->add_option("--continuation", continuation, "continuation token ids")->needs(ctx_ids);
   score->add_option("--continuation-text", continuation_text, "continuation text")->needs(ctx_txt);
   ctx_ids->excludes(ctx_txt);
@@ -241,12 +243,13 @@ void add_model_commands(CLI::App& app, int* exit_code) {
       if (!context_text.empty()) {
         r = engine->score(std::string_view(context_text), std::string_view(continuation_text)).value();
       } else {
-        if (context.empty()) throw Error("score needs --context/--continuation ids or --context-text/--continuation-text");
+        if (context.empty())
+          throw Error("score needs --context/--continuation ids or --context-text/--continuation-text");
         r = engine->score(parse_ids(context, "--context"), parse_ids(continuation, "--continuation")).value();
       }
-      std::printf("%s\n", nlohmann::json({{"logprob", r.logprob}, {"is_greedy", r.is_greedy}, {"tokens", r.n_tokens}})
-                              .dump()
-                              .c_str());
+      std::printf(
+          "%s\n",
+          nlohmann::json({{"logprob", r.logprob}, {"is_greedy", r.is_greedy}, {"tokens", r.n_tokens}}).dump().c_str());
     });
   });
 
@@ -257,7 +260,9 @@ void add_model_commands(CLI::App& app, int* exit_code) {
   t_opt->excludes(p_opt);
   generate->add_flag("--chat", gen.chat, "wrap --prompt as a user message in the model's chat template")->needs(p_opt);
   generate->add_option("--system", gen.system, "system message (with --chat)");
-  generate->add_option("--chat-template", gen.chat_template, "override the template: raw, deepseek-v2, llama-2-chat, llama-3-instruct")
+  generate
+      ->add_option("--chat-template", gen.chat_template,
+                   "override the template: raw, deepseek-v2, llama-2-chat, llama-3-instruct")
       ->check(CLI::IsMember({"raw", "deepseek-v2", "llama-2-chat", "llama-3-instruct"}));
   generate->add_option("--stop", gen.stop, "stop string (repeatable); the text is cut before it");
   generate->add_flag("--ignore-eos", gen.ignore_eos, "do not stop at the tokenizer's end-of-sequence token");

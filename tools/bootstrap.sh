@@ -14,7 +14,7 @@ case "$mode" in demo|test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esac
 
 # Debian packages the build uses (see README "Dependencies" for why each).
 packages=(build-essential cmake ninja-build pkg-config libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-          libgmock-dev libbenchmark-dev)
+          libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev libsentencepiece-dev zlib1g-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,8 +33,8 @@ if [ "$mode" = demo ]; then
   model=tests/data/models/mlabench-tiny-dsv2
   echo "== mlabench info --model $model"
   build/mlabench info --model "$model"
-  echo "== mlabench generate --model $model --tokens 0,1000,1500,42 --max-new-tokens 16 (greedy)"
-  build/mlabench generate --model "$model" --tokens 0,1000,1500,42 --max-new-tokens 16
+  echo "== mlabench generate --model $model --prompt 'The quick brown fox' --max-new-tokens 16 (greedy)"
+  build/mlabench generate --model "$model" --prompt "The quick brown fox" --max-new-tokens 16
 else
   cmake -S . -B build-test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLABENCH_SANITIZE=ON
   cmake --build build-test -j "$jobs"

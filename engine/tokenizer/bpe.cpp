@@ -17,7 +17,9 @@ namespace {
 constexpr size_t kCacheMaxWordBytes = 256;
 constexpr size_t kCacheCapacity = 100000;
 
-uint64_t pair_key(int32_t a, int32_t b) { return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b); }
+uint64_t pair_key(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
 
 struct Symbol {
   int32_t id;
@@ -51,8 +53,10 @@ BpeModel::BpeModel(const nlohmann::json& model, const std::string& where) : cach
   JsonFields f(model, where);
   if (f.has("type")) {
     const std::string type = f.string("type");
-    MLABENCH_CHECK(type == "BPE", "{}: model type \"{}\" is not supported; accepted: BPE (WordPiece, Unigram and "
-                   "WordLevel models are not)", where, type);
+    MLABENCH_CHECK(type == "BPE",
+                   "{}: model type \"{}\" is not supported; accepted: BPE (WordPiece, Unigram and "
+                   "WordLevel models are not)",
+                   where, type);
   }
   if (f.has("dropout")) {
     MLABENCH_CHECK(f.number("dropout") == 0.0, "{}: BPE dropout must be null or 0 for deterministic encoding", where);
@@ -68,9 +72,9 @@ BpeModel::BpeModel(const nlohmann::json& model, const std::string& where) : cach
   MLABENCH_CHECK(vocab.is_object(), "{}: 'vocab' must be an object of token -> id", where);
   vocab_.reserve(vocab.size());
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    MLABENCH_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0 &&
-                       it.value().get<int64_t>() <= INT32_MAX,
-                   "{}: vocab['{}'] must be a non-negative integer id", where, it.key());
+    MLABENCH_CHECK(
+        it.value().is_number_integer() && it.value().get<int64_t>() >= 0 && it.value().get<int64_t>() <= INT32_MAX,
+        "{}: vocab['{}'] must be a non-negative integer id", where, it.key());
     const auto id = static_cast<int32_t>(it.value().get<int64_t>());
     vocab_[it.key()] = id;
     vocab_r_[id] = it.key();

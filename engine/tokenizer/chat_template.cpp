@@ -59,16 +59,21 @@ bool contains(std::string_view s, std::string_view x) { return s.find(x) != std:
 
 std::string_view chat_template_name(ChatTemplate t) {
   switch (t) {
-    case ChatTemplate::RAW: return "raw";
-    case ChatTemplate::DEEPSEEK_V2: return "deepseek-v2";
-    case ChatTemplate::LLAMA2_CHAT: return "llama-2-chat";
-    case ChatTemplate::LLAMA3_INSTRUCT: return "llama-3-instruct";
+    case ChatTemplate::RAW:
+      return "raw";
+    case ChatTemplate::DEEPSEEK_V2:
+      return "deepseek-v2";
+    case ChatTemplate::LLAMA2_CHAT:
+      return "llama-2-chat";
+    case ChatTemplate::LLAMA3_INSTRUCT:
+      return "llama-3-instruct";
   }
   return "raw";
 }
 
 std::optional<ChatTemplate> chat_template_from_name(std::string_view name) {
-  for (ChatTemplate t : {ChatTemplate::RAW, ChatTemplate::DEEPSEEK_V2, ChatTemplate::LLAMA2_CHAT, ChatTemplate::LLAMA3_INSTRUCT})
+  for (ChatTemplate t :
+       {ChatTemplate::RAW, ChatTemplate::DEEPSEEK_V2, ChatTemplate::LLAMA2_CHAT, ChatTemplate::LLAMA3_INSTRUCT})
     if (chat_template_name(t) == name) return t;
   return std::nullopt;
 }

@@ -223,7 +223,8 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string
     return std::make_unique<StripDecoder>(one_char(f.string("content"), where + ".content"), static_cast<size_t>(start),
                                           static_cast<size_t>(stop));
   }
-  if (type == "Replace") return std::make_unique<ReplaceDecoder>(make_pattern(f.raw("pattern"), where + ".pattern"), f.string("content"));
+  if (type == "Replace")
+    return std::make_unique<ReplaceDecoder>(make_pattern(f.raw("pattern"), where + ".pattern"), f.string("content"));
   if (type == "Sequence") {
     const auto& list = f.raw("decoders");
     MLABENCH_CHECK(list.is_array(), "{}: 'decoders' must be a list", where);
@@ -234,8 +235,10 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string
     }
     return std::make_unique<SequenceDecoder>(std::move(d));
   }
-  MLABENCH_FAIL("{}: decoder type \"{}\" is not supported; accepted: ByteLevel, Metaspace, ByteFallback, Fuse, "
-                "Strip, Replace, Sequence", where, type);
+  MLABENCH_FAIL(
+      "{}: decoder type \"{}\" is not supported; accepted: ByteLevel, Metaspace, ByteFallback, Fuse, "
+      "Strip, Replace, Sequence",
+      where, type);
 }
 
 std::unique_ptr<PostProcessor> make_post_processor(const nlohmann::json& j, const std::string& where) {
@@ -265,7 +268,8 @@ std::unique_ptr<PostProcessor> make_post_processor(const nlohmann::json& j, cons
         is_seq.push_back(true);
       } else if (p.contains("SpecialToken")) {
         const std::string id = p["SpecialToken"].value("id", "");
-        MLABENCH_CHECK(specials.count(id), "{}: template names special token \"{}\" that special_tokens lacks", where, id);
+        MLABENCH_CHECK(specials.count(id), "{}: template names special token \"{}\" that special_tokens lacks", where,
+                       id);
         pieces.push_back(specials[id]);
         is_seq.push_back(false);
       } else {

@@ -141,7 +141,8 @@ void NormalizedString::strip(bool left, bool right) {
     while (trail < cs.size() - lead && unicode::is_whitespace(cs[cs.size() - 1 - trail])) ++trail;
   if (lead == 0 && trail == 0) return;
   std::vector<std::pair<char32_t, int>> t;
-  for (size_t i = lead; i + trail < cs.size(); ++i) t.emplace_back(cs[i], i + 1 + trail == cs.size() ? -static_cast<int>(trail) : 0);
+  for (size_t i = lead; i + trail < cs.size(); ++i)
+    t.emplace_back(cs[i], i + 1 + trail == cs.size() ? -static_cast<int>(trail) : 0);
   transform(t, lead);
 }
 

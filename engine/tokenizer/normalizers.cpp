@@ -105,8 +105,10 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& j, const std::
   if (type == "NFKC") return std::make_unique<UnicodeNormalizer>(true);
   if (type == "Lowercase") return std::make_unique<Lowercase>();
   if (type == "Prepend") return std::make_unique<Prepend>(f.string("prepend"));
-  if (type == "Strip") return std::make_unique<Strip>(f.boolean_or("strip_left", true), f.boolean_or("strip_right", true));
-  if (type == "Replace") return std::make_unique<Replace>(make_pattern(f.raw("pattern"), where + ".pattern"), f.string("content"));
+  if (type == "Strip")
+    return std::make_unique<Strip>(f.boolean_or("strip_left", true), f.boolean_or("strip_right", true));
+  if (type == "Replace")
+    return std::make_unique<Replace>(make_pattern(f.raw("pattern"), where + ".pattern"), f.string("content"));
   if (type == "Sequence") {
     const auto& list = f.raw("normalizers");
     MLABENCH_CHECK(list.is_array(), "{}: 'normalizers' must be a list", where);
@@ -117,8 +119,10 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& j, const std::
     }
     return std::make_unique<SequenceNormalizer>(std::move(n));
   }
-  MLABENCH_FAIL("{}: normalizer type \"{}\" is not supported; accepted: NFC, NFKC, Lowercase, Prepend, Replace, "
-                "Strip, Sequence", where, type);
+  MLABENCH_FAIL(
+      "{}: normalizer type \"{}\" is not supported; accepted: NFC, NFKC, Lowercase, Prepend, Replace, "
+      "Strip, Sequence",
+      where, type);
 }
 
 }  // namespace mlabench

@@ -38,7 +38,9 @@ struct ByteTables {
     std::array<bool, 256> direct{};
     for (int b : bs) direct[static_cast<size_t>(b)] = true;
     int n = 0;
-    for (int b = 0; b < 256; ++b) to_char[static_cast<size_t>(b)] = direct[static_cast<size_t>(b)] ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
+    for (int b = 0; b < 256; ++b)
+      to_char[static_cast<size_t>(b)] =
+          direct[static_cast<size_t>(b)] ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
     for (int b = 0; b < 256; ++b) unicode::append(to_utf8[static_cast<size_t>(b)], to_char[static_cast<size_t>(b)]);
   }
 };
@@ -122,7 +124,8 @@ enum class PrependScheme { FIRST, NEVER, ALWAYS };
 
 class Metaspace final : public PreTokenizer {
  public:
-  Metaspace(char32_t replacement, PrependScheme scheme, bool split) : replacement_(replacement), scheme_(scheme), split_(split) {
+  Metaspace(char32_t replacement, PrependScheme scheme, bool split)
+      : replacement_(replacement), scheme_(scheme), split_(split) {
     unicode::append(rep_, replacement);
   }
   bool needs_offsets() const override { return scheme_ == PrependScheme::FIRST; }
@@ -251,8 +254,10 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& j, const 
     }
     return std::make_unique<SequencePreTokenizer>(std::move(p));
   }
-  MLABENCH_FAIL("{}: pre_tokenizer type \"{}\" is not supported; accepted: Split, ByteLevel, Digits, Metaspace, "
-                "Whitespace, WhitespaceSplit, Sequence", where, type);
+  MLABENCH_FAIL(
+      "{}: pre_tokenizer type \"{}\" is not supported; accepted: Split, ByteLevel, Digits, Metaspace, "
+      "Whitespace, WhitespaceSplit, Sequence",
+      where, type);
 }
 
 }  // namespace mlabench

@@ -21,23 +21,104 @@ constexpr const char* kOnigWord = "\\p{L}\\p{M}\\p{N}\\p{Pc}";
 // matches a bare script name against Script_Extensions (so \p{Han} would take U+3002 "。"); Oniguruma uses
 // Script, which PCRE2 spells \p{sc:Name}.
 std::string translate_property(const std::string& name) {
-  static const std::map<std::string, std::string> long_categories = {
-      {"Letter", "L"}, {"Uppercase_Letter", "Lu"}, {"Lowercase_Letter", "Ll"}, {"Titlecase_Letter", "Lt"},
-      {"Modifier_Letter", "Lm"}, {"Other_Letter", "Lo"}, {"Mark", "M"}, {"Combining_Mark", "M"},
-      {"Nonspacing_Mark", "Mn"}, {"Spacing_Mark", "Mc"}, {"Enclosing_Mark", "Me"}, {"Number", "N"},
-      {"Decimal_Number", "Nd"}, {"Letter_Number", "Nl"}, {"Other_Number", "No"}, {"Punctuation", "P"},
-      {"Connector_Punctuation", "Pc"}, {"Dash_Punctuation", "Pd"}, {"Open_Punctuation", "Ps"},
-      {"Close_Punctuation", "Pe"}, {"Initial_Punctuation", "Pi"}, {"Final_Punctuation", "Pf"},
-      {"Other_Punctuation", "Po"}, {"Symbol", "S"}, {"Math_Symbol", "Sm"}, {"Currency_Symbol", "Sc"},
-      {"Modifier_Symbol", "Sk"}, {"Other_Symbol", "So"}, {"Separator", "Z"}, {"Space_Separator", "Zs"},
-      {"Line_Separator", "Zl"}, {"Paragraph_Separator", "Zp"}, {"Other", "C"}, {"Control", "Cc"}, {"Format", "Cf"},
-      {"Surrogate", "Cs"}, {"Private_Use", "Co"}, {"Unassigned", "Cn"}, {"Alpha", "Alphabetic"},
-      {"Digit", "Nd"}, {"Space", "White_Space"}, {"Upper", "Uppercase"}, {"Lower", "Lowercase"}};
-  static const std::set<std::string> keep = {
-      "C", "Cc", "Cf", "Cn", "Co", "Cs", "L", "Ll", "Lm", "Lo", "Lt", "Lu", "L&", "LC", "M", "Mc", "Me", "Mn", "N",
-      "Nd", "Nl", "No", "P", "Pc", "Pd", "Pe", "Pf", "Pi", "Po", "Ps", "S", "Sc", "Sk", "Sm", "So", "Z", "Zl", "Zp",
-      "Zs", "Any", "Alphabetic", "White_Space", "Uppercase", "Lowercase", "Join_Control", "Emoji", "Emoji_Presentation",
-      "Extended_Pictographic", "Ideographic", "Math", "Dash", "Hex_Digit", "ASCII_Hex_Digit", "Cased", "Diacritic"};
+  static const std::map<std::string, std::string> long_categories = {{"Letter", "L"},
+                                                                     {"Uppercase_Letter", "Lu"},
+                                                                     {"Lowercase_Letter", "Ll"},
+                                                                     {"Titlecase_Letter", "Lt"},
+                                                                     {"Modifier_Letter", "Lm"},
+                                                                     {"Other_Letter", "Lo"},
+                                                                     {"Mark", "M"},
+                                                                     {"Combining_Mark", "M"},
+                                                                     {"Nonspacing_Mark", "Mn"},
+                                                                     {"Spacing_Mark", "Mc"},
+                                                                     {"Enclosing_Mark", "Me"},
+                                                                     {"Number", "N"},
+                                                                     {"Decimal_Number", "Nd"},
+                                                                     {"Letter_Number", "Nl"},
+                                                                     {"Other_Number", "No"},
+                                                                     {"Punctuation", "P"},
+                                                                     {"Connector_Punctuation", "Pc"},
+                                                                     {"Dash_Punctuation", "Pd"},
+                                                                     {"Open_Punctuation", "Ps"},
+                                                                     {"Close_Punctuation", "Pe"},
+                                                                     {"Initial_Punctuation", "Pi"},
+                                                                     {"Final_Punctuation", "Pf"},
+                                                                     {"Other_Punctuation", "Po"},
+                                                                     {"Symbol", "S"},
+                                                                     {"Math_Symbol", "Sm"},
+                                                                     {"Currency_Symbol", "Sc"},
+                                                                     {"Modifier_Symbol", "Sk"},
+                                                                     {"Other_Symbol", "So"},
+                                                                     {"Separator", "Z"},
+                                                                     {"Space_Separator", "Zs"},
+                                                                     {"Line_Separator", "Zl"},
+                                                                     {"Paragraph_Separator", "Zp"},
+                                                                     {"Other", "C"},
+                                                                     {"Control", "Cc"},
+                                                                     {"Format", "Cf"},
+                                                                     {"Surrogate", "Cs"},
+                                                                     {"Private_Use", "Co"},
+                                                                     {"Unassigned", "Cn"},
+                                                                     {"Alpha", "Alphabetic"},
+                                                                     {"Digit", "Nd"},
+                                                                     {"Space", "White_Space"},
+                                                                     {"Upper", "Uppercase"},
+                                                                     {"Lower", "Lowercase"}};
+  static const std::set<std::string> keep = {"C",
+                                             "Cc",
+                                             "Cf",
+                                             "Cn",
+                                             "Co",
+                                             "Cs",
+                                             "L",
+                                             "Ll",
+                                             "Lm",
+                                             "Lo",
+                                             "Lt",
+                                             "Lu",
+                                             "L&",
+                                             "LC",
+                                             "M",
+                                             "Mc",
+                                             "Me",
+                                             "Mn",
+                                             "N",
+                                             "Nd",
+                                             "Nl",
+                                             "No",
+                                             "P",
+                                             "Pc",
+                                             "Pd",
+                                             "Pe",
+                                             "Pf",
+                                             "Pi",
+                                             "Po",
+                                             "Ps",
+                                             "S",
+                                             "Sc",
+                                             "Sk",
+                                             "Sm",
+                                             "So",
+                                             "Z",
+                                             "Zl",
+                                             "Zp",
+                                             "Zs",
+                                             "Any",
+                                             "Alphabetic",
+                                             "White_Space",
+                                             "Uppercase",
+                                             "Lowercase",
+                                             "Join_Control",
+                                             "Emoji",
+                                             "Emoji_Presentation",
+                                             "Extended_Pictographic",
+                                             "Ideographic",
+                                             "Math",
+                                             "Dash",
+                                             "Hex_Digit",
+                                             "ASCII_Hex_Digit",
+                                             "Cased",
+                                             "Diacritic"};
   const bool neg = !name.empty() && name[0] == '^';
   const std::string n = neg ? name.substr(1) : name;
   std::string out;
@@ -98,22 +179,31 @@ std::string translate_onig_pattern(const std::string& p) {
           }
           break;
         }
-        case 's': out += "\\p{White_Space}"; break;
-        case 'S': out += "\\P{White_Space}"; break;
-        case 'w': out += class_depth ? std::string(kOnigWord) : "[" + std::string(kOnigWord) + "]"; break;
+        case 's':
+          out += "\\p{White_Space}";
+          break;
+        case 'S':
+          out += "\\P{White_Space}";
+          break;
+        case 'w':
+          out += class_depth ? std::string(kOnigWord) : "[" + std::string(kOnigWord) + "]";
+          break;
         case 'W':
           MLABENCH_CHECK(class_depth == 0, "regex \"{}\": \\W inside a character class is not supported", p);
           out += "[^" + std::string(kOnigWord) + "]";
           break;
-        case 'h': out += class_depth ? "0-9a-fA-F" : "[0-9a-fA-F]"; break;
+        case 'h':
+          out += class_depth ? "0-9a-fA-F" : "[0-9a-fA-F]";
+          break;
         case 'H':
           MLABENCH_CHECK(class_depth == 0, "regex \"{}\": \\H inside a character class is not supported", p);
           out += "[^0-9a-fA-F]";
           break;
         case 'u': {
           const bool hex4 = i + 4 < p.size() && std::all_of(p.begin() + static_cast<std::ptrdiff_t>(i) + 1,
-                                                            p.begin() + static_cast<std::ptrdiff_t>(i) + 5,
-                                                            [](char h) { return std::isxdigit(static_cast<unsigned char>(h)); });
+                                                            p.begin() + static_cast<std::ptrdiff_t>(i) + 5, [](char h) {
+                                                              return std::isxdigit(static_cast<unsigned char>(h));
+                                                            });
           MLABENCH_CHECK(hex4, "regex \"{}\": \\u must be followed by 4 hex digits", p);
           out += "\\x{" + p.substr(i + 1, 4) + "}";
           i += 4;
@@ -206,8 +296,9 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view s) const
   bool have_last = false;
   size_t last_match_end = 0;
   while (last_end <= s.size()) {
-    const int rc = code_->jit ? pcre2_jit_match(code_->code, subject, s.size(), last_end, 0, m.data, m.ctx)
-                              : pcre2_match(code_->code, subject, s.size(), last_end, PCRE2_NO_UTF_CHECK, m.data, m.ctx);
+    const int rc = code_->jit
+                       ? pcre2_jit_match(code_->code, subject, s.size(), last_end, 0, m.data, m.ctx)
+                       : pcre2_match(code_->code, subject, s.size(), last_end, PCRE2_NO_UTF_CHECK, m.data, m.ctx);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     MLABENCH_CHECK(rc >= 0, "regex \"{}\" failed on a {}-byte input (PCRE2 error {})", source_, s.size(), rc);
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(m.data);
@@ -229,9 +320,10 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view s) const
 bool Regex::search(std::string_view s) const {
   if (is_literal_) return !literal_.empty() && s.find(literal_) != std::string_view::npos;
   MatchScratch& m = scratch();
-  const int rc = code_->jit ? pcre2_jit_match(code_->code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, 0, m.data, m.ctx)
-                            : pcre2_match(code_->code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0,
-                                          PCRE2_NO_UTF_CHECK, m.data, m.ctx);
+  const int rc =
+      code_->jit ? pcre2_jit_match(code_->code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, 0, m.data, m.ctx)
+                 : pcre2_match(code_->code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, PCRE2_NO_UTF_CHECK,
+                               m.data, m.ctx);
   return rc >= 0;
 }
 

@@ -41,8 +41,10 @@ Result<std::unique_ptr<Tokenizer>> load_tokenizer_impl(const std::string& dir) {
     } else if (fs::exists(root / "tokenizer.model")) {
       t = load_sentencepiece((root / "tokenizer.model").string());
     } else {
-      MLABENCH_FAIL("no tokenizer in {}: neither tokenizer.json nor tokenizer.model. HINT: copy the tokenizer files "
-                    "of the checkpoint into the folder, or pass token ids instead of text", dir);
+      MLABENCH_FAIL(
+          "no tokenizer in {}: neither tokenizer.json nor tokenizer.model. HINT: copy the tokenizer files "
+          "of the checkpoint into the folder, or pass token ids instead of text",
+          dir);
     }
     std::string jinja;
     const fs::path cfg = root / "tokenizer_config.json";
@@ -69,7 +71,7 @@ Result<std::unique_ptr<Tokenizer>> load_tokenizer_impl(const std::string& dir) {
     if (jinja.empty() && fs::exists(root / "chat_template.jinja")) jinja = read_file(root / "chat_template.jinja");
     if (!jinja.empty()) {
       t->chat_template_ = detect_chat_template(jinja);
-      t->chat_template_match_ = chat_template_is_exact(jinja)                ? "exact"
+      t->chat_template_match_ = chat_template_is_exact(jinja)            ? "exact"
                                 : t->chat_template_ != ChatTemplate::RAW ? "fingerprint"
                                                                          : "unrecognised";
     }
@@ -108,7 +110,8 @@ std::string StreamDecoder::step(int32_t id) {
 
 std::string StreamDecoder::flush() {
   const std::string s = tok_.decode(ids_, skip_special_);
-  std::string rest = s.size() > prefix_.size() && s.compare(0, prefix_.size(), prefix_) == 0 ? s.substr(prefix_.size()) : "";
+  std::string rest =
+      s.size() > prefix_.size() && s.compare(0, prefix_.size(), prefix_) == 0 ? s.substr(prefix_.size()) : "";
   ids_.clear();
   prefix_.clear();
   prefix_index_ = 0;

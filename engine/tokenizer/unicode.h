@@ -18,7 +18,9 @@ char32_t next(std::string_view s, size_t& i);
 /// \brief Appends the UTF-8 encoding of c.
 void append(std::string& out, char32_t c);
 /// \brief Byte length of the UTF-8 sequence that starts with lead byte b (1 for continuation/invalid bytes).
-inline size_t seq_len(unsigned char b) { return b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 1; }
+inline size_t seq_len(unsigned char b) {
+  return b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 1;
+}
 /// \brief True if s is well-formed UTF-8.
 bool valid(std::string_view s);
 /// \brief s with every ill-formed sequence replaced by U+FFFD (s itself when already valid).
@@ -26,10 +28,10 @@ std::string sanitize(std::string_view s);
 /// \brief Number of code points.
 size_t length(std::string_view s);
 
-bool is_whitespace(char32_t c);     // Unicode White_Space (Rust char::is_whitespace, regex \s)
-bool is_numeric(char32_t c);        // general category N* (Rust char::is_numeric)
-bool is_word(char32_t c);           // Rust regex \w: Alphabetic, marks, Nd, Pc, Join_Control
-bool is_combining_mark(char32_t c); // category M*
+bool is_whitespace(char32_t c);      // Unicode White_Space (Rust char::is_whitespace, regex \s)
+bool is_numeric(char32_t c);         // general category N* (Rust char::is_numeric)
+bool is_word(char32_t c);            // Rust regex \w: Alphabetic, marks, Nd, Pc, Join_Control
+bool is_combining_mark(char32_t c);  // category M*
 /// \brief Full lowercase mapping (Rust char::to_lowercase), appended as UTF-8; returns the number of chars.
 int append_lowercase(std::string& out, char32_t c);
 

@@ -143,6 +143,49 @@ TEST(EngineApi, RandomWeightsFromConfigAlone) {
   EXPECT_NE(error_of(Engine::open({.model_dir = dir.path()})).find("--random-weights"), std::string::npos);
 }
 
+TEST(EngineApi, TextInterfacesUseTheModelsTokenizer) {
+  auto e = open(test::default_model_dir());
+  ASSERT_NE(e->tokenizer(), nullptr);
+  const Tokenizer& tok = *e->tokenizer();
+  EXPECT_EQ(e->encode("Hello world", true).value(), tok.encode("Hello world", true));
+  EXPECT_EQ(e->encode("Hello world", true).value().front(), 0) << "BOS from the post-processor";
+
+  // Text scoring = id scoring on lm-evaluation-harness's split: trailing context space moves to the continuation.
+  const ScoreResult st = e->score(std::string_view("The capital of France is "), std::string_view("Paris")).value();
+  const std::vector<int32_t> ctx = tok.encode("The capital of France is", true);
+  const std::vector<int32_t> whole = tok.encode("The capital of France is Paris", true);
+  const std::vector<int32_t> cont(whole.begin() + static_cast<std::ptrdiff_t>(ctx.size()), whole.end());
+  const ScoreResult si = e->score(ctx, cont).value();
+  EXPECT_EQ(st.logprob, si.logprob);
+  EXPECT_EQ(st.n_tokens, static_cast<int64_t>(cont.size()));
+
+  // Text generation: the text is the decode of the tokens; a stop string cuts it.
+  TextGenerateOptions o;
+  o.sampling.max_new_tokens = 24;
+  o.ignore_eos = true;
+  const TextGenerateResult g = e->generate(std::string_view("Once upon a time"), o).value();
+  EXPECT_EQ(g.prompt_tokens, tok.encode("Once upon a time", true));
+  EXPECT_EQ(g.text, tok.decode(g.generation.tokens, true));
+  EXPECT_EQ(g.generation.tokens, e->generate(g.prompt_tokens, o.sampling).value().tokens);
+  ASSERT_GE(g.text.size(), 4u);
+  TextGenerateOptions stop = o;
+  stop.stop = {g.text.substr(2, 2)};
+  const TextGenerateResult s2 = e->generate(std::string_view("Once upon a time"), stop).value();
+  EXPECT_EQ(s2.generation.finish_reason, "stop_string");
+  EXPECT_EQ(s2.text, g.text.substr(0, g.text.find(stop.stop[0])));
+
+  // Chat: the template from tokenizer_config.json (DeepSeek-V2's), BOS written by the template.
+  const std::vector<ChatMessage> msgs = {{"user", "Hi"}};
+  EXPECT_EQ(e->apply_chat_template(msgs, true).value(), "<｜begin▁of▁sentence｜>User: Hi\n\nAssistant:");
+  EXPECT_EQ(e->apply_chat_template(msgs, true, ChatTemplate::RAW).value(), "Hi");
+  EXPECT_EQ(nlohmann::json::parse(e->summary().json)["tokenizer"]["chat_template"], "deepseek-v2");
+
+  // A model folder without a tokenizer: the text calls say so.
+  auto plain = open(test::fixture_dir("llama-mha"));
+  EXPECT_EQ(plain->tokenizer(), nullptr);
+  EXPECT_NE(error_of(plain->encode("x", true)).find("no tokenizer"), std::string::npos);
+}
+
 TEST(EngineApi, SummarizeModel) {
   const ModelSummary s = summarize_model(test::preset_dir("deepseek-v2")).value();
   EXPECT_EQ(s.kv_bytes_per_token_bf16, 69120);

@@ -97,6 +97,59 @@ TEST(Cli, GenerateAndScore) {
   EXPECT_EQ(rnd.exit_code, 0) << "--help prints usage";
 }
 
+TEST(Cli, TokenizeTextAndJsonl) {
+  const std::string tok = test::data_dir() + "/tokenizer/llama3-style";
+  const nlohmann::json ref =
+      nlohmann::json::parse(test::read_gz(test::data_dir() + "/tokenizer/ref/llama3-style.json.gz"));
+  std::istringstream corpus(test::read_gz(test::data_dir() + "/tokenizer/corpus.jsonl.gz"));
+  test::TempDir t;
+  {
+    std::ofstream in(t.file("in.jsonl"));
+    std::string line;
+    for (int i = 0; i < 12 && std::getline(corpus, line); ++i) in << line << "\n";
+  }
+  for (const char* special : {"", " --add-special"}) {
+    const CliResult r = mlabench_cli("tokenize --tokenizer " + tok + " --jsonl " + t.file("in.jsonl") + " --out " +
+                                     t.file("out.jsonl") + " --threads 2" + special);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::ifstream out(t.file("out.jsonl"));
+    std::string line;
+    for (size_t i = 0; i < 12; ++i) {
+      ASSERT_TRUE(std::getline(out, line));
+      EXPECT_EQ(nlohmann::json::parse(line)["ids"], ref[*special ? "full_ids_add_special" : "full_ids"][i]) << i;
+    }
+  }
+  const CliResult one =
+      mlabench_cli("tokenize --tokenizer " + test::default_model_dir() + " --text 'Hello world' --add-special");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_EQ(nlohmann::json::parse(one.out)["ids"][0], 0);
+  { std::ofstream(t.file("bad.jsonl")) << "{\"text\": \"ok\"}\n{\"txt\": 1}\n"; }
+  expect_failure("tokenize --tokenizer " + tok + " --jsonl " + t.file("bad.jsonl") + " --out " + t.file("o.jsonl"),
+                 "line 2: expected {\"text\"");
+  expect_failure("tokenize --tokenizer " + t.path(), "no tokenizer");
+}
+
+TEST(Cli, GenerateFromTextAndChat) {
+  const CliResult g = mlabench_cli("generate --prompt 'Once upon a time' --max-new-tokens 5 --ignore-eos");
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  const auto j = nlohmann::json::parse(g.out);
+  EXPECT_EQ(j["tokens"].size(), 5u);
+  EXPECT_TRUE(j["text"].is_string());
+  EXPECT_EQ(j["prompt_tokens"][0], 0);
+  const CliResult c = mlabench_cli("generate --prompt Hi --chat --system 'Be brief.' --max-new-tokens 2");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(nlohmann::json::parse(c.out)["rendered_prompt"],
+            "<｜begin▁of▁sentence｜>Be brief.\n\nUser: Hi\n\nAssistant:");
+  const CliResult l3 = mlabench_cli("generate --prompt Hi --chat --chat-template llama-3-instruct --max-new-tokens 1");
+  EXPECT_NE(nlohmann::json::parse(l3.out)["rendered_prompt"].get<std::string>().find("<|start_header_id|>user"),
+            std::string::npos);
+  const CliResult s = mlabench_cli("score --context-text 'The sky is' --continuation-text ' blue'");
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_LT(nlohmann::json::parse(s.out)["logprob"].get<double>(), 0.0);
+  expect_failure("generate --model " + test::fixture_dir("llama-mha") + " --prompt hi", "no tokenizer");
+  expect_failure("generate --tokens 1 --prompt hi", "excludes", 2);
+}
+
 TEST(Cli, BadInputGivesAClearErrorAndNonZeroExit) {
   test::TempDir t;
   const std::string src = test::fixture_dir("llama-mha");

@@ -42,7 +42,8 @@ TEST(ChatTemplate, DetectionAndNames) {
             ChatTemplate::LLAMA3_INSTRUCT);
   EXPECT_EQ(detect_chat_template("{{ '[INST] ' }}<<SYS>>"), ChatTemplate::LLAMA2_CHAT);
   EXPECT_EQ(detect_chat_template("{% for m in messages %}<|im_start|>{% endfor %}"), ChatTemplate::RAW);
-  for (auto t : {ChatTemplate::RAW, ChatTemplate::DEEPSEEK_V2, ChatTemplate::LLAMA2_CHAT, ChatTemplate::LLAMA3_INSTRUCT})
+  for (auto t :
+       {ChatTemplate::RAW, ChatTemplate::DEEPSEEK_V2, ChatTemplate::LLAMA2_CHAT, ChatTemplate::LLAMA3_INSTRUCT})
     EXPECT_EQ(chat_template_from_name(chat_template_name(t)), t);
   EXPECT_FALSE(chat_template_from_name("chatml").has_value());
 }

@@ -55,11 +55,13 @@ class TokenizerReference : public ::testing::TestWithParam<Case> {};
 
 TEST_P(TokenizerReference, IdsAndDecodingMatchTheReferenceOnTheWholeCorpus) {
   const Case& c = GetParam();
-  if (c.dir.empty()) GTEST_SKIP() << "the shared data mirror (../shared) is not on this machine: " << c.name << " not checked";
+  if (c.dir.empty())
+    GTEST_SKIP() << "the shared data mirror (../shared) is not on this machine: " << c.name << " not checked";
   auto loaded = Tokenizer::load(c.dir);
   ASSERT_TRUE(loaded.ok()) << loaded.error().what();
   const Tokenizer& tok = *loaded.value();
-  const nlohmann::json ref = nlohmann::json::parse(test::read_gz(test::data_dir() + "/tokenizer/ref/" + c.name + ".json.gz"));
+  const nlohmann::json ref =
+      nlohmann::json::parse(test::read_gz(test::data_dir() + "/tokenizer/ref/" + c.name + ".json.gz"));
   const auto& rows = ref["rows"];
   const auto& docs = corpus();
   ASSERT_EQ(rows.size(), docs.size());
@@ -72,8 +74,8 @@ TEST_P(TokenizerReference, IdsAndDecodingMatchTheReferenceOnTheWholeCorpus) {
     const auto& r = rows[i];
     if (static_cast<int64_t>(ids.size()) != r[0].get<int64_t>() || ids_hash(ids) != r[1].get<std::string>()) {
       if (bad_ids++ == 0) {
-        first_bad = "document " + std::to_string(i) + " " + nlohmann::json(docs[i].substr(0, 120)).dump() + "\n  ours " +
-                    std::to_string(ids.size()) + " ids: " + show(ids);
+        first_bad = "document " + std::to_string(i) + " " + nlohmann::json(docs[i].substr(0, 120)).dump() +
+                    "\n  ours " + std::to_string(ids.size()) + " ids: " + show(ids);
         if (i < ref["full_ids"].size()) {
           const auto want = ref["full_ids"][i].get<std::vector<int32_t>>();
           size_t k = 0;
@@ -82,10 +84,12 @@ TEST_P(TokenizerReference, IdsAndDecodingMatchTheReferenceOnTheWholeCorpus) {
           auto window = [&](const std::vector<int32_t>& v) {
             std::string w;
             for (size_t j = from; j < v.size() && j < k + 8; ++j)
-              w += (j > from ? " " : "") + std::to_string(v[j]) + "=" + nlohmann::json(tok.id_to_token(v[j]).value_or("?")).dump();
+              w += (j > from ? " " : "") + std::to_string(v[j]) + "=" +
+                   nlohmann::json(tok.id_to_token(v[j]).value_or("?")).dump();
             return w;
           };
-          first_bad += "\n  first difference at id " + std::to_string(k) + "\n  ours: " + window(ids) + "\n  want: " + window(want);
+          first_bad += "\n  first difference at id " + std::to_string(k) + "\n  ours: " + window(ids) +
+                       "\n  want: " + window(want);
         }
       }
       continue;  // decoding other ids says nothing more
@@ -98,7 +102,8 @@ TEST_P(TokenizerReference, IdsAndDecodingMatchTheReferenceOnTheWholeCorpus) {
       ++roundtrips;
     }
   }
-  EXPECT_EQ(bad_ids, 0u) << c.name << ": " << bad_ids << " of " << docs.size() << " documents differ; first: " << first_bad;
+  EXPECT_EQ(bad_ids, 0u) << c.name << ": " << bad_ids << " of " << docs.size()
+                         << " documents differ; first: " << first_bad;
   EXPECT_EQ(bad_decode, 0u) << c.name << ": decode() differs on " << bad_decode << " documents";
   EXPECT_EQ(bad_skip, 0u) << c.name << ": decode(skip_special_tokens) differs on " << bad_skip << " documents";
   for (size_t i = 0; i < ref["full_ids_add_special"].size(); ++i)

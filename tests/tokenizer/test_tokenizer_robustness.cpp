@@ -13,9 +13,11 @@ namespace mlabench {
 namespace {
 
 std::string random_text(std::mt19937& rng) {
-  static const std::vector<std::string> atoms = {"a", "Z", " ", "  ", "\n", "\r\n", "\t", "é", "e\u0301", "中", "한",
-                                                 "ж", "😀", "👩‍💻", "\u200b", "\u3000", "\u0085", "1", "23", "'s", "-",
-                                                 ".", "<s>", "<｜begin▁of▁sentence｜>", "<|eot_id|>", "▁", "\uFFFD"};
+  static const std::vector<std::string> atoms = {
+      "a",          "Z",  " ",     "  ", "\n", "\r\n",        "\t",     "é",
+      "e\u0301",    "中", "한",    "ж",  "😀",  "👩‍💻", "\u200b", "\u3000",
+      "\u0085",     "1",  "23",    "'s", "-",  ".",           "<s>",    "<｜begin▁of▁sentence｜>",
+      "<|eot_id|>", "▁",  "\uFFFD"};
   std::string s;
   const int n = static_cast<int>(rng() % 60);
   for (int i = 0; i < n; ++i) {

@@ -41,8 +41,7 @@ TEST(TokenizerRegex, OnigurumaClassesTranslateToWhatOnigurumaMatches) {
   EXPECT_EQ(matches(Regex::onig("\\u00e9"), "caf\u00e9"), std::vector<std::string>{"\u00e9"});
   EXPECT_EQ(translate_onig_pattern("(?m:.)"), "(?s:.)");
   // Empty matches: none right after the previous match (the onig crate's find_iter).
-  EXPECT_EQ(Regex::onig("a*").find_all("baa"),
-            (std::vector<std::pair<size_t, size_t>>{{0, 0}, {1, 3}}));
+  EXPECT_EQ(Regex::onig("a*").find_all("baa"), (std::vector<std::pair<size_t, size_t>>{{0, 0}, {1, 3}}));
   test::expect_error_with([] { Regex::onig("(unclosed"); }, {"(unclosed", "does not compile"});
   EXPECT_EQ(matches(Regex::literal("a.b"), "a.bxa.b"), (std::vector<std::string>{"a.b", "a.b"}));
 }
@@ -57,7 +56,8 @@ TEST(TokenizerSplit, BehavioursOnTheReferenceExample) {
             (std::vector<std::string>{"The-", "final-", "-", "countdown"}));
   EXPECT_EQ(texts(s.split(m, SplitBehavior::MERGED_WITH_NEXT)),
             (std::vector<std::string>{"The", "-final", "-", "-countdown"}));
-  EXPECT_EQ(texts(s.split(m, SplitBehavior::CONTIGUOUS)), (std::vector<std::string>{"The", "-", "final", "--", "countdown"}));
+  EXPECT_EQ(texts(s.split(m, SplitBehavior::CONTIGUOUS)),
+            (std::vector<std::string>{"The", "-", "final", "--", "countdown"}));
 }
 
 TEST(TokenizerNormalizedString, AlignmentFollowsTransformations) {
@@ -81,8 +81,21 @@ std::unique_ptr<Tokenizer> tiny(const nlohmann::json& over = {}) {
   nlohmann::json j = {
       {"model",
        {{"type", "BPE"},
-        {"vocab", {{"[UNK]", 0}, {"a", 1}, {"b", 2}, {"c", 3}, {"ab", 4}, {"bc", 5}, {"abc", 6}, {" ", 7}, {"<0x41>", 8},
-                   {"<0xC3>", 9}, {"<0xA9>", 10}, {"h", 11}, {"i", 12}, {"hi", 13}}},
+        {"vocab",
+         {{"[UNK]", 0},
+          {"a", 1},
+          {"b", 2},
+          {"c", 3},
+          {"ab", 4},
+          {"bc", 5},
+          {"abc", 6},
+          {" ", 7},
+          {"<0x41>", 8},
+          {"<0xC3>", 9},
+          {"<0xA9>", 10},
+          {"h", 11},
+          {"i", 12},
+          {"hi", 13}}},
         {"merges", {"a b", "b c", "ab c", "h i"}},
         {"unk_token", "[UNK]"},
         {"byte_fallback", false}}},
@@ -94,7 +107,7 @@ std::unique_ptr<Tokenizer> tiny(const nlohmann::json& over = {}) {
 
 TEST(TokenizerBpe, MergesByRankAndUnknowns) {
   auto t = tiny();
-  EXPECT_EQ(t->encode("abc", false), (std::vector<int32_t>{6}));   // a b -> ab (rank 0) then ab c -> abc
+  EXPECT_EQ(t->encode("abc", false), (std::vector<int32_t>{6}));     // a b -> ab (rank 0) then ab c -> abc
   EXPECT_EQ(t->encode("bca", false), (std::vector<int32_t>{5, 1}));  // b c (rank 1)
   EXPECT_EQ(t->encode("xxab", false), (std::vector<int32_t>{0, 0, 4})) << "unknowns not fused by default";
   auto fused = tiny({{"model", {{"fuse_unk", true}}}});
@@ -137,19 +150,24 @@ TEST(TokenizerDecoders, ByteLevelByteFallbackMetaspaceStrip) {
   unicode::append(e_acute, byte_to_char(0xA9));
   std::string half;
   unicode::append(half, byte_to_char(0xC3));
-  auto bl = tiny({{"model", {{"vocab", {{e_acute, 0}, {half, 1}, {"Ġ", 2}}}, {"merges", nlohmann::json::array()},
-                             {"unk_token", nullptr}}},
-                  {"decoder", {{"type", "ByteLevel"}}}});
+  auto bl = tiny(
+      {{"model",
+        {{"vocab", {{e_acute, 0}, {half, 1}, {"Ġ", 2}}}, {"merges", nlohmann::json::array()}, {"unk_token", nullptr}}},
+       {"decoder", {{"type", "ByteLevel"}}}});
   EXPECT_EQ(bl->decode(std::vector<int32_t>{2, 0}, false), " é");
   EXPECT_EQ(bl->decode(std::vector<int32_t>{1}, false), "\uFFFD");
   EXPECT_EQ(char_to_byte(byte_to_char(0x20)), 0x20);
   EXPECT_EQ(byte_to_char(' '), U'Ġ');
 
-  auto sp = tiny({{"decoder", {{"type", "Sequence"}, {"decoders", {{{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", " "}},
-                                                                   {{"type", "ByteFallback"}},
-                                                                   {{"type", "Fuse"}},
-                                                                   {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}}});
-  EXPECT_EQ(sp->decode(std::vector<int32_t>{1, 11, 9, 10, 2}, false), "héb") << "fused, then one leading space stripped";
+  auto sp = tiny({{"decoder",
+                   {{"type", "Sequence"},
+                    {"decoders",
+                     {{{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", " "}},
+                      {{"type", "ByteFallback"}},
+                      {{"type", "Fuse"}},
+                      {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}}});
+  EXPECT_EQ(sp->decode(std::vector<int32_t>{1, 11, 9, 10, 2}, false), "héb")
+      << "fused, then one leading space stripped";
   EXPECT_EQ(sp->decode(std::vector<int32_t>{9, 11}, false), "\uFFFDh") << "a lone C3 byte is U+FFFD";
 
   auto meta = tiny({{"decoder", {{"type", "Metaspace"}, {"replacement", "b"}, {"prepend_scheme", "first"}}}});
@@ -157,8 +175,9 @@ TEST(TokenizerDecoders, ByteLevelByteFallbackMetaspaceStrip) {
 }
 
 TEST(TokenizerStream, StepsConcatenateToTheWholeDecodeWithoutHalfCharacters) {
-  for (const std::string& dir : {test::default_model_dir(), test::data_dir() + "/tokenizer/llama2-style",
-                                test::data_dir() + "/tokenizer/metaspace-first", test::data_dir() + "/tokenizer/sentencepiece-bpe"}) {
+  for (const std::string& dir :
+       {test::default_model_dir(), test::data_dir() + "/tokenizer/llama2-style",
+        test::data_dir() + "/tokenizer/metaspace-first", test::data_dir() + "/tokenizer/sentencepiece-bpe"}) {
     auto tok = Tokenizer::load(dir).value();
     const std::string text = "Grüße 👩‍💻 from 서울 — 1234 tokens\n\tend 你好！";
     const auto ids = tok->encode(text, true);
@@ -176,20 +195,33 @@ TEST(TokenizerStream, StepsConcatenateToTheWholeDecodeWithoutHalfCharacters) {
 }
 
 TEST(TokenizerLoad, MalformedFilesNameTheField) {
-  test::expect_error_with([] { parse_hf_tokenizer_json("{\"added_tokens\": []}", "t.json"); }, {"t.json", "'model'", "missing"});
-  test::expect_error_with([] { parse_hf_tokenizer_json("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", "t.json"); },
-                          {"model type \"WordPiece\"", "accepted: BPE"});
-  test::expect_error_with([] { tiny({{"pre_tokenizer", {{"type", "Frobnicate"}}}}); },
-                          {"pre_tokenizer", "\"Frobnicate\"", "accepted: Split, ByteLevel"});
+  test::expect_error_with([] { parse_hf_tokenizer_json("{\"added_tokens\": []}", "t.json"); },
+                          {"t.json", "'model'", "missing"});
+  test::expect_error_with(
+      [] { parse_hf_tokenizer_json("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", "t.json"); },
+      {"model type \"WordPiece\"", "accepted: BPE"});
+  test::expect_error_with(
+      [] {
+        tiny({{"pre_tokenizer", {{"type", "Frobnicate"}}}});
+      },
+      {"pre_tokenizer", "\"Frobnicate\"", "accepted: Split, ByteLevel"});
   test::expect_error_with([] { tiny({{"normalizer", {{"type", "NFD"}}}}); }, {"normalizer", "\"NFD\""});
   test::expect_error_with([] { tiny({{"decoder", {{"type", "WordPiece"}}}}); }, {"decoder", "\"WordPiece\""});
   test::expect_error_with(
-      [] { tiny({{"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"Regex", "[a-"}}}, {"behavior", "Isolated"}}}}); },
+      [] {
+        tiny({{"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"Regex", "[a-"}}}, {"behavior", "Isolated"}}}});
+      },
       {"pre_tokenizer.pattern", "[a-", "does not compile"});
   test::expect_error_with(
-      [] { tiny({{"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}}}}); },
+      [] {
+        tiny({{"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}}}});
+      },
       {"\"Sideways\"", "Isolated"});
-  test::expect_error_with([] { tiny({{"model", {{"merges", {"a q"}}}}}); }, {"merge 1", "\"q\"", "not in the vocabulary"});
+  test::expect_error_with(
+      [] {
+        tiny({{"model", {{"merges", {"a q"}}}}});
+      },
+      {"merge 1", "\"q\"", "not in the vocabulary"});
   test::expect_error_with([] { tiny({{"model", {{"merges", {"c a"}}}}}); }, {"merge 1 makes \"ca\""});
   test::expect_error_with([] { tiny({{"model", {{"unk_token", "<unk>"}}}}); }, {"unk_token \"<unk>\""});
   test::expect_error_with([] { parse_hf_tokenizer_json("{\"model\": ", "t.json"); }, {"t.json", "not valid JSON"});
@@ -199,7 +231,9 @@ TEST(TokenizerLoad, MalformedFilesNameTheField) {
 }
 
 TEST(TokenizerUtf8, InvalidInputIsReplacedNotFatal) {
-  EXPECT_EQ(unicode::sanitize("a\xff" "b"), "a\uFFFDb");
+  EXPECT_EQ(unicode::sanitize("a\xff"
+                              "b"),
+            "a\uFFFDb");
   EXPECT_EQ(unicode::sanitize("\xe2\x82"), "\uFFFD") << "a truncated 3-byte sequence is one maximal subpart";
   EXPECT_EQ(unicode::sanitize("\xed\xa0\x80"), "\uFFFD\uFFFD\uFFFD") << "surrogates are ill-formed byte by byte";
   EXPECT_EQ(unicode::sanitize("\xf0\x9f\x98\x80"), "\xf0\x9f\x98\x80");

@@ -11,6 +11,8 @@ cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp/mlabench-check}
 mkdir -p "$out"
 jobs=$(nproc)
+# PCRE2 / utf8proc development files carried from the Debian machine (tools/gpu/make_deps_prefix.sh).
+[ -d .carry/prefix/lib/pkgconfig ] && export PKG_CONFIG_PATH="$PWD/.carry/prefix/lib/pkgconfig:${PKG_CONFIG_PATH:-}"
 row() { printf '%-34s %s\n' "$1" "$2" >> "$out/summary.txt"; }
 : > "$out/summary.txt"
 

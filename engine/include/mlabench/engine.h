@@ -89,9 +89,10 @@ struct GenerateResult {
 };
 
 struct TextGenerateOptions {
-  GenerateOptions sampling{};         ///< the tokenizer's EOS joins sampling.stop_token_ids unless ignore_eos
-  std::vector<std::string> stop{};    ///< stop strings: generation ends once the text contains one; text is cut before it
-  bool add_special_tokens = true;     ///< encode the prompt with the tokenizer's post-processor (BOS, as the model expects)
+  GenerateOptions sampling{};       ///< the tokenizer's EOS joins sampling.stop_token_ids unless ignore_eos
+  std::vector<std::string> stop{};  ///< stop strings: generation ends once the text contains one; text is cut before it
+  bool add_special_tokens =
+      true;  ///< encode the prompt with the tokenizer's post-processor (BOS, as the model expects)
   bool ignore_eos = false;
 };
 

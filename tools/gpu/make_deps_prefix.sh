@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The GPU machine (Ubuntu 24.04, no package registry) lacks PCRE2's and utf8proc's development files. This
+# copies their headers and static libraries from this Debian machine into .carry/prefix (an ignored folder)
+# with relocatable .pc files; pass "carry": [".carry"] to the device tool and tools/gpu/check.sh finds them.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+p=.carry/prefix
+rm -rf "$p" && mkdir -p "$p/include" "$p/lib/pkgconfig"
+cp /usr/include/pcre2.h /usr/include/utf8proc.h "$p/include/"
+cp /usr/lib/x86_64-linux-gnu/libpcre2-8.a /usr/lib/x86_64-linux-gnu/libutf8proc.a "$p/lib/"
+for pc in libpcre2-8 libutf8proc; do
+  sed -e 's|^prefix=.*|prefix=${pcfiledir}/../..|' -e 's|^libdir=.*|libdir=${prefix}/lib|' \
+      -e 's|^includedir=.*|includedir=${prefix}/include|' -e 's|^exec_prefix=.*|exec_prefix=${prefix}|' \
+      "/usr/lib/x86_64-linux-gnu/pkgconfig/$pc.pc" > "$p/lib/pkgconfig/$pc.pc"
+done
+du -sh "$p"
