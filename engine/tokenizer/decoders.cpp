@@ -225,16 +225,7 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string
   }
   if (type == "Replace")
     return std::make_unique<ReplaceDecoder>(make_pattern(f.raw("pattern"), where + ".pattern"), f.string("content"));
-  if (type == "Sequence") {
-    const auto& list = f.raw("decoders");
-    MLABENCH_CHECK(list.is_array(), "{}: 'decoders' must be a list", where);
-    std::vector<std::unique_ptr<Decoder>> d;
-    for (size_t i = 0; i < list.size(); ++i) {
-      auto x = make_decoder(list[i], fmt::format("{}.decoders[{}]", where, i));
-      if (x) d.push_back(std::move(x));
-    }
-    return std::make_unique<SequenceDecoder>(std::move(d));
-  }
+  if (type == "Sequence") return std::make_unique<SequenceDecoder>(make_list<Decoder>(f, "decoders", make_decoder));
   MLABENCH_FAIL(
       "{}: decoder type \"{}\" is not supported; accepted: ByteLevel, Metaspace, ByteFallback, Fuse, "
       "Strip, Replace, Sequence",
@@ -278,16 +269,8 @@ std::unique_ptr<PostProcessor> make_post_processor(const nlohmann::json& j, cons
     }
     return std::make_unique<TemplateProcessing>(std::move(pieces), std::move(is_seq));
   }
-  if (type == "Sequence") {
-    const auto& list = f.raw("processors");
-    MLABENCH_CHECK(list.is_array(), "{}: 'processors' must be a list", where);
-    std::vector<std::unique_ptr<PostProcessor>> p;
-    for (size_t i = 0; i < list.size(); ++i) {
-      auto x = make_post_processor(list[i], fmt::format("{}.processors[{}]", where, i));
-      if (x) p.push_back(std::move(x));
-    }
-    return std::make_unique<SequenceProcessor>(std::move(p));
-  }
+  if (type == "Sequence")
+    return std::make_unique<SequenceProcessor>(make_list<PostProcessor>(f, "processors", make_post_processor));
   MLABENCH_FAIL("{}: post_processor type \"{}\" is not supported; accepted: TemplateProcessing, ByteLevel, Sequence",
                 where, type);
 }

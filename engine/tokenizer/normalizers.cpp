@@ -109,16 +109,8 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& j, const std::
     return std::make_unique<Strip>(f.boolean_or("strip_left", true), f.boolean_or("strip_right", true));
   if (type == "Replace")
     return std::make_unique<Replace>(make_pattern(f.raw("pattern"), where + ".pattern"), f.string("content"));
-  if (type == "Sequence") {
-    const auto& list = f.raw("normalizers");
-    MLABENCH_CHECK(list.is_array(), "{}: 'normalizers' must be a list", where);
-    std::vector<std::unique_ptr<Normalizer>> n;
-    for (size_t i = 0; i < list.size(); ++i) {
-      auto x = make_normalizer(list[i], fmt::format("{}.normalizers[{}]", where, i));
-      if (x) n.push_back(std::move(x));
-    }
-    return std::make_unique<SequenceNormalizer>(std::move(n));
-  }
+  if (type == "Sequence")
+    return std::make_unique<SequenceNormalizer>(make_list<Normalizer>(f, "normalizers", make_normalizer));
   MLABENCH_FAIL(
       "{}: normalizer type \"{}\" is not supported; accepted: NFC, NFKC, Lowercase, Prepend, Replace, "
       "Strip, Sequence",

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/check.h"
+#include "engine/core/json_fields.h"
 #include "engine/tokenizer/normalized_string.h"
 #include "engine/tokenizer/regex.h"
 
@@ -64,6 +66,17 @@ std::unique_ptr<PostProcessor> make_post_processor(const nlohmann::json& j, cons
 Regex make_pattern(const nlohmann::json& j, const std::string& where);
 /// \brief Parses a "behavior" value ("Isolated", "MergedWithPrevious", ...).
 SplitBehavior parse_split_behavior(const std::string& s, const std::string& where);
+
+/// \brief The components listed under `key` (a Sequence's members), each built by `make`; null members skipped.
+template <class T, class Make>
+std::vector<std::unique_ptr<T>> make_list(const JsonFields& f, const std::string& key, Make&& make) {
+  const auto& list = f.raw(key);
+  MLABENCH_CHECK(list.is_array(), "{}: '{}' must be a list", f.where(), key);
+  std::vector<std::unique_ptr<T>> out;
+  for (size_t i = 0; i < list.size(); ++i)
+    if (auto x = make(list[i], fmt::format("{}.{}[{}]", f.where(), key, i))) out.push_back(std::move(x));
+  return out;
+}
 
 /// \brief GPT-2's byte <-> printable character map used by ByteLevel.
 char32_t byte_to_char(uint8_t b);

@@ -244,16 +244,8 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& j, const 
                                        f.boolean_or("split", true));
   if (type == "Whitespace") return std::make_unique<Whitespace>();
   if (type == "WhitespaceSplit") return std::make_unique<WhitespaceSplit>();
-  if (type == "Sequence") {
-    const auto& list = f.raw("pretokenizers");
-    MLABENCH_CHECK(list.is_array(), "{}: 'pretokenizers' must be a list", where);
-    std::vector<std::unique_ptr<PreTokenizer>> p;
-    for (size_t i = 0; i < list.size(); ++i) {
-      auto x = make_pre_tokenizer(list[i], fmt::format("{}.pretokenizers[{}]", where, i));
-      if (x) p.push_back(std::move(x));
-    }
-    return std::make_unique<SequencePreTokenizer>(std::move(p));
-  }
+  if (type == "Sequence")
+    return std::make_unique<SequencePreTokenizer>(make_list<PreTokenizer>(f, "pretokenizers", make_pre_tokenizer));
   MLABENCH_FAIL(
       "{}: pre_tokenizer type \"{}\" is not supported; accepted: Split, ByteLevel, Digits, Metaspace, "
       "Whitespace, WhitespaceSplit, Sequence",
