@@ -15,6 +15,8 @@ struct Case {
   std::string dir;   // tokenizer folder ("" = needs the shared mirror and it is absent)
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name << " (" << (c.dir.empty() ? "not available" : c.dir) << ")"; }
+
 std::vector<Case> cases() {
   const std::string t = test::data_dir() + "/tokenizer/";
   std::vector<Case> c = {{"mlabench-tiny-dsv2", test::default_model_dir()},
