@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tokenizer speed, side by side on the GPU machine's CPU: mlabench vs Hugging Face `tokenizers` (Python
 # binding) encoding the same ~10 MB of text (the tokenizer corpus, repeated), single-threaded and on all cores.
-# Uses DeepSeek-V2's tokenizer when .carry/deepseek-v2 holds it (copied from ../shared), else the bundled
+# Uses DeepSeek-V2's tokenizer when .carry/shared/tokenizers/deepseek-v2 holds it (from ../shared), else the bundled
 # model's (same pipeline). Needs build-gpu/bench/bench_tokenizer (tools/gpu/check.sh builds it).
 # Writes $OUT/tokenizer_speed.json and prints a table.
 set -euo pipefail
@@ -12,7 +12,7 @@ bin=build-gpu/bench/bench_tokenizer
 [ -x "$bin" ] || { cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLABENCH_NATIVE=ON >/dev/null &&
                    cmake --build build-gpu -j "$(nproc)" --target bench_tokenizer >/dev/null; }
 tokdirs=()
-[ -f .carry/deepseek-v2/tokenizer.json ] && tokdirs+=(.carry/deepseek-v2)
+[ -f .carry/shared/tokenizers/deepseek-v2/tokenizer.json ] && tokdirs+=(.carry/shared/tokenizers/deepseek-v2)
 tokdirs+=(tests/data/tokenizer/llama3-style)
 text=/tmp/mlabench-bench-10mb.jsonl
 python3 - "$text" <<'PY'

@@ -13,6 +13,8 @@ mkdir -p "$out"
 jobs=$(nproc)
 # PCRE2 / utf8proc development files carried from the Debian machine (tools/gpu/make_deps_prefix.sh).
 [ -d .carry/prefix/lib/pkgconfig ] && export PKG_CONFIG_PATH="$PWD/.carry/prefix/lib/pkgconfig:${PKG_CONFIG_PATH:-}"
+# The shared data mirror, carried as .carry/shared (cp -r ../shared/tokenizers .carry/shared/), for the tests that use it.
+[ -d .carry/shared ] && export MLABENCH_SHARED_DIR="$PWD/.carry/shared"
 row() { printf '%-34s %s\n' "$1" "$2" >> "$out/summary.txt"; }
 : > "$out/summary.txt"
 
