@@ -32,9 +32,10 @@ fi
 
 ctest --test-dir build-gpu -j "$jobs" --output-on-failure > "$out/ctest.log" 2>&1
 row "tests (ctest)" "$(grep -E 'tests passed|tests failed' "$out/ctest.log" | tail -1)"
-build-gpu/tests/test_reference_logits --gtest_brief=1 2>/dev/null | grep '^\[ parity' > "$out/parity.txt"
-worst=$(awk '{for(i=1;i<=NF;i++) if($i=="relative") print $(i+1)}' "$out/parity.txt" | sort -g | tail -1)
-row "logit parity vs transformers f64" "$(wc -l < "$out/parity.txt") runs, worst |err|/max|logit| = ${worst:-n/a}"
+build-gpu/tests/test_reference_logits --gtest_brief=1 2>/dev/null | grep '^\[ parity' > /tmp/mlabench-parity.txt
+cat /tmp/mlabench-parity.txt >> "$out/ctest.log"
+worst=$(awk '{for(i=1;i<=NF;i++) if($i=="relative") print $(i+1)}' /tmp/mlabench-parity.txt | sort -g | tail -1)
+row "logit parity vs transformers f64" "$(wc -l < /tmp/mlabench-parity.txt) runs, worst |err|/max|logit| = ${worst:-n/a}"
 
 if python3 -c 'import transformers' 2>/dev/null; then
   rm -rf /tmp/mlabench-fixtures && PYTHONUNBUFFERED=1 python3 tools/make_fixtures.py --out /tmp/mlabench-fixtures/tests/data \
@@ -45,7 +46,7 @@ else
 fi
 
 build-gpu/bench/bench_cpu_engine --benchmark_format=json --benchmark_out="$out/bench_cpu_engine.json" \
-    --benchmark_out_format=json > "$out/bench.log" 2>&1
+    --benchmark_out_format=json > /tmp/mlabench-bench.log 2>&1
 python3 - "$out/bench_cpu_engine.json" >> "$out/summary.txt" <<'PY'
 import json, sys
 for b in json.load(open(sys.argv[1]))["benchmarks"]:
