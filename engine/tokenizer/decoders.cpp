@@ -195,14 +195,6 @@ class SequenceProcessor final : public PostProcessor {
   std::vector<std::unique_ptr<PostProcessor>> p_;
 };
 
-char32_t one_char(const std::string& s, const std::string& where) {
-  size_t i = 0;
-  MLABENCH_CHECK(!s.empty(), "{}: must be one character", where);
-  const char32_t c = unicode::next(s, i);
-  MLABENCH_CHECK(i == s.size(), "{}: \"{}\" must be one character", where, s);
-  return c;
-}
-
 }  // namespace
 
 std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string& where) {
@@ -213,15 +205,15 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string
   if (type == "Metaspace") {
     const std::string scheme = f.string_or("prepend_scheme", "always");
     const bool prepend = scheme != "never" && f.boolean_or("add_prefix_space", true);
-    return std::make_unique<MetaspaceDecoder>(one_char(f.string("replacement"), where + ".replacement"), prepend);
+    return std::make_unique<MetaspaceDecoder>(single_char(f.string("replacement"), where + ".replacement"), prepend);
   }
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
   if (type == "Strip") {
     const int64_t start = f.integer_or("start", 0), stop = f.integer_or("stop", 0);
     MLABENCH_CHECK(start >= 0 && stop >= 0, "{}: start and stop must be >= 0", where);
-    return std::make_unique<StripDecoder>(one_char(f.string("content"), where + ".content"), static_cast<size_t>(start),
-                                          static_cast<size_t>(stop));
+    return std::make_unique<StripDecoder>(single_char(f.string("content"), where + ".content"),
+                                          static_cast<size_t>(start), static_cast<size_t>(stop));
   }
   if (type == "Replace")
     return std::make_unique<ReplaceDecoder>(make_pattern(f.raw("pattern"), where + ".pattern"), f.string("content"));

@@ -78,6 +78,9 @@ std::vector<std::unique_ptr<T>> make_list(const JsonFields& f, const std::string
   return out;
 }
 
+/// \brief The one character of `s` (Metaspace's replacement, Strip's content); Error otherwise.
+char32_t single_char(const std::string& s, const std::string& where);
+
 /// \brief GPT-2's byte <-> printable character map used by ByteLevel.
 char32_t byte_to_char(uint8_t b);
 /// \brief -1 if c is not one of the 256 ByteLevel characters.

@@ -187,14 +187,6 @@ class SequencePreTokenizer final : public PreTokenizer {
   std::vector<std::unique_ptr<PreTokenizer>> p_;
 };
 
-char32_t single_char(const std::string& s, const std::string& where) {
-  size_t i = 0;
-  MLABENCH_CHECK(!s.empty(), "{}: replacement must be one character", where);
-  const char32_t c = unicode::next(s, i);
-  MLABENCH_CHECK(i == s.size(), "{}: replacement \"{}\" must be one character", where, s);
-  return c;
-}
-
 PrependScheme parse_scheme(const JsonFields& f) {
   const std::string s = f.string_or("prepend_scheme", "always");
   if (s == "first") return PrependScheme::FIRST;
@@ -206,6 +198,14 @@ PrependScheme parse_scheme(const JsonFields& f) {
 }
 
 }  // namespace
+
+char32_t single_char(const std::string& s, const std::string& where) {
+  size_t i = 0;
+  MLABENCH_CHECK(!s.empty(), "{}: must be one character", where);
+  const char32_t c = unicode::next(s, i);
+  MLABENCH_CHECK(i == s.size(), "{}: \"{}\" must be one character", where, s);
+  return c;
+}
 
 char32_t byte_to_char(uint8_t b) { return byte_tables().to_char[b]; }
 
@@ -240,7 +240,7 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& j, const 
     return std::make_unique<ByteLevel>(f.boolean_or("add_prefix_space", true), f.boolean_or("use_regex", true));
   if (type == "Digits") return std::make_unique<Digits>(f.boolean_or("individual_digits", false));
   if (type == "Metaspace")
-    return std::make_unique<Metaspace>(single_char(f.string("replacement"), where), parse_scheme(f),
+    return std::make_unique<Metaspace>(single_char(f.string("replacement"), where + ".replacement"), parse_scheme(f),
                                        f.boolean_or("split", true));
   if (type == "Whitespace") return std::make_unique<Whitespace>();
   if (type == "WhitespaceSplit") return std::make_unique<WhitespaceSplit>();
