@@ -153,15 +153,16 @@ void generate_command(const GenerateArgs& a) {
 
 struct TokenizeArgs {
   std::string dir, text, jsonl, out;
-  bool add_special = false;
+  bool add_special = false, has_text = false;
   int threads = 0;
 };
 
 // JSONL in, one {"text": ...} per line; JSONL out, one {"ids": [...]} per line, in order. Lines are encoded in
 // parallel (each thread keeps its own BPE word cache).
 void tokenize_command(const TokenizeArgs& a) {
+  if (!a.has_text && a.jsonl.empty()) throw Error("tokenize needs --text STR or --jsonl IN --out OUT");
   auto tok = Tokenizer::load(a.dir).value();
-  if (!a.text.empty() || a.jsonl.empty()) {
+  if (a.has_text) {
     std::printf("%s\n", nlohmann::json({{"ids", tok->encode(a.text, a.add_special)}}).dump().c_str());
     return;
   }
@@ -286,7 +287,12 @@ void add_model_commands(CLI::App& app, int* exit_code) {
   tokenize->add_option("--out", tk.out, "output JSONL, one {\"ids\": [...]} per input line")->needs(jsonl);
   tokenize->add_flag("--add-special", tk.add_special, "apply the post-processor (e.g. BOS)");
   tokenize->add_option("--threads", tk.threads, "threads for --jsonl (0 = all cores)")->check(CLI::NonNegativeNumber);
-  tokenize->callback([=] { run(exit_code, [&] { tokenize_command(tk); }); });
+  tokenize->callback([=] {
+    run(exit_code, [&] {
+      tk.has_text = text->count() > 0;  // --text "" is a valid (empty) text
+      tokenize_command(tk);
+    });
+  });
 }
 
 }  // namespace mlabench::cli

@@ -19,7 +19,6 @@ struct TensorView {
 
   int64_t numel() const { return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>()); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
-  int64_t rows() const { return shape.empty() ? 1 : shape[0]; }
   /// Elements per row (product of every dimension after the first).
   int64_t row_size() const { return shape.empty() ? 1 : numel() / shape[0]; }
 

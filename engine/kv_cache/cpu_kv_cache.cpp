@@ -22,8 +22,4 @@ void CpuKvCache::truncate(int64_t n) {
   for (auto& l : v_) l.resize(static_cast<size_t>(n_tokens_ * v_width_));
 }
 
-uint64_t CpuKvCache::bytes() const {
-  return static_cast<uint64_t>(n_tokens_) * static_cast<uint64_t>(k_width_ + v_width_) * k_.size() * sizeof(float);
-}
-
 }  // namespace mlabench

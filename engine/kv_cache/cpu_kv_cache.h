@@ -28,9 +28,6 @@ class CpuKvCache {
   const float* k(int64_t layer, int64_t token) const { return &k_[layer][static_cast<size_t>(token * k_width_)]; }
   const float* v(int64_t layer, int64_t token) const { return &v_[layer][static_cast<size_t>(token * v_width_)]; }
 
-  /// \brief Bytes held for the tokens in the cache (float32).
-  uint64_t bytes() const;
-
  private:
   int64_t n_tokens_ = 0;
   int64_t k_width_, v_width_;

@@ -4,6 +4,7 @@
 #include <array>
 
 #include "engine/core/check.h"
+#include "engine/tokenizer/hf_tokenizer.h"
 #include "engine/tokenizer/unicode.h"
 #include "mlabench/tokenizer.h"
 

@@ -280,18 +280,6 @@ class HfTokenizer final : public Tokenizer {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  MLABENCH_CHECK(in.good(), "cannot read {}", path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    MLABENCH_FAIL("{} is not valid JSON: {}", path, e.what());
-  }
-  return std::make_unique<HfTokenizer>(j, path);
-}
-
 std::unique_ptr<Tokenizer> parse_hf_tokenizer_json(std::string_view json_text, const std::string& where) {
   nlohmann::json j;
   try {
@@ -300,6 +288,13 @@ std::unique_ptr<Tokenizer> parse_hf_tokenizer_json(std::string_view json_text, c
     MLABENCH_FAIL("{} is not valid JSON: {}", where, e.what());
   }
   return std::make_unique<HfTokenizer>(j, where);
+}
+
+std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  MLABENCH_CHECK(in.good(), "cannot read {}", path);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  return parse_hf_tokenizer_json(text, path);
 }
 
 }  // namespace mlabench

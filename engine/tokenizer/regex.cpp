@@ -317,14 +317,4 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view s) const
   return out;
 }
 
-bool Regex::search(std::string_view s) const {
-  if (is_literal_) return !literal_.empty() && s.find(literal_) != std::string_view::npos;
-  MatchScratch& m = scratch();
-  const int rc =
-      code_->jit ? pcre2_jit_match(code_->code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, 0, m.data, m.ctx)
-                 : pcre2_match(code_->code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, PCRE2_NO_UTF_CHECK,
-                               m.data, m.ctx);
-  return rc >= 0;
-}
-
 }  // namespace mlabench

@@ -31,8 +31,6 @@ class Regex {
 
   /// \brief Every match as (begin, end) byte offsets, in order. `s` must be valid UTF-8.
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view s) const;
-  /// \brief True if the pattern matches somewhere in s.
-  bool search(std::string_view s) const;
   const std::string& pattern() const { return source_; }
 
   Regex(Regex&&) noexcept;

@@ -11,8 +11,6 @@ namespace fs = std::filesystem;
 
 namespace mlabench {
 
-bool chat_template_is_exact(std::string_view jinja);  // chat_template.cpp
-
 namespace {
 
 std::string token_string(const nlohmann::json& v) {

@@ -28,10 +28,9 @@ std::string sanitize(std::string_view s);
 /// \brief Number of code points.
 size_t length(std::string_view s);
 
-bool is_whitespace(char32_t c);      // Unicode White_Space (Rust char::is_whitespace, regex \s)
-bool is_numeric(char32_t c);         // general category N* (Rust char::is_numeric)
-bool is_word(char32_t c);            // Rust regex \w: Alphabetic, marks, Nd, Pc, Join_Control
-bool is_combining_mark(char32_t c);  // category M*
+bool is_whitespace(char32_t c);  // Unicode White_Space (Rust char::is_whitespace, regex \s)
+bool is_numeric(char32_t c);     // general category N* (Rust char::is_numeric)
+bool is_word(char32_t c);        // Rust regex \w: Alphabetic, marks, Nd, Pc, Join_Control
 /// \brief Full lowercase mapping (Rust char::to_lowercase), appended as UTF-8; returns the number of chars.
 int append_lowercase(std::string& out, char32_t c);
 

@@ -126,7 +126,11 @@ TEST(Cli, TokenizeTextAndJsonl) {
   { std::ofstream(t.file("bad.jsonl")) << "{\"text\": \"ok\"}\n{\"txt\": 1}\n"; }
   expect_failure("tokenize --tokenizer " + tok + " --jsonl " + t.file("bad.jsonl") + " --out " + t.file("o.jsonl"),
                  "line 2: expected {\"text\"");
-  expect_failure("tokenize --tokenizer " + t.path(), "no tokenizer");
+  expect_failure("tokenize --tokenizer " + t.path() + " --text x", "no tokenizer");
+  expect_failure("tokenize --tokenizer " + tok, "needs --text");
+  const CliResult empty = mlabench_cli("tokenize --tokenizer " + tok + " --text ''");
+  EXPECT_EQ(empty.exit_code, 0) << empty.err;
+  EXPECT_EQ(nlohmann::json::parse(empty.out)["ids"].size(), 0u);
 }
 
 TEST(Cli, GenerateFromTextAndChat) {
