@@ -1,0 +1,52 @@
+#include "engine/kernels/cuda/cuda_check.h"
+
+#include <fmt/format.h>
+
+namespace mlabench::gpu {
+
+void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line) {
+  std::string hint = "HINT: run compute-sanitizer on the failing command, or report it with the log.";
+  if (err == cudaErrorMemoryAllocation) {
+    size_t free_b = 0, total_b = 0;
+    cudaGetLastError();
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+      hint = fmt::format("{:.2f} GiB of {:.2f} GiB free. HINT: lower --kv-cache-gib or --max-batch, or use a "
+                         "smaller model.", free_b / 1073741824.0, total_b / 1073741824.0);
+  } else if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) {
+    hint = "HINT: run on a machine with an NVIDIA GPU and driver, or use --device cpu.";
+  }
+  MLABENCH_FAIL("CUDA call {} failed at {}:{}: {} ({}). {}", call, file, line, cudaGetErrorName(err),
+                cudaGetErrorString(err), hint);
+}
+
+bool cuda_device_available(std::string* why) {
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess || n == 0) {
+    if (why) *why = err != cudaSuccess ? std::string(cudaGetErrorString(err)) : std::string("no CUDA device");
+    cudaGetLastError();
+    return false;
+  }
+  return true;
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes, const char* what) : bytes_(bytes) {
+  if (bytes == 0) return;
+  const cudaError_t err = cudaMalloc(&ptr_, bytes);
+  if (err != cudaSuccess) {
+    ptr_ = nullptr;
+    size_t free_b = 0, total_b = 0;
+    cudaGetLastError();
+    cudaMemGetInfo(&free_b, &total_b);
+    MLABENCH_FAIL("cudaMalloc of {:.3f} GiB for {} failed: {} ({:.2f} GiB of {:.2f} GiB free). HINT: lower "
+                  "--kv-cache-gib or --max-batch, or use a smaller model.",
+                  bytes / 1073741824.0, what, cudaGetErrorString(err), free_b / 1073741824.0,
+                  total_b / 1073741824.0);
+  }
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) cudaFree(ptr_);
+}
+
+}  // namespace mlabench::gpu

@@ -1,0 +1,56 @@
+// CUDA error handling and device memory ownership for the GPU engine (host code; usable from .cpp and .cu).
+//   MLABENCH_CUDA(call)   a failed CUDA runtime call throws mlabench::Error naming the call, the error and
+//                         file:line (out of memory says how much was asked and what is free).
+//   DeviceBuffer          cudaMalloc'd bytes, freed on destruction, movable.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "engine/core/check.h"
+
+namespace mlabench::gpu {
+
+[[noreturn]] void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line);
+
+/// \brief True when a CUDA device is present and usable (no exception; the reason otherwise in *why).
+bool cuda_device_available(std::string* why = nullptr);
+
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes, const char* what = "buffer");
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(ptr_, o.ptr_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* get() const { return ptr_; }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+}  // namespace mlabench::gpu
+
+#define MLABENCH_CUDA(call)                                                                \
+  do {                                                                                     \
+    const cudaError_t mlabench_cuda_err_ = (call);                                         \
+    if (mlabench_cuda_err_ != cudaSuccess)                                                 \
+      ::mlabench::gpu::throw_cuda_error(mlabench_cuda_err_, #call, __FILE__, __LINE__);    \
+  } while (0)

@@ -1,0 +1,35 @@
+// Launchers of the GPU engine's CUDA kernels. Each takes the parameter struct its CPU twin takes
+// (engine/kernels/twin/twin.h) plus a stream, enqueues its work and returns: no synchronisation, no allocation,
+// so every launcher can be captured in a CUDA graph. Pointers in the struct are device pointers. A launcher
+// checks its parameters (MLABENCH_CHECK) and the launch (cudaGetLastError), never the kernel's completion.
+// Compiled only when the build has nvcc (MLABENCH_HAS_CUDA).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "engine/kernels/kernel_params.h"
+
+namespace mlabench::kernels::cuda {
+
+void embedding(const EmbeddingParams& p, cudaStream_t s);
+void rms_norm(const RmsNormParams& p, cudaStream_t s);
+void rope(const RopeParams& p, cudaStream_t s);
+void silu_mul(const SiluMulParams& p, cudaStream_t s);
+void cast(const CastParams& p, cudaStream_t s);
+void cache_write(const CacheWriteParams& p, cudaStream_t s);
+void cache_gather(const CacheGatherParams& p, cudaStream_t s);
+void log_softmax_gather(const LogSoftmaxGatherParams& p, cudaStream_t s);
+void sample(const SampleParams& p, cudaStream_t s);
+void random_fill(const RandomFillParams& p, cudaStream_t s);
+
+void router(const RouterParams& p, cudaStream_t s);
+void moe_permute(const MoePermuteParams& p, cudaStream_t s);
+void moe_gather(const MoeGatherParams& p, cudaStream_t s);
+void moe_combine(const MoeCombineParams& p, cudaStream_t s);
+void moe_pair_pointers(const MoePairPointersParams& p, cudaStream_t s);
+
+void mla_prefill_attention(const MlaPrefillParams& p, cudaStream_t s);
+void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s);
+void gqa_attention(const GqaAttentionParams& p, cudaStream_t s);
+
+}  // namespace mlabench::kernels::cuda

@@ -1,0 +1,328 @@
+// Parameter structs of the GPU engine's kernels, shared by the CUDA launchers (engine/kernels/cuda/kernels.h)
+// and their plain CPU twins (engine/kernels/twin/twin.h). Each kernel takes exactly one of these: the twin reads
+// and writes host memory laid out as the kernel's device memory, so a test fills host buffers, runs the twin,
+// copies the same buffers to the device, runs the kernel and compares.
+//
+// Conventions (the GPU engine's numerics):
+//   - activations are float32 between kernels; GEMM operands are in the weights' stored dtype (BF16, F16 or
+//     F32), so kernels that feed a GEMM write `out_type`;
+//   - the KV cache is BF16 (uint16_t bit patterns), paged: a pool of n_blocks * block_size token slots per
+//     layer, `width` values per slot; a sequence's token at position p lives in slot
+//     block_table[seq * max_blocks + p / block_size] * block_size + p % block_size;
+//   - a batch is "varlen": n_seqs sequences, sequence s owns new-token rows [cu_q[s], cu_q[s+1]) and has
+//     kv_len[s] tokens in the cache after those rows are appended, so new row i of sequence s sits at position
+//     kv_len[s] - (cu_q[s+1] - cu_q[s]) + i and attends causally to positions <= that;
+//   - leading dimensions (ld*) count elements, not bytes.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/core/dtype.h"
+
+namespace mlabench::kernels {
+
+// ---- elementwise ---------------------------------------------------------------------------------------
+
+/// out[r, :] = float(table[ids[r], :]); table [vocab, hidden] in table_type.
+struct EmbeddingParams {
+  float* out = nullptr;  // [n_rows, hidden]
+  const void* table = nullptr;
+  DType table_type = DType::BF16;
+  int64_t hidden = 0;
+  const int32_t* ids = nullptr;  // [n_rows]
+  int64_t n_rows = 0;
+};
+
+/// if delta: residual += delta (written back); then out = residual * rsqrt(mean(residual^2) + eps) * weight,
+/// in float32, stored as out_type. out may alias residual when out_type is F32 and ld_out == ld_residual.
+struct RmsNormParams {
+  float* residual = nullptr;  // [n_rows, dim] at ld_residual
+  int64_t ld_residual = 0;
+  const float* delta = nullptr;  // optional [n_rows, dim] at ld_delta
+  int64_t ld_delta = 0;
+  void* out = nullptr;
+  DType out_type = DType::F32;
+  int64_t ld_out = 0;
+  const float* weight = nullptr;  // [dim]
+  int64_t n_rows = 0;
+  int64_t dim = 0;
+  float eps = 1e-6f;
+};
+
+/// Rotates `dim` values of each head in place: x[r, h*head_stride + offset + ...] for h < n_heads, with the
+/// angle table of position positions[r]. interleaved: pairs (2i, 2i+1) (DeepSeek); else (i, i + dim/2) (Llama).
+struct RopeParams {
+  float* x = nullptr;
+  int64_t ld = 0;
+  int64_t n_rows = 0;
+  int64_t n_heads = 1;
+  int64_t head_stride = 0;
+  int64_t offset = 0;
+  int64_t dim = 0;
+  bool interleaved = true;
+  const float* cos = nullptr;  // [n_positions, dim/2], multiplier already applied (engine/model/rope.h)
+  const float* sin = nullptr;  // [n_positions, dim/2]
+  const int32_t* positions = nullptr;  // [n_rows]
+};
+
+/// out[r, i] = silu(gate_up[r, i]) * gate_up[r, inter + i] for i < inter (gate and up from one fused GEMM).
+struct SiluMulParams {
+  void* out = nullptr;
+  DType out_type = DType::F32;
+  int64_t ld_out = 0;
+  const float* gate_up = nullptr;  // [n_rows, 2*inter] at ld_in
+  int64_t ld_in = 0;
+  int64_t inter = 0;
+  int64_t n_rows = 0;
+};
+
+/// out[r, c] = in[r, c] converted to out_type (round to nearest even).
+struct CastParams {
+  void* out = nullptr;
+  DType out_type = DType::BF16;
+  int64_t ld_out = 0;
+  const float* in = nullptr;
+  int64_t ld_in = 0;
+  int64_t n_rows = 0;
+  int64_t n_cols = 0;
+};
+
+/// cache[slots[r] * width + c] = bf16(src[r * ld_src + c]) for c < width: appends new tokens to a paged pool.
+struct CacheWriteParams {
+  uint16_t* cache = nullptr;  // one layer's pool [n_slots, width], BF16
+  int64_t width = 0;
+  const float* src = nullptr;  // [n_rows, width] at ld_src
+  int64_t ld_src = 0;
+  const int64_t* slots = nullptr;  // [n_rows]
+  int64_t n_rows = 0;
+};
+
+/// Copies every cached token of each sequence out of a paged pool into contiguous float32 rows:
+/// out[cu_kv[s] + p, :] = float(cache[slot(s, p), :]) for p < kv_len[s]. (MLA prefill decompresses these.)
+struct CacheGatherParams {
+  float* out = nullptr;  // [cu_kv[n_seqs], width] at ld_out
+  int64_t ld_out = 0;
+  const uint16_t* cache = nullptr;
+  int64_t width = 0;
+  int32_t block_size = 0;
+  const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks]
+  int32_t max_blocks = 0;
+  const int32_t* kv_len = nullptr;  // [n_seqs]
+  const int32_t* cu_kv = nullptr;   // [n_seqs + 1] output row offsets (prefix sums of kv_len)
+  int32_t n_seqs = 0;
+};
+
+/// logprob[r] = log_softmax(logits[r, :])[targets[r]] (computed in double); is_greedy[r] = 1 iff targets[r] is
+/// the argmax of the row (ties to the lowest id, as the CPU engine).
+struct LogSoftmaxGatherParams {
+  const float* logits = nullptr;  // [n_rows, vocab] at ld
+  int64_t ld = 0;
+  int64_t n_rows = 0;
+  int64_t vocab = 0;
+  const int32_t* targets = nullptr;  // [n_rows]
+  double* logprob = nullptr;         // [n_rows]
+  int32_t* is_greedy = nullptr;      // [n_rows]
+};
+
+/// One token per row. temperature[r] == 0: argmax (ties to the lowest id). Otherwise softmax(logits / T) cut to
+/// the smallest set of highest-probability tokens whose mass reaches top_p[r] (ties at the cut kept, all of
+/// them), renormalised, sampled with u = sampling_uniform(seed[r], step[r]) by walking token ids in ascending
+/// order. The draw depends only on (seed, step): a request samples the same tokens in any batch.
+struct SampleParams {
+  const float* logits = nullptr;  // [n_rows, vocab] at ld
+  int64_t ld = 0;
+  int64_t n_rows = 0;
+  int64_t vocab = 0;
+  const float* temperature = nullptr;  // [n_rows]
+  const float* top_p = nullptr;        // [n_rows]
+  const uint64_t* seed = nullptr;      // [n_rows]
+  const int64_t* step = nullptr;       // [n_rows] index of the token being drawn within its request
+  int32_t* out = nullptr;              // [n_rows]
+};
+
+/// The uniform draw in [0, 1) of SampleParams: splitmix64(seed ^ splitmix64(step)) >> 11 scaled by 2^-53.
+/// Defined here so both twins compute it the same way.
+inline double sampling_uniform(uint64_t seed, int64_t step) {
+  auto mix = [](uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+  };
+  return static_cast<double>(mix(seed ^ mix(static_cast<uint64_t>(step))) >> 11) * 0x1.0p-53;
+}
+
+/// Random weights on the device, bit-identical to random_weights() on the host (engine/weights/
+/// random_weights.cpp): element i of a matrix is uniform on [-sqrt(3)*0.02, +sqrt(3)*0.02] from
+/// splitmix64(key + i) with key = splitmix64(seed ^ fnv1a64(tensor name)), stored as out_type; norm (1-D)
+/// tensors are all ones (fill_ones).
+struct RandomFillParams {
+  void* out = nullptr;
+  DType out_type = DType::BF16;
+  int64_t n = 0;
+  uint64_t key = 0;
+  bool fill_ones = false;
+};
+
+// ---- DeepSeekMoE -----------------------------------------------------------------------------------------
+
+enum class RouterMethod : int32_t { GREEDY = 0, GROUP_LIMITED_GREEDY = 1 };
+
+/// As cpu::moe_route (engine/kernels/cpu/moe_router.h): softmax over float32 router logits, top-k greedy or
+/// group-limited (group score = max expert score), weights = prob * scaling, or renormalised when norm_topk_prob.
+struct RouterParams {
+  const float* logits = nullptr;  // [n_tokens, n_experts]
+  int64_t n_tokens = 0;
+  int32_t n_experts = 0;
+  int32_t top_k = 0;
+  RouterMethod method = RouterMethod::GREEDY;
+  int32_t n_group = 1;
+  int32_t topk_group = 1;
+  bool norm_topk_prob = false;
+  float routed_scaling_factor = 1.0f;
+  int32_t* topk_idx = nullptr;   // [n_tokens, top_k], descending probability, ties to the lower index
+  float* topk_weight = nullptr;  // [n_tokens, top_k]
+};
+
+/// Sorts the n_tokens * top_k (token, expert) pairs by expert, stably (pair p = t * top_k + j, ascending p
+/// within an expert): counts[e], offsets[e] (exclusive prefix sum, offsets[n_experts] = total) and rank[p] (the
+/// pair's index among its expert's pairs). Deterministic.
+struct MoePermuteParams {
+  const int32_t* topk_idx = nullptr;  // [n_tokens * top_k]
+  int64_t n_tokens = 0;
+  int32_t top_k = 0;
+  int32_t n_experts = 0;
+  int32_t* counts = nullptr;   // [n_experts]
+  int32_t* offsets = nullptr;  // [n_experts + 1]
+  int32_t* rank = nullptr;     // [n_tokens * top_k]
+};
+
+/// Where pair p's row lives in the expert-ordered buffers:
+///   PAIR:    row p (one GEMV per pair; the small-batch decode path);
+///   PADDED:  expert * capacity + rank[p] (a strided batched GEMM over all experts, capacity rows each);
+///   COMPACT: offsets[expert] + rank[p] (grouped GEMM over the experts that have rows).
+enum class MoeRowMode : int32_t { PAIR = 0, PADDED = 1, COMPACT = 2 };
+
+struct MoeRowMap {
+  MoeRowMode mode = MoeRowMode::COMPACT;
+  const int32_t* topk_idx = nullptr;  // [n_tokens * top_k]
+  const int32_t* rank = nullptr;      // [n_tokens * top_k]
+  const int32_t* offsets = nullptr;   // [n_experts + 1]
+  int32_t capacity = 0;               // PADDED only
+};
+
+/// out[row(p), :] = x[p / top_k, :] for every pair p: token rows copied into expert order (elem_type values,
+/// the GEMM dtype). Rows of `out` that no pair maps to are left untouched.
+struct MoeGatherParams {
+  void* out = nullptr;
+  int64_t ld_out = 0;
+  const void* x = nullptr;  // [n_tokens, hidden] at ld_x
+  int64_t ld_x = 0;
+  DType elem_type = DType::BF16;
+  int64_t hidden = 0;
+  int64_t n_tokens = 0;
+  int32_t top_k = 0;
+  MoeRowMap map;
+};
+
+/// out[t, :] (+)= sum_j topk_weight[t, j] * y[row(t * top_k + j), :], j ascending, in float32. accumulate:
+/// add to out (the shared experts' output already there); else overwrite.
+struct MoeCombineParams {
+  float* out = nullptr;  // [n_tokens, hidden] at ld_out
+  int64_t ld_out = 0;
+  const float* y = nullptr;  // expert outputs in expert order, at ld_y
+  int64_t ld_y = 0;
+  const float* topk_weight = nullptr;  // [n_tokens, top_k]
+  int64_t hidden = 0;
+  int64_t n_tokens = 0;
+  int32_t top_k = 0;
+  bool accumulate = true;
+  MoeRowMap map;
+};
+
+/// Pointer arrays for a batched GEMM with one problem per pair (MoeRowMode::PAIR):
+/// a[p] = weights + topk_idx[p] * expert_stride_bytes, b[p] = x + p * ld_x_bytes, c[p] = y + p * ld_y_bytes.
+struct MoePairPointersParams {
+  const int32_t* topk_idx = nullptr;  // [n_pairs]
+  int64_t n_pairs = 0;
+  const char* weights = nullptr;  // experts stacked [n_experts, N, K] in the GEMM dtype
+  int64_t expert_stride_bytes = 0;
+  const char* x = nullptr;
+  int64_t ld_x_bytes = 0;
+  char* y = nullptr;
+  int64_t ld_y_bytes = 0;
+  const void** a = nullptr;  // [n_pairs] each
+  const void** b = nullptr;
+  void** c = nullptr;
+};
+
+// ---- attention ---------------------------------------------------------------------------------------------
+
+struct VarlenBatch {
+  int32_t n_seqs = 0;
+  const int32_t* cu_q = nullptr;    // [n_seqs + 1] new-token row offsets
+  const int32_t* kv_len = nullptr;  // [n_seqs] cached tokens after appending the new ones
+  int32_t max_q = 0;                // max over s of new rows (launch bounds)
+  int32_t max_kv = 0;               // max over s of kv_len
+};
+
+struct PagedCache {
+  int32_t block_size = 0;
+  const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks]
+  int32_t max_blocks = 0;
+};
+
+/// MLA prefill, decompressed (per-head keys [k_nope_h ; k_pe] and values v_h rebuilt with kv_b_proj), causal,
+/// flash-style online softmax (no [q, kv] buffer). Keys of sequence s are rows [cu_kv[s], cu_kv[s+1]) of kv and
+/// k_pe (its whole cache, oldest first); kv_len[s] = cu_kv[s+1] - cu_kv[s].
+struct MlaPrefillParams {
+  VarlenBatch batch;
+  const int32_t* cu_kv = nullptr;  // [n_seqs + 1]
+  const float* q = nullptr;        // [rows, n_heads * (nope + rope)] at ld_q, RoPE applied
+  int64_t ld_q = 0;
+  const float* kv = nullptr;  // [keys, n_heads * (nope + v)] at ld_kv: head h = [k_nope (nope) ; v (v)]
+  int64_t ld_kv = 0;
+  const float* k_pe = nullptr;  // [keys, rope] at ld_kpe, shared by all heads, RoPE applied
+  int64_t ld_kpe = 0;
+  float* out = nullptr;  // [rows, n_heads * v] at ld_out
+  int64_t ld_out = 0;
+  int32_t n_heads = 0, nope = 0, rope = 0, v = 0;
+  float scale = 1.0f;  // softmax scale (YaRN mscale^2 included)
+};
+
+/// MLA decode, absorbed: ONE new token per sequence (row s), MQA over the paged latent cache whose slots are
+/// [c_kv (kv_lora) ; k_pe (rope)] (576 at V2 shapes); score = scale * (q_lat_h . c_j + q_pe_h . k_pe_j), value
+/// c_j, so out is the latent-space output (W_UV is applied afterwards by a GEMM).
+struct MlaDecodeParams {
+  int32_t n_seqs = 0;
+  const int32_t* kv_len = nullptr;  // [n_seqs]
+  int32_t max_kv = 0;
+  PagedCache paged;
+  const uint16_t* cache = nullptr;  // this layer's pool, BF16 [n_slots, kv_lora + rope]
+  const float* q_lat = nullptr;     // [n_seqs, n_heads * kv_lora] at ld_q_lat
+  int64_t ld_q_lat = 0;
+  const float* q_pe = nullptr;  // head h of row s at q_pe + s * ld_q_pe + h * q_pe_head_stride, rope values
+  int64_t ld_q_pe = 0;
+  int64_t q_pe_head_stride = 0;
+  float* out = nullptr;  // [n_seqs, n_heads * kv_lora] at ld_out
+  int64_t ld_out = 0;
+  int32_t n_heads = 0, kv_lora = 0, rope = 0;
+  float scale = 1.0f;
+};
+
+/// MHA/GQA attention over the paged K/V pools (prefill chunks and decode alike): query head h reads KV head
+/// h / (n_heads / n_kv_heads). Causal per the varlen convention.
+struct GqaAttentionParams {
+  VarlenBatch batch;
+  PagedCache paged;
+  const uint16_t* k_cache = nullptr;  // this layer's pools, BF16 [n_slots, n_kv_heads * head_dim]
+  const uint16_t* v_cache = nullptr;
+  const float* q = nullptr;  // [rows, n_heads * head_dim] at ld_q, RoPE applied
+  int64_t ld_q = 0;
+  float* out = nullptr;  // [rows, n_heads * head_dim] at ld_out
+  int64_t ld_out = 0;
+  int32_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float scale = 1.0f;
+};
+
+}  // namespace mlabench::kernels

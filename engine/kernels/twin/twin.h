@@ -1,0 +1,32 @@
+// CPU twins of the CUDA kernels (engine/kernels/cuda/kernels.h): the same parameter struct, host memory laid out
+// exactly as the kernel's device memory, plain loops in float32 (double where the struct says so). They define
+// what each kernel computes; tests/kernels/test_cuda_*.cpp compare kernel and twin on the GPU machine, and
+// tests/kernels/test_twin_*.cpp check the twins against the CPU reference engine's ops in CI.
+#pragma once
+
+#include "engine/kernels/kernel_params.h"
+
+namespace mlabench::kernels::twin {
+
+void embedding(const EmbeddingParams& p);
+void rms_norm(const RmsNormParams& p);
+void rope(const RopeParams& p);
+void silu_mul(const SiluMulParams& p);
+void cast(const CastParams& p);
+void cache_write(const CacheWriteParams& p);
+void cache_gather(const CacheGatherParams& p);
+void log_softmax_gather(const LogSoftmaxGatherParams& p);
+void sample(const SampleParams& p);
+void random_fill(const RandomFillParams& p);
+
+void router(const RouterParams& p);
+void moe_permute(const MoePermuteParams& p);
+void moe_gather(const MoeGatherParams& p);
+void moe_combine(const MoeCombineParams& p);
+void moe_pair_pointers(const MoePairPointersParams& p);
+
+void mla_prefill_attention(const MlaPrefillParams& p);
+void mla_decode_attention(const MlaDecodeParams& p);
+void gqa_attention(const GqaAttentionParams& p);
+
+}  // namespace mlabench::kernels::twin
