@@ -10,7 +10,11 @@
 #include "engine/model/cpu_model.h"
 #include "engine/model/model_info.h"
 #include "engine/sampling/sampler.h"
+#include "engine/weights/tensor_manifest.h"
 #include "mlabench/engine.h"
+#if MLABENCH_HAS_CUDA
+#include "engine/gpu/gpu_engine.h"
+#endif
 
 namespace mlabench {
 
@@ -45,16 +49,42 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Bytes of all weights and of those one decode token multiplies (active experts only), from the config alone.
+std::pair<uint64_t, uint64_t> weight_footprint(const ModelConfig& c) {
+  uint64_t all = 0, idle_experts = 0, embed = 0;
+  const uint64_t es = dtype_size(c.dtype);
+  for (const ExpectedTensor& t : tensor_manifest(c, ExpertLayout::HUB)) {
+    uint64_t n = 1;
+    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    all += n * es;
+    if (t.name == "model.embed_tokens.weight") embed = n * es;
+    if (t.name.find(".mlp.experts.0.") != std::string::npos)
+      idle_experts += n * es * static_cast<uint64_t>(c.n_routed_experts - c.experts_per_token);
+  }
+  return {all, all - idle_experts - (c.tie_word_embeddings ? 0 : embed)};
+}
+
 }  // namespace
 
 struct Engine::Impl {
   ModelSummary summary;
+  ModelConfig cfg;
   std::unique_ptr<CpuModel> model;
+#if MLABENCH_HAS_CUDA
+  std::unique_ptr<gpu::GpuEngine> gpu;
+#endif
   std::unique_ptr<Tokenizer> tokenizer;
   uint64_t weight_bytes = 0;
   uint64_t active_weight_bytes = 0;
 
-  const ModelConfig& config() const { return model->config(); }
+  const ModelConfig& config() const { return cfg; }
+  bool on_gpu() const {
+#if MLABENCH_HAS_CUDA
+    return gpu != nullptr;
+#else
+    return false;
+#endif
+  }
 
   void check_tokens(std::span<const int32_t> tokens, const char* what, int64_t extra) const {
     const ModelConfig& c = config();
@@ -87,6 +117,13 @@ struct Engine::Impl {
     MLABENCH_CHECK(o.temperature >= 0.0f, "temperature must be >= 0, got {}", o.temperature);
     MLABENCH_CHECK(o.top_p > 0.0f && o.top_p <= 1.0f, "top_p must be in (0, 1], got {}", o.top_p);
     check_tokens(prompt, "prompt", o.max_new_tokens);
+#if MLABENCH_HAS_CUDA
+    if (gpu) {
+      gpu::SeqRequest rq{.tokens = std::vector<int32_t>(prompt.begin(), prompt.end()), .gen = o};
+      gpu::SeqResult res = gpu->run({rq}, [&](size_t, int32_t tok) { return on_token(tok); }).at(0);
+      return to_generate_result(res);
+    }
+#endif
     const int64_t V = config().vocab_size;
     GenerateResult r;
     r.finish_reason = "length";
@@ -113,6 +150,18 @@ struct Engine::Impl {
     r.decode_seconds = seconds_since(t0);
     return r;
   }
+
+#if MLABENCH_HAS_CUDA
+  static GenerateResult to_generate_result(gpu::SeqResult& res) {
+    GenerateResult r;
+    r.tokens = std::move(res.tokens);
+    r.finish_reason = res.finish_reason;
+    r.prefill_seconds = res.first_token_seconds;
+    r.decode_seconds = res.token_seconds.empty() ? 0.0 : res.token_seconds.back() - res.first_token_seconds;
+    r.token_seconds = std::move(res.token_seconds);
+    return r;
+  }
+#endif
 };
 
 Engine::Engine() : impl_(std::make_unique<Impl>()) {}
@@ -123,19 +172,40 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
     if (options.n_threads > 0) omp_set_num_threads(options.n_threads);
     ModelConfig c = load_config(options.model_dir);
     std::unique_ptr<Engine> e(new Engine());
-    ModelWeights w = options.random_weights_seed ? random_weights(c, *options.random_weights_seed)
-                                                 : load_weights(c, options.model_dir);
-    e->impl_->summary = summarize(c, options.model_dir, w.checkpoint.get());
-    e->impl_->weight_bytes = w.stored_bytes;
-    uint64_t idle = 0;
-    for (const LayerWeights& L : w.layers)
-      if (L.is_moe) {
-        const MlpWeights& x = L.experts.front();
-        idle += static_cast<uint64_t>(c.n_routed_experts - c.experts_per_token) *
-                (x.gate.nbytes() + x.up.nbytes() + x.down.nbytes());
-      }
-    e->impl_->active_weight_bytes = w.stored_bytes - idle - (c.tie_word_embeddings ? 0 : w.embed.nbytes());
-    e->impl_->model = make_cpu_model(std::move(c), std::move(w), options.mla_attention);
+    e->impl_->cfg = c;
+    if (options.device == Device::CUDA) {
+#if MLABENCH_HAS_CUDA
+      // Random weights are generated on the device (full-size shapes never touch host memory); a checkpoint is
+      // copied straight from its mmap.
+      std::optional<ModelWeights> w;
+      if (!options.random_weights_seed) w = load_weights(c, options.model_dir);
+      e->impl_->summary = summarize(c, options.model_dir, w ? w->checkpoint.get() : nullptr);
+      ModelConfig stored = c;
+      if (w) stored.dtype = w->embed.dtype;
+      std::tie(e->impl_->weight_bytes, e->impl_->active_weight_bytes) = weight_footprint(stored);
+      e->impl_->gpu = gpu::GpuEngine::create(c, w ? &*w : nullptr, options.random_weights_seed.value_or(0),
+                                             {.kv_cache_gib = options.kv_cache_gib,
+                                              .block_size = options.block_size,
+                                              .max_seqs = options.max_batch,
+                                              .max_step_tokens = options.max_step_tokens,
+                                              .max_logit_rows = 512,
+                                              .max_context = options.max_context,
+                                              .prefix_sharing = options.prefix_sharing,
+                                              .cuda_graphs = options.cuda_graphs});
+#else
+      MLABENCH_FAIL("this mlabench was built without CUDA, so --device cuda is unavailable. HINT: rebuild on a machine "
+                    "with the CUDA toolkit (nvcc at /usr/local/cuda/bin), or use --device cpu");
+#endif
+    } else {
+      ModelWeights w = options.random_weights_seed ? random_weights(c, *options.random_weights_seed)
+                                                   : load_weights(c, options.model_dir);
+      e->impl_->summary = summarize(c, options.model_dir, w.checkpoint.get());
+      ModelConfig stored = c;
+      stored.dtype = w.embed.dtype;
+      e->impl_->active_weight_bytes = weight_footprint(stored).second;
+      e->impl_->weight_bytes = w.stored_bytes;
+      e->impl_->model = make_cpu_model(std::move(c), std::move(w), options.mla_attention);
+    }
     if (Tokenizer::exists(options.model_dir)) {
       e->impl_->tokenizer = Tokenizer::load(options.model_dir).value();
       add_tokenizer_summary(e->impl_->summary, *e->impl_->tokenizer);
@@ -154,6 +224,13 @@ Result<Logits> Engine::logits(std::span<const int32_t> tokens) {
     Logits out;
     out.n_tokens = static_cast<int64_t>(tokens.size());
     out.vocab_size = impl_->config().vocab_size;
+#if MLABENCH_HAS_CUDA
+    if (impl_->gpu) {
+      gpu::SeqRequest rq{.tokens = std::vector<int32_t>(tokens.begin(), tokens.end()), .all_logits = true};
+      out.data = std::move(impl_->gpu->run({rq}).at(0).logits);
+      return out;
+    }
+#endif
     out.data.resize(static_cast<size_t>(out.n_tokens * out.vocab_size));
     CpuKvCache cache = impl_->model->new_cache();
     impl_->model->forward(tokens, cache, out.data.data(), false);
@@ -167,6 +244,11 @@ Result<ScoreResult> Engine::score(std::span<const int32_t> context, std::span<co
     impl_->check_tokens(continuation, "continuation", static_cast<int64_t>(context.size()));
     std::vector<int32_t> all(context.begin(), context.end());
     all.insert(all.end(), continuation.begin(), continuation.end());
+    if (impl_->on_gpu()) {
+      const ScoreRequest rq{std::vector<int32_t>(context.begin(), context.end()),
+                            std::vector<int32_t>(continuation.begin(), continuation.end())};
+      return score_batch(std::span(&rq, 1)).value().at(0);
+    }
     Logits l = logits(all).value();
     ScoreResult r;
     r.is_greedy = true;
@@ -182,6 +264,71 @@ Result<ScoreResult> Engine::score(std::span<const int32_t> context, std::span<co
 
 Result<GenerateResult> Engine::generate(std::span<const int32_t> prompt, const GenerateOptions& o) {
   return guarded([&] { return impl_->run_generation(prompt, o, [](int32_t) { return false; }); });
+}
+
+Result<std::vector<ScoreResult>> Engine::score_batch(std::span<const ScoreRequest> requests) {
+  return guarded([&] {
+    std::vector<ScoreResult> out;
+    for (const ScoreRequest& r : requests) {
+      impl_->check_tokens(r.context, "context", static_cast<int64_t>(r.continuation.size()));
+      impl_->check_tokens(r.continuation, "continuation", static_cast<int64_t>(r.context.size()));
+    }
+#if MLABENCH_HAS_CUDA
+    if (impl_->gpu) {
+      std::vector<gpu::SeqRequest> rq;
+      for (const ScoreRequest& r : requests) {
+        gpu::SeqRequest q{.tokens = r.context, .score_from = static_cast<int64_t>(r.context.size())};
+        q.tokens.insert(q.tokens.end(), r.continuation.begin(), r.continuation.end());
+        rq.push_back(std::move(q));
+      }
+      std::vector<gpu::SeqResult> res = impl_->gpu->run(rq);
+      for (size_t i = 0; i < res.size(); ++i)
+        out.push_back({.logprob = res[i].logprob, .is_greedy = res[i].is_greedy,
+                       .n_tokens = static_cast<int64_t>(requests[i].continuation.size())});
+      return out;
+    }
+#endif
+    for (const ScoreRequest& r : requests) out.push_back(score(r.context, r.continuation).value());
+    return out;
+  });
+}
+
+Result<std::vector<GenerateResult>> Engine::generate_batch(std::span<const GenerateRequest> requests) {
+  return guarded([&] {
+    std::vector<GenerateResult> out;
+    for (const GenerateRequest& r : requests) {
+      MLABENCH_CHECK(r.options.max_new_tokens >= 0 && r.options.temperature >= 0.0f && r.options.top_p > 0.0f &&
+                         r.options.top_p <= 1.0f,
+                     "generation options: max_new_tokens {} (>= 0), temperature {} (>= 0), top_p {} (in (0, 1])",
+                     r.options.max_new_tokens, r.options.temperature, r.options.top_p);
+      impl_->check_tokens(r.prompt, "prompt", r.options.max_new_tokens);
+    }
+#if MLABENCH_HAS_CUDA
+    if (impl_->gpu) {
+      std::vector<gpu::SeqRequest> rq;
+      for (const GenerateRequest& r : requests) rq.push_back({.tokens = r.prompt, .gen = r.options});
+      std::vector<gpu::SeqResult> res = impl_->gpu->run(rq);
+      for (gpu::SeqResult& x : res) out.push_back(Impl::to_generate_result(x));
+      return out;
+    }
+#endif
+    for (const GenerateRequest& r : requests) out.push_back(generate(r.prompt, r.options).value());
+    return out;
+  });
+}
+
+std::string Engine::device_json() const {
+#if MLABENCH_HAS_CUDA
+  if (impl_->gpu) return impl_->gpu->describe_json();
+#endif
+  return "";
+}
+
+double Engine::measure_copy_bandwidth_gbps() {
+#if MLABENCH_HAS_CUDA
+  if (impl_->gpu) return impl_->gpu->copy_bandwidth_gbps();
+#endif
+  return 0.0;
 }
 
 const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer.get(); }

@@ -20,13 +20,7 @@ namespace mlabench::cli {
 
 namespace {
 
-struct ModelArgs {
-  std::string model_dir = MLABENCH_DEFAULT_MODEL;
-  int64_t random_seed = -1;
-  int threads = 0;
-  std::string mla = "auto";
-  std::string device = "cpu";
-};
+}  // namespace
 
 void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
   cmd->add_option("--model", a.model_dir, "model folder: config.json + safetensors (default: the bundled tiny model)")
@@ -40,8 +34,22 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
                   "absorbed")
       ->check(CLI::IsMember({"auto", "decompressed", "absorbed"}))
       ->capture_default_str();
-  cmd->add_option("--device", a.device, "where the engine runs")->check(CLI::IsMember({"cpu"}))->capture_default_str();
+  cmd->add_option("--device", a.device, "where the engine runs: cpu (float32 reference) or cuda (BF16 GPU engine)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--kv-cache-gib", a.kv_cache_gib, "cuda: KV cache budget in GiB (0 = all free GPU memory less 1 GiB)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-batch", a.max_batch, "cuda: sequences decoded together")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-step-tokens", a.max_step_tokens, "cuda: new tokens per step (prefill chunk size)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-context", a.max_context, "cuda: longest sequence (0 = max_position_embeddings, at most 32768)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--block-size", a.block_size, "cuda: KV cache block in tokens")->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-prefix-sharing", a.no_prefix_sharing, "cuda: do not reuse cached blocks of shared prefixes");
+  cmd->add_flag("--no-cuda-graphs", a.no_cuda_graphs, "cuda: launch decode steps kernel by kernel");
 }
+
+namespace {
 
 std::vector<int32_t> parse_ids(const std::string& s, const char* flag) {
   std::vector<int32_t> out;
@@ -64,8 +72,18 @@ std::vector<int32_t> parse_ids(const std::string& s, const char* flag) {
   return out;
 }
 
+}  // namespace
+
 std::unique_ptr<Engine> open_engine(const ModelArgs& a) {
   EngineOptions o;
+  o.device = a.device == "cuda" ? Device::CUDA : Device::CPU;
+  o.kv_cache_gib = a.kv_cache_gib;
+  o.max_batch = a.max_batch;
+  o.max_step_tokens = std::max(a.max_step_tokens, a.max_batch);
+  o.max_context = a.max_context;
+  o.block_size = a.block_size;
+  o.prefix_sharing = !a.no_prefix_sharing;
+  o.cuda_graphs = !a.no_cuda_graphs;
   o.model_dir = a.model_dir;
   if (a.random_seed >= 0) o.random_weights_seed = static_cast<uint64_t>(a.random_seed);
   o.n_threads = a.threads;
@@ -75,17 +93,8 @@ std::unique_ptr<Engine> open_engine(const ModelArgs& a) {
   return std::move(Engine::open(o).value());
 }
 
-// Runs a subcommand body; a checked failure becomes "error: ..." on stderr and exit code 1.
-template <class F>
-void run(int* exit_code, F&& body) {
-  try {
-    body();
-    *exit_code = 0;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    *exit_code = 1;
-  }
-}
+namespace {
+
 
 nlohmann::ordered_json timing_json(const Engine& e, const GenerateResult& r, size_t prompt_len,
                                    const std::string& device) {

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", MLABENCH_VERSION);
   int exit_code = 0;
   mlabench::cli::add_model_commands(app, &exit_code);
+  mlabench::cli::add_bench_command(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

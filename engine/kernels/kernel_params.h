@@ -308,6 +308,12 @@ struct MlaDecodeParams {
   int64_t ld_out = 0;
   int32_t n_heads = 0, kv_lora = 0, rope = 0;
   float scale = 1.0f;
+  // Optional split-KV scratch (flash-decoding), device memory of at least mla_decode_scratch_floats(*this)
+  // floats: the launcher may then cut long key ranges over several CTAs and merge them in a second kernel.
+  // nullptr keeps one CTA per (sequence, head group): correct, slower for few long sequences. A non-null
+  // scratch with fewer floats is refused.
+  float* scratch = nullptr;
+  int64_t scratch_floats = 0;
 };
 
 /// MHA/GQA attention over the paged K/V pools (prefill chunks and decode alike): query head h reads KV head
@@ -323,6 +329,54 @@ struct GqaAttentionParams {
   int64_t ld_out = 0;
   int32_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
   float scale = 1.0f;
+  // Optional split-KV scratch, as MlaDecodeParams: gqa_attention_scratch_floats(*this) floats.
+  float* scratch = nullptr;
+  int64_t scratch_floats = 0;
 };
+
+// ---- split-KV plan of the attention launchers ---------------------------------------------------------------
+// When a batch gives fewer CTAs than kAttnTargetCtas (2 per SM of an H100), each sequence's keys are cut into
+// `splits` chunks of at least kAttnMinSplitKeys keys; each chunk writes its partial (max, sum, unnormalised
+// output) per (row, head) to scratch and a second kernel merges them. The plan depends only on host-known
+// sizes, so the engine can size scratch when it builds a batch, or once for all batches: splits * ctas <
+// 2 * kAttnTargetCtas, so mla_decode needs at most 2 * kAttnTargetCtas * kMlaDecodeHeads * (kv_lora + 2) floats
+// (17 MB at kv_lora 512) and gqa at most 2 * kAttnTargetCtas * kGqaRowsPerCta * (head_dim + 2). kv_len[s] must
+// not exceed max_kv when a launch splits (keys past splits * split length would be dropped).
+inline constexpr int64_t kAttnTargetCtas = 264;
+inline constexpr int64_t kAttnMinSplitKeys = 256;
+inline constexpr int64_t kAttnMaxSplits = 256;
+inline constexpr int32_t kMlaDecodeHeads = 16;  // heads per CTA of mla_decode_attention (one MMA row tile)
+inline constexpr int32_t kGqaRowsPerCta = 64;   // (token, head) rows per CTA of gqa_attention
+
+inline int32_t attention_kv_splits(int64_t n_ctas, int64_t max_kv) {
+  if (n_ctas <= 0 || n_ctas >= kAttnTargetCtas || max_kv <= kAttnMinSplitKeys) return 1;
+  const int64_t by_ctas = (kAttnTargetCtas + n_ctas - 1) / n_ctas;
+  const int64_t by_keys = (max_kv + kAttnMinSplitKeys - 1) / kAttnMinSplitKeys;
+  int64_t s = by_ctas < by_keys ? by_ctas : by_keys;
+  s = s < kAttnMaxSplits ? s : kAttnMaxSplits;
+  return static_cast<int32_t>(s < 1 ? 1 : s);
+}
+
+inline int32_t mla_decode_splits(const MlaDecodeParams& p) {
+  return attention_kv_splits(int64_t{p.n_seqs} * ((p.n_heads + kMlaDecodeHeads - 1) / kMlaDecodeHeads), p.max_kv);
+}
+/// Floats of scratch that let mla_decode_attention split (0 when it would not): splits * n_seqs * n_heads *
+/// (kv_lora + 2).
+inline int64_t mla_decode_scratch_floats(const MlaDecodeParams& p) {
+  const int64_t s = mla_decode_splits(p);
+  return s > 1 ? s * p.n_seqs * p.n_heads * (int64_t{p.kv_lora} + 2) : 0;
+}
+
+/// gqa_attention splits only batches whose every sequence fits one row tile (max_q * heads per KV head <=
+/// kGqaRowsPerCta: decode and short chunks).
+inline int32_t gqa_attention_splits(const GqaAttentionParams& p) {
+  if (p.n_kv_heads <= 0 || int64_t{p.batch.max_q} * (p.n_heads / p.n_kv_heads) > kGqaRowsPerCta) return 1;
+  return attention_kv_splits(int64_t{p.batch.n_seqs} * p.n_kv_heads, p.batch.max_kv);
+}
+/// Floats of scratch that let gqa_attention split: splits * n_seqs * max_q * n_heads * (head_dim + 2).
+inline int64_t gqa_attention_scratch_floats(const GqaAttentionParams& p) {
+  const int64_t s = gqa_attention_splits(p);
+  return s > 1 ? s * p.batch.n_seqs * p.batch.max_q * p.n_heads * (int64_t{p.head_dim} + 2) : 0;
+}
 
 }  // namespace mlabench::kernels

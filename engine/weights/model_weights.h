@@ -70,6 +70,10 @@ ModelWeights load_weights(const ModelConfig& c, const std::string& dir);
 /// weights: 1. Stored in the config's dtype; experts in the hub layout.
 ModelWeights random_weights(const ModelConfig& c, uint64_t seed);
 
+/// \brief The generator key of one tensor of random_weights(c, seed): splitmix64(seed ^ fnv1a64(tensor_name)).
+/// With it a device fills the same tensor in place (kernels::RandomFillParams), bit-identical to the host.
+uint64_t random_weights_key(uint64_t seed, const std::string& tensor_name);
+
 /// \brief Fills the slots of `w` from `get(name)`, which must return a validated view for every name in
 /// tensor_manifest(c, layout). Shared by load_weights and random_weights.
 void bind_weights(const ModelConfig& c, ExpertLayout layout, const std::function<TensorView(const std::string&)>& get,

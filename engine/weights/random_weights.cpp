@@ -1,11 +1,11 @@
 // --random-weights: a model from config.json alone, for running full-size shapes without the checkpoint.
 // Counter-based (splitmix64 of seed, tensor-name hash and element index), so the values do not depend on thread
-// count or fill order and a GPU can generate the same ones.
-#include <cmath>
-#include <cstring>
+// count or fill order and a GPU can generate the same ones: the per-element generator is the CPU twin of the
+// random_fill kernel (engine/kernels/twin/sampling.cpp), so host and device share one definition.
 #include <map>
 
 #include "engine/core/check.h"
+#include "engine/kernels/twin/twin.h"
 #include "engine/weights/model_weights.h"
 
 namespace mlabench {
@@ -25,14 +25,15 @@ uint64_t fnv1a64(const std::string& s) {
   return h;
 }
 
-constexpr double kStd = 0.02;
-
 }  // namespace
+
+uint64_t random_weights_key(uint64_t seed, const std::string& tensor_name) {
+  return splitmix64(seed ^ fnv1a64(tensor_name));
+}
 
 ModelWeights random_weights(const ModelConfig& c, uint64_t seed) {
   ModelWeights w;
   const auto manifest = tensor_manifest(c, ExpertLayout::HUB);
-  const double half_width = std::sqrt(3.0) * kStd;
   std::map<std::string, TensorView> views;
   for (const auto& t : manifest) {
     TensorView v;
@@ -42,28 +43,12 @@ ModelWeights random_weights(const ModelConfig& c, uint64_t seed) {
     w.owned.emplace_back((v.nbytes() + 7) / 8);
     void* buf = w.owned.back().data();
     v.data = buf;
-    const bool norm = t.shape.size() == 1;
-    const uint64_t key = splitmix64(seed ^ fnv1a64(t.name));
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      float x = 1.0f;
-      if (!norm) {
-        const uint64_t r = splitmix64(key + static_cast<uint64_t>(i));
-        const double u = static_cast<double>(r >> 11) * 0x1.0p-53;  // [0, 1)
-        x = static_cast<float>((2.0 * u - 1.0) * half_width);
-      }
-      switch (c.dtype) {
-        case DType::BF16:
-          static_cast<uint16_t*>(buf)[i] = f32_to_bf16(x);
-          break;
-        case DType::F16:
-          static_cast<uint16_t*>(buf)[i] = f32_to_f16(x);
-          break;
-        default:
-          static_cast<float*>(buf)[i] = x;
-          break;
-      }
-    }
+    // Norm weights (1-D) are ones; the twin of the device kernel is the host generator, so both give these bits.
+    kernels::twin::random_fill({.out = buf,
+                                .out_type = c.dtype,
+                                .n = n,
+                                .key = random_weights_key(seed, t.name),
+                                .fill_ones = t.shape.size() == 1});
     w.stored_bytes += v.nbytes();
     views[t.name] = v;
   }

@@ -1,1 +1,346 @@
-// placeholder: being written
+// CUDA attention kernels (engine/kernels/cuda/attention.cu) against their twins on the same host buffers:
+// MLA decode, MLA prefill and MHA/GQA at DeepSeek-V2-Lite / V2 / Llama shapes, over shuffled paged BF16 pools
+// whose every unowned slot (other blocks, the tail of each last block) holds NaN, with and without split-KV
+// scratch. Output buffers start as NaN on both sides, so an unwritten element fails too.
+//
+// Tolerance: both sides read identical BF16 cache values and float32 queries; the kernels split every float32
+// MMA operand into two BF16 parts (error ~2^-17 relative) and accumulate in float32, so they differ from the
+// twin's float32 loops by summation order and exp2 vs exp: ~1e-5 of the largest output. 5e-4 leaves headroom
+// and still fails a kernel that drops or repeats one key of a 1000-key row.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "engine/core/dtype.h"
+#include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/twin/twin.h"
+#include "tests/kernels/gpu_test_util.h"
+
+namespace mlabench::kernels {
+namespace {
+
+constexpr double kTol = 5e-4;
+constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
+constexpr uint16_t kBf16NaN = 0x7fc0;
+// Cache lengths around tile edges (16/32/64 keys), plus long ones.
+const std::vector<int32_t> kLengths{1, 2, 15, 16, 17, 63, 64, 65, 300, 1000, 4097};
+
+std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
+  std::normal_distribution<float> nd(0.0f, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+// Shuffled paged BF16 pool; unowned slots are NaN; owned ones random (the same table serves K and V pools).
+struct Paged {
+  int32_t block_size = 0, max_blocks = 0;
+  int64_t width = 0;
+  std::vector<int32_t> table;
+  std::vector<uint16_t> pool;
+
+  Paged(const std::vector<int32_t>& kv_len, int32_t bs, int64_t w, std::mt19937& rng) : block_size(bs), width(w) {
+    int32_t total = 2;
+    for (int32_t n : kv_len) {
+      max_blocks = std::max(max_blocks, (n + bs - 1) / bs);
+      total += (n + bs - 1) / bs;
+    }
+    max_blocks += 1;  // a spare entry per row, pointing at an unowned block
+    std::vector<int32_t> ids(static_cast<size_t>(total));
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    table.assign(kv_len.size() * static_cast<size_t>(max_blocks), ids[0]);  // ids[0], ids[1]: never owned
+    size_t next = 2;
+    for (size_t s = 0; s < kv_len.size(); ++s)
+      for (int32_t b = 0; b < (kv_len[s] + bs - 1) / bs; ++b)
+        table[s * static_cast<size_t>(max_blocks) + b] = ids[next++];
+    pool.assign(static_cast<size_t>(total) * bs * w, kBf16NaN);
+    refill(kv_len, rng);
+  }
+  // New random values in every owned slot (a V pool copied from its K pool keeps the table and the NaNs).
+  void refill(const std::vector<int32_t>& kv_len, std::mt19937& rng) {
+    std::normal_distribution<float> nd;
+    for (size_t s = 0; s < kv_len.size(); ++s)
+      for (int32_t p = 0; p < kv_len[s]; ++p) {
+        const int64_t block = table[s * static_cast<size_t>(max_blocks) + static_cast<size_t>(p / block_size)];
+        uint16_t* slot = pool.data() + (block * block_size + p % block_size) * width;
+        for (int64_t c = 0; c < width; ++c) slot[c] = f32_to_bf16(nd(rng));
+      }
+  }
+  PagedCache view(const int32_t* tables) const { return {block_size, tables, max_blocks}; }
+};
+
+struct Varlen {
+  std::vector<int32_t> cu_q{0}, kv_len;
+  int32_t max_q = 0, max_kv = 0;
+  void add(int32_t q_len, int32_t kv) {
+    cu_q.push_back(cu_q.back() + q_len);
+    kv_len.push_back(kv);
+    max_q = std::max(max_q, q_len);
+    max_kv = std::max(max_kv, kv);
+  }
+  int32_t n() const { return static_cast<int32_t>(kv_len.size()); }
+  int32_t rows() const { return cu_q.back(); }
+};
+
+// n sequences cycling through kLengths; prefill rows: a full prompt or a chunk continuing a cached prefix.
+Varlen mixed_batch(int n, bool decode) {
+  Varlen b;
+  for (int i = 0; i < n; ++i) {
+    const int32_t kv = kLengths[static_cast<size_t>(i) % kLengths.size()];
+    int32_t q = 1;
+    if (!decode) q = kv <= 300 && i % 2 == 0 ? kv : std::min(kv, i % 3 == 0 ? 64 : 17 + i % 5);
+    b.add(q, kv);
+  }
+  return b;
+}
+
+// ---- MLA decode ---------------------------------------------------------------------------------------------
+
+void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& kv_len, unsigned seed) {
+  SCOPED_TRACE(testing::Message() << "mla_decode heads " << n_heads << " block " << bs << " seqs " << kv_len.size()
+                                  << " max_kv " << *std::max_element(kv_len.begin(), kv_len.end()));
+  std::mt19937 rng(seed);
+  const int32_t kv_lora = 512, rope = 64, nope = 128, n = static_cast<int32_t>(kv_len.size());
+  Paged cache(kv_len, bs, kv_lora + rope, rng);
+  const int64_t ld_q_lat = int64_t{n_heads} * kv_lora + 4, ld_q = int64_t{n_heads} * (nope + rope);
+  const int64_t ld_out = int64_t{n_heads} * kv_lora + 3;
+  const auto q_lat = randn(static_cast<size_t>(n * ld_q_lat), rng);
+  const auto q = randn(static_cast<size_t>(n * ld_q), rng);  // q_pe: the rope part of each head's query
+  std::vector<float> out(static_cast<size_t>(n * ld_out), kPoison);
+
+  MlaDecodeParams p;
+  p.n_seqs = n;
+  p.kv_len = kv_len.data();
+  p.max_kv = *std::max_element(kv_len.begin(), kv_len.end());
+  p.paged = cache.view(cache.table.data());
+  p.cache = cache.pool.data();
+  p.q_lat = q_lat.data();
+  p.ld_q_lat = ld_q_lat;
+  p.q_pe = q.data() + nope;
+  p.ld_q_pe = ld_q;
+  p.q_pe_head_stride = nope + rope;
+  p.out = out.data();
+  p.ld_out = ld_out;
+  p.n_heads = n_heads;
+  p.kv_lora = kv_lora;
+  p.rope = rope;
+  p.scale = 0.06f;  // scores spread over a few units: neither uniform nor one-hot
+  std::vector<float> want = out;
+  p.out = want.data();
+  twin::mla_decode_attention(p);
+
+  const auto d_len = test::to_device(kv_len);
+  const auto d_table = test::to_device(cache.table);
+  const auto d_cache = test::to_device(cache.pool);
+  const auto d_q_lat = test::to_device(q_lat);
+  const auto d_q = test::to_device(q);
+  for (bool split : {false, true}) {
+    const auto d_out = test::to_device(out);
+    MlaDecodeParams d = p;
+    d.kv_len = d_len.as<int32_t>();
+    d.paged.block_tables = d_table.as<int32_t>();
+    d.cache = d_cache.as<uint16_t>();
+    d.q_lat = d_q_lat.as<float>();
+    d.q_pe = d_q.as<float>() + nope;
+    d.out = d_out.as<float>();
+    gpu::DeviceBuffer scratch;
+    if (split && mla_decode_scratch_floats(p) > 0) {
+      scratch = gpu::DeviceBuffer(static_cast<size_t>(mla_decode_scratch_floats(p)) * sizeof(float), "scratch");
+      d.scratch = scratch.as<float>();
+      d.scratch_floats = mla_decode_scratch_floats(p);
+    }
+    cuda::mla_decode_attention(d, nullptr);
+    const double diff = test::max_rel_diff(test::to_host<float>(d_out, out.size()), want);
+    EXPECT_LE(diff, kTol) << (split ? "with" : "without") << " split-KV scratch, splits " << mla_decode_splits(p);
+  }
+}
+
+TEST(CudaAttention, MlaDecodeOneToken) {
+  MLABENCH_REQUIRE_GPU();
+  check_mla_decode(16, 16, {1}, 1);
+}
+
+TEST(CudaAttention, MlaDecodeManySequences) {
+  MLABENCH_REQUIRE_GPU();
+  const Varlen b = mixed_batch(37, true);
+  for (int32_t bs : {16, 64}) {
+    check_mla_decode(16, bs, b.kv_len, 2);   // V2-Lite: 37 CTAs, so split-KV
+    check_mla_decode(128, bs, b.kv_len, 3);  // V2: 8 head groups per sequence
+  }
+  check_mla_decode(128, 64, {4097, 1000, 65}, 4);  // V2, few sequences: split-KV across head groups
+  check_mla_decode(20, 16, {17, 300}, 5);          // heads not a multiple of the 16-head tile
+}
+
+TEST(CudaAttention, MlaDecodeLongContext) {
+  MLABENCH_REQUIRE_GPU();
+  check_mla_decode(16, 64, {131072}, 6);  // NIAH length: 256 splits
+  check_mla_decode(16, 16, {70001, 3}, 7);
+}
+
+// ---- MLA prefill ----------------------------------------------------------------------------------------------
+
+void check_mla_prefill(int32_t n_heads, const Varlen& b, unsigned seed) {
+  SCOPED_TRACE(testing::Message() << "mla_prefill heads " << n_heads << " seqs " << b.n() << " rows " << b.rows());
+  std::mt19937 rng(seed);
+  const int32_t nope = 128, rope = 64, v = 128;
+  std::vector<int32_t> cu_kv{0};
+  for (int32_t n : b.kv_len) cu_kv.push_back(cu_kv.back() + n);
+  const int64_t rows = b.rows(), keys = cu_kv.back();
+  const int64_t ld_q = int64_t{n_heads} * (nope + rope) + 2, ld_kv = int64_t{n_heads} * (nope + v);
+  const int64_t ld_kpe = nope + rope + 64, ld_out = int64_t{n_heads} * v + 1;  // k_pe inside a wider row
+  const auto q = randn(static_cast<size_t>(rows * ld_q), rng);
+  const auto kv = randn(static_cast<size_t>(keys * ld_kv), rng);
+  const auto kpe_rows = randn(static_cast<size_t>(keys * ld_kpe), rng);
+  std::vector<float> out(static_cast<size_t>(rows * ld_out), kPoison);
+
+  MlaPrefillParams p;
+  p.batch = {b.n(), b.cu_q.data(), b.kv_len.data(), b.max_q, b.max_kv};
+  p.cu_kv = cu_kv.data();
+  p.q = q.data();
+  p.ld_q = ld_q;
+  p.kv = kv.data();
+  p.ld_kv = ld_kv;
+  p.k_pe = kpe_rows.data() + 3;
+  p.ld_kpe = ld_kpe;
+  p.ld_out = ld_out;
+  p.n_heads = n_heads;
+  p.nope = nope;
+  p.rope = rope;
+  p.v = v;
+  p.scale = 0.1f;
+  std::vector<float> want = out;
+  p.out = want.data();
+  twin::mla_prefill_attention(p);
+
+  const auto d_cu_q = test::to_device(b.cu_q), d_len = test::to_device(b.kv_len), d_cu_kv = test::to_device(cu_kv);
+  const auto d_q = test::to_device(q), d_kv = test::to_device(kv), d_kpe = test::to_device(kpe_rows);
+  const auto d_out = test::to_device(out);
+  MlaPrefillParams d = p;
+  d.batch.cu_q = d_cu_q.as<int32_t>();
+  d.batch.kv_len = d_len.as<int32_t>();
+  d.cu_kv = d_cu_kv.as<int32_t>();
+  d.q = d_q.as<float>();
+  d.kv = d_kv.as<float>();
+  d.k_pe = d_kpe.as<float>() + 3;
+  d.out = d_out.as<float>();
+  cuda::mla_prefill_attention(d, nullptr);
+  EXPECT_LE(test::max_rel_diff(test::to_host<float>(d_out, out.size()), want), kTol);
+}
+
+TEST(CudaAttention, MlaPrefillOneToken) {
+  MLABENCH_REQUIRE_GPU();
+  Varlen b;
+  b.add(1, 1);
+  check_mla_prefill(16, b, 11);
+}
+
+TEST(CudaAttention, MlaPrefillMixedBatch) {
+  MLABENCH_REQUIRE_GPU();
+  check_mla_prefill(16, mixed_batch(37, false), 12);  // V2-Lite
+  Varlen b;                                           // V2, a smaller batch (keys are 128 KB per token)
+  for (auto [q, kv] : {std::pair{1, 1}, {65, 65}, {17, 300}, {64, 1000}, {1, 63}}) b.add(q, kv);
+  check_mla_prefill(128, b, 13);
+}
+
+// ---- GQA ------------------------------------------------------------------------------------------------------
+
+void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varlen& b, unsigned seed) {
+  SCOPED_TRACE(testing::Message() << "gqa heads " << n_heads << "/" << n_kv << " head_dim " << hd << " block " << bs
+                                  << " seqs " << b.n() << " max_q " << b.max_q << " max_kv " << b.max_kv);
+  std::mt19937 rng(seed);
+  const int64_t w = int64_t{n_kv} * hd;
+  Paged kc(b.kv_len, bs, w, rng);
+  Paged vc = kc;  // one block table serves both pools
+  vc.refill(b.kv_len, rng);
+  const int64_t ld_q = int64_t{n_heads} * hd + 3, ld_out = int64_t{n_heads} * hd + 2;
+  const auto q = randn(static_cast<size_t>(b.rows() * ld_q), rng);
+  std::vector<float> out(static_cast<size_t>(b.rows() * ld_out), kPoison);
+
+  GqaAttentionParams p;
+  p.batch = {b.n(), b.cu_q.data(), b.kv_len.data(), b.max_q, b.max_kv};
+  p.paged = kc.view(kc.table.data());
+  p.k_cache = kc.pool.data();
+  p.v_cache = vc.pool.data();
+  p.q = q.data();
+  p.ld_q = ld_q;
+  p.ld_out = ld_out;
+  p.n_heads = n_heads;
+  p.n_kv_heads = n_kv;
+  p.head_dim = hd;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::vector<float> want = out;
+  p.out = want.data();
+  twin::gqa_attention(p);
+
+  const auto d_cu_q = test::to_device(b.cu_q), d_len = test::to_device(b.kv_len);
+  const auto d_table = test::to_device(kc.table);
+  const auto d_k = test::to_device(kc.pool), d_v = test::to_device(vc.pool), d_q = test::to_device(q);
+  for (bool split : {false, true}) {
+    const auto d_out = test::to_device(out);
+    GqaAttentionParams d = p;
+    d.batch.cu_q = d_cu_q.as<int32_t>();
+    d.batch.kv_len = d_len.as<int32_t>();
+    d.paged.block_tables = d_table.as<int32_t>();
+    d.k_cache = d_k.as<uint16_t>();
+    d.v_cache = d_v.as<uint16_t>();
+    d.q = d_q.as<float>();
+    d.out = d_out.as<float>();
+    gpu::DeviceBuffer scratch;
+    if (split && gqa_attention_scratch_floats(p) > 0) {
+      scratch = gpu::DeviceBuffer(static_cast<size_t>(gqa_attention_scratch_floats(p)) * sizeof(float), "scratch");
+      d.scratch = scratch.as<float>();
+      d.scratch_floats = gqa_attention_scratch_floats(p);
+    }
+    cuda::gqa_attention(d, nullptr);
+    const double diff = test::max_rel_diff(test::to_host<float>(d_out, out.size()), want);
+    EXPECT_LE(diff, kTol) << (split ? "with" : "without") << " split-KV scratch, splits " << gqa_attention_splits(p);
+  }
+}
+
+TEST(CudaAttention, GqaOneToken) {
+  MLABENCH_REQUIRE_GPU();
+  Varlen b;
+  b.add(1, 1);
+  check_gqa(32, 8, 128, 16, b, 21);
+}
+
+TEST(CudaAttention, GqaDecodeManySequences) {
+  MLABENCH_REQUIRE_GPU();
+  const Varlen b = mixed_batch(37, true);
+  for (int32_t bs : {16, 64}) {
+    check_gqa(32, 8, 128, bs, b, 22);   // Llama-3 8B: 4 query heads per KV head
+    check_gqa(32, 32, 128, bs, b, 23);  // MHA
+    check_gqa(16, 4, 64, bs, b, 24);    // head_dim 64
+  }
+}
+
+TEST(CudaAttention, GqaPrefillMixedBatch) {
+  MLABENCH_REQUIRE_GPU();
+  const Varlen b = mixed_batch(37, false);
+  check_gqa(32, 8, 128, 16, b, 31);
+  check_gqa(32, 32, 128, 64, b, 32);
+  check_gqa(16, 4, 64, 16, b, 33);
+  Varlen chunks;  // short chunks on few sequences: small enough for split-KV
+  for (auto [q, kv] : {std::pair{3, 4097}, {16, 1000}, {1, 65}}) chunks.add(q, kv);
+  check_gqa(32, 8, 128, 64, chunks, 34);
+}
+
+TEST(CudaAttention, GqaLongContext) {
+  MLABENCH_REQUIRE_GPU();
+  Varlen b;
+  b.add(1, 32768);
+  check_gqa(32, 8, 128, 64, b, 41);
+  Varlen two;
+  two.add(1, 20000);
+  two.add(1, 5);
+  check_gqa(16, 4, 64, 16, two, 42);
+}
+
+}  // namespace
+}  // namespace mlabench::kernels

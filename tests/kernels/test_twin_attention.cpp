@@ -1,1 +1,371 @@
-// placeholder: being written
+// Attention twins (engine/kernels/twin/attention.cpp) against softmax attention written out in double, on
+// random varlen batches over shuffled paged BF16 pools whose unowned slots hold NaN; and absorbed MLA decode
+// against decompressed MLA prefill built from the same latent cache and W_UK / W_UV (the identity MLA
+// absorption rests on).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "engine/core/dtype.h"
+#include "engine/kernels/twin/twin.h"
+#include "mlabench/result.h"
+
+namespace mlabench::kernels {
+namespace {
+
+constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
+constexpr uint16_t kBf16NaN = 0x7fc0;
+
+std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
+  std::normal_distribution<float> nd(0.0f, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+// A paged BF16 pool: sequence s's position p at slot table[s * max_blocks + p / bs] * bs + p % bs; blocks are
+// shuffled, two spare blocks are never owned, and every slot no position owns holds NaN.
+struct Paged {
+  int32_t block_size = 0, max_blocks = 0;
+  int64_t width = 0;
+  std::vector<int32_t> table;
+  std::vector<uint16_t> pool;
+
+  Paged(const std::vector<int32_t>& kv_len, int32_t bs, int64_t w, std::mt19937& rng) : block_size(bs), width(w) {
+    int32_t total = 2;
+    for (int32_t n : kv_len) {
+      max_blocks = std::max(max_blocks, (n + bs - 1) / bs);
+      total += (n + bs - 1) / bs;
+    }
+    max_blocks = std::max(max_blocks, 1) + 1;  // a spare entry per row, pointing at an unowned block
+    std::vector<int32_t> ids(static_cast<size_t>(total));
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    table.assign(kv_len.size() * static_cast<size_t>(max_blocks), ids[0]);  // ids[0], ids[1]: never owned
+    size_t next = 2;
+    for (size_t s = 0; s < kv_len.size(); ++s)
+      for (int32_t b = 0; b < (kv_len[s] + bs - 1) / bs; ++b)
+        table[s * static_cast<size_t>(max_blocks) + b] = ids[next++];
+    pool.assign(static_cast<size_t>(total) * bs * w, kBf16NaN);
+  }
+  int64_t slot(size_t s, int64_t p) const {
+    return int64_t{table[s * static_cast<size_t>(max_blocks) + static_cast<size_t>(p / block_size)]} * block_size +
+           p % block_size;
+  }
+  uint16_t* at(size_t s, int64_t p) { return pool.data() + slot(s, p) * width; }
+  PagedCache view() const { return {block_size, table.data(), max_blocks}; }
+};
+
+// softmax(scale * q.k_j) weighted sum of v_j over the given keys, in double.
+std::vector<double> naive(const std::vector<double>& q, const std::vector<std::vector<double>>& keys,
+                          const std::vector<std::vector<double>>& values, double scale) {
+  std::vector<double> s(keys.size());
+  double mx = -INFINITY;
+  for (size_t j = 0; j < keys.size(); ++j) {
+    double dot = 0;
+    for (size_t d = 0; d < q.size(); ++d) dot += q[d] * keys[j][d];
+    s[j] = dot * scale;
+    mx = std::max(mx, s[j]);
+  }
+  double sum = 0;
+  for (double& x : s) sum += (x = std::exp(x - mx));
+  std::vector<double> out(values.empty() ? 0 : values[0].size(), 0.0);
+  for (size_t j = 0; j < keys.size(); ++j)
+    for (size_t d = 0; d < out.size(); ++d) out[d] += s[j] / sum * values[j][d];
+  return out;
+}
+
+void expect_close(const float* got, const std::vector<double>& want, double tol, const char* what) {
+  for (size_t d = 0; d < want.size(); ++d)
+    ASSERT_NEAR(got[d], want[d], tol * (1.0 + std::fabs(want[d]))) << what << " column " << d;
+}
+
+struct Varlen {
+  std::vector<int32_t> cu_q{0}, kv_len;
+  int32_t max_q = 0, max_kv = 0;
+  void add(int32_t q_len, int32_t kv) {
+    cu_q.push_back(cu_q.back() + q_len);
+    kv_len.push_back(kv);
+    max_q = std::max(max_q, q_len);
+    max_kv = std::max(max_kv, kv);
+  }
+  VarlenBatch view() const { return {static_cast<int32_t>(kv_len.size()), cu_q.data(), kv_len.data(), max_q, max_kv}; }
+};
+
+TEST(TwinAttention, MlaPrefillMatchesDoubleReference) {
+  std::mt19937 rng(11);
+  const int32_t nh = 3, nope = 8, rope = 4, v = 6;
+  Varlen b;
+  for (auto [q_len, kv] : {std::pair{1, 1}, {5, 5}, {3, 9}, {0, 4}, {7, 20}, {1, 13}}) b.add(q_len, kv);
+  std::vector<int32_t> cu_kv{0};
+  for (int32_t n : b.kv_len) cu_kv.push_back(cu_kv.back() + n);
+  const int64_t rows = b.cu_q.back(), keys = cu_kv.back();
+  const int64_t ld_q = nh * (nope + rope) + 2, ld_kv = nh * (nope + v) + 1, ld_kpe = rope + 3, ld_out = nh * v + 5;
+  const auto q = randn(static_cast<size_t>(rows * ld_q), rng), kv = randn(static_cast<size_t>(keys * ld_kv), rng);
+  const auto k_pe = randn(static_cast<size_t>(keys * ld_kpe), rng);
+  std::vector<float> out(static_cast<size_t>(rows * ld_out), kPoison);
+  MlaPrefillParams p;
+  p.batch = b.view();
+  p.cu_kv = cu_kv.data();
+  p.q = q.data();
+  p.ld_q = ld_q;
+  p.kv = kv.data();
+  p.ld_kv = ld_kv;
+  p.k_pe = k_pe.data();
+  p.ld_kpe = ld_kpe;
+  p.out = out.data();
+  p.ld_out = ld_out;
+  p.n_heads = nh;
+  p.nope = nope;
+  p.rope = rope;
+  p.v = v;
+  p.scale = 0.37f;
+  twin::mla_prefill_attention(p);
+
+  for (size_t s = 0; s < b.kv_len.size(); ++s) {
+    const int64_t q_len = b.cu_q[s + 1] - b.cu_q[s], kv_len = b.kv_len[s];
+    for (int64_t i = 0; i < q_len; ++i)
+      for (int32_t h = 0; h < nh; ++h) {
+        const int64_t row = b.cu_q[s] + i;
+        std::vector<double> qd(q.begin() + row * ld_q + h * (nope + rope),
+                               q.begin() + row * ld_q + (h + 1) * (nope + rope));
+        std::vector<std::vector<double>> ks, vs;
+        for (int64_t j = 0; j <= kv_len - q_len + i; ++j) {  // causal
+          const float* r = kv.data() + (cu_kv[s] + j) * ld_kv + h * (nope + v);
+          std::vector<double> k(r, r + nope);
+          for (int32_t d = 0; d < rope; ++d) k.push_back(k_pe[static_cast<size_t>((cu_kv[s] + j) * ld_kpe + d)]);
+          ks.push_back(k);
+          vs.emplace_back(r + nope, r + nope + v);
+        }
+        expect_close(out.data() + row * ld_out + h * v, naive(qd, ks, vs, p.scale), 1e-5, "mla prefill");
+      }
+  }
+}
+
+TEST(TwinAttention, MlaDecodeMatchesDoubleReferenceOnPagedCache) {
+  std::mt19937 rng(12);
+  const int32_t nh = 5, kv_lora = 16, rope = 8;
+  const int64_t w = kv_lora + rope;
+  for (int32_t bs : {1, 4, 16}) {
+    const std::vector<int32_t> kv_len{1, 3, 16, 17, 40};
+    Paged cache(kv_len, bs, w, rng);
+    for (size_t s = 0; s < kv_len.size(); ++s)
+      for (int32_t t = 0; t < kv_len[s]; ++t)
+        for (int64_t c = 0; c < w; ++c) cache.at(s, t)[c] = f32_to_bf16(randn(1, rng)[0]);
+    const int64_t n = static_cast<int64_t>(kv_len.size()), ld_q_lat = nh * kv_lora + 3, ld_q_pe = nh * 11 + 1;
+    const auto q_lat = randn(static_cast<size_t>(n * ld_q_lat), rng);
+    const auto q_pe = randn(static_cast<size_t>(n * ld_q_pe), rng);
+    const int64_t ld_out = nh * kv_lora + 2;
+    std::vector<float> out(static_cast<size_t>(n * ld_out), kPoison);
+    MlaDecodeParams p;
+    p.n_seqs = static_cast<int32_t>(n);
+    p.kv_len = kv_len.data();
+    p.max_kv = 40;
+    p.paged = cache.view();
+    p.cache = cache.pool.data();
+    p.q_lat = q_lat.data();
+    p.ld_q_lat = ld_q_lat;
+    p.q_pe = q_pe.data();
+    p.ld_q_pe = ld_q_pe;
+    p.q_pe_head_stride = 11;  // q_pe heads interleaved with other columns, as in the q projection output
+    p.out = out.data();
+    p.ld_out = ld_out;
+    p.n_heads = nh;
+    p.kv_lora = kv_lora;
+    p.rope = rope;
+    p.scale = 0.21f;
+    twin::mla_decode_attention(p);
+
+    for (size_t s = 0; s < kv_len.size(); ++s)
+      for (int32_t h = 0; h < nh; ++h) {
+        std::vector<double> qd;
+        for (int32_t d = 0; d < kv_lora; ++d) qd.push_back(q_lat[s * ld_q_lat + h * kv_lora + d]);
+        for (int32_t d = 0; d < rope; ++d) qd.push_back(q_pe[s * ld_q_pe + h * 11 + d]);
+        std::vector<std::vector<double>> ks, vs;
+        for (int32_t t = 0; t < kv_len[s]; ++t) {
+          std::vector<double> k;
+          for (int64_t c = 0; c < w; ++c) k.push_back(bf16_to_f32(cache.at(s, t)[c]));
+          vs.emplace_back(k.begin(), k.begin() + kv_lora);
+          ks.push_back(std::move(k));
+        }
+        expect_close(out.data() + s * ld_out + h * kv_lora, naive(qd, ks, vs, p.scale), 1e-5, "mla decode");
+      }
+  }
+}
+
+TEST(TwinAttention, GqaMatchesDoubleReferenceOnPagedCache) {
+  std::mt19937 rng(13);
+  for (auto [nh, nkv, hd, bs] : {std::tuple{4, 2, 8, 4}, {6, 6, 4, 16}, {8, 1, 16, 1}}) {
+    Varlen b;
+    for (auto [q_len, kv] : {std::pair{1, 1}, {6, 6}, {1, 30}, {4, 19}, {0, 7}, {9, 9}}) b.add(q_len, kv);
+    const int64_t w = int64_t{nkv} * hd;
+    Paged kc(b.kv_len, bs, w, rng), vc(b.kv_len, bs, w, rng);
+    vc.table = kc.table;  // one block table serves both pools
+    for (size_t s = 0; s < b.kv_len.size(); ++s)
+      for (int32_t t = 0; t < b.kv_len[s]; ++t)
+        for (int64_t c = 0; c < w; ++c) {
+          kc.at(s, t)[c] = f32_to_bf16(randn(1, rng)[0]);
+          vc.at(s, t)[c] = f32_to_bf16(randn(1, rng)[0]);
+        }
+    const int64_t rows = b.cu_q.back(), ld_q = nh * hd + 1, ld_out = nh * hd + 3;
+    const auto q = randn(static_cast<size_t>(rows * ld_q), rng);
+    std::vector<float> out(static_cast<size_t>(rows * ld_out), kPoison);
+    GqaAttentionParams p;
+    p.batch = b.view();
+    p.paged = kc.view();
+    p.k_cache = kc.pool.data();
+    p.v_cache = vc.pool.data();
+    p.q = q.data();
+    p.ld_q = ld_q;
+    p.out = out.data();
+    p.ld_out = ld_out;
+    p.n_heads = nh;
+    p.n_kv_heads = nkv;
+    p.head_dim = hd;
+    p.scale = 0.5f;
+    twin::gqa_attention(p);
+
+    for (size_t s = 0; s < b.kv_len.size(); ++s) {
+      const int64_t q_len = b.cu_q[s + 1] - b.cu_q[s], kv_len = b.kv_len[s];
+      for (int64_t i = 0; i < q_len; ++i)
+        for (int32_t h = 0; h < nh; ++h) {
+          const int64_t row = b.cu_q[s] + i, g = h / (nh / nkv);
+          std::vector<double> qd(q.begin() + row * ld_q + h * hd, q.begin() + row * ld_q + (h + 1) * hd);
+          std::vector<std::vector<double>> ks, vs;
+          for (int64_t j = 0; j <= kv_len - q_len + i; ++j) {
+            std::vector<double> k, v;
+            for (int32_t d = 0; d < hd; ++d) {
+              k.push_back(bf16_to_f32(kc.at(s, j)[g * hd + d]));
+              v.push_back(bf16_to_f32(vc.at(s, j)[g * hd + d]));
+            }
+            ks.push_back(std::move(k));
+            vs.push_back(std::move(v));
+          }
+          expect_close(out.data() + row * ld_out + h * hd, naive(qd, ks, vs, p.scale), 1e-5, "gqa");
+        }
+    }
+  }
+}
+
+// Absorbed decode over the latent cache, then W_UV, equals decompressed prefill of the last token whose keys
+// [W_UK c_j ; k_pe_j] and values W_UV c_j are rebuilt from the same latents: q_nope.(W_UK c) = (W_UK^T q_nope).c.
+TEST(TwinAttention, MlaDecodeAbsorbedEqualsPrefillDecompressed) {
+  std::mt19937 rng(14);
+  const int32_t nh = 4, nope = 12, rope = 8, v = 10, kv_lora = 16;
+  const int64_t w = kv_lora + rope;
+  const std::vector<int32_t> kv_len{1, 7, 33};
+  const int32_t n = static_cast<int32_t>(kv_len.size());
+  Paged cache(kv_len, 8, w, rng);
+  for (size_t s = 0; s < kv_len.size(); ++s)
+    for (int32_t t = 0; t < kv_len[s]; ++t)
+      for (int64_t c = 0; c < w; ++c) cache.at(s, t)[c] = f32_to_bf16(randn(1, rng)[0]);
+  const auto w_uk = randn(static_cast<size_t>(nh * nope * kv_lora), rng, 0.3f);  // [nh, nope, kv_lora]
+  const auto w_uv = randn(static_cast<size_t>(nh * v * kv_lora), rng, 0.3f);     // [nh, v, kv_lora]
+  const auto q = randn(static_cast<size_t>(n * nh * (nope + rope)), rng);        // the last token's query
+
+  // Decompressed prefill: one new row per sequence at its last position, keys rebuilt in double.
+  std::vector<int32_t> cu_q{0}, cu_kv{0};
+  for (int32_t s = 0; s < n; ++s) {
+    cu_q.push_back(s + 1);
+    cu_kv.push_back(cu_kv.back() + kv_len[s]);
+  }
+  const int64_t keys = cu_kv.back(), kvw = nope + v;
+  std::vector<float> kv(static_cast<size_t>(keys * nh * kvw)), k_pe(static_cast<size_t>(keys * rope));
+  for (int32_t s = 0; s < n; ++s)
+    for (int32_t t = 0; t < kv_len[s]; ++t) {
+      const uint16_t* c = cache.at(static_cast<size_t>(s), t);
+      const int64_t key = cu_kv[s] + t;
+      for (int32_t d = 0; d < rope; ++d) k_pe[static_cast<size_t>(key * rope + d)] = bf16_to_f32(c[kv_lora + d]);
+      for (int32_t h = 0; h < nh; ++h)
+        for (int32_t r = 0; r < kvw; ++r) {
+          const float* wr = r < nope ? &w_uk[static_cast<size_t>((h * nope + r) * kv_lora)]
+                                     : &w_uv[static_cast<size_t>((h * v + r - nope) * kv_lora)];
+          double acc = 0;
+          for (int32_t e = 0; e < kv_lora; ++e) acc += double{wr[e]} * bf16_to_f32(c[e]);
+          kv[static_cast<size_t>(key * nh * kvw + h * kvw + r)] = static_cast<float>(acc);
+        }
+    }
+  std::vector<float> out_prefill(static_cast<size_t>(n * nh * v), kPoison);
+  MlaPrefillParams pp;
+  pp.batch = {n, cu_q.data(), kv_len.data(), 1, 33};
+  pp.cu_kv = cu_kv.data();
+  pp.q = q.data();
+  pp.ld_q = nh * (nope + rope);
+  pp.kv = kv.data();
+  pp.ld_kv = nh * kvw;
+  pp.k_pe = k_pe.data();
+  pp.ld_kpe = rope;
+  pp.out = out_prefill.data();
+  pp.ld_out = nh * v;
+  pp.n_heads = nh;
+  pp.nope = nope;
+  pp.rope = rope;
+  pp.v = v;
+  pp.scale = 0.3f;
+  twin::mla_prefill_attention(pp);
+
+  // Absorbed decode: q_lat_h = W_UK_h^T q_nope_h; out_h = W_UV_h out_lat_h.
+  std::vector<float> q_lat(static_cast<size_t>(n * nh * kv_lora));
+  for (int32_t s = 0; s < n; ++s)
+    for (int32_t h = 0; h < nh; ++h)
+      for (int32_t e = 0; e < kv_lora; ++e) {
+        double acc = 0;
+        for (int32_t r = 0; r < nope; ++r)
+          acc += double{w_uk[static_cast<size_t>((h * nope + r) * kv_lora + e)]} *
+                 q[static_cast<size_t>(s * nh * (nope + rope) + h * (nope + rope) + r)];
+        q_lat[static_cast<size_t>((s * nh + h) * kv_lora + e)] = static_cast<float>(acc);
+      }
+  std::vector<float> out_lat(static_cast<size_t>(n * nh * kv_lora), kPoison);
+  MlaDecodeParams pd;
+  pd.n_seqs = n;
+  pd.kv_len = kv_len.data();
+  pd.max_kv = 33;
+  pd.paged = cache.view();
+  pd.cache = cache.pool.data();
+  pd.q_lat = q_lat.data();
+  pd.ld_q_lat = nh * kv_lora;
+  pd.q_pe = q.data() + nope;  // the rope part of each head of the same query
+  pd.ld_q_pe = nh * (nope + rope);
+  pd.q_pe_head_stride = nope + rope;
+  pd.out = out_lat.data();
+  pd.ld_out = nh * kv_lora;
+  pd.n_heads = nh;
+  pd.kv_lora = kv_lora;
+  pd.rope = rope;
+  pd.scale = pp.scale;
+  twin::mla_decode_attention(pd);
+
+  for (int32_t s = 0; s < n; ++s)
+    for (int32_t h = 0; h < nh; ++h)
+      for (int32_t r = 0; r < v; ++r) {
+        double acc = 0;
+        for (int32_t e = 0; e < kv_lora; ++e)
+          acc += double{w_uv[static_cast<size_t>((h * v + r) * kv_lora + e)]} *
+                 out_lat[static_cast<size_t>((s * nh + h) * kv_lora + e)];
+        const double want = out_prefill[static_cast<size_t>((s * nh + h) * v + r)];
+        ASSERT_NEAR(acc, want, 1e-4 * (1.0 + std::fabs(want))) << "seq " << s << " head " << h << " col " << r;
+      }
+}
+
+TEST(TwinAttention, RejectsRowsBeyondTheCache) {
+  Varlen b;
+  b.add(3, 2);  // 3 new rows cannot sit in a cache of 2 tokens
+  std::vector<int32_t> cu_kv{0, 2};
+  std::vector<float> buf(64, 0.0f);
+  MlaPrefillParams p;
+  p.batch = b.view();
+  p.cu_kv = cu_kv.data();
+  p.q = p.kv = p.k_pe = buf.data();
+  p.out = buf.data();
+  p.n_heads = 1;
+  p.nope = p.rope = p.v = 2;
+  EXPECT_THROW(twin::mla_prefill_attention(p), Error);
+}
+
+}  // namespace
+}  // namespace mlabench::kernels

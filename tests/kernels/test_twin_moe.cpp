@@ -1,1 +1,341 @@
-// placeholder: being written
+// DeepSeekMoE twins (engine/kernels/twin/moe.cpp) against the CPU reference: the router against
+// cpu::moe_route on random and heavily tied logits, the expert sort against std::stable_sort, and
+// gather -> per-expert function -> combine against the CPU engine's expert-by-expert loop (deepseek_v2.cpp
+// moe()) for every row mode; the pair pointers by reading through them.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/kernels/cpu/moe_router.h"
+#include "engine/kernels/twin/twin.h"
+
+namespace mlabench {
+namespace {
+
+using kernels::MoeRowMode;
+using kernels::RouterMethod;
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+struct RouterCase {
+  int32_t E, k;
+  RouterMethod method;
+  int32_t n_group, topk_group;
+  float scale;
+};
+
+// V2-Lite, V2, a small greedy one, and small grouped ones where top_k exceeds the kept experts (masked zeros
+// get chosen, ties to the lower index) or top_k is 1 (no renormalisation even with norm_topk_prob).
+const RouterCase kRouterCases[] = {
+    {64, 6, RouterMethod::GREEDY, 1, 1, 1.0f},
+    {160, 6, RouterMethod::GROUP_LIMITED_GREEDY, 8, 3, 16.0f},
+    {8, 2, RouterMethod::GREEDY, 1, 1, 1.0f},
+    {8, 3, RouterMethod::GROUP_LIMITED_GREEDY, 4, 1, 2.5f},
+    {12, 4, RouterMethod::GROUP_LIMITED_GREEDY, 3, 2, 1.0f},
+    {16, 1, RouterMethod::GREEDY, 1, 1, 3.0f},
+};
+
+kernels::RouterParams router_params(const RouterCase& c, bool norm) {
+  kernels::RouterParams p;
+  p.n_experts = c.E;
+  p.top_k = c.k;
+  p.method = c.method;
+  p.n_group = c.n_group;
+  p.topk_group = c.topk_group;
+  p.norm_topk_prob = norm;
+  p.routed_scaling_factor = c.scale;
+  return p;
+}
+
+cpu::RouterParams cpu_params(const kernels::RouterParams& p) {
+  cpu::RouterParams c;
+  c.n_experts = p.n_experts;
+  c.top_k = p.top_k;
+  c.method = p.method == RouterMethod::GREEDY ? TopkMethod::GREEDY : TopkMethod::GROUP_LIMITED_GREEDY;
+  c.n_group = p.n_group;
+  c.topk_group = p.topk_group;
+  c.norm_topk_prob = p.norm_topk_prob;
+  c.routed_scaling_factor = p.routed_scaling_factor;
+  return c;
+}
+
+TEST(TwinMoe, RouterMatchesCpuMoeRoute) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::uniform_int_distribution<int> small(0, 3);
+  for (const RouterCase& c : kRouterCases)
+    for (bool norm : {false, true})
+      for (bool tied : {false, true}) {  // tied: logits from {0, .., 3}, so ties decide most choices
+        const int64_t T = 37;
+        std::vector<float> logits(static_cast<size_t>(T * c.E));
+        for (float& l : logits) l = tied ? static_cast<float>(small(rng)) : nd(rng);
+        kernels::RouterParams p = router_params(c, norm);
+        p.logits = logits.data();
+        p.n_tokens = T;
+        std::vector<int32_t> idx(static_cast<size_t>(T * c.k), -1), ref_idx(idx.size(), -2);
+        std::vector<float> w(idx.size(), kNaN), ref_w(idx.size(), kNaN);
+        p.topk_idx = idx.data();
+        p.topk_weight = w.data();
+        kernels::twin::router(p);
+        cpu::moe_route(logits.data(), T, cpu_params(p), ref_idx.data(), ref_w.data());
+        SCOPED_TRACE("E=" + std::to_string(c.E) + " k=" + std::to_string(c.k) + " norm=" + std::to_string(norm) +
+                     " tied=" + std::to_string(tied));
+        EXPECT_EQ(idx, ref_idx);
+        // The same float operations in the same order (softmax sum over e ascending, weight sum over k
+        // ascending): equal to the bit.
+        for (size_t i = 0; i < w.size(); ++i) ASSERT_EQ(w[i], ref_w[i]) << "pair " << i;
+      }
+}
+
+TEST(TwinMoe, RouterRefusesBadShapes) {
+  kernels::RouterParams p = router_params({10, 2, RouterMethod::GROUP_LIMITED_GREEDY, 4, 1, 1.0f}, false);
+  EXPECT_ANY_THROW(kernels::twin::router(p)) << "4 groups do not divide 10 experts";
+  p = router_params({8, 9, RouterMethod::GREEDY, 1, 1, 1.0f}, false);
+  EXPECT_ANY_THROW(kernels::twin::router(p)) << "top_k > n_experts";
+}
+
+// Expert ids of n_pairs pairs, skewed (expert e drawn with weight ~ 1/(e+1)^2) so some experts get many pairs
+// and some none; distinct within a token, as the router's.
+std::vector<int32_t> skewed_topk(int64_t n_tokens, int32_t k, int32_t E, std::mt19937& rng) {
+  std::vector<double> wts(static_cast<size_t>(E));
+  for (int32_t e = 0; e < E; ++e) wts[e] = 1.0 / ((e + 1.0) * (e + 1.0));
+  std::discrete_distribution<int32_t> pick(wts.begin(), wts.end());
+  std::vector<int32_t> idx;
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    std::vector<int32_t> mine;
+    while (static_cast<int32_t>(mine.size()) < k) {
+      const int32_t e = pick(rng);
+      if (std::find(mine.begin(), mine.end(), e) == mine.end()) mine.push_back(e);
+    }
+    idx.insert(idx.end(), mine.begin(), mine.end());
+  }
+  return idx;
+}
+
+struct Permuted {
+  std::vector<int32_t> counts, offsets, rank;
+};
+
+Permuted permute(const std::vector<int32_t>& idx, int64_t n_tokens, int32_t k, int32_t E) {
+  Permuted r{std::vector<int32_t>(static_cast<size_t>(E), -7), std::vector<int32_t>(static_cast<size_t>(E) + 1, -7),
+             std::vector<int32_t>(idx.size(), -7)};
+  kernels::MoePermuteParams p;
+  p.topk_idx = idx.data();
+  p.n_tokens = n_tokens;
+  p.top_k = k;
+  p.n_experts = E;
+  p.counts = r.counts.data();
+  p.offsets = r.offsets.data();
+  p.rank = r.rank.data();
+  kernels::twin::moe_permute(p);
+  return r;
+}
+
+TEST(TwinMoe, PermuteIsAStableSortByExpert) {
+  std::mt19937 rng(5);
+  for (auto [T, k, E] : {std::tuple{1, 6, 64}, {3, 2, 8}, {64, 6, 160}, {333, 6, 64}, {0, 6, 64}}) {
+    const std::vector<int32_t> idx = skewed_topk(T, k, E, rng);
+    const Permuted r = permute(idx, T, k, E);
+    std::vector<int32_t> sorted(idx.size());
+    std::iota(sorted.begin(), sorted.end(), 0);
+    std::stable_sort(sorted.begin(), sorted.end(), [&](int32_t a, int32_t b) { return idx[a] < idx[b]; });
+    EXPECT_EQ(r.offsets[0], 0);
+    for (int32_t e = 0; e < E; ++e) {
+      EXPECT_EQ(r.counts[e], std::count(idx.begin(), idx.end(), e)) << "expert " << e;
+      EXPECT_EQ(r.offsets[e + 1], r.offsets[e] + r.counts[e]) << "expert " << e;
+    }
+    for (size_t q = 0; q < idx.size(); ++q)
+      ASSERT_EQ(sorted[static_cast<size_t>(r.offsets[idx[q]] + r.rank[q])], static_cast<int32_t>(q)) << "pair " << q;
+  }
+  const std::vector<int32_t> bad = {0, 8};
+  EXPECT_ANY_THROW(permute(bad, 1, 2, 8)) << "expert 8 of 8";
+}
+
+// Row r of the expert-ordered buffer belongs to this expert (-1: no pair maps there).
+int32_t row_expert(MoeRowMode mode, int64_t r, const std::vector<int32_t>& idx, const Permuted& pm, int32_t cap) {
+  if (mode == MoeRowMode::PAIR) return idx[static_cast<size_t>(r)];
+  if (mode == MoeRowMode::PADDED) {
+    const auto e = static_cast<int32_t>(r / cap);
+    return r % cap < pm.counts[e] ? e : -1;
+  }
+  return static_cast<int32_t>(std::upper_bound(pm.offsets.begin(), pm.offsets.end(), r) - pm.offsets.begin()) - 1;
+}
+
+// The test's expert: a different affine map per expert, so a row combined from the wrong expert shows.
+float expert_fn(int32_t e, float v) { return v * (0.5f + 0.25f * static_cast<float>(e)) + 0.01f * static_cast<float>(e); }
+
+float load(DType t, const uint8_t* p) {
+  uint16_t h;
+  float f;
+  if (t == DType::F32) return std::memcpy(&f, p, 4), f;
+  std::memcpy(&h, p, 2);
+  return t == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+}
+
+void store(DType t, uint8_t* p, float v) {
+  const uint16_t h = t == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v);
+  if (t == DType::F32)
+    std::memcpy(p, &v, 4);
+  else
+    std::memcpy(p, &h, 2);
+}
+
+std::string mode_name(MoeRowMode m) {
+  return m == MoeRowMode::PAIR ? "PAIR" : m == MoeRowMode::PADDED ? "PADDED" : "COMPACT";
+}
+
+class TwinMoeRoundTrip : public ::testing::TestWithParam<std::tuple<MoeRowMode, DType>> {};
+
+TEST_P(TwinMoeRoundTrip, GatherExpertsCombineMatchesPerExpertLoop) {
+  const auto [mode, dt] = GetParam();
+  std::mt19937 rng(static_cast<unsigned>(mode) * 7 + static_cast<unsigned>(dt));
+  std::normal_distribution<float> nd;
+  const size_t es = dtype_size(dt);
+  for (auto [T, H, E, k] : {std::tuple{1, 8, 8, 2}, {3, 33, 16, 4}, {64, 40, 64, 6}, {150, 17, 160, 6}}) {
+    SCOPED_TRACE("T=" + std::to_string(T) + " H=" + std::to_string(H) + " E=" + std::to_string(E));
+    const int64_t ld_x = H + 3, ld_g = H + 5, ld_y = H + 1, ld_out = H + 2, n_pairs = int64_t{T} * k;
+    std::vector<uint8_t> x(static_cast<size_t>(T * ld_x) * es);
+    for (int64_t i = 0; i < T * ld_x; ++i) store(dt, &x[static_cast<size_t>(i) * es], nd(rng));
+
+    // Route with the twin (renormalised weights) on random logits.
+    std::vector<float> logits(static_cast<size_t>(T * E));
+    for (float& l : logits) l = nd(rng);
+    RouterCase rc{E, k, RouterMethod::GREEDY, 1, 1, 1.0f};
+    kernels::RouterParams rp = router_params(rc, true);
+    std::vector<int32_t> idx(static_cast<size_t>(n_pairs));
+    std::vector<float> w(idx.size());
+    rp.logits = logits.data();
+    rp.n_tokens = T;
+    rp.topk_idx = idx.data();
+    rp.topk_weight = w.data();
+    kernels::twin::router(rp);
+    const Permuted pm = permute(idx, T, k, E);
+    const int32_t cap = *std::max_element(pm.counts.begin(), pm.counts.end()) + 1;  // one spare row each
+    const int64_t rows = mode == MoeRowMode::PAIR ? n_pairs : mode == MoeRowMode::PADDED ? int64_t{E} * cap
+                                                                                         : pm.offsets[E];
+    kernels::MoeRowMap map{mode, idx.data(), pm.rank.data(), pm.offsets.data(), cap};
+
+    // Gather: each pair's row is the token's row, bit for bit; rows no pair maps to keep their 0xAB bytes.
+    std::vector<uint8_t> g(static_cast<size_t>(rows * ld_g) * es, 0xAB);
+    kernels::MoeGatherParams gp{g.data(), ld_g, x.data(), ld_x, dt, H, T, k, map};
+    kernels::twin::moe_gather(gp);
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* row = &g[static_cast<size_t>(r * ld_g) * es];
+      const bool mapped = row_expert(mode, r, idx, pm, cap) >= 0;
+      for (int64_t i = mapped ? H : 0; i < ld_g; ++i)
+        for (size_t b = 0; b < es; ++b) ASSERT_EQ(row[static_cast<size_t>(i) * es + b], 0xAB) << "row " << r;
+    }
+    for (int64_t q = 0; q < n_pairs; ++q) {
+      const int64_t r = mode == MoeRowMode::PAIR     ? q
+                        : mode == MoeRowMode::PADDED ? int64_t{idx[q]} * cap + pm.rank[q]
+                                                     : pm.offsets[idx[q]] + pm.rank[q];
+      ASSERT_EQ(0, std::memcmp(&g[static_cast<size_t>(r * ld_g) * es], &x[static_cast<size_t>(q / k * ld_x) * es],
+                               static_cast<size_t>(H) * es)) << "pair " << q;
+    }
+
+    // Experts: y = f_e(gathered row) in float32; unmapped rows NaN, so combining one of them fails.
+    std::vector<float> y(static_cast<size_t>(rows * ld_y), kNaN);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int32_t e = row_expert(mode, r, idx, pm, cap);
+      if (e >= 0)
+        for (int64_t i = 0; i < H; ++i)
+          y[static_cast<size_t>(r * ld_y + i)] = expert_fn(e, load(dt, &g[static_cast<size_t>(r * ld_g + i) * es]));
+    }
+
+    // Reference: the CPU engine's loop, expert by expert, onto the shared experts' output (or zeros).
+    std::vector<float> shared(static_cast<size_t>(T * ld_out));
+    for (float& v : shared) v = nd(rng);
+    for (bool accumulate : {true, false}) {
+      std::vector<double> ref(static_cast<size_t>(T * H), 0.0), mag(ref.size(), 0.0);  // mag: sum of |terms|
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t i = 0; i < H; ++i)
+          if (accumulate) {
+            ref[static_cast<size_t>(t * H + i)] = shared[static_cast<size_t>(t * ld_out + i)];
+            mag[static_cast<size_t>(t * H + i)] = std::fabs(shared[static_cast<size_t>(t * ld_out + i)]);
+          }
+      for (int32_t e = 0; e < E; ++e)
+        for (int64_t q = 0; q < n_pairs; ++q)
+          if (idx[q] == e)
+            for (int64_t i = 0; i < H; ++i) {
+              const double term =
+                  double{w[q]} * expert_fn(e, load(dt, &x[static_cast<size_t>(q / k * ld_x + i) * es]));
+              ref[static_cast<size_t>(q / k * H + i)] += term;
+              mag[static_cast<size_t>(q / k * H + i)] += std::fabs(term);
+            }
+
+      std::vector<float> out = accumulate ? shared : std::vector<float>(shared.size(), kNaN);
+      kernels::MoeCombineParams cp{out.data(), ld_out, y.data(), ld_y, w.data(), H, T, k, accumulate, map};
+      kernels::twin::moe_combine(cp);
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t i = 0; i < H; ++i) {
+          const size_t o = static_cast<size_t>(t * H + i);
+          // The twin sums j ascending in float32, the reference expert by expert in double: <= 7 roundings of
+          // partial sums bounded by the sum of |terms|, each <= 2^-24 of it.
+          ASSERT_NEAR(out[static_cast<size_t>(t * ld_out + i)], ref[o], 1e-6 * mag[o] + 1e-30)
+              << "token " << t << " col " << i << " accumulate " << accumulate;
+        }
+        for (int64_t i = H; i < ld_out; ++i) {  // padding between rows untouched
+          const size_t o = static_cast<size_t>(t * ld_out + i);
+          if (accumulate) {
+            ASSERT_EQ(out[o], shared[o]);
+          } else {
+            ASSERT_TRUE(std::isnan(out[o]));
+          }
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    ModesDtypes, TwinMoeRoundTrip,
+    ::testing::Combine(::testing::Values(MoeRowMode::PAIR, MoeRowMode::PADDED, MoeRowMode::COMPACT),
+                       ::testing::Values(DType::BF16, DType::F16, DType::F32)),
+    [](const auto& i) { return mode_name(std::get<0>(i.param)) + "_" + std::string(dtype_name(std::get<1>(i.param))); });
+
+TEST(TwinMoe, PaddedRefusesRowsPastCapacity) {
+  const std::vector<int32_t> idx = {3, 1, 3, 0};  // expert 3 gets 2 rows
+  const Permuted pm = permute(idx, 2, 2, 4);
+  std::vector<float> x(2 * 4, 1.0f), g(4 * 1 * 4, 0.0f);
+  kernels::MoeRowMap map{MoeRowMode::PADDED, idx.data(), pm.rank.data(), pm.offsets.data(), 1};
+  kernels::MoeGatherParams gp{g.data(), 4, x.data(), 4, DType::F32, 4, 2, 2, map};
+  EXPECT_ANY_THROW(kernels::twin::moe_gather(gp)) << "capacity 1 < 2 rows of expert 3";
+  g.assign(4 * 2 * 4, 0.0f);
+  gp.out = g.data();
+  gp.map.capacity = 2;
+  EXPECT_NO_THROW(kernels::twin::moe_gather(gp));
+}
+
+TEST(TwinMoe, PairPointersAddressEachPairsExpertAndRows) {
+  const int32_t E = 5, N = 3, K = 4;
+  const int64_t n_pairs = 7, ld_x = 6, ld_y = 9;
+  std::vector<float> weights(static_cast<size_t>(E * N * K));
+  for (size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<float>(i / (N * K));  // = the expert id
+  std::vector<float> x(static_cast<size_t>(n_pairs * ld_x)), y(static_cast<size_t>(n_pairs * ld_y), 0.0f);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i);
+  const std::vector<int32_t> idx = {4, 0, 2, 2, 1, 3, 0};
+  std::vector<const void*> a(n_pairs), b(n_pairs);
+  std::vector<void*> c(n_pairs);
+  kernels::MoePairPointersParams p{idx.data(), n_pairs, reinterpret_cast<const char*>(weights.data()),
+                                   int64_t{N} * K * 4, reinterpret_cast<const char*>(x.data()), ld_x * 4,
+                                   reinterpret_cast<char*>(y.data()), ld_y * 4, a.data(), b.data(), c.data()};
+  kernels::twin::moe_pair_pointers(p);
+  for (int64_t q = 0; q < n_pairs; ++q) {
+    const auto* aq = static_cast<const float*>(a[q]);
+    EXPECT_EQ(aq[0], static_cast<float>(idx[q])) << "first weight of expert " << idx[q];
+    EXPECT_EQ(aq[N * K - 1], static_cast<float>(idx[q])) << "last weight of expert " << idx[q];
+    EXPECT_EQ(static_cast<const float*>(b[q])[1], x[static_cast<size_t>(q * ld_x + 1)]);
+    static_cast<float*>(c[q])[2] = static_cast<float>(q + 1);
+  }
+  for (int64_t q = 0; q < n_pairs; ++q) EXPECT_EQ(y[static_cast<size_t>(q * ld_y + 2)], static_cast<float>(q + 1));
+}
+
+}  // namespace
+}  // namespace mlabench

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The GPU-machine check (run it for every change to engine or kernel code; paste its table in the note):
-#   1. build Release for this machine, run the whole test suite (GPU tests join as the CUDA engine lands);
-#   2. regenerate the reference fixtures with transformers and compare them with the committed ones;
-#   3. run the benchmarks (CPU engine; tokenizer vs Hugging Face tokenizers, side by side);
-#   4. print a short table last.
+#   1. build Release for this machine (CUDA engine included), run the whole test suite, GPU tests included;
+#   2. compute-sanitizer memcheck over the GPU tests;
+#   3. regenerate the reference fixtures with transformers and compare them with the committed ones;
+#   4. benchmarks: the GPU engine (mlabench bench) beside transformers on the same shapes and random weights,
+#      the CPU engine, the tokenizer beside Hugging Face tokenizers;
+#   5. print a short table last.
 # Usage, through the device tool (which copies no .git, so name the commit):
-#   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh      (logs and JSON land in $OUT)
+#   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh [STAGES]     (logs and JSON land in $OUT)
+# STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,peer,cpubench,tokenizer.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp/mlabench-check}
@@ -16,6 +19,9 @@ jobs=$(nproc)
 # The shared data mirror, carried as .carry/shared (cp -r ../shared/tokenizers .carry/shared/), for the tests that use it.
 [ -d .carry/shared ] && export MLABENCH_SHARED_DIR="$PWD/.carry/shared"
 row() { printf '%-34s %s\n' "$1" "$2" >> "$out/summary.txt"; }
+stages=${1:-all}
+want() { [ "$stages" = all ] || [[ ",$stages," == *",$1,"* ]]; }
+export MLABENCH_COMMIT=${MLABENCH_COMMIT:-unknown}
 : > "$out/summary.txt"
 
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
@@ -23,28 +29,78 @@ row "device" "${gpu:-no GPU} | $(nproc) CPU cores | $(uname -r)"
 row "commit" "${MLABENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 
 t0=$(date +%s)
-if cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLABENCH_NATIVE=ON > "$out/build.log" 2>&1 &&
+if cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLABENCH_NATIVE=ON \
+     -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc > "$out/build.log" 2>&1 &&
    cmake --build build-gpu -j "$jobs" >> "$out/build.log" 2>&1; then
   row "build (Release, -march=native)" "ok in $(( $(date +%s) - t0 )) s"
 else
   row "build" "FAILED (build.log)"; tail -30 "$out/build.log"; cat "$out/summary.txt"; exit 1
 fi
 
-ctest --test-dir build-gpu -j "$jobs" --output-on-failure > "$out/ctest.log" 2>&1
-row "tests (ctest)" "$(grep -E 'tests passed|tests failed' "$out/ctest.log" | tail -1)"
+if want test; then
+ctest --test-dir build-gpu -j 4 --output-on-failure -E 'GpuFixture|GpuEngine[.]' > "$out/ctest.log" 2>&1
+row "tests (ctest, GPU engine apart)" "$(grep -E 'tests passed|tests failed' "$out/ctest.log" | tail -1)"
+grep -E "SKIPPED|Failed|\*\*\*" "$out/ctest.log" | head -20 | sed 's/^/    /' >> "$out/summary.txt"
+# The engine tests run alone: they size their caches from free GPU memory.
+build-gpu/tests/test_gpu_engine > "$out/gpu_engine.log" 2>&1
+row "GPU engine tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/gpu_engine.log" | tr '\n' ' ')"
+grep -E '^\[ gpu (parity|greedy)|^\[  FAILED|Failure' "$out/gpu_engine.log" | sed 's/^/    /' >> "$out/summary.txt"
+cat "$out/gpu_engine.log" >> "$out/ctest.log"
+fi
+if want sanitize; then
+  san=/usr/local/cuda/bin/compute-sanitizer
+  for t in test_cuda_kernels test_gpu_engine; do
+    timeout 400 $san --tool memcheck --error-exitcode 9 --leak-check no build-gpu/tests/$t --gtest_brief=1 \
+      > "$out/memcheck_$t.log" 2>&1
+    rc=$?
+    row "memcheck $t" "$([ $rc = 0 ] && echo clean || echo "rc $rc: $(grep -m3 -E 'ERROR SUMMARY|Invalid|FAILED' "$out/memcheck_$t.log" | tr '\n' ' ')")"
+  done
+  cat "$out"/memcheck_*.log > "$out/memcheck.log" 2>/dev/null; rm -f "$out"/memcheck_*.log
+fi
+if want test; then
 build-gpu/tests/test_reference_logits --gtest_brief=1 2>/dev/null | grep '^\[ parity' > /tmp/mlabench-parity.txt
 cat /tmp/mlabench-parity.txt >> "$out/ctest.log"
 worst=$(awk '{for(i=1;i<=NF;i++) if($i=="relative") print $(i+1)}' /tmp/mlabench-parity.txt | sort -g | tail -1)
 row "logit parity vs transformers f64" "$(wc -l < /tmp/mlabench-parity.txt) runs, worst |err|/max|logit| = ${worst:-n/a}"
 
-if python3 -c 'import transformers' 2>/dev/null; then
+fi
+if want fixtures && python3 -c 'import transformers' 2>/dev/null; then
   rm -rf /tmp/mlabench-fixtures && PYTHONUNBUFFERED=1 python3 tools/make_fixtures.py --out /tmp/mlabench-fixtures/tests/data \
       > "$out/make_fixtures.log" 2>&1
   row "fixtures regenerated" "$(python3 tools/gpu/compare_fixtures.py tests/data /tmp/mlabench-fixtures/tests/data 2>&1 | tail -1)"
-else
-  row "fixtures regenerated" "skipped: no transformers on this machine"
 fi
 
+if want bench; then
+  m=build-gpu/mlabench
+  timeout 420 $m bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 --batch ${BENCH_BATCHES:-1,16,64,256} \
+    --prompt 512 --gen 128 --out "$out/bench_dsv2_lite.json" > "$out/bench.log" 2>&1
+  row "bench V2-Lite (mlabench, cuda)" "$(head -c 0 /dev/null)"
+  grep -E '^ +[0-9]+ +512|^ *batch' "$out/bench.log" | sed 's/^/    /' >> "$out/summary.txt"
+  grep -E '^error' "$out/bench.log" | sed 's/^/    /' >> "$out/summary.txt"
+  timeout 240 $m bench --device cuda --model configs/llama-3-8b --random-weights 0 --batch 1,64 --prompt 512 --gen 64 \
+    --out "$out/bench_llama3_8b.json" >> "$out/bench.log" 2>&1
+  row "bench Llama-3-8B shape (cuda)" ""
+  grep -E '^ +[0-9]+ +512' "$out/bench.log" | tail -2 | sed 's/^/    /' >> "$out/summary.txt"
+  timeout 180 $m bench --device cuda --model configs/llama-2-7b --random-weights 0 --batch 1 --prompt 512 --gen 32 \
+    --out "$out/bench_llama2_7b_mha.json" >> "$out/bench.log" 2>&1
+  python3 - "$out" >> "$out/summary.txt" <<'PY'
+import json, os, sys
+for f in ("bench_dsv2_lite.json", "bench_llama3_8b.json", "bench_llama2_7b_mha.json"):
+    p = os.path.join(sys.argv[1], f)
+    if not os.path.exists(p): print(f"    {f}: missing"); continue
+    d = json.load(open(p)); kv = d["device_info"]["kv_cache"]
+    print(f"    {f}: weights {d['weight_bytes']/2**30:.1f} GiB, KV {kv['bytes']/2**30:.1f} GiB = {kv['tokens']} tokens"
+          f" = {kv['tokens']//4096} concurrent 4K sequences ({kv['bytes_per_token']} B/token), copy {d['copy_gb_per_s']:.0f} GB/s")
+PY
+fi
+if want peer; then
+  timeout 400 python3 tools/gpu/bench_transformers.py --config configs/deepseek-v2-lite --batch ${PEER_BATCHES:-1,16,64} \
+    --prompt 512 --gen 128 --max-seconds 300 --out "$out/peer_transformers.json" > "$out/peer.log" 2>&1
+  row "peer: transformers V2-Lite" "rc $?"
+  tail -8 "$out/peer.log" | sed 's/^/    /' >> "$out/summary.txt"
+fi
+
+if want cpubench; then
 build-gpu/bench/bench_cpu_engine --benchmark_format=json --benchmark_out="$out/bench_cpu_engine.json" \
     --benchmark_out_format=json > /tmp/mlabench-bench.log 2>&1
 python3 - "$out/bench_cpu_engine.json" >> "$out/summary.txt" <<'PY'
@@ -53,12 +109,14 @@ for b in json.load(open(sys.argv[1]))["benchmarks"]:
     extra = "  ".join(f"{k} {b[k]:.4g}" for k in ("GB/s", "GFLOP/s", "tokens/s", "weight GB/s") if k in b)
     print(f"{'bench ' + b['name'].split('/')[0]:34s} {b['real_time']:.4g} {b['time_unit']}  {extra}  [{b.get('label', '')}]")
 PY
+fi
+if want tokenizer; then
 if bash tools/gpu/bench_tokenizer.sh > "$out/bench_tokenizer.log" 2>&1; then
   tail -n +1 "$out/bench_tokenizer.log" | sed 's/^/tokenizer  /' >> "$out/summary.txt"
 else
   row "tokenizer benchmark" "FAILED (bench_tokenizer.log)"
 fi
-row "GPU tests / GPU benchmarks" "none yet: the CUDA engine arrives with its own issue"
+fi
 echo
 echo "================ mlabench GPU-machine check ================"
 cat "$out/summary.txt"

@@ -26,7 +26,7 @@
 
 namespace mlabench {
 
-enum class Device { CPU };
+enum class Device { CPU, CUDA };
 
 /// How MLA attends. AUTO: the decompressed form (per-head K/V rebuilt from the latent cache with kv_b_proj)
 /// when a call processes several new tokens, the absorbed form (W_UK folded into the query, W_UV applied after
@@ -40,6 +40,14 @@ struct EngineOptions {
   Device device = Device::CPU;
   MlaAttention mla_attention = MlaAttention::AUTO;
   int n_threads = 0;  ///< CPU threads; 0 = all cores
+  // GPU engine (device CUDA): see docs/engine.md "GPU engine".
+  double kv_cache_gib = 0;        ///< KV cache budget; 0 = the GPU memory left after weights and buffers, less 1 GiB
+  int64_t max_batch = 256;        ///< sequences decoded together (continuous batching)
+  int64_t max_step_tokens = 4096;  ///< new tokens per step: long prompts are prefilled in chunks of this size
+  int64_t max_context = 0;        ///< longest sequence served; 0 = max_position_embeddings capped at 32768
+  int64_t block_size = 16;        ///< KV cache block, tokens
+  bool prefix_sharing = true;     ///< reuse cached blocks of a shared prompt prefix
+  bool cuda_graphs = true;        ///< replay CUDA graphs for decode steps
 };
 
 /// What `mlabench info` prints, computed from config.json alone (no weights needed).
@@ -84,8 +92,21 @@ struct GenerateOptions {
 struct GenerateResult {
   std::vector<int32_t> tokens;   ///< new tokens only
   std::string finish_reason;     ///< "length" | "stop_token" | "stop_string"
-  double prefill_seconds = 0.0;  ///< prompt forward pass
-  double decode_seconds = 0.0;   ///< all single-token steps
+  double prefill_seconds = 0.0;  ///< until the first new token (batched: from the start of the batch)
+  double decode_seconds = 0.0;   ///< from the first new token to the last
+  std::vector<double> token_seconds{};  ///< batched calls: when each new token came, from the batch's start
+};
+
+/// One loglikelihood request of a batch: log p(continuation | context).
+struct ScoreRequest {
+  std::vector<int32_t> context;
+  std::vector<int32_t> continuation;
+};
+
+/// One generation request of a batch.
+struct GenerateRequest {
+  std::vector<int32_t> prompt;
+  GenerateOptions options{};
 };
 
 struct TextGenerateOptions {
@@ -122,6 +143,17 @@ class Engine {
   Result<ScoreResult> score(std::span<const int32_t> context, std::span<const int32_t> continuation);
   /// \brief Samples up to max_new_tokens after `prompt` through the KV cache (prefill, then one token a step).
   Result<GenerateResult> generate(std::span<const int32_t> prompt, const GenerateOptions& options);
+
+  /// \brief Many loglikelihood requests at once (the GPU engine batches them and shares common prefixes; the
+  /// CPU engine runs them one by one). Results in request order.
+  Result<std::vector<ScoreResult>> score_batch(std::span<const ScoreRequest> requests);
+  /// \brief Many generations at once with continuous batching (GPU); results in request order.
+  Result<std::vector<GenerateResult>> generate_batch(std::span<const GenerateRequest> requests);
+  /// \brief "cpu" or "cuda", and on CUDA a JSON object describing the GPU, cache and limits ("" on the CPU).
+  std::string device_json() const;
+  /// \brief Device-to-device copy bandwidth measured at start-up (GB/s, read + write bytes), the roofline the benchmark
+  /// quotes achieved bandwidth against; 0 on the CPU.
+  double measure_copy_bandwidth_gbps();
 
   /// \brief The model folder's tokenizer (tokenizer.json or tokenizer.model), or nullptr if it has none.
   const Tokenizer* tokenizer() const;

@@ -1,1 +1,412 @@
-// placeholder: being written
+// CUDA kernels of the DeepSeekMoE layer (twins in engine/kernels/twin/moe.cpp): the router (softmax + greedy
+// or group-limited top-k, one warp per token), the stable expert sort of (token, expert) pairs (one block,
+// deterministic), the row gather into expert order, the weighted combine back into token order, and the
+// pointer arrays of the per-pair batched GEMM.
+//
+// Out-of-range expert ids cannot come from the router; should they reach moe_permute anyway, the pair gets
+// rank -1 and is not counted, and gather/combine skip pairs of negative rank (and PADDED rows past capacity),
+// so nothing is written outside the buffers. The twins refuse such input instead.
+//
+// fmt 9 turns its constexpr off under nvcc and then fails on its own consteval format strings; the host compiler
+// nvcc drives handles them, so turn it back on (as elementwise.cu, until the build sets it for CUDA).
+#ifndef FMT_USE_CONSTEXPR
+#define FMT_USE_CONSTEXPR 1
+#endif
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/kernels.h"
+
+namespace mlabench::kernels::cuda {
+namespace {
+
+constexpr unsigned kFull = 0xffffffffu;
+
+// ---- router ------------------------------------------------------------------------------------------------
+
+constexpr int kRouterWarps = 4;          // tokens per block
+constexpr int kRouterMaxExperts = 2048;  // shared memory: kRouterWarps * n_experts floats
+constexpr int kMaxTopK = 32;             // one lane holds each chosen expert
+
+// (value, index) order of the top-k: larger value first, ties to the lower index.
+__device__ __forceinline__ bool better(float va, int ia, float vb, int ib) {
+  return va > vb || (va == vb && ia < ib);
+}
+
+// Warp-wide best (value, index); every lane gets the answer (xor butterfly).
+__device__ __forceinline__ void warp_best(float& v, int& i) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(kFull, v, o);
+    const int oi = __shfl_xor_sync(kFull, i, o);
+    if (better(ov, oi, v, i)) v = ov, i = oi;
+  }
+}
+
+// Lane `lane` owns experts lane, lane + 32, ...: its best not yet taken one (taken experts hold -3, below the
+// start value -2; every probability is >= 0, masked ones are 0 and stay selectable).
+__device__ __forceinline__ void lane_best(const float* s, int E, int lane, float& v, int& i) {
+  v = -2.0f;
+  i = INT32_MAX;
+  for (int e = lane; e < E; e += 32)
+    if (s[e] > v) v = s[e], i = e;  // ascending e: strict > keeps the lower index on ties
+}
+
+__global__ void __launch_bounds__(kRouterWarps * 32) router_kernel(const RouterParams p) {
+  extern __shared__ float router_smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * kRouterWarps + warp;
+  if (t >= p.n_tokens) return;  // whole warps leave together
+  const int E = p.n_experts, K = p.top_k;
+  float* s = router_smem + warp * E;
+  const float* l = p.logits + t * E;
+
+  float mx = -INFINITY;
+  for (int e = lane; e < E; e += 32) {  // coalesced: 32 consecutive logits per step
+    s[e] = l[e];
+    mx = fmaxf(mx, s[e]);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, o));
+  float sum = 0.0f;
+  for (int e = lane; e < E; e += 32) {
+    const float x = expf(s[e] - mx);
+    s[e] = x;
+    sum += x;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(kFull, sum, o);
+  for (int e = lane; e < E; e += 32) s[e] /= sum;  // division, not a reciprocal multiply: as the twin
+  __syncwarp();
+
+  if (p.method == RouterMethod::GROUP_LIMITED_GREEDY) {
+    const int G = p.n_group, per = E / G;
+    float gs = -2.0f;  // lanes past the groups never win
+    if (lane < G) {
+      gs = s[lane * per];
+      for (int i = 1; i < per; ++i) gs = fmaxf(gs, s[lane * per + i]);
+    }
+    unsigned keep = 0;
+    for (int k = 0; k < p.topk_group; ++k) {
+      float v = (keep >> lane) & 1u ? -2.0f : gs;
+      int g = lane;
+      warp_best(v, g);
+      keep |= 1u << g;
+    }
+    __syncwarp();
+    for (int e = lane; e < E; e += 32)
+      if (!((keep >> (e / per)) & 1u)) s[e] = 0.0f;
+    __syncwarp();
+  }
+
+  // Each lane keeps its own best; after a pick only the owner of the picked expert rescans.
+  float lv;
+  int li;
+  lane_best(s, E, lane, lv, li);
+  int my_idx = 0;
+  float my_val = 0.0f, wsum = 0.0f;
+  for (int k = 0; k < K; ++k) {
+    float v = lv;
+    int i = li;
+    warp_best(v, i);
+    if (lane == k) my_idx = i, my_val = v;
+    wsum += v;  // the twin's order: k ascending
+    if (lane == (i & 31)) {
+      s[i] = -3.0f;
+      lane_best(s, E, lane, lv, li);
+    }
+  }
+  if (lane < K) {
+    p.topk_idx[t * K + lane] = my_idx;
+    p.topk_weight[t * K + lane] =
+        (K > 1 && p.norm_topk_prob) ? my_val / (wsum + 1e-20f) : my_val * p.routed_scaling_factor;
+  }
+}
+
+// ---- permute -----------------------------------------------------------------------------------------------
+
+constexpr int kPermuteThreads = 1024;    // 32 warps: the per-warp tables are [n_experts][32] (row stride 33)
+constexpr int kPermuteStride = 33;       // padded: lanes of different experts, or of different warps, hit
+                                         // different banks
+constexpr int kPermuteMaxExperts = 512;  // 2 * 33 + 1 ints of shared memory per expert
+
+// One block walks the pairs in chunks of 1024 (one per thread, in pair order). Within a warp, __match_any
+// gives each pair its rank among the warp's pairs of the same expert; a per-expert scan over the 32 warps
+// (one warp per expert, shuffles) turns the warp counts into bases, on top of the running per-expert total.
+// Pair order alone decides every rank: deterministic, no atomics.
+__global__ void __launch_bounds__(kPermuteThreads) moe_permute_kernel(const MoePermuteParams p) {
+  extern __shared__ int32_t permute_smem[];
+  const int E = p.n_experts;
+  int32_t* wcount = permute_smem;                // [E][32] pairs of expert e in warp w of this chunk (0: none)
+  int32_t* wbase = wcount + E * kPermuteStride;  // [E][32] rank of warp w's first pair of expert e
+  int32_t* total = wbase + E * kPermuteStride;   // [E] pairs of expert e in earlier chunks
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  for (int i = tid; i < E * kPermuteStride; i += kPermuteThreads) wcount[i] = 0;
+  for (int e = tid; e < E; e += kPermuteThreads) total[e] = 0;
+  __syncthreads();
+
+  const int64_t n_pairs = p.n_tokens * p.top_k;
+  const unsigned lanes_below = (1u << lane) - 1u;
+  int32_t next = tid < n_pairs ? p.topk_idx[tid] : -1;
+  for (int64_t base = 0; base < n_pairs; base += kPermuteThreads) {
+    const int64_t q = base + tid;
+    int32_t e = next;
+    if (q >= n_pairs || e < 0 || e >= E) e = -1;
+    next = q + kPermuteThreads < n_pairs ? p.topk_idx[q + kPermuteThreads] : -1;  // hide the next load
+    const unsigned same = __match_any_sync(kFull, e);
+    const int r = __popc(same & lanes_below);
+    if (e >= 0 && r == 0) wcount[e * kPermuteStride + warp] = __popc(same);
+    __syncthreads();
+    for (int x = warp; x < E; x += 32) {
+      const int c = wcount[x * kPermuteStride + lane];
+      wcount[x * kPermuteStride + lane] = 0;  // ready for the next chunk (its writes come after the next barrier)
+      int incl = c;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_up_sync(kFull, incl, o);
+        if (lane >= o) incl += v;
+      }
+      const int before = total[x];
+      wbase[x * kPermuteStride + lane] = before + incl - c;
+      __syncwarp();
+      if (lane == 31) total[x] = before + incl;
+    }
+    __syncthreads();
+    if (q < n_pairs) p.rank[q] = e >= 0 ? wbase[e * kPermuteStride + warp] + r : -1;
+  }
+  __syncthreads();
+
+  if (warp == 0) {  // offsets: exclusive scan of the totals, 32 experts at a time
+    int carry = 0;
+    for (int e0 = 0; e0 < E; e0 += 32) {
+      const int e = e0 + lane;
+      const int c = e < E ? total[e] : 0;
+      int incl = c;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_up_sync(kFull, incl, o);
+        if (lane >= o) incl += v;
+      }
+      if (e < E) {
+        p.counts[e] = c;
+        p.offsets[e] = carry + incl - c;
+      }
+      carry += __shfl_sync(kFull, incl, 31);
+    }
+    if (lane == 0) p.offsets[E] = carry;
+  }
+}
+
+// ---- gather / combine --------------------------------------------------------------------------------------
+
+// The row pair q maps to (kernel_params.h, MoeRowMap), or -1 for a pair to skip.
+__device__ __forceinline__ int64_t map_row(const MoeRowMap& m, int64_t q) {
+  if (m.mode == MoeRowMode::PAIR) return q;
+  const int32_t e = m.topk_idx[q], r = m.rank[q];
+  if (r < 0) return -1;
+  if (m.mode == MoeRowMode::PADDED) return r < m.capacity ? static_cast<int64_t>(e) * m.capacity + r : -1;
+  return static_cast<int64_t>(m.offsets[e]) + r;
+}
+
+constexpr int kGatherThreads = 128;
+constexpr int64_t kMaxGrid = 1 << 20;  // grid-stride beyond this
+
+// One block per pair: the token's row copied as raw Unit-sized words (16 bytes when everything is aligned).
+template <class Unit>
+__global__ void __launch_bounds__(kGatherThreads) moe_gather_kernel(const MoeGatherParams p, int64_t units,
+                                                                    int64_t ld_out_units, int64_t ld_x_units) {
+  const int64_t n_pairs = p.n_tokens * p.top_k;
+  for (int64_t q = blockIdx.x; q < n_pairs; q += gridDim.x) {
+    const int64_t row = map_row(p.map, q);
+    if (row < 0) continue;
+    const Unit* src = static_cast<const Unit*>(p.x) + (q / p.top_k) * ld_x_units;
+    Unit* dst = static_cast<Unit*>(p.out) + row * ld_out_units;
+    for (int64_t i = threadIdx.x; i < units; i += kGatherThreads) dst[i] = src[i];
+  }
+}
+
+constexpr int kCombineThreads = 256;
+constexpr int kCombineMaxTopK = 64;
+
+// One block per token; the token's k rows and weights staged in shared memory. Products and sums are rounded
+// separately (no FMA contraction) and j ascending, as the twin's plain loop.
+template <bool kVec4>
+__global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(const MoeCombineParams p) {
+  __shared__ int64_t rows[kCombineMaxTopK];
+  __shared__ float weights[kCombineMaxTopK];
+  const int K = p.top_k;
+  for (int64_t t = blockIdx.x; t < p.n_tokens; t += gridDim.x) {
+    __syncthreads();  // the previous token's rows are no longer read
+    for (int j = threadIdx.x; j < K; j += kCombineThreads) {
+      rows[j] = map_row(p.map, t * K + j);
+      weights[j] = p.topk_weight[t * K + j];
+    }
+    __syncthreads();
+    float* o = p.out + t * p.ld_out;
+    if constexpr (kVec4) {
+      for (int64_t i = threadIdx.x; i < p.hidden / 4; i += kCombineThreads) {
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int j = 0; j < K; ++j) {
+          if (rows[j] < 0) continue;
+          const float4 y = reinterpret_cast<const float4*>(p.y + rows[j] * p.ld_y)[i];
+          const float w = weights[j];
+          acc.x = __fadd_rn(acc.x, __fmul_rn(w, y.x));
+          acc.y = __fadd_rn(acc.y, __fmul_rn(w, y.y));
+          acc.z = __fadd_rn(acc.z, __fmul_rn(w, y.z));
+          acc.w = __fadd_rn(acc.w, __fmul_rn(w, y.w));
+        }
+        float4* dst = reinterpret_cast<float4*>(o) + i;
+        if (p.accumulate) {
+          const float4 prev = *dst;
+          acc.x = __fadd_rn(prev.x, acc.x);
+          acc.y = __fadd_rn(prev.y, acc.y);
+          acc.z = __fadd_rn(prev.z, acc.z);
+          acc.w = __fadd_rn(prev.w, acc.w);
+        }
+        *dst = acc;
+      }
+    } else {
+      for (int64_t i = threadIdx.x; i < p.hidden; i += kCombineThreads) {
+        float acc = 0.0f;
+        for (int j = 0; j < K; ++j)
+          if (rows[j] >= 0) acc = __fadd_rn(acc, __fmul_rn(weights[j], p.y[rows[j] * p.ld_y + i]));
+        o[i] = p.accumulate ? __fadd_rn(o[i], acc) : acc;
+      }
+    }
+  }
+}
+
+// ---- pair pointers -----------------------------------------------------------------------------------------
+
+__global__ void moe_pair_pointers_kernel(const MoePairPointersParams p) {
+  for (int64_t q = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; q < p.n_pairs;
+       q += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    p.a[q] = p.weights + p.topk_idx[q] * p.expert_stride_bytes;
+    p.b[q] = p.x + q * p.ld_x_bytes;
+    p.c[q] = p.y + q * p.ld_y_bytes;
+  }
+}
+
+void check_map(const MoeRowMap& m, const char* who) {
+  MLABENCH_CHECK(m.mode == MoeRowMode::PAIR || m.mode == MoeRowMode::PADDED || m.mode == MoeRowMode::COMPACT,
+                 "{}: row map mode {}. HINT: PAIR, PADDED or COMPACT", who, static_cast<int>(m.mode));
+  MLABENCH_CHECK(m.mode == MoeRowMode::PAIR || (m.topk_idx && m.rank), "{}: topk_idx and rank are needed "
+                 "outside PAIR mode. HINT: pass the moe_permute outputs", who);
+  MLABENCH_CHECK(m.mode != MoeRowMode::COMPACT || m.offsets, "{} (COMPACT): offsets is null. HINT: pass "
+                 "moe_permute's offsets", who);
+  MLABENCH_CHECK(m.mode != MoeRowMode::PADDED || m.capacity > 0, "{} (PADDED): capacity {} <= 0. HINT: set the "
+                 "rows reserved per expert", who, m.capacity);
+}
+
+bool aligned(const void* ptr, int64_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+
+unsigned grid_for(int64_t n) { return static_cast<unsigned>(n < kMaxGrid ? n : kMaxGrid); }
+
+template <class Unit>
+void launch_gather(const MoeGatherParams& p, int64_t row_bytes, int64_t es, cudaStream_t s) {
+  constexpr int64_t u = sizeof(Unit);
+  moe_gather_kernel<Unit><<<grid_for(p.n_tokens * p.top_k), kGatherThreads, 0, s>>>(
+      p, row_bytes / u, p.ld_out * es / u, p.ld_x * es / u);
+}
+
+}  // namespace
+
+void router(const RouterParams& p, cudaStream_t s) {
+  const int32_t E = p.n_experts, K = p.top_k;
+  MLABENCH_CHECK(E > 0 && E <= kRouterMaxExperts && K > 0 && K <= E && K <= kMaxTopK,
+                 "router: top_k {} of {} experts. HINT: the kernel takes 1 <= top_k <= min(n_experts, {}) and "
+                 "n_experts <= {}", K, E, kMaxTopK, kRouterMaxExperts);
+  MLABENCH_CHECK(p.method == RouterMethod::GREEDY || p.method == RouterMethod::GROUP_LIMITED_GREEDY,
+                 "router: method {}. HINT: GREEDY or GROUP_LIMITED_GREEDY", static_cast<int>(p.method));
+  MLABENCH_CHECK(p.method == RouterMethod::GREEDY || (p.n_group > 0 && p.n_group <= 32 && E % p.n_group == 0 &&
+                                                      p.topk_group > 0 && p.topk_group <= p.n_group),
+                 "router: {} experts, n_group {}, topk_group {}. HINT: n_group (<= 32) must divide n_experts and "
+                 "1 <= topk_group <= n_group", E, p.n_group, p.topk_group);
+  MLABENCH_CHECK(p.n_tokens >= 0 && (p.n_tokens == 0 || (p.logits && p.topk_idx && p.topk_weight)),
+                 "router: n_tokens {} or a null buffer. HINT: logits, topk_idx and topk_weight are needed",
+                 p.n_tokens);
+  if (p.n_tokens == 0) return;
+  const int64_t blocks = (p.n_tokens + kRouterWarps - 1) / kRouterWarps;
+  MLABENCH_CHECK(blocks <= INT32_MAX, "router: {} tokens. HINT: route fewer tokens per call", p.n_tokens);
+  const size_t smem = sizeof(float) * kRouterWarps * static_cast<size_t>(E);
+  router_kernel<<<static_cast<unsigned>(blocks), kRouterWarps * 32, smem, s>>>(p);
+  MLABENCH_CUDA(cudaGetLastError());
+}
+
+void moe_permute(const MoePermuteParams& p, cudaStream_t s) {
+  MLABENCH_CHECK(p.n_experts > 0 && p.n_experts <= kPermuteMaxExperts && p.top_k > 0 && p.n_tokens >= 0,
+                 "moe_permute: n_experts {}, top_k {}, n_tokens {}. HINT: 1 <= n_experts <= {}, top_k >= 1",
+                 p.n_experts, p.top_k, p.n_tokens, kPermuteMaxExperts);
+  MLABENCH_CHECK(p.counts && p.offsets && (p.n_tokens == 0 || (p.topk_idx && p.rank)),
+                 "moe_permute: a null buffer. HINT: topk_idx, counts, offsets and rank are needed");
+  MLABENCH_CHECK(p.n_tokens * p.top_k <= INT32_MAX, "moe_permute: {} pairs. HINT: ranks are int32",
+                 p.n_tokens * p.top_k);
+  const int smem = static_cast<int>(sizeof(int32_t) * (2 * kPermuteStride + 1) * static_cast<size_t>(p.n_experts));
+  if (smem > 48 * 1024)
+    MLABENCH_CUDA(cudaFuncSetAttribute(moe_permute_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  moe_permute_kernel<<<1, kPermuteThreads, smem, s>>>(p);
+  MLABENCH_CUDA(cudaGetLastError());
+}
+
+void moe_gather(const MoeGatherParams& p, cudaStream_t s) {
+  MLABENCH_CHECK(p.elem_type == DType::BF16 || p.elem_type == DType::F16 || p.elem_type == DType::F32,
+                 "moe_gather: elem_type {}. HINT: the GEMM dtype is BF16, F16 or F32", dtype_name(p.elem_type));
+  MLABENCH_CHECK(p.hidden >= 0 && p.ld_x >= p.hidden && p.ld_out >= p.hidden && p.top_k > 0 && p.n_tokens >= 0,
+                 "moe_gather: hidden {}, ld_x {}, ld_out {}, top_k {}, n_tokens {}. HINT: leading dimensions count "
+                 "elements and are >= hidden", p.hidden, p.ld_x, p.ld_out, p.top_k, p.n_tokens);
+  check_map(p.map, "moe_gather");
+  const int64_t n_pairs = p.n_tokens * p.top_k;
+  if (n_pairs == 0 || p.hidden == 0) return;
+  MLABENCH_CHECK(p.x && p.out, "moe_gather: x or out is null. HINT: pass device buffers");
+  const auto es = static_cast<int64_t>(dtype_size(p.elem_type));
+  const int64_t row_bytes = p.hidden * es;
+  // The widest word that divides every row start and the row length: raw bytes, any dtype.
+  auto fits = [&](int64_t u) {
+    return row_bytes % u == 0 && (p.ld_x * es) % u == 0 && (p.ld_out * es) % u == 0 && aligned(p.x, u) &&
+           aligned(p.out, u);
+  };
+  if (fits(16))
+    launch_gather<uint4>(p, row_bytes, es, s);
+  else if (fits(8))
+    launch_gather<uint2>(p, row_bytes, es, s);
+  else if (fits(4))
+    launch_gather<uint32_t>(p, row_bytes, es, s);
+  else
+    launch_gather<uint16_t>(p, row_bytes, es, s);
+  MLABENCH_CUDA(cudaGetLastError());
+}
+
+void moe_combine(const MoeCombineParams& p, cudaStream_t s) {
+  MLABENCH_CHECK(p.hidden >= 0 && p.ld_y >= p.hidden && p.ld_out >= p.hidden && p.n_tokens >= 0,
+                 "moe_combine: hidden {}, ld_y {}, ld_out {}, n_tokens {}. HINT: leading dimensions count elements "
+                 "and are >= hidden", p.hidden, p.ld_y, p.ld_out, p.n_tokens);
+  MLABENCH_CHECK(p.top_k > 0 && p.top_k <= kCombineMaxTopK, "moe_combine: top_k {}. HINT: 1 <= top_k <= {}",
+                 p.top_k, kCombineMaxTopK);
+  check_map(p.map, "moe_combine");
+  if (p.n_tokens == 0 || p.hidden == 0) return;
+  MLABENCH_CHECK(p.out && p.y && p.topk_weight, "moe_combine: out, y or topk_weight is null. HINT: pass device "
+                 "buffers");
+  const bool vec4 = p.hidden % 4 == 0 && p.ld_y % 4 == 0 && p.ld_out % 4 == 0 && aligned(p.y, 16) &&
+                    aligned(p.out, 16);
+  if (vec4)
+    moe_combine_kernel<true><<<grid_for(p.n_tokens), kCombineThreads, 0, s>>>(p);
+  else
+    moe_combine_kernel<false><<<grid_for(p.n_tokens), kCombineThreads, 0, s>>>(p);
+  MLABENCH_CUDA(cudaGetLastError());
+}
+
+void moe_pair_pointers(const MoePairPointersParams& p, cudaStream_t s) {
+  MLABENCH_CHECK(p.n_pairs >= 0, "moe_pair_pointers: n_pairs {}. HINT: n_tokens * top_k", p.n_pairs);
+  if (p.n_pairs == 0) return;
+  MLABENCH_CHECK(p.topk_idx && p.a && p.b && p.c, "moe_pair_pointers: a null array. HINT: topk_idx, a, b and c are "
+                 "device arrays of n_pairs entries");
+  constexpr int kThreads = 256;
+  moe_pair_pointers_kernel<<<grid_for((p.n_pairs + kThreads - 1) / kThreads), kThreads, 0, s>>>(p);
+  MLABENCH_CUDA(cudaGetLastError());
+}
+
+}  // namespace mlabench::kernels::cuda

@@ -1,1 +1,138 @@
-// placeholder: being written
+// CPU twins of the attention kernels (MLA prefill/decode, MHA/GQA over paged BF16 pools). Each query row runs
+// cpu::attention_one_query, the CPU engine's own attention, over exactly the keys it may see (causal), with the
+// BF16 cache slots of its sequence converted to float32 first. The split-KV scratch of the CUDA launchers is
+// an implementation detail of the kernels: the twins ignore it.
+#include <algorithm>
+#include <vector>
+
+#include "engine/core/check.h"
+#include "engine/kernels/cpu/ops.h"
+#include "engine/kernels/twin/twin.h"
+
+namespace mlabench::kernels::twin {
+namespace {
+
+int64_t slot_of(const PagedCache& pc, int32_t seq, int64_t pos) {
+  const int32_t block = pc.block_tables[static_cast<int64_t>(seq) * pc.max_blocks + pos / pc.block_size];
+  return static_cast<int64_t>(block) * pc.block_size + pos % pc.block_size;
+}
+
+// The first n_tokens slots of sequence seq as contiguous float32 rows of `width` values.
+std::vector<float> gather_tokens(const uint16_t* cache, int64_t width, const PagedCache& pc, int32_t seq,
+                                 int64_t n_tokens) {
+  std::vector<float> rows(static_cast<size_t>(n_tokens * width));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const uint16_t* src = cache + slot_of(pc, seq, t) * width;
+    for (int64_t c = 0; c < width; ++c) rows[static_cast<size_t>(t * width + c)] = bf16_to_f32(src[c]);
+  }
+  return rows;
+}
+
+void check_varlen(const VarlenBatch& b, const char* what) {
+  for (int32_t s = 0; s < b.n_seqs; ++s) {
+    const int32_t q_len = b.cu_q[s + 1] - b.cu_q[s];
+    MLABENCH_CHECK(q_len >= 0 && q_len <= b.kv_len[s],
+                   "{}: sequence {} has {} new rows but kv_len {} (rows sit at the end of the cache). HINT: kv_len "
+                   "counts the cached tokens after the new rows were appended",
+                   what, s, q_len, b.kv_len[s]);
+  }
+}
+
+}  // namespace
+
+void mla_prefill_attention(const MlaPrefillParams& p) {
+  const VarlenBatch& b = p.batch;
+  check_varlen(b, "mla_prefill_attention");
+  const int64_t qk = p.nope + p.rope, kvw = p.nope + p.v;
+  for (int32_t s = 0; s < b.n_seqs; ++s) {
+    MLABENCH_CHECK(p.cu_kv[s + 1] - p.cu_kv[s] == b.kv_len[s],
+                   "mla_prefill_attention: sequence {} has cu_kv span {} but kv_len {}. HINT: cu_kv is the prefix "
+                   "sum of kv_len",
+                   s, p.cu_kv[s + 1] - p.cu_kv[s], b.kv_len[s]);
+    const int64_t q0 = b.cu_q[s], q_len = b.cu_q[s + 1] - q0, kv_len = b.kv_len[s], k0 = p.cu_kv[s];
+#pragma omp parallel if (q_len * p.n_heads * kv_len * qk >= (int64_t{1} << 20))
+    {
+      std::vector<float> scores(static_cast<size_t>(kv_len));
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t i = 0; i < q_len; ++i)
+        for (int64_t h = 0; h < p.n_heads; ++h) {
+          const cpu::AttentionKeys keys{.k1 = p.kv + k0 * p.ld_kv + h * kvw,
+                                        .k1_stride = p.ld_kv,
+                                        .d1 = p.nope,
+                                        .k2 = p.k_pe + k0 * p.ld_kpe,
+                                        .k2_stride = p.ld_kpe,
+                                        .d2 = p.rope,
+                                        .v = p.kv + k0 * p.ld_kv + h * kvw + p.nope,
+                                        .v_stride = p.ld_kv,
+                                        .dv = p.v};
+          const float* qh = p.q + (q0 + i) * p.ld_q + h * qk;
+          cpu::attention_one_query(p.out + (q0 + i) * p.ld_out + h * p.v, qh, qh + p.nope, keys, kv_len - q_len + i + 1,
+                                   p.scale, scores.data());
+        }
+    }
+  }
+}
+
+void mla_decode_attention(const MlaDecodeParams& p) {
+  const int64_t width = int64_t{p.kv_lora} + p.rope;
+  for (int32_t s = 0; s < p.n_seqs; ++s) {
+    const int64_t kv_len = p.kv_len[s];
+    MLABENCH_CHECK(kv_len >= 1,
+                   "mla_decode_attention: sequence {} has kv_len {}. HINT: decode appends the new "
+                   "token to the cache before attention, so kv_len >= 1",
+                   s, kv_len);
+    const std::vector<float> latent = gather_tokens(p.cache, width, p.paged, s, kv_len);
+#pragma omp parallel if (p.n_heads * kv_len * width >= (int64_t{1} << 20))
+    {
+      std::vector<float> scores(static_cast<size_t>(kv_len));
+#pragma omp for schedule(static)
+      for (int64_t h = 0; h < p.n_heads; ++h) {
+        const cpu::AttentionKeys keys{.k1 = latent.data(),
+                                      .k1_stride = width,
+                                      .d1 = p.kv_lora,  // c_kv
+                                      .k2 = latent.data() + p.kv_lora,
+                                      .k2_stride = width,
+                                      .d2 = p.rope,  // k_pe
+                                      .v = latent.data(),
+                                      .v_stride = width,
+                                      .dv = p.kv_lora};  // values: c_kv again
+        cpu::attention_one_query(p.out + s * p.ld_out + h * p.kv_lora, p.q_lat + s * p.ld_q_lat + h * p.kv_lora,
+                                 p.q_pe + s * p.ld_q_pe + h * p.q_pe_head_stride, keys, kv_len, p.scale, scores.data());
+      }
+    }
+  }
+}
+
+void gqa_attention(const GqaAttentionParams& p) {
+  const VarlenBatch& b = p.batch;
+  check_varlen(b, "gqa_attention");
+  MLABENCH_CHECK(p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0,
+                 "gqa_attention: n_heads {} is not a multiple of n_kv_heads {}. HINT: check the model config",
+                 p.n_heads, p.n_kv_heads);
+  const int64_t group = p.n_heads / p.n_kv_heads, hd = p.head_dim, width = int64_t{p.n_kv_heads} * hd;
+  for (int32_t s = 0; s < b.n_seqs; ++s) {
+    const int64_t q0 = b.cu_q[s], q_len = b.cu_q[s + 1] - q0, kv_len = b.kv_len[s];
+    if (q_len == 0) continue;
+    const std::vector<float> k = gather_tokens(p.k_cache, width, p.paged, s, kv_len);
+    const std::vector<float> v = gather_tokens(p.v_cache, width, p.paged, s, kv_len);
+#pragma omp parallel if (q_len * p.n_heads * kv_len * hd >= (int64_t{1} << 20))
+    {
+      std::vector<float> scores(static_cast<size_t>(kv_len));
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t i = 0; i < q_len; ++i)
+        for (int64_t h = 0; h < p.n_heads; ++h) {
+          const int64_t g = h / group;
+          const cpu::AttentionKeys keys{.k1 = k.data() + g * hd,
+                                        .k1_stride = width,
+                                        .d1 = hd,
+                                        .v = v.data() + g * hd,
+                                        .v_stride = width,
+                                        .dv = hd};
+          cpu::attention_one_query(p.out + (q0 + i) * p.ld_out + h * hd, p.q + (q0 + i) * p.ld_q + h * hd, nullptr,
+                                   keys, kv_len - q_len + i + 1, p.scale, scores.data());
+        }
+    }
+  }
+}
+
+}  // namespace mlabench::kernels::twin

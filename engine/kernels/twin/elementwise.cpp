@@ -1,1 +1,216 @@
-// placeholder: being written
+// CPU twins of the elementwise kernels (embedding, rms_norm, rope, silu_mul, cast, cache_write, cache_gather),
+// and the parameter checks the CUDA launchers share with them (engine/kernels/cuda/elementwise.cu declares the
+// check_* functions), so a twin and its kernel refuse exactly the same inputs.
+#include <cmath>
+
+#include "engine/core/check.h"
+#include "engine/kernels/twin/twin.h"
+
+namespace mlabench::kernels {
+
+namespace checks {
+
+namespace {
+
+void check_float_type(DType t, const char* kernel, const char* field) {
+  MLABENCH_CHECK(t == DType::F32 || t == DType::BF16 || t == DType::F16,
+                 "{}: {} is {}, not one of F32, BF16, F16. HINT: activations and GEMM operands are F32, BF16 or F16; "
+                 "convert the tensor first",
+                 kernel, field, dtype_name(t));
+}
+
+void check_rows_ld(const char* kernel, int64_t n_rows, int64_t width, int64_t ld, const char* ld_name) {
+  MLABENCH_CHECK(n_rows >= 0, "{}: n_rows = {} is negative. HINT: pass the number of rows to process", kernel,
+                 n_rows);
+  MLABENCH_CHECK(ld >= width, "{}: {} = {} is below the row width {}. HINT: leading dimensions count elements and "
+                 "must cover a whole row", kernel, ld_name, ld, width);
+}
+
+}  // namespace
+
+void check_embedding(const EmbeddingParams& p) {
+  check_float_type(p.table_type, "embedding", "table_type");
+  MLABENCH_CHECK(p.hidden > 0, "embedding: hidden = {} must be positive. HINT: pass the table's row width",
+                 p.hidden);
+  MLABENCH_CHECK(p.n_rows >= 0, "embedding: n_rows = {} is negative. HINT: pass the number of token ids", p.n_rows);
+  MLABENCH_CHECK(p.n_rows == 0 || (p.out && p.table && p.ids),
+                 "embedding: out, table and ids must be set. HINT: fill every pointer of EmbeddingParams");
+}
+
+void check_rms_norm(const RmsNormParams& p) {
+  check_float_type(p.out_type, "rms_norm", "out_type");
+  MLABENCH_CHECK(p.dim > 0, "rms_norm: dim = {} must be positive. HINT: pass the normalised width", p.dim);
+  check_rows_ld("rms_norm", p.n_rows, p.dim, p.ld_residual, "ld_residual");
+  check_rows_ld("rms_norm", p.n_rows, p.dim, p.ld_out, "ld_out");
+  if (p.delta) check_rows_ld("rms_norm", p.n_rows, p.dim, p.ld_delta, "ld_delta");
+  MLABENCH_CHECK(p.n_rows == 0 || (p.residual && p.out && p.weight),
+                 "rms_norm: residual, out and weight must be set. HINT: delta is the only optional pointer");
+  MLABENCH_CHECK(p.out != static_cast<void*>(p.residual) || (p.out_type == DType::F32 && p.ld_out == p.ld_residual),
+                 "rms_norm: out aliases residual with out_type {} and ld_out {} vs ld_residual {}. HINT: in-place "
+                 "normalisation needs out_type F32 and ld_out == ld_residual; else use a separate out buffer",
+                 dtype_name(p.out_type), p.ld_out, p.ld_residual);
+}
+
+void check_rope(const RopeParams& p) {
+  MLABENCH_CHECK(p.dim > 0 && p.dim % 2 == 0, "rope: dim = {} must be positive and even. HINT: pass the rotary "
+                 "width (qk_rope_head_dim for DeepSeek, head_dim for Llama)", p.dim);
+  MLABENCH_CHECK(p.n_heads >= 1 && p.offset >= 0, "rope: n_heads = {}, offset = {}. HINT: n_heads >= 1, offset >= 0",
+                 p.n_heads, p.offset);
+  MLABENCH_CHECK(p.n_heads == 1 || p.head_stride >= p.dim, "rope: head_stride = {} is below dim {} with {} heads, "
+                 "so heads overlap. HINT: head_stride is the distance between heads in elements", p.head_stride,
+                 p.dim, p.n_heads);
+  check_rows_ld("rope", p.n_rows, (p.n_heads - 1) * p.head_stride + p.offset + p.dim, p.ld, "ld");
+  MLABENCH_CHECK(p.n_rows == 0 || (p.x && p.cos && p.sin && p.positions),
+                 "rope: x, cos, sin and positions must be set. HINT: tables come from rope_cos_sin (engine/model/"
+                 "rope.h), [n_positions, dim/2] float32");
+}
+
+void check_silu_mul(const SiluMulParams& p) {
+  check_float_type(p.out_type, "silu_mul", "out_type");
+  MLABENCH_CHECK(p.inter > 0, "silu_mul: inter = {} must be positive. HINT: pass the intermediate size", p.inter);
+  check_rows_ld("silu_mul", p.n_rows, 2 * p.inter, p.ld_in, "ld_in");
+  check_rows_ld("silu_mul", p.n_rows, p.inter, p.ld_out, "ld_out");
+  MLABENCH_CHECK(p.n_rows == 0 || (p.out && p.gate_up), "silu_mul: out and gate_up must be set. HINT: gate_up is "
+                 "the fused [gate ; up] GEMM output");
+}
+
+void check_cast(const CastParams& p) {
+  check_float_type(p.out_type, "cast", "out_type");
+  MLABENCH_CHECK(p.n_cols > 0, "cast: n_cols = {} must be positive. HINT: pass the row width", p.n_cols);
+  check_rows_ld("cast", p.n_rows, p.n_cols, p.ld_in, "ld_in");
+  check_rows_ld("cast", p.n_rows, p.n_cols, p.ld_out, "ld_out");
+  MLABENCH_CHECK(p.n_rows == 0 || (p.out && p.in), "cast: out and in must be set. HINT: fill CastParams");
+}
+
+void check_cache_write(const CacheWriteParams& p) {
+  MLABENCH_CHECK(p.width > 0, "cache_write: width = {} must be positive. HINT: pass the values per cache slot",
+                 p.width);
+  check_rows_ld("cache_write", p.n_rows, p.width, p.ld_src, "ld_src");
+  MLABENCH_CHECK(p.n_rows == 0 || (p.cache && p.src && p.slots), "cache_write: cache, src and slots must be set. "
+                 "HINT: slots come from the block tables (slot = block * block_size + position % block_size)");
+}
+
+void check_cache_gather(const CacheGatherParams& p) {
+  MLABENCH_CHECK(p.width > 0 && p.block_size > 0 && p.max_blocks > 0 && p.n_seqs >= 0,
+                 "cache_gather: width = {}, block_size = {}, max_blocks = {}, n_seqs = {}. HINT: width, block_size "
+                 "and max_blocks must be positive, n_seqs non-negative", p.width, p.block_size, p.max_blocks,
+                 p.n_seqs);
+  MLABENCH_CHECK(p.ld_out >= p.width, "cache_gather: ld_out = {} is below width {}. HINT: leading dimensions count "
+                 "elements and must cover a whole row", p.ld_out, p.width);
+  MLABENCH_CHECK(p.n_seqs == 0 || (p.out && p.cache && p.block_tables && p.kv_len && p.cu_kv),
+                 "cache_gather: out, cache, block_tables, kv_len and cu_kv must be set. HINT: fill "
+                 "CacheGatherParams");
+}
+
+}  // namespace checks
+
+namespace twin {
+
+namespace {
+
+float load_as_float(const void* base, DType t, int64_t i) {
+  switch (t) {
+    case DType::BF16:
+      return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+    case DType::F16:
+      return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+    default:
+      return static_cast<const float*>(base)[i];
+  }
+}
+
+void store_float(void* base, DType t, int64_t i, float v) {
+  switch (t) {
+    case DType::BF16:
+      static_cast<uint16_t*>(base)[i] = f32_to_bf16(v);
+      return;
+    case DType::F16:
+      static_cast<uint16_t*>(base)[i] = f32_to_f16(v);
+      return;
+    default:
+      static_cast<float*>(base)[i] = v;
+  }
+}
+
+}  // namespace
+
+void embedding(const EmbeddingParams& p) {
+  checks::check_embedding(p);
+  for (int64_t r = 0; r < p.n_rows; ++r)
+    for (int64_t c = 0; c < p.hidden; ++c)
+      p.out[r * p.hidden + c] = load_as_float(p.table, p.table_type, static_cast<int64_t>(p.ids[r]) * p.hidden + c);
+}
+
+void rms_norm(const RmsNormParams& p) {
+  checks::check_rms_norm(p);
+  for (int64_t r = 0; r < p.n_rows; ++r) {
+    float* x = p.residual + r * p.ld_residual;
+    float ss = 0.0f;
+    for (int64_t c = 0; c < p.dim; ++c) {
+      if (p.delta) x[c] += p.delta[r * p.ld_delta + c];
+      ss += x[c] * x[c];
+    }
+    // 1/sqrt rather than an approximate rsqrt: the kernel uses the same correctly rounded pair.
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(p.dim) + p.eps);
+    for (int64_t c = 0; c < p.dim; ++c) store_float(p.out, p.out_type, r * p.ld_out + c, (x[c] * inv) * p.weight[c]);
+  }
+}
+
+void rope(const RopeParams& p) {
+  checks::check_rope(p);
+  const int64_t half = p.dim / 2;
+  for (int64_t r = 0; r < p.n_rows; ++r) {
+    const float* cs = p.cos + static_cast<int64_t>(p.positions[r]) * half;
+    const float* sn = p.sin + static_cast<int64_t>(p.positions[r]) * half;
+    for (int64_t h = 0; h < p.n_heads; ++h) {
+      float* x = p.x + r * p.ld + h * p.head_stride + p.offset;
+      for (int64_t i = 0; i < half; ++i) {
+        const int64_t a = p.interleaved ? 2 * i : i;
+        const int64_t b = p.interleaved ? 2 * i + 1 : i + half;
+        const float x0 = x[a], x1 = x[b];
+        x[a] = x0 * cs[i] - x1 * sn[i];
+        x[b] = x0 * sn[i] + x1 * cs[i];
+      }
+    }
+  }
+}
+
+void silu_mul(const SiluMulParams& p) {
+  checks::check_silu_mul(p);
+  for (int64_t r = 0; r < p.n_rows; ++r) {
+    const float* gate = p.gate_up + r * p.ld_in;
+    const float* up = gate + p.inter;
+    for (int64_t i = 0; i < p.inter; ++i) {
+      const float g = gate[i];
+      store_float(p.out, p.out_type, r * p.ld_out + i, g / (1.0f + std::exp(-g)) * up[i]);
+    }
+  }
+}
+
+void cast(const CastParams& p) {
+  checks::check_cast(p);
+  for (int64_t r = 0; r < p.n_rows; ++r)
+    for (int64_t c = 0; c < p.n_cols; ++c) store_float(p.out, p.out_type, r * p.ld_out + c, p.in[r * p.ld_in + c]);
+}
+
+void cache_write(const CacheWriteParams& p) {
+  checks::check_cache_write(p);
+  for (int64_t r = 0; r < p.n_rows; ++r)
+    for (int64_t c = 0; c < p.width; ++c) p.cache[p.slots[r] * p.width + c] = f32_to_bf16(p.src[r * p.ld_src + c]);
+}
+
+void cache_gather(const CacheGatherParams& p) {
+  checks::check_cache_gather(p);
+  for (int32_t s = 0; s < p.n_seqs; ++s) {
+    const int32_t* table = p.block_tables + static_cast<int64_t>(s) * p.max_blocks;
+    for (int32_t pos = 0; pos < p.kv_len[s]; ++pos) {
+      const int64_t slot = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size;
+      float* out = p.out + (static_cast<int64_t>(p.cu_kv[s]) + pos) * p.ld_out;
+      for (int64_t c = 0; c < p.width; ++c) out[c] = bf16_to_f32(p.cache[slot * p.width + c]);
+    }
+  }
+}
+
+}  // namespace twin
+
+}  // namespace mlabench::kernels

@@ -1,1 +1,153 @@
-// placeholder: being written
+// CPU twins of the DeepSeekMoE kernels (engine/kernels/cuda/moe.cu): router (softmax + greedy or group-limited
+// top-k), the stable expert sort of (token, expert) pairs, the row gather into expert order, the weighted
+// combine back into token order, and the pointer arrays of the per-pair batched GEMM.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "engine/core/check.h"
+#include "engine/kernels/twin/twin.h"
+
+namespace mlabench::kernels::twin {
+namespace {
+
+// The row of the expert-ordered buffers that pair p maps to (kernel_params.h, MoeRowMap).
+int64_t map_row(const MoeRowMap& m, int64_t p) {
+  if (m.mode == MoeRowMode::PAIR) return p;
+  const int32_t e = m.topk_idx[p], r = m.rank[p];
+  MLABENCH_CHECK(r >= 0, "moe row map: pair {} has rank {} (expert {}). HINT: run moe_permute on the same topk_idx "
+                 "first; a negative rank marks an expert id out of range", p, r, e);
+  if (m.mode == MoeRowMode::PADDED) {
+    MLABENCH_CHECK(r < m.capacity, "moe row map (PADDED): pair {} is row {} of expert {} but capacity is {}. "
+                   "HINT: capacity must be at least the largest per-expert count", p, r, e, m.capacity);
+    return static_cast<int64_t>(e) * m.capacity + r;
+  }
+  return static_cast<int64_t>(m.offsets[e]) + r;
+}
+
+void check_map(const MoeRowMap& m) {
+  MLABENCH_CHECK(m.mode == MoeRowMode::PAIR || (m.topk_idx && m.rank), "moe row map: topk_idx and rank are "
+                 "needed outside PAIR mode. HINT: pass the moe_permute outputs");
+  MLABENCH_CHECK(m.mode != MoeRowMode::COMPACT || m.offsets, "moe row map (COMPACT): offsets is null. HINT: pass "
+                 "moe_permute's offsets");
+  MLABENCH_CHECK(m.mode != MoeRowMode::PADDED || m.capacity > 0, "moe row map (PADDED): capacity {} <= 0. HINT: "
+                 "set capacity to the rows reserved per expert", m.capacity);
+}
+
+}  // namespace
+
+void router(const RouterParams& p) {
+  const int32_t E = p.n_experts, K = p.top_k;
+  MLABENCH_CHECK(E > 0 && K > 0 && K <= E, "router: top_k {} with {} experts. HINT: need 1 <= top_k <= n_experts",
+                 K, E);
+  const bool grouped = p.method == RouterMethod::GROUP_LIMITED_GREEDY;
+  MLABENCH_CHECK(!grouped || (p.n_group > 0 && E % p.n_group == 0 && p.topk_group > 0 && p.topk_group <= p.n_group),
+                 "router: {} experts, n_group {}, topk_group {}. HINT: n_group must divide n_experts and "
+                 "1 <= topk_group <= n_group", E, p.n_group, p.topk_group);
+  std::vector<float> s(static_cast<size_t>(E));
+  std::vector<float> gscore(static_cast<size_t>(grouped ? p.n_group : 0));
+  std::vector<bool> keep(gscore.size()), taken(static_cast<size_t>(E));
+  for (int64_t t = 0; t < p.n_tokens; ++t) {
+    const float* l = p.logits + t * E;
+    float mx = l[0];
+    for (int32_t e = 1; e < E; ++e) mx = l[e] > mx ? l[e] : mx;
+    float sum = 0.0f;
+    for (int32_t e = 0; e < E; ++e) sum += (s[e] = std::exp(l[e] - mx));
+    for (int32_t e = 0; e < E; ++e) s[e] /= sum;
+
+    if (grouped) {
+      const int32_t per = E / p.n_group;
+      for (int32_t g = 0; g < p.n_group; ++g) {
+        float m = s[g * per];
+        for (int32_t i = 1; i < per; ++i) m = s[g * per + i] > m ? s[g * per + i] : m;
+        gscore[g] = m;
+        keep[g] = false;
+      }
+      for (int32_t k = 0; k < p.topk_group; ++k) {  // best remaining group, ties to the lower group
+        int32_t best = -1;
+        for (int32_t g = 0; g < p.n_group; ++g)
+          if (!keep[g] && (best < 0 || gscore[g] > gscore[best])) best = g;
+        keep[best] = true;
+      }
+      for (int32_t e = 0; e < E; ++e)
+        if (!keep[e / per]) s[e] = 0.0f;  // masked experts stay selectable (as zeros), as the reference
+    }
+
+    std::fill(taken.begin(), taken.end(), false);
+    float wsum = 0.0f;
+    int32_t* idx = p.topk_idx + t * K;
+    float* w = p.topk_weight + t * K;
+    for (int32_t k = 0; k < K; ++k) {  // best remaining expert, ties to the lower index
+      int32_t best = -1;
+      for (int32_t e = 0; e < E; ++e)
+        if (!taken[e] && (best < 0 || s[e] > s[best])) best = e;
+      taken[best] = true;
+      idx[k] = best;
+      w[k] = s[best];
+      wsum += s[best];
+    }
+    for (int32_t k = 0; k < K; ++k)
+      w[k] = (K > 1 && p.norm_topk_prob) ? w[k] / (wsum + 1e-20f) : w[k] * p.routed_scaling_factor;
+  }
+}
+
+void moe_permute(const MoePermuteParams& p) {
+  MLABENCH_CHECK(p.n_experts > 0 && p.top_k > 0 && p.n_tokens >= 0, "moe_permute: n_experts {}, top_k {}, "
+                 "n_tokens {}. HINT: pass the router's shapes", p.n_experts, p.top_k, p.n_tokens);
+  const int64_t n_pairs = p.n_tokens * p.top_k;
+  std::fill(p.counts, p.counts + p.n_experts, 0);
+  for (int64_t q = 0; q < n_pairs; ++q) {
+    const int32_t e = p.topk_idx[q];
+    MLABENCH_CHECK(e >= 0 && e < p.n_experts, "moe_permute: pair {} names expert {} of {}. HINT: topk_idx must "
+                   "come from the router of this layer", q, e, p.n_experts);
+    p.rank[q] = p.counts[e]++;  // pairs visited in ascending q: a stable sort
+  }
+  int32_t acc = 0;
+  for (int32_t e = 0; e < p.n_experts; ++e) {
+    p.offsets[e] = acc;
+    acc += p.counts[e];
+  }
+  p.offsets[p.n_experts] = acc;
+}
+
+void moe_gather(const MoeGatherParams& p) {
+  MLABENCH_CHECK(p.elem_type == DType::BF16 || p.elem_type == DType::F16 || p.elem_type == DType::F32,
+                 "moe_gather: elem_type {}. HINT: the GEMM dtype is BF16, F16 or F32", dtype_name(p.elem_type));
+  MLABENCH_CHECK(p.hidden >= 0 && p.ld_x >= p.hidden && p.ld_out >= p.hidden, "moe_gather: hidden {}, ld_x {}, "
+                 "ld_out {}. HINT: leading dimensions count elements and are >= hidden", p.hidden, p.ld_x, p.ld_out);
+  check_map(p.map);
+  const size_t es = dtype_size(p.elem_type);
+  const auto* x = static_cast<const char*>(p.x);
+  auto* out = static_cast<char*>(p.out);
+  for (int64_t q = 0; q < p.n_tokens * p.top_k; ++q)
+    std::memcpy(out + map_row(p.map, q) * p.ld_out * es, x + (q / p.top_k) * p.ld_x * es,
+                static_cast<size_t>(p.hidden) * es);
+}
+
+void moe_combine(const MoeCombineParams& p) {
+  MLABENCH_CHECK(p.hidden >= 0 && p.ld_y >= p.hidden && p.ld_out >= p.hidden, "moe_combine: hidden {}, ld_y {}, "
+                 "ld_out {}. HINT: leading dimensions count elements and are >= hidden", p.hidden, p.ld_y, p.ld_out);
+  check_map(p.map);
+  std::vector<const float*> rows(static_cast<size_t>(p.top_k));
+  for (int64_t t = 0; t < p.n_tokens; ++t) {
+    for (int32_t j = 0; j < p.top_k; ++j) rows[j] = p.y + map_row(p.map, t * p.top_k + j) * p.ld_y;
+    const float* w = p.topk_weight + t * p.top_k;
+    float* o = p.out + t * p.ld_out;
+    for (int64_t i = 0; i < p.hidden; ++i) {
+      float acc = 0.0f;
+      for (int32_t j = 0; j < p.top_k; ++j) acc += w[j] * rows[j][i];
+      o[i] = p.accumulate ? o[i] + acc : acc;
+    }
+  }
+}
+
+void moe_pair_pointers(const MoePairPointersParams& p) {
+  for (int64_t q = 0; q < p.n_pairs; ++q) {
+    p.a[q] = p.weights + p.topk_idx[q] * p.expert_stride_bytes;
+    p.b[q] = p.x + q * p.ld_x_bytes;
+    p.c[q] = p.y + q * p.ld_y_bytes;
+  }
+}
+
+}  // namespace mlabench::kernels::twin

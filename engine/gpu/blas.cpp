@@ -1,0 +1,100 @@
+#include "engine/gpu/blas.h"
+
+#include <fmt/format.h>
+
+namespace mlabench::gpu {
+
+namespace {
+
+void check_blas(cublasStatus_t st, const char* what, int64_t m, int64_t n, int64_t k) {
+  if (st != CUBLAS_STATUS_SUCCESS)
+    MLABENCH_FAIL("cuBLAS {} failed with status {} ({}) for m={} n={} k={}. HINT: an unsupported dtype or an "
+                  "operand that is not aligned; run tools/gpu/check.sh and report the log.",
+                  what, static_cast<int>(st), cublasGetStatusString(st), m, n, k);
+}
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // cuBLAS's recommendation for Hopper
+
+}  // namespace
+
+cudaDataType_t cuda_data_type(DType t) {
+  switch (t) {
+    case DType::BF16:
+      return CUDA_R_16BF;
+    case DType::F16:
+      return CUDA_R_16F;
+    case DType::F32:
+      return CUDA_R_32F;
+    default:
+      MLABENCH_FAIL("GEMM operands must be BF16, F16 or F32, got {}. HINT: convert the checkpoint.",
+                    dtype_name(t));
+  }
+}
+
+Blas::Blas(cudaStream_t stream) : stream_(stream), workspace_(kWorkspaceBytes, "cuBLAS workspace") {
+  check_blas(cublasCreate(&handle_), "cublasCreate", 0, 0, 0);
+  check_blas(cublasSetStream(handle_, stream_), "cublasSetStream", 0, 0, 0);
+  check_blas(cublasSetWorkspace(handle_, workspace_.get(), workspace_.bytes()), "cublasSetWorkspace", 0, 0, 0);
+  check_blas(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode", 0, 0, 0);
+}
+
+Blas::~Blas() {
+  if (handle_) cublasDestroy(handle_);
+}
+
+// Row-major Y[m,n] = X[m,k] W[n,k]^T is column-major Y^T[n,m] = W^T[n,k] X^T[k,m]: cuBLAS (T, N) with the
+// operands swapped.
+void Blas::linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,
+                  int64_t n, int64_t k, float beta) {
+  if (m == 0) return;
+  const float alpha = 1.0f;
+  const cudaDataType_t t = cuda_data_type(dt);
+  check_blas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                          static_cast<int>(k), &alpha, w, t, static_cast<int>(ldw), x, t, static_cast<int>(ldx), &beta,
+                          y, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+             "GemmEx", m, n, k);
+}
+
+void Blas::linear_f32(float* y, int64_t ldy, const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t m,
+                      int64_t n, int64_t k) {
+  linear(y, ldy, x, ldx, w, ldw, DType::F32, m, n, k);
+}
+
+void Blas::linear_strided(float* y, int64_t ldy, int64_t sy, const void* x, int64_t ldx, int64_t sx, const void* w,
+                          int64_t ldw, int64_t sw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch) {
+  if (m == 0 || batch == 0) return;
+  const float alpha = 1.0f, beta = 0.0f;
+  const cudaDataType_t t = cuda_data_type(dt);
+  check_blas(cublasGemmStridedBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                                        static_cast<int>(k), &alpha, w, t, static_cast<int>(ldw), sw, x, t,
+                                        static_cast<int>(ldx), sx, &beta, y, CUDA_R_32F, static_cast<int>(ldy), sy,
+                                        static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+             "GemmStridedBatchedEx", m, n, k);
+}
+
+// Row-major Y[m,n] = X[m,k] W[k,n] is column-major Y^T[n,m] = W^T[n,k] X^T[k,m] with W^T stored as-is: (N, N).
+void Blas::matmul_strided(float* y, int64_t ldy, int64_t sy, const void* x, int64_t ldx, int64_t sx, const void* w,
+                          int64_t ldw, int64_t sw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch) {
+  if (m == 0 || batch == 0) return;
+  const float alpha = 1.0f, beta = 0.0f;
+  const cudaDataType_t t = cuda_data_type(dt);
+  check_blas(cublasGemmStridedBatchedEx(handle_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                                        static_cast<int>(k), &alpha, w, t, static_cast<int>(ldw), sw, x, t,
+                                        static_cast<int>(ldx), sx, &beta, y, CUDA_R_32F, static_cast<int>(ldy), sy,
+                                        static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+             "GemmStridedBatchedEx(NN)", m, n, k);
+}
+
+void Blas::linear_batched(void* const* y, int64_t ldy, const void* const* x, int64_t ldx, const void* const* w,
+                          int64_t ldw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch) {
+  if (m == 0 || batch == 0) return;
+  const float alpha = 1.0f, beta = 0.0f;
+  const cudaDataType_t t = cuda_data_type(dt);
+  check_blas(cublasGemmBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                                 static_cast<int>(k), &alpha, w, t, static_cast<int>(ldw), x, t, static_cast<int>(ldx),
+                                 &beta, y, CUDA_R_32F, static_cast<int>(ldy), static_cast<int>(batch),
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+             "GemmBatchedEx", m, n, k);
+}
+
+}  // namespace mlabench::gpu

@@ -1,0 +1,52 @@
+// cuBLAS GEMMs of the GPU engine, phrased row-major as the model code thinks of them (PyTorch Linear weights
+// [out, in]). Operands in the weights' dtype (BF16, F16 or F32), output and accumulation in float32
+// (CUBLAS_COMPUTE_32F; F32 weights run true FP32, never TF32). Every call is asynchronous on the handle's stream
+// and capturable in a CUDA graph (the workspace is fixed at construction).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "engine/core/dtype.h"
+#include "engine/kernels/cuda/cuda_check.h"
+
+namespace mlabench::gpu {
+
+class Blas {
+ public:
+  explicit Blas(cudaStream_t stream);
+  ~Blas();
+  Blas(const Blas&) = delete;
+  Blas& operator=(const Blas&) = delete;
+
+  /// y[m, n] = beta * y + x[m, k] . w[n, k]^T.
+  void linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,
+              int64_t n, int64_t k, float beta = 0.0f);
+  /// Same with a float32 operand pair (the router's GEMM, always float32).
+  void linear_f32(float* y, int64_t ldy, const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t m,
+                  int64_t n, int64_t k);
+  /// For i < batch: y_i[m, n] = x_i[m, k] . w_i[n, k]^T, with x_i = x + i*sx, w_i = w + i*sw, y_i = y + i*sy
+  /// (strides in elements).
+  void linear_strided(float* y, int64_t ldy, int64_t sy, const void* x, int64_t ldx, int64_t sx, const void* w,
+                      int64_t ldw, int64_t sw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch);
+  /// For i < batch: y_i[m, n] = x_i[m, k] . w_i[k, n] (w NOT transposed: absorbed MLA's W_UK applied to q).
+  void matmul_strided(float* y, int64_t ldy, int64_t sy, const void* x, int64_t ldx, int64_t sx, const void* w,
+                      int64_t ldw, int64_t sw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch);
+  /// For i < batch (device pointer arrays): y_i[m, n] = x_i[m, k] . w_i[n, k]^T.
+  void linear_batched(void* const* y, int64_t ldy, const void* const* x, int64_t ldx, const void* const* w,
+                      int64_t ldw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch);
+
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  DeviceBuffer workspace_;
+};
+
+/// cuBLAS data type of a GEMM operand dtype (BF16, F16, F32); throws for others.
+cudaDataType_t cuda_data_type(DType t);
+
+}  // namespace mlabench::gpu
