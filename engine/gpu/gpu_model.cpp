@@ -172,15 +172,17 @@ void GpuModel::allocate_common(const StepLimits& limits) {
   head_arena_.allocate("output head buffers");
   logits_ = head_arena_.at<float>(off_logits);
   upload_rope(limits.max_context);
+  // The split-KV plans (kernel_params.h) keep splits x CTAs under 2 x kAttnTargetCtas, which bounds the scratch.
+  const int64_t bound = config_.is_mla()
+                            ? 2 * k::kAttnTargetCtas * k::kMlaDecodeHeads * (config_.kv_lora_rank + 2)
+                            : 2 * k::kAttnTargetCtas * k::kGqaRowsPerCta * (config_.head_dim + 2);
+  attn_scratch_ = DeviceBuffer(static_cast<size_t>(bound) * 4, "attention split-KV scratch");
 }
 
 float* GpuModel::attention_scratch(int64_t floats) {
-  const auto need = static_cast<size_t>(floats) * 4;
-  if (attn_scratch_.bytes() < need) {
-    MLABENCH_CUDA(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
-    attn_scratch_ = DeviceBuffer();
-    attn_scratch_ = DeviceBuffer(need + need / 2, "attention split-KV scratch");
-  }
+  // Allocated once at its bound: captured decode graphs keep the pointer, so it must never move.
+  MLABENCH_ICHECK(static_cast<size_t>(floats) * 4 <= attn_scratch_.bytes(),
+                  "split-KV plan needs {} floats, above the bound of {}", floats, attn_scratch_.bytes() / 4);
   return attn_scratch_.as<float>();
 }
 

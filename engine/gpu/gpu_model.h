@@ -122,7 +122,7 @@ class GpuModel {
   /// Final norm and lm_head of the step's logit rows: x [rows, H] float32 residual -> logits_.
   void output_head(const DeviceStep& step, float* x, float* delta);
   void allocate_common(const StepLimits& limits);
-  /// Split-KV scratch of the attention launchers (kernel_params.h), grown on demand outside graph capture.
+  /// Split-KV scratch of the attention launchers (kernel_params.h), allocated once at its bound.
   float* attention_scratch(int64_t floats);
 
   struct Mat {  // a matrix on the device in the model dtype
