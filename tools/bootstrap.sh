@@ -28,15 +28,21 @@ fi
 
 jobs=$(nproc)
 if [ "$mode" = demo ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLABENCH_BUILD_TESTS=OFF
+  # The CUDA engine builds when nvcc is found (MLABENCH_CUDA=OFF forces a CPU-only build).
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLABENCH_BUILD_TESTS=OFF -DMLABENCH_CUDA="${MLABENCH_CUDA:-ON}"
   cmake --build build -j "$jobs"
   model=tests/data/models/mlabench-tiny-dsv2
   echo "== mlabench info --model $model"
   build/mlabench info --model "$model"
   echo "== mlabench generate --model $model --prompt 'The quick brown fox' --max-new-tokens 16 (greedy)"
   build/mlabench generate --model "$model" --prompt "The quick brown fox" --max-new-tokens 16
+  if nvidia-smi > /dev/null 2>&1; then
+    echo "== the same on the GPU engine (--device cuda)"
+    build/mlabench generate --model "$model" --prompt "The quick brown fox" --max-new-tokens 16 --device cuda || true
+  fi
 else
-  cmake -S . -B build-test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLABENCH_SANITIZE=ON
+  cmake -S . -B build-test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLABENCH_SANITIZE=ON \
+    -DMLABENCH_CUDA="${MLABENCH_CUDA:-ON}"
   cmake --build build-test -j "$jobs"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   ctest --test-dir build-test --output-on-failure -j "$jobs"

@@ -50,14 +50,14 @@ fi
 if want sanitize; then
   san=/usr/local/cuda/bin/compute-sanitizer
   for t in test_cuda_kernels test_gpu_engine; do
-    timeout 400 $san --tool memcheck --error-exitcode 9 --leak-check no build-gpu/tests/$t --gtest_brief=1 \
+    timeout ${MEMCHECK_TIMEOUT:-200} $san --tool memcheck --error-exitcode 9 --leak-check no build-gpu/tests/$t --gtest_brief=1 \
       > "$out/memcheck_$t.log" 2>&1
     rc=$?
     row "memcheck $t" "$([ $rc = 0 ] && echo clean || echo "rc $rc: $(grep -m3 -E 'ERROR SUMMARY|Invalid|FAILED' "$out/memcheck_$t.log" | tr '\n' ' ')")"
   done
   # The serving path at V2-Lite shapes (2 layers, so memcheck stays quick): batched prefill, graphed decode.
   mkdir -p /tmp/v2lite-2l && python3 -c "import json; c=json.load(open('configs/deepseek-v2-lite/config.json')); c['num_hidden_layers']=2; json.dump(c, open('/tmp/v2lite-2l/config.json','w'))"
-  timeout 300 $san --tool memcheck --error-exitcode 9 --leak-check no build-gpu/mlabench bench --device cuda \
+  timeout 150 $san --tool memcheck --error-exitcode 9 --leak-check no build-gpu/mlabench bench --device cuda \
     --model /tmp/v2lite-2l --random-weights 0 --batch 1,16,64 --prompt 128 --gen 8 --kv-cache-gib 4 > "$out/memcheck_bench.log" 2>&1
   rc=$?
   row "memcheck bench (V2-Lite, 2 layers)" "$([ $rc = 0 ] && echo clean || echo "rc $rc: $(grep -m3 -E 'ERROR SUMMARY|Invalid|error' "$out/memcheck_bench.log" | tr '\n' ' ')")"
