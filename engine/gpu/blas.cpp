@@ -97,4 +97,23 @@ void Blas::linear_batched(void* const* y, int64_t ldy, const void* const* x, int
              "GemmBatchedEx", m, n, k);
 }
 
+bool Blas::linear_grouped(void* const* y, int64_t ldy, const void* const* x, int64_t ldx, const void* const* w,
+                          int64_t ldw, DType dt, const std::vector<int>& m, int64_t n, int64_t k) {
+  const auto groups = static_cast<int>(m.size());
+  if (groups == 0) return true;
+  const cudaDataType_t t = cuda_data_type(dt);
+  const std::vector<cublasOperation_t> ta(m.size(), CUBLAS_OP_T), tb(m.size(), CUBLAS_OP_N);
+  const std::vector<int> nn(m.size(), static_cast<int>(n)), kk(m.size(), static_cast<int>(k));
+  const std::vector<int> lda(m.size(), static_cast<int>(ldw)), ldb(m.size(), static_cast<int>(ldx));
+  const std::vector<int> ldc(m.size(), static_cast<int>(ldy)), size(m.size(), 1);
+  const std::vector<float> alpha(m.size(), 1.0f), beta(m.size(), 0.0f);
+  // Column-major view as in linear(): cuBLAS's m is our n (output features), its n our rows.
+  const cublasStatus_t st = cublasGemmGroupedBatchedEx(
+      handle_, ta.data(), tb.data(), nn.data(), m.data(), kk.data(), alpha.data(), w, t, lda.data(), x, t, ldb.data(),
+      beta.data(), y, CUDA_R_32F, ldc.data(), groups, size.data(), CUBLAS_COMPUTE_32F);
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED) return false;
+  check_blas(st, "GemmGroupedBatchedEx", groups, n, k);
+  return true;
+}
+
 }  // namespace mlabench::gpu

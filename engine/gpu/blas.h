@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "engine/core/dtype.h"
 #include "engine/kernels/cuda/cuda_check.h"
@@ -37,6 +38,12 @@ class Blas {
   /// For i < batch (device pointer arrays): y_i[m, n] = x_i[m, k] . w_i[n, k]^T.
   void linear_batched(void* const* y, int64_t ldy, const void* const* x, int64_t ldx, const void* const* w,
                       int64_t ldw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch);
+
+  /// Grouped GEMM (cublasGemmGroupedBatchedEx), one problem per group: y_i[m_i, n] = x_i[m_i, k] . w_i[n, k]^T
+  /// for i < m.size(), pointer arrays on the device, row counts on the host. False when this cuBLAS does not
+  /// support the operand types (the caller then issues the problems one by one).
+  bool linear_grouped(void* const* y, int64_t ldy, const void* const* x, int64_t ldx, const void* const* w,
+                      int64_t ldw, DType dt, const std::vector<int>& m, int64_t n, int64_t k);
 
   cudaStream_t stream() const { return stream_; }
 

@@ -10,6 +10,8 @@
 // Shapes: T new rows in the step, Td of them decode rows (one per decoding sequence), K = keys of the prefill
 // sequences, nh heads, qk = nope + rope, cw = kv_lora + rope (the cache width), dt = the weights' dtype.
 #include <algorithm>
+#include <cstdio>
+#include <string>
 
 #include "engine/gpu/gpu_model.h"
 #include "engine/kernels/cuda/kernels.h"
@@ -321,23 +323,47 @@ class DeepseekV2Gpu final : public GpuModel {
       silu_rows(ge, he_c, E * C, I);
       blas_->linear_strided(ye, H, C * H, he_c, I, C * I, L.experts_down.p, I, dn_stride, dtype_, C, H, I, E);
     } else {
-      // Prefill: the per-expert row counts come back to the host once per layer, then one GEMM pair per expert
-      // that has rows (no further synchronisation).
+      // Prefill: the per-expert row counts come back to the host once per layer; then one grouped GEMM per
+      // projection over the experts that have rows (or, where cuBLAS lacks grouped GEMM for these types, one
+      // GEMM per such expert, still without further synchronisation).
       MLABENCH_CUDA(cudaMemcpyAsync(host_offsets_.data(), offsets, static_cast<size_t>(E + 1) * 4,
                                     cudaMemcpyDeviceToHost, stream_));
       MLABENCH_CUDA(cudaStreamSynchronize(stream_));
+      std::vector<int> rows;
+      std::vector<const void*> p(6 * static_cast<size_t>(E));
+      size_t g = 0;
       for (int64_t e = 0; e < E; ++e) {
         const int64_t r0 = host_offsets_[static_cast<size_t>(e)], n = host_offsets_[static_cast<size_t>(e) + 1] - r0;
         if (n == 0) continue;
-        blas_->linear(ge + r0 * 2 * I, 2 * I, static_cast<const char*>(xe) + static_cast<size_t>(r0 * H) * es, H,
-                      bytes(L.experts_gate_up, e * gu_stride), H, dtype_, n, 2 * I, H);
+        rows.push_back(static_cast<int>(n));
+        p[g] = bytes(L.experts_gate_up, e * gu_stride);                                        // A, gate_up
+        p[E + g] = static_cast<const char*>(xe) + static_cast<size_t>(r0 * H) * es;              // B
+        p[2 * E + g] = ge + r0 * 2 * I;                                                        // C
+        p[3 * E + g] = bytes(L.experts_down, e * dn_stride);                                   // A, down
+        p[4 * E + g] = static_cast<const char*>(he_c) + static_cast<size_t>(r0 * I) * es;        // B
+        p[5 * E + g] = ye + r0 * H;                                                            // C
+        ++g;
       }
+      auto** dp = buf<const void*>(off_.ptrs);
+      MLABENCH_CUDA(cudaMemcpyAsync(dp, p.data(), p.size() * sizeof(void*), cudaMemcpyHostToDevice, stream_));
+      void* const* yv = const_cast<void* const*>(reinterpret_cast<const void* const*>(dp));
+      const bool grouped = grouped_ok_ &&
+                           blas_->linear_grouped(yv + 2 * E, 2 * I, dp + E, H, dp, H, dtype_, rows, 2 * I, H);
+      if (grouped_ok_ && !grouped)
+        std::fprintf(stderr, "note: cuBLAS has no grouped GEMM for %s operands with float32 output; the prefill MoE "
+                             "issues one GEMM per expert instead\n", std::string(dtype_name(dtype_)).c_str());
+      grouped_ok_ = grouped;
+      if (!grouped)
+        for (size_t i = 0; i < g; ++i)
+          blas_->linear(static_cast<float*>(const_cast<void*>(p[2 * E + i])), 2 * I, p[E + i], H, p[i], H, dtype_,
+                        rows[i], 2 * I, H);
       silu_rows(ge, he_c, T * K, I);
-      for (int64_t e = 0; e < E; ++e) {
-        const int64_t r0 = host_offsets_[static_cast<size_t>(e)], n = host_offsets_[static_cast<size_t>(e) + 1] - r0;
-        if (n == 0) continue;
-        blas_->linear(ye + r0 * H, H, static_cast<const char*>(he_c) + static_cast<size_t>(r0 * I) * es, I,
-                      bytes(L.experts_down, e * dn_stride), I, dtype_, n, H, I);
+      if (grouped) {
+        blas_->linear_grouped(yv + 5 * E, H, dp + 4 * E, I, dp + 3 * E, I, dtype_, rows, H, I);
+      } else {
+        for (size_t i = 0; i < g; ++i)
+          blas_->linear(static_cast<float*>(const_cast<void*>(p[5 * E + i])), H, p[4 * E + i], I, p[3 * E + i], I,
+                        dtype_, rows[i], H, I);
       }
     }
     k::cuda::moe_combine({.out = out, .ld_out = H, .y = ye, .ld_y = H, .topk_weight = w, .hidden = H, .n_tokens = T,
@@ -371,6 +397,7 @@ class DeepseekV2Gpu final : public GpuModel {
   DeviceBuffer keys_;
   int64_t padded_max_ = 0;
   int64_t key_budget_ = 0;
+  bool grouped_ok_ = true;  // cleared once if cuBLAS has no grouped GEMM for these operand types
   std::vector<int32_t> host_offsets_;
 };
 

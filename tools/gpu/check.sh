@@ -76,6 +76,13 @@ if want fixtures && python3 -c 'import transformers' 2>/dev/null; then
   row "fixtures regenerated" "$(python3 tools/gpu/compare_fixtures.py tests/data /tmp/mlabench-fixtures/tests/data 2>&1 | tail -1)"
 fi
 
+if want fixtures && python3 -c 'import transformers' 2>/dev/null; then
+  # The peer of the GPU engine's parity numbers: transformers itself in each fixture's stored dtype.
+  python3 tools/gpu/reference_precision_error.py --out "$out/reference_precision.json" > "$out/refprec.log" 2>&1
+  row "transformers in stored dtype vs f64" "rc $?"
+  sed 's/^/    /' "$out/refprec.log" | tail -8 >> "$out/summary.txt"
+fi
+
 if want bench; then
   m=build-gpu/mlabench
   timeout 420 $m bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 --batch ${BENCH_BATCHES:-1,16,64,256} \
@@ -123,6 +130,10 @@ else
   row "tokenizer benchmark" "FAILED (bench_tokenizer.log)"
 fi
 fi
+# At most 8 files come back from the device tool: the logs travel as one file.
+for f in build.log make_fixtures.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log; do
+  [ -f "$out/$f" ] && { echo "===== $f"; cat "$out/$f"; rm -f "$out/$f"; }
+done > "$out/logs.txt"
 echo
 echo "================ mlabench GPU-machine check ================"
 cat "$out/summary.txt"
