@@ -124,10 +124,13 @@ struct LogSoftmaxGatherParams {
   int32_t* is_greedy = nullptr;      // [n_rows]
 };
 
-/// One token per row. temperature[r] == 0: argmax (ties to the lowest id). Otherwise softmax(logits / T) cut to
-/// the smallest set of highest-probability tokens whose mass reaches top_p[r] (ties at the cut kept, all of
-/// them), renormalised, sampled with u = sampling_uniform(seed[r], step[r]) by walking token ids in ascending
-/// order. The draw depends only on (seed, step): a request samples the same tokens in any batch.
+/// One token per row. temperature[r] <= 0: argmax (ties to the lowest id). Otherwise softmax(logits / T) cut to
+/// the smallest set of highest-logit tokens whose mass reaches top_p[r] (ties at the cut kept, all of them),
+/// renormalised, sampled with u = sampling_uniform(seed[r], step[r]) by walking token ids in ascending order.
+/// So that kernel and twin agree bit for bit, each weight exp((l - max) / T) comes from a polynomial built of
+/// correctly rounded float operations (about 2e-7 relative), is truncated to an integer multiple of 2^-40 of the
+/// top token's weight, and the weights are summed as integers: tokens under 2^-40 of the top one are never drawn.
+/// The draw depends only on (seed, step): a request samples the same tokens in any batch.
 struct SampleParams {
   const float* logits = nullptr;  // [n_rows, vocab] at ld
   int64_t ld = 0;
