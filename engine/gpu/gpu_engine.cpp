@@ -512,7 +512,7 @@ struct GpuEngine::Impl {
       uses.insert(uses.end(), full_uses.begin(), full_uses.end());
 
       // ---- upload, forward, sample/score, download ------------------------------------------------------
-      DeviceStep d = upload(b, order, sample_uses, score_targets);
+      DeviceStep d = upload(b, reqs, sample_uses, score_targets);
       if (graphed) {
         d.max_kv_decode = max_blocks * static_cast<int32_t>(bs);  // baked into the graph: the bucket's bound
         replay(d);
@@ -633,7 +633,7 @@ struct GpuEngine::Impl {
   }
 
   // Packs the step's integers (and the sampling/scoring parameters) into pinned memory, one copy to the device.
-  DeviceStep upload(const StepBatch& b, const std::vector<Seq*>& order, const std::vector<RowUse>& sample_uses,
+  DeviceStep upload(const StepBatch& b, const std::vector<SeqRequest>& reqs, const std::vector<RowUse>& sample_uses,
                     const std::vector<int32_t>& targets) {
     char* h = h_stage.get();
     char* d = d_stage.as<char>();
@@ -673,17 +673,11 @@ struct GpuEngine::Impl {
     std::vector<uint64_t> seed;
     std::vector<int64_t> step;
     for (const RowUse& u : sample_uses) {
-      (void)order;
-      temp.push_back(0.0f);
-      top_p.push_back(1.0f);
-      seed.push_back(0);
-      step.push_back(u.seq->n_generated);
-    }
-    for (size_t i = 0; i < sample_uses.size(); ++i) {
-      const GenerateOptions& g = (*reqs_)[sample_uses[i].seq->req].gen;
-      temp[i] = g.temperature;
-      top_p[i] = g.top_p;
-      seed[i] = g.seed;
+      const GenerateOptions& g = reqs[u.seq->req].gen;
+      temp.push_back(g.temperature);
+      top_p.push_back(g.top_p);
+      seed.push_back(g.seed);
+      step.push_back(u.seq->n_generated);  // the index of the token being drawn
     }
     d_temp_ = static_cast<float*>(put(temp.data(), temp.size() * 4));
     d_top_p_ = static_cast<float*>(put(top_p.data(), top_p.size() * 4));
@@ -696,7 +690,6 @@ struct GpuEngine::Impl {
     return st;
   }
 
-  const std::vector<SeqRequest>* reqs_ = nullptr;
   float* d_temp_ = nullptr;
   float* d_top_p_ = nullptr;
   uint64_t* d_seed_ = nullptr;
@@ -717,7 +710,6 @@ std::unique_ptr<GpuEngine> GpuEngine::create(const ModelConfig& c, const ModelWe
 
 std::vector<SeqResult> GpuEngine::run(const std::vector<SeqRequest>& requests,
                                       const std::function<bool(size_t, int32_t)>& on_token) {
-  impl_->reqs_ = &requests;
   return impl_->run(requests, on_token);
 }
 
