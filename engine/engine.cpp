@@ -10,7 +10,6 @@
 #include "engine/model/cpu_model.h"
 #include "engine/model/model_info.h"
 #include "engine/sampling/sampler.h"
-#include "engine/weights/tensor_manifest.h"
 #include "mlabench/engine.h"
 #if MLABENCH_HAS_CUDA
 #include "engine/gpu/gpu_engine.h"
@@ -49,19 +48,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Bytes of all weights and of those one decode token multiplies (active experts only), from the config alone.
-std::pair<uint64_t, uint64_t> weight_footprint(const ModelConfig& c) {
-  uint64_t all = 0, idle_experts = 0, embed = 0;
-  const uint64_t es = dtype_size(c.dtype);
-  for (const ExpectedTensor& t : tensor_manifest(c, ExpertLayout::HUB)) {
-    uint64_t n = 1;
-    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
-    all += n * es;
-    if (t.name == "model.embed_tokens.weight") embed = n * es;
-    if (t.name.find(".mlp.experts.0.") != std::string::npos)
-      idle_experts += n * es * static_cast<uint64_t>(c.n_routed_experts - c.experts_per_token);
-  }
-  return {all, all - idle_experts - (c.tie_word_embeddings ? 0 : embed)};
+// Bytes of all weights and of those one decode token multiplies (active experts only), from the config alone,
+// at the dtype the weights are stored in.
+std::pair<uint64_t, uint64_t> weight_footprint(const ModelConfig& c, DType stored) {
+  const ParamCounts p = count_params(c);
+  const uint64_t es = dtype_size(stored);
+  return {static_cast<uint64_t>(p.total) * es, static_cast<uint64_t>(p.active_per_token) * es};
 }
 
 }  // namespace
@@ -180,9 +172,8 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
       std::optional<ModelWeights> w;
       if (!options.random_weights_seed) w = load_weights(c, options.model_dir);
       e->impl_->summary = summarize(c, options.model_dir, w ? w->checkpoint.get() : nullptr);
-      ModelConfig stored = c;
-      if (w) stored.dtype = w->embed.dtype;
-      std::tie(e->impl_->weight_bytes, e->impl_->active_weight_bytes) = weight_footprint(stored);
+      std::tie(e->impl_->weight_bytes, e->impl_->active_weight_bytes) =
+          weight_footprint(c, w ? w->embed.dtype : c.dtype);
       e->impl_->gpu = gpu::GpuEngine::create(c, w ? &*w : nullptr, options.random_weights_seed.value_or(0),
                                              {.kv_cache_gib = options.kv_cache_gib,
                                               .block_size = options.block_size,
@@ -200,9 +191,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
       ModelWeights w = options.random_weights_seed ? random_weights(c, *options.random_weights_seed)
                                                    : load_weights(c, options.model_dir);
       e->impl_->summary = summarize(c, options.model_dir, w.checkpoint.get());
-      ModelConfig stored = c;
-      stored.dtype = w.embed.dtype;
-      e->impl_->active_weight_bytes = weight_footprint(stored).second;
+      e->impl_->active_weight_bytes = weight_footprint(c, w.embed.dtype).second;
       e->impl_->weight_bytes = w.stored_bytes;
       e->impl_->model = make_cpu_model(std::move(c), std::move(w), options.mla_attention);
     }

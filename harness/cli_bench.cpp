@@ -18,6 +18,7 @@
 
 #include "engine/core/dtype.h"
 #include "engine/model/config.h"
+#include "engine/model/model_info.h"
 #include "harness/cli_model.h"
 
 namespace mlabench::cli {
@@ -68,7 +69,7 @@ void bench_command(const BenchArgs& a) {
   // distinct experts under uniform routing), and every sequence's KV cache.
   const auto es = static_cast<double>(engine->active_weight_bytes()) /
                   std::max<double>(1.0, static_cast<double>(sum.params_active_per_token));
-  const double expert_bytes = 3.0 * static_cast<double>(c.hidden_size * c.moe_intermediate_size) * es;
+  const double expert_bytes = static_cast<double>(count_params(c).per_routed_expert) * es;
   const auto n_moe = static_cast<double>(c.n_moe_layers());
   auto step_bytes = [&](int64_t B, double ctx) {
     double w = static_cast<double>(engine->active_weight_bytes());

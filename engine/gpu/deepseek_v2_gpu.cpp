@@ -345,8 +345,9 @@ class DeepseekV2Gpu final : public GpuModel {
         ++g;
       }
       auto** dp = buf<const void*>(off_.ptrs);
-      MLABENCH_CUDA(cudaMemcpyAsync(dp, p.data(), p.size() * sizeof(void*), cudaMemcpyHostToDevice, stream_));
       void* const* yv = const_cast<void* const*>(reinterpret_cast<const void* const*>(dp));
+      if (grouped_ok_)  // the pointer arrays go to the device only for the grouped call
+        MLABENCH_CUDA(cudaMemcpyAsync(dp, p.data(), p.size() * sizeof(void*), cudaMemcpyHostToDevice, stream_));
       const bool grouped = grouped_ok_ &&
                            blas_->linear_grouped(yv + 2 * E, 2 * I, dp + E, H, dp, H, dtype_, rows, 2 * I, H);
       if (grouped_ok_ && !grouped)

@@ -133,10 +133,8 @@ struct Seq {
   uint64_t admit_order = 0;
 };
 
-enum class RowKind { SAMPLE, SCORE, FULL };
 struct RowUse {
   Seq* seq;
-  RowKind kind;
   int64_t pos;  // position of the row's token
 };
 
@@ -335,13 +333,18 @@ struct GpuEngine::Impl {
       return true;
     };
     // Prefix sharing at admission: reuse cached full blocks, leaving at least the tokens whose logits we need.
-    auto admit = [&](Seq& s) {
+    // Tokens a request may take from the prefix cache: all but the rows whose logits it needs.
+    auto share_limit = [&](const Seq& s) -> int64_t {
       const SeqRequest& r = reqs[s.req];
-      hash_blocks(s);
+      if (!opt.prefix_sharing || r.all_logits) return 0;
       int64_t limit = static_cast<int64_t>(s.tokens.size()) - 1;
       if (r.score_from >= 1) limit = std::min(limit, r.score_from - 1);
-      if (r.all_logits) limit = 0;
-      if (opt.prefix_sharing)
+      return limit;
+    };
+    auto admit = [&](Seq& s) {
+      hash_blocks(s);
+      const int64_t limit = share_limit(s);
+      if (limit >= bs)
         for (int64_t b = 0; (b + 1) * bs <= limit; ++b) {
           const int32_t blk = blocks->lookup(s.block_hash[static_cast<size_t>(b)]);
           if (blk < 0) break;
@@ -349,8 +352,6 @@ struct GpuEngine::Impl {
           s.n_cached += bs;
           s.published = b + 1;
         }
-      results[s.req].prefix_tokens_reused += s.n_cached;
-      stats.prefix_tokens_reused += s.n_cached;
       if (!s.block_hash.empty()) ++pending[s.block_hash[0]];
       s.admit_order = admit_counter++;
       running.push_back(&s);
@@ -412,24 +413,19 @@ struct GpuEngine::Impl {
         Seq* s = *it;
         hash_blocks(*s);
         // Another running sequence is computing the same first block: wait for it and share.
-        if (opt.prefix_sharing && !s->block_hash.empty() && pending.count(s->block_hash[0]) &&
-            !blocks->cached(s->block_hash[0]) && reqs[s->req].score_from != 1 && !reqs[s->req].all_logits) {
+        if (share_limit(*s) >= bs && pending.count(s->block_hash[0]) && !blocks->cached(s->block_hash[0])) {
           ++it;
           continue;
         }
+        // A request whose prompt came from the prefix cache but for its last token is a one-row prefill chunk.
         admit(*s);
-        if (static_cast<int64_t>(s->tokens.size()) - s->n_cached == 1) {
-          // Everything but the last token came from the prefix cache: it joins as a decode-like row.
-          if (!plan_prefill(s)) {
-            release(*s);
-            running.pop_back();
-            break;
-          }
-        } else if (!plan_prefill(s)) {
+        if (!plan_prefill(s)) {
           release(*s);
           running.pop_back();
           break;
         }
+        results[s->req].prefix_tokens_reused += s->n_cached;
+        stats.prefix_tokens_reused += s->n_cached;
         it = waiting.erase(it);
       }
       if (decode.empty() && prefill.empty()) {
@@ -444,10 +440,9 @@ struct GpuEngine::Impl {
       // ---- lay the step out ------------------------------------------------------------------------------
       StepBatch b;
       b.n_decode = static_cast<int32_t>(decode.size());
-      std::vector<RowUse> uses;  // logit rows: SAMPLE first, then SCORE, then FULL (the order kernels expect)
       std::vector<int32_t> sample_rows, score_rows, full_rows;
       std::vector<int32_t> score_targets;
-      std::vector<RowUse> sample_uses, score_uses, full_uses;
+      std::vector<RowUse> sample_uses, score_uses, full_uses;  // logit rows in this order (what the kernels expect)
       int32_t max_blocks = 0;
       auto add_seq = [&](Seq* s, int64_t n) {
         const SeqRequest& r = reqs[s->req];
@@ -461,15 +456,15 @@ struct GpuEngine::Impl {
           const bool last = pos + 1 == static_cast<int64_t>(s->tokens.size());
           if (r.all_logits && pos < s->n_prompt) {
             full_rows.push_back(row);
-            full_uses.push_back({s, RowKind::FULL, pos});
+            full_uses.push_back({s, pos});
           } else if (r.score_from >= 1 && pos >= r.score_from - 1 && pos + 1 < s->n_prompt) {
             score_rows.push_back(row);
             score_targets.push_back(s->tokens[static_cast<size_t>(pos + 1)]);
-            score_uses.push_back({s, RowKind::SCORE, pos});
+            score_uses.push_back({s, pos});
           }
           if (last && r.gen.max_new_tokens > s->n_generated) {
             sample_rows.push_back(row);
-            sample_uses.push_back({s, RowKind::SAMPLE, pos});
+            sample_uses.push_back({s, pos});
           }
         }
         b.cu_q.push_back(static_cast<int32_t>(b.tokens.size()));
@@ -507,9 +502,6 @@ struct GpuEngine::Impl {
       b.logit_rows.insert(b.logit_rows.end(), score_rows.begin(), score_rows.end());
       b.logit_rows.insert(b.logit_rows.end(), full_rows.begin(), full_rows.end());
       for (int32_t i = 0; i < n_pad; ++i) b.logit_rows.push_back(static_cast<int32_t>(decode.size()) + i);
-      uses = sample_uses;
-      uses.insert(uses.end(), score_uses.begin(), score_uses.end());
-      uses.insert(uses.end(), full_uses.begin(), full_uses.end());
 
       // ---- upload, forward, sample/score, download ------------------------------------------------------
       DeviceStep d = upload(b, reqs, sample_uses, score_targets);

@@ -19,6 +19,7 @@
 #include "engine/core/dtype.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/twin/twin.h"
+#include "tests/kernels/attention_test_util.h"
 #include "tests/kernels/gpu_test_util.h"
 
 namespace mlabench::kernels {
@@ -26,67 +27,17 @@ namespace {
 
 constexpr double kTol = 5e-4;
 constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
-constexpr uint16_t kBf16NaN = 0x7fc0;
 // Cache lengths around tile edges (16/32/64 keys), plus long ones.
 const std::vector<int32_t> kLengths{1, 2, 15, 16, 17, 63, 64, 65, 300, 1000, 4097};
 
-std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
-  std::normal_distribution<float> nd(0.0f, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
-
-// Shuffled paged BF16 pool; unowned slots are NaN; owned ones random (the same table serves K and V pools).
-struct Paged {
-  int32_t block_size = 0, max_blocks = 0;
-  int64_t width = 0;
-  std::vector<int32_t> table;
-  std::vector<uint16_t> pool;
-
-  Paged(const std::vector<int32_t>& kv_len, int32_t bs, int64_t w, std::mt19937& rng) : block_size(bs), width(w) {
-    int32_t total = 2;
-    for (int32_t n : kv_len) {
-      max_blocks = std::max(max_blocks, (n + bs - 1) / bs);
-      total += (n + bs - 1) / bs;
-    }
-    max_blocks += 1;  // a spare entry per row, pointing at an unowned block
-    std::vector<int32_t> ids(static_cast<size_t>(total));
-    std::iota(ids.begin(), ids.end(), 0);
-    std::shuffle(ids.begin(), ids.end(), rng);
-    table.assign(kv_len.size() * static_cast<size_t>(max_blocks), ids[0]);  // ids[0], ids[1]: never owned
-    size_t next = 2;
-    for (size_t s = 0; s < kv_len.size(); ++s)
-      for (int32_t b = 0; b < (kv_len[s] + bs - 1) / bs; ++b)
-        table[s * static_cast<size_t>(max_blocks) + b] = ids[next++];
-    pool.assign(static_cast<size_t>(total) * bs * w, kBf16NaN);
+// A pool with random values in every owned slot.
+struct Paged : test::PagedPool {
+  Paged(const std::vector<int32_t>& kv_len, int32_t bs, int64_t w, std::mt19937& rng) : PagedPool(kv_len, bs, w, rng) {
     refill(kv_len, rng);
   }
-  // New random values in every owned slot (a V pool copied from its K pool keeps the table and the NaNs).
-  void refill(const std::vector<int32_t>& kv_len, std::mt19937& rng) {
-    std::normal_distribution<float> nd;
-    for (size_t s = 0; s < kv_len.size(); ++s)
-      for (int32_t p = 0; p < kv_len[s]; ++p) {
-        const int64_t block = table[s * static_cast<size_t>(max_blocks) + static_cast<size_t>(p / block_size)];
-        uint16_t* slot = pool.data() + (block * block_size + p % block_size) * width;
-        for (int64_t c = 0; c < width; ++c) slot[c] = f32_to_bf16(nd(rng));
-      }
-  }
-  PagedCache view(const int32_t* tables) const { return {block_size, tables, max_blocks}; }
 };
-
-struct Varlen {
-  std::vector<int32_t> cu_q{0}, kv_len;
-  int32_t max_q = 0, max_kv = 0;
-  void add(int32_t q_len, int32_t kv) {
-    cu_q.push_back(cu_q.back() + q_len);
-    kv_len.push_back(kv);
-    max_q = std::max(max_q, q_len);
-    max_kv = std::max(max_kv, kv);
-  }
-  int32_t n() const { return static_cast<int32_t>(kv_len.size()); }
-  int32_t rows() const { return cu_q.back(); }
-};
+using test::randn;
+using Varlen = test::VarlenBuilder;
 
 // n sequences cycling through kLengths; prefill rows: a full prompt or a chunk continuing a cached prefix.
 Varlen mixed_batch(int n, bool decode) {

@@ -13,54 +13,17 @@
 
 #include "engine/core/dtype.h"
 #include "engine/kernels/twin/twin.h"
+#include "tests/kernels/attention_test_util.h"
 #include "mlabench/result.h"
 
 namespace mlabench::kernels {
 namespace {
 
+using test::randn;
+using Paged = test::PagedPool;
+using Varlen = test::VarlenBuilder;
+
 constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
-constexpr uint16_t kBf16NaN = 0x7fc0;
-
-std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
-  std::normal_distribution<float> nd(0.0f, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
-
-// A paged BF16 pool: sequence s's position p at slot table[s * max_blocks + p / bs] * bs + p % bs; blocks are
-// shuffled, two spare blocks are never owned, and every slot no position owns holds NaN.
-struct Paged {
-  int32_t block_size = 0, max_blocks = 0;
-  int64_t width = 0;
-  std::vector<int32_t> table;
-  std::vector<uint16_t> pool;
-
-  Paged(const std::vector<int32_t>& kv_len, int32_t bs, int64_t w, std::mt19937& rng) : block_size(bs), width(w) {
-    int32_t total = 2;
-    for (int32_t n : kv_len) {
-      max_blocks = std::max(max_blocks, (n + bs - 1) / bs);
-      total += (n + bs - 1) / bs;
-    }
-    max_blocks = std::max(max_blocks, 1) + 1;  // a spare entry per row, pointing at an unowned block
-    std::vector<int32_t> ids(static_cast<size_t>(total));
-    std::iota(ids.begin(), ids.end(), 0);
-    std::shuffle(ids.begin(), ids.end(), rng);
-    table.assign(kv_len.size() * static_cast<size_t>(max_blocks), ids[0]);  // ids[0], ids[1]: never owned
-    size_t next = 2;
-    for (size_t s = 0; s < kv_len.size(); ++s)
-      for (int32_t b = 0; b < (kv_len[s] + bs - 1) / bs; ++b)
-        table[s * static_cast<size_t>(max_blocks) + b] = ids[next++];
-    pool.assign(static_cast<size_t>(total) * bs * w, kBf16NaN);
-  }
-  int64_t slot(size_t s, int64_t p) const {
-    return int64_t{table[s * static_cast<size_t>(max_blocks) + static_cast<size_t>(p / block_size)]} * block_size +
-           p % block_size;
-  }
-  uint16_t* at(size_t s, int64_t p) { return pool.data() + slot(s, p) * width; }
-  PagedCache view() const { return {block_size, table.data(), max_blocks}; }
-};
-
 // softmax(scale * q.k_j) weighted sum of v_j over the given keys, in double.
 std::vector<double> naive(const std::vector<double>& q, const std::vector<std::vector<double>>& keys,
                           const std::vector<std::vector<double>>& values, double scale) {
@@ -84,18 +47,6 @@ void expect_close(const float* got, const std::vector<double>& want, double tol,
   for (size_t d = 0; d < want.size(); ++d)
     ASSERT_NEAR(got[d], want[d], tol * (1.0 + std::fabs(want[d]))) << what << " column " << d;
 }
-
-struct Varlen {
-  std::vector<int32_t> cu_q{0}, kv_len;
-  int32_t max_q = 0, max_kv = 0;
-  void add(int32_t q_len, int32_t kv) {
-    cu_q.push_back(cu_q.back() + q_len);
-    kv_len.push_back(kv);
-    max_q = std::max(max_q, q_len);
-    max_kv = std::max(max_kv, kv);
-  }
-  VarlenBatch view() const { return {static_cast<int32_t>(kv_len.size()), cu_q.data(), kv_len.data(), max_q, max_kv}; }
-};
 
 TEST(TwinAttention, MlaPrefillMatchesDoubleReference) {
   std::mt19937 rng(11);

@@ -2,9 +2,6 @@
 // that have no tensor-core instance there (the tiny test models, unusual configs). One block per (query row,
 // head), keys in chunks of kChunk with an online softmax in float32; any head size, no split-KV. Correct and
 // simple, not fast: real DeepSeek-V2 / Llama shapes take the instances in attention.cu.
-#ifndef FMT_USE_CONSTEXPR
-#define FMT_USE_CONSTEXPR 1
-#endif
 #include <cuda_bf16.h>
 
 #include "engine/kernels/cuda/attention_generic.h"

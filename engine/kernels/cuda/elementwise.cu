@@ -5,12 +5,6 @@
 // All of them are memory bound: each thread moves W consecutive elements per access (16 bytes where the
 // pointers, leading dimensions and widths allow it, else narrower, down to scalar), rows are spread over the
 // grid's y dimension (or over blocks / warps) with grid-stride loops so any row count fits the grid limits.
-// fmt 9 turns its constexpr off under nvcc and then fails to compile its own constexpr functions; relaxed
-// constexpr is fine for the host compiler nvcc drives, so turn it back on (until the build sets it for CUDA).
-#ifndef FMT_USE_CONSTEXPR
-#define FMT_USE_CONSTEXPR 1
-#endif
-
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

@@ -7,12 +7,6 @@
 // rank -1 and is not counted, and gather/combine skip pairs of negative rank (and PADDED rows past capacity),
 // so nothing is written outside the buffers. The twins refuse such input instead.
 //
-// fmt 9 turns its constexpr off under nvcc and then fails on its own consteval format strings; the host compiler
-// nvcc drives handles them, so turn it back on (as elementwise.cu, until the build sets it for CUDA).
-#ifndef FMT_USE_CONSTEXPR
-#define FMT_USE_CONSTEXPR 1
-#endif
-
 #include <cuda_runtime.h>
 
 #include <cmath>

@@ -9,12 +9,6 @@
 //                       depend on order; warp-aggregated through __match_any_sync because logits crowd a few
 //                       bins); then a walk over token ids in tiles with a block scan to find the drawn token.
 //   random_fill         grid-stride, 16-byte stores, counter-based splitmix64: bit-identical to the host.
-// fmt 9 turns its constexpr off under nvcc and then fails on its own consteval format strings; the host compiler
-// nvcc drives handles them, so turn it back on (as elementwise.cu, until the build sets it for CUDA).
-#ifndef FMT_USE_CONSTEXPR
-#define FMT_USE_CONSTEXPR 1
-#endif
-
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
