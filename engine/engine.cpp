@@ -173,7 +173,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
       if (!options.random_weights_seed) w = load_weights(c, options.model_dir);
       e->impl_->summary = summarize(c, options.model_dir, w ? w->checkpoint.get() : nullptr);
       std::tie(e->impl_->weight_bytes, e->impl_->active_weight_bytes) =
-          weight_footprint(c, w ? w->embed.dtype : c.dtype);
+          weight_footprint(c, options.precision == Precision::FLOAT32 ? DType::F32 : w ? w->embed.dtype : c.dtype);
       e->impl_->gpu = gpu::GpuEngine::create(c, w ? &*w : nullptr, options.random_weights_seed.value_or(0),
                                              {.kv_cache_gib = options.kv_cache_gib,
                                               .block_size = options.block_size,
@@ -182,7 +182,8 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
                                               .max_logit_rows = 512,
                                               .max_context = options.max_context,
                                               .prefix_sharing = options.prefix_sharing,
-                                              .cuda_graphs = options.cuda_graphs});
+                                              .cuda_graphs = options.cuda_graphs,
+                                              .precision = options.precision});
 #else
       MLABENCH_FAIL("this mlabench was built without CUDA, so --device cuda is unavailable. HINT: rebuild on a machine "
                     "with the CUDA toolkit (nvcc at /usr/local/cuda/bin), or use --device cpu");

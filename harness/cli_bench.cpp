@@ -71,6 +71,8 @@ void bench_command(const BenchArgs& a) {
                   std::max<double>(1.0, static_cast<double>(sum.params_active_per_token));
   const double expert_bytes = static_cast<double>(count_params(c).per_routed_expert) * es;
   const auto n_moe = static_cast<double>(c.n_moe_layers());
+  // The cache holds BF16, or F32 under --precision f32.
+  const auto kv_per_token = static_cast<double>(sum.kv_bytes_per_token_bf16) * (margs.precision == "f32" ? 2.0 : 1.0);
   auto step_bytes = [&](int64_t B, double ctx) {
     double w = static_cast<double>(engine->active_weight_bytes());
     if (c.n_routed_experts > 0) {
@@ -78,7 +80,7 @@ void bench_command(const BenchArgs& a) {
       const double touched = E * (1.0 - std::pow(1.0 - k / E, static_cast<double>(B)));
       w += n_moe * (touched - k) * expert_bytes;
     }
-    return w + static_cast<double>(B) * ctx * static_cast<double>(sum.kv_bytes_per_token_bf16);
+    return w + static_cast<double>(B) * ctx * kv_per_token;
   };
 
   std::mt19937_64 rng(a.seed);
@@ -135,8 +137,8 @@ void bench_command(const BenchArgs& a) {
            for (const auto& r : pre) v.push_back(r.prefill_seconds * 1e3);
            return v;
          }(), 50)},
-        {"kv_bytes_per_token", sum.kv_bytes_per_token_bf16},
-        {"kv_bytes_at_end", static_cast<double>(B * (a.prompt + a.gen)) * static_cast<double>(sum.kv_bytes_per_token_bf16)},
+        {"kv_bytes_per_token", kv_per_token},
+        {"kv_bytes_at_end", static_cast<double>(B * (a.prompt + a.gen)) * kv_per_token},
         {"decode_step_bytes", step_bytes(B, avg_ctx)},
         {"decode_achieved_gb_per_s", gbps},
         {"copy_gb_per_s", copy_gbps},
@@ -172,7 +174,8 @@ void bench_command(const BenchArgs& a) {
                   {"block_size", margs.block_size},
                   {"kv_cache_gib", margs.kv_cache_gib},
                   {"prefix_sharing", !margs.no_prefix_sharing},
-                  {"cuda_graphs", !margs.no_cuda_graphs}}},
+                  {"cuda_graphs", !margs.no_cuda_graphs},
+                  {"precision", margs.precision}}},
       {"active_weight_bytes_per_token", engine->active_weight_bytes()},
       {"weight_bytes", engine->weight_bytes()},
       {"copy_gb_per_s", copy_gbps},

@@ -47,6 +47,11 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
   cmd->add_option("--block-size", a.block_size, "cuda: KV cache block in tokens")->check(CLI::PositiveNumber);
   cmd->add_flag("--no-prefix-sharing", a.no_prefix_sharing, "cuda: do not reuse cached blocks of shared prefixes");
   cmd->add_flag("--no-cuda-graphs", a.no_cuda_graphs, "cuda: launch decode steps kernel by kernel");
+  cmd->add_option("--precision", a.precision,
+                  "cuda: native (GEMMs in the checkpoint dtype, BF16 KV cache: fast) or f32 (float32 weights, GEMMs, "
+                  "KV cache and attention: parity with the reference, 2x memory)")
+      ->check(CLI::IsMember({"native", "f32"}))
+      ->capture_default_str();
 }
 
 namespace {
@@ -84,6 +89,7 @@ std::unique_ptr<Engine> open_engine(const ModelArgs& a) {
   o.block_size = a.block_size;
   o.prefix_sharing = !a.no_prefix_sharing;
   o.cuda_graphs = !a.no_cuda_graphs;
+  o.precision = a.precision == "f32" ? Precision::FLOAT32 : Precision::NATIVE;
   o.model_dir = a.model_dir;
   if (a.random_seed >= 0) o.random_weights_seed = static_cast<uint64_t>(a.random_seed);
   o.n_threads = a.threads;

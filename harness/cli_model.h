@@ -25,6 +25,7 @@ struct ModelArgs {
   int64_t block_size = 16;
   bool no_prefix_sharing = false;
   bool no_cuda_graphs = false;
+  std::string precision = "native";
 };
 
 /// \brief --model, and with engine_options the engine flags (--device, --random-weights, GPU limits, ...).

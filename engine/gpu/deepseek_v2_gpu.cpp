@@ -26,7 +26,8 @@ constexpr float kLatentNormEps = 1e-6f;  // q_a/kv_a layernorms use the RMSNorm 
 
 class DeepseekV2Gpu final : public GpuModel {
  public:
-  DeepseekV2Gpu(const ModelConfig& c, const ModelWeights* host, uint64_t seed, cudaStream_t s) : GpuModel(c, s) {
+  DeepseekV2Gpu(const ModelConfig& c, const ModelWeights* host, uint64_t seed, Precision precision, cudaStream_t s)
+      : GpuModel(c, precision, s) {
     upload_weights(host, seed);
   }
 
@@ -101,7 +102,7 @@ class DeepseekV2Gpu final : public GpuModel {
                          .out = xn_c, .out_type = dtype_, .ld_out = H, .weight = L.input_norm, .n_rows = T,
                          .dim = H, .eps = eps},
                         stream_);
-      attention(st, L, pools.k[static_cast<size_t>(l)].as<uint16_t>(), pools.block_size, delta);
+      attention(st, L, pools.k[static_cast<size_t>(l)].get(), pools.block_size, delta);
       if (L.is_moe) {
         // The router needs the normed input in float32; the experts take it in dt.
         float* xn = buf<float>(off_.xn);
@@ -134,7 +135,7 @@ class DeepseekV2Gpu final : public GpuModel {
   }
 
   // Multi-head latent attention of the step's rows; writes o_proj's output to out [T, H].
-  void attention(const DeviceStep& st, const Layer& L, uint16_t* cache, int64_t block_size, float* out) {
+  void attention(const DeviceStep& st, const Layer& L, void* cache, int64_t block_size, float* out) {
     const ModelConfig& c = config_;
     const int64_t T = st.n_rows, Td = st.n_decode, H = c.hidden_size, nh = c.n_heads;
     const int64_t nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, qk = nope + rd, v = c.v_head_dim;
@@ -162,7 +163,7 @@ class DeepseekV2Gpu final : public GpuModel {
                       stream_);
     rope(ckv, cw, T, 1, 0, kvl, st.positions);
     rope(q, nh * qk, T, nh, qk, nope, st.positions);
-    k::cuda::cache_write({.cache = cache, .width = cw, .src = ckv, .ld_src = cw, .slots = st.slots, .n_rows = T},
+    k::cuda::cache_write({.cache = cache, .cache_type = cache_dtype(), .width = cw, .src = ckv, .ld_src = cw, .slots = st.slots, .n_rows = T},
                          stream_);
 
     float* o = buf<float>(off_.o);  // [T, nh * v]
@@ -183,7 +184,7 @@ class DeepseekV2Gpu final : public GpuModel {
                                      .paged = {.block_size = static_cast<int32_t>(block_size),
                                                .block_tables = st.block_tables,
                                                .max_blocks = st.max_blocks},
-                                     .cache = cache, .q_lat = q_lat, .ld_q_lat = nh * kvl, .q_pe = q + nope,
+                                     .cache = cache, .cache_type = cache_dtype(), .q_lat = q_lat, .ld_q_lat = nh * kvl, .q_pe = q + nope,
                                      .ld_q_pe = nh * qk, .q_pe_head_stride = qk, .out = o_lat, .ld_out = nh * kvl,
                                      .n_heads = static_cast<int32_t>(nh), .kv_lora = static_cast<int32_t>(kvl),
                                      .rope = static_cast<int32_t>(rd), .scale = scale};
@@ -205,7 +206,7 @@ class DeepseekV2Gpu final : public GpuModel {
       float* lat = keys_.as<float>();                                    // [K, cw]
       void* lat_c = keys_.as<char>() + static_cast<size_t>(K * cw) * 4;  // [K, kvl] dt
       float* kv = reinterpret_cast<float*>(static_cast<char*>(lat_c) + static_cast<size_t>(K * kvl) * es);
-      k::cuda::cache_gather({.out = lat, .ld_out = cw, .cache = cache, .width = cw,
+      k::cuda::cache_gather({.out = lat, .ld_out = cw, .cache = cache, .cache_type = cache_dtype(), .width = cw,
                              .block_size = static_cast<int32_t>(block_size),
                              .block_tables = st.block_tables + st.n_decode * st.max_blocks,
                              .max_blocks = st.max_blocks, .kv_len = st.kv_len + st.n_decode, .cu_kv = st.cu_kv,
@@ -222,7 +223,7 @@ class DeepseekV2Gpu final : public GpuModel {
                                       .k_pe = lat + kvl, .ld_kpe = cw, .out = o, .ld_out = nh * v,
                                       .n_heads = static_cast<int32_t>(nh), .nope = static_cast<int32_t>(nope),
                                       .rope = static_cast<int32_t>(rd), .v = static_cast<int32_t>(v),
-                                      .scale = scale},
+                                      .scale = scale, .float32_math = precision_ == Precision::FLOAT32},
                                      stream_);
     }
     void* o_c = buf<void>(off_.o_c);
@@ -405,8 +406,8 @@ class DeepseekV2Gpu final : public GpuModel {
 }  // namespace
 
 std::unique_ptr<GpuModel> make_deepseek_v2_gpu(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                               cudaStream_t stream) {
-  return std::make_unique<DeepseekV2Gpu>(c, host, seed, stream);
+                                               Precision precision, cudaStream_t stream) {
+  return std::make_unique<DeepseekV2Gpu>(c, host, seed, precision, stream);
 }
 
 }  // namespace mlabench::gpu

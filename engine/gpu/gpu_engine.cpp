@@ -209,7 +209,7 @@ struct GpuEngine::Impl {
                    "GPU engine limits: block_size {} max_seqs {} max_step_tokens {} max_logit_rows {}. HINT: "
                    "max_step_tokens must be >= max_seqs",
                    o.block_size, o.max_seqs, o.max_step_tokens, o.max_logit_rows);
-    model = make_gpu_model(c, host, seed, stream);
+    model = make_gpu_model(c, host, seed, o.precision, stream);
     model->allocate_buffers({.max_tokens = o.max_step_tokens, .max_seqs = o.max_seqs,
                              .max_logit_rows = o.max_logit_rows, .max_context = max_context});
 
@@ -226,8 +226,8 @@ struct GpuEngine::Impl {
     copy_gbps = measure_copy_gbps(stream);
     // KV cache: what the budget allows, in whole blocks.
     const auto [kw, vw] = model->kv_widths();
-    const uint64_t block_bytes = static_cast<uint64_t>(o.block_size) * static_cast<uint64_t>(kw + vw) * 2 *
-                                 static_cast<uint64_t>(c.n_layers);
+    const uint64_t block_bytes = static_cast<uint64_t>(o.block_size) * static_cast<uint64_t>(kw + vw) *
+                                 dtype_size(model->cache_dtype()) * static_cast<uint64_t>(c.n_layers);
     size_t free_b = 0, total_b = 0;
     MLABENCH_CUDA(cudaMemGetInfo(&free_b, &total_b));
     double budget = o.kv_cache_gib * 1073741824.0;
@@ -245,10 +245,11 @@ struct GpuEngine::Impl {
     pools.block_size = o.block_size;
     pools.k_width = kw;
     pools.v_width = vw;
-    const size_t slots = static_cast<size_t>(n_blocks * o.block_size);
+    pools.dtype = model->cache_dtype();
+    const size_t slots = static_cast<size_t>(n_blocks * o.block_size), es = dtype_size(pools.dtype);
     for (int64_t l = 0; l < c.n_layers; ++l) {
-      pools.k.emplace_back(slots * static_cast<size_t>(kw) * 2, "KV cache (K / latent)");
-      if (vw > 0) pools.v.emplace_back(slots * static_cast<size_t>(vw) * 2, "KV cache (V)");
+      pools.k.emplace_back(slots * static_cast<size_t>(kw) * es, "KV cache (K / latent)");
+      if (vw > 0) pools.v.emplace_back(slots * static_cast<size_t>(vw) * es, "KV cache (V)");
     }
     if (vw == 0) pools.v.resize(static_cast<size_t>(c.n_layers));
     trash_block = n_blocks - 1;  // padding rows of graphed steps write here; never handed out
@@ -720,6 +721,8 @@ std::string GpuEngine::describe_json() const {
   j["gpu_memory_gib"] = m.total_gib;
   j["cuda_driver"] = m.driver;
   j["dtype"] = std::string(dtype_name(m.model->dtype()));
+  j["precision"] = m.model->precision() == Precision::FLOAT32 ? "f32" : "native";
+  j["kv_cache_dtype"] = std::string(dtype_name(m.pools.dtype));
   j["weight_bytes"] = m.model->weight_bytes();
   j["kv_cache"] = {{"blocks", m.pools.n_blocks},
                    {"block_size", m.pools.block_size},

@@ -27,6 +27,7 @@ struct GpuEngineOptions {
   int64_t max_context = 0;       ///< longest sequence; 0 = max_position_embeddings capped at 32768
   bool prefix_sharing = true;
   bool cuda_graphs = true;  ///< replay captured graphs for decode-only steps of up to 128 sequences
+  Precision precision = Precision::NATIVE;  ///< mlabench/engine.h
 };
 
 struct SeqRequest {

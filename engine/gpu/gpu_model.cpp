@@ -19,8 +19,12 @@ size_t Arena::reserve(size_t bytes) {
 
 void Arena::allocate(const char* what) { buf_ = DeviceBuffer(size_, what); }
 
-GpuModel::GpuModel(ModelConfig c, cudaStream_t stream)
-    : config_(std::move(c)), rope_(rope_tables(config_)), stream_(stream), blas_(std::make_unique<Blas>(stream)) {}
+GpuModel::GpuModel(ModelConfig c, Precision precision, cudaStream_t stream)
+    : config_(std::move(c)),
+      precision_(precision),
+      rope_(rope_tables(config_)),
+      stream_(stream),
+      blas_(std::make_unique<Blas>(stream)) {}
 
 namespace {
 
@@ -30,29 +34,45 @@ std::string layer_name(int64_t l, const std::string& rest) { return fmt::format(
 
 void GpuModel::upload_weights(const ModelWeights* host, uint64_t seed) {
   const ModelConfig& c = config_;
-  dtype_ = host ? host->embed.dtype : c.dtype;
-  MLABENCH_CHECK(dtype_ == DType::BF16 || dtype_ == DType::F16 || dtype_ == DType::F32,
+  const DType stored = host ? host->embed.dtype : c.dtype;
+  MLABENCH_CHECK(stored == DType::BF16 || stored == DType::F16 || stored == DType::F32,
                  "the GPU engine runs BF16, F16 or F32 weights; {} has {}. HINT: convert the checkpoint to bfloat16",
-                 c.source, dtype_name(dtype_));
+                 c.source, dtype_name(stored));
+  dtype_ = precision_ == Precision::FLOAT32 ? DType::F32 : stored;
   const size_t es = dtype_size(dtype_);
+  DeviceBuffer staging;  // Precision::FLOAT32: one stored tensor on its way to F32
 
   auto alloc = [&](int64_t n_elems, size_t elem_size, const std::string& what) -> char* {
     weight_buffers_.emplace_back(static_cast<size_t>(n_elems) * elem_size, what.c_str());
     weight_bytes_ += weight_buffers_.back().bytes();
     return weight_buffers_.back().as<char>();
   };
-  // One matrix (or a slice of a stacked one) from the checkpoint view, or generated from its hub name.
+  // One matrix (or a slice of a stacked one) from the checkpoint view, or generated from its hub name. Copies
+  // are ordered on stream_ with the kernels that read them (the widening cast, the router conversion).
   auto put = [&](char* dst, const TensorView* v, const std::string& name, int64_t n_elems) {
-    if (v) {
-      MLABENCH_CHECK(v->dtype == dtype_ && v->numel() == n_elems,
+    if (v)
+      MLABENCH_CHECK(v->dtype == stored && v->numel() == n_elems,
                      "tensor {} is {} with {} elements; the GPU engine expects {} ({} elements) like the embedding. "
                      "HINT: checkpoints with mixed dtypes are not supported on the GPU; convert them to one dtype",
-                     name, dtype_name(v->dtype), v->numel(), dtype_name(dtype_), n_elems);
-      MLABENCH_CUDA(cudaMemcpy(dst, v->data, v->nbytes(), cudaMemcpyHostToDevice));
-    } else {
-      k::cuda::random_fill({.out = dst, .out_type = dtype_, .n = n_elems, .key = random_weights_key(seed, name)},
-                           stream_);
+                     name, dtype_name(v->dtype), v->numel(), dtype_name(stored), n_elems);
+    const size_t stored_bytes = static_cast<size_t>(n_elems) * dtype_size(stored);
+    char* at = dst;
+    if (stored != dtype_) {
+      if (staging.bytes() < stored_bytes) {
+        MLABENCH_CUDA(cudaStreamSynchronize(stream_));  // the old staging buffer may still be read
+        staging = DeviceBuffer(stored_bytes, "weight staging (widening to float32)");
+      }
+      at = staging.as<char>();
     }
+    if (v)
+      MLABENCH_CUDA(cudaMemcpyAsync(at, v->data, stored_bytes, cudaMemcpyHostToDevice, stream_));
+    else
+      k::cuda::random_fill({.out = at, .out_type = stored, .n = n_elems, .key = random_weights_key(seed, name)},
+                           stream_);
+    if (at != dst)
+      k::cuda::cast({.out = dst, .out_type = dtype_, .ld_out = n_elems, .in = at, .in_type = stored,
+                     .ld_in = n_elems, .n_rows = 1, .n_cols = n_elems},
+                    stream_);
   };
   auto mat = [&](const TensorView* v, const std::string& name, int64_t rows, int64_t cols) -> Mat {
     char* d = alloc(rows * cols, es, name);
@@ -63,7 +83,7 @@ void GpuModel::upload_weights(const ModelWeights* host, uint64_t seed) {
     auto* d = reinterpret_cast<float*>(alloc(n, 4, name));
     if (v) {
       MLABENCH_CHECK(static_cast<int64_t>(v->size()) == n, "norm {} has {} values, expected {}", name, v->size(), n);
-      MLABENCH_CUDA(cudaMemcpy(d, v->data(), static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice));
+      MLABENCH_CUDA(cudaMemcpyAsync(d, v->data(), static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice, stream_));
     } else {
       k::cuda::random_fill({.out = d, .out_type = DType::F32, .n = n, .key = 0, .fill_ones = true}, stream_);
     }
@@ -86,7 +106,7 @@ void GpuModel::upload_weights(const ModelWeights* host, uint64_t seed) {
   std::vector<int32_t> iota(static_cast<size_t>(std::max<int64_t>(c.n_routed_experts, 1)));
   std::iota(iota.begin(), iota.end(), 0);
   DeviceBuffer iota_d(iota.size() * 4, "expert ids");
-  MLABENCH_CUDA(cudaMemcpy(iota_d.get(), iota.data(), iota.size() * 4, cudaMemcpyHostToDevice));
+  MLABENCH_CUDA(cudaMemcpyAsync(iota_d.get(), iota.data(), iota.size() * 4, cudaMemcpyHostToDevice, stream_));
   DeviceBuffer router_tmp;
 
   layers_.resize(static_cast<size_t>(c.n_layers));
@@ -158,8 +178,9 @@ void GpuModel::upload_rope(int64_t max_context) {
     rope_cos_sin(rope_, p, cs.data() + p * half, sn.data() + p * half);
   rope_cos_ = DeviceBuffer(cs.size() * 4, "RoPE cos table");
   rope_sin_ = DeviceBuffer(sn.size() * 4, "RoPE sin table");
-  MLABENCH_CUDA(cudaMemcpy(rope_cos_.get(), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice));
-  MLABENCH_CUDA(cudaMemcpy(rope_sin_.get(), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice));
+  MLABENCH_CUDA(cudaMemcpyAsync(rope_cos_.get(), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice, stream_));
+  MLABENCH_CUDA(cudaMemcpyAsync(rope_sin_.get(), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice, stream_));
+  MLABENCH_CUDA(cudaStreamSynchronize(stream_));  // cs and sn go out of scope
   rope_positions_ = max_context;
 }
 
@@ -205,14 +226,14 @@ void GpuModel::output_head(const DeviceStep& step, float* x, float* delta) {
 }
 
 std::unique_ptr<GpuModel> make_deepseek_v2_gpu(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                               cudaStream_t stream);
+                                               Precision precision, cudaStream_t stream);
 std::unique_ptr<GpuModel> make_llama_gpu(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                         cudaStream_t stream);
+                                         Precision precision, cudaStream_t stream);
 
 std::unique_ptr<GpuModel> make_gpu_model(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                         cudaStream_t stream) {
-  if (c.is_mla()) return make_deepseek_v2_gpu(c, host, seed, stream);
-  return make_llama_gpu(c, host, seed, stream);
+                                         Precision precision, cudaStream_t stream) {
+  if (c.is_mla()) return make_deepseek_v2_gpu(c, host, seed, precision, stream);
+  return make_llama_gpu(c, host, seed, precision, stream);
 }
 
 }  // namespace mlabench::gpu

@@ -4,8 +4,10 @@
 // the output head.
 //
 // Numerics (the contract the kernels document in engine/kernels/kernel_params.h): the residual stream and every
-// activation between kernels are float32; GEMM operands are in the checkpoint's dtype (BF16, F16 or F32) with
-// float32 accumulation; the router GEMM and softmax run in float32; the KV cache is BF16.
+// activation between kernels are float32; the router GEMM and softmax run in float32. Precision::NATIVE: GEMM
+// operands in the checkpoint's dtype (BF16, F16 or F32) with float32 accumulation, a BF16 KV cache, tensor-core
+// attention. Precision::FLOAT32: the weights widened to F32 on upload, so every GEMM is float32, an F32 KV cache
+// and the float32 attention kernels: the CPU engine's arithmetic in another summation order.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -81,14 +83,16 @@ class Arena {
   DeviceBuffer buf_;
 };
 
-/// Paged KV pools, one per layer, BF16: MLA keeps [c_kv ; k_pe] per slot; MHA/GQA keep K and V.
+/// Paged KV pools, one per layer, BF16 (F32 in Precision::FLOAT32): MLA keeps [c_kv ; k_pe] per slot; MHA/GQA
+/// keep K and V.
 struct KvPools {
   int64_t n_blocks = 0, block_size = 0;
   int64_t k_width = 0, v_width = 0;  // values per slot per layer
-  std::vector<DeviceBuffer> k, v;    // [n_layers] of [n_blocks * block_size, width]
+  DType dtype = DType::BF16;
+  std::vector<DeviceBuffer> k, v;  // [n_layers] of [n_blocks * block_size, width]
   uint64_t bytes() const {
-    return static_cast<uint64_t>(n_blocks * block_size) * static_cast<uint64_t>(k_width + v_width) * 2 *
-           static_cast<uint64_t>(k.size());
+    return static_cast<uint64_t>(n_blocks * block_size) * static_cast<uint64_t>(k_width + v_width) *
+           dtype_size(dtype) * static_cast<uint64_t>(k.size());
   }
 };
 
@@ -96,7 +100,11 @@ class GpuModel {
  public:
   virtual ~GpuModel() = default;
   const ModelConfig& config() const { return config_; }
+  /// The GEMM operand dtype on the device: the checkpoint's, or F32 in Precision::FLOAT32.
   DType dtype() const { return dtype_; }
+  Precision precision() const { return precision_; }
+  /// The KV cache's dtype: BF16, or F32 in Precision::FLOAT32.
+  DType cache_dtype() const { return precision_ == Precision::FLOAT32 ? DType::F32 : DType::BF16; }
   /// Values per cache slot per layer (K and V parts) for this architecture.
   virtual std::pair<int64_t, int64_t> kv_widths() const = 0;
   /// Bytes the weights take on the device.
@@ -113,9 +121,10 @@ class GpuModel {
   Blas& blas() { return *blas_; }
 
  protected:
-  GpuModel(ModelConfig c, cudaStream_t stream);
+  GpuModel(ModelConfig c, Precision precision, cudaStream_t stream);
   /// Device weights for every slot of the architecture, copied from `host` (views into the mmap'd checkpoint:
-  /// no full host copy) or, when host is null, generated on the device bit-identical to random_weights(seed).
+  /// no full host copy) or, when host is null, generated on the device bit-identical to random_weights(seed);
+  /// in Precision::FLOAT32 each tensor is widened to F32 on the device after its copy.
   void upload_weights(const ModelWeights* host, uint64_t seed);
   /// RoPE cos/sin tables [max_context, dim/2] on the device, from the CPU engine's rope_cos_sin.
   void upload_rope(int64_t max_context);
@@ -150,6 +159,7 @@ class GpuModel {
   };
 
   ModelConfig config_;
+  Precision precision_ = Precision::NATIVE;
   DType dtype_ = DType::BF16;
   RopeTables rope_;
   cudaStream_t stream_;
@@ -173,6 +183,6 @@ class GpuModel {
 /// The GPU model for c.arch with weights from `host` (a loaded checkpoint) or, if host is null, random weights
 /// generated on the device from `seed`.
 std::unique_ptr<GpuModel> make_gpu_model(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                         cudaStream_t stream);
+                                         Precision precision, cudaStream_t stream);
 
 }  // namespace mlabench::gpu

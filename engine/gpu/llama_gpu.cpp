@@ -14,7 +14,8 @@ namespace k = mlabench::kernels;
 
 class LlamaGpu final : public GpuModel {
  public:
-  LlamaGpu(const ModelConfig& c, const ModelWeights* host, uint64_t seed, cudaStream_t s) : GpuModel(c, s) {
+  LlamaGpu(const ModelConfig& c, const ModelWeights* host, uint64_t seed, Precision precision, cudaStream_t s)
+      : GpuModel(c, precision, s) {
     upload_weights(host, seed);
   }
 
@@ -66,12 +67,12 @@ class LlamaGpu final : public GpuModel {
       blas_->linear(qkv, W, xn_c, H, L.qkv.p, H, dtype_, T, W, H);  // [T, W]
       rope(qkv, W, T, nh);                                         // q heads
       rope(qkv + nh * hd, W, T, nkv);                              // k heads
-      auto* kc = pools.k[static_cast<size_t>(l)].as<uint16_t>();
-      auto* vc = pools.v[static_cast<size_t>(l)].as<uint16_t>();
-      k::cuda::cache_write({.cache = kc, .width = nkv * hd, .src = qkv + nh * hd, .ld_src = W, .slots = st.slots,
+      void* kc = pools.k[static_cast<size_t>(l)].get();
+      void* vc = pools.v[static_cast<size_t>(l)].get();
+      k::cuda::cache_write({.cache = kc, .cache_type = cache_dtype(), .width = nkv * hd, .src = qkv + nh * hd, .ld_src = W, .slots = st.slots,
                             .n_rows = T},
                            stream_);
-      k::cuda::cache_write({.cache = vc, .width = nkv * hd, .src = qkv + (nh + nkv) * hd, .ld_src = W,
+      k::cuda::cache_write({.cache = vc, .cache_type = cache_dtype(), .width = nkv * hd, .src = qkv + (nh + nkv) * hd, .ld_src = W,
                             .slots = st.slots, .n_rows = T},
                            stream_);
       k::GqaAttentionParams ap{.batch = {.n_seqs = st.n_seqs, .cu_q = st.cu_q, .kv_len = st.kv_len,
@@ -79,7 +80,7 @@ class LlamaGpu final : public GpuModel {
                                         .max_kv = std::max(st.max_kv_prefill, st.max_kv_decode)},
                               .paged = {.block_size = static_cast<int32_t>(pools.block_size),
                                         .block_tables = st.block_tables, .max_blocks = st.max_blocks},
-                              .k_cache = kc, .v_cache = vc, .q = qkv, .ld_q = W, .out = o, .ld_out = nh * hd,
+                              .k_cache = kc, .v_cache = vc, .cache_type = cache_dtype(), .q = qkv, .ld_q = W, .out = o, .ld_out = nh * hd,
                               .n_heads = static_cast<int32_t>(nh), .n_kv_heads = static_cast<int32_t>(nkv),
                               .head_dim = static_cast<int32_t>(hd),
                               .scale = static_cast<float>(rope_.softmax_scale)};
@@ -118,8 +119,8 @@ class LlamaGpu final : public GpuModel {
 }  // namespace
 
 std::unique_ptr<GpuModel> make_llama_gpu(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                         cudaStream_t stream) {
-  return std::make_unique<LlamaGpu>(c, host, seed, stream);
+                                         Precision precision, cudaStream_t stream) {
+  return std::make_unique<LlamaGpu>(c, host, seed, precision, stream);
 }
 
 }  // namespace mlabench::gpu

@@ -6,8 +6,8 @@
 // Conventions (the GPU engine's numerics):
 //   - activations are float32 between kernels; GEMM operands are in the weights' stored dtype (BF16, F16 or
 //     F32), so kernels that feed a GEMM write `out_type`;
-//   - the KV cache is BF16 (uint16_t bit patterns), paged: a pool of n_blocks * block_size token slots per
-//     layer, `width` values per slot; a sequence's token at position p lives in slot
+//   - the KV cache is BF16 (uint16_t bit patterns) or, in the engine's float32 precision, F32 (`cache_type`);
+//     it is paged: a pool of n_blocks * block_size token slots per layer, `width` values per slot; a sequence's token at position p lives in slot
 //     block_table[seq * max_blocks + p / block_size] * block_size + p % block_size;
 //   - a batch is "varlen": n_seqs sequences, sequence s owns new-token rows [cu_q[s], cu_q[s+1]) and has
 //     kv_len[s] tokens in the cache after those rows are appended, so new row i of sequence s sits at position
@@ -76,20 +76,22 @@ struct SiluMulParams {
   int64_t n_rows = 0;
 };
 
-/// out[r, c] = in[r, c] converted to out_type (round to nearest even).
+/// out[r, c] = in[r, c] converted from in_type to out_type (round to nearest even).
 struct CastParams {
   void* out = nullptr;
   DType out_type = DType::BF16;
   int64_t ld_out = 0;
-  const float* in = nullptr;
+  const void* in = nullptr;
+  DType in_type = DType::F32;
   int64_t ld_in = 0;
   int64_t n_rows = 0;
   int64_t n_cols = 0;
 };
 
-/// cache[slots[r] * width + c] = bf16(src[r * ld_src + c]) for c < width: appends new tokens to a paged pool.
+/// cache[slots[r] * width + c] = cache_type(src[r * ld_src + c]) for c < width: appends new tokens to a paged pool.
 struct CacheWriteParams {
-  uint16_t* cache = nullptr;  // one layer's pool [n_slots, width], BF16
+  void* cache = nullptr;  // one layer's pool [n_slots, width]
+  DType cache_type = DType::BF16;  // BF16 or F32
   int64_t width = 0;
   const float* src = nullptr;  // [n_rows, width] at ld_src
   int64_t ld_src = 0;
@@ -102,7 +104,8 @@ struct CacheWriteParams {
 struct CacheGatherParams {
   float* out = nullptr;  // [cu_kv[n_seqs], width] at ld_out
   int64_t ld_out = 0;
-  const uint16_t* cache = nullptr;
+  const void* cache = nullptr;
+  DType cache_type = DType::BF16;  // BF16 or F32
   int64_t width = 0;
   int32_t block_size = 0;
   const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks]
@@ -291,6 +294,9 @@ struct MlaPrefillParams {
   int64_t ld_out = 0;
   int32_t n_heads = 0, nope = 0, rope = 0, v = 0;
   float scale = 1.0f;  // softmax scale (YaRN mscale^2 included)
+  // true: float32 math throughout (the generic CUDA-core kernel), as the engine's float32 precision needs;
+  // false: BF16 tensor cores with float32 accumulation where the head sizes have an instance.
+  bool float32_math = false;
 };
 
 /// MLA decode, absorbed: ONE new token per sequence (row s), MQA over the paged latent cache whose slots are
@@ -301,7 +307,10 @@ struct MlaDecodeParams {
   const int32_t* kv_len = nullptr;  // [n_seqs]
   int32_t max_kv = 0;
   PagedCache paged;
-  const uint16_t* cache = nullptr;  // this layer's pool, BF16 [n_slots, kv_lora + rope]
+  const void* cache = nullptr;  // this layer's pool [n_slots, kv_lora + rope]
+  // BF16 runs on tensor cores where the head sizes have an instance; F32 (the engine's float32 precision) runs
+  // in float32 on CUDA cores (the generic kernel).
+  DType cache_type = DType::BF16;
   const float* q_lat = nullptr;     // [n_seqs, n_heads * kv_lora] at ld_q_lat
   int64_t ld_q_lat = 0;
   const float* q_pe = nullptr;  // head h of row s at q_pe + s * ld_q_pe + h * q_pe_head_stride, rope values
@@ -324,8 +333,9 @@ struct MlaDecodeParams {
 struct GqaAttentionParams {
   VarlenBatch batch;
   PagedCache paged;
-  const uint16_t* k_cache = nullptr;  // this layer's pools, BF16 [n_slots, n_kv_heads * head_dim]
-  const uint16_t* v_cache = nullptr;
+  const void* k_cache = nullptr;  // this layer's pools [n_slots, n_kv_heads * head_dim]
+  const void* v_cache = nullptr;
+  DType cache_type = DType::BF16;  // as MlaDecodeParams: F32 takes the float32 generic kernel
   const float* q = nullptr;  // [rows, n_heads * head_dim] at ld_q, RoPE applied
   int64_t ld_q = 0;
   float* out = nullptr;  // [rows, n_heads * head_dim] at ld_out

@@ -221,6 +221,7 @@ TEST(Cli, BadInputGivesAClearErrorAndNonZeroExit) {
   expect_failure("info --model " + t.file("nowhere"), "cannot read");
   expect_failure("logits --model " + src + " --tokens 1 --out " + t.file("no/dir/x.npy"), "cannot open");
   expect_failure("logits --model " + src + " --tokens 1 --out x.npy --device tpu", "tpu", 2);
+  expect_failure("logits --model " + src + " --tokens 1 --out x.npy --device cuda --precision f64", "f64", 2);
 #if !MLABENCH_HAS_CUDA
   expect_failure("logits --model " + src + " --tokens 1 --out x.npy --device cuda", "built without CUDA");
 #endif

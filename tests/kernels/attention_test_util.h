@@ -1,5 +1,5 @@
 // What the attention tests share (twin tests in CI, CUDA tests on the GPU machine): random vectors, a shuffled
-// paged BF16 pool with NaN in every slot no sequence owns, and a varlen batch builder.
+// paged BF16 pool with NaN in every slot no sequence owns (and its exact F32 widening), and a varlen batch builder.
 #pragma once
 
 #include <algorithm>
@@ -59,6 +59,12 @@ struct PagedPool {
         uint16_t* x = at(s, p);
         for (int64_t c = 0; c < width; ++c) x[c] = f32_to_bf16(nd(rng));
       }
+  }
+  /// The same pool as F32 (the engine's float32 precision): every value widened exactly, NaNs kept.
+  std::vector<float> widened() const {
+    std::vector<float> f(pool.size());
+    std::transform(pool.begin(), pool.end(), f.begin(), bf16_to_f32);
+    return f;
   }
   /// The cache as a kernel sees it, with this table or a device copy of it.
   kernels::PagedCache view(const int32_t* tables = nullptr) const {

@@ -7,6 +7,10 @@
 // MMA operand into two BF16 parts (error ~2^-17 relative) and accumulate in float32, so they differ from the
 // twin's float32 loops by summation order and exp2 vs exp: ~1e-5 of the largest output. 5e-4 leaves headroom
 // and still fails a kernel that drops or repeats one key of a 1000-key row.
+//
+// Each case also runs the float32 path of the engine's float32 precision: the same pool widened exactly to F32
+// (cache_type F32), and MLA prefill with float32_math: float32 CUDA-core kernels whose only difference from the
+// twin is summation order and expf, so they get the tighter kTolF32 (a 131K-key row sums 131K float32 terms).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -26,6 +30,7 @@ namespace mlabench::kernels {
 namespace {
 
 constexpr double kTol = 5e-4;
+constexpr double kTolF32 = 1e-4;
 constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
 // Cache lengths around tile edges (16/32/64 keys), plus long ones.
 const std::vector<int32_t> kLengths{1, 2, 15, 16, 17, 63, 64, 65, 300, 1000, 4097};
@@ -88,15 +93,16 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
 
   const auto d_len = test::to_device(kv_len);
   const auto d_table = test::to_device(cache.table);
-  const auto d_cache = test::to_device(cache.pool);
+  const auto d_cache = test::to_device(cache.pool), d_cache_f32 = test::to_device(cache.widened());
   const auto d_q_lat = test::to_device(q_lat);
   const auto d_q = test::to_device(q);
-  for (bool split : {false, true}) {
+  for (auto [split, f32] : {std::pair{false, false}, {true, false}, {true, true}}) {
     const auto d_out = test::to_device(out);
     MlaDecodeParams d = p;
     d.kv_len = d_len.as<int32_t>();
     d.paged.block_tables = d_table.as<int32_t>();
-    d.cache = d_cache.as<uint16_t>();
+    d.cache = f32 ? d_cache_f32.get() : d_cache.get();
+    d.cache_type = f32 ? DType::F32 : DType::BF16;
     d.q_lat = d_q_lat.as<float>();
     d.q_pe = d_q.as<float>() + nope;
     d.out = d_out.as<float>();
@@ -108,7 +114,8 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     }
     cuda::mla_decode_attention(d, nullptr);
     const double diff = test::max_rel_diff(test::to_host<float>(d_out, out.size()), want);
-    EXPECT_LE(diff, kTol) << (split ? "with" : "without") << " split-KV scratch, splits " << mla_decode_splits(p);
+    EXPECT_LE(diff, f32 ? kTolF32 : kTol) << (f32 ? "F32 cache, " : "BF16 cache, ") << (split ? "with" : "without")
+                                          << " split-KV scratch, splits " << mla_decode_splits(p);
   }
 }
 
@@ -171,17 +178,21 @@ void check_mla_prefill(int32_t n_heads, const Varlen& b, unsigned seed) {
 
   const auto d_cu_q = test::to_device(b.cu_q), d_len = test::to_device(b.kv_len), d_cu_kv = test::to_device(cu_kv);
   const auto d_q = test::to_device(q), d_kv = test::to_device(kv), d_kpe = test::to_device(kpe_rows);
-  const auto d_out = test::to_device(out);
-  MlaPrefillParams d = p;
-  d.batch.cu_q = d_cu_q.as<int32_t>();
-  d.batch.kv_len = d_len.as<int32_t>();
-  d.cu_kv = d_cu_kv.as<int32_t>();
-  d.q = d_q.as<float>();
-  d.kv = d_kv.as<float>();
-  d.k_pe = d_kpe.as<float>() + 3;
-  d.out = d_out.as<float>();
-  cuda::mla_prefill_attention(d, nullptr);
-  EXPECT_LE(test::max_rel_diff(test::to_host<float>(d_out, out.size()), want), kTol);
+  for (bool f32 : {false, true}) {
+    const auto d_out = test::to_device(out);
+    MlaPrefillParams d = p;
+    d.batch.cu_q = d_cu_q.as<int32_t>();
+    d.batch.kv_len = d_len.as<int32_t>();
+    d.cu_kv = d_cu_kv.as<int32_t>();
+    d.q = d_q.as<float>();
+    d.kv = d_kv.as<float>();
+    d.k_pe = d_kpe.as<float>() + 3;
+    d.out = d_out.as<float>();
+    d.float32_math = f32;
+    cuda::mla_prefill_attention(d, nullptr);
+    EXPECT_LE(test::max_rel_diff(test::to_host<float>(d_out, out.size()), want), f32 ? kTolF32 : kTol)
+        << (f32 ? "float32 math" : "tensor cores");
+  }
 }
 
 TEST(CudaAttention, MlaPrefillOneToken) {
@@ -232,14 +243,16 @@ void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varl
   const auto d_cu_q = test::to_device(b.cu_q), d_len = test::to_device(b.kv_len);
   const auto d_table = test::to_device(kc.table);
   const auto d_k = test::to_device(kc.pool), d_v = test::to_device(vc.pool), d_q = test::to_device(q);
-  for (bool split : {false, true}) {
+  const auto d_k32 = test::to_device(kc.widened()), d_v32 = test::to_device(vc.widened());
+  for (auto [split, f32] : {std::pair{false, false}, {true, false}, {true, true}}) {
     const auto d_out = test::to_device(out);
     GqaAttentionParams d = p;
     d.batch.cu_q = d_cu_q.as<int32_t>();
     d.batch.kv_len = d_len.as<int32_t>();
     d.paged.block_tables = d_table.as<int32_t>();
-    d.k_cache = d_k.as<uint16_t>();
-    d.v_cache = d_v.as<uint16_t>();
+    d.k_cache = f32 ? d_k32.get() : d_k.get();
+    d.v_cache = f32 ? d_v32.get() : d_v.get();
+    d.cache_type = f32 ? DType::F32 : DType::BF16;
     d.q = d_q.as<float>();
     d.out = d_out.as<float>();
     gpu::DeviceBuffer scratch;
@@ -250,7 +263,8 @@ void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varl
     }
     cuda::gqa_attention(d, nullptr);
     const double diff = test::max_rel_diff(test::to_host<float>(d_out, out.size()), want);
-    EXPECT_LE(diff, kTol) << (split ? "with" : "without") << " split-KV scratch, splits " << gqa_attention_splits(p);
+    EXPECT_LE(diff, f32 ? kTolF32 : kTol) << (f32 ? "F32 cache, " : "BF16 cache, ") << (split ? "with" : "without")
+                                          << " split-KV scratch, splits " << gqa_attention_splits(p);
   }
 }
 

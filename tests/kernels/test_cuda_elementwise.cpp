@@ -364,6 +364,39 @@ TEST(CudaElementwise, CastMatchesTwin) {
     }
 }
 
+// The float32 precision widens stored weights on the device: every BF16/F16 bit pattern (NaN, inf, subnormals
+// included) to F32, and narrow to narrow through float32; identical to the twin.
+TEST(CudaElementwise, CastFromStoredTypesMatchesTwin) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(506);
+  for (DType from : {DType::BF16, DType::F16})
+    for (DType to : kOutTypes)
+      for (auto [n_rows, n_cols] : {std::pair<int64_t, int64_t>{1, 65536 * 3 + 5}, {3, 1000}, {1, 1}}) {
+        const std::string what = fmt::format("cast {} -> {} rows {} cols {}", dtype_name(from), dtype_name(to),
+                                             n_rows, n_cols);
+        TypedBuf src(from, static_cast<size_t>(n_rows * n_cols));
+        for (size_t i = 0; i < src.h.size(); ++i)
+          src.h[i] = static_cast<uint16_t>(i < 65536 ? i : rng());  // every bit pattern in the long row
+        TypedBuf out(to, src.size());
+        src.upload();
+        out.upload();
+        CastParams p;
+        p.out_type = to;
+        p.ld_out = n_cols;
+        p.in_type = from;
+        p.ld_in = n_cols;
+        p.n_rows = n_rows;
+        p.n_cols = n_cols;
+        p.out = out.host();
+        p.in = src.host();
+        twin::cast(p);
+        p.out = out.device();
+        p.in = src.device();
+        cuda::cast(p, nullptr);
+        expect_matches(out.fetch(), out, 0, what);
+      }
+}
+
 // ---- paged cache -------------------------------------------------------------------------------------------
 
 // A pool with shuffled blocks: sequence s owns blocks tables[s, :ceil(kv_len[s] / block_size)], drawn from a
@@ -404,11 +437,13 @@ struct CacheCase {
   std::vector<int32_t> kv_len;
   int32_t block_size;
   int64_t width, pad_src, pad_out;
+  DType cache_type = DType::BF16;  // F32: the float32 precision's pool
 };
 
 void run_cache_case(const CacheCase& c, std::mt19937& rng) {
-  const std::string what = fmt::format("paged cache seqs {} block {} width {} pads {}/{}", c.kv_len.size(),
-                                       c.block_size, c.width, c.pad_src, c.pad_out);
+  const std::string what = fmt::format("paged {} cache seqs {} block {} width {} pads {}/{}",
+                                       dtype_name(c.cache_type), c.kv_len.size(), c.block_size, c.width, c.pad_src,
+                                       c.pad_out);
   Pool pool(c.kv_len, c.block_size, c.width, rng);
   const auto n_seqs = static_cast<int32_t>(c.kv_len.size());
   // Old tokens already cached (random values); the last q_len[s] tokens of each sequence are new.
@@ -431,19 +466,23 @@ void run_cache_case(const CacheCase& c, std::mt19937& rng) {
   if (!src.empty()) src[0] = kNaN;  // stays a NaN in BF16
   const gpu::DeviceBuffer d_src = to_device(src), d_slots = to_device(slots.empty() ? std::vector<int64_t>{0} : slots);
   const gpu::DeviceBuffer d_tables = to_device(pool.tables), d_len = to_device(pool.kv_len), d_cu = to_device(pool.cu_kv);
-  TypedBuf cache(DType::BF16, pool.cache.size());
-  cache.h = pool.cache;
+  TypedBuf cache(c.cache_type, pool.cache.size());
+  if (c.cache_type == DType::BF16)
+    cache.h = pool.cache;
+  else
+    std::transform(pool.cache.begin(), pool.cache.end(), cache.f.begin(), bf16_to_f32);
   cache.upload();
 
   CacheWriteParams w;
+  w.cache_type = c.cache_type;
   w.width = c.width;
   w.ld_src = ld_src;
   w.n_rows = n_rows;
-  w.cache = cache.h.data();
+  w.cache = cache.host();
   w.src = src.data();
   w.slots = slots.data();
   twin::cache_write(w);
-  w.cache = cache.dev.as<uint16_t>();
+  w.cache = cache.device();
   w.src = d_src.as<float>();
   w.slots = d_slots.as<int64_t>();
   cuda::cache_write(w, nullptr);
@@ -453,19 +492,20 @@ void run_cache_case(const CacheCase& c, std::mt19937& rng) {
   TypedBuf out(DType::F32, static_cast<size_t>(pool.cu_kv.back() * ld_out + 5));
   out.upload();
   CacheGatherParams g;
+  g.cache_type = c.cache_type;
   g.ld_out = ld_out;
   g.width = c.width;
   g.block_size = c.block_size;
   g.max_blocks = pool.max_blocks;
   g.n_seqs = n_seqs;
   g.out = out.f.data();
-  g.cache = cache.h.data();
+  g.cache = cache.host();
   g.block_tables = pool.tables.data();
   g.kv_len = pool.kv_len.data();
   g.cu_kv = pool.cu_kv.data();
   twin::cache_gather(g);
   g.out = out.dev.as<float>();
-  g.cache = cache.dev.as<uint16_t>();
+  g.cache = cache.device();
   g.block_tables = d_tables.as<int32_t>();
   g.kv_len = d_len.as<int32_t>();
   g.cu_kv = d_cu.as<int32_t>();
@@ -489,7 +529,11 @@ TEST(CudaElementwise, CacheWriteAndGatherMatchTwinOnShuffledBlocks) {
   std::vector<int32_t> many(60);
   for (auto& len : many) len = static_cast<int32_t>(rand_in(rng, 0, 200));
   cases.push_back({many, 16, 576, 0, 0});
-  for (const CacheCase& c : cases) run_cache_case(c, rng);
+  for (CacheCase c : cases) {
+    run_cache_case(c, rng);
+    c.cache_type = DType::F32;
+    run_cache_case(c, rng);
+  }
 }
 
 // ---- launch conditions ---------------------------------------------------------------------------------------

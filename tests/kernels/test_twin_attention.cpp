@@ -1,11 +1,13 @@
 // Attention twins (engine/kernels/twin/attention.cpp) against softmax attention written out in double, on
 // random varlen batches over shuffled paged BF16 pools whose unowned slots hold NaN; and absorbed MLA decode
 // against decompressed MLA prefill built from the same latent cache and W_UK / W_UV (the identity MLA
-// absorption rests on).
+// absorption rests on). An F32 pool holding the same values (the engine's float32 precision) gives the same outputs
+// bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -41,6 +43,11 @@ std::vector<double> naive(const std::vector<double>& q, const std::vector<std::v
   for (size_t j = 0; j < keys.size(); ++j)
     for (size_t d = 0; d < out.size(); ++d) out[d] += s[j] / sum * values[j][d];
   return out;
+}
+
+// Same floats, NaNs included, bit for bit.
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 void expect_close(const float* got, const std::vector<double>& want, double tol, const char* what) {
@@ -131,6 +138,16 @@ TEST(TwinAttention, MlaDecodeMatchesDoubleReferenceOnPagedCache) {
     p.rope = rope;
     p.scale = 0.21f;
     twin::mla_decode_attention(p);
+    {
+      const std::vector<float> wide = cache.widened();
+      std::vector<float> out32(out.size(), kPoison);
+      MlaDecodeParams p32 = p;
+      p32.cache = wide.data();
+      p32.cache_type = DType::F32;
+      p32.out = out32.data();
+      twin::mla_decode_attention(p32);
+      EXPECT_TRUE(same_bits(out32, out)) << "F32 pool, block size " << bs;
+    }
 
     for (size_t s = 0; s < kv_len.size(); ++s)
       for (int32_t h = 0; h < nh; ++h) {
@@ -180,6 +197,17 @@ TEST(TwinAttention, GqaMatchesDoubleReferenceOnPagedCache) {
     p.head_dim = hd;
     p.scale = 0.5f;
     twin::gqa_attention(p);
+    {
+      const std::vector<float> k32 = kc.widened(), v32 = vc.widened();
+      std::vector<float> out32(out.size(), kPoison);
+      GqaAttentionParams p32 = p;
+      p32.k_cache = k32.data();
+      p32.v_cache = v32.data();
+      p32.cache_type = DType::F32;
+      p32.out = out32.data();
+      twin::gqa_attention(p32);
+      EXPECT_TRUE(same_bits(out32, out)) << "F32 pools, heads " << nh << "/" << nkv;
+    }
 
     for (size_t s = 0; s < b.kv_len.size(); ++s) {
       const int64_t q_len = b.cu_q[s + 1] - b.cu_q[s], kv_len = b.kv_len[s];

@@ -341,7 +341,88 @@ TEST(TwinElementwise, CastStridedRowsMatchDtypeConversions) {
   }
 }
 
+// The float32 precision widens every stored weight on the device: BF16/F16 -> F32 must be exact, and a narrow
+// input cast to another narrow type goes through float32 (one rounding).
+TEST(TwinElementwise, CastWidensStoredTypesExactly) {
+  std::mt19937 rng(56);
+  std::vector<uint16_t> in(777);
+  for (auto& v : in) v = static_cast<uint16_t>(rng());
+  for (DType from : {DType::BF16, DType::F16}) {
+    auto widen = [&](uint16_t h) { return from == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h); };
+    std::vector<float> out(in.size(), kNaN);
+    CastParams p;
+    p.out = out.data();
+    p.out_type = DType::F32;
+    p.ld_out = static_cast<int64_t>(in.size());
+    p.in = in.data();
+    p.in_type = from;
+    p.ld_in = p.ld_out;
+    p.n_rows = 1;
+    p.n_cols = p.ld_out;
+    twin::cast(p);
+    for (size_t i = 0; i < in.size(); ++i) {
+      const float want = widen(in[i]);
+      if (std::isnan(want))
+        ASSERT_TRUE(std::isnan(out[i])) << dtype_name(from) << " NaN " << in[i] << " lost";
+      else
+        ASSERT_TRUE(same_bits(out[i], want)) << dtype_name(from) << " bits " << in[i];
+    }
+    const DType to = from == DType::BF16 ? DType::F16 : DType::BF16;
+    std::vector<uint16_t> narrow(in.size());
+    p.out = narrow.data();
+    p.out_type = to;
+    twin::cast(p);
+    for (size_t i = 0; i < in.size(); ++i)
+      if (!std::isnan(widen(in[i]))) {
+        ASSERT_EQ(narrow[i], to_half_bits(to, widen(in[i]))) << dtype_name(from);
+      }
+  }
+}
+
 // ---- paged cache -----------------------------------------------------------------------------------------
+
+// The float32 precision's F32 pool keeps every bit of what is written; slots no token owns stay untouched.
+TEST(TwinElementwise, CacheWriteThenGatherF32PoolIsExact) {
+  std::mt19937 rng(57);
+  const int64_t width = 24, block_size = 4, n_blocks = 7;
+  const std::vector<int32_t> tables{5, 2, 0, 6, 1, 3};  // 2 sequences, max_blocks 3 (block 4 never owned)
+  const std::vector<int32_t> kv_len{9, 5}, cu_kv{0, 9, 14};
+  std::vector<float> pool(static_cast<size_t>(n_blocks * block_size * width), kNaN);
+  const std::vector<float> src = randn(static_cast<size_t>(14 * width), rng, 3.0f);
+  std::vector<int64_t> slots;
+  for (int32_t s = 0; s < 2; ++s)
+    for (int32_t pos = 0; pos < kv_len[s]; ++pos)
+      slots.push_back(int64_t{tables[s * 3 + pos / block_size]} * block_size + pos % block_size);
+  CacheWriteParams w;
+  w.cache = pool.data();
+  w.cache_type = DType::F32;
+  w.width = width;
+  w.src = src.data();
+  w.ld_src = width;
+  w.slots = slots.data();
+  w.n_rows = 14;
+  twin::cache_write(w);
+  for (int64_t slot = 4 * block_size; slot < 5 * block_size; ++slot)
+    ASSERT_TRUE(std::isnan(pool[static_cast<size_t>(slot * width)])) << "unowned slot " << slot << " written";
+  std::vector<float> out(src.size(), kNaN);
+  CacheGatherParams g;
+  g.out = out.data();
+  g.ld_out = width;
+  g.cache = pool.data();
+  g.cache_type = DType::F32;
+  g.width = width;
+  g.block_size = block_size;
+  g.block_tables = tables.data();
+  g.max_blocks = 3;
+  g.kv_len = kv_len.data();
+  g.cu_kv = cu_kv.data();
+  g.n_seqs = 2;
+  twin::cache_gather(g);
+  for (size_t i = 0; i < src.size(); ++i) ASSERT_TRUE(same_bits(out[i], src[i])) << i;
+  w.cache_type = g.cache_type = DType::F16;  // a cache is BF16 or F32
+  EXPECT_NE(error_of([&] { twin::cache_write(w); }).find("F16"), std::string::npos);
+  EXPECT_NE(error_of([&] { twin::cache_gather(g); }).find("F16"), std::string::npos);
+}
 
 TEST(TwinElementwise, CacheWriteThenGatherRoundTripsThroughShuffledBlocks) {
   std::mt19937 rng(66);

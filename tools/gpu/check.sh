@@ -96,9 +96,16 @@ if want bench; then
   grep -E '^ +[0-9]+ +512' "$out/bench.log" | tail -2 | sed 's/^/    /' >> "$out/summary.txt"
   timeout 180 $m bench --device cuda --model configs/llama-2-7b --random-weights 0 --batch 1 --prompt 512 --gen 32 \
     --out "$out/bench_llama2_7b_mha.json" >> "$out/bench.log" 2>&1
+  # The float32 precision (parity mode): float32 weights (63 GB for V2-Lite), GEMMs, KV cache and attention.
+  timeout 240 $m bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 --precision f32 --batch 1,16 \
+    --prompt 512 --gen 64 --out "$out/bench_dsv2_lite_f32.json" > "$out/bench_f32.log" 2>&1
+  row "bench V2-Lite --precision f32" ""
+  grep -E '^ +[0-9]+ +512' "$out/bench_f32.log" | sed 's/^/    /' >> "$out/summary.txt"
+  grep -E '^error' "$out/bench_f32.log" | sed 's/^/    /' >> "$out/summary.txt"
+  cat "$out/bench_f32.log" >> "$out/bench.log"; rm -f "$out/bench_f32.log"
   python3 - "$out" >> "$out/summary.txt" <<'PY'
 import json, os, sys
-for f in ("bench_dsv2_lite.json", "bench_llama3_8b.json", "bench_llama2_7b_mha.json"):
+for f in ("bench_dsv2_lite.json", "bench_llama3_8b.json", "bench_llama2_7b_mha.json", "bench_dsv2_lite_f32.json"):
     p = os.path.join(sys.argv[1], f)
     if not os.path.exists(p): print(f"    {f}: missing"); continue
     d = json.load(open(p)); kv = d["device_info"]["kv_cache"]

@@ -34,6 +34,13 @@ enum class Device { CPU, CUDA };
 /// The other two force one form everywhere; both give the same logits to float32 rounding.
 enum class MlaAttention { AUTO, DECOMPRESSED, ABSORBED };
 
+/// Arithmetic of the GPU engine (the CPU engine always computes in float32 on the stored weights).
+/// NATIVE: GEMM operands in the checkpoint's dtype (the activations rounded to it) with float32 accumulation, a
+/// BF16 KV cache, tensor-core attention: serving speed, what vLLM/SGLang do. FLOAT32: weights widened to float32
+/// once on upload (exact), float32 GEMMs (no TF32), a float32 KV cache and float32 attention: the CPU engine's
+/// numerics, for parity with the float64 reference; twice the weight and cache memory, slower.
+enum class Precision { NATIVE, FLOAT32 };
+
 struct EngineOptions {
   std::string model_dir{};  ///< folder with config.json (and weights unless random_weights_seed is set)
   std::optional<uint64_t> random_weights_seed{};  ///< build weights from config.json alone (see docs/engine.md)
@@ -48,6 +55,7 @@ struct EngineOptions {
   int64_t block_size = 16;        ///< KV cache block, tokens
   bool prefix_sharing = true;     ///< reuse cached blocks of a shared prompt prefix
   bool cuda_graphs = true;        ///< replay CUDA graphs for decode steps
+  Precision precision = Precision::NATIVE;
 };
 
 /// What `mlabench info` prints, computed from config.json alone (no weights needed).

@@ -209,8 +209,8 @@ __global__ void __launch_bounds__(kDecThreads, 2) mla_decode_kernel(const MlaDec
     for (int c = tid; c < kDecTokens * chunks; c += kDecThreads) {
       const int j = c / chunks, part = c - j * chunks, pos = base + j;
       const bool valid = pos < k_end;  // zero-fill the rest: 0 * NaN would poison the value MMA
-      const uint16_t* src = p.cache;
-      if (valid) src = p.cache + paged_slot(p.paged, seq, pos) * width + part * 8;
+      const uint16_t* src = static_cast<const uint16_t*>(p.cache);  // BF16: the launcher sends F32 elsewhere
+      if (valid) src += paged_slot(p.paged, seq, pos) * width + part * 8;
       cp_async16(dst + j * sd + part * 8, src, valid);
     }
     cp_async_commit();
@@ -669,6 +669,9 @@ void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
                  "mla_decode_attention: n_seqs {} n_heads {} or a null pointer. HINT: fill every MlaDecodeParams "
                  "field",
                  p.n_seqs, p.n_heads);
+  if (p.cache_type == DType::F32) return generic::mla_decode_attention(p, s);  // float32 precision
+  MLABENCH_CHECK(p.cache_type == DType::BF16, "mla_decode_attention: cache_type is {}, not BF16 or F32. HINT: the "
+                 "KV cache is BF16, or F32 in the engine's float32 precision", dtype_name(p.cache_type));
   if (!(p.kv_lora > 0 && p.kv_lora % 16 == 0 && p.kv_lora <= 8 * kDecWarps * kDecMaxNTiles && p.rope % 16 == 0 &&
         width <= 16 * kDecWarps * kDecMaxKSteps))
     return generic::mla_decode_attention(p, s);  // head sizes without a tensor-core instance (kv_lora and rope
@@ -718,8 +721,8 @@ void mla_prefill_attention(const MlaPrefillParams& p, cudaStream_t s) {
                  "mla_prefill_attention: n_seqs {} n_heads {} or a null pointer. HINT: fill every MlaPrefillParams "
                  "field",
                  b.n_seqs, p.n_heads);
-  if (!(p.nope + p.rope == 192 && p.v == 128 && p.nope % 2 == 0))
-    return generic::mla_prefill_attention(p, s);  // head sizes without a tensor-core instance
+  if (p.float32_math || !(p.nope + p.rope == 192 && p.v == 128 && p.nope % 2 == 0))
+    return generic::mla_prefill_attention(p, s);  // float32 precision, or head sizes without a tensor-core instance
   FlashArgs a;
   a.n_seqs = b.n_seqs;
   a.max_q = b.max_q;
@@ -752,6 +755,9 @@ void gqa_attention(const GqaAttentionParams& p, cudaStream_t s) {
   MLABENCH_CHECK(p.n_kv_heads > 0 && p.n_heads > 0 && p.n_heads % p.n_kv_heads == 0,
                  "gqa_attention: n_heads {} is not a multiple of n_kv_heads {}. HINT: check the model config",
                  p.n_heads, p.n_kv_heads);
+  if (p.cache_type == DType::F32) return generic::gqa_attention(p, s);  // float32 precision
+  MLABENCH_CHECK(p.cache_type == DType::BF16, "gqa_attention: cache_type is {}, not BF16 or F32. HINT: the KV cache "
+                 "is BF16, or F32 in the engine's float32 precision", dtype_name(p.cache_type));
   if (p.head_dim != 64 && p.head_dim != 128) return generic::gqa_attention(p, s);  // no tensor-core instance
   MLABENCH_CHECK(aligned16(p.k_cache) && aligned16(p.v_cache),
                  "gqa_attention: K/V pools are not 16-byte aligned. HINT: layer pools must start on a 16-byte "
@@ -778,8 +784,8 @@ void gqa_attention(const GqaAttentionParams& p, cudaStream_t s) {
   a.q_head_stride = p.head_dim;
   a.group = p.n_heads / p.n_kv_heads;
   a.n_heads = p.n_heads;
-  a.k_cache = p.k_cache;
-  a.v_cache = p.v_cache;
+  a.k_cache = static_cast<const uint16_t*>(p.k_cache);
+  a.v_cache = static_cast<const uint16_t*>(p.v_cache);
   a.kv_width = int64_t{p.n_kv_heads} * p.head_dim;
   a.paged = p.paged;
   a.out = p.out;

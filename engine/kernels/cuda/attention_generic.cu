@@ -1,5 +1,6 @@
-// Shape-generic attention kernels: the fallback of the three attention launchers (attention.cu) for head sizes
-// that have no tensor-core instance there (the tiny test models, unusual configs). One block per (query row,
+// Shape-generic attention kernels in float32: the path of the three attention launchers (attention.cu) for the
+// engine's float32 precision (F32 cache) and for head sizes that have no tensor-core instance there (the tiny
+// test models, unusual configs). One block per (query row,
 // head), keys in chunks of kChunk with an online softmax in float32; any head size, no split-KV. Correct and
 // simple, not fast: real DeepSeek-V2 / Llama shapes take the instances in attention.cu.
 #include <cuda_bf16.h>
@@ -15,7 +16,11 @@ constexpr int kThreads = 128;
 constexpr int kChunk = 128;
 constexpr int kMaxDvPerThread = 4;  // head value width <= 512
 
-__device__ float bf(uint16_t v) { return __uint_as_float(static_cast<uint32_t>(v) << 16); }
+// Element i of a KV pool that is BF16 or (in the engine's float32 precision) F32.
+__device__ float cached(const void* pool, bool is_f32, int64_t i) {
+  return is_f32 ? static_cast<const float*>(pool)[i]
+                : __uint_as_float(static_cast<uint32_t>(static_cast<const uint16_t*>(pool)[i]) << 16);
+}
 
 __device__ int64_t slot_of(const PagedCache& pc, int s, int64_t pos) {
   return static_cast<int64_t>(pc.block_tables[static_cast<int64_t>(s) * pc.max_blocks + pos / pc.block_size]) *
@@ -46,11 +51,9 @@ struct MlaDecodeAccess {
                          : p.q_pe[r * p.ld_q_pe + h * p.q_pe_head_stride + (d - p.kv_lora)];
   }
   __device__ float k(int s, int64_t j, int, int d) const {
-    return bf(p.cache[slot_of(p.paged, s, j) * (p.kv_lora + p.rope) + d]);
+    return cached(p.cache, p.cache_type == DType::F32, slot_of(p.paged, s, j) * (p.kv_lora + p.rope) + d);
   }
-  __device__ float v(int s, int64_t j, int, int d) const {
-    return bf(p.cache[slot_of(p.paged, s, j) * (p.kv_lora + p.rope) + d]);
-  }
+  __device__ float v(int s, int64_t j, int h, int d) const { return k(s, j, h, d); }  // the latent is the value
   __device__ float* out(int64_t r, int h) const { return p.out + r * p.ld_out + h * p.kv_lora; }
 };
 
@@ -63,8 +66,12 @@ struct GqaAccess {
     const int kvh = h / (p.n_heads / p.n_kv_heads);
     return slot_of(p.paged, s, j) * (int64_t{p.n_kv_heads} * p.head_dim) + kvh * p.head_dim + d;
   }
-  __device__ float k(int s, int64_t j, int h, int d) const { return bf(p.k_cache[at(s, j, h, d)]); }
-  __device__ float v(int s, int64_t j, int h, int d) const { return bf(p.v_cache[at(s, j, h, d)]); }
+  __device__ float k(int s, int64_t j, int h, int d) const {
+    return cached(p.k_cache, p.cache_type == DType::F32, at(s, j, h, d));
+  }
+  __device__ float v(int s, int64_t j, int h, int d) const {
+    return cached(p.v_cache, p.cache_type == DType::F32, at(s, j, h, d));
+  }
   __device__ float* out(int64_t r, int h) const { return p.out + r * p.ld_out + h * p.head_dim; }
 };
 

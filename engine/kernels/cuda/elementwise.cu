@@ -1,5 +1,5 @@
 // CUDA kernels and launchers of the elementwise ops: embedding, rms_norm (residual add fused), rope, silu_mul,
-// cast, and the paged BF16 KV-cache write and gather. Their CPU twins, which define the results, are in
+// cast, and the paged KV-cache (BF16 or F32) write and gather. Their CPU twins, which define the results, are in
 // engine/kernels/twin/elementwise.cpp, and so are the parameter checks both share.
 //
 // All of them are memory bound: each thread moves W consecutive elements per access (16 bytes where the
@@ -327,40 +327,40 @@ __global__ void silu_mul_kernel(const SiluMulParams p) {
   }
 }
 
-template <Fmt F, int W>
+template <Fmt In, Fmt F, int W>
 __global__ void cast_kernel(const CastParams p) {
   const int64_t nvec = p.n_cols / W;
   for (int64_t r = blockIdx.y; r < p.n_rows; r += gridDim.y) {
     for (int64_t v = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; v < nvec;
          v += static_cast<int64_t>(gridDim.x) * blockDim.x) {
       float x[W];
-      load_vec(p.in + r * p.ld_in + v * W, x);
+      load_floats<In, W>(p.in, r * p.ld_in + v * W, x);
       store_floats<F, W>(p.out, r * p.ld_out + v * W, x);
     }
   }
 }
 
-// Warp-per-token kernels for the paged cache: a slot is one contiguous row of `width` BF16 values, so a warp
-// reads/writes it whole and the 8 warps of a block take 8 tokens.
+// Warp-per-token kernels for the paged cache: a slot is one contiguous row of `width` BF16 (or F32) values, so
+// a warp reads/writes it whole and the 8 warps of a block take 8 tokens.
 constexpr int kCacheWarps = 8;
 
-template <int W>
+template <Fmt F, int W>
 __global__ void cache_write_kernel(const CacheWriteParams p) {
   const int64_t nvec = p.width / W;
   for (int64_t r = blockIdx.x * static_cast<int64_t>(kCacheWarps) + threadIdx.y; r < p.n_rows;
        r += static_cast<int64_t>(gridDim.x) * kCacheWarps) {
     const float* src = p.src + r * p.ld_src;
-    uint16_t* dst = p.cache + p.slots[r] * p.width;
+    const int64_t dst = p.slots[r] * p.width;
     for (int64_t v = threadIdx.x; v < nvec; v += 32) {
       float x[W];
       load_vec(src + v * W, x);
-      store_floats<Fmt::BF16, W>(dst, v * W, x);
+      store_floats<F, W>(p.cache, dst + v * W, x);
     }
   }
 }
 
 // Sequences over grid y; a sequence's tokens over (grid x, warp).
-template <int W>
+template <Fmt F, int W>
 __global__ void cache_gather_kernel(const CacheGatherParams p) {
   const int64_t nvec = p.width / W;
   for (int32_t s = static_cast<int32_t>(blockIdx.y); s < p.n_seqs; s += static_cast<int32_t>(gridDim.y)) {
@@ -370,11 +370,11 @@ __global__ void cache_gather_kernel(const CacheGatherParams p) {
     for (int32_t pos = static_cast<int32_t>(blockIdx.x * kCacheWarps + threadIdx.y); pos < len;
          pos += static_cast<int32_t>(gridDim.x * kCacheWarps)) {
       const int64_t slot = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size;
-      const uint16_t* src = p.cache + slot * p.width;
+      const int64_t src = slot * p.width;
       float* dst = out + static_cast<int64_t>(pos) * p.ld_out;
       for (int64_t v = threadIdx.x; v < nvec; v += 32) {
         float x[W];
-        load_floats<Fmt::BF16, W>(src, v * W, x);
+        load_floats<F, W>(p.cache, src + v * W, x);
         store_vec(dst + v * W, x);
       }
     }
@@ -448,11 +448,13 @@ void silu_mul(const SiluMulParams& p, cudaStream_t s) {
 void cast(const CastParams& p, cudaStream_t s) {
   checks::check_cast(p);
   if (p.n_rows == 0) return;
-  const int osz = static_cast<int>(dtype_size(p.out_type));
-  with_fmt(p.out_type, [&](auto fmt) {
-    with_width<4, 1>(p.n_cols, {{p.in, p.ld_in, 4}, {p.out, p.ld_out, osz}}, [&](auto w) {
-      const RowsGrid g = rows_grid(p.n_cols / decltype(w)::value, p.n_rows);
-      cast_kernel<decltype(fmt)::value, decltype(w)::value><<<g.grid, g.block, 0, s>>>(p);
+  const int osz = static_cast<int>(dtype_size(p.out_type)), isz = static_cast<int>(dtype_size(p.in_type));
+  with_fmt(p.in_type, [&](auto in_fmt) {
+    with_fmt(p.out_type, [&](auto fmt) {
+      with_width<4, 1>(p.n_cols, {{p.in, p.ld_in, isz}, {p.out, p.ld_out, osz}}, [&](auto w) {
+        const RowsGrid g = rows_grid(p.n_cols / decltype(w)::value, p.n_rows);
+        cast_kernel<decltype(in_fmt)::value, decltype(fmt)::value, decltype(w)::value><<<g.grid, g.block, 0, s>>>(p);
+      });
     });
   });
   MLABENCH_CUDA(cudaGetLastError());
@@ -461,9 +463,13 @@ void cast(const CastParams& p, cudaStream_t s) {
 void cache_write(const CacheWriteParams& p, cudaStream_t s) {
   checks::check_cache_write(p);
   if (p.n_rows == 0) return;
-  with_width<8, 4, 1>(p.width, {{p.src, p.ld_src, 4}, {p.cache, p.width, 2}}, [&](auto w) {
-    const int64_t blocks = std::min<int64_t>(ceil_div(p.n_rows, kCacheWarps), INT32_MAX);
-    cache_write_kernel<decltype(w)::value><<<static_cast<unsigned>(blocks), dim3(32, kCacheWarps), 0, s>>>(p);
+  const int csz = static_cast<int>(dtype_size(p.cache_type));
+  with_fmt(p.cache_type, [&](auto fmt) {
+    with_width<8, 4, 1>(p.width, {{p.src, p.ld_src, 4}, {p.cache, p.width, csz}}, [&](auto w) {
+      const int64_t blocks = std::min<int64_t>(ceil_div(p.n_rows, kCacheWarps), INT32_MAX);
+      cache_write_kernel<decltype(fmt)::value, decltype(w)::value>
+          <<<static_cast<unsigned>(blocks), dim3(32, kCacheWarps), 0, s>>>(p);
+    });
   });
   MLABENCH_CUDA(cudaGetLastError());
 }
@@ -475,9 +481,12 @@ void cache_gather(const CacheGatherParams& p, cudaStream_t s) {
   // all sequences; each block strides through its sequence's tokens.
   const int64_t by = std::min<int64_t>(p.n_seqs, kMaxGridYZ);
   const int64_t bx = std::clamp<int64_t>(ceil_div(4 * static_cast<int64_t>(sm_count()), by), 1, 1 << 16);
-  with_width<8, 4, 1>(p.width, {{p.out, p.ld_out, 4}, {p.cache, p.width, 2}}, [&](auto w) {
-    cache_gather_kernel<decltype(w)::value>
-        <<<dim3(static_cast<unsigned>(bx), static_cast<unsigned>(by)), dim3(32, kCacheWarps), 0, s>>>(p);
+  const int csz = static_cast<int>(dtype_size(p.cache_type));
+  with_fmt(p.cache_type, [&](auto fmt) {
+    with_width<8, 4, 1>(p.width, {{p.out, p.ld_out, 4}, {p.cache, p.width, csz}}, [&](auto w) {
+      cache_gather_kernel<decltype(fmt)::value, decltype(w)::value>
+          <<<dim3(static_cast<unsigned>(bx), static_cast<unsigned>(by)), dim3(32, kCacheWarps), 0, s>>>(p);
+    });
   });
   MLABENCH_CUDA(cudaGetLastError());
 }

@@ -1,6 +1,6 @@
 // CPU twins of the attention kernels (MLA prefill/decode, MHA/GQA over paged BF16 pools). Each query row runs
 // cpu::attention_one_query, the CPU engine's own attention, over exactly the keys it may see (causal), with the
-// BF16 cache slots of its sequence converted to float32 first. The split-KV scratch of the CUDA launchers is
+// cache slots (BF16 or F32) of its sequence converted to float32 first. The split-KV scratch of the CUDA launchers is
 // an implementation detail of the kernels: the twins ignore it.
 #include <algorithm>
 #include <vector>
@@ -18,12 +18,21 @@ int64_t slot_of(const PagedCache& pc, int32_t seq, int64_t pos) {
 }
 
 // The first n_tokens slots of sequence seq as contiguous float32 rows of `width` values.
-std::vector<float> gather_tokens(const uint16_t* cache, int64_t width, const PagedCache& pc, int32_t seq,
+std::vector<float> gather_tokens(const void* cache, DType type, int64_t width, const PagedCache& pc, int32_t seq,
                                  int64_t n_tokens) {
+  MLABENCH_CHECK(type == DType::BF16 || type == DType::F32,
+                 "attention: cache_type is {}, not BF16 or F32. HINT: the KV cache is BF16, or F32 in the engine's "
+                 "float32 precision",
+                 dtype_name(type));
   std::vector<float> rows(static_cast<size_t>(n_tokens * width));
   for (int64_t t = 0; t < n_tokens; ++t) {
-    const uint16_t* src = cache + slot_of(pc, seq, t) * width;
-    for (int64_t c = 0; c < width; ++c) rows[static_cast<size_t>(t * width + c)] = bf16_to_f32(src[c]);
+    const int64_t at = slot_of(pc, seq, t) * width;
+    if (type == DType::F32) {
+      std::copy_n(static_cast<const float*>(cache) + at, width, rows.begin() + t * width);
+    } else {
+      const uint16_t* src = static_cast<const uint16_t*>(cache) + at;
+      for (int64_t c = 0; c < width; ++c) rows[static_cast<size_t>(t * width + c)] = bf16_to_f32(src[c]);
+    }
   }
   return rows;
 }
@@ -81,7 +90,7 @@ void mla_decode_attention(const MlaDecodeParams& p) {
                    "mla_decode_attention: sequence {} has kv_len {}. HINT: decode appends the new "
                    "token to the cache before attention, so kv_len >= 1",
                    s, kv_len);
-    const std::vector<float> latent = gather_tokens(p.cache, width, p.paged, s, kv_len);
+    const std::vector<float> latent = gather_tokens(p.cache, p.cache_type, width, p.paged, s, kv_len);
 #pragma omp parallel if (p.n_heads * kv_len * width >= (int64_t{1} << 20))
     {
       std::vector<float> scores(static_cast<size_t>(kv_len));
@@ -113,8 +122,8 @@ void gqa_attention(const GqaAttentionParams& p) {
   for (int32_t s = 0; s < b.n_seqs; ++s) {
     const int64_t q0 = b.cu_q[s], q_len = b.cu_q[s + 1] - q0, kv_len = b.kv_len[s];
     if (q_len == 0) continue;
-    const std::vector<float> k = gather_tokens(p.k_cache, width, p.paged, s, kv_len);
-    const std::vector<float> v = gather_tokens(p.v_cache, width, p.paged, s, kv_len);
+    const std::vector<float> k = gather_tokens(p.k_cache, p.cache_type, width, p.paged, s, kv_len);
+    const std::vector<float> v = gather_tokens(p.v_cache, p.cache_type, width, p.paged, s, kv_len);
 #pragma omp parallel if (q_len * p.n_heads * kv_len * hd >= (int64_t{1} << 20))
     {
       std::vector<float> scores(static_cast<size_t>(kv_len));

@@ -19,6 +19,13 @@ void check_float_type(DType t, const char* kernel, const char* field) {
                  kernel, field, dtype_name(t));
 }
 
+void check_cache_type(DType t, const char* kernel) {
+  MLABENCH_CHECK(t == DType::BF16 || t == DType::F32,
+                 "{}: cache_type is {}, not BF16 or F32. HINT: the KV cache is BF16, or F32 in the engine's float32 "
+                 "precision",
+                 kernel, dtype_name(t));
+}
+
 void check_rows_ld(const char* kernel, int64_t n_rows, int64_t width, int64_t ld, const char* ld_name) {
   MLABENCH_CHECK(n_rows >= 0, "{}: n_rows = {} is negative. HINT: pass the number of rows to process", kernel,
                  n_rows);
@@ -76,6 +83,7 @@ void check_silu_mul(const SiluMulParams& p) {
 
 void check_cast(const CastParams& p) {
   check_float_type(p.out_type, "cast", "out_type");
+  check_float_type(p.in_type, "cast", "in_type");
   MLABENCH_CHECK(p.n_cols > 0, "cast: n_cols = {} must be positive. HINT: pass the row width", p.n_cols);
   check_rows_ld("cast", p.n_rows, p.n_cols, p.ld_in, "ld_in");
   check_rows_ld("cast", p.n_rows, p.n_cols, p.ld_out, "ld_out");
@@ -83,6 +91,7 @@ void check_cast(const CastParams& p) {
 }
 
 void check_cache_write(const CacheWriteParams& p) {
+  check_cache_type(p.cache_type, "cache_write");
   MLABENCH_CHECK(p.width > 0, "cache_write: width = {} must be positive. HINT: pass the values per cache slot",
                  p.width);
   check_rows_ld("cache_write", p.n_rows, p.width, p.ld_src, "ld_src");
@@ -91,6 +100,7 @@ void check_cache_write(const CacheWriteParams& p) {
 }
 
 void check_cache_gather(const CacheGatherParams& p) {
+  check_cache_type(p.cache_type, "cache_gather");
   MLABENCH_CHECK(p.width > 0 && p.block_size > 0 && p.max_blocks > 0 && p.n_seqs >= 0,
                  "cache_gather: width = {}, block_size = {}, max_blocks = {}, n_seqs = {}. HINT: width, block_size "
                  "and max_blocks must be positive, n_seqs non-negative", p.width, p.block_size, p.max_blocks,
@@ -190,13 +200,15 @@ void silu_mul(const SiluMulParams& p) {
 void cast(const CastParams& p) {
   checks::check_cast(p);
   for (int64_t r = 0; r < p.n_rows; ++r)
-    for (int64_t c = 0; c < p.n_cols; ++c) store_float(p.out, p.out_type, r * p.ld_out + c, p.in[r * p.ld_in + c]);
+    for (int64_t c = 0; c < p.n_cols; ++c)
+      store_float(p.out, p.out_type, r * p.ld_out + c, load_as_float(p.in, p.in_type, r * p.ld_in + c));
 }
 
 void cache_write(const CacheWriteParams& p) {
   checks::check_cache_write(p);
   for (int64_t r = 0; r < p.n_rows; ++r)
-    for (int64_t c = 0; c < p.width; ++c) p.cache[p.slots[r] * p.width + c] = f32_to_bf16(p.src[r * p.ld_src + c]);
+    for (int64_t c = 0; c < p.width; ++c)
+      store_float(p.cache, p.cache_type, p.slots[r] * p.width + c, p.src[r * p.ld_src + c]);
 }
 
 void cache_gather(const CacheGatherParams& p) {
@@ -206,7 +218,7 @@ void cache_gather(const CacheGatherParams& p) {
     for (int32_t pos = 0; pos < p.kv_len[s]; ++pos) {
       const int64_t slot = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size;
       float* out = p.out + (static_cast<int64_t>(p.cu_kv[s]) + pos) * p.ld_out;
-      for (int64_t c = 0; c < p.width; ++c) out[c] = bf16_to_f32(p.cache[slot * p.width + c]);
+      for (int64_t c = 0; c < p.width; ++c) out[c] = load_as_float(p.cache, p.cache_type, slot * p.width + c);
     }
   }
 }
