@@ -278,7 +278,29 @@ Result<std::vector<ScoreResult>> Engine::score_batch(std::span<const ScoreReques
       return out;
     }
 #endif
-    for (const ScoreRequest& r : requests) out.push_back(score(r.context, r.continuation).value());
+    // CPU: a run of requests with the same context (the choices of one multiple-choice question) computes the
+    // context once and each continuation from a copy of its cache.
+    const int64_t V = impl_->config().vocab_size;
+    std::vector<float> last(static_cast<size_t>(V)), rows;
+    for (size_t i = 0; i < requests.size();) {
+      size_t j = i + 1;
+      while (j < requests.size() && requests[j].context == requests[i].context) ++j;
+      CpuKvCache context_cache = impl_->model->new_cache();
+      impl_->model->forward(requests[i].context, context_cache, last.data(), true);
+      for (; i < j; ++i) {
+        const ScoreRequest& r = requests[i];
+        CpuKvCache cache = context_cache;
+        rows.resize(r.continuation.size() * static_cast<size_t>(V));
+        impl_->model->forward(r.continuation, cache, rows.data(), false);
+        ScoreResult s{.logprob = 0.0, .is_greedy = true, .n_tokens = static_cast<int64_t>(r.continuation.size())};
+        for (size_t t = 0; t < r.continuation.size(); ++t) {
+          const float* row = t == 0 ? last.data() : rows.data() + (t - 1) * static_cast<size_t>(V);
+          s.logprob += log_softmax_at(row, V, r.continuation[t]);
+          s.is_greedy = s.is_greedy && argmax(row, V) == r.continuation[t];
+        }
+        out.push_back(s);
+      }
+    }
     return out;
   });
 }
@@ -343,32 +365,98 @@ Result<ScoreResult> Engine::score(std::string_view context, std::string_view con
   });
 }
 
-Result<TextGenerateResult> Engine::generate(std::string_view prompt, const TextGenerateOptions& o) {
+namespace {
+
+// The text side of a generation: decodes tokens as they come (no half characters) and watches for stop strings;
+// the text ends before the first stop string, or holds everything when a stop id or the length ended it.
+class TextStop {
+ public:
+  TextStop(const Tokenizer& tok, const std::vector<std::string>& stop) : stream_(tok, true), stop_(&stop) {}
+  /// Returns true when the text now contains a stop string.
+  bool step(int32_t id) {
+    text_ += stream_.step(id);
+    for (const auto& s : *stop_) {
+      const size_t at = s.empty() ? std::string::npos : text_.find(s);
+      if (at != std::string::npos) stop_at_ = std::min(stop_at_, at);
+    }
+    return stop_at_ != std::string::npos;
+  }
+  std::string finish() {
+    if (stop_at_ == std::string::npos)
+      text_ += stream_.flush();  // a stop id itself is special, not text
+    else
+      text_.resize(stop_at_);
+    return std::move(text_);
+  }
+
+ private:
+  StreamDecoder stream_;
+  const std::vector<std::string>* stop_;
+  std::string text_;
+  size_t stop_at_ = std::string::npos;
+};
+
+GenerateOptions with_eos(const Tokenizer& tok, const TextGenerateOptions& o) {
+  GenerateOptions g = o.sampling;
+  if (!o.ignore_eos)
+    if (auto eos = tok.eos_id()) g.stop_token_ids.push_back(*eos);
+  return g;
+}
+
+}  // namespace
+
+Result<std::vector<TextGenerateResult>> Engine::generate_batch(std::span<const TextGenerateRequest> requests) {
   return guarded([&] {
     const Tokenizer& tok = impl_->need_tokenizer();
-    TextGenerateResult out;
-    out.prompt_tokens = tok.encode(prompt, o.add_special_tokens);
-    GenerateOptions g = o.sampling;
-    if (!o.ignore_eos)
-      if (auto eos = tok.eos_id()) g.stop_token_ids.push_back(*eos);
-    StreamDecoder stream(tok, true);
-    size_t stop_at = std::string::npos;
-    out.generation = impl_->run_generation(out.prompt_tokens, g, [&](int32_t id) {
-      out.text += stream.step(id);
-      for (const auto& s : o.stop) {
-        const size_t at = s.empty() ? std::string::npos : out.text.find(s);
-        if (at != std::string::npos) stop_at = std::min(stop_at, at);
+    std::vector<TextGenerateResult> out(requests.size());
+    std::vector<TextStop> stops;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      out[i].prompt_tokens = requests[i].prompt_tokens.empty()
+                                 ? tok.encode(requests[i].prompt, requests[i].options.add_special_tokens)
+                                 : requests[i].prompt_tokens;
+      stops.emplace_back(tok, requests[i].options.stop);
+    }
+#if MLABENCH_HAS_CUDA
+    if (impl_->gpu) {
+      std::vector<gpu::SeqRequest> rq;
+      for (size_t i = 0; i < requests.size(); ++i) {
+        const GenerateOptions g = with_eos(tok, requests[i].options);
+        MLABENCH_CHECK(g.max_new_tokens >= 0 && g.temperature >= 0.0f && g.top_p > 0.0f && g.top_p <= 1.0f,
+                       "generation options: max_new_tokens {} (>= 0), temperature {} (>= 0), top_p {} (in (0, 1])",
+                       g.max_new_tokens, g.temperature, g.top_p);
+        impl_->check_tokens(out[i].prompt_tokens, "prompt", g.max_new_tokens);
+        rq.push_back({.tokens = out[i].prompt_tokens, .gen = g});
       }
-      return stop_at != std::string::npos;
-    });
-    if (stop_at == std::string::npos) {
-      // Ended by length or a stop id: emit what the stream held back; a stop id itself is special, not text.
-      out.text += stream.flush();
-    } else {
-      out.text.resize(stop_at);
+      std::vector<gpu::SeqResult> res =
+          impl_->gpu->run(rq, [&](size_t i, int32_t id) { return stops[i].step(id); });
+      for (size_t i = 0; i < requests.size(); ++i) {
+        out[i].generation = Impl::to_generate_result(res[i]);
+        out[i].text = stops[i].finish();
+      }
+      return out;
+    }
+#endif
+    for (size_t i = 0; i < requests.size(); ++i) {
+      out[i].generation = impl_->run_generation(out[i].prompt_tokens, with_eos(tok, requests[i].options),
+                                                [&](int32_t id) { return stops[i].step(id); });
+      out[i].text = stops[i].finish();
     }
     return out;
   });
+}
+
+Result<TextGenerateResult> Engine::generate(std::string_view prompt, const TextGenerateOptions& o) {
+  const TextGenerateRequest r{.prompt = std::string(prompt), .options = o};
+  Result<std::vector<TextGenerateResult>> all = generate_batch(std::span(&r, 1));
+  if (!all.ok()) return all.error();
+  return std::move(all.value().at(0));
+}
+
+int64_t Engine::max_context() const {
+#if MLABENCH_HAS_CUDA
+  if (impl_->gpu) return impl_->gpu->max_context();
+#endif
+  return impl_->config().max_position_embeddings;
 }
 
 Result<std::string> Engine::apply_chat_template(std::span<const ChatMessage> messages, bool add_generation_prompt,

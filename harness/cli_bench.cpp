@@ -20,6 +20,7 @@
 #include "engine/model/config.h"
 #include "engine/model/model_info.h"
 #include "harness/cli_model.h"
+#include "harness/cli_run.h"
 
 namespace mlabench::cli {
 
@@ -39,11 +40,6 @@ double percentile(std::vector<double> v, double p) {
   const double at = p / 100.0 * static_cast<double>(v.size() - 1);
   const auto lo = static_cast<size_t>(std::floor(at)), hi = static_cast<size_t>(std::ceil(at));
   return v[lo] + (v[hi] - v[lo]) * (at - static_cast<double>(lo));
-}
-
-std::string commit_id() {
-  if (const char* c = std::getenv("MLABENCH_COMMIT")) return c;
-  return "unknown";
 }
 
 void bench_command(const BenchArgs& a) {
@@ -157,7 +153,7 @@ void bench_command(const BenchArgs& a) {
   nlohmann::ordered_json doc = {
       {"tool", "mlabench bench"},
       {"date", date},
-      {"commit", commit_id()},
+      {"commit", mlabench_commit()},
       {"build", MLABENCH_BUILD_TYPE},
       {"model", margs.model_dir},
       {"architecture", sum.architecture},

@@ -4,7 +4,9 @@
 
 #include <cstdio>
 
+#include "harness/cli_fetch.h"
 #include "harness/cli_model.h"
+#include "harness/cli_run.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"mlabench " MLABENCH_VERSION
@@ -14,6 +16,8 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   mlabench::cli::add_model_commands(app, &exit_code);
   mlabench::cli::add_bench_command(app, &exit_code);
+  mlabench::cli::add_fetch_command(app, &exit_code);
+  mlabench::cli::add_run_command(app, &exit_code, std::vector<std::string>(argv, argv + argc));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

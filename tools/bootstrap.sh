@@ -2,7 +2,9 @@
 # One-command set-up of mlabench on a fresh Debian 12 machine (the README's two commands).
 #
 #   tools/bootstrap.sh demo   install what the build needs (apt-get), build Release, then run the main job on the
-#                             bundled default model: `mlabench info` and greedy generation
+#                             bundled default model: `mlabench info`, then an evaluation on MMLU and GSM8K (CoT)
+#                             with --limit, its data fetched through datasets_manifest/ (from the mirror in
+#                             $MLABENCH_DATA_MIRROR, else ../shared/datasets when present, else the network)
 #   tools/bootstrap.sh test   install, build with AddressSanitizer + UndefinedBehaviorSanitizer, run every test
 #
 # Uses sudo for apt-get when not root. Build folders: build/ (demo), build-test/ (test). Needs no network after
@@ -14,7 +16,8 @@ case "$mode" in demo|test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esac
 
 # Debian packages the build uses (see README "Dependencies" for why each).
 packages=(build-essential cmake ninja-build pkg-config libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-          libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev libsentencepiece-dev zlib1g-dev)
+          libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev libsentencepiece-dev zlib1g-dev
+          libcurl4-openssl-dev libssl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,11 +37,18 @@ if [ "$mode" = demo ]; then
   model=tests/data/models/mlabench-tiny-dsv2
   echo "== mlabench info --model $model"
   build/mlabench info --model "$model"
-  echo "== mlabench generate --model $model --prompt 'The quick brown fox' --max-new-tokens 16 (greedy)"
-  build/mlabench generate --model "$model" --prompt "The quick brown fox" --max-new-tokens 16
-  if nvidia-smi > /dev/null 2>&1; then
+  # Datasets come through the manifests: from a mirror when one is set (CI: ../shared/datasets), else downloaded.
+  if [ -z "${MLABENCH_DATA_MIRROR:-}" ] && [ -d ../shared/datasets ]; then
+    export MLABENCH_DATA_MIRROR="$(cd ../shared/datasets && pwd)"
+  fi
+  export MLABENCH_DATA_DIR="${MLABENCH_DATA_DIR:-$PWD/build/datasets}"
+  echo "== mlabench run --model $model --tasks mmlu,gsm8k_cot --limit 2 (mirror: ${MLABENCH_DATA_MIRROR:-none, network})"
+  rm -rf build/demo-run
+  build/mlabench run --model "$model" --tasks mmlu,gsm8k_cot --limit 2 --output build/demo-run
+  if nvidia-smi > /dev/null 2>&1 && build/mlabench info --model "$model" > /dev/null; then
     echo "== the same on the GPU engine (--device cuda)"
-    build/mlabench generate --model "$model" --prompt "The quick brown fox" --max-new-tokens 16 --device cuda || true
+    rm -rf build/demo-run-cuda
+    build/mlabench run --model "$model" --tasks mmlu,gsm8k_cot --limit 2 --output build/demo-run-cuda --device cuda || true
   fi
 else
   cmake -S . -B build-test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLABENCH_SANITIZE=ON \

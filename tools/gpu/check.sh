@@ -8,7 +8,7 @@
 #   5. print a short table last.
 # Usage, through the device tool (which copies no .git, so name the commit):
 #   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh [STAGES]     (logs and JSON land in $OUT)
-# STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,peer,cpubench,tokenizer.
+# STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,peer,harness,cpubench,tokenizer.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp/mlabench-check}
@@ -16,7 +16,8 @@ mkdir -p "$out"
 jobs=$(nproc)
 # PCRE2 / utf8proc development files carried from the Debian machine (tools/gpu/make_deps_prefix.sh).
 [ -d .carry/prefix/lib/pkgconfig ] && export PKG_CONFIG_PATH="$PWD/.carry/prefix/lib/pkgconfig:${PKG_CONFIG_PATH:-}"
-# The shared data mirror, carried as .carry/shared (cp -r ../shared/tokenizers .carry/shared/), for the tests that use it.
+# The shared data mirror, carried as .carry/shared (cp -r ../shared/tokenizers ../shared/datasets .carry/shared/),
+# for the tests that use it and the harness stage.
 [ -d .carry/shared ] && export MLABENCH_SHARED_DIR="$PWD/.carry/shared"
 row() { printf '%-34s %s\n' "$1" "$2" >> "$out/summary.txt"; }
 stages=${1:-all}
@@ -28,8 +29,11 @@ gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/nu
 row "device" "${gpu:-no GPU} | $(nproc) CPU cores | $(uname -r)"
 row "commit" "${MLABENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 
+# OpenSSL's libcrypto from the carried prefix when the machine has no headers of its own.
+ssl=()
+[ -f /usr/include/openssl/evp.h ] || ssl=(-DOPENSSL_ROOT_DIR="$PWD/.carry/prefix/openssl" -DOPENSSL_USE_STATIC_LIBS=TRUE)
 t0=$(date +%s)
-if cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLABENCH_NATIVE=ON \
+if cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLABENCH_NATIVE=ON "${ssl[@]}" \
      -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc > "$out/build.log" 2>&1 &&
    cmake --build build-gpu -j "$jobs" >> "$out/build.log" 2>&1; then
   row "build (Release, -march=native)" "ok in $(( $(date +%s) - t0 )) s"
@@ -120,6 +124,43 @@ if want peer; then
   tail -8 "$out/peer.log" | sed 's/^/    /' >> "$out/summary.txt"
 fi
 
+if want harness && [ -d .carry/shared/datasets ]; then
+  # The evaluator on the GPU: the bundled model on CPU and on CUDA (float32 precision: the same answers up to
+  # near-ties), then V2-Lite's shapes with random weights and the real DeepSeek-V2 tokenizer on MMLU 5-shot and
+  # GSM8K 8-shot CoT (throughput of the whole harness path: prompts, shared contexts, batched generation).
+  m=build-gpu/mlabench
+  ds=(--mirror "$PWD/.carry/shared/datasets" --data-dir /tmp/mlabench-datasets --offline --no-progress)
+  rm -rf /tmp/h-cpu /tmp/h-cuda /tmp/h-lite
+  $m run --tasks mmlu,gsm8k_cot --limit 3 --output /tmp/h-cpu "${ds[@]}" > "$out/harness.log" 2>&1
+  $m run --tasks mmlu,gsm8k_cot --limit 3 --output /tmp/h-cuda --device cuda --precision f32 "${ds[@]}" >> "$out/harness.log" 2>&1
+  python3 - >> "$out/summary.txt" <<'PY'
+import json
+a, b = (json.load(open(f"/tmp/h-{d}/results.json")) for d in ("cpu", "cuda"))
+def docs(d):
+    return {(s["subtask"], s["doc_id"]): s for s in map(json.loads, open(f"/tmp/h-{d}/samples_mmlu.jsonl"))}
+da, db = docs("cpu"), docs("cuda")
+diff = max(abs(x - y) for k in da for x, y in zip(da[k]["logprobs"], db[k]["logprobs"]))
+same = sum(da[k]["pred"] == db[k]["pred"] for k in da)
+print(f"{'harness tiny cpu vs cuda f32':34s} mmlu acc {a['groups']['mmlu']['acc,none']:.4f} vs {b['groups']['mmlu']['acc,none']:.4f}, "
+      f"same prediction {same}/{len(da)}, max |logprob diff| {diff:.2e}")
+PY
+  lite=/tmp/v2lite-tok && mkdir -p $lite && cp configs/deepseek-v2-lite/config.json $lite/ &&
+    cp .carry/shared/tokenizers/deepseek-v2/tokenizer*.json $lite/
+  t0=$(date +%s.%N)
+  timeout 300 $m run --model $lite --random-weights 0 --device cuda --tasks mmlu,gsm8k_cot --limit 20 --batch-docs 256 \
+    --output /tmp/h-lite "${ds[@]}" >> "$out/harness.log" 2>&1
+  rc=$?
+  t1=$(date +%s.%N)
+  python3 - "$rc" "$t0" "$t1" >> "$out/summary.txt" <<'PY'
+import json, sys
+rc, t0, t1 = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+if rc != 0:
+    print(f"{'harness V2-Lite random, cuda':34s} FAILED rc {rc} (logs.txt)"); sys.exit()
+s = [json.loads(l) for f in ("mmlu", "gsm8k_cot") for l in open(f"/tmp/h-lite/samples_{f}.jsonl")]
+ctx = sum(x.get("context_tokens", 0) for x in s); gen = sum(x.get("generated_tokens", 0) for x in s)
+print(f"{'harness V2-Lite random, cuda':34s} {len(s)} docs in {t1-t0:.1f} s (load included): {ctx} prompt tokens, {gen} generated")
+PY
+fi
 if want cpubench; then
 build-gpu/bench/bench_cpu_engine --benchmark_format=json --benchmark_out="$out/bench_cpu_engine.json" \
     --benchmark_out_format=json > /tmp/mlabench-bench.log 2>&1
@@ -138,7 +179,8 @@ else
 fi
 fi
 # At most 8 files come back from the device tool: the logs travel as one file.
-for f in build.log make_fixtures.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log; do
+for f in build.log make_fixtures.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log \
+         harness.log; do
   [ -f "$out/$f" ] && { echo "===== $f"; cat "$out/$f"; rm -f "$out/$f"; }
 done > "$out/logs.txt"
 echo

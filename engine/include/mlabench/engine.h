@@ -131,6 +131,13 @@ struct TextGenerateResult {
   GenerateResult generation;           ///< tokens and timing
 };
 
+/// One text generation of a batch.
+struct TextGenerateRequest {
+  std::string prompt;
+  TextGenerateOptions options{};
+  std::vector<int32_t> prompt_tokens{};  ///< if set, used instead of encoding `prompt` (e.g. a truncated prompt)
+};
+
 class Engine {
  public:
   /// \brief Loads config.json and the weights (or builds random ones) and validates both.
@@ -144,6 +151,9 @@ class Engine {
   uint64_t weight_bytes() const;
   /// \brief Bytes of weights one decode token multiplies (active experts only), at their stored dtype.
   uint64_t active_weight_bytes() const;
+  /// \brief The longest sequence (prompt + generated tokens) the engine serves: max_position_embeddings on the
+  /// CPU, the GPU engine's --max-context on CUDA.
+  int64_t max_context() const;
 
   /// \brief Logits at every position of `tokens` (one forward pass, fresh cache).
   Result<Logits> logits(std::span<const int32_t> tokens);
@@ -152,8 +162,8 @@ class Engine {
   /// \brief Samples up to max_new_tokens after `prompt` through the KV cache (prefill, then one token a step).
   Result<GenerateResult> generate(std::span<const int32_t> prompt, const GenerateOptions& options);
 
-  /// \brief Many loglikelihood requests at once (the GPU engine batches them and shares common prefixes; the
-  /// CPU engine runs them one by one). Results in request order.
+  /// \brief Many loglikelihood requests at once, results in request order. The GPU engine batches them and shares
+  /// common prefixes; the CPU engine runs each distinct context once and every continuation after it.
   Result<std::vector<ScoreResult>> score_batch(std::span<const ScoreRequest> requests);
   /// \brief Many generations at once with continuous batching (GPU); results in request order.
   Result<std::vector<GenerateResult>> generate_batch(std::span<const GenerateRequest> requests);
@@ -174,6 +184,9 @@ class Engine {
   /// \brief Generation from text, decoded incrementally (no half characters), stopped by EOS, stop ids or stop
   /// strings.
   Result<TextGenerateResult> generate(std::string_view prompt, const TextGenerateOptions& options);
+  /// \brief Many text generations at once (the GPU engine batches them; a request leaves the batch as soon as
+  /// its text holds a stop string). Each result equals generate(prompt, options) up to batch-shape rounding.
+  Result<std::vector<TextGenerateResult>> generate_batch(std::span<const TextGenerateRequest> requests);
   /// \brief A conversation rendered with the tokenizer's chat template (or `override`), ready to encode with
   /// add_special_tokens = false (the template writes BOS itself), as transformers' apply_chat_template does.
   Result<std::string> apply_chat_template(std::span<const ChatMessage> messages, bool add_generation_prompt,

@@ -1,0 +1,294 @@
+#include "harness/backend.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "engine/core/check.h"
+
+namespace mlabench::harness {
+
+std::string render_context(const Engine* engine, const EngineBackendOptions& o, const std::string& context) {
+  if (!o.apply_chat_template) return o.system_prompt.empty() ? context : o.system_prompt + "\n\n" + context;
+  MLABENCH_CHECK(engine != nullptr, "--apply-chat-template needs a model with a tokenizer and a chat template. "
+                 "HINT: drop the flag for the replay backend");
+  std::vector<ChatMessage> messages;
+  if (!o.system_prompt.empty()) messages.push_back({.role = "system", .content = o.system_prompt});
+  messages.push_back({.role = "user", .content = context});
+  return engine->apply_chat_template(messages, true).value();
+}
+
+namespace {
+
+class EngineBackend final : public Backend {
+ public:
+  EngineBackend(std::unique_ptr<Engine> engine, const EngineBackendOptions& o, nlohmann::ordered_json description)
+      : engine_(std::move(engine)), opt_(o), description_(std::move(description)) {
+    MLABENCH_CHECK(engine_->tokenizer() != nullptr,
+                   "the model folder {} has no tokenizer, so text tasks cannot run on it. HINT: copy the "
+                   "checkpoint's tokenizer.json / tokenizer_config.json into the folder",
+                   engine_->summary().model_dir);
+    if (opt_.max_length <= 0) opt_.max_length = engine_->max_context();
+  }
+
+  std::string kind() const override { return "engine"; }
+  nlohmann::ordered_json describe() const override { return description_; }
+
+  // lm-evaluation-harness's _encode_pair: trailing whitespace of the context moves to the continuation; the
+  // continuation's tokens are those encode(context + continuation) adds after encode(context)'s length. A
+  // document whose context + longest continuation exceeds the window loses context tokens from the left, the
+  // same number for every choice, so the choices still share one context.
+  std::vector<ChoiceResult> loglikelihood(std::span<const ChoiceRequest> requests) override {
+    std::vector<ScoreRequest> flat;
+    std::vector<int64_t> truncated;
+    for (const ChoiceRequest& r : requests) {
+      const size_t first = flat.size();
+      std::string ctx = render_context(engine_.get(), opt_, r.context);
+      const bool special = opt_.add_bos && !opt_.apply_chat_template;
+      for (const std::string& cont : r.continuations) {
+        std::string c = ctx, k = cont;
+        const size_t keep = c.find_last_not_of(" \t\n\r\f\v");
+        const size_t n_spaces = keep == std::string::npos ? c.size() : c.size() - keep - 1;
+        if (n_spaces > 0) {
+          k = c.substr(c.size() - n_spaces) + k;
+          c.resize(c.size() - n_spaces);
+        }
+        std::vector<int32_t> whole = engine_->encode(c + k, special).value();
+        std::vector<int32_t> context_ids = engine_->encode(c, special).value();
+        MLABENCH_CHECK(whole.size() > context_ids.size(),
+                       "{} doc {}: the continuation \"{}\" adds no tokens after the context. HINT: a choice must "
+                       "be non-empty text",
+                       r.subtask, r.doc_id, cont);
+        flat.push_back({.context = context_ids,
+                        .continuation = std::vector<int32_t>(whole.begin() + static_cast<std::ptrdiff_t>(
+                                                                                 context_ids.size()),
+                                                             whole.end())});
+      }
+      size_t longest = 0;
+      for (size_t i = first; i < flat.size(); ++i) longest = std::max(longest, flat[i].continuation.size());
+      const auto room = static_cast<int64_t>(opt_.max_length) - static_cast<int64_t>(longest);
+      MLABENCH_CHECK(room >= 1, "{} doc {}: a continuation of {} tokens leaves no room for context in the {}-token "
+                     "window. HINT: raise --max-context",
+                     r.subtask, r.doc_id, longest, opt_.max_length);
+      const int64_t cut = std::max<int64_t>(0, static_cast<int64_t>(flat[first].context.size()) - room);
+      for (size_t i = first; i < flat.size(); ++i)
+        flat[i].context.erase(flat[i].context.begin(), flat[i].context.begin() + cut);
+      truncated.push_back(cut);
+    }
+    const std::vector<ScoreResult> scores = engine_->score_batch(flat).value();
+    std::vector<ChoiceResult> out;
+    size_t at = 0;
+    for (const ChoiceRequest& r : requests) {
+      ChoiceResult c;
+      c.context_tokens = static_cast<int64_t>(flat[at].context.size());
+      c.truncated_tokens = truncated[out.size()];
+      for (size_t i = 0; i < r.continuations.size(); ++i, ++at) {
+        c.logprobs.push_back(scores[at].logprob);
+        c.is_greedy.push_back(scores[at].is_greedy);
+      }
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  // The prompt keeps its last (window - max_gen_toks) tokens, as lm-evaluation-harness does.
+  std::vector<GenerationResult> generate(std::span<const GenerationRequest> requests) override {
+    std::vector<TextGenerateRequest> rq;
+    std::vector<int64_t> truncated;
+    for (const GenerationRequest& r : requests) {
+      TextGenerateOptions o;
+      o.sampling.max_new_tokens = r.gen.max_gen_toks;
+      o.sampling.temperature = static_cast<float>(r.gen.temperature);
+      o.sampling.top_p = static_cast<float>(r.gen.top_p);
+      // A per-document seed: a sampled answer does not depend on which other documents share its batch.
+      o.sampling.seed = r.gen.seed * 1000003ULL + static_cast<uint64_t>(r.doc_id);
+      o.stop = r.gen.until;
+      o.add_special_tokens = opt_.add_bos && !opt_.apply_chat_template;
+      const std::string prompt = render_context(engine_.get(), opt_, r.context);
+      std::vector<int32_t> ids = engine_->encode(prompt, o.add_special_tokens).value();
+      const int64_t room = opt_.max_length - r.gen.max_gen_toks;
+      MLABENCH_CHECK(room >= 1, "{} doc {}: max_gen_toks {} fills the {}-token window. HINT: lower max_gen_toks "
+                     "(--gen-kwargs) or raise --max-context",
+                     r.subtask, r.doc_id, r.gen.max_gen_toks, opt_.max_length);
+      const int64_t cut = std::max<int64_t>(0, static_cast<int64_t>(ids.size()) - room);
+      ids.erase(ids.begin(), ids.begin() + cut);
+      truncated.push_back(cut);
+      rq.push_back({.prompt = prompt, .options = std::move(o), .prompt_tokens = std::move(ids)});
+    }
+    const std::vector<TextGenerateResult> res = engine_->generate_batch(rq).value();
+    std::vector<GenerationResult> out;
+    for (size_t i = 0; i < res.size(); ++i)
+      out.push_back({.text = res[i].text,
+                     .context_tokens = static_cast<int64_t>(res[i].prompt_tokens.size()),
+                     .generated_tokens = static_cast<int64_t>(res[i].generation.tokens.size()),
+                     .truncated_tokens = truncated[i]});
+    return out;
+  }
+
+  // Disjoint prediction windows of max_length tokens; the first is conditioned on BOS (or EOS when the tokenizer
+  // has no BOS), each later one on as many preceding tokens as fit (lm-eval's rolling windows, context_len 1).
+  std::vector<double> loglikelihood_rolling(std::span<const RollingRequest> requests) override {
+    const Tokenizer& tok = *engine_->tokenizer();
+    const std::optional<int32_t> prefix = tok.bos_id() ? tok.bos_id() : tok.eos_id();
+    MLABENCH_CHECK(prefix.has_value(), "loglikelihood_rolling needs a BOS or EOS token to condition the first "
+                   "token on. HINT: the tokenizer defines neither");
+    std::vector<double> out;
+    for (const RollingRequest& r : requests) {
+      std::vector<int32_t> ids = engine_->encode(r.text, false).value();
+      std::vector<ScoreRequest> windows;
+      const auto L = static_cast<size_t>(opt_.max_length);
+      for (size_t begin = 0; begin < ids.size(); begin += L - 1) {
+        const size_t end = std::min(ids.size(), begin + L - 1);
+        ScoreRequest w;
+        if (begin == 0) {
+          w.context = {*prefix};
+        } else {
+          const size_t ctx_begin = end >= L ? end - L : 0;
+          w.context.assign(ids.begin() + static_cast<std::ptrdiff_t>(ctx_begin),
+                           ids.begin() + static_cast<std::ptrdiff_t>(begin));
+        }
+        w.continuation.assign(ids.begin() + static_cast<std::ptrdiff_t>(begin),
+                              ids.begin() + static_cast<std::ptrdiff_t>(end));
+        windows.push_back(std::move(w));
+      }
+      const std::vector<ScoreResult> scores = engine_->score_batch(windows).value();
+      double total = 0.0;
+      for (const ScoreResult& s : scores) total += s.logprob;
+      out.push_back(total);
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<Engine> engine_;
+  EngineBackendOptions opt_;
+  nlohmann::ordered_json description_;
+};
+
+class ReplayBackend final : public Backend {
+ public:
+  ReplayBackend(const std::string& path, std::unique_ptr<Tokenizer> tokenizer)
+      : path_(path), tokenizer_(std::move(tokenizer)) {
+    std::ifstream in(path);
+    MLABENCH_CHECK(in.good(), "cannot read the replay file {}. HINT: --backend replay:FILE.jsonl takes a JSONL file "
+                   "of recorded outputs (docs/harness.md)",
+                   path);
+    std::string line;
+    int64_t n = 0;
+    while (std::getline(in, line)) {
+      ++n;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        MLABENCH_FAIL("{}:{}: not a JSON object ({}). HINT: one object per line: {{\"task\": T, \"doc_id\": N, "
+                      "\"logprobs\": [...]}} or {{..., \"responses\": [\"...\"]}}",
+                      path, n, e.what());
+      }
+      MLABENCH_CHECK(j.is_object() && j.contains("task") && j["task"].is_string() && j.contains("doc_id") &&
+                         j["doc_id"].is_number_integer() && (j.contains("logprobs") || j.contains("responses")),
+                     "{}:{}: a replay line needs \"task\" (string), \"doc_id\" (integer) and \"logprobs\" or "
+                     "\"responses\". HINT: task is the subtask name (mmlu_anatomy), doc_id the 0-based row",
+                     path, n);
+      Entry e;
+      e.line = n;
+      if (j.contains("logprobs")) {
+        MLABENCH_CHECK(j["logprobs"].is_array(), "{}:{}: \"logprobs\" must be an array of numbers", path, n);
+        for (const auto& v : j["logprobs"]) {
+          MLABENCH_CHECK(v.is_number(), "{}:{}: \"logprobs\" must be an array of numbers", path, n);
+          e.logprobs.push_back(v.get<double>());
+        }
+      }
+      if (j.contains("responses")) {
+        MLABENCH_CHECK(j["responses"].is_array() && !j["responses"].empty() && j["responses"][0].is_string(),
+                       "{}:{}: \"responses\" must be a non-empty array of strings", path, n);
+        e.response = j["responses"][0].get<std::string>();
+        e.has_response = true;
+      }
+      const auto key = std::make_pair(j["task"].get<std::string>(), j["doc_id"].get<int64_t>());
+      MLABENCH_CHECK(!entries_.contains(key), "{}:{}: a second line for task {} doc_id {} (the first is line {}). "
+                     "HINT: one line per document",
+                     path, n, key.first, key.second, entries_[key].line);
+      entries_[key] = std::move(e);
+    }
+  }
+
+  std::string kind() const override { return "replay"; }
+  nlohmann::ordered_json describe() const override {
+    return {{"backend", "replay"}, {"file", path_}, {"lines", entries_.size()}, {"tokenized", tokenizer_ != nullptr}};
+  }
+
+  std::vector<ChoiceResult> loglikelihood(std::span<const ChoiceRequest> requests) override {
+    std::vector<ChoiceResult> out;
+    for (const ChoiceRequest& r : requests) {
+      const Entry& e = find(r.subtask, r.doc_id);
+      MLABENCH_CHECK(e.logprobs.size() == r.continuations.size(),
+                     "{}:{}: {} doc_id {} has {} logprobs but the document has {} choices. HINT: one logprob per "
+                     "choice, in choice order",
+                     path_, e.line, r.subtask, r.doc_id, e.logprobs.size(), r.continuations.size());
+      ChoiceResult c;
+      c.logprobs = e.logprobs;
+      c.is_greedy.assign(e.logprobs.size(), false);
+      if (tokenizer_) c.context_tokens = static_cast<int64_t>(tokenizer_->encode(r.context, true).size());
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  std::vector<GenerationResult> generate(std::span<const GenerationRequest> requests) override {
+    std::vector<GenerationResult> out;
+    for (const GenerationRequest& r : requests) {
+      const Entry& e = find(r.subtask, r.doc_id);
+      MLABENCH_CHECK(e.has_response, "{}:{}: {} doc_id {} is a generation task but the line has no \"responses\"",
+                     path_, e.line, r.subtask, r.doc_id);
+      out.push_back({.text = e.response,
+                     .context_tokens = tokenizer_ ? static_cast<int64_t>(tokenizer_->encode(r.context, true).size()) : 0,
+                     .generated_tokens = 0});
+    }
+    return out;
+  }
+
+  std::vector<double> loglikelihood_rolling(std::span<const RollingRequest> requests) override {
+    std::vector<double> out;
+    for (const RollingRequest& r : requests) {
+      const Entry& e = find(r.subtask, r.doc_id);
+      MLABENCH_CHECK(e.logprobs.size() == 1, "{}:{}: a rolling-loglikelihood line holds one logprob", path_, e.line);
+      out.push_back(e.logprobs[0]);
+    }
+    return out;
+  }
+
+ private:
+  struct Entry {
+    int64_t line = 0;
+    std::vector<double> logprobs;
+    std::string response;
+    bool has_response = false;
+  };
+  const Entry& find(const std::string& task, int64_t doc_id) const {
+    auto it = entries_.find({task, doc_id});
+    MLABENCH_CHECK(it != entries_.end(), "{} has no line for task {} doc_id {}. HINT: the replay file needs one line "
+                   "per evaluated document: {{\"task\": \"{}\", \"doc_id\": {}, ...}}",
+                   path_, task, doc_id, task, doc_id);
+    return it->second;
+  }
+
+  std::string path_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::map<std::pair<std::string, int64_t>, Entry> entries_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_engine_backend(std::unique_ptr<Engine> engine, const EngineBackendOptions& options,
+                                             nlohmann::ordered_json description) {
+  return std::make_unique<EngineBackend>(std::move(engine), options, std::move(description));
+}
+
+std::unique_ptr<Backend> make_replay_backend(const std::string& path, std::unique_ptr<Tokenizer> tokenizer) {
+  return std::make_unique<ReplayBackend>(path, std::move(tokenizer));
+}
+
+}  // namespace mlabench::harness

@@ -1,0 +1,95 @@
+// Backends answer the evaluator's requests. A task never sees one; a backend never sees a task beyond the
+// (subtask, doc_id) key that names a request in logs and replay files.
+//   EngineBackend  the embedded engine (--device cpu|cuda): text -> tokens as lm-evaluation-harness does, shared
+//                  contexts scored once, generation with stop strings.
+//   ReplayBackend  answers from recorded outputs (replay:FILE.jsonl), so saved generations can be rescored and
+//                  scorers tested: {"task": T, "doc_id": N, "logprobs": [...]} or {"task": T, "doc_id": N,
+//                  "responses": ["..."]}; T is the subtask name, N the document's 0-based row in its split.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mlabench/engine.h"
+#include "mlabench/tokenizer.h"
+#include "tasks/task.h"
+
+namespace mlabench::harness {
+
+/// All choices of one multiple-choice document: log P(continuation_i | context) for each.
+struct ChoiceRequest {
+  std::string subtask;
+  int64_t doc_id = 0;
+  std::string context;
+  std::vector<std::string> continuations;
+};
+
+struct ChoiceResult {
+  std::vector<double> logprobs;
+  std::vector<bool> is_greedy;
+  int64_t context_tokens = 0;    ///< 0 when the backend does not tokenize
+  int64_t truncated_tokens = 0;  ///< context tokens dropped from the left to fit the model's window
+};
+
+struct GenerationRequest {
+  std::string subtask;
+  int64_t doc_id = 0;
+  std::string context;
+  tasks::GenerationKwargs gen;
+};
+
+struct GenerationResult {
+  std::string text;
+  int64_t context_tokens = 0;
+  int64_t generated_tokens = 0;
+  int64_t truncated_tokens = 0;  ///< context tokens dropped from the left to leave room for max_gen_toks
+};
+
+/// The whole text's loglikelihood (loglikelihood_rolling): every token scored given as much of what precedes
+/// it as the model's window holds.
+struct RollingRequest {
+  std::string subtask;
+  int64_t doc_id = 0;
+  std::string text;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  /// "engine" or "replay"; and what results.json records about it (model, device, dtype, file, ...).
+  virtual std::string kind() const = 0;
+  virtual nlohmann::ordered_json describe() const = 0;
+  virtual std::vector<ChoiceResult> loglikelihood(std::span<const ChoiceRequest> requests) = 0;
+  virtual std::vector<GenerationResult> generate(std::span<const GenerationRequest> requests) = 0;
+  virtual std::vector<double> loglikelihood_rolling(std::span<const RollingRequest> requests) = 0;
+};
+
+struct EngineBackendOptions {
+  bool apply_chat_template = false;  ///< context = one user turn of the model's chat template
+  std::string system_prompt{};       ///< a system turn with the template; without it, prepended + "\n\n"
+  bool add_bos = true;  ///< encode contexts with the tokenizer's special tokens (lm-eval's HF default is false)
+  /// The model's window: longer contexts lose tokens from the left, as lm-evaluation-harness truncates them;
+  /// 0 = Engine::max_context().
+  int64_t max_length = 0;
+};
+
+/// \brief The embedded engine as a backend; the engine must have a tokenizer.
+std::unique_ptr<Backend> make_engine_backend(std::unique_ptr<Engine> engine, const EngineBackendOptions& options,
+                                             nlohmann::ordered_json description);
+/// \brief Recorded outputs; throws Error naming file and line for a malformed line. With a tokenizer, each
+/// context is also encoded (with special tokens) and its length recorded, as the engine backend would see it.
+std::unique_ptr<Backend> make_replay_backend(const std::string& path, std::unique_ptr<Tokenizer> tokenizer = nullptr);
+
+/// \brief The context as the engine backend renders it before encoding (chat template, system prompt); used by
+/// samples_<task>.jsonl so a sample shows exactly what the model saw.
+std::string render_context(const Engine* engine, const EngineBackendOptions& options, const std::string& context);
+
+}  // namespace mlabench::harness

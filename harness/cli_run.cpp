@@ -1,0 +1,171 @@
+// mlabench run: evaluate a model (or a replay file) on tasks; results.json, samples_<task>.jsonl and a summary
+// table. docs/harness.md describes the flags and the files.
+#include "harness/cli_run.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+
+#include "engine/core/check.h"
+#include "harness/backend.h"
+#include "harness/data/digest.h"
+#include "harness/evaluator.h"
+
+namespace mlabench::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+struct RunArgs {
+  ModelArgs model;
+  std::string tasks;
+  std::string backend = "engine";
+  int64_t limit = -1;
+  int num_fewshot = -1;
+  std::string output;
+  bool resume = false;
+  bool apply_chat_template = false;
+  std::string system_prompt;
+  std::string gen_kwargs;
+  bool no_bos = false;
+  std::string data_dir;
+  std::string mirror;
+  bool offline = false;
+  int64_t batch_docs = 64;
+  bool no_progress = false;
+};
+
+std::string utc_now(const char* fmt_str) {
+  const std::time_t now = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, fmt_str, std::gmtime(&now));
+  return buf;
+}
+
+// What identifies the weights: a SHA-256 over the checkpoint's safetensors files (and index), in name order.
+json weights_provenance(const ModelArgs& m) {
+  if (m.random_seed >= 0) return {{"kind", "random"}, {"seed", m.random_seed}};
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(m.model_dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.ends_with(".safetensors") || name == "model.safetensors.index.json") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  std::string joined;
+  for (const fs::path& f : files) joined += f.filename().string() + "\t" + data::sha256_file_hex(f) + "\n";
+  return {{"kind", "checkpoint"}, {"files", files.size()}, {"sha256", data::sha256_hex(joined)}};
+}
+
+json tokenizer_provenance(const ModelArgs& m) {
+  json j = json::object();
+  for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json"}) {
+    const fs::path p = fs::path(m.model_dir) / f;
+    if (fs::exists(p)) j[f] = data::sha256_file_hex(p);
+  }
+  return j;
+}
+
+void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
+  MLABENCH_CHECK(!a.tasks.empty(), "no tasks given. HINT: --tasks mmlu,gsm8k_cot (names, globs like mmlu_*, or the "
+                 "suite deepseek-v2-paper)");
+  harness::EngineBackendOptions eo{.apply_chat_template = a.apply_chat_template,
+                                   .system_prompt = a.system_prompt,
+                                   .add_bos = !a.no_bos};
+  std::unique_ptr<harness::Backend> backend;
+  json config = {{"backend", a.backend}};
+  json provenance = {{"mlabench_version", MLABENCH_VERSION},
+                     {"commit", mlabench_commit()},
+                     {"date", utc_now("%Y-%m-%dT%H:%M:%SZ")},
+                     {"command_line", argv}};
+  if (a.backend.starts_with("replay:")) {
+    // With --model, contexts are also tokenized by the model's tokenizer (token counts in the samples).
+    std::unique_ptr<Tokenizer> tok;
+    if (a.model.model_dir != MLABENCH_DEFAULT_MODEL && Tokenizer::exists(a.model.model_dir))
+      tok = Tokenizer::load(a.model.model_dir).value();
+    backend = harness::make_replay_backend(a.backend.substr(7), std::move(tok));
+    provenance["replay_sha256"] = data::sha256_file_hex(a.backend.substr(7));
+  } else {
+    MLABENCH_CHECK(a.backend == "engine", "--backend \"{}\" is not engine or replay:FILE.jsonl", a.backend);
+    std::unique_ptr<Engine> engine = open_engine(a.model);
+    const ModelSummary& s = engine->summary();
+    config.update({{"model", a.model.model_dir},
+                   {"architecture", s.architecture},
+                   {"device", a.model.device},
+                   {"precision", a.model.device == "cuda" ? a.model.precision : "f32"},
+                   {"mla_attention", a.model.mla},
+                   {"apply_chat_template", a.apply_chat_template},
+                   {"system_prompt", a.system_prompt},
+                   {"add_bos", !a.no_bos},
+                   {"max_batch", a.model.max_batch}});
+    provenance["weights"] = weights_provenance(a.model);
+    provenance["tokenizer"] = tokenizer_provenance(a.model);
+    if (!engine->device_json().empty()) provenance["device_info"] = json::parse(engine->device_json());
+    backend = harness::make_engine_backend(std::move(engine), eo, config);
+  }
+
+  harness::EvalOptions o;
+  o.tasks = a.tasks;
+  if (a.num_fewshot >= 0) o.num_fewshot = a.num_fewshot;
+  if (a.limit >= 0) o.limit = a.limit;
+  o.output_dir = a.output.empty() ? fs::path("results") / utc_now("run-%Y%m%d-%H%M%S") : fs::path(a.output);
+  o.resume = a.resume;
+  if (!a.data_dir.empty()) o.fetch.cache_dir = a.data_dir;
+  o.fetch.mirror = a.mirror;
+  o.fetch.allow_network = !a.offline;
+  o.fetch.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  o.gen = harness::parse_gen_kwargs(a.gen_kwargs);
+  o.batch_docs = a.batch_docs;
+  o.progress = !a.no_progress;
+  o.config = config;
+  o.provenance = provenance;
+  const harness::EvalOutcome out = harness::evaluate(*backend, o);
+  std::printf("%s", harness::format_results_table(out.results).c_str());
+  std::printf("results: %s (%lld documents scored, %lld resumed)\n", out.results_path.c_str(),
+              static_cast<long long>(out.docs_scored), static_cast<long long>(out.docs_resumed));
+}
+
+}  // namespace
+
+std::string mlabench_commit() {
+  if (const char* c = std::getenv("MLABENCH_COMMIT")) return c;
+  return MLABENCH_GIT_COMMIT;
+}
+
+void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> command_line) {
+  auto a = std::make_shared<RunArgs>();
+  CLI::App* cmd = app.add_subcommand("run", "evaluate a model on tasks (results.json, samples_<task>.jsonl)");
+  add_model_args(cmd, a->model, true);
+  cmd->add_option("--tasks", a->tasks, "tasks, comma-separated: names, globs (mmlu_*), suites (deepseek-v2-paper)")
+      ->required();
+  cmd->add_option("--backend", a->backend, "engine (the embedded engine: --model, --device) or replay:FILE.jsonl")
+      ->capture_default_str();
+  cmd->add_option("--limit", a->limit, "at most N documents per subtask (the first ones)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--num-fewshot", a->num_fewshot, "shots per prompt (default: each task's)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--output", a->output, "run folder (default results/run-<UTC time>)");
+  cmd->add_flag("--resume", a->resume, "continue the run in --output: recorded documents are not recomputed");
+  cmd->add_flag("--apply-chat-template", a->apply_chat_template, "wrap each prompt as a user turn of the chat template");
+  cmd->add_option("--system-prompt", a->system_prompt, "a system turn (with the chat template) or a prefix + blank line");
+  cmd->add_option("--gen-kwargs", a->gen_kwargs,
+                  "generation overrides: temperature=,top_p=,max_gen_toks=,seed=,until=a|b");
+  cmd->add_flag("--no-bos", a->no_bos, "encode prompts without the tokenizer's BOS (lm-evaluation-harness's HF default)");
+  cmd->add_option("--data-dir", a->data_dir, "dataset cache (default $MLABENCH_DATA_DIR or ~/.cache/mlabench/datasets)");
+  cmd->add_option("--mirror", a->mirror,
+                  "dataset mirror: a folder laid out like ../shared/datasets, or a URL prefix (default "
+                  "$MLABENCH_DATA_MIRROR)");
+  cmd->add_flag("--offline", a->offline, "never download: only the cache and the mirror");
+  cmd->add_option("--batch-docs", a->batch_docs, "documents per backend call (and per durable samples write)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--no-progress", a->no_progress, "no progress bar or lines");
+  cmd->callback([a, exit_code, command_line]() { run(exit_code, [&] { run_command(*a, command_line); }); });
+}
+
+}  // namespace mlabench::cli

@@ -1,0 +1,18 @@
+// The `run` subcommand (the evaluator) and the build's commit, which results and benchmark rows record.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+#include "harness/cli_model.h"
+
+namespace mlabench::cli {
+
+/// \brief `mlabench run`; command_line is recorded in results.json.
+void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> command_line);
+/// \brief $MLABENCH_COMMIT, else the git commit the build was configured at (+ "-dirty" for local changes).
+std::string mlabench_commit();
+
+}  // namespace mlabench::cli

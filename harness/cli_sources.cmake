@@ -1,0 +1,5 @@
+# CLI subcommands that use the harness library.
+target_sources(mlabench PRIVATE
+  harness/cli_fetch.cpp
+  harness/cli_run.cpp
+)

@@ -1,0 +1,521 @@
+#include "harness/evaluator.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "engine/core/check.h"
+#include "metrics/metrics.h"
+
+namespace mlabench::harness {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+GenerationOverrides parse_gen_kwargs(const std::string& text) {
+  GenerationOverrides g;
+  if (text.empty()) return g;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const size_t eq = item.find('=');
+    MLABENCH_CHECK(eq != std::string::npos && eq > 0, "--gen-kwargs: \"{}\" is not key=value. HINT: e.g. "
+                   "temperature=0.7,top_p=0.95,max_gen_toks=512,seed=1,until=Q:|\\n\\n",
+                   item);
+    const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+    try {
+      size_t used = 0;
+      if (key == "temperature") {
+        g.temperature = std::stod(value, &used);
+      } else if (key == "top_p") {
+        g.top_p = std::stod(value, &used);
+      } else if (key == "max_gen_toks") {
+        g.max_gen_toks = std::stoll(value, &used);
+      } else if (key == "seed") {
+        g.seed = std::stoull(value, &used);
+      } else if (key == "until") {
+        std::vector<std::string> until;
+        std::string cur;
+        for (size_t i = 0; i < value.size(); ++i) {
+          if (value[i] == '|') {
+            until.push_back(cur);
+            cur.clear();
+          } else if (value[i] == '\\' && i + 1 < value.size() && (value[i + 1] == 'n' || value[i + 1] == 't')) {
+            cur += value[++i] == 'n' ? '\n' : '\t';
+          } else {
+            cur += value[i];
+          }
+        }
+        until.push_back(cur);
+        g.until = until;
+        used = value.size();
+      } else {
+        MLABENCH_FAIL("--gen-kwargs: unknown key \"{}\". HINT: temperature, top_p, max_gen_toks, seed or until", key);
+      }
+      MLABENCH_CHECK(used == value.size(), "--gen-kwargs: {}=\"{}\" is not a number", key, value);
+    } catch (const std::logic_error&) {
+      MLABENCH_FAIL("--gen-kwargs: {}=\"{}\" is not a number", key, value);
+    }
+  }
+  MLABENCH_CHECK(!g.temperature || *g.temperature >= 0, "--gen-kwargs: temperature must be >= 0");
+  MLABENCH_CHECK(!g.top_p || (*g.top_p > 0 && *g.top_p <= 1), "--gen-kwargs: top_p must be in (0, 1]");
+  MLABENCH_CHECK(!g.max_gen_toks || *g.max_gen_toks > 0, "--gen-kwargs: max_gen_toks must be > 0");
+  return g;
+}
+
+namespace {
+
+std::string metric_key(const std::string& metric, const std::string& filter) { return metric + "," + filter; }
+std::string stderr_key(const std::string& key) {
+  const size_t comma = key.find(',');
+  return key.substr(0, comma) + "_stderr" + key.substr(comma);
+}
+
+std::string slug(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == ' ' || c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// A samples file: read back on --resume (a line cut by a kill is dropped and truncated away), appended to
+// after every batch and made durable with fsync before the next batch starts.
+class SamplesFile {
+ public:
+  SamplesFile(fs::path path, bool resume) : path_(std::move(path)) {
+    if (resume && fs::exists(path_)) load();
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    MLABENCH_CHECK(fd_ >= 0, "cannot open {} for writing. HINT: check that the output folder is writable",
+                   path_.string());
+  }
+  ~SamplesFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  SamplesFile(const SamplesFile&) = delete;
+  SamplesFile& operator=(const SamplesFile&) = delete;
+
+  const std::vector<json>& loaded() const { return loaded_; }
+
+  void append(const std::vector<json>& lines) {
+    std::string buf;
+    for (const json& j : lines) {
+      buf += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      buf += '\n';
+    }
+    size_t done = 0;
+    while (done < buf.size()) {
+      const ssize_t n = ::write(fd_, buf.data() + done, buf.size() - done);
+      MLABENCH_CHECK(n > 0, "writing {} failed. HINT: the disk may be full", path_.string());
+      done += static_cast<size_t>(n);
+    }
+    MLABENCH_CHECK(::fsync(fd_) == 0, "fsync of {} failed. HINT: the disk may be full", path_.string());
+  }
+
+ private:
+  void load() {
+    std::ifstream in(path_, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t end = all.rfind('\n');
+    const size_t keep = end == std::string::npos ? 0 : end + 1;
+    if (keep < all.size()) fs::resize_file(path_, keep);  // the line a kill cut short
+    size_t at = 0;
+    int64_t line = 0;
+    while (at < keep) {
+      const size_t nl = all.find('\n', at);
+      ++line;
+      try {
+        loaded_.push_back(json::parse(all.begin() + static_cast<std::ptrdiff_t>(at),
+                                      all.begin() + static_cast<std::ptrdiff_t>(nl)));
+      } catch (const nlohmann::json::exception& e) {
+        MLABENCH_FAIL("{}:{}: not a samples line ({}). HINT: the file was edited or belongs to another tool; move "
+                      "it away to recompute those documents",
+                      path_.string(), line, e.what());
+      }
+      at = nl + 1;
+    }
+  }
+
+  fs::path path_;
+  int fd_ = -1;
+  std::vector<json> loaded_;
+};
+
+class Progress {
+ public:
+  Progress(bool enabled, int64_t total) : enabled_(enabled), total_(total), tty_(::isatty(2) != 0) {}
+  void advance(const std::string& task, int64_t docs) {
+    done_ += docs;
+    if (!enabled_) return;
+    const double t = seconds();
+    if (!tty_ && t - last_ < 10.0 && done_ < total_) return;
+    last_ = t;
+    const double rate = t > 0 ? static_cast<double>(done_ - start_done_) / t : 0.0;
+    const double eta = rate > 0 ? static_cast<double>(total_ - done_) / rate : 0.0;
+    const double share = total_ > 0 ? static_cast<double>(done_) / static_cast<double>(total_) : 1.0;
+    if (tty_) {
+      const int width = 30, filled = static_cast<int>(share * width);
+      std::fprintf(stderr, "\r%-24s [%s%s] %lld/%lld docs %5.1f%% %7.1f docs/s ETA %s   ", task.c_str(),
+                   std::string(static_cast<size_t>(filled), '#').c_str(),
+                   std::string(static_cast<size_t>(width - filled), '.').c_str(), static_cast<long long>(done_),
+                   static_cast<long long>(total_), 100.0 * share, rate, duration(eta).c_str());
+      if (done_ >= total_) std::fprintf(stderr, "\n");
+    } else {
+      std::fprintf(stderr, "progress: %s %lld/%lld docs (%.1f%%), %.1f docs/s, ETA %s\n", task.c_str(),
+                   static_cast<long long>(done_), static_cast<long long>(total_), 100.0 * share, rate,
+                   duration(eta).c_str());
+    }
+    std::fflush(stderr);
+  }
+  void skip(int64_t docs) {
+    done_ += docs;
+    start_done_ += docs;
+  }
+
+ private:
+  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
+  static std::string duration(double s) {
+    const auto x = static_cast<int64_t>(s);
+    return x >= 3600 ? fmt::format("{}h{:02}m", x / 3600, x / 60 % 60) : fmt::format("{}m{:02}s", x / 60, x % 60);
+  }
+  bool enabled_;
+  int64_t total_, done_ = 0, start_done_ = 0;
+  bool tty_;
+  double last_ = -1e9;
+  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+};
+
+tasks::GenerationKwargs with_overrides(tasks::GenerationKwargs g, const GenerationOverrides& o) {
+  if (o.temperature) g.temperature = *o.temperature;
+  if (o.top_p) g.top_p = *o.top_p;
+  if (o.max_gen_toks) g.max_gen_toks = *o.max_gen_toks;
+  if (o.seed) g.seed = *o.seed;
+  if (o.until) g.until = *o.until;
+  return g;
+}
+
+json gen_overrides_json(const GenerationOverrides& o) {
+  json j = json::object();
+  if (o.temperature) j["temperature"] = *o.temperature;
+  if (o.top_p) j["top_p"] = *o.top_p;
+  if (o.max_gen_toks) j["max_gen_toks"] = *o.max_gen_toks;
+  if (o.seed) j["seed"] = *o.seed;
+  if (o.until) j["until"] = *o.until;
+  return j;
+}
+
+// Scores one batch of documents of one subtask and returns their samples lines.
+std::vector<json> score_batch(Backend& backend, const tasks::Task& task, const tasks::Subtask& sub,
+                              std::span<const tasks::TaskDoc* const> docs, const GenerationOverrides& overrides) {
+  std::vector<json> lines;
+  auto base = [&](const tasks::TaskDoc& d) {
+    return json{{"subtask", sub.name}, {"doc_id", d.doc_id}, {"doc", d.doc}, {"context", d.context}};
+  };
+  switch (task.output_type) {
+    case tasks::OutputType::MULTIPLE_CHOICE: {
+      std::vector<ChoiceRequest> rq;
+      for (const tasks::TaskDoc* d : docs) rq.push_back({sub.name, d->doc_id, d->context, d->choices});
+      const std::vector<ChoiceResult> res = backend.loglikelihood(rq);
+      for (size_t i = 0; i < docs.size(); ++i) {
+        const tasks::TaskDoc& d = *docs[i];
+        json m = json::object();
+        for (const tasks::MetricSpec& spec : task.metrics) {
+          if (spec.name == "acc")
+            m[metric_key("acc", "none")] = metrics::acc(res[i].logprobs, d.gold);
+          else if (spec.name == "acc_norm")
+            m[metric_key("acc_norm", "none")] = metrics::acc_norm(res[i].logprobs, d.choices, d.gold);
+          else
+            MLABENCH_FAIL("task {}: metric \"{}\" does not apply to multiple-choice documents. HINT: use acc or "
+                          "acc_norm",
+                          task.name, spec.name);
+        }
+        json line = base(d);
+        line["choices"] = d.choices;
+        line["gold"] = d.gold;
+        line["target"] = d.choices.at(static_cast<size_t>(d.gold));
+        line["logprobs"] = res[i].logprobs;
+        line["is_greedy"] = res[i].is_greedy;
+        line["pred"] = metrics::argmax_first(res[i].logprobs);
+        if (res[i].context_tokens > 0) line["context_tokens"] = res[i].context_tokens;
+        if (res[i].truncated_tokens > 0) line["truncated_tokens"] = res[i].truncated_tokens;
+        line["metrics"] = m;
+        lines.push_back(std::move(line));
+      }
+      break;
+    }
+    case tasks::OutputType::GENERATE_UNTIL: {
+      const tasks::GenerationKwargs g = with_overrides(task.generation, overrides);
+      std::vector<GenerationRequest> rq;
+      for (const tasks::TaskDoc* d : docs) rq.push_back({sub.name, d->doc_id, d->context, g});
+      const std::vector<GenerationResult> res = backend.generate(rq);
+      for (size_t i = 0; i < docs.size(); ++i) {
+        const tasks::TaskDoc& d = *docs[i];
+        json filtered = json::object(), m = json::object();
+        for (const tasks::FilterPipeline& f : task.filters) {
+          const std::string answer = metrics::apply_filter(f, res[i].text);
+          filtered[f.name] = answer;
+          for (const tasks::MetricSpec& spec : task.metrics) {
+            MLABENCH_CHECK(spec.name == "exact_match", "task {}: metric \"{}\" does not apply to generated "
+                           "answers. HINT: use exact_match",
+                           task.name, spec.name);
+            m[metric_key(spec.name, f.name)] = metrics::exact_match(answer, d.target, spec);
+          }
+        }
+        json line = base(d);
+        line["target"] = d.target;
+        line["response"] = res[i].text;
+        line["filtered"] = filtered;
+        if (res[i].context_tokens > 0) line["context_tokens"] = res[i].context_tokens;
+        if (res[i].generated_tokens > 0) line["generated_tokens"] = res[i].generated_tokens;
+        if (res[i].truncated_tokens > 0) line["truncated_tokens"] = res[i].truncated_tokens;
+        line["metrics"] = m;
+        lines.push_back(std::move(line));
+      }
+      break;
+    }
+    case tasks::OutputType::LOGLIKELIHOOD_ROLLING: {
+      std::vector<RollingRequest> rq;
+      for (const tasks::TaskDoc* d : docs) rq.push_back({sub.name, d->doc_id, d->context});
+      const std::vector<double> res = backend.loglikelihood_rolling(rq);
+      for (size_t i = 0; i < docs.size(); ++i) {
+        json line = base(*docs[i]);
+        line["loglikelihood"] = res[i];
+        line["metrics"] = {{metric_key("loglikelihood", "none"), res[i]}};
+        lines.push_back(std::move(line));
+      }
+      break;
+    }
+  }
+  return lines;
+}
+
+json estimate_json(const std::map<std::string, metrics::Estimate>& est, const std::string& alias) {
+  json j = {{"alias", alias}};
+  for (const auto& [key, e] : est) {
+    j[key] = e.value;
+    j[stderr_key(key)] = e.stderr_;
+  }
+  return j;
+}
+
+// Per-subtask, per-category and per-task aggregation of one task's samples lines.
+void aggregate(const tasks::Task& task, const std::map<std::string, std::vector<const json*>>& by_subtask,
+               json& results, json& groups, json& group_subtasks, json& n_samples) {
+  std::map<std::string, std::map<std::string, metrics::Estimate>> sub_est;  // subtask -> metric -> estimate
+  std::vector<std::string> keys;
+  for (const tasks::Subtask& sub : task.subtasks) {
+    std::map<std::string, std::vector<double>> values;
+    auto it = by_subtask.find(sub.name);
+    const std::vector<const json*> empty;
+    const std::vector<const json*>& lines = it == by_subtask.end() ? empty : it->second;
+    for (const json* line : lines)
+      for (const auto& [k, v] : (*line)["metrics"].items()) values[k].push_back(v.get<double>());
+    for (auto& [k, v] : values) {
+      sub_est[sub.name][k] = metrics::mean_with_stderr(v);
+      if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+    }
+    n_samples[sub.name] = {{"original", sub.n_docs_total}, {"effective", static_cast<int64_t>(lines.size())}};
+  }
+  const bool leaf = task.subtasks.size() == 1 && task.subtasks[0].name == task.name;
+  for (const tasks::Subtask& sub : task.subtasks) results[sub.name] = estimate_json(sub_est[sub.name], sub.display);
+  if (leaf) return;
+
+  auto combine = [&](const std::vector<const tasks::Subtask*>& members, bool macro) {
+    std::map<std::string, metrics::Estimate> out;
+    for (const std::string& k : keys) {
+      std::vector<metrics::Estimate> parts;
+      for (const tasks::Subtask* s : members)
+        if (sub_est[s->name].contains(k)) parts.push_back(sub_est[s->name][k]);
+      out[k] = metrics::aggregate_micro(parts);
+      if (macro) {
+        const size_t comma = k.find(',');
+        out[k.substr(0, comma) + "_macro" + k.substr(comma)] = metrics::aggregate_macro(parts);
+      }
+    }
+    return out;
+  };
+  std::vector<const tasks::Subtask*> all;
+  std::map<std::string, std::vector<const tasks::Subtask*>> by_category;
+  for (const tasks::Subtask& sub : task.subtasks) {
+    all.push_back(&sub);
+    if (!sub.category.empty()) by_category[sub.category].push_back(&sub);
+  }
+  json members = json::array();
+  for (const auto& [category, subs] : by_category) {
+    const std::string name = task.name + "_" + slug(category);
+    groups[name] = estimate_json(combine(subs, task.group_macro), category);
+    json names = json::array();
+    for (const tasks::Subtask* s : subs) names.push_back(s->name);
+    group_subtasks[name] = names;
+    members.push_back(name);
+  }
+  if (by_category.empty())
+    for (const tasks::Subtask* s : all) members.push_back(s->name);
+  groups[task.name] = estimate_json(combine(all, task.group_macro), task.name);
+  group_subtasks[task.name] = members;
+}
+
+json identity_of(const EvalOptions& o, const std::vector<std::string>& names, const Backend& backend) {
+  return {{"tasks", names},
+          {"limit", o.limit ? json(*o.limit) : json(nullptr)},
+          {"num_fewshot", o.num_fewshot ? json(*o.num_fewshot) : json(nullptr)},
+          {"gen_kwargs", gen_overrides_json(o.gen)},
+          {"backend", backend.describe()},
+          {"config", o.config}};
+}
+
+void write_atomically(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    MLABENCH_CHECK(out.good(), "writing {} failed. HINT: check the output folder and free disk space", tmp.string());
+  }
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<std::string> names = tasks::resolve_task_names(o.tasks, o.specs_dir);
+  MLABENCH_CHECK(!o.output_dir.empty(), "no output folder given. HINT: pass --output DIR");
+  fs::create_directories(o.output_dir);
+
+  // The run's identity: --resume continues only the same run.
+  const json identity = identity_of(o, names, backend);
+  const fs::path run_json = o.output_dir / "run.json";
+  if (fs::exists(run_json)) {
+    MLABENCH_CHECK(o.resume, "{} already holds a run. HINT: pass --resume to continue it, or choose another "
+                   "--output folder",
+                   o.output_dir.string());
+    std::ifstream in(run_json);
+    json old;
+    try {
+      old = json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      MLABENCH_FAIL("{} is not JSON ({}). HINT: remove the folder to start afresh", run_json.string(), e.what());
+    }
+    std::vector<std::string> differ;
+    for (const auto& [k, v] : identity.items())
+      if (!old.contains("identity") || !old["identity"].contains(k) || old["identity"][k] != v) differ.push_back(k);
+    MLABENCH_CHECK(differ.empty(), "--resume: the run in {} was started with different {}. HINT: resume with the "
+                   "same options, or choose another --output folder",
+                   o.output_dir.string(), fmt::join(differ, ", "));
+  } else {
+    write_atomically(run_json, json{{"tool", "mlabench run"}, {"identity", identity}}.dump(2) + "\n");
+  }
+
+  // Tasks and their data.
+  std::vector<tasks::Task> loaded;
+  int64_t total_docs = 0;
+  for (const std::string& name : names) {
+    const fs::path dir = data::ensure_dataset(tasks::task_dataset(name, o.specs_dir), o.fetch);
+    loaded.push_back(tasks::load_task(name, {.dataset_dir = dir, .num_fewshot = o.num_fewshot, .limit = o.limit,
+                                             .specs_dir = o.specs_dir}));
+    for (const tasks::Subtask& s : loaded.back().subtasks) total_docs += static_cast<int64_t>(s.docs.size());
+  }
+
+  EvalOutcome outcome;
+  Progress progress(o.progress, total_docs);
+  json results = json::object(), groups = json::object(), group_subtasks = json::object(), n_samples = json::object();
+  json configs = json::object(), versions = json::object(), protocols = json::object(), n_shot = json::object();
+  json higher = json::object();
+  for (const tasks::Task& task : loaded) {
+    SamplesFile samples(o.output_dir / fmt::format("samples_{}.jsonl", task.name), o.resume);
+    std::vector<json> lines = samples.loaded();
+    std::set<std::pair<std::string, int64_t>> done;
+    for (const json& l : lines) done.insert({l.at("subtask").get<std::string>(), l.at("doc_id").get<int64_t>()});
+    outcome.docs_resumed += static_cast<int64_t>(lines.size());
+    progress.skip(static_cast<int64_t>(done.size()));
+
+    for (const tasks::Subtask& sub : task.subtasks) {
+      std::vector<const tasks::TaskDoc*> todo;
+      for (const tasks::TaskDoc& d : sub.docs)
+        if (!done.contains({sub.name, d.doc_id})) todo.push_back(&d);
+      for (size_t at = 0; at < todo.size(); at += static_cast<size_t>(o.batch_docs)) {
+        const size_t n = std::min(todo.size() - at, static_cast<size_t>(o.batch_docs));
+        std::vector<json> batch =
+            score_batch(backend, task, sub, std::span(todo).subspan(at, n), o.gen);
+        samples.append(batch);
+        for (json& l : batch) lines.push_back(std::move(l));
+        outcome.docs_scored += static_cast<int64_t>(n);
+        progress.advance(task.name, static_cast<int64_t>(n));
+      }
+    }
+
+    // Aggregate from the samples lines in document order, whichever invocation scored them.
+    std::map<std::string, std::vector<const json*>> by_subtask;
+    std::map<std::pair<std::string, int64_t>, const json*> index;
+    for (const json& l : lines) index[{l["subtask"].get<std::string>(), l["doc_id"].get<int64_t>()}] = &l;
+    for (const tasks::Subtask& sub : task.subtasks)
+      for (const tasks::TaskDoc& d : sub.docs) {
+        auto it = index.find({sub.name, d.doc_id});
+        MLABENCH_ICHECK(it != index.end(), "document {} of {} was neither resumed nor scored", d.doc_id, sub.name);
+        by_subtask[sub.name].push_back(it->second);
+      }
+    aggregate(task, by_subtask, results, groups, group_subtasks, n_samples);
+    configs[task.name] = task.config;
+    versions[task.name] = task.version;
+    protocols[task.name] = task.protocol;
+    n_shot[task.name] = task.num_fewshot;
+    json hib = json::object();
+    for (const tasks::MetricSpec& m : task.metrics) hib[m.name] = true;
+    higher[task.name] = hib;
+  }
+
+  json provenance = o.provenance;
+  provenance["total_evaluation_time_seconds_this_invocation"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  provenance["docs_scored_this_invocation"] = outcome.docs_scored;
+  provenance["docs_resumed"] = outcome.docs_resumed;
+  outcome.results = {{"results", results},         {"groups", groups},     {"group_subtasks", group_subtasks},
+                     {"configs", configs},         {"versions", versions}, {"protocols", protocols},
+                     {"n-shot", n_shot},           {"higher_is_better", higher},
+                     {"n-samples", n_samples},     {"config", o.config},   {"backend", backend.describe()},
+                     {"gen_kwargs", gen_overrides_json(o.gen)},            {"provenance", provenance}};
+  outcome.results_path = o.output_dir / "results.json";
+  write_atomically(outcome.results_path, outcome.results.dump(2) + "\n");
+  return outcome;
+}
+
+std::string format_results_table(const json& r) {
+  std::string out = fmt::format("| {:<40} | {:>7} | {:<22} | {:<16} | {:>6} | {:<16} | {:>8} | {:>8} |\n", "Tasks",
+                                "Version", "Protocol", "Filter", "n-shot", "Metric", "Value", "Stderr");
+  out += fmt::format("|{:-<42}|{:->9}|{:-<24}|{:-<18}|{:->8}|{:-<18}|{:->10}|{:->10}|\n", "", "", "", "", "", "", "",
+                     "");
+  auto rows = [&](const json& section, const std::string& name, const std::string& task) {
+    for (const auto& [key, v] : section.items()) {
+      if (key == "alias" || key.find("_stderr,") != std::string::npos) continue;
+      const size_t comma = key.find(',');
+      const json& se = section.contains(stderr_key(key)) ? section[stderr_key(key)] : json(nullptr);
+      out += fmt::format("| {:<40} | {:>7} | {:<22} | {:<16} | {:>6} | {:<16} | {:>8.4f} | {:>8} |\n", name,
+                         r["versions"].contains(task) ? r["versions"][task].dump() : "",
+                         r["protocols"].contains(task) ? r["protocols"][task].get<std::string>() : "",
+                         key.substr(comma + 1),
+                         r["n-shot"].contains(task) ? r["n-shot"][task].dump() : "", key.substr(0, comma),
+                         v.is_number() ? v.get<double>() : std::nan(""),
+                         se.is_number() ? fmt::format("{:.4f}", se.get<double>()) : "n/a");
+    }
+  };
+  for (const auto& [task, _] : r["versions"].items()) {
+    if (r["groups"].contains(task)) {
+      rows(r["groups"][task], task, task);
+      for (const auto& member : r["group_subtasks"][task])
+        if (r["groups"].contains(member.get<std::string>()))
+          rows(r["groups"][member.get<std::string>()], " - " + member.get<std::string>(), task);
+    } else if (r["results"].contains(task)) {
+      rows(r["results"][task], task, task);
+    }
+  }
+  return out;
+}
+
+}  // namespace mlabench::harness

@@ -1,0 +1,60 @@
+// The evaluator: tasks -> requests -> backend -> filters -> metrics -> results.json, with every scored document
+// appended to samples_<task>.jsonl as the run goes, so a run killed at any moment resumes (--resume) without
+// recomputing what was recorded and ends with the results of an uninterrupted run. docs/harness.md describes
+// the files.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "harness/backend.h"
+#include "harness/data/fetch.h"
+
+namespace mlabench::harness {
+
+/// --gen-kwargs: overrides of every generation task's defaults.
+struct GenerationOverrides {
+  std::optional<double> temperature, top_p;
+  std::optional<int64_t> max_gen_toks;
+  std::optional<uint64_t> seed;
+  std::optional<std::vector<std::string>> until;
+};
+/// \brief Parses "temperature=0.7,top_p=0.95,max_gen_toks=512,seed=3,until=\n\n|Q:" (until: '|'-separated,
+/// with \n and \t escapes). Throws Error naming a bad key or value.
+GenerationOverrides parse_gen_kwargs(const std::string& text);
+
+struct EvalOptions {
+  std::string tasks;                    ///< --tasks: names, globs, suites, comma-separated
+  std::optional<int> num_fewshot;       ///< --num-fewshot
+  std::optional<int64_t> limit;         ///< --limit: documents per subtask
+  std::filesystem::path output_dir;     ///< results.json, samples_<task>.jsonl, run.json
+  bool resume = false;                  ///< continue the run in output_dir
+  data::FetchOptions fetch;             ///< dataset cache and mirror
+  std::filesystem::path specs_dir;      ///< task specs (default: the source tree's)
+  GenerationOverrides gen;              ///< --gen-kwargs
+  int64_t batch_docs = 64;              ///< documents per backend call
+  bool progress = true;                 ///< a bar on a terminal, periodic lines otherwise (stderr)
+  nlohmann::ordered_json config;        ///< how the run was configured (model, device, ...): results.json "config"
+  nlohmann::ordered_json provenance;    ///< commit, command line, digests: results.json "provenance"
+};
+
+struct EvalOutcome {
+  nlohmann::ordered_json results;  ///< the results.json document
+  std::filesystem::path results_path;
+  int64_t docs_scored = 0;   ///< documents sent to the backend by this invocation
+  int64_t docs_resumed = 0;  ///< documents read back from samples files (--resume)
+};
+
+/// \brief Runs the tasks on `backend`; writes output_dir/{run.json, samples_<task>.jsonl, results.json}.
+EvalOutcome evaluate(Backend& backend, const EvalOptions& options);
+
+/// \brief The console table of a results.json document (Tasks | Version | Protocol | Filter | n-shot | Metric |
+/// Value | Stderr).
+std::string format_results_table(const nlohmann::ordered_json& results);
+
+}  // namespace mlabench::harness

@@ -1,0 +1,3 @@
+target_sources(mlabench_harness PRIVATE
+  metrics/metrics.cpp
+)

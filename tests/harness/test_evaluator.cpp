@@ -1,0 +1,323 @@
+// The evaluator end to end on the real datasets (the ../shared/datasets mirror): oracle replays score 100% on
+// MMLU, C-Eval and both GSM8K protocols and "always A" scores the share of A answers; replay errors name the
+// line; a run killed with SIGKILL resumes to the results of an uninterrupted run; the engine backend on the
+// bundled model writes complete results and scores like Engine::score.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "harness/evaluator.h"
+#include "harness/oracle.h"
+#include "tests/test_util.h"
+
+namespace mlabench::harness {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / fmt::format("mlabench-eval-{}-{}", name, ::getpid());
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+std::string mirror() { return test::shared_dir() + "/datasets"; }
+
+// One dataset cache for the whole test binary: datasets are copied and verified once.
+data::FetchOptions fetch() {
+  static const fs::path cache = fresh_dir("cache");
+  data::FetchOptions o;
+  o.cache_dir = cache;
+  o.mirror = mirror();
+  o.allow_network = false;
+  return o;
+}
+
+#define REQUIRE_MIRROR()                                                                              \
+  if (!fs::exists(mirror() + "/mmlu/mmlu.zip"))                                                       \
+  GTEST_SKIP() << "SKIPPED: the dataset mirror " << mirror() << " is absent (it holds the real data)"
+
+std::vector<tasks::Task> load(const std::vector<std::string>& names, std::optional<int64_t> limit = std::nullopt,
+                              std::optional<int> num_fewshot = std::nullopt) {
+  std::vector<tasks::Task> out;
+  for (const std::string& n : names) {
+    tasks::TaskLoadOptions o;
+    o.dataset_dir = data::ensure_dataset(tasks::task_dataset(n), fetch());
+    o.limit = limit;
+    o.num_fewshot = num_fewshot;
+    out.push_back(tasks::load_task(n, o));
+  }
+  return out;
+}
+
+EvalOutcome run_replay(const fs::path& replay, const std::string& task_list, const fs::path& out,
+                       std::optional<int64_t> limit = std::nullopt, bool resume = false) {
+  auto backend = make_replay_backend(replay.string());
+  EvalOptions o;
+  o.tasks = task_list;
+  o.limit = limit;
+  o.output_dir = out;
+  o.resume = resume;
+  o.fetch = fetch();
+  o.progress = false;
+  o.batch_docs = 97;
+  return evaluate(*backend, o);
+}
+
+TEST(Evaluator, GoldReplayScoresEverythingRightOnEveryTaskAndProtocol) {
+  REQUIRE_MIRROR();
+  const fs::path dir = fresh_dir("gold");
+  const std::vector<std::string> names{"mmlu", "ceval", "ceval_lmeval", "gsm8k", "gsm8k_cot"};
+  write_oracle_replay(load(names), OracleAnswer::GOLD, dir / "gold.jsonl");
+  const EvalOutcome out = run_replay(dir / "gold.jsonl", "mmlu,ceval,ceval_lmeval,gsm8k,gsm8k_cot", dir / "run");
+  const json& r = out.results;
+  EXPECT_EQ(out.docs_scored, 14042 + 1346 + 1346 + 1319 + 1319);
+  for (const char* g : {"mmlu", "ceval", "ceval_lmeval"}) {
+    EXPECT_DOUBLE_EQ(r["groups"][g]["acc,none"].get<double>(), 1.0) << g;
+    EXPECT_DOUBLE_EQ(r["groups"][g]["acc_macro,none"].get<double>(), 1.0) << g;
+  }
+  for (const char* t : {"gsm8k", "gsm8k_cot"})
+    for (const char* f : {"exact_match,strict-match", "exact_match,flexible-extract"})
+      EXPECT_DOUBLE_EQ(r["results"][t][f].get<double>(), 1.0) << t << " " << f;
+  int64_t mmlu_docs = 0;
+  for (const auto& [name, n] : r["n-samples"].items())
+    if (name.starts_with("mmlu_")) mmlu_docs += n["effective"].get<int64_t>();
+  EXPECT_EQ(mmlu_docs, 14042);
+  EXPECT_EQ(r["group_subtasks"]["mmlu"].size(), 4u);  // STEM, Humanities, Social Sciences, Other
+  std::ifstream in(out.results_path);
+  EXPECT_EQ(json::parse(in), r) << "results.json on disk is the returned document";
+}
+
+TEST(Evaluator, AlwaysChoiceAScoresTheShareOfAAnswers) {
+  REQUIRE_MIRROR();
+  const fs::path dir = fresh_dir("choice-a");
+  const std::vector<tasks::Task> tasks = load({"mmlu", "ceval"});
+  write_oracle_replay(tasks, OracleAnswer::FIRST_CHOICE, dir / "a.jsonl");
+  const EvalOutcome out = run_replay(dir / "a.jsonl", "mmlu,ceval", dir / "run");
+  for (const tasks::Task& t : tasks) {
+    int64_t a = 0, n = 0;
+    for (const auto& s : t.subtasks)
+      for (const auto& d : s.docs) {
+        a += d.gold == 0 ? 1 : 0;
+        ++n;
+      }
+    EXPECT_NEAR(out.results["groups"][t.name]["acc,none"].get<double>(), static_cast<double>(a) / n, 1e-12)
+        << t.name;
+  }
+}
+
+TEST(Evaluator, ReplayErrorsNameTheLineAndTheMissingDocument) {
+  REQUIRE_MIRROR();
+  const fs::path dir = fresh_dir("replay-errors");
+  {
+    std::ofstream f(dir / "bad.jsonl");
+    f << R"({"task": "gsm8k", "doc_id": 0, "responses": ["1"]})" << "\n" << "{not json\n";
+  }
+  test::expect_error_with([&] { make_replay_backend((dir / "bad.jsonl").string()); }, {"bad.jsonl:2"});
+  {
+    std::ofstream f(dir / "short.jsonl");
+    f << R"({"task": "gsm8k", "doc_id": 0, "responses": ["1"]})" << "\n";
+  }
+  test::expect_error_with([&] { run_replay(dir / "short.jsonl", "gsm8k", dir / "run", 2); },
+                          {"short.jsonl", "gsm8k doc_id 1"});
+}
+
+json comparable(const json& results) {
+  json c = results;
+  c.erase("provenance");
+  return c;
+}
+
+TEST(Evaluator, ResumeAfterACutLineEqualsAnUninterruptedRun) {
+  REQUIRE_MIRROR();
+  const fs::path dir = fresh_dir("resume");
+  write_oracle_replay(load({"mmlu", "gsm8k_cot"}, 5), OracleAnswer::FIRST_CHOICE, dir / "a.jsonl");
+  const EvalOutcome whole = run_replay(dir / "a.jsonl", "mmlu,gsm8k_cot", dir / "whole", 5);
+
+  // A second run killed halfway: keep the first 100 MMLU lines and half of the 101st, no GSM8K file at all.
+  fs::copy(dir / "whole", dir / "killed", fs::copy_options::recursive);
+  fs::remove(dir / "killed" / "results.json");
+  fs::remove(dir / "killed" / "samples_gsm8k_cot.jsonl");
+  {
+    std::ifstream in(dir / "killed" / "samples_mmlu.jsonl");
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), kept;
+    size_t at = 0;
+    for (int i = 0; i < 100; ++i) at = all.find('\n', at) + 1;
+    kept = all.substr(0, at) + all.substr(at, 40);
+    std::ofstream out(dir / "killed" / "samples_mmlu.jsonl", std::ios::trunc);
+    out << kept;
+  }
+  const EvalOutcome resumed = run_replay(dir / "a.jsonl", "mmlu,gsm8k_cot", dir / "killed", 5, true);
+  EXPECT_EQ(resumed.docs_resumed, 100);
+  EXPECT_EQ(resumed.docs_scored, 57 * 5 - 100 + 5);
+  EXPECT_EQ(comparable(resumed.results), comparable(whole.results));
+  for (const char* f : {"samples_mmlu.jsonl", "samples_gsm8k_cot.jsonl"}) {
+    std::ifstream a(dir / "whole" / f), b(dir / "killed" / f);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(a), {}), std::string(std::istreambuf_iterator<char>(b), {}))
+        << f << " differs after resume";
+  }
+  // Same folder, other options: refused, naming what changed; without --resume: refused.
+  test::expect_error_with([&] { run_replay(dir / "a.jsonl", "mmlu,gsm8k_cot", dir / "killed", 6, true); },
+                          {"limit", "HINT"});
+  test::expect_error_with([&] { run_replay(dir / "a.jsonl", "mmlu,gsm8k_cot", dir / "killed", 5, false); },
+                          {"--resume"});
+}
+
+// The real thing: `mlabench run` killed with SIGKILL while it writes, then --resume.
+TEST(Evaluator, KilledRunResumesToTheUninterruptedResults) {
+  REQUIRE_MIRROR();
+  const fs::path dir = fresh_dir("kill");
+  write_oracle_replay(load({"mmlu"}, 20), OracleAnswer::GOLD, dir / "gold.jsonl");
+  const std::string bin = MLABENCH_BINARY;
+  auto args = [&](const fs::path& out) {
+    return std::vector<std::string>{bin,         "run",           "--backend", "replay:" + (dir / "gold.jsonl").string(),
+                                    "--tasks",   "mmlu",          "--limit",   "20",
+                                    "--output",  out.string(),    "--mirror",  mirror(),
+                                    "--data-dir", fetch().cache_dir.string(), "--offline", "--batch-docs", "1",
+                                    "--no-progress"};
+  };
+  auto spawn = [](const std::vector<std::string>& a) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      std::vector<char*> argv;
+      for (const std::string& s : a) argv.push_back(const_cast<char*>(s.c_str()));
+      argv.push_back(nullptr);
+      const int null = ::open("/dev/null", O_WRONLY);
+      dup2(null, 1);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    return pid;
+  };
+  auto lines_in = [](const fs::path& p) {
+    std::ifstream in(p);
+    return static_cast<int64_t>(std::count(std::istreambuf_iterator<char>(in), {}, '\n'));
+  };
+  const pid_t victim = spawn(args(dir / "killed"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (lines_in(dir / "killed" / "samples_mmlu.jsonl") < 150 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ::kill(victim, SIGKILL);
+  int status = 0;
+  waitpid(victim, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
+  const int64_t recorded = lines_in(dir / "killed" / "samples_mmlu.jsonl");
+  ASSERT_LT(recorded, 57 * 20);
+  EXPECT_FALSE(fs::exists(dir / "killed" / "results.json"));
+
+  std::vector<std::string> resume = args(dir / "killed");
+  resume.push_back("--resume");
+  for (const auto& a : {resume, args(dir / "whole")}) {
+    const pid_t p = spawn(a);
+    waitpid(p, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "exit " << WEXITSTATUS(status);
+  }
+  std::ifstream a(dir / "killed" / "results.json"), b(dir / "whole" / "results.json");
+  const json ra = json::parse(a), rb = json::parse(b);
+  EXPECT_EQ(ra["provenance"]["docs_resumed"].get<int64_t>() + ra["provenance"]["docs_scored_this_invocation"].get<int64_t>(),
+            57 * 20);
+  EXPECT_GE(ra["provenance"]["docs_resumed"].get<int64_t>(), recorded - 1);  // the cut line, if any, is redone
+  EXPECT_EQ(ra["results"], rb["results"]);
+  EXPECT_EQ(ra["groups"], rb["groups"]);
+  EXPECT_DOUBLE_EQ(ra["groups"]["mmlu"]["acc,none"].get<double>(), 1.0);
+}
+
+TEST(Evaluator, GenKwargsParse) {
+  const GenerationOverrides g = parse_gen_kwargs("temperature=0.7,top_p=0.9,max_gen_toks=12,seed=3,until=Q:|\\n\\n");
+  EXPECT_DOUBLE_EQ(*g.temperature, 0.7);
+  EXPECT_DOUBLE_EQ(*g.top_p, 0.9);
+  EXPECT_EQ(*g.max_gen_toks, 12);
+  EXPECT_EQ(*g.seed, 3u);
+  EXPECT_EQ(*g.until, (std::vector<std::string>{"Q:", "\n\n"}));
+  test::expect_error_with([] { parse_gen_kwargs("temp=1"); }, {"temp", "HINT"});
+  test::expect_error_with([] { parse_gen_kwargs("top_p=x"); }, {"top_p", "not a number"});
+  test::expect_error_with([] { parse_gen_kwargs("top_p=2"); }, {"top_p"});
+}
+
+// The engine backend on the bundled model: scores equal Engine::score on the same text, generation stops at the
+// task's stop strings, and results.json carries the provenance.
+TEST(Evaluator, EngineBackendOnTheBundledModel) {
+  REQUIRE_MIRROR();
+  const fs::path dir = fresh_dir("engine");
+  EngineOptions eo{.model_dir = test::default_model_dir()};
+  auto engine = std::move(Engine::open(eo).value());
+  const std::vector<tasks::Task> tasks = load({"mmlu"}, 1, 1);  // one shot keeps the CPU work small
+  const tasks::TaskDoc& d = tasks[0].subtasks[0].docs[0];
+  std::vector<double> want;
+  for (const std::string& c : d.choices) want.push_back(engine->score(d.context, c).value().logprob);
+
+  auto backend = make_engine_backend(std::move(engine), {}, {{"model", "tiny"}});
+  const ChoiceRequest rq{tasks[0].subtasks[0].name, d.doc_id, d.context, d.choices};
+  const std::vector<ChoiceResult> got = backend->loglikelihood(std::span(&rq, 1));
+  ASSERT_EQ(got[0].logprobs.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i)
+    EXPECT_NEAR(got[0].logprobs[i], want[i], 1e-4 * std::max(1.0, std::fabs(want[i]))) << "choice " << i;
+  EXPECT_GT(got[0].context_tokens, 20);
+
+  EvalOptions o;
+  o.tasks = "mmlu_abstract_algebra,gsm8k_cot";
+  o.limit = 2;
+  o.num_fewshot = 1;
+  o.output_dir = dir / "run";
+  o.fetch = fetch();
+  o.progress = false;
+  o.gen.max_gen_toks = 24;
+  o.provenance = {{"commit", "test"}};
+  const EvalOutcome out = evaluate(*backend, o);
+  const json& r = out.results;
+  EXPECT_EQ(out.docs_scored, 4);
+  for (const auto& [k, v] : r["results"]["mmlu_abstract_algebra"].items())
+    if (k != "alias") {
+      EXPECT_TRUE(v.is_number() || v.is_null()) << k;
+    }
+  EXPECT_TRUE(r["results"]["gsm8k_cot"].contains("exact_match,strict-match"));
+  EXPECT_EQ(r["gen_kwargs"]["max_gen_toks"], 24);
+  std::ifstream in(dir / "run" / "samples_gsm8k_cot.jsonl");
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    const json s = json::parse(line);
+    ++n;
+    EXPECT_LE(s["generated_tokens"].get<int64_t>(), 24);
+    for (const char* stop : {"Q:", "</s>", "<|im_end|>"})
+      EXPECT_EQ(s["response"].get<std::string>().find(stop), std::string::npos) << "not cut at " << stop;
+  }
+  EXPECT_EQ(n, 2);
+}
+
+// Contexts longer than the window lose tokens from the left (lm-evaluation-harness's truncation): the same count
+// for every choice of a document, and room for max_gen_toks in generation.
+TEST(Evaluator, EngineBackendTruncatesLongContextsFromTheLeft) {
+  EngineOptions eo{.model_dir = test::default_model_dir()};
+  auto engine = std::move(Engine::open(eo).value());
+  std::string context;
+  for (int i = 0; i < 40; ++i) context += "The quick brown fox jumps over the lazy dog. ";
+  const int64_t full = static_cast<int64_t>(engine->encode(context, true).value().size());
+  ASSERT_GT(full, 64);
+  auto backend = make_engine_backend(std::move(engine), {.max_length = 64}, {});
+  const ChoiceRequest rq{"t", 0, context + "Answer:", {" A", " B"}};
+  const ChoiceResult c = backend->loglikelihood(std::span(&rq, 1)).at(0);
+  EXPECT_GT(c.truncated_tokens, 0);
+  EXPECT_LE(c.context_tokens + 1, 64);  // " A" is one token here
+  EXPECT_TRUE(std::isfinite(c.logprobs[0]) && std::isfinite(c.logprobs[1]));
+  tasks::GenerationKwargs g;
+  g.max_gen_toks = 8;
+  const GenerationRequest gr{"t", 0, context, g};
+  const GenerationResult r = backend->generate(std::span(&gr, 1)).at(0);
+  EXPECT_EQ(r.context_tokens, 64 - 8);
+  EXPECT_EQ(r.truncated_tokens, full - (64 - 8));
+  EXPECT_LE(r.generated_tokens, 8);
+}
+
+}  // namespace
+}  // namespace mlabench::harness
