@@ -37,7 +37,7 @@ struct RunArgs {
   std::string data_dir;
   std::string mirror;
   bool offline = false;
-  int64_t batch_docs = 64;
+  int64_t batch_docs = 0;  // 0: 256 on CUDA (large batches keep the GPU busy), 64 on the CPU
   bool no_progress = false;
 };
 
@@ -120,7 +120,7 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
   o.fetch.allow_network = !a.offline;
   o.fetch.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   o.gen = harness::parse_gen_kwargs(a.gen_kwargs);
-  o.batch_docs = a.batch_docs;
+  o.batch_docs = a.batch_docs > 0 ? a.batch_docs : a.model.device == "cuda" ? 256 : 64;
   o.progress = !a.no_progress;
   o.config = config;
   o.provenance = provenance;
@@ -161,11 +161,23 @@ void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> com
                   "dataset mirror: a folder laid out like ../shared/datasets, or a URL prefix (default "
                   "$MLABENCH_DATA_MIRROR)");
   cmd->add_flag("--offline", a->offline, "never download: only the cache and the mirror");
-  cmd->add_option("--batch-docs", a->batch_docs, "documents per backend call (and per durable samples write)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  cmd->add_option("--batch-docs", a->batch_docs,
+                  "documents per backend call and per durable samples write (default 256 on cuda, 64 on cpu)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--no-progress", a->no_progress, "no progress bar or lines");
   cmd->callback([a, exit_code, command_line]() { run(exit_code, [&] { run_command(*a, command_line); }); });
+}
+
+void add_tasks_command(CLI::App& app, int* exit_code) {
+  CLI::App* cmd = app.add_subcommand("tasks", "list the tasks, groups and suites --tasks accepts");
+  cmd->callback([exit_code]() {
+    run(exit_code, [] {
+      for (const std::string& name : tasks::list_tasks()) std::printf("%s\n", name.c_str());
+      for (const std::string& suite : tasks::list_suites())
+        std::printf("%s (suite: %s)\n", suite.c_str(),
+                    fmt::format("{}", fmt::join(tasks::resolve_task_names(suite), ",")).c_str());
+    });
+  });
 }
 
 }  // namespace mlabench::cli

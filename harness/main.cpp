@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   mlabench::cli::add_model_commands(app, &exit_code);
   mlabench::cli::add_bench_command(app, &exit_code);
   mlabench::cli::add_fetch_command(app, &exit_code);
+  mlabench::cli::add_tasks_command(app, &exit_code);
   mlabench::cli::add_run_command(app, &exit_code, std::vector<std::string>(argv, argv + argc));
   try {
     app.parse(argc, argv);

@@ -64,7 +64,7 @@ const SpecEntry& require_task_entry(const std::vector<SpecEntry>& entries, const
                                     const std::filesystem::path& specs_dir, Lookup* lookup) {
   *lookup = find_name(entries, name);
   MLABENCH_CHECK(lookup->entry != nullptr,
-                 "unknown task '{}' (closest: {}). HINT: `mlabench ls tasks` lists the "
+                 "unknown task '{}' (closest: {}). HINT: `mlabench tasks` lists the "
                  "tasks of {}",
                  name, closest_names(name, all_names(entries)), specs_dir.string());
   MLABENCH_CHECK(lookup->entry->kind != SpecKind::SUITE,
@@ -276,6 +276,14 @@ std::vector<std::string> list_tasks(const std::filesystem::path& specs_dir) {
   return task_names(load_spec_entries(specs_dir_or_default(specs_dir)));
 }
 
+std::vector<std::string> list_suites(const std::filesystem::path& specs_dir) {
+  std::vector<std::string> suites;
+  for (const auto& e : load_spec_entries(specs_dir_or_default(specs_dir)))
+    if (e.kind == SpecKind::SUITE) suites.push_back(e.name);
+  std::sort(suites.begin(), suites.end());
+  return suites;
+}
+
 std::vector<std::string> resolve_task_names(const std::string& spec, const std::filesystem::path& specs_dir) {
   const auto dir = specs_dir_or_default(specs_dir);
   const auto entries = load_spec_entries(dir);
@@ -312,23 +320,14 @@ std::vector<std::string> resolve_task_names(const std::string& spec, const std::
         }
       }
       MLABENCH_CHECK(matched > 0,
-                     "the pattern '{}' matches no task (closest: {}). HINT: `mlabench ls tasks` lists "
+                     "the pattern '{}' matches no task (closest: {}). HINT: `mlabench tasks` lists "
                      "the tasks",
                      part, closest_names(part, names));
     } else {
       MLABENCH_CHECK(lookup.entry != nullptr,
-                     "unknown task '{}' (closest: {}). HINT: `mlabench ls tasks` lists the "
+                     "unknown task '{}' (closest: {}). HINT: `mlabench tasks` lists the "
                      "tasks; suites: {}",
-                     part, closest_names(part, all_names(entries)),
-                     fmt::join(
-                         [&] {
-                           std::vector<std::string> suites;
-                           for (const auto& e : entries) {
-                             if (e.kind == SpecKind::SUITE) suites.push_back(e.name);
-                           }
-                           return suites;
-                         }(),
-                         ", "));
+                     part, closest_names(part, all_names(entries)), fmt::join(list_suites(dir), ", "));
       add(part);
     }
   }

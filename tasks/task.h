@@ -93,6 +93,8 @@ struct TaskLoadOptions {
 
 /// \brief Names of every task and group in specs_dir (leaves of groups included), sorted.
 std::vector<std::string> list_tasks(const std::filesystem::path& specs_dir = {});
+/// \brief Names of the suites (named lists of tasks, e.g. "deepseek-v2-paper"), sorted.
+std::vector<std::string> list_suites(const std::filesystem::path& specs_dir = {});
 /// \brief Expands comma-separated names and globs ("mmlu_*", "gsm8k*") and suites ("deepseek-v2-paper") into
 /// task names; throws Error naming an unknown one and the closest known names.
 std::vector<std::string> resolve_task_names(const std::string& spec, const std::filesystem::path& specs_dir = {});

@@ -44,6 +44,15 @@ void expect_failure(const std::string& args, const std::string& message, int cod
   }
 }
 
+// `mlabench tasks` lists every leaf, group and suite that --tasks accepts.
+TEST(Cli, TasksListsLeavesGroupsAndSuites) {
+  const CliResult r = mlabench_cli("tasks");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* name : {"\nmmlu\n", "\nmmlu_anatomy\n", "\nceval_law\n", "\ngsm8k_cot\n",
+                           "\ndeepseek-v2-paper (suite: mmlu,ceval,gsm8k_cot)\n"})
+    EXPECT_NE(("\n" + r.out).find(name), std::string::npos) << name;
+}
+
 TEST(Cli, InfoPrintsJsonForEveryPreset) {
   for (const auto& [preset, kv] : std::map<std::string, int64_t>{{"deepseek-v2", 69120},
                                                                  {"deepseek-v2-lite", 31104},
@@ -226,6 +235,10 @@ TEST(Cli, BadInputGivesAClearErrorAndNonZeroExit) {
   expect_failure("logits --model " + src + " --tokens 1 --out x.npy --device cuda", "built without CUDA");
 #endif
   expect_failure("frobnicate", "subcommand", 2);
+  expect_failure("run --tasks nosuchtask --backend replay:" + t.file("none.jsonl"), "none.jsonl");
+  expect_failure("run --tasks nosuchtask --output " + t.file("run"), "nosuchtask");
+  expect_failure("run --tasks mmlu --model " + src, "has no tokenizer");
+  expect_failure("fetch nosuchdataset --offline --cache-dir " + t.file("cache"), "nosuchdataset");
 }
 
 }  // namespace

@@ -295,6 +295,23 @@ TEST(Evaluator, EngineBackendOnTheBundledModel) {
   EXPECT_EQ(n, 2);
 }
 
+// --apply-chat-template renders the context as a user turn of the model's template (the bundled model has
+// DeepSeek-V2's: "User: ...\n\nAssistant:"), with a system turn for --system-prompt; without the template the
+// system prompt is a prefix and a blank line.
+TEST(Evaluator, ChatTemplateAndSystemPromptRendering) {
+  EngineOptions eo{.model_dir = test::default_model_dir()};
+  auto engine = std::move(Engine::open(eo).value());
+  EngineBackendOptions chat;
+  chat.apply_chat_template = true;
+  chat.system_prompt = "Be brief.";
+  const std::string rendered = render_context(engine.get(), chat, "Q: 1+1?\nA:");
+  EXPECT_NE(rendered.find("Be brief.\n\nUser: Q: 1+1?\nA:\n\nAssistant:"), std::string::npos) << rendered;
+  EngineBackendOptions plain;
+  plain.system_prompt = "Be brief.";
+  EXPECT_EQ(render_context(engine.get(), plain, "Q"), "Be brief.\n\nQ");
+  EXPECT_EQ(render_context(engine.get(), {}, "Q"), "Q");
+}
+
 // Contexts longer than the window lose tokens from the left (lm-evaluation-harness's truncation): the same count
 // for every choice of a document, and room for max_gen_toks in generation.
 TEST(Evaluator, EngineBackendTruncatesLongContextsFromTheLeft) {
