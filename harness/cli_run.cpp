@@ -14,6 +14,7 @@
 #include "harness/backend.h"
 #include "harness/data/digest.h"
 #include "harness/evaluator.h"
+#include "git_commit.h"  // generated at build time (cmake/git_commit.cmake)
 
 namespace mlabench::cli {
 
@@ -104,6 +105,11 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
                    {"add_bos", !a.no_bos},
                    {"max_batch", a.model.max_batch}});
     provenance["weights"] = weights_provenance(a.model);
+    // The stored dtype(s) as `mlabench info` reads them, and the arithmetic the engine used on them.
+    const json info = json::parse(s.json);
+    provenance["weights"]["config_dtype"] = info.value("dtype", json(nullptr));
+    if (info.contains("checkpoint") && info["checkpoint"].is_object())
+      provenance["weights"]["stored_dtypes"] = info["checkpoint"]["dtypes"];
     provenance["tokenizer"] = tokenizer_provenance(a.model);
     if (!engine->device_json().empty()) provenance["device_info"] = json::parse(engine->device_json());
     backend = harness::make_engine_backend(std::move(engine), eo, config);
@@ -124,6 +130,10 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
   o.progress = !a.no_progress;
   o.config = config;
   o.provenance = provenance;
+  // Every seed the run depends on: generation (per document: seed * 1000003 + doc_id) and few-shot sampling
+  // (in each task's resolved config, results.json "configs").
+  o.provenance["seeds"] = {{"generation_default", tasks::GenerationKwargs{}.seed},
+                           {"generation_override", o.gen.seed ? json(*o.gen.seed) : json(nullptr)}};
   const harness::EvalOutcome out = harness::evaluate(*backend, o);
   std::printf("%s", harness::format_results_table(out.results).c_str());
   std::printf("results: %s (%lld documents scored, %lld resumed)\n", out.results_path.c_str(),
