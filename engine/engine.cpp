@@ -70,13 +70,6 @@ struct Engine::Impl {
   uint64_t active_weight_bytes = 0;
 
   const ModelConfig& config() const { return cfg; }
-  bool on_gpu() const {
-#if MLABENCH_HAS_CUDA
-    return gpu != nullptr;
-#else
-    return false;
-#endif
-  }
 
   void check_tokens(std::span<const int32_t> tokens, const char* what, int64_t extra) const {
     const ModelConfig& c = config();
@@ -102,13 +95,18 @@ struct Engine::Impl {
     return *tokenizer;
   }
 
-  // Prefill, then sample one token a step; `on_token` sees each new token and returns true to stop.
-  template <class OnToken>
-  GenerateResult run_generation(std::span<const int32_t> prompt, const GenerateOptions& o, OnToken&& on_token) {
+  // What every generation path checks before it starts: the options and the prompt's ids and length.
+  void check_generation(std::span<const int32_t> prompt, const GenerateOptions& o) const {
     MLABENCH_CHECK(o.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}", o.max_new_tokens);
     MLABENCH_CHECK(o.temperature >= 0.0f, "temperature must be >= 0, got {}", o.temperature);
     MLABENCH_CHECK(o.top_p > 0.0f && o.top_p <= 1.0f, "top_p must be in (0, 1], got {}", o.top_p);
     check_tokens(prompt, "prompt", o.max_new_tokens);
+  }
+
+  // Prefill, then sample one token a step; `on_token` sees each new token and returns true to stop.
+  template <class OnToken>
+  GenerateResult run_generation(std::span<const int32_t> prompt, const GenerateOptions& o, OnToken&& on_token) {
+    check_generation(prompt, o);
 #if MLABENCH_HAS_CUDA
     if (gpu) {
       gpu::SeqRequest rq{.tokens = std::vector<int32_t>(prompt.begin(), prompt.end()), .gen = o};
@@ -232,23 +230,9 @@ Result<ScoreResult> Engine::score(std::span<const int32_t> context, std::span<co
   return guarded([&] {
     impl_->check_tokens(context, "context", static_cast<int64_t>(continuation.size()));
     impl_->check_tokens(continuation, "continuation", static_cast<int64_t>(context.size()));
-    std::vector<int32_t> all(context.begin(), context.end());
-    all.insert(all.end(), continuation.begin(), continuation.end());
-    if (impl_->on_gpu()) {
-      const ScoreRequest rq{std::vector<int32_t>(context.begin(), context.end()),
-                            std::vector<int32_t>(continuation.begin(), continuation.end())};
-      return score_batch(std::span(&rq, 1)).value().at(0);
-    }
-    Logits l = logits(all).value();
-    ScoreResult r;
-    r.is_greedy = true;
-    r.n_tokens = static_cast<int64_t>(continuation.size());
-    for (size_t i = 0; i < continuation.size(); ++i) {
-      const float* row = l.row(static_cast<int64_t>(context.size() + i) - 1);  // predicts continuation[i]
-      r.logprob += log_softmax_at(row, l.vocab_size, continuation[i]);
-      r.is_greedy = r.is_greedy && argmax(row, l.vocab_size) == continuation[i];
-    }
-    return r;
+    const ScoreRequest rq{std::vector<int32_t>(context.begin(), context.end()),
+                          std::vector<int32_t>(continuation.begin(), continuation.end())};
+    return score_batch(std::span(&rq, 1)).value().at(0);
   });
 }
 
@@ -308,13 +292,7 @@ Result<std::vector<ScoreResult>> Engine::score_batch(std::span<const ScoreReques
 Result<std::vector<GenerateResult>> Engine::generate_batch(std::span<const GenerateRequest> requests) {
   return guarded([&] {
     std::vector<GenerateResult> out;
-    for (const GenerateRequest& r : requests) {
-      MLABENCH_CHECK(r.options.max_new_tokens >= 0 && r.options.temperature >= 0.0f && r.options.top_p > 0.0f &&
-                         r.options.top_p <= 1.0f,
-                     "generation options: max_new_tokens {} (>= 0), temperature {} (>= 0), top_p {} (in (0, 1])",
-                     r.options.max_new_tokens, r.options.temperature, r.options.top_p);
-      impl_->check_tokens(r.prompt, "prompt", r.options.max_new_tokens);
-    }
+    for (const GenerateRequest& r : requests) impl_->check_generation(r.prompt, r.options);
 #if MLABENCH_HAS_CUDA
     if (impl_->gpu) {
       std::vector<gpu::SeqRequest> rq;
@@ -351,17 +329,34 @@ Result<std::vector<int32_t>> Engine::encode(std::string_view text, bool add_spec
 
 Result<ScoreResult> Engine::score(std::string_view context, std::string_view continuation) {
   return guarded([&] {
+    const std::string cont(continuation);
+    const ScoreRequest rq = encode_choices(context, std::span(&cont, 1), true).value().at(0);
+    return score_batch(std::span(&rq, 1)).value().at(0);
+  });
+}
+
+Result<std::vector<ScoreRequest>> Engine::encode_choices(std::string_view context,
+                                                         std::span<const std::string> continuations,
+                                                         bool add_special_tokens) const {
+  return guarded([&] {
     const Tokenizer& tok = impl_->need_tokenizer();
-    std::string ctx(context), cont(continuation);
-    const size_t keep = ctx.find_last_not_of(" \t\n\r\f\v");  // lm-eval moves trailing whitespace
-    const size_t cut = keep == std::string::npos ? 0 : keep + 1;
-    cont = ctx.substr(cut) + cont;
-    ctx.resize(cut);
-    const std::vector<int32_t> ctx_ids = tok.encode(ctx, true);
-    const std::vector<int32_t> whole = tok.encode(ctx + cont, true);
-    MLABENCH_CHECK(whole.size() > ctx_ids.size(), "the continuation \"{}\" adds no tokens after the context", cont);
-    const std::vector<int32_t> cont_ids(whole.begin() + static_cast<std::ptrdiff_t>(ctx_ids.size()), whole.end());
-    return score(ctx_ids, cont_ids).value();
+    // lm-evaluation-harness's _encode_pair: trailing whitespace of the context moves to the continuation, which
+    // is the same for every choice, so the context is encoded once.
+    const size_t keep = context.find_last_not_of(" \t\n\r\f\v");
+    const size_t cut = keep == std::string_view::npos ? 0 : keep + 1;
+    const std::string ctx(context.substr(0, cut)), moved(context.substr(cut));
+    const std::vector<int32_t> ctx_ids = tok.encode(ctx, add_special_tokens);
+    std::vector<ScoreRequest> out;
+    for (const std::string& c : continuations) {
+      const std::vector<int32_t> whole = tok.encode(ctx + moved + c, add_special_tokens);
+      MLABENCH_CHECK(whole.size() > ctx_ids.size(), "the continuation \"{}\" adds no tokens after the context. "
+                     "HINT: a choice must be non-empty text",
+                     c);
+      out.push_back({.context = ctx_ids,
+                     .continuation = std::vector<int32_t>(whole.begin() + static_cast<std::ptrdiff_t>(ctx_ids.size()),
+                                                          whole.end())});
+    }
+    return out;
   });
 }
 
@@ -372,11 +367,15 @@ namespace {
 class TextStop {
  public:
   TextStop(const Tokenizer& tok, const std::vector<std::string>& stop) : stream_(tok, true), stop_(&stop) {}
-  /// Returns true when the text now contains a stop string.
+  /// Returns true when the text now contains a stop string. Only the new text (and the stop string's length
+  /// before it) is searched, so a long generation costs linear time.
   bool step(int32_t id) {
+    const size_t before = text_.size();
     text_ += stream_.step(id);
     for (const auto& s : *stop_) {
-      const size_t at = s.empty() ? std::string::npos : text_.find(s);
+      if (s.empty()) continue;
+      const size_t from = before >= s.size() - 1 ? before - (s.size() - 1) : 0;
+      const size_t at = text_.find(s, from);
       if (at != std::string::npos) stop_at_ = std::min(stop_at_, at);
     }
     return stop_at_ != std::string::npos;
@@ -421,10 +420,7 @@ Result<std::vector<TextGenerateResult>> Engine::generate_batch(std::span<const T
       std::vector<gpu::SeqRequest> rq;
       for (size_t i = 0; i < requests.size(); ++i) {
         const GenerateOptions g = with_eos(tok, requests[i].options);
-        MLABENCH_CHECK(g.max_new_tokens >= 0 && g.temperature >= 0.0f && g.top_p > 0.0f && g.top_p <= 1.0f,
-                       "generation options: max_new_tokens {} (>= 0), temperature {} (>= 0), top_p {} (in (0, 1])",
-                       g.max_new_tokens, g.temperature, g.top_p);
-        impl_->check_tokens(out[i].prompt_tokens, "prompt", g.max_new_tokens);
+        impl_->check_generation(out[i].prompt_tokens, g);
         rq.push_back({.tokens = out[i].prompt_tokens, .gen = g});
       }
       std::vector<gpu::SeqResult> res =

@@ -35,36 +35,18 @@ class EngineBackend final : public Backend {
   std::string kind() const override { return "engine"; }
   nlohmann::ordered_json describe() const override { return description_; }
 
-  // lm-evaluation-harness's _encode_pair: trailing whitespace of the context moves to the continuation; the
-  // continuation's tokens are those encode(context + continuation) adds after encode(context)'s length. A
-  // document whose context + longest continuation exceeds the window loses context tokens from the left, the
-  // same number for every choice, so the choices still share one context.
+  // Tokenized by Engine::encode_choices (lm-evaluation-harness's _encode_pair). A document whose context + longest
+  // continuation exceeds the window loses context tokens from the left, the same number for every choice, so the
+  // choices still share one context.
   std::vector<ChoiceResult> loglikelihood(std::span<const ChoiceRequest> requests) override {
     std::vector<ScoreRequest> flat;
     std::vector<int64_t> truncated;
+    const bool special = opt_.add_bos && !opt_.apply_chat_template;
     for (const ChoiceRequest& r : requests) {
       const size_t first = flat.size();
-      std::string ctx = render_context(engine_.get(), opt_, r.context);
-      const bool special = opt_.add_bos && !opt_.apply_chat_template;
-      for (const std::string& cont : r.continuations) {
-        std::string c = ctx, k = cont;
-        const size_t keep = c.find_last_not_of(" \t\n\r\f\v");
-        const size_t n_spaces = keep == std::string::npos ? c.size() : c.size() - keep - 1;
-        if (n_spaces > 0) {
-          k = c.substr(c.size() - n_spaces) + k;
-          c.resize(c.size() - n_spaces);
-        }
-        std::vector<int32_t> whole = engine_->encode(c + k, special).value();
-        std::vector<int32_t> context_ids = engine_->encode(c, special).value();
-        MLABENCH_CHECK(whole.size() > context_ids.size(),
-                       "{} doc {}: the continuation \"{}\" adds no tokens after the context. HINT: a choice must "
-                       "be non-empty text",
-                       r.subtask, r.doc_id, cont);
-        flat.push_back({.context = context_ids,
-                        .continuation = std::vector<int32_t>(whole.begin() + static_cast<std::ptrdiff_t>(
-                                                                                 context_ids.size()),
-                                                             whole.end())});
-      }
+      std::vector<ScoreRequest> choices =
+          engine_->encode_choices(render_context(engine_.get(), opt_, r.context), r.continuations, special).value();
+      for (ScoreRequest& q : choices) flat.push_back(std::move(q));
       size_t longest = 0;
       for (size_t i = first; i < flat.size(); ++i) longest = std::max(longest, flat[i].continuation.size());
       const auto room = static_cast<int64_t>(opt_.max_length) - static_cast<int64_t>(longest);

@@ -67,8 +67,11 @@ void bench_command(const BenchArgs& a) {
                   std::max<double>(1.0, static_cast<double>(sum.params_active_per_token));
   const double expert_bytes = static_cast<double>(count_params(c).per_routed_expert) * es;
   const auto n_moe = static_cast<double>(c.n_moe_layers());
-  // The cache holds BF16, or F32 under --precision f32.
-  const auto kv_per_token = static_cast<double>(sum.kv_bytes_per_token_bf16) * (margs.precision == "f32" ? 2.0 : 1.0);
+  // Cache bytes per token as the engine allocated them (BF16, or F32 under --precision f32); the BF16 figure of
+  // the model summary on the CPU engine, which keeps no paged cache.
+  const std::string dev = engine->device_json();
+  const auto kv_per_token = dev.empty() ? static_cast<double>(sum.kv_bytes_per_token_bf16)
+                                        : nlohmann::json::parse(dev)["kv_cache"]["bytes_per_token"].get<double>();
   auto step_bytes = [&](int64_t B, double ctx) {
     double w = static_cast<double>(engine->active_weight_bytes());
     if (c.n_routed_experts > 0) {

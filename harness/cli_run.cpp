@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 
 #include "engine/core/check.h"
 #include "harness/backend.h"
@@ -49,8 +50,28 @@ std::string utc_now(const char* fmt_str) {
   return buf;
 }
 
+// A file's SHA-256, remembered in the dataset cache folder by (absolute path, size, mtime): a 30 GB checkpoint
+// is read once, not on every run.
+std::string cached_sha256(const fs::path& file, const fs::path& cache_dir) {
+  const fs::path memo = cache_dir / "file_digests.json";
+  json known = json::object();
+  if (std::ifstream in(memo); in.good()) known = json::parse(in, nullptr, false);
+  if (!known.is_object()) known = json::object();
+  const std::string key = fs::absolute(file).string();
+  const auto size = static_cast<int64_t>(fs::file_size(file));
+  const auto mtime = static_cast<int64_t>(fs::last_write_time(file).time_since_epoch().count());
+  if (known.contains(key) && known[key].value("size", int64_t{-1}) == size && known[key].value("mtime", int64_t{-1}) == mtime)
+    return known[key]["sha256"].get<std::string>();
+  const std::string digest = data::sha256_file_hex(file);
+  known[key] = {{"size", size}, {"mtime", mtime}, {"sha256", digest}};
+  std::error_code ec;
+  fs::create_directories(cache_dir, ec);
+  std::ofstream(memo) << known.dump(1) << "\n";  // best effort: a read-only cache only costs a re-hash next time
+  return digest;
+}
+
 // What identifies the weights: a SHA-256 over the checkpoint's safetensors files (and index), in name order.
-json weights_provenance(const ModelArgs& m) {
+json weights_provenance(const ModelArgs& m, const fs::path& cache_dir) {
   if (m.random_seed >= 0) return {{"kind", "random"}, {"seed", m.random_seed}};
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(m.model_dir)) {
@@ -59,7 +80,7 @@ json weights_provenance(const ModelArgs& m) {
   }
   std::sort(files.begin(), files.end());
   std::string joined;
-  for (const fs::path& f : files) joined += f.filename().string() + "\t" + data::sha256_file_hex(f) + "\n";
+  for (const fs::path& f : files) joined += f.filename().string() + "\t" + cached_sha256(f, cache_dir) + "\n";
   return {{"kind", "checkpoint"}, {"files", files.size()}, {"sha256", data::sha256_hex(joined)}};
 }
 
@@ -104,7 +125,9 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
                    {"system_prompt", a.system_prompt},
                    {"add_bos", !a.no_bos},
                    {"max_batch", a.model.max_batch}});
-    provenance["weights"] = weights_provenance(a.model);
+    data::FetchOptions where;
+    if (!a.data_dir.empty()) where.cache_dir = a.data_dir;
+    provenance["weights"] = weights_provenance(a.model, data::resolve_cache_dir(where));
     // The stored dtype(s) as `mlabench info` reads them, and the arithmetic the engine used on them.
     const json info = json::parse(s.json);
     provenance["weights"]["config_dtype"] = info.value("dtype", json(nullptr));

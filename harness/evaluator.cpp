@@ -212,7 +212,7 @@ json gen_overrides_json(const GenerationOverrides& o) {
 }
 
 // Scores one batch of documents of one subtask and returns their samples lines.
-std::vector<json> score_batch(Backend& backend, const tasks::Task& task, const tasks::Subtask& sub,
+std::vector<json> score_documents(Backend& backend, const tasks::Task& task, const tasks::Subtask& sub,
                               std::span<const tasks::TaskDoc* const> docs, const GenerationOverrides& overrides) {
   std::vector<json> lines;
   auto base = [&](const tasks::TaskDoc& d) {
@@ -437,13 +437,12 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
     progress.skip(static_cast<int64_t>(done.size()));
 
     for (const tasks::Subtask& sub : task.subtasks) {
-      std::vector<const tasks::TaskDoc*> todo;
+      std::vector<const tasks::TaskDoc*> pending;  // not in the samples file yet
       for (const tasks::TaskDoc& d : sub.docs)
-        if (!done.contains({sub.name, d.doc_id})) todo.push_back(&d);
-      for (size_t at = 0; at < todo.size(); at += static_cast<size_t>(o.batch_docs)) {
-        const size_t n = std::min(todo.size() - at, static_cast<size_t>(o.batch_docs));
-        std::vector<json> batch =
-            score_batch(backend, task, sub, std::span(todo).subspan(at, n), o.gen);
+        if (!done.contains({sub.name, d.doc_id})) pending.push_back(&d);
+      for (size_t at = 0; at < pending.size(); at += static_cast<size_t>(o.batch_docs)) {
+        const size_t n = std::min(pending.size() - at, static_cast<size_t>(o.batch_docs));
+        std::vector<json> batch = score_documents(backend, task, sub, std::span(pending).subspan(at, n), o.gen);
         samples.append(batch);
         for (json& l : batch) lines.push_back(std::move(l));
         outcome.docs_scored += static_cast<int64_t>(n);

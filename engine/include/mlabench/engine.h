@@ -177,10 +177,13 @@ class Engine {
   const Tokenizer* tokenizer() const;
   /// \brief Text -> ids with the model's tokenizer. Error if the model folder has no tokenizer.
   Result<std::vector<int32_t>> encode(std::string_view text, bool add_special_tokens) const;
-  /// \brief log p(continuation | context) on text, tokenized as lm-evaluation-harness does: whitespace at the
-  /// end of the context moves to the continuation, the context is encoded with special tokens (BOS), and the
-  /// continuation's tokens are those that encode(context + continuation) adds after the context's.
+  /// \brief log p(continuation | context) on text, tokenized as encode_choices does (with special tokens).
   Result<ScoreResult> score(std::string_view context, std::string_view continuation);
+  /// \brief Score requests for the choices of one context, tokenized as lm-evaluation-harness does: whitespace at
+  /// the end of the context moves to the continuation, and a continuation's tokens are those that
+  /// encode(context + continuation) adds after encode(context)'s. Every request shares the same context ids.
+  Result<std::vector<ScoreRequest>> encode_choices(std::string_view context, std::span<const std::string> continuations,
+                                                   bool add_special_tokens) const;
   /// \brief Generation from text, decoded incrementally (no half characters), stopped by EOS, stop ids or stop
   /// strings.
   Result<TextGenerateResult> generate(std::string_view prompt, const TextGenerateOptions& options);

@@ -27,6 +27,7 @@
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/attention_generic.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/twin/checks.h"
 
 namespace mlabench::kernels::cuda {
 namespace {
@@ -669,9 +670,8 @@ void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
                  "mla_decode_attention: n_seqs {} n_heads {} or a null pointer. HINT: fill every MlaDecodeParams "
                  "field",
                  p.n_seqs, p.n_heads);
+  checks::check_cache_type(p.cache_type, "mla_decode_attention");
   if (p.cache_type == DType::F32) return generic::mla_decode_attention(p, s);  // float32 precision
-  MLABENCH_CHECK(p.cache_type == DType::BF16, "mla_decode_attention: cache_type is {}, not BF16 or F32. HINT: the "
-                 "KV cache is BF16, or F32 in the engine's float32 precision", dtype_name(p.cache_type));
   if (!(p.kv_lora > 0 && p.kv_lora % 16 == 0 && p.kv_lora <= 8 * kDecWarps * kDecMaxNTiles && p.rope % 16 == 0 &&
         width <= 16 * kDecWarps * kDecMaxKSteps))
     return generic::mla_decode_attention(p, s);  // head sizes without a tensor-core instance (kv_lora and rope
@@ -755,9 +755,8 @@ void gqa_attention(const GqaAttentionParams& p, cudaStream_t s) {
   MLABENCH_CHECK(p.n_kv_heads > 0 && p.n_heads > 0 && p.n_heads % p.n_kv_heads == 0,
                  "gqa_attention: n_heads {} is not a multiple of n_kv_heads {}. HINT: check the model config",
                  p.n_heads, p.n_kv_heads);
+  checks::check_cache_type(p.cache_type, "gqa_attention");
   if (p.cache_type == DType::F32) return generic::gqa_attention(p, s);  // float32 precision
-  MLABENCH_CHECK(p.cache_type == DType::BF16, "gqa_attention: cache_type is {}, not BF16 or F32. HINT: the KV cache "
-                 "is BF16, or F32 in the engine's float32 precision", dtype_name(p.cache_type));
   if (p.head_dim != 64 && p.head_dim != 128) return generic::gqa_attention(p, s);  // no tensor-core instance
   MLABENCH_CHECK(aligned16(p.k_cache) && aligned16(p.v_cache),
                  "gqa_attention: K/V pools are not 16-byte aligned. HINT: layer pools must start on a 16-byte "

@@ -17,20 +17,9 @@
 #include "engine/core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/twin/checks.h"
 
 namespace mlabench::kernels {
-
-// Defined with the twins (engine/kernels/twin/elementwise.cpp): one definition of what the twin and the kernel
-// accept.
-namespace checks {
-void check_embedding(const EmbeddingParams& p);
-void check_rms_norm(const RmsNormParams& p);
-void check_rope(const RopeParams& p);
-void check_silu_mul(const SiluMulParams& p);
-void check_cast(const CastParams& p);
-void check_cache_write(const CacheWriteParams& p);
-void check_cache_gather(const CacheGatherParams& p);
-}  // namespace checks
 
 namespace cuda {
 

@@ -7,6 +7,7 @@
 
 #include "engine/core/check.h"
 #include "engine/kernels/cpu/ops.h"
+#include "engine/kernels/twin/checks.h"
 #include "engine/kernels/twin/twin.h"
 
 namespace mlabench::kernels::twin {
@@ -20,10 +21,7 @@ int64_t slot_of(const PagedCache& pc, int32_t seq, int64_t pos) {
 // The first n_tokens slots of sequence seq as contiguous float32 rows of `width` values.
 std::vector<float> gather_tokens(const void* cache, DType type, int64_t width, const PagedCache& pc, int32_t seq,
                                  int64_t n_tokens) {
-  MLABENCH_CHECK(type == DType::BF16 || type == DType::F32,
-                 "attention: cache_type is {}, not BF16 or F32. HINT: the KV cache is BF16, or F32 in the engine's "
-                 "float32 precision",
-                 dtype_name(type));
+  checks::check_cache_type(type, "attention");
   std::vector<float> rows(static_cast<size_t>(n_tokens * width));
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t at = slot_of(pc, seq, t) * width;

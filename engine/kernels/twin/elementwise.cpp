@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/core/check.h"
+#include "engine/kernels/twin/checks.h"
 #include "engine/kernels/twin/twin.h"
 
 namespace mlabench::kernels {
@@ -19,13 +20,6 @@ void check_float_type(DType t, const char* kernel, const char* field) {
                  kernel, field, dtype_name(t));
 }
 
-void check_cache_type(DType t, const char* kernel) {
-  MLABENCH_CHECK(t == DType::BF16 || t == DType::F32,
-                 "{}: cache_type is {}, not BF16 or F32. HINT: the KV cache is BF16, or F32 in the engine's float32 "
-                 "precision",
-                 kernel, dtype_name(t));
-}
-
 void check_rows_ld(const char* kernel, int64_t n_rows, int64_t width, int64_t ld, const char* ld_name) {
   MLABENCH_CHECK(n_rows >= 0, "{}: n_rows = {} is negative. HINT: pass the number of rows to process", kernel,
                  n_rows);
@@ -34,6 +28,14 @@ void check_rows_ld(const char* kernel, int64_t n_rows, int64_t width, int64_t ld
 }
 
 }  // namespace
+
+void check_cache_type(DType t, const char* kernel) {
+  MLABENCH_CHECK(t == DType::BF16 || t == DType::F32,
+                 "{}: cache_type is {}, not BF16 or F32. HINT: the KV cache is BF16, or F32 in the engine's float32 "
+                 "precision",
+                 kernel, dtype_name(t));
+}
+
 
 void check_embedding(const EmbeddingParams& p) {
   check_float_type(p.table_type, "embedding", "table_type");

@@ -1,0 +1,20 @@
+// Parameter checks shared by each CUDA launcher and its CPU twin (defined in engine/kernels/twin/elementwise.cpp):
+// one definition of what the twin and the kernel accept.
+#pragma once
+
+#include "engine/core/dtype.h"
+#include "engine/kernels/kernel_params.h"
+
+namespace mlabench::kernels::checks {
+
+void check_embedding(const EmbeddingParams& p);
+void check_rms_norm(const RmsNormParams& p);
+void check_rope(const RopeParams& p);
+void check_silu_mul(const SiluMulParams& p);
+void check_cast(const CastParams& p);
+void check_cache_write(const CacheWriteParams& p);
+void check_cache_gather(const CacheGatherParams& p);
+/// A KV pool is BF16, or F32 in the engine's float32 precision; `kernel` names the caller in the error.
+void check_cache_type(DType t, const char* kernel);
+
+}  // namespace mlabench::kernels::checks
