@@ -15,6 +15,7 @@
 #include "harness/backend.h"
 #include "harness/data/digest.h"
 #include "harness/evaluator.h"
+#include "reports/report.h"
 #include "git_commit.h"  // generated at build time (cmake/git_commit.cmake)
 
 namespace mlabench::cli {
@@ -44,6 +45,7 @@ struct RunArgs {
   std::vector<std::string> set;  // --set TASK.KEY=VALUE
   int sandbox_workers = 0;
   std::string tokenizer;  // replay: whose tokens to count
+  bool no_report = false;
 };
 
 std::string utc_now(const char* fmt_str) {
@@ -172,6 +174,12 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
   std::printf("%s", harness::format_results_table(out.results).c_str());
   std::printf("results: %s (%lld documents scored, %lld resumed)\n", out.results_path.c_str(),
               static_cast<long long>(out.docs_scored), static_cast<long long>(out.docs_resumed));
+  if (!a.no_report) {
+    const fs::path report = out.results_path.parent_path() / "report.html";
+    reports::write_report({out.results_path.parent_path().string()}, report, reports::ReportFormat::HTML, {},
+                          {.paper_model = "", .generator = report_generator(), .sample_chars = 2000});
+    std::printf("report: %s\n", report.c_str());
+  }
 }
 
 }  // namespace
@@ -215,6 +223,7 @@ void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> com
   cmd->add_option("--sandbox-workers", a->sandbox_workers, "programs graded at once (default: one per core)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--tokenizer", a->tokenizer, "replay backend: the model folder whose tokenizer measures prompts");
+  cmd->add_flag("--no-report", a->no_report, "do not write report.html next to results.json");
   cmd->callback([a, exit_code, command_line]() { run(exit_code, [&] { run_command(*a, command_line); }); });
 }
 

@@ -1,4 +1,4 @@
-// The `run` subcommand (the evaluator) and the build's commit, which results and benchmark rows record.
+// The `run` subcommand (the evaluator), `report`, and the build's commit, which results and benchmark rows record.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -16,5 +16,9 @@ void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> com
 void add_tasks_command(CLI::App& app, int* exit_code);
 /// \brief $MLABENCH_COMMIT, else the git commit the build was configured at (+ "-dirty" for local changes).
 std::string mlabench_commit();
+/// \brief `mlabench report`: HTML, Markdown or CSV from run folders and bench JSON (harness/cli_report.cpp).
+void add_report_command(CLI::App& app, int* exit_code);
+/// \brief "mlabench VERSION (commit HASH)": what made a report.
+std::string report_generator();
 
 }  // namespace mlabench::cli

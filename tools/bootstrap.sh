@@ -5,7 +5,8 @@
 #                             bundled default model: `mlabench info`, then an evaluation on MMLU and GSM8K (CoT)
 #                             with --limit, its data fetched through datasets_manifest/ (from the mirror in
 #                             $MLABENCH_DATA_MIRROR, else ../shared/datasets when present, else the network)
-#   tools/bootstrap.sh test   install, build with AddressSanitizer + UndefinedBehaviorSanitizer, run every test
+#   tools/bootstrap.sh test   install (with Debian's chromium for the report's browser test), build with
+#                             AddressSanitizer + UndefinedBehaviorSanitizer, run every test
 #
 # Uses sudo for apt-get when not root. Build folders: build/ (demo), build-test/ (test). Needs no network after
 # apt-get: every test input is in tests/data.
@@ -18,6 +19,9 @@ case "$mode" in demo|test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esac
 packages=(build-essential cmake ninja-build pkg-config libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev
           libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev libsentencepiece-dev zlib1g-dev
           libcurl4-openssl-dev libssl-dev libseccomp-dev python3)
+# The tests also open a real report in headless Chromium (tests/browser/), with fonts for its Latin and CJK text
+# (C-Eval), so the screenshot it keeps is legible.
+if [ "$mode" = test ]; then packages+=(chromium fonts-dejavu-core fonts-droid-fallback); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,7 +8,7 @@
 #   5. print a short table last.
 # Usage, through the device tool (which copies no .git, so name the commit):
 #   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh [STAGES]     (logs and JSON land in $OUT)
-# STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,peer,harness,cpubench,tokenizer.
+# STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,peer,harness,report,cpubench,tokenizer.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp/mlabench-check}
@@ -197,6 +197,27 @@ print(f"{'humaneval+niah V2-Lite random':34s} {len(he)} + {len(ni)} docs in {t1-
       f"{gen} tokens generated, verdicts {res}; niah prompts exact {exact}/{len(ni)}, longest "
       f"{max(x['context_tokens'] for x in ni)} tokens")
 PY
+fi
+if want report; then
+  # The HTML report of this check: the GPU runs of the harness stage (each also wrote its own report.html) beside
+  # the bench JSON files of the bench stage, MLA against GQA and MHA, and the Markdown summary's table in the log.
+  inputs=()
+  for r in h-lite h-code; do
+    [ -f /tmp/$r/results.json ] || continue
+    label="v2-lite random"; [ $r = h-code ] && label="v2-lite random, code+niah"
+    inputs+=("$label=/tmp/$r")
+    [ -f /tmp/$r/report.html ] || row "report of $r" "MISSING (mlabench run wrote none)"
+  done
+  [ -f "$out/bench_dsv2_lite.json" ] && inputs+=("v2-lite random=$out/bench_dsv2_lite.json")
+  [ -f "$out/bench_llama3_8b.json" ] && inputs+=("$out/bench_llama3_8b.json")
+  [ -f "$out/bench_llama2_7b_mha.json" ] && inputs+=("$out/bench_llama2_7b_mha.json")
+  if [ ${#inputs[@]} -gt 0 ] && build-gpu/mlabench report "${inputs[@]}" --paper-model DeepSeek-V2-Lite \
+       --out "$out/report.html" 2>> "$out/harness.log" &&
+     build-gpu/mlabench report "${inputs[@]}" --paper-model DeepSeek-V2-Lite --format md --out "$out/report.md"; then
+    row "report" "$out/report.html ($(wc -c < "$out/report.html") bytes, ${#inputs[@]} inputs), report.md"
+  else
+    row "report" "FAILED (harness.log)"
+  fi
 fi
 if want cpubench; then
 build-gpu/bench/bench_cpu_engine --benchmark_format=json --benchmark_out="$out/bench_cpu_engine.json" \

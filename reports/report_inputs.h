@@ -1,0 +1,147 @@
+// What a report is made from: `mlabench run` folders (results.json and the first lines of each
+// samples_<task>.jsonl), `mlabench bench` JSON files, and the paper's published numbers (reports/paper/). Inputs
+// are read and checked here; the HTML, Markdown and CSV writers only lay them out.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mlabench::reports {
+
+using json = nlohmann::ordered_json;
+
+/// One `mlabench run`: its results.json and the first samples of each task.
+struct RunInput {
+  std::string label;                ///< the column it appears under (default: the model folder's name)
+  std::filesystem::path path;       ///< results.json
+  json results;                     ///< the results.json document
+  std::map<std::string, std::vector<json>> samples;  ///< task -> its first samples lines, file order
+  std::map<std::string, int64_t> samples_total;      ///< task -> lines in its samples file (-1: no file)
+};
+
+/// One `mlabench bench` JSON.
+struct BenchInput {
+  std::string label;
+  std::filesystem::path path;
+  json bench;
+};
+
+/// One number the paper publishes for a model on a benchmark.
+struct PaperNumber {
+  std::string benchmark;  ///< "MMLU"
+  std::string model;      ///< "DeepSeek-V2-Lite"
+  double value = 0;       ///< as printed (percent for accuracies, elements for KV cache)
+  std::string table;      ///< "Table 6"
+  int page = 0;           ///< the PDF's printed page number
+};
+
+/// A benchmark of the paper and the mlabench task and metric that measure it.
+struct PaperBenchmark {
+  std::string name;       ///< "GSM8K"
+  std::string metric;     ///< as the paper names it: "EM"
+  int shots = 0;
+  std::string task;       ///< "gsm8k_cot"
+  std::string value_key;  ///< results.json key: "exact_match,strict-match"
+  std::string note;       ///< how our protocol relates to the paper's, shown beside the numbers
+};
+
+struct PaperModel {
+  std::string name;                ///< as the paper's tables name it
+  std::string kind;                ///< "base", "chat" or "ablation"
+  std::string attention;           ///< "MLA", "MHA", "GQA", "MQA"
+  std::vector<std::string> match;  ///< model folder names (hub repository names), lower case
+};
+
+struct PaperNumbers {
+  json source;  ///< title, arXiv id, repository, commit, file
+  std::vector<PaperBenchmark> benchmarks;
+  std::vector<PaperModel> models;
+  std::vector<PaperNumber> numbers;
+  json tables;    ///< "Table 2" -> {page, caption}
+  json figure4;   ///< the NIAH heatmap read off Figure 4: x_labels, y_labels, values, page, note
+};
+
+struct ReportInputs {
+  std::vector<RunInput> runs;
+  std::vector<BenchInput> benches;
+  std::vector<std::string> labels;  ///< every distinct label, in the order the inputs were given
+  PaperNumbers paper;
+};
+
+struct LoadOptions {
+  int samples_per_task = 5;                 ///< first samples kept per task for the sample browser
+  std::filesystem::path paper_file;         ///< default: reports/paper/deepseek_v2.json of the source tree
+};
+
+/// \brief Reads each input: "PATH" or "LABEL=PATH", where PATH is a run folder, its results.json, or a bench
+/// JSON. A run and a bench JSON with the same label describe one model (one column side by side). Default
+/// labels are the model folder's name in lower case, made unique with the precision, then "#2", "#3".
+/// Throws Error naming the input and what it expected.
+ReportInputs load_report_inputs(const std::vector<std::string>& inputs, const LoadOptions& options = {});
+
+/// \brief Reads and checks a paper-numbers file (reports/paper/deepseek_v2.json's schema).
+PaperNumbers load_paper_numbers(const std::filesystem::path& file);
+
+/// \brief The paper model a run is, by its model folder's name (`PaperModel::match`), or by `name` when given
+/// (an exact paper model name; unknown names throw with the list). nullptr when nothing matches.
+const PaperModel* match_paper_model(const PaperNumbers& paper, const RunInput& run, const std::string& name = "");
+
+/// \brief The published value of `benchmark` for `model`, if the paper gives one.
+const PaperNumber* find_paper_number(const PaperNumbers& paper, const std::string& benchmark,
+                                     const std::string& model);
+
+// Reading results.json: small helpers shared by the writers.
+
+/// A metric of one results.json section ("acc,none" and its "acc_stderr,none").
+struct MetricValue {
+  std::string task;       ///< the section's name (task, group or subtask)
+  std::string metric;     ///< "acc", "acc_macro", "pass@1"
+  std::string filter;     ///< "none", "strict-match"
+  double value = 0;
+  std::optional<double> stderr_;
+  int64_t n = 0;          ///< documents behind it (0: unknown)
+};
+
+/// \brief The metrics of section `name` (a task, group or subtask) of a results.json, in file order.
+std::vector<MetricValue> section_metrics(const json& results, const std::string& name);
+
+/// \brief The top-level tasks of a results.json, in run order.
+std::vector<std::string> run_tasks(const json& results);
+
+/// \brief Documents scored under a task, group or subtask (n-samples "effective", summed over members).
+int64_t documents_under(const json& results, const std::string& name);
+
+/// \brief The 95% normal interval value +- 1.96 stderr, clipped to [0, 1] for metrics that are proportions.
+std::pair<double, double> interval95(const MetricValue& m);
+
+/// \brief The metric a task is summarised by: the paper's (when the paper has the benchmark), else the first.
+std::optional<MetricValue> headline_metric(const ReportInputs& in, const RunInput& run, const std::string& task);
+
+/// One row of the paper comparison: a run's number for a benchmark of the paper, and the paper's for the model
+/// the run is (when one matches).
+struct PaperComparison {
+  std::string label;                 ///< the run
+  const PaperBenchmark* benchmark;   ///< which benchmark, and through which task
+  MetricValue ours;
+  const PaperModel* model = nullptr;     ///< the paper model compared with (nullptr: none matched)
+  const PaperNumber* number = nullptr;   ///< its published value (nullptr: the paper has none)
+};
+
+/// \brief Every (run, benchmark) pair where the run has the benchmark's task; `paper_model` forces the model
+/// for every run (else each run is matched by its model folder's name).
+std::vector<PaperComparison> paper_comparisons(const ReportInputs& in, const std::string& paper_model);
+
+/// \brief The bench input and the run with `label` (nullptr where there is none).
+const BenchInput* bench_for(const ReportInputs& in, const std::string& label);
+const RunInput* run_for(const ReportInputs& in, const std::string& label);
+
+/// \brief KV-cache bytes per token of a label's model: from its bench JSON, else from its run's device
+/// information (the GPU engine records it). NaN when neither says.
+double kv_bytes_per_token(const ReportInputs& in, const std::string& label);
+
+}  // namespace mlabench::reports
