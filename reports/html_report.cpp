@@ -556,6 +556,14 @@ std::string performance_section(const ReportInputs& in) {
     if (std::isfinite(v)) kv.groups.push_back({.label = l, .values = {v}});
   }
   if (!kv.groups.empty()) h += "<figure>" + svg::bar_chart(kv) + "</figure>\n";
+  // The paper counts KV-cache elements per token (any precision); bytes = elements x bytes per element.
+  std::string paper_kv;
+  for (const PaperNumber& n : in.paper.numbers)
+    if (n.benchmark.starts_with("KV cache"))
+      paper_kv += fmt::format("{}{} {}", paper_kv.empty() ? "" : ", ", n.model, svg::compact_number(n.value));
+  if (!paper_kv.empty())
+    h += note("The paper's KV cache per token, in elements (" + cite(in, "Table 9") + "): " + paper_kv +
+              ". In BF16 a token's bytes are twice its elements.");
   return h;
 }
 
@@ -581,12 +589,14 @@ std::string sample_html(const json& line, size_t keep, bool open) {
     h += "<table><thead><tr><th>Choice</th><th>Log-probability</th><th>Greedy</th><th></th></tr></thead><tbody>\n";
     const json& choices = line["choices"];
     for (size_t i = 0; i < choices.size(); ++i) {
-      const double lp = line.contains("logprobs") ? line["logprobs"][i].get<double>() : std::nan("");
+      const bool has_lp = line.contains("logprobs") && i < line["logprobs"].size() && line["logprobs"][i].is_number();
+      const double lp = has_lp ? line["logprobs"][i].get<double>() : std::nan("");
       std::string mark;
       if (line.value("gold", int64_t{-1}) == static_cast<int64_t>(i)) mark += "gold ";
       if (line.value("pred", int64_t{-1}) == static_cast<int64_t>(i)) mark += "predicted";
       h += "<tr>" + td(text_of(choices[i])) + td_num(lp, fmt::format("{:.4f}", lp)) +
-           td(line.contains("is_greedy") ? text_of(line["is_greedy"][i]) : "") + td(mark) + "</tr>\n";
+           td(line.contains("is_greedy") && i < line["is_greedy"].size() ? text_of(line["is_greedy"][i]) : "") +
+           td(mark) + "</tr>\n";
     }
     h += "</tbody></table>\n";
   }

@@ -69,10 +69,14 @@ std::pair<std::vector<json>, int64_t> read_samples(const fs::path& file, int kee
   return {lines, count};
 }
 
-void check_results_document(const json& r, const fs::path& path) {
+// Checks what identifies a results.json and gives every optional section a value, so the writers can index the
+// document without guarding each key (an older or hand-made file may lack breakdowns, protocols, ...).
+void check_results_document(json& r, const fs::path& path) {
   for (const char* key : {"results", "versions", "n-samples", "config", "provenance"})
     MLABENCH_CHECK(r.contains(key) && r[key].is_object(), "{}: no \"{}\" object, so it is not a results.json of "
                    "`mlabench run`. HINT: pass the run folder or its results.json", path.string(), key);
+  for (const char* key : {"groups", "group_subtasks", "protocols", "n-shot", "breakdowns", "backend", "gen_kwargs"})
+    if (!r.contains(key) || !r[key].is_object()) r[key] = json::object();
 }
 
 void check_bench_document(const json& b, const fs::path& path) {
@@ -92,6 +96,14 @@ PaperNumbers load_paper_numbers(const fs::path& file) {
     p.source = doc.at("source");
     p.tables = doc.at("tables");
     p.figure4 = doc.value("figure4", json::object());
+    if (!p.figure4.empty()) {
+      const auto rows = p.figure4.at("values").get<std::vector<std::vector<double>>>();
+      const auto xs = p.figure4.at("x_labels").get<std::vector<std::string>>();
+      MLABENCH_CHECK(rows.size() == p.figure4.at("y_labels").size() &&
+                         std::all_of(rows.begin(), rows.end(), [&](const auto& r) { return r.size() == xs.size(); }),
+                     "{}: figure4 \"values\" is not y_labels x x_labels. HINT: one row per depth, one value per "
+                     "length", file.string());
+    }
     for (const json& b : doc.at("benchmarks"))
       p.benchmarks.push_back({b.at("name").get<std::string>(), b.at("metric").get<std::string>(),
                               b.at("shots").get<int>(), b.at("task").get<std::string>(),
