@@ -417,9 +417,14 @@ std::string niah_heatmap(const std::string& title, const json& cells, const std:
   // Cells are "LENGTH@DEPTH"; rows are depths (top: 0%), columns lengths, as in the paper's Figure 4.
   std::set<int64_t> lengths, depths;
   std::map<std::pair<int64_t, int64_t>, double> value;
+  auto digits = [](const std::string& s) {
+    return !s.empty() && s.size() < 12 && s.find_first_not_of("0123456789") == std::string::npos;
+  };
   for (const auto& [key, est] : cells.items()) {
     const size_t at = key.find('@');
-    if (at == std::string::npos) continue;
+    MLABENCH_CHECK(at != std::string::npos && digits(key.substr(0, at)) && digits(key.substr(at + 1)),
+                   "NIAH breakdown cell \"{}\" is not LENGTH@DEPTH. HINT: the results.json was edited or comes from "
+                   "another tool", key);
     const int64_t L = std::stoll(key.substr(0, at)), D = std::stoll(key.substr(at + 1));
     lengths.insert(L);
     depths.insert(D);
