@@ -283,7 +283,8 @@ std::string paper_section(const ReportInputs& in, const ReportOptions& o) {
                                   esc(format_delta(delta))) +
                       td(inside ? "yes" : "no") + td(cite(in, c.number->table));
       } else {
-        paper_cells = td(c.model ? c.model->name : "none matched") + td("not published") + td("") + td("") + td("");
+        paper_cells = td(c.model ? c.model->name : "none matched") + td(c.model ? "not published" : "") + td("") +
+                      td("") + td("");
       }
       rows_html += "<tr>" + td(c.benchmark->name) + td(fmt::format("{} ({}-shot)", c.benchmark->metric,
                                                                    c.benchmark->shots)) +
@@ -756,7 +757,7 @@ std::string render_html(const ReportInputs& in, const ReportOptions& o) {
                      "haystack</a><a href=\"#performance\">Throughput and KV cache</a><a href=\"#samples\">Samples</a>"
                      "</nav>\n</header>\n<main>\n";
   page += section("summary", "Runs", summary);
-  page += section("results", "Results", note("Value, standard error and a 95% interval (value +- 1.96 stderr, the "
+  page += section("results", "Results", note("Value, standard error and a 95% interval (value \u00b1 1.96 stderr, the "
                                              "normal approximation; clipped to [0, 1] for proportions). Click a "
                                              "column to sort.") + results);
   page += section("paper", "The paper's numbers beside ours", paper_section(in, o));
