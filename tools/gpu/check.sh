@@ -201,6 +201,7 @@ fi
 if want report; then
   # The HTML report of this check: the GPU runs of the harness stage (each also wrote its own report.html) beside
   # the bench JSON files of the bench stage, MLA against GQA and MHA, and the Markdown summary's table in the log.
+  # Run it in one call with the stages it reads (bench,harness,report): $OUT starts empty on every device call.
   inputs=()
   for r in h-lite h-code; do
     [ -f /tmp/$r/results.json ] || continue
