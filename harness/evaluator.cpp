@@ -101,13 +101,24 @@ void add_task_override(std::map<std::string, json>& overrides, const std::string
   task.merge_patch(patch);
 }
 
-namespace {
-
-std::string metric_key(const std::string& metric, const std::string& filter) { return metric + "," + filter; }
 std::string stderr_key(const std::string& key) {
   const size_t comma = key.find(',');
   return key.substr(0, comma) + "_stderr" + key.substr(comma);
 }
+
+void write_file_atomically(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    MLABENCH_CHECK(out.good(), "writing {} failed. HINT: check the output folder and free disk space", tmp.string());
+  }
+  fs::rename(tmp, path);
+}
+
+namespace {
+
+std::string metric_key(const std::string& metric, const std::string& filter) { return metric + "," + filter; }
 
 std::string slug(const std::string& s) {
   std::string out;
@@ -493,17 +504,28 @@ json identity_of(const EvalOptions& o, const std::vector<std::string>& names, co
           {"config", o.config}};
 }
 
-void write_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    MLABENCH_CHECK(out.good(), "writing {} failed. HINT: check the output folder and free disk space", tmp.string());
-  }
-  fs::rename(tmp, path);
-}
-
 }  // namespace
+
+std::vector<tasks::Task> load_run_tasks(Backend& backend, const EvalOptions& o) {
+  std::vector<tasks::Task> loaded;
+  for (const std::string& name : tasks::resolve_task_names(o.tasks, o.specs_dir)) {
+    const fs::path dir = data::ensure_dataset(tasks::task_dataset(name, o.specs_dir), o.fetch);
+    const auto patch = o.task_overrides.find(name);
+    loaded.push_back(tasks::load_task(
+        name, {.dataset_dir = dir,
+               .num_fewshot = o.num_fewshot,
+               .limit = o.limit,
+               .specs_dir = o.specs_dir,
+               .overrides = patch == o.task_overrides.end() ? json::object() : patch->second,
+               .tokenizer = backend.tokenizer(),
+               .encode_prompt = [&backend](const std::string& context, const std::string& system) {
+                 return backend.encode_prompt(context, system);
+               },
+               .max_context = backend.max_context(),
+               .max_gen_toks = o.gen.max_gen_toks}));
+  }
+  return loaded;
+}
 
 EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -536,29 +558,14 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
                    "same options, or choose another --output folder",
                    o.output_dir.string(), fmt::join(differ, ", "));
   } else {
-    write_atomically(run_json, json{{"tool", "mlabench run"}, {"identity", identity}}.dump(2) + "\n");
+    write_file_atomically(run_json, json{{"tool", "mlabench run"}, {"identity", identity}}.dump(2) + "\n");
   }
 
   // Tasks and their data.
-  std::vector<tasks::Task> loaded;
+  const std::vector<tasks::Task> loaded = load_run_tasks(backend, o);
   int64_t total_docs = 0;
-  for (const std::string& name : names) {
-    const fs::path dir = data::ensure_dataset(tasks::task_dataset(name, o.specs_dir), o.fetch);
-    const auto patch = o.task_overrides.find(name);
-    loaded.push_back(tasks::load_task(
-        name, {.dataset_dir = dir,
-               .num_fewshot = o.num_fewshot,
-               .limit = o.limit,
-               .specs_dir = o.specs_dir,
-               .overrides = patch == o.task_overrides.end() ? json::object() : patch->second,
-               .tokenizer = backend.tokenizer(),
-               .encode_prompt = [&backend](const std::string& context, const std::string& system) {
-                 return backend.encode_prompt(context, system);
-               },
-               .max_context = backend.max_context(),
-               .max_gen_toks = o.gen.max_gen_toks}));
-    for (const tasks::Subtask& s : loaded.back().subtasks) total_docs += static_cast<int64_t>(s.docs.size());
-  }
+  for (const tasks::Task& task : loaded)
+    for (const tasks::Subtask& s : task.subtasks) total_docs += static_cast<int64_t>(s.docs.size());
 
   // Model-written code runs in sandboxes, as many at once as there are workers.
   std::unique_ptr<sandbox::Pool> pool;
@@ -629,7 +636,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
                      {"config", o.config},         {"backend", backend.describe()},
                      {"gen_kwargs", gen_overrides_json(o.gen)},            {"provenance", provenance}};
   outcome.results_path = o.output_dir / "results.json";
-  write_atomically(outcome.results_path, outcome.results.dump(2) + "\n");
+  write_file_atomically(outcome.results_path, outcome.results.dump(2) + "\n");
   return outcome;
 }
 

@@ -62,6 +62,16 @@ struct EvalOutcome {
 /// \brief Runs the tasks on `backend`; writes output_dir/{run.json, samples_<task>.jsonl, results.json}.
 EvalOutcome evaluate(Backend& backend, const EvalOptions& options);
 
+/// \brief The tasks `options` names, their data fetched, loaded as `evaluate` loads them for `backend`
+/// (generators measure prompts with its tokenizer and window): what a replay of gold answers must cover.
+std::vector<tasks::Task> load_run_tasks(Backend& backend, const EvalOptions& options);
+
+/// \brief The results.json key of a metric key's standard error: "acc,none" -> "acc_stderr,none".
+std::string stderr_key(const std::string& metric_key);
+
+/// \brief Writes `text` to `path` through a temporary file and a rename, so a reader never sees half a file.
+void write_file_atomically(const std::filesystem::path& path, const std::string& text);
+
 /// \brief The console table of a results.json document (Tasks | Version | Protocol | Filter | n-shot | Metric |
 /// Value | Stderr).
 std::string format_results_table(const nlohmann::ordered_json& results);

@@ -5,13 +5,12 @@
 // Safety: every string from an input goes through escape_html; the page's Content-Security-Policy allows only
 // its own inline style and script (by SHA-256), no connections, no images but data: URLs, no forms. So model
 // output can neither run script nor make the page fetch anything, even if an escape were missed.
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <set>
 
 #include "engine/core/check.h"
+#include "harness/data/digest.h"
 #include "reports/html_escape.h"
 #include "reports/report.h"
 #include "reports/svg_chart.h"
@@ -32,17 +31,6 @@ std::string str(const json& j, const char* key, const std::string& fallback = ""
 
 double num(const json& j, const char* key) {
   return j.is_object() && j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan("");
-}
-
-std::string sha256_base64(const std::string& text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  MLABENCH_ICHECK(EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr) == 1,
-                  "EVP_Digest(sha256) failed");
-  std::string out(4 * ((len + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), digest, static_cast<int>(len));
-  out.resize(static_cast<size_t>(n));
-  return out;
 }
 
 // A cut at or before `at` that does not split a UTF-8 sequence.
@@ -66,12 +54,6 @@ std::string td_num(double v, const std::string& text) {
 }
 
 std::string td(const std::string& text) { return "<td>" + esc(text) + "</td>"; }
-
-std::string ci_text(const MetricValue& m) {
-  const auto [lo, hi] = interval95(m);
-  if (!std::isfinite(lo)) return "n/a";
-  return fmt::format("[{}, {}]", format_metric(lo), format_metric(hi));
-}
 
 std::string note(const std::string& text) { return "<p class=\"note\">" + esc(text) + "</p>\n"; }
 
@@ -179,7 +161,7 @@ std::string metric_rows(const json& r, const std::string& name, const std::strin
   for (const MetricValue& m : section_metrics(r, name)) {
     h += "<tr>" + td(shown) + td(m.metric) + td(m.filter) + td_num(m.value, format_metric(m.value)) +
          td_num(m.stderr_ ? *m.stderr_ : std::nan(""), m.stderr_ ? format_metric(*m.stderr_) : "n/a") +
-         td(ci_text(m)) + td_num(static_cast<double>(m.n), std::to_string(m.n));
+         td(format_interval(m)) + td_num(static_cast<double>(m.n), std::to_string(m.n));
     if (!task_of.empty())
       h += td_num(num(r["n-shot"], task_of.c_str()), str(r["n-shot"], task_of.c_str(), "0")) +
            td(str(r["protocols"], task_of.c_str(), "n/a")) + td(str(r["versions"], task_of.c_str(), "n/a"));
@@ -195,22 +177,20 @@ std::string alias_of(const json& r, const std::string& name) {
 }
 
 std::string breakdown_tables(const json& r, const std::string& task) {
-  if (!r.contains("breakdowns") || !r["breakdowns"].contains(task)) return "";
+  const std::vector<BreakdownValue> all = breakdown_values(r, task);  // field by field
   std::string h;
-  for (const auto& [field, values] : r["breakdowns"][task].items()) {
+  for (size_t i = 0, end = 0; i < all.size(); i = end) {
+    const std::string& field = all[i].field;
+    for (end = i; end < all.size() && all[end].field == field; ++end) {}
     if (field == "cell") continue;  // the NIAH heatmap shows it
-    h += "<details class=\"breakdown\"><summary>" + esc(task) + " by " + esc(field) + " (" +
-         std::to_string(values.size()) + " values)</summary>\n<table class=\"sortable\"><thead><tr><th>" +
-         esc(field) + "</th><th>Metric</th><th>Value</th><th>Stderr</th><th>n</th></tr></thead><tbody>\n";
-    for (const auto& [value, est] : values.items())
-      for (const auto& [key, v] : est.items()) {
-        if (key == "alias" || key == "n" || key.find("_stderr,") != std::string::npos || !v.is_number()) continue;
-        const size_t comma = key.find(',');
-        const std::string se = key.substr(0, comma) + "_stderr" + key.substr(comma);
-        const double s = num(est, se.c_str());
-        h += "<tr>" + td(value) + td(key) + td_num(v.get<double>(), format_metric(v.get<double>())) +
-             td_num(s, format_metric(s)) + td_num(num(est, "n"), str(est, "n")) + "</tr>\n";
-      }
+    h += "<details class=\"breakdown\"><summary>" + esc(task) + " by " + esc(field) + " (" + std::to_string(end - i) +
+         " values)</summary>\n<table class=\"sortable\"><thead><tr><th>" + esc(field) +
+         "</th><th>Metric</th><th>Value</th><th>Stderr</th><th>n</th></tr></thead><tbody>\n";
+    for (size_t k = i; k < end; ++k)
+      for (const MetricValue& m : all[k].metrics)
+        h += "<tr>" + td(all[k].value) + td(m.metric + "," + m.filter) + td_num(m.value, format_metric(m.value)) +
+             td_num(m.stderr_ ? *m.stderr_ : std::nan(""), m.stderr_ ? format_metric(*m.stderr_) : "n/a") +
+             td_num(static_cast<double>(m.n), std::to_string(m.n)) + "</tr>\n";
     h += "</tbody></table></details>\n";
   }
   return h;
@@ -340,10 +320,10 @@ std::vector<int64_t> bench_batches(const ReportInputs& in) {
   return {s.begin(), s.end()};
 }
 
-double bench_value(const BenchInput* b, int64_t batch, const char* key, const char* pct = nullptr) {
+double bench_value(const BenchInput* b, int64_t batch, const char* key) {
   if (!b) return std::nan("");
   for (const json& row : b->bench["rows"])
-    if (row["batch"].get<int64_t>() == batch) return pct ? num(row.value(key, json::object()), pct) : num(row, key);
+    if (row["batch"].get<int64_t>() == batch) return bench_number(row, key);
   return std::nan("");
 }
 
@@ -380,21 +360,22 @@ std::string compare_section(const ReportInputs& in) {
     if (run_for(in, l)) run_labels.push_back(l);
   acc.series = run_labels;
   for (const std::string& t : tasks) {
+    // Each run's headline metric of the task, kept where it is the same metric as the first run's.
+    std::map<std::string, MetricValue> by_label;
     std::string metric;
     svg::BarGroup g{.label = t, .values = {}};
     for (const std::string& l : run_labels) {
       const auto m = headline_metric(in, *run_for(in, l), t);
       if (m && metric.empty()) metric = m->metric + "," + m->filter;
-      g.values.push_back(m && m->metric + "," + m->filter == metric ? m->value : std::nan(""));
+      if (m && m->metric + "," + m->filter == metric) by_label.emplace(l, *m);
+      g.values.push_back(by_label.contains(l) ? by_label.at(l).value : std::nan(""));
     }
     acc.groups.push_back(g);
-    row(t + " " + metric, [&](const std::string& l) {
-          const RunInput* r = run_for(in, l);
-          const auto m = r ? headline_metric(in, *r, t) : std::nullopt;
-          return m && m->metric + "," + m->filter == metric ? m->value : std::nan("");
-        }, [&](const std::string& l, double v) {
-          const auto m = headline_metric(in, *run_for(in, l), t);
-          return m->stderr_ ? format_metric(v) + " \u00b1 " + format_metric(*m->stderr_) : format_metric(v);
+    row(t + " " + metric,
+        [&](const std::string& l) { return by_label.contains(l) ? by_label.at(l).value : std::nan(""); },
+        [&](const std::string& l, double v) {
+          const MetricValue& m = by_label.at(l);
+          return m.stderr_ ? format_metric(v) + " \u00b1 " + format_metric(*m.stderr_) : format_metric(v);
         });
   }
   row("KV cache bytes per token", [&](const std::string& l) { return kv_bytes_per_token(in, l); },
@@ -488,18 +469,16 @@ std::string bench_table(const BenchInput& b) {
       "<th>Prefill TFLOP/s</th><th>Decode tok/s</th><th>TTFT p50 ms</th><th>TTFT p99 ms</th><th>TPOT p50 ms</th>"
       "<th>TPOT p99 ms</th><th>Decode GB/s</th><th>Roofline</th><th>KV B/token</th></tr></thead><tbody>\n";
   for (const json& row : b.bench["rows"]) {
-    auto f1 = [&](double v) { return td_num(v, fmt::format("{:.1f}", v)); };
-    h += "<tr>" + td_num(num(row, "batch"), str(row, "batch")) + td_num(num(row, "prompt_tokens"), str(row, "prompt_tokens")) +
-         td_num(num(row, "gen_tokens"), str(row, "gen_tokens")) + f1(num(row, "prefill_tokens_per_s")) +
-         f1(num(row, "prefill_tflop_per_s")) + f1(num(row, "decode_tokens_per_s")) +
-         f1(num(row.value("ttft_ms", json::object()), "p50")) + f1(num(row.value("ttft_ms", json::object()), "p99")) +
-         td_num(num(row.value("tpot_ms", json::object()), "p50"),
-                fmt::format("{:.2f}", num(row.value("tpot_ms", json::object()), "p50"))) +
-         td_num(num(row.value("tpot_ms", json::object()), "p99"),
-                fmt::format("{:.2f}", num(row.value("tpot_ms", json::object()), "p99"))) +
-         f1(num(row, "decode_achieved_gb_per_s")) +
-         td_num(num(row, "roofline_share"), fmt::format("{:.0f}%", 100 * num(row, "roofline_share"))) +
-         td_num(num(row, "kv_bytes_per_token"), fmt::format("{:.0f}", num(row, "kv_bytes_per_token"))) + "</tr>\n";
+    // One cell: the number for sorting, the text with `digits` decimals (`scale` for percentages).
+    auto cell = [&](const char* key, const char* pct, int digits, double scale = 1, const char* unit = "") {
+      const double v = bench_number(row, key, pct);
+      return td_num(v, fmt::format("{:.{}f}{}", scale * v, digits, unit));
+    };
+    h += "<tr>" + cell("batch", nullptr, 0) + cell("prompt_tokens", nullptr, 0) + cell("gen_tokens", nullptr, 0) +
+         cell("prefill_tokens_per_s", nullptr, 1) + cell("prefill_tflop_per_s", nullptr, 1) +
+         cell("decode_tokens_per_s", nullptr, 1) + cell("ttft_ms", "p50", 1) + cell("ttft_ms", "p99", 1) +
+         cell("tpot_ms", "p50", 2) + cell("tpot_ms", "p99", 2) + cell("decode_achieved_gb_per_s", nullptr, 1) +
+         cell("roofline_share", nullptr, 0, 100, "%") + cell("kv_bytes_per_token", nullptr, 0) + "</tr>\n";
   }
   return h + "</tbody></table>\n";
 }
@@ -513,8 +492,8 @@ svg::LineChart throughput_chart(const ReportInputs& in, const char* key, const s
   for (const BenchInput& b : in.benches) {
     svg::Series s{.name = b.label, .x = {}, .y = {}};
     for (const json& row : b.bench["rows"]) {
-      s.x.push_back(num(row, "batch"));
-      s.y.push_back(num(row, key));
+      s.x.push_back(bench_number(row, "batch"));
+      s.y.push_back(bench_number(row, key));
     }
     c.series.push_back(std::move(s));
   }
@@ -524,10 +503,10 @@ svg::LineChart throughput_chart(const ReportInputs& in, const char* key, const s
 svg::BarChart percentile_chart(const BenchInput& b, const char* key, const std::string& what) {
   svg::BarChart c{.title = b.label + ": " + what + " by batch size", .value_title = "milliseconds",
                   .series = {"p50", "p90", "p99"}, .groups = {}, .value_labels = true, .width = 600, .height = 360};
-  for (const json& row : b.bench["rows"]) {
-    const json& p = row.value(key, json::object());
-    c.groups.push_back({.label = "batch " + str(row, "batch"), .values = {num(p, "p50"), num(p, "p90"), num(p, "p99")}});
-  }
+  for (const json& row : b.bench["rows"])
+    c.groups.push_back({.label = "batch " + str(row, "batch"),
+                        .values = {bench_number(row, key, "p50"), bench_number(row, key, "p90"),
+                                   bench_number(row, key, "p99")}});
   return c;
 }
 
@@ -744,8 +723,8 @@ std::string render_html(const ReportInputs& in, const ReportOptions& o) {
   if (in.runs.empty()) results = note("No run folders given. HINT: mlabench run ... --output DIR, then pass DIR");
 
   const std::string title = fmt::format("mlabench report: {}", fmt::join(in.labels, ", "));
-  const std::string csp = "default-src 'none'; style-src 'sha256-" + sha256_base64(kStyle) +
-                          "'; script-src 'sha256-" + sha256_base64(kScript) +
+  const std::string csp = "default-src 'none'; style-src 'sha256-" + data::sha256_base64(kStyle) +
+                          "'; script-src 'sha256-" + data::sha256_base64(kScript) +
                           "'; img-src data:; font-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'";
   std::string page = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                      "<meta http-equiv=\"Content-Security-Policy\" content=\"" + csp + "\">\n"

@@ -36,6 +36,8 @@ void write_report(const std::vector<std::string>& inputs, const std::filesystem:
 
 /// \brief "0.2690", "n/a" for NaN: four decimals, as lm-evaluation-harness prints metrics.
 std::string format_metric(double v);
+/// \brief "[0.2001, 0.3613]": the 95% interval (interval95) with format_metric's precision; "n/a" without stderr.
+std::string format_interval(const MetricValue& m);
 /// \brief "+1.2" / "-3.4" / "0.0": a difference in percentage points, one decimal, always signed.
 std::string format_delta(double points);
 /// \brief The command line as a shell would take it back (arguments with spaces or quotes single-quoted).

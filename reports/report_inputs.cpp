@@ -8,6 +8,7 @@
 #include <set>
 
 #include "engine/core/check.h"
+#include "harness/evaluator.h"
 
 namespace mlabench::reports {
 
@@ -226,23 +227,41 @@ ReportInputs load_report_inputs(const std::vector<std::string>& inputs, const Lo
   return in;
 }
 
-std::vector<MetricValue> section_metrics(const json& results, const std::string& name) {
-  const json* section = nullptr;
-  for (const char* where : {"groups", "results"})
-    if (!section && results.contains(where) && results[where].contains(name)) section = &results[where][name];
+std::vector<MetricValue> estimate_metrics(const json& estimate, const std::string& name, int64_t n) {
   std::vector<MetricValue> out;
-  if (!section) return out;
-  const int64_t n = documents_under(results, name);
-  for (const auto& [key, v] : section->items()) {
+  if (!estimate.is_object()) return out;
+  for (const auto& [key, v] : estimate.items()) {
     const size_t comma = key.find(',');
-    if (key == "alias" || comma == std::string::npos || key.find("_stderr,") != std::string::npos) continue;
-    if (!v.is_number()) continue;
+    if (comma == std::string::npos || key.find("_stderr,") != std::string::npos || !v.is_number()) continue;
     MetricValue m{name, key.substr(0, comma), key.substr(comma + 1), v.get<double>(), std::nullopt, n};
-    const std::string se = key.substr(0, comma) + "_stderr" + key.substr(comma);
-    if (section->contains(se) && (*section)[se].is_number()) m.stderr_ = (*section)[se].get<double>();
+    const std::string se = harness::stderr_key(key);
+    if (estimate.contains(se) && estimate[se].is_number()) m.stderr_ = estimate[se].get<double>();
     out.push_back(std::move(m));
   }
   return out;
+}
+
+std::vector<MetricValue> section_metrics(const json& results, const std::string& name) {
+  for (const char* where : {"groups", "results"})
+    if (results.contains(where) && results[where].contains(name))
+      return estimate_metrics(results[where][name], name, documents_under(results, name));
+  return {};
+}
+
+std::vector<BreakdownValue> breakdown_values(const json& results, const std::string& task) {
+  std::vector<BreakdownValue> out;
+  if (!results.contains("breakdowns") || !results["breakdowns"].contains(task)) return out;
+  for (const auto& [field, values] : results["breakdowns"][task].items())
+    for (const auto& [value, est] : values.items())
+      out.push_back({field, value, estimate_metrics(est, value, est.is_object() ? est.value("n", int64_t{0}) : 0)});
+  return out;
+}
+
+double bench_number(const json& row, const char* key, const char* percentile) {
+  if (!row.is_object() || !row.contains(key)) return std::nan("");
+  const json& v = percentile ? (row[key].is_object() && row[key].contains(percentile) ? row[key][percentile] : json())
+                             : row[key];
+  return v.is_number() ? v.get<double>() : std::nan("");
 }
 
 std::vector<std::string> run_tasks(const json& results) {
@@ -312,8 +331,7 @@ const RunInput* run_for(const ReportInputs& in, const std::string& label) {
 double kv_bytes_per_token(const ReportInputs& in, const std::string& label) {
   if (const BenchInput* b = bench_for(in, label))
     for (const json& row : b->bench["rows"])
-      if (row.contains("kv_bytes_per_token") && row["kv_bytes_per_token"].is_number())
-        return row["kv_bytes_per_token"].get<double>();
+      if (const double v = bench_number(row, "kv_bytes_per_token"); std::isfinite(v)) return v;
   if (const RunInput* r = run_for(in, label)) {
     const json& p = r->results["provenance"];
     if (p.contains("device_info") && p["device_info"].contains("kv_cache") &&

@@ -107,8 +107,25 @@ struct MetricValue {
   int64_t n = 0;          ///< documents behind it (0: unknown)
 };
 
+/// \brief The metrics of one estimate object as the evaluator writes them ({"acc,none": v, "acc_stderr,none":
+/// se, ...}: a section of results/groups, or one value of a breakdown), in file order, each with `name` and `n`.
+std::vector<MetricValue> estimate_metrics(const json& estimate, const std::string& name, int64_t n);
+
 /// \brief The metrics of section `name` (a task, group or subtask) of a results.json, in file order.
 std::vector<MetricValue> section_metrics(const json& results, const std::string& name);
+
+/// One value of a task's breakdown (LiveCodeBench's difficulty "easy", NIAH's cell "1000@50").
+struct BreakdownValue {
+  std::string field;                 ///< "difficulty", "cell"
+  std::string value;                 ///< "easy", "1000@50"
+  std::vector<MetricValue> metrics;  ///< named by the value, with its document count
+};
+
+/// \brief A task's breakdowns from results.json "breakdowns", field by field, in file order.
+std::vector<BreakdownValue> breakdown_values(const json& results, const std::string& task);
+
+/// \brief A number of a bench JSON row: `row[key]`, or `row[key][percentile]` ("ttft_ms", "p99"); NaN when absent.
+double bench_number(const json& row, const char* key, const char* percentile = nullptr);
 
 /// \brief The top-level tasks of a results.json, in run order.
 std::vector<std::string> run_tasks(const json& results);

@@ -4,9 +4,9 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 
 #include "engine/core/check.h"
+#include "harness/evaluator.h"
 #include "reports/report.h"
 
 namespace mlabench::reports {
@@ -21,6 +21,11 @@ ReportFormat parse_report_format(const std::string& name) {
 }
 
 std::string format_metric(double v) { return std::isfinite(v) ? fmt::format("{:.4f}", v) : "n/a"; }
+
+std::string format_interval(const MetricValue& m) {
+  const auto [lo, hi] = interval95(m);
+  return std::isfinite(lo) ? fmt::format("[{}, {}]", format_metric(lo), format_metric(hi)) : "n/a";
+}
 
 std::string format_delta(double points) {
   if (!std::isfinite(points)) return "n/a";
@@ -105,12 +110,9 @@ std::string render_markdown(const ReportInputs& in, const ReportOptions& o) {
   md += "\n## Results\n\n| label | task | metric | filter | value | stderr | 95% CI | n |\n|---|---|---|---|---:|---:|---|---:|\n";
   for (const RunInput& r : in.runs)
     for (const std::string& task : run_tasks(r.results))
-      for (const MetricValue& m : section_metrics(r.results, task)) {
-        const auto [lo, hi] = interval95(m);
+      for (const MetricValue& m : section_metrics(r.results, task))
         md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", md_cell(r.label), md_cell(task), md_cell(m.metric),
-                          md_cell(m.filter), format_metric(m.value), stderr_text(m),
-                          std::isfinite(lo) ? fmt::format("[{}, {}]", format_metric(lo), format_metric(hi)) : "n/a", m.n);
-      }
+                          md_cell(m.filter), format_metric(m.value), stderr_text(m), format_interval(m), m.n);
 
   const std::vector<PaperComparison> rows = paper_comparisons(in, o.paper_model);
   if (!rows.empty()) {
@@ -130,17 +132,12 @@ std::string render_markdown(const ReportInputs& in, const ReportOptions& o) {
     md += "\n## Throughput and KV cache\n\n| label | batch | prefill tok/s | decode tok/s | TTFT p50 ms | TTFT p99 ms | "
           "TPOT p50 ms | TPOT p99 ms | KV bytes/token |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const BenchInput& b : in.benches)
-      for (const json& row : b.bench["rows"]) {
-        auto get = [&](const char* k, const char* p = nullptr) {
-          const json& j = p ? row.value(k, json::object()) : row;
-          const char* key = p ? p : k;
-          return j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan("");
-        };
+      for (const json& row : b.bench["rows"])
         md += fmt::format("| {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.2f} | {:.2f} | {:.0f} |\n", md_cell(b.label),
-                          row["batch"].get<int64_t>(), get("prefill_tokens_per_s"), get("decode_tokens_per_s"),
-                          get("ttft_ms", "p50"), get("ttft_ms", "p99"), get("tpot_ms", "p50"), get("tpot_ms", "p99"),
-                          get("kv_bytes_per_token"));
-      }
+                          row["batch"].get<int64_t>(), bench_number(row, "prefill_tokens_per_s"),
+                          bench_number(row, "decode_tokens_per_s"), bench_number(row, "ttft_ms", "p50"),
+                          bench_number(row, "ttft_ms", "p99"), bench_number(row, "tpot_ms", "p50"),
+                          bench_number(row, "tpot_ms", "p99"), bench_number(row, "kv_bytes_per_token"));
   }
   md += fmt::format("\nMade by {}.\n", o.generator);
   return md;
@@ -181,33 +178,25 @@ std::string render_csv(const ReportInputs& in, const ReportOptions& o) {
           line(row);
         }
       // Breakdowns (LiveCodeBench by difficulty, NIAH per cell): section "field=value".
-      const json& b = r.results.value("breakdowns", json::object());
-      if (!b.contains(task)) continue;
-      for (const auto& [field, values] : b[task].items())
-        for (const auto& [value, est] : values.items())
-          for (const auto& [key, v] : est.items()) {
-            const size_t comma = key.find(',');
-            if (comma == std::string::npos || key.find("_stderr,") != std::string::npos || !v.is_number()) continue;
-            const std::string se = key.substr(0, comma) + "_stderr" + key.substr(comma);
-            line({"breakdown", csv_cell(r.label), csv_cell(task), csv_cell(field + "=" + value),
-                  csv_cell(key.substr(0, comma)), csv_cell(key.substr(comma + 1)), csv_num(v.get<double>()),
-                  est.contains(se) && est[se].is_number() ? csv_num(est[se].get<double>()) : "", "", "",
-                  est.contains("n") ? est["n"].dump() : "", "", "", "", ""});
-          }
+      for (const BreakdownValue& b : breakdown_values(r.results, task))
+        for (const MetricValue& m : b.metrics)
+          line({"breakdown", csv_cell(r.label), csv_cell(task), csv_cell(b.field + "=" + b.value), csv_cell(m.metric),
+                csv_cell(m.filter), csv_num(m.value), m.stderr_ ? csv_num(*m.stderr_) : "", "", "",
+                std::to_string(m.n), "", "", "", ""});
     }
   }
   for (const BenchInput& b : in.benches)
     for (const json& row : b.bench["rows"]) {
       const std::string at = "batch=" + row["batch"].dump();
-      auto add = [&](const std::string& metric, const json& v) {
-        if (v.is_number()) line({"bench", csv_cell(b.label), csv_cell(b.bench.value("model", "")), at, metric, "",
-                                 csv_num(v.get<double>()), "", "", "", "", "", "", "", ""});
+      auto add = [&](const std::string& metric, double v) {
+        if (std::isfinite(v)) line({"bench", csv_cell(b.label), csv_cell(b.bench.value("model", "")), at, metric, "",
+                                    csv_num(v), "", "", "", "", "", "", "", ""});
       };
       for (const char* k : {"prefill_tokens_per_s", "prefill_tflop_per_s", "decode_tokens_per_s",
                             "decode_achieved_gb_per_s", "roofline_share", "kv_bytes_per_token"})
-        add(k, row.value(k, json()));
+        add(k, bench_number(row, k));
       for (const char* k : {"ttft_ms", "tpot_ms"})
-        for (const char* p : {"p50", "p90", "p99"}) add(std::string(k) + "_" + p, row.value(k, json::object()).value(p, json()));
+        for (const char* p : {"p50", "p90", "p99"}) add(std::string(k) + "_" + p, bench_number(row, k, p));
     }
   return csv;
 }
@@ -218,17 +207,10 @@ void write_report(const std::vector<std::string>& inputs, const fs::path& out, R
   const std::string text = format == ReportFormat::HTML       ? render_html(in, options)
                            : format == ReportFormat::MARKDOWN ? render_markdown(in, options)
                                                               : render_csv(in, options);
-  if (out == "-") {
+  if (out == "-")
     std::fwrite(text.data(), 1, text.size(), stdout);
-    return;
-  }
-  const fs::path tmp = out.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << text;
-    MLABENCH_CHECK(f.good(), "writing {} failed. HINT: check that the folder exists and is writable", tmp.string());
-  }
-  fs::rename(tmp, out);
+  else
+    harness::write_file_atomically(out, text);
 }
 
 }  // namespace mlabench::reports

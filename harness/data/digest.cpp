@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <memory>
 
@@ -31,13 +32,20 @@ EvpContext sha256_init() {
   return ctx;
 }
 
-std::string sha256_final_hex(EVP_MD_CTX* ctx) {
-  unsigned char md[EVP_MAX_MD_SIZE];
+std::array<unsigned char, 32> sha256_final(EVP_MD_CTX* ctx) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int n = 0;
-  MLABENCH_ICHECK(EVP_DigestFinal_ex(ctx, md, &n) == 1 && n == 32, "OpenSSL SHA-256 final failed");
+  MLABENCH_ICHECK(EVP_DigestFinal_ex(ctx, md.data(), &n) == 1 && n == 32, "OpenSSL SHA-256 final failed");
+  std::array<unsigned char, 32> out{};
+  std::copy_n(md.begin(), 32, out.begin());
+  return out;
+}
+
+std::string sha256_final_hex(EVP_MD_CTX* ctx) {
+  const std::array<unsigned char, 32> md = sha256_final(ctx);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex(64, '0');
-  for (unsigned int i = 0; i < n; ++i) {
+  for (size_t i = 0; i < md.size(); ++i) {
     hex[2 * i] = kHex[md[i] >> 4];
     hex[2 * i + 1] = kHex[md[i] & 15];
   }
@@ -78,6 +86,16 @@ std::string sha256_hex(std::string_view bytes) {
   EvpContext ctx = sha256_init();
   MLABENCH_ICHECK(EVP_DigestUpdate(ctx.get(), bytes.data(), bytes.size()) == 1, "OpenSSL SHA-256 update failed");
   return sha256_final_hex(ctx.get());
+}
+
+std::string sha256_base64(std::string_view bytes) {
+  EvpContext ctx = sha256_init();
+  MLABENCH_ICHECK(EVP_DigestUpdate(ctx.get(), bytes.data(), bytes.size()) == 1, "OpenSSL SHA-256 update failed");
+  const std::array<unsigned char, 32> md = sha256_final(ctx.get());
+  std::string out(44 + 1, '\0');  // 4 characters per 3 bytes, padded, and EVP_EncodeBlock's NUL
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), md.data(), static_cast<int>(md.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
 }
 
 std::string sha256_file_hex(const std::filesystem::path& file) {

@@ -13,6 +13,9 @@ namespace mlabench::data {
 /// \brief SHA-256 of `bytes` as 64 lowercase hex digits.
 std::string sha256_hex(std::string_view bytes);
 
+/// \brief SHA-256 of `bytes` in base64 (44 characters), the form a Content-Security-Policy hash source takes.
+std::string sha256_base64(std::string_view bytes);
+
 /// \brief SHA-256 of the bytes of `file` as 64 lowercase hex digits. Throws Error when it cannot be read.
 std::string sha256_file_hex(const std::filesystem::path& file);
 

@@ -221,8 +221,8 @@ class Deadline:
 
 
 def make_short_temp_dir():
-    """A private directory whose path leaves room for Chromium's "org.chromium.Chromium.XXXXXX/SingletonSocket"
-    inside it: a unix socket path longer than 107 bytes makes Chromium abort at start."""
+    """A private directory short enough for the "org.chromium.Chromium.<random>/SingletonSocket" that Chromium
+    creates inside it: a unix socket path longer than 107 bytes makes Chromium abort at start."""
     path = tempfile.mkdtemp(prefix="mlabench-chromium-")
     if len(path.encode()) > 56:
         os.rmdir(path)

@@ -6,9 +6,12 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "harness/data/fetch.h"
+#include "tasks/task.h"
 #include "tests/test_util.h"
 
 namespace mlabench::test {
@@ -34,4 +37,25 @@ inline data::FetchOptions mirror_fetch() {
   return o;
 }
 
+/// Tasks loaded from the mirror as the evaluator loads them (no tokenizer: no generator tasks).
+inline std::vector<tasks::Task> load_tasks(const std::vector<std::string>& names,
+                                           std::optional<int64_t> limit = std::nullopt,
+                                           std::optional<int> num_fewshot = std::nullopt) {
+  std::vector<tasks::Task> out;
+  for (const std::string& n : names) {
+    tasks::TaskLoadOptions o;
+    o.dataset_dir = data::ensure_dataset(tasks::task_dataset(n), mirror_fetch());
+    o.limit = limit;
+    o.num_fewshot = num_fewshot;
+    out.push_back(tasks::load_task(n, o));
+  }
+  return out;
+}
+
 }  // namespace mlabench::test
+
+/// Skips a test that needs the real datasets where the ../shared mirror is absent, saying so.
+#define MLABENCH_REQUIRE_MIRROR()                                                                         \
+  if (!std::filesystem::exists(::mlabench::test::dataset_mirror() + "/mmlu/mmlu.zip"))                  \
+  GTEST_SKIP() << "SKIPPED: the dataset mirror " << ::mlabench::test::dataset_mirror()                   \
+               << " is absent (it holds the real data)"

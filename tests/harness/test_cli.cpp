@@ -17,11 +17,6 @@ struct CliResult {
   std::string out, err;
 };
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 CliResult mlabench_cli(const std::string& args) {
   test::TempDir tmp;
   const std::string cmd = std::string(MLABENCH_BINARY) + " " + args + " >" + tmp.file("out") + " 2>" + tmp.file("err");
@@ -29,8 +24,8 @@ CliResult mlabench_cli(const std::string& args) {
   CliResult r;
   r.signaled = WIFSIGNALED(status);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(tmp.file("out"));
-  r.err = slurp(tmp.file("err"));
+  r.out = test::read_file(tmp.file("out"));
+  r.err = test::read_file(tmp.file("err"));
   return r;
 }
 

@@ -27,23 +27,6 @@ using json = nlohmann::ordered_json;
 using test::fresh_dir;
 using test::mirror_fetch;
 
-#define REQUIRE_MIRROR()                                                                         \
-  if (!fs::exists(test::dataset_mirror() + "/mmlu/mmlu.zip"))                                    \
-  GTEST_SKIP() << "SKIPPED: the dataset mirror " << test::dataset_mirror() << " is absent (it holds the real data)"
-
-std::vector<tasks::Task> load(const std::vector<std::string>& names, std::optional<int64_t> limit = std::nullopt,
-                              std::optional<int> num_fewshot = std::nullopt) {
-  std::vector<tasks::Task> out;
-  for (const std::string& n : names) {
-    tasks::TaskLoadOptions o;
-    o.dataset_dir = data::ensure_dataset(tasks::task_dataset(n), mirror_fetch());
-    o.limit = limit;
-    o.num_fewshot = num_fewshot;
-    out.push_back(tasks::load_task(n, o));
-  }
-  return out;
-}
-
 EvalOutcome run_replay(const fs::path& replay, const std::string& task_list, const fs::path& out,
                        std::optional<int64_t> limit = std::nullopt, bool resume = false) {
   auto backend = make_replay_backend(replay.string());
@@ -59,10 +42,10 @@ EvalOutcome run_replay(const fs::path& replay, const std::string& task_list, con
 }
 
 TEST(Evaluator, GoldReplayScoresEverythingRightOnEveryTaskAndProtocol) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("gold");
   const std::vector<std::string> names{"mmlu", "ceval", "ceval_lmeval", "gsm8k", "gsm8k_cot"};
-  write_oracle_replay(load(names), OracleAnswer::GOLD, dir / "gold.jsonl");
+  write_oracle_replay(test::load_tasks(names), OracleAnswer::GOLD, dir / "gold.jsonl");
   const EvalOutcome out = run_replay(dir / "gold.jsonl", "mmlu,ceval,ceval_lmeval,gsm8k,gsm8k_cot", dir / "run");
   const json& r = out.results;
   EXPECT_EQ(out.docs_scored, 14042 + 1346 + 1346 + 1319 + 1319);
@@ -83,9 +66,9 @@ TEST(Evaluator, GoldReplayScoresEverythingRightOnEveryTaskAndProtocol) {
 }
 
 TEST(Evaluator, AlwaysChoiceAScoresTheShareOfAAnswers) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("choice-a");
-  const std::vector<tasks::Task> tasks = load({"mmlu", "ceval"});
+  const std::vector<tasks::Task> tasks = test::load_tasks({"mmlu", "ceval"});
   write_oracle_replay(tasks, OracleAnswer::FIRST_CHOICE, dir / "a.jsonl");
   const EvalOutcome out = run_replay(dir / "a.jsonl", "mmlu,ceval", dir / "run");
   for (const tasks::Task& t : tasks) {
@@ -101,7 +84,7 @@ TEST(Evaluator, AlwaysChoiceAScoresTheShareOfAAnswers) {
 }
 
 TEST(Evaluator, ReplayErrorsNameTheLineAndTheMissingDocument) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("replay-errors");
   {
     std::ofstream f(dir / "bad.jsonl");
@@ -123,9 +106,9 @@ json comparable(const json& results) {
 }
 
 TEST(Evaluator, ResumeAfterACutLineEqualsAnUninterruptedRun) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("resume");
-  write_oracle_replay(load({"mmlu", "gsm8k_cot"}, 5), OracleAnswer::FIRST_CHOICE, dir / "a.jsonl");
+  write_oracle_replay(test::load_tasks({"mmlu", "gsm8k_cot"}, 5), OracleAnswer::FIRST_CHOICE, dir / "a.jsonl");
   const EvalOutcome whole = run_replay(dir / "a.jsonl", "mmlu,gsm8k_cot", dir / "whole", 5);
 
   // A second run killed halfway: keep the first 100 MMLU lines and half of the 101st, no GSM8K file at all.
@@ -159,9 +142,9 @@ TEST(Evaluator, ResumeAfterACutLineEqualsAnUninterruptedRun) {
 
 // The real thing: `mlabench run` killed with SIGKILL while it writes, then --resume.
 TEST(Evaluator, KilledRunResumesToTheUninterruptedResults) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("kill");
-  write_oracle_replay(load({"mmlu"}, 20), OracleAnswer::GOLD, dir / "gold.jsonl");
+  write_oracle_replay(test::load_tasks({"mmlu"}, 20), OracleAnswer::GOLD, dir / "gold.jsonl");
   const std::string bin = MLABENCH_BINARY;
   auto args = [&](const fs::path& out) {
     return std::vector<std::string>{bin,         "run",           "--backend", "replay:" + (dir / "gold.jsonl").string(),
@@ -245,9 +228,9 @@ TEST(Evaluator, TaskOverridesParse) {
 
 // A --set for a task the run does not evaluate is a mistake, and an override reaches the task's spec checks.
 TEST(Evaluator, TaskOverridesAreCheckedAndApplied) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("set");
-  write_oracle_replay(load({"gsm8k"}, 3), OracleAnswer::GOLD, dir / "gold.jsonl");
+  write_oracle_replay(test::load_tasks({"gsm8k"}, 3), OracleAnswer::GOLD, dir / "gold.jsonl");
   auto backend = make_replay_backend((dir / "gold.jsonl").string());
   EvalOptions o;
   o.tasks = "gsm8k";
@@ -277,11 +260,11 @@ TEST(Evaluator, TaskOverridesAreCheckedAndApplied) {
 // The engine backend on the bundled model: scores equal Engine::score on the same text, generation stops at the
 // task's stop strings, and results.json carries the provenance.
 TEST(Evaluator, EngineBackendOnTheBundledModel) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("engine");
   EngineOptions eo{.model_dir = test::default_model_dir()};
   auto engine = std::move(Engine::open(eo).value());
-  const std::vector<tasks::Task> tasks = load({"mmlu"}, 1, 1);  // one shot keeps the CPU work small
+  const std::vector<tasks::Task> tasks = test::load_tasks({"mmlu"}, 1, 1);  // one shot keeps the CPU work small
   const tasks::TaskDoc& d = tasks[0].subtasks[0].docs[0];
   std::vector<double> want;
   for (const std::string& c : d.choices) want.push_back(engine->score(d.context, c).value().logprob);
@@ -371,7 +354,7 @@ TEST(Evaluator, EngineBackendTruncatesLongContextsFromTheLeft) {
 // every cell and an empty answer 0.0 (1); on the bundled model a small grid runs end to end with every prompt
 // exactly its cell's length in the model's tokens, and the breakdowns give the heatmap.
 TEST(Evaluator, NiahReplayAndASmallGridOnTheBundledModel) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("niah");
   std::map<std::string, json> grid;
   add_task_override(grid, "niah.generator.context_lengths=[300,700,1500]");

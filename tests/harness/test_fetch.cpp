@@ -130,6 +130,8 @@ nlohmann::json one_file(const HttpTestServer& server, const std::string& pinned)
 TEST(FetchDigest, Sha256AndGlobsFollowTheirDefinitions) {
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_base64(""), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");  // the same digest, base64
+  EXPECT_EQ(sha256_base64("abc"), "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=");
   EXPECT_TRUE(glob_match("data/**/*.csv", "data/x.csv"));
   EXPECT_TRUE(glob_match("data/**/*.csv", "data/dev/sub/x.csv"));
   EXPECT_FALSE(glob_match("data/**/*.csv", "data/dev/x.txt"));

@@ -21,37 +21,17 @@ namespace fs = std::filesystem;
 using test::fresh_dir;
 using test::mirror_fetch;
 
-#define REQUIRE_MIRROR()                                                                         \
-  if (!fs::exists(test::dataset_mirror() + "/gsm8k/test.jsonl"))                                 \
-  GTEST_SKIP() << "SKIPPED: the dataset mirror " << test::dataset_mirror() << " is absent (it holds the real data)"
-
 const std::string kHostile =
     "<script>alert(\"pwned\")</script> </textarea><img src=x onerror=alert(1)> \"double\" 'single' "
     "<a href=\"javascript:alert(2)\">click</a> javascript:alert(3) & &amp; The answer is 18.";
 
 const fs::path kBaselines = fs::path(MLABENCH_TEST_DATA).parent_path().parent_path() / "reports" / "baselines";
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-std::vector<tasks::Task> load(const std::vector<std::string>& names, int64_t limit) {
-  std::vector<tasks::Task> out;
-  for (const std::string& n : names) {
-    tasks::TaskLoadOptions o;
-    o.dataset_dir = data::ensure_dataset(tasks::task_dataset(n), mirror_fetch());
-    o.limit = limit;
-    out.push_back(tasks::load_task(n, o));
-  }
-  return out;
-}
-
 // A run folder from a replay: gold answers, or every generation answered with `response`.
 fs::path replay_run(const fs::path& dir, const std::vector<std::string>& names, int64_t limit,
                     const std::string& response = "", const std::string& model = "") {
   const fs::path replay = dir / "replay.jsonl";
-  harness::write_oracle_replay(load(names, limit), harness::OracleAnswer::GOLD, replay);
+  harness::write_oracle_replay(test::load_tasks(names, limit), harness::OracleAnswer::GOLD, replay);
   if (!response.empty()) {
     std::string text;
     std::ifstream in(replay);
@@ -114,7 +94,7 @@ TEST(HtmlEscape, MarkupQuotesControlBytesAndBrokenUtf8) {
 }
 
 TEST(Report, HostileOutputAndLabelsStayText) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("report-hostile");
   const fs::path run = replay_run(dir, {"gsm8k_cot"}, 2, kHostile);
   const ReportInputs in = load_report_inputs({"<b>x</b>=" + run.string()});
@@ -159,7 +139,7 @@ TEST(Report, HostileOutputAndLabelsStayText) {
 }
 
 TEST(Report, CspHashesTheInlineStyleAndScript) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path run = replay_run(fresh_dir("report-csp"), {"gsm8k_cot"}, 1);
   const std::string html = render_html(load_report_inputs({run.string()}), {});
   const size_t csp = html.find("Content-Security-Policy\" content=\"");
@@ -172,7 +152,7 @@ TEST(Report, CspHashesTheInlineStyleAndScript) {
 }
 
 TEST(Report, GoldRunAgainstThePaperAndBenchesSideBySide) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("report-gold");
   const fs::path run = replay_run(dir, {"mmlu", "ceval", "gsm8k_cot"}, 2, "", "/models/DeepSeek-V2-Lite");
   const fs::path bench = kBaselines / "2026-11-23_h100_d697413_bench_dsv2_lite.json";
@@ -213,7 +193,7 @@ TEST(Report, GoldRunAgainstThePaperAndBenchesSideBySide) {
   // The same inputs, the same bytes; and write_report gives what render_html gives.
   EXPECT_EQ(render_html(load_report_inputs({run.string(), bench.string(), "GQA=" + gqa.string()}), o), html);
   write_report({run.string(), bench.string(), "GQA=" + gqa.string()}, dir / "a.html", ReportFormat::HTML, {}, o);
-  EXPECT_EQ(read_file(dir / "a.html"), html);
+  EXPECT_EQ(test::read_file(dir / "a.html"), html);
 
   const std::string md = render_markdown(in, o);
   EXPECT_NE(md.find("| deepseek-v2-lite | MMLU (mmlu) | 100.0 | DeepSeek-V2-Lite | 58.3 | +41.7 | Table 6, p. 29 |"),
@@ -318,9 +298,9 @@ TEST(Report, NumberFormatsAndIntervals) {
 }
 
 TEST(Report, MlabenchRunWritesTheReportUnlessToldNot) {
-  REQUIRE_MIRROR();
+  MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("report-cli");
-  harness::write_oracle_replay(load({"gsm8k_cot"}, 2), harness::OracleAnswer::GOLD, dir / "gold.jsonl");
+  harness::write_oracle_replay(test::load_tasks({"gsm8k_cot"}, 2), harness::OracleAnswer::GOLD, dir / "gold.jsonl");
   auto run = [&](const std::string& out, const std::string& extra) {
     const std::string cmd = fmt::format("{} run --backend replay:{} --tasks gsm8k_cot --limit 2 --output {} --mirror {} "
                                         "--data-dir {} --offline --no-progress {} > {}/log.txt 2>&1",
@@ -328,12 +308,12 @@ TEST(Report, MlabenchRunWritesTheReportUnlessToldNot) {
                                         test::dataset_mirror(), (dir / "datasets").string(), extra, dir.string());
     return std::system(cmd.c_str());
   };
-  ASSERT_EQ(run("with", ""), 0) << read_file(dir / "log.txt");
-  EXPECT_NE(read_file(dir / "log.txt").find("report: "), std::string::npos);
-  const std::string html = read_file(dir / "with" / "report.html");
+  ASSERT_EQ(run("with", ""), 0) << test::read_file(dir / "log.txt");
+  EXPECT_NE(test::read_file(dir / "log.txt").find("report: "), std::string::npos);
+  const std::string html = test::read_file(dir / "with" / "report.html");
   EXPECT_NE(html.find("<section id=\"samples\">"), std::string::npos);
   EXPECT_NE(html.find("The answer is 18."), std::string::npos);  // a gold response in the sample browser
-  ASSERT_EQ(run("without", "--no-report"), 0) << read_file(dir / "log.txt");
+  ASSERT_EQ(run("without", "--no-report"), 0) << test::read_file(dir / "log.txt");
   EXPECT_FALSE(fs::exists(dir / "without" / "report.html"));
   EXPECT_TRUE(fs::exists(dir / "without" / "results.json"));
 
@@ -341,12 +321,12 @@ TEST(Report, MlabenchRunWritesTheReportUnlessToldNot) {
   const std::string md = fmt::format("{} report {} --format md > {}/out.md", MLABENCH_BINARY, (dir / "with").string(),
                                      dir.string());
   ASSERT_EQ(std::system(md.c_str()), 0);
-  EXPECT_NE(read_file(dir / "out.md").find("| replay:gold | gsm8k_cot | exact_match | strict-match | 1.0000 |"),
-            std::string::npos) << read_file(dir / "out.md");
+  EXPECT_NE(test::read_file(dir / "out.md").find("| replay:gold | gsm8k_cot | exact_match | strict-match | 1.0000 |"),
+            std::string::npos) << test::read_file(dir / "out.md");
   const std::string again = fmt::format("{} report {} --out {}/again.html 2>/dev/null", MLABENCH_BINARY,
                                         (dir / "with").string(), dir.string());
   ASSERT_EQ(std::system(again.c_str()), 0);
-  EXPECT_EQ(read_file(dir / "again.html"), html);
+  EXPECT_EQ(test::read_file(dir / "again.html"), html);
 }
 
 }  // namespace
