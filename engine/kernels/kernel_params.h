@@ -173,9 +173,12 @@ struct RandomFillParams {
 // ---- DeepSeekMoE -----------------------------------------------------------------------------------------
 
 enum class RouterMethod : int32_t { GREEDY = 0, GROUP_LIMITED_GREEDY = 1 };
+/// The per-expert score: softmax over the experts, or the sigmoid of each logit (config ScoringFunc).
+enum class RouterScoring : int32_t { SOFTMAX = 0, SIGMOID = 1 };
 
-/// As cpu::moe_route (engine/kernels/cpu/moe_router.h): softmax over float32 router logits, top-k greedy or
-/// group-limited (group score = max expert score), weights = prob * scaling, or renormalised when norm_topk_prob.
+/// As cpu::moe_route (engine/kernels/cpu/moe_router.h): scores (softmax or sigmoid) of float32 router logits,
+/// top-k greedy or group-limited (group score = max expert score), weights = score * scaling, or renormalised
+/// when norm_topk_prob.
 struct RouterParams {
   const float* logits = nullptr;  // [n_tokens, n_experts]
   int64_t n_tokens = 0;
@@ -186,8 +189,9 @@ struct RouterParams {
   int32_t topk_group = 1;
   bool norm_topk_prob = false;
   float routed_scaling_factor = 1.0f;
-  int32_t* topk_idx = nullptr;   // [n_tokens, top_k], descending probability, ties to the lower index
+  int32_t* topk_idx = nullptr;   // [n_tokens, top_k], descending score, ties to the lower index
   float* topk_weight = nullptr;  // [n_tokens, top_k]
+  RouterScoring scoring = RouterScoring::SOFTMAX;
 };
 
 /// Sorts the n_tokens * top_k (token, expert) pairs by expert, stably (pair p = t * top_k + j, ascending p
@@ -260,6 +264,70 @@ struct MoePairPointersParams {
   const void** a = nullptr;  // [n_pairs] each
   const void** b = nullptr;
   void** c = nullptr;
+};
+
+/// Grouped GEMM over the experts with the row counts on the device (the masked layout of graph-captured decode,
+/// MoeRowMode::COMPACT): rows [offsets[e], offsets[e + 1]) of x belong to expert e, and for each of them
+/// y[r, :n] = x[r, :k] . w_e[n, k]^T with w_e = w + e * expert_stride (elements). x and w are in dtype (BF16 and
+/// F16 on the tensor cores with float32 accumulation; F32 in float32 FMA), y is float32. max_rows bounds every
+/// expert's row count and sizes the launch grid (a host-known bound such as n_tokens); rows of y outside
+/// [0, offsets[n_experts]) are not touched.
+struct MoeGroupedGemmParams {
+  float* y = nullptr;
+  int64_t ld_y = 0;
+  const void* x = nullptr;
+  int64_t ld_x = 0;
+  const void* w = nullptr;  // [n_experts, n, k] in dtype
+  int64_t expert_stride = 0;
+  DType dtype = DType::BF16;
+  const int32_t* offsets = nullptr;  // [n_experts + 1], device side
+  int32_t n_experts = 0;
+  int64_t n = 0, k = 0;
+  int64_t max_rows = 0;
+};
+
+/// Tokens up to which a MoE layer runs its routed experts as one strided batched GEMM at `capacity` = n_tokens rows
+/// per expert (MoeRowMode::PADDED); past it, expert-compact rows and a grouped GEMM.
+inline constexpr int64_t kMoePaddedMaxTokens = 128;
+
+/// The row layout a MoE layer uses for n_tokens rows (host-known, so the GPU layer and its twin agree): one GEMV
+/// per (token, expert) pair while n_tokens * top_k <= n_experts, PADDED up to kMoePaddedMaxTokens, else COMPACT.
+inline MoeRowMode moe_row_mode(int64_t n_tokens, int64_t top_k, int64_t n_experts) {
+  if (n_tokens * top_k <= n_experts) return MoeRowMode::PAIR;
+  if (n_tokens <= kMoePaddedMaxTokens) return MoeRowMode::PADDED;
+  return MoeRowMode::COMPACT;
+}
+
+/// One DeepSeekMoE layer end to end (the GPU engine's gpu::MoeLayer, and its twin twin::moe_layer, used by every
+/// MoE architecture): router GEMM on x (float32), scores and top-k (RouterParams), tokens permuted into expert
+/// order, expert SwiGLU through grouped GEMMs (gate and up stacked), weighted combine, plus the shared experts'
+/// SwiGLU added unweighted:  out[t] = shared(x_c[t]) + sum_j weight[t, j] * expert_{idx[t, j]}(x_c[t]).
+/// Expert inputs and GEMM operands are in dtype, activations float32 between steps (kernel conventions above).
+struct MoeLayerParams {
+  const float* x = nullptr;   // [n_tokens, hidden] float32: the router's input
+  const void* x_c = nullptr;  // [n_tokens, hidden] in dtype: the experts' input (x rounded to dtype)
+  float* out = nullptr;       // [n_tokens, hidden]
+  int64_t n_tokens = 0;
+  DType dtype = DType::BF16;
+  int64_t hidden = 0;
+  int64_t inter = 0;         // one routed expert's width
+  int64_t shared_inter = 0;  // the shared experts' fused width (n_shared_experts * inter); 0: none
+  int32_t n_experts = 0;
+  int32_t top_k = 0;
+  RouterMethod method = RouterMethod::GREEDY;
+  int32_t n_group = 1;
+  int32_t topk_group = 1;
+  bool norm_topk_prob = false;
+  float routed_scaling_factor = 1.0f;
+  RouterScoring scoring = RouterScoring::SOFTMAX;
+  const float* router_w = nullptr;        // [n_experts, hidden] float32
+  const void* experts_gate_up = nullptr;  // [n_experts, 2 * inter, hidden]: each expert's gate rows, then up rows
+  const void* experts_down = nullptr;     // [n_experts, hidden, inter]
+  const void* shared_gate_up = nullptr;   // [2 * shared_inter, hidden]
+  const void* shared_down = nullptr;      // [hidden, shared_inter]
+  // GPU: the layer runs inside a captured CUDA graph (a decode step), so it must not read anything back to the
+  // host: COMPACT rows then go through moe_grouped_gemm (device-side counts) instead of cuBLAS's grouped GEMM.
+  bool graph_safe = false;
 };
 
 // ---- attention ---------------------------------------------------------------------------------------------

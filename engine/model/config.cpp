@@ -87,6 +87,7 @@ void parse_common(const JsonFields& f, ModelConfig& c) {
 void parse_deepseek_v2(const JsonFields& f, ModelConfig& c) {
   c.arch = Architecture::DEEPSEEK_V2;
   c.architecture = "DeepseekV2ForCausalLM";
+  c.attention = AttentionKind::MLA;
   parse_common(f, c);
   c.rms_norm_eps = f.number_or("rms_norm_eps", 1e-6);
 
@@ -178,6 +179,7 @@ void parse_deepseek_v2(const JsonFields& f, ModelConfig& c) {
 void parse_llama(const JsonFields& f, ModelConfig& c) {
   c.arch = Architecture::LLAMA;
   c.architecture = "LlamaForCausalLM";
+  c.attention = AttentionKind::GQA;
   parse_common(f, c);
   c.rms_norm_eps = f.number_or("rms_norm_eps", 1e-6);
   c.n_kv_heads = f.integer_or("num_key_value_heads", c.n_heads);
@@ -268,6 +270,10 @@ ModelConfig load_config(const std::string& model_dir) {
   }
   return config_from_json(j, p.string());
 }
+
+std::string to_string(ScoringFunc f) { return f == ScoringFunc::SOFTMAX ? "softmax" : "sigmoid"; }
+std::string to_string(AttentionKind k) { return k == AttentionKind::MLA ? "mla" : "gqa"; }
+std::string to_string(FfnKind k) { return k == FfnKind::DENSE ? "dense" : "moe"; }
 
 std::string to_string(TopkMethod m) { return m == TopkMethod::GREEDY ? "greedy" : "group_limited_greedy"; }
 std::string to_string(RopeType t) {

@@ -27,6 +27,7 @@ void moe_permute(const MoePermuteParams& p, cudaStream_t s);
 void moe_gather(const MoeGatherParams& p, cudaStream_t s);
 void moe_combine(const MoeCombineParams& p, cudaStream_t s);
 void moe_pair_pointers(const MoePairPointersParams& p, cudaStream_t s);
+void moe_grouped_gemm(const MoeGroupedGemmParams& p, cudaStream_t s);
 
 void mla_prefill_attention(const MlaPrefillParams& p, cudaStream_t s);
 void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s);

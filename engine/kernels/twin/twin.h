@@ -24,6 +24,10 @@ void moe_permute(const MoePermuteParams& p);
 void moe_gather(const MoeGatherParams& p);
 void moe_combine(const MoeCombineParams& p);
 void moe_pair_pointers(const MoePairPointersParams& p);
+void moe_grouped_gemm(const MoeGroupedGemmParams& p);
+/// The twin of gpu::MoeLayer::forward (engine/gpu/moe_layer.h): the same layer on host memory, through the twins
+/// above and plain-loop GEMMs. Ignores graph_safe (the host has nothing to synchronise).
+void moe_layer(const MoeLayerParams& p);
 
 void mla_prefill_attention(const MlaPrefillParams& p);
 void mla_decode_attention(const MlaDecodeParams& p);

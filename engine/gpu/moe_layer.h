@@ -1,0 +1,44 @@
+// MoeLayer: one DeepSeekMoE layer on the GPU, used by every MoE architecture (kernels::MoeLayerParams says what
+// it computes; kernels::twin::moe_layer is its CPU twin). Router GEMM (float32) and top-k kernel, tokens permuted
+// into expert order, routed experts through one of four GEMM strategies chosen by the row count, weighted
+// combine, shared experts added:
+//   - PAIR (n_tokens * top_k <= n_experts): one GEMV per (token, expert) pair, a batched cuBLAS call;
+//   - PADDED (up to kMoePaddedMaxTokens tokens): every expert at capacity n_tokens rows, a strided batched GEMM;
+//   - COMPACT, graph_safe (decode steps in CUDA graphs): expert-contiguous rows and moe_grouped_gemm, whose row
+//     counts stay on the device: no host synchronisation, so every decode batch size can be captured;
+//   - COMPACT otherwise (prefill chunks): the row counts come back to the host once per layer and cuBLAS's
+//     grouped GEMM (or one GEMM per expert with rows) runs over the experts that have rows.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/gpu/blas.h"
+#include "engine/kernels/kernel_params.h"
+
+namespace mlabench::gpu {
+
+class MoeLayer {
+ public:
+  /// Scratch for steps of up to max_tokens rows of a model with these expert shapes (allocated here, once).
+  MoeLayer(Blas& blas, cudaStream_t stream, DType dtype, int64_t hidden, int64_t inter, int64_t shared_inter,
+           int32_t n_experts, int32_t top_k, int64_t max_tokens);
+  ~MoeLayer();
+  MoeLayer(const MoeLayer&) = delete;
+  MoeLayer& operator=(const MoeLayer&) = delete;
+
+  /// Enqueues the layer on the stream (p's pointers are device pointers, p.n_tokens <= max_tokens). With
+  /// p.graph_safe nothing is read back to the host, so the call can be captured in a CUDA graph.
+  void forward(const kernels::MoeLayerParams& p);
+
+  /// Bytes of device scratch this layer holds.
+  uint64_t scratch_bytes() const;
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+}  // namespace mlabench::gpu
