@@ -1,19 +1,17 @@
-// Engine: the public API over the CPU model. Internal code throws mlabench::Error; this file is the edge where
-// those become Result values.
+// Engine: the public API over the serving core (engine/serving: scheduler, block pool, step plans) and one
+// model runner, the GPU's or the CPU reference engine's; every call becomes serving requests on the same path.
+// Internal code throws mlabench::Error; this file is the edge where those become Result values.
 #include <omp.h>
 
-#include <chrono>
 #include <new>
 #include <nlohmann/json.hpp>
 
 #include "engine/core/check.h"
-#include "engine/model/cpu_model.h"
+#include "engine/gpu/gpu_runner.h"
+#include "engine/model/cpu_runner.h"
 #include "engine/model/model_info.h"
-#include "engine/sampling/sampler.h"
+#include "engine/serving/serving_engine.h"
 #include "mlabench/engine.h"
-#if MLABENCH_HAS_CUDA
-#include "engine/gpu/gpu_engine.h"
-#endif
 
 namespace mlabench {
 
@@ -44,10 +42,6 @@ void add_tokenizer_summary(ModelSummary& s, const Tokenizer& t) {
   s.json = j.dump(2);
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 // Bytes of all weights and of those one decode token multiplies (active experts only), from the config alone,
 // at the dtype the weights are stored in.
 std::pair<uint64_t, uint64_t> weight_footprint(const ModelConfig& c, DType stored) {
@@ -56,15 +50,22 @@ std::pair<uint64_t, uint64_t> weight_footprint(const ModelConfig& c, DType store
   return {static_cast<uint64_t>(p.total) * es, static_cast<uint64_t>(p.active_per_token) * es};
 }
 
+GenerateResult to_generate_result(serving::Result& res) {
+  GenerateResult r;
+  r.tokens = std::move(res.tokens);
+  r.finish_reason = res.finish_reason;
+  r.prefill_seconds = res.first_token_seconds;
+  r.decode_seconds = res.token_seconds.empty() ? 0.0 : res.token_seconds.back() - res.first_token_seconds;
+  r.token_seconds = std::move(res.token_seconds);
+  return r;
+}
+
 }  // namespace
 
 struct Engine::Impl {
   ModelSummary summary;
   ModelConfig cfg;
-  std::unique_ptr<CpuModel> model;
-#if MLABENCH_HAS_CUDA
-  std::unique_ptr<gpu::GpuEngine> gpu;
-#endif
+  std::unique_ptr<serving::ServingEngine> serving;
   std::unique_ptr<Tokenizer> tokenizer;
   uint64_t weight_bytes = 0;
   uint64_t active_weight_bytes = 0;
@@ -103,55 +104,10 @@ struct Engine::Impl {
     check_tokens(prompt, "prompt", o.max_new_tokens);
   }
 
-  // Prefill, then sample one token a step; `on_token` sees each new token and returns true to stop.
-  template <class OnToken>
-  GenerateResult run_generation(std::span<const int32_t> prompt, const GenerateOptions& o, OnToken&& on_token) {
-    check_generation(prompt, o);
-#if MLABENCH_HAS_CUDA
-    if (gpu) {
-      gpu::SeqRequest rq{.tokens = std::vector<int32_t>(prompt.begin(), prompt.end()), .gen = o};
-      gpu::SeqResult res = gpu->run({rq}, [&](size_t, int32_t tok) { return on_token(tok); }).at(0);
-      return to_generate_result(res);
-    }
-#endif
-    const int64_t V = config().vocab_size;
-    GenerateResult r;
-    r.finish_reason = "length";
-    Sampler sampler(o.temperature, o.top_p, o.seed);
-    CpuKvCache cache = model->new_cache();
-    std::vector<float> last(static_cast<size_t>(V));
-    auto t0 = std::chrono::steady_clock::now();
-    model->forward(prompt, cache, last.data(), true);
-    r.prefill_seconds = seconds_since(t0);
-    t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < o.max_new_tokens; ++i) {
-      const int32_t tok = sampler.sample(last.data(), V);
-      r.tokens.push_back(tok);
-      if (std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), tok) != o.stop_token_ids.end()) {
-        r.finish_reason = "stop_token";
-        break;
-      }
-      if (on_token(tok)) {
-        r.finish_reason = "stop_string";
-        break;
-      }
-      if (i + 1 < o.max_new_tokens) model->forward(std::span(&tok, 1), cache, last.data(), true);
-    }
-    r.decode_seconds = seconds_since(t0);
-    return r;
+  std::vector<serving::Result> run(const std::vector<serving::Request>& requests,
+                                   const serving::TokenCallback& on_token = {}) {
+    return serving->run(requests, on_token);
   }
-
-#if MLABENCH_HAS_CUDA
-  static GenerateResult to_generate_result(gpu::SeqResult& res) {
-    GenerateResult r;
-    r.tokens = std::move(res.tokens);
-    r.finish_reason = res.finish_reason;
-    r.prefill_seconds = res.first_token_seconds;
-    r.decode_seconds = res.token_seconds.empty() ? 0.0 : res.token_seconds.back() - res.first_token_seconds;
-    r.token_seconds = std::move(res.token_seconds);
-    return r;
-  }
-#endif
 };
 
 Engine::Engine() : impl_(std::make_unique<Impl>()) {}
@@ -162,41 +118,31 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
     if (options.n_threads > 0) omp_set_num_threads(options.n_threads);
     ModelConfig c = load_config(options.model_dir);
     std::unique_ptr<Engine> e(new Engine());
-    e->impl_->cfg = c;
+    Impl& m = *e->impl_;
+    m.cfg = c;
+    const serving::ServingLimits limits = serving::serving_limits(options, c);
+    std::unique_ptr<serving::ModelRunner> runner;
     if (options.device == Device::CUDA) {
-#if MLABENCH_HAS_CUDA
       // Random weights are generated on the device (full-size shapes never touch host memory); a checkpoint is
       // copied straight from its mmap.
       std::optional<ModelWeights> w;
       if (!options.random_weights_seed) w = load_weights(c, options.model_dir);
-      e->impl_->summary = summarize(c, options.model_dir, w ? w->checkpoint.get() : nullptr);
-      std::tie(e->impl_->weight_bytes, e->impl_->active_weight_bytes) =
+      m.summary = summarize(c, options.model_dir, w ? w->checkpoint.get() : nullptr);
+      std::tie(m.weight_bytes, m.active_weight_bytes) =
           weight_footprint(c, options.precision == Precision::FLOAT32 ? DType::F32 : w ? w->embed.dtype : c.dtype);
-      e->impl_->gpu = gpu::GpuEngine::create(c, w ? &*w : nullptr, options.random_weights_seed.value_or(0),
-                                             {.kv_cache_gib = options.kv_cache_gib,
-                                              .block_size = options.block_size,
-                                              .max_seqs = options.max_batch,
-                                              .max_step_tokens = options.max_step_tokens,
-                                              .max_logit_rows = 512,
-                                              .max_context = options.max_context,
-                                              .prefix_sharing = options.prefix_sharing,
-                                              .cuda_graphs = options.cuda_graphs,
-                                              .precision = options.precision});
-#else
-      MLABENCH_FAIL("this mlabench was built without CUDA, so --device cuda is unavailable. HINT: rebuild on a machine "
-                    "with the CUDA toolkit (nvcc at /usr/local/cuda/bin), or use --device cpu");
-#endif
+      runner = make_gpu_runner(c, w ? &*w : nullptr, options.random_weights_seed.value_or(0), options, limits);
     } else {
       ModelWeights w = options.random_weights_seed ? random_weights(c, *options.random_weights_seed)
                                                    : load_weights(c, options.model_dir);
-      e->impl_->summary = summarize(c, options.model_dir, w.checkpoint.get());
-      e->impl_->active_weight_bytes = weight_footprint(c, w.embed.dtype).second;
-      e->impl_->weight_bytes = w.stored_bytes;
-      e->impl_->model = make_cpu_model(std::move(c), std::move(w), options.mla_attention);
+      m.summary = summarize(c, options.model_dir, w.checkpoint.get());
+      m.active_weight_bytes = weight_footprint(c, w.embed.dtype).second;
+      m.weight_bytes = w.stored_bytes;
+      runner = make_cpu_runner(std::move(c), std::move(w), options, limits);
     }
+    m.serving = std::make_unique<serving::ServingEngine>(std::move(runner), limits);
     if (Tokenizer::exists(options.model_dir)) {
-      e->impl_->tokenizer = Tokenizer::load(options.model_dir).value();
-      add_tokenizer_summary(e->impl_->summary, *e->impl_->tokenizer);
+      m.tokenizer = Tokenizer::load(options.model_dir).value();
+      add_tokenizer_summary(m.summary, *m.tokenizer);
     }
     return e;
   });
@@ -212,16 +158,8 @@ Result<Logits> Engine::logits(std::span<const int32_t> tokens) {
     Logits out;
     out.n_tokens = static_cast<int64_t>(tokens.size());
     out.vocab_size = impl_->config().vocab_size;
-#if MLABENCH_HAS_CUDA
-    if (impl_->gpu) {
-      gpu::SeqRequest rq{.tokens = std::vector<int32_t>(tokens.begin(), tokens.end()), .all_logits = true};
-      out.data = std::move(impl_->gpu->run({rq}).at(0).logits);
-      return out;
-    }
-#endif
-    out.data.resize(static_cast<size_t>(out.n_tokens * out.vocab_size));
-    CpuKvCache cache = impl_->model->new_cache();
-    impl_->model->forward(tokens, cache, out.data.data(), false);
+    const serving::Request rq{.tokens = std::vector<int32_t>(tokens.begin(), tokens.end()), .all_logits = true};
+    out.data = std::move(impl_->run({rq}).at(0).logits);
     return out;
   });
 }
@@ -237,89 +175,50 @@ Result<ScoreResult> Engine::score(std::span<const int32_t> context, std::span<co
 }
 
 Result<GenerateResult> Engine::generate(std::span<const int32_t> prompt, const GenerateOptions& o) {
-  return guarded([&] { return impl_->run_generation(prompt, o, [](int32_t) { return false; }); });
+  const GenerateRequest r{.prompt = std::vector<int32_t>(prompt.begin(), prompt.end()), .options = o};
+  Result<std::vector<GenerateResult>> all = generate_batch(std::span(&r, 1));
+  if (!all.ok()) return all.error();
+  return std::move(all.value().at(0));
 }
 
 Result<std::vector<ScoreResult>> Engine::score_batch(std::span<const ScoreRequest> requests) {
   return guarded([&] {
-    std::vector<ScoreResult> out;
+    std::vector<serving::Request> rq;
     for (const ScoreRequest& r : requests) {
       impl_->check_tokens(r.context, "context", static_cast<int64_t>(r.continuation.size()));
       impl_->check_tokens(r.continuation, "continuation", static_cast<int64_t>(r.context.size()));
+      // One sequence, context then continuation, scored from the continuation on: the choices of one question
+      // share the context's blocks through the prefix cache, so it is computed once.
+      serving::Request q{.tokens = r.context, .score_from = static_cast<int64_t>(r.context.size())};
+      q.tokens.insert(q.tokens.end(), r.continuation.begin(), r.continuation.end());
+      rq.push_back(std::move(q));
     }
-#if MLABENCH_HAS_CUDA
-    if (impl_->gpu) {
-      std::vector<gpu::SeqRequest> rq;
-      for (const ScoreRequest& r : requests) {
-        gpu::SeqRequest q{.tokens = r.context, .score_from = static_cast<int64_t>(r.context.size())};
-        q.tokens.insert(q.tokens.end(), r.continuation.begin(), r.continuation.end());
-        rq.push_back(std::move(q));
-      }
-      std::vector<gpu::SeqResult> res = impl_->gpu->run(rq);
-      for (size_t i = 0; i < res.size(); ++i)
-        out.push_back({.logprob = res[i].logprob, .is_greedy = res[i].is_greedy,
-                       .n_tokens = static_cast<int64_t>(requests[i].continuation.size())});
-      return out;
-    }
-#endif
-    // CPU: a run of requests with the same context (the choices of one multiple-choice question) computes the
-    // context once and each continuation from a copy of its cache.
-    const int64_t V = impl_->config().vocab_size;
-    std::vector<float> last(static_cast<size_t>(V)), rows;
-    for (size_t i = 0; i < requests.size();) {
-      size_t j = i + 1;
-      while (j < requests.size() && requests[j].context == requests[i].context) ++j;
-      CpuKvCache context_cache = impl_->model->new_cache();
-      impl_->model->forward(requests[i].context, context_cache, last.data(), true);
-      for (; i < j; ++i) {
-        const ScoreRequest& r = requests[i];
-        CpuKvCache cache = context_cache;
-        rows.resize(r.continuation.size() * static_cast<size_t>(V));
-        impl_->model->forward(r.continuation, cache, rows.data(), false);
-        ScoreResult s{.logprob = 0.0, .is_greedy = true, .n_tokens = static_cast<int64_t>(r.continuation.size())};
-        for (size_t t = 0; t < r.continuation.size(); ++t) {
-          const float* row = t == 0 ? last.data() : rows.data() + (t - 1) * static_cast<size_t>(V);
-          s.logprob += log_softmax_at(row, V, r.continuation[t]);
-          s.is_greedy = s.is_greedy && argmax(row, V) == r.continuation[t];
-        }
-        out.push_back(s);
-      }
-    }
+    const std::vector<serving::Result> res = impl_->run(rq);
+    std::vector<ScoreResult> out;
+    for (size_t i = 0; i < res.size(); ++i)
+      out.push_back({.logprob = res[i].logprob, .is_greedy = res[i].is_greedy,
+                     .n_tokens = static_cast<int64_t>(requests[i].continuation.size())});
     return out;
   });
 }
 
 Result<std::vector<GenerateResult>> Engine::generate_batch(std::span<const GenerateRequest> requests) {
   return guarded([&] {
-    std::vector<GenerateResult> out;
-    for (const GenerateRequest& r : requests) impl_->check_generation(r.prompt, r.options);
-#if MLABENCH_HAS_CUDA
-    if (impl_->gpu) {
-      std::vector<gpu::SeqRequest> rq;
-      for (const GenerateRequest& r : requests) rq.push_back({.tokens = r.prompt, .gen = r.options});
-      std::vector<gpu::SeqResult> res = impl_->gpu->run(rq);
-      for (gpu::SeqResult& x : res) out.push_back(Impl::to_generate_result(x));
-      return out;
+    std::vector<serving::Request> rq;
+    for (const GenerateRequest& r : requests) {
+      impl_->check_generation(r.prompt, r.options);
+      rq.push_back({.tokens = r.prompt, .gen = r.options});
     }
-#endif
-    for (const GenerateRequest& r : requests) out.push_back(generate(r.prompt, r.options).value());
+    std::vector<serving::Result> res = impl_->run(rq);
+    std::vector<GenerateResult> out;
+    for (serving::Result& x : res) out.push_back(to_generate_result(x));
     return out;
   });
 }
 
-std::string Engine::device_json() const {
-#if MLABENCH_HAS_CUDA
-  if (impl_->gpu) return impl_->gpu->describe_json();
-#endif
-  return "";
-}
+std::string Engine::device_json() const { return impl_->serving->runner().describe_json(); }
 
-double Engine::measure_copy_bandwidth_gbps() {
-#if MLABENCH_HAS_CUDA
-  if (impl_->gpu) return impl_->gpu->copy_bandwidth_gbps();
-#endif
-  return 0.0;
-}
+double Engine::measure_copy_bandwidth_gbps() { return impl_->serving->runner().copy_bandwidth_gbps(); }
 
 const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer.get(); }
 
@@ -415,26 +314,15 @@ Result<std::vector<TextGenerateResult>> Engine::generate_batch(std::span<const T
                                  : requests[i].prompt_tokens;
       stops.emplace_back(tok, requests[i].options.stop);
     }
-#if MLABENCH_HAS_CUDA
-    if (impl_->gpu) {
-      std::vector<gpu::SeqRequest> rq;
-      for (size_t i = 0; i < requests.size(); ++i) {
-        const GenerateOptions g = with_eos(tok, requests[i].options);
-        impl_->check_generation(out[i].prompt_tokens, g);
-        rq.push_back({.tokens = out[i].prompt_tokens, .gen = g});
-      }
-      std::vector<gpu::SeqResult> res =
-          impl_->gpu->run(rq, [&](size_t i, int32_t id) { return stops[i].step(id); });
-      for (size_t i = 0; i < requests.size(); ++i) {
-        out[i].generation = Impl::to_generate_result(res[i]);
-        out[i].text = stops[i].finish();
-      }
-      return out;
-    }
-#endif
+std::vector<serving::Request> rq;
     for (size_t i = 0; i < requests.size(); ++i) {
-      out[i].generation = impl_->run_generation(out[i].prompt_tokens, with_eos(tok, requests[i].options),
-                                                [&](int32_t id) { return stops[i].step(id); });
+      const GenerateOptions g = with_eos(tok, requests[i].options);
+      impl_->check_generation(out[i].prompt_tokens, g);
+      rq.push_back({.tokens = out[i].prompt_tokens, .gen = g});
+    }
+    std::vector<serving::Result> res = impl_->run(rq, [&](size_t i, int32_t id) { return stops[i].step(id); });
+    for (size_t i = 0; i < requests.size(); ++i) {
+      out[i].generation = to_generate_result(res[i]);
       out[i].text = stops[i].finish();
     }
     return out;
@@ -448,12 +336,7 @@ Result<TextGenerateResult> Engine::generate(std::string_view prompt, const TextG
   return std::move(all.value().at(0));
 }
 
-int64_t Engine::max_context() const {
-#if MLABENCH_HAS_CUDA
-  if (impl_->gpu) return impl_->gpu->max_context();
-#endif
-  return impl_->config().max_position_embeddings;
-}
+int64_t Engine::max_context() const { return impl_->serving->limits().max_context; }
 
 Result<std::string> Engine::apply_chat_template(std::span<const ChatMessage> messages, bool add_generation_prompt,
                                                 std::optional<ChatTemplate> override_template) const {

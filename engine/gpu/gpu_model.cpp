@@ -1,10 +1,15 @@
-// What both GPU forward passes share: weights on the device, RoPE tables, the output head, scratch arenas.
+// The GPU forward pass, top to bottom: embedding; per layer input RMSNorm, the attention kind (MLA or GQA, which
+// appends the step's K/V to the paged cache and applies o_proj), residual + post-attention RMSNorm, the layer's
+// FFN kind (dense SwiGLU, or the MoE layer on a float32 copy of the normed input for the router); final norm and
+// lm_head on the logit rows only. Same semantics as the CPU twin engine/model/cpu_model.cpp.
+// Shapes: T new rows in the step, H hidden, V vocab, R logit rows, I the dense FFN width, dt the weights' dtype.
 #include "engine/gpu/gpu_model.h"
 
 #include <fmt/format.h>
 
 #include <numeric>
 
+#include "engine/gpu/moe_layer.h"
 #include "engine/kernels/cuda/kernels.h"
 
 namespace mlabench::gpu {
@@ -19,18 +24,121 @@ size_t Arena::reserve(size_t bytes) {
 
 void Arena::allocate(const char* what) { buf_ = DeviceBuffer(size_, what); }
 
-GpuModel::GpuModel(ModelConfig c, Precision precision, cudaStream_t stream)
-    : config_(std::move(c)),
-      precision_(precision),
-      rope_(rope_tables(config_)),
-      stream_(stream),
-      blas_(std::make_unique<Blas>(stream)) {}
+// ---- weights ---------------------------------------------------------------------------------------------------
+
+WeightUploader::WeightUploader(DType stored, DType dtype, uint64_t seed, cudaStream_t stream)
+    : stored_(stored), dtype_(dtype), seed_(seed), stream_(stream) {}
+
+char* WeightUploader::alloc(int64_t n_elems, size_t elem_size, const std::string& what) {
+  buffers_.emplace_back(static_cast<size_t>(n_elems) * elem_size, what.c_str());
+  bytes_ += buffers_.back().bytes();
+  return buffers_.back().as<char>();
+}
+
+// Copies are ordered on the stream with the kernels that read them (the widening cast, the router conversion).
+void WeightUploader::put(char* dst, const TensorView* v, const std::string& name, int64_t n_elems) {
+  if (v)
+    MLABENCH_CHECK(v->dtype == stored_ && v->numel() == n_elems,
+                   "tensor {} is {} with {} elements; the GPU engine expects {} ({} elements) like the embedding. "
+                   "HINT: checkpoints with mixed dtypes are not supported on the GPU; convert them to one dtype",
+                   name, dtype_name(v->dtype), v->numel(), dtype_name(stored_), n_elems);
+  const size_t stored_bytes = static_cast<size_t>(n_elems) * dtype_size(stored_);
+  char* at = dst;
+  if (stored_ != dtype_) {
+    if (staging_.bytes() < stored_bytes) {
+      MLABENCH_CUDA(cudaStreamSynchronize(stream_));  // the old staging buffer may still be read
+      staging_ = DeviceBuffer(stored_bytes, "weight staging (widening to float32)");
+    }
+    at = staging_.as<char>();
+  }
+  if (v)
+    MLABENCH_CUDA(cudaMemcpyAsync(at, v->data, stored_bytes, cudaMemcpyHostToDevice, stream_));
+  else
+    k::cuda::random_fill({.out = at, .out_type = stored_, .n = n_elems, .key = random_weights_key(seed_, name)},
+                         stream_);
+  if (at != dst)
+    k::cuda::cast({.out = dst, .out_type = dtype_, .ld_out = n_elems, .in = at, .in_type = stored_,
+                   .ld_in = n_elems, .n_rows = 1, .n_cols = n_elems},
+                  stream_);
+}
+
+DeviceMat WeightUploader::mat(const TensorView* v, const std::string& name, int64_t rows, int64_t cols) {
+  char* d = alloc(rows * cols, elem_size(), name);
+  put(d, v, name, rows * cols);
+  return {d, rows, cols};
+}
+
+const float* WeightUploader::norm(const std::vector<float>* v, const std::string& name, int64_t n) {
+  auto* d = reinterpret_cast<float*>(alloc(n, 4, name));
+  if (v) {
+    MLABENCH_CHECK(static_cast<int64_t>(v->size()) == n, "norm {} has {} values, expected {}", name, v->size(), n);
+    MLABENCH_CUDA(cudaMemcpyAsync(d, v->data(), static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice, stream_));
+  } else {
+    k::cuda::random_fill({.out = d, .out_type = DType::F32, .n = n, .key = 0, .fill_ones = true}, stream_);
+  }
+  return d;
+}
+
+// The router runs in float32 (the reference casts the gate weight up): converted once here, through the model
+// dtype as the stored weight is (a row gather of every row).
+const float* WeightUploader::f32_mat(const TensorView* v, const std::string& name, int64_t rows, int64_t cols) {
+  DeviceBuffer tmp(static_cast<size_t>(rows * cols) * elem_size(), "router weight");
+  put(tmp.as<char>(), v, name, rows * cols);
+  std::vector<int32_t> iota(static_cast<size_t>(rows));
+  std::iota(iota.begin(), iota.end(), 0);
+  DeviceBuffer ids(iota.size() * 4, "row ids");
+  MLABENCH_CUDA(cudaMemcpyAsync(ids.get(), iota.data(), iota.size() * 4, cudaMemcpyHostToDevice, stream_));
+  auto* out = reinterpret_cast<float*>(alloc(rows * cols, 4, name + " (float32)"));
+  k::cuda::embedding({.out = out, .table = tmp.get(), .table_type = dtype_, .hidden = cols, .ids = ids.as<int32_t>(),
+                      .n_rows = rows},
+                     stream_);
+  MLABENCH_CUDA(cudaStreamSynchronize(stream_));  // tmp, ids and iota go out of scope
+  return out;
+}
 
 namespace {
 
 std::string layer_name(int64_t l, const std::string& rest) { return fmt::format("model.layers.{}.{}", l, rest); }
 
+// gate and up stacked into one [2I, H] matrix at gu (allocated when null), down [H, I] at down.
+DeviceMlp upload_mlp(WeightUploader& up, const MlpWeights* w, const std::string& prefix, int64_t H, int64_t I,
+                     char* gu = nullptr, char* down = nullptr) {
+  const size_t es = up.elem_size();
+  if (!gu) gu = up.alloc(2 * I * H, es, prefix + "gate_up");
+  if (!down) down = up.alloc(H * I, es, prefix + "down_proj");
+  up.put(gu, w ? &w->gate : nullptr, prefix + "gate_proj.weight", I * H);
+  up.put(gu + static_cast<size_t>(I * H) * es, w ? &w->up : nullptr, prefix + "up_proj.weight", I * H);
+  up.put(down, w ? &w->down : nullptr, prefix + "down_proj.weight", H * I);
+  return {{gu, 2 * I, H}, {down, H, I}};
+}
+
+void upload_moe(WeightUploader& up, const ModelConfig& c, const LayerWeights* L, int64_t l, GpuLayer& D) {
+  const std::string m = layer_name(l, "mlp.");
+  const int64_t H = c.hidden_size, E = c.n_routed_experts, I = c.moe_intermediate_size;
+  const size_t es = up.elem_size();
+  D.router = up.f32_mat(L ? &L->router : nullptr, m + "gate.weight", E, H);
+  char* gu = up.alloc(E * 2 * I * H, es, m + "experts gate_up");
+  char* dn = up.alloc(E * H * I, es, m + "experts down");
+  for (int64_t e = 0; e < E; ++e)
+    upload_mlp(up, L ? &L->experts[static_cast<size_t>(e)] : nullptr, fmt::format("{}experts.{}.", m, e), H, I,
+               gu + static_cast<size_t>(e * 2 * I * H) * es, dn + static_cast<size_t>(e * H * I) * es);
+  D.experts_gate_up = {gu, E * 2 * I, H};
+  D.experts_down = {dn, E * H, I};
+  if (c.n_shared_experts > 0)
+    D.shared = upload_mlp(up, L ? &L->shared : nullptr, m + "shared_experts.", H, I * c.n_shared_experts);
+}
+
 }  // namespace
+
+GpuModel::GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed, Precision precision,
+                   cudaStream_t stream)
+    : config_(c), precision_(precision), rope_(rope_tables(config_)), stream_(stream),
+      blas_(std::make_unique<Blas>(stream)) {
+  attention_ = config_.is_mla() ? make_mla_attention(*this) : make_gqa_attention(*this);
+  upload_weights(host, seed);
+}
+
+GpuModel::~GpuModel() = default;
 
 void GpuModel::upload_weights(const ModelWeights* host, uint64_t seed) {
   const ModelConfig& c = config_;
@@ -39,165 +147,71 @@ void GpuModel::upload_weights(const ModelWeights* host, uint64_t seed) {
                  "the GPU engine runs BF16, F16 or F32 weights; {} has {}. HINT: convert the checkpoint to bfloat16",
                  c.source, dtype_name(stored));
   dtype_ = precision_ == Precision::FLOAT32 ? DType::F32 : stored;
-  const size_t es = dtype_size(dtype_);
-  DeviceBuffer staging;  // Precision::FLOAT32: one stored tensor on its way to F32
-
-  auto alloc = [&](int64_t n_elems, size_t elem_size, const std::string& what) -> char* {
-    weight_buffers_.emplace_back(static_cast<size_t>(n_elems) * elem_size, what.c_str());
-    weight_bytes_ += weight_buffers_.back().bytes();
-    return weight_buffers_.back().as<char>();
-  };
-  // One matrix (or a slice of a stacked one) from the checkpoint view, or generated from its hub name. Copies
-  // are ordered on stream_ with the kernels that read them (the widening cast, the router conversion).
-  auto put = [&](char* dst, const TensorView* v, const std::string& name, int64_t n_elems) {
-    if (v)
-      MLABENCH_CHECK(v->dtype == stored && v->numel() == n_elems,
-                     "tensor {} is {} with {} elements; the GPU engine expects {} ({} elements) like the embedding. "
-                     "HINT: checkpoints with mixed dtypes are not supported on the GPU; convert them to one dtype",
-                     name, dtype_name(v->dtype), v->numel(), dtype_name(stored), n_elems);
-    const size_t stored_bytes = static_cast<size_t>(n_elems) * dtype_size(stored);
-    char* at = dst;
-    if (stored != dtype_) {
-      if (staging.bytes() < stored_bytes) {
-        MLABENCH_CUDA(cudaStreamSynchronize(stream_));  // the old staging buffer may still be read
-        staging = DeviceBuffer(stored_bytes, "weight staging (widening to float32)");
-      }
-      at = staging.as<char>();
-    }
-    if (v)
-      MLABENCH_CUDA(cudaMemcpyAsync(at, v->data, stored_bytes, cudaMemcpyHostToDevice, stream_));
-    else
-      k::cuda::random_fill({.out = at, .out_type = stored, .n = n_elems, .key = random_weights_key(seed, name)},
-                           stream_);
-    if (at != dst)
-      k::cuda::cast({.out = dst, .out_type = dtype_, .ld_out = n_elems, .in = at, .in_type = stored,
-                     .ld_in = n_elems, .n_rows = 1, .n_cols = n_elems},
-                    stream_);
-  };
-  auto mat = [&](const TensorView* v, const std::string& name, int64_t rows, int64_t cols) -> Mat {
-    char* d = alloc(rows * cols, es, name);
-    put(d, v, name, rows * cols);
-    return {d, rows, cols};
-  };
-  auto norm = [&](const std::vector<float>* v, const std::string& name, int64_t n) -> const float* {
-    auto* d = reinterpret_cast<float*>(alloc(n, 4, name));
-    if (v) {
-      MLABENCH_CHECK(static_cast<int64_t>(v->size()) == n, "norm {} has {} values, expected {}", name, v->size(), n);
-      MLABENCH_CUDA(cudaMemcpyAsync(d, v->data(), static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice, stream_));
-    } else {
-      k::cuda::random_fill({.out = d, .out_type = DType::F32, .n = n, .key = 0, .fill_ones = true}, stream_);
-    }
-    return d;
-  };
-  // gate and up stacked into one [2I, H] matrix so one GEMM computes both.
-  auto mlp = [&](const MlpWeights* w, const std::string& prefix, int64_t H, int64_t I, char* gu, char* down) -> Mlp {
-    if (!gu) gu = alloc(2 * I * H, es, prefix + "gate_up");
-    if (!down) down = alloc(H * I, es, prefix + "down_proj");
-    put(gu, w ? &w->gate : nullptr, prefix + "gate_proj.weight", I * H);
-    put(gu + static_cast<size_t>(I * H) * es, w ? &w->up : nullptr, prefix + "up_proj.weight", I * H);
-    put(down, w ? &w->down : nullptr, prefix + "down_proj.weight", H * I);
-    return {{gu, 2 * I, H}, {down, H, I}};
-  };
-
+  WeightUploader up(stored, dtype_, seed, stream_);
   const int64_t H = c.hidden_size, V = c.vocab_size;
-  embed_ = mat(host ? &host->embed : nullptr, "model.embed_tokens.weight", V, H);
-  lm_head_ = c.tie_word_embeddings ? embed_ : mat(host ? &host->lm_head : nullptr, "lm_head.weight", V, H);
-  final_norm_ = norm(host ? &host->final_norm : nullptr, "model.norm.weight", H);
-  std::vector<int32_t> iota(static_cast<size_t>(std::max<int64_t>(c.n_routed_experts, 1)));
-  std::iota(iota.begin(), iota.end(), 0);
-  DeviceBuffer iota_d(iota.size() * 4, "expert ids");
-  MLABENCH_CUDA(cudaMemcpyAsync(iota_d.get(), iota.data(), iota.size() * 4, cudaMemcpyHostToDevice, stream_));
-  DeviceBuffer router_tmp;
-
+  embed_ = up.mat(host ? &host->embed : nullptr, "model.embed_tokens.weight", V, H);
+  lm_head_ = c.tie_word_embeddings ? embed_ : up.mat(host ? &host->lm_head : nullptr, "lm_head.weight", V, H);
+  final_norm_ = up.norm(host ? &host->final_norm : nullptr, "model.norm.weight", H);
   layers_.resize(static_cast<size_t>(c.n_layers));
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights* L = host ? &host->layers[static_cast<size_t>(l)] : nullptr;
-    Layer& D = layers_[static_cast<size_t>(l)];
-    D.input_norm = norm(L ? &L->input_norm : nullptr, layer_name(l, "input_layernorm.weight"), H);
-    D.post_norm = norm(L ? &L->post_norm : nullptr, layer_name(l, "post_attention_layernorm.weight"), H);
-    const std::string a = layer_name(l, "self_attn.");
-    if (c.is_mla()) {
-      const int64_t nh = c.n_heads, qk = c.qk_head_dim();
-      if (c.q_lora_rank > 0) {
-        D.q_a_proj = mat(L ? &L->q_a_proj : nullptr, a + "q_a_proj.weight", c.q_lora_rank, H);
-        D.q_a_norm = norm(L ? &L->q_a_norm : nullptr, a + "q_a_layernorm.weight", c.q_lora_rank);
-        D.q_b_proj = mat(L ? &L->q_b_proj : nullptr, a + "q_b_proj.weight", nh * qk, c.q_lora_rank);
-      } else {
-        D.q_proj = mat(L ? &L->q_proj : nullptr, a + "q_proj.weight", nh * qk, H);
-      }
-      D.kv_a_proj = mat(L ? &L->kv_a_proj : nullptr, a + "kv_a_proj_with_mqa.weight",
-                        c.kv_lora_rank + c.qk_rope_head_dim, H);
-      D.kv_a_norm = norm(L ? &L->kv_a_norm : nullptr, a + "kv_a_layernorm.weight", c.kv_lora_rank);
-      D.kv_b_proj = mat(L ? &L->kv_b_proj : nullptr, a + "kv_b_proj.weight", nh * (c.qk_nope_head_dim + c.v_head_dim),
-                        c.kv_lora_rank);
-      D.o_proj = mat(L ? &L->o_proj : nullptr, a + "o_proj.weight", H, nh * c.v_head_dim);
-    } else {
-      const int64_t hd = c.head_dim, q_rows = c.n_heads * hd, kv_rows = c.n_kv_heads * hd;
-      char* d = alloc((q_rows + 2 * kv_rows) * H, es, a + "qkv");
-      put(d, L ? &L->q_proj : nullptr, a + "q_proj.weight", q_rows * H);
-      put(d + static_cast<size_t>(q_rows * H) * es, L ? &L->k_proj : nullptr, a + "k_proj.weight", kv_rows * H);
-      put(d + static_cast<size_t>((q_rows + kv_rows) * H) * es, L ? &L->v_proj : nullptr, a + "v_proj.weight",
-          kv_rows * H);
-      D.qkv = {d, q_rows + 2 * kv_rows, H};
-      D.o_proj = mat(L ? &L->o_proj : nullptr, a + "o_proj.weight", H, q_rows);
-    }
-    const std::string m = layer_name(l, "mlp.");
-    D.is_moe = c.is_moe_layer(l);
-    if (!D.is_moe) {
-      D.mlp = mlp(L ? &L->mlp : nullptr, m, H, c.intermediate_size, nullptr, nullptr);
-      continue;
-    }
-    const int64_t E = c.n_routed_experts, I = c.moe_intermediate_size;
-    // The router runs in float32 (the reference casts the gate weight up): convert once here.
-    router_tmp = DeviceBuffer(static_cast<size_t>(E * H) * es, "router weight");
-    put(router_tmp.as<char>(), L ? &L->router : nullptr, m + "gate.weight", E * H);
-    auto* router = reinterpret_cast<float*>(alloc(E * H, 4, m + "gate.weight (float32)"));
-    k::cuda::embedding({.out = router, .table = router_tmp.get(), .table_type = dtype_, .hidden = H,
-                        .ids = iota_d.as<int32_t>(), .n_rows = E},
-                       stream_);
-    MLABENCH_CUDA(cudaStreamSynchronize(stream_));
-    D.router = router;
-    char* gu = alloc(E * 2 * I * H, es, m + "experts gate_up");
-    char* dn = alloc(E * H * I, es, m + "experts down");
-    for (int64_t e = 0; e < E; ++e)
-      mlp(L ? &L->experts[static_cast<size_t>(e)] : nullptr, fmt::format("{}experts.{}.", m, e), H, I,
-          gu + static_cast<size_t>(e * 2 * I * H) * es, dn + static_cast<size_t>(e * H * I) * es);
-    D.experts_gate_up = {gu, E * 2 * I, H};
-    D.experts_down = {dn, E * H, I};
-    D.has_shared = c.n_shared_experts > 0;
-    if (D.has_shared)
-      D.shared = mlp(L ? &L->shared : nullptr, m + "shared_experts.", H, I * c.n_shared_experts, nullptr, nullptr);
+    GpuLayer& D = layers_[static_cast<size_t>(l)];
+    D.input_norm = up.norm(L ? &L->input_norm : nullptr, layer_name(l, "input_layernorm.weight"), H);
+    D.post_norm = up.norm(L ? &L->post_norm : nullptr, layer_name(l, "post_attention_layernorm.weight"), H);
+    attention_->upload(up, L, l, D);
+    D.ffn = c.ffn_kind(l);
+    if (D.ffn == FfnKind::MOE)
+      upload_moe(up, c, L, l, D);
+    else
+      D.mlp = upload_mlp(up, L ? &L->mlp : nullptr, layer_name(l, "mlp."), H, c.intermediate_size);
   }
   MLABENCH_CUDA(cudaStreamSynchronize(stream_));
+  weight_bytes_ = up.bytes();
+  weight_buffers_ = up.take_buffers();
 }
 
 void GpuModel::upload_rope(int64_t max_context) {
   const int64_t half = rope_.dim / 2;
   std::vector<float> cs(static_cast<size_t>(max_context * half)), sn(cs.size());
-  for (int64_t p = 0; p < max_context; ++p)
-    rope_cos_sin(rope_, p, cs.data() + p * half, sn.data() + p * half);
+  for (int64_t p = 0; p < max_context; ++p) rope_cos_sin(rope_, p, cs.data() + p * half, sn.data() + p * half);
   rope_cos_ = DeviceBuffer(cs.size() * 4, "RoPE cos table");
   rope_sin_ = DeviceBuffer(sn.size() * 4, "RoPE sin table");
   MLABENCH_CUDA(cudaMemcpyAsync(rope_cos_.get(), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice, stream_));
   MLABENCH_CUDA(cudaMemcpyAsync(rope_sin_.get(), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice, stream_));
   MLABENCH_CUDA(cudaStreamSynchronize(stream_));  // cs and sn go out of scope
-  rope_positions_ = max_context;
 }
 
-void GpuModel::allocate_common(const StepLimits& limits) {
-  limits_ = limits;
-  const int64_t H = config_.hidden_size, R = limits.max_logit_rows;
-  off_head_x_ = head_arena_.reserve(static_cast<size_t>(R * H) * 4);
-  off_head_c_ = head_arena_.reserve(static_cast<size_t>(R * H) * dtype_size(dtype_));
-  const size_t off_logits = head_arena_.reserve(static_cast<size_t>(R * config_.vocab_size) * 4);
-  head_arena_.allocate("output head buffers");
-  logits_ = head_arena_.at<float>(off_logits);
-  upload_rope(limits.max_context);
-  // The split-KV plans (kernel_params.h) keep splits x CTAs under 2 x kAttnTargetCtas, which bounds the scratch.
-  const int64_t bound = config_.is_mla()
-                            ? 2 * k::kAttnTargetCtas * k::kMlaDecodeHeads * (config_.kv_lora_rank + 2)
-                            : 2 * k::kAttnTargetCtas * k::kGqaRowsPerCta * (config_.head_dim + 2);
-  attn_scratch_ = DeviceBuffer(static_cast<size_t>(bound) * 4, "attention split-KV scratch");
+// ---- step buffers -----------------------------------------------------------------------------------------------
+
+void GpuModel::allocate_buffers(const serving::ServingLimits& lim) {
+  limits_ = lim;
+  const ModelConfig& c = config_;
+  const int64_t T = lim.max_step_tokens, R = lim.max_logit_rows, H = c.hidden_size, I = c.intermediate_size;
+  const size_t es = dtype_size(dtype_);
+  const bool any_moe = c.n_moe_layers() > 0, any_dense = c.n_moe_layers() < c.n_layers;
+  off_x_ = arena_.reserve(static_cast<size_t>(T * H) * 4);       // residual stream
+  off_delta_ = arena_.reserve(static_cast<size_t>(T * H) * 4);   // the last block's output
+  off_xn_c_ = arena_.reserve(static_cast<size_t>(T * H) * es);   // normed input, a GEMM operand
+  if (any_moe) off_xn_ = arena_.reserve(static_cast<size_t>(T * H) * 4);  // the router's float32 input
+  if (any_dense) {
+    off_gu_ = arena_.reserve(static_cast<size_t>(T * 2 * I) * 4);
+    off_h_c_ = arena_.reserve(static_cast<size_t>(T * I) * es);
+  }
+  off_head_x_ = arena_.reserve(static_cast<size_t>(R * H) * 4);
+  off_head_c_ = arena_.reserve(static_cast<size_t>(R * H) * es);
+  const size_t off_logits = arena_.reserve(static_cast<size_t>(R * c.vocab_size) * 4);
+  attention_->reserve(arena_, lim);
+  arena_.allocate("step buffers");
+  logits_ = arena_.at<float>(off_logits);
+  attention_->allocate(lim);
+  upload_rope(lim.max_context);
+  attn_scratch_ = DeviceBuffer(static_cast<size_t>(attention_->split_scratch_bound()) * 4,
+                               "attention split-KV scratch");
+  if (any_moe)
+    moe_ = std::make_unique<MoeLayer>(*blas_, stream_, dtype_, H, c.moe_intermediate_size,
+                                      c.moe_intermediate_size * c.n_shared_experts,
+                                      static_cast<int32_t>(c.n_routed_experts),
+                                      static_cast<int32_t>(c.experts_per_token), T);
 }
 
 float* GpuModel::attention_scratch(int64_t floats) {
@@ -205,6 +219,89 @@ float* GpuModel::attention_scratch(int64_t floats) {
   MLABENCH_ICHECK(static_cast<size_t>(floats) * 4 <= attn_scratch_.bytes(),
                   "split-KV plan needs {} floats, above the bound of {}", floats, attn_scratch_.bytes() / 4);
   return attn_scratch_.as<float>();
+}
+
+void* GpuModel::normed_input() const { return arena_.at<void>(off_xn_c_); }
+
+void GpuModel::rope_rows(float* x, int64_t ld, int64_t rows, int64_t heads, int64_t head_stride, int64_t offset,
+                         const int32_t* positions) {
+  k::cuda::rope({.x = x, .ld = ld, .n_rows = rows, .n_heads = heads, .head_stride = head_stride, .offset = offset,
+                 .dim = rope_.dim, .interleaved = rope_.interleaved, .cos = rope_cos(), .sin = rope_sin(),
+                 .positions = positions},
+                stream_);
+}
+
+// ---- forward ----------------------------------------------------------------------------------------------------
+
+void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
+  const ModelConfig& c = config_;
+  const int64_t T = st.n_rows, H = c.hidden_size;
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  auto* x = arena_.at<float>(off_x_);          // residual stream [T, H]
+  auto* delta = arena_.at<float>(off_delta_);  // the last block's output [T, H]
+  void* xn_c = normed_input();                 // [T, H] dt
+
+  k::cuda::embedding({.out = x, .table = embed_.p, .table_type = dtype_, .hidden = H, .ids = st.tokens, .n_rows = T},
+                     stream_);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const GpuLayer& L = layers_[static_cast<size_t>(l)];
+    k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = l == 0 ? nullptr : delta, .ld_delta = H,
+                       .out = xn_c, .out_type = dtype_, .ld_out = H, .weight = L.input_norm, .n_rows = T, .dim = H,
+                       .eps = eps},
+                      stream_);
+    void* vc = pools.v.empty() ? nullptr : pools.v[static_cast<size_t>(l)].get();
+    attention_->forward(st, L, pools.k[static_cast<size_t>(l)].get(), vc, pools.block_size, delta);  // [T, H]
+    ffn(st, L, x, delta);
+  }
+  output_head(st, x, delta);
+}
+
+// x += delta, post-attention RMSNorm, then the layer's FFN kind into delta [T, H].
+void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, float* x, float* delta) {
+  const ModelConfig& c = config_;
+  const int64_t T = st.n_rows, H = c.hidden_size;
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  void* xn_c = normed_input();
+  if (L.ffn == FfnKind::DENSE) {
+    k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn_c,
+                       .out_type = dtype_, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H, .eps = eps},
+                      stream_);
+    swiglu(L.mlp, xn_c, T, delta);
+    return;
+  }
+  // The router needs the normed input in float32; the experts take it in dt.
+  auto* xn = arena_.at<float>(off_xn_);
+  k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn,
+                     .out_type = DType::F32, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H, .eps = eps},
+                    stream_);
+  k::cuda::cast({.out = xn_c, .out_type = dtype_, .ld_out = H, .in = xn, .ld_in = H, .n_rows = T, .n_cols = H},
+                stream_);
+  moe_->forward({.x = xn, .x_c = xn_c, .out = delta, .n_tokens = T, .dtype = dtype_, .hidden = H,
+                 .inter = c.moe_intermediate_size,
+                 .shared_inter = L.shared.gate_up.p ? c.moe_intermediate_size * c.n_shared_experts : 0,
+                 .n_experts = static_cast<int32_t>(c.n_routed_experts),
+                 .top_k = static_cast<int32_t>(c.experts_per_token),
+                 .method = c.topk_method == TopkMethod::GREEDY ? k::RouterMethod::GREEDY
+                                                               : k::RouterMethod::GROUP_LIMITED_GREEDY,
+                 .n_group = static_cast<int32_t>(c.n_group), .topk_group = static_cast<int32_t>(c.topk_group),
+                 .norm_topk_prob = c.norm_topk_prob,
+                 .routed_scaling_factor = static_cast<float>(c.routed_scaling_factor),
+                 .scoring = c.scoring_func == ScoringFunc::SOFTMAX ? k::RouterScoring::SOFTMAX
+                                                                   : k::RouterScoring::SIGMOID,
+                 .router_w = L.router, .experts_gate_up = L.experts_gate_up.p, .experts_down = L.experts_down.p,
+                 .shared_gate_up = L.shared.gate_up.p, .shared_down = L.shared.down.p, .graph_safe = st.graphed});
+}
+
+// down(silu(gate(x)) * up(x)) for x [n, H] in dt -> out [n, H] float32.
+void GpuModel::swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out) {
+  const int64_t H = config_.hidden_size, I = w.down.cols;
+  auto* gu = arena_.at<float>(off_gu_);  // [n, 2I]
+  void* h_c = arena_.at<void>(off_h_c_);  // [n, I] dt
+  blas_->linear(gu, 2 * I, x, H, w.gate_up.p, H, dtype_, n, 2 * I, H);
+  k::cuda::silu_mul({.out = h_c, .out_type = dtype_, .ld_out = I, .gate_up = gu, .ld_in = 2 * I, .inter = I,
+                     .n_rows = n},
+                    stream_);
+  blas_->linear(out, H, h_c, I, w.down.p, I, dtype_, n, H, I);
 }
 
 void GpuModel::output_head(const DeviceStep& step, float* x, float* delta) {
@@ -215,25 +312,14 @@ void GpuModel::output_head(const DeviceStep& step, float* x, float* delta) {
   k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = x,
                      .out_type = DType::F32, .ld_out = H, .weight = final_norm_, .n_rows = T, .dim = H, .eps = eps},
                     stream_);
-  auto* hx = head_arena_.at<float>(off_head_x_);  // [R, H]
+  auto* hx = arena_.at<float>(off_head_x_);  // [R, H]
   k::cuda::embedding({.out = hx, .table = x, .table_type = DType::F32, .hidden = H, .ids = step.logit_rows,
                       .n_rows = R},
                      stream_);  // a row gather: the "table" is the normed hidden state
-  void* hc = head_arena_.at<void>(off_head_c_);
+  void* hc = arena_.at<void>(off_head_c_);
   k::cuda::cast({.out = hc, .out_type = dtype_, .ld_out = H, .in = hx, .ld_in = H, .n_rows = R, .n_cols = H},
                 stream_);
   blas_->linear(logits_, config_.vocab_size, hc, H, lm_head_.p, H, dtype_, R, config_.vocab_size, H);  // [R, V]
-}
-
-std::unique_ptr<GpuModel> make_deepseek_v2_gpu(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                               Precision precision, cudaStream_t stream);
-std::unique_ptr<GpuModel> make_llama_gpu(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                         Precision precision, cudaStream_t stream);
-
-std::unique_ptr<GpuModel> make_gpu_model(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                         Precision precision, cudaStream_t stream) {
-  if (c.is_mla()) return make_deepseek_v2_gpu(c, host, seed, precision, stream);
-  return make_llama_gpu(c, host, seed, precision, stream);
 }
 
 }  // namespace mlabench::gpu

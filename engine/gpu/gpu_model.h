@@ -1,7 +1,8 @@
-// GpuModel: one architecture's forward pass on the GPU over a varlen batch of sequences whose KV lives in a
-// paged cache (engine/gpu/paged_cache.h). deepseek_v2_gpu.cpp and llama_gpu.cpp each implement it top to bottom;
-// this header holds what they share: weights on the device, the step's batch description, scratch buffers and
-// the output head.
+// GpuModel: the forward pass on the GPU of every architecture, over a varlen batch of sequences whose KV lives in
+// a paged cache. One layer loop (gpu_model.cpp) composes the config's attention kind (GpuAttention: MLA in
+// gpu_mla.cpp, GQA/MHA/MQA in gpu_gqa.cpp) with each layer's FFN kind (dense SwiGLU, or DeepSeekMoE through the
+// one MoeLayer, engine/gpu/moe_layer.h). This header holds what they share: weights on the device, the step's
+// batch description, scratch arenas, paged pools.
 //
 // Numerics (the contract the kernels document in engine/kernels/kernel_params.h): the residual stream and every
 // activation between kernels are float32; the router GEMM and softmax run in float32. Precision::NATIVE: GEMM
@@ -14,7 +15,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,37 +22,14 @@
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/model/config.h"
 #include "engine/model/rope.h"
+#include "engine/serving/limits.h"
 #include "engine/weights/model_weights.h"
 #include "mlabench/engine.h"
 
 namespace mlabench::gpu {
 
-/// Sizes the step buffers are allocated for.
-struct StepLimits {
-  int64_t max_tokens = 4096;     ///< new tokens in one step (prefill chunk budget plus decode rows)
-  int64_t max_seqs = 256;        ///< sequences in one step
-  int64_t max_logit_rows = 512;  ///< rows whose logits one step returns
-  int64_t max_context = 4096;    ///< positions the RoPE table covers (the longest sequence served)
-};
-
-/// One forward step, host side. Sequences [0, n_decode) have exactly one new row each and attend through the
-/// decode kernels (absorbed MLA); the rest are prefill chunks. Row order follows sequence order.
-struct StepBatch {
-  std::vector<int32_t> tokens;        // [T]
-  std::vector<int32_t> positions;     // [T]
-  std::vector<int64_t> slots;         // [T] cache slot each new token is written to
-  std::vector<int32_t> cu_q{0};       // [n + 1]
-  std::vector<int32_t> kv_len;        // [n] cached tokens after this step
-  std::vector<int32_t> block_tables;  // [n, max_blocks]
-  int32_t max_blocks = 0;
-  int32_t n_decode = 0;
-  std::vector<int32_t> logit_rows;  // rows whose logits come back, in this order
-
-  int32_t n_seqs() const { return static_cast<int32_t>(kv_len.size()); }
-  int32_t n_rows() const { return static_cast<int32_t>(tokens.size()); }
-};
-
-/// The step's integer arrays on the device (one upload per step through pinned memory).
+/// The step's integer arrays on the device (one upload per step through pinned memory). Sequences
+/// [0, n_decode) have one new row each and attend through the decode kernels; the rest are prefill chunks.
 struct DeviceStep {
   int32_t* tokens = nullptr;
   int32_t* positions = nullptr;
@@ -64,6 +41,7 @@ struct DeviceStep {
   int32_t* cu_kv = nullptr;  // [n_prefill + 1] key offsets of the prefill sequences (MLA decompression)
   int32_t n_seqs = 0, n_rows = 0, n_decode = 0, max_blocks = 0, n_logit_rows = 0;
   int32_t max_q_prefill = 0, max_kv_decode = 0, max_kv_prefill = 0, prefill_keys = 0;
+  bool graphed = false;  // replayed from a CUDA graph: nothing may be read back to the host
 };
 
 /// A bump allocator over one device allocation, for scratch buffers whose sizes are known up front.
@@ -83,8 +61,8 @@ class Arena {
   DeviceBuffer buf_;
 };
 
-/// Paged KV pools, one per layer, BF16 (F32 in Precision::FLOAT32): MLA keeps [c_kv ; k_pe] per slot; MHA/GQA
-/// keep K and V.
+/// Paged KV pools, one per layer, BF16 (F32 in Precision::FLOAT32): MLA keeps [c_kv ; k_pe] per slot; GQA keeps
+/// K and V.
 struct KvPools {
   int64_t n_blocks = 0, block_size = 0;
   int64_t k_width = 0, v_width = 0;  // values per slot per layer
@@ -96,67 +74,137 @@ struct KvPools {
   }
 };
 
+/// A matrix on the device in the model dtype.
+struct DeviceMat {
+  const void* p = nullptr;
+  int64_t rows = 0, cols = 0;
+};
+struct DeviceMlp {
+  DeviceMat gate_up;  // [2I, H]: gate rows then up rows, so one GEMM computes both
+  DeviceMat down;     // [H, I]
+};
+
+/// One layer's weights on the device; the attention kind fills its own fields.
+struct GpuLayer {
+  const float* input_norm = nullptr;
+  const float* post_norm = nullptr;
+  DeviceMat q_proj, q_a_proj, q_b_proj, kv_a_proj, kv_b_proj;  // MLA
+  const float* q_a_norm = nullptr;
+  const float* kv_a_norm = nullptr;
+  DeviceMat qkv;  // GQA: [(nh + 2 nkv) hd, H], q then k then v rows
+  DeviceMat o_proj;
+  FfnKind ffn = FfnKind::DENSE;
+  DeviceMlp mlp;                   // dense
+  const float* router = nullptr;   // MoE: [E, H] float32
+  DeviceMat experts_gate_up;       // [E * 2I, H]
+  DeviceMat experts_down;          // [E * H, I]
+  DeviceMlp shared;                // shared experts (gate_up.p null when none)
+};
+
+/// Puts weights on the device: copies of the checkpoint's views (never a full host copy) or device-generated
+/// random values bit-identical to random_weights(seed); in Precision::FLOAT32 each tensor is widened to F32
+/// after its copy. Tracks the bytes it allocates.
+class WeightUploader {
+ public:
+  WeightUploader(DType stored, DType dtype, uint64_t seed, cudaStream_t stream);
+  /// A matrix [rows, cols] from `v` (or generated under `name` when v is null), in the model dtype.
+  DeviceMat mat(const TensorView* v, const std::string& name, int64_t rows, int64_t cols);
+  /// A 1-D float32 norm weight (ones when generated).
+  const float* norm(const std::vector<float>* v, const std::string& name, int64_t n);
+  /// The tensor `v` (or `name`'s random values), n_elems of them, into dst (model dtype, already allocated).
+  void put(char* dst, const TensorView* v, const std::string& name, int64_t n_elems);
+  /// n_elems of elem_size bytes, owned by the uploader's buffers.
+  char* alloc(int64_t n_elems, size_t elem_size, const std::string& what);
+  /// A float32 copy of a [rows, cols] matrix (the router, which runs in float32).
+  const float* f32_mat(const TensorView* v, const std::string& name, int64_t rows, int64_t cols);
+  DType dtype() const { return dtype_; }
+  size_t elem_size() const { return dtype_size(dtype_); }
+  std::vector<DeviceBuffer> take_buffers() { return std::move(buffers_); }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  DType stored_, dtype_;
+  uint64_t seed_;
+  cudaStream_t stream_;
+  std::vector<DeviceBuffer> buffers_;
+  uint64_t bytes_ = 0;
+  DeviceBuffer staging_;  // Precision::FLOAT32: one stored tensor on its way to F32
+};
+
+class GpuModel;
+
+/// One attention kind on the GPU. forward() reads the normed input xn_c [T, H] (model dtype), appends the step's
+/// new K/V to the layer's pools, attends, and writes o_proj's output to out [T, H] float32.
+class GpuAttention {
+ public:
+  explicit GpuAttention(GpuModel& m) : m_(m) {}
+  virtual ~GpuAttention() = default;
+  /// Values per cache slot per layer (K and V parts).
+  virtual std::pair<int64_t, int64_t> kv_widths() const = 0;
+  /// Fills layer l's attention weights.
+  virtual void upload(WeightUploader& up, const LayerWeights* host, int64_t l, GpuLayer& D) const = 0;
+  /// Reserves the kind's step scratch in `arena` (before it is allocated); allocate() runs after.
+  virtual void reserve(Arena& arena, const serving::ServingLimits& lim) = 0;
+  virtual void allocate(const serving::ServingLimits&) {}
+  /// Floats of split-KV scratch the kind's attention launcher may ask for (kernel_params.h bounds).
+  virtual int64_t split_scratch_bound() const = 0;
+  /// Keys of prefill sequences one step may attend (0 = no limit): MLA's decompressed keys are materialised.
+  virtual int64_t prefill_key_budget() const { return 0; }
+  virtual void forward(const DeviceStep& st, const GpuLayer& L, void* k_cache, void* v_cache, int64_t block_size,
+                       float* out) = 0;
+
+ protected:
+  GpuModel& m_;
+};
+
+std::unique_ptr<GpuAttention> make_mla_attention(GpuModel& m);
+std::unique_ptr<GpuAttention> make_gqa_attention(GpuModel& m);
+
+class MoeLayer;
+
 class GpuModel {
  public:
-  virtual ~GpuModel() = default;
+  /// Uploads the weights (from `host`, or generated on the device from `seed` when host is null).
+  GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed, Precision precision, cudaStream_t stream);
+  ~GpuModel();
+  GpuModel(const GpuModel&) = delete;
+  GpuModel& operator=(const GpuModel&) = delete;
+
   const ModelConfig& config() const { return config_; }
   /// The GEMM operand dtype on the device: the checkpoint's, or F32 in Precision::FLOAT32.
   DType dtype() const { return dtype_; }
   Precision precision() const { return precision_; }
   /// The KV cache's dtype: BF16, or F32 in Precision::FLOAT32.
   DType cache_dtype() const { return precision_ == Precision::FLOAT32 ? DType::F32 : DType::BF16; }
-  /// Values per cache slot per layer (K and V parts) for this architecture.
-  virtual std::pair<int64_t, int64_t> kv_widths() const = 0;
-  /// Bytes the weights take on the device.
+  std::pair<int64_t, int64_t> kv_widths() const { return attention_->kv_widths(); }
   uint64_t weight_bytes() const { return weight_bytes_; }
+  int64_t prefill_key_budget() const { return attention_->prefill_key_budget(); }
   /// Allocates the step buffers for `limits` (call once, before forward).
-  virtual void allocate_buffers(const StepLimits& limits) = 0;
+  void allocate_buffers(const serving::ServingLimits& limits);
   /// Runs the step: appends its tokens' K/V to `pools` and writes logits [n_logit_rows, vocab] to logits().
-  virtual void forward(const DeviceStep& step, KvPools& pools) = 0;
+  void forward(const DeviceStep& step, KvPools& pools);
   float* logits() const { return logits_; }
-  /// Most keys (cached tokens of the prefill sequences) one step may attend through the decompressed MLA path;
-  /// 0 = no limit. The scheduler keeps each step under it.
-  virtual int64_t prefill_key_budget() const { return 0; }
+
+  // For the attention kinds.
   cudaStream_t stream() const { return stream_; }
   Blas& blas() { return *blas_; }
-
- protected:
-  GpuModel(ModelConfig c, Precision precision, cudaStream_t stream);
-  /// Device weights for every slot of the architecture, copied from `host` (views into the mmap'd checkpoint:
-  /// no full host copy) or, when host is null, generated on the device bit-identical to random_weights(seed);
-  /// in Precision::FLOAT32 each tensor is widened to F32 on the device after its copy.
-  void upload_weights(const ModelWeights* host, uint64_t seed);
-  /// RoPE cos/sin tables [max_context, dim/2] on the device, from the CPU engine's rope_cos_sin.
-  void upload_rope(int64_t max_context);
-  /// Final norm and lm_head of the step's logit rows: x [rows, H] float32 residual -> logits_.
-  void output_head(const DeviceStep& step, float* x, float* delta);
-  void allocate_common(const StepLimits& limits);
-  /// Split-KV scratch of the attention launchers (kernel_params.h), allocated once at its bound.
+  const RopeTables& rope() const { return rope_; }
+  const float* rope_cos() const { return rope_cos_.as<float>(); }
+  const float* rope_sin() const { return rope_sin_.as<float>(); }
+  /// Split-KV scratch of the attention launchers, allocated once at its bound (graphs keep the pointer).
   float* attention_scratch(int64_t floats);
+  /// Normed layer input [T, H] in the model dtype, the attention's input.
+  void* normed_input() const;
+  /// RoPE in place on `heads` heads of `rows` rows of x (stride ld, head stride, offset), the config's pairing.
+  void rope_rows(float* x, int64_t ld, int64_t rows, int64_t heads, int64_t head_stride, int64_t offset,
+                 const int32_t* positions);
 
-  struct Mat {  // a matrix on the device in the model dtype
-    const void* p = nullptr;
-    int64_t rows = 0, cols = 0;
-  };
-  struct Mlp {
-    Mat gate_up;  // [2I, H]: gate rows then up rows
-    Mat down;     // [H, I]
-  };
-  struct Layer {
-    const float* input_norm = nullptr;
-    const float* post_norm = nullptr;
-    Mat q_proj, q_a_proj, q_b_proj, kv_a_proj, kv_b_proj, o_proj;  // MLA
-    const float* q_a_norm = nullptr;
-    const float* kv_a_norm = nullptr;
-    Mat qkv;  // Llama: [(nh + 2 nkv) hd, H]
-    bool is_moe = false;
-    Mlp mlp;                         // dense
-    const float* router = nullptr;   // [E, H] float32
-    Mat experts_gate_up;             // [E * 2I, H]
-    Mat experts_down;                // [E * H, I]
-    bool has_shared = false;
-    Mlp shared;
-  };
+ private:
+  void upload_weights(const ModelWeights* host, uint64_t seed);
+  void upload_rope(int64_t max_context);
+  void ffn(const DeviceStep& st, const GpuLayer& L, float* x, float* delta);
+  void swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out);
+  void output_head(const DeviceStep& step, float* x, float* delta);
 
   ModelConfig config_;
   Precision precision_ = Precision::NATIVE;
@@ -164,25 +212,21 @@ class GpuModel {
   RopeTables rope_;
   cudaStream_t stream_;
   std::unique_ptr<Blas> blas_;
+  std::unique_ptr<GpuAttention> attention_;
+  std::unique_ptr<MoeLayer> moe_;
   std::vector<DeviceBuffer> weight_buffers_;
   uint64_t weight_bytes_ = 0;
-  Mat embed_, lm_head_;
+  DeviceMat embed_, lm_head_;
   const float* final_norm_ = nullptr;
-  std::vector<Layer> layers_;
+  std::vector<GpuLayer> layers_;
   DeviceBuffer rope_cos_, rope_sin_;
-  int64_t rope_positions_ = 0;
   DeviceBuffer attn_scratch_;
-  StepLimits limits_;
+  serving::ServingLimits limits_;
 
-  // Output-head scratch.
-  Arena head_arena_;
+  Arena arena_;  // the layer loop's buffers and the output head's
+  size_t off_x_ = 0, off_delta_ = 0, off_xn_ = 0, off_xn_c_ = 0, off_gu_ = 0, off_h_c_ = 0;
   size_t off_head_x_ = 0, off_head_c_ = 0;
   float* logits_ = nullptr;
 };
-
-/// The GPU model for c.arch with weights from `host` (a loaded checkpoint) or, if host is null, random weights
-/// generated on the device from `seed`.
-std::unique_ptr<GpuModel> make_gpu_model(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                         Precision precision, cudaStream_t stream);
 
 }  // namespace mlabench::gpu

@@ -10,7 +10,8 @@
 #include <cstdio>
 #include <random>
 
-#include "engine/gpu/gpu_engine.h"
+#include "engine/gpu/gpu_runner.h"
+#include "engine/serving/serving_engine.h"
 #include "tests/kernels/gpu_test_util.h"
 #include "tests/test_util.h"
 
@@ -63,6 +64,13 @@ void expect_same_or_near_tie(const std::vector<int32_t>& a, const std::vector<in
                                  << gap << " of max |logit| " << max_abs << " (not a near-tie)";
   std::printf("[ batch-variance ] %s: identical for %zu tokens, then a near-tie (gap %.2e, max|logit| %.2f)\n",
               what.c_str(), same, gap, max_abs);
+}
+
+// The serving core over the GPU runner, with the weights given (the internal API the Engine wraps).
+std::unique_ptr<serving::ServingEngine> gpu_serving(const ModelConfig& c, const ModelWeights& w, EngineOptions o) {
+  o.device = Device::CUDA;
+  const serving::ServingLimits limits = serving::serving_limits(o, c);
+  return std::make_unique<serving::ServingEngine>(make_gpu_runner(c, &w, 0, o, limits), limits);
 }
 
 class GpuFixture : public ::testing::TestWithParam<std::string> {};
@@ -248,13 +256,12 @@ TEST(GpuEngine, PreemptionUnderATinyCacheChangesNoResult) {
   MLABENCH_REQUIRE_GPU();
   const ModelConfig c = load_config(test::default_model_dir());
   const ModelWeights w = load_weights(c, test::default_model_dir());
-  auto roomy = gpu::GpuEngine::create(c, &w, 0, {.kv_cache_gib = 0.5, .max_seqs = 16, .max_step_tokens = 512,
-                                                 .max_context = 1024});
+  auto roomy = gpu_serving(c, w, {.kv_cache_gib = 0.5, .max_batch = 16, .max_step_tokens = 512, .max_context = 1024});
   // Blocks of 16 tokens; 40 blocks hold about three of these sequences at once.
   const uint64_t per_token = static_cast<uint64_t>(c.n_layers * (c.kv_lora_rank + c.qk_rope_head_dim) * 2);
-  auto tight = gpu::GpuEngine::create(c, &w, 0, {.kv_cache_gib = 40.0 * 16 * per_token / 1073741824.0,
-                                                 .max_seqs = 16, .max_step_tokens = 512, .max_context = 1024});
-  std::vector<gpu::SeqRequest> reqs;
+  auto tight = gpu_serving(c, w, {.kv_cache_gib = 40.0 * 16 * per_token / 1073741824.0, .max_batch = 16,
+                                  .max_step_tokens = 512, .max_context = 1024});
+  std::vector<serving::Request> reqs;
   for (int i = 0; i < 12; ++i)
     reqs.push_back({.tokens = random_ids(100 + 13 * i, c.vocab_size, 7 + i), .gen = {.max_new_tokens = 60}});
   const auto a = roomy->run(reqs);
@@ -262,7 +269,7 @@ TEST(GpuEngine, PreemptionUnderATinyCacheChangesNoResult) {
   for (size_t i = 0; i < reqs.size(); ++i) {
     EXPECT_EQ(b[i].tokens.size(), 60u) << "request " << i;
     expect_same_or_near_tie(a[i].tokens, b[i].tokens, [&](size_t n) {
-      gpu::SeqRequest r{.tokens = reqs[i].tokens, .all_logits = true};
+      serving::Request r{.tokens = reqs[i].tokens, .all_logits = true};
       r.tokens.insert(r.tokens.end(), a[i].tokens.begin(), a[i].tokens.begin() + static_cast<std::ptrdiff_t>(n));
       const std::vector<float> all = roomy->run({r}).at(0).logits;
       return std::vector<float>(all.end() - c.vocab_size, all.end());
@@ -278,12 +285,12 @@ TEST(GpuEngine, PrefixSharingReusesTheContextAndKeepsScores) {
   MLABENCH_REQUIRE_GPU();
   const ModelConfig c = load_config(test::default_model_dir());
   const ModelWeights w = load_weights(c, test::default_model_dir());
-  auto shared = gpu::GpuEngine::create(c, &w, 0, {.kv_cache_gib = 0.5, .max_context = 1024});
-  auto plain = gpu::GpuEngine::create(c, &w, 0, {.kv_cache_gib = 0.5, .max_context = 1024, .prefix_sharing = false});
+  auto shared = gpu_serving(c, w, {.kv_cache_gib = 0.5, .max_context = 1024});
+  auto plain = gpu_serving(c, w, {.kv_cache_gib = 0.5, .max_context = 1024, .prefix_sharing = false});
   const std::vector<int32_t> ctx = random_ids(600, c.vocab_size, 3);
-  std::vector<gpu::SeqRequest> reqs;
+  std::vector<serving::Request> reqs;
   for (int32_t choice = 0; choice < 4; ++choice) {
-    gpu::SeqRequest r{.tokens = ctx, .score_from = static_cast<int64_t>(ctx.size())};
+    serving::Request r{.tokens = ctx, .score_from = static_cast<int64_t>(ctx.size())};
     r.tokens.push_back(10 + choice);
     reqs.push_back(r);
   }
@@ -359,18 +366,22 @@ TEST(GpuEngine, Float32PrecisionAccountsItsMemory) {
   const ModelConfig c = load_config(test::default_model_dir());
   const ModelWeights w = load_weights(c, test::default_model_dir());
   ASSERT_EQ(w.embed.dtype, DType::BF16);
-  auto native = gpu::GpuEngine::create(c, &w, 0, {.kv_cache_gib = 0.25, .max_context = 1024});
-  auto f32 = gpu::GpuEngine::create(c, &w, 0, {.kv_cache_gib = 0.25, .max_context = 1024,
-                                               .precision = Precision::FLOAT32});
+  auto native = gpu_serving(c, w, {.kv_cache_gib = 0.25, .max_context = 1024});
+  auto f32 = gpu_serving(c, w, {.kv_cache_gib = 0.25, .max_context = 1024, .precision = Precision::FLOAT32});
   const uint64_t bf16_per_token = static_cast<uint64_t>(c.n_layers * (c.kv_lora_rank + c.qk_rope_head_dim) * 2);
-  EXPECT_EQ(native->kv_cache_bytes() / static_cast<uint64_t>(native->kv_cache_tokens()), bf16_per_token);
-  EXPECT_EQ(f32->kv_cache_bytes() / static_cast<uint64_t>(f32->kv_cache_tokens()), 2 * bf16_per_token);
-  EXPECT_NEAR(static_cast<double>(f32->kv_cache_tokens()) / static_cast<double>(native->kv_cache_tokens()), 0.5, 0.01);
+  auto tokens = [&](const serving::ServingEngine& e) {
+    return static_cast<uint64_t>(e.runner().n_blocks() * e.limits().block_size);
+  };
+  EXPECT_EQ(native->runner().kv_cache_bytes() / tokens(*native), bf16_per_token);
+  EXPECT_EQ(f32->runner().kv_cache_bytes() / tokens(*f32), 2 * bf16_per_token);
+  EXPECT_NEAR(static_cast<double>(tokens(*f32)) / static_cast<double>(tokens(*native)), 0.5, 0.01);
   // Norms and the float32 router are F32 in both, so the ratio is just under 2.
-  const double ratio = static_cast<double>(f32->weight_bytes()) / static_cast<double>(native->weight_bytes());
+  const double ratio =
+      static_cast<double>(f32->runner().weight_bytes()) / static_cast<double>(native->runner().weight_bytes());
   EXPECT_GT(ratio, 1.9);
   EXPECT_LE(ratio, 2.0);
-  EXPECT_NE(f32->describe_json().find("\"kv_cache_dtype\":\"F32\""), std::string::npos) << f32->describe_json();
+  EXPECT_NE(f32->runner().describe_json().find("\"kv_cache_dtype\":\"F32\""), std::string::npos)
+      << f32->runner().describe_json();
 }
 
 // --random-weights on the device: the same values as the host generator, so GPU and CPU logits agree.
@@ -397,6 +408,53 @@ TEST(GpuEngine, RefusesRequestsBeyondItsContext) {
   auto r = e->generate(long_prompt, {.max_new_tokens = 1});
   ASSERT_FALSE(static_cast<bool>(r));
   EXPECT_NE(std::string(r.error().what()).find("positions"), std::string::npos) << r.error().what();
+}
+
+// The same seed draws the same tokens on --device cpu and --device cuda: both sample with one definition (the
+// sampling kernel and its CPU twin, exact integer masses), so with the float32 precision's logits (equal to
+// float32 rounding) the draws agree token for token, with temperature and top-p.
+TEST(GpuEngine, SeededSamplingDrawsTheCpuEnginesTokens) {
+  MLABENCH_REQUIRE_GPU();
+  const std::string dir = test::default_model_dir();
+  auto gpu = open(dir, Device::CUDA, std::nullopt, 4096, 64, Precision::FLOAT32);
+  auto cpu = open(dir, Device::CPU);
+  ASSERT_TRUE(gpu && cpu);
+  int64_t compared = 0;
+  for (uint64_t seed : {1u, 2u, 3u, 42u}) {
+    for (float top_p : {1.0f, 0.9f, 0.5f}) {
+      const GenerateOptions o{.max_new_tokens = 24, .temperature = 0.8f, .top_p = top_p, .seed = seed};
+      const std::vector<int32_t> prompt = random_ids(12, cpu->summary().vocab_size, seed);
+      const GenerateResult a = gpu->generate(prompt, o).value(), b = cpu->generate(prompt, o).value();
+      EXPECT_EQ(a.tokens, b.tokens) << "seed " << seed << " top_p " << top_p;
+      compared += static_cast<int64_t>(b.tokens.size());
+    }
+  }
+  std::printf("[ gpu sampling ] %lld sampled tokens identical on cpu and cuda (f32)\n", static_cast<long long>(compared));
+}
+
+// Decode batches above 128 sequences run from CUDA graphs (the MoE layer keeps expert counts on the device): 300
+// requests decode together in the 512 bucket, and give the tokens of kernel-by-kernel launches.
+TEST(GpuEngine, CudaGraphsCoverDecodeBatchesAbove256) {
+  MLABENCH_REQUIRE_GPU();
+  const ModelConfig c = load_config(test::default_model_dir());
+  const ModelWeights w = load_weights(c, test::default_model_dir());
+  auto graphed = gpu_serving(c, w, {.kv_cache_gib = 2, .max_batch = 512, .max_context = 256});
+  auto eager = gpu_serving(c, w, {.kv_cache_gib = 2, .max_batch = 512, .max_context = 256, .cuda_graphs = false});
+  std::vector<serving::Request> reqs;
+  for (int i = 0; i < 300; ++i)
+    reqs.push_back({.tokens = random_ids(8 + i % 17, c.vocab_size, 900 + i), .gen = {.max_new_tokens = 12}});
+  const auto a = graphed->run(reqs), b = eager->run(reqs);
+  const nlohmann::json info = nlohmann::json::parse(graphed->runner().describe_json());
+  EXPECT_GE(info["graphs"]["largest_batch"].get<int64_t>(), 256) << info.dump();
+  EXPECT_GT(info["graphs"]["replays"].get<int64_t>(), 5) << info.dump();
+  EXPECT_EQ(nlohmann::json::parse(eager->runner().describe_json())["graphs"]["replays"], 0);
+  for (size_t i = 0; i < reqs.size(); ++i)
+    expect_same_or_near_tie(a[i].tokens, b[i].tokens, [&](size_t n) {
+      serving::Request r{.tokens = reqs[i].tokens, .all_logits = true};
+      r.tokens.insert(r.tokens.end(), b[i].tokens.begin(), b[i].tokens.begin() + static_cast<std::ptrdiff_t>(n));
+      const std::vector<float> all = eager->run({r}).at(0).logits;
+      return std::vector<float>(all.end() - c.vocab_size, all.end());
+    }, "request " + std::to_string(i));
 }
 
 }  // namespace

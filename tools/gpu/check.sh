@@ -59,10 +59,11 @@ if want sanitize; then
     rc=$?
     row "memcheck $t" "$([ $rc = 0 ] && echo clean || echo "rc $rc: $(grep -m3 -E 'ERROR SUMMARY|Invalid|FAILED' "$out/memcheck_$t.log" | tr '\n' ' ')")"
   done
-  # The serving path at V2-Lite shapes (2 layers, so memcheck stays quick): batched prefill, graphed decode.
+  # The serving path at V2-Lite shapes (2 layers, so memcheck stays quick): batched prefill, graphed decode, and a
+  # batch of 200 (graphed in the 256 bucket, so the MoE layer takes its device-count grouped GEMM).
   mkdir -p /tmp/v2lite-2l && python3 -c "import json; c=json.load(open('configs/deepseek-v2-lite/config.json')); c['num_hidden_layers']=2; json.dump(c, open('/tmp/v2lite-2l/config.json','w'))"
   timeout 150 $san --tool memcheck --error-exitcode 9 --leak-check no build-gpu/mlabench bench --device cuda \
-    --model /tmp/v2lite-2l --random-weights 0 --batch 1,16,64 --prompt 128 --gen 8 --kv-cache-gib 4 > "$out/memcheck_bench.log" 2>&1
+    --model /tmp/v2lite-2l --random-weights 0 --batch 1,16,64,200 --prompt 128 --gen 8 --kv-cache-gib 4 > "$out/memcheck_bench.log" 2>&1
   rc=$?
   row "memcheck bench (V2-Lite, 2 layers)" "$([ $rc = 0 ] && echo clean || echo "rc $rc: $(grep -m3 -E 'ERROR SUMMARY|Invalid|error' "$out/memcheck_bench.log" | tr '\n' ' ')")"
   cat "$out"/memcheck_*.log > "$out/memcheck.log" 2>/dev/null; rm -f "$out"/memcheck_*.log
@@ -112,9 +113,10 @@ import json, os, sys
 for f in ("bench_dsv2_lite.json", "bench_llama3_8b.json", "bench_llama2_7b_mha.json", "bench_dsv2_lite_f32.json"):
     p = os.path.join(sys.argv[1], f)
     if not os.path.exists(p): print(f"    {f}: missing"); continue
-    d = json.load(open(p)); kv = d["device_info"]["kv_cache"]
+    d = json.load(open(p)); kv = d["device_info"]["kv_cache"]; g = d["device_info"].get("graphs", {})
     print(f"    {f}: weights {d['weight_bytes']/2**30:.1f} GiB, KV {kv['bytes']/2**30:.1f} GiB = {kv['tokens']} tokens"
-          f" = {kv['tokens']//4096} concurrent 4K sequences ({kv['bytes_per_token']} B/token), copy {d['copy_gb_per_s']:.0f} GB/s")
+          f" = {kv['tokens']//4096} concurrent 4K sequences ({kv['bytes_per_token']} B/token), copy {d['copy_gb_per_s']:.0f} GB/s,"
+          f" CUDA graphs: {g.get('replays', 0)} replays, largest batch {g.get('largest_batch', 0)}")
 PY
 fi
 if want peer; then

@@ -1,0 +1,100 @@
+// Grouped-query attention on the GPU (MHA when kv heads = heads, GQA, MQA when one kv head: Llama-2/3, DeepSeek
+// LLM 7B/67B, and any architecture composed with it), top to bottom. Same semantics as the CPU twin's GQA
+// (engine/model/cpu_attention.cpp): q, k and v from one GEMM with the three weights stacked, RoPE on the whole head
+// with the config's pairing, K (after RoPE) and V appended to the paged cache, attention over the cache by
+// gqa_attention (prefill chunks and decode rows alike), o_proj.
+// Shapes: T new rows, nh query heads, nkv KV heads, hd head_dim, W = (nh + 2 nkv) hd, dt = the weights' dtype.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "engine/gpu/gpu_model.h"
+#include "engine/kernels/cuda/kernels.h"
+
+namespace mlabench::gpu {
+
+namespace {
+
+namespace k = mlabench::kernels;
+
+class GqaAttention final : public GpuAttention {
+ public:
+  explicit GqaAttention(GpuModel& m) : GpuAttention(m) {}
+
+  std::pair<int64_t, int64_t> kv_widths() const override {
+    return {m_.config().n_kv_heads * m_.config().head_dim, m_.config().n_kv_heads * m_.config().head_dim};
+  }
+
+  void upload(WeightUploader& up, const LayerWeights* L, int64_t l, GpuLayer& D) const override {
+    const ModelConfig& c = m_.config();
+    const int64_t H = c.hidden_size, hd = c.head_dim, q_rows = c.n_heads * hd, kv_rows = c.n_kv_heads * hd;
+    const size_t es = up.elem_size();
+    const std::string a = fmt::format("model.layers.{}.self_attn.", l);
+    char* d = up.alloc((q_rows + 2 * kv_rows) * H, es, a + "qkv");
+    up.put(d, L ? &L->q_proj : nullptr, a + "q_proj.weight", q_rows * H);
+    up.put(d + static_cast<size_t>(q_rows * H) * es, L ? &L->k_proj : nullptr, a + "k_proj.weight", kv_rows * H);
+    up.put(d + static_cast<size_t>((q_rows + kv_rows) * H) * es, L ? &L->v_proj : nullptr, a + "v_proj.weight",
+           kv_rows * H);
+    D.qkv = {d, q_rows + 2 * kv_rows, H};
+    D.o_proj = up.mat(L ? &L->o_proj : nullptr, a + "o_proj.weight", H, q_rows);
+  }
+
+  void reserve(Arena& arena, const serving::ServingLimits& lim) override {
+    const ModelConfig& c = m_.config();
+    const int64_t T = lim.max_step_tokens, hd = c.head_dim, W = (c.n_heads + 2 * c.n_kv_heads) * hd;
+    arena_ = &arena;
+    off_qkv_ = arena.reserve(static_cast<size_t>(T * W) * 4);
+    off_o_ = arena.reserve(static_cast<size_t>(T * c.n_heads * hd) * 4);
+    off_o_c_ = arena.reserve(static_cast<size_t>(T * c.n_heads * hd) * dtype_size(m_.dtype()));
+  }
+
+  int64_t split_scratch_bound() const override {
+    return 2 * k::kAttnTargetCtas * k::kGqaRowsPerCta * (m_.config().head_dim + 2);
+  }
+
+  void forward(const DeviceStep& st, const GpuLayer& L, void* kc, void* vc, int64_t block_size, float* out) override {
+    const ModelConfig& c = m_.config();
+    const int64_t T = st.n_rows, H = c.hidden_size, nh = c.n_heads, nkv = c.n_kv_heads, hd = c.head_dim;
+    const int64_t W = (nh + 2 * nkv) * hd;
+    const DType dt = m_.dtype();
+    cudaStream_t s = m_.stream();
+    auto* qkv = arena_->at<float>(off_qkv_);  // [T, W]: q heads, k heads, v heads
+    auto* o = arena_->at<float>(off_o_);      // [T, nh * hd]
+    void* o_c = arena_->at<void>(off_o_c_);
+    m_.blas().linear(qkv, W, m_.normed_input(), H, L.qkv.p, H, dt, T, W, H);  // [T, W]
+    m_.rope_rows(qkv, W, T, nh, hd, 0, st.positions);                         // q heads
+    m_.rope_rows(qkv + nh * hd, W, T, nkv, hd, 0, st.positions);              // k heads
+    k::cuda::cache_write({.cache = kc, .cache_type = m_.cache_dtype(), .width = nkv * hd, .src = qkv + nh * hd,
+                          .ld_src = W, .slots = st.slots, .n_rows = T},
+                         s);
+    k::cuda::cache_write({.cache = vc, .cache_type = m_.cache_dtype(), .width = nkv * hd,
+                          .src = qkv + (nh + nkv) * hd, .ld_src = W, .slots = st.slots, .n_rows = T},
+                         s);
+    k::GqaAttentionParams ap{.batch = {.n_seqs = st.n_seqs, .cu_q = st.cu_q, .kv_len = st.kv_len,
+                                       .max_q = std::max(st.max_q_prefill, 1),
+                                       .max_kv = std::max(st.max_kv_prefill, st.max_kv_decode)},
+                             .paged = {.block_size = static_cast<int32_t>(block_size),
+                                       .block_tables = st.block_tables, .max_blocks = st.max_blocks},
+                             .k_cache = kc, .v_cache = vc, .cache_type = m_.cache_dtype(), .q = qkv, .ld_q = W,
+                             .out = o, .ld_out = nh * hd, .n_heads = static_cast<int32_t>(nh),
+                             .n_kv_heads = static_cast<int32_t>(nkv), .head_dim = static_cast<int32_t>(hd),
+                             .scale = static_cast<float>(m_.rope().softmax_scale)};
+    ap.scratch_floats = k::gqa_attention_scratch_floats(ap);
+    if (ap.scratch_floats > 0) ap.scratch = m_.attention_scratch(ap.scratch_floats);
+    k::cuda::gqa_attention(ap, s);
+    k::cuda::cast({.out = o_c, .out_type = dt, .ld_out = nh * hd, .in = o, .ld_in = nh * hd, .n_rows = T,
+                   .n_cols = nh * hd},
+                  s);
+    m_.blas().linear(out, H, o_c, nh * hd, L.o_proj.p, nh * hd, dt, T, H, nh * hd);  // [T, H]
+  }
+
+ private:
+  Arena* arena_ = nullptr;
+  size_t off_qkv_ = 0, off_o_ = 0, off_o_c_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<GpuAttention> make_gqa_attention(GpuModel& m) { return std::make_unique<GqaAttention>(m); }
+
+}  // namespace mlabench::gpu

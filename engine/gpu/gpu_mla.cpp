@@ -1,0 +1,239 @@
+// Multi-head latent attention on the GPU (DeepSeek-V2 / V2-Lite, with or without q_lora_rank), top to bottom. Same
+// semantics as the CPU twin's MLA (engine/model/cpu_attention.cpp, engine.md §2), different schedule: every new
+// token's [RMSNorm(c_kv) ; RoPE(k_pe)] goes into the paged cache first; then decode rows attend in the ABSORBED
+// form (W_UK folded into the query: MQA over the 576-wide latent at V2 shapes, W_UV after), and prefill chunks in
+// the DECOMPRESSED form (each prefill sequence's whole cache gathered and expanded through kv_b_proj, then causal
+// flash attention with keys [k_nope_h ; k_pe] and values v_h).
+// Shapes: T new rows, Td decode rows, K keys of the prefill sequences, nh heads, qk = nope + rope,
+// kvl = kv_lora_rank, cw = kvl + rope (the cache width), dt = the weights' dtype.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <bit>
+
+#include "engine/gpu/gpu_model.h"
+#include "engine/kernels/cuda/kernels.h"
+
+namespace mlabench::gpu {
+
+namespace {
+
+namespace k = mlabench::kernels;
+
+constexpr float kLatentNormEps = 1e-6f;  // q_a/kv_a layernorms use the RMSNorm default in both references
+
+class MlaAttention final : public GpuAttention {
+ public:
+  explicit MlaAttention(GpuModel& m) : GpuAttention(m) {}
+
+  std::pair<int64_t, int64_t> kv_widths() const override {
+    return {m_.config().kv_lora_rank + m_.config().qk_rope_head_dim, 0};
+  }
+
+  void upload(WeightUploader& up, const LayerWeights* L, int64_t l, GpuLayer& D) const override {
+    const ModelConfig& c = m_.config();
+    const int64_t H = c.hidden_size, nh = c.n_heads, qk = c.qk_head_dim();
+    const std::string a = fmt::format("model.layers.{}.self_attn.", l);
+    if (c.q_lora_rank > 0) {
+      D.q_a_proj = up.mat(L ? &L->q_a_proj : nullptr, a + "q_a_proj.weight", c.q_lora_rank, H);
+      D.q_a_norm = up.norm(L ? &L->q_a_norm : nullptr, a + "q_a_layernorm.weight", c.q_lora_rank);
+      D.q_b_proj = up.mat(L ? &L->q_b_proj : nullptr, a + "q_b_proj.weight", nh * qk, c.q_lora_rank);
+    } else {
+      D.q_proj = up.mat(L ? &L->q_proj : nullptr, a + "q_proj.weight", nh * qk, H);
+    }
+    D.kv_a_proj = up.mat(L ? &L->kv_a_proj : nullptr, a + "kv_a_proj_with_mqa.weight",
+                         c.kv_lora_rank + c.qk_rope_head_dim, H);
+    D.kv_a_norm = up.norm(L ? &L->kv_a_norm : nullptr, a + "kv_a_layernorm.weight", c.kv_lora_rank);
+    D.kv_b_proj = up.mat(L ? &L->kv_b_proj : nullptr, a + "kv_b_proj.weight", nh * (c.qk_nope_head_dim + c.v_head_dim),
+                         c.kv_lora_rank);
+    D.o_proj = up.mat(L ? &L->o_proj : nullptr, a + "o_proj.weight", H, nh * c.v_head_dim);
+  }
+
+  void reserve(Arena& arena, const serving::ServingLimits& lim) override {
+    const ModelConfig& c = m_.config();
+    // Decode rows: up to max_seqs, padded to a power of two in graphed steps.
+    const int64_t T = lim.max_step_tokens, nh = c.n_heads;
+    const auto S = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(lim.max_seqs)));
+    const int64_t qk = c.qk_head_dim(), kvl = c.kv_lora_rank, cw = kvl + c.qk_rope_head_dim, v = c.v_head_dim;
+    const size_t es = dtype_size(m_.dtype());
+    auto f32 = [&](int64_t n) { return arena.reserve(static_cast<size_t>(n) * 4); };
+    auto dtb = [&](int64_t n) { return arena.reserve(static_cast<size_t>(n) * es); };
+    arena_ = &arena;
+    off_.q = f32(T * nh * qk);
+    off_.q_c = dtb(T * nh * qk);
+    off_.cq = f32(T * std::max<int64_t>(c.q_lora_rank, 1));
+    off_.cq_c = dtb(T * std::max<int64_t>(c.q_lora_rank, 1));
+    off_.ckv = f32(T * cw);
+    off_.o = f32(T * nh * v);
+    off_.o_c = dtb(T * nh * v);
+    off_.q_lat = f32(S * nh * kvl);
+    off_.o_lat = f32(S * nh * kvl);
+    off_.o_lat_c = dtb(S * nh * kvl);
+  }
+
+  // The decompressed keys of a prefill step, allocated now so the KV cache cannot take their memory.
+  void allocate(const serving::ServingLimits& lim) override {
+    key_budget_ = std::max(2 * lim.max_step_tokens, lim.max_context);
+    ensure_keys(key_budget_);
+  }
+
+  // The split-KV plans (kernel_params.h) keep splits x CTAs under 2 x kAttnTargetCtas, which bounds the scratch.
+  int64_t split_scratch_bound() const override {
+    return 2 * k::kAttnTargetCtas * k::kMlaDecodeHeads * (m_.config().kv_lora_rank + 2);
+  }
+  int64_t prefill_key_budget() const override { return key_budget_; }
+
+  void forward(const DeviceStep& st, const GpuLayer& L, void* cache, void*, int64_t block_size, float* out) override {
+    const ModelConfig& c = m_.config();
+    const int64_t T = st.n_rows, H = c.hidden_size, nh = c.n_heads, v = c.v_head_dim;
+    const int64_t nope = c.qk_nope_head_dim, qk = c.qk_head_dim(), kvl = c.kv_lora_rank, cw = kvl + c.qk_rope_head_dim;
+    const DType dt = m_.dtype();
+    cudaStream_t s = m_.stream();
+    float* q = buf<float>(off_.q);  // [T, nh * qk]
+    queries(st, L, q);
+
+    // The compressed KV of the new tokens: normalise c_kv, rotate k_pe, append to the cache.
+    float* ckv = buf<float>(off_.ckv);  // [T, cw]
+    m_.blas().linear(ckv, cw, m_.normed_input(), H, L.kv_a_proj.p, H, dt, T, cw, H);
+    k::cuda::rms_norm({.residual = ckv, .ld_residual = cw, .out = ckv, .out_type = DType::F32, .ld_out = cw,
+                       .weight = L.kv_a_norm, .n_rows = T, .dim = kvl, .eps = kLatentNormEps},
+                      s);
+    m_.rope_rows(ckv, cw, T, 1, 0, kvl, st.positions);
+    m_.rope_rows(q, nh * qk, T, nh, qk, nope, st.positions);
+    k::cuda::cache_write({.cache = cache, .cache_type = m_.cache_dtype(), .width = cw, .src = ckv, .ld_src = cw,
+                          .slots = st.slots, .n_rows = T},
+                         s);
+
+    float* o = buf<float>(off_.o);  // [T, nh * v]
+    if (st.n_decode > 0) absorbed(st, L, cache, block_size, q, o);
+    if (T > st.n_decode) decompressed(st, L, cache, block_size, q, o);
+    void* o_c = buf<void>(off_.o_c);
+    k::cuda::cast({.out = o_c, .out_type = dt, .ld_out = nh * v, .in = o, .ld_in = nh * v, .n_rows = T,
+                   .n_cols = nh * v},
+                  s);
+    m_.blas().linear(out, H, o_c, nh * v, L.o_proj.p, nh * v, dt, T, H, nh * v);  // [T, H]
+  }
+
+ private:
+  template <class P>
+  P* buf(size_t off) const {
+    return arena_->at<P>(off);
+  }
+  const char* bytes(const DeviceMat& m, int64_t elems) const {
+    return static_cast<const char*>(m.p) + static_cast<size_t>(elems) * dtype_size(m_.dtype());
+  }
+
+  // q [T, nh * qk] from the normed input: q_proj, or q_a_proj -> q_a_layernorm -> q_b_proj.
+  void queries(const DeviceStep& st, const GpuLayer& L, float* q) {
+    const ModelConfig& c = m_.config();
+    const int64_t T = st.n_rows, H = c.hidden_size, nh = c.n_heads, qk = c.qk_head_dim(), ql = c.q_lora_rank;
+    const DType dt = m_.dtype();
+    if (ql > 0) {
+      float* cq = buf<float>(off_.cq);  // [T, q_lora]
+      void* cq_c = buf<void>(off_.cq_c);
+      m_.blas().linear(cq, ql, m_.normed_input(), H, L.q_a_proj.p, H, dt, T, ql, H);
+      k::cuda::rms_norm({.residual = cq, .ld_residual = ql, .out = cq_c, .out_type = dt, .ld_out = ql,
+                         .weight = L.q_a_norm, .n_rows = T, .dim = ql, .eps = kLatentNormEps},
+                        m_.stream());
+      m_.blas().linear(q, nh * qk, cq_c, ql, L.q_b_proj.p, ql, dt, T, nh * qk, ql);  // [T, nh * qk]
+    } else {
+      m_.blas().linear(q, nh * qk, m_.normed_input(), H, L.q_proj.p, H, dt, T, nh * qk, H);  // [T, nh * qk]
+    }
+  }
+
+  // Decode rows [0, Td): q_lat_h = q_nope_h . W_UK_h, MQA over the latent cache, o_h = o_lat_h . W_UV_h^T.
+  void absorbed(const DeviceStep& st, const GpuLayer& L, const void* cache, int64_t block_size, const float* q,
+                float* o) {
+    const ModelConfig& c = m_.config();
+    const int64_t Td = st.n_decode, nh = c.n_heads, nope = c.qk_nope_head_dim, qk = c.qk_head_dim();
+    const int64_t kvl = c.kv_lora_rank, v = c.v_head_dim;
+    const DType dt = m_.dtype();
+    cudaStream_t s = m_.stream();
+    void* q_c = buf<void>(off_.q_c);
+    k::cuda::cast({.out = q_c, .out_type = dt, .ld_out = nh * qk, .in = q, .ld_in = nh * qk, .n_rows = Td,
+                   .n_cols = nh * qk},
+                  s);
+    // q_lat_h = q_nope_h . W_UK_h ([nope] x [nope, kvl]) for every head in one strided GEMM.
+    float* q_lat = buf<float>(off_.q_lat);  // [Td, nh * kvl]
+    m_.blas().matmul_strided(q_lat, nh * kvl, kvl, q_c, nh * qk, qk, L.kv_b_proj.p, kvl, (nope + v) * kvl, dt, Td, kvl,
+                             nope, nh);
+    float* o_lat = buf<float>(off_.o_lat);  // [Td, nh * kvl]
+    k::MlaDecodeParams dp{.n_seqs = static_cast<int32_t>(Td), .kv_len = st.kv_len, .max_kv = st.max_kv_decode,
+                          .paged = {.block_size = static_cast<int32_t>(block_size), .block_tables = st.block_tables,
+                                    .max_blocks = st.max_blocks},
+                          .cache = cache, .cache_type = m_.cache_dtype(), .q_lat = q_lat, .ld_q_lat = nh * kvl,
+                          .q_pe = q + nope, .ld_q_pe = nh * qk, .q_pe_head_stride = qk, .out = o_lat,
+                          .ld_out = nh * kvl, .n_heads = static_cast<int32_t>(nh),
+                          .kv_lora = static_cast<int32_t>(kvl), .rope = static_cast<int32_t>(c.qk_rope_head_dim),
+                          .scale = static_cast<float>(m_.rope().softmax_scale)};
+    dp.scratch_floats = k::mla_decode_scratch_floats(dp);
+    if (dp.scratch_floats > 0) dp.scratch = m_.attention_scratch(dp.scratch_floats);
+    k::cuda::mla_decode_attention(dp, s);
+    void* o_lat_c = buf<void>(off_.o_lat_c);
+    k::cuda::cast({.out = o_lat_c, .out_type = dt, .ld_out = nh * kvl, .in = o_lat, .ld_in = nh * kvl, .n_rows = Td,
+                   .n_cols = nh * kvl},
+                  s);
+    // o_h = o_lat_h . W_UV_h^T ([kvl] x [v, kvl]^T).
+    m_.blas().linear_strided(o, nh * v, v, o_lat_c, nh * kvl, kvl, bytes(L.kv_b_proj, nope * kvl), kvl,
+                             (nope + v) * kvl, dt, Td, v, kvl, nh);
+  }
+
+  // Prefill rows [Td, T): every prefill sequence's cache (earlier chunks included) gathered and expanded.
+  void decompressed(const DeviceStep& st, const GpuLayer& L, const void* cache, int64_t block_size, const float* q,
+                    float* o) {
+    const ModelConfig& c = m_.config();
+    const int64_t nh = c.n_heads, nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, qk = nope + rd;
+    const int64_t kvl = c.kv_lora_rank, cw = kvl + rd, v = c.v_head_dim, Td = st.n_decode;
+    const int64_t K = st.prefill_keys, np = st.n_seqs - st.n_decode;
+    const DType dt = m_.dtype();
+    const size_t es = dtype_size(dt);
+    cudaStream_t s = m_.stream();
+    ensure_keys(K);
+    float* lat = keys_.as<float>();                                    // [K, cw]
+    void* lat_c = keys_.as<char>() + static_cast<size_t>(K * cw) * 4;  // [K, kvl] dt
+    float* kv = reinterpret_cast<float*>(static_cast<char*>(lat_c) + static_cast<size_t>(K * kvl) * es);
+    k::cuda::cache_gather({.out = lat, .ld_out = cw, .cache = cache, .cache_type = m_.cache_dtype(), .width = cw,
+                           .block_size = static_cast<int32_t>(block_size),
+                           .block_tables = st.block_tables + Td * st.max_blocks, .max_blocks = st.max_blocks,
+                           .kv_len = st.kv_len + Td, .cu_kv = st.cu_kv, .n_seqs = static_cast<int32_t>(np)},
+                          s);
+    k::cuda::cast({.out = lat_c, .out_type = dt, .ld_out = kvl, .in = lat, .ld_in = cw, .n_rows = K, .n_cols = kvl},
+                  s);
+    m_.blas().linear(kv, nh * (nope + v), lat_c, kvl, L.kv_b_proj.p, kvl, dt, K, nh * (nope + v), kvl);
+    k::cuda::mla_prefill_attention({.batch = {.n_seqs = static_cast<int32_t>(np), .cu_q = st.cu_q + Td,
+                                              .kv_len = st.kv_len + Td, .max_q = st.max_q_prefill,
+                                              .max_kv = st.max_kv_prefill},
+                                    .cu_kv = st.cu_kv, .q = q, .ld_q = nh * qk, .kv = kv, .ld_kv = nh * (nope + v),
+                                    .k_pe = lat + kvl, .ld_kpe = cw, .out = o, .ld_out = nh * v,
+                                    .n_heads = static_cast<int32_t>(nh), .nope = static_cast<int32_t>(nope),
+                                    .rope = static_cast<int32_t>(rd), .v = static_cast<int32_t>(v),
+                                    .scale = static_cast<float>(m_.rope().softmax_scale),
+                                    .float32_math = m_.precision() == Precision::FLOAT32},
+                                   s);
+  }
+
+  // Scratch for the decompressed keys of a prefill step: [K, cw] float32 + [K, kvl] dt + [K, nh (nope + v)].
+  void ensure_keys(int64_t K) {
+    const ModelConfig& c = m_.config();
+    const int64_t cw = c.kv_lora_rank + c.qk_rope_head_dim;
+    const size_t need = static_cast<size_t>(K) *
+                        (static_cast<size_t>(cw) * 4 + static_cast<size_t>(c.kv_lora_rank) * dtype_size(m_.dtype()) +
+                         static_cast<size_t>(c.n_heads * (c.qk_nope_head_dim + c.v_head_dim)) * 4);
+    if (keys_.bytes() >= need) return;
+    MLABENCH_ICHECK(keys_.bytes() == 0, "prefill step with {} keys over the budget of {}", K, key_budget_);
+    keys_ = DeviceBuffer(need, "MLA prefill keys");
+  }
+
+  struct Offsets {
+    size_t q, q_c, cq, cq_c, ckv, o, o_c, q_lat, o_lat, o_lat_c;
+  } off_{};
+  Arena* arena_ = nullptr;
+  DeviceBuffer keys_;
+  int64_t key_budget_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<GpuAttention> make_mla_attention(GpuModel& m) { return std::make_unique<MlaAttention>(m); }
+
+}  // namespace mlabench::gpu

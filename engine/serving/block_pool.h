@@ -1,0 +1,68 @@
+// BlockPool: the KV cache's blocks as host bookkeeping (vLLM v1's block pool). A block is block_size token
+// slots in every layer; the runner owns the memory, the pool owns who uses which block:
+//   - a free list (a released block with no cached prefix goes to its back, and allocation takes from there);
+//   - reference counts (a block shared by several sequences through the prefix cache is released by each);
+//   - the prefix cache: a full block's content is keyed by a hash of its tokens chained to its parent block's
+//     hash, so equal hashes mean equal prefixes; a cached block nobody references stays reusable until
+//     allocation needs it, oldest released first (LRU), and is then evicted from the cache.
+// No CUDA here: tested in CI (tests/serving).
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+namespace mlabench::serving {
+
+class BlockPool {
+ public:
+  /// n_blocks blocks of block_size tokens, each holding bytes_per_block bytes of cache (all layers).
+  BlockPool(int64_t n_blocks, int64_t block_size, uint64_t bytes_per_block);
+
+  int64_t n_blocks() const { return static_cast<int64_t>(ref_.size()); }
+  int64_t block_size() const { return block_size_; }
+  uint64_t bytes_per_block() const { return bytes_per_block_; }
+  /// Blocks allocate() can hand out: the free ones plus the cached ones nobody references.
+  int64_t available() const { return static_cast<int64_t>(free_.size() + lru_.size()); }
+  /// Blocks referenced by at least one sequence, and their bytes.
+  int64_t n_referenced() const { return n_blocks() - available(); }
+  uint64_t bytes_referenced() const { return static_cast<uint64_t>(n_referenced()) * bytes_per_block_; }
+  /// Blocks that hold a published prefix (referenced or not).
+  int64_t n_cached() const { return static_cast<int64_t>(table_.size()); }
+  int32_t ref_count(int32_t block) const { return ref_.at(static_cast<size_t>(block)); }
+
+  /// \brief A block for new tokens, referenced once; evicts the oldest unreferenced cached block when the free
+  /// list is empty. -1 when every block is referenced.
+  int32_t allocate();
+  /// \brief The cached block holding this prefix hash, now referenced once more; -1 if none.
+  int32_t lookup(uint64_t hash);
+  bool cached(uint64_t hash) const { return table_.count(hash) != 0; }
+  /// \brief Publishes a full block's prefix hash so later sequences can share it (the first writer of a hash
+  /// wins; a block is published once).
+  void publish(int32_t block, uint64_t hash);
+  /// \brief Drops one reference; at zero the block goes to the LRU if it is cached, else to the free list.
+  void release(int32_t block);
+
+  /// \brief Internal consistency (every block is exactly one of free, cached-unreferenced or referenced; the
+  /// hash table and the blocks agree); throws Error naming the first violation. For tests.
+  void check_consistency() const;
+
+  /// \brief The prefix hash of a full block of tokens whose parent block has hash `parent` (kRootHash for the
+  /// first block). Never 0 (0 marks "not cached").
+  static uint64_t chain_hash(uint64_t parent, std::span<const int32_t> block_tokens);
+  static constexpr uint64_t kRootHash = 0x51ed270b27a5f4c3ull;
+
+ private:
+  int64_t block_size_;
+  uint64_t bytes_per_block_;
+  std::vector<int32_t> ref_;
+  std::vector<uint64_t> hash_;  // 0: not cached
+  std::vector<int32_t> free_;
+  std::list<int32_t> lru_;
+  std::unordered_map<int32_t, std::list<int32_t>::iterator> lru_pos_;
+  std::unordered_map<uint64_t, int32_t> table_;
+};
+
+}  // namespace mlabench::serving
