@@ -271,7 +271,8 @@ struct MoePairPointersParams {
 /// y[r, :n] = x[r, :k] . w_e[n, k]^T with w_e = w + e * expert_stride (elements). x and w are in dtype (BF16 and
 /// F16 on the tensor cores with float32 accumulation; F32 in float32 FMA), y is float32. max_rows bounds every
 /// expert's row count and sizes the launch grid (a host-known bound such as n_tokens); rows of y outside
-/// [0, offsets[n_experts]) are not touched.
+/// [0, offsets[n_experts]) are not touched. Any n, k and leading dimensions: halves whose rows are off the 16-byte
+/// grid (k, ld_x or expert_stride not a multiple of 8) take a float32-math path instead of the tensor cores.
 struct MoeGroupedGemmParams {
   float* y = nullptr;
   int64_t ld_y = 0;

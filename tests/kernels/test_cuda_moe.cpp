@@ -1,7 +1,9 @@
-// DeepSeekMoE CUDA kernels (engine/kernels/cuda/moe.cu) against their CPU twins (engine/kernels/twin/moe.cpp):
-// router (V2-Lite, V2 and small shapes, 1 to 16K tokens), the deterministic expert sort (up to ~98K pairs, run
-// twice for bit-identical results), the row gather in each dtype and alignment path, the combine, and the
-// per-pair pointer arrays.
+// DeepSeekMoE CUDA kernels (engine/kernels/cuda/moe.cu, moe_gemm.cu) against their CPU twins
+// (engine/kernels/twin/moe.cpp, moe_gemm.cpp): router (V2-Lite, V2 and small shapes, 1 to 16K tokens, softmax and
+// sigmoid scores), the deterministic expert sort (up to ~98K pairs, run twice for bit-identical results), the row
+// gather in each dtype and alignment path, the combine, the per-pair pointer arrays, and the grouped expert GEMM
+// (tensor-core and float32 paths, tails, empty and crowded experts, poisoned rows). Then gpu::MoeLayer against
+// twin::moe_layer in every row layout (both COMPACT paths), and replayed from a CUDA graph as the routing changes.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -11,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/gpu/blas.h"
+#include "engine/gpu/moe_layer.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/twin/twin.h"
 #include "tests/kernels/gpu_test_util.h"
@@ -20,6 +24,7 @@ namespace {
 
 using kernels::MoeRowMode;
 using kernels::RouterMethod;
+using kernels::RouterScoring;
 using test::to_device;
 using test::to_host;
 
@@ -45,16 +50,20 @@ const RouterCase kRouterCases[] = {
 // Logits with clear margins: each token's experts get distinct logits 0.05 apart (in a random order, plus a
 // random per-token offset), so probabilities differ by >= 5% between any two experts and group maxima are
 // distinct. The kernel's softmax (expf, a tree sum) differs from the twin's by a few ulp, far too little to
-// flip a choice, so indices must match exactly.
-std::vector<float> margin_logits(int64_t T, int32_t E, std::mt19937& rng) {
+// flip a choice, so indices must match exactly. For sigmoid scores the logits are centred on 0 (at most
+// +-4 + 1.5 for 160 experts), where neighbouring sigmoids still differ by > 1e-4.
+std::vector<float> margin_logits(int64_t T, int32_t E, std::mt19937& rng,
+                                 RouterScoring scoring = RouterScoring::SOFTMAX) {
   std::vector<float> l(static_cast<size_t>(T * E));
   std::vector<int32_t> perm(static_cast<size_t>(E));
-  std::normal_distribution<float> offset(0.0f, 3.0f);
+  const bool sigmoid = scoring == RouterScoring::SIGMOID;
+  std::normal_distribution<float> offset(0.0f, sigmoid ? 0.5f : 3.0f);
+  const float top = sigmoid ? 0.025f * static_cast<float>(E) : 4.0f;
   for (int64_t t = 0; t < T; ++t) {
     std::iota(perm.begin(), perm.end(), 0);
     std::shuffle(perm.begin(), perm.end(), rng);
     const float o = offset(rng);
-    for (int32_t r = 0; r < E; ++r) l[static_cast<size_t>(t * E + perm[r])] = o + 4.0f - 0.05f * static_cast<float>(r);
+    for (int32_t r = 0; r < E; ++r) l[static_cast<size_t>(t * E + perm[r])] = o + top - 0.05f * static_cast<float>(r);
   }
   return l;
 }
@@ -63,43 +72,46 @@ TEST(CudaMoe, RouterMatchesTwin) {
   MLABENCH_REQUIRE_GPU();
   std::mt19937 rng(21);
   for (const RouterCase& c : kRouterCases)
-    for (bool norm : {false, true})
-      for (int64_t T : {int64_t{1}, int64_t{3}, int64_t{64}, int64_t{1000}, int64_t{16384}}) {
-        SCOPED_TRACE(std::string(c.name) + " norm=" + std::to_string(norm) + " T=" + std::to_string(T));
-        const std::vector<float> logits = margin_logits(T, c.E, rng);
-        const size_t n = static_cast<size_t>(T * c.k);
-        std::vector<int32_t> idx(n, -1);
-        std::vector<float> w(n, kNaN);
-        kernels::RouterParams p;
-        p.n_tokens = T;
-        p.n_experts = c.E;
-        p.top_k = c.k;
-        p.method = c.method;
-        p.n_group = c.n_group;
-        p.topk_group = c.topk_group;
-        p.norm_topk_prob = norm;
-        p.routed_scaling_factor = c.scale;
-        p.logits = logits.data();
-        p.topk_idx = idx.data();
-        p.topk_weight = w.data();
-        kernels::twin::router(p);
+    for (RouterScoring scoring : {RouterScoring::SOFTMAX, RouterScoring::SIGMOID})
+      for (bool norm : {false, true})
+        for (int64_t T : {int64_t{1}, int64_t{3}, int64_t{64}, int64_t{1000}, int64_t{16384}}) {
+          SCOPED_TRACE(std::string(c.name) + " norm=" + std::to_string(norm) + " T=" + std::to_string(T) +
+                       (scoring == RouterScoring::SIGMOID ? " sigmoid" : " softmax"));
+          const std::vector<float> logits = margin_logits(T, c.E, rng, scoring);
+          const size_t n = static_cast<size_t>(T * c.k);
+          std::vector<int32_t> idx(n, -1);
+          std::vector<float> w(n, kNaN);
+          kernels::RouterParams p;
+          p.n_tokens = T;
+          p.n_experts = c.E;
+          p.top_k = c.k;
+          p.method = c.method;
+          p.n_group = c.n_group;
+          p.topk_group = c.topk_group;
+          p.norm_topk_prob = norm;
+          p.routed_scaling_factor = c.scale;
+          p.scoring = scoring;
+          p.logits = logits.data();
+          p.topk_idx = idx.data();
+          p.topk_weight = w.data();
+          kernels::twin::router(p);
 
-        auto d_logits = to_device(logits);
-        auto d_idx = to_device(std::vector<int32_t>(n, -1));
-        auto d_w = to_device(std::vector<float>(n, kNaN));
-        kernels::RouterParams dp = p;
-        dp.logits = d_logits.as<float>();
-        dp.topk_idx = d_idx.as<int32_t>();
-        dp.topk_weight = d_w.as<float>();
-        kernels::cuda::router(dp, nullptr);
-        EXPECT_EQ(to_host<int32_t>(d_idx, n), idx);
-        // expf within 2 ulp and a differently ordered float sum over <= 160 experts: a few ulp per probability,
-        // a few more after the renormalising sum; 2e-6 relative is ~16 ulp.
-        const std::vector<float> gw = to_host<float>(d_w, n);
-        for (size_t i = 0; i < n; ++i)
-          ASSERT_LE(std::fabs(gw[i] - w[i]), 2e-6 * std::fabs(w[i]) + 1e-30) << "pair " << i << ": " << gw[i]
-                                                                            << " vs " << w[i];
-      }
+          auto d_logits = to_device(logits);
+          auto d_idx = to_device(std::vector<int32_t>(n, -1));
+          auto d_w = to_device(std::vector<float>(n, kNaN));
+          kernels::RouterParams dp = p;
+          dp.logits = d_logits.as<float>();
+          dp.topk_idx = d_idx.as<int32_t>();
+          dp.topk_weight = d_w.as<float>();
+          kernels::cuda::router(dp, nullptr);
+          EXPECT_EQ(to_host<int32_t>(d_idx, n), idx);
+          // expf within 2 ulp and a differently ordered float sum over <= 160 experts: a few ulp per probability,
+          // a few more after the renormalising sum; 2e-6 relative is ~16 ulp. (A sigmoid: expf's 2 ulp only.)
+          const std::vector<float> gw = to_host<float>(d_w, n);
+          for (size_t i = 0; i < n; ++i)
+            ASSERT_LE(std::fabs(gw[i] - w[i]), 2e-6 * std::fabs(w[i]) + 1e-30)
+                << "pair " << i << ": " << gw[i] << " vs " << w[i];
+        }
 }
 
 // Expert ids drawn with weight ~ 1/(e+1)^1.5 (some experts crowded, some empty), repeats within a token allowed:
@@ -306,6 +318,354 @@ TEST(CudaMoe, PairPointersMatchTwin) {
     EXPECT_EQ(to_host<const void*>(d_b, b.size()), b);
     EXPECT_EQ(to_host<void*>(d_c, c.size()), c);
   }
+}
+
+// ---- grouped expert GEMM ------------------------------------------------------------------------------------
+
+// n values drawn from N(0, sd) in dt (never zero in practice), as raw bytes.
+std::vector<uint8_t> random_elems(int64_t n, DType dt, std::mt19937& rng, float sd = 1.0f) {
+  std::normal_distribution<float> nd(0.0f, sd);
+  const size_t es = dtype_size(dt);
+  std::vector<uint8_t> out(static_cast<size_t>(n) * es);
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = nd(rng);
+    const uint16_t h = dt == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v);
+    std::memcpy(&out[static_cast<size_t>(i) * es], dt == DType::F32 ? static_cast<const void*>(&v) : &h, es);
+  }
+  return out;
+}
+
+struct GemmCase {
+  const char* name;
+  std::vector<int32_t> counts;  // rows per expert; empty: route tokens (a decode batch)
+  int64_t tokens;               // when routed: tokens, experts and top_k
+  int32_t E, k_top;
+  int64_t n, k;
+  int64_t ld_x_pad, ld_y_pad, stride_pad, max_rows_extra;
+};
+
+// Decode-like batches (V2-Lite's k = 2048 and the down projection's k = 1408 at a cut n), one expert with every
+// row (3 row tiles), empty experts under a slack max_rows, n and k tails on the tensor-core path (k % 64 != 0, odd
+// ld_y: scalar stores), and the float32-math fallback of halves (odd k, unaligned ld_x or expert stride), the tiny
+// model's shapes (k 96 and 24).
+const GemmCase kGemmCases[] = {
+    {"decode_k2048", {}, 64, 64, 6, 640, 2048, 0, 0, 0, 0},
+    {"down_k1408", {}, 40, 16, 4, 2048, 1408, 0, 0, 0, 0},
+    {"one_expert_all_rows", {0, 0, 0, 150, 0, 0, 0, 0}, 0, 0, 0, 200, 264, 0, 0, 0, 0},
+    {"empty_and_slack", {5, 0, 0, 33, 0, 1, 70, 0}, 0, 0, 0, 136, 72, 0, 0, 0, 130},
+    {"tails_odd_ld_y", {17, 65, 2}, 0, 0, 0, 129, 40, 8, 1, 0, 3},
+    {"odd_k", {3, 9, 0, 4}, 0, 0, 0, 13, 37, 1, 3, 5, 0},
+    {"unaligned_ld_x", {7, 7}, 0, 0, 0, 64, 64, 3, 0, 0, 0},
+    {"unaligned_stride", {8, 8}, 0, 0, 0, 32, 64, 0, 0, 4, 0},
+    {"tiny_gate_up", {}, 150, 16, 4, 48, 96, 0, 0, 0, 0},
+    {"tiny_down", {}, 150, 16, 4, 96, 24, 0, 0, 0, 0},
+};
+
+class CudaMoeGroupedGemm : public ::testing::TestWithParam<DType> {};
+
+TEST_P(CudaMoeGroupedGemm, MatchesTwinAndLeavesOtherRowsAlone) {
+  MLABENCH_REQUIRE_GPU();
+  const DType dt = GetParam();
+  std::mt19937 rng(40 + static_cast<unsigned>(dt));
+  for (const GemmCase& c : kGemmCases) {
+    SCOPED_TRACE(std::string(c.name) + " " + std::string(dtype_name(dt)));
+    std::vector<int32_t> counts = c.counts;
+    int64_t max_rows = 0;
+    if (counts.empty()) {
+      const Routed rt(c.tokens, c.E, c.k_top, rng);
+      counts = rt.pm.counts;
+      max_rows = c.tokens;  // as gpu::MoeLayer: a token picks an expert once
+    } else {
+      max_rows = *std::max_element(counts.begin(), counts.end()) + c.max_rows_extra;
+    }
+    const auto E = static_cast<int32_t>(counts.size());
+    std::vector<int32_t> offsets(static_cast<size_t>(E) + 1, 0);
+    for (int32_t e = 0; e < E; ++e) offsets[e + 1] = offsets[e] + counts[e];
+    const int64_t R = offsets[E], ld_x = c.k + c.ld_x_pad, ld_y = c.n + c.ld_y_pad;
+    const int64_t stride = c.n * c.k + c.stride_pad;
+    const std::vector<uint8_t> x = random_elems((R + 1) * ld_x, dt, rng), w = random_elems(E * stride, dt, rng);
+    std::vector<float> y(static_cast<size_t>((R + 3) * ld_y), kNaN);  // NaN: rows and columns not to be written
+    auto d_x = to_device(x), d_w = to_device(w), d_y = to_device(y), d_off = to_device(offsets);
+    kernels::MoeGroupedGemmParams p{y.data(), ld_y,           x.data(), ld_x, w.data(), stride,
+                                    dt,       offsets.data(), E,        c.n,  c.k,      max_rows};
+    kernels::twin::moe_grouped_gemm(p);
+    p.y = d_y.as<float>();
+    p.x = d_x.get();
+    p.w = d_w.get();
+    p.offsets = d_off.as<int32_t>();
+    kernels::cuda::moe_grouped_gemm(p, nullptr);
+    const std::vector<float> got = to_host<float>(d_y, y.size());
+    for (int64_t r = R; r < R + 3; ++r)
+      for (int64_t j = 0; j < ld_y; ++j)
+        ASSERT_TRUE(std::isnan(got[static_cast<size_t>(r * ld_y + j)])) << "row " << r << " past offsets[E] written";
+    // Tensor cores: exact products, float32 sums in another order (and the MMA's own accumulation); float32
+    // path: FMA. Within 1e-5 of the largest output (|y| ~ sqrt(k)); NaN where the twin has NaN, nowhere else.
+    EXPECT_LE(test::max_rel_diff(got, y), 1e-5);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaMoeGroupedGemm, ::testing::Values(DType::BF16, DType::F16, DType::F32),
+                         [](const auto& i) { return std::string(dtype_name(i.param)); });
+
+// ---- gpu::MoeLayer --------------------------------------------------------------------------------------------
+
+struct LayerCase {
+  const char* name;
+  int32_t E, K;
+  int64_t H, I, SI;
+  RouterMethod method;
+  int32_t n_group, topk_group;
+  RouterScoring scoring;
+  bool norm;
+  float scale;
+  int64_t t_pair, t_padded;  // a token count in PAIR and in PADDED layout
+};
+
+// V2-Lite-like (greedy softmax, 2 shared experts), group-limited sigmoid with renormalised weights at the tiny
+// model's widths, and no shared experts with hidden and expert widths off the 16-byte grid (the grouped GEMM's
+// float32 fallback).
+const LayerCase kLayerCases[] = {
+    {"lite", 64, 6, 256, 64, 128, RouterMethod::GREEDY, 1, 1, RouterScoring::SOFTMAX, false, 1.0f, 8, 64},
+    {"grouped_sigmoid", 16, 4, 96, 24, 48, RouterMethod::GROUP_LIMITED_GREEDY, 4, 2, RouterScoring::SIGMOID, true, 2.5f,
+     4, 100},
+    {"no_shared_unaligned", 8, 2, 100, 20, 0, RouterMethod::GREEDY, 1, 1, RouterScoring::SIGMOID, false, 1.5f, 4, 33},
+};
+
+// Router inputs on a 1/16 grid in [-2, 2] (never 0) and router weights on a 1/64 grid: every product and partial
+// sum is exact in float32, so cuBLAS's router GEMM and the twin's loop agree to the bit and the routing cannot
+// split on rounding. The values are exact in BF16 too, so x_c = x.
+std::vector<float> grid_values(int64_t n, int32_t half_range, float step, std::mt19937& rng) {
+  std::uniform_int_distribution<int32_t> pick(1, half_range);
+  std::bernoulli_distribution neg(0.5);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& f : v) f = static_cast<float>(neg(rng) ? -pick(rng) : pick(rng)) * step;
+  return v;
+}
+
+std::vector<uint8_t> as_dtype(const std::vector<float>& v, DType dt) {
+  const size_t es = dtype_size(dt);
+  std::vector<uint8_t> out(v.size() * es);
+  for (size_t i = 0; i < v.size(); ++i) {
+    const uint16_t h = dt == DType::BF16 ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
+    std::memcpy(&out[i * es], dt == DType::F32 ? static_cast<const void*>(&v[i]) : &h, es);
+  }
+  return out;
+}
+
+// One layer's weights, on the host and the device, and the params that point at either copy.
+struct LayerWeightsHD {
+  LayerCase c;
+  DType dt;
+  std::vector<float> router;
+  std::vector<uint8_t> gate_up, down, shared_gate_up, shared_down;
+  gpu::DeviceBuffer d_router, d_gate_up, d_down, d_shared_gate_up, d_shared_down;
+
+  LayerWeightsHD(const LayerCase& c_, DType dt_, std::mt19937& rng) : c(c_), dt(dt_) {
+    router = grid_values(c.E * c.H, 8, 1.0f / 64, rng);
+    gate_up = random_elems(c.E * 2 * c.I * c.H, dt, rng, 0.05f);
+    down = random_elems(c.E * c.H * c.I, dt, rng, 0.05f);
+    shared_gate_up = random_elems(2 * c.SI * c.H, dt, rng, 0.05f);
+    shared_down = random_elems(c.H * c.SI, dt, rng, 0.05f);
+    d_router = to_device(router);
+    d_gate_up = to_device(gate_up);
+    d_down = to_device(down);
+    d_shared_gate_up = to_device(shared_gate_up);
+    d_shared_down = to_device(shared_down);
+  }
+
+  kernels::MoeLayerParams params(int64_t T, bool device) const {
+    kernels::MoeLayerParams p;
+    p.n_tokens = T;
+    p.dtype = dt;
+    p.hidden = c.H;
+    p.inter = c.I;
+    p.shared_inter = c.SI;
+    p.n_experts = c.E;
+    p.top_k = c.K;
+    p.method = c.method;
+    p.n_group = c.n_group;
+    p.topk_group = c.topk_group;
+    p.norm_topk_prob = c.norm;
+    p.routed_scaling_factor = c.scale;
+    p.scoring = c.scoring;
+    p.router_w = device ? d_router.as<float>() : router.data();
+    p.experts_gate_up = device ? d_gate_up.get() : gate_up.data();
+    p.experts_down = device ? d_down.get() : down.data();
+    p.shared_gate_up = c.SI == 0 ? nullptr : device ? d_shared_gate_up.get() : shared_gate_up.data();
+    p.shared_down = c.SI == 0 ? nullptr : device ? d_shared_down.get() : shared_down.data();
+    return p;
+  }
+
+  // The twin's output for router input x (x_c = x in dt, exactly).
+  std::vector<float> twin(const std::vector<float>& x, int64_t T) const {
+    const std::vector<uint8_t> x_c = as_dtype(x, dt);
+    std::vector<float> out(x.size(), kNaN);
+    kernels::MoeLayerParams p = params(T, false);
+    p.x = x.data();
+    p.x_c = x_c.data();
+    p.out = out.data();
+    kernels::twin::moe_layer(p);
+    return out;
+  }
+
+  // The twin's routing of x (the experts each token picks), to tell batches apart.
+  std::vector<int32_t> routing(const std::vector<float>& x, int64_t T) const {
+    std::vector<float> logits(static_cast<size_t>(T * c.E));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t e = 0; e < c.E; ++e) {
+        float acc = 0.0f;
+        for (int64_t i = 0; i < c.H; ++i)
+          acc += x[static_cast<size_t>(t * c.H + i)] * router[static_cast<size_t>(e * c.H + i)];
+        logits[static_cast<size_t>(t * c.E + e)] = acc;
+      }
+    std::vector<int32_t> idx(static_cast<size_t>(T * c.K));
+    std::vector<float> w(idx.size());
+    kernels::RouterParams rp = {.logits = logits.data(), .n_tokens = T, .n_experts = c.E, .top_k = c.K,
+                                .method = c.method, .n_group = c.n_group, .topk_group = c.topk_group,
+                                .norm_topk_prob = c.norm, .routed_scaling_factor = c.scale, .topk_idx = idx.data(),
+                                .topk_weight = w.data(), .scoring = c.scoring};
+    kernels::twin::router(rp);
+    return idx;
+  }
+};
+
+// BF16: the hidden rows are rounded to BF16 after differently ordered sums, so an element may land one BF16 ulp
+// apart (2^-8) and move an output by ~1e-3 of its scale; F32: float32 rounding.
+double layer_tolerance(DType dt) { return dt == DType::F32 ? 1e-5 : 5e-3; }
+
+// Runs the layer eagerly on device copies of x and returns out (poisoned with NaN first).
+std::vector<float> run_layer(gpu::MoeLayer& layer, const LayerWeightsHD& lw, const std::vector<float>& x, int64_t T,
+                             bool graph_safe, cudaStream_t stream) {
+  auto d_x = to_device(x), d_xc = to_device(as_dtype(x, lw.dt));
+  auto d_out = to_device(std::vector<float>(x.size(), kNaN));
+  kernels::MoeLayerParams p = lw.params(T, true);
+  p.x = d_x.as<float>();
+  p.x_c = d_xc.get();
+  p.out = d_out.as<float>();
+  p.graph_safe = graph_safe;
+  layer.forward(p);
+  MLABENCH_CUDA(cudaStreamSynchronize(stream));
+  return to_host<float>(d_out, x.size());
+}
+
+class CudaMoeLayer : public ::testing::TestWithParam<DType> {};
+
+TEST_P(CudaMoeLayer, MatchesTwinInEveryRowLayout) {
+  MLABENCH_REQUIRE_GPU();
+  const DType dt = GetParam();
+  std::mt19937 rng(50 + static_cast<unsigned>(dt));
+  cudaStream_t stream;
+  MLABENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  {
+    gpu::Blas blas(stream);
+    for (const LayerCase& c : kLayerCases) {
+      const LayerWeightsHD lw(c, dt, rng);
+      gpu::MoeLayer layer(blas, stream, dt, c.H, c.I, c.SI, c.E, c.K, 300);
+      EXPECT_GT(layer.scratch_bytes(), 0u);
+      struct Run {
+        int64_t T;
+        MoeRowMode mode;
+        bool graph_safe;
+      };
+      for (const Run& r : {Run{c.t_pair, MoeRowMode::PAIR, false}, Run{c.t_padded, MoeRowMode::PADDED, false},
+                           Run{200, MoeRowMode::COMPACT, false}, Run{200, MoeRowMode::COMPACT, true},
+                           Run{300, MoeRowMode::COMPACT, true}}) {
+        SCOPED_TRACE(std::string(c.name) + " " + std::string(dtype_name(dt)) + " T=" + std::to_string(r.T) + " " +
+                     mode_name(r.mode) + (r.graph_safe ? " graph_safe" : ""));
+        ASSERT_EQ(kernels::moe_row_mode(r.T, c.K, c.E), r.mode);
+        const std::vector<float> x = grid_values(r.T * c.H, 32, 1.0f / 16, rng);
+        const std::vector<float> got = run_layer(layer, lw, x, r.T, r.graph_safe, stream);
+        EXPECT_LE(test::max_rel_diff(got, lw.twin(x, r.T)), layer_tolerance(dt));
+      }
+    }
+  }
+  MLABENCH_CUDA(cudaStreamDestroy(stream));
+}
+
+// A decode step past kMoePaddedMaxTokens, captured once with graph_safe and replayed on new inputs: the routing
+// (and so every expert's row count) changes between replays, and each replay must match the twin on its input.
+TEST_P(CudaMoeLayer, GraphReplayFollowsNewRouting) {
+  MLABENCH_REQUIRE_GPU();
+  const DType dt = GetParam();
+  std::mt19937 rng(60 + static_cast<unsigned>(dt));
+  const LayerCase& c = kLayerCases[0];
+  const int64_t T = 200;
+  ASSERT_EQ(kernels::moe_row_mode(T, c.K, c.E), MoeRowMode::COMPACT);
+  cudaStream_t stream;
+  MLABENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  {
+    gpu::Blas blas(stream);
+    const LayerWeightsHD lw(c, dt, rng);
+    gpu::MoeLayer layer(blas, stream, dt, c.H, c.I, c.SI, c.E, c.K, 256);
+    gpu::DeviceBuffer d_x(static_cast<size_t>(T * c.H) * 4), d_xc(static_cast<size_t>(T * c.H) * dtype_size(dt));
+    gpu::DeviceBuffer d_out(static_cast<size_t>(T * c.H) * 4);
+    kernels::MoeLayerParams p = lw.params(T, true);
+    p.x = d_x.as<float>();
+    p.x_c = d_xc.get();
+    p.out = d_out.as<float>();
+    p.graph_safe = true;
+    auto upload = [&](const std::vector<float>& x) {
+      const std::vector<uint8_t> xc = as_dtype(x, dt);
+      const std::vector<float> nan(x.size(), kNaN);
+      MLABENCH_CUDA(cudaMemcpy(d_x.get(), x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+      MLABENCH_CUDA(cudaMemcpy(d_xc.get(), xc.data(), xc.size(), cudaMemcpyHostToDevice));
+      MLABENCH_CUDA(cudaMemcpy(d_out.get(), nan.data(), nan.size() * 4, cudaMemcpyHostToDevice));
+    };
+
+    std::vector<float> x = grid_values(T * c.H, 32, 1.0f / 16, rng);
+    upload(x);
+    layer.forward(p);  // eager first, as the engine does before it captures a shape
+    MLABENCH_CUDA(cudaStreamSynchronize(stream));
+    EXPECT_LE(test::max_rel_diff(to_host<float>(d_out, x.size()), lw.twin(x, T)), layer_tolerance(dt));
+
+    cudaGraph_t graph;
+    MLABENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    layer.forward(p);  // a host synchronisation or read-back here would end the capture with an error
+    MLABENCH_CUDA(cudaStreamEndCapture(stream, &graph));
+    cudaGraphExec_t exec;
+    MLABENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    std::vector<int32_t> previous = lw.routing(x, T);
+    for (int replay = 0; replay < 3; ++replay) {
+      SCOPED_TRACE("replay " + std::to_string(replay));
+      x = grid_values(T * c.H, 32, 1.0f / 16, rng);
+      const std::vector<int32_t> routing = lw.routing(x, T);
+      EXPECT_NE(routing, previous) << "the new input must route differently";
+      previous = routing;
+      upload(x);
+      MLABENCH_CUDA(cudaGraphLaunch(exec, stream));
+      MLABENCH_CUDA(cudaStreamSynchronize(stream));
+      EXPECT_LE(test::max_rel_diff(to_host<float>(d_out, x.size()), lw.twin(x, T)), layer_tolerance(dt));
+    }
+    MLABENCH_CUDA(cudaGraphExecDestroy(exec));
+    MLABENCH_CUDA(cudaGraphDestroy(graph));
+  }
+  MLABENCH_CUDA(cudaStreamDestroy(stream));
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaMoeLayer, ::testing::Values(DType::BF16, DType::F32),
+                         [](const auto& i) { return std::string(dtype_name(i.param)); });
+
+TEST(CudaMoe, LayerRefusesStepsItWasNotBuiltFor) {
+  MLABENCH_REQUIRE_GPU();
+  cudaStream_t stream;
+  MLABENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  {
+    gpu::Blas blas(stream);
+    std::mt19937 rng(70);
+    const LayerWeightsHD lw(kLayerCases[1], DType::BF16, rng);
+    gpu::MoeLayer layer(blas, stream, DType::BF16, 96, 24, 48, 16, 4, 16);
+    gpu::DeviceBuffer buf(64 * 96 * 4);
+    kernels::MoeLayerParams p = lw.params(17, true);
+    p.x = buf.as<float>();
+    p.x_c = buf.get();
+    p.out = buf.as<float>();
+    EXPECT_ANY_THROW(layer.forward(p)) << "17 tokens > max_tokens 16";
+    p.n_tokens = 16;
+    p.inter = 32;
+    EXPECT_ANY_THROW(layer.forward(p)) << "inter 32, built for 24";
+    EXPECT_ANY_THROW(gpu::MoeLayer(blas, nullptr, DType::BF16, 96, 24, 48, 16, 4, 16)) << "another stream";
+  }
+  MLABENCH_CUDA(cudaStreamDestroy(stream));
 }
 
 }  // namespace

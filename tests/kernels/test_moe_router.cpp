@@ -1,5 +1,6 @@
 // DeepSeekMoE routing on hand-made router logits where greedy and group-limited choices differ, with both
-// weight rules (scaled probabilities; renormalised when norm_topk_prob).
+// weight rules (scaled probabilities; renormalised when norm_topk_prob), and sigmoid scoring on logits whose
+// sigmoids are exact quarters and tenths.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -81,6 +82,71 @@ TEST(MoeRouter, SeveralTokensAndTiesToLowerIndex) {
   EXPECT_EQ(idx[1], 1);
   EXPECT_EQ(idx[2], 7);
   EXPECT_EQ(idx[3], 0);
+}
+
+// Logits ln(1), ln(3), ln(1/3), ln(9), ln(1/9): sigmoid(ln r) = r / (1 + r) = 0.5, 0.75, 0.25, 0.9, 0.1. Softmax
+// would give 9/14.44.. = 0.623 for e3, so every weight below tells the scoring apart.
+const std::vector<float> kSigmoidLogits = {0.0f, std::log(3.0f), -std::log(3.0f), std::log(9.0f), -std::log(9.0f)};
+
+cpu::RouterParams sigmoid_params(int64_t k, bool norm) {
+  cpu::RouterParams p;
+  p.n_experts = 5;
+  p.top_k = k;
+  p.scoring = ScoringFunc::SIGMOID;
+  p.norm_topk_prob = norm;
+  p.routed_scaling_factor = 2.0f;
+  return p;
+}
+
+TEST(MoeRouter, SigmoidScoresEachLogitOnItsOwn) {
+  std::vector<int32_t> idx(3);
+  std::vector<float> w(3);
+  cpu::moe_route(kSigmoidLogits.data(), 1, sigmoid_params(3, false), idx.data(), w.data());
+  EXPECT_EQ(idx, (std::vector<int32_t>{3, 1, 0}));
+  EXPECT_NEAR(w[0], 2.0f * 0.9f, 1e-6) << "sigmoid(ln 9) = 0.9, x2";
+  EXPECT_NEAR(w[1], 2.0f * 0.75f, 1e-6);
+  EXPECT_NEAR(w[2], 2.0f * 0.5f, 1e-6);
+
+  cpu::moe_route(kSigmoidLogits.data(), 1, sigmoid_params(3, true), idx.data(), w.data());
+  EXPECT_EQ(idx, (std::vector<int32_t>{3, 1, 0}));
+  EXPECT_NEAR(w[0], 0.9f / 2.15f, 1e-6) << "renormalised over the top 3 (sum 2.15), not scaled";
+  EXPECT_NEAR(w[1], 0.75f / 2.15f, 1e-6);
+  EXPECT_NEAR(w[2], 0.5f / 2.15f, 1e-6);
+
+  cpu::RouterParams p = sigmoid_params(1, true);  // top_k 1: no renormalisation, scaled
+  cpu::moe_route(kSigmoidLogits.data(), 1, p, idx.data(), w.data());
+  EXPECT_EQ(idx[0], 3);
+  EXPECT_NEAR(w[0], 1.8f, 1e-6);
+}
+
+TEST(MoeRouter, SigmoidGroupLimitedUsesGroupMax) {
+  // 6 experts in 3 groups of 2: group maxima sigmoid(ln 9) = 0.9 (g1), 0.75 (g0), 0.5 (g2). Keeping 2 groups drops
+  // g2, whose e5 (0.5) greedy takes third; e3 (0.1, in g1) comes in instead.
+  const std::vector<float> l = {std::log(3.0f),  -std::log(3.0f), std::log(9.0f),
+                                -std::log(9.0f), -std::log(9.0f), 0.0f};
+  cpu::RouterParams p = sigmoid_params(4, false);
+  p.n_experts = 6;
+  p.method = TopkMethod::GROUP_LIMITED_GREEDY;
+  p.n_group = 3;
+  p.topk_group = 2;
+  std::vector<int32_t> idx(4);
+  std::vector<float> w(4);
+  cpu::moe_route(l.data(), 1, p, idx.data(), w.data());
+  EXPECT_EQ(idx, (std::vector<int32_t>{2, 0, 1, 3}));
+  EXPECT_NEAR(w[2], 2.0f * 0.25f, 1e-6);
+  EXPECT_NEAR(w[3], 2.0f * 0.1f, 1e-6);
+  p.method = TopkMethod::GREEDY;
+  cpu::moe_route(l.data(), 1, p, idx.data(), w.data());
+  EXPECT_EQ(idx, (std::vector<int32_t>{2, 0, 5, 1}));
+}
+
+TEST(MoeRouter, FromConfigCarriesTheScoringFunction) {
+  ModelConfig c;
+  c.n_routed_experts = 8;
+  c.experts_per_token = 2;
+  EXPECT_EQ(cpu::RouterParams::from_config(c).scoring, ScoringFunc::SOFTMAX);
+  c.scoring_func = ScoringFunc::SIGMOID;
+  EXPECT_EQ(cpu::RouterParams::from_config(c).scoring, ScoringFunc::SIGMOID);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
-// DeepSeekMoE twins (engine/kernels/twin/moe.cpp) against the CPU reference: the router against
-// cpu::moe_route on random and heavily tied logits, the expert sort against std::stable_sort, and
-// gather -> per-expert function -> combine against the CPU engine's expert-by-expert loop (deepseek_v2.cpp
-// moe()) for every row mode; the pair pointers by reading through them.
+// DeepSeekMoE twins (engine/kernels/twin/moe.cpp, moe_gemm.cpp) against the CPU reference: the router against
+// cpu::moe_route on random and heavily tied logits (softmax and sigmoid scoring), the expert sort against
+// std::stable_sort, gather -> per-expert function -> combine against the CPU engine's expert-by-expert loop
+// (deepseek_v2.cpp moe()) for every row mode, the pair pointers by reading through them, and the grouped expert
+// GEMM against a double-precision loop (empty experts, one expert with every row, odd shapes, poisoned rows).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@ namespace {
 
 using kernels::MoeRowMode;
 using kernels::RouterMethod;
+using kernels::RouterScoring;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
@@ -63,6 +65,7 @@ cpu::RouterParams cpu_params(const kernels::RouterParams& p) {
   c.topk_group = p.topk_group;
   c.norm_topk_prob = p.norm_topk_prob;
   c.routed_scaling_factor = p.routed_scaling_factor;
+  c.scoring = p.scoring == RouterScoring::SIGMOID ? ScoringFunc::SIGMOID : ScoringFunc::SOFTMAX;
   return c;
 }
 
@@ -71,27 +74,30 @@ TEST(TwinMoe, RouterMatchesCpuMoeRoute) {
   std::normal_distribution<float> nd(0.0f, 2.0f);
   std::uniform_int_distribution<int> small(0, 3);
   for (const RouterCase& c : kRouterCases)
-    for (bool norm : {false, true})
-      for (bool tied : {false, true}) {  // tied: logits from {0, .., 3}, so ties decide most choices
-        const int64_t T = 37;
-        std::vector<float> logits(static_cast<size_t>(T * c.E));
-        for (float& l : logits) l = tied ? static_cast<float>(small(rng)) : nd(rng);
-        kernels::RouterParams p = router_params(c, norm);
-        p.logits = logits.data();
-        p.n_tokens = T;
-        std::vector<int32_t> idx(static_cast<size_t>(T * c.k), -1), ref_idx(idx.size(), -2);
-        std::vector<float> w(idx.size(), kNaN), ref_w(idx.size(), kNaN);
-        p.topk_idx = idx.data();
-        p.topk_weight = w.data();
-        kernels::twin::router(p);
-        cpu::moe_route(logits.data(), T, cpu_params(p), ref_idx.data(), ref_w.data());
-        SCOPED_TRACE("E=" + std::to_string(c.E) + " k=" + std::to_string(c.k) + " norm=" + std::to_string(norm) +
-                     " tied=" + std::to_string(tied));
-        EXPECT_EQ(idx, ref_idx);
-        // The same float operations in the same order (softmax sum over e ascending, weight sum over k
-        // ascending): equal to the bit.
-        for (size_t i = 0; i < w.size(); ++i) ASSERT_EQ(w[i], ref_w[i]) << "pair " << i;
-      }
+    for (RouterScoring scoring : {RouterScoring::SOFTMAX, RouterScoring::SIGMOID})
+      for (bool norm : {false, true})
+        for (bool tied : {false, true}) {  // tied: logits from {0, .., 3}, so ties decide most choices
+          const int64_t T = 37;
+          std::vector<float> logits(static_cast<size_t>(T * c.E));
+          for (float& l : logits) l = tied ? static_cast<float>(small(rng)) : nd(rng);
+          kernels::RouterParams p = router_params(c, norm);
+          p.scoring = scoring;
+          p.logits = logits.data();
+          p.n_tokens = T;
+          std::vector<int32_t> idx(static_cast<size_t>(T * c.k), -1), ref_idx(idx.size(), -2);
+          std::vector<float> w(idx.size(), kNaN), ref_w(idx.size(), kNaN);
+          p.topk_idx = idx.data();
+          p.topk_weight = w.data();
+          kernels::twin::router(p);
+          cpu::moe_route(logits.data(), T, cpu_params(p), ref_idx.data(), ref_w.data());
+          SCOPED_TRACE("E=" + std::to_string(c.E) + " k=" + std::to_string(c.k) + " norm=" + std::to_string(norm) +
+                       " tied=" + std::to_string(tied) +
+                       " sigmoid=" + std::to_string(scoring == RouterScoring::SIGMOID));
+          EXPECT_EQ(idx, ref_idx);
+          // The same float operations in the same order (softmax sum over e ascending, weight sum over k
+          // ascending; each sigmoid on its own): equal to the bit.
+          for (size_t i = 0; i < w.size(); ++i) ASSERT_EQ(w[i], ref_w[i]) << "pair " << i;
+        }
 }
 
 TEST(TwinMoe, RouterRefusesBadShapes) {
@@ -335,6 +341,86 @@ TEST(TwinMoe, PairPointersAddressEachPairsExpertAndRows) {
     static_cast<float*>(c[q])[2] = static_cast<float>(q + 1);
   }
   for (int64_t q = 0; q < n_pairs; ++q) EXPECT_EQ(y[static_cast<size_t>(q * ld_y + 2)], static_cast<float>(q + 1));
+}
+
+// ---- grouped expert GEMM ------------------------------------------------------------------------------------
+
+struct GemmCase {
+  const char* name;
+  std::vector<int32_t> counts;  // rows per expert
+  int64_t n, k;
+  int64_t ld_x_pad, ld_y_pad, stride_pad, max_rows_extra;
+};
+
+// Empty experts, one expert with every row, max_rows above every count, odd n and k with padded rows and expert
+// strides, k = 1, and no rows at all.
+const GemmCase kGemmCases[] = {
+    {"mixed", {3, 0, 5, 1, 0, 2}, 24, 96, 0, 0, 0, 0},
+    {"one_expert_all_rows", {0, 0, 17, 0}, 40, 24, 3, 5, 0, 9},
+    {"odd", {2, 7, 1}, 13, 37, 1, 2, 3, 4},
+    {"k_one", {4, 1}, 5, 1, 0, 1, 0, 0},
+    {"all_empty", {0, 0, 0}, 8, 16, 0, 0, 0, 5},
+};
+
+class TwinMoeGroupedGemm : public ::testing::TestWithParam<DType> {};
+
+TEST_P(TwinMoeGroupedGemm, MatchesDoubleLoopAndLeavesOtherRowsAlone) {
+  const DType dt = GetParam();
+  const size_t es = dtype_size(dt);
+  std::mt19937 rng(31 + static_cast<unsigned>(dt));
+  std::normal_distribution<float> nd;
+  for (const GemmCase& c : kGemmCases) {
+    SCOPED_TRACE(c.name);
+    const auto E = static_cast<int32_t>(c.counts.size());
+    std::vector<int32_t> offsets(static_cast<size_t>(E) + 1, 0);
+    for (int32_t e = 0; e < E; ++e) offsets[e + 1] = offsets[e] + c.counts[e];
+    const int64_t R = offsets[E], ld_x = c.k + c.ld_x_pad, ld_y = c.n + c.ld_y_pad;
+    const int64_t stride = c.n * c.k + c.stride_pad;
+    const int64_t max_rows = *std::max_element(c.counts.begin(), c.counts.end()) + c.max_rows_extra;
+    std::vector<uint8_t> x(static_cast<size_t>((R + 2) * ld_x) * es), w(static_cast<size_t>(E * stride) * es);
+    for (size_t i = 0; i < x.size() / es; ++i) store(dt, &x[i * es], nd(rng));
+    for (size_t i = 0; i < w.size() / es; ++i) store(dt, &w[i * es], nd(rng));
+    std::vector<float> y(static_cast<size_t>((R + 3) * ld_y), kNaN);  // 3 rows past offsets[E]
+    kernels::MoeGroupedGemmParams p{y.data(), ld_y,           x.data(), ld_x, w.data(), stride,
+                                    dt,       offsets.data(), E,        c.n,  c.k,      max_rows};
+    kernels::twin::moe_grouped_gemm(p);
+    for (int32_t e = 0; e < E; ++e)
+      for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r)
+        for (int64_t j = 0; j < c.n; ++j) {
+          double ref = 0, mag = 0;
+          for (int64_t i = 0; i < c.k; ++i) {
+            const double t = double{load(dt, &x[static_cast<size_t>(r * ld_x + i) * es])} *
+                             load(dt, &w[static_cast<size_t>(e * stride + j * c.k + i) * es]);
+            ref += t;
+            mag += std::fabs(t);
+          }
+          // A float32 sum of k terms, products of halves exact (of F32 values rounded once): within
+          // (k + 1) * 2^-24 of the sum of |terms|.
+          ASSERT_NEAR(y[static_cast<size_t>(r * ld_y + j)], ref, static_cast<double>(c.k + 1) * 0x1p-24 * mag)
+              << "expert " << e << " row " << r << " col " << j;
+        }
+    for (int64_t r = 0; r < R + 3; ++r)
+      for (int64_t j = r < R ? c.n : 0; j < ld_y; ++j)
+        ASSERT_TRUE(std::isnan(y[static_cast<size_t>(r * ld_y + j)])) << "row " << r << " col " << j << " written";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, TwinMoeGroupedGemm, ::testing::Values(DType::BF16, DType::F16, DType::F32),
+                         [](const auto& i) { return std::string(dtype_name(i.param)); });
+
+TEST(TwinMoe, GroupedGemmRefusesCountsPastMaxRowsAndShortRows) {
+  const std::vector<int32_t> offsets = {0, 2, 5};  // expert 1 has 3 rows
+  std::vector<float> x(5 * 4, 1.0f), w(2 * 3 * 4, 1.0f), y(5 * 3, 0.0f);
+  kernels::MoeGroupedGemmParams p{y.data(), 3, x.data(), 4, w.data(), 12, DType::F32, offsets.data(), 2, 3, 4, 2};
+  EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(p)) << "3 rows > max_rows 2";
+  p.max_rows = 3;
+  EXPECT_NO_THROW(kernels::twin::moe_grouped_gemm(p));
+  EXPECT_EQ(y[3 * 3 + 1], 4.0f) << "a row of four 1 x 1 products";
+  p.ld_x = 3;
+  EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(p)) << "ld_x 3 < k 4";
+  p.ld_x = 4;
+  p.dtype = DType::I32;
+  EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(p)) << "integer operands";
 }
 
 }  // namespace

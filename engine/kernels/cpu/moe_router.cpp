@@ -16,6 +16,7 @@ RouterParams RouterParams::from_config(const ModelConfig& c) {
   p.topk_group = c.topk_group;
   p.norm_topk_prob = c.norm_topk_prob;
   p.routed_scaling_factor = static_cast<float>(c.routed_scaling_factor);
+  p.scoring = c.scoring_func;
   return p;
 }
 
@@ -26,10 +27,14 @@ void moe_route(const float* router_logits, int64_t n_tokens, const RouterParams&
   std::vector<int32_t> order(static_cast<size_t>(E));
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* l = router_logits + t * E;
-    const float mx = *std::max_element(l, l + E);
-    float sum = 0.0f;
-    for (int64_t e = 0; e < E; ++e) sum += (s[e] = std::exp(l[e] - mx));
-    for (int64_t e = 0; e < E; ++e) s[e] /= sum;
+    if (p.scoring == ScoringFunc::SIGMOID) {
+      for (int64_t e = 0; e < E; ++e) s[e] = 1.0f / (1.0f + std::exp(-l[e]));
+    } else {
+      const float mx = *std::max_element(l, l + E);
+      float sum = 0.0f;
+      for (int64_t e = 0; e < E; ++e) sum += (s[e] = std::exp(l[e] - mx));
+      for (int64_t e = 0; e < E; ++e) s[e] /= sum;
+    }
 
     if (p.method == TopkMethod::GROUP_LIMITED_GREEDY) {
       const int64_t per = E / p.n_group;

@@ -1,7 +1,7 @@
-// CUDA kernels of the DeepSeekMoE layer (twins in engine/kernels/twin/moe.cpp): the router (softmax + greedy
-// or group-limited top-k, one warp per token), the stable expert sort of (token, expert) pairs (one block,
-// deterministic), the row gather into expert order, the weighted combine back into token order, and the
-// pointer arrays of the per-pair batched GEMM.
+// CUDA kernels of the DeepSeekMoE layer (twins in engine/kernels/twin/moe.cpp): the router (softmax or sigmoid
+// scores, greedy or group-limited top-k, one warp per token), the stable expert sort of (token, expert) pairs (one
+// block, deterministic), the row gather into expert order, the weighted combine back into token order, and the pointer
+// arrays of the per-pair batched GEMM.
 //
 // Out-of-range expert ids cannot come from the router; should they reach moe_permute anyway, the pair gets
 // rank -1 and is not counted, and gather/combine skip pairs of negative rank (and PADDED rows past capacity),
@@ -42,7 +42,7 @@ __device__ __forceinline__ void warp_best(float& v, int& i) {
 }
 
 // Lane `lane` owns experts lane, lane + 32, ...: its best not yet taken one (taken experts hold -3, below the
-// start value -2; every probability is >= 0, masked ones are 0 and stay selectable).
+// start value -2; every score is >= 0, masked ones are 0 and stay selectable).
 __device__ __forceinline__ void lane_best(const float* s, int E, int lane, float& v, int& i) {
   v = -2.0f;
   i = INT32_MAX;
@@ -59,22 +59,28 @@ __global__ void __launch_bounds__(kRouterWarps * 32) router_kernel(const RouterP
   float* s = router_smem + warp * E;
   const float* l = p.logits + t * E;
 
-  float mx = -INFINITY;
-  for (int e = lane; e < E; e += 32) {  // coalesced: 32 consecutive logits per step
-    s[e] = l[e];
-    mx = fmaxf(mx, s[e]);
-  }
+  if (p.scoring == RouterScoring::SIGMOID) {
+    // Each score on its own: 1 / (1 + exp(-l)) with an IEEE division, as the twin. Scores stay in [0, 1], so
+    // the top-k sentinels below (-2, -3) keep working.
+    for (int e = lane; e < E; e += 32) s[e] = 1.0f / (1.0f + expf(-l[e]));
+  } else {
+    float mx = -INFINITY;
+    for (int e = lane; e < E; e += 32) {  // coalesced: 32 consecutive logits per step
+      s[e] = l[e];
+      mx = fmaxf(mx, s[e]);
+    }
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, o));
-  float sum = 0.0f;
-  for (int e = lane; e < E; e += 32) {
-    const float x = expf(s[e] - mx);
-    s[e] = x;
-    sum += x;
-  }
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, o));
+    float sum = 0.0f;
+    for (int e = lane; e < E; e += 32) {
+      const float x = expf(s[e] - mx);
+      s[e] = x;
+      sum += x;
+    }
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(kFull, sum, o);
-  for (int e = lane; e < E; e += 32) s[e] /= sum;  // division, not a reciprocal multiply: as the twin
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(kFull, sum, o);
+    for (int e = lane; e < E; e += 32) s[e] /= sum;  // division, not a reciprocal multiply: as the twin
+  }
   __syncwarp();
 
   if (p.method == RouterMethod::GROUP_LIMITED_GREEDY) {
@@ -316,6 +322,8 @@ void router(const RouterParams& p, cudaStream_t s) {
                  "n_experts <= {}", K, E, kMaxTopK, kRouterMaxExperts);
   MLABENCH_CHECK(p.method == RouterMethod::GREEDY || p.method == RouterMethod::GROUP_LIMITED_GREEDY,
                  "router: method {}. HINT: GREEDY or GROUP_LIMITED_GREEDY", static_cast<int>(p.method));
+  MLABENCH_CHECK(p.scoring == RouterScoring::SOFTMAX || p.scoring == RouterScoring::SIGMOID,
+                 "router: scoring {}. HINT: SOFTMAX or SIGMOID", static_cast<int>(p.scoring));
   MLABENCH_CHECK(p.method == RouterMethod::GREEDY || (p.n_group > 0 && p.n_group <= 32 && E % p.n_group == 0 &&
                                                       p.topk_group > 0 && p.topk_group <= p.n_group),
                  "router: {} experts, n_group {}, topk_group {}. HINT: n_group (<= 32) must divide n_experts and "

@@ -1,6 +1,6 @@
-// CPU twins of the DeepSeekMoE kernels (engine/kernels/cuda/moe.cu): router (softmax + greedy or group-limited
-// top-k), the stable expert sort of (token, expert) pairs, the row gather into expert order, the weighted
-// combine back into token order, and the pointer arrays of the per-pair batched GEMM.
+// CPU twins of the DeepSeekMoE kernels (engine/kernels/cuda/moe.cu): router (softmax or sigmoid scores, greedy
+// or group-limited top-k), the stable expert sort of (token, expert) pairs, the row gather into expert order, the
+// weighted combine back into token order, and the pointer arrays of the per-pair batched GEMM.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -41,6 +41,8 @@ void router(const RouterParams& p) {
   const int32_t E = p.n_experts, K = p.top_k;
   MLABENCH_CHECK(E > 0 && K > 0 && K <= E, "router: top_k {} with {} experts. HINT: need 1 <= top_k <= n_experts",
                  K, E);
+  MLABENCH_CHECK(p.scoring == RouterScoring::SOFTMAX || p.scoring == RouterScoring::SIGMOID,
+                 "router: scoring {}. HINT: SOFTMAX or SIGMOID", static_cast<int>(p.scoring));
   const bool grouped = p.method == RouterMethod::GROUP_LIMITED_GREEDY;
   MLABENCH_CHECK(!grouped || (p.n_group > 0 && E % p.n_group == 0 && p.topk_group > 0 && p.topk_group <= p.n_group),
                  "router: {} experts, n_group {}, topk_group {}. HINT: n_group must divide n_experts and "
@@ -50,11 +52,15 @@ void router(const RouterParams& p) {
   std::vector<bool> keep(gscore.size()), taken(static_cast<size_t>(E));
   for (int64_t t = 0; t < p.n_tokens; ++t) {
     const float* l = p.logits + t * E;
-    float mx = l[0];
-    for (int32_t e = 1; e < E; ++e) mx = l[e] > mx ? l[e] : mx;
-    float sum = 0.0f;
-    for (int32_t e = 0; e < E; ++e) sum += (s[e] = std::exp(l[e] - mx));
-    for (int32_t e = 0; e < E; ++e) s[e] /= sum;
+    if (p.scoring == RouterScoring::SIGMOID) {
+      for (int32_t e = 0; e < E; ++e) s[e] = 1.0f / (1.0f + std::exp(-l[e]));
+    } else {
+      float mx = l[0];
+      for (int32_t e = 1; e < E; ++e) mx = l[e] > mx ? l[e] : mx;
+      float sum = 0.0f;
+      for (int32_t e = 0; e < E; ++e) sum += (s[e] = std::exp(l[e] - mx));
+      for (int32_t e = 0; e < E; ++e) s[e] /= sum;
+    }
 
     if (grouped) {
       const int32_t per = E / p.n_group;

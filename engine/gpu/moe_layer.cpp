@@ -1,0 +1,265 @@
+// gpu::MoeLayer: one DeepSeekMoE layer on the GPU (engine/gpu/moe_layer.h; twin kernels::twin::moe_layer). The
+// order of kernels and cuBLAS calls is the one the DeepSeek-V2 forward pass used before the layer was split out
+// (router GEMM, router, shared experts into out, permute, gather, the routed experts' GEMMs and SwiGLU, combine),
+// so PAIR, PADDED and the host-synchronised COMPACT path give the same bits as before. The graph-safe COMPACT
+// path swaps the host-side grouping for moe_grouped_gemm, whose row counts stay on the device.
+// All scratch lives in one device allocation made by the constructor: a captured graph keeps its pointers.
+#include "engine/gpu/moe_layer.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
+#include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/twin/moe_checks.h"
+
+namespace mlabench::gpu {
+
+namespace k = mlabench::kernels;
+
+struct MoeLayer::Impl {
+  Blas& blas;
+  cudaStream_t stream;
+  DType dtype;
+  int64_t H, I, SI, T_max;
+  int32_t E, K;
+  DeviceBuffer scratch;
+  float* logits = nullptr;      // [T, E]
+  int32_t* idx = nullptr;       // [T, K]
+  float* w = nullptr;           // [T, K]
+  int32_t* counts = nullptr;    // [E]
+  int32_t* offsets = nullptr;   // [E + 1]
+  int32_t* rank = nullptr;      // [T, K]
+  void* xe = nullptr;           // [rows, H] dt: expert-ordered inputs
+  float* ge = nullptr;          // [rows, 2I] (the shared experts' [T, 2 SI] first)
+  void* he = nullptr;           // [rows, I] dt (the shared experts' [T, SI] first)
+  float* ye = nullptr;          // [rows, H]
+  const void** ptrs = nullptr;  // 6 * max(T K, E) GEMM operand pointers (PAIR, host COMPACT)
+  std::vector<int32_t> host_offsets;
+  bool grouped_ok = true;  // cleared once if cuBLAS has no grouped GEMM for these operand types
+
+  Impl(Blas& b, cudaStream_t s, DType dt, int64_t hidden, int64_t inter, int64_t shared_inter, int32_t n_experts,
+       int32_t top_k, int64_t max_tokens)
+      : blas(b),
+        stream(s),
+        dtype(dt),
+        H(hidden),
+        I(inter),
+        SI(shared_inter),
+        T_max(max_tokens),
+        E(n_experts),
+        K(top_k) {}
+
+  const char* at(const void* base, int64_t elems) const {
+    return static_cast<const char*>(base) + static_cast<size_t>(elems) * dtype_size(dtype);
+  }
+  void allocate();
+  void route_and_shared(const k::MoeLayerParams& p);
+  void pair_experts(const k::MoeLayerParams& p);
+  void padded_experts(const k::MoeLayerParams& p, int32_t capacity);
+  void compact_experts_graph_safe(const k::MoeLayerParams& p);
+  void compact_experts_host(const k::MoeLayerParams& p);
+  void silu_rows(const float* gu, void* h, int64_t rows, int64_t inter) {
+    k::cuda::silu_mul({.out = h, .out_type = dtype, .ld_out = inter, .gate_up = gu, .ld_in = 2 * inter, .inter = inter,
+                       .n_rows = rows}, stream);
+  }
+};
+
+void MoeLayer::Impl::allocate() {
+  const int64_t T = T_max, pairs = T * K;
+  // PADDED reserves capacity = n_tokens rows for every expert, up to kMoePaddedMaxTokens tokens.
+  const int64_t rows = std::max(pairs, int64_t{E} * std::min(T, k::kMoePaddedMaxTokens));
+  const size_t es = dtype_size(dtype);
+  size_t total = 0;
+  auto reserve = [&](size_t bytes) {
+    const size_t at = total;
+    total += (bytes + 255) / 256 * 256;  // 256-byte aligned, as cudaMalloc: 16-byte GEMM rows stay aligned
+    return at;
+  };
+  const auto n = [](int64_t v) { return static_cast<size_t>(v); };
+  const size_t o_logits = reserve(n(T * E) * 4), o_idx = reserve(n(pairs) * 4), o_w = reserve(n(pairs) * 4);
+  const size_t o_counts = reserve(n(E) * 4), o_offsets = reserve(n(E + 1) * 4), o_rank = reserve(n(pairs) * 4);
+  const size_t o_xe = reserve(n(rows * H) * es);
+  const size_t o_ge = reserve(n(std::max(rows * 2 * I, T * 2 * SI)) * 4);
+  const size_t o_he = reserve(n(std::max(rows * I, T * SI)) * es);
+  const size_t o_ye = reserve(n(rows * H) * 4);
+  const size_t o_ptrs = reserve(6 * n(std::max<int64_t>(pairs, E)) * sizeof(void*));
+  scratch = DeviceBuffer(total, "MoE layer scratch");
+  char* base = scratch.as<char>();
+  logits = reinterpret_cast<float*>(base + o_logits);
+  idx = reinterpret_cast<int32_t*>(base + o_idx);
+  w = reinterpret_cast<float*>(base + o_w);
+  counts = reinterpret_cast<int32_t*>(base + o_counts);
+  offsets = reinterpret_cast<int32_t*>(base + o_offsets);
+  rank = reinterpret_cast<int32_t*>(base + o_rank);
+  xe = base + o_xe;
+  ge = reinterpret_cast<float*>(base + o_ge);
+  he = base + o_he;
+  ye = reinterpret_cast<float*>(base + o_ye);
+  ptrs = reinterpret_cast<const void**>(base + o_ptrs);
+  host_offsets.resize(static_cast<size_t>(E) + 1);
+}
+
+// Router logits [T, E] (float32 GEMM) and top-k; then the shared experts' SwiGLU written to out.
+void MoeLayer::Impl::route_and_shared(const k::MoeLayerParams& p) {
+  const int64_t T = p.n_tokens;
+  blas.linear_f32(logits, E, p.x, H, p.router_w, H, T, E, H);  // [T, E]
+  k::cuda::router({.logits = logits, .n_tokens = T, .n_experts = E, .top_k = K, .method = p.method,
+                   .n_group = p.n_group, .topk_group = p.topk_group, .norm_topk_prob = p.norm_topk_prob,
+                   .routed_scaling_factor = p.routed_scaling_factor, .topk_idx = idx, .topk_weight = w,
+                   .scoring = p.scoring}, stream);
+  if (SI > 0) {
+    blas.linear(ge, 2 * SI, p.x_c, H, p.shared_gate_up, H, dtype, T, 2 * SI, H);  // [T, 2 SI]
+    silu_rows(ge, he, T, SI);                                                     // [T, SI] dt
+    blas.linear(p.out, H, he, SI, p.shared_down, SI, dtype, T, H, SI);            // [T, H]
+  }
+}
+
+// One GEMV per (token, expert) pair: pointer arrays built on the device, then two batched cuBLAS calls.
+void MoeLayer::Impl::pair_experts(const k::MoeLayerParams& p) {
+  const int64_t P = p.n_tokens * K, es = static_cast<int64_t>(dtype_size(dtype));
+  k::cuda::moe_pair_pointers({.topk_idx = idx, .n_pairs = P, .weights = static_cast<const char*>(p.experts_gate_up),
+                              .expert_stride_bytes = 2 * I * H * es, .x = static_cast<const char*>(xe),
+                              .ld_x_bytes = H * es, .y = reinterpret_cast<char*>(ge), .ld_y_bytes = 2 * I * 4,
+                              .a = ptrs, .b = ptrs + P, .c = const_cast<void**>(ptrs + 2 * P)}, stream);
+  k::cuda::moe_pair_pointers({.topk_idx = idx, .n_pairs = P, .weights = static_cast<const char*>(p.experts_down),
+                              .expert_stride_bytes = H * I * es, .x = static_cast<const char*>(he),
+                              .ld_x_bytes = I * es, .y = reinterpret_cast<char*>(ye), .ld_y_bytes = H * 4,
+                              .a = ptrs + 3 * P, .b = ptrs + 4 * P, .c = const_cast<void**>(ptrs + 5 * P)}, stream);
+  // Per pair: ge[1, 2I] = xe[1, H] . gate_up_e[2I, H]^T; ye[1, H] = he[1, I] . down_e[H, I]^T.
+  blas.linear_batched(const_cast<void* const*>(ptrs + 2 * P), 2 * I, ptrs + P, H, ptrs, H, dtype, 1, 2 * I, H, P);
+  silu_rows(ge, he, P, I);
+  blas.linear_batched(const_cast<void* const*>(ptrs + 5 * P), H, ptrs + 4 * P, I, ptrs + 3 * P, I, dtype, 1, H, I, P);
+}
+
+// Every expert at `capacity` rows (unused rows computed and never read): two strided batched GEMMs.
+void MoeLayer::Impl::padded_experts(const k::MoeLayerParams& p, int32_t capacity) {
+  const int64_t C = capacity;
+  // Per expert: ge[C, 2I] = xe[C, H] . gate_up_e[2I, H]^T; ye[C, H] = he[C, I] . down_e[H, I]^T.
+  blas.linear_strided(ge, 2 * I, C * 2 * I, xe, H, C * H, p.experts_gate_up, H, 2 * I * H, dtype, C, 2 * I, H, E);
+  silu_rows(ge, he, E * C, I);
+  blas.linear_strided(ye, H, C * H, he, I, C * I, p.experts_down, I, H * I, dtype, C, H, I, E);
+}
+
+// Expert-contiguous rows through moe_grouped_gemm: the counts stay on the device (CUDA-graph safe). n_tokens
+// bounds every expert's rows (a token picks an expert at most once).
+void MoeLayer::Impl::compact_experts_graph_safe(const k::MoeLayerParams& p) {
+  const int64_t T = p.n_tokens;
+  // Expert e's rows: ge[rows_e, 2I] = xe[rows_e, H] . gate_up_e[2I, H]^T.
+  k::cuda::moe_grouped_gemm({.y = ge, .ld_y = 2 * I, .x = xe, .ld_x = H, .w = p.experts_gate_up,
+                             .expert_stride = 2 * I * H, .dtype = dtype, .offsets = offsets, .n_experts = E, .n = 2 * I,
+                             .k = H, .max_rows = T}, stream);
+  silu_rows(ge, he, T * K, I);
+  // ye[rows_e, H] = he[rows_e, I] . down_e[H, I]^T.
+  k::cuda::moe_grouped_gemm({.y = ye, .ld_y = H, .x = he, .ld_x = I, .w = p.experts_down, .expert_stride = H * I,
+                             .dtype = dtype, .offsets = offsets, .n_experts = E, .n = H, .k = I, .max_rows = T},
+                             stream);
+}
+
+// Prefill: the per-expert row counts come back to the host once per layer; then one grouped GEMM per projection
+// over the experts that have rows (or, where cuBLAS lacks grouped GEMM for these types, one GEMM per such
+// expert, still without further synchronisation).
+void MoeLayer::Impl::compact_experts_host(const k::MoeLayerParams& p) {
+  const size_t es = dtype_size(dtype);
+  MLABENCH_CUDA(
+      cudaMemcpyAsync(host_offsets.data(), offsets, static_cast<size_t>(E + 1) * 4, cudaMemcpyDeviceToHost, stream));
+  MLABENCH_CUDA(cudaStreamSynchronize(stream));
+  std::vector<int> rows;
+  std::vector<const void*> h(6 * static_cast<size_t>(E));
+  size_t g = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t r0 = host_offsets[static_cast<size_t>(e)], n = host_offsets[static_cast<size_t>(e) + 1] - r0;
+    if (n == 0) continue;
+    rows.push_back(static_cast<int>(n));
+    h[g] = at(p.experts_gate_up, e * 2 * I * H);                                     // A, gate_up [2I, H]
+    h[E + g] = static_cast<const char*>(xe) + static_cast<size_t>(r0 * H) * es;      // B [n, H]
+    h[2 * E + g] = ge + r0 * 2 * I;                                                  // C [n, 2I]
+    h[3 * E + g] = at(p.experts_down, e * H * I);                                    // A, down [H, I]
+    h[4 * E + g] = static_cast<const char*>(he) + static_cast<size_t>(r0 * I) * es;  // B [n, I]
+    h[5 * E + g] = ye + r0 * H;                                                      // C [n, H]
+    ++g;
+  }
+  void* const* yv = const_cast<void* const*>(reinterpret_cast<const void* const*>(ptrs));
+  if (grouped_ok)  // the pointer arrays go to the device only for the grouped call
+    MLABENCH_CUDA(cudaMemcpyAsync(ptrs, h.data(), h.size() * sizeof(void*), cudaMemcpyHostToDevice, stream));
+  const bool grouped =
+      grouped_ok && blas.linear_grouped(yv + 2 * E, 2 * I, ptrs + E, H, ptrs, H, dtype, rows, 2 * I, H);
+  if (grouped_ok && !grouped)
+    std::fprintf(stderr,
+                 "note: cuBLAS has no grouped GEMM for %s operands with float32 output; the prefill MoE "
+                 "issues one GEMM per expert instead\n",
+                 std::string(dtype_name(dtype)).c_str());
+  grouped_ok = grouped;
+  if (!grouped)
+    for (size_t i = 0; i < g; ++i)
+      blas.linear(static_cast<float*>(const_cast<void*>(h[2 * E + i])), 2 * I, h[E + i], H, h[i], H, dtype, rows[i],
+                  2 * I, H);
+  silu_rows(ge, he, p.n_tokens * K, I);
+  if (grouped) {
+    blas.linear_grouped(yv + 5 * E, H, ptrs + 4 * E, I, ptrs + 3 * E, I, dtype, rows, H, I);
+  } else {
+    for (size_t i = 0; i < g; ++i)
+      blas.linear(static_cast<float*>(const_cast<void*>(h[5 * E + i])), H, h[4 * E + i], I, h[3 * E + i], I, dtype,
+                  rows[i], H, I);
+  }
+}
+
+MoeLayer::MoeLayer(Blas& blas, cudaStream_t stream, DType dtype, int64_t hidden, int64_t inter, int64_t shared_inter,
+                   int32_t n_experts, int32_t top_k, int64_t max_tokens)
+    : impl_(nullptr) {
+  MLABENCH_CHECK(blas.stream() == stream,
+                 "MoeLayer: the Blas handle runs on another stream than the layer. HINT: "
+                 "pass the stream the Blas was made with, so the GEMMs and kernels stay ordered");
+  MLABENCH_CHECK(dtype == DType::BF16 || dtype == DType::F16 || dtype == DType::F32,
+                 "MoeLayer: dtype {}. HINT: the GEMM operands are BF16, F16 or F32", dtype_name(dtype));
+  MLABENCH_CHECK(max_tokens > 0 && hidden > 0 && inter > 0 && shared_inter >= 0 && n_experts > 0 && top_k > 0 &&
+                     top_k <= n_experts,
+                 "MoeLayer: max_tokens {}, hidden {}, inter {}, shared_inter {}, n_experts {}, top_k {}. HINT: sizes "
+                 "must be positive (shared_inter may be 0) and top_k <= n_experts",
+                 max_tokens, hidden, inter, shared_inter, n_experts, top_k);
+  impl_ = new Impl(blas, stream, dtype, hidden, inter, shared_inter, n_experts, top_k, max_tokens);
+  try {
+    impl_->allocate();
+  } catch (...) {
+    delete impl_;
+    throw;
+  }
+}
+
+MoeLayer::~MoeLayer() { delete impl_; }
+
+uint64_t MoeLayer::scratch_bytes() const { return impl_->scratch.bytes(); }
+
+void MoeLayer::forward(const k::MoeLayerParams& p) {
+  Impl& m = *impl_;
+  k::checks::check_moe_layer(p);
+  MLABENCH_CHECK(p.dtype == m.dtype && p.hidden == m.H && p.inter == m.I && p.shared_inter == m.SI &&
+                     p.n_experts == m.E && p.top_k == m.K && p.n_tokens <= m.T_max,
+                 "MoeLayer::forward: dtype {}, hidden {}, inter {}, shared_inter {}, n_experts {}, top_k {}, "
+                 "n_tokens {}; the layer was built for {}, {}, {}, {}, {}, {}, up to {} tokens. HINT: build one "
+                 "MoeLayer per expert shape with the step's token budget",
+                 dtype_name(p.dtype), p.hidden, p.inter, p.shared_inter, p.n_experts, p.top_k, p.n_tokens,
+                 dtype_name(m.dtype), m.H, m.I, m.SI, m.E, m.K, m.T_max);
+  const int64_t T = p.n_tokens;
+  if (T == 0) return;
+  m.route_and_shared(p);
+  k::cuda::moe_permute({.topk_idx = m.idx, .n_tokens = T, .top_k = m.K, .n_experts = m.E, .counts = m.counts,
+                        .offsets = m.offsets, .rank = m.rank}, m.stream);
+  k::MoeRowMap map{.mode = k::moe_row_mode(T, m.K, m.E), .topk_idx = m.idx, .rank = m.rank, .offsets = m.offsets};
+  if (map.mode == k::MoeRowMode::PADDED) map.capacity = static_cast<int32_t>(T);
+  k::cuda::moe_gather({.out = m.xe, .ld_out = m.H, .x = p.x_c, .ld_x = m.H, .elem_type = m.dtype, .hidden = m.H,
+                       .n_tokens = T, .top_k = m.K, .map = map}, m.stream);
+  if (map.mode == k::MoeRowMode::PAIR)
+    m.pair_experts(p);
+  else if (map.mode == k::MoeRowMode::PADDED)
+    m.padded_experts(p, map.capacity);
+  else if (p.graph_safe)
+    m.compact_experts_graph_safe(p);
+  else
+    m.compact_experts_host(p);
+  k::cuda::moe_combine({.out = p.out, .ld_out = m.H, .y = m.ye, .ld_y = m.H, .topk_weight = m.w, .hidden = m.H,
+                        .n_tokens = T, .top_k = m.K, .accumulate = m.SI > 0, .map = map}, m.stream);
+}
+
+}  // namespace mlabench::gpu

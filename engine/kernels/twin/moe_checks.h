@@ -1,0 +1,17 @@
+// Parameter checks shared by the MoE CUDA launchers (and gpu::MoeLayer) and their CPU twins: one definition of
+// what the twin and the kernel accept.
+#pragma once
+
+#include "engine/kernels/kernel_params.h"
+
+namespace mlabench::kernels::checks {
+
+/// Shapes, dtype and pointers of a grouped expert GEMM (the values behind `offsets` are the twin's to check:
+/// the kernel cannot read them on the host).
+void check_moe_grouped_gemm(const MoeGroupedGemmParams& p);
+
+/// Shapes, dtype and pointers of one MoE layer (defined in engine/kernels/twin/moe_layer.cpp); the router's
+/// method and groups are checked by the router itself.
+void check_moe_layer(const MoeLayerParams& p);
+
+}  // namespace mlabench::kernels::checks
