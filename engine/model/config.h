@@ -38,16 +38,16 @@ enum class ScoringFunc { SOFTMAX, SIGMOID };
 struct RopeConfig {
   RopeType type = RopeType::DEFAULT;
   double theta = 10000.0;
-  int64_t dim = 0;           // rotated dimensions per head: qk_rope_head_dim (DeepSeek) or head_dim (Llama)
-  bool interleaved = false;  // DeepSeek: pairs (2i, 2i+1). Llama (HF weights): pairs (i, i + dim/2)
-  // yarn (DeepSeek remote-code semantics; defaults are that code's)
+  int64_t dim = 0;           // rotated dimensions per head: qk_rope_head_dim (MLA) or head_dim (GQA)
+  bool interleaved = false;  // MLA: pairs (2i, 2i+1). GQA (HF Llama weights): pairs (i, i + dim/2)
+  // yarn (DeepSeek remote-code semantics; defaults are that code's; model_type deepseek_v2 only)
   double factor = 1.0;
   int64_t original_max_position_embeddings = 0;
   double beta_fast = 32.0;
   double beta_slow = 1.0;
   double mscale = 1.0;
   double mscale_all_dim = 0.0;
-  // llama3
+  // llama3 (model_type llama only)
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
 };

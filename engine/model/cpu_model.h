@@ -1,5 +1,6 @@
-// CpuModel: the float32 CPU forward pass of one architecture over one sequence and its KV cache.
-// deepseek_v2.cpp and llama.cpp each implement it top to bottom in one file.
+// CpuModel: the float32 CPU forward pass over one sequence and its KV cache, for every architecture: each layer
+// is the config's attention kind (cpu_attention.h: MLA or GQA) and that layer's FFN kind (dense SwiGLU or
+// DeepSeekMoE), pre-norm residual blocks, final norm and lm_head. It is the reference twin of the GPU engine.
 #pragma once
 
 #include <cstdint>
@@ -16,34 +17,32 @@ namespace mlabench {
 
 class CpuModel {
  public:
-  virtual ~CpuModel() = default;
+  CpuModel(ModelConfig c, ModelWeights w, MlaAttention mode);
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
 
-  /// \brief A cache sized for this model's layout, empty.
-  virtual CpuKvCache new_cache() const = 0;
+  /// \brief A cache sized for this model's layout (the attention kind's K and V widths), empty.
+  CpuKvCache new_cache() const;
 
-  /// \brief Runs `tokens` at positions cache.n_tokens() onwards, appends them to the cache, and writes logits:
-  /// [tokens.size(), vocab] when !last_only, else the last position's [vocab]. Token ids must be validated
-  /// by the caller.
-  virtual void forward(std::span<const int32_t> tokens, CpuKvCache& cache, float* logits, bool last_only) = 0;
+  /// \brief Runs `tokens` at positions cache.n_tokens() onwards, appends their K/V to the cache, and writes the
+  /// logits of the rows listed in `rows` (indices into tokens, ascending) to logits [rows.size(), vocab]; the
+  /// output head runs on those rows only. `decode`: the call continues a generation by one token (MLA in
+  /// MlaAttention::AUTO then takes the absorbed form; otherwise the decompressed one, as the GPU engine does for
+  /// prefill chunks). Token ids must be validated by the caller.
+  void forward(std::span<const int32_t> tokens, CpuKvCache& cache, std::span<const int64_t> rows, float* logits,
+               bool decode);
+  /// \brief The same with logits [tokens.size(), vocab] of every row, or the last row's [vocab] when last_only.
+  /// A call of one token counts as a decode step.
+  void forward(std::span<const int32_t> tokens, CpuKvCache& cache, float* logits, bool last_only);
 
- protected:
-  CpuModel(ModelConfig c, ModelWeights w)
-      : config_(std::move(c)), weights_(std::move(w)), rope_(rope_tables(config_)) {}
-  /// Final RMSNorm and lm_head for the rows of `hidden` [n, H] that are wanted.
-  void lm_head(const float* hidden, int64_t n, float* logits, bool last_only) const;
-  /// down(silu(gate(x)) * up(x)) for x [n, H] -> out [n, H] (dense MLP, each expert, the shared experts).
-  void swiglu_mlp(const MlpWeights& w, const float* x, int64_t n, float* out) const;
-
+ private:
   ModelConfig config_;
   ModelWeights weights_;
   RopeTables rope_;
+  MlaAttention mode_;
 };
 
-std::unique_ptr<CpuModel> make_deepseek_v2_cpu(ModelConfig c, ModelWeights w, MlaAttention mode);
-std::unique_ptr<CpuModel> make_llama_cpu(ModelConfig c, ModelWeights w);
-/// \brief The CPU model for c.arch.
+/// \brief The CPU model of `c` (any registered attention × FFN composition).
 std::unique_ptr<CpuModel> make_cpu_model(ModelConfig c, ModelWeights w, MlaAttention mode);
 
 }  // namespace mlabench

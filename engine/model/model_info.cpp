@@ -1,3 +1,5 @@
+// `mlabench info` arithmetic. Parameter counts sum the tensor manifest, so every attention x FFN composition is
+// counted by the code that loads it; KV-cache elements per token follow the attention kind.
 #include "engine/model/model_info.h"
 
 #include <nlohmann/json.hpp>
@@ -25,21 +27,41 @@ ParamCounts count_params(const ModelConfig& c) {
 
 KvPerToken kv_per_token(const ModelConfig& c) {
   KvPerToken k;
-  if (c.is_mla()) {
-    k.elements = c.n_layers * (c.kv_lora_rank + c.qk_rope_head_dim);
-    k.decompressed_elements = c.n_layers * c.n_heads * (c.qk_head_dim() + c.v_head_dim);
-  } else {
-    k.elements = c.n_layers * 2 * c.n_kv_heads * c.head_dim;
+  switch (c.attention) {
+    case AttentionKind::MLA:  // the latent [c_kv ; k_pe] only
+      k.elements = c.n_layers * (c.kv_lora_rank + c.qk_rope_head_dim);
+      k.decompressed_elements = c.n_layers * c.n_heads * (c.qk_head_dim() + c.v_head_dim);
+      break;
+    case AttentionKind::GQA:  // K and V of every KV head
+      k.elements = c.n_layers * 2 * c.n_kv_heads * c.head_dim;
+      break;
   }
   return k;
 }
+
+namespace {
+
+// How the paper's tables name the attention: a GQA layout with as many KV heads as query heads is MHA, with one
+// KV head (and several query heads) MQA.
+std::string attention_name(const ModelConfig& c) {
+  switch (c.attention) {
+    case AttentionKind::MLA:
+      return "MLA";
+    case AttentionKind::GQA:
+      if (c.n_kv_heads == c.n_heads) return "MHA";
+      return c.n_kv_heads == 1 ? "MQA" : "GQA";
+  }
+  return "?";
+}
+
+}  // namespace
 
 ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const Checkpoint* ck) {
   ModelSummary s;
   s.model_dir = model_dir;
   s.architecture = c.architecture;
   s.model_type = c.model_type;
-  s.attention = c.is_mla() ? "MLA" : (c.n_kv_heads == c.n_heads ? "MHA" : "GQA");
+  s.attention = attention_name(c);
   s.vocab_size = c.vocab_size;
   s.n_layers = c.n_layers;
   s.max_position_embeddings = c.max_position_embeddings;
@@ -62,7 +84,7 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const
   j["max_position_embeddings"] = c.max_position_embeddings;
   j["dtype"] = std::string(dtype_torch_name(c.dtype));
   j["tie_word_embeddings"] = c.tie_word_embeddings;
-  if (c.is_mla()) {
+  if (c.attention == AttentionKind::MLA) {
     j["mla"] = {{"heads", c.n_heads},
                 {"q_lora_rank", c.q_lora_rank > 0 ? nlohmann::json(c.q_lora_rank) : nlohmann::json()},
                 {"kv_lora_rank", c.kv_lora_rank},
@@ -72,6 +94,9 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const
   } else {
     j["gqa"] = {{"heads", c.n_heads}, {"kv_heads", c.n_kv_heads}, {"head_dim", c.head_dim}};
   }
+  const int64_t n_moe = c.n_moe_layers();
+  j["ffn"] = {{"kinds", {{to_string(FfnKind::DENSE), c.n_layers - n_moe}, {to_string(FfnKind::MOE), n_moe}}}};
+  if (n_moe < c.n_layers) j["ffn"]["dense_intermediate_size"] = c.intermediate_size;
   if (c.n_routed_experts > 0) {
     j["moe"] = {{"routed_experts", c.n_routed_experts},
                 {"shared_experts", c.n_shared_experts},
@@ -114,7 +139,7 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const
                       "output head) minus the routed experts a token does not use"}};
   nlohmann::ordered_json kvj = {
       {"elements", kv.elements}, {"bytes_bf16", s.kv_bytes_per_token_bf16}, {"bytes_fp8", s.kv_bytes_per_token_fp8}};
-  if (c.is_mla()) {
+  if (c.attention == AttentionKind::MLA) {
     kvj["layout"] = "latent: kv_lora_rank + qk_rope_head_dim per layer";
     kvj["decompressed_bytes_bf16"] = 2 * kv.decompressed_elements;
   } else {

@@ -80,14 +80,12 @@ RopeTables rope_tables(const ModelConfig& c) {
     }
   }
 
-  if (c.is_mla()) {
-    t.softmax_scale = 1.0 / std::sqrt(static_cast<double>(c.qk_head_dim()));
-    if (r.type == RopeType::YARN && r.mscale_all_dim != 0.0) {
-      const double m = yarn_get_mscale(r.factor, r.mscale_all_dim);
-      t.softmax_scale *= m * m;
-    }
-  } else {
-    t.softmax_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  // The remote code's rule, for every attention kind: one head's q.k width, times mscale^2 under YaRN (q and k
+  // each carry one mscale). The absorbed MLA form keeps this scale: its dot products are the same numbers.
+  t.softmax_scale = 1.0 / std::sqrt(static_cast<double>(c.attention_qk_dim()));
+  if (r.type == RopeType::YARN && r.mscale_all_dim != 0.0) {
+    const double m = yarn_get_mscale(r.factor, r.mscale_all_dim);
+    t.softmax_scale *= m * m;
   }
   return t;
 }

@@ -26,8 +26,8 @@ struct RopeTables {
 /// \brief DeepSeek's yarn_get_mscale: 1 if scale <= 1, else 0.1 * mscale * ln(scale) + 1.
 double yarn_get_mscale(double scale, double mscale);
 
-/// \brief Tables for `c`. Softmax scale: DeepSeek qk_head_dim^-0.5, times yarn_get_mscale(factor,
-/// mscale_all_dim)^2 under YaRN when mscale_all_dim != 0 (the remote code's rule); Llama head_dim^-0.5.
+/// \brief Tables for `c`. Softmax scale: attention_qk_dim()^-0.5 (MLA qk_nope + qk_rope, GQA head_dim), times
+/// yarn_get_mscale(factor, mscale_all_dim)^2 under YaRN when mscale_all_dim != 0 (the remote code's rule).
 RopeTables rope_tables(const ModelConfig& c);
 
 /// \brief cos and sin of every frequency at position `pos` ([dim/2] each), multiplier applied.

@@ -33,6 +33,56 @@ ExpertLayout detect_expert_layout(const Checkpoint& ck) {
   return ExpertLayout::HUB;
 }
 
+namespace {
+
+void bind_mla(const std::string& a, int64_t q_lora_rank, const std::function<TensorView(const std::string&)>& get,
+              LayerWeights& L) {
+  if (q_lora_rank > 0) {
+    L.q_a_proj = get(a + "q_a_proj.weight");
+    L.q_a_norm = to_f32(get(a + "q_a_layernorm.weight"));
+    L.q_b_proj = get(a + "q_b_proj.weight");
+  } else {
+    L.q_proj = get(a + "q_proj.weight");
+  }
+  L.kv_a_proj = get(a + "kv_a_proj_with_mqa.weight");
+  L.kv_a_norm = to_f32(get(a + "kv_a_layernorm.weight"));
+  L.kv_b_proj = get(a + "kv_b_proj.weight");
+  L.o_proj = get(a + "o_proj.weight");
+}
+
+void bind_gqa(const std::string& a, const std::function<TensorView(const std::string&)>& get, LayerWeights& L) {
+  L.q_proj = get(a + "q_proj.weight");
+  L.k_proj = get(a + "k_proj.weight");
+  L.v_proj = get(a + "v_proj.weight");
+  L.o_proj = get(a + "o_proj.weight");
+}
+
+MlpWeights bind_mlp(const std::string& m, const std::function<TensorView(const std::string&)>& get) {
+  return {get(m + "gate_proj.weight"), get(m + "up_proj.weight"), get(m + "down_proj.weight")};
+}
+
+void bind_moe(const ModelConfig& c, const std::string& m, ExpertLayout layout,
+              const std::function<TensorView(const std::string&)>& get, LayerWeights& L) {
+  L.router = get(m + "gate.weight");
+  const int64_t I = c.moe_intermediate_size;
+  L.experts.resize(static_cast<size_t>(c.n_routed_experts));
+  if (layout == ExpertLayout::FUSED) {
+    const TensorView gate_up = get(m + "experts.gate_up_proj");  // [E, 2I, H]: gate rows, then up rows
+    const TensorView down = get(m + "experts.down_proj");        // [E, H, I]
+    for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+      const TensorView gu = gate_up.index(e);
+      L.experts[static_cast<size_t>(e)] = {gu.slice_rows(0, I), gu.slice_rows(I, I), down.index(e)};
+    }
+  } else {
+    for (int64_t e = 0; e < c.n_routed_experts; ++e)
+      L.experts[static_cast<size_t>(e)] = bind_mlp(fmt::format("{}experts.{}.", m, e), get);
+  }
+  L.has_shared = c.n_shared_experts > 0;
+  if (L.has_shared) L.shared = bind_mlp(m + "shared_experts.", get);
+}
+
+}  // namespace
+
 void bind_weights(const ModelConfig& c, ExpertLayout layout, const std::function<TensorView(const std::string&)>& get,
                   ModelWeights& w) {
   w.layout = layout;
@@ -45,51 +95,22 @@ void bind_weights(const ModelConfig& c, ExpertLayout layout, const std::function
     const std::string p = fmt::format("model.layers.{}.", i);
     L.input_norm = to_f32(get(p + "input_layernorm.weight"));
     L.post_norm = to_f32(get(p + "post_attention_layernorm.weight"));
-    const std::string a = p + "self_attn.";
-    if (c.is_mla()) {
-      if (c.q_lora_rank > 0) {
-        L.q_a_proj = get(a + "q_a_proj.weight");
-        L.q_a_norm = to_f32(get(a + "q_a_layernorm.weight"));
-        L.q_b_proj = get(a + "q_b_proj.weight");
-      } else {
-        L.q_proj = get(a + "q_proj.weight");
-      }
-      L.kv_a_proj = get(a + "kv_a_proj_with_mqa.weight");
-      L.kv_a_norm = to_f32(get(a + "kv_a_layernorm.weight"));
-      L.kv_b_proj = get(a + "kv_b_proj.weight");
-    } else {
-      L.q_proj = get(a + "q_proj.weight");
-      L.k_proj = get(a + "k_proj.weight");
-      L.v_proj = get(a + "v_proj.weight");
+    switch (c.attention) {
+      case AttentionKind::MLA:
+        bind_mla(p + "self_attn.", c.q_lora_rank, get, L);
+        break;
+      case AttentionKind::GQA:
+        bind_gqa(p + "self_attn.", get, L);
+        break;
     }
-    L.o_proj = get(a + "o_proj.weight");
-    const std::string m = p + "mlp.";
-    L.is_moe = c.is_moe_layer(i);
-    if (!L.is_moe) {
-      L.mlp = {get(m + "gate_proj.weight"), get(m + "up_proj.weight"), get(m + "down_proj.weight")};
-      continue;
-    }
-    L.router = get(m + "gate.weight");
-    const int64_t I = c.moe_intermediate_size;
-    L.experts.resize(static_cast<size_t>(c.n_routed_experts));
-    if (layout == ExpertLayout::FUSED) {
-      const TensorView gate_up = get(m + "experts.gate_up_proj");  // [E, 2I, H]: gate rows, then up rows
-      const TensorView down = get(m + "experts.down_proj");        // [E, H, I]
-      for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-        const TensorView gu = gate_up.index(e);
-        L.experts[static_cast<size_t>(e)] = {gu.slice_rows(0, I), gu.slice_rows(I, I), down.index(e)};
-      }
-    } else {
-      for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-        const std::string x = fmt::format("{}experts.{}.", m, e);
-        L.experts[static_cast<size_t>(e)] = {get(x + "gate_proj.weight"), get(x + "up_proj.weight"),
-                                             get(x + "down_proj.weight")};
-      }
-    }
-    L.has_shared = c.n_shared_experts > 0;
-    if (L.has_shared) {
-      const std::string s = m + "shared_experts.";
-      L.shared = {get(s + "gate_proj.weight"), get(s + "up_proj.weight"), get(s + "down_proj.weight")};
+    L.is_moe = c.ffn_kind(i) == FfnKind::MOE;
+    switch (c.ffn_kind(i)) {
+      case FfnKind::DENSE:
+        L.mlp = bind_mlp(p + "mlp.", get);
+        break;
+      case FfnKind::MOE:
+        bind_moe(c, p + "mlp.", layout, get, L);
+        break;
     }
   }
 }

@@ -1,5 +1,5 @@
-// ModelWeights: the tensors of one model bound to named slots, for either architecture. Matrices stay in their
-// stored dtype (views into the mmap'd checkpoint or into owned buffers); 1-D norm weights are copied to float32
+// ModelWeights: the tensors of one model bound to named slots, for any attention x FFN composition. Matrices stay in
+// their stored dtype (views into the mmap'd checkpoint or into owned buffers); 1-D norm weights are copied to float32
 // once. Built by load_weights (a checkpoint folder) or random_weights (config.json alone).
 #pragma once
 
@@ -26,7 +26,7 @@ struct LayerWeights {
   std::vector<float> input_norm;  // [H]
   std::vector<float> post_norm;   // [H]
 
-  // MLA (DeepSeek-V2)
+  // MLA attention
   TensorView q_proj;             // [nh*(nope+rope), H]           when q_lora_rank == 0
   TensorView q_a_proj;           // [q_lora, H]                   when q_lora_rank > 0
   std::vector<float> q_a_norm;   // [q_lora]
@@ -34,12 +34,12 @@ struct LayerWeights {
   TensorView kv_a_proj;          // [kv_lora + rope, H]: rows [0, kv_lora) latent, then k_pe
   std::vector<float> kv_a_norm;  // [kv_lora]
   TensorView kv_b_proj;          // [nh*(nope+v), kv_lora]: per head h rows [h*(nope+v), +nope) W_UK, then v rows W_UV
-  // Llama (q_proj above is reused: [nh*hd, H])
+  // GQA attention (q_proj above is reused: [nh*hd, H])
   TensorView k_proj;  // [nkv*hd, H]
   TensorView v_proj;  // [nkv*hd, H]
-  TensorView o_proj;  // [H, nh*v_head_dim] (MLA) or [H, nh*hd] (Llama)
+  TensorView o_proj;  // [H, nh*v_head_dim] (MLA) or [H, nh*hd] (GQA)
 
-  bool is_moe = false;
+  bool is_moe = false;              // ffn_kind(layer) == MOE
   MlpWeights mlp;                   // dense layers
   TensorView router;                // [E, H]
   std::vector<MlpWeights> experts;  // E routed experts

@@ -57,6 +57,92 @@ TEST(ModelInfo, JsonDocumentCarriesTheFields) {
   EXPECT_EQ(d["checkpoint"]["dtypes"][0], "BF16");
 }
 
+ModelSummary info_of(const nlohmann::json& j) { return summarize(config_from_json(j, "composition"), "-", nullptr); }
+
+// Compositions no checkpoint has, against hand arithmetic: KV bytes follow the attention kind, parameters the
+// tensors of both kinds.
+TEST(ModelInfo, CompositionsKvBytesPerToken) {
+  nlohmann::json v2 = test::read_json(test::preset_dir("deepseek-v2") + "/config.json");
+  v2["mlabench_attention"] = "gqa";
+  v2["num_key_value_heads"] = 8;
+  v2["head_dim"] = 128;
+  const ModelSummary gqa = info_of(v2);
+  EXPECT_EQ(gqa.attention, "GQA");
+  EXPECT_EQ(gqa.kv_bytes_per_token_bf16, 245760);  // 2 x 8 x 128 x 60 x 2
+  v2["num_key_value_heads"] = 1;
+  const ModelSummary mqa = info_of(v2);
+  EXPECT_EQ(mqa.attention, "MQA");
+  EXPECT_EQ(mqa.kv_bytes_per_token_bf16, 30720);  // 2 x 1 x 128 x 60 x 2
+  EXPECT_EQ(mqa.kv_bytes_per_token_fp8, 15360);
+  v2["num_key_value_heads"] = 128;
+  EXPECT_EQ(info_of(v2).attention, "MHA");
+  EXPECT_EQ(info_of(v2).kv_bytes_per_token_bf16, 3932160);  // 2 x 128 x 128 x 60 x 2
+
+  nlohmann::json l3 = test::read_json(test::preset_dir("llama-3-8b") + "/config.json");
+  l3["mlabench_attention"] = "mla";  // V2-Lite's MLA on Llama-3-8B
+  l3["num_key_value_heads"] = 32;
+  l3["kv_lora_rank"] = 512;
+  l3["qk_nope_head_dim"] = 128;
+  l3["qk_rope_head_dim"] = 64;
+  l3["v_head_dim"] = 128;
+  const ModelSummary mla = info_of(l3);
+  EXPECT_EQ(mla.attention, "MLA");
+  EXPECT_EQ(mla.kv_bytes_per_token_bf16, 36864);  // (512 + 64) x 32 x 2
+  const auto j = nlohmann::json::parse(mla.json);
+  EXPECT_EQ(j["kv_cache_per_token"]["decompressed_bytes_bf16"], 655360);  // 32 x 32 x (192 + 128) x 2
+  EXPECT_EQ(j["ffn"]["kinds"]["dense"], 32);
+  EXPECT_EQ(j["ffn"]["kinds"]["moe"], 0);
+}
+
+TEST(ModelInfo, CompositionsParameterCounts) {
+  // Llama-3-8B with V2-Lite's MLA: per layer q_proj 32*192*4096 + kv_a 576*4096 + kv_a_norm 512 +
+  // kv_b 32*256*512 + o_proj 4096*4096 = 48,497,152; MLP 3*4096*14336 = 176,160,768; norms 2*4096.
+  // 32 layers + embedding and lm_head 2*128256*4096 + final norm 4096.
+  nlohmann::json l3 = test::read_json(test::preset_dir("llama-3-8b") + "/config.json");
+  l3["mlabench_attention"] = "mla";
+  l3["num_key_value_heads"] = 32;
+  l3["kv_lora_rank"] = 512;
+  l3["qk_nope_head_dim"] = 128;
+  l3["qk_rope_head_dim"] = 64;
+  l3["v_head_dim"] = 128;
+  EXPECT_EQ(info_of(l3).params_total, 8239992832);
+  EXPECT_EQ(info_of(l3).params_active_per_token, 8239992832 - 525336576);  // less the input embedding
+
+  // Mixtral-8x7B's shape as a Llama config with DeepSeekMoE fields (8 experts of 14336, top-2, every layer MoE):
+  // per layer attention 2*4096*4096 + 2*1024*4096 = 41,943,040, router 8*4096, experts 8*3*4096*14336,
+  // norms 2*4096; 32 layers + 2*32000*4096 + 4096 = 46,702,792,704 (Mixtral's published 46.7B). Active: less
+  // the embedding 32000*4096 and 32*6 idle experts of 3*4096*14336 = 12,748,853,248.
+  nlohmann::json mixtral = test::read_json(test::preset_dir("llama-3-8b") + "/config.json");
+  mixtral["vocab_size"] = 32000;
+  mixtral["n_routed_experts"] = 8;
+  mixtral["moe_intermediate_size"] = 14336;
+  mixtral["num_experts_per_tok"] = 2;
+  const ModelSummary m = info_of(mixtral);
+  EXPECT_EQ(m.params_total, 46702792704);
+  EXPECT_EQ(m.params_active_per_token, 12748853248);
+  EXPECT_EQ(m.kv_bytes_per_token_bf16, 131072);  // unchanged by the FFN: 2 x 8 x 128 x 32 x 2
+  EXPECT_EQ(nlohmann::json::parse(m.json)["ffn"]["kinds"]["moe"], 32);
+  EXPECT_FALSE(nlohmann::json::parse(m.json)["ffn"].contains("dense_intermediate_size"));
+
+  // DeepSeek-V2-Lite with GQA (4 KV heads of 128): per layer q 2048*2048 + k, v 2*512*2048 + o 2048*2048 =
+  // 10,485,760 instead of MLA's 13,763,072, over 27 layers: 15,706,484,224 - 27*3,277,312 = 15,617,996,800.
+  nlohmann::json lite = test::read_json(test::preset_dir("deepseek-v2-lite") + "/config.json");
+  EXPECT_EQ(info_of(lite).params_total, 15706484224);
+  lite["mlabench_attention"] = "gqa";
+  lite["num_key_value_heads"] = 4;
+  lite["head_dim"] = 128;
+  const ModelSummary g = info_of(lite);
+  EXPECT_EQ(g.params_total, 15617996800);
+  EXPECT_EQ(g.params_active_per_token, 2362947584);  // less 102400*2048 and 26*58 idle experts of 3*2048*1408
+  EXPECT_EQ(g.kv_bytes_per_token_bf16, 55296);       // 2 x 4 x 128 x 27 x 2
+  const auto j = nlohmann::json::parse(g.json);
+  EXPECT_EQ(j["ffn"]["kinds"]["dense"], 1);
+  EXPECT_EQ(j["ffn"]["kinds"]["moe"], 26);
+  EXPECT_EQ(j["ffn"]["dense_intermediate_size"], 10944);
+  EXPECT_EQ(j["gqa"]["kv_heads"], 4);
+  EXPECT_FALSE(j.contains("mla"));
+}
+
 TEST(ModelInfo, TiedEmbeddingsCountOnceAndStayActive) {
   ModelConfig c = load_config(test::fixture_dir("llama-gqa-llama3-tied"));
   const ParamCounts p = count_params(c);
