@@ -1,5 +1,6 @@
 #include "engine/model/cpu_runner.h"
 
+#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@ class CpuRunner final : public serving::ModelRunner {
  public:
   CpuRunner(ModelConfig c, ModelWeights w, const EngineOptions& o, const serving::ServingLimits& limits)
       : limits_(limits), weight_bytes_(w.stored_bytes), model_(std::move(c), std::move(w), o.mla_attention) {
+    if (o.n_threads > 0) omp_set_num_threads(o.n_threads);
     const CpuKvCache probe = model_.new_cache();
     k_width_ = probe.k_width();
     v_width_ = probe.v_width();

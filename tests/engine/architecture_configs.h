@@ -6,7 +6,7 @@
 // The attention kinds: MLA with q_lora_rank, MLA without (plain q_proj), MHA (6 KV heads), GQA with 3 and with 2
 // KV heads (2 and 3 query heads per KV head), MQA (1 KV head); each once dense and once with DeepSeekMoE layers.
 // Across the MoE ones: greedy and group-limited routing, 0, 1 and 2 shared experts, first_k_dense_replace 0 and
-// 1, moe_layer_freq 1 and 2, norm_topk_prob on and off. Both architectures appear under both attention kinds
+// 1, moe_layer_freq 1 and 2, norm_topk_prob on and off, softmax and sigmoid scoring. Both architectures appear under both attention kinds
 // through "mlabench_attention", and every RoPE scaling type (default, yarn, llama3) is used.
 #pragma once
 
@@ -144,6 +144,7 @@ inline std::vector<std::pair<std::string, nlohmann::json>> architecture_combinat
   j = ac::common("llama");
   ac::add_gqa(j, 2);
   ac::add_moe(j, true, 0, 1, 1, false, 2.5);
+  j["scoring_func"] = "sigmoid";  // DeepSeek-V3's scoring, group-limited
   add("gqa3_moe", j);
 
   j = ac::common("llama");
