@@ -326,7 +326,7 @@ ModelConfig config_from_json(const nlohmann::json& j, const std::string& where) 
   JsonFields f(j, where);
   ModelConfig c;
   c.source = where;
-  const ArchitectureSpec& arch =
+  const ArchitectureSpec arch =
       find_named(kArchitectures, where, "model_type", f.has("model_type") ? f.string("model_type") : "(missing)",
                  "DeepSeek LLM 7B/67B checkpoints use model_type llama; DeepSeek-V3 (deepseek_v3) is not supported");
   c.arch = arch.arch;
@@ -334,7 +334,7 @@ ModelConfig config_from_json(const nlohmann::json& j, const std::string& where) 
   c.architecture = arch.class_name;
   check_architectures_field(f, arch);
   parse_common(f, c);
-  const AttentionSpec& attention = find_named(kAttentionKinds, where, "mlabench_attention",
+  const AttentionSpec attention = find_named(kAttentionKinds, where, "mlabench_attention",
                                               f.string_or("mlabench_attention", to_string(arch.default_attention)));
   c.attention = attention.kind;
   attention.parse(f, c);
