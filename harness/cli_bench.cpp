@@ -53,11 +53,12 @@ void bench_command(const BenchArgs& a) {
     }
     if (batches.back() <= 0) throw Error(fmt::format("--batch sizes must be positive, got {}", batches.back()));
   }
-  ModelArgs margs = a.model;
-  margs.max_batch = std::max(margs.max_batch, *std::max_element(batches.begin(), batches.end()));
-  if (margs.max_context == 0) margs.max_context = a.prompt + a.gen + 1;
-  const ModelConfig c = load_config(margs.model_dir);
-  auto engine = open_engine(margs);
+  // The engine serves the largest batch at once and, unless told otherwise, only as long a context as a request needs.
+  EngineOptions eo = a.model.engine;
+  eo.max_batch = std::max(eo.max_batch, *std::max_element(batches.begin(), batches.end()));
+  if (eo.max_context == 0) eo.max_context = a.prompt + a.gen + 1;
+  const ModelConfig c = load_config(eo.model_dir);
+  auto engine = open_engine(eo);
   const ModelSummary& sum = engine->summary();
   const double copy_gbps = engine->measure_copy_bandwidth_gbps();
 
@@ -67,8 +68,8 @@ void bench_command(const BenchArgs& a) {
                   std::max<double>(1.0, static_cast<double>(sum.params_active_per_token));
   const double expert_bytes = static_cast<double>(count_params(c).per_routed_expert) * es;
   const auto n_moe = static_cast<double>(c.n_moe_layers());
-  // Cache bytes per token as the engine allocated them (BF16, or F32 under --precision f32); the BF16 figure of
-  // the model summary on the CPU engine, which keeps no paged cache.
+  // Cache bytes per token as the CUDA engine allocated them (BF16, or F32 under --precision f32); the BF16 figure
+  // of the model summary when the engine describes no device (the CPU engine: device_json() is empty).
   const std::string dev = engine->device_json();
   const auto kv_per_token = dev.empty() ? static_cast<double>(sum.kv_bytes_per_token_bf16)
                                         : nlohmann::json::parse(dev)["kv_cache"]["bytes_per_token"].get<double>();
@@ -158,23 +159,23 @@ void bench_command(const BenchArgs& a) {
       {"date", date},
       {"commit", mlabench_commit()},
       {"build", MLABENCH_BUILD_TYPE},
-      {"model", margs.model_dir},
+      {"model", eo.model_dir},
       {"architecture", sum.architecture},
       {"attention", sum.attention},
-      {"weights", margs.random_seed >= 0 ? fmt::format("random (seed {})", margs.random_seed) : "checkpoint"},
-      {"device", margs.device},
+      {"weights", eo.random_weights_seed ? fmt::format("random (seed {})", *eo.random_weights_seed) : "checkpoint"},
+      {"device", to_string(eo.device)},
       {"device_info", engine->device_json().empty() ? nlohmann::ordered_json()
                                                      : nlohmann::ordered_json::parse(engine->device_json())},
       {"params", {{"batches", batches},
                   {"prompt", a.prompt},
                   {"gen", a.gen},
                   {"seed", a.seed},
-                  {"max_step_tokens", margs.max_step_tokens},
-                  {"block_size", margs.block_size},
-                  {"kv_cache_gib", margs.kv_cache_gib},
-                  {"prefix_sharing", !margs.no_prefix_sharing},
-                  {"cuda_graphs", !margs.no_cuda_graphs},
-                  {"precision", margs.precision}}},
+                  {"max_step_tokens", eo.max_step_tokens},
+                  {"block_size", eo.block_size},
+                  {"kv_cache_gib", eo.kv_cache_gib},
+                  {"prefix_sharing", eo.prefix_sharing},
+                  {"cuda_graphs", eo.cuda_graphs},
+                  {"precision", to_string(eo.precision)}}},
       {"active_weight_bytes_per_token", engine->active_weight_bytes()},
       {"weight_bytes", engine->weight_bytes()},
       {"copy_gb_per_s", copy_gbps},

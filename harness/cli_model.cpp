@@ -6,11 +6,14 @@
 #include <fmt/format.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <initializer_list>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/core/npy.h"
@@ -20,38 +23,88 @@ namespace mlabench::cli {
 
 namespace {
 
+// name -> value for an enum flag, the names from mlabench/engine.h's to_string, in declaration order.
+template <class E>
+std::vector<std::pair<std::string, E>> names_of(std::initializer_list<E> values) {
+  std::vector<std::pair<std::string, E>> out;
+  for (E v : values) out.emplace_back(to_string(v), v);
+  return out;
+}
+
+// A transform from the names to the enum (CheckedTransformer, which alone would also take the underlying
+// numbers); its help and its error list the names.
+template <class E>
+CLI::Validator enum_names(std::initializer_list<E> values) {
+  const auto names = names_of(values);
+  std::string listed;
+  for (const auto& [name, v] : names) listed += (listed.empty() ? "" : ", ") + name;
+  const CLI::CheckedTransformer to_value(names);
+  return CLI::Validator(
+      [names, to_value, listed](std::string& input) -> std::string {
+        const bool known = std::any_of(names.begin(), names.end(), [&](const auto& n) { return n.first == input; });
+        const std::string given = input;
+        if (known && to_value(input).empty()) return {};
+        return "\"" + given + "\" is not one of " + listed;
+      },
+      "{" + CLI::detail::join(names, [](const auto& n) { return n.first; }, ",") + "}");
+}
+
 }  // namespace
 
+// Every default shown here comes from a default-constructed EngineOptions: its member initialisers are the only
+// place the engine's defaults are written.
 void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
-  cmd->add_option("--model", a.model_dir, "model folder: config.json + safetensors (default: the bundled tiny model)")
+  EngineOptions& e = a.engine;
+  const EngineOptions defaults{};
+  cmd->add_option("--model", e.model_dir, "model folder: config.json + safetensors (default: the bundled tiny model)")
       ->capture_default_str();
   if (!engine_options) return;
-  cmd->add_option("--random-weights", a.random_seed, "build random weights from config.json alone with this seed")
+  cmd->add_option_function<uint64_t>(
+         "--random-weights", [&e](const uint64_t& seed) { e.random_weights_seed = seed; },
+         "build random weights from config.json alone with this seed (default: read the checkpoint)")
+      ->type_name("SEED")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--threads", a.threads, "CPU threads (0 = all cores)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--mla", a.mla,
-                  "MLA attention form: auto (decompressed prefill, absorbed decode), decompressed, "
-                  "absorbed")
-      ->check(CLI::IsMember({"auto", "decompressed", "absorbed"}))
+  cmd->add_option("--threads", e.n_threads, "CPU threads (0 = all cores)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--device", a.device, "where the engine runs: cpu (float32 reference) or cuda (BF16 GPU engine)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
+  cmd->add_option("--device", e.device, "where the engine runs: cpu (float32 reference engine) or cuda (GPU engine)")
+      ->transform(enum_names({Device::CPU, Device::CUDA}))
+      ->default_str(to_string(defaults.device));
+  cmd->add_option("--mla", e.mla_attention,
+                  "MLA attention form: auto (decompressed for prefill, absorbed for decode), decompressed or absorbed")
+      ->transform(enum_names({MlaAttention::AUTO, MlaAttention::DECOMPRESSED, MlaAttention::ABSORBED}))
+      ->default_str(to_string(defaults.mla_attention));
+  // The serving limits apply on both devices: the CPU engine runs the same scheduler and paged cache.
+  cmd->add_option("--kv-cache-gib", e.kv_cache_gib,
+                  "KV cache budget in GiB (0 = on cuda the GPU memory left after weights and buffers, less 1 GiB; "
+                  "on the cpu a quarter of the RAM, allocated as it fills)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--kv-cache-gib", a.kv_cache_gib, "cuda: KV cache budget in GiB (0 = all free GPU memory less 1 GiB)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--max-batch", a.max_batch, "cuda: sequences decoded together")->check(CLI::PositiveNumber);
-  cmd->add_option("--max-step-tokens", a.max_step_tokens, "cuda: new tokens per step (prefill chunk size)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--max-context", a.max_context, "cuda: longest sequence (0 = max_position_embeddings, at most 32768)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--block-size", a.block_size, "cuda: KV cache block in tokens")->check(CLI::PositiveNumber);
-  cmd->add_flag("--no-prefix-sharing", a.no_prefix_sharing, "cuda: do not reuse cached blocks of shared prefixes");
-  cmd->add_flag("--no-cuda-graphs", a.no_cuda_graphs, "cuda: launch decode steps kernel by kernel");
-  cmd->add_option("--precision", a.precision,
-                  "cuda: native (GEMMs in the checkpoint dtype, BF16 KV cache: fast) or f32 (float32 weights, GEMMs, "
-                  "KV cache and attention: parity with the reference, 2x memory)")
-      ->check(CLI::IsMember({"native", "f32"}))
+  cmd->add_option("--max-batch", e.max_batch, "sequences decoded together (continuous batching)")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--max-step-tokens", e.max_step_tokens,
+                  "new tokens per step: longer prompts are prefilled in chunks of this size (at least --max-batch)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--max-context", e.max_context,
+                  "longest sequence, prompt + new tokens (0 = max_position_embeddings; on cuda at most 32768)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--block-size", e.block_size, "KV cache block in tokens")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("!--no-prefix-sharing", e.prefix_sharing,
+                fmt::format("do not reuse the cached KV blocks of a shared prompt prefix (default: sharing {})",
+                            defaults.prefix_sharing ? "on" : "off"));
+  cmd->add_flag("!--no-cuda-graphs", e.cuda_graphs,
+                fmt::format("cuda only: launch decode steps kernel by kernel (default: graphs {})",
+                            defaults.cuda_graphs ? "on" : "off"));
+  cmd->add_option("--precision", e.precision,
+                  "cuda only (the cpu computes in float32): native (GEMMs in the checkpoint dtype, BF16 KV cache: "
+                  "fast) or f32 (float32 weights, GEMMs, KV cache and attention: parity with the reference, 2x memory)")
+      ->transform(enum_names({Precision::NATIVE, Precision::FLOAT32}))
+      ->default_str(to_string(defaults.precision));
 }
 
 namespace {
@@ -79,34 +132,16 @@ std::vector<int32_t> parse_ids(const std::string& s, const char* flag) {
 
 }  // namespace
 
-std::unique_ptr<Engine> open_engine(const ModelArgs& a) {
-  EngineOptions o;
-  o.device = a.device == "cuda" ? Device::CUDA : Device::CPU;
-  o.kv_cache_gib = a.kv_cache_gib;
-  o.max_batch = a.max_batch;
-  o.max_step_tokens = std::max(a.max_step_tokens, a.max_batch);
-  o.max_context = a.max_context;
-  o.block_size = a.block_size;
-  o.prefix_sharing = !a.no_prefix_sharing;
-  o.cuda_graphs = !a.no_cuda_graphs;
-  o.precision = a.precision == "f32" ? Precision::FLOAT32 : Precision::NATIVE;
-  o.model_dir = a.model_dir;
-  if (a.random_seed >= 0) o.random_weights_seed = static_cast<uint64_t>(a.random_seed);
-  o.n_threads = a.threads;
-  o.mla_attention = a.mla == "decompressed" ? MlaAttention::DECOMPRESSED
-                    : a.mla == "absorbed"   ? MlaAttention::ABSORBED
-                                            : MlaAttention::AUTO;
-  return std::move(Engine::open(o).value());
+std::unique_ptr<Engine> open_engine(const EngineOptions& options) {
+  return std::move(Engine::open(options).value());
 }
 
 namespace {
 
-
-nlohmann::ordered_json timing_json(const Engine& e, const GenerateResult& r, size_t prompt_len,
-                                   const std::string& device) {
+nlohmann::ordered_json timing_json(const Engine& e, const GenerateResult& r, size_t prompt_len, Device device) {
   const double steps = r.tokens.size() > 1 ? static_cast<double>(r.tokens.size() - 1) : 0.0;
   const double tps = r.decode_seconds > 0 ? steps / r.decode_seconds : 0.0;
-  return {{"device", device},
+  return {{"device", to_string(device)},
           {"prefill_seconds", r.prefill_seconds},
           {"prefill_tokens_per_s", r.prefill_seconds > 0 ? static_cast<double>(prompt_len) / r.prefill_seconds : 0.0},
           {"decode_tokens_per_s", tps},
@@ -123,7 +158,7 @@ struct GenerateArgs {
 };
 
 void generate_command(const GenerateArgs& a) {
-  auto engine = open_engine(a.model);
+  auto engine = open_engine(a.model.engine);
   GenerateOptions g = a.gen;
   if (!a.stop_ids.empty()) g.stop_token_ids = parse_ids(a.stop_ids, "--stop-token-ids");
   nlohmann::ordered_json j;
@@ -135,7 +170,7 @@ void generate_command(const GenerateArgs& a) {
     j["tokens"] = r.tokens;
     if (engine->tokenizer()) j["text"] = engine->tokenizer()->decode(r.tokens, true);
     j["finish_reason"] = r.finish_reason;
-    j["timing"] = timing_json(*engine, r, prompt.size(), a.model.device);
+    j["timing"] = timing_json(*engine, r, prompt.size(), a.model.engine.device);
   } else {
     std::string prompt = a.prompt;
     bool add_special = true;
@@ -160,7 +195,7 @@ void generate_command(const GenerateArgs& a) {
     j["tokens"] = r.generation.tokens;
     j["text"] = r.text;
     j["finish_reason"] = r.generation.finish_reason;
-    j["timing"] = timing_json(*engine, r.generation, r.prompt_tokens.size(), a.model.device);
+    j["timing"] = timing_json(*engine, r.generation, r.prompt_tokens.size(), a.model.engine.device);
   }
   j["sampling"] = {{"temperature", g.temperature}, {"top_p", g.top_p}, {"seed", g.seed}};
   std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
@@ -225,7 +260,7 @@ void add_model_commands(CLI::App& app, int* exit_code) {
   add_model_args(info, info_args, false);
   info->callback([=] {
     run(exit_code, [&] {
-      ModelSummary s = summarize_model(info_args.model_dir).value();
+      ModelSummary s = summarize_model(info_args.engine.model_dir).value();
       std::printf("%s\n", s.json.c_str());
     });
   });
@@ -237,7 +272,7 @@ void add_model_commands(CLI::App& app, int* exit_code) {
   logits->callback([=] {
     run(exit_code, [&] {
       const std::vector<int32_t> ids = parse_ids(tokens, "--tokens");
-      auto engine = open_engine(logits_args);
+      auto engine = open_engine(logits_args.engine);
       Logits l = engine->logits(ids).value();
       npy_write_f32(out_path, {l.n_tokens, l.vocab_size}, l.data.data());
       std::printf("%s\n", nlohmann::json({{"out", out_path}, {"shape", {l.n_tokens, l.vocab_size}}}).dump().c_str());
@@ -254,7 +289,7 @@ void add_model_commands(CLI::App& app, int* exit_code) {
   ctx_ids->excludes(ctx_txt);
   score->callback([=] {
     run(exit_code, [&] {
-      auto engine = open_engine(score_args);
+      auto engine = open_engine(score_args.engine);
       ScoreResult r;
       if (!context_text.empty()) {
         r = engine->score(std::string_view(context_text), std::string_view(continuation_text)).value();

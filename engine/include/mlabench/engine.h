@@ -3,7 +3,8 @@
 // An Engine runs one model (DeepSeek-V2 / V2-Lite with MLA + DeepSeekMoE, or a Llama-architecture MHA/GQA
 // model) from a Hugging Face style folder: config.json plus safetensors weights (one file or shards with
 // model.safetensors.index.json; experts one tensor each or fused), or from config.json alone with random
-// weights. Today it runs on the CPU in float32 (the reference twin of the GPU engine).
+// weights. It runs on the CPU reference engine (float32) or on the CUDA engine (BF16, or float32 for parity);
+// both go through one serving core (scheduler, paged KV cache, prefix sharing, continuous batching).
 //
 // Expected failures (missing or malformed files, inconsistent config, token ids out of range) come back as
 // Result errors whose message says what was checked and, after "HINT:", what to do. Nothing here aborts on
@@ -19,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mlabench/result.h"
@@ -40,6 +42,15 @@ enum class MlaAttention { AUTO, DECOMPRESSED, ABSORBED };
 /// once on upload (exact), float32 GEMMs (no TF32), a float32 KV cache and float32 attention: the CPU engine's
 /// numerics, for parity with the float64 reference; twice the weight and cache memory, slower.
 enum class Precision { NATIVE, FLOAT32 };
+
+/// The names the CLI and the result files use: "cpu" | "cuda"; "auto" | "decompressed" | "absorbed";
+/// "native" | "f32". The *_from_name functions invert them (std::nullopt for any other name).
+std::string to_string(Device d);
+std::string to_string(MlaAttention m);
+std::string to_string(Precision p);
+std::optional<Device> device_from_name(std::string_view name);
+std::optional<MlaAttention> mla_attention_from_name(std::string_view name);
+std::optional<Precision> precision_from_name(std::string_view name);
 
 struct EngineOptions {
   std::string model_dir{};  ///< folder with config.json (and weights unless random_weights_seed is set)

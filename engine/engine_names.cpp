@@ -1,0 +1,41 @@
+// The names of EngineOptions' enums (mlabench/engine.h): what the CLI accepts and what results.json and the
+// bench JSON record.
+#include <array>
+#include <utility>
+
+#include "mlabench/engine.h"
+
+namespace mlabench {
+
+namespace {
+
+constexpr std::array<std::pair<Device, std::string_view>, 2> kDevices{{{Device::CPU, "cpu"}, {Device::CUDA, "cuda"}}};
+constexpr std::array<std::pair<MlaAttention, std::string_view>, 3> kMlaAttention{
+    {{MlaAttention::AUTO, "auto"}, {MlaAttention::DECOMPRESSED, "decompressed"}, {MlaAttention::ABSORBED, "absorbed"}}};
+constexpr std::array<std::pair<Precision, std::string_view>, 2> kPrecisions{
+    {{Precision::NATIVE, "native"}, {Precision::FLOAT32, "f32"}}};
+
+template <class E, size_t N>
+std::string name_of(const std::array<std::pair<E, std::string_view>, N>& names, E value) {
+  for (const auto& [v, name] : names)
+    if (v == value) return std::string(name);
+  return "?";  // not reached: every enumerator has a name
+}
+
+template <class E, size_t N>
+std::optional<E> value_of(const std::array<std::pair<E, std::string_view>, N>& names, std::string_view name) {
+  for (const auto& [v, n] : names)
+    if (n == name) return v;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string to_string(Device d) { return name_of(kDevices, d); }
+std::string to_string(MlaAttention m) { return name_of(kMlaAttention, m); }
+std::string to_string(Precision p) { return name_of(kPrecisions, p); }
+std::optional<Device> device_from_name(std::string_view name) { return value_of(kDevices, name); }
+std::optional<MlaAttention> mla_attention_from_name(std::string_view name) { return value_of(kMlaAttention, name); }
+std::optional<Precision> precision_from_name(std::string_view name) { return value_of(kPrecisions, name); }
+
+}  // namespace mlabench
