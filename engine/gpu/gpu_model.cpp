@@ -134,7 +134,14 @@ GpuModel::GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed
                    cudaStream_t stream)
     : config_(c), precision_(precision), rope_(rope_tables(config_)), stream_(stream),
       blas_(std::make_unique<Blas>(stream)) {
-  attention_ = config_.is_mla() ? make_mla_attention(*this) : make_gqa_attention(*this);
+  switch (config_.attention) {  // the config's attention kind (engine/model/config.h registers them by name)
+    case AttentionKind::MLA:
+      attention_ = make_mla_attention(*this);
+      break;
+    case AttentionKind::GQA:
+      attention_ = make_gqa_attention(*this);
+      break;
+  }
   upload_weights(host, seed);
 }
 

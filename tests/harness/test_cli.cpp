@@ -308,15 +308,10 @@ TEST(Cli, EngineOptionsReachTheEngine) {
 
 // --max-context reaches the engine on the CPU too: it bounds every request's positions.
 TEST(Cli, MaxContextBoundsARequest) {
-#if __has_include("engine/serving/limits.h")
   // 3 prompt + 200 new positions do not fit a 100-position engine (the bundled model's window is 2,560).
   expect_failure("generate --tokens 0,5,9 --max-context 100 --max-new-tokens 200", "positions");
   const CliResult fits = mlabench_cli("generate --tokens 0,5,9 --max-context 100 --max-new-tokens 2");
   EXPECT_EQ(fits.exit_code, 0) << fits.err;
-#else
-  GTEST_SKIP() << "this tree's CPU engine predates the serving core (engine/serving) and serves "
-                  "max_position_embeddings whatever --max-context says";
-#endif
 }
 
 TEST(Cli, BadInputGivesAClearErrorAndNonZeroExit) {

@@ -1,7 +1,7 @@
 // DeepSeekMoE twins (engine/kernels/twin/moe.cpp, moe_gemm.cpp) against the CPU reference: the router against
 // cpu::moe_route on random and heavily tied logits (softmax and sigmoid scoring), the expert sort against
 // std::stable_sort, gather -> per-expert function -> combine against the CPU engine's expert-by-expert loop
-// (deepseek_v2.cpp moe()) for every row mode, the pair pointers by reading through them, and the grouped expert
+// (engine/model/cpu_ffn.cpp) for every row mode, the pair pointers by reading through them, and the grouped expert
 // GEMM against a double-precision loop (empty experts, one expert with every row, odd shapes, poisoned rows).
 #include <gtest/gtest.h>
 

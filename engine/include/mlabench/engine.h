@@ -31,8 +31,8 @@ namespace mlabench {
 enum class Device { CPU, CUDA };
 
 /// How MLA attends. AUTO: the decompressed form (per-head K/V rebuilt from the latent cache with kv_b_proj)
-/// when a call processes several new tokens, the absorbed form (W_UK folded into the query, W_UV applied after
-/// attention: MQA over the 576-wide latent at V2 shapes) for single-token decode steps, as vLLM/SGLang do.
+/// for prefill chunks, the absorbed form (W_UK folded into the query, W_UV applied after attention: MQA over the
+/// 576-wide latent at V2 shapes) for decode steps, as vLLM/SGLang do (on both devices; the GPU engine always).
 /// The other two force one form everywhere; both give the same logits to float32 rounding.
 enum class MlaAttention { AUTO, DECOMPRESSED, ABSORBED };
 
@@ -52,20 +52,24 @@ std::optional<Device> device_from_name(std::string_view name);
 std::optional<MlaAttention> mla_attention_from_name(std::string_view name);
 std::optional<Precision> precision_from_name(std::string_view name);
 
+/// Every option of the engine, from the CLI (harness/cli_model.cpp binds its flags to these fields) to the
+/// runners; the defaults are written here and nowhere else (derived sizes: engine/serving/limits.h).
 struct EngineOptions {
   std::string model_dir{};  ///< folder with config.json (and weights unless random_weights_seed is set)
   std::optional<uint64_t> random_weights_seed{};  ///< build weights from config.json alone (see docs/engine.md)
   Device device = Device::CPU;
-  MlaAttention mla_attention = MlaAttention::AUTO;
+  MlaAttention mla_attention = MlaAttention::AUTO;  ///< the CPU engine's MLA form (the GPU engine takes AUTO's)
   int n_threads = 0;  ///< CPU threads; 0 = all cores
-  // GPU engine (device CUDA): see docs/engine.md "GPU engine".
-  double kv_cache_gib = 0;        ///< KV cache budget; 0 = the GPU memory left after weights and buffers, less 1 GiB
+  // The serving core, both devices (docs/engine.md "The serving core").
+  double kv_cache_gib = 0;  ///< KV cache budget; 0 = on CUDA the memory left after weights and buffers less 1 GiB,
+                            ///< on the CPU a quarter of the RAM (allocated block by block as it fills)
   int64_t max_batch = 256;        ///< sequences decoded together (continuous batching)
-  int64_t max_step_tokens = 4096;  ///< new tokens per step: long prompts are prefilled in chunks of this size
-  int64_t max_context = 0;        ///< longest sequence served; 0 = max_position_embeddings capped at 32768
+  int64_t max_step_tokens = 4096;  ///< new tokens per step (at least max_batch): long prompts are prefilled in chunks
+  int64_t max_context = 0;  ///< longest sequence served; 0 = max_position_embeddings (capped at 32768 on CUDA)
   int64_t block_size = 16;        ///< KV cache block, tokens
   bool prefix_sharing = true;     ///< reuse cached blocks of a shared prompt prefix
-  bool cuda_graphs = true;        ///< replay CUDA graphs for decode steps
+  // The GPU engine only.
+  bool cuda_graphs = true;  ///< replay CUDA graphs for decode steps (every batch size)
   Precision precision = Precision::NATIVE;
 };
 
@@ -74,7 +78,7 @@ struct ModelSummary {
   std::string model_dir;
   std::string architecture;  ///< "DeepseekV2ForCausalLM" | "LlamaForCausalLM"
   std::string model_type;    ///< "deepseek_v2" | "llama"
-  std::string attention;     ///< "MLA" | "MHA" | "GQA"
+  std::string attention;     ///< "MLA" | "MHA" | "GQA" | "MQA"
   int64_t vocab_size = 0;
   int64_t n_layers = 0;
   int64_t max_position_embeddings = 0;
@@ -162,8 +166,8 @@ class Engine {
   uint64_t weight_bytes() const;
   /// \brief Bytes of weights one decode token multiplies (active experts only), at their stored dtype.
   uint64_t active_weight_bytes() const;
-  /// \brief The longest sequence (prompt + generated tokens) the engine serves: max_position_embeddings on the
-  /// CPU, the GPU engine's --max-context on CUDA.
+  /// \brief The longest sequence (prompt + generated tokens) the engine serves: EngineOptions::max_context, or
+  /// its default (max_position_embeddings; capped at 32768 on CUDA).
   int64_t max_context() const;
 
   /// \brief Logits at every position of `tokens` (one forward pass, fresh cache).
@@ -173,12 +177,13 @@ class Engine {
   /// \brief Samples up to max_new_tokens after `prompt` through the KV cache (prefill, then one token a step).
   Result<GenerateResult> generate(std::span<const int32_t> prompt, const GenerateOptions& options);
 
-  /// \brief Many loglikelihood requests at once, results in request order. The GPU engine batches them and shares
-  /// common prefixes; the CPU engine runs each distinct context once and every continuation after it.
+  /// \brief Many loglikelihood requests at once, results in request order: batched, and common prefixes are
+  /// computed once (the prefix cache shares their full blocks).
   Result<std::vector<ScoreResult>> score_batch(std::span<const ScoreRequest> requests);
-  /// \brief Many generations at once with continuous batching (GPU); results in request order.
+  /// \brief Many generations at once with continuous batching; results in request order. A request draws the
+  /// same tokens in any batch and on either device (sampling depends on its seed and token index only).
   Result<std::vector<GenerateResult>> generate_batch(std::span<const GenerateRequest> requests);
-  /// \brief "cpu" or "cuda", and on CUDA a JSON object describing the GPU, cache and limits ("" on the CPU).
+  /// \brief On CUDA a JSON object describing the GPU, cache, limits and CUDA-graph counters ("" on the CPU).
   std::string device_json() const;
   /// \brief Device-to-device copy bandwidth measured at start-up (GB/s, read + write bytes), the roofline the benchmark
   /// quotes achieved bandwidth against; 0 on the CPU.
@@ -198,8 +203,8 @@ class Engine {
   /// \brief Generation from text, decoded incrementally (no half characters), stopped by EOS, stop ids or stop
   /// strings.
   Result<TextGenerateResult> generate(std::string_view prompt, const TextGenerateOptions& options);
-  /// \brief Many text generations at once (the GPU engine batches them; a request leaves the batch as soon as
-  /// its text holds a stop string). Each result equals generate(prompt, options) up to batch-shape rounding.
+  /// \brief Many text generations at once (batched; a request leaves the batch as soon as its text holds a stop
+  /// string). Each result equals generate(prompt, options) up to batch-shape rounding on the GPU.
   Result<std::vector<TextGenerateResult>> generate_batch(std::span<const TextGenerateRequest> requests);
   /// \brief A conversation rendered with the tokenizer's chat template (or `override`), ready to encode with
   /// add_special_tokens = false (the template writes BOS itself), as transformers' apply_chat_template does.
