@@ -74,11 +74,17 @@ void Scheduler::release(Seq& s) {
   for (int32_t b : s.blocks) pool_.release(b);
   s.blocks.clear();
   s.n_cached = 0;
+  unpend(s, s.published, s.pending_end);
   s.published = 0;
-  if (s.pending_key != 0) {
-    auto it = pending_.find(s.pending_key);
-    if (it != pending_.end() && --it->second == 0) pending_.erase(it);
-    s.pending_key = 0;
+  s.pending_end = 0;
+}
+
+// Uncounts block_hash[from, to) of s in pending_.
+void Scheduler::unpend(Seq& s, int64_t from, int64_t to) {
+  for (int64_t b = from; b < to; ++b) {
+    auto it = pending_.find(s.block_hash[static_cast<size_t>(b)]);
+    MLABENCH_ICHECK(it != pending_.end(), "request {}: block {} is not counted as pending", s.req, b);
+    if (--it->second == 0) pending_.erase(it);
   }
 }
 
@@ -117,6 +123,17 @@ int64_t Scheduler::share_limit(const Seq& s) const {
   return limit;
 }
 
+// True when the first block s would compute itself (after the cached prefix it may share) is a block another
+// running sequence is computing: s then waits for it to be published, and shares it.
+bool Scheduler::wait_to_share(Seq& s) {
+  const int64_t bs = limits_.block_size;
+  hash_blocks(s);
+  const int64_t limit = share_limit(s);
+  int64_t b = 0;
+  while ((b + 1) * bs <= limit && pool_.cached(s.block_hash[static_cast<size_t>(b)])) ++b;
+  return (b + 1) * bs <= limit && pending_.count(s.block_hash[static_cast<size_t>(b)]) != 0;
+}
+
 void Scheduler::admit(Seq& s) {
   const int64_t bs = limits_.block_size;
   hash_blocks(s);
@@ -129,10 +146,9 @@ void Scheduler::admit(Seq& s) {
       s.n_cached += bs;
       s.published = b + 1;
     }
-  if (!s.block_hash.empty()) {
-    s.pending_key = s.block_hash[0];
-    ++pending_[s.pending_key];
-  }
+  // The full blocks it computes itself are pending until published, so that requests with the same prefix wait.
+  s.pending_end = static_cast<int64_t>(s.block_hash.size());
+  for (int64_t b = s.published; b < s.pending_end; ++b) ++pending_[s.block_hash[static_cast<size_t>(b)]];
   s.admit_order = admit_counter_++;
   running_.push_back(&s);
 }
@@ -182,7 +198,6 @@ std::vector<Scheduler::Seq*> Scheduler::plan_decode() {
 }
 
 bool Scheduler::try_plan_step(std::vector<Seq*>& decode, std::vector<std::pair<Seq*, int64_t>>& prefill) {
-  const int64_t bs = limits_.block_size;
   decode = plan_decode();
   prefill.clear();
   const auto nd = static_cast<int64_t>(decode.size());
@@ -199,9 +214,7 @@ bool Scheduler::try_plan_step(std::vector<Seq*>& decode, std::vector<std::pair<S
   for (auto it = waiting_.begin();
        it != waiting_.end() && b.tokens > 0 && static_cast<int64_t>(running_.size()) < limits_.max_seqs;) {
     Seq* s = *it;
-    hash_blocks(*s);
-    // Another running sequence is computing the same first block: wait for it and share.
-    if (share_limit(*s) >= bs && pending_.count(s->block_hash[0]) && !pool_.cached(s->block_hash[0])) {
+    if (wait_to_share(*s)) {
       ++it;
       continue;
     }
@@ -303,8 +316,10 @@ void Scheduler::complete_step(const StepPlan& plan, const StepOutput& out, const
     s.n_cached += ps.n_new;
     hash_blocks(s);
     const int64_t full = std::min<int64_t>(s.n_cached / bs, static_cast<int64_t>(s.block_hash.size()));
-    for (; s.published < full; ++s.published)
+    for (; s.published < full; ++s.published) {
       pool_.publish(s.blocks[static_cast<size_t>(s.published)], s.block_hash[static_cast<size_t>(s.published)]);
+      if (s.published < s.pending_end) unpend(s, s.published, s.published + 1);
+    }
   }
   for (int64_t k = 0; k < plan.n_score; ++k) {
     Result& r = results_[plan.seqs[static_cast<size_t>(plan.logits[static_cast<size_t>(plan.n_sample + k)].seq)].request];

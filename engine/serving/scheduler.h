@@ -6,8 +6,9 @@
 //   2. prefill: running sequences with more than one token left, then waiting requests in arrival order, get
 //      chunks within the step's token budget (max_step_tokens), its logit-row budget (max_logit_rows), the
 //      runner's decompressed-key budget, and the free blocks; at admission a request takes the cached full blocks
-//      of its prompt's prefix (prefix sharing), up to the rows whose logits it needs; a request whose first block
-//      another running sequence is computing waits a step and shares it;
+//      of its prompt's prefix (prefix sharing), up to the rows whose logits it needs; a request whose next
+//      uncached block another running sequence is computing waits until that block is published and shares it
+//      (the choices of one question compute their common context once, chunk after chunk);
 // and after the step it applies the runner's output (StepOutput): sampled tokens, stop ids, the token callback
 // (stop strings), max_new_tokens; score sums; newly full blocks published to the prefix cache; finished
 // requests free their blocks. Deterministic: the same requests, pool state and outputs give the same plans.
@@ -70,7 +71,7 @@ class Scheduler {
     int64_t published = 0;             // leading blocks already published
     int64_t n_generated = 0;
     uint64_t admit_order = 0;
-    uint64_t pending_key = 0;  // first-block hash counted in pending_ while running (0: none)
+    int64_t pending_end = 0;  // block_hash[published, pending_end) is counted in pending_ while running
   };
   struct Budget {
     int64_t tokens = 0, logit_rows = 0, keys = 0;
@@ -84,6 +85,8 @@ class Scheduler {
   void finish(Seq& s, const char* reason, double now);
   bool preempt_newest(const Seq* keep);
   int64_t share_limit(const Seq& s) const;
+  bool wait_to_share(Seq& s);
+  void unpend(Seq& s, int64_t from, int64_t to);
   void admit(Seq& s);
   int64_t logit_rows_needed(const Seq& s, int64_t n) const;
   int64_t plan_chunk(Seq& s, const Budget& b);
@@ -101,7 +104,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Seq>> seqs_;  // one per request
   std::deque<Seq*> waiting_;
   std::vector<Seq*> running_;
-  std::unordered_map<uint64_t, int64_t> pending_;  // first-block hash -> running sequences computing it
+  std::unordered_map<uint64_t, int64_t> pending_;  // block hash -> running sequences yet to publish it
   uint64_t admit_counter_ = 0;
 };
 

@@ -172,6 +172,37 @@ TEST(Scheduler, PrefixSharingReusesFullBlocksAndWaitsForAPendingFirstBlock) {
   EXPECT_EQ(plain.stats.prefix_tokens_reused, 0);
 }
 
+// The shape of a few-shot multiple-choice run: every question starts with the same header (already cached when
+// its choices arrive) and then a context of its own, which its choices must compute once, not once each.
+TEST(Scheduler, ChoicesWaitForTheirCommonContextPastACachedHeaderChunkByChunk) {
+  const std::vector<int32_t> header = iota_tokens(16, 3);
+  auto question = [&](int32_t from, int32_t choice) {
+    Request r{.tokens = header, .score_from = 56};
+    const std::vector<int32_t> ctx = iota_tokens(40, from);
+    r.tokens.insert(r.tokens.end(), ctx.begin(), ctx.end());
+    r.tokens.push_back(choice);
+    return r;
+  };
+  // Question A (one choice) caches the header; question B's three choices share header and context.
+  const std::vector<Request> reqs{question(100, 7), question(200, 7), question(200, 8), question(200, 9)};
+  // A step budget that holds everything, and one that cuts the prompts into chunks of 24 tokens.
+  for (const int64_t step_tokens : {256, 24}) {
+    SCOPED_TRACE(step_tokens);
+    Driver d(limits(8, step_tokens, 64), 64, reqs);
+    const std::vector<StepPlan> plans = d.run();
+    // A runs alone while its header block is pending; B's first choice then leads; the other choices follow once
+    // the last full block of the context is published, computing 57 - 48 = 9 tokens each.
+    ASSERT_GE(plans.size(), 2u);
+    for (size_t i = 0; i + 1 < plans.size(); ++i)
+      for (const PlannedSequence& s : plans[i].seqs)
+        EXPECT_LE(s.request, 1u) << "step " << i << ": choice " << s.request << " ran before B's context was cached";
+    EXPECT_EQ(d.stats.prefill_tokens, 57 + 57 - 16 + 9 + 9) << "B's context is computed once";
+    EXPECT_EQ(d.stats.prefix_tokens_reused, 16 + 48 + 48);
+    const std::vector<Result> res = d.sched.take_results();
+    for (const Result& r : res) EXPECT_DOUBLE_EQ(r.logprob, -56.0 / 1000.0);
+  }
+}
+
 TEST(Scheduler, ScoredRowsAreNeverTakenFromTheCache) {
   const std::vector<int32_t> ctx = iota_tokens(48, 2);
   Request whole{.tokens = ctx, .score_from = 1};  // every position scored: nothing may come from the cache
