@@ -55,6 +55,17 @@ void Blas::linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void*
              "GemmEx", m, n, k);
 }
 
+void Blas::linear_to(void* y, DType y_type, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw,
+                     DType dt, int64_t m, int64_t n, int64_t k) {
+  if (m == 0) return;
+  const float alpha = 1.0f, beta = 0.0f;
+  const cudaDataType_t t = cuda_data_type(dt);
+  check_blas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                          static_cast<int>(k), &alpha, w, t, static_cast<int>(ldw), x, t, static_cast<int>(ldx), &beta,
+                          y, cuda_data_type(y_type), static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+             "GemmEx", m, n, k);
+}
+
 void Blas::linear_f32(float* y, int64_t ldy, const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t m,
                       int64_t n, int64_t k) {
   linear(y, ldy, x, ldx, w, ldw, DType::F32, m, n, k);

@@ -25,6 +25,9 @@ class Blas {
   /// y[m, n] = beta * y + x[m, k] . w[n, k]^T.
   void linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,
               int64_t n, int64_t k, float beta = 0.0f);
+  /// y[m, n] = x[m, k] . w[n, k]^T with y in y_type (BF16 rounds the float32 accumulator once, as torch does).
+  void linear_to(void* y, DType y_type, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt,
+                 int64_t m, int64_t n, int64_t k);
   /// Same with a float32 operand pair (the router's GEMM, always float32).
   void linear_f32(float* y, int64_t ldy, const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t m,
                   int64_t n, int64_t k);

@@ -46,6 +46,7 @@ class GqaAttention final : public GpuAttention {
     off_qkv_ = arena.reserve(static_cast<size_t>(T * W) * 4);
     off_o_ = arena.reserve(static_cast<size_t>(T * c.n_heads * hd) * 4);
     off_o_c_ = arena.reserve(static_cast<size_t>(T * c.n_heads * hd) * dtype_size(m_.dtype()));
+    off_q_c_ = arena.reserve(static_cast<size_t>(T * W) * 2);
   }
 
   int64_t split_scratch_bound() const override {
@@ -79,6 +80,16 @@ class GqaAttention final : public GpuAttention {
                              .out = o, .ld_out = nh * hd, .n_heads = static_cast<int32_t>(nh),
                              .n_kv_heads = static_cast<int32_t>(nkv), .head_dim = static_cast<int32_t>(hd),
                              .scale = static_cast<float>(m_.rope().softmax_scale)};
+    // BF16 precision, a step with a prefill chunk: BF16 queries for the flash kernel (FlashAttention's numerics,
+    // as transformers' BF16 sdpa); decode-only steps keep float32 queries.
+    if (m_.precision() != Precision::FLOAT32 && dt == DType::BF16 && m_.cache_dtype() == DType::BF16 &&
+        st.max_q_prefill > 1 && k::gqa_prefill_bf16_supported(static_cast<int32_t>(hd))) {
+      auto* q_c = arena_->at<uint16_t>(off_q_c_);  // [T, W], the q columns filled
+      k::cuda::cast({.out = q_c, .out_type = DType::BF16, .ld_out = W, .in = qkv, .ld_in = W, .n_rows = T,
+                     .n_cols = nh * hd},
+                    s);
+      ap.q_bf16 = q_c;
+    }
     ap.scratch_floats = k::gqa_attention_scratch_floats(ap);
     if (ap.scratch_floats > 0) ap.scratch = m_.attention_scratch(ap.scratch_floats);
     k::cuda::gqa_attention(ap, s);
@@ -90,7 +101,7 @@ class GqaAttention final : public GpuAttention {
 
  private:
   Arena* arena_ = nullptr;
-  size_t off_qkv_ = 0, off_o_ = 0, off_o_c_ = 0;
+  size_t off_qkv_ = 0, off_o_ = 0, off_o_c_ = 0, off_q_c_ = 0;
 };
 
 }  // namespace

@@ -190,34 +190,53 @@ class MlaAttention final : public GpuAttention {
     cudaStream_t s = m_.stream();
     ensure_keys(K);
     float* lat = keys_.as<float>();                                    // [K, cw]
-    void* lat_c = keys_.as<char>() + static_cast<size_t>(K * cw) * 4;  // [K, kvl] dt
-    float* kv = reinterpret_cast<float*>(static_cast<char*>(lat_c) + static_cast<size_t>(K * kvl) * es);
+    void* lat_c = keys_.as<char>() + static_cast<size_t>(K * cw) * 4;  // [K, cw] dt
+    float* kv = reinterpret_cast<float*>(static_cast<char*>(lat_c) + static_cast<size_t>(K * cw) * es);
     k::cuda::cache_gather({.out = lat, .ld_out = cw, .cache = cache, .cache_type = m_.cache_dtype(), .width = cw,
                            .block_size = static_cast<int32_t>(block_size),
                            .block_tables = st.block_tables + Td * st.max_blocks, .max_blocks = st.max_blocks,
                            .kv_len = st.kv_len + Td, .cu_kv = st.cu_kv, .n_seqs = static_cast<int32_t>(np)},
                           s);
-    k::cuda::cast({.out = lat_c, .out_type = dt, .ld_out = kvl, .in = lat, .ld_in = cw, .n_rows = K, .n_cols = kvl},
+    // BF16 precision with a flash-kernel instance: BF16 q, keys and values, as transformers' BF16 sdpa multiplies
+    // them (k_pe rounded with the latent, kv_b_proj's output rounded once). Otherwise float32 operands.
+    const bool bf16 = m_.precision() != Precision::FLOAT32 && dt == DType::BF16 &&
+                      k::mla_prefill_bf16_supported(static_cast<int32_t>(nope), static_cast<int32_t>(rd),
+                                                    static_cast<int32_t>(v));
+    k::cuda::cast({.out = lat_c, .out_type = dt, .ld_out = cw, .in = lat, .ld_in = cw, .n_rows = K,
+                   .n_cols = bf16 ? cw : kvl},
                   s);
-    m_.blas().linear(kv, nh * (nope + v), lat_c, kvl, L.kv_b_proj.p, kvl, dt, K, nh * (nope + v), kvl);
-    k::cuda::mla_prefill_attention({.batch = {.n_seqs = static_cast<int32_t>(np), .cu_q = st.cu_q + Td,
-                                              .kv_len = st.kv_len + Td, .max_q = st.max_q_prefill,
-                                              .max_kv = st.max_kv_prefill},
-                                    .cu_kv = st.cu_kv, .q = q, .ld_q = nh * qk, .kv = kv, .ld_kv = nh * (nope + v),
-                                    .k_pe = lat + kvl, .ld_kpe = cw, .out = o, .ld_out = nh * v,
-                                    .n_heads = static_cast<int32_t>(nh), .nope = static_cast<int32_t>(nope),
-                                    .rope = static_cast<int32_t>(rd), .v = static_cast<int32_t>(v),
-                                    .scale = static_cast<float>(m_.rope().softmax_scale),
-                                    .float32_math = m_.precision() == Precision::FLOAT32},
-                                   s);
+    k::MlaPrefillParams ap{.batch = {.n_seqs = static_cast<int32_t>(np), .cu_q = st.cu_q + Td,
+                                     .kv_len = st.kv_len + Td, .max_q = st.max_q_prefill,
+                                     .max_kv = st.max_kv_prefill},
+                           .cu_kv = st.cu_kv, .q = q, .ld_q = nh * qk, .kv = kv, .ld_kv = nh * (nope + v),
+                           .k_pe = lat + kvl, .ld_kpe = cw, .out = o, .ld_out = nh * v,
+                           .n_heads = static_cast<int32_t>(nh), .nope = static_cast<int32_t>(nope),
+                           .rope = static_cast<int32_t>(rd), .v = static_cast<int32_t>(v),
+                           .scale = static_cast<float>(m_.rope().softmax_scale),
+                           .float32_math = m_.precision() == Precision::FLOAT32};
+    if (bf16) {
+      auto* kv_c = reinterpret_cast<uint16_t*>(kv);  // [K, nh * (nope + v)] BF16 in the float32 buffer's room
+      m_.blas().linear_to(kv_c, DType::BF16, nh * (nope + v), lat_c, cw, L.kv_b_proj.p, kvl, dt, K, nh * (nope + v),
+                          kvl);
+      auto* q_c = buf<uint16_t>(off_.q_c);  // rows [Td, T) of q in BF16 (decode rows use [0, Td))
+      k::cuda::cast({.out = q_c + Td * nh * qk, .out_type = dt, .ld_out = nh * qk, .in = q + Td * nh * qk,
+                     .ld_in = nh * qk, .n_rows = st.n_rows - Td, .n_cols = nh * qk},
+                    s);
+      ap.q_bf16 = q_c;
+      ap.kv_bf16 = kv_c;
+      ap.k_pe_bf16 = static_cast<const uint16_t*>(lat_c) + kvl;
+    } else {
+      m_.blas().linear(kv, nh * (nope + v), lat_c, cw, L.kv_b_proj.p, kvl, dt, K, nh * (nope + v), kvl);
+    }
+    k::cuda::mla_prefill_attention(ap, s);
   }
 
-  // Scratch for the decompressed keys of a prefill step: [K, cw] float32 + [K, kvl] dt + [K, nh (nope + v)].
+  // Scratch for the decompressed keys of a prefill step: [K, cw] float32 + [K, cw] dt + [K, nh (nope + v)].
   void ensure_keys(int64_t K) {
     const ModelConfig& c = m_.config();
     const int64_t cw = c.kv_lora_rank + c.qk_rope_head_dim;
     const size_t need = static_cast<size_t>(K) *
-                        (static_cast<size_t>(cw) * 4 + static_cast<size_t>(c.kv_lora_rank) * dtype_size(m_.dtype()) +
+                        (static_cast<size_t>(cw) * 4 + static_cast<size_t>(cw) * dtype_size(m_.dtype()) +
                          static_cast<size_t>(c.n_heads * (c.qk_nope_head_dim + c.v_head_dim)) * 4);
     if (keys_.bytes() >= need) return;
     MLABENCH_ICHECK(keys_.bytes() == 0, "prefill step with {} keys over the budget of {}", K, key_budget_);

@@ -366,7 +366,21 @@ struct MlaPrefillParams {
   // true: float32 math throughout (the generic CUDA-core kernel), as the engine's float32 precision needs;
   // false: BF16 tensor cores with float32 accumulation where the head sizes have an instance.
   bool float32_math = false;
+  // BF16 operands (the engine's BF16 precision): when q_bf16 is set, q_bf16 / kv_bf16 / k_pe_bf16 replace q / kv
+  // / k_pe (same layouts and leading dimensions, in elements; rows 16-byte aligned) and the flash kernel
+  // multiplies BF16 x BF16 with float32 accumulation and P rounded to BF16, FlashAttention's numerics (those of
+  // transformers' BF16 sdpa). Head sizes without an instance (mla_prefill_bf16_supported) are refused.
+  const uint16_t* q_bf16 = nullptr;
+  const uint16_t* kv_bf16 = nullptr;
+  const uint16_t* k_pe_bf16 = nullptr;
 };
+
+/// The BF16 flash prefill kernel's MLA instance: qk = 192 (nope 128 + rope 64), v = 128 (V2 and V2-Lite).
+inline bool mla_prefill_bf16_supported(int32_t nope, int32_t rope, int32_t v) {
+  return nope == 128 && rope == 64 && v == 128;
+}
+/// The BF16 flash prefill kernel's GQA instances: head_dim 64 or 128.
+inline bool gqa_prefill_bf16_supported(int32_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
 /// MLA decode, absorbed: ONE new token per sequence (row s), MQA over the paged latent cache whose slots are
 /// [c_kv (kv_lora) ; k_pe (rope)] (576 at V2 shapes); score = scale * (q_lat_h . c_j + q_pe_h . k_pe_j), value
@@ -411,6 +425,9 @@ struct GqaAttentionParams {
   int64_t ld_out = 0;
   int32_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
   float scale = 1.0f;
+  // Optional BF16 copy of q (same layout and ld_q; the engine's BF16 precision): batches with a prefill chunk
+  // (max_q > 1) then run the BF16 flash kernel (MlaPrefillParams::q_bf16 says its numerics).
+  const uint16_t* q_bf16 = nullptr;
   // Optional split-KV scratch, as MlaDecodeParams: gqa_attention_scratch_floats(*this) floats.
   float* scratch = nullptr;
   int64_t scratch_floats = 0;

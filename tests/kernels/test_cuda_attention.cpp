@@ -210,6 +210,142 @@ TEST(CudaAttention, MlaPrefillMixedBatch) {
   check_mla_prefill(128, b, 13);
 }
 
+// ---- the BF16 flash prefill kernel (engine BF16 precision) --------------------------------------------------------
+// BF16 q, k, v as the engine passes them, against the twin on the same values. The kernel also rounds P to BF16
+// (FlashAttention's numerics), so random queries are held to kTolBf16 (~2^-9 of the values, with headroom); with
+// zero queries every score is 0 and P = 1 exactly, so the kernel is exact but for float32 summation order and is
+// held to kTolF32: that pins every key, value, mask and tile edge, which the looser bound could not.
+constexpr double kTolBf16 = 1e-2;
+
+std::vector<uint16_t> bf16_rows(int64_t n, int64_t ld, int64_t width, std::mt19937& rng, bool zero) {
+  std::vector<uint16_t> v(static_cast<size_t>(n * ld), test::kBf16NaN);  // the padding of every row is NaN
+  std::normal_distribution<float> nd;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < width; ++c) v[static_cast<size_t>(r * ld + c)] = zero ? uint16_t{0} : f32_to_bf16(nd(rng));
+  return v;
+}
+
+void check_mla_prefill_bf16(int32_t n_heads, const Varlen& b, unsigned seed, bool zero_q) {
+  SCOPED_TRACE(testing::Message() << "mla_prefill BF16 heads " << n_heads << " seqs " << b.n() << " rows " << b.rows()
+                                  << (zero_q ? " zero queries" : " random queries"));
+  std::mt19937 rng(seed);
+  const int32_t nope = 128, rope = 64, v = 128;
+  std::vector<int32_t> cu_kv{0};
+  for (int32_t n : b.kv_len) cu_kv.push_back(cu_kv.back() + n);
+  const int64_t rows = b.rows(), keys = cu_kv.back();
+  const int64_t ld_q = int64_t{n_heads} * (nope + rope) + 8, ld_kv = int64_t{n_heads} * (nope + v);
+  const int64_t ld_kpe = 576, ld_out = int64_t{n_heads} * v + 1;  // k_pe at column 512 of a latent row
+  const auto q = bf16_rows(rows, ld_q, n_heads * (nope + rope), rng, zero_q);
+  const auto kv = bf16_rows(keys, ld_kv, ld_kv, rng, false);
+  auto latent = bf16_rows(keys, ld_kpe, ld_kpe, rng, false);
+  for (int64_t r = 0; r < keys; ++r) std::fill_n(latent.begin() + r * ld_kpe, 512, test::kBf16NaN);  // unread
+  std::vector<float> out(static_cast<size_t>(rows * ld_out), kPoison);
+
+  MlaPrefillParams p;
+  p.batch = {b.n(), b.cu_q.data(), b.kv_len.data(), b.max_q, b.max_kv};
+  p.cu_kv = cu_kv.data();
+  p.q_bf16 = q.data();
+  p.ld_q = ld_q;
+  p.kv_bf16 = kv.data();
+  p.ld_kv = ld_kv;
+  p.k_pe_bf16 = latent.data() + 512;
+  p.ld_kpe = ld_kpe;
+  p.ld_out = ld_out;
+  p.n_heads = n_heads;
+  p.nope = nope;
+  p.rope = rope;
+  p.v = v;
+  p.scale = 0.1f;
+  std::vector<float> want = out;
+  p.out = want.data();
+  twin::mla_prefill_attention(p);
+
+  const auto d_cu_q = test::to_device(b.cu_q), d_len = test::to_device(b.kv_len), d_cu_kv = test::to_device(cu_kv);
+  const auto d_q = test::to_device(q), d_kv = test::to_device(kv), d_lat = test::to_device(latent);
+  const auto d_out = test::to_device(out);
+  MlaPrefillParams d = p;
+  d.batch.cu_q = d_cu_q.as<int32_t>();
+  d.batch.kv_len = d_len.as<int32_t>();
+  d.cu_kv = d_cu_kv.as<int32_t>();
+  d.q_bf16 = d_q.as<uint16_t>();
+  d.kv_bf16 = d_kv.as<uint16_t>();
+  d.k_pe_bf16 = d_lat.as<uint16_t>() + 512;
+  d.out = d_out.as<float>();
+  cuda::mla_prefill_attention(d, nullptr);
+  EXPECT_LE(test::max_rel_diff(test::to_host<float>(d_out, out.size()), want), zero_q ? kTolF32 : kTolBf16);
+}
+
+void check_gqa_prefill_bf16(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varlen& b, unsigned seed,
+                            bool zero_q) {
+  SCOPED_TRACE(testing::Message() << "gqa BF16 heads " << n_heads << "/" << n_kv << " head_dim " << hd << " block "
+                                  << bs << " seqs " << b.n() << " max_q " << b.max_q
+                                  << (zero_q ? " zero queries" : " random queries"));
+  std::mt19937 rng(seed);
+  const int64_t w = int64_t{n_kv} * hd;
+  Paged kc(b.kv_len, bs, w, rng);
+  Paged vc = kc;
+  vc.refill(b.kv_len, rng);
+  const int64_t ld_q = int64_t{n_heads} * hd + 8, ld_out = int64_t{n_heads} * hd + 1;
+  const auto q = bf16_rows(b.rows(), ld_q, int64_t{n_heads} * hd, rng, zero_q);
+  std::vector<float> out(static_cast<size_t>(b.rows() * ld_out), kPoison);
+  GqaAttentionParams p;
+  p.batch = {b.n(), b.cu_q.data(), b.kv_len.data(), b.max_q, b.max_kv};
+  p.paged = kc.view(kc.table.data());
+  p.k_cache = kc.pool.data();
+  p.v_cache = vc.pool.data();
+  p.q_bf16 = q.data();
+  p.ld_q = ld_q;
+  p.ld_out = ld_out;
+  p.n_heads = n_heads;
+  p.n_kv_heads = n_kv;
+  p.head_dim = hd;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::vector<float> want = out;
+  p.out = want.data();
+  twin::gqa_attention(p);
+
+  const auto d_cu_q = test::to_device(b.cu_q), d_len = test::to_device(b.kv_len);
+  const auto d_table = test::to_device(kc.table);
+  const auto d_k = test::to_device(kc.pool), d_v = test::to_device(vc.pool), d_q = test::to_device(q);
+  const auto d_out = test::to_device(out);
+  GqaAttentionParams d = p;
+  d.batch.cu_q = d_cu_q.as<int32_t>();
+  d.batch.kv_len = d_len.as<int32_t>();
+  d.paged.block_tables = d_table.as<int32_t>();
+  d.k_cache = d_k.get();
+  d.v_cache = d_v.get();
+  d.q_bf16 = d_q.as<uint16_t>();
+  d.out = d_out.as<float>();
+  cuda::gqa_attention(d, nullptr);
+  EXPECT_LE(test::max_rel_diff(test::to_host<float>(d_out, out.size()), want), zero_q ? kTolF32 : kTolBf16);
+}
+
+TEST(CudaAttention, FlashBf16MlaPrefill) {
+  MLABENCH_REQUIRE_GPU();
+  for (bool zero_q : {true, false}) {
+    Varlen one;
+    one.add(1, 1);
+    check_mla_prefill_bf16(16, one, 41, zero_q);
+    check_mla_prefill_bf16(16, mixed_batch(37, false), 42, zero_q);  // V2-Lite
+    Varlen v2;  // V2's 128 heads; rows around the 128-row and 64-key tiles, a chunk behind a cached prefix
+    for (auto [q, kv] : {std::pair{1, 1}, {129, 129}, {127, 300}, {64, 1000}, {200, 2113}}) v2.add(q, kv);
+    check_mla_prefill_bf16(128, v2, 43, zero_q);
+    Varlen longer;  // a chunk deep into a long prompt, and a whole prompt of 4,100 tokens
+    for (auto [q, kv] : {std::pair{300, 16411}, {4100, 4100}}) longer.add(q, kv);
+    check_mla_prefill_bf16(16, longer, 44, zero_q);
+  }
+}
+
+TEST(CudaAttention, FlashBf16GqaPrefill) {
+  MLABENCH_REQUIRE_GPU();
+  for (bool zero_q : {true, false}) {
+    const Varlen b = mixed_batch(37, false);
+    check_gqa_prefill_bf16(32, 8, 128, 16, b, 51, zero_q);  // Llama-3 8B
+    check_gqa_prefill_bf16(32, 32, 128, 64, b, 52, zero_q);  // MHA
+    check_gqa_prefill_bf16(16, 4, 64, 16, b, 53, zero_q);   // head_dim 64
+  }
+}
+
 // ---- GQA ------------------------------------------------------------------------------------------------------
 
 void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varlen& b, unsigned seed) {

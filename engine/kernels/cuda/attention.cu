@@ -26,6 +26,7 @@
 #include "engine/core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/attention_generic.h"
+#include "engine/kernels/cuda/flash_prefill.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/twin/checks.h"
 
@@ -717,10 +718,13 @@ void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
 void mla_prefill_attention(const MlaPrefillParams& p, cudaStream_t s) {
   const VarlenBatch& b = p.batch;
   if (b.n_seqs == 0 || b.max_q == 0) return;
-  MLABENCH_CHECK(b.n_seqs > 0 && p.n_heads > 0 && b.cu_q && b.kv_len && p.cu_kv && p.q && p.kv && p.k_pe && p.out,
+  const bool bf16 = p.q_bf16 != nullptr;
+  MLABENCH_CHECK(b.n_seqs > 0 && p.n_heads > 0 && b.cu_q && b.kv_len && p.cu_kv && p.out &&
+                     (bf16 ? p.kv_bf16 && p.k_pe_bf16 : p.q && p.kv && p.k_pe),
                  "mla_prefill_attention: n_seqs {} n_heads {} or a null pointer. HINT: fill every MlaPrefillParams "
-                 "field",
+                 "field (q, kv, k_pe, or all three BF16 ones)",
                  b.n_seqs, p.n_heads);
+  if (bf16) return flash::mla_prefill_bf16(p, s);
   if (p.float32_math || !(p.nope + p.rope == 192 && p.v == 128 && p.nope % 2 == 0))
     return generic::mla_prefill_attention(p, s);  // float32 precision, or head sizes without a tensor-core instance
   FlashArgs a;
@@ -750,7 +754,7 @@ void mla_prefill_attention(const MlaPrefillParams& p, cudaStream_t s) {
 void gqa_attention(const GqaAttentionParams& p, cudaStream_t s) {
   const VarlenBatch& b = p.batch;
   if (b.n_seqs == 0 || b.max_q == 0) return;
-  MLABENCH_CHECK(b.n_seqs > 0 && b.cu_q && b.kv_len && p.k_cache && p.v_cache && p.q && p.out,
+  MLABENCH_CHECK(b.n_seqs > 0 && b.cu_q && b.kv_len && p.k_cache && p.v_cache && (p.q || p.q_bf16) && p.out,
                  "gqa_attention: n_seqs {} or a null pointer. HINT: fill every GqaAttentionParams field", b.n_seqs);
   MLABENCH_CHECK(p.n_kv_heads > 0 && p.n_heads > 0 && p.n_heads % p.n_kv_heads == 0,
                  "gqa_attention: n_heads {} is not a multiple of n_kv_heads {}. HINT: check the model config",
@@ -762,6 +766,12 @@ void gqa_attention(const GqaAttentionParams& p, cudaStream_t s) {
                  "gqa_attention: K/V pools are not 16-byte aligned. HINT: layer pools must start on a 16-byte "
                  "boundary (tiles are copied in 16-byte chunks)");
   check_paged(p.paged, "gqa_attention");
+  if (p.q_bf16 != nullptr && b.max_q > 1 && gqa_prefill_bf16_supported(p.head_dim))
+    return flash::gqa_prefill_bf16(p, s);  // a step with a prefill chunk, BF16 precision
+  MLABENCH_CHECK(p.q != nullptr,
+                 "gqa_attention: a batch of max_q {} with only BF16 queries. HINT: the BF16 flash kernel serves "
+                 "prefill chunks of head_dim 64 or 128; pass float32 q for decode-only steps and other head sizes",
+                 b.max_q);
 
   constexpr int kTile = 64;
   int n_splits = gqa_attention_splits(p), split_len = 0;

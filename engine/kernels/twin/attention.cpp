@@ -35,6 +35,15 @@ std::vector<float> gather_tokens(const void* cache, DType type, int64_t width, c
   return rows;
 }
 
+// Rows [0, n) of `width` BF16 values at stride ld, widened to float32 at the same stride (the tail of the last row
+// past width is not read).
+std::vector<float> widen_rows(const uint16_t* src, int64_t n, int64_t ld, int64_t width) {
+  std::vector<float> out(static_cast<size_t>(n > 0 ? (n - 1) * ld + width : 0));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < width; ++c) out[static_cast<size_t>(r * ld + c)] = bf16_to_f32(src[r * ld + c]);
+  return out;
+}
+
 void check_varlen(const VarlenBatch& b, const char* what) {
   for (int32_t s = 0; s < b.n_seqs; ++s) {
     const int32_t q_len = b.cu_q[s + 1] - b.cu_q[s];
@@ -51,6 +60,19 @@ void mla_prefill_attention(const MlaPrefillParams& p) {
   const VarlenBatch& b = p.batch;
   check_varlen(b, "mla_prefill_attention");
   const int64_t qk = p.nope + p.rope, kvw = p.nope + p.v;
+  if (p.q_bf16 != nullptr) {
+    // BF16 operands: the same attention over their exact float32 values (the kernel rounds P to BF16 besides).
+    const int64_t rows = b.cu_q[b.n_seqs], keys = p.cu_kv[b.n_seqs];
+    const std::vector<float> q = widen_rows(p.q_bf16, rows, p.ld_q, p.n_heads * qk);
+    const std::vector<float> kv = widen_rows(p.kv_bf16, keys, p.ld_kv, p.n_heads * kvw);
+    const std::vector<float> k_pe = widen_rows(p.k_pe_bf16, keys, p.ld_kpe, p.rope);
+    MlaPrefillParams f = p;
+    f.q_bf16 = f.kv_bf16 = f.k_pe_bf16 = nullptr;
+    f.q = q.data();
+    f.kv = kv.data();
+    f.k_pe = k_pe.data();
+    return mla_prefill_attention(f);
+  }
   for (int32_t s = 0; s < b.n_seqs; ++s) {
     MLABENCH_CHECK(p.cu_kv[s + 1] - p.cu_kv[s] == b.kv_len[s],
                    "mla_prefill_attention: sequence {} has cu_kv span {} but kv_len {}. HINT: cu_kv is the prefix "
@@ -117,6 +139,14 @@ void gqa_attention(const GqaAttentionParams& p) {
                  "gqa_attention: n_heads {} is not a multiple of n_kv_heads {}. HINT: check the model config",
                  p.n_heads, p.n_kv_heads);
   const int64_t group = p.n_heads / p.n_kv_heads, hd = p.head_dim, width = int64_t{p.n_kv_heads} * hd;
+  if (p.q_bf16 != nullptr && b.max_q > 1) {
+    // BF16 queries (the kernel's prefill path): their exact float32 values, P rounded to BF16 on the GPU besides.
+    const std::vector<float> q = widen_rows(p.q_bf16, b.cu_q[b.n_seqs], p.ld_q, int64_t{p.n_heads} * hd);
+    GqaAttentionParams f = p;
+    f.q_bf16 = nullptr;
+    f.q = q.data();
+    return gqa_attention(f);
+  }
   for (int32_t s = 0; s < b.n_seqs; ++s) {
     const int64_t q0 = b.cu_q[s], q_len = b.cu_q[s + 1] - q0, kv_len = b.kv_len[s];
     if (q_len == 0) continue;

@@ -1,0 +1,571 @@
+// BF16 flash attention for prefill chunks (MLA decompressed, and MHA/GQA over the paged pools): causal, online
+// softmax in float32, no [q, kv] buffer; twin: twin::mla_prefill_attention / twin::gqa_attention on the same BF16
+// operands (engine/kernels/twin/attention.cpp).
+//
+// Numerics are FlashAttention's (and so transformers' BF16 sdpa's): BF16 q, k, v, float32 accumulation, P rounded
+// to BF16 before P.V. The float32-accurate paths (hi/lo split operands, float32 math) stay in attention.cu for the
+// engine's float32 precision.
+//
+// Schedule (FlashAttention-2 on mma.sync, an intermediate step towards wgmma): a CTA of 8 warps takes 128
+// (token, head) rows of one sequence and one head (MLA) or KV head (GQA: all its query heads, so K/V are read once
+// per group), 16 rows per warp with their Q fragments in registers for the whole kernel, and walks 64-key tiles
+// through a 3-stage cp.async ring in shared memory. Rows are 16-byte chunks XOR-swizzled by (row % 8), so the
+// ldmatrix loads of K (B of Q.K^T) and the ldmatrix.trans loads of V (B of P.V) are conflict-free. Scores stay in
+// registers and become P's A fragments. Row tiles are launched last-first: the causal diagonal makes them the
+// longest, and starting them early shortens the tail.
+//
+// FLOPs per tile per CTA: 128 x 64 x (DK + DV) x 2 = 5.2 MFLOP at MLA's 192 / 128; shared-memory reads: each warp
+// reads the whole K and V tile (40 KB) once, 320 KB per tile, which bounds an SM near half the mma.sync peak.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "engine/core/check.h"
+#include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/flash_prefill.h"
+#include "engine/kernels/cuda/wgmma.h"
+
+namespace mlabench::kernels::cuda::flash {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kRows = 16 * kWarps;  // (token, head) rows per CTA
+constexpr int kKeys = 64;           // keys per tile
+constexpr int kStages = 3;
+constexpr float kLog2e = 1.4426950408889634f;
+
+struct Args {
+  int n_seqs = 0;
+  const int32_t* cu_q = nullptr;
+  const int32_t* kv_len = nullptr;
+  const uint16_t* q = nullptr;
+  int64_t ld_q = 0;
+  int q_head_stride = 0;
+  int group = 1;  // query heads per blockIdx.y: row r is token r / group, head blockIdx.y * group + r % group
+  // MLA: keys [k_nope of head h ; k_pe] and values v of head h at rows cu_kv[s] + key.
+  const int32_t* cu_kv = nullptr;
+  const uint16_t* kv = nullptr;
+  int64_t ld_kv = 0;
+  int kv_head_stride = 0;
+  const uint16_t* k_pe = nullptr;
+  int64_t ld_kpe = 0;
+  int nope = 0;
+  // GQA: paged pools, KV head blockIdx.y.
+  const uint16_t* k_cache = nullptr;
+  const uint16_t* v_cache = nullptr;
+  int64_t kv_width = 0;
+  PagedCache paged;
+  float* out = nullptr;
+  int64_t ld_out = 0;
+  float scale_log2 = 0.0f;
+};
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// c[16x8] += a[16x16] * b[16x8], BF16 in, float32 accumulate (fragment layouts as in attention.cu).
+__device__ __forceinline__ void mma(float* c, const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+
+// 16 bytes global -> shared, zero-filled when !valid (src is then not read).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// Byte offset of 16-byte chunk c of row r in a tile of rows of kChunks chunks, swizzled so that 8 consecutive
+// rows at the same logical chunk hit 8 different bank groups.
+template <int kChunks>
+__device__ __forceinline__ uint32_t swz(int r, int c) {
+  static_assert(kChunks % 8 == 0, "the swizzle permutes chunks within groups of 8");
+  return static_cast<uint32_t>((r * kChunks + (c ^ (r & 7))) * 16);
+}
+
+template <int DK, int DV>
+constexpr int stage_bytes() {
+  return kKeys * (DK + DV) * 2;
+}
+
+// Byte offset of 16-byte chunk c of row r in a tile of `rows` rows laid out for wgmma's 128-byte swizzle: column
+// block c / 8 (64 BF16 values of every row, 128 bytes a row), then the next; chunks XOR-swizzled by (r % 8).
+__device__ __forceinline__ uint32_t sw128_off(int rows, int r, int c) {
+  return static_cast<uint32_t>((c >> 3) * rows * 128 + r * 128 + (((c & 7) ^ (r & 7)) << 4));
+}
+
+// Copies keys [kt0, kt0 + BC) of this CTA's head into one stage, K then V (keys at or past k_end read as zeros), in
+// the mma.sync kernel's layout (whole rows, swz) or wgmma's (sw128_off column blocks).
+template <int DK, int DV, int BC, bool kMla, bool kWgmma>
+__device__ __forceinline__ void load_tile(const Args& a, uint32_t stage, int seq, int hg, int kt0, int k_end) {
+  constexpr int kCK = DK / 8, kCV = DV / 8;
+  const uint32_t k_s = stage, v_s = stage + BC * DK * 2;
+  for (int e = threadIdx.x; e < BC * (kCK + kCV); e += kThreads) {
+    const bool is_v = e >= BC * kCK;
+    const int ee = is_v ? e - BC * kCK : e;
+    const int j = is_v ? ee / kCV : ee / kCK, c = is_v ? ee - j * kCV : ee - j * kCK, key = kt0 + j;
+    const bool valid = key < k_end;
+    const uint16_t* src = a.q;  // any readable address when !valid
+    if (valid) {
+      if constexpr (kMla) {
+        const int64_t row = a.cu_kv[seq] + key;
+        if (is_v)
+          src = a.kv + row * a.ld_kv + static_cast<int64_t>(hg) * a.kv_head_stride + a.nope + c * 8;
+        else if (c * 8 < a.nope)
+          src = a.kv + row * a.ld_kv + static_cast<int64_t>(hg) * a.kv_head_stride + c * 8;
+        else
+          src = a.k_pe + row * a.ld_kpe + (c * 8 - a.nope);
+      } else {
+        const int32_t block =
+            a.paged.block_tables[static_cast<int64_t>(seq) * a.paged.max_blocks + key / a.paged.block_size];
+        const int64_t slot = static_cast<int64_t>(block) * a.paged.block_size + key % a.paged.block_size;
+        src = (is_v ? a.v_cache : a.k_cache) + slot * a.kv_width + static_cast<int64_t>(hg) * DK + c * 8;
+      }
+    }
+    uint32_t dst;
+    if constexpr (kWgmma)
+      dst = is_v ? v_s + sw128_off(BC, j, c) : k_s + sw128_off(BC, j, c);
+    else
+      dst = is_v ? v_s + swz<kCV>(j, c) : k_s + swz<kCK>(j, c);
+    cp_async16(dst, src, valid);
+  }
+}
+
+// The rows of one CTA: 128 (token, head) rows of one sequence from r0, positions past + token.
+struct CtaRows {
+  int q0 = 0, n_rows = 0, r0 = 0, past = 0, k_end = 0;
+  __device__ CtaRows(const Args& a, int seq) {
+    q0 = a.cu_q[seq];
+    const int q_len = a.cu_q[seq + 1] - q0, kv_len = a.kv_len[seq];
+    n_rows = q_len * a.group;
+    r0 = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kRows;  // longest (most keys) tiles first
+    past = kv_len - q_len;
+    k_end = min(kv_len, past + (min(n_rows, r0 + kRows) - 1) / a.group + 1);
+  }
+};
+
+// One tile of scores (kNS per thread: n8 chunks j of 4 values {(g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)}, the
+// layout of mma.sync and wgmma accumulators alike) through the online softmax: scaled to log2 units, masked where
+// the tile reaches past a row's position or past k_end, exponentiated against the running max; m and the
+// lane-partial sums l updated; alpha returns the factor the output accumulators take.
+template <int kNS>
+__device__ __forceinline__ void softmax_tile(float (&s)[kNS], float (&m)[2], float (&l)[2], float (&alpha)[2],
+                                             int kt0, const int (&pos)[2], int k_end, bool need_mask,
+                                             float scale_log2) {
+  const int tig = threadIdx.x & 3;
+  float m_use[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float mx = neg_inf();
+#pragma unroll
+    for (int j = 0; j < kNS / 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int key = kt0 + j * 8 + 2 * tig + e;
+        float& v = s[j * 4 + 2 * half + e];
+        v = !need_mask || (key <= pos[half] && key < k_end) ? v * scale_log2 : neg_inf();
+        mx = fmaxf(mx, v);
+      }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m[half], mx);
+    m_use[half] = m_new == neg_inf() ? 0.0f : m_new;  // a row with no key yet keeps p = 0, alpha = 0
+    alpha[half] = exp2f(m[half] - m_use[half]);
+    m[half] = m_new;
+  }
+  float psum[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int i = 0; i < kNS; ++i) {
+    s[i] = exp2f(s[i] - m_use[(i >> 1) & 1]);
+    psum[(i >> 1) & 1] += s[i];
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) l[half] = l[half] * alpha[half] + psum[half];
+}
+
+template <int kNO>
+__device__ __forceinline__ void rescale(float (&o)[kNO], const float (&alpha)[2]) {
+#pragma unroll
+  for (int i = 0; i < kNO; ++i) o[i] *= alpha[(i >> 1) & 1];
+}
+
+// P's A fragment of key step ks (16 keys): score chunks 2ks and 2ks + 1, register for register, in BF16.
+template <int kNS>
+__device__ __forceinline__ void p_fragment(const float (&s)[kNS], int ks, uint32_t (&pa)[4]) {
+  const float* c0 = s + 8 * ks;
+  pa[0] = pack_bf16(c0[0], c0[1]);
+  pa[1] = pack_bf16(c0[2], c0[3]);
+  pa[2] = pack_bf16(c0[4], c0[5]);
+  pa[3] = pack_bf16(c0[6], c0[7]);
+}
+
+// Output rows g and g + 8 of the warp starting at row wr0: o / l, float32.
+template <int DV>
+__device__ __forceinline__ void store_rows(const Args& a, const CtaRows& cr, int hg, int wr0, const float (&o)[DV / 2],
+                                           float (&l)[2]) {
+  const int g = (threadIdx.x & 31) >> 2, tig = threadIdx.x & 3;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    l[half] += __shfl_xor_sync(0xffffffffu, l[half], 1);
+    l[half] += __shfl_xor_sync(0xffffffffu, l[half], 2);
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = wr0 + g + 8 * half;
+    if (row >= cr.n_rows) continue;
+    const int token = row / a.group, head = hg * a.group + row % a.group;
+    float* dst = a.out + (cr.q0 + token) * a.ld_out + static_cast<int64_t>(head) * DV + 2 * tig;
+    const float mul = l[half] > 0.0f ? 1.0f / l[half] : 0.0f;
+#pragma unroll
+    for (int j = 0; j < DV / 8; ++j) {
+      dst[j * 8] = o[j * 4 + 2 * half] * mul;
+      dst[j * 8 + 1] = o[j * 4 + 2 * half + 1] * mul;
+    }
+  }
+}
+
+// mma.sync (sm_80 and later; the fallback where the wgmma kernel is not built): Q fragments in registers, K and V
+// fragments by ldmatrix from the swz layout.
+template <int DK, int DV, bool kMla>
+__global__ void __launch_bounds__(kThreads, 1) flash_mma_kernel(const Args a) {
+  constexpr int kKSteps = DK / 16, kNS = kKeys / 2, kNO = DV / 2;
+  static_assert(DK % 64 == 0 && DV % 64 == 0, "rows of whole swizzle groups");
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t smem0 = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
+  const int hg = blockIdx.y, seq = blockIdx.z;
+  const CtaRows cr(a, seq);
+  if (cr.r0 >= cr.n_rows) return;
+
+  // This warp's rows and their Q fragments (rows past the sequence are zeros: finite scores, never stored).
+  const int wr0 = cr.r0 + warp * 16;
+  const bool warp_active = wr0 < cr.n_rows;
+  int pos[2];
+  uint32_t qf[kKSteps][4];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = wr0 + g + 8 * half;
+    pos[half] = cr.past + min(row, cr.n_rows - 1) / a.group;
+    const uint16_t* src = nullptr;
+    if (row < cr.n_rows) {
+      const int token = row / a.group, head = hg * a.group + row % a.group;
+      src = a.q + (cr.q0 + token) * a.ld_q + static_cast<int64_t>(head) * a.q_head_stride + 2 * tig;
+    }
+#pragma unroll
+    for (int kk = 0; kk < kKSteps; ++kk) {
+      qf[kk][half] = src ? *reinterpret_cast<const uint32_t*>(src + kk * 16) : 0u;
+      qf[kk][2 + half] = src ? *reinterpret_cast<const uint32_t*>(src + kk * 16 + 8) : 0u;
+    }
+  }
+  const int warp_first_pos = cr.past + min(wr0, cr.n_rows - 1) / a.group;
+  const int warp_last_pos = cr.past + min(wr0 + 15, cr.n_rows - 1) / a.group;
+
+  float o[kNO] = {};
+  float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.0f, 0.0f};
+  const int n_tiles = (cr.k_end + kKeys - 1) / kKeys;
+  constexpr uint32_t kStage = stage_bytes<DK, DV>();
+#pragma unroll
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (st < n_tiles) load_tile<DK, DV, kKeys, kMla, false>(a, smem0 + st * kStage, seq, hg, st * kKeys, cr.k_end);
+    cp_async_commit();
+  }
+
+  // ldmatrix lane roles: matrix mi = lane / 8 supplies row (lane % 8) of an 8x8 block.
+  const int mi = lane >> 3, mr = lane & 7;
+  for (int t = 0; t < n_tiles; ++t) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // tile t landed for every thread; tile t - 1's stage is free to refill
+    const int tn = t + kStages - 1;
+    if (tn < n_tiles)
+      load_tile<DK, DV, kKeys, kMla, false>(a, smem0 + (tn % kStages) * kStage, seq, hg, tn * kKeys, cr.k_end);
+    cp_async_commit();
+    const int kt0 = t * kKeys;
+    if (!warp_active || kt0 > warp_last_pos) continue;  // causal: this warp's rows see none of the tile
+    const uint32_t k_s = smem0 + (t % kStages) * kStage, v_s = k_s + kKeys * DK * 2;
+
+    // S = Q K^T: matrices (n-tile 2np + mi / 2, k half mi % 2) of K rows give two n-tiles' B fragments.
+    float s[kNS] = {};
+#pragma unroll
+    for (int kk = 0; kk < kKSteps; ++kk)
+#pragma unroll
+      for (int np = 0; np < kNS / 8; ++np) {
+        uint32_t b0, b1, b2, b3;
+        ldsm_x4(k_s + swz<DK / 8>(np * 16 + (mi >> 1) * 8 + mr, kk * 2 + (mi & 1)), b0, b1, b2, b3);
+        mma(s + 8 * np, qf[kk], b0, b1);
+        mma(s + 8 * np + 4, qf[kk], b2, b3);
+      }
+    float alpha[2];
+    const bool need_mask = kt0 + kKeys > cr.k_end || kt0 + kKeys - 1 > warp_first_pos;
+    softmax_tile(s, m, l, alpha, kt0, pos, cr.k_end, need_mask, a.scale_log2);
+    rescale(o, alpha);
+
+    // O += P V: matrices (keys half mi % 2, value tile 2np + mi / 2) of V rows, transposed, give two value tiles'
+    // B fragments.
+#pragma unroll
+    for (int ks = 0; ks < kKeys / 16; ++ks) {
+      uint32_t pa[4];
+      p_fragment(s, ks, pa);
+#pragma unroll
+      for (int np = 0; np < kNO / 8; ++np) {
+        uint32_t b0, b1, b2, b3;
+        ldsm_x4_t(v_s + swz<DV / 8>(ks * 16 + (mi & 1) * 8 + mr, np * 2 + (mi >> 1)), b0, b1, b2, b3);
+        mma(o + 8 * np, pa, b0, b1);
+        mma(o + 8 * np + 4, pa, b2, b3);
+      }
+    }
+  }
+  cp_async_wait<0>();  // no copy may outlive the CTA's shared memory
+  if (warp_active) store_rows<DV>(a, cr, hg, wr0, o, l);
+}
+
+// Shared memory of the wgmma kernel: Q of the CTA's 128 rows (two warpgroups' 64-row tiles) and kStagesWg stages of
+// BC keys, all in sw128 column blocks, plus 1 KB to align the start to the swizzle's 1024 bytes.
+constexpr int kStagesWg = 2;
+template <int DK, int DV, int BC>
+constexpr int wgmma_smem_bytes() {
+  return kRows * DK * 2 + kStagesWg * BC * (DK + DV) * 2 + 1024;
+}
+
+// wgmma (sm_90a): each warpgroup (4 warps) owns 64 rows; S = Q K^T with Q and K from shared memory, then
+// O += P V with P from registers (the accumulator layout is the A fragment layout) and V read MN-major.
+template <int DK, int DV, int BC, bool kMla>
+__global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(const Args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kKSteps = DK / 16, kNS = BC / 2, kNO = DV / 2;
+  static_assert(DK % 64 == 0 && DV % 64 == 0 && (BC == 64 || BC == 128) && (DV == 64 || DV == 128), "instances");
+  extern __shared__ __align__(1024) unsigned char smem_wg[];
+  const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_wg)) + 1023u) & ~1023u;
+  const uint32_t q_s = base, stages = base + kRows * DK * 2;
+  constexpr uint32_t kStage = BC * (DK + DV) * 2;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2;
+  const int wg = warp >> 2, hg = blockIdx.y, seq = blockIdx.z;
+  const CtaRows cr(a, seq);
+  if (cr.r0 >= cr.n_rows) return;
+
+  // Q of the CTA's rows (zeros past the sequence), in the first group of copies.
+  for (int e = tid; e < kRows * (DK / 8); e += kThreads) {
+    const int r = e / (DK / 8), c = e - r * (DK / 8), row = cr.r0 + r;
+    const uint16_t* src = a.q;
+    if (row < cr.n_rows) {
+      const int token = row / a.group, head = hg * a.group + row % a.group;
+      src = a.q + (cr.q0 + token) * a.ld_q + static_cast<int64_t>(head) * a.q_head_stride + c * 8;
+    }
+    cp_async16(q_s + (r >> 6) * (64 * DK * 2) + sw128_off(64, r & 63, c), src, row < cr.n_rows);
+  }
+  const int wr0 = cr.r0 + warp * 16, wg_r0 = cr.r0 + wg * 64;
+  const bool wg_active = wg_r0 < cr.n_rows;
+  int pos[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) pos[half] = cr.past + min(wr0 + g + 8 * half, cr.n_rows - 1) / a.group;
+  const int warp_first_pos = cr.past + min(wr0, cr.n_rows - 1) / a.group;
+  const int wg_last_pos = cr.past + min(wg_r0 + 63, cr.n_rows - 1) / a.group;
+
+  float o[kNO] = {};
+  float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.0f, 0.0f};
+  const int n_tiles = (cr.k_end + BC - 1) / BC;
+#pragma unroll
+  for (int st = 0; st < kStagesWg - 1; ++st) {
+    if (st < n_tiles) load_tile<DK, DV, BC, kMla, true>(a, stages + st * kStage, seq, hg, st * BC, cr.k_end);
+    cp_async_commit();
+  }
+  const uint32_t q_wg = q_s + wg * (64 * DK * 2);
+  for (int t = 0; t < n_tiles; ++t) {
+    cp_async_wait<kStagesWg - 2>();
+    wgmma::fence_proxy_async();  // this thread's copies, visible to the async proxy that wgmma reads through
+    __syncthreads();             // every thread's copies of tile t landed; tile t - 1's stage is free
+    const int tn = t + kStagesWg - 1;
+    if (tn < n_tiles)
+      load_tile<DK, DV, BC, kMla, true>(a, stages + (tn % kStagesWg) * kStage, seq, hg, tn * BC, cr.k_end);
+    cp_async_commit();
+    const int kt0 = t * BC;
+    if (!wg_active || kt0 > wg_last_pos) continue;  // uniform over the warpgroup: its rows see none of the tile
+    const uint32_t k_s = stages + (t % kStagesWg) * kStage, v_s = k_s + BC * DK * 2;
+
+    float s[kNS] = {};
+    wgmma::fence_regs(s);
+    wgmma::fence();
+#pragma unroll
+    for (int kk = 0; kk < kKSteps; ++kk) {
+      const uint64_t da = wgmma::desc_sw128(q_wg + (kk >> 2) * (64 * 128) + (kk & 3) * 32, 16, 1024);
+      const uint64_t db = wgmma::desc_sw128(k_s + (kk >> 2) * (BC * 128) + (kk & 3) * 32, 16, 1024);
+      if constexpr (BC == 64)
+        wgmma::wgmma_ss_n64(s, da, db);
+      else
+        wgmma::wgmma_ss_n128(s, da, db);
+    }
+    wgmma::commit();
+    wgmma::wait_all();
+    wgmma::fence_regs(s);
+
+    float alpha[2];
+    const bool need_mask = kt0 + BC > cr.k_end || kt0 + BC - 1 > warp_first_pos;
+    softmax_tile(s, m, l, alpha, kt0, pos, cr.k_end, need_mask, a.scale_log2);
+    rescale(o, alpha);
+
+    // Every P fragment before the first MMA: registers an in-flight wgmma reads must not be written meanwhile.
+    uint32_t pa[BC / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < BC / 16; ++ks) p_fragment(s, ks, pa[ks]);
+    wgmma::fence_regs(o);
+    wgmma::fence();
+#pragma unroll
+    for (int ks = 0; ks < BC / 16; ++ks) {
+      const uint64_t db = wgmma::desc_sw128(v_s + ks * 16 * 128, BC * 128, 1024);
+      if constexpr (DV == 64)
+        wgmma::wgmma_rs_n64(o, pa[ks], db);
+      else
+        wgmma::wgmma_rs_n128(o, pa[ks], db);
+    }
+    wgmma::commit();
+    wgmma::wait_all();
+    wgmma::fence_regs(o);
+  }
+  cp_async_wait<0>();
+  if (wr0 < cr.n_rows) store_rows<DV>(a, cr, hg, wr0, o, l);
+#else
+  __trap();  // built only for sm_90a; the launcher picks flash_mma_kernel elsewhere
+#endif
+}
+
+// Which kernel runs: wgmma where this build has sm_90a code and the device is a Hopper (compute capability 9.0),
+// else mma.sync. MLABENCH_FLASH=mma | wgmma64 | wgmma128 overrides it (benchmarks compare them in one run).
+enum class Variant { MMA, WGMMA64, WGMMA128 };
+
+Variant pick_variant() {
+  static const Variant v = [] {
+    Variant best = Variant::MMA;
+#ifdef MLABENCH_HAS_SM90A
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
+        minor == 0)
+      best = Variant::WGMMA128;
+#endif
+    const char* env = std::getenv("MLABENCH_FLASH");
+    if (env == nullptr || best == Variant::MMA) return best;
+    const std::string e(env);
+    return e == "mma" ? Variant::MMA : e == "wgmma64" ? Variant::WGMMA64 : e == "wgmma128" ? Variant::WGMMA128 : best;
+  }();
+  return v;
+}
+
+template <class Kernel>
+void launch_kernel(Kernel* kernel, int smem, const Args& a, int max_q, int n_head_groups, cudaStream_t stream) {
+  MLABENCH_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  const int64_t row_tiles = (int64_t{max_q} * a.group + kRows - 1) / kRows;
+  const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(n_head_groups),
+                  static_cast<unsigned>(a.n_seqs));
+  kernel<<<grid, kThreads, smem, stream>>>(a);
+  MLABENCH_CUDA(cudaGetLastError());
+}
+
+// wgmma reads Q with 16-byte copies: rows and heads must start on 16 bytes.
+bool q_aligned16(const Args& a) {
+  return reinterpret_cast<uintptr_t>(a.q) % 16 == 0 && a.ld_q % 8 == 0 && a.q_head_stride % 8 == 0;
+}
+
+template <int DK, int DV, bool kMla>
+void launch(const Args& a, int max_q, int n_head_groups, cudaStream_t stream) {
+  const Variant v = q_aligned16(a) ? pick_variant() : Variant::MMA;
+  if (v == Variant::WGMMA128) {
+    static_assert(wgmma_smem_bytes<DK, DV, 128>() <= 227 * 1024, "fits an SM");
+    return launch_kernel(flash_wgmma_kernel<DK, DV, 128, kMla>, wgmma_smem_bytes<DK, DV, 128>(), a, max_q,
+                         n_head_groups, stream);
+  }
+  if (v == Variant::WGMMA64)
+    return launch_kernel(flash_wgmma_kernel<DK, DV, 64, kMla>, wgmma_smem_bytes<DK, DV, 64>(), a, max_q,
+                         n_head_groups, stream);
+  constexpr int smem = kStages * stage_bytes<DK, DV>();
+  static_assert(smem <= 227 * 1024, "fits an SM");
+  launch_kernel(flash_mma_kernel<DK, DV, kMla>, smem, a, max_q, n_head_groups, stream);
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+void mla_prefill_bf16(const MlaPrefillParams& p, cudaStream_t s) {
+  MLABENCH_CHECK(mla_prefill_bf16_supported(p.nope, p.rope, p.v),
+                 "mla_prefill_attention: BF16 operands with head sizes nope {} rope {} v {}, which the flash kernel "
+                 "has no instance for. HINT: pass float32 operands (q, kv, k_pe) for these sizes",
+                 p.nope, p.rope, p.v);
+  MLABENCH_CHECK(p.kv_bf16 && p.k_pe_bf16 && aligned16(p.kv_bf16) && aligned16(p.k_pe_bf16) && p.ld_kv % 8 == 0 &&
+                     p.ld_kpe % 8 == 0 && p.ld_q % 2 == 0,
+                 "mla_prefill_attention: BF16 keys must be 16-byte aligned rows (ld_kv {}, ld_kpe {}) and ld_q {} "
+                 "even. HINT: lay the decompressed keys out as the engine does ([keys, heads * (nope + v)])",
+                 p.ld_kv, p.ld_kpe, p.ld_q);
+  Args a;
+  a.n_seqs = p.batch.n_seqs;
+  a.cu_q = p.batch.cu_q;
+  a.kv_len = p.batch.kv_len;
+  a.q = p.q_bf16;
+  a.ld_q = p.ld_q;
+  a.q_head_stride = p.nope + p.rope;
+  a.group = 1;
+  a.cu_kv = p.cu_kv;
+  a.kv = p.kv_bf16;
+  a.ld_kv = p.ld_kv;
+  a.kv_head_stride = p.nope + p.v;
+  a.k_pe = p.k_pe_bf16;
+  a.ld_kpe = p.ld_kpe;
+  a.nope = p.nope;
+  a.out = p.out;
+  a.ld_out = p.ld_out;
+  a.scale_log2 = p.scale * kLog2e;
+  launch<192, 128, true>(a, p.batch.max_q, p.n_heads, s);
+}
+
+void gqa_prefill_bf16(const GqaAttentionParams& p, cudaStream_t s) {
+  MLABENCH_CHECK(gqa_prefill_bf16_supported(p.head_dim) && p.ld_q % 2 == 0,
+                 "gqa_attention: BF16 queries with head_dim {} (ld_q {}): the flash kernel has instances for 64 and "
+                 "128 and needs an even ld_q. HINT: pass q_bf16 = nullptr for these sizes",
+                 p.head_dim, p.ld_q);
+  Args a;
+  a.n_seqs = p.batch.n_seqs;
+  a.cu_q = p.batch.cu_q;
+  a.kv_len = p.batch.kv_len;
+  a.q = p.q_bf16;
+  a.ld_q = p.ld_q;
+  a.q_head_stride = p.head_dim;
+  a.group = p.n_heads / p.n_kv_heads;
+  a.k_cache = static_cast<const uint16_t*>(p.k_cache);
+  a.v_cache = static_cast<const uint16_t*>(p.v_cache);
+  a.kv_width = int64_t{p.n_kv_heads} * p.head_dim;
+  a.paged = p.paged;
+  a.out = p.out;
+  a.ld_out = p.ld_out;
+  a.scale_log2 = p.scale * kLog2e;
+  if (p.head_dim == 128)
+    launch<128, 128, false>(a, p.batch.max_q, p.n_kv_heads, s);
+  else
+    launch<64, 64, false>(a, p.batch.max_q, p.n_kv_heads, s);
+}
+
+}  // namespace mlabench::kernels::cuda::flash
