@@ -456,8 +456,36 @@ inline int32_t attention_kv_splits(int64_t n_ctas, int64_t max_kv) {
   return static_cast<int32_t>(s < 1 ? 1 : s);
 }
 
+// The decode kernels (mla_decode_attention; gqa_attention when every sequence has one new row) run one CTA per SM
+// (large shared-memory rings), so their plan counts whole waves of kDecodeWaveCtas CTAs instead: it picks the split
+// count s that minimises waves(n_ctas * s) * (keys per split + kDecodeSplitCostKeys), the per-CTA fixed cost (query
+// load, pipeline fill, partial write and merge) in key-equivalents, under the scratch bound above (n_ctas * s <=
+// 2 * kAttnTargetCtas). 1 x 128K at V2-Lite's 16 heads: 132 splits of ~1K keys, one wave; 64 x 8K: 2 splits.
+// The kernels cut each sequence into s chunks of its own kv_len (decode_split_len in cuda/decode_common.cuh), not
+// of max_kv: a graph captured for a bucket bakes max_kv = the bucket's block bound (up to 2x the real length),
+// and chunks of max_kv / s would leave half the CTAs without keys.
+inline constexpr int64_t kDecodeWaveCtas = 132;  // SMs of an H100/H200 SXM
+inline constexpr int64_t kDecodeMinSplitKeys = 128;
+inline constexpr int64_t kDecodeSplitCostKeys = 128;
+
+inline int32_t decode_kv_splits(int64_t n_ctas, int64_t max_kv) {
+  if (n_ctas <= 0 || max_kv <= kDecodeMinSplitKeys) return 1;
+  int64_t best = 1, best_cost = -1;
+  for (int64_t s = 1; s <= kAttnMaxSplits && n_ctas * s <= 2 * kAttnTargetCtas; ++s) {
+    const int64_t keys = (max_kv + s - 1) / s;
+    if (s > 1 && keys < kDecodeMinSplitKeys) break;
+    const int64_t waves = (n_ctas * s + kDecodeWaveCtas - 1) / kDecodeWaveCtas;
+    const int64_t cost = waves * (keys + kDecodeSplitCostKeys);
+    if (best_cost < 0 || cost < best_cost) {
+      best = s;
+      best_cost = cost;
+    }
+  }
+  return static_cast<int32_t>(best);
+}
+
 inline int32_t mla_decode_splits(const MlaDecodeParams& p) {
-  return attention_kv_splits(int64_t{p.n_seqs} * ((p.n_heads + kMlaDecodeHeads - 1) / kMlaDecodeHeads), p.max_kv);
+  return decode_kv_splits(int64_t{p.n_seqs} * ((p.n_heads + kMlaDecodeHeads - 1) / kMlaDecodeHeads), p.max_kv);
 }
 /// Floats of scratch that let mla_decode_attention split (0 when it would not): splits * n_seqs * n_heads *
 /// (kv_lora + 2).
@@ -466,9 +494,24 @@ inline int64_t mla_decode_scratch_floats(const MlaDecodeParams& p) {
   return s > 1 ? s * p.n_seqs * p.n_heads * (int64_t{p.kv_lora} + 2) : 0;
 }
 
-/// gqa_attention splits only batches whose every sequence fits one row tile (max_q * heads per KV head <=
-/// kGqaRowsPerCta: decode and short chunks).
+/// gqa_attention runs the decode kernel (cuda/gqa_decode.cu) when every sequence has one new row, the cache is
+/// BF16, head_dim is 64 or 128 and a KV head serves at most 8 query heads (its hi and lo query halves then share
+/// one 16-row MMA tile); other batches take the flash kernel.
+inline bool gqa_decode_applies(const GqaAttentionParams& p) {
+  return p.batch.max_q == 1 && p.cache_type == DType::BF16 && (p.head_dim == 64 || p.head_dim == 128) &&
+         p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 && p.n_heads / p.n_kv_heads <= 8;
+}
+
+/// The decode kernel plans as mla_decode (one CTA per sequence and KV head); the flash kernel splits only batches
+/// whose every sequence fits one row tile (max_q * heads per KV head <= kGqaRowsPerCta: short chunks). Both keep
+/// splits * n_seqs * max_q * n_heads <= 2 * kAttnTargetCtas * kGqaRowsPerCta (the engine's scratch bound).
 inline int32_t gqa_attention_splits(const GqaAttentionParams& p) {
+  if (gqa_decode_applies(p)) {
+    const int64_t rows = int64_t{p.batch.n_seqs} * p.n_heads, cap = 2 * kAttnTargetCtas * kGqaRowsPerCta;
+    int64_t s = decode_kv_splits(int64_t{p.batch.n_seqs} * p.n_kv_heads, p.batch.max_kv);
+    if (rows > 0 && s * rows > cap) s = cap / rows > 1 ? cap / rows : 1;
+    return static_cast<int32_t>(s);
+  }
   if (p.n_kv_heads <= 0 || int64_t{p.batch.max_q} * (p.n_heads / p.n_kv_heads) > kGqaRowsPerCta) return 1;
   return attention_kv_splits(int64_t{p.batch.n_seqs} * p.n_kv_heads, p.batch.max_kv);
 }

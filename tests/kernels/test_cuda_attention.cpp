@@ -1,7 +1,9 @@
-// CUDA attention kernels (engine/kernels/cuda/attention.cu) against their twins on the same host buffers:
-// MLA decode, MLA prefill and MHA/GQA at DeepSeek-V2-Lite / V2 / Llama shapes, over shuffled paged BF16 pools
-// whose every unowned slot (other blocks, the tail of each last block) holds NaN, with and without split-KV
-// scratch. Output buffers start as NaN on both sides, so an unwritten element fails too.
+// CUDA attention kernels (engine/kernels/cuda/attention.cu, mla_decode.cu, gqa_decode.cu) against their twins on
+// the same host buffers: MLA decode, MLA prefill and MHA/GQA (prefill and the decode kernel) at DeepSeek-V2-Lite /
+// V2 / Llama shapes, over shuffled paged BF16 pools whose every unowned slot (other blocks, the tail of each last
+// block) holds NaN, with and without split-KV scratch. Output buffers start as NaN on both sides, so an unwritten
+// element fails too. Decode cases also run with max_kv at twice the longest sequence, as a captured graph passes
+// it (the bucket's block bound): the split plan must still cover every key.
 //
 // Tolerance: both sides read identical BF16 cache values and float32 queries; the kernels split every float32
 // MMA operand into two BF16 parts (error ~2^-17 relative) and accumulate in float32, so they differ from the
@@ -34,6 +36,18 @@ constexpr double kTolF32 = 1e-4;
 constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
 // Cache lengths around tile edges (16/32/64 keys), plus long ones.
 const std::vector<int32_t> kLengths{1, 2, 15, 16, 17, 63, 64, 65, 300, 1000, 4097};
+// Decode lengths around the decode kernels' tiles (MLA: 32 keys; GQA: 16 keys per warp, 64 per split unit).
+const std::vector<int32_t> kDecodeLengths{1, 3, 31, 32, 33, 47, 95, 96, 97, 127, 129, 255, 1023, 1025, 3001, 8191};
+
+// n decode sequences with random lengths in [1, max_len] (seeded), the first one exactly max_len.
+std::vector<int32_t> random_lengths(int n, int32_t max_len, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> len(1, max_len);
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (auto& x : v) x = len(rng);
+  v[0] = max_len;
+  return v;
+}
 
 // A pool with random values in every owned slot.
 struct Paged : test::PagedPool {
@@ -58,9 +72,12 @@ Varlen mixed_batch(int n, bool decode) {
 
 // ---- MLA decode ---------------------------------------------------------------------------------------------
 
-void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& kv_len, unsigned seed) {
+// max_kv_factor 2: max_kv twice the longest sequence, as a captured decode graph passes it.
+void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& kv_len, unsigned seed,
+                      int32_t max_kv_factor = 1) {
   SCOPED_TRACE(testing::Message() << "mla_decode heads " << n_heads << " block " << bs << " seqs " << kv_len.size()
-                                  << " max_kv " << *std::max_element(kv_len.begin(), kv_len.end()));
+                                  << " max_kv " << *std::max_element(kv_len.begin(), kv_len.end()) << " x "
+                                  << max_kv_factor);
   std::mt19937 rng(seed);
   const int32_t kv_lora = 512, rope = 64, nope = 128, n = static_cast<int32_t>(kv_len.size());
   Paged cache(kv_len, bs, kv_lora + rope, rng);
@@ -73,7 +90,7 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
   MlaDecodeParams p;
   p.n_seqs = n;
   p.kv_len = kv_len.data();
-  p.max_kv = *std::max_element(kv_len.begin(), kv_len.end());
+  p.max_kv = *std::max_element(kv_len.begin(), kv_len.end()) * max_kv_factor;
   p.paged = cache.view(cache.table.data());
   p.cache = cache.pool.data();
   p.q_lat = q_lat.data();
@@ -137,8 +154,25 @@ TEST(CudaAttention, MlaDecodeManySequences) {
 
 TEST(CudaAttention, MlaDecodeLongContext) {
   MLABENCH_REQUIRE_GPU();
-  check_mla_decode(16, 64, {131072}, 6);  // NIAH length: 256 splits
+  check_mla_decode(16, 64, {131072}, 6);  // NIAH length: one wave of 132 splits
   check_mla_decode(16, 16, {70001, 3}, 7);
+  check_mla_decode(16, 64, {131071}, 8, 2);  // graphed: max_kv 262142, each split still ~1K keys
+}
+
+TEST(CudaAttention, MlaDecodeTileEdges) {
+  MLABENCH_REQUIRE_GPU();
+  for (int32_t n : kDecodeLengths) check_mla_decode(16, 64, {n}, 100 + static_cast<unsigned>(n));  // one sequence
+  check_mla_decode(16, 16, kDecodeLengths, 9);                                                    // all at once
+  check_mla_decode(16, 32, kDecodeLengths, 10, 2);
+  check_mla_decode(128, 64, kDecodeLengths, 11, 2);
+}
+
+TEST(CudaAttention, MlaDecodeLargeBatches) {
+  MLABENCH_REQUIRE_GPU();
+  check_mla_decode(16, 64, random_lengths(64, 9000, 12), 12);     // 64 CTAs: 2 splits
+  check_mla_decode(16, 16, random_lengths(200, 2000, 13), 13, 2);  // 200 CTAs: 2 splits, 2 waves
+  check_mla_decode(16, 64, random_lengths(600, 300, 14), 14);      // 600 CTAs: no split
+  check_mla_decode(128, 64, random_lengths(9, 5000, 15), 15);      // V2: 72 CTAs
 }
 
 // ---- MLA prefill ----------------------------------------------------------------------------------------------
@@ -348,9 +382,11 @@ TEST(CudaAttention, FlashBf16GqaPrefill) {
 
 // ---- GQA ------------------------------------------------------------------------------------------------------
 
-void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varlen& b, unsigned seed) {
+void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varlen& b, unsigned seed,
+               int32_t max_kv_factor = 1) {
   SCOPED_TRACE(testing::Message() << "gqa heads " << n_heads << "/" << n_kv << " head_dim " << hd << " block " << bs
-                                  << " seqs " << b.n() << " max_q " << b.max_q << " max_kv " << b.max_kv);
+                                  << " seqs " << b.n() << " max_q " << b.max_q << " max_kv " << b.max_kv << " x "
+                                  << max_kv_factor);
   std::mt19937 rng(seed);
   const int64_t w = int64_t{n_kv} * hd;
   Paged kc(b.kv_len, bs, w, rng);
@@ -361,7 +397,7 @@ void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varl
   std::vector<float> out(static_cast<size_t>(b.rows() * ld_out), kPoison);
 
   GqaAttentionParams p;
-  p.batch = {b.n(), b.cu_q.data(), b.kv_len.data(), b.max_q, b.max_kv};
+  p.batch = {b.n(), b.cu_q.data(), b.kv_len.data(), b.max_q, b.max_kv * max_kv_factor};
   p.paged = kc.view(kc.table.data());
   p.k_cache = kc.pool.data();
   p.v_cache = vc.pool.data();
@@ -400,7 +436,8 @@ void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varl
     cuda::gqa_attention(d, nullptr);
     const double diff = test::max_rel_diff(test::to_host<float>(d_out, out.size()), want);
     EXPECT_LE(diff, f32 ? kTolF32 : kTol) << (f32 ? "F32 cache, " : "BF16 cache, ") << (split ? "with" : "without")
-                                          << " split-KV scratch, splits " << gqa_attention_splits(p);
+                                          << " split-KV scratch, splits " << gqa_attention_splits(p)
+                                          << (gqa_decode_applies(d) ? ", decode kernel" : "");
   }
 }
 
@@ -432,6 +469,37 @@ TEST(CudaAttention, GqaPrefillMixedBatch) {
   check_gqa(32, 8, 128, 64, chunks, 34);
 }
 
+Varlen decode_batch(const std::vector<int32_t>& lengths) {
+  Varlen b;
+  for (int32_t n : lengths) b.add(1, n);
+  return b;
+}
+
+TEST(CudaAttention, GqaDecodeTileEdges) {
+  MLABENCH_REQUIRE_GPU();
+  for (int32_t n : kDecodeLengths) check_gqa(32, 8, 128, 16, decode_batch({n}), 200 + static_cast<unsigned>(n));
+  check_gqa(32, 8, 128, 64, decode_batch(kDecodeLengths), 43, 2);
+  check_gqa(16, 4, 64, 16, decode_batch(kDecodeLengths), 44, 2);
+  check_gqa(64, 8, 128, 16, decode_batch(kDecodeLengths), 45);  // group 8: the decode kernel's widest
+  check_gqa(32, 2, 128, 16, decode_batch(kDecodeLengths), 46);  // group 16: the flash kernel
+  check_gqa(8, 8, 64, 32, decode_batch(kDecodeLengths), 47);    // MHA, head_dim 64
+}
+
+TEST(CudaAttention, GqaDecodeRowsSkipSequences) {
+  MLABENCH_REQUIRE_GPU();
+  Varlen b;  // max_q 1, but some sequences have no new row: rows are cu_q[s], not s
+  for (auto [q, kv] : {std::pair{0, 40}, {1, 1}, {0, 7}, {1, 3000}, {1, 65}, {0, 1}, {1, 9}}) b.add(q, kv);
+  check_gqa(32, 8, 128, 16, b, 48);
+  check_gqa(32, 8, 128, 16, b, 49, 2);
+}
+
+TEST(CudaAttention, GqaDecodeLargeBatches) {
+  MLABENCH_REQUIRE_GPU();
+  check_gqa(32, 8, 128, 64, decode_batch(random_lengths(64, 9000, 50)), 50);
+  check_gqa(32, 8, 128, 16, decode_batch(random_lengths(16, 33000, 51)), 51, 2);
+  check_gqa(32, 8, 128, 64, decode_batch(random_lengths(100, 500, 52)), 52);
+}
+
 TEST(CudaAttention, GqaLongContext) {
   MLABENCH_REQUIRE_GPU();
   Varlen b;
@@ -441,6 +509,8 @@ TEST(CudaAttention, GqaLongContext) {
   two.add(1, 20000);
   two.add(1, 5);
   check_gqa(16, 4, 64, 16, two, 42);
+  check_gqa(32, 8, 128, 64, decode_batch({131072}), 53);     // Llama-3-8B at 128K
+  check_gqa(32, 8, 128, 64, decode_batch({131071}), 54, 2);  // graphed max_kv
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "engine/core/dtype.h"
@@ -344,6 +345,70 @@ TEST(TwinAttention, RejectsRowsBeyondTheCache) {
   p.n_heads = 1;
   p.nope = p.rope = p.v = 2;
   EXPECT_THROW(twin::mla_prefill_attention(p), Error);
+}
+
+}  // namespace
+}  // namespace mlabench::kernels
+
+// ---- the decode kernels' split-KV plan (kernel_params.h), host-only ------------------------------------------
+
+namespace mlabench::kernels {
+namespace {
+
+TEST(DecodeSplitPlan, FillsWholeWavesAndStaysUnderTheScratchBound) {
+  EXPECT_EQ(decode_kv_splits(1, 131072), 132);  // 1 x 128K: one wave of 132 CTAs
+  EXPECT_EQ(decode_kv_splits(1, 262144), 132);  // the same step captured in a graph (max_kv = 2x)
+  EXPECT_EQ(decode_kv_splits(64, 8192), 2);     // 64 x 8K: 128 CTAs
+  EXPECT_EQ(decode_kv_splits(16, 32768), 8);    // 16 x 32K: 128 CTAs
+  EXPECT_EQ(decode_kv_splits(128, 4096), 1);
+  EXPECT_EQ(decode_kv_splits(256, 2048), 1);
+  EXPECT_EQ(decode_kv_splits(1, 100), 1);  // too short to split
+  for (int64_t n = 1; n <= 700; n += 3)
+    for (int64_t kv : {1, 129, 1000, 8192, 131072, 262144}) {
+      const int64_t s = decode_kv_splits(n, kv);
+      EXPECT_GE(s, 1);
+      EXPECT_LE(s, kAttnMaxSplits);
+      if (s > 1) {
+        EXPECT_LE(n * s, 2 * kAttnTargetCtas) << n << " CTAs, " << kv << " keys";  // the engine's scratch bound
+        EXPECT_GE((kv + s - 1) / s, kDecodeMinSplitKeys) << n << " CTAs, " << kv << " keys";
+      }
+    }
+}
+
+TEST(DecodeSplitPlan, GqaDecodeScratchStaysUnderTheEngineBound) {
+  for (auto [nh, nkv, hd] : {std::tuple{32, 8, 128}, {64, 8, 128}, {32, 32, 128}, {16, 4, 64}, {8, 8, 64}})
+    for (int32_t n : {1, 2, 7, 16, 64, 100, 256, 1000})
+      for (int32_t kv : {1, 4096, 131072}) {
+        GqaAttentionParams p;
+        p.batch.n_seqs = n;
+        p.batch.max_q = 1;
+        p.batch.max_kv = kv;
+        p.n_heads = nh;
+        p.n_kv_heads = nkv;
+        p.head_dim = hd;
+        ASSERT_TRUE(gqa_decode_applies(p));
+        EXPECT_LE(gqa_attention_scratch_floats(p), 2 * kAttnTargetCtas * kGqaRowsPerCta * (hd + 2))
+            << nh << "/" << nkv << " heads, " << n << " seqs, " << kv << " keys";
+      }
+  GqaAttentionParams wide;  // 16 query heads per KV head: the flash kernel
+  wide.batch.max_q = 1;
+  wide.n_heads = 32;
+  wide.n_kv_heads = 2;
+  wide.head_dim = 128;
+  EXPECT_FALSE(gqa_decode_applies(wide));
+}
+
+TEST(DecodeSplitPlan, MlaScratchStaysUnderTheEngineBound) {
+  for (int32_t nh : {16, 20, 128})
+    for (int32_t n : {1, 3, 64, 256, 1000})
+      for (int32_t kv : {1, 8192, 131072}) {
+        MlaDecodeParams p;
+        p.n_seqs = n;
+        p.max_kv = kv;
+        p.n_heads = nh;
+        p.kv_lora = 512;
+        EXPECT_LE(mla_decode_scratch_floats(p), 2 * kAttnTargetCtas * kMlaDecodeHeads * (512 + 2));
+      }
 }
 
 }  // namespace

@@ -1,18 +1,12 @@
-// CUDA attention kernels: MLA decode (absorbed, over the paged BF16 latent cache), MLA prefill (decompressed,
-// float32 keys) and MHA/GQA (paged BF16 K/V), each with the twin in engine/kernels/twin/attention.cpp.
+// CUDA attention kernels: MLA prefill (decompressed, float32 keys) and MHA/GQA (paged BF16 K/V), each with the
+// twin in engine/kernels/twin/attention.cpp. MLA decode lives in mla_decode.cu; GQA batches with one new row per
+// sequence go to gqa_decode.cu.
 //
-// All three run on tensor cores (mma.sync m16n8k16 BF16 -> float32) with online softmax in float32. BF16
+// Both run on tensor cores (mma.sync m16n8k16 BF16 -> float32) with online softmax in float32. BF16
 // operands alone would cost ~3 significant digits; to stay at float32-like accuracy every float32 operand is
 // split x = hi + lo (two BF16 values, |lo| <= 2^-9 |x|) and the products are summed: BF16 cache values are
 // exact, so q.k needs 2 MMAs (q_hi k + q_lo k) and p.v needs 2; float32 keys/values (MLA prefill) need 3
-// (the lo*lo term is below float32 rounding). Memory traffic, not MMA issue, bounds decode, so the extra
-// MMAs cost little.
-//
-// MLA decode: a CTA takes one sequence, 16 heads (the MMA row tile) and a range of keys; each 32-token cache
-// tile is copied to shared memory once (cp.async, double-buffered) and serves all 16 heads, so latent bytes are
-// read once per sequence per head group. Scores split the 576-wide dot product over the 8 warps (each holds its
-// slice of q in registers) and sum the partials in shared memory; values split the 512 output columns over the
-// warps. Long keys with few CTAs are split over several CTAs (flash-decoding) and merged by attn_combine_kernel.
+// (the lo*lo term is below float32 rounding).
 //
 // MLA prefill and GQA share flash_kernel: a CTA takes 64 (token, head) rows of one sequence and one KV head
 // (GQA: all query heads of that KV head, so decode reads K/V once per group), 16 rows per warp, and walks key
@@ -26,6 +20,7 @@
 #include "engine/core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/attention_generic.h"
+#include "engine/kernels/cuda/decode_common.cuh"
 #include "engine/kernels/cuda/flash_prefill.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/twin/checks.h"
@@ -147,214 +142,6 @@ __global__ void __launch_bounds__(128) attn_combine_kernel(const CombineArgs a) 
     for (int i = 0; i < n_valid; ++i)
       acc += weight[i] * a.scratch[partial_index(i, seq, token, head, a.n_seqs, a.max_q, a.n_heads) * a.dv + c];
     out[c] = acc;
-  }
-}
-
-// ---- MLA decode ---------------------------------------------------------------------------------------------
-
-constexpr int kDecTokens = 32;  // keys per shared-memory tile
-constexpr int kDecWarps = 8;
-constexpr int kDecThreads = kDecWarps * 32;
-constexpr int kDecMaxKSteps = 5;             // 16-wide k-steps of q.k per warp: width <= 8 * 5 * 16 = 640
-constexpr int kDecMaxNTiles = 8;             // 8-wide value column tiles per warp: kv_lora <= 8 * 8 * 8 = 512
-constexpr int kDecPStride = kDecTokens + 8;  // +8 BF16 shifts rows by 4 banks: conflict-free fragments
-static_assert(kMlaDecodeHeads == 16, "one MMA row tile of heads per CTA");
-
-size_t mla_decode_smem_bytes(int width) {
-  return size_t{2} * kDecTokens * (width + 8) * 2   // double-buffered cache tile
-         + size_t{kDecWarps} * 16 * kDecTokens * 4  // per-warp partial scores
-         + size_t{2} * 16 * kDecPStride * 2         // probabilities, hi and lo
-         + 3 * 16 * 4;                              // alpha, final max, final sum
-}
-
-__global__ void __launch_bounds__(kDecThreads, 2) mla_decode_kernel(const MlaDecodeParams p, int split_len) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  const int width = p.kv_lora + p.rope, sd = width + 8, ksteps = width / 16, chunks = width / 8;
-  uint16_t* tiles = reinterpret_cast<uint16_t*>(smem);
-  float* s_part = reinterpret_cast<float*>(tiles + size_t{2} * kDecTokens * sd);
-  uint16_t* p_hi = reinterpret_cast<uint16_t*>(s_part + kDecWarps * 16 * kDecTokens);
-  uint16_t* p_lo = p_hi + 16 * kDecPStride;
-  float* s_alpha = reinterpret_cast<float*>(p_lo + 16 * kDecPStride);
-  float* s_m = s_alpha + 16;
-  float* s_l = s_m + 16;
-
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
-  const int h0 = blockIdx.x * 16, seq = blockIdx.y, split = blockIdx.z;
-  const int kv_len = p.kv_len[seq];
-  const int k_begin = split * split_len;
-  if (split > 0 && k_begin >= kv_len) return;  // the combine reads only splits that hold keys
-  const int k_end = min(kv_len, k_begin + split_len);
-
-  // This warp's k-steps (kk = warp + 8 i) of the 16 heads' queries [q_lat ; q_pe], split hi/lo, for the
-  // whole kernel.
-  uint32_t qh[kDecMaxKSteps][4], ql[kDecMaxKSteps][4];
-#pragma unroll
-  for (int i = 0; i < kDecMaxKSteps; ++i) {
-    const int kk = warp + i * kDecWarps;
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int h = h0 + g + (r & 1) * 8, col = kk * 16 + (r >> 1) * 8 + 2 * tig;
-      float x0 = 0.0f, x1 = 0.0f;
-      if (kk < ksteps && h < p.n_heads) {
-        const float* src = col < p.kv_lora ? p.q_lat + seq * p.ld_q_lat + static_cast<int64_t>(h) * p.kv_lora + col
-                                           : p.q_pe + seq * p.ld_q_pe + h * p.q_pe_head_stride + (col - p.kv_lora);
-        x0 = src[0];
-        x1 = src[1];
-      }
-      split_pack(x0, x1, qh[i][r], ql[i][r]);
-    }
-  }
-
-  auto load_tile = [&](int t, int buf) {
-    uint16_t* dst = tiles + static_cast<size_t>(buf) * kDecTokens * sd;
-    const int base = k_begin + t * kDecTokens;
-    for (int c = tid; c < kDecTokens * chunks; c += kDecThreads) {
-      const int j = c / chunks, part = c - j * chunks, pos = base + j;
-      const bool valid = pos < k_end;  // zero-fill the rest: 0 * NaN would poison the value MMA
-      const uint16_t* src = static_cast<const uint16_t*>(p.cache);  // BF16: the launcher sends F32 elsewhere
-      if (valid) src += paged_slot(p.paged, seq, pos) * width + part * 8;
-      cp_async16(dst + j * sd + part * 8, src, valid);
-    }
-    cp_async_commit();
-  };
-
-  const float scale_log2 = p.scale * kLog2e;
-  const int n_tiles = k_end > k_begin ? (k_end - k_begin + kDecTokens - 1) / kDecTokens : 0;
-  const int v_tiles = p.kv_lora / 8;
-  const int sr = tid >> 4, sj = (tid & 15) * 2;  // softmax layout: head sr, tokens sj, sj + 1
-  float m_run = neg_inf(), l_run = 0.0f;
-  float acc[kDecMaxNTiles][4] = {};
-
-  if (n_tiles > 0) load_tile(0, 0);
-  for (int t = 0; t < n_tiles; ++t) {
-    const int buf = t & 1;
-    if (t + 1 < n_tiles) {
-      load_tile(t + 1, buf ^ 1);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
-    const uint16_t* tile = tiles + static_cast<size_t>(buf) * kDecTokens * sd;
-
-    // Partial scores of this warp's k-steps for all 16 heads x 32 tokens.
-    float sc[kDecTokens / 8][4] = {};
-#pragma unroll
-    for (int i = 0; i < kDecMaxKSteps; ++i) {
-      const int kk = warp + i * kDecWarps;
-      if (kk < ksteps) {
-#pragma unroll
-        for (int nt = 0; nt < kDecTokens / 8; ++nt) {
-          const uint16_t* kr = tile + (nt * 8 + g) * sd + kk * 16 + 2 * tig;
-          const uint32_t b0 = ld32(kr), b1 = ld32(kr + 8);
-          mma_bf16(sc[nt], qh[i], b0, b1);
-          mma_bf16(sc[nt], ql[i], b0, b1);
-        }
-      }
-    }
-    float* sp = s_part + warp * 16 * kDecTokens;
-#pragma unroll
-    for (int nt = 0; nt < kDecTokens / 8; ++nt) {
-      const int col = nt * 8 + 2 * tig;
-      sp[g * kDecTokens + col] = sc[nt][0];
-      sp[g * kDecTokens + col + 1] = sc[nt][1];
-      sp[(g + 8) * kDecTokens + col] = sc[nt][2];
-      sp[(g + 8) * kDecTokens + col + 1] = sc[nt][3];
-    }
-    __syncthreads();
-
-    // Online softmax: 16 threads per head, two tokens each.
-    {
-      const int base = k_begin + t * kDecTokens;
-      float s0 = 0.0f, s1 = 0.0f;
-#pragma unroll
-      for (int w = 0; w < kDecWarps; ++w) {
-        s0 += s_part[(w * 16 + sr) * kDecTokens + sj];
-        s1 += s_part[(w * 16 + sr) * kDecTokens + sj + 1];
-      }
-      s0 = base + sj < k_end ? s0 * scale_log2 : neg_inf();
-      s1 = base + sj + 1 < k_end ? s1 * scale_log2 : neg_inf();
-      float mt = fmaxf(s0, s1);
-#pragma unroll
-      for (int off = 8; off > 0; off >>= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, off));
-      const float m_new = fmaxf(m_run, mt);  // finite: every tile holds at least one key
-      const float alpha = exp2f(m_run - m_new);
-      const float p0 = exp2f(s0 - m_new), p1 = exp2f(s1 - m_new);
-      float ps = p0 + p1;
-#pragma unroll
-      for (int off = 8; off > 0; off >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, off);
-      l_run = l_run * alpha + ps;
-      m_run = m_new;
-      uint32_t ph, pl;
-      split_pack(p0, p1, ph, pl);
-      *reinterpret_cast<uint32_t*>(p_hi + sr * kDecPStride + sj) = ph;
-      *reinterpret_cast<uint32_t*>(p_lo + sr * kDecPStride + sj) = pl;
-      if ((tid & 15) == 0) s_alpha[sr] = alpha;
-    }
-    __syncthreads();
-
-    // acc = alpha * acc + P V over this warp's value columns (the latent's first kv_lora values).
-    const float al0 = s_alpha[g], al1 = s_alpha[g + 8];
-#pragma unroll
-    for (int i = 0; i < kDecMaxNTiles; ++i) {
-      acc[i][0] *= al0;
-      acc[i][1] *= al0;
-      acc[i][2] *= al1;
-      acc[i][3] *= al1;
-    }
-#pragma unroll
-    for (int ks = 0; ks < kDecTokens / 16; ++ks) {
-      const int kc = ks * 16 + 2 * tig;
-      const uint32_t ah[4] = {ld32(p_hi + g * kDecPStride + kc), ld32(p_hi + (g + 8) * kDecPStride + kc),
-                              ld32(p_hi + g * kDecPStride + kc + 8), ld32(p_hi + (g + 8) * kDecPStride + kc + 8)};
-      const uint32_t al[4] = {ld32(p_lo + g * kDecPStride + kc), ld32(p_lo + (g + 8) * kDecPStride + kc),
-                              ld32(p_lo + g * kDecPStride + kc + 8), ld32(p_lo + (g + 8) * kDecPStride + kc + 8)};
-#pragma unroll
-      for (int i = 0; i < kDecMaxNTiles; ++i) {
-        const int nt = warp * kDecMaxNTiles + i;
-        if (nt < v_tiles) {
-          const uint16_t* vc = tile + kc * sd + nt * 8 + g;
-          const uint32_t b0 = pack2(vc[0], vc[sd]), b1 = pack2(vc[8 * sd], vc[9 * sd]);
-          mma_bf16(acc[i], ah, b0, b1);
-          mma_bf16(acc[i], al, b0, b1);
-        }
-      }
-    }
-    __syncthreads();  // the next iteration's prefetch overwrites the buffer read two tiles ago
-  }
-
-  if ((tid & 15) == 0) {
-    s_m[sr] = m_run;
-    s_l[sr] = l_run;
-  }
-  __syncthreads();
-  const int n_splits = static_cast<int>(gridDim.z);
-  const int64_t n_partials = static_cast<int64_t>(n_splits) * p.n_seqs * p.n_heads;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int row = g + half * 8, h = h0 + row;
-    if (h >= p.n_heads) continue;
-    float* dst;
-    float mul = 1.0f;
-    if (n_splits == 1) {
-      dst = p.out + seq * p.ld_out + static_cast<int64_t>(h) * p.kv_lora;
-      mul = s_l[row] > 0.0f ? 1.0f / s_l[row] : 0.0f;
-    } else {
-      const int64_t idx = partial_index(split, seq, 0, h, p.n_seqs, 1, p.n_heads);
-      dst = p.scratch + idx * p.kv_lora;
-      if (warp == 0 && tig == 0) {
-        p.scratch[n_partials * p.kv_lora + idx * 2] = s_m[row];
-        p.scratch[n_partials * p.kv_lora + idx * 2 + 1] = s_l[row];
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < kDecMaxNTiles; ++i) {
-      const int nt = warp * kDecMaxNTiles + i;
-      if (nt < v_tiles) {
-        dst[nt * 8 + 2 * tig] = acc[i][2 * half] * mul;
-        dst[nt * 8 + 2 * tig + 1] = acc[i][2 * half + 1] * mul;
-      }
-    }
   }
 }
 
@@ -664,57 +451,6 @@ void check_paged(const PagedCache& pc, const char* what) {
 
 }  // namespace
 
-void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
-  if (p.n_seqs == 0) return;
-  const int width = p.kv_lora + p.rope;
-  MLABENCH_CHECK(p.n_seqs > 0 && p.n_heads > 0 && p.kv_len && p.cache && p.q_lat && p.q_pe && p.out,
-                 "mla_decode_attention: n_seqs {} n_heads {} or a null pointer. HINT: fill every MlaDecodeParams "
-                 "field",
-                 p.n_seqs, p.n_heads);
-  checks::check_cache_type(p.cache_type, "mla_decode_attention");
-  if (p.cache_type == DType::F32) return generic::mla_decode_attention(p, s);  // float32 precision
-  if (!(p.kv_lora > 0 && p.kv_lora % 16 == 0 && p.kv_lora <= 8 * kDecWarps * kDecMaxNTiles && p.rope % 16 == 0 &&
-        width <= 16 * kDecWarps * kDecMaxKSteps))
-    return generic::mla_decode_attention(p, s);  // head sizes without a tensor-core instance (kv_lora and rope
-                                                 // multiples of 16, kv_lora <= 512, kv_lora + rope <= 640)
-  MLABENCH_CHECK(aligned16(p.cache),
-                 "mla_decode_attention: cache pointer is not 16-byte aligned. HINT: layer "
-                 "pools must start on a 16-byte boundary (cp.async copies 16 bytes)");
-  check_paged(p.paged, "mla_decode_attention");
-
-  int n_splits = mla_decode_splits(p), split_len = 0;
-  if (n_splits > 1 && p.scratch == nullptr) n_splits = 1;
-  if (n_splits > 1)
-    MLABENCH_CHECK(p.scratch_floats >= mla_decode_scratch_floats(p),
-                   "mla_decode_attention: scratch holds {} floats, the split-KV plan needs {}. HINT: size it with "
-                   "mla_decode_scratch_floats() (kernel_params.h) or pass scratch = nullptr",
-                   p.scratch_floats, mla_decode_scratch_floats(p));
-  plan_splits(p.max_kv, kDecTokens, n_splits, split_len);
-
-  const size_t smem = mla_decode_smem_bytes(width);
-  MLABENCH_CUDA(
-      cudaFuncSetAttribute(mla_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  const int groups = (p.n_heads + 15) / 16;
-  const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(p.n_seqs), static_cast<unsigned>(n_splits));
-  mla_decode_kernel<<<grid, kDecThreads, smem, s>>>(p, split_len);
-  MLABENCH_CUDA(cudaGetLastError());
-  if (n_splits > 1) {
-    CombineArgs c;
-    c.scratch = p.scratch;
-    c.n_partials = int64_t{n_splits} * p.n_seqs * p.n_heads;
-    c.n_splits = n_splits;
-    c.split_len = split_len;
-    c.n_seqs = p.n_seqs;
-    c.max_q = 1;
-    c.n_heads = p.n_heads;
-    c.dv = p.kv_lora;
-    c.kv_len = p.kv_len;
-    c.out = p.out;
-    c.ld_out = p.ld_out;
-    launch_combine(c, s);
-  }
-}
-
 void mla_prefill_attention(const MlaPrefillParams& p, cudaStream_t s) {
   const VarlenBatch& b = p.batch;
   if (b.n_seqs == 0 || b.max_q == 0) return;
@@ -760,18 +496,20 @@ void gqa_attention(const GqaAttentionParams& p, cudaStream_t s) {
                  "gqa_attention: n_heads {} is not a multiple of n_kv_heads {}. HINT: check the model config",
                  p.n_heads, p.n_kv_heads);
   checks::check_cache_type(p.cache_type, "gqa_attention");
+  const bool bf16_prefill = p.q_bf16 != nullptr && b.max_q > 1 && p.cache_type == DType::BF16 &&
+                            gqa_prefill_bf16_supported(p.head_dim);
+  MLABENCH_CHECK(bf16_prefill || p.q != nullptr,
+                 "gqa_attention: a batch of max_q {} with only BF16 queries. HINT: the BF16 flash kernel serves "
+                 "prefill chunks of head_dim 64 or 128 over BF16 pools; pass float32 q otherwise",
+                 b.max_q);
   if (p.cache_type == DType::F32) return generic::gqa_attention(p, s);  // float32 precision
+  if (gqa_decode_applies(p)) return decode::gqa_decode_attention(p, s);  // one new row per sequence
   if (p.head_dim != 64 && p.head_dim != 128) return generic::gqa_attention(p, s);  // no tensor-core instance
   MLABENCH_CHECK(aligned16(p.k_cache) && aligned16(p.v_cache),
                  "gqa_attention: K/V pools are not 16-byte aligned. HINT: layer pools must start on a 16-byte "
                  "boundary (tiles are copied in 16-byte chunks)");
   check_paged(p.paged, "gqa_attention");
-  if (p.q_bf16 != nullptr && b.max_q > 1 && gqa_prefill_bf16_supported(p.head_dim))
-    return flash::gqa_prefill_bf16(p, s);  // a step with a prefill chunk, BF16 precision
-  MLABENCH_CHECK(p.q != nullptr,
-                 "gqa_attention: a batch of max_q {} with only BF16 queries. HINT: the BF16 flash kernel serves "
-                 "prefill chunks of head_dim 64 or 128; pass float32 q for decode-only steps and other head sizes",
-                 b.max_q);
+  if (bf16_prefill) return flash::gqa_prefill_bf16(p, s);  // a step with a prefill chunk, BF16 precision
 
   constexpr int kTile = 64;
   int n_splits = gqa_attention_splits(p), split_len = 0;

@@ -1,0 +1,260 @@
+// GPU micro-benchmark of the decode attention kernels against the memory roofline measured in the same run.
+//
+//   bench_decode_attention [--reps N] [--only mla|gqa]
+//
+// First it times a device-to-device cudaMemcpy of 2 GiB (bandwidth = read + write bytes / time), then every
+// (kernel, heads, batch x context) row: mla_decode_attention at 16 heads (V2-Lite) and 128 heads (V2), kv_lora 512
+// + rope 64, and gqa_attention's decode path at Llama-3-8B's 32 query / 8 KV heads, head_dim 128. The BF16 caches
+// are paged (64-token blocks, shuffled), filled with random values on the device, with split-KV scratch as the
+// engine gives it. Each row is timed with CUDA events around one call (both kernels when it splits), after 3
+// warm-up calls; the median of --reps calls (default 30) is reported. Calls rotate over copies of the cache until
+// the bytes touched exceed 4x the L2, so a call never finds the previous call's cache in L2.
+//
+// Columns: bytes = cache bytes read once per sequence (every latent slot or K and V slot of the context) plus the
+// queries and outputs; GB/s = bytes / median time; copy% = GB/s over the copy bandwidth above; TFLOP/s counts the
+// attention math once (2 * heads * ctx * (qk dims + v dims) per sequence), not the kernels' hi/lo split MMAs.
+// 128-head MLA is compute-bound by design (~490 FLOP per cache byte with the split); look at its TFLOP/s.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/kernel_params.h"
+
+namespace {
+
+using mlabench::gpu::DeviceBuffer;
+namespace k = mlabench::kernels;
+
+constexpr int32_t kBlock = 64;
+
+struct Shape {
+  int32_t batch, ctx;
+};
+const Shape kShapes[] = {{1, 8192}, {1, 32768}, {1, 131072}, {16, 32768}, {64, 8192}, {128, 4096}, {256, 2048}};
+
+struct Timer {
+  cudaEvent_t start{}, stop{};
+  Timer() {
+    MLABENCH_CUDA(cudaEventCreate(&start));
+    MLABENCH_CUDA(cudaEventCreate(&stop));
+  }
+  ~Timer() {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  // Median milliseconds of reps calls of f(rep), after 3 warm-up calls.
+  template <class F>
+  double median_ms(int reps, F&& f) {
+    for (int i = 0; i < 3; ++i) f(i);
+    std::vector<float> ms(static_cast<size_t>(reps));
+    for (int i = 0; i < reps; ++i) {
+      MLABENCH_CUDA(cudaEventRecord(start));
+      f(i + 3);
+      MLABENCH_CUDA(cudaEventRecord(stop));
+      MLABENCH_CUDA(cudaEventSynchronize(stop));
+      MLABENCH_CUDA(cudaEventElapsedTime(&ms[static_cast<size_t>(i)], start, stop));
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  }
+};
+
+void fill(void* p, mlabench::DType t, int64_t n, uint64_t key) {
+  mlabench::kernels::cuda::random_fill({.out = p, .out_type = t, .n = n, .key = key}, nullptr);
+}
+
+// A paged pool holding `copies` independent caches of batch x ctx tokens: table c of copy c, blocks shuffled.
+struct Pool {
+  int32_t max_blocks = 0;
+  int64_t n_blocks = 0;
+  std::vector<DeviceBuffer> tables;  // one [batch, max_blocks] table per copy
+  Pool(const Shape& s, int copies, unsigned seed) {
+    max_blocks = (s.ctx + kBlock - 1) / kBlock;
+    n_blocks = int64_t{copies} * s.batch * max_blocks;
+    std::vector<int32_t> ids(static_cast<size_t>(n_blocks));
+    std::iota(ids.begin(), ids.end(), 0);
+    std::mt19937 rng(seed);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    const size_t per = static_cast<size_t>(s.batch) * static_cast<size_t>(max_blocks);
+    for (int c = 0; c < copies; ++c) {
+      tables.emplace_back(per * 4, "block table");
+      MLABENCH_CUDA(cudaMemcpy(tables.back().get(), ids.data() + c * per, per * 4, cudaMemcpyHostToDevice));
+    }
+  }
+};
+
+int copies_for(int64_t bytes, int64_t l2) {
+  return static_cast<int>(std::clamp<int64_t>((4 * l2 + bytes - 1) / bytes, 1, 64));
+}
+
+struct Row {
+  const char* kernel;
+  int heads, batch, ctx, splits;
+  double us, bytes, flops;
+};
+
+void print_row(const Row& r, double copy_gbs) {
+  const double gbs = r.bytes / (r.us * 1e3);
+  std::printf("%-10s %6d %6d %8d %7d %10.1f %9.1f %7.1f%% %9.1f\n", r.kernel, r.heads, r.batch, r.ctx, r.splits, r.us,
+              gbs, 100.0 * gbs / copy_gbs, r.flops / (r.us * 1e6));
+  std::fflush(stdout);
+}
+
+Row bench_mla(const Shape& s, int heads, int reps, int64_t l2, Timer& timer) {
+  const int32_t lora = 512, rope = 64, width = lora + rope;
+  const int64_t cache_bytes = int64_t{s.batch} * s.ctx * width * 2;
+  const int copies = copies_for(cache_bytes, l2);
+  Pool pool(s, copies, 1);
+  DeviceBuffer cache(static_cast<size_t>(pool.n_blocks) * kBlock * width * 2, "latent pool");
+  fill(cache.get(), mlabench::DType::BF16, pool.n_blocks * kBlock * width, 11);
+  const int64_t ld_q = int64_t{heads} * lora;
+  DeviceBuffer q_lat(static_cast<size_t>(s.batch * ld_q) * 4, "q_lat"),
+      q_pe(static_cast<size_t>(s.batch) * heads * rope * 4, "q_pe");
+  fill(q_lat.get(), mlabench::DType::F32, s.batch * ld_q, 12);
+  fill(q_pe.get(), mlabench::DType::F32, int64_t{s.batch} * heads * rope, 13);
+  DeviceBuffer out(static_cast<size_t>(s.batch * ld_q) * 4, "out");
+  std::vector<int32_t> lens(static_cast<size_t>(s.batch), s.ctx);
+  DeviceBuffer d_len(lens.size() * 4, "kv_len");
+  MLABENCH_CUDA(cudaMemcpy(d_len.get(), lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
+
+  k::MlaDecodeParams p;
+  p.n_seqs = s.batch;
+  p.kv_len = d_len.as<int32_t>();
+  p.max_kv = s.ctx;
+  p.paged = {kBlock, nullptr, pool.max_blocks};
+  p.cache = cache.get();
+  p.q_lat = q_lat.as<float>();
+  p.ld_q_lat = ld_q;
+  p.q_pe = q_pe.as<float>();
+  p.ld_q_pe = int64_t{heads} * rope;
+  p.q_pe_head_stride = rope;
+  p.out = out.as<float>();
+  p.ld_out = ld_q;
+  p.n_heads = heads;
+  p.kv_lora = lora;
+  p.rope = rope;
+  p.scale = 1.0f / 13.86f;  // 192^-0.5, as V2's q/k head
+  p.scratch_floats = k::mla_decode_scratch_floats(p);
+  DeviceBuffer scratch(static_cast<size_t>(std::max<int64_t>(p.scratch_floats, 1)) * 4, "scratch");
+  if (p.scratch_floats > 0) p.scratch = scratch.as<float>();
+  const double ms = timer.median_ms(reps, [&](int i) {
+    k::MlaDecodeParams c = p;
+    c.paged.block_tables = pool.tables[static_cast<size_t>(i % copies)].as<int32_t>();
+    mlabench::kernels::cuda::mla_decode_attention(c, nullptr);
+  });
+  const double bytes = static_cast<double>(cache_bytes) + s.batch * static_cast<double>(heads) * (lora * 8 + rope * 4);
+  const double flops = 2.0 * s.batch * heads * static_cast<double>(s.ctx) * (width + lora);
+  return {"mla", heads, s.batch, s.ctx, k::mla_decode_splits(p), ms * 1e3, bytes, flops};
+}
+
+Row bench_gqa(const Shape& s, int reps, int64_t l2, Timer& timer) {
+  const int32_t nh = 32, nkv = 8, hd = 128, width = nkv * hd;
+  const int64_t cache_bytes = int64_t{s.batch} * s.ctx * width * 2 * 2;  // K and V
+  const int copies = copies_for(cache_bytes, l2);
+  Pool pool(s, copies, 2);
+  const int64_t slots = pool.n_blocks * kBlock;
+  DeviceBuffer kc(static_cast<size_t>(slots * width) * 2, "K pool"),
+      vc(static_cast<size_t>(slots * width) * 2, "V pool");
+  fill(kc.get(), mlabench::DType::BF16, slots * width, 21);
+  fill(vc.get(), mlabench::DType::BF16, slots * width, 22);
+  const int64_t ld = int64_t{nh} * hd;
+  DeviceBuffer q(static_cast<size_t>(s.batch * ld) * 4, "q"), out(static_cast<size_t>(s.batch * ld) * 4, "out");
+  fill(q.get(), mlabench::DType::F32, s.batch * ld, 23);
+  std::vector<int32_t> lens(static_cast<size_t>(s.batch), s.ctx), cu(static_cast<size_t>(s.batch) + 1);
+  std::iota(cu.begin(), cu.end(), 0);
+  DeviceBuffer d_len(lens.size() * 4, "kv_len"), d_cu(cu.size() * 4, "cu_q");
+  MLABENCH_CUDA(cudaMemcpy(d_len.get(), lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
+  MLABENCH_CUDA(cudaMemcpy(d_cu.get(), cu.data(), cu.size() * 4, cudaMemcpyHostToDevice));
+
+  k::GqaAttentionParams p;
+  p.batch = {s.batch, d_cu.as<int32_t>(), d_len.as<int32_t>(), 1, s.ctx};
+  p.paged = {kBlock, nullptr, pool.max_blocks};
+  p.k_cache = kc.get();
+  p.v_cache = vc.get();
+  p.q = q.as<float>();
+  p.ld_q = ld;
+  p.out = out.as<float>();
+  p.ld_out = ld;
+  p.n_heads = nh;
+  p.n_kv_heads = nkv;
+  p.head_dim = hd;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  p.scratch_floats = k::gqa_attention_scratch_floats(p);
+  DeviceBuffer scratch(static_cast<size_t>(std::max<int64_t>(p.scratch_floats, 1)) * 4, "scratch");
+  if (p.scratch_floats > 0) p.scratch = scratch.as<float>();
+  const double ms = timer.median_ms(reps, [&](int i) {
+    k::GqaAttentionParams c = p;
+    c.paged.block_tables = pool.tables[static_cast<size_t>(i % copies)].as<int32_t>();
+    mlabench::kernels::cuda::gqa_attention(c, nullptr);
+  });
+  const double bytes = static_cast<double>(cache_bytes) + s.batch * static_cast<double>(ld) * 8;
+  const double flops = 2.0 * s.batch * nh * static_cast<double>(s.ctx) * (2 * hd);
+  return {"gqa", nh, s.batch, s.ctx, k::gqa_attention_splits(p), ms * 1e3, bytes, flops};
+}
+
+double copy_bandwidth(int reps, Timer& timer) {
+  const size_t bytes = size_t{2} << 30;
+  DeviceBuffer a(bytes, "copy src"), b(bytes, "copy dst");
+  MLABENCH_CUDA(cudaMemset(a.get(), 1, bytes));
+  const double ms = timer.median_ms(
+      reps, [&](int) { MLABENCH_CUDA(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, nullptr)); });
+  return 2.0 * static_cast<double>(bytes) / (ms * 1e6);  // read + write, GB/s
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int reps = 30;
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
+      reps = std::max(20, std::atoi(argv[++i]));
+    } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) {
+      only = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|gqa]\n", argv[0]);
+      return 2;
+    }
+  }
+  std::string why;
+  if (!mlabench::gpu::cuda_device_available(&why)) {
+    std::fprintf(stderr, "no usable CUDA device: %s\n", why.c_str());
+    return 1;
+  }
+  cudaDeviceProp prop{};
+  MLABENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
+  int driver = 0, runtime = 0, clock_khz = 0, mem_clock_khz = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0);
+  cudaDeviceGetAttribute(&mem_clock_khz, cudaDevAttrMemoryClockRate, 0);
+  const char* commit = std::getenv("MLABENCH_COMMIT");
+  std::printf("# %s, %d SMs, SM clock %.2f GHz, L2 %.0f MB, memory %.0f GB; driver %d, runtime %d; commit %s\n",
+              prop.name, prop.multiProcessorCount, clock_khz / 1e6, prop.l2CacheSize / 1e6, prop.totalGlobalMem / 1e9,
+              driver, runtime, commit ? commit : "(set MLABENCH_COMMIT)");
+  Timer timer;
+  const double copy_gbs = copy_bandwidth(reps, timer);
+  std::printf("# copy bandwidth (cudaMemcpy D2D 2 GiB, read + write): %.1f GB/s; median of %d calls per row\n",
+              copy_gbs, reps);
+  std::printf("%-10s %6s %6s %8s %7s %10s %9s %8s %9s\n", "kernel", "heads", "batch", "ctx", "splits", "time_us",
+              "GB/s", "copy%", "TFLOP/s");
+  const int64_t l2 = prop.l2CacheSize;
+  if (only.empty() || only == "mla")
+    for (int heads : {16, 128})
+      for (const Shape& s : kShapes) print_row(bench_mla(s, heads, reps, l2, timer), copy_gbs);
+  if (only.empty() || only == "gqa")
+    for (const Shape& s : kShapes) print_row(bench_gqa(s, reps, l2, timer), copy_gbs);
+  MLABENCH_CUDA(cudaDeviceSynchronize());
+  return 0;
+}
