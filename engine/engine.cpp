@@ -57,6 +57,7 @@ GenerateResult to_generate_result(serving::Result& res) {
   r.prefill_seconds = res.first_token_seconds;
   r.decode_seconds = res.token_seconds.empty() ? 0.0 : res.token_seconds.back() - res.first_token_seconds;
   r.token_seconds = std::move(res.token_seconds);
+  r.prefix_tokens_reused = res.prefix_tokens_reused;
   return r;
 }
 
@@ -214,6 +215,12 @@ Result<std::vector<GenerateResult>> Engine::generate_batch(std::span<const Gener
     for (serving::Result& x : res) out.push_back(to_generate_result(x));
     return out;
   });
+}
+
+EngineStats Engine::stats() const {
+  const serving::Stats& s = impl_->serving->stats();
+  return {.steps = s.steps, .prefill_tokens = s.prefill_tokens, .decode_tokens = s.decode_tokens,
+          .prefix_tokens_reused = s.prefix_tokens_reused, .preemptions = s.preemptions, .max_running = s.max_running};
 }
 
 std::string Engine::device_json() const { return impl_->serving->runner().describe_json(); }

@@ -1,9 +1,12 @@
 // mlabench bench: prefill and decode throughput, TTFT/TPOT percentiles, KV bytes and achieved bandwidth of the
-// engine at several batch sizes, on random prompts (random weights welcome: --random-weights 0). Each batch
-// runs twice through the continuous-batching engine: prompts with one new token (prefill throughput and TTFT),
-// then prompts with --gen new tokens (decode throughput and TPOT, counted only over the steps where every
-// sequence is decoding). Achieved GB/s is the weight and KV bytes one decode step must read divided by the step
-// time, quoted against the device-to-device copy bandwidth measured in the same run.
+// engine at several shapes (prompt tokens x batch), on random prompts (random weights welcome: --random-weights 0).
+// A shape runs a warm-up pass, then a prefill pass (one new token per prompt: prefill throughput and TTFT), a
+// decode pass (--gen new tokens: decode throughput, TPOT, TTFT of a generating batch), or both. Every pass draws
+// prompts no earlier pass of the invocation used - a serial number in their first tokens - so the prefix cache
+// never serves a measured prompt; the serving core's reuse counter proves it per pass (prefix_tokens_reused, 0).
+// Decode throughput counts only the steps where every sequence is decoding. Achieved GB/s is the weight and KV
+// bytes one decode step must read over the step time, quoted against the device-to-device copy bandwidth
+// measured in the same run. Schema 2 of the JSON adds "measures" (what each column is) and per-pass counters.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -14,8 +17,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 
+#include "engine/core/check.h"
 #include "engine/core/dtype.h"
 #include "engine/model/config.h"
 #include "engine/model/model_info.h"
@@ -26,12 +31,64 @@ namespace mlabench::cli {
 
 namespace {
 
+using ojson = nlohmann::ordered_json;
+
+constexpr int kBenchSchemaVersion = 2;
+// Warm-up passes use short prompts: they exist to initialise kernels, cuBLAS and the decode graphs of the row's
+// batch size, not to fill the cache.
+constexpr int64_t kWarmupPromptMax = 256, kWarmupGenMax = 4;
+
 struct BenchArgs {
   ModelArgs model;
   std::string batches = "1,16,64,256";
   int64_t prompt = 512, gen = 128;
+  std::string shapes;
+  int64_t warmup = 1;
   std::string out;
   uint64_t seed = 0;
+};
+
+// One row of the bench: `batch` prompts of `prompt` tokens, through a prefill pass, a decode pass, or both.
+struct Shape {
+  int64_t prompt = 0, batch = 0;
+  bool prefill = true, decode = true;
+  std::string mode() const { return prefill && decode ? "prefill+decode" : prefill ? "prefill" : "decode"; }
+  std::string name() const { return fmt::format("{}x{}:{}", prompt, batch, mode()); }
+};
+
+// What each column of the table and each row key of the JSON measures: the table's legend and the JSON's
+// "measures" come from here, so the two cannot drift apart.
+struct Column {
+  const char* key;
+  const char* measures;
+};
+constexpr Column kColumns[] = {
+    {"prefill_tokens_per_s",
+     "prompt tokens/s of the prefill pass: batch x prompt / its wall time; fresh prompts no earlier pass put in the "
+     "prefix cache, one new token each, the whole batch submitted at once"},
+    {"prefill_tflop_per_s", "2 x active parameters x prefill_tokens_per_s / 1e12 (weight GEMMs; attention not counted)"},
+    {"decode_tokens_per_s",
+     "generated tokens/s of the decode pass over the steps in which every sequence of the batch was decoding (from "
+     "the last first token to the last token)"},
+    {"generated_tokens_per_s_end_to_end", "batch x gen / wall time of the decode pass, its prefill included"},
+    {"ttft_ms",
+     "time to first token, ms, p50/p90/p99 over the batch's requests, of the decode pass (the prefill pass in a "
+     "prefill-only row): uncached prompts, the whole batch submitted at once, so it includes queueing behind the "
+     "batch's other prompts"},
+    {"prefill_only_ttft_ms",
+     "time to first token, ms, p50/p90/p99, of the prefill pass (one new token each): uncached prompts, includes "
+     "queueing behind the batch's other prompts"},
+    {"tpot_ms", "time per output token after the first, ms, per request (decode time / (tokens - 1)), p50/p90/p99"},
+    {"decode_achieved_gb_per_s",
+     "bytes one decode step must read (weights the batch touches, KV at the mean context) / the mean steady step time"},
+    {"roofline_share", "decode_achieved_gb_per_s / copy_gb_per_s"},
+    {"copy_gb_per_s", "device-to-device copy bandwidth measured at start-up (read + write bytes; 0 on the CPU)"},
+    {"kv_bytes_per_token", "KV-cache bytes per token as the engine stores them"},
+    {"kv_bytes_at_end", "batch x (prompt + gen) x kv_bytes_per_token"},
+    {"decode_step_bytes", "the bytes decode_achieved_gb_per_s counts for one step"},
+    {"prefix_tokens_reused",
+     "prompt tokens the measured passes took from the prefix cache; 0 means every measured prompt was computed"},
+    {"wall_seconds", "wall time of the row's measured passes (warm-up excluded)"},
 };
 
 double percentile(std::vector<double> v, double p) {
@@ -42,148 +99,349 @@ double percentile(std::vector<double> v, double p) {
   return v[lo] + (v[hi] - v[lo]) * (at - static_cast<double>(lo));
 }
 
-void bench_command(const BenchArgs& a) {
-  std::vector<int64_t> batches;
-  std::stringstream ss(a.batches);
-  for (std::string item; std::getline(ss, item, ',');) {
-    try {
-      batches.push_back(std::stoll(item));
-    } catch (const std::exception&) {
-      throw Error(fmt::format("--batch must be comma-separated positive integers; \"{}\" is not one", item));
-    }
-    if (batches.back() <= 0) throw Error(fmt::format("--batch sizes must be positive, got {}", batches.back()));
+ojson percentiles(const std::vector<double>& v) {
+  return {{"p50", percentile(v, 50)}, {"p90", percentile(v, 90)}, {"p99", percentile(v, 99)}};
+}
+
+int64_t positive_integer(const std::string& text, const std::string& what) {
+  size_t used = 0;
+  int64_t v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
   }
-  // The engine serves the largest batch at once and, unless told otherwise, only as long a context as a request needs.
+  MLABENCH_CHECK(used == text.size() && !text.empty() && v > 0,
+                 "{}: \"{}\" is not a positive integer. HINT: e.g. --shapes 32768x1:prefill,8192x64:decode", what, text);
+  return v;
+}
+
+// --shapes "PROMPTxBATCH[:prefill|decode|both],..."; without it, --batch x --prompt with both passes.
+std::vector<Shape> parse_shapes(const BenchArgs& a) {
+  std::vector<Shape> shapes;
+  std::stringstream ss(a.shapes.empty() ? a.batches : a.shapes);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (a.shapes.empty()) {
+      shapes.push_back({.prompt = a.prompt, .batch = positive_integer(item, "--batch")});
+      continue;
+    }
+    const size_t x = item.find('x'), colon = item.find(':');
+    MLABENCH_CHECK(x != std::string::npos && (colon == std::string::npos || colon > x),
+                   "--shapes: \"{}\" is not PROMPTxBATCH[:MODE]. HINT: e.g. --shapes 32768x1:prefill,8192x64:decode",
+                   item);
+    Shape s{.prompt = positive_integer(item.substr(0, x), "--shapes prompt"),
+            .batch = positive_integer(item.substr(x + 1, colon == std::string::npos ? std::string::npos : colon - x - 1),
+                                      "--shapes batch")};
+    const std::string mode = colon == std::string::npos ? "both" : item.substr(colon + 1);
+    MLABENCH_CHECK(mode == "prefill" || mode == "decode" || mode == "both",
+                   "--shapes: mode \"{}\" of \"{}\" is not prefill, decode or both. HINT: prefill measures prefill "
+                   "throughput and TTFT, decode measures decode throughput, TPOT and TTFT",
+                   mode, item);
+    s.prefill = mode != "decode";
+    s.decode = mode != "prefill";
+    shapes.push_back(s);
+  }
+  MLABENCH_CHECK(!shapes.empty(), "no shapes to run. HINT: --batch 1,16 or --shapes 512x16");
+  return shapes;
+}
+
+// Prompts that share no KV block with any earlier prompt of this invocation: the first tokens spell a serial
+// number (least significant digit first, so consecutive prompts differ at token 0), the rest are uniform random.
+// With --block-size >= the digit count no two prompts share even their first block, whatever the random draw.
+class PromptSource {
+ public:
+  PromptSource(uint64_t seed, int64_t vocab) : rng_(seed), tok_(0, static_cast<int32_t>(vocab - 1)), vocab_(vocab) {}
+
+  std::vector<int32_t> next(int64_t n) {
+    std::vector<int32_t> p(static_cast<size_t>(n));
+    uint64_t serial = serial_++;
+    size_t i = 0;
+    do {
+      if (i < p.size()) p[i++] = static_cast<int32_t>(serial % static_cast<uint64_t>(vocab_));
+      serial /= static_cast<uint64_t>(vocab_);
+    } while (serial > 0);
+    for (; i < p.size(); ++i) p[i] = tok_(rng_);
+    return p;
+  }
+
+ private:
+  std::mt19937_64 rng_;
+  std::uniform_int_distribution<int32_t> tok_;
+  int64_t vocab_;
+  uint64_t serial_ = 0;
+};
+
+// One pass: `batch` fresh prompts submitted at once, its results, wall time and what the serving core did for it.
+struct Pass {
+  std::vector<GenerateResult> results;
+  double wall_s = 0;
+  EngineStats delta;
+};
+
+Pass run_pass(Engine& engine, PromptSource& prompts, int64_t batch, int64_t prompt, int64_t gen) {
+  std::vector<GenerateRequest> reqs(static_cast<size_t>(batch));
+  for (auto& r : reqs) {
+    r.prompt = prompts.next(prompt);
+    r.options.max_new_tokens = gen;
+  }
+  const EngineStats before = engine.stats();
+  const auto t0 = std::chrono::steady_clock::now();
+  Pass p;
+  p.results = engine.generate_batch(reqs).value();
+  p.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const EngineStats after = engine.stats();
+  p.delta = {.steps = after.steps - before.steps, .prefill_tokens = after.prefill_tokens - before.prefill_tokens,
+             .decode_tokens = after.decode_tokens - before.decode_tokens,
+             .prefix_tokens_reused = after.prefix_tokens_reused - before.prefix_tokens_reused,
+             .preemptions = after.preemptions - before.preemptions, .max_running = after.max_running};
+  return p;
+}
+
+ojson pass_json(const Pass& p) {
+  return {{"wall_seconds", p.wall_s},
+          {"steps", p.delta.steps},
+          {"prefill_tokens_computed", p.delta.prefill_tokens},
+          {"decode_tokens", p.delta.decode_tokens},
+          {"prefix_tokens_reused", p.delta.prefix_tokens_reused},
+          {"preemptions", p.delta.preemptions}};
+}
+
+std::vector<double> ttft_ms(const Pass& p) {
+  std::vector<double> v;
+  for (const GenerateResult& r : p.results) v.push_back(r.prefill_seconds * 1e3);
+  return v;
+}
+
+// The model-dependent arithmetic of a row: bytes a decode step reads, active parameters.
+struct Roofline {
+  const ModelConfig& c;
+  const Engine& engine;
+  double kv_per_token = 0, copy_gbps = 0;
+
+  // The dense weights, the routed experts the batch touches (expected number of distinct experts under uniform
+  // routing), and every sequence's KV cache.
+  double step_bytes(int64_t B, double ctx) const {
+    const double active = static_cast<double>(engine.active_weight_bytes());
+    double w = active;
+    if (c.n_routed_experts > 0) {
+      const double es = active / std::max<double>(1.0, static_cast<double>(engine.summary().params_active_per_token));
+      const double expert_bytes = static_cast<double>(count_params(c).per_routed_expert) * es;
+      const double E = static_cast<double>(c.n_routed_experts), k = static_cast<double>(c.experts_per_token);
+      const double touched = E * (1.0 - std::pow(1.0 - k / E, static_cast<double>(B)));
+      w += static_cast<double>(c.n_moe_layers()) * (touched - k) * expert_bytes;
+    }
+    return w + static_cast<double>(B) * ctx * kv_per_token;
+  }
+};
+
+// The decode pass's numbers: steady decode throughput, TPOT, TTFT, achieved bandwidth.
+void add_decode_metrics(ojson& row, const Pass& d, const Shape& s, int64_t gen, const Roofline& rf) {
+  std::vector<double> tpot;
+  double all_decoding = 0.0, end = 0.0;
+  for (const GenerateResult& r : d.results) {
+    if (r.tokens.size() > 1) tpot.push_back(r.decode_seconds / static_cast<double>(r.tokens.size() - 1) * 1e3);
+    all_decoding = std::max(all_decoding, r.prefill_seconds);
+    if (!r.token_seconds.empty()) end = std::max(end, r.token_seconds.back());
+  }
+  int64_t steady_tokens = 0;
+  for (const GenerateResult& r : d.results)
+    for (double t : r.token_seconds) steady_tokens += t > all_decoding ? 1 : 0;
+  const double decode_tps = end > all_decoding ? static_cast<double>(steady_tokens) / (end - all_decoding) : 0.0;
+  const double step_s = decode_tps > 0 ? static_cast<double>(s.batch) / decode_tps : 0.0;
+  const double avg_ctx = static_cast<double>(s.prompt) + static_cast<double>(gen) / 2.0;
+  const double bytes = rf.step_bytes(s.batch, avg_ctx);
+  const double gbps = step_s > 0 ? bytes / step_s / 1e9 : 0.0;
+  row["decode_tokens_per_s"] = decode_tps;
+  row["generated_tokens_per_s_end_to_end"] = static_cast<double>(s.batch * gen) / d.wall_s;
+  row["ttft_ms"] = percentiles(ttft_ms(d));
+  row["tpot_ms"] = percentiles(tpot);
+  row["decode_step_bytes"] = bytes;
+  row["decode_achieved_gb_per_s"] = gbps;
+  row["roofline_share"] = rf.copy_gbps > 0 ? gbps / rf.copy_gbps : 0.0;
+}
+
+// Warm-up, then the measured passes of one shape; the row of the JSON.
+ojson run_shape(Engine& engine, PromptSource& prompts, const Shape& s, const BenchArgs& a, const Roofline& rf) {
+  ojson passes = ojson::object();
+  for (int64_t w = 0; w < a.warmup; ++w)
+    passes["warmup"] = pass_json(run_pass(engine, prompts, s.batch, std::min(s.prompt, kWarmupPromptMax),
+                                          std::min(a.gen, kWarmupGenMax)));
+  ojson row = {{"batch", s.batch}, {"prompt_tokens", s.prompt}, {"gen_tokens", s.decode ? a.gen : 1},
+               {"mode", s.mode()}};
+  double wall = 0;
+  int64_t reused = 0;
+  const double tflop_per_token = 2.0 * static_cast<double>(engine.summary().params_active_per_token) / 1e12;
+  if (s.prefill) {
+    const Pass p = run_pass(engine, prompts, s.batch, s.prompt, 1);
+    const double tps = static_cast<double>(s.batch * s.prompt) / p.wall_s;
+    row["prefill_tokens_per_s"] = tps;
+    row["prefill_tflop_per_s"] = tflop_per_token * tps;
+    row["ttft_ms"] = percentiles(ttft_ms(p));
+    row["prefill_only_ttft_ms"] = percentiles(ttft_ms(p));
+    row["prefill_only_ttft_ms_p50"] = percentile(ttft_ms(p), 50);  // schema 1's key
+    passes["prefill"] = pass_json(p);
+    wall += p.wall_s;
+    reused += p.delta.prefix_tokens_reused;
+  }
+  if (s.decode) {
+    const Pass d = run_pass(engine, prompts, s.batch, s.prompt, a.gen);
+    add_decode_metrics(row, d, s, a.gen, rf);
+    passes["decode"] = pass_json(d);
+    wall += d.wall_s;
+    reused += d.delta.prefix_tokens_reused;
+  }
+  row["kv_bytes_per_token"] = rf.kv_per_token;
+  row["kv_bytes_at_end"] = static_cast<double>(s.batch * (s.prompt + (s.decode ? a.gen : 1))) * rf.kv_per_token;
+  row["copy_gb_per_s"] = rf.copy_gbps;
+  row["prefix_tokens_reused"] = reused;
+  row["wall_seconds"] = wall;
+  row["passes"] = passes;
+  if (reused > 0)
+    std::fprintf(stderr, "warning: bench %s: the measured passes took %lld prompt tokens from the prefix cache, so "
+                 "TTFT and prefill numbers are too good. HINT: a --block-size below the 2-3 tokens of a prompt's serial "
+                 "number lets prompts share their first block; use the default 16\n", s.name().c_str(), static_cast<long long>(reused));
+  return row;
+}
+
+// The window the shapes need: the bench sizes it unless --max-context says otherwise, and then checks it.
+void fit_context(EngineOptions& eo, const ModelConfig& c, const std::vector<Shape>& shapes, int64_t gen) {
+  const auto longest = std::max_element(shapes.begin(), shapes.end(), [&](const Shape& x, const Shape& y) {
+    return x.prompt + (x.decode ? gen : 1) < y.prompt + (y.decode ? gen : 1);
+  });
+  const int64_t need = longest->prompt + (longest->decode ? gen : 1);
+  MLABENCH_CHECK(need <= c.max_position_embeddings,
+                 "bench shape {} needs {} positions (prompt + new tokens) but {} has max_position_embeddings {}. HINT: "
+                 "use shorter prompts or --gen",
+                 longest->name(), need, eo.model_dir, c.max_position_embeddings);
+  MLABENCH_CHECK(eo.max_context == 0 || eo.max_context >= need,
+                 "bench shape {} needs {} positions (prompt + new tokens) but --max-context is {}. HINT: leave "
+                 "--max-context out (the bench then sizes the window to its longest shape) or raise it to {}",
+                 longest->name(), need, eo.max_context, need);
+  if (eo.max_context == 0) eo.max_context = need;
+}
+
+// A cache too small for a shape's whole batch pre-empts sequences; the numbers then include recomputation.
+void warn_if_cache_short(const std::string& dev, const std::vector<Shape>& shapes, int64_t gen) {
+  if (dev.empty()) return;  // the CPU cache grows as it fills
+  const auto tokens = nlohmann::json::parse(dev)["kv_cache"].value("tokens", int64_t{0});
+  for (const Shape& s : shapes) {
+    const int64_t need = s.batch * (s.prompt + (s.decode ? gen : 1));
+    if (tokens > 0 && need > tokens)
+      std::fprintf(stderr, "warning: bench %s needs %lld KV-cache tokens at once but the cache holds %lld: the "
+                   "scheduler will pre-empt and recompute (see \"preemptions\" per pass). HINT: raise --kv-cache-gib "
+                   "or use a smaller batch\n", s.name().c_str(), static_cast<long long>(need),
+                   static_cast<long long>(tokens));
+  }
+}
+
+std::string cell(const ojson& row, const char* key, const char* pct, int width, int digits) {
+  const ojson* v = row.contains(key) ? &row[key] : nullptr;
+  if (v && pct) v = v->contains(pct) ? &(*v)[pct] : nullptr;
+  if (!v || !v->is_number()) return fmt::format("{:>{}}", "-", width);
+  return fmt::format("{:>{}.{}f}", v->get<double>(), width, digits);
+}
+
+void print_legend() {
+  std::printf("# bench columns (JSON \"measures\" says the same):\n"
+              "#   prefill t/s  prompt tokens/s of the prefill pass (fresh uncached prompts, 1 new token each)\n"
+              "#   decode t/s   generated tokens/s over the decode pass's steps where every sequence decodes\n"
+              "#   TTFT ms      time to first token, p50/p99 over the batch: uncached prompt, the batch submitted at "
+              "once (includes queueing); decode pass, else prefill pass\n"
+              "#   TPOT ms      time per output token after the first, p50/p99 over the batch (decode pass)\n"
+              "#   decode GB/s  bytes a decode step must read / steady step time; roofline = share of copy GB/s\n"
+              "#   reused       prompt tokens the measured passes took from the prefix cache (0 = all computed)\n");
+  std::printf("%6s %8s %6s %12s %12s %12s %12s %10s %10s %12s %9s %7s  %s\n", "batch", "prompt", "gen",
+              "prefill t/s", "decode t/s", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50", "TPOT p99", "decode GB/s",
+              "roofline", "reused", "mode");
+}
+
+void print_row(const ojson& row) {
+  const std::string share =
+      row.contains("roofline_share") ? fmt::format("{:8.1f}%", 100.0 * row["roofline_share"].get<double>()) : "        -";
+  std::printf("%6lld %8lld %6lld %s %s %s %s %s %s %s %s %7lld  %s\n", static_cast<long long>(row["batch"].get<int64_t>()),
+              static_cast<long long>(row["prompt_tokens"].get<int64_t>()),
+              static_cast<long long>(row["gen_tokens"].get<int64_t>()),
+              cell(row, "prefill_tokens_per_s", nullptr, 12, 0).c_str(),
+              cell(row, "decode_tokens_per_s", nullptr, 12, 1).c_str(), cell(row, "ttft_ms", "p50", 12, 1).c_str(),
+              cell(row, "ttft_ms", "p99", 12, 1).c_str(), cell(row, "tpot_ms", "p50", 10, 2).c_str(),
+              cell(row, "tpot_ms", "p99", 10, 2).c_str(), cell(row, "decode_achieved_gb_per_s", nullptr, 12, 0).c_str(),
+              share.c_str(), static_cast<long long>(row["prefix_tokens_reused"].get<int64_t>()),
+              row["mode"].get<std::string>().c_str());
+  std::fflush(stdout);
+}
+
+ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector<Shape>& shapes) {
+  std::set<int64_t> batches, prompts;
+  std::vector<std::string> names;
+  for (const Shape& s : shapes) batches.insert(s.batch), prompts.insert(s.prompt), names.push_back(s.name());
+  return {{"batches", std::vector<int64_t>(batches.begin(), batches.end())},
+          {"prompt", prompts.size() == 1 ? ojson(*prompts.begin()) : ojson(std::vector<int64_t>(prompts.begin(),
+                                                                                                 prompts.end()))},
+          {"gen", a.gen},
+          {"shapes", names},
+          {"warmup", a.warmup},
+          {"seed", a.seed},
+          {"max_context", eo.max_context},
+          {"max_step_tokens", eo.max_step_tokens},
+          {"block_size", eo.block_size},
+          {"kv_cache_gib", eo.kv_cache_gib},
+          {"prefix_sharing", eo.prefix_sharing},
+          {"cuda_graphs", eo.cuda_graphs},
+          {"precision", to_string(eo.precision)}};
+}
+
+void bench_command(const BenchArgs& a) {
+  const std::vector<Shape> shapes = parse_shapes(a);
+  MLABENCH_CHECK(a.warmup >= 0, "--warmup must be >= 0, got {}", a.warmup);
+  // The engine serves the largest batch at once and, unless told otherwise, only as long a context as a shape needs.
   EngineOptions eo = a.model.engine;
-  eo.max_batch = std::max(eo.max_batch, *std::max_element(batches.begin(), batches.end()));
-  if (eo.max_context == 0) eo.max_context = a.prompt + a.gen + 1;
+  for (const Shape& s : shapes) eo.max_batch = std::max(eo.max_batch, s.batch);
   const ModelConfig c = load_config(eo.model_dir);
+  fit_context(eo, c, shapes, a.gen);
   auto engine = open_engine(eo);
   const ModelSummary& sum = engine->summary();
-  const double copy_gbps = engine->measure_copy_bandwidth_gbps();
-
-  // Bytes one decode step reads: the dense weights, the routed experts the batch touches (expected number of
-  // distinct experts under uniform routing), and every sequence's KV cache.
-  const auto es = static_cast<double>(engine->active_weight_bytes()) /
-                  std::max<double>(1.0, static_cast<double>(sum.params_active_per_token));
-  const double expert_bytes = static_cast<double>(count_params(c).per_routed_expert) * es;
-  const auto n_moe = static_cast<double>(c.n_moe_layers());
   // Cache bytes per token as the CUDA engine allocated them (BF16, or F32 under --precision f32); the BF16 figure
   // of the model summary when the engine describes no device (the CPU engine: device_json() is empty).
   const std::string dev = engine->device_json();
-  const auto kv_per_token = dev.empty() ? static_cast<double>(sum.kv_bytes_per_token_bf16)
-                                        : nlohmann::json::parse(dev)["kv_cache"]["bytes_per_token"].get<double>();
-  auto step_bytes = [&](int64_t B, double ctx) {
-    double w = static_cast<double>(engine->active_weight_bytes());
-    if (c.n_routed_experts > 0) {
-      const double E = static_cast<double>(c.n_routed_experts), k = static_cast<double>(c.experts_per_token);
-      const double touched = E * (1.0 - std::pow(1.0 - k / E, static_cast<double>(B)));
-      w += n_moe * (touched - k) * expert_bytes;
-    }
-    return w + static_cast<double>(B) * ctx * kv_per_token;
-  };
+  Roofline rf{.c = c, .engine = *engine,
+              .kv_per_token = dev.empty() ? static_cast<double>(sum.kv_bytes_per_token_bf16)
+                                          : nlohmann::json::parse(dev)["kv_cache"]["bytes_per_token"].get<double>(),
+              .copy_gbps = engine->measure_copy_bandwidth_gbps()};
+  warn_if_cache_short(dev, shapes, a.gen);
 
-  std::mt19937_64 rng(a.seed);
-  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(c.vocab_size - 1));
-  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
-  std::printf("%6s %8s %6s %12s %12s %10s %10s %10s %10s %12s %10s\n", "batch", "prompt", "gen", "prefill t/s",
-              "decode t/s", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "decode GB/s", "roofline");
-  for (int64_t B : batches) {
-    std::vector<GenerateRequest> reqs(static_cast<size_t>(B));
-    for (auto& r : reqs) {
-      r.prompt.resize(static_cast<size_t>(a.prompt));
-      for (auto& t : r.prompt) t = tok(rng);
-      r.options.max_new_tokens = 1;
-    }
-    // Prefill: one new token each.
-    auto t0 = std::chrono::steady_clock::now();
-    std::vector<GenerateResult> pre = engine->generate_batch(reqs).value();
-    const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // Decode: the full generation.
-    for (auto& r : reqs) r.options.max_new_tokens = a.gen;
-    t0 = std::chrono::steady_clock::now();
-    std::vector<GenerateResult> full = engine->generate_batch(reqs).value();
-    const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
-    std::vector<double> ttft, tpot;
-    double all_decoding = 0.0, end = 0.0;
-    for (const GenerateResult& r : full) {
-      ttft.push_back(r.prefill_seconds * 1e3);
-      if (r.tokens.size() > 1) tpot.push_back(r.decode_seconds / static_cast<double>(r.tokens.size() - 1) * 1e3);
-      all_decoding = std::max(all_decoding, r.prefill_seconds);
-      if (!r.token_seconds.empty()) end = std::max(end, r.token_seconds.back());
-    }
-    int64_t steady_tokens = 0;
-    for (const GenerateResult& r : full)
-      for (double t : r.token_seconds) steady_tokens += t > all_decoding ? 1 : 0;
-    const double decode_tps = end > all_decoding ? static_cast<double>(steady_tokens) / (end - all_decoding) : 0.0;
-    const double step_s = decode_tps > 0 ? static_cast<double>(B) / decode_tps : 0.0;
-    const double avg_ctx = static_cast<double>(a.prompt) + static_cast<double>(a.gen) / 2.0;
-    const double gbps = step_s > 0 ? step_bytes(B, avg_ctx) / step_s / 1e9 : 0.0;
-    const double prefill_tps = static_cast<double>(B * a.prompt) / prefill_s;
-    nlohmann::ordered_json row = {
-        {"batch", B},
-        {"prompt_tokens", a.prompt},
-        {"gen_tokens", a.gen},
-        {"prefill_tokens_per_s", prefill_tps},
-        {"prefill_tflop_per_s", 2.0 * static_cast<double>(sum.params_active_per_token) * prefill_tps / 1e12},
-        {"decode_tokens_per_s", decode_tps},
-        {"generated_tokens_per_s_end_to_end", static_cast<double>(B * a.gen) / total_s},
-        {"ttft_ms", {{"p50", percentile(ttft, 50)}, {"p90", percentile(ttft, 90)}, {"p99", percentile(ttft, 99)}}},
-        {"tpot_ms", {{"p50", percentile(tpot, 50)}, {"p90", percentile(tpot, 90)}, {"p99", percentile(tpot, 99)}}},
-        {"prefill_only_ttft_ms_p50",
-         percentile([&] {
-           std::vector<double> v;
-           for (const auto& r : pre) v.push_back(r.prefill_seconds * 1e3);
-           return v;
-         }(), 50)},
-        {"kv_bytes_per_token", kv_per_token},
-        {"kv_bytes_at_end", static_cast<double>(B * (a.prompt + a.gen)) * kv_per_token},
-        {"decode_step_bytes", step_bytes(B, avg_ctx)},
-        {"decode_achieved_gb_per_s", gbps},
-        {"copy_gb_per_s", copy_gbps},
-        {"roofline_share", copy_gbps > 0 ? gbps / copy_gbps : 0.0},
-        {"wall_seconds", prefill_s + total_s}};
-    std::printf("%6lld %8lld %6lld %12.0f %12.1f %10.1f %10.1f %10.2f %10.2f %12.0f %9.1f%%\n",
-                static_cast<long long>(B), static_cast<long long>(a.prompt), static_cast<long long>(a.gen),
-                prefill_tps, decode_tps, percentile(ttft, 50), percentile(ttft, 99), percentile(tpot, 50),
-                percentile(tpot, 99), gbps, copy_gbps > 0 ? 100.0 * gbps / copy_gbps : 0.0);
-    std::fflush(stdout);
-    rows.push_back(row);
+  PromptSource prompts(a.seed, c.vocab_size);
+  ojson rows = ojson::array();
+  print_legend();
+  for (const Shape& s : shapes) {
+    rows.push_back(run_shape(*engine, prompts, s, a, rf));
+    print_row(rows.back());
   }
+  ojson measures = ojson::object();
+  for (const Column& col : kColumns) measures[col.key] = col.measures;
   const std::time_t now = std::time(nullptr);
   char date[32];
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  nlohmann::ordered_json doc = {
-      {"tool", "mlabench bench"},
-      {"date", date},
-      {"commit", mlabench_commit()},
-      {"build", MLABENCH_BUILD_TYPE},
-      {"model", eo.model_dir},
-      {"architecture", sum.architecture},
-      {"attention", sum.attention},
-      {"weights", eo.random_weights_seed ? fmt::format("random (seed {})", *eo.random_weights_seed) : "checkpoint"},
-      {"device", to_string(eo.device)},
-      {"device_info", engine->device_json().empty() ? nlohmann::ordered_json()
-                                                     : nlohmann::ordered_json::parse(engine->device_json())},
-      {"params", {{"batches", batches},
-                  {"prompt", a.prompt},
-                  {"gen", a.gen},
-                  {"seed", a.seed},
-                  {"max_step_tokens", eo.max_step_tokens},
-                  {"block_size", eo.block_size},
-                  {"kv_cache_gib", eo.kv_cache_gib},
-                  {"prefix_sharing", eo.prefix_sharing},
-                  {"cuda_graphs", eo.cuda_graphs},
-                  {"precision", to_string(eo.precision)}}},
-      {"active_weight_bytes_per_token", engine->active_weight_bytes()},
-      {"weight_bytes", engine->weight_bytes()},
-      {"copy_gb_per_s", copy_gbps},
-      {"rows", rows}};
+  ojson doc = {{"tool", "mlabench bench"},
+               {"schema_version", kBenchSchemaVersion},
+               {"date", date},
+               {"commit", mlabench_commit()},
+               {"build", MLABENCH_BUILD_TYPE},
+               {"model", eo.model_dir},
+               {"architecture", sum.architecture},
+               {"attention", sum.attention},
+               {"weights", eo.random_weights_seed ? fmt::format("random (seed {})", *eo.random_weights_seed) : "checkpoint"},
+               {"device", to_string(eo.device)},
+               {"device_info", dev.empty() ? ojson() : ojson::parse(engine->device_json())},
+               {"params", params_json(a, eo, shapes)},
+               {"active_weight_bytes_per_token", engine->active_weight_bytes()},
+               {"weight_bytes", engine->weight_bytes()},
+               {"copy_gb_per_s", rf.copy_gbps},
+               {"measures", measures},
+               {"rows", rows}};
   if (!a.out.empty()) {
     std::ofstream out(a.out);
     out << doc.dump(2) << '\n';
-    if (!out.good()) throw Error(fmt::format("writing {} failed", a.out));
+    MLABENCH_CHECK(out.good(), "writing {} failed. HINT: check that its folder exists and is writable", a.out);
   }
   std::printf("%s\n", doc.dump().c_str());
 }
@@ -192,11 +450,17 @@ void bench_command(const BenchArgs& a) {
 
 void add_bench_command(CLI::App& app, int* exit_code) {
   static BenchArgs b;
-  auto* cmd = app.add_subcommand("bench", "throughput and latency at several batch sizes on random prompts (JSON)");
+  auto* cmd = app.add_subcommand("bench", "throughput and latency at several shapes on fresh random prompts (JSON)");
   add_model_args(cmd, b.model, true);
-  cmd->add_option("--batch", b.batches, "comma-separated batch sizes")->capture_default_str();
+  cmd->add_option("--batch", b.batches, "comma-separated batch sizes, each at --prompt tokens, both passes")
+      ->capture_default_str();
   cmd->add_option("--prompt", b.prompt, "prompt tokens per request")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--gen", b.gen, "new tokens per request")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--gen", b.gen, "new tokens per request of a decode pass")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--shapes", b.shapes,
+                  "instead of --batch/--prompt: PROMPTxBATCH[:prefill|decode|both],... e.g. "
+                  "32768x1:prefill,8192x64:decode (docs/harness.md, \"mlabench bench\")");
+  cmd->add_option("--warmup", b.warmup, "warm-up passes per shape (short fresh prompts, the shape's batch)")
+      ->capture_default_str();
   cmd->add_option("--seed", b.seed, "seed of the random prompts")->capture_default_str();
   cmd->add_option("--out", b.out, "write the JSON document here too");
   cmd->callback([=] { run(exit_code, [&] { bench_command(b); }); });

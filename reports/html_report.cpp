@@ -7,6 +7,7 @@
 // output can neither run script nor make the page fetch anything, even if an escape were missed.
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "engine/core/check.h"
@@ -313,17 +314,23 @@ std::string paper_section(const ReportInputs& in, const ReportOptions& o) {
 
 // ---------------------------------------------------------------------------------------------------- side by side
 
-std::vector<int64_t> bench_batches(const ReportInputs& in) {
-  std::set<int64_t> s;
+// Rows of the bench inputs, by (batch, prompt tokens): one bench may hold several prompt lengths (long-context
+// shapes), so batch alone does not name a row.
+using BenchKey = std::pair<double, double>;
+
+BenchKey bench_key(const json& row) { return {bench_number(row, "batch"), bench_number(row, "prompt_tokens")}; }
+
+std::vector<BenchKey> bench_keys(const ReportInputs& in) {
+  std::set<BenchKey> s;
   for (const BenchInput& b : in.benches)
-    for (const json& row : b.bench["rows"]) s.insert(row["batch"].get<int64_t>());
+    for (const json& row : b.bench["rows"]) s.insert(bench_key(row));
   return {s.begin(), s.end()};
 }
 
-double bench_value(const BenchInput* b, int64_t batch, const char* key) {
+double bench_value(const BenchInput* b, const BenchKey& key, const char* metric) {
   if (!b) return std::nan("");
   for (const json& row : b->bench["rows"])
-    if (row["batch"].get<int64_t>() == batch) return bench_number(row, key);
+    if (bench_key(row) == key) return bench_number(row, metric);
   return std::nan("");
 }
 
@@ -380,12 +387,14 @@ std::string compare_section(const ReportInputs& in) {
   }
   row("KV cache bytes per token", [&](const std::string& l) { return kv_bytes_per_token(in, l); },
       [](const std::string&, double v) { return fmt::format("{:.0f}", v); });
-  for (const int64_t batch : bench_batches(in)) {
-    row(fmt::format("decode tokens/s, batch {}", batch),
-        [&](const std::string& l) { return bench_value(bench_for(in, l), batch, "decode_tokens_per_s"); },
+  const bool by_prompt = bench_prompts_vary(in);
+  for (const BenchKey& key : bench_keys(in)) {
+    const std::string name = bench_row_name({{"batch", key.first}, {"prompt_tokens", key.second}}, by_prompt);
+    row("decode tokens/s, " + name,
+        [&](const std::string& l) { return bench_value(bench_for(in, l), key, "decode_tokens_per_s"); },
         [](const std::string&, double v) { return fmt::format("{:.1f}", v); });
-    row(fmt::format("prefill tokens/s, batch {}", batch),
-        [&](const std::string& l) { return bench_value(bench_for(in, l), batch, "prefill_tokens_per_s"); },
+    row("prefill tokens/s, " + name,
+        [&](const std::string& l) { return bench_value(bench_for(in, l), key, "prefill_tokens_per_s"); },
         [](const std::string&, double v) { return fmt::format("{:.1f}", v); });
   }
   h += "</tbody></table>\n";
@@ -465,9 +474,10 @@ std::string niah_section(const ReportInputs& in) {
 
 std::string bench_table(const BenchInput& b) {
   std::string h =
-      "<table class=\"sortable\"><thead><tr><th>Batch</th><th>Prompt</th><th>Gen</th><th>Prefill tok/s</th>"
-      "<th>Prefill TFLOP/s</th><th>Decode tok/s</th><th>TTFT p50 ms</th><th>TTFT p99 ms</th><th>TPOT p50 ms</th>"
-      "<th>TPOT p99 ms</th><th>Decode GB/s</th><th>Roofline</th><th>KV B/token</th></tr></thead><tbody>\n";
+      "<table class=\"sortable\"><thead><tr><th>Batch</th><th>Prompt</th><th>Gen</th><th>Passes</th>"
+      "<th>Prefill tok/s</th><th>Prefill TFLOP/s</th><th>Decode tok/s (all decoding)</th><th>TTFT p50 ms</th>"
+      "<th>TTFT p99 ms</th><th>TPOT p50 ms</th><th>TPOT p99 ms</th><th>Decode GB/s</th><th>Roofline</th>"
+      "<th>KV B/token</th><th>Prefix tokens reused</th></tr></thead><tbody>\n";
   for (const json& row : b.bench["rows"]) {
     // One cell: the number for sorting, the text with `digits` decimals (`scale` for percentages).
     auto cell = [&](const char* key, const char* pct, int digits, double scale = 1, const char* unit = "") {
@@ -475,38 +485,60 @@ std::string bench_table(const BenchInput& b) {
       return td_num(v, fmt::format("{:.{}f}{}", scale * v, digits, unit));
     };
     h += "<tr>" + cell("batch", nullptr, 0) + cell("prompt_tokens", nullptr, 0) + cell("gen_tokens", nullptr, 0) +
-         cell("prefill_tokens_per_s", nullptr, 1) + cell("prefill_tflop_per_s", nullptr, 1) +
-         cell("decode_tokens_per_s", nullptr, 1) + cell("ttft_ms", "p50", 1) + cell("ttft_ms", "p99", 1) +
-         cell("tpot_ms", "p50", 2) + cell("tpot_ms", "p99", 2) + cell("decode_achieved_gb_per_s", nullptr, 1) +
-         cell("roofline_share", nullptr, 0, 100, "%") + cell("kv_bytes_per_token", nullptr, 0) + "</tr>\n";
+         td(str(row, "mode", "prefill+decode")) + cell("prefill_tokens_per_s", nullptr, 1) +
+         cell("prefill_tflop_per_s", nullptr, 1) + cell("decode_tokens_per_s", nullptr, 1) + cell("ttft_ms", "p50", 1) +
+         cell("ttft_ms", "p99", 1) + cell("tpot_ms", "p50", 2) + cell("tpot_ms", "p99", 2) +
+         cell("decode_achieved_gb_per_s", nullptr, 1) + cell("roofline_share", nullptr, 0, 100, "%") +
+         cell("kv_bytes_per_token", nullptr, 0) + cell("prefix_tokens_reused", nullptr, 0) + "</tr>\n";
   }
   return h + "</tbody></table>\n";
 }
 
+// What the columns measure: the file's own "measures" (schema 2), or what schema 1 measured.
+std::string bench_measures_note(const BenchInput& b) {
+  if (bench_schema(b.bench) < 2)
+    return note("Bench schema 1: TTFT came from a second pass over prompts already in the prefix cache, so it "
+                "understates the time to first token of a new prompt (prefill tok/s was measured on uncached "
+                "prompts). Decode tok/s counts the steps in which every sequence was decoding.");
+  const json& m = b.bench.value("measures", json::object());
+  std::string h = "<details><summary>What each column measures</summary><ul>\n";
+  for (const auto& [key, what] : m.items())
+    h += "<li><code>" + esc(key) + "</code>: " + esc(what.is_string() ? what.get<std::string>() : what.dump()) +
+         "</li>\n";
+  return h + "</ul></details>\n";
+}
+
+// One line per bench label, or per (label, prompt length) when the rows have several prompt lengths.
 svg::LineChart throughput_chart(const ReportInputs& in, const char* key, const std::string& title) {
   svg::LineChart c;
   c.width = 600;
   c.title = title;
   c.x = {"batch size (sequences)", svg::Scale::LOG2};
   c.y = {"tokens/s", svg::Scale::LINEAR};
+  const bool by_prompt = bench_prompts_vary(in);
   for (const BenchInput& b : in.benches) {
-    svg::Series s{.name = b.label, .x = {}, .y = {}};
+    std::map<double, svg::Series> by_length;
     for (const json& row : b.bench["rows"]) {
+      const double prompt = bench_number(row, "prompt_tokens"), v = bench_number(row, key);
+      if (!std::isfinite(v)) continue;  // a row without this pass (prefill-only, decode-only)
+      svg::Series& s = by_length[by_prompt ? prompt : 0];
+      s.name = by_prompt ? fmt::format("{}, prompt {:.0f}", b.label, prompt) : b.label;
       s.x.push_back(bench_number(row, "batch"));
-      s.y.push_back(bench_number(row, key));
+      s.y.push_back(v);
     }
-    c.series.push_back(std::move(s));
+    for (auto& [_, s] : by_length) c.series.push_back(std::move(s));
   }
   return c;
 }
 
-svg::BarChart percentile_chart(const BenchInput& b, const char* key, const std::string& what) {
-  svg::BarChart c{.title = b.label + ": " + what + " by batch size", .value_title = "milliseconds",
+svg::BarChart percentile_chart(const BenchInput& b, const char* key, const std::string& what, bool by_prompt) {
+  svg::BarChart c{.title = b.label + ": " + what + " by shape", .value_title = "milliseconds",
                   .series = {"p50", "p90", "p99"}, .groups = {}, .value_labels = true, .width = 600, .height = 360};
   for (const json& row : b.bench["rows"])
-    c.groups.push_back({.label = "batch " + str(row, "batch"),
-                        .values = {bench_number(row, key, "p50"), bench_number(row, key, "p90"),
-                                   bench_number(row, key, "p99")}});
+    if (std::isfinite(bench_number(row, key, "p50")))
+      c.groups.push_back({.label = bench_row_name(row, by_prompt),
+                          .values = {bench_number(row, key, "p50"), bench_number(row, key, "p90"),
+                                     bench_number(row, key, "p99")}});
   return c;
 }
 
@@ -518,10 +550,11 @@ std::string performance_section(const ReportInputs& in) {
   for (const BenchInput& b : in.benches) {
     const json& params = b.bench.value("params", json::object());
     h += "<h3>" + esc(b.label) + "</h3>\n" +
-         note(fmt::format("{} on {}; prompt {} tokens, {} generated per sequence; commit {}.", str(b.bench, "model"),
+         note(fmt::format("{} on {}; prompt {} tokens, {} generated per sequence in decode passes; commit {}.",
+                          str(b.bench, "model"),
                           str(b.bench.value("device_info", json::object()), "gpu", str(b.bench, "device")),
                           str(params, "prompt"), str(params, "gen"), str(b.bench, "commit"))) +
-         bench_table(b);
+         bench_table(b) + bench_measures_note(b);
   }
   if (!in.benches.empty()) {
     h += "<div class=\"charts\">\n<figure>" +
@@ -529,9 +562,15 @@ std::string performance_section(const ReportInputs& in) {
          "</figure>\n<figure>" +
          svg::line_chart(throughput_chart(in, "prefill_tokens_per_s", "Prefill throughput (prompt tokens/s)")) +
          "</figure>\n";
-    for (const BenchInput& b : in.benches)
-      h += "<figure>" + svg::bar_chart(percentile_chart(b, "ttft_ms", "time to first token")) + "</figure>\n<figure>" +
-           svg::bar_chart(percentile_chart(b, "tpot_ms", "time per output token")) + "</figure>\n";
+    const bool by_prompt = bench_prompts_vary(in);
+    for (const BenchInput& b : in.benches) {
+      const std::string ttft = bench_schema(b.bench) < 2 ? "time to first token (schema 1: prompt already cached)"
+                                                         : "time to first token (uncached prompt, with queueing)";
+      for (const auto& [key, what] : {std::pair<const char*, std::string>{"ttft_ms", ttft}, {"tpot_ms", "time per output token"}}) {
+        const svg::BarChart chart = percentile_chart(b, key, what, by_prompt);
+        if (!chart.groups.empty()) h += "<figure>" + svg::bar_chart(chart) + "</figure>\n";
+      }
+    }
     h += "</div>\n";
   }
   svg::BarChart kv{.title = "KV-cache bytes per token", .value_title = "bytes per token",

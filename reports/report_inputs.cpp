@@ -264,6 +264,28 @@ double bench_number(const json& row, const char* key, const char* percentile) {
   return v.is_number() ? v.get<double>() : std::nan("");
 }
 
+int bench_schema(const json& bench) {
+  return bench.contains("schema_version") && bench["schema_version"].is_number_integer()
+             ? bench["schema_version"].get<int>()
+             : 1;
+}
+
+bool bench_prompts_vary(const ReportInputs& in) {
+  std::set<double> prompts;
+  for (const BenchInput& b : in.benches)
+    for (const json& row : b.bench["rows"]) prompts.insert(bench_number(row, "prompt_tokens"));
+  return prompts.size() > 1;
+}
+
+std::string bench_row_name(const json& row, bool with_prompt) {
+  const auto whole = [&](const char* key) {
+    const double v = bench_number(row, key);
+    return std::isfinite(v) ? fmt::format("{:.0f}", v) : std::string("n/a");
+  };
+  return with_prompt ? fmt::format("batch {}, prompt {}", whole("batch"), whole("prompt_tokens"))
+                     : "batch " + whole("batch");
+}
+
 std::vector<std::string> run_tasks(const json& results) {
   std::vector<std::string> out;
   if (!results.contains("versions")) return out;

@@ -126,6 +126,14 @@ std::vector<BreakdownValue> breakdown_values(const json& results, const std::str
 
 /// \brief A number of a bench JSON row: `row[key]`, or `row[key][percentile]` ("ttft_ms", "p99"); NaN when absent.
 double bench_number(const json& row, const char* key, const char* percentile = nullptr);
+/// \brief The schema a bench JSON was written with: its "schema_version", 1 when absent. Schema 1 took TTFT from a
+/// second pass over prompts already in the prefix cache; from 2 on every measured prompt is uncached.
+int bench_schema(const json& bench);
+/// \brief True when the bench inputs' rows have more than one prompt length: rows are then told apart by batch
+/// and prompt, not by batch alone.
+bool bench_prompts_vary(const ReportInputs& in);
+/// \brief "batch 16", or "batch 16, prompt 512" with `with_prompt`.
+std::string bench_row_name(const json& row, bool with_prompt);
 
 /// \brief The top-level tasks of a results.json, in run order.
 std::vector<std::string> run_tasks(const json& results);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <set>
 
 #include "engine/core/check.h"
 #include "harness/evaluator.h"
@@ -100,12 +101,15 @@ std::string render_markdown(const ReportInputs& in, const ReportOptions& o) {
                       md_cell(weights), md_cell(c.value("device", "n/a")), md_cell(c.value("precision", "n/a")),
                       md_cell(p.value("commit", "")), md_cell(p.value("date", "")));
   }
-  for (const BenchInput& b : in.benches)
+  for (const BenchInput& b : in.benches) {
+    // A CPU bench writes "device_info": null.
+    const json& d = b.bench.contains("device_info") && b.bench["device_info"].is_object() ? b.bench["device_info"]
+                                                                                          : json::object();
     md += fmt::format("| {} | {} (bench) | {} | {} | {} | {} | {} |\n", md_cell(b.label),
                       md_cell(b.bench.value("model", "")), md_cell(b.bench.value("weights", "")),
-                      md_cell(b.bench.value("device_info", json::object()).value("gpu", b.bench.value("device", ""))),
-                      md_cell(b.bench.value("device_info", json::object()).value("dtype", "")),
+                      md_cell(d.value("gpu", b.bench.value("device", ""))), md_cell(d.value("dtype", "")),
                       md_cell(b.bench.value("commit", "")), md_cell(b.bench.value("date", "")));
+  }
 
   md += "\n## Results\n\n| label | task | metric | filter | value | stderr | 95% CI | n |\n|---|---|---|---|---:|---:|---|---:|\n";
   for (const RunInput& r : in.runs)
@@ -129,15 +133,28 @@ std::string render_markdown(const ReportInputs& in, const ReportOptions& o) {
   }
 
   if (!in.benches.empty()) {
-    md += "\n## Throughput and KV cache\n\n| label | batch | prefill tok/s | decode tok/s | TTFT p50 ms | TTFT p99 ms | "
-          "TPOT p50 ms | TPOT p99 ms | KV bytes/token |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    // TTFT is of uncached prompts from bench schema 2 on; schema 1 files measured it on cached ones (marked).
+    md += "\n## Throughput and KV cache\n\n| label | batch | prompt | prefill tok/s | decode tok/s | TTFT p50 ms | "
+          "TTFT p99 ms | TPOT p50 ms | TPOT p99 ms | KV bytes/token |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    auto number = [](double v, int digits) { return std::isfinite(v) ? fmt::format("{:.{}f}", v, digits) : "n/a"; };
+    bool schema1 = false;
     for (const BenchInput& b : in.benches)
-      for (const json& row : b.bench["rows"])
-        md += fmt::format("| {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.2f} | {:.2f} | {:.0f} |\n", md_cell(b.label),
-                          row["batch"].get<int64_t>(), bench_number(row, "prefill_tokens_per_s"),
-                          bench_number(row, "decode_tokens_per_s"), bench_number(row, "ttft_ms", "p50"),
-                          bench_number(row, "ttft_ms", "p99"), bench_number(row, "tpot_ms", "p50"),
-                          bench_number(row, "tpot_ms", "p99"), bench_number(row, "kv_bytes_per_token"));
+      for (const json& row : b.bench["rows"]) {
+        const std::string mark = bench_schema(b.bench) < 2 ? " (cached)" : "";
+        schema1 = schema1 || !mark.empty();
+        md += fmt::format("| {} | {} | {} | {} | {} | {}{} | {}{} | {} | {} | {} |\n", md_cell(b.label),
+                          number(bench_number(row, "batch"), 0), number(bench_number(row, "prompt_tokens"), 0),
+                          number(bench_number(row, "prefill_tokens_per_s"), 1),
+                          number(bench_number(row, "decode_tokens_per_s"), 1),
+                          number(bench_number(row, "ttft_ms", "p50"), 1), mark,
+                          number(bench_number(row, "ttft_ms", "p99"), 1), mark,
+                          number(bench_number(row, "tpot_ms", "p50"), 2), number(bench_number(row, "tpot_ms", "p99"), 2),
+                          number(bench_number(row, "kv_bytes_per_token"), 0));
+      }
+    md += "\nTTFT: time to first token of an uncached prompt, the batch submitted at once (includes queueing); decode "
+          "tok/s: over the steps in which every sequence decodes.";
+    if (schema1) md += " (cached): a bench schema 1 file, whose TTFT came from prompts already in the prefix cache.";
+    md += "\n";
   }
   md += fmt::format("\nMade by {}.\n", o.generator);
   return md;
@@ -187,7 +204,11 @@ std::string render_csv(const ReportInputs& in, const ReportOptions& o) {
   }
   for (const BenchInput& b : in.benches)
     for (const json& row : b.bench["rows"]) {
-      const std::string at = "batch=" + row["batch"].dump();
+      // Rows are told apart by batch, and by prompt length too where a file's rows have several.
+      std::set<double> prompts;
+      for (const json& r : b.bench["rows"]) prompts.insert(bench_number(r, "prompt_tokens"));
+      const std::string at = "batch=" + row["batch"].dump() +
+                             (prompts.size() > 1 ? ";prompt=" + row.value("prompt_tokens", json()).dump() : "");
       auto add = [&](const std::string& metric, double v) {
         if (std::isfinite(v)) line({"bench", csv_cell(b.label), csv_cell(b.bench.value("model", "")), at, metric, "",
                                     csv_num(v), "", "", "", "", "", "", "", ""});

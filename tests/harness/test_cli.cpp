@@ -314,6 +314,102 @@ TEST(Cli, EngineOptionsReachTheEngine) {
   expect_failure("logits --model " + t.path() + " --tokens 1 --out x.npy --random-weights -1", "-1", 2);
 }
 
+// bench measures prompts no earlier pass (warm-up included) put in the prefix cache: the serving core's reuse
+// counter is 0 for every measured pass, which computes every prompt token itself; each row has the passes its
+// mode asks for, and every number a row reports says in "measures" what it measures.
+TEST(Cli, BenchMeasuresUncachedPromptsAndLabelsItsColumns) {
+  test::TempDir t;
+  const CliResult r = mlabench_cli("bench --shapes 48x2:prefill,48x2:decode,40x3 --gen 4 --out " + t.file("b.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("uncached"), std::string::npos) << "the table's legend says what TTFT measures:\n" << r.out;
+  const auto j = nlohmann::json::parse(test::read_file(t.file("b.json")));
+  EXPECT_EQ(j["schema_version"], 2);
+  EXPECT_EQ(j["params"]["shapes"], nlohmann::json::parse(R"(["48x2:prefill", "48x2:decode", "40x3:prefill+decode"])"));
+  ASSERT_EQ(j["rows"].size(), 3u);
+  for (const auto& row : j["rows"]) {
+    const int64_t B = row["batch"], P = row["prompt_tokens"];
+    const std::string mode = row["mode"];
+    SCOPED_TRACE(mode + " " + std::to_string(P) + "x" + std::to_string(B));
+    EXPECT_EQ(row["prefix_tokens_reused"], 0);
+    EXPECT_TRUE(row["passes"].contains("warmup"));
+    for (const char* pass : {"prefill", "decode"}) {
+      ASSERT_EQ(row["passes"].contains(pass), mode.find(pass) != std::string::npos) << pass;
+      if (!row["passes"].contains(pass)) continue;
+      const auto& p = row["passes"][pass];
+      EXPECT_EQ(p["prefix_tokens_reused"], 0) << pass;
+      EXPECT_EQ(p["prefill_tokens_computed"], B * P) << pass << ": every prompt token computed";
+      EXPECT_EQ(p["decode_tokens"], std::string(pass) == "decode" ? B * (4 - 1) : 0) << pass;
+      EXPECT_EQ(p["preemptions"], 0) << pass;
+    }
+    EXPECT_EQ(row.contains("prefill_tokens_per_s"), mode.find("prefill") != std::string::npos);
+    EXPECT_EQ(row.contains("decode_tokens_per_s"), mode.find("decode") != std::string::npos);
+    EXPECT_EQ(row.contains("tpot_ms"), mode.find("decode") != std::string::npos);
+    ASSERT_TRUE(row.contains("ttft_ms"));
+    EXPECT_GT(row["ttft_ms"]["p50"].get<double>(), 0.0);
+    for (const auto& [key, _] : row.items()) {
+      if (key != "batch" && key != "prompt_tokens" && key != "gen_tokens" && key != "mode" && key != "passes" &&
+          key != "prefill_only_ttft_ms_p50") {
+        EXPECT_TRUE(j["measures"].contains(key)) << "no \"measures\" entry for " << key;
+      }
+    }
+  }
+  EXPECT_NE(j["measures"]["ttft_ms"].get<std::string>().find("uncached"), std::string::npos);
+  // The same prompt twice is served from the cache the second time: the counter the bench checks is live.
+  auto engine = Engine::open({.model_dir = test::default_model_dir()}).value();
+  std::vector<int32_t> prompt(100);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>(7 * i % 2000);
+  const GenerateResult first = engine->generate(prompt, {.max_new_tokens = 1}).value();
+  const GenerateResult again = engine->generate(prompt, {.max_new_tokens = 1}).value();
+  EXPECT_EQ(first.prefix_tokens_reused, 0);
+  EXPECT_EQ(again.prefix_tokens_reused, 96) << "six full blocks of 16 (the last token is always computed)";
+  EXPECT_EQ(engine->stats().prefix_tokens_reused, 96);
+  EXPECT_EQ(engine->stats().prefill_tokens, 100 + 4);
+}
+
+// Long prompts (long for the bundled model's 2,560-token window): the bench sizes the window to its longest shape (prompt + new tokens), a prompt longer than the
+// step is prefilled in chunks, and a shape the model or --max-context cannot hold is refused with the flag to use.
+TEST(Cli, BenchLongShapesSizeTheWindowAndChunkThePrefill) {
+  test::TempDir t;
+  const CliResult r = mlabench_cli("bench --shapes 1600x1:prefill,800x2:decode --gen 8 --max-step-tokens 256 "
+                                   "--warmup 0 --out " + t.file("b.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(test::read_file(t.file("b.json")));
+  EXPECT_EQ(j["params"]["max_context"], 1600 + 1) << "the longest shape: 1,600 prompt tokens and one new one";
+  EXPECT_EQ(j["params"]["warmup"], 0);
+  const auto& prefill = j["rows"][0]["passes"]["prefill"];
+  EXPECT_EQ(prefill["prefill_tokens_computed"], 1600);
+  EXPECT_GE(prefill["steps"], 7) << "1,600 tokens in chunks of at most 256";
+  EXPECT_EQ(j["rows"][1]["passes"]["decode"]["prefill_tokens_computed"], 1600);
+  EXPECT_FALSE(j["rows"][0]["passes"].contains("warmup"));
+  // The report reads it beside a schema 1 baseline: rows told apart by batch and prompt, a missing pass n/a, the
+  // old file's TTFT marked as cached.
+  const std::string old_bench = std::string(MLABENCH_TEST_DATA) + "/../../reports/baselines/"
+                                "2026-12-02_h200_5cccd0a_bench_dsv2_lite.json";
+  const CliResult md = mlabench_cli("report long=" + t.file("b.json") + " old=" + old_bench + " --format md");
+  ASSERT_EQ(md.exit_code, 0) << md.err;
+  EXPECT_NE(md.out.find("| long | 1 | 1600 | "), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find(" | n/a | "), std::string::npos) << "the prefill-only row has no decode tok/s\n" << md.out;
+  EXPECT_NE(md.out.find(" (cached) | "), std::string::npos) << md.out;
+  const CliResult csv = mlabench_cli("report long=" + t.file("b.json") + " --format csv");
+  ASSERT_EQ(csv.exit_code, 0) << csv.err;
+  EXPECT_NE(csv.out.find(",batch=1;prompt=1600,prefill_tokens_per_s,"), std::string::npos) << csv.out;
+  const CliResult html = mlabench_cli("report long=" + t.file("b.json") + " old=" + old_bench + " --out " +
+                                      t.file("r.html"));
+  ASSERT_EQ(html.exit_code, 0) << html.err;
+  const std::string page = test::read_file(t.file("r.html"));
+  EXPECT_NE(page.find("prefill tokens/s, batch 1, prompt 1600"), std::string::npos);
+  EXPECT_NE(page.find("decode tokens/s, batch 64, prompt 512"), std::string::npos);
+  EXPECT_NE(page.find("Bench schema 1"), std::string::npos);
+  EXPECT_NE(page.find("What each column measures"), std::string::npos);
+
+  expect_failure("bench --shapes 2600x1:prefill", "max_position_embeddings 2560");
+  expect_failure("bench --shapes 1000x1 --gen 8 --max-context 900", "--max-context is 900");
+  expect_failure("bench --shapes 1000", "PROMPTxBATCH");
+  expect_failure("bench --shapes 1000x1:fast", "prefill, decode or both");
+  expect_failure("bench --batch 2,x", "positive integer");
+}
+
 // --max-context reaches the engine on the CPU too: it bounds every request's positions.
 TEST(Cli, MaxContextBoundsARequest) {
   // 3 prompt + 200 new positions do not fit a 100-position engine (the bundled model's window is 2,560).

@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """The peer benchmark: Hugging Face transformers running the same model shapes as `mlabench bench`, on the GPU
 machine, with random bf16 weights built on the device from a config folder (configs/deepseek-v2-lite,
-configs/llama-3-8b). For each batch size: a random prompt of --prompt tokens, then --gen greedy new tokens
-through model.generate (min_new_tokens = max_new_tokens, so every row makes all of them).
+configs/llama-3-8b). For each prompt length and batch size: a random prompt of that many tokens, then --gen greedy
+new tokens through model.generate (min_new_tokens = max_new_tokens, so every row makes all of them).
 
-Measured per batch, after one warm-up generate: prefill = a generate with max_new_tokens=1 (its time is the
-TTFT), total = the full generate; prefill tok/s = batch*prompt/prefill, decode tok/s = batch*(gen-1)/(total -
-prefill), peak memory = torch.cuda.max_memory_allocated over the batch. --max-seconds bounds the whole run: a
-batch is skipped (and reported as such) once the time spent plus the previous batch's time would pass it.
+Measured per (prompt, batch), after one warm-up generate: prefill = a generate with max_new_tokens=1 (its time is
+the TTFT; transformers keeps no cache between generate calls, so every prompt is uncached, as in mlabench bench),
+total = the full generate; prefill tok/s = batch*prompt/prefill, decode tok/s = batch*(gen-1)/(total - prefill),
+peak memory = torch.cuda.max_memory_allocated over the row. --prefill-only skips the full generate (the long
+prompts of `mlabench bench --shapes 32768x1:prefill,131072x1:prefill`). --max-seconds bounds the whole run: a row
+is skipped (and reported as such) once the time spent plus the previous row's time would pass it.
 
 Usage: python3 tools/gpu/bench_transformers.py --config configs/deepseek-v2-lite --batch 1,16,64 \
          --prompt 512 --gen 128 --out peer.json
+       python3 tools/gpu/bench_transformers.py --config configs/deepseek-v2-lite --batch 1 \
+         --prompt 32768,131072 --prefill-only --out peer_long.json
 Prints a table; --out writes JSON with the versions, the GPU, every parameter and every measurement."""
 import argparse
 import json
@@ -24,7 +28,8 @@ T_START = time.perf_counter()
 ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 ap.add_argument("--config", default="configs/deepseek-v2-lite", help="folder holding config.json")
 ap.add_argument("--batch", default="1,16,64", help="comma list of batch sizes")
-ap.add_argument("--prompt", type=int, default=512, help="prompt tokens per sequence")
+ap.add_argument("--prompt", default="512", help="comma list of prompt lengths (tokens per sequence)")
+ap.add_argument("--prefill-only", action="store_true", help="measure the prefill (TTFT) only, no decode")
 ap.add_argument("--gen", type=int, default=128, help="new tokens per sequence (greedy)")
 ap.add_argument("--attn", default="sdpa", help="attn_implementation")
 ap.add_argument("--experts", default="grouped_mm",
@@ -36,8 +41,10 @@ ap.add_argument("--out", default="", help="JSON output file")
 args = ap.parse_args()
 
 batches = [int(b) for b in args.batch.split(",") if b.strip()]
-if not batches or min(batches) < 1 or args.prompt < 1 or args.gen < 2:
-    sys.exit("bench_transformers: need batch sizes >= 1, --prompt >= 1 and --gen >= 2 (decode = gen - 1 tokens)")
+prompts = [int(p) for p in args.prompt.split(",") if p.strip()]
+if not batches or min(batches) < 1 or not prompts or min(prompts) < 1 or (args.gen < 2 and not args.prefill_only):
+    sys.exit("bench_transformers: need batch sizes >= 1, prompt lengths >= 1 and --gen >= 2 (decode = gen - 1 "
+             "tokens) unless --prefill-only")
 
 import torch  # noqa: E402  (after argument checks, so --help works without a GPU)
 import transformers  # noqa: E402
@@ -151,19 +158,19 @@ def generate(ids, new_tokens):
     return dt
 
 
-def prompt_ids(batch):
+def prompt_ids(batch, prompt):
     g = torch.Generator(device="cuda").manual_seed(args.seed + batch)
     # Ids from 1000 up, clear of the special tokens at either end of common vocabularies.
     v = config.vocab_size
     lo, hi = (1000, v - 1000) if v > 4000 else (0, v)
-    return torch.randint(lo, hi, (batch, args.prompt), device="cuda", generator=g)
+    return torch.randint(lo, hi, (batch, prompt), device="cuda", generator=g)
 
 
 # ---- the runs ---------------------------------------------------------------------------------------------
 
 try:
     t0 = time.perf_counter()
-    generate(prompt_ids(batches[0])[:, : min(args.prompt, 64)], 4)  # kernels, cuBLAS handles, allocator
+    generate(prompt_ids(batches[0], min(prompts[0], 64)), 4)  # kernels, cuBLAS handles, allocator
     report["warmup_s"] = time.perf_counter() - t0
 except Exception as e:
     note(f"warm-up failed: {type(e).__name__}: {e}")
@@ -172,8 +179,8 @@ except Exception as e:
     sys.exit(1)
 
 last_batch_s = 0.0
-for b in batches:
-    row = {"batch": b, "prompt": args.prompt, "gen": args.gen}
+for p, b in [(p, b) for p in prompts for b in batches]:
+    row = {"batch": b, "prompt": p, "gen": 1 if args.prefill_only else args.gen}
     spent = time.perf_counter() - T_START
     if spent + last_batch_s > args.max_seconds:
         row["status"] = f"skipped (budget: {spent:.0f} s spent + ~{last_batch_s:.0f} s > {args.max_seconds:.0f} s)"
@@ -183,19 +190,17 @@ for b in batches:
     try:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        ids = prompt_ids(b)
+        ids = prompt_ids(b, p)
         prefill = generate(ids, 1)
-        total = generate(ids, args.gen)
-        row.update({
-            "status": "ok",
-            "prefill_s": prefill,
-            "total_s": total,
-            "ttft_ms": prefill * 1e3,
-            "prefill_tok_s": b * args.prompt / prefill,
-            "decode_tok_s": b * (args.gen - 1) / max(total - prefill, 1e-9),
-            "decode_ms_per_step": (total - prefill) / (args.gen - 1) * 1e3,
-            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
-        })
+        row.update({"status": "ok", "prefill_s": prefill, "ttft_ms": prefill * 1e3, "prefill_tok_s": b * p / prefill})
+        if not args.prefill_only:
+            total = generate(ids, args.gen)
+            row.update({
+                "total_s": total,
+                "decode_tok_s": b * (args.gen - 1) / max(total - prefill, 1e-9),
+                "decode_ms_per_step": (total - prefill) / (args.gen - 1) * 1e3,
+            })
+        row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
     except torch.cuda.OutOfMemoryError as e:
         row["status"] = "out of memory"
         row["error"] = str(e).split("\n")[0]
@@ -214,12 +219,16 @@ write_report()
 
 name = os.path.basename(os.path.normpath(args.config))
 print(f"transformers {transformers.__version__} / torch {torch.__version__} on {report['gpu']}: {name}, "
-      f"prompt {args.prompt}, gen {args.gen}, bf16, attn {report['attn_implementation']}")
-print(f"{'batch':>5} {'prefill tok/s':>14} {'decode tok/s':>13} {'TTFT ms':>9} {'ms/step':>8} {'peak GiB':>9}  status")
+      f"prompt {args.prompt}, gen {1 if args.prefill_only else args.gen}, bf16, attn {report['attn_implementation']}")
+print("TTFT ms: one generate with max_new_tokens=1 on an uncached prompt (the whole batch at once)")
+print(f"{'batch':>5} {'prompt':>7} {'prefill tok/s':>14} {'decode tok/s':>13} {'TTFT ms':>9} {'ms/step':>8} "
+      f"{'peak GiB':>9}  status")
 for r in report["results"]:
     if r["status"] == "ok":
-        print(f"{r['batch']:>5} {r['prefill_tok_s']:>14.0f} {r['decode_tok_s']:>13.1f} {r['ttft_ms']:>9.1f} "
-              f"{r['decode_ms_per_step']:>8.2f} {r['peak_mem_gib']:>9.1f}  ok")
+        dec = f"{r['decode_tok_s']:>13.1f}" if "decode_tok_s" in r else f"{'-':>13}"
+        step = f"{r['decode_ms_per_step']:>8.2f}" if "decode_ms_per_step" in r else f"{'-':>8}"
+        print(f"{r['batch']:>5} {r['prompt']:>7} {r['prefill_tok_s']:>14.0f} {dec} {r['ttft_ms']:>9.1f} {step} "
+              f"{r['peak_mem_gib']:>9.1f}  ok")
     else:
-        print(f"{r['batch']:>5} {'-':>14} {'-':>13} {'-':>9} {'-':>8} {'-':>9}  {r['status']}")
+        print(f"{r['batch']:>5} {r['prompt']:>7} {'-':>14} {'-':>13} {'-':>9} {'-':>8} {'-':>9}  {r['status']}")
 print(f"wall {report['wall_s']:.0f} s (init {report['init_s']:.0f} s)" + (f", JSON in {args.out}" if args.out else ""))

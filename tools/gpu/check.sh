@@ -9,6 +9,11 @@
 # Usage, through the device tool (which copies no .git, so name the commit):
 #   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh [STAGES]     (logs and JSON land in $OUT)
 # STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,peer,harness,report,cpubench,tokenizer.
+# Long-context stages, run only when named (each takes minutes; give each its own device call after a build):
+#   longprefill  mlabench bench, one uncached 32K and 128K prompt (TTFT, prefill tok/s), V2-Lite random weights
+#   longdecode   mlabench bench, decode at 8K x 64 and 32K x 16 context x batch
+#   longdecode128  mlabench bench, decode at 128K x 1 (its decode pass prefills its own uncached 128K prompt)
+#   longpeer     transformers on the same 32K and 128K prompts (prefill only)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp/mlabench-check}
@@ -22,6 +27,7 @@ jobs=$(nproc)
 row() { printf '%-34s %s\n' "$1" "$2" >> "$out/summary.txt"; }
 stages=${1:-all}
 want() { [ "$stages" = all ] || [[ ",$stages," == *",$1,"* ]]; }
+named() { [[ ",$stages," == *",$1,"* ]]; }  # stages "all" leaves out
 export MLABENCH_COMMIT=${MLABENCH_COMMIT:-unknown}
 : > "$out/summary.txt"
 
@@ -119,6 +125,24 @@ for f in ("bench_dsv2_lite.json", "bench_llama3_8b.json", "bench_llama2_7b_mha.j
           f" CUDA graphs: {g.get('replays', 0)} replays, largest batch {g.get('largest_batch', 0)}")
 PY
 fi
+# Long context (docs/harness.md, "Long context"): the bench sizes --max-context to its longest shape; every measured
+# prompt is fresh, so TTFT is an uncached prefill (the rows' "reused" column must read 0).
+long_bench() {  # NAME TIMEOUT SHAPES
+  timeout "$2" build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
+    --shapes "$3" --gen 128 --out "$out/bench_dsv2_lite_$1.json" > "$out/bench_$1.log" 2>&1
+  row "bench V2-Lite $1" "rc $? ($3)"
+  grep -E '^ +[0-9]+ +[0-9]+ |^ *batch|^error|^warning' "$out/bench_$1.log" | sed 's/^/    /' >> "$out/summary.txt"
+}
+named longprefill && long_bench long_prefill 540 32768x1:prefill,131072x1:prefill
+named longdecode && long_bench long_decode 540 8192x64:decode,32768x16:decode
+named longdecode128 && long_bench long_decode128 540 131072x1:decode
+if named longpeer; then
+  timeout 560 python3 tools/gpu/bench_transformers.py --config configs/deepseek-v2-lite --batch 1 --prompt 32768,131072 \
+    --prefill-only --max-seconds 540 --out "$out/peer_transformers_long.json" > "$out/peer_long.log" 2>&1
+  row "peer: transformers V2-Lite long" "rc $?"
+  tail -5 "$out/peer_long.log" | sed 's/^/    /' >> "$out/summary.txt"
+fi
+
 if want peer; then
   timeout 400 python3 tools/gpu/bench_transformers.py --config configs/deepseek-v2-lite --batch ${PEER_BATCHES:-1,16,64} \
     --prompt 512 --gen 128 --max-seconds 300 --out "$out/peer_transformers.json" > "$out/peer.log" 2>&1
@@ -241,7 +265,7 @@ fi
 fi
 # At most 8 files come back from the device tool: the logs travel as one file.
 for f in build.log make_fixtures.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log \
-         harness.log; do
+         harness.log bench_long_prefill.log bench_long_decode.log bench_long_decode128.log peer_long.log; do
   [ -f "$out/$f" ] && { echo "===== $f"; cat "$out/$f"; rm -f "$out/$f"; }
 done > "$out/logs.txt"
 echo

@@ -118,6 +118,18 @@ struct GenerateResult {
   double prefill_seconds = 0.0;  ///< until the first new token (batched: from the start of the batch)
   double decode_seconds = 0.0;   ///< from the first new token to the last
   std::vector<double> token_seconds{};  ///< batched calls: when each new token came, from the batch's start
+  int64_t prefix_tokens_reused = 0;     ///< prompt tokens taken from the prefix cache instead of computed
+};
+
+/// Counters of the serving core, summed over every call since the engine was opened: take two and subtract to
+/// see what one call computed (how `mlabench bench` checks that a measured prompt was not served from the cache).
+struct EngineStats {
+  int64_t steps = 0;                 ///< steps the runner executed
+  int64_t prefill_tokens = 0;        ///< prompt positions computed (recomputation after a pre-emption included)
+  int64_t decode_tokens = 0;         ///< one-token decode rows
+  int64_t prefix_tokens_reused = 0;  ///< prompt positions taken from the prefix cache instead of computed
+  int64_t preemptions = 0;           ///< sequences that lost their cache to make room and were recomputed
+  int64_t max_running = 0;           ///< most sequences running at once
 };
 
 /// One loglikelihood request of a batch: log p(continuation | context).
@@ -183,6 +195,8 @@ class Engine {
   /// \brief Many generations at once with continuous batching; results in request order. A request draws the
   /// same tokens in any batch and on either device (sampling depends on its seed and token index only).
   Result<std::vector<GenerateResult>> generate_batch(std::span<const GenerateRequest> requests);
+  /// \brief The serving core's counters since the engine was opened (EngineStats).
+  EngineStats stats() const;
   /// \brief On CUDA a JSON object describing the GPU, cache, limits and CUDA-graph counters ("" on the CPU).
   std::string device_json() const;
   /// \brief Device-to-device copy bandwidth measured at start-up (GB/s, read + write bytes), the roofline the benchmark
