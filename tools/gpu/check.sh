@@ -8,7 +8,8 @@
 #   5. print a short table last.
 # Usage, through the device tool (which copies no .git, so name the commit):
 #   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh [STAGES]     (logs and JSON land in $OUT)
-# STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,peer,harness,report,cpubench,tokenizer.
+# STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,kernels,peer,harness,report,cpubench,
+# tokenizer. "gputest" (named only) runs the GPU test binaries alone, for calls short of device time.
 # Long-context stages, run only when named (each takes minutes; give each its own device call after a build):
 #   longprefill  mlabench bench, one uncached 32K and 128K prompt (TTFT, prefill tok/s), V2-Lite random weights
 #   longdecode   mlabench bench, decode at 8K x 64 and 32K x 16 context x batch
@@ -51,6 +52,13 @@ if want test; then
 ctest --test-dir build-gpu -j 4 --output-on-failure -E 'GpuFixture|GpuEngine[.]' > "$out/ctest.log" 2>&1
 row "tests (ctest, GPU engine apart)" "$(grep -E 'tests passed|tests failed' "$out/ctest.log" | tail -1)"
 grep -E "SKIPPED|Failed|\*\*\*" "$out/ctest.log" | head -20 | sed 's/^/    /' >> "$out/summary.txt"
+elif named gputest; then
+# Only the GPU tests (CI runs the rest): the CUDA kernels against their twins, then the engine and parity below.
+build-gpu/tests/test_cuda_kernels > "$out/ctest.log" 2>&1
+row "CUDA kernel tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/ctest.log" | tr '\n' ' ')"
+grep -E '^\[  FAILED|Failure' "$out/ctest.log" | head -10 | sed 's/^/    /' >> "$out/summary.txt"
+fi
+if want test || named gputest; then
 # The engine tests run alone: they size their caches from free GPU memory.
 build-gpu/tests/test_gpu_engine > "$out/gpu_engine.log" 2>&1
 row "GPU engine tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/gpu_engine.log" | tr '\n' ' ')"
@@ -59,9 +67,12 @@ cat "$out/gpu_engine.log" >> "$out/ctest.log"
 fi
 if want sanitize; then
   san=/usr/local/cuda/bin/compute-sanitizer
-  for t in test_cuda_kernels test_gpu_engine; do
+  # The kernel tests whose names say LongContext or LargeBatches (128K keys, hundreds of sequences) run under
+  # memcheck only when MEMCHECK_ALL=1: they exercise the same code at sizes that take memcheck many minutes.
+  filter=-'*LongContext*:*LargeBatches*'; [ "${MEMCHECK_ALL:-0}" = 1 ] && filter='*'
+  for t in ${MEMCHECK_TESTS:-test_cuda_kernels test_gpu_engine}; do
     timeout ${MEMCHECK_TIMEOUT:-200} $san --tool memcheck --error-exitcode 9 --leak-check no build-gpu/tests/$t --gtest_brief=1 \
-      > "$out/memcheck_$t.log" 2>&1
+      --gtest_filter="$filter" > "$out/memcheck_$t.log" 2>&1
     rc=$?
     row "memcheck $t" "$([ $rc = 0 ] && echo clean || echo "rc $rc: $(grep -m3 -E 'ERROR SUMMARY|Invalid|FAILED' "$out/memcheck_$t.log" | tr '\n' ' ')")"
   done
@@ -74,7 +85,7 @@ if want sanitize; then
   row "memcheck bench (V2-Lite, 2 layers)" "$([ $rc = 0 ] && echo clean || echo "rc $rc: $(grep -m3 -E 'ERROR SUMMARY|Invalid|error' "$out/memcheck_bench.log" | tr '\n' ' ')")"
   cat "$out"/memcheck_*.log > "$out/memcheck.log" 2>/dev/null; rm -f "$out"/memcheck_*.log
 fi
-if want test; then
+if want test || named gputest; then
 build-gpu/tests/test_reference_logits --gtest_brief=1 2>/dev/null | grep '^\[ parity' > /tmp/mlabench-parity.txt
 cat /tmp/mlabench-parity.txt >> "$out/ctest.log"
 worst=$(awk '{for(i=1;i<=NF;i++) if($i=="relative") print $(i+1)}' /tmp/mlabench-parity.txt | sort -g | tail -1)
@@ -125,11 +136,28 @@ for f in ("bench_dsv2_lite.json", "bench_llama3_8b.json", "bench_llama2_7b_mha.j
           f" CUDA graphs: {g.get('replays', 0)} replays, largest batch {g.get('largest_batch', 0)}")
 PY
 fi
+# The attention kernels over their shape sweeps, each beside the copy bandwidth and GEMM rate of the same run, and
+# torch sdpa (flash) on the prefill shapes it supports (KERNELS_QUICK=1: fewer prefill shapes).
+if want kernels; then
+  q=(); [ "${KERNELS_QUICK:-0}" = 1 ] && q=(--quick)
+  timeout 200 build-gpu/bench/bench_prefill_attention "${q[@]}" --json "$out/bench_prefill_attention.json" > "$out/kernels.log" 2>&1
+  row "bench prefill attention" "rc $?"
+  grep -E 'copy bandwidth|x 32768 causal|x 131072 causal|chunk' "$out/kernels.log" | sed 's/^/    /' >> "$out/summary.txt"
+  timeout 150 build-gpu/bench/bench_decode_attention --reps 30 >> "$out/kernels.log" 2>&1
+  row "bench decode attention" "rc $?"
+  grep -E '^(mla|gqa) +(16|32) +(1 +131072|64 +8192|16 +32768)' "$out/kernels.log" | sed 's/^/    /' >> "$out/summary.txt"
+  if python3 -c 'import torch' 2>/dev/null; then
+    timeout 200 python3 tools/gpu/bench_sdpa.py "${q[@]}" --json "$out/peer_sdpa.json" >> "$out/kernels.log" 2>&1
+    row "peer: torch sdpa (flash)" "rc $?"
+    grep -E '^torch sdpa.*(x 32768 causal|x 131072 causal)' "$out/kernels.log" | sed 's/^/    /' >> "$out/summary.txt"
+  fi
+fi
 # Long context (docs/harness.md, "Long context"): the bench sizes --max-context to its longest shape; every measured
 # prompt is fresh, so TTFT is an uncached prefill (the rows' "reused" column must read 0).
 long_bench() {  # NAME TIMEOUT SHAPES
   timeout "$2" build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
-    --shapes "$3" --gen 128 --out "$out/bench_dsv2_lite_$1.json" > "$out/bench_$1.log" 2>&1
+    --shapes "$3" --gen 128 --max-step-tokens ${LONG_STEP_TOKENS:-16384} --out "$out/bench_dsv2_lite_$1.json" \
+    > "$out/bench_$1.log" 2>&1
   row "bench V2-Lite $1" "rc $? ($3)"
   grep -E '^ +[0-9]+ +[0-9]+ |^ *batch|^error|^warning' "$out/bench_$1.log" | sed 's/^/    /' >> "$out/summary.txt"
 }
@@ -265,7 +293,7 @@ fi
 fi
 # At most 8 files come back from the device tool: the logs travel as one file.
 for f in build.log make_fixtures.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log \
-         harness.log bench_long_prefill.log bench_long_decode.log bench_long_decode128.log peer_long.log; do
+         harness.log kernels.log bench_long_prefill.log bench_long_decode.log bench_long_decode128.log peer_long.log; do
   [ -f "$out/$f" ] && { echo "===== $f"; cat "$out/$f"; rm -f "$out/$f"; }
 done > "$out/logs.txt"
 echo
