@@ -47,10 +47,11 @@ double top2_gap(const float* row, int64_t n) {
 // Greedy tokens of one request run in two batch compositions. BF16 GEMMs round differently for different batch
 // shapes (cuBLAS picks kernels by shape; MoE rows take different paths), so the two runs may part at a near-tie
 // of the logits, never elsewhere: `a` and `b` must agree until their first difference, where the top-2 gap of
-// `logits_at` (the next-token logits after prompt + the common prefix) is under 5e-2 of the row's max |logit|:
-// the BF16 noise floor of these tiny random models (the CPU engine with its GEMM inputs rounded to BF16 is
-// 2.6e-2 to 5.3e-2 off transformers' float64 logits on the MLA fixtures; a pre-empted sequence is recomputed
-// through the decompressed path where the other run decoded through the absorbed one).
+// `logits_at` (the next-token logits after prompt + the common prefix) is under 1e-1 of the row's max |logit|:
+// twice the BF16 noise floor of these tiny random models (the CPU engine with its GEMM inputs rounded to BF16 is
+// 2.6e-2 to 5.3e-2 off transformers' float64 logits on the MLA fixtures), since each run may sit that far off on
+// either side of the tie (a pre-empted sequence is recomputed through the decompressed path where the other run
+// decoded through the absorbed one). A wrong key or block moves logits by the order of max |logit| itself.
 void expect_same_or_near_tie(const std::vector<int32_t>& a, const std::vector<int32_t>& b,
                              const std::function<std::vector<float>(size_t)>& logits_at, const std::string& what) {
   size_t same = 0;
@@ -61,7 +62,7 @@ void expect_same_or_near_tie(const std::vector<int32_t>& a, const std::vector<in
   double max_abs = 0;
   for (float v : row) max_abs = std::max(max_abs, static_cast<double>(std::fabs(v)));
   const double gap = top2_gap(row.data(), static_cast<int64_t>(row.size()));
-  EXPECT_LT(gap, 5e-2 * max_abs) << what << ": runs differ at new token " << same << " where the top-2 gap is "
+  EXPECT_LT(gap, 1e-1 * max_abs) << what << ": runs differ at new token " << same << " where the top-2 gap is "
                                  << gap << " of max |logit| " << max_abs << " (not a near-tie)";
   std::printf("[ batch-variance ] %s: identical for %zu tokens, then a near-tie (gap %.2e, max|logit| %.2f)\n",
               what.c_str(), same, gap, max_abs);
