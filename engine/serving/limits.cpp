@@ -12,6 +12,14 @@ ServingLimits serving_limits(const EngineOptions& o, const ModelConfig& c) {
                  "engine limits: max_batch {}, max_step_tokens {}, block_size {}, max_context {}. HINT: "
                  "--max-batch, --max-step-tokens and --block-size must be positive, --max-context >= 0",
                  o.max_batch, o.max_step_tokens, o.block_size, o.max_context);
+  // Upper bounds far past any real use, so that buffer sizes (rows x widths) cannot overflow: a value CLI11 clamped
+  // from an overlong number (INT64_MAX) is refused here instead of sizing a step.
+  constexpr int64_t kMaxRows = int64_t{1} << 22, kMaxBlock = int64_t{1} << 16;
+  MLABENCH_CHECK(o.max_batch <= kMaxRows && o.max_step_tokens <= kMaxRows && o.block_size <= kMaxBlock &&
+                     o.max_context <= kMaxRows,
+                 "engine limits: max_batch {}, max_step_tokens {}, max_context {} (at most {}) or block_size {} (at "
+                 "most {}) out of range. HINT: --max-step-tokens 16384 and --max-context 131072 cover 128K prompts",
+                 o.max_batch, o.max_step_tokens, o.max_context, kMaxRows, o.block_size, kMaxBlock);
   ServingLimits l;
   l.max_seqs = o.max_batch;
   l.max_step_tokens = std::max(o.max_step_tokens, o.max_batch);

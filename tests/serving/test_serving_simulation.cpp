@@ -6,6 +6,9 @@
 // bit-identical: tokens, log-probabilities, finish reasons. MLABENCH_SERVING_SIM_REQUESTS scales the run.
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <limits>
+
 #include <cstdlib>
 #include <random>
 #include <set>
@@ -117,6 +120,27 @@ void check_step(const Scheduler& sched, const BlockPool& pool, const StepPlan& p
   }
   ASSERT_EQ(rows, plan.n_rows());
   ASSERT_EQ(plan.n_sample + plan.n_score + plan.n_full, static_cast<int64_t>(plan.logits.size()));
+}
+
+// Limits a user can type (or CLI11 can clamp an overlong number to: INT64_MAX) are refused with the field and value
+// before they size anything.
+TEST(ServingSimulation, LimitsOutOfRangeAreRefusedByName) {
+  const ModelConfig config = load_config(test::default_model_dir());
+  for (auto set : std::vector<std::function<void(EngineOptions&)>>{
+           [](EngineOptions& o) { o.max_step_tokens = std::numeric_limits<int64_t>::max(); },
+           [](EngineOptions& o) { o.max_batch = int64_t{1} << 40; },
+           [](EngineOptions& o) { o.block_size = int64_t{1} << 20; },
+           [](EngineOptions& o) { o.max_context = int64_t{1} << 40; },
+           [](EngineOptions& o) { o.max_step_tokens = -1; }}) {
+    EngineOptions o;
+    set(o);
+    try {
+      serving_limits(o, config);
+      ADD_FAILURE() << "limits accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("engine limits"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(ServingSimulation, ThousandsOfStepsUnderATinyPoolChangeNoResult) {
