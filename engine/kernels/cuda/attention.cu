@@ -28,20 +28,15 @@
 namespace mlabench::kernels::cuda {
 namespace {
 
-constexpr float kLog2e = 1.4426950408889634f;
-
-// ---- device helpers ----------------------------------------------------------------------------------------
-
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
-
-__device__ __forceinline__ uint16_t bf16_bits(float x) { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
-__device__ __forceinline__ float bf16_value(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
-
-// x = hi + lo to about 2^-17 relative.
-__device__ __forceinline__ void split_bf16(float x, uint16_t& hi, uint16_t& lo) {
-  hi = bf16_bits(x);
-  lo = bf16_bits(x - bf16_value(hi));
-}
+// The helpers every attention kernel shares (decode_common.cuh), and two of the float32-operand kernels' own.
+using decode::cp_async16;
+using decode::cp_async_commit;
+using decode::cp_async_wait;
+using decode::kLog2e;
+using decode::mma_bf16;
+using decode::neg_inf;
+using decode::paged_slot;
+using decode::split_pack;
 
 // MMA fragments hold two consecutive-k elements per register, the lower index in the low half.
 __device__ __forceinline__ uint32_t pack2(uint16_t lo_half, uint16_t hi_half) {
@@ -49,42 +44,6 @@ __device__ __forceinline__ uint32_t pack2(uint16_t lo_half, uint16_t hi_half) {
 }
 
 __device__ __forceinline__ uint32_t ld32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
-
-// Splits two floats and packs their hi and lo parts.
-__device__ __forceinline__ void split_pack(float x0, float x1, uint32_t& hi, uint32_t& lo) {
-  uint16_t h0, l0, h1, l1;
-  split_bf16(x0, h0, l0);
-  split_bf16(x1, h1, l1);
-  hi = pack2(h0, h1);
-  lo = pack2(l0, l1);
-}
-
-// c[16x8] += a[16x16] * b[16x8]. a: {(g, 2t..2t+1), (g+8, 2t..), (g, 2t+8..), (g+8, 2t+8..)}; b: {(k 2t..2t+1,
-// n g), (k 2t+8.., n g)}; c: {(g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)} with g = lane / 4, t = lane % 4.
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// 16 bytes global -> shared, zero-filled when !valid (src is then not read).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  const auto s = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  const int n = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(n));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ int64_t paged_slot(const PagedCache& pc, int seq, int pos) {
-  const int32_t block = pc.block_tables[static_cast<int64_t>(seq) * pc.max_blocks + pos / pc.block_size];
-  return static_cast<int64_t>(block) * pc.block_size + pos % pc.block_size;
-}
 
 // ---- split-KV partials and their merge ---------------------------------------------------------------------
 // Partial (split, seq, token, head) sits at index ((split * n_seqs + seq) * max_q + token) * n_heads + head:

@@ -1,5 +1,5 @@
-// What the decode attention kernels (mla_decode.cu, gqa_decode.cu) share: warp-level MMA and ldmatrix wrappers,
-// cp.async, the BF16 hi/lo split of float32 operands, the per-sequence split length of the split-KV plan and the
+// What the attention kernels (mla_decode.cu, gqa_decode.cu, attention.cu, flash_prefill.cu) share: warp-level MMA
+// and ldmatrix wrappers, cp.async, the BF16 hi/lo split of float32 operands, the per-sequence split length of the split-KV plan and the
 // merge of split partials (launched from either kernel's launcher, defined in mla_decode.cu).
 //
 // Split partials: partial (split, seq, head) sits at index (split * n_seqs + seq) * n_heads + head; dv
@@ -49,23 +49,31 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 }
 
 // Four 8x8 BF16 matrices; lane l gives the row address of matrix l / 8, row l % 8 (16 bytes each) and receives
-// (row l / 4, elements 2 (l % 4), +1) of each matrix; .trans receives (rows 2 (l % 4), +1; element l / 4).
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+// (row l / 4, elements 2 (l % 4), +1) of each matrix; .trans receives (rows 2 (l % 4), +1; element l / 4). The row
+// as a shared-memory address (kernels that compute swizzled offsets) or as a pointer.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(row)));
+               : "r"(row));
 }
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(row)));
+               : "r"(row));
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) { ldmatrix_x4(r, smem_addr(row)); }
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
+  ldmatrix_x4_trans(r, smem_addr(row));
 }
 
 // 16 bytes global -> shared bypassing L1 (the cache is streamed once), zero-filled when !valid: src is then not
 // read, so keys past the range never bring in the pool's other slots (NaN there would poison 0 * v).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
   const int n = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(n));
+  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+}
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  cp_async16(smem_addr(dst), src, valid);
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>

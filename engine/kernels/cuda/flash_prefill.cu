@@ -25,6 +25,7 @@
 
 #include "engine/core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/decode_common.cuh"
 #include "engine/kernels/cuda/flash_prefill.h"
 #include "engine/kernels/cuda/wgmma.h"
 
@@ -36,7 +37,6 @@ constexpr int kThreads = 32 * kWarps;
 constexpr int kRows = 16 * kWarps;  // (token, head) rows per CTA
 constexpr int kKeys = 64;           // keys per tile
 constexpr int kStages = 3;
-constexpr float kLog2e = 1.4426950408889634f;
 
 struct Args {
   int n_seqs = 0;
@@ -64,41 +64,23 @@ struct Args {
   float scale_log2 = 0.0f;
 };
 
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+using decode::cp_async16;
+using decode::cp_async_commit;
+using decode::cp_async_wait;
+using decode::kLog2e;
+using decode::ldmatrix_x4;
+using decode::ldmatrix_x4_trans;
+using decode::neg_inf;
+using decode::paged_slot;
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-// c[16x8] += a[16x16] * b[16x8], BF16 in, float32 accumulate (fragment layouts as in attention.cu).
+// mma.sync on 4 consecutive accumulators of a flat score or output array (the layout of decode::mma_bf16's c).
 __device__ __forceinline__ void mma(float* c, const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr));
-}
-
-// 16 bytes global -> shared, zero-filled when !valid (src is then not read).
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+  decode::mma_bf16(*reinterpret_cast<float(*)[4]>(c), a, b0, b1);
 }
 
 // Byte offset of 16-byte chunk c of row r in a tile of rows of kChunks chunks, swizzled so that 8 consecutive
@@ -142,10 +124,7 @@ __device__ __forceinline__ void load_tile(const Args& a, uint32_t stage, int seq
         else
           src = a.k_pe + row * a.ld_kpe + (c * 8 - a.nope);
       } else {
-        const int32_t block =
-            a.paged.block_tables[static_cast<int64_t>(seq) * a.paged.max_blocks + key / a.paged.block_size];
-        const int64_t slot = static_cast<int64_t>(block) * a.paged.block_size + key % a.paged.block_size;
-        src = (is_v ? a.v_cache : a.k_cache) + slot * a.kv_width + static_cast<int64_t>(hg) * DK + c * 8;
+        src = (is_v ? a.v_cache : a.k_cache) + paged_slot(a.paged, seq, key) * a.kv_width + static_cast<int64_t>(hg) * DK + c * 8;
       }
     }
     uint32_t dst;
@@ -315,10 +294,10 @@ __global__ void __launch_bounds__(kThreads, 1) flash_mma_kernel(const Args a) {
     for (int kk = 0; kk < kKSteps; ++kk)
 #pragma unroll
       for (int np = 0; np < kNS / 8; ++np) {
-        uint32_t b0, b1, b2, b3;
-        ldsm_x4(k_s + swz<DK / 8>(np * 16 + (mi >> 1) * 8 + mr, kk * 2 + (mi & 1)), b0, b1, b2, b3);
-        mma(s + 8 * np, qf[kk], b0, b1);
-        mma(s + 8 * np + 4, qf[kk], b2, b3);
+        uint32_t b[4];
+        ldmatrix_x4(b, k_s + swz<DK / 8>(np * 16 + (mi >> 1) * 8 + mr, kk * 2 + (mi & 1)));
+        mma(s + 8 * np, qf[kk], b[0], b[1]);
+        mma(s + 8 * np + 4, qf[kk], b[2], b[3]);
       }
     float alpha[2];
     const bool need_mask = kt0 + kKeys > cr.k_end || kt0 + kKeys - 1 > warp_first_pos;
@@ -333,10 +312,10 @@ __global__ void __launch_bounds__(kThreads, 1) flash_mma_kernel(const Args a) {
       p_fragment(s, ks, pa);
 #pragma unroll
       for (int np = 0; np < kNO / 8; ++np) {
-        uint32_t b0, b1, b2, b3;
-        ldsm_x4_t(v_s + swz<DV / 8>(ks * 16 + (mi & 1) * 8 + mr, np * 2 + (mi >> 1)), b0, b1, b2, b3);
-        mma(o + 8 * np, pa, b0, b1);
-        mma(o + 8 * np + 4, pa, b2, b3);
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, v_s + swz<DV / 8>(ks * 16 + (mi & 1) * 8 + mr, np * 2 + (mi >> 1)));
+        mma(o + 8 * np, pa, b[0], b[1]);
+        mma(o + 8 * np + 4, pa, b[2], b[3]);
       }
     }
   }
@@ -507,6 +486,23 @@ void launch(const Args& a, int max_q, int n_head_groups, cudaStream_t stream) {
   launch_kernel(flash_mma_kernel<DK, DV, kMla>, smem, a, max_q, n_head_groups, stream);
 }
 
+// The fields both instances fill alike: the batch, the queries, the output and the scale.
+Args common_args(const VarlenBatch& b, const uint16_t* q, int64_t ld_q, int q_head_stride, int group, float* out,
+                 int64_t ld_out, float scale) {
+  Args a;
+  a.n_seqs = b.n_seqs;
+  a.cu_q = b.cu_q;
+  a.kv_len = b.kv_len;
+  a.q = q;
+  a.ld_q = ld_q;
+  a.q_head_stride = q_head_stride;
+  a.group = group;
+  a.out = out;
+  a.ld_out = ld_out;
+  a.scale_log2 = scale * kLog2e;
+  return a;
+}
+
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
@@ -521,14 +517,7 @@ void mla_prefill_bf16(const MlaPrefillParams& p, cudaStream_t s) {
                  "mla_prefill_attention: BF16 keys must be 16-byte aligned rows (ld_kv {}, ld_kpe {}) and ld_q {} "
                  "even. HINT: lay the decompressed keys out as the engine does ([keys, heads * (nope + v)])",
                  p.ld_kv, p.ld_kpe, p.ld_q);
-  Args a;
-  a.n_seqs = p.batch.n_seqs;
-  a.cu_q = p.batch.cu_q;
-  a.kv_len = p.batch.kv_len;
-  a.q = p.q_bf16;
-  a.ld_q = p.ld_q;
-  a.q_head_stride = p.nope + p.rope;
-  a.group = 1;
+  Args a = common_args(p.batch, p.q_bf16, p.ld_q, p.nope + p.rope, 1, p.out, p.ld_out, p.scale);
   a.cu_kv = p.cu_kv;
   a.kv = p.kv_bf16;
   a.ld_kv = p.ld_kv;
@@ -536,9 +525,6 @@ void mla_prefill_bf16(const MlaPrefillParams& p, cudaStream_t s) {
   a.k_pe = p.k_pe_bf16;
   a.ld_kpe = p.ld_kpe;
   a.nope = p.nope;
-  a.out = p.out;
-  a.ld_out = p.ld_out;
-  a.scale_log2 = p.scale * kLog2e;
   launch<192, 128, true>(a, p.batch.max_q, p.n_heads, s);
 }
 
@@ -547,21 +533,11 @@ void gqa_prefill_bf16(const GqaAttentionParams& p, cudaStream_t s) {
                  "gqa_attention: BF16 queries with head_dim {} (ld_q {}): the flash kernel has instances for 64 and "
                  "128 and needs an even ld_q. HINT: pass q_bf16 = nullptr for these sizes",
                  p.head_dim, p.ld_q);
-  Args a;
-  a.n_seqs = p.batch.n_seqs;
-  a.cu_q = p.batch.cu_q;
-  a.kv_len = p.batch.kv_len;
-  a.q = p.q_bf16;
-  a.ld_q = p.ld_q;
-  a.q_head_stride = p.head_dim;
-  a.group = p.n_heads / p.n_kv_heads;
+  Args a = common_args(p.batch, p.q_bf16, p.ld_q, p.head_dim, p.n_heads / p.n_kv_heads, p.out, p.ld_out, p.scale);
   a.k_cache = static_cast<const uint16_t*>(p.k_cache);
   a.v_cache = static_cast<const uint16_t*>(p.v_cache);
   a.kv_width = int64_t{p.n_kv_heads} * p.head_dim;
   a.paged = p.paged;
-  a.out = p.out;
-  a.ld_out = p.ld_out;
-  a.scale_log2 = p.scale * kLog2e;
   if (p.head_dim == 128)
     launch<128, 128, false>(a, p.batch.max_q, p.n_kv_heads, s);
   else
