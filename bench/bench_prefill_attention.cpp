@@ -21,6 +21,7 @@
 
 #include "engine/gpu/blas.h"
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/flash_prefill.h"
 #include "engine/kernels/cuda/kernels.h"
 
 namespace mlabench {
@@ -194,8 +195,10 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop{};
     MLABENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
     const Ceilings c = measure_ceilings();
-    fmt::print("device {} ({} SMs) | copy bandwidth {:.0f} GB/s | cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s\n", prop.name,
-               prop.multiProcessorCount, c.copy_gbs, c.gemm_tflops);
+    const char* flash = k::cuda::flash::kernel_name();
+    fmt::print("device {} ({} SMs) | copy bandwidth {:.0f} GB/s | cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s | flash "
+               "kernel {} (MLABENCH_FLASH)\n",
+               prop.name, prop.multiProcessorCount, c.copy_gbs, c.gemm_tflops, flash);
     std::vector<Row> rows;
     auto whole = [](int32_t n, int count = 1) {
       Batch b;
@@ -224,8 +227,9 @@ int main(int argc, char** argv) {
     }
     fmt::print("{:<36} {:<34} {:>10} {:>9} {:>8} {:>9} {:>7}\n", "kernel", "shape", "ms", "TFLOP/s", "of GEMM",
                "GB/s", "of copy");
-    std::string json = fmt::format("{{\"device\": \"{}\", \"copy_gbs\": {:.1f}, \"gemm_tflops\": {:.1f}, \"rows\": [",
-                                   prop.name, c.copy_gbs, c.gemm_tflops);
+    std::string json = fmt::format(
+        "{{\"device\": \"{}\", \"copy_gbs\": {:.1f}, \"gemm_tflops\": {:.1f}, \"flash_kernel\": \"{}\", \"rows\": [",
+        prop.name, c.copy_gbs, c.gemm_tflops, flash);
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       fmt::print("{:<36} {:<34} {:>10.3f} {:>9.1f} {:>7.1f}% {:>9.0f} {:>6.1f}%\n", r.kernel, r.shape, r.ms, r.tflops,

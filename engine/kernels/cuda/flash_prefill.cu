@@ -149,10 +149,19 @@ struct CtaRows {
   }
 };
 
+// 2^x on the SFU (MUFU.EX2), flushing subnormal results to zero: p in [0, 1] becomes BF16 before P.V, and BF16
+// keeps float32's exponent range, so a flushed 2^-126 is below anything P.V can add to a row whose max term is 1.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // One tile of scores (kNS per thread: n8 chunks j of 4 values {(g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)}, the
-// layout of mma.sync and wgmma accumulators alike) through the online softmax: scaled to log2 units, masked where
-// the tile reaches past a row's position or past k_end, exponentiated against the running max; m and the
-// lane-partial sums l updated; alpha returns the factor the output accumulators take.
+// layout of mma.sync and wgmma accumulators alike) through the online softmax: masked where the tile reaches past a
+// row's position or past k_end, exponentiated against the running max in log2 units (one FFMA a score: the scale
+// is positive, so max(s) * scale is the max of the scaled scores); m and the lane-partial sums l updated; alpha
+// returns the factor the output accumulators take.
 template <int kNS>
 __device__ __forceinline__ void softmax_tile(float (&s)[kNS], float (&m)[2], float (&l)[2], float (&alpha)[2],
                                              int kt0, const int (&pos)[2], int k_end, bool need_mask,
@@ -168,20 +177,20 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kNS], float (&m)[2], flo
       for (int e = 0; e < 2; ++e) {
         const int key = kt0 + j * 8 + 2 * tig + e;
         float& v = s[j * 4 + 2 * half + e];
-        v = !need_mask || (key <= pos[half] && key < k_end) ? v * scale_log2 : neg_inf();
+        if (need_mask && !(key <= pos[half] && key < k_end)) v = neg_inf();
         mx = fmaxf(mx, v);
       }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(m[half], mx);
+    const float m_new = fmaxf(m[half], mx * scale_log2);
     m_use[half] = m_new == neg_inf() ? 0.0f : m_new;  // a row with no key yet keeps p = 0, alpha = 0
-    alpha[half] = exp2f(m[half] - m_use[half]);
+    alpha[half] = exp2_ftz(m[half] - m_use[half]);
     m[half] = m_new;
   }
   float psum[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int i = 0; i < kNS; ++i) {
-    s[i] = exp2f(s[i] - m_use[(i >> 1) & 1]);
+    s[i] = exp2_ftz(fmaf(s[i], scale_log2, -m_use[(i >> 1) & 1]));
     psum[(i >> 1) & 1] += s[i];
   }
 #pragma unroll
@@ -432,9 +441,166 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(const Args a) 
 #endif
 }
 
-// Which kernel runs: wgmma where this build has sm_90a code and the device is a Hopper (compute capability 9.0),
-// else mma.sync. MLABENCH_FLASH=mma | wgmma64 | wgmma128 overrides it (benchmarks compare them in one run).
-enum class Variant { MMA, WGMMA64, WGMMA128 };
+// The pipelined wgmma kernel (FlashAttention-3's intra-warpgroup overlap, on cp.async): keys and values in separate
+// two-slot rings, values one tile behind keys, so that one iteration issues S_t = Q K_t^T and O += P_{t-1} V_{t-1}
+// back to back, runs tile t's softmax while P.V is on the tensor cores, and only then rescales O. Shared memory at
+// MLA's 192 / 128: Q 48 KB + K 2 x 48 KB + V 2 x 32 KB = 208 KB, one CTA an SM.
+constexpr int kPipeBC = 128;  // keys per tile; one key row per thread pair (kThreads / 2 rows a pass)
+static_assert(kThreads / 2 == kPipeBC, "a thread's key row stays fixed across its copies");
+template <int DK, int DV>
+constexpr int pipe_smem_bytes() {
+  return kRows * DK * 2 + 2 * kPipeBC * (DK + DV) * 2 + 1024;
+}
+
+// Copies keys (kV = false) or values (kV = true) [kt0, kt0 + kPipeBC) of this CTA's head into a ring slot in sw128
+// column blocks. Thread pair j = tid / 2 copies key row j, chunks (tid & 1) + 2i: its row address is computed once a
+// tile, and the pair reads 32 contiguous bytes (a whole sector) per copy. Keys at or past k_end read as zeros.
+template <int D, bool kV, bool kMla>
+__device__ __forceinline__ void load_rows_pipe(const Args& a, uint32_t slot, int seq, int hg, int kt0, int k_end) {
+  constexpr int kChunks = D / 8, kNope = 128;  // MLA: the k_nope head size of the only instance (192 = 128 + 64)
+  const int j = threadIdx.x >> 1, par = threadIdx.x & 1, key = kt0 + j;
+  const bool valid = key < k_end;
+  const uint16_t *row0 = a.q, *row1 = a.q;  // any readable address when !valid
+  if (valid) {
+    if constexpr (kMla) {
+      const int64_t r = a.cu_kv[seq] + key;
+      row0 = a.kv + r * a.ld_kv + static_cast<int64_t>(hg) * a.kv_head_stride + (kV ? kNope : 0);
+      row1 = a.k_pe + r * a.ld_kpe - kNope;  // k_pe is columns kNope .. DK of a key
+    } else {
+      row0 = (kV ? a.v_cache : a.k_cache) + paged_slot(a.paged, seq, key) * a.kv_width + static_cast<int64_t>(hg) * D;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kChunks / 2; ++i) {
+    const int c = par + 2 * i;
+    const uint16_t* src = (kMla && !kV && c * 8 >= kNope) ? row1 : row0;
+    cp_async16(slot + sw128_off(kPipeBC, j, c), valid ? src + c * 8 : a.q, valid);
+  }
+}
+
+template <int DK, int DV, bool kMla>
+__global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int BC = kPipeBC, kKSteps = DK / 16, kNS = BC / 2, kNO = DV / 2;
+  static_assert(DK % 64 == 0 && (DV == 64 || DV == 128), "instances");
+  extern __shared__ __align__(1024) unsigned char smem_pipe[];
+  const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_pipe)) + 1023u) & ~1023u;
+  const uint32_t q_s = base, k_ring = base + kRows * DK * 2, v_ring = k_ring + 2 * BC * DK * 2;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2;
+  const int wg = warp >> 2, hg = blockIdx.y, seq = blockIdx.z;
+  const CtaRows cr(a, seq);
+  if (cr.r0 >= cr.n_rows) return;
+
+  for (int e = tid; e < kRows * (DK / 8); e += kThreads) {  // Q of the CTA's rows, zeros past the sequence
+    const int r = e / (DK / 8), c = e - r * (DK / 8), row = cr.r0 + r;
+    const uint16_t* src = a.q;
+    if (row < cr.n_rows) {
+      const int token = row / a.group, head = hg * a.group + row % a.group;
+      src = a.q + (cr.q0 + token) * a.ld_q + static_cast<int64_t>(head) * a.q_head_stride + c * 8;
+    }
+    cp_async16(q_s + (r >> 6) * (64 * DK * 2) + sw128_off(64, r & 63, c), src, row < cr.n_rows);
+  }
+  const int n_tiles = (cr.k_end + BC - 1) / BC;
+  if (n_tiles > 0) load_rows_pipe<DK, false, kMla>(a, k_ring, seq, hg, 0, cr.k_end);
+  cp_async_commit();
+
+  const int wr0 = cr.r0 + warp * 16;
+  int pos[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) pos[half] = cr.past + min(wr0 + g + 8 * half, cr.n_rows - 1) / a.group;
+  const int warp_first_pos = cr.past + min(wr0, cr.n_rows - 1) / a.group;
+  const uint32_t q_wg = q_s + wg * (64 * DK * 2);
+
+  // Both warpgroups take every tile, with no branch around an MMA or a wait: ptxas serializes wgmma it cannot
+  // prove warpgroup-uniform. A tile past a warpgroup's rows (GQA groups, the last rows of a sequence) is masked
+  // whole: p = 0, alpha = 1.
+  float s[kNS];
+  float o[kNO] = {};
+  uint32_t pa[BC / 16][4];
+  float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.0f, 0.0f};
+  auto issue_qk = [&](int t) {  // s = Q K_t^T
+    const uint32_t k_s = k_ring + (t & 1) * (BC * DK * 2);
+#pragma unroll
+    for (int kk = 0; kk < kKSteps; ++kk) {
+      const uint64_t da = wgmma::desc_sw128(q_wg + (kk >> 2) * (64 * 128) + (kk & 3) * 32, 16, 1024);
+      const uint64_t db = wgmma::desc_sw128(k_s + (kk >> 2) * (BC * 128) + (kk & 3) * 32, 16, 1024);
+      wgmma::wgmma_ss_n128(s, da, db, kk > 0);
+    }
+    wgmma::commit();
+  };
+  auto issue_pv = [&](int t) {  // o += P_t V_t
+    const uint32_t v_s = v_ring + (t & 1) * (BC * DV * 2);
+#pragma unroll
+    for (int ks = 0; ks < BC / 16; ++ks) {
+      const uint64_t db = wgmma::desc_sw128(v_s + ks * 16 * 128, BC * 128, 1024);
+      if constexpr (DV == 64)
+        wgmma::wgmma_rs_n64(o, pa[ks], db);
+      else
+        wgmma::wgmma_rs_n128(o, pa[ks], db);
+    }
+    wgmma::commit();
+  };
+  auto copy_next = [&](int t) {  // K_{t+1} and V_t, into the slots the last iteration freed
+    if (t + 1 < n_tiles)
+      load_rows_pipe<DK, false, kMla>(a, k_ring + ((t + 1) & 1) * (BC * DK * 2), seq, hg, (t + 1) * BC, cr.k_end);
+    load_rows_pipe<DV, true, kMla>(a, v_ring + (t & 1) * (BC * DV * 2), seq, hg, t * BC, cr.k_end);
+    cp_async_commit();
+  };
+  auto tile_landed = [] {
+    cp_async_wait<0>();          // K_t and V_{t-1}, copied during the last iteration
+    wgmma::fence_proxy_async();  // this thread's copies, visible to wgmma's reads
+    __syncthreads();             // everyone's copies landed; K_{t-1} and V_{t-2} are read and their slots free
+  };
+  auto softmax = [&](int t, float (&alpha)[2]) {
+    const int kt0 = t * BC;
+    const bool need_mask = kt0 + BC > cr.k_end || kt0 + BC - 1 > warp_first_pos;
+    softmax_tile(s, m, l, alpha, kt0, pos, cr.k_end, need_mask, a.scale_log2);
+  };
+
+  // Tile 0: S_0 and its softmax alone.
+  tile_landed();
+  wgmma::fence();
+  issue_qk(0);
+  copy_next(0);
+  float alpha[2];
+  wgmma::wait_all();
+  wgmma::fence_regs(s);
+  softmax(0, alpha);
+#pragma unroll
+  for (int ks = 0; ks < BC / 16; ++ks) p_fragment(s, ks, pa[ks]);
+  // Tiles 1 ..: S_t and P_{t-1} V_{t-1} issued together; tile t's softmax runs while P.V is on the tensor cores.
+  for (int t = 1; t < n_tiles; ++t) {
+    tile_landed();
+    wgmma::fence();
+    issue_qk(t);
+    issue_pv(t - 1);
+    copy_next(t);
+    wgmma::wait_one();
+    wgmma::fence_regs(s);
+    softmax(t, alpha);
+    wgmma::wait_all();
+    wgmma::fence_regs(o);
+    wgmma::fence_regs(pa);
+    rescale(o, alpha);
+#pragma unroll
+    for (int ks = 0; ks < BC / 16; ++ks) p_fragment(s, ks, pa[ks]);
+  }
+  // The last P.V.
+  tile_landed();
+  wgmma::fence();
+  issue_pv(n_tiles - 1);
+  wgmma::wait_all();
+  wgmma::fence_regs(o);
+  if (wr0 < cr.n_rows) store_rows<DV>(a, cr, hg, wr0, o, l);
+#else
+  __trap();  // built only for sm_90a; the launcher picks flash_mma_kernel elsewhere
+#endif
+}
+
+// Which kernel runs: the pipelined wgmma kernel where this build has sm_90a code and the device is a Hopper (compute
+// capability 9.0), else mma.sync. MLABENCH_FLASH=mma | wgmma | pipe overrides it (benchmarks compare them in one
+// run; "wgmma" is the unpipelined kernel, kept as the baseline of the pipelined one).
+enum class Variant { MMA, WGMMA, PIPE };
 
 Variant pick_variant() {
   static const Variant v = [] {
@@ -445,12 +611,18 @@ Variant pick_variant() {
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
         minor == 0)
-      best = Variant::WGMMA128;
+      best = Variant::PIPE;
 #endif
     const char* env = std::getenv("MLABENCH_FLASH");
-    if (env == nullptr || best == Variant::MMA) return best;
+    if (env == nullptr) return best;
     const std::string e(env);
-    return e == "mma" ? Variant::MMA : e == "wgmma64" ? Variant::WGMMA64 : e == "wgmma128" ? Variant::WGMMA128 : best;
+    MLABENCH_CHECK(e == "mma" || e == "wgmma" || e == "pipe",
+                   "MLABENCH_FLASH={}: not a flash prefill kernel. HINT: use mma, wgmma or pipe, or unset it", e);
+    MLABENCH_CHECK(e == "mma" || best != Variant::MMA,
+                   "MLABENCH_FLASH={}: the wgmma kernels need sm_90a code (a build for compute capability 9.0) and a "
+                   "Hopper GPU. HINT: use MLABENCH_FLASH=mma here",
+                   e);
+    return e == "mma" ? Variant::MMA : e == "wgmma" ? Variant::WGMMA : Variant::PIPE;
   }();
   return v;
 }
@@ -473,14 +645,16 @@ bool q_aligned16(const Args& a) {
 template <int DK, int DV, bool kMla>
 void launch(const Args& a, int max_q, int n_head_groups, cudaStream_t stream) {
   const Variant v = q_aligned16(a) ? pick_variant() : Variant::MMA;
-  if (v == Variant::WGMMA128) {
+  if (v == Variant::PIPE) {
+    static_assert(pipe_smem_bytes<DK, DV>() <= 227 * 1024, "fits an SM");
+    return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla>, pipe_smem_bytes<DK, DV>(), a, max_q, n_head_groups,
+                         stream);
+  }
+  if (v == Variant::WGMMA) {
     static_assert(wgmma_smem_bytes<DK, DV, 128>() <= 227 * 1024, "fits an SM");
     return launch_kernel(flash_wgmma_kernel<DK, DV, 128, kMla>, wgmma_smem_bytes<DK, DV, 128>(), a, max_q,
                          n_head_groups, stream);
   }
-  if (v == Variant::WGMMA64)
-    return launch_kernel(flash_wgmma_kernel<DK, DV, 64, kMla>, wgmma_smem_bytes<DK, DV, 64>(), a, max_q,
-                         n_head_groups, stream);
   constexpr int smem = kStages * stage_bytes<DK, DV>();
   static_assert(smem <= 227 * 1024, "fits an SM");
   launch_kernel(flash_mma_kernel<DK, DV, kMla>, smem, a, max_q, n_head_groups, stream);
@@ -506,6 +680,11 @@ Args common_args(const VarlenBatch& b, const uint16_t* q, int64_t ld_q, int q_he
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
+
+const char* kernel_name() {
+  const Variant v = pick_variant();
+  return v == Variant::PIPE ? "pipe" : v == Variant::WGMMA ? "wgmma" : "mma";
+}
 
 void mla_prefill_bf16(const MlaPrefillParams& p, cudaStream_t s) {
   MLABENCH_CHECK(mla_prefill_bf16_supported(p.nope, p.rope, p.v),

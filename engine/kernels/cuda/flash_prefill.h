@@ -12,5 +12,8 @@ namespace mlabench::kernels::cuda::flash {
 void mla_prefill_bf16(const MlaPrefillParams& p, cudaStream_t s);
 /// MHA/GQA over the paged BF16 pools with BF16 queries (gqa_prefill_bf16_supported head sizes), no split.
 void gqa_prefill_bf16(const GqaAttentionParams& p, cudaStream_t s);
+/// Which kernel the two launchers run on this device ("pipe", "wgmma" or "mma"; MLABENCH_FLASH overrides the
+/// choice), for benchmark rows and logs.
+const char* kernel_name();
 
 }  // namespace mlabench::kernels::cuda::flash
