@@ -393,6 +393,13 @@ ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector
 void bench_command(const BenchArgs& a) {
   const std::vector<Shape> shapes = parse_shapes(a);
   MLABENCH_CHECK(a.warmup >= 0, "--warmup must be >= 0, got {}", a.warmup);
+  // Opened before the engine starts: a long-context run must not end with nowhere to write what it measured.
+  std::ofstream out_file;
+  if (!a.out.empty()) {
+    out_file.open(a.out);
+    MLABENCH_CHECK(out_file.good(), "bench --out {}: cannot open it for writing. HINT: check that its folder exists "
+                   "and is writable", a.out);
+  }
   // The engine serves the largest batch at once and, unless told otherwise, only as long a context as a shape needs.
   EngineOptions eo = a.model.engine;
   for (const Shape& s : shapes) eo.max_batch = std::max(eo.max_batch, s.batch);
@@ -439,9 +446,9 @@ void bench_command(const BenchArgs& a) {
                {"measures", measures},
                {"rows", rows}};
   if (!a.out.empty()) {
-    std::ofstream out(a.out);
-    out << doc.dump(2) << '\n';
-    MLABENCH_CHECK(out.good(), "writing {} failed. HINT: check that its folder exists and is writable", a.out);
+    out_file << doc.dump(2) << '\n';
+    out_file.flush();
+    MLABENCH_CHECK(out_file.good(), "writing {} failed. HINT: check that its folder exists and is writable", a.out);
   }
   std::printf("%s\n", doc.dump().c_str());
 }

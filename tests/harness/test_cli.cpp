@@ -408,6 +408,11 @@ TEST(Cli, BenchLongShapesSizeTheWindowAndChunkThePrefill) {
   expect_failure("bench --shapes 1000", "PROMPTxBATCH");
   expect_failure("bench --shapes 1000x1:fast", "prefill, decode or both");
   expect_failure("bench --batch 2,x", "positive integer");
+  // An --out nobody can write is refused before the engine starts (no table printed), not after a long run.
+  const CliResult unwritable = mlabench_cli("bench --shapes 64x1 --gen 2 --out " + t.file("no-such-dir/b.json"));
+  EXPECT_EQ(unwritable.exit_code, 1) << unwritable.err;
+  EXPECT_NE(unwritable.err.find("cannot open it for writing"), std::string::npos) << unwritable.err;
+  EXPECT_EQ(unwritable.out.find("# bench columns"), std::string::npos) << "nothing measured first:\n" << unwritable.out;
 }
 
 // --max-context reaches the engine on the CPU too: it bounds every request's positions.
