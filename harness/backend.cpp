@@ -43,6 +43,15 @@ class EngineBackend final : public Backend {
 
   std::string kind() const override { return "engine"; }
   nlohmann::ordered_json describe() const override { return description_; }
+  nlohmann::ordered_json engine_stats() const override {
+    const EngineStats st = engine_->stats();
+    return {{"steps", st.steps},
+            {"prefill_tokens_computed", st.prefill_tokens},
+            {"prefix_tokens_reused", st.prefix_tokens_reused},
+            {"decode_tokens", st.decode_tokens},
+            {"preemptions", st.preemptions},
+            {"max_running", st.max_running}};
+  }
   const Tokenizer* tokenizer() const override { return engine_->tokenizer(); }
   int64_t max_context() const override { return opt_.max_length; }
   std::vector<int32_t> encode_prompt(const std::string& context, const std::string& system_prompt) const override {

@@ -76,6 +76,10 @@ class Backend {
   /// The model's tokenizer and window, for tasks whose documents are measured in tokens (niah); nullptr / 0
   /// when the backend has none.
   virtual const Tokenizer* tokenizer() const { return nullptr; }
+  /// What the backend's engine did so far (steps, prompt tokens computed and taken from the prefix cache, decode
+  /// tokens, pre-emptions); null for a backend without one. Recorded in results.json's provenance, never in the
+  /// run's identity (it changes as the run goes).
+  virtual nlohmann::ordered_json engine_stats() const { return nullptr; }
   virtual int64_t max_context() const { return 0; }
   /// \brief The token ids the model is given for a generation request's context (template, system prompt and
   /// special tokens applied, before any truncation). Throws Error when the backend has no tokenizer.

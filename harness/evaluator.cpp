@@ -629,6 +629,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   provenance["docs_scored_this_invocation"] = outcome.docs_scored;
   provenance["docs_resumed"] = outcome.docs_resumed;
+  if (const json st = backend.engine_stats(); !st.is_null()) provenance["engine_this_invocation"] = st;
   outcome.results = {{"results", results},         {"groups", groups},     {"group_subtasks", group_subtasks},
                      {"configs", configs},         {"versions", versions}, {"protocols", protocols},
                      {"n-shot", n_shot},           {"higher_is_better", higher},

@@ -405,13 +405,22 @@ TEST(Evaluator, NiahReplayAndASmallGridOnTheBundledModel) {
   EXPECT_EQ(r["breakdowns"]["niah"]["depth_percent"].size(), 3u);
   std::ifstream in(dir / "engine-run" / "samples_niah.jsonl");
   int n = 0;
+  int64_t prompt_tokens = 0;
   for (std::string line; std::getline(in, line); ++n) {
     const json l = json::parse(line);
     EXPECT_EQ(l["context_tokens"].get<int64_t>(), l["doc"]["context_length"].get<int64_t>()) << "doc " << l["doc_id"];
     EXPECT_FALSE(l.contains("truncated_tokens"));
     EXPECT_LE(l["generated_tokens"].get<int64_t>(), 6);
+    prompt_tokens += l["context_tokens"].get<int64_t>();
   }
   EXPECT_EQ(n, 9);
+  // The engine's own account of the run: every prompt position either computed or taken from the prefix cache
+  // (the depths of one length share the haystack before their needle), recorded beside the run's time.
+  const json& st = r["provenance"]["engine_this_invocation"];
+  ASSERT_TRUE(st.is_object()) << r["provenance"].dump();
+  EXPECT_EQ(st["prefill_tokens_computed"].get<int64_t>() + st["prefix_tokens_reused"].get<int64_t>(), prompt_tokens);
+  EXPECT_GT(st["prefix_tokens_reused"].get<int64_t>(), 0);
+  EXPECT_EQ(st["preemptions"], 0);
 }
 
 }  // namespace

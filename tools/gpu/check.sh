@@ -15,6 +15,8 @@
 #   longdecode   mlabench bench, decode at 8K x 64 and 32K x 16 context x batch
 #   longdecode128  mlabench bench, decode at 128K x 1 (its decode pass prefills its own uncached 128K prompt)
 #   longpeer     transformers on the same 32K and 128K prompts (prefill only)
+#   niahgrid     the full default NIAH grid (12 lengths x 12 depths to 128K), V2-Lite random weights, the real
+#                tokenizer: wall time, and the prompt tokens computed against those taken from the prefix cache
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp/mlabench-check}
@@ -169,6 +171,33 @@ if named longpeer; then
     --prefill-only --max-seconds 540 --out "$out/peer_transformers_long.json" > "$out/peer_long.log" 2>&1
   row "peer: transformers V2-Lite long" "rc $?"
   tail -5 "$out/peer_long.log" | sed 's/^/    /' >> "$out/summary.txt"
+fi
+
+if named niahgrid && [ -d .carry/shared/datasets ]; then
+  lite=/tmp/v2lite-tok && mkdir -p $lite && cp configs/deepseek-v2-lite/config.json $lite/ &&
+    cp .carry/shared/tokenizers/deepseek-v2/tokenizer*.json $lite/
+  rm -rf /tmp/niah-grid
+  t0=$(date +%s.%N)
+  timeout ${NIAH_TIMEOUT:-560} build-gpu/mlabench run --model $lite --random-weights 0 --device cuda --max-context 131072 \
+    --max-step-tokens ${LONG_STEP_TOKENS:-16384} --tasks niah --output /tmp/niah-grid --mirror "$PWD/.carry/shared/datasets" \
+    --data-dir /tmp/mlabench-datasets --offline --no-progress > "$out/niah_grid.log" 2>&1
+  rc=$?
+  t1=$(date +%s.%N)
+  cp /tmp/niah-grid/results.json "$out/niah_grid_results.json" 2>/dev/null
+  python3 - "$rc" "$t0" "$t1" >> "$out/summary.txt" <<'PY'
+import json, sys
+rc, t0, t1 = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+if rc != 0:
+    print(f"{'niah grid V2-Lite random, cuda':34s} FAILED rc {rc} after {t1-t0:.0f} s (niah_grid.log)"); sys.exit()
+r = json.load(open("/tmp/niah-grid/results.json"))
+s = [json.loads(l) for l in open("/tmp/niah-grid/samples_niah.jsonl")]
+st = r["provenance"]["engine_this_invocation"]
+total = sum(x["context_tokens"] for x in s)
+print(f"{'niah grid V2-Lite random, cuda':34s} {len(s)} prompts to {max(x['context_tokens'] for x in s)} tokens in "
+      f"{t1-t0:.1f} s (load included); {total} prompt tokens, {st['prefill_tokens_computed']} computed, "
+      f"{st['prefix_tokens_reused']} from the prefix cache ({total / max(st['prefill_tokens_computed'], 1):.2f}x fewer), "
+      f"{st['decode_tokens']} decoded, {st['preemptions']} pre-emptions")
+PY
 fi
 
 if want peer; then
