@@ -23,10 +23,12 @@ inline std::string default_model_dir() { return data_dir() + "/models/mlabench-t
 inline std::string preset_dir(const std::string& name) { return std::string(MLABENCH_CONFIGS_DIR) + "/" + name; }
 
 /// Every fixture tools/make_fixtures.py wrote (folders with a reference.json), plus the bundled default model.
+/// Folders with a weights.json hold no checkpoint (tests/engine/generated_weights.h regenerates it): not listed.
 inline std::vector<std::string> all_fixture_dirs() {
   std::vector<std::string> out;
   for (const auto& e : std::filesystem::directory_iterator(data_dir() + "/fixtures"))
-    if (std::filesystem::exists(e.path() / "reference.json")) out.push_back(e.path().string());
+    if (std::filesystem::exists(e.path() / "reference.json") && !std::filesystem::exists(e.path() / "weights.json"))
+      out.push_back(e.path().string());
   std::sort(out.begin(), out.end());
   out.push_back(default_model_dir());
   return out;

@@ -273,15 +273,16 @@ def routing_gaps(model, tokens):
         if hasattr(layer.mlp, "gate"):
             hooks.append(layer.mlp.register_forward_pre_hook(hook))
     with torch.no_grad():
-        model(input_ids=torch.tensor([tokens]))
+        model(input_ids=torch.tensor([tokens], device=model.device), use_cache=False)
     for h in hooks:
         h.remove()
     return min(gaps) if gaps else float("inf")
 
 
 def logits_f64(model, tokens):
+    """[n_tokens, vocab] float64 logits, on the model's device."""
     with torch.no_grad():
-        out = model(input_ids=torch.tensor([tokens], dtype=torch.long), use_cache=False)
+        out = model(input_ids=torch.tensor([tokens], dtype=torch.long, device=model.device), use_cache=False)
     return out.logits[0].to(torch.float64)
 
 

@@ -74,6 +74,10 @@ ModelWeights random_weights(const ModelConfig& c, uint64_t seed);
 /// With it a device fills the same tensor in place (kernels::RandomFillParams), bit-identical to the host.
 uint64_t random_weights_key(uint64_t seed, const std::string& tensor_name);
 
+/// \brief splitmix64's mixing function, as random_weights_key uses it (the fixture weight generator of the tests,
+/// tests/engine/generated_weights.cpp, draws its elements with it too).
+uint64_t splitmix64(uint64_t x);
+
 /// \brief Fills the slots of `w` from `get(name)`, which must return a validated view for every name in
 /// tensor_manifest(c, layout). Shared by load_weights and random_weights.
 void bind_weights(const ModelConfig& c, ExpertLayout layout, const std::function<TensorView(const std::string&)>& get,

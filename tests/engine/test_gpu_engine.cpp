@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <functional>
 #include <cstdio>
 #include <random>
@@ -13,6 +14,7 @@
 #include "engine/gpu/gpu_runner.h"
 #include "engine/serving/serving_engine.h"
 #include "tests/engine/architecture_configs.h"
+#include "tests/engine/generated_weights.h"
 #include "tests/kernels/gpu_test_util.h"
 #include "tests/test_util.h"
 
@@ -68,10 +70,13 @@ void expect_same_or_near_tie(const std::vector<int32_t>& a, const std::vector<in
               what.c_str(), same, gap, max_abs);
 }
 
-// The serving core over the GPU runner, with the weights given (the internal API the Engine wraps).
-std::unique_ptr<serving::ServingEngine> gpu_serving(const ModelConfig& c, const ModelWeights& w, EngineOptions o) {
+// The serving core over the GPU runner, with the weights given (the internal API the Engine wraps). `logit_rows`
+// raises the logit rows one step may return (at least 512: the evaluator never asks for more).
+std::unique_ptr<serving::ServingEngine> gpu_serving(const ModelConfig& c, const ModelWeights& w, EngineOptions o,
+                                                    int64_t logit_rows = 0) {
   o.device = Device::CUDA;
-  const serving::ServingLimits limits = serving::serving_limits(o, c);
+  serving::ServingLimits limits = serving::serving_limits(o, c);
+  limits.max_logit_rows = std::max(limits.max_logit_rows, logit_rows);
   return std::make_unique<serving::ServingEngine>(make_gpu_runner(c, &w, 0, o, limits), limits);
 }
 
@@ -486,6 +491,115 @@ TEST(GpuEngine, EveryArchitectureCombinationMatchesTheCpu) {
     EXPECT_EQ(f32->generate(prompt, g).value().tokens, cpu->generate(prompt, g).value().tokens) << name;
     std::printf("[ gpu kinds ] %-16s %-18s f32 %.2e  native %.2e of max|logit| %.3f\n", name.c_str(),
                 cpu->summary().attention.c_str(), ea, eb, max_abs);
+  }
+}
+
+// ---- The long fixture: DeepSeek-V2's real MLA shapes over 8,317 tokens (tools/make_long_fixture.py) -------------
+
+// The fixture's checkpoint, regenerated (tests/engine/generated_weights.h) and opened; nullopt with `why` while
+// the GPU machine has not made its reference.
+struct LongFixtureRun {
+  test::LongReference lr;
+  test::TempDir dir;
+  ModelConfig c;
+  ModelWeights w;
+};
+
+std::unique_ptr<LongFixtureRun> open_long_fixture(std::string* why) {
+  std::optional<test::LongReference> lr = test::load_long_reference(test::long_fixture_dir(), why);
+  if (!lr) return nullptr;
+  auto r = std::make_unique<LongFixtureRun>();
+  r->lr = std::move(*lr);
+  const std::string sha = test::write_generated_checkpoint(test::long_fixture_dir(), r->dir.path());
+  EXPECT_EQ(sha, test::read_generated_weights_spec(test::long_fixture_dir()).sha256) << "regenerated checkpoint";
+  r->c = load_config(r->dir.path());
+  r->w = load_weights(r->c, r->dir.path());
+  return r;
+}
+
+// Every position's logits through the serving core over the GPU runner, in chunks of at most `step_tokens`. The
+// logit-row budget of a step (512 by default: the evaluator never asks for more) is raised to the prompt, so
+// that step_tokens alone sets the chunks: the whole prompt in one prefill, or chunks that each attend to the
+// latent cache of the ones before.
+std::vector<float> long_fixture_logits(const LongFixtureRun& r, int64_t step_tokens, Precision precision) {
+  const auto n = static_cast<int64_t>(r.lr.ref.tokens.size());
+  auto e = gpu_serving(r.c, r.w,
+                       {.kv_cache_gib = 1, .max_batch = 8, .max_step_tokens = step_tokens, .max_context = n,
+                        .precision = precision},
+                       static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(n))));
+  std::vector<float> out = e->run({serving::Request{.tokens = r.lr.ref.tokens, .all_logits = true}}).at(0).logits;
+  EXPECT_EQ(e->stats().steps, (n + step_tokens - 1) / step_tokens) << "prefill steps of " << step_tokens << " tokens";
+  return out;
+}
+
+struct LongParity {
+  double relative = 0, max_ref = 0;
+  std::vector<int64_t> top1_misses;  // rows (indices into the stored positions) whose top-1 differs
+  int64_t rows = 0;
+};
+
+// The engine's logits [n_tokens, vocab] at the stored positions against the reference rows.
+LongParity long_parity(const test::LongReference& lr, const std::vector<float>& all, int64_t vocab) {
+  LongParity p;
+  p.rows = static_cast<int64_t>(lr.positions.size());
+  double err = 0;
+  for (int64_t i = 0; i < p.rows; ++i) {
+    const float* got = all.data() + lr.positions[static_cast<size_t>(i)] * vocab;
+    const double* want = lr.ref.logits.data.data() + i * vocab;
+    err = std::max(err, test::max_abs_diff(got, want, static_cast<size_t>(vocab)));
+    if (top1(got, vocab) != top1(want, vocab)) p.top1_misses.push_back(i);
+  }
+  p.max_ref = lr.ref.max_abs;
+  p.relative = err / p.max_ref;
+  return p;
+}
+
+void print_long_parity(const LongParity& p, const char* precision, int64_t step_tokens) {
+  std::printf("[ gpu parity ] %-28s %-6s relative %.2e  top-1 agreement %.1f%% (%lld positions, steps of %lld)\n",
+              "dsv2-mla-8k-yarn", precision, p.relative,
+              100.0 * static_cast<double>(p.rows - static_cast<int64_t>(p.top1_misses.size())) /
+                  static_cast<double>(p.rows),
+              static_cast<long long>(p.rows), static_cast<long long>(step_tokens));
+}
+
+// The bound at the real MLA shapes: float32 precision within 1e-5 of max |logit| of transformers' float64
+// at every stored position of 8,317 tokens (7,293 past YaRN's original 1,024), in one prefill and in chunks of
+// 2,048 over the cached latent prefix.
+TEST(GpuEngine, LongFixtureFloat32MatchesTransformersFloat64OverAllTokens) {
+  MLABENCH_REQUIRE_GPU();
+  std::string why;
+  const auto r = open_long_fixture(&why);
+  if (!r) GTEST_SKIP() << why;
+  for (int64_t step : {static_cast<int64_t>(r->lr.ref.tokens.size()), int64_t{2048}}) {
+    const LongParity p = long_parity(r->lr, long_fixture_logits(*r, step, Precision::FLOAT32), r->c.vocab_size);
+    EXPECT_LE(p.relative, 1e-5) << "steps of " << step << " tokens";
+    print_long_parity(p, "f32", step);
+  }
+}
+
+// The native precision (BF16) within transformers' own BF16 error on the same checkpoint and tokens (recorded by
+// tools/make_long_fixture.py in the same run as the float64 reference). A top-1 the engine misses must be a
+// near-tie of the reference: a top-2 gap under twice transformers' BF16 error (each side of the tie may sit that
+// far off, as in expect_same_or_near_tie).
+TEST(GpuEngine, LongFixtureNativeWithinTransformersOwnBf16Error) {
+  MLABENCH_REQUIRE_GPU();
+  std::string why;
+  const auto r = open_long_fixture(&why);
+  if (!r) GTEST_SKIP() << why;
+  const int64_t vocab = r->c.vocab_size;
+  for (int64_t step : {static_cast<int64_t>(r->lr.ref.tokens.size()), int64_t{2048}}) {
+    const LongParity p = long_parity(r->lr, long_fixture_logits(*r, step, Precision::NATIVE), vocab);
+    EXPECT_LE(p.relative, r->lr.bf16_relative) << "steps of " << step << " tokens; transformers BF16: "
+                                               << r->lr.bf16_relative;
+    for (int64_t i : p.top1_misses) {
+      const std::vector<float> row(r->lr.ref.logits.data.begin() + i * vocab,
+                                   r->lr.ref.logits.data.begin() + (i + 1) * vocab);
+      EXPECT_LT(top2_gap(row.data(), vocab), 2 * r->lr.bf16_relative * p.max_ref)
+          << "position " << r->lr.positions[static_cast<size_t>(i)] << ": top-1 differs away from a near-tie";
+    }
+    print_long_parity(p, "native", step);
+    std::printf("[ gpu parity ] %-28s %-6s relative %.2e  top-1 agreement %.1f%% (transformers BF16, same positions)\n",
+                "dsv2-mla-8k-yarn", "hf-bf16", r->lr.bf16_relative, 100.0 * r->lr.bf16_top1);
   }
 }
 

@@ -2,7 +2,7 @@
 # The GPU-machine check (run it for every change to engine or kernel code; paste its table in the note):
 #   1. build Release for this machine (CUDA engine included), run the whole test suite, GPU tests included;
 #   2. compute-sanitizer memcheck over the GPU tests;
-#   3. regenerate the reference fixtures with transformers and compare them with the committed ones;
+#   3. regenerate the reference fixtures with transformers (the long one too) and compare them with the committed ones;
 #   4. benchmarks: the GPU engine (mlabench bench) beside transformers on the same shapes and random weights,
 #      the CPU engine, the tokenizer beside Hugging Face tokenizers;
 #   5. print a short table last.
@@ -98,6 +98,11 @@ if want fixtures && python3 -c 'import transformers' 2>/dev/null; then
   rm -rf /tmp/mlabench-fixtures && PYTHONUNBUFFERED=1 python3 tools/make_fixtures.py --out /tmp/mlabench-fixtures/tests/data \
       > "$out/make_fixtures.log" 2>&1
   row "fixtures regenerated" "$(python3 tools/gpu/compare_fixtures.py tests/data /tmp/mlabench-fixtures/tests/data 2>&1 | tail -1)"
+  # The long fixture at DeepSeek-V2's real MLA shapes: checkpoint rewritten by the pure-Python generator, transformers
+  # float64 and BF16 rerun over its 8,317 tokens on the GPU (a minute or two), compared with the committed rows.
+  PYTHONUNBUFFERED=1 python3 tools/make_long_fixture.py tests/data/fixtures/dsv2-mla-8k-yarn --check \
+      > "$out/long_fixture.log" 2>&1
+  row "long fixture regenerated" "rc $?: $(tail -1 "$out/long_fixture.log")"
 fi
 
 if want fixtures && python3 -c 'import transformers' 2>/dev/null; then
@@ -321,7 +326,7 @@ else
 fi
 fi
 # At most 8 files come back from the device tool: the logs travel as one file.
-for f in build.log make_fixtures.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log \
+for f in build.log make_fixtures.log long_fixture.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log \
          harness.log kernels.log bench_long_prefill.log bench_long_decode.log bench_long_decode128.log peer_long.log; do
   [ -f "$out/$f" ] && { echo "===== $f"; cat "$out/$f"; rm -f "$out/$f"; }
 done > "$out/logs.txt"
