@@ -597,212 +597,10 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
 #endif
 }
 
-// The warp-specialized kernel (FlashAttention-3's schedule on cp.async): warp 8 is a producer that copies Q, then
-// keys and values tile by tile into the same two-slot rings as the pipelined kernel, handing each slot over with
-// mbarriers (full: the producer's copies landed; empty: both consumer warpgroups' MMAs that read it are done); the
-// two consumer warpgroups no longer meet at a block barrier every tile, and a pair of named barriers makes them
-// take turns issuing their MMAs (ping-pong), so one warpgroup's softmax runs while the other's MMAs occupy the
-// tensor cores. Shared memory as the pipelined kernel's plus 8 mbarriers. The producer is a whole warpgroup (the
-// unit registers move in): it gives registers up to the consumers (setmaxnreg), and three of its warps leave.
-constexpr int kWsThreads = kThreads + 128;
-constexpr int kWsProducerWarp = kWarps;
-constexpr int kWsProducerRegs = 40, kWsConsumerRegs = 232;  // 128 x 40 + 256 x 232 <= 65,536
-static_assert(128 * kWsProducerRegs + kThreads * kWsConsumerRegs <= 65536, "the register file");
-template <int DK, int DV>
-constexpr int ws_smem_bytes() {
-  return pipe_smem_bytes<DK, DV>() + 64;
-}
-
-// The producer warp's copies of one key tile into a slot: lane l copies 16-byte chunk (l % 8) of column block cb of
-// key rows 4i + l / 8, so each copy instruction reads four whole 128-byte row segments. Keys at or past k_end read
-// as zeros. MLA keys: column blocks 0 and 1 (k_nope) from kv, block 2 (k_pe) from k_pe; values: kv past k_nope.
-template <int D, bool kV, bool kMla>
-__device__ __forceinline__ void produce_tile(const Args& a, uint32_t slot, int seq, int hg, int kt0, int k_end) {
-  constexpr int kNope = 128;
-  const int lane = threadIdx.x & 31, c8 = lane & 7;
-#pragma unroll 4
-  for (int i = 0; i < kPipeBC / 4; ++i) {
-    const int j = 4 * i + (lane >> 3), key = kt0 + j;
-    const bool valid = key < k_end;
-    const uint16_t *row0 = a.q, *row1 = a.q;
-    if (valid) {
-      if constexpr (kMla) {
-        const int64_t r = a.cu_kv[seq] + key;
-        row0 = a.kv + r * a.ld_kv + static_cast<int64_t>(hg) * a.kv_head_stride + (kV ? kNope : 0);
-        row1 = a.k_pe + r * a.ld_kpe - kNope;
-      } else {
-        row0 = (kV ? a.v_cache : a.k_cache) + paged_slot(a.paged, seq, key) * a.kv_width +
-               static_cast<int64_t>(hg) * D;
-      }
-    }
-#pragma unroll
-    for (int cb = 0; cb < D / 64; ++cb) {
-      const int c = cb * 8 + c8;
-      const uint16_t* src = (kMla && !kV && c * 8 >= kNope) ? row1 : row0;
-      cp_async16(slot + sw128_off(kPipeBC, j, c), valid ? src + c * 8 : a.q, valid);
-    }
-  }
-}
-
-template <int DK, int DV, bool kMla>
-__global__ void __launch_bounds__(kWsThreads, 1) flash_wgmma_ws_kernel(const Args a) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int BC = kPipeBC, kKSteps = DK / 16, kNS = BC / 2, kNO = DV / 2;
-  constexpr uint32_t kSlotK = BC * DK * 2, kSlotV = BC * DV * 2;
-  static_assert(DK % 64 == 0 && (DV == 64 || DV == 128), "instances");
-  extern __shared__ __align__(1024) unsigned char smem_ws[];
-  const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_ws)) + 1023u) & ~1023u;
-  const uint32_t q_s = base, k_ring = base + kRows * DK * 2, v_ring = k_ring + 2 * kSlotK;
-  // mbarriers: full_k[2], full_v[2], empty_k[2], empty_v[2], 8 bytes each.
-  const uint32_t bars = v_ring + 2 * kSlotV;
-  auto full_k = [&](int i) { return bars + 8 * i; };
-  auto full_v = [&](int i) { return bars + 16 + 8 * i; };
-  auto empty_k = [&](int i) { return bars + 32 + 8 * i; };
-  auto empty_v = [&](int i) { return bars + 48 + 8 * i; };
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2;
-  const int hg = blockIdx.y, seq = blockIdx.z;
-  const CtaRows cr(a, seq);
-  if (cr.r0 >= cr.n_rows) return;
-  const int n_tiles = (cr.k_end + BC - 1) / BC;
-  if (tid == 0) {
-    for (int i = 0; i < 2; ++i) {
-      mbar::init(full_k(i), 32);   // the producer's 32 lanes, each once its copies landed
-      mbar::init(full_v(i), 32);
-      mbar::init(empty_k(i), kWarps);  // every consumer warp, once the MMAs that read the slot are done
-      mbar::init(empty_v(i), kWarps);
-    }
-    mbar::fence_init();
-  }
-  __syncthreads();
-
-  if (warp >= kWsProducerWarp) {  // ---- producer: Q with K_0, then K_t and V_t into slot t % 2 ----
-    mbar::regs_dec<kWsProducerRegs>();
-    if (warp != kWsProducerWarp) return;
-    for (int e = lane; e < kRows * (DK / 8); e += 32) {
-      const int r = e / (DK / 8), c = e - r * (DK / 8), row = cr.r0 + r;
-      const uint16_t* src = a.q;
-      if (row < cr.n_rows) {
-        const int token = row / a.group, head = hg * a.group + row % a.group;
-        src = a.q + (cr.q0 + token) * a.ld_q + static_cast<int64_t>(head) * a.q_head_stride + c * 8;
-      }
-      cp_async16(q_s + (r >> 6) * (64 * DK * 2) + sw128_off(64, r & 63, c), src, row < cr.n_rows);
-    }
-    for (int t = 0; t < n_tiles; ++t) {
-      const int slot = t & 1;
-      const uint32_t reuse_parity = ((t >> 1) - 1) & 1;  // the slot's previous use, tile t - 2
-      if (t >= 2) mbar::wait(empty_k(slot), reuse_parity);
-      produce_tile<DK, false, kMla>(a, k_ring + slot * kSlotK, seq, hg, t * BC, cr.k_end);
-      mbar::arrive_on_copies(full_k(slot));
-      if (t >= 2) mbar::wait(empty_v(slot), reuse_parity);
-      produce_tile<DV, true, kMla>(a, v_ring + slot * kSlotV, seq, hg, t * BC, cr.k_end);
-      mbar::arrive_on_copies(full_v(slot));
-    }
-    cp_async_wait<0>();
-    return;
-  }
-
-  // ---- consumers: warpgroup wg takes rows r0 + 64 wg ..; every tile, as in the pipelined kernel ----
-  mbar::regs_inc<kWsConsumerRegs>();
-  const int wg = warp >> 2;
-  const int wr0 = cr.r0 + warp * 16;
-  int pos[2];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) pos[half] = cr.past + min(wr0 + g + 8 * half, cr.n_rows - 1) / a.group;
-  const int warp_first_pos = cr.past + min(wr0, cr.n_rows - 1) / a.group;
-  const uint32_t q_wg = q_s + wg * (64 * DK * 2);
-  float s[kNS];
-  float o[kNO] = {};
-  uint32_t pa[BC / 16][4];
-  float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.0f, 0.0f};
-  // Ping-pong: warpgroup wg issues its MMAs after named barrier 1 + wg, then opens the other's.
-  auto turn_begin = [&] { mbar::named_sync(1 + wg, 2 * 128); };
-  auto turn_end = [&] { mbar::named_arrive(2 - wg, 2 * 128); };
-  auto issue_qk = [&](int t) {
-    const uint32_t k_s = k_ring + (t & 1) * kSlotK;
-#pragma unroll
-    for (int kk = 0; kk < kKSteps; ++kk) {
-      const uint64_t da = wgmma::desc_sw128(q_wg + (kk >> 2) * (64 * 128) + (kk & 3) * 32, 16, 1024);
-      const uint64_t db = wgmma::desc_sw128(k_s + (kk >> 2) * (BC * 128) + (kk & 3) * 32, 16, 1024);
-      wgmma::wgmma_ss_n128(s, da, db, kk > 0);
-    }
-    wgmma::commit();
-  };
-  auto issue_pv = [&](int t) {
-    const uint32_t v_s = v_ring + (t & 1) * kSlotV;
-#pragma unroll
-    for (int ks = 0; ks < BC / 16; ++ks) {
-      const uint64_t db = wgmma::desc_sw128(v_s + ks * 16 * 128, BC * 128, 1024);
-      if constexpr (DV == 64)
-        wgmma::wgmma_rs_n64(o, pa[ks], db);
-      else
-        wgmma::wgmma_rs_n128(o, pa[ks], db);
-    }
-    wgmma::commit();
-  };
-  auto landed = [&](uint32_t bar, int t) {
-    mbar::wait(bar, (t >> 1) & 1);
-    wgmma::fence_proxy_async();  // the producer's copies, visible to wgmma's reads
-  };
-  auto release = [&](uint32_t bar) {
-    if (lane == 0) mbar::arrive(bar);
-  };
-  auto softmax = [&](int t, float (&alpha)[2]) {
-    const int kt0 = t * BC;
-    const bool need_mask = kt0 + BC > cr.k_end || kt0 + BC - 1 > warp_first_pos;
-    softmax_tile(s, m, l, alpha, kt0, pos, cr.k_end, need_mask, a.scale_log2);
-  };
-
-  if (wg == 1) turn_end();  // warpgroup 0 goes first
-  float alpha[2];
-  landed(full_k(0), 0);
-  turn_begin();
-  wgmma::fence();
-  issue_qk(0);
-  turn_end();
-  wgmma::wait_all();
-  release(empty_k(0));
-  wgmma::fence_regs(s);
-  softmax(0, alpha);
-#pragma unroll
-  for (int ks = 0; ks < BC / 16; ++ks) p_fragment(s, ks, pa[ks]);
-  for (int t = 1; t < n_tiles; ++t) {
-    landed(full_k(t & 1), t);
-    landed(full_v((t - 1) & 1), t - 1);
-    turn_begin();
-    wgmma::fence();
-    issue_qk(t);
-    issue_pv(t - 1);
-    turn_end();
-    wgmma::wait_one();
-    release(empty_k(t & 1));
-    wgmma::fence_regs(s);
-    softmax(t, alpha);
-    wgmma::wait_all();
-    release(empty_v((t - 1) & 1));
-    wgmma::fence_regs(o);
-    wgmma::fence_regs(pa);
-    rescale(o, alpha);
-#pragma unroll
-    for (int ks = 0; ks < BC / 16; ++ks) p_fragment(s, ks, pa[ks]);
-  }
-  landed(full_v((n_tiles - 1) & 1), n_tiles - 1);
-  turn_begin();
-  wgmma::fence();
-  issue_pv(n_tiles - 1);
-  turn_end();
-  wgmma::wait_all();
-  wgmma::fence_regs(o);
-  if (wg == 0) turn_begin();  // takes warpgroup 1's last turn_end, so no barrier is left half-arrived
-  if (wr0 < cr.n_rows) store_rows<DV>(a, cr, hg, wr0, o, l);
-#else
-  __trap();  // built only for sm_90a; the launcher picks flash_mma_kernel elsewhere
-#endif
-}
-
 // Which kernel runs: the pipelined wgmma kernel where this build has sm_90a code and the device is a Hopper (compute
 // capability 9.0), else mma.sync. MLABENCH_FLASH=mma | wgmma | pipe overrides it (benchmarks compare them in one
 // run; "wgmma" is the unpipelined kernel, kept as the baseline of the pipelined one).
-enum class Variant { MMA, WGMMA, PIPE, WS };
+enum class Variant { MMA, WGMMA, PIPE };
 
 Variant pick_variant() {
   static const Variant v = [] {
@@ -818,25 +616,24 @@ Variant pick_variant() {
     const char* env = std::getenv("MLABENCH_FLASH");
     if (env == nullptr) return best;
     const std::string e(env);
-    MLABENCH_CHECK(e == "mma" || e == "wgmma" || e == "pipe" || e == "ws",
-                   "MLABENCH_FLASH={}: not a flash prefill kernel. HINT: use mma, wgmma, pipe or ws, or unset it", e);
+    MLABENCH_CHECK(e == "mma" || e == "wgmma" || e == "pipe",
+                   "MLABENCH_FLASH={}: not a flash prefill kernel. HINT: use mma, wgmma or pipe, or unset it", e);
     MLABENCH_CHECK(e == "mma" || best != Variant::MMA,
                    "MLABENCH_FLASH={}: the wgmma kernels need sm_90a code (a build for compute capability 9.0) and a "
                    "Hopper GPU. HINT: use MLABENCH_FLASH=mma here",
                    e);
-    return e == "mma" ? Variant::MMA : e == "wgmma" ? Variant::WGMMA : e == "ws" ? Variant::WS : Variant::PIPE;
+    return e == "mma" ? Variant::MMA : e == "wgmma" ? Variant::WGMMA : Variant::PIPE;
   }();
   return v;
 }
 
 template <class Kernel>
-void launch_kernel(Kernel* kernel, int smem, const Args& a, int max_q, int n_head_groups, cudaStream_t stream,
-                   int threads = kThreads) {
+void launch_kernel(Kernel* kernel, int smem, const Args& a, int max_q, int n_head_groups, cudaStream_t stream) {
   MLABENCH_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int64_t row_tiles = (int64_t{max_q} * a.group + kRows - 1) / kRows;
   const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(n_head_groups),
                   static_cast<unsigned>(a.n_seqs));
-  kernel<<<grid, threads, smem, stream>>>(a);
+  kernel<<<grid, kThreads, smem, stream>>>(a);
   MLABENCH_CUDA(cudaGetLastError());
 }
 
@@ -848,11 +645,6 @@ bool q_aligned16(const Args& a) {
 template <int DK, int DV, bool kMla>
 void launch(const Args& a, int max_q, int n_head_groups, cudaStream_t stream) {
   const Variant v = q_aligned16(a) ? pick_variant() : Variant::MMA;
-  if (v == Variant::WS) {
-    static_assert(ws_smem_bytes<DK, DV>() <= 227 * 1024, "fits an SM");
-    return launch_kernel(flash_wgmma_ws_kernel<DK, DV, kMla>, ws_smem_bytes<DK, DV>(), a, max_q, n_head_groups,
-                         stream, kWsThreads);
-  }
   if (v == Variant::PIPE) {
     static_assert(pipe_smem_bytes<DK, DV>() <= 227 * 1024, "fits an SM");
     return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla>, pipe_smem_bytes<DK, DV>(), a, max_q, n_head_groups,
@@ -891,7 +683,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 const char* kernel_name() {
   const Variant v = pick_variant();
-  return v == Variant::WS ? "ws" : v == Variant::PIPE ? "pipe" : v == Variant::WGMMA ? "wgmma" : "mma";
+  return v == Variant::PIPE ? "pipe" : v == Variant::WGMMA ? "wgmma" : "mma";
 }
 
 void mla_prefill_bf16(const MlaPrefillParams& p, cudaStream_t s) {
