@@ -266,6 +266,8 @@ def routing_gaps(model, tokens):
             keep = torch.zeros_like(g)
             keep.scatter_(1, torch.topk(g, cfg.topk_group, dim=-1).indices, 1.0)
             s = s * keep.repeat_interleave(per, dim=1)
+        if k >= s.shape[-1]:  # every expert chosen: no decision to flip
+            return
         ss = torch.sort(s, dim=-1, descending=True).values
         gaps.append((ss[:, k - 1] - ss[:, k]).min().item())
 
