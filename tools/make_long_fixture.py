@@ -142,14 +142,14 @@ def make(fixture, out):
         "positions": positions,
         "logits": {"file": "logits.npy", "dtype": "float32", "shape": list(rows.shape), "rows": "positions",
                    "computed_in": "float64", "max_abs": float(np.abs(rows).max())},
-        "min_routing_gap": gap,
+        "min_routing_gap": gap if gap != float("inf") else None,  # None: no routing decision (every expert taken)
         "transformers_bf16": bf16,
         "reference": {"implementation": f"transformers {transformers.__version__} DeepseekV2ForCausalLM",
                       "torch": torch.__version__, "attn_implementation": "eager", "experts_implementation": "eager",
                       "device": torch.cuda.get_device_name(0)},
     }
     # The long lists on one line each, so the file stays short to read.
-    text = json.dumps({**ref, "tokens": "@tokens", "positions": "@positions"}, indent=1)
+    text = json.dumps({**ref, "tokens": "@tokens", "positions": "@positions"}, indent=1, allow_nan=False)
     for k in ("tokens", "positions"):
         text = text.replace(f'"@{k}"', json.dumps(ref[k], separators=(",", ":")))
     with open(os.path.join(out, "reference.json"), "w") as f:
