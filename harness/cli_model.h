@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "harness/cli_guard.h"
 #include "mlabench/engine.h"
 
 namespace mlabench::cli {
@@ -22,18 +23,6 @@ struct ModelArgs {
 void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options);
 /// \brief Opens the engine `options` describe; throws Error.
 std::unique_ptr<Engine> open_engine(const EngineOptions& options);
-
-/// \brief Runs a subcommand body; a checked failure becomes "error: ..." on stderr and exit code 1.
-template <class F>
-void run(int* exit_code, F&& body) {
-  try {
-    body();
-    *exit_code = 0;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    *exit_code = 1;
-  }
-}
 
 /// \brief Registers the subcommands on `app`. Each sets `*exit_code` when it runs.
 void add_model_commands(CLI::App& app, int* exit_code);

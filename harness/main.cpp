@@ -3,12 +3,43 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <exception>
+#include <new>
+#include <string_view>
 
 #include "harness/cli_fetch.h"
 #include "harness/cli_model.h"
 #include "harness/cli_run.h"
+#include "engine/tokenizer/unicode.h"
+
+namespace {
+
+// Byte offset of the first ill-formed UTF-8 sequence in s (s.size() when there is none): where decoding yields
+// U+FFFD that the bytes themselves do not spell.
+size_t first_invalid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t start = i;
+    if (mlabench::unicode::next(s, i) == mlabench::unicode::kReplacement && s.substr(start, 3) != "\xEF\xBF\xBD")
+      return start;
+  }
+  return s.size();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
+  // Every argument ends up in JSON (run.json records the command line; options go into results.json), which holds
+  // only UTF-8: refuse a byte sequence that is not, before any work, instead of failing when the results are written.
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg(argv[i]);
+    const size_t at = first_invalid_utf8(arg);
+    if (at == arg.size()) continue;
+    std::fprintf(stderr,
+                 "error: argument %d is not valid UTF-8 (byte %zu is 0x%02X). HINT: mlabench records its command line "
+                 "and options in JSON, which holds only UTF-8; rename the path or re-encode the text\n",
+                 i, at, static_cast<unsigned>(static_cast<unsigned char>(arg[at])));
+    return 2;
+  }
   CLI::App app{"mlabench " MLABENCH_VERSION
                ": DeepSeek-V2 (MLA + MoE) and Llama inference, evaluation and benchmarks in one binary"};
   app.require_subcommand(1);
@@ -25,6 +56,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
+  } catch (const std::exception& e) {  // cli::run catches inside each command; this is the last line of defence
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "error: an unknown exception ended the command. HINT: report the command line\n");
+    return 1;
   }
   return exit_code;
 }

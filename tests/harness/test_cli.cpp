@@ -6,7 +6,11 @@
 #include <cstdlib>
 #include <sstream>
 
+#include <new>
+#include <stdexcept>
+
 #include "engine/weights/safetensors.h"
+#include "harness/cli_guard.h"
 #include "mlabench/engine.h"
 #include "tests/test_util.h"
 
@@ -413,6 +417,40 @@ TEST(Cli, BenchLongShapesSizeTheWindowAndChunkThePrefill) {
   EXPECT_EQ(unwritable.exit_code, 1) << unwritable.err;
   EXPECT_NE(unwritable.err.find("cannot open it for writing"), std::string::npos) << unwritable.err;
   EXPECT_EQ(unwritable.out.find("# bench columns"), std::string::npos) << "nothing measured first:\n" << unwritable.out;
+}
+
+// Arguments that cannot go into JSON (run.json records the command line) are refused before any work, with the
+// argument and byte named: a run used to score everything and then abort writing results.json. U+FFFD itself is
+// valid text.
+TEST(Cli, ArgumentsThatAreNotUtf8AreRefusedBeforeAnyWork) {
+  test::TempDir t;
+  const std::string bad_dir = t.file("out\xff");
+  const CliResult run = mlabench_cli("run --tasks gsm8k --limit 1 --offline --output '" + bad_dir + "'");
+  EXPECT_EQ(run.exit_code, 2) << run.err;
+  EXPECT_NE(run.err.find("is not valid UTF-8"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("0xFF"), std::string::npos) << run.err;
+  EXPECT_FALSE(std::filesystem::exists(bad_dir)) << "nothing written";
+  expect_failure("generate --prompt hi --chat --system 'a\xe2\x82' --max-new-tokens 1", "argument 6 is not valid UTF-8", 2);
+  expect_failure("generate --prompt hi --stop '\xc0\xaf' --max-new-tokens 1", "(byte 0 is 0xC0)", 2);
+  const CliResult ok = mlabench_cli("generate --prompt '\xef\xbf\xbd' --max-new-tokens 1");
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
+// Whatever a command body throws becomes "error: ..." and exit code 1, never std::terminate's abort.
+TEST(Cli, AnyExceptionOfACommandIsAnErrorNotAnAbort) {
+  int code = -1;
+  testing::internal::CaptureStderr();
+  cli::run(&code, [] { throw std::runtime_error("a json type_error no check anticipated"); });
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("error: a json type_error no check anticipated. HINT:"), std::string::npos) << err;
+  testing::internal::CaptureStderr();
+  cli::run(&code, [] { throw std::bad_alloc(); });
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("error: out of memory. HINT:"), std::string::npos) << err;
+  cli::run(&code, [] {});
+  EXPECT_EQ(code, 0);
 }
 
 // --max-context reaches the engine on the CPU too: it bounds every request's positions.
