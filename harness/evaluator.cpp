@@ -1,13 +1,16 @@
 #include "harness/evaluator.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
@@ -107,13 +110,58 @@ std::string stderr_key(const std::string& key) {
 }
 
 void write_file_atomically(const fs::path& path, const std::string& text) {
+  // Temp, fsync, rename, fsync the folder: a kill or a full disk leaves the old file or the new one, never a cut one.
   const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    MLABENCH_CHECK(out.good(), "writing {} failed. HINT: check the output folder and free disk space", tmp.string());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  MLABENCH_CHECK(fd >= 0, "cannot create {} ({}). HINT: check that the output folder exists and is writable",
+                 tmp.string(), std::strerror(errno));
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  const int write_errno = errno;
+  const bool ok = done == text.size() && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    MLABENCH_FAIL("writing {} failed after {} of {} bytes ({}); {} is as it was. HINT: free disk space, then run "
+                  "again (with --resume for a run folder)",
+                  tmp.string(), done, text.size(), std::strerror(write_errno), path.string());
   }
   fs::rename(tmp, path);
+  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);  // the rename itself made durable; a folder that cannot be opened only loses that
+    ::close(dfd);
+  }
+}
+
+RunFolderLock::RunFolderLock(const fs::path& dir) {
+  const fs::path file = dir / ".lock";
+  fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  MLABENCH_CHECK(fd_ >= 0, "cannot open {} ({}). HINT: the output folder must be writable", file.string(),
+                 std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    const std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
+    ::close(fd_);
+    fd_ = -1;
+    MLABENCH_FAIL("another mlabench run (PID {}) is writing to {}. HINT: wait for it to finish, or choose another "
+                  "--output folder; two writers would grade documents twice and duplicate sample lines",
+                  holder, dir.string());
+  }
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+    std::fprintf(stderr, "warning: could not record this run's PID in %s\n", file.c_str());
+}
+
+RunFolderLock::~RunFolderLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the lock (also when the process dies)
 }
 
 namespace {
@@ -536,6 +584,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
                    "does not evaluate (it runs: {}). HINT: --set TASK.KEY=VALUE with TASK among --tasks", task,
                    fmt::join(names, ", "));
   fs::create_directories(o.output_dir);
+  const RunFolderLock lock(o.output_dir);  // one writer per run folder, held until the results are written
 
   // The run's identity: --resume continues only the same run.
   const json identity = identity_of(o, names, backend);

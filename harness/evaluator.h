@@ -72,6 +72,20 @@ std::string stderr_key(const std::string& metric_key);
 /// \brief Writes `text` to `path` through a temporary file and a rename, so a reader never sees half a file.
 void write_file_atomically(const std::filesystem::path& path, const std::string& text);
 
+/// \brief An exclusive flock on DIR/.lock holding this process's PID, for as long as the object lives: a second
+/// writer to the same run folder (a --resume started while the run goes on) is refused with the holder's PID.
+/// Throws Error.
+class RunFolderLock {
+ public:
+  explicit RunFolderLock(const std::filesystem::path& dir);
+  ~RunFolderLock();
+  RunFolderLock(const RunFolderLock&) = delete;
+  RunFolderLock& operator=(const RunFolderLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 /// \brief The console table of a results.json document (Tasks | Version | Protocol | Filter | n-shot | Metric |
 /// Value | Stderr).
 std::string format_results_table(const nlohmann::ordered_json& results);

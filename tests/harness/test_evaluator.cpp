@@ -140,6 +140,31 @@ TEST(Evaluator, ResumeAfterACutLineEqualsAnUninterruptedRun) {
                           {"--resume"});
 }
 
+// One writer per run folder: while a run holds the folder's lock, a second run (a --resume started too early) is
+// refused naming the holder's PID and writes nothing; once the lock is gone the run proceeds. A results file whose
+// write fails stays as it was.
+TEST(Evaluator, OneWriterPerRunFolderAndWritesThatFailLeaveTheOldFile) {
+  MLABENCH_REQUIRE_MIRROR();
+  const fs::path dir = fresh_dir("lock");
+  write_oracle_replay(test::load_tasks({"gsm8k_cot"}, 2), OracleAnswer::GOLD, dir / "a.jsonl");
+  fs::create_directories(dir / "run");
+  {
+    const RunFolderLock held(dir / "run");
+    const std::string pid = test::read_file((dir / "run" / ".lock").string());
+    EXPECT_EQ(pid, std::to_string(::getpid()));
+    test::expect_error_with([&] { run_replay(dir / "a.jsonl", "gsm8k_cot", dir / "run", 2); },
+                            {"another mlabench run (PID " + pid + ")", "HINT"});
+    EXPECT_FALSE(fs::exists(dir / "run" / "run.json")) << "the refused run wrote nothing";
+  }
+  const EvalOutcome done = run_replay(dir / "a.jsonl", "gsm8k_cot", dir / "run", 2);
+  EXPECT_EQ(done.docs_scored, 2);
+  const std::string before = test::read_file((dir / "run" / "results.json").string());
+  fs::create_directories(dir / "run" / "results.json.tmp");  // the temporary file cannot be created
+  test::expect_error_with([&] { write_file_atomically(dir / "run" / "results.json", "{}"); },
+                          {"results.json.tmp", "HINT"});
+  EXPECT_EQ(test::read_file((dir / "run" / "results.json").string()), before);
+}
+
 // The real thing: `mlabench run` killed with SIGKILL while it writes, then --resume.
 TEST(Evaluator, KilledRunResumesToTheUninterruptedResults) {
   MLABENCH_REQUIRE_MIRROR();
