@@ -9,6 +9,8 @@
 // one function for every architecture.
 #include "engine/model/config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -19,9 +21,22 @@ namespace mlabench {
 
 namespace {
 
+// Every size field is at most 2^24: generous for any real model (vocab 256K, positions 160K, widths 16K), and
+// small enough that the products the engine and `info` form (parameters, bytes, cache slots) fit 64 bits.
+constexpr int64_t kMaxSize = int64_t{1} << 24;
+
 int64_t positive(const JsonFields& f, const std::string& key) {
   int64_t v = f.integer(key);
-  MLABENCH_CHECK(v > 0, "{}: field '{}' must be a positive integer, found {}", f.where(), key, v);
+  MLABENCH_CHECK(v > 0 && v <= kMaxSize, "{}: field '{}' is {}; accepted range 1 .. {}", f.where(), key, v,
+                 kMaxSize);
+  return v;
+}
+
+// A floating-point field that must be finite and within (lo, hi): values outside give NaN or nonsense logits.
+double bounded_number(const JsonFields& f, const std::string& key, double fallback, double lo, double hi) {
+  const double v = f.number_or(key, fallback);
+  MLABENCH_CHECK(std::isfinite(v) && v > lo && v < hi, "{}: field '{}' is {}; accepted range: greater than {} and "
+                 "less than {}", f.where(), key, v, lo, hi);
   return v;
 }
 
@@ -110,9 +125,10 @@ void parse_common(const JsonFields& f, ModelConfig& c) {
   c.n_heads = positive(f, "num_attention_heads");
   c.intermediate_size = positive(f, "intermediate_size");
   c.max_position_embeddings = f.integer_or("max_position_embeddings", 4096);
-  MLABENCH_CHECK(c.max_position_embeddings > 0, "{}: field 'max_position_embeddings' must be positive, found {}",
-                 f.where(), c.max_position_embeddings);
-  c.rms_norm_eps = f.number_or("rms_norm_eps", 1e-6);
+  MLABENCH_CHECK(c.max_position_embeddings > 0 && c.max_position_embeddings <= kMaxSize,
+                 "{}: field 'max_position_embeddings' is {}; accepted range 1 .. {}", f.where(),
+                 c.max_position_embeddings, kMaxSize);
+  c.rms_norm_eps = bounded_number(f, "rms_norm_eps", 1e-6, 0.0, 1.0);
   c.tie_word_embeddings = f.boolean_or("tie_word_embeddings", false);
   c.bos_token_ids = f.integers_or_empty("bos_token_id");
   c.eos_token_ids = f.integers_or_empty("eos_token_id");
@@ -196,8 +212,8 @@ int64_t moe_required(const JsonFields& f, const ModelConfig& c, const std::strin
 // is dense; with it, layer i is MoE by ModelConfig::is_moe_layer.
 void parse_moe(const JsonFields& f, ModelConfig& c) {
   c.n_routed_experts = f.integer_or("n_routed_experts", 0);
-  MLABENCH_CHECK(c.n_routed_experts >= 0, "{}: field 'n_routed_experts' must be null or a positive integer, found {}",
-                 f.where(), c.n_routed_experts);
+  MLABENCH_CHECK(c.n_routed_experts >= 0 && c.n_routed_experts <= 65536,
+                 "{}: field 'n_routed_experts' is {}; accepted: null or 1 .. 65536", f.where(), c.n_routed_experts);
   if (c.n_routed_experts == 0) return;
   c.moe_intermediate_size = moe_required(f, c, "moe_intermediate_size");
   c.n_shared_experts = f.integer_or("n_shared_experts", 0);
@@ -274,10 +290,10 @@ void parse_rope(const JsonFields& f, const ArchitectureSpec& arch, ModelConfig& 
     dict_key = "rope_parameters";
     d = f.raw(dict_key);
     MLABENCH_CHECK(d.is_object(), "{}: field 'rope_parameters' must be an object, found {}", f.where(), d.dump());
-    c.rope.theta =
-        JsonFields(d, f.where() + " rope_parameters").number_or("rope_theta", f.number_or("rope_theta", 10000.0));
+    c.rope.theta = bounded_number(JsonFields(d, f.where() + " rope_parameters"), "rope_theta",
+                                  f.number_or("rope_theta", 10000.0), 1.0, 1e30);
   } else {
-    c.rope.theta = f.number_or("rope_theta", 10000.0);
+    c.rope.theta = bounded_number(f, "rope_theta", 10000.0, 1.0, 1e30);
     if (f.has(dict_key)) {
       d = f.raw(dict_key);
       MLABENCH_CHECK(d.is_object(), "{}: field 'rope_scaling' must be an object or null, found {}", f.where(),
@@ -314,6 +330,19 @@ void check_architectures_field(const JsonFields& f, const ArchitectureSpec& arch
                  f.where(), name, arch.name, arch.class_name);
 }
 
+// Each field in range can still multiply out past 64 bits (2^24 layers of 2^24-wide experts): bound the parameter
+// count, estimated in floating point, by 2^50 (a thousand times DeepSeek-V2's 236B).
+void check_total_size(const ModelConfig& c) {
+  const double h = static_cast<double>(c.hidden_size), layers = static_cast<double>(c.n_layers);
+  const double experts = static_cast<double>(c.n_routed_experts + c.n_shared_experts + 1);
+  const double inter = static_cast<double>(std::max(c.intermediate_size, c.moe_intermediate_size));
+  const double estimate = 2.0 * static_cast<double>(c.vocab_size) * h + layers * (8.0 * h * h + 3.0 * h * inter * experts);
+  MLABENCH_CHECK(estimate < 1125899906842624.0,
+                 "{}: the config describes about {:.3g} parameters (layers {}, hidden {}, intermediate {}, experts "
+                 "{}), more than the 2^50 mlabench can count. HINT: check the size fields",
+                 c.source, estimate, c.n_layers, c.hidden_size, inter, c.n_routed_experts);
+}
+
 }  // namespace
 
 int64_t ModelConfig::n_moe_layers() const {
@@ -340,6 +369,7 @@ ModelConfig config_from_json(const nlohmann::json& j, const std::string& where) 
   attention.parse(f, c);
   parse_moe(f, c);
   parse_rope(f, arch, c);
+  check_total_size(c);
   return c;
 }
 

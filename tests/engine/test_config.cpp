@@ -140,6 +140,35 @@ TEST(Config, RefusesUnsupportedValuesNamingFieldAndAcceptedValues) {
   expect_refused(j, {"'torch_dtype'", "float8", "bfloat16, float16, float32"});
 }
 
+// Values that used to load and then give all-NaN logits (exit 0) or overflow `info`'s counts are refused with the
+// accepted range; the presets stay inside every range.
+TEST(Config, RefusesValuesOutOfRangeNamingTheRange) {
+  for (const auto& [field, value] :
+       {std::pair<const char*, nlohmann::json>{"rope_theta", 0.0}, {"rope_theta", -10000.0}, {"rope_theta", 1.0},
+        {"rms_norm_eps", -1e-6}, {"rms_norm_eps", 0.0}, {"rms_norm_eps", 2.0}}) {
+    nlohmann::json j = preset("llama-3-8b");
+    j[field] = value;
+    expect_refused(j, {std::string("'") + field + "'", "accepted range"});
+  }
+  nlohmann::json j = preset("llama-3-8b");
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", -1.0}};
+  expect_refused(j, {"rope_parameters", "'rope_theta'", "accepted range"});
+  for (const char* field : {"hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size"}) {
+    j = preset("deepseek-v2");
+    j[field] = int64_t{1} << 62;
+    expect_refused(j, {std::string("'") + field + "'", "accepted range 1 .. 16777216"});
+  }
+  j = preset("deepseek-v2");
+  j["num_hidden_layers"] = 1 << 20;
+  j["moe_intermediate_size"] = 1 << 20;
+  expect_refused(j, {"parameters", "2^50", "HINT"});
+  j = preset("deepseek-v2");
+  j["max_position_embeddings"] = int64_t{1} << 40;
+  expect_refused(j, {"'max_position_embeddings'", "accepted range"});
+  for (const char* name : {"deepseek-v2", "deepseek-v2-lite", "llama-2-7b", "llama-3-8b", "deepseek-67b"})
+    EXPECT_NO_THROW(config_from_json(preset(name), name)) << name;
+}
+
 TEST(Config, RefusesInconsistentConfigs) {
   nlohmann::json j = preset("deepseek-v2");
   j["n_group"] = 7;
@@ -162,7 +191,7 @@ TEST(Config, RefusesInconsistentConfigs) {
   expect_refused(j, {"'num_key_value_heads'", "7", "32"});
   j = preset("llama-2-7b");
   j["hidden_size"] = -4096;
-  expect_refused(j, {"'hidden_size'", "positive"});
+  expect_refused(j, {"'hidden_size'", "accepted range 1 .."});
   j = preset("llama-2-7b");
   j["num_hidden_layers"] = "32";
   expect_refused(j, {"'num_hidden_layers'", "integer", "\"32\""});
