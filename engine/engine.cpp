@@ -3,6 +3,7 @@
 // Internal code throws mlabench::Error; this file is the edge where those become Result values.
 #include <omp.h>
 
+#include <cmath>
 #include <new>
 #include <nlohmann/json.hpp>
 
@@ -100,7 +101,8 @@ struct Engine::Impl {
   // What every generation path checks before it starts: the options and the prompt's ids and length.
   void check_generation(std::span<const int32_t> prompt, const GenerateOptions& o) const {
     MLABENCH_CHECK(o.max_new_tokens >= 0, "max_new_tokens must be >= 0, got {}", o.max_new_tokens);
-    MLABENCH_CHECK(o.temperature >= 0.0f, "temperature must be >= 0, got {}", o.temperature);
+    MLABENCH_CHECK(std::isfinite(o.temperature) && o.temperature >= 0.0f && o.temperature <= 100.0f,
+                   "temperature is {}; accepted range 0 .. 100 (0: greedy)", o.temperature);
     MLABENCH_CHECK(o.top_p > 0.0f && o.top_p <= 1.0f, "top_p must be in (0, 1], got {}", o.top_p);
     check_tokens(prompt, "prompt", o.max_new_tokens);
   }

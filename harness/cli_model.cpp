@@ -63,7 +63,7 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
          "--random-weights", [&e](const uint64_t& seed) { e.random_weights_seed = seed; },
          "build random weights from config.json alone with this seed (default: read the checkpoint)")
       ->type_name("SEED")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(uint64_t{0}, static_cast<uint64_t>(INT64_MAX)));
   cmd->add_option("--threads", e.n_threads, "CPU threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -318,9 +318,11 @@ void add_model_commands(CLI::App& app, int* exit_code) {
   generate->add_option("--stop", gen.stop, "stop string (repeatable); the text is cut before it");
   generate->add_flag("--ignore-eos", gen.ignore_eos, "do not stop at the tokenizer's end-of-sequence token");
   generate->add_option("--max-new-tokens", gen.gen.max_new_tokens, "tokens to generate at most")->capture_default_str();
-  generate->add_option("--temperature", gen.gen.temperature, "0 = greedy")->capture_default_str();
+  generate->add_option("--temperature", gen.gen.temperature, "0 = greedy")->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
   generate->add_option("--top-p", gen.gen.top_p, "nucleus mass")->capture_default_str();
-  generate->add_option("--seed", gen.gen.seed, "sampling seed")->capture_default_str();
+  generate->add_option("--seed", gen.gen.seed, "sampling seed")->capture_default_str()
+      ->check(CLI::Range(uint64_t{0}, static_cast<uint64_t>(INT64_MAX)));
   generate->add_option("--stop-token-ids", gen.stop_ids, "stop after any of these ids, e.g. 1,2");
   generate->callback([=] {
     run(exit_code, [&] {

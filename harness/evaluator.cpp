@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cerrno>
 #include <cstdio>
@@ -46,6 +47,8 @@ GenerationOverrides parse_gen_kwargs(const std::string& text) {
       } else if (key == "max_gen_toks") {
         g.max_gen_toks = std::stoll(value, &used);
       } else if (key == "seed") {
+        MLABENCH_CHECK(value.find('-') == std::string::npos, "--gen-kwargs: seed={} is negative; accepted range 0 .. "
+                       "2^63 - 1", value);  // stoull would wrap -1 to 2^64 - 1
         g.seed = std::stoull(value, &used);
       } else if (key == "repeats") {
         g.repeats = std::stoll(value, &used);
@@ -74,10 +77,18 @@ GenerationOverrides parse_gen_kwargs(const std::string& text) {
       MLABENCH_FAIL("--gen-kwargs: {}=\"{}\" is not a number", key, value);
     }
   }
-  MLABENCH_CHECK(!g.temperature || *g.temperature >= 0, "--gen-kwargs: temperature must be >= 0");
-  MLABENCH_CHECK(!g.top_p || (*g.top_p > 0 && *g.top_p <= 1), "--gen-kwargs: top_p must be in (0, 1]");
-  MLABENCH_CHECK(!g.max_gen_toks || *g.max_gen_toks > 0, "--gen-kwargs: max_gen_toks must be > 0");
-  MLABENCH_CHECK(!g.repeats || *g.repeats > 0, "--gen-kwargs: repeats must be > 0");
+  // Ranges: a value outside one samples nothing sensible (temperature inf: uniform noise) or exhausts memory before
+  // the first document (repeats 10^12 requests per document).
+  MLABENCH_CHECK(!g.temperature || (std::isfinite(*g.temperature) && *g.temperature >= 0 && *g.temperature <= 100),
+                 "--gen-kwargs: temperature={}; accepted range 0 .. 100 (0: greedy)", g.temperature.value_or(0));
+  MLABENCH_CHECK(!g.top_p || (*g.top_p > 0 && *g.top_p <= 1), "--gen-kwargs: top_p={}; accepted range: greater "
+                 "than 0, at most 1", g.top_p.value_or(0));
+  MLABENCH_CHECK(!g.max_gen_toks || (*g.max_gen_toks > 0 && *g.max_gen_toks <= (int64_t{1} << 20)),
+                 "--gen-kwargs: max_gen_toks={}; accepted range 1 .. 1048576", g.max_gen_toks.value_or(0));
+  MLABENCH_CHECK(!g.seed || *g.seed <= static_cast<uint64_t>(INT64_MAX), "--gen-kwargs: seed={}; accepted range "
+                 "0 .. 2^63 - 1", g.seed.value_or(0));
+  MLABENCH_CHECK(!g.repeats || (*g.repeats > 0 && *g.repeats <= 10000), "--gen-kwargs: repeats={}; accepted range "
+                 "1 .. 10000 (pass@k needs k <= repeats)", g.repeats.value_or(0));
   return g;
 }
 

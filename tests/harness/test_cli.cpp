@@ -436,6 +436,15 @@ TEST(Cli, ArgumentsThatAreNotUtf8AreRefusedBeforeAnyWork) {
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
 }
 
+// Sampling options outside their ranges are usage errors naming the option (temperature inf used to sample noise;
+// seed -1 wrapped to 2^64 - 1).
+TEST(Cli, SamplingOptionsOutOfRangeAreRefused) {
+  expect_failure("generate --prompt hi --temperature inf --max-new-tokens 1", "--temperature", 2);
+  expect_failure("generate --prompt hi --temperature 1e9 --max-new-tokens 1", "not in range", 2);
+  expect_failure("generate --prompt hi --seed -1 --max-new-tokens 1", "--seed", 2);
+  expect_failure("run --tasks gsm8k --limit 1 --offline --gen-kwargs temperature=inf --output x", "accepted range");
+}
+
 // Whatever a command body throws becomes "error: ..." and exit code 1, never std::terminate's abort.
 TEST(Cli, AnyExceptionOfACommandIsAnErrorNotAnAbort) {
   int code = -1;

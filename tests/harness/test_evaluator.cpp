@@ -236,6 +236,12 @@ TEST(Evaluator, GenKwargsParse) {
   test::expect_error_with([] { parse_gen_kwargs("top_p=2"); }, {"top_p"});
   EXPECT_EQ(*parse_gen_kwargs("repeats=20").repeats, 20);
   test::expect_error_with([] { parse_gen_kwargs("repeats=0"); }, {"repeats"});
+  // Values that parse but sample nonsense or exhaust memory: refused with the accepted range.
+  for (const char* bad : {"temperature=inf", "temperature=nan", "temperature=1e9", "seed=-1", "repeats=1000000000000",
+                          "max_gen_toks=99999999999", "top_p=nan"})
+    test::expect_error_with([&] { parse_gen_kwargs(bad); }, {"accepted range"});
+  EXPECT_EQ(*parse_gen_kwargs("seed=9223372036854775807").seed, 9223372036854775807u);
+  EXPECT_DOUBLE_EQ(*parse_gen_kwargs("temperature=0").temperature, 0.0);
 }
 
 // --set TASK.KEY.KEY=VALUE: nested merge patches, JSON values or plain strings, later items win.
