@@ -133,8 +133,12 @@ void write_file_atomically(const fs::path& path, const std::string& text) {
     if (n <= 0) break;
     done += static_cast<size_t>(n);
   }
-  const int write_errno = errno;
-  const bool ok = done == text.size() && ::fsync(fd) == 0;
+  bool ok = done == text.size();
+  int write_errno = errno;
+  if (ok && ::fsync(fd) != 0) {
+    ok = false;
+    write_errno = errno;
+  }
   ::close(fd);
   if (!ok) {
     std::error_code ignored;
@@ -594,7 +598,12 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
     MLABENCH_CHECK(std::find(names.begin(), names.end(), task) != names.end(), "--set names task {}, which this run "
                    "does not evaluate (it runs: {}). HINT: --set TASK.KEY=VALUE with TASK among --tasks", task,
                    fmt::join(names, ", "));
-  fs::create_directories(o.output_dir);
+  MLABENCH_CHECK(!fs::exists(o.output_dir) || fs::is_directory(o.output_dir),
+                 "--output {} exists and is not a folder. HINT: choose a folder path for the run", o.output_dir.string());
+  std::error_code made;
+  fs::create_directories(o.output_dir, made);
+  MLABENCH_CHECK(!made, "cannot create the run folder {}: {}. HINT: check that its parent is writable",
+                 o.output_dir.string(), made.message());
   const RunFolderLock lock(o.output_dir);  // one writer per run folder, held until the results are written
 
   // The run's identity: --resume continues only the same run.

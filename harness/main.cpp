@@ -12,27 +12,12 @@
 #include "harness/cli_run.h"
 #include "engine/tokenizer/unicode.h"
 
-namespace {
-
-// Byte offset of the first ill-formed UTF-8 sequence in s (s.size() when there is none): where decoding yields
-// U+FFFD that the bytes themselves do not spell.
-size_t first_invalid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const size_t start = i;
-    if (mlabench::unicode::next(s, i) == mlabench::unicode::kReplacement && s.substr(start, 3) != "\xEF\xBF\xBD")
-      return start;
-  }
-  return s.size();
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   // Every argument ends up in JSON (run.json records the command line; options go into results.json), which holds
   // only UTF-8: refuse a byte sequence that is not, before any work, instead of failing when the results are written.
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg(argv[i]);
-    const size_t at = first_invalid_utf8(arg);
+    const size_t at = mlabench::unicode::first_invalid(arg);
     if (at == arg.size()) continue;
     std::fprintf(stderr,
                  "error: argument %d is not valid UTF-8 (byte %zu is 0x%02X). HINT: mlabench records its command line "

@@ -1,6 +1,7 @@
 #include "engine/core/json_fields.h"
 
 #include <cmath>
+#include <cstdint>
 
 #include "engine/core/check.h"
 
@@ -23,10 +24,16 @@ void JsonFields::type_error(const std::string& key, const char* expected) const 
 
 int64_t JsonFields::integer(const std::string& key) const {
   const auto& v = raw(key);
+  // Past int64 (an unsigned 2^64 - 1, a float 1e30) is refused rather than wrapped to a value the range checks
+  // would then report wrongly.
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    type_error(key, "an integer within 64-bit range");
   if (v.is_number_integer()) return v.get<int64_t>();
   // Some writers emit 4096.0 for integers; accept exact integral floats.
-  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())
+  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) {
+    if (std::fabs(v.get<double>()) >= 9.2e18) type_error(key, "an integer within 64-bit range");
     return static_cast<int64_t>(v.get<double>());
+  }
   type_error(key, "an integer");
 }
 

@@ -335,12 +335,13 @@ void check_architectures_field(const JsonFields& f, const ArchitectureSpec& arch
 void check_total_size(const ModelConfig& c) {
   const double h = static_cast<double>(c.hidden_size), layers = static_cast<double>(c.n_layers);
   const double experts = static_cast<double>(c.n_routed_experts + c.n_shared_experts + 1);
-  const double inter = static_cast<double>(std::max(c.intermediate_size, c.moe_intermediate_size));
+  const int64_t widest = std::max(c.intermediate_size, c.moe_intermediate_size);
+  const double inter = static_cast<double>(widest);
   const double estimate = 2.0 * static_cast<double>(c.vocab_size) * h + layers * (8.0 * h * h + 3.0 * h * inter * experts);
   MLABENCH_CHECK(estimate < 1125899906842624.0,
                  "{}: the config describes about {:.3g} parameters (layers {}, hidden {}, intermediate {}, experts "
                  "{}), more than the 2^50 mlabench can count. HINT: check the size fields",
-                 c.source, estimate, c.n_layers, c.hidden_size, inter, c.n_routed_experts);
+                 c.source, estimate, c.n_layers, c.hidden_size, widest, c.n_routed_experts);
 }
 
 }  // namespace

@@ -63,16 +63,18 @@ void append(std::string& out, char32_t c) {
   }
 }
 
-bool valid(std::string_view s) {
+size_t first_invalid(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     const size_t start = i;
     if (next(s, i) == kReplacement) {
       // A literal U+FFFD (EF BF BD) is valid; anything else that decoded to it was not.
-      if (!(i - start == 3 && s.substr(start, 3) == "\xEF\xBF\xBD")) return false;
+      if (!(i - start == 3 && s.substr(start, 3) == "\xEF\xBF\xBD")) return start;
     }
   }
-  return true;
+  return s.size();
 }
+
+bool valid(std::string_view s) { return first_invalid(s) == s.size(); }
 
 std::string sanitize(std::string_view s) {
   if (valid(s)) return std::string(s);

@@ -23,6 +23,8 @@ inline size_t seq_len(unsigned char b) {
 }
 /// \brief True if s is well-formed UTF-8.
 bool valid(std::string_view s);
+/// \brief Byte offset of the first ill-formed sequence of s; s.size() when s is well-formed.
+size_t first_invalid(std::string_view s);
 /// \brief s with every ill-formed sequence replaced by U+FFFD (s itself when already valid).
 std::string sanitize(std::string_view s);
 /// \brief Number of code points.

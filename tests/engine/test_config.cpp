@@ -158,6 +158,11 @@ TEST(Config, RefusesValuesOutOfRangeNamingTheRange) {
     j[field] = int64_t{1} << 62;
     expect_refused(j, {std::string("'") + field + "'", "accepted range 1 .. 16777216"});
   }
+  for (const nlohmann::json& huge : {nlohmann::json(UINT64_MAX), nlohmann::json(1e30), nlohmann::json(-1e30)}) {
+    j = preset("deepseek-v2");
+    j["num_hidden_layers"] = huge;  // once wrapped to a wrong value in the message
+    expect_refused(j, {"'num_hidden_layers'", "within 64-bit range"});
+  }
   j = preset("deepseek-v2");
   j["num_hidden_layers"] = 1 << 20;
   j["moe_intermediate_size"] = 1 << 20;

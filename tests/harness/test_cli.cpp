@@ -442,7 +442,10 @@ TEST(Cli, SamplingOptionsOutOfRangeAreRefused) {
   expect_failure("generate --prompt hi --temperature inf --max-new-tokens 1", "--temperature", 2);
   expect_failure("generate --prompt hi --temperature 1e9 --max-new-tokens 1", "not in range", 2);
   expect_failure("generate --prompt hi --seed -1 --max-new-tokens 1", "--seed", 2);
-  expect_failure("run --tasks gsm8k --limit 1 --offline --gen-kwargs temperature=inf --output x", "accepted range");
+  test::TempDir t;
+  expect_failure("run --tasks gsm8k --limit 1 --offline --gen-kwargs temperature=inf --output " + t.file("run"),
+                 "accepted range");
+  EXPECT_FALSE(std::filesystem::exists(t.file("run"))) << "refused before the run folder is made";
 }
 
 // Whatever a command body throws becomes "error: ..." and exit code 1, never std::terminate's abort.

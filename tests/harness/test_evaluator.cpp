@@ -163,6 +163,11 @@ TEST(Evaluator, OneWriterPerRunFolderAndWritesThatFailLeaveTheOldFile) {
   test::expect_error_with([&] { write_file_atomically(dir / "run" / "results.json", "{}"); },
                           {"results.json.tmp", "HINT"});
   EXPECT_EQ(test::read_file((dir / "run" / "results.json").string()), before);
+  // An --output that is a file, or under one, is refused naming it.
+  test::expect_error_with([&] { run_replay(dir / "a.jsonl", "gsm8k_cot", dir / "a.jsonl", 2); },
+                          {"a.jsonl exists and is not a folder", "HINT"});
+  test::expect_error_with([&] { run_replay(dir / "a.jsonl", "gsm8k_cot", dir / "a.jsonl" / "run", 2); },
+                          {"cannot create the run folder", "HINT"});
 }
 
 // The real thing: `mlabench run` killed with SIGKILL while it writes, then --resume.

@@ -27,6 +27,12 @@ jobs=$(nproc)
 # The shared data mirror, carried as .carry/shared (cp -r ../shared/tokenizers ../shared/datasets .carry/shared/),
 # for the tests that use it and the harness stage.
 [ -d .carry/shared ] && export MLABENCH_SHARED_DIR="$PWD/.carry/shared"
+# V2-Lite's config beside the real DeepSeek-V2 tokenizer: a model folder for text tasks on random weights.
+lite_with_tokenizer() {
+  local d=/tmp/v2lite-tok
+  mkdir -p $d && cp configs/deepseek-v2-lite/config.json $d/ && cp .carry/shared/tokenizers/deepseek-v2/tokenizer*.json $d/
+  echo $d
+}
 row() { printf '%-34s %s\n' "$1" "$2" >> "$out/summary.txt"; }
 stages=${1:-all}
 want() { [ "$stages" = all ] || [[ ",$stages," == *",$1,"* ]]; }
@@ -179,8 +185,7 @@ if named longpeer; then
 fi
 
 if named niahgrid && [ -d .carry/shared/datasets ]; then
-  lite=/tmp/v2lite-tok && mkdir -p $lite && cp configs/deepseek-v2-lite/config.json $lite/ &&
-    cp .carry/shared/tokenizers/deepseek-v2/tokenizer*.json $lite/
+  lite=$(lite_with_tokenizer)
   rm -rf /tmp/niah-grid
   t0=$(date +%s.%N)
   timeout ${NIAH_TIMEOUT:-560} build-gpu/mlabench run --model $lite --random-weights 0 --device cuda --max-context 131072 \
@@ -232,8 +237,7 @@ same = sum(da[k]["pred"] == db[k]["pred"] for k in da)
 print(f"{'harness tiny cpu vs cuda f32':34s} mmlu acc {a['groups']['mmlu']['acc,none']:.4f} vs {b['groups']['mmlu']['acc,none']:.4f}, "
       f"same prediction {same}/{len(da)}, max |logprob diff| {diff:.2e}")
 PY
-  lite=/tmp/v2lite-tok && mkdir -p $lite && cp configs/deepseek-v2-lite/config.json $lite/ &&
-    cp .carry/shared/tokenizers/deepseek-v2/tokenizer*.json $lite/
+  lite=$(lite_with_tokenizer)
   t0=$(date +%s.%N)
   timeout 300 $m run --model $lite --random-weights 0 --device cuda --tasks mmlu,gsm8k_cot --limit 20 --batch-docs 256 \
     --output /tmp/h-lite "${ds[@]}" >> "$out/harness.log" 2>&1

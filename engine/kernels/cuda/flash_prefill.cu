@@ -102,9 +102,9 @@ __device__ __forceinline__ uint32_t sw128_off(int rows, int r, int c) {
   return static_cast<uint32_t>((c >> 3) * rows * 128 + r * 128 + (((c & 7) ^ (r & 7)) << 4));
 }
 
-// Copies keys [kt0, kt0 + BC) of this CTA's head into one stage, K then V (keys at or past k_end read as zeros), in
-// the mma.sync kernel's layout (whole rows, swz) or wgmma's (sw128_off column blocks).
-template <int DK, int DV, int BC, bool kMla, bool kWgmma>
+// Copies keys [kt0, kt0 + BC) of this CTA's head into one stage of the mma.sync kernel, K then V, whole rows in the
+// swz layout (keys at or past k_end read as zeros).
+template <int DK, int DV, int BC, bool kMla>
 __device__ __forceinline__ void load_tile(const Args& a, uint32_t stage, int seq, int hg, int kt0, int k_end) {
   constexpr int kCK = DK / 8, kCV = DV / 8;
   const uint32_t k_s = stage, v_s = stage + BC * DK * 2;
@@ -127,12 +127,7 @@ __device__ __forceinline__ void load_tile(const Args& a, uint32_t stage, int seq
         src = (is_v ? a.v_cache : a.k_cache) + paged_slot(a.paged, seq, key) * a.kv_width + static_cast<int64_t>(hg) * DK + c * 8;
       }
     }
-    uint32_t dst;
-    if constexpr (kWgmma)
-      dst = is_v ? v_s + sw128_off(BC, j, c) : k_s + sw128_off(BC, j, c);
-    else
-      dst = is_v ? v_s + swz<kCV>(j, c) : k_s + swz<kCK>(j, c);
-    cp_async16(dst, src, valid);
+    cp_async16(is_v ? v_s + swz<kCV>(j, c) : k_s + swz<kCK>(j, c), src, valid);
   }
 }
 
@@ -280,7 +275,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_mma_kernel(const Args a) {
   constexpr uint32_t kStage = stage_bytes<DK, DV>();
 #pragma unroll
   for (int st = 0; st < kStages - 1; ++st) {
-    if (st < n_tiles) load_tile<DK, DV, kKeys, kMla, false>(a, smem0 + st * kStage, seq, hg, st * kKeys, cr.k_end);
+    if (st < n_tiles) load_tile<DK, DV, kKeys, kMla>(a, smem0 + st * kStage, seq, hg, st * kKeys, cr.k_end);
     cp_async_commit();
   }
 
@@ -291,7 +286,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_mma_kernel(const Args a) {
     __syncthreads();  // tile t landed for every thread; tile t - 1's stage is free to refill
     const int tn = t + kStages - 1;
     if (tn < n_tiles)
-      load_tile<DK, DV, kKeys, kMla, false>(a, smem0 + (tn % kStages) * kStage, seq, hg, tn * kKeys, cr.k_end);
+      load_tile<DK, DV, kKeys, kMla>(a, smem0 + (tn % kStages) * kStage, seq, hg, tn * kKeys, cr.k_end);
     cp_async_commit();
     const int kt0 = t * kKeys;
     if (!warp_active || kt0 > warp_last_pos) continue;  // causal: this warp's rows see none of the tile
@@ -330,115 +325,6 @@ __global__ void __launch_bounds__(kThreads, 1) flash_mma_kernel(const Args a) {
   }
   cp_async_wait<0>();  // no copy may outlive the CTA's shared memory
   if (warp_active) store_rows<DV>(a, cr, hg, wr0, o, l);
-}
-
-// Shared memory of the wgmma kernel: Q of the CTA's 128 rows (two warpgroups' 64-row tiles) and kStagesWg stages of
-// BC keys, all in sw128 column blocks, plus 1 KB to align the start to the swizzle's 1024 bytes.
-constexpr int kStagesWg = 2;
-template <int DK, int DV, int BC>
-constexpr int wgmma_smem_bytes() {
-  return kRows * DK * 2 + kStagesWg * BC * (DK + DV) * 2 + 1024;
-}
-
-// wgmma (sm_90a): each warpgroup (4 warps) owns 64 rows; S = Q K^T with Q and K from shared memory, then
-// O += P V with P from registers (the accumulator layout is the A fragment layout) and V read MN-major.
-template <int DK, int DV, int BC, bool kMla>
-__global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(const Args a) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int kKSteps = DK / 16, kNS = BC / 2, kNO = DV / 2;
-  static_assert(DK % 64 == 0 && DV % 64 == 0 && (BC == 64 || BC == 128) && (DV == 64 || DV == 128), "instances");
-  extern __shared__ __align__(1024) unsigned char smem_wg[];
-  const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_wg)) + 1023u) & ~1023u;
-  const uint32_t q_s = base, stages = base + kRows * DK * 2;
-  constexpr uint32_t kStage = BC * (DK + DV) * 2;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2;
-  const int wg = warp >> 2, hg = blockIdx.y, seq = blockIdx.z;
-  const CtaRows cr(a, seq);
-  if (cr.r0 >= cr.n_rows) return;
-
-  // Q of the CTA's rows (zeros past the sequence), in the first group of copies.
-  for (int e = tid; e < kRows * (DK / 8); e += kThreads) {
-    const int r = e / (DK / 8), c = e - r * (DK / 8), row = cr.r0 + r;
-    const uint16_t* src = a.q;
-    if (row < cr.n_rows) {
-      const int token = row / a.group, head = hg * a.group + row % a.group;
-      src = a.q + (cr.q0 + token) * a.ld_q + static_cast<int64_t>(head) * a.q_head_stride + c * 8;
-    }
-    cp_async16(q_s + (r >> 6) * (64 * DK * 2) + sw128_off(64, r & 63, c), src, row < cr.n_rows);
-  }
-  const int wr0 = cr.r0 + warp * 16, wg_r0 = cr.r0 + wg * 64;
-  const bool wg_active = wg_r0 < cr.n_rows;
-  int pos[2];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) pos[half] = cr.past + min(wr0 + g + 8 * half, cr.n_rows - 1) / a.group;
-  const int warp_first_pos = cr.past + min(wr0, cr.n_rows - 1) / a.group;
-  const int wg_last_pos = cr.past + min(wg_r0 + 63, cr.n_rows - 1) / a.group;
-
-  float o[kNO] = {};
-  float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.0f, 0.0f};
-  const int n_tiles = (cr.k_end + BC - 1) / BC;
-#pragma unroll
-  for (int st = 0; st < kStagesWg - 1; ++st) {
-    if (st < n_tiles) load_tile<DK, DV, BC, kMla, true>(a, stages + st * kStage, seq, hg, st * BC, cr.k_end);
-    cp_async_commit();
-  }
-  const uint32_t q_wg = q_s + wg * (64 * DK * 2);
-  for (int t = 0; t < n_tiles; ++t) {
-    cp_async_wait<kStagesWg - 2>();
-    wgmma::fence_proxy_async();  // this thread's copies, visible to the async proxy that wgmma reads through
-    __syncthreads();             // every thread's copies of tile t landed; tile t - 1's stage is free
-    const int tn = t + kStagesWg - 1;
-    if (tn < n_tiles)
-      load_tile<DK, DV, BC, kMla, true>(a, stages + (tn % kStagesWg) * kStage, seq, hg, tn * BC, cr.k_end);
-    cp_async_commit();
-    const int kt0 = t * BC;
-    if (!wg_active || kt0 > wg_last_pos) continue;  // uniform over the warpgroup: its rows see none of the tile
-    const uint32_t k_s = stages + (t % kStagesWg) * kStage, v_s = k_s + BC * DK * 2;
-
-    float s[kNS] = {};
-    wgmma::fence_regs(s);
-    wgmma::fence();
-#pragma unroll
-    for (int kk = 0; kk < kKSteps; ++kk) {
-      const uint64_t da = wgmma::desc_sw128(q_wg + (kk >> 2) * (64 * 128) + (kk & 3) * 32, 16, 1024);
-      const uint64_t db = wgmma::desc_sw128(k_s + (kk >> 2) * (BC * 128) + (kk & 3) * 32, 16, 1024);
-      if constexpr (BC == 64)
-        wgmma::wgmma_ss_n64(s, da, db);
-      else
-        wgmma::wgmma_ss_n128(s, da, db);
-    }
-    wgmma::commit();
-    wgmma::wait_all();
-    wgmma::fence_regs(s);
-
-    float alpha[2];
-    const bool need_mask = kt0 + BC > cr.k_end || kt0 + BC - 1 > warp_first_pos;
-    softmax_tile(s, m, l, alpha, kt0, pos, cr.k_end, need_mask, a.scale_log2);
-    rescale(o, alpha);
-
-    // Every P fragment before the first MMA: registers an in-flight wgmma reads must not be written meanwhile.
-    uint32_t pa[BC / 16][4];
-#pragma unroll
-    for (int ks = 0; ks < BC / 16; ++ks) p_fragment(s, ks, pa[ks]);
-    wgmma::fence_regs(o);
-    wgmma::fence();
-#pragma unroll
-    for (int ks = 0; ks < BC / 16; ++ks) {
-      const uint64_t db = wgmma::desc_sw128(v_s + ks * 16 * 128, BC * 128, 1024);
-      if constexpr (DV == 64)
-        wgmma::wgmma_rs_n64(o, pa[ks], db);
-      else
-        wgmma::wgmma_rs_n128(o, pa[ks], db);
-    }
-    wgmma::commit();
-    wgmma::wait_all();
-    wgmma::fence_regs(o);
-  }
-  cp_async_wait<0>();
-  if (wr0 < cr.n_rows) store_rows<DV>(a, cr, hg, wr0, o, l);
-#else
-  __trap();  // built only for sm_90a; the launcher picks flash_mma_kernel elsewhere
-#endif
 }
 
 // The pipelined wgmma kernel (FlashAttention-3's intra-warpgroup overlap, on cp.async): keys and values in separate
@@ -598,9 +484,8 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
 }
 
 // Which kernel runs: the pipelined wgmma kernel where this build has sm_90a code and the device is a Hopper (compute
-// capability 9.0), else mma.sync. MLABENCH_FLASH=mma | wgmma | pipe overrides it (benchmarks compare them in one
-// run; "wgmma" is the unpipelined kernel, kept as the baseline of the pipelined one).
-enum class Variant { MMA, WGMMA, PIPE };
+// capability 9.0), else mma.sync. MLABENCH_FLASH=mma | pipe overrides it (benchmarks compare them in one run).
+enum class Variant { MMA, PIPE };
 
 Variant pick_variant() {
   static const Variant v = [] {
@@ -616,13 +501,13 @@ Variant pick_variant() {
     const char* env = std::getenv("MLABENCH_FLASH");
     if (env == nullptr) return best;
     const std::string e(env);
-    MLABENCH_CHECK(e == "mma" || e == "wgmma" || e == "pipe",
-                   "MLABENCH_FLASH={}: not a flash prefill kernel. HINT: use mma, wgmma or pipe, or unset it", e);
+    MLABENCH_CHECK(e == "mma" || e == "pipe",
+                   "MLABENCH_FLASH={}: not a flash prefill kernel. HINT: use mma or pipe, or unset it", e);
     MLABENCH_CHECK(e == "mma" || best != Variant::MMA,
-                   "MLABENCH_FLASH={}: the wgmma kernels need sm_90a code (a build for compute capability 9.0) and a "
+                   "MLABENCH_FLASH={}: the wgmma kernel needs sm_90a code (a build for compute capability 9.0) and a "
                    "Hopper GPU. HINT: use MLABENCH_FLASH=mma here",
                    e);
-    return e == "mma" ? Variant::MMA : e == "wgmma" ? Variant::WGMMA : Variant::PIPE;
+    return e == "mma" ? Variant::MMA : Variant::PIPE;
   }();
   return v;
 }
@@ -649,11 +534,6 @@ void launch(const Args& a, int max_q, int n_head_groups, cudaStream_t stream) {
     static_assert(pipe_smem_bytes<DK, DV>() <= 227 * 1024, "fits an SM");
     return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla>, pipe_smem_bytes<DK, DV>(), a, max_q, n_head_groups,
                          stream);
-  }
-  if (v == Variant::WGMMA) {
-    static_assert(wgmma_smem_bytes<DK, DV, 128>() <= 227 * 1024, "fits an SM");
-    return launch_kernel(flash_wgmma_kernel<DK, DV, 128, kMla>, wgmma_smem_bytes<DK, DV, 128>(), a, max_q,
-                         n_head_groups, stream);
   }
   constexpr int smem = kStages * stage_bytes<DK, DV>();
   static_assert(smem <= 227 * 1024, "fits an SM");
@@ -683,7 +563,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 const char* kernel_name() {
   const Variant v = pick_variant();
-  return v == Variant::PIPE ? "pipe" : v == Variant::WGMMA ? "wgmma" : "mma";
+  return v == Variant::PIPE ? "pipe" : "mma";
 }
 
 void mla_prefill_bf16(const MlaPrefillParams& p, cudaStream_t s) {
