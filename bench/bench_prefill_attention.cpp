@@ -6,7 +6,8 @@
 // bandwidth measured in the same run. The peer (torch sdpa) runs in tools/gpu/bench_sdpa.py, same shapes, same
 // call (tools/gpu/check.sh, stage kernels).
 //
-// Usage: bench_prefill_attention [--quick] [--json FILE]
+// Usage: bench_prefill_attention [--quick] [--only SHAPE] [--json FILE]
+//   --only SHAPE: only the rows whose shape names contain SHAPE (e.g. for a profiler: "1 x 32768 causal, 16 heads").
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
@@ -186,9 +187,10 @@ Row bench_gqa(const Batch& b, const std::string& shape) {
 int main(int argc, char** argv) {
   using namespace mlabench;
   bool quick = false;
-  std::string json_path;
+  std::string json_path, only;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
   }
   try {
@@ -200,6 +202,7 @@ int main(int argc, char** argv) {
                "kernel {} (MLABENCH_FLASH)\n",
                prop.name, prop.multiProcessorCount, c.copy_gbs, c.gemm_tflops, flash);
     std::vector<Row> rows;
+    auto keep = [&](const std::string& shape) { return shape.find(only) != std::string::npos; };
     auto whole = [](int32_t n, int count = 1) {
       Batch b;
       b.add(n, n, count);
@@ -209,21 +212,24 @@ int main(int argc, char** argv) {
                                                : std::vector<int32_t>{1024, 4096, 16384, 32768, 65536, 131072};
     for (int32_t n : lengths) {
       const std::string shape = fmt::format("1 x {} causal", n);
-      rows.push_back(bench_mla(16, whole(n), shape + ", 16 heads", false));
-      if (n <= 16384) rows.push_back(bench_mla(16, whole(n), shape + ", 16 heads", true));
-      if (n <= 32768) rows.push_back(bench_mla(128, whole(n), shape + ", 128 heads", false));
-      rows.push_back(bench_gqa(whole(n), shape));
+      if (keep(shape + ", 16 heads")) rows.push_back(bench_mla(16, whole(n), shape + ", 16 heads", false));
+      if (n <= 16384 && keep(shape + ", 16 heads")) rows.push_back(bench_mla(16, whole(n), shape + ", 16 heads", true));
+      if (n <= 32768 && keep(shape + ", 128 heads"))
+        rows.push_back(bench_mla(128, whole(n), shape + ", 128 heads", false));
+      if (keep(shape)) rows.push_back(bench_gqa(whole(n), shape));
     }
     // Chunked prefill: one 4,096-token chunk at the end of a long prompt (what the engine runs past max_step_tokens).
     for (int32_t n : {32768, 131072}) {
       Batch b;
       b.add(4096, n);
-      rows.push_back(bench_mla(16, b, fmt::format("chunk 4096 of {}, 16 heads", n), false));
+      const std::string shape = fmt::format("chunk 4096 of {}, 16 heads", n);
+      if (keep(shape)) rows.push_back(bench_mla(16, b, shape, false));
     }
     // Batches of short prompts.
     for (auto [count, n] : {std::pair{64, 512}, {16, 2048}, {256, 128}}) {
-      rows.push_back(bench_mla(16, whole(n, count), fmt::format("{} x {} causal, 16 heads", count, n), false));
-      rows.push_back(bench_gqa(whole(n, count), fmt::format("{} x {} causal", count, n)));
+      const std::string shape = fmt::format("{} x {} causal", count, n);
+      if (keep(shape + ", 16 heads")) rows.push_back(bench_mla(16, whole(n, count), shape + ", 16 heads", false));
+      if (keep(shape)) rows.push_back(bench_gqa(whole(n, count), shape));
     }
     fmt::print("{:<36} {:<34} {:>10} {:>9} {:>8} {:>9} {:>7}\n", "kernel", "shape", "ms", "TFLOP/s", "of GEMM",
                "GB/s", "of copy");

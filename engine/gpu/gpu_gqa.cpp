@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "engine/gpu/gpu_model.h"
+#include "engine/gpu/phase_timer.h"
 #include "engine/kernels/cuda/kernels.h"
 
 namespace mlabench::gpu {
@@ -92,10 +93,12 @@ class GqaAttention final : public GpuAttention {
     }
     ap.scratch_floats = k::gqa_attention_scratch_floats(ap);
     if (ap.scratch_floats > 0) ap.scratch = m_.attention_scratch(ap.scratch_floats);
+    phases::at(s, "attention: gqa kernel");
     k::cuda::gqa_attention(ap, s);
     k::cuda::cast({.out = o_c, .out_type = dt, .ld_out = nh * hd, .in = o, .ld_in = nh * hd, .n_rows = T,
                    .n_cols = nh * hd},
                   s);
+    phases::at(s, "attention: o_proj");
     m_.blas().linear(out, H, o_c, nh * hd, L.o_proj.p, nh * hd, dt, T, H, nh * hd);  // [T, H]
   }
 

@@ -12,6 +12,7 @@
 #include <bit>
 
 #include "engine/gpu/gpu_model.h"
+#include "engine/gpu/phase_timer.h"
 #include "engine/kernels/cuda/kernels.h"
 
 namespace mlabench::gpu {
@@ -105,8 +106,12 @@ class MlaAttention final : public GpuAttention {
                          s);
 
     float* o = buf<float>(off_.o);  // [T, nh * v]
-    if (st.n_decode > 0) absorbed(st, L, cache, block_size, q, o);
+    if (st.n_decode > 0) {
+      phases::at(s, "attention: decode (absorbed)");
+      absorbed(st, L, cache, block_size, q, o);
+    }
     if (T > st.n_decode) decompressed(st, L, cache, block_size, q, o);
+    phases::at(s, "attention: o_proj");
     void* o_c = buf<void>(off_.o_c);
     k::cuda::cast({.out = o_c, .out_type = dt, .ld_out = nh * v, .in = o, .ld_in = nh * v, .n_rows = T,
                    .n_cols = nh * v},
@@ -189,6 +194,7 @@ class MlaAttention final : public GpuAttention {
     const size_t es = dtype_size(dt);
     cudaStream_t s = m_.stream();
     ensure_keys(K);
+    phases::at(s, "attention: prefill keys (kv_b)");
     float* lat = keys_.as<float>();                                    // [K, cw]
     void* lat_c = keys_.as<char>() + static_cast<size_t>(K * cw) * 4;  // [K, cw] dt
     float* kv = reinterpret_cast<float*>(static_cast<char*>(lat_c) + static_cast<size_t>(K * cw) * es);
@@ -228,6 +234,7 @@ class MlaAttention final : public GpuAttention {
     } else {
       m_.blas().linear(kv, nh * (nope + v), lat_c, cw, L.kv_b_proj.p, kvl, dt, K, nh * (nope + v), kvl);
     }
+    phases::at(s, "attention: prefill flash");
     k::cuda::mla_prefill_attention(ap, s);
   }
 

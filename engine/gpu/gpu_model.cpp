@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "engine/gpu/moe_layer.h"
+#include "engine/gpu/phase_timer.h"
 #include "engine/kernels/cuda/kernels.h"
 
 namespace mlabench::gpu {
@@ -248,10 +249,12 @@ void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
   auto* delta = arena_.at<float>(off_delta_);  // the last block's output [T, H]
   void* xn_c = normed_input();                 // [T, H] dt
 
+  phases::at(stream_, "embedding");
   k::cuda::embedding({.out = x, .table = embed_.p, .table_type = dtype_, .hidden = H, .ids = st.tokens, .n_rows = T},
                      stream_);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const GpuLayer& L = layers_[static_cast<size_t>(l)];
+    phases::at(stream_, "attention: norm, q, kv_a, rope");
     k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = l == 0 ? nullptr : delta, .ld_delta = H,
                        .out = xn_c, .out_type = dtype_, .ld_out = H, .weight = L.input_norm, .n_rows = T, .dim = H,
                        .eps = eps},
@@ -260,6 +263,7 @@ void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
     attention_->forward(st, L, pools.k[static_cast<size_t>(l)].get(), vc, pools.block_size, delta);  // [T, H]
     ffn(st, L, x, delta);
   }
+  phases::at(stream_, "final norm, lm_head");
   output_head(st, x, delta);
 }
 
@@ -269,6 +273,7 @@ void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, float* x, float* del
   const int64_t T = st.n_rows, H = c.hidden_size;
   const auto eps = static_cast<float>(c.rms_norm_eps);
   void* xn_c = normed_input();
+  phases::at(stream_, L.ffn == FfnKind::DENSE ? "dense mlp" : "moe: norm, router, shared");
   if (L.ffn == FfnKind::DENSE) {
     k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn_c,
                        .out_type = dtype_, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H, .eps = eps},

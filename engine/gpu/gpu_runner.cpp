@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/gpu/gpu_model.h"
+#include "engine/gpu/phase_timer.h"
 #include "engine/kernels/cuda/kernels.h"
 
 namespace mlabench {
@@ -223,6 +224,7 @@ void GpuRunner::execute(const serving::StepPlan& plan, serving::StepOutput& out)
     }
   } else {
     model_->forward(d, pools_);
+    gpu::phases::end_step(stream_, d.n_rows);
   }
   const int64_t ns = plan.n_sample, nsc = plan.n_score;
   char* dout = d_out_.as<char>();

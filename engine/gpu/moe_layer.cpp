@@ -5,6 +5,7 @@
 // path swaps the host-side grouping for moe_grouped_gemm, whose row counts stay on the device.
 // All scratch lives in one device allocation made by the constructor: a captured graph keeps its pointers.
 #include "engine/gpu/moe_layer.h"
+#include "engine/gpu/phase_timer.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -244,12 +245,14 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
   const int64_t T = p.n_tokens;
   if (T == 0) return;
   m.route_and_shared(p);
+  phases::at(m.stream, "moe: permute, gather");
   k::cuda::moe_permute({.topk_idx = m.idx, .n_tokens = T, .top_k = m.K, .n_experts = m.E, .counts = m.counts,
                         .offsets = m.offsets, .rank = m.rank}, m.stream);
   k::MoeRowMap map{.mode = k::moe_row_mode(T, m.K, m.E), .topk_idx = m.idx, .rank = m.rank, .offsets = m.offsets};
   if (map.mode == k::MoeRowMode::PADDED) map.capacity = static_cast<int32_t>(T);
   k::cuda::moe_gather({.out = m.xe, .ld_out = m.H, .x = p.x_c, .ld_x = m.H, .elem_type = m.dtype, .hidden = m.H,
                        .n_tokens = T, .top_k = m.K, .map = map}, m.stream);
+  phases::at(m.stream, "moe: routed experts");
   if (map.mode == k::MoeRowMode::PAIR)
     m.pair_experts(p);
   else if (map.mode == k::MoeRowMode::PADDED)
@@ -258,6 +261,7 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
     m.compact_experts_graph_safe(p);
   else
     m.compact_experts_host(p);
+  phases::at(m.stream, "moe: combine");
   k::cuda::moe_combine({.out = p.out, .ld_out = m.H, .y = m.ye, .ld_y = m.H, .topk_weight = m.w, .hidden = m.H,
                         .n_tokens = T, .top_k = m.K, .accumulate = m.SI > 0, .map = map}, m.stream);
 }

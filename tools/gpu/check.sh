@@ -150,7 +150,7 @@ for f in ("bench_dsv2_lite.json", "bench_llama3_8b.json", "bench_llama2_7b_mha.j
 PY
 fi
 # The attention kernels over their shape sweeps, each beside the copy bandwidth and GEMM rate of the same run, and
-# torch sdpa (flash) on the prefill shapes it supports (KERNELS_QUICK=1: fewer prefill shapes).
+# torch sdpa (each backend that takes the shape, and its default choice) on the prefill shapes (KERNELS_QUICK=1: fewer prefill shapes).
 if want kernels; then
   q=(); [ "${KERNELS_QUICK:-0}" = 1 ] && q=(--quick)
   timeout 200 build-gpu/bench/bench_prefill_attention "${q[@]}" --json "$out/bench_prefill_attention.json" > "$out/kernels.log" 2>&1
@@ -161,7 +161,7 @@ if want kernels; then
   grep -E '^(mla|gqa) +(16|32) +(1 +131072|64 +8192|16 +32768)' "$out/kernels.log" | sed 's/^/    /' >> "$out/summary.txt"
   if python3 -c 'import torch' 2>/dev/null; then
     timeout 200 python3 tools/gpu/bench_sdpa.py "${q[@]}" --json "$out/peer_sdpa.json" >> "$out/kernels.log" 2>&1
-    row "peer: torch sdpa (flash)" "rc $?"
+    row "peer: torch sdpa (flash, cudnn, efficient, default)" "rc $?"
     grep -E '^torch sdpa.*(x 32768 causal|x 131072 causal)' "$out/kernels.log" | sed 's/^/    /' >> "$out/summary.txt"
   fi
 fi

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include "engine/core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
@@ -156,8 +157,10 @@ __device__ __forceinline__ float exp2_ftz(float x) {
 // layout of mma.sync and wgmma accumulators alike) through the online softmax: masked where the tile reaches past a
 // row's position or past k_end, exponentiated against the running max in log2 units (one FFMA a score: the scale
 // is positive, so max(s) * scale is the max of the scaled scores); m and the lane-partial sums l updated; alpha
-// returns the factor the output accumulators take.
-template <int kNS>
+// returns the factor the output accumulators take. kMask = false leaves the mask out of the code altogether (tiles
+// wholly below every row's position and k_end): ptxas predicates a runtime-skipped mask rather than branching over
+// it, so it would cost its compares and selects on every tile.
+template <bool kMask, int kNS>
 __device__ __forceinline__ void softmax_tile(float (&s)[kNS], float (&m)[2], float (&l)[2], float (&alpha)[2],
                                              int kt0, const int (&pos)[2], int k_end, bool need_mask,
                                              float scale_log2) {
@@ -172,7 +175,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kNS], float (&m)[2], flo
       for (int e = 0; e < 2; ++e) {
         const int key = kt0 + j * 8 + 2 * tig + e;
         float& v = s[j * 4 + 2 * half + e];
-        if (need_mask && !(key <= pos[half] && key < k_end)) v = neg_inf();
+        if (kMask && need_mask && !(key <= pos[half] && key < k_end)) v = neg_inf();
         mx = fmaxf(mx, v);
       }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
@@ -305,7 +308,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_mma_kernel(const Args a) {
       }
     float alpha[2];
     const bool need_mask = kt0 + kKeys > cr.k_end || kt0 + kKeys - 1 > warp_first_pos;
-    softmax_tile(s, m, l, alpha, kt0, pos, cr.k_end, need_mask, a.scale_log2);
+    softmax_tile<true>(s, m, l, alpha, kt0, pos, cr.k_end, need_mask, a.scale_log2);
     rescale(o, alpha);
 
     // O += P V: matrices (keys half mi % 2, value tile 2np + mi / 2) of V rows, transposed, give two value tiles'
@@ -327,10 +330,12 @@ __global__ void __launch_bounds__(kThreads, 1) flash_mma_kernel(const Args a) {
   if (warp_active) store_rows<DV>(a, cr, hg, wr0, o, l);
 }
 
-// The pipelined wgmma kernel (FlashAttention-3's intra-warpgroup overlap, on cp.async): keys and values in separate
+// The pipelined wgmma kernel (FlashAttention-3's intra-warpgroup schedule, on cp.async): keys and values in separate
 // two-slot rings, values one tile behind keys, so that one iteration issues S_t = Q K_t^T and O += P_{t-1} V_{t-1}
-// back to back, runs tile t's softmax while P.V is on the tensor cores, and only then rescales O. Shared memory at
-// MLA's 192 / 128: Q 48 KB + K 2 x 48 KB + V 2 x 32 KB = 208 KB, one CTA an SM.
+// back to back, then tile t's softmax, then rescales O. ptxas moves the wait for P.V above the softmax; a CTA-scope
+// fence holds it below (the softmax then runs under P.V in the SASS) but measured no faster, twice (perf notes,
+// rounds 8 and 10), so the kernel leaves ptxas its order. Tiles below the CTA's diagonal run a softmax with no mask
+// code. Shared memory at MLA's 192 / 128: Q 48 KB + K 2 x 48 KB + V 2 x 32 KB = 208 KB, one CTA an SM.
 constexpr int kPipeBC = 128;  // keys per tile; one key row per thread pair (kThreads / 2 rows a pass)
 static_assert(kThreads / 2 == kPipeBC, "a thread's key row stays fixed across its copies");
 template <int DK, int DV>
@@ -338,37 +343,40 @@ constexpr int pipe_smem_bytes() {
   return kRows * DK * 2 + 2 * kPipeBC * (DK + DV) * 2 + 1024;
 }
 
-// Copies keys (kV = false) or values (kV = true) [kt0, kt0 + kPipeBC) of this CTA's head into a ring slot in sw128
-// column blocks. Thread pair j = tid / 2 copies key row j, chunks (tid & 1) + 2i: its row address is computed once a
-// tile, and the pair reads 32 contiguous bytes (a whole sector) per copy. Keys at or past k_end read as zeros.
-template <int D, bool kV, bool kMla>
-__device__ __forceinline__ void load_rows_pipe(const Args& a, uint32_t slot, int seq, int hg, int kt0, int k_end) {
-  constexpr int kChunks = D / 8, kNope = 128;  // MLA: the k_nope head size of the only instance (192 = 128 + 64)
-  const int j = threadIdx.x >> 1, par = threadIdx.x & 1, key = kt0 + j;
-  const bool valid = key < k_end;
-  const uint16_t *row0 = a.q, *row1 = a.q;  // any readable address when !valid
-  if (valid) {
-    if constexpr (kMla) {
-      const int64_t r = a.cu_kv[seq] + key;
-      row0 = a.kv + r * a.ld_kv + static_cast<int64_t>(hg) * a.kv_head_stride + (kV ? kNope : 0);
-      row1 = a.k_pe + r * a.ld_kpe - kNope;  // k_pe is columns kNope .. DK of a key
-    } else {
-      row0 = (kV ? a.v_cache : a.k_cache) + paged_slot(a.paged, seq, key) * a.kv_width + static_cast<int64_t>(hg) * D;
-    }
-  }
+// This thread's share of a tile copy: key row j = tid / 2, 16-byte chunks par + 2i (par = tid & 1), so a thread
+// pair reads 32 contiguous bytes (a whole sector) per copy. In the sw128 layout chunk par + 2i lands in column block
+// i / 4 (par never carries it into the next one) at an XOR pattern that depends on i % 4 only: four offsets,
+// computed once, place every chunk.
+struct PipeLane {
+  int j = 0, par8 = 0;  // key row in the tile; the first column of this thread's chunks
+  uint32_t sw[4] = {};
+  __device__ PipeLane() {
+    j = static_cast<int>(threadIdx.x >> 1);
+    const int par = static_cast<int>(threadIdx.x & 1);
+    par8 = 8 * par;
 #pragma unroll
-  for (int i = 0; i < kChunks / 2; ++i) {
-    const int c = par + 2 * i;
-    const uint16_t* src = (kMla && !kV && c * 8 >= kNope) ? row1 : row0;
-    cp_async16(slot + sw128_off(kPipeBC, j, c), valid ? src + c * 8 : a.q, valid);
+    for (int i = 0; i < 4; ++i) sw[i] = static_cast<uint32_t>(j * 128 + ((((2 * i) | par) ^ (j & 7)) << 4));
   }
+};
+
+// One key row of a tile into a ring slot: columns [0, kSplit) from row0, [kSplit, D) from row1 (MLA keys: k_nope,
+// then k_pe), both already at this thread's first column. valid = false fills zeros (keys at or past k_end).
+template <int D, int kSplit>
+__device__ __forceinline__ void copy_key_row(uint32_t slot, const PipeLane& ln, const uint16_t* row0,
+                                             const uint16_t* row1, bool valid) {
+  static_assert(kSplit % 16 == 0, "a thread pair's 32 bytes never straddle the split");
+#pragma unroll
+  for (int i = 0; i < D / 16; ++i)
+    cp_async16(slot + ln.sw[i & 3] + (i >> 2) * (kPipeBC * 128), (16 * i < kSplit ? row0 : row1) + 16 * i, valid);
 }
 
 template <int DK, int DV, bool kMla>
 __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BC = kPipeBC, kKSteps = DK / 16, kNS = BC / 2, kNO = DV / 2;
+  constexpr int kNope = 128;  // MLA: the k_nope head size of the only instance (192 = 128 + 64)
   static_assert(DK % 64 == 0 && (DV == 64 || DV == 128), "instances");
+  static_assert(!kMla || (DK == 192 && DV == 128), "MLA's instance is V2's 192 / 128");
   extern __shared__ __align__(1024) unsigned char smem_pipe[];
   const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_pipe)) + 1023u) & ~1023u;
   const uint32_t q_s = base, k_ring = base + kRows * DK * 2, v_ring = k_ring + 2 * BC * DK * 2;
@@ -386,16 +394,63 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
     }
     cp_async16(q_s + (r >> 6) * (64 * DK * 2) + sw128_off(64, r & 63, c), src, row < cr.n_rows);
   }
+
+  // Copies. A key's source row (MLA: its row in kv and k_pe; GQA: its paged slot, whose block-table load is issued
+  // a tile before the copy that needs it) or -1 past k_end. K_{t+1} and V_t go out together each iteration, and V_t
+  // reuses the row K_t was copied from.
+  const PipeLane ln;
+  const int kv0 = kMla ? a.cu_kv[seq] : 0;
+  auto key_row = [&](int t) -> int64_t {
+    const int key = t * BC + ln.j;
+    if (key >= cr.k_end) return -1;
+    if constexpr (kMla)
+      return kv0 + key;
+    else
+      return paged_slot(a.paged, seq, key);
+  };
+  auto copy_k = [&](int t, int64_t row) {
+    const uint32_t slot = k_ring + (t & 1) * (BC * DK * 2);
+    if constexpr (kMla) {
+      const uint16_t* r0 = row < 0 ? a.q : a.kv + row * a.ld_kv + static_cast<int64_t>(hg) * a.kv_head_stride + ln.par8;
+      const uint16_t* r1 = row < 0 ? a.q : a.k_pe + row * a.ld_kpe - kNope + ln.par8;
+      copy_key_row<DK, kNope>(slot, ln, r0, r1, row >= 0);
+    } else {
+      const uint16_t* r0 = row < 0 ? a.q : a.k_cache + row * a.kv_width + static_cast<int64_t>(hg) * DK + ln.par8;
+      copy_key_row<DK, DK>(slot, ln, r0, r0, row >= 0);
+    }
+  };
+  auto copy_v = [&](int t, int64_t row) {
+    const uint32_t slot = v_ring + (t & 1) * (BC * DV * 2);
+    const uint16_t* r0 = a.q;
+    if (row >= 0) {
+      if constexpr (kMla)
+        r0 = a.kv + row * a.ld_kv + static_cast<int64_t>(hg) * a.kv_head_stride + kNope + ln.par8;
+      else
+        r0 = a.v_cache + row * a.kv_width + static_cast<int64_t>(hg) * DV + ln.par8;
+    }
+    copy_key_row<DV, DV>(slot, ln, r0, r0, row >= 0);
+  };
   const int n_tiles = (cr.k_end + BC - 1) / BC;
-  if (n_tiles > 0) load_rows_pipe<DK, false, kMla>(a, k_ring, seq, hg, 0, cr.k_end);
+  int64_t row_cur = key_row(0), row_next = key_row(1);  // tiles t and t + 1
+  if (n_tiles > 0) copy_k(0, row_cur);
   cp_async_commit();
+  auto copy_next = [&](int t) {  // K_{t+1} and V_t, into the slots the last iteration freed
+    if (t + 1 < n_tiles) copy_k(t + 1, row_next);
+    copy_v(t, row_cur);
+    cp_async_commit();
+    row_cur = row_next;
+    row_next = key_row(t + 2);
+  };
 
   const int wr0 = cr.r0 + warp * 16;
   int pos[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) pos[half] = cr.past + min(wr0 + g + 8 * half, cr.n_rows - 1) / a.group;
-  const int warp_first_pos = cr.past + min(wr0, cr.n_rows - 1) / a.group;
   const uint32_t q_wg = q_s + wg * (64 * DK * 2);
+  // Tiles [0, n_unmasked) lie below every row's position and k_end: their softmax has no mask in its code. The
+  // bound is the CTA's (its first row has the smallest position), so it is the same for both warpgroups.
+  const int cta_first_pos = cr.past + min(cr.r0, cr.n_rows - 1) / a.group;
+  const int n_unmasked = min(cr.k_end, cta_first_pos + 1) / BC;
 
   // Both warpgroups take every tile, with no branch around an MMA or a wait: ptxas serializes wgmma it cannot
   // prove warpgroup-uniform. A tile past a warpgroup's rows (GQA groups, the last rows of a sequence) is masked
@@ -426,21 +481,17 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
     }
     wgmma::commit();
   };
-  auto copy_next = [&](int t) {  // K_{t+1} and V_t, into the slots the last iteration freed
-    if (t + 1 < n_tiles)
-      load_rows_pipe<DK, false, kMla>(a, k_ring + ((t + 1) & 1) * (BC * DK * 2), seq, hg, (t + 1) * BC, cr.k_end);
-    load_rows_pipe<DV, true, kMla>(a, v_ring + (t & 1) * (BC * DV * 2), seq, hg, t * BC, cr.k_end);
-    cp_async_commit();
-  };
   auto tile_landed = [] {
     cp_async_wait<0>();          // K_t and V_{t-1}, copied during the last iteration
     wgmma::fence_proxy_async();  // this thread's copies, visible to wgmma's reads
     __syncthreads();             // everyone's copies landed; K_{t-1} and V_{t-2} are read and their slots free
   };
-  auto softmax = [&](int t, float (&alpha)[2]) {
-    const int kt0 = t * BC;
-    const bool need_mask = kt0 + BC > cr.k_end || kt0 + BC - 1 > warp_first_pos;
-    softmax_tile(s, m, l, alpha, kt0, pos, cr.k_end, need_mask, a.scale_log2);
+  auto softmax = [&](int t, float(&alpha)[2], auto masked) {
+    softmax_tile<decltype(masked)::value>(s, m, l, alpha, t * BC, pos, cr.k_end, true, a.scale_log2);
+  };
+  auto to_p = [&] {
+#pragma unroll
+    for (int ks = 0; ks < BC / 16; ++ks) p_fragment(s, ks, pa[ks]);
   };
 
   // Tile 0: S_0 and its softmax alone.
@@ -451,11 +502,13 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
   float alpha[2];
   wgmma::wait_all();
   wgmma::fence_regs(s);
-  softmax(0, alpha);
-#pragma unroll
-  for (int ks = 0; ks < BC / 16; ++ks) p_fragment(s, ks, pa[ks]);
+  if (n_unmasked > 0)
+    softmax(0, alpha, std::false_type{});
+  else
+    softmax(0, alpha, std::true_type{});
+  to_p();
   // Tiles 1 ..: S_t and P_{t-1} V_{t-1} issued together; tile t's softmax runs while P.V is on the tensor cores.
-  for (int t = 1; t < n_tiles; ++t) {
+  auto iteration = [&](int t, auto masked) {
     tile_landed();
     wgmma::fence();
     issue_qk(t);
@@ -463,14 +516,16 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
     copy_next(t);
     wgmma::wait_one();
     wgmma::fence_regs(s);
-    softmax(t, alpha);
+    softmax(t, alpha, masked);
     wgmma::wait_all();
     wgmma::fence_regs(o);
     wgmma::fence_regs(pa);
     rescale(o, alpha);
-#pragma unroll
-    for (int ks = 0; ks < BC / 16; ++ks) p_fragment(s, ks, pa[ks]);
-  }
+    to_p();
+  };
+  int t = 1;
+  for (; t < n_unmasked; ++t) iteration(t, std::false_type{});
+  for (; t < n_tiles; ++t) iteration(t, std::true_type{});
   // The last P.V.
   tile_landed();
   wgmma::fence();
@@ -530,11 +585,10 @@ bool q_aligned16(const Args& a) {
 template <int DK, int DV, bool kMla>
 void launch(const Args& a, int max_q, int n_head_groups, cudaStream_t stream) {
   const Variant v = q_aligned16(a) ? pick_variant() : Variant::MMA;
-  if (v == Variant::PIPE) {
-    static_assert(pipe_smem_bytes<DK, DV>() <= 227 * 1024, "fits an SM");
+  static_assert(pipe_smem_bytes<DK, DV>() <= 227 * 1024, "fits an SM");
+  if (v == Variant::PIPE)
     return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla>, pipe_smem_bytes<DK, DV>(), a, max_q, n_head_groups,
                          stream);
-  }
   constexpr int smem = kStages * stage_bytes<DK, DV>();
   static_assert(smem <= 227 * 1024, "fits an SM");
   launch_kernel(flash_mma_kernel<DK, DV, kMla>, smem, a, max_q, n_head_groups, stream);
