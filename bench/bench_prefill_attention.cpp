@@ -139,6 +139,7 @@ Row bench_mla(int32_t heads, const Batch& b, const std::string& shape, bool f32_
     p.q_bf16 = q.as<uint16_t>();
     p.kv_bf16 = kv.as<uint16_t>();
     p.k_pe_bf16 = lat.as<uint16_t>() + 512;
+    p.n_keys = b.keys();
   }
   const double flops = 2.0 * b.visible * heads * (qk + v);
   Row r{f32_operands ? "mla_prefill f32-operands (hi/lo)" : "mla_prefill bf16 flash", shape};

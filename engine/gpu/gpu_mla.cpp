@@ -231,6 +231,7 @@ class MlaAttention final : public GpuAttention {
       ap.q_bf16 = q_c;
       ap.kv_bf16 = kv_c;
       ap.k_pe_bf16 = static_cast<const uint16_t*>(lat_c) + kvl;
+      ap.n_keys = K;
     } else {
       m_.blas().linear(kv, nh * (nope + v), lat_c, cw, L.kv_b_proj.p, kvl, dt, K, nh * (nope + v), kvl);
     }

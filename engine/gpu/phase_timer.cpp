@@ -1,6 +1,7 @@
 // gpu::phases (engine/gpu/phase_timer.h): CUDA events between named marks, summed per phase.
 #include "engine/gpu/phase_timer.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -75,14 +76,25 @@ bool capturing(cudaStream_t s) {
   return st != cudaStreamCaptureStatusNone;
 }
 
-}  // namespace
-
-bool enabled() {
-  static const bool on = [] {
+std::atomic<bool>& switch_state() {
+  static std::atomic<bool> on{[] {
     const char* v = std::getenv("MLABENCH_GPU_PHASES");
     return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
+  }()};
   return on;
+}
+
+}  // namespace
+
+bool enabled() { return switch_state().load(std::memory_order_relaxed); }
+
+void set_enabled(bool on) {
+  switch_state().store(on, std::memory_order_relaxed);
+  if (on) return;
+  State& st = state();  // marks of a step left open are dropped
+  std::lock_guard<std::mutex> lock(st.mu);
+  for (auto& m : st.open) st.pool.push_back(m.second);
+  st.open.clear();
 }
 
 void mark(cudaStream_t s, const char* name) {
@@ -115,6 +127,14 @@ void end_step(cudaStream_t s, long long tokens) {
   st.open.clear();
   ++st.steps;
   st.tokens += tokens;
+}
+
+std::vector<PhaseTotal> totals() {
+  State& st = state();
+  std::lock_guard<std::mutex> lock(st.mu);
+  std::vector<PhaseTotal> out;
+  for (const Total& t : st.totals) out.push_back({t.name, t.ms, t.calls});
+  return out;
 }
 
 std::string report() {

@@ -11,16 +11,27 @@
 #include <cuda_runtime_api.h>
 
 #include <string>
+#include <vector>
 
 namespace mlabench::gpu::phases {
 
-/// Whether MLABENCH_GPU_PHASES=1 (read once).
+/// Whether phases are timed: MLABENCH_GPU_PHASES=1 (read once), unless set_enabled said otherwise.
 bool enabled();
+/// Turns the timing on or off from here on (tests; a tool that wants the table without the environment variable).
+void set_enabled(bool on);
 /// Ends the phase running on `s` (if any) and starts `name` (a string literal: it is kept, not copied).
 void mark(cudaStream_t s, const char* name);
 /// Ends the running phase and adds this step's phase times to the totals; `tokens` counts the step's rows.
 void end_step(cudaStream_t s, long long tokens);
-/// The totals so far: phase, milliseconds, share, calls; the steps and tokens they cover.
+/// One phase's totals so far.
+struct PhaseTotal {
+  std::string name;
+  double ms = 0.0;
+  long long calls = 0;
+};
+/// Every phase timed so far, in the order first seen (the forward pass's order).
+std::vector<PhaseTotal> totals();
+/// The totals as a table: phase, milliseconds, share, calls; the steps and rows they cover.
 std::string report();
 
 /// `mark` only when enabled: one branch where phases are off.

@@ -373,6 +373,10 @@ struct MlaPrefillParams {
   const uint16_t* q_bf16 = nullptr;
   const uint16_t* kv_bf16 = nullptr;
   const uint16_t* k_pe_bf16 = nullptr;
+  // Rows of kv and k_pe, all sequences' keys (the last row any sequence reads is cu_kv[n_seqs] - 1; rows past it may
+  // exist and hold anything). The Hopper flash kernel bounds its TMA copies with it; 0 = not given (it copies with
+  // cp.async instead). Unread by the float32 paths and the twin.
+  int64_t n_keys = 0;
 };
 
 /// The BF16 flash prefill kernel's MLA instance: qk = 192 (nope 128 + rope 64), v = 128 (V2 and V2-Lite).

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "engine/gpu/gpu_runner.h"
+#include "engine/gpu/phase_timer.h"
 #include "engine/serving/serving_engine.h"
 #include "tests/engine/architecture_configs.h"
 #include "tests/engine/generated_weights.h"
@@ -207,6 +208,28 @@ TEST(GpuEngine, ChunkedPrefillMatchesUnchunked) {
   EXPECT_LE(test::max_abs_diff(a.data.data(), b.data.data(), a.data.size()), 1e-3 * max_abs);
   const GenerateOptions g{.max_new_tokens = 24};
   EXPECT_EQ(whole->generate(prompt, g).value().tokens, chunked->generate(prompt, g).value().tokens);
+}
+
+// The phase timer (MLABENCH_GPU_PHASES=1, here switched on in code): a prefill on the bundled model (MLA, MoE
+// layers and a dense one) times each phase of the forward pass, every one with a positive time, once a layer.
+TEST(GpuEngine, PhaseTimerTimesEveryPhaseOfAPrefill) {
+  MLABENCH_REQUIRE_GPU();
+  auto e = open(test::default_model_dir(), Device::CUDA, std::nullopt, 4096, 8);
+  ASSERT_TRUE(e);
+  const int64_t layers = e->summary().n_layers;
+  gpu::phases::set_enabled(true);
+  const bool ok = e->logits(random_ids(300, e->summary().vocab_size, 3)).ok();
+  gpu::phases::set_enabled(false);
+  ASSERT_TRUE(ok);
+  const std::vector<gpu::phases::PhaseTotal> got = gpu::phases::totals();
+  for (const char* name : {"embedding", "attention: norm, q, kv_a, rope", "attention: prefill keys (kv_b)",
+                           "attention: prefill flash", "attention: o_proj", "moe: norm, router, shared",
+                           "moe: routed experts", "moe: combine", "final norm, lm_head"}) {
+    const auto it = std::find_if(got.begin(), got.end(), [&](const auto& t) { return t.name == name; });
+    ASSERT_NE(it, got.end()) << name << " missing from\n" << gpu::phases::report();
+    EXPECT_GT(it->ms, 0.0) << name;
+    EXPECT_GE(it->calls, std::string(name).rfind("attention", 0) == 0 ? layers : 1) << name;
+  }
 }
 
 // Twenty requests of different lengths through a batch of at most 4: each result equals the request run alone.

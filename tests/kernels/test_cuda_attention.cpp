@@ -270,8 +270,13 @@ void check_mla_prefill_bf16(int32_t n_heads, const Varlen& b, unsigned seed, boo
   const int64_t ld_q = int64_t{n_heads} * (nope + rope) + 8, ld_kv = int64_t{n_heads} * (nope + v);
   const int64_t ld_kpe = 576, ld_out = int64_t{n_heads} * v + 1;  // k_pe at column 512 of a latent row
   const auto q = bf16_rows(rows, ld_q, n_heads * (nope + rope), rng, zero_q);
-  const auto kv = bf16_rows(keys, ld_kv, ld_kv, rng, false);
-  auto latent = bf16_rows(keys, ld_kpe, ld_kpe, rng, false);
+  // kPadKeys rows of NaN past the last key, inside n_keys: the TMA kernel copies whole 128-key tiles and must keep
+  // what lies past a sequence's keys out of its output (scores masked, the last V tile's rows zeroed).
+  constexpr int64_t kPadKeys = 131;
+  auto kv = bf16_rows(keys + kPadKeys, ld_kv, ld_kv, rng, false);
+  auto latent = bf16_rows(keys + kPadKeys, ld_kpe, ld_kpe, rng, false);
+  std::fill(kv.begin() + keys * ld_kv, kv.end(), test::kBf16NaN);
+  std::fill(latent.begin() + keys * ld_kpe, latent.end(), test::kBf16NaN);
   for (int64_t r = 0; r < keys; ++r) std::fill_n(latent.begin() + r * ld_kpe, 512, test::kBf16NaN);  // unread
   std::vector<float> out(static_cast<size_t>(rows * ld_out), kPoison);
 
@@ -296,7 +301,6 @@ void check_mla_prefill_bf16(int32_t n_heads, const Varlen& b, unsigned seed, boo
 
   const auto d_cu_q = test::to_device(b.cu_q), d_len = test::to_device(b.kv_len), d_cu_kv = test::to_device(cu_kv);
   const auto d_q = test::to_device(q), d_kv = test::to_device(kv), d_lat = test::to_device(latent);
-  const auto d_out = test::to_device(out);
   MlaPrefillParams d = p;
   d.batch.cu_q = d_cu_q.as<int32_t>();
   d.batch.kv_len = d_len.as<int32_t>();
@@ -304,9 +308,14 @@ void check_mla_prefill_bf16(int32_t n_heads, const Varlen& b, unsigned seed, boo
   d.q_bf16 = d_q.as<uint16_t>();
   d.kv_bf16 = d_kv.as<uint16_t>();
   d.k_pe_bf16 = d_lat.as<uint16_t>() + 512;
-  d.out = d_out.as<float>();
-  cuda::mla_prefill_attention(d, nullptr);
-  EXPECT_LE(test::max_rel_diff(test::to_host<float>(d_out, out.size()), want), zero_q ? kTolF32 : kTolBf16);
+  for (int64_t n_keys : {int64_t{0}, keys + kPadKeys}) {  // 0: the cp.async copies; else TMA's on Hopper
+    SCOPED_TRACE(testing::Message() << "n_keys " << n_keys);
+    const auto d_out = test::to_device(out);
+    d.out = d_out.as<float>();
+    d.n_keys = n_keys;
+    cuda::mla_prefill_attention(d, nullptr);
+    EXPECT_LE(test::max_rel_diff(test::to_host<float>(d_out, out.size()), want), zero_q ? kTolF32 : kTolBf16);
+  }
 }
 
 void check_gqa_prefill_bf16(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varlen& b, unsigned seed,

@@ -16,6 +16,8 @@
 //
 // FLOPs per tile per CTA: 128 x 64 x (DK + DV) x 2 = 5.2 MFLOP at MLA's 192 / 128; shared-memory reads: each warp
 // reads the whole K and V tile (40 KB) once, 320 KB per tile, which bounds an SM near half the mma.sync peak.
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -28,6 +30,7 @@
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/decode_common.cuh"
 #include "engine/kernels/cuda/flash_prefill.h"
+#include "engine/kernels/cuda/tma.cuh"
 #include "engine/kernels/cuda/wgmma.h"
 
 namespace mlabench::kernels::cuda::flash {
@@ -63,6 +66,9 @@ struct Args {
   float* out = nullptr;
   int64_t ld_out = 0;
   float scale_log2 = 0.0f;
+  // The TMA-fed MLA kernel: tensor maps over kv (columns [k_nope ; v] of every head, n_keys rows) and k_pe (64
+  // columns, n_keys rows), encoded per launch; rows past n_keys read as zeros. Unused by the other kernels.
+  CUtensorMap map_kv, map_kpe;
 };
 
 using decode::cp_async16;
@@ -239,7 +245,7 @@ __device__ __forceinline__ void store_rows(const Args& a, const CtaRows& cr, int
 // mma.sync (sm_80 and later; the fallback where the wgmma kernel is not built): Q fragments in registers, K and V
 // fragments by ldmatrix from the swz layout.
 template <int DK, int DV, bool kMla>
-__global__ void __launch_bounds__(kThreads, 1) flash_mma_kernel(const Args a) {
+__global__ void __launch_bounds__(kThreads, 1) flash_mma_kernel(const __grid_constant__ Args a) {
   constexpr int kKSteps = DK / 16, kNS = kKeys / 2, kNO = DV / 2;
   static_assert(DK % 64 == 0 && DV % 64 == 0, "rows of whole swizzle groups");
   extern __shared__ __align__(128) unsigned char smem[];
@@ -340,7 +346,7 @@ constexpr int kPipeBC = 128;  // keys per tile; one key row per thread pair (kTh
 static_assert(kThreads / 2 == kPipeBC, "a thread's key row stays fixed across its copies");
 template <int DK, int DV>
 constexpr int pipe_smem_bytes() {
-  return kRows * DK * 2 + 2 * kPipeBC * (DK + DV) * 2 + 1024;
+  return kRows * DK * 2 + 2 * kPipeBC * (DK + DV) * 2 + 16 + 1024;  // Q, K ring, V ring, two mbarriers; alignment
 }
 
 // This thread's share of a tile copy: key row j = tid / 2, 16-byte chunks par + 2i (par = tid & 1), so a thread
@@ -370,16 +376,18 @@ __device__ __forceinline__ void copy_key_row(uint32_t slot, const PipeLane& ln, 
     cp_async16(slot + ln.sw[i & 3] + (i >> 2) * (kPipeBC * 128), (16 * i < kSplit ? row0 : row1) + 16 * i, valid);
 }
 
-template <int DK, int DV, bool kMla>
-__global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Args a) {
+template <int DK, int DV, bool kMla, bool kTma>
+__global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __grid_constant__ Args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BC = kPipeBC, kKSteps = DK / 16, kNS = BC / 2, kNO = DV / 2;
   constexpr int kNope = 128;  // MLA: the k_nope head size of the only instance (192 = 128 + 64)
   static_assert(DK % 64 == 0 && (DV == 64 || DV == 128), "instances");
   static_assert(!kMla || (DK == 192 && DV == 128), "MLA's instance is V2's 192 / 128");
+  static_assert(kMla || !kTma, "the TMA copies are MLA's (GQA's paged pool keeps cp.async)");
   extern __shared__ __align__(1024) unsigned char smem_pipe[];
   const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_pipe)) + 1023u) & ~1023u;
   const uint32_t q_s = base, k_ring = base + kRows * DK * 2, v_ring = k_ring + 2 * BC * DK * 2;
+  const uint32_t bars = v_ring + 2 * BC * DV * 2;  // kTma: stage s's barrier at bars + 8 s
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2;
   const int wg = warp >> 2, hg = blockIdx.y, seq = blockIdx.z;
   const CtaRows cr(a, seq);
@@ -431,15 +439,61 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
     copy_key_row<DV, DV>(slot, ln, r0, r0, row >= 0);
   };
   const int n_tiles = (cr.k_end + BC - 1) / BC;
-  int64_t row_cur = key_row(0), row_next = key_row(1);  // tiles t and t + 1
-  if (n_tiles > 0) copy_k(0, row_cur);
-  cp_async_commit();
-  auto copy_next = [&](int t) {  // K_{t+1} and V_t, into the slots the last iteration freed
-    if (t + 1 < n_tiles) copy_k(t + 1, row_next);
-    copy_v(t, row_cur);
-    cp_async_commit();
-    row_cur = row_next;
-    row_next = key_row(t + 2);
+  int64_t row_cur = -1, row_next = -1;  // cp.async: the rows of tiles t and t + 1
+  if constexpr (!kTma) {
+    row_cur = key_row(0);
+    row_next = key_row(1);
+    if (n_tiles > 0) copy_k(0, row_cur);
+  }
+  cp_async_commit();  // Q (and K_0)
+  // TMA (one thread): K_t is k_nope's two 64-column blocks of head hg and k_pe's one, V_t v's two; stage s of the
+  // rings completes on barrier s. The rows past this sequence's keys are other sequences' or zeros: masked out of
+  // the scores, and the last V tile's are zeroed before P.V (0 x NaN would poison O).
+  constexpr uint32_t kKBytes = BC * DK * 2, kVBytes = BC * DV * 2;
+  auto tma_k = [&](int t, uint32_t bar) {
+    const uint32_t slot = k_ring + (t & 1) * kKBytes;
+    const int y = kv0 + t * BC, x = hg * a.kv_head_stride;
+    tma::load_2d(slot, &a.map_kv, x, y, bar);
+    tma::load_2d(slot + BC * 128, &a.map_kv, x + 64, y, bar);
+    tma::load_2d(slot + 2 * BC * 128, &a.map_kpe, 0, y, bar);
+  };
+  auto tma_v = [&](int t, uint32_t bar) {
+    const uint32_t slot = v_ring + (t & 1) * kVBytes;
+    const int y = kv0 + t * BC, x = hg * a.kv_head_stride + kNope;
+    tma::load_2d(slot, &a.map_kv, x, y, bar);
+    tma::load_2d(slot + BC * 128, &a.map_kv, x + 64, y, bar);
+  };
+  if constexpr (kTma) {
+    if (tid == 0) {
+      tma::mbar_init(bars, 1);
+      tma::mbar_init(bars + 8, 1);
+      tma::mbar_init_fence();
+    }
+    __syncthreads();
+    if (tid == 0 && n_tiles > 0) {
+      tma::mbar_arrive_expect_tx(bars, kKBytes);
+      tma_k(0, bars);
+    }
+  }
+  // K_{t+1} and V_t into the slots the last iteration freed. TMA: stage (t + 1) & 1, issued before the MMAs (one
+  // thread: a branch that must not sit between an MMA and its wait); cp.async: after them, by every thread.
+  auto copy_next_tma = [&](int t) {
+    if (kTma && tid == 0) {
+      const uint32_t bar = bars + ((t + 1) & 1) * 8;
+      const bool k_next = t + 1 < n_tiles;
+      tma::mbar_arrive_expect_tx(bar, (k_next ? kKBytes : 0) + kVBytes);
+      if (k_next) tma_k(t + 1, bar);
+      tma_v(t, bar);
+    }
+  };
+  auto copy_next = [&](int t) {
+    if constexpr (!kTma) {
+      if (t + 1 < n_tiles) copy_k(t + 1, row_next);
+      copy_v(t, row_cur);
+      cp_async_commit();
+      row_cur = row_next;
+      row_next = key_row(t + 2);
+    }
   };
 
   const int wr0 = cr.r0 + warp * 16;
@@ -481,10 +535,16 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
     }
     wgmma::commit();
   };
-  auto tile_landed = [] {
-    cp_async_wait<0>();          // K_t and V_{t-1}, copied during the last iteration
-    wgmma::fence_proxy_async();  // this thread's copies, visible to wgmma's reads
-    __syncthreads();             // everyone's copies landed; K_{t-1} and V_{t-2} are read and their slots free
+  // The w-th wait (tile 0, then iteration t = w, then the last P.V at w = n_tiles): K_w and V_{w-1} landed, and
+  // after the barrier every thread is done with K_{w-1} and V_{w-2}, whose slots are free. TMA: stage w & 1, its
+  // (w / 2)-th phase.
+  auto tile_landed = [&](int w) {
+    if (!kTma || w == 0) {
+      cp_async_wait<0>();          // this thread's copies (TMA: Q only)
+      wgmma::fence_proxy_async();  // visible to wgmma's reads
+    }
+    if constexpr (kTma) tma::mbar_wait(bars + (w & 1) * 8, (w >> 1) & 1);
+    __syncthreads();
   };
   auto softmax = [&](int t, float(&alpha)[2], auto masked) {
     softmax_tile<decltype(masked)::value>(s, m, l, alpha, t * BC, pos, cr.k_end, true, a.scale_log2);
@@ -495,7 +555,8 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
   };
 
   // Tile 0: S_0 and its softmax alone.
-  tile_landed();
+  tile_landed(0);
+  copy_next_tma(0);
   wgmma::fence();
   issue_qk(0);
   copy_next(0);
@@ -509,7 +570,8 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
   to_p();
   // Tiles 1 ..: S_t and P_{t-1} V_{t-1} issued together; tile t's softmax runs while P.V is on the tensor cores.
   auto iteration = [&](int t, auto masked) {
-    tile_landed();
+    tile_landed(t);
+    copy_next_tma(t);
     wgmma::fence();
     issue_qk(t);
     issue_pv(t - 1);
@@ -520,14 +582,29 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
     wgmma::wait_all();
     wgmma::fence_regs(o);
     wgmma::fence_regs(pa);
-    rescale(o, alpha);
+    // Past the first tiles a row's max seldom moves (alpha is then exactly 1): the warp skips the 64 multiplies
+    // when none of its rows' did.
+    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) rescale(o, alpha);
     to_p();
   };
   int t = 1;
   for (; t < n_unmasked; ++t) iteration(t, std::false_type{});
   for (; t < n_tiles; ++t) iteration(t, std::true_type{});
   // The last P.V.
-  tile_landed();
+  tile_landed(n_tiles);
+  if constexpr (kTma) {  // the last V tile's rows past k_end to zeros (TMA copied whatever lies there)
+    const int valid = cr.k_end - (n_tiles - 1) * BC;
+    const uint32_t v_s = v_ring + ((n_tiles - 1) & 1) * kVBytes;
+    for (int e = valid * 16 + tid; e < BC * 16; e += kThreads) {  // 16-byte chunks of rows [valid, BC)
+      const int r = e >> 4, c = e & 15;
+      asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(v_s + (c >> 3) * (BC * 128) + r * 128 +
+                                                                        (c & 7) * 16),
+                   "r"(0u)
+                   : "memory");
+    }
+    wgmma::fence_proxy_async();
+    __syncthreads();
+  }
   wgmma::fence();
   issue_pv(n_tiles - 1);
   wgmma::wait_all();
@@ -539,8 +616,10 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const Arg
 }
 
 // Which kernel runs: the pipelined wgmma kernel where this build has sm_90a code and the device is a Hopper (compute
-// capability 9.0), else mma.sync. MLABENCH_FLASH=mma | pipe overrides it (benchmarks compare them in one run).
-enum class Variant { MMA, PIPE };
+// capability 9.0), else mma.sync. MLABENCH_FLASH=mma | pipe | pipe-cpasync overrides it (benchmarks compare them in
+// one run). pipe feeds MLA's tiles by TMA when the caller gives the key count (MlaPrefillParams::n_keys), else
+// by cp.async like GQA's; pipe-cpasync always by cp.async.
+enum class Variant { MMA, PIPE, PIPE_CPASYNC };
 
 Variant pick_variant() {
   static const Variant v = [] {
@@ -556,13 +635,14 @@ Variant pick_variant() {
     const char* env = std::getenv("MLABENCH_FLASH");
     if (env == nullptr) return best;
     const std::string e(env);
-    MLABENCH_CHECK(e == "mma" || e == "pipe",
-                   "MLABENCH_FLASH={}: not a flash prefill kernel. HINT: use mma or pipe, or unset it", e);
+    MLABENCH_CHECK(e == "mma" || e == "pipe" || e == "pipe-cpasync",
+                   "MLABENCH_FLASH={}: not a flash prefill kernel. HINT: use mma, pipe or pipe-cpasync, or unset it",
+                   e);
     MLABENCH_CHECK(e == "mma" || best != Variant::MMA,
                    "MLABENCH_FLASH={}: the wgmma kernel needs sm_90a code (a build for compute capability 9.0) and a "
                    "Hopper GPU. HINT: use MLABENCH_FLASH=mma here",
                    e);
-    return e == "mma" ? Variant::MMA : Variant::PIPE;
+    return e == "mma" ? Variant::MMA : e == "pipe" ? Variant::PIPE : Variant::PIPE_CPASYNC;
   }();
   return v;
 }
@@ -582,13 +662,18 @@ bool q_aligned16(const Args& a) {
   return reinterpret_cast<uintptr_t>(a.q) % 16 == 0 && a.ld_q % 8 == 0 && a.q_head_stride % 8 == 0;
 }
 
+// with_tma: a's tensor maps are encoded (MLA, the pipe variant).
 template <int DK, int DV, bool kMla>
-void launch(const Args& a, int max_q, int n_head_groups, cudaStream_t stream) {
+void launch(const Args& a, bool with_tma, int max_q, int n_head_groups, cudaStream_t stream) {
   const Variant v = q_aligned16(a) ? pick_variant() : Variant::MMA;
   static_assert(pipe_smem_bytes<DK, DV>() <= 227 * 1024, "fits an SM");
-  if (v == Variant::PIPE)
-    return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla>, pipe_smem_bytes<DK, DV>(), a, max_q, n_head_groups,
-                         stream);
+  if constexpr (kMla)
+    if (v == Variant::PIPE && with_tma)
+      return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla, true>, pipe_smem_bytes<DK, DV>(), a, max_q,
+                           n_head_groups, stream);
+  if (v != Variant::MMA)
+    return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla, false>, pipe_smem_bytes<DK, DV>(), a, max_q,
+                         n_head_groups, stream);
   constexpr int smem = kStages * stage_bytes<DK, DV>();
   static_assert(smem <= 227 * 1024, "fits an SM");
   launch_kernel(flash_mma_kernel<DK, DV, kMla>, smem, a, max_q, n_head_groups, stream);
@@ -613,11 +698,39 @@ Args common_args(const VarlenBatch& b, const uint16_t* q, int64_t ld_q, int q_he
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// A 2-D tensor map over BF16 rows (`cols` columns of `rows` rows, row_bytes apart) in 64-column x 128-row boxes
+// with the 128-byte swizzle: one box is one sw128 column block of a ring slot. Through the driver's entry point, so
+// the build links no libcuda.
+CUtensorMap make_tensor_map_2d(const void* base, uint64_t cols, uint64_t rows, uint64_t row_bytes) {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                                           &status);
+    MLABENCH_CHECK(e == cudaSuccess && status == cudaDriverEntryPointSuccess && fn != nullptr,
+                   "flash prefill: the driver has no cuTensorMapEncodeTiled (error {}, status {}). HINT: a CUDA 12+ "
+                   "driver is needed for the TMA kernel; MLABENCH_FLASH=pipe-cpasync runs without it",
+                   static_cast<int>(e), static_cast<int>(status));
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  CUtensorMap m;
+  const cuuint64_t dims[2] = {cols, rows}, strides[1] = {row_bytes};
+  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(kPipeBC)}, elem[2] = {1, 1};
+  const CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(base), dims, strides, box, elem,
+                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  MLABENCH_CHECK(r == CUDA_SUCCESS,
+                 "flash prefill: cuTensorMapEncodeTiled failed ({}) for {} x {} BF16 at {} bytes a row. HINT: rows "
+                 "must start 16-byte aligned with a row stride that is a multiple of 16 bytes",
+                 static_cast<int>(r), cols, rows, row_bytes);
+  return m;
+}
+
 }  // namespace
 
 const char* kernel_name() {
   const Variant v = pick_variant();
-  return v == Variant::PIPE ? "pipe" : "mma";
+  return v == Variant::PIPE ? "pipe" : v == Variant::PIPE_CPASYNC ? "pipe-cpasync" : "mma";
 }
 
 void mla_prefill_bf16(const MlaPrefillParams& p, cudaStream_t s) {
@@ -638,7 +751,16 @@ void mla_prefill_bf16(const MlaPrefillParams& p, cudaStream_t s) {
   a.k_pe = p.k_pe_bf16;
   a.ld_kpe = p.ld_kpe;
   a.nope = p.nope;
-  launch<192, 128, true>(a, p.batch.max_q, p.n_heads, s);
+  // The TMA kernel's coordinates are int32 rows; keys past n_keys read as zeros.
+  const bool with_tma = p.n_keys > 0 && p.n_keys < (int64_t{1} << 31) && q_aligned16(a) &&
+                        pick_variant() == Variant::PIPE;
+  if (with_tma) {
+    a.map_kv = make_tensor_map_2d(a.kv, static_cast<uint64_t>(p.n_heads) * a.kv_head_stride,
+                                  static_cast<uint64_t>(p.n_keys), static_cast<uint64_t>(a.ld_kv) * 2);
+    a.map_kpe = make_tensor_map_2d(a.k_pe, static_cast<uint64_t>(p.rope), static_cast<uint64_t>(p.n_keys),
+                                   static_cast<uint64_t>(a.ld_kpe) * 2);
+  }
+  launch<192, 128, true>(a, with_tma, p.batch.max_q, p.n_heads, s);
 }
 
 void gqa_prefill_bf16(const GqaAttentionParams& p, cudaStream_t s) {
@@ -652,9 +774,9 @@ void gqa_prefill_bf16(const GqaAttentionParams& p, cudaStream_t s) {
   a.kv_width = int64_t{p.n_kv_heads} * p.head_dim;
   a.paged = p.paged;
   if (p.head_dim == 128)
-    launch<128, 128, false>(a, p.batch.max_q, p.n_kv_heads, s);
+    launch<128, 128, false>(a, false, p.batch.max_q, p.n_kv_heads, s);
   else
-    launch<64, 64, false>(a, p.batch.max_q, p.n_kv_heads, s);
+    launch<64, 64, false>(a, false, p.batch.max_q, p.n_kv_heads, s);
 }
 
 }  // namespace mlabench::kernels::cuda::flash
