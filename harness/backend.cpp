@@ -6,6 +6,8 @@
 #include <fstream>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
+#include "engine/core/json_limits.h"
 
 namespace mlabench::harness {
 
@@ -179,6 +181,7 @@ class ReplayBackend final : public Backend {
  public:
   ReplayBackend(const std::string& path, std::unique_ptr<Tokenizer> tokenizer)
       : path_(path), tokenizer_(std::move(tokenizer)) {
+    refuse_non_regular_file(path, "replay file");
     std::ifstream in(path);
     MLABENCH_CHECK(in.good(), "cannot read the replay file {}. HINT: --backend replay:FILE.jsonl takes a JSONL file "
                    "of recorded outputs (docs/harness.md)",
@@ -190,7 +193,7 @@ class ReplayBackend final : public Backend {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       nlohmann::json j;
       try {
-        j = nlohmann::json::parse(line);
+        j = parse_json_bounded(line, path + ":" + std::to_string(n));
       } catch (const nlohmann::json::exception& e) {
         MLABENCH_FAIL("{}:{}: not a JSON object ({}). HINT: one object per line: {{\"task\": T, \"doc_id\": N, "
                       "\"logprobs\": [...]}} or {{..., \"responses\": [\"...\"]}}",

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/core/input_file.h"
 #include "engine/core/npy.h"
 #include "mlabench/engine.h"
 
@@ -217,6 +218,7 @@ void tokenize_command(const TokenizeArgs& a) {
     return;
   }
   if (a.out.empty()) throw Error("--jsonl needs --out FILE for the ids");
+  refuse_non_regular_file(a.jsonl, "--jsonl");
   std::ifstream in(a.jsonl, std::ios::binary);
   if (!in.good()) throw Error(fmt::format("cannot read {}", a.jsonl));
   std::vector<std::string> texts;

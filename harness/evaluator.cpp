@@ -13,11 +13,13 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "engine/core/check.h"
+#include "engine/core/json_limits.h"
 #include "metrics/metrics.h"
 #include "tasks/code/scorer.h"
 #include "tasks/niah/niah.h"
@@ -99,14 +101,21 @@ void add_task_override(std::map<std::string, json>& overrides, const std::string
                  "--set \"{}\" is not TASK.KEY=VALUE. HINT: e.g. --set niah.generator.context_lengths=[1000,4000]",
                  item);
   const std::string text = item.substr(eq + 1);
-  json value = json::parse(text, nullptr, false);
-  if (value.is_discarded()) value = text;
+  json value;
+  try {
+    value = parse_json_bounded(text, "--set " + item.substr(0, eq));
+  } catch (const nlohmann::json::parse_error&) {
+    value = text;  // not JSON: the value is the text itself
+  }
   std::vector<std::string> path;
   std::stringstream keys(item.substr(dot + 1, eq - dot - 1));
   for (std::string key; std::getline(keys, key, '.');) {
     MLABENCH_CHECK(!key.empty(), "--set \"{}\": an empty key. HINT: keys are separated by single dots", item);
     path.push_back(key);
   }
+  MLABENCH_CHECK(path.size() <= 16, "--set {}: {} keys deep; a task spec nests its settings at most a few levels. "
+                 "HINT: --set TASK.KEY=VALUE or TASK.KEY.SUBKEY=VALUE (docs/tasks.md lists the keys)",
+                 item.substr(0, eq), path.size());
   json patch = std::move(value);
   for (auto it = path.rbegin(); it != path.rend(); ++it) patch = json{{*it, std::move(patch)}};
   json& task = overrides[item.substr(0, dot)];
@@ -235,8 +244,7 @@ class SamplesFile {
       const size_t nl = all.find('\n', at);
       ++line;
       try {
-        loaded_.push_back(json::parse(all.begin() + static_cast<std::ptrdiff_t>(at),
-                                      all.begin() + static_cast<std::ptrdiff_t>(nl)));
+        loaded_.push_back(parse_json_bounded(std::string_view(all).substr(at, nl - at), path_.string()));
       } catch (const nlohmann::json::exception& e) {
         MLABENCH_FAIL("{}:{}: not a samples line ({}). HINT: the file was edited or belongs to another tool; move "
                       "it away to recompute those documents",
@@ -616,7 +624,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
     std::ifstream in(run_json);
     json old;
     try {
-      old = json::parse(in);
+      old = parse_json_bounded(std::string(std::istreambuf_iterator<char>(in), {}), run_json.string());
     } catch (const nlohmann::json::exception& e) {
       MLABENCH_FAIL("{} is not JSON ({}). HINT: remove the folder to start afresh", run_json.string(), e.what());
     }

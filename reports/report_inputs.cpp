@@ -5,9 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
+#include "engine/core/json_limits.h"
 #include "harness/evaluator.h"
 
 namespace mlabench::reports {
@@ -17,10 +20,11 @@ namespace fs = std::filesystem;
 namespace {
 
 json read_json_file(const fs::path& path, const std::string& what) {
+  refuse_non_regular_file(path, what);
   std::ifstream in(path, std::ios::binary);
   MLABENCH_CHECK(in.good(), "{}: cannot open {}. HINT: check the path", what, path.string());
   try {
-    return json::parse(in);
+    return parse_json_bounded(std::string(std::istreambuf_iterator<char>(in), {}), path.string());
   } catch (const nlohmann::json::exception& e) {
     MLABENCH_FAIL("{}: {} is not JSON ({}). HINT: pass a results.json of `mlabench run` or the JSON of "
                   "`mlabench bench --out`", what, path.string(), e.what());
@@ -51,6 +55,7 @@ std::string default_run_label(const json& results) {
 // only the kept lines are parsed.
 std::pair<std::vector<json>, int64_t> read_samples(const fs::path& file, int keep) {
   std::vector<json> lines;
+  refuse_non_regular_file(file, "samples file");
   std::ifstream in(file, std::ios::binary);
   if (!in.good()) return {lines, -1};
   int64_t count = 0;
@@ -60,7 +65,7 @@ std::pair<std::vector<json>, int64_t> read_samples(const fs::path& file, int kee
     ++count;
     if (static_cast<int>(lines.size()) < keep) {
       try {
-        lines.push_back(json::parse(line));
+        lines.push_back(parse_json_bounded(line, file.string()));
       } catch (const nlohmann::json::exception& e) {
         MLABENCH_FAIL("{}:{}: not a samples line ({}). HINT: the file was edited or cut short; re-run with "
                       "--resume to rewrite it", file.string(), count, e.what());
@@ -178,9 +183,9 @@ ReportInputs load_report_inputs(const std::vector<std::string>& inputs, const Lo
     }
     p.path = path;
     if (fs::is_directory(p.path)) p.path /= "results.json";
-    MLABENCH_CHECK(fs::is_regular_file(p.path), "report input \"{}\": {} does not exist. HINT: pass a run folder "
-                   "(with results.json), a results.json or a bench JSON, optionally as LABEL=PATH", arg,
-                   p.path.string());
+    MLABENCH_CHECK(fs::is_regular_file(p.path), "report input \"{}\": {} is {}, not a results file. HINT: pass a run "
+                   "folder (with results.json), a results.json or a bench JSON, optionally as LABEL=PATH", arg,
+                   p.path.string(), describe_file_kind(p.path));
     p.doc = read_json_file(p.path, "report input");
     MLABENCH_CHECK(p.doc.is_object(), "report input {}: not a JSON object. HINT: pass a results.json or a bench "
                    "JSON", p.path.string());

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 #include <set>
+#include <string_view>
+#include <vector>
 
 #include "engine/core/check.h"
 #include "harness/evaluator.h"
@@ -57,14 +59,34 @@ std::string length_label(int64_t tokens) {
 
 namespace {
 
-// Markdown table cells: a '|' or a line break would end the cell, and Markdown renders raw HTML.
+// Control characters in text from a results file (a label, a model name, a task's output) shown as \xHH (C0 and
+// DEL) or \u00HH (C1, U+0080..U+009F in UTF-8), so a report written to a terminal or a file cannot carry escape
+// sequences; `keep` lists the ones left as they are.
+std::string visible_controls(const std::string& s, std::string_view keep = "") {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 || c == 0x7F) && keep.find(static_cast<char>(c)) == std::string_view::npos) {
+      out += fmt::format("\\x{:02X}", c);
+    } else if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(s[i + 1]) <= 0x9F) {
+      out += fmt::format("\\u00{:02X}", static_cast<unsigned char>(s[++i]));
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// Markdown table cells: a '|' or a line break would end the cell, Markdown renders raw HTML, and control
+// characters are made visible.
 std::string md_cell(const std::string& s) {
   std::string out;
-  for (char c : s) {
+  for (char c : visible_controls(s, "\n\r\t")) {
     if (c == '|') out += "\\|";
     else if (c == '<') out += "&lt;";
     else if (c == '>') out += "&gt;";
-    else if (c == '\n' || c == '\r') out += ' ';
+    else if (c == '\n' || c == '\r' || c == '\t') out += ' ';
     else out += c;
   }
   return out;
@@ -72,7 +94,7 @@ std::string md_cell(const std::string& s) {
 
 // RFC 4180 quoting; a text cell that a spreadsheet would read as a formula (= + - @ first) gets a leading quote.
 std::string csv_cell(const std::string& s, bool text = true) {
-  std::string v = s;
+  std::string v = visible_controls(s, "\n\r\t");
   if (text && !v.empty() && (v[0] == '=' || v[0] == '+' || v[0] == '-' || v[0] == '@')) v = "'" + v;
   if (v.find_first_of(",\"\n\r") == std::string::npos) return v;
   std::string out = "\"";
@@ -87,7 +109,9 @@ std::string stderr_text(const MetricValue& m) { return m.stderr_ ? format_metric
 }  // namespace
 
 std::string render_markdown(const ReportInputs& in, const ReportOptions& o) {
-  std::string md = fmt::format("# mlabench report: {}\n\n", fmt::join(in.labels, ", "));
+  std::vector<std::string> labels;
+  for (const std::string& l : in.labels) labels.push_back(md_cell(l));
+  std::string md = fmt::format("# mlabench report: {}\n\n", fmt::join(labels, ", "));
   md += "## Runs\n\n| label | model | weights | device | precision | commit | date |\n|---|---|---|---|---|---|---|\n";
   for (const RunInput& r : in.runs) {
     const json& c = r.results["config"];

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
 
 namespace mlabench::tasks {
 
@@ -20,6 +21,7 @@ int DataTable::column(const std::string& name) const {
 std::string DataTable::where(const DataRow& row) const { return fmt::format("{}:{}", file.string(), row.line); }
 
 std::string read_text_file(const std::filesystem::path& file, const std::string& what) {
+  refuse_non_regular_file(file, what);
   std::ifstream in(file, std::ios::binary);
   MLABENCH_CHECK(in.good(),
                  "cannot open {} {}. HINT: fetch the dataset again (mlabench fetch NAME) or check "

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "engine/core/check.h"
+#include "engine/core/json_limits.h"
 #include "tasks/code/scorer.h"
 #include "tasks/hooks.h"
 
@@ -97,7 +98,7 @@ void check_file_keys(const ojson& j, const std::filesystem::path& file) {
 ojson read_json_file(const std::filesystem::path& file) {
   const std::string text = read_text_file(file, "task spec");
   try {
-    return ojson::parse(text);
+    return parse_ordered_json_bounded(text, file.string());
   } catch (const ojson::parse_error& e) {
     MLABENCH_FAIL("{}: not valid JSON ({}). HINT: fix the spec; docs/tasks.md shows examples", file.string(), e.what());
   }

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
 #include "engine/core/tensor.h"
 
 namespace mlabench {
@@ -39,6 +40,7 @@ void npy_write_f32(const std::string& path, const std::vector<int64_t>& shape, c
 }
 
 NpyArray npy_read(const std::string& path) {
+  refuse_non_regular_file(path, "npy file");
   std::ifstream f(path, std::ios::binary);
   MLABENCH_CHECK(f.good(), "cannot open {}", path);
   char magic[8];

@@ -13,8 +13,11 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
+#include "engine/core/json_limits.h"
 #include "engine/core/json_fields.h"
 
 namespace mlabench {
@@ -376,6 +379,7 @@ ModelConfig config_from_json(const nlohmann::json& j, const std::string& where) 
 
 ModelConfig load_config(const std::string& model_dir) {
   const std::filesystem::path p = std::filesystem::path(model_dir) / "config.json";
+  refuse_non_regular_file(p, "the model's config.json");
   std::ifstream in(p);
   MLABENCH_CHECK(in.good(),
                  "cannot read {}. HINT: --model must be a folder holding config.json (a hub checkpoint "
@@ -383,7 +387,7 @@ ModelConfig load_config(const std::string& model_dir) {
                  p.string());
   nlohmann::json j;
   try {
-    in >> j;
+    j = parse_json_bounded(std::string(std::istreambuf_iterator<char>(in), {}), p.string());
   } catch (const nlohmann::json::parse_error& e) {
     MLABENCH_FAIL("{} is not valid JSON: {}", p.string(), e.what());
   }

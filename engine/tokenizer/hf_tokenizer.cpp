@@ -8,6 +8,8 @@
 #include <unordered_set>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
+#include "engine/core/json_limits.h"
 #include "engine/core/json_fields.h"
 #include "engine/tokenizer/bpe.h"
 #include "engine/tokenizer/hf_tokenizer.h"
@@ -283,7 +285,7 @@ class HfTokenizer final : public Tokenizer {
 std::unique_ptr<Tokenizer> parse_hf_tokenizer_json(std::string_view json_text, const std::string& where) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(json_text);
+    j = parse_json_bounded(json_text, where);
   } catch (const nlohmann::json::exception& e) {
     MLABENCH_FAIL("{} is not valid JSON: {}", where, e.what());
   }
@@ -291,6 +293,7 @@ std::unique_ptr<Tokenizer> parse_hf_tokenizer_json(std::string_view json_text, c
 }
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
+  refuse_non_regular_file(path, "tokenizer.json");
   std::ifstream in(path, std::ios::binary);
   MLABENCH_CHECK(in.good(), "cannot read {}", path);
   const std::string text((std::istreambuf_iterator<char>(in)), {});

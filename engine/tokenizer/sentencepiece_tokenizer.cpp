@@ -4,6 +4,7 @@
 #include <sentencepiece_processor.h>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
 #include "engine/tokenizer/hf_tokenizer.h"
 #include "engine/tokenizer/unicode.h"
 
@@ -14,6 +15,7 @@ namespace {
 class SentencePieceTokenizer final : public Tokenizer {
  public:
   explicit SentencePieceTokenizer(const std::string& path) {
+    refuse_non_regular_file(path, "SentencePiece model");
     const auto status = sp_.Load(path);
     MLABENCH_CHECK(status.ok(), "cannot load SentencePiece model {}: {}", path, status.ToString());
     if (sp_.bos_id() >= 0) bos_token_ = sp_.IdToPiece(sp_.bos_id());

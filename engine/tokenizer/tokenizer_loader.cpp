@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
+#include "engine/core/json_limits.h"
 #include "engine/tokenizer/hf_tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -20,6 +22,7 @@ std::string token_string(const nlohmann::json& v) {
 }
 
 std::string read_file(const fs::path& p) {
+  refuse_non_regular_file(p, "tokenizer file");
   std::ifstream in(p, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
@@ -49,7 +52,7 @@ Result<std::unique_ptr<Tokenizer>> load_tokenizer_impl(const std::string& dir) {
     if (fs::exists(cfg)) {
       nlohmann::json c;
       try {
-        c = nlohmann::json::parse(read_file(cfg));
+        c = parse_json_bounded(read_file(cfg), cfg.string());
       } catch (const nlohmann::json::exception& e) {
         MLABENCH_FAIL("{} is not valid JSON: {}", cfg.string(), e.what());
       }

@@ -4,9 +4,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
+#include "engine/core/json_limits.h"
 
 namespace fs = std::filesystem;
 
@@ -37,11 +40,12 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
 
   if (fs::exists(index)) {
     c->sharded_ = true;
+    refuse_non_regular_file(index, "the checkpoint's index");
     std::ifstream in(index);
     MLABENCH_CHECK(in.good(), "cannot read {}", index.string());
     nlohmann::json j;
     try {
-      in >> j;
+      j = parse_json_bounded(std::string(std::istreambuf_iterator<char>(in), {}), index.string());
     } catch (const nlohmann::json::parse_error& e) {
       MLABENCH_FAIL("{} is not valid JSON: {}", index.string(), e.what());
     }
@@ -51,7 +55,7 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
       MLABENCH_CHECK(it.value().is_string(), "{}: weight_map['{}'] must be a file name", index.string(), it.key());
       const std::string file = it.value().get<std::string>();
-      MLABENCH_CHECK(fs::path(file).filename().string() == file,
+      MLABENCH_CHECK(!file.empty() && file != "." && file != ".." && fs::path(file).filename().string() == file,
                      "{}: weight_map['{}'] = \"{}\" must be a plain file name inside the folder", index.string(),
                      it.key(), file);
       auto fi = file_index.find(file);

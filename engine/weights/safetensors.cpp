@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
+#include "engine/core/json_limits.h"
 
 namespace mlabench {
 
@@ -32,10 +34,14 @@ struct Fd {
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  Fd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; it is refused just below.
+  Fd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
   MLABENCH_CHECK(fd.fd >= 0, "cannot open {}: {}", path, std::strerror(errno));
   struct stat st {};
   MLABENCH_CHECK(::fstat(fd.fd, &st) == 0, "cannot stat {}: {}", path, std::strerror(errno));
+  MLABENCH_CHECK(S_ISREG(st.st_mode),
+                 "{} is {}, not a safetensors file. HINT: weight shards must be regular files in the model folder",
+                 path, describe_file_kind(path));
   f->size_ = static_cast<uint64_t>(st.st_size);
   MLABENCH_CHECK(f->size_ >= 8,
                  "{}: file is {} bytes, too short for a safetensors header (8-byte length first). "
@@ -59,7 +65,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
 
   nlohmann::json h;
   try {
-    h = nlohmann::json::parse(reinterpret_cast<const char*>(bytes + 8), reinterpret_cast<const char*>(bytes + 8 + n));
+    h = parse_json_bounded(std::string_view(reinterpret_cast<const char*>(bytes + 8), n), path + " (header)");
   } catch (const nlohmann::json::parse_error& e) {
     MLABENCH_FAIL("{}: header is not valid JSON ({})", path, e.what());
   }

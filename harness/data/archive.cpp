@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
 
 namespace mlabench::data {
 
@@ -29,6 +30,7 @@ constexpr const char* kRefusedHint =
     "HINT: the archive is damaged or was not made for this dataset; fetch it again or fix the mirror's copy";
 
 std::string read_whole_file(const fs::path& file) {
+  refuse_non_regular_file(file, "archive");
   std::ifstream in(file, std::ios::binary);
   MLABENCH_CHECK(in.good(), "cannot open archive {}. HINT: check that it exists and is readable", file.string());
   std::error_code ec;
@@ -346,6 +348,7 @@ ArchiveKind parse_archive_kind(const std::string& value, const std::string& wher
 }
 
 ArchiveKind sniff_archive_kind(const fs::path& file) {
+  refuse_non_regular_file(file, "archive");
   std::ifstream in(file, std::ios::binary);
   MLABENCH_CHECK(in.good(), "cannot open {}. HINT: check that it exists and is readable", file.string());
   std::array<char, 512> head{};

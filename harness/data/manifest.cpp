@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
 #include "engine/core/json_fields.h"
 
 namespace mlabench::data {
@@ -58,6 +59,7 @@ DatasetManifest load_manifest(const fs::path& manifests_dir, const std::string& 
                  "dataset name \"{}\" is not a plain name. HINT: `mlabench fetch --list` shows the known datasets",
                  name);
   const fs::path file = manifests_dir / (name + ".json");
+  refuse_non_regular_file(file, "dataset manifest");
   std::ifstream in(file);
   MLABENCH_CHECK(in.good(), "no manifest for dataset '{}': {} does not exist. HINT: `mlabench fetch --list` shows the "
                  "known datasets; a new one needs datasets_manifest/{}.json (docs/datasets.md)",

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
 #include "tasks/code/livecodebench_examples.h"
 #include "tasks/code/pickle_string.h"
 
@@ -346,6 +347,7 @@ std::vector<Subtask> generate(const GeneratorContext& context) {
   std::vector<Problem> problems;
   for (const std::string& shard : release_shards(release, context.spec_file)) {
     const std::filesystem::path file = context.dataset_dir / shard;
+    refuse_non_regular_file(file, "livecodebench shard");
     std::ifstream in(file);
     MLABENCH_CHECK(in.good(),
                    "{}: release {} needs {}, which is not in {}. HINT: `mlabench fetch livecodebench` "

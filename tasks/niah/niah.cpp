@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "engine/core/check.h"
+#include "engine/core/input_file.h"
 #include "tasks/spec.h"
 #include "tasks/template.h"
 
@@ -262,6 +263,7 @@ std::string read_essays(const std::filesystem::path& dir) {
   std::sort(files.begin(), files.end());
   std::string text;
   for (const auto& f : files) {
+    refuse_non_regular_file(f, "niah haystack essay");
     std::ifstream in(f, std::ios::binary);
     MLABENCH_CHECK(in.good(), "niah generator: cannot read {}. HINT: check the file's permissions.", f.string());
     std::ostringstream s;

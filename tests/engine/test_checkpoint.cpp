@@ -1,6 +1,7 @@
 // Checkpoint folders: sharded vs single file and fused vs hub expert layouts load to identical logits; a
 // checkpoint that disagrees with its config is refused naming the tensor and both shapes; random weights.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "engine/core/check.h"
 #include "engine/model/cpu_model.h"
@@ -187,6 +188,15 @@ TEST(Checkpoint, FolderProblems) {
   expect_load_error(idx.path(), {"'model.norm.weight'", "no such tensor"});
   std::ofstream(idx.file("model.safetensors.index.json")) << R"({"weight_map": {"x": "../escape.safetensors"}})";
   expect_load_error(idx.path(), {"plain file name"});
+  // An empty shard name (the folder itself), "." and ".." are not file names either; a shard that is a FIFO is
+  // refused without waiting for a writer.
+  for (const char* name : {"", ".", ".."}) {
+    std::ofstream(idx.file("model.safetensors.index.json")) << R"({"weight_map": {"x": ")" << name << R"("}})";
+    expect_load_error(idx.path(), {"plain file name"});
+  }
+  ASSERT_EQ(::mkfifo(idx.file("fifo.safetensors").c_str(), 0600), 0);
+  std::ofstream(idx.file("model.safetensors.index.json")) << R"({"weight_map": {"x": "fifo.safetensors"}})";
+  expect_load_error(idx.path(), {"fifo.safetensors is a FIFO (named pipe), not a safetensors file"});
 }
 
 // safetensors promises no alignment: a header of odd length puts every tensor at an odd address. The loader

@@ -260,6 +260,14 @@ TEST(Evaluator, TaskOverridesParse) {
   EXPECT_EQ(o["humaneval"], json::parse(R"({"scorer": {"timeout_s": 5}})"));
   test::expect_error_with([&] { add_task_override(o, "niah=1"); }, {"TASK.KEY=VALUE", "HINT"});
   test::expect_error_with([&] { add_task_override(o, "niah..x=1"); }, {"empty key"});
+  // Bounded: a value nested 50,000 deep and a key path 1,000 deep are refused before anything walks them.
+  test::expect_error_with([&] { add_task_override(o, "niah.x=" + std::string(50000, '[') + std::string(50000, ']')); },
+                          {"--set niah.x: JSON nested deeper than 100 levels", "HINT"});
+  std::string deep_keys = "niah";
+  for (int i = 0; i < 1000; ++i) deep_keys += ".k";
+  test::expect_error_with([&] { add_task_override(o, deep_keys + "=1"); }, {"1000 keys deep", "HINT"});
+  add_task_override(o, "niah.x=" + std::string(90, '[') + std::string(90, ']'));  // deep, but within the bound
+  EXPECT_TRUE(o["niah"]["x"].is_array());
 }
 
 // A --set for a task the run does not evaluate is a mistake, and an override reaches the task's spec checks.

@@ -3,6 +3,7 @@
 // and style; the same inputs give the same bytes; Markdown and CSV carry the numbers; the paper's numbers are
 // kept with their table and page and compared in percentage points; `mlabench run` writes report.html.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <fstream>
@@ -136,6 +137,10 @@ TEST(Report, HostileOutputAndLabelsStayText) {
   const std::string csv = render_csv(formula, {.paper_model = "", .generator = "t", .sample_chars = 10});
   EXPECT_NE(csv.find("metric,\"'@SUM(A1),\"\"x\"\"\",gsm8k_cot,gsm8k_cot,exact_match,strict-match,"),
             std::string::npos) << csv;
+  const ReportInputs esc = load_report_inputs({"\x1b]0;t\x07=" + run.string()});
+  const std::string esc_csv = render_csv(esc, {.paper_model = "", .generator = "t", .sample_chars = 10});
+  EXPECT_EQ(esc_csv.find('\x1b'), std::string::npos) << esc_csv;
+  EXPECT_NE(esc_csv.find("metric,\\x1B]0;t\\x07,gsm8k_cot,"), std::string::npos) << esc_csv;
 }
 
 TEST(Report, CspHashesTheInlineStyleAndScript) {
@@ -260,6 +265,18 @@ TEST(Report, InputErrorsSayWhatWasExpected) {
   const ReportInputs in = load_report_inputs({(dir / "run").string()});
   EXPECT_NE(render_markdown(in, {}).find("## Results"), std::string::npos);
   EXPECT_NE(test::error_of([&] { render_html(in, {}); }).find("\"1000@x\" is not LENGTH@DEPTH"), std::string::npos);
+  // What is not a file is named for what it is (a device, a FIFO, a directory with no results.json).
+  EXPECT_NE(test::error_of([&] { load_report_inputs({"/dev/null"}); }).find("/dev/null is a character device"),
+            std::string::npos);
+  ASSERT_EQ(::mkfifo((dir / "fifo.json").c_str(), 0600), 0);
+  EXPECT_NE(test::error_of([&] { load_report_inputs({(dir / "fifo.json").string()}); }).find("is a FIFO"),
+            std::string::npos);
+  // Terminal escapes and C1 controls in a label do not reach the Markdown as bytes (CSV: the hostile test).
+  const ReportInputs esc = load_report_inputs({"\x1b[31mred\xc2\x9b=" + (dir / "run").string()});
+  const std::string md = render_markdown(esc, {});
+  EXPECT_EQ(md.find('\x1b'), std::string::npos) << md;
+  EXPECT_EQ(md.find("\xc2\x9b"), std::string::npos) << md;
+  EXPECT_NE(md.find("# mlabench report: \\x1B[31mred\\u009B"), std::string::npos) << md;
 }
 
 TEST(Report, PaperNumbersAreTheTablesWithPages) {
