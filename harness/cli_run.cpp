@@ -222,8 +222,9 @@ void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> com
   cmd->add_option("--set", a->set,
                   "override a task's spec: TASK.KEY[.KEY...]=JSON, e.g. niah.generator.context_lengths=[1000,4000] "
                   "(repeatable)");
-  cmd->add_option("--sandbox-workers", a->sandbox_workers, "programs graded at once (default: one per core)")
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--sandbox-workers", a->sandbox_workers,
+                  "programs graded at once, 0..1024 (default 0: one per core)")
+      ->check(CLI::Range(0, 1024));
   cmd->add_option("--tokenizer", a->tokenizer, "replay backend: the model folder whose tokenizer measures prompts");
   cmd->add_flag("--no-report", a->no_report, "do not write report.html next to results.json");
   cmd->callback([a, exit_code, command_line]() { run(exit_code, [&] { run_command(*a, command_line); }); });

@@ -15,10 +15,15 @@ namespace mlabench {
 
 namespace {
 
-std::string token_string(const nlohmann::json& v) {
+// bos_token / eos_token: a string, an AddedToken object ({"content": ...}) or null (none). Anything else (a
+// number, a list) is refused: taking it as "no token" would silently drop BOS from every prompt.
+std::string token_string(const nlohmann::json& v, const std::string& key, const fs::path& cfg) {
+  if (v.is_null()) return "";
   if (v.is_string()) return v.get<std::string>();
   if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
-  return "";
+  MLABENCH_FAIL("{}: {} is {} ({}); it must be the token's text, an object with a \"content\" string, or null. "
+                "HINT: write the token itself, e.g. \"{}\": \"<s>\"",
+                cfg.string(), key, v.type_name(), v.dump().substr(0, 80), key);
 }
 
 std::string read_file(const fs::path& p) {
@@ -57,15 +62,26 @@ Result<std::unique_ptr<Tokenizer>> load_tokenizer_impl(const std::string& dir) {
         MLABENCH_FAIL("{} is not valid JSON: {}", cfg.string(), e.what());
       }
       MLABENCH_CHECK(c.is_object(), "{}: expected a JSON object", cfg.string());
-      if (c.contains("bos_token")) t->bos_token_ = token_string(c["bos_token"]);
-      if (c.contains("eos_token")) t->eos_token_ = token_string(c["eos_token"]);
-      if (c.contains("chat_template")) {
+      if (c.contains("bos_token")) t->bos_token_ = token_string(c["bos_token"], "bos_token", cfg);
+      if (c.contains("eos_token")) t->eos_token_ = token_string(c["eos_token"], "eos_token", cfg);
+      if (c.contains("chat_template") && !c["chat_template"].is_null()) {
         const auto& ct = c["chat_template"];
+        const auto bad = [&] {
+          MLABENCH_FAIL("{}: chat_template is {}; it must be a Jinja string or a list of {{\"name\", \"template\"}} "
+                        "objects with string values. HINT: fix the file, or remove the key to use raw prompts",
+                        cfg.string(), ct.type_name());
+        };
         if (ct.is_string()) {
           jinja = ct.get<std::string>();
         } else if (ct.is_array()) {  // [{"name": "default", "template": ...}, ...]
-          for (const auto& e : ct)
-            if (e.value("name", "") == "default" && e.contains("template")) jinja = e["template"].get<std::string>();
+          for (const auto& e : ct) {
+            if (!e.is_object() || !e.contains("name") || !e["name"].is_string() || !e.contains("template") ||
+                !e["template"].is_string())
+              bad();
+            if (e["name"] == "default") jinja = e["template"].get<std::string>();
+          }
+        } else {
+          bad();
         }
       }
     }

@@ -119,8 +119,9 @@ std::vector<CodeVerdict> score(std::span<const CodeSample> samples, const CodeSc
   double timeout_s = 3.0;
   for (const auto& [key, value] : context.options.items()) {
     if (key == "hook") continue;
-    MLABENCH_CHECK(key == "timeout_s" && value.is_number() && value.get<double>() > 0, "{}: scorer option '{}' = {}: "
-                   "the humaneval scorer takes timeout_s (seconds, > 0). HINT: e.g. \"timeout_s\": 3.0",
+    MLABENCH_CHECK(key == "timeout_s" && value.is_number() && value.get<double>() > 0 && value.get<double>() <= 3600,
+                   "{}: scorer option '{}' = {}: the humaneval scorer takes timeout_s, seconds in (0, 3600]. HINT: "
+                   "e.g. \"timeout_s\": 3.0",
                    context.spec_file.string(), key, value.dump());
     timeout_s = value.get<double>();
   }

@@ -492,9 +492,8 @@ Options parse_options(const CodeScorerContext& context) {
   for (const auto& [key, value] : context.options.items()) {
     if (key == "hook") continue;
     if (key == "timeout_s") {
-      MLABENCH_CHECK(value.is_number() && value.get<double>() > 0,
-                     "{}: scorer.timeout_s = {} must be a positive "
-                     "number of seconds. HINT: LiveCodeBench's default is 6",
+      MLABENCH_CHECK(value.is_number() && value.get<double>() > 0 && value.get<double>() <= 3600,
+                     "{}: scorer.timeout_s = {} must be seconds in (0, 3600]. HINT: LiveCodeBench's default is 6",
                      context.spec_file.string(), value.dump());
       o.timeout_s = value.get<double>();
     } else if (key == "prompt_style") {

@@ -82,5 +82,26 @@ TEST(JsonLimits, NestedTokenizerSequencesAreRefused) {
   EXPECT_NE(e.find("JSON nested deeper than 100 levels"), std::string::npos) << e;
 }
 
+// tokenizer_config.json values of the wrong type are refused, naming the key (a numeric bos_token used to be read
+// as "no BOS", a number as chat_template as "no template").
+TEST(HostileTokenizerConfig, WrongTypedTokensAndTemplatesAreRefused) {
+  test::TempDir dir;
+  std::ofstream(dir.file("tokenizer.json"))
+      << R"({"model": {"type": "BPE", "vocab": {"a": 0, "<s>": 1}, "merges": []}, "added_tokens": []})";
+  const auto load_with = [&](const std::string& config) {
+    std::ofstream(dir.file("tokenizer_config.json")) << config;
+    const auto r = Tokenizer::load(dir.path());
+    return r.ok() ? std::string() : std::string(r.error().what());
+  };
+  EXPECT_EQ(load_with(R"({"bos_token": "<s>", "eos_token": null, "chat_template": null})"), "");
+  EXPECT_EQ(load_with(R"({"bos_token": {"content": "<s>"}, "chat_template": [{"name": "default", "template": "x"}]})"),
+            "");
+  EXPECT_NE(load_with(R"({"bos_token": 1})").find("bos_token is number (1)"), std::string::npos);
+  EXPECT_NE(load_with(R"({"eos_token": ["</s>"]})").find("eos_token is array"), std::string::npos);
+  EXPECT_NE(load_with(R"({"chat_template": 7})").find("chat_template is number"), std::string::npos);
+  EXPECT_NE(load_with(R"({"chat_template": [{"name": "default", "template": 7}]})").find("chat_template is array"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace mlabench
