@@ -85,6 +85,18 @@ TEST(Metrics, Gsm8kFiltersAndExactMatch) {
   EXPECT_EQ(exact_match("Paris!", "paris", ci), 1.0);
 }
 
+// Hostile responses: every match of a long one is found in linear time (the subject's UTF-8 is checked once, not
+// once a match), and a pattern that reaches a PCRE2 limit keeps what it found instead of failing the run.
+TEST(Metrics, LongResponsesAreMatchedInBoundedWork) {
+  const std::string commas(200000, ',');
+  EXPECT_EQ(regex_replace_all(",", commas + "1,234", ""), "1234");
+  EXPECT_EQ(regex_findall(",", commas).size(), commas.size());
+  EXPECT_EQ(apply_filter(flexible(), commas + " so 42"), "42");
+  // A pattern that needs more than PCRE2's heap or match limits on a 20 MB response ends its search there (what was
+  // found stands) instead of failing the run.
+  EXPECT_TRUE(regex_findall("(\\-?[0-9\\.\\,]*[0-9]+)", std::string(20'000'000, ',')).empty());
+}
+
 TEST(Metrics, BadPatternsAndStepsAreNamed) {
   test::expect_error_with([] { regex_findall("(", "x"); }, {"(", "HINT"});
   const tasks::FilterPipeline bad{"mine", {{.kind = "frobnicate"}}};
