@@ -1,6 +1,6 @@
 // GPU micro-benchmark of the decode attention kernels against the memory roofline measured in the same run.
 //
-//   bench_decode_attention [--reps N] [--only mla|gqa]
+//   bench_decode_attention [--reps N] [--only mla|mla-hilo|gqa]
 //
 // First it times a device-to-device cudaMemcpy of 2 GiB (bandwidth = read + write bytes / time), then every
 // (kernel, heads, batch x context) row: mla_decode_attention at 16 heads (V2-Lite) and 128 heads (V2), kv_lora 512
@@ -111,7 +111,9 @@ void print_row(const Row& r, double copy_gbs) {
   std::fflush(stdout);
 }
 
-Row bench_mla(const Shape& s, int heads, int reps, int64_t l2, Timer& timer) {
+// bf16_operands: the engine's BF16 precision (q and P in BF16, one MMA per product); false: the float32 hi/lo
+// split (two MMAs per product), kept as the exact variant and to show what the split costs.
+Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l2, Timer& timer) {
   const int32_t lora = 512, rope = 64, width = lora + rope;
   const int64_t cache_bytes = int64_t{s.batch} * s.ctx * width * 2;
   const int copies = copies_for(cache_bytes, l2);
@@ -145,6 +147,7 @@ Row bench_mla(const Shape& s, int heads, int reps, int64_t l2, Timer& timer) {
   p.kv_lora = lora;
   p.rope = rope;
   p.scale = 1.0f / 13.86f;  // 192^-0.5, as V2's q/k head
+  p.bf16_operands = bf16_operands;
   p.scratch_floats = k::mla_decode_scratch_floats(p);
   DeviceBuffer scratch(static_cast<size_t>(std::max<int64_t>(p.scratch_floats, 1)) * 4, "scratch");
   if (p.scratch_floats > 0) p.scratch = scratch.as<float>();
@@ -155,7 +158,7 @@ Row bench_mla(const Shape& s, int heads, int reps, int64_t l2, Timer& timer) {
   });
   const double bytes = static_cast<double>(cache_bytes) + s.batch * static_cast<double>(heads) * (lora * 8 + rope * 4);
   const double flops = 2.0 * s.batch * heads * static_cast<double>(s.ctx) * (width + lora);
-  return {"mla", heads, s.batch, s.ctx, k::mla_decode_splits(p), ms * 1e3, bytes, flops};
+  return {bf16_operands ? "mla" : "mla-hilo", heads, s.batch, s.ctx, k::mla_decode_splits(p), ms * 1e3, bytes, flops};
 }
 
 Row bench_gqa(const Shape& s, int reps, int64_t l2, Timer& timer) {
@@ -217,13 +220,17 @@ double copy_bandwidth(int reps, Timer& timer) {
 int main(int argc, char** argv) {
   int reps = 30;
   std::string only;
+  Shape one{0, 0};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
       reps = std::max(20, std::atoi(argv[++i]));
     } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) {
       only = argv[++i];
+    } else if (!std::strcmp(argv[i], "--shape") && i + 1 < argc &&
+               std::sscanf(argv[i + 1], "%dx%d", &one.batch, &one.ctx) == 2 && one.batch > 0 && one.ctx > 0) {
+      ++i;  // one batch x context shape instead of the sweep (e.g. for a profiler)
     } else {
-      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|gqa]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|mla-hilo|gqa] [--shape BATCHxCTX]\n", argv[0]);
       return 2;
     }
   }
@@ -250,11 +257,15 @@ int main(int argc, char** argv) {
   std::printf("%-10s %6s %6s %8s %7s %10s %9s %8s %9s\n", "kernel", "heads", "batch", "ctx", "splits", "time_us",
               "GB/s", "copy%", "TFLOP/s");
   const int64_t l2 = prop.l2CacheSize;
+  std::vector<Shape> shapes(std::begin(kShapes), std::end(kShapes));
+  if (one.batch > 0) shapes = {one};
   if (only.empty() || only == "mla")
     for (int heads : {16, 128})
-      for (const Shape& s : kShapes) print_row(bench_mla(s, heads, reps, l2, timer), copy_gbs);
+      for (const Shape& s : shapes) print_row(bench_mla(s, heads, true, reps, l2, timer), copy_gbs);
+  if (only.empty() || only == "mla" || only == "mla-hilo")
+    for (const Shape& s : shapes) print_row(bench_mla(s, 16, false, reps, l2, timer), copy_gbs);
   if (only.empty() || only == "gqa")
-    for (const Shape& s : kShapes) print_row(bench_gqa(s, reps, l2, timer), copy_gbs);
+    for (const Shape& s : shapes) print_row(bench_gqa(s, reps, l2, timer), copy_gbs);
   MLABENCH_CUDA(cudaDeviceSynchronize());
   return 0;
 }

@@ -170,7 +170,8 @@ class MlaAttention final : public GpuAttention {
                           .q_pe = q + nope, .ld_q_pe = nh * qk, .q_pe_head_stride = qk, .out = o_lat,
                           .ld_out = nh * kvl, .n_heads = static_cast<int32_t>(nh),
                           .kv_lora = static_cast<int32_t>(kvl), .rope = static_cast<int32_t>(c.qk_rope_head_dim),
-                          .scale = static_cast<float>(m_.rope().softmax_scale)};
+                          .scale = static_cast<float>(m_.rope().softmax_scale),
+                          .bf16_operands = dt == DType::BF16};  // as transformers' BF16 attention
     dp.scratch_floats = k::mla_decode_scratch_floats(dp);
     if (dp.scratch_floats > 0) dp.scratch = m_.attention_scratch(dp.scratch_floats);
     k::cuda::mla_decode_attention(dp, s);

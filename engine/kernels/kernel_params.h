@@ -407,6 +407,11 @@ struct MlaDecodeParams {
   int64_t ld_out = 0;
   int32_t n_heads = 0, kv_lora = 0, rope = 0;
   float scale = 1.0f;
+  // BF16 cache only: q and the softmax weights P enter the products rounded to BF16 (the engine's BF16
+  // precision; FlashMLA's and transformers' BF16 numerics: one MMA per product). false: float32 q and P, split
+  // into BF16 hi + lo pairs on the tensor cores (float32-like accuracy, twice the MMAs). The twin rounds q the
+  // same way; P's rounding depends on the kernel's running max, so tests bound it by tolerance.
+  bool bf16_operands = false;
   // Optional split-KV scratch (flash-decoding), device memory of at least mla_decode_scratch_floats(*this)
   // floats: the launcher may then cut long key ranges over several CTAs and merge them in a second kernel.
   // nullptr keeps one CTA per (sequence, head group): correct, slower for few long sequences. A non-null

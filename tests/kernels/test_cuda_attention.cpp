@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -33,6 +34,11 @@ namespace {
 
 constexpr double kTol = 5e-4;
 constexpr double kTolF32 = 1e-4;
+// MLA decode with BF16 operands (the engine's BF16 precision): the twin rounds q as the kernel does; the kernel
+// also rounds each P to BF16 (2^-9 relative, scaled by its tile's running max), which the twin cannot follow.
+// Those roundings are independent and average out over the keys: 2e-3 bounds them with headroom at every length
+// here while still failing a kernel that mixes up heads, values or tiles (errors of order 1).
+constexpr double kTolBf16P = 2e-3;
 constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
 // Cache lengths around tile edges (16/32/64 keys), plus long ones.
 const std::vector<int32_t> kLengths{1, 2, 15, 16, 17, 63, 64, 65, 300, 1000, 4097};
@@ -104,18 +110,27 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
   p.kv_lora = kv_lora;
   p.rope = rope;
   p.scale = 0.06f;  // scores spread over a few units: neither uniform nor one-hot
-  std::vector<float> want = out;
+  std::vector<float> want = out, want_bf16 = out;
   p.out = want.data();
   twin::mla_decode_attention(p);
+  MlaDecodeParams pb = p;  // the engine's BF16 precision: q (and, in the kernel, P) rounded to BF16
+  pb.bf16_operands = true;
+  pb.out = want_bf16.data();
+  twin::mla_decode_attention(pb);
 
   const auto d_len = test::to_device(kv_len);
   const auto d_table = test::to_device(cache.table);
   const auto d_cache = test::to_device(cache.pool), d_cache_f32 = test::to_device(cache.widened());
   const auto d_q_lat = test::to_device(q_lat);
   const auto d_q = test::to_device(q);
-  for (auto [split, f32] : {std::pair{false, false}, {true, false}, {true, true}}) {
+  struct Mode {
+    bool split, f32, bf16_operands;
+  };
+  for (auto [split, f32, bf16_ops] :
+       {Mode{false, false, false}, {true, false, false}, {true, true, false}, {false, false, true}, {true, false, true}}) {
     const auto d_out = test::to_device(out);
     MlaDecodeParams d = p;
+    d.bf16_operands = bf16_ops;
     d.kv_len = d_len.as<int32_t>();
     d.paged.block_tables = d_table.as<int32_t>();
     d.cache = f32 ? d_cache_f32.get() : d_cache.get();
@@ -130,9 +145,11 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
       d.scratch_floats = mla_decode_scratch_floats(p);
     }
     cuda::mla_decode_attention(d, nullptr);
-    const double diff = test::max_rel_diff(test::to_host<float>(d_out, out.size()), want);
-    EXPECT_LE(diff, f32 ? kTolF32 : kTol) << (f32 ? "F32 cache, " : "BF16 cache, ") << (split ? "with" : "without")
-                                          << " split-KV scratch, splits " << mla_decode_splits(p);
+    const double diff = test::max_rel_diff(test::to_host<float>(d_out, out.size()), bf16_ops ? want_bf16 : want);
+    EXPECT_LE(diff, f32 ? kTolF32 : bf16_ops ? kTolBf16P : kTol)
+        << (f32 ? "F32 cache, " : "BF16 cache, ") << (bf16_ops ? "BF16 operands, " : "")
+        << (split ? "with" : "without") << " split-KV scratch, splits " << mla_decode_splits(p);
+    if (bf16_ops && split && kv_len.size() == 1) std::printf("[ mla decode bf16 operands ] kv %d: %.2e\n", kv_len[0], diff);
   }
 }
 

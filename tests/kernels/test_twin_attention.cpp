@@ -149,6 +149,28 @@ TEST(TwinAttention, MlaDecodeMatchesDoubleReferenceOnPagedCache) {
       twin::mla_decode_attention(p32);
       EXPECT_TRUE(same_bits(out32, out)) << "F32 pool, block size " << bs;
     }
+    {  // BF16 operands: exactly the float32 path on q rounded to BF16 (and ignored on an F32 pool)
+      std::vector<float> q_lat_r = q_lat, q_pe_r = q_pe, out_b(out.size(), kPoison), out_r(out.size(), kPoison);
+      for (float& x : q_lat_r) x = bf16_to_f32(f32_to_bf16(x));
+      for (float& x : q_pe_r) x = bf16_to_f32(f32_to_bf16(x));
+      MlaDecodeParams pb = p, pr = p;
+      pb.bf16_operands = true;
+      pb.out = out_b.data();
+      twin::mla_decode_attention(pb);
+      pr.q_lat = q_lat_r.data();
+      pr.q_pe = q_pe_r.data();
+      pr.out = out_r.data();
+      twin::mla_decode_attention(pr);
+      EXPECT_TRUE(same_bits(out_b, out_r)) << "BF16 operands, block size " << bs;
+      EXPECT_FALSE(same_bits(out_b, out)) << "rounding q must change the result";
+      const std::vector<float> wide = cache.widened();
+      std::vector<float> out32(out.size(), kPoison);
+      pb.cache = wide.data();
+      pb.cache_type = DType::F32;
+      pb.out = out32.data();
+      twin::mla_decode_attention(pb);
+      EXPECT_TRUE(same_bits(out32, out)) << "an F32 pool (float32 precision) keeps float32 q";
+    }
 
     for (size_t s = 0; s < kv_len.size(); ++s)
       for (int32_t h = 0; h < nh; ++h) {

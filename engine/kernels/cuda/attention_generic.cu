@@ -47,8 +47,10 @@ struct MlaDecodeAccess {
   int dk() const { return p.kv_lora + p.rope; }
   int dv() const { return p.kv_lora; }
   __device__ float q(int64_t r, int h, int d) const {
-    return d < p.kv_lora ? p.q_lat[r * p.ld_q_lat + h * p.kv_lora + d]
-                         : p.q_pe[r * p.ld_q_pe + h * p.q_pe_head_stride + (d - p.kv_lora)];
+    const float x = d < p.kv_lora ? p.q_lat[r * p.ld_q_lat + h * p.kv_lora + d]
+                                  : p.q_pe[r * p.ld_q_pe + h * p.q_pe_head_stride + (d - p.kv_lora)];
+    // BF16 operands: q rounded as the tensor-core kernel rounds it (P stays float32 here, within its tolerance).
+    return p.bf16_operands && p.cache_type == DType::BF16 ? __bfloat162float(__float2bfloat16_rn(x)) : x;
   }
   __device__ float k(int s, int64_t j, int, int d) const {
     return cached(p.cache, p.cache_type == DType::F32, slot_of(p.paged, s, j) * (p.kv_lora + p.rope) + d);

@@ -111,9 +111,12 @@ void mla_decode_attention(const MlaDecodeParams& p) {
                    "token to the cache before attention, so kv_len >= 1",
                    s, kv_len);
     const std::vector<float> latent = gather_tokens(p.cache, p.cache_type, width, p.paged, s, kv_len);
+    // BF16 operands: the kernels' q, rounded to BF16 (their P rounding is not reproduced: it follows the running
+    // max of their tiles, so tests bound it by tolerance).
+    const bool round_q = p.bf16_operands && p.cache_type == DType::BF16;
 #pragma omp parallel if (p.n_heads * kv_len * width >= (int64_t{1} << 20))
     {
-      std::vector<float> scores(static_cast<size_t>(kv_len));
+      std::vector<float> scores(static_cast<size_t>(kv_len)), q_lat, q_pe;
 #pragma omp for schedule(static)
       for (int64_t h = 0; h < p.n_heads; ++h) {
         const cpu::AttentionKeys keys{.k1 = latent.data(),
@@ -125,8 +128,17 @@ void mla_decode_attention(const MlaDecodeParams& p) {
                                       .v = latent.data(),
                                       .v_stride = width,
                                       .dv = p.kv_lora};  // values: c_kv again
-        cpu::attention_one_query(p.out + s * p.ld_out + h * p.kv_lora, p.q_lat + s * p.ld_q_lat + h * p.kv_lora,
-                                 p.q_pe + s * p.ld_q_pe + h * p.q_pe_head_stride, keys, kv_len, p.scale, scores.data());
+        const float* ql = p.q_lat + s * p.ld_q_lat + h * p.kv_lora;
+        const float* qp = p.q_pe + s * p.ld_q_pe + h * p.q_pe_head_stride;
+        if (round_q) {
+          q_lat.assign(ql, ql + p.kv_lora);
+          q_pe.assign(qp, qp + p.rope);
+          for (float& x : q_lat) x = bf16_to_f32(f32_to_bf16(x));
+          for (float& x : q_pe) x = bf16_to_f32(f32_to_bf16(x));
+          ql = q_lat.data();
+          qp = q_pe.data();
+        }
+        cpu::attention_one_query(p.out + s * p.ld_out + h * p.kv_lora, ql, qp, keys, kv_len, p.scale, scores.data());
       }
     }
   }
