@@ -82,6 +82,14 @@ inline std::string read_gz(const std::string& path) {
   return out;
 }
 
+/// CI's short mode (MLABENCH_TEST_SHORT=1, which tools/bootstrap.sh test sets): tests labelled `slow` check the
+/// same properties on a smaller size there; without it (`ctest -L slow`) they run their full size. README, "Tests
+/// and checks".
+inline bool short_mode() {
+  const char* v = std::getenv("MLABENCH_TEST_SHORT");
+  return v != nullptr && *v != '\0' && std::string(v) != "0";
+}
+
 /// The shared data mirror (../shared beside the checkout), or "" when this machine has none.
 inline std::string shared_dir() {
   const char* env = std::getenv("MLABENCH_SHARED_DIR");
