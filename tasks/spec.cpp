@@ -95,6 +95,24 @@ void check_file_keys(const ojson& j, const std::filesystem::path& file) {
   }
 }
 
+}  // namespace
+
+void check_set_overrides(const ojson& overrides, const std::string& task) {
+  const std::string where = fmt::format("--set {}", task);
+  MLABENCH_CHECK(overrides.is_object(), "{}: the overrides must be a JSON object, not {}. HINT: --set {}.KEY=VALUE",
+                 where, overrides.type_name(), task);
+  for (const char* fixed : {"include", "dataset", "task", "group", "suite", "tasks"}) {
+    MLABENCH_CHECK(!overrides.contains(fixed),
+                   "{}.{}: '{}' is settled when the spec is read and its data fetched, so an override would be "
+                   "recorded without taking effect. HINT: add a spec with the {} you want under a new task name in "
+                   "tasks/specs/ (docs/tasks.md)",
+                   where, fixed, fixed, fixed);
+  }
+  check_file_keys(overrides, where);
+}
+
+namespace {
+
 ojson read_json_file(const std::filesystem::path& file) {
   const std::string text = read_text_file(file, "task spec");
   try {

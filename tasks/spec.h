@@ -89,4 +89,10 @@ std::string closest_names(const std::string& name, const std::vector<std::string
 /// \brief Parses a TASK or GROUP entry; throws Error naming the spec file and key.
 TaskSpec parse_task_spec(const SpecEntry& entry);
 
+/// \brief Checks `--set TASK.KEY=VALUE` overrides (a JSON object) before they patch the task's spec: every key must
+/// be a spec field at its level (generator and scorer settings are checked by their hooks), and fields that are
+/// settled when the spec is read or the data fetched (`include`, `dataset`, `task`, `group`, `suite`, `tasks`) are
+/// refused rather than recorded without effect. Throws Error naming the key and the accepted ones.
+void check_set_overrides(const nlohmann::ordered_json& overrides, const std::string& task);
+
 }  // namespace mlabench::tasks

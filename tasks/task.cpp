@@ -363,8 +363,7 @@ Task load_task(const std::string& name, const TaskLoadOptions& options) {
   Lookup lookup;
   SpecEntry entry = require_task_entry(entries, name, dir, &lookup);
   if (!options.overrides.empty()) {
-    MLABENCH_CHECK(options.overrides.is_object(), "--set for task {}: the overrides must be a JSON object, not {}. "
-                   "HINT: --set {}.KEY=VALUE", name, options.overrides.type_name(), name);
+    check_set_overrides(options.overrides, name);
     entry.resolved.merge_patch(options.overrides);
   }
   const TaskSpec spec = parse_task_spec(entry);

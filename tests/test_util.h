@@ -118,8 +118,8 @@ std::string error_of(F&& f) {
 }
 
 /// Runs `f`, which must throw mlabench::Error with a message containing every string in `parts`.
-template <class F>
-void expect_error_with(F&& f, std::initializer_list<std::string> parts, const std::string& what = "") {
+template <class F, class Parts = std::initializer_list<std::string>>
+void expect_error_with(F&& f, const Parts& parts, const std::string& what = "") {
   try {
     f();
   } catch (const Error& e) {

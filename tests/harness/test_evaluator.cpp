@@ -288,6 +288,21 @@ TEST(Evaluator, TaskOverridesAreCheckedAndApplied) {
   o.output_dir = dir / "b";
   add_task_override(o.task_overrides, "gsm8k.generation_kwargs.repeats=2");
   test::expect_error_with([&] { evaluate(*backend, o); }, {"repeats 2", "scorer"});
+  // Unknown keys (a typo at any checked level) and fields settled before the overrides apply are refused by name,
+  // before any document is scored, and leave no results behind.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> refused = {
+      {"gsm8k.num_fewshots=1", {"--set gsm8k", "num_fewshots", "num_fewshot"}},
+      {"gsm8k.generation_kwargs.max_new_tokens=5", {"--set gsm8k", "max_new_tokens", "generation_kwargs"}},
+      {"gsm8k.dataset=\"mmlu\"", {"--set gsm8k.dataset", "settled", "HINT"}},
+      {"gsm8k.include=\"_ceval_defaults.json\"", {"--set gsm8k.include", "settled", "HINT"}}};
+  for (size_t i = 0; i < refused.size(); ++i) {
+    const auto& [item, words] = refused[i];
+    o.task_overrides.clear();
+    o.output_dir = dir / fmt::format("refused{}", i);
+    add_task_override(o.task_overrides, item);
+    test::expect_error_with([&] { evaluate(*backend, o); }, words, item);
+    EXPECT_FALSE(fs::exists(o.output_dir / "results.json")) << item;
+  }
   o.task_overrides.clear();
   o.output_dir = dir / "c";
   add_task_override(o.task_overrides, "gsm8k.breakdowns=[\"answer\"]");
