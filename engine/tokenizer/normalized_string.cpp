@@ -9,8 +9,18 @@
 
 namespace mlabench {
 
+namespace {
+void check_growth(size_t new_size, size_t limit, const char* op) {
+  MLABENCH_CHECK(new_size <= limit,
+                 "tokenizer normalization ({}) would grow a piece to {} bytes, past its limit of {} ({}x its original "
+                 "size + {} bytes). HINT: the tokenizer.json's normalizer expands text without bound (a Replace whose "
+                 "content is much longer than what it matches, or many of them in a Sequence); fix the normalizer",
+                 op, new_size, limit, NormalizedString::kGrowthLimit, NormalizedString::kGrowthSlack);
+}
+}  // namespace
+
 NormalizedString::NormalizedString(std::string_view s, size_t shift, bool track)
-    : text(s), original_shift(shift), tracked(track) {
+    : text(s), original_shift(shift), tracked(track), size_limit(kGrowthLimit * s.size() + kGrowthSlack) {
   if (!tracked) return;
   align.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
@@ -22,6 +32,7 @@ NormalizedString::NormalizedString(std::string_view s, size_t shift, bool track)
 
 void NormalizedString::transform_range(size_t b, size_t e, const std::vector<std::pair<char32_t, int>>& chars,
                                        size_t initial_offset) {
+  check_growth(text.size() - (e - b) + chars.size(), size_limit, "a transform");  // >= 1 byte a character
   if (!tracked) {
     std::string out;
     out.reserve(chars.size());
@@ -61,6 +72,7 @@ void NormalizedString::transform_range(size_t b, size_t e, const std::vector<std
     unicode::append(out, c);
     for (size_t k = before; k < out.size(); ++k) out_align.push_back(a);
   }
+  check_growth(text.size() - (e - b) + out.size(), size_limit, "a transform");
   text.replace(b, e - b, out);
   align.erase(align.begin() + static_cast<std::ptrdiff_t>(b), align.begin() + static_cast<std::ptrdiff_t>(e));
   align.insert(align.begin() + static_cast<std::ptrdiff_t>(b), out_align.begin(), out_align.end());
@@ -68,6 +80,7 @@ void NormalizedString::transform_range(size_t b, size_t e, const std::vector<std
 
 void NormalizedString::prepend(std::string_view s) {
   if (text.empty()) return;
+  check_growth(text.size() + s.size(), size_limit, "Prepend");
   if (!tracked) {
     text.insert(0, s);
     return;
@@ -84,6 +97,9 @@ void NormalizedString::prepend(std::string_view s) {
 void NormalizedString::replace(const Regex& pattern, std::string_view content) {
   const auto matches = pattern.find_all(text);
   if (matches.empty()) return;
+  size_t new_size = text.size();
+  for (const auto& [b, e] : matches) new_size = new_size - (e - b) + content.size();
+  check_growth(new_size, size_limit, "Replace");
   if (!tracked) {
     std::string out;
     out.reserve(text.size());
@@ -150,6 +166,7 @@ NormalizedString NormalizedString::slice(size_t b, size_t e) const {
   NormalizedString r;
   r.text = text.substr(b, e - b);
   r.tracked = tracked;
+  r.size_limit = kGrowthLimit * (e - b) + kGrowthSlack;
   if (!tracked) return r;
   const uint32_t o = b < e ? align[b].first : (b < align.size() ? align[b].first : 0);
   r.align.reserve(e - b);

@@ -24,6 +24,11 @@ struct NormalizedString {
   std::vector<std::pair<uint32_t, uint32_t>> align;  // per byte of text: original [start, end), piece-relative
   size_t original_shift = 0;                         // this piece's original start, absolute
   bool tracked = true;  // false: no alignment kept (the pipeline never asks for offsets; much faster)
+  // The most bytes normalization may grow this text to: kGrowthLimit x the original piece plus kGrowthSlack. Real
+  // normalizers stay far below (NFKC's longest expansion is 11x, Metaspace's 3x); a tokenizer.json whose Replace
+  // or Prepend expands without bound is refused here, before it exhausts memory. A slice is limited by its own size.
+  static constexpr size_t kGrowthLimit = 64, kGrowthSlack = 4096;
+  size_t size_limit = kGrowthSlack;
 
   NormalizedString() = default;
   explicit NormalizedString(std::string_view s, size_t shift = 0, bool track = true);

@@ -6,6 +6,8 @@
 #include <random>
 
 #include "engine/tokenizer/hf_tokenizer.h"
+#include "engine/tokenizer/normalized_string.h"
+#include "engine/tokenizer/regex.h"
 #include "engine/tokenizer/unicode.h"
 #include "tests/test_util.h"
 
@@ -75,6 +77,45 @@ TEST(TokenizerRobustness, CorruptedTokenizerJsonIsRefusedOrLoads) {
   }
   EXPECT_GT(refused, 0);
   EXPECT_EQ(loaded + refused, 150);
+}
+
+// A normalizer that grows text without bound (issue 17, class 3: a Replace 10,000x, or doublings in a Sequence) is
+// refused when it would pass 64x the piece + 4 KiB, naming the normalizer step; a real expansion (NFKC's 11x, a
+// Replace of a space by a 3-byte mark) stays well inside and encodes.
+TEST(TokenizerRobustness, NormalizersThatExpandWithoutBoundAreRefused) {
+  auto with_normalizer = [](const nlohmann::json& normalizer) {
+    const nlohmann::json j = {
+        {"model", {{"type", "BPE"}, {"vocab", {{"[UNK]", 0}, {"a", 1}}}, {"merges", nlohmann::json::array()},
+                   {"unk_token", "[UNK]"}}},
+        {"added_tokens", nlohmann::json::array()},
+        {"normalizer", normalizer}};
+    return parse_hf_tokenizer_json(j.dump(), "expanding tokenizer.json");
+  };
+  const nlohmann::json replace_10000 = {
+      {"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", std::string(10000, 'a')}};
+  nlohmann::json doublings = {{"type", "Sequence"}, {"normalizers", nlohmann::json::array()}};
+  for (int i = 0; i < 40; ++i)
+    doublings["normalizers"].push_back({{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", "aa"}});
+  for (const auto& [name, normalizer] : {std::pair{"Replace 10,000x", replace_10000}, {"40 doublings", doublings}}) {
+    auto t = with_normalizer(normalizer);
+    test::expect_error_with([&] { (void)t->encode(std::string(1000, 'a'), false); },
+                            {"tokenizer normalization (Replace)", "limit", "64x", "HINT"}, name);
+  }
+  // The same bound on the offset-tracking path (pre-tokenizers that ask for offsets), and on Prepend.
+  NormalizedString tracked(std::string(1000, 'a'));
+  const Regex a_re = Regex::literal("a");
+  test::expect_error_with([&] { tracked.replace(a_re, std::string(100, 'b')); }, {"Replace", "limit"}, "tracked");
+  EXPECT_EQ(tracked.text, std::string(1000, 'a')) << "a refused step leaves the text as it was";
+  NormalizedString small("a");
+  test::expect_error_with([&] { small.prepend(std::string(5000, 'p')); }, {"Prepend", "limit"}, "prepend");
+  const nlohmann::json realistic = {
+      {"type", "Sequence"},
+      {"normalizers",
+       {{{"type", "NFKC"}}, {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\u2581"}}}}};
+  auto t = with_normalizer(realistic);
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "\uFDFA a ";  // NFKC expands U+FDFA to 18 characters (33 bytes from 3)
+  EXPECT_FALSE(t->encode(text, false).empty());
 }
 
 }  // namespace
