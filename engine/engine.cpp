@@ -225,6 +225,11 @@ EngineStats Engine::stats() const {
           .prefix_tokens_reused = s.prefix_tokens_reused, .preemptions = s.preemptions, .max_running = s.max_running};
 }
 
+int64_t Engine::kv_cache_tokens() const {
+  const serving::BlockPool& pool = impl_->serving->pool();
+  return pool.n_blocks() * pool.block_size();
+}
+
 std::string Engine::device_json() const { return impl_->serving->runner().describe_json(); }
 
 double Engine::measure_copy_bandwidth_gbps() { return impl_->serving->runner().copy_bandwidth_gbps(); }

@@ -15,9 +15,11 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+#include <vector>
 #include <sstream>
 
 #include "engine/core/check.h"
@@ -49,9 +51,11 @@ struct BenchArgs {
 };
 
 // One row of the bench: `batch` prompts of `prompt` tokens, through a prefill pass, a decode pass, or both.
+// in_max_sweep: a row of `--batch max`'s sweep (decode pass only), its batch set once the KV cache is known.
 struct Shape {
   int64_t prompt = 0, batch = 0;
   bool prefill = true, decode = true;
+  bool in_max_sweep = false;
   std::string mode() const { return prefill && decode ? "prefill+decode" : prefill ? "prefill" : "decode"; }
   std::string name() const { return fmt::format("{}x{}:{}", prompt, batch, mode()); }
 };
@@ -112,7 +116,8 @@ int64_t positive_integer(const std::string& text, const std::string& what) {
     used = 0;
   }
   MLABENCH_CHECK(used == text.size() && !text.empty() && v > 0,
-                 "{}: \"{}\" is not a positive integer. HINT: e.g. --shapes 32768x1:prefill,8192x64:decode", what, text);
+                 "{}: \"{}\" is not a positive integer. HINT: e.g. --batch 1,16,max or --shapes "
+                 "32768x1:prefill,8192x64:decode", what, text);
   return v;
 }
 
@@ -121,6 +126,10 @@ std::vector<Shape> parse_shapes(const BenchArgs& a) {
   std::vector<Shape> shapes;
   std::stringstream ss(a.shapes.empty() ? a.batches : a.shapes);
   for (std::string item; std::getline(ss, item, ',');) {
+    if (a.shapes.empty() && item == "max") {  // sized in plan_max_sweep once the engine is open
+      shapes.push_back({.prompt = a.prompt, .batch = 1, .prefill = false, .in_max_sweep = true});
+      continue;
+    }
     if (a.shapes.empty()) {
       shapes.push_back({.prompt = a.prompt, .batch = positive_integer(item, "--batch")});
       continue;
@@ -390,6 +399,63 @@ ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector
           {"precision", to_string(eo.precision)}};
 }
 
+// `--batch max`: the largest batch whose sequences (prompt + gen tokens, in whole blocks) all fit the KV cache at
+// once (the paper's "maximum generation throughput" is measured there), and the sweep that leads up to it.
+struct MaxBatchPlan {
+  int64_t kv_cache_tokens = 0, tokens_per_sequence = 0, max_batch = 0;
+  std::vector<int64_t> sweep;  // max_batch / 8, / 4, / 2 and max_batch, distinct, ascending
+};
+
+MaxBatchPlan plan_max_batch(const Engine& engine, const EngineOptions& eo, const BenchArgs& a) {
+  MaxBatchPlan p;
+  p.kv_cache_tokens = engine.kv_cache_tokens();
+  p.tokens_per_sequence = (a.prompt + a.gen + eo.block_size - 1) / eo.block_size * eo.block_size;
+  p.max_batch = p.kv_cache_tokens / p.tokens_per_sequence;
+  MLABENCH_CHECK(p.max_batch >= 1,
+                 "--batch max: the KV cache holds {} tokens, less than one sequence of {} (--prompt {} + --gen {} in "
+                 "blocks of {}). HINT: raise --kv-cache-gib or shorten --prompt / --gen",
+                 p.kv_cache_tokens, p.tokens_per_sequence, a.prompt, a.gen, eo.block_size);
+  for (int64_t d : {8, 4, 2, 1})
+    if (p.max_batch / d >= 1 && (p.sweep.empty() || p.sweep.back() != p.max_batch / d)) p.sweep.push_back(p.max_batch / d);
+  return p;
+}
+
+// The sweep's rows in place of the `max` placeholder; the summary the JSON and the table end with.
+void expand_max_sweep(std::vector<Shape>& shapes, const MaxBatchPlan& plan) {
+  const auto at = std::find_if(shapes.begin(), shapes.end(), [](const Shape& s) { return s.in_max_sweep; });
+  if (at == shapes.end()) return;
+  const Shape proto = *at;
+  std::vector<Shape> rows;
+  for (int64_t b : plan.sweep) {
+    Shape s = proto;
+    s.batch = b;
+    rows.push_back(s);
+  }
+  const auto pos = shapes.erase(at);
+  shapes.insert(pos, rows.begin(), rows.end());
+}
+
+ojson max_throughput_json(const MaxBatchPlan& plan, const ojson& rows) {
+  ojson sweep = ojson::array();
+  int64_t best_batch = 0;
+  double best = -1;
+  for (const auto& r : rows) {
+    if (!r.value("in_max_sweep", false) || !r.contains("decode_tokens_per_s")) continue;
+    const double tps = r["decode_tokens_per_s"].get<double>();
+    sweep.push_back({{"batch", r["batch"]}, {"decode_tokens_per_s", tps}, {"preemptions", r["passes"]["decode"]["preemptions"]}});
+    if (tps > best) best = tps, best_batch = r["batch"].get<int64_t>();
+  }
+  return {{"generated_tokens_per_s", best},
+          {"at_batch", best_batch},
+          {"largest_batch", plan.max_batch},
+          {"kv_cache_tokens", plan.kv_cache_tokens},
+          {"tokens_per_sequence", plan.tokens_per_sequence},
+          {"sweep", sweep},
+          {"measures", "the peak of decode_tokens_per_s over the sweep (the paper's maximum generation throughput): "
+                       "largest_batch = kv_cache_tokens / tokens_per_sequence (prompt + gen in whole KV blocks), the "
+                       "sweep its eighth, quarter, half and itself, each a decode pass of fresh prompts"}};
+}
+
 void bench_command(const BenchArgs& a) {
   const std::vector<Shape> shapes = parse_shapes(a);
   MLABENCH_CHECK(a.warmup >= 0, "--warmup must be >= 0, got {}", a.warmup);
@@ -401,11 +467,28 @@ void bench_command(const BenchArgs& a) {
                    "and is writable", a.out);
   }
   // The engine serves the largest batch at once and, unless told otherwise, only as long a context as a shape needs.
+  std::vector<Shape> rows_to_run = shapes;
   EngineOptions eo = a.model.engine;
   for (const Shape& s : shapes) eo.max_batch = std::max(eo.max_batch, s.batch);
   const ModelConfig c = load_config(eo.model_dir);
   fit_context(eo, c, shapes, a.gen);
   auto engine = open_engine(eo);
+  std::optional<MaxBatchPlan> max_plan;
+  if (std::any_of(shapes.begin(), shapes.end(), [](const Shape& s) { return s.in_max_sweep; })) {
+    max_plan = plan_max_batch(*engine, eo, a);
+    if (max_plan->max_batch > eo.max_batch) {  // reopen for that batch; its buffers may take some cache back
+      eo.max_batch = max_plan->max_batch;
+      engine.reset();
+      engine = open_engine(eo);
+      max_plan = plan_max_batch(*engine, eo, a);
+    }
+    expand_max_sweep(rows_to_run, *max_plan);
+    std::printf("# --batch max: the KV cache holds %lld tokens, %lld per sequence (prompt %lld + gen %lld in blocks of "
+                "%lld): largest batch %lld\n", static_cast<long long>(max_plan->kv_cache_tokens),
+                static_cast<long long>(max_plan->tokens_per_sequence), static_cast<long long>(a.prompt),
+                static_cast<long long>(a.gen), static_cast<long long>(eo.block_size),
+                static_cast<long long>(max_plan->max_batch));
+  }
   const ModelSummary& sum = engine->summary();
   // Cache bytes per token as the CUDA engine allocated them (BF16, or F32 under --precision f32); the BF16 figure
   // of the model summary when the engine describes no device (the CPU engine: device_json() is empty).
@@ -414,13 +497,14 @@ void bench_command(const BenchArgs& a) {
               .kv_per_token = dev.empty() ? static_cast<double>(sum.kv_bytes_per_token_bf16)
                                           : nlohmann::json::parse(dev)["kv_cache"]["bytes_per_token"].get<double>(),
               .copy_gbps = engine->measure_copy_bandwidth_gbps()};
-  warn_if_cache_short(dev, shapes, a.gen);
+  warn_if_cache_short(dev, rows_to_run, a.gen);
 
   PromptSource prompts(a.seed, c.vocab_size);
   ojson rows = ojson::array();
   print_legend();
-  for (const Shape& s : shapes) {
+  for (const Shape& s : rows_to_run) {
     rows.push_back(run_shape(*engine, prompts, s, a, rf));
+    if (s.in_max_sweep) rows.back()["in_max_sweep"] = true;
     print_row(rows.back());
   }
   ojson measures = ojson::object();
@@ -439,12 +523,19 @@ void bench_command(const BenchArgs& a) {
                {"weights", eo.random_weights_seed ? fmt::format("random (seed {})", *eo.random_weights_seed) : "checkpoint"},
                {"device", to_string(eo.device)},
                {"device_info", dev.empty() ? ojson() : ojson::parse(engine->device_json())},
-               {"params", params_json(a, eo, shapes)},
+               {"params", params_json(a, eo, rows_to_run)},
                {"active_weight_bytes_per_token", engine->active_weight_bytes()},
                {"weight_bytes", engine->weight_bytes()},
                {"copy_gb_per_s", rf.copy_gbps},
                {"measures", measures},
                {"rows", rows}};
+  if (max_plan) {
+    doc["max_generation_throughput"] = max_throughput_json(*max_plan, rows);
+    const ojson& m = doc["max_generation_throughput"];
+    std::printf("# maximum generation throughput: %.1f generated tok/s at batch %lld (largest batch the cache holds: "
+                "%lld)\n", m["generated_tokens_per_s"].get<double>(), static_cast<long long>(m["at_batch"].get<int64_t>()),
+                static_cast<long long>(max_plan->max_batch));
+  }
   if (!a.out.empty()) {
     out_file << doc.dump(2) << '\n';
     out_file.flush();
@@ -459,7 +550,9 @@ void add_bench_command(CLI::App& app, int* exit_code) {
   static BenchArgs b;
   auto* cmd = app.add_subcommand("bench", "throughput and latency at several shapes on fresh random prompts (JSON)");
   add_model_args(cmd, b.model, true);
-  cmd->add_option("--batch", b.batches, "comma-separated batch sizes, each at --prompt tokens, both passes")
+  cmd->add_option("--batch", b.batches,
+                  "comma-separated batch sizes, each at --prompt tokens, both passes; max: the largest batch the KV "
+                  "cache holds for --prompt + --gen and a sweep up to it (decode passes), its peak generated tok/s")
       ->capture_default_str();
   cmd->add_option("--prompt", b.prompt, "prompt tokens per request")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--gen", b.gen, "new tokens per request of a decode pass")->check(CLI::PositiveNumber)->capture_default_str();

@@ -373,6 +373,47 @@ TEST(Cli, BenchMeasuresUncachedPromptsAndLabelsItsColumns) {
 
 // Long prompts (long for the bundled model's 2,560-token window): the bench sizes the window to its longest shape (prompt + new tokens), a prompt longer than the
 // step is prefilled in chunks, and a shape the model or --max-context cannot hold is refused with the flag to use.
+// --batch max (the paper's maximum generation throughput): the largest batch whose sequences all fit the KV cache,
+// a sweep up to it, and the peak. A 0.0005 GiB cache on the bundled model holds 512 tokens; prompt 16 + gen 8 take
+// two 16-token blocks, so 16 sequences fit exactly and run without a pre-emption.
+TEST(Cli, BenchBatchMaxSweepsUpToWhatTheCacheHolds) {
+  test::TempDir t;
+  const CliResult r =
+      mlabench_cli("bench --batch 2,max --prompt 16 --gen 8 --kv-cache-gib 0.0005 --out " + t.file("m.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("maximum generation throughput"), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(test::read_file(t.file("m.json")));
+  ASSERT_TRUE(j.contains("max_generation_throughput")) << j.dump(1);
+  const auto& m = j["max_generation_throughput"];
+  const int64_t tokens = m["kv_cache_tokens"], per_seq = m["tokens_per_sequence"], largest = m["largest_batch"];
+  EXPECT_EQ(per_seq, 32) << "prompt 16 + gen 8 in whole 16-token blocks";
+  EXPECT_GT(tokens, 0);
+  EXPECT_EQ(largest, tokens / per_seq);
+  ASSERT_EQ(m["sweep"].size(), 4u) << m.dump(1);
+  EXPECT_EQ(m["sweep"].back()["batch"], largest);
+  double peak = 0;
+  int64_t prev = 0;
+  for (const auto& s : m["sweep"]) {
+    EXPECT_GT(s["batch"].get<int64_t>(), prev) << "ascending, distinct";
+    prev = s["batch"];
+    EXPECT_EQ(s["preemptions"], 0) << "every batch of the sweep fits the cache at once";
+    peak = std::max(peak, s["decode_tokens_per_s"].get<double>());
+  }
+  EXPECT_DOUBLE_EQ(m["generated_tokens_per_s"].get<double>(), peak);
+  // Rows: the plain batch 2 (both passes), then the sweep (decode passes), each marked.
+  ASSERT_EQ(j["rows"].size(), 5u);
+  EXPECT_FALSE(j["rows"][0].contains("in_max_sweep"));
+  for (size_t i = 1; i < 5; ++i) {
+    EXPECT_EQ(j["rows"][i]["in_max_sweep"], true);
+    EXPECT_EQ(j["rows"][i]["mode"], "decode");
+  }
+  // A cache that cannot hold one sequence is refused by name, before any pass.
+  const CliResult small = mlabench_cli("bench --batch max --prompt 40 --gen 8 --kv-cache-gib 0.00004");  // 2 blocks
+  EXPECT_NE(small.exit_code, 0);
+  EXPECT_NE(small.err.find("--batch max"), std::string::npos) << small.err;
+  EXPECT_NE(small.err.find("HINT"), std::string::npos) << small.err;
+}
+
 TEST(Cli, BenchLongShapesSizeTheWindowAndChunkThePrefill) {
   test::TempDir t;
   const CliResult r = mlabench_cli("bench --shapes 1600x1:prefill,800x2:decode --gen 8 --max-step-tokens 256 "

@@ -197,6 +197,8 @@ class Engine {
   Result<std::vector<GenerateResult>> generate_batch(std::span<const GenerateRequest> requests);
   /// \brief The serving core's counters since the engine was opened (EngineStats).
   EngineStats stats() const;
+  /// \brief Tokens the KV cache holds at once (its blocks x block_size; the CPU engine allocates them as they fill).
+  int64_t kv_cache_tokens() const;
   /// \brief On CUDA a JSON object describing the GPU, cache, limits and CUDA-graph counters ("" on the CPU).
   std::string device_json() const;
   /// \brief Device-to-device copy bandwidth measured at start-up (GB/s, read + write bytes), the roofline the benchmark
