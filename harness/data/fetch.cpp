@@ -287,7 +287,7 @@ class DatasetBuilder {
       const fs::path file = staging_ / f.path;
       const ArchiveKind kind = f.extract == ArchiveKind::AUTO ? sniff_archive_kind(file) : f.extract;
       if (kind == ArchiveKind::NONE) continue;
-      const int64_t n = extract_archive(file, kind, file.parent_path());
+      const int64_t n = extract_archive(file, kind, file.parent_path(), o_.archive_limits);
       log(fmt::format("{}: extracted {} file{} from {} ({})", m_.name, n, n == 1 ? "" : "s", f.path,
                       archive_kind_name(kind)));
     }
