@@ -330,3 +330,32 @@ TEST_F(ArchiveTest, FetchRefusalLeavesNothingInTheCache) {
   EXPECT_NE(capped.find("per-member limit of 1024 bytes"), std::string::npos) << capped;
   EXPECT_FALSE(fs::exists(o.cache_dir / "hostile"));
 }
+
+// A run killed during or after extraction leaves members and an extraction's temporary folder in the staging
+// folder. The next run must neither trip over them (extraction never replaces a file) nor carry them into the
+// dataset folder.
+TEST_F(ArchiveTest, FetchPrunesWhatAnInterruptedRunLeftInStaging) {
+  const fs::path mirror = root_ / "mirror";
+  const std::string zip = make_zip({{"d/x.txt", "x\n"}});
+  write_file(mirror / "ds" / "ds.zip", zip);
+  const nlohmann::json m = {{"name", "ds"}, {"version", "1"}, {"description", "one zip"}, {"license", "MIT"},
+                            {"homepage", "http://127.0.0.1/"}, {"format", "text"},
+                            {"splits", {{"test", {{"rows", 1}, {"files", {"d/x.txt"}}}}}},
+                            {"files", {{{"path", "ds.zip"}, {"sha256", sha256_hex(zip)}, {"extract", "zip"}}}},
+                            {"digest_files", {"d/*.txt"}},
+                            {"content_sha256", sha256_hex("d/x.txt\t" + sha256_hex("x\n") + "\n")}};
+  fs::create_directories(root_ / "manifests");
+  std::ofstream(root_ / "manifests" / "ds.json") << m.dump(2);
+  FetchOptions o;
+  o.cache_dir = root_ / "cache";
+  o.manifests_dir = root_ / "manifests";
+  o.mirror = mirror.string();
+  o.allow_network = false;
+  const fs::path staging = o.cache_dir / ".staging" / "ds";
+  write_file(staging / "ds.zip", zip);                                 // kept: the manifest's file
+  write_file(staging / "d" / "x.txt", "stale\n");                      // a member from the interrupted run
+  write_file(staging / ".ds.zip.extracting-abc123" / "d" / "y.txt", "y");  // its temporary folder
+  const fs::path dir = ensure_dataset("ds", o);
+  EXPECT_EQ(read_file(dir / "d" / "x.txt"), "x\n");
+  EXPECT_EQ(listing(dir), (std::set<std::string>{".verified.json", "ds.zip", "d/", "d/x.txt"}));
+}
