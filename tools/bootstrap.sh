@@ -18,7 +18,7 @@ case "$mode" in demo|test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esac
 # Debian packages the build uses (see README "Dependencies" for why each).
 packages=(build-essential cmake ninja-build pkg-config libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev
           libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev libsentencepiece-dev zlib1g-dev
-          libcurl4-openssl-dev libssl-dev libseccomp-dev python3)
+          libarchive-dev libcurl4-openssl-dev libssl-dev libseccomp-dev python3)
 # The tests also open a real report in headless Chromium (tests/browser/), with fonts for its Latin and CJK text
 # (C-Eval), so the screenshot it keeps is legible.
 if [ "$mode" = test ]; then packages+=(chromium fonts-dejavu-core fonts-droid-fallback); fi

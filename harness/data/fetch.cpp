@@ -22,6 +22,7 @@
 #include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "engine/core/check.h"
 #include "harness/data/digest.h"
@@ -164,6 +165,7 @@ class DatasetBuilder {
     MLABENCH_CHECK(!ec, "cannot create {}: {}. HINT: check free space and permissions, or choose another cache with "
                    "--cache-dir or MLABENCH_DATA_DIR",
                    staging_.string(), ec.message());
+    prune_staging();
     for (const ManifestFile& f : m_.files) {
       const fs::path dest = staging_ / f.path;
       if (!f.sha256.empty() && fs::is_regular_file(dest) && sha256_file_hex(dest) == f.sha256) continue;
@@ -287,14 +289,40 @@ class DatasetBuilder {
       const fs::path file = staging_ / f.path;
       const ArchiveKind kind = f.extract == ArchiveKind::AUTO ? sniff_archive_kind(file) : f.extract;
       if (kind == ArchiveKind::NONE) continue;
-      const int64_t n = extract_archive(file, kind, file.parent_path());
+      const int64_t n = extract_archive(file, kind, file.parent_path(), o_.archive_limits);
       log(fmt::format("{}: extracted {} file{} from {} ({})", m_.name, n, n == 1 ? "" : "s", f.path,
                       archive_kind_name(kind)));
     }
   }
 
+  // A staging folder left by an interrupted run keeps only the manifest's files and their .part downloads:
+  // extracted members or an extraction's temporary folder from before would otherwise collide with this run's
+  // extraction (which never replaces a file) or travel into the dataset folder.
+  void prune_staging() {
+    std::set<fs::path> keep;
+    for (const ManifestFile& f : m_.files) {
+      keep.insert(staging_ / f.path);
+      keep.insert(staging_ / (f.path + ".part"));
+    }
+    std::error_code ec, type_ec;
+    std::vector<fs::path> stale;
+    for (auto it = fs::recursive_directory_iterator(staging_, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec))
+      if (!it->is_directory(type_ec) && !keep.contains(it->path())) stale.push_back(it->path());
+    for (const fs::path& p : stale) fs::remove(p, ec);
+    remove_empty_folders();
+  }
+
   // After a missing source: what stays is what the next call can use (complete files, .part downloads).
   void keep_only_resumable() {
+    remove_empty_folders();
+    std::error_code ec;
+    fs::remove(staging_, ec);
+    fs::remove(staging_root_, ec);
+  }
+
+  // Empty folders under the staging folder (not the folder itself).
+  void remove_empty_folders() {
     std::error_code ec;
     std::vector<fs::path> dirs;
     for (auto it = fs::recursive_directory_iterator(staging_, ec); !ec && it != fs::recursive_directory_iterator();
@@ -303,8 +331,6 @@ class DatasetBuilder {
     // Deepest first, so a folder emptied by removing its empty children goes too.
     std::sort(dirs.begin(), dirs.end(), [](const fs::path& a, const fs::path& b) { return a.string() > b.string(); });
     for (const fs::path& d : dirs) fs::remove(d, ec);  // fails, harmlessly, on folders that hold files
-    fs::remove(staging_, ec);
-    fs::remove(staging_root_, ec);
   }
 
   void discard() {

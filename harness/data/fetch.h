@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "harness/data/archive.h"
+
 namespace mlabench::data {
 
 struct FetchOptions {
@@ -17,6 +19,7 @@ struct FetchOptions {
   std::filesystem::path manifests_dir;  ///< default: the source tree's datasets_manifest (MLABENCH_MANIFESTS_DIR)
   bool allow_network = true;           ///< false: only the cache and the mirror
   double timeout_seconds = 60;         ///< no byte received for this long: the transfer fails
+  ArchiveLimits archive_limits;        ///< caps on what each archive may expand to (bytes, member count)
   std::function<void(const std::string&)> log;  ///< progress lines; may be empty
 };
 

@@ -15,10 +15,16 @@
 namespace mlabench::test {
 
 struct ArchiveMember {
-  std::string name;     ///< a name ending in '/' is a folder
-  std::string data;
+  std::string name{};   ///< a name ending in '/' is a folder
+  std::string data{};
   bool deflate = true;  ///< zip only: deflated (method 8) or stored (method 0)
   char tar_type = '0';  ///< tar only: '0' file, '5' folder, '2' symlink, ...
+  /// zip only: the Unix mode in the central directory's external attributes (type and permission bits); 0 means
+  /// 0100644 for files and 040755 for folders. Python's zipfile.writestr writes 0600 with no type bits.
+  uint32_t zip_mode = 0;
+  /// zip only: the uncompressed size the headers claim, when >= 0 (a lie, to test that sizes are counted).
+  int64_t zip_claimed_size = -1;
+  std::string tar_link{};  ///< tar only: the link target of a '1' (hard) or '2' (symbolic) link
 };
 
 inline std::string zlib_deflate(const std::string& in, int window_bits) {
@@ -53,6 +59,8 @@ inline std::string make_zip(const std::vector<ArchiveMember>& members) {
     const uint32_t crc = static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(m.data.data()),
                                                      static_cast<uInt>(m.data.size())));
     const auto offset = static_cast<uint32_t>(out.size());
+    const auto usize = static_cast<uint32_t>(m.zip_claimed_size >= 0 ? m.zip_claimed_size : m.data.size());
+    const uint32_t mode = m.zip_mode != 0 ? m.zip_mode : folder ? 040755u : 0100644u;
     put_le(out, 0x04034b50, 4);
     put_le(out, 20, 2);
     put_le(out, 0, 2);
@@ -61,7 +69,7 @@ inline std::string make_zip(const std::vector<ArchiveMember>& members) {
     put_le(out, 0x21, 2);  // 1980-01-01
     put_le(out, crc, 4);
     put_le(out, static_cast<uint32_t>(payload.size()), 4);
-    put_le(out, static_cast<uint32_t>(m.data.size()), 4);
+    put_le(out, usize, 4);
     put_le(out, static_cast<uint32_t>(m.name.size()), 2);
     put_le(out, 0, 2);
     out += m.name + payload;
@@ -74,13 +82,13 @@ inline std::string make_zip(const std::vector<ArchiveMember>& members) {
     put_le(central, 0x21, 2);
     put_le(central, crc, 4);
     put_le(central, static_cast<uint32_t>(payload.size()), 4);
-    put_le(central, static_cast<uint32_t>(m.data.size()), 4);
+    put_le(central, usize, 4);
     put_le(central, static_cast<uint32_t>(m.name.size()), 2);
     put_le(central, 0, 2);
     put_le(central, 0, 2);
     put_le(central, 0, 2);
     put_le(central, 0, 2);
-    put_le(central, (folder ? 040755u : 0100644u) << 16, 4);
+    put_le(central, mode << 16, 4);
     put_le(central, offset, 4);
     central += m.name;
   }
@@ -110,6 +118,7 @@ inline std::string make_tar(const std::vector<ArchiveMember>& members) {
     std::snprintf(h + 136, 12, "%011o", 0);
     std::memset(h + 148, ' ', 8);
     h[156] = m.tar_type;
+    std::memcpy(h + 157, m.tar_link.data(), std::min<size_t>(m.tar_link.size(), 100));
     std::memcpy(h + 257, "ustar", 6);
     std::memcpy(h + 263, "00", 2);
     unsigned sum = 0;
