@@ -327,7 +327,7 @@ json gen_overrides_json(const GenerationOverrides& o) {
 // Scores one batch of documents of one subtask and returns their samples lines.
 std::vector<json> score_documents(Backend& backend, const tasks::Task& task, const tasks::Subtask& sub,
                                   std::span<const tasks::TaskDoc* const> docs, const GenerationOverrides& overrides,
-                                  sandbox::Pool* pool) {
+                                  sandbox::Pool* pool, const fs::path& run_dir) {
   std::vector<json> lines;
   auto base = [&](const tasks::TaskDoc& d) {
     return json{{"subtask", sub.name}, {"doc_id", d.doc_id}, {"doc", d.doc}, {"context", d.context}};
@@ -382,7 +382,7 @@ std::vector<json> score_documents(Backend& backend, const tasks::Task& task, con
                           .completion = metrics::apply_filter(task.filters.front(), res[i].text)});
         MLABENCH_CHECK(pool != nullptr, "task {} runs code but the evaluator has no sandbox pool", task.name);
         verdicts = tasks::code_scorer_hook(task.scorer, task.name)(
-            code, {.options = task.scorer_options, .pool = pool, .spec_file = task.name});
+            code, {.options = task.scorer_options, .pool = pool, .spec_file = task.name, .cache_dir = run_dir});
         MLABENCH_ICHECK(verdicts.size() == code.size(), "scorer {} returned {} verdicts for {} completions",
                         task.scorer, verdicts.size(), code.size());
       }
@@ -408,6 +408,21 @@ std::vector<json> score_documents(Backend& backend, const tasks::Task& task, con
                 if (k <= g.repeats)
                   m[metric_key(fmt::format("pass@{}", k), f.name)] =
                       metrics::pass_at_k(g.repeats, passed, k);
+              // A scorer that grades twice: the second verdict's pass@k, and the share of samples whose second
+              // verdict passed while the first did not (tasks/code/scorer.h).
+              if (verdicts[i * repeats].check_passed) {
+                int64_t check_passed = 0, tampering = 0;
+                for (size_t k = 0; k < repeats; ++k) {
+                  check_passed += verdicts[i * repeats + k].check_passed.value_or(false) ? 1 : 0;
+                  tampering += verdicts[i * repeats + k].suspected_tampering ? 1 : 0;
+                }
+                for (int64_t k : spec.k)
+                  if (k <= g.repeats)
+                    m[metric_key(fmt::format("check_pass@{}", k), f.name)] =
+                        metrics::pass_at_k(g.repeats, check_passed, k);
+                m[metric_key("suspected_tampering", f.name)] =
+                    static_cast<double>(tampering) / static_cast<double>(g.repeats);
+              }
             } else {
               MLABENCH_FAIL("task {}: metric \"{}\" does not apply to generated answers. HINT: use exact_match, "
                             "needle_recall, needle_score or pass_at_k", task.name, spec.name);
@@ -429,6 +444,11 @@ std::vector<json> score_documents(Backend& backend, const tasks::Task& task, con
           for (size_t k = 0; k < repeats; ++k) {
             const tasks::CodeVerdict& verdict = verdicts[i * repeats + k];
             json one = {{"passed", verdict.passed}, {"result", verdict.result}};
+            if (verdict.check_passed) {
+              one["check_passed"] = *verdict.check_passed;
+              one["check_result"] = verdict.check_result;
+              one["suspected_tampering"] = verdict.suspected_tampering;
+            }
             if (!verdict.details.empty()) one["details"] = verdict.details;
             v.push_back(std::move(one));
           }
@@ -563,6 +583,37 @@ json breakdown(const tasks::Task& task, const std::map<std::string, std::vector<
   return out;
 }
 
+// Counts over the verdicts of a scorer that grades twice (HumanEval): how often each verdict passed and where they
+// disagree, with the first samples flagged suspected_tampering named; null for any other task.
+json code_grading(const std::map<std::string, std::vector<const json*>>& by_subtask) {
+  constexpr size_t kNamed = 100;
+  int64_t samples = 0, passed = 0, check_passed = 0, tampering = 0, check_only_failed = 0;
+  json flagged = json::array();
+  for (const auto& [subtask, lines] : by_subtask)
+    for (const json* line : lines) {
+      if (!line->contains("verdicts")) continue;
+      int64_t k = 0;
+      for (const json& v : (*line)["verdicts"]) {
+        if (!v.contains("check_passed")) return json();
+        ++samples;
+        const bool outputs = v.value("passed", false), check = v.value("check_passed", false);
+        passed += outputs ? 1 : 0;
+        check_passed += check ? 1 : 0;
+        check_only_failed += outputs && !check ? 1 : 0;
+        if (v.value("suspected_tampering", false)) {
+          ++tampering;
+          if (flagged.size() < kNamed)
+            flagged.push_back({{"subtask", subtask}, {"doc_id", (*line)["doc_id"]}, {"sample", k}});
+        }
+        ++k;
+      }
+    }
+  if (samples == 0) return json();
+  return {{"samples", samples}, {"passed", passed}, {"check_passed", check_passed},
+          {"suspected_tampering", tampering}, {"outputs_passed_check_failed", check_only_failed},
+          {"suspected_tampering_samples", flagged}};
+}
+
 json identity_of(const EvalOptions& o, const std::vector<std::string>& names, const Backend& backend) {
   json overrides = json::object();
   for (const auto& [task, patch] : o.task_overrides) overrides[task] = patch;
@@ -653,7 +704,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
   Progress progress(o.progress, total_docs);
   json results = json::object(), groups = json::object(), group_subtasks = json::object(), n_samples = json::object();
   json configs = json::object(), versions = json::object(), protocols = json::object(), n_shot = json::object();
-  json higher = json::object(), breakdowns = json::object();
+  json higher = json::object(), breakdowns = json::object(), code_gradings = json::object();
   for (const tasks::Task& task : loaded) {
     SamplesFile samples(o.output_dir / fmt::format("samples_{}.jsonl", task.name), o.resume);
     std::vector<json> lines = samples.loaded();
@@ -669,7 +720,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
       for (size_t at = 0; at < pending.size(); at += static_cast<size_t>(o.batch_docs)) {
         const size_t n = std::min(pending.size() - at, static_cast<size_t>(o.batch_docs));
         std::vector<json> batch =
-            score_documents(backend, task, sub, std::span(pending).subspan(at, n), o.gen, pool.get());
+            score_documents(backend, task, sub, std::span(pending).subspan(at, n), o.gen, pool.get(), o.output_dir);
         samples.append(batch);
         for (json& l : batch) lines.push_back(std::move(l));
         outcome.docs_scored += static_cast<int64_t>(n);
@@ -693,10 +744,17 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
     versions[task.name] = task.version;
     protocols[task.name] = task.protocol;
     n_shot[task.name] = task.num_fewshot;
+    const json grading = code_grading(by_subtask);
     json hib = json::object();
     for (const tasks::MetricSpec& m : task.metrics) {
       if (m.name != "pass_at_k") hib[m.name] = true;
       for (int64_t k : m.k) hib[fmt::format("pass@{}", k)] = true;
+      for (int64_t k : m.k)
+        if (!grading.is_null()) hib[fmt::format("check_pass@{}", k)] = true;
+    }
+    if (!grading.is_null()) {
+      hib["suspected_tampering"] = false;
+      code_gradings[task.name] = grading;
     }
     higher[task.name] = hib;
   }
@@ -713,6 +771,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
                      {"n-samples", n_samples},     {"breakdowns", breakdowns},
                      {"config", o.config},         {"backend", backend.describe()},
                      {"gen_kwargs", gen_overrides_json(o.gen)},            {"provenance", provenance}};
+  if (!code_gradings.empty()) outcome.results["code_grading"] = code_gradings;
   outcome.results_path = o.output_dir / "results.json";
   write_file_atomically(outcome.results_path, outcome.results.dump(2) + "\n");
   return outcome;

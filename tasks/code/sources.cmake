@@ -1,6 +1,8 @@
 # Code-execution tasks: the scorer registry, HumanEval, LiveCodeBench.
 target_sources(mlabench_harness PRIVATE
   tasks/code/humaneval.cpp
+  tasks/code/humaneval_outputs.cpp
+  tasks/code/plain_value.cpp
   tasks/code/scorer.cpp
 )
 target_sources(mlabench_harness PRIVATE
