@@ -645,6 +645,9 @@ std::vector<tasks::Task> load_run_tasks(Backend& backend, const EvalOptions& o) 
                },
                .max_context = backend.max_context(),
                .max_gen_toks = o.gen.max_gen_toks}));
+    const tasks::Task& t = loaded.back();
+    if (!t.scorer.empty())  // the scorer's options, checked now rather than after the generations (scorer.h)
+      tasks::code_scorer_hook(t.scorer, t.name)({}, {.options = t.scorer_options, .pool = nullptr, .spec_file = t.name});
   }
   return loaded;
 }

@@ -2,4 +2,3 @@
 # downloads from an HTTP server the test runs on 127.0.0.1.
 mlabench_add_harness_test(test_fetch harness harness/test_fetch.cpp)
 mlabench_add_harness_test(test_archive harness harness/test_archive.cpp)
-target_link_libraries(test_archive PRIVATE PkgConfig::LIBARCHIVE)  # writes the zip64 archives it extracts

@@ -130,6 +130,7 @@ std::vector<CodeVerdict> score(std::span<const CodeSample> samples, const CodeSc
                    context.spec_file.string(), key, value.dump());
     timeout_s = value.get<double>();
   }
+  if (samples.empty()) return {};  // an options check (scorer.h)
   // One reference per problem first (several samples of a problem share it), then both verdicts per sample.
   std::vector<const TaskDoc*> docs;
   for (const CodeSample& s : samples)

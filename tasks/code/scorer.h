@@ -48,7 +48,9 @@ struct CodeScorerContext {
   std::filesystem::path cache_dir{};
 };
 
-/// Verdicts for `samples`, in order. Must never throw for anything a completion does.
+/// Verdicts for `samples`, in order. Must never throw for anything a completion does. Called with no samples (and
+/// no pool), a hook only checks its options and throws Error naming a bad one: the evaluator does that when it loads
+/// the task, so a wrong scorer option fails the run before any generation, not after it.
 using CodeScorerHook = std::function<std::vector<CodeVerdict>(std::span<const CodeSample> samples,
                                                               const CodeScorerContext& context)>;
 

@@ -316,6 +316,43 @@ TEST(Evaluator, TaskOverridesAreCheckedAndApplied) {
   EXPECT_EQ(n, 3);
 }
 
+// A backend that must not be asked anything: the run has to stop before its first request.
+class NoRequestsBackend final : public Backend {
+ public:
+  std::string kind() const override { return "no-requests"; }
+  nlohmann::ordered_json describe() const override { return {{"backend", "no-requests"}}; }
+  std::vector<ChoiceResult> loglikelihood(std::span<const ChoiceRequest>) override {
+    MLABENCH_FAIL("loglikelihood was called");
+  }
+  std::vector<GenerationResult> generate(std::span<const GenerationRequest>) override {
+    MLABENCH_FAIL("generate was called");
+  }
+  std::vector<double> loglikelihood_rolling(std::span<const RollingRequest>) override {
+    MLABENCH_FAIL("loglikelihood_rolling was called");
+  }
+};
+
+// A code scorer's options are checked when the task loads, before any generation (it used to be after all of them).
+TEST(Evaluator, ScorerOptionsAreCheckedBeforeAnyGeneration) {
+  MLABENCH_REQUIRE_MIRROR();
+  const fs::path dir = fresh_dir("scorer-options");
+  NoRequestsBackend backend;
+  EvalOptions o;
+  o.tasks = "humaneval";
+  o.limit = 2;
+  o.fetch = mirror_fetch();
+  o.progress = false;
+  const std::vector<std::pair<std::string, std::vector<std::string>>> bad = {
+      {"humaneval.scorer.timeout_s=1e20", {"timeout_s", "(0, 3600]", "HINT"}},
+      {"humaneval.scorer.timeuot_s=3", {"timeuot_s", "humaneval scorer takes timeout_s"}}};
+  for (size_t i = 0; i < bad.size(); ++i) {
+    o.task_overrides.clear();
+    o.output_dir = dir / fmt::format("run{}", i);
+    add_task_override(o.task_overrides, bad[i].first);
+    test::expect_error_with([&] { evaluate(backend, o); }, bad[i].second, bad[i].first);
+  }
+}
+
 // The engine backend on the bundled model: scores equal Engine::score on the same text, generation stops at the
 // task's stop strings, and results.json carries the provenance.
 TEST(Evaluator, EngineBackendOnTheBundledModel) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU machine (Ubuntu 24.04, no package registry) lacks PCRE2's, utf8proc's and libseccomp's development
-# files, and may lack OpenSSL's. This copies their headers and static libraries from this Debian machine into .carry/prefix (an
+# The GPU machine (Ubuntu 24.04, no package registry) lacks PCRE2's, utf8proc's, libseccomp's and libarchive's
+# development files, and may lack OpenSSL's. This copies their headers and static libraries from this Debian machine into .carry/prefix (an
 # ignored folder) with relocatable .pc files; pass "carry": [".carry"] to the device tool and
 # tools/gpu/check.sh finds them (OpenSSL only where the machine has no headers of its own).
 set -euo pipefail
@@ -15,6 +15,22 @@ for pc in libpcre2-8 libutf8proc libseccomp; do
       -e 's|^includedir=.*|includedir=${prefix}/include|' -e 's|^exec_prefix=.*|exec_prefix=${prefix}|' \
       "/usr/lib/x86_64-linux-gnu/pkgconfig/$pc.pc" > "$p/lib/pkgconfig/$pc.pc"
 done
+# libarchive (dataset archives) as Debian's static library with the static codecs its zip/tar/gzip readers pull in
+# (nettle, lzma, bz2, xml2); Debian has no static zstd, so its shared libzstd.so.1 is carried for the link and the
+# GPU machine's own libzstd.so.1 (Ubuntu's base system has it) serves at run time.
+cp /usr/include/archive.h /usr/include/archive_entry.h "$p/include/"
+for l in libarchive liblzma libbz2 libxml2 libnettle; do cp "/usr/lib/x86_64-linux-gnu/$l.a" "$p/lib/"; done
+cp -L /usr/lib/x86_64-linux-gnu/libzstd.so.1 "$p/lib/" && ln -sf libzstd.so.1 "$p/lib/libzstd.so"
+cat > "$p/lib/pkgconfig/libarchive.pc" <<PC
+prefix=\${pcfiledir}/../..
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+Name: libarchive
+Description: libarchive $(pkg-config --modversion libarchive) from Debian, static, carried by make_deps_prefix.sh
+Version: $(pkg-config --modversion libarchive)
+Cflags: -I\${includedir}
+Libs: -L\${libdir} -larchive -lnettle -llzma -lbz2 -lxml2 -lzstd -lz -lm
+PC
 # OpenSSL (libcrypto only: SHA-256 for dataset and weight digests); Debian keeps two headers per architecture.
 mkdir -p "$p/openssl/include" "$p/openssl/lib"
 cp -r /usr/include/openssl "$p/openssl/include/"
