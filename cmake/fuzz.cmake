@@ -28,16 +28,24 @@ add_library(mlabench_fuzz_parsers OBJECT
   engine/tokenizer/hf_tokenizer.cpp
   engine/tokenizer/chat_template.cpp
   tasks/code/pickle_string.cpp
+  harness/data/archive.cpp
+  harness/data/manifest.cpp
+  reports/report_inputs.cpp
 )
 target_include_directories(mlabench_fuzz_parsers PUBLIC ${PROJECT_SOURCE_DIR}/engine/include ${PROJECT_SOURCE_DIR})
 target_link_libraries(mlabench_fuzz_parsers PUBLIC fmt::fmt nlohmann_json::nlohmann_json PkgConfig::PCRE2
-                      PkgConfig::UTF8PROC)
+                      PkgConfig::UTF8PROC ZLIB::ZLIB)
 target_compile_options(mlabench_fuzz_parsers PRIVATE -fsanitize=fuzzer-no-link,address,undefined ${MLABENCH_FUZZ_FLAGS})
 
-set(MLABENCH_FUZZ_TARGETS safetensors config tokenizer chat_template pickle_string)
+set(MLABENCH_FUZZ_TARGETS safetensors config tokenizer chat_template pickle_string manifest report)
 foreach(name IN LISTS MLABENCH_FUZZ_TARGETS)
   add_executable(fuzz_${name} tests/fuzz/fuzz_${name}.cpp)
   target_link_libraries(fuzz_${name} PRIVATE mlabench_fuzz_parsers)
   target_compile_options(fuzz_${name} PRIVATE -fsanitize=fuzzer,address,undefined ${MLABENCH_FUZZ_FLAGS})
   target_link_options(fuzz_${name} PRIVATE -fsanitize=fuzzer,address,undefined)
 endforeach()
+# The paper numbers the report loader always reads (the source tree's; the real file, not a fuzzed one).
+target_compile_definitions(fuzz_report PRIVATE
+  MLABENCH_FUZZ_PAPER_FILE="${PROJECT_SOURCE_DIR}/reports/paper/deepseek_v2.json")
+target_compile_definitions(mlabench_fuzz_parsers PRIVATE
+  MLABENCH_PAPER_NUMBERS_DIR="${PROJECT_SOURCE_DIR}/reports/paper" MLABENCH_VERSION="${PROJECT_VERSION}")

@@ -44,3 +44,27 @@ class MemFile {
 };
 
 }  // namespace mlabench::fuzz
+
+#include <filesystem>
+#include <fstream>
+
+namespace mlabench::fuzz {
+
+/// A private folder for parsers that read files by name, made once per process (libFuzzer runs inputs one after
+/// another in one process, and each input overwrites the files it uses).
+inline const std::filesystem::path& scratch_dir() {
+  static const std::filesystem::path dir = [] {
+    std::string templ = (std::filesystem::temp_directory_path() / "mlabench-fuzz-XXXXXX").string();
+    if (!mkdtemp(templ.data())) std::abort();
+    return std::filesystem::path(templ);
+  }();
+  return dir;
+}
+
+inline void write_file(const std::filesystem::path& p, std::string_view bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) std::abort();
+}
+
+}  // namespace mlabench::fuzz
