@@ -24,8 +24,9 @@ fi
 ninja -C "$build" -j "${MLABENCH_FUZZ_JOBS:-2}" "${targets[@]/#/fuzz_}"
 echo "fuzz: build took $((SECONDS - t0)) s"
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Set here, not inherited: tools/bootstrap.sh test exports its own for ctest.
+export ASAN_OPTIONS=detect_leaks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 failed=()
 summary=()
 for t in "${targets[@]}"; do
