@@ -35,7 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     opt.paper_file = MLABENCH_FUZZ_PAPER_FILE;
     auto in = mlabench::reports::load_report_inputs({(dir / "results.json").string()}, opt);
     for (const auto& run : in.runs)
-      for (const auto& task : mlabench::reports::run_tasks(run.results)) (void)mlabench::reports::headline_metric(in, run, task);
+      for (const auto& task : mlabench::reports::run_tasks(run.results))
+        (void)mlabench::reports::headline_metric(in, run, task);
   } catch (const mlabench::Error&) {
   }
   return 0;
