@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <string_view>
 
@@ -45,8 +47,6 @@ class MemFile {
 
 }  // namespace mlabench::fuzz
 
-#include <filesystem>
-#include <fstream>
 
 namespace mlabench::fuzz {
 
