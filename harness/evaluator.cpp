@@ -124,11 +124,6 @@ void add_task_override(std::map<std::string, json>& overrides, const std::string
   task.merge_patch(patch);
 }
 
-std::string stderr_key(const std::string& key) {
-  const size_t comma = key.find(',');
-  return key.substr(0, comma) + "_stderr" + key.substr(comma);
-}
-
 void write_file_atomically(const fs::path& path, const std::string& text) {
   // Temp, fsync, rename, fsync the folder: a kill or a full disk leaves the old file or the new one, never a cut one.
   const fs::path tmp = path.string() + ".tmp";

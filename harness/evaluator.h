@@ -67,7 +67,12 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& options);
 std::vector<tasks::Task> load_run_tasks(Backend& backend, const EvalOptions& options);
 
 /// \brief The results.json key of a metric key's standard error: "acc,none" -> "acc_stderr,none".
-std::string stderr_key(const std::string& metric_key);
+/// Inline so the report loader's fuzz target (cmake/fuzz.cmake) links without the evaluator.
+inline std::string stderr_key(const std::string& metric_key) {
+  const size_t comma = metric_key.find(',');
+  if (comma == std::string::npos) return metric_key + "_stderr";
+  return metric_key.substr(0, comma) + "_stderr" + metric_key.substr(comma);
+}
 
 /// \brief Writes `text` to `path` through a temporary file and a rename, so a reader never sees half a file.
 void write_file_atomically(const std::filesystem::path& path, const std::string& text);

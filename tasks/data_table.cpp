@@ -162,7 +162,7 @@ DataTable read_jsonl(const std::filesystem::path& file) {
     nlohmann::ordered_json object;  // keeps the file's key order for the columns
     try {
       object = nlohmann::ordered_json::parse(content);
-    } catch (const nlohmann::ordered_json::parse_error& e) {
+    } catch (const nlohmann::ordered_json::exception& e) {  // parse_error, or out_of_range for 1e999
       MLABENCH_FAIL(
           "{}:{}: not valid JSON ({}). HINT: each line must be one JSON object; the file is damaged or "
           "truncated, fetch the dataset again",

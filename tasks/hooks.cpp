@@ -82,7 +82,7 @@ std::vector<Fields> subject_mapping(const std::filesystem::path& dataset_dir, co
   nlohmann::ordered_json mapping;
   try {
     mapping = nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::ordered_json::parse_error& e) {
+  } catch (const nlohmann::ordered_json::exception& e) {  // parse_error, or out_of_range for 1e999
     MLABENCH_FAIL("{}: not valid JSON ({}). HINT: fetch the dataset again", file.string(), e.what());
   }
   MLABENCH_CHECK(mapping.is_object(),

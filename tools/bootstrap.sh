@@ -6,7 +6,8 @@
 #                             with --limit, its data fetched through datasets_manifest/ (from the mirror in
 #                             $MLABENCH_DATA_MIRROR, else ../shared/datasets when present, else the network)
 #   tools/bootstrap.sh test   install (with Debian's chromium for the report's browser test), build with
-#                             AddressSanitizer + UndefinedBehaviorSanitizer, run every test
+#                             AddressSanitizer + UndefinedBehaviorSanitizer, run every test, then the
+#                             libFuzzer targets (tools/fuzz.sh)
 #
 # Uses sudo for apt-get when not root. Build folders: build/ (demo), build-test/ (test). Needs no network after
 # apt-get: every test input is in tests/data.
@@ -22,6 +23,8 @@ packages=(build-essential cmake ninja-build pkg-config libfmt-dev nlohmann-json3
 # The tests also open a real report in headless Chromium (tests/browser/), with fonts for its Latin and CJK text
 # (C-Eval), so the screenshot it keeps is legible.
 if [ "$mode" = test ]; then packages+=(chromium fonts-dejavu-core fonts-droid-fallback); fi
+# The fuzz stage (tools/fuzz.sh, docs/fuzzing.md) needs clang and its libFuzzer/sanitizer runtime.
+if [ "$mode" = test ]; then packages+=(clang libclang-rt-14-dev); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -67,4 +70,10 @@ else
   # this runs their full size).
   export MLABENCH_TEST_SHORT=1
   ctest --test-dir build-test --output-on-failure -j "$jobs"
+  # libFuzzer targets (docs/fuzzing.md): a clang build of the parsers only, each corpus replayed, then
+  # MLABENCH_FUZZ_SECONDS (default 30) of fuzzing per target; about 7 minutes on 2 cores. MLABENCH_FUZZ_SECONDS=0
+  # skips the stage.
+  if [ "${MLABENCH_FUZZ_SECONDS:-30}" != 0 ]; then
+    MLABENCH_FUZZ_JOBS="$jobs" tools/fuzz.sh "${MLABENCH_FUZZ_SECONDS:-30}"
+  fi
 fi

@@ -13,7 +13,8 @@ namespace mlabench {
 
 inline constexpr int kMaxJsonDepth = 100;
 
-/// json::parse(text) that throws Error, naming `what`, for a document nested deeper than kMaxJsonDepth. Syntax
+/// json::parse(text) that throws Error, naming `what`, for a document nested deeper than kMaxJsonDepth or with a
+/// number beyond double's range (nlohmann's out_of_range 406, which is not a parse_error). Syntax
 /// errors throw nlohmann's parse_error as json::parse does, for the caller to report in its own words.
 nlohmann::json parse_json_bounded(std::string_view text, std::string_view what);
 nlohmann::ordered_json parse_ordered_json_bounded(std::string_view text, std::string_view what);

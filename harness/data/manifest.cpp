@@ -67,7 +67,7 @@ DatasetManifest load_manifest(const fs::path& manifests_dir, const std::string& 
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e999
     MLABENCH_FAIL("manifest {} is not valid JSON: {}. HINT: fix the manifest", file.string(), e.what());
   }
   const JsonFields f(j, "manifest " + file.string());

@@ -68,6 +68,15 @@ TEST(JsonLimits, DeepDocumentsAreRefusedAtParseTime) {
   EXPECT_EQ(parse_json_bounded(wide + "]", "test").size(), 100001u);
 }
 
+// A number beyond double's range is nlohmann's out_of_range 406, not a parse_error: it escaped the safetensors
+// reader, which catches parse_error (found by tests/fuzz/fuzz_safetensors; its corpus keeps the input).
+TEST(JsonLimits, NumbersOutOfRangeAreAnError) {
+  const std::string e = test::error_of([] { parse_json_bounded(R"({"dtype": 1e999})", "model.safetensors (header)"); });
+  EXPECT_NE(e.find("model.safetensors (header): a JSON number out of range"), std::string::npos) << e;
+  EXPECT_THROW(parse_ordered_json_bounded("[-1e400]", "spec"), mlabench::Error);
+  EXPECT_EQ(parse_json_bounded("[1e308]", "test")[0].get<double>(), 1e308);
+}
+
 // A tokenizer.json whose pre-tokenizer is 10,000 nested Sequences: refused while parsing (it used to overflow
 // the stack in the loader's recursion).
 TEST(JsonLimits, NestedTokenizerSequencesAreRefused) {

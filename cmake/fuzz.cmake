@@ -1,0 +1,51 @@
+# libFuzzer targets (issue 17): -DMLABENCH_FUZZ=ON with clang. Only the parser sources the targets reach are
+# compiled (an OBJECT library, not the whole engine/harness): the build is part of the CI budget.
+if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  message(FATAL_ERROR "MLABENCH_FUZZ=ON needs clang (libFuzzer): configure with CC=clang CXX=clang++ "
+                      "(Debian: apt-get install clang libclang-rt-14-dev); this compiler is ${CMAKE_CXX_COMPILER_ID}")
+endif()
+if(MLABENCH_HAS_CUDA)
+  message(FATAL_ERROR "MLABENCH_FUZZ=ON needs -DMLABENCH_CUDA=OFF (the targets are host parsers)")
+endif()
+
+set(MLABENCH_FUZZ_FLAGS -O1 -g1 -fno-omit-frame-pointer -fno-sanitize-recover=all)
+add_library(mlabench_fuzz_parsers OBJECT
+  engine/core/check.cpp
+  engine/core/dtype.cpp
+  engine/core/npy.cpp
+  engine/core/input_file.cpp
+  engine/core/json_limits.cpp
+  engine/core/json_fields.cpp
+  engine/model/config.cpp
+  engine/weights/safetensors.cpp
+  engine/tokenizer/unicode.cpp
+  engine/tokenizer/regex.cpp
+  engine/tokenizer/normalized_string.cpp
+  engine/tokenizer/normalizers.cpp
+  engine/tokenizer/pre_tokenizers.cpp
+  engine/tokenizer/decoders.cpp
+  engine/tokenizer/bpe.cpp
+  engine/tokenizer/hf_tokenizer.cpp
+  engine/tokenizer/chat_template.cpp
+  tasks/code/pickle_string.cpp
+  harness/data/archive.cpp
+  harness/data/manifest.cpp
+  reports/report_inputs.cpp
+)
+target_include_directories(mlabench_fuzz_parsers PUBLIC ${PROJECT_SOURCE_DIR}/engine/include ${PROJECT_SOURCE_DIR})
+target_link_libraries(mlabench_fuzz_parsers PUBLIC fmt::fmt nlohmann_json::nlohmann_json PkgConfig::PCRE2
+                      PkgConfig::UTF8PROC ZLIB::ZLIB)
+target_compile_options(mlabench_fuzz_parsers PRIVATE -fsanitize=fuzzer-no-link,address,undefined ${MLABENCH_FUZZ_FLAGS})
+
+set(MLABENCH_FUZZ_TARGETS safetensors config tokenizer chat_template pickle_string manifest report)
+foreach(name IN LISTS MLABENCH_FUZZ_TARGETS)
+  add_executable(fuzz_${name} tests/fuzz/fuzz_${name}.cpp)
+  target_link_libraries(fuzz_${name} PRIVATE mlabench_fuzz_parsers)
+  target_compile_options(fuzz_${name} PRIVATE -fsanitize=fuzzer,address,undefined ${MLABENCH_FUZZ_FLAGS})
+  target_link_options(fuzz_${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+endforeach()
+# The paper numbers the report loader always reads (the source tree's; the real file, not a fuzzed one).
+target_compile_definitions(fuzz_report PRIVATE
+  MLABENCH_FUZZ_PAPER_FILE="${PROJECT_SOURCE_DIR}/reports/paper/deepseek_v2.json")
+target_compile_definitions(mlabench_fuzz_parsers PRIVATE
+  MLABENCH_PAPER_NUMBERS_DIR="${PROJECT_SOURCE_DIR}/reports/paper" MLABENCH_VERSION="${PROJECT_VERSION}")
