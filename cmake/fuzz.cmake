@@ -34,7 +34,7 @@ add_library(mlabench_fuzz_parsers OBJECT
 )
 target_include_directories(mlabench_fuzz_parsers PUBLIC ${PROJECT_SOURCE_DIR}/engine/include ${PROJECT_SOURCE_DIR})
 target_link_libraries(mlabench_fuzz_parsers PUBLIC fmt::fmt nlohmann_json::nlohmann_json PkgConfig::PCRE2
-                      PkgConfig::UTF8PROC ZLIB::ZLIB)
+                      PkgConfig::UTF8PROC PkgConfig::LIBARCHIVE ZLIB::ZLIB)
 target_compile_options(mlabench_fuzz_parsers PRIVATE -fsanitize=fuzzer-no-link,address,undefined ${MLABENCH_FUZZ_FLAGS})
 
 set(MLABENCH_FUZZ_TARGETS safetensors config tokenizer chat_template pickle_string manifest report)
