@@ -776,16 +776,17 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
 }
 
 std::string format_results_table(const json& r) {
-  std::string out = fmt::format("| {:<40} | {:>7} | {:<22} | {:<16} | {:>6} | {:<16} | {:>8} | {:>8} |\n", "Tasks",
+  // Metric is 20 wide: the longest metric name is suspected_tampering (19).
+  std::string out = fmt::format("| {:<40} | {:>7} | {:<22} | {:<16} | {:>6} | {:<20} | {:>8} | {:>8} |\n", "Tasks",
                                 "Version", "Protocol", "Filter", "n-shot", "Metric", "Value", "Stderr");
-  out += fmt::format("|{:-<42}|{:->9}|{:-<24}|{:-<18}|{:->8}|{:-<18}|{:->10}|{:->10}|\n", "", "", "", "", "", "", "",
+  out += fmt::format("|{:-<42}|{:->9}|{:-<24}|{:-<18}|{:->8}|{:-<22}|{:->10}|{:->10}|\n", "", "", "", "", "", "", "",
                      "");
   auto rows = [&](const json& section, const std::string& name, const std::string& task) {
     for (const auto& [key, v] : section.items()) {
       if (key == "alias" || key.find("_stderr,") != std::string::npos) continue;
       const size_t comma = key.find(',');
       const json& se = section.contains(stderr_key(key)) ? section[stderr_key(key)] : json(nullptr);
-      out += fmt::format("| {:<40} | {:>7} | {:<22} | {:<16} | {:>6} | {:<16} | {:>8.4f} | {:>8} |\n", name,
+      out += fmt::format("| {:<40} | {:>7} | {:<22} | {:<16} | {:>6} | {:<20} | {:>8.4f} | {:>8} |\n", name,
                          r["versions"].contains(task) ? r["versions"][task].dump() : "",
                          r["protocols"].contains(task) ? r["protocols"][task].get<std::string>() : "",
                          key.substr(comma + 1),
