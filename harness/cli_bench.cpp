@@ -127,6 +127,9 @@ std::vector<Shape> parse_shapes(const BenchArgs& a) {
   std::stringstream ss(a.shapes.empty() ? a.batches : a.shapes);
   for (std::string item; std::getline(ss, item, ',');) {
     if (a.shapes.empty() && item == "max") {  // sized in plan_max_sweep once the engine is open
+      MLABENCH_CHECK(std::none_of(shapes.begin(), shapes.end(), [](const Shape& s) { return s.in_max_sweep; }),
+                     "--batch {}: max is named twice. HINT: name it once; it stands for the whole sweep up to the "
+                     "largest batch the KV cache holds", a.batches);
       shapes.push_back({.prompt = a.prompt, .batch = 1, .prefill = false, .in_max_sweep = true});
       continue;
     }

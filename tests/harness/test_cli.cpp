@@ -412,6 +412,10 @@ TEST(Cli, BenchBatchMaxSweepsUpToWhatTheCacheHolds) {
   EXPECT_NE(small.exit_code, 0);
   EXPECT_NE(small.err.find("--batch max"), std::string::npos) << small.err;
   EXPECT_NE(small.err.find("HINT"), std::string::npos) << small.err;
+  // The sweep is one placeholder: naming it twice would run it twice.
+  const CliResult twice = mlabench_cli("bench --batch max,max --prompt 16 --gen 8 --kv-cache-gib 0.0005");
+  EXPECT_NE(twice.exit_code, 0);
+  EXPECT_NE(twice.err.find("max is named twice"), std::string::npos) << twice.err;
 }
 
 TEST(Cli, BenchLongShapesSizeTheWindowAndChunkThePrefill) {
