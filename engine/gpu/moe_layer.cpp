@@ -2,13 +2,15 @@
 // order of kernels and cuBLAS calls is the one the DeepSeek-V2 forward pass used before the layer was split out
 // (router GEMM, router, shared experts into out, permute, gather, the routed experts' GEMMs and SwiGLU, combine),
 // so PAIR, PADDED and the host-synchronised COMPACT path give the same bits as before. The graph-safe COMPACT
-// path swaps the host-side grouping for moe_grouped_gemm, whose row counts stay on the device.
+// path swaps the host-side grouping for moe_grouped_gemm, whose row counts stay on the device; on Hopper both COMPACT
+// paths run moe_grouped_gemm_hopper instead (SwiGLU fused into the gate/up GEMM, no host read).
 // All scratch lives in one device allocation made by the constructor: a captured graph keeps its pointers.
 #include "engine/gpu/moe_layer.h"
 #include "engine/gpu/phase_timer.h"
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "engine/kernels/cuda/cuda_check.h"
@@ -59,6 +61,8 @@ struct MoeLayer::Impl {
   void route_and_shared(const k::MoeLayerParams& p);
   void pair_experts(const k::MoeLayerParams& p);
   void padded_experts(const k::MoeLayerParams& p, int32_t capacity);
+  bool shared_gate_up_hopper(const k::MoeLayerParams& p);
+  bool compact_experts_hopper(const k::MoeLayerParams& p);
   void compact_experts_graph_safe(const k::MoeLayerParams& p);
   void compact_experts_host(const k::MoeLayerParams& p);
   void silu_rows(const float* gu, void* h, int64_t rows, int64_t inter) {
@@ -102,6 +106,25 @@ void MoeLayer::Impl::allocate() {
   host_offsets.resize(static_cast<size_t>(E) + 1);
 }
 
+namespace {
+
+// Which grouped GEMM the COMPACT layout runs: MLABENCH_MOE_GEMM=hopper (the default where it runs; the shared
+// experts' gate/up too) or mma (the mma.sync kernel in graph-safe steps, cuBLAS GEMMs after a host read of the
+// counts in prefill), for benchmarks and tests that compare them.
+enum class CompactGemm { HOPPER, MMA };
+CompactGemm compact_gemm_choice() {
+  static const CompactGemm c = [] {
+    const char* env = std::getenv("MLABENCH_MOE_GEMM");
+    const std::string e = env ? env : "hopper";
+    MLABENCH_CHECK(e == "hopper" || e == "mma",
+                   "MLABENCH_MOE_GEMM={}: not a grouped expert GEMM. HINT: use hopper or mma, or unset it", e);
+    return e == "hopper" ? CompactGemm::HOPPER : CompactGemm::MMA;
+  }();
+  return c;
+}
+
+}  // namespace
+
 // Router logits [T, E] (float32 GEMM) and top-k; then the shared experts' SwiGLU written to out.
 void MoeLayer::Impl::route_and_shared(const k::MoeLayerParams& p) {
   const int64_t T = p.n_tokens;
@@ -111,10 +134,27 @@ void MoeLayer::Impl::route_and_shared(const k::MoeLayerParams& p) {
                    .routed_scaling_factor = p.routed_scaling_factor, .topk_idx = idx, .topk_weight = w,
                    .scoring = p.scoring}, stream);
   if (SI > 0) {
-    blas.linear(ge, 2 * SI, p.x_c, H, p.shared_gate_up, H, dtype, T, 2 * SI, H);  // [T, 2 SI]
-    silu_rows(ge, he, T, SI);                                                     // [T, SI] dt
-    blas.linear(p.out, H, he, SI, p.shared_down, SI, dtype, T, H, SI);            // [T, H]
+    if (!shared_gate_up_hopper(p)) {
+      blas.linear(ge, 2 * SI, p.x_c, H, p.shared_gate_up, H, dtype, T, 2 * SI, H);  // [T, 2 SI]
+      silu_rows(ge, he, T, SI);                                                     // [T, SI] dt
+    }
+    blas.linear(p.out, H, he, SI, p.shared_down, SI, dtype, T, H, SI);  // [T, H]
   }
+}
+
+// The shared experts' gate/up as one expert of moe_grouped_gemm_hopper with the SwiGLU epilogue (he[T, SI] in BF16
+// straight from the GEMM), for the COMPACT row counts where the routed experts take that kernel too.
+bool MoeLayer::Impl::shared_gate_up_hopper(const k::MoeLayerParams& p) {
+  const int64_t T = p.n_tokens;
+  if (compact_gemm_choice() != CompactGemm::HOPPER || k::moe_row_mode(T, K, E) != k::MoeRowMode::COMPACT)
+    return false;
+  // he[T, SI] = silu(x_c . gate^T) * (x_c . up^T), shared_gate_up = [2 SI, H].
+  const k::MoeGroupedGemmParams g{.x = p.x_c, .ld_x = H, .w = p.shared_gate_up, .expert_stride = 2 * SI * H,
+                                  .dtype = dtype, .offsets = nullptr, .n_experts = 1, .n = SI, .k = H, .max_rows = T,
+                                  .epilogue = k::MoeGemmEpilogue::SWIGLU, .act = he, .ld_act = SI, .rows_bound = T};
+  if (!k::cuda::moe_grouped_gemm_hopper_supported(g)) return false;
+  k::cuda::moe_grouped_gemm_hopper(g, stream);
+  return true;
 }
 
 // One GEMV per (token, expert) pair: pointer arrays built on the device, then two batched cuBLAS calls.
@@ -141,6 +181,29 @@ void MoeLayer::Impl::padded_experts(const k::MoeLayerParams& p, int32_t capacity
   blas.linear_strided(ge, 2 * I, C * 2 * I, xe, H, C * H, p.experts_gate_up, H, 2 * I * H, dtype, C, 2 * I, H, E);
   silu_rows(ge, he, E * C, I);
   blas.linear_strided(ye, H, C * H, he, I, C * I, p.experts_down, I, H * I, dtype, C, H, I, E);
+}
+
+// Expert-contiguous rows through moe_grouped_gemm_hopper (BF16 on an H100/H200): gate and up in one GEMM whose
+// epilogue writes silu(gate) * up in BF16 straight into he, then the down projection; the counts stay on the
+// device, so prefill and graph-captured decode take the same path. False (nothing enqueued) where the kernel does
+// not run here.
+bool MoeLayer::Impl::compact_experts_hopper(const k::MoeLayerParams& p) {
+  if (compact_gemm_choice() != CompactGemm::HOPPER) return false;
+  const int64_t T = p.n_tokens;
+  // he[rows_e, I] = silu(xe . gate_e^T) * (xe . up_e^T), gate_up_e = [2I, H] (gate rows, then up rows).
+  const k::MoeGroupedGemmParams gate_up{.x = xe, .ld_x = H, .w = p.experts_gate_up, .expert_stride = 2 * I * H,
+                                        .dtype = dtype, .offsets = offsets, .n_experts = E, .n = I, .k = H,
+                                        .max_rows = T, .epilogue = k::MoeGemmEpilogue::SWIGLU, .act = he, .ld_act = I,
+                                        .rows_bound = T * K};
+  // ye[rows_e, H] = he[rows_e, I] . down_e[H, I]^T.
+  const k::MoeGroupedGemmParams down{.y = ye, .ld_y = H, .x = he, .ld_x = I, .w = p.experts_down,
+                                     .expert_stride = H * I, .dtype = dtype, .offsets = offsets, .n_experts = E,
+                                     .n = H, .k = I, .max_rows = T, .rows_bound = T * K};
+  if (!k::cuda::moe_grouped_gemm_hopper_supported(gate_up) || !k::cuda::moe_grouped_gemm_hopper_supported(down))
+    return false;
+  k::cuda::moe_grouped_gemm_hopper(gate_up, stream);
+  k::cuda::moe_grouped_gemm_hopper(down, stream);
+  return true;
 }
 
 // Expert-contiguous rows through moe_grouped_gemm: the counts stay on the device (CUDA-graph safe). n_tokens
@@ -257,10 +320,8 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
     m.pair_experts(p);
   else if (map.mode == k::MoeRowMode::PADDED)
     m.padded_experts(p, map.capacity);
-  else if (p.graph_safe)
-    m.compact_experts_graph_safe(p);
-  else
-    m.compact_experts_host(p);
+  else if (!m.compact_experts_hopper(p))  // both COMPACT cases take it where it runs
+    p.graph_safe ? m.compact_experts_graph_safe(p) : m.compact_experts_host(p);
   phases::at(m.stream, "moe: combine");
   k::cuda::moe_combine({.out = p.out, .ld_out = m.H, .y = m.ye, .ld_y = m.H, .topk_weight = m.w, .hidden = m.H,
                         .n_tokens = T, .top_k = m.K, .accumulate = m.SI > 0, .map = map}, m.stream);

@@ -7,7 +7,10 @@
 //   - COMPACT, graph_safe (decode steps in CUDA graphs): expert-contiguous rows and moe_grouped_gemm, whose row
 //     counts stay on the device: no host synchronisation, so every decode batch size can be captured;
 //   - COMPACT otherwise (prefill chunks): the row counts come back to the host once per layer and cuBLAS's
-//     grouped GEMM (or one GEMM per expert with rows) runs over the experts that have rows.
+//     grouped GEMM (or one GEMM per expert with rows) runs over the experts that have rows;
+//   - on an H100/H200 with BF16 weights both COMPACT cases run moe_grouped_gemm_hopper instead (wgmma fed by TMA,
+//     counts on the device, SwiGLU fused into the gate/up GEMM's epilogue); MLABENCH_MOE_GEMM=mma keeps the two
+//     above, for benchmarks that compare them.
 #pragma once
 
 #include <cuda_runtime_api.h>

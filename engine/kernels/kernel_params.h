@@ -273,18 +273,28 @@ struct MoePairPointersParams {
 /// expert's row count and sizes the launch grid (a host-known bound such as n_tokens); rows of y outside
 /// [0, offsets[n_experts]) are not touched. Any n, k and leading dimensions: halves whose rows are off the 16-byte
 /// grid (k, ld_x or expert_stride not a multiple of 8) take a float32-math path instead of the tensor cores.
+/// With epilogue SWIGLU, w_e holds 2n rows (the gate's [n, k], then the up projection's) and the GEMM writes
+/// act[r, :n] = silu(x[r] . gate^T) * (x[r] . up^T) in dtype instead of y: the expert FFN's first half, whose
+/// float32 gate and up values never leave the kernel (moe_grouped_gemm_hopper only).
+enum class MoeGemmEpilogue : uint8_t { STORE, SWIGLU };
 struct MoeGroupedGemmParams {
-  float* y = nullptr;
+  float* y = nullptr;  // STORE: [rows, n] float32, ld_y
   int64_t ld_y = 0;
   const void* x = nullptr;
   int64_t ld_x = 0;
-  const void* w = nullptr;  // [n_experts, n, k] in dtype
+  const void* w = nullptr;  // [n_experts, n, k] in dtype ([n_experts, 2n, k] for SWIGLU)
   int64_t expert_stride = 0;
   DType dtype = DType::BF16;
-  const int32_t* offsets = nullptr;  // [n_experts + 1], device side
+  const int32_t* offsets = nullptr;  // [n_experts + 1], device side; null with one expert: rows [0, max_rows)
   int32_t n_experts = 0;
   int64_t n = 0, k = 0;
   int64_t max_rows = 0;
+  MoeGemmEpilogue epilogue = MoeGemmEpilogue::STORE;
+  void* act = nullptr;  // SWIGLU: [rows, n] in dtype, ld_act
+  int64_t ld_act = 0;
+  /// Where > 0: offsets[n_experts] <= rows_bound and x holds rows_bound rows (the Hopper kernel sizes its grid and
+  /// its tensor map with it; n_tokens * top_k in a MoE layer).
+  int64_t rows_bound = 0;
 };
 
 /// Tokens up to which a MoE layer runs its routed experts as one strided batched GEMM at `capacity` = n_tokens rows

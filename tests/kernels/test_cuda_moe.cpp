@@ -2,7 +2,8 @@
 // (engine/kernels/twin/moe.cpp, moe_gemm.cpp): router (V2-Lite, V2 and small shapes, 1 to 16K tokens, softmax and
 // sigmoid scores), the deterministic expert sort (up to ~98K pairs, run twice for bit-identical results), the row
 // gather in each dtype and alignment path, the combine, the per-pair pointer arrays, and the grouped expert GEMM
-// (tensor-core and float32 paths, tails, empty and crowded experts, poisoned rows). Then gpu::MoeLayer against
+// (tensor-core and float32 paths, tails, empty and crowded experts, poisoned rows; the Hopper kernel in both
+// epilogues). Then gpu::MoeLayer against
 // twin::moe_layer in every row layout (both COMPACT paths), and replayed from a CUDA graph as the routing changes.
 #include <algorithm>
 #include <cmath>
@@ -406,6 +407,128 @@ TEST_P(CudaMoeGroupedGemm, MatchesTwinAndLeavesOtherRowsAlone) {
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaMoeGroupedGemm, ::testing::Values(DType::BF16, DType::F16, DType::F32),
                          [](const auto& i) { return std::string(dtype_name(i.param)); });
+
+// ---- grouped expert GEMM on Hopper (wgmma fed by TMA) -------------------------------------------------------
+
+struct HopperCase {
+  const char* name;
+  std::vector<int32_t> counts;  // rows per expert; empty: route tokens
+  int64_t tokens;
+  int32_t E, k_top;
+  int64_t n, k;
+  int64_t rows_slack;  // rows_bound - offsets[E]: x rows there are NaN and read by the last tile, never stored
+  bool no_offsets = false;  // one expert of max_rows rows, offsets null (the shared experts' call)
+};
+
+// V2-Lite's projections (gate/up n = 1408 of k = 2048, down n = 2048 of k = 1408) on a short routed batch; then
+// tails: n = 200 (a SWIGLU column tile crosses from gate into up rows, STORE's second box past n), k = 200 (a
+// partial k tile from TMA's zero fill), empty experts, an expert of exactly one 128-row tile, experts over
+// several tiles, and slack rows of NaN; then one expert without offsets (the shared experts' call).
+const HopperCase kHopperCases[] = {
+    {"v2lite_40_tokens", {}, 40, 64, 6, 1408, 2048, 0},
+    {"tails", {0, 128, 129, 1, 300, 0, 64}, 0, 0, 0, 200, 200, 37},
+    {"one_expert_no_offsets", {300}, 0, 0, 0, 264, 192, 0, true},
+};
+
+// BF16 activations: the kernel's float32 gate and up differ from the twin's by summation order, so a rounding may
+// land one BF16 ulp (<= 2^-7 relative) apart.
+void expect_act_near(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  double scale = 1e-30;
+  for (uint16_t h : want)
+    if (!std::isnan(bf16_to_f32(h))) scale = std::max(scale, std::fabs(static_cast<double>(bf16_to_f32(h))));
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double g = bf16_to_f32(got[i]), w = bf16_to_f32(want[i]);
+    ASSERT_EQ(std::isnan(g), std::isnan(w)) << "element " << i << (std::isnan(g) ? " not written" : " written");
+    if (!std::isnan(w)) {
+      ASSERT_LE(std::fabs(g - w), 0x1p-7 * std::fabs(w) + 1e-4 * scale) << "element " << i;
+    }
+  }
+}
+
+TEST(CudaMoeGroupedGemm, HopperMatchesTwinInBothEpilogues) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(90);
+  for (const HopperCase& c : kHopperCases) {
+    std::vector<int32_t> counts = c.counts;
+    int64_t max_rows = 0;
+    if (counts.empty()) {
+      const Routed rt(c.tokens, c.E, c.k_top, rng);
+      counts = rt.pm.counts;
+      max_rows = c.tokens;
+    } else {
+      max_rows = *std::max_element(counts.begin(), counts.end());
+    }
+    const auto E = static_cast<int32_t>(counts.size());
+    std::vector<int32_t> offsets(static_cast<size_t>(E) + 1, 0);
+    for (int32_t e = 0; e < E; ++e) offsets[e + 1] = offsets[e] + counts[e];
+    const int64_t R = offsets[E], bound = R + c.rows_slack;
+    for (const auto epi : {kernels::MoeGemmEpilogue::SWIGLU, kernels::MoeGemmEpilogue::STORE}) {
+      const bool swiglu = epi == kernels::MoeGemmEpilogue::SWIGLU;
+      SCOPED_TRACE(std::string(c.name) + (swiglu ? " SWIGLU" : " STORE"));
+      const int64_t w_rows = swiglu ? 2 * c.n : c.n, ld_out = c.n + 2;
+      std::vector<uint8_t> x = random_elems(bound * c.k, DType::BF16, rng);
+      for (int64_t i = R * c.k; i < bound * c.k; ++i) {
+        const uint16_t nan = 0x7FC1;
+        std::memcpy(&x[static_cast<size_t>(i) * 2], &nan, 2);
+      }
+      const std::vector<uint8_t> w = random_elems(E * w_rows * c.k, DType::BF16, rng, 0.05f);
+      std::vector<float> y(static_cast<size_t>((bound + 1) * ld_out), kNaN);
+      std::vector<uint16_t> act(y.size(), 0x7FC1);
+      auto d_x = to_device(x), d_w = to_device(w), d_off = to_device(offsets);
+      auto d_y = to_device(y), d_act = to_device(act);
+      kernels::MoeGroupedGemmParams p{.y = swiglu ? nullptr : y.data(), .ld_y = ld_out, .x = x.data(), .ld_x = c.k,
+                                      .w = w.data(), .expert_stride = w_rows * c.k, .dtype = DType::BF16,
+                                      .offsets = offsets.data(), .n_experts = E, .n = c.n, .k = c.k,
+                                      .max_rows = max_rows, .epilogue = epi, .act = swiglu ? act.data() : nullptr,
+                                      .ld_act = ld_out, .rows_bound = bound};
+      if (c.no_offsets) p.offsets = nullptr;
+      kernels::twin::moe_grouped_gemm(p);
+      p.y = swiglu ? nullptr : d_y.as<float>();
+      p.act = swiglu ? d_act.get() : nullptr;
+      p.x = d_x.get();
+      p.w = d_w.get();
+      p.offsets = c.no_offsets ? nullptr : d_off.as<int32_t>();
+      if (!kernels::cuda::moe_grouped_gemm_hopper_supported(p))
+        GTEST_SKIP() << "moe_grouped_gemm_hopper does not run here (needs an sm_90a build and an H100/H200)";
+      kernels::cuda::moe_grouped_gemm_hopper(p, nullptr);
+      MLABENCH_CUDA(cudaDeviceSynchronize());
+      if (swiglu)
+        expect_act_near(to_host<uint16_t>(d_act, act.size()), act);
+      else
+        EXPECT_LE(test::max_rel_diff(to_host<float>(d_y, y.size()), y), 1e-5);
+    }
+  }
+}
+
+TEST(CudaMoeGroupedGemm, HopperSaysWhatItDoesNotRun) {
+  MLABENCH_REQUIRE_GPU();
+  gpu::DeviceBuffer x(1 << 16), w(1 << 16), y(1 << 16);
+  const std::vector<int32_t> offsets = {0, 16};
+  auto d_off = to_device(offsets);
+  kernels::MoeGroupedGemmParams p{.y = y.as<float>(), .ld_y = 64, .x = x.get(), .ld_x = 64, .w = w.get(),
+                                  .expert_stride = 64 * 64, .dtype = DType::BF16, .offsets = d_off.as<int32_t>(),
+                                  .n_experts = 1, .n = 64, .k = 64, .max_rows = 16, .rows_bound = 16};
+  if (!kernels::cuda::moe_grouped_gemm_hopper_supported(p))
+    GTEST_SKIP() << "moe_grouped_gemm_hopper does not run here (needs an sm_90a build and an H100/H200)";
+  auto refused = [&](kernels::MoeGroupedGemmParams q, const char* why) {
+    EXPECT_FALSE(kernels::cuda::moe_grouped_gemm_hopper_supported(q)) << why;
+    EXPECT_ANY_THROW(kernels::cuda::moe_grouped_gemm_hopper(q, nullptr)) << why;
+  };
+  kernels::MoeGroupedGemmParams q = p;
+  q.dtype = DType::F16;
+  refused(q, "F16 operands");
+  q = p;
+  q.rows_bound = 0;
+  refused(q, "no rows_bound");
+  q = p;
+  q.ld_x = 68;
+  q.k = 60;
+  refused(q, "k off the 16-byte grid");
+  q = p;
+  q.x = static_cast<const char*>(p.x) + 2;
+  refused(q, "x not 16-byte aligned");
+}
 
 // ---- gpu::MoeLayer --------------------------------------------------------------------------------------------
 

@@ -423,5 +423,75 @@ TEST(TwinMoe, GroupedGemmRefusesCountsPastMaxRowsAndShortRows) {
   EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(p)) << "integer operands";
 }
 
+// The SWIGLU epilogue is the STORE GEMM over the 2n gate and up rows followed by silu_mul's twin, bit for bit: the
+// fused kernels round their activations exactly as the unfused path does. Rows past offsets[E], columns past n and
+// the y of a SWIGLU call are left alone; a short expert stride and F32 operands are refused.
+TEST(TwinMoe, GroupedGemmSwigluIsStoreThenSiluMul) {
+  for (const DType dt : {DType::BF16, DType::F16}) {
+    SCOPED_TRACE(std::string(dtype_name(dt)));
+    std::mt19937 rng(77);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const std::vector<int32_t> offsets = {0, 3, 3, 8, 9};  // expert 1 empty
+    const int32_t E = 4;
+    const int64_t n = 6, k = 10, R = offsets[E], ld_act = n + 2, stride = 2 * n * k + 4;
+    const size_t es = dtype_size(dt);
+    std::vector<uint8_t> x(static_cast<size_t>(R * k) * es), w(static_cast<size_t>(E * stride) * es);
+    for (size_t i = 0; i < x.size() / es; ++i) store(dt, &x[i * es], nd(rng));
+    for (size_t i = 0; i < w.size() / es; ++i) store(dt, &w[i * es], nd(rng));
+    const uint16_t poison = 0x7FC1;  // a NaN in BF16 and F16
+    std::vector<uint16_t> act(static_cast<size_t>((R + 2) * ld_act), poison);
+    kernels::MoeGroupedGemmParams p{.x = x.data(), .ld_x = k, .w = w.data(), .expert_stride = stride, .dtype = dt,
+                                    .offsets = offsets.data(), .n_experts = E, .n = n, .k = k, .max_rows = 5,
+                                    .epilogue = kernels::MoeGemmEpilogue::SWIGLU, .act = act.data(),
+                                    .ld_act = ld_act, .rows_bound = R};
+    kernels::twin::moe_grouped_gemm(p);
+    // Unfused: gate_up [R, 2n] in float32, then silu_mul into dt.
+    std::vector<float> gu(static_cast<size_t>(R * 2 * n), kNaN);
+    kernels::MoeGroupedGemmParams ps{.y = gu.data(), .ld_y = 2 * n, .x = x.data(), .ld_x = k, .w = w.data(),
+                                     .expert_stride = stride, .dtype = dt, .offsets = offsets.data(),
+                                     .n_experts = E, .n = 2 * n, .k = k, .max_rows = 5};
+    kernels::twin::moe_grouped_gemm(ps);
+    std::vector<uint16_t> want(static_cast<size_t>(R * n));
+    kernels::twin::silu_mul({.out = want.data(), .out_type = dt, .ld_out = n, .gate_up = gu.data(), .ld_in = 2 * n,
+                             .inter = n, .n_rows = R});
+    for (int64_t r = 0; r < R + 2; ++r)
+      for (int64_t j = 0; j < ld_act; ++j) {
+        const uint16_t got = act[static_cast<size_t>(r * ld_act + j)];
+        if (r < R && j < n)
+          ASSERT_EQ(got, want[static_cast<size_t>(r * n + j)]) << "row " << r << " col " << j;
+        else
+          ASSERT_EQ(got, poison) << "row " << r << " col " << j << " written";
+      }
+    p.expert_stride = 2 * n * k - 1;
+    EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(p)) << "stride short of the 2n gate and up rows";
+    p.expert_stride = stride;
+    p.rows_bound = R - 1;
+    EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(p)) << "rows past rows_bound";
+  }
+  std::vector<float> x(4, 1.0f), w(2 * 2 * 2, 1.0f), act(4);
+  const std::vector<int32_t> offsets = {0, 2};
+  kernels::MoeGroupedGemmParams p{.x = x.data(), .ld_x = 2, .w = w.data(), .expert_stride = 8, .dtype = DType::F32,
+                                  .offsets = offsets.data(), .n_experts = 1, .n = 2, .k = 2, .max_rows = 2,
+                                  .epilogue = kernels::MoeGemmEpilogue::SWIGLU, .act = act.data(), .ld_act = 2};
+  EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(p)) << "F32 operands have no fused activation";
+  // Without offsets a single expert owns rows [0, max_rows) (the shared experts' call): the same as offsets {0, R}.
+  std::vector<float> y1(6, kNaN), y2(6, kNaN);
+  const std::vector<float> xs = {1, 2, 3, 4, 5, 6}, ws = {1, -1, 0.5f, 2};
+  kernels::MoeGroupedGemmParams q{.y = y1.data(), .ld_y = 2, .x = xs.data(), .ld_x = 2, .w = ws.data(),
+                                  .expert_stride = 4, .dtype = DType::F32, .offsets = nullptr, .n_experts = 1,
+                                  .n = 2, .k = 2, .max_rows = 3};
+  kernels::twin::moe_grouped_gemm(q);
+  const std::vector<int32_t> whole = {0, 3};
+  q.y = y2.data();
+  q.offsets = whole.data();
+  kernels::twin::moe_grouped_gemm(q);
+  EXPECT_EQ(y1, y2);
+  EXPECT_EQ(y1[4], 5.0f * 1 + 6.0f * -1) << "row 2, column 0";
+  q.offsets = nullptr;
+  q.n_experts = 2;
+  q.expert_stride = 4;
+  EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(q)) << "offsets left out with two experts";
+}
+
 }  // namespace
 }  // namespace mlabench

@@ -8,7 +8,7 @@
 #   5. print a short table last.
 # Usage, through the device tool (which copies no .git, so name the commit):
 #   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh [STAGES]     (logs and JSON land in $OUT)
-# STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,kernels,peer,harness,report,cpubench,
+# STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,kernels,moe,peer,harness,report,cpubench,
 # tokenizer. "gputest" (named only) runs the GPU test binaries alone, for calls short of device time.
 # Long-context stages, run only when named (each takes minutes; give each its own device call after a build):
 #   longprefill  mlabench bench, one uncached 32K and 128K prompt (TTFT, prefill tok/s), V2-Lite random weights
@@ -65,6 +65,13 @@ elif named gputest; then
 build-gpu/tests/test_cuda_kernels > "$out/ctest.log" 2>&1
 row "CUDA kernel tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/ctest.log" | tr '\n' ' ')"
 grep -E '^\[  FAILED|Failure' "$out/ctest.log" | head -10 | sed 's/^/    /' >> "$out/summary.txt"
+fi
+if want test || named gputest; then
+# The MoE layer's COMPACT rows take the Hopper grouped GEMM on an H100/H200; its two older paths (mma.sync with the
+# counts on the device, cuBLAS's grouped GEMM after a host read) again under MLABENCH_MOE_GEMM=mma.
+MLABENCH_MOE_GEMM=mma build-gpu/tests/test_cuda_kernels --gtest_filter='CudaMoe*' > "$out/moe_mma.log" 2>&1
+row "CUDA MoE tests, MLABENCH_MOE_GEMM=mma" "$(grep -E '^\[  (PASSED|FAILED)' "$out/moe_mma.log" | tr '\n' ' ')"
+cat "$out/moe_mma.log" >> "$out/ctest.log"
 fi
 if want test || named gputest; then
 # The engine tests run alone: they size their caches from free GPU memory.
@@ -164,6 +171,13 @@ if want kernels; then
     row "peer: torch sdpa (flash, cudnn, efficient, default)" "rc $?"
     grep -E '^torch sdpa.*(x 32768 causal|x 131072 causal)' "$out/kernels.log" | sed 's/^/    /' >> "$out/summary.txt"
   fi
+fi
+# The routed experts of one MoE layer by each grouped-GEMM strategy (Hopper wgmma, mma.sync, cuBLAS grouped, cuBLAS
+# per expert), V2-Lite and V2 shapes, decode and prefill row counts, beside the same run's ceilings.
+if want kernels || named moe; then
+  timeout 200 build-gpu/bench/bench_moe_gemm --json "$out/bench_moe_gemm.json" > "$out/moe.log" 2>&1
+  row "bench MoE grouped GEMM" "rc $?"
+  grep -E '^(device|hopper|mma|cublas|#)' "$out/moe.log" | sed 's/^/    /' >> "$out/summary.txt"
 fi
 # Long context (docs/harness.md, "Long context"): the bench sizes --max-context to its longest shape; every measured
 # prompt is fresh, so TTFT is an uncached prefill (the rows' "reused" column must read 0).
@@ -331,7 +345,7 @@ fi
 fi
 # At most 8 files come back from the device tool: the logs travel as one file.
 for f in build.log make_fixtures.log long_fixture.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log \
-         harness.log kernels.log bench_long_prefill.log bench_long_decode.log bench_long_decode128.log peer_long.log; do
+         harness.log kernels.log moe.log bench_long_prefill.log bench_long_decode.log bench_long_decode128.log peer_long.log; do
   [ -f "$out/$f" ] && { echo "===== $f"; cat "$out/$f"; rm -f "$out/$f"; }
 done > "$out/logs.txt"
 echo

@@ -49,4 +49,13 @@ DeviceBuffer::~DeviceBuffer() {
   if (ptr_) cudaFree(ptr_);
 }
 
+void opt_in_shared_memory(const void* kernel, int bytes, std::atomic<uint64_t>& opted_in) {
+  int device = 0;
+  MLABENCH_CUDA(cudaGetDevice(&device));
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (bit != 0 && (opted_in.load(std::memory_order_acquire) & bit) != 0) return;
+  MLABENCH_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  opted_in.fetch_or(bit, std::memory_order_release);
+}
+
 }  // namespace mlabench::gpu

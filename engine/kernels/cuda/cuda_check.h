@@ -2,10 +2,12 @@
 //   MLABENCH_CUDA(call)   a failed CUDA runtime call throws mlabench::Error naming the call, the error and
 //                         file:line (out of memory says how much was asked and what is free).
 //   DeviceBuffer          cudaMalloc'd bytes, freed on destruction, movable.
+//   opt_in_shared_memory  a kernel's dynamic shared memory past 48 KB, asked once per device.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -45,6 +47,11 @@ class DeviceBuffer {
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
 };
+
+/// Opts `kernel` into `bytes` of dynamic shared memory (past the 48 KB default) once per device: the first launch
+/// on a device runs eagerly (a decode step runs before it is captured), so a launch captured in a CUDA graph later
+/// makes no attribute call. `opted_in` is the kernel's own flag word (bit d: device d; devices past 63 ask each time).
+void opt_in_shared_memory(const void* kernel, int bytes, std::atomic<uint64_t>& opted_in);
 
 }  // namespace mlabench::gpu
 

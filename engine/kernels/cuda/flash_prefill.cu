@@ -17,7 +17,6 @@
 // FLOPs per tile per CTA: 128 x 64 x (DK + DV) x 2 = 5.2 MFLOP at MLA's 192 / 128; shared-memory reads: each warp
 // reads the whole K and V tile (40 KB) once, 320 KB per tile, which bounds an SM near half the mma.sync peak.
 #include <cuda.h>
-#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -30,6 +29,7 @@
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/decode_common.cuh"
 #include "engine/kernels/cuda/flash_prefill.h"
+#include "engine/kernels/cuda/hopper.h"
 #include "engine/kernels/cuda/tma.cuh"
 #include "engine/kernels/cuda/wgmma.h"
 
@@ -623,15 +623,7 @@ enum class Variant { MMA, PIPE, PIPE_CPASYNC };
 
 Variant pick_variant() {
   static const Variant v = [] {
-    Variant best = Variant::MMA;
-#ifdef MLABENCH_HAS_SM90A
-    int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) == cudaSuccess &&
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
-        minor == 0)
-      best = Variant::PIPE;
-#endif
+    const Variant best = hopper::sm90a_available() ? Variant::PIPE : Variant::MMA;
     const char* env = std::getenv("MLABENCH_FLASH");
     if (env == nullptr) return best;
     const std::string e(env);
@@ -698,32 +690,8 @@ Args common_args(const VarlenBatch& b, const uint16_t* q, int64_t ld_q, int q_he
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// A 2-D tensor map over BF16 rows (`cols` columns of `rows` rows, row_bytes apart) in 64-column x 128-row boxes
-// with the 128-byte swizzle: one box is one sw128 column block of a ring slot. Through the driver's entry point, so
-// the build links no libcuda.
 CUtensorMap make_tensor_map_2d(const void* base, uint64_t cols, uint64_t rows, uint64_t row_bytes) {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult status{};
-    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
-                                                           &status);
-    MLABENCH_CHECK(e == cudaSuccess && status == cudaDriverEntryPointSuccess && fn != nullptr,
-                   "flash prefill: the driver has no cuTensorMapEncodeTiled (error {}, status {}). HINT: a CUDA 12+ "
-                   "driver is needed for the TMA kernel; MLABENCH_FLASH=pipe-cpasync runs without it",
-                   static_cast<int>(e), static_cast<int>(status));
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  CUtensorMap m;
-  const cuuint64_t dims[2] = {cols, rows}, strides[1] = {row_bytes};
-  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(kPipeBC)}, elem[2] = {1, 1};
-  const CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(base), dims, strides, box, elem,
-                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  MLABENCH_CHECK(r == CUDA_SUCCESS,
-                 "flash prefill: cuTensorMapEncodeTiled failed ({}) for {} x {} BF16 at {} bytes a row. HINT: rows "
-                 "must start 16-byte aligned with a row stride that is a multiple of 16 bytes",
-                 static_cast<int>(r), cols, rows, row_bytes);
-  return m;
+  return hopper::tensor_map_bf16_2d(base, cols, rows, row_bytes, kPipeBC, "flash prefill");
 }
 
 }  // namespace

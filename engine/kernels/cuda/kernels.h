@@ -28,6 +28,10 @@ void moe_gather(const MoeGatherParams& p, cudaStream_t s);
 void moe_combine(const MoeCombineParams& p, cudaStream_t s);
 void moe_pair_pointers(const MoePairPointersParams& p, cudaStream_t s);
 void moe_grouped_gemm(const MoeGroupedGemmParams& p, cudaStream_t s);
+/// The same GEMM on Hopper's wgmma and TMA for prefill-sized row counts (BF16; STORE or the fused SWIGLU
+/// epilogue; rows_bound required), where moe_grouped_gemm_hopper_supported says this build and device run it.
+bool moe_grouped_gemm_hopper_supported(const MoeGroupedGemmParams& p);
+void moe_grouped_gemm_hopper(const MoeGroupedGemmParams& p, cudaStream_t s);
 
 void mla_prefill_attention(const MlaPrefillParams& p, cudaStream_t s);
 void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s);

@@ -270,17 +270,8 @@ dim3 grid_for(const MoeGroupedGemmParams& p, int tile_m, int tile_n) {
 
 template <bool kBf16>
 void launch_mma(const MoeGroupedGemmParams& p, cudaStream_t s) {
-  // Shared memory past 48 KB is opted into once per device, at the first launch there (a decode step runs
-  // eagerly before it is captured), so a captured launch makes no attribute call.
-  static std::atomic<uint64_t> opted_in{0};  // bit d: device d
-  int device = 0;
-  MLABENCH_CUDA(cudaGetDevice(&device));
-  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
-  if (bit == 0 || (opted_in.load(std::memory_order_acquire) & bit) == 0) {
-    MLABENCH_CUDA(cudaFuncSetAttribute(moe_gemm_mma_kernel<kBf16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       kMmaSmemBytes));
-    opted_in.fetch_or(bit, std::memory_order_release);
-  }
+  static std::atomic<uint64_t> opted_in{0};
+  gpu::opt_in_shared_memory(reinterpret_cast<const void*>(moe_gemm_mma_kernel<kBf16>), kMmaSmemBytes, opted_in);
   moe_gemm_mma_kernel<kBf16><<<grid_for(p, kBM, kBN), kThreads, kMmaSmemBytes, s>>>(p);
 }
 
@@ -293,6 +284,11 @@ void launch_simple(const MoeGroupedGemmParams& p, cudaStream_t s) {
 
 void moe_grouped_gemm(const MoeGroupedGemmParams& p, cudaStream_t s) {
   checks::check_moe_grouped_gemm(p);
+  MLABENCH_CHECK(p.offsets != nullptr, "moe_grouped_gemm: offsets is null. HINT: pass moe_permute's row offsets "
+                 "(moe_grouped_gemm_hopper takes a single expert without them)");
+  MLABENCH_CHECK(p.epilogue == MoeGemmEpilogue::STORE,
+                 "moe_grouped_gemm: the SWIGLU epilogue is moe_grouped_gemm_hopper's. HINT: store y here and run "
+                 "silu_mul, or call moe_grouped_gemm_hopper where moe_grouped_gemm_hopper_supported says it runs");
   if (p.max_rows == 0) return;
   const bool bf16 = p.dtype == DType::BF16;
   // The tensor-core path copies 16-byte chunks: every row start (x rows, weight rows, expert bases) must be one.

@@ -1,8 +1,8 @@
 // Hopper tensor-memory-accelerator copies (TMA, sm_90) and the shared-memory barriers they complete on, for the flash
-// prefill kernel: one thread issues a 2-D tile copy from a tensor map into shared memory, laid out with the map's
-// swizzle, and the copy's bytes count down an mbarrier that the consumers wait on. Device code; include only from .cu
-// files (the callers guard their use with __CUDA_ARCH_FEAT_SM90_ALL). The host side (tensor map encoding through
-// the driver entry point) is make_tensor_map_2d in flash_prefill.cu.
+// prefill kernel and the grouped expert GEMM: one thread issues a 2-D tile copy from a tensor map into shared
+// memory, laid out with the map's swizzle, and the copy's bytes count down an mbarrier that the consumers wait on.
+// Device code; include only from .cu files (the callers guard their use with __CUDA_ARCH_FEAT_SM90_ALL). The host
+// side (tensor map encoding through the driver entry point) is hopper::tensor_map_bf16_2d (hopper.h).
 #pragma once
 
 #include <cuda.h>
@@ -22,6 +22,10 @@ __device__ __forceinline__ void mbar_init_fence() {
 /// This thread's arrival, announcing `bytes` more that copies will deliver before the phase completes.
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+/// This thread's plain arrival (a consumer releasing a stage back to the producer).
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
 /// Waits until the phase of parity `parity` has completed (every arrival and every expected byte).
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {

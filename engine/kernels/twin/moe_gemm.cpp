@@ -1,6 +1,6 @@
-// CPU twin of the grouped expert GEMM (engine/kernels/cuda/moe_gemm.cu), and the parameter check the launcher
-// shares with it. A plain loop: each output is one float32 sum over k ascending of float(x) * float(w), every
-// product and sum rounded as written (the host build has no FMA contraction).
+// CPU twin of the grouped expert GEMMs (engine/kernels/cuda/moe_gemm.cu and moe_gemm_hopper.cu), and the parameter
+// check the launchers share with it. A plain loop: each output is one float32 sum over k ascending of float(x) *
+// float(w), every product and sum rounded as written (the host build has no FMA contraction).
 #include <vector>
 
 #include "engine/core/check.h"
@@ -18,13 +18,25 @@ void check_moe_grouped_gemm(const MoeGroupedGemmParams& p) {
                  "moe_grouped_gemm: n_experts {}, n {}, k {}, max_rows {}. HINT: n_experts, n and k must be "
                  "positive and max_rows >= 0",
                  p.n_experts, p.n, p.k, p.max_rows);
-  MLABENCH_CHECK(p.ld_x >= p.k && p.ld_y >= p.n && p.expert_stride >= p.n * p.k,
-                 "moe_grouped_gemm: ld_x {} (k {}), ld_y {} (n {}), expert_stride {} (n * k {}). HINT: leading "
-                 "dimensions and the expert stride count elements: ld_x >= k, ld_y >= n, expert_stride >= n * k",
-                 p.ld_x, p.k, p.ld_y, p.n, p.expert_stride, p.n * p.k);
-  MLABENCH_CHECK(p.max_rows == 0 || (p.y && p.x && p.w && p.offsets),
-                 "moe_grouped_gemm: y, x, w or offsets is "
-                 "null. HINT: offsets are moe_permute's [n_experts + 1] row offsets");
+  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU;
+  const int64_t w_rows = swiglu ? 2 * p.n : p.n, ld_out = swiglu ? p.ld_act : p.ld_y;
+  MLABENCH_CHECK(p.ld_x >= p.k && ld_out >= p.n && p.expert_stride >= w_rows * p.k,
+                 "moe_grouped_gemm: ld_x {} (k {}), {} {} (n {}), expert_stride {} ({} weight rows x k {}). HINT: "
+                 "leading dimensions and the expert stride count elements: ld_x >= k, the output's >= n, "
+                 "expert_stride >= n * k (2n * k with the SWIGLU epilogue: gate rows, then up rows)",
+                 p.ld_x, p.k, swiglu ? "ld_act" : "ld_y", ld_out, p.n, p.expert_stride, w_rows, p.k);
+  MLABENCH_CHECK(p.max_rows == 0 || ((swiglu ? p.act != nullptr : p.y != nullptr) && p.x && p.w),
+                 "moe_grouped_gemm: {}, x or w is null. HINT: pass the output the epilogue writes",
+                 swiglu ? "act" : "y");
+  MLABENCH_CHECK(p.offsets != nullptr || p.n_experts == 1,
+                 "moe_grouped_gemm: offsets is null with {} experts. HINT: offsets are moe_permute's [n_experts + 1] "
+                 "row offsets; only a single expert (a dense FFN, rows [0, max_rows)) may leave them out",
+                 p.n_experts);
+  MLABENCH_CHECK(!swiglu || p.dtype != DType::F32,
+                 "moe_grouped_gemm: the SWIGLU epilogue with F32 operands. HINT: it writes BF16 or F16 "
+                 "activations; float32 layers store y and run silu_mul");
+  MLABENCH_CHECK(p.rows_bound >= 0, "moe_grouped_gemm: rows_bound {} < 0. HINT: 0 (unknown) or n_tokens * top_k",
+                 p.rows_bound);
 }
 
 }  // namespace checks
@@ -35,9 +47,12 @@ void moe_grouped_gemm(const MoeGroupedGemmParams& p) {
   checks::check_moe_grouped_gemm(p);
   if (p.max_rows == 0) return;
   const size_t es = dtype_size(p.dtype);
-  std::vector<float> w(static_cast<size_t>(p.n * p.k)), x(static_cast<size_t>(p.k));
+  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU;
+  const int64_t w_rows = swiglu ? 2 * p.n : p.n;
+  std::vector<float> w(static_cast<size_t>(w_rows * p.k)), x(static_cast<size_t>(p.k)), gate_up;
+  if (swiglu) gate_up.resize(static_cast<size_t>(2 * p.n));
   for (int32_t e = 0; e < p.n_experts; ++e) {
-    const int64_t r0 = p.offsets[e], rows = p.offsets[e + 1] - r0;
+    const int64_t r0 = p.offsets ? p.offsets[e] : 0, rows = p.offsets ? p.offsets[e + 1] - r0 : p.max_rows;
     MLABENCH_CHECK(r0 >= 0 && rows >= 0 && rows <= p.max_rows,
                    "moe_grouped_gemm: expert {} has rows [{}, {}) but "
                    "max_rows is {}. HINT: offsets must be non-decreasing from >= 0 and max_rows must bound every "
@@ -48,13 +63,21 @@ void moe_grouped_gemm(const MoeGroupedGemmParams& p) {
     convert_to_f32(p.dtype, static_cast<const char*>(p.w) + static_cast<size_t>(e * p.expert_stride) * es, w.data(),
                    w.size());
     for (int64_t r = r0; r < r0 + rows; ++r) {
+      MLABENCH_CHECK(p.rows_bound == 0 || r < p.rows_bound,
+                     "moe_grouped_gemm: row {} of expert {} lies past rows_bound {}. HINT: rows_bound bounds "
+                     "offsets[n_experts] (n_tokens * top_k)", r, e, p.rows_bound);
       convert_to_f32(p.dtype, static_cast<const char*>(p.x) + static_cast<size_t>(r * p.ld_x) * es, x.data(), x.size());
-      for (int64_t j = 0; j < p.n; ++j) {
+      float* yr = swiglu ? gate_up.data() : p.y + r * p.ld_y;
+      for (int64_t j = 0; j < w_rows; ++j) {
         const float* wj = w.data() + j * p.k;
         float acc = 0.0f;
         for (int64_t i = 0; i < p.k; ++i) acc += x[static_cast<size_t>(i)] * wj[i];
-        p.y[r * p.ld_y + j] = acc;
+        yr[j] = acc;
       }
+      // SWIGLU: silu_mul's own twin on this row, so the activation is rounded exactly as the unfused path rounds it.
+      if (swiglu)
+        silu_mul({.out = static_cast<char*>(p.act) + static_cast<size_t>(r * p.ld_act) * es, .out_type = p.dtype,
+                  .ld_out = p.n, .gate_up = gate_up.data(), .ld_in = 2 * p.n, .inter = p.n, .n_rows = 1});
     }
   }
 }

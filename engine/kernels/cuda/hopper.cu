@@ -1,0 +1,50 @@
+// Host helpers of the Hopper kernels (hopper.h). Compiled in the sm_90a object library, where MLABENCH_HAS_SM90A
+// says the build carries that code.
+#include "engine/kernels/cuda/hopper.h"
+
+#include <cudaTypedefs.h>
+#include <cuda_runtime.h>
+
+#include "engine/core/check.h"
+
+namespace mlabench::kernels::cuda::hopper {
+
+bool sm90a_available() {
+#ifdef MLABENCH_HAS_SM90A
+  int dev = 0, major = 0, minor = 0;
+  return cudaGetDevice(&dev) == cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
+         minor == 0;
+#else
+  return false;
+#endif
+}
+
+CUtensorMap tensor_map_bf16_2d(const void* base, uint64_t cols, uint64_t rows, uint64_t row_bytes, uint32_t box_rows,
+                               const char* what) {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                                           &status);
+    MLABENCH_CHECK(e == cudaSuccess && status == cudaDriverEntryPointSuccess && fn != nullptr,
+                   "TMA tensor maps: the driver has no cuTensorMapEncodeTiled (error {}, status {}). HINT: a CUDA 12+ "
+                   "driver is needed for the TMA kernels (MLABENCH_FLASH=pipe-cpasync runs flash prefill without them)",
+                   static_cast<int>(e), static_cast<int>(status));
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  CUtensorMap m;
+  const cuuint64_t dims[2] = {cols, rows}, strides[1] = {row_bytes};
+  const cuuint32_t box[2] = {64, box_rows}, elem[2] = {1, 1};
+  const CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(base), dims, strides, box, elem,
+                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  MLABENCH_CHECK(r == CUDA_SUCCESS,
+                 "{}: cuTensorMapEncodeTiled failed ({}) for {} x {} BF16 at {} bytes a row, boxes of 64 x {}. HINT: "
+                 "rows must start 16-byte aligned with a row stride that is a multiple of 16 bytes",
+                 what, static_cast<int>(r), cols, rows, row_bytes, box_rows);
+  return m;
+}
+
+}  // namespace mlabench::kernels::cuda::hopper

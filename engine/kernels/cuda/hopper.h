@@ -1,0 +1,22 @@
+// Host helpers of the Hopper (sm_90a) kernels, flash prefill and the grouped expert GEMM: whether this build and
+// device run them, and the TMA tensor maps they read through. Defined in hopper.cu, compiled with those kernels.
+#pragma once
+
+#include <cuda.h>
+
+#include <cstdint>
+
+namespace mlabench::kernels::cuda::hopper {
+
+/// True where this build carries sm_90a code (a build for compute capability 9.0) and the current device is a
+/// compute capability 9.0 GPU (H100, H200): the wgmma and TMA kernels can run.
+bool sm90a_available();
+
+/// A 2-D tensor map over BF16 rows (`cols` columns of `rows` rows, `row_bytes` apart) in boxes of 64 columns x
+/// `box_rows` rows with the 128-byte swizzle (one box is one sw128 block of a wgmma operand); boxes past the
+/// extent read as zeros. Through the driver's entry point, so the build links no libcuda. `what` names the caller
+/// in errors.
+CUtensorMap tensor_map_bf16_2d(const void* base, uint64_t cols, uint64_t rows, uint64_t row_bytes, uint32_t box_rows,
+                               const char* what);
+
+}  // namespace mlabench::kernels::cuda::hopper

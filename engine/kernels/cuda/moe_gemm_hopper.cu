@@ -1,0 +1,255 @@
+// Grouped expert GEMM for prefill-sized row counts on Hopper (sm_90a; twin: engine/kernels/twin/moe_gemm.cpp):
+// for each expert e, rows [offsets[e], offsets[e + 1]) of x times w_e^T, the counts read on the device (no host
+// synchronisation), with two epilogues: STORE writes y in float32 (the down projection), SWIGLU computes the gate
+// and up projections of the same rows in one tile and writes silu(gate) * up in BF16 (the first half of the expert
+// FFN; its float32 [rows, 2n] never goes to memory, and the silu_mul pass over it is gone).
+//
+// Why this shape (floors for V2-Lite's 16K-token prefill chunk: 98,304 expert rows, ~1,536 an expert, 1.7 TFLOP
+// for both projections, 2.4 ms at the GEMM rate):
+//   - a CTA computes a 128-row x 256-column tile: two consumer warpgroups of 64 x 256 (m64n256k16 wgmma, 128
+//     float32 accumulators a thread), fed by a producer warpgroup whose one thread issues TMA copies (x's 128 x 64
+//     box, two 128 x 64 boxes of weight rows, the 128-byte swizzle the wgmma descriptors read) into a 4-stage ring
+//     of 48 KB stages with full / empty mbarriers: the tensor cores never wait on address arithmetic;
+//   - CTAs are numbered row tile major, column tile minor, and row tiles expert by expert: the ~132 CTAs resident at
+//     once cover one expert's rows and all of its columns, so its weights (11.5 MB for gate/up) come from HBM once
+//     and x's rows once; a CTA finds its expert by a warp-wide scan of the offsets;
+//   - rows of a tile past its expert's count belong to the next expert (or read as zeros past rows_bound): they are
+//     multiplied and never stored.
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/hopper.h"
+#include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/tma.cuh"
+#include "engine/kernels/cuda/wgmma.h"
+#include "engine/kernels/twin/moe_checks.h"
+
+namespace mlabench::kernels::cuda {
+namespace {
+
+constexpr int kBM = 128, kBN = 256, kBK = 64, kStages = 4;
+constexpr int kThreads = 384;  // warpgroup 0 copies; warpgroups 1 and 2 multiply 64 rows each
+constexpr uint32_t kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2, kStageBytes = kABytes + kBBytes;
+constexpr int kSmemBytes = kStages * kStageBytes + 1024 + 16 * kStages;  // + 1024-byte alignment + barriers
+static_assert(kSmemBytes <= 227 * 1024, "fits an SM");
+
+struct HopperArgs {
+  CUtensorMap map_x;  // x: [rows_bound, k], boxes of 64 x 128
+  CUtensorMap map_w;  // every expert's weight rows: [n_experts * w_rows, k], boxes of 64 x 128
+  float* y;           // STORE
+  int64_t ld_y;
+  uint16_t* act;  // SWIGLU, BF16
+  int64_t ld_act;
+  const int32_t* offsets;
+  int32_t n_experts, n_tiles, k_tiles;
+  int32_t n, w_rows;  // output columns; weight rows an expert holds (expert_stride / k)
+  int64_t max_rows;
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Row tile m_tile of the concatenated experts (each expert's rows in tiles of kBM, experts in order): its expert,
+// first row and row count, or expert -1 past the last tile. One warp: lanes take 32 experts at a time and scan
+// their tile counts.
+__device__ void find_row_tile(const HopperArgs& a, int m_tile, int (&out)[3]) {
+  const int lane = threadIdx.x & 31;
+  int before = 0;  // tiles of the experts already scanned
+  for (int e0 = 0; e0 < a.n_experts; e0 += 32) {
+    const int e = e0 + lane;
+    int64_t r0 = 0, count = 0;
+    if (e < a.n_experts) {
+      r0 = a.offsets ? a.offsets[e] : 0;
+      count = a.offsets ? a.offsets[e + 1] - r0 : a.max_rows;  // no offsets: one expert of max_rows rows
+      count = count < a.max_rows ? count : a.max_rows;
+    }
+    const int tiles = static_cast<int>((count + kBM - 1) / kBM);
+    int incl = tiles;
+#pragma unroll
+    for (int d = 1; d < 32; d <<= 1) {
+      const int v = __shfl_up_sync(0xffffffffu, incl, d);
+      if (lane >= d) incl += v;
+    }
+    const int first = before + incl - tiles;
+    const bool mine = m_tile >= first && m_tile < before + incl;
+    const unsigned hit = __ballot_sync(0xffffffffu, mine);
+    if (mine) {
+      const int64_t m0 = static_cast<int64_t>(m_tile - first) * kBM;
+      out[0] = e;
+      out[1] = static_cast<int>(r0 + m0);
+      out[2] = static_cast<int>(count - m0 < kBM ? count - m0 : kBM);
+    }
+    if (hit != 0) return;
+    before += __shfl_sync(0xffffffffu, incl, 31);
+  }
+  if (lane == 0) out[0] = -1;
+}
+
+// silu(g) * u exactly as silu_mul's kernel and twin compute it.
+__device__ __forceinline__ float silu_times(float g, float u) {
+  return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+}
+
+// grid: row tiles (an upper bound) x column tiles, column tile fastest; 384 threads.
+template <bool kSwiglu>
+__global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_kernel(const __grid_constant__ HopperArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(1024) unsigned char moe_hopper_smem[];
+  __shared__ int tile[3];  // expert, first row, rows
+  const uint32_t ring = (smem_u32(moe_hopper_smem) + 1023u) & ~1023u;
+  const uint32_t full = ring + kStages * kStageBytes, empty = full + 8 * kStages;  // stage s: + 8 s
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int m_tile = static_cast<int>(blockIdx.x) / a.n_tiles, n_tile = static_cast<int>(blockIdx.x) % a.n_tiles;
+  if (warp == 0) {
+    find_row_tile(a, m_tile, tile);
+    if (lane == 0) {
+      for (int s = 0; s < kStages; ++s) {
+        tma::mbar_init(full + 8 * s, 1);
+        tma::mbar_init(empty + 8 * s, 8);  // the 8 consumer warps
+      }
+      tma::mbar_init_fence();
+    }
+  }
+  __syncthreads();
+  const int expert = tile[0];
+  if (expert < 0) return;  // past the last row tile: uniform over the CTA
+  const int row0 = tile[1], rows = tile[2];
+  // The warpgroup index through a shuffle, so ptxas sees it warp-uniform and keeps the wgmma unserialized.
+  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);
+
+  if (wg == 0) {  // producer
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    if (tid == 0) {
+      // SWIGLU: the gate's 128 rows of this column tile, then the up projection's; STORE: 256 rows in two boxes.
+      const int w0 = expert * a.w_rows + n_tile * (kSwiglu ? kBN / 2 : kBN);
+      const int w1 = kSwiglu ? w0 + a.n : w0 + kBN / 2;
+      for (int kt = 0; kt < a.k_tiles; ++kt) {
+        const int s = kt % kStages;
+        if (kt >= kStages) tma::mbar_wait(empty + 8 * s, ((kt / kStages) - 1) & 1);
+        const uint32_t st = ring + s * kStageBytes, bar = full + 8 * s;
+        tma::mbar_arrive_expect_tx(bar, kStageBytes);
+        tma::load_2d(st, &a.map_x, kt * kBK, row0, bar);
+        tma::load_2d(st + kABytes, &a.map_w, kt * kBK, w0, bar);
+        tma::load_2d(st + kABytes + kBBytes / 2, &a.map_w, kt * kBK, w1, bar);
+      }
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+  const int cw = wg - 1;  // rows [64 cw, 64 cw + 64) of the tile
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
+  for (int kt = 0; kt < a.k_tiles; ++kt) {
+    const int s = kt % kStages;
+    tma::mbar_wait(full + 8 * s, (kt / kStages) & 1);
+    const uint32_t st = ring + s * kStageBytes;
+    wgmma::fence();
+#pragma unroll
+    for (int kk = 0; kk < kBK / 16; ++kk) {
+      const uint64_t da = wgmma::desc_sw128(st + cw * (64 * 128) + kk * 32, 16, 1024);
+      const uint64_t db = wgmma::desc_sw128(st + kABytes + kk * 32, 16, 1024);
+      wgmma::wgmma_ss_n256(acc, da, db, true);
+    }
+    wgmma::commit();
+    wgmma::wait_one();  // tile kt - 1's MMAs are done: its stage goes back to the producer
+    if (kt > 0 && lane == 0) tma::mbar_arrive(empty + 8 * ((kt - 1) % kStages));
+  }
+  wgmma::wait_all();
+  wgmma::fence_regs(acc);
+
+  // Accumulator fragment: n8 block j holds (row g, columns 8j + 2q, + 1) in acc[4j], acc[4j + 1] and row g + 8 in
+  // acc[4j + 2], acc[4j + 3], with (g, q) = (lane / 4, lane % 4) and the warp's 16 rows at 16 (warp % 4).
+  const int g = lane >> 2, q = lane & 3, r_warp = cw * 64 + (warp & 3) * 16 + g;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = r_warp + 8 * h;
+    if (r >= rows) continue;
+    const int64_t row = row0 + r;
+    if constexpr (kSwiglu) {
+      uint16_t* out = a.act + row * a.ld_act;
+#pragma unroll
+      for (int j = 0; j < kBN / 16; ++j) {  // gate block j, up block j + 16
+        const int col = n_tile * (kBN / 2) + 8 * j + 2 * q;
+        if (col >= a.n) continue;
+        const float o0 = silu_times(acc[4 * j + 2 * h], acc[4 * (j + kBN / 16) + 2 * h]);
+        const float o1 = silu_times(acc[4 * j + 2 * h + 1], acc[4 * (j + kBN / 16) + 2 * h + 1]);
+        *reinterpret_cast<__nv_bfloat162*>(out + col) = __floats2bfloat162_rn(o0, o1);
+      }
+    } else {
+      float* out = a.y + row * a.ld_y;
+#pragma unroll
+      for (int j = 0; j < kBN / 8; ++j) {
+        const int col = n_tile * kBN + 8 * j + 2 * q;
+        if (col >= a.n) continue;
+        *reinterpret_cast<float2*>(out + col) = make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+      }
+    }
+  }
+#else
+  __trap();  // built only for sm_90a; moe_grouped_gemm_hopper_supported is false elsewhere
+#endif
+}
+
+bool aligned(const void* ptr, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+
+}  // namespace
+
+bool moe_grouped_gemm_hopper_supported(const MoeGroupedGemmParams& p) {
+  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU;
+  if (p.dtype != DType::BF16 || p.rows_bound <= 0 || p.k <= 0 || p.n <= 0 || p.n_experts <= 0) return false;
+  const int64_t w_rows = p.expert_stride / p.k;
+  // TMA: 16-byte aligned rows a multiple of 16 bytes apart, int32 coordinates; the epilogue's paired stores.
+  const bool shapes = p.k % 8 == 0 && p.ld_x % 8 == 0 && p.n % 8 == 0 && p.expert_stride % p.k == 0 &&
+                      p.rows_bound < (int64_t{1} << 31) && int64_t{p.n_experts} * w_rows < (int64_t{1} << 31) &&
+                      aligned(p.x, 16) && aligned(p.w, 16);
+  const bool out = swiglu ? p.act != nullptr && p.ld_act % 2 == 0 && aligned(p.act, 4)
+                          : p.y != nullptr && p.ld_y % 2 == 0 && aligned(p.y, 8);
+  return shapes && out && hopper::sm90a_available();
+}
+
+void moe_grouped_gemm_hopper(const MoeGroupedGemmParams& p, cudaStream_t s) {
+  checks::check_moe_grouped_gemm(p);
+  MLABENCH_CHECK(moe_grouped_gemm_hopper_supported(p),
+                 "moe_grouped_gemm_hopper: dtype {}, k {}, n {}, ld_x {}, expert_stride {}, rows_bound {}: not a "
+                 "shape, alignment or device this kernel takes (BF16 on an sm_90a build and a compute capability 9.0 "
+                 "GPU, 16-byte rows, n % 8 == 0, rows_bound > 0). HINT: ask moe_grouped_gemm_hopper_supported first "
+                 "and run moe_grouped_gemm (STORE) otherwise",
+                 dtype_name(p.dtype), p.k, p.n, p.ld_x, p.expert_stride, p.rows_bound);
+  if (p.max_rows == 0) return;
+  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU;
+  HopperArgs a{};
+  a.w_rows = static_cast<int32_t>(p.expert_stride / p.k);
+  a.map_x = hopper::tensor_map_bf16_2d(p.x, static_cast<uint64_t>(p.k), static_cast<uint64_t>(p.rows_bound),
+                                       static_cast<uint64_t>(p.ld_x) * 2, kBM, "moe_grouped_gemm_hopper");
+  a.map_w = hopper::tensor_map_bf16_2d(p.w, static_cast<uint64_t>(p.k),
+                                       static_cast<uint64_t>(p.n_experts) * static_cast<uint64_t>(a.w_rows),
+                                       static_cast<uint64_t>(p.k) * 2, kBN / 2, "moe_grouped_gemm_hopper");
+  a.y = p.y;
+  a.ld_y = p.ld_y;
+  a.act = static_cast<uint16_t*>(p.act);
+  a.ld_act = p.ld_act;
+  a.offsets = p.offsets;
+  a.n_experts = p.n_experts;
+  a.n = static_cast<int32_t>(p.n);
+  a.max_rows = p.max_rows;
+  a.k_tiles = static_cast<int32_t>((p.k + kBK - 1) / kBK);
+  a.n_tiles = static_cast<int32_t>((p.n + (swiglu ? kBN / 2 : kBN) - 1) / (swiglu ? kBN / 2 : kBN));
+  // Every expert's rows end in at most one partial tile: ceil(rows_bound / kBM) + n_experts bounds the row tiles.
+  const int64_t m_tiles = (p.rows_bound + kBM - 1) / kBM + p.n_experts, ctas = m_tiles * a.n_tiles;
+  MLABENCH_CHECK(ctas <= INT32_MAX, "moe_grouped_gemm_hopper: {} CTAs exceed the grid. HINT: split the rows", ctas);
+  static std::atomic<uint64_t> opted_in[2]{};
+  auto* kernel = swiglu ? moe_gemm_hopper_kernel<true> : moe_gemm_hopper_kernel<false>;
+  gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), kSmemBytes, opted_in[swiglu ? 1 : 0]);
+  kernel<<<static_cast<unsigned>(ctas), kThreads, kSmemBytes, s>>>(a);
+  MLABENCH_CUDA(cudaGetLastError());
+}
+
+}  // namespace mlabench::kernels::cuda
