@@ -102,8 +102,9 @@ std::optional<Value> decode(const ojson& j) {
     default: return std::nullopt;
   }
   if (j.size() != 1) return std::nullopt;
-  const std::string& tag = j.begin().key();
-  const ojson& body = j.begin().value();
+  const auto first = j.begin();  // named: references through a temporary iterator read as dangling to gcc 13
+  const std::string& tag = first.key();
+  const ojson& body = first.value();
   if (tag == "int" && body.is_string() && is_digits(body.get<std::string>()))
     return Value{.kind = K::INT, .text = body.get<std::string>()};
   if (tag == "float" && body.is_string()) {
