@@ -337,6 +337,7 @@ TEST(Cli, BenchMeasuresUncachedPromptsAndLabelsItsColumns) {
     SCOPED_TRACE(mode + " " + std::to_string(P) + "x" + std::to_string(B));
     EXPECT_EQ(row["prefix_tokens_reused"], 0);
     EXPECT_TRUE(row["passes"].contains("warmup"));
+    EXPECT_FALSE(row["passes"].contains("warmup_full_prompt")) << "prompts of at most 256 tokens are warmed whole";
     for (const char* pass : {"prefill", "decode"}) {
       ASSERT_EQ(row["passes"].contains(pass), mode.find(pass) != std::string::npos) << pass;
       if (!row["passes"].contains(pass)) continue;
@@ -416,6 +417,21 @@ TEST(Cli, BenchBatchMaxSweepsUpToWhatTheCacheHolds) {
   const CliResult twice = mlabench_cli("bench --batch max,max --prompt 16 --gen 8 --kv-cache-gib 0.0005");
   EXPECT_NE(twice.exit_code, 0);
   EXPECT_NE(twice.err.find("max is named twice"), std::string::npos) << twice.err;
+}
+
+// A prompt past 256 tokens is also warmed at its own length, one step of it at most, on one sequence.
+TEST(Cli, BenchWarmsLongPromptsAtTheirLength) {
+  test::TempDir t;
+  const CliResult r = mlabench_cli("bench --shapes 300x2:prefill,600x1:prefill --gen 2 --max-step-tokens 400 --out " +
+                                   t.file("b.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(test::read_file(t.file("b.json")));
+  ASSERT_EQ(j["rows"].size(), 2u);
+  const auto& w0 = j["rows"][0]["passes"]["warmup_full_prompt"];
+  EXPECT_EQ(w0["prefill_tokens_computed"], 300) << "one whole 300-token prompt";
+  EXPECT_EQ(j["rows"][1]["passes"]["warmup_full_prompt"]["prefill_tokens_computed"], 400) << "one step of 600";
+  EXPECT_EQ(j["rows"][0]["passes"]["warmup"]["prefill_tokens_computed"], 2 * 256) << "the batch at 256 tokens";
+  EXPECT_EQ(j["rows"][0]["passes"]["prefill"]["prefix_tokens_reused"], 0) << "the warm-up prompts are not reused";
 }
 
 TEST(Cli, BenchLongShapesSizeTheWindowAndChunkThePrefill) {
