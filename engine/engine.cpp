@@ -234,6 +234,10 @@ std::string Engine::device_json() const { return impl_->serving->runner().descri
 
 double Engine::measure_copy_bandwidth_gbps() { return impl_->serving->runner().copy_bandwidth_gbps(); }
 
+bool Engine::set_profiling(bool on) { return impl_->serving->runner().set_profiling(on); }
+
+std::string Engine::take_profile_json() { return impl_->serving->runner().take_profile_json(); }
+
 const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer.get(); }
 
 Result<std::vector<int32_t>> Engine::encode(std::string_view text, bool add_special_tokens) const {

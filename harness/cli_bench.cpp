@@ -48,6 +48,7 @@ struct BenchArgs {
   int64_t warmup = 1;
   std::string out;
   uint64_t seed = 0;
+  bool profile = false;
 };
 
 // One row of the bench: `batch` prompts of `prompt` tokens, through a prefill pass, a decode pass, or both.
@@ -288,6 +289,12 @@ ojson run_shape(Engine& engine, PromptSource& prompts, const Shape& s, const Ben
   }
   ojson row = {{"batch", s.batch}, {"prompt_tokens", s.prompt}, {"gen_tokens", s.decode ? a.gen : 1},
                {"mode", s.mode()}};
+  // --profile: the phase times of the pass just run (the CPU engine has none: "").
+  auto take_profile = [&](const char* pass) {
+    const std::string pj = a.profile ? engine.take_profile_json() : std::string();
+    if (!pj.empty() && pass != nullptr) row["profile"][pass] = ojson::parse(pj);
+  };
+  take_profile(nullptr);  // the warm-up's phases are not the row's
   double wall = 0;
   int64_t reused = 0;
   const double tflop_per_token = 2.0 * static_cast<double>(engine.summary().params_active_per_token) / 1e12;
@@ -300,6 +307,7 @@ ojson run_shape(Engine& engine, PromptSource& prompts, const Shape& s, const Ben
     row["prefill_only_ttft_ms"] = percentiles(ttft_ms(p));
     row["prefill_only_ttft_ms_p50"] = percentile(ttft_ms(p), 50);  // schema 1's key
     passes["prefill"] = pass_json(p);
+    take_profile("prefill_pass");
     wall += p.wall_s;
     reused += p.delta.prefix_tokens_reused;
   }
@@ -307,6 +315,7 @@ ojson run_shape(Engine& engine, PromptSource& prompts, const Shape& s, const Ben
     const Pass d = run_pass(engine, prompts, s.batch, s.prompt, a.gen);
     add_decode_metrics(row, d, s, a.gen, rf);
     passes["decode"] = pass_json(d);
+    take_profile("decode_pass");
     wall += d.wall_s;
     reused += d.delta.prefix_tokens_reused;
   }
@@ -375,6 +384,26 @@ void print_legend() {
               "roofline", "reused", "mode");
 }
 
+// --profile: where a row's steps spent their device time, phase by phase (ms per step and share), for the prefill
+// pass's steps and the decode pass's decode-only steps.
+void print_profile(const ojson& row) {
+  if (!row.contains("profile")) return;
+  auto table = [](const char* what, const ojson& kind) {
+    const auto steps = kind.value("steps", int64_t{0});
+    if (steps == 0) return;
+    double sum = 0;
+    for (const auto& ph : kind["phases"]) sum += ph["ms"].get<double>();
+    std::printf("    %s: %lld steps, %lld rows, %.3f ms a step\n", what, static_cast<long long>(steps),
+                static_cast<long long>(kind.value("rows", int64_t{0})), sum / static_cast<double>(steps));
+    for (const auto& ph : kind["phases"])
+      std::printf("      %-34s %9.3f ms a step %6.1f%%\n", ph["phase"].get<std::string>().c_str(),
+                  ph["ms"].get<double>() / static_cast<double>(steps), sum > 0 ? 100.0 * ph["ms"].get<double>() / sum : 0.0);
+  };
+  const ojson& p = row["profile"];
+  if (p.contains("prefill_pass")) table("prefill pass, steps with prompt rows", p["prefill_pass"]["prefill_steps"]);
+  if (p.contains("decode_pass")) table("decode pass, decode-only steps", p["decode_pass"]["decode_steps"]);
+}
+
 void print_row(const ojson& row) {
   const std::string share =
       row.contains("roofline_share") ? fmt::format("{:8.1f}%", 100.0 * row["roofline_share"].get<double>()) : "        -";
@@ -400,6 +429,7 @@ ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector
           {"gen", a.gen},
           {"shapes", names},
           {"warmup", a.warmup},
+          {"profile", a.profile},
           {"seed", a.seed},
           {"max_context", eo.max_context},
           {"max_step_tokens", eo.max_step_tokens},
@@ -509,6 +539,9 @@ void bench_command(const BenchArgs& a) {
                                           : nlohmann::json::parse(dev)["kv_cache"]["bytes_per_token"].get<double>(),
               .copy_gbps = engine->measure_copy_bandwidth_gbps()};
   warn_if_cache_short(dev, rows_to_run, a.gen);
+  if (a.profile && !engine->set_profiling(true))
+    std::fprintf(stderr, "warning: bench --profile: the %s engine has no phase timer; the rows carry no profile. "
+                         "HINT: profile with --device cuda\n", to_string(eo.device).c_str());
 
   PromptSource prompts(a.seed, c.vocab_size);
   ojson rows = ojson::array();
@@ -517,6 +550,7 @@ void bench_command(const BenchArgs& a) {
     rows.push_back(run_shape(*engine, prompts, s, a, rf, eo.max_step_tokens));
     if (s.in_max_sweep) rows.back()["in_max_sweep"] = true;
     print_row(rows.back());
+    print_profile(rows.back());
   }
   ojson measures = ojson::object();
   for (const Column& col : kColumns) measures[col.key] = col.measures;
@@ -574,6 +608,9 @@ void add_bench_command(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--seed", b.seed, "seed of the random prompts")->capture_default_str();
   cmd->add_option("--out", b.out, "write the JSON document here too");
+  cmd->add_flag("--profile", b.profile,
+                "per-phase device time of each row's steps (attention, MoE, dense, norms, sampling) from CUDA events; "
+                "decode steps then run without CUDA graphs, so keep throughput numbers from a run without it");
   cmd->callback([=] { run(exit_code, [&] { bench_command(b); }); });
 }
 

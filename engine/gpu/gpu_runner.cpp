@@ -136,6 +136,27 @@ class GpuRunner final : public serving::ModelRunner {
   int64_t prefill_key_budget() const override { return model_->prefill_key_budget(); }
   uint64_t weight_bytes() const override { return model_->weight_bytes(); }
   double copy_bandwidth_gbps() const override { return copy_gbps_; }
+
+  bool set_profiling(bool on) override {
+    profiling_ = on;
+    gpu::phases::set_enabled(on);
+    gpu::phases::reset();
+    profile_[0] = profile_[1] = {};
+    return true;
+  }
+
+  std::string take_profile_json() override {
+    if (!profiling_) return "";
+    auto kind_json = [](const ProfileKind& k) {
+      nlohmann::json list = nlohmann::json::array();
+      for (const gpu::phases::PhaseTotal& t : k.phases)
+        list.push_back({{"phase", t.name}, {"ms", t.ms}, {"calls", t.calls}});
+      return nlohmann::json{{"steps", k.steps}, {"rows", k.rows}, {"phases", list}};
+    };
+    const nlohmann::json j = {{"prefill_steps", kind_json(profile_[0])}, {"decode_steps", kind_json(profile_[1])}};
+    profile_[0] = profile_[1] = {};
+    return j.dump();
+  }
   std::string describe_json() const override;
   void execute(const serving::StepPlan& plan, serving::StepOutput& out) override;
 
@@ -175,6 +196,25 @@ class GpuRunner final : public serving::ModelRunner {
   ModelConfig config_;
   serving::ServingLimits limits_;
   bool cuda_graphs_ = true;
+  bool profiling_ = false;  // set_profiling: phases timed, every step eager
+  // Profiled phase times by step kind: [0] steps with prompt rows (prefill, mixed), [1] decode-only steps.
+  struct ProfileKind {
+    long long steps = 0, rows = 0;
+    std::vector<gpu::phases::PhaseTotal> phases;  // the forward pass's order
+  };
+  ProfileKind profile_[2];
+  void add_profiled_step(bool decode_only) {
+    ProfileKind& k = profile_[decode_only ? 1 : 0];
+    for (const gpu::phases::PhaseTotal& t : gpu::phases::totals()) {
+      auto it = std::find_if(k.phases.begin(), k.phases.end(), [&](const auto& p) { return p.name == t.name; });
+      if (it == k.phases.end()) it = k.phases.insert(k.phases.end(), {t.name, 0.0, 0});
+      it->ms += t.ms;
+      it->calls += t.calls;
+    }
+    k.steps += gpu::phases::steps();
+    k.rows += gpu::phases::rows();
+    gpu::phases::reset();
+  }
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<gpu::GpuModel> model_;
   gpu::KvPools pools_;
@@ -205,7 +245,7 @@ void GpuRunner::execute(const serving::StepPlan& plan, serving::StepOutput& out)
   // batch the buffers hold is graphed: the MoE layer's graph-safe path keeps expert counts on the device.
   const auto n = static_cast<int64_t>(plan.seqs.size());
   const int64_t bucket = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(n, 1))));
-  const bool graphed = cuda_graphs_ && plan.n_decode == n && plan.n_score == 0 && plan.n_full == 0 &&
+  const bool graphed = cuda_graphs_ && !profiling_ && plan.n_decode == n && plan.n_score == 0 && plan.n_full == 0 &&
                        bucket <= std::min({limits_.max_step_tokens, limits_.max_logit_rows,
                                            static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(limits_.max_seqs)))});
   auto max_blocks = static_cast<int32_t>(plan.max_blocks());
@@ -224,10 +264,10 @@ void GpuRunner::execute(const serving::StepPlan& plan, serving::StepOutput& out)
     }
   } else {
     model_->forward(d, pools_);
-    gpu::phases::end_step(stream_, d.n_rows);
   }
   const int64_t ns = plan.n_sample, nsc = plan.n_score;
   char* dout = d_out_.as<char>();
+  if (!graphed) gpu::phases::at(stream_, "sampling, scoring");
   if (ns > 0)
     k::cuda::sample({.logits = model_->logits(), .ld = V, .n_rows = ns, .vocab = V, .temperature = d_temp_,
                      .top_p = d_top_p_, .seed = d_seed_, .step = d_step_, .out = reinterpret_cast<int32_t*>(dout)},
@@ -237,6 +277,8 @@ void GpuRunner::execute(const serving::StepPlan& plan, serving::StepOutput& out)
                                  .targets = d_targets_, .logprob = reinterpret_cast<double*>(dout + out_lp_),
                                  .is_greedy = reinterpret_cast<int32_t*>(dout + out_greedy_)},
                                 stream_);
+  if (!graphed) gpu::phases::end_step(stream_, d.n_rows);
+  if (profiling_) add_profiled_step(plan.n_decode == n && plan.n_score == 0 && plan.n_full == 0);
   MLABENCH_CUDA(cudaMemcpyAsync(h_out_.get(), dout, out_greedy_ + static_cast<size_t>(nsc) * 4,
                                 cudaMemcpyDeviceToHost, stream_));
   for (int64_t i = 0; i < plan.n_full; ++i) {

@@ -143,4 +143,24 @@ std::string report() {
   return st.render();
 }
 
+long long steps() {
+  State& st = state();
+  std::lock_guard<std::mutex> lock(st.mu);
+  return st.steps;
+}
+
+long long rows() {
+  State& st = state();
+  std::lock_guard<std::mutex> lock(st.mu);
+  return st.tokens;
+}
+
+void reset() {
+  State& st = state();
+  std::lock_guard<std::mutex> lock(st.mu);
+  st.totals.clear();
+  st.steps = 0;
+  st.tokens = 0;
+}
+
 }  // namespace mlabench::gpu::phases

@@ -33,6 +33,11 @@ struct PhaseTotal {
 std::vector<PhaseTotal> totals();
 /// The totals as a table: phase, milliseconds, share, calls; the steps and rows they cover.
 std::string report();
+/// Steps and rows the totals cover.
+long long steps();
+long long rows();
+/// Clears the totals (a new count starts; marks of a step in flight are kept).
+void reset();
 
 /// `mark` only when enabled: one branch where phases are off.
 inline void at(cudaStream_t s, const char* name) {

@@ -33,6 +33,12 @@ class ModelRunner {
   uint64_t kv_cache_bytes() const { return static_cast<uint64_t>(n_blocks()) * bytes_per_block(); }
   /// \brief Device copy bandwidth measured at start-up (GB/s, read + write); 0 where not measured.
   virtual double copy_bandwidth_gbps() const { return 0.0; }
+  /// \brief Times each step's phases (attention, MoE, dense, norms, sampling) from device events while on; every
+  /// step then runs eagerly (a graph replay has no marks). False where the runner cannot (the CPU runner).
+  virtual bool set_profiling(bool /*on*/) { return false; }
+  /// \brief The phase times since profiling was turned on or last taken, as a JSON object ("" when not profiling),
+  /// and starts a new count.
+  virtual std::string take_profile_json() { return ""; }
 };
 
 }  // namespace mlabench::serving

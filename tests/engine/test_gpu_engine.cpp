@@ -232,6 +232,38 @@ TEST(GpuEngine, PhaseTimerTimesEveryPhaseOfAPrefill) {
   }
 }
 
+// bench --profile's engine side: while profiling, every step runs eagerly (no graph replay) and its phases are
+// summed by step kind; a take returns them and starts a new count; off, there is nothing to take.
+TEST(GpuEngine, ProfilingTimesPrefillAndDecodeStepsApart) {
+  MLABENCH_REQUIRE_GPU();
+  auto e = open(test::default_model_dir(), Device::CUDA, std::nullopt, 4096, 8);
+  ASSERT_TRUE(e);
+  const auto replays = [&] { return nlohmann::json::parse(e->device_json())["graphs"]["replays"].get<int64_t>(); };
+  ASSERT_TRUE(e->set_profiling(true));
+  const int64_t before = replays();
+  const auto gen = e->generate(random_ids(40, e->summary().vocab_size, 5), {.max_new_tokens = 8});
+  ASSERT_TRUE(gen.ok());
+  const auto n_new = static_cast<int64_t>(gen.value().tokens.size());
+  ASSERT_GE(n_new, 2);
+  EXPECT_EQ(replays(), before) << "profiled decode steps run eagerly";
+  const auto j = nlohmann::json::parse(e->take_profile_json());
+  const auto has = [](const nlohmann::json& kind, const char* name) {
+    for (const auto& ph : kind["phases"])
+      if (ph["phase"] == name) return ph["ms"].get<double>() > 0;
+    return false;
+  };
+  EXPECT_EQ(j["prefill_steps"]["steps"], 1) << j.dump(1);
+  EXPECT_EQ(j["prefill_steps"]["rows"], 40);
+  EXPECT_TRUE(has(j["prefill_steps"], "attention: prefill flash")) << j.dump(1);
+  EXPECT_EQ(j["decode_steps"]["steps"], n_new - 1) << "the first new token comes from the prefill step";
+  for (const char* name : {"attention: decode (absorbed)", "moe: routed experts", "sampling, scoring"})
+    EXPECT_TRUE(has(j["decode_steps"], name)) << name << "\n" << j.dump(1);
+  EXPECT_EQ(nlohmann::json::parse(e->take_profile_json())["decode_steps"]["steps"], 0) << "a take starts a new count";
+  ASSERT_TRUE(e->set_profiling(false));
+  EXPECT_EQ(e->take_profile_json(), "");
+  gpu::phases::set_enabled(false);
+}
+
 // Twenty requests of different lengths through a batch of at most 4: each result equals the request run alone.
 TEST(GpuEngine, ContinuousBatchingChangesNoResult) {
   MLABENCH_REQUIRE_GPU();

@@ -419,6 +419,17 @@ TEST(Cli, BenchBatchMaxSweepsUpToWhatTheCacheHolds) {
   EXPECT_NE(twice.err.find("max is named twice"), std::string::npos) << twice.err;
 }
 
+// --profile on the CPU engine: a warning that names the device, the run goes on, the rows carry no profile.
+TEST(Cli, BenchProfileOnTheCpuSaysThereIsNone) {
+  test::TempDir t;
+  const CliResult r = mlabench_cli("bench --batch 1 --prompt 16 --gen 2 --profile --out " + t.file("b.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("no phase timer"), std::string::npos) << r.err;
+  const auto j = nlohmann::json::parse(test::read_file(t.file("b.json")));
+  EXPECT_EQ(j["params"]["profile"], true);
+  EXPECT_FALSE(j["rows"][0].contains("profile"));
+}
+
 // A prompt past 256 tokens is also warmed at its own length, one step of it at most, on one sequence.
 TEST(Cli, BenchWarmsLongPromptsAtTheirLength) {
   test::TempDir t;

@@ -204,6 +204,13 @@ class Engine {
   /// \brief Device-to-device copy bandwidth measured at start-up (GB/s, read + write bytes), the roofline the benchmark
   /// quotes achieved bandwidth against; 0 on the CPU.
   double measure_copy_bandwidth_gbps();
+  /// \brief Per-phase device time of each step (attention, MoE, dense, norms, sampling: `bench --profile`), from
+  /// CUDA events; while on, decode steps run eagerly instead of from CUDA graphs, so the times include launch
+  /// overhead the graphs hide. False (and nothing changes) on the CPU engine.
+  bool set_profiling(bool on);
+  /// \brief The phase times since set_profiling(true) or the last call, as a JSON object {"steps", "rows",
+  /// "phases": [{"phase", "ms", "calls"}]} ("" when not profiling); the count starts again.
+  std::string take_profile_json();
 
   /// \brief The model folder's tokenizer (tokenizer.json or tokenizer.model), or nullptr if it has none.
   const Tokenizer* tokenizer() const;
