@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -94,6 +95,10 @@ constexpr Column kColumns[] = {
     {"prefix_tokens_reused",
      "prompt tokens the measured passes took from the prefix cache; 0 means every measured prompt was computed"},
     {"wall_seconds", "wall time of the row's measured passes (warm-up excluded)"},
+    {"decode_step_graph",
+     "the nodes of the CUDA graph a decode step of this batch replays (its power-of-two batch bucket, the widest block "
+     "table captured): kernels and memset/memcpy nodes of the forward pass; sampling launches after it"},
+    {"profile", "--profile only: device time of each forward-pass phase per step kind, from CUDA events, eager steps"},
 };
 
 double percentile(std::vector<double> v, double p) {
@@ -273,6 +278,21 @@ void add_decode_metrics(ojson& row, const Pass& d, const Shape& s, int64_t gen, 
   row["roofline_share"] = rf.copy_gbps > 0 ? gbps / rf.copy_gbps : 0.0;
 }
 
+// What one decode step of this batch launches, read from the CUDA graph the runner captured for its batch bucket
+// (the widest block table captured); no key when the engine captured none (CPU, --no-cuda-graphs, --profile).
+void add_decode_graph(ojson& row, const std::string& device_json, int64_t batch) {
+  if (device_json.empty()) return;
+  const ojson dev = ojson::parse(device_json);
+  if (!dev.contains("graphs") || !dev["graphs"].contains("captured")) return;
+  const auto bucket = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(batch, 1))));
+  ojson best;
+  for (const ojson& g : dev["graphs"]["captured"])
+    if (g["batch_bucket"].get<int64_t>() == bucket &&
+        (best.is_null() || g["block_table_width"].get<int64_t>() > best["block_table_width"].get<int64_t>()))
+      best = g;
+  if (!best.is_null()) row["decode_step_graph"] = best;
+}
+
 // Warm-up, then the measured passes of one shape; the row of the JSON.
 ojson run_shape(Engine& engine, PromptSource& prompts, const Shape& s, const BenchArgs& a, const Roofline& rf,
                 int64_t max_step_tokens) {
@@ -314,6 +334,7 @@ ojson run_shape(Engine& engine, PromptSource& prompts, const Shape& s, const Ben
   if (s.decode) {
     const Pass d = run_pass(engine, prompts, s.batch, s.prompt, a.gen);
     add_decode_metrics(row, d, s, a.gen, rf);
+    add_decode_graph(row, engine.device_json(), s.batch);
     passes["decode"] = pass_json(d);
     take_profile("decode_pass");
     wall += d.wall_s;
@@ -402,6 +423,15 @@ void print_profile(const ojson& row) {
   const ojson& p = row["profile"];
   if (p.contains("prefill_pass")) table("prefill pass, steps with prompt rows", p["prefill_pass"]["prefill_steps"]);
   if (p.contains("decode_pass")) table("decode pass, decode-only steps", p["decode_pass"]["decode_steps"]);
+}
+
+void print_decode_graph(const ojson& row) {
+  if (!row.contains("decode_step_graph")) return;
+  const ojson& g = row["decode_step_graph"];
+  std::printf("    decode step: %lld kernels and %lld memset/memcpy nodes in the CUDA graph of batch bucket %lld "
+              "(sampling launches after it)\n",
+              static_cast<long long>(g["kernels"].get<int64_t>()), static_cast<long long>(g["memset_memcpy"].get<int64_t>()),
+              static_cast<long long>(g["batch_bucket"].get<int64_t>()));
 }
 
 void print_row(const ojson& row) {
@@ -550,6 +580,7 @@ void bench_command(const BenchArgs& a) {
     rows.push_back(run_shape(*engine, prompts, s, a, rf, eo.max_step_tokens));
     if (s.in_max_sweep) rows.back()["in_max_sweep"] = true;
     print_row(rows.back());
+    print_decode_graph(rows.back());
     print_profile(rows.back());
   }
   ojson measures = ojson::object();

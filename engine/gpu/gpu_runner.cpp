@@ -228,6 +228,11 @@ class GpuRunner final : public serving::ModelRunner {
   // Decode graphs by (batch bucket, block-table width); null until captured. The first step of a shape runs
   // eagerly (it sizes every lazily grown buffer), the second captures, later ones replay.
   std::map<std::pair<int32_t, int32_t>, cudaGraphExec_t> graphs_;
+  struct GraphNodes {
+    int64_t kernels = 0, copies = 0, other = 0;
+  };
+  std::map<std::pair<int32_t, int32_t>, GraphNodes> graph_nodes_;  // by the same key, once captured
+  static GraphNodes count_graph_nodes(cudaGraph_t g);
   int64_t graph_replays_ = 0, graphed_batch_max_ = 0;
   // Where this step's sampling and scoring parameters and results live on the device.
   float* d_temp_ = nullptr;
@@ -372,6 +377,23 @@ gpu::DeviceStep GpuRunner::upload(const serving::StepPlan& plan, int32_t n_pad, 
   return st;
 }
 
+// What one captured decode step launches: kernels, and memset/memcpy nodes apart (the "launches per token").
+GpuRunner::GraphNodes GpuRunner::count_graph_nodes(cudaGraph_t g) {
+  size_t n = 0;
+  MLABENCH_CUDA(cudaGraphGetNodes(g, nullptr, &n));
+  std::vector<cudaGraphNode_t> nodes(n);
+  if (n > 0) MLABENCH_CUDA(cudaGraphGetNodes(g, nodes.data(), &n));
+  GraphNodes c;
+  for (cudaGraphNode_t node : nodes) {
+    cudaGraphNodeType t{};
+    MLABENCH_CUDA(cudaGraphNodeGetType(node, &t));
+    if (t == cudaGraphNodeTypeKernel) ++c.kernels;
+    else if (t == cudaGraphNodeTypeMemset || t == cudaGraphNodeTypeMemcpy) ++c.copies;
+    else ++c.other;
+  }
+  return c;
+}
+
 // Runs a graphed step: eagerly the first time its shape is seen, captured the second, replayed after. Returns
 // whether a graph ran.
 bool GpuRunner::replay(const gpu::DeviceStep& d) {
@@ -393,6 +415,7 @@ bool GpuRunner::replay(const gpu::DeviceStep& d) {
       throw;
     }
     MLABENCH_CUDA(cudaStreamEndCapture(stream_, &g));
+    graph_nodes_[key] = count_graph_nodes(g);
     MLABENCH_CUDA(cudaGraphInstantiate(&it->second, g, 0));
     MLABENCH_CUDA(cudaGraphDestroy(g));
   }
@@ -424,6 +447,12 @@ std::string GpuRunner::describe_json() const {
                  {"cuda_graphs", cuda_graphs_}};
   // Counters so far: decode steps replayed from graphs, and the largest batch among them.
   j["graphs"] = {{"shapes", graphs_.size()}, {"replays", graph_replays_}, {"largest_batch", graphed_batch_max_}};
+  // Each captured decode step's nodes: the forward pass of a padded batch (sampling launches after the graph).
+  nlohmann::ordered_json captured = nlohmann::ordered_json::array();
+  for (const auto& [key, c] : graph_nodes_)
+    captured.push_back({{"batch_bucket", key.first}, {"block_table_width", key.second}, {"kernels", c.kernels},
+                        {"memset_memcpy", c.copies}, {"other_nodes", c.other}});
+  j["graphs"]["captured"] = captured;
   return j.dump();
 }
 

@@ -510,6 +510,11 @@ TEST(GpuEngine, CudaGraphsCoverDecodeBatchesAbove256) {
   EXPECT_GE(info["graphs"]["largest_batch"].get<int64_t>(), 256) << info.dump();
   EXPECT_GT(info["graphs"]["replays"].get<int64_t>(), 5) << info.dump();
   EXPECT_EQ(nlohmann::json::parse(eager->runner().describe_json())["graphs"]["replays"], 0);
+  // Every captured graph says what it launches: at least one kernel a layer (the forward pass is in it).
+  ASSERT_FALSE(info["graphs"]["captured"].empty()) << info.dump();
+  for (const auto& g : info["graphs"]["captured"])
+    EXPECT_GE(g["kernels"].get<int64_t>(), c.n_layers) << g.dump();
+  EXPECT_TRUE(nlohmann::json::parse(eager->runner().describe_json())["graphs"]["captured"].empty());
   for (size_t i = 0; i < reqs.size(); ++i)
     expect_same_or_near_tie(a[i].tokens, b[i].tokens, [&](size_t n) {
       serving::Request r{.tokens = reqs[i].tokens, .all_logits = true};
