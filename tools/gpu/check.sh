@@ -11,6 +11,7 @@
 # STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,kernels,moe,peer,harness,report,cpubench,
 # tokenizer. "gputest" (named only) runs the GPU test binaries alone, for calls short of device time.
 # Long-context stages, run only when named (each takes minutes; give each its own device call after a build):
+#   profile      bench --profile (V2-Lite b1/b256, Llama-3-8B b1), an unprofiled b1 row, ncu kernel times of b1 decode
 #   longprefill  mlabench bench, one uncached 32K and 128K prompt (TTFT, prefill tok/s), V2-Lite random weights
 #   longdecode   mlabench bench, decode at 8K x 64 and 32K x 16 context x batch
 #   longdecode128  mlabench bench, decode at 128K x 1 (its decode pass prefills its own uncached 128K prompt)
@@ -178,6 +179,26 @@ if want kernels || named moe; then
   timeout 200 build-gpu/bench/bench_moe_gemm --json "$out/bench_moe_gemm.json" > "$out/moe.log" 2>&1
   row "bench MoE grouped GEMM" "rc $?"
   grep -E '^(device|hopper|mma|cublas|#)' "$out/moe.log" | sed 's/^/    /' >> "$out/summary.txt"
+fi
+# Where a decode step's time goes (named only): V2-Lite batch 1 and 256 and Llama-3-8B batch 1 under bench --profile
+# (CUDA-event phase times of eager steps), an unprofiled batch-1 row (graphed: tok/s and the kernels a step launches),
+# and, where ncu reads counters, each kernel's duration over a window of batch-1 decode steps
+# (tools/gpu/ncu_summary.py groups them by kernel).
+if named profile; then
+  m=build-gpu/mlabench
+  lite=(--device cuda --model configs/deepseek-v2-lite --random-weights 0 --prompt 512)
+  timeout 120 $m bench "${lite[@]}" --batch 1 --gen 128 --out "$out/bench_dsv2_lite_b1.json" > "$out/profile.log" 2>&1
+  timeout 200 $m bench "${lite[@]}" --batch 1,256 --gen 32 --profile --out "$out/profile_dsv2_lite.json" >> "$out/profile.log" 2>&1
+  timeout 120 $m bench --device cuda --model configs/llama-3-8b --random-weights 0 --prompt 512 --batch 1 --gen 32 \
+    --profile --out "$out/profile_llama3_8b.json" >> "$out/profile.log" 2>&1
+  row "bench --profile (V2-Lite b1/b256, Llama-3-8B b1)" "rc $?"
+  grep -E '^ +[0-9]+ +512 |decode step:|steps, .* rows|ms a step' "$out/profile.log" | sed 's/^/    /' >> "$out/summary.txt"
+  if command -v ncu > /dev/null; then
+    timeout 240 ncu --clock-control none --metrics gpu__time_duration.sum --csv --launch-skip ${NCU_SKIP:-6000} \
+      --launch-count ${NCU_COUNT:-1500} $m bench "${lite[@]}" --batch 1 --gen 48 --warmup 0 > "$out/ncu_b1.csv" 2> "$out/ncu_b1.err"
+    row "ncu, V2-Lite batch-1 decode kernels" "rc $?"
+    python3 tools/gpu/ncu_summary.py "$out/ncu_b1.csv" 2>&1 | head -40 | sed 's/^/    /' >> "$out/summary.txt"
+  fi
 fi
 # Long context (docs/harness.md, "Long context"): the bench sizes --max-context to its longest shape; every measured
 # prompt is fresh, so TTFT is an uncached prefill (the rows' "reused" column must read 0).

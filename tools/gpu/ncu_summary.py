@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Groups an `ncu --csv --metrics gpu__time_duration.sum` log by kernel: total microseconds, launches, share.
+
+Usage: ncu_summary.py NCU.csv   (tools/gpu/check.sh's profile stage). ncu replays each kernel alone with cold caches
+(its default cache control), so the durations are each kernel's own, without launch gaps or overlap."""
+import csv
+import io
+import sys
+from collections import defaultdict
+
+
+def main(path):
+    text = open(path, errors="replace").read()
+    start = text.find('"ID"')
+    if start < 0:
+        print(f"{path}: no ncu CSV table (see the .err file)")
+        return 1
+    rows = list(csv.DictReader(io.StringIO(text[start:])))
+    total = defaultdict(float)
+    calls = defaultdict(int)
+    for r in rows:
+        if r.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        name = r["Kernel Name"].split("(")[0][:70]
+        scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(r.get("Metric Unit", "nsecond"), 1e-3)
+        total[name] += float(r["Metric Value"].replace(",", "")) * scale
+        calls[name] += 1
+    s = sum(total.values())
+    n = sum(calls.values())
+    print(f"{n} kernels, {s:.1f} us in all ({s / max(n, 1):.2f} us a kernel)")
+    for name, t in sorted(total.items(), key=lambda kv: -kv[1]):
+        print(f"{t:10.1f} us {100 * t / s:5.1f}% {calls[name]:6d} x {t / calls[name]:8.2f} us  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
