@@ -5,11 +5,14 @@
 // from the memory left after the weights and buffers, and the device description.
 #include "engine/gpu/gpu_runner.h"
 
+#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <bit>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -233,6 +236,9 @@ class GpuRunner final : public serving::ModelRunner {
   };
   std::map<std::pair<int32_t, int32_t>, GraphNodes> graph_nodes_;  // by the same key, once captured
   static GraphNodes count_graph_nodes(cudaGraph_t g);
+  void profiler_window(bool decode_only);
+  int64_t decode_steps_seen_ = 0;
+  bool profiler_on_ = false;
   int64_t graph_replays_ = 0, graphed_batch_max_ = 0;
   // Where this step's sampling and scoring parameters and results live on the device.
   float* d_temp_ = nullptr;
@@ -259,6 +265,7 @@ void GpuRunner::execute(const serving::StepPlan& plan, serving::StepOutput& out)
     n_pad = static_cast<int32_t>(bucket - n);
     max_blocks = static_cast<int32_t>(std::bit_ceil(static_cast<uint32_t>(max_blocks)));
   }
+  profiler_window(plan.n_decode == n && plan.n_score == 0 && plan.n_full == 0);
   gpu::DeviceStep d = upload(plan, n_pad, max_blocks);
   if (graphed) {
     d.graphed = true;
@@ -375,6 +382,31 @@ gpu::DeviceStep GpuRunner::upload(const serving::StepPlan& plan, int32_t n_pad, 
   out_lp_ = (static_cast<size_t>(plan.n_sample) * 4 + 15) / 16 * 16;
   out_greedy_ = out_lp_ + targets.size() * 8;
   return st;
+}
+
+// MLABENCH_PROFILER_DECODE_STEPS=FIRST,COUNT: the profiler API's window (cudaProfilerStart / Stop) covers decode-only
+// steps FIRST .. FIRST + COUNT - 1 of the run (0-based), so `ncu --profile-from-start off` times the kernels of
+// steady decode steps (graphed ones included) and nothing else (tools/gpu/check.sh, profile stage).
+void GpuRunner::profiler_window(bool decode_only) {
+  static const std::pair<int64_t, int64_t> window = [] {
+    const char* e = std::getenv("MLABENCH_PROFILER_DECODE_STEPS");
+    long long first = -1, count = 0;
+    if (e == nullptr || std::sscanf(e, "%lld,%lld", &first, &count) != 2 || first < 0 || count <= 0) return std::pair<int64_t, int64_t>{-1, 0};
+    return std::pair<int64_t, int64_t>{first, count};
+  }();
+  if (window.first < 0) return;
+  if (profiler_on_) {
+    cudaStreamSynchronize(stream_);
+    cudaProfilerStop();
+    profiler_on_ = false;
+  }
+  if (!decode_only) return;
+  const int64_t i = decode_steps_seen_++;
+  if (i >= window.first && i < window.first + window.second) {
+    cudaStreamSynchronize(stream_);
+    cudaProfilerStart();
+    profiler_on_ = true;
+  }
 }
 
 // What one captured decode step launches: kernels, and memset/memcpy nodes apart (the "launches per token").

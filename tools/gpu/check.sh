@@ -182,7 +182,8 @@ if want kernels || named moe; then
 fi
 # Where a decode step's time goes (named only): V2-Lite batch 1 and 256 and Llama-3-8B batch 1 under bench --profile
 # (CUDA-event phase times of eager steps), an unprofiled batch-1 row (graphed: tok/s and the kernels a step launches),
-# and, where ncu reads counters, each kernel's duration over a window of batch-1 decode steps
+# and, where ncu reads counters, each kernel's duration over steady decode steps 20-22 at batch 1 and 128
+# (MLABENCH_PROFILER_DECODE_STEPS opens the profiler window)
 # (tools/gpu/ncu_summary.py groups them by kernel).
 if named profile; then
   m=build-gpu/mlabench
@@ -193,11 +194,18 @@ if named profile; then
     --profile --out "$out/profile_llama3_8b.json" >> "$out/profile.log" 2>&1
   row "bench --profile (V2-Lite b1/b256, Llama-3-8B b1)" "rc $?"
   grep -E '^ +[0-9]+ +512 |decode step:|steps, .* rows|ms a step' "$out/profile.log" | sed 's/^/    /' >> "$out/summary.txt"
+  for sh in 1x512 1x1024 1x4096 8x1024 32x1024; do
+    timeout 60 build-gpu/bench/bench_decode_attention --only mla --shape $sh --reps 30 2>&1 | grep -E '^mla ' | sed 's/^/    /' >> "$out/summary.txt"
+  done
   if command -v ncu > /dev/null; then
-    timeout 240 ncu --clock-control none --metrics gpu__time_duration.sum --csv --launch-skip ${NCU_SKIP:-6000} \
-      --launch-count ${NCU_COUNT:-1500} $m bench "${lite[@]}" --batch 1 --gen 48 --warmup 0 > "$out/ncu_b1.csv" 2> "$out/ncu_b1.err"
-    row "ncu, V2-Lite batch-1 decode kernels" "rc $?"
-    python3 tools/gpu/ncu_summary.py "$out/ncu_b1.csv" 2>&1 | head -40 | sed 's/^/    /' >> "$out/summary.txt"
+    # Kernel durations of 3 steady decode steps (graph replays; warm caches, as in a real step) at batch 1 and 128.
+    for b in 1 128; do
+      MLABENCH_PROFILER_DECODE_STEPS=20,3 timeout 200 ncu --profile-from-start off --cache-control none --clock-control none \
+        --metrics gpu__time_duration.sum --csv $m bench "${lite[@]}" --batch $b --gen 40 --warmup 0 \
+        > "$out/ncu_b$b.csv" 2> "$out/ncu_b$b.err"
+      row "ncu, V2-Lite batch-$b decode steps 20-22" "rc $?"
+      python3 tools/gpu/ncu_summary.py "$out/ncu_b$b.csv" --steps 3 2>&1 | head -45 | sed 's/^/    /' >> "$out/summary.txt"
+    done
   fi
 fi
 # Long context (docs/harness.md, "Long context"): the bench sizes --max-context to its longest shape; every measured

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Groups an `ncu --csv --metrics gpu__time_duration.sum` log by kernel: total microseconds, launches, share.
 
-Usage: ncu_summary.py NCU.csv   (tools/gpu/check.sh's profile stage). ncu replays each kernel alone with cold caches
+Usage: ncu_summary.py NCU.csv [--steps N]   (tools/gpu/check.sh's profile stage; with N, times are per step). ncu replays each kernel alone with cold caches
 (its default cache control), so the durations are each kernel's own, without launch gaps or overlap."""
 import csv
 import io
@@ -9,7 +9,7 @@ import sys
 from collections import defaultdict
 
 
-def main(path):
+def main(path, steps):
     text = open(path, errors="replace").read()
     start = text.find('"ID"')
     if start < 0:
@@ -27,11 +27,14 @@ def main(path):
         calls[name] += 1
     s = sum(total.values())
     n = sum(calls.values())
-    print(f"{n} kernels, {s:.1f} us in all ({s / max(n, 1):.2f} us a kernel)")
+    print(f"{n} kernels, {s:.1f} us in all ({s / max(n, 1):.2f} us a kernel)"
+          + (f"; a step: {n / steps:.0f} kernels, {s / steps:.1f} us" if steps > 1 else ""))
     for name, t in sorted(total.items(), key=lambda kv: -kv[1]):
-        print(f"{t:10.1f} us {100 * t / s:5.1f}% {calls[name]:6d} x {t / calls[name]:8.2f} us  {name}")
+        print(f"{t / steps:10.1f} us {100 * t / s:5.1f}% {calls[name] / steps:6.0f} x {t / calls[name]:8.2f} us  {name}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    a = sys.argv[1:]
+    steps = int(a[a.index("--steps") + 1]) if "--steps" in a else 1
+    sys.exit(main(a[0], steps))
