@@ -188,12 +188,14 @@ fi
 if named profile; then
   m=build-gpu/mlabench
   lite=(--device cuda --model configs/deepseek-v2-lite --random-weights 0 --prompt 512)
+  if [ "${PROFILE_NCU_ONLY:-0}" != 1 ]; then
   timeout 120 $m bench "${lite[@]}" --batch 1 --gen 128 --out "$out/bench_dsv2_lite_b1.json" > "$out/profile.log" 2>&1
   timeout 200 $m bench "${lite[@]}" --batch 1,256 --gen 32 --profile --out "$out/profile_dsv2_lite.json" >> "$out/profile.log" 2>&1
   timeout 120 $m bench --device cuda --model configs/llama-3-8b --random-weights 0 --prompt 512 --batch 1 --gen 32 \
     --profile --out "$out/profile_llama3_8b.json" >> "$out/profile.log" 2>&1
   row "bench --profile (V2-Lite b1/b256, Llama-3-8B b1)" "rc $?"
   grep -E '^ +[0-9]+ +512 |decode step:|steps, .* rows|ms a step' "$out/profile.log" | sed 's/^/    /' >> "$out/summary.txt"
+  fi
   for sh in 1x512 1x1024 1x4096 8x1024 32x1024; do
     timeout 60 build-gpu/bench/bench_decode_attention --only mla --shape $sh --reps 30 2>&1 | grep -E '^mla ' | sed 's/^/    /' >> "$out/summary.txt"
   done
