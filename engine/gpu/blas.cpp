@@ -71,15 +71,17 @@ void Blas::linear_f32(float* y, int64_t ldy, const float* x, int64_t ldx, const 
   linear(y, ldy, x, ldx, w, ldw, DType::F32, m, n, k);
 }
 
-void Blas::linear_strided(float* y, int64_t ldy, int64_t sy, const void* x, int64_t ldx, int64_t sx, const void* w,
-                          int64_t ldw, int64_t sw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch) {
+void Blas::linear_strided(void* y, int64_t ldy, int64_t sy, const void* x, int64_t ldx, int64_t sx, const void* w,
+                          int64_t ldw, int64_t sw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch,
+                          DType y_type) {
   if (m == 0 || batch == 0) return;
   const float alpha = 1.0f, beta = 0.0f;
   const cudaDataType_t t = cuda_data_type(dt);
   check_blas(cublasGemmStridedBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
                                         static_cast<int>(k), &alpha, w, t, static_cast<int>(ldw), sw, x, t,
-                                        static_cast<int>(ldx), sx, &beta, y, CUDA_R_32F, static_cast<int>(ldy), sy,
-                                        static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                        static_cast<int>(ldx), sx, &beta, y, cuda_data_type(y_type),
+                                        static_cast<int>(ldy), sy, static_cast<int>(batch), CUBLAS_COMPUTE_32F,
+                                        CUBLAS_GEMM_DEFAULT),
              "GemmStridedBatchedEx", m, n, k);
 }
 

@@ -33,8 +33,10 @@ class Blas {
                   int64_t n, int64_t k);
   /// For i < batch: y_i[m, n] = x_i[m, k] . w_i[n, k]^T, with x_i = x + i*sx, w_i = w + i*sw, y_i = y + i*sy
   /// (strides in elements).
-  void linear_strided(float* y, int64_t ldy, int64_t sy, const void* x, int64_t ldx, int64_t sx, const void* w,
-                      int64_t ldw, int64_t sw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch);
+  /// y_type: the output's type (BF16 rounds the float32 accumulator once, as linear_to).
+  void linear_strided(void* y, int64_t ldy, int64_t sy, const void* x, int64_t ldx, int64_t sx, const void* w,
+                      int64_t ldw, int64_t sw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch,
+                      DType y_type = DType::F32);
   /// For i < batch: y_i[m, n] = x_i[m, k] . w_i[k, n] (w NOT transposed: absorbed MLA's W_UK applied to q).
   void matmul_strided(float* y, int64_t ldy, int64_t sy, const void* x, int64_t ldx, int64_t sx, const void* w,
                       int64_t ldw, int64_t sw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch);

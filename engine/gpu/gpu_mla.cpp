@@ -106,16 +106,19 @@ class MlaAttention final : public GpuAttention {
                          s);
 
     float* o = buf<float>(off_.o);  // [T, nh * v]
+    void* o_c = buf<void>(off_.o_c);  // [T, nh * v] dt, o_proj's input
+    // A step of decode rows only (BF16/F16): W_UV writes o_proj's input in dt directly, no cast between.
+    const bool decode_to_dt = T == st.n_decode && dt != DType::F32;
     if (st.n_decode > 0) {
       phases::at(s, "attention: decode (absorbed)");
-      absorbed(st, L, cache, block_size, q, o);
+      absorbed(st, L, cache, block_size, q, decode_to_dt ? o_c : o, decode_to_dt ? dt : DType::F32);
     }
     if (T > st.n_decode) decompressed(st, L, cache, block_size, q, o);
     phases::at(s, "attention: o_proj");
-    void* o_c = buf<void>(off_.o_c);
-    k::cuda::cast({.out = o_c, .out_type = dt, .ld_out = nh * v, .in = o, .ld_in = nh * v, .n_rows = T,
-                   .n_cols = nh * v},
-                  s);
+    if (!decode_to_dt)
+      k::cuda::cast({.out = o_c, .out_type = dt, .ld_out = nh * v, .in = o, .ld_in = nh * v, .n_rows = T,
+                     .n_cols = nh * v},
+                    s);
     m_.blas().linear(out, H, o_c, nh * v, L.o_proj.p, nh * v, dt, T, H, nh * v);  // [T, H]
   }
 
@@ -147,8 +150,9 @@ class MlaAttention final : public GpuAttention {
   }
 
   // Decode rows [0, Td): q_lat_h = q_nope_h . W_UK_h, MQA over the latent cache, o_h = o_lat_h . W_UV_h^T.
+  // o [Td, nh * v] in o_type (float32, or dt when it feeds o_proj directly).
   void absorbed(const DeviceStep& st, const GpuLayer& L, const void* cache, int64_t block_size, const float* q,
-                float* o) {
+                void* o, DType o_type) {
     const ModelConfig& c = m_.config();
     const int64_t Td = st.n_decode, nh = c.n_heads, nope = c.qk_nope_head_dim, qk = c.qk_head_dim();
     const int64_t kvl = c.kv_lora_rank, v = c.v_head_dim;
@@ -181,7 +185,7 @@ class MlaAttention final : public GpuAttention {
                   s);
     // o_h = o_lat_h . W_UV_h^T ([kvl] x [v, kvl]^T).
     m_.blas().linear_strided(o, nh * v, v, o_lat_c, nh * kvl, kvl, bytes(L.kv_b_proj, nope * kvl), kvl,
-                             (nope + v) * kvl, dt, Td, v, kvl, nh);
+                             (nope + v) * kvl, dt, Td, v, kvl, nh, o_type);
   }
 
   // Prefill rows [Td, T): every prefill sequence's cache (earlier chunks included) gathered and expanded.

@@ -281,13 +281,16 @@ void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, float* x, float* del
     swiglu(L.mlp, xn_c, T, delta);
     return;
   }
-  // The router needs the normed input in float32; the experts take it in dt.
+  // The router needs the normed input in float32; the experts take it in dt (out2: the same pass writes both).
   auto* xn = arena_.at<float>(off_xn_);
+  const bool second_copy = dtype_ != DType::F32;
   k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn,
-                     .out_type = DType::F32, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H, .eps = eps},
+                     .out_type = DType::F32, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H, .eps = eps,
+                     .out2 = second_copy ? xn_c : nullptr, .out2_type = dtype_, .ld_out2 = H},
                     stream_);
-  k::cuda::cast({.out = xn_c, .out_type = dtype_, .ld_out = H, .in = xn, .ld_in = H, .n_rows = T, .n_cols = H},
-                stream_);
+  if (!second_copy)
+    k::cuda::cast({.out = xn_c, .out_type = dtype_, .ld_out = H, .in = xn, .ld_in = H, .n_rows = T, .n_cols = H},
+                  stream_);
   moe_->forward({.x = xn, .x_c = xn_c, .out = delta, .n_tokens = T, .dtype = dtype_, .hidden = H,
                  .inter = c.moe_intermediate_size,
                  .shared_inter = L.shared.gate_up.p ? c.moe_intermediate_size * c.n_shared_experts : 0,

@@ -47,6 +47,11 @@ struct RmsNormParams {
   int64_t n_rows = 0;
   int64_t dim = 0;
   float eps = 1e-6f;
+  // Optional second copy of the normalised rows in another type, from the same pass (the MoE layer's router reads
+  // float32, its experts BF16: one kernel instead of a norm and a cast). Must not alias residual or out.
+  void* out2 = nullptr;
+  DType out2_type = DType::BF16;
+  int64_t ld_out2 = 0;
 };
 
 /// Rotates `dim` values of each head in place: x[r, h*head_stride + offset + ...] for h < n_heads, with the

@@ -227,6 +227,46 @@ TEST(CudaElementwise, RmsNormMatchesTwin) {
     }
 }
 
+// The second output (out2): the same normalised rows in another type from the one pass; both match the twin, and
+// out2 equals out converted (the MoE layer's router reads out in float32, its experts out2 in BF16).
+TEST(CudaElementwise, RmsNormSecondOutputMatchesTwin) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(212);
+  struct Case {
+    int64_t n_rows, dim, pad2;
+    DType out_type, out2_type;
+  };
+  const Case cases[] = {{1, 2048, 0, DType::F32, DType::BF16},  {64, 2048, 8, DType::F32, DType::BF16},
+                        {3, 513, 1, DType::F32, DType::F16},    {5, 1024, 0, DType::BF16, DType::F32},
+                        {2, 20480, 0, DType::F32, DType::BF16}};
+  for (const Case& c : cases) {
+    const std::string what = fmt::format("rms_norm out {} out2 {} rows {} dim {} pad {}", dtype_name(c.out_type),
+                                         dtype_name(c.out2_type), c.n_rows, c.dim, c.pad2);
+    const int64_t ld2 = c.dim + c.pad2;
+    TypedBuf residual = from_floats(randn(static_cast<size_t>(c.n_rows * c.dim), rng, 2.0f));
+    TypedBuf delta = from_floats(randn(static_cast<size_t>(c.n_rows * c.dim), rng));
+    TypedBuf weight = from_floats(randn(static_cast<size_t>(c.dim), rng));
+    TypedBuf out(c.out_type, static_cast<size_t>(c.n_rows * c.dim)), out2(c.out2_type, static_cast<size_t>(c.n_rows * ld2));
+    for (TypedBuf* b : {&residual, &delta, &weight, &out, &out2}) b->upload();
+    RmsNormParams p{.ld_residual = c.dim, .ld_delta = c.dim, .out_type = c.out_type, .ld_out = c.dim,
+                    .n_rows = c.n_rows, .dim = c.dim, .eps = 1e-6f, .out2_type = c.out2_type, .ld_out2 = ld2};
+    p.residual = residual.f.data();
+    p.delta = delta.f.data();
+    p.weight = weight.f.data();
+    p.out = out.host(0);
+    p.out2 = out2.host(0);
+    twin::rms_norm(p);
+    p.residual = residual.dev.as<float>();
+    p.delta = delta.dev.as<float>();
+    p.weight = weight.dev.as<float>();
+    p.out = out.device(0);
+    p.out2 = out2.device(0);
+    cuda::rms_norm(p, nullptr);
+    expect_matches(out.fetch(), out, 1e-5, what + " (out)");
+    expect_matches(out2.fetch(), out2, 1e-5, what + " (out2)");
+  }
+}
+
 // ---- rope --------------------------------------------------------------------------------------------------
 
 TEST(CudaElementwise, RopeMatchesTwinBitForBit) {

@@ -183,6 +183,34 @@ TEST(TwinElementwise, RmsNormInPlace) {
     for (int64_t k = 0; k < dim; ++k) ASSERT_TRUE(same_bits(x[r * ld + k], separate[r * ld + k]));
 }
 
+// out2: the second copy in another type is out's values rounded to that type, and out is unchanged by asking for it.
+TEST(TwinElementwise, RmsNormSecondOutputIsTheFirstRounded) {
+  std::mt19937 rng(24);
+  const int64_t n_rows = 3, dim = 64, ld2 = 70;
+  const std::vector<float> x0 = randn(static_cast<size_t>(n_rows * dim), rng);
+  const std::vector<float> weight = randn(static_cast<size_t>(dim), rng);
+  std::vector<float> x = x0, x_alone = x0, out(static_cast<size_t>(n_rows * dim)), alone(out.size());
+  std::vector<uint16_t> out2(static_cast<size_t>(n_rows * ld2), 0xFFFF);
+  RmsNormParams p{.residual = x.data(), .ld_residual = dim, .out = out.data(), .ld_out = dim, .weight = weight.data(),
+                  .n_rows = n_rows, .dim = dim, .out2 = out2.data(), .out2_type = DType::BF16, .ld_out2 = ld2};
+  twin::rms_norm(p);
+  p.residual = x_alone.data();
+  p.out = alone.data();
+  p.out2 = nullptr;
+  twin::rms_norm(p);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    for (int64_t k = 0; k < dim; ++k) {
+      ASSERT_TRUE(same_bits(out[r * dim + k], alone[r * dim + k])) << r << "," << k;
+      ASSERT_EQ(out2[r * ld2 + k], to_half_bits(DType::BF16, out[r * dim + k])) << r << "," << k;
+    }
+    for (int64_t k = dim; k < ld2; ++k) ASSERT_EQ(out2[r * ld2 + k], 0xFFFF) << "padding written at " << r << "," << k;
+  }
+  // out2 may not alias out.
+  p.out = out.data();
+  p.out2 = out.data();
+  EXPECT_THROW(twin::rms_norm(p), std::exception);
+}
+
 // ---- rope ------------------------------------------------------------------------------------------------
 
 struct RopeCase {

@@ -226,7 +226,7 @@ __device__ __forceinline__ void rms_load(float* x, const float* d, int64_t v, fl
   }
 }
 
-template <Fmt F, int W>
+template <Fmt F, int W, bool kOut2, Fmt F2>
 __device__ __forceinline__ void rms_store(const RmsNormParams& p, int64_t r, int64_t v, const float (&val)[W],
                                           float inv) {
   float w[W], o[W];
@@ -234,11 +234,12 @@ __device__ __forceinline__ void rms_store(const RmsNormParams& p, int64_t r, int
 #pragma unroll
   for (int j = 0; j < W; ++j) o[j] = __fmul_rn(__fmul_rn(val[j], inv), w[j]);  // normalise, then weight (HF order)
   store_floats<F, W>(p.out, r * p.ld_out + v * W, o);
+  if constexpr (kOut2) store_floats<F2, W>(p.out2, r * p.ld_out2 + v * W, o);
 }
 
 // One block per row (grid-stride over rows). out may alias residual: each element is read, then written, by the
 // same thread.
-template <Fmt F, int W>
+template <Fmt F, int W, bool kOut2, Fmt F2>
 __global__ void __launch_bounds__(1024) rms_norm_kernel(const RmsNormParams p) {
   __shared__ float warp_sums[32];
   const int64_t nvec = p.dim / W;
@@ -268,12 +269,12 @@ __global__ void __launch_bounds__(1024) rms_norm_kernel(const RmsNormParams p) {
 #pragma unroll
     for (int k = 0; k < kRmsCache; ++k) {
       const int64_t v = tid + k * nt;
-      if (v < nvec) rms_store<F, W>(p, r, v, cache[k], inv);
+      if (v < nvec) rms_store<F, W, kOut2, F2>(p, r, v, cache[k], inv);
     }
     for (int64_t v = tid + kRmsCache * nt; v < nvec; v += nt) {
       float val[W];
       load_vec(x + v * W, val);  // this thread wrote it (when delta) just above
-      rms_store<F, W>(p, r, v, val, inv);
+      rms_store<F, W, kOut2, F2>(p, r, v, val, inv);
     }
   }
 }
@@ -393,22 +394,34 @@ void rms_norm(const RmsNormParams& p, cudaStream_t s) {
   checks::check_rms_norm(p);
   if (p.n_rows == 0) return;
   const int osz = static_cast<int>(dtype_size(p.out_type));
+  const int o2sz = p.out2 ? static_cast<int>(dtype_size(p.out2_type)) : 4;
+  // out2 absent: the launch below reads it as F32 at out's place and never stores it (kOut2 false).
+  const DType type2 = p.out2 ? p.out2_type : DType::F32;
   with_fmt(p.out_type, [&](auto fmt) {
-    with_width<4, 1>(p.dim,
-                     {{p.residual, p.ld_residual, 4},
-                      {p.delta ? static_cast<const void*>(p.delta) : p.residual, p.delta ? p.ld_delta : 0, 4},
-                      {p.out, p.ld_out, osz},
-                      {p.weight, 0, 4}},
-                     [&](auto w) {
-                       // About two vector groups per thread: enough threads to keep loads in flight, few enough
-                       // that the sum's reduction stays cheap; rows up to kRmsCache groups per thread stay in
-                       // registers.
-                       const int64_t nvec = p.dim / decltype(w)::value;
-                       const int64_t threads = std::clamp<int64_t>(ceil_div(ceil_div(nvec, 2), 32) * 32, 32, 1024);
-                       const int64_t blocks = std::min<int64_t>(p.n_rows, INT32_MAX);
-                       rms_norm_kernel<decltype(fmt)::value, decltype(w)::value>
-                           <<<static_cast<unsigned>(blocks), static_cast<unsigned>(threads), 0, s>>>(p);
-                     });
+    with_fmt(type2, [&](auto fmt2) {
+      with_width<4, 1>(p.dim,
+                       {{p.residual, p.ld_residual, 4},
+                        {p.delta ? static_cast<const void*>(p.delta) : p.residual, p.delta ? p.ld_delta : 0, 4},
+                        {p.out, p.ld_out, osz},
+                        {p.out2 ? p.out2 : p.out, p.out2 ? p.ld_out2 : p.ld_out, p.out2 ? o2sz : osz},
+                        {p.weight, 0, 4}},
+                       [&](auto w) {
+                         // About two vector groups per thread: enough threads to keep loads in flight, few enough
+                         // that the sum's reduction stays cheap; rows up to kRmsCache groups per thread stay in
+                         // registers.
+                         const int64_t nvec = p.dim / decltype(w)::value;
+                         const int64_t threads = std::clamp<int64_t>(ceil_div(ceil_div(nvec, 2), 32) * 32, 32, 1024);
+                         const auto grid = static_cast<unsigned>(std::min<int64_t>(p.n_rows, INT32_MAX));
+                         constexpr Fmt F = decltype(fmt)::value, F2 = decltype(fmt2)::value;
+                         constexpr int W = decltype(w)::value;
+                         if (p.out2 == nullptr) {
+                           if constexpr (F2 == Fmt::F32)
+                             rms_norm_kernel<F, W, false, Fmt::F32><<<grid, static_cast<unsigned>(threads), 0, s>>>(p);
+                         } else {
+                           rms_norm_kernel<F, W, true, F2><<<grid, static_cast<unsigned>(threads), 0, s>>>(p);
+                         }
+                       });
+    });
   });
   MLABENCH_CUDA(cudaGetLastError());
 }

@@ -58,6 +58,12 @@ void check_rms_norm(const RmsNormParams& p) {
                  "rms_norm: out aliases residual with out_type {} and ld_out {} vs ld_residual {}. HINT: in-place "
                  "normalisation needs out_type F32 and ld_out == ld_residual; else use a separate out buffer",
                  dtype_name(p.out_type), p.ld_out, p.ld_residual);
+  if (p.out2 != nullptr) {
+    check_float_type(p.out2_type, "rms_norm", "out2_type");
+    check_rows_ld("rms_norm", p.n_rows, p.dim, p.ld_out2, "ld_out2");
+    MLABENCH_CHECK(p.out2 != p.out && p.out2 != static_cast<void*>(p.residual),
+                   "rms_norm: out2 aliases out or residual. HINT: out2 is a second buffer for a second copy");
+  }
 }
 
 void check_rope(const RopeParams& p) {
@@ -164,7 +170,11 @@ void rms_norm(const RmsNormParams& p) {
     }
     // 1/sqrt rather than an approximate rsqrt: the kernel uses the same correctly rounded pair.
     const float inv = 1.0f / std::sqrt(ss / static_cast<float>(p.dim) + p.eps);
-    for (int64_t c = 0; c < p.dim; ++c) store_float(p.out, p.out_type, r * p.ld_out + c, (x[c] * inv) * p.weight[c]);
+    for (int64_t c = 0; c < p.dim; ++c) {
+      const float y = (x[c] * inv) * p.weight[c];
+      store_float(p.out, p.out_type, r * p.ld_out + c, y);
+      if (p.out2) store_float(p.out2, p.out2_type, r * p.ld_out2 + c, y);
+    }
   }
 }
 
