@@ -2,6 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+#include <string>
+
+#include "engine/kernels/cuda/kernels.h"
+
 namespace mlabench::gpu {
 
 namespace {
@@ -44,9 +49,23 @@ Blas::~Blas() {
 
 // Row-major Y[m,n] = X[m,k] W[n,k]^T is column-major Y^T[n,m] = W^T[n,k] X^T[k,m]: cuBLAS (T, N) with the
 // operands swapped.
+bool Blas::skinny_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("MLABENCH_SKINNY_GEMM");
+    return e == nullptr || std::string(e) != "0";
+  }();
+  return on;
+}
+
 void Blas::linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,
                   int64_t n, int64_t k, float beta) {
   if (m == 0) return;
+  // A few rows (decode at small batches): the weight-streaming kernel, where it runs (BF16, aligned).
+  if (m <= kernels::kSkinnyMaxRows && (beta == 0.0f || beta == 1.0f) && skinny_enabled()) {
+    const kernels::SkinnyGemmParams sp{.y = y, .ldy = ldy, .x = x, .ldx = ldx, .w = w, .ldw = ldw, .dtype = dt,
+                                       .m = m, .n = n, .k = k, .beta = beta};
+    if (kernels::cuda::skinny_gemm_supported(sp)) return kernels::cuda::skinny_gemm(sp, stream_);
+  }
   const float alpha = 1.0f;
   const cudaDataType_t t = cuda_data_type(dt);
   check_blas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),

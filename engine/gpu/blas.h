@@ -22,6 +22,9 @@ class Blas {
   Blas(const Blas&) = delete;
   Blas& operator=(const Blas&) = delete;
 
+  /// Whether linear() sends few-row products (m <= kSkinnyMaxRows, BF16) to kernels::cuda::skinny_gemm instead of
+  /// cuBLAS: yes unless MLABENCH_SKINNY_GEMM=0 (the A/B switch of the decode benchmarks and test reruns).
+  static bool skinny_enabled();
   /// y[m, n] = beta * y + x[m, k] . w[n, k]^T.
   void linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,
               int64_t n, int64_t k, float beta = 0.0f);

@@ -160,6 +160,21 @@ bool MoeLayer::Impl::shared_gate_up_hopper(const k::MoeLayerParams& p) {
 // One GEMV per (token, expert) pair: pointer arrays built on the device, then two batched cuBLAS calls.
 void MoeLayer::Impl::pair_experts(const k::MoeLayerParams& p) {
   const int64_t P = p.n_tokens * K, es = static_cast<int64_t>(dtype_size(dtype));
+  // One problem per (token, expert) pair, its expert's weights named by idx on the device: the weight-streaming
+  // kernel (no pointer arrays) where it runs, else cuBLAS's batched GEMM over pointer arrays.
+  // Per pair: ge[1, 2I] = xe[1, H] . gate_up_e[2I, H]^T; ye[1, H] = he[1, I] . down_e[H, I]^T.
+  const k::SkinnyGemmParams gate_up{.y = ge, .ldy = 2 * I, .stride_y = 2 * I, .x = xe, .ldx = H, .stride_x = H,
+                                    .w = p.experts_gate_up, .ldw = H, .stride_w = 2 * I * H, .w_index = idx,
+                                    .dtype = dtype, .m = 1, .n = 2 * I, .k = H, .batch = P};
+  const k::SkinnyGemmParams down{.y = ye, .ldy = H, .stride_y = H, .x = he, .ldx = I, .stride_x = I,
+                                 .w = p.experts_down, .ldw = I, .stride_w = H * I, .w_index = idx, .dtype = dtype,
+                                 .m = 1, .n = H, .k = I, .batch = P};
+  if (Blas::skinny_enabled() && k::cuda::skinny_gemm_supported(gate_up) && k::cuda::skinny_gemm_supported(down)) {
+    k::cuda::skinny_gemm(gate_up, stream);
+    silu_rows(ge, he, P, I);
+    k::cuda::skinny_gemm(down, stream);
+    return;
+  }
   k::cuda::moe_pair_pointers({.topk_idx = idx, .n_pairs = P, .weights = static_cast<const char*>(p.experts_gate_up),
                               .expert_stride_bytes = 2 * I * H * es, .x = static_cast<const char*>(xe),
                               .ld_x_bytes = H * es, .y = reinterpret_cast<char*>(ge), .ld_y_bytes = 2 * I * 4,

@@ -255,6 +255,28 @@ struct MoeCombineParams {
   MoeRowMap map;
 };
 
+/// Few-row GEMM, weight-streaming (decode at small batches): for b < batch,
+///   y_b[m, n] = beta * y_b + x_b[m, k] . w_b[n, k]^T,
+/// x_b = x + b * stride_x, y_b = y + b * stride_y, w_b = w + (w_index ? w_index[b] : b) * stride_w (elements;
+/// w_index on the device: a MoE layer's expert per (token, expert) pair). Every weight is read once, 16 bytes a
+/// load, with all m rows of x applied to it, so the kernel runs at the copy bandwidth while m is small. beta is 0
+/// (overwrite) or 1 (accumulate). Twin: a float32 loop (engine/kernels/twin/skinny_gemm.cpp).
+struct SkinnyGemmParams {
+  float* y = nullptr;
+  int64_t ldy = 0, stride_y = 0;
+  const void* x = nullptr;  // in dtype
+  int64_t ldx = 0, stride_x = 0;
+  const void* w = nullptr;  // in dtype
+  int64_t ldw = 0, stride_w = 0;
+  const int32_t* w_index = nullptr;  // optional [batch]
+  DType dtype = DType::BF16;
+  int64_t m = 0, n = 0, k = 0, batch = 1;
+  float beta = 0.0f;
+};
+
+/// Rows up to which skinny_gemm runs (the kernel keeps m x rows-per-CTA sums in registers).
+inline constexpr int64_t kSkinnyMaxRows = 8;
+
 /// Pointer arrays for a batched GEMM with one problem per pair (MoeRowMode::PAIR):
 /// a[p] = weights + topk_idx[p] * expert_stride_bytes, b[p] = x + p * ld_x_bytes, c[p] = y + p * ld_y_bytes.
 struct MoePairPointersParams {

@@ -8,7 +8,7 @@
 #   5. print a short table last.
 # Usage, through the device tool (which copies no .git, so name the commit):
 #   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh [STAGES]     (logs and JSON land in $OUT)
-# STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,kernels,moe,peer,harness,report,cpubench,
+# STAGES (default "all"): a comma list of build,test,sanitize,fixtures,bench,kernels,moe,gemv,peer,harness,report,cpubench,
 # tokenizer. "gputest" (named only) runs the GPU test binaries alone, for calls short of device time.
 # Long-context stages, run only when named (each takes minutes; give each its own device call after a build):
 #   profile      bench --profile (V2-Lite b1/b256, Llama-3-8B b1), an unprofiled b1 row, ncu kernel times of b1 decode
@@ -69,9 +69,10 @@ grep -E '^\[  FAILED|Failure' "$out/ctest.log" | head -10 | sed 's/^/    /' >> "
 fi
 if want test || named gputest; then
 # The MoE layer's COMPACT rows take the Hopper grouped GEMM on an H100/H200; its two older paths (mma.sync with the
-# counts on the device, cuBLAS's grouped GEMM after a host read) again under MLABENCH_MOE_GEMM=mma.
-MLABENCH_MOE_GEMM=mma build-gpu/tests/test_cuda_kernels --gtest_filter='CudaMoe*' > "$out/moe_mma.log" 2>&1
-row "CUDA MoE tests, MLABENCH_MOE_GEMM=mma" "$(grep -E '^\[  (PASSED|FAILED)' "$out/moe_mma.log" | tr '\n' ' ')"
+# counts on the device, cuBLAS's grouped GEMM after a host read) again under MLABENCH_MOE_GEMM=mma, and the PAIR
+# rows' cuBLAS batched GEMM (MLABENCH_SKINNY_GEMM=0) in place of skinny_gemm.
+MLABENCH_MOE_GEMM=mma MLABENCH_SKINNY_GEMM=0 build-gpu/tests/test_cuda_kernels --gtest_filter='CudaMoe*' > "$out/moe_mma.log" 2>&1
+row "CUDA MoE tests, MOE_GEMM=mma SKINNY_GEMM=0" "$(grep -E '^\[  (PASSED|FAILED)' "$out/moe_mma.log" | tr '\n' ' ')"
 cat "$out/moe_mma.log" >> "$out/ctest.log"
 fi
 if want test || named gputest; then
@@ -172,6 +173,12 @@ if want kernels; then
     row "peer: torch sdpa (flash, cudnn, efficient, default)" "rc $?"
     grep -E '^torch sdpa.*(x 32768 causal|x 131072 causal)' "$out/kernels.log" | sed 's/^/    /' >> "$out/summary.txt"
   fi
+fi
+# The decode step's few-row GEMMs: skinny_gemm beside cuBLAS at 1-8 rows, V2-Lite and Llama-3-8B projections.
+if want kernels || named gemv; then
+  timeout 120 build-gpu/bench/bench_skinny_gemm --json "$out/bench_skinny_gemm.json" > "$out/gemv.log" 2>&1
+  row "bench skinny GEMM (decode projections)" "rc $?"
+  grep -E '^(device| +[0-9]|V2-Lite|Llama)' "$out/gemv.log" | grep -E '^device| 1  | 8  ' | sed 's/^/    /' >> "$out/summary.txt"
 fi
 # The routed experts of one MoE layer by each grouped-GEMM strategy (Hopper wgmma, mma.sync, cuBLAS grouped, cuBLAS
 # per expert), V2-Lite and V2 shapes, decode and prefill row counts, beside the same run's ceilings.

@@ -28,6 +28,10 @@ void moe_gather(const MoeGatherParams& p, cudaStream_t s);
 void moe_combine(const MoeCombineParams& p, cudaStream_t s);
 void moe_pair_pointers(const MoePairPointersParams& p, cudaStream_t s);
 void moe_grouped_gemm(const MoeGroupedGemmParams& p, cudaStream_t s);
+/// Where skinny_gemm runs (BF16, m <= kSkinnyMaxRows, k and the leading dimensions and strides multiples of 8, 16-byte
+/// aligned x and w); elsewhere the caller takes cuBLAS. skinny_gemm throws where this is false.
+bool skinny_gemm_supported(const SkinnyGemmParams& p);
+void skinny_gemm(const SkinnyGemmParams& p, cudaStream_t s);
 /// The same GEMM on Hopper's wgmma and TMA for prefill-sized row counts (BF16; STORE or the fused SWIGLU
 /// epilogue; rows_bound required), where moe_grouped_gemm_hopper_supported says this build and device run it.
 bool moe_grouped_gemm_hopper_supported(const MoeGroupedGemmParams& p);

@@ -9,6 +9,8 @@ namespace mlabench::kernels::checks {
 
 void check_embedding(const EmbeddingParams& p);
 void check_rms_norm(const RmsNormParams& p);
+/// Defined in engine/kernels/twin/skinny_gemm.cpp.
+void check_skinny_gemm(const SkinnyGemmParams& p);
 void check_rope(const RopeParams& p);
 void check_silu_mul(const SiluMulParams& p);
 void check_cast(const CastParams& p);

@@ -1,0 +1,69 @@
+// CPU twin of skinny_gemm (engine/kernels/cuda/skinny_gemm.cu), and the parameter check the launcher shares with
+// it. A plain loop: each output is one float32 sum over k ascending of float(x) * float(w), then beta * y added.
+// The kernel sums in another order (per-thread partials, then a tree), so the two agree to float32 rounding.
+#include <cmath>
+#include <cstring>
+
+#include "engine/core/check.h"
+#include "engine/kernels/twin/checks.h"
+#include "engine/kernels/twin/twin.h"
+
+namespace mlabench::kernels {
+
+namespace checks {
+
+void check_skinny_gemm(const SkinnyGemmParams& p) {
+  MLABENCH_CHECK(p.dtype == DType::BF16 || p.dtype == DType::F16 || p.dtype == DType::F32,
+                 "skinny_gemm: dtype {}. HINT: the operands are BF16, F16 or F32", dtype_name(p.dtype));
+  MLABENCH_CHECK(p.m >= 0 && p.m <= kSkinnyMaxRows && p.n > 0 && p.k > 0 && p.batch >= 1,
+                 "skinny_gemm: m {}, n {}, k {}, batch {}. HINT: 0 <= m <= {} (larger row counts take a GEMM), n and "
+                 "k positive, batch >= 1",
+                 p.m, p.n, p.k, p.batch, kSkinnyMaxRows);
+  MLABENCH_CHECK(p.ldx >= p.k && p.ldw >= p.k && p.ldy >= p.n,
+                 "skinny_gemm: ldx {}, ldw {} (k {}), ldy {} (n {}). HINT: leading dimensions count elements: "
+                 "ldx, ldw >= k and ldy >= n",
+                 p.ldx, p.ldw, p.k, p.ldy, p.n);
+  MLABENCH_CHECK(p.beta == 0.0f || p.beta == 1.0f, "skinny_gemm: beta {}. HINT: 0 overwrites y, 1 accumulates into it",
+                 p.beta);
+  MLABENCH_CHECK(p.m == 0 || (p.y && p.x && p.w), "skinny_gemm: y, x or w is null. HINT: w_index is the only optional "
+                 "pointer");
+  MLABENCH_CHECK(p.batch == 1 || p.w_index != nullptr || p.stride_w >= p.n * p.ldw - (p.ldw - p.k),
+                 "skinny_gemm: stride_w {} with batch {} and no w_index. HINT: consecutive problems' weights are "
+                 "stride_w elements apart (>= n x ldw), or w_index names each problem's weight block",
+                 p.stride_w, p.batch);
+}
+
+}  // namespace checks
+
+namespace twin {
+
+void skinny_gemm(const SkinnyGemmParams& p) {
+  checks::check_skinny_gemm(p);
+  const size_t es = dtype_size(p.dtype);
+  auto value = [&](const void* base, int64_t i) {
+    const char* at = static_cast<const char*>(base) + static_cast<size_t>(i) * es;
+    if (p.dtype == DType::F32) {
+      float f;
+      std::memcpy(&f, at, 4);
+      return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, at, 2);
+    return p.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+  };
+  for (int64_t b = 0; b < p.batch; ++b) {
+    const int64_t wb = (p.w_index ? p.w_index[b] : b) * p.stride_w;
+    MLABENCH_CHECK(wb >= 0, "skinny_gemm: problem {} has weight offset {}. HINT: w_index entries are >= 0", b, wb);
+    for (int64_t i = 0; i < p.m; ++i)
+      for (int64_t j = 0; j < p.n; ++j) {
+        float s = 0.0f;
+        for (int64_t c = 0; c < p.k; ++c)
+          s += value(p.x, b * p.stride_x + i * p.ldx + c) * value(p.w, wb + j * p.ldw + c);
+        float& out = p.y[b * p.stride_y + i * p.ldy + j];
+        out = p.beta == 0.0f ? s : out + s;
+      }
+  }
+}
+
+}  // namespace twin
+}  // namespace mlabench::kernels

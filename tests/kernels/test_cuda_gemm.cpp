@@ -1,0 +1,147 @@
+// skinny_gemm (engine/kernels/cuda/skinny_gemm.cu) against its twin (engine/kernels/twin/skinny_gemm.cpp): every
+// row count 1-8, each rows-per-CTA choice (n from 3 to 102,400), k from 8 to 10,944 (one and several chunks a
+// thread, tails), padded leading dimensions, beta 0 and 1, a batch with w_index (a MoE layer's token-expert pairs,
+// experts repeated and skipped), and outputs outside the product poisoned with NaN that must stay NaN. Then
+// gpu::Blas::linear takes the kernel for few rows and matches cuBLAS's product at many rows.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "engine/core/dtype.h"
+#include "engine/gpu/blas.h"
+#include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/twin/twin.h"
+#include "tests/kernels/gpu_test_util.h"
+
+namespace mlabench {
+namespace {
+
+using kernels::SkinnyGemmParams;
+using test::to_device;
+using test::to_host;
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+std::vector<uint16_t> random_bf16(size_t n, std::mt19937& rng, float scale) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<uint16_t> v(n);
+  for (auto& x : v) x = f32_to_bf16(d(rng));
+  return v;
+}
+
+struct Case {
+  int64_t m, n, k, pad_x, pad_w, pad_y, batch;
+  bool indexed;
+  float beta;
+};
+
+// Runs one case on the twin and the kernel; y starts NaN outside the product (and random inside it for beta 1).
+void run_case(const Case& c, std::mt19937& rng) {
+  const std::string what = fmt::format("m {} n {} k {} pads {}/{}/{} batch {} indexed {} beta {}", c.m, c.n, c.k,
+                                       c.pad_x, c.pad_w, c.pad_y, c.batch, c.indexed, c.beta);
+  const int64_t ldx = c.k + c.pad_x, ldw = c.k + c.pad_w, ldy = c.n + c.pad_y;
+  const int64_t n_blocks = c.indexed ? 5 : c.batch;  // weight blocks; indexed problems pick among 5
+  const int64_t stride_x = c.m * ldx, stride_y = c.m * ldy, stride_w = c.n * ldw;
+  const std::vector<uint16_t> x = random_bf16(static_cast<size_t>(c.batch * stride_x), rng, 1.0f);
+  const std::vector<uint16_t> w = random_bf16(static_cast<size_t>(n_blocks * stride_w), rng, 0.05f);
+  std::vector<int32_t> index(static_cast<size_t>(c.batch));
+  for (int64_t b = 0; b < c.batch; ++b) index[static_cast<size_t>(b)] = static_cast<int32_t>((b * 3 + 1) % 5);
+  std::vector<float> y(static_cast<size_t>(c.batch * stride_y), kNaN);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (int64_t b = 0; b < c.batch; ++b)
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t j = 0; j < c.n; ++j) y[static_cast<size_t>(b * stride_y + i * ldy + j)] = d(rng);
+  const auto dx = to_device(x), dw = to_device(w), di = to_device(index);
+  auto dy = to_device(y);
+  SkinnyGemmParams p{.ldy = ldy, .stride_y = stride_y, .ldx = ldx, .stride_x = stride_x, .ldw = ldw,
+                     .stride_w = stride_w, .m = c.m, .n = c.n, .k = c.k, .batch = c.batch, .beta = c.beta};
+  p.y = y.data();
+  p.x = x.data();
+  p.w = w.data();
+  p.w_index = c.indexed ? index.data() : nullptr;
+  kernels::twin::skinny_gemm(p);
+  p.y = dy.as<float>();
+  p.x = dx.get();
+  p.w = dw.get();
+  p.w_index = c.indexed ? di.as<int32_t>() : nullptr;
+  ASSERT_TRUE(kernels::cuda::skinny_gemm_supported(p)) << what;
+  kernels::cuda::skinny_gemm(p, nullptr);
+  const std::vector<float> got = to_host<float>(dy, y.size());
+  // float32 sums of k products in another order: |error| <= k * 2^-23 * sum|x w|, with |x w| ~ 0.05 here.
+  const double tol = 4e-7 * static_cast<double>(c.k) * 0.05 + 1e-6;
+  int64_t bad = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    if (std::isnan(y[i])) {
+      bad += std::isnan(got[i]) ? 0 : 1;  // outside the product: untouched
+    } else if (!(std::fabs(static_cast<double>(got[i]) - y[i]) <= tol * std::max(1.0, std::fabs(double{y[i]})))) {
+      if (bad++ < 3) ADD_FAILURE() << what << ": y[" << i << "] = " << got[i] << ", twin " << y[i];
+    }
+  }
+  EXPECT_EQ(bad, 0) << what;
+}
+
+TEST(CudaSkinnyGemm, MatchesTwin) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(1601);
+  const Case cases[] = {
+      {1, 3072, 2048, 0, 0, 0, 1, false, 0.0f},     // V2-Lite q_proj, batch 1: 8 rows a CTA
+      {1, 576, 2048, 0, 0, 0, 1, false, 0.0f},      // kv_a: 2 rows a CTA
+      {1, 3, 8, 0, 0, 0, 1, false, 0.0f},           // one chunk, 1 row a CTA, a tail CTA
+      {2, 2048, 2816, 8, 16, 4, 1, false, 0.0f},    // shared down: uneven chunks a thread, padded
+      {3, 1000, 1024, 0, 0, 0, 1, false, 1.0f},     // accumulate, m not a power of two
+      {5, 2049, 4104, 0, 8, 1, 1, false, 0.0f},     // m 5 (M 8: 4 rows a CTA), n not a multiple of any R
+      {8, 4096, 2048, 0, 0, 0, 1, false, 1.0f},     // the largest m
+      {7, 130, 10944, 0, 0, 0, 1, false, 0.0f},     // dense down's k: 6 chunks a thread
+      {1, 2816, 2048, 0, 0, 0, 6, true, 0.0f},      // MoE pairs: gate_up of 6 (token, expert) pairs
+      {1, 2048, 1408, 0, 0, 0, 12, true, 0.0f},     // and down, experts repeated
+      {4, 64, 256, 8, 0, 0, 3, false, 1.0f},        // strided batch without an index
+  };
+  for (const Case& c : cases) run_case(c, rng);
+  run_case({1, 102400, 2048, 0, 0, 0, 1, false, 0.0f}, rng);  // lm_head, 12,800 CTAs
+}
+
+TEST(CudaSkinnyGemm, SaysWhereItDoesNotRun) {
+  MLABENCH_REQUIRE_GPU();
+  const auto buf = to_device(std::vector<uint16_t>(4096));
+  const SkinnyGemmParams ok{.y = reinterpret_cast<float*>(buf.get()), .ldy = 16, .x = buf.get(), .ldx = 16,
+                            .w = buf.get(), .ldw = 16, .m = 1, .n = 16, .k = 16};
+  EXPECT_TRUE(kernels::cuda::skinny_gemm_supported(ok));
+  SkinnyGemmParams p = ok;
+  p.dtype = DType::F16;
+  EXPECT_FALSE(kernels::cuda::skinny_gemm_supported(p));
+  p = ok;
+  p.k = p.ldx = p.ldw = 12;  // not whole 16-byte chunks
+  EXPECT_FALSE(kernels::cuda::skinny_gemm_supported(p));
+  EXPECT_THROW(kernels::cuda::skinny_gemm(p, nullptr), std::exception);
+  p = ok;
+  p.x = static_cast<const char*>(buf.get()) + 2;
+  EXPECT_FALSE(kernels::cuda::skinny_gemm_supported(p));
+  p = ok;
+  p.m = kernels::kSkinnyMaxRows + 1;
+  EXPECT_THROW(kernels::cuda::skinny_gemm(p, nullptr), std::exception);
+}
+
+// Blas::linear sends 1-8 rows to skinny_gemm and more to cuBLAS; both give the same product to float32 rounding.
+TEST(CudaSkinnyGemm, BlasLinearAgreesAcrossTheRowThreshold) {
+  MLABENCH_REQUIRE_GPU();
+  if (!gpu::Blas::skinny_enabled()) GTEST_SKIP() << "MLABENCH_SKINNY_GEMM=0: linear() is cuBLAS at every row count";
+  std::mt19937 rng(1602);
+  const int64_t n = 1536, k = 2048, rows = 16;
+  const std::vector<uint16_t> x = random_bf16(static_cast<size_t>(rows * k), rng, 1.0f);
+  const std::vector<uint16_t> w = random_bf16(static_cast<size_t>(n * k), rng, 0.05f);
+  const auto dx = to_device(x), dw = to_device(w);
+  gpu::DeviceBuffer all(static_cast<size_t>(rows * n) * 4, "y"), few(static_cast<size_t>(8 * n) * 4, "y8");
+  gpu::Blas blas(nullptr);
+  blas.linear(all.as<float>(), n, dx.get(), k, dw.get(), k, DType::BF16, rows, n, k);  // cuBLAS
+  blas.linear(few.as<float>(), n, dx.get(), k, dw.get(), k, DType::BF16, 8, n, k);     // skinny_gemm
+  const std::vector<float> a = to_host<float>(all, static_cast<size_t>(8 * n)), b = to_host<float>(few, a.size());
+  EXPECT_LT(test::max_rel_diff(b, a), 2e-5);
+}
+
+}  // namespace
+}  // namespace mlabench
