@@ -96,14 +96,13 @@ class MlaAttention final : public GpuAttention {
     // The compressed KV of the new tokens: normalise c_kv, rotate k_pe, append to the cache.
     float* ckv = buf<float>(off_.ckv);  // [T, cw]
     m_.blas().linear(ckv, cw, m_.normed_input(), H, L.kv_a_proj.p, H, dt, T, cw, H);
-    k::cuda::rms_norm({.residual = ckv, .ld_residual = cw, .out = ckv, .out_type = DType::F32, .ld_out = cw,
-                       .weight = L.kv_a_norm, .n_rows = T, .dim = kvl, .eps = kLatentNormEps},
-                      s);
-    m_.rope_rows(ckv, cw, T, 1, 0, kvl, st.positions);
-    m_.rope_rows(q, nh * qk, T, nh, qk, nope, st.positions);
-    k::cuda::cache_write({.cache = cache, .cache_type = m_.cache_dtype(), .width = cw, .src = ckv, .ld_src = cw,
-                          .slots = st.slots, .n_rows = T},
-                         s);
+    // One kernel: kv_a_layernorm on c_kv, RoPE on k_pe and on q's rope columns, the row appended to the cache.
+    k::cuda::latent_append({.latent = ckv, .ld = cw, .kv_lora = kvl, .rope_dim = m_.rope().dim,
+                            .norm_weight = L.kv_a_norm, .eps = kLatentNormEps, .q = q, .ld_q = nh * qk, .n_heads = nh,
+                            .q_head_stride = qk, .q_rope_offset = nope, .interleaved = m_.rope().interleaved,
+                            .cos = m_.rope_cos(), .sin = m_.rope_sin(), .positions = st.positions, .cache = cache,
+                            .cache_type = m_.cache_dtype(), .slots = st.slots, .n_rows = T},
+                           s);
 
     float* o = buf<float>(off_.o);  // [T, nh * v]
     void* o_c = buf<void>(off_.o_c);  // [T, nh * v] dt, o_proj's input

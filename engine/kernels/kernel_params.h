@@ -104,6 +104,28 @@ struct CacheWriteParams {
   int64_t n_rows = 0;
 };
 
+/// MLA's new latent rows in one pass (the chain rms_norm -> rope -> rope -> cache_write of a layer, fused): for each
+/// row r, latent[r, :kv_lora] = rms_norm(latent[r, :kv_lora]) * norm_weight (in place, float32), latent[r, kv_lora:
+/// kv_lora + rope_dim] rotated at positions[r], q's rope columns of n_heads heads rotated in place (n_heads 0: none),
+/// then latent[r, :kv_lora + rope_dim] appended to the paged cache at slots[r]. Twin: those four twins in order.
+struct LatentAppendParams {
+  float* latent = nullptr;  // [n_rows, >= kv_lora + rope_dim] at ld
+  int64_t ld = 0;
+  int64_t kv_lora = 0, rope_dim = 0;
+  const float* norm_weight = nullptr;  // [kv_lora]
+  float eps = 1e-6f;
+  float* q = nullptr;  // [n_rows, ...] at ld_q: head h's rope columns start at h * q_head_stride + q_rope_offset
+  int64_t ld_q = 0, n_heads = 0, q_head_stride = 0, q_rope_offset = 0;
+  bool interleaved = true;
+  const float* cos = nullptr;  // [n_positions, rope_dim / 2]
+  const float* sin = nullptr;
+  const int32_t* positions = nullptr;  // [n_rows]
+  void* cache = nullptr;  // one layer's pool [n_slots, kv_lora + rope_dim]
+  DType cache_type = DType::BF16;
+  const int64_t* slots = nullptr;  // [n_rows]
+  int64_t n_rows = 0;
+};
+
 /// Copies every cached token of each sequence out of a paged pool into contiguous float32 rows:
 /// out[cu_kv[s] + p, :] = float(cache[slot(s, p), :]) for p < kv_len[s]. (MLA prefill decompresses these.)
 struct CacheGatherParams {

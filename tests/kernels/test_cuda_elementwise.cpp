@@ -267,6 +267,73 @@ TEST(CudaElementwise, RmsNormSecondOutputMatchesTwin) {
   }
 }
 
+// ---- latent_append (MLA's norm, RoPE on k and q, cache write in one kernel) -----------------------------------
+
+TEST(CudaElementwise, LatentAppendMatchesTwin) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(515);
+  struct Case {
+    int64_t n_rows, n_heads, pad;
+    bool interleaved;
+    DType cache_type;
+  };
+  // V2-Lite (16 heads) and V2 (128) shapes, one decode row to a prefill chunk, both pairings and cache types.
+  const Case cases[] = {{1, 16, 0, true, DType::BF16},   {7, 128, 0, true, DType::BF16}, {300, 16, 8, false, DType::BF16},
+                        {5, 16, 0, true, DType::F32},    {3, 0, 0, true, DType::BF16}};
+  const int64_t kvl = 512, rd = 64, nope = 128, qk = nope + rd, half = rd / 2, n_pos = 4096, n_slots = 1024;
+  for (const Case& c : cases) {
+    const std::string what = fmt::format("latent_append rows {} heads {} pad {} interleaved {} cache {}", c.n_rows,
+                                         c.n_heads, c.pad, c.interleaved, dtype_name(c.cache_type));
+    const int64_t ld = kvl + rd + c.pad, ld_q = std::max<int64_t>(c.n_heads, 1) * qk;
+    TypedBuf latent = from_floats(randn(static_cast<size_t>(c.n_rows * ld), rng, 2.0f));
+    TypedBuf q = from_floats(randn(static_cast<size_t>(c.n_rows * ld_q), rng));
+    TypedBuf weight = from_floats(randn(static_cast<size_t>(kvl), rng));
+    std::vector<float> cos(static_cast<size_t>(n_pos * half)), sin(cos.size());
+    for (int64_t pos = 0; pos < n_pos; ++pos)
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle = static_cast<double>(pos) * std::pow(10000.0, -2.0 * static_cast<double>(i) / rd);
+        cos[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::cos(angle));
+        sin[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::sin(angle));
+      }
+    std::vector<int32_t> positions(static_cast<size_t>(c.n_rows));
+    for (auto& pos : positions) pos = static_cast<int32_t>(rand_in(rng, 0, n_pos - 1));
+    std::vector<int64_t> slots(static_cast<size_t>(n_slots));
+    std::iota(slots.begin(), slots.end(), 0);
+    std::shuffle(slots.begin(), slots.end(), rng);
+    slots.resize(static_cast<size_t>(c.n_rows));  // distinct slots, out of order; the rest of the pool stays NaN
+    TypedBuf cache(c.cache_type, static_cast<size_t>(n_slots * (kvl + rd)));
+    for (TypedBuf* b : {&latent, &q, &weight, &cache}) b->upload();
+    const gpu::DeviceBuffer d_cos = to_device(cos), d_sin = to_device(sin), d_pos = to_device(positions),
+                            d_slots = to_device(slots);
+    LatentAppendParams p{.ld = ld, .kv_lora = kvl, .rope_dim = rd, .eps = 1e-6f, .ld_q = ld_q, .n_heads = c.n_heads,
+                         .q_head_stride = qk, .q_rope_offset = nope, .interleaved = c.interleaved,
+                         .cache_type = c.cache_type, .n_rows = c.n_rows};
+    p.latent = latent.f.data();
+    p.norm_weight = weight.f.data();
+    p.q = q.f.data();
+    p.cos = cos.data();
+    p.sin = sin.data();
+    p.positions = positions.data();
+    p.cache = cache.host();
+    p.slots = slots.data();
+    twin::latent_append(p);
+    p.latent = latent.dev.as<float>();
+    p.norm_weight = weight.dev.as<float>();
+    p.q = q.dev.as<float>();
+    p.cos = d_cos.as<float>();
+    p.sin = d_sin.as<float>();
+    p.positions = d_pos.as<int32_t>();
+    p.cache = cache.device();
+    p.slots = d_slots.as<int64_t>();
+    cuda::latent_append(p, nullptr);
+    // The norm sums squares in another order (scale within ~sqrt(dim) 2^-24); RoPE rounds each product and sum as
+    // the twin does, so q (its input untouched by the norm) matches bit for bit.
+    expect_matches(latent.fetch(), latent, 1e-5, what + " (latent)");
+    expect_matches(q.fetch(), q, 0, what + " (q)");
+    expect_matches(cache.fetch(), cache, c.cache_type == DType::F32 ? 1e-5 : 1e-3, what + " (cache)");
+  }
+}
+
 // ---- rope --------------------------------------------------------------------------------------------------
 
 TEST(CudaElementwise, RopeMatchesTwinBitForBit) {

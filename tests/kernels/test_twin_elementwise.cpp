@@ -211,6 +211,62 @@ TEST(TwinElementwise, RmsNormSecondOutputIsTheFirstRounded) {
   EXPECT_THROW(twin::rms_norm(p), std::exception);
 }
 
+// latent_append against the CPU reference engine's ops on DeepSeek-V2-Lite's tables: the latent normalised then
+// weighted, k_pe and every q head's rope columns rotated, the row in the cache at its slot (BF16), other slots and q's
+// other columns untouched; n_heads 0 leaves q alone; the check refuses a row narrower than the cache's.
+TEST(TwinElementwise, LatentAppendIsNormRopeAndCacheWrite) {
+  std::mt19937 rng(34);
+  const RopeTables tables = rope_tables(load_config(test::preset_dir("deepseek-v2-lite")));
+  const int64_t kvl = 512, rd = tables.dim, half = rd / 2, cw = kvl + rd, nh = 2, qk = 128 + rd, n_rows = 3,
+                n_pos = 300, n_slots = 8;
+  std::vector<float> cos(static_cast<size_t>(n_pos * half)), sin(cos.size());
+  for (int64_t pos = 0; pos < n_pos; ++pos) rope_cos_sin(tables, pos, cos.data() + pos * half, sin.data() + pos * half);
+  const std::vector<int32_t> positions = {0, 299, 17};
+  const std::vector<int64_t> slots = {5, 0, 6};
+  const std::vector<float> latent0 = randn(static_cast<size_t>(n_rows * cw), rng, 3.0f);
+  const std::vector<float> q0 = randn(static_cast<size_t>(n_rows * nh * qk), rng);
+  const std::vector<float> weight = randn(static_cast<size_t>(kvl), rng);
+  std::vector<float> latent = latent0, q = q0;
+  std::vector<uint16_t> cache(static_cast<size_t>(n_slots * cw), 0xFFFF);
+  LatentAppendParams p{.latent = latent.data(), .ld = cw, .kv_lora = kvl, .rope_dim = rd, .norm_weight = weight.data(),
+                       .eps = 1e-6f, .q = q.data(), .ld_q = nh * qk, .n_heads = nh, .q_head_stride = qk,
+                       .q_rope_offset = 128, .interleaved = tables.interleaved, .cos = cos.data(), .sin = sin.data(),
+                       .positions = positions.data(), .cache = cache.data(), .slots = slots.data(), .n_rows = n_rows};
+  twin::latent_append(p);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    std::vector<float> want(static_cast<size_t>(cw));
+    cpu::rms_norm(want.data(), cw, latent0.data() + r * cw, cw, weight.data(), 1, kvl, 1e-6f);
+    std::copy(latent0.begin() + r * cw + kvl, latent0.begin() + (r + 1) * cw, want.begin() + kvl);
+    const float* cs = cos.data() + positions[static_cast<size_t>(r)] * half;
+    const float* sn = sin.data() + positions[static_cast<size_t>(r)] * half;
+    cpu::rope(want.data() + kvl, rd, cs, sn, tables.interleaved);
+    for (int64_t c = 0; c < cw; ++c) {
+      ASSERT_NEAR(latent[static_cast<size_t>(r * cw + c)], want[static_cast<size_t>(c)],
+                  2e-5 * std::fabs(want[static_cast<size_t>(c)]) + 1e-30) << r << "," << c;
+      ASSERT_EQ(cache[static_cast<size_t>(slots[static_cast<size_t>(r)] * cw + c)],
+                f32_to_bf16(latent[static_cast<size_t>(r * cw + c)])) << r << "," << c;
+    }
+    for (int64_t h = 0; h < nh; ++h) {
+      std::vector<float> qh(q0.begin() + r * nh * qk + h * qk, q0.begin() + r * nh * qk + (h + 1) * qk);
+      cpu::rope(qh.data() + 128, rd, cs, sn, tables.interleaved);
+      for (int64_t c = 0; c < qk; ++c)
+        ASSERT_TRUE(same_bits(q[static_cast<size_t>(r * nh * qk + h * qk + c)], qh[static_cast<size_t>(c)]))
+            << r << "," << h << "," << c;
+    }
+  }
+  for (int64_t slot : {1, 2, 3, 4, 7})
+    for (int64_t c = 0; c < cw; ++c) ASSERT_EQ(cache[static_cast<size_t>(slot * cw + c)], 0xFFFF) << slot;
+  std::vector<float> q_alone = q0;
+  p.q = q_alone.data();
+  p.n_heads = 0;
+  latent = latent0;
+  p.latent = latent.data();
+  twin::latent_append(p);
+  EXPECT_EQ(q_alone, q0);
+  p.ld = cw - 1;
+  EXPECT_THROW(twin::latent_append(p), std::exception);
+}
+
 // ---- rope ------------------------------------------------------------------------------------------------
 
 struct RopeCase {

@@ -349,6 +349,47 @@ __global__ void cache_write_kernel(const CacheWriteParams p) {
   }
 }
 
+// One block per row (grid-stride): the latent's norm (sum of squares, block reduction, scale and weight as
+// rms_norm_kernel), written in place and to the cache; its rope pair(s) rotated as rope_kernel (products and sums
+// rounded one by one), written in place and to the cache; then q's rope columns of every head. Four launches of a
+// decode step's layer become one.
+template <Fmt F>
+__global__ void __launch_bounds__(256) latent_append_kernel(const LatentAppendParams p) {
+  __shared__ float warp_sums[32];
+  const int64_t tid = threadIdx.x, nt = blockDim.x, half = p.rope_dim / 2, width = p.kv_lora + p.rope_dim;
+  for (int64_t r = blockIdx.x; r < p.n_rows; r += gridDim.x) {
+    float* x = p.latent + r * p.ld;
+    const int64_t dst = p.slots[r] * width;
+    float ss = 0.0f;
+    for (int64_t i = tid; i < p.kv_lora; i += nt) ss += x[i] * x[i];
+    ss = block_sum(ss, warp_sums);
+    const float inv = 1.0f / sqrtf(ss / static_cast<float>(p.kv_lora) + p.eps);
+    for (int64_t i = tid; i < p.kv_lora; i += nt) {
+      const float y = __fmul_rn(__fmul_rn(x[i], inv), p.norm_weight[i]);
+      x[i] = y;
+      store_floats<F, 1>(p.cache, dst + i, {y});
+    }
+    const int64_t pos = p.positions[r];
+    const float* cs = p.cos + pos * half;
+    const float* sn = p.sin + pos * half;
+    auto rotate = [&](float* v, int64_t i) {  // pair i of the rope columns at v; returns nothing, writes v
+      const int64_t a = p.interleaved ? 2 * i : i, b = p.interleaved ? 2 * i + 1 : i + half;
+      const float x0 = v[a], x1 = v[b], c = cs[i], s = sn[i];
+      v[a] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+      v[b] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+    };
+    for (int64_t i = tid; i < half; i += nt) {
+      float* k = x + p.kv_lora;
+      rotate(k, i);
+      const int64_t a = p.interleaved ? 2 * i : i, b = p.interleaved ? 2 * i + 1 : i + half;
+      store_floats<F, 1>(p.cache, dst + p.kv_lora + a, {k[a]});
+      store_floats<F, 1>(p.cache, dst + p.kv_lora + b, {k[b]});
+    }
+    for (int64_t t = tid; t < p.n_heads * half; t += nt)
+      rotate(p.q + r * p.ld_q + (t / half) * p.q_head_stride + p.q_rope_offset, t % half);
+  }
+}
+
 // Sequences over grid y; a sequence's tokens over (grid x, warp).
 template <Fmt F, int W>
 __global__ void cache_gather_kernel(const CacheGatherParams p) {
@@ -473,6 +514,14 @@ void cache_write(const CacheWriteParams& p, cudaStream_t s) {
           <<<static_cast<unsigned>(blocks), dim3(32, kCacheWarps), 0, s>>>(p);
     });
   });
+  MLABENCH_CUDA(cudaGetLastError());
+}
+
+void latent_append(const LatentAppendParams& p, cudaStream_t s) {
+  checks::check_latent_append(p);
+  if (p.n_rows == 0) return;
+  const auto blocks = static_cast<unsigned>(std::min<int64_t>(p.n_rows, INT32_MAX));
+  with_fmt(p.cache_type, [&](auto fmt) { latent_append_kernel<decltype(fmt)::value><<<blocks, 256, 0, s>>>(p); });
   MLABENCH_CUDA(cudaGetLastError());
 }
 

@@ -9,6 +9,14 @@ namespace mlabench::kernels::checks {
 
 void check_embedding(const EmbeddingParams& p);
 void check_rms_norm(const RmsNormParams& p);
+/// latent_append as the four ops it fuses (the twin runs them; the kernel checks each).
+struct LatentAppendParts {
+  RmsNormParams norm;
+  RopeParams k_rope, q_rope;  // q_rope.n_rows 0: no q heads
+  CacheWriteParams write;
+};
+LatentAppendParts latent_append_parts(const LatentAppendParams& p);
+void check_latent_append(const LatentAppendParams& p);
 /// Defined in engine/kernels/twin/skinny_gemm.cpp.
 void check_skinny_gemm(const SkinnyGemmParams& p);
 void check_rope(const RopeParams& p);

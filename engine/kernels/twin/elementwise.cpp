@@ -1,6 +1,7 @@
 // CPU twins of the elementwise kernels (embedding, rms_norm, rope, silu_mul, cast, cache_write, cache_gather),
 // and the parameter checks the CUDA launchers share with them (engine/kernels/cuda/elementwise.cu declares the
 // check_* functions), so a twin and its kernel refuse exactly the same inputs.
+#include <algorithm>
 #include <cmath>
 
 #include "engine/core/check.h"
@@ -120,6 +121,35 @@ void check_cache_gather(const CacheGatherParams& p) {
                  "CacheGatherParams");
 }
 
+LatentAppendParts latent_append_parts(const LatentAppendParams& p) {
+  const int64_t width = p.kv_lora + p.rope_dim;
+  return {.norm = {.residual = p.latent, .ld_residual = p.ld, .out = p.latent, .out_type = DType::F32, .ld_out = p.ld,
+                   .weight = p.norm_weight, .n_rows = p.n_rows, .dim = p.kv_lora, .eps = p.eps},
+          .k_rope = {.x = p.latent, .ld = p.ld, .n_rows = p.n_rows, .n_heads = 1, .head_stride = 0,
+                     .offset = p.kv_lora, .dim = p.rope_dim, .interleaved = p.interleaved, .cos = p.cos, .sin = p.sin,
+                     .positions = p.positions},
+          .q_rope = {.x = p.q, .ld = p.ld_q, .n_rows = p.n_heads > 0 ? p.n_rows : 0,
+                     .n_heads = std::max<int64_t>(p.n_heads, 1), .head_stride = p.q_head_stride,
+                     .offset = p.q_rope_offset, .dim = p.rope_dim, .interleaved = p.interleaved, .cos = p.cos,
+                     .sin = p.sin, .positions = p.positions},
+          .write = {.cache = p.cache, .cache_type = p.cache_type, .width = width, .src = p.latent, .ld_src = p.ld,
+                    .slots = p.slots, .n_rows = p.n_rows}};
+}
+
+void check_latent_append(const LatentAppendParams& p) {
+  MLABENCH_CHECK(p.kv_lora > 0 && p.rope_dim > 0 && p.ld >= p.kv_lora + p.rope_dim && p.n_heads >= 0,
+                 "latent_append: kv_lora {}, rope_dim {}, ld {}, n_heads {}. HINT: ld >= kv_lora + rope_dim (the "
+                 "cache row), n_heads 0 when q is not rotated here",
+                 p.kv_lora, p.rope_dim, p.ld, p.n_heads);
+  MLABENCH_CHECK(p.n_heads == 0 || p.q != nullptr, "latent_append: {} q heads and q is null. HINT: pass q or n_heads 0",
+                 p.n_heads);
+  const LatentAppendParts parts = latent_append_parts(p);
+  check_rms_norm(parts.norm);
+  check_rope(parts.k_rope);
+  if (parts.q_rope.n_rows > 0) check_rope(parts.q_rope);
+  check_cache_write(parts.write);
+}
+
 }  // namespace checks
 
 namespace twin {
@@ -221,6 +251,15 @@ void cache_write(const CacheWriteParams& p) {
   for (int64_t r = 0; r < p.n_rows; ++r)
     for (int64_t c = 0; c < p.width; ++c)
       store_float(p.cache, p.cache_type, p.slots[r] * p.width + c, p.src[r * p.ld_src + c]);
+}
+
+void latent_append(const LatentAppendParams& p) {
+  checks::check_latent_append(p);
+  const checks::LatentAppendParts parts = checks::latent_append_parts(p);
+  rms_norm(parts.norm);
+  rope(parts.k_rope);
+  if (parts.q_rope.n_rows > 0) rope(parts.q_rope);
+  cache_write(parts.write);
 }
 
 void cache_gather(const CacheGatherParams& p) {

@@ -14,6 +14,7 @@ void rope(const RopeParams& p);
 void silu_mul(const SiluMulParams& p);
 void cast(const CastParams& p);
 void cache_write(const CacheWriteParams& p);
+void latent_append(const LatentAppendParams& p);
 void cache_gather(const CacheGatherParams& p);
 void log_softmax_gather(const LogSoftmaxGatherParams& p);
 void sample(const SampleParams& p);
