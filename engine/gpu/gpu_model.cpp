@@ -312,10 +312,17 @@ void GpuModel::swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out) 
   const int64_t H = config_.hidden_size, I = w.down.cols;
   auto* gu = arena_.at<float>(off_gu_);  // [n, 2I]
   void* h_c = arena_.at<void>(off_h_c_);  // [n, I] dt
-  blas_->linear(gu, 2 * I, x, H, w.gate_up.p, H, dtype_, n, 2 * I, H);
-  k::cuda::silu_mul({.out = h_c, .out_type = dtype_, .ld_out = I, .gate_up = gu, .ld_in = 2 * I, .inter = I,
-                     .n_rows = n},
-                    stream_);
+  // A few rows (decode): gate/up and SwiGLU in one weight-streaming kernel (gate rows, then up rows, of gate_up).
+  const k::SkinnyGemmParams fused{.x = x, .ldx = H, .w = w.gate_up.p, .ldw = H, .dtype = dtype_, .m = n, .n = I,
+                                  .k = H, .swiglu = true, .act = h_c, .ld_act = I};
+  if (n <= k::kSkinnyMaxRows && Blas::skinny_enabled() && k::cuda::skinny_gemm_supported(fused)) {
+    k::cuda::skinny_gemm(fused, stream_);
+  } else {
+    blas_->linear(gu, 2 * I, x, H, w.gate_up.p, H, dtype_, n, 2 * I, H);
+    k::cuda::silu_mul({.out = h_c, .out_type = dtype_, .ld_out = I, .gate_up = gu, .ld_in = 2 * I, .inter = I,
+                       .n_rows = n},
+                      stream_);
+  }
   blas_->linear(out, H, h_c, I, w.down.p, I, dtype_, n, H, I);
 }
 

@@ -62,6 +62,7 @@ struct MoeLayer::Impl {
   void pair_experts(const k::MoeLayerParams& p);
   void padded_experts(const k::MoeLayerParams& p, int32_t capacity);
   bool shared_gate_up_hopper(const k::MoeLayerParams& p);
+  bool shared_gate_up_skinny(const k::MoeLayerParams& p);
   bool compact_experts_hopper(const k::MoeLayerParams& p);
   void compact_experts_graph_safe(const k::MoeLayerParams& p);
   void compact_experts_host(const k::MoeLayerParams& p);
@@ -134,12 +135,22 @@ void MoeLayer::Impl::route_and_shared(const k::MoeLayerParams& p) {
                    .routed_scaling_factor = p.routed_scaling_factor, .topk_idx = idx, .topk_weight = w,
                    .scoring = p.scoring}, stream);
   if (SI > 0) {
-    if (!shared_gate_up_hopper(p)) {
+    if (!shared_gate_up_hopper(p) && !shared_gate_up_skinny(p)) {
       blas.linear(ge, 2 * SI, p.x_c, H, p.shared_gate_up, H, dtype, T, 2 * SI, H);  // [T, 2 SI]
       silu_rows(ge, he, T, SI);                                                     // [T, SI] dt
     }
     blas.linear(p.out, H, he, SI, p.shared_down, SI, dtype, T, H, SI);  // [T, H]
   }
+}
+
+// A few tokens (decode): the shared experts' gate/up through skinny_gemm's SwiGLU epilogue, he[T, SI] in BF16.
+bool MoeLayer::Impl::shared_gate_up_skinny(const k::MoeLayerParams& p) {
+  if (p.n_tokens > k::kSkinnyMaxRows || !Blas::skinny_enabled()) return false;
+  const k::SkinnyGemmParams g{.x = p.x_c, .ldx = H, .w = p.shared_gate_up, .ldw = H, .dtype = dtype, .m = p.n_tokens,
+                              .n = SI, .k = H, .swiglu = true, .act = he, .ld_act = SI};
+  if (!k::cuda::skinny_gemm_supported(g)) return false;
+  k::cuda::skinny_gemm(g, stream);
+  return true;
 }
 
 // The shared experts' gate/up as one expert of moe_grouped_gemm_hopper with the SwiGLU epilogue (he[T, SI] in BF16
@@ -162,16 +173,15 @@ void MoeLayer::Impl::pair_experts(const k::MoeLayerParams& p) {
   const int64_t P = p.n_tokens * K, es = static_cast<int64_t>(dtype_size(dtype));
   // One problem per (token, expert) pair, its expert's weights named by idx on the device: the weight-streaming
   // kernel (no pointer arrays) where it runs, else cuBLAS's batched GEMM over pointer arrays.
-  // Per pair: ge[1, 2I] = xe[1, H] . gate_up_e[2I, H]^T; ye[1, H] = he[1, I] . down_e[H, I]^T.
-  const k::SkinnyGemmParams gate_up{.y = ge, .ldy = 2 * I, .stride_y = 2 * I, .x = xe, .ldx = H, .stride_x = H,
-                                    .w = p.experts_gate_up, .ldw = H, .stride_w = 2 * I * H, .w_index = idx,
-                                    .dtype = dtype, .m = 1, .n = 2 * I, .k = H, .batch = P};
+  // Per pair: he[1, I] = silu(xe . gate_e^T) * (xe . up_e^T) (the SwiGLU epilogue, BF16); ye[1, H] = he . down_e^T.
+  const k::SkinnyGemmParams gate_up{.x = xe, .ldx = H, .stride_x = H, .w = p.experts_gate_up, .ldw = H,
+                                    .stride_w = 2 * I * H, .w_index = idx, .dtype = dtype, .m = 1, .n = I, .k = H,
+                                    .batch = P, .swiglu = true, .act = he, .ld_act = I, .stride_act = I};
   const k::SkinnyGemmParams down{.y = ye, .ldy = H, .stride_y = H, .x = he, .ldx = I, .stride_x = I,
                                  .w = p.experts_down, .ldw = I, .stride_w = H * I, .w_index = idx, .dtype = dtype,
                                  .m = 1, .n = H, .k = I, .batch = P};
   if (Blas::skinny_enabled() && k::cuda::skinny_gemm_supported(gate_up) && k::cuda::skinny_gemm_supported(down)) {
     k::cuda::skinny_gemm(gate_up, stream);
-    silu_rows(ge, he, P, I);
     k::cuda::skinny_gemm(down, stream);
     return;
   }

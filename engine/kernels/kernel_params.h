@@ -294,6 +294,12 @@ struct SkinnyGemmParams {
   DType dtype = DType::BF16;
   int64_t m = 0, n = 0, k = 0, batch = 1;
   float beta = 0.0f;
+  /// SwiGLU epilogue: w_b holds 2n rows (gate rows [0, n), then the matching up rows), and instead of y the kernel
+  /// writes act_b[m, n] = silu(x . gate^T) * (x . up^T) in dtype (act_b = act + b * stride_act), as silu_mul
+  /// computes it from the float32 products; y and beta are unused.
+  bool swiglu = false;
+  void* act = nullptr;
+  int64_t ld_act = 0, stride_act = 0;
 };
 
 /// Rows up to which skinny_gemm runs (the kernel keeps m x rows-per-CTA sums in registers).

@@ -105,6 +105,57 @@ TEST(CudaSkinnyGemm, MatchesTwin) {
   run_case({1, 102400, 2048, 0, 0, 0, 1, false, 0.0f}, rng);  // lm_head, 12,800 CTAs
 }
 
+// The SwiGLU epilogue: act[m, n] = silu(x . gate_j) * (x . up_j) in BF16 from 2n weight rows, against the twin (one
+// BF16 ulp: the float32 sums differ in order), single problems and MoE pairs; act's padding stays NaN.
+TEST(CudaSkinnyGemm, SwigluEpilogueMatchesTwin) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(1603);
+  struct SCase {
+    int64_t m, n, k, pad_act, batch;
+    bool indexed;
+  };
+  const SCase cases[] = {{1, 2816, 2048, 0, 1, false},  // V2-Lite shared experts (2 x 1408), batch 1
+                         {1, 1408, 2048, 8, 6, true},   // routed pairs
+                         {3, 14336, 4096, 0, 1, false}, // Llama-3-8B MLP, 3 rows
+                         {8, 100, 512, 4, 1, false},    // 4 rows a CTA (2 features), a tail
+                         {2, 5, 64, 0, 2, false}};
+  for (const SCase& c : cases) {
+    const std::string what = fmt::format("swiglu m {} n {} k {} pad {} batch {} indexed {}", c.m, c.n, c.k, c.pad_act,
+                                         c.batch, c.indexed);
+    const int64_t blocks = c.indexed ? 4 : c.batch, ld_act = c.n + c.pad_act, stride_w = 2 * c.n * c.k;
+    const std::vector<uint16_t> x = random_bf16(static_cast<size_t>(c.batch * c.m * c.k), rng, 1.0f);
+    const std::vector<uint16_t> w = random_bf16(static_cast<size_t>(blocks * stride_w), rng, 0.05f);
+    std::vector<int32_t> index(static_cast<size_t>(c.batch));
+    for (int64_t b = 0; b < c.batch; ++b) index[static_cast<size_t>(b)] = static_cast<int32_t>((b * 3 + 2) % 4);
+    std::vector<uint16_t> act(static_cast<size_t>(c.batch * c.m * ld_act), 0x7fc1);  // BF16 NaN
+    const auto dx = to_device(x), dw = to_device(w), di = to_device(index);
+    auto da = to_device(act);
+    kernels::SkinnyGemmParams p{.ldx = c.k, .stride_x = c.m * c.k, .ldw = c.k, .stride_w = stride_w, .m = c.m,
+                                .n = c.n, .k = c.k, .batch = c.batch, .swiglu = true, .ld_act = ld_act,
+                                .stride_act = c.m * ld_act};
+    p.x = x.data();
+    p.w = w.data();
+    p.w_index = c.indexed ? index.data() : nullptr;
+    p.act = act.data();
+    kernels::twin::skinny_gemm(p);
+    p.x = dx.get();
+    p.w = dw.get();
+    p.w_index = c.indexed ? di.as<int32_t>() : nullptr;
+    p.act = da.get();
+    kernels::cuda::skinny_gemm(p, nullptr);
+    const std::vector<uint16_t> got = to_host<uint16_t>(da, act.size());
+    int64_t bad = 0;
+    for (size_t i = 0; i < act.size(); ++i) {
+      const bool nan_want = act[i] == 0x7fc1, nan_got = std::isnan(bf16_to_f32(got[i]));
+      const int ulps = std::abs(static_cast<int>(got[i]) - static_cast<int>(act[i]));
+      const bool ok = nan_want ? nan_got : (!nan_got && (ulps <= 1 || (bf16_to_f32(got[i]) == 0 && bf16_to_f32(act[i]) == 0)));
+      if (!ok && bad++ < 3)
+        ADD_FAILURE() << what << ": act[" << i << "] = " << bf16_to_f32(got[i]) << ", twin " << bf16_to_f32(act[i]);
+    }
+    EXPECT_EQ(bad, 0) << what;
+  }
+}
+
 TEST(CudaSkinnyGemm, SaysWhereItDoesNotRun) {
   MLABENCH_REQUIRE_GPU();
   const auto buf = to_device(std::vector<uint16_t>(4096));

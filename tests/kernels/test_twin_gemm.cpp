@@ -48,6 +48,27 @@ TEST(TwinSkinnyGemm, MatchesADoubleLoopWithIndexedWeightsAndBeta) {
     }
 }
 
+// SwiGLU epilogue: silu(gate) * up of the two float32 products (gate rows first, then up rows), rounded to BF16.
+TEST(TwinSkinnyGemm, SwigluEpilogueIsSiluOfGateTimesUp) {
+  std::mt19937 rng(78);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  const int64_t m = 2, n = 3, k = 16;
+  std::vector<uint16_t> x(static_cast<size_t>(m * k)), w(static_cast<size_t>(2 * n * k));
+  for (auto& v : x) v = f32_to_bf16(d(rng));
+  for (auto& v : w) v = f32_to_bf16(d(rng));
+  std::vector<uint16_t> act(static_cast<size_t>(m * n));
+  std::vector<float> y(static_cast<size_t>(m * 2 * n));
+  kernels::twin::skinny_gemm({.x = x.data(), .ldx = k, .w = w.data(), .ldw = k, .m = m, .n = n, .k = k,
+                              .swiglu = true, .act = act.data(), .ld_act = n});
+  kernels::twin::skinny_gemm({.y = y.data(), .ldy = 2 * n, .x = x.data(), .ldx = k, .w = w.data(), .ldw = k, .m = m,
+                              .n = 2 * n, .k = k});
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      const float g = y[static_cast<size_t>(i * 2 * n + j)], u = y[static_cast<size_t>(i * 2 * n + n + j)];
+      EXPECT_EQ(act[static_cast<size_t>(i * n + j)], f32_to_bf16(g / (1.0f + std::exp(-g)) * u)) << i << "," << j;
+    }
+}
+
 TEST(TwinSkinnyGemm, RefusesWhatTheKernelCannotRun) {
   std::vector<uint16_t> buf(256);
   std::vector<float> y(64);

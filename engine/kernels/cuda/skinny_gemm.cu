@@ -10,8 +10,11 @@
 //   - the m rows of x (L2-resident, reused by every CTA) are read per chunk and applied to all R weight chunks;
 //   - the m x R partial sums are reduced across the warp by shuffles, then across the 8 warps in shared memory in
 //     warp order (deterministic), and one thread per output writes y (beta 1 adds the old value).
+// SwiGLU epilogue: a CTA's rows are gate rows and the matching up rows, and the thread that sums output j writes
+// silu(gate) * up in BF16 (a decode step's SwiGLU without the float32 [m, 2n] round trip or a silu_mul launch).
 // Problems of a batch are grid y; w_index gives each its weight block (a MoE layer's expert per token-expert pair),
 // so the pairs of a decode step need no pointer arrays.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <bit>
@@ -44,12 +47,29 @@ __device__ __forceinline__ void unpack_bf16x8(const uint4& v, float (&f)[8]) {
   }
 }
 
-// grid (ceil(n / R), batch); block kThreads. M: m rounded up to a power of two (rows >= m are skipped).
-template <int M, int R>
+// silu(g) * u exactly as silu_mul's kernel and twin compute it.
+__device__ __forceinline__ float silu_times(float g, float u) {
+  return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+}
+
+// grid (ceil(n / R), batch) (kSwiglu: ceil(n / (R / 2))); block kThreads. M: m rounded up to a power of two (rows
+// >= m are skipped). kSwiglu: the CTA's R weight rows are R / 2 gate rows and the matching R / 2 up rows.
+template <int M, int R, bool kSwiglu>
 __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmParams p) {
   __shared__ float red[kWarps][M * R];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int64_t b = blockIdx.y, row0 = static_cast<int64_t>(blockIdx.x) * R;
+  const int64_t b = blockIdx.y;
+  // Weight row of the CTA's r-th row (n: out of range).
+  constexpr int kHalf = R / 2;
+  auto w_row = [&](int r) -> int64_t {
+    if constexpr (kSwiglu) {
+      const int64_t j = static_cast<int64_t>(blockIdx.x) * kHalf + (r % kHalf);
+      return j < p.n ? (r < kHalf ? j : p.n + j) : -1;
+    } else {
+      const int64_t j = static_cast<int64_t>(blockIdx.x) * R + r;
+      return j < p.n ? j : -1;
+    }
+  };
   const auto* x = static_cast<const uint16_t*>(p.x) + b * p.stride_x;
   const auto* w = static_cast<const uint16_t*>(p.w) + (p.w_index ? p.w_index[b] : b) * p.stride_w;
   const int64_t chunks = p.k / 8;
@@ -62,9 +82,10 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
   for (int64_t c = tid; c < chunks; c += kThreads) {
     uint4 wv[R];
 #pragma unroll
-    for (int r = 0; r < R; ++r)
-      wv[r] = row0 + r < p.n ? load_stream(reinterpret_cast<const uint4*>(w + (row0 + r) * p.ldw) + c)
-                             : make_uint4(0u, 0u, 0u, 0u);
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = w_row(r);
+      wv[r] = row >= 0 ? load_stream(reinterpret_cast<const uint4*>(w + row * p.ldw) + c) : make_uint4(0u, 0u, 0u, 0u);
+    }
 #pragma unroll
     for (int i = 0; i < M; ++i) {
       if (i >= p.m) break;
@@ -89,10 +110,24 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
       if (lane == 0) red[warp][i * R + r] = v;
     }
   __syncthreads();
-  if (tid < M * R) {
+  if constexpr (kSwiglu) {
+    if (tid < M * kHalf) {
+      const int i = tid / kHalf, r = tid % kHalf;
+      const int64_t j = static_cast<int64_t>(blockIdx.x) * kHalf + r;
+      if (i < p.m && j < p.n) {
+        float g = 0.0f, u = 0.0f;
+#pragma unroll
+        for (int v = 0; v < kWarps; ++v) {
+          g += red[v][i * R + r];
+          u += red[v][i * R + kHalf + r];
+        }
+        static_cast<__nv_bfloat16*>(p.act)[b * p.stride_act + i * p.ld_act + j] = __float2bfloat16_rn(silu_times(g, u));
+      }
+    }
+  } else if (tid < M * R) {
     const int i = tid / R, r = tid % R;
-    const int64_t row = row0 + r;
-    if (i < p.m && row < p.n) {
+    const int64_t row = w_row(r);
+    if (i < p.m && row >= 0) {
       float s = 0.0f;
 #pragma unroll
       for (int v = 0; v < kWarps; ++v) s += red[v][tid];
@@ -112,21 +147,36 @@ int sm_count() {
   return n;
 }
 
-template <int M>
+template <int M, bool kSwiglu>
 void launch_rows(const SkinnyGemmParams& p, cudaStream_t s) {
-  // The most output features per CTA that still gives two CTAs per SM: R weight loads in flight per thread.
+  // The most weight rows per CTA that still gives two CTAs per SM: R weight loads in flight per thread (SwiGLU:
+  // at least a gate and an up row).
+  const int64_t w_rows = kSwiglu ? 2 * p.n : p.n, min_rows = kSwiglu ? 2 : 1;
   int rows = M >= 8 ? 4 : 8;  // m x R sums stay within 32 registers a thread
-  while (rows > 1 && (p.n + rows - 1) / rows * p.batch < 2 * sm_count()) rows /= 2;
+  while (rows > min_rows && (w_rows + rows - 1) / rows * p.batch < 2 * sm_count()) rows /= 2;
   const dim3 block(kThreads);
-  auto grid = [&](int r) { return dim3(static_cast<unsigned>((p.n + r - 1) / r), static_cast<unsigned>(p.batch)); };
+  auto grid = [&](int r) {
+    const int64_t per_cta = kSwiglu ? r / 2 : r;
+    return dim3(static_cast<unsigned>((p.n + per_cta - 1) / per_cta), static_cast<unsigned>(p.batch));
+  };
   switch (rows) {
     case 8:
-      if constexpr (M < 8) skinny_gemm_kernel<M, 8><<<grid(8), block, 0, s>>>(p);
+      if constexpr (M < 8) skinny_gemm_kernel<M, 8, kSwiglu><<<grid(8), block, 0, s>>>(p);
       break;
-    case 4: skinny_gemm_kernel<M, 4><<<grid(4), block, 0, s>>>(p); break;
-    case 2: skinny_gemm_kernel<M, 2><<<grid(2), block, 0, s>>>(p); break;
-    default: skinny_gemm_kernel<M, 1><<<grid(1), block, 0, s>>>(p); break;
+    case 4: skinny_gemm_kernel<M, 4, kSwiglu><<<grid(4), block, 0, s>>>(p); break;
+    case 2: skinny_gemm_kernel<M, 2, kSwiglu><<<grid(2), block, 0, s>>>(p); break;
+    default:
+      if constexpr (!kSwiglu) skinny_gemm_kernel<M, 1, false><<<grid(1), block, 0, s>>>(p);
+      break;
   }
+}
+
+template <int M>
+void launch_epilogue(const SkinnyGemmParams& p, cudaStream_t s) {
+  if (p.swiglu)
+    launch_rows<M, true>(p, s);
+  else
+    launch_rows<M, false>(p, s);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
@@ -147,10 +197,10 @@ void skinny_gemm(const SkinnyGemmParams& p, cudaStream_t s) {
                  "aligned. HINT: ask skinny_gemm_supported first and take cuBLAS where it says no",
                  dtype_name(p.dtype), p.m, p.k, p.ldx, p.ldw, p.stride_x, p.stride_w, p.batch);
   switch (std::bit_ceil(static_cast<uint64_t>(p.m))) {
-    case 1: launch_rows<1>(p, s); break;
-    case 2: launch_rows<2>(p, s); break;
-    case 4: launch_rows<4>(p, s); break;
-    default: launch_rows<8>(p, s); break;
+    case 1: launch_epilogue<1>(p, s); break;
+    case 2: launch_epilogue<2>(p, s); break;
+    case 4: launch_epilogue<4>(p, s); break;
+    default: launch_epilogue<8>(p, s); break;
   }
   MLABENCH_CUDA(cudaGetLastError());
 }

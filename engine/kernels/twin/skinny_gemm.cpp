@@ -19,15 +19,20 @@ void check_skinny_gemm(const SkinnyGemmParams& p) {
                  "skinny_gemm: m {}, n {}, k {}, batch {}. HINT: 0 <= m <= {} (larger row counts take a GEMM), n and "
                  "k positive, batch >= 1",
                  p.m, p.n, p.k, p.batch, kSkinnyMaxRows);
-  MLABENCH_CHECK(p.ldx >= p.k && p.ldw >= p.k && p.ldy >= p.n,
+  MLABENCH_CHECK(p.ldx >= p.k && p.ldw >= p.k && (p.swiglu || p.ldy >= p.n),
                  "skinny_gemm: ldx {}, ldw {} (k {}), ldy {} (n {}). HINT: leading dimensions count elements: "
-                 "ldx, ldw >= k and ldy >= n",
+                 "ldx, ldw >= k and ldy >= n (ld_act with the SwiGLU epilogue)",
                  p.ldx, p.ldw, p.k, p.ldy, p.n);
   MLABENCH_CHECK(p.beta == 0.0f || p.beta == 1.0f, "skinny_gemm: beta {}. HINT: 0 overwrites y, 1 accumulates into it",
                  p.beta);
-  MLABENCH_CHECK(p.m == 0 || (p.y && p.x && p.w), "skinny_gemm: y, x or w is null. HINT: w_index is the only optional "
-                 "pointer");
-  MLABENCH_CHECK(p.batch == 1 || p.w_index != nullptr || p.stride_w >= p.n * p.ldw - (p.ldw - p.k),
+  MLABENCH_CHECK(p.m == 0 || ((p.swiglu ? p.act != nullptr : p.y != nullptr) && p.x && p.w),
+                 "skinny_gemm: {}, x or w is null. HINT: w_index is the only optional pointer", p.swiglu ? "act" : "y");
+  MLABENCH_CHECK(!p.swiglu || (p.dtype != DType::F32 && p.ld_act >= p.n),
+                 "skinny_gemm: SwiGLU epilogue with dtype {} and ld_act {} (n {}). HINT: it writes BF16 or F16 "
+                 "activations, ld_act >= n",
+                 dtype_name(p.dtype), p.ld_act, p.n);
+  const int64_t w_rows = p.swiglu ? 2 * p.n : p.n;
+  MLABENCH_CHECK(p.batch == 1 || p.w_index != nullptr || p.stride_w >= w_rows * p.ldw - (p.ldw - p.k),
                  "skinny_gemm: stride_w {} with batch {} and no w_index. HINT: consecutive problems' weights are "
                  "stride_w elements apart (>= n x ldw), or w_index names each problem's weight block",
                  p.stride_w, p.batch);
@@ -54,11 +59,21 @@ void skinny_gemm(const SkinnyGemmParams& p) {
   for (int64_t b = 0; b < p.batch; ++b) {
     const int64_t wb = (p.w_index ? p.w_index[b] : b) * p.stride_w;
     MLABENCH_CHECK(wb >= 0, "skinny_gemm: problem {} has weight offset {}. HINT: w_index entries are >= 0", b, wb);
+    auto dot = [&](int64_t i, int64_t row) {
+      float s = 0.0f;
+      for (int64_t c = 0; c < p.k; ++c) s += value(p.x, b * p.stride_x + i * p.ldx + c) * value(p.w, wb + row * p.ldw + c);
+      return s;
+    };
     for (int64_t i = 0; i < p.m; ++i)
       for (int64_t j = 0; j < p.n; ++j) {
-        float s = 0.0f;
-        for (int64_t c = 0; c < p.k; ++c)
-          s += value(p.x, b * p.stride_x + i * p.ldx + c) * value(p.w, wb + j * p.ldw + c);
+        if (p.swiglu) {
+          const float g = dot(i, j), u = dot(i, p.n + j);
+          const float o = g / (1.0f + std::exp(-g)) * u;  // as twin::silu_mul
+          static_cast<uint16_t*>(p.act)[b * p.stride_act + i * p.ld_act + j] =
+              p.dtype == DType::BF16 ? f32_to_bf16(o) : f32_to_f16(o);
+          continue;
+        }
+        const float s = dot(i, j);
         float& out = p.y[b * p.stride_y + i * p.ldy + j];
         out = p.beta == 0.0f ? s : out + s;
       }
