@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
@@ -64,6 +65,14 @@ struct MoeLayer::Impl {
   bool shared_gate_up_hopper(const k::MoeLayerParams& p);
   bool shared_gate_up_skinny(const k::MoeLayerParams& p);
   bool compact_experts_hopper(const k::MoeLayerParams& p);
+  std::pair<k::MoeGroupedGemmParams, k::MoeGroupedGemmParams> hopper_params(const k::MoeLayerParams& p) const;
+  bool hopper_runs(const k::MoeLayerParams& p) const;
+  // The row layout this layer runs for n_tokens: kernels::moe_row_mode, except that where the Hopper grouped GEMM
+  // runs it replaces PADDED (T x K rows computed instead of E x T, SwiGLU fused, only routed experts' weights read).
+  k::MoeRowMode row_mode(const k::MoeLayerParams& p) const {
+    const k::MoeRowMode m = k::moe_row_mode(p.n_tokens, K, E);
+    return m == k::MoeRowMode::PADDED && hopper_runs(p) ? k::MoeRowMode::COMPACT : m;
+  }
   void compact_experts_graph_safe(const k::MoeLayerParams& p);
   void compact_experts_host(const k::MoeLayerParams& p);
   void silu_rows(const float* gu, void* h, int64_t rows, int64_t inter) {
@@ -157,8 +166,7 @@ bool MoeLayer::Impl::shared_gate_up_skinny(const k::MoeLayerParams& p) {
 // straight from the GEMM), for the COMPACT row counts where the routed experts take that kernel too.
 bool MoeLayer::Impl::shared_gate_up_hopper(const k::MoeLayerParams& p) {
   const int64_t T = p.n_tokens;
-  if (compact_gemm_choice() != CompactGemm::HOPPER || k::moe_row_mode(T, K, E) != k::MoeRowMode::COMPACT)
-    return false;
+  if (compact_gemm_choice() != CompactGemm::HOPPER || row_mode(p) != k::MoeRowMode::COMPACT) return false;
   // he[T, SI] = silu(x_c . gate^T) * (x_c . up^T), shared_gate_up = [2 SI, H].
   const k::MoeGroupedGemmParams g{.x = p.x_c, .ld_x = H, .w = p.shared_gate_up, .expert_stride = 2 * SI * H,
                                   .dtype = dtype, .offsets = nullptr, .n_experts = 1, .n = SI, .k = H, .max_rows = T,
@@ -212,8 +220,8 @@ void MoeLayer::Impl::padded_experts(const k::MoeLayerParams& p, int32_t capacity
 // epilogue writes silu(gate) * up in BF16 straight into he, then the down projection; the counts stay on the
 // device, so prefill and graph-captured decode take the same path. False (nothing enqueued) where the kernel does
 // not run here.
-bool MoeLayer::Impl::compact_experts_hopper(const k::MoeLayerParams& p) {
-  if (compact_gemm_choice() != CompactGemm::HOPPER) return false;
+std::pair<k::MoeGroupedGemmParams, k::MoeGroupedGemmParams> MoeLayer::Impl::hopper_params(
+    const k::MoeLayerParams& p) const {
   const int64_t T = p.n_tokens;
   // he[rows_e, I] = silu(xe . gate_e^T) * (xe . up_e^T), gate_up_e = [2I, H] (gate rows, then up rows).
   const k::MoeGroupedGemmParams gate_up{.x = xe, .ld_x = H, .w = p.experts_gate_up, .expert_stride = 2 * I * H,
@@ -224,8 +232,18 @@ bool MoeLayer::Impl::compact_experts_hopper(const k::MoeLayerParams& p) {
   const k::MoeGroupedGemmParams down{.y = ye, .ld_y = H, .x = he, .ld_x = I, .w = p.experts_down,
                                      .expert_stride = H * I, .dtype = dtype, .offsets = offsets, .n_experts = E,
                                      .n = H, .k = I, .max_rows = T, .rows_bound = T * K};
-  if (!k::cuda::moe_grouped_gemm_hopper_supported(gate_up) || !k::cuda::moe_grouped_gemm_hopper_supported(down))
-    return false;
+  return {gate_up, down};
+}
+
+bool MoeLayer::Impl::hopper_runs(const k::MoeLayerParams& p) const {
+  if (compact_gemm_choice() != CompactGemm::HOPPER) return false;
+  const auto [gate_up, down] = hopper_params(p);
+  return k::cuda::moe_grouped_gemm_hopper_supported(gate_up) && k::cuda::moe_grouped_gemm_hopper_supported(down);
+}
+
+bool MoeLayer::Impl::compact_experts_hopper(const k::MoeLayerParams& p) {
+  if (!hopper_runs(p)) return false;
+  const auto [gate_up, down] = hopper_params(p);
   k::cuda::moe_grouped_gemm_hopper(gate_up, stream);
   k::cuda::moe_grouped_gemm_hopper(down, stream);
   return true;
@@ -336,7 +354,7 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
   phases::at(m.stream, "moe: permute, gather");
   k::cuda::moe_permute({.topk_idx = m.idx, .n_tokens = T, .top_k = m.K, .n_experts = m.E, .counts = m.counts,
                         .offsets = m.offsets, .rank = m.rank}, m.stream);
-  k::MoeRowMap map{.mode = k::moe_row_mode(T, m.K, m.E), .topk_idx = m.idx, .rank = m.rank, .offsets = m.offsets};
+  k::MoeRowMap map{.mode = m.row_mode(p), .topk_idx = m.idx, .rank = m.rank, .offsets = m.offsets};
   if (map.mode == k::MoeRowMode::PADDED) map.capacity = static_cast<int32_t>(T);
   k::cuda::moe_gather({.out = m.xe, .ld_out = m.H, .x = p.x_c, .ld_x = m.H, .elem_type = m.dtype, .hidden = m.H,
                        .n_tokens = T, .top_k = m.K, .map = map}, m.stream);

@@ -2,15 +2,17 @@
 // it computes; kernels::twin::moe_layer is its CPU twin). Router GEMM (float32) and top-k kernel, tokens permuted
 // into expert order, routed experts through one of four GEMM strategies chosen by the row count, weighted
 // combine, shared experts added:
-//   - PAIR (n_tokens * top_k <= n_experts): one GEMV per (token, expert) pair, a batched cuBLAS call;
+//   - PAIR (n_tokens * top_k <= n_experts): one product per (token, expert) pair, skinny_gemm with the expert index
+//     on the device and the SwiGLU epilogue (MLABENCH_SKINNY_GEMM=0: pointer arrays and a batched cuBLAS call);
 //   - PADDED (up to kMoePaddedMaxTokens tokens): every expert at capacity n_tokens rows, a strided batched GEMM;
 //   - COMPACT, graph_safe (decode steps in CUDA graphs): expert-contiguous rows and moe_grouped_gemm, whose row
 //     counts stay on the device: no host synchronisation, so every decode batch size can be captured;
 //   - COMPACT otherwise (prefill chunks): the row counts come back to the host once per layer and cuBLAS's
 //     grouped GEMM (or one GEMM per expert with rows) runs over the experts that have rows;
 //   - on an H100/H200 with BF16 weights both COMPACT cases run moe_grouped_gemm_hopper instead (wgmma fed by TMA,
-//     counts on the device, SwiGLU fused into the gate/up GEMM's epilogue); MLABENCH_MOE_GEMM=mma keeps the two
-//     above, for benchmarks that compare them.
+//     counts on the device, SwiGLU fused into the gate/up GEMM's epilogue), and take the PADDED token counts too
+//     (T x top_k rows computed instead of n_experts x T, only routed experts' weights read); MLABENCH_MOE_GEMM=mma
+//     keeps the paths above, for benchmarks that compare them and for the tests of the PADDED layout.
 #pragma once
 
 #include <cuda_runtime_api.h>
