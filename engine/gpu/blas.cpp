@@ -60,8 +60,8 @@ bool Blas::skinny_enabled() {
 void Blas::linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,
                   int64_t n, int64_t k, float beta) {
   if (m == 0) return;
-  // A few rows (decode at small batches): the weight-streaming kernel, where it runs (BF16, aligned).
-  if (m <= kernels::kSkinnyMaxRows && (beta == 0.0f || beta == 1.0f) && skinny_enabled()) {
+  // One or two rows (decode at batch 1-2): the weight-streaming kernel, where it runs (BF16, aligned).
+  if (m <= kernels::kSkinnyEngineRows && (beta == 0.0f || beta == 1.0f) && skinny_enabled()) {
     const kernels::SkinnyGemmParams sp{.y = y, .ldy = ldy, .x = x, .ldx = ldx, .w = w, .ldw = ldw, .dtype = dt,
                                        .m = m, .n = n, .k = k, .beta = beta};
     if (kernels::cuda::skinny_gemm_supported(sp)) return kernels::cuda::skinny_gemm(sp, stream_);

@@ -22,7 +22,7 @@ class Blas {
   Blas(const Blas&) = delete;
   Blas& operator=(const Blas&) = delete;
 
-  /// Whether linear() sends few-row products (m <= kSkinnyMaxRows, BF16) to kernels::cuda::skinny_gemm instead of
+  /// Whether linear() sends few-row products (m <= kSkinnyEngineRows, BF16) to kernels::cuda::skinny_gemm instead of
   /// cuBLAS: yes unless MLABENCH_SKINNY_GEMM=0 (the A/B switch of the decode benchmarks and test reruns).
   static bool skinny_enabled();
   /// y[m, n] = beta * y + x[m, k] . w[n, k]^T.

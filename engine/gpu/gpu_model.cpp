@@ -315,7 +315,7 @@ void GpuModel::swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out) 
   // A few rows (decode): gate/up and SwiGLU in one weight-streaming kernel (gate rows, then up rows, of gate_up).
   const k::SkinnyGemmParams fused{.x = x, .ldx = H, .w = w.gate_up.p, .ldw = H, .dtype = dtype_, .m = n, .n = I,
                                   .k = H, .swiglu = true, .act = h_c, .ld_act = I};
-  if (n <= k::kSkinnyMaxRows && Blas::skinny_enabled() && k::cuda::skinny_gemm_supported(fused)) {
+  if (n <= k::kSkinnyEngineRows && Blas::skinny_enabled() && k::cuda::skinny_gemm_supported(fused)) {
     k::cuda::skinny_gemm(fused, stream_);
   } else {
     blas_->linear(gu, 2 * I, x, H, w.gate_up.p, H, dtype_, n, 2 * I, H);

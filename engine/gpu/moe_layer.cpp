@@ -154,7 +154,7 @@ void MoeLayer::Impl::route_and_shared(const k::MoeLayerParams& p) {
 
 // A few tokens (decode): the shared experts' gate/up through skinny_gemm's SwiGLU epilogue, he[T, SI] in BF16.
 bool MoeLayer::Impl::shared_gate_up_skinny(const k::MoeLayerParams& p) {
-  if (p.n_tokens > k::kSkinnyMaxRows || !Blas::skinny_enabled()) return false;
+  if (p.n_tokens > k::kSkinnyEngineRows || !Blas::skinny_enabled()) return false;
   const k::SkinnyGemmParams g{.x = p.x_c, .ldx = H, .w = p.shared_gate_up, .ldw = H, .dtype = dtype, .m = p.n_tokens,
                               .n = SI, .k = H, .swiglu = true, .act = he, .ld_act = SI};
   if (!k::cuda::skinny_gemm_supported(g)) return false;

@@ -304,6 +304,10 @@ struct SkinnyGemmParams {
 
 /// Rows up to which skinny_gemm runs (the kernel keeps m x rows-per-CTA sums in registers).
 inline constexpr int64_t kSkinnyMaxRows = 8;
+/// Rows up to which the engine sends a product to skinny_gemm rather than cuBLAS: on an H200 it streams the weights
+/// faster than cuBLAS at 1 and 2 rows (V2-Lite q_proj: 6.2 us against 12.7 at one row) and slower from 4 rows,
+/// where its sums leave one CTA a SM and too few loads in flight (bench_skinny_gemm, docs/perf-notes.md).
+inline constexpr int64_t kSkinnyEngineRows = 2;
 
 /// Pointer arrays for a batched GEMM with one problem per pair (MoeRowMode::PAIR):
 /// a[p] = weights + topk_idx[p] * expert_stride_bytes, b[p] = x + p * ld_x_bytes, c[p] = y + p * ld_y_bytes.
