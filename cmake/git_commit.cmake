@@ -1,7 +1,13 @@
 # Writes OUT (a header defining MLABENCH_GIT_COMMIT) from `git describe` of SRC, at every build, touching the file
 # only when the commit changed: results.json and benchmark rows name the commit the binary was built from.
-execute_process(COMMAND git -C "${SRC}" describe --always --dirty --abbrev=7
-                OUTPUT_VARIABLE commit OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+# MLABENCH_COMMIT in the environment names it where the tree is a copy without its history (the GPU machine's, which
+# tools/gpu/check.sh builds: there `git describe` read a stale or missing .git and rows named the wrong commit).
+if(DEFINED ENV{MLABENCH_COMMIT} AND NOT "$ENV{MLABENCH_COMMIT}" STREQUAL "")
+  set(commit "$ENV{MLABENCH_COMMIT}")
+else()
+  execute_process(COMMAND git -C "${SRC}" describe --always --dirty --abbrev=7
+                  OUTPUT_VARIABLE commit OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+endif()
 if(NOT commit)
   set(commit "unknown")
 endif()
