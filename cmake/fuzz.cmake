@@ -37,7 +37,7 @@ target_link_libraries(mlabench_fuzz_parsers PUBLIC fmt::fmt nlohmann_json::nlohm
                       PkgConfig::UTF8PROC PkgConfig::LIBARCHIVE ZLIB::ZLIB)
 target_compile_options(mlabench_fuzz_parsers PRIVATE -fsanitize=fuzzer-no-link,address,undefined ${MLABENCH_FUZZ_FLAGS})
 
-set(MLABENCH_FUZZ_TARGETS safetensors config tokenizer chat_template pickle_string manifest report)
+set(MLABENCH_FUZZ_TARGETS safetensors config tokenizer chat_template pickle_string manifest report archive)
 foreach(name IN LISTS MLABENCH_FUZZ_TARGETS)
   add_executable(fuzz_${name} tests/fuzz/fuzz_${name}.cpp)
   target_link_libraries(fuzz_${name} PRIVATE mlabench_fuzz_parsers)
