@@ -236,9 +236,17 @@ std::unique_ptr<PostProcessor> make_post_processor(const nlohmann::json& j, cons
       const auto& st = f.raw("special_tokens");
       MLABENCH_CHECK(st.is_object(), "{}: special_tokens must be an object", where);
       for (auto it = st.begin(); it != st.end(); ++it) {
-        MLABENCH_CHECK(it.value().contains("ids") && it.value()["ids"].is_array(),
-                       "{}: special_tokens['{}'] needs an 'ids' list", where, it.key());
-        specials[it.key()] = it.value()["ids"].get<std::vector<int32_t>>();
+        const std::string entry = fmt::format("{}: special_tokens['{}']", where, it.key());
+        MLABENCH_CHECK(it.value().is_object() && it.value().contains("ids") && it.value()["ids"].is_array(),
+                       "{} needs an 'ids' list. HINT: each special token is {{\"id\": ..., \"ids\": [int, ...]}}",
+                       entry);
+        std::vector<int32_t> ids;
+        for (int64_t id : JsonFields(it.value(), entry).integers_or_empty("ids")) {
+          MLABENCH_CHECK(id >= 0 && id <= INT32_MAX, "{}: token id {} is out of range. HINT: ids are 0..2^31-1",
+                         entry, id);
+          ids.push_back(static_cast<int32_t>(id));
+        }
+        specials[it.key()] = std::move(ids);
       }
     }
     const auto& single = f.raw("single");
@@ -246,11 +254,13 @@ std::unique_ptr<PostProcessor> make_post_processor(const nlohmann::json& j, cons
     std::vector<std::vector<int32_t>> pieces;
     std::vector<bool> is_seq;
     for (const auto& p : single) {
-      if (p.contains("Sequence")) {
+      if (p.is_object() && p.contains("Sequence")) {
         pieces.emplace_back();
         is_seq.push_back(true);
-      } else if (p.contains("SpecialToken")) {
-        const std::string id = p["SpecialToken"].value("id", "");
+      } else if (p.is_object() && p.contains("SpecialToken")) {
+        MLABENCH_CHECK(p["SpecialToken"].is_object(), "{}: template piece {} needs a SpecialToken object", where,
+                       p.dump());
+        const std::string id = JsonFields(p["SpecialToken"], where + ": a SpecialToken piece").string_or("id", "");
         MLABENCH_CHECK(specials.count(id), "{}: template names special token \"{}\" that special_tokens lacks", where,
                        id);
         pieces.push_back(specials[id]);

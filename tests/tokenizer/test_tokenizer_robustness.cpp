@@ -118,5 +118,43 @@ TEST(TokenizerRobustness, NormalizersThatExpandWithoutBoundAreRefused) {
   EXPECT_FALSE(t->encode(text, false).empty());
 }
 
+// Found by fuzz_tokenizer (tests/fuzz/corpus/tokenizer/regress-special-token-not-object.json): a TemplateProcessing
+// piece whose SpecialToken is a number, or ids that are not integers, threw nlohmann's own exception past the
+// loader (an abort in the fuzz target). Each such shape is now refused with what was wrong.
+TEST(TokenizerRobustness, TemplateProcessingOfWrongShapesIsRefused) {
+  auto with_post = [](const nlohmann::json& post) {
+    const nlohmann::json j = {
+        {"model", {{"type", "BPE"}, {"vocab", {{"[UNK]", 0}, {"a", 1}, {"[CLS]", 2}}}, {"merges", nlohmann::json::array()},
+                   {"unk_token", "[UNK]"}}},
+        {"added_tokens", nlohmann::json::array()},
+        {"post_processor", post}};
+    return parse_hf_tokenizer_json(j.dump(), "template tokenizer.json");
+  };
+  auto templ = [](const nlohmann::json& specials, const nlohmann::json& single) {
+    return nlohmann::json{{"type", "TemplateProcessing"}, {"special_tokens", specials}, {"single", single}};
+  };
+  const nlohmann::json good_specials = {{"[CLS]", {{"id", "[CLS]"}, {"ids", {2}}, {"tokens", {"[CLS]"}}}}};
+  const nlohmann::json good_single = {{{"SpecialToken", {{"id", "[CLS]"}, {"type_id", 0}}}},
+                                      {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}};
+  auto ok = with_post(templ(good_specials, good_single));
+  EXPECT_EQ(ok->encode("a", true), (std::vector<int32_t>{2, 1})) << "the well-formed template adds [CLS]";
+
+  test::expect_error_with([&] { (void)with_post(templ(good_specials, {{{"SpecialToken", 7}}})); },
+                          {"template tokenizer.json", "SpecialToken object"}, "SpecialToken is a number");
+  test::expect_error_with(
+      [&] { (void)with_post(templ({{"[CLS]", {{"id", "[CLS]"}, {"ids", {"two"}}}}}, good_single)); },
+      {"special_tokens['[CLS]']", "ids"}, "ids are strings");
+  test::expect_error_with([&] { (void)with_post(templ({{"[CLS]", 3}}, good_single)); },
+                          {"special_tokens['[CLS]']", "needs an 'ids' list", "HINT"}, "entry is a number");
+  test::expect_error_with(
+      [&] { (void)with_post(templ({{"[CLS]", {{"id", "[CLS]"}, {"ids", {-4}}}}}, good_single)); },
+      {"special_tokens['[CLS]']", "out of range"}, "negative id");
+  test::expect_error_with([&] { (void)with_post(templ(good_specials, {"Sequence"})); },
+                          {"neither Sequence nor SpecialToken"}, "piece is a string");
+  test::expect_error_with(
+      [&] { (void)with_post(templ(good_specials, {{{"SpecialToken", {{"id", 5}}}}})); },
+      {"SpecialToken piece", "id"}, "SpecialToken id is a number");
+}
+
 }  // namespace
 }  // namespace mlabench
