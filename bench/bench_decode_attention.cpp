@@ -1,6 +1,6 @@
 // GPU micro-benchmark of the decode attention kernels against the memory roofline measured in the same run.
 //
-//   bench_decode_attention [--reps N] [--only mla|mla-hilo|gqa]
+//   bench_decode_attention [--reps N] [--only mla|mla-mma|mla-hilo|gqa]
 //
 // First it times a device-to-device cudaMemcpy of 2 GiB (bandwidth = read + write bytes / time), then every
 // (kernel, heads, batch x context) row: mla_decode_attention at 16 heads (V2-Lite) and 128 heads (V2), kv_lora 512
@@ -113,7 +113,9 @@ void print_row(const Row& r, double copy_gbs) {
 
 // bf16_operands: the engine's BF16 precision (q and P in BF16, one MMA per product); false: the float32 hi/lo
 // split (two MMAs per product), kept as the exact variant and to show what the split costs.
-Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l2, Timer& timer) {
+// kernel: AUTO is what the engine runs (the Hopper wgmma kernel on an H100/H200 build), MMA the mma.sync kernel.
+Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l2, Timer& timer,
+              k::MlaDecodeKernel kernel = k::MlaDecodeKernel::AUTO) {
   const int32_t lora = 512, rope = 64, width = lora + rope;
   const int64_t cache_bytes = int64_t{s.batch} * s.ctx * width * 2;
   const int copies = copies_for(cache_bytes, l2);
@@ -148,6 +150,8 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
   p.rope = rope;
   p.scale = 1.0f / 13.86f;  // 192^-0.5, as V2's q/k head
   p.bf16_operands = bf16_operands;
+  p.kernel = kernel;
+  p.n_slots = pool.n_blocks * kBlock;
   p.scratch_floats = k::mla_decode_scratch_floats(p);
   DeviceBuffer scratch(static_cast<size_t>(std::max<int64_t>(p.scratch_floats, 1)) * 4, "scratch");
   if (p.scratch_floats > 0) p.scratch = scratch.as<float>();
@@ -158,7 +162,8 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
   });
   const double bytes = static_cast<double>(cache_bytes) + s.batch * static_cast<double>(heads) * (lora * 8 + rope * 4);
   const double flops = 2.0 * s.batch * heads * static_cast<double>(s.ctx) * (width + lora);
-  return {bf16_operands ? "mla" : "mla-hilo", heads, s.batch, s.ctx, k::mla_decode_splits(p), ms * 1e3, bytes, flops};
+  const char* name = !bf16_operands ? "mla-hilo" : kernel == k::MlaDecodeKernel::MMA ? "mla-mma" : "mla";
+  return {name, heads, s.batch, s.ctx, k::mla_decode_splits(p), ms * 1e3, bytes, flops};
 }
 
 Row bench_gqa(const Shape& s, int reps, int64_t l2, Timer& timer) {
@@ -230,7 +235,7 @@ int main(int argc, char** argv) {
                std::sscanf(argv[i + 1], "%dx%d", &one.batch, &one.ctx) == 2 && one.batch > 0 && one.ctx > 0) {
       ++i;  // one batch x context shape instead of the sweep (e.g. for a profiler)
     } else {
-      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|mla-hilo|gqa] [--shape BATCHxCTX]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|mla-mma|mla-hilo|gqa] [--shape BATCHxCTX]\n", argv[0]);
       return 2;
     }
   }
@@ -262,6 +267,9 @@ int main(int argc, char** argv) {
   if (only.empty() || only == "mla")
     for (int heads : {16, 128})
       for (const Shape& s : shapes) print_row(bench_mla(s, heads, true, reps, l2, timer), copy_gbs);
+  if (only.empty() || only == "mla" || only == "mla-mma")
+    for (const Shape& s : shapes)
+      print_row(bench_mla(s, 16, true, reps, l2, timer, k::MlaDecodeKernel::MMA), copy_gbs);
   if (only.empty() || only == "mla" || only == "mla-hilo")
     for (const Shape& s : shapes) print_row(bench_mla(s, 16, false, reps, l2, timer), copy_gbs);
   if (only.empty() || only == "gqa")

@@ -230,6 +230,8 @@ int64_t Engine::kv_cache_tokens() const {
   return pool.n_blocks() * pool.block_size();
 }
 
+int64_t Engine::kv_block_size() const { return impl_->serving->pool().block_size(); }
+
 std::string Engine::device_json() const { return impl_->serving->runner().describe_json(); }
 
 double Engine::measure_copy_bandwidth_gbps() { return impl_->serving->runner().copy_bandwidth_gbps(); }

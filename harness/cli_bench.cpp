@@ -349,7 +349,7 @@ ojson run_shape(Engine& engine, PromptSource& prompts, const Shape& s, const Ben
   if (reused > 0)
     std::fprintf(stderr, "warning: bench %s: the measured passes took %lld prompt tokens from the prefix cache, so "
                  "TTFT and prefill numbers are too good. HINT: a --block-size below the 2-3 tokens of a prompt's serial "
-                 "number lets prompts share their first block; use the default 16\n", s.name().c_str(), static_cast<long long>(reused));
+                 "number lets prompts share their first block; use the default (0: auto)\n", s.name().c_str(), static_cast<long long>(reused));
   return row;
 }
 
@@ -449,7 +449,8 @@ void print_row(const ojson& row) {
   std::fflush(stdout);
 }
 
-ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector<Shape>& shapes) {
+// block_size: the engine's (what --block-size 0, auto, chose).
+ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector<Shape>& shapes, int64_t block_size) {
   std::set<int64_t> batches, prompts;
   std::vector<std::string> names;
   for (const Shape& s : shapes) batches.insert(s.batch), prompts.insert(s.prompt), names.push_back(s.name());
@@ -463,7 +464,7 @@ ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector
           {"seed", a.seed},
           {"max_context", eo.max_context},
           {"max_step_tokens", eo.max_step_tokens},
-          {"block_size", eo.block_size},
+          {"block_size", block_size},
           {"kv_cache_gib", eo.kv_cache_gib},
           {"prefix_sharing", eo.prefix_sharing},
           {"cuda_graphs", eo.cuda_graphs},
@@ -477,15 +478,16 @@ struct MaxBatchPlan {
   std::vector<int64_t> sweep;  // max_batch / 8, / 4, / 2 and max_batch, distinct, ascending
 };
 
-MaxBatchPlan plan_max_batch(const Engine& engine, const EngineOptions& eo, const BenchArgs& a) {
+MaxBatchPlan plan_max_batch(const Engine& engine, const BenchArgs& a) {
   MaxBatchPlan p;
   p.kv_cache_tokens = engine.kv_cache_tokens();
-  p.tokens_per_sequence = (a.prompt + a.gen + eo.block_size - 1) / eo.block_size * eo.block_size;
+  const int64_t bs = engine.kv_block_size();
+  p.tokens_per_sequence = (a.prompt + a.gen + bs - 1) / bs * bs;
   p.max_batch = p.kv_cache_tokens / p.tokens_per_sequence;
   MLABENCH_CHECK(p.max_batch >= 1,
                  "--batch max: the KV cache holds {} tokens, less than one sequence of {} (--prompt {} + --gen {} in "
                  "blocks of {}). HINT: raise --kv-cache-gib or shorten --prompt / --gen",
-                 p.kv_cache_tokens, p.tokens_per_sequence, a.prompt, a.gen, eo.block_size);
+                 p.kv_cache_tokens, p.tokens_per_sequence, a.prompt, a.gen, bs);
   for (int64_t d : {8, 4, 2, 1})
     if (p.max_batch / d >= 1 && (p.sweep.empty() || p.sweep.back() != p.max_batch / d)) p.sweep.push_back(p.max_batch / d);
   return p;
@@ -546,18 +548,18 @@ void bench_command(const BenchArgs& a) {
   auto engine = open_engine(eo);
   std::optional<MaxBatchPlan> max_plan;
   if (std::any_of(shapes.begin(), shapes.end(), [](const Shape& s) { return s.in_max_sweep; })) {
-    max_plan = plan_max_batch(*engine, eo, a);
+    max_plan = plan_max_batch(*engine, a);
     if (max_plan->max_batch > eo.max_batch) {  // reopen for that batch; its buffers may take some cache back
       eo.max_batch = max_plan->max_batch;
       engine.reset();
       engine = open_engine(eo);
-      max_plan = plan_max_batch(*engine, eo, a);
+      max_plan = plan_max_batch(*engine, a);
     }
     expand_max_sweep(rows_to_run, *max_plan);
     std::printf("# --batch max: the KV cache holds %lld tokens, %lld per sequence (prompt %lld + gen %lld in blocks of "
                 "%lld): largest batch %lld\n", static_cast<long long>(max_plan->kv_cache_tokens),
                 static_cast<long long>(max_plan->tokens_per_sequence), static_cast<long long>(a.prompt),
-                static_cast<long long>(a.gen), static_cast<long long>(eo.block_size),
+                static_cast<long long>(a.gen), static_cast<long long>(engine->kv_block_size()),
                 static_cast<long long>(max_plan->max_batch));
   }
   const ModelSummary& sum = engine->summary();
@@ -599,7 +601,7 @@ void bench_command(const BenchArgs& a) {
                {"weights", eo.random_weights_seed ? fmt::format("random (seed {})", *eo.random_weights_seed) : "checkpoint"},
                {"device", to_string(eo.device)},
                {"device_info", dev.empty() ? ojson() : ojson::parse(engine->device_json())},
-               {"params", params_json(a, eo, rows_to_run)},
+               {"params", params_json(a, eo, rows_to_run, engine->kv_block_size())},
                {"active_weight_bytes_per_token", engine->active_weight_bytes()},
                {"weight_bytes", engine->weight_bytes()},
                {"copy_gb_per_s", rf.copy_gbps},

@@ -92,8 +92,9 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
                   "longest sequence, prompt + new tokens (0 = max_position_embeddings; on cuda at most 32768)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--block-size", e.block_size, "KV cache block in tokens")
-      ->check(CLI::PositiveNumber)
+  cmd->add_option("--block-size", e.block_size,
+                  "KV cache block in tokens (0 = auto: 64 for MLA models on cuda, else 16)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_flag("!--no-prefix-sharing", e.prefix_sharing,
                 fmt::format("do not reuse the cached KV blocks of a shared prompt prefix (default: sharing {})",

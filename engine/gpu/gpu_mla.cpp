@@ -175,6 +175,7 @@ class MlaAttention final : public GpuAttention {
                           .kv_lora = static_cast<int32_t>(kvl), .rope = static_cast<int32_t>(c.qk_rope_head_dim),
                           .scale = static_cast<float>(m_.rope().softmax_scale),
                           .bf16_operands = dt == DType::BF16};  // as transformers' BF16 attention
+    dp.n_slots = m_.cache_slots();
     dp.scratch_floats = k::mla_decode_scratch_floats(dp);
     if (dp.scratch_floats > 0) dp.scratch = m_.attention_scratch(dp.scratch_floats);
     k::cuda::mla_decode_attention(dp, s);

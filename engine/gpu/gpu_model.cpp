@@ -248,6 +248,7 @@ void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
   auto* x = arena_.at<float>(off_x_);          // residual stream [T, H]
   auto* delta = arena_.at<float>(off_delta_);  // the last block's output [T, H]
   void* xn_c = normed_input();                 // [T, H] dt
+  cache_slots_ = pools.n_blocks * pools.block_size;
 
   phases::at(stream_, "embedding");
   k::cuda::embedding({.out = x, .table = embed_.p, .table_type = dtype_, .hidden = H, .ids = st.tokens, .n_rows = T},

@@ -193,6 +193,8 @@ class GpuModel {
   const float* rope_sin() const { return rope_sin_.as<float>(); }
   /// Split-KV scratch of the attention launchers, allocated once at its bound (graphs keep the pointer).
   float* attention_scratch(int64_t floats);
+  /// Slots in each layer's KV pool of the step forward() runs (bounds the Hopper decode kernel's tensor map).
+  int64_t cache_slots() const { return cache_slots_; }
   /// Normed layer input [T, H] in the model dtype, the attention's input.
   void* normed_input() const;
   /// RoPE in place on `heads` heads of `rows` rows of x (stride ld, head stride, offset), the config's pairing.
@@ -209,6 +211,7 @@ class GpuModel {
   ModelConfig config_;
   Precision precision_ = Precision::NATIVE;
   DType dtype_ = DType::BF16;
+  int64_t cache_slots_ = 0;
   RopeTables rope_;
   cudaStream_t stream_;
   std::unique_ptr<Blas> blas_;

@@ -455,6 +455,8 @@ inline bool mla_prefill_bf16_supported(int32_t nope, int32_t rope, int32_t v) {
 /// The BF16 flash prefill kernel's GQA instances: head_dim 64 or 128.
 inline bool gqa_prefill_bf16_supported(int32_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
+enum class MlaDecodeKernel { AUTO, MMA, WGMMA };
+
 /// MLA decode, absorbed: ONE new token per sequence (row s), MQA over the paged latent cache whose slots are
 /// [c_kv (kv_lora) ; k_pe (rope)] (576 at V2 shapes); score = scale * (q_lat_h . c_j + q_pe_h . k_pe_j), value
 /// c_j, so out is the latent-space output (W_UV is applied afterwards by a GEMM).
@@ -487,6 +489,13 @@ struct MlaDecodeParams {
   // scratch with fewer floats is refused.
   float* scratch = nullptr;
   int64_t scratch_floats = 0;
+  // Slots in this layer's pool (rows of `cache`): bounds the TMA tensor map of the Hopper kernel; 0 = not given
+  // (the mma.sync kernel runs). Unread by the twin.
+  int64_t n_slots = 0;
+  // Which tensor-core kernel runs a BF16 cache at V2 widths: AUTO takes the Hopper (wgmma + TMA) kernel where
+  // mla_decode_hopper_supported says it runs (unless MLABENCH_MLA_DECODE=mma), else the mma.sync one; MMA and
+  // WGMMA force one (WGMMA where it cannot run is refused). Tests and benchmarks compare them.
+  MlaDecodeKernel kernel = MlaDecodeKernel::AUTO;
 };
 
 /// MHA/GQA attention over the paged K/V pools (prefill chunks and decode alike): query head h reads KV head

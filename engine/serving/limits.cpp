@@ -8,9 +8,9 @@
 namespace mlabench::serving {
 
 ServingLimits serving_limits(const EngineOptions& o, const ModelConfig& c) {
-  MLABENCH_CHECK(o.max_batch >= 1 && o.max_step_tokens >= 1 && o.block_size >= 1 && o.max_context >= 0,
+  MLABENCH_CHECK(o.max_batch >= 1 && o.max_step_tokens >= 1 && o.block_size >= 0 && o.max_context >= 0,
                  "engine limits: max_batch {}, max_step_tokens {}, block_size {}, max_context {}. HINT: "
-                 "--max-batch, --max-step-tokens and --block-size must be positive, --max-context >= 0",
+                 "--max-batch and --max-step-tokens must be positive, --block-size and --max-context >= 0",
                  o.max_batch, o.max_step_tokens, o.block_size, o.max_context);
   // Upper bounds far past any real use, so that buffer sizes (rows x widths) cannot overflow: a value CLI11 clamped
   // from an overlong number (INT64_MAX) is refused here instead of sizing a step.
@@ -24,7 +24,10 @@ ServingLimits serving_limits(const EngineOptions& o, const ModelConfig& c) {
   l.max_seqs = o.max_batch;
   l.max_step_tokens = std::max(o.max_step_tokens, o.max_batch);
   l.max_logit_rows = std::max<int64_t>(512, static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(o.max_batch))));
-  l.block_size = o.block_size;
+  // Auto: 64-token blocks for MLA on CUDA (mla_decode_hopper copies a 64-key tile in one box a column block where
+  // the blocks hold whole tiles: 81% of the copy bandwidth at 64 x 8K against 60% with 16-token blocks,
+  // docs/perf-notes.md issue 15 round 18); 16 elsewhere (finer prefix sharing, less tail per sequence).
+  l.block_size = o.block_size > 0 ? o.block_size : o.device == Device::CUDA && c.is_mla() ? 64 : 16;
   l.prefix_sharing = o.prefix_sharing;
   l.vocab_size = c.vocab_size;
   l.max_context = o.max_context > 0 ? o.max_context

@@ -288,7 +288,8 @@ TEST(Cli, EngineOptionsReachTheEngine) {
   EXPECT_EQ(pj["device"], to_string(d.device));
   EXPECT_EQ(pj["weights"], "checkpoint");
   EXPECT_EQ(pj["params"]["max_step_tokens"], d.max_step_tokens);
-  EXPECT_EQ(pj["params"]["block_size"], d.block_size);
+  EXPECT_EQ(d.block_size, 0) << "auto";
+  EXPECT_EQ(pj["params"]["block_size"], 16) << "auto on the CPU engine: 16-token blocks";
   EXPECT_EQ(pj["params"]["kv_cache_gib"], d.kv_cache_gib);
   EXPECT_EQ(pj["params"]["prefix_sharing"], d.prefix_sharing);
   EXPECT_EQ(pj["params"]["cuda_graphs"], d.cuda_graphs);

@@ -110,6 +110,7 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
   p.kv_lora = kv_lora;
   p.rope = rope;
   p.scale = 0.06f;  // scores spread over a few units: neither uniform nor one-hot
+  p.n_slots = static_cast<int64_t>(cache.pool.size()) / (kv_lora + rope);
   std::vector<float> want = out, want_bf16 = out;
   p.out = want.data();
   twin::mla_decode_attention(p);
@@ -125,12 +126,26 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
   const auto d_q = test::to_device(q);
   struct Mode {
     bool split, f32, bf16_operands;
+    MlaDecodeKernel kernel;
   };
-  for (auto [split, f32, bf16_ops] :
-       {Mode{false, false, false}, {true, false, false}, {true, true, false}, {false, false, true}, {true, false, true}}) {
+  // BF16 operands run on both tensor-core kernels: the Hopper one (wgmma + TMA) where this GPU and build have it.
+  std::vector<Mode> modes = {{false, false, false, MlaDecodeKernel::MMA},
+                             {true, false, false, MlaDecodeKernel::MMA},
+                             {true, true, false, MlaDecodeKernel::MMA},
+                             {false, false, true, MlaDecodeKernel::MMA},
+                             {true, false, true, MlaDecodeKernel::MMA}};
+  MlaDecodeParams probe = p;
+  probe.bf16_operands = true;
+  probe.cache = d_cache.get();
+  if (cuda::mla_decode_hopper_supported(probe)) {
+    modes.push_back({false, false, true, MlaDecodeKernel::WGMMA});
+    modes.push_back({true, false, true, MlaDecodeKernel::WGMMA});
+  }
+  for (auto [split, f32, bf16_ops, kernel] : modes) {
     const auto d_out = test::to_device(out);
     MlaDecodeParams d = p;
     d.bf16_operands = bf16_ops;
+    d.kernel = kernel;
     d.kv_len = d_len.as<int32_t>();
     d.paged.block_tables = d_table.as<int32_t>();
     d.cache = f32 ? d_cache_f32.get() : d_cache.get();
@@ -147,9 +162,12 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     cuda::mla_decode_attention(d, nullptr);
     const double diff = test::max_rel_diff(test::to_host<float>(d_out, out.size()), bf16_ops ? want_bf16 : want);
     EXPECT_LE(diff, f32 ? kTolF32 : bf16_ops ? kTolBf16P : kTol)
+        << (kernel == MlaDecodeKernel::WGMMA ? "wgmma kernel, " : "mma.sync kernel, ")
         << (f32 ? "F32 cache, " : "BF16 cache, ") << (bf16_ops ? "BF16 operands, " : "")
         << (split ? "with" : "without") << " split-KV scratch, splits " << mla_decode_splits(p);
-    if (bf16_ops && split && kv_len.size() == 1) std::printf("[ mla decode bf16 operands ] kv %d: %.2e\n", kv_len[0], diff);
+    if (bf16_ops && split && kv_len.size() == 1)
+      std::printf("[ mla decode bf16 operands, %s ] kv %d: %.2e\n",
+                  kernel == MlaDecodeKernel::WGMMA ? "wgmma" : "mma.sync", kv_len[0], diff);
   }
 }
 

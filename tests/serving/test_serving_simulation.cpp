@@ -143,6 +143,25 @@ TEST(ServingSimulation, LimitsOutOfRangeAreRefusedByName) {
   }
 }
 
+// --block-size 0 (the default) resolves by model and device: 64-token blocks for MLA on CUDA (whole tiles of the
+// Hopper decode kernel), 16 for GQA on CUDA and everything on the CPU; a given size is kept; a negative one refused.
+TEST(ServingSimulation, AutoBlockSizeFollowsTheAttentionAndDevice) {
+  ModelConfig mla = load_config(test::default_model_dir());
+  ASSERT_TRUE(mla.is_mla());
+  ModelConfig gqa = mla;
+  gqa.attention = AttentionKind::GQA;
+  EngineOptions o;
+  EXPECT_EQ(o.block_size, 0);
+  EXPECT_EQ(serving_limits(o, mla).block_size, 16) << "CPU";
+  o.device = Device::CUDA;
+  EXPECT_EQ(serving_limits(o, mla).block_size, 64) << "MLA on CUDA";
+  EXPECT_EQ(serving_limits(o, gqa).block_size, 16) << "GQA on CUDA";
+  o.block_size = 32;
+  EXPECT_EQ(serving_limits(o, mla).block_size, 32) << "a given size is kept";
+  o.block_size = -1;
+  EXPECT_THROW(serving_limits(o, mla), Error);
+}
+
 // Full size: 160 requests, ~1,200 steps (12 s in Release, 3 min under ASan); the short mode (CI) runs 48, ~440
 // steps, through the same pre-emptions, prefix sharing and stop rules.
 TEST(ServingSimulation, ManyStepsUnderATinyPoolChangeNoResult) {

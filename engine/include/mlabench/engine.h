@@ -66,7 +66,9 @@ struct EngineOptions {
   int64_t max_batch = 256;        ///< sequences decoded together (continuous batching)
   int64_t max_step_tokens = 4096;  ///< new tokens per step (at least max_batch): long prompts are prefilled in chunks
   int64_t max_context = 0;  ///< longest sequence served; 0 = max_position_embeddings (capped at 32768 on CUDA)
-  int64_t block_size = 16;        ///< KV cache block, tokens
+  /// KV cache block, tokens; 0 = auto: 64 for an MLA model on CUDA (the Hopper decode kernel then copies a 64-key
+  /// tile as one TMA box a column block, as FlashMLA's 64-token pages; 16-token blocks take four), else 16.
+  int64_t block_size = 0;
   bool prefix_sharing = true;     ///< reuse cached blocks of a shared prompt prefix
   // The GPU engine only.
   bool cuda_graphs = true;  ///< replay CUDA graphs for decode steps (every batch size)
@@ -199,6 +201,8 @@ class Engine {
   EngineStats stats() const;
   /// \brief Tokens the KV cache holds at once (its blocks x block_size; the CPU engine allocates them as they fill).
   int64_t kv_cache_tokens() const;
+  /// \brief Tokens per KV cache block: EngineOptions::block_size, or what its 0 (auto) chose.
+  int64_t kv_block_size() const;
   /// \brief On CUDA a JSON object describing the GPU, cache, limits and CUDA-graph counters ("" on the CPU).
   std::string device_json() const;
   /// \brief Device-to-device copy bandwidth measured at start-up (GB/s, read + write bytes), the roofline the benchmark

@@ -110,6 +110,8 @@ struct CombineArgs {
 
 /// Merges the split partials into out (one launch; graph-safe). Defined in mla_decode.cu.
 void launch_decode_combine(const CombineArgs& c, cudaStream_t stream);
+/// The same for an MLA decode launch of n_splits splits of whole `tile`-key tiles (out rows are sequences).
+void launch_mla_decode_combine(const MlaDecodeParams& p, int n_splits, int tile, cudaStream_t stream);
 
 /// gqa_attention's decode path (gqa_decode.cu): batches where gqa_decode_applies(p).
 void gqa_decode_attention(const GqaAttentionParams& p, cudaStream_t stream);

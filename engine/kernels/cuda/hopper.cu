@@ -22,7 +22,7 @@ bool sm90a_available() {
 }
 
 CUtensorMap tensor_map_bf16_2d(const void* base, uint64_t cols, uint64_t rows, uint64_t row_bytes, uint32_t box_rows,
-                               const char* what) {
+                               const char* what, CUtensorMapL2promotion l2_promotion) {
   static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult status{};
@@ -39,7 +39,7 @@ CUtensorMap tensor_map_bf16_2d(const void* base, uint64_t cols, uint64_t rows, u
   const cuuint32_t box[2] = {64, box_rows}, elem[2] = {1, 1};
   const CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(base), dims, strides, box, elem,
                             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                            l2_promotion, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   MLABENCH_CHECK(r == CUDA_SUCCESS,
                  "{}: cuTensorMapEncodeTiled failed ({}) for {} x {} BF16 at {} bytes a row, boxes of 64 x {}. HINT: "
                  "rows must start 16-byte aligned with a row stride that is a multiple of 16 bytes",

@@ -16,7 +16,10 @@ bool sm90a_available();
 /// `box_rows` rows with the 128-byte swizzle (one box is one sw128 block of a wgmma operand); boxes past the
 /// extent read as zeros. Through the driver's entry point, so the build links no libcuda. `what` names the caller
 /// in errors.
+/// `l2_promotion`: the L2 fill size of the box's rows (256 bytes unless the caller reads rows whose neighbours it
+/// does not want).
 CUtensorMap tensor_map_bf16_2d(const void* base, uint64_t cols, uint64_t rows, uint64_t row_bytes, uint32_t box_rows,
-                               const char* what);
+                               const char* what,
+                               CUtensorMapL2promotion l2_promotion = CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
 
 }  // namespace mlabench::kernels::cuda::hopper

@@ -1,5 +1,8 @@
 // MLA decode attention, absorbed (MQA over the paged BF16 latent cache), and the merge of split-KV partials that
 // the decode kernels share. Twin: twin::mla_decode_attention (engine/kernels/twin/attention.cpp).
+// mla_decode_attention hands BF16 operands on an H100/H200 to the wgmma + TMA kernel (mla_decode_hopper.cu, 80% of
+// the copy bandwidth at 64 x 8K); the mma.sync kernel below runs the float32 hi/lo operands, other GPUs, and
+// MLABENCH_MLA_DECODE=mma.
 //
 // Decode is memory-bound at V2-Lite's 16 heads (~30 FLOP per cache byte with BF16 operands, ~61 with the hi/lo
 // split below), so the kernel is built around keeping HBM busy:
@@ -24,6 +27,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
 #include "engine/core/check.h"
 #include "engine/kernels/cuda/attention_generic.h"
@@ -132,6 +137,20 @@ void launch_decode_combine(const CombineArgs& c, cudaStream_t stream) {
                   static_cast<unsigned>(c.n_seqs));
   combine_kernel<<<grid, dim3(static_cast<unsigned>(nx), static_cast<unsigned>(ny)), 0, stream>>>(c);
   MLABENCH_CUDA(cudaGetLastError());
+}
+
+void launch_mla_decode_combine(const MlaDecodeParams& p, int n_splits, int tile, cudaStream_t stream) {
+  CombineArgs c;
+  c.scratch = p.scratch;
+  c.n_splits = n_splits;
+  c.tile = tile;
+  c.n_seqs = p.n_seqs;
+  c.n_heads = p.n_heads;
+  c.dv = p.kv_lora;
+  c.kv_len = p.kv_len;
+  c.out = p.out;
+  c.ld_out = p.ld_out;
+  launch_decode_combine(c, stream);
 }
 
 }  // namespace decode
@@ -396,6 +415,22 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_kernel(const MlaDecode
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
+// AUTO: the Hopper kernel where it runs, unless MLABENCH_MLA_DECODE=mma (read once); WGMMA where it cannot run is
+// refused by mla_decode_hopper itself.
+bool use_hopper(const MlaDecodeParams& p) {
+  if (p.kernel == MlaDecodeKernel::MMA) return false;
+  if (p.kernel == MlaDecodeKernel::WGMMA) return true;
+  static const bool forced_mma = [] {
+    const char* env = std::getenv("MLABENCH_MLA_DECODE");
+    if (env == nullptr || *env == 0) return false;
+    const std::string e(env);
+    MLABENCH_CHECK(e == "mma" || e == "wgmma",
+                   "MLABENCH_MLA_DECODE={}: not an MLA decode kernel. HINT: use mma or wgmma, or unset it", e);
+    return e == "mma";
+  }();
+  return !forced_mma && mla_decode_hopper_supported(p);
+}
+
 }  // namespace
 
 void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
@@ -415,6 +450,8 @@ void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
                  "the cache manager of this batch",
                  p.paged.block_size, p.paged.max_blocks);
 
+  if (use_hopper(p)) return mla_decode_hopper(p, s);
+
   int n_splits = mla_decode_splits(p);
   if (n_splits > 1 && p.scratch == nullptr) n_splits = 1;
   if (n_splits > 1)
@@ -430,19 +467,7 @@ void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(p.n_seqs), static_cast<unsigned>(n_splits));
   kernel<<<grid, kThreads, kSmemBytes, s>>>(p);
   MLABENCH_CUDA(cudaGetLastError());
-  if (n_splits > 1) {
-    CombineArgs c;
-    c.scratch = p.scratch;
-    c.n_splits = n_splits;
-    c.tile = kKeys;
-    c.n_seqs = p.n_seqs;
-    c.n_heads = p.n_heads;
-    c.dv = kLora;
-    c.kv_len = p.kv_len;
-    c.out = p.out;
-    c.ld_out = p.ld_out;
-    launch_decode_combine(c, s);
-  }
+  if (n_splits > 1) launch_mla_decode_combine(p, n_splits, kKeys, s);
 }
 
 }  // namespace mlabench::kernels::cuda

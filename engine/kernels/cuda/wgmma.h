@@ -1,4 +1,4 @@
-// Hopper warpgroup MMA (wgmma, sm_90a) for the flash prefill kernel and the grouped expert GEMM: shared-memory matrix descriptors, fences and
+// Hopper warpgroup MMA (wgmma, sm_90a) for the flash prefill kernel, the grouped expert GEMM and MLA decode: shared-memory matrix descriptors, fences and
 // the three shapes it issues. Device code; include only from .cu files compiled for sm_90a (the callers guard their
 // use with __CUDA_ARCH_FEAT_SM90_ALL). The operand lists are long because the PTX instruction names every
 // accumulator register of the warpgroup's 64 x N tile (N / 2 per thread).
@@ -129,6 +129,19 @@ __device__ __forceinline__ void wgmma_ss_n256(float (&d)[128], uint64_t desc_a, 
         "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
         "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
       : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0));
+}
+
+// d[64 x 16] = A[64 x 16] . B[16 x 16] (+ d where accumulate), both in shared memory (descriptors); B K-major, A
+// K-major (kTransA 0) or MN-major (kTransA 1): MLA decode's transposed products (keys or value columns as M, the 16
+// heads as N).
+template <int kTransA>
+__device__ __forceinline__ void wgmma_ss_n16(float (&d)[8], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, %11, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0), "n"(kTransA));
 }
 
 }  // namespace mlabench::kernels::cuda::wgmma

@@ -1,0 +1,428 @@
+// MLA decode attention, absorbed, on Hopper's wgmma and TMA (sm_90a): the engine's BF16 path at V2 widths (kv_lora
+// 512 + rope 64). Twin: twin::mla_decode_attention (engine/kernels/twin/attention.cpp); the mma.sync kernel of
+// mla_decode.cu runs everywhere else (and under MLABENCH_MLA_DECODE=mma).
+//
+// Why this shape (docs/perf-notes.md, issue 15 rounds 14-18): the mma.sync kernel spent a 32-key tile in three
+// barrier-separated phases of 8 warps and held at 68% of the copy bandwidth, latency-bound. Here the products are
+// transposed so that the 16 heads of a CTA are the MMA's N and the keys (or value columns) its M = 64:
+//   S^T [64 keys x 16 heads]   = K [64 x 576] . Q^T [576 x 16]     36 wgmma m64n16k16, K-major A (the tile as TMA
+//                                                                   left it), Q^T K-major B (Q in shared memory)
+//   O^T [512 values x 16 heads] += V^T [512 x 64] . P^T [64 x 16]   32 wgmma m64n16k16, MN-major A (the same tile,
+//                                                                   transposed by the instruction), P^T K-major B
+// so a warpgroup does all the math of a 64-key tile in two asynchronous MMA groups, with two 128-thread barriers
+// (the tile's column maxima across its 4 warps, and P written), and O^T stays in registers (64 a thread).
+//   - Two consumer warpgroups take alternate tiles of the split, each with its own running max, sums and O^T, merged
+//     through shared memory at the end: one warpgroup alone leaves the tensor pipe idle through its softmax and
+//     barriers (64% of the copy bandwidth at 64 x 8K against 81% with two; round 18).
+//   - A producer warp streams the cache by TMA: a tile is 9 chunks of 64 keys x 64 columns (8 KB, the wgmma sw128
+//     block), each chunk one box of 64 slots where the pool's blocks hold whole tiles (block_size % 64 == 0: the
+//     engine's default for MLA) or up to 4 boxes of 16 slots, into a ring of 25 chunks (200 KB), each chunk with a
+//     full and an empty mbarrier. The rope chunk is released after the scores, the value chunks after P.V. The
+//     block-table lookups of the next tile are issued before this tile's copies.
+//   - Split-KV as the mma.sync kernel: decode_kv_splits' plan in whole 64-key tiles, partials merged by
+//     launch_decode_combine (mla_decode.cu). Keys past the sequence are masked in the scores (a select, so NaN in
+//     unused slots never enters) and their value rows zeroed in shared memory before P.V (0 * NaN is NaN).
+// Numerics: q and P rounded to BF16, float32 accumulation (MlaDecodeParams::bf16_operands; FlashMLA's and
+// transformers' BF16 numerics).
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "engine/core/check.h"
+#include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/decode_common.cuh"
+#include "engine/kernels/cuda/hopper.h"
+#include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/tma.cuh"
+#include "engine/kernels/cuda/wgmma.h"
+
+namespace mlabench::kernels::cuda {
+namespace {
+
+using namespace decode;
+
+constexpr int kLora = 512, kRope = 64, kWidth = kLora + kRope;
+constexpr int kKeys = 64;                 // keys per tile: the MMA's M
+constexpr int kHeads = kMlaDecodeHeads;   // 16: the MMA's N
+constexpr int kColBlocks = kWidth / 64;   // 9 chunks a tile (8 of values, 1 of rope)
+constexpr int kValueBlocks = kLora / 64;  // 8
+constexpr int kGroups = kKeys / 16;       // TMA boxes of 16 slots a chunk
+constexpr int kChunkBytes = kKeys * 128;  // 8 KB
+constexpr int kRing = 25;                 // chunks in the ring (200 KB)
+constexpr int kQBytes = kColBlocks * kHeads * 128;
+constexpr int kPBytes = kHeads * 128;
+constexpr int kMaxWarpgroups = 2;
+// Shared memory (from a 1024-byte aligned base): the ring, Q, P per warpgroup, then per warpgroup the tile maxima
+// [4 warps][16], the sums [4][16] and the final (m, l) [16][2]; the barriers last.
+constexpr uint32_t kQOff = kRing * kChunkBytes, kPOff = kQOff + kQBytes,
+                   kRedOff = kPOff + kMaxWarpgroups * kPBytes, kSumOff = kRedOff + kMaxWarpgroups * 4 * kHeads * 4,
+                   kMlOff = kSumOff + kMaxWarpgroups * 4 * kHeads * 4, kBarOff = kMlOff + kMaxWarpgroups * kHeads * 8;
+constexpr uint32_t kSmemBytes = kBarOff + 2 * kRing * 8 + 1024;  // + the 1024-byte alignment of the ring
+static_assert(kSmemBytes <= 227 * 1024, "fits an SM");
+static_assert(kQOff % 1024 == 0 && kPOff % 1024 == 0 && kPBytes % 1024 == 0, "sw128 operands start 1024-aligned");
+static_assert(kLora * kHeads * 4 <= kRing * kChunkBytes, "the merge of two warpgroups' O fits the ring");
+
+struct HopperDecodeArgs {
+  CUtensorMap map;  // the pool as [n_slots rows, 576 columns] BF16, boxes of 64 columns x 16 or 64 rows, sw128
+  MlaDecodeParams p;
+  bool box64 = false;        // boxes of 64 rows (block_size % 64 == 0), else 16
+};
+
+// Byte offset of (row, 16-byte chunk) in a region of 128-byte rows with the 128-byte swizzle (what TMA writes and
+// wgmma reads).
+__device__ __forceinline__ uint32_t swz(int row, int chunk) {
+  return static_cast<uint32_t>(row * 128 + ((chunk ^ (row & 7)) << 4));
+}
+
+// Named barriers: 1 + wg for a warpgroup's 128 threads, 3 for both warpgroups.
+__device__ __forceinline__ void named_barrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// The 16 heads' queries [q_lat ; q_pe] rounded to BF16 into Q (9 blocks of 16 rows x 128 bytes); heads past
+// n_heads are zero. Threads tid of n.
+__device__ void load_queries(const MlaDecodeParams& p, int seq, int h0, unsigned char* q_s, int tid, int n_threads) {
+  for (int i = tid; i < kHeads * (kWidth / 8); i += n_threads) {
+    const int n = i / (kWidth / 8), ch = i % (kWidth / 8), h = h0 + n, col = ch * 8;
+    uint32_t w[4] = {0, 0, 0, 0};
+    if (h < p.n_heads) {
+      const float* src = col < kLora ? p.q_lat + seq * p.ld_q_lat + static_cast<int64_t>(h) * kLora + col
+                                     : p.q_pe + seq * p.ld_q_pe + h * p.q_pe_head_stride + (col - kLora);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w[e] = bf16_bits(src[2 * e]) | bf16_bits(src[2 * e + 1]) << 16;
+    }
+    *reinterpret_cast<uint4*>(q_s + (ch >> 3) * (kHeads * 128) + swz(n, ch & 7)) = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+// What one consumer warpgroup carries across its tiles: O^T (64 accumulator registers a thread), and for the
+// thread's 4 heads (hh = j * 2 + e is head 8 j + 2 tq + e of the group) the running max (log2 units, uniform over
+// the warpgroup) and the thread's partial sum of weights.
+struct ConsumerState {
+  float o[kValueBlocks][8];
+  float m_run[4], l_part[4];
+};
+
+// Where the consumer warpgroup's smem lives.
+struct ConsumerSmem {
+  uint32_t base, q_s, p_s, full, empty;
+  unsigned char* gbase;
+  float* red;  // [4 warps][16 heads] this warpgroup's tile maxima
+};
+
+// One 64-key tile t of the split: S^T = K Q^T, online softmax, O^T = alpha O^T + V^T P^T. Thread wtid of the
+// warpgroup (warp = wtid / 32); barrier id bar.
+__device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerState& st, int t, int k_begin, int k_end,
+                                             float scale_log2, int wtid, int bar) {
+  const int warp = wtid >> 5, lane = wtid & 31, g = lane >> 2, tq = lane & 3;
+  const int key0 = k_begin + t * kKeys, c0 = t * kColBlocks;
+  float s[8];
+  wgmma::fence();
+  for (int b = 0; b < kColBlocks; ++b) {
+    const int c = c0 + b, slot = c % kRing;
+    tma::mbar_wait(sm.full + 8 * slot, (c / kRing) & 1);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      wgmma::wgmma_ss_n16<0>(s, wgmma::desc_sw128(sm.base + slot * kChunkBytes + kk * 32, 16, 1024),
+                             wgmma::desc_sw128(sm.q_s + b * (kHeads * 128) + kk * 32, 16, 1024), (b | kk) != 0);
+  }
+  wgmma::commit();
+  wgmma::wait_all();
+  wgmma::fence_regs(s);
+  if (lane == 0) tma::mbar_arrive(sm.empty + 8 * ((c0 + kColBlocks - 1) % kRing));  // the rope chunk is done
+
+  // Online softmax per head (column): the warp's 16 keys by shuffles, the warpgroup's 4 warps through red[].
+  const int key_lo = key0 + 16 * warp + g;
+  float x[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) x[i] = key_lo + ((i >> 1) & 1) * 8 < k_end ? s[i] * scale_log2 : neg_inf();
+#pragma unroll
+  for (int hh = 0; hh < 4; ++hh) {
+    const int j = hh >> 1, e = hh & 1;
+    float mx = fmaxf(x[j * 4 + e], x[j * 4 + 2 + e]);
+#pragma unroll
+    for (int off = 4; off < 32; off <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    if (g == 0) sm.red[warp * kHeads + 8 * j + 2 * tq + e] = mx;
+  }
+  named_barrier(bar, 128);  // the 4 warps' tile maxima written
+  float alpha[4];
+#pragma unroll
+  for (int hh = 0; hh < 4; ++hh) {
+    const int head = 8 * (hh >> 1) + 2 * tq + (hh & 1);
+    const float tmax = fmaxf(fmaxf(sm.red[head], sm.red[kHeads + head]),
+                             fmaxf(sm.red[2 * kHeads + head], sm.red[3 * kHeads + head]));
+    const float m_new = fmaxf(st.m_run[hh], tmax);  // finite: every tile holds at least one key
+    alpha[hh] = exp2f(st.m_run[hh] - m_new);
+    st.m_run[hh] = m_new;
+    st.l_part[hh] *= alpha[hh];
+  }
+  unsigned char* pg = sm.gbase + (sm.p_s - sm.base);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int j = i >> 2, e = i & 1, hh = j * 2 + e, head = 8 * j + 2 * tq + e;
+    const int key = 16 * warp + g + ((i >> 1) & 1) * 8;  // within the tile
+    const float pv = exp2f(x[i] - st.m_run[hh]);
+    st.l_part[hh] += pv;  // l sums the unrounded weights, P.V takes them rounded (as the mma.sync kernel)
+    *reinterpret_cast<uint16_t*>(pg + swz(head, key >> 3) + (key & 7) * 2) = static_cast<uint16_t>(bf16_bits(pv));
+  }
+#pragma unroll
+  for (int mb = 0; mb < kValueBlocks; ++mb)
+#pragma unroll
+    for (int i = 0; i < 8; ++i) st.o[mb][i] *= alpha[(i >> 2) * 2 + (i & 1)];
+  const int valid = k_end - key0;
+  if (valid < kKeys) {  // the sequence's last tile: zero the value rows of keys past its end
+    for (int i = wtid; i < (kKeys - valid) * kValueBlocks * 8; i += 128) {
+      const int row = valid + i / (kValueBlocks * 8), blk = (i / 8) % kValueBlocks, ch = i % 8;
+      *reinterpret_cast<uint4*>(sm.gbase + ((c0 + blk) % kRing) * kChunkBytes + row * 128 + ch * 16) =
+          make_uint4(0, 0, 0, 0);
+    }
+  }
+  wgmma::fence_proxy_async();
+  named_barrier(bar, 128);  // P (and zeroed rows) written
+
+  wgmma::fence();
+#pragma unroll
+  for (int mb = 0; mb < kValueBlocks; ++mb) {
+    const uint32_t v = sm.base + ((c0 + mb) % kRing) * kChunkBytes;
+#pragma unroll
+    for (int ks = 0; ks < kKeys / 16; ++ks)
+      wgmma::wgmma_ss_n16<1>(st.o[mb], wgmma::desc_sw128(v + ks * 2048, kChunkBytes, 1024),
+                             wgmma::desc_sw128(sm.p_s + ks * 32, 16, 1024), true);
+  }
+  wgmma::commit();
+  wgmma::wait_all();
+#pragma unroll
+  for (int mb = 0; mb < kValueBlocks; ++mb) wgmma::fence_regs(st.o[mb]);
+  if (lane == 0)
+    for (int mb = 0; mb < kValueBlocks; ++mb) tma::mbar_arrive(sm.empty + 8 * ((c0 + mb) % kRing));
+}
+
+// The producer thread: every tile's 9 chunks in order, a chunk once the consumers released the one kRing earlier.
+// A chunk is one box of 64 slots where the pool's blocks hold whole 64-key tiles (block_size % 64 == 0), else up
+// to 4 boxes of 16 slots. The block-table lookups of tile t + 1 are issued before tile t's copies, so their latency
+// hides behind the waits.
+__device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_t base, uint32_t full, uint32_t empty,
+                                              int seq, int k_begin, int k_end, int n_tiles) {
+  const MlaDecodeParams& p = a.p;
+  const int bs = p.paged.block_size;
+  const int32_t* table = p.paged.block_tables + static_cast<int64_t>(seq) * p.paged.max_blocks;
+  const uint64_t policy = tma::evict_first_policy();
+  auto lookup = [&](int t, int (&rows)[kGroups]) {
+    const int key0 = k_begin + t * kKeys;
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      const int pos = key0 + g * 16;
+      rows[g] = t < n_tiles && pos < k_end && (g == 0 || !a.box64) ? __ldg(table + pos / bs) * bs + pos % bs : 0;
+    }
+  };
+  int next[kGroups];
+  lookup(0, next);
+  for (int t = 0; t < n_tiles; ++t) {
+    int rows[kGroups];
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) rows[g] = next[g];
+    lookup(t + 1, next);
+    const int key0 = k_begin + t * kKeys;
+    const int n_boxes = a.box64 ? 1 : min(kGroups, (k_end - key0 + 15) / 16);
+    const uint32_t bytes = a.box64 ? kChunkBytes : static_cast<uint32_t>(n_boxes) * 2048u;
+    for (int b = 0; b < kColBlocks; ++b) {
+      const int c = t * kColBlocks + b, slot = c % kRing;
+      if (c >= kRing) tma::mbar_wait(empty + 8 * slot, ((c / kRing) - 1) & 1);
+      tma::mbar_arrive_expect_tx(full + 8 * slot, bytes);
+#pragma unroll
+      for (int g = 0; g < kGroups; ++g) {
+        if (g >= n_boxes) continue;
+        const uint32_t dst = base + slot * kChunkBytes + g * 2048;
+        tma::load_2d_hint(dst, &a.map, b * 64, rows[g], full + 8 * slot, policy);  // read once: evict first
+      }
+    }
+  }
+}
+
+// grid (head groups of 16, n_seqs, n_splits); block kWGs * 128 + 32: warpgroup w computes tiles w, w + kWGs, ...
+// of the split (its own running max, sums and O^T, merged at the end), the last warp copies.
+template <int kWGs>
+__global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(const __grid_constant__ HopperDecodeArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(1024) unsigned char mla_hopper_smem[];
+  const MlaDecodeParams& p = a.p;
+  const uint32_t raw = smem_addr(mla_hopper_smem), base = (raw + 1023u) & ~1023u;
+  unsigned char* gbase = mla_hopper_smem + (base - raw);  // the same bytes, generic pointer
+  const uint32_t full = base + kBarOff, empty = full + 8 * kRing;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int h0 = blockIdx.x * kHeads, seq = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z;
+  const int kv_len = p.kv_len[seq];
+  const int split_len = decode_split_len(kv_len, n_splits, kKeys);
+  const int k_begin = split * split_len;
+  if (split > 0 && k_begin >= kv_len) return;  // the merge reads only splits that hold keys (uniform: whole CTA)
+  const int k_end = min(kv_len, k_begin + split_len);
+  const int n_tiles = k_end > k_begin ? (k_end - k_begin + kKeys - 1) / kKeys : 0;
+
+  if (tid == 0) {
+    for (int i = 0; i < kRing; ++i) {
+      tma::mbar_init(full + 8 * i, 1);
+      tma::mbar_init(empty + 8 * i, 4);  // lane 0 of each warp of the consuming warpgroup
+    }
+    tma::mbar_init_fence();
+  }
+  __syncthreads();
+  if (warp == 4 * kWGs) {
+    if (lane == 0) produce_tiles(a, base, full, empty, seq, k_begin, k_end, n_tiles);
+    return;
+  }
+
+  // ---- consumers ----
+  const int wg = warp >> 2, wtid = tid & 127, g = lane >> 2, tq = lane & 3, wwarp = warp & 3;
+  load_queries(p, seq, h0, gbase + kQOff, tid, kWGs * 128);
+  wgmma::fence_proxy_async();
+  named_barrier(3, kWGs * 128);
+  const ConsumerSmem sm{base, base + kQOff, base + kPOff + wg * kPBytes, full, empty, gbase,
+                        reinterpret_cast<float*>(gbase + kRedOff) + wg * 4 * kHeads};
+  ConsumerState st;
+#pragma unroll
+  for (int hh = 0; hh < 4; ++hh) {
+    st.m_run[hh] = neg_inf();
+    st.l_part[hh] = 0.0f;
+  }
+#pragma unroll
+  for (int mb = 0; mb < kValueBlocks; ++mb)
+#pragma unroll
+    for (int i = 0; i < 8; ++i) st.o[mb][i] = 0.0f;
+  const float scale_log2 = p.scale * kLog2e;
+  for (int t = wg; t < n_tiles; t += kWGs) consume_tile(sm, st, t, k_begin, k_end, scale_log2, wtid, 1 + wg);
+
+  // l: the thread's partial sums, then the warp's 8 row lanes, then the 4 warps (fixed order); (m, l) per
+  // warpgroup to ml[wg][head].
+  float* lsum = reinterpret_cast<float*>(gbase + kSumOff) + wg * 4 * kHeads;
+  float* ml = reinterpret_cast<float*>(gbase + kMlOff);
+#pragma unroll
+  for (int hh = 0; hh < 4; ++hh) {
+    float l = st.l_part[hh];
+#pragma unroll
+    for (int off = 4; off < 32; off <<= 1) l += __shfl_xor_sync(0xffffffffu, l, off);
+    if (g == 0) lsum[wwarp * kHeads + 8 * (hh >> 1) + 2 * tq + (hh & 1)] = l;
+  }
+  named_barrier(1 + wg, 128);
+  if (wtid < kHeads)
+    ml[(wg * kHeads + wtid) * 2 + 1] =
+        ((lsum[wtid] + lsum[kHeads + wtid]) + lsum[2 * kHeads + wtid]) + lsum[3 * kHeads + wtid];
+  if (wwarp == 0 && g == 0)
+#pragma unroll
+    for (int hh = 0; hh < 4; ++hh) ml[(wg * kHeads + 8 * (hh >> 1) + 2 * tq + (hh & 1)) * 2] = st.m_run[hh];
+  named_barrier(3, kWGs * 128);  // every warpgroup's (m, l) written
+
+  // Merge the warpgroups: weights f_w = exp2(m_w - max_w m_w) (0 for a warpgroup without keys); warpgroup 1 hands
+  // its weighted O^T through the ring (every copy has landed: each was waited on), warpgroup 0 adds and writes.
+  float f[4], m_tot[4], l_tot[4];
+#pragma unroll
+  for (int hh = 0; hh < 4; ++hh) {
+    const int n = 8 * (hh >> 1) + 2 * tq + (hh & 1);
+    m_tot[hh] = ml[n * 2];
+    for (int w = 1; w < kWGs; ++w) m_tot[hh] = fmaxf(m_tot[hh], ml[(w * kHeads + n) * 2]);
+    l_tot[hh] = 0.0f;
+    for (int w = 0; w < kWGs; ++w) {
+      const float mw = ml[(w * kHeads + n) * 2];
+      const float fw = mw == neg_inf() ? 0.0f : exp2f(mw - m_tot[hh]);
+      l_tot[hh] += fw * ml[(w * kHeads + n) * 2 + 1];
+      if (w == wg) f[hh] = fw;
+    }
+  }
+  float* xfer = reinterpret_cast<float*>(gbase);  // [512 values][16 heads]
+  if (kWGs == 2) {
+    if (wg == 1) {
+#pragma unroll
+      for (int mb = 0; mb < kValueBlocks; ++mb)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const int v = 64 * mb + 16 * wwarp + g + ((i >> 1) & 1) * 8, n = 8 * (i >> 2) + 2 * tq + (i & 1);
+          xfer[v * kHeads + n] = st.o[mb][i] * f[(i >> 2) * 2 + (i & 1)];
+        }
+    }
+    named_barrier(3, kWGs * 128);
+    if (wg == 1) return;
+  }
+  const int64_t n_partials = static_cast<int64_t>(n_splits) * p.n_seqs * p.n_heads;
+#pragma unroll
+  for (int hh = 0; hh < 4; ++hh) {
+    const int n = 8 * (hh >> 1) + 2 * tq + (hh & 1), h = h0 + n;
+    if (h >= p.n_heads) continue;
+    float* dst;
+    float mul = f[hh];
+    if (n_splits == 1) {
+      dst = p.out + seq * p.ld_out + static_cast<int64_t>(h) * kLora;
+      mul = l_tot[hh] > 0.0f ? f[hh] / l_tot[hh] : 0.0f;
+    } else {
+      const int64_t idx = partial_index(split, seq, h, p.n_seqs, p.n_heads);
+      dst = p.scratch + idx * kLora;
+      if (wwarp == 0 && g == 0) {
+        p.scratch[n_partials * kLora + idx * 2] = m_tot[hh];
+        p.scratch[n_partials * kLora + idx * 2 + 1] = l_tot[hh];
+      }
+    }
+    const float add_mul = n_splits == 1 ? (l_tot[hh] > 0.0f ? 1.0f / l_tot[hh] : 0.0f) : 1.0f;
+#pragma unroll
+    for (int mb = 0; mb < kValueBlocks; ++mb)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int col = 64 * mb + 16 * wwarp + g + 8 * half;
+        float v = st.o[mb][(hh >> 1) * 4 + half * 2 + (hh & 1)] * mul;
+        if (kWGs == 2) v += xfer[col * kHeads + n] * add_mul;
+        dst[col] = v;
+      }
+  }
+#else
+  __trap();  // built only for sm_90a; mla_decode_hopper_supported is false elsewhere
+#endif
+}
+
+bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+bool env_is(const char* name, const char* value) {
+  const char* env = std::getenv(name);
+  return env != nullptr && std::string(env) == value;
+}
+
+}  // namespace
+
+bool mla_decode_hopper_supported(const MlaDecodeParams& p) {
+  return p.cache_type == DType::BF16 && p.bf16_operands && p.kv_lora == kLora && p.rope == kRope &&
+         p.paged.block_size > 0 && p.paged.block_size % 16 == 0 && p.n_slots > 0 && p.n_slots < (int64_t{1} << 31) &&
+         p.cache != nullptr && aligned16(p.cache) && hopper::sm90a_available();
+}
+
+void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
+  MLABENCH_CHECK(mla_decode_hopper_supported(p),
+                 "mla_decode_hopper: cache {}, bf16_operands {}, kv_lora {}, rope {}, block_size {}, n_slots {}: not "
+                 "what this kernel takes (BF16 cache and operands, 512 + 64, block_size a multiple of 16, n_slots "
+                 "given, an sm_90a build on a compute capability 9.0 GPU). HINT: leave MlaDecodeParams::kernel at AUTO",
+                 dtype_name(p.cache_type), p.bf16_operands, p.kv_lora, p.rope, p.paged.block_size, p.n_slots);
+  int n_splits = mla_decode_splits(p);
+  if (n_splits > 1 && p.scratch == nullptr) n_splits = 1;
+  HopperDecodeArgs a{};
+  a.p = p;
+  // Measured choices (docs/perf-notes.md, issue 15 round 18): one 64-row box a chunk where the blocks hold whole
+  // tiles (16-row boxes: 60% of the copy bandwidth at 64 x 8K against 81%), evict-first reads, no L2 promotion
+  // (the rows are 128-byte pieces of 1152-byte slots; a 256-byte fill measured 2 points slower).
+  a.box64 = p.paged.block_size % 64 == 0;
+  a.map = hopper::tensor_map_bf16_2d(p.cache, kWidth, static_cast<uint64_t>(p.n_slots), kWidth * 2, a.box64 ? 64 : 16,
+                                     "mla_decode_hopper", CU_TENSOR_MAP_L2_PROMOTION_NONE);
+  // Consumer warpgroups a CTA: 2 (two tiles in flight at once) unless MLABENCH_MLA_DECODE_WARPGROUPS=1.
+  static const int wgs = [] {
+    return env_is("MLABENCH_MLA_DECODE_WARPGROUPS", "1") ? 1 : 2;
+  }();
+  static std::atomic<uint64_t> opted_in[2]{};
+  auto* kernel = wgs == 1 ? mla_decode_hopper_kernel<1> : mla_decode_hopper_kernel<2>;
+  gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), static_cast<int>(kSmemBytes), opted_in[wgs - 1]);
+  const int groups = (p.n_heads + kHeads - 1) / kHeads;
+  const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(p.n_seqs), static_cast<unsigned>(n_splits));
+  kernel<<<grid, wgs * 128 + 32, kSmemBytes, s>>>(a);
+  MLABENCH_CUDA(cudaGetLastError());
+  if (n_splits > 1) launch_mla_decode_combine(p, n_splits, kKeys, s);
+}
+
+}  // namespace mlabench::kernels::cuda
