@@ -46,6 +46,9 @@ struct RunArgs {
   int sandbox_workers = 0;
   std::string tokenizer;  // replay: whose tokens to count
   bool no_report = false;
+  std::string shard;                    // --shard K/N or env
+  int64_t shards = 0;                   // --shards N (with --shard env, or alone)
+  std::vector<std::string> merge_from;  // --merge-from (set by mlabench merge): the shards' run folders
 };
 
 std::string utc_now(const char* fmt_str) {
@@ -168,6 +171,9 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
   o.progress = !a.no_progress;
   o.config = config;
   o.provenance = provenance;
+  if (!a.shard.empty() || a.shards > 0) o.shard = harness::parse_shard(a.shard.empty() ? "env" : a.shard, a.shards);
+  for (const std::string& d : a.merge_from) o.merge_from.emplace_back(d);
+  o.command_line = argv;
   // Every seed the run depends on: generation (per document: seed * 1000003 + doc_id) and few-shot sampling
   // (in each task's resolved config, results.json "configs").
   o.provenance["seeds"] = {{"generation_default", tasks::GenerationKwargs{}.seed},
@@ -227,7 +233,75 @@ void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> com
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--tokenizer", a->tokenizer, "replay backend: the model folder whose tokenizer measures prompts");
   cmd->add_flag("--no-report", a->no_report, "do not write report.html next to results.json");
+  cmd->add_option("--shard", a->shard,
+                  "run part K of N (K/N, K = 0..N-1): every subtask's documents K, K+N, ...; or env: from "
+                  "SLURM_ARRAY_TASK_ID/_COUNT, JOB_COMPLETION_INDEX (with --shards) or RANK/WORLD_SIZE; then "
+                  "mlabench merge");
+  cmd->add_option("--shards", a->shards, "the shard count N, for --shard env (implies it when alone)")
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--merge-from", a->merge_from, "(mlabench merge) the shards' run folders")->group("");
   cmd->callback([a, exit_code, command_line]() { run(exit_code, [&] { run_command(*a, command_line); }); });
+}
+
+// mlabench merge: the run command the first shard recorded (run.json "command_line") again, without its shard,
+// output and resume flags, into --output with --merge-from: the evaluator checks the shards are one whole run,
+// gathers their samples and aggregates them; nothing is scored (the backend is opened to rebuild the documents).
+static std::vector<std::string> merge_command_line(const std::vector<std::string>& shard_dirs, const std::string& output,
+                                            bool no_report) {
+  MLABENCH_CHECK(!shard_dirs.empty(), "merge: no shard folders given. HINT: mlabench merge DIR... --output DIR");
+  const fs::path run_json = fs::path(shard_dirs.front()) / "run.json";
+  MLABENCH_CHECK(fs::is_regular_file(run_json), "merge: {} has no run.json. HINT: name the shards' run folders",
+                 shard_dirs.front());
+  std::ifstream in(run_json);
+  const json run = json::parse(in, nullptr, false);
+  MLABENCH_CHECK(run.is_object() && run.contains("command_line") && run["command_line"].is_array() &&
+                     run["command_line"].size() >= 2,
+                 "merge: {} records no command line. HINT: shards written by an older mlabench cannot be merged; "
+                 "run them again", run_json.string());
+  std::vector<std::string> args;
+  for (const json& v : run["command_line"]) {
+    MLABENCH_CHECK(v.is_string(), "merge: {}: command_line holds a non-string", run_json.string());
+    args.push_back(v.get<std::string>());
+  }
+  MLABENCH_CHECK(args[1] == "run", "merge: {} was not written by mlabench run", run_json.string());
+  std::vector<std::string> out = {args[0], "run"};
+  for (size_t i = 2; i < args.size(); ++i) {
+    const std::string& s = args[i];
+    if (s == "--shard" || s == "--shards" || s == "--output") {
+      ++i;  // and its value
+      continue;
+    }
+    if (s.starts_with("--shard=") || s.starts_with("--shards=") || s.starts_with("--output=") || s == "--resume" ||
+        s == "--no-report" || s.starts_with("--merge-from"))
+      continue;
+    out.push_back(s);
+  }
+  out.insert(out.end(), {"--output", output});
+  if (no_report) out.push_back("--no-report");
+  out.push_back("--merge-from");
+  out.insert(out.end(), shard_dirs.begin(), shard_dirs.end());
+  return out;
+}
+
+void add_merge_command(CLI::App& app, int* exit_code) {
+  auto dirs = std::make_shared<std::vector<std::string>>();
+  auto output = std::make_shared<std::string>();
+  auto no_report = std::make_shared<bool>(false);
+  CLI::App* cmd = app.add_subcommand("merge", "merge the run folders of a sharded run (--shard K/N) into one run");
+  cmd->add_option("dirs", *dirs, "the N shards' run folders")->required();
+  cmd->add_option("--output", *output, "the merged run folder (new)")->required();
+  cmd->add_flag("--no-report", *no_report, "do not write report.html next to results.json");
+  cmd->callback([dirs, output, no_report, exit_code]() {
+    std::vector<std::string> argv;
+    run(exit_code, [&] { argv = merge_command_line(*dirs, *output, *no_report); });
+    if (*exit_code != 0) return;
+    CLI::App sub{"mlabench"};
+    int code = 0;
+    add_run_command(sub, &code, argv);
+    std::vector<std::string> rest(argv.rbegin(), argv.rend() - 1);  // CLI11 takes them reversed, no program name
+    run(exit_code, [&] { sub.parse(rest); });  // the recorded command line no longer parses: a clear error
+    if (*exit_code == 0) *exit_code = code;    // the merged run's own (it printed its error)
+  });
 }
 
 void add_tasks_command(CLI::App& app, int* exit_code) {

@@ -12,6 +12,8 @@ namespace mlabench::cli {
 
 /// \brief `mlabench run`; command_line is recorded in results.json.
 void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> command_line);
+/// \brief `mlabench merge DIR... --output DIR`: the shards of a `run --shard K/N` as one run (cli_run.cpp).
+void add_merge_command(CLI::App& app, int* exit_code);
 /// \brief `mlabench tasks`: every task, group and suite name.
 void add_tasks_command(CLI::App& app, int* exit_code);
 /// \brief $MLABENCH_COMMIT, else the git commit the build was configured at (+ "-dirty" for local changes).

@@ -20,6 +20,7 @@
 
 #include "engine/core/check.h"
 #include "engine/core/json_limits.h"
+#include "harness/shards.h"
 #include "metrics/metrics.h"
 #include "tasks/code/scorer.h"
 #include "tasks/niah/niah.h"
@@ -612,13 +613,15 @@ json code_grading(const std::map<std::string, std::vector<const json*>>& by_subt
 json identity_of(const EvalOptions& o, const std::vector<std::string>& names, const Backend& backend) {
   json overrides = json::object();
   for (const auto& [task, patch] : o.task_overrides) overrides[task] = patch;
-  return {{"tasks", names},
-          {"task_overrides", overrides},
-          {"limit", o.limit ? json(*o.limit) : json(nullptr)},
-          {"num_fewshot", o.num_fewshot ? json(*o.num_fewshot) : json(nullptr)},
-          {"gen_kwargs", gen_overrides_json(o.gen)},
-          {"backend", backend.describe()},
-          {"config", o.config}};
+  json id = {{"tasks", names},
+             {"task_overrides", overrides},
+             {"limit", o.limit ? json(*o.limit) : json(nullptr)},
+             {"num_fewshot", o.num_fewshot ? json(*o.num_fewshot) : json(nullptr)},
+             {"gen_kwargs", gen_overrides_json(o.gen)},
+             {"backend", backend.describe()},
+             {"config", o.config}};
+  if (o.shard.count > 1) id["shard"] = shard_name(o.shard);  // an unsharded run's identity is unchanged
+  return id;
 }
 
 }  // namespace
@@ -666,6 +669,10 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
   // The run's identity: --resume continues only the same run.
   const json identity = identity_of(o, names, backend);
   const fs::path run_json = o.output_dir / "run.json";
+  const bool merging = !o.merge_from.empty();
+  MLABENCH_CHECK(!merging || o.shard.count == 1, "merge: the merged run is the whole run. HINT: drop --shard");
+  if (merging) gather_shards(o, identity, names);  // the shards' samples into output_dir; run.json below
+  const bool resume = o.resume || merging;
   if (fs::exists(run_json)) {
     MLABENCH_CHECK(o.resume, "{} already holds a run. HINT: pass --resume to continue it, or choose another "
                    "--output folder",
@@ -684,14 +691,16 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
                    "same options, or choose another --output folder",
                    o.output_dir.string(), fmt::join(differ, ", "));
   } else {
-    write_file_atomically(run_json, json{{"tool", "mlabench run"}, {"identity", identity}}.dump(2) + "\n");
+    json run = {{"tool", "mlabench run"}, {"identity", identity}};
+    if (!o.command_line.empty()) run["command_line"] = o.command_line;  // what mlabench merge runs again
+    write_file_atomically(run_json, run.dump(2) + "\n");
   }
 
   // Tasks and their data.
   const std::vector<tasks::Task> loaded = load_run_tasks(backend, o);
   int64_t total_docs = 0;
   for (const tasks::Task& task : loaded)
-    for (const tasks::Subtask& s : task.subtasks) total_docs += static_cast<int64_t>(s.docs.size());
+    for (const tasks::Subtask& s : task.subtasks) total_docs += static_cast<int64_t>(shard_docs(s.docs, o.shard).size());
 
   // Model-written code runs in sandboxes, as many at once as there are workers.
   std::unique_ptr<sandbox::Pool> pool;
@@ -704,7 +713,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
   json configs = json::object(), versions = json::object(), protocols = json::object(), n_shot = json::object();
   json higher = json::object(), breakdowns = json::object(), code_gradings = json::object();
   for (const tasks::Task& task : loaded) {
-    SamplesFile samples(o.output_dir / fmt::format("samples_{}.jsonl", task.name), o.resume);
+    SamplesFile samples(o.output_dir / fmt::format("samples_{}.jsonl", task.name), resume);
     std::vector<json> lines = samples.loaded();
     std::set<std::pair<std::string, int64_t>> done;
     for (const json& l : lines) done.insert({l.at("subtask").get<std::string>(), l.at("doc_id").get<int64_t>()});
@@ -712,9 +721,12 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
     progress.skip(static_cast<int64_t>(done.size()));
 
     for (const tasks::Subtask& sub : task.subtasks) {
-      std::vector<const tasks::TaskDoc*> pending;  // not in the samples file yet
-      for (const tasks::TaskDoc& d : sub.docs)
-        if (!done.contains({sub.name, d.doc_id})) pending.push_back(&d);
+      std::vector<const tasks::TaskDoc*> pending;  // this shard's documents not in the samples file yet
+      for (const tasks::TaskDoc* d : shard_docs(sub.docs, o.shard))
+        if (!done.contains({sub.name, d->doc_id})) pending.push_back(d);
+      MLABENCH_CHECK(!merging || pending.empty(), "merge: document {} of {} is in no shard's samples. HINT: the "
+                     "shards were run on other data or with other options; merge shards of one run",
+                     pending.empty() ? 0 : pending[0]->doc_id, sub.name);
       for (size_t at = 0; at < pending.size(); at += static_cast<size_t>(o.batch_docs)) {
         const size_t n = std::min(pending.size() - at, static_cast<size_t>(o.batch_docs));
         std::vector<json> batch =
@@ -731,9 +743,9 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
     std::map<std::pair<std::string, int64_t>, const json*> index;
     for (const json& l : lines) index[{l["subtask"].get<std::string>(), l["doc_id"].get<int64_t>()}] = &l;
     for (const tasks::Subtask& sub : task.subtasks)
-      for (const tasks::TaskDoc& d : sub.docs) {
-        auto it = index.find({sub.name, d.doc_id});
-        MLABENCH_ICHECK(it != index.end(), "document {} of {} was neither resumed nor scored", d.doc_id, sub.name);
+      for (const tasks::TaskDoc* d : shard_docs(sub.docs, o.shard)) {
+        auto it = index.find({sub.name, d->doc_id});
+        MLABENCH_ICHECK(it != index.end(), "document {} of {} was neither resumed nor scored", d->doc_id, sub.name);
         by_subtask[sub.name].push_back(it->second);
       }
     aggregate(task, by_subtask, results, groups, group_subtasks, n_samples);
@@ -763,6 +775,11 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
   provenance["docs_scored_this_invocation"] = outcome.docs_scored;
   provenance["docs_resumed"] = outcome.docs_resumed;
   if (const json st = backend.engine_stats(); !st.is_null()) provenance["engine_this_invocation"] = st;
+  if (merging) {
+    json from = json::array();
+    for (const fs::path& d : o.merge_from) from.push_back(d.string());
+    provenance["merged_from"] = from;
+  }
   outcome.results = {{"results", results},         {"groups", groups},     {"group_subtasks", group_subtasks},
                      {"configs", configs},         {"versions", versions}, {"protocols", protocols},
                      {"n-shot", n_shot},           {"higher_is_better", higher},
@@ -770,6 +787,8 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
                      {"config", o.config},         {"backend", backend.describe()},
                      {"gen_kwargs", gen_overrides_json(o.gen)},            {"provenance", provenance}};
   if (!code_gradings.empty()) outcome.results["code_grading"] = code_gradings;
+  if (o.shard.count > 1)  // metrics over this shard's documents only; mlabench merge gives the whole run's
+    outcome.results["shard"] = {{"index", o.shard.index}, {"count", o.shard.count}};
   outcome.results_path = o.output_dir / "results.json";
   write_file_atomically(outcome.results_path, outcome.results.dump(2) + "\n");
   return outcome;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <optional>
@@ -34,6 +35,18 @@ GenerationOverrides parse_gen_kwargs(const std::string& text);
 /// JSON when it parses as JSON, else a string. Throws Error naming the item otherwise.
 void add_task_override(std::map<std::string, nlohmann::ordered_json>& overrides, const std::string& item);
 
+/// One of N deterministic parts of a run (`--shard K/N`): every subtask's documents at positions K, K + N, ...
+struct Shard {
+  int64_t index = 0, count = 1;  ///< 0 <= index < count; count 1 = the whole run
+  bool operator==(const Shard&) const = default;
+};
+/// \brief "K/N" (0 <= K < N <= 100000), or "env": the index and count from the job scheduler's environment, in this
+/// order: SLURM_ARRAY_TASK_ID (less SLURM_ARRAY_TASK_MIN) of SLURM_ARRAY_TASK_COUNT; JOB_COMPLETION_INDEX (a
+/// Kubernetes Indexed Job) of `count_hint`; RANK of WORLD_SIZE. `count_hint` (--shards N, 0 = not given) must agree
+/// with a count the environment gives. `getenv` is injectable for tests. Throws Error naming what is missing.
+Shard parse_shard(const std::string& spec, int64_t count_hint,
+                  const std::function<const char*(const char*)>& getenv = [](const char* n) { return std::getenv(n); });
+
 struct EvalOptions {
   std::string tasks;                    ///< --tasks: names, globs, suites, comma-separated
   std::optional<int> num_fewshot;       ///< --num-fewshot
@@ -50,6 +63,12 @@ struct EvalOptions {
   bool progress = true;                 ///< a bar on a terminal, periodic lines otherwise (stderr)
   nlohmann::ordered_json config;        ///< how the run was configured (model, device, ...): results.json "config"
   nlohmann::ordered_json provenance;    ///< commit, command line, digests: results.json "provenance"
+  Shard shard;                          ///< --shard: this invocation's part of the documents
+  /// mlabench merge: the run folders of all N shards of this run. The evaluator checks that they are one run (the
+  /// same identity but for the shard), complete, and every shard once; gathers their samples into output_dir and
+  /// aggregates the whole run from them without scoring anything.
+  std::vector<std::filesystem::path> merge_from;
+  std::vector<std::string> command_line;  ///< recorded in run.json (mlabench merge re-runs it)
 };
 
 struct EvalOutcome {

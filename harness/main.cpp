@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   mlabench::cli::add_fetch_command(app, &exit_code);
   mlabench::cli::add_tasks_command(app, &exit_code);
   mlabench::cli::add_run_command(app, &exit_code, std::vector<std::string>(argv, argv + argc));
+  mlabench::cli::add_merge_command(app, &exit_code);
   mlabench::cli::add_report_command(app, &exit_code);
   try {
     app.parse(argc, argv);

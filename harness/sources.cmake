@@ -3,4 +3,5 @@ target_sources(mlabench_harness PRIVATE
   harness/backend.cpp
   harness/evaluator.cpp
   harness/oracle.cpp
+  harness/shards.cpp
 )
