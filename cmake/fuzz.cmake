@@ -27,6 +27,7 @@ add_library(mlabench_fuzz_parsers OBJECT
   engine/tokenizer/bpe.cpp
   engine/tokenizer/hf_tokenizer.cpp
   engine/tokenizer/chat_template.cpp
+  engine/tokenizer/sentencepiece_tokenizer.cpp
   tasks/code/pickle_string.cpp
   harness/data/archive.cpp
   harness/data/manifest.cpp
@@ -34,10 +35,10 @@ add_library(mlabench_fuzz_parsers OBJECT
 )
 target_include_directories(mlabench_fuzz_parsers PUBLIC ${PROJECT_SOURCE_DIR}/engine/include ${PROJECT_SOURCE_DIR})
 target_link_libraries(mlabench_fuzz_parsers PUBLIC fmt::fmt nlohmann_json::nlohmann_json PkgConfig::PCRE2
-                      PkgConfig::UTF8PROC PkgConfig::LIBARCHIVE ZLIB::ZLIB)
+                      PkgConfig::UTF8PROC PkgConfig::LIBARCHIVE PkgConfig::SENTENCEPIECE ZLIB::ZLIB)
 target_compile_options(mlabench_fuzz_parsers PRIVATE -fsanitize=fuzzer-no-link,address,undefined ${MLABENCH_FUZZ_FLAGS})
 
-set(MLABENCH_FUZZ_TARGETS safetensors config tokenizer chat_template pickle_string manifest report archive)
+set(MLABENCH_FUZZ_TARGETS safetensors config tokenizer sentencepiece chat_template pickle_string manifest report archive)
 foreach(name IN LISTS MLABENCH_FUZZ_TARGETS)
   add_executable(fuzz_${name} tests/fuzz/fuzz_${name}.cpp)
   target_link_libraries(fuzz_${name} PRIVATE mlabench_fuzz_parsers)

@@ -1,6 +1,8 @@
 // SentencePiece models (tokenizer.model) through libsentencepiece, behind the Tokenizer interface. Special
 // tokens are SentencePiece's control symbols; add_special_tokens prepends BOS (what Llama-style checkpoints
-// without a tokenizer.json expect).
+// without a tokenizer.json expect). The library reports most bad models through its status, but some (a piece of
+// zero length: its trie builder, Darts) by a C++ exception: every call into it turns one into an Error naming the
+// model (found by fuzz_sentencepiece; docs/fuzzing.md).
 #include <sentencepiece_processor.h>
 
 #include "engine/core/check.h"
@@ -12,20 +14,37 @@ namespace mlabench {
 
 namespace {
 
+// Runs a libsentencepiece call, turning an exception it throws into an Error about the model at `path`.
+template <class F>
+auto guarded(const std::string& path, const char* what, F&& call) {
+  try {
+    return call();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    MLABENCH_FAIL("SentencePiece model {}: {} failed inside libsentencepiece ({}). HINT: the file is not a valid "
+                  "tokenizer.model; use the checkpoint's own, or its tokenizer.json",
+                  path, what, e.what());
+  }
+}
+
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(const std::string& path) {
+  explicit SentencePieceTokenizer(const std::string& path) : path_(path) {
     refuse_non_regular_file(path, "SentencePiece model");
-    const auto status = sp_.Load(path);
-    MLABENCH_CHECK(status.ok(), "cannot load SentencePiece model {}: {}", path, status.ToString());
-    if (sp_.bos_id() >= 0) bos_token_ = sp_.IdToPiece(sp_.bos_id());
-    if (sp_.eos_id() >= 0) eos_token_ = sp_.IdToPiece(sp_.eos_id());
+    guarded(path_, "loading", [&] {
+      const auto status = sp_.Load(path);
+      MLABENCH_CHECK(status.ok(), "cannot load SentencePiece model {}: {}", path, status.ToString());
+      if (sp_.bos_id() >= 0) bos_token_ = sp_.IdToPiece(sp_.bos_id());
+      if (sp_.eos_id() >= 0) eos_token_ = sp_.IdToPiece(sp_.eos_id());
+      return 0;
+    });
   }
 
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens) const override {
     std::vector<int> ids;
-    const auto status = sp_.Encode(unicode::sanitize(text), &ids);
-    MLABENCH_ICHECK(status.ok(), "SentencePiece encode failed: {}", status.ToString());
+    const auto status = guarded(path_, "encoding", [&] { return sp_.Encode(unicode::sanitize(text), &ids); });
+    MLABENCH_CHECK(status.ok(), "SentencePiece model {}: encoding failed: {}", path_, status.ToString());
     std::vector<int32_t> out;
     if (add_special_tokens && sp_.bos_id() >= 0) out.push_back(sp_.bos_id());
     out.insert(out.end(), ids.begin(), ids.end());
@@ -37,8 +56,8 @@ class SentencePieceTokenizer final : public Tokenizer {
     for (int32_t id : ids)
       if (id >= 0 && id < sp_.GetPieceSize() && !(skip_special_tokens && sp_.IsControl(id))) keep.push_back(id);
     std::string out;
-    const auto status = sp_.Decode(keep, &out);
-    MLABENCH_ICHECK(status.ok(), "SentencePiece decode failed: {}", status.ToString());
+    const auto status = guarded(path_, "decoding", [&] { return sp_.Decode(keep, &out); });
+    MLABENCH_CHECK(status.ok(), "SentencePiece model {}: decoding failed: {}", path_, status.ToString());
     return unicode::sanitize(out);
   }
 
@@ -56,6 +75,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string kind() const override { return "sentencepiece (tokenizer.model)"; }
 
  private:
+  std::string path_;
   sentencepiece::SentencePieceProcessor sp_;
 };
 

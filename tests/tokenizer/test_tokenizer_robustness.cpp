@@ -3,7 +3,10 @@
 // in range; decoding always gives well-formed UTF-8; loading either succeeds or says why.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <unistd.h>
 
 #include "engine/tokenizer/hf_tokenizer.h"
 #include "engine/tokenizer/normalized_string.h"
@@ -154,6 +157,27 @@ TEST(TokenizerRobustness, TemplateProcessingOfWrongShapesIsRefused) {
   test::expect_error_with(
       [&] { (void)with_post(templ(good_specials, {{{"SpecialToken", {{"id", 5}}}}})); },
       {"SpecialToken piece", "id"}, "SpecialToken id is a number");
+}
+
+// Found by fuzz_sentencepiece (tests/fuzz/corpus/sentencepiece/regress-zero-length-piece.model): a ModelProto with a
+// piece of zero length makes libsentencepiece's trie builder throw its own exception out of Load, which ended the
+// process. Now an Error naming the model; a well-formed small model still loads and round-trips.
+TEST(TokenizerRobustness, SentencePieceModelsTheLibraryThrowsOnAreAnError) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("mlabench-spm-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string bad("\x0a\x0e\x0a\x05\x3c\x75\x6e\x6b\xf6\x15\x00\x00\x00\x00\x18\x02\x0a\x0e\x0a\x05\x00\xfe\x28\x28\x28\xa0\xa0\x28\x28\x28\xa0\x0a", 32);
+  std::ofstream(dir / "bad.model", std::ios::binary) << bad;
+  test::expect_error_with([&] { (void)load_sentencepiece((dir / "bad.model").string()); },
+                          {"SentencePiece model", "bad.model", "HINT"});
+  std::ofstream(dir / "junk.model", std::ios::binary) << "not a protobuf at all";
+  test::expect_error_with([&] { (void)load_sentencepiece((dir / "junk.model").string()); }, {"junk.model"});
+  auto good = load_sentencepiece(std::string(MLABENCH_CONFIGS_DIR) +
+                                 "/../tests/fuzz/corpus/sentencepiece/bpe-300-pieces.model");
+  const auto ids = good->encode("hello world", false);
+  EXPECT_FALSE(ids.empty());
+  EXPECT_NE(good->decode(ids, true).find("hello world"), std::string::npos)  // 300 pieces: "▁" may come by bytes
+      << good->decode(ids, true);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
