@@ -10,8 +10,10 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "engine/core/check.h"
+#include "engine/core/json_limits.h"
 #include "harness/backend.h"
 #include "harness/data/digest.h"
 #include "harness/evaluator.h"
@@ -252,8 +254,13 @@ static std::vector<std::string> merge_command_line(const std::vector<std::string
   const fs::path run_json = fs::path(shard_dirs.front()) / "run.json";
   MLABENCH_CHECK(fs::is_regular_file(run_json), "merge: {} has no run.json. HINT: name the shards' run folders",
                  shard_dirs.front());
-  std::ifstream in(run_json);
-  const json run = json::parse(in, nullptr, false);
+  std::ifstream in(run_json, std::ios::binary);
+  json run;
+  try {  // bounded like every JSON mlabench reads (depth, numbers); gather_shards checks the rest of each run.json
+    run = parse_json_bounded(std::string(std::istreambuf_iterator<char>(in), {}), run_json.string());
+  } catch (const nlohmann::json::exception& e) {
+    MLABENCH_FAIL("merge: {} is not JSON ({}). HINT: name the shards' run folders", run_json.string(), e.what());
+  }
   MLABENCH_CHECK(run.is_object() && run.contains("command_line") && run["command_line"].is_array() &&
                      run["command_line"].size() >= 2,
                  "merge: {} records no command line. HINT: shards written by an older mlabench cannot be merged; "
@@ -299,7 +306,15 @@ void add_merge_command(CLI::App& app, int* exit_code) {
     int code = 0;
     add_run_command(sub, &code, argv);
     std::vector<std::string> rest(argv.rbegin(), argv.rend() - 1);  // CLI11 takes them reversed, no program name
-    run(exit_code, [&] { sub.parse(rest); });  // the recorded command line no longer parses: a clear error
+    run(exit_code, [&] {
+      try {
+        sub.parse(rest);
+      } catch (const CLI::ParseError& e) {
+        MLABENCH_FAIL("merge: the command line recorded in {}/run.json does not parse as mlabench run ({}). HINT: "
+                      "the shards were written by another mlabench version, or the file was edited",
+                      dirs->front(), e.what());
+      }
+    });
     if (*exit_code == 0) *exit_code = code;    // the merged run's own (it printed its error)
   });
 }
