@@ -6,12 +6,14 @@
 // (kernel, heads, batch x context) row: mla_decode_attention at 16 heads (V2-Lite) and 128 heads (V2), kv_lora 512
 // + rope 64, and gqa_attention's decode path at Llama-3-8B's 32 query / 8 KV heads, head_dim 128. The BF16 caches
 // are paged (64-token blocks, shuffled), filled with random values on the device, with split-KV scratch as the
-// engine gives it. Each row is timed with CUDA events around one call (both kernels when it splits), after 3
-// warm-up calls; the median of --reps calls (default 30) is reported. Calls rotate over copies of the cache until
-// the bytes touched exceed 4x the L2, so a call never finds the previous call's cache in L2.
+// engine gives it. Calls rotate over copies of the cache until the bytes touched exceed 4x the L2, so a call never
+// finds the previous call's cache in L2. Each row is timed two ways, the median of --reps (default 30) each:
+// time_us per call of ~32 calls (both kernels when it splits) captured in one CUDA graph and replayed, as the engine
+// runs a decode step; eager_us one call between CUDA events, its host launch work included (what the engine's
+// eager steps see; before 2026-12-04 the only timing, so older rows in docs/perf-notes.md are eager).
 //
 // Columns: bytes = cache bytes read once per sequence (every latent slot or K and V slot of the context) plus the
-// queries and outputs; GB/s = bytes / median time; copy% = GB/s over the copy bandwidth above; TFLOP/s counts the
+// queries and outputs; GB/s = bytes / time_us; copy% = GB/s over the copy bandwidth above; TFLOP/s counts the
 // attention math once (2 * heads * ctx * (qk dims + v dims) per sequence), not the kernels' hi/lo split MMAs.
 // 128-head MLA is compute-bound by design (~490 FLOP per cache byte with the split); look at its TFLOP/s.
 #include <cuda_runtime.h>
@@ -25,6 +27,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/kernels/cuda/cuda_check.h"
@@ -53,20 +56,58 @@ struct Timer {
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
   }
-  // Median milliseconds of reps calls of f(rep), after 3 warm-up calls.
+  // Median milliseconds of reps calls of f(rep, stream 0), each timed alone after 3 warm-up calls: what an eager
+  // launch costs, the host's launch work included when the GPU is idle waiting for it.
   template <class F>
   double median_ms(int reps, F&& f) {
-    for (int i = 0; i < 3; ++i) f(i);
+    for (int i = 0; i < 3; ++i) f(i, nullptr);
     std::vector<float> ms(static_cast<size_t>(reps));
     for (int i = 0; i < reps; ++i) {
       MLABENCH_CUDA(cudaEventRecord(start));
-      f(i + 3);
+      f(i + 3, nullptr);
       MLABENCH_CUDA(cudaEventRecord(stop));
       MLABENCH_CUDA(cudaEventSynchronize(stop));
       MLABENCH_CUDA(cudaEventElapsedTime(&ms[static_cast<size_t>(i)], start, stop));
     }
     std::sort(ms.begin(), ms.end());
     return ms[ms.size() / 2];
+  }
+  // Median milliseconds per call of `calls` calls f(0..calls-1, stream) captured in one CUDA graph, over reps
+  // replays after 2 warm-up replays: how the engine runs them (every decode step is a graph, so no host work sits
+  // between two kernels); the one graph launch a replay costs is spread over its calls.
+  template <class F>
+  double graph_ms(int reps, int calls, F&& f) {
+    cudaStream_t st{};
+    MLABENCH_CUDA(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    for (int i = 0; i < calls; ++i) f(i, st);  // eager first: one-time opt-ins happen outside the capture
+    MLABENCH_CUDA(cudaStreamSynchronize(st));
+    cudaGraph_t graph{};
+    MLABENCH_CUDA(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < calls; ++i) f(i, st);
+    MLABENCH_CUDA(cudaStreamEndCapture(st, &graph));
+    cudaGraphExec_t exec{};
+    MLABENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    for (int i = 0; i < 2; ++i) MLABENCH_CUDA(cudaGraphLaunch(exec, st));
+    std::vector<float> ms(static_cast<size_t>(reps));
+    for (int i = 0; i < reps; ++i) {
+      MLABENCH_CUDA(cudaEventRecord(start, st));
+      MLABENCH_CUDA(cudaGraphLaunch(exec, st));
+      MLABENCH_CUDA(cudaEventRecord(stop, st));
+      MLABENCH_CUDA(cudaEventSynchronize(stop));
+      MLABENCH_CUDA(cudaEventElapsedTime(&ms[static_cast<size_t>(i)], start, stop));
+    }
+    MLABENCH_CUDA(cudaGraphExecDestroy(exec));
+    MLABENCH_CUDA(cudaGraphDestroy(graph));
+    MLABENCH_CUDA(cudaStreamDestroy(st));
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2] / calls;
+  }
+  // Both timings of f: {per call in a graph, one eager call}.
+  template <class F>
+  std::pair<double, double> both_ms(int reps, int copies, F&& f) {
+    // Calls a graph: the copies, repeated until about 32 calls, so the graph launch is a small share of a replay.
+    const int calls = copies * std::max(1, (32 + copies - 1) / copies);
+    return {graph_ms(reps, calls, f), median_ms(reps, f)};
   }
 };
 
@@ -102,12 +143,13 @@ struct Row {
   const char* kernel;
   int heads, batch, ctx, splits;
   double us, bytes, flops;
+  double eager_us;
 };
 
 void print_row(const Row& r, double copy_gbs) {
   const double gbs = r.bytes / (r.us * 1e3);
-  std::printf("%-10s %6d %6d %8d %7d %10.1f %9.1f %7.1f%% %9.1f\n", r.kernel, r.heads, r.batch, r.ctx, r.splits, r.us,
-              gbs, 100.0 * gbs / copy_gbs, r.flops / (r.us * 1e6));
+  std::printf("%-10s %6d %6d %8d %7d %10.1f %9.1f %7.1f%% %9.1f %9.1f\n", r.kernel, r.heads, r.batch, r.ctx, r.splits,
+              r.us, gbs, 100.0 * gbs / copy_gbs, r.flops / (r.us * 1e6), r.eager_us);
   std::fflush(stdout);
 }
 
@@ -155,15 +197,15 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
   p.scratch_floats = k::mla_decode_scratch_floats(p);
   DeviceBuffer scratch(static_cast<size_t>(std::max<int64_t>(p.scratch_floats, 1)) * 4, "scratch");
   if (p.scratch_floats > 0) p.scratch = scratch.as<float>();
-  const double ms = timer.median_ms(reps, [&](int i) {
+  const auto [ms, eager_ms] = timer.both_ms(reps, copies, [&](int i, cudaStream_t st) {
     k::MlaDecodeParams c = p;
     c.paged.block_tables = pool.tables[static_cast<size_t>(i % copies)].as<int32_t>();
-    mlabench::kernels::cuda::mla_decode_attention(c, nullptr);
+    mlabench::kernels::cuda::mla_decode_attention(c, st);
   });
   const double bytes = static_cast<double>(cache_bytes) + s.batch * static_cast<double>(heads) * (lora * 8 + rope * 4);
   const double flops = 2.0 * s.batch * heads * static_cast<double>(s.ctx) * (width + lora);
   const char* name = !bf16_operands ? "mla-hilo" : kernel == k::MlaDecodeKernel::MMA ? "mla-mma" : "mla";
-  return {name, heads, s.batch, s.ctx, k::mla_decode_splits(p), ms * 1e3, bytes, flops};
+  return {name, heads, s.batch, s.ctx, k::mla_decode_splits(p), ms * 1e3, bytes, flops, eager_ms * 1e3};
 }
 
 Row bench_gqa(const Shape& s, int reps, int64_t l2, Timer& timer) {
@@ -201,22 +243,23 @@ Row bench_gqa(const Shape& s, int reps, int64_t l2, Timer& timer) {
   p.scratch_floats = k::gqa_attention_scratch_floats(p);
   DeviceBuffer scratch(static_cast<size_t>(std::max<int64_t>(p.scratch_floats, 1)) * 4, "scratch");
   if (p.scratch_floats > 0) p.scratch = scratch.as<float>();
-  const double ms = timer.median_ms(reps, [&](int i) {
+  const auto [ms, eager_ms] = timer.both_ms(reps, copies, [&](int i, cudaStream_t st) {
     k::GqaAttentionParams c = p;
     c.paged.block_tables = pool.tables[static_cast<size_t>(i % copies)].as<int32_t>();
-    mlabench::kernels::cuda::gqa_attention(c, nullptr);
+    mlabench::kernels::cuda::gqa_attention(c, st);
   });
   const double bytes = static_cast<double>(cache_bytes) + s.batch * static_cast<double>(ld) * 8;
   const double flops = 2.0 * s.batch * nh * static_cast<double>(s.ctx) * (2 * hd);
-  return {"gqa", nh, s.batch, s.ctx, k::gqa_attention_splits(p), ms * 1e3, bytes, flops};
+  return {"gqa", nh, s.batch, s.ctx, k::gqa_attention_splits(p), ms * 1e3, bytes, flops, eager_ms * 1e3};
 }
 
 double copy_bandwidth(int reps, Timer& timer) {
   const size_t bytes = size_t{2} << 30;
   DeviceBuffer a(bytes, "copy src"), b(bytes, "copy dst");
   MLABENCH_CUDA(cudaMemset(a.get(), 1, bytes));
-  const double ms = timer.median_ms(
-      reps, [&](int) { MLABENCH_CUDA(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, nullptr)); });
+  const double ms = timer.median_ms(reps, [&](int, cudaStream_t st) {
+    MLABENCH_CUDA(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, st));
+  });
   return 2.0 * static_cast<double>(bytes) / (ms * 1e6);  // read + write, GB/s
 }
 
@@ -259,8 +302,8 @@ int main(int argc, char** argv) {
   const double copy_gbs = copy_bandwidth(reps, timer);
   std::printf("# copy bandwidth (cudaMemcpy D2D 2 GiB, read + write): %.1f GB/s; median of %d calls per row\n",
               copy_gbs, reps);
-  std::printf("%-10s %6s %6s %8s %7s %10s %9s %8s %9s\n", "kernel", "heads", "batch", "ctx", "splits", "time_us",
-              "GB/s", "copy%", "TFLOP/s");
+  std::printf("%-10s %6s %6s %8s %7s %10s %9s %8s %9s %9s\n", "kernel", "heads", "batch", "ctx", "splits", "time_us",
+              "GB/s", "copy%", "TFLOP/s", "eager_us");
   const int64_t l2 = prop.l2CacheSize;
   std::vector<Shape> shapes(std::begin(kShapes), std::end(kShapes));
   if (one.batch > 0) shapes = {one};

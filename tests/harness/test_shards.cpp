@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -119,7 +120,7 @@ TEST(Shards, MergeCommandGivesTheUnshardedRun) {
       std::vector<char*> argv;
       for (std::string& s : a) argv.push_back(s.data());
       argv.push_back(nullptr);
-      freopen("/dev/null", "w", stdout);
+      if (std::freopen("/dev/null", "w", stdout) == nullptr) _exit(126);  // the child's output is not the test's
       execv(argv[0], argv.data());
       _exit(127);
     }

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+#include <string>
+
 namespace mlabench::gpu {
 
 void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line) {
@@ -56,6 +59,28 @@ void opt_in_shared_memory(const void* kernel, int bytes, std::atomic<uint64_t>& 
   if (bit != 0 && (opted_in.load(std::memory_order_acquire) & bit) != 0) return;
   MLABENCH_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   opted_in.fetch_or(bit, std::memory_order_release);
+}
+
+int device_compute_major() {
+  static std::atomic<int> known[64]{};  // major + 1 once asked; 0 = not yet
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return 0;
+  if (device >= 0 && device < 64) {
+    const int k = known[device].load(std::memory_order_relaxed);
+    if (k != 0) return k - 1;
+  }
+  int major = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) major = 0;
+  if (device >= 0 && device < 64) known[device].store(major + 1, std::memory_order_relaxed);
+  return major;
+}
+
+bool programmatic_launch_enabled() {
+  static const bool allowed = [] {
+    const char* env = std::getenv("MLABENCH_PDL");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  return allowed && device_compute_major() >= 9;
 }
 
 }  // namespace mlabench::gpu

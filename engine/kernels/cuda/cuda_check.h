@@ -3,6 +3,7 @@
 //                         file:line (out of memory says how much was asked and what is free).
 //   DeviceBuffer          cudaMalloc'd bytes, freed on destruction, movable.
 //   opt_in_shared_memory  a kernel's dynamic shared memory past 48 KB, asked once per device.
+//   device_compute_major  the current device's compute capability major, asked once per device.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -52,6 +53,12 @@ class DeviceBuffer {
 /// on a device runs eagerly (a decode step runs before it is captured), so a launch captured in a CUDA graph later
 /// makes no attribute call. `opted_in` is the kernel's own flag word (bit d: device d; devices past 63 ask each time).
 void opt_in_shared_memory(const void* kernel, int bytes, std::atomic<uint64_t>& opted_in);
+
+/// The current device's compute capability major (0 when it cannot be read), asked once per device and then read
+/// from a table: launchers call it every launch (a programmatic dependent launch needs 9 or more).
+int device_compute_major();
+/// Programmatic dependent launches are used: a compute capability 9.0+ device, and MLABENCH_PDL is not "0" (A/B).
+bool programmatic_launch_enabled();
 
 }  // namespace mlabench::gpu
 

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/kernel_params.h"
 
 namespace mlabench::kernels::cuda::decode {
@@ -108,7 +109,9 @@ struct CombineArgs {
   int64_t ld_out = 0;
 };
 
-/// Merges the split partials into out (one launch; graph-safe). Defined in mla_decode.cu.
+/// Merges the split partials into out (one launch; graph-safe). Defined in mla_decode.cu. On sm_90+ it is a
+/// programmatic dependent launch (MLABENCH_PDL=0 turns it off): its CTAs are resident and waiting when the split
+/// kernel's last CTA ends, instead of launching after it.
 void launch_decode_combine(const CombineArgs& c, cudaStream_t stream);
 /// The same for an MLA decode launch of n_splits splits of whole `tile`-key tiles (out rows are sequences).
 void launch_mla_decode_combine(const MlaDecodeParams& p, int n_splits, int tile, cudaStream_t stream);

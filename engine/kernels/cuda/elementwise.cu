@@ -17,6 +17,7 @@
 #include "engine/core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/twin/checks.h"
 
 namespace mlabench::kernels {
@@ -242,6 +243,8 @@ __device__ __forceinline__ void rms_store(const RmsNormParams& p, int64_t r, int
 template <Fmt F, int W, bool kOut2, Fmt F2>
 __global__ void __launch_bounds__(1024) rms_norm_kernel(const RmsNormParams p) {
   __shared__ float warp_sums[32];
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the inputs come from the previous kernel
+  griddep_launch_dependents();
   const int64_t nvec = p.dim / W;
   const int64_t tid = threadIdx.x, nt = blockDim.x;
   for (int64_t r = blockIdx.x; r < p.n_rows; r += gridDim.x) {
@@ -319,6 +322,8 @@ __global__ void silu_mul_kernel(const SiluMulParams p) {
 
 template <Fmt In, Fmt F, int W>
 __global__ void cast_kernel(const CastParams p) {
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the inputs come from the previous kernel
+  griddep_launch_dependents();
   const int64_t nvec = p.n_cols / W;
   for (int64_t r = blockIdx.y; r < p.n_rows; r += gridDim.y) {
     for (int64_t v = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; v < nvec;
@@ -356,6 +361,8 @@ __global__ void cache_write_kernel(const CacheWriteParams p) {
 template <Fmt F>
 __global__ void __launch_bounds__(256) latent_append_kernel(const LatentAppendParams p) {
   __shared__ float warp_sums[32];
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the inputs come from the previous kernel
+  griddep_launch_dependents();
   const int64_t tid = threadIdx.x, nt = blockDim.x, half = p.rope_dim / 2, width = p.kv_lora + p.rope_dim;
   for (int64_t r = blockIdx.x; r < p.n_rows; r += gridDim.x) {
     float* x = p.latent + r * p.ld;
@@ -457,9 +464,9 @@ void rms_norm(const RmsNormParams& p, cudaStream_t s) {
                          constexpr int W = decltype(w)::value;
                          if (p.out2 == nullptr) {
                            if constexpr (F2 == Fmt::F32)
-                             rms_norm_kernel<F, W, false, Fmt::F32><<<grid, static_cast<unsigned>(threads), 0, s>>>(p);
+                             launch_pdl(rms_norm_kernel<F, W, false, Fmt::F32>, dim3(grid), dim3(static_cast<unsigned>(threads)), 0, s, p);
                          } else {
-                           rms_norm_kernel<F, W, true, F2><<<grid, static_cast<unsigned>(threads), 0, s>>>(p);
+                           launch_pdl(rms_norm_kernel<F, W, true, F2>, dim3(grid), dim3(static_cast<unsigned>(threads)), 0, s, p);
                          }
                        });
     });
@@ -496,7 +503,8 @@ void cast(const CastParams& p, cudaStream_t s) {
     with_fmt(p.out_type, [&](auto fmt) {
       with_width<4, 1>(p.n_cols, {{p.in, p.ld_in, isz}, {p.out, p.ld_out, osz}}, [&](auto w) {
         const RowsGrid g = rows_grid(p.n_cols / decltype(w)::value, p.n_rows);
-        cast_kernel<decltype(in_fmt)::value, decltype(fmt)::value, decltype(w)::value><<<g.grid, g.block, 0, s>>>(p);
+        launch_pdl(cast_kernel<decltype(in_fmt)::value, decltype(fmt)::value, decltype(w)::value>, g.grid, g.block, 0, s,
+                   p);
       });
     });
   });
@@ -521,7 +529,8 @@ void latent_append(const LatentAppendParams& p, cudaStream_t s) {
   checks::check_latent_append(p);
   if (p.n_rows == 0) return;
   const auto blocks = static_cast<unsigned>(std::min<int64_t>(p.n_rows, INT32_MAX));
-  with_fmt(p.cache_type, [&](auto fmt) { latent_append_kernel<decltype(fmt)::value><<<blocks, 256, 0, s>>>(p); });
+  with_fmt(p.cache_type,
+           [&](auto fmt) { launch_pdl(latent_append_kernel<decltype(fmt)::value>, dim3(blocks), dim3(256), 0, s, p); });
   MLABENCH_CUDA(cudaGetLastError());
 }
 

@@ -5,17 +5,27 @@
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
+
 #include "engine/core/check.h"
 
 namespace mlabench::kernels::cuda::hopper {
 
 bool sm90a_available() {
 #ifdef MLABENCH_HAS_SM90A
+  // Asked once per device (launchers call this every launch): 1 + (capability == 9.0); 0 = not yet asked.
+  static std::atomic<int> known[64]{};
   int dev = 0, major = 0, minor = 0;
-  return cudaGetDevice(&dev) == cudaSuccess &&
-         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
-         minor == 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (dev >= 0 && dev < 64) {
+    const int k = known[dev].load(std::memory_order_relaxed);
+    if (k != 0) return k == 2;
+  }
+  const bool yes = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+                   cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+                   major == 9 && minor == 0;
+  if (dev >= 0 && dev < 64) known[dev].store(yes ? 2 : 1, std::memory_order_relaxed);
+  return yes;
 #else
   return false;
 #endif

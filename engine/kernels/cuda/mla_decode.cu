@@ -57,6 +57,7 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(const CombineA
   __shared__ float4 part[kCombineThreads];
   const int head = blockIdx.y, seq = blockIdx.z, x = threadIdx.x, y = threadIdx.y, nx = blockDim.x,
             ny = blockDim.y, tid = y * nx + x, warp = tid >> 5, lane = tid & 31;
+  griddep_wait();  // the split kernel's partials (a no-op unless launched as a dependent)
   int64_t row = seq;
   if (a.cu_q) {
     row = a.cu_q[seq];
@@ -135,8 +136,7 @@ void launch_decode_combine(const CombineArgs& c, cudaStream_t stream) {
   const int nx = kCombineThreads / ny;  // columns past dv idle in the second pass
   const dim3 grid(static_cast<unsigned>((c.dv / 4 + nx - 1) / nx), static_cast<unsigned>(c.n_heads),
                   static_cast<unsigned>(c.n_seqs));
-  combine_kernel<<<grid, dim3(static_cast<unsigned>(nx), static_cast<unsigned>(ny)), 0, stream>>>(c);
-  MLABENCH_CUDA(cudaGetLastError());
+  launch_pdl(combine_kernel, grid, dim3(static_cast<unsigned>(nx), static_cast<unsigned>(ny)), 0, stream, c);
 }
 
 void launch_mla_decode_combine(const MlaDecodeParams& p, int n_splits, int tile, cudaStream_t stream) {
@@ -297,6 +297,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_kernel(const MlaDecode
   const DecodeSmem sm(smem_raw);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
   const int dq = warp & 3, kh = warp >> 2;  // score role: dimension quarter, key half
+  griddep_wait();  // q, kv_len and the step's new cache rows come from earlier kernels (pdl.cuh)
   const int h0 = blockIdx.x * 16, seq = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z;
   const int kv_len = p.kv_len[seq];
   const int split_len = decode_split_len(kv_len, n_splits, kKeys);
@@ -380,6 +381,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_kernel(const MlaDecode
     accumulate_pv<kHiLo>(acc, sm.tile(t), sm.p(0), sm.p(1), sm.alpha(), warp, lane);
   }
   cp_async_wait<0>();  // no copy may land after the CTA exits
+  griddep_launch_dependents();  // keys done: the combine's CTAs may be placed as this grid's CTAs end
 
   if ((tid & 15) == 0) {
     sm.m()[sr] = m_run;
@@ -465,7 +467,7 @@ void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes)));
   const int groups = (p.n_heads + kMlaDecodeHeads - 1) / kMlaDecodeHeads;
   const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(p.n_seqs), static_cast<unsigned>(n_splits));
-  kernel<<<grid, kThreads, kSmemBytes, s>>>(p);
+  launch_pdl(kernel, grid, dim3(kThreads), kSmemBytes, s, p);
   MLABENCH_CUDA(cudaGetLastError());
   if (n_splits > 1) launch_mla_decode_combine(p, n_splits, kKeys, s);
 }

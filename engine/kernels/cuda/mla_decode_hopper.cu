@@ -71,6 +71,8 @@ struct HopperDecodeArgs {
   CUtensorMap map;  // the pool as [n_slots rows, 576 columns] BF16, boxes of 64 columns x 16 or 64 rows, sw128
   MlaDecodeParams p;
   bool box64 = false;        // boxes of 64 rows (block_size % 64 == 0), else 16
+  bool evict_first = true;   // one head group reads each latent once; several (V2's 128 heads) share it through L2
+  bool q_vec4 = false;       // q_lat, q_pe and their strides allow 16-byte loads
 };
 
 // Byte offset of (row, 16-byte chunk) in a region of 128-byte rows with the 128-byte swizzle (what TMA writes and
@@ -86,15 +88,24 @@ __device__ __forceinline__ void named_barrier(int id, int threads) {
 
 // The 16 heads' queries [q_lat ; q_pe] rounded to BF16 into Q (9 blocks of 16 rows x 128 bytes); heads past
 // n_heads are zero. Threads tid of n.
-__device__ void load_queries(const MlaDecodeParams& p, int seq, int h0, unsigned char* q_s, int tid, int n_threads) {
+__device__ void load_queries(const MlaDecodeParams& p, bool vec4, int seq, int h0, unsigned char* q_s, int tid,
+                             int n_threads) {
   for (int i = tid; i < kHeads * (kWidth / 8); i += n_threads) {
     const int n = i / (kWidth / 8), ch = i % (kWidth / 8), h = h0 + n, col = ch * 8;
     uint32_t w[4] = {0, 0, 0, 0};
     if (h < p.n_heads) {
       const float* src = col < kLora ? p.q_lat + seq * p.ld_q_lat + static_cast<int64_t>(h) * kLora + col
                                      : p.q_pe + seq * p.ld_q_pe + h * p.q_pe_head_stride + (col - kLora);
+      float f[8];
+      if (vec4) {  // two 16-byte loads in flight instead of eight 4-byte ones
+        const float4 a = __ldg(reinterpret_cast<const float4*>(src)), b = __ldg(reinterpret_cast<const float4*>(src) + 1);
+        f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+      } else {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) w[e] = bf16_bits(src[2 * e]) | bf16_bits(src[2 * e + 1]) << 16;
+        for (int e = 0; e < 8; ++e) f[e] = src[e];
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w[e] = bf16_bits(f[2 * e]) | bf16_bits(f[2 * e + 1]) << 16;
     }
     *reinterpret_cast<uint4*>(q_s + (ch >> 3) * (kHeads * 128) + swz(n, ch & 7)) = make_uint4(w[0], w[1], w[2], w[3]);
   }
@@ -211,7 +222,7 @@ __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_
   const MlaDecodeParams& p = a.p;
   const int bs = p.paged.block_size;
   const int32_t* table = p.paged.block_tables + static_cast<int64_t>(seq) * p.paged.max_blocks;
-  const uint64_t policy = tma::evict_first_policy();
+  const uint64_t policy = a.evict_first ? tma::evict_first_policy() : tma::evict_normal_policy();
   auto lookup = [&](int t, int (&rows)[kGroups]) {
     const int key0 = k_begin + t * kKeys;
 #pragma unroll
@@ -254,6 +265,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
   const uint32_t raw = smem_addr(mla_hopper_smem), base = (raw + 1023u) & ~1023u;
   unsigned char* gbase = mla_hopper_smem + (base - raw);  // the same bytes, generic pointer
   const uint32_t full = base + kBarOff, empty = full + 8 * kRing;
+  griddep_wait();  // q, kv_len and the step's new cache rows come from earlier kernels (pdl.cuh)
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int h0 = blockIdx.x * kHeads, seq = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z;
   const int kv_len = p.kv_len[seq];
@@ -278,7 +290,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
 
   // ---- consumers ----
   const int wg = warp >> 2, wtid = tid & 127, g = lane >> 2, tq = lane & 3, wwarp = warp & 3;
-  load_queries(p, seq, h0, gbase + kQOff, tid, kWGs * 128);
+  load_queries(p, a.q_vec4, seq, h0, gbase + kQOff, tid, kWGs * 128);
   wgmma::fence_proxy_async();
   named_barrier(3, kWGs * 128);
   const ConsumerSmem sm{base, base + kQOff, base + kPOff + wg * kPBytes, full, empty, gbase,
@@ -295,6 +307,9 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
     for (int i = 0; i < 8; ++i) st.o[mb][i] = 0.0f;
   const float scale_log2 = p.scale * kLog2e;
   for (int t = wg; t < n_tiles; t += kWGs) consume_tile(sm, st, t, k_begin, k_end, scale_log2, wtid, 1 + wg);
+  // Keys done: the combine's CTAs may be placed as this grid's CTAs end (placed at the start, they measured 2 us
+  // slower at 1 x 128K: waiting CTAs beside the working ones).
+  griddep_launch_dependents();
 
   // l: the thread's partial sums, then the warp's 8 row lanes, then the 4 warps (fixed order); (m, l) per
   // warpgroup to ml[wg][head].
@@ -387,6 +402,26 @@ bool env_is(const char* name, const char* value) {
   return env != nullptr && std::string(env) == value;
 }
 
+// The pool's tensor map, encoded once per (pool, slots, box) on this thread: the engine launches with the same pool
+// every layer and step, and an encode is host work on every eager launch.
+const CUtensorMap& pool_map(const void* cache, int64_t n_slots, bool box64) {
+  struct Entry {
+    const void* cache = nullptr;
+    int64_t n_slots = 0;
+    bool box64 = false;
+    CUtensorMap map{};
+  };
+  thread_local Entry last;
+  if (last.cache != cache || last.n_slots != n_slots || last.box64 != box64) {
+    last.map = hopper::tensor_map_bf16_2d(cache, kWidth, static_cast<uint64_t>(n_slots), kWidth * 2, box64 ? 64 : 16,
+                                          "mla_decode_hopper", CU_TENSOR_MAP_L2_PROMOTION_NONE);
+    last.cache = cache;
+    last.n_slots = n_slots;
+    last.box64 = box64;
+  }
+  return last.map;
+}
+
 }  // namespace
 
 bool mla_decode_hopper_supported(const MlaDecodeParams& p) {
@@ -409,8 +444,12 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   // tiles (16-row boxes: 60% of the copy bandwidth at 64 x 8K against 81%), evict-first reads, no L2 promotion
   // (the rows are 128-byte pieces of 1152-byte slots; a 256-byte fill measured 2 points slower).
   a.box64 = p.paged.block_size % 64 == 0;
-  a.map = hopper::tensor_map_bf16_2d(p.cache, kWidth, static_cast<uint64_t>(p.n_slots), kWidth * 2, a.box64 ? 64 : 16,
-                                     "mla_decode_hopper", CU_TENSOR_MAP_L2_PROMOTION_NONE);
+  a.map = pool_map(p.cache, p.n_slots, a.box64);
+  // V2's 128 heads are 8 CTAs a sequence reading the same latent at about the same time: evict-first would send
+  // each of them to HBM (the 16-head kernel's 10-12% of the copy bandwidth at 128 heads, round 18).
+  a.evict_first = p.n_heads <= kHeads;
+  a.q_vec4 = aligned16(p.q_lat) && aligned16(p.q_pe) && p.ld_q_lat % 4 == 0 && p.ld_q_pe % 4 == 0 &&
+             p.q_pe_head_stride % 4 == 0;
   // Consumer warpgroups a CTA: 2 (two tiles in flight at once) unless MLABENCH_MLA_DECODE_WARPGROUPS=1.
   static const int wgs = [] {
     return env_is("MLABENCH_MLA_DECODE_WARPGROUPS", "1") ? 1 : 2;
@@ -420,8 +459,7 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), static_cast<int>(kSmemBytes), opted_in[wgs - 1]);
   const int groups = (p.n_heads + kHeads - 1) / kHeads;
   const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(p.n_seqs), static_cast<unsigned>(n_splits));
-  kernel<<<grid, wgs * 128 + 32, kSmemBytes, s>>>(a);
-  MLABENCH_CUDA(cudaGetLastError());
+  launch_pdl(kernel, grid, dim3(wgs * 128 + 32), kSmemBytes, s, a);
   if (n_splits > 1) launch_mla_decode_combine(p, n_splits, kKeys, s);
 }
 

@@ -14,6 +14,7 @@
 
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/pdl.cuh"
 
 namespace mlabench::kernels::cuda {
 namespace {
@@ -52,6 +53,8 @@ __device__ __forceinline__ void lane_best(const float* s, int E, int lane, float
 
 __global__ void __launch_bounds__(kRouterWarps * 32) router_kernel(const RouterParams p) {
   extern __shared__ float router_smem[];
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the inputs come from the previous kernel
+  griddep_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kRouterWarps + warp;
   if (t >= p.n_tokens) return;  // whole warps leave together
@@ -238,6 +241,8 @@ template <bool kVec4>
 __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(const MoeCombineParams p) {
   __shared__ int64_t rows[kCombineMaxTopK];
   __shared__ float weights[kCombineMaxTopK];
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the inputs come from the previous kernel
+  griddep_launch_dependents();
   const int K = p.top_k;
   for (int64_t t = blockIdx.x; t < p.n_tokens; t += gridDim.x) {
     __syncthreads();  // the previous token's rows are no longer read
@@ -335,7 +340,7 @@ void router(const RouterParams& p, cudaStream_t s) {
   const int64_t blocks = (p.n_tokens + kRouterWarps - 1) / kRouterWarps;
   MLABENCH_CHECK(blocks <= INT32_MAX, "router: {} tokens. HINT: route fewer tokens per call", p.n_tokens);
   const size_t smem = sizeof(float) * kRouterWarps * static_cast<size_t>(E);
-  router_kernel<<<static_cast<unsigned>(blocks), kRouterWarps * 32, smem, s>>>(p);
+  launch_pdl(router_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kRouterWarps * 32), smem, s, p);
   MLABENCH_CUDA(cudaGetLastError());
 }
 
@@ -395,9 +400,9 @@ void moe_combine(const MoeCombineParams& p, cudaStream_t s) {
   const bool vec4 = p.hidden % 4 == 0 && p.ld_y % 4 == 0 && p.ld_out % 4 == 0 && aligned(p.y, 16) &&
                     aligned(p.out, 16);
   if (vec4)
-    moe_combine_kernel<true><<<grid_for(p.n_tokens), kCombineThreads, 0, s>>>(p);
+    launch_pdl(moe_combine_kernel<true>, dim3(grid_for(p.n_tokens)), dim3(kCombineThreads), 0, s, p);
   else
-    moe_combine_kernel<false><<<grid_for(p.n_tokens), kCombineThreads, 0, s>>>(p);
+    launch_pdl(moe_combine_kernel<false>, dim3(grid_for(p.n_tokens)), dim3(kCombineThreads), 0, s, p);
   MLABENCH_CUDA(cudaGetLastError());
 }
 

@@ -23,6 +23,7 @@
 #include "engine/core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/twin/checks.h"
 
 namespace mlabench::kernels::cuda {
@@ -71,8 +72,27 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
     }
   };
   const auto* x = static_cast<const uint16_t*>(p.x) + b * p.stride_x;
-  const auto* w = static_cast<const uint16_t*>(p.w) + (p.w_index ? p.w_index[b] : b) * p.stride_w;
   const int64_t chunks = p.k / 8;
+  uint4 wv[R];
+  auto load_weights = [&](const uint16_t* w, int64_t c) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = w_row(r);
+      wv[r] = row >= 0 ? load_stream(reinterpret_cast<const uint4*>(w + row * p.ldw) + c) : make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+  // Under a programmatic dependent launch (pdl.cuh) the weights of the first chunk (at k <= 2048, all of the
+  // thread's weights) are requested before the wait: they depend on no earlier kernel unless an expert index picks
+  // them, so their stream overlaps the previous kernel's tail.
+  const uint16_t* w = static_cast<const uint16_t*>(p.w) + b * p.stride_w;
+  bool loaded = false;
+  if (p.w_index == nullptr && tid < chunks) {
+    load_weights(w, tid);
+    loaded = true;
+  }
+  griddep_wait();
+  griddep_launch_dependents();
+  if (p.w_index != nullptr) w = static_cast<const uint16_t*>(p.w) + p.w_index[b] * p.stride_w;
   float acc[M][R];
 #pragma unroll
   for (int i = 0; i < M; ++i)
@@ -80,12 +100,8 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
     for (int r = 0; r < R; ++r) acc[i][r] = 0.0f;
 
   for (int64_t c = tid; c < chunks; c += kThreads) {
-    uint4 wv[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const int64_t row = w_row(r);
-      wv[r] = row >= 0 ? load_stream(reinterpret_cast<const uint4*>(w + row * p.ldw) + c) : make_uint4(0u, 0u, 0u, 0u);
-    }
+    if (!loaded) load_weights(w, c);
+    loaded = false;
 #pragma unroll
     for (int i = 0; i < M; ++i) {
       if (i >= p.m) break;
@@ -161,12 +177,12 @@ void launch_rows(const SkinnyGemmParams& p, cudaStream_t s) {
   };
   switch (rows) {
     case 8:
-      if constexpr (M < 8) skinny_gemm_kernel<M, 8, kSwiglu><<<grid(8), block, 0, s>>>(p);
+      if constexpr (M < 8) launch_pdl(skinny_gemm_kernel<M, 8, kSwiglu>, grid(8), block, 0, s, p);
       break;
-    case 4: skinny_gemm_kernel<M, 4, kSwiglu><<<grid(4), block, 0, s>>>(p); break;
-    case 2: skinny_gemm_kernel<M, 2, kSwiglu><<<grid(2), block, 0, s>>>(p); break;
+    case 4: launch_pdl(skinny_gemm_kernel<M, 4, kSwiglu>, grid(4), block, 0, s, p); break;
+    case 2: launch_pdl(skinny_gemm_kernel<M, 2, kSwiglu>, grid(2), block, 0, s, p); break;
     default:
-      if constexpr (!kSwiglu) skinny_gemm_kernel<M, 1, false><<<grid(1), block, 0, s>>>(p);
+      if constexpr (!kSwiglu) launch_pdl(skinny_gemm_kernel<M, 1, false>, grid(1), block, 0, s, p);
       break;
   }
 }

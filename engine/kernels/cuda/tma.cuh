@@ -54,6 +54,12 @@ __device__ __forceinline__ uint64_t evict_first_policy() {
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
   return policy;
 }
+/// The default L2 policy as a cache-policy operand (data several CTAs read, e.g. MLA heads in more than one group).
+__device__ __forceinline__ uint64_t evict_normal_policy() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(policy));
+  return policy;
+}
 /// load_2d with an L2 cache policy (evict_first_policy) on the copy's reads.
 __device__ __forceinline__ void load_2d_hint(uint32_t dst, const CUtensorMap* map, int x, int y, uint32_t bar,
                                              uint64_t policy) {
