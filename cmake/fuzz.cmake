@@ -32,13 +32,15 @@ add_library(mlabench_fuzz_parsers OBJECT
   harness/data/archive.cpp
   harness/data/manifest.cpp
   reports/report_inputs.cpp
+  harness/serve/openai_protocol.cpp
 )
 target_include_directories(mlabench_fuzz_parsers PUBLIC ${PROJECT_SOURCE_DIR}/engine/include ${PROJECT_SOURCE_DIR})
 target_link_libraries(mlabench_fuzz_parsers PUBLIC fmt::fmt nlohmann_json::nlohmann_json PkgConfig::PCRE2
                       PkgConfig::UTF8PROC PkgConfig::LIBARCHIVE PkgConfig::SENTENCEPIECE ZLIB::ZLIB)
 target_compile_options(mlabench_fuzz_parsers PRIVATE -fsanitize=fuzzer-no-link,address,undefined ${MLABENCH_FUZZ_FLAGS})
 
-set(MLABENCH_FUZZ_TARGETS safetensors config tokenizer sentencepiece chat_template pickle_string manifest report archive)
+set(MLABENCH_FUZZ_TARGETS safetensors config tokenizer sentencepiece chat_template pickle_string manifest report archive
+    serve_request)
 foreach(name IN LISTS MLABENCH_FUZZ_TARGETS)
   add_executable(fuzz_${name} tests/fuzz/fuzz_${name}.cpp)
   target_link_libraries(fuzz_${name} PRIVATE mlabench_fuzz_parsers)

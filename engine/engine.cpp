@@ -3,8 +3,16 @@
 // Internal code throws mlabench::Error; this file is the edge where those become Result values.
 #include <omp.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <new>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <nlohmann/json.hpp>
 
 #include "engine/core/check.h"
@@ -285,7 +293,9 @@ namespace {
 // the text ends before the first stop string, or holds everything when a stop id or the length ended it.
 class TextStop {
  public:
-  TextStop(const Tokenizer& tok, const std::vector<std::string>& stop) : stream_(tok, true), stop_(&stop) {}
+  TextStop(const Tokenizer& tok, const std::vector<std::string>& stop) : stream_(tok, true), stop_(&stop) {
+    for (const auto& s : stop) max_stop_ = std::max(max_stop_, s.size());
+  }
   /// Returns true when the text now contains a stop string. Only the new text (and the stop string's length
   /// before it) is searched, so a long generation costs linear time.
   bool step(int32_t id) {
@@ -299,6 +309,16 @@ class TextStop {
     }
     return stop_at_ != std::string::npos;
   }
+  /// Bytes of the text that are final: before the stop string once found; otherwise all but the last
+  /// (longest stop string - 1) bytes, which could begin a stop string, backed off to a character boundary.
+  size_t stable_size() const {
+    if (stop_at_ != std::string::npos) return stop_at_;
+    if (max_stop_ <= 1) return text_.size();
+    size_t n = text_.size() >= max_stop_ - 1 ? text_.size() - (max_stop_ - 1) : 0;
+    while (n > 0 && (static_cast<unsigned char>(text_[n]) & 0xC0) == 0x80) --n;
+    return n;
+  }
+  std::string_view text() const { return text_; }
   std::string finish() {
     if (stop_at_ == std::string::npos)
       text_ += stream_.flush();  // a stop id itself is special, not text
@@ -312,6 +332,7 @@ class TextStop {
   const std::vector<std::string>* stop_;
   std::string text_;
   size_t stop_at_ = std::string::npos;
+  size_t max_stop_ = 0;
 };
 
 GenerateOptions with_eos(const Tokenizer& tok, const TextGenerateOptions& o) {
@@ -365,6 +386,176 @@ Result<std::string> Engine::apply_chat_template(std::span<const ChatMessage> mes
     return render_chat(override_template.value_or(tok.chat_template()), messages, tok.bos_token(), tok.eos_token(),
                        add_generation_prompt)
         .value();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Live serving: submit() (any thread) queues under a mutex; the engine thread runs ServingEngine::run_live, which
+// takes the queue at every step, so a request joins the batch one step after it arrives. The text side (TextStop,
+// EOS, stop strings) is the one Engine::generate(text) uses, so a live request returns the same text.
+
+struct LiveSession::Impl {
+  struct Pending {  // queued by submit, not yet handed to the scheduler
+    uint64_t id = 0;
+    serving::Request request;
+    LiveRequest live;
+    LiveCallbacks callbacks;
+    std::chrono::steady_clock::time_point t0;
+  };
+  struct Active {  // owned by the engine thread from hand-over to on_done
+    LiveRequest live;
+    LiveCallbacks callbacks;
+    std::chrono::steady_clock::time_point t0;
+    std::unique_ptr<TextStop> text;
+    size_t emitted = 0;
+    bool cancelled = false;
+  };
+
+  Engine::Impl* engine = nullptr;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Pending> queue;              // under mu
+  std::unordered_set<uint64_t> cancels;   // under mu
+  bool stopping = false;                  // under mu
+  uint64_t next_id = 1;                   // under mu
+  std::atomic<int64_t> running{0}, waiting{0};
+  std::unordered_map<uint64_t, Active> active;  // engine thread only
+  std::thread thread;
+
+  bool arrivals(std::vector<serving::LiveArrival>& out, bool wait);
+  bool on_token(uint64_t id, int32_t token);
+  void on_done(uint64_t id, serving::Result&& r);
+  void on_error(uint64_t id, const Error& e);
+  void emit(Active& a, size_t upto) {
+    if (upto > a.emitted && a.callbacks.on_text) a.callbacks.on_text(a.text->text().substr(a.emitted, upto - a.emitted));
+    a.emitted = std::max(a.emitted, upto);
+  }
+};
+
+bool LiveSession::Impl::arrivals(std::vector<serving::LiveArrival>& out, bool wait) {
+  std::deque<Pending> taken;
+  std::unordered_set<uint64_t> cancelled;
+  {
+    std::unique_lock lock(mu);
+    if (wait) cv.wait(lock, [&] { return stopping || !queue.empty(); });
+    if (stopping) return false;  // the destructor fails what is still queued
+    taken.swap(queue);
+    cancelled.swap(cancels);
+  }
+  const Tokenizer& tok = engine->need_tokenizer();
+  for (Pending& p : taken) {
+    Active& a = active[p.id];  // map nodes stay put: the TextStop refers to this entry's stop strings
+    a.live = std::move(p.live);
+    a.callbacks = std::move(p.callbacks);
+    a.t0 = p.t0;
+    a.text = std::make_unique<TextStop>(tok, a.live.options.stop);
+    out.push_back({.request = std::move(p.request), .tag = p.id});
+  }
+  for (uint64_t id : cancelled)
+    if (auto it = active.find(id); it != active.end()) it->second.cancelled = true;
+  return true;
+}
+
+bool LiveSession::Impl::on_token(uint64_t id, int32_t token) {
+  Active& a = active.at(id);
+  const bool stop = a.text->step(token);
+  emit(a, a.text->stable_size());
+  return stop || a.cancelled;
+}
+
+void LiveSession::Impl::on_done(uint64_t id, serving::Result&& r) {
+  auto it = active.find(id);
+  Active& a = it->second;
+  LiveResult out;
+  out.generation = to_generate_result(r);
+  if (a.cancelled && out.generation.finish_reason == "stop_string") out.generation.finish_reason = "cancelled";
+  if (a.live.prompt_logits) {
+    out.prompt_logits.n_tokens = static_cast<int64_t>(a.live.prompt.size());
+    out.prompt_logits.vocab_size = engine->config().vocab_size;
+    out.prompt_logits.data = std::move(r.logits);
+  }
+  const std::string text = a.text->finish();
+  if (text.size() > a.emitted && a.callbacks.on_text) a.callbacks.on_text(std::string_view(text).substr(a.emitted));
+  out.text = text;
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - a.t0).count();
+  LiveCallbacks cb = std::move(a.callbacks);
+  active.erase(it);
+  if (cb.on_done) cb.on_done(std::move(out));
+}
+
+void LiveSession::Impl::on_error(uint64_t id, const Error& e) {
+  auto it = active.find(id);
+  if (it == active.end()) return;
+  LiveCallbacks cb = std::move(it->second.callbacks);
+  active.erase(it);
+  if (cb.on_done) cb.on_done(e);
+}
+
+LiveSession::LiveSession() : impl_(std::make_unique<Impl>()) {}
+
+LiveSession::~LiveSession() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->thread.joinable()) impl_->thread.join();
+  const Error stopped("the live session stopped before the request started. HINT: resubmit it");
+  for (Impl::Pending& p : impl_->queue)
+    if (p.callbacks.on_done) p.callbacks.on_done(stopped);
+}
+
+Result<uint64_t> LiveSession::submit(LiveRequest request, LiveCallbacks callbacks) {
+  return guarded([&]() -> uint64_t {
+    Engine::Impl& e = *impl_->engine;
+    const GenerateOptions g = with_eos(e.need_tokenizer(), request.options);
+    e.check_generation(request.prompt, g);
+    const serving::ServingLimits& lim = e.serving->limits();
+    const int64_t total = static_cast<int64_t>(request.prompt.size()) + g.max_new_tokens;
+    MLABENCH_CHECK(total <= lim.max_context,
+                   "the request needs {} positions ({} prompt + {} new tokens) but the engine serves at most {}. "
+                   "HINT: shorten the prompt or lower max_tokens (or restart with a larger --max-context)",
+                   total, request.prompt.size(), g.max_new_tokens, lim.max_context);
+    serving::Request rq{.tokens = request.prompt, .gen = g, .all_logits = request.prompt_logits};
+    std::lock_guard lock(impl_->mu);
+    MLABENCH_CHECK(!impl_->stopping, "the live session is stopping. HINT: resubmit to a running server");
+    const uint64_t id = impl_->next_id++;
+    impl_->queue.push_back({.id = id, .request = std::move(rq), .live = std::move(request),
+                            .callbacks = std::move(callbacks), .t0 = std::chrono::steady_clock::now()});
+    impl_->waiting.fetch_add(1);
+    impl_->cv.notify_one();
+    return id;
+  });
+}
+
+void LiveSession::cancel(uint64_t id) {
+  std::lock_guard lock(impl_->mu);
+  impl_->cancels.insert(id);
+}
+
+int64_t LiveSession::n_running() const { return impl_->running.load(); }
+int64_t LiveSession::n_waiting() const { return impl_->waiting.load(); }
+
+Result<std::unique_ptr<LiveSession>> Engine::start_live() {
+  return guarded([&] {
+    impl_->need_tokenizer();
+    std::unique_ptr<LiveSession> s(new LiveSession());
+    LiveSession::Impl* m = s->impl_.get();
+    m->engine = impl_.get();
+    m->thread = std::thread([m] {
+      serving::LiveHooks h;
+      h.arrivals = [m](std::vector<serving::LiveArrival>& out, bool wait) { return m->arrivals(out, wait); };
+      h.on_token = [m](uint64_t id, int32_t t) { return m->on_token(id, t); };
+      h.on_done = [m](uint64_t id, serving::Result&& r) { m->on_done(id, std::move(r)); };
+      h.on_error = [m](uint64_t id, const Error& e) { m->on_error(id, e); };
+      h.on_step = [m](int64_t running, int64_t waiting) {
+        std::lock_guard lock(m->mu);
+        m->running = running;
+        m->waiting = waiting + static_cast<int64_t>(m->queue.size());
+      };
+      m->engine->serving->run_live(h);  // answers every request it was handed, also when it stops
+    });
+    return s;
   });
 }
 

@@ -20,6 +20,8 @@ void add_tasks_command(CLI::App& app, int* exit_code);
 std::string mlabench_commit();
 /// \brief `mlabench report`: HTML, Markdown or CSV from run folders and bench JSON (harness/cli_report.cpp).
 void add_report_command(CLI::App& app, int* exit_code);
+/// \brief `mlabench serve`: the OpenAI-compatible HTTP server (harness/cli_serve.cpp, docs/serve.md).
+void add_serve_command(CLI::App& app, int* exit_code);
 /// \brief "mlabench VERSION (commit HASH)": what made a report.
 std::string report_generator();
 

@@ -3,4 +3,5 @@ target_sources(mlabench PRIVATE
   harness/cli_fetch.cpp
   harness/cli_report.cpp
   harness/cli_run.cpp
+  harness/cli_serve.cpp
 )

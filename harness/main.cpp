@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   mlabench::cli::add_run_command(app, &exit_code, std::vector<std::string>(argv, argv + argc));
   mlabench::cli::add_merge_command(app, &exit_code);
   mlabench::cli::add_report_command(app, &exit_code);
+  mlabench::cli::add_serve_command(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -4,4 +4,7 @@ target_sources(mlabench_harness PRIVATE
   harness/evaluator.cpp
   harness/oracle.cpp
   harness/shards.cpp
+  # `mlabench serve`: the OpenAI protocol (no HTTP, no engine) and the HTTP server over a live session.
+  harness/serve/openai_protocol.cpp
+  harness/serve/server.cpp
 )

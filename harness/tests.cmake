@@ -2,3 +2,16 @@
 mlabench_add_harness_test(test_metrics harness metrics/test_metrics.cpp)
 mlabench_add_harness_test(test_evaluator harness harness/test_evaluator.cpp harness/test_shards.cpp)
 add_dependencies(test_evaluator mlabench)
+# `mlabench serve` (harness/serve): protocol unit tests and an in-process server on a loopback port (tiny model,
+# CPU); the load test (32 clients) is labelled harness-slow: `ctest -L slow` runs it at full size, CI's
+# MLABENCH_TEST_SHORT=1 at a quarter.
+mlabench_add_harness_test(test_serve harness harness/test_serve.cpp)
+mlabench_add_harness_test(test_serve_load harness-slow harness/test_serve_load.cpp)
+# The official openai npm client against a running `mlabench serve` (tests/serve_client; tools/bootstrap.sh test
+# runs npm ci there). Reports SKIPPED (exit 77) where node or node_modules are missing.
+if(MLABENCH_HAS_HTTPLIB)
+add_test(NAME serve_openai_client
+         COMMAND ${PROJECT_SOURCE_DIR}/tests/serve_client/run.sh $<TARGET_FILE:mlabench>
+                 ${MLABENCH_DATA_DIR}/models/mlabench-tiny-dsv2)
+set_tests_properties(serve_openai_client PROPERTIES LABELS harness SKIP_RETURN_CODE 77 TIMEOUT 120)
+endif()

@@ -19,10 +19,13 @@ case "$mode" in demo|test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esac
 # Debian packages the build uses (see README "Dependencies" for why each).
 packages=(build-essential cmake ninja-build pkg-config libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev
           libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev libsentencepiece-dev zlib1g-dev
-          libarchive-dev libcurl4-openssl-dev libssl-dev libseccomp-dev python3)
+          libarchive-dev libcurl4-openssl-dev libssl-dev libseccomp-dev libcpp-httplib-dev python3)
 # The tests also open a real report in headless Chromium (tests/browser/), with fonts for its Latin and CJK text
 # (C-Eval), so the screenshot it keeps is legible.
 if [ "$mode" = test ]; then packages+=(chromium fonts-dejavu-core fonts-droid-fallback); fi
+# `mlabench serve` is also tested with the official openai npm client (tests/serve_client): node and npm, for tests
+# only (Debian's, where the machine has no npm of its own).
+if [ "$mode" = test ] && ! command -v npm > /dev/null; then packages+=(nodejs npm); fi
 # The fuzz stage (tools/fuzz.sh, docs/fuzzing.md) needs clang and its libFuzzer/sanitizer runtime.
 if [ "$mode" = test ]; then packages+=(clang libclang-rt-14-dev); fi
 missing=()
@@ -69,6 +72,9 @@ else
   # Tests labelled `slow` run a smaller size of the same checks (README, "Tests and checks"; ctest -L slow without
   # this runs their full size).
   export MLABENCH_TEST_SHORT=1
+  # The openai npm client that tests `mlabench serve` (pinned in tests/serve_client/package-lock.json); the only
+  # npm use, test clients only. Without it that test reports SKIPPED.
+  (cd tests/serve_client && npm ci --no-audit --no-fund) || echo "== npm ci failed: serve_openai_client will be SKIPPED"
   ctest --test-dir build-test --output-on-failure -j "$jobs"
   # libFuzzer targets (docs/fuzzing.md): a clang build of the parsers only, each corpus replayed, then
   # MLABENCH_FUZZ_SECONDS (default 30) of fuzzing per target; about 7 minutes on 2 cores. MLABENCH_FUZZ_SECONDS=0

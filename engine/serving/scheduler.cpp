@@ -94,6 +94,16 @@ void Scheduler::finish(Seq& s, const char* reason, double now) {
   r.done_seconds = now;
   release(s);
   running_.erase(std::find(running_.begin(), running_.end(), &s));
+  finished_.push_back(s.req);
+}
+
+Result Scheduler::take_result(size_t i) {
+  MLABENCH_ICHECK(i < seqs_.size() && !is_running(seqs_[i].get()), "take_result({}) of a request still running", i);
+  Seq& s = *seqs_[i];
+  s.tokens = {};
+  s.block_hash = {};
+  reqs_[i].tokens = {};
+  return std::exchange(results_[i], Result{});
 }
 
 // Frees the newest running sequence other than `keep` and queues it first: it is recomputed from its tokens

@@ -20,6 +20,7 @@
 #include <memory>
 #include <span>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "engine/serving/block_pool.h"
@@ -52,6 +53,11 @@ class Scheduler {
   void complete_step(const StepPlan& plan, const StepOutput& out, const TokenCallback& on_token, double now);
   /// \brief The results, in request order (call once done()).
   std::vector<Result> take_results() { return std::move(results_); }
+  /// \brief Live serving: the requests finished since the last call, in the order they finished.
+  std::vector<size_t> take_finished() { return std::exchange(finished_, {}); }
+  /// \brief Live serving: moves out the result of finished request `i` and frees its tokens (a long session
+  /// keeps only a few bytes per finished request).
+  Result take_result(size_t i);
 
   int64_t n_running() const { return static_cast<int64_t>(running_.size()); }
   int64_t n_waiting() const { return static_cast<int64_t>(waiting_.size()); }
@@ -106,6 +112,7 @@ class Scheduler {
   std::vector<Seq*> running_;
   std::unordered_map<uint64_t, int64_t> pending_;  // block hash -> running sequences yet to publish it
   uint64_t admit_counter_ = 0;
+  std::vector<size_t> finished_;  // requests finished since take_finished
 };
 
 }  // namespace mlabench::serving

@@ -4,6 +4,7 @@
 // until every request is done.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -14,6 +15,22 @@
 
 namespace mlabench::serving {
 
+/// Live serving (ServingEngine::run_live): how requests arrive and where their tokens and results go. Requests
+/// carry a caller's tag, which every callback names.
+struct LiveArrival {
+  Request request;
+  uint64_t tag = 0;
+};
+struct LiveHooks {
+  /// Appends new requests to `out`; with `wait` (nothing is running) blocks until one comes. Returns false to
+  /// end the session.
+  std::function<bool(std::vector<LiveArrival>& out, bool wait)> arrivals;
+  std::function<bool(uint64_t tag, int32_t token)> on_token;  ///< true stops that request
+  std::function<void(uint64_t tag, Result&& result)> on_done;
+  std::function<void(uint64_t tag, const Error& error)> on_error;  ///< a request refused or lost
+  std::function<void(int64_t running, int64_t waiting)> on_step;   ///< after each step
+};
+
 class ServingEngine {
  public:
   ServingEngine(std::unique_ptr<ModelRunner> runner, const ServingLimits& limits);
@@ -21,6 +38,10 @@ class ServingEngine {
   /// \brief Runs every request to completion; results in request order. on_token(request, token) sees each
   /// generated token and returns true to stop that request.
   std::vector<Result> run(const std::vector<Request>& requests, const TokenCallback& on_token = {});
+  /// \brief Live serving until hooks.arrivals returns false: requests join the running batch at the next step;
+  /// each gets on_done or on_error exactly once. A failed step (the cache cannot hold what must run) fails the
+  /// requests of that batch through on_error and serving goes on with the next ones.
+  void run_live(const LiveHooks& hooks);
 
   const Stats& stats() const { return stats_; }
   const ServingLimits& limits() const { return limits_; }

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -167,6 +168,60 @@ struct TextGenerateRequest {
   std::vector<int32_t> prompt_tokens{};  ///< if set, used instead of encoding `prompt` (e.g. a truncated prompt)
 };
 
+/// One request of a live serving session (LiveSession::submit): a tokenized prompt, then generation as
+/// Engine::generate(text) does it (EOS unless ignore_eos, stop ids, stop strings cut, no half characters).
+struct LiveRequest {
+  std::vector<int32_t> prompt;     ///< token ids (Engine::encode the text first)
+  TextGenerateOptions options{};   ///< sampling.max_new_tokens may be 0 (prompt only); add_special_tokens unused
+  bool prompt_logits = false;      ///< also return the logits of every prompt position (Engine::logits' rows)
+};
+
+/// What a finished live request gives back.
+struct LiveResult {
+  std::string text;           ///< the generated text, as Engine::generate(text) returns it
+  GenerateResult generation;  ///< tokens, finish_reason ("length" | "stop_token" | "stop_string" | "cancelled")
+  Logits prompt_logits;       ///< LiveRequest::prompt_logits: [prompt, vocab]; empty otherwise
+  double seconds = 0.0;       ///< from submit to the result
+};
+
+/// The callbacks of one live request. Both run on the engine thread: they must return quickly (hand the data to
+/// another thread) and must not call back into the session.
+struct LiveCallbacks {
+  /// Text as it becomes final: whole characters only, held back while it could be the start of a stop string.
+  /// The pieces concatenated equal LiveResult::text. May be empty (no streaming).
+  std::function<void(std::string_view text)> on_text{};
+  /// Exactly once per accepted request: its result, or the Error that ended it (the session stopping, the
+  /// cache unable to hold it).
+  std::function<void(Result<LiveResult>)> on_done{};
+};
+
+/// \brief Live serving: one engine thread owns the Engine and runs a continuous batch; requests submitted from
+/// any thread join the running batch at its next step and get their text as it is generated. Made by
+/// Engine::start_live; while a session exists, no other Engine call may be made (the engine thread owns it).
+class LiveSession {
+ public:
+  /// \brief Stops the engine thread; a request not finished by then gets an Error through on_done.
+  ~LiveSession();
+  LiveSession(const LiveSession&) = delete;
+  LiveSession& operator=(const LiveSession&) = delete;
+
+  /// \brief Thread-safe. Checks the request (token ids, prompt + max_new_tokens against max_context, sampling
+  /// ranges) and queues it; returns its id. An Error means nothing was queued and no callback will run.
+  Result<uint64_t> submit(LiveRequest request, LiveCallbacks callbacks);
+  /// \brief Thread-safe: ends request `id` at its next token (finish_reason "cancelled"); on_done still comes.
+  /// An unknown or finished id is ignored.
+  void cancel(uint64_t id);
+  /// \brief Thread-safe: sequences in the running batch, and requests queued or waiting for room.
+  int64_t n_running() const;
+  int64_t n_waiting() const;
+
+ private:
+  friend class Engine;
+  LiveSession();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 class Engine {
  public:
   /// \brief Loads config.json and the weights (or builds random ones) and validates both.
@@ -237,8 +292,13 @@ class Engine {
   /// add_special_tokens = false (the template writes BOS itself), as transformers' apply_chat_template does.
   Result<std::string> apply_chat_template(std::span<const ChatMessage> messages, bool add_generation_prompt,
                                           std::optional<ChatTemplate> override_template = std::nullopt) const;
+  /// \brief Starts live serving (LiveSession) on this engine. The engine must outlive the session, and no other
+  /// call may be made on it while the session exists (tokenizer(), encode(), summary(), max_context() and
+  /// apply_chat_template() excepted: they read only what open() built).
+  Result<std::unique_ptr<LiveSession>> start_live();
 
  private:
+  friend class LiveSession;
   Engine();
   struct Impl;
   std::unique_ptr<Impl> impl_;
