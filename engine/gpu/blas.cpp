@@ -61,11 +61,9 @@ void Blas::linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void*
                   int64_t n, int64_t k, float beta) {
   if (m == 0) return;
   // One or two rows (decode at batch 1-2): the weight-streaming kernel, where it runs (BF16, aligned).
-  if (m <= kernels::kSkinnyEngineRows && (beta == 0.0f || beta == 1.0f) && skinny_enabled()) {
-    const kernels::SkinnyGemmParams sp{.y = y, .ldy = ldy, .x = x, .ldx = ldx, .w = w, .ldw = ldw, .dtype = dt,
-                                       .m = m, .n = n, .k = k, .beta = beta};
-    if (kernels::cuda::skinny_gemm_supported(sp)) return kernels::cuda::skinny_gemm(sp, stream_);
-  }
+  if ((beta == 0.0f || beta == 1.0f) && try_skinny({.y = y, .ldy = ldy, .x = x, .ldx = ldx, .w = w, .ldw = ldw,
+                                                     .dtype = dt, .m = m, .n = n, .k = k, .beta = beta}))
+    return;
   const float alpha = 1.0f;
   const cudaDataType_t t = cuda_data_type(dt);
   check_blas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
@@ -90,10 +88,27 @@ void Blas::linear_f32(float* y, int64_t ldy, const float* x, int64_t ldx, const 
   linear(y, ldy, x, ldx, w, ldw, DType::F32, m, n, k);
 }
 
+bool Blas::try_skinny(const kernels::SkinnyGemmParams& p) {
+  if (p.m > kernels::kSkinnyEngineRows || !skinny_enabled() || !kernels::cuda::skinny_gemm_supported(p)) return false;
+  kernels::cuda::skinny_gemm(p, stream_);
+  return true;
+}
+
 void Blas::linear_strided(void* y, int64_t ldy, int64_t sy, const void* x, int64_t ldx, int64_t sx, const void* w,
                           int64_t ldw, int64_t sw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch,
                           DType y_type) {
   if (m == 0 || batch == 0) return;
+  // One or two rows (MLA's W_UV at decode batch 1-2): skinny_gemm, float32 out or the product in dt.
+  kernels::SkinnyGemmParams sp{.ldy = ldy, .stride_y = sy, .x = x, .ldx = ldx, .stride_x = sx, .w = w, .ldw = ldw,
+                               .stride_w = sw, .dtype = dt, .m = m, .n = n, .k = k, .batch = batch};
+  if (y_type == DType::F32) {
+    sp.y = static_cast<float*>(y);
+  } else if (y_type == dt) {
+    sp.act = y;
+    sp.ld_act = ldy;
+    sp.stride_act = sy;
+  }
+  if ((sp.y != nullptr || sp.act != nullptr) && try_skinny(sp)) return;
   const float alpha = 1.0f, beta = 0.0f;
   const cudaDataType_t t = cuda_data_type(dt);
   check_blas(cublasGemmStridedBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
@@ -108,6 +123,10 @@ void Blas::linear_strided(void* y, int64_t ldy, int64_t sy, const void* x, int64
 void Blas::matmul_strided(float* y, int64_t ldy, int64_t sy, const void* x, int64_t ldx, int64_t sx, const void* w,
                           int64_t ldw, int64_t sw, DType dt, int64_t m, int64_t n, int64_t k, int64_t batch) {
   if (m == 0 || batch == 0) return;
+  // One or two rows (MLA's W_UK at decode batch 1-2): skinny_gemm's [k, n] weight form.
+  if (try_skinny({.y = y, .ldy = ldy, .stride_y = sy, .x = x, .ldx = ldx, .stride_x = sx, .w = w, .ldw = ldw,
+                  .stride_w = sw, .dtype = dt, .m = m, .n = n, .k = k, .batch = batch, .w_kn = true}))
+    return;
   const float alpha = 1.0f, beta = 0.0f;
   const cudaDataType_t t = cuda_data_type(dt);
   check_blas(cublasGemmStridedBatchedEx(handle_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),

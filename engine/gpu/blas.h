@@ -13,6 +13,10 @@
 #include "engine/core/dtype.h"
 #include "engine/kernels/cuda/cuda_check.h"
 
+namespace mlabench::kernels {
+struct SkinnyGemmParams;
+}
+
 namespace mlabench::gpu {
 
 class Blas {
@@ -22,8 +26,9 @@ class Blas {
   Blas(const Blas&) = delete;
   Blas& operator=(const Blas&) = delete;
 
-  /// Whether linear() sends few-row products (m <= kSkinnyEngineRows, BF16) to kernels::cuda::skinny_gemm instead of
-  /// cuBLAS: yes unless MLABENCH_SKINNY_GEMM=0 (the A/B switch of the decode benchmarks and test reruns).
+  /// Whether few-row products (m <= kSkinnyEngineRows; BF16, or float32 without an epilogue) go to
+  /// kernels::cuda::skinny_gemm instead of cuBLAS, from linear(), linear_f32(), linear_strided() and matmul_strided()
+  /// (its [k, n] form): yes unless MLABENCH_SKINNY_GEMM=0 (the A/B switch of the decode benchmarks and test reruns).
   static bool skinny_enabled();
   /// y[m, n] = beta * y + x[m, k] . w[n, k]^T.
   void linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,
@@ -56,6 +61,9 @@ class Blas {
   cudaStream_t stream() const { return stream_; }
 
  private:
+  /// skinny_gemm on the stream when the rows, the switch and the kernel allow it; false: the caller runs cuBLAS.
+  bool try_skinny(const kernels::SkinnyGemmParams& p);
+
   cublasHandle_t handle_ = nullptr;
   cudaStream_t stream_ = nullptr;
   DeviceBuffer workspace_;

@@ -352,9 +352,11 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
   if (T == 0) return;
   m.route_and_shared(p);
   phases::at(m.stream, "moe: permute, gather");
-  k::cuda::moe_permute({.topk_idx = m.idx, .n_tokens = T, .top_k = m.K, .n_experts = m.E, .counts = m.counts,
-                        .offsets = m.offsets, .rank = m.rank}, m.stream);
   k::MoeRowMap map{.mode = m.row_mode(p), .topk_idx = m.idx, .rank = m.rank, .offsets = m.offsets};
+  // PAIR rows are the pairs themselves (map_row(q) = q): no counts, offsets or ranks to compute.
+  if (map.mode != k::MoeRowMode::PAIR)
+    k::cuda::moe_permute({.topk_idx = m.idx, .n_tokens = T, .top_k = m.K, .n_experts = m.E, .counts = m.counts,
+                          .offsets = m.offsets, .rank = m.rank}, m.stream);
   if (map.mode == k::MoeRowMode::PADDED) map.capacity = static_cast<int32_t>(T);
   k::cuda::moe_gather({.out = m.xe, .ld_out = m.H, .x = p.x_c, .ld_x = m.H, .elem_type = m.dtype, .hidden = m.H,
                        .n_tokens = T, .top_k = m.K, .map = map}, m.stream);

@@ -298,12 +298,18 @@ struct SkinnyGemmParams {
   /// writes act_b[m, n] = silu(x . gate^T) * (x . up^T) in dtype (act_b = act + b * stride_act), as silu_mul
   /// computes it from the float32 products; y and beta are unused.
   bool swiglu = false;
+  /// Without swiglu, a non-null act takes the product itself rounded to dtype (BF16/F16) instead of y (beta 0).
   void* act = nullptr;
   int64_t ld_act = 0, stride_act = 0;
+  /// w_b is [k, n] row-major (ldw >= n): y_b = x_b . w_b, no transpose (MLA's W_UK applied to the query). Its
+  /// kernel takes at most kSkinnyKnMaxRows rows, BF16, no w_index, no swiglu.
+  bool w_kn = false;
 };
 
 /// Rows up to which skinny_gemm runs (the kernel keeps m x rows-per-CTA sums in registers).
 inline constexpr int64_t kSkinnyMaxRows = 8;
+/// Rows up to which the w_kn form runs (its k groups' sums are reduced in shared memory, m x 128 floats each).
+inline constexpr int64_t kSkinnyKnMaxRows = 2;
 /// Rows up to which the engine sends a product to skinny_gemm rather than cuBLAS: on an H200 it streams the weights
 /// faster than cuBLAS at 1 and 2 rows (V2-Lite q_proj: 6.2 us against 12.7 at one row) and slower from 4 rows,
 /// where its sums leave one CTA a SM and too few loads in flight (bench_skinny_gemm, docs/perf-notes.md).

@@ -1,8 +1,9 @@
 // skinny_gemm (engine/kernels/cuda/skinny_gemm.cu) against its twin (engine/kernels/twin/skinny_gemm.cpp): every
 // row count 1-8, each rows-per-CTA choice (n from 3 to 102,400), k from 8 to 10,944 (one and several chunks a
 // thread, tails), padded leading dimensions, beta 0 and 1, a batch with w_index (a MoE layer's token-expert pairs,
-// experts repeated and skipped), and outputs outside the product poisoned with NaN that must stay NaN. Then
-// gpu::Blas::linear takes the kernel for few rows and matches cuBLAS's product at many rows.
+// experts repeated and skipped), and outputs outside the product poisoned with NaN that must stay NaN; the float32
+// operand form, the BF16 product output and the [k, n] weight form (MLA's router, W_UV and W_UK shapes). Then
+// gpu::Blas takes the kernel for few rows and matches cuBLAS's product at many rows.
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -144,6 +145,7 @@ TEST(CudaSkinnyGemm, SwigluEpilogueMatchesTwin) {
     std::vector<float> gu(static_cast<size_t>(c.batch * c.m * 2 * c.n));
     kernels::SkinnyGemmParams q = p;
     q.swiglu = false;
+    q.act = nullptr;  // without swiglu a non-null act would take the product itself
     q.y = gu.data();
     q.ldy = 2 * c.n;
     q.stride_y = c.m * 2 * c.n;
@@ -176,6 +178,93 @@ TEST(CudaSkinnyGemm, SwigluEpilogueMatchesTwin) {
   }
 }
 
+// The forms added for a decode layer's remaining cuBLAS calls: float32 operands (the router), the product in BF16
+// instead of float32 y (W_UV into o_proj's input), and [k, n] weights (W_UK applied to the query), against the twin;
+// outputs outside the product poisoned with NaN. BF16 outputs: one BF16 ulp plus the float32 sums' order.
+TEST(CudaSkinnyGemm, RouterWuvWukFormsMatchTwin) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(1604);
+  struct FCase {
+    const char* what;
+    DType dtype;
+    bool w_kn, bf16_out;
+    int64_t m, n, k, batch, ldx, stride_x, ldw, stride_w, ld_out, stride_out;
+  };
+  const FCase cases[] = {
+      {"router f32", DType::F32, false, false, 1, 64, 2048, 1, 2048, 0, 2048, 0, 64, 0},
+      {"f32 padded, 2 rows", DType::F32, false, false, 2, 100, 36, 1, 40, 0, 44, 0, 104, 0},
+      {"W_UV bf16 out", DType::BF16, false, true, 1, 128, 512, 16, 8192, 512, 512, 256 * 512, 2048, 128},
+      {"W_UV bf16 out, 2 rows", DType::BF16, false, true, 2, 128, 512, 16, 8192, 512, 512, 256 * 512, 2048, 128},
+      {"W_UK kn", DType::BF16, true, false, 1, 512, 128, 16, 3072, 192, 512, 256 * 512, 8192, 512},
+      {"W_UK kn, 2 rows", DType::BF16, true, false, 2, 512, 128, 16, 3072, 192, 512, 256 * 512, 8192, 512},
+      {"kn tails", DType::BF16, true, false, 2, 136, 70, 3, 75, 75 * 2, 144, 70 * 144, 140, 140 * 2},
+      {"kn bf16 out, long k", DType::BF16, true, true, 1, 264, 1000, 2, 1000, 1000, 264, 1000 * 264, 264, 264},
+  };
+  for (const FCase& c : cases) {
+    const std::string what = fmt::format("{}: m {} n {} k {} batch {}", c.what, c.m, c.n, c.k, c.batch);
+    const size_t es = dtype_size(c.dtype);
+    const int64_t x_elems = (c.batch - 1) * c.stride_x + (c.m - 1) * c.ldx + c.k;
+    const int64_t w_elems = (c.batch - 1) * c.stride_w + (c.w_kn ? c.k : c.n) * c.ldw;
+    const int64_t y_elems = (c.batch - 1) * c.stride_out + (c.m - 1) * c.ld_out + c.n;
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    auto bytes_of = [&](int64_t n, float scale) {
+      std::vector<unsigned char> v(static_cast<size_t>(n) * es);
+      for (int64_t i = 0; i < n; ++i) {
+        const float f = d(rng) * scale;
+        if (c.dtype == DType::F32) {
+          std::memcpy(v.data() + i * 4, &f, 4);
+        } else {
+          const uint16_t h = f32_to_bf16(f);
+          std::memcpy(v.data() + i * 2, &h, 2);
+        }
+      }
+      return v;
+    };
+    const std::vector<unsigned char> x = bytes_of(x_elems, 1.0f), w = bytes_of(w_elems, 0.05f);
+    std::vector<float> y(static_cast<size_t>(y_elems), kNaN);
+    std::vector<uint16_t> act(static_cast<size_t>(y_elems), 0x7fc1);  // BF16 NaN
+    SkinnyGemmParams p{.x = x.data(), .w = w.data(), .dtype = c.dtype, .m = c.m, .n = c.n, .k = c.k,
+                       .batch = c.batch, .w_kn = c.w_kn};
+    p.ldx = c.ldx, p.stride_x = c.stride_x, p.ldw = c.ldw, p.stride_w = c.stride_w;
+    if (c.bf16_out) {
+      p.act = act.data(), p.ld_act = c.ld_out, p.stride_act = c.stride_out;
+    } else {
+      p.y = y.data(), p.ldy = c.ld_out, p.stride_y = c.stride_out;
+    }
+    kernels::twin::skinny_gemm(p);
+    const auto dx = to_device(x), dw = to_device(w);
+    auto dy = to_device(std::vector<float>(static_cast<size_t>(y_elems), kNaN));
+    auto da = to_device(std::vector<uint16_t>(static_cast<size_t>(y_elems), 0x7fc1));
+    p.x = dx.get(), p.w = dw.get();
+    if (c.bf16_out) p.act = da.get(); else p.y = dy.as<float>();
+    ASSERT_TRUE(kernels::cuda::skinny_gemm_supported(p)) << what;
+    kernels::cuda::skinny_gemm(p, nullptr);
+    const double sum_err = 4e-7 * static_cast<double>(c.k) * 0.05 + 1e-6;
+    int64_t bad = 0, checked = 0;
+    if (c.bf16_out) {
+      const std::vector<uint16_t> got = to_host<uint16_t>(da, act.size());
+      for (size_t i = 0; i < act.size(); ++i) {
+        const bool nan_want = act[i] == 0x7fc1, nan_got = std::isnan(bf16_to_f32(got[i]));
+        const double want = bf16_to_f32(act[i]), have = bf16_to_f32(got[i]);
+        const bool ok = nan_want ? nan_got : !nan_got && std::fabs(have - want) <= std::ldexp(std::fabs(want), -7) + sum_err;
+        checked += nan_want ? 0 : 1;
+        if (!ok && bad++ < 3) ADD_FAILURE() << what << ": act[" << i << "] = " << have << ", twin " << want;
+      }
+    } else {
+      const std::vector<float> got = to_host<float>(dy, y.size());
+      for (size_t i = 0; i < y.size(); ++i) {
+        const bool ok = std::isnan(y[i]) ? std::isnan(got[i])
+                                         : std::fabs(static_cast<double>(got[i]) - y[i]) <=
+                                               sum_err * std::max(1.0, std::fabs(double{y[i]}));
+        checked += std::isnan(y[i]) ? 0 : 1;
+        if (!ok && bad++ < 3) ADD_FAILURE() << what << ": y[" << i << "] = " << got[i] << ", twin " << y[i];
+      }
+    }
+    EXPECT_EQ(bad, 0) << what;
+    EXPECT_EQ(checked, c.batch * c.m * c.n) << what << ": every output of the product written by the twin";
+  }
+}
+
 TEST(CudaSkinnyGemm, SaysWhereItDoesNotRun) {
   MLABENCH_REQUIRE_GPU();
   const auto buf = to_device(std::vector<uint16_t>(4096));
@@ -194,6 +283,21 @@ TEST(CudaSkinnyGemm, SaysWhereItDoesNotRun) {
   EXPECT_FALSE(kernels::cuda::skinny_gemm_supported(p));
   p = ok;
   p.m = kernels::kSkinnyMaxRows + 1;
+  EXPECT_THROW(kernels::cuda::skinny_gemm(p, nullptr), std::exception);
+  p = ok;
+  p.w_kn = true;
+  EXPECT_TRUE(kernels::cuda::skinny_gemm_supported(p));
+  p.m = kernels::kSkinnyKnMaxRows + 1;  // the [k, n] form reduces in shared memory: two rows at most
+  EXPECT_FALSE(kernels::cuda::skinny_gemm_supported(p));
+  p = ok;
+  p.w_kn = true;
+  p.n = 12;  // [k, n] rows in whole 16-byte chunks
+  EXPECT_FALSE(kernels::cuda::skinny_gemm_supported(p));
+  p = ok;
+  p.dtype = DType::F32;
+  p.act = buf.get();  // float32 products go to y, never to act
+  p.ld_act = 16;
+  EXPECT_FALSE(kernels::cuda::skinny_gemm_supported(p));
   EXPECT_THROW(kernels::cuda::skinny_gemm(p, nullptr), std::exception);
 }
 

@@ -1,6 +1,6 @@
 // The twin of skinny_gemm (engine/kernels/twin/skinny_gemm.cpp) in CI: against a double-precision loop over the
-// same BF16 values, with padded leading dimensions, beta 1, and a batch whose weights are picked by w_index; and
-// the parameter check's refusals, which the CUDA launcher shares.
+// same BF16 values, with padded leading dimensions, beta 1, and a batch whose weights are picked by w_index; the
+// [k, n] weight form and the BF16 product output; and the parameter check's refusals, which the CUDA launcher shares.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -67,6 +67,49 @@ TEST(TwinSkinnyGemm, SwigluEpilogueIsSiluOfGateTimesUp) {
       const float g = y[static_cast<size_t>(i * 2 * n + j)], u = y[static_cast<size_t>(i * 2 * n + n + j)];
       EXPECT_EQ(act[static_cast<size_t>(i * n + j)], f32_to_bf16(g / (1.0f + std::exp(-g)) * u)) << i << "," << j;
     }
+}
+
+// The [k, n] weight form (w_kn: y = x . w, MLA's W_UK) and the product written in BF16 (act without swiglu, MLA's
+// W_UV), against a double loop; a strided batch of both.
+TEST(TwinSkinnyGemm, KnWeightsAndBf16ProductMatchADoubleLoop) {
+  std::mt19937 rng(79);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  const int64_t m = 2, n = 6, k = 5, ldx = 9, ldw = 8, batch = 3;
+  const int64_t stride_x = m * ldx, stride_w = k * ldw;
+  std::vector<uint16_t> x(static_cast<size_t>(batch * stride_x)), w(static_cast<size_t>(batch * stride_w));
+  for (auto& v : x) v = f32_to_bf16(d(rng));
+  for (auto& v : w) v = f32_to_bf16(d(rng));
+  for (const bool bf16_out : {false, true}) {
+    std::vector<float> y(static_cast<size_t>(batch * m * n), -7.0f);
+    std::vector<uint16_t> act(static_cast<size_t>(batch * m * n), 0);
+    SkinnyGemmParams p{.x = x.data(), .ldx = ldx, .stride_x = stride_x, .w = w.data(), .ldw = ldw,
+                       .stride_w = stride_w, .m = m, .n = n, .k = k, .batch = batch, .w_kn = true};
+    if (bf16_out) {
+      p.act = act.data(), p.ld_act = n, p.stride_act = m * n;
+    } else {
+      p.y = y.data(), p.ldy = n, p.stride_y = m * n;
+    }
+    kernels::twin::skinny_gemm(p);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double s = 0;
+          for (int64_t c = 0; c < k; ++c)
+            s += static_cast<double>(bf16_to_f32(x[static_cast<size_t>(b * stride_x + i * ldx + c)])) *
+                 bf16_to_f32(w[static_cast<size_t>(b * stride_w + c * ldw + j)]);  // w[c, j]: no transpose
+          const size_t o = static_cast<size_t>(b * m * n + i * n + j);
+          if (bf16_out) {
+            EXPECT_NEAR(bf16_to_f32(act[o]), s, std::ldexp(std::fabs(s), -7) + 1e-5) << b << "," << i << "," << j;
+            EXPECT_EQ(y[o], -7.0f) << "y written with act given";
+          } else {
+            EXPECT_NEAR(y[o], s, 1e-5 * (1.0 + std::fabs(s))) << b << "," << i << "," << j;
+          }
+        }
+  }
+  std::vector<float> out(64);
+  const SkinnyGemmParams bad{.y = out.data(), .ldy = 8, .x = x.data(), .ldx = 8, .w = w.data(), .ldw = 4, .m = 1,
+                             .n = 8, .k = 4, .w_kn = true};
+  EXPECT_THROW(kernels::twin::skinny_gemm(bad), std::exception);  // [k, n] rows need ldw >= n
 }
 
 TEST(TwinSkinnyGemm, RefusesWhatTheKernelCannotRun) {

@@ -222,6 +222,8 @@ constexpr int64_t kMaxGrid = 1 << 20;  // grid-stride beyond this
 template <class Unit>
 __global__ void __launch_bounds__(kGatherThreads) moe_gather_kernel(const MoeGatherParams p, int64_t units,
                                                                     int64_t ld_out_units, int64_t ld_x_units) {
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the inputs come from the previous kernel
+  griddep_launch_dependents();
   const int64_t n_pairs = p.n_tokens * p.top_k;
   for (int64_t q = blockIdx.x; q < n_pairs; q += gridDim.x) {
     const int64_t row = map_row(p.map, q);
@@ -314,8 +316,8 @@ unsigned grid_for(int64_t n) { return static_cast<unsigned>(n < kMaxGrid ? n : k
 template <class Unit>
 void launch_gather(const MoeGatherParams& p, int64_t row_bytes, int64_t es, cudaStream_t s) {
   constexpr int64_t u = sizeof(Unit);
-  moe_gather_kernel<Unit><<<grid_for(p.n_tokens * p.top_k), kGatherThreads, 0, s>>>(
-      p, row_bytes / u, p.ld_out * es / u, p.ld_x * es / u);
+  launch_pdl(moe_gather_kernel<Unit>, dim3(grid_for(p.n_tokens * p.top_k)), dim3(kGatherThreads), 0, s, p,
+             row_bytes / u, p.ld_out * es / u, p.ld_x * es / u);
 }
 
 }  // namespace

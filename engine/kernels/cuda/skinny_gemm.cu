@@ -13,7 +13,10 @@
 // SwiGLU epilogue: a CTA's rows are gate rows and the matching up rows, and the thread that sums output j writes
 // silu(gate) * up in BF16 (a decode step's SwiGLU without the float32 [m, 2n] round trip or a silu_mul launch).
 // Problems of a batch are grid y; w_index gives each its weight block (a MoE layer's expert per token-expert pair),
-// so the pairs of a decode step need no pointer arrays.
+// so the pairs of a decode step need no pointer arrays. Also: float32 operands (the router's GEMV; 4 a chunk), the
+// product written in BF16 (act without swiglu: MLA's W_UV into o_proj's input), and a [k, n] weight form (w_kn:
+// MLA's W_UK applied to the query, y = x . w, its own kernel below), so a decode layer's small products are all
+// programmatic dependent launches (pdl.cuh) and no cuBLAS kernel breaks the chain.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -39,12 +42,19 @@ __device__ __forceinline__ uint4 load_stream(const uint4* p) {
   return v;
 }
 
-__device__ __forceinline__ void unpack_bf16x8(const uint4& v, float (&f)[8]) {
+// One 16-byte chunk as float32 values: 8 BF16 or 4 float32 (kF32).
+template <bool kF32>
+__device__ __forceinline__ void unpack_chunk(const uint4& v, float (&f)[kF32 ? 4 : 8]) {
   const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+  if constexpr (kF32) {
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    f[2 * j] = __uint_as_float(u[j] << 16);
-    f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+    for (int j = 0; j < 4; ++j) f[j] = __uint_as_float(u[j]);
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      f[2 * j] = __uint_as_float(u[j] << 16);
+      f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+    }
   }
 }
 
@@ -54,9 +64,12 @@ __device__ __forceinline__ float silu_times(float g, float u) {
 }
 
 // grid (ceil(n / R), batch) (kSwiglu: ceil(n / (R / 2))); block kThreads. M: m rounded up to a power of two (rows
-// >= m are skipped). kSwiglu: the CTA's R weight rows are R / 2 gate rows and the matching R / 2 up rows.
-template <int M, int R, bool kSwiglu>
+// >= m are skipped). kSwiglu: the CTA's R weight rows are R / 2 gate rows and the matching R / 2 up rows. kF32:
+// float32 operands (4 a chunk), else BF16 (8 a chunk).
+template <int M, int R, bool kSwiglu, bool kF32>
 __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmParams p) {
+  constexpr int kElems = kF32 ? 4 : 8;
+  constexpr int64_t kEs = kF32 ? 4 : 2;
   __shared__ float red[kWarps][M * R];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int64_t b = blockIdx.y;
@@ -71,20 +84,21 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
       return j < p.n ? j : -1;
     }
   };
-  const auto* x = static_cast<const uint16_t*>(p.x) + b * p.stride_x;
-  const int64_t chunks = p.k / 8;
+  const char* x = static_cast<const char*>(p.x) + b * p.stride_x * kEs;
+  const int64_t chunks = p.k / kElems;
   uint4 wv[R];
-  auto load_weights = [&](const uint16_t* w, int64_t c) {
+  auto load_weights = [&](const char* w, int64_t c) {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const int64_t row = w_row(r);
-      wv[r] = row >= 0 ? load_stream(reinterpret_cast<const uint4*>(w + row * p.ldw) + c) : make_uint4(0u, 0u, 0u, 0u);
+      wv[r] = row >= 0 ? load_stream(reinterpret_cast<const uint4*>(w + row * p.ldw * kEs) + c)
+                       : make_uint4(0u, 0u, 0u, 0u);
     }
   };
-  // Under a programmatic dependent launch (pdl.cuh) the weights of the first chunk (at k <= 2048, all of the
+  // Under a programmatic dependent launch (pdl.cuh) the weights of the first chunk (at k <= 2048 BF16, all of the
   // thread's weights) are requested before the wait: they depend on no earlier kernel unless an expert index picks
   // them, so their stream overlaps the previous kernel's tail.
-  const uint16_t* w = static_cast<const uint16_t*>(p.w) + b * p.stride_w;
+  const char* w = static_cast<const char*>(p.w) + b * p.stride_w * kEs;
   bool loaded = false;
   if (p.w_index == nullptr && tid < chunks) {
     load_weights(w, tid);
@@ -92,7 +106,7 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
   }
   griddep_wait();
   griddep_launch_dependents();
-  if (p.w_index != nullptr) w = static_cast<const uint16_t*>(p.w) + p.w_index[b] * p.stride_w;
+  if (p.w_index != nullptr) w = static_cast<const char*>(p.w) + p.w_index[b] * p.stride_w * kEs;
   float acc[M][R];
 #pragma unroll
   for (int i = 0; i < M; ++i)
@@ -105,14 +119,14 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
 #pragma unroll
     for (int i = 0; i < M; ++i) {
       if (i >= p.m) break;
-      float xf[8];
-      unpack_bf16x8(__ldg(reinterpret_cast<const uint4*>(x + i * p.ldx) + c), xf);
+      float xf[kElems];
+      unpack_chunk<kF32>(__ldg(reinterpret_cast<const uint4*>(x + i * p.ldx * kEs) + c), xf);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        float wf[8];
-        unpack_bf16x8(wv[r], wf);
+        float wf[kElems];
+        unpack_chunk<kF32>(wv[r], wf);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][r] = fmaf(xf[j], wf[j], acc[i][r]);
+        for (int j = 0; j < kElems; ++j) acc[i][r] = fmaf(xf[j], wf[j], acc[i][r]);
       }
     }
   }
@@ -147,9 +161,79 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
       float s = 0.0f;
 #pragma unroll
       for (int v = 0; v < kWarps; ++v) s += red[v][tid];
-      float* y = p.y + b * p.stride_y + i * p.ldy + row;
-      *y = p.beta == 0.0f ? s : *y + s;
+      if (p.act != nullptr) {  // the product in BF16 (the launcher admits act only for BF16 operands)
+        static_cast<__nv_bfloat16*>(p.act)[b * p.stride_act + i * p.ld_act + row] = __float2bfloat16_rn(s);
+      } else {
+        float* y = p.y + b * p.stride_y + i * p.ldy + row;
+        *y = p.beta == 0.0f ? s : *y + s;
+      }
     }
+  }
+}
+
+// The [k, n] form (w_kn): y_b[m, n] = x_b[m, k] . w_b[k, n], BF16. grid (ceil(n / 128), batch), block 256 = 16
+// column lanes x 16 k groups: a thread owns 8 consecutive outputs (one 16-byte chunk of a weight row) and the rows
+// g, g + 16, ... of k, kPre of them loaded at once (all of them at MLA's k = 128, before the PDL wait); the 16
+// groups' sums are added in group order through shared memory.
+constexpr int kKnCols = 16, kKnGroups = kThreads / kKnCols, kKnPre = 8;
+template <int M>
+__global__ void __launch_bounds__(kThreads) skinny_gemm_kn_kernel(const SkinnyGemmParams p) {
+  __shared__ float red[kKnGroups][M][kKnCols * 8];
+  const int cx = threadIdx.x % kKnCols, grp = threadIdx.x / kKnCols;
+  const int64_t b = blockIdx.y;
+  const int64_t col0 = (static_cast<int64_t>(blockIdx.x) * kKnCols + cx) * 8;
+  const bool active = col0 < p.n;  // n % 8 == 0 (launcher)
+  const auto* w = static_cast<const uint16_t*>(p.w) + b * p.stride_w;
+  const auto* x = static_cast<const uint16_t*>(p.x) + b * p.stride_x;
+  uint4 wv[kKnPre];
+  auto load_rows = [&](int64_t r0) {
+#pragma unroll
+    for (int j = 0; j < kKnPre; ++j) {
+      const int64_t r = r0 + static_cast<int64_t>(j) * kKnGroups;
+      wv[j] = active && r < p.k ? load_stream(reinterpret_cast<const uint4*>(w + r * p.ldw + col0))
+                                : make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+  load_rows(grp);  // no earlier kernel writes the weights: before the PDL wait (pdl.cuh)
+  griddep_wait();
+  griddep_launch_dependents();
+  float acc[M][8];
+#pragma unroll
+  for (int i = 0; i < M; ++i)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[i][e] = 0.0f;
+  for (int64_t r0 = grp; r0 < p.k; r0 += static_cast<int64_t>(kKnPre) * kKnGroups) {
+    if (r0 != grp) load_rows(r0);
+#pragma unroll
+    for (int j = 0; j < kKnPre; ++j) {
+      const int64_t r = r0 + static_cast<int64_t>(j) * kKnGroups;
+      if (r >= p.k) break;
+      float wf[8];
+      unpack_chunk<false>(wv[j], wf);
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+        if (i >= p.m) break;
+        const float xv = __uint_as_float(static_cast<uint32_t>(__ldg(x + i * p.ldx + r)) << 16);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[i][e] = fmaf(xv, wf[e], acc[i][e]);
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < M; ++i)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) red[grp][i][cx * 8 + e] = acc[i][e];
+  __syncthreads();
+  for (int t = threadIdx.x; t < M * kKnCols * 8; t += kThreads) {
+    const int i = t / (kKnCols * 8), c = t % (kKnCols * 8);
+    const int64_t col = static_cast<int64_t>(blockIdx.x) * kKnCols * 8 + c;
+    if (i >= p.m || col >= p.n) continue;
+    float s = 0.0f;
+    for (int g = 0; g < kKnGroups; ++g) s += red[g][i][c];
+    if (p.act != nullptr)
+      static_cast<__nv_bfloat16*>(p.act)[b * p.stride_act + i * p.ld_act + col] = __float2bfloat16_rn(s);
+    else
+      p.y[b * p.stride_y + i * p.ldy + col] = s;
   }
 }
 
@@ -163,7 +247,7 @@ int sm_count() {
   return n;
 }
 
-template <int M, bool kSwiglu>
+template <int M, bool kSwiglu, bool kF32>
 void launch_rows(const SkinnyGemmParams& p, cudaStream_t s) {
   // The most weight rows per CTA that still gives two CTAs per SM: R weight loads in flight per thread (SwiGLU:
   // at least a gate and an up row).
@@ -177,22 +261,30 @@ void launch_rows(const SkinnyGemmParams& p, cudaStream_t s) {
   };
   switch (rows) {
     case 8:
-      if constexpr (M < 8) launch_pdl(skinny_gemm_kernel<M, 8, kSwiglu>, grid(8), block, 0, s, p);
+      if constexpr (M < 8) launch_pdl(skinny_gemm_kernel<M, 8, kSwiglu, kF32>, grid(8), block, 0, s, p);
       break;
-    case 4: launch_pdl(skinny_gemm_kernel<M, 4, kSwiglu>, grid(4), block, 0, s, p); break;
-    case 2: launch_pdl(skinny_gemm_kernel<M, 2, kSwiglu>, grid(2), block, 0, s, p); break;
+    case 4: launch_pdl(skinny_gemm_kernel<M, 4, kSwiglu, kF32>, grid(4), block, 0, s, p); break;
+    case 2: launch_pdl(skinny_gemm_kernel<M, 2, kSwiglu, kF32>, grid(2), block, 0, s, p); break;
     default:
-      if constexpr (!kSwiglu) launch_pdl(skinny_gemm_kernel<M, 1, false>, grid(1), block, 0, s, p);
+      if constexpr (!kSwiglu) launch_pdl(skinny_gemm_kernel<M, 1, false, kF32>, grid(1), block, 0, s, p);
       break;
   }
 }
 
 template <int M>
 void launch_epilogue(const SkinnyGemmParams& p, cudaStream_t s) {
-  if (p.swiglu)
-    launch_rows<M, true>(p, s);
-  else
-    launch_rows<M, false>(p, s);
+  if (p.w_kn) {
+    if constexpr (M <= kSkinnyKnMaxRows) {
+      const dim3 grid(static_cast<unsigned>((p.n + kKnCols * 8 - 1) / (kKnCols * 8)), static_cast<unsigned>(p.batch));
+      launch_pdl(skinny_gemm_kn_kernel<M>, grid, dim3(kThreads), 0, s, p);
+    }
+  } else if (p.swiglu) {
+    launch_rows<M, true, false>(p, s);
+  } else if (p.dtype == DType::F32) {
+    launch_rows<M, false, true>(p, s);
+  } else {
+    launch_rows<M, false, false>(p, s);
+  }
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
@@ -200,18 +292,24 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 }  // namespace
 
 bool skinny_gemm_supported(const SkinnyGemmParams& p) {
-  return p.dtype == DType::BF16 && p.m >= 1 && p.m <= kSkinnyMaxRows && p.k % 8 == 0 && p.ldx % 8 == 0 &&
-         p.ldw % 8 == 0 && p.stride_x % 8 == 0 && p.stride_w % 8 == 0 && aligned16(p.x) && aligned16(p.w) &&
-         p.batch <= 65535;
+  if (p.w_kn)  // BF16 [k, n] weights: 16-byte chunks of a row; x read an element at a time
+    return p.dtype == DType::BF16 && p.m >= 1 && p.m <= kSkinnyKnMaxRows && !p.swiglu && p.w_index == nullptr &&
+           p.n % 8 == 0 && p.ldw % 8 == 0 && p.stride_w % 8 == 0 && aligned16(p.w) && p.batch <= 65535;
+  // BF16, or float32 without an epilogue or BF16 output: whole 16-byte chunks of x and w rows.
+  const int64_t per_chunk = p.dtype == DType::F32 ? 4 : 8;
+  const bool dtype_ok = p.dtype == DType::BF16 || (p.dtype == DType::F32 && !p.swiglu && p.act == nullptr);
+  return dtype_ok && p.m >= 1 && p.m <= kSkinnyMaxRows && p.k % per_chunk == 0 && p.ldx % per_chunk == 0 &&
+         p.ldw % per_chunk == 0 && p.stride_x % per_chunk == 0 && p.stride_w % per_chunk == 0 && aligned16(p.x) &&
+         aligned16(p.w) && p.batch <= 65535;
 }
 
 void skinny_gemm(const SkinnyGemmParams& p, cudaStream_t s) {
   checks::check_skinny_gemm(p);
   if (p.m == 0) return;
   MLABENCH_CHECK(skinny_gemm_supported(p),
-                 "skinny_gemm: dtype {}, m {}, k {}, ldx {}, ldw {}, strides {}/{}, batch {}, or x / w not 16-byte "
-                 "aligned. HINT: ask skinny_gemm_supported first and take cuBLAS where it says no",
-                 dtype_name(p.dtype), p.m, p.k, p.ldx, p.ldw, p.stride_x, p.stride_w, p.batch);
+                 "skinny_gemm: dtype {}, m {}, k {}, n {}, ldx {}, ldw {}, strides {}/{}, batch {}, w_kn {}, or x / w "
+                 "not 16-byte aligned. HINT: ask skinny_gemm_supported first and take cuBLAS where it says no",
+                 dtype_name(p.dtype), p.m, p.k, p.n, p.ldx, p.ldw, p.stride_x, p.stride_w, p.batch, p.w_kn);
   switch (std::bit_ceil(static_cast<uint64_t>(p.m))) {
     case 1: launch_epilogue<1>(p, s); break;
     case 2: launch_epilogue<2>(p, s); break;

@@ -1,5 +1,6 @@
 // CPU twin of skinny_gemm (engine/kernels/cuda/skinny_gemm.cu), and the parameter check the launcher shares with
-// it. A plain loop: each output is one float32 sum over k ascending of float(x) * float(w), then beta * y added.
+// it. A plain loop: each output is one float32 sum over k ascending of float(x) * float(w) (w read as [n, k], or as
+// [k, n] with w_kn), then beta * y added, or written to act in dtype.
 // The kernel sums in another order (per-thread partials, then a tree), so the two agree to float32 rounding.
 #include <cmath>
 #include <cstring>
@@ -19,20 +20,28 @@ void check_skinny_gemm(const SkinnyGemmParams& p) {
                  "skinny_gemm: m {}, n {}, k {}, batch {}. HINT: 0 <= m <= {} (larger row counts take a GEMM), n and "
                  "k positive, batch >= 1",
                  p.m, p.n, p.k, p.batch, kSkinnyMaxRows);
-  MLABENCH_CHECK(p.ldx >= p.k && p.ldw >= p.k && (p.swiglu || p.ldy >= p.n),
-                 "skinny_gemm: ldx {}, ldw {} (k {}), ldy {} (n {}). HINT: leading dimensions count elements: "
-                 "ldx, ldw >= k and ldy >= n (ld_act with the SwiGLU epilogue)",
-                 p.ldx, p.ldw, p.k, p.ldy, p.n);
+  const bool to_act = p.swiglu || p.act != nullptr;
+  MLABENCH_CHECK(p.ldx >= p.k && p.ldw >= (p.w_kn ? p.n : p.k) && (to_act ? p.ld_act >= p.n : p.ldy >= p.n),
+                 "skinny_gemm: ldx {}, ldw {} (k {}, n {}, w_kn {}), ldy {}, ld_act {}. HINT: leading dimensions count "
+                 "elements: ldx >= k, ldw >= k (>= n for w_kn), and ldy >= n (ld_act when act is written)",
+                 p.ldx, p.ldw, p.k, p.n, p.w_kn, p.ldy, p.ld_act);
+  MLABENCH_CHECK(!p.w_kn || (!p.swiglu && p.w_index == nullptr),
+                 "skinny_gemm: w_kn with {}. HINT: the [k, n] weight form has no SwiGLU epilogue and no w_index",
+                 p.swiglu ? "the SwiGLU epilogue" : "a w_index");
+  MLABENCH_CHECK(p.act == nullptr || p.swiglu || (p.dtype != DType::F32 && p.beta == 0.0f),
+                 "skinny_gemm: act output with dtype {} and beta {}. HINT: the product goes to act in BF16 or F16 and "
+                 "overwrites it (beta 0); float32 products go to y",
+                 dtype_name(p.dtype), p.beta);
   MLABENCH_CHECK(p.beta == 0.0f || p.beta == 1.0f, "skinny_gemm: beta {}. HINT: 0 overwrites y, 1 accumulates into it",
                  p.beta);
-  MLABENCH_CHECK(p.m == 0 || ((p.swiglu ? p.act != nullptr : p.y != nullptr) && p.x && p.w),
-                 "skinny_gemm: {}, x or w is null. HINT: w_index is the only optional pointer", p.swiglu ? "act" : "y");
+  MLABENCH_CHECK(p.m == 0 || ((to_act || p.y != nullptr) && p.x && p.w),
+                 "skinny_gemm: y, x or w is null. HINT: w_index is the only optional pointer");
   MLABENCH_CHECK(!p.swiglu || (p.dtype != DType::F32 && p.ld_act >= p.n),
                  "skinny_gemm: SwiGLU epilogue with dtype {} and ld_act {} (n {}). HINT: it writes BF16 or F16 "
                  "activations, ld_act >= n",
                  dtype_name(p.dtype), p.ld_act, p.n);
-  const int64_t w_rows = p.swiglu ? 2 * p.n : p.n;
-  MLABENCH_CHECK(p.batch == 1 || p.w_index != nullptr || p.stride_w >= w_rows * p.ldw - (p.ldw - p.k),
+  const int64_t w_rows = p.w_kn ? p.k : p.swiglu ? 2 * p.n : p.n, w_cols = p.w_kn ? p.n : p.k;
+  MLABENCH_CHECK(p.batch == 1 || p.w_index != nullptr || p.stride_w >= w_rows * p.ldw - (p.ldw - w_cols),
                  "skinny_gemm: stride_w {} with batch {} and no w_index. HINT: consecutive problems' weights are "
                  "stride_w elements apart (>= n x ldw), or w_index names each problem's weight block",
                  p.stride_w, p.batch);
@@ -61,7 +70,8 @@ void skinny_gemm(const SkinnyGemmParams& p) {
     MLABENCH_CHECK(wb >= 0, "skinny_gemm: problem {} has weight offset {}. HINT: w_index entries are >= 0", b, wb);
     auto dot = [&](int64_t i, int64_t row) {
       float s = 0.0f;
-      for (int64_t c = 0; c < p.k; ++c) s += value(p.x, b * p.stride_x + i * p.ldx + c) * value(p.w, wb + row * p.ldw + c);
+      for (int64_t c = 0; c < p.k; ++c)
+        s += value(p.x, b * p.stride_x + i * p.ldx + c) * value(p.w, p.w_kn ? wb + c * p.ldw + row : wb + row * p.ldw + c);
       return s;
     };
     for (int64_t i = 0; i < p.m; ++i)
@@ -74,6 +84,11 @@ void skinny_gemm(const SkinnyGemmParams& p) {
           continue;
         }
         const float s = dot(i, j);
+        if (p.act != nullptr) {  // the product itself in dtype
+          static_cast<uint16_t*>(p.act)[b * p.stride_act + i * p.ld_act + j] =
+              p.dtype == DType::BF16 ? f32_to_bf16(s) : f32_to_f16(s);
+          continue;
+        }
         float& out = p.y[b * p.stride_y + i * p.ldy + j];
         out = p.beta == 0.0f ? s : out + s;
       }
