@@ -157,14 +157,24 @@ class MlaAttention final : public GpuAttention {
     const int64_t kvl = c.kv_lora_rank, v = c.v_head_dim;
     const DType dt = m_.dtype();
     cudaStream_t s = m_.stream();
-    void* q_c = buf<void>(off_.q_c);
-    k::cuda::cast({.out = q_c, .out_type = dt, .ld_out = nh * qk, .in = q, .ld_in = nh * qk, .n_rows = Td,
-                   .n_cols = nh * qk},
-                  s);
+    // Batch 1-2 in BF16: skinny_gemm reads q and the attention output in float32 and rounds them to BF16 as it reads
+    // (x_f32: the same products as the casts below, without their two launches). Elsewhere: cast, then cuBLAS.
+    const bool direct = dt == DType::BF16 && Td <= k::kSkinnyEngineRows && Blas::skinny_enabled();
     // q_lat_h = q_nope_h . W_UK_h ([nope] x [nope, kvl]) for every head in one strided GEMM.
     float* q_lat = buf<float>(off_.q_lat);  // [Td, nh * kvl]
-    m_.blas().matmul_strided(q_lat, nh * kvl, kvl, q_c, nh * qk, qk, L.kv_b_proj.p, kvl, (nope + v) * kvl, dt, Td, kvl,
-                             nope, nh);
+    const k::SkinnyGemmParams uk{.y = q_lat, .ldy = nh * kvl, .stride_y = kvl, .x = q, .ldx = nh * qk, .stride_x = qk,
+                                 .w = L.kv_b_proj.p, .ldw = kvl, .stride_w = (nope + v) * kvl, .dtype = dt, .m = Td,
+                                 .n = kvl, .k = nope, .batch = nh, .w_kn = true, .x_f32 = true};
+    if (direct && k::cuda::skinny_gemm_supported(uk)) {
+      k::cuda::skinny_gemm(uk, s);
+    } else {
+      void* q_c = buf<void>(off_.q_c);
+      k::cuda::cast({.out = q_c, .out_type = dt, .ld_out = nh * qk, .in = q, .ld_in = nh * qk, .n_rows = Td,
+                     .n_cols = nh * qk},
+                    s);
+      m_.blas().matmul_strided(q_lat, nh * kvl, kvl, q_c, nh * qk, qk, L.kv_b_proj.p, kvl, (nope + v) * kvl, dt, Td,
+                               kvl, nope, nh);
+    }
     float* o_lat = buf<float>(off_.o_lat);  // [Td, nh * kvl]
     k::MlaDecodeParams dp{.n_seqs = static_cast<int32_t>(Td), .kv_len = st.kv_len, .max_kv = st.max_kv_decode,
                           .paged = {.block_size = static_cast<int32_t>(block_size), .block_tables = st.block_tables,
@@ -179,11 +189,23 @@ class MlaAttention final : public GpuAttention {
     dp.scratch_floats = k::mla_decode_scratch_floats(dp);
     if (dp.scratch_floats > 0) dp.scratch = m_.attention_scratch(dp.scratch_floats);
     k::cuda::mla_decode_attention(dp, s);
+    // o_h = o_lat_h . W_UV_h^T ([kvl] x [v, kvl]^T).
+    k::SkinnyGemmParams uv{.x = o_lat, .ldx = nh * kvl, .stride_x = kvl, .w = bytes(L.kv_b_proj, nope * kvl),
+                           .ldw = kvl, .stride_w = (nope + v) * kvl, .dtype = dt, .m = Td, .n = v, .k = kvl,
+                           .batch = nh, .x_f32 = true};
+    if (o_type == DType::F32) {
+      uv.y = static_cast<float*>(o), uv.ldy = nh * v, uv.stride_y = v;
+    } else {
+      uv.act = o, uv.ld_act = nh * v, uv.stride_act = v;
+    }
+    if (direct && k::cuda::skinny_gemm_supported(uv)) {
+      k::cuda::skinny_gemm(uv, s);
+      return;
+    }
     void* o_lat_c = buf<void>(off_.o_lat_c);
     k::cuda::cast({.out = o_lat_c, .out_type = dt, .ld_out = nh * kvl, .in = o_lat, .ld_in = nh * kvl, .n_rows = Td,
                    .n_cols = nh * kvl},
                   s);
-    // o_h = o_lat_h . W_UV_h^T ([kvl] x [v, kvl]^T).
     m_.blas().linear_strided(o, nh * v, v, o_lat_c, nh * kvl, kvl, bytes(L.kv_b_proj, nope * kvl), kvl,
                              (nope + v) * kvl, dt, Td, v, kvl, nh, o_type);
   }

@@ -182,12 +182,15 @@ void MoeLayer::Impl::pair_experts(const k::MoeLayerParams& p) {
   // One problem per (token, expert) pair, its expert's weights named by idx on the device: the weight-streaming
   // kernel (no pointer arrays) where it runs, else cuBLAS's batched GEMM over pointer arrays.
   // Per pair: he[1, I] = silu(xe . gate_e^T) * (xe . up_e^T) (the SwiGLU epilogue, BF16); ye[1, H] = he . down_e^T.
+  // idx is old enough to be read before the PDL wait (w_index_early): the router wrote it before the gather (and the
+  // shared experts), and the gate/up GEMV runs between it and the down GEMV.
   const k::SkinnyGemmParams gate_up{.x = xe, .ldx = H, .stride_x = H, .w = p.experts_gate_up, .ldw = H,
                                     .stride_w = 2 * I * H, .w_index = idx, .dtype = dtype, .m = 1, .n = I, .k = H,
-                                    .batch = P, .swiglu = true, .act = he, .ld_act = I, .stride_act = I};
+                                    .batch = P, .swiglu = true, .act = he, .ld_act = I, .stride_act = I,
+                                    .w_index_early = true};
   const k::SkinnyGemmParams down{.y = ye, .ldy = H, .stride_y = H, .x = he, .ldx = I, .stride_x = I,
                                  .w = p.experts_down, .ldw = I, .stride_w = H * I, .w_index = idx, .dtype = dtype,
-                                 .m = 1, .n = H, .k = I, .batch = P};
+                                 .m = 1, .n = H, .k = I, .batch = P, .w_index_early = true};
   if (Blas::skinny_enabled() && k::cuda::skinny_gemm_supported(gate_up) && k::cuda::skinny_gemm_supported(down)) {
     k::cuda::skinny_gemm(gate_up, stream);
     k::cuda::skinny_gemm(down, stream);

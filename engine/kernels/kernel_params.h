@@ -304,6 +304,14 @@ struct SkinnyGemmParams {
   /// w_b is [k, n] row-major (ldw >= n): y_b = x_b . w_b, no transpose (MLA's W_UK applied to the query). Its
   /// kernel takes at most kSkinnyKnMaxRows rows, BF16, no w_index, no swiglu.
   bool w_kn = false;
+  /// x is float32 (BF16 weights only), rounded to BF16 as it is read: the product equals that of x cast to BF16
+  /// first (MLA's query and attention output feed W_UK and W_UV without a cast kernel between).
+  bool x_f32 = false;
+  /// The caller's promise that w_index was written two or more launches before this one (every launch between a
+  /// programmatic dependent launch that releases its dependents only after its own wait, pdl.cuh): the kernel then
+  /// reads it, and starts its weight stream, before the PDL wait (a MoE layer's routed pairs: the router ran before
+  /// the gather, the gate/up GEMV before the down GEMV).
+  bool w_index_early = false;
 };
 
 /// Rows up to which skinny_gemm runs (the kernel keeps m x rows-per-CTA sums in registers).

@@ -39,6 +39,7 @@ struct Case {
   int64_t m, n, k, pad_x, pad_w, pad_y, batch;
   bool indexed;
   float beta;
+  bool index_early = false;  // w_index read before the PDL wait (the kernel's own order changes, not the result)
 };
 
 // Runs one case on the twin and the kernel; y starts NaN outside the product (and random inside it for beta 1).
@@ -60,7 +61,8 @@ void run_case(const Case& c, std::mt19937& rng) {
   const auto dx = to_device(x), dw = to_device(w), di = to_device(index);
   auto dy = to_device(y);
   SkinnyGemmParams p{.ldy = ldy, .stride_y = stride_y, .ldx = ldx, .stride_x = stride_x, .ldw = ldw,
-                     .stride_w = stride_w, .m = c.m, .n = c.n, .k = c.k, .batch = c.batch, .beta = c.beta};
+                     .stride_w = stride_w, .m = c.m, .n = c.n, .k = c.k, .batch = c.batch, .beta = c.beta,
+                     .w_index_early = c.index_early};
   p.y = y.data();
   p.x = x.data();
   p.w = w.data();
@@ -100,6 +102,7 @@ TEST(CudaSkinnyGemm, MatchesTwin) {
       {7, 130, 10944, 0, 0, 0, 1, false, 0.0f},     // dense down's k: 6 chunks a thread
       {1, 2816, 2048, 0, 0, 0, 6, true, 0.0f},      // MoE pairs: gate_up of 6 (token, expert) pairs
       {1, 2048, 1408, 0, 0, 0, 12, true, 0.0f},     // and down, experts repeated
+      {2, 2048, 1408, 0, 0, 0, 12, true, 0.0f, true},  // the same with the index read before the wait
       {4, 64, 256, 8, 0, 0, 3, false, 1.0f},        // strided batch without an index
   };
   for (const Case& c : cases) run_case(c, rng);
@@ -189,6 +192,7 @@ TEST(CudaSkinnyGemm, RouterWuvWukFormsMatchTwin) {
     DType dtype;
     bool w_kn, bf16_out;
     int64_t m, n, k, batch, ldx, stride_x, ldw, stride_w, ld_out, stride_out;
+    bool x_f32 = false;  // float32 x rounded to BF16 as read (MLA's q and attention output)
   };
   const FCase cases[] = {
       {"router f32", DType::F32, false, false, 1, 64, 2048, 1, 2048, 0, 2048, 0, 64, 0},
@@ -199,6 +203,9 @@ TEST(CudaSkinnyGemm, RouterWuvWukFormsMatchTwin) {
       {"W_UK kn, 2 rows", DType::BF16, true, false, 2, 512, 128, 16, 3072, 192, 512, 256 * 512, 8192, 512},
       {"kn tails", DType::BF16, true, false, 2, 136, 70, 3, 75, 75 * 2, 144, 70 * 144, 140, 140 * 2},
       {"kn bf16 out, long k", DType::BF16, true, true, 1, 264, 1000, 2, 1000, 1000, 264, 1000 * 264, 264, 264},
+      {"W_UK kn, f32 x", DType::BF16, true, false, 1, 512, 128, 16, 3072, 192, 512, 256 * 512, 8192, 512, true},
+      {"W_UV bf16 out, f32 x", DType::BF16, false, true, 2, 128, 512, 16, 8192, 512, 512, 256 * 512, 2048, 128, true},
+      {"f32 x, float out, tails", DType::BF16, false, false, 2, 37, 24, 3, 28, 56, 32, 37 * 32, 40, 80, true},
   };
   for (const FCase& c : cases) {
     const std::string what = fmt::format("{}: m {} n {} k {} batch {}", c.what, c.m, c.n, c.k, c.batch);
@@ -207,11 +214,11 @@ TEST(CudaSkinnyGemm, RouterWuvWukFormsMatchTwin) {
     const int64_t w_elems = (c.batch - 1) * c.stride_w + (c.w_kn ? c.k : c.n) * c.ldw;
     const int64_t y_elems = (c.batch - 1) * c.stride_out + (c.m - 1) * c.ld_out + c.n;
     std::normal_distribution<float> d(0.0f, 1.0f);
-    auto bytes_of = [&](int64_t n, float scale) {
-      std::vector<unsigned char> v(static_cast<size_t>(n) * es);
+    auto bytes_of = [&](int64_t n, float scale, bool f32) {
+      std::vector<unsigned char> v(static_cast<size_t>(n) * (f32 ? 4 : es));
       for (int64_t i = 0; i < n; ++i) {
         const float f = d(rng) * scale;
-        if (c.dtype == DType::F32) {
+        if (f32) {
           std::memcpy(v.data() + i * 4, &f, 4);
         } else {
           const uint16_t h = f32_to_bf16(f);
@@ -220,11 +227,12 @@ TEST(CudaSkinnyGemm, RouterWuvWukFormsMatchTwin) {
       }
       return v;
     };
-    const std::vector<unsigned char> x = bytes_of(x_elems, 1.0f), w = bytes_of(w_elems, 0.05f);
+    const std::vector<unsigned char> x = bytes_of(x_elems, 1.0f, c.x_f32 || c.dtype == DType::F32),
+                                     w = bytes_of(w_elems, 0.05f, c.dtype == DType::F32);
     std::vector<float> y(static_cast<size_t>(y_elems), kNaN);
     std::vector<uint16_t> act(static_cast<size_t>(y_elems), 0x7fc1);  // BF16 NaN
     SkinnyGemmParams p{.x = x.data(), .w = w.data(), .dtype = c.dtype, .m = c.m, .n = c.n, .k = c.k,
-                       .batch = c.batch, .w_kn = c.w_kn};
+                       .batch = c.batch, .w_kn = c.w_kn, .x_f32 = c.x_f32};
     p.ldx = c.ldx, p.stride_x = c.stride_x, p.ldw = c.ldw, p.stride_w = c.stride_w;
     if (c.bf16_out) {
       p.act = act.data(), p.ld_act = c.ld_out, p.stride_act = c.stride_out;

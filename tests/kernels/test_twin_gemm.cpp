@@ -106,6 +106,21 @@ TEST(TwinSkinnyGemm, KnWeightsAndBf16ProductMatchADoubleLoop) {
           }
         }
   }
+  // x_f32: a float32 x gives the product of x rounded to BF16 first.
+  std::vector<float> xf(static_cast<size_t>(batch * stride_x));
+  std::vector<uint16_t> xr(xf.size());
+  for (size_t i = 0; i < xf.size(); ++i) {
+    xf[i] = d(rng);
+    xr[i] = f32_to_bf16(xf[i]);
+  }
+  std::vector<float> y_f32(static_cast<size_t>(batch * m * n)), y_rounded(y_f32.size());
+  SkinnyGemmParams q{.y = y_f32.data(), .ldy = n, .stride_y = m * n, .x = xf.data(), .ldx = ldx, .stride_x = stride_x,
+                     .w = w.data(), .ldw = ldw, .stride_w = stride_w, .m = m, .n = n, .k = k, .batch = batch,
+                     .w_kn = true, .x_f32 = true};
+  kernels::twin::skinny_gemm(q);
+  q.x = xr.data(), q.x_f32 = false, q.y = y_rounded.data();
+  kernels::twin::skinny_gemm(q);
+  EXPECT_EQ(y_f32, y_rounded);
   std::vector<float> out(64);
   const SkinnyGemmParams bad{.y = out.data(), .ldy = 8, .x = x.data(), .ldx = 8, .w = w.data(), .ldw = 4, .m = 1,
                              .n = 8, .k = 4, .w_kn = true};

@@ -9,6 +9,7 @@
 //
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -237,8 +238,9 @@ __global__ void __launch_bounds__(kGatherThreads) moe_gather_kernel(const MoeGat
 constexpr int kCombineThreads = 256;
 constexpr int kCombineMaxTopK = 64;
 
-// One block per token; the token's k rows and weights staged in shared memory. Products and sums are rounded
-// separately (no FMA contraction) and j ascending, as the twin's plain loop.
+// Grid (tokens, column blocks): a block per token and block of kCombineThreads columns (float4s with kVec4), so a
+// decode step's few tokens still spread over many SMs; the token's k rows and weights staged in shared memory.
+// Products and sums are rounded separately (no FMA contraction) and j ascending, as the twin's plain loop.
 template <bool kVec4>
 __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(const MoeCombineParams p) {
   __shared__ int64_t rows[kCombineMaxTopK];
@@ -254,8 +256,10 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(const MoeC
     }
     __syncthreads();
     float* o = p.out + t * p.ld_out;
+    const int64_t first = static_cast<int64_t>(blockIdx.y) * kCombineThreads + threadIdx.x,
+                  step = static_cast<int64_t>(gridDim.y) * kCombineThreads;
     if constexpr (kVec4) {
-      for (int64_t i = threadIdx.x; i < p.hidden / 4; i += kCombineThreads) {
+      for (int64_t i = first; i < p.hidden / 4; i += step) {
         float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
         for (int j = 0; j < K; ++j) {
           if (rows[j] < 0) continue;
@@ -277,7 +281,7 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(const MoeC
         *dst = acc;
       }
     } else {
-      for (int64_t i = threadIdx.x; i < p.hidden; i += kCombineThreads) {
+      for (int64_t i = first; i < p.hidden; i += step) {
         float acc = 0.0f;
         for (int j = 0; j < K; ++j)
           if (rows[j] >= 0) acc = __fadd_rn(acc, __fmul_rn(weights[j], p.y[rows[j] * p.ld_y + i]));
@@ -401,10 +405,13 @@ void moe_combine(const MoeCombineParams& p, cudaStream_t s) {
                  "buffers");
   const bool vec4 = p.hidden % 4 == 0 && p.ld_y % 4 == 0 && p.ld_out % 4 == 0 && aligned(p.y, 16) &&
                     aligned(p.out, 16);
+  const int64_t units = vec4 ? p.hidden / 4 : p.hidden;
+  const dim3 grid(grid_for(p.n_tokens), static_cast<unsigned>(std::min<int64_t>((units + kCombineThreads - 1) /
+                                                                                     kCombineThreads, 65535)));
   if (vec4)
-    launch_pdl(moe_combine_kernel<true>, dim3(grid_for(p.n_tokens)), dim3(kCombineThreads), 0, s, p);
+    launch_pdl(moe_combine_kernel<true>, grid, dim3(kCombineThreads), 0, s, p);
   else
-    launch_pdl(moe_combine_kernel<false>, dim3(grid_for(p.n_tokens)), dim3(kCombineThreads), 0, s, p);
+    launch_pdl(moe_combine_kernel<false>, grid, dim3(kCombineThreads), 0, s, p);
   MLABENCH_CUDA(cudaGetLastError());
 }
 

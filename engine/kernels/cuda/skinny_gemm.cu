@@ -65,11 +65,12 @@ __device__ __forceinline__ float silu_times(float g, float u) {
 
 // grid (ceil(n / R), batch) (kSwiglu: ceil(n / (R / 2))); block kThreads. M: m rounded up to a power of two (rows
 // >= m are skipped). kSwiglu: the CTA's R weight rows are R / 2 gate rows and the matching R / 2 up rows. kF32:
-// float32 operands (4 a chunk), else BF16 (8 a chunk).
-template <int M, int R, bool kSwiglu, bool kF32>
+// float32 operands (4 a chunk), else BF16 (8 a chunk). kXF32: BF16 weights with a float32 x, rounded to BF16 as it
+// is read (x_f32).
+template <int M, int R, bool kSwiglu, bool kF32, bool kXF32 = false>
 __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmParams p) {
   constexpr int kElems = kF32 ? 4 : 8;
-  constexpr int64_t kEs = kF32 ? 4 : 2;
+  constexpr int64_t kEs = kF32 ? 4 : 2, kEsX = kXF32 ? 4 : kEs;
   __shared__ float red[kWarps][M * R];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int64_t b = blockIdx.y;
@@ -84,7 +85,7 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
       return j < p.n ? j : -1;
     }
   };
-  const char* x = static_cast<const char*>(p.x) + b * p.stride_x * kEs;
+  const char* x = static_cast<const char*>(p.x) + b * p.stride_x * kEsX;
   const int64_t chunks = p.k / kElems;
   uint4 wv[R];
   auto load_weights = [&](const char* w, int64_t c) {
@@ -97,16 +98,22 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
   };
   // Under a programmatic dependent launch (pdl.cuh) the weights of the first chunk (at k <= 2048 BF16, all of the
   // thread's weights) are requested before the wait: they depend on no earlier kernel unless an expert index picks
-  // them, so their stream overlaps the previous kernel's tail.
-  const char* w = static_cast<const char*>(p.w) + b * p.stride_w * kEs;
+  // them (then only where the caller says the index is old enough: w_index_early), so their stream overlaps the
+  // previous kernel's tail.
+  const bool early = p.w_index == nullptr || p.w_index_early;
+  auto weights_of = [&]() {
+    const int64_t block = p.w_index != nullptr ? static_cast<int64_t>(p.w_index[b]) : b;
+    return static_cast<const char*>(p.w) + block * p.stride_w * kEs;
+  };
+  const char* w = early ? weights_of() : nullptr;
   bool loaded = false;
-  if (p.w_index == nullptr && tid < chunks) {
+  if (early && tid < chunks) {
     load_weights(w, tid);
     loaded = true;
   }
   griddep_wait();
   griddep_launch_dependents();
-  if (p.w_index != nullptr) w = static_cast<const char*>(p.w) + p.w_index[b] * p.stride_w * kEs;
+  if (!early) w = weights_of();
   float acc[M][R];
 #pragma unroll
   for (int i = 0; i < M; ++i)
@@ -120,7 +127,15 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
     for (int i = 0; i < M; ++i) {
       if (i >= p.m) break;
       float xf[kElems];
-      unpack_chunk<kF32>(__ldg(reinterpret_cast<const uint4*>(x + i * p.ldx * kEs) + c), xf);
+      if constexpr (kXF32) {  // 8 float32 values (two 16-byte loads), each rounded to BF16
+        const float4* xr = reinterpret_cast<const float4*>(x + i * p.ldx * kEsX) + 2 * c;
+        const float4 lo = __ldg(xr), hi = __ldg(xr + 1);
+        const float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+#pragma unroll
+        for (int j = 0; j < kElems; ++j) xf[j] = __bfloat162float(__float2bfloat16_rn(v[j]));
+      } else {
+        unpack_chunk<kF32>(__ldg(reinterpret_cast<const uint4*>(x + i * p.ldx * kEs) + c), xf);
+      }
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         float wf[kElems];
@@ -184,7 +199,6 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kn_kernel(const SkinnyGe
   const int64_t col0 = (static_cast<int64_t>(blockIdx.x) * kKnCols + cx) * 8;
   const bool active = col0 < p.n;  // n % 8 == 0 (launcher)
   const auto* w = static_cast<const uint16_t*>(p.w) + b * p.stride_w;
-  const auto* x = static_cast<const uint16_t*>(p.x) + b * p.stride_x;
   uint4 wv[kKnPre];
   auto load_rows = [&](int64_t r0) {
 #pragma unroll
@@ -213,7 +227,10 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kn_kernel(const SkinnyGe
 #pragma unroll
       for (int i = 0; i < M; ++i) {
         if (i >= p.m) break;
-        const float xv = __uint_as_float(static_cast<uint32_t>(__ldg(x + i * p.ldx + r)) << 16);
+        const int64_t at = b * p.stride_x + i * p.ldx + r;
+        const float xv = p.x_f32 ? __bfloat162float(__float2bfloat16_rn(__ldg(static_cast<const float*>(p.x) + at)))
+                                 : __uint_as_float(static_cast<uint32_t>(__ldg(static_cast<const uint16_t*>(p.x) + at))
+                                                   << 16);
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[i][e] = fmaf(xv, wf[e], acc[i][e]);
       }
@@ -247,12 +264,12 @@ int sm_count() {
   return n;
 }
 
-template <int M, bool kSwiglu, bool kF32>
+template <int M, bool kSwiglu, bool kF32, bool kXF32 = false>
 void launch_rows(const SkinnyGemmParams& p, cudaStream_t s) {
   // The most weight rows per CTA that still gives two CTAs per SM: R weight loads in flight per thread (SwiGLU:
   // at least a gate and an up row).
   const int64_t w_rows = kSwiglu ? 2 * p.n : p.n, min_rows = kSwiglu ? 2 : 1;
-  int rows = M >= 8 ? 4 : 8;  // m x R sums stay within 32 registers a thread
+  int rows = M >= 8 ? 4 : 8;  // m x R sums stay within 32 registers a thread (16 rows: 160 registers, one CTA a SM)
   while (rows > min_rows && (w_rows + rows - 1) / rows * p.batch < 2 * sm_count()) rows /= 2;
   const dim3 block(kThreads);
   auto grid = [&](int r) {
@@ -261,12 +278,12 @@ void launch_rows(const SkinnyGemmParams& p, cudaStream_t s) {
   };
   switch (rows) {
     case 8:
-      if constexpr (M < 8) launch_pdl(skinny_gemm_kernel<M, 8, kSwiglu, kF32>, grid(8), block, 0, s, p);
+      if constexpr (M < 8) launch_pdl(skinny_gemm_kernel<M, 8, kSwiglu, kF32, kXF32>, grid(8), block, 0, s, p);
       break;
-    case 4: launch_pdl(skinny_gemm_kernel<M, 4, kSwiglu, kF32>, grid(4), block, 0, s, p); break;
-    case 2: launch_pdl(skinny_gemm_kernel<M, 2, kSwiglu, kF32>, grid(2), block, 0, s, p); break;
+    case 4: launch_pdl(skinny_gemm_kernel<M, 4, kSwiglu, kF32, kXF32>, grid(4), block, 0, s, p); break;
+    case 2: launch_pdl(skinny_gemm_kernel<M, 2, kSwiglu, kF32, kXF32>, grid(2), block, 0, s, p); break;
     default:
-      if constexpr (!kSwiglu) launch_pdl(skinny_gemm_kernel<M, 1, false, kF32>, grid(1), block, 0, s, p);
+      if constexpr (!kSwiglu) launch_pdl(skinny_gemm_kernel<M, 1, false, kF32, kXF32>, grid(1), block, 0, s, p);
       break;
   }
 }
@@ -282,6 +299,8 @@ void launch_epilogue(const SkinnyGemmParams& p, cudaStream_t s) {
     launch_rows<M, true, false>(p, s);
   } else if (p.dtype == DType::F32) {
     launch_rows<M, false, true>(p, s);
+  } else if (p.x_f32) {
+    launch_rows<M, false, false, true>(p, s);
   } else {
     launch_rows<M, false, false>(p, s);
   }
@@ -295,11 +314,13 @@ bool skinny_gemm_supported(const SkinnyGemmParams& p) {
   if (p.w_kn)  // BF16 [k, n] weights: 16-byte chunks of a row; x read an element at a time
     return p.dtype == DType::BF16 && p.m >= 1 && p.m <= kSkinnyKnMaxRows && !p.swiglu && p.w_index == nullptr &&
            p.n % 8 == 0 && p.ldw % 8 == 0 && p.stride_w % 8 == 0 && aligned16(p.w) && p.batch <= 65535;
-  // BF16, or float32 without an epilogue or BF16 output: whole 16-byte chunks of x and w rows.
-  const int64_t per_chunk = p.dtype == DType::F32 ? 4 : 8;
-  const bool dtype_ok = p.dtype == DType::BF16 || (p.dtype == DType::F32 && !p.swiglu && p.act == nullptr);
-  return dtype_ok && p.m >= 1 && p.m <= kSkinnyMaxRows && p.k % per_chunk == 0 && p.ldx % per_chunk == 0 &&
-         p.ldw % per_chunk == 0 && p.stride_x % per_chunk == 0 && p.stride_w % per_chunk == 0 && aligned16(p.x) &&
+  // BF16, or float32 without an epilogue or BF16 output: whole 16-byte chunks of x and w rows. A float32 x for
+  // BF16 weights (x_f32, no SwiGLU): 8 values a chunk in two 16-byte loads.
+  const int64_t per_chunk = p.dtype == DType::F32 ? 4 : 8, x_align = p.x_f32 ? 4 : per_chunk;
+  const bool dtype_ok = (p.dtype == DType::BF16 && !(p.x_f32 && p.swiglu)) ||
+                        (p.dtype == DType::F32 && !p.swiglu && p.act == nullptr && !p.x_f32);
+  return dtype_ok && p.m >= 1 && p.m <= kSkinnyMaxRows && p.k % per_chunk == 0 && p.ldx % x_align == 0 &&
+         p.ldw % per_chunk == 0 && p.stride_x % x_align == 0 && p.stride_w % per_chunk == 0 && aligned16(p.x) &&
          aligned16(p.w) && p.batch <= 65535;
 }
 

@@ -28,6 +28,9 @@ void check_skinny_gemm(const SkinnyGemmParams& p) {
   MLABENCH_CHECK(!p.w_kn || (!p.swiglu && p.w_index == nullptr),
                  "skinny_gemm: w_kn with {}. HINT: the [k, n] weight form has no SwiGLU epilogue and no w_index",
                  p.swiglu ? "the SwiGLU epilogue" : "a w_index");
+  MLABENCH_CHECK(!p.x_f32 || p.dtype == DType::BF16,
+                 "skinny_gemm: float32 x with {} weights. HINT: x_f32 rounds x to BF16 for BF16 weights; float32 "
+                 "weights take float32 x as dtype F32", dtype_name(p.dtype));
   MLABENCH_CHECK(p.act == nullptr || p.swiglu || (p.dtype != DType::F32 && p.beta == 0.0f),
                  "skinny_gemm: act output with dtype {} and beta {}. HINT: the product goes to act in BF16 or F16 and "
                  "overwrites it (beta 0); float32 products go to y",
@@ -68,10 +71,14 @@ void skinny_gemm(const SkinnyGemmParams& p) {
   for (int64_t b = 0; b < p.batch; ++b) {
     const int64_t wb = (p.w_index ? p.w_index[b] : b) * p.stride_w;
     MLABENCH_CHECK(wb >= 0, "skinny_gemm: problem {} has weight offset {}. HINT: w_index entries are >= 0", b, wb);
+    auto x_value = [&](int64_t at) {  // x_f32: a float32 x rounded to BF16 (as a cast before the product)
+      if (!p.x_f32) return value(p.x, at);
+      return bf16_to_f32(f32_to_bf16(static_cast<const float*>(p.x)[at]));
+    };
     auto dot = [&](int64_t i, int64_t row) {
       float s = 0.0f;
       for (int64_t c = 0; c < p.k; ++c)
-        s += value(p.x, b * p.stride_x + i * p.ldx + c) * value(p.w, p.w_kn ? wb + c * p.ldw + row : wb + row * p.ldw + c);
+        s += x_value(b * p.stride_x + i * p.ldx + c) * value(p.w, p.w_kn ? wb + c * p.ldw + row : wb + row * p.ldw + c);
       return s;
     };
     for (int64_t i = 0; i < p.m; ++i)
