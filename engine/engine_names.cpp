@@ -1,8 +1,10 @@
 // The names of EngineOptions' enums (mlabench/engine.h): what the CLI accepts and what results.json and the
 // bench JSON record.
 #include <array>
+#include <charconv>
 #include <utility>
 
+#include "engine/core/check.h"
 #include "mlabench/engine.h"
 
 namespace mlabench {
@@ -37,5 +39,24 @@ std::string to_string(Precision p) { return name_of(kPrecisions, p); }
 std::optional<Device> device_from_name(std::string_view name) { return value_of(kDevices, name); }
 std::optional<MlaAttention> mla_attention_from_name(std::string_view name) { return value_of(kMlaAttention, name); }
 std::optional<Precision> precision_from_name(std::string_view name) { return value_of(kPrecisions, name); }
+
+std::optional<DeviceSpec> device_spec_from_name(std::string_view name) {
+  if (const auto d = device_from_name(name)) return DeviceSpec{.device = *d, .index = 0};
+  if (!name.starts_with("cuda:")) return std::nullopt;
+  const std::string_view digits = name.substr(5);
+  int index = -1;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || index < 0 ||
+      digits.front() == '+')
+    return std::nullopt;
+  return DeviceSpec{.device = Device::CUDA, .index = index};
+}
+
+void check_cuda_device_index(int index, int count) {
+  MLABENCH_CHECK(index >= 0 && index < count,
+                 "--device cuda:{}: this process sees {} CUDA device(s), numbered 0 .. {}. HINT: pick an index below "
+                 "{} (nvidia-smi lists the GPUs; CUDA_VISIBLE_DEVICES renumbers the visible ones from 0)",
+                 index, count, count - 1, count);
+}
 
 }  // namespace mlabench

@@ -64,10 +64,18 @@ struct RollingRequest {
   std::string text;
 };
 
+/// \brief A backend that cannot answer one kind of request at all (a remote server without prompt
+/// log-probabilities asked for loglikelihoods): the evaluator records it as that task's error in results.json and
+/// goes on with the other tasks; the run then ends with an error.
+class BackendRefusal : public Error {
+ public:
+  explicit BackendRefusal(const std::string& message) : Error(message) {}
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
-  /// "engine" or "replay"; and what results.json records about it (model, device, dtype, file, ...).
+  /// "engine", "replay" or "openai"; and what results.json records about it (model, device, dtype, file, ...).
   virtual std::string kind() const = 0;
   virtual nlohmann::ordered_json describe() const = 0;
   virtual std::vector<ChoiceResult> loglikelihood(std::span<const ChoiceRequest> requests) = 0;

@@ -68,8 +68,20 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
   cmd->add_option("--threads", e.n_threads, "CPU threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--device", e.device, "where the engine runs: cpu (float32 reference engine) or cuda (GPU engine)")
-      ->transform(enum_names({Device::CPU, Device::CUDA}))
+  cmd->add_option_function<std::string>(
+         "--device",
+         [&e](const std::string& name) {
+           const DeviceSpec d = device_spec_from_name(name).value();  // the check below has accepted it
+           e.device = d.device;
+           e.device_index = d.index;
+         },
+         "where the engine runs: cpu (float32 reference engine), cuda (GPU engine on GPU 0) or cuda:N (GPU N)")
+      ->check(CLI::Validator(
+          [](std::string& input) -> std::string {
+            if (device_spec_from_name(input)) return {};
+            return "\"" + input + "\" is not cpu, cuda or cuda:N (N = 0, 1, ...: the GPU's index)";
+          },
+          "{cpu,cuda,cuda:N}"))
       ->default_str(to_string(defaults.device));
   cmd->add_option("--mla", e.mla_attention,
                   "MLA attention form: auto (decompressed for prefill, absorbed for decode), decompressed or absorbed")

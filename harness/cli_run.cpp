@@ -17,6 +17,7 @@
 #include "harness/backend.h"
 #include "harness/data/digest.h"
 #include "harness/evaluator.h"
+#include "harness/remote_backend.h"
 #include "reports/report.h"
 #include "git_commit.h"  // generated at build time (cmake/git_commit.cmake)
 
@@ -46,7 +47,13 @@ struct RunArgs {
   bool no_progress = false;
   std::vector<std::string> set;  // --set TASK.KEY=VALUE
   int sandbox_workers = 0;
-  std::string tokenizer;  // replay: whose tokens to count
+  std::string tokenizer;  // replay: whose tokens to count; openai: the served model's tokenizer
+  // --backend openai:URL
+  std::string model_name;
+  std::string api_key_env = "OPENAI_API_KEY";
+  int64_t concurrency = 64;
+  double request_timeout = 600;
+  int64_t max_length = 0;
   bool no_report = false;
   std::string shard;                    // --shard K/N or env
   int64_t shards = 0;                   // --shards N (with --shard env, or alone)
@@ -103,6 +110,34 @@ json tokenizer_provenance(const std::string& model_dir) {
   return j;
 }
 
+// --backend openai:URL: the remote server, its model, the local tokenizer; config and provenance say which (the
+// URL and the key's variable in provenance, never the key).
+std::unique_ptr<harness::Backend> open_remote_backend(const RunArgs& a, json& config, json& provenance) {
+  harness::RemoteBackendOptions ro{.base_url = a.backend.substr(7),
+                                   .model_name = a.model_name,
+                                   .api_key_env = a.api_key_env,
+                                   .tokenizer_dir = a.tokenizer,
+                                   .concurrency = a.concurrency,
+                                   .request_timeout_seconds = a.request_timeout,
+                                   .max_length = a.max_length,
+                                   .apply_chat_template = a.apply_chat_template,
+                                   .system_prompt = a.system_prompt,
+                                   .add_bos = !a.no_bos,
+                                   .log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }};
+  auto remote = std::make_unique<harness::RemoteBackend>(ro);
+  const json server = remote->server_info();
+  config = {{"backend", "openai"},
+            {"model", server["model"]},
+            {"tokenizer", a.tokenizer},
+            {"max_length", remote->max_context()},
+            {"apply_chat_template", a.apply_chat_template},
+            {"system_prompt", a.system_prompt},
+            {"add_bos", !a.no_bos}};
+  provenance["openai"] = server;
+  if (!a.tokenizer.empty()) provenance["tokenizer"] = tokenizer_provenance(a.tokenizer);
+  return remote;
+}
+
 void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
   const EngineOptions& eng = a.model.engine;
   MLABENCH_CHECK(!a.tasks.empty(), "no tasks given. HINT: --tasks mmlu,gsm8k_cot (names, globs like mmlu_*, or the "
@@ -129,8 +164,11 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
     }
     backend = harness::make_replay_backend(a.backend.substr(7), std::move(tok));
     provenance["replay_sha256"] = data::sha256_file_hex(a.backend.substr(7));
+  } else if (a.backend.starts_with("openai:")) {
+    backend = open_remote_backend(a, config, provenance);
   } else {
-    MLABENCH_CHECK(a.backend == "engine", "--backend \"{}\" is not engine or replay:FILE.jsonl", a.backend);
+    MLABENCH_CHECK(a.backend == "engine", "--backend \"{}\" is not engine, replay:FILE.jsonl or openai:URL. HINT: "
+                   "e.g. --backend openai:http://127.0.0.1:8000/v1", a.backend);
     std::unique_ptr<Engine> engine = open_engine(eng);
     const ModelSummary& s = engine->summary();
     // The CPU engine always computes in float32, whatever --precision says.
@@ -153,6 +191,7 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
       provenance["weights"]["stored_dtypes"] = info["checkpoint"]["dtypes"];
     provenance["tokenizer"] = tokenizer_provenance(eng.model_dir);
     if (!engine->device_json().empty()) provenance["device_info"] = json::parse(engine->device_json());
+    if (eng.device == Device::CUDA) provenance["device_index"] = eng.device_index;  // --device cuda:N
     backend = harness::make_engine_backend(std::move(engine), eo, config);
   }
 
@@ -169,7 +208,10 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
   o.gen = harness::parse_gen_kwargs(a.gen_kwargs);
   for (const std::string& item : a.set) harness::add_task_override(o.task_overrides, item);
   o.sandbox_workers = a.sandbox_workers;
-  o.batch_docs = a.batch_docs > 0 ? a.batch_docs : eng.device == Device::CUDA ? 256 : 64;
+  // A remote server batches across all requests in flight: 256 documents per batch keep --concurrency busy.
+  o.batch_docs = a.batch_docs > 0                                              ? a.batch_docs
+                 : eng.device == Device::CUDA || backend->kind() == "openai" ? 256
+                                                                             : 64;
   o.progress = !a.no_progress;
   o.config = config;
   o.provenance = provenance;
@@ -182,6 +224,10 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
                            {"generation_override", o.gen.seed ? json(*o.gen.seed) : json(nullptr)}};
   const harness::EvalOutcome out = harness::evaluate(*backend, o);
   std::printf("%s", harness::format_results_table(out.results).c_str());
+  if (!out.errors.empty()) {  // refused tasks: the others' results are written; the run still fails
+    std::printf("results: %s (%zu task(s) refused)\n", out.results_path.c_str(), out.errors.size());
+    MLABENCH_FAIL("{}", fmt::join(out.errors, "\n"));
+  }
   std::printf("results: %s (%lld documents scored, %lld resumed)\n", out.results_path.c_str(),
               static_cast<long long>(out.docs_scored), static_cast<long long>(out.docs_resumed));
   if (!a.no_report) {
@@ -205,7 +251,9 @@ void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> com
   add_model_args(cmd, a->model, true);
   cmd->add_option("--tasks", a->tasks, "tasks, comma-separated: names, globs (mmlu_*), suites (deepseek-v2-paper)")
       ->required();
-  cmd->add_option("--backend", a->backend, "engine (the embedded engine: --model, --device) or replay:FILE.jsonl")
+  cmd->add_option("--backend", a->backend,
+                  "engine (the embedded engine: --model, --device), replay:FILE.jsonl, or openai:URL (an "
+                  "OpenAI-compatible server's /v1 base: vLLM, SGLang, mlabench serve)")
       ->capture_default_str();
   cmd->add_option("--limit", a->limit, "at most N documents per subtask (the first ones)")
       ->check(CLI::NonNegativeNumber);
@@ -233,7 +281,23 @@ void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> com
   cmd->add_option("--sandbox-workers", a->sandbox_workers,
                   "programs graded at once, 0..1024 (default 0: one per core)")
       ->check(CLI::Range(0, 1024));
-  cmd->add_option("--tokenizer", a->tokenizer, "replay backend: the model folder whose tokenizer measures prompts");
+  cmd->add_option("--tokenizer", a->tokenizer,
+                  "replay backend: the model folder whose tokenizer measures prompts; openai backend: the served "
+                  "model's folder (tokenizer.json), needed for loglikelihood tasks and token lengths");
+  cmd->add_option("--model-name", a->model_name, "openai backend: the server's model id (default: the first of GET "
+                  "/v1/models)");
+  cmd->add_option("--api-key-env", a->api_key_env, "openai backend: the environment variable holding the API key "
+                  "(sent as a Bearer token, never recorded)")
+      ->capture_default_str();
+  cmd->add_option("--concurrency", a->concurrency, "openai backend: requests in flight at most")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}))
+      ->capture_default_str();
+  cmd->add_option("--request-timeout", a->request_timeout, "openai backend: seconds one request may take")
+      ->check(CLI::Range(0.001, 86400.0))
+      ->capture_default_str();
+  cmd->add_option("--max-length", a->max_length, "openai backend: the model's window in tokens, for truncating "
+                  "contexts from the left (default: the server's max_model_len from /v1/models)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-report", a->no_report, "do not write report.html next to results.json");
   cmd->add_option("--shard", a->shard,
                   "run part K of N (K/N, K = 0..N-1): every subtask's documents K, K+N, ...; or env: from "

@@ -685,8 +685,12 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
       MLABENCH_FAIL("{} is not JSON ({}). HINT: remove the folder to start afresh", run_json.string(), e.what());
     }
     std::vector<std::string> differ;
+    // Compared as unordered JSON: run.json is read back with its keys sorted, while the identity keeps the order
+    // its writers chose.
     for (const auto& [k, v] : identity.items())
-      if (!old.contains("identity") || !old["identity"].contains(k) || old["identity"][k] != v) differ.push_back(k);
+      if (!old.contains("identity") || !old["identity"].contains(k) ||
+          nlohmann::json(old["identity"][k]) != nlohmann::json(v))
+        differ.push_back(k);
     MLABENCH_CHECK(differ.empty(), "--resume: the run in {} was started with different {}. HINT: resume with the "
                    "same options, or choose another --output folder",
                    o.output_dir.string(), fmt::join(differ, ", "));
@@ -711,7 +715,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
   Progress progress(o.progress, total_docs);
   json results = json::object(), groups = json::object(), group_subtasks = json::object(), n_samples = json::object();
   json configs = json::object(), versions = json::object(), protocols = json::object(), n_shot = json::object();
-  json higher = json::object(), breakdowns = json::object(), code_gradings = json::object();
+  json higher = json::object(), breakdowns = json::object(), code_gradings = json::object(), errors = json::object();
   for (const tasks::Task& task : loaded) {
     SamplesFile samples(o.output_dir / fmt::format("samples_{}.jsonl", task.name), resume);
     std::vector<json> lines = samples.loaded();
@@ -720,22 +724,31 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
     outcome.docs_resumed += static_cast<int64_t>(lines.size());
     progress.skip(static_cast<int64_t>(done.size()));
 
-    for (const tasks::Subtask& sub : task.subtasks) {
-      std::vector<const tasks::TaskDoc*> pending;  // this shard's documents not in the samples file yet
-      for (const tasks::TaskDoc* d : shard_docs(sub.docs, o.shard))
-        if (!done.contains({sub.name, d->doc_id})) pending.push_back(d);
-      MLABENCH_CHECK(!merging || pending.empty(), "merge: document {} of {} is in no shard's samples. HINT: the "
-                     "shards were run on other data or with other options; merge shards of one run",
-                     pending.empty() ? 0 : pending[0]->doc_id, sub.name);
-      for (size_t at = 0; at < pending.size(); at += static_cast<size_t>(o.batch_docs)) {
-        const size_t n = std::min(pending.size() - at, static_cast<size_t>(o.batch_docs));
-        std::vector<json> batch =
-            score_documents(backend, task, sub, std::span(pending).subspan(at, n), o.gen, pool.get(), o.output_dir);
-        samples.append(batch);
-        for (json& l : batch) lines.push_back(std::move(l));
-        outcome.docs_scored += static_cast<int64_t>(n);
-        progress.advance(task.name, static_cast<int64_t>(n));
+    try {
+      for (const tasks::Subtask& sub : task.subtasks) {
+        std::vector<const tasks::TaskDoc*> pending;  // this shard's documents not in the samples file yet
+        for (const tasks::TaskDoc* d : shard_docs(sub.docs, o.shard))
+          if (!done.contains({sub.name, d->doc_id})) pending.push_back(d);
+        MLABENCH_CHECK(!merging || pending.empty(), "merge: document {} of {} is in no shard's samples. HINT: the "
+                       "shards were run on other data or with other options; merge shards of one run",
+                       pending.empty() ? 0 : pending[0]->doc_id, sub.name);
+        for (size_t at = 0; at < pending.size(); at += static_cast<size_t>(o.batch_docs)) {
+          const size_t n = std::min(pending.size() - at, static_cast<size_t>(o.batch_docs));
+          std::vector<json> batch =
+              score_documents(backend, task, sub, std::span(pending).subspan(at, n), o.gen, pool.get(), o.output_dir);
+          samples.append(batch);
+          for (json& l : batch) lines.push_back(std::move(l));
+          outcome.docs_scored += static_cast<int64_t>(n);
+          progress.advance(task.name, static_cast<int64_t>(n));
+        }
       }
+    } catch (const BackendRefusal& e) {
+      // The backend cannot answer this task's kind of request at all: the task gets an error, not a score; the
+      // other tasks still run, and the run ends with the error (cli_run.cpp).
+      errors[task.name] = e.what();
+      outcome.errors.push_back(fmt::format("task {}: {}", task.name, e.what()));
+      std::fprintf(stderr, "error: task %s refused: %s\n", task.name.c_str(), e.what());
+      continue;
     }
 
     // Aggregate from the samples lines in document order, whichever invocation scored them.
@@ -787,6 +800,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
                      {"config", o.config},         {"backend", backend.describe()},
                      {"gen_kwargs", gen_overrides_json(o.gen)},            {"provenance", provenance}};
   if (!code_gradings.empty()) outcome.results["code_grading"] = code_gradings;
+  if (!errors.empty()) outcome.results["errors"] = errors;  // tasks the backend refused (BackendRefusal)
   if (o.shard.count > 1)  // metrics over this shard's documents only; mlabench merge gives the whole run's
     outcome.results["shard"] = {{"index", o.shard.index}, {"count", o.shard.count}};
   outcome.results_path = o.output_dir / "results.json";

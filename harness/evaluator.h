@@ -76,6 +76,9 @@ struct EvalOutcome {
   std::filesystem::path results_path;
   int64_t docs_scored = 0;   ///< documents sent to the backend by this invocation
   int64_t docs_resumed = 0;  ///< documents read back from samples files (--resume)
+  /// Tasks the backend refused (BackendRefusal), "task NAME: message"; also results.json "errors" {task: message}.
+  /// The other tasks' results are complete; the CLI exits with an error after writing them.
+  std::vector<std::string> errors;
 };
 
 /// \brief Runs the tasks on `backend`; writes output_dir/{run.json, samples_<task>.jsonl, results.json}.

@@ -2,6 +2,9 @@
 target_sources(mlabench_harness PRIVATE
   harness/backend.cpp
   harness/evaluator.cpp
+  # --backend openai:URL: an OpenAI-compatible server as a backend, over libcurl multi.
+  harness/http_client.cpp
+  harness/remote_backend.cpp
   harness/oracle.cpp
   harness/shards.cpp
   # `mlabench serve`: the OpenAI protocol (no HTTP, no engine) and the HTTP server over a live session.

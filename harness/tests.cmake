@@ -7,6 +7,10 @@ add_dependencies(test_evaluator mlabench)
 # MLABENCH_TEST_SHORT=1 at a quarter.
 mlabench_add_harness_test(test_serve harness harness/test_serve.cpp)
 mlabench_add_harness_test(test_serve_load harness-slow harness/test_serve_load.cpp)
+# --backend openai:URL (harness/remote_backend.cpp) against an in-process `serve` on a loopback port (results equal
+# the engine backend's) and against stub servers (no prompt logprobs, 429/500, hangs, kills, bad answers).
+mlabench_add_harness_test(test_remote_backend harness harness/test_remote_backend.cpp)
+add_dependencies(test_remote_backend mlabench)
 # The official openai npm client against a running `mlabench serve` (tests/serve_client; tools/bootstrap.sh test
 # runs npm ci there). Reports SKIPPED (exit 77) where node or node_modules are missing.
 if(MLABENCH_HAS_HTTPLIB)

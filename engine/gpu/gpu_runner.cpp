@@ -102,8 +102,13 @@ class GpuRunner final : public serving::ModelRunner {
     MLABENCH_CHECK(gpu::cuda_device_available(&why),
                    "--device cuda needs a CUDA GPU: {}. HINT: run on a machine with an NVIDIA GPU, or use --device cpu",
                    why);
+    int devices = 0;  // --device cuda:N: this runner's GPU, selected before anything is allocated
+    MLABENCH_CUDA(cudaGetDeviceCount(&devices));
+    check_cuda_device_index(o.device_index, devices);
+    device_ = o.device_index;
+    MLABENCH_CUDA(cudaSetDevice(device_));
     cudaDeviceProp prop{};
-    MLABENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
+    MLABENCH_CUDA(cudaGetDeviceProperties(&prop, device_));
     gpu_name_ = prop.name;
     total_gib_ = static_cast<double>(prop.totalGlobalMem) / 1073741824.0;
     cudaDriverGetVersion(&driver_);
@@ -223,6 +228,7 @@ class GpuRunner final : public serving::ModelRunner {
   gpu::KvPools pools_;
   int32_t trash_block_ = 0;
   std::string gpu_name_;
+  int device_ = 0;  // the CUDA device (--device cuda:N); steps may run on another thread (a live session)
   int driver_ = 0;
   double total_gib_ = 0;
   double copy_gbps_ = 0;  // measured at start-up, before the KV cache takes the free memory
@@ -250,6 +256,7 @@ class GpuRunner final : public serving::ModelRunner {
 };
 
 void GpuRunner::execute(const serving::StepPlan& plan, serving::StepOutput& out) {
+  MLABENCH_CUDA(cudaSetDevice(device_));  // the calling thread's current device (a live session's thread)
   const int64_t bs = limits_.block_size, V = config_.vocab_size;
   // Decode-only steps replay a CUDA graph captured for their shape bucket: the batch is padded to a power of two
   // with rows that write to the reserved trash block, and the block table to a power-of-two width. Every decode

@@ -147,9 +147,9 @@ class ServeTest : public ::testing::Test {
     delete ref_;
   }
   static Reply call(const std::string& method, const std::string& path, const std::string& body = "",
-                    serve::Server* s = nullptr) {
+                    serve::Server* s = nullptr, int read_timeout_s = 120) {
     httplib::Client cli("127.0.0.1", (s ? s : server_)->port());
-    cli.set_read_timeout(120);
+    cli.set_read_timeout(read_timeout_s);
     httplib::Result r = method == "GET"    ? cli.Get(path)
                         : method == "PUT"  ? cli.Put(path, body, "application/json")
                                            : cli.Post(path, body, "application/json");
@@ -425,10 +425,14 @@ TEST_F(ServeTest, BadRequestsGetClearErrorsAndTheServerStaysUp) {
 TEST_F(ServeTest, TooManyRequestsGet429) {
   serve::Server small(*ref_, {.port = 0, .model_name = "tiny", .max_concurrent = 1});
   small.start();
-  // One long request holds the only slot; the next is refused while it runs.
+  // One long request holds the only slot; the next is refused while it runs. 400 tokens take ~1 s in a Release
+  // build and about a minute under ASan on a loaded 2-core CI machine: the window is wide either way, and the busy
+  // client waits long enough that its request ends normally (a client that gives up leaves the server generating,
+  // holding the slot, and the last request below would be refused too).
   std::thread busy([&] {
     const Reply r = call("POST", "/v1/completions",
-                         json{{"prompt", "x"}, {"max_tokens", 2400}, {"temperature", 0}, {"stop", "\x01"}}.dump(), &small);
+                         json{{"prompt", "x"}, {"max_tokens", 400}, {"temperature", 0}, {"stop", "\x01"}}.dump(), &small,
+                         900);
     EXPECT_EQ(r.status, 200) << r.raw;
   });
   Reply refused;

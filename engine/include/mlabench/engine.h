@@ -52,6 +52,15 @@ std::string to_string(Precision p);
 std::optional<Device> device_from_name(std::string_view name);
 std::optional<MlaAttention> mla_attention_from_name(std::string_view name);
 std::optional<Precision> precision_from_name(std::string_view name);
+/// A --device value: "cpu", "cuda" (GPU 0) or "cuda:N" (GPU N, N >= 0 in decimal); nullopt for anything else.
+struct DeviceSpec {
+  Device device = Device::CPU;
+  int index = 0;
+};
+std::optional<DeviceSpec> device_spec_from_name(std::string_view name);
+/// \brief Throws Error unless 0 <= index < count (the CUDA devices this process sees), naming the count and
+/// CUDA_VISIBLE_DEVICES; the GPU engine calls it before cudaSetDevice(index).
+void check_cuda_device_index(int index, int count);
 
 /// Every option of the engine, from the CLI (harness/cli_model.cpp binds its flags to these fields) to the
 /// runners; the defaults are written here and nowhere else (derived sizes: engine/serving/limits.h).
@@ -59,6 +68,7 @@ struct EngineOptions {
   std::string model_dir{};  ///< folder with config.json (and weights unless random_weights_seed is set)
   std::optional<uint64_t> random_weights_seed{};  ///< build weights from config.json alone (see docs/engine.md)
   Device device = Device::CPU;
+  int device_index = 0;  ///< --device cuda:N: the GPU the engine selects (cudaSetDevice) before allocating
   MlaAttention mla_attention = MlaAttention::AUTO;  ///< the CPU engine's MLA form (the GPU engine takes AUTO's)
   int n_threads = 0;  ///< CPU threads; 0 = all cores
   // The serving core, both devices (docs/engine.md "The serving core").
