@@ -3,11 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <fstream>
 
 #include "engine/core/check.h"
-#include "engine/core/input_file.h"
-#include "engine/core/json_limits.h"
+#include "harness/replay_file.h"
 
 namespace mlabench::harness {
 
@@ -180,54 +178,7 @@ class EngineBackend final : public Backend {
 class ReplayBackend final : public Backend {
  public:
   ReplayBackend(const std::string& path, std::unique_ptr<Tokenizer> tokenizer)
-      : path_(path), tokenizer_(std::move(tokenizer)) {
-    refuse_non_regular_file(path, "replay file");
-    std::ifstream in(path);
-    MLABENCH_CHECK(in.good(), "cannot read the replay file {}. HINT: --backend replay:FILE.jsonl takes a JSONL file "
-                   "of recorded outputs (docs/harness.md)",
-                   path);
-    std::string line;
-    int64_t n = 0;
-    while (std::getline(in, line)) {
-      ++n;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      nlohmann::json j;
-      try {
-        j = parse_json_bounded(line, path + ":" + std::to_string(n));
-      } catch (const nlohmann::json::exception& e) {
-        MLABENCH_FAIL("{}:{}: not a JSON object ({}). HINT: one object per line: {{\"task\": T, \"doc_id\": N, "
-                      "\"logprobs\": [...]}} or {{..., \"responses\": [\"...\"]}}",
-                      path, n, e.what());
-      }
-      MLABENCH_CHECK(j.is_object() && j.contains("task") && j["task"].is_string() && j.contains("doc_id") &&
-                         j["doc_id"].is_number_integer() && (j.contains("logprobs") || j.contains("responses")),
-                     "{}:{}: a replay line needs \"task\" (string), \"doc_id\" (integer) and \"logprobs\" or "
-                     "\"responses\". HINT: task is the subtask name (mmlu_anatomy), doc_id the 0-based row",
-                     path, n);
-      Entry e;
-      e.line = n;
-      if (j.contains("logprobs")) {
-        MLABENCH_CHECK(j["logprobs"].is_array(), "{}:{}: \"logprobs\" must be an array of numbers", path, n);
-        for (const auto& v : j["logprobs"]) {
-          MLABENCH_CHECK(v.is_number(), "{}:{}: \"logprobs\" must be an array of numbers", path, n);
-          e.logprobs.push_back(v.get<double>());
-        }
-      }
-      if (j.contains("responses")) {
-        MLABENCH_CHECK(j["responses"].is_array() && !j["responses"].empty(),
-                       "{}:{}: \"responses\" must be a non-empty array of strings", path, n);
-        for (const auto& v : j["responses"]) {
-          MLABENCH_CHECK(v.is_string(), "{}:{}: \"responses\" must be a non-empty array of strings", path, n);
-          e.responses.push_back(v.get<std::string>());
-        }
-      }
-      const auto key = std::make_pair(j["task"].get<std::string>(), j["doc_id"].get<int64_t>());
-      MLABENCH_CHECK(!entries_.contains(key), "{}:{}: a second line for task {} doc_id {} (the first is line {}). "
-                     "HINT: one line per document",
-                     path, n, key.first, key.second, entries_[key].line);
-      entries_[key] = std::move(e);
-    }
-  }
+      : path_(path), tokenizer_(std::move(tokenizer)), entries_(read_replay_file(path)) {}
 
   std::string kind() const override { return "replay"; }
   const Tokenizer* tokenizer() const override { return tokenizer_.get(); }
@@ -281,11 +232,7 @@ class ReplayBackend final : public Backend {
   }
 
  private:
-  struct Entry {
-    int64_t line = 0;
-    std::vector<double> logprobs;
-    std::vector<std::string> responses;
-  };
+  using Entry = ReplayEntry;
   const Entry& find(const std::string& task, int64_t doc_id) const {
     auto it = entries_.find({task, doc_id});
     MLABENCH_CHECK(it != entries_.end(), "{} has no line for task {} doc_id {}. HINT: the replay file needs one line "
@@ -296,7 +243,7 @@ class ReplayBackend final : public Backend {
 
   std::string path_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::map<std::pair<std::string, int64_t>, Entry> entries_;
+  std::map<ReplayKey, ReplayEntry> entries_;
 };
 
 }  // namespace

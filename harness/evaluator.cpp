@@ -95,36 +95,6 @@ GenerationOverrides parse_gen_kwargs(const std::string& text) {
   return g;
 }
 
-void add_task_override(std::map<std::string, json>& overrides, const std::string& item) {
-  const size_t eq = item.find('=');
-  const size_t dot = item.find('.');
-  MLABENCH_CHECK(eq != std::string::npos && dot != std::string::npos && dot > 0 && dot + 1 < eq,
-                 "--set \"{}\" is not TASK.KEY=VALUE. HINT: e.g. --set niah.generator.context_lengths=[1000,4000]",
-                 item);
-  const std::string text = item.substr(eq + 1);
-  json value;
-  try {
-    value = parse_json_bounded(text, "--set " + item.substr(0, eq));
-  } catch (const nlohmann::json::parse_error&) {
-    value = text;  // not JSON: the value is the text itself
-  }
-  std::vector<std::string> path;
-  std::stringstream keys(item.substr(dot + 1, eq - dot - 1));
-  for (std::string key; std::getline(keys, key, '.');) {
-    MLABENCH_CHECK(!key.empty(), "--set \"{}\": an empty key. HINT: keys are separated by single dots", item);
-    path.push_back(key);
-  }
-  MLABENCH_CHECK(path.size() <= 16, "--set {}: {} keys deep; a task spec nests its settings at most a few levels. "
-                 "HINT: --set TASK.KEY=VALUE or TASK.KEY.SUBKEY=VALUE (docs/tasks.md lists the keys)",
-                 item.substr(0, eq), path.size());
-  json patch = std::move(value);
-  for (auto it = path.rbegin(); it != path.rend(); ++it) patch = json{{*it, std::move(patch)}};
-  json& task = overrides[item.substr(0, dot)];
-  if (!task.is_object()) task = json::object();
-  // Several --set items for one task combine; a later one wins where they name the same key.
-  task.merge_patch(patch);
-}
-
 void write_file_atomically(const fs::path& path, const std::string& text) {
   // Temp, fsync, rename, fsync the folder: a kill or a full disk leaves the old file or the new one, never a cut one.
   const fs::path tmp = path.string() + ".tmp";

@@ -16,6 +16,7 @@
 
 #include "harness/backend.h"
 #include "harness/data/fetch.h"
+#include "harness/task_override.h"
 
 namespace mlabench::harness {
 
@@ -30,10 +31,6 @@ struct GenerationOverrides {
 /// \brief Parses "temperature=0.7,top_p=0.95,max_gen_toks=512,seed=3,repeats=20,until=\n\n|Q:" (until: '|'-separated,
 /// with \n and \t escapes). Throws Error naming a bad key or value.
 GenerationOverrides parse_gen_kwargs(const std::string& text);
-
-/// \brief Adds one --set item, "TASK.KEY[.KEY...]=VALUE", to `overrides` (task -> JSON merge patch). VALUE is
-/// JSON when it parses as JSON, else a string. Throws Error naming the item otherwise.
-void add_task_override(std::map<std::string, nlohmann::ordered_json>& overrides, const std::string& item);
 
 /// One of N deterministic parts of a run (`--shard K/N`): every subtask's documents at positions K, K + N, ...
 struct Shard {

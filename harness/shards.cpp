@@ -109,8 +109,9 @@ void gather_shards(const EvalOptions& o, const json& identity, const std::vector
     std::vector<std::string> differ;
     json theirs = run["identity"];
     theirs.erase("shard");
+    // Compared as unordered JSON: run.json comes back with its keys sorted, the identity in its writers' order.
     for (const auto& [k, v] : identity.items())
-      if (!theirs.contains(k) || theirs[k] != v) differ.push_back(k);
+      if (!theirs.contains(k) || nlohmann::json(theirs[k]) != nlohmann::json(v)) differ.push_back(k);
     for (const auto& [k, v] : theirs.items())
       if (!identity.contains(k)) differ.push_back(k);
     MLABENCH_CHECK(differ.empty(), "merge: shard {} in {} was run with different {} than the merge asks for. HINT: "

@@ -6,6 +6,9 @@ target_sources(mlabench_harness PRIVATE
   harness/http_client.cpp
   harness/remote_backend.cpp
   harness/oracle.cpp
+  # Light parsers with no engine dependency (also built into the fuzz targets, cmake/fuzz.cmake).
+  harness/replay_file.cpp
+  harness/task_override.cpp
   harness/shards.cpp
   # `mlabench serve`: the OpenAI protocol (no HTTP, no engine) and the HTTP server over a live session.
   harness/serve/openai_protocol.cpp

@@ -364,7 +364,11 @@ std::vector<FilterPipeline> parse_filters(const SpecFields& spec) {
                      "docs/tasks.md",
                      spec.file().string(), s.name("function"), step.kind, fmt::join(FILTER_FUNCTIONS, ", "));
       if (step.kind == "regex") step.pattern = s.string("regex_pattern");
-      step.group_select = static_cast<int>(s.integer_or("group_select", 0));
+      const int64_t group_select = s.integer_or("group_select", 0);
+      MLABENCH_CHECK(group_select >= -1000 && group_select <= 1000,
+                     "{}: {} is {}. HINT: which regex match to keep: 0 the first, -1 the last (-1000 .. 1000)",
+                     spec.file().string(), s.name("group_select"), group_select);
+      step.group_select = static_cast<int>(group_select);
       step.fallback = s.string_or("fallback", step.fallback);
       pipeline.steps.push_back(std::move(step));
     }
@@ -532,10 +536,10 @@ TaskSpec parse_task_spec(const SpecEntry& entry) {
   out.is_group = entry.kind == SpecKind::GROUP;
   out.config = entry.resolved;
   const int64_t version = spec.integer_or("version", 0);
-  MLABENCH_CHECK(version > 0,
-                 "{}: missing or non-positive field 'version'. HINT: every task carries a version, "
+  MLABENCH_CHECK(version > 0 && version <= 1000000,
+                 "{}: missing or out-of-range field 'version' ({}). HINT: every task carries a version (1 .. 1000000), "
                  "bumped whenever its prompts, data handling or scoring change",
-                 entry.file.string());
+                 entry.file.string(), version);
   out.version = static_cast<int>(version);
   out.dataset = spec.string("dataset");
   out.protocol = spec.string("protocol");
@@ -581,9 +585,10 @@ TaskSpec parse_task_spec(const SpecEntry& entry) {
                  entry.file.string(), out.doc_to_choice.empty() ? "absent" : "present", spec.string("output_type"));
   out.target_delimiter = spec.string_or("target_delimiter", out.target_delimiter);
   out.fewshot_delimiter = spec.string_or("fewshot_delimiter", out.fewshot_delimiter);
-  out.num_fewshot = static_cast<int>(spec.integer_or("num_fewshot", 0));
-  MLABENCH_CHECK(out.num_fewshot >= 0, "{}: num_fewshot {} is negative. HINT: 0 or more", entry.file.string(),
-                 out.num_fewshot);
+  const int64_t num_fewshot = spec.integer_or("num_fewshot", 0);
+  MLABENCH_CHECK(num_fewshot >= 0 && num_fewshot <= 10000, "{}: num_fewshot {} is out of range. HINT: 0 .. 10000",
+                 entry.file.string(), num_fewshot);
+  out.num_fewshot = static_cast<int>(num_fewshot);
   out.fewshot = parse_fewshot(spec);
   MLABENCH_CHECK(out.fewshot.samples || !out.fewshot_split.empty() || out.num_fewshot == 0,
                  "{}: num_fewshot is {} but there is neither a fewshot_split nor fewshot.samples. HINT: name the split "

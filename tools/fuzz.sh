@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 secs=${1:-30}
 [[ $# -gt 0 ]] && shift
-all_targets=(safetensors config tokenizer sentencepiece chat_template pickle_string manifest report archive serve_request)
+all_targets=(safetensors config tokenizer sentencepiece chat_template pickle_string manifest report archive serve_request replay task_spec)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
 build=$root/build-fuzz

@@ -445,9 +445,10 @@ bool python_equal(const PyValue& a, const PyValue& b) {
       return true;
     case K::DICT:
       if (a.entries.size() != b.entries.size()) return false;
-      for (const auto& [key, value] : a.entries) {
-        const auto it = std::find_if(b.entries.begin(), b.entries.end(), [&](const auto& e) { return e.first == key; });
-        if (it == b.entries.end() || !python_equal(value, it->second)) return false;
+      for (const auto& entry : a.entries) {  // not a structured binding: clang 14 (the fuzz build) cannot capture one
+        const auto it =
+            std::find_if(b.entries.begin(), b.entries.end(), [&](const auto& e) { return e.first == entry.first; });
+        if (it == b.entries.end() || !python_equal(entry.second, it->second)) return false;
       }
       return true;
     default:

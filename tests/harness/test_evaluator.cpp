@@ -16,6 +16,7 @@
 
 #include "harness/evaluator.h"
 #include "harness/oracle.h"
+#include "harness/replay_file.h"
 #include "tests/harness/eval_test_util.h"
 
 namespace mlabench::harness {
@@ -97,6 +98,44 @@ TEST(Evaluator, ReplayErrorsNameTheLineAndTheMissingDocument) {
   }
   test::expect_error_with([&] { run_replay(dir / "short.jsonl", "gsm8k", dir / "run", 2); },
                           {"short.jsonl", "gsm8k doc_id 1"});
+}
+
+// The replay file reader alone (harness/replay_file.h, also fuzzed: tests/fuzz/fuzz_replay.cpp): blank lines are
+// skipped, both kinds of line are kept, and every malformed line is an Error naming the file and line.
+TEST(Evaluator, ReplayFileReaderChecksEveryLine) {
+  const fs::path dir = fresh_dir("replay-reader");
+  const auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  const auto entries = read_replay_file(write("ok.jsonl", "\n  \r\n"
+      R"({"task": "a", "doc_id": 0, "logprobs": [-1, -2.5]})" "\r\n"
+      R"({"task": "b", "doc_id": 3, "responses": ["x", "y"], "logprobs": [0]})" "\n"));
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries.at({"a", 0}).line, 3);
+  EXPECT_EQ(entries.at({"a", 0}).logprobs, (std::vector<double>{-1, -2.5}));
+  EXPECT_EQ(entries.at({"b", 3}).responses, (std::vector<std::string>{"x", "y"}));
+  const std::vector<std::pair<std::string, std::vector<std::string>>> refused = {
+      {R"({"task": "a", "doc_id": 0, "logprobs": [-1]})" "\n" R"({"task": "a", "doc_id": 0, "logprobs": [-2]})",
+       {":2: a second line for task a doc_id 0 (the first is line 1)", "HINT"}},
+      {R"({"task": 1, "doc_id": 0, "logprobs": [-1]})", {":1: a replay line needs", "HINT"}},
+      {R"({"task": "a", "doc_id": 0.5, "logprobs": [-1]})", {":1: a replay line needs", "HINT"}},
+      {R"({"task": "a", "doc_id": 0})", {":1: a replay line needs", "HINT"}},
+      {R"({"task": "a", "doc_id": 0, "logprobs": [-1, "x"]})", {":1: \"logprobs\" must be an array of numbers"}},
+      {R"({"task": "a", "doc_id": 0, "responses": []})", {":1: \"responses\" must be a non-empty array"}},
+      {R"({"task": "a", "doc_id": 0, "logprobs": [1e999]})", {"bad.jsonl:1"}},
+      {R"({"task": "a", "doc_id": 0, "logprobs": )" + std::string(200, '[') + std::string(200, ']') + "}",
+       {"bad.jsonl:1", "deeper than 100"}},
+      {R"({"task": "a", "doc_id": -1, "logprobs": [-1]})", {":1: doc_id -1 is not a document row", "HINT"}},
+      {R"({"task": "a", "doc_id": 18446744073709551615, "logprobs": [-1]})",
+       {":1: doc_id 18446744073709551615 is not a document row"}},  // would wrap to -1
+      {"[1]\n", {":1: a replay line needs"}},
+      {"{not json", {":1: not a JSON object", "HINT"}}};
+  for (const auto& [text, words] : refused) {
+    const std::string file = write("bad.jsonl", text);
+    test::expect_error_with([&] { read_replay_file(file); }, words);
+  }
+  test::expect_error_with([&] { read_replay_file((dir / "none.jsonl").string()); }, {"none.jsonl"});
 }
 
 json comparable(const json& results) {
@@ -260,6 +299,7 @@ TEST(Evaluator, TaskOverridesParse) {
   EXPECT_EQ(o["humaneval"], json::parse(R"({"scorer": {"timeout_s": 5}})"));
   test::expect_error_with([&] { add_task_override(o, "niah=1"); }, {"TASK.KEY=VALUE", "HINT"});
   test::expect_error_with([&] { add_task_override(o, "niah..x=1"); }, {"empty key"});
+  test::expect_error_with([&] { add_task_override(o, "niah.x.=1"); }, {"niah.x.=1", "empty key after the last dot"});
   // Bounded: a value nested 50,000 deep and a key path 1,000 deep are refused before anything walks them.
   test::expect_error_with([&] { add_task_override(o, "niah.x=" + std::string(50000, '[') + std::string(50000, ']')); },
                           {"--set niah.x: JSON nested deeper than 100 levels", "HINT"});

@@ -12,6 +12,7 @@
 
 #include "harness/evaluator.h"
 #include "harness/oracle.h"
+#include "harness/shards.h"
 #include "tests/harness/eval_test_util.h"
 
 namespace mlabench::harness {
@@ -66,6 +67,26 @@ TEST(Shards, ParseShardFromFlagsAndTheSchedulersEnvironment) {
 
 // Four shards of MMLU and GSM8K (an answer key right on some documents only), merged: the results of the
 // unsharded run, every object of results.json but the provenance.
+// run.json comes back with its keys sorted; an identity whose objects keep another order (the engine backend's
+// config) is still the same identity, and a value that differs is still named.
+TEST(Shards, MergeComparesIdentitiesRegardlessOfKeyOrder) {
+  const fs::path dir = fresh_dir("shards-key-order");
+  json identity = {{"tasks", "mmlu"}, {"config", {{"model", "m"}, {"device", "cuda"}, {"backend", "engine"}}}};
+  json stored = identity;
+  stored["shard"] = "0/1";
+  fs::create_directories(dir / "s0");
+  std::ofstream(dir / "s0" / "run.json") << json{{"identity", stored}}.dump();
+  std::ofstream(dir / "s0" / "results.json") << "{}";
+  EvalOptions o;
+  o.merge_from = {dir / "s0"};
+  o.output_dir = dir / "merged";
+  fs::create_directories(o.output_dir);
+  EXPECT_NO_THROW(gather_shards(o, identity, {}));
+  json other = identity;
+  other["config"]["device"] = "cpu";
+  test::expect_error_with([&] { gather_shards(o, other, {}); }, {"config", "different"});
+}
+
 TEST(Shards, FourShardsMergeToTheUnshardedResults) {
   MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("shards");

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <string>
+#include <tuple>
 
 #include "engine/core/check.h"
 #include "tasks/data_table.h"
@@ -231,7 +233,18 @@ TEST(TaskSpecs, UnknownHookAndMissingVersionAreSpecErrors) {
   spec.replace(spec.find("\"version\": 1, "), 14, "");
   specs.write("tinyjsonl.json", spec);
   message = error_of([&] { load_task("tinyjsonl", malformed_options(specs)); });
-  EXPECT_NE(message.find("tinyjsonl.json: missing or non-positive field 'version'"), std::string::npos) << message;
+  EXPECT_NE(message.find("tinyjsonl.json: missing or out-of-range field 'version'"), std::string::npos) << message;
+
+  // Integers the spec keeps as int are range-checked, not truncated (4294967297 would have become version 1).
+  for (const auto& [from, to, what] :
+       {std::tuple{"\"version\": 1, ", "\"version\": 4294967297, ", "out-of-range field 'version' (4294967297)"},
+        std::tuple{"\"version\": 1, ", "\"version\": 1, \"num_fewshot\": 2147483648, ", "num_fewshot 2147483648 is out of range"}}) {
+    spec = TINY_JSONL;
+    spec.replace(spec.find(from), std::string(from).size(), to);
+    specs.write("tinyjsonl.json", spec);
+    message = error_of([&] { load_task("tinyjsonl", malformed_options(specs)); });
+    EXPECT_NE(message.find(what), std::string::npos) << message;
+  }
 }
 
 TEST(TaskNames, ListHasGroupsLeavesAndTasksButNotSuites) {
