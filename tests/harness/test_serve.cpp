@@ -3,6 +3,8 @@
 // a second Engine's direct calls (generate, logits, score): same text, same tokens, logprobs within 1e-5.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <string>
@@ -371,15 +373,23 @@ TEST_F(ServeTest, ModelsHealthMetrics) {
   EXPECT_EQ(h.body["status"], "ok");
   ASSERT_EQ(post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 2}}).status, 200);
   ASSERT_EQ(post("/v1/completions", {{"prompt", "x"}, {"max_tokens", -1}}).status, 400);
-  const Reply mt = call("GET", "/metrics");
-  ASSERT_EQ(mt.status, 200);
-  for (const char* want : {"mlabench_requests_total{endpoint=\"/v1/completions\",status=\"200\"}",
-                           "mlabench_requests_total{endpoint=\"/v1/completions\",status=\"400\"}",
-                           "mlabench_prompt_tokens_total ", "mlabench_generation_tokens_total ",
-                           "mlabench_requests_running ", "mlabench_requests_waiting ",
-                           "mlabench_request_duration_seconds_bucket{le=\"+Inf\"}",
-                           "mlabench_request_duration_seconds_count "})
-    EXPECT_NE(mt.raw.find(want), std::string::npos) << want << "\n" << mt.raw;
+  const std::vector<std::string> wants = {
+      "mlabench_requests_total{endpoint=\"/v1/completions\",status=\"200\"}",
+      "mlabench_requests_total{endpoint=\"/v1/completions\",status=\"400\"}",
+      "mlabench_prompt_tokens_total ", "mlabench_generation_tokens_total ", "mlabench_requests_running ",
+      "mlabench_requests_waiting ", "mlabench_request_duration_seconds_bucket{le=\"+Inf\"}",
+      "mlabench_request_duration_seconds_count "};
+  // A request is counted once its answer has been written (httplib's logger), which can come after this client
+  // has read it: poll for up to 10 s before judging.
+  Reply mt;
+  for (int i = 0; i < 200; ++i) {
+    mt = call("GET", "/metrics");
+    ASSERT_EQ(mt.status, 200);
+    if (std::all_of(wants.begin(), wants.end(), [&](const std::string& w) { return mt.raw.find(w) != std::string::npos; }))
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (const std::string& want : wants) EXPECT_NE(mt.raw.find(want), std::string::npos) << want << "\n" << mt.raw;
 }
 
 TEST_F(ServeTest, BadRequestsGetClearErrorsAndTheServerStaysUp) {
