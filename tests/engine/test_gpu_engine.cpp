@@ -7,7 +7,10 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <functional>
+#include <future>
+#include <thread>
 #include <cstdio>
 #include <random>
 
@@ -208,6 +211,46 @@ TEST(GpuEngine, ChunkedPrefillMatchesUnchunked) {
   EXPECT_LE(test::max_abs_diff(a.data.data(), b.data.data(), a.data.size()), 1e-3 * max_abs);
   const GenerateOptions g{.max_new_tokens = 24};
   EXPECT_EQ(whole->generate(prompt, g).value().tokens, chunked->generate(prompt, g).value().tokens);
+}
+
+// A live session (what `mlabench serve` runs) on the GPU: requests submitted from two threads join the running batch
+// and run on the session's own thread (where the runner selects its device), and each gives the tokens
+// Engine::generate gives alone (float32, so no BF16 near-tie can flip a greedy token between batch shapes).
+TEST(GpuEngine, LiveSessionFromOtherThreadsMatchesGenerate) {
+  MLABENCH_REQUIRE_GPU();
+  auto e = open(test::default_model_dir(), Device::CUDA, std::nullopt, 4096, 8, Precision::FLOAT32);
+  ASSERT_TRUE(e);
+  constexpr int kRequests = 6;
+  std::vector<std::vector<int32_t>> prompts, want;
+  for (int i = 0; i < kRequests; ++i) {
+    prompts.push_back(random_ids(20 + 37 * i, e->summary().vocab_size, 100 + static_cast<unsigned>(i)));
+    want.push_back(e->generate(prompts.back(), {.max_new_tokens = 16}).value().tokens);
+  }
+  auto session = e->start_live();
+  ASSERT_TRUE(static_cast<bool>(session)) << session.error().what();
+  std::vector<std::promise<Result<LiveResult>>> done(kRequests);
+  auto submit = [&](int first) {
+    for (int i = first; i < kRequests; i += 2) {
+      LiveRequest r{.prompt = prompts[static_cast<size_t>(i)]};
+      r.options.sampling.max_new_tokens = 16;
+      r.options.ignore_eos = true;
+      auto* slot = &done[static_cast<size_t>(i)];
+      const auto id = (*session)->submit(std::move(r), {.on_done = [slot](Result<LiveResult> res) {
+                                                           slot->set_value(std::move(res));
+                                                         }});
+      EXPECT_TRUE(static_cast<bool>(id)) << (id ? "" : id.error().what());
+    }
+  };
+  std::thread a(submit, 0), b(submit, 1);
+  a.join();
+  b.join();
+  for (int i = 0; i < kRequests; ++i) {
+    auto f = done[static_cast<size_t>(i)].get_future();
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(120)), std::future_status::ready) << "request " << i;
+    Result<LiveResult> got = f.get();
+    ASSERT_TRUE(static_cast<bool>(got)) << got.error().what();
+    EXPECT_EQ(got->generation.tokens, want[static_cast<size_t>(i)]) << "request " << i;
+  }
 }
 
 // The phase timer (MLABENCH_GPU_PHASES=1, here switched on in code): a prefill on the bundled model (MLA, MoE
