@@ -262,29 +262,32 @@ Result<ScoreResult> Engine::score(std::string_view context, std::string_view con
   });
 }
 
+std::vector<ScoreRequest> encode_choices(const Tokenizer& tok, std::string_view context,
+                                         std::span<const std::string> continuations, bool add_special_tokens) {
+  // lm-evaluation-harness's _encode_pair: trailing whitespace of the context moves to the continuation, which
+  // is the same for every choice, so the context is encoded once.
+  const size_t keep = context.find_last_not_of(" \t\n\r\f\v");
+  const size_t cut = keep == std::string_view::npos ? 0 : keep + 1;
+  const std::string ctx(context.substr(0, cut)), moved(context.substr(cut));
+  const std::vector<int32_t> ctx_ids = tok.encode(ctx, add_special_tokens);
+  std::vector<ScoreRequest> out;
+  for (const std::string& c : continuations) {
+    const std::vector<int32_t> whole = tok.encode(ctx + moved + c, add_special_tokens);
+    MLABENCH_CHECK(whole.size() > ctx_ids.size(), "the continuation \"{}\" adds no tokens after the context. "
+                   "HINT: a choice must be non-empty text",
+                   c);
+    out.push_back({.context = ctx_ids,
+                   .continuation = std::vector<int32_t>(whole.begin() + static_cast<std::ptrdiff_t>(ctx_ids.size()),
+                                                        whole.end())});
+  }
+  return out;
+}
+
 Result<std::vector<ScoreRequest>> Engine::encode_choices(std::string_view context,
                                                          std::span<const std::string> continuations,
                                                          bool add_special_tokens) const {
-  return guarded([&] {
-    const Tokenizer& tok = impl_->need_tokenizer();
-    // lm-evaluation-harness's _encode_pair: trailing whitespace of the context moves to the continuation, which
-    // is the same for every choice, so the context is encoded once.
-    const size_t keep = context.find_last_not_of(" \t\n\r\f\v");
-    const size_t cut = keep == std::string_view::npos ? 0 : keep + 1;
-    const std::string ctx(context.substr(0, cut)), moved(context.substr(cut));
-    const std::vector<int32_t> ctx_ids = tok.encode(ctx, add_special_tokens);
-    std::vector<ScoreRequest> out;
-    for (const std::string& c : continuations) {
-      const std::vector<int32_t> whole = tok.encode(ctx + moved + c, add_special_tokens);
-      MLABENCH_CHECK(whole.size() > ctx_ids.size(), "the continuation \"{}\" adds no tokens after the context. "
-                     "HINT: a choice must be non-empty text",
-                     c);
-      out.push_back({.context = ctx_ids,
-                     .continuation = std::vector<int32_t>(whole.begin() + static_cast<std::ptrdiff_t>(ctx_ids.size()),
-                                                          whole.end())});
-    }
-    return out;
-  });
+  return guarded(
+      [&] { return mlabench::encode_choices(impl_->need_tokenizer(), context, continuations, add_special_tokens); });
 }
 
 namespace {

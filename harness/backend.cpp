@@ -72,31 +72,9 @@ class EngineBackend final : public Backend {
       std::vector<ScoreRequest> choices =
           engine_->encode_choices(render_context(engine_.get(), opt_, r.context), r.continuations, special).value();
       for (ScoreRequest& q : choices) flat.push_back(std::move(q));
-      size_t longest = 0;
-      for (size_t i = first; i < flat.size(); ++i) longest = std::max(longest, flat[i].continuation.size());
-      const auto room = static_cast<int64_t>(opt_.max_length) - static_cast<int64_t>(longest);
-      MLABENCH_CHECK(room >= 1, "{} doc {}: a continuation of {} tokens leaves no room for context in the {}-token "
-                     "window. HINT: raise --max-context",
-                     r.subtask, r.doc_id, longest, opt_.max_length);
-      const int64_t cut = std::max<int64_t>(0, static_cast<int64_t>(flat[first].context.size()) - room);
-      for (size_t i = first; i < flat.size(); ++i)
-        flat[i].context.erase(flat[i].context.begin(), flat[i].context.begin() + cut);
-      truncated.push_back(cut);
+      truncated.push_back(fit_choices_to_window(std::span(flat).subspan(first), opt_.max_length, r, "--max-context"));
     }
-    const std::vector<ScoreResult> scores = engine_->score_batch(flat).value();
-    std::vector<ChoiceResult> out;
-    size_t at = 0;
-    for (const ChoiceRequest& r : requests) {
-      ChoiceResult c;
-      c.context_tokens = static_cast<int64_t>(flat[at].context.size());
-      c.truncated_tokens = truncated[out.size()];
-      for (size_t i = 0; i < r.continuations.size(); ++i, ++at) {
-        c.logprobs.push_back(scores[at].logprob);
-        c.is_greedy.push_back(scores[at].is_greedy);
-      }
-      out.push_back(std::move(c));
-    }
-    return out;
+    return gather_choice_results(requests, flat, truncated, engine_->score_batch(flat).value());
   }
 
   // The prompt keeps its last (window - max_gen_toks) tokens, as lm-evaluation-harness does.
@@ -144,23 +122,8 @@ class EngineBackend final : public Backend {
                    "token on. HINT: the tokenizer defines neither");
     std::vector<double> out;
     for (const RollingRequest& r : requests) {
-      std::vector<int32_t> ids = engine_->encode(r.text, false).value();
-      std::vector<ScoreRequest> windows;
-      const auto L = static_cast<size_t>(opt_.max_length);
-      for (size_t begin = 0; begin < ids.size(); begin += L - 1) {
-        const size_t end = std::min(ids.size(), begin + L - 1);
-        ScoreRequest w;
-        if (begin == 0) {
-          w.context = {*prefix};
-        } else {
-          const size_t ctx_begin = end >= L ? end - L : 0;
-          w.context.assign(ids.begin() + static_cast<std::ptrdiff_t>(ctx_begin),
-                           ids.begin() + static_cast<std::ptrdiff_t>(begin));
-        }
-        w.continuation.assign(ids.begin() + static_cast<std::ptrdiff_t>(begin),
-                              ids.begin() + static_cast<std::ptrdiff_t>(end));
-        windows.push_back(std::move(w));
-      }
+      const std::vector<ScoreRequest> windows =
+          rolling_windows(engine_->encode(r.text, false).value(), *prefix, static_cast<size_t>(opt_.max_length));
       const std::vector<ScoreResult> scores = engine_->score_batch(windows).value();
       double total = 0.0;
       for (const ScoreResult& s : scores) total += s.logprob;
@@ -247,6 +210,59 @@ class ReplayBackend final : public Backend {
 };
 
 }  // namespace
+
+int64_t fit_choices_to_window(std::span<ScoreRequest> choices, int64_t window, const ChoiceRequest& request,
+                              const char* window_flag) {
+  if (choices.empty() || window <= 0) return 0;
+  size_t longest = 0;
+  for (const ScoreRequest& q : choices) longest = std::max(longest, q.continuation.size());
+  const int64_t room = window - static_cast<int64_t>(longest);
+  MLABENCH_CHECK(room >= 1, "{} doc {}: a continuation of {} tokens leaves no room for context in the {}-token "
+                 "window. HINT: raise {}",
+                 request.subtask, request.doc_id, longest, window, window_flag);
+  const int64_t cut = std::max<int64_t>(0, static_cast<int64_t>(choices[0].context.size()) - room);
+  for (ScoreRequest& q : choices) q.context.erase(q.context.begin(), q.context.begin() + cut);
+  return cut;
+}
+
+std::vector<ChoiceResult> gather_choice_results(std::span<const ChoiceRequest> requests,
+                                                const std::vector<ScoreRequest>& flat,
+                                                const std::vector<int64_t>& truncated,
+                                                const std::vector<ScoreResult>& scores) {
+  std::vector<ChoiceResult> out;
+  size_t at = 0;
+  for (const ChoiceRequest& r : requests) {
+    ChoiceResult c;
+    c.context_tokens = at < flat.size() ? static_cast<int64_t>(flat[at].context.size()) : 0;
+    c.truncated_tokens = truncated[out.size()];
+    for (size_t i = 0; i < r.continuations.size(); ++i, ++at) {
+      c.logprobs.push_back(scores[at].logprob);
+      c.is_greedy.push_back(scores[at].is_greedy);
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::vector<ScoreRequest> rolling_windows(const std::vector<int32_t>& ids, int32_t prefix, size_t window) {
+  std::vector<ScoreRequest> windows;
+  const size_t L = std::max<size_t>(window, 2);
+  for (size_t begin = 0; begin < ids.size(); begin += L - 1) {
+    const size_t end = std::min(ids.size(), begin + L - 1);
+    ScoreRequest w;
+    if (begin == 0) {
+      w.context = {prefix};
+    } else {
+      const size_t ctx_begin = end >= L ? end - L : 0;
+      w.context.assign(ids.begin() + static_cast<std::ptrdiff_t>(ctx_begin),
+                       ids.begin() + static_cast<std::ptrdiff_t>(begin));
+    }
+    w.continuation.assign(ids.begin() + static_cast<std::ptrdiff_t>(begin),
+                          ids.begin() + static_cast<std::ptrdiff_t>(end));
+    windows.push_back(std::move(w));
+  }
+  return windows;
+}
 
 std::unique_ptr<Backend> make_engine_backend(std::unique_ptr<Engine> engine, const EngineBackendOptions& options,
                                              nlohmann::ordered_json description) {

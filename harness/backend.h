@@ -110,6 +110,22 @@ std::unique_ptr<Backend> make_engine_backend(std::unique_ptr<Engine> engine, con
 /// context is also encoded (with special tokens) and its length recorded, as the engine backend would see it.
 std::unique_ptr<Backend> make_replay_backend(const std::string& path, std::unique_ptr<Tokenizer> tokenizer = nullptr);
 
+/// \brief Cuts the shared context of one document's choices (the ScoreRequests of its continuations) from the left
+/// so that it and the longest continuation fit `window` tokens, as lm-evaluation-harness truncates; returns the
+/// tokens cut. Throws Error (naming `request` and `window_flag`, the option that sets the window) when a
+/// continuation alone leaves no room.
+int64_t fit_choices_to_window(std::span<ScoreRequest> choices, int64_t window, const ChoiceRequest& request,
+                              const char* window_flag);
+/// \brief The ChoiceResults of `requests` from their flattened choices (in order), each document's cut and the
+/// scores of the flattened choices.
+std::vector<ChoiceResult> gather_choice_results(std::span<const ChoiceRequest> requests,
+                                                const std::vector<ScoreRequest>& flat,
+                                                const std::vector<int64_t>& truncated,
+                                                const std::vector<ScoreResult>& scores);
+/// \brief lm-evaluation-harness's rolling windows over `ids`: disjoint prediction windows of up to `window` tokens,
+/// the first conditioned on `prefix` (BOS, or EOS), each later one on as many preceding tokens as fit.
+std::vector<ScoreRequest> rolling_windows(const std::vector<int32_t>& ids, int32_t prefix, size_t window);
+
 /// \brief The context as the engine backend renders it before encoding (chat template, system prompt); used by
 /// samples_<task>.jsonl so a sample shows exactly what the model saw.
 /// A non-empty `system_prompt` (the task's) replaces options.system_prompt.

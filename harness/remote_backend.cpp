@@ -90,9 +90,9 @@ const json& choice_at(const HttpRequest& rq, const json& body, size_t index, siz
   return c;
 }
 
-struct Scored {
-  double logprob = 0;
-  bool is_greedy = true;
+// A choice's score as the engine gives it (ScoreResult), greedy until a token is not its position's top entry.
+struct Scored : ScoreResult {
+  Scored() { is_greedy = true; }
 };
 
 // log P(continuation) from one echoed choice: token_logprobs at positions [from, to), greedy when each equals its
@@ -413,49 +413,16 @@ std::vector<ChoiceResult> RemoteBackend::loglikelihood(std::span<const ChoiceReq
   std::vector<ScoreRequest> flat;
   std::vector<int64_t> truncated;
   for (const ChoiceRequest& r : requests) {
-    const std::string context = m.render(r.context, "");
-    const size_t keep = context.find_last_not_of(" \t\n\r\f\v");
-    const size_t cut_at = keep == std::string::npos ? 0 : keep + 1;
-    const std::string ctx = context.substr(0, cut_at), moved = context.substr(cut_at);
-    const std::vector<int32_t> ctx_ids = tok.encode(ctx, m.special());
     const size_t first = flat.size();
-    size_t longest = 0;
-    for (const std::string& c : r.continuations) {
-      const std::vector<int32_t> whole = tok.encode(ctx + moved + c, m.special());
-      MLABENCH_CHECK(whole.size() > ctx_ids.size(), "{} doc {}: the continuation \"{}\" adds no tokens after the "
-                     "context. HINT: a choice must be non-empty text", r.subtask, r.doc_id, c);
-      flat.push_back({.context = ctx_ids,
-                      .continuation = std::vector<int32_t>(whole.begin() + static_cast<std::ptrdiff_t>(ctx_ids.size()),
-                                                           whole.end())});
-      longest = std::max(longest, flat.back().continuation.size());
-    }
-    int64_t cut = 0;
-    if (m.max_length > 0) {
-      // One position less than the engine backend: servers take prompt + max_tokens (1, or 0 where allowed) within
-      // max_model_len, and refuse a prompt of the whole window even with max_tokens 0.
-      const int64_t room = m.max_length - 1 - static_cast<int64_t>(longest);
-      MLABENCH_CHECK(room >= 1, "{} doc {}: a continuation of {} tokens leaves no room for context in the {}-token "
-                     "window. HINT: raise --max-length", r.subtask, r.doc_id, longest, m.max_length);
-      cut = std::max<int64_t>(0, static_cast<int64_t>(ctx_ids.size()) - room);
-    }
-    for (size_t i = first; i < flat.size(); ++i)
-      flat[i].context.erase(flat[i].context.begin(), flat[i].context.begin() + cut);
-    truncated.push_back(cut);
+    for (ScoreRequest& q : encode_choices(tok, m.render(r.context, ""), r.continuations, m.special()))
+      flat.push_back(std::move(q));
+    // One position less than the engine backend: servers take prompt + max_tokens (1, or 0 where allowed) within
+    // max_model_len, and refuse a prompt of the whole window even with max_tokens 0.
+    truncated.push_back(fit_choices_to_window(std::span(flat).subspan(first), m.max_length > 0 ? m.max_length - 1 : 0,
+                                              r, "--max-length"));
   }
-  const std::vector<Scored> scores = m.score(flat);
-  std::vector<ChoiceResult> out;
-  size_t at = 0;
-  for (const ChoiceRequest& r : requests) {
-    ChoiceResult c;
-    c.context_tokens = static_cast<int64_t>(flat[at].context.size());
-    c.truncated_tokens = truncated[out.size()];
-    for (size_t i = 0; i < r.continuations.size(); ++i, ++at) {
-      c.logprobs.push_back(scores[at].logprob);
-      c.is_greedy.push_back(scores[at].is_greedy);
-    }
-    out.push_back(std::move(c));
-  }
-  return out;
+  const std::vector<Scored> scored = m.score(flat);
+  return gather_choice_results(requests, flat, truncated, std::vector<ScoreResult>(scored.begin(), scored.end()));
 }
 
 std::vector<GenerationResult> RemoteBackend::generate(std::span<const GenerationRequest> requests) {
@@ -508,18 +475,7 @@ std::vector<double> RemoteBackend::loglikelihood_rolling(std::span<const Rolling
   for (size_t k = 0; k < requests.size(); ++k) {
     const std::vector<int32_t> ids = tok.encode(requests[k].text, false);
     const size_t L = m.max_length > 2 ? static_cast<size_t>(m.max_length - 1) : ids.size() + 1;  // as above
-    for (size_t begin = 0; begin < ids.size(); begin += L - 1) {
-      const size_t end = std::min(ids.size(), begin + L - 1);
-      ScoreRequest w;
-      if (begin == 0) {
-        w.context = {*prefix};
-      } else {
-        const size_t ctx_begin = end >= L ? end - L : 0;
-        w.context.assign(ids.begin() + static_cast<std::ptrdiff_t>(ctx_begin),
-                         ids.begin() + static_cast<std::ptrdiff_t>(begin));
-      }
-      w.continuation.assign(ids.begin() + static_cast<std::ptrdiff_t>(begin),
-                            ids.begin() + static_cast<std::ptrdiff_t>(end));
+    for (ScoreRequest& w : rolling_windows(ids, *prefix, L)) {
       windows.push_back(std::move(w));
       owner.push_back(k);
     }

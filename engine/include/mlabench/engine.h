@@ -232,6 +232,11 @@ class LiveSession {
   std::unique_ptr<Impl> impl_;
 };
 
+/// \brief Engine::encode_choices on a tokenizer alone (lm-evaluation-harness's _encode_pair), for backends without an
+/// engine (the remote one); throws Error for a continuation that adds no tokens.
+std::vector<ScoreRequest> encode_choices(const Tokenizer& tokenizer, std::string_view context,
+                                         std::span<const std::string> continuations, bool add_special_tokens);
+
 class Engine {
  public:
   /// \brief Loads config.json and the weights (or builds random ones) and validates both.
