@@ -240,6 +240,10 @@ int64_t Engine::kv_cache_tokens() const {
 
 int64_t Engine::kv_block_size() const { return impl_->serving->pool().block_size(); }
 
+uint64_t Engine::kv_bytes_per_token() const {
+  return impl_->serving->runner().bytes_per_block() / static_cast<uint64_t>(impl_->serving->pool().block_size());
+}
+
 std::string Engine::device_json() const { return impl_->serving->runner().describe_json(); }
 
 double Engine::measure_copy_bandwidth_gbps() { return impl_->serving->runner().copy_bandwidth_gbps(); }

@@ -27,6 +27,7 @@
 #include "engine/core/dtype.h"
 #include "engine/model/config.h"
 #include "engine/model/model_info.h"
+#include "harness/bench_runner.h"
 #include "harness/cli_model.h"
 #include "harness/cli_run.h"
 
@@ -40,17 +41,6 @@ constexpr int kBenchSchemaVersion = 2;
 // Warm-up passes use short prompts: they exist to initialise kernels, cuBLAS and the decode graphs of the row's
 // batch size, not to fill the cache.
 constexpr int64_t kWarmupPromptMax = 256, kWarmupGenMax = 4;
-
-struct BenchArgs {
-  ModelArgs model;
-  std::string batches = "1,16,64,256";
-  int64_t prompt = 512, gen = 128;
-  std::string shapes;
-  int64_t warmup = 1;
-  std::string out;
-  uint64_t seed = 0;
-  bool profile = false;
-};
 
 // One row of the bench: `batch` prompts of `prompt` tokens, through a prefill pass, a decode pass, or both.
 // in_max_sweep: a row of `--batch max`'s sweep (decode pass only), its batch set once the KV cache is known.
@@ -529,16 +519,11 @@ ojson max_throughput_json(const MaxBatchPlan& plan, const ojson& rows) {
                        "sweep its eighth, quarter, half and itself, each a decode pass of fresh prompts"}};
 }
 
-void bench_command(const BenchArgs& a) {
+}  // namespace
+
+ojson run_bench(const BenchArgs& a) {
   const std::vector<Shape> shapes = parse_shapes(a);
   MLABENCH_CHECK(a.warmup >= 0, "--warmup must be >= 0, got {}", a.warmup);
-  // Opened before the engine starts: a long-context run must not end with nowhere to write what it measured.
-  std::ofstream out_file;
-  if (!a.out.empty()) {
-    out_file.open(a.out);
-    MLABENCH_CHECK(out_file.good(), "bench --out {}: cannot open it for writing. HINT: check that its folder exists "
-                   "and is writable", a.out);
-  }
   // The engine serves the largest batch at once and, unless told otherwise, only as long a context as a shape needs.
   std::vector<Shape> rows_to_run = shapes;
   EngineOptions eo = a.model.engine;
@@ -614,6 +599,24 @@ void bench_command(const BenchArgs& a) {
                 "%lld)\n", m["generated_tokens_per_s"].get<double>(), static_cast<long long>(m["at_batch"].get<int64_t>()),
                 static_cast<long long>(max_plan->max_batch));
   }
+  doc["kv_cache"] = {{"bytes_per_token", engine->kv_bytes_per_token()},
+                     {"tokens", engine->kv_cache_tokens()},
+                     {"block_size", engine->kv_block_size()},
+                     {"elements_per_token", sum.kv_elements_per_token}};
+  return doc;
+}
+
+namespace {
+
+void bench_command(const BenchArgs& a) {
+  // Opened before the engine starts: a long-context run must not end with nowhere to write what it measured.
+  std::ofstream out_file;
+  if (!a.out.empty()) {
+    out_file.open(a.out);
+    MLABENCH_CHECK(out_file.good(), "bench --out {}: cannot open it for writing. HINT: check that its folder exists "
+                   "and is writable", a.out);
+  }
+  const ojson doc = run_bench(a);
   if (!a.out.empty()) {
     out_file << doc.dump(2) << '\n';
     out_file.flush();

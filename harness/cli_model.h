@@ -28,5 +28,7 @@ std::unique_ptr<Engine> open_engine(const EngineOptions& options);
 void add_model_commands(CLI::App& app, int* exit_code);
 /// \brief Registers `bench` (harness/cli_bench.cpp).
 void add_bench_command(CLI::App& app, int* exit_code);
+/// \brief Registers `ablate` (harness/cli_ablate.cpp).
+void add_ablate_command(CLI::App& app, int* exit_code);
 
 }  // namespace mlabench::cli

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   mlabench::cli::add_model_commands(app, &exit_code);
   mlabench::cli::add_bench_command(app, &exit_code);
+  mlabench::cli::add_ablate_command(app, &exit_code);
   mlabench::cli::add_fetch_command(app, &exit_code);
   mlabench::cli::add_tasks_command(app, &exit_code);
   mlabench::cli::add_run_command(app, &exit_code, std::vector<std::string>(argv, argv + argc));

@@ -10,6 +10,8 @@ target_sources(mlabench_harness PRIVATE
   harness/replay_file.cpp
   harness/task_override.cpp
   harness/shards.cpp
+  # `mlabench ablate`'s variant configs and the paper's KV-cache tables (no engine).
+  harness/ablation.cpp
   # `mlabench serve`: the OpenAI protocol (no HTTP, no engine) and the HTTP server over a live session.
   harness/serve/openai_protocol.cpp
   harness/serve/server.cpp

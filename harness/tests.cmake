@@ -19,3 +19,6 @@ add_test(NAME serve_openai_client
                  ${MLABENCH_DATA_DIR}/models/mlabench-tiny-dsv2)
 set_tests_properties(serve_openai_client PROPERTIES LABELS harness SKIP_RETURN_CODE 77 TIMEOUT 120)
 endif()
+# `mlabench ablate`: variants on the CPU engine, KV bytes against Table 1's formulas, the paper's configs, the command.
+mlabench_add_harness_test(test_ablation harness harness/test_ablation.cpp)
+add_dependencies(test_ablation mlabench)

@@ -158,6 +158,23 @@ const PaperNumber* find_paper_number(const PaperNumbers& paper, const std::strin
   return nullptr;
 }
 
+namespace {
+
+// An ablation.json: rows with the keys the section reads, and the paper's tables.
+void check_ablation_document(const json& a, const fs::path& path) {
+  MLABENCH_CHECK(a.contains("rows") && a["rows"].is_array() && a.contains("paper_kv") && a.contains("figure1b"),
+                 "{}: an ablation JSON without \"rows\", \"paper_kv\" or \"figure1b\". HINT: pass the ablation.json "
+                 "`mlabench ablate --out DIR` wrote", path.string());
+  for (const json& r : a["rows"])
+    MLABENCH_CHECK(r.is_object() && r.contains("label") && r["label"].is_string() &&
+                       r.contains("kv_elements_per_token") && r["kv_elements_per_token"].is_number() &&
+                       r.contains("decode_sweep") && r["decode_sweep"].is_array(),
+                   "{}: an ablation row without a string \"label\", a numeric \"kv_elements_per_token\" or a "
+                   "\"decode_sweep\" array. HINT: the file was edited or comes from another tool", path.string());
+}
+
+}  // namespace
+
 ReportInputs load_report_inputs(const std::vector<std::string>& inputs, const LoadOptions& o) {
   MLABENCH_CHECK(!inputs.empty(), "no inputs. HINT: mlabench report RUN_FOLDER|results.json|bench.json ... "
                  "--out report.html");
@@ -189,6 +206,11 @@ ReportInputs load_report_inputs(const std::vector<std::string>& inputs, const Lo
     p.doc = read_json_file(p.path, "report input");
     MLABENCH_CHECK(p.doc.is_object(), "report input {}: not a JSON object. HINT: pass a results.json or a bench "
                    "JSON", p.path.string());
+    if (p.doc.value("tool", std::string()) == "mlabench ablate") {  // no label: it is its own section
+      check_ablation_document(p.doc, p.path);
+      in.ablations.push_back({p.path, std::move(p.doc)});
+      continue;
+    }
     p.bench = p.doc.value("tool", std::string()) == "mlabench bench";
     if (p.bench)
       check_bench_document(p.doc, p.path);

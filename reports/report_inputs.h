@@ -31,6 +31,13 @@ struct BenchInput {
   json bench;
 };
 
+/// One `mlabench ablate` document (ablation.json): a shape under several attention mechanisms, with the paper's
+/// KV-cache tables.
+struct AblationInput {
+  std::filesystem::path path;
+  json ablation;
+};
+
 /// One number the paper publishes for a model on a benchmark.
 struct PaperNumber {
   std::string benchmark;  ///< "MMLU"
@@ -69,6 +76,7 @@ struct PaperNumbers {
 struct ReportInputs {
   std::vector<RunInput> runs;
   std::vector<BenchInput> benches;
+  std::vector<AblationInput> ablations;
   std::vector<std::string> labels;  ///< every distinct label, in the order the inputs were given
   PaperNumbers paper;
 };

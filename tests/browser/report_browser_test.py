@@ -29,6 +29,7 @@ HOSTILE = ("<script>alert(\"pwned\")</script> </textarea><img src=x onerror=aler
            "<a href=\"javascript:alert(2)\">click</a> javascript:alert(3) The answer is 18.")
 HOSTILE_LABEL = "<b>hostile</b>"
 NIAH_GRID = ["--set", "niah.generator.context_lengths=[300,700,1500]", "--set", "niah.generator.depth_percents=[0,50,100]"]
+ABLATION = "2026-12-04_h200_8d586f4wip_ablation_dsv2_lite.json"
 BENCHES = ["2026-11-23_h100_d697413_bench_dsv2_lite.json", "2026-11-23_h100_d697413_bench_llama3_8b.json",
            "2026-11-23_h100_d697413_bench_llama2_7b_mha.json"]
 
@@ -91,6 +92,10 @@ def main():
 
     inputs = [f"gold={work / 'gold'}", f"tiny-dsv2={work / 'engine'}", f"{HOSTILE_LABEL}={work / 'hostile'}"]
     inputs += [str(src / "reports/baselines" / b) for b in BENCHES]
+    # The committed H200 ablation of V2-Lite, and one made now on the bundled model (CPU, two mechanisms).
+    run([a.mlabench, "ablate", "--model", src / "tests/data/models/mlabench-tiny-dsv2", "--attention", "mla,mqa",
+         "--batch", "1,2", "--prompt", "8", "--gen", "2", "--out", work / "ablation"], log)
+    inputs += [str(src / "reports/baselines" / ABLATION), str(work / "ablation" / "ablation.json")]
     report = [a.mlabench, "report", *inputs, "--paper-model", "DeepSeek-V2-Lite"]
     run([*report, "--out", art / "report.html"], log)
     run([*report, "--out", work / "again.html"], log)
@@ -110,14 +115,14 @@ def main():
     # Charts: decode and prefill tokens/s (2 lines); TTFT and TPOT per bench, KV bytes per token and the
     # headline metrics side by side (3 x 2 + 1 + 1 bars); NIAH of gold and engine and the paper's Figure 4.
     expect = {
-        "sections": ["summary", "results", "paper", "compare", "niah", "performance", "samples"],
-        "charts": {"line": 2, "bar": 8, "heatmap": 3},
+        "sections": ["summary", "results", "paper", "compare", "niah", "performance", "ablation", "samples"],
+        "charts": {"line": 4, "bar": 10, "heatmap": 3},
         "texts": [HOSTILE.split(" </textarea>")[0], "</textarea><img src=x onerror=alert(1)>", "'single'",
                   "<a href=\"javascript:alert(2)\">click</a>", HOSTILE_LABEL, "Table 6, p. 29", "+41.7",
                   "The answer is 18.", "STEM", "Figure 4"],
         "selectors": [{"selector": "script", "count": 1}, {"selector": "a[href^='javascript:' i]", "count": 0},
                       {"selector": "img", "count": 0}, {"selector": "textarea", "count": 0},
-                      {"selector": "b", "count": 0}, {"selector": "main > section", "count": 7},
+                      {"selector": "b", "count": 0}, {"selector": "main > section", "count": 8},
                       {"selector": "#samples details.sample", "count": 5 * 5 + 5 + 2},
                       {"selector": "#paper td.num.off", "count": 4}],
         "min_body_height": 2000,

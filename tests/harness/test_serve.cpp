@@ -334,8 +334,8 @@ TEST_F(ServeTest, StreamsConcatenateToTheText) {
       if (!ch["finish_reason"].is_null()) finish = ch["finish_reason"];
     }
     const json& w = whole.body["choices"][0];
-    EXPECT_EQ(text, chat ? w["message"]["content"] : w["text"]) << "chat=" << chat;
-    EXPECT_EQ(finish, w["finish_reason"]);
+    EXPECT_EQ(text, (chat ? w["message"]["content"] : w["text"]).get<std::string>()) << "chat=" << chat;
+    EXPECT_EQ(finish, w["finish_reason"].get<std::string>());
     EXPECT_EQ(usage, whole.body["usage"]["completion_tokens"]);
   }
 }

@@ -36,4 +36,24 @@ mkdir -p "$p/openssl/include" "$p/openssl/lib"
 cp -r /usr/include/openssl "$p/openssl/include/"
 cp /usr/include/x86_64-linux-gnu/openssl/*.h "$p/openssl/include/openssl/"
 cp /usr/lib/x86_64-linux-gnu/libcrypto.a "$p/openssl/lib/"
+# cpp-httplib (`mlabench serve`): Debian builds it as a shared library (libcpp-httplib.so, linked to OpenSSL 3, zlib
+# and brotli). The library and brotli's shared libraries are carried; the .pc sets an RPATH (not RUNPATH, so that
+# libcpp-httplib's own brotli dependencies resolve there too). Ubuntu 24.04 has libssl.so.3 and libz.so.1 itself.
+mkdir -p "$p/httplib/include" "$p/httplib/lib"
+cp /usr/include/httplib.h "$p/httplib/include/"
+cp -r /usr/include/brotli "$p/httplib/include/"   # httplib.h includes brotli's and OpenSSL's headers
+for l in libcpp-httplib.so.0.11 libbrotlicommon.so.1 libbrotlidec.so.1 libbrotlienc.so.1; do
+  cp -L "/usr/lib/x86_64-linux-gnu/$l" "$p/httplib/lib/"
+done
+ln -sf libcpp-httplib.so.0.11 "$p/httplib/lib/libcpp-httplib.so"
+cat > "$p/lib/pkgconfig/cpp-httplib.pc" <<PC
+prefix=\${pcfiledir}/../../httplib
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+Name: cpp-httplib
+Description: cpp-httplib $(pkg-config --modversion cpp-httplib) from Debian, shared, carried by make_deps_prefix.sh
+Version: $(pkg-config --modversion cpp-httplib)
+Cflags: -I\${includedir} -I\${prefix}/../openssl/include -DCPPHTTPLIB_OPENSSL_SUPPORT -DCPPHTTPLIB_ZLIB_SUPPORT -DCPPHTTPLIB_BROTLI_SUPPORT
+Libs: -L\${libdir} -lcpp-httplib -Wl,--disable-new-dtags,-rpath,\${libdir} -pthread
+PC
 du -sh "$p"

@@ -273,6 +273,9 @@ class Engine {
   int64_t kv_cache_tokens() const;
   /// \brief Tokens per KV cache block: EngineOptions::block_size, or what its 0 (auto) chose.
   int64_t kv_block_size() const;
+  /// \brief KV-cache bytes per token as the runner allocated them (a block's bytes over all layers / its tokens):
+  /// BF16 on CUDA (float32 under --precision f32), float32 on the CPU.
+  uint64_t kv_bytes_per_token() const;
   /// \brief On CUDA a JSON object describing the GPU, cache, limits and CUDA-graph counters ("" on the CPU).
   std::string device_json() const;
   /// \brief Device-to-device copy bandwidth measured at start-up (GB/s, read + write bytes), the roofline the benchmark
