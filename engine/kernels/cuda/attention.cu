@@ -19,6 +19,7 @@
 
 #include "engine/core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/cuda/attention_generic.h"
 #include "engine/kernels/cuda/decode_common.cuh"
 #include "engine/kernels/cuda/flash_prefill.h"
@@ -68,6 +69,8 @@ __device__ __forceinline__ int64_t partial_index(int split, int seq, int token, 
 
 // One CTA per (head, token, sequence); splits merged in ascending order (deterministic).
 __global__ void __launch_bounds__(128) attn_combine_kernel(const CombineArgs a) {
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the partial results come from the split kernel
+  griddep_launch_dependents();
   const int head = blockIdx.x, token = blockIdx.y, seq = blockIdx.z;
   const int q_len = a.cu_q ? a.cu_q[seq + 1] - a.cu_q[seq] : 1;
   if (token >= q_len) return;
@@ -379,7 +382,7 @@ void launch_flash(const FlashArgs& a, int n_head_groups, cudaStream_t stream) {
 
 void launch_combine(const CombineArgs& c, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(c.n_heads), static_cast<unsigned>(c.max_q), static_cast<unsigned>(c.n_seqs));
-  attn_combine_kernel<<<grid, 128, 0, stream>>>(c);
+  launch_pdl(attn_combine_kernel, grid, dim3(128), 0, stream, c);
   MLABENCH_CUDA(cudaGetLastError());
 }
 

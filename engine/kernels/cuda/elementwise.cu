@@ -285,6 +285,8 @@ __global__ void __launch_bounds__(1024) rms_norm_kernel(const RmsNormParams p) {
 // One thread per (head, pair) of a row, rows over grid y. Products and sums rounded one by one (no FMA
 // contraction) so the result is bit-identical to the twin's.
 __global__ void rope_kernel(const RopeParams p) {
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the rows come from the previous kernel
+  griddep_launch_dependents();
   const int64_t half = p.dim / 2, per_row = p.n_heads * half;
   for (int64_t r = blockIdx.y; r < p.n_rows; r += gridDim.y) {
     const int64_t pos = p.positions[r];
@@ -341,6 +343,8 @@ constexpr int kCacheWarps = 8;
 
 template <Fmt F, int W>
 __global__ void cache_write_kernel(const CacheWriteParams p) {
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the rows come from the previous kernel
+  griddep_launch_dependents();
   const int64_t nvec = p.width / W;
   for (int64_t r = blockIdx.x * static_cast<int64_t>(kCacheWarps) + threadIdx.y; r < p.n_rows;
        r += static_cast<int64_t>(gridDim.x) * kCacheWarps) {
@@ -478,7 +482,7 @@ void rope(const RopeParams& p, cudaStream_t s) {
   checks::check_rope(p);
   if (p.n_rows == 0) return;
   const RowsGrid g = rows_grid(p.n_heads * (p.dim / 2), p.n_rows);
-  rope_kernel<<<g.grid, g.block, 0, s>>>(p);
+  launch_pdl(rope_kernel, g.grid, g.block, 0, s, p);
   MLABENCH_CUDA(cudaGetLastError());
 }
 
@@ -518,8 +522,8 @@ void cache_write(const CacheWriteParams& p, cudaStream_t s) {
   with_fmt(p.cache_type, [&](auto fmt) {
     with_width<8, 4, 1>(p.width, {{p.src, p.ld_src, 4}, {p.cache, p.width, csz}}, [&](auto w) {
       const int64_t blocks = std::min<int64_t>(ceil_div(p.n_rows, kCacheWarps), INT32_MAX);
-      cache_write_kernel<decltype(fmt)::value, decltype(w)::value>
-          <<<static_cast<unsigned>(blocks), dim3(32, kCacheWarps), 0, s>>>(p);
+      launch_pdl(cache_write_kernel<decltype(fmt)::value, decltype(w)::value>, dim3(static_cast<unsigned>(blocks)),
+                 dim3(32, kCacheWarps), 0, s, p);
     });
   });
   MLABENCH_CUDA(cudaGetLastError());

@@ -20,6 +20,7 @@
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/decode_common.cuh"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/pdl.cuh"
 
 namespace mlabench::kernels::cuda {
 namespace decode {
@@ -84,6 +85,9 @@ __global__ void __launch_bounds__(kThreads, 3) gqa_decode_kernel(const GqaAttent
   using S = Shape<HD>;
   extern __shared__ __align__(128) unsigned char smem[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+  // A programmatic dependent launch (pdl.cuh): queries and cache come from the kernels before; nothing is read first.
+  griddep_wait();
+  griddep_launch_dependents();
   const int kvh = blockIdx.x, seq = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z;
   const int group = p.n_heads / p.n_kv_heads;
   const int row = p.batch.cu_q[seq];
@@ -227,7 +231,7 @@ void launch(const GqaAttentionParams& p, int n_splits, cudaStream_t s) {
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Shape<HD>::kSmem)));
   const dim3 grid(static_cast<unsigned>(p.n_kv_heads), static_cast<unsigned>(p.batch.n_seqs),
                   static_cast<unsigned>(n_splits));
-  kernel<<<grid, kThreads, Shape<HD>::kSmem, s>>>(p);
+  launch_pdl(kernel, grid, dim3(kThreads), Shape<HD>::kSmem, s, p);
   MLABENCH_CUDA(cudaGetLastError());
 }
 
