@@ -12,6 +12,8 @@ target_sources(mlabench_harness PRIVATE
   harness/shards.cpp
   # `mlabench ablate`'s variant configs and the paper's KV-cache tables (no engine).
   harness/ablation.cpp
+  # --check-invariance: documents re-run one at a time against the batched run.
+  harness/invariance.cpp
   # `mlabench serve`: the OpenAI protocol (no HTTP, no engine) and the HTTP server over a live session.
   harness/serve/openai_protocol.cpp
   harness/serve/server.cpp

@@ -22,3 +22,6 @@ endif()
 # `mlabench ablate`: variants on the CPU engine, KV bytes against Table 1's formulas, the paper's configs, the command.
 mlabench_add_harness_test(test_ablation harness harness/test_ablation.cpp)
 add_dependencies(test_ablation mlabench)
+# --check-invariance: documents re-run alone against the batched run (the CPU engine: invariant; a backend that is
+# not: caught).
+mlabench_add_harness_test(test_invariance harness harness/test_invariance.cpp)
