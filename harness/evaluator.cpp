@@ -22,6 +22,7 @@
 #include "engine/core/json_limits.h"
 #include "harness/shards.h"
 #include "metrics/metrics.h"
+#include "metrics/registry.h"
 #include "tasks/code/scorer.h"
 #include "tasks/niah/niah.h"
 
@@ -290,6 +291,26 @@ json gen_overrides_json(const GenerationOverrides& o) {
   return j;
 }
 
+// Every metric of `task` on one document through the registry (metrics/registry.h): values keyed "name,filter".
+// `implied` is the metric of an output type that names none in its spec (loglikelihood_rolling).
+void score_item(const tasks::Task& task, const metrics::Item& item, const std::string& filter, json& out,
+                const char* implied = nullptr) {
+  const metrics::ItemInput input = metrics::item_input_of(task.output_type, !task.scorer.empty());
+  metrics::ItemScores scores;
+  auto one = [&](const metrics::MetricDef& def, const tasks::MetricSpec& spec) {
+    MLABENCH_CHECK(def.input == input, "task {}: metric \"{}\" does not apply to this task's output ({}). HINT: "
+                   "multiple choice takes acc or acc_norm; generate_until takes exact_match, needle_recall or "
+                   "needle_score, and pass_at_k with a code scorer (metrics/registry.cpp)",
+                   task.name, def.name, task.output_type == tasks::OutputType::MULTIPLE_CHOICE ? "multiple choice"
+                                                                                             : "generated answers");
+    scores.clear();
+    def.score(item, spec, scores);
+    for (const auto& [name, value] : scores) out[metric_key(name, filter)] = value;
+  };
+  if (implied != nullptr) one(*metrics::find_metric(implied), tasks::MetricSpec{.name = implied});
+  for (const tasks::MetricSpec& spec : task.metrics) one(metrics::metric(spec.name, task.name), spec);
+}
+
 // Scores one batch of documents of one subtask and returns their samples lines.
 std::vector<json> score_documents(Backend& backend, const tasks::Task& task, const tasks::Subtask& sub,
                                   std::span<const tasks::TaskDoc* const> docs, const GenerationOverrides& overrides,
@@ -306,16 +327,8 @@ std::vector<json> score_documents(Backend& backend, const tasks::Task& task, con
       for (size_t i = 0; i < docs.size(); ++i) {
         const tasks::TaskDoc& d = *docs[i];
         json m = json::object();
-        for (const tasks::MetricSpec& spec : task.metrics) {
-          if (spec.name == "acc")
-            m[metric_key("acc", "none")] = metrics::acc(res[i].logprobs, d.gold);
-          else if (spec.name == "acc_norm")
-            m[metric_key("acc_norm", "none")] = metrics::acc_norm(res[i].logprobs, d.choices, d.gold);
-          else
-            MLABENCH_FAIL("task {}: metric \"{}\" does not apply to multiple-choice documents. HINT: use acc or "
-                          "acc_norm",
-                          task.name, spec.name);
-        }
+        const metrics::Item item{.logprobs = res[i].logprobs, .choices = d.choices, .gold = d.gold};
+        score_item(task, item, "none", m);
         json line = base(d);
         line["choices"] = d.choices;
         line["gold"] = d.gold;
@@ -359,41 +372,19 @@ std::vector<json> score_documents(Backend& backend, const tasks::Task& task, con
         for (const tasks::FilterPipeline& f : task.filters) {
           const std::string answer = metrics::apply_filter(f, mine[0].text);
           filtered[f.name] = answer;
-          for (const tasks::MetricSpec& spec : task.metrics) {
-            if (spec.name == "exact_match") {
-              m[metric_key(spec.name, f.name)] = metrics::exact_match(answer, d.target, spec);
-            } else if (spec.name == "needle_recall") {
-              m[metric_key(spec.name, f.name)] = tasks::niah::needle_recall(answer, d.target);
-            } else if (spec.name == "needle_score") {
-              m[metric_key(spec.name, f.name)] = tasks::niah::score_1_10(tasks::niah::needle_recall(answer, d.target));
-            } else if (spec.name == "pass_at_k") {
-              int64_t passed = 0;
-              for (size_t k = 0; k < repeats; ++k) passed += verdicts[i * repeats + k].passed ? 1 : 0;
-              // human-eval reports a k only when every problem has at least k samples.
-              for (int64_t k : spec.k)
-                if (k <= g.repeats)
-                  m[metric_key(fmt::format("pass@{}", k), f.name)] =
-                      metrics::pass_at_k(g.repeats, passed, k);
-              // A scorer that grades twice: the second verdict's pass@k, and the share of samples whose second
-              // verdict passed while the first did not (tasks/code/scorer.h).
-              if (verdicts[i * repeats].check_passed) {
-                int64_t check_passed = 0, tampering = 0;
-                for (size_t k = 0; k < repeats; ++k) {
-                  check_passed += verdicts[i * repeats + k].check_passed.value_or(false) ? 1 : 0;
-                  tampering += verdicts[i * repeats + k].suspected_tampering ? 1 : 0;
-                }
-                for (int64_t k : spec.k)
-                  if (k <= g.repeats)
-                    m[metric_key(fmt::format("check_pass@{}", k), f.name)] =
-                        metrics::pass_at_k(g.repeats, check_passed, k);
-                m[metric_key("suspected_tampering", f.name)] =
-                    static_cast<double>(tampering) / static_cast<double>(g.repeats);
+          metrics::Item item{.answer = answer, .target = d.target};
+          if (!task.scorer.empty()) {
+            item.samples = g.repeats;
+            for (size_t k = 0; k < repeats; ++k) item.passed += verdicts[i * repeats + k].passed ? 1 : 0;
+            if (verdicts[i * repeats].check_passed) {
+              item.check_passed = 0;
+              for (size_t k = 0; k < repeats; ++k) {
+                *item.check_passed += verdicts[i * repeats + k].check_passed.value_or(false) ? 1 : 0;
+                item.suspected_tampering += verdicts[i * repeats + k].suspected_tampering ? 1 : 0;
               }
-            } else {
-              MLABENCH_FAIL("task {}: metric \"{}\" does not apply to generated answers. HINT: use exact_match, "
-                            "needle_recall, needle_score or pass_at_k", task.name, spec.name);
             }
           }
+          score_item(task, item, f.name, m);
         }
         json line = base(d);
         line["target"] = d.target;
@@ -441,7 +432,9 @@ std::vector<json> score_documents(Backend& backend, const tasks::Task& task, con
       for (size_t i = 0; i < docs.size(); ++i) {
         json line = base(*docs[i]);
         line["loglikelihood"] = res[i];
-        line["metrics"] = {{metric_key("loglikelihood", "none"), res[i]}};
+        json m = json::object();
+        score_item(task, {.loglikelihood = res[i]}, "none", m, "loglikelihood");
+        line["metrics"] = m;
         lines.push_back(std::move(line));
       }
       break;
@@ -739,16 +732,10 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
     n_shot[task.name] = task.num_fewshot;
     const json grading = code_grading(by_subtask);
     json hib = json::object();
-    for (const tasks::MetricSpec& m : task.metrics) {
-      if (m.name != "pass_at_k") hib[m.name] = true;
-      for (int64_t k : m.k) hib[fmt::format("pass@{}", k)] = true;
-      for (int64_t k : m.k)
-        if (!grading.is_null()) hib[fmt::format("check_pass@{}", k)] = true;
-    }
-    if (!grading.is_null()) {
-      hib["suspected_tampering"] = false;
-      code_gradings[task.name] = grading;
-    }
+    for (const tasks::MetricSpec& m : task.metrics)
+      for (const std::string& name : metrics::metric(m.name, task.name).reported(m, !grading.is_null()))
+        hib[name] = metrics::reported_higher_is_better(name);
+    if (!grading.is_null()) code_gradings[task.name] = grading;
     higher[task.name] = hib;
   }
 
