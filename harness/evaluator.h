@@ -1,7 +1,9 @@
 // The evaluator: tasks -> requests -> backend -> filters -> metrics -> results.json, with every scored document
 // appended to samples_<task>.jsonl as the run goes, so a run killed at any moment resumes (--resume) without
 // recomputing what was recorded and ends with the results of an uninterrupted run. docs/harness.md describes
-// the files.
+// the files. The implementation, one file per job: evaluator.cpp (the run loop), gen_kwargs.cpp, run_folder.cpp
+// (run.json, the samples journal, the lock, atomic writes), progress.cpp, scoring.cpp (one batch through the
+// metric registry), aggregation.cpp, results_assembly.cpp (results.json), summary_table.cpp (the printed table).
 #pragma once
 
 #include <nlohmann/json.hpp>
