@@ -80,6 +80,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
   EvalOutcome outcome;
   Progress progress(o.progress, total_docs);
   ResultsAssembly assembly;
+  json cost_now = json::object();  // provenance "cost_this_invocation": wall time is not part of the results
   for (const tasks::Task& task : loaded) {
     SamplesFile samples(o.output_dir / fmt::format("samples_{}.jsonl", task.name), resume);
     std::vector<json> lines = samples.loaded();
@@ -88,6 +89,8 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
     outcome.docs_resumed += static_cast<int64_t>(lines.size());
     progress.skip(static_cast<int64_t>(done.size()));
 
+    const auto task_t0 = std::chrono::steady_clock::now();
+    int64_t task_scored = 0, task_tokens_now = 0;  // this invocation's documents and tokens, for tokens/s
     try {
       for (const tasks::Subtask& sub : task.subtasks) {
         std::vector<const tasks::TaskDoc*> pending;  // this shard's documents not in the samples file yet
@@ -101,7 +104,11 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
           std::vector<json> batch =
               score_documents(backend, task, sub, std::span(pending).subspan(at, n), o.gen, pool.get(), o.output_dir);
           samples.append(batch);
-          for (json& l : batch) lines.push_back(std::move(l));
+          for (json& l : batch) {
+            task_tokens_now += l.value("context_tokens", int64_t{0}) + l.value("generated_tokens", int64_t{0});
+            lines.push_back(std::move(l));
+          }
+          task_scored += static_cast<int64_t>(n);
           outcome.docs_scored += static_cast<int64_t>(n);
           progress.advance(task.name, static_cast<int64_t>(n));
         }
@@ -126,6 +133,12 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
         by_subtask[sub.name].push_back(it->second);
       }
     assembly.add_task(task, by_subtask);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - task_t0).count();
+    cost_now[task.name] = {{"docs_scored", task_scored}, {"wall_seconds", wall},
+                           {"tokens", task_tokens_now},
+                           {"tokens_per_second", wall > 0 && task_tokens_now > 0
+                                                     ? json(static_cast<double>(task_tokens_now) / wall)
+                                                     : json(nullptr)}};
   }
 
   json provenance = o.provenance;
@@ -134,12 +147,14 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
   provenance["docs_scored_this_invocation"] = outcome.docs_scored;
   provenance["docs_resumed"] = outcome.docs_resumed;
   if (const json st = backend.engine_stats(); !st.is_null()) provenance["engine_this_invocation"] = st;
+  provenance["cost_this_invocation"] = cost_now;
   if (merging) {
     json from = json::array();
     for (const fs::path& d : o.merge_from) from.push_back(d.string());
     provenance["merged_from"] = from;
   }
   outcome.results = assembly.finish(o, backend, provenance);
+  outcome.warnings = assembly.warnings();
   outcome.results_path = o.output_dir / "results.json";
   write_file_atomically(outcome.results_path, outcome.results.dump(2) + "\n");
   return outcome;

@@ -78,6 +78,9 @@ struct EvalOutcome {
   /// Tasks the backend refused (BackendRefusal), "task NAME: message"; also results.json "errors" {task: message}.
   /// The other tasks' results are complete; the CLI exits with an error after writing them.
   std::vector<std::string> errors;
+  /// Run-health warnings (harness/guards.h), "task T: check: message"; also results.json "warnings". The CLI
+  /// prints them and, under --strict, exits with an error after writing the results.
+  std::vector<std::string> warnings;
 };
 
 /// \brief Runs the tasks on `backend`; writes output_dir/{run.json, samples_<task>.jsonl, results.json}.

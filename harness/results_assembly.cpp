@@ -1,6 +1,7 @@
 #include "harness/results_assembly.h"
 
 #include "harness/gen_kwargs.h"
+#include "harness/guards.h"
 #include "metrics/registry.h"
 
 namespace mlabench::harness {
@@ -21,6 +22,8 @@ void ResultsAssembly::add_task(const tasks::Task& task, const LinesBySubtask& by
       hib[name] = metrics::reported_higher_is_better(name);
   if (!grading.is_null()) code_gradings_[task.name] = grading;
   higher_[task.name] = hib;
+  health_[task.name] = task_health(task, by_subtask, warnings_);
+  cost_[task.name] = task_tokens(by_subtask);
 }
 
 void ResultsAssembly::add_error(const std::string& task, const std::string& message) { errors_[task] = message; }
@@ -32,6 +35,9 @@ json ResultsAssembly::finish(const EvalOptions& o, const Backend& backend, const
             {"n-samples", n_samples_},     {"breakdowns", breakdowns_},
             {"config", o.config},          {"backend", backend.describe()},
             {"gen_kwargs", gen_overrides_json(o.gen)},            {"provenance", provenance}};
+  r["run_health"] = health_;
+  r["warnings"] = warnings_;
+  r["cost"] = cost_;
   if (!code_gradings_.empty()) r["code_grading"] = code_gradings_;
   if (!errors_.empty()) r["errors"] = errors_;  // tasks the backend refused (BackendRefusal)
   if (o.shard.count > 1)  // metrics over this shard's documents only; mlabench merge gives the whole run's

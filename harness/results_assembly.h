@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <vector>
 
 #include "harness/aggregation.h"
 #include "harness/backend.h"
@@ -16,9 +17,11 @@ namespace mlabench::harness {
 
 class ResultsAssembly {
  public:
-  /// \brief Adds a finished task: its estimates, breakdowns, spec, version, protocol, shots, higher_is_better and
-  /// code grading, from its samples lines in document order.
+  /// \brief Adds a finished task: its estimates, breakdowns, spec, version, protocol, shots, higher_is_better,
+  /// code grading, run health (guards) and token counts, from its samples lines in document order.
   void add_task(const tasks::Task& task, const LinesBySubtask& by_subtask);
+  /// \brief The run-health warnings of the tasks added so far (harness/guards.h), "task T: check: message".
+  const std::vector<std::string>& warnings() const { return warnings_; }
   /// \brief Records a task the backend refused (results.json "errors").
   void add_error(const std::string& task, const std::string& message);
   /// \brief The results.json document.
@@ -31,6 +34,8 @@ class ResultsAssembly {
   json n_samples_ = json::object(), configs_ = json::object(), versions_ = json::object();
   json protocols_ = json::object(), n_shot_ = json::object(), higher_ = json::object();
   json breakdowns_ = json::object(), code_gradings_ = json::object(), errors_ = json::object();
+  json health_ = json::object(), cost_ = json::object();
+  std::vector<std::string> warnings_;
 };
 
 }  // namespace mlabench::harness

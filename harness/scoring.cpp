@@ -146,6 +146,13 @@ std::vector<json> score_documents(Backend& backend, const tasks::Task& task, con
         }
         if (context_tokens > 0) line["context_tokens"] = context_tokens;
         if (generated > 0) line["generated_tokens"] = generated;
+        // One per sample, for the stop-reason histogram and the max-tokens guard (harness/guards.h); absent where
+        // the backend does not say (a replay), so replayed samples lines stay as they were.
+        if (std::any_of(mine.begin(), mine.end(), [](const GenerationResult& r) { return !r.finish_reason.empty(); })) {
+          json reasons = json::array();
+          for (const GenerationResult& r : mine) reasons.push_back(r.finish_reason);
+          line["finish_reasons"] = std::move(reasons);
+        }
         if (truncated > 0) line["truncated_tokens"] = truncated;
         line["metrics"] = m;
         lines.push_back(std::move(line));

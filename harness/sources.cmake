@@ -10,6 +10,7 @@ target_sources(mlabench_harness PRIVATE
   harness/scoring.cpp
   harness/aggregation.cpp
   harness/results_assembly.cpp
+  harness/guards.cpp
   harness/summary_table.cpp
   # --backend openai:URL: an OpenAI-compatible server as a backend, over libcurl multi.
   harness/http_client.cpp
