@@ -2,7 +2,10 @@
 // and around its threshold); then whole replay runs on the real data (an always-"A" MMLU run trips the one-letter
 // guard, a run that cycles through the choices trips the chance guard, empty GSM8K answers trip the empty guard, a
 // gold run trips none), results.json's run_health / warnings / cost, and `mlabench run --strict` turning a
-// warning into exit code 1 while a plain run exits 0 and prints it.
+// warning into exit code 1 while a plain run exits 0 and prints it. Also the printed summary (one row per metric
+// that matters) and fetch's one line per dataset.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -11,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "harness/data/fetch.h"
 #include "harness/evaluator.h"
 #include "harness/guards.h"
 #include "harness/oracle.h"
@@ -268,6 +272,53 @@ TEST(Guards, StrictMakesAWarningAnErrorAfterWritingTheResults) {
   EXPECT_NE(err.find("task mmlu: one_letter"), std::string::npos) << err;
   EXPECT_NE(err.find("HINT:"), std::string::npos) << err;
   EXPECT_TRUE(fs::exists(dir / "strict" / "results.json"));  // written before the error
+}
+
+// The printed summary: one row per metric that matters. MMLU's acc and acc_norm (equal on one-letter choices) share
+// a row, the macro mean is a column, the categories are left to results.json and the report.
+TEST(Summary, OneRowPerMetricThatMatters) {
+  auto est = [](double micro, double macro) {
+    return json{{"alias", "x"},           {"acc,none", micro},       {"acc_stderr,none", 0.01},
+                {"acc_macro,none", macro}, {"acc_macro_stderr,none", 0.02}, {"acc_norm,none", micro},
+                {"acc_norm_stderr,none", 0.01}, {"acc_norm_macro,none", macro}, {"acc_norm_macro_stderr,none", 0.02}};
+  };
+  const json r = {{"versions", {{"mmlu", 1}, {"gsm8k", 3}}},
+                  {"groups", {{"mmlu", est(0.5, 0.4)}, {"mmlu_stem", est(0.3, 0.3)}}},
+                  {"group_subtasks", {{"mmlu", {"mmlu_stem"}}}},
+                  {"results", {{"gsm8k", {{"alias", "gsm8k"}, {"exact_match,strict-match", 0.25},
+                                          {"exact_match_stderr,strict-match", 0.1}, {"exact_match,flexible-extract", 0.25},
+                                          {"exact_match_stderr,flexible-extract", 0.1}}}}},
+                  {"protocols", {{"mmlu", "lm-evaluation-harness"}, {"gsm8k", "lm-evaluation-harness"}}},
+                  {"n-shot", {{"mmlu", 5}, {"gsm8k", 5}}},
+                  {"cost", {{"mmlu", {{"docs", 14042}}}}},
+                  {"run_health", {{"mmlu", {{"checks", {{"one_letter", {{"status", "warning"}}}}}}}}}};
+  const std::string table = format_results_table(r);
+  std::vector<std::string> rows;
+  for (size_t at = 0, nl; (nl = table.find('\n', at)) != std::string::npos; at = nl + 1) rows.push_back(table.substr(at, nl - at));
+  ASSERT_EQ(rows.size(), 2u + 1u + 2u) << table;  // header, rule; mmlu; gsm8k's two filters (they differ)
+  EXPECT_NE(rows[2].find("| acc = acc_norm "), std::string::npos) << rows[2];
+  EXPECT_NE(rows[2].find("0.5000 |   0.0100 |   0.4000 |  14042 | 1 warn"), std::string::npos) << rows[2];
+  EXPECT_EQ(table.find("mmlu_stem"), std::string::npos);
+  EXPECT_NE(rows[3].find("strict-match"), std::string::npos);
+  EXPECT_NE(rows[4].find("flexible-extract"), std::string::npos);
+}
+
+// Fetching prints one line per dataset, whatever its number of files: where they came from and the digest.
+TEST(Summary, FetchPrintsOneLinePerDataset) {
+  MLABENCH_REQUIRE_MIRROR();
+  data::FetchOptions o;
+  o.cache_dir = fresh_dir("fetch-one-line");
+  o.mirror = test::dataset_mirror();
+  o.allow_network = false;
+  std::vector<std::string> lines;
+  o.log = [&](const std::string& line) { lines.push_back(line); };
+  data::ensure_dataset("gsm8k", o);
+  ASSERT_EQ(lines.size(), 1u) << fmt::format("{}", fmt::join(lines, "\n"));
+  EXPECT_NE(lines[0].find("gsm8k: 2 files from the mirror folder"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("; verified (content sha256 "), std::string::npos) << lines[0];
+  lines.clear();
+  data::ensure_dataset("gsm8k", o);  // cached and verified: nothing to say
+  EXPECT_TRUE(lines.empty());
 }
 
 }  // namespace
