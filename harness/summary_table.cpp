@@ -54,7 +54,8 @@ std::string format_results_table(const json& r) {
       const std::string macro_key = metric + "_macro," + filter;
       const json macro = section.contains(macro_key) ? section[macro_key] : json(nullptr);
       const json se = section.contains(stderr_key(key)) ? section[stderr_key(key)] : json(nullptr);
-      auto same = [&](const Row& x) { return x.filter == filter && x.value == v && x.macro == macro; };
+      const json value = v;  // a copy: a lambda may not capture a structured binding before C++20's P1091 (clang 14)
+      auto same = [&](const Row& x) { return x.filter == filter && x.value == value && x.macro == macro; };
       if (auto it = std::find_if(rows.begin(), rows.end(), same); it != rows.end() && v.is_number()) {
         it->metric += " = " + metric;
         continue;
