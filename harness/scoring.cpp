@@ -37,6 +37,54 @@ void score_item(const tasks::Task& task, const metrics::Item& item, const std::s
   for (const tasks::MetricSpec& spec : task.metrics) one(metrics::metric(spec.name, task.name), spec);
 }
 
+// A document's code verdicts as the pass_at_k metric reads them (metrics/registry.cpp).
+void count_verdicts(std::span<const tasks::CodeVerdict> verdicts, metrics::Item& item) {
+  item.samples = static_cast<int64_t>(verdicts.size());
+  for (const tasks::CodeVerdict& v : verdicts) item.passed += v.passed ? 1 : 0;
+  if (!verdicts.front().check_passed) return;
+  item.check_passed = 0;
+  for (const tasks::CodeVerdict& v : verdicts) {
+    *item.check_passed += v.check_passed.value_or(false) ? 1 : 0;
+    item.suspected_tampering += v.suspected_tampering ? 1 : 0;
+  }
+}
+
+// A document's code verdicts as its samples line records them.
+json verdicts_json(std::span<const tasks::CodeVerdict> verdicts) {
+  json v = json::array();
+  for (const tasks::CodeVerdict& verdict : verdicts) {
+    json one = {{"passed", verdict.passed}, {"result", verdict.result}};
+    if (verdict.check_passed) {
+      one["check_passed"] = *verdict.check_passed;
+      one["check_result"] = verdict.check_result;
+      one["suspected_tampering"] = verdict.suspected_tampering;
+    }
+    if (!verdict.details.empty()) one["details"] = verdict.details;
+    v.push_back(std::move(one));
+  }
+  return v;
+}
+
+// A generated document's token counts, cut context and stop reasons, in the key order samples lines always had.
+void add_generation_counts(std::span<const GenerationResult> mine, json& line) {
+  int64_t context_tokens = 0, generated = 0, truncated = 0;
+  for (const GenerationResult& r : mine) {
+    context_tokens = std::max(context_tokens, r.context_tokens);
+    generated += r.generated_tokens;
+    truncated = std::max(truncated, r.truncated_tokens);
+  }
+  if (context_tokens > 0) line["context_tokens"] = context_tokens;
+  if (generated > 0) line["generated_tokens"] = generated;
+  // One per sample, for the stop-reason histogram and the max-tokens guard (harness/guards.h); absent where the
+  // backend does not say (a replay), so replayed samples lines stay as they were.
+  if (std::any_of(mine.begin(), mine.end(), [](const GenerationResult& r) { return !r.finish_reason.empty(); })) {
+    json reasons = json::array();
+    for (const GenerationResult& r : mine) reasons.push_back(r.finish_reason);
+    line["finish_reasons"] = std::move(reasons);
+  }
+  if (truncated > 0) line["truncated_tokens"] = truncated;
+}
+
 }  // namespace
 
 std::vector<json> score_documents(Backend& backend, const tasks::Task& task, const tasks::Subtask& sub,
@@ -100,17 +148,7 @@ std::vector<json> score_documents(Backend& backend, const tasks::Task& task, con
           const std::string answer = metrics::apply_filter(f, mine[0].text);
           filtered[f.name] = answer;
           metrics::Item item{.answer = answer, .target = d.target};
-          if (!task.scorer.empty()) {
-            item.samples = g.repeats;
-            for (size_t k = 0; k < repeats; ++k) item.passed += verdicts[i * repeats + k].passed ? 1 : 0;
-            if (verdicts[i * repeats].check_passed) {
-              item.check_passed = 0;
-              for (size_t k = 0; k < repeats; ++k) {
-                *item.check_passed += verdicts[i * repeats + k].check_passed.value_or(false) ? 1 : 0;
-                item.suspected_tampering += verdicts[i * repeats + k].suspected_tampering ? 1 : 0;
-              }
-            }
-          }
+          if (!task.scorer.empty()) count_verdicts(std::span(verdicts).subspan(i * repeats, repeats), item);
           score_item(task, item, f.name, m);
         }
         json line = base(d);
@@ -123,37 +161,8 @@ std::vector<json> score_documents(Backend& backend, const tasks::Task& task, con
           for (const GenerationResult& r : mine) texts.push_back(r.text);
           line["responses"] = texts;
         }
-        if (!task.scorer.empty()) {
-          json v = json::array();
-          for (size_t k = 0; k < repeats; ++k) {
-            const tasks::CodeVerdict& verdict = verdicts[i * repeats + k];
-            json one = {{"passed", verdict.passed}, {"result", verdict.result}};
-            if (verdict.check_passed) {
-              one["check_passed"] = *verdict.check_passed;
-              one["check_result"] = verdict.check_result;
-              one["suspected_tampering"] = verdict.suspected_tampering;
-            }
-            if (!verdict.details.empty()) one["details"] = verdict.details;
-            v.push_back(std::move(one));
-          }
-          line["verdicts"] = std::move(v);
-        }
-        int64_t context_tokens = 0, generated = 0, truncated = 0;
-        for (const GenerationResult& r : mine) {
-          context_tokens = std::max(context_tokens, r.context_tokens);
-          generated += r.generated_tokens;
-          truncated = std::max(truncated, r.truncated_tokens);
-        }
-        if (context_tokens > 0) line["context_tokens"] = context_tokens;
-        if (generated > 0) line["generated_tokens"] = generated;
-        // One per sample, for the stop-reason histogram and the max-tokens guard (harness/guards.h); absent where
-        // the backend does not say (a replay), so replayed samples lines stay as they were.
-        if (std::any_of(mine.begin(), mine.end(), [](const GenerationResult& r) { return !r.finish_reason.empty(); })) {
-          json reasons = json::array();
-          for (const GenerationResult& r : mine) reasons.push_back(r.finish_reason);
-          line["finish_reasons"] = std::move(reasons);
-        }
-        if (truncated > 0) line["truncated_tokens"] = truncated;
+        if (!task.scorer.empty()) line["verdicts"] = verdicts_json(std::span(verdicts).subspan(i * repeats, repeats));
+        add_generation_counts(mine, line);
         line["metrics"] = m;
         lines.push_back(std::move(line));
       }
