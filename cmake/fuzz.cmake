@@ -32,6 +32,10 @@ add_library(mlabench_fuzz_parsers OBJECT
   harness/data/archive.cpp
   harness/data/manifest.cpp
   reports/report_inputs.cpp
+  # The metric registry the report reader asks which metrics are proportions, and the scores it points to.
+  metrics/metrics.cpp
+  metrics/registry.cpp
+  tasks/niah/needle_metrics.cpp
   harness/serve/openai_protocol.cpp
   harness/replay_file.cpp
   harness/task_override.cpp

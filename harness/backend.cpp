@@ -109,7 +109,8 @@ class EngineBackend final : public Backend {
       out.push_back({.text = res[i].text,
                      .context_tokens = static_cast<int64_t>(res[i].prompt_tokens.size()),
                      .generated_tokens = static_cast<int64_t>(res[i].generation.tokens.size()),
-                     .truncated_tokens = truncated[i]});
+                     .truncated_tokens = truncated[i],
+                     .finish_reason = res[i].generation.finish_reason});
     return out;
   }
 

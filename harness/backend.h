@@ -54,6 +54,9 @@ struct GenerationResult {
   int64_t context_tokens = 0;
   int64_t generated_tokens = 0;
   int64_t truncated_tokens = 0;  ///< context tokens dropped from the left to leave room for max_gen_toks
+  /// Why generation stopped: the engine's "length" | "stop_token" | "stop_string", an OpenAI server's "stop" |
+  /// "length"; "" where the backend does not say (a replay). The run-health guards count "length".
+  std::string finish_reason{};
 };
 
 /// The whole text's loglikelihood (loglikelihood_rolling): every token scored given as much of what precedes

@@ -17,6 +17,7 @@
 #include "harness/backend.h"
 #include "harness/data/digest.h"
 #include "harness/evaluator.h"
+#include "harness/guards.h"
 #include "harness/remote_backend.h"
 #include "reports/report.h"
 #include "git_commit.h"  // generated at build time (cmake/git_commit.cmake)
@@ -55,6 +56,7 @@ struct RunArgs {
   double request_timeout = 600;
   int64_t max_length = 0;
   bool no_report = false;
+  bool strict = false;                  // --strict: run-health warnings are errors
   std::string shard;                    // --shard K/N or env
   int64_t shards = 0;                   // --shards N (with --shard env, or alone)
   std::vector<std::string> merge_from;  // --merge-from (set by mlabench merge): the shards' run folders
@@ -224,6 +226,8 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
                            {"generation_override", o.gen.seed ? json(*o.gen.seed) : json(nullptr)}};
   const harness::EvalOutcome out = harness::evaluate(*backend, o);
   std::printf("%s", harness::format_results_table(out.results).c_str());
+  std::printf("%s", harness::format_cost_table(out.results).c_str());
+  std::printf("%s", harness::format_health_warnings(out.results).c_str());
   if (!out.errors.empty()) {  // refused tasks: the others' results are written; the run still fails
     std::printf("results: %s (%zu task(s) refused)\n", out.results_path.c_str(), out.errors.size());
     MLABENCH_FAIL("{}", fmt::join(out.errors, "\n"));
@@ -236,6 +240,11 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
                           {.paper_model = "", .generator = report_generator(), .sample_chars = 2000});
     std::printf("report: %s\n", report.c_str());
   }
+  // After the results and the report are written, so that a failed strict run can still be read.
+  MLABENCH_CHECK(!a.strict || out.warnings.empty(), "--strict: {} run-health warning(s):\n{}\nHINT: the scores of "
+                 "this run are suspect (docs/harness.md \"Run health\"); fix the cause, or run without --strict to "
+                 "accept them as warnings",
+                 out.warnings.size(), fmt::join(out.warnings, "\n"));
 }
 
 }  // namespace
@@ -299,6 +308,8 @@ void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> com
                   "contexts from the left (default: the server's max_model_len from /v1/models)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-report", a->no_report, "do not write report.html next to results.json");
+  cmd->add_flag("--strict", a->strict, "exit with an error when a run-health guard trips (one-letter answers, "
+                "chance accuracy, truncation, empty or max-tokens generations, missing log-probabilities)");
   cmd->add_option("--shard", a->shard,
                   "run part K of N (K/N, K = 0..N-1): every subtask's documents K, K+N, ...; or env: from "
                   "SLURM_ARRAY_TASK_ID/_COUNT, JOB_COMPLETION_INDEX (with --shards) or RANK/WORLD_SIZE; then "

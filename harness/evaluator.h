@@ -1,7 +1,9 @@
 // The evaluator: tasks -> requests -> backend -> filters -> metrics -> results.json, with every scored document
 // appended to samples_<task>.jsonl as the run goes, so a run killed at any moment resumes (--resume) without
 // recomputing what was recorded and ends with the results of an uninterrupted run. docs/harness.md describes
-// the files.
+// the files. The implementation, one file per job: evaluator.cpp (the run loop), gen_kwargs.cpp, run_folder.cpp
+// (run.json, the samples journal, the lock, atomic writes), progress.cpp, scoring.cpp (one batch through the
+// metric registry), aggregation.cpp, results_assembly.cpp (results.json), summary_table.cpp (the printed table).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -76,6 +78,9 @@ struct EvalOutcome {
   /// Tasks the backend refused (BackendRefusal), "task NAME: message"; also results.json "errors" {task: message}.
   /// The other tasks' results are complete; the CLI exits with an error after writing them.
   std::vector<std::string> errors;
+  /// Run-health warnings (harness/guards.h), "task T: check: message"; also results.json "warnings". The CLI
+  /// prints them and, under --strict, exits with an error after writing the results.
+  std::vector<std::string> warnings;
 };
 
 /// \brief Runs the tasks on `backend`; writes output_dir/{run.json, samples_<task>.jsonl, results.json}.

@@ -451,6 +451,7 @@ std::vector<GenerationResult> RemoteBackend::generate(std::span<const Generation
     g.text = text->is_string() ? text->get<std::string>() : "";
     g.truncated_tokens = truncated[i];
     g.context_tokens = context_tokens[i];
+    if (c.contains("finish_reason") && c["finish_reason"].is_string()) g.finish_reason = c["finish_reason"];
     if (const json& u = bodies[i].contains("usage") ? bodies[i]["usage"] : json(); u.is_object()) {
       if (g.context_tokens == 0 && u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer())
         g.context_tokens = u["prompt_tokens"].get<int64_t>();

@@ -1,7 +1,17 @@
 # The evaluator: backends (engine, replay), the run loop with resumable samples files, results.json.
 target_sources(mlabench_harness PRIVATE
   harness/backend.cpp
+  # The evaluator, one file per job: the run loop (evaluator.cpp), --gen-kwargs, the run folder and samples
+  # journal, progress, the scoring step, aggregation, results assembly, the printed summary.
   harness/evaluator.cpp
+  harness/gen_kwargs.cpp
+  harness/run_folder.cpp
+  harness/progress.cpp
+  harness/scoring.cpp
+  harness/aggregation.cpp
+  harness/results_assembly.cpp
+  harness/guards.cpp
+  harness/summary_table.cpp
   # --backend openai:URL: an OpenAI-compatible server as a backend, over libcurl multi.
   harness/http_client.cpp
   harness/remote_backend.cpp

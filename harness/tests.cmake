@@ -2,6 +2,9 @@
 mlabench_add_harness_test(test_metrics harness metrics/test_metrics.cpp)
 mlabench_add_harness_test(test_evaluator harness harness/test_evaluator.cpp harness/test_shards.cpp)
 add_dependencies(test_evaluator mlabench)
+# Run-health guards (harness/guards.h), each tripped and not, replay runs and --strict; the metric registry.
+mlabench_add_harness_test(test_guards harness harness/test_guards.cpp metrics/test_registry.cpp)
+add_dependencies(test_guards mlabench)
 # `mlabench serve` (harness/serve): protocol unit tests and an in-process server on a loopback port (tiny model,
 # CPU); the load test (32 clients) is labelled harness-slow: `ctest -L slow` runs it at full size, CI's
 # MLABENCH_TEST_SHORT=1 at a quarter.

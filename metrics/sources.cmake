@@ -1,3 +1,4 @@
 target_sources(mlabench_harness PRIVATE
   metrics/metrics.cpp
+  metrics/registry.cpp
 )

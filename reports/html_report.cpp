@@ -15,6 +15,7 @@
 #include "reports/ablation_section.h"
 #include "reports/html_escape.h"
 #include "reports/report.h"
+#include "reports/run_health_section.h"
 #include "reports/svg_chart.h"
 
 namespace mlabench::reports {
@@ -761,6 +762,7 @@ std::string render_html(const ReportInputs& in, const ReportOptions& o) {
   std::string results;
   for (const RunInput& r : in.runs) results += run_results(r);
   if (in.runs.empty()) results = note("No run folders given. HINT: mlabench run ... --output DIR, then pass DIR");
+  else results += run_health_section(in);  // reports/run_health_section.cpp
 
   const std::string title = fmt::format("mlabench report: {}", fmt::join(in.labels, ", "));
   const std::string csp = "default-src 'none'; style-src 'sha256-" + data::sha256_base64(kStyle) +

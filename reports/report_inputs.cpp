@@ -12,6 +12,7 @@
 #include "engine/core/input_file.h"
 #include "engine/core/json_limits.h"
 #include "harness/evaluator.h"
+#include "metrics/registry.h"
 
 namespace mlabench::reports {
 
@@ -334,8 +335,9 @@ int64_t documents_under(const json& results, const std::string& name) {
 std::pair<double, double> interval95(const MetricValue& m) {
   if (!m.stderr_) return {std::nan(""), std::nan("")};
   double lo = m.value - 1.96 * *m.stderr_, hi = m.value + 1.96 * *m.stderr_;
-  // Proportions: accuracies, exact match, pass@k, needle recall live in [0, 1]; the 1-10 needle score does not.
-  if (m.metric != "needle_score" && m.metric != "loglikelihood") lo = std::max(lo, 0.0), hi = std::min(hi, 1.0);
+  // Proportions (accuracies, exact match, pass@k, needle recall) live in [0, 1]; the 1-10 needle score and
+  // loglikelihoods do not (the registry's `proportion`).
+  if (metrics::reported_is_proportion(m.metric)) lo = std::max(lo, 0.0), hi = std::min(hi, 1.0);
   return {lo, hi};
 }
 

@@ -3,6 +3,7 @@ target_sources(mlabench_reports PRIVATE
   reports/html_report.cpp
   reports/ablation_section.cpp
   reports/report_inputs.cpp
+  reports/run_health_section.cpp
   reports/svg_chart.cpp
   reports/text_report.cpp
 )

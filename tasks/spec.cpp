@@ -8,6 +8,7 @@
 
 #include "engine/core/check.h"
 #include "engine/core/json_limits.h"
+#include "metrics/registry.h"
 #include "tasks/code/scorer.h"
 #include "tasks/hooks.h"
 
@@ -58,8 +59,6 @@ const std::set<std::string> FILTER_STEP_KEYS = {"function", "regex_pattern", "gr
 const std::set<std::string> METRIC_KEYS = {"metric", "ignore_case", "ignore_punctuation", "regexes_to_ignore", "k"};
 const std::set<std::string> SUBTASK_KEYS = {"name", "display", "category", "subjects", "hook"};
 const std::set<std::string> FILTER_FUNCTIONS = {"regex", "take_first", "strip", "remove_whitespace", "lowercase"};
-const std::set<std::string> METRICS = {"acc",           "acc_norm",     "exact_match",
-                                       "needle_recall", "needle_score", "pass_at_k"};
 
 void check_keys(const ojson& object, const std::set<std::string>& known, const std::filesystem::path& file,
                 const std::string& where) {
@@ -389,12 +388,13 @@ std::vector<MetricSpec> parse_metrics(const SpecFields& spec) {
     const SpecFields m(spec.at("metric_list")[i], spec.file(), fmt::format("metric_list[{}].", i));
     MetricSpec metric;
     metric.name = m.string("metric");
-    MLABENCH_CHECK(METRICS.contains(metric.name), "{}: {} '{}' is not one of {}. HINT: see docs/tasks.md",
-                   spec.file().string(), m.name("metric"), metric.name, fmt::join(METRICS, ", "));
+    const metrics::MetricDef* def = metrics::find_metric(metric.name);  // the names: metrics/registry.cpp
+    MLABENCH_CHECK(def != nullptr && def->in_specs, "{}: {} '{}' is not one of {}. HINT: see docs/tasks.md",
+                   spec.file().string(), m.name("metric"), metric.name, metrics::spec_metric_names());
     metric.ignore_case = m.boolean_or("ignore_case", false);
     metric.ignore_punctuation = m.boolean_or("ignore_punctuation", false);
     metric.regexes_to_ignore = m.strings_or_empty("regexes_to_ignore");
-    if (metric.name == "pass_at_k") {
+    if (def->input == metrics::ItemInput::CODE_VERDICTS) {  // pass_at_k
       MLABENCH_CHECK(m.has("k") && m.at("k").is_array() && !m.at("k").empty(),
                      "{}: {} needs \"k\": a list of positive integers. HINT: e.g. \"k\": [1, 10, 100]",
                      spec.file().string(), m.name("metric"));
@@ -510,13 +510,14 @@ void parse_generation_and_scoring(const SpecFields& spec, TaskSpec& out) {
   }
   bool pass_at_k = false;
   for (const MetricSpec& m : out.metrics) {
-    pass_at_k = pass_at_k || m.name == "pass_at_k";
-    const bool generated = m.name == "exact_match" || m.name == "needle_recall" || m.name == "needle_score";
+    const metrics::ItemInput input = metrics::find_metric(m.name)->input;  // checked by parse_metrics
+    pass_at_k = pass_at_k || input == metrics::ItemInput::CODE_VERDICTS;
+    const bool generated = input == metrics::ItemInput::GENERATED_ANSWER;
     MLABENCH_CHECK(!generated || (out.output_type == OutputType::GENERATE_UNTIL && out.scorer.empty()),
                    "{}: metric '{}' scores a generated answer against the target. HINT: use it with output_type "
                    "generate_until and no scorer", file, m.name);
-    MLABENCH_CHECK(m.name != "pass_at_k" || !out.scorer.empty(), "{}: pass_at_k needs a code scorer. HINT: add "
-                   "\"scorer\": {{\"hook\": \"humaneval\"}}", file);
+    MLABENCH_CHECK(input != metrics::ItemInput::CODE_VERDICTS || !out.scorer.empty(), "{}: pass_at_k needs a "
+                   "code scorer. HINT: add \"scorer\": {{\"hook\": \"humaneval\"}}", file);
   }
   MLABENCH_CHECK(out.scorer.empty() || pass_at_k, "{}: a task with a scorer reports pass_at_k. HINT: add "
                  "{{\"metric\": \"pass_at_k\", \"k\": [1]}} to metric_list", file);

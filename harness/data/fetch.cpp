@@ -21,6 +21,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -184,7 +185,7 @@ class DatasetBuilder {
                       "or drop the mirror's copy, or if upstream changed on purpose update {}",
                       m_.name, f.path, source, actual, f.sha256, m_.name, m_.manifest_path.string());
       }
-      log(fmt::format("{}: {} <- {}", m_.name, f.path, source));
+      ++sources_[source_kind(source)];
     }
     try {
       extract_all();
@@ -212,7 +213,14 @@ class DatasetBuilder {
     MLABENCH_CHECK(!ec, "cannot move the verified {} to {}: {}. HINT: check permissions on the cache folder",
                    staging_.string(), final_dir_.string(), ec.message());
     fs::remove(staging_root_, ec);  // only when empty: other datasets may be staged there
-    log(fmt::format("{}: verified (content sha256 {}) in {}", m_.name, digest, final_dir_.string()));
+    // One line per dataset (not one per file: LiveCodeBench has dozens): where its files came from, what was
+    // extracted, and the verified digest.
+    std::vector<std::string> from;
+    for (const auto& [kind, n] : sources_) from.push_back(fmt::format("{} file{} from {}", n, n == 1 ? "" : "s", kind));
+    if (from.empty()) from.push_back("staged files reused");
+    log(fmt::format("{}: {}{}; verified (content sha256 {}) in {}", m_.name, fmt::join(from, ", "),
+                    extracted_.empty() ? "" : fmt::format("; {}", fmt::join(extracted_, ", ")), digest,
+                    final_dir_.string()));
   }
 
  private:
@@ -227,6 +235,14 @@ class DatasetBuilder {
 
   void log(const std::string& line) const {
     if (o_.log) o_.log(line);
+  }
+
+  // Where obtain() found a file, without the file's own path: the summary line counts files per source.
+  std::string source_kind(const std::string& source) const {
+    if (source.starts_with("the cache's earlier copy")) return "the cache's earlier copy";
+    if (source.starts_with("mirror file ")) return "the mirror folder " + mirror_.folder.string();
+    if (source.starts_with("mirror URL ")) return "the mirror " + mirror_.url_prefix;
+    return "upstream";
   }
 
   // Puts the file at `dest` and says where it came from, or throws saying where it was looked for.
@@ -264,7 +280,6 @@ class DatasetBuilder {
       tried.push_back("the manifest lists no official URL for it");
     } else {
       for (const std::string& url : f.urls) {
-        log(fmt::format("{}: downloading {}", m_.name, url));
         const DownloadResult r = download_file(url, dest, download_options_);
         if (r.status == DownloadStatus::OK) return url;
         tried.push_back(r.message);
@@ -290,8 +305,8 @@ class DatasetBuilder {
       const ArchiveKind kind = f.extract == ArchiveKind::AUTO ? sniff_archive_kind(file) : f.extract;
       if (kind == ArchiveKind::NONE) continue;
       const int64_t n = extract_archive(file, kind, file.parent_path(), o_.archive_limits);
-      log(fmt::format("{}: extracted {} file{} from {} ({})", m_.name, n, n == 1 ? "" : "s", f.path,
-                      archive_kind_name(kind)));
+      extracted_.push_back(
+          fmt::format("extracted {} file{} from {} ({})", n, n == 1 ? "" : "s", f.path, archive_kind_name(kind)));
     }
   }
 
@@ -345,6 +360,8 @@ class DatasetBuilder {
   const Mirror mirror_;
   const fs::path final_dir_, staging_root_, staging_;
   DownloadOptions download_options_;
+  std::map<std::string, int64_t> sources_;  // files per source, for the summary line
+  std::vector<std::string> extracted_;       // "extracted N files from F (kind)", for the summary line
 };
 
 }  // namespace

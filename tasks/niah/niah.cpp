@@ -43,24 +43,6 @@ constexpr const char* HAYSTACK_FIELD = "{{haystack}}";
 constexpr std::array<int64_t, 3> DEFAULT_LENGTHS = {1000, 128000, 12};
 constexpr std::array<int64_t, 3> DEFAULT_DEPTHS = {0, 100, 12};
 
-// Lower-cased runs of ASCII letters and digits; bytes of multi-byte UTF-8 characters count as letters, so
-// non-Latin words stay whole.
-std::vector<std::string> words_of(const std::string& text) {
-  std::vector<std::string> words;
-  std::string word;
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) || c >= 0x80) {
-      word += static_cast<char>(std::tolower(c));
-    } else if (!word.empty()) {
-      words.push_back(std::move(word));
-      word.clear();
-    }
-  }
-  if (!word.empty()) words.push_back(std::move(word));
-  return words;
-}
-
 struct Config {
   std::string haystack_dir = "paul_graham_essays";
   std::string needle = DEFAULT_NEEDLE;
@@ -213,7 +195,7 @@ Config parse_config(const GeneratorContext& context) {
     }
     setter->second(value, key);
   }
-  MLABENCH_CHECK(!words_of(c.answer).empty(),
+  MLABENCH_CHECK(!needle_words(c.answer).empty(),
                  "niah generator ({}): \"answer\" (\"{}\") has no words to look for in "
                  "responses. HINT: set it to the phrase of the needle the model must repeat.",
                  read.where(), c.answer);
@@ -505,26 +487,6 @@ std::vector<Subtask> generate(const GeneratorContext& context) {
     subtask.docs.push_back(std::move(doc));
   }
   return {subtask};
-}
-
-double needle_recall(const std::string& response, const std::string& answer) {
-  const auto wanted = words_of(answer);
-  MLABENCH_CHECK(!wanted.empty(),
-                 "needle_recall: the answer \"{}\" has no words. HINT: set the niah generator's "
-                 "\"answer\" to the needle's key phrase.",
-                 answer);
-  const auto got = words_of(response);
-  const std::set<std::string> present(got.begin(), got.end());
-  const auto found = std::count_if(wanted.begin(), wanted.end(), [&](const auto& w) { return present.contains(w); });
-  return static_cast<double>(found) / static_cast<double>(wanted.size());
-}
-
-int score_1_10(double recall) {
-  if (recall >= 1.0) return 10;
-  if (recall >= 0.75) return 7;
-  if (recall >= 0.5) return 5;
-  if (recall >= 0.25) return 3;
-  return 1;
 }
 
 }  // namespace mlabench::tasks::niah

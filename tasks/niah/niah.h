@@ -19,6 +19,10 @@ namespace mlabench::tasks::niah {
 /// exactly, or the haystack is empty.
 std::vector<Subtask> generate(const GeneratorContext& context);
 
+/// \brief Lower-cased runs of ASCII letters and digits (bytes of multi-byte UTF-8 characters count as letters, so
+/// non-Latin words stay whole): the words needle_recall compares.
+std::vector<std::string> needle_words(const std::string& text);
+
 /// \brief Fraction (0..1) of the answer's words (lower-cased runs of letters and digits) found among the
 /// response's words, each answer word counted as often as it occurs; 1.0 when every word is there, 0.0 for an
 /// empty response. Throws Error for an answer without words.
