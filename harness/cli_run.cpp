@@ -17,6 +17,7 @@
 #include "harness/backend.h"
 #include "harness/data/digest.h"
 #include "harness/evaluator.h"
+#include "harness/invariance.h"
 #include "harness/guards.h"
 #include "harness/remote_backend.h"
 #include "reports/report.h"
@@ -57,6 +58,8 @@ struct RunArgs {
   int64_t max_length = 0;
   bool no_report = false;
   bool strict = false;                  // --strict: run-health warnings are errors
+  int64_t check_invariance = 0;         // --check-invariance N: documents re-run one at a time after the run
+  uint64_t invariance_seed = 0;
   std::string shard;                    // --shard K/N or env
   int64_t shards = 0;                   // --shards N (with --shard env, or alone)
   std::vector<std::string> merge_from;  // --merge-from (set by mlabench merge): the shards' run folders
@@ -220,6 +223,8 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
   if (!a.shard.empty() || a.shards > 0) o.shard = harness::parse_shard(a.shard.empty() ? "env" : a.shard, a.shards);
   for (const std::string& d : a.merge_from) o.merge_from.emplace_back(d);
   o.command_line = argv;
+  o.check_invariance = a.check_invariance;
+  o.invariance_seed = a.invariance_seed;
   // Every seed the run depends on: generation (per document: seed * 1000003 + doc_id) and few-shot sampling
   // (in each task's resolved config, results.json "configs").
   o.provenance["seeds"] = {{"generation_default", tasks::GenerationKwargs{}.seed},
@@ -228,6 +233,8 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
   std::printf("%s", harness::format_results_table(out.results).c_str());
   std::printf("%s", harness::format_cost_table(out.results).c_str());
   std::printf("%s", harness::format_health_warnings(out.results).c_str());
+  if (out.results.contains("invariance"))
+    std::printf("%s\n", harness::invariance_summary(out.results["invariance"]).c_str());
   if (!out.errors.empty()) {  // refused tasks: the others' results are written; the run still fails
     std::printf("results: %s (%zu task(s) refused)\n", out.results_path.c_str(), out.errors.size());
     MLABENCH_FAIL("{}", fmt::join(out.errors, "\n"));
@@ -310,6 +317,11 @@ void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> com
   cmd->add_flag("--no-report", a->no_report, "do not write report.html next to results.json");
   cmd->add_flag("--strict", a->strict, "exit with an error when a run-health guard trips (one-letter answers, "
                 "chance accuracy, truncation, empty or max-tokens generations, missing log-probabilities)");
+  cmd->add_option("--check-invariance", a->check_invariance,
+                  "after the run, send N random documents again one at a time and compare them with the batched "
+                  "answers (max |d log-prob|, argmax flips, diverged generations; results.json \"invariance\")")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--invariance-seed", a->invariance_seed, "seed of --check-invariance's draw")->capture_default_str();
   cmd->add_option("--shard", a->shard,
                   "run part K of N (K/N, K = 0..N-1): every subtask's documents K, K+N, ...; or env: from "
                   "SLURM_ARRAY_TASK_ID/_COUNT, JOB_COMPLETION_INDEX (with --shards) or RANK/WORLD_SIZE; then "

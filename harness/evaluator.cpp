@@ -11,6 +11,8 @@
 
 #include "engine/core/check.h"
 #include "harness/aggregation.h"
+#include "harness/gen_kwargs.h"
+#include "harness/invariance.h"
 #include "harness/progress.h"
 #include "harness/results_assembly.h"
 #include "harness/run_folder.h"
@@ -69,8 +71,16 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
   // Tasks and their data.
   const std::vector<tasks::Task> loaded = load_run_tasks(backend, o);
   int64_t total_docs = 0;
-  for (const tasks::Task& task : loaded)
+  std::vector<int64_t> task_first_doc;  // each task's first document in the run's order (--check-invariance)
+  for (const tasks::Task& task : loaded) {
+    task_first_doc.push_back(total_docs);
     for (const tasks::Subtask& s : task.subtasks) total_docs += static_cast<int64_t>(shard_docs(s.docs, o.shard).size());
+  }
+  // --check-invariance: the documents to re-run, drawn now over the run's order, their lines kept as they are met.
+  const std::vector<size_t> picked = o.check_invariance > 0 && !merging
+      ? pick_invariance_items(static_cast<size_t>(total_docs), o.check_invariance, o.invariance_seed)
+      : std::vector<size_t>{};
+  std::vector<InvarianceItem> invariance_items;
 
   // Model-written code runs in sandboxes, as many at once as there are workers.
   std::unique_ptr<sandbox::Pool> pool;
@@ -81,7 +91,8 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
   Progress progress(o.progress, total_docs);
   ResultsAssembly assembly;
   json cost_now = json::object();  // provenance "cost_this_invocation": wall time is not part of the results
-  for (const tasks::Task& task : loaded) {
+  for (size_t ti = 0; ti < loaded.size(); ++ti) {
+    const tasks::Task& task = loaded[ti];
     SamplesFile samples(o.output_dir / fmt::format("samples_{}.jsonl", task.name), resume);
     std::vector<json> lines = samples.loaded();
     std::set<std::pair<std::string, int64_t>> done;
@@ -126,11 +137,15 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
     LinesBySubtask by_subtask;
     std::map<std::pair<std::string, int64_t>, const json*> index;
     for (const json& l : lines) index[{l["subtask"].get<std::string>(), l["doc_id"].get<int64_t>()}] = &l;
+    auto at_doc = static_cast<size_t>(task_first_doc[ti]);
     for (const tasks::Subtask& sub : task.subtasks)
       for (const tasks::TaskDoc* d : shard_docs(sub.docs, o.shard)) {
         auto it = index.find({sub.name, d->doc_id});
         MLABENCH_ICHECK(it != index.end(), "document {} of {} was neither resumed nor scored", d->doc_id, sub.name);
         by_subtask[sub.name].push_back(it->second);
+        if (std::binary_search(picked.begin(), picked.end(), at_doc++))
+          invariance_items.push_back({.task = &task, .subtask = &sub, .doc = d,
+                                      .gen = with_overrides(task.generation, o.gen), .line = *it->second});
       }
     assembly.add_task(task, by_subtask);
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - task_t0).count();
@@ -154,6 +169,7 @@ EvalOutcome evaluate(Backend& backend, const EvalOptions& o) {
     provenance["merged_from"] = from;
   }
   outcome.results = assembly.finish(o, backend, provenance);
+  if (!invariance_items.empty()) outcome.results["invariance"] = check_batch_invariance(backend, invariance_items);
   outcome.warnings = assembly.warnings();
   outcome.results_path = o.output_dir / "results.json";
   write_file_atomically(outcome.results_path, outcome.results.dump(2) + "\n");

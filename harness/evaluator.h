@@ -68,6 +68,10 @@ struct EvalOptions {
   /// aggregates the whole run from them without scoring anything.
   std::vector<std::filesystem::path> merge_from;
   std::vector<std::string> command_line;  ///< recorded in run.json (mlabench merge re-runs it)
+  /// --check-invariance N: after the run, N documents drawn at random (seeded by invariance_seed) are sent again one
+  /// at a time and compared with the batched answers (harness/invariance.h); results.json "invariance". 0 = off.
+  int64_t check_invariance = 0;
+  uint64_t invariance_seed = 0;
 };
 
 struct EvalOutcome {

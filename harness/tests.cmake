@@ -28,3 +28,4 @@ add_dependencies(test_ablation mlabench)
 # --check-invariance: documents re-run alone against the batched run (the CPU engine: invariant; a backend that is
 # not: caught).
 mlabench_add_harness_test(test_invariance harness harness/test_invariance.cpp)
+add_dependencies(test_invariance mlabench)

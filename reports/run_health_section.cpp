@@ -55,6 +55,25 @@ std::string cost_table(const json& results) {
   return h + "</tbody></table>\n";
 }
 
+// --check-invariance: documents re-run one at a time against the batched run, per task.
+std::string invariance_table(const json& inv) {
+  std::string h = "<table><thead><tr><th>Batch invariance (documents re-run alone)</th><th>Documents</th>"
+                  "<th>Max |d log-prob|</th><th>Argmax flips</th><th>Generations diverged</th></tr></thead><tbody>\n";
+  auto row = [&](const std::string& name, const json& t) {
+    const json d = t.value("max_abs_dlogprob", json(nullptr));
+    const std::string dtext = d.is_number() ? fmt::format("{:.3g}", d.get<double>()) : d.is_string() ? d.get<std::string>() : "";
+    const bool bad = t.value("argmax_flips", int64_t{0}) > 0 || t.value("generations_diverged", int64_t{0}) > 0;
+    h += "<tr>" + td(name) + td(std::to_string(t.value("items_checked", int64_t{0}))) + td(dtext) +
+         td(std::to_string(t.value("argmax_flips", int64_t{0})), bad ? "off" : "ok") +
+         td(fmt::format("{} of {}", t.value("generations_diverged", int64_t{0}), t.value("generations_compared", int64_t{0})),
+            bad ? "off" : "ok") + "</tr>\n";
+  };
+  row("all", inv);
+  const json tasks = inv.value("tasks", json::object());  // a named copy: items() of a temporary would dangle
+  for (const auto& [name, t] : tasks.items()) row(name, t);
+  return h + "</tbody></table>\n";
+}
+
 }  // namespace
 
 std::string run_health_section(const ReportInputs& in) {
@@ -79,6 +98,7 @@ std::string run_health_section(const ReportInputs& in) {
     h += "<details class=\"breakdown\"><summary>Checks and stop reasons per task</summary>\n" +
          checks_table(r["run_health"]) + "</details>\n";
     if (r.contains("cost")) h += cost_table(r);
+    if (r.contains("invariance")) h += invariance_table(r["invariance"]);
   }
   if (!any) h += note("No run here records run health (its results.json predates the guards).");
   return h;

@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <set>
 
 #include "harness/backend.h"
 #include "harness/invariance.h"
 #include "mlabench/engine.h"
+#include "tests/harness/eval_test_util.h"
 #include "tests/test_util.h"
 
 namespace mlabench::harness {
@@ -129,6 +132,30 @@ TEST(Invariance, ABatchDependentBackendIsCaught) {
       EXPECT_TRUE(e["diverged"].get<bool>());
       EXPECT_GE(e["diverged_at_char"].get<int64_t>(), 0);
     }
+}
+
+// mlabench run --check-invariance on real MMLU and GSM8K documents (the bundled model, CPU): results.json records the
+// check, the summary prints it, the report shows it; the CPU engine gives 0 flips and no divergence.
+TEST(Invariance, RunRecordsTheCheckInResultsSummaryAndReport) {
+  MLABENCH_REQUIRE_MIRROR();
+  const auto out = test::fresh_dir("invariance-run");
+  const std::string cmd = std::string(MLABENCH_BINARY) + " run --model " + kTiny +
+                          " --tasks mmlu_anatomy,gsm8k_cot --limit 3 --check-invariance 4 --invariance-seed 3 --mirror " +
+                          test::dataset_mirror() + " --data-dir " + (out / "data").string() +
+                          " --offline --no-progress --output " + (out / "run").string() + " > " +
+                          (out / "log").string() + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_file((out / "log").string());
+  std::ifstream f(out / "run" / "results.json");
+  const auto results = nlohmann::ordered_json::parse(f);
+  ASSERT_TRUE(results.contains("invariance"));
+  const auto& inv = results["invariance"];
+  EXPECT_EQ(inv["items_checked"].get<int64_t>(), 4);
+  EXPECT_EQ(inv["argmax_flips"].get<int64_t>(), 0);
+  EXPECT_EQ(inv["generations_diverged"].get<int64_t>(), 0);
+  EXPECT_EQ(inv["items"].size(), 4u);
+  EXPECT_NE(test::read_file((out / "log").string()).find("batch invariance: 4 documents"), std::string::npos);
+  EXPECT_NE(test::read_file((out / "run" / "report.html").string()).find("Batch invariance"), std::string::npos);
+  std::filesystem::remove_all(out);
 }
 
 }  // namespace
