@@ -1,5 +1,5 @@
 # Metrics and the evaluator (replay and engine backends, resume, results files).
-mlabench_add_harness_test(test_metrics harness metrics/test_metrics.cpp)
+mlabench_add_harness_test(test_metrics harness metrics/test_metrics.cpp metrics/test_paired_stats.cpp)
 mlabench_add_harness_test(test_evaluator harness harness/test_evaluator.cpp harness/test_shards.cpp)
 add_dependencies(test_evaluator mlabench)
 # `mlabench serve` (harness/serve): protocol unit tests and an in-process server on a loopback port (tiny model,
