@@ -1,6 +1,8 @@
 # The evaluator: backends (engine, replay), the run loop with resumable samples files, results.json.
 target_sources(mlabench_harness PRIVATE
   harness/backend.cpp
+  # `mlabench compare`: paired statistics of runs (reads run folders; metrics/paired_stats).
+  harness/compare.cpp
   harness/evaluator.cpp
   # --backend openai:URL: an OpenAI-compatible server as a backend, over libcurl multi.
   harness/http_client.cpp
