@@ -19,3 +19,6 @@ add_test(NAME serve_openai_client
                  ${MLABENCH_DATA_DIR}/models/mlabench-tiny-dsv2)
 set_tests_properties(serve_openai_client PROPERTIES LABELS harness SKIP_RETURN_CODE 77 TIMEOUT 120)
 endif()
+# `mlabench compare` on real replay runs of MMLU (gold, always A, gold again; another num_fewshot is refused).
+mlabench_add_harness_test(test_compare harness harness/test_compare.cpp)
+add_dependencies(test_compare mlabench)
