@@ -32,6 +32,7 @@ add_library(mlabench_fuzz_parsers OBJECT
   harness/data/archive.cpp
   harness/data/manifest.cpp
   reports/report_inputs.cpp
+  reports/compare_section.cpp  # report --compare documents, loaded by load_report_inputs
   harness/serve/openai_protocol.cpp
   harness/replay_file.cpp
   harness/task_override.cpp

@@ -142,13 +142,14 @@ void check_same_protocol(const std::string& task, const Run& a, const Run& b) {
   const auto [ca, cb] = per_task("configs");
   if (const std::string k = first_difference(ca, cb); !k.empty()) {
     const bool whole = k == "(whole value)";
-    refuse(task, "the task config's \"" + k + "\" (results.json configs." + task + ")", a, b,
-           whole ? show(ca) : show(ca.contains(k) ? ca[k] : json()), whole ? show(cb) : show(cb.contains(k) ? cb[k] : json()));
+    const json va = whole ? ca : ca.contains(k) ? ca[k] : json(), vb = whole ? cb : cb.contains(k) ? cb[k] : json();
+    refuse(task, "the task config's \"" + k + "\" (results.json configs." + task + ")", a, b, show(va), show(vb));
   }
   // Run-level settings that change the prompt text the model sees.
+  const json config_a = ra.value("config", json()), config_b = rb.value("config", json());
   for (const char* key : {"apply_chat_template", "system_prompt"}) {
-    const json va = ra["config"].contains(key) ? ra["config"][key] : json();
-    const json vb = rb["config"].contains(key) ? rb["config"][key] : json();
+    const json va = config_a.is_object() && config_a.contains(key) ? config_a[key] : json();
+    const json vb = config_b.is_object() && config_b.contains(key) ? config_b[key] : json();
     if (nlohmann::json(va) != nlohmann::json(vb)) refuse(task, std::string("config.") + key, a, b, show(va), show(vb));
   }
   if (ca.is_object() && ca.value("output_type", std::string()) == "generate_until") {
@@ -311,7 +312,7 @@ json task_rows(const std::string& task, const Run& a, const Pairing& p, const Co
   sets.emplace_back("task", task, p.pairs);
   std::set<std::string> subtasks;
   for (const ItemKey& k : p.keys) subtasks.insert(k.first);
-  const json& gs = a.results.value("group_subtasks", json::object());
+  const json gs = a.results.value("group_subtasks", json::object());
   if (gs.contains(task))
     for (const json& member : gs[task]) {
       const std::string group = member.get<std::string>();
@@ -383,7 +384,7 @@ json compare_runs(const std::vector<std::string>& args, const CompareOptions& o)
                            {"confidence", o.confidence}}}};
   json runs_json = json::array();
   for (const Run& r : runs)
-    runs_json.push_back({{"label", r.label}, {"path", r.dir.string()}, {"config", r.results["config"]},
+    runs_json.push_back({{"label", r.label}, {"path", r.dir.string()}, {"config", r.results.value("config", json())},
                          {"backend", r.results.value("backend", json())}});
   doc["runs"] = runs_json;
   json pairs = json::array();

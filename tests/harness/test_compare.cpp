@@ -39,7 +39,8 @@ void run_replay(const fs::path& replay, const fs::path& out, std::optional<int> 
   evaluate(*backend, o);
 }
 
-const json& row_of(const json& comparison, const std::string& level, const std::string& name, const std::string& metric) {
+const json& row_of(const json& comparison, const std::string& level, const std::string& name,
+                   const std::string& metric) {
   for (const json& t : comparison["tasks"])
     for (const json& row : t["rows"])
       if (row["level"] == level && row["name"] == name && row["metric"] == metric) return row;
