@@ -10,6 +10,7 @@
 #include "harness/compare.h"
 #include "harness/evaluator.h"
 #include "harness/oracle.h"
+#include "harness/task_override.h"
 #include "tests/harness/eval_test_util.h"
 
 namespace mlabench::harness {
@@ -119,6 +120,20 @@ TEST(Compare, RefusesRunsWithAnotherNumFewshotAndPairsTheCommonItemsOfAShorterRu
   run_replay(dir / "gold.jsonl", dir / "zero", 0);
   test::expect_error_with([&] { compare_runs({(dir / "five").string(), (dir / "zero").string()}, {}); },
                           {"task mmlu", "num_fewshot differs", "five: 5", "zero: 0", "HINT"});
+  // --set changed the task's template: named by its config key.
+  {
+    auto backend = make_replay_backend((dir / "gold.jsonl").string());
+    EvalOptions o;
+    o.tasks = "mmlu";
+    o.limit = kLimit;
+    o.output_dir = dir / "described";
+    o.fetch = test::mirror_fetch();
+    o.progress = false;
+    add_task_override(o.task_overrides, "mmlu.description=Answer these.");
+    evaluate(*backend, o);
+  }
+  test::expect_error_with([&] { compare_runs({(dir / "five").string(), (dir / "described").string()}, {}); },
+                          {"task mmlu", "the task config's \"description\"", "described: \"Answer these.\"", "HINT"});
   // A run with --limit 2 against one with 3: the 2 * 57 common documents are paired, the rest counted.
   auto backend = make_replay_backend((dir / "gold.jsonl").string());
   EvalOptions o;
