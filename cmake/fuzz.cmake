@@ -36,6 +36,7 @@ add_library(mlabench_fuzz_parsers OBJECT
   metrics/metrics.cpp
   metrics/registry.cpp
   tasks/niah/needle_metrics.cpp
+  reports/compare_section.cpp  # report --compare documents, loaded by load_report_inputs
   harness/serve/openai_protocol.cpp
   harness/replay_file.cpp
   harness/task_override.cpp

@@ -18,6 +18,7 @@ void add_report_command(CLI::App& app, int* exit_code) {
     std::string paper_file;
     int samples = 5;
     size_t sample_chars = 2000;
+    std::vector<std::string> compare_files;
   };
   auto a = std::make_shared<ReportArgs>();
   CLI::App* cmd = app.add_subcommand("report", "one HTML page (or Markdown/CSV) from run folders and bench JSON");
@@ -35,12 +36,15 @@ void add_report_command(CLI::App& app, int* exit_code) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--sample-chars", a->sample_chars, "bytes shown from each end of a long prompt or response")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--compare", a->compare_files,
+                  "a `mlabench compare --out` JSON: adds the Paired comparison section (repeatable)");
   cmd->callback([a, exit_code]() {
     run(exit_code, [&] {
       const reports::ReportFormat format = reports::parse_report_format(a->format);
       const std::string out = !a->out.empty() ? a->out : format == reports::ReportFormat::HTML ? "report.html" : "-";
       reports::write_report(a->inputs, out, format,
-                            {.samples_per_task = a->samples, .paper_file = a->paper_file},
+                            {.samples_per_task = a->samples, .paper_file = a->paper_file,
+                             .compare_files = {a->compare_files.begin(), a->compare_files.end()}},
                             {.paper_model = a->paper_model, .generator = report_generator(),
                              .sample_chars = a->sample_chars});
       if (out != "-") std::fprintf(stderr, "report: %s\n", out.c_str());

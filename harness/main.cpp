@@ -7,6 +7,7 @@
 #include <new>
 #include <string_view>
 
+#include "harness/cli_compare.h"
 #include "harness/cli_fetch.h"
 #include "harness/cli_model.h"
 #include "harness/cli_run.h"
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
   mlabench::cli::add_run_command(app, &exit_code, std::vector<std::string>(argv, argv + argc));
   mlabench::cli::add_merge_command(app, &exit_code);
   mlabench::cli::add_report_command(app, &exit_code);
+  mlabench::cli::add_compare_command(app, &exit_code);
   mlabench::cli::add_serve_command(app, &exit_code);
   try {
     app.parse(argc, argv);

@@ -1,6 +1,8 @@
 # The evaluator: backends (engine, replay), the run loop with resumable samples files, results.json.
 target_sources(mlabench_harness PRIVATE
   harness/backend.cpp
+  # `mlabench compare`: paired statistics of runs (reads run folders; metrics/paired_stats).
+  harness/compare.cpp
   # The evaluator, one file per job: the run loop (evaluator.cpp), --gen-kwargs, the run folder and samples
   # journal, progress, the scoring step, aggregation, results assembly, the printed summary.
   harness/evaluator.cpp

@@ -1,5 +1,5 @@
 # Metrics and the evaluator (replay and engine backends, resume, results files).
-mlabench_add_harness_test(test_metrics harness metrics/test_metrics.cpp)
+mlabench_add_harness_test(test_metrics harness metrics/test_metrics.cpp metrics/test_paired_stats.cpp)
 mlabench_add_harness_test(test_evaluator harness harness/test_evaluator.cpp harness/test_shards.cpp)
 add_dependencies(test_evaluator mlabench)
 # Run-health guards (harness/guards.h), each tripped and not, replay runs and --strict; the metric registry.
@@ -29,3 +29,6 @@ add_dependencies(test_ablation mlabench)
 # not: caught).
 mlabench_add_harness_test(test_invariance harness harness/test_invariance.cpp)
 add_dependencies(test_invariance mlabench)
+# `mlabench compare` on real replay runs of MMLU (gold, always A, gold again; another num_fewshot is refused).
+mlabench_add_harness_test(test_compare harness harness/test_compare.cpp)
+add_dependencies(test_compare mlabench)

@@ -13,6 +13,7 @@
 #include "engine/core/check.h"
 #include "harness/data/digest.h"
 #include "reports/ablation_section.h"
+#include "reports/compare_section.h"
 #include "reports/html_escape.h"
 #include "reports/report.h"
 #include "reports/run_health_section.h"
@@ -775,7 +776,8 @@ std::string render_html(const ReportInputs& in, const ReportOptions& o) {
                      "<title>" + esc(title) + "</title>\n<style>" + kStyle + "</style>\n</head>\n<body>\n<header>\n"
                      "<h1>" + esc(title) + "</h1>\n<nav><a href=\"#summary\">Runs</a><a href=\"#results\">Results</a>"
                      "<a href=\"#paper\">Paper</a><a href=\"#compare\">Side by side</a><a href=\"#niah\">Needle in a "
-                     "haystack</a><a href=\"#performance\">Throughput and KV cache</a><a href=\"#ablation\">Ablation</a><a href=\"#samples\">Samples</a>"
+                     "haystack</a><a href=\"#performance\">Throughput and KV cache</a><a href=\"#ablation\">Ablation</a><a href=\"#samples\">Samples</a>" +
+                     std::string(in.comparisons.empty() ? "" : "<a href=\"#paired\">Paired comparison</a>") +
                      "</nav>\n</header>\n<main>\n";
   page += section("summary", "Runs", summary);
   page += section("results", "Results", note("Value, standard error and a 95% interval (value \u00b1 1.96 stderr, the "
@@ -787,6 +789,8 @@ std::string render_html(const ReportInputs& in, const ReportOptions& o) {
   page += section("performance", "Throughput, latency and KV cache", performance_section(in));
   page += section("ablation", "Architecture ablation: MLA, MHA, GQA, MQA at one shape", ablation_section(in));
   page += section("samples", "Samples", samples_section(in, o));
+  // Only with report --compare: the runs alone do not say which pairs to compare (compare_section.cpp).
+  if (!in.comparisons.empty()) page += section("paired", "Paired comparison", paired_comparison_section(in.comparisons));
   page += "</main>\n<footer>Made by " + esc(o.generator) +
           " from the inputs listed under Runs. The page fetches nothing: every style, script and chart is inline."
           "</footer>\n<script>" + kScript + "</script>\n</body>\n</html>\n";

@@ -1,5 +1,7 @@
 #include "reports/report_inputs.h"
 
+#include "reports/compare_section.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -252,6 +254,7 @@ ReportInputs load_report_inputs(const std::vector<std::string>& inputs, const Lo
     }
     in.runs.push_back(std::move(run));
   }
+  for (const fs::path& f : o.compare_files) in.comparisons.push_back(load_compare_document(f));
   return in;
 }
 

@@ -79,11 +79,13 @@ struct ReportInputs {
   std::vector<AblationInput> ablations;
   std::vector<std::string> labels;  ///< every distinct label, in the order the inputs were given
   PaperNumbers paper;
+  std::vector<json> comparisons;    ///< `mlabench compare --out` documents (report --compare; compare_section.h)
 };
 
 struct LoadOptions {
   int samples_per_task = 5;                 ///< first samples kept per task for the sample browser
   std::filesystem::path paper_file;         ///< default: reports/paper/deepseek_v2.json of the source tree
+  std::vector<std::filesystem::path> compare_files;  ///< report --compare: `mlabench compare --out` documents
 };
 
 /// \brief Reads each input: "PATH" or "LABEL=PATH", where PATH is a run folder, its results.json, or a bench
