@@ -178,9 +178,7 @@ ojson figure1b(const ojson& rows, const ojson& paper) {
 // keeps the rows it finished ("complete": false until the last).
 ojson ablation_doc(const AblateArgs& a, ojson rows, const ojson& paper, bool complete) {
   add_ratios(rows);
-  const std::time_t now = std::time(nullptr);
-  char date[32];
-  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  const std::string date = utc_now("%Y-%m-%dT%H:%M:%SZ");
   ojson doc = {{"tool", "mlabench ablate"},
                {"schema_version", kAblationSchemaVersion},
                {"complete", complete},
@@ -205,7 +203,10 @@ void ablate_command(const AblateArgs& a) {
   const auto ffns = ablation::parse_ffn_variants(a.ffn);
   MLABENCH_CHECK(a.context > 0, "--context must be positive, got {}", a.context);
   const fs::path out(a.out);
-  fs::create_directories(out / "variants");
+  std::error_code ec;
+  fs::create_directories(out / "variants", ec);
+  MLABENCH_CHECK(!ec, "ablate --out {}: cannot create {} ({}). HINT: choose a folder you can write", a.out,
+                 (out / "variants").string(), ec.message());
   const std::string base_dir = a.model.engine.model_dir;
   std::ifstream base_file(fs::path(base_dir) / "config.json");
   MLABENCH_CHECK(base_file.good(), "ablate --model {}: no config.json there. HINT: pass a model folder or one of "
@@ -222,14 +223,17 @@ void ablate_command(const AblateArgs& a) {
     for (const auto& att : attentions) {
       const std::string label = ablation::variant_label(att, ffn);
       const fs::path dir = out / "variants" / folder_safe(label);
-      fs::create_directories(dir);
+      fs::create_directories(dir);  // below --out/variants, which was just created
       write_text(dir / "config.json", ablation::variant_config(base, att, ffn, base_dir + "/config.json").dump(2) + "\n");
       jobs.push_back({label, "variant", dir.string()});
     }
   }
   std::stringstream ps(a.peers);
-  for (std::string peer; std::getline(ps, peer, ',');)
-    if (!peer.empty()) jobs.push_back({fs::path(peer).filename().string(), "peer", peer});
+  for (std::string peer; std::getline(ps, peer, ',');) {
+    if (peer.empty()) continue;
+    load_config(peer);  // a peer that cannot load fails now, not after the variants' benchmarks
+    jobs.push_back({fs::path(peer).filename().string(), "peer", peer});
+  }
 
   auto bench_args = [&](const std::string& model_dir) {
     BenchArgs b;

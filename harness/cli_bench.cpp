@@ -572,9 +572,7 @@ ojson run_bench(const BenchArgs& a) {
   }
   ojson measures = ojson::object();
   for (const Column& col : kColumns) measures[col.key] = col.measures;
-  const std::time_t now = std::time(nullptr);
-  char date[32];
-  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  const std::string date = utc_now("%Y-%m-%dT%H:%M:%SZ");
   ojson doc = {{"tool", "mlabench bench"},
                {"schema_version", kBenchSchemaVersion},
                {"date", date},

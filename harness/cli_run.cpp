@@ -65,13 +65,6 @@ struct RunArgs {
   std::vector<std::string> merge_from;  // --merge-from (set by mlabench merge): the shards' run folders
 };
 
-std::string utc_now(const char* fmt_str) {
-  const std::time_t now = std::time(nullptr);
-  char buf[64];
-  std::strftime(buf, sizeof buf, fmt_str, std::gmtime(&now));
-  return buf;
-}
-
 // A file's SHA-256, remembered in the dataset cache folder by (absolute path, size, mtime): a 30 GB checkpoint
 // is read once, not on every run.
 std::string cached_sha256(const fs::path& file, const fs::path& cache_dir) {
@@ -256,6 +249,13 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
 
 }  // namespace
 
+std::string utc_now(const char* fmt_str) {
+  const std::time_t now = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, fmt_str, std::gmtime(&now));
+  return buf;
+}
+
 std::string mlabench_commit() {
   if (const char* c = std::getenv("MLABENCH_COMMIT")) return c;
   return MLABENCH_GIT_COMMIT;
@@ -320,8 +320,9 @@ void add_run_command(CLI::App& app, int* exit_code, std::vector<std::string> com
   cmd->add_option("--check-invariance", a->check_invariance,
                   "after the run, send N random documents again one at a time and compare them with the batched "
                   "answers (max |d log-prob|, argmax flips, diverged generations; results.json \"invariance\")")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--invariance-seed", a->invariance_seed, "seed of --check-invariance's draw")->capture_default_str();
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  cmd->add_option("--invariance-seed", a->invariance_seed, "seed of --check-invariance's draw")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--shard", a->shard,
                   "run part K of N (K/N, K = 0..N-1): every subtask's documents K, K+N, ...; or env: from "
                   "SLURM_ARRAY_TASK_ID/_COUNT, JOB_COMPLETION_INDEX (with --shards) or RANK/WORLD_SIZE; then "

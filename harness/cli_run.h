@@ -18,6 +18,8 @@ void add_merge_command(CLI::App& app, int* exit_code);
 void add_tasks_command(CLI::App& app, int* exit_code);
 /// \brief $MLABENCH_COMMIT, else the git commit the build was configured at (+ "-dirty" for local changes).
 std::string mlabench_commit();
+/// \brief The current UTC time formatted by strftime (e.g. "%Y-%m-%dT%H:%M:%SZ"): the date of results and bench JSON.
+std::string utc_now(const char* fmt_str);
 /// \brief `mlabench report`: HTML, Markdown or CSV from run folders and bench JSON (harness/cli_report.cpp).
 void add_report_command(CLI::App& app, int* exit_code);
 /// \brief `mlabench serve`: the OpenAI-compatible HTTP server (harness/cli_serve.cpp, docs/serve.md).
