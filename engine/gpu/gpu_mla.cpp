@@ -186,6 +186,7 @@ class MlaAttention final : public GpuAttention {
                           .scale = static_cast<float>(m_.rope().softmax_scale),
                           .bf16_operands = dt == DType::BF16};  // as transformers' BF16 attention
     dp.n_slots = m_.cache_slots();
+    dp.cache_early = true;  // latent_append wrote the rows and q_pe, then W_UK ran: only q_lat is the last launch's
     dp.scratch_floats = k::mla_decode_scratch_floats(dp);
     if (dp.scratch_floats > 0) dp.scratch = m_.attention_scratch(dp.scratch_floats);
     k::cuda::mla_decode_attention(dp, s);

@@ -59,7 +59,9 @@ struct MoeLayer::Impl {
     return static_cast<const char*>(base) + static_cast<size_t>(elems) * dtype_size(dtype);
   }
   void allocate();
-  void route_and_shared(const k::MoeLayerParams& p);
+  void route(const k::MoeLayerParams& p);
+  void shared_experts(const k::MoeLayerParams& p);
+  bool decode_ffn(const k::MoeLayerParams& p);
   void pair_experts(const k::MoeLayerParams& p);
   void padded_experts(const k::MoeLayerParams& p, int32_t capacity);
   bool shared_gate_up_hopper(const k::MoeLayerParams& p);
@@ -97,7 +99,7 @@ void MoeLayer::Impl::allocate() {
   const size_t o_counts = reserve(n(E) * 4), o_offsets = reserve(n(E + 1) * 4), o_rank = reserve(n(pairs) * 4);
   const size_t o_xe = reserve(n(rows * H) * es);
   const size_t o_ge = reserve(n(std::max(rows * 2 * I, T * 2 * SI)) * 4);
-  const size_t o_he = reserve(n(std::max(rows * I, T * SI)) * es);
+  const size_t o_he = reserve(n(std::max({rows * I, T * SI, SI + int64_t{K} * I})) * es);  // + moe_decode_ffn's act
   const size_t o_ye = reserve(n(rows * H) * 4);
   const size_t o_ptrs = reserve(6 * n(std::max<int64_t>(pairs, E)) * sizeof(void*));
   scratch = DeviceBuffer(total, "MoE layer scratch");
@@ -135,14 +137,19 @@ CompactGemm compact_gemm_choice() {
 
 }  // namespace
 
-// Router logits [T, E] (float32 GEMM) and top-k; then the shared experts' SwiGLU written to out.
-void MoeLayer::Impl::route_and_shared(const k::MoeLayerParams& p) {
+// Router logits [T, E] (float32 GEMM) and top-k.
+void MoeLayer::Impl::route(const k::MoeLayerParams& p) {
   const int64_t T = p.n_tokens;
   blas.linear_f32(logits, E, p.x, H, p.router_w, H, T, E, H);  // [T, E]
   k::cuda::router({.logits = logits, .n_tokens = T, .n_experts = E, .top_k = K, .method = p.method,
                    .n_group = p.n_group, .topk_group = p.topk_group, .norm_topk_prob = p.norm_topk_prob,
                    .routed_scaling_factor = p.routed_scaling_factor, .topk_idx = idx, .topk_weight = w,
                    .scoring = p.scoring}, stream);
+}
+
+// The shared experts' SwiGLU written to out.
+void MoeLayer::Impl::shared_experts(const k::MoeLayerParams& p) {
+  const int64_t T = p.n_tokens;
   if (SI > 0) {
     if (!shared_gate_up_hopper(p) && !shared_gate_up_skinny(p)) {
       blas.linear(ge, 2 * SI, p.x_c, H, p.shared_gate_up, H, dtype, T, 2 * SI, H);  // [T, 2 SI]
@@ -150,6 +157,25 @@ void MoeLayer::Impl::route_and_shared(const k::MoeLayerParams& p) {
     }
     blas.linear(p.out, H, he, SI, p.shared_down, SI, dtype, T, H, SI);  // [T, H]
   }
+}
+
+// One token in BF16 (a batch-1 decode step): shared and routed experts and the combine in moe_decode_ffn's two
+// launches instead of the PAIR path's six (docs/perf-notes.md, issue 16 round 7). MLABENCH_MOE_DECODE_FFN=0 keeps
+// the PAIR path, for benchmarks that compare the two.
+bool MoeLayer::Impl::decode_ffn(const k::MoeLayerParams& p) {
+  static const bool enabled = [] {
+    const char* env = std::getenv("MLABENCH_MOE_DECODE_FFN");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  if (!enabled || p.n_tokens != 1 || dtype != DType::BF16 || !Blas::skinny_enabled()) return false;
+  const k::MoeDecodeFfnParams d{.x = p.x_c, .topk_idx = idx, .topk_weight = w, .experts_gate_up = p.experts_gate_up,
+                                .experts_down = p.experts_down, .shared_gate_up = p.shared_gate_up,
+                                .shared_down = p.shared_down, .hidden = H, .inter = I, .shared_inter = SI,
+                                .n_experts = E, .top_k = K, .act = he, .out = p.out};
+  if (!k::cuda::moe_decode_ffn_supported(d)) return false;
+  phases::at(stream, "moe: experts, one token");
+  k::cuda::moe_decode_ffn(d, stream);
+  return true;
 }
 
 // A few tokens (decode): the shared experts' gate/up through skinny_gemm's SwiGLU epilogue, he[T, SI] in BF16.
@@ -353,7 +379,9 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
                  dtype_name(m.dtype), m.H, m.I, m.SI, m.E, m.K, m.T_max);
   const int64_t T = p.n_tokens;
   if (T == 0) return;
-  m.route_and_shared(p);
+  m.route(p);
+  if (m.decode_ffn(p)) return;
+  m.shared_experts(p);
   phases::at(m.stream, "moe: permute, gather");
   k::MoeRowMap map{.mode = m.row_mode(p), .topk_idx = m.idx, .rank = m.rank, .offsets = m.offsets};
   // PAIR rows are the pairs themselves (map_row(q) = q): no counts, offsets or ranks to compute.

@@ -323,6 +323,29 @@ inline constexpr int64_t kSkinnyKnMaxRows = 2;
 /// where its sums leave one CTA a SM and too few loads in flight (bench_skinny_gemm, docs/perf-notes.md).
 inline constexpr int64_t kSkinnyEngineRows = 2;
 
+/// One token's routed and shared experts (a batch-1 decode step's MoE FFN) in two launches instead of six (shared
+/// gate/up, gather, routed gate/up, shared down, routed down, combine): act = [shared SI | routed pair 0 I | ... |
+/// pair K-1 I] with act[u] = silu(x . gate_u) * (x . up_u) rounded to BF16, then
+///   out[j] = sum_u s(u) * act[u] * down_u[j]   (float32; s = 1 on the shared columns, topk_weight[k] on pair k's),
+/// where gate_u, up_u, down_u are the shared experts' rows / column for u < SI and expert topk_idx[k]'s otherwise.
+/// out is written, not accumulated. The same layer as MoeLayerParams's PAIR path at one token; the sums are in
+/// another order (each output one float32 sum over the concatenated columns), so the two agree to float32 rounding.
+struct MoeDecodeFfnParams {
+  const void* x = nullptr;  // [hidden] BF16: the token's expert input (x_c)
+  const int32_t* topk_idx = nullptr;     // [top_k]
+  const float* topk_weight = nullptr;    // [top_k]
+  const void* experts_gate_up = nullptr;  // [n_experts, 2 inter, hidden] BF16: gate rows, then up rows
+  const void* experts_down = nullptr;     // [n_experts, hidden, inter] BF16
+  const void* shared_gate_up = nullptr;   // [2 shared_inter, hidden] BF16 (unused when shared_inter is 0)
+  const void* shared_down = nullptr;      // [hidden, shared_inter] BF16
+  int64_t hidden = 0, inter = 0, shared_inter = 0;
+  int32_t n_experts = 0, top_k = 0;
+  void* act = nullptr;   // [shared_inter + top_k * inter] BF16 scratch
+  float* out = nullptr;  // [hidden]
+};
+/// Largest top_k moe_decode_ffn takes (the down kernel keeps a token's expert indices and weights in shared memory).
+inline constexpr int32_t kMoeDecodeMaxTopK = 16;
+
 /// Pointer arrays for a batched GEMM with one problem per pair (MoeRowMode::PAIR):
 /// a[p] = weights + topk_idx[p] * expert_stride_bytes, b[p] = x + p * ld_x_bytes, c[p] = y + p * ld_y_bytes.
 struct MoePairPointersParams {
@@ -510,6 +533,11 @@ struct MlaDecodeParams {
   // mla_decode_hopper_supported says it runs (unless MLABENCH_MLA_DECODE=mma), else the mma.sync one; MMA and
   // WGMMA force one (WGMMA where it cannot run is refused). Tests and benchmarks compare them.
   MlaDecodeKernel kernel = MlaDecodeKernel::AUTO;
+  // The caller's promise that the cache rows, kv_len, the block tables and q_pe were written two or more launches
+  // before this one (every launch between a programmatic dependent launch that releases its dependents only after
+  // its own wait, pdl.cuh): the Hopper kernel then starts its cache stream before the PDL wait, and only q_lat
+  // (the launch right before: W_UK) is read after it. The absorbed MLA layer: latent_append, W_UK, this.
+  bool cache_early = false;
 };
 
 /// MHA/GQA attention over the paged K/V pools (prefill chunks and decode alike): query head h reads KV head

@@ -3,7 +3,7 @@
 // sigmoid scores), the deterministic expert sort (up to ~98K pairs, run twice for bit-identical results), the row
 // gather in each dtype and alignment path, the combine, the per-pair pointer arrays, and the grouped expert GEMM
 // (tensor-core and float32 paths, tails, empty and crowded experts, poisoned rows; the Hopper kernel in both
-// epilogues). Then gpu::MoeLayer against
+// epilogues), the one-token expert FFN (moe_decode_ffn). Then gpu::MoeLayer against
 // twin::moe_layer in every row layout (both COMPACT paths), and replayed from a CUDA graph as the routing changes.
 #include <algorithm>
 #include <cmath>
@@ -575,6 +575,79 @@ std::vector<uint8_t> as_dtype(const std::vector<float>& v, DType dt) {
   return out;
 }
 
+// moe_decode_ffn against its twin at V2-Lite's and V2's shapes, a small one and one without shared experts: act
+// (NaN-poisoned first) within one BF16 rounding of the twin's (the gate/up sums run in another order, so a value
+// near a rounding boundary may land one ulp away), out within that ulp's effect. Run twice: bit-identical.
+TEST(CudaMoe, DecodeFfnMatchesTwin) {
+  MLABENCH_REQUIRE_GPU();
+  struct Case {
+    const char* name;
+    int64_t H, I, SI;
+    int32_t E, K;
+  };
+  // The expert count only sizes the weights the indices pick from: K + 1 or 2 keeps the host copies small.
+  const Case kCases[] = {{"V2-Lite", 2048, 1408, 2816, 8, 6}, {"V2", 5120, 1536, 3072, 7, 6},
+                         {"small", 64, 24, 48, 8, 3}, {"no shared", 136, 40, 0, 5, 2}};
+  std::mt19937 rng(31);
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    const DType dt = DType::BF16;
+    const std::vector<uint8_t> x = random_elems(c.H, dt, rng), gate_up = random_elems(c.E * 2 * c.I * c.H, dt, rng, 0.05f),
+                               down = random_elems(c.E * c.H * c.I, dt, rng, 0.05f),
+                               shared_gate_up = random_elems(2 * c.SI * c.H, dt, rng, 0.05f),
+                               shared_down = random_elems(c.H * c.SI, dt, rng, 0.05f);
+    std::vector<int32_t> idx(static_cast<size_t>(c.E));
+    std::iota(idx.begin(), idx.end(), 0);
+    std::shuffle(idx.begin(), idx.end(), rng);
+    idx.resize(static_cast<size_t>(c.K));
+    std::vector<float> weight(static_cast<size_t>(c.K));
+    std::uniform_real_distribution<float> uw(0.05f, 1.0f);
+    for (float& v : weight) v = uw(rng);
+    const int64_t U = c.SI + c.K * c.I;
+    std::vector<uint16_t> act(static_cast<size_t>(U));
+    std::vector<float> out(static_cast<size_t>(c.H));
+    kernels::MoeDecodeFfnParams p{.x = x.data(), .topk_idx = idx.data(), .topk_weight = weight.data(),
+                                  .experts_gate_up = gate_up.data(), .experts_down = down.data(),
+                                  .shared_gate_up = c.SI ? shared_gate_up.data() : nullptr,
+                                  .shared_down = c.SI ? shared_down.data() : nullptr, .hidden = c.H, .inter = c.I,
+                                  .shared_inter = c.SI, .n_experts = c.E, .top_k = c.K, .act = act.data(),
+                                  .out = out.data()};
+    kernels::twin::moe_decode_ffn(p);
+    auto d_x = to_device(x), d_gu = to_device(gate_up), d_down = to_device(down), d_sgu = to_device(shared_gate_up),
+         d_sd = to_device(shared_down), d_idx = to_device(idx), d_w = to_device(weight);
+    std::vector<std::vector<float>> outs;
+    for (int run = 0; run < 2; ++run) {
+      auto d_act = to_device(std::vector<uint16_t>(act.size(), f32_to_bf16(kNaN)));
+      auto d_out = to_device(std::vector<float>(out.size(), kNaN));
+      kernels::MoeDecodeFfnParams g = p;
+      g.x = d_x.get(), g.topk_idx = d_idx.as<int32_t>(), g.topk_weight = d_w.as<float>();
+      g.experts_gate_up = d_gu.get(), g.experts_down = d_down.get();
+      g.shared_gate_up = c.SI ? d_sgu.get() : nullptr, g.shared_down = c.SI ? d_sd.get() : nullptr;
+      g.act = d_act.get(), g.out = d_out.as<float>();
+      ASSERT_TRUE(kernels::cuda::moe_decode_ffn_supported(g));
+      kernels::cuda::moe_decode_ffn(g, nullptr);
+      MLABENCH_CUDA(cudaDeviceSynchronize());
+      const std::vector<uint16_t> got_act = to_host<uint16_t>(d_act, act.size());
+      float act_scale = 0.0f;
+      for (uint16_t v : act) act_scale = std::max(act_scale, std::fabs(bf16_to_f32(v)));
+      int64_t off_by_one = 0;
+      for (size_t i = 0; i < act.size(); ++i) {
+        const float a = bf16_to_f32(got_act[i]), b = bf16_to_f32(act[i]);
+        ASSERT_FALSE(std::isnan(a)) << "act column " << i << " not written";
+        // One BF16 ulp of the value, or float32 rounding of the sums where silu(gate) * up nearly cancels to 0.
+        ASSERT_LE(std::fabs(a - b), std::ldexp(std::fabs(b), -7) + 1e-5f * act_scale) << "act column " << i;
+        off_by_one += got_act[i] != act[i];
+      }
+      EXPECT_LE(off_by_one, U / 20) << "act columns one BF16 ulp from the twin's";
+      outs.push_back(to_host<float>(d_out, out.size()));
+      EXPECT_LE(test::max_rel_diff(outs.back(), out), 5e-3);
+    }
+    EXPECT_EQ(outs[0], outs[1]) << "two runs differ";
+  }
+  kernels::MoeDecodeFfnParams bad{.hidden = 64, .inter = 20, .n_experts = 4, .top_k = 2};
+  EXPECT_FALSE(kernels::cuda::moe_decode_ffn_supported(bad)) << "inter 20 is not a multiple of 8";
+}
+
 // One layer's weights, on the host and the device, and the params that point at either copy.
 struct LayerWeightsHD {
   LayerCase c;
@@ -690,7 +763,9 @@ TEST_P(CudaMoeLayer, MatchesTwinInEveryRowLayout) {
         MoeRowMode mode;
         bool graph_safe;
       };
-      for (const Run& r : {Run{c.t_pair, MoeRowMode::PAIR, false}, Run{c.t_padded, MoeRowMode::PADDED, false},
+      // T = 1 is moe_decode_ffn's case in BF16 where the shapes allow it (the PAIR path otherwise).
+      for (const Run& r : {Run{1, MoeRowMode::PAIR, false}, Run{1, MoeRowMode::PAIR, true},
+                           Run{c.t_pair, MoeRowMode::PAIR, false}, Run{c.t_padded, MoeRowMode::PADDED, false},
                            Run{200, MoeRowMode::COMPACT, false}, Run{200, MoeRowMode::COMPACT, true},
                            Run{300, MoeRowMode::COMPACT, true}}) {
         SCOPED_TRACE(std::string(c.name) + " " + std::string(dtype_name(dt)) + " T=" + std::to_string(r.T) + " " +

@@ -1,10 +1,14 @@
 // The twin of skinny_gemm (engine/kernels/twin/skinny_gemm.cpp) in CI: against a double-precision loop over the
 // same BF16 values, with padded leading dimensions, beta 1, and a batch whose weights are picked by w_index; the
 // [k, n] weight form and the BF16 product output; and the parameter check's refusals, which the CUDA launcher shares.
+// Also the twin of moe_decode_ffn against the PAIR path's pieces (skinny_gemm's SwiGLU and down twins, the combine).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/core/dtype.h"
@@ -145,6 +149,84 @@ TEST(TwinSkinnyGemm, RefusesWhatTheKernelCannotRun) {
   p = ok;
   p.batch = 2;  // no index and no weight stride: both problems would read one block by accident
   EXPECT_THROW(kernels::twin::skinny_gemm(p), std::exception);
+}
+
+}  // namespace
+}  // namespace mlabench
+
+namespace mlabench {
+namespace {
+
+// moe_decode_ffn's twin is the PAIR path at one token: its act columns are the SwiGLU twin's values bit for bit
+// (the same ascending float32 sums), and out is the shared down product plus the routing-weighted routed ones
+// (float32 rounding apart: one sum over the concatenated columns instead of one per expert and a combine).
+TEST(TwinMoeDecodeFfn, IsThePairPathAtOneToken) {
+  std::mt19937 rng(91);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (const int64_t SI : {int64_t{48}, int64_t{0}}) {
+    SCOPED_TRACE("shared_inter " + std::to_string(SI));
+    const int64_t H = 40, I = 24, E = 7;
+    const int32_t K = 3;
+    auto bf16s = [&](int64_t n) {
+      std::vector<uint16_t> v(static_cast<size_t>(n));
+      for (auto& e : v) e = f32_to_bf16(d(rng));
+      return v;
+    };
+    const std::vector<uint16_t> x = bf16s(H), gate_up = bf16s(E * 2 * I * H), down = bf16s(E * H * I),
+                                shared_gate_up = bf16s(2 * SI * H), shared_down = bf16s(H * SI);
+    const std::vector<int32_t> idx = {5, 0, 3};
+    const std::vector<float> weight = {0.5f, 0.25f, 1.5f};
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<uint16_t> act(static_cast<size_t>(SI + K * I), f32_to_bf16(nan));
+    std::vector<float> out(static_cast<size_t>(H), nan);
+    kernels::twin::moe_decode_ffn({.x = x.data(), .topk_idx = idx.data(), .topk_weight = weight.data(),
+                                   .experts_gate_up = gate_up.data(), .experts_down = down.data(),
+                                   .shared_gate_up = SI > 0 ? shared_gate_up.data() : nullptr,
+                                   .shared_down = SI > 0 ? shared_down.data() : nullptr, .hidden = H, .inter = I,
+                                   .shared_inter = SI, .n_experts = E, .top_k = K, .act = act.data(),
+                                   .out = out.data()});
+    // The PAIR path's pieces: the shared SwiGLU and down, each pair's SwiGLU and down, the combine in pair order.
+    std::vector<uint16_t> want_act(act.size());
+    std::vector<float> shared_y(static_cast<size_t>(H), 0.0f), pair_y(static_cast<size_t>(K * H));
+    if (SI > 0) {
+      kernels::twin::skinny_gemm({.x = x.data(), .ldx = H, .w = shared_gate_up.data(), .ldw = H, .m = 1, .n = SI,
+                                  .k = H, .swiglu = true, .act = want_act.data(), .ld_act = SI});
+      kernels::twin::skinny_gemm({.y = shared_y.data(), .ldy = H, .x = want_act.data(), .ldx = SI,
+                                  .w = shared_down.data(), .ldw = SI, .m = 1, .n = H, .k = SI});
+    }
+    uint16_t* pair_act = want_act.data() + SI;
+    kernels::twin::skinny_gemm({.x = x.data(), .ldx = H, .stride_x = 0, .w = gate_up.data(), .ldw = H,
+                                .stride_w = 2 * I * H, .w_index = idx.data(), .m = 1, .n = I, .k = H, .batch = K,
+                                .swiglu = true, .act = pair_act, .ld_act = I, .stride_act = I});
+    kernels::twin::skinny_gemm({.y = pair_y.data(), .ldy = H, .stride_y = H, .x = pair_act, .ldx = I, .stride_x = I,
+                                .w = down.data(), .ldw = I, .stride_w = H * I, .w_index = idx.data(), .m = 1, .n = H,
+                                .k = I, .batch = K});
+    EXPECT_EQ(act, want_act);
+    double scale = 0, worst = 0;
+    for (int64_t j = 0; j < H; ++j) {
+      double want = shared_y[static_cast<size_t>(j)];
+      for (int32_t k = 0; k < K; ++k) want += double{weight[static_cast<size_t>(k)]} * pair_y[static_cast<size_t>(k * H + j)];
+      scale = std::max(scale, std::fabs(want));
+      worst = std::max(worst, std::fabs(out[static_cast<size_t>(j)] - want));
+    }
+    EXPECT_GT(scale, 1.0);
+    EXPECT_LE(worst, 1e-5 * scale);
+  }
+}
+
+TEST(TwinMoeDecodeFfn, RefusesTopKPastItsLimitAndMissingSharedWeights) {
+  std::vector<uint16_t> w(2 * 8 * 8, 0), act(2 * 8, 0);
+  std::vector<int32_t> idx(20, 0);
+  std::vector<float> weight(20, 1.0f), out(8);
+  kernels::MoeDecodeFfnParams p{.x = w.data(), .topk_idx = idx.data(), .topk_weight = weight.data(),
+                                .experts_gate_up = w.data(), .experts_down = w.data(), .hidden = 8, .inter = 8,
+                                .n_experts = 32, .top_k = 2, .act = act.data(), .out = out.data()};
+  EXPECT_NO_THROW(kernels::twin::moe_decode_ffn(p));
+  p.top_k = kernels::kMoeDecodeMaxTopK + 1;
+  EXPECT_ANY_THROW(kernels::twin::moe_decode_ffn(p)) << "top_k past kMoeDecodeMaxTopK";
+  p.top_k = 2;
+  p.shared_inter = 8;
+  EXPECT_ANY_THROW(kernels::twin::moe_decode_ffn(p)) << "shared_inter without shared weights";
 }
 
 }  // namespace

@@ -33,6 +33,12 @@ void moe_grouped_gemm(const MoeGroupedGemmParams& p, cudaStream_t s);
 /// aligned x and w); elsewhere the caller takes cuBLAS. skinny_gemm throws where this is false.
 bool skinny_gemm_supported(const SkinnyGemmParams& p);
 void skinny_gemm(const SkinnyGemmParams& p, cudaStream_t s);
+/// Where moe_decode_ffn runs: BF16, hidden, inter and shared_inter multiples of 8, 1 <= top_k <= kMoeDecodeMaxTopK,
+/// 16-byte aligned operands (the engine's batch-1 MoE layers); elsewhere the layer takes its PAIR path.
+bool moe_decode_ffn_supported(const MoeDecodeFfnParams& p);
+/// One token's MoE FFN in two programmatic dependent launches (kernel_params.h). topk_idx and topk_weight must come
+/// from the launch right before (the router): the gate/up kernel reads them after its wait, the down kernel before.
+void moe_decode_ffn(const MoeDecodeFfnParams& p, cudaStream_t s);
 /// The same GEMM on Hopper's wgmma and TMA for prefill-sized row counts (BF16; STORE or the fused SWIGLU
 /// epilogue; rows_bound required), where moe_grouped_gemm_hopper_supported says this build and device run it.
 bool moe_grouped_gemm_hopper_supported(const MoeGroupedGemmParams& p);

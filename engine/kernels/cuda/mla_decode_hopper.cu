@@ -73,6 +73,7 @@ struct HopperDecodeArgs {
   bool box64 = false;        // boxes of 64 rows (block_size % 64 == 0), else 16
   bool evict_first = true;   // one head group reads each latent once; several (V2's 128 heads) share it through L2
   bool q_vec4 = false;       // q_lat, q_pe and their strides allow 16-byte loads
+  bool cache_early = false;  // MlaDecodeParams::cache_early, where PDL is on
 };
 
 // Byte offset of (row, 16-byte chunk) in a region of 128-byte rows with the 128-byte swizzle (what TMA writes and
@@ -87,26 +88,36 @@ __device__ __forceinline__ void named_barrier(int id, int threads) {
 }
 
 // The 16 heads' queries [q_lat ; q_pe] rounded to BF16 into Q (9 blocks of 16 rows x 128 bytes); heads past
-// n_heads are zero. Threads tid of n.
-__device__ void load_queries(const MlaDecodeParams& p, bool vec4, int seq, int h0, unsigned char* q_s, int tid,
-                             int n_threads) {
-  for (int i = tid; i < kHeads * (kWidth / 8); i += n_threads) {
-    const int n = i / (kWidth / 8), ch = i % (kWidth / 8), h = h0 + n, col = ch * 8;
-    uint32_t w[4] = {0, 0, 0, 0};
-    if (h < p.n_heads) {
-      const float* src = col < kLora ? p.q_lat + seq * p.ld_q_lat + static_cast<int64_t>(h) * kLora + col
-                                     : p.q_pe + seq * p.ld_q_pe + h * p.q_pe_head_stride + (col - kLora);
-      float f[8];
-      if (vec4) {  // two 16-byte loads in flight instead of eight 4-byte ones
-        const float4 a = __ldg(reinterpret_cast<const float4*>(src)), b = __ldg(reinterpret_cast<const float4*>(src) + 1);
-        f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
-      } else {
+// n_heads are zero. Thread tid of kThreads issues all its loads (up to kPer items of 8 values) before it converts
+// and stores any: the loads are then one round trip instead of kPer.
+template <int kThreads>
+__device__ void load_queries(const MlaDecodeParams& p, bool vec4, int seq, int h0, unsigned char* q_s, int tid) {
+  constexpr int kItems = kHeads * (kWidth / 8), kPer = (kItems + kThreads - 1) / kThreads;
+  float f[kPer][8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) f[e] = src[e];
-      }
+  for (int r = 0; r < kPer; ++r) {
+    const int i = tid + r * kThreads, n = i / (kWidth / 8), ch = i % (kWidth / 8), h = h0 + n, col = ch * 8;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) w[e] = bf16_bits(f[2 * e]) | bf16_bits(f[2 * e + 1]) << 16;
+    for (int e = 0; e < 8; ++e) f[r][e] = 0.0f;
+    if (i >= kItems || h >= p.n_heads) continue;
+    const float* src = col < kLora ? p.q_lat + seq * p.ld_q_lat + static_cast<int64_t>(h) * kLora + col
+                                   : p.q_pe + seq * p.ld_q_pe + h * p.q_pe_head_stride + (col - kLora);
+    if (vec4) {  // two 16-byte loads instead of eight 4-byte ones
+      const float4 a = __ldg(reinterpret_cast<const float4*>(src)), b = __ldg(reinterpret_cast<const float4*>(src) + 1);
+      f[r][0] = a.x, f[r][1] = a.y, f[r][2] = a.z, f[r][3] = a.w, f[r][4] = b.x, f[r][5] = b.y, f[r][6] = b.z,
+      f[r][7] = b.w;
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) f[r][e] = src[e];
     }
+  }
+#pragma unroll
+  for (int r = 0; r < kPer; ++r) {
+    const int i = tid + r * kThreads, n = i / (kWidth / 8), ch = i % (kWidth / 8);
+    if (i >= kItems) continue;
+    uint32_t w[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) w[e] = bf16_bits(f[r][2 * e]) | bf16_bits(f[r][2 * e + 1]) << 16;
     *reinterpret_cast<uint4*>(q_s + (ch >> 3) * (kHeads * 128) + swz(n, ch & 7)) = make_uint4(w[0], w[1], w[2], w[3]);
   }
 }
@@ -265,8 +276,18 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
   const uint32_t raw = smem_addr(mla_hopper_smem), base = (raw + 1023u) & ~1023u;
   unsigned char* gbase = mla_hopper_smem + (base - raw);  // the same bytes, generic pointer
   const uint32_t full = base + kBarOff, empty = full + 8 * kRing;
-  griddep_wait();  // q, kv_len and the step's new cache rows come from earlier kernels (pdl.cuh)
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  if (tid == 0) {  // shared memory only: before the PDL wait
+    for (int i = 0; i < kRing; ++i) {
+      tma::mbar_init(full + 8 * i, 1);
+      tma::mbar_init(empty + 8 * i, 4);  // lane 0 of each warp of the consuming warpgroup
+    }
+    tma::mbar_init_fence();
+  }
+  __syncthreads();
+  // q (and, unless cache_early, kv_len and the step's new cache rows) come from earlier kernels (pdl.cuh). With
+  // cache_early only the consumers wait (for q_lat): the producer's stream overlaps the previous kernel's tail.
+  if (!a.cache_early) griddep_wait();
   const int h0 = blockIdx.x * kHeads, seq = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z;
   const int kv_len = p.kv_len[seq];
   const int split_len = decode_split_len(kv_len, n_splits, kKeys);
@@ -275,22 +296,15 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
   const int k_end = min(kv_len, k_begin + split_len);
   const int n_tiles = k_end > k_begin ? (k_end - k_begin + kKeys - 1) / kKeys : 0;
 
-  if (tid == 0) {
-    for (int i = 0; i < kRing; ++i) {
-      tma::mbar_init(full + 8 * i, 1);
-      tma::mbar_init(empty + 8 * i, 4);  // lane 0 of each warp of the consuming warpgroup
-    }
-    tma::mbar_init_fence();
-  }
-  __syncthreads();
   if (warp == 4 * kWGs) {
     if (lane == 0) produce_tiles(a, base, full, empty, seq, k_begin, k_end, n_tiles);
     return;
   }
+  if (a.cache_early) griddep_wait();
 
   // ---- consumers ----
   const int wg = warp >> 2, wtid = tid & 127, g = lane >> 2, tq = lane & 3, wwarp = warp & 3;
-  load_queries(p, a.q_vec4, seq, h0, gbase + kQOff, tid, kWGs * 128);
+  load_queries<kWGs * 128>(p, a.q_vec4, seq, h0, gbase + kQOff, tid);
   wgmma::fence_proxy_async();
   named_barrier(3, kWGs * 128);
   const ConsumerSmem sm{base, base + kQOff, base + kPOff + wg * kPBytes, full, empty, gbase,
@@ -448,6 +462,7 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   // V2's 128 heads are 8 CTAs a sequence reading the same latent at about the same time: evict-first would send
   // each of them to HBM (the 16-head kernel's 10-12% of the copy bandwidth at 128 heads, round 18).
   a.evict_first = p.n_heads <= kHeads;
+  a.cache_early = p.cache_early && gpu::programmatic_launch_enabled();
   a.q_vec4 = aligned16(p.q_lat) && aligned16(p.q_pe) && p.ld_q_lat % 4 == 0 && p.ld_q_pe % 4 == 0 &&
              p.q_pe_head_stride % 4 == 0;
   // Consumer warpgroups a CTA: 2 (two tiles in flight at once) unless MLABENCH_MLA_DECODE_WARPGROUPS=1.

@@ -27,6 +27,7 @@
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/pdl.cuh"
+#include "engine/kernels/cuda/weight_stream.cuh"
 #include "engine/kernels/twin/checks.h"
 
 namespace mlabench::kernels::cuda {
@@ -34,34 +35,9 @@ namespace {
 
 constexpr int kThreads = 256, kWarps = kThreads / 32;
 
-__device__ __forceinline__ uint4 load_stream(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
-// One 16-byte chunk as float32 values: 8 BF16 or 4 float32 (kF32).
-template <bool kF32>
-__device__ __forceinline__ void unpack_chunk(const uint4& v, float (&f)[kF32 ? 4 : 8]) {
-  const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-  if constexpr (kF32) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) f[j] = __uint_as_float(u[j]);
-  } else {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      f[2 * j] = __uint_as_float(u[j] << 16);
-      f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
-    }
-  }
-}
-
-// silu(g) * u exactly as silu_mul's kernel and twin compute it.
-__device__ __forceinline__ float silu_times(float g, float u) {
-  return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
-}
+using stream::load_stream;
+using stream::silu_times;
+using stream::unpack_chunk;
 
 // grid (ceil(n / R), batch) (kSwiglu: ceil(n / (R / 2))); block kThreads. M: m rounded up to a power of two (rows
 // >= m are skipped). kSwiglu: the CTA's R weight rows are R / 2 gate rows and the matching R / 2 up rows. kF32:

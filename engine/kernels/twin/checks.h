@@ -19,6 +19,7 @@ LatentAppendParts latent_append_parts(const LatentAppendParams& p);
 void check_latent_append(const LatentAppendParams& p);
 /// Defined in engine/kernels/twin/skinny_gemm.cpp.
 void check_skinny_gemm(const SkinnyGemmParams& p);
+void check_moe_decode_ffn(const MoeDecodeFfnParams& p);
 void check_rope(const RopeParams& p);
 void check_silu_mul(const SiluMulParams& p);
 void check_cast(const CastParams& p);

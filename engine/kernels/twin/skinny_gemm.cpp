@@ -50,9 +50,67 @@ void check_skinny_gemm(const SkinnyGemmParams& p) {
                  p.stride_w, p.batch);
 }
 
+void check_moe_decode_ffn(const MoeDecodeFfnParams& p) {
+  MLABENCH_CHECK(p.hidden > 0 && p.inter > 0 && p.shared_inter >= 0 && p.n_experts > 0 && p.top_k >= 1 &&
+                     p.top_k <= kMoeDecodeMaxTopK && p.top_k <= p.n_experts,
+                 "moe_decode_ffn: hidden {}, inter {}, shared_inter {}, n_experts {}, top_k {}. HINT: sizes positive "
+                 "(shared_inter may be 0), 1 <= top_k <= min(n_experts, {})",
+                 p.hidden, p.inter, p.shared_inter, p.n_experts, p.top_k, kMoeDecodeMaxTopK);
+  MLABENCH_CHECK(p.x && p.topk_idx && p.topk_weight && p.experts_gate_up && p.experts_down && p.act && p.out &&
+                     (p.shared_inter == 0 || (p.shared_gate_up && p.shared_down)),
+                 "moe_decode_ffn: a null operand (shared_inter {}). HINT: only the shared experts' weights may be "
+                 "null, and only without shared experts",
+                 p.shared_inter);
+}
+
 }  // namespace checks
 
 namespace twin {
+
+// Each act column one float32 sum over hidden ascending; each output one float32 sum over the concatenated columns
+// ascending of (s(u) * act[u]) * down_u[j].
+void moe_decode_ffn(const MoeDecodeFfnParams& p) {
+  checks::check_moe_decode_ffn(p);
+  const int64_t H = p.hidden, I = p.inter, SI = p.shared_inter, U = SI + p.top_k * I;
+  auto bf16 = [](const void* base, int64_t i) { return bf16_to_f32(static_cast<const uint16_t*>(base)[i]); };
+  // Column u's gate/up weight block (gate row at row_of, up row at row_of + up_off) and down column.
+  struct Col {
+    const void* gate_up;
+    int64_t row, up_off;
+    const void* down;
+    int64_t ld_down, col;
+    float scale;
+  };
+  auto col = [&](int64_t u) {
+    if (u < SI) return Col{p.shared_gate_up, u, SI, p.shared_down, SI, u, 1.0f};
+    const int64_t k = (u - SI) / I, j = (u - SI) % I, e = p.topk_idx[k];
+    MLABENCH_CHECK(e >= 0 && e < p.n_experts, "moe_decode_ffn: expert index {} at {} of {} experts. HINT: topk_idx "
+                   "comes from the router", e, k, p.n_experts);
+    const auto* gu = static_cast<const uint16_t*>(p.experts_gate_up) + e * 2 * I * H;
+    const auto* dn = static_cast<const uint16_t*>(p.experts_down) + e * H * I;
+    return Col{gu, j, I, dn, I, j, p.topk_weight[k]};
+  };
+  auto* act = static_cast<uint16_t*>(p.act);
+  for (int64_t u = 0; u < U; ++u) {
+    const Col c = col(u);
+    float g = 0.0f, up = 0.0f;
+    for (int64_t h = 0; h < H; ++h) {
+      const float xv = bf16(p.x, h);
+      g += xv * bf16(c.gate_up, c.row * H + h);
+      up += xv * bf16(c.gate_up, (c.row + c.up_off) * H + h);
+    }
+    act[u] = f32_to_bf16(g / (1.0f + std::exp(-g)) * up);  // as twin::silu_mul
+  }
+  for (int64_t j = 0; j < H; ++j) {
+    float s = 0.0f;
+    for (int64_t u = 0; u < U; ++u) {
+      const Col c = col(u);
+      s += (c.scale * bf16_to_f32(act[u])) * bf16(c.down, j * c.ld_down + c.col);
+    }
+    p.out[j] = s;
+  }
+}
+
 
 void skinny_gemm(const SkinnyGemmParams& p) {
   checks::check_skinny_gemm(p);

@@ -27,6 +27,7 @@ void moe_combine(const MoeCombineParams& p);
 void moe_pair_pointers(const MoePairPointersParams& p);
 void moe_grouped_gemm(const MoeGroupedGemmParams& p);
 void skinny_gemm(const SkinnyGemmParams& p);
+void moe_decode_ffn(const MoeDecodeFfnParams& p);
 /// The twin of gpu::MoeLayer::forward (engine/gpu/moe_layer.h): the same layer on host memory, through the twins
 /// above and plain-loop GEMMs. Ignores graph_safe (the host has nothing to synchronise).
 void moe_layer(const MoeLayerParams& p);
