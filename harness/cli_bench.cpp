@@ -458,6 +458,7 @@ ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector
           {"kv_cache_gib", eo.kv_cache_gib},
           {"prefix_sharing", eo.prefix_sharing},
           {"cuda_graphs", eo.cuda_graphs},
+          {"batch_invariant_attention", eo.batch_invariant_attention},
           {"precision", to_string(eo.precision)}};
 }
 

@@ -114,6 +114,10 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
   cmd->add_flag("!--no-cuda-graphs", e.cuda_graphs,
                 fmt::format("cuda only: launch decode steps kernel by kernel (default: graphs {})",
                             defaults.cuda_graphs ? "on" : "off"));
+  cmd->add_flag("--batch-invariant-attention", e.batch_invariant_attention,
+                "cuda only: split decode attention by each sequence's own length, so a request's attention output is "
+                "the same in any batch (slower where the default plan splits otherwise; the GEMMs stay "
+                "batch-dependent; docs/engine.md)");
   cmd->add_option("--precision", e.precision,
                   "cuda only (the cpu computes in float32): native (GEMMs in the checkpoint dtype, BF16 KV cache: "
                   "fast) or f32 (float32 weights, GEMMs, KV cache and attention: parity with the reference, 2x memory)")

@@ -53,6 +53,9 @@ class GqaAttention final : public GpuAttention {
   int64_t split_scratch_bound() const override {
     return 2 * k::kAttnTargetCtas * k::kGqaRowsPerCta * (m_.config().head_dim + 2);
   }
+  int64_t fixed_split_scratch_bound(int64_t seqs) const override {  // decode rows only: prefill chunks do not split
+    return seqs * k::kFixedMaxSplits * m_.config().n_heads * (m_.config().head_dim + 2);
+  }
 
   void forward(const DeviceStep& st, const GpuLayer& L, void* kc, void* vc, int64_t block_size, float* out) override {
     const ModelConfig& c = m_.config();
@@ -91,6 +94,7 @@ class GqaAttention final : public GpuAttention {
                     s);
       ap.q_bf16 = q_c;
     }
+    ap.fixed_splits = m_.fixed_splits();
     ap.scratch_floats = k::gqa_attention_scratch_floats(ap);
     if (ap.scratch_floats > 0) ap.scratch = m_.attention_scratch(ap.scratch_floats);
     phases::at(s, "attention: gqa kernel");

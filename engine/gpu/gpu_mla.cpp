@@ -82,6 +82,9 @@ class MlaAttention final : public GpuAttention {
   int64_t split_scratch_bound() const override {
     return 2 * k::kAttnTargetCtas * k::kMlaDecodeHeads * (m_.config().kv_lora_rank + 2);
   }
+  int64_t fixed_split_scratch_bound(int64_t seqs) const override {
+    return seqs * k::kFixedMaxSplits * m_.config().n_heads * (m_.config().kv_lora_rank + 2);
+  }
   int64_t prefill_key_budget() const override { return key_budget_; }
 
   void forward(const DeviceStep& st, const GpuLayer& L, void* cache, void*, int64_t block_size, float* out) override {
@@ -186,7 +189,8 @@ class MlaAttention final : public GpuAttention {
                           .scale = static_cast<float>(m_.rope().softmax_scale),
                           .bf16_operands = dt == DType::BF16};  // as transformers' BF16 attention
     dp.n_slots = m_.cache_slots();
-    dp.cache_early = true;  // latent_append wrote the rows and q_pe, then W_UK ran: only q_lat is the last launch's
+    dp.cache_early = true;
+    dp.fixed_splits = m_.fixed_splits();  // latent_append wrote the rows and q_pe, then W_UK ran: only q_lat is the last launch's
     dp.scratch_floats = k::mla_decode_scratch_floats(dp);
     if (dp.scratch_floats > 0) dp.scratch = m_.attention_scratch(dp.scratch_floats);
     k::cuda::mla_decode_attention(dp, s);

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <bit>
 #include <numeric>
 
 #include "engine/gpu/moe_layer.h"
@@ -132,8 +133,8 @@ void upload_moe(WeightUploader& up, const ModelConfig& c, const LayerWeights* L,
 }  // namespace
 
 GpuModel::GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed, Precision precision,
-                   cudaStream_t stream)
-    : config_(c), precision_(precision), rope_(rope_tables(config_)), stream_(stream),
+                   cudaStream_t stream, bool fixed_splits)
+    : config_(c), precision_(precision), fixed_splits_(fixed_splits), rope_(rope_tables(config_)), stream_(stream),
       blas_(std::make_unique<Blas>(stream)) {
   switch (config_.attention) {  // the config's attention kind (engine/model/config.h registers them by name)
     case AttentionKind::MLA:
@@ -213,8 +214,11 @@ void GpuModel::allocate_buffers(const serving::ServingLimits& lim) {
   logits_ = arena_.at<float>(off_logits);
   attention_->allocate(lim);
   upload_rope(lim.max_context);
-  attn_scratch_ = DeviceBuffer(static_cast<size_t>(attention_->split_scratch_bound()) * 4,
-                               "attention split-KV scratch");
+  // Graph-captured decode steps run a bucket of up to bit_ceil(max_seqs) sequences.
+  const int64_t bound = fixed_splits_ ? attention_->fixed_split_scratch_bound(static_cast<int64_t>(
+                                            std::bit_ceil(static_cast<uint64_t>(lim.max_seqs))))
+                                      : attention_->split_scratch_bound();
+  attn_scratch_ = DeviceBuffer(static_cast<size_t>(bound) * 4, "attention split-KV scratch");
   if (any_moe)
     moe_ = std::make_unique<MoeLayer>(*blas_, stream_, dtype_, H, c.moe_intermediate_size,
                                       c.moe_intermediate_size * c.n_shared_experts,

@@ -148,6 +148,8 @@ class GpuAttention {
   virtual void allocate(const serving::ServingLimits&) {}
   /// Floats of split-KV scratch the kind's attention launcher may ask for (kernel_params.h bounds).
   virtual int64_t split_scratch_bound() const = 0;
+  /// The same under the batch-invariant plan for up to `seqs` decode sequences (kFixedMaxSplits splits each).
+  virtual int64_t fixed_split_scratch_bound(int64_t seqs) const = 0;
   /// Keys of prefill sequences one step may attend (0 = no limit): MLA's decompressed keys are materialised.
   virtual int64_t prefill_key_budget() const { return 0; }
   virtual void forward(const DeviceStep& st, const GpuLayer& L, void* k_cache, void* v_cache, int64_t block_size,
@@ -165,7 +167,9 @@ class MoeLayer;
 class GpuModel {
  public:
   /// Uploads the weights (from `host`, or generated on the device from `seed` when host is null).
-  GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed, Precision precision, cudaStream_t stream);
+  /// fixed_splits: the batch-invariant split plan for decode attention (EngineOptions::batch_invariant_attention).
+  GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed, Precision precision, cudaStream_t stream,
+           bool fixed_splits = false);
   ~GpuModel();
   GpuModel(const GpuModel&) = delete;
   GpuModel& operator=(const GpuModel&) = delete;
@@ -193,6 +197,8 @@ class GpuModel {
   const float* rope_sin() const { return rope_sin_.as<float>(); }
   /// Split-KV scratch of the attention launchers, allocated once at its bound (graphs keep the pointer).
   float* attention_scratch(int64_t floats);
+  /// Whether decode attention takes the batch-invariant split plan (MlaDecodeParams::fixed_splits).
+  bool fixed_splits() const { return fixed_splits_; }
   /// Slots in each layer's KV pool of the step forward() runs (bounds the Hopper decode kernel's tensor map).
   int64_t cache_slots() const { return cache_slots_; }
   /// Normed layer input [T, H] in the model dtype, the attention's input.
@@ -210,6 +216,7 @@ class GpuModel {
 
   ModelConfig config_;
   Precision precision_ = Precision::NATIVE;
+  bool fixed_splits_ = false;
   DType dtype_ = DType::BF16;
   int64_t cache_slots_ = 0;
   RopeTables rope_;

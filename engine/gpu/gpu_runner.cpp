@@ -97,7 +97,7 @@ class GpuRunner final : public serving::ModelRunner {
  public:
   GpuRunner(const ModelConfig& c, const ModelWeights* host, uint64_t seed, const EngineOptions& o,
             const serving::ServingLimits& limits)
-      : config_(c), limits_(limits), cuda_graphs_(o.cuda_graphs) {
+      : config_(c), limits_(limits), cuda_graphs_(o.cuda_graphs), batch_invariant_attention_(o.batch_invariant_attention) {
     std::string why;
     MLABENCH_CHECK(gpu::cuda_device_available(&why),
                    "--device cuda needs a CUDA GPU: {}. HINT: run on a machine with an NVIDIA GPU, or use --device cpu",
@@ -113,7 +113,7 @@ class GpuRunner final : public serving::ModelRunner {
     total_gib_ = static_cast<double>(prop.totalGlobalMem) / 1073741824.0;
     cudaDriverGetVersion(&driver_);
     MLABENCH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    model_ = std::make_unique<gpu::GpuModel>(c, host, seed, o.precision, stream_);
+    model_ = std::make_unique<gpu::GpuModel>(c, host, seed, o.precision, stream_, o.batch_invariant_attention);
     model_->allocate_buffers(limits);
     const int64_t max_blocks = (limits.max_context + limits.block_size - 1) / limits.block_size;
     const auto graph_seqs = static_cast<size_t>(std::bit_ceil(static_cast<uint64_t>(limits.max_seqs)));
@@ -204,6 +204,7 @@ class GpuRunner final : public serving::ModelRunner {
   ModelConfig config_;
   serving::ServingLimits limits_;
   bool cuda_graphs_ = true;
+  bool batch_invariant_attention_ = false;
   bool profiling_ = false;  // set_profiling: phases timed, every step eager
   // Profiled phase times by step kind: [0] steps with prompt rows (prefill, mixed), [1] decode-only steps.
   struct ProfileKind {
@@ -483,7 +484,8 @@ std::string GpuRunner::describe_json() const {
                  {"max_logit_rows", limits_.max_logit_rows},
                  {"max_context", limits_.max_context},
                  {"prefix_sharing", limits_.prefix_sharing},
-                 {"cuda_graphs", cuda_graphs_}};
+                 {"cuda_graphs", cuda_graphs_},
+                 {"batch_invariant_attention", batch_invariant_attention_}};
   // Counters so far: decode steps replayed from graphs, and the largest batch among them.
   j["graphs"] = {{"shapes", graphs_.size()}, {"replays", graph_replays_}, {"largest_batch", graphed_batch_max_}};
   // Each captured decode step's nodes: the forward pass of a padded batch (sampling launches after the graph).

@@ -538,6 +538,10 @@ struct MlaDecodeParams {
   // its own wait, pdl.cuh): the Hopper kernel then starts its cache stream before the PDL wait, and only q_lat
   // (the launch right before: W_UK) is read after it. The absorbed MLA layer: latent_append, W_UK, this.
   bool cache_early = false;
+  // The batch-invariant split plan (EngineOptions::batch_invariant_attention, fixed_kv_splits below): each
+  // sequence's keys are cut by its own length alone and always merged by the combine kernel, so its output has
+  // the same bits in any batch. Needs scratch.
+  bool fixed_splits = false;
 };
 
 /// MHA/GQA attention over the paged K/V pools (prefill chunks and decode alike): query head h reads KV head
@@ -560,6 +564,8 @@ struct GqaAttentionParams {
   // Optional split-KV scratch, as MlaDecodeParams: gqa_attention_scratch_floats(*this) floats.
   float* scratch = nullptr;
   int64_t scratch_floats = 0;
+  // As MlaDecodeParams::fixed_splits: decode rows take the batch-invariant split plan, prefill chunks no split.
+  bool fixed_splits = false;
 };
 
 // ---- split-KV plan of the attention launchers ---------------------------------------------------------------
@@ -613,7 +619,28 @@ inline int32_t decode_kv_splits(int64_t n_ctas, int64_t max_kv) {
   return static_cast<int32_t>(best);
 }
 
+// The batch-invariant plan (MlaDecodeParams::fixed_splits): a sequence of kv_len keys is cut into splits of
+// kFixedSplitKeys keys, or of ceil(kv_len / kFixedMaxSplits) keys rounded up to the kernel's tile past
+// kFixedSplitKeys x kFixedMaxSplits keys (decode_split_len in cuda/decode_common.cuh): its own length alone
+// decides, not the batch. The grid takes the longest sequence's count, and at least 2, so every sequence goes
+// through the same partials and combine whether it has one split or many. The cost (docs/engine.md, "Batch
+// invariance"): up to 64 splits of 512 keys leave a long sequence alone on at most 64 CTAs, and a large batch of
+// short ones with more partials than the throughput plan's whole waves.
+inline constexpr int64_t kFixedSplitKeys = 512;
+inline constexpr int64_t kFixedMaxSplits = 64;
+/// Keys per split of a kv_len-key sequence under that plan, for a kernel of `tile`-key tiles (kFixedSplitKeys is a
+/// multiple of every decode kernel's tile). constexpr: the kernels call it too (decode_split_len).
+constexpr int fixed_split_len(int kv_len, int tile) {
+  const int64_t per = ((int64_t{kv_len} + kFixedMaxSplits - 1) / kFixedMaxSplits + tile - 1) / tile * tile;
+  return static_cast<int>(per > kFixedSplitKeys ? per : kFixedSplitKeys);
+}
+inline int32_t fixed_kv_splits(int64_t max_kv) {
+  const int64_t s = (max_kv + kFixedSplitKeys - 1) / kFixedSplitKeys;
+  return static_cast<int32_t>(s < 2 ? 2 : s > kFixedMaxSplits ? kFixedMaxSplits : s);
+}
+
 inline int32_t mla_decode_splits(const MlaDecodeParams& p) {
+  if (p.fixed_splits) return fixed_kv_splits(p.max_kv);
   return decode_kv_splits(int64_t{p.n_seqs} * ((p.n_heads + kMlaDecodeHeads - 1) / kMlaDecodeHeads), p.max_kv);
 }
 /// Floats of scratch that let mla_decode_attention split (0 when it would not): splits * n_seqs * n_heads *
@@ -635,6 +662,7 @@ inline bool gqa_decode_applies(const GqaAttentionParams& p) {
 /// whose every sequence fits one row tile (max_q * heads per KV head <= kGqaRowsPerCta: short chunks). Both keep
 /// splits * n_seqs * max_q * n_heads <= 2 * kAttnTargetCtas * kGqaRowsPerCta (the engine's scratch bound).
 inline int32_t gqa_attention_splits(const GqaAttentionParams& p) {
+  if (p.fixed_splits) return gqa_decode_applies(p) ? fixed_kv_splits(p.batch.max_kv) : 1;
   if (gqa_decode_applies(p)) {
     const int64_t rows = int64_t{p.batch.n_seqs} * p.n_heads, cap = 2 * kAttnTargetCtas * kGqaRowsPerCta;
     int64_t s = decode_kv_splits(int64_t{p.batch.n_seqs} * p.n_kv_heads, p.batch.max_kv);

@@ -224,6 +224,72 @@ TEST(CudaAttention, MlaDecodeLargeBatches) {
   check_mla_decode(128, 64, random_lengths(9, 5000, 15), 15);      // V2: 72 CTAs
 }
 
+// The batch-invariant split plan (fixed_splits, EngineOptions::batch_invariant_attention): each sequence of a batch
+// (one past 32K keys, where the split length grows) gives the same bits as that sequence decoded alone, with the
+// batch's max_kv and with a captured graph's doubled one; the throughput plan does not (the option's reason), and
+// the batch still matches the twin.
+std::vector<uint32_t> bits(const std::vector<float>& v, size_t from, size_t n) {
+  std::vector<uint32_t> b(n);
+  std::memcpy(b.data(), v.data() + from, n * sizeof(float));
+  return b;
+}
+
+TEST(CudaAttention, MlaDecodeFixedSplitsAreBatchInvariant) {
+  MLABENCH_REQUIRE_GPU();
+  const std::vector<int32_t> kv_len{40001, 5, 700, 3000};
+  const int32_t n_heads = 16, kv_lora = 512, rope = 64, n = 4, bs = 64;
+  std::mt19937 rng(61);
+  Paged cache(kv_len, bs, kv_lora + rope, rng);
+  const int64_t ld_q_lat = int64_t{n_heads} * kv_lora, ld_q = int64_t{n_heads} * rope, ld_out = ld_q_lat;
+  const auto q_lat = randn(static_cast<size_t>(n * ld_q_lat), rng), q_pe = randn(static_cast<size_t>(n * ld_q), rng);
+  const auto d_len = test::to_device(kv_len), d_table = test::to_device(cache.table), d_cache = test::to_device(cache.pool);
+  const auto d_q_lat = test::to_device(q_lat), d_q_pe = test::to_device(q_pe);
+  // Sequences [first, first + count) with max_kv = kv_len max x factor; out rows as a host vector.
+  auto run = [&](MlaDecodeKernel kernel, bool fixed, int first, int count, int32_t max_kv) {
+    MlaDecodeParams d;
+    d.n_seqs = count;
+    d.kv_len = d_len.as<int32_t>() + first;
+    d.max_kv = max_kv;
+    d.paged = cache.view(d_table.as<int32_t>() + static_cast<size_t>(first) * cache.max_blocks);
+    d.cache = d_cache.get();
+    d.n_slots = static_cast<int64_t>(cache.pool.size()) / (kv_lora + rope);
+    d.q_lat = d_q_lat.as<float>() + first * ld_q_lat, d.ld_q_lat = ld_q_lat;
+    d.q_pe = d_q_pe.as<float>() + first * ld_q, d.ld_q_pe = ld_q, d.q_pe_head_stride = rope;
+    d.n_heads = n_heads, d.kv_lora = kv_lora, d.rope = rope, d.scale = 0.06f, d.bf16_operands = true;
+    d.kernel = kernel;
+    d.fixed_splits = fixed;
+    const auto d_out = test::to_device(std::vector<float>(static_cast<size_t>(count * ld_out), kPoison));
+    d.out = d_out.as<float>(), d.ld_out = ld_out;
+    d.scratch_floats = mla_decode_scratch_floats(d);
+    gpu::DeviceBuffer scratch(static_cast<size_t>(std::max<int64_t>(d.scratch_floats, 4)) * 4, "scratch");
+    d.scratch = scratch.as<float>();
+    cuda::mla_decode_attention(d, nullptr);
+    return test::to_host<float>(d_out, static_cast<size_t>(count * ld_out));
+  };
+  std::vector<MlaDecodeKernel> kernels{MlaDecodeKernel::MMA};
+  MlaDecodeParams probe;
+  probe.cache_type = DType::BF16, probe.bf16_operands = true, probe.kv_lora = kv_lora, probe.rope = rope;
+  probe.paged.block_size = bs, probe.n_slots = 1, probe.cache = d_cache.get();
+  if (cuda::mla_decode_hopper_supported(probe)) kernels.push_back(MlaDecodeKernel::WGMMA);
+  const int32_t max_kv = *std::max_element(kv_len.begin(), kv_len.end());
+  for (MlaDecodeKernel kernel : kernels) {
+    SCOPED_TRACE(kernel == MlaDecodeKernel::WGMMA ? "wgmma kernel" : "mma.sync kernel");
+    const std::vector<float> batch = run(kernel, true, 0, n, max_kv), throughput = run(kernel, false, 0, n, max_kv);
+    int differs = 0;
+    for (int i = 0; i < n; ++i) {
+      const size_t row = static_cast<size_t>(i * ld_out), w = static_cast<size_t>(ld_out);
+      for (int32_t factor : {1, 2}) {
+        const std::vector<float> alone = run(kernel, true, i, 1, kv_len[static_cast<size_t>(i)] * factor);
+        EXPECT_EQ(bits(batch, row, w), bits(alone, 0, w)) << "sequence " << i << " (" << kv_len[static_cast<size_t>(i)]
+                                                        << " keys), alone with max_kv x " << factor;
+      }
+      differs += bits(throughput, row, w) != bits(run(kernel, false, i, 1, kv_len[static_cast<size_t>(i)]), 0, w);
+    }
+    EXPECT_GT(differs, 0) << "the throughput plan gave every sequence its batch-1 bits: the test cannot tell";
+    EXPECT_LE(test::max_rel_diff(batch, throughput), kTolBf16P) << "the fixed plan's values";
+  }
+}
+
 // ---- MLA prefill ----------------------------------------------------------------------------------------------
 
 void check_mla_prefill(int32_t n_heads, const Varlen& b, unsigned seed) {
@@ -499,6 +565,51 @@ void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varl
   }
 }
 
+
+TEST(CudaAttention, GqaDecodeFixedSplitsAreBatchInvariant) {
+  MLABENCH_REQUIRE_GPU();
+  const std::vector<int32_t> kv_len{40001, 5, 700, 3000};
+  const int32_t nh = 32, nkv = 8, hd = 128, n = 4, bs = 16;
+  std::mt19937 rng(62);
+  Paged kc(kv_len, bs, int64_t{nkv} * hd, rng);
+  Paged vc = kc;
+  vc.refill(kv_len, rng);
+  const int64_t ld = int64_t{nh} * hd;
+  const auto q = randn(static_cast<size_t>(n * ld), rng);
+  std::vector<int32_t> cu_q(n + 1);
+  std::iota(cu_q.begin(), cu_q.end(), 0);
+  const auto d_cu = test::to_device(cu_q), d_len = test::to_device(kv_len), d_table = test::to_device(kc.table);
+  const auto d_k = test::to_device(kc.pool), d_v = test::to_device(vc.pool), d_q = test::to_device(q);
+  auto run = [&](bool fixed, int first, int count, int32_t max_kv) {
+    GqaAttentionParams d;
+    d.batch = {count, d_cu.as<int32_t>(), d_len.as<int32_t>() + first, 1, max_kv};  // cu_q 0, 1, ...: row = seq
+    d.paged = kc.view(d_table.as<int32_t>() + static_cast<size_t>(first) * kc.max_blocks);
+    d.k_cache = d_k.get(), d.v_cache = d_v.get();
+    d.q = d_q.as<float>() + first * ld, d.ld_q = ld;
+    d.n_heads = nh, d.n_kv_heads = nkv, d.head_dim = hd, d.scale = 1.0f / std::sqrt(float{hd});
+    d.fixed_splits = fixed;
+    const auto d_out = test::to_device(std::vector<float>(static_cast<size_t>(count * ld), kPoison));
+    d.out = d_out.as<float>(), d.ld_out = ld;
+    d.scratch_floats = gqa_attention_scratch_floats(d);
+    gpu::DeviceBuffer scratch(static_cast<size_t>(std::max<int64_t>(d.scratch_floats, 4)) * 4, "scratch");
+    d.scratch = scratch.as<float>();
+    EXPECT_TRUE(gqa_decode_applies(d));
+    cuda::gqa_attention(d, nullptr);
+    return test::to_host<float>(d_out, static_cast<size_t>(count * ld));
+  };
+  const int32_t max_kv = *std::max_element(kv_len.begin(), kv_len.end());
+  const std::vector<float> batch = run(true, 0, n, max_kv), throughput = run(false, 0, n, max_kv);
+  int differs = 0;
+  for (int i = 0; i < n; ++i) {
+    const size_t row = static_cast<size_t>(i * ld), w = static_cast<size_t>(ld);
+    for (int32_t factor : {1, 2})
+      EXPECT_EQ(bits(batch, row, w), bits(run(true, i, 1, kv_len[static_cast<size_t>(i)] * factor), 0, w))
+          << "sequence " << i << " alone with max_kv x " << factor;
+    differs += bits(throughput, row, w) != bits(run(false, i, 1, kv_len[static_cast<size_t>(i)]), 0, w);
+  }
+  EXPECT_GT(differs, 0) << "the throughput plan gave every sequence its batch-1 bits: the test cannot tell";
+  EXPECT_LE(test::max_rel_diff(batch, throughput), kTol) << "the fixed plan's values";
+}
 TEST(CudaAttention, GqaOneToken) {
   MLABENCH_REQUIRE_GPU();
   Varlen b;

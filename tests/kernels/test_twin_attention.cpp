@@ -420,6 +420,52 @@ TEST(DecodeSplitPlan, GqaDecodeScratchStaysUnderTheEngineBound) {
   EXPECT_FALSE(gqa_decode_applies(wide));
 }
 
+// The batch-invariant plan (MlaDecodeParams::fixed_splits): a sequence's split length depends on its own key count
+// and the kernel's tile only, never on the batch's sequence count or longest sequence; the grid the batch's longest
+// sequence sizes covers every shorter one's splits; at least 2 splits, so every sequence is merged by the combine;
+// and the scratch stays within the engine's fixed-plan bound (seqs x kFixedMaxSplits x heads x (dv + 2)).
+TEST(DecodeSplitPlan, FixedPlanDependsOnTheSequenceAlone) {
+  EXPECT_EQ(fixed_split_len(1, 64), kFixedSplitKeys);
+  EXPECT_EQ(fixed_split_len(32768, 64), kFixedSplitKeys);    // 64 splits of 512
+  EXPECT_EQ(fixed_split_len(131072, 64), 2048);              // past 32K: 64 splits of kv / 64
+  EXPECT_EQ(fixed_split_len(131072 + 1, 64), 2048 + 64);     // rounded up to the tile
+  EXPECT_EQ(fixed_kv_splits(1), 2);
+  EXPECT_EQ(fixed_kv_splits(8192), 16);
+  EXPECT_EQ(fixed_kv_splits(262144), kFixedMaxSplits);
+  for (int tile : {16, 32, 64})
+    for (int kv = 1; kv <= 300000; kv += kv < 2000 ? 37 : 4099) {
+      const int len = fixed_split_len(kv, tile);
+      EXPECT_EQ(len % tile, 0);
+      const int64_t needed = (kv + len - 1) / len;
+      EXPECT_LE(needed, kFixedMaxSplits) << kv;
+      for (int64_t max_kv : {int64_t{kv}, int64_t{kv} + 1000, 2 * int64_t{kv}})  // any longer batch-mate covers it
+        EXPECT_LE(needed, fixed_kv_splits(max_kv)) << kv << " keys in a batch whose longest has " << max_kv;
+    }
+  for (int32_t n : {1, 3, 64, 256})
+    for (int32_t kv : {1, 8192, 131072, 262144}) {
+      MlaDecodeParams p;
+      p.n_seqs = n;
+      p.max_kv = kv;
+      p.n_heads = 16;
+      p.kv_lora = 512;
+      p.fixed_splits = true;
+      EXPECT_GE(mla_decode_splits(p), 2);
+      EXPECT_LE(mla_decode_scratch_floats(p), int64_t{n} * kFixedMaxSplits * 16 * (512 + 2));
+      GqaAttentionParams g;
+      g.batch.n_seqs = n;
+      g.batch.max_q = 1;
+      g.batch.max_kv = kv;
+      g.n_heads = 32;
+      g.n_kv_heads = 8;
+      g.head_dim = 128;
+      g.fixed_splits = true;
+      EXPECT_EQ(gqa_attention_splits(g), mla_decode_splits(p));
+      EXPECT_LE(gqa_attention_scratch_floats(g), int64_t{n} * kFixedMaxSplits * 32 * (128 + 2));
+      g.batch.max_q = 7;  // a prefill chunk: no split under the fixed plan
+      EXPECT_EQ(gqa_attention_splits(g), 1);
+    }
+}
+
 TEST(DecodeSplitPlan, MlaScratchStaysUnderTheEngineBound) {
   for (int32_t nh : {16, 20, 128})
     for (int32_t n : {1, 3, 64, 256, 1000})

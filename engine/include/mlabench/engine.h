@@ -84,6 +84,11 @@ struct EngineOptions {
   // The GPU engine only.
   bool cuda_graphs = true;  ///< replay CUDA graphs for decode steps (every batch size)
   Precision precision = Precision::NATIVE;
+  /// Decode attention's split-KV plan from each sequence's own length (fixed_kv_splits, kernel_params.h), so a
+  /// sequence's attention output has the same bits in any batch; slower where the throughput plan would split
+  /// differently (docs/engine.md, "Batch invariance"). The GEMMs stay batch-dependent. The CPU engine's attention is
+  /// batch-invariant either way.
+  bool batch_invariant_attention = false;
 };
 
 /// What `mlabench info` prints, computed from config.json alone (no weights needed).

@@ -89,7 +89,9 @@ __device__ __forceinline__ int64_t paged_slot(const PagedCache& pc, int seq, int
 
 /// Keys per split of a sequence of kv_len keys cut into n_splits chunks of whole `tile`-key tiles (at least one
 /// tile, so a merge never divides by zero). From the sequence's own length, on the device: see decode_kv_splits.
-__host__ __device__ constexpr int decode_split_len(int kv_len, int n_splits, int tile) {
+/// fixed: the batch-invariant plan (fixed_kv_splits, kernel_params.h), which ignores n_splits.
+__host__ __device__ constexpr int decode_split_len(int kv_len, int n_splits, int tile, bool fixed = false) {
+  if (fixed) return fixed_split_len(kv_len, tile);
   const int per = (kv_len + n_splits - 1) / n_splits;
   const int len = (per + tile - 1) / tile * tile;
   return len > tile ? len : tile;
@@ -101,7 +103,8 @@ __device__ __forceinline__ int64_t partial_index(int split, int seq, int head, i
 
 struct CombineArgs {
   const float* scratch = nullptr;
-  int n_splits = 0, tile = 0;  // the kernel's split plan: decode_split_len(kv_len[seq], n_splits, tile)
+  int n_splits = 0, tile = 0;  // the kernel's split plan: decode_split_len(kv_len[seq], n_splits, tile, fixed)
+  bool fixed = false;
   int n_seqs = 0, n_heads = 0, dv = 0;
   const int32_t* kv_len = nullptr;
   const int32_t* cu_q = nullptr;  // nullptr: row seq (MLA); else row cu_q[seq], skipped when the sequence has none
@@ -113,6 +116,8 @@ struct CombineArgs {
 /// programmatic dependent launch (MLABENCH_PDL=0 turns it off): its CTAs are resident and waiting when the split
 /// kernel's last CTA ends, instead of launching after it.
 void launch_decode_combine(const CombineArgs& c, cudaStream_t stream);
+/// Refuses fixed_splits without scratch (the batch-invariant plan always merges through the partials).
+void check_fixed_splits_scratch(bool fixed, const float* scratch, const char* who);
 /// The same for an MLA decode launch of n_splits splits of whole `tile`-key tiles (out rows are sequences).
 void launch_mla_decode_combine(const MlaDecodeParams& p, int n_splits, int tile, cudaStream_t stream);
 

@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(kThreads, 3) gqa_decode_kernel(const GqaAttent
   const int row = p.batch.cu_q[seq];
   if (p.batch.cu_q[seq + 1] == row) return;  // no new row in this sequence
   const int kv_len = p.batch.kv_len[seq];
-  const int split_len = decode_split_len(kv_len, n_splits, kSplitTile);
+  const int split_len = decode_split_len(kv_len, n_splits, kSplitTile, p.fixed_splits);
   const int k_begin = split * split_len;
   if (split > 0 && k_begin >= kv_len) return;  // the merge reads only splits that hold keys
   const int k_end = min(kv_len, k_begin + split_len);
@@ -251,6 +251,7 @@ void gqa_decode_attention(const GqaAttentionParams& p, cudaStream_t s) {
                  "cache manager of this batch",
                  p.paged.block_size, p.paged.max_blocks);
   int n_splits = gqa_attention_splits(p);
+  check_fixed_splits_scratch(p.fixed_splits, p.scratch, "gqa_attention (decode)");
   if (n_splits > 1 && p.scratch == nullptr) n_splits = 1;
   if (n_splits > 1)
     MLABENCH_CHECK(p.scratch_floats >= gqa_attention_scratch_floats(p) && aligned16(p.scratch),
@@ -266,6 +267,7 @@ void gqa_decode_attention(const GqaAttentionParams& p, cudaStream_t s) {
     c.scratch = p.scratch;
     c.n_splits = n_splits;
     c.tile = kSplitTile;
+    c.fixed = p.fixed_splits;
     c.n_seqs = p.batch.n_seqs;
     c.n_heads = p.n_heads;
     c.dv = p.head_dim;

@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(const CombineA
     if (a.cu_q[seq + 1] == row) return;  // no new row in this sequence
   }
   const int kv_len = a.kv_len[seq];
-  const int split_len = decode_split_len(kv_len, a.n_splits, a.tile);
+  const int split_len = decode_split_len(kv_len, a.n_splits, a.tile, a.fixed);
   const int n_valid = min(a.n_splits, (kv_len + split_len - 1) / split_len);
   const int64_t n_partials = static_cast<int64_t>(a.n_splits) * a.n_seqs * a.n_heads;
   const float* ml = a.scratch + n_partials * a.dv;
@@ -139,11 +139,19 @@ void launch_decode_combine(const CombineArgs& c, cudaStream_t stream) {
   launch_pdl(combine_kernel, grid, dim3(static_cast<unsigned>(nx), static_cast<unsigned>(ny)), 0, stream, c);
 }
 
+void check_fixed_splits_scratch(bool fixed, const float* scratch, const char* who) {
+  MLABENCH_CHECK(!fixed || scratch != nullptr,
+                 "{}: fixed_splits without scratch. HINT: the batch-invariant plan always merges through the split "
+                 "partials; size the scratch with the *_scratch_floats() function of kernel_params.h",
+                 who);
+}
+
 void launch_mla_decode_combine(const MlaDecodeParams& p, int n_splits, int tile, cudaStream_t stream) {
   CombineArgs c;
   c.scratch = p.scratch;
   c.n_splits = n_splits;
   c.tile = tile;
+  c.fixed = p.fixed_splits;
   c.n_seqs = p.n_seqs;
   c.n_heads = p.n_heads;
   c.dv = p.kv_lora;
@@ -300,7 +308,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_kernel(const MlaDecode
   griddep_wait();  // q, kv_len and the step's new cache rows come from earlier kernels (pdl.cuh)
   const int h0 = blockIdx.x * 16, seq = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z;
   const int kv_len = p.kv_len[seq];
-  const int split_len = decode_split_len(kv_len, n_splits, kKeys);
+  const int split_len = decode_split_len(kv_len, n_splits, kKeys, p.fixed_splits);
   const int k_begin = split * split_len;
   if (split > 0 && k_begin >= kv_len) return;  // the merge reads only splits that hold keys
   const int k_end = min(kv_len, k_begin + split_len);
@@ -455,6 +463,7 @@ void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
   if (use_hopper(p)) return mla_decode_hopper(p, s);
 
   int n_splits = mla_decode_splits(p);
+  check_fixed_splits_scratch(p.fixed_splits, p.scratch, "mla_decode_attention");
   if (n_splits > 1 && p.scratch == nullptr) n_splits = 1;
   if (n_splits > 1)
     MLABENCH_CHECK(p.scratch_floats >= mla_decode_scratch_floats(p) && aligned16(p.scratch),

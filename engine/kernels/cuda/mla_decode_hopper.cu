@@ -290,7 +290,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
   if (!a.cache_early) griddep_wait();
   const int h0 = blockIdx.x * kHeads, seq = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z;
   const int kv_len = p.kv_len[seq];
-  const int split_len = decode_split_len(kv_len, n_splits, kKeys);
+  const int split_len = decode_split_len(kv_len, n_splits, kKeys, p.fixed_splits);
   const int k_begin = split * split_len;
   if (split > 0 && k_begin >= kv_len) return;  // the merge reads only splits that hold keys (uniform: whole CTA)
   const int k_end = min(kv_len, k_begin + split_len);
@@ -451,6 +451,7 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
                  "given, an sm_90a build on a compute capability 9.0 GPU). HINT: leave MlaDecodeParams::kernel at AUTO",
                  dtype_name(p.cache_type), p.bf16_operands, p.kv_lora, p.rope, p.paged.block_size, p.n_slots);
   int n_splits = mla_decode_splits(p);
+  check_fixed_splits_scratch(p.fixed_splits, p.scratch, "mla_decode_hopper");
   if (n_splits > 1 && p.scratch == nullptr) n_splits = 1;
   HopperDecodeArgs a{};
   a.p = p;
