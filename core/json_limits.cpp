@@ -1,8 +1,8 @@
-// parse_json_bounded (engine/core/json_limits.h): nlohmann's parser callback sees each value's depth as the
+// parse_json_bounded (core/json_limits.h): nlohmann's parser callback sees each value's depth as the
 // (iterative) parser reaches it, before anything deeper is built.
-#include "engine/core/json_limits.h"
+#include "core/json_limits.h"
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench {
 namespace {

@@ -5,7 +5,7 @@
 #include <exception>
 #include <new>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::cli {
 

@@ -2,7 +2,7 @@
 // docs/reports.md describes the page.
 #include <fmt/format.h>
 
-#include "harness/cli_run.h"
+#include "cli/cli_run.h"
 #include "reports/report.h"
 
 namespace mlabench::cli {

@@ -1,7 +1,7 @@
 // mlabench fetch: makes datasets present and verified in the cache and prints each one's folder on stdout (one
 // line per name, so scripts can capture it); progress goes to stderr. --list prints every dataset with a
 // manifest and whether it is cached and verified, without fetching anything.
-#include "harness/cli_fetch.h"
+#include "cli/cli_fetch.h"
 
 #include <fmt/format.h>
 
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "harness/cli_model.h"
+#include "cli/cli_model.h"
 #include "harness/data/fetch.h"
 #include "harness/data/manifest.h"
 

@@ -23,13 +23,13 @@
 #include <vector>
 #include <sstream>
 
-#include "engine/core/check.h"
+#include "cli/bench_runner.h"
+#include "cli/cli_model.h"
+#include "cli/cli_run.h"
+#include "core/check.h"
 #include "engine/core/dtype.h"
 #include "engine/model/config.h"
 #include "engine/model/model_info.h"
-#include "harness/bench_runner.h"
-#include "harness/cli_model.h"
-#include "harness/cli_run.h"
 
 namespace mlabench::cli {
 

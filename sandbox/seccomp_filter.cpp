@@ -1,7 +1,7 @@
 // A deny list on top of the other layers: the namespaces and the dropped capabilities already make most of
 // these calls fail; the filter keeps the kernel code behind them out of reach and shuts what namespaces leave
 // open (sockets to host paths through connect(), io_uring, terminal injection).
-#include "harness/sandbox/seccomp_filter.h"
+#include "sandbox/seccomp_filter.h"
 
 #include <fmt/format.h>
 #include <sched.h>

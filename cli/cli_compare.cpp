@@ -1,14 +1,14 @@
 // mlabench compare: is the difference between two runs real? Prints a table per pair (A = the first run, B = each
 // other) and writes the full document with --out, which `mlabench report --compare FILE` renders.
-#include "harness/cli_compare.h"
+#include "cli/cli_compare.h"
 
 #include <cstdio>
 #include <memory>
 
-#include "harness/cli_guard.h"
-#include "harness/cli_run.h"
+#include "cli/cli_guard.h"
+#include "cli/cli_run.h"
+#include "core/file_write.h"
 #include "harness/compare.h"
-#include "harness/evaluator.h"
 
 namespace mlabench::cli {
 
@@ -38,7 +38,7 @@ void add_compare_command(CLI::App& app, int* exit_code) {
       const std::string table = harness::format_compare_table(doc, a->subtasks);
       std::fwrite(table.data(), 1, table.size(), stdout);
       if (!a->out.empty()) {
-        harness::write_file_atomically(a->out, doc.dump(2) + "\n");
+        write_file_atomically(a->out, doc.dump(2) + "\n");
         std::fprintf(stderr, "compare: %s\n", a->out.c_str());
       }
     });

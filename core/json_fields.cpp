@@ -1,9 +1,9 @@
-#include "engine/core/json_fields.h"
+#include "core/json_fields.h"
 
 #include <cmath>
 #include <cstdint>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench {
 

@@ -3,7 +3,7 @@
 // writes the child's id maps, feeds stdin and fd 3, collects stdout, stderr and fd 4 under the output cap, and
 // at the wall-clock limit kills the init, which takes every process of the namespace with it.
 // docs/sandbox.md states what is guaranteed.
-#include "harness/sandbox/sandbox.h"
+#include "sandbox/sandbox.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -33,9 +33,9 @@
 #include <sstream>
 #include <string_view>
 
-#include "engine/core/check.h"
-#include "harness/sandbox/sandbox_child.h"
-#include "harness/sandbox/seccomp_filter.h"
+#include "core/check.h"
+#include "sandbox/sandbox_child.h"
+#include "sandbox/seccomp_filter.h"
 
 extern char** environ;
 
@@ -251,7 +251,7 @@ std::vector<fs::path> keep_under_home(const fs::path& home, const std::string& a
 }
 
 std::string check_request(const Request& rq) {
-  const std::string hint = "HINT: fix the Request (harness/sandbox/sandbox.h)";
+  const std::string hint = "HINT: fix the Request (sandbox/sandbox.h)";
   if (rq.argv.empty() || rq.argv[0].empty() || rq.argv[0][0] != '/')
     return fmt::format("sandbox: argv[0] must be an absolute path, got '{}'. {}", rq.argv.empty() ? "" : rq.argv[0],
                        hint);

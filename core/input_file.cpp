@@ -1,12 +1,12 @@
-// require_regular_file / open_input_file (engine/core/input_file.h).
-#include "engine/core/input_file.h"
+// require_regular_file / open_input_file (core/input_file.h).
+#include "core/input_file.h"
 
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench {
 

@@ -1,4 +1,4 @@
-// The engine benchmark behind `mlabench bench` (harness/cli_bench.cpp), callable by other commands: `mlabench ablate`
+// The engine benchmark behind `mlabench bench` (cli/cli_bench.cpp), callable by other commands: `mlabench ablate`
 // runs it once per architecture variant.
 #pragma once
 
@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "harness/cli_model.h"
+#include "cli/cli_model.h"
 
 namespace mlabench::cli {
 

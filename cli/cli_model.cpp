@@ -1,7 +1,7 @@
 // info / logits / score / generate / tokenize. Prompts are text (--prompt, through the model's tokenizer) or
 // comma-separated token ids (--tokens). Results go to stdout as JSON; errors to stderr as "error: <what was
 // checked>" with exit code 1.
-#include "harness/cli_model.h"
+#include "cli/cli_model.h"
 
 #include <fmt/format.h>
 #include <omp.h>
@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/core/input_file.h"
+#include "core/input_file.h"
 #include "engine/core/npy.h"
 #include "mlabench/engine.h"
 

@@ -4,7 +4,7 @@
 #include <exception>
 #include <mutex>
 
-#include "harness/sandbox/sandbox.h"
+#include "sandbox/sandbox.h"
 
 namespace mlabench::sandbox {
 

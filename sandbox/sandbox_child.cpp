@@ -1,6 +1,6 @@
 // The sandbox's init and the program's last steps before execve (sandbox_child.h). Everything here runs in a
 // process cloned from a multi-threaded harness: plain system calls on prepared data only.
-#include "harness/sandbox/sandbox_child.h"
+#include "sandbox/sandbox_child.h"
 
 #include <fcntl.h>
 #include <linux/capability.h>

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "harness/cli_model.h"
+#include "cli/cli_model.h"
 
 namespace mlabench::cli {
 
@@ -20,9 +20,9 @@ void add_tasks_command(CLI::App& app, int* exit_code);
 std::string mlabench_commit();
 /// \brief The current UTC time formatted by strftime (e.g. "%Y-%m-%dT%H:%M:%SZ"): the date of results and bench JSON.
 std::string utc_now(const char* fmt_str);
-/// \brief `mlabench report`: HTML, Markdown or CSV from run folders and bench JSON (harness/cli_report.cpp).
+/// \brief `mlabench report`: HTML, Markdown or CSV from run folders and bench JSON (cli/cli_report.cpp).
 void add_report_command(CLI::App& app, int* exit_code);
-/// \brief `mlabench serve`: the OpenAI-compatible HTTP server (harness/cli_serve.cpp, docs/serve.md).
+/// \brief `mlabench serve`: the OpenAI-compatible HTTP server (cli/cli_serve.cpp, docs/serve.md).
 void add_serve_command(CLI::App& app, int* exit_code);
 /// \brief "mlabench VERSION (commit HASH)": what made a report.
 std::string report_generator();

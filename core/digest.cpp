@@ -2,7 +2,7 @@
 // dataset folder. The content digest hashes a listing of (path, file hash) lines rather than the files one
 // after another, so a file cannot be moved to another name, and bytes cannot shift between two files, without
 // the digest changing; and it can be reproduced with coreutils (docs/datasets.md).
-#include "harness/data/digest.h"
+#include "core/digest.h"
 
 #include <fnmatch.h>
 #include <openssl/evp.h>
@@ -15,7 +15,7 @@
 
 #include <fmt/ranges.h>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::data {
 

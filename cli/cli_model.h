@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "harness/cli_guard.h"
+#include "cli/cli_guard.h"
 #include "mlabench/engine.h"
 
 namespace mlabench::cli {
@@ -26,9 +26,9 @@ std::unique_ptr<Engine> open_engine(const EngineOptions& options);
 
 /// \brief Registers the subcommands on `app`. Each sets `*exit_code` when it runs.
 void add_model_commands(CLI::App& app, int* exit_code);
-/// \brief Registers `bench` (harness/cli_bench.cpp).
+/// \brief Registers `bench` (cli/cli_bench.cpp).
 void add_bench_command(CLI::App& app, int* exit_code);
-/// \brief Registers `ablate` (harness/cli_ablate.cpp).
+/// \brief Registers `ablate` (cli/cli_ablate.cpp).
 void add_ablate_command(CLI::App& app, int* exit_code);
 
 }  // namespace mlabench::cli

@@ -1,6 +1,6 @@
 // Formatting of check failures (see check.h). The condition and location go last, after the message, so the
 // first line a user reads says what is wrong in their terms.
-#include "engine/core/check.h"
+#include "core/check.h"
 
 #include <cstdio>
 #include <cstdlib>

@@ -6,7 +6,7 @@
 #include <memory>
 #include <pthread.h>
 
-#include "harness/cli_run.h"
+#include "cli/cli_run.h"
 #include "harness/serve/server.h"
 
 namespace mlabench::cli {

@@ -7,11 +7,11 @@
 #include <new>
 #include <string_view>
 
-#include "harness/cli_compare.h"
-#include "harness/cli_fetch.h"
-#include "harness/cli_model.h"
-#include "harness/cli_run.h"
-#include "engine/tokenizer/unicode.h"
+#include "cli/cli_compare.h"
+#include "cli/cli_fetch.h"
+#include "cli/cli_model.h"
+#include "cli/cli_run.h"
+#include "core/utf8.h"
 
 int main(int argc, char** argv) {
   // Every argument ends up in JSON (run.json records the command line; options go into results.json), which holds

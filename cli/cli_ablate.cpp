@@ -1,5 +1,5 @@
 // mlabench ablate: one model shape with each attention mechanism (MLA, MHA, GQA, MQA) and FFN kind, random weights,
-// the same benchmark for each (harness/bench_runner.h), and the paper's KV-cache tables (harness/ablation.h).
+// the same benchmark for each (cli/bench_runner.h), and the paper's KV-cache tables (harness/ablation.h).
 // docs/ablation.md describes the output.
 #include <fmt/format.h>
 
@@ -10,11 +10,11 @@
 #include <fstream>
 #include <sstream>
 
-#include "engine/core/check.h"
+#include "cli/bench_runner.h"
+#include "cli/cli_run.h"
+#include "core/check.h"
 #include "engine/model/model_info.h"
 #include "harness/ablation.h"
-#include "harness/bench_runner.h"
-#include "harness/cli_run.h"
 
 namespace mlabench::cli {
 

@@ -1,6 +1,6 @@
 // mlabench run: evaluate a model (or a replay file) on tasks; results.json, samples_<task>.jsonl and a summary
 // table. docs/harness.md describes the flags and the files.
-#include "harness/cli_run.h"
+#include "cli/cli_run.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -12,10 +12,10 @@
 #include <fstream>
 #include <iterator>
 
-#include "engine/core/check.h"
-#include "engine/core/json_limits.h"
+#include "core/check.h"
+#include "core/digest.h"
+#include "core/json_limits.h"
 #include "harness/backend.h"
-#include "harness/data/digest.h"
 #include "harness/evaluator.h"
 #include "harness/invariance.h"
 #include "harness/guards.h"

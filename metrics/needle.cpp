@@ -1,16 +1,17 @@
-// The needle-in-a-haystack scores (needle_recall, score_1_10), apart from the generator: the metric registry
-// (metrics/registry.cpp) calls them, and the parsers the fuzz targets build (cmake/fuzz.cmake) reach the registry
-// through the report reader without the generator's tokenizer and hook dependencies.
+// The needle-in-a-haystack scores (needle_recall, score_1_10), apart from the generator (tasks/niah): the metric
+// registry (metrics/registry.cpp) calls them, and the parsers the fuzz targets build (cmake/fuzz.cmake) reach the
+// registry through the report reader without the generator's tokenizer and hook dependencies.
+#include "metrics/needle.h"
+
 #include <algorithm>
 #include <cctype>
 #include <set>
 #include <string>
 #include <vector>
 
-#include "engine/core/check.h"
-#include "tasks/niah/niah.h"
+#include "core/check.h"
 
-namespace mlabench::tasks::niah {
+namespace mlabench::metrics {
 
 // Lower-cased runs of ASCII letters and digits; bytes of multi-byte UTF-8 characters count as letters, so
 // non-Latin words stay whole.
@@ -50,4 +51,4 @@ int score_1_10(double recall) {
   return 1;
 }
 
-}  // namespace mlabench::tasks::niah
+}  // namespace mlabench::metrics
