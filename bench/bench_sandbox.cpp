@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "harness/sandbox/sandbox.h"
+#include "sandbox/sandbox.h"
 
 extern char** environ;
 

@@ -15,7 +15,7 @@
 #include <unordered_set>
 #include <nlohmann/json.hpp>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/gpu/gpu_runner.h"
 #include "engine/model/cpu_runner.h"
 #include "engine/model/model_info.h"

@@ -4,7 +4,7 @@
 #include <charconv>
 #include <utility>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "mlabench/engine.h"
 
 namespace mlabench {

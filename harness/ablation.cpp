@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/model/model_info.h"
 
 namespace mlabench::ablation {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "harness/evaluator.h"
 #include "metrics/metrics.h"
 

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "harness/replay_file.h"
 
 namespace mlabench::harness {

@@ -9,9 +9,9 @@
 #include <map>
 #include <set>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
-#include "engine/core/json_limits.h"
+#include "core/check.h"
+#include "core/input_file.h"
+#include "core/json_limits.h"
 #include "metrics/paired_stats.h"
 
 namespace mlabench::harness {

@@ -9,7 +9,7 @@
 #include <memory>
 #include <set>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "harness/aggregation.h"
 #include "harness/gen_kwargs.h"
 #include "harness/invariance.h"

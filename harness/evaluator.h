@@ -2,8 +2,8 @@
 // appended to samples_<task>.jsonl as the run goes, so a run killed at any moment resumes (--resume) without
 // recomputing what was recorded and ends with the results of an uninterrupted run. docs/harness.md describes
 // the files. The implementation, one file per job: evaluator.cpp (the run loop), gen_kwargs.cpp, run_folder.cpp
-// (run.json, the samples journal, the lock, atomic writes), progress.cpp, scoring.cpp (one batch through the
-// metric registry), aggregation.cpp, results_assembly.cpp (results.json), summary_table.cpp (the printed table).
+// (run.json, the samples journal, the lock), progress.cpp, scoring.cpp (one batch through the metric registry),
+// aggregation.cpp, results_assembly.cpp (results.json), summary_table.cpp (the printed table).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/file_write.h"
 #include "harness/backend.h"
 #include "harness/data/fetch.h"
 #include "harness/task_override.h"
@@ -102,8 +103,9 @@ inline std::string stderr_key(const std::string& metric_key) {
   return metric_key.substr(0, comma) + "_stderr" + metric_key.substr(comma);
 }
 
-/// \brief Writes `text` to `path` through a temporary file and a rename, so a reader never sees half a file.
-void write_file_atomically(const std::filesystem::path& path, const std::string& text);
+// Atomic writes are core's (core/file_write.h); named here too because the harness's callers and tests spell it
+// harness::write_file_atomically.
+using ::mlabench::write_file_atomically;
 
 /// \brief An exclusive flock on DIR/.lock holding this process's PID, for as long as the object lives: a second
 /// writer to the same run folder (a --resume started while the run goes on) is refused with the holder's PID.

@@ -13,7 +13,7 @@
 #include <random>
 #include <thread>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::harness {
 

@@ -8,8 +8,8 @@
 #include <limits>
 #include <optional>
 
-#include "engine/core/check.h"
-#include "engine/core/json_limits.h"
+#include "core/check.h"
+#include "core/json_limits.h"
 #include "harness/http_client.h"
 
 namespace mlabench::harness {

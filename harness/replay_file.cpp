@@ -6,9 +6,9 @@
 #include <fstream>
 #include <string>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
-#include "engine/core/json_limits.h"
+#include "core/check.h"
+#include "core/input_file.h"
+#include "core/json_limits.h"
 
 namespace mlabench::harness {
 

@@ -1,7 +1,6 @@
 // The run folder's files apart from results.json: run.json (the run's identity, which --resume must match), the
 // samples journal samples_<task>.jsonl (one line per scored document, fsynced per batch, read back on --resume),
-// the folder lock, and atomic file writes (write_file_atomically and RunFolderLock are declared in
-// harness/evaluator.h). docs/harness.md "Resume" describes the files.
+// the folder lock (RunFolderLock is declared in harness/evaluator.h; atomic file writes are core/file_write.h). docs/harness.md "Resume" describes the files.
 #pragma once
 
 #include <nlohmann/json.hpp>

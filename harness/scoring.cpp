@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "harness/gen_kwargs.h"
 #include "metrics/metrics.h"
 #include "metrics/registry.h"

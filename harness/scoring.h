@@ -12,7 +12,7 @@
 
 #include "harness/backend.h"
 #include "harness/evaluator.h"
-#include "harness/sandbox/sandbox.h"
+#include "sandbox/sandbox.h"
 #include "tasks/task.h"
 
 namespace mlabench::harness {

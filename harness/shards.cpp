@@ -6,8 +6,8 @@
 #include <iterator>
 #include <set>
 
-#include "engine/core/check.h"
-#include "engine/core/json_limits.h"
+#include "core/check.h"
+#include "core/json_limits.h"
 
 namespace mlabench::harness {
 

@@ -4,8 +4,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/core/check.h"
-#include "engine/core/json_limits.h"
+#include "core/check.h"
+#include "core/json_limits.h"
 
 namespace mlabench::harness {
 

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::metrics {
 

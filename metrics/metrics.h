@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "tasks/task.h"
+#include "metrics/spec_types.h"
 
 namespace mlabench::metrics {
 

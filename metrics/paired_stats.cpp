@@ -6,7 +6,7 @@
 #include <numeric>
 #include <random>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::metrics {
 

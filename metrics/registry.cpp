@@ -2,9 +2,9 @@
 
 #include <fmt/format.h>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "metrics/metrics.h"
-#include "tasks/niah/niah.h"
+#include "metrics/needle.h"
 
 namespace mlabench::metrics {
 
@@ -39,8 +39,7 @@ std::vector<MetricDef> make_registry() {
                .input = ItemInput::GENERATED_ANSWER,
                .score = [](const Item& it, const tasks::MetricSpec&,
                            ItemScores& out) {
-                 out.emplace_back("needle_recall",
-                                  tasks::niah::needle_recall(std::string(it.answer), std::string(it.target)));
+                 out.emplace_back("needle_recall", needle_recall(std::string(it.answer), std::string(it.target)));
                },
                .stderr_kind = mean_se,
                .guards = {Guard::TRUNCATION, Guard::GENERATION}});
@@ -48,8 +47,8 @@ std::vector<MetricDef> make_registry() {
                .input = ItemInput::GENERATED_ANSWER,
                .score = [](const Item& it, const tasks::MetricSpec&,
                            ItemScores& out) {
-                 out.emplace_back("needle_score", tasks::niah::score_1_10(tasks::niah::needle_recall(
-                                                      std::string(it.answer), std::string(it.target))));
+                 out.emplace_back("needle_score",
+                                  score_1_10(needle_recall(std::string(it.answer), std::string(it.target))));
                },
                .stderr_kind = mean_se,
                .proportion = false,  // gkamradt's 1-10 score

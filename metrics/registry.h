@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "tasks/task.h"
+#include "metrics/spec_types.h"
 
 namespace mlabench::metrics {
 

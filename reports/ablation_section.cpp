@@ -1,4 +1,4 @@
-// The report's "Architecture ablation" section, from `mlabench ablate` documents (harness/cli_ablate.cpp): the
+// The report's "Architecture ablation" section, from `mlabench ablate` documents (cli/cli_ablate.cpp): the
 // variants' table, a Pareto chart of tokens/s per sequence against tokens/s per GPU over the batch sweep, KV bytes
 // per token, Figure 1(b) beside the paper's, and Table 1 for the paper's configs.
 #include "reports/ablation_section.h"

@@ -6,9 +6,9 @@
 #include <fstream>
 #include <iterator>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
-#include "engine/core/json_limits.h"
+#include "core/check.h"
+#include "core/input_file.h"
+#include "core/json_limits.h"
 #include "reports/html_escape.h"
 
 namespace mlabench::reports {

@@ -10,8 +10,8 @@
 #include <map>
 #include <set>
 
-#include "engine/core/check.h"
-#include "harness/data/digest.h"
+#include "core/check.h"
+#include "core/digest.h"
 #include "reports/ablation_section.h"
 #include "reports/compare_section.h"
 #include "reports/html_escape.h"

@@ -10,9 +10,9 @@
 #include <iterator>
 #include <set>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
-#include "engine/core/json_limits.h"
+#include "core/check.h"
+#include "core/input_file.h"
+#include "core/json_limits.h"
 #include "harness/evaluator.h"
 #include "metrics/registry.h"
 

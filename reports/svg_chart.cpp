@@ -16,7 +16,7 @@
 #include <limits>
 #include <string_view>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "reports/html_escape.h"
 
 namespace mlabench::reports::svg {

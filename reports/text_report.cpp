@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/core/check.h"
-#include "harness/evaluator.h"
+#include "core/check.h"
+#include "core/file_write.h"
 #include "reports/report.h"
 
 namespace mlabench::reports {
@@ -255,7 +255,7 @@ void write_report(const std::vector<std::string>& inputs, const fs::path& out, R
   if (out == "-")
     std::fwrite(text.data(), 1, text.size(), stdout);
   else
-    harness::write_file_atomically(out, text);
+    write_file_atomically(out, text);
 }
 
 }  // namespace mlabench::reports

@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
+#include "core/check.h"
+#include "core/input_file.h"
 
 namespace mlabench::tasks {
 

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "tasks/code/livecodebench.h"
 #include "tasks/niah/niah.h"
 

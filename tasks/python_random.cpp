@@ -4,7 +4,7 @@
 #include <cmath>
 #include <unordered_set>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::tasks {
 

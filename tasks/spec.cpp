@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "engine/core/check.h"
-#include "engine/core/json_limits.h"
+#include "core/check.h"
+#include "core/json_limits.h"
 #include "metrics/registry.h"
 #include "tasks/code/scorer.h"
 #include "tasks/hooks.h"

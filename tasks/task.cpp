@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "tasks/hooks.h"
 #include "tasks/python_random.h"
 #include "tasks/spec.h"

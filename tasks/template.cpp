@@ -1,6 +1,6 @@
 #include "tasks/template.h"
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::tasks {
 

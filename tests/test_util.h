@@ -12,7 +12,7 @@
 
 #include <zlib.h>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/core/npy.h"
 
 namespace mlabench::test {

@@ -63,7 +63,7 @@ if [ "$mode" = demo ]; then
     build/mlabench run --model "$model" "${demo[@]}" --output build/demo-run-cuda --device cuda || true
   fi
 else
-  # -O1 -g1 under the sanitizers: -O2 -g compiled 2.2x slower on CI's 2 cores (harness/cli_bench.cpp 145 s against
+  # -O1 -g1 under the sanitizers: -O2 -g compiled 2.2x slower on CI's 2 cores (cli/cli_bench.cpp 145 s against
   # 65 s) and the build was two thirds of the CI run; -g1 keeps file:line in sanitizer stack traces.
   cmake -S . -B build-test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
     -DMLABENCH_SANITIZE=ON -DMLABENCH_CUDA="${MLABENCH_CUDA:-ON}"

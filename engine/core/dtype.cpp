@@ -5,7 +5,7 @@
 #include <array>
 #include <cmath>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench {
 

@@ -6,8 +6,8 @@
 #include <cstring>
 #include <fstream>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
+#include "core/check.h"
+#include "core/input_file.h"
 #include "engine/core/tensor.h"
 
 namespace mlabench {

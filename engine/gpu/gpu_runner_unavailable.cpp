@@ -1,5 +1,5 @@
 // A CPU-only build's stand-in for engine/gpu/gpu_runner.cpp: --device cuda is refused with what to do.
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/gpu/gpu_runner.h"
 
 namespace mlabench {

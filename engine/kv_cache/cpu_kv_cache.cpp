@@ -1,6 +1,6 @@
 #include "engine/kv_cache/cpu_kv_cache.h"
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench {
 

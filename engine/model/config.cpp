@@ -15,10 +15,10 @@
 #include <fstream>
 #include <iterator>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
-#include "engine/core/json_limits.h"
-#include "engine/core/json_fields.h"
+#include "core/check.h"
+#include "core/input_file.h"
+#include "core/json_limits.h"
+#include "core/json_fields.h"
 
 namespace mlabench {
 

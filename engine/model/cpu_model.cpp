@@ -13,7 +13,7 @@
 #include <numeric>
 #include <vector>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/cpu/ops.h"
 #include "engine/model/cpu_attention.h"
 #include "engine/model/cpu_ffn.h"

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/twin/twin.h"
 #include "engine/model/cpu_model.h"
 

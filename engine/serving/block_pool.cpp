@@ -2,7 +2,7 @@
 
 #include <set>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::serving {
 

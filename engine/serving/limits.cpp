@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <bit>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::serving {
 

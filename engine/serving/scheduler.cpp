@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <map>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::serving {
 

@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/serving/scheduler.h"
 
 namespace mlabench::serving {

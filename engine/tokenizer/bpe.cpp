@@ -4,8 +4,8 @@
 
 #include <queue>
 
-#include "engine/core/check.h"
-#include "engine/core/json_fields.h"
+#include "core/check.h"
+#include "core/json_fields.h"
 #include "engine/tokenizer/unicode.h"
 
 namespace mlabench {

@@ -3,7 +3,7 @@
 // whitespace as Python defines it: White_Space plus U+001C..U+001F.
 #include <array>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/tokenizer/hf_tokenizer.h"
 #include "engine/tokenizer/unicode.h"
 #include "mlabench/tokenizer.h"

@@ -1,8 +1,8 @@
 // tokenizer.json decoders and post-processors.
 #include <map>
 
-#include "engine/core/check.h"
-#include "engine/core/json_fields.h"
+#include "core/check.h"
+#include "core/json_fields.h"
 #include "engine/tokenizer/pipeline.h"
 #include "engine/tokenizer/unicode.h"
 

@@ -7,10 +7,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
-#include "engine/core/json_limits.h"
-#include "engine/core/json_fields.h"
+#include "core/check.h"
+#include "core/input_file.h"
+#include "core/json_limits.h"
+#include "core/json_fields.h"
 #include "engine/tokenizer/bpe.h"
 #include "engine/tokenizer/hf_tokenizer.h"
 #include "engine/tokenizer/pipeline.h"

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/tokenizer/regex.h"
 #include "engine/tokenizer/unicode.h"
 

@@ -1,6 +1,6 @@
 // tokenizer.json normalizers.
-#include "engine/core/check.h"
-#include "engine/core/json_fields.h"
+#include "core/check.h"
+#include "core/json_fields.h"
 #include "engine/tokenizer/pipeline.h"
 #include "engine/tokenizer/regex.h"
 #include "engine/tokenizer/unicode.h"

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/core/check.h"
-#include "engine/core/json_fields.h"
+#include "core/check.h"
+#include "core/json_fields.h"
 #include "engine/tokenizer/normalized_string.h"
 #include "engine/tokenizer/regex.h"
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <array>
 
-#include "engine/core/check.h"
-#include "engine/core/json_fields.h"
+#include "core/check.h"
+#include "core/json_fields.h"
 #include "engine/tokenizer/pipeline.h"
 #include "engine/tokenizer/unicode.h"
 

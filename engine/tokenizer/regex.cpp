@@ -8,7 +8,7 @@
 #include <map>
 #include <set>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/tokenizer/unicode.h"
 
 namespace mlabench {

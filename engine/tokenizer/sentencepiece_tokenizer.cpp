@@ -5,8 +5,8 @@
 // model (found by fuzz_sentencepiece; docs/fuzzing.md).
 #include <sentencepiece_processor.h>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
+#include "core/check.h"
+#include "core/input_file.h"
 #include "engine/tokenizer/hf_tokenizer.h"
 #include "engine/tokenizer/unicode.h"
 

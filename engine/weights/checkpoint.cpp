@@ -7,9 +7,9 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
-#include "engine/core/json_limits.h"
+#include "core/check.h"
+#include "core/input_file.h"
+#include "core/json_limits.h"
 
 namespace fs = std::filesystem;
 

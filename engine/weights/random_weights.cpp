@@ -4,7 +4,7 @@
 // random_fill kernel (engine/kernels/twin/sampling.cpp), so host and device share one definition.
 #include <map>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/twin/twin.h"
 #include "engine/weights/model_weights.h"
 

@@ -21,8 +21,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
+#include "core/check.h"
+#include "core/input_file.h"
 
 namespace mlabench::data {
 

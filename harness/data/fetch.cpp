@@ -25,8 +25,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "engine/core/check.h"
-#include "harness/data/digest.h"
+#include "core/check.h"
+#include "core/digest.h"
 #include "harness/data/download.h"
 #include "harness/data/manifest.h"
 

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
-#include "engine/core/json_fields.h"
+#include "core/check.h"
+#include "core/input_file.h"
+#include "core/json_fields.h"
 
 namespace mlabench::data {
 

@@ -11,8 +11,8 @@
 #include <array>
 #include <cmath>
 
-#include "engine/core/json_fields.h"
-#include "engine/core/json_limits.h"
+#include "core/json_fields.h"
+#include "core/json_limits.h"
 #include "mlabench/result.h"
 
 namespace mlabench::serve {

@@ -24,7 +24,7 @@
 
 #include <sys/socket.h>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 #ifdef MLABENCH_HAS_HTTPLIB
 #include <httplib.h>

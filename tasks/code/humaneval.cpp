@@ -6,7 +6,7 @@
 #include <memory>
 #include <random>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "tasks/code/humaneval_outputs.h"
 
 namespace mlabench::tasks::humaneval {

@@ -13,11 +13,11 @@
 
 #include <fmt/format.h>
 
-#include "engine/core/check.h"
-#include "engine/core/json_limits.h"
-#include "engine/tokenizer/unicode.h"
-#include "harness/data/digest.h"
-#include "harness/sandbox/sandbox.h"
+#include "core/check.h"
+#include "core/digest.h"
+#include "core/json_limits.h"
+#include "core/utf8.h"
+#include "sandbox/sandbox.h"
 
 namespace mlabench::tasks::humaneval {
 

@@ -12,8 +12,8 @@
 
 #include <fmt/format.h>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
+#include "core/check.h"
+#include "core/input_file.h"
 #include "tasks/code/livecodebench_examples.h"
 #include "tasks/code/pickle_string.h"
 

@@ -1,6 +1,6 @@
 // LiveCodeBench (code generation scenario, livecodebench/code_generation_lite): problems read from its JSONL
 // shards by release and date window, rendered in its chat or base prompt style, and graded as its
-// testing_util.py grades them, every test in its own sandbox run (harness/sandbox). docs/tasks.md
+// testing_util.py grades them, every test in its own sandbox run (sandbox/). docs/tasks.md
 // "livecodebench" lists the options and where we differ from the original.
 #pragma once
 

@@ -14,9 +14,9 @@
 
 #include <fmt/format.h>
 
-#include "engine/core/check.h"
-#include "engine/tokenizer/unicode.h"
-#include "harness/sandbox/sandbox.h"
+#include "core/check.h"
+#include "core/utf8.h"
+#include "sandbox/sandbox.h"
 #include "tasks/code/plain_value.h"
 
 namespace mlabench::tasks::livecodebench {

@@ -5,8 +5,8 @@
 
 #include <fmt/format.h>
 
-#include "engine/core/check.h"
-#include "engine/tokenizer/unicode.h"
+#include "core/check.h"
+#include "core/utf8.h"
 
 namespace mlabench::tasks {
 

@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "engine/tokenizer/unicode.h"
+#include "core/utf8.h"
 
 namespace mlabench::tasks::plain {
 

@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "tasks/code/humaneval.h"
 #include "tasks/code/livecodebench.h"
 

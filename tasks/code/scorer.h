@@ -1,5 +1,5 @@
 // Code-execution scorers: turn a model's completions into verdicts by running them in the sandbox
-// (harness/sandbox/sandbox.h). A spec names one with "scorer": {"hook": "humaneval", ...options}; the evaluator
+// (sandbox/sandbox.h). A spec names one with "scorer": {"hook": "humaneval", ...options}; the evaluator
 // hands it every completion of a batch at once so the sandbox pool runs them in parallel, and computes
 // pass@k from the verdicts (metrics::pass_at_k).
 #pragma once
@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "harness/sandbox/sandbox.h"
+#include "sandbox/sandbox.h"
 #include "tasks/task.h"
 
 namespace mlabench::tasks {

@@ -14,8 +14,8 @@
 #include <set>
 #include <sstream>
 
-#include "engine/core/check.h"
-#include "engine/core/input_file.h"
+#include "core/check.h"
+#include "core/input_file.h"
 #include "tasks/spec.h"
 #include "tasks/template.h"
 

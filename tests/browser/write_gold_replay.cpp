@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "harness/backend.h"
 #include "harness/evaluator.h"
 #include "harness/oracle.h"

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <map>
 
-#include "harness/sandbox/sandbox.h"
+#include "sandbox/sandbox.h"
 #include "tasks/code/livecodebench.h"
 #include "tasks/code/pickle_string.h"
 #include "tasks/task.h"

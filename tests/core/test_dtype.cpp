@@ -6,7 +6,7 @@
 #include <cstring>
 #include <random>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/core/dtype.h"
 
 namespace mlabench {

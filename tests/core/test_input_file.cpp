@@ -1,13 +1,13 @@
 // Inputs the user names must be regular files: a FIFO would block its reader until a writer came, a directory or a
 // device would fail later with a message about something else (issue 17, classes 3 and 7).
-#include "engine/core/input_file.h"
+#include "core/input_file.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <fstream>
 
-#include "engine/core/json_limits.h"
+#include "core/json_limits.h"
 #include "engine/model/config.h"
 #include "mlabench/tokenizer.h"
 #include "tests/test_util.h"

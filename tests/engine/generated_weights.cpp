@@ -7,13 +7,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "engine/core/check.h"
+#include "core/check.h"
+#include "core/digest.h"
 #include "engine/core/dtype.h"
 #include "engine/model/config.h"
 #include "engine/weights/model_weights.h"
 #include "engine/weights/safetensors.h"
 #include "engine/weights/tensor_manifest.h"
-#include "harness/data/digest.h"
 
 namespace mlabench::test {
 

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/model/cpu_model.h"
 #include "tests/test_util.h"
 

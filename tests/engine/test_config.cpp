@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/model/config.h"
 #include "engine/model/rope.h"
 #include "tests/test_util.h"

@@ -4,7 +4,7 @@
 
 #include <random>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/weights/safetensors.h"
 #include "tests/test_util.h"
 

@@ -1,4 +1,4 @@
-// `mlabench ablate` (harness/ablation.h, harness/cli_ablate.cpp): every attention x FFN variant of a shape builds and
+// `mlabench ablate` (harness/ablation.h, cli/cli_ablate.cpp): every attention x FFN variant of a shape builds and
 // runs on the CPU engine, its KV cache as allocated equals the paper's formula, Table 1 for the paper's configs
 // equals the paper's numbers, and the command writes the JSON the report reads.
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/model/model_info.h"
 #include "harness/ablation.h"
 #include "mlabench/engine.h"

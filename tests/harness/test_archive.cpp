@@ -14,8 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/digest.h"
 #include "harness/data/archive.h"
-#include "harness/data/digest.h"
 #include "harness/data/fetch.h"
 #include "mlabench/result.h"
 #include "tests/harness/fetch_test_archives.h"

@@ -9,8 +9,8 @@
 #include <new>
 #include <stdexcept>
 
+#include "cli/cli_guard.h"
 #include "engine/weights/safetensors.h"
-#include "harness/cli_guard.h"
 #include "mlabench/engine.h"
 #include "tests/test_util.h"
 

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "harness/data/digest.h"
+#include "core/digest.h"
 #include "harness/data/fetch.h"
 #include "harness/data/manifest.h"
 #include "mlabench/result.h"

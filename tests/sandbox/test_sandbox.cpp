@@ -16,7 +16,7 @@
 #include <string>
 #include <thread>
 
-#include "harness/sandbox/sandbox.h"
+#include "sandbox/sandbox.h"
 
 namespace mlabench::sandbox {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <tuple>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "tasks/data_table.h"
 #include "tasks/task.h"
 #include "tasks/template.h"

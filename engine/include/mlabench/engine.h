@@ -62,7 +62,7 @@ std::optional<DeviceSpec> device_spec_from_name(std::string_view name);
 /// CUDA_VISIBLE_DEVICES; the GPU engine calls it before cudaSetDevice(index).
 void check_cuda_device_index(int index, int count);
 
-/// Every option of the engine, from the CLI (harness/cli_model.cpp binds its flags to these fields) to the
+/// Every option of the engine, from the CLI (cli/cli_model.cpp binds its flags to these fields) to the
 /// runners; the defaults are written here and nowhere else (derived sizes: engine/serving/limits.h).
 struct EngineOptions {
   std::string model_dir{};  ///< folder with config.json (and weights unless random_weights_seed is set)

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/cpu/ops.h"
 
 namespace mlabench::cpu {

@@ -17,7 +17,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/cuda/attention_generic.h"

@@ -14,7 +14,7 @@
 #include <string>
 #include <utility>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::gpu {
 

@@ -14,7 +14,7 @@
 #include <initializer_list>
 #include <type_traits>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/pdl.cuh"

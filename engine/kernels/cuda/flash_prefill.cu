@@ -25,7 +25,7 @@
 #include <string>
 #include <type_traits>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/decode_common.cuh"
 #include "engine/kernels/cuda/flash_prefill.h"

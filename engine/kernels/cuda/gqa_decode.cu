@@ -16,7 +16,7 @@
 
 #include <cstdint>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/decode_common.cuh"
 #include "engine/kernels/cuda/kernels.h"

@@ -7,7 +7,7 @@
 
 #include <atomic>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 
 namespace mlabench::kernels::cuda::hopper {
 

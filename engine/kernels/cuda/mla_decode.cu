@@ -30,7 +30,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/cuda/attention_generic.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/decode_common.cuh"

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/cpu/ops.h"
 #include "engine/kernels/twin/checks.h"
 #include "engine/kernels/twin/twin.h"

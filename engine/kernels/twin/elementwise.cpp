@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/twin/checks.h"
 #include "engine/kernels/twin/twin.h"
 

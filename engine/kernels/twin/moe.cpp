@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/twin/twin.h"
 
 namespace mlabench::kernels::twin {

@@ -3,7 +3,7 @@
 // float(w), every product and sum rounded as written (the host build has no FMA contraction).
 #include <vector>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/twin/moe_checks.h"
 #include "engine/kernels/twin/twin.h"
 

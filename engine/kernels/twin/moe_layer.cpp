@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/twin/moe_checks.h"
 #include "engine/kernels/twin/twin.h"
 

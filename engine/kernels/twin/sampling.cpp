@@ -14,7 +14,7 @@
 #include <numeric>
 #include <vector>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/twin/twin.h"
 
 namespace mlabench::kernels::twin {

@@ -1,0 +1,34 @@
+// The model subcommands of the mlabench CLI (info, logits, score, generate, tokenize; bench in cli_bench.cpp) and
+// the engine options they share.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "cli/cli_guard.h"
+#include "mlabench/engine.h"
+
+namespace mlabench::cli {
+
+/// \brief The model and engine flags of a subcommand: they bind straight to EngineOptions' fields, whose member
+/// initialisers are the only defaults (--help shows them).
+struct ModelArgs {
+  EngineOptions engine{.model_dir = MLABENCH_DEFAULT_MODEL};
+};
+
+/// \brief --model, and with engine_options the engine flags (--device, --random-weights, --max-batch, ...).
+void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options);
+/// \brief Opens the engine `options` describe; throws Error.
+std::unique_ptr<Engine> open_engine(const EngineOptions& options);
+
+/// \brief Registers the subcommands on `app`. Each sets `*exit_code` when it runs.
+void add_model_commands(CLI::App& app, int* exit_code);
+/// \brief Registers `bench` (cli/cli_bench.cpp).
+void add_bench_command(CLI::App& app, int* exit_code);
+/// \brief Registers `ablate` (cli/cli_ablate.cpp).
+void add_ablate_command(CLI::App& app, int* exit_code);
+
+}  // namespace mlabench::cli
