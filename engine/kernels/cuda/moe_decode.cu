@@ -18,7 +18,7 @@
 
 #include <cstdint>
 
-#include "engine/core/check.h"
+#include "core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/pdl.cuh"
