@@ -165,7 +165,11 @@ void MoeLayer::Impl::shared_experts(const k::MoeLayerParams& p) {
 bool MoeLayer::Impl::decode_ffn(const k::MoeLayerParams& p) {
   static const bool enabled = [] {
     const char* env = std::getenv("MLABENCH_MOE_DECODE_FFN");
-    return env == nullptr || std::string(env) != "0";
+    const std::string e = env ? env : "1";
+    MLABENCH_CHECK(e == "0" || e == "1",
+                   "MLABENCH_MOE_DECODE_FFN={}: not 0 or 1. HINT: 0 keeps the PAIR path for one token, 1 (the "
+                   "default) takes moe_decode_ffn; or unset it", e);
+    return e == "1";
   }();
   if (!enabled || p.n_tokens != 1 || dtype != DType::BF16 || !Blas::skinny_enabled()) return false;
   const k::MoeDecodeFfnParams d{.x = p.x_c, .topk_idx = idx, .topk_weight = w, .experts_gate_up = p.experts_gate_up,

@@ -226,12 +226,34 @@ TEST(CudaAttention, MlaDecodeLargeBatches) {
 
 // The batch-invariant split plan (fixed_splits, EngineOptions::batch_invariant_attention): each sequence of a batch
 // (one past 32K keys, where the split length grows) gives the same bits as that sequence decoded alone, with the
-// batch's max_kv and with a captured graph's doubled one; the throughput plan does not (the option's reason), and
-// the batch still matches the twin.
+// batch's max_kv and with a captured graph's doubled one; the throughput plan does not (the option's reason); and
+// the two plans' values stay within the kernel's tolerance of each other.
 std::vector<uint32_t> bits(const std::vector<float>& v, size_t from, size_t n) {
   std::vector<uint32_t> b(n);
   std::memcpy(b.data(), v.data() + from, n * sizeof(float));
   return b;
+}
+
+// run(fixed, first, count, max_kv) decodes sequences [first, first + count) of kv_len and returns their output
+// rows (width floats each). Under the fixed plan every row of the whole batch must equal that sequence's row alone,
+// at its own max_kv and at twice it; under the throughput plan at least one must not; the two plans' values agree
+// within tol.
+template <class Run>
+void expect_fixed_splits_batch_invariant(const Run& run, const std::vector<int32_t>& kv_len, size_t width,
+                                         double tol) {
+  const int n = static_cast<int>(kv_len.size());
+  const int32_t max_kv = *std::max_element(kv_len.begin(), kv_len.end());
+  const std::vector<float> batch = run(true, 0, n, max_kv), throughput = run(false, 0, n, max_kv);
+  int differs = 0;
+  for (int i = 0; i < n; ++i) {
+    const int32_t len = kv_len[static_cast<size_t>(i)];
+    for (int32_t factor : {1, 2})
+      EXPECT_EQ(bits(batch, i * width, width), bits(run(true, i, 1, len * factor), 0, width))
+          << "sequence " << i << " (" << len << " keys), alone with max_kv x " << factor;
+    differs += bits(throughput, i * width, width) != bits(run(false, i, 1, len), 0, width);
+  }
+  EXPECT_GT(differs, 0) << "the throughput plan gave every sequence its batch-1 bits: the test cannot tell";
+  EXPECT_LE(test::max_rel_diff(batch, throughput), tol) << "the fixed plan's values";
 }
 
 TEST(CudaAttention, MlaDecodeFixedSplitsAreBatchInvariant) {
@@ -271,22 +293,11 @@ TEST(CudaAttention, MlaDecodeFixedSplitsAreBatchInvariant) {
   probe.cache_type = DType::BF16, probe.bf16_operands = true, probe.kv_lora = kv_lora, probe.rope = rope;
   probe.paged.block_size = bs, probe.n_slots = 1, probe.cache = d_cache.get();
   if (cuda::mla_decode_hopper_supported(probe)) kernels.push_back(MlaDecodeKernel::WGMMA);
-  const int32_t max_kv = *std::max_element(kv_len.begin(), kv_len.end());
   for (MlaDecodeKernel kernel : kernels) {
     SCOPED_TRACE(kernel == MlaDecodeKernel::WGMMA ? "wgmma kernel" : "mma.sync kernel");
-    const std::vector<float> batch = run(kernel, true, 0, n, max_kv), throughput = run(kernel, false, 0, n, max_kv);
-    int differs = 0;
-    for (int i = 0; i < n; ++i) {
-      const size_t row = static_cast<size_t>(i * ld_out), w = static_cast<size_t>(ld_out);
-      for (int32_t factor : {1, 2}) {
-        const std::vector<float> alone = run(kernel, true, i, 1, kv_len[static_cast<size_t>(i)] * factor);
-        EXPECT_EQ(bits(batch, row, w), bits(alone, 0, w)) << "sequence " << i << " (" << kv_len[static_cast<size_t>(i)]
-                                                        << " keys), alone with max_kv x " << factor;
-      }
-      differs += bits(throughput, row, w) != bits(run(kernel, false, i, 1, kv_len[static_cast<size_t>(i)]), 0, w);
-    }
-    EXPECT_GT(differs, 0) << "the throughput plan gave every sequence its batch-1 bits: the test cannot tell";
-    EXPECT_LE(test::max_rel_diff(batch, throughput), kTolBf16P) << "the fixed plan's values";
+    expect_fixed_splits_batch_invariant(
+        [&](bool fixed, int first, int count, int32_t max_kv) { return run(kernel, fixed, first, count, max_kv); },
+        kv_len, static_cast<size_t>(ld_out), kTolBf16P);
   }
 }
 
@@ -565,7 +576,6 @@ void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varl
   }
 }
 
-
 TEST(CudaAttention, GqaDecodeFixedSplitsAreBatchInvariant) {
   MLABENCH_REQUIRE_GPU();
   const std::vector<int32_t> kv_len{40001, 5, 700, 3000};
@@ -597,19 +607,9 @@ TEST(CudaAttention, GqaDecodeFixedSplitsAreBatchInvariant) {
     cuda::gqa_attention(d, nullptr);
     return test::to_host<float>(d_out, static_cast<size_t>(count * ld));
   };
-  const int32_t max_kv = *std::max_element(kv_len.begin(), kv_len.end());
-  const std::vector<float> batch = run(true, 0, n, max_kv), throughput = run(false, 0, n, max_kv);
-  int differs = 0;
-  for (int i = 0; i < n; ++i) {
-    const size_t row = static_cast<size_t>(i * ld), w = static_cast<size_t>(ld);
-    for (int32_t factor : {1, 2})
-      EXPECT_EQ(bits(batch, row, w), bits(run(true, i, 1, kv_len[static_cast<size_t>(i)] * factor), 0, w))
-          << "sequence " << i << " alone with max_kv x " << factor;
-    differs += bits(throughput, row, w) != bits(run(false, i, 1, kv_len[static_cast<size_t>(i)]), 0, w);
-  }
-  EXPECT_GT(differs, 0) << "the throughput plan gave every sequence its batch-1 bits: the test cannot tell";
-  EXPECT_LE(test::max_rel_diff(batch, throughput), kTol) << "the fixed plan's values";
+  expect_fixed_splits_batch_invariant(run, kv_len, static_cast<size_t>(ld), kTol);
 }
+
 TEST(CudaAttention, GqaOneToken) {
   MLABENCH_REQUIRE_GPU();
   Varlen b;

@@ -36,12 +36,12 @@ DROP = {"-c", "-MD", "-MMD"}
 
 def closure(target):
     """The target and every library it links, directly or not, in layer order."""
-    seen, todo = set(), [target]
-    while todo:
-        t = todo.pop()
+    seen, stack = set(), [target]  # depth-first over the link lists
+    while stack:
+        t = stack.pop()
         if t not in seen:
             seen.add(t)
-            todo.extend(BY_TARGET[t][2])
+            stack.extend(BY_TARGET[t][2])
     return [t for t, *_ in LAYERS if t in seen]
 
 
