@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <system_error>
 
 #include <fmt/format.h>
 
@@ -141,10 +142,12 @@ ojson resolve_includes(const std::filesystem::path& file, std::vector<std::files
                  "\"include\": \"_mmlu_defaults.json\"",
                  file.string());
   const auto included = (file.parent_path() / j["include"].get<std::string>()).lexically_normal();
-  MLABENCH_CHECK(std::filesystem::is_regular_file(included),
-                 "{}: the included file {} does not exist. HINT: "
+  std::error_code ec;  // a name the file system refuses (too long, a bad component) is an error too, not a throw
+  const bool found = std::filesystem::is_regular_file(included, ec);
+  MLABENCH_CHECK(found,
+                 "{}: the included file {} does not exist{}. HINT: "
                  "\"include\" is a path relative to the spec's folder",
-                 file.string(), included.string());
+                 file.string(), included.string(), ec ? " (" + ec.message() + ")" : "");
   MLABENCH_CHECK(std::find(chain.begin(), chain.end(), included) == chain.end(),
                  "{}: including {} makes a cycle. "
                  "HINT: an include must not include the spec back",

@@ -188,6 +188,12 @@ TEST(TaskSpecs, BadIncludeNamesTheSpecFile) {
   message = error_of([&] { list_tasks(cycle.path()); });
   EXPECT_NE(message.find("makes a cycle"), std::string::npos) << message;
 
+  TempDir long_name;  // a name past the file system's limit (fuzz_task_spec found it throwing) is the same error
+  long_name.write("d.json", R"({"task": "d", "include": ")" + std::string(300, 'x') + R"(.json"})");
+  message = error_of([&] { list_tasks(long_name.path()); });
+  EXPECT_NE(message.find("d.json: the included file"), std::string::npos) << message;
+  EXPECT_NE(message.find("File name too long"), std::string::npos) << message;
+
   TempDir typo;  // an unknown key in an included file is reported in that file
   typo.write("c.json", R"({"task": "c", "include": "_defaults.json"})");
   typo.write("_defaults.json", R"({"num_fewshots": 5})");
