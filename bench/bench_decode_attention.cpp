@@ -1,6 +1,6 @@
 // GPU micro-benchmark of the decode attention kernels against the memory roofline measured in the same run.
 //
-//   bench_decode_attention [--reps N] [--only mla|mla-mma|mla-hilo|gqa]
+//   bench_decode_attention [--reps N] [--only mla|mla16|mla-mma|mla-hilo|gqa] [--shape BxCTX] [--splits N] [--timeline]
 //
 // First it times a device-to-device cudaMemcpy of 2 GiB (bandwidth = read + write bytes / time), then every
 // (kernel, heads, batch x context) row: mla_decode_attention at 16 heads (V2-Lite) and 128 heads (V2), kv_lora 512
@@ -16,6 +16,9 @@
 // queries and outputs; GB/s = bytes / time_us; copy% = GB/s over the copy bandwidth above; TFLOP/s counts the
 // attention math once (2 * heads * ctx * (qk dims + v dims) per sequence), not the kernels' hi/lo split MMAs.
 // 128-head MLA is compute-bound by design (~490 FLOP per cache byte with the split); look at its TFLOP/s.
+// --splits N runs the MLA kernels at N splits instead of the plan's (to fit the plan's cost model, kernel_params.h);
+// --timeline prints, after each 16-head MLA row of the Hopper kernel, one more eager call's per-CTA phase stamps
+// (MlaDecodeParams::timeline, ns from the earliest CTA's entry): where a short call's fixed cost goes.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -40,6 +43,8 @@ using mlabench::gpu::DeviceBuffer;
 namespace k = mlabench::kernels;
 
 constexpr int32_t kBlock = 64;
+int32_t g_force_splits = 0;  // --splits
+bool g_timeline = false;     // --timeline
 
 struct Shape {
   int32_t batch, ctx;
@@ -153,6 +158,34 @@ void print_row(const Row& r, double copy_gbs) {
   std::fflush(stdout);
 }
 
+// One more eager call of p with MlaDecodeParams::timeline: per CTA (up to 16), each stamp in ns from the earliest
+// CTA's entry (- where the CTA wrote none: a split without keys, or the mma.sync kernel).
+void print_timeline(k::MlaDecodeParams p, const int32_t* table) {
+  const int64_t ctas = int64_t{(p.n_heads + 15) / 16} * p.n_seqs * k::mla_decode_splits(p);
+  DeviceBuffer tl(static_cast<size_t>(ctas * k::kMlaTimelineStamps) * 8, "timeline");
+  MLABENCH_CUDA(cudaMemset(tl.get(), 0, static_cast<size_t>(ctas * k::kMlaTimelineStamps) * 8));
+  p.paged.block_tables = table;
+  p.timeline = tl.as<uint64_t>();
+  MLABENCH_CUDA(cudaDeviceSynchronize());
+  mlabench::kernels::cuda::mla_decode_attention(p, nullptr);
+  MLABENCH_CUDA(cudaDeviceSynchronize());
+  std::vector<uint64_t> t(static_cast<size_t>(ctas * k::kMlaTimelineStamps));
+  MLABENCH_CUDA(cudaMemcpy(t.data(), tl.get(), t.size() * 8, cudaMemcpyDeviceToHost));
+  uint64_t t0 = UINT64_MAX;
+  for (int64_t c = 0; c < ctas; ++c) t0 = std::min(t0, t[static_cast<size_t>(c * k::kMlaTimelineStamps)]);
+  std::printf("# timeline (ns from the first entry): entry barriers producer-issued q-ready chunk0 scores P pv "
+              "tiles-done written\n");
+  for (int64_t c = 0; c < std::min<int64_t>(ctas, 16); ++c) {
+    std::printf("#   cta %3lld:", static_cast<long long>(c));
+    for (int i = 0; i < k::kMlaTimelineStamps; ++i) {
+      const uint64_t v = t[static_cast<size_t>(c * k::kMlaTimelineStamps + i)];
+      if (v == 0) std::printf(" %7s", "-");
+      else std::printf(" %7lld", static_cast<long long>(v - t0));
+    }
+    std::printf("\n");
+  }
+}
+
 // bf16_operands: the engine's BF16 precision (q and P in BF16, one MMA per product); false: the float32 hi/lo
 // split (two MMAs per product), kept as the exact variant and to show what the split costs.
 // kernel: AUTO is what the engine runs (the Hopper wgmma kernel on an H100/H200 build), MMA the mma.sync kernel.
@@ -193,6 +226,7 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
   p.scale = 1.0f / 13.86f;  // 192^-0.5, as V2's q/k head
   p.bf16_operands = bf16_operands;
   p.kernel = kernel;
+  p.force_splits = g_force_splits;
   p.n_slots = pool.n_blocks * kBlock;
   p.scratch_floats = k::mla_decode_scratch_floats(p);
   DeviceBuffer scratch(static_cast<size_t>(std::max<int64_t>(p.scratch_floats, 1)) * 4, "scratch");
@@ -202,6 +236,8 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
     c.paged.block_tables = pool.tables[static_cast<size_t>(i % copies)].as<int32_t>();
     mlabench::kernels::cuda::mla_decode_attention(c, st);
   });
+  if (g_timeline && heads == 16 && bf16_operands && kernel == k::MlaDecodeKernel::AUTO)
+    print_timeline(p, pool.tables[static_cast<size_t>(copies > 1 ? 1 : 0)].as<int32_t>());
   const double bytes = static_cast<double>(cache_bytes) + s.batch * static_cast<double>(heads) * (lora * 8 + rope * 4);
   const double flops = 2.0 * s.batch * heads * static_cast<double>(s.ctx) * (width + lora);
   const char* name = !bf16_operands ? "mla-hilo" : kernel == k::MlaDecodeKernel::MMA ? "mla-mma" : "mla";
@@ -277,8 +313,12 @@ int main(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--shape") && i + 1 < argc &&
                std::sscanf(argv[i + 1], "%dx%d", &one.batch, &one.ctx) == 2 && one.batch > 0 && one.ctx > 0) {
       ++i;  // one batch x context shape instead of the sweep (e.g. for a profiler)
+    } else if (!std::strcmp(argv[i], "--splits") && i + 1 < argc) {
+      g_force_splits = std::max(1, std::atoi(argv[++i]));
+    } else if (!std::strcmp(argv[i], "--timeline")) {
+      g_timeline = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|mla-mma|mla-hilo|gqa] [--shape BATCHxCTX]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|mla16|mla-mma|mla-hilo|gqa] [--shape BATCHxCTX] [--splits N] [--timeline]\n", argv[0]);
       return 2;
     }
   }
@@ -307,8 +347,8 @@ int main(int argc, char** argv) {
   const int64_t l2 = prop.l2CacheSize;
   std::vector<Shape> shapes(std::begin(kShapes), std::end(kShapes));
   if (one.batch > 0) shapes = {one};
-  if (only.empty() || only == "mla")
-    for (int heads : {16, 128})
+  if (only.empty() || only == "mla" || only == "mla16")  // mla16: the 16-head Hopper rows alone
+    for (int heads : only == "mla16" ? std::vector<int>{16} : std::vector<int>{16, 128})
       for (const Shape& s : shapes) print_row(bench_mla(s, heads, true, reps, l2, timer), copy_gbs);
   if (only.empty() || only == "mla" || only == "mla-mma")
     for (const Shape& s : shapes)

@@ -542,7 +542,17 @@ struct MlaDecodeParams {
   // sequence's keys are cut by its own length alone and always merged by the combine kernel, so its output has
   // the same bits in any batch. Needs scratch.
   bool fixed_splits = false;
+  // Benchmarks only (bench_decode_attention --splits): this many splits instead of the plan's, clamped to
+  // [1, kAttnMaxSplits] (scratch must then hold mla_decode_scratch_floats of these params); 0 = the plan.
+  int32_t force_splits = 0;
+  // Diagnostics only (bench_decode_attention --timeline): the Hopper kernel writes kMlaTimelineStamps %globaltimer
+  // nanosecond stamps of its phases per CTA (blockIdx x + gridDim.x * (y + gridDim.y * z)) here; nullptr = none.
+  uint64_t* timeline = nullptr;
 };
+/// The Hopper MLA decode kernel's timeline stamps a CTA: entry, barriers ready, producer's first tile issued,
+/// queries in shared memory, first chunk landed, first tile's scores, P written, first tile's P.V, every tile
+/// done, output or partial written.
+inline constexpr int kMlaTimelineStamps = 10;
 
 /// MHA/GQA attention over the paged K/V pools (prefill chunks and decode alike): query head h reads KV head
 /// h / (n_heads / n_kv_heads). Causal per the varlen convention.
@@ -641,6 +651,7 @@ inline int32_t fixed_kv_splits(int64_t max_kv) {
 
 inline int32_t mla_decode_splits(const MlaDecodeParams& p) {
   if (p.fixed_splits) return fixed_kv_splits(p.max_kv);
+  if (p.force_splits > 0) return p.force_splits < kAttnMaxSplits ? p.force_splits : static_cast<int32_t>(kAttnMaxSplits);
   return decode_kv_splits(int64_t{p.n_seqs} * ((p.n_heads + kMlaDecodeHeads - 1) / kMlaDecodeHeads), p.max_kv);
 }
 /// Floats of scratch that let mla_decode_attention split (0 when it would not): splits * n_seqs * n_heads *

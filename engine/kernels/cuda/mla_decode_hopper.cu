@@ -65,7 +65,7 @@ constexpr uint32_t kQOff = kRing * kChunkBytes, kPOff = kQOff + kQBytes,
 constexpr uint32_t kSmemBytes = kBarOff + 2 * kRing * 8 + 1024;  // + the 1024-byte alignment of the ring
 static_assert(kSmemBytes <= 227 * 1024, "fits an SM");
 static_assert(kQOff % 1024 == 0 && kPOff % 1024 == 0 && kPBytes % 1024 == 0, "sw128 operands start 1024-aligned");
-static_assert(kLora * kHeads * 4 <= kRing * kChunkBytes, "the merge of two warpgroups' O fits the ring");
+static_assert((kLora + 4) * kHeads * 4 <= kRing * kChunkBytes, "the merge of two warpgroups' O fits the ring");
 
 struct HopperDecodeArgs {
   CUtensorMap map;  // the pool as [n_slots rows, 576 columns] BF16, boxes of 64 columns x 16 or 64 rows, sw128
@@ -80,6 +80,15 @@ struct HopperDecodeArgs {
 // wgmma reads).
 __device__ __forceinline__ uint32_t swz(int row, int chunk) {
   return static_cast<uint32_t>(row * 128 + ((chunk ^ (row & 7)) << 4));
+}
+
+// MlaDecodeParams::timeline: stamp i of this CTA's row (tl is the row, or nullptr: no stamps).
+__device__ __forceinline__ void stamp(uint64_t* tl, int i) {
+  if (tl != nullptr) {
+    uint64_t t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    tl[i] = t;
+  }
 }
 
 // Named barriers: 1 + wg for a warpgroup's 128 threads, 3 for both warpgroups.
@@ -140,7 +149,7 @@ struct ConsumerSmem {
 // One 64-key tile t of the split: S^T = K Q^T, online softmax, O^T = alpha O^T + V^T P^T. Thread wtid of the
 // warpgroup (warp = wtid / 32); barrier id bar.
 __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerState& st, int t, int k_begin, int k_end,
-                                             float scale_log2, int wtid, int bar) {
+                                             float scale_log2, int wtid, int bar, uint64_t* tl) {
   const int warp = wtid >> 5, lane = wtid & 31, g = lane >> 2, tq = lane & 3;
   const int key0 = k_begin + t * kKeys, c0 = t * kColBlocks;
   float s[8];
@@ -148,6 +157,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
   for (int b = 0; b < kColBlocks; ++b) {
     const int c = c0 + b, slot = c % kRing;
     tma::mbar_wait(sm.full + 8 * slot, (c / kRing) & 1);
+    if (b == 0) stamp(tl, 4);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
       wgmma::wgmma_ss_n16<0>(s, wgmma::desc_sw128(sm.base + slot * kChunkBytes + kk * 32, 16, 1024),
@@ -156,6 +166,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
   wgmma::commit();
   wgmma::wait_all();
   wgmma::fence_regs(s);
+  stamp(tl, 5);
   if (lane == 0) tma::mbar_arrive(sm.empty + 8 * ((c0 + kColBlocks - 1) % kRing));  // the rope chunk is done
 
   // Online softmax per head (column): the warp's 16 keys by shuffles, the warpgroup's 4 warps through red[].
@@ -206,6 +217,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
   }
   wgmma::fence_proxy_async();
   named_barrier(bar, 128);  // P (and zeroed rows) written
+  stamp(tl, 6);
 
   wgmma::fence();
 #pragma unroll
@@ -220,6 +232,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
   wgmma::wait_all();
 #pragma unroll
   for (int mb = 0; mb < kValueBlocks; ++mb) wgmma::fence_regs(st.o[mb]);
+  stamp(tl, 7);
   if (lane == 0)
     for (int mb = 0; mb < kValueBlocks; ++mb) tma::mbar_arrive(sm.empty + 8 * ((c0 + mb) % kRing));
 }
@@ -229,7 +242,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
 // to 4 boxes of 16 slots. The block-table lookups of tile t + 1 are issued before tile t's copies, so their latency
 // hides behind the waits.
 __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_t base, uint32_t full, uint32_t empty,
-                                              int seq, int k_begin, int k_end, int n_tiles) {
+                                              int seq, int k_begin, int k_end, int n_tiles, uint64_t* tl) {
   const MlaDecodeParams& p = a.p;
   const int bs = p.paged.block_size;
   const int32_t* table = p.paged.block_tables + static_cast<int64_t>(seq) * p.paged.max_blocks;
@@ -263,6 +276,7 @@ __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_
         tma::load_2d_hint(dst, &a.map, b * 64, rows[g], full + 8 * slot, policy);  // read once: evict first
       }
     }
+    if (t == 0) stamp(tl, 2);
   }
 }
 
@@ -276,7 +290,13 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
   const uint32_t raw = smem_addr(mla_hopper_smem), base = (raw + 1023u) & ~1023u;
   unsigned char* gbase = mla_hopper_smem + (base - raw);  // the same bytes, generic pointer
   const uint32_t full = base + kBarOff, empty = full + 8 * kRing;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  // warp from lane 0 by a shuffle: the compiler then knows it is warp-uniform, so the role branches below are not
+  // divergent paths (where ptxas would serialize the wgmma instructions, C7520).
+  const int tid = threadIdx.x, warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31;
+  uint64_t* tl = p.timeline == nullptr ? nullptr
+                                       : p.timeline + kMlaTimelineStamps *
+                                                          (blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z));
+  if (tid == 0) stamp(tl, 0);
   if (tid == 0) {  // shared memory only: before the PDL wait
     for (int i = 0; i < kRing; ++i) {
       tma::mbar_init(full + 8 * i, 1);
@@ -285,6 +305,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
     tma::mbar_init_fence();
   }
   __syncthreads();
+  if (tid == 0) stamp(tl, 1);
   // q (and, unless cache_early, kv_len and the step's new cache rows) come from earlier kernels (pdl.cuh). With
   // cache_early only the consumers wait (for q_lat): the producer's stream overlaps the previous kernel's tail.
   if (!a.cache_early) griddep_wait();
@@ -297,7 +318,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
   const int n_tiles = k_end > k_begin ? (k_end - k_begin + kKeys - 1) / kKeys : 0;
 
   if (warp == 4 * kWGs) {
-    if (lane == 0) produce_tiles(a, base, full, empty, seq, k_begin, k_end, n_tiles);
+    if (lane == 0) produce_tiles(a, base, full, empty, seq, k_begin, k_end, n_tiles, tl);
     return;
   }
   if (a.cache_early) griddep_wait();
@@ -307,6 +328,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
   load_queries<kWGs * 128>(p, a.q_vec4, seq, h0, gbase + kQOff, tid);
   wgmma::fence_proxy_async();
   named_barrier(3, kWGs * 128);
+  if (tid == 0) stamp(tl, 3);
   const ConsumerSmem sm{base, base + kQOff, base + kPOff + wg * kPBytes, full, empty, gbase,
                         reinterpret_cast<float*>(gbase + kRedOff) + wg * 4 * kHeads};
   ConsumerState st;
@@ -320,7 +342,9 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
 #pragma unroll
     for (int i = 0; i < 8; ++i) st.o[mb][i] = 0.0f;
   const float scale_log2 = p.scale * kLog2e;
-  for (int t = wg; t < n_tiles; t += kWGs) consume_tile(sm, st, t, k_begin, k_end, scale_log2, wtid, 1 + wg);
+  for (int t = wg; t < n_tiles; t += kWGs)
+    consume_tile(sm, st, t, k_begin, k_end, scale_log2, wtid, 1 + wg, tid == 0 && t == 0 ? tl : nullptr);
+  if (tid == 0) stamp(tl, 8);
   // Keys done: the combine's CTAs may be placed as this grid's CTAs end (placed at the start, they measured 2 us
   // slower at 1 x 128K: waiting CTAs beside the working ones).
   griddep_launch_dependents();
@@ -345,8 +369,10 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
     for (int hh = 0; hh < 4; ++hh) ml[(wg * kHeads + 8 * (hh >> 1) + 2 * tq + (hh & 1)) * 2] = st.m_run[hh];
   named_barrier(3, kWGs * 128);  // every warpgroup's (m, l) written
 
-  // Merge the warpgroups: weights f_w = exp2(m_w - max_w m_w) (0 for a warpgroup without keys); warpgroup 1 hands
-  // its weighted O^T through the ring (every copy has landed: each was waited on), warpgroup 0 adds and writes.
+  // Merge the warpgroups: weights f_w = exp2(m_w - max_w m_w) (0 for a warpgroup without keys). Each warpgroup
+  // writes half of the output, value blocks [4 wg, 4 wg + 4), and hands the other its weighted O^T of the other
+  // half through the ring (every copy has landed: each was waited on), so the merge's stores and loads are split
+  // over both. A split of one tile leaves warpgroup 1 without keys: warpgroup 0 then writes everything alone.
   float f[4], m_tot[4], l_tot[4];
 #pragma unroll
   for (int hh = 0; hh < 4; ++hh) {
@@ -361,19 +387,22 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
       if (w == wg) f[hh] = fw;
     }
   }
-  float* xfer = reinterpret_cast<float*>(gbase);  // [512 values][16 heads]
-  if (kWGs == 2) {
-    if (wg == 1) {
+  const bool merge = kWGs == 2 && n_tiles > 1;
+  if (kWGs == 2 && !merge && wg == 1) return;
+  // [16 heads][kXferLd values]: the row pad puts a warp's 4 heads (tq) and 8 values (g) in 32 distinct banks.
+  constexpr int kXferLd = kLora + 4;
+  float* xfer = reinterpret_cast<float*>(gbase);
+  if (merge) {
 #pragma unroll
-      for (int mb = 0; mb < kValueBlocks; ++mb)
+    for (int mb = 0; mb < kValueBlocks; ++mb) {
+      if ((mb >> 2) == wg) continue;  // a block this warpgroup writes itself
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const int v = 64 * mb + 16 * wwarp + g + ((i >> 1) & 1) * 8, n = 8 * (i >> 2) + 2 * tq + (i & 1);
-          xfer[v * kHeads + n] = st.o[mb][i] * f[(i >> 2) * 2 + (i & 1)];
-        }
+      for (int i = 0; i < 8; ++i) {
+        const int v = 64 * mb + 16 * wwarp + g + ((i >> 1) & 1) * 8, n = 8 * (i >> 2) + 2 * tq + (i & 1);
+        xfer[n * kXferLd + v] = st.o[mb][i] * f[(i >> 2) * 2 + (i & 1)];
+      }
     }
     named_barrier(3, kWGs * 128);
-    if (wg == 1) return;
   }
   const int64_t n_partials = static_cast<int64_t>(n_splits) * p.n_seqs * p.n_heads;
 #pragma unroll
@@ -388,22 +417,25 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
     } else {
       const int64_t idx = partial_index(split, seq, h, p.n_seqs, p.n_heads);
       dst = p.scratch + idx * kLora;
-      if (wwarp == 0 && g == 0) {
+      if (wg == 0 && wwarp == 0 && g == 0) {
         p.scratch[n_partials * kLora + idx * 2] = m_tot[hh];
         p.scratch[n_partials * kLora + idx * 2 + 1] = l_tot[hh];
       }
     }
     const float add_mul = n_splits == 1 ? (l_tot[hh] > 0.0f ? 1.0f / l_tot[hh] : 0.0f) : 1.0f;
 #pragma unroll
-    for (int mb = 0; mb < kValueBlocks; ++mb)
+    for (int mb = 0; mb < kValueBlocks; ++mb) {
+      if (merge && (mb >> 2) != wg) continue;  // the other warpgroup's half
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int col = 64 * mb + 16 * wwarp + g + 8 * half;
         float v = st.o[mb][(hh >> 1) * 4 + half * 2 + (hh & 1)] * mul;
-        if (kWGs == 2) v += xfer[col * kHeads + n] * add_mul;
+        if (merge) v += xfer[n * kXferLd + col] * add_mul;
         dst[col] = v;
       }
+    }
   }
+  if (tid == 0) stamp(tl, 9);
 #else
   __trap();  // built only for sm_90a; mla_decode_hopper_supported is false elsewhere
 #endif
