@@ -28,7 +28,8 @@ void moe_ffn(const ModelConfig& c, const LayerWeights& L, const float* x, int64_
 
   std::fill(out, out + T * H, 0.0f);
   std::vector<float> xe, he;
-  for (int64_t e = 0; e < E; ++e) {  // expert by expert, as the reference accumulates
+  const int64_t e_begin = L.held_experts_begin, e_end = L.held_experts_end < 0 ? E : L.held_experts_end;
+  for (int64_t e = e_begin; e < e_end; ++e) {  // expert by expert, as the reference accumulates
     std::vector<int64_t> rows;
     std::vector<float> gains;
     for (int64_t i = 0; i < T * k; ++i)

@@ -59,6 +59,7 @@ void CpuModel::forward(std::span<const int32_t> tokens, CpuKvCache& cache, std::
         cpu::gqa_attention(c, rope_, L, l, xn.data(), T, pos0, cache, delta.data());
         break;
     }
+    if (hooks_.all_reduce) hooks_.all_reduce(delta.data(), T * H);
     for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
     cpu::rms_norm(xn.data(), H, x.data(), H, L.post_norm.data(), T, H, eps);
     switch (c.ffn_kind(l)) {
@@ -69,6 +70,7 @@ void CpuModel::forward(std::span<const int32_t> tokens, CpuKvCache& cache, std::
         cpu::moe_ffn(c, L, xn.data(), T, delta.data());
         break;
     }
+    if (hooks_.all_reduce) hooks_.all_reduce(delta.data(), T * H);
     for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
   }
 
@@ -80,7 +82,14 @@ void CpuModel::forward(std::span<const int32_t> tokens, CpuKvCache& cache, std::
   for (int64_t r = 0; r < n; ++r)
     cpu::rms_norm(h.data() + r * H, H, x.data() + rows[static_cast<size_t>(r)] * H, H, weights_.final_norm.data(), 1, H,
                   eps);
-  cpu::linear(logits, c.vocab_size, h.data(), H, n, weights_.lm_head);  // [n, V]
+  if (!hooks_.gather_logits) {
+    cpu::linear(logits, c.vocab_size, h.data(), H, n, weights_.lm_head);  // [n, V]
+    return;
+  }
+  const int64_t local_vocab = weights_.lm_head.shape[0];  // this rank's vocabulary rows
+  std::vector<float> local(static_cast<size_t>(n * local_vocab));
+  cpu::linear(local.data(), local_vocab, h.data(), H, n, weights_.lm_head);
+  hooks_.gather_logits(local.data(), n, local_vocab, logits);
 }
 
 void CpuModel::forward(std::span<const int32_t> tokens, CpuKvCache& cache, float* logits, bool last_only) {

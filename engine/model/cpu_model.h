@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
+#include <utility>
 
 #include "engine/kv_cache/cpu_kv_cache.h"
 #include "engine/model/config.h"
@@ -15,11 +17,23 @@
 
 namespace mlabench {
 
+/// What one rank of a sharded CPU forward (engine/parallel/sharded_cpu.h) does where its pieces join. Empty: the
+/// unsharded model.
+struct CpuRankHooks {
+  /// After the attention block's and the FFN's output [n floats] (each rank's partial sum over its heads or
+  /// columns): the sum over ranks, in place.
+  std::function<void(float* delta, int64_t n)> all_reduce;
+  /// The output head: this rank's logits [rows, local_vocab] (its vocabulary rows) into logits [rows, vocab].
+  std::function<void(const float* local, int64_t rows, int64_t local_vocab, float* logits)> gather_logits;
+};
+
 class CpuModel {
  public:
   CpuModel(ModelConfig c, ModelWeights w, MlaAttention mode);
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
+  /// One rank of a sharded forward: this model's weights are the rank's slices (engine/parallel/sharded_cpu.h).
+  void set_rank_hooks(CpuRankHooks hooks) { hooks_ = std::move(hooks); }
 
   /// \brief A cache sized for this model's layout (the attention kind's K and V widths), empty.
   CpuKvCache new_cache() const;
@@ -40,6 +54,7 @@ class CpuModel {
   ModelWeights weights_;
   RopeTables rope_;
   MlaAttention mode_;
+  CpuRankHooks hooks_;
 };
 
 /// \brief The CPU model of `c` (any registered attention × FFN composition).

@@ -43,6 +43,9 @@ struct LayerWeights {
   MlpWeights mlp;                   // dense layers
   TensorView router;                // [E, H]
   std::vector<MlpWeights> experts;  // E routed experts
+  // Routed experts [held_experts_begin, held_experts_end) are this model's (one rank's block under expert
+  // parallelism, engine/parallel/sharded_cpu.h); the others' weights are empty and moe_ffn skips them. -1: all.
+  int64_t held_experts_begin = 0, held_experts_end = -1;
   bool has_shared = false;
   MlpWeights shared;  // [n_shared*I, H] ...
 };

@@ -16,6 +16,9 @@
 #include "engine/model/model_info.h"
 #include "engine/parallel/host_collectives.h"
 #include "engine/parallel/shard_plan.h"
+#include "engine/parallel/sharded_cpu.h"
+#include "engine/weights/model_weights.h"
+#include "tests/engine/architecture_configs.h"
 
 namespace mlabench::parallel {
 namespace {
@@ -329,6 +332,50 @@ TEST(ShardedMath, ExpertParallelDispatchAndCombineEqualTheUnshardedMoe) {
     for (size_t i = 0; i < got.size(); ++i) err = std::max(err, std::fabs(double(got[i]) - want[i]));
     EXPECT_LE(err, 1e-5 * max_abs(want)) << "EP " << w;
   }
+}
+
+// The CI check: the sharded CPU forward (every rank its slices, all-reduce after attention and FFN,
+// all-gather of the output head) gives the unsharded model's logits within 1e-5 of max |logit| in float32, over a
+// prefill and three decode steps (MLA decompressed, then absorbed), at TP 2, 4, 8 and TP = EP 2, 4, 8. The
+// compositions are the fixtures' (tests/engine/architecture_configs.h) at 8 heads (16 query heads over 8 KV heads
+// for GQA) so that 8 ranks divide them, on random weights; and the bundled model's real weights at 2 ranks (its 6
+// heads).
+void expect_sharded_equals_unsharded(const ModelConfig& c, const ModelWeights& w, const std::vector<int>& worlds) {
+  const std::vector<int32_t> prompt = {5, 17, 250, 3, 99, 1024, 7, 7, 42, 1800, 64, 12}, cont = {300, 8, 2000};
+  const auto want = unsharded_cpu_logits(c, w, prompt, cont, MlaAttention::AUTO);
+  const double scale = max_abs(want);
+  for (int world : worlds)
+    for (int ep : {1, world}) {
+      if (ep > 1 && c.n_routed_experts == 0) continue;
+      const auto got = sharded_cpu_logits(c, w, {world, ep, false}, prompt, cont, MlaAttention::AUTO);
+      double err = 0;
+      for (size_t i = 0; i < got.size(); ++i) err = std::max(err, std::fabs(double(got[i]) - want[i]));
+      EXPECT_LE(err, 1e-5 * scale) << c.source << " --tp " << world << " --ep " << ep << " (max |logit| " << scale << ")";
+      EXPECT_GT(err, 0.0) << "bit-identical sharded logits: is the sharded forward running unsharded?";
+    }
+}
+
+TEST(ShardedCpuForward, EqualsTheUnshardedModelAtTpAndEp248) {
+  for (const char* name : {"mla_qlora_moe", "mla_noq_dense", "mha_moe", "gqa2_moe"}) {
+    for (auto [n, j] : test::architecture_combinations()) {
+      if (n != name) continue;
+      j["num_attention_heads"] = j.value("mlabench_attention", std::string()) == "gqa" || n.rfind("gqa", 0) == 0 ? 16 : 8;
+      j["num_key_value_heads"] = 8;
+      if (n.rfind("gqa", 0) == 0 || n.rfind("mha", 0) == 0) j["head_dim"] = 16;
+      const ModelConfig c = config_from_json(j, n);
+      expect_sharded_equals_unsharded(c, random_weights(c, 3), {2, 4, 8});
+    }
+  }
+  const ModelConfig c = tiny();
+  expect_sharded_equals_unsharded(c, load_weights(c, std::string(MLABENCH_TEST_DATA) + "/models/mlabench-tiny-dsv2"),
+                                  {2});
+}
+
+TEST(ShardedCpuForward, RefusesDpAttention) {
+  const ModelConfig c = tiny();
+  const ModelWeights w = random_weights(c, 1);
+  const std::vector<int32_t> prompt = {1, 2, 3};
+  EXPECT_THROW(sharded_cpu_logits(c, w, {1, 2, true}, prompt, {}, MlaAttention::AUTO), Error);
 }
 
 }  // namespace
