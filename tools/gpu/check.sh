@@ -16,6 +16,7 @@
 #   longdecode   mlabench bench, decode at 8K x 64 and 32K x 16 context x batch
 #   longdecode128  mlabench bench, decode at 128K x 1 (its decode pass prefills its own uncached 128K prompt)
 #   longpeer     transformers on the same 32K and 128K prompts (prefill only)
+#   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
 #   niahgrid     the full default NIAH grid (12 lengths x 12 depths to 128K), V2-Lite random weights, the real
 #                tokenizer: wall time, and the prompt tokens computed against those taken from the prefix cache
 set -uo pipefail
@@ -28,6 +29,12 @@ jobs=$(nproc)
 # The shared data mirror, carried as .carry/shared (cp -r ../shared/tokenizers ../shared/datasets .carry/shared/),
 # for the tests that use it and the harness stage.
 [ -d .carry/shared ] && export MLABENCH_SHARED_DIR="$PWD/.carry/shared"
+# NCCL for bench_nccl (issue 22): the toolkit's where it has one, else the GPU machine's Python wheel nvidia-nccl.
+# NVLink multicast stays off for every program this script starts (the device README).
+export NCCL_NVLS_ENABLE=0
+if [ ! -f /usr/local/cuda/include/nccl.h ] && [ -z "${MLABENCH_NCCL_DIR:-}" ]; then
+  MLABENCH_NCCL_DIR=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2>/dev/null) && export MLABENCH_NCCL_DIR
+fi
 # V2-Lite's config beside the real DeepSeek-V2 tokenizer: a model folder for text tasks on random weights.
 lite_with_tokenizer() {
   local d=/tmp/v2lite-tok
@@ -248,6 +255,17 @@ if named longpeer; then
   tail -5 "$out/peer_long.log" | sed 's/^/    /' >> "$out/summary.txt"
 fi
 
+# NCCL between this host's GPUs (named only; needs 2 or more): all-reduce and all-gather at decode and prefill sizes,
+# checked bit for bit against the CPU twin of the collectives (bench/bench_nccl.cpp).
+if named nccl; then
+  if [ -x build-gpu/bench/bench_nccl ]; then
+    timeout 300 build-gpu/bench/bench_nccl --reps 30 > "$out/nccl.log" 2>&1
+    row "bench_nccl" "rc $?"
+    sed 's/^/    /' "$out/nccl.log" >> "$out/summary.txt"
+  else
+    row "bench_nccl" "not built (no NCCL found: build.log)"
+  fi
+fi
 if named niahgrid && [ -d .carry/shared/datasets ]; then
   lite=$(lite_with_tokenizer)
   rm -rf /tmp/niah-grid
