@@ -7,7 +7,8 @@
 // One process drives every visible GPU (ncclCommInitAll, one stream a GPU, grouped calls), as the engine will.
 // NVLink multicast (NVLS) stays off: NCCL_NVLS_ENABLE=0 is forced before the communicators exist (the device
 // README: a program that uses it can take the host's GPUs out of service). Each row: the median of --reps
-// (default 30) calls after 5 warm-up calls, timed between CUDA events on every GPU's stream (the slowest); algbw =
+// (default 30) calls after 5 warm-up calls, timed between CUDA events on every GPU's stream (the slowest), and for the
+// all-reduce also per call in a CUDA graph of 20 (graph_us, as a decode step will run it); algbw =
 // bytes / time; busbw = algbw x 2 (n - 1) / n for the all-reduce and x (n - 1) / n for the all-gather (nccl-tests'
 // convention: what each link carried). The inputs are small integers held as floats, so every summation order
 // gives the same bits and the check against the CPU twin (HostGroup) is exact.
@@ -70,6 +71,53 @@ double time_us(std::vector<Rank>& ranks, int reps, Op&& op) {
     if (i >= 5) t.push_back(slowest);
   }
   if (t.empty()) return 0.0;  // warm-up only
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// The same per call, `calls` grouped calls captured in one CUDA graph per GPU and replayed (how a decode step will
+// run them: no host work between kernels), median of `reps` replays.
+template <class Op>
+double graph_us(std::vector<Rank>& ranks, int reps, int calls, Op&& op) {
+  std::vector<cudaGraphExec_t> exec(ranks.size());
+  for (Rank& r : ranks) {
+    cuda_ok(cudaSetDevice(r.device), "cudaSetDevice");
+    cuda_ok(cudaStreamBeginCapture(r.stream, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture");
+  }
+  for (int c = 0; c < calls; ++c) {
+    nccl_ok(ncclGroupStart(), "ncclGroupStart");
+    for (size_t k = 0; k < ranks.size(); ++k) op(k);
+    nccl_ok(ncclGroupEnd(), "ncclGroupEnd");
+  }
+  for (size_t k = 0; k < ranks.size(); ++k) {
+    cuda_ok(cudaSetDevice(ranks[k].device), "cudaSetDevice");
+    cudaGraph_t g{};
+    cuda_ok(cudaStreamEndCapture(ranks[k].stream, &g), "cudaStreamEndCapture");
+    cuda_ok(cudaGraphInstantiate(&exec[k], g, 0), "cudaGraphInstantiate");
+    cuda_ok(cudaGraphDestroy(g), "cudaGraphDestroy");
+  }
+  std::vector<double> t;
+  for (int i = 0; i < reps + 2; ++i) {
+    for (size_t k = 0; k < ranks.size(); ++k) {
+      cuda_ok(cudaSetDevice(ranks[k].device), "cudaSetDevice");
+      cuda_ok(cudaEventRecord(ranks[k].start, ranks[k].stream), "cudaEventRecord");
+      cuda_ok(cudaGraphLaunch(exec[k], ranks[k].stream), "cudaGraphLaunch");
+      cuda_ok(cudaEventRecord(ranks[k].stop, ranks[k].stream), "cudaEventRecord");
+    }
+    double slowest = 0;
+    for (Rank& r : ranks) {
+      cuda_ok(cudaSetDevice(r.device), "cudaSetDevice");
+      cuda_ok(cudaEventSynchronize(r.stop), "cudaEventSynchronize");
+      float ms = 0;
+      cuda_ok(cudaEventElapsedTime(&ms, r.start, r.stop), "cudaEventElapsedTime");
+      slowest = std::max(slowest, 1e3 * ms / calls);
+    }
+    if (i >= 2) t.push_back(slowest);
+  }
+  for (size_t k = 0; k < ranks.size(); ++k) {
+    cudaSetDevice(ranks[k].device);
+    cudaGraphExecDestroy(exec[k]);
+  }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
@@ -150,21 +198,25 @@ int main(int argc, char** argv) {
   std::printf("# all-reduce of %zu floats on every GPU equals the CPU twin's rank-order sum: %s\n", check,
               bad == 0 ? "yes (bit for bit)" : "NO");
 
-  std::printf("%-8s %-20s %12s %10s %10s %10s\n", "op", "size", "bytes", "time_us", "algbw", "busbw");
+  std::printf("%-8s %-20s %12s %10s %10s %10s %10s\n", "op", "size", "bytes", "time_us", "algbw", "busbw", "graph_us");
   for (const auto& [name, floats] : sizes) {
     const double bytes = 4.0 * static_cast<double>(floats);
     const double ar = time_us(ranks, reps, [&](size_t k) {
       nccl_ok(ncclAllReduce(ranks[k].send, ranks[k].recv, floats, ncclFloat, ncclSum, comms[k], ranks[k].stream),
               "ncclAllReduce");
     });
-    std::printf("%-8s %-20s %12.0f %10.1f %9.1f %9.1f  GB/s\n", "allreduce", name, bytes, ar, bytes / (ar * 1e3),
-                bytes / (ar * 1e3) * 2.0 * (n - 1) / n);
+    const double ar_graph = graph_us(ranks, reps, 20, [&](size_t k) {
+      nccl_ok(ncclAllReduce(ranks[k].send, ranks[k].recv, floats, ncclFloat, ncclSum, comms[k], ranks[k].stream),
+              "ncclAllReduce");
+    });
+    std::printf("%-8s %-20s %12.0f %10.1f %9.1f %9.1f %10.1f  (GB/s; graph_us: per call in a graph of 20)\n",
+                "allreduce", name, bytes, ar, bytes / (ar * 1e3), bytes / (ar * 1e3) * 2.0 * (n - 1) / n, ar_graph);
     // All-gather of each rank's 1/n (the vocabulary slices of the output head, the EP dispatch's rows).
     const size_t per = floats / static_cast<size_t>(n);
     const double ag = time_us(ranks, reps, [&](size_t k) {
       nccl_ok(ncclAllGather(ranks[k].send, ranks[k].recv, per, ncclFloat, comms[k], ranks[k].stream), "ncclAllGather");
     });
-    std::printf("%-8s %-20s %12.0f %10.1f %9.1f %9.1f  GB/s\n", "allgather", name, bytes, ag, bytes / (ag * 1e3),
+    std::printf("%-8s %-20s %12.0f %10.1f %9.1f %9.1f\n", "allgather", name, bytes, ag, bytes / (ag * 1e3),
                 bytes / (ag * 1e3) * (n - 1) / n);
   }
   for (int d = 0; d < n; ++d) {
