@@ -18,7 +18,8 @@ add_test(NAME report_in_browser
     --checker ${MLABENCH_BROWSER_CHECKER} --source-dir ${PROJECT_SOURCE_DIR}
     --mirror ${PROJECT_SOURCE_DIR}/../shared/datasets --work ${CMAKE_BINARY_DIR}/report_browser_work
     --artifacts ${CMAKE_BINARY_DIR}/artifacts/report_browser)
-set_tests_properties(report_in_browser PROPERTIES LABELS "browser;reports" SKIP_RETURN_CODE 77 TIMEOUT 900)
+# Label slow: CI's MLABENCH_TEST_SHORT=1 runs its NIAH grid at about half the lengths (report_browser_test.py).
+set_tests_properties(report_in_browser PROPERTIES LABELS "browser;reports;slow" SKIP_RETURN_CODE 77 TIMEOUT 900)
 # The Paired comparison section (report --compare) from a real `mlabench compare` document of MMLU replay runs.
 mlabench_add_harness_test(test_compare_section reports reports/test_compare_section.cpp)
 target_link_libraries(test_compare_section PRIVATE mlabench_reports)

@@ -28,7 +28,13 @@ from pathlib import Path
 HOSTILE = ("<script>alert(\"pwned\")</script> </textarea><img src=x onerror=alert(1)> \"double\" 'single' "
            "<a href=\"javascript:alert(2)\">click</a> javascript:alert(3) The answer is 18.")
 HOSTILE_LABEL = "<b>hostile</b>"
-NIAH_GRID = ["--set", "niah.generator.context_lengths=[300,700,1500]", "--set", "niah.generator.depth_percents=[0,50,100]"]
+# CI's short mode (MLABENCH_TEST_SHORT=1, label slow; README "Tests and checks") runs the same 3 x 3 grid at about
+# half the lengths: the engine run's prefill is quadratic in them (at full size that run is half of this test's time
+# under ASan).
+SHORT = os.environ.get("MLABENCH_TEST_SHORT", "") not in ("", "0")
+NIAH_LENGTHS = [200, 400, 800] if SHORT else [300, 700, 1500]
+NIAH_GRID = ["--set", f"niah.generator.context_lengths=[{','.join(map(str, NIAH_LENGTHS))}]",
+             "--set", "niah.generator.depth_percents=[0,50,100]"]
 ABLATION = "2026-12-04_h200_8d586f4wip_ablation_dsv2_lite.json"
 BENCHES = ["2026-11-23_h100_d697413_bench_dsv2_lite.json", "2026-11-23_h100_d697413_bench_llama3_8b.json",
            "2026-11-23_h100_d697413_bench_llama2_7b_mha.json"]
@@ -109,8 +115,9 @@ def main():
         failures.append("report.md: no MMLU row of the gold run against Table 6")
     if "bench,llama-3-8b,configs/llama-3-8b,batch=64,decode_tokens_per_s," not in csv:
         failures.append("report.csv: no decode tokens/s row of the Llama-3-8B bench at batch 64")
-    if "breakdown,tiny-dsv2,niah,cell=1500@50,needle_score,none," not in csv:
-        failures.append("report.csv: no NIAH cell 1500@50 of the engine run")
+    cell = f"{NIAH_LENGTHS[-1]}@50"
+    if f"breakdown,tiny-dsv2,niah,cell={cell},needle_score,none," not in csv:
+        failures.append(f"report.csv: no NIAH cell {cell} of the engine run")
 
     # Charts: decode and prefill tokens/s (2 lines); TTFT and TPOT per bench, KV bytes per token and the
     # headline metrics side by side (3 x 2 + 1 + 1 bars); NIAH of gold and engine and the paper's Figure 4.

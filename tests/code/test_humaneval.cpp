@@ -39,7 +39,8 @@ Task load_humaneval(const json& overrides = json::object()) {
   return load_task("humaneval", o);
 }
 
-harness::EvalOutcome run_replay(const fs::path& replay, const fs::path& out, const std::string& set = "") {
+harness::EvalOutcome run_replay(const fs::path& replay, const fs::path& out, const std::string& set = "",
+                                bool resume = false) {
   auto backend = harness::make_replay_backend(replay.string());
   harness::EvalOptions o;
   o.tasks = "humaneval";
@@ -47,6 +48,7 @@ harness::EvalOutcome run_replay(const fs::path& replay, const fs::path& out, con
   o.fetch = mirror_fetch();
   o.progress = false;
   o.batch_docs = 64;
+  o.resume = resume;
   if (!set.empty()) harness::add_task_override(o.task_overrides, set);
   return harness::evaluate(*backend, o);
 }
@@ -104,7 +106,9 @@ TEST(HumanEval, CanonicalSolutionsPassAllAndOneBrokenSolutionFailsOne) {
                                                    {"close", 5}, {"poly_root", 1}, {"message", 40}}));
   EXPECT_EQ(calls, 1534) << "the loops of HumanEval/32, 38, 44, 50 and 53 call once per iteration";
 
-  // HumanEval/32 (find_zero) broken: returns a constant.
+  // HumanEval/32 (find_zero) broken: returns a constant. The run resumes from the gold run's samples lines of the
+  // other 163 problems, whose canonical solutions were graded (and checked) above: grading them again repeated 326
+  // sandbox runs, 40% of this test's time. Only the broken one is graded here; the scores cover all 164.
   std::ifstream in(dir / "gold.jsonl");
   std::ofstream out(dir / "broken.jsonl");
   for (std::string line; std::getline(in, line);) {
@@ -113,7 +117,16 @@ TEST(HumanEval, CanonicalSolutionsPassAllAndOneBrokenSolutionFailsOne) {
     out << j.dump() << "\n";
   }
   out.close();
-  const harness::EvalOutcome broken = run_replay(dir / "broken.jsonl", dir / "run-broken");
+  fs::create_directories(dir / "run-broken");
+  {
+    std::ifstream gold_samples(dir / "run" / "samples_humaneval.jsonl");
+    std::ofstream kept(dir / "run-broken" / "samples_humaneval.jsonl");
+    for (std::string line; std::getline(gold_samples, line);)
+      if (json::parse(line)["doc_id"] != 32) kept << line << "\n";
+  }
+  const harness::EvalOutcome broken = run_replay(dir / "broken.jsonl", dir / "run-broken", "", true);
+  EXPECT_EQ(broken.docs_resumed, 163);
+  EXPECT_EQ(broken.docs_scored, 1) << "only the broken solution is graded again";
   EXPECT_DOUBLE_EQ(broken.results["results"]["humaneval"]["pass@1,none"].get<double>(), 163.0 / 164.0);
   EXPECT_DOUBLE_EQ(broken.results["results"]["humaneval"]["check_pass@1,none"].get<double>(), 163.0 / 164.0);
   EXPECT_EQ(broken.results["code_grading"]["humaneval"]["suspected_tampering"].get<int64_t>(), 0);

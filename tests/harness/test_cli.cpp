@@ -448,18 +448,25 @@ TEST(Cli, BenchWarmsLongPromptsAtTheirLength) {
   EXPECT_EQ(j["rows"][0]["passes"]["prefill"]["prefix_tokens_reused"], 0) << "the warm-up prompts are not reused";
 }
 
+// The prompts are long (1,600 tokens, past the 512 of the default shapes) and prefilled in 7 chunks. The short mode
+// (label slow) halves the prompts and the chunk, the same 7 chunks: the bench is most of the full size's 14 s under
+// ASan, most of that the prefill's attention, quadratic in the prompt. A chunk is at least --max-batch (256 by
+// default), so the short mode also sets --max-batch 2, the largest batch of its shapes.
 TEST(Cli, BenchLongShapesSizeTheWindowAndChunkThePrefill) {
   test::TempDir t;
-  const CliResult r = mlabench_cli("bench --shapes 1600x1:prefill,800x2:decode --gen 8 --max-step-tokens 256 "
-                                   "--warmup 0 --out " + t.file("b.json"));
+  const bool short_run = test::short_mode();
+  const int64_t p = short_run ? 800 : 1600, chunk = short_run ? 128 : 256;
+  const CliResult r = mlabench_cli(fmt::format("bench --shapes {}x1:prefill,{}x2:decode --gen 8 --max-step-tokens {}{} "
+                                               "--warmup 0 --out {}",
+                                               p, p / 2, chunk, short_run ? " --max-batch 2" : "", t.file("b.json")));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(test::read_file(t.file("b.json")));
-  EXPECT_EQ(j["params"]["max_context"], 1600 + 1) << "the longest shape: 1,600 prompt tokens and one new one";
+  EXPECT_EQ(j["params"]["max_context"], p + 1) << "the longest shape: the prompt and one new token";
   EXPECT_EQ(j["params"]["warmup"], 0);
   const auto& prefill = j["rows"][0]["passes"]["prefill"];
-  EXPECT_EQ(prefill["prefill_tokens_computed"], 1600);
-  EXPECT_GE(prefill["steps"], 7) << "1,600 tokens in chunks of at most 256";
-  EXPECT_EQ(j["rows"][1]["passes"]["decode"]["prefill_tokens_computed"], 1600);
+  EXPECT_EQ(prefill["prefill_tokens_computed"], p);
+  EXPECT_GE(prefill["steps"], 7) << p << " tokens in chunks of at most " << chunk;
+  EXPECT_EQ(j["rows"][1]["passes"]["decode"]["prefill_tokens_computed"], p);
   EXPECT_FALSE(j["rows"][0]["passes"].contains("warmup"));
   // The report reads it beside a schema 1 baseline: rows told apart by batch and prompt, a missing pass n/a, the
   // old file's TTFT marked as cached.
@@ -467,17 +474,17 @@ TEST(Cli, BenchLongShapesSizeTheWindowAndChunkThePrefill) {
                                 "2026-12-02_h200_5cccd0a_bench_dsv2_lite.json";
   const CliResult md = mlabench_cli("report long=" + t.file("b.json") + " old=" + old_bench + " --format md");
   ASSERT_EQ(md.exit_code, 0) << md.err;
-  EXPECT_NE(md.out.find("| long | 1 | 1600 | "), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find(fmt::format("| long | 1 | {} | ", p)), std::string::npos) << md.out;
   EXPECT_NE(md.out.find(" | n/a | "), std::string::npos) << "the prefill-only row has no decode tok/s\n" << md.out;
   EXPECT_NE(md.out.find(" (cached) | "), std::string::npos) << md.out;
   const CliResult csv = mlabench_cli("report long=" + t.file("b.json") + " --format csv");
   ASSERT_EQ(csv.exit_code, 0) << csv.err;
-  EXPECT_NE(csv.out.find(",batch=1;prompt=1600,prefill_tokens_per_s,"), std::string::npos) << csv.out;
+  EXPECT_NE(csv.out.find(fmt::format(",batch=1;prompt={},prefill_tokens_per_s,", p)), std::string::npos) << csv.out;
   const CliResult html = mlabench_cli("report long=" + t.file("b.json") + " old=" + old_bench + " --out " +
                                       t.file("r.html"));
   ASSERT_EQ(html.exit_code, 0) << html.err;
   const std::string page = test::read_file(t.file("r.html"));
-  EXPECT_NE(page.find("prefill tokens/s, batch 1, prompt 1600"), std::string::npos);
+  EXPECT_NE(page.find(fmt::format("prefill tokens/s, batch 1, prompt {}", p)), std::string::npos);
   EXPECT_NE(page.find("decode tokens/s, batch 64, prompt 512"), std::string::npos);
   EXPECT_NE(page.find("Bench schema 1"), std::string::npos);
   EXPECT_NE(page.find("What each column measures"), std::string::npos);

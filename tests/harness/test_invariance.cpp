@@ -135,13 +135,19 @@ TEST(Invariance, ABatchDependentBackendIsCaught) {
 }
 
 // mlabench run --check-invariance on real MMLU and GSM8K documents (the bundled model, CPU): results.json records the
-// check, the summary prints it, the report shows it; the CPU engine gives 0 flips and no divergence.
+// check, the summary prints it, the report shows it; the CPU engine gives 0 flips and no divergence. The time is the
+// tiny model's GSM8K answers, which never stop early and so run to max_gen_toks twice (batched, then alone), and the
+// few-shot prompts (MMLU 5 shots, GSM8K 8). The short mode (label slow) checks the same documents with one shot and
+// 32 new tokens instead of the task's 256.
 TEST(Invariance, RunRecordsTheCheckInResultsSummaryAndReport) {
   MLABENCH_REQUIRE_MIRROR();
   const auto out = test::fresh_dir("invariance-run");
+  const std::string smaller = test::short_mode() ? " --gen-kwargs max_gen_toks=32 --set mmlu_anatomy.num_fewshot=1 "
+                                                   "--set gsm8k_cot.num_fewshot=1"
+                                                 : "";
   const std::string cmd = std::string(MLABENCH_BINARY) + " run --model " + kTiny +
-                          " --tasks mmlu_anatomy,gsm8k_cot --limit 3 --check-invariance 4 --invariance-seed 3 --mirror " +
-                          test::dataset_mirror() + " --data-dir " + (out / "data").string() +
+                          " --tasks mmlu_anatomy,gsm8k_cot --limit 3 --check-invariance 4 --invariance-seed 3" +
+                          smaller + " --mirror " + test::dataset_mirror() + " --data-dir " + (out / "data").string() +
                           " --offline --no-progress --output " + (out / "run").string() + " > " +
                           (out / "log").string() + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_file((out / "log").string());

@@ -220,10 +220,16 @@ std::string file_text(const fs::path& p) {
 TEST_F(RemoteTest, ResultsEqualTheEngineBackendOnMmluGsm8kHumanEvalNiah) {
   MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("remote-equal");
-  // Small: two MMLU subjects, two documents each (the CI build runs under ASan on 2 cores).
+  // Small: two MMLU subjects, two documents of each task (the CI build runs under ASan on 2 cores). Most of the time
+  // is the few-shot prompts (MMLU 5 shots, GSM8K 8, 600 to 1,200 tokens), MMLU's above all: through serve every
+  // choice is sent whole with echo, and scored prompt rows are never taken from the prefix cache, so each prompt is
+  // computed 4 times over. The short mode (label slow) compares the same documents with one shot each.
   const std::string task_list = "mmlu_anatomy,mmlu_astronomy,gsm8k_cot,humaneval,niah";
   auto engine = make_engine_backend(std::move(Engine::open({.model_dir = kModel}).value()), {}, {{"model", "tiny"}});
   EvalOptions eo = eval_options(task_list, dir / "engine", 2);
+  if (test::short_mode())
+    for (const char* task : {"mmlu_anatomy", "mmlu_astronomy", "gsm8k_cot"})
+      add_task_override(eo.task_overrides, fmt::format("{}.num_fewshot=1", task));
   const EvalOutcome want = evaluate(*engine, eo);
   RemoteBackend backend(remote(serve_url()));
   EXPECT_EQ(backend.max_context(), 2560) << "max_model_len from GET /v1/models";
@@ -375,12 +381,15 @@ TEST_F(RemoteTest, RetriesOverloadAndServerErrorsAndTimesOutAHungRequest) {
 }
 
 // The server dies after 3 answers: the run fails naming the endpoint with 3 documents recorded; --resume against a
-// working server sends only the documents not recorded and ends with the uninterrupted run's results.
+// working server sends only the documents not recorded and ends with the uninterrupted run's results. Every document
+// is computed twice (the uninterrupted run, then the interrupted and resumed one), most of it the 8-shot prompt
+// (about 1,150 tokens); the short mode (label slow) sends the same documents with one shot.
 TEST_F(RemoteTest, ResumeAfterTheServerDiedResendsNothingRecorded) {
   MLABENCH_REQUIRE_MIRROR();
   const fs::path dir = fresh_dir("remote-resume");
   RemoteBackend direct(remote(serve_url()));
   EvalOptions whole = eval_options("gsm8k_cot", dir / "whole", 6);
+  if (test::short_mode()) add_task_override(whole.task_overrides, "gsm8k_cot.num_fewshot=1");
   const EvalOutcome want = evaluate(direct, whole);
 
   std::atomic<int> served{0};
@@ -404,7 +413,8 @@ TEST_F(RemoteTest, ResumeAfterTheServerDiedResendsNothingRecorded) {
     cv.wait_for(lock, std::chrono::seconds(120), [&] { return served.load() >= 3; });
     dying.stop();
   });
-  EvalOptions part = eval_options("gsm8k_cot", dir / "run", 6);
+  EvalOptions part = whole;
+  part.output_dir = dir / "run";
   part.batch_docs = 1;  // a durable samples write after each document
   test::expect_error_with([&] { evaluate(first, part); }, {dying.url() + "/completions", "HINT"});
   killer.join();
