@@ -314,7 +314,14 @@ int main(int argc, char** argv) {
                std::sscanf(argv[i + 1], "%dx%d", &one.batch, &one.ctx) == 2 && one.batch > 0 && one.ctx > 0) {
       ++i;  // one batch x context shape instead of the sweep (e.g. for a profiler)
     } else if (!std::strcmp(argv[i], "--splits") && i + 1 < argc) {
-      g_force_splits = std::max(1, std::atoi(argv[++i]));
+      char* end = nullptr;
+      const long v = std::strtol(argv[++i], &end, 10);
+      if (end == argv[i] || *end != '\0' || v < 1 || v > k::kAttnMaxSplits) {
+        std::fprintf(stderr, "--splits %s: a whole number from 1 to %lld (the combine's limit)\n", argv[i],
+                     static_cast<long long>(k::kAttnMaxSplits));
+        return 2;
+      }
+      g_force_splits = static_cast<int32_t>(v);
     } else if (!std::strcmp(argv[i], "--timeline")) {
       g_timeline = true;
     } else {
