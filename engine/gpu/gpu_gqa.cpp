@@ -80,7 +80,8 @@ class GqaAttention final : public GpuAttention {
                                        .max_kv = std::max(st.max_kv_prefill, st.max_kv_decode)},
                              .paged = {.block_size = static_cast<int32_t>(block_size),
                                        .block_tables = st.block_tables, .max_blocks = st.max_blocks},
-                             .k_cache = kc, .v_cache = vc, .cache_type = m_.cache_dtype(), .q = qkv, .ld_q = W,
+                             .k_cache = kc, .v_cache = vc, .n_slots = m_.cache_slots(),
+                             .cache_type = m_.cache_dtype(), .q = qkv, .ld_q = W,
                              .out = o, .ld_out = nh * hd, .n_heads = static_cast<int32_t>(nh),
                              .n_kv_heads = static_cast<int32_t>(nkv), .head_dim = static_cast<int32_t>(hd),
                              .scale = static_cast<float>(m_.rope().softmax_scale)};

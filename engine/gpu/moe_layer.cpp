@@ -35,6 +35,7 @@ struct MoeLayer::Impl {
   int32_t* counts = nullptr;    // [E]
   int32_t* offsets = nullptr;   // [E + 1]
   int32_t* rank = nullptr;      // [T, K]
+  int32_t* permute_chunks = nullptr;  // moe_permute's chunk_scratch
   void* xe = nullptr;           // [rows, H] dt: expert-ordered inputs
   float* ge = nullptr;          // [rows, 2I] (the shared experts' [T, 2 SI] first)
   void* he = nullptr;           // [rows, I] dt (the shared experts' [T, SI] first)
@@ -97,6 +98,7 @@ void MoeLayer::Impl::allocate() {
   const auto n = [](int64_t v) { return static_cast<size_t>(v); };
   const size_t o_logits = reserve(n(T * E) * 4), o_idx = reserve(n(pairs) * 4), o_w = reserve(n(pairs) * 4);
   const size_t o_counts = reserve(n(E) * 4), o_offsets = reserve(n(E + 1) * 4), o_rank = reserve(n(pairs) * 4);
+  const size_t o_chunks = reserve(n(k::moe_permute_scratch_ints(pairs, E)) * 4);
   const size_t o_xe = reserve(n(rows * H) * es);
   const size_t o_ge = reserve(n(std::max(rows * 2 * I, T * 2 * SI)) * 4);
   const size_t o_he = reserve(n(std::max({rows * I, T * SI, SI + int64_t{K} * I})) * es);  // + moe_decode_ffn's act
@@ -110,6 +112,7 @@ void MoeLayer::Impl::allocate() {
   counts = reinterpret_cast<int32_t*>(base + o_counts);
   offsets = reinterpret_cast<int32_t*>(base + o_offsets);
   rank = reinterpret_cast<int32_t*>(base + o_rank);
+  permute_chunks = reinterpret_cast<int32_t*>(base + o_chunks);
   xe = base + o_xe;
   ge = reinterpret_cast<float*>(base + o_ge);
   he = base + o_he;
@@ -391,7 +394,7 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
   // PAIR rows are the pairs themselves (map_row(q) = q): no counts, offsets or ranks to compute.
   if (map.mode != k::MoeRowMode::PAIR)
     k::cuda::moe_permute({.topk_idx = m.idx, .n_tokens = T, .top_k = m.K, .n_experts = m.E, .counts = m.counts,
-                          .offsets = m.offsets, .rank = m.rank}, m.stream);
+                          .offsets = m.offsets, .rank = m.rank, .chunk_scratch = m.permute_chunks}, m.stream);
   if (map.mode == k::MoeRowMode::PADDED) map.capacity = static_cast<int32_t>(T);
   k::cuda::moe_gather({.out = m.xe, .ld_out = m.H, .x = p.x_c, .ld_x = m.H, .elem_type = m.dtype, .hidden = m.H,
                        .n_tokens = T, .top_k = m.K, .map = map}, m.stream);

@@ -232,7 +232,16 @@ struct MoePermuteParams {
   int32_t* counts = nullptr;   // [n_experts]
   int32_t* offsets = nullptr;  // [n_experts + 1]
   int32_t* rank = nullptr;     // [n_tokens * top_k]
+  // Optional scratch of moe_permute_scratch_ints(n_tokens * top_k, n_experts) ints: with it, a call of at least
+  // kMoePermuteParallelChunks chunks of kMoePermuteChunk pairs ranks the chunks in parallel (three launches)
+  // instead of walking them in one block. Same outputs either way.
+  int32_t* chunk_scratch = nullptr;
 };
+inline constexpr int64_t kMoePermuteChunk = 1024;
+inline constexpr int64_t kMoePermuteParallelChunks = 4;
+inline constexpr int64_t moe_permute_scratch_ints(int64_t n_pairs, int32_t n_experts) {
+  return (n_pairs + kMoePermuteChunk - 1) / kMoePermuteChunk * n_experts;
+}
 
 /// Where pair p's row lives in the expert-ordered buffers:
 ///   PAIR:    row p (one GEMV per pair; the small-batch decode path);
@@ -561,6 +570,9 @@ struct GqaAttentionParams {
   PagedCache paged;
   const void* k_cache = nullptr;  // this layer's pools [n_slots, n_kv_heads * head_dim]
   const void* v_cache = nullptr;
+  // Rows of each pool, for the flash prefill kernel's TMA copies (with block_size % 64 == 0); 0 = not given: that
+  // kernel then copies by cp.async. Nothing else reads it.
+  int64_t n_slots = 0;
   DType cache_type = DType::BF16;  // as MlaDecodeParams: F32 takes the float32 generic kernel
   const float* q = nullptr;  // [rows, n_heads * head_dim] at ld_q, RoPE applied
   int64_t ld_q = 0;

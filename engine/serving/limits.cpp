@@ -24,10 +24,11 @@ ServingLimits serving_limits(const EngineOptions& o, const ModelConfig& c) {
   l.max_seqs = o.max_batch;
   l.max_step_tokens = std::max(o.max_step_tokens, o.max_batch);
   l.max_logit_rows = std::max<int64_t>(512, static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(o.max_batch))));
-  // Auto: 64-token blocks for MLA on CUDA (mla_decode_hopper copies a 64-key tile in one box a column block where
-  // the blocks hold whole tiles: 81% of the copy bandwidth at 64 x 8K against 60% with 16-token blocks,
-  // docs/perf-notes.md issue 15 round 18); 16 elsewhere (finer prefix sharing, less tail per sequence).
-  l.block_size = o.block_size > 0 ? o.block_size : o.device == Device::CUDA && c.is_mla() ? 64 : 16;
+  // Auto: 64-token blocks on CUDA, where the Hopper kernels copy 64 keys of a block in one TMA box: MLA decode
+  // (81% of the copy bandwidth at 64 x 8K against 60% with 16-token blocks, docs/perf-notes.md issue 15 round 18)
+  // and the MHA/GQA flash prefill (each 64-key half of its 128-key tiles); 16 on the CPU (finer prefix sharing,
+  // less tail per sequence).
+  l.block_size = o.block_size > 0 ? o.block_size : o.device == Device::CUDA ? 64 : 16;
   l.prefix_sharing = o.prefix_sharing;
   l.vocab_size = c.vocab_size;
   l.max_context = o.max_context > 0 ? o.max_context

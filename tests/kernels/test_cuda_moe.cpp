@@ -152,23 +152,29 @@ TEST(CudaMoe, PermuteMatchesTwinExactlyAndIsDeterministic) {
       const std::vector<int32_t> idx = skewed_ids(n, s.E, rng);
       const Permuted ref = twin_permute(idx, T, s.k, s.E);
       auto d_idx = to_device(idx);
-      Permuted runs[2];
-      for (Permuted& r : runs) {
+      // Runs 0 and 1 walk the chunks in one block; 2 and 3 pass chunk_scratch (poisoned), which ranks them in
+      // parallel from kMoePermuteParallelChunks chunks on (T = 1000 at k >= 6, T = 16384).
+      Permuted runs[4];
+      for (int i = 0; i < 4; ++i) {
         auto d_counts = to_device(std::vector<int32_t>(static_cast<size_t>(s.E), -7));
         auto d_offsets = to_device(std::vector<int32_t>(static_cast<size_t>(s.E) + 1, -7));
         auto d_rank = to_device(std::vector<int32_t>(static_cast<size_t>(n), -7));
+        auto d_chunks = to_device(std::vector<int32_t>(
+            static_cast<size_t>(kernels::moe_permute_scratch_ints(n, s.E)), -7));
         kernels::MoePermuteParams p{d_idx.as<int32_t>(), T, s.k, s.E, d_counts.as<int32_t>(),
-                                    d_offsets.as<int32_t>(), d_rank.as<int32_t>()};
+                                    d_offsets.as<int32_t>(), d_rank.as<int32_t>(),
+                                    i >= 2 ? d_chunks.as<int32_t>() : nullptr};
         kernels::cuda::moe_permute(p, nullptr);
-        r = {to_host<int32_t>(d_counts, static_cast<size_t>(s.E)),
-             to_host<int32_t>(d_offsets, static_cast<size_t>(s.E) + 1), to_host<int32_t>(d_rank, static_cast<size_t>(n))};
+        runs[i] = {to_host<int32_t>(d_counts, static_cast<size_t>(s.E)),
+                   to_host<int32_t>(d_offsets, static_cast<size_t>(s.E) + 1),
+                   to_host<int32_t>(d_rank, static_cast<size_t>(n))};
       }
-      EXPECT_EQ(runs[0].counts, ref.counts);
-      EXPECT_EQ(runs[0].offsets, ref.offsets);
-      EXPECT_EQ(runs[0].rank, ref.rank);
-      EXPECT_EQ(runs[1].counts, runs[0].counts);
-      EXPECT_EQ(runs[1].offsets, runs[0].offsets);
-      EXPECT_EQ(runs[1].rank, runs[0].rank) << "second run differs";
+      for (int i = 0; i < 4; ++i) {
+        SCOPED_TRACE(i < 2 ? "one block" : "chunks in parallel");
+        EXPECT_EQ(runs[i].counts, ref.counts);
+        EXPECT_EQ(runs[i].offsets, ref.offsets);
+        EXPECT_EQ(runs[i].rank, ref.rank) << "run " << i;
+      }
     }
 }
 

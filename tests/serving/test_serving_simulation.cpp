@@ -143,9 +143,9 @@ TEST(ServingSimulation, LimitsOutOfRangeAreRefusedByName) {
   }
 }
 
-// --block-size 0 (the default) resolves by model and device: 64-token blocks for MLA on CUDA (whole tiles of the
-// Hopper decode kernel), 16 for GQA on CUDA and everything on the CPU; a given size is kept; a negative one refused.
-TEST(ServingSimulation, AutoBlockSizeFollowsTheAttentionAndDevice) {
+// --block-size 0 (the default) resolves by device: 64-token blocks on CUDA for MLA and GQA alike (whole TMA boxes of
+// the Hopper decode and flash prefill kernels), 16 on the CPU; a given size is kept; a negative one refused.
+TEST(ServingSimulation, AutoBlockSizeFollowsTheDevice) {
   ModelConfig mla = load_config(test::default_model_dir());
   ASSERT_TRUE(mla.is_mla());
   ModelConfig gqa = mla;
@@ -155,7 +155,9 @@ TEST(ServingSimulation, AutoBlockSizeFollowsTheAttentionAndDevice) {
   EXPECT_EQ(serving_limits(o, mla).block_size, 16) << "CPU";
   o.device = Device::CUDA;
   EXPECT_EQ(serving_limits(o, mla).block_size, 64) << "MLA on CUDA";
-  EXPECT_EQ(serving_limits(o, gqa).block_size, 16) << "GQA on CUDA";
+  EXPECT_EQ(serving_limits(o, gqa).block_size, 64) << "GQA on CUDA";
+  o.device = Device::CPU;
+  EXPECT_EQ(serving_limits(o, gqa).block_size, 16) << "GQA on the CPU";
   o.block_size = 32;
   EXPECT_EQ(serving_limits(o, mla).block_size, 32) << "a given size is kept";
   o.block_size = -1;

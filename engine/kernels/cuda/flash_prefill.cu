@@ -383,7 +383,6 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
   constexpr int kNope = 128;  // MLA: the k_nope head size of the only instance (192 = 128 + 64)
   static_assert(DK % 64 == 0 && (DV == 64 || DV == 128), "instances");
   static_assert(!kMla || (DK == 192 && DV == 128), "MLA's instance is V2's 192 / 128");
-  static_assert(kMla || !kTma, "the TMA copies are MLA's (GQA's paged pool keeps cp.async)");
   extern __shared__ __align__(1024) unsigned char smem_pipe[];
   const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_pipe)) + 1023u) & ~1023u;
   const uint32_t q_s = base, k_ring = base + kRows * DK * 2, v_ring = k_ring + 2 * BC * DK * 2;
@@ -449,19 +448,55 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
   // TMA (one thread): K_t is k_nope's two 64-column blocks of head hg and k_pe's one, V_t v's two; stage s of the
   // rings completes on barrier s. The rows past this sequence's keys are other sequences' or zeros: masked out of
   // the scores, and the last V tile's are zeroed before P.V (0 x NaN would poison O).
+  // GQA by TMA (paged pools whose blocks hold whole 64-key halves of a tile, block_size % 64 == 0): map_kv is the K
+  // pool and map_kpe the V pool; a half is one box of 64 slots per 64 columns of KV head hg, at the slot its block
+  // holds it. Thread 0 keeps the halves' first slots of tile t (V_t) and t + 1 (K_{t+1}) and reads later tiles'
+  // from the block table two iterations ahead of their use; -1: the half starts at or past k_end and is not copied
+  // (its rows, left from two tiles back, are masked out of the scores, and the last V tile's rows past k_end zeroed).
   constexpr uint32_t kKBytes = BC * DK * 2, kVBytes = BC * DV * 2;
+  constexpr uint32_t kHalfK = kKBytes / 2, kHalfV = kVBytes / 2;  // GQA: one 64-key half of a tile
+  int32_t slot_v[2] = {-1, -1}, slot_k[2] = {-1, -1}, slot_n[2] = {-1, -1};
+  auto tile_slots = [&](int t, int32_t(&out)[2]) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int key = t * BC + 64 * h;
+      out[h] = key < cr.k_end ? static_cast<int32_t>(paged_slot(a.paged, seq, key)) : -1;
+    }
+  };
+  auto halves = [](const int32_t(&sl)[2]) { return static_cast<uint32_t>((sl[0] >= 0) + (sl[1] >= 0)); };
+  auto shift_slots = [&](int t_lookup) {  // tile t + 1's slots serve V next, t + 2's K; t_lookup's are read now
+    slot_v[0] = slot_k[0], slot_v[1] = slot_k[1];
+    slot_k[0] = slot_n[0], slot_k[1] = slot_n[1];
+    tile_slots(t_lookup, slot_n);
+  };
+  auto tma_paged = [&](uint32_t slot, const CUtensorMap* map, int d, const int32_t(&sl)[2], uint32_t bar) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      if (sl[h] >= 0)
+#pragma unroll
+        for (int cb = 0; cb < d / 64; ++cb)
+          tma::load_2d(slot + cb * (BC * 128) + h * (64 * 128), map, hg * d + cb * 64, sl[h], bar);
+  };
   auto tma_k = [&](int t, uint32_t bar) {
     const uint32_t slot = k_ring + (t & 1) * kKBytes;
-    const int y = kv0 + t * BC, x = hg * a.kv_head_stride;
-    tma::load_2d(slot, &a.map_kv, x, y, bar);
-    tma::load_2d(slot + BC * 128, &a.map_kv, x + 64, y, bar);
-    tma::load_2d(slot + 2 * BC * 128, &a.map_kpe, 0, y, bar);
+    if constexpr (kMla) {
+      const int y = kv0 + t * BC, x = hg * a.kv_head_stride;
+      tma::load_2d(slot, &a.map_kv, x, y, bar);
+      tma::load_2d(slot + BC * 128, &a.map_kv, x + 64, y, bar);
+      tma::load_2d(slot + 2 * BC * 128, &a.map_kpe, 0, y, bar);
+    } else {
+      tma_paged(slot, &a.map_kv, DK, slot_k, bar);
+    }
   };
   auto tma_v = [&](int t, uint32_t bar) {
     const uint32_t slot = v_ring + (t & 1) * kVBytes;
-    const int y = kv0 + t * BC, x = hg * a.kv_head_stride + kNope;
-    tma::load_2d(slot, &a.map_kv, x, y, bar);
-    tma::load_2d(slot + BC * 128, &a.map_kv, x + 64, y, bar);
+    if constexpr (kMla) {
+      const int y = kv0 + t * BC, x = hg * a.kv_head_stride + kNope;
+      tma::load_2d(slot, &a.map_kv, x, y, bar);
+      tma::load_2d(slot + BC * 128, &a.map_kv, x + 64, y, bar);
+    } else {
+      tma_paged(slot, &a.map_kpe, DV, slot_v, bar);
+    }
   };
   if constexpr (kTma) {
     if (tid == 0) {
@@ -471,8 +506,13 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
     }
     __syncthreads();
     if (tid == 0 && n_tiles > 0) {
-      tma::mbar_arrive_expect_tx(bars, kKBytes);
+      if constexpr (!kMla) {  // K_0 now (slot_k holds tile 0's slots while it is copied), tile 1's read ahead
+        tile_slots(0, slot_k);
+        tile_slots(1, slot_n);
+      }
+      tma::mbar_arrive_expect_tx(bars, kMla ? kKBytes : halves(slot_k) * kHalfK);
       tma_k(0, bars);
+      if constexpr (!kMla) shift_slots(2);  // V_0 and K_1 go out in the first iteration
     }
   }
   // K_{t+1} and V_t into the slots the last iteration freed. TMA: stage (t + 1) & 1, issued before the MMAs (one
@@ -481,9 +521,13 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
     if (kTma && tid == 0) {
       const uint32_t bar = bars + ((t + 1) & 1) * 8;
       const bool k_next = t + 1 < n_tiles;
-      tma::mbar_arrive_expect_tx(bar, (k_next ? kKBytes : 0) + kVBytes);
+      if constexpr (kMla)
+        tma::mbar_arrive_expect_tx(bar, (k_next ? kKBytes : 0) + kVBytes);
+      else
+        tma::mbar_arrive_expect_tx(bar, (k_next ? halves(slot_k) * kHalfK : 0) + halves(slot_v) * kHalfV);
       if (k_next) tma_k(t + 1, bar);
       tma_v(t, bar);
+      if constexpr (!kMla) shift_slots(t + 3);
     }
   };
   auto copy_next = [&](int t) {
@@ -659,10 +703,9 @@ template <int DK, int DV, bool kMla>
 void launch(const Args& a, bool with_tma, int max_q, int n_head_groups, cudaStream_t stream) {
   const Variant v = q_aligned16(a) ? pick_variant() : Variant::MMA;
   static_assert(pipe_smem_bytes<DK, DV>() <= 227 * 1024, "fits an SM");
-  if constexpr (kMla)
-    if (v == Variant::PIPE && with_tma)
-      return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla, true>, pipe_smem_bytes<DK, DV>(), a, max_q,
-                           n_head_groups, stream);
+  if (v == Variant::PIPE && with_tma)
+    return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla, true>, pipe_smem_bytes<DK, DV>(), a, max_q,
+                         n_head_groups, stream);
   if (v != Variant::MMA)
     return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla, false>, pipe_smem_bytes<DK, DV>(), a, max_q,
                          n_head_groups, stream);
@@ -741,10 +784,20 @@ void gqa_prefill_bf16(const GqaAttentionParams& p, cudaStream_t s) {
   a.v_cache = static_cast<const uint16_t*>(p.v_cache);
   a.kv_width = int64_t{p.n_kv_heads} * p.head_dim;
   a.paged = p.paged;
+  // TMA where the pools' rows are known and a block holds whole 64-key halves of a tile (the engine's auto block
+  // size on CUDA); else cp.async, a 16-byte copy per thread and chunk.
+  const bool with_tma = p.n_slots > 0 && p.n_slots < (int64_t{1} << 31) && p.paged.block_size % 64 == 0 &&
+                        aligned16(a.k_cache) && aligned16(a.v_cache) && a.kv_width % 8 == 0 && q_aligned16(a) &&
+                        pick_variant() == Variant::PIPE;
+  if (with_tma) {
+    const auto cols = static_cast<uint64_t>(a.kv_width), rows = static_cast<uint64_t>(p.n_slots);
+    a.map_kv = hopper::tensor_map_bf16_2d(a.k_cache, cols, rows, cols * 2, 64, "flash prefill (GQA K pool)");
+    a.map_kpe = hopper::tensor_map_bf16_2d(a.v_cache, cols, rows, cols * 2, 64, "flash prefill (GQA V pool)");
+  }
   if (p.head_dim == 128)
-    launch<128, 128, false>(a, false, p.batch.max_q, p.n_kv_heads, s);
+    launch<128, 128, false>(a, with_tma, p.batch.max_q, p.n_kv_heads, s);
   else
-    launch<64, 64, false>(a, false, p.batch.max_q, p.n_kv_heads, s);
+    launch<64, 64, false>(a, with_tma, p.batch.max_q, p.n_kv_heads, s);
 }
 
 }  // namespace mlabench::kernels::cuda::flash
