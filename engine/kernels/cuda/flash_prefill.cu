@@ -639,8 +639,9 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
   if constexpr (kTma) {  // the last V tile's rows past k_end to zeros (TMA copied whatever lies there)
     const int valid = cr.k_end - (n_tiles - 1) * BC;
     const uint32_t v_s = v_ring + ((n_tiles - 1) & 1) * kVBytes;
-    for (int e = valid * 16 + tid; e < BC * 16; e += kThreads) {  // 16-byte chunks of rows [valid, BC)
-      const int r = e >> 4, c = e & 15;
+    constexpr int kChunksV = DV / 8;  // 16-byte chunks a value row: 16 at DV 128, 8 at 64 (one column block)
+    for (int e = valid * kChunksV + tid; e < BC * kChunksV; e += kThreads) {  // chunks of rows [valid, BC)
+      const int r = e / kChunksV, c = e % kChunksV;
       asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(v_s + (c >> 3) * (BC * 128) + r * 128 +
                                                                         (c & 7) * 16),
                    "r"(0u)
