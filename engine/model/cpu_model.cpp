@@ -62,22 +62,34 @@ void CpuModel::forward(std::span<const int32_t> tokens, CpuKvCache& cache, std::
     if (hooks_.all_reduce) hooks_.all_reduce(delta.data(), T * H);
     for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
     cpu::rms_norm(xn.data(), H, x.data(), H, L.post_norm.data(), T, H, eps);
-    switch (c.ffn_kind(l)) {
-      case FfnKind::DENSE:
-        cpu::swiglu_mlp(L.mlp, H, xn.data(), T, delta.data());
-        break;
-      case FfnKind::MOE:
-        cpu::moe_ffn(c, L, xn.data(), T, delta.data());
-        break;
+    auto ffn = [&](const float* in, int64_t rows, float* out) {
+      switch (c.ffn_kind(l)) {
+        case FfnKind::DENSE:
+          cpu::swiglu_mlp(L.mlp, H, in, rows, out);
+          break;
+        case FfnKind::MOE:
+          cpu::moe_ffn(c, L, in, rows, out);
+          break;
+      }
+    };
+    if (hooks_.gather_rows) {  // DP attention: this rank's slice of the FFN over every rank's rows
+      std::vector<float> all_in;
+      const int64_t first = hooks_.gather_rows(xn.data(), T, H, all_in);
+      const auto all_rows = static_cast<int64_t>(all_in.size()) / H;
+      std::vector<float> all_out(all_in.size());
+      ffn(all_in.data(), all_rows, all_out.data());
+      hooks_.reduce_rows(all_out.data(), all_rows, H, first, T, delta.data());
+    } else {
+      ffn(xn.data(), T, delta.data());
+      if (hooks_.all_reduce) hooks_.all_reduce(delta.data(), T * H);
     }
-    if (hooks_.all_reduce) hooks_.all_reduce(delta.data(), T * H);
     for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
   }
 
   // Output head on the wanted rows: each row's norm and logits depend on that row alone, so these are the same
   // numbers a full-width head would give.
   const auto n = static_cast<int64_t>(rows.size());
-  if (n == 0) return;
+  if (n == 0 && !hooks_.gather_rows) return;  // under DP attention every rank joins the head's collectives
   std::vector<float> h(static_cast<size_t>(n * H));  // [n, H]
   for (int64_t r = 0; r < n; ++r)
     cpu::rms_norm(h.data() + r * H, H, x.data() + rows[static_cast<size_t>(r)] * H, H, weights_.final_norm.data(), 1, H,
@@ -87,9 +99,20 @@ void CpuModel::forward(std::span<const int32_t> tokens, CpuKvCache& cache, std::
     return;
   }
   const int64_t local_vocab = weights_.lm_head.shape[0];  // this rank's vocabulary rows
-  std::vector<float> local(static_cast<size_t>(n * local_vocab));
-  cpu::linear(local.data(), local_vocab, h.data(), H, n, weights_.lm_head);
-  hooks_.gather_logits(local.data(), n, local_vocab, logits);
+  if (!hooks_.gather_rows) {
+    std::vector<float> local(static_cast<size_t>(n * local_vocab));
+    cpu::linear(local.data(), local_vocab, h.data(), H, n, weights_.lm_head);
+    hooks_.gather_logits(local.data(), n, local_vocab, logits);
+    return;
+  }
+  // DP attention: this rank's vocabulary rows for every rank's rows, gathered whole, then this rank's rows kept.
+  std::vector<float> h_all;
+  const int64_t first = hooks_.gather_rows(h.data(), n, H, h_all);
+  const auto n_all = static_cast<int64_t>(h_all.size()) / H;
+  std::vector<float> local(static_cast<size_t>(n_all * local_vocab)), all(static_cast<size_t>(n_all * c.vocab_size));
+  if (n_all > 0) cpu::linear(local.data(), local_vocab, h_all.data(), H, n_all, weights_.lm_head);
+  hooks_.gather_logits(local.data(), n_all, local_vocab, all.data());
+  std::copy_n(all.data() + first * c.vocab_size, n * c.vocab_size, logits);
 }
 
 void CpuModel::forward(std::span<const int32_t> tokens, CpuKvCache& cache, float* logits, bool last_only) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <utility>
+#include <vector>
 
 #include "engine/kv_cache/cpu_kv_cache.h"
 #include "engine/model/config.h"
@@ -21,10 +22,17 @@ namespace mlabench {
 /// unsharded model.
 struct CpuRankHooks {
   /// After the attention block's and the FFN's output [n floats] (each rank's partial sum over its heads or
-  /// columns): the sum over ranks, in place.
+  /// columns): the sum over ranks, in place. Unset under DP attention, whose attention output is whole.
   std::function<void(float* delta, int64_t n)> all_reduce;
   /// The output head: this rank's logits [rows, local_vocab] (its vocabulary rows) into logits [rows, vocab].
   std::function<void(const float* local, int64_t rows, int64_t local_vocab, float* logits)> gather_logits;
+  /// DP attention (each rank attends over its own sequences with every head): the FFN and the output head run on
+  /// the rows of every rank. gather_rows: this rank's [rows, width] into every rank's [all_rows, width] (rank
+  /// order), returning this rank's first row there; reduce_rows: the sum over ranks of the partial FFN outputs
+  /// [all_rows, width], in place, then this rank's rows [first, first + rows) into mine.
+  std::function<int64_t(const float* mine, int64_t rows, int64_t width, std::vector<float>& all)> gather_rows;
+  std::function<void(float* all, int64_t all_rows, int64_t width, int64_t first, int64_t rows, float* mine)>
+      reduce_rows;
 };
 
 class CpuModel {

@@ -118,42 +118,113 @@ std::vector<float> unsharded_cpu_logits(const ModelConfig& c, const ModelWeights
   return out;
 }
 
+namespace {
+
+// The output head's all-gather: every rank's [rows, its vocabulary rows] into [rows, vocab].
+CpuRankHooks head_hooks(HostGroup& group, int rank, int64_t V) {
+  const int world = group.size();
+  std::vector<Range> vocab(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) vocab[static_cast<size_t>(r)] = split_range(V, world, r);
+  CpuRankHooks h;
+  h.gather_logits = [&group, rank, V, vocab](const float* local, int64_t rows, int64_t local_vocab, float* logits) {
+    const int world = group.size();
+    std::vector<int64_t> counts(static_cast<size_t>(world));
+    for (int r = 0; r < world; ++r) counts[static_cast<size_t>(r)] = rows * vocab[static_cast<size_t>(r)].size();
+    MLABENCH_ICHECK(local_vocab == vocab[static_cast<size_t>(rank)].size(), "rank {}: {} vocabulary rows", rank,
+                    local_vocab);
+    std::vector<float> all(static_cast<size_t>(rows * V));
+    group.all_gather(rank, local, counts, all.data());
+    // [rank 0: rows x V0 | rank 1: rows x V1 | ...] -> [rows, V]
+    const float* from = all.data();
+    for (int r = 0; r < world; ++r) {
+      const Range vr = vocab[static_cast<size_t>(r)];
+      for (int64_t i = 0; i < rows; ++i)
+        std::memcpy(logits + i * V + vr.begin, from + i * vr.size(), static_cast<size_t>(vr.size()) * sizeof(float));
+      from += rows * vr.size();
+    }
+  };
+  return h;
+}
+
+}  // namespace
+
 std::vector<float> sharded_cpu_logits(const ModelConfig& c, const ModelWeights& w, const ParallelConfig& p,
                                       std::span<const int32_t> prompt, std::span<const int32_t> continuation,
                                       MlaAttention mode) {
   MLABENCH_CHECK(!p.dp_attention,
                  "sharded CPU forward: --dp-attention splits sequences over ranks, and this forward runs one "
-                 "sequence. HINT: compare --tp N (with or without --ep N) here");
+                 "sequence. HINT: compare --tp N (with or without --ep N) here, and DP attention with "
+                 "sharded_cpu_logits_dp (a sequence a rank)");
   const int world = p.world();
   const int64_t V = c.vocab_size;
-  std::vector<Range> vocab(static_cast<size_t>(world));
-  for (int r = 0; r < world; ++r) vocab[static_cast<size_t>(r)] = split_range(V, world, r);
   std::vector<float> out((prompt.size() + continuation.size()) * static_cast<size_t>(V));
   HostGroup group(world);
   run_ranks(group, [&](int rank) {
     RankModel rm = shard_model(c, w, plan_shards(c, p, rank));
     CpuModel model(std::move(rm.config), std::move(rm.weights), mode);
-    model.set_rank_hooks(
-        {.all_reduce = [&](float* delta, int64_t n) { group.all_reduce_sum(rank, delta, delta, n); },
-         .gather_logits =
-             [&](const float* local, int64_t rows, int64_t local_vocab, float* logits) {
-               std::vector<int64_t> counts(static_cast<size_t>(world));
-               for (int r = 0; r < world; ++r) counts[static_cast<size_t>(r)] = rows * vocab[static_cast<size_t>(r)].size();
-               MLABENCH_ICHECK(local_vocab == vocab[static_cast<size_t>(rank)].size(), "rank {}: {} vocabulary rows",
-                               rank, local_vocab);
-               std::vector<float> all(static_cast<size_t>(rows * V));
-               group.all_gather(rank, local, counts, all.data());
-               // [rank 0: rows x V0 | rank 1: rows x V1 | ...] -> [rows, V]
-               const float* from = all.data();
-               for (int r = 0; r < world; ++r) {
-                 const Range vr = vocab[static_cast<size_t>(r)];
-                 for (int64_t i = 0; i < rows; ++i) std::memcpy(logits + i * V + vr.begin, from + i * vr.size(), vr.size() * sizeof(float));
-                 from += rows * vr.size();
-               }
-             }});
+    CpuRankHooks hooks = head_hooks(group, rank, V);
+    hooks.all_reduce = [&group, rank](float* delta, int64_t n) { group.all_reduce_sum(rank, delta, delta, n); };
+    model.set_rank_hooks(std::move(hooks));
     // Every rank computes the same logits; rank 0's are kept.
     std::vector<float> mine(out.size());
     run_model(model, prompt, continuation, rank == 0 ? out.data() : mine.data());
+  });
+  return out;
+}
+
+std::vector<std::vector<float>> sharded_cpu_logits_dp(const ModelConfig& c, const ModelWeights& w,
+                                                      const ParallelConfig& p,
+                                                      std::span<const std::vector<int32_t>> prompts,
+                                                      std::span<const std::vector<int32_t>> continuations,
+                                                      MlaAttention mode) {
+  const int world = p.world();
+  MLABENCH_CHECK(p.dp_attention && prompts.size() == static_cast<size_t>(world) &&
+                     continuations.size() == prompts.size(),
+                 "sharded CPU forward with DP attention: {} prompts and {} continuations over {} ranks{}. HINT: one "
+                 "sequence a rank, and --dp-attention set",
+                 prompts.size(), continuations.size(), world, p.dp_attention ? "" : " without --dp-attention");
+  for (size_t r = 0; r < prompts.size(); ++r)
+    MLABENCH_CHECK(!prompts[r].empty() && continuations[r].size() == continuations[0].size(),
+                   "sharded CPU forward with DP attention: rank {} has {} prompt and {} continuation tokens (rank 0: "
+                   "{}). HINT: every rank takes the same number of steps (a prefill, then one decode step a "
+                   "continuation token), so give non-empty prompts and continuations of one length",
+                   r, prompts[r].size(), continuations[r].size(), continuations[0].size());
+  const int64_t V = c.vocab_size;
+  std::vector<std::vector<float>> out(prompts.size());
+  HostGroup group(world);
+  run_ranks(group, [&](int rank) {
+    RankModel rm = shard_model(c, w, plan_shards(c, p, rank));
+    CpuModel model(std::move(rm.config), std::move(rm.weights), mode);
+    CpuRankHooks hooks = head_hooks(group, rank, V);
+    // Every rank's row count first (a float each: exact far past these sizes), then the rows.
+    hooks.gather_rows = [&group, rank](const float* mine, int64_t rows, int64_t width, std::vector<float>& all) {
+      const int world = group.size();
+      const auto n = static_cast<float>(rows);
+      std::vector<float> ns(static_cast<size_t>(world));
+      group.all_gather(rank, &n, std::vector<int64_t>(static_cast<size_t>(world), 1), ns.data());
+      std::vector<int64_t> counts(static_cast<size_t>(world));
+      int64_t first = 0, total = 0;
+      for (int r = 0; r < world; ++r) {
+        const auto rr = static_cast<int64_t>(ns[static_cast<size_t>(r)]);
+        counts[static_cast<size_t>(r)] = rr * width;
+        if (r < rank) first += rr;
+        total += rr;
+      }
+      all.resize(static_cast<size_t>(total * width));
+      group.all_gather(rank, mine, counts, all.data());
+      return first;
+    };
+    hooks.reduce_rows = [&group, rank](float* all, int64_t all_rows, int64_t width, int64_t first, int64_t rows,
+                                       float* mine) {
+      group.all_reduce_sum(rank, all, all, all_rows * width);
+      std::memcpy(mine, all + first * width, static_cast<size_t>(rows * width) * sizeof(float));
+    };
+    model.set_rank_hooks(std::move(hooks));
+    const auto& prompt = prompts[static_cast<size_t>(rank)];
+    const auto& cont = continuations[static_cast<size_t>(rank)];
+    auto& mine = out[static_cast<size_t>(rank)];
+    mine.resize((prompt.size() + cont.size()) * static_cast<size_t>(V));
+    run_model(model, prompt, cont, mine.data());
   });
   return out;
 }

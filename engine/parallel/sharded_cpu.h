@@ -2,8 +2,10 @@
 // slices of the weights, joined by the CPU twin of the collectives (host_collectives.h) where the NCCL engine will
 // join them: an all-reduce after each attention block (heads split, o_proj row-parallel) and each FFN (columns
 // split, or under EP each rank's experts for every token: the all-gather + reduce-scatter form of the dispatch),
-// and an all-gather of the output head's vocabulary slices. CI compares it with the unsharded CPU model
-// (tests/engine/test_parallel.cpp): what the GPU engine's sharding must then reproduce.
+// and an all-gather of the output head's vocabulary slices. Under DP attention each rank attends over its own
+// sequence with every head, and the FFN and the output head gather every rank's rows before and sum the partial
+// outputs after. CI compares it with the unsharded CPU model (tests/engine/test_parallel.cpp): what the GPU engine's
+// sharding must then reproduce.
 #pragma once
 
 #include <cstdint>
@@ -28,10 +30,20 @@ RankModel shard_model(const ModelConfig& c, const ModelWeights& w, const ShardPl
 
 /// Logits [prompt.size() + continuation.size(), vocab]: every row of a prefill of `prompt`, then one decode step per
 /// token of `continuation`, run over p.world() ranks (threads). DP attention is refused: it splits sequences, and
-/// this runs one.
+/// this runs one (sharded_cpu_logits_dp runs one a rank).
 std::vector<float> sharded_cpu_logits(const ModelConfig& c, const ModelWeights& w, const ParallelConfig& p,
                                       std::span<const int32_t> prompt, std::span<const int32_t> continuation,
                                       MlaAttention mode);
+
+/// DP attention (p.dp_attention): rank r runs sequence r (prompts[r], then one decode step a token of
+/// continuations[r], every continuation of one length) with every attention head and its own cache; the FFN and
+/// the output head run each rank's slices over all ranks' rows (gathered before, reduced after). Logits per
+/// sequence, [prompt + continuation rows, vocab] each.
+std::vector<std::vector<float>> sharded_cpu_logits_dp(const ModelConfig& c, const ModelWeights& w,
+                                                      const ParallelConfig& p,
+                                                      std::span<const std::vector<int32_t>> prompts,
+                                                      std::span<const std::vector<int32_t>> continuations,
+                                                      MlaAttention mode);
 
 /// The same logits from the unsharded CPU model (the comparison's other side).
 std::vector<float> unsharded_cpu_logits(const ModelConfig& c, const ModelWeights& w, std::span<const int32_t> prompt,
