@@ -18,6 +18,8 @@
 
 #include "core/input_file.h"
 #include "engine/core/npy.h"
+#include "engine/model/config.h"
+#include "engine/parallel/shard_plan.h"
 #include "mlabench/engine.h"
 
 namespace mlabench::cli {
@@ -277,10 +279,28 @@ void add_model_commands(CLI::App& app, int* exit_code) {
                                   "print architecture, parameter counts, KV-cache bytes per token and the tokenizer "
                                   "as JSON (reads config.json; weights need not exist)");
   add_model_args(info, info_args, false);
+  static int info_tp = 1, info_ep = 1;
+  static bool info_dp = false;
+  info->add_option("--tp", info_tp,
+                   "plan a split over N GPUs, attention heads and FFN columns by tensor parallelism: the JSON gains "
+                   "`parallel`, what each rank holds and its weight and KV bytes (docs/engine.md, \"Several GPUs\")")
+      ->check(CLI::Range(1, 64));
+  info->add_option("--ep", info_ep, "plan routed experts split whole over N GPUs (with --tp N or --dp-attention)")
+      ->check(CLI::Range(1, 64));
+  info->add_flag("--dp-attention", info_dp,
+                 "plan data-parallel attention: every rank all heads over its own sequences (one latent cache each)");
   info->callback([=] {
     run(exit_code, [&] {
       ModelSummary s = summarize_model(info_args.engine.model_dir).value();
-      std::printf("%s\n", s.json.c_str());
+      if (info_tp == 1 && info_ep == 1 && !info_dp) {
+        std::printf("%s\n", s.json.c_str());
+        return;
+      }
+      const ModelConfig c = load_config(info_args.engine.model_dir);
+      nlohmann::ordered_json j = nlohmann::ordered_json::parse(s.json);
+      j["parallel"] = nlohmann::ordered_json::parse(
+          parallel::plan_json(c, parallel::ParallelConfig{.tp = info_tp, .ep = info_ep, .dp_attention = info_dp}));
+      std::printf("%s\n", j.dump().c_str());
     });
   });
 

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
 #include "core/check.h"
 
 namespace mlabench::parallel {
@@ -133,6 +136,39 @@ std::string describe(const ShardPlan& s) {
     out += fmt::format(", shared columns {}-{}", s.shared_columns.begin, s.shared_columns.end);
   if (!s.routing_groups_align) out += ", expert groups straddle ranks";
   return out + fmt::format(", vocab {}-{}", s.vocab.begin, s.vocab.end);
+}
+
+std::string plan_json(const ModelConfig& c, const ParallelConfig& p) {
+  nlohmann::ordered_json ranks = nlohmann::ordered_json::array();
+  int64_t largest = 0;
+  for (int r = 0; r < p.world(); ++r) {
+    const ShardPlan s = plan_shards(c, p, r);
+    const int64_t params = rank_parameters(c, s);
+    largest = std::max(largest, params);
+    ranks.push_back({{"rank", r},
+                     {"holds", describe(s)},
+                     {"parameters", params},
+                     {"weight_bytes_bf16", 2 * params},
+                     {"weight_bytes_fp8", params},
+                     {"kv_bytes_per_token_bf16", 2 * rank_kv_values_per_token(c, s)},
+                     {"sequences_sharded", s.sequences_sharded},
+                     {"latent_replicated", s.latent_replicated},
+                     {"experts_whole", s.experts_whole},
+                     {"routing_groups_align", s.routing_groups_align}});
+  }
+  const int64_t whole = model_parameters(c);
+  nlohmann::ordered_json j = {
+      {"tp", p.tp},
+      {"ep", p.ep},
+      {"dp_attention", p.dp_attention},
+      {"world", p.world()},
+      {"model_parameters", whole},
+      {"largest_rank_parameters", largest},
+      {"largest_rank_weight_gib_bf16", 2.0 * static_cast<double>(largest) / (1024.0 * 1024.0 * 1024.0)},
+      {"note", "KV bytes per token count the sequences a rank holds: every sequence under TP, its own under DP "
+               "attention"},
+      {"ranks", ranks}};
+  return j.dump();
 }
 
 }  // namespace mlabench::parallel

@@ -82,4 +82,9 @@ int64_t rank_kv_values_per_token(const ModelConfig& c, const ShardPlan& plan);
 /// One line a rank: "rank 0/4: heads 0-32, experts 0-40, ..." (bench JSON and `info`).
 std::string describe(const ShardPlan& plan);
 
+/// `mlabench info --tp N --ep N --dp-attention`: the whole group's plan as a JSON object (the combination, then a
+/// rank a row: what it holds, its parameters, its weight bytes in BF16 and FP8, its KV-cache bytes per token in
+/// BF16), so a user sees what each GPU must hold before a run. Throws Error as plan_shards does.
+std::string plan_json(const ModelConfig& c, const ParallelConfig& p);
+
 }  // namespace mlabench::parallel

@@ -73,6 +73,50 @@ TEST(Cli, InfoPrintsJsonForEveryPreset) {
   EXPECT_EQ(nlohmann::json::parse(d.out)["checkpoint"]["tensors"], 198);
 }
 
+// info --tp/--ep/--dp-attention (issue 22): what every rank of a split would hold, from config.json alone. DeepSeek-V2
+// at --tp 4 --ep 4 fits four H200s in BF16 (141 GB each) and not two; under TP each rank keeps the whole latent
+// cache of every sequence, under DP attention the latent of its own; what does not divide is refused by name.
+TEST(Cli, InfoPlansASplitOverSeveralGpus) {
+  const std::string v2 = "info --model " + test::preset_dir("deepseek-v2");
+  for (int world : {2, 4}) {
+    const CliResult r = mlabench_cli(v2 + " --tp " + std::to_string(world) + " --ep " + std::to_string(world));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    const auto& p = j["parallel"];
+    EXPECT_EQ(p["world"], world);
+    EXPECT_EQ(p["model_parameters"], j["parameters"]["total"]);
+    ASSERT_EQ(p["ranks"].size(), static_cast<size_t>(world));
+    int64_t sum = 0;
+    for (const auto& rank : p["ranks"]) {
+      const int64_t n = rank["parameters"];
+      sum += n;
+      EXPECT_LT(n, p["model_parameters"].get<int64_t>());
+      EXPECT_EQ(rank["weight_bytes_bf16"], 2 * n);
+      EXPECT_EQ(rank["kv_bytes_per_token_bf16"], j["kv_cache_per_token"]["bytes_bf16"]) << "the latent, whole";
+      EXPECT_TRUE(rank["latent_replicated"]);
+      EXPECT_TRUE(rank["experts_whole"]);
+    }
+    EXPECT_GT(sum, p["model_parameters"].get<int64_t>()) << "the embedding and the latent projections on every rank";
+    const int64_t largest_bytes = 2 * p["largest_rank_parameters"].get<int64_t>();
+    if (world == 4) {
+      EXPECT_LT(largest_bytes, int64_t{141} * 1000 * 1000 * 1000) << "fits an H200";
+    } else {
+      EXPECT_GT(largest_bytes, int64_t{141} * 1000 * 1000 * 1000) << "does not";
+    }
+  }
+  const CliResult d = mlabench_cli(v2 + " --ep 8 --dp-attention");
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  const auto dp = nlohmann::json::parse(d.out)["parallel"];
+  ASSERT_EQ(dp["ranks"].size(), 8u);
+  EXPECT_TRUE(dp["ranks"][0]["sequences_sharded"]);
+  EXPECT_FALSE(dp["ranks"][0]["latent_replicated"]);
+  EXPECT_NE(dp["ranks"][7]["holds"].get<std::string>().find("experts 140-160 whole"), std::string::npos)
+      << dp["ranks"][7]["holds"];
+  expect_failure(v2 + " --tp 3", "num_attention_heads = 128 does not divide over 3 ranks");
+  expect_failure(v2 + " --ep 2", "--ep 2 alone would make every rank compute all of attention");
+  expect_failure(v2 + " --tp 2 --ep 4", "each is 1 or the group's size");
+}
+
 TEST(Cli, LogitsWritesNpyEqualToTheReference) {
   const std::string dir = test::fixture_dir("llama-gqa-llama3-tied");
   const test::Reference ref = test::load_reference(dir);
