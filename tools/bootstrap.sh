@@ -73,6 +73,10 @@ else
   # engine test with a thread per core, and one test's spinning threads took the cores the other test's threads
   # needed (26 engine and CLI tests at -j2 on 2 cores: 67 s spinning, 45 s so; a test alone is as fast either way).
   export OMP_WAIT_POLICY=passive
+  # The programs HumanEval and LiveCodeBench grade run on Debian's python3 (installed above), not on the first python3
+  # on PATH: a pyenv interpreter there imports its site-packages at every start (docs/sandbox.md: 65 ms against 23),
+  # and the tests start hundreds (the 42 sandbox and grading tests at -j2 on 2 cores: 89 s, 72 s so).
+  if [ -z "${MLABENCH_PYTHON:-}" ] && [ -x /usr/bin/python3 ]; then export MLABENCH_PYTHON=/usr/bin/python3; fi
   # Tests labelled `slow` run a smaller size of the same checks (README, "Tests and checks"; ctest -L slow without
   # this runs their full size).
   export MLABENCH_TEST_SHORT=1
