@@ -459,7 +459,10 @@ ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector
           {"prefix_sharing", eo.prefix_sharing},
           {"cuda_graphs", eo.cuda_graphs},
           {"batch_invariant_attention", eo.batch_invariant_attention},
-          {"precision", to_string(eo.precision)}};
+          {"precision", to_string(eo.precision)},
+          {"tp", eo.tp},
+          {"ep", eo.ep},
+          {"dp_attention", eo.dp_attention}};
 }
 
 // `--batch max`: the largest batch whose sequences (prompt + gen tokens, in whole blocks) all fit the KV cache at

@@ -19,6 +19,7 @@
 #include "core/input_file.h"
 #include "engine/core/npy.h"
 #include "engine/model/config.h"
+#include "engine/model/model_info.h"
 #include "engine/parallel/shard_plan.h"
 #include "mlabench/engine.h"
 
@@ -120,6 +121,18 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
                 "cuda only: split decode attention by each sequence's own length, so a request's attention output is "
                 "the same in any batch (slower where the default plan splits otherwise; the GEMMs stay "
                 "batch-dependent; docs/engine.md)");
+  cmd->add_option("--tp", e.tp,
+                  "tensor parallelism over N ranks: attention heads, FFN columns and vocabulary rows split, joined by "
+                  "all-reduce (on the cpu the sharded reference; on GPUs one a rank, NCCL between them; docs/engine.md)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--ep", e.ep,
+                  "expert parallelism over N ranks: routed experts whole, a block a rank (with --tp N; cpu only so far)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_flag("--dp-attention", e.dp_attention,
+                "data-parallel attention (every rank all heads over its own sequences): `info` plans it; no engine "
+                "runs it yet");
   cmd->add_option("--precision", e.precision,
                   "cuda only (the cpu computes in float32): native (GEMMs in the checkpoint dtype, BF16 KV cache: "
                   "fast) or f32 (float32 weights, GEMMs, KV cache and attention: parity with the reference, 2x memory)")
@@ -291,15 +304,16 @@ void add_model_commands(CLI::App& app, int* exit_code) {
                  "plan data-parallel attention: every rank all heads over its own sequences (one latent cache each)");
   info->callback([=] {
     run(exit_code, [&] {
-      ModelSummary s = summarize_model(info_args.engine.model_dir).value();
       if (info_tp == 1 && info_ep == 1 && !info_dp) {
-        std::printf("%s\n", s.json.c_str());
+        std::printf("%s\n", summarize_model(info_args.engine.model_dir).value().json.c_str());
         return;
       }
+      // config.json read once: the plan and the summary describe the same file.
       const ModelConfig c = load_config(info_args.engine.model_dir);
-      nlohmann::ordered_json j = nlohmann::ordered_json::parse(s.json);
-      j["parallel"] = nlohmann::ordered_json::parse(
-          parallel::plan_json(c, parallel::ParallelConfig{.tp = info_tp, .ep = info_ep, .dp_attention = info_dp}));
+      const std::string plan =
+          parallel::plan_json(c, parallel::ParallelConfig{.tp = info_tp, .ep = info_ep, .dp_attention = info_dp});
+      nlohmann::ordered_json j = nlohmann::ordered_json::parse(summarize_model_dir(c, info_args.engine.model_dir).json);
+      j["parallel"] = nlohmann::ordered_json::parse(plan);
       std::printf("%s\n", j.dump().c_str());
     });
   });

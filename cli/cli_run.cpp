@@ -179,6 +179,9 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
                    {"system_prompt", a.system_prompt},
                    {"add_bos", !a.no_bos},
                    {"max_batch", eng.max_batch}});
+    // Only a split run records its split (a run without one keeps the config it always had, for --resume).
+    if (eng.tp > 1 || eng.ep > 1 || eng.dp_attention)
+      config.update({{"tp", eng.tp}, {"ep", eng.ep}, {"dp_attention", eng.dp_attention}});
     data::FetchOptions where;
     if (!a.data_dir.empty()) where.cache_dir = a.data_dir;
     provenance["weights"] = weights_provenance(eng, data::resolve_cache_dir(where));

@@ -19,6 +19,8 @@
 #include "engine/gpu/gpu_runner.h"
 #include "engine/model/cpu_runner.h"
 #include "engine/model/model_info.h"
+#include "engine/parallel/shard_plan.h"
+#include "engine/parallel/sharded_runner.h"
 #include "engine/serving/serving_engine.h"
 #include "mlabench/engine.h"
 
@@ -133,7 +135,21 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
     m.cfg = c;
     const serving::ServingLimits limits = serving::serving_limits(options, c);
     std::unique_ptr<serving::ModelRunner> runner;
-    if (options.device == Device::CUDA) {
+    MLABENCH_CHECK(options.tp >= 1 && options.tp <= 64 && options.ep >= 1 && options.ep <= 64,
+                   "--tp {} --ep {}: each is a number of ranks, 1 to 64", options.tp, options.ep);
+    const parallel::ParallelConfig split{.tp = options.tp, .ep = options.ep, .dp_attention = options.dp_attention};
+    if (split.world() > 1 || split.dp_attention) {
+      // Every rank's plan first: a split that does not divide is refused before any weight is read.
+      parallel::check_sharded_options(c, options);
+      ModelWeights w = options.random_weights_seed ? random_weights(c, *options.random_weights_seed)
+                                                   : load_weights(c, options.model_dir);
+      m.summary = summarize(c, options.model_dir, w.checkpoint.get());
+      m.active_weight_bytes = weight_footprint(c, w.embed.dtype).second;
+      m.weight_bytes = w.stored_bytes;
+      // The whole model on the host (random weights generated there), each rank's slices cut from it.
+      runner = options.device == Device::CUDA ? parallel::make_sharded_gpu_runner(c, std::move(w), options, limits)
+                                              : parallel::make_sharded_cpu_runner(c, std::move(w), options, limits);
+    } else if (options.device == Device::CUDA) {
       // Random weights are generated on the device (full-size shapes never touch host memory); a checkpoint is
       // copied straight from its mmap.
       std::optional<ModelWeights> w;
@@ -566,14 +582,15 @@ Result<std::unique_ptr<LiveSession>> Engine::start_live() {
   });
 }
 
+ModelSummary summarize_model_dir(const ModelConfig& c, const std::string& model_dir) {
+  std::unique_ptr<Checkpoint> ck = Checkpoint::exists(model_dir) ? Checkpoint::open(model_dir) : nullptr;
+  ModelSummary s = summarize(c, model_dir, ck.get());
+  if (Tokenizer::exists(model_dir)) add_tokenizer_summary(s, *Tokenizer::load(model_dir).value());
+  return s;
+}
+
 Result<ModelSummary> summarize_model(const std::string& model_dir) {
-  return guarded([&] {
-    const ModelConfig c = load_config(model_dir);
-    std::unique_ptr<Checkpoint> ck = Checkpoint::exists(model_dir) ? Checkpoint::open(model_dir) : nullptr;
-    ModelSummary s = summarize(c, model_dir, ck.get());
-    if (Tokenizer::exists(model_dir)) add_tokenizer_summary(s, *Tokenizer::load(model_dir).value());
-    return s;
-  });
+  return guarded([&] { return summarize_model_dir(load_config(model_dir), model_dir); });
 }
 
 }  // namespace mlabench

@@ -159,7 +159,10 @@ void GpuModel::upload_weights(const ModelWeights* host, uint64_t seed) {
   WeightUploader up(stored, dtype_, seed, stream_);
   const int64_t H = c.hidden_size, V = c.vocab_size;
   embed_ = up.mat(host ? &host->embed : nullptr, "model.embed_tokens.weight", V, H);
-  lm_head_ = c.tie_word_embeddings ? embed_ : up.mat(host ? &host->lm_head : nullptr, "lm_head.weight", V, H);
+  // A rank of a sharded model holds its vocabulary rows of the head only (tied or not).
+  const int64_t head_rows = host && !host->lm_head.shape.empty() ? host->lm_head.shape[0] : V;
+  lm_head_ = c.tie_word_embeddings && head_rows == V ? embed_
+                                                     : up.mat(host ? &host->lm_head : nullptr, "lm_head.weight", head_rows, H);
   final_norm_ = up.norm(host ? &host->final_norm : nullptr, "model.norm.weight", H);
   layers_.resize(static_cast<size_t>(c.n_layers));
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -209,6 +212,7 @@ void GpuModel::allocate_buffers(const serving::ServingLimits& lim) {
   off_head_x_ = arena_.reserve(static_cast<size_t>(R * H) * 4);
   off_head_c_ = arena_.reserve(static_cast<size_t>(R * H) * es);
   const size_t off_logits = arena_.reserve(static_cast<size_t>(R * c.vocab_size) * 4);
+  if (lm_head_.rows < c.vocab_size) off_local_logits_ = arena_.reserve(static_cast<size_t>(R * lm_head_.rows) * 4);
   attention_->reserve(arena_, lim);
   arena_.allocate("step buffers");
   logits_ = arena_.at<float>(off_logits);
@@ -266,7 +270,9 @@ void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
                       stream_);
     void* vc = pools.v.empty() ? nullptr : pools.v[static_cast<size_t>(l)].get();
     attention_->forward(st, L, pools.k[static_cast<size_t>(l)].get(), vc, pools.block_size, delta);  // [T, H]
+    if (!hooks_.empty()) hooks_.all_reduce(delta, T * H, stream_);  // a rank's heads: a partial sum
     ffn(st, L, x, delta);
+    if (!hooks_.empty()) hooks_.all_reduce(delta, T * H, stream_);  // a rank's FFN columns: a partial sum
   }
   phases::at(stream_, "final norm, lm_head");
   output_head(st, x, delta);
@@ -346,7 +352,14 @@ void GpuModel::output_head(const DeviceStep& step, float* x, float* delta) {
   void* hc = arena_.at<void>(off_head_c_);
   k::cuda::cast({.out = hc, .out_type = dtype_, .ld_out = H, .in = hx, .ld_in = H, .n_rows = R, .n_cols = H},
                 stream_);
-  blas_->linear(logits_, config_.vocab_size, hc, H, lm_head_.p, H, dtype_, R, config_.vocab_size, H);  // [R, V]
+  const int64_t V = config_.vocab_size, Vr = lm_head_.rows;
+  if (Vr == V) {
+    blas_->linear(logits_, V, hc, H, lm_head_.p, H, dtype_, R, V, H);  // [R, V]
+    return;
+  }
+  auto* local = arena_.at<float>(off_local_logits_);  // [R, Vr]: this rank's vocabulary rows
+  blas_->linear(local, Vr, hc, H, lm_head_.p, H, dtype_, R, Vr, H);
+  hooks_.gather_logits(local, R, Vr, logits_, stream_);  // [R, V] on every rank
 }
 
 }  // namespace mlabench::gpu

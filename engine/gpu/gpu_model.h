@@ -22,6 +22,7 @@
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/model/config.h"
 #include "engine/model/rope.h"
+#include "engine/parallel/device_collectives.h"
 #include "engine/serving/limits.h"
 #include "engine/weights/model_weights.h"
 #include "mlabench/engine.h"
@@ -183,6 +184,9 @@ class GpuModel {
   std::pair<int64_t, int64_t> kv_widths() const { return attention_->kv_widths(); }
   uint64_t weight_bytes() const { return weight_bytes_; }
   int64_t prefill_key_budget() const { return attention_->prefill_key_budget(); }
+  /// One rank of a sharded model (engine/parallel/sharded_runner.h): this model holds the rank's slices (heads, FFN
+  /// columns, vocabulary rows); the hooks join its partial outputs with the other ranks'. Set before forward.
+  void set_rank_hooks(parallel::DeviceRankHooks hooks) { hooks_ = std::move(hooks); }
   /// Allocates the step buffers for `limits` (call once, before forward).
   void allocate_buffers(const serving::ServingLimits& limits);
   /// Runs the step: appends its tokens' K/V to `pools` and writes logits [n_logit_rows, vocab] to logits().
@@ -226,7 +230,8 @@ class GpuModel {
   std::unique_ptr<MoeLayer> moe_;
   std::vector<DeviceBuffer> weight_buffers_;
   uint64_t weight_bytes_ = 0;
-  DeviceMat embed_, lm_head_;
+  DeviceMat embed_, lm_head_;  // lm_head_.rows < vocab: this rank's vocabulary rows (a sharded model)
+  parallel::DeviceRankHooks hooks_;
   const float* final_norm_ = nullptr;
   std::vector<GpuLayer> layers_;
   DeviceBuffer rope_cos_, rope_sin_;
@@ -235,7 +240,7 @@ class GpuModel {
 
   Arena arena_;  // the layer loop's buffers and the output head's
   size_t off_x_ = 0, off_delta_ = 0, off_xn_ = 0, off_xn_c_ = 0, off_gu_ = 0, off_h_c_ = 0;
-  size_t off_head_x_ = 0, off_head_c_ = 0;
+  size_t off_head_x_ = 0, off_head_c_ = 0, off_local_logits_ = 0;
   float* logits_ = nullptr;
 };
 

@@ -96,8 +96,9 @@ class Staging {
 class GpuRunner final : public serving::ModelRunner {
  public:
   GpuRunner(const ModelConfig& c, const ModelWeights* host, uint64_t seed, const EngineOptions& o,
-            const serving::ServingLimits& limits)
-      : config_(c), limits_(limits), cuda_graphs_(o.cuda_graphs), batch_invariant_attention_(o.batch_invariant_attention) {
+            const serving::ServingLimits& limits, parallel::DeviceRankHooks hooks)
+      : config_(c), limits_(limits), cuda_graphs_(o.cuda_graphs && (hooks.empty() || hooks.graph_capturable)),
+        batch_invariant_attention_(o.batch_invariant_attention) {
     std::string why;
     MLABENCH_CHECK(gpu::cuda_device_available(&why),
                    "--device cuda needs a CUDA GPU: {}. HINT: run on a machine with an NVIDIA GPU, or use --device cpu",
@@ -114,6 +115,7 @@ class GpuRunner final : public serving::ModelRunner {
     cudaDriverGetVersion(&driver_);
     MLABENCH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     model_ = std::make_unique<gpu::GpuModel>(c, host, seed, o.precision, stream_, o.batch_invariant_attention);
+    model_->set_rank_hooks(std::move(hooks));
     model_->allocate_buffers(limits);
     const int64_t max_blocks = (limits.max_context + limits.block_size - 1) / limits.block_size;
     const auto graph_seqs = static_cast<size_t>(std::bit_ceil(static_cast<uint64_t>(limits.max_seqs)));
@@ -500,8 +502,9 @@ std::string GpuRunner::describe_json() const {
 }  // namespace
 
 std::unique_ptr<serving::ModelRunner> make_gpu_runner(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                                      const EngineOptions& o, const serving::ServingLimits& limits) {
-  return std::make_unique<GpuRunner>(c, host, seed, o, limits);
+                                                      const EngineOptions& o, const serving::ServingLimits& limits,
+                                                      parallel::DeviceRankHooks hooks) {
+  return std::make_unique<GpuRunner>(c, host, seed, o, limits, std::move(hooks));
 }
 
 }  // namespace mlabench

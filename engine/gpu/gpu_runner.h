@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "engine/model/config.h"
+#include "engine/parallel/device_collectives.h"
 #include "engine/serving/limits.h"
 #include "engine/serving/model_runner.h"
 #include "engine/weights/model_weights.h"
@@ -16,8 +17,11 @@ namespace mlabench {
 /// \brief The GPU runner: uploads the weights (from `host`, views into the mmap'd checkpoint, or generated on the
 /// device from `seed` when host is null), allocates the step buffers, measures the copy bandwidth and gives the
 /// KV cache what the budget allows (EngineOptions::kv_cache_gib; 0 = the free memory less 1 GiB). Throws Error
-/// when the build has no CUDA or the machine no GPU.
+/// when the build has no CUDA or the machine no GPU. `hooks`: one rank of a sharded model (`c` and `host` its
+/// slices; engine/parallel/sharded_runner.h), empty for the whole model; hooks that cannot be captured turn the
+/// CUDA graphs off.
 std::unique_ptr<serving::ModelRunner> make_gpu_runner(const ModelConfig& c, const ModelWeights* host, uint64_t seed,
-                                                      const EngineOptions& o, const serving::ServingLimits& limits);
+                                                      const EngineOptions& o, const serving::ServingLimits& limits,
+                                                      parallel::DeviceRankHooks hooks = {});
 
 }  // namespace mlabench

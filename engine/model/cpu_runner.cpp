@@ -21,9 +21,11 @@ namespace k = mlabench::kernels;
 
 class CpuRunner final : public serving::ModelRunner {
  public:
-  CpuRunner(ModelConfig c, ModelWeights w, const EngineOptions& o, const serving::ServingLimits& limits)
+  CpuRunner(ModelConfig c, ModelWeights w, const EngineOptions& o, const serving::ServingLimits& limits,
+            CpuRankHooks hooks)
       : limits_(limits), weight_bytes_(w.stored_bytes), model_(std::move(c), std::move(w), o.mla_attention) {
     if (o.n_threads > 0) omp_set_num_threads(o.n_threads);
+    model_.set_rank_hooks(std::move(hooks));
     const CpuKvCache probe = model_.new_cache();
     k_width_ = probe.k_width();
     v_width_ = probe.v_width();
@@ -135,8 +137,8 @@ class CpuRunner final : public serving::ModelRunner {
 }  // namespace
 
 std::unique_ptr<serving::ModelRunner> make_cpu_runner(ModelConfig c, ModelWeights w, const EngineOptions& o,
-                                                      const serving::ServingLimits& limits) {
-  return std::make_unique<CpuRunner>(std::move(c), std::move(w), o, limits);
+                                                      const serving::ServingLimits& limits, CpuRankHooks hooks) {
+  return std::make_unique<CpuRunner>(std::move(c), std::move(w), o, limits, std::move(hooks));
 }
 
 }  // namespace mlabench

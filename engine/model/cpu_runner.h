@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "engine/model/config.h"
+#include "engine/model/cpu_model.h"
 #include "engine/serving/limits.h"
 #include "engine/serving/model_runner.h"
 #include "engine/weights/model_weights.h"
@@ -18,8 +19,9 @@
 namespace mlabench {
 
 /// \brief The CPU runner for `c` and its weights. The cache budget is EngineOptions::kv_cache_gib, or a quarter
-/// of the machine's memory when 0 (allocated lazily, block by block).
+/// of the machine's memory when 0 (allocated lazily, block by block). `hooks`: one rank of a sharded model (`c` and
+/// `w` its slices; engine/parallel/sharded_runner.h), empty for the whole model.
 std::unique_ptr<serving::ModelRunner> make_cpu_runner(ModelConfig c, ModelWeights w, const EngineOptions& o,
-                                                      const serving::ServingLimits& limits);
+                                                      const serving::ServingLimits& limits, CpuRankHooks hooks = {});
 
 }  // namespace mlabench

@@ -31,4 +31,9 @@ class Checkpoint;
 /// dtypes, expert layout); pass nullptr when no checkpoint is in use.
 ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const Checkpoint* ck);
 
+/// \brief What summarize_model(model_dir) returns, for a config already read from model_dir (so a caller that
+/// also plans with it reads config.json once): the checkpoint and the tokenizer described where they exist.
+/// Throws Error (engine/engine.cpp).
+ModelSummary summarize_model_dir(const ModelConfig& c, const std::string& model_dir);
+
 }  // namespace mlabench

@@ -56,6 +56,14 @@ void HostGroup::all_gather(int rank, const float* in, const std::vector<int64_t>
   done();
 }
 
+std::vector<int64_t> HostGroup::all_gather_counts(int rank, int64_t mine) {
+  publish(rank, {nullptr, nullptr, &mine});
+  std::vector<int64_t> all(static_cast<size_t>(n_));
+  for (int r = 0; r < n_; ++r) all[static_cast<size_t>(r)] = *slots_[static_cast<size_t>(r)].value;
+  done();
+  return all;
+}
+
 void HostGroup::all_to_all(int rank, const float* send, const std::vector<int64_t>& send_counts, int64_t width,
                            float* recv, std::vector<int64_t>& recv_counts) {
   MLABENCH_CHECK(static_cast<int>(send_counts.size()) == n_ && width > 0,
@@ -93,6 +101,61 @@ void run_ranks(HostGroup& group, const std::function<void(int rank)>& f) {
     });
   for (auto& t : threads) t.join();
   if (first) std::rethrow_exception(first);
+}
+
+}  // namespace mlabench::parallel
+
+namespace mlabench::parallel {
+
+RankThreads::RankThreads(HostGroup& group) : group_(group) {
+  for (int r = 0; r < group.size(); ++r) threads_.emplace_back([this, r] { loop(r); });
+}
+
+RankThreads::~RankThreads() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  start_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void RankThreads::loop(int rank) {
+  uint64_t seen = 0;
+  for (;;) {
+    const std::function<void(int)>* job = nullptr;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      start_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      job = job_;
+    }
+    std::exception_ptr error;
+    try {
+      (*job)(rank);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error) {
+      if (!first_) first_ = error;
+      group_.leave(rank);  // the others' next collective fails instead of waiting for this rank
+    }
+    if (--running_ == 0) finished_.notify_all();
+  }
+}
+
+void RankThreads::run(const std::function<void(int rank)>& f) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (first_) std::rethrow_exception(first_);  // a rank left the group: it cannot run another collective step
+  job_ = &f;
+  running_ = group_.size();
+  ++generation_;
+  start_.notify_all();
+  finished_.wait(lock, [&] { return running_ == 0; });
+  job_ = nullptr;
+  if (first_) std::rethrow_exception(first_);
 }
 
 }  // namespace mlabench::parallel

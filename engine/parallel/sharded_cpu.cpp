@@ -148,6 +148,12 @@ CpuRankHooks head_hooks(HostGroup& group, int rank, int64_t V) {
 
 }  // namespace
 
+CpuRankHooks tensor_parallel_hooks(HostGroup& group, int rank, int64_t vocab) {
+  CpuRankHooks hooks = head_hooks(group, rank, vocab);
+  hooks.all_reduce = [&group, rank](float* delta, int64_t n) { group.all_reduce_sum(rank, delta, delta, n); };
+  return hooks;
+}
+
 std::vector<float> sharded_cpu_logits(const ModelConfig& c, const ModelWeights& w, const ParallelConfig& p,
                                       std::span<const int32_t> prompt, std::span<const int32_t> continuation,
                                       MlaAttention mode) {
@@ -162,9 +168,7 @@ std::vector<float> sharded_cpu_logits(const ModelConfig& c, const ModelWeights& 
   run_ranks(group, [&](int rank) {
     RankModel rm = shard_model(c, w, plan_shards(c, p, rank));
     CpuModel model(std::move(rm.config), std::move(rm.weights), mode);
-    CpuRankHooks hooks = head_hooks(group, rank, V);
-    hooks.all_reduce = [&group, rank](float* delta, int64_t n) { group.all_reduce_sum(rank, delta, delta, n); };
-    model.set_rank_hooks(std::move(hooks));
+    model.set_rank_hooks(tensor_parallel_hooks(group, rank, V));
     // Every rank computes the same logits; rank 0's are kept.
     std::vector<float> mine(out.size());
     run_model(model, prompt, continuation, rank == 0 ? out.data() : mine.data());
@@ -196,16 +200,13 @@ std::vector<std::vector<float>> sharded_cpu_logits_dp(const ModelConfig& c, cons
     RankModel rm = shard_model(c, w, plan_shards(c, p, rank));
     CpuModel model(std::move(rm.config), std::move(rm.weights), mode);
     CpuRankHooks hooks = head_hooks(group, rank, V);
-    // Every rank's row count first (a float each: exact far past these sizes), then the rows.
+    // Every rank's row count first, then the rows.
     hooks.gather_rows = [&group, rank](const float* mine, int64_t rows, int64_t width, std::vector<float>& all) {
-      const int world = group.size();
-      const auto n = static_cast<float>(rows);
-      std::vector<float> ns(static_cast<size_t>(world));
-      group.all_gather(rank, &n, std::vector<int64_t>(static_cast<size_t>(world), 1), ns.data());
-      std::vector<int64_t> counts(static_cast<size_t>(world));
+      const std::vector<int64_t> ns = group.all_gather_counts(rank, rows);
+      std::vector<int64_t> counts(ns.size());
       int64_t first = 0, total = 0;
-      for (int r = 0; r < world; ++r) {
-        const auto rr = static_cast<int64_t>(ns[static_cast<size_t>(r)]);
+      for (int r = 0; r < group.size(); ++r) {
+        const int64_t rr = ns[static_cast<size_t>(r)];
         counts[static_cast<size_t>(r)] = rr * width;
         if (r < rank) first += rr;
         total += rr;

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "engine/model/config.h"
+#include "engine/model/cpu_model.h"
+#include "engine/parallel/host_collectives.h"
 #include "engine/parallel/shard_plan.h"
 #include "engine/weights/model_weights.h"
 #include "mlabench/engine.h"
@@ -27,6 +29,10 @@ struct RankModel {
 };
 
 RankModel shard_model(const ModelConfig& c, const ModelWeights& w, const ShardPlan& plan);
+
+/// What rank `rank` of `group` does where a --tp/--ep forward joins (the group outlives the hooks): the all-reduce
+/// of each block's partial output and the all-gather of the output head's vocabulary slices.
+CpuRankHooks tensor_parallel_hooks(HostGroup& group, int rank, int64_t vocab);
 
 /// Logits [prompt.size() + continuation.size(), vocab]: every row of a prefill of `prompt`, then one decode step per
 /// token of `continuation`, run over p.world() ranks (threads). DP attention is refused: it splits sequences, and

@@ -160,4 +160,17 @@ inline std::vector<std::pair<std::string, nlohmann::json>> architecture_combinat
   return out;
 }
 
+/// \brief The composition `name` with heads that split over 2, 4 and 8 ranks: 8 query heads (GQA: 4 KV heads; MHA
+/// and GQA at head_dim 16). Null when there is no such composition.
+inline nlohmann::json splittable_composition(const std::string& name) {
+  nlohmann::json j;
+  for (const auto& [n, cfg] : architecture_combinations())
+    if (n == name) j = cfg;
+  if (j.is_null()) return j;
+  j["num_attention_heads"] = 8;
+  j["num_key_value_heads"] = name.rfind("gqa", 0) == 0 ? 4 : 8;
+  if (name.rfind("mla", 0) != 0) j["head_dim"] = 16;
+  return j;
+}
+
 }  // namespace mlabench::test

@@ -117,6 +117,26 @@ TEST(Cli, InfoPlansASplitOverSeveralGpus) {
   expect_failure(v2 + " --tp 2 --ep 4", "each is 1 or the group's size");
 }
 
+// --tp / --ep on the engine commands: the CPU runs the split (engine/parallel/sharded_runner.h) with the unsharded
+// engine's tokens; bench records the split; what cannot run is refused before any weight is read.
+TEST(Cli, EngineCommandsRunASplitOnTheCpu) {
+  const std::string gen = "generate --tokens 1,2,3,4,5 --max-new-tokens 8";
+  const CliResult whole = mlabench_cli(gen), split = mlabench_cli(gen + " --tp 2 --ep 2");
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  ASSERT_EQ(split.exit_code, 0) << split.err;
+  EXPECT_EQ(nlohmann::json::parse(whole.out)["tokens"], nlohmann::json::parse(split.out)["tokens"]);
+  EXPECT_EQ(nlohmann::json::parse(split.out)["tokens"].size(), 8u);
+  const CliResult b = mlabench_cli("bench --batch 2 --prompt 4 --gen 2 --tp 2");
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  const auto bj = nlohmann::json::parse(b.out.substr(b.out.rfind("\n{") + 1));
+  EXPECT_EQ(bj["params"]["tp"], 2);
+  EXPECT_EQ(bj["params"]["ep"], 1);
+  expect_failure(gen + " --device cuda --tp 2 --ep 2", "--ep 2 on cuda");
+  expect_failure(gen + " --tp 4", "num_attention_heads = 6 does not divide over 4 ranks");
+  expect_failure(gen + " --tp 2 --dp-attention", "DP attention gives each rank its own sequences");
+  expect_failure(gen + " --tp 65", "--tp", 2);
+}
+
 TEST(Cli, LogitsWritesNpyEqualToTheReference) {
   const std::string dir = test::fixture_dir("llama-gqa-llama3-tied");
   const test::Reference ref = test::load_reference(dir);
@@ -250,6 +270,8 @@ TEST(Cli, HelpListsEveryEngineOptionWithEngineOptionsDefaults) {
       {"--max-context", shown(d.max_context)},
       {"--block-size", shown(d.block_size)},
       {"--precision", to_string(d.precision)},
+      {"--tp", shown(d.tp)},
+      {"--ep", shown(d.ep)},
       {"--model", test::default_model_dir()},
   };
   // Flags and options without a default say it in words.
@@ -340,6 +362,8 @@ TEST(Cli, EngineOptionsReachTheEngine) {
   EXPECT_EQ(pj["params"]["prefix_sharing"], d.prefix_sharing);
   EXPECT_EQ(pj["params"]["cuda_graphs"], d.cuda_graphs);
   EXPECT_EQ(pj["params"]["precision"], to_string(d.precision));
+  EXPECT_EQ(pj["params"]["tp"], d.tp);
+  EXPECT_EQ(pj["params"]["ep"], d.ep);
   const CliResult set = mlabench_cli(bench + " --max-step-tokens 64 --block-size 32 --kv-cache-gib 0.25 --precision f32 "
                                              "--no-prefix-sharing --no-cuda-graphs --random-weights 7 --threads 1");
   ASSERT_EQ(set.exit_code, 0) << set.err;

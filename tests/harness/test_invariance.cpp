@@ -164,5 +164,54 @@ TEST(Invariance, RunRecordsTheCheckInResultsSummaryAndReport) {
   std::filesystem::remove_all(out);
 }
 
+// A split run (--tp 2 --ep 2 on the CPU: engine/parallel/sharded_runner.h) scores and generates what the unsplit
+// run does on real MMLU and GSM8K documents, and results.json records the split (only a split run has the keys).
+TEST(Invariance, ASplitRunScoresAndGeneratesWhatTheWholeModelDoes) {
+  MLABENCH_REQUIRE_MIRROR();
+  const auto out = test::fresh_dir("invariance-split");
+  auto run = [&](const std::string& name, const std::string& extra) {
+    const std::string cmd = std::string(MLABENCH_BINARY) + " run --model " + kTiny +
+                            " --tasks mmlu_anatomy,gsm8k_cot --limit 2 --gen-kwargs max_gen_toks=16 --set "
+                            "mmlu_anatomy.num_fewshot=1 --set gsm8k_cot.num_fewshot=1 --mirror " +
+                            test::dataset_mirror() + " --data-dir " + (out / "data").string() +
+                            " --offline --no-progress --no-report --output " + (out / name).string() + extra + " > " +
+                            (out / (name + ".log")).string() + " 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << test::read_file((out / (name + ".log")).string());
+    std::ifstream f(out / name / "results.json");
+    return nlohmann::ordered_json::parse(f);
+  };
+  const auto whole = run("whole", ""), split = run("split", " --tp 2 --ep 2");
+  EXPECT_EQ(split["results"], whole["results"]);
+  EXPECT_EQ(split["config"]["tp"], 2);
+  EXPECT_EQ(split["config"]["ep"], 2);
+  EXPECT_FALSE(whole["config"].contains("tp"));
+  // Every sample line the same (responses, predictions, scores), the log-probabilities within float32's reordering
+  // of the sums over ranks (1e-5 relative).
+  for (const char* task : {"mmlu_anatomy", "gsm8k_cot"}) {
+    std::ifstream fa(out / "whole" / (std::string("samples_") + task + ".jsonl"));
+    std::ifstream fb(out / "split" / (std::string("samples_") + task + ".jsonl"));
+    std::string la, lb;
+    int lines = 0;
+    while (std::getline(fa, la)) {
+      ASSERT_TRUE(static_cast<bool>(std::getline(fb, lb))) << task << ": the split run has fewer samples";
+      auto a = nlohmann::json::parse(la), b = nlohmann::json::parse(lb);
+      if (a.contains("logprobs")) {
+        ASSERT_EQ(a["logprobs"].size(), b["logprobs"].size()) << task;
+        for (size_t i = 0; i < a["logprobs"].size(); ++i) {
+          const double x = a["logprobs"][i], y = b["logprobs"][i];
+          EXPECT_NEAR(x, y, 1e-5 * std::max(1.0, std::fabs(x))) << task << " line " << lines;
+        }
+        a.erase("logprobs");
+        b.erase("logprobs");
+      }
+      EXPECT_EQ(a, b) << task << " line " << lines;
+      ++lines;
+    }
+    EXPECT_EQ(lines, 2) << task;
+    EXPECT_FALSE(static_cast<bool>(std::getline(fb, lb))) << task << ": the split run has more samples";
+  }
+  std::filesystem::remove_all(out);
+}
+
 }  // namespace
 }  // namespace mlabench::harness

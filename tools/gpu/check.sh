@@ -90,7 +90,7 @@ if want test || named gputest; then
 # The engine tests run alone: they size their caches from free GPU memory.
 build-gpu/tests/test_gpu_engine > "$out/gpu_engine.log" 2>&1
 row "GPU engine tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/gpu_engine.log" | tr '\n' ' ')"
-grep -E '^\[ gpu (parity|greedy)|^\[  FAILED|Failure' "$out/gpu_engine.log" | sed 's/^/    /' >> "$out/summary.txt"
+grep -E '^\[ gpu (parity|greedy)|^\[ sharded gpu|^\[  FAILED|Failure' "$out/gpu_engine.log" | sed 's/^/    /' >> "$out/summary.txt"
 cat "$out/gpu_engine.log" >> "$out/ctest.log"
 fi
 if want serve || named gputest; then

@@ -1,0 +1,178 @@
+// The sharded GPU model's joins (engine/parallel/device_collectives.h): NCCL, one communicator a GPU, or the
+// host-staged twin through the CPU collectives.
+#include "engine/parallel/device_collectives.h"
+
+#include <cuda_runtime_api.h>
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <set>
+#include <utility>
+#include <vector>
+
+#if MLABENCH_HAVE_NCCL
+#include <nccl.h>
+#endif
+
+#include "core/check.h"
+#include "engine/kernels/cuda/cuda_check.h"
+#include "engine/parallel/shard_plan.h"
+#include "engine/parallel/sharded_cpu.h"
+
+namespace mlabench::parallel {
+namespace {
+
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+// The vocabulary rows of every rank (the output head's split, plan_shards' `vocab`).
+std::vector<Range> vocab_ranges(int64_t vocab, int world) {
+  std::vector<Range> out;
+  for (int r = 0; r < world; ++r) out.push_back(split_range(vocab, world, r));
+  return out;
+}
+
+// The CPU twin behind copies to and from the host. Every join synchronizes the rank's stream: for tests and for
+// placements NCCL refuses (ranks sharing a GPU), not for speed.
+class HostStagedCollectives final : public DeviceCollectives {
+ public:
+  HostStagedCollectives(HostGroup& group, int64_t vocab) : group_(group), vocab_(vocab) {}
+  std::string kind() const override { return "host"; }
+  DeviceRankHooks hooks(int rank) override {
+    CpuRankHooks cpu = tensor_parallel_hooks(group_, rank, vocab_);
+    DeviceRankHooks h;
+    h.all_reduce = [reduce = cpu.all_reduce](float* data, int64_t n, void* stream) {
+      std::vector<float> host(static_cast<size_t>(n));
+      MLABENCH_CUDA(cudaMemcpyAsync(host.data(), data, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToHost,
+                                    as_stream(stream)));
+      MLABENCH_CUDA(cudaStreamSynchronize(as_stream(stream)));
+      reduce(host.data(), n);
+      MLABENCH_CUDA(cudaMemcpyAsync(data, host.data(), static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice,
+                                    as_stream(stream)));
+      MLABENCH_CUDA(cudaStreamSynchronize(as_stream(stream)));  // `host` goes out of scope
+    };
+    h.gather_logits = [gather = cpu.gather_logits, V = vocab_](const float* local, int64_t rows, int64_t local_vocab,
+                                                              float* logits, void* stream) {
+      std::vector<float> mine(static_cast<size_t>(rows * local_vocab)), all(static_cast<size_t>(rows * V));
+      MLABENCH_CUDA(cudaMemcpyAsync(mine.data(), local, mine.size() * 4, cudaMemcpyDeviceToHost, as_stream(stream)));
+      MLABENCH_CUDA(cudaStreamSynchronize(as_stream(stream)));
+      gather(mine.data(), rows, local_vocab, all.data());
+      MLABENCH_CUDA(cudaMemcpyAsync(logits, all.data(), all.size() * 4, cudaMemcpyHostToDevice, as_stream(stream)));
+      MLABENCH_CUDA(cudaStreamSynchronize(as_stream(stream)));
+    };
+    h.graph_capturable = false;
+    return h;
+  }
+
+ private:
+  HostGroup& group_;
+  int64_t vocab_;
+};
+
+#if MLABENCH_HAVE_NCCL
+
+void nccl_check(ncclResult_t r, const char* call) {
+  MLABENCH_CHECK(r == ncclSuccess,
+                 "{} failed: {}. HINT: every rank needs its own visible GPU; NCCL_DEBUG=WARN says more; --tp 1 runs "
+                 "on one GPU",
+                 call, ncclGetErrorString(r));
+}
+
+// One communicator a rank. The output head's vocabulary splits unevenly (split_range), and ncclAllGather moves
+// equal counts, so each rank sends its [rows, local_vocab] padded to the widest rank's width and the gathered
+// [rank][rows][width] is laid out into [rows, vocab] by one 2-D copy a rank, all on the rank's stream.
+class NcclCollectives final : public DeviceCollectives {
+ public:
+  NcclCollectives(const std::vector<int>& devices, int64_t vocab, int64_t max_rows)
+      : devices_(devices), vocab_(vocab), max_rows_(max_rows), vocab_of_(vocab_ranges(vocab, static_cast<int>(devices.size()))) {
+    // NVLink multicast stays off (the device README): set before the communicators exist, unless the user chose.
+    setenv("NCCL_NVLS_ENABLE", "0", 0);
+    for (const Range& r : vocab_of_) width_ = std::max(width_, r.size());
+    comms_.resize(devices.size());
+    nccl_check(ncclCommInitAll(comms_.data(), static_cast<int>(devices.size()), devices.data()), "ncclCommInitAll");
+    padded_.resize(devices.size());
+    gathered_.resize(devices.size());
+  }
+  ~NcclCollectives() override {
+    for (ncclComm_t c : comms_)
+      if (c) ncclCommDestroy(c);
+  }
+  std::string kind() const override { return "nccl"; }
+
+  DeviceRankHooks hooks(int rank) override {
+    const auto r = static_cast<size_t>(rank);
+    const int world = static_cast<int>(devices_.size());
+    MLABENCH_CUDA(cudaSetDevice(devices_[r]));
+    // Allocated here, on the rank's GPU, once: a captured graph keeps the pointers.
+    padded_[r] = gpu::DeviceBuffer(static_cast<size_t>(max_rows_ * width_) * 4, "NCCL logits (padded)");
+    gathered_[r] = gpu::DeviceBuffer(static_cast<size_t>(world * max_rows_ * width_) * 4, "NCCL logits (gathered)");
+    DeviceRankHooks h;
+    ncclComm_t comm = comms_[r];
+    h.all_reduce = [comm](float* data, int64_t n, void* stream) {
+      nccl_check(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat32, ncclSum, comm, as_stream(stream)),
+                 "ncclAllReduce");
+    };
+    float* padded = padded_[r].as<float>();
+    float* gathered = gathered_[r].as<float>();
+    h.gather_logits = [this, comm, padded, gathered, rank](const float* local, int64_t rows, int64_t local_vocab,
+                                                            float* logits, void* stream) {
+      MLABENCH_ICHECK(rows <= max_rows_ && local_vocab == vocab_of_[static_cast<size_t>(rank)].size(),
+                      "rank {}: {} logit rows of {} vocabulary rows (bounds {} and {})", rank, rows, local_vocab,
+                      max_rows_, vocab_of_[static_cast<size_t>(rank)].size());
+      const cudaStream_t s = as_stream(stream);
+      const size_t w = static_cast<size_t>(width_) * 4, lw = static_cast<size_t>(local_vocab) * 4;
+      MLABENCH_CUDA(cudaMemcpy2DAsync(padded, w, local, lw, lw, static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, s));
+      nccl_check(ncclAllGather(padded, gathered, static_cast<size_t>(rows * width_), ncclFloat32, comm, s),
+                 "ncclAllGather");
+      for (size_t q = 0; q < vocab_of_.size(); ++q) {
+        const Range vr = vocab_of_[q];
+        MLABENCH_CUDA(cudaMemcpy2DAsync(logits + vr.begin, static_cast<size_t>(vocab_) * 4,
+                                        gathered + static_cast<int64_t>(q) * rows * width_, w,
+                                        static_cast<size_t>(vr.size()) * 4, static_cast<size_t>(rows),
+                                        cudaMemcpyDeviceToDevice, s));
+      }
+    };
+    h.graph_capturable = true;
+    return h;
+  }
+
+ private:
+  std::vector<int> devices_;
+  int64_t vocab_, max_rows_, width_ = 0;
+  std::vector<Range> vocab_of_;
+  std::vector<ncclComm_t> comms_;
+  std::vector<gpu::DeviceBuffer> padded_, gathered_;
+};
+
+#endif  // MLABENCH_HAVE_NCCL
+
+}  // namespace
+
+std::vector<int> place_ranks(int world, int first_device) {
+  std::string why;
+  MLABENCH_CHECK(gpu::cuda_device_available(&why),
+                 "--device cuda needs a CUDA GPU: {}. HINT: run on a machine with an NVIDIA GPU, or use --device cpu",
+                 why);
+  int devices = 0;
+  MLABENCH_CUDA(cudaGetDeviceCount(&devices));
+  check_cuda_device_index(first_device, devices);
+  const int usable = devices - first_device;
+  std::vector<int> out;
+  for (int r = 0; r < world; ++r) out.push_back(first_device + r % usable);
+  return out;
+}
+
+std::unique_ptr<DeviceCollectives> make_device_collectives(HostGroup& group, const std::vector<int>& devices,
+                                                           int64_t vocab, int64_t max_rows, bool prefer_host) {
+  const bool distinct = std::set<int>(devices.begin(), devices.end()).size() == devices.size();
+#if MLABENCH_HAVE_NCCL
+  if (distinct && !prefer_host) return std::make_unique<NcclCollectives>(devices, vocab, max_rows);
+#else
+  (void)max_rows;
+  (void)distinct;
+  (void)prefer_host;
+#endif
+  return std::make_unique<HostStagedCollectives>(group, vocab);
+}
+
+}  // namespace mlabench::parallel

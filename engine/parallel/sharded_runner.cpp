@@ -1,0 +1,216 @@
+#include "engine/parallel/sharded_runner.h"
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/check.h"
+#include "engine/gpu/gpu_runner.h"
+#include "engine/model/cpu_runner.h"
+#include "engine/parallel/device_collectives.h"
+#include "engine/parallel/host_collectives.h"
+#include "engine/parallel/shard_plan.h"
+#include "engine/parallel/sharded_cpu.h"
+
+namespace mlabench::parallel {
+namespace {
+
+ParallelConfig split_of(const EngineOptions& o) { return {.tp = o.tp, .ep = o.ep, .dp_attention = o.dp_attention}; }
+
+// A rank's runner from its slices of the model (called on the rank's own thread).
+using RankFactory = std::function<std::unique_ptr<serving::ModelRunner>(int rank, RankModel slices)>;
+
+class ShardedRunner final : public serving::ModelRunner {
+ public:
+  // `collectives` (GPU ranks) must outlive the ranks' runners, whose hooks point into it: it is kept here.
+  ShardedRunner(const ModelConfig& c, ModelWeights w, const EngineOptions& o, std::unique_ptr<HostGroup> group,
+                std::unique_ptr<DeviceCollectives> collectives, std::vector<int> devices, const RankFactory& make_rank)
+      : vocab_(c.vocab_size),
+        whole_(std::move(w)),
+        own_group_(std::move(group)),
+        group_(*own_group_),
+        collectives_(std::move(collectives)),
+        devices_(std::move(devices)),
+        threads_(group_) {
+    const ParallelConfig p = split_of(o);
+    const int world = group_.size();
+    std::vector<ShardPlan> plans;
+    for (int r = 0; r < world; ++r) plans.push_back(plan_shards(c, p, r));
+    ranks_.resize(static_cast<size_t>(world));
+    outputs_.resize(static_cast<size_t>(world));
+    full_rows_.resize(static_cast<size_t>(world));
+    threads_.run([&](int r) {
+      ranks_[static_cast<size_t>(r)] = make_rank(r, shard_model(c, whole_, plans[static_cast<size_t>(r)]));
+    });
+    const size_t es = dtype_size(whole_.embed.dtype);
+    n_blocks_ = ranks_[0]->n_blocks();
+    for (int r = 0; r < world; ++r) {
+      const auto& rank = *ranks_[static_cast<size_t>(r)];
+      n_blocks_ = std::min(n_blocks_, rank.n_blocks());
+      bytes_per_block_ += rank.bytes_per_block();
+      weight_bytes_ += collectives_ ? rank.weight_bytes()
+                                    : static_cast<uint64_t>(rank_parameters(c, plans[static_cast<size_t>(r)])) * es;
+    }
+    parallel_json_ = {{"tp", p.tp}, {"ep", p.ep}, {"world", world},
+                      {"collectives", collectives_ ? collectives_->kind() : "host (cpu)"}};
+    if (!devices_.empty()) parallel_json_["devices"] = devices_;
+  }
+
+  int64_t n_blocks() const override { return n_blocks_; }
+  /// Over all ranks: a block's positions are cached on every rank (its slice of the heads, or the whole latent).
+  uint64_t bytes_per_block() const override { return bytes_per_block_; }
+  uint64_t weight_bytes() const override { return weight_bytes_; }
+  int64_t prefill_key_budget() const override {
+    int64_t b = 0;
+    for (const auto& r : ranks_) {
+      const int64_t rb = r->prefill_key_budget();
+      if (rb > 0) b = b == 0 ? rb : std::min(b, rb);
+    }
+    return b;
+  }
+  double copy_bandwidth_gbps() const override { return ranks_[0]->copy_bandwidth_gbps(); }
+
+  // The CPU: "" (no device). GPUs: rank 0's description, the KV cache and weights summed over the ranks (what the
+  // group holds), every rank's own under "parallel".
+  std::string describe_json() const override {
+    const std::string first = ranks_[0]->describe_json();
+    if (first.empty()) return first;
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(first), ranks = nlohmann::ordered_json::array();
+    uint64_t bytes = 0;
+    for (const auto& r : ranks_) {
+      ranks.push_back(nlohmann::ordered_json::parse(r->describe_json()));
+      bytes += ranks.back()["kv_cache"]["bytes"].get<uint64_t>();
+    }
+    j["weight_bytes"] = weight_bytes_;
+    j["kv_cache"]["blocks"] = n_blocks_;
+    j["kv_cache"]["bytes"] = bytes;
+    const int64_t block_size = j["kv_cache"]["block_size"].get<int64_t>();
+    j["kv_cache"]["tokens"] = n_blocks_ * block_size;
+    j["kv_cache"]["bytes_per_token"] = bytes_per_block_ / static_cast<uint64_t>(block_size);
+    j["parallel"] = parallel_json_;
+    j["parallel"]["ranks"] = ranks;
+    return j.dump();
+  }
+
+  void execute(const serving::StepPlan& plan, serving::StepOutput& out) override {
+    threads_.run([&](int r) {
+      if (r == 0) {
+        ranks_[0]->execute(plan, out);
+        return;
+      }
+      serving::StepOutput& mine = outputs_[static_cast<size_t>(r)];
+      if (plan.n_full == 0) {
+        ranks_[static_cast<size_t>(r)]->execute(plan, mine);
+        return;
+      }
+      // FULL rows are written through their dst: rank 0 alone writes the caller's memory, the others a scratch.
+      serving::StepPlan redirected = plan;
+      std::vector<float>& scratch = full_rows_[static_cast<size_t>(r)];
+      scratch.resize(static_cast<size_t>(plan.n_full * vocab_));
+      int64_t i = 0;
+      for (serving::LogitRow& lr : redirected.logits)
+        if (lr.use == serving::RowUse::FULL) lr.dst = scratch.data() + (i++) * vocab_;
+      ranks_[static_cast<size_t>(r)]->execute(redirected, mine);
+    });
+    for (size_t r = 1; r < ranks_.size(); ++r)
+      MLABENCH_ICHECK(outputs_[r].sampled == out.sampled && outputs_[r].logprob == out.logprob &&
+                          outputs_[r].is_greedy == out.is_greedy,
+                      "rank {} of {} sampled or scored otherwise than rank 0 in the same step: the collectives gave "
+                      "the ranks different logits",
+                      r, ranks_.size());
+  }
+
+ private:
+  int64_t vocab_;
+  ModelWeights whole_;  // the ranks' weights view it where rows are split
+  std::unique_ptr<HostGroup> own_group_;  // the CPU collectives (and the host-staged GPU ones)
+  HostGroup& group_;
+  std::unique_ptr<DeviceCollectives> collectives_;
+  std::vector<int> devices_;
+  RankThreads threads_;
+  std::vector<std::unique_ptr<serving::ModelRunner>> ranks_;  // destroyed before the collectives and the threads
+  std::vector<serving::StepOutput> outputs_;                  // ranks 1..: what each computed, checked against rank 0's
+  std::vector<std::vector<float>> full_rows_;                 // ranks 1..: where their FULL rows go
+  int64_t n_blocks_ = 0;
+  uint64_t bytes_per_block_ = 0, weight_bytes_ = 0;
+  nlohmann::ordered_json parallel_json_;
+};
+
+}  // namespace
+
+void check_sharded_options(const ModelConfig& c, const EngineOptions& o) {
+  const ParallelConfig p = split_of(o);
+  MLABENCH_CHECK(!p.dp_attention,
+                 "--dp-attention: the sharded engine runs one step plan on every rank, and DP attention gives each "
+                 "rank its own sequences. HINT: run --tp N (with or without --ep N); `mlabench info --tp N --ep N "
+                 "--dp-attention` plans the DP split");
+  for (int r = 0; r < p.world(); ++r) (void)plan_shards(c, p, r);
+  MLABENCH_CHECK(o.device != Device::CUDA || p.ep == 1,
+                 "--ep {} on cuda: a GPU rank runs every routed expert of its slice (--tp splits each expert's "
+                 "columns); holding whole experts needs the token dispatch, not built yet. HINT: --tp {} alone, or "
+                 "--device cpu for the expert-parallel reference",
+                 p.ep, p.world());
+  if (o.device != Device::CUDA) return;
+  // The GPUs exist and a shared one has a cache budget for each of its ranks.
+  const std::vector<int> devices = place_ranks(p.world(), o.device_index);
+  const bool shared = std::set<int>(devices.begin(), devices.end()).size() < devices.size();
+  MLABENCH_CHECK(!shared || o.kv_cache_gib > 0,
+                 "--tp {}: {} ranks share the machine's GPUs, and each rank's KV cache would take all the memory left "
+                 "on its GPU. HINT: pass --kv-cache-gib (per rank) small enough for every rank of a GPU",
+                 p.tp, p.world());
+}
+
+std::unique_ptr<serving::ModelRunner> make_sharded_cpu_runner(const ModelConfig& c, ModelWeights w,
+                                                              const EngineOptions& o,
+                                                              const serving::ServingLimits& limits) {
+  check_sharded_options(c, o);  // Error before any rank starts
+  const ParallelConfig p = split_of(o);
+  auto group = std::make_unique<HostGroup>(p.world());
+  HostGroup* g = group.get();
+  const int cores = o.n_threads > 0 ? o.n_threads : omp_get_num_procs();
+  const int per_rank = std::max(1, cores / p.world());
+  EngineOptions rank_options = o;
+  rank_options.n_threads = per_rank;
+  const int64_t V = c.vocab_size;
+  return std::make_unique<ShardedRunner>(
+      c, std::move(w), o, std::move(group), nullptr, std::vector<int>{},
+      [&, g, per_rank, V](int r, RankModel m) {
+        omp_set_num_threads(per_rank);  // this rank's thread: its own OpenMP pool, a share of the cores
+        return make_cpu_runner(std::move(m.config), std::move(m.weights), rank_options, limits,
+                               tensor_parallel_hooks(*g, r, V));
+      });
+}
+
+std::unique_ptr<serving::ModelRunner> make_sharded_gpu_runner(const ModelConfig& c, ModelWeights w,
+                                                              const EngineOptions& o,
+                                                              const serving::ServingLimits& limits) {
+  check_sharded_options(c, o);
+  const ParallelConfig p = split_of(o);
+  const std::vector<int> devices = place_ranks(p.world(), o.device_index);
+  const bool shared = std::set<int>(devices.begin(), devices.end()).size() < devices.size();
+  const char* env = std::getenv("MLABENCH_COLLECTIVES");
+  const bool prefer_host = shared || (env != nullptr && std::string(env) == "host");
+  auto group = std::make_unique<HostGroup>(p.world());
+  HostGroup* g = group.get();
+  std::unique_ptr<DeviceCollectives> coll =
+      make_device_collectives(*g, devices, c.vocab_size, limits.max_logit_rows, prefer_host);
+  DeviceCollectives* cp = coll.get();
+  return std::make_unique<ShardedRunner>(
+      c, std::move(w), o, std::move(group), std::move(coll), devices, [&, cp, devices](int r, RankModel m) {
+        EngineOptions ro = o;
+        ro.device_index = devices[static_cast<size_t>(r)];
+        ro.tp = ro.ep = 1;
+        return make_gpu_runner(m.config, &m.weights, 0, ro, limits, cp->hooks(r));
+      });
+}
+
+}  // namespace mlabench::parallel

@@ -1,0 +1,185 @@
+// The sharded engine of issue 22 end to end on the CPU: `Engine::open` with --tp / --ep runs every step plan of the
+// serving core (continuous batching, chunked prefill, prefix sharing) on each rank's slices of the model, joined by
+// the CPU twin of the collectives (engine/parallel/sharded_runner.h). Its logits, scores and greedy tokens must equal
+// the unsharded engine's (float32, within 1e-5 of max |logit|), on MLA and GQA compositions with MoE and dense
+// layers. Also the persistent rank threads and the integer gather those runs rely on.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/check.h"
+#include "engine/parallel/host_collectives.h"
+#include "mlabench/engine.h"
+#include "tests/engine/architecture_configs.h"
+#include "tests/test_util.h"
+
+namespace mlabench {
+namespace {
+
+const std::string kTiny = std::string(MLABENCH_TEST_DATA) + "/models/mlabench-tiny-dsv2";
+
+std::unique_ptr<Engine> open(EngineOptions o) {
+  auto e = Engine::open(o);
+  if (!e.ok()) ADD_FAILURE() << e.error().what();
+  return e.ok() ? std::move(e.value()) : nullptr;
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
+  return m;
+}
+
+// Prompts of different lengths (one longer than a step's token budget, so it is prefilled in chunks), two sharing a
+// prefix (the prefix cache serves the second), generated together.
+std::vector<GenerateRequest> batch(int64_t vocab) {
+  std::vector<GenerateRequest> rq;
+  for (int64_t len : {1, 7, 40, 19}) {
+    GenerateRequest r;
+    for (int64_t i = 0; i < len; ++i) r.prompt.push_back(static_cast<int32_t>((i * 37 + len * 11 + 3) % vocab));
+    r.options.max_new_tokens = 6;
+    rq.push_back(r);
+  }
+  rq.push_back(rq[2]);
+  rq.back().prompt.push_back(5);
+  return rq;
+}
+
+// Every observable of the sharded engine against the unsharded one on the same options.
+void expect_sharded_equals_unsharded(EngineOptions base, int tp, int ep, const std::string& what) {
+  base.max_batch = 4;
+  base.max_step_tokens = 16;  // prompts of 19 and 40 tokens take several chunks
+  base.kv_cache_gib = 0.25;
+  EngineOptions split = base;
+  split.tp = tp;
+  split.ep = ep;
+  auto whole = open(base), sharded = open(split);
+  ASSERT_TRUE(whole && sharded) << what;
+  const int64_t V = whole->summary().vocab_size;
+  const std::string label = what + " --tp " + std::to_string(tp) + " --ep " + std::to_string(ep);
+
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 23; ++i) tokens.push_back(static_cast<int32_t>((i * 101 + 7) % V));
+  const Logits a = whole->logits(tokens).value(), b = sharded->logits(tokens).value();
+  ASSERT_EQ(a.data.size(), b.data.size()) << label;
+  double err = 0;
+  for (size_t i = 0; i < a.data.size(); ++i) err = std::max(err, std::fabs(double(a.data[i]) - b.data[i]));
+  EXPECT_LE(err, 1e-5 * max_abs(a.data)) << label;
+  EXPECT_GT(max_abs(a.data), 0.0) << label;
+
+  const std::vector<int32_t> context(tokens.begin(), tokens.begin() + 15), cont(tokens.begin() + 15, tokens.end());
+  const ScoreResult sa = whole->score(context, cont).value(), sb = sharded->score(context, cont).value();
+  EXPECT_NEAR(sa.logprob, sb.logprob, 1e-5 * std::max(1.0, std::fabs(sa.logprob))) << label;
+  EXPECT_EQ(sa.is_greedy, sb.is_greedy) << label;
+
+  const std::vector<GenerateRequest> rq = batch(V);
+  const auto ga = whole->generate_batch(rq).value(), gb = sharded->generate_batch(rq).value();
+  ASSERT_EQ(ga.size(), gb.size()) << label;
+  for (size_t i = 0; i < ga.size(); ++i) {
+    EXPECT_EQ(ga[i].tokens, gb[i].tokens) << label << ", request " << i;
+    EXPECT_EQ(ga[i].tokens.size(), 6u) << label << ", request " << i;
+  }
+  // The split holds the same weights once over all its ranks, plus what each rank keeps whole (norms, the
+  // embedding, the router, MLA's latent projections).
+  EXPECT_GE(sharded->weight_bytes(), whole->weight_bytes()) << label;
+}
+
+TEST(ShardedEngine, TheTinyCheckpointAtTp2Tp3AndEp2EqualsTheUnshardedEngine) {
+  const EngineOptions o{.model_dir = kTiny};
+  expect_sharded_equals_unsharded(o, 2, 1, "tiny");
+  expect_sharded_equals_unsharded(o, 3, 1, "tiny");  // 6 heads: uneven splits elsewhere are refused by the plan
+  expect_sharded_equals_unsharded(o, 2, 2, "tiny");
+}
+
+TEST(ShardedEngine, MlaAndGqaCompositionsWithRandomWeightsEqualTheUnshardedEngine) {
+  for (const char* name : {"mla_qlora_moe", "gqa2_moe", "mha_dense"}) {
+    const nlohmann::json j = test::splittable_composition(name);
+    ASSERT_FALSE(j.is_null()) << name;
+    test::TempDir dir;
+    std::ofstream(dir.file("config.json")) << j.dump(2);
+    const EngineOptions o{.model_dir = dir.path(), .random_weights_seed = 5};
+    expect_sharded_equals_unsharded(o, 2, 1, name);
+    expect_sharded_equals_unsharded(o, 4, 1, name);
+    if (j.value("n_routed_experts", 0) > 0) expect_sharded_equals_unsharded(o, 2, 2, name);
+  }
+}
+
+TEST(ShardedEngine, RefusesWhatItCannotRunBeforeLoadingWeights) {
+  const auto message = [](EngineOptions o) {
+    auto e = Engine::open(o);
+    return e.ok() ? std::string() : std::string(e.error().what());
+  };
+  // Whatever the build and machine: expert parallelism on the GPU is refused before a GPU is looked for.
+  const std::string cuda_ep = message({.model_dir = kTiny, .device = Device::CUDA, .tp = 2, .ep = 2});
+  EXPECT_NE(cuda_ep.find("--ep 2 on cuda"), std::string::npos) << cuda_ep;
+  EXPECT_NE(cuda_ep.find("HINT: --tp 2 alone"), std::string::npos) << cuda_ep;
+  const std::string dp = message({.model_dir = kTiny, .tp = 2, .dp_attention = true});
+  EXPECT_NE(dp.find("--dp-attention"), std::string::npos) << dp;
+  EXPECT_NE(dp.find("HINT"), std::string::npos) << dp;
+  const std::string zero = message({.model_dir = kTiny, .tp = 0});
+  EXPECT_NE(zero.find("1 to 64"), std::string::npos) << zero;
+  const std::string uneven = message({.model_dir = kTiny, .tp = 4});
+  EXPECT_NE(uneven.find("num_attention_heads = 6 does not divide over 4 ranks"), std::string::npos) << uneven;
+  const std::string ep_alone = message({.model_dir = kTiny, .ep = 2});
+  EXPECT_NE(ep_alone.find("HINT"), std::string::npos) << ep_alone;
+  EXPECT_FALSE(ep_alone.empty());
+}
+
+}  // namespace
+
+namespace parallel {
+namespace {
+
+TEST(RankThreads, RunOnTheSameThreadEveryStepAndStopAtTheFirstFailure) {
+  HostGroup g(3);
+  RankThreads threads(g);
+  std::vector<std::thread::id> first(3), second(3);
+  threads.run([&](int r) { first[static_cast<size_t>(r)] = std::this_thread::get_id(); });
+  std::vector<float> sums(3);
+  threads.run([&](int r) {
+    second[static_cast<size_t>(r)] = std::this_thread::get_id();
+    float v = static_cast<float>(r + 1);
+    g.all_reduce_sum(r, &v, &v, 1);
+    sums[static_cast<size_t>(r)] = v;
+  });
+  EXPECT_EQ(first, second);
+  EXPECT_EQ(sums, (std::vector<float>{6, 6, 6}));
+  for (int r = 0; r < 3; ++r)
+    for (int q = r + 1; q < 3; ++q) EXPECT_NE(first[static_cast<size_t>(r)], first[static_cast<size_t>(q)]);
+
+  std::atomic<int> ran{0};
+  const auto failing = [&](int r) {
+    ++ran;
+    if (r == 1) throw std::runtime_error("rank 1 failed");
+    float v = 1;
+    g.all_reduce_sum(r, &v, &v, 1);  // waits for rank 1, which left: an Error, not a hang
+  };
+  try {
+    threads.run(failing);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "rank 1 failed");  // the first failure, not the others' consequence of it
+  }
+  EXPECT_EQ(ran.load(), 3);
+  EXPECT_THROW(threads.run([&](int) { ++ran; }), std::runtime_error);  // broken: refused at once
+  EXPECT_EQ(ran.load(), 3);
+}
+
+TEST(HostGroup, CountsAreGatheredAsExactIntegers) {
+  HostGroup g(4);
+  std::vector<std::vector<int64_t>> got(4);
+  const int64_t big = (int64_t{1} << 40) + 1;  // a float would round it
+  run_ranks(g, [&](int r) { got[static_cast<size_t>(r)] = g.all_gather_counts(r, big + r); });
+  for (const auto& v : got) EXPECT_EQ(v, (std::vector<int64_t>{big, big + 1, big + 2, big + 3}));
+}
+
+}  // namespace
+}  // namespace parallel
+}  // namespace mlabench
