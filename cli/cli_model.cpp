@@ -131,8 +131,8 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   cmd->add_flag("--dp-attention", e.dp_attention,
-                "data-parallel attention (every rank all heads over its own sequences): `info` plans it; no engine "
-                "runs it yet");
+                "data-parallel attention: every rank all heads over its own sequences and cache, the FFN split "
+                "(cpu only so far; turns the prefix cache off)");
   cmd->add_option("--precision", e.precision,
                   "cuda only (the cpu computes in float32): native (GEMMs in the checkpoint dtype, BF16 KV cache: "
                   "fast) or f32 (float32 weights, GEMMs, KV cache and attention: parity with the reference, 2x memory)")

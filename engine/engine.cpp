@@ -133,7 +133,10 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
     std::unique_ptr<Engine> e(new Engine());
     Impl& m = *e->impl_;
     m.cfg = c;
-    const serving::ServingLimits limits = serving::serving_limits(options, c);
+    serving::ServingLimits limits = serving::serving_limits(options, c);
+    // DP attention keeps each sequence's cache on the rank that runs it: a block of one rank's sequence cannot
+    // serve another rank's, so the prefix cache is off.
+    if (options.dp_attention) limits.prefix_sharing = false;
     std::unique_ptr<serving::ModelRunner> runner;
     MLABENCH_CHECK(options.tp >= 1 && options.tp <= 64 && options.ep >= 1 && options.ep <= 64,
                    "--tp {} --ep {}: each is a number of ranks, 1 to 64", options.tp, options.ep);

@@ -154,6 +154,31 @@ CpuRankHooks tensor_parallel_hooks(HostGroup& group, int rank, int64_t vocab) {
   return hooks;
 }
 
+CpuRankHooks dp_attention_hooks(HostGroup& group, int rank, int64_t vocab) {
+  CpuRankHooks hooks = head_hooks(group, rank, vocab);
+  // Every rank's row count first, then the rows.
+  hooks.gather_rows = [&group, rank](const float* mine, int64_t rows, int64_t width, std::vector<float>& all) {
+    const std::vector<int64_t> ns = group.all_gather_counts(rank, rows);
+    std::vector<int64_t> counts(ns.size());
+    int64_t first = 0, total = 0;
+    for (int r = 0; r < group.size(); ++r) {
+      const int64_t rr = ns[static_cast<size_t>(r)];
+      counts[static_cast<size_t>(r)] = rr * width;
+      if (r < rank) first += rr;
+      total += rr;
+    }
+    all.resize(static_cast<size_t>(total * width));
+    group.all_gather(rank, mine, counts, all.data());
+    return first;
+  };
+  hooks.reduce_rows = [&group, rank](float* all, int64_t all_rows, int64_t width, int64_t first, int64_t rows,
+                                     float* mine) {
+    group.all_reduce_sum(rank, all, all, all_rows * width);
+    if (rows > 0) std::memcpy(mine, all + first * width, static_cast<size_t>(rows * width) * sizeof(float));
+  };
+  return hooks;
+}
+
 std::vector<float> sharded_cpu_logits(const ModelConfig& c, const ModelWeights& w, const ParallelConfig& p,
                                       std::span<const int32_t> prompt, std::span<const int32_t> continuation,
                                       MlaAttention mode) {
@@ -199,28 +224,7 @@ std::vector<std::vector<float>> sharded_cpu_logits_dp(const ModelConfig& c, cons
   run_ranks(group, [&](int rank) {
     RankModel rm = shard_model(c, w, plan_shards(c, p, rank));
     CpuModel model(std::move(rm.config), std::move(rm.weights), mode);
-    CpuRankHooks hooks = head_hooks(group, rank, V);
-    // Every rank's row count first, then the rows.
-    hooks.gather_rows = [&group, rank](const float* mine, int64_t rows, int64_t width, std::vector<float>& all) {
-      const std::vector<int64_t> ns = group.all_gather_counts(rank, rows);
-      std::vector<int64_t> counts(ns.size());
-      int64_t first = 0, total = 0;
-      for (int r = 0; r < group.size(); ++r) {
-        const int64_t rr = ns[static_cast<size_t>(r)];
-        counts[static_cast<size_t>(r)] = rr * width;
-        if (r < rank) first += rr;
-        total += rr;
-      }
-      all.resize(static_cast<size_t>(total * width));
-      group.all_gather(rank, mine, counts, all.data());
-      return first;
-    };
-    hooks.reduce_rows = [&group, rank](float* all, int64_t all_rows, int64_t width, int64_t first, int64_t rows,
-                                       float* mine) {
-      group.all_reduce_sum(rank, all, all, all_rows * width);
-      std::memcpy(mine, all + first * width, static_cast<size_t>(rows * width) * sizeof(float));
-    };
-    model.set_rank_hooks(std::move(hooks));
+    model.set_rank_hooks(dp_attention_hooks(group, rank, V));
     const auto& prompt = prompts[static_cast<size_t>(rank)];
     const auto& cont = continuations[static_cast<size_t>(rank)];
     auto& mine = out[static_cast<size_t>(rank)];

@@ -33,6 +33,10 @@ RankModel shard_model(const ModelConfig& c, const ModelWeights& w, const ShardPl
 /// What rank `rank` of `group` does where a --tp/--ep forward joins (the group outlives the hooks): the all-reduce
 /// of each block's partial output and the all-gather of the output head's vocabulary slices.
 CpuRankHooks tensor_parallel_hooks(HostGroup& group, int rank, int64_t vocab);
+/// The same under DP attention (each rank attends over its own sequences with every head): before each FFN and the
+/// output head every rank's rows are gathered (counts first), after them the partial outputs summed and each rank's
+/// own rows kept. Every rank must run the same number of forward calls (a rank with fewer sequences runs empty ones).
+CpuRankHooks dp_attention_hooks(HostGroup& group, int rank, int64_t vocab);
 
 /// Logits [prompt.size() + continuation.size(), vocab]: every row of a prefill of `prompt`, then one decode step per
 /// token of `continuation`, run over p.world() ranks (threads). DP attention is refused: it splits sequences, and

@@ -35,6 +35,7 @@ class ShardedRunner final : public serving::ModelRunner {
   ShardedRunner(const ModelConfig& c, ModelWeights w, const EngineOptions& o, std::unique_ptr<HostGroup> group,
                 std::unique_ptr<DeviceCollectives> collectives, std::vector<int> devices, const RankFactory& make_rank)
       : vocab_(c.vocab_size),
+        dp_(o.dp_attention),
         whole_(std::move(w)),
         own_group_(std::move(group)),
         group_(*own_group_),
@@ -56,11 +57,12 @@ class ShardedRunner final : public serving::ModelRunner {
     for (int r = 0; r < world; ++r) {
       const auto& rank = *ranks_[static_cast<size_t>(r)];
       n_blocks_ = std::min(n_blocks_, rank.n_blocks());
-      bytes_per_block_ += rank.bytes_per_block();
+      // Under DP attention a block lives on the one rank that owns its sequence; otherwise on every rank.
+      if (!dp_ || r == 0) bytes_per_block_ += rank.bytes_per_block();
       weight_bytes_ += collectives_ ? rank.weight_bytes()
                                     : static_cast<uint64_t>(rank_parameters(c, plans[static_cast<size_t>(r)])) * es;
     }
-    parallel_json_ = {{"tp", p.tp}, {"ep", p.ep}, {"world", world},
+    parallel_json_ = {{"tp", p.tp}, {"ep", p.ep}, {"dp_attention", p.dp_attention}, {"world", world},
                       {"collectives", collectives_ ? collectives_->kind() : "host (cpu)"}};
     if (!devices_.empty()) parallel_json_["devices"] = devices_;
   }
@@ -102,6 +104,10 @@ class ShardedRunner final : public serving::ModelRunner {
   }
 
   void execute(const serving::StepPlan& plan, serving::StepOutput& out) override {
+    if (dp_) {
+      execute_dp(plan, out);
+      return;
+    }
     threads_.run([&](int r) {
       if (r == 0) {
         ranks_[0]->execute(plan, out);
@@ -130,7 +136,71 @@ class ShardedRunner final : public serving::ModelRunner {
   }
 
  private:
+  // DP attention: each sequence runs on the rank that owns it (its request, round robin: stable for the run, so its
+  // KV cache stays there), every rank with a plan of its own sequences padded with empty ones to the most any rank
+  // has, so the ranks' forward calls pair up for the FFN's and the head's gathers. Results go back to the caller's
+  // order.
+  void execute_dp(const serving::StepPlan& plan, serving::StepOutput& out) {
+    const auto world = static_cast<size_t>(group_.size());
+    std::vector<serving::StepPlan> sub(world);
+    std::vector<std::vector<size_t>> global_logit(world);  // each rank's logit rows: their index in plan.logits
+    std::vector<int64_t> row0(plan.seqs.size()), local_row0(plan.seqs.size());
+    std::vector<int32_t> local_seq(plan.seqs.size());
+    std::vector<size_t> owner(plan.seqs.size());
+    int64_t at = 0;
+    for (size_t s = 0; s < plan.seqs.size(); ++s) {
+      const serving::PlannedSequence& ps = plan.seqs[s];
+      const size_t r = ps.request % world;
+      serving::StepPlan& q = sub[r];
+      owner[s] = r;
+      row0[s] = at;
+      local_row0[s] = q.n_rows();
+      local_seq[s] = static_cast<int32_t>(q.seqs.size());
+      q.seqs.push_back(ps);
+      if (static_cast<int32_t>(s) < plan.n_decode) ++q.n_decode;  // decode sequences come first in both
+      const auto b = static_cast<std::ptrdiff_t>(at), e = static_cast<std::ptrdiff_t>(at + ps.n_new);
+      q.tokens.insert(q.tokens.end(), plan.tokens.begin() + b, plan.tokens.begin() + e);
+      q.positions.insert(q.positions.end(), plan.positions.begin() + b, plan.positions.begin() + e);
+      q.slots.insert(q.slots.end(), plan.slots.begin() + b, plan.slots.begin() + e);
+      at += ps.n_new;
+    }
+    for (size_t i = 0; i < plan.logits.size(); ++i) {  // SAMPLE, SCORE, FULL order kept within each rank
+      serving::LogitRow lr = plan.logits[i];
+      const auto s = static_cast<size_t>(lr.seq);
+      serving::StepPlan& q = sub[owner[s]];
+      lr.row = static_cast<int32_t>(local_row0[s] + (lr.row - row0[s]));
+      lr.seq = local_seq[s];
+      q.logits.push_back(lr);
+      global_logit[owner[s]].push_back(i);
+      (lr.use == serving::RowUse::SAMPLE ? q.n_sample : lr.use == serving::RowUse::SCORE ? q.n_score : q.n_full)++;
+    }
+    size_t most = 0;
+    for (const auto& q : sub) most = std::max(most, q.seqs.size());
+    for (auto& q : sub)  // empty sequences: no rows, no cache, but a forward call that joins the gathers
+      q.seqs.resize(most, serving::PlannedSequence{});  // n_new 0
+    threads_.run([&](int r) { ranks_[static_cast<size_t>(r)]->execute(sub[static_cast<size_t>(r)],
+                                                                      outputs_[static_cast<size_t>(r)]); });
+    out.sampled.assign(static_cast<size_t>(plan.n_sample), 0);
+    out.logprob.assign(static_cast<size_t>(plan.n_score), 0.0);
+    out.is_greedy.assign(static_cast<size_t>(plan.n_score), 0);
+    for (size_t r = 0; r < world; ++r) {
+      const serving::StepOutput& o = outputs_[r];
+      size_t sample = 0, score = 0;
+      for (size_t i : global_logit[r]) {
+        const serving::RowUse use = plan.logits[i].use;
+        if (use == serving::RowUse::SAMPLE) {
+          out.sampled[i] = o.sampled.at(sample++);
+        } else if (use == serving::RowUse::SCORE) {
+          const size_t k = i - static_cast<size_t>(plan.n_sample);
+          out.logprob[k] = o.logprob.at(score);
+          out.is_greedy[k] = o.is_greedy.at(score++);
+        }
+      }
+    }
+  }
+
   int64_t vocab_;
+  bool dp_ = false;
   ModelWeights whole_;  // the ranks' weights view it where rows are split
   std::unique_ptr<HostGroup> own_group_;  // the CPU collectives (and the host-staged GPU ones)
   HostGroup& group_;
@@ -149,11 +219,10 @@ class ShardedRunner final : public serving::ModelRunner {
 
 void check_sharded_options(const ModelConfig& c, const EngineOptions& o) {
   const ParallelConfig p = split_of(o);
-  MLABENCH_CHECK(!p.dp_attention,
-                 "--dp-attention: the sharded engine runs one step plan on every rank, and DP attention gives each "
-                 "rank its own sequences. HINT: run --tp N (with or without --ep N); `mlabench info --tp N --ep N "
-                 "--dp-attention` plans the DP split");
   for (int r = 0; r < p.world(); ++r) (void)plan_shards(c, p, r);
+  MLABENCH_CHECK(!p.dp_attention || o.device != Device::CUDA,
+                 "--dp-attention on cuda: the GPU model has no gather of every rank's rows before its FFN yet. HINT: "
+                 "--tp N on cuda, or --device cpu for DP attention");
   MLABENCH_CHECK(o.device != Device::CUDA || p.ep == 1,
                  "--ep {} on cuda: a GPU rank runs every routed expert of its slice (--tp splits each expert's "
                  "columns); holding whole experts needs the token dispatch, not built yet. HINT: --tp {} alone, or "
@@ -186,7 +255,7 @@ std::unique_ptr<serving::ModelRunner> make_sharded_cpu_runner(const ModelConfig&
       [&, g, per_rank, V](int r, RankModel m) {
         omp_set_num_threads(per_rank);  // this rank's thread: its own OpenMP pool, a share of the cores
         return make_cpu_runner(std::move(m.config), std::move(m.weights), rank_options, limits,
-                               tensor_parallel_hooks(*g, r, V));
+                               o.dp_attention ? dp_attention_hooks(*g, r, V) : tensor_parallel_hooks(*g, r, V));
       });
 }
 

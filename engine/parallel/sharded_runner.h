@@ -23,21 +23,23 @@
 namespace mlabench::parallel {
 
 /// What a split run must satisfy, checked before any weight is read (Error with a HINT): a plan for every rank
-/// (plan_shards), no --dp-attention; on cuda no --ep, a GPU to place the ranks on, and --kv-cache-gib where ranks
+/// (plan_shards); on cuda no --ep or --dp-attention, a GPU to place the ranks on, and --kv-cache-gib where ranks
 /// share a GPU.
 void check_sharded_options(const ModelConfig& c, const EngineOptions& o);
 
 /// The CPU runner of `c` and its whole weights `w` split over max(o.tp, o.ep) ranks as plan_shards plans them
-/// (Error naming what does not divide). DP attention (o.dp_attention) is refused: its ranks run different sequences,
-/// which needs a step plan per rank. OpenMP threads (o.n_threads, or every core) are divided among the ranks.
+/// (Error naming what does not divide). Under DP attention (o.dp_attention) each sequence runs on one rank, the
+/// step plan cut into a plan a rank (the serving core must not share blocks between sequences: Engine::open turns
+/// the prefix cache off). OpenMP threads (o.n_threads, or every core) are divided among the ranks.
 std::unique_ptr<serving::ModelRunner> make_sharded_cpu_runner(const ModelConfig& c, ModelWeights w,
                                                               const EngineOptions& o,
                                                               const serving::ServingLimits& limits);
 
 /// The GPU runner of `c` split over o.tp ranks, rank r on GPU o.device_index + r (round robin where there are fewer:
 /// ranks then share GPUs, need an explicit --kv-cache-gib, and join through the host). `w`: the whole model on the
-/// host (random weights are generated there, so a random model must fit host memory). Refused: --ep (a GPU rank
-/// runs every routed expert of its column slice; whole experts need the token dispatch) and --dp-attention.
+/// host (random weights are generated there, so a random model must fit host memory). Refused (check_sharded_options):
+/// --ep (a GPU rank runs every routed expert of its column slice; whole experts need the token dispatch) and
+/// --dp-attention.
 /// MLABENCH_COLLECTIVES=host joins ranks on distinct GPUs through the host too (to compare with NCCL).
 std::unique_ptr<serving::ModelRunner> make_sharded_gpu_runner(const ModelConfig& c, ModelWeights w,
                                                               const EngineOptions& o,

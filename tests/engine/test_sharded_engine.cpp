@@ -53,17 +53,19 @@ std::vector<GenerateRequest> batch(int64_t vocab) {
 }
 
 // Every observable of the sharded engine against the unsharded one on the same options.
-void expect_sharded_equals_unsharded(EngineOptions base, int tp, int ep, const std::string& what) {
+void expect_sharded_equals_unsharded(EngineOptions base, int tp, int ep, const std::string& what, bool dp = false) {
   base.max_batch = 4;
   base.max_step_tokens = 16;  // prompts of 19 and 40 tokens take several chunks
   base.kv_cache_gib = 0.25;
   EngineOptions split = base;
   split.tp = tp;
   split.ep = ep;
+  split.dp_attention = dp;
   auto whole = open(base), sharded = open(split);
   ASSERT_TRUE(whole && sharded) << what;
   const int64_t V = whole->summary().vocab_size;
-  const std::string label = what + " --tp " + std::to_string(tp) + " --ep " + std::to_string(ep);
+  const std::string label =
+      what + " --tp " + std::to_string(tp) + " --ep " + std::to_string(ep) + (dp ? " --dp-attention" : "");
 
   std::vector<int32_t> tokens;
   for (int i = 0; i < 23; ++i) tokens.push_back(static_cast<int32_t>((i * 101 + 7) % V));
@@ -111,6 +113,24 @@ TEST(ShardedEngine, MlaAndGqaCompositionsWithRandomWeightsEqualTheUnshardedEngin
   }
 }
 
+// DP attention: each request's sequence on one rank (its own cache, every head), the FFN and the head over every
+// rank's rows. A single sequence leaves the other ranks running empty forward calls that still join the gathers; a
+// batch of five spreads 3 and 2 (or 2, 1, 1, 1) over the ranks, with chunked prefills and decode steps mixed.
+TEST(ShardedEngine, DpAttentionEqualsTheUnshardedEngine) {
+  const EngineOptions tiny{.model_dir = kTiny};
+  expect_sharded_equals_unsharded(tiny, 2, 1, "tiny", true);
+  expect_sharded_equals_unsharded(tiny, 1, 2, "tiny", true);
+  for (const char* name : {"mla_qlora_moe", "gqa2_moe"}) {
+    const nlohmann::json j = test::splittable_composition(name);
+    ASSERT_FALSE(j.is_null()) << name;
+    test::TempDir dir;
+    std::ofstream(dir.file("config.json")) << j.dump(2);
+    const EngineOptions o{.model_dir = dir.path(), .random_weights_seed = 5};
+    expect_sharded_equals_unsharded(o, 1, 4, name, true);
+    expect_sharded_equals_unsharded(o, 2, 1, name, true);
+  }
+}
+
 TEST(ShardedEngine, RefusesWhatItCannotRunBeforeLoadingWeights) {
   const auto message = [](EngineOptions o) {
     auto e = Engine::open(o);
@@ -120,8 +140,8 @@ TEST(ShardedEngine, RefusesWhatItCannotRunBeforeLoadingWeights) {
   const std::string cuda_ep = message({.model_dir = kTiny, .device = Device::CUDA, .tp = 2, .ep = 2});
   EXPECT_NE(cuda_ep.find("--ep 2 on cuda"), std::string::npos) << cuda_ep;
   EXPECT_NE(cuda_ep.find("HINT: --tp 2 alone"), std::string::npos) << cuda_ep;
-  const std::string dp = message({.model_dir = kTiny, .tp = 2, .dp_attention = true});
-  EXPECT_NE(dp.find("--dp-attention"), std::string::npos) << dp;
+  const std::string dp = message({.model_dir = kTiny, .device = Device::CUDA, .tp = 2, .dp_attention = true});
+  EXPECT_NE(dp.find("--dp-attention on cuda"), std::string::npos) << dp;
   EXPECT_NE(dp.find("HINT"), std::string::npos) << dp;
   const std::string zero = message({.model_dir = kTiny, .tp = 0});
   EXPECT_NE(zero.find("1 to 64"), std::string::npos) << zero;

@@ -133,7 +133,9 @@ TEST(Cli, EngineCommandsRunASplitOnTheCpu) {
   EXPECT_EQ(bj["params"]["ep"], 1);
   expect_failure(gen + " --device cuda --tp 2 --ep 2", "--ep 2 on cuda");
   expect_failure(gen + " --tp 4", "num_attention_heads = 6 does not divide over 4 ranks");
-  expect_failure(gen + " --tp 2 --dp-attention", "DP attention gives each rank its own sequences");
+  const CliResult dp = mlabench_cli(gen + " --ep 2 --dp-attention");
+  ASSERT_EQ(dp.exit_code, 0) << dp.err;
+  EXPECT_EQ(nlohmann::json::parse(whole.out)["tokens"], nlohmann::json::parse(dp.out)["tokens"]);
   expect_failure(gen + " --tp 65", "--tp", 2);
 }
 

@@ -92,7 +92,7 @@ struct EngineOptions {
   // Several ranks (docs/engine.md "Several GPUs"; engine/parallel/shard_plan.h): max(tp, ep) of them, one step plan.
   int tp = 1;                 ///< tensor parallelism: heads, FFN columns and vocabulary rows split over tp ranks
   int ep = 1;                 ///< expert parallelism: routed experts whole, n_routed_experts / ep to a rank
-  bool dp_attention = false;  ///< data-parallel attention: planned by `info`, not run by an engine yet
+  bool dp_attention = false;  ///< data-parallel attention: each sequence on one rank (the CPU only, so far)
 };
 
 /// What `mlabench info` prints, computed from config.json alone (no weights needed).
