@@ -144,12 +144,13 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
     if (split.world() > 1 || split.dp_attention) {
       // Every rank's plan first: a split that does not divide is refused before any weight is read.
       parallel::check_sharded_options(c, options);
-      ModelWeights w = options.random_weights_seed ? random_weights(c, *options.random_weights_seed)
+      // Random weights as sources: each rank generates only its slices (GPU ranks on their GPU), so a model
+      // larger than one GPU or the host never exists whole; a checkpoint's slices are views of its mmap.
+      ModelWeights w = options.random_weights_seed ? random_weight_sources(c, *options.random_weights_seed)
                                                    : load_weights(c, options.model_dir);
       m.summary = summarize(c, options.model_dir, w.checkpoint.get());
       m.active_weight_bytes = weight_footprint(c, w.embed.dtype).second;
       m.weight_bytes = w.stored_bytes;
-      // The whole model on the host (random weights generated there), each rank's slices cut from it.
       runner = options.device == Device::CUDA ? parallel::make_sharded_gpu_runner(c, std::move(w), options, limits)
                                               : parallel::make_sharded_cpu_runner(c, std::move(w), options, limits);
     } else if (options.device == Device::CUDA) {

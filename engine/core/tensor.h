@@ -1,10 +1,12 @@
 // TensorView: a typed, shaped window on bytes someone else owns (an mmap'd safetensors file, or a buffer in
 // ModelWeights). Row-major, contiguous. Views of rows let one stored tensor serve as several (a fused expert
-// tensor as per-expert matrices, kv_b_proj as W_UK / W_UV per head) without copies.
+// tensor as per-expert matrices, kv_b_proj as W_UK / W_UV per head) without copies. A view of random weights may
+// hold no bytes yet, only where its elements come from (RandomSource).
 #pragma once
 
 #include <cstdint>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,10 +14,21 @@
 
 namespace mlabench {
 
+/// Where the elements of a --random-weights tensor come from when they have not been generated (data null): the
+/// generator key of the whole tensor, and which of its elements this view holds. Element i of the view is
+/// whole-tensor element `first + i` (cols == 0), else `first + (i / cols) * ld + i % cols` (a 2-D block of `cols`
+/// columns of a whole tensor with rows `ld` apart): kernels::RandomFillParams generates exactly these, so a GPU
+/// rank writes its slice of a tensor without the whole ever existing (issue 22).
+struct RandomSource {
+  uint64_t key = 0;
+  int64_t first = 0, cols = 0, ld = 0;
+};
+
 struct TensorView {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;  // row-major
   const void* data = nullptr;
+  std::optional<RandomSource> random = std::nullopt;  // set (data null) for a random tensor not generated yet
 
   int64_t numel() const { return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>()); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
@@ -26,6 +39,10 @@ struct TensorView {
   TensorView slice_rows(int64_t first, int64_t count) const {
     TensorView v = *this;
     v.shape[0] = count;
+    if (random) {
+      v.random->first += first * (random->cols > 0 ? random->ld : row_size());  // a column block is 2-D
+      return v;
+    }
     v.data = static_cast<const char*>(data) + static_cast<size_t>(first * row_size()) * dtype_size(dtype);
     return v;
   }

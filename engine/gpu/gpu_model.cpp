@@ -53,7 +53,16 @@ void WeightUploader::put(char* dst, const TensorView* v, const std::string& name
     }
     at = staging_.as<char>();
   }
-  if (v)
+  if (v && v->random)  // a rank's slice of a random tensor: its elements of the whole tensor, generated here
+    k::cuda::random_fill({.out = at,
+                          .out_type = stored_,
+                          .n = n_elems,
+                          .key = v->random->key,
+                          .first = v->random->first,
+                          .cols = v->random->cols,
+                          .ld = v->random->ld},
+                         stream_);
+  else if (v)
     MLABENCH_CUDA(cudaMemcpyAsync(at, v->data, stored_bytes, cudaMemcpyHostToDevice, stream_));
   else
     k::cuda::random_fill({.out = at, .out_type = stored_, .n = n_elems, .key = random_weights_key(seed_, name)},

@@ -188,14 +188,28 @@ inline double sampling_uniform(uint64_t seed, int64_t step) {
 /// Random weights on the device, bit-identical to random_weights() on the host (engine/weights/
 /// random_weights.cpp): element i of a matrix is uniform on [-sqrt(3)*0.02, +sqrt(3)*0.02] from
 /// splitmix64(key + i) with key = splitmix64(seed ^ fnv1a64(tensor name)), stored as out_type; norm (1-D)
-/// tensors are all ones (fill_ones).
+/// tensors are all ones (fill_ones). A block of a larger tensor (a rank's slice of rows and columns, issue 22) is
+/// generated in place with the whole tensor's element numbering: element i of out is whole-tensor element
+/// `first + i` when cols == 0, else `first + (i / cols) * ld + i % cols` (out holds rows of `cols` elements of a
+/// whole tensor whose rows are `ld` elements apart).
 struct RandomFillParams {
   void* out = nullptr;
   DType out_type = DType::BF16;
   int64_t n = 0;
   uint64_t key = 0;
   bool fill_ones = false;
+  int64_t first = 0;  // whole-tensor index of out's first element
+  int64_t cols = 0;   // 0: out is contiguous in the whole tensor; else the width of out's rows
+  int64_t ld = 0;     // with cols: the whole tensor's row stride (>= cols)
 };
+
+/// Whole-tensor element index of element i of a RandomFillParams block (host and device share this definition).
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+inline int64_t random_fill_index(int64_t first, int64_t cols, int64_t ld, int64_t i) {
+  return cols == 0 ? first + i : first + (i / cols) * ld + i % cols;
+}
 
 // ---- DeepSeekMoE -----------------------------------------------------------------------------------------
 

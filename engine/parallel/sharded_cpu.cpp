@@ -19,6 +19,14 @@ TensorView columns_of(const TensorView& t, Range cols, std::vector<std::vector<u
   MLABENCH_ICHECK(t.shape.size() == 2 && cols.begin >= 0 && cols.end <= t.shape[1], "columns {}-{} of a {} tensor",
                   cols.begin, cols.end, shape_str(t.shape));
   if (cols.begin == 0 && cols.end == t.shape[1]) return t;
+  if (t.random) {  // random weights not generated yet: the block's place in the whole tensor, no copy
+    TensorView v = t;
+    v.shape = {t.shape[0], cols.size()};
+    if (t.random->cols == 0) v.random->ld = t.shape[1];
+    v.random->first += cols.begin;
+    v.random->cols = cols.size();
+    return v;
+  }
   const size_t es = dtype_size(t.dtype), width = static_cast<size_t>(cols.size()) * es;
   const auto rows = static_cast<size_t>(t.shape[0]);
   owned.emplace_back((rows * width + 7) / 8);

@@ -254,6 +254,8 @@ std::unique_ptr<serving::ModelRunner> make_sharded_cpu_runner(const ModelConfig&
       c, std::move(w), o, std::move(group), nullptr, std::vector<int>{},
       [&, g, per_rank, V](int r, RankModel m) {
         omp_set_num_threads(per_rank);  // this rank's thread: its own OpenMP pool, a share of the cores
+        // Random weights arrive as sources: each rank generates only its slices, into its own buffers.
+        for_each_matrix(m.weights, [&m](TensorView& v) { v = generate_random_view(v, m.weights.owned); });
         return make_cpu_runner(std::move(m.config), std::move(m.weights), rank_options, limits,
                                o.dp_attention ? dp_attention_hooks(*g, r, V) : tensor_parallel_hooks(*g, r, V));
       });

@@ -27,7 +27,8 @@ namespace mlabench::parallel {
 /// share a GPU.
 void check_sharded_options(const ModelConfig& c, const EngineOptions& o);
 
-/// The CPU runner of `c` and its whole weights `w` split over max(o.tp, o.ep) ranks as plan_shards plans them
+/// The CPU runner of `c` and its weights `w` (a checkpoint, or random_weight_sources: each rank generates only its
+/// slices) split over max(o.tp, o.ep) ranks as plan_shards plans them
 /// (Error naming what does not divide). Under DP attention (o.dp_attention) each sequence runs on one rank, the
 /// step plan cut into a plan a rank (the serving core must not share blocks between sequences: Engine::open turns
 /// the prefix cache off). OpenMP threads (o.n_threads, or every core) are divided among the ranks.
@@ -36,8 +37,9 @@ std::unique_ptr<serving::ModelRunner> make_sharded_cpu_runner(const ModelConfig&
                                                               const serving::ServingLimits& limits);
 
 /// The GPU runner of `c` split over o.tp ranks, rank r on GPU o.device_index + r (round robin where there are fewer:
-/// ranks then share GPUs, need an explicit --kv-cache-gib, and join through the host). `w`: the whole model on the
-/// host (random weights are generated there, so a random model must fit host memory). Refused (check_sharded_options):
+/// ranks then share GPUs, need an explicit --kv-cache-gib, and join through the host). `w`: a checkpoint (each rank
+/// copies its slices from the mmap) or random_weight_sources (each rank generates its slices on its GPU: a random
+/// DeepSeek-V2 never exists whole in host memory). Refused (check_sharded_options):
 /// --ep (a GPU rank runs every routed expert of its column slice; whole experts need the token dispatch) and
 /// --dp-attention.
 /// MLABENCH_COLLECTIVES=host joins ranks on distinct GPUs through the host too (to compare with NCCL).

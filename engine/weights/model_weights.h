@@ -73,6 +73,19 @@ ModelWeights load_weights(const ModelConfig& c, const std::string& dir);
 /// weights: 1. Stored in the config's dtype; experts in the hub layout.
 ModelWeights random_weights(const ModelConfig& c, uint64_t seed);
 
+/// \brief random_weights(c, seed) without generating its matrices: each is a view with a RandomSource and no
+/// bytes (norms, ones, are on the host). Slices of these views (rows_of, columns_of in engine/parallel) stay
+/// sources, so each rank of a split model generates only its slices, on its GPU (the uploader fills them) or on
+/// the host (generate_random_view); the whole model never exists in one place.
+ModelWeights random_weight_sources(const ModelConfig& c, uint64_t seed);
+
+/// \brief The elements of a RandomSource view generated into a buffer appended to `owned` (a view with bytes is
+/// returned as it is): bit-identical to the same elements of random_weights().
+TensorView generate_random_view(const TensorView& v, std::vector<std::vector<uint64_t>>& owned);
+
+/// \brief Calls f on every matrix view of w: embedding, head, each layer's projections, router, experts, shared.
+void for_each_matrix(ModelWeights& w, const std::function<void(TensorView&)>& f);
+
 /// \brief The generator key of one tensor of random_weights(c, seed): splitmix64(seed ^ fnv1a64(tensor_name)).
 /// With it a device fills the same tensor in place (kernels::RandomFillParams), bit-identical to the host.
 uint64_t random_weights_key(uint64_t seed, const std::string& tensor_name);

@@ -58,4 +58,58 @@ ModelWeights random_weights(const ModelConfig& c, uint64_t seed) {
   return w;
 }
 
+ModelWeights random_weight_sources(const ModelConfig& c, uint64_t seed) {
+  ModelWeights w;
+  std::map<std::string, TensorView> views;
+  for (const auto& t : tensor_manifest(c, ExpertLayout::HUB)) {
+    TensorView v;
+    v.dtype = c.dtype;
+    v.shape = t.shape;
+    if (t.shape.size() == 1) {  // norms: ones, on the host (bind_weights reads them as float32)
+      w.owned.emplace_back((v.nbytes() + 7) / 8);
+      kernels::twin::random_fill(
+          {.out = w.owned.back().data(), .out_type = c.dtype, .n = v.numel(), .key = 0, .fill_ones = true});
+      v.data = w.owned.back().data();
+    } else {
+      v.random = RandomSource{.key = random_weights_key(seed, t.name)};
+    }
+    w.stored_bytes += v.nbytes();
+    views[t.name] = v;
+  }
+  bind_weights(
+      c, ExpertLayout::HUB, [&](const std::string& name) { return views.at(name); }, w);
+  w.source = fmt::format("random (seed {})", seed);
+  return w;
+}
+
+TensorView generate_random_view(const TensorView& v, std::vector<std::vector<uint64_t>>& owned) {
+  if (!v.random) return v;
+  TensorView out = v;
+  owned.emplace_back((v.nbytes() + 7) / 8);
+  kernels::twin::random_fill({.out = owned.back().data(),
+                              .out_type = v.dtype,
+                              .n = v.numel(),
+                              .key = v.random->key,
+                              .first = v.random->first,
+                              .cols = v.random->cols,
+                              .ld = v.random->ld});
+  out.data = owned.back().data();
+  out.random.reset();
+  return out;
+}
+
+void for_each_matrix(ModelWeights& w, const std::function<void(TensorView&)>& f) {
+  f(w.embed);
+  f(w.lm_head);
+  const auto mlp = [&](MlpWeights& m) { f(m.gate), f(m.up), f(m.down); };
+  for (LayerWeights& L : w.layers) {
+    for (TensorView* v : {&L.q_proj, &L.q_a_proj, &L.q_b_proj, &L.kv_a_proj, &L.kv_b_proj, &L.k_proj, &L.v_proj,
+                          &L.o_proj, &L.router})
+      f(*v);
+    mlp(L.mlp);
+    for (MlpWeights& e : L.experts) mlp(e);
+    mlp(L.shared);
+  }
+}
+
 }  // namespace mlabench

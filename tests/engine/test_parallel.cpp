@@ -416,6 +416,52 @@ TEST(ShardedCpuForward, EqualsTheUnshardedModelAtTpAndEp248) {
                                   {2});
 }
 
+// --random-weights under a split: each rank generates its own slices from the sources (rows by offset, a column block
+// by offset + row stride), and they are bit for bit the slices cut from the whole random model, in every matrix, at
+// TP 2 and 4, TP = EP 2 and DP attention over EP 4 (tied and untied heads, MLA with and without q_lora, GQA).
+TEST(ShardedWeights, RandomSourcesGenerateEachRanksSlicesOfTheWholeModel) {
+  int checked = 0;
+  for (const char* name : {"mla_qlora_moe", "mla_noq_dense", "gqa2_moe"}) {
+    for (auto [n, j] : test::architecture_combinations()) {
+      if (n != name) continue;
+      j["num_attention_heads"] = n.rfind("gqa", 0) == 0 ? 16 : 8;
+      j["num_key_value_heads"] = 8;
+      if (n.rfind("gqa", 0) == 0) j["head_dim"] = 16;
+      j["tie_word_embeddings"] = n == "mla_noq_dense";
+      const ModelConfig c = config_from_json(j, n);
+      const ModelWeights whole = random_weights(c, 11), sources = random_weight_sources(c, 11);
+      EXPECT_EQ(sources.stored_bytes, whole.stored_bytes) << n;
+      EXPECT_LT(sources.owned.size(), whole.owned.size()) << n << ": sources hold only the norms";
+      for (const ParallelConfig p : {ParallelConfig{2, 1, false}, ParallelConfig{4, 1, false},
+                                     ParallelConfig{2, 2, false}, ParallelConfig{1, 4, true}}) {
+        if (c.n_routed_experts == 0 && p.ep > 1) continue;
+        for (int r = 0; r < p.world(); ++r) {
+          const ShardPlan plan = plan_shards(c, p, r);
+          RankModel want = shard_model(c, whole, plan), got = shard_model(c, sources, plan);
+          std::vector<TensorView> a, b;
+          for_each_matrix(want.weights, [&](TensorView& v) { a.push_back(v); });
+          for_each_matrix(got.weights, [&](TensorView& v) {
+            EXPECT_EQ(v.data, nullptr) << n << ": a rank's matrix was generated before the rank asked for it";
+            v = generate_random_view(v, got.weights.owned);
+            b.push_back(v);
+          });
+          ASSERT_EQ(a.size(), b.size());
+          for (size_t i = 0; i < a.size(); ++i) {
+            ASSERT_EQ(a[i].shape, b[i].shape) << n << " rank " << r << " matrix " << i;
+            if (a[i].shape.empty() || a[i].numel() == 0) continue;  // a slot this architecture or rank lacks
+            ASSERT_EQ(0, std::memcmp(a[i].data, b[i].data, a[i].nbytes()))
+                << n << " tp " << p.tp << " ep " << p.ep << " rank " << r << " matrix " << i << " "
+                << shape_str(a[i].shape);
+            ++checked;
+          }
+          EXPECT_EQ(got.weights.final_norm, want.weights.final_norm);
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 1000);
+}
+
 // One sequence cannot be split over ranks; DP attention takes one a rank, each with the same number of steps.
 TEST(ShardedCpuForward, RefusesDpAttentionOverOneSequenceAndUnevenSteps) {
   const ModelConfig c = tiny();

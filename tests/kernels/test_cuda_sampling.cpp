@@ -230,5 +230,28 @@ TEST(CudaSampling, RandomFillBitIdenticalToTwin) {
   }
 }
 
+// A rank's block of a whole tensor (rows and columns of it, issue 22): the same bits as the twin's block.
+TEST(CudaSampling, RandomFillOfABlockBitIdenticalToTwin) {
+  MLABENCH_REQUIRE_GPU();
+  struct Block {
+    int64_t first, rows, cols, ld;
+  };
+  for (DType t : {DType::BF16, DType::F32})
+    for (const Block b : {Block{0, 3, 5, 11}, Block{6, 64, 128, 384}, Block{1000 * 7168 + 512, 257, 96, 7168},
+                          Block{5, 1, 1, 1}}) {
+      const int64_t n = b.rows * b.cols;
+      const size_t es = dtype_size(t);
+      std::vector<uint8_t> want(n * es + 64, 0xab);
+      kernels::RandomFillParams p{.out = want.data(), .out_type = t, .n = n, .key = 77, .first = b.first,
+                                  .cols = b.cols, .ld = b.ld};
+      kernels::twin::random_fill(p);
+      auto d = to_device(std::vector<uint8_t>(want.size(), 0xab));
+      p.out = d.get();
+      kernels::cuda::random_fill(p, nullptr);
+      EXPECT_TRUE(to_host<uint8_t>(d, want.size()) == want)
+          << dtype_name(t) << " block first " << b.first << " " << b.rows << " x " << b.cols << " ld " << b.ld;
+    }
+}
+
 }  // namespace
 }  // namespace mlabench

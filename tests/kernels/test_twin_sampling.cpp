@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <array>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -364,6 +365,42 @@ TEST(TwinSampling, RandomFillOddSizesAllTypes) {
         EXPECT_NE(v.front(), v.back());
       }
     }
+}
+
+// A block of a whole tensor (a rank's rows and columns, issue 22) holds exactly the whole tensor's elements there:
+// contiguous rows by `first` alone, a column range by first + cols + ld; a bad block is refused.
+TEST(TwinSampling, RandomFillOfABlockIsThatBlockOfTheWholeTensor) {
+  const int64_t R = 37, C = 53;
+  for (DType t : {DType::BF16, DType::F32}) {
+    const size_t es = dtype_size(t);
+    const auto whole = twin_fill(3, "w", R * C, t, false);
+    for (const auto& [r0, r1, c0, c1] : std::vector<std::array<int64_t, 4>>{
+             {0, R, 0, C}, {5, 19, 0, C}, {0, R, 10, 11}, {7, 30, 20, 53}, {36, 37, 0, 1}}) {
+      const int64_t rows = r1 - r0, cols = c1 - c0;
+      std::vector<uint8_t> block(static_cast<size_t>(rows * cols) * es + 8, 0xab);
+      kernels::RandomFillParams p{.out = block.data(), .out_type = t, .n = rows * cols,
+                                  .key = random_weights_key(3, "w"), .first = r0 * C + c0};
+      if (cols != C) p.cols = cols, p.ld = C;
+      kernels::twin::random_fill(p);
+      EXPECT_EQ(block.back(), 0xab) << "random_fill wrote past its block";
+      for (int64_t r = 0; r < rows; ++r)
+        ASSERT_EQ(0, std::memcmp(block.data() + r * cols * es, whole.data() + ((r0 + r) * C + c0) * es, cols * es))
+            << dtype_name(t) << " rows " << r0 << "-" << r1 << " columns " << c0 << "-" << c1 << " row " << r;
+    }
+  }
+  std::vector<float> out(4);
+  const auto refused = [&](int64_t first, int64_t cols, int64_t ld) {
+    try {
+      kernels::twin::random_fill(
+          {.out = out.data(), .out_type = DType::F32, .n = 4, .key = 1, .first = first, .cols = cols, .ld = ld});
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(refused(0, 4, 3).find("ld >= cols"), std::string::npos);
+  EXPECT_NE(refused(-1, 0, 0).find("first -1"), std::string::npos);
+  EXPECT_EQ(refused(0, 2, 2), "");
 }
 
 }  // namespace

@@ -398,12 +398,14 @@ __device__ __forceinline__ T random_value(uint64_t key, int64_t i, bool ones) {
 // Each thread writes one 16-byte chunk of kVec elements per iteration; when out is not 16-byte aligned (a
 // tensor inside a packed arena) every element goes scalar.
 template <class T>
-__global__ void __launch_bounds__(kFillThreads) random_fill_kernel(T* out, int64_t n, uint64_t key, bool ones) {
+__global__ void __launch_bounds__(kFillThreads) random_fill_kernel(T* out, int64_t n, uint64_t key, bool ones,
+                                                                   int64_t first, int64_t cols, int64_t ld) {
   constexpr int kVec = 16 / sizeof(T);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const auto value = [&](int64_t i) { return random_value<T>(key, random_fill_index(first, cols, ld, i), ones); };
   if ((reinterpret_cast<uintptr_t>(out) & 15) != 0) {
-    for (int64_t i = tid; i < n; i += stride) out[i] = random_value<T>(key, i, ones);
+    for (int64_t i = tid; i < n; i += stride) out[i] = value(i);
     return;
   }
   const int64_t n_chunks = (n + kVec - 1) / kVec;
@@ -415,10 +417,10 @@ __global__ void __launch_bounds__(kFillThreads) random_fill_kernel(T* out, int64
         uint4 u;
       } chunk;
 #pragma unroll
-      for (int k = 0; k < kVec; ++k) chunk.v[k] = random_value<T>(key, i0 + k, ones);
+      for (int k = 0; k < kVec; ++k) chunk.v[k] = value(i0 + k);
       reinterpret_cast<uint4*>(out)[c] = chunk.u;
     } else {
-      for (int64_t i = i0; i < n; ++i) out[i] = random_value<T>(key, i, ones);
+      for (int64_t i = i0; i < n; ++i) out[i] = value(i);
     }
   }
 }
@@ -458,19 +460,26 @@ void random_fill(const RandomFillParams& p, cudaStream_t s) {
                  "random_fill: n = {} with out {}. HINT: pass the tensor's device "
                  "buffer and element count",
                  p.n, p.out ? "set" : "null");
+  MLABENCH_CHECK(p.first >= 0 && p.cols >= 0 && (p.cols == 0 || p.ld >= p.cols),
+                 "random_fill: first {}, cols {}, ld {} (need first >= 0, and ld >= cols where cols > 0). HINT: a "
+                 "block of a whole tensor names its first element, its row width and the whole tensor's row stride",
+                 p.first, p.cols, p.ld);
   const int64_t vec = p.out_type == DType::F32 ? 4 : 8;
   // Enough blocks to fill the GPU several times over; the grid-stride loop covers the rest.
   const int64_t want = (p.n + vec * kFillThreads - 1) / (vec * kFillThreads);
   const unsigned blocks = static_cast<unsigned>(want < 4096 ? want : 4096);
   switch (p.out_type) {
     case DType::BF16:
-      random_fill_kernel<<<blocks, kFillThreads, 0, s>>>(static_cast<__nv_bfloat16*>(p.out), p.n, p.key, p.fill_ones);
+      random_fill_kernel<<<blocks, kFillThreads, 0, s>>>(static_cast<__nv_bfloat16*>(p.out), p.n, p.key, p.fill_ones,
+                                                            p.first, p.cols, p.ld);
       break;
     case DType::F16:
-      random_fill_kernel<<<blocks, kFillThreads, 0, s>>>(static_cast<__half*>(p.out), p.n, p.key, p.fill_ones);
+      random_fill_kernel<<<blocks, kFillThreads, 0, s>>>(static_cast<__half*>(p.out), p.n, p.key, p.fill_ones,
+                                                            p.first, p.cols, p.ld);
       break;
     case DType::F32:
-      random_fill_kernel<<<blocks, kFillThreads, 0, s>>>(static_cast<float*>(p.out), p.n, p.key, p.fill_ones);
+      random_fill_kernel<<<blocks, kFillThreads, 0, s>>>(static_cast<float*>(p.out), p.n, p.key, p.fill_ones,
+                                                            p.first, p.cols, p.ld);
       break;
     default:
       MLABENCH_FAIL(

@@ -178,13 +178,17 @@ void random_fill(const RandomFillParams& p) {
                  "random_fill: n = {} with out {}. HINT: pass the tensor's "
                  "buffer and element count",
                  p.n, p.out ? "set" : "null");
+  MLABENCH_CHECK(p.first >= 0 && p.cols >= 0 && (p.cols == 0 || p.ld >= p.cols),
+                 "random_fill: first {}, cols {}, ld {} (need first >= 0, and ld >= cols where cols > 0). HINT: a "
+                 "block of a whole tensor names its first element, its row width and the whole tensor's row stride",
+                 p.first, p.cols, p.ld);
   // sqrt(3) * 0.02 (standard deviation 0.02) as an exact constant, so host and device use the same double.
   constexpr double kHalfWidth = 0x1.1bc779ef0d4e8p-5;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < p.n; ++i) {
     float x = 1.0f;
     if (!p.fill_ones) {
-      const uint64_t r = splitmix64(p.key + static_cast<uint64_t>(i));
+      const uint64_t r = splitmix64(p.key + static_cast<uint64_t>(random_fill_index(p.first, p.cols, p.ld, i)));
       const double u = static_cast<double>(r >> 11) * 0x1.0p-53;  // [0, 1)
       x = static_cast<float>((2.0 * u - 1.0) * kHalfWidth);
     }
