@@ -534,7 +534,15 @@ ojson run_bench(const BenchArgs& a) {
   for (const Shape& s : shapes) eo.max_batch = std::max(eo.max_batch, s.batch);
   const ModelConfig c = load_config(eo.model_dir);
   fit_context(eo, c, shapes, a.gen);
+  // Load time (issue 22: DeepSeek-V2 on several GPUs): config, weights read or generated (each rank's slices on its
+  // GPU), KV cache allocated; the first open, before any --batch max reopen.
+  const auto t_open = std::chrono::steady_clock::now();
   auto engine = open_engine(eo);
+  const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_open).count();
+  const double wb = static_cast<double>(engine->weight_bytes());
+  std::printf("# engine opened in %.2f s (%.*f %s of weights, %s)\n", load_seconds, wb < 1e9 ? 1 : 2,
+              wb < 1e9 ? wb / 1e6 : wb / 1e9, wb < 1e9 ? "MB" : "GB",
+              eo.random_weights_seed ? "random, generated where they run" : "checkpoint");
   std::optional<MaxBatchPlan> max_plan;
   if (std::any_of(shapes.begin(), shapes.end(), [](const Shape& s) { return s.in_max_sweep; })) {
     max_plan = plan_max_batch(*engine, a);
@@ -591,6 +599,7 @@ ojson run_bench(const BenchArgs& a) {
                {"params", params_json(a, eo, rows_to_run, engine->kv_block_size())},
                {"active_weight_bytes_per_token", engine->active_weight_bytes()},
                {"weight_bytes", engine->weight_bytes()},
+               {"load_seconds", load_seconds},
                {"copy_gb_per_s", rf.copy_gbps},
                {"measures", measures},
                {"rows", rows}};

@@ -17,6 +17,7 @@
 #   longdecode128  mlabench bench, decode at 128K x 1 (its decode pass prefills its own uncached 128K prompt)
 #   longpeer     transformers on the same 32K and 128K prompts (prefill only)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
+#   sharded      --tp on V2-Lite (1 GPU: ranks sharing it), DeepSeek-V2 and 67B on several GPUs: load time, decode b1/b64
 #   niahgrid     the full default NIAH grid (12 lengths x 12 depths to 128K), V2-Lite random weights, the real
 #                tokenizer: wall time, and the prompt tokens computed against those taken from the prefix cache
 set -uo pipefail
@@ -264,6 +265,33 @@ if named nccl; then
     sed 's/^/    /' "$out/nccl.log" >> "$out/summary.txt"
   else
     row "bench_nccl" "not built (no NCCL found: build.log)"
+  fi
+fi
+# Several GPUs (issue 22; named only). The sharded engine on V2-Lite at --tp 1, 2, 4, 8 (as far as the GPUs go; on
+# one GPU, --tp 2 with the ranks sharing it and joining through the host: parity, not speed), NCCL and host-staged
+# joins side by side at --tp 2; then DeepSeek-V2 (236B, 4 or more GPUs) and DeepSeek 67B (2 or more) in BF16, random
+# weights generated a rank's slice at a time on each GPU: load time (bench's load_seconds), decode at batch 1 and 64.
+sharded_bench() {  # NAME TIMEOUT ARGS...
+  local name=$1 t=$2; shift 2
+  timeout "$t" build-gpu/mlabench bench --device cuda --random-weights 0 --prompt 512 --gen 64 --batch 1,64 \
+    --out "$out/bench_sharded_$name.json" "$@" > "$out/sharded_$name.log" 2>&1
+  row "sharded $name" "rc $?"
+  grep -E '^# engine opened|^ +[0-9]+ +512 |^error' "$out/sharded_$name.log" | sed 's/^/    /' >> "$out/summary.txt"
+}
+if named sharded; then
+  ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
+  lite=(--model configs/deepseek-v2-lite --kv-cache-gib 16)
+  if [ "$ngpu" -lt 2 ]; then
+    sharded_bench lite_tp1 150 "${lite[@]}"
+    sharded_bench lite_tp2_shared 200 "${lite[@]}" --tp 2
+  else
+    for tp in 1 2 4 8; do
+      [ "$tp" -le "$ngpu" ] && sharded_bench "lite_tp$tp" 150 "${lite[@]}" --tp $tp
+    done
+    MLABENCH_COLLECTIVES=host sharded_bench lite_tp2_host 150 "${lite[@]}" --tp 2
+    big=4; [ "$ngpu" -ge 8 ] && big=8
+    [ "$ngpu" -ge 4 ] && sharded_bench v2_tp$big 400 --model configs/deepseek-v2 --kv-cache-gib 8 --tp $big
+    sharded_bench 67b_tp$(( ngpu >= 4 ? 4 : 2 )) 300 --model configs/deepseek-67b --kv-cache-gib 8 --tp $(( ngpu >= 4 ? 4 : 2 ))
   fi
 fi
 if named niahgrid && [ -d .carry/shared/datasets ]; then
