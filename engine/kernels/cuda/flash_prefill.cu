@@ -346,7 +346,7 @@ constexpr int kPipeBC = 128;  // keys per tile; one key row per thread pair (kTh
 static_assert(kThreads / 2 == kPipeBC, "a thread's key row stays fixed across its copies");
 template <int DK, int DV>
 constexpr int pipe_smem_bytes() {
-  return kRows * DK * 2 + 2 * kPipeBC * (DK + DV) * 2 + 16 + 1024;  // Q, K ring, V ring, two mbarriers; alignment
+  return kRows * DK * 2 + 2 * kPipeBC * (DK + DV) * 2 + 64 + 1024;  // Q, K ring, V ring, mbarriers; alignment
 }
 
 // This thread's share of a tile copy: key row j = tid / 2, 16-byte chunks par + 2i (par = tid & 1), so a thread
@@ -376,23 +376,48 @@ __device__ __forceinline__ void copy_key_row(uint32_t slot, const PipeLane& ln, 
     cp_async16(slot + ln.sw[i & 3] + (i >> 2) * (kPipeBC * 128), (16 * i < kSplit ? row0 : row1) + 16 * i, valid);
 }
 
-template <int DK, int DV, bool kMla, bool kTma>
-__global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __grid_constant__ Args a) {
+// Named barriers of the ping-pong schedule (barrier 0 is __syncthreads').
+__device__ __forceinline__ void named_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+// Two consumer warpgroups and a producer warpgroup (one thread of which copies): registers are allocated by
+// warpgroup, so a lone producer warp would cost the consumers as much as a whole one; with setmaxnreg the producer
+// gives its registers to the consumers (40 and 232 a thread, as the grouped expert GEMM).
+constexpr int kPingThreads = kThreads + 128;
+
+// kPing (MLABENCH_FLASH=pingpong, TMA copies only): FlashAttention-3's ping-pong. A producer (thread 256) issues
+// every copy, gated by per-slot empty barriers the consumers' warps arrive on once their MMAs have read a slot, so
+// no block-wide barrier remains in the loop; and the two consumer warpgroups take turns issuing their MMAs (named
+// barriers 1 and 2), so one warpgroup's softmax runs while the other's S and P.V occupy the tensor cores, instead
+// of both softmaxes at once with the tensor cores idle.
+template <int DK, int DV, bool kMla, bool kTma, bool kPing = false>
+__global__ void __launch_bounds__(kPing ? kPingThreads : kThreads, 1)
+    flash_wgmma_pipe_kernel(const __grid_constant__ Args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BC = kPipeBC, kKSteps = DK / 16, kNS = BC / 2, kNO = DV / 2;
   constexpr int kNope = 128;  // MLA: the k_nope head size of the only instance (192 = 128 + 64)
   static_assert(DK % 64 == 0 && (DV == 64 || DV == 128), "instances");
   static_assert(!kMla || (DK == 192 && DV == 128), "MLA's instance is V2's 192 / 128");
+  static_assert(kTma || !kPing, "the ping-pong schedule's producer issues TMA copies");
   extern __shared__ __align__(1024) unsigned char smem_pipe[];
   const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_pipe)) + 1023u) & ~1023u;
   const uint32_t q_s = base, k_ring = base + kRows * DK * 2, v_ring = k_ring + 2 * BC * DK * 2;
-  const uint32_t bars = v_ring + 2 * BC * DV * 2;  // kTma: stage s's barrier at bars + 8 s
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2;
+  // kTma: stage s's barrier at bars + 8 s. kPing: K's full barriers at bars + 8 s, V's at + 16 + 8 s, then K's
+  // and V's empty barriers at + 32 + 8 s and + 48 + 8 s.
+  const uint32_t bars = v_ring + 2 * BC * DV * 2;
+  const uint32_t full_v = bars + 16, empty_k = bars + 32, empty_v = bars + 48;
+  const int tid = threadIdx.x, lane = tid & 31, g = lane >> 2;
+  // The warp index through a shuffle, so that ptxas sees the producer/consumer branch warp-uniform (a divergent
+  // path before a wgmma serializes them all).
+  const int warp = kPing ? __shfl_sync(0xffffffffu, tid >> 5, 0) : tid >> 5;
   const int wg = warp >> 2, hg = blockIdx.y, seq = blockIdx.z;
   const CtaRows cr(a, seq);
   if (cr.r0 >= cr.n_rows) return;
 
-  for (int e = tid; e < kRows * (DK / 8); e += kThreads) {  // Q of the CTA's rows, zeros past the sequence
+  for (int e = tid; e < kRows * (DK / 8) && tid < kThreads; e += kThreads) {  // Q of the CTA's rows, zeros past
     const int r = e / (DK / 8), c = e - r * (DK / 8), row = cr.r0 + r;
     const uint16_t* src = a.q;
     if (row < cr.n_rows) {
@@ -498,7 +523,45 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
       tma_paged(slot, &a.map_kpe, DV, slot_v, bar);
     }
   };
-  if constexpr (kTma) {
+  if constexpr (kPing) {
+    if (tid == 0) {
+      for (int i = 0; i < 4; ++i) tma::mbar_init(bars + 8 * i, 1);             // full: the producer's expect_tx
+      for (int i = 4; i < 8; ++i) tma::mbar_init(bars + 8 * i, kWarps);  // empty: the 8 consumer warps' lane 0
+      tma::mbar_init_fence();
+    }
+    __syncthreads();
+    if (wg == 2) {  // the producer: K_0, then K_{t+1} and V_t as the consumers free their slots
+      asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+      if (tid == kThreads && n_tiles > 0) {
+        if constexpr (!kMla) tile_slots(0, slot_k);
+        tma::mbar_arrive_expect_tx(bars, kMla ? kKBytes : halves(slot_k) * kHalfK);
+        tma_k(0, bars);
+        if constexpr (!kMla) {
+          slot_v[0] = slot_k[0], slot_v[1] = slot_k[1];
+          tile_slots(1, slot_n);
+        }
+        for (int t = 0; t < n_tiles; ++t) {
+          if (t + 1 < n_tiles) {
+            const int sk = (t + 1) & 1;
+            if (t + 1 >= 2) tma::mbar_wait(empty_k + 8 * sk, (((t + 1) >> 1) - 1) & 1);
+            if constexpr (!kMla) {
+              slot_k[0] = slot_n[0], slot_k[1] = slot_n[1];
+              tile_slots(t + 2, slot_n);
+            }
+            tma::mbar_arrive_expect_tx(bars + 8 * sk, kMla ? kKBytes : halves(slot_k) * kHalfK);
+            tma_k(t + 1, bars + 8 * sk);
+          }
+          const int sv = t & 1;
+          if (t >= 2) tma::mbar_wait(empty_v + 8 * sv, ((t >> 1) - 1) & 1);
+          tma::mbar_arrive_expect_tx(full_v + 8 * sv, kMla ? kVBytes : halves(slot_v) * kHalfV);
+          tma_v(t, full_v + 8 * sv);
+          if constexpr (!kMla) slot_v[0] = slot_k[0], slot_v[1] = slot_k[1];  // tile t + 1's
+        }
+      }
+      return;
+    }
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+  } else if constexpr (kTma) {
     if (tid == 0) {
       tma::mbar_init(bars, 1);
       tma::mbar_init(bars + 8, 1);
@@ -518,7 +581,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
   // K_{t+1} and V_t into the slots the last iteration freed. TMA: stage (t + 1) & 1, issued before the MMAs (one
   // thread: a branch that must not sit between an MMA and its wait); cp.async: after them, by every thread.
   auto copy_next_tma = [&](int t) {
-    if (kTma && tid == 0) {
+    if (kTma && !kPing && tid == 0) {
       const uint32_t bar = bars + ((t + 1) & 1) * 8;
       const bool k_next = t + 1 < n_tiles;
       if constexpr (kMla)
@@ -587,9 +650,28 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
       cp_async_wait<0>();          // this thread's copies (TMA: Q only)
       wgmma::fence_proxy_async();  // visible to wgmma's reads
     }
+    if constexpr (kPing) {  // K_w and V_{w-1} landed; Q (w == 0) copied by both warpgroups' threads
+      if (w == 0) named_sync(3, kThreads);
+      if (w < n_tiles) tma::mbar_wait(bars + (w & 1) * 8, (w >> 1) & 1);
+      if (w > 0) tma::mbar_wait(full_v + ((w - 1) & 1) * 8, ((w - 1) >> 1) & 1);
+      return;
+    }
     if constexpr (kTma) tma::mbar_wait(bars + (w & 1) * 8, (w >> 1) & 1);
     __syncthreads();
   };
+  // kPing: this warpgroup's turn on the tensor cores (barrier 1 + wg, which the other warpgroup arrives on once it
+  // has issued its MMAs), and the other's turn once this one has issued. Warpgroup 1 lets warpgroup 0 go first.
+  auto turn_begin = [&] {
+    if constexpr (kPing) named_sync(1 + wg, kThreads);
+  };
+  auto turn_end = [&] {
+    if constexpr (kPing) named_arrive(2 - wg, kThreads);
+  };
+  auto release = [&](uint32_t empty, int t) {  // kPing: this warp's MMAs are done with tile t's slot
+    if (kPing && lane == 0) tma::mbar_arrive(empty + (t & 1) * 8);
+  };
+  if constexpr (kPing)
+    if (wg == 1) named_arrive(1, kThreads);
   auto softmax = [&](int t, float(&alpha)[2], auto masked) {
     softmax_tile<decltype(masked)::value>(s, m, l, alpha, t * BC, pos, cr.k_end, true, a.scale_log2);
   };
@@ -601,12 +683,15 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
   // Tile 0: S_0 and its softmax alone.
   tile_landed(0);
   copy_next_tma(0);
+  turn_begin();
   wgmma::fence();
   issue_qk(0);
+  turn_end();
   copy_next(0);
   float alpha[2];
   wgmma::wait_all();
   wgmma::fence_regs(s);
+  release(empty_k, 0);
   if (n_unmasked > 0)
     softmax(0, alpha, std::false_type{});
   else
@@ -616,16 +701,20 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
   auto iteration = [&](int t, auto masked) {
     tile_landed(t);
     copy_next_tma(t);
+    turn_begin();
     wgmma::fence();
     issue_qk(t);
     issue_pv(t - 1);
+    turn_end();
     copy_next(t);
     wgmma::wait_one();
     wgmma::fence_regs(s);
+    release(empty_k, t);
     softmax(t, alpha, masked);
     wgmma::wait_all();
     wgmma::fence_regs(o);
     wgmma::fence_regs(pa);
+    release(empty_v, t - 1);
     // Past the first tiles a row's max seldom moves (alpha is then exactly 1): the warp skips the 64 multiplies
     // when none of its rows' did.
     if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) rescale(o, alpha);
@@ -640,7 +729,9 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
     const int valid = cr.k_end - (n_tiles - 1) * BC;
     const uint32_t v_s = v_ring + ((n_tiles - 1) & 1) * kVBytes;
     constexpr int kChunksV = DV / 8;  // 16-byte chunks a value row: 16 at DV 128, 8 at 64 (one column block)
-    for (int e = valid * kChunksV + tid; e < BC * kChunksV; e += kThreads) {  // chunks of rows [valid, BC)
+    // kPing: each warpgroup zeroes them before its own P.V (the other may be ahead or behind; both write zeros).
+    constexpr int kZeroers = kPing ? kThreads / 2 : kThreads;
+    for (int e = valid * kChunksV + (kPing ? tid & 127 : tid); e < BC * kChunksV; e += kZeroers) {
       const int r = e / kChunksV, c = e % kChunksV;
       asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(v_s + (c >> 3) * (BC * 128) + r * 128 +
                                                                         (c & 7) * 16),
@@ -648,7 +739,10 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
                    : "memory");
     }
     wgmma::fence_proxy_async();
-    __syncthreads();
+    if constexpr (kPing)
+      named_sync(4 + wg, kThreads / 2);
+    else
+      __syncthreads();
   }
   wgmma::fence();
   issue_pv(n_tiles - 1);
@@ -661,10 +755,11 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_pipe_kernel(const __g
 }
 
 // Which kernel runs: the pipelined wgmma kernel where this build has sm_90a code and the device is a Hopper (compute
-// capability 9.0), else mma.sync. MLABENCH_FLASH=mma | pipe | pipe-cpasync overrides it (benchmarks compare them in
-// one run). pipe feeds MLA's tiles by TMA when the caller gives the key count (MlaPrefillParams::n_keys), else
-// by cp.async like GQA's; pipe-cpasync always by cp.async.
-enum class Variant { MMA, PIPE, PIPE_CPASYNC };
+// capability 9.0), else mma.sync. MLABENCH_FLASH=mma | pipe | pipe-cpasync | pingpong overrides it (benchmarks
+// compare them in one run). pipe feeds the tiles by TMA where it can (MLA with MlaPrefillParams::n_keys, GQA with
+// 64-slot blocks and GqaAttentionParams::n_slots), else by cp.async; pipe-cpasync always by cp.async; pingpong is
+// pipe with the ping-pong schedule where the tiles come by TMA (pipe elsewhere).
+enum class Variant { MMA, PIPE, PIPE_CPASYNC, PINGPONG };
 
 Variant pick_variant() {
   static const Variant v = [] {
@@ -672,25 +767,30 @@ Variant pick_variant() {
     const char* env = std::getenv("MLABENCH_FLASH");
     if (env == nullptr) return best;
     const std::string e(env);
-    MLABENCH_CHECK(e == "mma" || e == "pipe" || e == "pipe-cpasync",
-                   "MLABENCH_FLASH={}: not a flash prefill kernel. HINT: use mma, pipe or pipe-cpasync, or unset it",
+    MLABENCH_CHECK(e == "mma" || e == "pipe" || e == "pipe-cpasync" || e == "pingpong",
+                   "MLABENCH_FLASH={}: not a flash prefill kernel. HINT: use mma, pipe, pipe-cpasync or pingpong, or "
+                   "unset it",
                    e);
     MLABENCH_CHECK(e == "mma" || best != Variant::MMA,
                    "MLABENCH_FLASH={}: the wgmma kernel needs sm_90a code (a build for compute capability 9.0) and a "
                    "Hopper GPU. HINT: use MLABENCH_FLASH=mma here",
                    e);
-    return e == "mma" ? Variant::MMA : e == "pipe" ? Variant::PIPE : Variant::PIPE_CPASYNC;
+    return e == "mma"    ? Variant::MMA
+           : e == "pipe" ? Variant::PIPE
+           : e == "pipe-cpasync" ? Variant::PIPE_CPASYNC
+                                 : Variant::PINGPONG;
   }();
   return v;
 }
 
 template <class Kernel>
-void launch_kernel(Kernel* kernel, int smem, const Args& a, int max_q, int n_head_groups, cudaStream_t stream) {
+void launch_kernel(Kernel* kernel, int smem, const Args& a, int max_q, int n_head_groups, cudaStream_t stream,
+                   int threads = kThreads) {
   MLABENCH_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int64_t row_tiles = (int64_t{max_q} * a.group + kRows - 1) / kRows;
   const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(n_head_groups),
                   static_cast<unsigned>(a.n_seqs));
-  kernel<<<grid, kThreads, smem, stream>>>(a);
+  kernel<<<grid, threads, smem, stream>>>(a);
   MLABENCH_CUDA(cudaGetLastError());
 }
 
@@ -704,7 +804,10 @@ template <int DK, int DV, bool kMla>
 void launch(const Args& a, bool with_tma, int max_q, int n_head_groups, cudaStream_t stream) {
   const Variant v = q_aligned16(a) ? pick_variant() : Variant::MMA;
   static_assert(pipe_smem_bytes<DK, DV>() <= 227 * 1024, "fits an SM");
-  if (v == Variant::PIPE && with_tma)
+  if (v == Variant::PINGPONG && with_tma)
+    return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla, true, true>, pipe_smem_bytes<DK, DV>(), a, max_q,
+                         n_head_groups, stream, kPingThreads);
+  if ((v == Variant::PIPE || v == Variant::PINGPONG) && with_tma)
     return launch_kernel(flash_wgmma_pipe_kernel<DK, DV, kMla, true>, pipe_smem_bytes<DK, DV>(), a, max_q,
                          n_head_groups, stream);
   if (v != Variant::MMA)
@@ -742,7 +845,10 @@ CUtensorMap make_tensor_map_2d(const void* base, uint64_t cols, uint64_t rows, u
 
 const char* kernel_name() {
   const Variant v = pick_variant();
-  return v == Variant::PIPE ? "pipe" : v == Variant::PIPE_CPASYNC ? "pipe-cpasync" : "mma";
+  return v == Variant::PIPE           ? "pipe"
+         : v == Variant::PIPE_CPASYNC ? "pipe-cpasync"
+         : v == Variant::PINGPONG     ? "pingpong"
+                                      : "mma";
 }
 
 void mla_prefill_bf16(const MlaPrefillParams& p, cudaStream_t s) {
@@ -765,7 +871,7 @@ void mla_prefill_bf16(const MlaPrefillParams& p, cudaStream_t s) {
   a.nope = p.nope;
   // The TMA kernel's coordinates are int32 rows; keys past n_keys read as zeros.
   const bool with_tma = p.n_keys > 0 && p.n_keys < (int64_t{1} << 31) && q_aligned16(a) &&
-                        pick_variant() == Variant::PIPE;
+                        (pick_variant() == Variant::PIPE || pick_variant() == Variant::PINGPONG);
   if (with_tma) {
     a.map_kv = make_tensor_map_2d(a.kv, static_cast<uint64_t>(p.n_heads) * a.kv_head_stride,
                                   static_cast<uint64_t>(p.n_keys), static_cast<uint64_t>(a.ld_kv) * 2);
@@ -789,7 +895,7 @@ void gqa_prefill_bf16(const GqaAttentionParams& p, cudaStream_t s) {
   // size on CUDA); else cp.async, a 16-byte copy per thread and chunk.
   const bool with_tma = p.n_slots > 0 && p.n_slots < (int64_t{1} << 31) && p.paged.block_size % 64 == 0 &&
                         aligned16(a.k_cache) && aligned16(a.v_cache) && a.kv_width % 8 == 0 && q_aligned16(a) &&
-                        pick_variant() == Variant::PIPE;
+                        (pick_variant() == Variant::PIPE || pick_variant() == Variant::PINGPONG);
   if (with_tma) {
     const auto cols = static_cast<uint64_t>(a.kv_width), rows = static_cast<uint64_t>(p.n_slots);
     a.map_kv = hopper::tensor_map_bf16_2d(a.k_cache, cols, rows, cols * 2, 64, "flash prefill (GQA K pool)");
