@@ -31,33 +31,6 @@ uint64_t random_weights_key(uint64_t seed, const std::string& tensor_name) {
   return splitmix64(seed ^ fnv1a64(tensor_name));
 }
 
-ModelWeights random_weights(const ModelConfig& c, uint64_t seed) {
-  ModelWeights w;
-  const auto manifest = tensor_manifest(c, ExpertLayout::HUB);
-  std::map<std::string, TensorView> views;
-  for (const auto& t : manifest) {
-    TensorView v;
-    v.dtype = c.dtype;
-    v.shape = t.shape;
-    const int64_t n = v.numel();
-    w.owned.emplace_back((v.nbytes() + 7) / 8);
-    void* buf = w.owned.back().data();
-    v.data = buf;
-    // Norm weights (1-D) are ones; the twin of the device kernel is the host generator, so both give these bits.
-    kernels::twin::random_fill({.out = buf,
-                                .out_type = c.dtype,
-                                .n = n,
-                                .key = random_weights_key(seed, t.name),
-                                .fill_ones = t.shape.size() == 1});
-    w.stored_bytes += v.nbytes();
-    views[t.name] = v;
-  }
-  bind_weights(
-      c, ExpertLayout::HUB, [&](const std::string& name) { return views.at(name); }, w);
-  w.source = fmt::format("random (seed {})", seed);
-  return w;
-}
-
 ModelWeights random_weight_sources(const ModelConfig& c, uint64_t seed) {
   ModelWeights w;
   std::map<std::string, TensorView> views;
@@ -96,6 +69,15 @@ TensorView generate_random_view(const TensorView& v, std::vector<std::vector<uin
   out.data = owned.back().data();
   out.random.reset();
   return out;
+}
+
+// The sources, every matrix generated on the host by the twin of the device kernel (so host and device give the
+// same bits); a tied head stays a view of the embedding.
+ModelWeights random_weights(const ModelConfig& c, uint64_t seed) {
+  ModelWeights w = random_weight_sources(c, seed);
+  for_each_matrix(w, [&w](TensorView& v) { v = generate_random_view(v, w.owned); });
+  if (c.tie_word_embeddings) w.lm_head = w.embed;
+  return w;
 }
 
 void for_each_matrix(ModelWeights& w, const std::function<void(TensorView&)>& f) {
