@@ -60,9 +60,11 @@ class Blas {
 
   cudaStream_t stream() const { return stream_; }
 
- private:
-  /// skinny_gemm on the stream when the rows, the switch and the kernel allow it; false: the caller runs cuBLAS.
+  /// skinny_gemm on the stream when the rows, the switch and the kernel allow it; false: the caller runs cuBLAS
+  /// (public for the forms linear() has no words for, such as a split output).
   bool try_skinny(const kernels::SkinnyGemmParams& p);
+
+ private:
 
   cublasHandle_t handle_ = nullptr;
   cudaStream_t stream_ = nullptr;

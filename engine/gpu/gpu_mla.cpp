@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
+#include <string>
 
 #include "engine/gpu/gpu_model.h"
 #include "engine/gpu/phase_timer.h"
@@ -35,15 +37,21 @@ class MlaAttention final : public GpuAttention {
     const ModelConfig& c = m_.config();
     const int64_t H = c.hidden_size, nh = c.n_heads, qk = c.qk_head_dim();
     const std::string a = fmt::format("model.layers.{}.self_attn.", l);
-    if (c.q_lora_rank > 0) {
-      D.q_a_proj = up.mat(L ? &L->q_a_proj : nullptr, a + "q_a_proj.weight", c.q_lora_rank, H);
+    // The two projections of the normed input, q_proj (or q_a_proj) and kv_a_proj, in one allocation, rows of the
+    // first then of the second: decode steps of 1-2 rows stream them as one skinny_gemm (first_projections).
+    const bool lora = c.q_lora_rank > 0;
+    const int64_t n1 = lora ? c.q_lora_rank : nh * qk, cw = c.kv_lora_rank + c.qk_rope_head_dim;
+    char* both = up.alloc((n1 + cw) * H, up.elem_size(), a + "q and kv_a projections");
+    up.put(both, L ? (lora ? &L->q_a_proj : &L->q_proj) : nullptr, a + (lora ? "q_a_proj.weight" : "q_proj.weight"),
+           n1 * H);
+    (lora ? D.q_a_proj : D.q_proj) = {both, n1, H};
+    char* kv_a = both + static_cast<size_t>(n1 * H) * up.elem_size();
+    up.put(kv_a, L ? &L->kv_a_proj : nullptr, a + "kv_a_proj_with_mqa.weight", cw * H);
+    D.kv_a_proj = {kv_a, cw, H};
+    if (lora) {
       D.q_a_norm = up.norm(L ? &L->q_a_norm : nullptr, a + "q_a_layernorm.weight", c.q_lora_rank);
       D.q_b_proj = up.mat(L ? &L->q_b_proj : nullptr, a + "q_b_proj.weight", nh * qk, c.q_lora_rank);
-    } else {
-      D.q_proj = up.mat(L ? &L->q_proj : nullptr, a + "q_proj.weight", nh * qk, H);
     }
-    D.kv_a_proj = up.mat(L ? &L->kv_a_proj : nullptr, a + "kv_a_proj_with_mqa.weight",
-                         c.kv_lora_rank + c.qk_rope_head_dim, H);
     D.kv_a_norm = up.norm(L ? &L->kv_a_norm : nullptr, a + "kv_a_layernorm.weight", c.kv_lora_rank);
     D.kv_b_proj = up.mat(L ? &L->kv_b_proj : nullptr, a + "kv_b_proj.weight", nh * (c.qk_nope_head_dim + c.v_head_dim),
                          c.kv_lora_rank);
@@ -93,12 +101,11 @@ class MlaAttention final : public GpuAttention {
     const int64_t nope = c.qk_nope_head_dim, qk = c.qk_head_dim(), kvl = c.kv_lora_rank, cw = kvl + c.qk_rope_head_dim;
     const DType dt = m_.dtype();
     cudaStream_t s = m_.stream();
-    float* q = buf<float>(off_.q);  // [T, nh * qk]
-    queries(st, L, q);
-
-    // The compressed KV of the new tokens: normalise c_kv, rotate k_pe, append to the cache.
-    float* ckv = buf<float>(off_.ckv);  // [T, cw]
-    m_.blas().linear(ckv, cw, m_.normed_input(), H, L.kv_a_proj.p, H, dt, T, cw, H);
+    float* q = buf<float>(off_.q);      // [T, nh * qk]
+    float* ckv = buf<float>(off_.ckv);  // [T, cw]: the compressed KV of the new tokens
+    const bool fused = first_projections(L, T, q, ckv);
+    queries(st, L, q, fused);
+    if (!fused) m_.blas().linear(ckv, cw, m_.normed_input(), H, L.kv_a_proj.p, H, dt, T, cw, H);
     // One kernel: kv_a_layernorm on c_kv, RoPE on k_pe and on q's rope columns, the row appended to the cache.
     k::cuda::latent_append({.latent = ckv, .ld = cw, .kv_lora = kvl, .rope_dim = m_.rope().dim,
                             .norm_weight = L.kv_a_norm, .eps = kLatentNormEps, .q = q, .ld_q = nh * qk, .n_heads = nh,
@@ -133,21 +140,38 @@ class MlaAttention final : public GpuAttention {
     return static_cast<const char*>(m.p) + static_cast<size_t>(elems) * dtype_size(m_.dtype());
   }
 
-  // q [T, nh * qk] from the normed input: q_proj, or q_a_proj -> q_a_layernorm -> q_b_proj.
-  void queries(const DeviceStep& st, const GpuLayer& L, float* q) {
+  // A step of 1-2 rows: q_proj (or q_a_proj, into cq) and kv_a_proj (into ckv) as one skinny_gemm over their
+  // adjacent weights (upload), the same sums as two calls. False where skinny_gemm does not take it.
+  bool first_projections(const GpuLayer& L, int64_t T, float* q, float* ckv) {
+    const ModelConfig& c = m_.config();
+    const int64_t H = c.hidden_size, ql = c.q_lora_rank, cw = c.kv_lora_rank + c.qk_rope_head_dim;
+    const DeviceMat& first = ql > 0 ? L.q_a_proj : L.q_proj;
+    static const bool on = [] {  // MLABENCH_FUSE_PROJECTIONS=0: two launches (the A/B switch of the benches)
+      const char* e = std::getenv("MLABENCH_FUSE_PROJECTIONS");
+      return e == nullptr || std::string(e) != "0";
+    }();
+    if (!on || bytes(first, first.rows * H) != L.kv_a_proj.p) return false;  // off, or not adjacent
+    return m_.blas().try_skinny({.y = ql > 0 ? buf<float>(off_.cq) : q, .ldy = first.rows, .x = m_.normed_input(),
+                                 .ldx = H, .w = first.p, .ldw = H, .dtype = m_.dtype(), .m = T, .n = first.rows + cw,
+                                 .k = H, .y2 = ckv, .ldy2 = cw, .n_y = first.rows});
+  }
+
+  // q [T, nh * qk] from the normed input: q_proj, or q_a_proj -> q_a_layernorm -> q_b_proj. first_done: q_proj's
+  // (q_a_proj's) product is already in q (cq), from first_projections.
+  void queries(const DeviceStep& st, const GpuLayer& L, float* q, bool first_done) {
     const ModelConfig& c = m_.config();
     const int64_t T = st.n_rows, H = c.hidden_size, nh = c.n_heads, qk = c.qk_head_dim(), ql = c.q_lora_rank;
     const DType dt = m_.dtype();
     if (ql > 0) {
       float* cq = buf<float>(off_.cq);  // [T, q_lora]
       void* cq_c = buf<void>(off_.cq_c);
-      m_.blas().linear(cq, ql, m_.normed_input(), H, L.q_a_proj.p, H, dt, T, ql, H);
+      if (!first_done) m_.blas().linear(cq, ql, m_.normed_input(), H, L.q_a_proj.p, H, dt, T, ql, H);
       k::cuda::rms_norm({.residual = cq, .ld_residual = ql, .out = cq_c, .out_type = dt, .ld_out = ql,
                          .weight = L.q_a_norm, .n_rows = T, .dim = ql, .eps = kLatentNormEps},
                         m_.stream());
       m_.blas().linear(q, nh * qk, cq_c, ql, L.q_b_proj.p, ql, dt, T, nh * qk, ql);  // [T, nh * qk]
     } else {
-      m_.blas().linear(q, nh * qk, m_.normed_input(), H, L.q_proj.p, H, dt, T, nh * qk, H);  // [T, nh * qk]
+      if (!first_done) m_.blas().linear(q, nh * qk, m_.normed_input(), H, L.q_proj.p, H, dt, T, nh * qk, H);
     }
   }
 
@@ -227,33 +251,30 @@ class MlaAttention final : public GpuAttention {
     cudaStream_t s = m_.stream();
     ensure_keys(K);
     phases::at(s, "attention: prefill keys (kv_b)");
-    float* lat = keys_.as<float>();                                    // [K, cw]
-    void* lat_c = keys_.as<char>() + static_cast<size_t>(K * cw) * 4;  // [K, cw] dt
-    float* kv = reinterpret_cast<float*>(static_cast<char*>(lat_c) + static_cast<size_t>(K * cw) * es);
-    k::cuda::cache_gather({.out = lat, .ld_out = cw, .cache = cache, .cache_type = m_.cache_dtype(), .width = cw,
-                           .block_size = static_cast<int32_t>(block_size),
-                           .block_tables = st.block_tables + Td * st.max_blocks, .max_blocks = st.max_blocks,
-                           .kv_len = st.kv_len + Td, .cu_kv = st.cu_kv, .n_seqs = static_cast<int32_t>(np)},
-                          s);
     // BF16 precision with a flash-kernel instance: BF16 q, keys and values, as transformers' BF16 sdpa multiplies
     // them (k_pe rounded with the latent, kv_b_proj's output rounded once). Otherwise float32 operands.
-    const bool bf16 = m_.precision() != Precision::FLOAT32 && dt == DType::BF16 &&
-                      k::mla_prefill_bf16_supported(static_cast<int32_t>(nope), static_cast<int32_t>(rd),
-                                                    static_cast<int32_t>(v));
-    k::cuda::cast({.out = lat_c, .out_type = dt, .ld_out = cw, .in = lat, .ld_in = cw, .n_rows = K,
-                   .n_cols = bf16 ? cw : kvl},
-                  s);
+    const bool bf16 = bf16_flash();
+    k::CacheGatherParams gather{.cache = cache, .cache_type = m_.cache_dtype(), .width = cw,
+                                .block_size = static_cast<int32_t>(block_size),
+                                .block_tables = st.block_tables + Td * st.max_blocks, .max_blocks = st.max_blocks,
+                                .kv_len = st.kv_len + Td, .cu_kv = st.cu_kv, .n_seqs = static_cast<int32_t>(np)};
     k::MlaPrefillParams ap{.batch = {.n_seqs = static_cast<int32_t>(np), .cu_q = st.cu_q + Td,
                                      .kv_len = st.kv_len + Td, .max_q = st.max_q_prefill,
                                      .max_kv = st.max_kv_prefill},
-                           .cu_kv = st.cu_kv, .q = q, .ld_q = nh * qk, .kv = kv, .ld_kv = nh * (nope + v),
-                           .k_pe = lat + kvl, .ld_kpe = cw, .out = o, .ld_out = nh * v,
-                           .n_heads = static_cast<int32_t>(nh), .nope = static_cast<int32_t>(nope),
-                           .rope = static_cast<int32_t>(rd), .v = static_cast<int32_t>(v),
-                           .scale = static_cast<float>(m_.rope().softmax_scale),
+                           .cu_kv = st.cu_kv, .q = q, .ld_q = nh * qk, .ld_kv = nh * (nope + v), .ld_kpe = cw,
+                           .out = o, .ld_out = nh * v, .n_heads = static_cast<int32_t>(nh),
+                           .nope = static_cast<int32_t>(nope), .rope = static_cast<int32_t>(rd),
+                           .v = static_cast<int32_t>(v), .scale = static_cast<float>(m_.rope().softmax_scale),
                            .float32_math = m_.precision() == Precision::FLOAT32};
     if (bf16) {
-      auto* kv_c = reinterpret_cast<uint16_t*>(kv);  // [K, nh * (nope + v)] BF16 in the float32 buffer's room
+      // The BF16 cache gathered as stored (the latent and k_pe are kv_b_proj's and the kernel's BF16 operands),
+      // then kv_b_proj's output written in BF16: [K, cw] + [K, nh * (nope + v)], both BF16.
+      auto* lat_c = keys_.as<uint16_t>();
+      auto* kv_c = reinterpret_cast<uint16_t*>(keys_.as<char>() + kv_offset_bf16(K));  // 16-byte aligned rows
+      gather.out = lat_c;
+      gather.ld_out = cw;
+      gather.out_type = DType::BF16;
+      k::cuda::cache_gather(gather, s);
       m_.blas().linear_to(kv_c, DType::BF16, nh * (nope + v), lat_c, cw, L.kv_b_proj.p, kvl, dt, K, nh * (nope + v),
                           kvl);
       auto* q_c = buf<uint16_t>(off_.q_c);  // rows [Td, T) of q in BF16 (decode rows use [0, Td))
@@ -262,22 +283,49 @@ class MlaAttention final : public GpuAttention {
                     s);
       ap.q_bf16 = q_c;
       ap.kv_bf16 = kv_c;
-      ap.k_pe_bf16 = static_cast<const uint16_t*>(lat_c) + kvl;
+      ap.k_pe_bf16 = lat_c + kvl;
       ap.n_keys = K;
     } else {
+      // Float32 operands: the latent gathered in float32 [K, cw], its c_kv part cast to the weights' type for
+      // kv_b_proj [K, kvl], whose float32 output [K, nh * (nope + v)] the kernel reads with k_pe.
+      float* lat = keys_.as<float>();
+      void* lat_c = keys_.as<char>() + static_cast<size_t>(K * cw) * 4;
+      float* kv = reinterpret_cast<float*>(static_cast<char*>(lat_c) + static_cast<size_t>(K * cw) * es);
+      gather.out = lat;
+      gather.ld_out = cw;
+      k::cuda::cache_gather(gather, s);
+      k::cuda::cast({.out = lat_c, .out_type = dt, .ld_out = cw, .in = lat, .ld_in = cw, .n_rows = K, .n_cols = kvl},
+                    s);
       m_.blas().linear(kv, nh * (nope + v), lat_c, cw, L.kv_b_proj.p, kvl, dt, K, nh * (nope + v), kvl);
+      ap.kv = kv;
+      ap.k_pe = lat + kvl;
     }
     phases::at(s, "attention: prefill flash");
     k::cuda::mla_prefill_attention(ap, s);
   }
 
-  // Scratch for the decompressed keys of a prefill step: [K, cw] float32 + [K, cw] dt + [K, nh (nope + v)].
+  bool bf16_flash() const {
+    const ModelConfig& c = m_.config();
+    return m_.precision() != Precision::FLOAT32 && m_.dtype() == DType::BF16 && m_.cache_dtype() == DType::BF16 &&
+           k::mla_prefill_bf16_supported(static_cast<int32_t>(c.qk_nope_head_dim),
+                                         static_cast<int32_t>(c.qk_rope_head_dim), static_cast<int32_t>(c.v_head_dim));
+  }
+
+  // Where the BF16 keys and values start in keys_: after the [K, cw] latent, rounded up to 256 bytes.
+  size_t kv_offset_bf16(int64_t K) const {
+    const ModelConfig& c = m_.config();
+    const auto lat = static_cast<size_t>(K * (c.kv_lora_rank + c.qk_rope_head_dim)) * 2;
+    return (lat + 255) / 256 * 256;
+  }
+
+  // Scratch for the decompressed keys of a prefill step, per key: BF16 [cw] + BF16 [nh (nope + v)] for the BF16
+  // flash kernel (V2-Lite: 9.3 KB); float32 [cw] + dt [cw] + float32 [nh (nope + v)] otherwise (19.7 KB).
   void ensure_keys(int64_t K) {
     const ModelConfig& c = m_.config();
-    const int64_t cw = c.kv_lora_rank + c.qk_rope_head_dim;
-    const size_t need = static_cast<size_t>(K) *
-                        (static_cast<size_t>(cw) * 4 + static_cast<size_t>(cw) * dtype_size(m_.dtype()) +
-                         static_cast<size_t>(c.n_heads * (c.qk_nope_head_dim + c.v_head_dim)) * 4);
+    const auto cw = static_cast<size_t>(c.kv_lora_rank + c.qk_rope_head_dim);
+    const auto kv = static_cast<size_t>(c.n_heads * (c.qk_nope_head_dim + c.v_head_dim));
+    const size_t need = bf16_flash() ? kv_offset_bf16(K) + static_cast<size_t>(K) * kv * 2
+                                     : static_cast<size_t>(K) * (cw * 4 + cw * dtype_size(m_.dtype()) + kv * 4);
     if (keys_.bytes() >= need) return;
     MLABENCH_ICHECK(keys_.bytes() == 0, "prefill step with {} keys over the budget of {}", K, key_budget_);
     keys_ = DeviceBuffer(need, "MLA prefill keys");

@@ -129,8 +129,10 @@ struct LatentAppendParams {
 /// Copies every cached token of each sequence out of a paged pool into contiguous float32 rows:
 /// out[cu_kv[s] + p, :] = float(cache[slot(s, p), :]) for p < kv_len[s]. (MLA prefill decompresses these.)
 struct CacheGatherParams {
-  float* out = nullptr;  // [cu_kv[n_seqs], width] at ld_out
+  void* out = nullptr;  // [cu_kv[n_seqs], width] at ld_out, of out_type
   int64_t ld_out = 0;
+  // F32, or the cache's own type (a plain copy: the BF16 flash prefill reads the BF16 latent as stored).
+  DType out_type = DType::F32;
   const void* cache = nullptr;
   DType cache_type = DType::BF16;  // BF16 or F32
   int64_t width = 0;
@@ -335,6 +337,11 @@ struct SkinnyGemmParams {
   /// reads it, and starts its weight stream, before the PDL wait (a MoE layer's routed pairs: the router ran before
   /// the gather, the gate/up GEMV before the down GEMV).
   bool w_index_early = false;
+  /// Two products of one input in one launch (batch 1, float32 y, no act / swiglu / w_kn): with y2 set, weight rows
+  /// [0, n_y) write y as usual and rows [n_y, n) write y2[i, j - n_y] at ldy2 (MLA's q_proj and kv_a_proj, stored
+  /// as one [n, k] block: a decode layer's first two GEMVs as one weight stream). The sums are those of two calls.
+  float* y2 = nullptr;
+  int64_t ldy2 = 0, n_y = 0;
 };
 
 /// Rows up to which skinny_gemm runs (the kernel keeps m x rows-per-CTA sums in registers).

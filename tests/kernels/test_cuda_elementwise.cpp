@@ -596,29 +596,34 @@ void run_cache_case(const CacheCase& c, std::mt19937& rng) {
   // Whole pool, bit for bit apart from NaN payloads: written slots round the same way, the rest keep their NaN.
   expect_matches(cache.fetch(), cache, 0, what + " (cache_write)");
 
-  TypedBuf out(DType::F32, static_cast<size_t>(pool.cu_kv.back() * ld_out + 5));
-  out.upload();
-  CacheGatherParams g;
-  g.cache_type = c.cache_type;
-  g.ld_out = ld_out;
-  g.width = c.width;
-  g.block_size = c.block_size;
-  g.max_blocks = pool.max_blocks;
-  g.n_seqs = n_seqs;
-  g.out = out.f.data();
-  g.cache = cache.host();
-  g.block_tables = pool.tables.data();
-  g.kv_len = pool.kv_len.data();
-  g.cu_kv = pool.cu_kv.data();
-  twin::cache_gather(g);
-  g.out = out.dev.as<float>();
-  g.cache = cache.device();
-  g.block_tables = d_tables.as<int32_t>();
-  g.kv_len = d_len.as<int32_t>();
-  g.cu_kv = d_cu.as<int32_t>();
-  cuda::cache_gather(g, nullptr);
-  // Exact; a read of an unowned slot would bring a NaN into a row the twin filled with numbers.
-  expect_matches(out.fetch(), out, 0, what + " (cache_gather)");
+  // Gathered into float32, and into the cache's own type (a plain copy, as the BF16 flash prefill reads it).
+  for (DType out_type : {DType::F32, c.cache_type}) {
+    TypedBuf out(out_type, static_cast<size_t>(pool.cu_kv.back() * ld_out + 5));
+    out.upload();
+    CacheGatherParams g;
+    g.out_type = out_type;
+    g.cache_type = c.cache_type;
+    g.ld_out = ld_out;
+    g.width = c.width;
+    g.block_size = c.block_size;
+    g.max_blocks = pool.max_blocks;
+    g.n_seqs = n_seqs;
+    g.out = out.host();
+    g.cache = cache.host();
+    g.block_tables = pool.tables.data();
+    g.kv_len = pool.kv_len.data();
+    g.cu_kv = pool.cu_kv.data();
+    twin::cache_gather(g);
+    g.out = out.device();
+    g.cache = cache.device();
+    g.block_tables = d_tables.as<int32_t>();
+    g.kv_len = d_len.as<int32_t>();
+    g.cu_kv = d_cu.as<int32_t>();
+    cuda::cache_gather(g, nullptr);
+    // Exact; a read of an unowned slot would bring a NaN into a row the twin filled with numbers, and the padding
+    // between rows keeps the NaN it was poisoned with.
+    expect_matches(out.fetch(), out, 0, fmt::format("{} (cache_gather into {})", what, dtype_name(out_type)));
+  }
 }
 
 TEST(CudaElementwise, CacheWriteAndGatherMatchTwinOnShuffledBlocks) {

@@ -309,6 +309,59 @@ TEST(CudaSkinnyGemm, SaysWhereItDoesNotRun) {
   EXPECT_THROW(kernels::cuda::skinny_gemm(p, nullptr), std::exception);
 }
 
+// The split output (MLA's q_proj and kv_a_proj as one weight stream): each part equals, bit for bit, the kernel run
+// on its own rows alone, and the twin to float32 rounding; padding and the rows past m keep their NaN.
+TEST(CudaSkinnyGemm, SplitOutputEqualsTheTwoProductsBitForBit) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(1603);
+  struct Split {
+    int64_t m, n1, n2, k, pad;
+  };
+  // V2-Lite q_proj + kv_a, DeepSeek-V2 q_a_proj + kv_a, a small uneven pair with padded outputs.
+  for (const Split c : {Split{1, 3072, 576, 2048, 0}, Split{2, 1536, 576, 5120, 0}, Split{2, 40, 9, 64, 3}}) {
+    const std::string what = fmt::format("split m {} n {} + {} k {} pad {}", c.m, c.n1, c.n2, c.k, c.pad);
+    const int64_t ldy = c.n1 + c.pad, ldy2 = c.n2 + c.pad, rows = c.m + 1;  // one NaN row past m
+    const std::vector<uint16_t> x = random_bf16(static_cast<size_t>(c.m * c.k), rng, 1.0f);
+    const std::vector<uint16_t> w = random_bf16(static_cast<size_t>((c.n1 + c.n2) * c.k), rng, 0.05f);
+    const std::vector<float> poison1(static_cast<size_t>(rows * ldy), kNaN), poison2(static_cast<size_t>(rows * ldy2), kNaN);
+    const auto dx = to_device(x), dw = to_device(w);
+    auto y = to_device(poison1), y2 = to_device(poison2), a = to_device(poison1), b = to_device(poison2);
+    SkinnyGemmParams split{.y = y.as<float>(), .ldy = ldy, .x = dx.get(), .ldx = c.k, .w = dw.get(), .ldw = c.k,
+                           .m = c.m, .n = c.n1 + c.n2, .k = c.k, .y2 = y2.as<float>(), .ldy2 = ldy2, .n_y = c.n1};
+    ASSERT_TRUE(kernels::cuda::skinny_gemm_supported(split)) << what;
+    kernels::cuda::skinny_gemm(split, nullptr);
+    kernels::cuda::skinny_gemm({.y = a.as<float>(), .ldy = ldy, .x = dx.get(), .ldx = c.k, .w = dw.get(), .ldw = c.k,
+                                .m = c.m, .n = c.n1, .k = c.k},
+                               nullptr);
+    kernels::cuda::skinny_gemm({.y = b.as<float>(), .ldy = ldy2, .x = dx.get(), .ldx = c.k,
+                                .w = static_cast<const uint16_t*>(dw.get()) + c.n1 * c.k, .ldw = c.k, .m = c.m,
+                                .n = c.n2, .k = c.k},
+                               nullptr);
+    const std::vector<float> gy = to_host<float>(y, poison1.size()), gy2 = to_host<float>(y2, poison2.size());
+    const std::vector<float> ga = to_host<float>(a, poison1.size()), gb = to_host<float>(b, poison2.size());
+    EXPECT_EQ(std::memcmp(gy.data(), ga.data(), gy.size() * 4), 0) << what << ": y differs from the first rows alone";
+    EXPECT_EQ(std::memcmp(gy2.data(), gb.data(), gy2.size() * 4), 0) << what << ": y2 differs from the second rows alone";
+    // The twin on the host, to float32 rounding.
+    std::vector<float> ty(poison1), ty2(poison2);
+    SkinnyGemmParams t = split;
+    t.y = ty.data(), t.y2 = ty2.data(), t.x = x.data(), t.w = w.data();
+    kernels::twin::skinny_gemm(t);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < c.n1 + c.n2; ++j) {
+        const bool first = j < c.n1;
+        const int64_t at = first ? i * ldy + j : i * ldy2 + (j - c.n1);
+        const float g = (first ? gy : gy2)[static_cast<size_t>(at)], r = (first ? ty : ty2)[static_cast<size_t>(at)];
+        if (i >= c.m) {
+          EXPECT_TRUE(std::isnan(g)) << what << ": row " << i << " past m written";
+        } else {
+          EXPECT_NEAR(g, r, 4e-7 * static_cast<double>(c.k) * 0.05 + 1e-6) << what << " (" << i << ", " << j << ")";
+        }
+      }
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t j = c.n1; j < ldy; ++j) EXPECT_TRUE(std::isnan(gy[static_cast<size_t>(i * ldy + j)])) << what;
+  }
+}
+
 // Blas::linear sends up to kSkinnyEngineRows rows to skinny_gemm and more to cuBLAS; both give the same product to float32 rounding.
 TEST(CudaSkinnyGemm, BlasLinearAgreesAcrossTheRowThreshold) {
   MLABENCH_REQUIRE_GPU();

@@ -598,6 +598,19 @@ TEST(TwinElementwise, CacheWriteThenGatherRoundTripsThroughShuffledBlocks) {
           ASSERT_TRUE(same_bits(got, bf16_to_f32(f32_to_bf16(src[t * ld_src + c])))) << t << "," << c;
       }
     for (size_t i = static_cast<size_t>(n_rows * ld_out); i < out.size(); ++i) ASSERT_TRUE(std::isnan(out[i]));
+
+    // Into BF16, the cache's own type: the stored bits, row for row; the padding keeps its poison.
+    std::vector<uint16_t> raw(out.size(), kBf16NaN);
+    g.out = raw.data();
+    g.out_type = DType::BF16;
+    twin::cache_gather(g);
+    for (int64_t t = 0; t < n_rows; ++t)
+      for (int64_t c = 0; c < ld_out; ++c) {
+        const uint16_t got = raw[t * ld_out + c];
+        ASSERT_EQ(got, c >= width ? kBf16NaN : f32_to_bf16(src[t * ld_src + c])) << t << "," << c;
+      }
+    g.out_type = DType::F16;  // neither float32 nor the cache's type
+    EXPECT_NE(error_of([&] { twin::cache_gather(g); }).find("out_type F16"), std::string::npos);
   }
 }
 

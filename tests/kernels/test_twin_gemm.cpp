@@ -149,6 +149,40 @@ TEST(TwinSkinnyGemm, RefusesWhatTheKernelCannotRun) {
   p = ok;
   p.batch = 2;  // no index and no weight stride: both problems would read one block by accident
   EXPECT_THROW(kernels::twin::skinny_gemm(p), std::exception);
+  p = ok;
+  p.y2 = y.data() + 32;  // a split output's first part must be a proper part of the rows
+  p.ldy2 = 8;
+  p.n_y = 8;
+  EXPECT_THROW(kernels::twin::skinny_gemm(p), std::exception);
+  p.n_y = 3;
+  p.act = buf.data();  // and the product float32
+  p.ld_act = 8;
+  EXPECT_THROW(kernels::twin::skinny_gemm(p), std::exception);
+}
+
+// A split output (y2 from weight row n_y on): the two parts are what two calls on the two row blocks write, bit for
+// bit, and neither part's padding is touched.
+TEST(TwinSkinnyGemm, SplitOutputIsTwoProductsOfOneInput) {
+  std::mt19937 rng(78);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  const int64_t m = 2, n1 = 12, n2 = 5, k = 32, ldy = 15, ldy2 = 9;
+  std::vector<uint16_t> x(static_cast<size_t>(m * k)), w(static_cast<size_t>((n1 + n2) * k));
+  for (auto& v : x) v = f32_to_bf16(d(rng));
+  for (auto& v : w) v = f32_to_bf16(d(rng));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> y(static_cast<size_t>(m * ldy), nan), y2(static_cast<size_t>(m * ldy2), nan);
+  kernels::twin::skinny_gemm({.y = y.data(), .ldy = ldy, .x = x.data(), .ldx = k, .w = w.data(), .ldw = k, .m = m,
+                              .n = n1 + n2, .k = k, .y2 = y2.data(), .ldy2 = ldy2, .n_y = n1});
+  std::vector<float> a(y.size(), nan), b(y2.size(), nan);
+  kernels::twin::skinny_gemm({.y = a.data(), .ldy = ldy, .x = x.data(), .ldx = k, .w = w.data(), .ldw = k, .m = m,
+                              .n = n1, .k = k});
+  kernels::twin::skinny_gemm({.y = b.data(), .ldy = ldy2, .x = x.data(), .ldx = k, .w = w.data() + n1 * k, .ldw = k,
+                              .m = m, .n = n2, .k = k});
+  auto same = [](float p, float q) { return (std::isnan(p) && std::isnan(q)) || p == q; };
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_TRUE(same(y[i], a[i])) << "y[" << i << "] " << y[i] << " vs " << a[i];
+  for (size_t i = 0; i < y2.size(); ++i) EXPECT_TRUE(same(y2[i], b[i])) << "y2[" << i << "] " << y2[i] << " vs " << b[i];
+  EXPECT_FALSE(std::isnan(y2[static_cast<size_t>(ldy2 + n2 - 1)]));  // the second row's last y2 value was written
+  EXPECT_TRUE(std::isnan(y[static_cast<size_t>(n1)]));                // and y's padding was not
 }
 
 }  // namespace

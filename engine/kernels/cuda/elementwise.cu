@@ -402,22 +402,21 @@ __global__ void __launch_bounds__(256) latent_append_kernel(const LatentAppendPa
 }
 
 // Sequences over grid y; a sequence's tokens over (grid x, warp).
-template <Fmt F, int W>
+template <Fmt F, Fmt Out, int W>
 __global__ void cache_gather_kernel(const CacheGatherParams p) {
   const int64_t nvec = p.width / W;
   for (int32_t s = static_cast<int32_t>(blockIdx.y); s < p.n_seqs; s += static_cast<int32_t>(gridDim.y)) {
     const int32_t len = p.kv_len[s];
     const int32_t* table = p.block_tables + static_cast<int64_t>(s) * p.max_blocks;
-    float* out = p.out + static_cast<int64_t>(p.cu_kv[s]) * p.ld_out;
+    const int64_t out_row = static_cast<int64_t>(p.cu_kv[s]);
     for (int32_t pos = static_cast<int32_t>(blockIdx.x * kCacheWarps + threadIdx.y); pos < len;
          pos += static_cast<int32_t>(gridDim.x * kCacheWarps)) {
       const int64_t slot = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size;
-      const int64_t src = slot * p.width;
-      float* dst = out + static_cast<int64_t>(pos) * p.ld_out;
+      const int64_t src = slot * p.width, dst = (out_row + pos) * p.ld_out;
       for (int64_t v = threadIdx.x; v < nvec; v += 32) {
         float x[W];
         load_floats<F, W>(p.cache, src + v * W, x);
-        store_vec(dst + v * W, x);
+        store_floats<Out, W>(p.out, dst + v * W, x);  // Out = F: the same bits (BF16 widens to float exactly)
       }
     }
   }
@@ -545,11 +544,16 @@ void cache_gather(const CacheGatherParams& p, cudaStream_t s) {
   // all sequences; each block strides through its sequence's tokens.
   const int64_t by = std::min<int64_t>(p.n_seqs, kMaxGridYZ);
   const int64_t bx = std::clamp<int64_t>(ceil_div(4 * static_cast<int64_t>(sm_count()), by), 1, 1 << 16);
-  const int csz = static_cast<int>(dtype_size(p.cache_type));
+  const int csz = static_cast<int>(dtype_size(p.cache_type)), osz = static_cast<int>(dtype_size(p.out_type));
+  const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(by)), block(32, kCacheWarps);
   with_fmt(p.cache_type, [&](auto fmt) {
-    with_width<8, 4, 1>(p.width, {{p.out, p.ld_out, 4}, {p.cache, p.width, csz}}, [&](auto w) {
-      cache_gather_kernel<decltype(fmt)::value, decltype(w)::value>
-          <<<dim3(static_cast<unsigned>(bx), static_cast<unsigned>(by)), dim3(32, kCacheWarps), 0, s>>>(p);
+    with_width<8, 4, 1>(p.width, {{p.out, p.ld_out, osz}, {p.cache, p.width, csz}}, [&](auto w) {
+      constexpr Fmt F = decltype(fmt)::value;
+      constexpr int W = decltype(w)::value;
+      if (p.out_type == DType::F32)
+        cache_gather_kernel<F, Fmt::F32, W><<<grid, block, 0, s>>>(p);
+      else
+        cache_gather_kernel<F, F, W><<<grid, block, 0, s>>>(p);
     });
   });
   MLABENCH_CUDA(cudaGetLastError());

@@ -155,7 +155,8 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
       if (p.act != nullptr) {  // the product in BF16 (the launcher admits act only for BF16 operands)
         static_cast<__nv_bfloat16*>(p.act)[b * p.stride_act + i * p.ld_act + row] = __float2bfloat16_rn(s);
       } else {
-        float* y = p.y + b * p.stride_y + i * p.ldy + row;
+        float* y = p.y2 != nullptr && row >= p.n_y ? p.y2 + i * p.ldy2 + (row - p.n_y)
+                                                   : p.y + b * p.stride_y + i * p.ldy + row;
         *y = p.beta == 0.0f ? s : *y + s;
       }
     }

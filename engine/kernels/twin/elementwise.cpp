@@ -114,6 +114,9 @@ void check_cache_gather(const CacheGatherParams& p) {
                  "cache_gather: width = {}, block_size = {}, max_blocks = {}, n_seqs = {}. HINT: width, block_size "
                  "and max_blocks must be positive, n_seqs non-negative", p.width, p.block_size, p.max_blocks,
                  p.n_seqs);
+  MLABENCH_CHECK(p.out_type == DType::F32 || p.out_type == p.cache_type,
+                 "cache_gather: out_type {} with a {} cache. HINT: gather into F32 or into the cache's own type",
+                 dtype_name(p.out_type), dtype_name(p.cache_type));
   MLABENCH_CHECK(p.ld_out >= p.width, "cache_gather: ld_out = {} is below width {}. HINT: leading dimensions count "
                  "elements and must cover a whole row", p.ld_out, p.width);
   MLABENCH_CHECK(p.n_seqs == 0 || (p.out && p.cache && p.block_tables && p.kv_len && p.cu_kv),
@@ -268,8 +271,9 @@ void cache_gather(const CacheGatherParams& p) {
     const int32_t* table = p.block_tables + static_cast<int64_t>(s) * p.max_blocks;
     for (int32_t pos = 0; pos < p.kv_len[s]; ++pos) {
       const int64_t slot = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size;
-      float* out = p.out + (static_cast<int64_t>(p.cu_kv[s]) + pos) * p.ld_out;
-      for (int64_t c = 0; c < p.width; ++c) out[c] = load_as_float(p.cache, p.cache_type, slot * p.width + c);
+      const int64_t out = (static_cast<int64_t>(p.cu_kv[s]) + pos) * p.ld_out;
+      for (int64_t c = 0; c < p.width; ++c)
+        store_float(p.out, p.out_type, out + c, load_as_float(p.cache, p.cache_type, slot * p.width + c));
     }
   }
 }

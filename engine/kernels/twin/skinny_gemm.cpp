@@ -21,7 +21,8 @@ void check_skinny_gemm(const SkinnyGemmParams& p) {
                  "k positive, batch >= 1",
                  p.m, p.n, p.k, p.batch, kSkinnyMaxRows);
   const bool to_act = p.swiglu || p.act != nullptr;
-  MLABENCH_CHECK(p.ldx >= p.k && p.ldw >= (p.w_kn ? p.n : p.k) && (to_act ? p.ld_act >= p.n : p.ldy >= p.n),
+  const int64_t y_cols = p.y2 != nullptr ? p.n_y : p.n;  // a split output's first part
+  MLABENCH_CHECK(p.ldx >= p.k && p.ldw >= (p.w_kn ? p.n : p.k) && (to_act ? p.ld_act >= p.n : p.ldy >= y_cols),
                  "skinny_gemm: ldx {}, ldw {} (k {}, n {}, w_kn {}), ldy {}, ld_act {}. HINT: leading dimensions count "
                  "elements: ldx >= k, ldw >= k (>= n for w_kn), and ldy >= n (ld_act when act is written)",
                  p.ldx, p.ldw, p.k, p.n, p.w_kn, p.ldy, p.ld_act);
@@ -43,6 +44,12 @@ void check_skinny_gemm(const SkinnyGemmParams& p) {
                  "skinny_gemm: SwiGLU epilogue with dtype {} and ld_act {} (n {}). HINT: it writes BF16 or F16 "
                  "activations, ld_act >= n",
                  dtype_name(p.dtype), p.ld_act, p.n);
+  MLABENCH_CHECK(p.y2 == nullptr || (p.batch == 1 && !p.swiglu && p.act == nullptr && !p.w_kn && p.n_y > 0 &&
+                                     p.n_y < p.n && p.ldy >= p.n_y && p.ldy2 >= p.n - p.n_y),
+                 "skinny_gemm: split output y2 with batch {}, n_y {} of n {}, ldy {}, ldy2 {}{}{}. HINT: y2 takes weight "
+                 "rows [n_y, n) of one float32 product (batch 1, 0 < n_y < n, ldy >= n_y, ldy2 >= n - n_y)",
+                 p.batch, p.n_y, p.n, p.ldy, p.ldy2, p.swiglu || p.act ? ", an act output" : "",
+                 p.w_kn ? ", w_kn" : "");
   const int64_t w_rows = p.w_kn ? p.k : p.swiglu ? 2 * p.n : p.n, w_cols = p.w_kn ? p.n : p.k;
   MLABENCH_CHECK(p.batch == 1 || p.w_index != nullptr || p.stride_w >= w_rows * p.ldw - (p.ldw - w_cols),
                  "skinny_gemm: stride_w {} with batch {} and no w_index. HINT: consecutive problems' weights are "
@@ -154,7 +161,7 @@ void skinny_gemm(const SkinnyGemmParams& p) {
               p.dtype == DType::BF16 ? f32_to_bf16(s) : f32_to_f16(s);
           continue;
         }
-        float& out = p.y[b * p.stride_y + i * p.ldy + j];
+        float& out = p.y2 != nullptr && j >= p.n_y ? p.y2[i * p.ldy2 + (j - p.n_y)] : p.y[b * p.stride_y + i * p.ldy + j];
         out = p.beta == 0.0f ? s : out + s;
       }
   }
