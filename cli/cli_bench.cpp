@@ -439,8 +439,9 @@ void print_row(const ojson& row) {
   std::fflush(stdout);
 }
 
-// block_size: the engine's (what --block-size 0, auto, chose).
-ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector<Shape>& shapes, int64_t block_size) {
+// block_size, step_tokens: the engine's (what --block-size 0 and --max-step-tokens 0, auto, chose).
+ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector<Shape>& shapes, int64_t block_size,
+                  int64_t step_tokens) {
   std::set<int64_t> batches, prompts;
   std::vector<std::string> names;
   for (const Shape& s : shapes) batches.insert(s.batch), prompts.insert(s.prompt), names.push_back(s.name());
@@ -453,7 +454,7 @@ ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector
           {"profile", a.profile},
           {"seed", a.seed},
           {"max_context", eo.max_context},
-          {"max_step_tokens", eo.max_step_tokens},
+          {"max_step_tokens", step_tokens},
           {"block_size", block_size},
           {"kv_cache_gib", eo.kv_cache_gib},
           {"prefix_sharing", eo.prefix_sharing},
@@ -576,7 +577,7 @@ ojson run_bench(const BenchArgs& a) {
   ojson rows = ojson::array();
   print_legend();
   for (const Shape& s : rows_to_run) {
-    rows.push_back(run_shape(*engine, prompts, s, a, rf, eo.max_step_tokens));
+    rows.push_back(run_shape(*engine, prompts, s, a, rf, engine->max_step_tokens()));
     if (s.in_max_sweep) rows.back()["in_max_sweep"] = true;
     print_row(rows.back());
     print_decode_graph(rows.back());
@@ -596,7 +597,7 @@ ojson run_bench(const BenchArgs& a) {
                {"weights", eo.random_weights_seed ? fmt::format("random (seed {})", *eo.random_weights_seed) : "checkpoint"},
                {"device", to_string(eo.device)},
                {"device_info", dev.empty() ? ojson() : ojson::parse(engine->device_json())},
-               {"params", params_json(a, eo, rows_to_run, engine->kv_block_size())},
+               {"params", params_json(a, eo, rows_to_run, engine->kv_block_size(), engine->max_step_tokens())},
                {"active_weight_bytes_per_token", engine->active_weight_bytes()},
                {"weight_bytes", engine->weight_bytes()},
                {"load_seconds", load_seconds},

@@ -100,8 +100,9 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--max-step-tokens", e.max_step_tokens,
-                  "new tokens per step: longer prompts are prefilled in chunks of this size (at least --max-batch)")
-      ->check(CLI::PositiveNumber)
+                  "new tokens per step: longer prompts are prefilled in chunks of this size (at least --max-batch; "
+                  "0 = 16384 on cuda, 4096 on the cpu)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--max-context", e.max_context,
                   "longest sequence, prompt + new tokens (0 = max_position_embeddings; on cuda at most 32768)")

@@ -405,6 +405,7 @@ Result<TextGenerateResult> Engine::generate(std::string_view prompt, const TextG
 }
 
 int64_t Engine::max_context() const { return impl_->serving->limits().max_context; }
+int64_t Engine::max_step_tokens() const { return impl_->serving->limits().max_step_tokens; }
 
 Result<std::string> Engine::apply_chat_template(std::span<const ChatMessage> messages, bool add_generation_prompt,
                                                 std::optional<ChatTemplate> override_template) const {

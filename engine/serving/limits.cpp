@@ -8,9 +8,9 @@
 namespace mlabench::serving {
 
 ServingLimits serving_limits(const EngineOptions& o, const ModelConfig& c) {
-  MLABENCH_CHECK(o.max_batch >= 1 && o.max_step_tokens >= 1 && o.block_size >= 0 && o.max_context >= 0,
+  MLABENCH_CHECK(o.max_batch >= 1 && o.max_step_tokens >= 0 && o.block_size >= 0 && o.max_context >= 0,
                  "engine limits: max_batch {}, max_step_tokens {}, block_size {}, max_context {}. HINT: "
-                 "--max-batch and --max-step-tokens must be positive, --block-size and --max-context >= 0",
+                 "--max-batch must be positive, --max-step-tokens, --block-size and --max-context >= 0 (0: auto)",
                  o.max_batch, o.max_step_tokens, o.block_size, o.max_context);
   // Upper bounds far past any real use, so that buffer sizes (rows x widths) cannot overflow: a value CLI11 clamped
   // from an overlong number (INT64_MAX) is refused here instead of sizing a step.
@@ -22,7 +22,10 @@ ServingLimits serving_limits(const EngineOptions& o, const ModelConfig& c) {
                  o.max_batch, o.max_step_tokens, o.max_context, kMaxRows, o.block_size, kMaxBlock);
   ServingLimits l;
   l.max_seqs = o.max_batch;
-  l.max_step_tokens = std::max(o.max_step_tokens, o.max_batch);
+  // Auto: 16384 on CUDA, where a 4096-token step leaves the GEMMs short of the tensor-core rate and makes MLA
+  // decompress a long prompt's latent prefix once a step (32 times for 128K); 4096 on the CPU.
+  const int64_t step = o.max_step_tokens > 0 ? o.max_step_tokens : o.device == Device::CUDA ? 16384 : 4096;
+  l.max_step_tokens = std::max(step, o.max_batch);
   l.max_logit_rows = std::max<int64_t>(512, static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(o.max_batch))));
   // Auto: 64-token blocks on CUDA, where the Hopper kernels copy 64 keys of a block in one TMA box: MLA decode
   // (81% of the copy bandwidth at 64 x 8K against 60% with 16-token blocks, docs/perf-notes.md issue 15 round 18)

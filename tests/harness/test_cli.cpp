@@ -359,7 +359,8 @@ TEST(Cli, EngineOptionsReachTheEngine) {
   const EngineOptions d{};
   EXPECT_EQ(pj["device"], to_string(d.device));
   EXPECT_EQ(pj["weights"], "checkpoint");
-  EXPECT_EQ(pj["params"]["max_step_tokens"], d.max_step_tokens);
+  EXPECT_EQ(d.max_step_tokens, 0) << "auto";
+  EXPECT_EQ(pj["params"]["max_step_tokens"], 4096) << "auto on the CPU engine: 4096-token steps";
   EXPECT_EQ(d.block_size, 0) << "auto";
   EXPECT_EQ(pj["params"]["block_size"], 16) << "auto on the CPU engine: 16-token blocks";
   EXPECT_EQ(pj["params"]["kv_cache_gib"], d.kv_cache_gib);
@@ -368,7 +369,7 @@ TEST(Cli, EngineOptionsReachTheEngine) {
   EXPECT_EQ(pj["params"]["precision"], to_string(d.precision));
   EXPECT_EQ(pj["params"]["tp"], d.tp);
   EXPECT_EQ(pj["params"]["ep"], d.ep);
-  const CliResult set = mlabench_cli(bench + " --max-step-tokens 64 --block-size 32 --kv-cache-gib 0.25 --precision f32 "
+  const CliResult set = mlabench_cli(bench + " --max-batch 16 --max-step-tokens 64 --block-size 32 --kv-cache-gib 0.25 --precision f32 "
                                              "--no-prefix-sharing --no-cuda-graphs --random-weights 7 --threads 1");
   ASSERT_EQ(set.exit_code, 0) << set.err;
   const auto sj = nlohmann::json::parse(set.out.substr(set.out.rfind("\n{") + 1));

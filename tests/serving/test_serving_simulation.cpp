@@ -164,6 +164,24 @@ TEST(ServingSimulation, AutoBlockSizeFollowsTheDevice) {
   EXPECT_THROW(serving_limits(o, mla), Error);
 }
 
+// --max-step-tokens 0 (the default) resolves by device: 16384-token steps on CUDA, 4096 on the CPU; a given size is
+// kept, raised to max_batch when below it (a full decode step fits); a negative one refused.
+TEST(ServingSimulation, AutoStepTokensFollowTheDevice) {
+  const ModelConfig c = load_config(test::default_model_dir());
+  EngineOptions o;
+  EXPECT_EQ(o.max_step_tokens, 0);
+  o.max_batch = 8;
+  EXPECT_EQ(serving_limits(o, c).max_step_tokens, 4096) << "CPU";
+  o.device = Device::CUDA;
+  EXPECT_EQ(serving_limits(o, c).max_step_tokens, 16384) << "CUDA";
+  o.max_step_tokens = 100;
+  EXPECT_EQ(serving_limits(o, c).max_step_tokens, 100) << "a given size is kept";
+  o.max_step_tokens = 4;
+  EXPECT_EQ(serving_limits(o, c).max_step_tokens, 8) << "at least max_batch";
+  o.max_step_tokens = -1;
+  EXPECT_THROW(serving_limits(o, c), Error);
+}
+
 // Full size: 160 requests, ~1,200 steps (12 s in Release, 3 min under ASan); the short mode (CI) runs 48, ~440
 // steps, through the same pre-emptions, prefix sharing and stop rules.
 TEST(ServingSimulation, ManyStepsUnderATinyPoolChangeNoResult) {

@@ -75,7 +75,10 @@ struct EngineOptions {
   double kv_cache_gib = 0;  ///< KV cache budget; 0 = on CUDA the memory left after weights and buffers less 1 GiB,
                             ///< on the CPU a quarter of the RAM (allocated block by block as it fills)
   int64_t max_batch = 256;        ///< sequences decoded together (continuous batching)
-  int64_t max_step_tokens = 4096;  ///< new tokens per step (at least max_batch): long prompts are prefilled in chunks
+  /// New tokens per step (at least max_batch): longer prompts are prefilled in chunks of it. 0 = auto: 16384 on CUDA
+  /// (a step's GEMMs at the tensor-core rate, MLA's prefix decompressed 8 times for a 128K prompt instead of 32;
+  /// ~5 GB of step buffers for V2-Lite), 4096 on the CPU.
+  int64_t max_step_tokens = 0;
   int64_t max_context = 0;  ///< longest sequence served; 0 = max_position_embeddings (capped at 32768 on CUDA)
   /// KV cache block, tokens; 0 = auto: 64 for an MLA model on CUDA (the Hopper decode kernel then copies a 64-key
   /// tile as one TMA box a column block, as FlashMLA's 64-token pages; 16-token blocks take four), else 16.
@@ -262,6 +265,8 @@ class Engine {
   /// \brief The longest sequence (prompt + generated tokens) the engine serves: EngineOptions::max_context, or
   /// its default (max_position_embeddings; capped at 32768 on CUDA).
   int64_t max_context() const;
+  /// \brief New tokens per step: EngineOptions::max_step_tokens, or its default (16384 on CUDA, 4096 on the CPU).
+  int64_t max_step_tokens() const;
 
   /// \brief Logits at every position of `tokens` (one forward pass, fresh cache).
   Result<Logits> logits(std::span<const int32_t> tokens);
