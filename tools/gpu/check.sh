@@ -235,8 +235,9 @@ if named profile; then
     timeout 60 build-gpu/bench/bench_decode_attention --only mla --shape $sh --reps 30 2>&1 | grep -E '^mla ' | sed 's/^/    /' >> "$out/summary.txt"
   done
   if command -v ncu > /dev/null; then
-    # Kernel durations of 3 steady decode steps (graph replays; warm caches, as in a real step) at batch 1 and 128.
-    for b in 1 128; do
+    # Kernel durations of 3 steady decode steps (graph replays; warm caches, as in a real step) at batch 1, 128 and 256
+    # (256: issue 16's 20,000 tok/s row, whose 15.5 ms step is 2.3x the copy time of the expert weights it reads).
+    for b in 1 128 256; do
       MLABENCH_PROFILER_DECODE_STEPS=20,3 timeout 200 ncu --profile-from-start off --cache-control none --clock-control none \
         --metrics gpu__time_duration.sum --csv $m bench "${lite[@]}" --batch $b --gen 40 --warmup 0 \
         > "$out/ncu_b$b.csv" 2> "$out/ncu_b$b.err"

@@ -9,6 +9,22 @@ import sys
 from collections import defaultdict
 
 
+def kernel_name(full):
+    """The kernel with its template arguments, without namespaces or parameters: skinny_gemm_kernel<1, 8, ...>
+    instances are told apart (each is one GEMV shape of a decode layer)."""
+    name = full.removeprefix("void ")
+    for ns in ("(anonymous namespace)::", "mlabench::kernels::cuda::", "mlabench::kernels::", "mlabench::"):
+        name = name.replace(ns, "")
+    depth = 0
+    for i, ch in enumerate(name):  # cut at the parameter list: the first "(" outside the template arguments
+        depth += ch == "<"
+        depth -= ch == ">"
+        if ch == "(" and depth == 0:
+            name = name[:i]
+            break
+    return name[:90]
+
+
 def main(path, steps):
     text = open(path, errors="replace").read()
     start = text.find('"ID"')
@@ -21,7 +37,7 @@ def main(path, steps):
     for r in rows:
         if r.get("Metric Name") != "gpu__time_duration.sum":
             continue
-        name = r["Kernel Name"].split("(")[0][:70]
+        name = kernel_name(r["Kernel Name"])
         scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(r.get("Metric Unit", "nsecond"), 1e-3)
         total[name] += float(r["Metric Value"].replace(",", "")) * scale
         calls[name] += 1
