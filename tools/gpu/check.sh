@@ -230,6 +230,14 @@ if named profile; then
     --profile --out "$out/profile_llama3_8b.json" >> "$out/profile.log" 2>&1
   row "bench --profile (V2-Lite b1/b256, Llama-3-8B b1)" "rc $?"
   grep -E '^ +[0-9]+ +512 |decode step:|steps, .* rows|ms a step' "$out/profile.log" | sed 's/^/    /' >> "$out/summary.txt"
+  # The routed experts at decode batches: the Hopper grouped GEMM's 128-row tiles against the mma.sync kernel's
+  # 16-row MMA tiles (at batch 128-256 an expert holds 12-24 rows, so most of a 128-row tile's MMAs are padding).
+  for g in hopper mma; do
+    MLABENCH_MOE_GEMM=$g timeout 150 $m bench "${lite[@]}" --batch 64,128,256 --gen 64 \
+      --out "$out/bench_dsv2_lite_moe_$g.json" > "$out/moe_$g.log" 2>&1
+    row "bench V2-Lite b64-256, MOE_GEMM=$g" "rc $?"
+    grep -E '^ +[0-9]+ +512 ' "$out/moe_$g.log" | sed 's/^/    /' >> "$out/summary.txt"
+  done
   fi
   for sh in 1x512 1x1024 1x4096 8x1024 32x1024; do
     timeout 60 build-gpu/bench/bench_decode_attention --only mla --shape $sh --reps 30 2>&1 | grep -E '^mla ' | sed 's/^/    /' >> "$out/summary.txt"
