@@ -2,9 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <cstdlib>
-#include <string>
-
+#include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
 
 namespace mlabench::gpu {
@@ -50,10 +48,7 @@ Blas::~Blas() {
 // Row-major Y[m,n] = X[m,k] W[n,k]^T is column-major Y^T[n,m] = W^T[n,k] X^T[k,m]: cuBLAS (T, N) with the
 // operands swapped.
 bool Blas::skinny_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("MLABENCH_SKINNY_GEMM");
-    return e == nullptr || std::string(e) != "0";
-  }();
+  static const bool on = env_switch("MLABENCH_SKINNY_GEMM");
   return on;
 }
 

@@ -65,7 +65,6 @@ class Blas {
   bool try_skinny(const kernels::SkinnyGemmParams& p);
 
  private:
-
   cublasHandle_t handle_ = nullptr;
   cudaStream_t stream_ = nullptr;
   DeviceBuffer workspace_;

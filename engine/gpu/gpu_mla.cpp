@@ -10,11 +10,10 @@
 
 #include <algorithm>
 #include <bit>
-#include <cstdlib>
-#include <string>
 
 #include "engine/gpu/gpu_model.h"
 #include "engine/gpu/phase_timer.h"
+#include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
 
 namespace mlabench::gpu {
@@ -146,10 +145,7 @@ class MlaAttention final : public GpuAttention {
     const ModelConfig& c = m_.config();
     const int64_t H = c.hidden_size, ql = c.q_lora_rank, cw = c.kv_lora_rank + c.qk_rope_head_dim;
     const DeviceMat& first = ql > 0 ? L.q_a_proj : L.q_proj;
-    static const bool on = [] {  // MLABENCH_FUSE_PROJECTIONS=0: two launches (the A/B switch of the benches)
-      const char* e = std::getenv("MLABENCH_FUSE_PROJECTIONS");
-      return e == nullptr || std::string(e) != "0";
-    }();
+    static const bool on = gpu::env_switch("MLABENCH_FUSE_PROJECTIONS");  // 0: two launches (A/B)
     if (!on || bytes(first, first.rows * H) != L.kv_a_proj.p) return false;  // off, or not adjacent
     return m_.blas().try_skinny({.y = ql > 0 ? buf<float>(off_.cq) : q, .ldy = first.rows, .x = m_.normed_input(),
                                  .ldx = H, .w = first.p, .ldw = H, .dtype = m_.dtype(), .m = T, .n = first.rows + cw,

@@ -166,14 +166,7 @@ void MoeLayer::Impl::shared_experts(const k::MoeLayerParams& p) {
 // launches instead of the PAIR path's six (docs/perf-notes.md, issue 16 round 7). MLABENCH_MOE_DECODE_FFN=0 keeps
 // the PAIR path, for benchmarks that compare the two.
 bool MoeLayer::Impl::decode_ffn(const k::MoeLayerParams& p) {
-  static const bool enabled = [] {
-    const char* env = std::getenv("MLABENCH_MOE_DECODE_FFN");
-    const std::string e = env ? env : "1";
-    MLABENCH_CHECK(e == "0" || e == "1",
-                   "MLABENCH_MOE_DECODE_FFN={}: not 0 or 1. HINT: 0 keeps the PAIR path for one token, 1 (the "
-                   "default) takes moe_decode_ffn; or unset it", e);
-    return e == "1";
-  }();
+  static const bool enabled = gpu::env_switch("MLABENCH_MOE_DECODE_FFN");
   if (!enabled || p.n_tokens != 1 || dtype != DType::BF16 || !Blas::skinny_enabled()) return false;
   const k::MoeDecodeFfnParams d{.x = p.x_c, .topk_idx = idx, .topk_weight = w, .experts_gate_up = p.experts_gate_up,
                                 .experts_down = p.experts_down, .shared_gate_up = p.shared_gate_up,

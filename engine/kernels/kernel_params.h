@@ -126,8 +126,9 @@ struct LatentAppendParams {
   int64_t n_rows = 0;
 };
 
-/// Copies every cached token of each sequence out of a paged pool into contiguous float32 rows:
-/// out[cu_kv[s] + p, :] = float(cache[slot(s, p), :]) for p < kv_len[s]. (MLA prefill decompresses these.)
+/// Copies every cached token of each sequence out of a paged pool into contiguous rows of out_type (float32, or the
+/// cache's own type as stored): out[cu_kv[s] + p, :] = cache[slot(s, p), :] for p < kv_len[s]. (MLA prefill
+/// decompresses these.)
 struct CacheGatherParams {
   void* out = nullptr;  // [cu_kv[n_seqs], width] at ld_out, of out_type
   int64_t ld_out = 0;

@@ -5,6 +5,7 @@
 // operand form, the BF16 product output and the [k, n] weight form (MLA's router, W_UV and W_UK shapes). Then
 // gpu::Blas takes the kernel for few rows and matches cuBLAS's product at many rows.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -15,6 +16,7 @@
 
 #include "engine/core/dtype.h"
 #include "engine/gpu/blas.h"
+#include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/twin/twin.h"
 #include "tests/kernels/gpu_test_util.h"
@@ -360,6 +362,28 @@ TEST(CudaSkinnyGemm, SplitOutputEqualsTheTwoProductsBitForBit) {
     for (int64_t i = 0; i < c.m; ++i)
       for (int64_t j = c.n1; j < ldy; ++j) EXPECT_TRUE(std::isnan(gy[static_cast<size_t>(i * ldy + j)])) << what;
   }
+}
+
+// The A/B switches (MLABENCH_SKINNY_GEMM, MLABENCH_PDL, MLABENCH_FUSE_PROJECTIONS, ...): unset or 1 on, 0 off, and
+// anything else refused with the variable's name (no GPU needed).
+TEST(CudaEnvSwitch, OnOffOrRefusedByName) {
+  const char* name = "MLABENCH_TEST_ENV_SWITCH";
+  ::unsetenv(name);
+  EXPECT_TRUE(gpu::env_switch(name));
+  ::setenv(name, "1", 1);
+  EXPECT_TRUE(gpu::env_switch(name));
+  ::setenv(name, "0", 1);
+  EXPECT_FALSE(gpu::env_switch(name));
+  for (const char* bad : {"yes", "", "00", "\xff"}) {
+    ::setenv(name, bad, 1);
+    try {
+      gpu::env_switch(name);
+      ADD_FAILURE() << "accepted " << name << "=" << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
+  ::unsetenv(name);
 }
 
 // Blas::linear sends up to kSkinnyEngineRows rows to skinny_gemm and more to cuBLAS; both give the same product to float32 rounding.

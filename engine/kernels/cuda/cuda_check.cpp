@@ -75,11 +75,16 @@ int device_compute_major() {
   return major;
 }
 
+bool env_switch(const char* name) {
+  const char* env = std::getenv(name);
+  const std::string e = env ? env : "1";
+  MLABENCH_CHECK(e == "0" || e == "1", "{}={}: not 0 or 1. HINT: 0 turns the path off for an A/B run, 1 (the default) "
+                 "keeps it; or unset it", name, e);
+  return e == "1";
+}
+
 bool programmatic_launch_enabled() {
-  static const bool allowed = [] {
-    const char* env = std::getenv("MLABENCH_PDL");
-    return env == nullptr || std::string(env) != "0";
-  }();
+  static const bool allowed = env_switch("MLABENCH_PDL");
   return allowed && device_compute_major() >= 9;
 }
 
