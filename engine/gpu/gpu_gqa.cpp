@@ -1,8 +1,8 @@
 // Grouped-query attention on the GPU (MHA when kv heads = heads, GQA, MQA when one kv head: Llama-2/3, DeepSeek
 // LLM 7B/67B, and any architecture composed with it), top to bottom. Same semantics as the CPU twin's GQA
 // (engine/model/cpu_attention.cpp): q, k and v from one GEMM with the three weights stacked, RoPE on the whole head
-// with the config's pairing, K (after RoPE) and V appended to the paged cache, attention over the cache by
-// gqa_attention (prefill chunks and decode rows alike), o_proj.
+// with the config's pairing and K (after RoPE) and V appended to the paged cache in one kernel (kv_append),
+// attention over the cache by gqa_attention (prefill chunks and decode rows alike), o_proj.
 // Shapes: T new rows, nh query heads, nkv KV heads, hd head_dim, W = (nh + 2 nkv) hd, dt = the weights' dtype.
 #include <fmt/format.h>
 
@@ -10,7 +10,9 @@
 
 #include "engine/gpu/gpu_model.h"
 #include "engine/gpu/phase_timer.h"
+#include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/twin/checks.h"
 
 namespace mlabench::gpu {
 
@@ -67,14 +69,22 @@ class GqaAttention final : public GpuAttention {
     auto* o = arena_->at<float>(off_o_);      // [T, nh * hd]
     void* o_c = arena_->at<void>(off_o_c_);
     m_.blas().linear(qkv, W, m_.normed_input(), H, L.qkv.p, H, dt, T, W, H);  // [T, W]
-    m_.rope_rows(qkv, W, T, nh, hd, 0, st.positions);                         // q heads
-    m_.rope_rows(qkv + nh * hd, W, T, nkv, hd, 0, st.positions);              // k heads
-    k::cuda::cache_write({.cache = kc, .cache_type = m_.cache_dtype(), .width = nkv * hd, .src = qkv + nh * hd,
-                          .ld_src = W, .slots = st.slots, .n_rows = T},
-                         s);
-    k::cuda::cache_write({.cache = vc, .cache_type = m_.cache_dtype(), .width = nkv * hd,
-                          .src = qkv + (nh + nkv) * hd, .ld_src = W, .slots = st.slots, .n_rows = T},
-                         s);
+    // One kernel: RoPE on the q and k heads, then k and v appended to their pools. MLABENCH_FUSE_GQA=0 runs the four
+    // launches it fuses (and the cast before o_proj below), for benchmarks that compare the two.
+    static const bool fuse = gpu::env_switch("MLABENCH_FUSE_GQA");
+    const k::KvAppendParams append{.qkv = qkv, .ld = W, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
+                                   .rope_dim = m_.rope().dim, .interleaved = m_.rope().interleaved,
+                                   .cos = m_.rope_cos(), .sin = m_.rope_sin(), .positions = st.positions,
+                                   .k_cache = kc, .v_cache = vc, .cache_type = m_.cache_dtype(), .slots = st.slots,
+                                   .n_rows = T};
+    if (fuse) {
+      k::cuda::kv_append(append, s);
+    } else {
+      const k::checks::KvAppendParts parts = k::checks::kv_append_parts(append);
+      k::cuda::rope(parts.rope, s);
+      k::cuda::cache_write(parts.k_write, s);
+      k::cuda::cache_write(parts.v_write, s);
+    }
     k::GqaAttentionParams ap{.batch = {.n_seqs = st.n_seqs, .cu_q = st.cu_q, .kv_len = st.kv_len,
                                        .max_q = std::max(st.max_q_prefill, 1),
                                        .max_kv = std::max(st.max_kv_prefill, st.max_kv_decode)},
@@ -100,10 +110,16 @@ class GqaAttention final : public GpuAttention {
     if (ap.scratch_floats > 0) ap.scratch = m_.attention_scratch(ap.scratch_floats);
     phases::at(s, "attention: gqa kernel");
     k::cuda::gqa_attention(ap, s);
+    phases::at(s, "attention: o_proj");
+    // 1-2 rows in BF16: skinny_gemm rounds the float32 attention output to BF16 as it reads it (x_f32), the same
+    // products as the cast below without its launch.
+    if (fuse && dt == DType::BF16 && m_.blas().try_skinny({.y = out, .ldy = H, .x = o, .ldx = nh * hd, .w = L.o_proj.p,
+                                                   .ldw = nh * hd, .dtype = dt, .m = T, .n = H, .k = nh * hd,
+                                                   .x_f32 = true}))
+      return;
     k::cuda::cast({.out = o_c, .out_type = dt, .ld_out = nh * hd, .in = o, .ld_in = nh * hd, .n_rows = T,
                    .n_cols = nh * hd},
                   s);
-    phases::at(s, "attention: o_proj");
     m_.blas().linear(out, H, o_c, nh * hd, L.o_proj.p, nh * hd, dt, T, H, nh * hd);  // [T, H]
   }
 

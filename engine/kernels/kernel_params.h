@@ -126,6 +126,26 @@ struct LatentAppendParams {
   int64_t n_rows = 0;
 };
 
+/// Grouped-query attention's new rows in one pass (the chain rope(q heads) -> rope(k heads) -> cache_write(k) ->
+/// cache_write(v) of a layer, fused): qkv[r] = [n_heads q heads | n_kv_heads k heads | n_kv_heads v heads], each
+/// head_dim wide; columns [0, rope_dim) of every q and k head rotated in place at positions[r] (RopeParams' pairing
+/// and rounding), then row r's k heads (rotated) and v heads written to their pools at slots[r]. Twin: those four
+/// ops in order (checks::kv_append_parts).
+struct KvAppendParams {
+  float* qkv = nullptr;  // [n_rows, >= (n_heads + 2 n_kv_heads) head_dim] at ld
+  int64_t ld = 0;
+  int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0, rope_dim = 0;
+  bool interleaved = true;
+  const float* cos = nullptr;  // [n_positions, rope_dim / 2]
+  const float* sin = nullptr;
+  const int32_t* positions = nullptr;  // [n_rows]
+  void* k_cache = nullptr;  // one layer's pools [n_slots, n_kv_heads * head_dim]
+  void* v_cache = nullptr;
+  DType cache_type = DType::BF16;
+  const int64_t* slots = nullptr;  // [n_rows]
+  int64_t n_rows = 0;
+};
+
 /// Copies every cached token of each sequence out of a paged pool into contiguous rows of out_type (float32, or the
 /// cache's own type as stored): out[cu_kv[s] + p, :] = cache[slot(s, p), :] for p < kv_len[s]. (MLA prefill
 /// decompresses these.)

@@ -1,7 +1,7 @@
 // CUDA elementwise kernels (engine/kernels/cuda/elementwise.cu) against their CPU twins on the GPU machine:
-// embedding, rms_norm, rope, silu_mul, cast, cache_write, cache_gather, over shape sweeps (1 row, odd widths,
-// widths that defeat the vector paths, pointers shifted off 16-byte alignment, many rows), every output and table
-// dtype, paged pools with shuffled blocks whose unowned slots hold NaN, and one CUDA-graph capture.
+// embedding, rms_norm, rope, silu_mul, cast, cache_write, latent_append, kv_append, cache_gather, over shape sweeps
+// (1 row, odd widths, widths that defeat the vector paths, pointers shifted off 16-byte alignment, many rows), every
+// output and table dtype, paged pools with shuffled blocks whose unowned slots hold NaN, and one CUDA-graph capture.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -331,6 +331,74 @@ TEST(CudaElementwise, LatentAppendMatchesTwin) {
     expect_matches(latent.fetch(), latent, 1e-5, what + " (latent)");
     expect_matches(q.fetch(), q, 0, what + " (q)");
     expect_matches(cache.fetch(), cache, c.cache_type == DType::F32 ? 1e-5 : 1e-3, what + " (cache)");
+  }
+}
+
+// ---- kv_append (GQA's RoPE on q and k heads and both cache writes in one kernel) -----------------------------
+
+TEST(CudaElementwise, KvAppendMatchesTwinBitForBit) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(616);
+  struct Case {
+    int64_t n_rows, n_heads, n_kv_heads, head_dim, rope_dim, pad;
+    bool interleaved;
+    DType cache_type;
+  };
+  // Llama-3-8B (GQA 32/8), Llama-2-7B (MHA 32/32), MQA, a partial rotary width, a padded row whose v heads are not
+  // 16-byte aligned (the scalar copy), one decode row to a prefill chunk, both pairings and cache types.
+  const Case cases[] = {{1, 32, 8, 128, 128, 0, false, DType::BF16},  {2, 32, 32, 128, 128, 0, false, DType::BF16},
+                        {300, 32, 8, 128, 128, 0, true, DType::BF16}, {5, 8, 1, 64, 64, 0, false, DType::F32},
+                        {9, 4, 2, 64, 32, 0, true, DType::BF16},      {7, 4, 2, 66, 66, 2, false, DType::BF16}};
+  const int64_t n_pos = 4096, n_slots = 1024;
+  for (const Case& c : cases) {
+    const std::string what = fmt::format("kv_append rows {} heads {}/{} head_dim {} rope {} pad {} interleaved {} "
+                                         "cache {}",
+                                         c.n_rows, c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim, c.pad,
+                                         c.interleaved, dtype_name(c.cache_type));
+    const int64_t hd = c.head_dim, half = c.rope_dim / 2, kvw = c.n_kv_heads * hd;
+    const int64_t ld = (c.n_heads + 2 * c.n_kv_heads) * hd + c.pad;
+    TypedBuf qkv = from_floats(randn(static_cast<size_t>(c.n_rows * ld), rng, 2.0f));
+    std::vector<float> cos(static_cast<size_t>(n_pos * half)), sin(cos.size());
+    for (int64_t pos = 0; pos < n_pos; ++pos)
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle =
+            static_cast<double>(pos) * std::pow(500000.0, -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dim));
+        cos[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::cos(angle));
+        sin[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::sin(angle));
+      }
+    std::vector<int32_t> positions(static_cast<size_t>(c.n_rows));
+    for (auto& pos : positions) pos = static_cast<int32_t>(rand_in(rng, 0, n_pos - 1));
+    std::vector<int64_t> slots(static_cast<size_t>(n_slots));
+    std::iota(slots.begin(), slots.end(), 0);
+    std::shuffle(slots.begin(), slots.end(), rng);
+    slots.resize(static_cast<size_t>(c.n_rows));  // distinct slots, out of order; the rest of both pools stays NaN
+    TypedBuf k_cache(c.cache_type, static_cast<size_t>(n_slots * kvw)), v_cache(c.cache_type, k_cache.size());
+    for (TypedBuf* b : {&qkv, &k_cache, &v_cache}) b->upload();
+    const gpu::DeviceBuffer d_cos = to_device(cos), d_sin = to_device(sin), d_pos = to_device(positions),
+                            d_slots = to_device(slots);
+    KvAppendParams p{.ld = ld, .n_heads = c.n_heads, .n_kv_heads = c.n_kv_heads, .head_dim = hd,
+                     .rope_dim = c.rope_dim, .interleaved = c.interleaved, .cache_type = c.cache_type,
+                     .n_rows = c.n_rows};
+    p.qkv = qkv.f.data();
+    p.cos = cos.data();
+    p.sin = sin.data();
+    p.positions = positions.data();
+    p.k_cache = k_cache.host();
+    p.v_cache = v_cache.host();
+    p.slots = slots.data();
+    twin::kv_append(p);
+    p.qkv = qkv.dev.as<float>();
+    p.cos = d_cos.as<float>();
+    p.sin = d_sin.as<float>();
+    p.positions = d_pos.as<int32_t>();
+    p.k_cache = k_cache.device();
+    p.v_cache = v_cache.device();
+    p.slots = d_slots.as<int64_t>();
+    cuda::kv_append(p, nullptr);
+    // RoPE rounds each product and sum as the twin does; the cache rows are those floats stored: all bit for bit.
+    expect_matches(qkv.fetch(), qkv, 0, what + " (qkv)");
+    expect_matches(k_cache.fetch(), k_cache, 0, what + " (k cache)");
+    expect_matches(v_cache.fetch(), v_cache, 0, what + " (v cache)");
   }
 }
 

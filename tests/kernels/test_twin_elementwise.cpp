@@ -267,6 +267,53 @@ TEST(TwinElementwise, LatentAppendIsNormRopeAndCacheWrite) {
   EXPECT_THROW(twin::latent_append(p), std::exception);
 }
 
+// kv_append against the CPU reference engine's RoPE on Llama-3-8B's tables (GQA, 4 q heads and 2 kv heads here):
+// every q and k head rotated in place, v untouched, the rotated k heads and the v heads in their pools at the row's
+// slot (BF16), other slots untouched; the check refuses a rope wider than a head and a row narrower than q, k, v.
+TEST(TwinElementwise, KvAppendIsRopeAndTwoCacheWrites) {
+  std::mt19937 rng(35);
+  const RopeTables tables = rope_tables(load_config(test::preset_dir("llama-3-8b")));
+  const int64_t hd = tables.dim, half = hd / 2, nh = 4, nkv = 2, kvw = nkv * hd, W = (nh + 2 * nkv) * hd;
+  const int64_t n_rows = 3, n_pos = 300, n_slots = 8;
+  std::vector<float> cos(static_cast<size_t>(n_pos * half)), sin(cos.size());
+  for (int64_t pos = 0; pos < n_pos; ++pos) rope_cos_sin(tables, pos, cos.data() + pos * half, sin.data() + pos * half);
+  const std::vector<int32_t> positions = {0, 299, 17};
+  const std::vector<int64_t> slots = {5, 0, 6};
+  const std::vector<float> qkv0 = randn(static_cast<size_t>(n_rows * W), rng, 3.0f);
+  std::vector<float> qkv = qkv0;
+  std::vector<uint16_t> k_cache(static_cast<size_t>(n_slots * kvw), 0xFFFF), v_cache = k_cache;
+  KvAppendParams p{.qkv = qkv.data(), .ld = W, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .rope_dim = hd,
+                   .interleaved = tables.interleaved, .cos = cos.data(), .sin = sin.data(),
+                   .positions = positions.data(), .k_cache = k_cache.data(), .v_cache = v_cache.data(),
+                   .slots = slots.data(), .n_rows = n_rows};
+  twin::kv_append(p);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    std::vector<float> want(qkv0.begin() + r * W, qkv0.begin() + (r + 1) * W);
+    const float* cs = cos.data() + positions[static_cast<size_t>(r)] * half;
+    const float* sn = sin.data() + positions[static_cast<size_t>(r)] * half;
+    for (int64_t h = 0; h < nh + nkv; ++h) cpu::rope(want.data() + h * hd, hd, cs, sn, tables.interleaved);
+    for (int64_t c = 0; c < W; ++c)
+      ASSERT_TRUE(same_bits(qkv[static_cast<size_t>(r * W + c)], want[static_cast<size_t>(c)])) << r << "," << c;
+    const auto slot = static_cast<size_t>(slots[static_cast<size_t>(r)]);
+    for (int64_t c = 0; c < kvw; ++c) {
+      ASSERT_EQ(k_cache[slot * kvw + static_cast<size_t>(c)], f32_to_bf16(want[static_cast<size_t>(nh * hd + c)]))
+          << r << "," << c;
+      const float v = qkv0[static_cast<size_t>(r * W + (nh + nkv) * hd + c)];
+      ASSERT_EQ(v_cache[slot * kvw + static_cast<size_t>(c)], f32_to_bf16(v)) << r << "," << c;
+    }
+  }
+  for (int64_t slot : {1, 2, 3, 4, 7})
+    for (int64_t c = 0; c < kvw; ++c) {
+      ASSERT_EQ(k_cache[static_cast<size_t>(slot * kvw + c)], 0xFFFF) << slot;
+      ASSERT_EQ(v_cache[static_cast<size_t>(slot * kvw + c)], 0xFFFF) << slot;
+    }
+  p.rope_dim = hd + 2;
+  EXPECT_THROW(twin::kv_append(p), std::exception);
+  p.rope_dim = hd;
+  p.ld = W - 1;
+  EXPECT_THROW(twin::kv_append(p), std::exception);
+}
+
 // ---- rope ------------------------------------------------------------------------------------------------
 
 struct RopeCase {

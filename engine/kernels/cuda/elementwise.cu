@@ -401,6 +401,49 @@ __global__ void __launch_bounds__(256) latent_append_kernel(const LatentAppendPa
   }
 }
 
+// One block per row (grid-stride): every q and k head's rope pairs rotated in place as rope_kernel rotates them
+// (products and sums rounded one by one), a k head's rotated pair also stored to the k pool from the same registers;
+// then the k columns past rope_dim (partial rotary) and the v heads copied W at a time. Four launches of a decode
+// step's GQA layer become one. No value is read after another thread writes it, so no barrier.
+template <Fmt F, int W>
+__global__ void __launch_bounds__(256) kv_append_kernel(const KvAppendParams p) {
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the rows come from the previous kernel (the qkv GEMM)
+  griddep_launch_dependents();
+  const int64_t tid = threadIdx.x, nt = blockDim.x, half = p.rope_dim / 2, hd = p.head_dim;
+  const int64_t kv_width = p.n_kv_heads * hd, k_col = p.n_heads * hd, tail = hd - p.rope_dim;
+  for (int64_t r = blockIdx.x; r < p.n_rows; r += gridDim.x) {
+    float* x = p.qkv + r * p.ld;
+    const int64_t dst = p.slots[r] * kv_width;
+    const int64_t pos = p.positions[r];
+    const float* cs = p.cos + pos * half;
+    const float* sn = p.sin + pos * half;
+    for (int64_t t = tid; t < (p.n_heads + p.n_kv_heads) * half; t += nt) {
+      const int64_t h = t / half, i = t % half;
+      const int64_t a = p.interleaved ? 2 * i : i, b = p.interleaved ? 2 * i + 1 : i + half;
+      float* v = x + h * hd;
+      const float x0 = v[a], x1 = v[b], c = cs[i], s = sn[i];
+      const float y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)), y1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+      v[a] = y0;
+      v[b] = y1;
+      if (h >= p.n_heads) {  // a k head: its rotated pair goes to the cache as well
+        const int64_t k0 = dst + (h - p.n_heads) * hd;
+        store_floats<F, 1>(p.k_cache, k0 + a, {y0});
+        store_floats<F, 1>(p.k_cache, k0 + b, {y1});
+      }
+    }
+    for (int64_t t = tid; t < p.n_kv_heads * tail; t += nt) {  // k columns RoPE leaves alone
+      const int64_t h = t / tail, c = p.rope_dim + t % tail;
+      store_floats<F, 1>(p.k_cache, dst + h * hd + c, {x[k_col + h * hd + c]});
+    }
+    const float* vs = x + k_col + kv_width;
+    for (int64_t v = tid; v < kv_width / W; v += nt) {
+      float y[W];
+      load_vec(vs + v * W, y);
+      store_floats<F, W>(p.v_cache, dst + v * W, y);
+    }
+  }
+}
+
 // Sequences over grid y; a sequence's tokens over (grid x, warp).
 template <Fmt F, Fmt Out, int W>
 __global__ void cache_gather_kernel(const CacheGatherParams p) {
@@ -534,6 +577,22 @@ void latent_append(const LatentAppendParams& p, cudaStream_t s) {
   const auto blocks = static_cast<unsigned>(std::min<int64_t>(p.n_rows, INT32_MAX));
   with_fmt(p.cache_type,
            [&](auto fmt) { launch_pdl(latent_append_kernel<decltype(fmt)::value>, dim3(blocks), dim3(256), 0, s, p); });
+  MLABENCH_CUDA(cudaGetLastError());
+}
+
+void kv_append(const KvAppendParams& p, cudaStream_t s) {
+  checks::check_kv_append(p);
+  if (p.n_rows == 0) return;
+  const auto blocks = static_cast<unsigned>(std::min<int64_t>(p.n_rows, INT32_MAX));
+  const int csz = static_cast<int>(dtype_size(p.cache_type));
+  const int64_t kv_width = p.n_kv_heads * p.head_dim;
+  with_fmt(p.cache_type, [&](auto fmt) {
+    with_width<4, 1>(kv_width, {{p.qkv + (p.n_heads + p.n_kv_heads) * p.head_dim, p.ld, 4}, {p.v_cache, kv_width, csz}},
+                     [&](auto w) {
+                       launch_pdl(kv_append_kernel<decltype(fmt)::value, decltype(w)::value>, dim3(blocks), dim3(256),
+                                  0, s, p);
+                     });
+  });
   MLABENCH_CUDA(cudaGetLastError());
 }
 

@@ -18,6 +18,7 @@ void silu_mul(const SiluMulParams& p, cudaStream_t s);
 void cast(const CastParams& p, cudaStream_t s);
 void cache_write(const CacheWriteParams& p, cudaStream_t s);
 void latent_append(const LatentAppendParams& p, cudaStream_t s);
+void kv_append(const KvAppendParams& p, cudaStream_t s);
 void cache_gather(const CacheGatherParams& p, cudaStream_t s);
 void log_softmax_gather(const LogSoftmaxGatherParams& p, cudaStream_t s);
 void sample(const SampleParams& p, cudaStream_t s);

@@ -17,6 +17,13 @@ struct LatentAppendParts {
 };
 LatentAppendParts latent_append_parts(const LatentAppendParams& p);
 void check_latent_append(const LatentAppendParams& p);
+/// kv_append as the ops it fuses: one rope over the q and k heads (adjacent, head_dim apart), two cache writes.
+struct KvAppendParts {
+  RopeParams rope;
+  CacheWriteParams k_write, v_write;
+};
+KvAppendParts kv_append_parts(const KvAppendParams& p);
+void check_kv_append(const KvAppendParams& p);
 /// Defined in engine/kernels/twin/skinny_gemm.cpp.
 void check_skinny_gemm(const SkinnyGemmParams& p);
 void check_moe_decode_ffn(const MoeDecodeFfnParams& p);

@@ -153,6 +153,30 @@ void check_latent_append(const LatentAppendParams& p) {
   check_cache_write(parts.write);
 }
 
+KvAppendParts kv_append_parts(const KvAppendParams& p) {
+  const int64_t kv_width = p.n_kv_heads * p.head_dim, k_col = p.n_heads * p.head_dim;
+  return {.rope = {.x = p.qkv, .ld = p.ld, .n_rows = p.n_rows, .n_heads = p.n_heads + p.n_kv_heads,
+                   .head_stride = p.head_dim, .offset = 0, .dim = p.rope_dim, .interleaved = p.interleaved,
+                   .cos = p.cos, .sin = p.sin, .positions = p.positions},
+          .k_write = {.cache = p.k_cache, .cache_type = p.cache_type, .width = kv_width,
+                      .src = p.qkv ? p.qkv + k_col : nullptr, .ld_src = p.ld, .slots = p.slots, .n_rows = p.n_rows},
+          .v_write = {.cache = p.v_cache, .cache_type = p.cache_type, .width = kv_width,
+                      .src = p.qkv ? p.qkv + k_col + kv_width : nullptr, .ld_src = p.ld, .slots = p.slots,
+                      .n_rows = p.n_rows}};
+}
+
+void check_kv_append(const KvAppendParams& p) {
+  MLABENCH_CHECK(p.n_heads > 0 && p.n_kv_heads > 0 && p.head_dim > 0 && p.rope_dim > 0 && p.rope_dim <= p.head_dim &&
+                     p.ld >= (p.n_heads + 2 * p.n_kv_heads) * p.head_dim,
+                 "kv_append: n_heads {}, n_kv_heads {}, head_dim {}, rope_dim {}, ld {}. HINT: positive head counts, "
+                 "0 < rope_dim <= head_dim, and ld >= (n_heads + 2 n_kv_heads) head_dim (q, k and v heads of a row)",
+                 p.n_heads, p.n_kv_heads, p.head_dim, p.rope_dim, p.ld);
+  const KvAppendParts parts = kv_append_parts(p);
+  check_rope(parts.rope);
+  check_cache_write(parts.k_write);
+  check_cache_write(parts.v_write);
+}
+
 }  // namespace checks
 
 namespace twin {
@@ -263,6 +287,14 @@ void latent_append(const LatentAppendParams& p) {
   rope(parts.k_rope);
   if (parts.q_rope.n_rows > 0) rope(parts.q_rope);
   cache_write(parts.write);
+}
+
+void kv_append(const KvAppendParams& p) {
+  checks::check_kv_append(p);
+  const checks::KvAppendParts parts = checks::kv_append_parts(p);
+  rope(parts.rope);
+  cache_write(parts.k_write);
+  cache_write(parts.v_write);
 }
 
 void cache_gather(const CacheGatherParams& p) {

@@ -15,6 +15,7 @@ void silu_mul(const SiluMulParams& p);
 void cast(const CastParams& p);
 void cache_write(const CacheWriteParams& p);
 void latent_append(const LatentAppendParams& p);
+void kv_append(const KvAppendParams& p);
 void cache_gather(const CacheGatherParams& p);
 void log_softmax_gather(const LogSoftmaxGatherParams& p);
 void sample(const SampleParams& p);
