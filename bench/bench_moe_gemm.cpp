@@ -1,6 +1,7 @@
 // The routed experts of one MoE layer on the GPU (gate/up GEMM, SwiGLU, down GEMM over expert-contiguous rows) by
 // each grouped-GEMM strategy the engine has, at V2-Lite and V2 shapes over decode and prefill row counts:
 //   hopper        moe_grouped_gemm_hopper: gate/up with SwiGLU in the epilogue (BF16 activations), then down;
+//   hopper64      the same at 64-row tiles (the engine's choice where an expert holds <= 32 rows on average);
 //   mma           moe_grouped_gemm (mma.sync, counts on the device): gate/up to float32, silu_mul, down;
 //   cublas-group  cuBLAS's grouped GEMM after the counts are known on the host (the old prefill path);
 //   cublas-loop   one cuBLAS GEMM per expert with rows (cuBLAS's rate on each expert's own shape).
@@ -98,10 +99,10 @@ struct Layer {
     return static_cast<double>(used) * 3 * m.I * m.H * 2 + static_cast<double>(R) * (m.H * 2 + 2 * m.I * 2 + m.H * 4);
   }
 
-  k::MoeGroupedGemmParams down_params() const {
+  k::MoeGroupedGemmParams down_params(int32_t tile_rows = 0) const {
     return {.y = y.as<float>(), .ld_y = m.H, .x = act.get(), .ld_x = m.I, .w = w_down.get(),
             .expert_stride = m.H * m.I, .dtype = DType::BF16, .offsets = d_offsets.as<int32_t>(), .n_experts = m.E,
-            .n = m.H, .k = m.I, .max_rows = T, .rows_bound = R};
+            .n = m.H, .k = m.I, .max_rows = T, .rows_bound = R, .tile_rows = tile_rows};
   }
   void silu() {
     k::cuda::silu_mul({.out = act.get(), .out_type = DType::BF16, .ld_out = m.I, .gate_up = gate_up.as<float>(),
@@ -111,13 +112,13 @@ struct Layer {
     k::MoeGroupedGemmParams p = down_params();
     return k::cuda::moe_grouped_gemm_hopper_supported(p);
   }
-  void hopper() {
+  void hopper(int32_t tile_rows = 0) {
     k::MoeGroupedGemmParams p{.x = x.get(), .ld_x = m.H, .w = w_gate_up.get(), .expert_stride = 2 * m.I * m.H,
                               .dtype = DType::BF16, .offsets = d_offsets.as<int32_t>(), .n_experts = m.E, .n = m.I,
                               .k = m.H, .max_rows = T, .epilogue = k::MoeGemmEpilogue::SWIGLU, .act = act.get(),
-                              .ld_act = m.I, .rows_bound = R};
+                              .ld_act = m.I, .rows_bound = R, .tile_rows = tile_rows};
     k::cuda::moe_grouped_gemm_hopper(p, nullptr);
-    k::cuda::moe_grouped_gemm_hopper(down_params(), nullptr);
+    k::cuda::moe_grouped_gemm_hopper(down_params(tile_rows), nullptr);
   }
   void mma() {
     k::cuda::moe_grouped_gemm({.y = gate_up.as<float>(), .ld_y = 2 * m.I, .x = x.get(), .ld_x = m.H,
@@ -168,9 +169,9 @@ struct Layer {
 
 // Largest |difference| between the hopper and mma results of y, relative to the largest |y|: both are the same
 // GEMMs (SwiGLU rounded to BF16 either way), so they agree to float32 summation order plus a BF16 ulp of act.
-double hopper_vs_mma(Layer& l) {
+double hopper_vs_mma(Layer& l, int32_t tile_rows) {
   std::vector<float> a(static_cast<size_t>(l.R * l.m.H)), b(a.size());
-  l.hopper();
+  l.hopper(tile_rows);
   MLABENCH_CUDA(cudaMemcpy(a.data(), l.y.get(), a.size() * 4, cudaMemcpyDeviceToHost));
   l.mma();
   MLABENCH_CUDA(cudaMemcpy(b.data(), l.y.get(), b.size() * 4, cudaMemcpyDeviceToHost));
@@ -204,7 +205,7 @@ int main(int argc, char** argv) {
       const Model* m;
       int64_t T;
     };
-    std::vector<Case> cases = {{&lite, 256}, {&lite, 512}, {&lite, 4096}, {&lite, 16384}, {&v2, 4096}};
+    std::vector<Case> cases = {{&lite, 128}, {&lite, 256}, {&lite, 512}, {&lite, 4096}, {&lite, 16384}, {&v2, 4096}};
     if (quick) cases = {{&lite, 256}, {&lite, 16384}};
     gpu::Blas blas(nullptr);
     std::vector<Row> rows;
@@ -221,7 +222,11 @@ int main(int argc, char** argv) {
       };
       if (l.hopper_runs()) {
         add("hopper", [&] { l.hopper(); });
-        fmt::print("# {}: hopper vs mma, max |dy| / max |y| = {:.2e}\n", shape, hopper_vs_mma(l));
+        fmt::print("# {}: hopper vs mma, max |dy| / max |y| = {:.2e}\n", shape, hopper_vs_mma(l, 0));
+        if (cs.T <= 512) {
+          add("hopper64", [&] { l.hopper(64); });
+          fmt::print("# {}: hopper64 vs mma, max |dy| / max |y| = {:.2e}\n", shape, hopper_vs_mma(l, 64));
+        }
       }
       add("mma", [&] { l.mma(); });
       if (l.cublas_grouped())

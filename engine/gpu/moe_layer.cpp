@@ -138,6 +138,23 @@ CompactGemm compact_gemm_choice() {
   return c;
 }
 
+// The Hopper grouped GEMM's rows a tile for the routed experts: 64 where an expert holds at most
+// kMoeSmallTileRows rows on average (decode batches: V2-Lite's 64 experts x 6 of 256 tokens hold 24), else 128.
+// MLABENCH_MOE_TILE_ROWS=64 or 128 forces one, for benchmarks that compare them.
+constexpr int64_t kMoeSmallTileRows = 32;
+int32_t routed_tile_rows(int64_t pairs, int32_t n_experts) {
+  static const int32_t forced = [] {
+    const char* env = std::getenv("MLABENCH_MOE_TILE_ROWS");
+    if (env == nullptr) return 0;
+    const std::string e = env;
+    MLABENCH_CHECK(e == "64" || e == "128",
+                   "MLABENCH_MOE_TILE_ROWS={}: not a tile the grouped GEMM runs. HINT: use 64 or 128, or unset it", e);
+    return e == "64" ? 64 : 128;
+  }();
+  if (forced != 0) return forced;
+  return pairs <= kMoeSmallTileRows * n_experts ? 64 : 128;
+}
+
 }  // namespace
 
 // Router logits [T, E] (float32 GEMM) and top-k.
@@ -256,11 +273,12 @@ std::pair<k::MoeGroupedGemmParams, k::MoeGroupedGemmParams> MoeLayer::Impl::hopp
   const k::MoeGroupedGemmParams gate_up{.x = xe, .ld_x = H, .w = p.experts_gate_up, .expert_stride = 2 * I * H,
                                         .dtype = dtype, .offsets = offsets, .n_experts = E, .n = I, .k = H,
                                         .max_rows = T, .epilogue = k::MoeGemmEpilogue::SWIGLU, .act = he, .ld_act = I,
-                                        .rows_bound = T * K};
+                                        .rows_bound = T * K, .tile_rows = routed_tile_rows(T * K, E)};
   // ye[rows_e, H] = he[rows_e, I] . down_e[H, I]^T.
   const k::MoeGroupedGemmParams down{.y = ye, .ld_y = H, .x = he, .ld_x = I, .w = p.experts_down,
                                      .expert_stride = H * I, .dtype = dtype, .offsets = offsets, .n_experts = E,
-                                     .n = H, .k = I, .max_rows = T, .rows_bound = T * K};
+                                     .n = H, .k = I, .max_rows = T, .rows_bound = T * K,
+                                     .tile_rows = routed_tile_rows(T * K, E)};
   return {gate_up, down};
 }
 

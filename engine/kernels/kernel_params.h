@@ -442,6 +442,9 @@ struct MoeGroupedGemmParams {
   /// Where > 0: offsets[n_experts] <= rows_bound and x holds rows_bound rows (the Hopper kernel sizes its grid and
   /// its tensor map with it; n_tokens * top_k in a MoE layer).
   int64_t rows_bound = 0;
+  /// The Hopper kernel's rows a tile: 128 (0 means 128), or 64 where experts hold few rows (decode batches). The
+  /// result does not depend on it; the other GEMMs ignore it.
+  int32_t tile_rows = 0;
 };
 
 /// Tokens up to which a MoE layer runs its routed experts as one strided batched GEMM at `capacity` = n_tokens rows

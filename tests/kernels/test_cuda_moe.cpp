@@ -429,9 +429,11 @@ struct HopperCase {
 // V2-Lite's projections (gate/up n = 1408 of k = 2048, down n = 2048 of k = 1408) on a short routed batch; then
 // tails: n = 200 (a SWIGLU column tile crosses from gate into up rows, STORE's second box past n), k = 200 (a
 // partial k tile from TMA's zero fill), empty experts, an expert of exactly one 128-row tile, experts over
-// several tiles, and slack rows of NaN; then one expert without offsets (the shared experts' call).
+// several tiles, and slack rows of NaN; then one expert without offsets (the shared experts' call). Each case at
+// 128-row tiles and at 64 (decode batches: V2-Lite's 256 tokens hold ~24 rows an expert).
 const HopperCase kHopperCases[] = {
     {"v2lite_40_tokens", {}, 40, 64, 6, 1408, 2048, 0},
+    {"v2lite_256_tokens", {}, 256, 64, 6, 1408, 2048, 0},
     {"tails", {0, 128, 129, 1, 300, 0, 64}, 0, 0, 0, 200, 200, 37},
     {"one_expert_no_offsets", {300}, 0, 0, 0, 264, 192, 0, true},
 };
@@ -469,9 +471,12 @@ TEST(CudaMoeGroupedGemm, HopperMatchesTwinInBothEpilogues) {
     std::vector<int32_t> offsets(static_cast<size_t>(E) + 1, 0);
     for (int32_t e = 0; e < E; ++e) offsets[e + 1] = offsets[e] + counts[e];
     const int64_t R = offsets[E], bound = R + c.rows_slack;
-    for (const auto epi : {kernels::MoeGemmEpilogue::SWIGLU, kernels::MoeGemmEpilogue::STORE}) {
+    for (const auto& [epi, tile_rows] : {std::pair{kernels::MoeGemmEpilogue::SWIGLU, 0},
+                                        std::pair{kernels::MoeGemmEpilogue::STORE, 0},
+                                        std::pair{kernels::MoeGemmEpilogue::SWIGLU, 64},
+                                        std::pair{kernels::MoeGemmEpilogue::STORE, 64}}) {
       const bool swiglu = epi == kernels::MoeGemmEpilogue::SWIGLU;
-      SCOPED_TRACE(std::string(c.name) + (swiglu ? " SWIGLU" : " STORE"));
+      SCOPED_TRACE(fmt::format("{} {} tile_rows {}", c.name, swiglu ? "SWIGLU" : "STORE", tile_rows));
       const int64_t w_rows = swiglu ? 2 * c.n : c.n, ld_out = c.n + 2;
       std::vector<uint8_t> x = random_elems(bound * c.k, DType::BF16, rng);
       for (int64_t i = R * c.k; i < bound * c.k; ++i) {
@@ -487,7 +492,7 @@ TEST(CudaMoeGroupedGemm, HopperMatchesTwinInBothEpilogues) {
                                       .w = w.data(), .expert_stride = w_rows * c.k, .dtype = DType::BF16,
                                       .offsets = offsets.data(), .n_experts = E, .n = c.n, .k = c.k,
                                       .max_rows = max_rows, .epilogue = epi, .act = swiglu ? act.data() : nullptr,
-                                      .ld_act = ld_out, .rows_bound = bound};
+                                      .ld_act = ld_out, .rows_bound = bound, .tile_rows = tile_rows};
       if (c.no_offsets) p.offsets = nullptr;
       kernels::twin::moe_grouped_gemm(p);
       p.y = swiglu ? nullptr : d_y.as<float>();
@@ -534,6 +539,9 @@ TEST(CudaMoeGroupedGemm, HopperSaysWhatItDoesNotRun) {
   q = p;
   q.x = static_cast<const char*>(p.x) + 2;
   refused(q, "x not 16-byte aligned");
+  q = p;
+  q.tile_rows = 32;
+  refused(q, "32-row tiles");
 }
 
 // ---- gpu::MoeLayer --------------------------------------------------------------------------------------------

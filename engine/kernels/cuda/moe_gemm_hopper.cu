@@ -14,7 +14,10 @@
 //     once cover one expert's rows and all of its columns, so its weights (11.5 MB for gate/up) come from HBM once
 //     and x's rows once; a CTA finds its expert by a warp-wide scan of the offsets;
 //   - rows of a tile past its expert's count belong to the next expert (or read as zeros past rows_bound): they are
-//     multiplied and never stored.
+//     multiplied and never stored;
+//   - at decode batches an expert holds a few dozen rows, so a 128-row tile is mostly such padding (12-24 rows an
+//     expert at batch 128-256 of V2-Lite): tile_rows = 64 halves the MMAs a tile computes for the same weight bytes,
+//     the two consumer warpgroups then splitting the tile's weight rows instead of its x rows.
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -32,14 +35,22 @@
 namespace mlabench::kernels::cuda {
 namespace {
 
-constexpr int kBM = 128, kBN = 256, kBK = 64, kStages = 4;
-constexpr int kThreads = 384;  // warpgroup 0 copies; warpgroups 1 and 2 multiply 64 rows each
-constexpr uint32_t kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2, kStageBytes = kABytes + kBBytes;
-constexpr int kSmemBytes = kStages * kStageBytes + 1024 + 16 * kStages;  // + 1024-byte alignment + barriers
-static_assert(kSmemBytes <= 227 * 1024, "fits an SM");
+constexpr int kBN = 256, kBK = 64;
+constexpr int kThreads = 384;  // warpgroup 0 copies; warpgroups 1 and 2 multiply
+constexpr uint32_t kBBytes = kBN * kBK * 2;
+// A tile of BM rows (128, or 64 where experts hold few rows: decode batches): x's BM x 64 box and 256 weight rows a
+// stage; 64-row stages are smaller, so the ring holds one more.
+template <int BM>
+struct TileShape {
+  static constexpr int kStages = BM == 128 ? 4 : 5;
+  static constexpr uint32_t kABytes = BM * kBK * 2, kStageBytes = kABytes + kBBytes;
+  static constexpr int kSmemBytes = kStages * kStageBytes + 1024 + 16 * kStages;  // + alignment + barriers
+  static_assert(BM == 64 || BM == 128, "64- or 128-row tiles");
+  static_assert(kSmemBytes <= 227 * 1024, "fits an SM");
+};
 
 struct HopperArgs {
-  CUtensorMap map_x;  // x: [rows_bound, k], boxes of 64 x 128
+  CUtensorMap map_x;  // x: [rows_bound, k], boxes of 64 x BM
   CUtensorMap map_w;  // every expert's weight rows: [n_experts * w_rows, k], boxes of 64 x 128
   float* y;           // STORE
   int64_t ld_y;
@@ -55,9 +66,10 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// Row tile m_tile of the concatenated experts (each expert's rows in tiles of kBM, experts in order): its expert,
+// Row tile m_tile of the concatenated experts (each expert's rows in tiles of BM, experts in order): its expert,
 // first row and row count, or expert -1 past the last tile. One warp: lanes take 32 experts at a time and scan
 // their tile counts.
+template <int BM>
 __device__ void find_row_tile(const HopperArgs& a, int m_tile, int (&out)[3]) {
   const int lane = threadIdx.x & 31;
   int before = 0;  // tiles of the experts already scanned
@@ -69,7 +81,7 @@ __device__ void find_row_tile(const HopperArgs& a, int m_tile, int (&out)[3]) {
       count = a.offsets ? a.offsets[e + 1] - r0 : a.max_rows;  // no offsets: one expert of max_rows rows
       count = count < a.max_rows ? count : a.max_rows;
     }
-    const int tiles = static_cast<int>((count + kBM - 1) / kBM);
+    const int tiles = static_cast<int>((count + BM - 1) / BM);
     int incl = tiles;
 #pragma unroll
     for (int d = 1; d < 32; d <<= 1) {
@@ -80,10 +92,10 @@ __device__ void find_row_tile(const HopperArgs& a, int m_tile, int (&out)[3]) {
     const bool mine = m_tile >= first && m_tile < before + incl;
     const unsigned hit = __ballot_sync(0xffffffffu, mine);
     if (mine) {
-      const int64_t m0 = static_cast<int64_t>(m_tile - first) * kBM;
+      const int64_t m0 = static_cast<int64_t>(m_tile - first) * BM;
       out[0] = e;
       out[1] = static_cast<int>(r0 + m0);
-      out[2] = static_cast<int>(count - m0 < kBM ? count - m0 : kBM);
+      out[2] = static_cast<int>(count - m0 < BM ? count - m0 : BM);
     }
     if (hit != 0) return;
     before += __shfl_sync(0xffffffffu, incl, 31);
@@ -96,20 +108,81 @@ __device__ __forceinline__ float silu_times(float g, float u) {
   return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
 }
 
-// grid: row tiles (an upper bound) x column tiles, column tile fastest; 384 threads.
-template <bool kSwiglu>
+// The consumers' k loop: wait for a stage, issue its MMAs (mma(stage address)), hand the previous stage back.
+template <int BM, class Mma>
+__device__ __forceinline__ void consume_stages(const HopperArgs& a, uint32_t ring, uint32_t full, uint32_t empty,
+                                               int lane, Mma&& mma) {
+  using S = TileShape<BM>;
+  for (int kt = 0; kt < a.k_tiles; ++kt) {
+    const int s = kt % S::kStages;
+    tma::mbar_wait(full + 8 * s, (kt / S::kStages) & 1);
+    wgmma::fence();
+    mma(ring + s * S::kStageBytes);
+    wgmma::commit();
+    wgmma::wait_one();  // tile kt - 1's MMAs are done: its stage goes back to the producer
+    if (kt > 0 && lane == 0) tma::mbar_arrive(empty + 8 * ((kt - 1) % S::kStages));
+  }
+  wgmma::wait_all();
+}
+
+// Accumulator fragment of a 64 x N wgmma: n8 block j holds (row g, columns 8j + 2q, + 1) in acc[4j], acc[4j + 1] and
+// row g + 8 in acc[4j + 2], acc[4j + 3], with (g, q) = (lane / 4, lane % 4) and the warp's 16 rows at 16 (warp % 4).
+// SWIGLU: gate block j pairs with up block j + n_blocks; its columns start at col0.
+template <int kBlocks>
+__device__ __forceinline__ void store_swiglu(const HopperArgs& a, const float* gate, const float* up, int r_warp,
+                                             int rows, int64_t row0, int col0, int q) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = r_warp + 8 * h;
+    if (r >= rows) continue;
+    uint16_t* out = a.act + (row0 + r) * a.ld_act;
+#pragma unroll
+    for (int j = 0; j < kBlocks; ++j) {
+      const int col = col0 + 8 * j + 2 * q;
+      if (col >= a.n) continue;
+      const float o0 = silu_times(gate[4 * j + 2 * h], up[4 * j + 2 * h]);
+      const float o1 = silu_times(gate[4 * j + 2 * h + 1], up[4 * j + 2 * h + 1]);
+      *reinterpret_cast<__nv_bfloat162*>(out + col) = __floats2bfloat162_rn(o0, o1);
+    }
+  }
+}
+
+template <int kBlocks>
+__device__ __forceinline__ void store_rows(const HopperArgs& a, const float* acc, int r_warp, int rows, int64_t row0,
+                                           int col0, int q) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = r_warp + 8 * h;
+    if (r >= rows) continue;
+    float* out = a.y + (row0 + r) * a.ld_y;
+#pragma unroll
+    for (int j = 0; j < kBlocks; ++j) {
+      const int col = col0 + 8 * j + 2 * q;
+      if (col >= a.n) continue;
+      *reinterpret_cast<float2*>(out + col) = make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+    }
+  }
+}
+
+// grid: row tiles (an upper bound) x column tiles, column tile fastest; 384 threads. A stage holds x's BM rows, then
+// 256 weight rows (SWIGLU: this column tile's 128 gate rows, then its 128 up rows).
+//   BM 128: consumer warpgroup cw multiplies rows [64 cw, 64 cw + 64) by all 256 (m64n256k16).
+//   BM 64: both multiply the 64 rows, each by half of the weight rows: STORE columns [128 cw, + 128) (m64n128k16);
+//   SWIGLU gate columns [64 cw, + 64) and their up columns (two m64n64k16), so gate and up stay in one thread.
+template <bool kSwiglu, int BM>
 __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_kernel(const __grid_constant__ HopperArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using S = TileShape<BM>;
   extern __shared__ __align__(1024) unsigned char moe_hopper_smem[];
   __shared__ int tile[3];  // expert, first row, rows
   const uint32_t ring = (smem_u32(moe_hopper_smem) + 1023u) & ~1023u;
-  const uint32_t full = ring + kStages * kStageBytes, empty = full + 8 * kStages;  // stage s: + 8 s
+  const uint32_t full = ring + S::kStages * S::kStageBytes, empty = full + 8 * S::kStages;  // stage s: + 8 s
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int m_tile = static_cast<int>(blockIdx.x) / a.n_tiles, n_tile = static_cast<int>(blockIdx.x) % a.n_tiles;
   if (warp == 0) {
-    find_row_tile(a, m_tile, tile);
+    find_row_tile<BM>(a, m_tile, tile);
     if (lane == 0) {
-      for (int s = 0; s < kStages; ++s) {
+      for (int s = 0; s < S::kStages; ++s) {
         tma::mbar_init(full + 8 * s, 1);
         tma::mbar_init(empty + 8 * s, 8);  // the 8 consumer warps
       }
@@ -130,68 +203,64 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_kernel(const __gr
       const int w0 = expert * a.w_rows + n_tile * (kSwiglu ? kBN / 2 : kBN);
       const int w1 = kSwiglu ? w0 + a.n : w0 + kBN / 2;
       for (int kt = 0; kt < a.k_tiles; ++kt) {
-        const int s = kt % kStages;
-        if (kt >= kStages) tma::mbar_wait(empty + 8 * s, ((kt / kStages) - 1) & 1);
-        const uint32_t st = ring + s * kStageBytes, bar = full + 8 * s;
-        tma::mbar_arrive_expect_tx(bar, kStageBytes);
+        const int s = kt % S::kStages;
+        if (kt >= S::kStages) tma::mbar_wait(empty + 8 * s, ((kt / S::kStages) - 1) & 1);
+        const uint32_t st = ring + s * S::kStageBytes, bar = full + 8 * s;
+        tma::mbar_arrive_expect_tx(bar, S::kStageBytes);
         tma::load_2d(st, &a.map_x, kt * kBK, row0, bar);
-        tma::load_2d(st + kABytes, &a.map_w, kt * kBK, w0, bar);
-        tma::load_2d(st + kABytes + kBBytes / 2, &a.map_w, kt * kBK, w1, bar);
+        tma::load_2d(st + S::kABytes, &a.map_w, kt * kBK, w0, bar);
+        tma::load_2d(st + S::kABytes + kBBytes / 2, &a.map_w, kt * kBK, w1, bar);
       }
     }
     return;
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
-  const int cw = wg - 1;  // rows [64 cw, 64 cw + 64) of the tile
-  float acc[128];
+  const int cw = wg - 1;
+  const int g = lane >> 2, q = lane & 3;
+  auto desc = [](uint32_t addr) { return wgmma::desc_sw128(addr, 16, 1024); };
+  if constexpr (BM == 128) {
+    float acc[128];
 #pragma unroll
-  for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
-  for (int kt = 0; kt < a.k_tiles; ++kt) {
-    const int s = kt % kStages;
-    tma::mbar_wait(full + 8 * s, (kt / kStages) & 1);
-    const uint32_t st = ring + s * kStageBytes;
-    wgmma::fence();
+    for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
+    consume_stages<BM>(a, ring, full, empty, lane, [&](uint32_t st) {
 #pragma unroll
-    for (int kk = 0; kk < kBK / 16; ++kk) {
-      const uint64_t da = wgmma::desc_sw128(st + cw * (64 * 128) + kk * 32, 16, 1024);
-      const uint64_t db = wgmma::desc_sw128(st + kABytes + kk * 32, 16, 1024);
-      wgmma::wgmma_ss_n256(acc, da, db, true);
-    }
-    wgmma::commit();
-    wgmma::wait_one();  // tile kt - 1's MMAs are done: its stage goes back to the producer
-    if (kt > 0 && lane == 0) tma::mbar_arrive(empty + 8 * ((kt - 1) % kStages));
-  }
-  wgmma::wait_all();
-  wgmma::fence_regs(acc);
-
-  // Accumulator fragment: n8 block j holds (row g, columns 8j + 2q, + 1) in acc[4j], acc[4j + 1] and row g + 8 in
-  // acc[4j + 2], acc[4j + 3], with (g, q) = (lane / 4, lane % 4) and the warp's 16 rows at 16 (warp % 4).
-  const int g = lane >> 2, q = lane & 3, r_warp = cw * 64 + (warp & 3) * 16 + g;
+      for (int kk = 0; kk < kBK / 16; ++kk)
+        wgmma::wgmma_ss_n256(acc, desc(st + cw * (64 * 128) + kk * 32), desc(st + S::kABytes + kk * 32), true);
+    });
+    wgmma::fence_regs(acc);
+    const int r_warp = cw * 64 + (warp & 3) * 16 + g;
+    if constexpr (kSwiglu)
+      store_swiglu<kBN / 16>(a, acc, acc + 4 * (kBN / 16), r_warp, rows, row0, n_tile * (kBN / 2), q);
+    else
+      store_rows<kBN / 8>(a, acc, r_warp, rows, row0, n_tile * kBN, q);
+  } else if constexpr (kSwiglu) {
+    float gate[32], up[32];
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = r_warp + 8 * h;
-    if (r >= rows) continue;
-    const int64_t row = row0 + r;
-    if constexpr (kSwiglu) {
-      uint16_t* out = a.act + row * a.ld_act;
+    for (int i = 0; i < 32; ++i) gate[i] = up[i] = 0.0f;
+    const uint32_t gate_rows = S::kABytes + cw * (64 * 128), up_rows = gate_rows + kBBytes / 2;
+    consume_stages<BM>(a, ring, full, empty, lane, [&](uint32_t st) {
 #pragma unroll
-      for (int j = 0; j < kBN / 16; ++j) {  // gate block j, up block j + 16
-        const int col = n_tile * (kBN / 2) + 8 * j + 2 * q;
-        if (col >= a.n) continue;
-        const float o0 = silu_times(acc[4 * j + 2 * h], acc[4 * (j + kBN / 16) + 2 * h]);
-        const float o1 = silu_times(acc[4 * j + 2 * h + 1], acc[4 * (j + kBN / 16) + 2 * h + 1]);
-        *reinterpret_cast<__nv_bfloat162*>(out + col) = __floats2bfloat162_rn(o0, o1);
+      for (int kk = 0; kk < kBK / 16; ++kk) {
+        wgmma::wgmma_ss_n64(gate, desc(st + kk * 32), desc(st + gate_rows + kk * 32), true);
+        wgmma::wgmma_ss_n64(up, desc(st + kk * 32), desc(st + up_rows + kk * 32), true);
       }
-    } else {
-      float* out = a.y + row * a.ld_y;
+    });
+    wgmma::fence_regs(gate);
+    wgmma::fence_regs(up);
+    store_swiglu<8>(a, gate, up, (warp & 3) * 16 + g, rows, row0, n_tile * (kBN / 2) + cw * 64, q);
+  } else {
+    float acc[64];
 #pragma unroll
-      for (int j = 0; j < kBN / 8; ++j) {
-        const int col = n_tile * kBN + 8 * j + 2 * q;
-        if (col >= a.n) continue;
-        *reinterpret_cast<float2*>(out + col) = make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-      }
-    }
+    for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
+    const uint32_t w_rows = S::kABytes + cw * (128 * 128);
+    consume_stages<BM>(a, ring, full, empty, lane, [&](uint32_t st) {
+#pragma unroll
+      for (int kk = 0; kk < kBK / 16; ++kk)
+        wgmma::wgmma_ss_n128(acc, desc(st + kk * 32), desc(st + w_rows + kk * 32), true);
+    });
+    wgmma::fence_regs(acc);
+    store_rows<16>(a, acc, (warp & 3) * 16 + g, rows, row0, n_tile * kBN + cw * 128, q);
   }
 #else
   __trap();  // built only for sm_90a; moe_grouped_gemm_hopper_supported is false elsewhere
@@ -205,6 +274,7 @@ bool aligned(const void* ptr, uintptr_t bytes) { return reinterpret_cast<uintptr
 bool moe_grouped_gemm_hopper_supported(const MoeGroupedGemmParams& p) {
   const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU;
   if (p.dtype != DType::BF16 || p.rows_bound <= 0 || p.k <= 0 || p.n <= 0 || p.n_experts <= 0) return false;
+  if (p.tile_rows != 0 && p.tile_rows != 64 && p.tile_rows != 128) return false;
   const int64_t w_rows = p.expert_stride / p.k;
   // TMA: 16-byte aligned rows a multiple of 16 bytes apart, int32 coordinates; the epilogue's paired stores.
   const bool shapes = p.k % 8 == 0 && p.ld_x % 8 == 0 && p.n % 8 == 0 && p.expert_stride % p.k == 0 &&
@@ -225,10 +295,11 @@ void moe_grouped_gemm_hopper(const MoeGroupedGemmParams& p, cudaStream_t s) {
                  dtype_name(p.dtype), p.k, p.n, p.ld_x, p.expert_stride, p.rows_bound);
   if (p.max_rows == 0) return;
   const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU;
+  const int bm = p.tile_rows == 64 ? 64 : 128;
   HopperArgs a{};
   a.w_rows = static_cast<int32_t>(p.expert_stride / p.k);
   a.map_x = hopper::tensor_map_bf16_2d(p.x, static_cast<uint64_t>(p.k), static_cast<uint64_t>(p.rows_bound),
-                                       static_cast<uint64_t>(p.ld_x) * 2, kBM, "moe_grouped_gemm_hopper");
+                                       static_cast<uint64_t>(p.ld_x) * 2, bm, "moe_grouped_gemm_hopper");
   a.map_w = hopper::tensor_map_bf16_2d(p.w, static_cast<uint64_t>(p.k),
                                        static_cast<uint64_t>(p.n_experts) * static_cast<uint64_t>(a.w_rows),
                                        static_cast<uint64_t>(p.k) * 2, kBN / 2, "moe_grouped_gemm_hopper");
@@ -242,13 +313,20 @@ void moe_grouped_gemm_hopper(const MoeGroupedGemmParams& p, cudaStream_t s) {
   a.max_rows = p.max_rows;
   a.k_tiles = static_cast<int32_t>((p.k + kBK - 1) / kBK);
   a.n_tiles = static_cast<int32_t>((p.n + (swiglu ? kBN / 2 : kBN) - 1) / (swiglu ? kBN / 2 : kBN));
-  // Every expert's rows end in at most one partial tile: ceil(rows_bound / kBM) + n_experts bounds the row tiles.
-  const int64_t m_tiles = (p.rows_bound + kBM - 1) / kBM + p.n_experts, ctas = m_tiles * a.n_tiles;
+  // Every expert's rows end in at most one partial tile: ceil(rows_bound / bm) + n_experts bounds the row tiles.
+  const int64_t m_tiles = (p.rows_bound + bm - 1) / bm + p.n_experts, ctas = m_tiles * a.n_tiles;
   MLABENCH_CHECK(ctas <= INT32_MAX, "moe_grouped_gemm_hopper: {} CTAs exceed the grid. HINT: split the rows", ctas);
-  static std::atomic<uint64_t> opted_in[2]{};
-  auto* kernel = swiglu ? moe_gemm_hopper_kernel<true> : moe_gemm_hopper_kernel<false>;
-  gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), kSmemBytes, opted_in[swiglu ? 1 : 0]);
-  kernel<<<static_cast<unsigned>(ctas), kThreads, kSmemBytes, s>>>(a);
+  static std::atomic<uint64_t> opted_in[4]{};
+  auto launch = [&](auto kernel, int smem, int which) {
+    gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), smem, opted_in[which]);
+    kernel<<<static_cast<unsigned>(ctas), kThreads, smem, s>>>(a);
+  };
+  if (bm == 64)
+    swiglu ? launch(moe_gemm_hopper_kernel<true, 64>, TileShape<64>::kSmemBytes, 0)
+           : launch(moe_gemm_hopper_kernel<false, 64>, TileShape<64>::kSmemBytes, 1);
+  else
+    swiglu ? launch(moe_gemm_hopper_kernel<true, 128>, TileShape<128>::kSmemBytes, 2)
+           : launch(moe_gemm_hopper_kernel<false, 128>, TileShape<128>::kSmemBytes, 3);
   MLABENCH_CUDA(cudaGetLastError());
 }
 

@@ -37,6 +37,8 @@ void check_moe_grouped_gemm(const MoeGroupedGemmParams& p) {
                  "activations; float32 layers store y and run silu_mul");
   MLABENCH_CHECK(p.rows_bound >= 0, "moe_grouped_gemm: rows_bound {} < 0. HINT: 0 (unknown) or n_tokens * top_k",
                  p.rows_bound);
+  MLABENCH_CHECK(p.tile_rows == 0 || p.tile_rows == 64 || p.tile_rows == 128,
+                 "moe_grouped_gemm: tile_rows {}. HINT: 0 (the default, 128), 64 or 128", p.tile_rows);
 }
 
 }  // namespace checks
