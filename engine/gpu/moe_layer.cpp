@@ -76,6 +76,13 @@ struct MoeLayer::Impl {
     const k::MoeRowMode m = k::moe_row_mode(p.n_tokens, K, E);
     return m == k::MoeRowMode::PADDED && hopper_runs(p) ? k::MoeRowMode::COMPACT : m;
   }
+  // The Hopper path's routed expert rows in BF16 (the down GEMM's STORE_DT, then the combine reads BF16): half of
+  // the float32 rows' bytes, written once and read once a layer (~1.6 GB each at a 16K-token prefill step of
+  // V2-Lite), rounded as transformers' BF16 experts round their outputs. MLABENCH_MOE_BF16_ROWS=0 keeps float32.
+  bool expert_rows_bf16() const {
+    static const bool on = gpu::env_switch("MLABENCH_MOE_BF16_ROWS");
+    return on && dtype == DType::BF16;
+  }
   void compact_experts_graph_safe(const k::MoeLayerParams& p);
   void compact_experts_host(const k::MoeLayerParams& p);
   void silu_rows(const float* gu, void* h, int64_t rows, int64_t inter) {
@@ -274,11 +281,16 @@ std::pair<k::MoeGroupedGemmParams, k::MoeGroupedGemmParams> MoeLayer::Impl::hopp
                                         .dtype = dtype, .offsets = offsets, .n_experts = E, .n = I, .k = H,
                                         .max_rows = T, .epilogue = k::MoeGemmEpilogue::SWIGLU, .act = he, .ld_act = I,
                                         .rows_bound = T * K, .tile_rows = routed_tile_rows(T * K, E)};
-  // ye[rows_e, H] = he[rows_e, I] . down_e[H, I]^T.
-  const k::MoeGroupedGemmParams down{.y = ye, .ld_y = H, .x = he, .ld_x = I, .w = p.experts_down,
-                                     .expert_stride = H * I, .dtype = dtype, .offsets = offsets, .n_experts = E,
-                                     .n = H, .k = I, .max_rows = T, .rows_bound = T * K,
-                                     .tile_rows = routed_tile_rows(T * K, E)};
+  // ye[rows_e, H] = he[rows_e, I] . down_e[H, I]^T: float32, or rounded to BF16 into ye's first half (STORE_DT).
+  k::MoeGroupedGemmParams down{.y = ye, .ld_y = H, .x = he, .ld_x = I, .w = p.experts_down, .expert_stride = H * I,
+                               .dtype = dtype, .offsets = offsets, .n_experts = E, .n = H, .k = I, .max_rows = T,
+                               .rows_bound = T * K, .tile_rows = routed_tile_rows(T * K, E)};
+  if (expert_rows_bf16()) {
+    down.y = nullptr;
+    down.epilogue = k::MoeGemmEpilogue::STORE_DT;
+    down.act = ye;
+    down.ld_act = H;
+  }
   return {gate_up, down};
 }
 
@@ -410,15 +422,23 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
   k::cuda::moe_gather({.out = m.xe, .ld_out = m.H, .x = p.x_c, .ld_x = m.H, .elem_type = m.dtype, .hidden = m.H,
                        .n_tokens = T, .top_k = m.K, .map = map}, m.stream);
   phases::at(m.stream, "moe: routed experts");
+  bool rows_bf16 = false;
   if (map.mode == k::MoeRowMode::PAIR)
     m.pair_experts(p);
   else if (map.mode == k::MoeRowMode::PADDED)
     m.padded_experts(p, map.capacity);
-  else if (!m.compact_experts_hopper(p))  // both COMPACT cases take it where it runs
+  else if (m.compact_experts_hopper(p))  // both COMPACT cases take it where it runs
+    rows_bf16 = m.expert_rows_bf16();
+  else
     p.graph_safe ? m.compact_experts_graph_safe(p) : m.compact_experts_host(p);
   phases::at(m.stream, "moe: combine");
-  k::cuda::moe_combine({.out = p.out, .ld_out = m.H, .y = m.ye, .ld_y = m.H, .topk_weight = m.w, .hidden = m.H,
-                        .n_tokens = T, .top_k = m.K, .accumulate = m.SI > 0, .map = map}, m.stream);
+  k::MoeCombineParams combine{.out = p.out, .ld_out = m.H, .y = m.ye, .ld_y = m.H, .topk_weight = m.w,
+                              .hidden = m.H, .n_tokens = T, .top_k = m.K, .accumulate = m.SI > 0, .map = map};
+  if (rows_bf16) {
+    combine.y = nullptr;
+    combine.y_bf16 = reinterpret_cast<const uint16_t*>(m.ye);
+  }
+  k::cuda::moe_combine(combine, m.stream);
 }
 
 }  // namespace mlabench::gpu

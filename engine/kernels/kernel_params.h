@@ -309,7 +309,8 @@ struct MoeGatherParams {
 };
 
 /// out[t, :] (+)= sum_j topk_weight[t, j] * y[row(t * top_k + j), :], j ascending, in float32. accumulate:
-/// add to out (the shared experts' output already there); else overwrite.
+/// add to out (the shared experts' output already there); else overwrite. y_bf16 in place of y: the expert rows in
+/// BF16 (moe_grouped_gemm's STORE_DT), widened exactly.
 struct MoeCombineParams {
   float* out = nullptr;  // [n_tokens, hidden] at ld_out
   int64_t ld_out = 0;
@@ -321,6 +322,7 @@ struct MoeCombineParams {
   int32_t top_k = 0;
   bool accumulate = true;
   MoeRowMap map;
+  const uint16_t* y_bf16 = nullptr;  // in place of y: the expert rows in BF16, at ld_y
 };
 
 /// Few-row GEMM, weight-streaming (decode at small batches): for b < batch,
@@ -422,8 +424,10 @@ struct MoePairPointersParams {
 /// grid (k, ld_x or expert_stride not a multiple of 8) take a float32-math path instead of the tensor cores.
 /// With epilogue SWIGLU, w_e holds 2n rows (the gate's [n, k], then the up projection's) and the GEMM writes
 /// act[r, :n] = silu(x[r] . gate^T) * (x[r] . up^T) in dtype instead of y: the expert FFN's first half, whose
-/// float32 gate and up values never leave the kernel (moe_grouped_gemm_hopper only).
-enum class MoeGemmEpilogue : uint8_t { STORE, SWIGLU };
+/// float32 gate and up values never leave the kernel (moe_grouped_gemm_hopper only). With epilogue STORE_DT the
+/// GEMM writes y's rows rounded to dtype into act[r, :n] instead of y (moe_grouped_gemm_hopper only): the routed
+/// experts' output rows in BF16, as transformers' BF16 experts produce them, at half of y's bytes.
+enum class MoeGemmEpilogue : uint8_t { STORE, SWIGLU, STORE_DT };
 struct MoeGroupedGemmParams {
   float* y = nullptr;  // STORE: [rows, n] float32, ld_y
   int64_t ld_y = 0;
@@ -437,7 +441,7 @@ struct MoeGroupedGemmParams {
   int64_t n = 0, k = 0;
   int64_t max_rows = 0;
   MoeGemmEpilogue epilogue = MoeGemmEpilogue::STORE;
-  void* act = nullptr;  // SWIGLU: [rows, n] in dtype, ld_act
+  void* act = nullptr;  // SWIGLU, STORE_DT: [rows, n] in dtype, ld_act
   int64_t ld_act = 0;
   /// Where > 0: offsets[n_experts] <= rows_bound and x holds rows_bound rows (the Hopper kernel sizes its grid and
   /// its tensor map with it; n_tokens * top_k in a MoE layer).

@@ -423,6 +423,67 @@ TEST(TwinMoe, GroupedGemmRefusesCountsPastMaxRowsAndShortRows) {
   EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(p)) << "integer operands";
 }
 
+// The STORE_DT epilogue is the STORE GEMM's float32 rows rounded to dt (nearest even), bit for bit, into act; rows
+// past offsets[E] and columns past n are left alone, F32 operands are refused. The combine over those BF16 rows
+// (y_bf16) equals the combine over the same values widened to float32, and refuses both or neither of y, y_bf16.
+TEST(TwinMoe, GroupedGemmStoreDtIsStoreRoundedAndCombineReadsIt) {
+  std::mt19937 rng(78);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const DType dt = DType::BF16;
+  const std::vector<int32_t> offsets = {0, 2, 2, 5};  // expert 1 empty
+  const int32_t E = 3;
+  const int64_t n = 6, k = 10, R = offsets[E], ld_act = n + 2;
+  std::vector<uint8_t> x(static_cast<size_t>(R * k) * 2), w(static_cast<size_t>(E * n * k) * 2);
+  for (size_t i = 0; i < x.size() / 2; ++i) store(dt, &x[i * 2], nd(rng));
+  for (size_t i = 0; i < w.size() / 2; ++i) store(dt, &w[i * 2], nd(rng));
+  const uint16_t poison = 0x7FC1;
+  std::vector<uint16_t> rows(static_cast<size_t>((R + 1) * ld_act), poison);
+  kernels::MoeGroupedGemmParams p{.x = x.data(), .ld_x = k, .w = w.data(), .expert_stride = n * k, .dtype = dt,
+                                  .offsets = offsets.data(), .n_experts = E, .n = n, .k = k, .max_rows = 3,
+                                  .epilogue = kernels::MoeGemmEpilogue::STORE_DT, .act = rows.data(),
+                                  .ld_act = ld_act, .rows_bound = R};
+  kernels::twin::moe_grouped_gemm(p);
+  std::vector<float> y(static_cast<size_t>(R * n), kNaN);
+  kernels::MoeGroupedGemmParams ps = p;
+  ps.epilogue = kernels::MoeGemmEpilogue::STORE;
+  ps.act = nullptr;
+  ps.y = y.data();
+  ps.ld_y = n;
+  kernels::twin::moe_grouped_gemm(ps);
+  for (int64_t r = 0; r < R + 1; ++r)
+    for (int64_t j = 0; j < ld_act; ++j) {
+      const uint16_t got = rows[static_cast<size_t>(r * ld_act + j)];
+      if (r < R && j < n)
+        ASSERT_EQ(got, f32_to_bf16(y[static_cast<size_t>(r * n + j)])) << "row " << r << " col " << j;
+      else
+        ASSERT_EQ(got, poison) << "row " << r << " col " << j << " written";
+    }
+  // The combine: tokens of top_k 1 over these rows (COMPACT map: token t's row is t).
+  std::vector<float> widened(static_cast<size_t>(R * ld_act));
+  for (size_t i = 0; i < widened.size(); ++i) widened[i] = bf16_to_f32(rows[i]);
+  const std::vector<float> weight = {0.5f, -1.25f, 2.0f, 0.75f, 1.0f};
+  const std::vector<int32_t> idx = {0, 0, 2, 2, 2}, rank = {0, 1, 0, 1, 2};
+  const kernels::MoeRowMap map{.mode = MoeRowMode::COMPACT, .topk_idx = idx.data(), .rank = rank.data(),
+                               .offsets = offsets.data()};
+  std::vector<float> out_bf16(static_cast<size_t>(R * n), kNaN), out_f32 = out_bf16;
+  kernels::MoeCombineParams cp{.out = out_f32.data(), .ld_out = n, .y = widened.data(), .ld_y = ld_act,
+                               .topk_weight = weight.data(), .hidden = n, .n_tokens = R, .top_k = 1,
+                               .accumulate = false, .map = map};
+  kernels::twin::moe_combine(cp);
+  cp.out = out_bf16.data();
+  cp.y = nullptr;
+  cp.y_bf16 = rows.data();
+  kernels::twin::moe_combine(cp);
+  for (size_t i = 0; i < out_f32.size(); ++i) ASSERT_EQ(out_bf16[i], out_f32[i]) << i;
+  cp.y = widened.data();
+  EXPECT_ANY_THROW(kernels::twin::moe_combine(cp)) << "y and y_bf16 both set";
+  std::vector<float> xf(4, 1.0f), wf(4, 1.0f), act(4);
+  kernels::MoeGroupedGemmParams f{.x = xf.data(), .ld_x = 2, .w = wf.data(), .expert_stride = 4, .dtype = DType::F32,
+                                  .offsets = offsets.data(), .n_experts = 1, .n = 2, .k = 2, .max_rows = 2,
+                                  .epilogue = kernels::MoeGemmEpilogue::STORE_DT, .act = act.data(), .ld_act = 2};
+  EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(f)) << "F32 operands have no rounded store";
+}
+
 // The SWIGLU epilogue is the STORE GEMM over the 2n gate and up rows followed by silu_mul's twin, bit for bit: the
 // fused kernels round their activations exactly as the unfused path does. Rows past offsets[E], columns past n and
 // the y of a SWIGLU call are left alone; a short expert stride and F32 operands are refused.

@@ -305,7 +305,26 @@ constexpr int kCombineMaxTopK = 64;
 // Grid (tokens, column blocks): a block per token and block of kCombineThreads columns (float4s with kVec4), so a
 // decode step's few tokens still spread over many SMs; the token's k rows and weights staged in shared memory.
 // Products and sums are rounded separately (no FMA contraction) and j ascending, as the twin's plain loop.
-template <bool kVec4>
+// Expert row values: float32, or BF16 widened exactly (y_bf16).
+template <bool kBf16>
+__device__ __forceinline__ float4 combine_load4(const MoeCombineParams& p, int64_t row, int64_t i) {
+  if constexpr (kBf16) {
+    const uint2 h = reinterpret_cast<const uint2*>(p.y_bf16 + row * p.ld_y)[i];
+    return make_float4(__uint_as_float(h.x << 16), __uint_as_float(h.x & 0xFFFF0000u), __uint_as_float(h.y << 16),
+                       __uint_as_float(h.y & 0xFFFF0000u));
+  } else {
+    return reinterpret_cast<const float4*>(p.y + row * p.ld_y)[i];
+  }
+}
+template <bool kBf16>
+__device__ __forceinline__ float combine_load(const MoeCombineParams& p, int64_t row, int64_t i) {
+  if constexpr (kBf16)
+    return __uint_as_float(static_cast<uint32_t>(p.y_bf16[row * p.ld_y + i]) << 16);
+  else
+    return p.y[row * p.ld_y + i];
+}
+
+template <bool kVec4, bool kBf16>
 __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(const MoeCombineParams p) {
   __shared__ int64_t rows[kCombineMaxTopK];
   __shared__ float weights[kCombineMaxTopK];
@@ -327,7 +346,7 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(const MoeC
         float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
         for (int j = 0; j < K; ++j) {
           if (rows[j] < 0) continue;
-          const float4 y = reinterpret_cast<const float4*>(p.y + rows[j] * p.ld_y)[i];
+          const float4 y = combine_load4<kBf16>(p, rows[j], i);
           const float w = weights[j];
           acc.x = __fadd_rn(acc.x, __fmul_rn(w, y.x));
           acc.y = __fadd_rn(acc.y, __fmul_rn(w, y.y));
@@ -348,7 +367,7 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(const MoeC
       for (int64_t i = first; i < p.hidden; i += step) {
         float acc = 0.0f;
         for (int j = 0; j < K; ++j)
-          if (rows[j] >= 0) acc = __fadd_rn(acc, __fmul_rn(weights[j], p.y[rows[j] * p.ld_y + i]));
+          if (rows[j] >= 0) acc = __fadd_rn(acc, __fmul_rn(weights[j], combine_load<kBf16>(p, rows[j], i)));
         o[i] = p.accumulate ? __fadd_rn(o[i], acc) : acc;
       }
     }
@@ -478,17 +497,22 @@ void moe_combine(const MoeCombineParams& p, cudaStream_t s) {
                  p.top_k, kCombineMaxTopK);
   check_map(p.map, "moe_combine");
   if (p.n_tokens == 0 || p.hidden == 0) return;
-  MLABENCH_CHECK(p.out && p.y && p.topk_weight, "moe_combine: out, y or topk_weight is null. HINT: pass device "
-                 "buffers");
-  const bool vec4 = p.hidden % 4 == 0 && p.ld_y % 4 == 0 && p.ld_out % 4 == 0 && aligned(p.y, 16) &&
-                    aligned(p.out, 16);
+  MLABENCH_CHECK(p.out && (p.y != nullptr) != (p.y_bf16 != nullptr) && p.topk_weight,
+                 "moe_combine: out or topk_weight is null, or y and y_bf16 are both {}. HINT: pass device buffers, "
+                 "the expert rows once (float32 or BF16)",
+                 p.y ? "set" : "null");
+  const bool bf16 = p.y_bf16 != nullptr;
+  const bool vec4 = p.hidden % 4 == 0 && p.ld_y % 4 == 0 && p.ld_out % 4 == 0 &&
+                    aligned(bf16 ? static_cast<const void*>(p.y_bf16) : p.y, bf16 ? 8 : 16) && aligned(p.out, 16);
   const int64_t units = vec4 ? p.hidden / 4 : p.hidden;
   const dim3 grid(grid_for(p.n_tokens), static_cast<unsigned>(std::min<int64_t>((units + kCombineThreads - 1) /
                                                                                      kCombineThreads, 65535)));
   if (vec4)
-    launch_pdl(moe_combine_kernel<true>, grid, dim3(kCombineThreads), 0, s, p);
+    launch_pdl(bf16 ? moe_combine_kernel<true, true> : moe_combine_kernel<true, false>, grid, dim3(kCombineThreads), 0,
+               s, p);
   else
-    launch_pdl(moe_combine_kernel<false>, grid, dim3(kCombineThreads), 0, s, p);
+    launch_pdl(bf16 ? moe_combine_kernel<false, true> : moe_combine_kernel<false, false>, grid,
+               dim3(kCombineThreads), 0, s, p);
   MLABENCH_CUDA(cudaGetLastError());
 }
 

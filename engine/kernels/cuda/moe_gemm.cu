@@ -287,8 +287,9 @@ void moe_grouped_gemm(const MoeGroupedGemmParams& p, cudaStream_t s) {
   MLABENCH_CHECK(p.offsets != nullptr, "moe_grouped_gemm: offsets is null. HINT: pass moe_permute's row offsets "
                  "(moe_grouped_gemm_hopper takes a single expert without them)");
   MLABENCH_CHECK(p.epilogue == MoeGemmEpilogue::STORE,
-                 "moe_grouped_gemm: the SWIGLU epilogue is moe_grouped_gemm_hopper's. HINT: store y here and run "
-                 "silu_mul, or call moe_grouped_gemm_hopper where moe_grouped_gemm_hopper_supported says it runs");
+                 "moe_grouped_gemm: the SWIGLU and STORE_DT epilogues are moe_grouped_gemm_hopper's. HINT: store y "
+                 "here (and run silu_mul), or call moe_grouped_gemm_hopper where moe_grouped_gemm_hopper_supported "
+                 "says it runs");
   if (p.max_rows == 0) return;
   const bool bf16 = p.dtype == DType::BF16;
   // The tensor-core path copies 16-byte chunks: every row start (x rows, weight rows, expert bases) must be one.

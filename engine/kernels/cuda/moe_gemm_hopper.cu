@@ -1,8 +1,9 @@
 // Grouped expert GEMM for prefill-sized row counts on Hopper (sm_90a; twin: engine/kernels/twin/moe_gemm.cpp):
 // for each expert e, rows [offsets[e], offsets[e + 1]) of x times w_e^T, the counts read on the device (no host
-// synchronisation), with two epilogues: STORE writes y in float32 (the down projection), SWIGLU computes the gate
-// and up projections of the same rows in one tile and writes silu(gate) * up in BF16 (the first half of the expert
-// FFN; its float32 [rows, 2n] never goes to memory, and the silu_mul pass over it is gone).
+// synchronisation), with three epilogues: STORE writes y in float32 (the down projection), STORE_DT the same rows
+// rounded to BF16 (the engine's BF16 down projection: half the bytes written here and read by the combine), SWIGLU
+// computes the gate and up projections of the same rows in one tile and writes silu(gate) * up in BF16 (the first
+// half of the expert FFN; its float32 [rows, 2n] never goes to memory, and the silu_mul pass over it is gone).
 //
 // Why this shape (floors for V2-Lite's 16K-token prefill chunk: 98,304 expert rows, ~1,536 an expert, 1.7 TFLOP
 // for both projections, 2.4 ms at the GEMM rate):
@@ -24,6 +25,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <type_traits>
 
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/hopper.h"
@@ -147,19 +149,24 @@ __device__ __forceinline__ void store_swiglu(const HopperArgs& a, const float* g
   }
 }
 
-template <int kBlocks>
+// STORE: float32 rows of y; kToBf16 (STORE_DT): the same values rounded to BF16 (nearest even) in act.
+template <int kBlocks, bool kToBf16>
 __device__ __forceinline__ void store_rows(const HopperArgs& a, const float* acc, int r_warp, int rows, int64_t row0,
                                            int col0, int q) {
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int r = r_warp + 8 * h;
     if (r >= rows) continue;
-    float* out = a.y + (row0 + r) * a.ld_y;
 #pragma unroll
     for (int j = 0; j < kBlocks; ++j) {
       const int col = col0 + 8 * j + 2 * q;
       if (col >= a.n) continue;
-      *reinterpret_cast<float2*>(out + col) = make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+      if constexpr (kToBf16)
+        *reinterpret_cast<__nv_bfloat162*>(a.act + (row0 + r) * a.ld_act + col) =
+            __floats2bfloat162_rn(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+      else
+        *reinterpret_cast<float2*>(a.y + (row0 + r) * a.ld_y + col) =
+            make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
     }
   }
 }
@@ -169,10 +176,11 @@ __device__ __forceinline__ void store_rows(const HopperArgs& a, const float* acc
 //   BM 128: consumer warpgroup cw multiplies rows [64 cw, 64 cw + 64) by all 256 (m64n256k16).
 //   BM 64: both multiply the 64 rows, each by half of the weight rows: STORE columns [128 cw, + 128) (m64n128k16);
 //   SWIGLU gate columns [64 cw, + 64) and their up columns (two m64n64k16), so gate and up stay in one thread.
-template <bool kSwiglu, int BM>
+template <MoeGemmEpilogue kEpi, int BM>
 __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_kernel(const __grid_constant__ HopperArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = TileShape<BM>;
+  constexpr bool kSwiglu = kEpi == MoeGemmEpilogue::SWIGLU, kToBf16 = kEpi == MoeGemmEpilogue::STORE_DT;
   extern __shared__ __align__(1024) unsigned char moe_hopper_smem[];
   __shared__ int tile[3];  // expert, first row, rows
   const uint32_t ring = (smem_u32(moe_hopper_smem) + 1023u) & ~1023u;
@@ -233,7 +241,7 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_kernel(const __gr
     if constexpr (kSwiglu)
       store_swiglu<kBN / 16>(a, acc, acc + 4 * (kBN / 16), r_warp, rows, row0, n_tile * (kBN / 2), q);
     else
-      store_rows<kBN / 8>(a, acc, r_warp, rows, row0, n_tile * kBN, q);
+      store_rows<kBN / 8, kToBf16>(a, acc, r_warp, rows, row0, n_tile * kBN, q);
   } else if constexpr (kSwiglu) {
     float gate[32], up[32];
 #pragma unroll
@@ -260,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_kernel(const __gr
         wgmma::wgmma_ss_n128(acc, desc(st + kk * 32), desc(st + w_rows + kk * 32), true);
     });
     wgmma::fence_regs(acc);
-    store_rows<16>(a, acc, (warp & 3) * 16 + g, rows, row0, n_tile * kBN + cw * 128, q);
+    store_rows<16, kToBf16>(a, acc, (warp & 3) * 16 + g, rows, row0, n_tile * kBN + cw * 128, q);
   }
 #else
   __trap();  // built only for sm_90a; moe_grouped_gemm_hopper_supported is false elsewhere
@@ -280,7 +288,8 @@ bool moe_grouped_gemm_hopper_supported(const MoeGroupedGemmParams& p) {
   const bool shapes = p.k % 8 == 0 && p.ld_x % 8 == 0 && p.n % 8 == 0 && p.expert_stride % p.k == 0 &&
                       p.rows_bound < (int64_t{1} << 31) && int64_t{p.n_experts} * w_rows < (int64_t{1} << 31) &&
                       aligned(p.x, 16) && aligned(p.w, 16);
-  const bool out = swiglu ? p.act != nullptr && p.ld_act % 2 == 0 && aligned(p.act, 4)
+  const bool to_act = swiglu || p.epilogue == MoeGemmEpilogue::STORE_DT;
+  const bool out = to_act ? p.act != nullptr && p.ld_act % 2 == 0 && aligned(p.act, 4)
                           : p.y != nullptr && p.ld_y % 2 == 0 && aligned(p.y, 8);
   return shapes && out && hopper::sm90a_available();
 }
@@ -316,17 +325,24 @@ void moe_grouped_gemm_hopper(const MoeGroupedGemmParams& p, cudaStream_t s) {
   // Every expert's rows end in at most one partial tile: ceil(rows_bound / bm) + n_experts bounds the row tiles.
   const int64_t m_tiles = (p.rows_bound + bm - 1) / bm + p.n_experts, ctas = m_tiles * a.n_tiles;
   MLABENCH_CHECK(ctas <= INT32_MAX, "moe_grouped_gemm_hopper: {} CTAs exceed the grid. HINT: split the rows", ctas);
-  static std::atomic<uint64_t> opted_in[4]{};
-  auto launch = [&](auto kernel, int smem, int which) {
-    gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), smem, opted_in[which]);
-    kernel<<<static_cast<unsigned>(ctas), kThreads, smem, s>>>(a);
+  static std::atomic<uint64_t> opted_in[6]{};
+  using E = MoeGemmEpilogue;
+  auto launch = [&](auto epi) {
+    constexpr E kEpi = decltype(epi)::value;
+    auto run = [&](auto kernel, int smem, int which) {
+      gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), smem, opted_in[which]);
+      kernel<<<static_cast<unsigned>(ctas), kThreads, smem, s>>>(a);
+    };
+    if (bm == 64)
+      run(moe_gemm_hopper_kernel<kEpi, 64>, TileShape<64>::kSmemBytes, 2 * static_cast<int>(kEpi));
+    else
+      run(moe_gemm_hopper_kernel<kEpi, 128>, TileShape<128>::kSmemBytes, 2 * static_cast<int>(kEpi) + 1);
   };
-  if (bm == 64)
-    swiglu ? launch(moe_gemm_hopper_kernel<true, 64>, TileShape<64>::kSmemBytes, 0)
-           : launch(moe_gemm_hopper_kernel<false, 64>, TileShape<64>::kSmemBytes, 1);
-  else
-    swiglu ? launch(moe_gemm_hopper_kernel<true, 128>, TileShape<128>::kSmemBytes, 2)
-           : launch(moe_gemm_hopper_kernel<false, 128>, TileShape<128>::kSmemBytes, 3);
+  switch (p.epilogue) {
+    case E::STORE: launch(std::integral_constant<E, E::STORE>{}); break;
+    case E::SWIGLU: launch(std::integral_constant<E, E::SWIGLU>{}); break;
+    case E::STORE_DT: launch(std::integral_constant<E, E::STORE_DT>{}); break;
+  }
   MLABENCH_CUDA(cudaGetLastError());
 }
 

@@ -135,14 +135,20 @@ void moe_combine(const MoeCombineParams& p) {
   MLABENCH_CHECK(p.hidden >= 0 && p.ld_y >= p.hidden && p.ld_out >= p.hidden, "moe_combine: hidden {}, ld_y {}, "
                  "ld_out {}. HINT: leading dimensions count elements and are >= hidden", p.hidden, p.ld_y, p.ld_out);
   check_map(p.map);
-  std::vector<const float*> rows(static_cast<size_t>(p.top_k));
+  MLABENCH_CHECK((p.y == nullptr) != (p.y_bf16 == nullptr) || p.n_tokens == 0,
+                 "moe_combine: y and y_bf16 are both {}. HINT: pass the expert rows once, float32 or BF16",
+                 p.y ? "set" : "null");
+  std::vector<int64_t> rows(static_cast<size_t>(p.top_k));
   for (int64_t t = 0; t < p.n_tokens; ++t) {
-    for (int32_t j = 0; j < p.top_k; ++j) rows[j] = p.y + map_row(p.map, t * p.top_k + j) * p.ld_y;
+    for (int32_t j = 0; j < p.top_k; ++j) rows[j] = map_row(p.map, t * p.top_k + j) * p.ld_y;
     const float* w = p.topk_weight + t * p.top_k;
     float* o = p.out + t * p.ld_out;
     for (int64_t i = 0; i < p.hidden; ++i) {
       float acc = 0.0f;
-      for (int32_t j = 0; j < p.top_k; ++j) acc += w[j] * rows[j][i];
+      for (int32_t j = 0; j < p.top_k; ++j) {
+        const int64_t at = rows[j] + i;
+        acc += w[j] * (p.y ? p.y[at] : bf16_to_f32(p.y_bf16[at]));
+      }
       o[i] = p.accumulate ? o[i] + acc : acc;
     }
   }

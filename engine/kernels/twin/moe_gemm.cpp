@@ -18,23 +18,24 @@ void check_moe_grouped_gemm(const MoeGroupedGemmParams& p) {
                  "moe_grouped_gemm: n_experts {}, n {}, k {}, max_rows {}. HINT: n_experts, n and k must be "
                  "positive and max_rows >= 0",
                  p.n_experts, p.n, p.k, p.max_rows);
-  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU;
-  const int64_t w_rows = swiglu ? 2 * p.n : p.n, ld_out = swiglu ? p.ld_act : p.ld_y;
+  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU, to_act = swiglu || p.epilogue == MoeGemmEpilogue::STORE_DT;
+  const int64_t w_rows = swiglu ? 2 * p.n : p.n, ld_out = to_act ? p.ld_act : p.ld_y;
   MLABENCH_CHECK(p.ld_x >= p.k && ld_out >= p.n && p.expert_stride >= w_rows * p.k,
                  "moe_grouped_gemm: ld_x {} (k {}), {} {} (n {}), expert_stride {} ({} weight rows x k {}). HINT: "
                  "leading dimensions and the expert stride count elements: ld_x >= k, the output's >= n, "
                  "expert_stride >= n * k (2n * k with the SWIGLU epilogue: gate rows, then up rows)",
-                 p.ld_x, p.k, swiglu ? "ld_act" : "ld_y", ld_out, p.n, p.expert_stride, w_rows, p.k);
-  MLABENCH_CHECK(p.max_rows == 0 || ((swiglu ? p.act != nullptr : p.y != nullptr) && p.x && p.w),
+                 p.ld_x, p.k, to_act ? "ld_act" : "ld_y", ld_out, p.n, p.expert_stride, w_rows, p.k);
+  MLABENCH_CHECK(p.max_rows == 0 || ((to_act ? p.act != nullptr : p.y != nullptr) && p.x && p.w),
                  "moe_grouped_gemm: {}, x or w is null. HINT: pass the output the epilogue writes",
-                 swiglu ? "act" : "y");
+                 to_act ? "act" : "y");
   MLABENCH_CHECK(p.offsets != nullptr || p.n_experts == 1,
                  "moe_grouped_gemm: offsets is null with {} experts. HINT: offsets are moe_permute's [n_experts + 1] "
                  "row offsets; only a single expert (a dense FFN, rows [0, max_rows)) may leave them out",
                  p.n_experts);
-  MLABENCH_CHECK(!swiglu || p.dtype != DType::F32,
-                 "moe_grouped_gemm: the SWIGLU epilogue with F32 operands. HINT: it writes BF16 or F16 "
-                 "activations; float32 layers store y and run silu_mul");
+  MLABENCH_CHECK(!to_act || p.dtype != DType::F32,
+                 "moe_grouped_gemm: the {} epilogue with F32 operands. HINT: it writes BF16 or F16 "
+                 "values; float32 layers store y (and run silu_mul)",
+                 swiglu ? "SWIGLU" : "STORE_DT");
   MLABENCH_CHECK(p.rows_bound >= 0, "moe_grouped_gemm: rows_bound {} < 0. HINT: 0 (unknown) or n_tokens * top_k",
                  p.rows_bound);
   MLABENCH_CHECK(p.tile_rows == 0 || p.tile_rows == 64 || p.tile_rows == 128,
@@ -49,10 +50,10 @@ void moe_grouped_gemm(const MoeGroupedGemmParams& p) {
   checks::check_moe_grouped_gemm(p);
   if (p.max_rows == 0) return;
   const size_t es = dtype_size(p.dtype);
-  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU;
+  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU, to_dt = p.epilogue == MoeGemmEpilogue::STORE_DT;
   const int64_t w_rows = swiglu ? 2 * p.n : p.n;
   std::vector<float> w(static_cast<size_t>(w_rows * p.k)), x(static_cast<size_t>(p.k)), gate_up;
-  if (swiglu) gate_up.resize(static_cast<size_t>(2 * p.n));
+  if (swiglu || to_dt) gate_up.resize(static_cast<size_t>(w_rows));  // the row's float32 sums before the epilogue
   for (int32_t e = 0; e < p.n_experts; ++e) {
     const int64_t r0 = p.offsets ? p.offsets[e] : 0, rows = p.offsets ? p.offsets[e + 1] - r0 : p.max_rows;
     MLABENCH_CHECK(r0 >= 0 && rows >= 0 && rows <= p.max_rows,
@@ -69,7 +70,7 @@ void moe_grouped_gemm(const MoeGroupedGemmParams& p) {
                      "moe_grouped_gemm: row {} of expert {} lies past rows_bound {}. HINT: rows_bound bounds "
                      "offsets[n_experts] (n_tokens * top_k)", r, e, p.rows_bound);
       convert_to_f32(p.dtype, static_cast<const char*>(p.x) + static_cast<size_t>(r * p.ld_x) * es, x.data(), x.size());
-      float* yr = swiglu ? gate_up.data() : p.y + r * p.ld_y;
+      float* yr = swiglu || to_dt ? gate_up.data() : p.y + r * p.ld_y;
       for (int64_t j = 0; j < w_rows; ++j) {
         const float* wj = w.data() + j * p.k;
         float acc = 0.0f;
@@ -80,6 +81,10 @@ void moe_grouped_gemm(const MoeGroupedGemmParams& p) {
       if (swiglu)
         silu_mul({.out = static_cast<char*>(p.act) + static_cast<size_t>(r * p.ld_act) * es, .out_type = p.dtype,
                   .ld_out = p.n, .gate_up = gate_up.data(), .ld_in = 2 * p.n, .inter = p.n, .n_rows = 1});
+      // STORE_DT: the float32 row rounded to dtype (round to nearest even), as cast's twin rounds it.
+      if (to_dt)
+        cast({.out = static_cast<char*>(p.act) + static_cast<size_t>(r * p.ld_act) * es, .out_type = p.dtype,
+              .ld_out = p.n, .in = gate_up.data(), .in_type = DType::F32, .ld_in = p.n, .n_rows = 1, .n_cols = p.n});
     }
   }
 }
