@@ -361,8 +361,8 @@ TEST(CudaElementwise, KvAppendMatchesTwinBitForBit) {
     std::vector<float> cos(static_cast<size_t>(n_pos * half)), sin(cos.size());
     for (int64_t pos = 0; pos < n_pos; ++pos)
       for (int64_t i = 0; i < half; ++i) {
-        const double angle =
-            static_cast<double>(pos) * std::pow(500000.0, -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dim));
+        const double frac = 2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dim);
+        const double angle = static_cast<double>(pos) * std::pow(500000.0, -frac);
         cos[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::cos(angle));
         sin[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::sin(angle));
       }

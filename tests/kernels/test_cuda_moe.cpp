@@ -266,7 +266,8 @@ TEST(CudaMoe, CombineMatchesTwin) {
     const Routed rt(T, 64, 6, rng);
     for (const RowShape& rs : {kRowShapes[0], kRowShapes[1]})  // float4 path, scalar path
       for (MoeRowMode mode : kModes)
-        for (const auto& [accumulate, bf16] : {std::pair{true, false}, std::pair{false, false}, std::pair{true, true}}) {
+        for (const auto& [accumulate, bf16] :
+             {std::pair{true, false}, std::pair{false, false}, std::pair{true, true}}) {
           SCOPED_TRACE(mode_name(mode) + " T=" + std::to_string(T) + " hidden=" + std::to_string(rs.hidden) +
                        " accumulate=" + std::to_string(accumulate) + (bf16 ? " BF16 rows" : ""));
           // Expert outputs: rows no pair maps to (PADDED spares) are NaN, so reading one fails the test.

@@ -422,7 +422,8 @@ __global__ void __launch_bounds__(256) kv_append_kernel(const KvAppendParams p) 
       const int64_t a = p.interleaved ? 2 * i : i, b = p.interleaved ? 2 * i + 1 : i + half;
       float* v = x + h * hd;
       const float x0 = v[a], x1 = v[b], c = cs[i], s = sn[i];
-      const float y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)), y1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+      const float y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+      const float y1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
       v[a] = y0;
       v[b] = y1;
       if (h >= p.n_heads) {  // a k head: its rotated pair goes to the cache as well
