@@ -76,11 +76,14 @@ struct MoeLayer::Impl {
     const k::MoeRowMode m = k::moe_row_mode(p.n_tokens, K, E);
     return m == k::MoeRowMode::PADDED && hopper_runs(p) ? k::MoeRowMode::COMPACT : m;
   }
-  // The Hopper path's routed expert rows in BF16 (the down GEMM's STORE_DT, then the combine reads BF16): half of
-  // the float32 rows' bytes, written once and read once a layer (~1.6 GB each at a 16K-token prefill step of
-  // V2-Lite), rounded as transformers' BF16 experts round their outputs. MLABENCH_MOE_BF16_ROWS=0 keeps float32.
+  // Opt-in (MLABENCH_MOE_BF16_ROWS=1): the Hopper path's routed expert rows in BF16 (the down GEMM's STORE_DT, then
+  // the combine reads BF16): half of the float32 rows' bytes, written once and read once a layer (~0.8 GB each at a
+  // 16K-token prefill step of V2-Lite), rounded as transformers' BF16 experts round their outputs. Off by default:
+  // only the COMPACT path rounds, so a prompt's logits would depend on how it is chunked (PAIR and PADDED rows stay
+  // float32): the GPU engine tests measured 0.023 against 0.005 between 64-token chunks and one pass (perf-notes,
+  // issue 15 round 24).
   bool expert_rows_bf16() const {
-    static const bool on = gpu::env_switch("MLABENCH_MOE_BF16_ROWS");
+    static const bool on = gpu::env_switch("MLABENCH_MOE_BF16_ROWS", false);
     return on && dtype == DType::BF16;
   }
   void compact_experts_graph_safe(const k::MoeLayerParams& p);

@@ -364,14 +364,17 @@ TEST(CudaSkinnyGemm, SplitOutputEqualsTheTwoProductsBitForBit) {
   }
 }
 
-// The A/B switches (MLABENCH_SKINNY_GEMM, MLABENCH_PDL, MLABENCH_FUSE_PROJECTIONS, ...): unset or 1 on, 0 off, and
-// anything else refused with the variable's name (no GPU needed).
+// The A/B switches (MLABENCH_SKINNY_GEMM, MLABENCH_PDL, MLABENCH_FUSE_PROJECTIONS, ...): 1 on, 0 off, unset their
+// default (on, or off for an opt-in one such as MLABENCH_MOE_BF16_ROWS), and anything else refused with the
+// variable's name (no GPU needed).
 TEST(CudaEnvSwitch, OnOffOrRefusedByName) {
   const char* name = "MLABENCH_TEST_ENV_SWITCH";
   ::unsetenv(name);
   EXPECT_TRUE(gpu::env_switch(name));
+  EXPECT_FALSE(gpu::env_switch(name, false)) << "an opt-in switch, unset";
   ::setenv(name, "1", 1);
   EXPECT_TRUE(gpu::env_switch(name));
+  EXPECT_TRUE(gpu::env_switch(name, false));
   ::setenv(name, "0", 1);
   EXPECT_FALSE(gpu::env_switch(name));
   for (const char* bad : {"yes", "", "00", "\xff"}) {

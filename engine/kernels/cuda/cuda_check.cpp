@@ -75,11 +75,11 @@ int device_compute_major() {
   return major;
 }
 
-bool env_switch(const char* name) {
+bool env_switch(const char* name, bool default_on) {
   const char* env = std::getenv(name);
-  const std::string e = env ? env : "1";
-  MLABENCH_CHECK(e == "0" || e == "1", "{}={}: not 0 or 1. HINT: 0 turns the path off for an A/B run, 1 (the default) "
-                 "keeps it; or unset it", name, e);
+  const std::string e = env ? env : (default_on ? "1" : "0");
+  MLABENCH_CHECK(e == "0" || e == "1", "{}={}: not 0 or 1. HINT: 0 turns the path off, 1 on (unset: {}), for an A/B "
+                 "run", name, e, default_on ? "on" : "off");
   return e == "1";
 }
 

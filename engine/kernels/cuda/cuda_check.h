@@ -59,10 +59,10 @@ void opt_in_shared_memory(const void* kernel, int bytes, std::atomic<uint64_t>& 
 int device_compute_major();
 /// Programmatic dependent launches are used: a compute capability 9.0+ device, and MLABENCH_PDL not 0 (env_switch).
 bool programmatic_launch_enabled();
-/// An on/off environment switch of the A/B benchmarks (MLABENCH_PDL, MLABENCH_SKINNY_GEMM, ...): unset or "1" is on,
-/// "0" off; any other value is refused, naming the variable, so a typo never silently measures the wrong path.
-/// Callers read it once (a static).
-bool env_switch(const char* name);
+/// An on/off environment switch of the A/B benchmarks (MLABENCH_PDL, MLABENCH_SKINNY_GEMM, ...): "1" is on, "0" off,
+/// unset is default_on; any other value is refused, naming the variable, so a typo never silently measures the wrong
+/// path. Callers read it once (a static).
+bool env_switch(const char* name, bool default_on = true);
 
 }  // namespace mlabench::gpu
 
