@@ -86,6 +86,10 @@ if want test || named gputest; then
 MLABENCH_MOE_GEMM=mma MLABENCH_SKINNY_GEMM=0 build-gpu/tests/test_cuda_kernels --gtest_filter='CudaMoe*' > "$out/moe_mma.log" 2>&1
 row "CUDA MoE tests, MOE_GEMM=mma SKINNY_GEMM=0" "$(grep -E '^\[  (PASSED|FAILED)' "$out/moe_mma.log" | tr '\n' ' ')"
 cat "$out/moe_mma.log" >> "$out/ctest.log"
+# The opt-in BF16 expert rows (STORE_DT down GEMM, BF16 combine) through the whole layer against its twin.
+MLABENCH_MOE_BF16_ROWS=1 build-gpu/tests/test_cuda_kernels --gtest_filter='CudaMoeLayer*' > "$out/moe_rows.log" 2>&1
+row "CUDA MoE layer tests, MOE_BF16_ROWS=1" "$(grep -E '^\[  (PASSED|FAILED)' "$out/moe_rows.log" | tr '\n' ' ')"
+cat "$out/moe_rows.log" >> "$out/ctest.log"
 fi
 if want test || named gputest; then
 # The flash prefill kernel's former default schedule (MLABENCH_FLASH=pipe, no ping-pong) against the CPU twin.
