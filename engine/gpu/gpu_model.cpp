@@ -248,14 +248,6 @@ float* GpuModel::attention_scratch(int64_t floats) {
 
 void* GpuModel::normed_input() const { return arena_.at<void>(off_xn_c_); }
 
-void GpuModel::rope_rows(float* x, int64_t ld, int64_t rows, int64_t heads, int64_t head_stride, int64_t offset,
-                         const int32_t* positions) {
-  k::cuda::rope({.x = x, .ld = ld, .n_rows = rows, .n_heads = heads, .head_stride = head_stride, .offset = offset,
-                 .dim = rope_.dim, .interleaved = rope_.interleaved, .cos = rope_cos(), .sin = rope_sin(),
-                 .positions = positions},
-                stream_);
-}
-
 // ---- forward ----------------------------------------------------------------------------------------------------
 
 void GpuModel::forward(const DeviceStep& st, KvPools& pools) {

@@ -207,9 +207,6 @@ class GpuModel {
   int64_t cache_slots() const { return cache_slots_; }
   /// Normed layer input [T, H] in the model dtype, the attention's input.
   void* normed_input() const;
-  /// RoPE in place on `heads` heads of `rows` rows of x (stride ld, head stride, offset), the config's pairing.
-  void rope_rows(float* x, int64_t ld, int64_t rows, int64_t heads, int64_t head_stride, int64_t offset,
-                 const int32_t* positions);
 
  private:
   void upload_weights(const ModelWeights* host, uint64_t seed);

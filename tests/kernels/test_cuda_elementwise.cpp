@@ -105,6 +105,25 @@ void expect_matches(const TypedBuf& kernel, const TypedBuf& twin, double rel_tol
   ASSERT_EQ(bad, 0u) << what << ": " << bad << " of " << twin.size() << " elements differ";
 }
 
+// RoPE tables [n_pos, dim / 2]: cos and sin of pos * base^(-2 i / dim), rounded to float32.
+struct RopeTable {
+  std::vector<float> cos, sin;
+};
+RopeTable rope_table(int64_t n_pos, int64_t dim, double base) {
+  const int64_t half = dim / 2;
+  RopeTable t;
+  t.cos.resize(static_cast<size_t>(n_pos * half));
+  t.sin.resize(t.cos.size());
+  for (int64_t pos = 0; pos < n_pos; ++pos)
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle =
+          static_cast<double>(pos) * std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(dim));
+      t.cos[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::cos(angle));
+      t.sin[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::sin(angle));
+    }
+  return t;
+}
+
 TypedBuf from_floats(const std::vector<float>& v) {
   TypedBuf b(DType::F32, v.size());
   b.f = v;
@@ -280,7 +299,7 @@ TEST(CudaElementwise, LatentAppendMatchesTwin) {
   // V2-Lite (16 heads) and V2 (128) shapes, one decode row to a prefill chunk, both pairings and cache types.
   const Case cases[] = {{1, 16, 0, true, DType::BF16},   {7, 128, 0, true, DType::BF16}, {300, 16, 8, false, DType::BF16},
                         {5, 16, 0, true, DType::F32},    {3, 0, 0, true, DType::BF16}};
-  const int64_t kvl = 512, rd = 64, nope = 128, qk = nope + rd, half = rd / 2, n_pos = 4096, n_slots = 1024;
+  const int64_t kvl = 512, rd = 64, nope = 128, qk = nope + rd, n_pos = 4096, n_slots = 1024;
   for (const Case& c : cases) {
     const std::string what = fmt::format("latent_append rows {} heads {} pad {} interleaved {} cache {}", c.n_rows,
                                          c.n_heads, c.pad, c.interleaved, dtype_name(c.cache_type));
@@ -288,13 +307,7 @@ TEST(CudaElementwise, LatentAppendMatchesTwin) {
     TypedBuf latent = from_floats(randn(static_cast<size_t>(c.n_rows * ld), rng, 2.0f));
     TypedBuf q = from_floats(randn(static_cast<size_t>(c.n_rows * ld_q), rng));
     TypedBuf weight = from_floats(randn(static_cast<size_t>(kvl), rng));
-    std::vector<float> cos(static_cast<size_t>(n_pos * half)), sin(cos.size());
-    for (int64_t pos = 0; pos < n_pos; ++pos)
-      for (int64_t i = 0; i < half; ++i) {
-        const double angle = static_cast<double>(pos) * std::pow(10000.0, -2.0 * static_cast<double>(i) / rd);
-        cos[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::cos(angle));
-        sin[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::sin(angle));
-      }
+    const auto [cos, sin] = rope_table(n_pos, rd, 10000.0);
     std::vector<int32_t> positions(static_cast<size_t>(c.n_rows));
     for (auto& pos : positions) pos = static_cast<int32_t>(rand_in(rng, 0, n_pos - 1));
     std::vector<int64_t> slots(static_cast<size_t>(n_slots));
@@ -355,17 +368,10 @@ TEST(CudaElementwise, KvAppendMatchesTwinBitForBit) {
                                          "cache {}",
                                          c.n_rows, c.n_heads, c.n_kv_heads, c.head_dim, c.rope_dim, c.pad,
                                          c.interleaved, dtype_name(c.cache_type));
-    const int64_t hd = c.head_dim, half = c.rope_dim / 2, kvw = c.n_kv_heads * hd;
+    const int64_t hd = c.head_dim, kvw = c.n_kv_heads * hd;
     const int64_t ld = (c.n_heads + 2 * c.n_kv_heads) * hd + c.pad;
     TypedBuf qkv = from_floats(randn(static_cast<size_t>(c.n_rows * ld), rng, 2.0f));
-    std::vector<float> cos(static_cast<size_t>(n_pos * half)), sin(cos.size());
-    for (int64_t pos = 0; pos < n_pos; ++pos)
-      for (int64_t i = 0; i < half; ++i) {
-        const double frac = 2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dim);
-        const double angle = static_cast<double>(pos) * std::pow(500000.0, -frac);
-        cos[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::cos(angle));
-        sin[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::sin(angle));
-      }
+    const auto [cos, sin] = rope_table(n_pos, c.rope_dim, 500000.0);
     std::vector<int32_t> positions(static_cast<size_t>(c.n_rows));
     for (auto& pos : positions) pos = static_cast<int32_t>(rand_in(rng, 0, n_pos - 1));
     std::vector<int64_t> slots(static_cast<size_t>(n_slots));
@@ -422,14 +428,7 @@ TEST(CudaElementwise, RopeMatchesTwinBitForBit) {
   for (const Case& c : cases) {
     const std::string what = fmt::format("rope rows {} heads {} stride {} offset {} dim {} ld {} interleaved {}",
                                          c.n_rows, c.n_heads, c.head_stride, c.offset, c.dim, c.ld, c.interleaved);
-    const int64_t half = c.dim / 2;
-    std::vector<float> cos(static_cast<size_t>(n_pos * half)), sin(cos.size());
-    for (int64_t pos = 0; pos < n_pos; ++pos)
-      for (int64_t i = 0; i < half; ++i) {
-        const double angle = static_cast<double>(pos) * std::pow(10000.0, -2.0 * i / c.dim);
-        cos[pos * half + i] = static_cast<float>(std::cos(angle));
-        sin[pos * half + i] = static_cast<float>(std::sin(angle));
-      }
+    const auto [cos, sin] = rope_table(n_pos, c.dim, 10000.0);
     std::vector<int32_t> positions(static_cast<size_t>(c.n_rows));
     for (auto& pos : positions) pos = static_cast<int32_t>(rand_in(rng, 0, n_pos - 1));
     positions.back() = static_cast<int32_t>(n_pos - 1);

@@ -18,7 +18,8 @@ void check_moe_grouped_gemm(const MoeGroupedGemmParams& p) {
                  "moe_grouped_gemm: n_experts {}, n {}, k {}, max_rows {}. HINT: n_experts, n and k must be "
                  "positive and max_rows >= 0",
                  p.n_experts, p.n, p.k, p.max_rows);
-  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU, to_act = swiglu || p.epilogue == MoeGemmEpilogue::STORE_DT;
+  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU;
+  const bool to_act = swiglu || p.epilogue == MoeGemmEpilogue::STORE_DT;
   const int64_t w_rows = swiglu ? 2 * p.n : p.n, ld_out = to_act ? p.ld_act : p.ld_y;
   MLABENCH_CHECK(p.ld_x >= p.k && ld_out >= p.n && p.expert_stride >= w_rows * p.k,
                  "moe_grouped_gemm: ld_x {} (k {}), {} {} (n {}), expert_stride {} ({} weight rows x k {}). HINT: "
