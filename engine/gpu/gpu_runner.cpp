@@ -20,6 +20,7 @@
 #include "engine/gpu/gpu_model.h"
 #include "engine/gpu/phase_timer.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/serving/limits.h"
 
 namespace mlabench {
 
@@ -206,6 +207,9 @@ class GpuRunner final : public serving::ModelRunner {
   ModelConfig config_;
   serving::ServingLimits limits_;
   bool cuda_graphs_ = true;
+  // MLABENCH_FINE_GRAPH_BUCKETS=0 pads graphed decode batches to the power of two (the rule before, for an A/B run);
+  // read when the runner is built, so a bad value fails the engine's open, not a step.
+  bool fine_buckets_ = gpu::env_switch("MLABENCH_FINE_GRAPH_BUCKETS");
   bool batch_invariant_attention_ = false;
   bool profiling_ = false;  // set_profiling: phases timed, every step eager
   // Profiled phase times by step kind: [0] steps with prompt rows (prefill, mixed), [1] decode-only steps.
@@ -261,14 +265,16 @@ class GpuRunner final : public serving::ModelRunner {
 void GpuRunner::execute(const serving::StepPlan& plan, serving::StepOutput& out) {
   MLABENCH_CUDA(cudaSetDevice(device_));  // the calling thread's current device (a live session's thread)
   const int64_t bs = limits_.block_size, V = config_.vocab_size;
-  // Decode-only steps replay a CUDA graph captured for their shape bucket: the batch is padded to a power of two
-  // with rows that write to the reserved trash block, and the block table to a power-of-two width. Every decode
-  // batch the buffers hold is graphed: the MoE layer's graph-safe path keeps expert counts on the device.
+  // Decode-only steps replay a CUDA graph captured for their shape bucket: the batch is padded to
+  // serving::decode_graph_bucket(n) with rows that write to the reserved trash block, and the block table to a
+  // power-of-two width. Every decode batch the buffers hold is graphed: the MoE layer's graph-safe path keeps expert
+  // counts on the device. The step buffers are sized for bit_ceil(max_seqs) rows, which bounds both bucket rules.
   const auto n = static_cast<int64_t>(plan.seqs.size());
-  const int64_t bucket = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(n, 1))));
+  const auto pow2 = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(n, 1))));
+  const int64_t bucket = fine_buckets_ ? serving::decode_graph_bucket(n) : pow2;
+  const auto max_bucket = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(limits_.max_seqs)));
   const bool graphed = cuda_graphs_ && !profiling_ && plan.n_decode == n && plan.n_score == 0 && plan.n_full == 0 &&
-                       bucket <= std::min({limits_.max_step_tokens, limits_.max_logit_rows,
-                                           static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(limits_.max_seqs)))});
+                       bucket <= std::min({limits_.max_step_tokens, limits_.max_logit_rows, max_bucket});
   auto max_blocks = static_cast<int32_t>(plan.max_blocks());
   int32_t n_pad = 0;
   if (graphed) {

@@ -11,16 +11,54 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <utility>
 
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/hopper.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/twin/moe_checks.h"
 
 namespace mlabench::gpu {
 
 namespace k = mlabench::kernels;
+
+namespace {
+
+// Which grouped GEMM the COMPACT layout runs: MLABENCH_MOE_GEMM=hopper (the default where it runs; the shared
+// experts' gate/up too) or mma (the mma.sync kernel in graph-safe steps, cuBLAS GEMMs after a host read of the
+// counts in prefill), for benchmarks and tests that compare them.
+enum class CompactGemm { HOPPER, MMA };
+CompactGemm compact_gemm_choice() {
+  static const CompactGemm c = [] {
+    const char* env = std::getenv("MLABENCH_MOE_GEMM");
+    const std::string e = env ? env : "hopper";
+    MLABENCH_CHECK(e == "hopper" || e == "mma",
+                   "MLABENCH_MOE_GEMM={}: not a grouped expert GEMM. HINT: use hopper or mma, or unset it", e);
+    return e == "hopper" ? CompactGemm::HOPPER : CompactGemm::MMA;
+  }();
+  return c;
+}
+
+// The Hopper grouped GEMM's rows a tile for the routed experts: 64 where an expert holds at most
+// kMoeSmallTileRows rows on average (decode batches: V2-Lite's 64 experts x 6 of 256 tokens hold 24), else 128.
+// MLABENCH_MOE_TILE_ROWS=64 or 128 forces one, for benchmarks that compare them.
+constexpr int64_t kMoeSmallTileRows = 32;
+int32_t routed_tile_rows(int64_t pairs, int32_t n_experts) {
+  static const int32_t forced = [] {
+    const char* env = std::getenv("MLABENCH_MOE_TILE_ROWS");
+    if (env == nullptr) return 0;
+    const std::string e = env;
+    MLABENCH_CHECK(e == "64" || e == "128",
+                   "MLABENCH_MOE_TILE_ROWS={}: not a tile the grouped GEMM runs. HINT: use 64 or 128, or unset it", e);
+    return e == "64" ? 64 : 128;
+  }();
+  if (forced != 0) return forced;
+  return pairs <= kMoeSmallTileRows * n_experts ? 64 : 128;
+}
+
+}  // namespace
 
 struct MoeLayer::Impl {
   Blas& blas;
@@ -43,6 +81,14 @@ struct MoeLayer::Impl {
   const void** ptrs = nullptr;  // 6 * max(T K, E) GEMM operand pointers (PAIR, host COMPACT)
   std::vector<int32_t> host_offsets;
   bool grouped_ok = true;  // cleared once if cuBLAS has no grouped GEMM for these operand types
+  // The shared experts on a second stream (shared_on_side): they need only x_c, so they run beside the router,
+  // permute and gather. Their own cuBLAS handle (a handle's workspace serves one stream at a time) and their own
+  // SwiGLU rows (the routed experts' he is written meanwhile). Null where the switch is off or nothing would use it.
+  cudaStream_t side = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+  std::unique_ptr<Blas> side_blas;
+  void* he_shared = nullptr;  // [T, SI] dt
+  int64_t side_runs = 0;
 
   Impl(Blas& b, cudaStream_t s, DType dt, int64_t hidden, int64_t inter, int64_t shared_inter, int32_t n_experts,
        int32_t top_k, int64_t max_tokens)
@@ -55,6 +101,12 @@ struct MoeLayer::Impl {
         T_max(max_tokens),
         E(n_experts),
         K(top_k) {}
+  ~Impl() {
+    side_blas.reset();
+    if (fork != nullptr) cudaEventDestroy(fork);
+    if (join != nullptr) cudaEventDestroy(join);
+    if (side != nullptr) cudaStreamDestroy(side);
+  }
 
   const char* at(const void* base, int64_t elems) const {
     return static_cast<const char*>(base) + static_cast<size_t>(elems) * dtype_size(dtype);
@@ -62,9 +114,12 @@ struct MoeLayer::Impl {
   void allocate();
   void route(const k::MoeLayerParams& p);
   void shared_experts(const k::MoeLayerParams& p);
+  bool shared_on_side(const k::MoeLayerParams& p);
   bool decode_ffn(const k::MoeLayerParams& p);
   void pair_experts(const k::MoeLayerParams& p);
   void padded_experts(const k::MoeLayerParams& p, int32_t capacity);
+  k::MoeGroupedGemmParams shared_gate_up_params(const k::MoeLayerParams& p, void* act) const;
+  bool shared_gate_up_hopper_runs(const k::MoeLayerParams& p) const;
   bool shared_gate_up_hopper(const k::MoeLayerParams& p);
   bool shared_gate_up_skinny(const k::MoeLayerParams& p);
   bool compact_experts_hopper(const k::MoeLayerParams& p);
@@ -114,6 +169,11 @@ void MoeLayer::Impl::allocate() {
   const size_t o_he = reserve(n(std::max({rows * I, T * SI, SI + int64_t{K} * I})) * es);  // + moe_decode_ffn's act
   const size_t o_ye = reserve(n(rows * H) * 4);
   const size_t o_ptrs = reserve(6 * n(std::max<int64_t>(pairs, E)) * sizeof(void*));
+  // MLABENCH_MOE_SHARED_STREAM=0 keeps the shared experts on the layer's stream (an A/B switch).
+  // Only where the Hopper grouped GEMM can run (the side path's condition): elsewhere no stream and no rows.
+  const bool side_stream = SI > 0 && dtype == DType::BF16 && compact_gemm_choice() == CompactGemm::HOPPER &&
+                           k::cuda::hopper::sm90a_available() && gpu::env_switch("MLABENCH_MOE_SHARED_STREAM");
+  const size_t o_hs = side_stream ? reserve(n(T * SI) * es) : 0;
   scratch = DeviceBuffer(total, "MoE layer scratch");
   char* base = scratch.as<char>();
   logits = reinterpret_cast<float*>(base + o_logits);
@@ -129,43 +189,14 @@ void MoeLayer::Impl::allocate() {
   ye = reinterpret_cast<float*>(base + o_ye);
   ptrs = reinterpret_cast<const void**>(base + o_ptrs);
   host_offsets.resize(static_cast<size_t>(E) + 1);
+  if (side_stream) {
+    he_shared = base + o_hs;
+    MLABENCH_CUDA(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
+    MLABENCH_CUDA(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
+    MLABENCH_CUDA(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
+    side_blas = std::make_unique<Blas>(side);
+  }
 }
-
-namespace {
-
-// Which grouped GEMM the COMPACT layout runs: MLABENCH_MOE_GEMM=hopper (the default where it runs; the shared
-// experts' gate/up too) or mma (the mma.sync kernel in graph-safe steps, cuBLAS GEMMs after a host read of the
-// counts in prefill), for benchmarks and tests that compare them.
-enum class CompactGemm { HOPPER, MMA };
-CompactGemm compact_gemm_choice() {
-  static const CompactGemm c = [] {
-    const char* env = std::getenv("MLABENCH_MOE_GEMM");
-    const std::string e = env ? env : "hopper";
-    MLABENCH_CHECK(e == "hopper" || e == "mma",
-                   "MLABENCH_MOE_GEMM={}: not a grouped expert GEMM. HINT: use hopper or mma, or unset it", e);
-    return e == "hopper" ? CompactGemm::HOPPER : CompactGemm::MMA;
-  }();
-  return c;
-}
-
-// The Hopper grouped GEMM's rows a tile for the routed experts: 64 where an expert holds at most
-// kMoeSmallTileRows rows on average (decode batches: V2-Lite's 64 experts x 6 of 256 tokens hold 24), else 128.
-// MLABENCH_MOE_TILE_ROWS=64 or 128 forces one, for benchmarks that compare them.
-constexpr int64_t kMoeSmallTileRows = 32;
-int32_t routed_tile_rows(int64_t pairs, int32_t n_experts) {
-  static const int32_t forced = [] {
-    const char* env = std::getenv("MLABENCH_MOE_TILE_ROWS");
-    if (env == nullptr) return 0;
-    const std::string e = env;
-    MLABENCH_CHECK(e == "64" || e == "128",
-                   "MLABENCH_MOE_TILE_ROWS={}: not a tile the grouped GEMM runs. HINT: use 64 or 128, or unset it", e);
-    return e == "64" ? 64 : 128;
-  }();
-  if (forced != 0) return forced;
-  return pairs <= kMoeSmallTileRows * n_experts ? 64 : 128;
-}
-
-}  // namespace
 
 // Router logits [T, E] (float32 GEMM) and top-k.
 void MoeLayer::Impl::route(const k::MoeLayerParams& p) {
@@ -215,17 +246,41 @@ bool MoeLayer::Impl::shared_gate_up_skinny(const k::MoeLayerParams& p) {
   return true;
 }
 
-// The shared experts' gate/up as one expert of moe_grouped_gemm_hopper with the SwiGLU epilogue (he[T, SI] in BF16
+// The shared experts' gate/up as one expert of moe_grouped_gemm_hopper with the SwiGLU epilogue (act[T, SI] in BF16
 // straight from the GEMM), for the COMPACT row counts where the routed experts take that kernel too.
-bool MoeLayer::Impl::shared_gate_up_hopper(const k::MoeLayerParams& p) {
+k::MoeGroupedGemmParams MoeLayer::Impl::shared_gate_up_params(const k::MoeLayerParams& p, void* act) const {
   const int64_t T = p.n_tokens;
-  if (compact_gemm_choice() != CompactGemm::HOPPER || row_mode(p) != k::MoeRowMode::COMPACT) return false;
-  // he[T, SI] = silu(x_c . gate^T) * (x_c . up^T), shared_gate_up = [2 SI, H].
-  const k::MoeGroupedGemmParams g{.x = p.x_c, .ld_x = H, .w = p.shared_gate_up, .expert_stride = 2 * SI * H,
-                                  .dtype = dtype, .offsets = nullptr, .n_experts = 1, .n = SI, .k = H, .max_rows = T,
-                                  .epilogue = k::MoeGemmEpilogue::SWIGLU, .act = he, .ld_act = SI, .rows_bound = T};
-  if (!k::cuda::moe_grouped_gemm_hopper_supported(g)) return false;
-  k::cuda::moe_grouped_gemm_hopper(g, stream);
+  // act[T, SI] = silu(x_c . gate^T) * (x_c . up^T), shared_gate_up = [2 SI, H].
+  return {.x = p.x_c, .ld_x = H, .w = p.shared_gate_up, .expert_stride = 2 * SI * H, .dtype = dtype,
+          .offsets = nullptr, .n_experts = 1, .n = SI, .k = H, .max_rows = T,
+          .epilogue = k::MoeGemmEpilogue::SWIGLU, .act = act, .ld_act = SI, .rows_bound = T};
+}
+
+bool MoeLayer::Impl::shared_gate_up_hopper_runs(const k::MoeLayerParams& p) const {
+  return compact_gemm_choice() == CompactGemm::HOPPER && row_mode(p) == k::MoeRowMode::COMPACT &&
+         k::cuda::moe_grouped_gemm_hopper_supported(shared_gate_up_params(p, he));
+}
+
+bool MoeLayer::Impl::shared_gate_up_hopper(const k::MoeLayerParams& p) {
+  if (!shared_gate_up_hopper_runs(p)) return false;
+  k::cuda::moe_grouped_gemm_hopper(shared_gate_up_params(p, he), stream);
+  return true;
+}
+
+// The shared experts on the side stream, forked from the layer's stream after x_c is written; the layer's stream
+// joins them before the routed experts (forward). Where the Hopper grouped GEMM runs both the shared gate/up and the
+// routed experts (COMPACT rows in BF16: decode batches past 128 tokens, prefill chunks), so the routed path never
+// reads he_shared's neighbours. At V2-Lite batch 256 the shared pair (~40 us on an H100) overlaps the router GEMM,
+// top-k, permute and gather (~28 us) instead of following them (docs/perf-notes.md, issue 16 round 11).
+bool MoeLayer::Impl::shared_on_side(const k::MoeLayerParams& p) {
+  if (side == nullptr || !hopper_runs(p) || !shared_gate_up_hopper_runs(p)) return false;
+  const int64_t T = p.n_tokens;
+  MLABENCH_CUDA(cudaEventRecord(fork, stream));
+  MLABENCH_CUDA(cudaStreamWaitEvent(side, fork, 0));
+  k::cuda::moe_grouped_gemm_hopper(shared_gate_up_params(p, he_shared), side);
+  side_blas->linear(p.out, H, he_shared, SI, p.shared_down, SI, dtype, T, H, SI);  // [T, H]
+  MLABENCH_CUDA(cudaEventRecord(join, side));
+  ++side_runs;
   return true;
 }
 
@@ -400,6 +455,8 @@ MoeLayer::~MoeLayer() { delete impl_; }
 
 uint64_t MoeLayer::scratch_bytes() const { return impl_->scratch.bytes(); }
 
+int64_t MoeLayer::shared_side_runs() const { return impl_->side_runs; }
+
 void MoeLayer::forward(const k::MoeLayerParams& p) {
   Impl& m = *impl_;
   k::checks::check_moe_layer(p);
@@ -412,9 +469,10 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
                  dtype_name(m.dtype), m.H, m.I, m.SI, m.E, m.K, m.T_max);
   const int64_t T = p.n_tokens;
   if (T == 0) return;
+  const bool shared_aside = m.shared_on_side(p);  // never at one token, where decode_ffn runs
   m.route(p);
   if (m.decode_ffn(p)) return;
-  m.shared_experts(p);
+  if (!shared_aside) m.shared_experts(p);
   phases::at(m.stream, "moe: permute, gather");
   k::MoeRowMap map{.mode = m.row_mode(p), .topk_idx = m.idx, .rank = m.rank, .offsets = m.offsets};
   // PAIR rows are the pairs themselves (map_row(q) = q): no counts, offsets or ranks to compute.
@@ -425,6 +483,7 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
   k::cuda::moe_gather({.out = m.xe, .ld_out = m.H, .x = p.x_c, .ld_x = m.H, .elem_type = m.dtype, .hidden = m.H,
                        .n_tokens = T, .top_k = m.K, .map = map}, m.stream);
   phases::at(m.stream, "moe: routed experts");
+  if (shared_aside) MLABENCH_CUDA(cudaStreamWaitEvent(m.stream, m.join, 0));  // out holds the shared experts' sum
   bool rows_bf16 = false;
   if (map.mode == k::MoeRowMode::PAIR)
     m.pair_experts(p);

@@ -12,7 +12,8 @@
 //   - on an H100/H200 with BF16 weights both COMPACT cases run moe_grouped_gemm_hopper instead (wgmma fed by TMA,
 //     counts on the device, SwiGLU fused into the gate/up GEMM's epilogue), and take the PADDED token counts too
 //     (T x top_k rows computed instead of n_experts x T, only routed experts' weights read); MLABENCH_MOE_GEMM=mma
-//     keeps the paths above, for benchmarks that compare them and for the tests of the PADDED layout.
+//     keeps the paths above, for benchmarks that compare them and for the tests of the PADDED layout. There the
+//     shared experts run on a second stream, forked after x_c and joined before the routed experts.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -40,6 +41,10 @@ class MoeLayer {
 
   /// Bytes of device scratch this layer holds.
   uint64_t scratch_bytes() const;
+
+  /// Forward calls that ran the shared experts on the layer's second stream, beside the router, permute and gather
+  /// (BF16 COMPACT rows on the Hopper grouped GEMM; MLABENCH_MOE_SHARED_STREAM=0 at construction turns it off).
+  int64_t shared_side_runs() const;
 
  private:
   struct Impl;

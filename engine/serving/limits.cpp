@@ -43,4 +43,11 @@ ServingLimits serving_limits(const EngineOptions& o, const ModelConfig& c) {
   return l;
 }
 
+int64_t decode_graph_bucket(int64_t n) {
+  const auto pow2 = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(n, 1))));
+  if (pow2 <= 8) return pow2;
+  const int64_t step = pow2 / 16;  // the octave (pow2 / 2, pow2] in eight steps
+  return (n + step - 1) / step * step;
+}
+
 }  // namespace mlabench::serving

@@ -23,4 +23,11 @@ struct ServingLimits {
 /// (where the RoPE table and the cache are sized for it). Throws Error on impossible values.
 ServingLimits serving_limits(const EngineOptions& o, const ModelConfig& c);
 
+/// \brief The batch a CUDA-graphed decode step of `n` sequences runs as (the runner pads the rest with rows that
+/// write to a trash block): powers of two up to 8, then eight buckets an octave (n rounded up to a multiple of
+/// bit_ceil(n) / 16), so that past 8 the padding stays under n / 8. Power-of-two buckets padded 694 sequences to
+/// 1,024: every padding row runs the whole layer, the routed experts included (docs/perf-notes.md, issue 16 round
+/// 11). Monotone in n and at most bit_ceil(n), so bit_ceil(max_seqs) rows bound every bucket.
+int64_t decode_graph_bucket(int64_t n);
+
 }  // namespace mlabench::serving

@@ -16,6 +16,7 @@
 
 #include "engine/gpu/gpu_runner.h"
 #include "engine/gpu/phase_timer.h"
+#include "engine/serving/limits.h"
 #include "engine/serving/serving_engine.h"
 #include "tests/engine/architecture_configs.h"
 #include "tests/engine/generated_weights.h"
@@ -562,8 +563,17 @@ TEST(GpuEngine, CudaGraphsCoverDecodeBatchesAbove256) {
   EXPECT_EQ(nlohmann::json::parse(eager->runner().describe_json())["graphs"]["replays"], 0);
   // Every captured graph says what it launches: at least one kernel a layer (the forward pass is in it).
   ASSERT_FALSE(info["graphs"]["captured"].empty()) << info.dump();
-  for (const auto& g : info["graphs"]["captured"])
+  // 300 sequences decode as serving::decode_graph_bucket(300) = 320 rows (20 padding), not 512: every captured
+  // bucket is one of that function's buckets.
+  bool saw_320 = false;
+  for (const auto& g : info["graphs"]["captured"]) {
     EXPECT_GE(g["kernels"].get<int64_t>(), c.n_layers) << g.dump();
+    const int64_t bucket = g["batch_bucket"].get<int64_t>();
+    EXPECT_EQ(serving::decode_graph_bucket(bucket), bucket) << g.dump();
+    EXPECT_NE(bucket, 512) << g.dump();
+    saw_320 = saw_320 || bucket == 320;
+  }
+  EXPECT_TRUE(saw_320) << info.dump();
   EXPECT_TRUE(nlohmann::json::parse(eager->runner().describe_json())["graphs"]["captured"].empty());
   for (size_t i = 0; i < reqs.size(); ++i)
     expect_same_or_near_tie(a[i].tokens, b[i].tokens, [&](size_t n) {

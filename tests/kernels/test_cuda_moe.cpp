@@ -7,8 +7,10 @@
 // twin::moe_layer in every row layout (both COMPACT paths), and replayed from a CUDA graph as the routing changes.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -16,6 +18,7 @@
 
 #include "engine/gpu/blas.h"
 #include "engine/gpu/moe_layer.h"
+#include "engine/kernels/cuda/hopper.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/twin/twin.h"
 #include "tests/kernels/gpu_test_util.h"
@@ -861,6 +864,62 @@ TEST_P(CudaMoeLayer, GraphReplayFollowsNewRouting) {
     }
     MLABENCH_CUDA(cudaGraphExecDestroy(exec));
     MLABENCH_CUDA(cudaGraphDestroy(graph));
+  }
+  MLABENCH_CUDA(cudaStreamDestroy(stream));
+}
+
+// The shared experts on the layer's second stream (MLABENCH_MOE_SHARED_STREAM, read when a layer is built) give the
+// bits of the one-stream order, eager and replayed from a CUDA graph (the fork and join captured), where the Hopper
+// grouped GEMM runs (T = 64 takes its COMPACT rows in place of PADDED); the side path must have run there.
+TEST(CudaMoeLayerSharedStream, SameBitsAsOneStreamEagerAndGraphed) {
+  MLABENCH_REQUIRE_GPU();
+  const LayerCase& c = kLayerCases[0];
+  std::mt19937 rng(70);
+  cudaStream_t stream;
+  MLABENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  {
+    gpu::Blas blas(stream);
+    const LayerWeightsHD lw(c, DType::BF16, rng);
+    auto build = [&](const char* on) {
+      setenv("MLABENCH_MOE_SHARED_STREAM", on, 1);
+      auto layer = std::make_unique<gpu::MoeLayer>(blas, stream, DType::BF16, c.H, c.I, c.SI, c.E, c.K, 300);
+      unsetenv("MLABENCH_MOE_SHARED_STREAM");
+      return layer;
+    };
+    const auto one = build("0"), two = build("1");
+    const char* gemm = std::getenv("MLABENCH_MOE_GEMM");
+    const bool hopper = kernels::cuda::hopper::sm90a_available() && (gemm == nullptr || std::string(gemm) == "hopper");
+    if (!hopper) std::printf("[ note ] no sm_90a Hopper path here: the side stream stays unused, bits compared only\n");
+    for (const int64_t T : {int64_t{64}, int64_t{200}, int64_t{300}}) {
+      SCOPED_TRACE("T=" + std::to_string(T));
+      const std::vector<float> x = grid_values(T * c.H, 32, 1.0f / 16, rng);
+      const int64_t before = two->shared_side_runs();
+      const std::vector<float> a = run_layer(*one, lw, x, T, true, stream), b = run_layer(*two, lw, x, T, true, stream);
+      EXPECT_EQ(one->shared_side_runs(), 0);
+      EXPECT_EQ(two->shared_side_runs() - before, hopper ? 1 : 0);
+      ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << "eager";
+      EXPECT_LE(test::max_rel_diff(b, lw.twin(x, T)), layer_tolerance(DType::BF16));
+
+      // The same step captured with the fork and join, replayed over an output poisoned with NaN.
+      gpu::DeviceBuffer d_x = to_device(x), d_xc = to_device(as_dtype(x, DType::BF16));
+      gpu::DeviceBuffer d_out = to_device(std::vector<float>(x.size(), kNaN));
+      kernels::MoeLayerParams p = lw.params(T, true);
+      p.x = d_x.as<float>();
+      p.x_c = d_xc.get();
+      p.out = d_out.as<float>();
+      p.graph_safe = true;
+      cudaGraph_t graph;
+      MLABENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+      two->forward(p);
+      MLABENCH_CUDA(cudaStreamEndCapture(stream, &graph));
+      cudaGraphExec_t exec;
+      MLABENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+      MLABENCH_CUDA(cudaGraphLaunch(exec, stream));
+      MLABENCH_CUDA(cudaStreamSynchronize(stream));
+      EXPECT_EQ(std::memcmp(a.data(), to_host<float>(d_out, x.size()).data(), a.size() * 4), 0) << "graphed";
+      MLABENCH_CUDA(cudaGraphExecDestroy(exec));
+      MLABENCH_CUDA(cudaGraphDestroy(graph));
+    }
   }
   MLABENCH_CUDA(cudaStreamDestroy(stream));
 }

@@ -6,6 +6,7 @@
 // bit-identical: tokens, log-probabilities, finish reasons. MLABENCH_SERVING_SIM_REQUESTS scales the run.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <functional>
 #include <limits>
 
@@ -180,6 +181,32 @@ TEST(ServingSimulation, AutoStepTokensFollowTheDevice) {
   EXPECT_EQ(serving_limits(o, c).max_step_tokens, 8) << "at least max_batch";
   o.max_step_tokens = -1;
   EXPECT_THROW(serving_limits(o, c), Error);
+}
+
+// A graphed decode step of n sequences runs as decode_graph_bucket(n): powers of two to 8, then eight buckets an
+// octave. Over every n to 65,536: at least n, padding under n / 8 past 8, monotone, never above the
+// power of two the runner used to pad to (the buffers sized for bit_ceil(max_seqs) still hold every bucket), and a
+// bucket is its own bucket (a padded batch replays the graph it was padded for).
+TEST(ServingSimulation, DecodeGraphBucketsPadLessThanAnEighth) {
+  const std::vector<std::pair<int64_t, int64_t>> known = {
+      {0, 1},     {1, 1},     {3, 4},     {8, 8},     {9, 9},       {17, 18},     {129, 144},
+      {256, 256}, {257, 288}, {694, 704}, {1388, 1408}, {2777, 2816}, {5555, 5632}};
+  for (const auto& [n, want] : known) EXPECT_EQ(decode_graph_bucket(n), want) << n;
+  int64_t last = 0;
+  std::set<int64_t> buckets;
+  for (int64_t n = 1; n <= 65536; ++n) {
+    const int64_t b = decode_graph_bucket(n);
+    ASSERT_GE(b, n);
+    ASSERT_LE(b, static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(n)))) << n;
+    if (n > 8) {
+      ASSERT_LT(8 * (b - n), n) << n;
+    }
+    ASSERT_GE(b, last) << n;
+    ASSERT_EQ(decode_graph_bucket(b), b) << n;
+    last = b;
+    buckets.insert(b);
+  }
+  EXPECT_EQ(buckets.size(), 4u + 8u * 13u) << "1, 2, 4, 8, then 8 an octave up to 2^16";
 }
 
 // Full size: 160 requests, ~1,200 steps (12 s in Release, 3 min under ASan); the short mode (CI) runs 48, ~440
