@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -64,8 +65,12 @@ constexpr Column kColumns[] = {
      "prefix cache, one new token each, the whole batch submitted at once"},
     {"prefill_tflop_per_s", "2 x active parameters x prefill_tokens_per_s / 1e12 (weight GEMMs; attention not counted)"},
     {"decode_tokens_per_s",
-     "generated tokens/s of the decode pass over the steps in which every sequence of the batch was decoding (from "
-     "the last first token to the last token)"},
+     "generated tokens/s of the decode pass from the last first token to the last token: every sequence has started "
+     "decoding; the tail, where staggered sequences finish and the batch shrinks, is included"},
+    {"decode_full_batch_tokens_per_s",
+     "generated tokens/s of the decode pass from the last first token to the first sequence's last token: every step "
+     "decodes the whole batch (0 when no such step exists)"},
+    {"decode_full_batch_steps", "the steps decode_full_batch_tokens_per_s spans"},
     {"generated_tokens_per_s_end_to_end", "batch x gen / wall time of the decode pass, its prefill included"},
     {"ttft_ms",
      "time to first token, ms, p50/p90/p99 over the batch's requests, of the decode pass (the prefill pass in a "
@@ -86,8 +91,9 @@ constexpr Column kColumns[] = {
      "prompt tokens the measured passes took from the prefix cache; 0 means every measured prompt was computed"},
     {"wall_seconds", "wall time of the row's measured passes (warm-up excluded)"},
     {"decode_step_graph",
-     "the nodes of the CUDA graph a decode step of this batch replays (its power-of-two batch bucket, the widest block "
-     "table captured): kernels and memset/memcpy nodes of the forward pass; sampling launches after it"},
+     "the nodes of the CUDA graph a decode step of this batch replays (its batch bucket: powers of two to 8, then "
+     "eight an octave; the widest block table captured): kernels and memset/memcpy nodes of the forward pass; "
+     "sampling launches after it"},
     {"profile", "--profile only: device time of each forward-pass phase per step kind, from CUDA events, eager steps"},
 };
 
@@ -245,16 +251,27 @@ struct Roofline {
 // The decode pass's numbers: steady decode throughput, TPOT, TTFT, achieved bandwidth.
 void add_decode_metrics(ojson& row, const Pass& d, const Shape& s, int64_t gen, const Roofline& rf) {
   std::vector<double> tpot;
-  double all_decoding = 0.0, end = 0.0;
+  // Two windows, both from the last first token: to the last token (the tail where sequences finish included), and
+  // to the first sequence's last token (every step decodes the whole batch; tokens of a step share its time).
+  double all_decoding = 0.0, end = 0.0, first_finish = std::numeric_limits<double>::infinity();
   for (const GenerateResult& r : d.results) {
     if (r.tokens.size() > 1) tpot.push_back(r.decode_seconds / static_cast<double>(r.tokens.size() - 1) * 1e3);
     all_decoding = std::max(all_decoding, r.prefill_seconds);
-    if (!r.token_seconds.empty()) end = std::max(end, r.token_seconds.back());
+    if (!r.token_seconds.empty()) {
+      end = std::max(end, r.token_seconds.back());
+      first_finish = std::min(first_finish, r.token_seconds.back());
+    }
   }
-  int64_t steady_tokens = 0;
+  int64_t steady_tokens = 0, full_tokens = 0;
   for (const GenerateResult& r : d.results)
-    for (double t : r.token_seconds) steady_tokens += t > all_decoding ? 1 : 0;
+    for (double t : r.token_seconds) {
+      steady_tokens += t > all_decoding ? 1 : 0;
+      full_tokens += t > all_decoding && t <= first_finish ? 1 : 0;
+    }
   const double decode_tps = end > all_decoding ? static_cast<double>(steady_tokens) / (end - all_decoding) : 0.0;
+  const bool full = first_finish > all_decoding && full_tokens > 0;
+  row["decode_full_batch_tokens_per_s"] = full ? static_cast<double>(full_tokens) / (first_finish - all_decoding) : 0.0;
+  row["decode_full_batch_steps"] = full_tokens / std::max<int64_t>(s.batch, 1);
   const double step_s = decode_tps > 0 ? static_cast<double>(s.batch) / decode_tps : 0.0;
   const double avg_ctx = static_cast<double>(s.prompt) + static_cast<double>(gen) / 2.0;
   const double bytes = rf.step_bytes(s.batch, avg_ctx);
@@ -268,18 +285,23 @@ void add_decode_metrics(ojson& row, const Pass& d, const Shape& s, int64_t gen, 
   row["roofline_share"] = rf.copy_gbps > 0 ? gbps / rf.copy_gbps : 0.0;
 }
 
-// What one decode step of this batch launches, read from the CUDA graph the runner captured for its batch bucket
-// (the widest block table captured); no key when the engine captured none (CPU, --no-cuda-graphs, --profile).
+// What one decode step of this batch launches, read from the CUDA graph the runner captured for its batch bucket:
+// the smallest captured bucket that holds the batch (the runner's rule, serving::decode_graph_bucket, or powers of
+// two under MLABENCH_FINE_GRAPH_BUCKETS=0), the widest block table captured; no key when the engine captured none
+// (CPU, --no-cuda-graphs, --profile).
 void add_decode_graph(ojson& row, const std::string& device_json, int64_t batch) {
   if (device_json.empty()) return;
   const ojson dev = ojson::parse(device_json);
   if (!dev.contains("graphs") || !dev["graphs"].contains("captured")) return;
-  const auto bucket = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(batch, 1))));
   ojson best;
-  for (const ojson& g : dev["graphs"]["captured"])
-    if (g["batch_bucket"].get<int64_t>() == bucket &&
-        (best.is_null() || g["block_table_width"].get<int64_t>() > best["block_table_width"].get<int64_t>()))
+  for (const ojson& g : dev["graphs"]["captured"]) {
+    const int64_t b = g["batch_bucket"].get<int64_t>();
+    if (b < batch) continue;
+    const int64_t best_b = best.is_null() ? 0 : best["batch_bucket"].get<int64_t>();
+    if (best.is_null() || b < best_b ||
+        (b == best_b && g["block_table_width"].get<int64_t>() > best["block_table_width"].get<int64_t>()))
       best = g;
+  }
   if (!best.is_null()) row["decode_step_graph"] = best;
 }
 
@@ -345,6 +367,13 @@ ojson run_shape(Engine& engine, PromptSource& prompts, const Shape& s, const Ben
 
 // The window the shapes need: the bench sizes it unless --max-context says otherwise, and then checks it.
 void fit_context(EngineOptions& eo, const ModelConfig& c, const std::vector<Shape>& shapes, int64_t gen) {
+  // Bounds before any sum: CLI11 clamps an overlong number to INT64_MAX, and prompt + gen would wrap negative.
+  constexpr int64_t kMaxPositions = int64_t{1} << 22;
+  for (const Shape& s : shapes)
+    MLABENCH_CHECK(s.prompt <= kMaxPositions && gen <= kMaxPositions,
+                   "bench shape {}: prompt {} or --gen {} is past {} positions. HINT: no model here has a window "
+                   "that long; use shorter prompts or --gen",
+                   s.name(), s.prompt, gen, kMaxPositions);
   const auto longest = std::max_element(shapes.begin(), shapes.end(), [&](const Shape& x, const Shape& y) {
     return x.prompt + (x.decode ? gen : 1) < y.prompt + (y.decode ? gen : 1);
   });

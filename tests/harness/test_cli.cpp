@@ -426,6 +426,14 @@ TEST(Cli, BenchMeasuresUncachedPromptsAndLabelsItsColumns) {
     EXPECT_EQ(row.contains("prefill_tokens_per_s"), mode.find("prefill") != std::string::npos);
     EXPECT_EQ(row.contains("decode_tokens_per_s"), mode.find("decode") != std::string::npos);
     EXPECT_EQ(row.contains("tpot_ms"), mode.find("decode") != std::string::npos);
+    if (mode.find("decode") != std::string::npos) {
+      // Each row's prompts prefill in one step and none stops early, so every step after the first token decodes
+      // the whole batch until all finish together: the full-batch window is the gen - 1 = 3 later steps, and
+      // decode_tokens_per_s (to the last token) covers the same steps.
+      EXPECT_EQ(row["decode_full_batch_steps"], 3);
+      EXPECT_GT(row["decode_full_batch_tokens_per_s"].get<double>(), 0.0);
+      EXPECT_DOUBLE_EQ(row["decode_full_batch_tokens_per_s"].get<double>(), row["decode_tokens_per_s"].get<double>());
+    }
     ASSERT_TRUE(row.contains("ttft_ms"));
     EXPECT_GT(row["ttft_ms"]["p50"].get<double>(), 0.0);
     for (const auto& [key, _] : row.items()) {
@@ -446,6 +454,39 @@ TEST(Cli, BenchMeasuresUncachedPromptsAndLabelsItsColumns) {
   EXPECT_EQ(again.prefix_tokens_reused, 96) << "six full blocks of 16 (the last token is always computed)";
   EXPECT_EQ(engine->stats().prefix_tokens_reused, 96);
   EXPECT_EQ(engine->stats().prefill_tokens, 100 + 4);
+}
+
+// Prompts prefilled over several steps (256-token steps for four 200-token prompts) start decoding at different
+// steps, so they finish at different steps too: the full-batch window (from the last first token to the first
+// sequence's last token) holds fewer than gen - 1 steps, each of them the whole batch.
+TEST(Cli, BenchFullBatchWindowEndsAtTheFirstFinish) {
+  test::TempDir t;
+  const CliResult r =
+      mlabench_cli("bench --shapes 200x4:decode --gen 8 --max-step-tokens 210 --out " + t.file("f.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(test::read_file(t.file("f.json")));
+  ASSERT_EQ(j["rows"].size(), 1u);
+  const auto& row = j["rows"][0];
+  EXPECT_GT(row["passes"]["decode"]["steps"].get<int64_t>(), 8) << "the prefill took more than one step";
+  const int64_t steps = row["decode_full_batch_steps"];
+  EXPECT_GE(steps, 1);
+  EXPECT_LT(steps, 8 - 1) << row.dump(1);
+  EXPECT_GT(row["decode_full_batch_tokens_per_s"].get<double>(), 0.0);
+}
+
+// An overlong --gen or prompt (CLI11 clamps it to INT64_MAX) is refused by name before prompt + gen could wrap.
+TEST(Cli, BenchRefusesOverlongGenAndPrompt) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"--shapes 48x2:decode --gen 99999999999999999999", "past 4194304 positions"},
+      {"--batch 1 --prompt 99999999999999999999", "past 4194304 positions"},
+      {"--shapes 99999999999999999999x1:prefill", "--shapes prompt"}};  // the shape parser's own refusal
+  for (const auto& [args, says] : cases) {
+    SCOPED_TRACE(args);
+    const CliResult r = mlabench_cli(std::string("bench ") + args);
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("-9223372036854775"), std::string::npos) << "a wrapped sum: " << r.err;
+  }
 }
 
 // Long prompts (long for the bundled model's 2,560-token window): the bench sizes the window to its longest shape (prompt + new tokens), a prompt longer than the
