@@ -498,7 +498,7 @@ ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector
 // `--batch max`: the largest batch whose sequences (prompt + gen tokens, in whole blocks) all fit the KV cache at
 // once (the paper's "maximum generation throughput" is measured there), and the sweep that leads up to it.
 struct MaxBatchPlan {
-  int64_t kv_cache_tokens = 0, tokens_per_sequence = 0, max_batch = 0;
+  int64_t kv_cache_tokens = 0, tokens_per_sequence = 0, max_batch = 0, partitions = 1;
   std::vector<int64_t> sweep;  // max_batch / 8, / 4, / 2 and max_batch, distinct, ascending
 };
 
@@ -507,7 +507,9 @@ MaxBatchPlan plan_max_batch(const Engine& engine, const BenchArgs& a) {
   p.kv_cache_tokens = engine.kv_cache_tokens();
   const int64_t bs = engine.kv_block_size();
   p.tokens_per_sequence = (a.prompt + a.gen + bs - 1) / bs * bs;
-  p.max_batch = p.kv_cache_tokens / p.tokens_per_sequence;
+  // Under --dp-attention each rank's cache holds its own sequences whole: the batch is counted a rank.
+  p.partitions = engine.kv_cache_partitions();
+  p.max_batch = p.partitions * (p.kv_cache_tokens / p.partitions / p.tokens_per_sequence);
   MLABENCH_CHECK(p.max_batch >= 1,
                  "--batch max: the KV cache holds {} tokens, less than one sequence of {} (--prompt {} + --gen {} in "
                  "blocks of {}). HINT: raise --kv-cache-gib or shorten --prompt / --gen",
@@ -549,8 +551,10 @@ ojson max_throughput_json(const MaxBatchPlan& plan, const ojson& rows) {
           {"tokens_per_sequence", plan.tokens_per_sequence},
           {"sweep", sweep},
           {"measures", "the peak of decode_tokens_per_s over the sweep (the paper's maximum generation throughput): "
-                       "largest_batch = kv_cache_tokens / tokens_per_sequence (prompt + gen in whole KV blocks), the "
-                       "sweep its eighth, quarter, half and itself, each a decode pass of fresh prompts"}};
+                       "largest_batch = kv_cache_tokens / tokens_per_sequence (prompt + gen in whole KV blocks; under "
+                       "--dp-attention counted in each rank's cache, kv_cache_partitions of them), the sweep its "
+                       "eighth, quarter, half and itself, each a decode pass of fresh prompts"},
+          {"kv_cache_partitions", plan.partitions}};
 }
 
 }  // namespace

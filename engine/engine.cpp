@@ -134,9 +134,6 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
     Impl& m = *e->impl_;
     m.cfg = c;
     serving::ServingLimits limits = serving::serving_limits(options, c);
-    // DP attention keeps each sequence's cache on the rank that runs it: a block of one rank's sequence cannot
-    // serve another rank's, so the prefix cache is off.
-    if (options.dp_attention) limits.prefix_sharing = false;
     std::unique_ptr<serving::ModelRunner> runner;
     MLABENCH_CHECK(options.tp >= 1 && options.tp <= 64 && options.ep >= 1 && options.ep <= 64,
                    "--tp {} --ep {}: each is a number of ranks, 1 to 64", options.tp, options.ep);
@@ -259,6 +256,8 @@ int64_t Engine::kv_cache_tokens() const {
 }
 
 int64_t Engine::kv_block_size() const { return impl_->serving->pool().block_size(); }
+
+int Engine::kv_cache_partitions() const { return impl_->serving->pool().n_partitions(); }
 
 uint64_t Engine::kv_bytes_per_token() const {
   return impl_->serving->runner().bytes_per_block() / static_cast<uint64_t>(impl_->serving->pool().block_size());

@@ -32,9 +32,11 @@ using RankFactory = std::function<std::unique_ptr<serving::ModelRunner>(int rank
 class ShardedRunner final : public serving::ModelRunner {
  public:
   // `collectives` (GPU ranks) must outlive the ranks' runners, whose hooks point into it: it is kept here.
-  ShardedRunner(const ModelConfig& c, ModelWeights w, const EngineOptions& o, std::unique_ptr<HostGroup> group,
-                std::unique_ptr<DeviceCollectives> collectives, std::vector<int> devices, const RankFactory& make_rank)
+  ShardedRunner(const ModelConfig& c, ModelWeights w, const EngineOptions& o, int64_t block_size,
+                std::unique_ptr<HostGroup> group, std::unique_ptr<DeviceCollectives> collectives,
+                std::vector<int> devices, const RankFactory& make_rank)
       : vocab_(c.vocab_size),
+        block_size_(block_size),
         dp_(o.dp_attention),
         whole_(std::move(w)),
         own_group_(std::move(group)),
@@ -62,12 +64,16 @@ class ShardedRunner final : public serving::ModelRunner {
       weight_bytes_ += collectives_ ? rank.weight_bytes()
                                     : static_cast<uint64_t>(rank_parameters(c, plans[static_cast<size_t>(r)])) * es;
     }
+    // Under DP attention the scheduler's pool is every rank's cache side by side: partition r is rank r's blocks.
+    rank_blocks_ = n_blocks_;
+    if (dp_) n_blocks_ *= world;
     parallel_json_ = {{"tp", p.tp}, {"ep", p.ep}, {"dp_attention", p.dp_attention}, {"world", world},
                       {"collectives", collectives_ ? collectives_->kind() : "host (cpu)"}};
     if (!devices_.empty()) parallel_json_["devices"] = devices_;
   }
 
   int64_t n_blocks() const override { return n_blocks_; }
+  int cache_partitions() const override { return dp_ ? group_.size() : 1; }
   /// Over all ranks: a block's positions are cached on every rank (its slice of the heads, or the whole latent).
   uint64_t bytes_per_block() const override { return bytes_per_block_; }
   uint64_t weight_bytes() const override { return weight_bytes_; }
@@ -136,10 +142,10 @@ class ShardedRunner final : public serving::ModelRunner {
   }
 
  private:
-  // DP attention: each sequence runs on the rank that owns it (its request, round robin: stable for the run, so its
-  // KV cache stays there), every rank with a plan of its own sequences padded with empty ones to the most any rank
-  // has, so the ranks' forward calls pair up for the FFN's and the head's gathers. Results go back to the caller's
-  // order.
+  // DP attention: each sequence runs on the rank whose cache partition holds its blocks (the scheduler places it
+  // at admission and keeps it there while it runs), with its block ids and slots made local to that rank's cache;
+  // every rank gets a plan of its own sequences padded with empty ones to the most any rank has, so the ranks'
+  // forward calls pair up for the FFN's and the head's gathers. Results go back to the caller's order.
   void execute_dp(const serving::StepPlan& plan, serving::StepOutput& out) {
     const auto world = static_cast<size_t>(group_.size());
     std::vector<serving::StepPlan> sub(world);
@@ -150,18 +156,26 @@ class ShardedRunner final : public serving::ModelRunner {
     int64_t at = 0;
     for (size_t s = 0; s < plan.seqs.size(); ++s) {
       const serving::PlannedSequence& ps = plan.seqs[s];
-      const size_t r = ps.request % world;
+      const auto r = static_cast<size_t>(ps.partition);
+      MLABENCH_ICHECK(r < world, "sequence of request {} planned on cache partition {} of {}", ps.request, r, world);
+      const int32_t first = static_cast<int32_t>(static_cast<int64_t>(r) * rank_blocks_);  // rank r's first block id
       serving::StepPlan& q = sub[r];
       owner[s] = r;
       row0[s] = at;
       local_row0[s] = q.n_rows();
       local_seq[s] = static_cast<int32_t>(q.seqs.size());
       q.seqs.push_back(ps);
+      for (int32_t& blk : q.seqs.back().blocks) {
+        MLABENCH_ICHECK(blk >= first && blk - first < rank_blocks_, "request {} on rank {} holds block {}, outside its "
+                        "cache [{}, {})", ps.request, r, blk, first, first + rank_blocks_);
+        blk -= first;
+      }
       if (static_cast<int32_t>(s) < plan.n_decode) ++q.n_decode;  // decode sequences come first in both
       const auto b = static_cast<std::ptrdiff_t>(at), e = static_cast<std::ptrdiff_t>(at + ps.n_new);
       q.tokens.insert(q.tokens.end(), plan.tokens.begin() + b, plan.tokens.begin() + e);
       q.positions.insert(q.positions.end(), plan.positions.begin() + b, plan.positions.begin() + e);
-      q.slots.insert(q.slots.end(), plan.slots.begin() + b, plan.slots.begin() + e);
+      const int64_t slot0 = static_cast<int64_t>(first) * block_size_;
+      for (auto i = b; i < e; ++i) q.slots.push_back(plan.slots[static_cast<size_t>(i)] - slot0);
       at += ps.n_new;
     }
     for (size_t i = 0; i < plan.logits.size(); ++i) {  // SAMPLE, SCORE, FULL order kept within each rank
@@ -200,6 +214,7 @@ class ShardedRunner final : public serving::ModelRunner {
   }
 
   int64_t vocab_;
+  int64_t block_size_;
   bool dp_ = false;
   ModelWeights whole_;  // the ranks' weights view it where rows are split
   std::unique_ptr<HostGroup> own_group_;  // the CPU collectives (and the host-staged GPU ones)
@@ -210,7 +225,8 @@ class ShardedRunner final : public serving::ModelRunner {
   std::vector<std::unique_ptr<serving::ModelRunner>> ranks_;  // destroyed before the collectives and the threads
   std::vector<serving::StepOutput> outputs_;                  // ranks 1..: what each computed, checked against rank 0's
   std::vector<std::vector<float>> full_rows_;                 // ranks 1..: where their FULL rows go
-  int64_t n_blocks_ = 0;
+  int64_t n_blocks_ = 0;     // the scheduler's ids: under DP every rank's cache side by side
+  int64_t rank_blocks_ = 0;  // blocks of one rank's cache (the fewest any rank has)
   uint64_t bytes_per_block_ = 0, weight_bytes_ = 0;
   nlohmann::ordered_json parallel_json_;
 };
@@ -251,7 +267,7 @@ std::unique_ptr<serving::ModelRunner> make_sharded_cpu_runner(const ModelConfig&
   rank_options.n_threads = per_rank;
   const int64_t V = c.vocab_size;
   return std::make_unique<ShardedRunner>(
-      c, std::move(w), o, std::move(group), nullptr, std::vector<int>{},
+      c, std::move(w), o, limits.block_size, std::move(group), nullptr, std::vector<int>{},
       [&, g, per_rank, V](int r, RankModel m) {
         omp_set_num_threads(per_rank);  // this rank's thread: its own OpenMP pool, a share of the cores
         // Random weights arrive as sources: each rank generates only its slices, into its own buffers.
@@ -276,7 +292,8 @@ std::unique_ptr<serving::ModelRunner> make_sharded_gpu_runner(const ModelConfig&
       make_device_collectives(*g, devices, c.vocab_size, limits.max_logit_rows, prefer_host);
   DeviceCollectives* cp = coll.get();
   return std::make_unique<ShardedRunner>(
-      c, std::move(w), o, std::move(group), std::move(coll), devices, [&, cp, devices](int r, RankModel m) {
+      c, std::move(w), o, limits.block_size, std::move(group), std::move(coll), devices,
+      [&, cp, devices](int r, RankModel m) {
         EngineOptions ro = o;
         ro.device_index = devices[static_cast<size_t>(r)];
         ro.tp = ro.ep = 1;

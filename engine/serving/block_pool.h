@@ -4,7 +4,11 @@
 //   - reference counts (a block shared by several sequences through the prefix cache is released by each);
 //   - the prefix cache: a full block's content is keyed by a hash of its tokens chained to its parent block's
 //     hash, so equal hashes mean equal prefixes; a cached block nobody references stays reusable until
-//     allocation needs it, oldest released first (LRU), and is then evicted from the cache.
+//     allocation needs it, oldest released first (LRU), and is then evicted from the cache;
+//   - partitions (DP attention, issue 22): the ids split evenly into n_partitions ranges, partition p owning
+//     [p * n / P, (p + 1) * n / P), each its own cache on its own rank, with its own free list and LRU. A sequence
+//     takes all its blocks from one partition, and chains its prefix hashes from that partition's root
+//     (root_hash), so a prefix cached on one rank is never handed to a sequence of another.
 // No CUDA here: tested in CI (tests/serving).
 #pragma once
 
@@ -18,14 +22,20 @@ namespace mlabench::serving {
 
 class BlockPool {
  public:
-  /// n_blocks blocks of block_size tokens, each holding bytes_per_block bytes of cache (all layers).
-  BlockPool(int64_t n_blocks, int64_t block_size, uint64_t bytes_per_block);
+  /// n_blocks blocks of block_size tokens, each holding bytes_per_block bytes of cache (all layers), in
+  /// n_partitions equal partitions (n_blocks must divide by it).
+  BlockPool(int64_t n_blocks, int64_t block_size, uint64_t bytes_per_block, int n_partitions = 1);
 
   int64_t n_blocks() const { return static_cast<int64_t>(ref_.size()); }
   int64_t block_size() const { return block_size_; }
   uint64_t bytes_per_block() const { return bytes_per_block_; }
-  /// Blocks allocate() can hand out: the free ones plus the cached ones nobody references.
-  int64_t available() const { return static_cast<int64_t>(free_.size() + lru_.size()); }
+  int n_partitions() const { return static_cast<int>(free_.size()); }
+  int64_t blocks_per_partition() const { return n_blocks() / n_partitions(); }
+  int partition_of(int32_t block) const { return static_cast<int>(block / blocks_per_partition()); }
+  /// Blocks allocate(partition) can hand out: its free ones plus its cached ones nobody references.
+  int64_t available(int partition) const;
+  /// The same over every partition.
+  int64_t available() const;
   /// Blocks referenced by at least one sequence, and their bytes.
   int64_t n_referenced() const { return n_blocks() - available(); }
   uint64_t bytes_referenced() const { return static_cast<uint64_t>(n_referenced()) * bytes_per_block_; }
@@ -33,9 +43,9 @@ class BlockPool {
   int64_t n_cached() const { return static_cast<int64_t>(table_.size()); }
   int32_t ref_count(int32_t block) const { return ref_.at(static_cast<size_t>(block)); }
 
-  /// \brief A block for new tokens, referenced once; evicts the oldest unreferenced cached block when the free
-  /// list is empty. -1 when every block is referenced.
-  int32_t allocate();
+  /// \brief A block of `partition` for new tokens, referenced once; evicts the partition's oldest unreferenced
+  /// cached block when its free list is empty. -1 when every block of the partition is referenced.
+  int32_t allocate(int partition = 0);
   /// \brief The cached block holding this prefix hash, now referenced once more; -1 if none.
   int32_t lookup(uint64_t hash);
   bool cached(uint64_t hash) const { return table_.count(hash) != 0; }
@@ -53,14 +63,16 @@ class BlockPool {
   /// first block). Never 0 (0 marks "not cached").
   static uint64_t chain_hash(uint64_t parent, std::span<const int32_t> block_tokens);
   static constexpr uint64_t kRootHash = 0x51ed270b27a5f4c3ull;
+  /// \brief The parent hash of a first block in `partition` (kRootHash for partition 0).
+  static uint64_t root_hash(int partition);
 
  private:
   int64_t block_size_;
   uint64_t bytes_per_block_;
   std::vector<int32_t> ref_;
   std::vector<uint64_t> hash_;  // 0: not cached
-  std::vector<int32_t> free_;
-  std::list<int32_t> lru_;
+  std::vector<std::vector<int32_t>> free_;  // per partition
+  std::vector<std::list<int32_t>> lru_;     // per partition
   std::unordered_map<int32_t, std::list<int32_t>::iterator> lru_pos_;
   std::unordered_map<uint64_t, int32_t> table_;
 };

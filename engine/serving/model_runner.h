@@ -17,6 +17,9 @@ class ModelRunner {
 
   /// \brief KV-cache blocks the scheduler may hand out (ids 0..n_blocks-1); the runner may keep more for itself.
   virtual int64_t n_blocks() const = 0;
+  /// \brief Caches the blocks are split over, in equal ranges of ids (DP attention: one a rank, whose sequences
+  /// take all their blocks from it, PlannedSequence::partition); 1 for one cache.
+  virtual int cache_partitions() const { return 1; }
   /// \brief Bytes one block holds over all layers.
   virtual uint64_t bytes_per_block() const = 0;
   /// \brief Cached tokens of the prefill sequences one step may attend through MLA's decompressed path (its

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <tuple>
 
 #include "core/check.h"
 
@@ -24,10 +25,11 @@ size_t Scheduler::add(const Request& r) {
                  "raise --max-context (up to the model's max_position_embeddings)",
                  i, total, r.tokens.size(), r.gen.max_new_tokens, limits_.max_context);
   const int64_t blocks = (total + limits_.block_size - 1) / limits_.block_size;
-  MLABENCH_CHECK(blocks <= pool_.n_blocks(),
-                 "request {} needs {} KV-cache blocks of {} tokens for its {} positions but the cache holds {}. HINT: "
-                 "raise --kv-cache-gib or shorten the request",
-                 i, blocks, limits_.block_size, total, pool_.n_blocks());
+  MLABENCH_CHECK(blocks <= pool_.blocks_per_partition(),
+                 "request {} needs {} KV-cache blocks of {} tokens for its {} positions but the cache holds {}{}. "
+                 "HINT: raise --kv-cache-gib or shorten the request",
+                 i, blocks, limits_.block_size, total, pool_.blocks_per_partition(),
+                 pool_.n_partitions() > 1 ? " on each rank (a sequence's cache lives on one rank)" : "");
   MLABENCH_CHECK(!r.all_logits || static_cast<int64_t>(r.tokens.size()) <= limits_.max_logit_rows * 64,
                  "request {} asks for {} rows of logits; the limit is {}", i, r.tokens.size(),
                  limits_.max_logit_rows * 64);
@@ -54,7 +56,7 @@ bool Scheduler::is_running(const Seq* s) const {
 void Scheduler::hash_blocks(Seq& s) const {
   const int64_t bs = limits_.block_size;
   const auto full = static_cast<int64_t>(s.tokens.size()) / bs;
-  uint64_t h = s.block_hash.empty() ? BlockPool::kRootHash : s.block_hash.back();
+  uint64_t h = s.block_hash.empty() ? BlockPool::root_hash(s.partition) : s.block_hash.back();
   for (auto b = static_cast<int64_t>(s.block_hash.size()); b < full; ++b) {
     h = BlockPool::chain_hash(h, std::span(s.tokens).subspan(static_cast<size_t>(b * bs), static_cast<size_t>(bs)));
     s.block_hash.push_back(h);
@@ -65,8 +67,8 @@ void Scheduler::hash_blocks(Seq& s) const {
 bool Scheduler::reserve(Seq& s, int64_t n) {
   const int64_t bs = limits_.block_size;
   const int64_t need = (s.n_cached + n + bs - 1) / bs - static_cast<int64_t>(s.blocks.size());
-  if (need > pool_.available()) return false;
-  for (int64_t i = 0; i < need; ++i) s.blocks.push_back(pool_.allocate());
+  if (need > pool_.available(s.partition)) return false;
+  for (int64_t i = 0; i < need; ++i) s.blocks.push_back(pool_.allocate(s.partition));
   return true;
 }
 
@@ -106,12 +108,15 @@ Result Scheduler::take_result(size_t i) {
   return std::exchange(results_[i], Result{});
 }
 
-// Frees the newest running sequence other than `keep` and queues it first: it is recomputed from its tokens
-// (prompt and what it generated so far) when there is room again. Its score sums restart with it.
-bool Scheduler::preempt_newest(const Seq* keep) {
+// Frees the newest running sequence other than `keep` (of `partition`, or of any when it is -1: only a sequence of
+// the same partition frees blocks another can use) and queues it first: it is recomputed from its tokens (prompt and
+// what it generated so far) when there is room again. Its score sums restart with it.
+bool Scheduler::preempt_newest(const Seq* keep, int partition) {
   Seq* victim = nullptr;
   for (Seq* s : running_)
-    if (s != keep && (!victim || s->admit_order > victim->admit_order)) victim = s;
+    if (s != keep && (partition < 0 || s->partition == partition) &&
+        (!victim || s->admit_order > victim->admit_order))
+      victim = s;
   if (!victim) return false;
   release(*victim);
   running_.erase(std::find(running_.begin(), running_.end(), victim));
@@ -144,6 +149,49 @@ bool Scheduler::wait_to_share(Seq& s) {
   return (b + 1) * bs <= limit && pending_.count(s.block_hash[static_cast<size_t>(b)]) != 0;
 }
 
+// Leading full blocks of s's shareable prefix that `partition` has cached or is computing.
+int64_t Scheduler::cached_prefix_blocks(const Seq& s, int partition) const {
+  const int64_t bs = limits_.block_size;
+  const int64_t limit = share_limit(s);
+  uint64_t h = BlockPool::root_hash(partition);
+  int64_t b = 0;
+  for (; (b + 1) * bs <= limit; ++b) {
+    h = BlockPool::chain_hash(h, std::span(s.tokens).subspan(static_cast<size_t>(b * bs), static_cast<size_t>(bs)));
+    if (!pool_.cached(h) && pending_.count(h) == 0) break;
+  }
+  return b;
+}
+
+// Chooses the partition of a waiting sequence (it holds no blocks, so it may move). Among the partitions whose
+// running sequences are within `slack` of the fewest (DP attention pads every rank's step to the busiest rank's),
+// the one with the longest prefix it can share (cached, or being computed: it then waits for it, as the choices of a
+// question do); then the fewest running; then the most available blocks; then the lowest index. Its prefix hashes
+// are chained from that partition's root.
+void Scheduler::place(Seq& s, const std::vector<int64_t>& load) {
+  const int n = pool_.n_partitions();
+  if (n == 1) return;
+  const int64_t least = *std::min_element(load.begin(), load.end());
+  const int64_t slack = std::max<int64_t>(1, limits_.max_seqs / (8 * n));
+  int best = -1;
+  int64_t best_prefix = -1;
+  for (int p = 0; p < n; ++p) {
+    const int64_t lp = load[static_cast<size_t>(p)];
+    if (lp > least + slack) continue;
+    const int64_t prefix = cached_prefix_blocks(s, p);
+    if (best >= 0) {
+      const int64_t lb = load[static_cast<size_t>(best)];
+      const auto rank = [&](int64_t pre, int64_t l, int64_t avail) { return std::make_tuple(pre, -l, avail); };
+      if (rank(prefix, lp, pool_.available(p)) <= rank(best_prefix, lb, pool_.available(best))) continue;
+    }
+    best = p;
+    best_prefix = prefix;
+  }
+  if (best != s.partition) {
+    s.partition = best;
+    s.block_hash.clear();
+  }
+}
+
 void Scheduler::admit(Seq& s) {
   const int64_t bs = limits_.block_size;
   hash_blocks(s);
@@ -152,6 +200,8 @@ void Scheduler::admit(Seq& s) {
     for (int64_t b = 0; (b + 1) * bs <= limit; ++b) {
       const int32_t blk = pool_.lookup(s.block_hash[static_cast<size_t>(b)]);
       if (blk < 0) break;
+      MLABENCH_ICHECK(pool_.partition_of(blk) == s.partition, "request {} of partition {} found its prefix block {} in "
+                      "partition {}", s.req, s.partition, blk, pool_.partition_of(blk));
       s.blocks.push_back(blk);
       s.n_cached += bs;
       s.published = b + 1;
@@ -196,7 +246,7 @@ std::vector<Scheduler::Seq*> Scheduler::plan_decode() {
     Seq* s = running_[i];
     if (left(*s) != 1) continue;
     while (!reserve(*s, 1))
-      if (!preempt_newest(s))
+      if (!preempt_newest(s, s->partition))
         MLABENCH_FAIL("the KV cache ({} blocks of {} tokens) cannot hold one sequence of {} tokens. HINT: raise "
                       "--kv-cache-gib or lower --max-context",
                       pool_.n_blocks(), limits_.block_size, s->tokens.size());
@@ -221,9 +271,12 @@ bool Scheduler::try_plan_step(std::vector<Seq*>& decode, std::vector<std::pair<S
   for (Seq* s : running_)
     if (b.tokens > 0 && left(*s) > 1)
       if (const int64_t n = plan_chunk(*s, b); n > 0) take(s, n);
+  std::vector<int64_t> load(static_cast<size_t>(pool_.n_partitions()), 0);  // running sequences a partition
+  for (const Seq* s : running_) ++load[static_cast<size_t>(s->partition)];
   for (auto it = waiting_.begin();
        it != waiting_.end() && b.tokens > 0 && static_cast<int64_t>(running_.size()) < limits_.max_seqs;) {
     Seq* s = *it;
+    place(*s, load);
     if (wait_to_share(*s)) {
       ++it;
       continue;
@@ -237,6 +290,7 @@ bool Scheduler::try_plan_step(std::vector<Seq*>& decode, std::vector<std::pair<S
       break;
     }
     take(s, n);
+    ++load[static_cast<size_t>(s->partition)];
     results_[s->req].prefix_tokens_reused += s->n_cached;
     stats_.prefix_tokens_reused += s->n_cached;
     it = waiting_.erase(it);
@@ -254,7 +308,7 @@ StepPlan Scheduler::next_step() {
                    "--kv-cache-gib or lower --max-step-tokens",
                    pool_.n_blocks(), limits_.block_size, waiting_.empty() ? 0 : waiting_.front()->tokens.size());
     // Nothing fits beside what is running: free the newest sequence and plan again.
-    MLABENCH_ICHECK(preempt_newest(nullptr), "no sequence to pre-empt among {} running", running_.size());
+    MLABENCH_ICHECK(preempt_newest(nullptr, -1), "no sequence to pre-empt among {} running", running_.size());
   }
   stats_.max_running = std::max<int64_t>(stats_.max_running, static_cast<int64_t>(running_.size()));
   return lay_out(decode, prefill);
@@ -291,7 +345,8 @@ void Scheduler::add_rows(StepPlan& p, std::vector<LogitRow> (&rows)[3], Seq& s, 
       rows[0].push_back(sa);
     }
   }
-  p.seqs.push_back({.request = s.req, .first_position = s.n_cached, .n_new = n, .decode = decode, .blocks = s.blocks});
+  p.seqs.push_back({.request = s.req, .first_position = s.n_cached, .n_new = n, .decode = decode, .blocks = s.blocks,
+                    .partition = s.partition});
 }
 
 StepPlan Scheduler::lay_out(const std::vector<Seq*>& decode, const std::vector<std::pair<Seq*, int64_t>>& prefill) {
@@ -375,6 +430,8 @@ void Scheduler::check_consistency() const {
       MLABENCH_CHECK(std::find(s->blocks.begin() + static_cast<std::ptrdiff_t>(i) + 1, s->blocks.end(),
                                s->blocks[i]) == s->blocks.end(),
                      "request {} holds block {} twice", s->req, s->blocks[i]);
+      MLABENCH_CHECK(pool_.partition_of(s->blocks[i]) == s->partition, "request {} of partition {} holds block {} "
+                     "of partition {}", s->req, s->partition, s->blocks[i], pool_.partition_of(s->blocks[i]));
       ++holders[s->blocks[i]];
     }
   }

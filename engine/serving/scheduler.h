@@ -8,7 +8,10 @@
 //      runner's decompressed-key budget, and the free blocks; at admission a request takes the cached full blocks
 //      of its prompt's prefix (prefix sharing), up to the rows whose logits it needs; a request whose next
 //      uncached block another running sequence is computing waits until that block is published and shares it
-//      (the choices of one question compute their common context once, chunk after chunk);
+//      (the choices of one question compute their common context once, chunk after chunk); where the pool is
+//      partitioned (DP attention: a cache per rank), a request is placed at admission on a partition (the longest
+//      prefix it can share among those within a slack of the fewest running sequences, place()), takes all its
+//      blocks there, and pre-empts only sequences of its own partition;
 // and after the step it applies the runner's output (StepOutput): sampled tokens, stop ids, the token callback
 // (stop strings), max_new_tokens; score sums; newly full blocks published to the prefix cache; finished
 // requests free their blocks. Deterministic: the same requests, pool state and outputs give the same plans.
@@ -78,6 +81,7 @@ class Scheduler {
     int64_t n_generated = 0;
     uint64_t admit_order = 0;
     int64_t pending_end = 0;  // block_hash[published, pending_end) is counted in pending_ while running
+    int partition = 0;        // the pool partition its blocks come from (chosen at admission)
   };
   struct Budget {
     int64_t tokens = 0, logit_rows = 0, keys = 0;
@@ -89,7 +93,9 @@ class Scheduler {
   bool reserve(Seq& s, int64_t n);
   void release(Seq& s);
   void finish(Seq& s, const char* reason, double now);
-  bool preempt_newest(const Seq* keep);
+  bool preempt_newest(const Seq* keep, int partition);
+  int64_t cached_prefix_blocks(const Seq& s, int partition) const;
+  void place(Seq& s, const std::vector<int64_t>& load);
   int64_t share_limit(const Seq& s) const;
   bool wait_to_share(Seq& s);
   void unpend(Seq& s, int64_t from, int64_t to);

@@ -10,7 +10,7 @@ namespace mlabench::serving {
 ServingEngine::ServingEngine(std::unique_ptr<ModelRunner> runner, const ServingLimits& limits)
     : runner_(std::move(runner)),
       limits_(limits),
-      pool_(runner_->n_blocks(), limits.block_size, runner_->bytes_per_block()) {}
+      pool_(runner_->n_blocks(), limits.block_size, runner_->bytes_per_block(), runner_->cache_partitions()) {}
 
 std::vector<Result> ServingEngine::run(const std::vector<Request>& requests, const TokenCallback& on_token) {
   const auto t0 = std::chrono::steady_clock::now();

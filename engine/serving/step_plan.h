@@ -22,6 +22,7 @@ struct PlannedSequence {
   int64_t n_new = 0;            ///< new rows (1 for a decode sequence)
   bool decode = false;          ///< one token continuing a generation (absorbed MLA); false: a prefill chunk
   std::vector<int32_t> blocks;  ///< the sequence's block table: blocks for positions [0, first_position + n_new)
+  int32_t partition = 0;        ///< the cache partition its blocks are in (ModelRunner::cache_partitions)
 };
 
 enum class RowUse : uint8_t { SAMPLE, SCORE, FULL };

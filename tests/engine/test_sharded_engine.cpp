@@ -91,6 +91,14 @@ void expect_sharded_equals_unsharded(EngineOptions base, int tp, int ep, const s
   // The split holds the same weights once over all its ranks, plus what each rank keeps whole (norms, the
   // embedding, the router, MLA's latent projections).
   EXPECT_GE(sharded->weight_bytes(), whole->weight_bytes()) << label;
+  // DP attention: a cache a rank, each holding every head of its own sequences, so the group holds world times the
+  // tokens of one unsharded cache of the same --kv-cache-gib; the prefix cache works within each rank.
+  const int world = std::max(tp, ep);
+  EXPECT_EQ(sharded->kv_cache_partitions(), dp ? world : 1) << label;
+  if (dp) {
+    EXPECT_EQ(sharded->kv_cache_tokens(), world * whole->kv_cache_tokens()) << label;
+    EXPECT_GT(sharded->stats().prefix_tokens_reused, 0) << label;
+  }
 }
 
 TEST(ShardedEngine, TheTinyCheckpointAtTp2Tp3AndEp2EqualsTheUnshardedEngine) {

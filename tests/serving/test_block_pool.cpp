@@ -81,17 +81,59 @@ TEST(BlockPool, PublishKeepsTheFirstWriterAndHashesChain) {
   pool.check_consistency();
 }
 
-TEST(BlockPool, RandomOperationsKeepTheBooks) {
-  BlockPool pool(32, 8, 100);
+// Partitions: each allocates from its own id range, evicts only its own cached blocks, and roots its own hashes.
+TEST(BlockPool, PartitionsAllocateAndEvictWithinTheirOwnRange) {
+  BlockPool pool(8, 4, 64, 4);  // partitions {0,1} {2,3} {4,5} {6,7}
+  ASSERT_EQ(pool.n_partitions(), 4);
+  ASSERT_EQ(pool.blocks_per_partition(), 2);
+  EXPECT_EQ(pool.allocate(1), 2);
+  EXPECT_EQ(pool.allocate(1), 3);
+  EXPECT_EQ(pool.allocate(1), -1) << "partition 1 is full while the others are empty";
+  EXPECT_EQ(pool.available(1), 0);
+  EXPECT_EQ(pool.available(0), 2);
+  EXPECT_EQ(pool.available(), 6);
+  EXPECT_EQ(pool.partition_of(5), 2);
+  // A cached block of partition 1, released, is evicted only by partition 1's allocations.
+  const std::vector<int32_t> t{1, 2, 3, 4};
+  const uint64_t h1 = BlockPool::chain_hash(BlockPool::root_hash(1), t);
+  pool.publish(2, h1);
+  pool.release(2);
+  EXPECT_EQ(pool.available(1), 1);
+  EXPECT_EQ(pool.allocate(0), 0);
+  EXPECT_EQ(pool.allocate(0), 1);
+  EXPECT_EQ(pool.allocate(0), -1);
+  EXPECT_TRUE(pool.cached(h1)) << "partition 0 filling up evicts nothing of partition 1";
+  EXPECT_EQ(pool.allocate(1), 2);
+  EXPECT_FALSE(pool.cached(h1)) << "partition 1's own allocation evicted it";
+  pool.check_consistency();
+  // Each partition chains from its own root: the same tokens never share a key across ranks.
+  std::set<uint64_t> roots;
+  for (int p = 0; p < 8; ++p) roots.insert(BlockPool::chain_hash(BlockPool::root_hash(p), t));
+  EXPECT_EQ(roots.size(), 8u);
+  EXPECT_EQ(BlockPool::root_hash(0), BlockPool::kRootHash) << "one partition keeps the hashes it always had";
+  test::expect_error_with([] { BlockPool(7, 4, 8, 2); }, {"7 blocks", "2 equal partitions"});
+  test::expect_error_with([] { BlockPool(2, 4, 8, 4); }, {"2 blocks", "4 equal partitions"});
+}
+
+class BlockPoolRandom : public ::testing::TestWithParam<int> {};
+
+TEST_P(BlockPoolRandom, RandomOperationsKeepTheBooks) {
+  const int parts = GetParam();
+  BlockPool pool(32, 8, 100, parts);
   std::mt19937 rng(5);
   std::vector<int32_t> held;  // with repetition: one entry per reference
   std::vector<uint64_t> hashes;
   for (int step = 0; step < 5000; ++step) {
     const int op = static_cast<int>(rng() % 4);
     if (op == 0) {
-      const int32_t b = pool.allocate();
-      if (b >= 0) held.push_back(b);
-      else EXPECT_EQ(pool.available(), 0);
+      const int part = static_cast<int>(rng() % static_cast<uint32_t>(parts));
+      const int32_t b = pool.allocate(part);
+      if (b >= 0) {
+        ASSERT_EQ(pool.partition_of(b), part);
+        held.push_back(b);
+      } else {
+        EXPECT_EQ(pool.available(part), 0);
+      }
     } else if (op == 1 && !held.empty()) {
       const size_t i = rng() % held.size();
       pool.release(held[i]);
@@ -111,6 +153,8 @@ TEST(BlockPool, RandomOperationsKeepTheBooks) {
     ASSERT_EQ(pool.bytes_referenced(), static_cast<uint64_t>(pool.n_referenced()) * 100u);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Partitions, BlockPoolRandom, ::testing::Values(1, 4));
 
 TEST(BlockPool, BrokenUseIsRefused) {
   EXPECT_NE(test::error_of([] { BlockPool(0, 4, 8); }).find("at least one block"), std::string::npos);

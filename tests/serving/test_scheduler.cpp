@@ -31,12 +31,15 @@ std::vector<int32_t> iota_tokens(int64_t n, int32_t from) {
 // 1000 + 10 r + k, a scored row at position p adds -(p + 1) / 1000 and is greedy iff p is even, and a FULL row at
 // position p is filled with p.
 struct Driver {
-  Driver(const ServingLimits& l, int64_t n_blocks, const std::vector<Request>& reqs, int64_t key_budget = 0)
-      : pool(n_blocks, l.block_size, 1024), sched(l, key_budget, pool, reqs, stats) {}
+  Driver(const ServingLimits& l, int64_t n_blocks, const std::vector<Request>& reqs, int64_t key_budget = 0,
+         int partitions = 1)
+      : pool(n_blocks, l.block_size, 1024, partitions), sched(l, key_budget, pool, reqs, stats) {}
 
   StepPlan step(const TokenCallback& cb = {}) {
     StepPlan p = sched.next_step();
     sched.check_consistency();
+    for (const PlannedSequence& ps : p.seqs)
+      for (int32_t b : ps.blocks) EXPECT_EQ(pool.partition_of(b), ps.partition) << "request " << ps.request;
     StepOutput out;
     for (const LogitRow& r : p.logits) {
       const size_t req = p.seqs[static_cast<size_t>(r.seq)].request;
@@ -283,6 +286,92 @@ TEST(Scheduler, TheSameInputsGiveTheSamePlans) {
     return t;
   };
   EXPECT_EQ(trace(), trace());
+}
+
+// DP attention's pool: a cache a rank. Sequences spread over the ranks, take every block from their own, pre-empt
+// only their own rank's sequences, and share a prefix only within a rank; the results are those of one cache.
+TEST(Scheduler, PartitionedPoolsPlaceEachSequenceOnOneRank) {
+  std::vector<Request> reqs;
+  for (int i = 0; i < 8; ++i) reqs.push_back(gen_request(iota_tokens(10 + 2 * i, 40 * i), 8));  // 5 to 8 blocks
+  Driver one(limits(8, 256, 64, 4), 512, reqs);
+  one.run();
+  Driver four(limits(8, 256, 64, 4), 512, reqs, 0, 4);
+  const StepPlan first = four.step();
+  ASSERT_EQ(first.seqs.size(), 8u);
+  std::vector<int> per(4, 0);
+  for (const PlannedSequence& ps : first.seqs) ++per[static_cast<size_t>(ps.partition)];
+  EXPECT_EQ(per, (std::vector<int>{2, 2, 2, 2})) << "eight sequences, two a rank";
+  four.run();
+  // Tight: 4 ranks of 10 blocks of 4 tokens; each sequence needs up to 8 blocks, so a rank runs one at a time
+  // and pre-empts within itself (the same total cache, 40 blocks, would run several at once unpartitioned).
+  Driver tight(limits(8, 256, 64, 4), 40, reqs, 0, 4);
+  tight.run();
+  EXPECT_GT(tight.stats.preemptions, 0);
+  const std::vector<Result> a = one.sched.take_results(), b = four.sched.take_results(), c = tight.sched.take_results();
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(a[i].tokens, b[i].tokens) << "request " << i;
+    EXPECT_EQ(a[i].tokens, c[i].tokens) << "request " << i;
+  }
+  EXPECT_EQ(tight.pool.n_referenced(), 0);
+  // Pre-emption frees a sequence of the rank that is short, never a newer one of another rank (whose blocks could
+  // not help): ranks of 6 blocks of 4 tokens; requests 0 and 2 (rank 0) grow to 4 blocks each, 1 and 3 (rank 1) to
+  // 3 each, and 3, the newest, is still running when rank 0 runs out.
+  const std::vector<Request> grow{gen_request(iota_tokens(4, 10), 12), gen_request(iota_tokens(1, 20), 11),
+                                  gen_request(iota_tokens(4, 30), 12), gen_request(iota_tokens(1, 40), 11)};
+  Driver ranks(limits(8, 256, 64, 4), 12, grow, 0, 2);
+  const StepPlan start = ranks.step();
+  ASSERT_EQ(start.seqs.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(start.seqs[i].partition, static_cast<int32_t>(i % 2)) << "request " << i;
+  ranks.run();
+  const std::vector<Result> g = ranks.sched.take_results();
+  EXPECT_GE(g[2].preemptions, 1) << "rank 0's newest gives way";
+  EXPECT_EQ(g[1].preemptions + g[3].preemptions, 0) << "rank 1 had room: none of its sequences is pre-empted";
+  // A request longer than one rank's cache is refused even though all ranks together could hold it.
+  BlockPool pool(16, 4, 8, 2);
+  Stats stats;
+  test::expect_error_with(
+      [&] { Scheduler s(limits(4, 256, 64, 4), 0, pool, std::vector<Request>{gen_request(iota_tokens(30, 0), 4)}, stats); },
+      {"needs 9 KV-cache blocks", "the cache holds 8 on each rank"});
+}
+
+TEST(Scheduler, PartitionedPoolsSharePrefixesWithinARankAndStayBalanced) {
+  const std::vector<int32_t> prefix = iota_tokens(40, 3);
+  std::vector<Request> reqs;
+  for (int32_t tail : {7, 8}) {
+    Request r{.tokens = prefix, .score_from = 40};
+    r.tokens.push_back(tail);
+    reqs.push_back(r);
+  }
+  reqs.push_back(gen_request(iota_tokens(30, 500), 2));  // another prefix: goes to the idle rank
+  Driver d(limits(4, 256, 64), 64, reqs, 0, 2);
+  const StepPlan first = d.step();
+  ASSERT_EQ(first.seqs.size(), 2u) << "the second request waits for the first one's block on its rank";
+  EXPECT_EQ(first.seqs[0].request, 0u);
+  EXPECT_EQ(first.seqs[1].request, 2u);
+  EXPECT_NE(first.seqs[0].partition, first.seqs[1].partition);
+  d.run();
+  EXPECT_EQ(d.stats.prefix_tokens_reused, 32) << "two full blocks of the shared context, on request 0's rank";
+  const std::vector<Result> res = d.sched.take_results();
+  EXPECT_EQ(res[1].prefix_tokens_reused, 32);
+  EXPECT_DOUBLE_EQ(res[1].logprob, res[0].logprob);
+  // A hundred requests with one common header (a few-shot prompt) still spread over the ranks: the prefix only
+  // wins among ranks within the slack of the least loaded.
+  std::vector<Request> shots;
+  for (int i = 0; i < 100; ++i) {
+    Request r = gen_request(prefix, 3);
+    r.tokens.push_back(1000 + i);
+    shots.push_back(r);
+  }
+  Driver many(limits(16, 4096, 64), 512, shots, 0, 4);
+  std::vector<int64_t> most(4, 0);
+  while (!many.sched.done()) {
+    const StepPlan p = many.step();
+    std::vector<int64_t> per(4, 0);
+    for (const PlannedSequence& ps : p.seqs) ++per[static_cast<size_t>(ps.partition)];
+    for (size_t r = 0; r < 4; ++r) most[r] = std::max(most[r], per[r]);
+  }
+  for (size_t r = 0; r < 4; ++r) EXPECT_GE(most[r], 3) << "rank " << r << " stayed nearly idle";
+  EXPECT_GE(many.stats.prefix_tokens_reused, 96 * 32) << "every rank computes the header once";
 }
 
 TEST(Scheduler, RequestsThatCannotRunAreRefusedWithTheReason) {

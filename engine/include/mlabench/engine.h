@@ -287,6 +287,9 @@ class Engine {
   int64_t kv_cache_tokens() const;
   /// \brief Tokens per KV cache block: EngineOptions::block_size, or what its 0 (auto) chose.
   int64_t kv_block_size() const;
+  /// \brief Caches kv_cache_tokens() is split over, equally (--dp-attention: one a rank, a sequence's cache on one
+  /// of them; else 1).
+  int kv_cache_partitions() const;
   /// \brief KV-cache bytes per token as the runner allocated them (a block's bytes over all layers / its tokens):
   /// BF16 on CUDA (float32 under --precision f32), float32 on the CPU.
   uint64_t kv_bytes_per_token() const;
