@@ -536,6 +536,20 @@ TEST(Cli, BenchBatchMaxSweepsUpToWhatTheCacheHolds) {
   EXPECT_NE(twice.err.find("max is named twice"), std::string::npos) << twice.err;
 }
 
+// Under --dp-attention each of the 2 ranks has its own 512-token cache (the same --kv-cache-gib), holding its own
+// sequences whole: twice the batch of one cache, still without a pre-emption.
+TEST(Cli, BenchBatchMaxUnderDpAttentionCountsEachRanksCache) {
+  test::TempDir t;
+  const CliResult r = mlabench_cli("bench --batch max --prompt 16 --gen 8 --kv-cache-gib 0.0005 --tp 2 --dp-attention "
+                                   "--out " + t.file("m.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto m = nlohmann::json::parse(test::read_file(t.file("m.json")))["max_generation_throughput"];
+  EXPECT_EQ(m["kv_cache_partitions"], 2) << m.dump(1);
+  EXPECT_EQ(m["largest_batch"], 2 * (m["kv_cache_tokens"].get<int64_t>() / 2 / 32)) << m.dump(1);
+  EXPECT_GE(m["largest_batch"].get<int64_t>(), 32) << "each rank's cache holds 16 sequences of 32 tokens";
+  for (const auto& s : m["sweep"]) EXPECT_EQ(s["preemptions"], 0) << s.dump(1);
+}
+
 // --profile on the CPU engine: a warning that names the device, the run goes on, the rows carry no profile.
 TEST(Cli, BenchProfileOnTheCpuSaysThereIsNone) {
   test::TempDir t;
