@@ -490,6 +490,7 @@ ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector
           {"cuda_graphs", eo.cuda_graphs},
           {"batch_invariant_attention", eo.batch_invariant_attention},
           {"precision", to_string(eo.precision)},
+          {"weights_dtype", to_string(eo.weights_dtype)},
           {"tp", eo.tp},
           {"ep", eo.ep},
           {"dp_attention", eo.dp_attention}};

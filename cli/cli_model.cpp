@@ -133,12 +133,18 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
       ->capture_default_str();
   cmd->add_flag("--dp-attention", e.dp_attention,
                 "data-parallel attention: every rank all heads over its own sequences and cache, the FFN split "
-                "(cpu only so far; turns the prefix cache off)");
+                "(cpu only so far; each rank its own KV cache of --kv-cache-gib, the prefix cache within each)");
   cmd->add_option("--precision", e.precision,
                   "cuda only (the cpu computes in float32): native (GEMMs in the checkpoint dtype, BF16 KV cache: "
                   "fast) or f32 (float32 weights, GEMMs, KV cache and attention: parity with the reference, 2x memory)")
       ->transform(enum_names({Precision::NATIVE, Precision::FLOAT32}))
       ->default_str(to_string(defaults.precision));
+  cmd->add_option("--weights-dtype", e.weights_dtype,
+                  "auto (as stored) or fp8: every projection and expert (not the embedding, head or router) quantised "
+                  "on load to e4m3 with a float32 scale per 128 x 128 block, activations to e4m3 per 1 x 128 group "
+                  "as DeepSeek-V3's FP8 GEMMs do (cpu only so far; docs/engine.md)")
+      ->transform(enum_names({WeightsDtype::AUTO, WeightsDtype::FP8}))
+      ->default_str(to_string(defaults.weights_dtype));
 }
 
 namespace {

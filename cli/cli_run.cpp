@@ -182,12 +182,15 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
     // Only a split run records its split (a run without one keeps the config it always had, for --resume).
     if (eng.tp > 1 || eng.ep > 1 || eng.dp_attention)
       config.update({{"tp", eng.tp}, {"ep", eng.ep}, {"dp_attention", eng.dp_attention}});
+    // Likewise FP8 weights: never silent, and a --resume of an FP8 run refuses to continue with the stored weights.
+    if (eng.weights_dtype != WeightsDtype::AUTO) config["weights_dtype"] = to_string(eng.weights_dtype);
     data::FetchOptions where;
     if (!a.data_dir.empty()) where.cache_dir = a.data_dir;
     provenance["weights"] = weights_provenance(eng, data::resolve_cache_dir(where));
     // The stored dtype(s) as `mlabench info` reads them, and the arithmetic the engine used on them.
     const json info = json::parse(s.json);
     provenance["weights"]["config_dtype"] = info.value("dtype", json(nullptr));
+    provenance["weights"]["held_as"] = to_string(eng.weights_dtype);  // auto: as stored; fp8: e4m3 blocks
     if (info.contains("checkpoint") && info["checkpoint"].is_object())
       provenance["weights"]["stored_dtypes"] = info["checkpoint"]["dtypes"];
     provenance["tokenizer"] = tokenizer_provenance(eng.model_dir);

@@ -26,6 +26,7 @@ struct Item {
   std::string context, target;   ///< the prompt text and the reference answer: equal in both runs, or refused
   std::string prediction;        ///< "pred" / "filtered" / "responses" as JSON text ("" when the line has none)
   std::map<std::string, double> metrics;
+  std::vector<double> logprobs;  ///< a loglikelihood task's log p of each choice (empty for generation tasks)
 };
 using ItemKey = std::pair<std::string, int64_t>;  ///< (subtask, doc_id)
 
@@ -90,6 +91,8 @@ std::map<ItemKey, Item> read_items(const Run& run, const std::string& task) {
           break;
         }
       for (const auto& [k, v] : line.at("metrics").items()) item.metrics[k] = v.get<double>();
+      if (line.contains("logprobs") && line["logprobs"].is_array())
+        for (const json& v : line["logprobs"]) item.logprobs.push_back(v.is_number() ? v.get<double>() : std::nan(""));
       MLABENCH_CHECK(items.emplace(key, std::move(item)).second, "compare: {}:{}: document {} of {} appears twice. "
                      "HINT: the samples file was concatenated or edited; re-run the task", file.string(), number,
                      key.second, key.first);
@@ -337,6 +340,33 @@ json task_rows(const std::string& task, const Run& a, const Pairing& p, const Co
   return rows;
 }
 
+// How far apart the runs' log-probabilities of the same choices are (loglikelihood tasks: what changes first when
+// only the arithmetic changes, as BF16 against FP8 weights): over the paired items with as many finite values in
+// both, the largest and the mean |log p_B - log p_A|, and how often both put the highest log p on the same choice.
+// null where no item carries log-probabilities.
+json logprob_differences(const Pairing& p) {
+  int64_t items = 0, values = 0, same_argmax = 0;
+  double max_abs = 0, sum_abs = 0;
+  for (const auto& [x, y] : p.pairs) {
+    const std::vector<double>&la = x->logprobs, &lb = y->logprobs;
+    if (la.empty() || la.size() != lb.size()) continue;
+    if (!std::all_of(la.begin(), la.end(), [](double v) { return std::isfinite(v); }) ||
+        !std::all_of(lb.begin(), lb.end(), [](double v) { return std::isfinite(v); }))
+      continue;
+    ++items;
+    same_argmax += std::max_element(la.begin(), la.end()) - la.begin() == std::max_element(lb.begin(), lb.end()) - lb.begin();
+    for (size_t i = 0; i < la.size(); ++i) {
+      const double d = std::fabs(lb[i] - la[i]);
+      max_abs = std::max(max_abs, d);
+      sum_abs += d;
+      ++values;
+    }
+  }
+  if (items == 0) return nullptr;
+  return {{"items", items}, {"values", values}, {"argmax_agreement", static_cast<double>(same_argmax) / items},
+          {"max_abs_difference", max_abs}, {"mean_abs_difference", sum_abs / static_cast<double>(values)}};
+}
+
 json compare_pair(const Run& a, const Run& b, const CompareOptions& o) {
   std::vector<std::string> common, only_a, only_b;
   for (const auto& [task, _] : a.results["versions"].items())
@@ -361,6 +391,7 @@ json compare_pair(const Run& a, const Run& b, const CompareOptions& o) {
               {"prediction_agreement", with_prediction > 0 ? json(static_cast<double>(same_prediction) /
                                                                   static_cast<double>(with_prediction))
                                                            : json(nullptr)}};
+    t["logprobs"] = logprob_differences(p);
     t["rows"] = task_rows(task, a, p, o);
     tasks.push_back(std::move(t));
   }
@@ -430,6 +461,11 @@ std::string format_compare_table(const json& doc, bool with_subtasks) {
                            ci, fmt_value(row["agreement"], "{:.3f}"), fmt_p(row["mcnemar_p"]), fmt_p(row["p_bh"]),
                            fmt_value(row["mdd"]), row["verdict"].get<std::string>());
       }
+      if (const json& lp = t["logprobs"]; lp.is_object())
+        out += fmt::format("  logprobs: {}: {} items, {} choices: argmax agreement {:.3f}; |log p B - log p A| max "
+                           "{:.3g}, mean {:.3g}\n", t["task"].get<std::string>(), lp["items"].get<int64_t>(),
+                           lp["values"].get<int64_t>(), lp["argmax_agreement"].get<double>(),
+                           lp["max_abs_difference"].get<double>(), lp["mean_abs_difference"].get<double>());
       if (t["only_in_a"].get<int64_t>() > 0 || t["only_in_b"].get<int64_t>() > 0)
         out += fmt::format("  note: {}: {} documents only in A and {} only in B are left out; the rows pair the {} "
                            "documents both runs scored\n", t["task"].get<std::string>(), t["only_in_a"].get<int64_t>(),

@@ -25,10 +25,17 @@ struct RandomSource {
 };
 
 struct TensorView {
+  static constexpr int64_t kScaleBlock = 128;  // engine/core/fp8.h kFp8Block
+
   DType dtype = DType::F32;
   std::vector<int64_t> shape;  // row-major
   const void* data = nullptr;
   std::optional<RandomSource> random = std::nullopt;  // set (data null) for a random tensor not generated yet
+  /// F8_E4M3 matrices: one float32 scale_inv per 128 x 128 block (engine/core/fp8.h), a grid of rows of `scale_ld`
+  /// blocks (a 3-D [E, N, K] tensor: one grid of ceil(N/128) rows a sub-tensor, one after the other); row r of this
+  /// view is row scale_row0 + r of its grid (a view of rows that start inside a block).
+  const float* scale_inv = nullptr;
+  int64_t scale_ld = 0, scale_row0 = 0;
 
   int64_t numel() const { return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>()); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
@@ -44,6 +51,12 @@ struct TensorView {
       return v;
     }
     v.data = static_cast<const char*>(data) + static_cast<size_t>(first * row_size()) * dtype_size(dtype);
+    if (scale_inv != nullptr) {
+      if (shape.size() == 2)
+        v.scale_row0 += first;
+      else  // whole sub-tensors: whole grids
+        v.scale_inv += first * ((shape[1] + kScaleBlock - 1) / kScaleBlock) * scale_ld;
+    }
     return v;
   }
   /// \brief The i-th sub-tensor along the first dimension, that dimension dropped ([E, N, K] -> [N, K]).

@@ -550,6 +550,23 @@ TEST(Cli, BenchBatchMaxUnderDpAttentionCountsEachRanksCache) {
   for (const auto& s : m["sweep"]) EXPECT_EQ(s["preemptions"], 0) << s.dump(1);
 }
 
+// --weights-dtype fp8 is never silent: bench records it in its params, and the engine's weight bytes shrink.
+TEST(Cli, BenchRecordsFp8Weights) {
+  test::TempDir t;
+  for (const char* d : {"auto", "fp8"}) {
+    const CliResult r = mlabench_cli(std::string("bench --batch 1 --prompt 8 --gen 2 --weights-dtype ") + d + " --out " +
+                                     t.file(std::string(d) + ".json"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const auto a = nlohmann::json::parse(test::read_file(t.file("auto.json")));
+  const auto b = nlohmann::json::parse(test::read_file(t.file("fp8.json")));
+  EXPECT_EQ(a["params"]["weights_dtype"], "auto");
+  EXPECT_EQ(b["params"]["weights_dtype"], "fp8");
+  const CliResult bad = mlabench_cli("bench --batch 1 --prompt 8 --gen 2 --weights-dtype e5m2");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("auto, fp8"), std::string::npos) << bad.err;
+}
+
 // --profile on the CPU engine: a warning that names the device, the run goes on, the rows carry no profile.
 TEST(Cli, BenchProfileOnTheCpuSaysThereIsNone) {
   test::TempDir t;

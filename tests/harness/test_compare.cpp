@@ -92,6 +92,15 @@ TEST(Compare, GoldAgainstAlwaysAIsALossAndGoldAgainstGoldIsNoDifference) {
   EXPECT_EQ(row_of(loss, "subtask", "mmlu_anatomy", "acc")["n"], kLimit);
   EXPECT_EQ(loss["tasks"][0]["only_in_a"], 0);
   EXPECT_EQ(loss["tasks"][0]["only_in_b"], 0);
+  // The oracles' log-probabilities: 0 for the answer they give, -1 for the other choices. Where gold is not A, the
+  // two runs differ by 1 on two of the four choices.
+  const json& lp = loss["tasks"][0]["logprobs"];
+  ASSERT_TRUE(lp.is_object()) << loss["tasks"][0].dump(1);
+  EXPECT_EQ(lp["items"], items);
+  EXPECT_EQ(lp["values"], 4 * items);
+  EXPECT_NEAR(lp["argmax_agreement"].get<double>(), static_cast<double>(gold_is_a) / items, 1e-12);
+  EXPECT_EQ(lp["max_abs_difference"], 1.0);
+  EXPECT_NEAR(lp["mean_abs_difference"].get<double>(), 2.0 * (items - gold_is_a) / (4.0 * items), 1e-12);
 
   const json& same = doc["comparisons"][1];
   EXPECT_EQ(same["b"], "again");
@@ -100,6 +109,8 @@ TEST(Compare, GoldAgainstAlwaysAIsALossAndGoldAgainstGoldIsNoDifference) {
   EXPECT_EQ(acc2["difference"], 0.0);
   EXPECT_EQ(acc2["mcnemar_p"], 1.0);
   EXPECT_EQ(same["tasks"][0]["prediction_agreement"], 1.0);
+  EXPECT_EQ(same["tasks"][0]["logprobs"]["argmax_agreement"], 1.0);
+  EXPECT_EQ(same["tasks"][0]["logprobs"]["max_abs_difference"], 0.0);
   EXPECT_EQ(acc2["verdict"], fmt::format("no difference (identical on all {} items)", items));
 
   // Seeded: the same options give the same document.
@@ -108,6 +119,7 @@ TEST(Compare, GoldAgainstAlwaysAIsALossAndGoldAgainstGoldIsNoDifference) {
             doc);
   const std::string table = format_compare_table(doc, false);
   EXPECT_NE(table.find("A = gold, B = always_a"), std::string::npos) << table;
+  EXPECT_NE(table.find("logprobs: mmlu: " + std::to_string(items) + " items"), std::string::npos) << table;
   EXPECT_EQ(table.find("mmlu_anatomy"), std::string::npos) << "subtask rows only with --subtasks";
   EXPECT_NE(format_compare_table(doc, true).find("mmlu_anatomy"), std::string::npos);
 }

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <span>
 
+#include "engine/core/fp8.h"
 #include "engine/kernels/cpu/ops.h"
 
 namespace mlabench {
@@ -82,6 +84,54 @@ TEST_P(LinearTest, MatchesDoubleReference) {
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, LinearTest, ::testing::Values(DType::F32, DType::BF16, DType::F16),
                          [](const auto& i) { return std::string(dtype_name(i.param)); });
+
+// FP8 weights (--weights-dtype fp8): linear() is W8A8, the dequantised codes against activations rounded through e4m3
+// in 1 x 128 groups; linear_transposed() dequantises the weights only. Views of rows that start inside a 128-row
+// scale block, and a sub-tensor of a 3-D [E, N, K] tensor, find their own scales.
+TEST(CpuOps, Fp8WeightsAreW8A8) {
+  std::mt19937 rng(21);
+  const int64_t E = 2, n = 300, k = 200, nb = 3, kb = 2;
+  std::vector<uint8_t> codes(static_cast<size_t>(E * n * k));
+  std::vector<float> scales(static_cast<size_t>(E * nb * kb)), deq(codes.size());
+  for (int64_t e = 0; e < E; ++e) {
+    std::vector<float> w = randn(static_cast<size_t>(n * k), rng);
+    for (float& v : w) v *= static_cast<float>(e + 1) * 0.05f;
+    quantize_fp8_blocks(w, n, k, std::span(codes).subspan(static_cast<size_t>(e * n * k), static_cast<size_t>(n * k)),
+                        std::span(scales).subspan(static_cast<size_t>(e * nb * kb), static_cast<size_t>(nb * kb)), "w");
+    for (int64_t i = 0; i < n * k; ++i) {
+      const auto at = static_cast<size_t>(e * n * k + i);
+      deq[at] = e4m3_to_f32(codes[at]) * scales[static_cast<size_t>(e * nb * kb + (i / k / 128) * kb + (i % k) / 128)];
+    }
+  }
+  TensorView whole{.dtype = DType::F8_E4M3, .shape = {E, n, k}, .data = codes.data(), .scale_inv = scales.data(),
+                   .scale_ld = kb};
+  const int64_t first = 100, rows_taken = 150;  // rows 100..249 of expert 1: across its first and second row blocks
+  const TensorView w = whole.index(1).slice_rows(first, rows_taken);
+  const int64_t rows = 3;
+  std::vector<float> x = randn(static_cast<size_t>(rows * k), rng);
+  std::vector<float> y(static_cast<size_t>(rows * rows_taken), kPoison);
+  cpu::linear(y.data(), rows_taken, x.data(), k, rows, w);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<float> xq(x.begin() + r * k, x.begin() + (r + 1) * k);
+    fake_quantize_fp8_row(xq.data(), k);
+    EXPECT_NE(xq, std::vector<float>(x.begin() + r * k, x.begin() + (r + 1) * k)) << "activations are rounded";
+    for (int64_t j = 0; j < rows_taken; ++j) {
+      double ref = 0;
+      for (int64_t i = 0; i < k; ++i) ref += static_cast<double>(xq[static_cast<size_t>(i)]) * deq[static_cast<size_t>((n + first + j) * k + i)];
+      ASSERT_NEAR(y[static_cast<size_t>(r * rows_taken + j)], ref, 1e-5 * (1 + std::sqrt(static_cast<double>(k)))) << r << "," << j;
+    }
+  }
+  std::vector<float> xt = randn(static_cast<size_t>(rows * rows_taken), rng);
+  std::vector<float> yt(static_cast<size_t>(rows * k), kPoison);
+  cpu::linear_transposed(yt.data(), k, xt.data(), rows_taken, rows, w);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < k; ++i) {
+      double ref = 0;
+      for (int64_t j = 0; j < rows_taken; ++j)
+        ref += static_cast<double>(xt[static_cast<size_t>(r * rows_taken + j)]) * deq[static_cast<size_t>((n + first + j) * k + i)];
+      ASSERT_NEAR(yt[static_cast<size_t>(r * k + i)], ref, 1e-5 * (1 + std::sqrt(static_cast<double>(rows_taken))));
+    }
+}
 
 TEST(CpuOps, EmbeddingRmsNormSilu) {
   std::mt19937 rng(3);

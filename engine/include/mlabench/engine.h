@@ -44,14 +44,22 @@ enum class MlaAttention { AUTO, DECOMPRESSED, ABSORBED };
 /// numerics, for parity with the float64 reference; twice the weight and cache memory, slower.
 enum class Precision { NATIVE, FLOAT32 };
 
+/// How the engine holds its weight matrices (issue 20). AUTO: as stored. FP8: e4m3 with one float32 scale per
+/// 128 x 128 block (DeepSeek-V3's layout, engine/core/fp8.h), quantised on load; every projection and expert except
+/// the embedding, the output head and the router, whose activations go through e4m3 in 1 x 128 groups as they enter
+/// it (W8A8, as DeepSeek-V3's FP8 GEMMs). The CPU engine only, so far.
+enum class WeightsDtype { AUTO, FP8 };
+
 /// The names the CLI and the result files use: "cpu" | "cuda"; "auto" | "decompressed" | "absorbed";
-/// "native" | "f32". The *_from_name functions invert them (std::nullopt for any other name).
+/// "native" | "f32"; "auto" | "fp8". The *_from_name functions invert them (std::nullopt for any other name).
 std::string to_string(Device d);
 std::string to_string(MlaAttention m);
 std::string to_string(Precision p);
+std::string to_string(WeightsDtype w);
 std::optional<Device> device_from_name(std::string_view name);
 std::optional<MlaAttention> mla_attention_from_name(std::string_view name);
 std::optional<Precision> precision_from_name(std::string_view name);
+std::optional<WeightsDtype> weights_dtype_from_name(std::string_view name);
 /// A --device value: "cpu", "cuda" (GPU 0) or "cuda:N" (GPU N, N >= 0 in decimal); nullopt for anything else.
 struct DeviceSpec {
   Device device = Device::CPU;
@@ -87,6 +95,7 @@ struct EngineOptions {
   // The GPU engine only.
   bool cuda_graphs = true;  ///< replay CUDA graphs for decode steps (every batch size)
   Precision precision = Precision::NATIVE;
+  WeightsDtype weights_dtype = WeightsDtype::AUTO;  ///< --weights-dtype: as stored, or FP8 blocks (the CPU only)
   /// Decode attention's split-KV plan from each sequence's own length (fixed_kv_splits, kernel_params.h), so a
   /// sequence's attention output has the same bits in any batch; slower where the throughput plan would split
   /// differently (docs/engine.md, "Batch invariance"). The GEMMs stay batch-dependent. The CPU engine's attention is
