@@ -491,6 +491,7 @@ ojson params_json(const BenchArgs& a, const EngineOptions& eo, const std::vector
           {"batch_invariant_attention", eo.batch_invariant_attention},
           {"precision", to_string(eo.precision)},
           {"weights_dtype", to_string(eo.weights_dtype)},
+          {"kv_cache_dtype", to_string(eo.kv_cache_dtype)},
           {"tp", eo.tp},
           {"ep", eo.ep},
           {"dp_attention", eo.dp_attention}};

@@ -145,6 +145,12 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
                   "as DeepSeek-V3's FP8 GEMMs do (cpu only so far; docs/engine.md)")
       ->transform(enum_names({WeightsDtype::AUTO, WeightsDtype::FP8}))
       ->default_str(to_string(defaults.weights_dtype));
+  cmd->add_option("--kv-cache-dtype", e.kv_cache_dtype,
+                  "auto (the engine's own) or fp8: cached values rounded to e4m3 with float32 scales (MLA: the latent "
+                  "in groups of 128, the RoPE part in BF16, FlashMLA's 656 B a layer; GQA/MHA: a scale per head's key "
+                  "and value); attention reads what the cache holds (cpu only so far; docs/engine.md)")
+      ->transform(enum_names({KvCacheDtype::AUTO, KvCacheDtype::FP8}))
+      ->default_str(to_string(defaults.kv_cache_dtype));
 }
 
 namespace {

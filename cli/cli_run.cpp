@@ -184,6 +184,7 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
       config.update({{"tp", eng.tp}, {"ep", eng.ep}, {"dp_attention", eng.dp_attention}});
     // Likewise FP8 weights: never silent, and a --resume of an FP8 run refuses to continue with the stored weights.
     if (eng.weights_dtype != WeightsDtype::AUTO) config["weights_dtype"] = to_string(eng.weights_dtype);
+    if (eng.kv_cache_dtype != KvCacheDtype::AUTO) config["kv_cache_dtype"] = to_string(eng.kv_cache_dtype);
     data::FetchOptions where;
     if (!a.data_dir.empty()) where.cache_dir = a.data_dir;
     provenance["weights"] = weights_provenance(eng, data::resolve_cache_dir(where));

@@ -123,6 +123,17 @@ struct Engine::Impl {
   }
 };
 
+namespace {
+
+// An FP8 checkpoint (DeepSeek-V3's layout) runs on the CPU engine only so far: the GPU uploader and the column slices
+// of a split would have to carry its block scales.
+void refuse_fp8_checkpoint(ModelWeights& w, const char* where) {
+  MLABENCH_CHECK(!holds_fp8(w), "{}: this checkpoint stores FP8 (F8_E4M3) weights, which only the CPU engine reads so "
+                 "far (issue 20). HINT: --device cpu on one rank", where);
+}
+
+}  // namespace
+
 Engine::Engine() : impl_(std::make_unique<Impl>()) {}
 Engine::~Engine() = default;
 
@@ -142,6 +153,9 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
     MLABENCH_CHECK(!fp8_weights || options.device == Device::CPU,
                    "--weights-dtype fp8 on cuda: the FP8 GEMMs are not built yet (issue 20). HINT: --device cpu runs "
                    "the FP8 numerics (e4m3 weights with 128 x 128 block scales, 1 x 128 activation groups)");
+    MLABENCH_CHECK(options.kv_cache_dtype == KvCacheDtype::AUTO || options.device == Device::CPU,
+                   "--kv-cache-dtype fp8 on cuda: the FP8 attention kernels are not built yet (issue 20). HINT: "
+                   "--device cpu runs the FP8 cache's numerics");
     MLABENCH_CHECK(!fp8_weights || (split.world() == 1 && !split.dp_attention),
                    "--weights-dtype fp8 with --tp/--ep/--dp-attention: a rank's column slice would cut 128 x 128 "
                    "scale blocks; not built yet. HINT: run FP8 weights on one rank");
@@ -152,6 +166,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
       // larger than one GPU or the host never exists whole; a checkpoint's slices are views of its mmap.
       ModelWeights w = options.random_weights_seed ? random_weight_sources(c, *options.random_weights_seed)
                                                    : load_weights(c, options.model_dir);
+      refuse_fp8_checkpoint(w, "--tp/--ep/--dp-attention");
       m.summary = summarize(c, options.model_dir, w.checkpoint.get());
       m.active_weight_bytes = weight_footprint(c, w.embed.dtype).second;
       m.weight_bytes = w.stored_bytes;
@@ -162,6 +177,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
       // copied straight from its mmap.
       std::optional<ModelWeights> w;
       if (!options.random_weights_seed) w = load_weights(c, options.model_dir);
+      if (w) refuse_fp8_checkpoint(*w, "--device cuda");
       m.summary = summarize(c, options.model_dir, w ? w->checkpoint.get() : nullptr);
       std::tie(m.weight_bytes, m.active_weight_bytes) =
           weight_footprint(c, options.precision == Precision::FLOAT32 ? DType::F32 : w ? w->embed.dtype : c.dtype);

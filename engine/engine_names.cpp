@@ -18,6 +18,8 @@ constexpr std::array<std::pair<Precision, std::string_view>, 2> kPrecisions{
     {{Precision::NATIVE, "native"}, {Precision::FLOAT32, "f32"}}};
 constexpr std::array<std::pair<WeightsDtype, std::string_view>, 2> kWeightsDtypes{
     {{WeightsDtype::AUTO, "auto"}, {WeightsDtype::FP8, "fp8"}}};
+constexpr std::array<std::pair<KvCacheDtype, std::string_view>, 2> kKvCacheDtypes{
+    {{KvCacheDtype::AUTO, "auto"}, {KvCacheDtype::FP8, "fp8"}}};
 
 template <class E, size_t N>
 std::string name_of(const std::array<std::pair<E, std::string_view>, N>& names, E value) {
@@ -39,10 +41,12 @@ std::string to_string(Device d) { return name_of(kDevices, d); }
 std::string to_string(MlaAttention m) { return name_of(kMlaAttention, m); }
 std::string to_string(Precision p) { return name_of(kPrecisions, p); }
 std::string to_string(WeightsDtype w) { return name_of(kWeightsDtypes, w); }
+std::string to_string(KvCacheDtype k) { return name_of(kKvCacheDtypes, k); }
 std::optional<Device> device_from_name(std::string_view name) { return value_of(kDevices, name); }
 std::optional<MlaAttention> mla_attention_from_name(std::string_view name) { return value_of(kMlaAttention, name); }
 std::optional<Precision> precision_from_name(std::string_view name) { return value_of(kPrecisions, name); }
 std::optional<WeightsDtype> weights_dtype_from_name(std::string_view name) { return value_of(kWeightsDtypes, name); }
+std::optional<KvCacheDtype> kv_cache_dtype_from_name(std::string_view name) { return value_of(kKvCacheDtypes, name); }
 
 std::optional<DeviceSpec> device_spec_from_name(std::string_view name) {
   if (const auto d = device_from_name(name)) return DeviceSpec{.device = *d, .index = 0};

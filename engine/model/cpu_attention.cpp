@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "engine/core/fp8.h"
 #include "engine/kernels/cpu/ops.h"
 
 namespace mlabench::cpu {
@@ -37,8 +38,17 @@ KvWidths kv_cache_widths(const ModelConfig& c) {
   return {};
 }
 
+void round_mla_slot_fp8(float* slot, int64_t kv_lora, int64_t rope) {
+  fake_quantize_fp8_row(slot, kv_lora);
+  for (int64_t i = 0; i < rope; ++i) slot[kv_lora + i] = bf16_to_f32(f32_to_bf16(slot[kv_lora + i]));
+}
+
+void round_heads_fp8(float* heads, int64_t n_heads, int64_t head_dim) {
+  for (int64_t h = 0; h < n_heads; ++h) fake_quantize_fp8_row(heads + h * head_dim, head_dim);
+}
+
 void mla_attention(const ModelConfig& c, const RopeTables& rope, const LayerWeights& L, int64_t layer, const float* xn,
-                   int64_t T, int64_t pos0, bool absorbed, CpuKvCache& cache, float* out) {
+                   int64_t T, int64_t pos0, bool absorbed, bool fp8_kv, CpuKvCache& cache, float* out) {
   const int64_t l = layer, H = c.hidden_size, nh = c.n_heads, nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim;
   const int64_t vd = c.v_head_dim, kvl = c.kv_lora_rank, qk = c.qk_head_dim(), cw = kvl + rd;
 
@@ -63,6 +73,7 @@ void mla_attention(const ModelConfig& c, const RopeTables& rope, const LayerWeig
     std::copy_n(ckv.data() + t * cw + kvl, rd, slot + kvl);
     rope_cos_sin(rope, pos0 + t, cs.data(), sn.data());
     cpu::rope(slot + kvl, rd, cs.data(), sn.data(), true);
+    if (fp8_kv) round_mla_slot_fp8(slot, kvl, rd);
     for (int64_t h = 0; h < nh; ++h) cpu::rope(q.data() + t * nh * qk + h * qk + nope, rd, cs.data(), sn.data(), true);
   }
 
@@ -128,7 +139,7 @@ void mla_attention(const ModelConfig& c, const RopeTables& rope, const LayerWeig
 }
 
 void gqa_attention(const ModelConfig& c, const RopeTables& rope, const LayerWeights& L, int64_t layer, const float* xn,
-                   int64_t T, int64_t pos0, CpuKvCache& cache, float* out) {
+                   int64_t T, int64_t pos0, bool fp8_kv, CpuKvCache& cache, float* out) {
   const int64_t l = layer, H = c.hidden_size, nh = c.n_heads, nkv = c.n_kv_heads, hd = c.head_dim;
   const int64_t kvw = nkv * hd, group = nh / nkv;  // group: query heads per KV head (1 = MHA, nh = MQA)
   const auto scale = static_cast<float>(rope.softmax_scale);
@@ -142,6 +153,10 @@ void gqa_attention(const ModelConfig& c, const RopeTables& rope, const LayerWeig
     rope_cos_sin(rope, pos0 + t, cs.data(), sn.data());
     for (int64_t h = 0; h < nh; ++h) cpu::rope(q.data() + (t * nh + h) * hd, hd, cs.data(), sn.data(), false);
     for (int64_t g = 0; g < nkv; ++g) cpu::rope(cache.k(l, pos0 + t) + g * hd, hd, cs.data(), sn.data(), false);
+    if (fp8_kv) {
+      round_heads_fp8(cache.k(l, pos0 + t), nkv, hd);
+      round_heads_fp8(cache.v(l, pos0 + t), nkv, hd);
+    }
   }
 #pragma omp parallel if (T * nh * (pos0 + T) * hd >= kParallelMinWork)
   {

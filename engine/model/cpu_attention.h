@@ -25,13 +25,22 @@ KvWidths kv_cache_widths(const ModelConfig& c);
 
 /// \brief Multi-head latent attention of layer `layer` (weights L): xn [T, H] -> out [T, H]. `absorbed` picks the
 /// form: W_UK folded into the query and W_UV applied after attention (MQA over the latent), or per-head keys and
-/// values decompressed from the cache with kv_b_proj. Both compute the same function.
+/// values decompressed from the cache with kv_b_proj. Both compute the same function. `fp8_kv`: each token's cache
+/// slot is rounded as FlashMLA's FP8 layout holds it (round_mla_slot_fp8) before anything reads it.
 void mla_attention(const ModelConfig& c, const RopeTables& rope, const LayerWeights& L, int64_t layer, const float* xn,
-                   int64_t T, int64_t pos0, bool absorbed, CpuKvCache& cache, float* out);
+                   int64_t T, int64_t pos0, bool absorbed, bool fp8_kv, CpuKvCache& cache, float* out);
+
+/// \brief --kv-cache-dtype fp8, MLA: the latent's kv_lora values through e4m3 in groups of 128 with a float32 scale
+/// each (amax / 448), the rope values that follow it through BF16. In place.
+void round_mla_slot_fp8(float* slot, int64_t kv_lora, int64_t rope);
+/// \brief --kv-cache-dtype fp8, GQA/MHA: each head's head_dim values through e4m3 with one scale (a scale per 128
+/// values where head_dim is larger). In place, n_heads heads.
+void round_heads_fp8(float* heads, int64_t n_heads, int64_t head_dim);
+
 
 /// \brief Grouped-query attention of layer `layer` (weights L): xn [T, H] -> out [T, H]. Query head h reads KV
 /// head h / (n_heads / n_kv_heads); the cache keeps K (after RoPE) and V.
 void gqa_attention(const ModelConfig& c, const RopeTables& rope, const LayerWeights& L, int64_t layer, const float* xn,
-                   int64_t T, int64_t pos0, CpuKvCache& cache, float* out);
+                   int64_t T, int64_t pos0, bool fp8_kv, CpuKvCache& cache, float* out);
 
 }  // namespace mlabench::cpu

@@ -53,9 +53,9 @@ void CpuModel::forward(std::span<const int32_t> tokens, CpuKvCache& cache, std::
     cpu::rms_norm(xn.data(), H, x.data(), H, L.input_norm.data(), T, H, eps);
     // T == 0: an empty call of a DP-attention rank with no sequence to run (it joins the gathers below only).
     if (T > 0 && c.attention == AttentionKind::MLA)
-      cpu::mla_attention(c, rope_, L, l, xn.data(), T, pos0, absorbed, cache, delta.data());
+      cpu::mla_attention(c, rope_, L, l, xn.data(), T, pos0, absorbed, fp8_kv_, cache, delta.data());
     else if (T > 0 && c.attention == AttentionKind::GQA)
-      cpu::gqa_attention(c, rope_, L, l, xn.data(), T, pos0, cache, delta.data());
+      cpu::gqa_attention(c, rope_, L, l, xn.data(), T, pos0, fp8_kv_, cache, delta.data());
     if (hooks_.all_reduce) hooks_.all_reduce(delta.data(), T * H);
     for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
     cpu::rms_norm(xn.data(), H, x.data(), H, L.post_norm.data(), T, H, eps);

@@ -42,6 +42,8 @@ class CpuModel {
   const ModelWeights& weights() const { return weights_; }
   /// One rank of a sharded forward: this model's weights are the rank's slices (engine/parallel/sharded_cpu.h).
   void set_rank_hooks(CpuRankHooks hooks) { hooks_ = std::move(hooks); }
+  /// --kv-cache-dtype fp8: every value written to the cache is rounded as the FP8 cache holds it (cpu_attention.h).
+  void set_fp8_kv_cache(bool on) { fp8_kv_ = on; }
 
   /// \brief A cache sized for this model's layout (the attention kind's K and V widths), empty.
   CpuKvCache new_cache() const;
@@ -63,6 +65,7 @@ class CpuModel {
   RopeTables rope_;
   MlaAttention mode_;
   CpuRankHooks hooks_;
+  bool fp8_kv_ = false;
 };
 
 /// \brief The CPU model of `c` (any registered attention × FFN composition).

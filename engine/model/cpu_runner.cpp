@@ -26,6 +26,7 @@ class CpuRunner final : public serving::ModelRunner {
       : limits_(limits), weight_bytes_(w.stored_bytes), model_(std::move(c), std::move(w), o.mla_attention) {
     if (o.n_threads > 0) omp_set_num_threads(o.n_threads);
     model_.set_rank_hooks(std::move(hooks));
+    model_.set_fp8_kv_cache(o.kv_cache_dtype == KvCacheDtype::FP8);
     const CpuKvCache probe = model_.new_cache();
     k_width_ = probe.k_width();
     v_width_ = probe.v_width();

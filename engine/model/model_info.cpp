@@ -72,6 +72,13 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const
   s.kv_elements_per_token = kv.elements;
   s.kv_bytes_per_token_bf16 = 2 * kv.elements;
   s.kv_bytes_per_token_fp8 = kv.elements;
+  // --kv-cache-dtype fp8 as the engine holds it: the codes plus a float32 scale per 128 of them, and MLA's RoPE part in
+  // BF16 (FlashMLA's layout: 656 B a layer at V2 shapes, where the paper's 34,560 B for V2 counts one byte an element).
+  const auto scales = [](int64_t n) { return 4 * ((n + 127) / 128); };
+  s.kv_bytes_per_token_fp8_scaled =
+      c.n_layers * (c.attention == AttentionKind::MLA
+                        ? c.kv_lora_rank + scales(c.kv_lora_rank) + 2 * c.qk_rope_head_dim
+                        : 2 * c.n_kv_heads * (c.head_dim + scales(c.head_dim)));
 
   nlohmann::ordered_json j;
   j["model_dir"] = model_dir;
@@ -138,7 +145,13 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const
                       "total minus the input embedding table (a lookup; kept when tied to the "
                       "output head) minus the routed experts a token does not use"}};
   nlohmann::ordered_json kvj = {
-      {"elements", kv.elements}, {"bytes_bf16", s.kv_bytes_per_token_bf16}, {"bytes_fp8", s.kv_bytes_per_token_fp8}};
+      {"elements", kv.elements}, {"bytes_bf16", s.kv_bytes_per_token_bf16}, {"bytes_fp8", s.kv_bytes_per_token_fp8},
+      {"bytes_fp8_scaled", s.kv_bytes_per_token_fp8_scaled},
+      {"bytes_fp8_scaled_layout", c.attention == AttentionKind::MLA
+                                      ? "--kv-cache-dtype fp8: the latent in e4m3 with a float32 scale per 128 values, "
+                                        "the RoPE part in BF16 (FlashMLA's layout)"
+                                      : "--kv-cache-dtype fp8: K and V in e4m3 with a float32 scale per head (per 128 "
+                                        "values of a wider head)"}};
   if (c.attention == AttentionKind::MLA) {
     kvj["layout"] = "latent: kv_lora_rank + qk_rope_head_dim per layer";
     kvj["decompressed_bytes_bf16"] = 2 * kv.decompressed_elements;

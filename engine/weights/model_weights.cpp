@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/check.h"
+#include "engine/core/fp8.h"
 
 namespace mlabench {
 
@@ -23,6 +24,31 @@ std::vector<float> to_f32(const TensorView& t) {
   std::vector<float> v(static_cast<size_t>(t.numel()));
   convert_to_f32(t.dtype, t.data, v.data(), v.size());
   return v;
+}
+
+// An FP8 weight as DeepSeek-V3 stores it: e4m3 values and a float32 (or BF16) `<name>_scale_inv` of one value per
+// 128 x 128 block ([ceil(N/128), ceil(K/128)], or [E, ...] for a 3-D expert tensor). The embedding, the output head
+// and the router must stay in a float type: the engine reads them row by row or compares their outputs as they are.
+void check_fp8_tensor(const Checkpoint& ck, const std::string& dir, const ExpectedTensor& t) {
+  const bool matrix = t.shape.size() >= 2 && !t.name.ends_with("embed_tokens.weight") && t.name != "lm_head.weight" &&
+                      !t.name.ends_with("mlp.gate.weight");
+  MLABENCH_CHECK(matrix, "checkpoint {}: tensor '{}' is F8_E4M3; only projections and experts may be (the embedding, "
+                 "the output head, the router and the norms stay BF16/F16/F32, as in DeepSeek-V3's FP8 checkpoints)",
+                 dir, t.name);
+  const std::string sname = t.name + "_scale_inv";
+  MLABENCH_CHECK(ck.has(sname), "checkpoint {}: F8_E4M3 tensor '{}' has no '{}' beside it. HINT: an FP8 checkpoint "
+                 "stores one float32 scale per 128 x 128 block (DeepSeek-V3's weight_scale_inv)", dir, t.name, sname);
+  const SafetensorsEntry& e = ck.entry(t.name);
+  MLABENCH_CHECK(e.shape == t.shape, "checkpoint {}: tensor '{}' has shape {} but config.json implies {}", dir, t.name,
+                 shape_str(e.shape), shape_str(t.shape));
+  std::vector<int64_t> grid(t.shape.begin(), t.shape.end());
+  const size_t d = grid.size();
+  grid[d - 2] = (grid[d - 2] + kFp8Block - 1) / kFp8Block;
+  grid[d - 1] = (grid[d - 1] + kFp8Block - 1) / kFp8Block;
+  const SafetensorsEntry& se = ck.entry(sname);
+  MLABENCH_CHECK(se.shape == grid && (se.dtype == DType::F32 || se.dtype == DType::BF16),
+                 "checkpoint {}: '{}' is {} {}; the 128 x 128 blocks of '{}' {} need a float32 grid {}", dir, sname,
+                 dtype_name(se.dtype), shape_str(se.shape), t.name, shape_str(t.shape), shape_str(grid));
 }
 
 }  // namespace
@@ -125,6 +151,11 @@ ModelWeights load_weights(const ModelConfig& c, const std::string& dir) {
   std::set<std::string> expected;
   for (const auto& t : manifest) {
     expected.insert(t.name);
+    if (ck.has(t.name) && ck.entry(t.name).dtype == DType::F8_E4M3) {
+      check_fp8_tensor(ck, dir, t);
+      expected.insert(t.name + "_scale_inv");
+      continue;
+    }
     MLABENCH_CHECK(ck.has(t.name),
                    "checkpoint {} has no tensor '{}' (expected shape {}, from {}; expert layout: {}). "
                    "HINT: config.json and the weights disagree (num_hidden_layers, q_lora_rank, experts?)",
@@ -135,8 +166,8 @@ ModelWeights load_weights(const ModelConfig& c, const std::string& dir) {
                    "check hidden_size, head dims and ranks in {}",
                    dir, t.name, shape_str(e.shape), shape_str(t.shape), c.source);
     MLABENCH_CHECK(e.dtype == DType::BF16 || e.dtype == DType::F16 || e.dtype == DType::F32,
-                   "checkpoint {}: tensor '{}' is {}; weights must be BF16, F16 or F32", dir, t.name,
-                   dtype_name(e.dtype));
+                   "checkpoint {}: tensor '{}' is {}; weights must be BF16, F16 or F32 (or F8_E4M3 with a "
+                   "'_scale_inv' beside it, DeepSeek-V3's FP8 layout)", dir, t.name, dtype_name(e.dtype));
   }
   std::vector<std::string> unexpected;
   for (const auto& n : ck.names())
@@ -156,6 +187,14 @@ ModelWeights load_weights(const ModelConfig& c, const std::string& dir) {
       w.owned.emplace_back((v.nbytes() + 7) / 8);
       std::memcpy(w.owned.back().data(), v.data, v.nbytes());
       v.data = w.owned.back().data();
+    }
+    if (v.dtype == DType::F8_E4M3) {  // its block scales, as float32 in an aligned buffer of their own
+      const TensorView sv = ck.get(name + "_scale_inv");
+      w.stored_bytes += sv.nbytes();
+      w.owned.emplace_back((static_cast<size_t>(sv.numel()) * 4 + 7) / 8);
+      convert_to_f32(sv.dtype, sv.data, reinterpret_cast<float*>(w.owned.back().data()), static_cast<size_t>(sv.numel()));
+      v.scale_inv = reinterpret_cast<const float*>(w.owned.back().data());
+      v.scale_ld = sv.shape.back();
     }
     return v;
   };

@@ -85,9 +85,11 @@ TensorView generate_random_view(const TensorView& v, std::vector<std::vector<uin
 
 /// \brief --weights-dtype fp8: every projection and expert matrix of w re-held in owned buffers as e4m3 codes with a
 /// float32 scale_inv per 128 x 128 block (engine/core/fp8.h); the embedding, the output head and the router stay as
-/// stored. Returns the bytes the weight matrices now take (scales included). Throws Error naming a matrix that holds
-/// an infinity or a NaN.
+/// stored, and so do matrices an FP8 checkpoint already holds in FP8. Returns the bytes the weights now take (scales
+/// included). Throws Error naming a matrix that holds an infinity or a NaN.
 uint64_t quantize_weights_fp8(ModelWeights& w);
+/// \brief Whether any matrix of w is F8_E4M3 (an FP8 checkpoint, or after quantize_weights_fp8).
+bool holds_fp8(ModelWeights& w);
 
 /// \brief Calls f on every matrix view of w: embedding, head, each layer's projections, router, experts, shared.
 void for_each_matrix(ModelWeights& w, const std::function<void(TensorView&)>& f);

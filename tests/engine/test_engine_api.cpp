@@ -2,8 +2,12 @@
 // sampling), random weights, and bad input at the API edge.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
+#include "engine/core/fp8.h"
 #include "engine/model/config.h"
 #include "engine/sampling/sampler.h"
+#include "engine/weights/safetensors.h"
 #include "mlabench/engine.h"
 #include "tests/test_util.h"
 
@@ -43,7 +47,7 @@ TEST(EngineApi, Fp8WeightsOnTheCpuAndRefusedElsewhere) {
   const double diff = test::max_abs_diff(a.data.data(), b.data.data(), a.data.size());
   EXPECT_GT(diff, 1e-4 * ref.max_abs) << "the FP8 weights are in use";
   // A sanity bound only: on this 4-layer random MoE the FP8 rounding flips routing decisions (docs/engine.md, "FP8
-  // weights", measures it); cpu::linear's FP8 arithmetic is checked exactly in CpuLinear.Fp8WeightsAreW8A8.
+  // weights and cache", measures it); cpu::linear's FP8 arithmetic is checked exactly in CpuOps.Fp8WeightsAreW8A8.
   EXPECT_LT(diff, ref.max_abs) << "and still the same model";
   EXPECT_LT(fp8.value()->weight_bytes(), stored->weight_bytes() * 7 / 10);
   const auto cuda = Engine::open({.model_dir = dir, .device = Device::CUDA, .weights_dtype = WeightsDtype::FP8});
@@ -53,6 +57,83 @@ TEST(EngineApi, Fp8WeightsOnTheCpuAndRefusedElsewhere) {
   EXPECT_EQ(weights_dtype_from_name("fp8"), WeightsDtype::FP8);
   EXPECT_EQ(to_string(WeightsDtype::AUTO), "auto");
   EXPECT_FALSE(weights_dtype_from_name("e4m3").has_value());
+}
+
+// An FP8 checkpoint in DeepSeek-V3's layout (F8_E4M3 weights, a float32 `<name>_scale_inv` per 128 x 128 block; the
+// embedding, head, router and norms in BF16), written here from the bundled model with the engine's own quantiser:
+// read as stored, it gives the same logits, bit for bit, as the BF16 checkpoint under --weights-dtype fp8. A missing
+// scale or an FP8 router is refused by name, and so is the checkpoint on cuda.
+TEST(EngineApi, Fp8CheckpointsLoadAsStored) {
+  const std::string dir = test::default_model_dir();
+  const test::Reference ref = test::load_reference(dir);
+  auto src = SafetensorsFile::open(dir + "/model.safetensors");
+  std::vector<std::vector<uint8_t>> codes;
+  std::vector<std::vector<float>> scales;
+  codes.reserve(src->entries().size());
+  scales.reserve(src->entries().size());
+  auto write = [&](const std::string& out, const std::string& skip_scale_of, const std::string& fp8_router) {
+    std::vector<std::pair<std::string, TensorView>> tensors;
+    for (const SafetensorsEntry& e : src->entries()) {
+      const TensorView v = src->view(e);
+      const bool keep = e.shape.size() != 2 || e.name.ends_with("embed_tokens.weight") || e.name == "lm_head.weight" ||
+                        (e.name.ends_with("mlp.gate.weight") && e.name != fp8_router);
+      if (keep) {
+        tensors.emplace_back(e.name, v);
+        continue;
+      }
+      const int64_t n = e.shape[0], k = e.shape[1];
+      std::vector<float> f(static_cast<size_t>(n * k));
+      convert_to_f32(v.dtype, v.data, f.data(), f.size());
+      codes.emplace_back(f.size());
+      scales.emplace_back(static_cast<size_t>(((n + 127) / 128) * ((k + 127) / 128)));
+      quantize_fp8_blocks(f, n, k, codes.back(), scales.back(), e.name.c_str());
+      tensors.emplace_back(e.name, TensorView{DType::F8_E4M3, e.shape, codes.back().data()});
+      if (e.name != skip_scale_of)
+        tensors.emplace_back(e.name + "_scale_inv",
+                             TensorView{DType::F32, {(n + 127) / 128, (k + 127) / 128}, scales.back().data()});
+    }
+    std::filesystem::create_directories(out);
+    std::filesystem::copy_file(dir + "/config.json", out + "/config.json");
+    safetensors_write(out + "/model.safetensors", tensors);
+  };
+  test::TempDir t;
+  write(t.file("fp8"), "", "");
+  auto stored = Engine::open({.model_dir = t.file("fp8")});
+  ASSERT_TRUE(stored.ok()) << error_of(stored);
+  auto quantised = Engine::open({.model_dir = dir, .weights_dtype = WeightsDtype::FP8});
+  const Logits a = stored.value()->logits(ref.tokens).value(), b = quantised.value()->logits(ref.tokens).value();
+  EXPECT_EQ(a.data, b.data) << "the same codes and scales, read from the file or made on load";
+  EXPECT_LT(stored.value()->weight_bytes(), open(dir)->weight_bytes() * 7 / 10);
+  write(t.file("noscale"), "model.layers.1.self_attn.o_proj.weight", "");
+  EXPECT_NE(error_of(Engine::open({.model_dir = t.file("noscale")})).find("o_proj.weight_scale_inv"), std::string::npos);
+  write(t.file("router"), "", "model.layers.1.mlp.gate.weight");
+  EXPECT_NE(error_of(Engine::open({.model_dir = t.file("router")})).find("'model.layers.1.mlp.gate.weight' is F8_E4M3"),
+            std::string::npos);
+  EXPECT_NE(error_of(Engine::open({.model_dir = t.file("fp8"), .device = Device::CUDA})).find("FP8 (F8_E4M3)"),
+            std::string::npos);
+}
+
+// --kv-cache-dtype fp8: attention reads what the cache holds, the values just written included, so a prompt gives the
+// same logits prefilled at once or in chunks of 8 (a chunk reads the earlier ones back from the rounded cache), and
+// they differ from the float32 cache's by the rounding only.
+TEST(EngineApi, Fp8KvCacheReadsWhatItHoldsInAnyChunking) {
+  const std::string dir = test::default_model_dir();
+  const test::Reference ref = test::load_reference(dir);
+  auto plain = open(dir);
+  auto whole = Engine::open({.model_dir = dir, .kv_cache_dtype = KvCacheDtype::FP8});
+  auto chunked = Engine::open({.model_dir = dir, .max_batch = 8, .max_step_tokens = 8,
+                               .kv_cache_dtype = KvCacheDtype::FP8});
+  ASSERT_TRUE(whole.ok() && chunked.ok()) << error_of(whole) << error_of(chunked);
+  const Logits a = plain->logits(ref.tokens).value(), b = whole.value()->logits(ref.tokens).value(),
+               c = chunked.value()->logits(ref.tokens).value();
+  EXPECT_LE(test::max_abs_diff(b.data.data(), c.data.data(), b.data.size()), 1e-5 * ref.max_abs)
+      << "chunked prefill reads the same rounded cache";
+  const double diff = test::max_abs_diff(a.data.data(), b.data.data(), a.data.size());
+  EXPECT_GT(diff, 1e-4 * ref.max_abs) << "the FP8 cache is in use";
+  EXPECT_LT(diff, ref.max_abs) << "a sanity bound; the long fixture measures the cost";
+  const auto cuda = Engine::open({.model_dir = dir, .device = Device::CUDA, .kv_cache_dtype = KvCacheDtype::FP8});
+  EXPECT_NE(error_of(cuda).find("--kv-cache-dtype fp8 on cuda"), std::string::npos) << error_of(cuda);
+  EXPECT_EQ(kv_cache_dtype_from_name("fp8"), KvCacheDtype::FP8);
 }
 
 TEST(EngineApi, ScoreAgreesWithLogits) {

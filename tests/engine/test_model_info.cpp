@@ -21,6 +21,11 @@ TEST(ModelInfo, KvCacheBytesPerTokenMatchThePaperTable) {
   EXPECT_EQ(info("deepseek-67b").kv_bytes_per_token_fp8, 194560);
   EXPECT_EQ(info("llama-2-7b").kv_bytes_per_token_bf16, 524288);  // 2 x 32 x 128 x 32 x 2
   EXPECT_EQ(info("llama-3-8b").kv_bytes_per_token_bf16, 131072);  // 2 x 8 x 128 x 32 x 2
+  // --kv-cache-dtype fp8 as held: FlashMLA's 656 B a layer (512 codes + 4 scales x 4 B + 64 RoPE values x 2 B) for
+  // MLA, 2 x heads x (128 codes + a 4-byte scale) for GQA.
+  EXPECT_EQ(info("deepseek-v2").kv_bytes_per_token_fp8_scaled, 656 * 60);
+  EXPECT_EQ(info("deepseek-v2-lite").kv_bytes_per_token_fp8_scaled, 656 * 27);
+  EXPECT_EQ(info("llama-3-8b").kv_bytes_per_token_fp8_scaled, 2 * 8 * (128 + 4) * 32);
   // The paper's "93.3% less KV cache": 6-bit V2 cache vs BF16 67B.
   EXPECT_NEAR(1.0 - 34560.0 * 6 / 8 / 389120.0, 0.9334, 1e-4);
   const auto j = nlohmann::json::parse(info("deepseek-v2").json);

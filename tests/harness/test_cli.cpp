@@ -550,7 +550,7 @@ TEST(Cli, BenchBatchMaxUnderDpAttentionCountsEachRanksCache) {
   for (const auto& s : m["sweep"]) EXPECT_EQ(s["preemptions"], 0) << s.dump(1);
 }
 
-// --weights-dtype fp8 is never silent: bench records it in its params, and the engine's weight bytes shrink.
+// --weights-dtype fp8 is never silent: bench records it (and the cache's dtype) in its params.
 TEST(Cli, BenchRecordsFp8Weights) {
   test::TempDir t;
   for (const char* d : {"auto", "fp8"}) {
@@ -562,6 +562,7 @@ TEST(Cli, BenchRecordsFp8Weights) {
   const auto b = nlohmann::json::parse(test::read_file(t.file("fp8.json")));
   EXPECT_EQ(a["params"]["weights_dtype"], "auto");
   EXPECT_EQ(b["params"]["weights_dtype"], "fp8");
+  EXPECT_EQ(a["params"]["kv_cache_dtype"], "auto");
   const CliResult bad = mlabench_cli("bench --batch 1 --prompt 8 --gen 2 --weights-dtype e5m2");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("auto, fp8"), std::string::npos) << bad.err;

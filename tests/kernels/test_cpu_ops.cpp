@@ -9,6 +9,7 @@
 
 #include "engine/core/fp8.h"
 #include "engine/kernels/cpu/ops.h"
+#include "engine/model/cpu_attention.h"
 
 namespace mlabench {
 namespace {
@@ -131,6 +132,36 @@ TEST(CpuOps, Fp8WeightsAreW8A8) {
         ref += static_cast<double>(xt[static_cast<size_t>(r * rows_taken + j)]) * deq[static_cast<size_t>((n + first + j) * k + i)];
       ASSERT_NEAR(yt[static_cast<size_t>(r * k + i)], ref, 1e-5 * (1 + std::sqrt(static_cast<double>(rows_taken))));
     }
+}
+
+// --kv-cache-dtype fp8's rounding of a cache slot: MLA's latent in groups of 128 (the last one shorter), each value
+// an e4m3 code times its group's scale (amax / 448), the RoPE values in BF16; GQA a scale per head.
+TEST(CpuOps, Fp8CacheSlotsHoldCodesTimesTheirGroupsScale) {
+  std::mt19937 rng(5);
+  const int64_t kvl = 300, rd = 16;
+  const std::vector<float> slot = randn(static_cast<size_t>(kvl + rd), rng);
+  std::vector<float> r = slot;
+  cpu::round_mla_slot_fp8(r.data(), kvl, rd);
+  for (int64_t g0 = 0; g0 < kvl; g0 += 128) {
+    float amax = 0;
+    for (int64_t i = g0; i < std::min(kvl, g0 + 128); ++i) amax = std::max(amax, std::fabs(slot[static_cast<size_t>(i)]));
+    const float s = amax / 448.0f;
+    for (int64_t i = g0; i < std::min(kvl, g0 + 128); ++i) {
+      const float v = r[static_cast<size_t>(i)];
+      EXPECT_EQ(e4m3_to_f32(f32_to_e4m3(v / s)) * s, v) << i << ": a code times the group's scale";
+      EXPECT_LE(std::fabs(v - slot[static_cast<size_t>(i)]), std::max(std::fabs(slot[static_cast<size_t>(i)]) * 0.0625f, s / 1024) * 1.0001f);
+    }
+  }
+  for (int64_t i = kvl; i < kvl + rd; ++i)
+    EXPECT_EQ(r[static_cast<size_t>(i)], bf16_to_f32(f32_to_bf16(slot[static_cast<size_t>(i)]))) << "RoPE part in BF16";
+  // Two heads of 64, the second 100 times larger: each has its own scale.
+  std::vector<float> heads = randn(128, rng);
+  for (int i = 64; i < 128; ++i) heads[static_cast<size_t>(i)] *= 100.0f;
+  std::vector<float> hr = heads;
+  cpu::round_heads_fp8(hr.data(), 2, 64);
+  std::vector<float> first(heads.begin(), heads.begin() + 64);
+  fake_quantize_fp8_row(first.data(), 64);
+  EXPECT_EQ(std::vector<float>(hr.begin(), hr.begin() + 64), first) << "head 0 with its own scale";
 }
 
 TEST(CpuOps, EmbeddingRmsNormSilu) {

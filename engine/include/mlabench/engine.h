@@ -50,16 +50,24 @@ enum class Precision { NATIVE, FLOAT32 };
 /// it (W8A8, as DeepSeek-V3's FP8 GEMMs). The CPU engine only, so far.
 enum class WeightsDtype { AUTO, FP8 };
 
+/// How the KV cache holds its values (issue 20). AUTO: the engine's own (float32 on the CPU; BF16, or float32 under
+/// --precision f32, on CUDA). FP8: e4m3 with float32 scales, FlashMLA's layout for MLA (the latent in groups of 128
+/// values with one scale each, the RoPE part in BF16: 656 B a layer at V2 shapes) and one scale per head's key and
+/// value otherwise; attention reads the cached values, the ones just written included. The CPU engine only, so far.
+enum class KvCacheDtype { AUTO, FP8 };
+
 /// The names the CLI and the result files use: "cpu" | "cuda"; "auto" | "decompressed" | "absorbed";
 /// "native" | "f32"; "auto" | "fp8". The *_from_name functions invert them (std::nullopt for any other name).
 std::string to_string(Device d);
 std::string to_string(MlaAttention m);
 std::string to_string(Precision p);
 std::string to_string(WeightsDtype w);
+std::string to_string(KvCacheDtype k);
 std::optional<Device> device_from_name(std::string_view name);
 std::optional<MlaAttention> mla_attention_from_name(std::string_view name);
 std::optional<Precision> precision_from_name(std::string_view name);
 std::optional<WeightsDtype> weights_dtype_from_name(std::string_view name);
+std::optional<KvCacheDtype> kv_cache_dtype_from_name(std::string_view name);
 /// A --device value: "cpu", "cuda" (GPU 0) or "cuda:N" (GPU N, N >= 0 in decimal); nullopt for anything else.
 struct DeviceSpec {
   Device device = Device::CPU;
@@ -96,6 +104,7 @@ struct EngineOptions {
   bool cuda_graphs = true;  ///< replay CUDA graphs for decode steps (every batch size)
   Precision precision = Precision::NATIVE;
   WeightsDtype weights_dtype = WeightsDtype::AUTO;  ///< --weights-dtype: as stored, or FP8 blocks (the CPU only)
+  KvCacheDtype kv_cache_dtype = KvCacheDtype::AUTO;  ///< --kv-cache-dtype: the engine's own, or FP8 (the CPU only)
   /// Decode attention's split-KV plan from each sequence's own length (fixed_kv_splits, kernel_params.h), so a
   /// sequence's attention output has the same bits in any batch; slower where the throughput plan would split
   /// differently (docs/engine.md, "Batch invariance"). The GEMMs stay batch-dependent. The CPU engine's attention is
@@ -121,7 +130,8 @@ struct ModelSummary {
                                         ///< excluded; only num_experts_per_tok routed experts per MoE layer)
   int64_t kv_elements_per_token = 0;    ///< cache elements per token summed over layers
   int64_t kv_bytes_per_token_bf16 = 0;
-  int64_t kv_bytes_per_token_fp8 = 0;
+  int64_t kv_bytes_per_token_fp8 = 0;         ///< one byte an element (the paper's FP8 figure)
+  int64_t kv_bytes_per_token_fp8_scaled = 0;  ///< --kv-cache-dtype fp8 as held: codes, scales, MLA's RoPE in BF16
   std::string json;  ///< the full `mlabench info` document
 };
 
