@@ -599,8 +599,10 @@ ojson run_bench(const BenchArgs& a) {
   // Cache bytes per token as the CUDA engine allocated them (BF16, or F32 under --precision f32); the BF16 figure
   // of the model summary when the engine describes no device (the CPU engine: device_json() is empty).
   const std::string dev = engine->device_json();
+  const int64_t model_kv_bytes = eo.kv_cache_dtype == KvCacheDtype::FP8 ? sum.kv_bytes_per_token_fp8_scaled
+                                                                        : sum.kv_bytes_per_token_bf16;
   Roofline rf{.c = c, .engine = *engine,
-              .kv_per_token = dev.empty() ? static_cast<double>(sum.kv_bytes_per_token_bf16)
+              .kv_per_token = dev.empty() ? static_cast<double>(model_kv_bytes)
                                           : nlohmann::json::parse(dev)["kv_cache"]["bytes_per_token"].get<double>(),
               .copy_gbps = engine->measure_copy_bandwidth_gbps()};
   warn_if_cache_short(dev, rows_to_run, a.gen);
@@ -649,7 +651,13 @@ ojson run_bench(const BenchArgs& a) {
   doc["kv_cache"] = {{"bytes_per_token", engine->kv_bytes_per_token()},
                      {"tokens", engine->kv_cache_tokens()},
                      {"block_size", engine->kv_block_size()},
-                     {"elements_per_token", sum.kv_elements_per_token}};
+                     {"elements_per_token", sum.kv_elements_per_token},
+                     {"dtype", to_string(eo.kv_cache_dtype)}};
+  // The FP8 cache's bytes as a GPU holds them (codes, scales, MLA's RoPE part in BF16), beside the paper's one byte an
+  // element: the CPU engine keeps the rounded values in float32, so bytes_per_token above is its own.
+  if (eo.kv_cache_dtype == KvCacheDtype::FP8)
+    doc["kv_cache"].update({{"fp8_bytes_per_token", sum.kv_bytes_per_token_fp8_scaled},
+                            {"fp8_bytes_per_token_one_byte_an_element", sum.kv_bytes_per_token_fp8}});
   return doc;
 }
 

@@ -348,13 +348,15 @@ json logprob_differences(const Pairing& p) {
   int64_t items = 0, values = 0, same_argmax = 0;
   double max_abs = 0, sum_abs = 0;
   for (const auto& [x, y] : p.pairs) {
-    const std::vector<double>&la = x->logprobs, &lb = y->logprobs;
+    const std::vector<double>& la = x->logprobs;
+    const std::vector<double>& lb = y->logprobs;
     if (la.empty() || la.size() != lb.size()) continue;
     if (!std::all_of(la.begin(), la.end(), [](double v) { return std::isfinite(v); }) ||
         !std::all_of(lb.begin(), lb.end(), [](double v) { return std::isfinite(v); }))
       continue;
     ++items;
-    same_argmax += std::max_element(la.begin(), la.end()) - la.begin() == std::max_element(lb.begin(), lb.end()) - lb.begin();
+    const auto best_a = std::max_element(la.begin(), la.end()) - la.begin();
+    same_argmax += best_a == std::max_element(lb.begin(), lb.end()) - lb.begin() ? 1 : 0;
     for (size_t i = 0; i < la.size(); ++i) {
       const double d = std::fabs(lb[i] - la[i]);
       max_abs = std::max(max_abs, d);
