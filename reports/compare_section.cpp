@@ -87,6 +87,17 @@ std::string comparison_html(const json& doc, const json& c) {
                 "sortable\">" + kHead + "<tbody>\n" + subtasks + "</tbody></table>\n</details>\n";
   }
   h += "</tbody></table>\n" + folded;
+  for (const json& t : c["tasks"]) {
+    const json lp = t.value("logprobs", json());
+    if (lp.is_object())
+      h += "<p class=\"note\">" +
+           esc(fmt::format("{}: log-probabilities of the {} choices of {} items: the same top choice in {:.1f}% of "
+                           "items; |log p B \u2212 log p A| at most {:.3g}, {:.3g} on average.",
+                           str(t, "task"), lp.value("values", 0), lp.value("items", 0),
+                           100 * lp.value("argmax_agreement", 0.0), lp.value("max_abs_difference", 0.0),
+                           lp.value("mean_abs_difference", 0.0))) +
+           "</p>\n";
+  }
   for (const json& t : c["tasks"])
     if (t.value("only_in_a", 0) > 0 || t.value("only_in_b", 0) > 0)
       h += "<p class=\"note\">" + esc(fmt::format("{}: {} documents only in A and {} only in B are left out; the rows "

@@ -64,6 +64,9 @@ TEST(CompareSection, RendersACompareDocumentAsEscapedTables) {
   EXPECT_NE(section.find("<td class=\"off\">A better</td>"), std::string::npos);  // always A loses to gold
   EXPECT_EQ(count(section, "<details><summary>mmlu: subtasks</summary>"), 1u);
   EXPECT_EQ(count(section, "<tr><td>\u2003mmlu_anatomy</td>"), 2u);  // acc and acc_norm
+  // The oracles' log-probabilities (0 for their answer, -1 for the others) differ by exactly 1 where gold is not A.
+  EXPECT_EQ(count(section, "mmlu: log-probabilities of the 228 choices of 57 items"), 1u) << section.substr(0, 3000);
+  EXPECT_NE(section.find("at most 1, "), std::string::npos);
 
   std::ofstream(dir / "not.json") << R"({"tool": "mlabench run", "results": {}})";
   LoadOptions bad;
