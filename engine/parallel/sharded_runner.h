@@ -29,9 +29,10 @@ void check_sharded_options(const ModelConfig& c, const EngineOptions& o);
 
 /// The CPU runner of `c` and its weights `w` (a checkpoint, or random_weight_sources: each rank generates only its
 /// slices) split over max(o.tp, o.ep) ranks as plan_shards plans them
-/// (Error naming what does not divide). Under DP attention (o.dp_attention) each sequence runs on one rank, the
-/// step plan cut into a plan a rank (the serving core must not share blocks between sequences: Engine::open turns
-/// the prefix cache off). OpenMP threads (o.n_threads, or every core) are divided among the ranks.
+/// (Error naming what does not divide). Under DP attention (o.dp_attention) each rank keeps its own cache, one
+/// partition of the block ids (cache_partitions()), and each sequence runs on the rank whose partition holds its
+/// blocks, the step plan cut into a plan a rank. OpenMP threads (o.n_threads, or every core) are divided among the
+/// ranks.
 std::unique_ptr<serving::ModelRunner> make_sharded_cpu_runner(const ModelConfig& c, ModelWeights w,
                                                               const EngineOptions& o,
                                                               const serving::ServingLimits& limits);
