@@ -139,6 +139,30 @@ TEST(ShardedEngine, DpAttentionEqualsTheUnshardedEngine) {
   }
 }
 
+// DP attention under memory pressure: each rank's cache holds 3 blocks of 16 tokens and runs two sequences of 14 + 6
+// tokens, which both cross into a second block while decoding: a rank runs out and pre-empts one of its own, then
+// re-admits it; the greedy tokens are still the unsharded engine's.
+TEST(ShardedEngine, DpAttentionUnderATightCachePreemptsWithinARank) {
+  EngineOptions o{.model_dir = kTiny, .kv_cache_gib = 3.0 * 16 * 64 * 4 * 4 / 1073741824.0, .max_batch = 4,
+                  .max_step_tokens = 64, .block_size = 16};
+  auto whole = open(o);
+  o.ep = 2;
+  o.dp_attention = true;
+  auto dp = open(o);
+  ASSERT_TRUE(whole && dp);
+  EXPECT_EQ(dp->kv_cache_tokens(), 2 * 3 * 16) << "two ranks of three blocks";
+  const int64_t V = whole->summary().vocab_size;
+  std::vector<GenerateRequest> rq(4);
+  for (size_t r = 0; r < rq.size(); ++r) {
+    for (int64_t i = 0; i < 14; ++i)
+      rq[r].prompt.push_back(static_cast<int32_t>((i * 31 + static_cast<int64_t>(r) * 97 + 5) % V));
+    rq[r].options.max_new_tokens = 6;
+  }
+  const auto ga = whole->generate_batch(rq).value(), gb = dp->generate_batch(rq).value();
+  for (size_t i = 0; i < ga.size(); ++i) EXPECT_EQ(ga[i].tokens, gb[i].tokens) << "request " << i;
+  EXPECT_GT(dp->stats().preemptions, 0) << "the cache is tight enough to pre-empt";
+}
+
 TEST(ShardedEngine, RefusesWhatItCannotRunBeforeLoadingWeights) {
   const auto message = [](EngineOptions o) {
     auto e = Engine::open(o);
