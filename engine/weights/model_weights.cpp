@@ -192,8 +192,11 @@ ModelWeights load_weights(const ModelConfig& c, const std::string& dir) {
       const TensorView sv = ck.get(name + "_scale_inv");
       w.stored_bytes += sv.nbytes();
       w.owned.emplace_back((static_cast<size_t>(sv.numel()) * 4 + 7) / 8);
-      convert_to_f32(sv.dtype, sv.data, reinterpret_cast<float*>(w.owned.back().data()), static_cast<size_t>(sv.numel()));
-      v.scale_inv = reinterpret_cast<const float*>(w.owned.back().data());
+      auto* scales = reinterpret_cast<float*>(w.owned.back().data());
+      std::vector<uint16_t> aligned((sv.nbytes() + 1) / 2);  // the mmap's bytes may sit at any address
+      std::memcpy(aligned.data(), sv.data, sv.nbytes());
+      convert_to_f32(sv.dtype, aligned.data(), scales, static_cast<size_t>(sv.numel()));
+      v.scale_inv = scales;
       v.scale_ld = sv.shape.back();
     }
     return v;

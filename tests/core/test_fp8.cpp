@@ -97,7 +97,8 @@ TEST(Fp8, WeightBlocksRoundTripWithinHalfAnUlpOfTheirScale) {
       float amax = 0;
       bool hit_max = false;
       for (int64_t r = bi * 128; r < std::min(n, bi * 128 + 128); ++r)
-        for (int64_t c = bj * 128; c < std::min(k, bj * 128 + 128); ++c) amax = std::max(amax, std::fabs(w[static_cast<size_t>(r * k + c)]));
+        for (int64_t c = bj * 128; c < std::min(k, bj * 128 + 128); ++c)
+          amax = std::max(amax, std::fabs(w[static_cast<size_t>(r * k + c)]));
       EXPECT_FLOAT_EQ(s, amax / 448.0f) << "block " << bi << "," << bj;
       for (int64_t r = bi * 128; r < std::min(n, bi * 128 + 128); ++r)
         for (int64_t c = bj * 128; c < std::min(k, bj * 128 + 128); ++c) {

@@ -105,7 +105,8 @@ TEST(EngineApi, Fp8CheckpointsLoadAsStored) {
   EXPECT_EQ(a.data, b.data) << "the same codes and scales, read from the file or made on load";
   EXPECT_LT(stored.value()->weight_bytes(), open(dir)->weight_bytes() * 7 / 10);
   write(t.file("noscale"), "model.layers.1.self_attn.o_proj.weight", "");
-  EXPECT_NE(error_of(Engine::open({.model_dir = t.file("noscale")})).find("o_proj.weight_scale_inv"), std::string::npos);
+  EXPECT_NE(error_of(Engine::open({.model_dir = t.file("noscale")})).find("o_proj.weight_scale_inv"),
+            std::string::npos);
   write(t.file("router"), "", "model.layers.1.mlp.gate.weight");
   EXPECT_NE(error_of(Engine::open({.model_dir = t.file("router")})).find("'model.layers.1.mlp.gate.weight' is F8_E4M3"),
             std::string::npos);

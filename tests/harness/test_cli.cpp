@@ -554,8 +554,8 @@ TEST(Cli, BenchBatchMaxUnderDpAttentionCountsEachRanksCache) {
 TEST(Cli, BenchRecordsFp8Weights) {
   test::TempDir t;
   for (const char* d : {"auto", "fp8"}) {
-    const CliResult r = mlabench_cli(std::string("bench --batch 1 --prompt 8 --gen 2 --weights-dtype ") + d + " --out " +
-                                     t.file(std::string(d) + ".json"));
+    const CliResult r = mlabench_cli(std::string("bench --batch 1 --prompt 8 --gen 2 --weights-dtype ") + d +
+                                     " --out " + t.file(std::string(d) + ".json"));
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   const auto a = nlohmann::json::parse(test::read_file(t.file("auto.json")));
@@ -566,7 +566,8 @@ TEST(Cli, BenchRecordsFp8Weights) {
   EXPECT_FALSE(a["kv_cache"].contains("fp8_bytes_per_token"));
   // The FP8 cache: its bytes as a GPU holds them beside the paper's one byte an element. The bundled model: 4 layers
   // of kv_lora 48 (one 4-byte scale) and 16 RoPE values in BF16.
-  const CliResult kv = mlabench_cli("bench --batch 1 --prompt 8 --gen 2 --kv-cache-dtype fp8 --out " + t.file("kv.json"));
+  const CliResult kv =
+      mlabench_cli("bench --batch 1 --prompt 8 --gen 2 --kv-cache-dtype fp8 --out " + t.file("kv.json"));
   ASSERT_EQ(kv.exit_code, 0) << kv.err;
   const auto k = nlohmann::json::parse(test::read_file(t.file("kv.json")));
   EXPECT_EQ(k["kv_cache"]["dtype"], "fp8");

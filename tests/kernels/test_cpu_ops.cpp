@@ -118,8 +118,10 @@ TEST(CpuOps, Fp8WeightsAreW8A8) {
     EXPECT_NE(xq, std::vector<float>(x.begin() + r * k, x.begin() + (r + 1) * k)) << "activations are rounded";
     for (int64_t j = 0; j < rows_taken; ++j) {
       double ref = 0;
-      for (int64_t i = 0; i < k; ++i) ref += static_cast<double>(xq[static_cast<size_t>(i)]) * deq[static_cast<size_t>((n + first + j) * k + i)];
-      ASSERT_NEAR(y[static_cast<size_t>(r * rows_taken + j)], ref, 1e-5 * (1 + std::sqrt(static_cast<double>(k)))) << r << "," << j;
+      const float* wrow = deq.data() + (n + first + j) * k;  // expert 1, row first + j
+      for (int64_t i = 0; i < k; ++i) ref += static_cast<double>(xq[static_cast<size_t>(i)]) * wrow[i];
+      ASSERT_NEAR(y[static_cast<size_t>(r * rows_taken + j)], ref, 1e-5 * (1 + std::sqrt(static_cast<double>(k))))
+          << r << "," << j;
     }
   }
   std::vector<float> xt = randn(static_cast<size_t>(rows * rows_taken), rng);
@@ -129,7 +131,8 @@ TEST(CpuOps, Fp8WeightsAreW8A8) {
     for (int64_t i = 0; i < k; ++i) {
       double ref = 0;
       for (int64_t j = 0; j < rows_taken; ++j)
-        ref += static_cast<double>(xt[static_cast<size_t>(r * rows_taken + j)]) * deq[static_cast<size_t>((n + first + j) * k + i)];
+        ref += static_cast<double>(xt[static_cast<size_t>(r * rows_taken + j)]) * deq[static_cast<size_t>(
+                   (n + first + j) * k + i)];
       ASSERT_NEAR(yt[static_cast<size_t>(r * k + i)], ref, 1e-5 * (1 + std::sqrt(static_cast<double>(rows_taken))));
     }
 }
@@ -144,12 +147,14 @@ TEST(CpuOps, Fp8CacheSlotsHoldCodesTimesTheirGroupsScale) {
   cpu::round_mla_slot_fp8(r.data(), kvl, rd);
   for (int64_t g0 = 0; g0 < kvl; g0 += 128) {
     float amax = 0;
-    for (int64_t i = g0; i < std::min(kvl, g0 + 128); ++i) amax = std::max(amax, std::fabs(slot[static_cast<size_t>(i)]));
+    for (int64_t i = g0; i < std::min(kvl, g0 + 128); ++i)
+      amax = std::max(amax, std::fabs(slot[static_cast<size_t>(i)]));
     const float s = amax / 448.0f;
     for (int64_t i = g0; i < std::min(kvl, g0 + 128); ++i) {
       const float v = r[static_cast<size_t>(i)];
       EXPECT_EQ(e4m3_to_f32(f32_to_e4m3(v / s)) * s, v) << i << ": a code times the group's scale";
-      EXPECT_LE(std::fabs(v - slot[static_cast<size_t>(i)]), std::max(std::fabs(slot[static_cast<size_t>(i)]) * 0.0625f, s / 1024) * 1.0001f);
+      const float x = slot[static_cast<size_t>(i)];
+      EXPECT_LE(std::fabs(v - x), std::max(std::fabs(x) * 0.0625f, s / 1024) * 1.0001f);
     }
   }
   for (int64_t i = kvl; i < kvl + rd; ++i)
