@@ -67,9 +67,9 @@ else
   # 65 s) and the build was two thirds of the CI run; -g1 keeps file:line in sanitizer stack traces.
   # Where nvcc exists but no GPU does (CI), the GPU tests could only skip: the sanitized test build is CPU-only and
   # the CUDA engine, its GPU tests and the kernel benchmarks are compiled and linked once more in a Release build
-  # (build-cuda-check), so a CUDA compile error still fails the run. Compiling them under the sanitizers instead had
-  # CI's runs at 41-43 minutes; on this project's 2-core machine the check takes ~4 minutes (242 s: a 21-minute run
-  # against 17 without it). MLABENCH_CUDA=ON or OFF chooses explicitly.
+  # (build-cuda-check), so a CUDA compile error still fails the run. CI's last runs, which compiled them under the
+  # sanitizers, took 41-43 minutes; on a 2-core machine this check takes ~4 minutes (242 s: a 21-minute run against
+  # 17 without it). MLABENCH_CUDA=ON or OFF chooses explicitly.
   test_cuda="${MLABENCH_CUDA:-}"
   cuda_check=0
   if [ -z "$test_cuda" ]; then
