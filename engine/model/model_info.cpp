@@ -144,6 +144,24 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const
                      {"active_definition",
                       "total minus the input embedding table (a lookup; kept when tied to the "
                       "output head) minus the routed experts a token does not use"}};
+  // --weights-dtype fp8 as the engine holds it: each eligible matrix (per expert, as the hub layout stores them) one
+  // byte an element plus a float32 scale per 128 x 128 block, the rest (embedding, head, router, norms) in BF16.
+  for (const auto& t : tensor_manifest(c, ExpertLayout::HUB)) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    if (!fp8_eligible(t.name, t.shape)) {
+      s.weight_bytes_fp8 += 2 * n;
+      continue;
+    }
+    const size_t d = t.shape.size();
+    const int64_t grid = n / (t.shape[d - 2] * t.shape[d - 1]) * ((t.shape[d - 2] + 127) / 128) *
+                         ((t.shape[d - 1] + 127) / 128);
+    s.weight_bytes_fp8 += n + 4 * grid;
+  }
+  j["weight_bytes"] = {{"bf16", 2 * p.total},
+                       {"fp8", s.weight_bytes_fp8},
+                       {"fp8_layout", "--weights-dtype fp8: projections and experts in e4m3 with a float32 scale per "
+                                      "128 x 128 block; embedding, head, router and norms in BF16"}};
   nlohmann::ordered_json kvj = {
       {"elements", kv.elements}, {"bytes_bf16", s.kv_bytes_per_token_bf16}, {"bytes_fp8", s.kv_bytes_per_token_fp8},
       {"bytes_fp8_scaled", s.kv_bytes_per_token_fp8_scaled},

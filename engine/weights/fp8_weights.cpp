@@ -34,6 +34,11 @@ void quantize_view(TensorView& v, std::vector<std::vector<uint64_t>>& owned, con
 
 }  // namespace
 
+bool fp8_eligible(const std::string& name, const std::vector<int64_t>& shape) {
+  return shape.size() >= 2 && !name.ends_with("embed_tokens.weight") && name != "lm_head.weight" &&
+         !name.ends_with("mlp.gate.weight");
+}
+
 bool holds_fp8(ModelWeights& w) {
   bool any = false;
   for_each_matrix(w, [&](TensorView& v) { any = any || v.dtype == DType::F8_E4M3; });

@@ -30,9 +30,7 @@ std::vector<float> to_f32(const TensorView& t) {
 // 128 x 128 block ([ceil(N/128), ceil(K/128)], or [E, ...] for a 3-D expert tensor). The embedding, the output head
 // and the router must stay in a float type: the engine reads them row by row or compares their outputs as they are.
 void check_fp8_tensor(const Checkpoint& ck, const std::string& dir, const ExpectedTensor& t) {
-  const bool matrix = t.shape.size() >= 2 && !t.name.ends_with("embed_tokens.weight") && t.name != "lm_head.weight" &&
-                      !t.name.ends_with("mlp.gate.weight");
-  MLABENCH_CHECK(matrix, "checkpoint {}: tensor '{}' is F8_E4M3; only projections and experts may be (the embedding, "
+  MLABENCH_CHECK(fp8_eligible(t.name, t.shape), "checkpoint {}: tensor '{}' is F8_E4M3; only projections and experts may be (the embedding, "
                  "the output head, the router and the norms stay BF16/F16/F32, as in DeepSeek-V3's FP8 checkpoints)",
                  dir, t.name);
   const std::string sname = t.name + "_scale_inv";

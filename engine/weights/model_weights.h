@@ -90,6 +90,9 @@ TensorView generate_random_view(const TensorView& v, std::vector<std::vector<uin
 uint64_t quantize_weights_fp8(ModelWeights& w);
 /// \brief Whether any matrix of w is F8_E4M3 (an FP8 checkpoint, or after quantize_weights_fp8).
 bool holds_fp8(ModelWeights& w);
+/// \brief Whether DeepSeek-V3's FP8 layout holds this checkpoint tensor in e4m3: projections and experts (2-D or 3-D),
+/// not the embedding, the output head, the router or a norm.
+bool fp8_eligible(const std::string& name, const std::vector<int64_t>& shape);
 
 /// \brief Calls f on every matrix view of w: embedding, head, each layer's projections, router, experts, shared.
 void for_each_matrix(ModelWeights& w, const std::function<void(TensorView&)>& f);

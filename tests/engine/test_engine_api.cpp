@@ -50,6 +50,8 @@ TEST(EngineApi, Fp8WeightsOnTheCpuAndRefusedElsewhere) {
   // weights and cache", measures it); cpu::linear's FP8 arithmetic is checked exactly in CpuOps.Fp8WeightsAreW8A8.
   EXPECT_LT(diff, ref.max_abs) << "and still the same model";
   EXPECT_LT(fp8.value()->weight_bytes(), stored->weight_bytes() * 7 / 10);
+  EXPECT_EQ(fp8.value()->weight_bytes(), static_cast<uint64_t>(fp8.value()->summary().weight_bytes_fp8))
+      << "info's FP8 figure (from config.json alone) is what quantising the BF16 checkpoint holds";
   const auto cuda = Engine::open({.model_dir = dir, .device = Device::CUDA, .weights_dtype = WeightsDtype::FP8});
   EXPECT_NE(error_of(cuda).find("--weights-dtype fp8 on cuda"), std::string::npos) << error_of(cuda);
   const auto split = Engine::open({.model_dir = dir, .weights_dtype = WeightsDtype::FP8, .tp = 2});

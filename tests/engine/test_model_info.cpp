@@ -26,6 +26,10 @@ TEST(ModelInfo, KvCacheBytesPerTokenMatchThePaperTable) {
   EXPECT_EQ(info("deepseek-v2").kv_bytes_per_token_fp8_scaled, 656 * 60);
   EXPECT_EQ(info("deepseek-v2-lite").kv_bytes_per_token_fp8_scaled, 656 * 27);
   EXPECT_EQ(info("llama-3-8b").kv_bytes_per_token_fp8_scaled, 2 * 8 * (128 + 4) * 32);
+  // --weights-dtype fp8: DeepSeek 67B's weights take 69.1 GB (one byte a parameter but the BF16 embedding and head,
+  // plus the block scales), so they fit one 141 GB H200 with room for a cache.
+  EXPECT_GT(info("deepseek-67b").weight_bytes_fp8, 67425001472);
+  EXPECT_LT(info("deepseek-67b").weight_bytes_fp8, 70000000000);
   // The paper's "93.3% less KV cache": 6-bit V2 cache vs BF16 67B.
   EXPECT_NEAR(1.0 - 34560.0 * 6 / 8 / 389120.0, 0.9334, 1e-4);
   const auto j = nlohmann::json::parse(info("deepseek-v2").json);

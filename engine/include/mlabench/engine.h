@@ -132,6 +132,7 @@ struct ModelSummary {
   int64_t kv_bytes_per_token_bf16 = 0;
   int64_t kv_bytes_per_token_fp8 = 0;         ///< one byte an element (the paper's FP8 figure)
   int64_t kv_bytes_per_token_fp8_scaled = 0;  ///< --kv-cache-dtype fp8 as held: codes, scales, MLA's RoPE in BF16
+  int64_t weight_bytes_fp8 = 0;  ///< --weights-dtype fp8 as held: e4m3 + block scales, embedding/head/router BF16
   std::string json;  ///< the full `mlabench info` document
 };
 
