@@ -87,8 +87,11 @@ else
     start=$(date +%s)
     cmake -S . -B build-cuda-check -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLABENCH_CUDA=ON > /dev/null
     cuda_targets=(mlabench test_cuda_kernels test_gpu_engine)
+    # The list is read once: `grep -q` on ninja's output would end the pipe early, and under pipefail the SIGPIPE
+    # ninja gets then counts as "no such target".
+    all_targets=$(ninja -C build-cuda-check -t targets all 2>/dev/null | cut -d: -f1)
     for t in bench_decode_attention bench_moe_gemm bench_nccl bench_prefill_attention bench_skinny_gemm; do
-      ninja -C build-cuda-check -t targets all 2>/dev/null | grep -q "^$t:" && cuda_targets+=("$t")
+      if grep -qx "$t" <<< "$all_targets"; then cuda_targets+=("$t"); fi
     done
     cmake --build build-cuda-check -j "$jobs" --target "${cuda_targets[@]}"
     echo "== CUDA compile check: ${#cuda_targets[@]} targets in $(( $(date +%s) - start )) s"
