@@ -3,6 +3,7 @@
 // caught before any arithmetic.
 #include "engine/weights/model_weights.h"
 
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -194,6 +195,11 @@ ModelWeights load_weights(const ModelConfig& c, const std::string& dir) {
       std::vector<uint16_t> aligned((sv.nbytes() + 1) / 2);  // the mmap's bytes may sit at any address
       std::memcpy(aligned.data(), sv.data, sv.nbytes());
       convert_to_f32(sv.dtype, aligned.data(), scales, static_cast<size_t>(sv.numel()));
+      for (int64_t i = 0; i < sv.numel(); ++i)  // a NaN, infinite or negative scale would corrupt logits silently
+        MLABENCH_CHECK(std::isfinite(scales[i]) && scales[i] >= 0.0f,
+                       "checkpoint {}: '{}_scale_inv' element {} is {}; block scales must be finite and non-negative. "
+                       "HINT: the FP8 checkpoint is broken; re-export it",
+                       dir, name, i, scales[i]);
       v.scale_inv = scales;
       v.scale_ld = sv.shape.back();
     }

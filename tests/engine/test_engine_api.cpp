@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <limits>
 
 #include "engine/core/fp8.h"
 #include "engine/model/config.h"
@@ -73,7 +74,8 @@ TEST(EngineApi, Fp8CheckpointsLoadAsStored) {
   std::vector<std::vector<float>> scales;
   codes.reserve(src->entries().size());
   scales.reserve(src->entries().size());
-  auto write = [&](const std::string& out, const std::string& skip_scale_of, const std::string& fp8_router) {
+  auto write = [&](const std::string& out, const std::string& skip_scale_of, const std::string& fp8_router,
+                   const std::string& nan_scale_of = "") {
     std::vector<std::pair<std::string, TensorView>> tensors;
     for (const SafetensorsEntry& e : src->entries()) {
       const TensorView v = src->view(e);
@@ -89,6 +91,7 @@ TEST(EngineApi, Fp8CheckpointsLoadAsStored) {
       codes.emplace_back(f.size());
       scales.emplace_back(static_cast<size_t>(((n + 127) / 128) * ((k + 127) / 128)));
       quantize_fp8_blocks(f, n, k, codes.back(), scales.back(), e.name.c_str());
+      if (e.name == nan_scale_of) scales.back()[0] = std::numeric_limits<float>::quiet_NaN();
       tensors.emplace_back(e.name, TensorView{DType::F8_E4M3, e.shape, codes.back().data()});
       if (e.name != skip_scale_of)
         tensors.emplace_back(e.name + "_scale_inv",
@@ -108,6 +111,9 @@ TEST(EngineApi, Fp8CheckpointsLoadAsStored) {
   EXPECT_LT(stored.value()->weight_bytes(), open(dir)->weight_bytes() * 7 / 10);
   write(t.file("noscale"), "model.layers.1.self_attn.o_proj.weight", "");
   EXPECT_NE(error_of(Engine::open({.model_dir = t.file("noscale")})).find("o_proj.weight_scale_inv"),
+            std::string::npos);
+  write(t.file("nanscale"), "", "", "model.layers.2.mlp.experts.3.down_proj.weight");
+  EXPECT_NE(error_of(Engine::open({.model_dir = t.file("nanscale")})).find("finite and non-negative"),
             std::string::npos);
   write(t.file("router"), "", "model.layers.1.mlp.gate.weight");
   EXPECT_NE(error_of(Engine::open({.model_dir = t.file("router")})).find("'model.layers.1.mlp.gate.weight' is F8_E4M3"),

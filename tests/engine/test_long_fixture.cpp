@@ -93,6 +93,25 @@ int64_t cpu_tokens() {
   return env ? std::atoll(env) : 256;
 }
 
+// The first cpu_tokens() tokens the CPU tests run, the stored positions among them, their reference rows and the
+// largest |logit| there.
+struct CpuPrefix {
+  int64_t n = 0;
+  std::vector<int64_t> rows;
+  std::span<const double> ref_rows;
+  double max_ref = 0;
+};
+
+CpuPrefix cpu_prefix(const test::LongReference& lr, const ModelConfig& c) {
+  CpuPrefix p;
+  p.n = std::min<int64_t>(cpu_tokens(), static_cast<int64_t>(lr.ref.tokens.size()));
+  for (int64_t pos : lr.positions)
+    if (pos < p.n) p.rows.push_back(pos);
+  p.ref_rows = std::span(lr.ref.logits.data).first(p.rows.size() * static_cast<size_t>(c.vocab_size));
+  for (double v : p.ref_rows) p.max_ref = std::max(p.max_ref, std::fabs(v));
+  return p;
+}
+
 // The CPU engine (float32) on the first 256 tokens: within 1e-5 of max |logit| of transformers' float64 logits at
 // every stored position among them, in both MLA forms (the bound at these shapes; the GPU engine's
 // test holds all 8,317 tokens to it).
@@ -100,15 +119,13 @@ TEST_F(LongFixture, CpuFloat32MatchesTransformersFloat64OnAPrefix) {
   std::string why;
   const std::optional<test::LongReference> lr = test::load_long_reference(test::long_fixture_dir(), &why);
   if (!lr) GTEST_SKIP() << why;
-  const auto n = std::min<int64_t>(cpu_tokens(), static_cast<int64_t>(lr->ref.tokens.size()));
-  std::vector<int64_t> rows;
-  for (int64_t p : lr->positions)
-    if (p < n) rows.push_back(p);
-  ASSERT_GE(rows.size(), 32u);
   const ModelConfig c = load_config(dir_->path());
-  const auto ref_rows = std::span(lr->ref.logits.data).first(rows.size() * static_cast<size_t>(c.vocab_size));
-  double max_ref = 0;
-  for (double v : ref_rows) max_ref = std::max(max_ref, std::fabs(v));
+  const CpuPrefix pre = cpu_prefix(*lr, c);
+  const int64_t n = pre.n;
+  const std::vector<int64_t>& rows = pre.rows;
+  const auto ref_rows = pre.ref_rows;
+  const double max_ref = pre.max_ref;
+  ASSERT_GE(rows.size(), 32u);
   for (MlaAttention mode : {MlaAttention::DECOMPRESSED, MlaAttention::ABSORBED}) {
     auto m = make_cpu_model(c, load_weights(c, dir_->path()), mode);
     CpuKvCache cache = m->new_cache();
@@ -130,15 +147,13 @@ TEST_F(LongFixture, Fp8WeightsCostAMeasuredMultipleOfBf16) {
   std::string why;
   const std::optional<test::LongReference> lr = test::load_long_reference(test::long_fixture_dir(), &why);
   if (!lr) GTEST_SKIP() << why;
-  const auto n = std::min<int64_t>(cpu_tokens(), static_cast<int64_t>(lr->ref.tokens.size()));
-  std::vector<int64_t> rows;
-  for (int64_t p : lr->positions)
-    if (p < n) rows.push_back(p);
   const ModelConfig c = load_config(dir_->path());
   const size_t V = static_cast<size_t>(c.vocab_size);
-  const auto ref_rows = std::span(lr->ref.logits.data).first(rows.size() * V);
-  double max_ref = 0;
-  for (double v : ref_rows) max_ref = std::max(max_ref, std::fabs(v));
+  const CpuPrefix pre = cpu_prefix(*lr, c);
+  const int64_t n = pre.n;
+  const std::vector<int64_t>& rows = pre.rows;
+  const auto ref_rows = pre.ref_rows;
+  const double max_ref = pre.max_ref;
   ModelWeights w = load_weights(c, dir_->path());
   const uint64_t stored = w.stored_bytes, held = quantize_weights_fp8(w);
   EXPECT_LT(held, stored * 6 / 10) << "e4m3 codes and scales in place of BF16, embedding and head kept";
