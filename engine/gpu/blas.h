@@ -4,10 +4,14 @@
 // and capturable in a CUDA graph (the workspace is fixed at construction).
 #pragma once
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include <array>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <vector>
 
 #include "engine/core/dtype.h"
@@ -58,6 +62,18 @@ class Blas {
   bool linear_grouped(void* const* y, int64_t ldy, const void* const* x, int64_t ldx, const void* const* w,
                       int64_t ldw, DType dt, const std::vector<int>& m, int64_t n, int64_t k);
 
+  /// FP8 GEMM on the tensor cores (issue 20): cuBLASLt's block-scaled e4m3 GEMM (DeepSeek-V3's scaling; QGMMA on
+  /// Hopper), y[m, n] (y_type F32 or BF16, ldy) with
+  ///   y[r, j] = sum_g x_scale[g * m + r] * w_scale[(j / 128) * fp8_weight_scale_ld(k) + g]
+  ///             * sum_{c in g} xq[r, c] w[j, c]
+  /// over the 128-value groups g of k: xq e4m3 [m, k] at ldx with its scales groups major (Fp8QuantizeRowsParams
+  /// with scale_row_stride 1 and scale_group_stride m, cuBLASLt's VEC128_32F), w e4m3 [n, k] at ldw with 128 x 128
+  /// block scales [ceil(n / 128), fp8_weight_scale_ld(k)] (BLK128x128_32F). Capturable like the others (fixed
+  /// workspace; the algorithm is chosen once per shape and cached). Throws, naming the shape, where cuBLASLt has no
+  /// algorithm for it (k, ldx, ldw must be multiples of 16).
+  void linear_fp8(void* y, DType y_type, int64_t ldy, const uint8_t* xq, int64_t ldx, const float* x_scale,
+                  const uint8_t* w, int64_t ldw, const float* w_scale, int64_t m, int64_t n, int64_t k);
+
   cudaStream_t stream() const { return stream_; }
 
   /// skinny_gemm on the stream when the rows, the switch and the kernel allow it; false: the caller runs cuBLAS
@@ -65,9 +81,17 @@ class Blas {
   bool try_skinny(const kernels::SkinnyGemmParams& p);
 
  private:
+  /// linear_fp8's cuBLASLt descriptors and algorithm for one shape (blas.cpp), keyed by m, n, k, y_type, the
+  /// leading dimensions and the operands' alignments (what the heuristic's choice depends on).
+  struct Fp8Plan;
+  using Fp8Key = std::array<int64_t, 10>;
+  Fp8Plan& fp8_plan(const Fp8Key& key, const float* x_scale, const float* w_scale);
+
   cublasHandle_t handle_ = nullptr;
   cudaStream_t stream_ = nullptr;
   DeviceBuffer workspace_;
+  cublasLtHandle_t lt_handle_ = nullptr;  // created on the first linear_fp8 (BF16-only engines never need it)
+  std::map<Fp8Key, std::unique_ptr<Fp8Plan>> fp8_plans_;
 };
 
 /// cuBLAS data type of a GEMM operand dtype (BF16, F16, F32); throws for others.

@@ -449,6 +449,19 @@ struct MoeGroupedGemmParams {
   /// The Hopper kernel's rows a tile: 128 (0 means 128), or 64 where experts hold few rows (decode batches). The
   /// result does not depend on it; the other GEMMs ignore it.
   int32_t tile_rows = 0;
+  /// dtype F8_E4M3 (issue 20; moe_grouped_gemm's FP8 kernel, W8A8 as DeepSeek-V3 computes it): x holds e4m3 rows
+  /// with one scale per 1 x 128 group, x_scale[r * x_scale_ld + g] (Fp8QuantizeRowsParams, rows major); w holds
+  /// e4m3 weights with one scale per 128 x 128 block, expert e's at w_scale + e * w_scale_expert_stride,
+  /// [ceil(w_rows / 128), w_scale_ld] (w_rows = n, or 2n stacked gate then up for SWIGLU: the block row of weight
+  /// row j is j / 128 of the stacked matrix). For each group g of 128 k values the kernel sums the e4m3 products in
+  /// float32 and adds that sum times x_scale[r, g] * w_scale[j / 128, g] to the row's accumulator:
+  ///   y[r, j] = sum_g x_scale[r, g] * w_scale[j / 128, g] * sum_{c in g} e4m3(x[r, c]) * e4m3(w[j, c]).
+  /// k must be a multiple of 16 (e4m3 rows on the 16-byte grid), ld_x and expert_stride too. Epilogues STORE
+  /// (float32 y) and SWIGLU / STORE_DT (act in BF16).
+  const float* x_scale = nullptr;
+  int64_t x_scale_ld = 0;
+  const float* w_scale = nullptr;
+  int64_t w_scale_ld = 0, w_scale_expert_stride = 0;
 };
 
 /// Tokens up to which a MoE layer runs its routed experts as one strided batched GEMM at `capacity` = n_tokens rows
@@ -493,6 +506,14 @@ struct MoeLayerParams {
   // GPU: the layer runs inside a captured CUDA graph (a decode step), so it must not read anything back to the
   // host: COMPACT rows then go through moe_grouped_gemm (device-side counts) instead of cuBLAS's grouped GEMM.
   bool graph_safe = false;
+  /// FP8 weights (issue 20, --weights-dtype fp8; the GPU layer only): the four weight pointers above hold e4m3 codes
+  /// with these 128 x 128 block-scale grids (rows of fp8_weight_scale_ld(k), an expert's grids one after another).
+  /// Null: the weights are in dtype. The routed experts then run as COMPACT rows through moe_grouped_gemm's FP8
+  /// kernel at every token count, their inputs quantised in 1 x 128 groups, as the CPU engine's W8A8 does.
+  const float* experts_gate_up_scale = nullptr;
+  const float* experts_down_scale = nullptr;
+  const float* shared_gate_up_scale = nullptr;
+  const float* shared_down_scale = nullptr;
 };
 
 // ---- attention ---------------------------------------------------------------------------------------------
@@ -749,5 +770,42 @@ inline int64_t gqa_attention_scratch_floats(const GqaAttentionParams& p) {
   const int64_t s = gqa_attention_splits(p);
   return s > 1 ? s * p.batch.n_seqs * p.batch.max_q * p.n_heads * (int64_t{p.head_dim} + 2) : 0;
 }
+
+// ---- FP8 (issue 20): the quantisers the FP8 GEMMs read (definitions in engine/core/fp8.h) ----------------------
+
+/// Activation rows quantised to e4m3 in 1 x 128 groups (DeepSeek-V3's act_quant): for row r < rows and group
+/// g < ceil(k / 128), s = fp8_block_scale(amax of |x[r, 128 g ...]| over the group's values, the last group shorter),
+/// q[r, c] = f32_to_e4m3(x[r, c] / s) (IEEE division), and scale[r * scale_row_stride + g * scale_group_stride] = s,
+/// so e4m3_to_f32(q) * s is fake_quantize_fp8_row's value. Rows major (scale_group_stride 1) is the grouped expert
+/// GEMM's layout; groups major (scale_row_stride 1, scale_group_stride >= rows) cuBLASLt's VEC128_32F layout.
+/// The amax skips a NaN (as fake_quantize_fp8_row's std::max does): the NaN's code is the NaN code, so the GEMM's
+/// output row is NaN, as the CPU engine's. A NaN quotient (x NaN, or x infinite over an infinite scale) is coded
+/// 0x7f with x's sign: the sign of a NaN quotient is the platform's, so kernel and twin fix it this way.
+struct Fp8QuantizeRowsParams {
+  const void* x = nullptr;  // [rows, k] at ld_x, F32 or BF16
+  DType x_type = DType::BF16;
+  int64_t ld_x = 0;
+  uint8_t* q = nullptr;  // [rows, k] e4m3 at ld_q
+  int64_t ld_q = 0;
+  float* scale = nullptr;
+  int64_t scale_row_stride = 0, scale_group_stride = 0;
+  int64_t rows = 0, k = 0;
+};
+
+/// A weight w [n, k] (F32 or BF16, row-major, ld_w) quantised in 128 x 128 blocks as quantize_fp8_blocks does:
+/// q [n, k] e4m3 (ld_q), scale_inv[bn * scale_ld + bk] = fp8_block_scale(amax of block (bn, bk)), scale_ld >=
+/// ceil(k / 128) (the engine pads it to a multiple of 4: cuBLASLt's 16-byte-aligned 128 x 128 scale layout; the
+/// padding is left untouched). Used on the device for weights generated there (random weights); the kernel does
+/// not check for inf/NaN (its twin throws as quantize_fp8_blocks does).
+struct Fp8QuantizeBlocksParams {
+  const void* w = nullptr;
+  DType w_type = DType::BF16;
+  int64_t ld_w = 0;
+  uint8_t* q = nullptr;
+  int64_t ld_q = 0;
+  float* scale_inv = nullptr;
+  int64_t scale_ld = 0;
+  int64_t n = 0, k = 0;
+};
 
 }  // namespace mlabench::kernels

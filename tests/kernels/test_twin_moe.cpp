@@ -11,9 +11,11 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "engine/core/fp8.h"
 #include "engine/kernels/cpu/moe_router.h"
 #include "engine/kernels/twin/twin.h"
 
@@ -552,6 +554,162 @@ TEST(TwinMoe, GroupedGemmSwigluIsStoreThenSiluMul) {
   q.n_experts = 2;
   q.expert_stride = 4;
   EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(q)) << "offsets left out with two experts";
+}
+
+
+// ---- FP8 (e4m3 W8A8, block scales) ---------------------------------------------------------------------------
+
+// The F8_E4M3 twin against a double-precision loop over the dequantised operands (x code * x_scale[r, c / 128],
+// w code * w_scale[j / 128, c / 128]) in STORE and SWIGLU: three experts (one empty), k = 272 (three groups, the
+// last one 16 long), weight rows over two 128-row blocks (SWIGLU's up rows cross from block 0 into block 1). The
+// scales vary by powers of two from group to group and block to block, so reading a wrong one moves the result far
+// past the tolerance: the same comparison against a reference with a mutated scale index (the next k group; the
+// other weight block, or for SWIGLU the up rows' block counted from the gate/up boundary instead of the stacked
+// matrix) must fail. Then the FP8 checks the twin shares with the kernel's launcher.
+struct Fp8TwinCase {
+  std::vector<uint8_t> x, w;
+  std::vector<float> xs, ws;
+  int64_t ld_xs = 0, ld_ws = 0, ws_stride = 0;
+};
+
+Fp8TwinCase fp8_twin_case(int64_t rows, int32_t n_experts, int64_t w_rows, int64_t k, std::mt19937& rng) {
+  const int64_t groups = (k + 127) / 128, blocks = (w_rows + 127) / 128;
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> mag(-3, 3);
+  Fp8TwinCase c;
+  c.ld_xs = groups;
+  c.ld_ws = fp8_weight_scale_ld(k);
+  c.ws_stride = blocks * c.ld_ws;
+  c.x.resize(static_cast<size_t>(rows * k));
+  c.xs.resize(static_cast<size_t>(rows * groups));
+  for (int64_t r = 0; r < rows; ++r)  // a row's groups quantised as fp8_quantize_rows does
+    for (int64_t g = 0; g < groups; ++g) {
+      const float m = std::ldexp(1.0f, mag(rng));
+      std::vector<float> v(static_cast<size_t>(std::min<int64_t>(128, k - g * 128)));
+      float amax = 0.0f;
+      for (float& e : v) amax = std::max(amax, std::fabs(e = m * nd(rng)));
+      const float s = fp8_block_scale(amax);
+      c.xs[static_cast<size_t>(r * groups + g)] = s;
+      for (size_t i = 0; i < v.size(); ++i) c.x[static_cast<size_t>(r * k + g * 128) + i] = f32_to_e4m3(v[i] / s);
+    }
+  c.w.resize(static_cast<size_t>(n_experts * w_rows * k));
+  c.ws.assign(static_cast<size_t>(n_experts * c.ws_stride), std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> wf(static_cast<size_t>(w_rows * k)), sc(static_cast<size_t>(blocks * groups)), bm(sc.size());
+  for (int32_t e = 0; e < n_experts; ++e) {
+    for (float& m : bm) m = std::ldexp(1.0f, mag(rng));
+    for (int64_t j = 0; j < w_rows; ++j)
+      for (int64_t i = 0; i < k; ++i)
+        wf[static_cast<size_t>(j * k + i)] = bm[static_cast<size_t>((j / 128) * groups + i / 128)] * nd(rng);
+    quantize_fp8_blocks(wf, w_rows, k, std::span(c.w).subspan(static_cast<size_t>(e * w_rows * k), wf.size()), sc,
+                        "fp8 twin test");
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t g = 0; g < groups; ++g)
+        c.ws[static_cast<size_t>(e * c.ws_stride + b * c.ld_ws + g)] = sc[static_cast<size_t>(b * groups + g)];
+  }
+  return c;
+}
+
+// out[r, j] in double over the dequantised operands, with the scales' indices given by x_group(c) and
+// w_block(j) (the right ones: c / 128 and j / 128), and sum |term| in mag.
+template <class XGroup, class WBlock>
+void fp8_reference(const Fp8TwinCase& c, const std::vector<int32_t>& offsets, int64_t w_rows, int64_t k,
+                   XGroup x_group, WBlock w_block, std::vector<double>& out, std::vector<double>& mag) {
+  out.assign(static_cast<size_t>(offsets.back() * w_rows), 0.0);
+  mag = out;
+  for (size_t e = 0; e + 1 < offsets.size(); ++e)
+    for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r)
+      for (int64_t j = 0; j < w_rows; ++j) {
+        double acc = 0, m = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          const double t =
+              double{e4m3_to_f32(c.x[static_cast<size_t>(r * k + i)])} * c.xs[static_cast<size_t>(r * c.ld_xs + x_group(i))] *
+              e4m3_to_f32(c.w[static_cast<size_t>((static_cast<int64_t>(e) * w_rows + j) * k + i)]) *
+              c.ws[static_cast<size_t>(static_cast<int64_t>(e) * c.ws_stride + w_block(j) * c.ld_ws + i / 128)];
+          acc += t;
+          m += std::fabs(t);
+        }
+        out[static_cast<size_t>(r * w_rows + j)] = acc;
+        mag[static_cast<size_t>(r * w_rows + j)] = m;
+      }
+}
+
+TEST(TwinMoe, GroupedGemmFp8MatchesDequantisedLoop) {
+  std::mt19937 rng(2020);
+  const std::vector<int32_t> offsets = {0, 3, 3, 8};  // expert 1 empty
+  const int32_t E = 3;
+  const int64_t R = offsets[E], k = 272, groups = 3;
+  const auto next_group = [&](int64_t i) { return (i / 128 + 1) % groups; };
+  const auto right_group = [](int64_t i) { return i / 128; };
+  for (const auto epi : {kernels::MoeGemmEpilogue::STORE, kernels::MoeGemmEpilogue::SWIGLU}) {
+    const bool swiglu = epi == kernels::MoeGemmEpilogue::SWIGLU;
+    SCOPED_TRACE(swiglu ? "SWIGLU" : "STORE");
+    const int64_t n = swiglu ? 72 : 136, w_rows = swiglu ? 2 * n : n, ld_out = n + 1;
+    const Fp8TwinCase c = fp8_twin_case(R, E, w_rows, k, rng);
+    std::vector<float> y(static_cast<size_t>((R + 1) * ld_out), kNaN);
+    std::vector<uint16_t> act(y.size(), 0x7FC1);
+    kernels::MoeGroupedGemmParams p{.y = swiglu ? nullptr : y.data(), .ld_y = ld_out, .x = c.x.data(), .ld_x = k,
+                                    .w = c.w.data(), .expert_stride = w_rows * k, .dtype = DType::F8_E4M3,
+                                    .offsets = offsets.data(), .n_experts = E, .n = n, .k = k, .max_rows = 5,
+                                    .epilogue = epi, .act = swiglu ? act.data() : nullptr, .ld_act = ld_out,
+                                    .x_scale = c.xs.data(), .x_scale_ld = c.ld_xs, .w_scale = c.ws.data(),
+                                    .w_scale_ld = c.ld_ws, .w_scale_expert_stride = c.ws_stride};
+    kernels::twin::moe_grouped_gemm(p);
+    // The value each output stands for, from a reference sum per (row, weight row); false where `got` is further
+    // from it than float32 sums over k (and the rounding to BF16 of SWIGLU) allow. Everything else stays poisoned.
+    auto matches = [&](const std::vector<double>& ref, const std::vector<double>& mag) {
+      for (int64_t r = 0; r < R + 1; ++r)
+        for (int64_t j = 0; j < ld_out; ++j) {
+          const size_t o = static_cast<size_t>(r * ld_out + j);
+          const double got = swiglu ? double{bf16_to_f32(act[o])} : double{y[o]};
+          if (r >= R || j >= n) {
+            EXPECT_TRUE(std::isnan(got)) << "row " << r << " col " << j << " written";
+            continue;
+          }
+          // A float32 sum of k exact products scaled in 3 groups: within (k + 8) * 2^-24 of the sum of |terms|.
+          const size_t g = static_cast<size_t>(r * w_rows + j), u = g + static_cast<size_t>(n);
+          const double eps_g = static_cast<double>(k + 8) * 0x1p-24 * mag[g];
+          double want = ref[g], tol = eps_g;
+          if (swiglu) {
+            // silu(g) * u: |silu'| <= 1.1 and |silu(g)| <= max(1, |g|) carry the sums' errors; then the float
+            // silu (a few ulp) and the rounding to BF16 (half an ulp, 2^-8 relative).
+            const double eps_u = static_cast<double>(k + 8) * 0x1p-24 * mag[u];
+            want = ref[g] / (1.0 + std::exp(-ref[g])) * ref[u];
+            tol = (0x1p-8 + 1e-6) * std::fabs(want) + 1.1 * eps_g * std::fabs(ref[u]) +
+                  std::max(1.0, std::fabs(ref[g])) * eps_u;
+          }
+          if (!(std::fabs(got - want) <= tol)) return false;
+        }
+      return true;
+    };
+    std::vector<double> ref, mag;
+    fp8_reference(c, offsets, w_rows, k, right_group, right_group, ref, mag);
+    EXPECT_TRUE(matches(ref, mag)) << "the twin vs the dequantised loop";
+    fp8_reference(c, offsets, w_rows, k, next_group, right_group, ref, mag);
+    EXPECT_FALSE(matches(ref, mag)) << "x scales of the next group: the comparison must catch it";
+    // SWIGLU: the up rows' block counted from the gate/up boundary; STORE: the other block.
+    const auto wrong_block = [&](int64_t j) { return swiglu ? (j < n ? j : j - n) / 128 : (j / 128 + 1) % 2; };
+    fp8_reference(c, offsets, w_rows, k, right_group, wrong_block, ref, mag);
+    EXPECT_FALSE(matches(ref, mag)) << "weight scales of the wrong block: the comparison must catch it";
+  }
+  // The FP8 operands' grid and scales are checked (shared with the kernel's launcher).
+  std::vector<uint8_t> x(16 * 64, 0x38), w(2 * 16 * 64, 0x38);  // 0x38 = 1.0
+  std::vector<float> xs(16, 0.5f), ws(4, 2.0f), y(16 * 16, kNaN);
+  const std::vector<int32_t> off = {0, 16};
+  kernels::MoeGroupedGemmParams p{.y = y.data(), .ld_y = 16, .x = x.data(), .ld_x = 64, .w = w.data(),
+                                  .expert_stride = 16 * 64, .dtype = DType::F8_E4M3, .offsets = off.data(),
+                                  .n_experts = 1, .n = 16, .k = 64, .max_rows = 16, .x_scale = xs.data(),
+                                  .x_scale_ld = 1, .w_scale = ws.data(), .w_scale_ld = 4};
+  kernels::twin::moe_grouped_gemm(p);
+  EXPECT_EQ(y[17], 64.0f * 0.5f * 2.0f) << "row 1, column 1: 64 products of 1 x 1, scaled by 0.5 * 2";
+  kernels::MoeGroupedGemmParams q = p;
+  q.k = q.ld_x = 56;
+  EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(q)) << "k off the 16-byte grid";
+  q = p;
+  q.x_scale = nullptr;
+  EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(q)) << "no x scales";
+  q = p;
+  q.w_scale_ld = 0;
+  EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(q)) << "w_scale_ld < ceil(k / 128)";
 }
 
 }  // namespace

@@ -30,6 +30,8 @@ void moe_gather(const MoeGatherParams& p, cudaStream_t s);
 void moe_combine(const MoeCombineParams& p, cudaStream_t s);
 void moe_pair_pointers(const MoePairPointersParams& p, cudaStream_t s);
 void moe_grouped_gemm(const MoeGroupedGemmParams& p, cudaStream_t s);
+void fp8_quantize_rows(const Fp8QuantizeRowsParams& p, cudaStream_t s);
+void fp8_quantize_blocks(const Fp8QuantizeBlocksParams& p, cudaStream_t s);
 /// Where skinny_gemm runs (BF16, m <= kSkinnyMaxRows, k and the leading dimensions and strides multiples of 8, 16-byte
 /// aligned x and w); elsewhere the caller takes cuBLAS. skinny_gemm throws where this is false.
 bool skinny_gemm_supported(const SkinnyGemmParams& p);

@@ -18,6 +18,7 @@
 
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/moe_gemm_fp8.h"
 #include "engine/kernels/twin/moe_checks.h"
 
 namespace mlabench::kernels::cuda {
@@ -283,6 +284,9 @@ void launch_simple(const MoeGroupedGemmParams& p, cudaStream_t s) {
 }  // namespace
 
 void moe_grouped_gemm(const MoeGroupedGemmParams& p, cudaStream_t s) {
+  // FP8 (e4m3 W8A8, block scales): its own kernel, which also runs the SWIGLU and STORE_DT epilogues and a single
+  // expert without offsets.
+  if (p.dtype == DType::F8_E4M3) return moe_grouped_gemm_fp8(p, s);
   checks::check_moe_grouped_gemm(p);
   MLABENCH_CHECK(p.offsets != nullptr, "moe_grouped_gemm: offsets is null. HINT: pass moe_permute's row offsets "
                  "(moe_grouped_gemm_hopper takes a single expert without them)");

@@ -1,9 +1,13 @@
-// CPU twin of the grouped expert GEMMs (engine/kernels/cuda/moe_gemm.cu and moe_gemm_hopper.cu), and the parameter
-// check the launchers share with it. A plain loop: each output is one float32 sum over k ascending of float(x) *
-// float(w), every product and sum rounded as written (the host build has no FMA contraction).
+// CPU twin of the grouped expert GEMMs (engine/kernels/cuda/moe_gemm.cu, moe_gemm_hopper.cu and moe_gemm_fp8.cu),
+// and the parameter check the launchers share with it. A plain loop: each output is one float32 sum over k ascending
+// of float(x) * float(w), every product and sum rounded as written (the host build has no FMA contraction). F8_E4M3
+// (W8A8, block-scaled): per 128-value group a float32 sum of the e4m3 products (each exact in float32), times the
+// row's and the weight block's scales, summed over the groups in order (kernel_params.h, MoeGroupedGemmParams).
+#include <algorithm>
 #include <vector>
 
 #include "core/check.h"
+#include "engine/core/fp8.h"
 #include "engine/kernels/twin/moe_checks.h"
 #include "engine/kernels/twin/twin.h"
 
@@ -11,9 +15,34 @@ namespace mlabench::kernels {
 
 namespace checks {
 
+namespace {
+
+// The FP8 operands' grid and scales: e4m3 rows on the 16-byte grid (the kernel copies 16 bytes at a time and a
+// k tile is one 128-value scale group), one x scale per row and group, one weight scale per 128 x 128 block.
+void check_fp8_operands(const MoeGroupedGemmParams& p, int64_t w_rows) {
+  const int64_t groups = (p.k + kFp8Block - 1) / kFp8Block, blocks = (w_rows + kFp8Block - 1) / kFp8Block;
+  MLABENCH_CHECK(p.k % 16 == 0 && p.ld_x % 16 == 0 && p.expert_stride % 16 == 0,
+                 "moe_grouped_gemm: F8_E4M3 with k {}, ld_x {}, expert_stride {}. HINT: FP8 rows must be multiples "
+                 "of 16 bytes (k, ld_x and the expert stride multiples of 16)", p.k, p.ld_x, p.expert_stride);
+  MLABENCH_CHECK(p.x_scale_ld >= groups && p.w_scale_ld >= groups &&
+                     (p.n_experts == 1 || p.w_scale_expert_stride >= blocks * p.w_scale_ld),
+                 "moe_grouped_gemm: F8_E4M3 scales x_scale_ld {}, w_scale_ld {}, w_scale_expert_stride {} for {} "
+                 "groups of 128 and {} blocks of 128 weight rows. HINT: x_scale is [rows, x_scale_ld >= ceil(k / "
+                 "128)], each expert's w_scale [ceil(w_rows / 128), w_scale_ld >= ceil(k / 128)] "
+                 "(fp8_weight_scale_ld), experts w_scale_expert_stride >= blocks * w_scale_ld apart",
+                 p.x_scale_ld, p.w_scale_ld, p.w_scale_expert_stride, groups, blocks);
+  MLABENCH_CHECK(p.max_rows == 0 || (p.x_scale != nullptr && p.w_scale != nullptr),
+                 "moe_grouped_gemm: F8_E4M3 without x_scale or w_scale. HINT: pass fp8_quantize_rows's scales for x "
+                 "and the weights' block scales (scale_inv)");
+}
+
+}  // namespace
+
 void check_moe_grouped_gemm(const MoeGroupedGemmParams& p) {
-  MLABENCH_CHECK(p.dtype == DType::BF16 || p.dtype == DType::F16 || p.dtype == DType::F32,
-                 "moe_grouped_gemm: dtype {}. HINT: the GEMM operands are BF16, F16 or F32", dtype_name(p.dtype));
+  MLABENCH_CHECK(p.dtype == DType::BF16 || p.dtype == DType::F16 || p.dtype == DType::F32 ||
+                     p.dtype == DType::F8_E4M3,
+                 "moe_grouped_gemm: dtype {}. HINT: the GEMM operands are BF16, F16, F32 or F8_E4M3 (with block "
+                 "scales)", dtype_name(p.dtype));
   MLABENCH_CHECK(p.n_experts > 0 && p.n > 0 && p.k > 0 && p.max_rows >= 0,
                  "moe_grouped_gemm: n_experts {}, n {}, k {}, max_rows {}. HINT: n_experts, n and k must be "
                  "positive and max_rows >= 0",
@@ -41,51 +70,121 @@ void check_moe_grouped_gemm(const MoeGroupedGemmParams& p) {
                  p.rows_bound);
   MLABENCH_CHECK(p.tile_rows == 0 || p.tile_rows == 64 || p.tile_rows == 128,
                  "moe_grouped_gemm: tile_rows {}. HINT: 0 (the default, 128), 64 or 128", p.tile_rows);
+  if (p.dtype == DType::F8_E4M3) check_fp8_operands(p, w_rows);
 }
 
 }  // namespace checks
 
 namespace twin {
 
+namespace {
+
+// Expert e's rows [first, first + count), checked against max_rows (the kernels' grid covers no more).
+struct ExpertSpan {
+  int64_t first = 0, count = 0;
+};
+
+ExpertSpan expert_span(const MoeGroupedGemmParams& p, int32_t e) {
+  const int64_t r0 = p.offsets ? p.offsets[e] : 0, rows = p.offsets ? p.offsets[e + 1] - r0 : p.max_rows;
+  MLABENCH_CHECK(r0 >= 0 && rows >= 0 && rows <= p.max_rows,
+                 "moe_grouped_gemm: expert {} has rows [{}, {}) but "
+                 "max_rows is {}. HINT: offsets must be non-decreasing from >= 0 and max_rows must bound every "
+                 "expert's count (n_tokens does)",
+                 e, r0, r0 + rows, p.max_rows);
+  return {r0, rows};
+}
+
+void check_row_bound(const MoeGroupedGemmParams& p, int64_t r, int32_t e) {
+  MLABENCH_CHECK(p.rows_bound == 0 || r < p.rows_bound,
+                 "moe_grouped_gemm: row {} of expert {} lies past rows_bound {}. HINT: rows_bound bounds "
+                 "offsets[n_experts] (n_tokens * top_k)", r, e, p.rows_bound);
+}
+
+// The epilogues that write act (in `out_type`) from a row's float32 sums: SWIGLU through silu_mul's own twin, so
+// the activation is rounded exactly as the unfused path rounds it; STORE_DT rounded to nearest even as cast's twin.
+void store_act(const MoeGroupedGemmParams& p, DType out_type, int64_t r, const float* sums) {
+  void* out = static_cast<char*>(p.act) + static_cast<size_t>(r * p.ld_act) * dtype_size(out_type);
+  if (p.epilogue == MoeGemmEpilogue::SWIGLU)
+    silu_mul({.out = out, .out_type = out_type, .ld_out = p.n, .gate_up = sums, .ld_in = 2 * p.n, .inter = p.n,
+              .n_rows = 1});
+  else
+    cast({.out = out, .out_type = out_type, .ld_out = p.n, .in = sums, .in_type = DType::F32, .ld_in = p.n,
+          .n_rows = 1, .n_cols = p.n});
+}
+
+// One row of the FP8 GEMM (kernel_params.h): for each weight row j, each group's float32 sum of e4m3 products (k
+// ascending; every product is exact in float32), times x_scale[r, g] * w_scale[j / 128, g], added in group order.
+// xr and w hold the decoded e4m3 values, xs the row's group scales, ws the expert's block scale grid.
+void fp8_row(const MoeGroupedGemmParams& p, const float* xr, const float* xs, const float* w, const float* ws,
+             int64_t w_rows, float* out) {
+  for (int64_t j = 0; j < w_rows; ++j) {
+    const float* wj = w + j * p.k;
+    const float* wsj = ws + (j / kFp8Block) * p.w_scale_ld;
+    float acc = 0.0f;
+    for (int64_t c0 = 0, g = 0; c0 < p.k; c0 += kFp8Block, ++g) {
+      const int64_t c1 = std::min(p.k, c0 + kFp8Block);
+      float s = 0.0f;
+      for (int64_t c = c0; c < c1; ++c) s += xr[c] * wj[c];
+      acc += s * (xs[g] * wsj[g]);
+    }
+    out[j] = acc;
+  }
+}
+
+void decode_e4m3(const void* codes, size_t n, float* out) {
+  const auto* b = static_cast<const uint8_t*>(codes);
+  for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_f32(b[i]);
+}
+
+// The F8_E4M3 path: e4m3 operands with block scales; act (SWIGLU, STORE_DT) is always BF16.
+void grouped_gemm_fp8(const MoeGroupedGemmParams& p) {
+  const bool to_act = p.epilogue != MoeGemmEpilogue::STORE;
+  const int64_t w_rows = p.epilogue == MoeGemmEpilogue::SWIGLU ? 2 * p.n : p.n;
+  std::vector<float> w(static_cast<size_t>(w_rows * p.k)), x(static_cast<size_t>(p.k)), sums;
+  if (to_act) sums.resize(static_cast<size_t>(w_rows));
+  for (int32_t e = 0; e < p.n_experts; ++e) {
+    const ExpertSpan span = expert_span(p, e);
+    if (span.count == 0) continue;
+    decode_e4m3(static_cast<const uint8_t*>(p.w) + e * p.expert_stride, w.size(), w.data());
+    const float* ws = p.w_scale + e * p.w_scale_expert_stride;
+    for (int64_t r = span.first; r < span.first + span.count; ++r) {
+      check_row_bound(p, r, e);
+      decode_e4m3(static_cast<const uint8_t*>(p.x) + r * p.ld_x, x.size(), x.data());
+      float* out = to_act ? sums.data() : p.y + r * p.ld_y;
+      fp8_row(p, x.data(), p.x_scale + r * p.x_scale_ld, w.data(), ws, w_rows, out);
+      if (to_act) store_act(p, DType::BF16, r, out);
+    }
+  }
+}
+
+}  // namespace
+
 void moe_grouped_gemm(const MoeGroupedGemmParams& p) {
   checks::check_moe_grouped_gemm(p);
   if (p.max_rows == 0) return;
+  if (p.dtype == DType::F8_E4M3) return grouped_gemm_fp8(p);
   const size_t es = dtype_size(p.dtype);
-  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU, to_dt = p.epilogue == MoeGemmEpilogue::STORE_DT;
+  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU, to_act = p.epilogue != MoeGemmEpilogue::STORE;
   const int64_t w_rows = swiglu ? 2 * p.n : p.n;
   std::vector<float> w(static_cast<size_t>(w_rows * p.k)), x(static_cast<size_t>(p.k)), gate_up;
-  if (swiglu || to_dt) gate_up.resize(static_cast<size_t>(w_rows));  // the row's float32 sums before the epilogue
+  if (to_act) gate_up.resize(static_cast<size_t>(w_rows));  // the row's float32 sums before the epilogue
   for (int32_t e = 0; e < p.n_experts; ++e) {
-    const int64_t r0 = p.offsets ? p.offsets[e] : 0, rows = p.offsets ? p.offsets[e + 1] - r0 : p.max_rows;
-    MLABENCH_CHECK(r0 >= 0 && rows >= 0 && rows <= p.max_rows,
-                   "moe_grouped_gemm: expert {} has rows [{}, {}) but "
-                   "max_rows is {}. HINT: offsets must be non-decreasing from >= 0 and max_rows must bound every "
-                   "expert's count (n_tokens does)",
-                   e, r0, r0 + rows, p.max_rows);
-    if (rows == 0) continue;
+    const ExpertSpan span = expert_span(p, e);
+    if (span.count == 0) continue;
     // The expert's [n, k] weights as float32 once; then one dot product per output, k ascending.
     convert_to_f32(p.dtype, static_cast<const char*>(p.w) + static_cast<size_t>(e * p.expert_stride) * es, w.data(),
                    w.size());
-    for (int64_t r = r0; r < r0 + rows; ++r) {
-      MLABENCH_CHECK(p.rows_bound == 0 || r < p.rows_bound,
-                     "moe_grouped_gemm: row {} of expert {} lies past rows_bound {}. HINT: rows_bound bounds "
-                     "offsets[n_experts] (n_tokens * top_k)", r, e, p.rows_bound);
+    for (int64_t r = span.first; r < span.first + span.count; ++r) {
+      check_row_bound(p, r, e);
       convert_to_f32(p.dtype, static_cast<const char*>(p.x) + static_cast<size_t>(r * p.ld_x) * es, x.data(), x.size());
-      float* yr = swiglu || to_dt ? gate_up.data() : p.y + r * p.ld_y;
+      float* yr = to_act ? gate_up.data() : p.y + r * p.ld_y;
       for (int64_t j = 0; j < w_rows; ++j) {
         const float* wj = w.data() + j * p.k;
         float acc = 0.0f;
         for (int64_t i = 0; i < p.k; ++i) acc += x[static_cast<size_t>(i)] * wj[i];
         yr[j] = acc;
       }
-      // SWIGLU: silu_mul's own twin on this row, so the activation is rounded exactly as the unfused path rounds it.
-      if (swiglu)
-        silu_mul({.out = static_cast<char*>(p.act) + static_cast<size_t>(r * p.ld_act) * es, .out_type = p.dtype,
-                  .ld_out = p.n, .gate_up = gate_up.data(), .ld_in = 2 * p.n, .inter = p.n, .n_rows = 1});
-      // STORE_DT: the float32 row rounded to dtype (round to nearest even), as cast's twin rounds it.
-      if (to_dt)
-        cast({.out = static_cast<char*>(p.act) + static_cast<size_t>(r * p.ld_act) * es, .out_type = p.dtype,
-              .ld_out = p.n, .in = gate_up.data(), .in_type = DType::F32, .ld_in = p.n, .n_rows = 1, .n_cols = p.n});
+      if (to_act) store_act(p, p.dtype, r, yr);
     }
   }
 }

@@ -27,6 +27,8 @@ void moe_gather(const MoeGatherParams& p);
 void moe_combine(const MoeCombineParams& p);
 void moe_pair_pointers(const MoePairPointersParams& p);
 void moe_grouped_gemm(const MoeGroupedGemmParams& p);
+void fp8_quantize_rows(const Fp8QuantizeRowsParams& p);
+void fp8_quantize_blocks(const Fp8QuantizeBlocksParams& p);
 void skinny_gemm(const SkinnyGemmParams& p);
 void moe_decode_ffn(const MoeDecodeFfnParams& p);
 /// The twin of gpu::MoeLayer::forward (engine/gpu/moe_layer.h): the same layer on host memory, through the twins

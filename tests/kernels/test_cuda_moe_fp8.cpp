@@ -1,0 +1,283 @@
+// The FP8 grouped expert GEMM (engine/kernels/cuda/moe_gemm_fp8.cu, through moe_grouped_gemm) against its twin
+// (engine/kernels/twin/moe_gemm.cpp) and against a double-precision dequantised product dq(x) . dq(w)^T: V2-Lite's
+// shapes (k = 2048 of 16 groups, k = 1408 of 11 groups, n = 1408) and tails (k = 272: a short last group; n = 200:
+// a column tile past n, and SWIGLU's up rows crossing a 128-row scale block), empty experts, an expert over
+// several row tiles, a slack max_rows, padded ld_x / ld_y / expert stride / scale grids (the padding poisoned with
+// NaN so a wrong scale read shows), a single expert without offsets, in all three epilogues (STORE, SWIGLU,
+// STORE_DT). Outputs outside the experts' rows and past n are poisoned and must stay so. Then the launcher's
+// refusals.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "engine/core/dtype.h"
+#include "engine/core/fp8.h"
+#include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/moe_gemm_fp8.h"
+#include "engine/kernels/twin/twin.h"
+#include "tests/kernels/gpu_test_util.h"
+
+namespace mlabench {
+namespace {
+
+using kernels::MoeGemmEpilogue;
+using test::to_device;
+using test::to_host;
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr uint16_t kBf16Poison = 0x7FC1;  // a BF16 NaN
+
+int64_t groups_of(int64_t k) { return (k + kFp8Block - 1) / kFp8Block; }
+
+// Activations [rows, k] quantised per 1 x 128 group as fp8_quantize_rows does (s = fp8_block_scale(amax),
+// code = e4m3(x / s)), each group's values drawn at its own magnitude (2^-4 .. 2^4) so the scales matter.
+// Codes at ld, scales [rows, scale_ld]; padding codes are NaN (0x7f), padding scales NaN.
+struct Fp8Rows {
+  std::vector<uint8_t> codes;
+  std::vector<float> scale;
+};
+
+Fp8Rows quantized_rows(int64_t rows, int64_t k, int64_t ld, int64_t scale_ld, std::mt19937& rng) {
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> mag(-4, 4);
+  Fp8Rows q{std::vector<uint8_t>(static_cast<size_t>(rows * ld), 0x7f),
+            std::vector<float>(static_cast<size_t>(rows * scale_ld), kNaN)};
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c0 = 0, g = 0; c0 < k; c0 += kFp8Block, ++g) {
+      const int64_t c1 = std::min(k, c0 + kFp8Block);
+      const float m = std::ldexp(1.0f, mag(rng));
+      std::vector<float> v(static_cast<size_t>(c1 - c0));
+      float amax = 0.0f;
+      for (float& x : v) amax = std::max(amax, std::fabs(x = m * nd(rng)));
+      const float s = fp8_block_scale(amax);
+      q.scale[static_cast<size_t>(r * scale_ld + g)] = s;
+      for (int64_t c = c0; c < c1; ++c) q.codes[static_cast<size_t>(r * ld + c)] = f32_to_e4m3(v[c - c0] / s);
+    }
+  return q;
+}
+
+// Each expert's stacked weight [w_rows, k] drawn at a magnitude per 128 x 128 block and quantised by
+// quantize_fp8_blocks, codes `stride` bytes apart, the scale grid [blocks, scale_ld] `scale_stride` floats apart
+// (padding NaN), as the engine holds FP8 weights.
+struct Fp8Experts {
+  std::vector<uint8_t> codes;
+  std::vector<float> scale;
+  int64_t stride = 0, scale_ld = 0, scale_stride = 0;
+};
+
+Fp8Experts quantized_experts(int32_t E, int64_t w_rows, int64_t k, int64_t stride_pad, std::mt19937& rng) {
+  const int64_t blocks = groups_of(w_rows), groups = groups_of(k);
+  Fp8Experts q;
+  q.stride = w_rows * k + stride_pad;
+  q.scale_ld = fp8_weight_scale_ld(k);
+  q.scale_stride = blocks * q.scale_ld;
+  q.codes.assign(static_cast<size_t>(E * q.stride), 0x7f);
+  q.scale.assign(static_cast<size_t>(E * q.scale_stride), kNaN);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  std::uniform_int_distribution<int> mag(-3, 3);
+  std::vector<float> w(static_cast<size_t>(w_rows * k)), sc(static_cast<size_t>(blocks * groups));
+  std::vector<uint8_t> codes(w.size());
+  std::vector<float> block_mag(static_cast<size_t>(blocks * groups));
+  for (int32_t e = 0; e < E; ++e) {
+    for (float& m : block_mag) m = std::ldexp(1.0f, mag(rng));
+    for (int64_t j = 0; j < w_rows; ++j)
+      for (int64_t c = 0; c < k; ++c)
+        w[static_cast<size_t>(j * k + c)] = block_mag[static_cast<size_t>((j / 128) * groups + c / 128)] * nd(rng);
+    quantize_fp8_blocks(w, w_rows, k, codes, sc, "test weights");
+    std::copy(codes.begin(), codes.end(), q.codes.begin() + e * q.stride);
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t g = 0; g < groups; ++g)
+        q.scale[static_cast<size_t>(e * q.scale_stride + b * q.scale_ld + g)] = sc[static_cast<size_t>(b * groups + g)];
+  }
+  return q;
+}
+
+struct Fp8Case {
+  const char* name;
+  std::vector<int32_t> counts;  // rows per expert
+  int64_t n, k;
+  MoeGemmEpilogue epi;
+  int64_t ld_x_pad = 0, ld_out_pad = 0, stride_pad = 0, max_rows_extra = 0;
+  bool no_offsets = false;  // one expert of max_rows rows, offsets null (the shared experts' call)
+};
+
+using E = MoeGemmEpilogue;
+const Fp8Case kCases[] = {
+    {"v2lite_gate_up_store", {5, 0, 70, 1, 0, 17}, 1408, 2048, E::STORE},
+    {"v2lite_down_store", {3, 130, 0, 9}, 2048, 1408, E::STORE, 16, 3, 32, 7},
+    {"short_group_n_tail", {0, 65, 2, 0, 31}, 200, 272, E::STORE, 0, 1, 0, 0},
+    {"v2lite_swiglu", {4, 0, 67, 12}, 1408, 2048, E::SWIGLU, 0, 2, 0, 0},
+    {"swiglu_tails", {0, 65, 2, 0, 31}, 200, 272, E::SWIGLU, 16, 1, 16, 3},
+    {"v2lite_down_store_dt", {3, 130, 0, 9}, 2048, 1408, E::STORE_DT, 0, 2, 0, 0},
+    {"store_dt_tails", {17, 0, 66}, 200, 272, E::STORE_DT, 0, 1, 0, 0},
+    {"one_expert_no_offsets", {40}, 256, 512, E::SWIGLU, 0, 0, 0, 0, true},
+};
+
+// The product in double from the dequantised operands: out[r, j] for the stacked weight rows j < w_rows.
+std::vector<double> dequantised_product(const Fp8Rows& x, int64_t ld_x, int64_t x_scale_ld, const Fp8Experts& w,
+                                        const std::vector<int32_t>& offsets, int64_t w_rows, int64_t k) {
+  const auto n_experts = static_cast<int32_t>(offsets.size() - 1);
+  std::vector<double> out(static_cast<size_t>(offsets.back() * w_rows));
+  std::vector<double> xr(static_cast<size_t>(k)), we(static_cast<size_t>(w_rows * k));
+  for (int32_t e = 0; e < n_experts; ++e) {
+    if (offsets[e] == offsets[e + 1]) continue;
+    for (int64_t j = 0; j < w_rows; ++j)
+      for (int64_t c = 0; c < k; ++c)
+        we[static_cast<size_t>(j * k + c)] =
+            double{e4m3_to_f32(w.codes[static_cast<size_t>(e * w.stride + j * k + c)])} *
+            w.scale[static_cast<size_t>(e * w.scale_stride + (j / 128) * w.scale_ld + c / 128)];
+    for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r) {
+      for (int64_t c = 0; c < k; ++c)
+        xr[static_cast<size_t>(c)] = double{e4m3_to_f32(x.codes[static_cast<size_t>(r * ld_x + c)])} *
+                                     x.scale[static_cast<size_t>(r * x_scale_ld + c / 128)];
+      for (int64_t j = 0; j < w_rows; ++j) {
+        const double* wj = &we[static_cast<size_t>(j * k)];
+        double acc = 0;
+        for (int64_t c = 0; c < k; ++c) acc += xr[static_cast<size_t>(c)] * wj[c];
+        out[static_cast<size_t>(r * w_rows + j)] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+// BF16 outputs: within a rounding of the value they stand for, (half an ulp <= 2^-8 relative) plus `abs`; poisoned
+// where `want` is poisoned, written elsewhere.
+void expect_bf16_near(const std::vector<uint16_t>& got, const std::vector<uint16_t>& poison_map,
+                      const std::vector<double>& want, double rel, double abs, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    const bool untouched = poison_map[i] == kBf16Poison;
+    ASSERT_EQ(got[i] == kBf16Poison, untouched) << what << ": element " << i << (untouched ? " written" : " not written");
+    if (!untouched) {
+      ASSERT_LE(std::fabs(double{bf16_to_f32(got[i])} - want[i]), rel * std::fabs(want[i]) + abs)
+          << what << ": element " << i << " is " << bf16_to_f32(got[i]) << ", want " << want[i];
+    }
+  }
+}
+
+double silu_times(double g, double u) { return g / (1.0 + std::exp(-g)) * u; }
+
+TEST(CudaMoeFp8, GroupedGemmMatchesTwinAndDequantisedProduct) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(2020);
+  for (const Fp8Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    const auto n_experts = static_cast<int32_t>(c.counts.size());
+    std::vector<int32_t> offsets(static_cast<size_t>(n_experts) + 1, 0);
+    for (int32_t e = 0; e < n_experts; ++e) offsets[e + 1] = offsets[e] + c.counts[e];
+    const int64_t R = offsets.back(), ld_x = c.k + c.ld_x_pad, ld_out = c.n + c.ld_out_pad;
+    const int64_t x_scale_ld = groups_of(c.k) + 1;  // one padding scale a row, NaN
+    const bool swiglu = c.epi == E::SWIGLU, to_act = c.epi != E::STORE;
+    const int64_t w_rows = swiglu ? 2 * c.n : c.n;
+    const Fp8Rows x = quantized_rows(R + 1, c.k, ld_x, x_scale_ld, rng);  // + a row of NaN no expert owns
+    const Fp8Experts w = quantized_experts(n_experts, w_rows, c.k, c.stride_pad, rng);
+    std::vector<float> y(static_cast<size_t>((R + 2) * ld_out), kNaN);
+    std::vector<uint16_t> act(y.size(), kBf16Poison);
+    kernels::MoeGroupedGemmParams p{
+        .y = to_act ? nullptr : y.data(), .ld_y = ld_out, .x = x.codes.data(), .ld_x = ld_x, .w = w.codes.data(),
+        .expert_stride = w.stride, .dtype = DType::F8_E4M3, .offsets = c.no_offsets ? nullptr : offsets.data(),
+        .n_experts = n_experts, .n = c.n, .k = c.k,
+        .max_rows = *std::max_element(c.counts.begin(), c.counts.end()) + c.max_rows_extra, .epilogue = c.epi,
+        .act = to_act ? act.data() : nullptr, .ld_act = ld_out, .x_scale = x.scale.data(), .x_scale_ld = x_scale_ld,
+        .w_scale = w.scale.data(), .w_scale_ld = w.scale_ld, .w_scale_expert_stride = w.scale_stride};
+    kernels::twin::moe_grouped_gemm(p);
+
+    auto d_x = to_device(x.codes), d_xs = to_device(x.scale), d_w = to_device(w.codes), d_ws = to_device(w.scale);
+    auto d_off = to_device(offsets), d_y = to_device(std::vector<float>(y.size(), kNaN));
+    auto d_act = to_device(std::vector<uint16_t>(act.size(), kBf16Poison));
+    kernels::MoeGroupedGemmParams dp = p;
+    dp.y = to_act ? nullptr : d_y.as<float>();
+    dp.act = to_act ? d_act.get() : nullptr;
+    dp.x = d_x.get();
+    dp.w = d_w.get();
+    dp.x_scale = d_xs.as<float>();
+    dp.w_scale = d_ws.as<float>();
+    dp.offsets = c.no_offsets ? nullptr : d_off.as<int32_t>();
+    kernels::cuda::moe_grouped_gemm(dp, nullptr);
+    MLABENCH_CUDA(cudaDeviceSynchronize());
+
+    const std::vector<double> ref = dequantised_product(x, ld_x, x_scale_ld, w, offsets, w_rows, c.k);
+    double ref_max = 1e-30;  // the outputs' scale
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < c.n; ++j) {
+        const double g = ref[static_cast<size_t>(r * w_rows + j)];
+        ref_max = std::max(ref_max, std::fabs(swiglu ? silu_times(g, ref[static_cast<size_t>(r * w_rows + c.n + j)])
+                                                     : g));
+      }
+    if (!to_act) {
+      // e4m3 products are exact in float32: kernel and twin differ only in summation order (and an FMA in the
+      // fold), both within float32 rounding of the exact product.
+      const std::vector<float> got = to_host<float>(d_y, y.size());
+      EXPECT_LE(test::max_rel_diff(got, y), 1e-5) << "kernel vs twin";
+      for (size_t i = 0; i < got.size(); ++i) {
+        const int64_t r = static_cast<int64_t>(i) / ld_out, j = static_cast<int64_t>(i) % ld_out;
+        if (r >= R || j >= c.n) {
+          ASSERT_TRUE(std::isnan(got[i])) << "row " << r << " col " << j << " written";
+          continue;
+        }
+        ASSERT_LE(std::fabs(got[i] - ref[static_cast<size_t>(r * w_rows + j)]), 1e-5 * ref_max)
+            << "row " << r << " col " << j << " vs the dequantised product";
+      }
+      continue;
+    }
+    // BF16 outputs: the kernel's float32 value and the twin's differ by ~1e-6 of the scale, so their roundings lie
+    // within an ulp (2^-7 relative) of each other; against the exact value, half an ulp (2^-8) plus that.
+    const std::vector<uint16_t> got = to_host<uint16_t>(d_act, act.size());
+    std::vector<double> twin_value(act.size()), exact(act.size(), 0.0);
+    for (size_t i = 0; i < act.size(); ++i) {
+      twin_value[i] = bf16_to_f32(act[i]);
+      const int64_t r = static_cast<int64_t>(i) / ld_out, j = static_cast<int64_t>(i) % ld_out;
+      if (r < R && j < c.n) {
+        const double g = ref[static_cast<size_t>(r * w_rows + j)];
+        exact[i] = swiglu ? silu_times(g, ref[static_cast<size_t>(r * w_rows + c.n + j)]) : g;
+      }
+    }
+    expect_bf16_near(got, act, twin_value, 0x1p-7, 1e-5 * ref_max, "kernel vs twin");
+    expect_bf16_near(got, act, exact, 0x1p-8, 1e-5 * ref_max, "kernel vs the dequantised product");
+  }
+}
+
+// What the launcher refuses, before anything runs: a k off the 16-byte grid, short scale rows, missing scales,
+// unaligned operands.
+TEST(CudaMoeFp8, GroupedGemmRefusesWhatItCannotRun) {
+  MLABENCH_REQUIRE_GPU();
+  gpu::DeviceBuffer x(1 << 16), w(1 << 16), y(1 << 16), xs(1 << 12), ws(1 << 12);
+  auto d_off = to_device(std::vector<int32_t>{0, 16});
+  const kernels::MoeGroupedGemmParams p{
+      .y = y.as<float>(), .ld_y = 64, .x = x.get(), .ld_x = 256, .w = w.get(), .expert_stride = 64 * 256,
+      .dtype = DType::F8_E4M3, .offsets = d_off.as<int32_t>(), .n_experts = 1, .n = 64, .k = 256, .max_rows = 16,
+      .x_scale = xs.as<float>(), .x_scale_ld = 2, .w_scale = ws.as<float>(), .w_scale_ld = 4,
+      .w_scale_expert_stride = 4};
+  EXPECT_NO_THROW(kernels::cuda::moe_grouped_gemm(p, nullptr));
+  MLABENCH_CUDA(cudaDeviceSynchronize());
+  auto refused = [&](kernels::MoeGroupedGemmParams q, const char* why) {
+    EXPECT_ANY_THROW(kernels::cuda::moe_grouped_gemm(q, nullptr)) << why;
+    EXPECT_ANY_THROW(kernels::cuda::moe_grouped_gemm_fp8(q, nullptr)) << why;
+  };
+  kernels::MoeGroupedGemmParams q = p;
+  q.k = 248;
+  refused(q, "k off the 16-byte grid");
+  q = p;
+  q.x_scale_ld = 1;
+  refused(q, "one x scale a row for two groups");
+  q = p;
+  q.w_scale = nullptr;
+  refused(q, "no weight scales");
+  q = p;
+  q.x = static_cast<const char*>(p.x) + 16 * 256 + 8;
+  refused(q, "x not 16-byte aligned");
+  q = p;
+  q.dtype = DType::BF16;
+  EXPECT_ANY_THROW(kernels::cuda::moe_grouped_gemm_fp8(q, nullptr)) << "BF16 operands";
+}
+
+}  // namespace
+}  // namespace mlabench
