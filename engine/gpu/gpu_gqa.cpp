@@ -31,15 +31,12 @@ class GqaAttention final : public GpuAttention {
   void upload(WeightUploader& up, const LayerWeights* L, int64_t l, GpuLayer& D) const override {
     const ModelConfig& c = m_.config();
     const int64_t H = c.hidden_size, hd = c.head_dim, q_rows = c.n_heads * hd, kv_rows = c.n_kv_heads * hd;
-    const size_t es = up.elem_size();
     const std::string a = fmt::format("model.layers.{}.self_attn.", l);
-    char* d = up.alloc((q_rows + 2 * kv_rows) * H, es, a + "qkv");
-    up.put(d, L ? &L->q_proj : nullptr, a + "q_proj.weight", q_rows * H);
-    up.put(d + static_cast<size_t>(q_rows * H) * es, L ? &L->k_proj : nullptr, a + "k_proj.weight", kv_rows * H);
-    up.put(d + static_cast<size_t>((q_rows + kv_rows) * H) * es, L ? &L->v_proj : nullptr, a + "v_proj.weight",
-           kv_rows * H);
-    D.qkv = {d, q_rows + 2 * kv_rows, H};
-    D.o_proj = up.mat(L ? &L->o_proj : nullptr, a + "o_proj.weight", H, q_rows);
+    D.qkv = up.projection({{L ? &L->q_proj : nullptr, a + "q_proj.weight"},
+                           {L ? &L->k_proj : nullptr, a + "k_proj.weight"},
+                           {L ? &L->v_proj : nullptr, a + "v_proj.weight"}},
+                          {q_rows, kv_rows, kv_rows}, H, a + "qkv");
+    D.o_proj = up.projection({{L ? &L->o_proj : nullptr, a + "o_proj.weight"}}, {H}, q_rows, a + "o_proj");
   }
 
   void reserve(Arena& arena, const serving::ServingLimits& lim) override {
@@ -68,7 +65,7 @@ class GqaAttention final : public GpuAttention {
     auto* qkv = arena_->at<float>(off_qkv_);  // [T, W]: q heads, k heads, v heads
     auto* o = arena_->at<float>(off_o_);      // [T, nh * hd]
     void* o_c = arena_->at<void>(off_o_c_);
-    m_.blas().linear(qkv, W, m_.normed_input(), H, L.qkv.p, H, dt, T, W, H);  // [T, W]
+    m_.linear(qkv, W, m_.normed_input(), H, L.qkv, T);  // [T, W]
     // One kernel: RoPE on the q and k heads, then k and v appended to their pools. MLABENCH_FUSE_GQA=0 runs the four
     // launches it fuses (and the cast before o_proj below), for benchmarks that compare the two.
     static const bool fuse = gpu::env_switch("MLABENCH_FUSE_GQA");
@@ -113,14 +110,14 @@ class GqaAttention final : public GpuAttention {
     phases::at(s, "attention: o_proj");
     // 1-2 rows in BF16: skinny_gemm rounds the float32 attention output to BF16 as it reads it (x_f32), the same
     // products as the cast below without its launch.
-    if (fuse && dt == DType::BF16 && m_.blas().try_skinny({.y = out, .ldy = H, .x = o, .ldx = nh * hd, .w = L.o_proj.p,
+    if (fuse && dt == DType::BF16 && !L.o_proj.fp8() && m_.blas().try_skinny({.y = out, .ldy = H, .x = o, .ldx = nh * hd, .w = L.o_proj.p,
                                                    .ldw = nh * hd, .dtype = dt, .m = T, .n = H, .k = nh * hd,
                                                    .x_f32 = true}))
       return;
     k::cuda::cast({.out = o_c, .out_type = dt, .ld_out = nh * hd, .in = o, .ld_in = nh * hd, .n_rows = T,
                    .n_cols = nh * hd},
                   s);
-    m_.blas().linear(out, H, o_c, nh * hd, L.o_proj.p, nh * hd, dt, T, H, nh * hd);  // [T, H]
+    m_.linear(out, H, o_c, nh * hd, L.o_proj, T);  // [T, H]
   }
 
  private:

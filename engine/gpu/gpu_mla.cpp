@@ -40,21 +40,30 @@ class MlaAttention final : public GpuAttention {
     // first then of the second: decode steps of 1-2 rows stream them as one skinny_gemm (first_projections).
     const bool lora = c.q_lora_rank > 0;
     const int64_t n1 = lora ? c.q_lora_rank : nh * qk, cw = c.kv_lora_rank + c.qk_rope_head_dim;
-    char* both = up.alloc((n1 + cw) * H, up.elem_size(), a + "q and kv_a projections");
-    up.put(both, L ? (lora ? &L->q_a_proj : &L->q_proj) : nullptr, a + (lora ? "q_a_proj.weight" : "q_proj.weight"),
-           n1 * H);
-    (lora ? D.q_a_proj : D.q_proj) = {both, n1, H};
-    char* kv_a = both + static_cast<size_t>(n1 * H) * up.elem_size();
-    up.put(kv_a, L ? &L->kv_a_proj : nullptr, a + "kv_a_proj_with_mqa.weight", cw * H);
-    D.kv_a_proj = {kv_a, cw, H};
+    // FP8: one allocation too where the first's rows end on the 128-row scale grid (V2: 1,536; V2-Lite: 3,072),
+    // else two matrices, each with its own grid.
+    const std::pair<const TensorView*, std::string> first{L ? (lora ? &L->q_a_proj : &L->q_proj) : nullptr,
+                                                          a + (lora ? "q_a_proj.weight" : "q_proj.weight")};
+    const std::pair<const TensorView*, std::string> second{L ? &L->kv_a_proj : nullptr,
+                                                           a + "kv_a_proj_with_mqa.weight"};
+    DeviceMat& first_mat = lora ? D.q_a_proj : D.q_proj;
+    if (up.fp8() && n1 % 128 != 0) {
+      first_mat = up.projection({first}, {n1}, H, first.second);
+      D.kv_a_proj = up.projection({second}, {cw}, H, second.second);
+    } else {
+      const DeviceMat both = up.projection({first, second}, {n1, cw}, H, a + "q and kv_a projections");
+      first_mat = both.rows_from(0, n1, up.elem_size());
+      D.kv_a_proj = both.rows_from(n1, cw, up.elem_size());
+    }
     if (lora) {
       D.q_a_norm = up.norm(L ? &L->q_a_norm : nullptr, a + "q_a_layernorm.weight", c.q_lora_rank);
-      D.q_b_proj = up.mat(L ? &L->q_b_proj : nullptr, a + "q_b_proj.weight", nh * qk, c.q_lora_rank);
+      D.q_b_proj = up.projection({{L ? &L->q_b_proj : nullptr, a + "q_b_proj.weight"}}, {nh * qk}, c.q_lora_rank,
+                                 a + "q_b_proj");
     }
     D.kv_a_norm = up.norm(L ? &L->kv_a_norm : nullptr, a + "kv_a_layernorm.weight", c.kv_lora_rank);
     D.kv_b_proj = up.mat(L ? &L->kv_b_proj : nullptr, a + "kv_b_proj.weight", nh * (c.qk_nope_head_dim + c.v_head_dim),
                          c.kv_lora_rank);
-    D.o_proj = up.mat(L ? &L->o_proj : nullptr, a + "o_proj.weight", H, nh * c.v_head_dim);
+    D.o_proj = up.projection({{L ? &L->o_proj : nullptr, a + "o_proj.weight"}}, {H}, nh * c.v_head_dim, a + "o_proj");
   }
 
   void reserve(Arena& arena, const serving::ServingLimits& lim) override {
@@ -104,7 +113,7 @@ class MlaAttention final : public GpuAttention {
     float* ckv = buf<float>(off_.ckv);  // [T, cw]: the compressed KV of the new tokens
     const bool fused = first_projections(L, T, q, ckv);
     queries(st, L, q, fused);
-    if (!fused) m_.blas().linear(ckv, cw, m_.normed_input(), H, L.kv_a_proj.p, H, dt, T, cw, H);
+    if (!fused) m_.linear(ckv, cw, m_.normed_input(), H, L.kv_a_proj, T);  // [T, cw]
     // One kernel: kv_a_layernorm on c_kv, RoPE on k_pe and on q's rope columns, the row appended to the cache.
     k::cuda::latent_append({.latent = ckv, .ld = cw, .kv_lora = kvl, .rope_dim = m_.rope().dim,
                             .norm_weight = L.kv_a_norm, .eps = kLatentNormEps, .q = q, .ld_q = nh * qk, .n_heads = nh,
@@ -127,7 +136,7 @@ class MlaAttention final : public GpuAttention {
       k::cuda::cast({.out = o_c, .out_type = dt, .ld_out = nh * v, .in = o, .ld_in = nh * v, .n_rows = T,
                      .n_cols = nh * v},
                     s);
-    m_.blas().linear(out, H, o_c, nh * v, L.o_proj.p, nh * v, dt, T, H, nh * v);  // [T, H]
+    m_.linear(out, H, o_c, nh * v, L.o_proj, T);  // [T, H]
   }
 
  private:
@@ -146,7 +155,7 @@ class MlaAttention final : public GpuAttention {
     const int64_t H = c.hidden_size, ql = c.q_lora_rank, cw = c.kv_lora_rank + c.qk_rope_head_dim;
     const DeviceMat& first = ql > 0 ? L.q_a_proj : L.q_proj;
     static const bool on = gpu::env_switch("MLABENCH_FUSE_PROJECTIONS");  // 0: two launches (A/B)
-    if (!on || bytes(first, first.rows * H) != L.kv_a_proj.p) return false;  // off, or not adjacent
+    if (!on || first.fp8() || bytes(first, first.rows * H) != L.kv_a_proj.p) return false;  // off, FP8, or apart
     return m_.blas().try_skinny({.y = ql > 0 ? buf<float>(off_.cq) : q, .ldy = first.rows, .x = m_.normed_input(),
                                  .ldx = H, .w = first.p, .ldw = H, .dtype = m_.dtype(), .m = T, .n = first.rows + cw,
                                  .k = H, .y2 = ckv, .ldy2 = cw, .n_y = first.rows});
@@ -161,13 +170,13 @@ class MlaAttention final : public GpuAttention {
     if (ql > 0) {
       float* cq = buf<float>(off_.cq);  // [T, q_lora]
       void* cq_c = buf<void>(off_.cq_c);
-      if (!first_done) m_.blas().linear(cq, ql, m_.normed_input(), H, L.q_a_proj.p, H, dt, T, ql, H);
+      if (!first_done) m_.linear(cq, ql, m_.normed_input(), H, L.q_a_proj, T);  // [T, q_lora]
       k::cuda::rms_norm({.residual = cq, .ld_residual = ql, .out = cq_c, .out_type = dt, .ld_out = ql,
                          .weight = L.q_a_norm, .n_rows = T, .dim = ql, .eps = kLatentNormEps},
                         m_.stream());
-      m_.blas().linear(q, nh * qk, cq_c, ql, L.q_b_proj.p, ql, dt, T, nh * qk, ql);  // [T, nh * qk]
+      m_.linear(q, nh * qk, cq_c, ql, L.q_b_proj, T);  // [T, nh * qk]
     } else {
-      if (!first_done) m_.blas().linear(q, nh * qk, m_.normed_input(), H, L.q_proj.p, H, dt, T, nh * qk, H);
+      if (!first_done) m_.linear(q, nh * qk, m_.normed_input(), H, L.q_proj, T);  // [T, nh * qk]
     }
   }
 

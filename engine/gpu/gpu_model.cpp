@@ -7,9 +7,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <bit>
 #include <numeric>
 
+#include "engine/core/fp8.h"
+#include "engine/gpu/fp8_linear.h"
 #include "engine/gpu/moe_layer.h"
 #include "engine/gpu/phase_timer.h"
 #include "engine/kernels/cuda/kernels.h"
@@ -28,8 +31,85 @@ void Arena::allocate(const char* what) { buf_ = DeviceBuffer(size_, what); }
 
 // ---- weights ---------------------------------------------------------------------------------------------------
 
-WeightUploader::WeightUploader(DType stored, DType dtype, uint64_t seed, cudaStream_t stream)
-    : stored_(stored), dtype_(dtype), seed_(seed), stream_(stream) {}
+WeightUploader::WeightUploader(DType stored, DType dtype, uint64_t seed, cudaStream_t stream, bool fp8)
+    : stored_(stored), dtype_(dtype), seed_(seed), stream_(stream), fp8_(fp8) {
+  MLABENCH_CHECK(!fp8 || dtype == DType::BF16 || dtype == DType::F32,
+                 "--weights-dtype fp8 from {} weights: the GPU quantiser reads BF16 or F32. HINT: convert the "
+                 "checkpoint to bfloat16", dtype_name(dtype));
+}
+
+DeviceMat DeviceMat::rows_from(int64_t r0, int64_t n, size_t elem_size) const {
+  DeviceMat m{static_cast<const char*>(p) + static_cast<size_t>(r0 * cols) * (fp8() ? 1 : elem_size), n, cols};
+  if (fp8()) {
+    MLABENCH_ICHECK(r0 % kFp8Block == 0 && split_rows == 0, "rows {} of an FP8 matrix: not on its 128-row grid", r0);
+    m.scale = scale + (r0 / kFp8Block) * fp8_weight_scale_ld(cols);
+  }
+  return m;
+}
+
+int64_t WeightUploader::scale_grid_rows(const std::vector<int64_t>& part_rows) {
+  int64_t g = 0;
+  for (int64_t r : part_rows) g += (r + kFp8Block - 1) / kFp8Block;
+  return g;
+}
+
+// Each part into its rows of codes: in the model dtype (put), or through the staging buffer and fp8_quantize_blocks
+// into e4m3 codes and the part's own rows of the scale grid. Stream-ordered: the next part's put waits for the
+// quantiser's read of the staging buffer.
+void WeightUploader::projection_into(char* codes, float* scale,
+                                     const std::vector<std::pair<const TensorView*, std::string>>& parts,
+                                     const std::vector<int64_t>& part_rows, int64_t cols) {
+  const int64_t ld = fp8_weight_scale_ld(cols);
+  int64_t row = 0, grid = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const int64_t n = part_rows[i] * cols;
+    if (!fp8_) {
+      put(codes + static_cast<size_t>(row * cols) * elem_size(), parts[i].first, parts[i].second, n);
+    } else {
+      const size_t need = static_cast<size_t>(n) * elem_size();
+      if (fp8_staging_.bytes() < need) {
+        MLABENCH_CUDA(cudaStreamSynchronize(stream_));  // the old staging buffer may still be read
+        fp8_staging_ = DeviceBuffer(need, "weight staging (FP8 quantisation)");
+      }
+      put(fp8_staging_.as<char>(), parts[i].first, parts[i].second, n);
+      k::cuda::fp8_quantize_blocks({.w = fp8_staging_.get(), .w_type = dtype_, .ld_w = cols,
+                                    .q = reinterpret_cast<uint8_t*>(codes) + row * cols, .ld_q = cols,
+                                    .scale_inv = scale + grid * ld, .scale_ld = ld, .n = part_rows[i], .k = cols},
+                                   stream_);
+      grid += (part_rows[i] + kFp8Block - 1) / kFp8Block;
+    }
+    row += part_rows[i];
+  }
+}
+
+DeviceMat WeightUploader::projection(const std::vector<std::pair<const TensorView*, std::string>>& parts,
+                                     const std::vector<int64_t>& part_rows, int64_t cols, const std::string& what) {
+  int64_t rows = 0;
+  for (int64_t r : part_rows) rows += r;
+  if (!fp8_) {
+    char* d = alloc(rows * cols, elem_size(), what);
+    projection_into(d, nullptr, parts, part_rows, cols);
+    return {d, rows, cols};
+  }
+  char* codes = alloc(rows * cols, 1, what + " (e4m3)");
+  const int64_t grid = scale_grid_rows(part_rows) * fp8_weight_scale_ld(cols);
+  auto* scale = reinterpret_cast<float*>(alloc(grid, 4, what + " (128 x 128 block scales)"));
+  MLABENCH_CUDA(cudaMemsetAsync(scale, 0, static_cast<size_t>(grid) * 4, stream_));  // the rows' padding
+  projection_into(codes, scale, parts, part_rows, cols);
+  DeviceMat m{codes, rows, cols, scale};
+  // A boundary off the 128-row grid: the parts' grids are not the stack's. Two parts run as two GEMMs (split_rows,
+  // Fp8Linear); more are refused.
+  int64_t boundary = 0;
+  for (size_t i = 0; i + 1 < part_rows.size(); ++i) {
+    boundary += part_rows[i];
+    if (boundary % kFp8Block == 0) continue;
+    MLABENCH_CHECK(part_rows.size() == 2, "{}: {} stacked FP8 parts with a boundary at row {}, off the 128-row grid. "
+                   "HINT: FP8 stacks of more than two parts need every boundary on the grid", what, part_rows.size(),
+                   boundary);
+    m.split_rows = boundary;
+  }
+  return m;
+}
 
 char* WeightUploader::alloc(int64_t n_elems, size_t elem_size, const std::string& what) {
   buffers_.emplace_back(static_cast<size_t>(n_elems) * elem_size, what.c_str());
@@ -111,30 +191,49 @@ namespace {
 
 std::string layer_name(int64_t l, const std::string& rest) { return fmt::format("model.layers.{}.{}", l, rest); }
 
-// gate and up stacked into one [2I, H] matrix at gu (allocated when null), down [H, I] at down.
-DeviceMlp upload_mlp(WeightUploader& up, const MlpWeights* w, const std::string& prefix, int64_t H, int64_t I,
-                     char* gu = nullptr, char* down = nullptr) {
-  const size_t es = up.elem_size();
-  if (!gu) gu = up.alloc(2 * I * H, es, prefix + "gate_up");
-  if (!down) down = up.alloc(H * I, es, prefix + "down_proj");
-  up.put(gu, w ? &w->gate : nullptr, prefix + "gate_proj.weight", I * H);
-  up.put(gu + static_cast<size_t>(I * H) * es, w ? &w->up : nullptr, prefix + "up_proj.weight", I * H);
-  up.put(down, w ? &w->down : nullptr, prefix + "down_proj.weight", H * I);
-  return {{gu, 2 * I, H}, {down, H, I}};
+using Parts = std::vector<std::pair<const TensorView*, std::string>>;
+
+Parts gate_up_parts(const MlpWeights* w, const std::string& prefix) {
+  return {{w ? &w->gate : nullptr, prefix + "gate_proj.weight"}, {w ? &w->up : nullptr, prefix + "up_proj.weight"}};
+}
+Parts down_part(const MlpWeights* w, const std::string& prefix) {
+  return {{w ? &w->down : nullptr, prefix + "down_proj.weight"}};
 }
 
+// gate and up stacked into one [2I, H] matrix, down [H, I].
+DeviceMlp upload_mlp(WeightUploader& up, const MlpWeights* w, const std::string& prefix, int64_t H, int64_t I) {
+  return {up.projection(gate_up_parts(w, prefix), {I, I}, H, prefix + "gate_up"),
+          up.projection(down_part(w, prefix), {H}, I, prefix + "down_proj")};
+}
+
+// Every expert's gate_up [2I, H] and down [H, I] in one allocation each (expert e at e x its size); FP8: each
+// expert's scale grids in one allocation too (the grouped GEMM's w_scale_expert_stride).
 void upload_moe(WeightUploader& up, const ModelConfig& c, const LayerWeights* L, int64_t l, GpuLayer& D) {
   const std::string m = layer_name(l, "mlp.");
   const int64_t H = c.hidden_size, E = c.n_routed_experts, I = c.moe_intermediate_size;
-  const size_t es = up.elem_size();
+  const bool f8 = up.fp8();
+  MLABENCH_CHECK(!f8 || I % kFp8Block == 0,
+                 "--weights-dtype fp8: moe_intermediate_size {} is not a multiple of 128, so an expert's up rows would "
+                 "start inside a 128 x 128 scale block of its stacked gate/up. HINT: run this model in BF16 on the GPU "
+                 "(--device cpu runs its FP8 numerics)", I);
+  const size_t es = f8 ? 1 : up.elem_size();
+  const int64_t g_gu = f8 ? WeightUploader::scale_grid_rows({I, I}) * fp8_weight_scale_ld(H) : 0;  // floats an expert
+  const int64_t g_dn = f8 ? WeightUploader::scale_grid_rows({H}) * fp8_weight_scale_ld(I) : 0;
   D.router = up.f32_mat(L ? &L->router : nullptr, m + "gate.weight", E, H);
   char* gu = up.alloc(E * 2 * I * H, es, m + "experts gate_up");
   char* dn = up.alloc(E * H * I, es, m + "experts down");
-  for (int64_t e = 0; e < E; ++e)
-    upload_mlp(up, L ? &L->experts[static_cast<size_t>(e)] : nullptr, fmt::format("{}experts.{}.", m, e), H, I,
-               gu + static_cast<size_t>(e * 2 * I * H) * es, dn + static_cast<size_t>(e * H * I) * es);
-  D.experts_gate_up = {gu, E * 2 * I, H};
-  D.experts_down = {dn, E * H, I};
+  float* gus = f8 ? reinterpret_cast<float*>(up.alloc(E * g_gu, 4, m + "experts gate_up scales")) : nullptr;
+  float* dns = f8 ? reinterpret_cast<float*>(up.alloc(E * g_dn, 4, m + "experts down scales")) : nullptr;
+  for (int64_t e = 0; e < E; ++e) {
+    const MlpWeights* w = L ? &L->experts[static_cast<size_t>(e)] : nullptr;
+    const std::string prefix = fmt::format("{}experts.{}.", m, e);
+    up.projection_into(gu + static_cast<size_t>(e * 2 * I * H) * es, f8 ? gus + e * g_gu : nullptr,
+                       gate_up_parts(w, prefix), {I, I}, H);
+    up.projection_into(dn + static_cast<size_t>(e * H * I) * es, f8 ? dns + e * g_dn : nullptr, down_part(w, prefix),
+                       {H}, I);
+  }
+  D.experts_gate_up = {gu, E * 2 * I, H, gus};
+  D.experts_down = {dn, E * H, I, dns};
   if (c.n_shared_experts > 0)
     D.shared = upload_mlp(up, L ? &L->shared : nullptr, m + "shared_experts.", H, I * c.n_shared_experts);
 }
@@ -142,8 +241,9 @@ void upload_moe(WeightUploader& up, const ModelConfig& c, const LayerWeights* L,
 }  // namespace
 
 GpuModel::GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed, Precision precision,
-                   cudaStream_t stream, bool fixed_splits)
-    : config_(c), precision_(precision), fixed_splits_(fixed_splits), rope_(rope_tables(config_)), stream_(stream),
+                   cudaStream_t stream, bool fixed_splits, bool fp8_weights)
+    : config_(c), precision_(precision), fixed_splits_(fixed_splits), fp8_weights_(fp8_weights),
+      rope_(rope_tables(config_)), stream_(stream),
       blas_(std::make_unique<Blas>(stream)) {
   switch (config_.attention) {  // the config's attention kind (engine/model/config.h registers them by name)
     case AttentionKind::MLA:
@@ -165,7 +265,7 @@ void GpuModel::upload_weights(const ModelWeights* host, uint64_t seed) {
                  "the GPU engine runs BF16, F16 or F32 weights; {} has {}. HINT: convert the checkpoint to bfloat16",
                  c.source, dtype_name(stored));
   dtype_ = precision_ == Precision::FLOAT32 ? DType::F32 : stored;
-  WeightUploader up(stored, dtype_, seed, stream_);
+  WeightUploader up(stored, dtype_, seed, stream_, fp8_weights_);
   const int64_t H = c.hidden_size, V = c.vocab_size;
   embed_ = up.mat(host ? &host->embed : nullptr, "model.embed_tokens.weight", V, H);
   // A rank of a sharded model holds its vocabulary rows of the head only (tied or not).
@@ -224,6 +324,11 @@ void GpuModel::allocate_buffers(const serving::ServingLimits& lim) {
   if (lm_head_.rows < c.vocab_size) off_local_logits_ = arena_.reserve(static_cast<size_t>(R * lm_head_.rows) * 4);
   attention_->reserve(arena_, lim);
   arena_.allocate("step buffers");
+  if (fp8_weights_) {  // the widest input of an FP8 projection (the dense FFN's down, o_proj, ...)
+    const int64_t max_k = std::max({H, c.q_lora_rank, c.n_heads * c.v_head_dim, c.n_heads * c.head_dim, I,
+                                    c.moe_intermediate_size * c.n_shared_experts});
+    fp8_linear_ = std::make_unique<Fp8Linear>(T, max_k);
+  }
   logits_ = arena_.at<float>(off_logits);
   attention_->allocate(lim);
   upload_rope(lim.max_context);
@@ -236,7 +341,7 @@ void GpuModel::allocate_buffers(const serving::ServingLimits& lim) {
     moe_ = std::make_unique<MoeLayer>(*blas_, stream_, dtype_, H, c.moe_intermediate_size,
                                       c.moe_intermediate_size * c.n_shared_experts,
                                       static_cast<int32_t>(c.n_routed_experts),
-                                      static_cast<int32_t>(c.experts_per_token), T);
+                                      static_cast<int32_t>(c.experts_per_token), T, fp8_weights_);
 }
 
 float* GpuModel::attention_scratch(int64_t floats) {
@@ -247,6 +352,13 @@ float* GpuModel::attention_scratch(int64_t floats) {
 }
 
 void* GpuModel::normed_input() const { return arena_.at<void>(off_xn_c_); }
+
+void GpuModel::linear(float* y, int64_t ldy, const void* x, int64_t ldx, const DeviceMat& w, int64_t m) {
+  if (w.fp8())
+    fp8_linear_->run(*blas_, y, ldy, x, dtype_, ldx, w, m);
+  else
+    blas_->linear(y, ldy, x, ldx, w.p, w.cols, dtype_, m, w.rows, w.cols);
+}
 
 // ---- forward ----------------------------------------------------------------------------------------------------
 
@@ -316,7 +428,9 @@ void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, float* x, float* del
                  .scoring = c.scoring_func == ScoringFunc::SOFTMAX ? k::RouterScoring::SOFTMAX
                                                                    : k::RouterScoring::SIGMOID,
                  .router_w = L.router, .experts_gate_up = L.experts_gate_up.p, .experts_down = L.experts_down.p,
-                 .shared_gate_up = L.shared.gate_up.p, .shared_down = L.shared.down.p, .graph_safe = st.graphed});
+                 .shared_gate_up = L.shared.gate_up.p, .shared_down = L.shared.down.p, .graph_safe = st.graphed,
+                 .experts_gate_up_scale = L.experts_gate_up.scale, .experts_down_scale = L.experts_down.scale,
+                 .shared_gate_up_scale = L.shared.gate_up.scale, .shared_down_scale = L.shared.down.scale});
 }
 
 // down(silu(gate(x)) * up(x)) for x [n, H] in dt -> out [n, H] float32.
@@ -327,15 +441,16 @@ void GpuModel::swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out) 
   // A few rows (decode): gate/up and SwiGLU in one weight-streaming kernel (gate rows, then up rows, of gate_up).
   const k::SkinnyGemmParams fused{.x = x, .ldx = H, .w = w.gate_up.p, .ldw = H, .dtype = dtype_, .m = n, .n = I,
                                   .k = H, .swiglu = true, .act = h_c, .ld_act = I};
-  if (n <= k::kSkinnyEngineRows && Blas::skinny_enabled() && k::cuda::skinny_gemm_supported(fused)) {
+  if (!w.gate_up.fp8() && n <= k::kSkinnyEngineRows && Blas::skinny_enabled() &&
+      k::cuda::skinny_gemm_supported(fused)) {
     k::cuda::skinny_gemm(fused, stream_);
   } else {
-    blas_->linear(gu, 2 * I, x, H, w.gate_up.p, H, dtype_, n, 2 * I, H);
+    linear(gu, 2 * I, x, H, w.gate_up, n);  // [n, 2I]
     k::cuda::silu_mul({.out = h_c, .out_type = dtype_, .ld_out = I, .gate_up = gu, .ld_in = 2 * I, .inter = I,
                        .n_rows = n},
                       stream_);
   }
-  blas_->linear(out, H, h_c, I, w.down.p, I, dtype_, n, H, I);
+  linear(out, H, h_c, I, w.down, n);  // [n, H]
 }
 
 void GpuModel::output_head(const DeviceStep& step, float* x, float* delta) {

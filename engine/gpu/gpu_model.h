@@ -75,10 +75,18 @@ struct KvPools {
   }
 };
 
-/// A matrix on the device in the model dtype.
+/// A matrix on the device: in the model dtype, or (scale non-null, --weights-dtype fp8) e4m3 codes with one float32
+/// scale per 128 x 128 block, [ceil(rows / 128), fp8_weight_scale_ld(cols)] (engine/core/fp8.h). A stack of two
+/// quantised parts whose first part's rows are not a multiple of 128 (a dense FFN's gate then up at I = 10,944) keeps
+/// each part's own grid: split_rows is then the first part's rows, its grid's rows followed by the second part's.
 struct DeviceMat {
   const void* p = nullptr;
   int64_t rows = 0, cols = 0;
+  const float* scale = nullptr;
+  int64_t split_rows = 0;
+  bool fp8() const { return scale != nullptr; }
+  /// Rows [r0, r0 + n) as a matrix of its own (r0 a multiple of 128 where the matrix is FP8).
+  DeviceMat rows_from(int64_t r0, int64_t n, size_t elem_size) const;
 };
 struct DeviceMlp {
   DeviceMat gate_up;  // [2I, H]: gate rows then up rows, so one GEMM computes both
@@ -107,7 +115,20 @@ struct GpuLayer {
 /// after its copy. Tracks the bytes it allocates.
 class WeightUploader {
  public:
-  WeightUploader(DType stored, DType dtype, uint64_t seed, cudaStream_t stream);
+  WeightUploader(DType stored, DType dtype, uint64_t seed, cudaStream_t stream, bool fp8 = false);
+  /// --weights-dtype fp8: projection and expert matrices are quantised on the device (fp8_quantize_blocks from the
+  /// model dtype, the CPU engine's quantize_fp8_blocks twin); embedding, lm_head, router, norms and kv_b_proj are not.
+  bool fp8() const { return fp8_; }
+  /// A projection [rows, cols] stacked from parts (each a tensor of its own in the checkpoint: gate then up, q then
+  /// kv_a, q then k then v): e4m3 with each part's 128 x 128 grid where fp8(), else as mat() of the stacked rows.
+  DeviceMat projection(const std::vector<std::pair<const TensorView*, std::string>>& parts,
+                       const std::vector<int64_t>& part_rows, int64_t cols, const std::string& what);
+  /// The same, written into codes/scale allocated by the caller (a model's experts in one allocation); in the model
+  /// dtype (scale null, codes of dtype elements) where !fp8().
+  void projection_into(char* codes, float* scale, const std::vector<std::pair<const TensorView*, std::string>>& parts,
+                       const std::vector<int64_t>& part_rows, int64_t cols);
+  /// Rows of a projection's scale grid: the sum of each part's ceil(rows / 128).
+  static int64_t scale_grid_rows(const std::vector<int64_t>& part_rows);
   /// A matrix [rows, cols] from `v` (or generated under `name` when v is null), in the model dtype.
   DeviceMat mat(const TensorView* v, const std::string& name, int64_t rows, int64_t cols);
   /// A 1-D float32 norm weight (ones when generated).
@@ -127,6 +148,8 @@ class WeightUploader {
   DType stored_, dtype_;
   uint64_t seed_;
   cudaStream_t stream_;
+  bool fp8_ = false;
+  DeviceBuffer fp8_staging_;  // one part in the model dtype on its way to e4m3
   std::vector<DeviceBuffer> buffers_;
   uint64_t bytes_ = 0;
   DeviceBuffer staging_;  // Precision::FLOAT32: one stored tensor on its way to F32
@@ -164,13 +187,16 @@ std::unique_ptr<GpuAttention> make_mla_attention(GpuModel& m);
 std::unique_ptr<GpuAttention> make_gqa_attention(GpuModel& m);
 
 class MoeLayer;
+class Fp8Linear;
 
 class GpuModel {
  public:
   /// Uploads the weights (from `host`, or generated on the device from `seed` when host is null).
   /// fixed_splits: the batch-invariant split plan for decode attention (EngineOptions::batch_invariant_attention).
+  /// fp8_weights (--weights-dtype fp8): projections and experts held as e4m3 with 128 x 128 block scales, their
+  /// GEMMs in FP8 (W8A8 with 1 x 128 activation groups, as the CPU engine computes them).
   GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed, Precision precision, cudaStream_t stream,
-           bool fixed_splits = false);
+           bool fixed_splits = false, bool fp8_weights = false);
   ~GpuModel();
   GpuModel(const GpuModel&) = delete;
   GpuModel& operator=(const GpuModel&) = delete;
@@ -207,6 +233,11 @@ class GpuModel {
   int64_t cache_slots() const { return cache_slots_; }
   /// Normed layer input [T, H] in the model dtype, the attention's input.
   void* normed_input() const;
+  /// Whether projections and experts are FP8 (--weights-dtype fp8).
+  bool fp8_weights() const { return fp8_weights_; }
+  /// y[m, w.rows] (float32, ldy) = x[m, w.cols] (model dtype, ldx) . w^T: cuBLAS in the model dtype, or for an FP8
+  /// matrix the activation rows quantised to e4m3 (1 x 128 groups) and cuBLASLt's block-scaled GEMM.
+  void linear(float* y, int64_t ldy, const void* x, int64_t ldx, const DeviceMat& w, int64_t m);
 
  private:
   void upload_weights(const ModelWeights* host, uint64_t seed);
@@ -218,6 +249,8 @@ class GpuModel {
   ModelConfig config_;
   Precision precision_ = Precision::NATIVE;
   bool fixed_splits_ = false;
+  bool fp8_weights_ = false;
+  std::unique_ptr<Fp8Linear> fp8_linear_;  // allocate_buffers: the activation codes of the FP8 GEMMs
   DType dtype_ = DType::BF16;
   int64_t cache_slots_ = 0;
   RopeTables rope_;

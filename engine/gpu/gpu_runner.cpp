@@ -115,7 +115,8 @@ class GpuRunner final : public serving::ModelRunner {
     total_gib_ = static_cast<double>(prop.totalGlobalMem) / 1073741824.0;
     cudaDriverGetVersion(&driver_);
     MLABENCH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    model_ = std::make_unique<gpu::GpuModel>(c, host, seed, o.precision, stream_, o.batch_invariant_attention);
+    model_ = std::make_unique<gpu::GpuModel>(c, host, seed, o.precision, stream_, o.batch_invariant_attention,
+                                             o.weights_dtype == WeightsDtype::FP8);
     model_->set_rank_hooks(std::move(hooks));
     model_->allocate_buffers(limits);
     const int64_t max_blocks = (limits.max_context + limits.block_size - 1) / limits.block_size;
@@ -478,6 +479,7 @@ std::string GpuRunner::describe_json() const {
   j["cuda_driver"] = driver_;
   j["dtype"] = std::string(dtype_name(model_->dtype()));
   j["precision"] = model_->precision() == Precision::FLOAT32 ? "f32" : "native";
+  j["weights_dtype"] = model_->fp8_weights() ? "fp8" : "auto";  // fp8: projections and experts e4m3, 128 x 128 scales
   j["kv_cache_dtype"] = std::string(dtype_name(pools_.dtype));
   j["weight_bytes"] = model_->weight_bytes();
   j["kv_cache"] = {{"blocks", pools_.n_blocks},

@@ -15,6 +15,8 @@
 #include <string>
 #include <utility>
 
+#include "engine/core/fp8.h"
+#include "engine/gpu/fp8_linear.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/hopper.h"
 #include "engine/kernels/cuda/kernels.h"
@@ -89,6 +91,14 @@ struct MoeLayer::Impl {
   std::unique_ptr<Blas> side_blas;
   void* he_shared = nullptr;  // [T, SI] dt
   int64_t side_runs = 0;
+  // FP8 weights: the routed experts' inputs as e4m3 codes with rows-major 1 x 128 scales, and the shared experts'
+  // quantiser + cuBLASLt GEMM.
+  bool fp8 = false;
+  uint8_t* xq = nullptr;  // [T K, H]
+  float* xs = nullptr;    // [T K, ceil(H / 128)]
+  uint8_t* hq = nullptr;  // [T K, I]
+  float* hs = nullptr;    // [T K, ceil(I / 128)]
+  std::unique_ptr<Fp8Linear> fp8_shared;
 
   Impl(Blas& b, cudaStream_t s, DType dt, int64_t hidden, int64_t inter, int64_t shared_inter, int32_t n_experts,
        int32_t top_k, int64_t max_tokens)
@@ -141,6 +151,13 @@ struct MoeLayer::Impl {
     static const bool on = gpu::env_switch("MLABENCH_MOE_BF16_ROWS", false);
     return on && dtype == DType::BF16;
   }
+  void fp8_experts(const k::MoeLayerParams& p);
+  void fp8_forward(const k::MoeLayerParams& p);
+  void quantize_rows(const void* x, DType x_type, int64_t rows, int64_t cols, uint8_t* q, float* scale) {
+    const int64_t groups = (cols + kFp8Block - 1) / kFp8Block;
+    k::cuda::fp8_quantize_rows({.x = x, .x_type = x_type, .ld_x = cols, .q = q, .ld_q = cols, .scale = scale,
+                                .scale_row_stride = groups, .scale_group_stride = 1, .rows = rows, .k = cols}, stream);
+  }
   void compact_experts_graph_safe(const k::MoeLayerParams& p);
   void compact_experts_host(const k::MoeLayerParams& p);
   void silu_rows(const float* gu, void* h, int64_t rows, int64_t inter) {
@@ -171,9 +188,12 @@ void MoeLayer::Impl::allocate() {
   const size_t o_ptrs = reserve(6 * n(std::max<int64_t>(pairs, E)) * sizeof(void*));
   // MLABENCH_MOE_SHARED_STREAM=0 keeps the shared experts on the layer's stream (an A/B switch).
   // Only where the Hopper grouped GEMM can run (the side path's condition): elsewhere no stream and no rows.
-  const bool side_stream = SI > 0 && dtype == DType::BF16 && compact_gemm_choice() == CompactGemm::HOPPER &&
+  const bool side_stream = !fp8 && SI > 0 && dtype == DType::BF16 && compact_gemm_choice() == CompactGemm::HOPPER &&
                            k::cuda::hopper::sm90a_available() && gpu::env_switch("MLABENCH_MOE_SHARED_STREAM");
   const size_t o_hs = side_stream ? reserve(n(T * SI) * es) : 0;
+  const auto groups = [](int64_t c) { return (c + kFp8Block - 1) / kFp8Block; };
+  const size_t o_xq = fp8 ? reserve(n(pairs * H)) : 0, o_xs = fp8 ? reserve(n(pairs * groups(H)) * 4) : 0;
+  const size_t o_hq = fp8 ? reserve(n(pairs * I)) : 0, o_hs8 = fp8 ? reserve(n(pairs * groups(I)) * 4) : 0;
   scratch = DeviceBuffer(total, "MoE layer scratch");
   char* base = scratch.as<char>();
   logits = reinterpret_cast<float*>(base + o_logits);
@@ -189,6 +209,13 @@ void MoeLayer::Impl::allocate() {
   ye = reinterpret_cast<float*>(base + o_ye);
   ptrs = reinterpret_cast<const void**>(base + o_ptrs);
   host_offsets.resize(static_cast<size_t>(E) + 1);
+  if (fp8) {
+    xq = reinterpret_cast<uint8_t*>(base + o_xq);
+    xs = reinterpret_cast<float*>(base + o_xs);
+    hq = reinterpret_cast<uint8_t*>(base + o_hq);
+    hs = reinterpret_cast<float*>(base + o_hs8);
+    if (SI > 0) fp8_shared = std::make_unique<Fp8Linear>(T, std::max(H, SI));
+  }
   if (side_stream) {
     he_shared = base + o_hs;
     MLABENCH_CUDA(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
@@ -366,6 +393,66 @@ bool MoeLayer::Impl::compact_experts_hopper(const k::MoeLayerParams& p) {
   return true;
 }
 
+// FP8 weights: expert-contiguous rows (already gathered into xe) quantised to e4m3 in 1 x 128 groups, gate/up through
+// moe_grouped_gemm's FP8 kernel (BF16 models: SwiGLU in its epilogue, he in BF16 as the BF16 experts write it;
+// float32 models: the float32 products and silu_mul, so he is quantised from float32 as the CPU engine does), he
+// quantised, the down projection into ye. The counts stay on the device: prefill and graphed decode alike.
+void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p) {
+  const int64_t T = p.n_tokens, rows = T * K;
+  const auto ld_scale = [](int64_t c) { return (c + kFp8Block - 1) / kFp8Block; };
+  quantize_rows(xe, dtype, rows, H, xq, xs);
+  const bool fused_swiglu = dtype == DType::BF16;
+  // he[rows_e, I] = silu(xe . gate_e^T) * (xe . up_e^T), gate_up_e = [2I, H] e4m3 (gate rows, then up rows).
+  k::MoeGroupedGemmParams gate_up{.y = ge, .ld_y = 2 * I, .x = xq, .ld_x = H, .w = p.experts_gate_up,
+                                  .expert_stride = 2 * I * H, .dtype = DType::F8_E4M3, .offsets = offsets,
+                                  .n_experts = E, .n = fused_swiglu ? I : 2 * I, .k = H, .max_rows = T,
+                                  .rows_bound = rows, .x_scale = xs, .x_scale_ld = ld_scale(H),
+                                  .w_scale = p.experts_gate_up_scale, .w_scale_ld = fp8_weight_scale_ld(H),
+                                  .w_scale_expert_stride = 2 * ld_scale(I) * fp8_weight_scale_ld(H)};
+  if (fused_swiglu) {
+    gate_up.y = nullptr;
+    gate_up.epilogue = k::MoeGemmEpilogue::SWIGLU;
+    gate_up.act = he;
+    gate_up.ld_act = I;
+  }
+  k::cuda::moe_grouped_gemm(gate_up, stream);
+  if (!fused_swiglu) silu_rows(ge, he, rows, I);
+  quantize_rows(he, dtype, rows, I, hq, hs);
+  // ye[rows_e, H] = he[rows_e, I] . down_e[H, I]^T, float32.
+  k::cuda::moe_grouped_gemm({.y = ye, .ld_y = H, .x = hq, .ld_x = I, .w = p.experts_down, .expert_stride = H * I,
+                             .dtype = DType::F8_E4M3, .offsets = offsets, .n_experts = E, .n = H, .k = I,
+                             .max_rows = T, .rows_bound = rows, .x_scale = hs, .x_scale_ld = ld_scale(I),
+                             .w_scale = p.experts_down_scale, .w_scale_ld = fp8_weight_scale_ld(I),
+                             .w_scale_expert_stride = ld_scale(H) * fp8_weight_scale_ld(I)},
+                            stream);
+}
+
+// The whole layer with FP8 weights: router (float32, as always), shared experts (cuBLASLt FP8), COMPACT rows at every
+// token count through fp8_experts, combine.
+void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p) {
+  const int64_t T = p.n_tokens;
+  route(p);
+  if (SI > 0) {
+    phases::at(stream, "moe: shared experts (FP8)");
+    fp8_shared->run(blas, ge, DType::F32, 2 * SI, p.x_c, dtype, H, static_cast<const uint8_t*>(p.shared_gate_up),
+                    p.shared_gate_up_scale, T, 2 * SI, H);  // [T, 2 SI]
+    silu_rows(ge, he, T, SI);
+    fp8_shared->run(blas, p.out, DType::F32, H, he, dtype, SI, static_cast<const uint8_t*>(p.shared_down),
+                    p.shared_down_scale, T, H, SI);  // [T, H]
+  }
+  phases::at(stream, "moe: permute, gather");
+  const k::MoeRowMap map{.mode = k::MoeRowMode::COMPACT, .topk_idx = idx, .rank = rank, .offsets = offsets};
+  k::cuda::moe_permute({.topk_idx = idx, .n_tokens = T, .top_k = K, .n_experts = E, .counts = counts,
+                        .offsets = offsets, .rank = rank, .chunk_scratch = permute_chunks}, stream);
+  k::cuda::moe_gather({.out = xe, .ld_out = H, .x = p.x_c, .ld_x = H, .elem_type = dtype, .hidden = H,
+                       .n_tokens = T, .top_k = K, .map = map}, stream);
+  phases::at(stream, "moe: routed experts (FP8)");
+  fp8_experts(p);
+  phases::at(stream, "moe: combine");
+  k::cuda::moe_combine({.out = p.out, .ld_out = H, .y = ye, .ld_y = H, .topk_weight = w, .hidden = H, .n_tokens = T,
+                        .top_k = K, .accumulate = SI > 0, .map = map}, stream);
+}
+
 // Expert-contiguous rows through moe_grouped_gemm: the counts stay on the device (CUDA-graph safe). n_tokens
 // bounds every expert's rows (a token picks an expert at most once).
 void MoeLayer::Impl::compact_experts_graph_safe(const k::MoeLayerParams& p) {
@@ -430,7 +517,7 @@ void MoeLayer::Impl::compact_experts_host(const k::MoeLayerParams& p) {
 }
 
 MoeLayer::MoeLayer(Blas& blas, cudaStream_t stream, DType dtype, int64_t hidden, int64_t inter, int64_t shared_inter,
-                   int32_t n_experts, int32_t top_k, int64_t max_tokens)
+                   int32_t n_experts, int32_t top_k, int64_t max_tokens, bool fp8)
     : impl_(nullptr) {
   MLABENCH_CHECK(blas.stream() == stream,
                  "MoeLayer: the Blas handle runs on another stream than the layer. HINT: "
@@ -442,7 +529,11 @@ MoeLayer::MoeLayer(Blas& blas, cudaStream_t stream, DType dtype, int64_t hidden,
                  "MoeLayer: max_tokens {}, hidden {}, inter {}, shared_inter {}, n_experts {}, top_k {}. HINT: sizes "
                  "must be positive (shared_inter may be 0) and top_k <= n_experts",
                  max_tokens, hidden, inter, shared_inter, n_experts, top_k);
+  MLABENCH_CHECK(!fp8 || (dtype != DType::F16 && inter % kFp8Block == 0 && shared_inter % kFp8Block == 0),
+                 "MoeLayer: FP8 experts of {} with inter {}, shared_inter {}. HINT: FP8 experts need BF16 or F32 "
+                 "activations and widths on the 128-row scale grid", dtype_name(dtype), inter, shared_inter);
   impl_ = new Impl(blas, stream, dtype, hidden, inter, shared_inter, n_experts, top_k, max_tokens);
+  impl_->fp8 = fp8;
   try {
     impl_->allocate();
   } catch (...) {
@@ -469,6 +560,15 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
                  dtype_name(m.dtype), m.H, m.I, m.SI, m.E, m.K, m.T_max);
   const int64_t T = p.n_tokens;
   if (T == 0) return;
+  MLABENCH_CHECK(m.fp8 == (p.experts_gate_up_scale != nullptr) && m.fp8 == (p.experts_down_scale != nullptr) &&
+                     (m.SI == 0 || (m.fp8 == (p.shared_gate_up_scale != nullptr) &&
+                                    m.fp8 == (p.shared_down_scale != nullptr))),
+                 "MoeLayer::forward: the layer was built for {} weights but the scale grids say otherwise. HINT: pass "
+                 "every FP8 weight's scale grid, or none", m.fp8 ? "FP8" : "unquantised");
+  if (m.fp8) {
+    m.fp8_forward(p);
+    return;
+  }
   const bool shared_aside = m.shared_on_side(p);  // never at one token, where decode_ffn runs
   m.route(p);
   if (m.decode_ffn(p)) return;

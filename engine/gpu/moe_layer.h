@@ -13,7 +13,11 @@
 //     counts on the device, SwiGLU fused into the gate/up GEMM's epilogue), and take the PADDED token counts too
 //     (T x top_k rows computed instead of n_experts x T, only routed experts' weights read); MLABENCH_MOE_GEMM=mma
 //     keeps the paths above, for benchmarks that compare them and for the tests of the PADDED layout. There the
-//     shared experts run on a second stream, forked after x_c and joined before the routed experts.
+//     shared experts run on a second stream, forked after x_c and joined before the routed experts;
+//   - FP8 weights (--weights-dtype fp8, the scale grids in MoeLayerParams): COMPACT rows at every token count, the
+//     expert inputs quantised to e4m3 in 1 x 128 groups and moe_grouped_gemm's FP8 kernel (W8A8, counts on the
+//     device, so prefill and graph-captured decode take the same path); the shared experts through cuBLASLt's
+//     block-scaled GEMM (Fp8Linear).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -29,8 +33,9 @@ namespace mlabench::gpu {
 class MoeLayer {
  public:
   /// Scratch for steps of up to max_tokens rows of a model with these expert shapes (allocated here, once).
+  /// fp8: the weights are e4m3 with block scales (MoeLayerParams' scale grids), scratch for their quantised inputs.
   MoeLayer(Blas& blas, cudaStream_t stream, DType dtype, int64_t hidden, int64_t inter, int64_t shared_inter,
-           int32_t n_experts, int32_t top_k, int64_t max_tokens);
+           int32_t n_experts, int32_t top_k, int64_t max_tokens, bool fp8 = false);
   ~MoeLayer();
   MoeLayer(const MoeLayer&) = delete;
   MoeLayer& operator=(const MoeLayer&) = delete;

@@ -149,7 +149,7 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const
   for (const auto& t : tensor_manifest(c, ExpertLayout::HUB)) {
     int64_t n = 1;
     for (int64_t d : t.shape) n *= d;
-    if (!fp8_eligible(t.name, t.shape)) {
+    if (!fp8_on_load(t.name, t.shape)) {
       s.weight_bytes_fp8 += 2 * n;
       continue;
     }

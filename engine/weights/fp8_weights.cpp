@@ -39,6 +39,10 @@ bool fp8_eligible(const std::string& name, const std::vector<int64_t>& shape) {
          !name.ends_with("mlp.gate.weight");
 }
 
+bool fp8_on_load(const std::string& name, const std::vector<int64_t>& shape) {
+  return fp8_eligible(name, shape) && !name.ends_with("kv_b_proj.weight");
+}
+
 bool holds_fp8(ModelWeights& w) {
   bool any = false;
   for_each_matrix(w, [&](TensorView& v) { any = any || v.dtype == DType::F8_E4M3; });
@@ -60,7 +64,7 @@ uint64_t quantize_weights_fp8(ModelWeights& w) {
     LayerWeights& L = w.layers[l];
     const std::string at = "layer " + std::to_string(l);
     for (auto [v, name] : {std::pair{&L.q_proj, "q_proj"}, {&L.q_a_proj, "q_a_proj"}, {&L.q_b_proj, "q_b_proj"},
-                           {&L.kv_a_proj, "kv_a_proj"}, {&L.kv_b_proj, "kv_b_proj"}, {&L.k_proj, "k_proj"},
+                           {&L.kv_a_proj, "kv_a_proj"}, {&L.k_proj, "k_proj"},
                            {&L.v_proj, "v_proj"}, {&L.o_proj, "o_proj"}})
       one(*v, at + " " + name);
     mlp(L.mlp, at + " mlp");

@@ -85,7 +85,7 @@ TensorView generate_random_view(const TensorView& v, std::vector<std::vector<uin
 
 /// \brief --weights-dtype fp8: every projection and expert matrix of w re-held in owned buffers as e4m3 codes with a
 /// float32 scale_inv per 128 x 128 block (engine/core/fp8.h); the embedding, the output head and the router stay as
-/// stored, and so do matrices an FP8 checkpoint already holds in FP8. Returns the bytes the weights now take (scales
+/// stored, and so do kv_b_proj (fp8_on_load) and matrices an FP8 checkpoint already holds in FP8. Returns the bytes the weights now take (scales
 /// included). Throws Error naming a matrix that holds an infinity or a NaN.
 uint64_t quantize_weights_fp8(ModelWeights& w);
 /// \brief Whether any matrix of w is F8_E4M3 (an FP8 checkpoint, or after quantize_weights_fp8).
@@ -93,6 +93,10 @@ bool holds_fp8(ModelWeights& w);
 /// \brief Whether DeepSeek-V3's FP8 layout holds this checkpoint tensor in e4m3: projections and experts (2-D or 3-D),
 /// not the embedding, the output head, the router or a norm.
 bool fp8_eligible(const std::string& name, const std::vector<int64_t>& shape);
+/// \brief Whether --weights-dtype fp8 quantises this tensor on load: fp8_eligible, less MLA's kv_b_proj, which the
+/// absorbed decode multiplies in both orientations (W_UK^T q and W_UV o_lat; FP8 GEMMs take K-major operands only),
+/// so it stays in the checkpoint's dtype as SGLang keeps it for its absorbed bmm (0.6% of DeepSeek-V2's weights).
+bool fp8_on_load(const std::string& name, const std::vector<int64_t>& shape);
 
 /// \brief Calls f on every matrix view of w: embedding, head, each layer's projections, router, experts, shared.
 void for_each_matrix(ModelWeights& w, const std::function<void(TensorView&)>& f);

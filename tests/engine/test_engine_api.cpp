@@ -50,11 +50,18 @@ TEST(EngineApi, Fp8WeightsOnTheCpuAndRefusedElsewhere) {
   // A sanity bound only: on this 4-layer random MoE the FP8 rounding flips routing decisions (docs/engine.md, "FP8
   // weights and cache", measures it); cpu::linear's FP8 arithmetic is checked exactly in CpuOps.Fp8WeightsAreW8A8.
   EXPECT_LT(diff, ref.max_abs) << "and still the same model";
-  EXPECT_LT(fp8.value()->weight_bytes(), stored->weight_bytes() * 7 / 10);
+  // 0.72 on this tiny model, where the kept BF16 (embedding, head, kv_b_proj) is a large share.
+  EXPECT_LT(fp8.value()->weight_bytes(), stored->weight_bytes() * 3 / 4);
   EXPECT_EQ(fp8.value()->weight_bytes(), static_cast<uint64_t>(fp8.value()->summary().weight_bytes_fp8))
       << "info's FP8 figure (from config.json alone) is what quantising the BF16 checkpoint holds";
+  // On cuda the FP8 GEMMs need widths on the 128-row scale grid: the bundled model's experts (24 wide) are refused
+  // by name on a GPU build (tests/engine/test_gpu_engine.cpp runs FP8 models that fit), and cuda is absent here.
   const auto cuda = Engine::open({.model_dir = dir, .device = Device::CUDA, .weights_dtype = WeightsDtype::FP8});
-  EXPECT_NE(error_of(cuda).find("--weights-dtype fp8 on cuda"), std::string::npos) << error_of(cuda);
+  const std::string why = error_of(cuda);
+  EXPECT_TRUE(why.find("moe_intermediate_size 24 is not a multiple of 128") != std::string::npos ||
+              why.find("--device cuda is unavailable") != std::string::npos ||
+              why.find("CUDA call") != std::string::npos || why.find("CUDA device") != std::string::npos)
+      << why;
   const auto split = Engine::open({.model_dir = dir, .weights_dtype = WeightsDtype::FP8, .tp = 2});
   EXPECT_NE(error_of(split).find("--tp/--ep/--dp-attention"), std::string::npos) << error_of(split);
   EXPECT_EQ(weights_dtype_from_name("fp8"), WeightsDtype::FP8);
@@ -79,7 +86,9 @@ TEST(EngineApi, Fp8CheckpointsLoadAsStored) {
     std::vector<std::pair<std::string, TensorView>> tensors;
     for (const SafetensorsEntry& e : src->entries()) {
       const TensorView v = src->view(e);
+      // As --weights-dtype fp8 holds them: kv_b_proj stays BF16 too (fp8_on_load).
       const bool keep = e.shape.size() != 2 || e.name.ends_with("embed_tokens.weight") || e.name == "lm_head.weight" ||
+                        e.name.ends_with("kv_b_proj.weight") ||
                         (e.name.ends_with("mlp.gate.weight") && e.name != fp8_router);
       if (keep) {
         tensors.emplace_back(e.name, v);
@@ -108,7 +117,7 @@ TEST(EngineApi, Fp8CheckpointsLoadAsStored) {
   auto quantised = Engine::open({.model_dir = dir, .weights_dtype = WeightsDtype::FP8});
   const Logits a = stored.value()->logits(ref.tokens).value(), b = quantised.value()->logits(ref.tokens).value();
   EXPECT_EQ(a.data, b.data) << "the same codes and scales, read from the file or made on load";
-  EXPECT_LT(stored.value()->weight_bytes(), open(dir)->weight_bytes() * 7 / 10);
+  EXPECT_LT(stored.value()->weight_bytes(), open(dir)->weight_bytes() * 3 / 4);
   write(t.file("noscale"), "model.layers.1.self_attn.o_proj.weight", "");
   EXPECT_NE(error_of(Engine::open({.model_dir = t.file("noscale")})).find("o_proj.weight_scale_inv"),
             std::string::npos);

@@ -156,7 +156,9 @@ TEST_F(LongFixture, Fp8WeightsCostAMeasuredMultipleOfBf16) {
   const double max_ref = pre.max_ref;
   ModelWeights w = load_weights(c, dir_->path());
   const uint64_t stored = w.stored_bytes, held = quantize_weights_fp8(w);
-  EXPECT_LT(held, stored * 6 / 10) << "e4m3 codes and scales in place of BF16, embedding and head kept";
+  // 0.78: the fixture's real MLA shapes (128 heads) beside a small hidden size make kv_b_proj, kept in BF16, a
+  // large share of its weights.
+  EXPECT_LT(held, stored * 8 / 10) << "e4m3 codes and scales in place of BF16, embedding, head and kv_b_proj kept";
   auto m = make_cpu_model(c, std::move(w), MlaAttention::AUTO);
   CpuKvCache cache = m->new_cache();
   std::vector<float> got(ref_rows.size());

@@ -16,6 +16,8 @@
 #   longdecode   mlabench bench, decode at 8K x 64 and 32K x 16 context x batch
 #   longdecode128  mlabench bench, decode at 128K x 1 (its decode pass prefills its own uncached 128K prompt)
 #   longpeer     transformers on the same 32K and 128K prompts (prefill only)
+#   fp8          issue 20: the FP8 kernel tests (quantisers, cuBLASLt's block-scaled GEMM, the grouped expert GEMM), the
+#                FP8 engine tests, and bench V2-Lite --weights-dtype fp8 beside BF16 (b1, b256; FP8_BATCHES to change)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
 #   sharded      --tp on V2-Lite (1 GPU: ranks sharing it), DeepSeek-V2 and 67B on several GPUs: load time, decode b1/b64
 #   niahgrid     the full default NIAH grid (12 lengths x 12 depths to 128K), V2-Lite random weights, the real
@@ -272,6 +274,21 @@ long_bench() {  # NAME TIMEOUT SHAPES
 named longprefill && long_bench long_prefill 540 32768x1:prefill,131072x1:prefill
 named longdecode && long_bench long_decode 540 8192x64:decode,32768x16:decode
 named longdecode128 && long_bench long_decode128 540 131072x1:decode
+if named fp8; then
+  build-gpu/tests/test_cuda_kernels --gtest_filter='CudaFp8*:CudaMoeFp8*' > "$out/fp8_kernels.log" 2>&1
+  row "FP8 kernel tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8_kernels.log" | tr '\n' ' ')"
+  grep -E '^\[  FAILED|Failure|max \|' "$out/fp8_kernels.log" | head -24 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+  build-gpu/tests/test_gpu_engine --gtest_filter='*GpuFp8*' > "$out/fp8_engine.log" 2>&1
+  row "FP8 engine tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8_engine.log" | tr '\n' ' ')"
+  grep -E '^\[  FAILED|Failure|gpu fp8' "$out/fp8_engine.log" | head -12 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+  for w in auto fp8; do
+    timeout 200 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
+      --weights-dtype $w --batch ${FP8_BATCHES:-1,256} --prompt 512 --gen 128 --out "$out/bench_dsv2_lite_weights_$w.json" \
+      > "$out/bench_fp8_$w.log" 2>&1
+    row "bench V2-Lite --weights-dtype $w" "rc $?"
+    grep -E '^ +[0-9]+ +512|^ *batch|^error' "$out/bench_fp8_$w.log" | sed 's/^/    /' >> "$out/summary.txt"
+  done
+fi
 if named longpeer; then
   timeout 560 python3 tools/gpu/bench_transformers.py --config configs/deepseek-v2-lite --batch 1 --prompt 32768,131072 \
     --prefill-only --max-seconds 540 --out "$out/peer_transformers_long.json" > "$out/peer_long.log" 2>&1
@@ -463,7 +480,7 @@ else
 fi
 fi
 # At most 8 files come back from the device tool: the logs travel as one file.
-for f in build.log make_fixtures.log long_fixture.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log \
+for f in fp8_kernels.log fp8_engine.log bench_fp8_auto.log bench_fp8_fp8.log build.log make_fixtures.log long_fixture.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log \
          harness.log kernels.log moe.log bench_long_prefill.log bench_long_decode.log bench_long_decode128.log peer_long.log; do
   [ -f "$out/$f" ] && { echo "===== $f"; cat "$out/$f"; rm -f "$out/$f"; }
 done > "$out/logs.txt"

@@ -1,0 +1,34 @@
+// FP8 GEMMs of the GPU engine's projections (issue 20; --weights-dtype fp8): the activation rows quantised to e4m3
+// in 1 x 128 groups (kernels::cuda::fp8_quantize_rows, scales groups major as cuBLASLt reads them) into scratch sized
+// once, then Blas::linear_fp8 (cuBLASLt's block-scaled e4m3 GEMM). The arithmetic is the CPU engine's W8A8
+// (cpu::linear with F8 weights): each group of 128 activations scaled by its amax / 448 and rounded to e4m3.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/gpu/blas.h"
+#include "engine/kernels/cuda/cuda_check.h"
+
+namespace mlabench::gpu {
+
+struct DeviceMat;
+
+class Fp8Linear {
+ public:
+  /// Scratch for products of up to max_rows rows and max_k columns of x.
+  Fp8Linear(int64_t max_rows, int64_t max_k);
+  /// y[m, n] (y_type F32 or BF16, ldy) = x[m, k] (x_type F32 or BF16, ldx) . w[n, k]^T, w e4m3 with its 128 x 128
+  /// scale grid (rows of fp8_weight_scale_ld(k)). Enqueued on blas's stream; capturable.
+  void run(Blas& blas, void* y, DType y_type, int64_t ldy, const void* x, DType x_type, int64_t ldx, const uint8_t* w,
+           const float* w_scale, int64_t m, int64_t n, int64_t k);
+  /// The same for a DeviceMat (FP8), y[m, w.rows] in float32: a stack whose parts keep their own grids (split_rows)
+  /// runs as two GEMMs into the two column ranges of y.
+  void run(Blas& blas, float* y, int64_t ldy, const void* x, DType x_type, int64_t ldx, const DeviceMat& w, int64_t m);
+  uint64_t bytes() const { return q_.bytes() + s_.bytes(); }
+
+ private:
+  int64_t max_rows_, max_k_;
+  DeviceBuffer q_, s_;  // codes [max_rows, ld]; scales [ceil(max_k / 128), max_rows]
+};
+
+}  // namespace mlabench::gpu
