@@ -4,7 +4,10 @@
 //   hopper64      the same at 64-row tiles (the engine's choice where an expert holds <= 32 rows on average);
 //   mma           moe_grouped_gemm (mma.sync, counts on the device): gate/up to float32, silu_mul, down;
 //   cublas-group  cuBLAS's grouped GEMM after the counts are known on the host (the old prefill path);
-//   cublas-loop   one cuBLAS GEMM per expert with rows (cuBLAS's rate on each expert's own shape).
+//   cublas-loop   one cuBLAS GEMM per expert with rows (cuBLAS's rate on each expert's own shape);
+//   fp8           --weights-dtype fp8's path (issue 20): x quantised in 1 x 128 groups, moe_grouped_gemm's FP8 kernel
+//                 (e4m3 weights with 128 x 128 block scales) for gate/up with SwiGLU, act quantised, FP8 down; its
+//                 GB/s counts one byte a weight.
 // Each row: time (median of CUDA-event timings), achieved TFLOP/s of the useful FLOPs (2 x rows x 3 x I x H) and
 // its share of the BF16 GEMM rate measured in the same run (cuBLAS 8192^3), achieved GB/s of the unavoidable bytes
 // (the weights of every expert with rows, x, the activations written and read, y) and its share of the copy
@@ -26,6 +29,7 @@
 #include <vector>
 
 #include "bench/gpu_bench_util.h"
+#include "engine/core/fp8.h"
 #include "engine/gpu/blas.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
@@ -73,6 +77,7 @@ struct Layer {
   int64_t T, R;
   std::vector<int32_t> offsets;
   DeviceBuffer d_offsets, x, w_gate_up, w_down, gate_up, act, y, ptrs;
+  DeviceBuffer q_gate_up, q_down, s_gate_up, s_down, xq, xs, aq, as;  // fp8: weights, scales, quantised rows
   gpu::Blas& blas;
 
   Layer(const Model& model, int64_t tokens, gpu::Blas& b)
@@ -86,6 +91,51 @@ struct Layer {
     act = DeviceBuffer(static_cast<size_t>(R * m.I) * 2, "act");
     y = DeviceBuffer(static_cast<size_t>(R * m.H) * 4, "y");
     ptrs = DeviceBuffer(6 * static_cast<size_t>(m.E) * sizeof(void*), "pointer arrays");
+  }
+  // The BF16 weights quantised as the engine does (the stacked [E * 2I, H] and [E * H, I]: their 128-row blocks are
+  // each expert's, since 2I and H are multiples of 128).
+  void make_fp8() {
+    const auto grid = [](int64_t rows, int64_t cols) { return (rows + 127) / 128 * fp8_weight_scale_ld(cols); };
+    q_gate_up = DeviceBuffer(static_cast<size_t>(m.E) * 2 * m.I * m.H, "fp8 gate_up");
+    q_down = DeviceBuffer(static_cast<size_t>(m.E) * m.H * m.I, "fp8 down");
+    s_gate_up = DeviceBuffer(static_cast<size_t>(grid(int64_t{m.E} * 2 * m.I, m.H)) * 4, "fp8 gate_up scales");
+    s_down = DeviceBuffer(static_cast<size_t>(grid(int64_t{m.E} * m.H, m.I)) * 4, "fp8 down scales");
+    k::cuda::fp8_quantize_blocks({.w = w_gate_up.get(), .w_type = DType::BF16, .ld_w = m.H, .q = q_gate_up.as<uint8_t>(),
+                                  .ld_q = m.H, .scale_inv = s_gate_up.as<float>(), .scale_ld = fp8_weight_scale_ld(m.H),
+                                  .n = int64_t{m.E} * 2 * m.I, .k = m.H}, nullptr);
+    k::cuda::fp8_quantize_blocks({.w = w_down.get(), .w_type = DType::BF16, .ld_w = m.I, .q = q_down.as<uint8_t>(),
+                                  .ld_q = m.I, .scale_inv = s_down.as<float>(), .scale_ld = fp8_weight_scale_ld(m.I),
+                                  .n = int64_t{m.E} * m.H, .k = m.I}, nullptr);
+    xq = DeviceBuffer(static_cast<size_t>(R * m.H), "fp8 x");
+    xs = DeviceBuffer(static_cast<size_t>(R * ((m.H + 127) / 128)) * 4, "fp8 x scales");
+    aq = DeviceBuffer(static_cast<size_t>(R * m.I), "fp8 act");
+    as = DeviceBuffer(static_cast<size_t>(R * ((m.I + 127) / 128)) * 4, "fp8 act scales");
+  }
+  void fp8() {
+    const int64_t gh = (m.H + 127) / 128, gi = (m.I + 127) / 128;
+    k::cuda::fp8_quantize_rows({.x = x.get(), .x_type = DType::BF16, .ld_x = m.H, .q = xq.as<uint8_t>(), .ld_q = m.H,
+                                .scale = xs.as<float>(), .scale_row_stride = gh, .scale_group_stride = 1, .rows = R,
+                                .k = m.H}, nullptr);
+    k::cuda::moe_grouped_gemm({.x = xq.get(), .ld_x = m.H, .w = q_gate_up.get(), .expert_stride = 2 * m.I * m.H,
+                               .dtype = DType::F8_E4M3, .offsets = d_offsets.as<int32_t>(), .n_experts = m.E, .n = m.I,
+                               .k = m.H, .max_rows = T, .epilogue = k::MoeGemmEpilogue::SWIGLU, .act = act.get(),
+                               .ld_act = m.I, .rows_bound = R, .x_scale = xs.as<float>(), .x_scale_ld = gh,
+                               .w_scale = s_gate_up.as<float>(), .w_scale_ld = fp8_weight_scale_ld(m.H),
+                               .w_scale_expert_stride = 2 * gi * fp8_weight_scale_ld(m.H)}, nullptr);
+    k::cuda::fp8_quantize_rows({.x = act.get(), .x_type = DType::BF16, .ld_x = m.I, .q = aq.as<uint8_t>(), .ld_q = m.I,
+                                .scale = as.as<float>(), .scale_row_stride = gi, .scale_group_stride = 1, .rows = R,
+                                .k = m.I}, nullptr);
+    k::cuda::moe_grouped_gemm({.y = y.as<float>(), .ld_y = m.H, .x = aq.get(), .ld_x = m.I, .w = q_down.get(),
+                               .expert_stride = m.H * m.I, .dtype = DType::F8_E4M3, .offsets = d_offsets.as<int32_t>(),
+                               .n_experts = m.E, .n = m.H, .k = m.I, .max_rows = T, .rows_bound = R,
+                               .x_scale = as.as<float>(), .x_scale_ld = gi, .w_scale = s_down.as<float>(),
+                               .w_scale_ld = fp8_weight_scale_ld(m.I),
+                               .w_scale_expert_stride = (m.H + 127) / 128 * fp8_weight_scale_ld(m.I)}, nullptr);
+  }
+  double fp8_bytes() const {  // one byte a weight; x and act read once as BF16, y written in float32
+    int used = 0;
+    for (int32_t e = 0; e < m.E; ++e) used += offsets[e + 1] > offsets[e];
+    return static_cast<double>(used) * 3 * m.I * m.H + static_cast<double>(R) * (m.H * 2 + 2 * m.I * 2 + m.H * 4);
   }
   const char* gu_w(int32_t e) const { return w_gate_up.as<char>() + static_cast<size_t>(e) * 2 * m.I * m.H * 2; }
   const char* dn_w(int32_t e) const { return w_down.as<char>() + static_cast<size_t>(e) * m.H * m.I * 2; }
@@ -213,11 +263,11 @@ int main(int argc, char** argv) {
       Layer l(*cs.m, cs.T, blas);
       const std::string shape = fmt::format("{} {} tokens ({} rows)", cs.m->name, cs.T, l.R);
       const int reps = cs.T >= 4096 ? 10 : 30;
-      auto add = [&](const char* variant, const std::function<void()>& fn) {
+      auto add = [&](const char* variant, const std::function<void()>& fn, double bytes = 0) {
         Row r{variant, shape};
         r.ms = time_ms(fn, reps);
         r.tflops = l.flops() / (r.ms * 1e9);
-        r.gbs = l.bytes() / (r.ms * 1e6);
+        r.gbs = (bytes > 0 ? bytes : l.bytes()) / (r.ms * 1e6);
         rows.push_back(r);
       };
       if (l.hopper_runs()) {
@@ -234,6 +284,10 @@ int main(int argc, char** argv) {
       else
         fmt::print("# {}: cublas-group left out: this cuBLAS has no grouped BF16 GEMM with float32 output\n", shape);
       add("cublas-loop", [&] { l.cublas_loop(); });
+      if (l.m.I % 128 == 0) {
+        l.make_fp8();
+        add("fp8", [&] { l.fp8(); }, l.fp8_bytes());
+      }
     }
     fmt::print("{:<14} {:<34} {:>9} {:>9} {:>8} {:>9} {:>7}\n", "variant", "shape", "ms", "TFLOP/s", "of GEMM", "GB/s",
                "of copy");

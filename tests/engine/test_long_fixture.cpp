@@ -178,7 +178,7 @@ TEST_F(LongFixture, Fp8WeightsCostAMeasuredMultipleOfBf16) {
               static_cast<unsigned long long>(stored), static_cast<unsigned long long>(held));
   EXPECT_GT(rel, 1e-4) << "FP8 rounding must show: these are not the float32 weights";
   EXPECT_LT(rel, 20 * lr->bf16_relative) << "e4m3 keeps 3 mantissa bits to BF16's 7: some times BF16's error";
-  EXPECT_GE(top1, 0.85) << "0.914 over the first 256 tokens, 0.894 over 1,024";
+  EXPECT_GE(top1, 0.85) << "0.971 over the first 256 tokens (0.914 with kv_b_proj in FP8 too)";
 
   // --kv-cache-dtype fp8 alone (FlashMLA's layout: the latent in e4m3 a scale per 128 values, RoPE in BF16), both
   // MLA forms: what reading the latent from an FP8 cache costs.

@@ -281,6 +281,9 @@ if named fp8; then
   build-gpu/tests/test_gpu_engine --gtest_filter='*GpuFp8*' > "$out/fp8_engine.log" 2>&1
   row "FP8 engine tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8_engine.log" | tr '\n' ' ')"
   grep -E '^\[  FAILED|Failure|gpu fp8' "$out/fp8_engine.log" | head -12 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+  timeout 150 build-gpu/bench/bench_moe_gemm --quick --json "$out/bench_moe_gemm_fp8.json" > "$out/fp8_moe.log" 2>&1
+  row "bench_moe_gemm --quick (fp8 row)" "rc $?"
+  grep -E '^device|^(hopper|mma|fp8) ' "$out/fp8_moe.log" | sed 's/^/    /' >> "$out/summary.txt"
   for w in auto fp8; do
     timeout 200 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
       --weights-dtype $w --batch ${FP8_BATCHES:-1,256} --prompt 512 --gen 128 --out "$out/bench_dsv2_lite_weights_$w.json" \
@@ -480,7 +483,7 @@ else
 fi
 fi
 # At most 8 files come back from the device tool: the logs travel as one file.
-for f in fp8_kernels.log fp8_engine.log bench_fp8_auto.log bench_fp8_fp8.log build.log make_fixtures.log long_fixture.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log \
+for f in fp8_kernels.log fp8_engine.log fp8_moe.log bench_fp8_auto.log bench_fp8_fp8.log build.log make_fixtures.log long_fixture.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log \
          harness.log kernels.log moe.log bench_long_prefill.log bench_long_decode.log bench_long_decode128.log peer_long.log; do
   [ -f "$out/$f" ] && { echo "===== $f"; cat "$out/$f"; rm -f "$out/$f"; }
 done > "$out/logs.txt"

@@ -1,0 +1,264 @@
+// skinny_gemm_fp8: the W8A8 (e4m3, DeepSeek-V3 block scales) product y[m, n] of m <= 8 quantised activation rows
+// and an FP8 weight [n, k], the projections of a decode step at batch 1-8 (skinny_gemm_fp8.h has the formula).
+// Twin: twin::skinny_gemm_fp8 (engine/kernels/twin/skinny_gemm_fp8.cpp).
+//
+// At m <= 8 rows the product reads n x k weight bytes for 2 m n k FLOPs: memory-bound, so like skinny_gemm (the
+// BF16 kernel) it is built to stream the weight once at the copy bandwidth. What differs is the arithmetic: one
+// weight byte is one value, so at m = 8 float32 FMAs would need 8 FMAs (plus the decode) per byte, about what an
+// SM can issue while HBM delivers its share, and the kernel would be compute-bound. Here the tensor cores take it:
+//   - a warp's tile is 16 weight rows x 8 rows of x: mma.m16n8k16 (F16 operands, float32 accumulators) with the
+//     weight as A and x as B, rows of x past m zero. e4m3 values are all F16 values and their products are exact,
+//     so converting both operands with cvt e4m3x2 -> f16x2 loses nothing (Hopper has no e4m3 mma.sync of its own:
+//     ptxas would emulate one the same way, per MMA). Lane (g, t) = (lane / 4, lane % 4) loads 16 bytes of weight
+//     rows g and g + 8 and of x row g at k = 16 t (+ 64 for the second half of a group): a k permutation applied
+//     to both operands alike, which a dot product does not see, and each 4 lanes read 64 contiguous bytes a row;
+//   - a group of 128 k values is 8 MMAs into a zeroed float32 partial, which is then multiplied by x_scale *
+//     w_scale (a 16-row tile lies in one 128-row scale block) and added to the thread's accumulators: the
+//     formula's own per-group structure;
+//   - a CTA of 8 warps owns RT tiles (16 RT weight rows) and splits the groups over its warps (warp w takes groups
+//     w, w + 8, ...). Each warp keeps kTilesInFlight tile-groups of loads in flight (16-byte, non-coherent, no L1
+//     allocation: each weight byte is read once), the first ones requested before the PDL wait (pdl.cuh); x is
+//     read from L2 after the wait, its f16 fragments shared by the RT tiles;
+//   - the scales of the CTA's groups are staged in shared memory once; the 8 warps' sums are added in warp order
+//     (deterministic) through shared memory and one thread per output writes y.
+// The launcher takes RT = 2 where that still gives two CTAs per SM, else 1 (more rows per CTA read x from L2 fewer
+// times per weight byte: m / (16 RT) of the weight's traffic).
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/check.h"
+#include "engine/core/fp8.h"
+#include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/pdl.cuh"
+#include "engine/kernels/cuda/skinny_gemm_fp8.h"
+#include "engine/kernels/cuda/weight_stream.cuh"
+
+namespace mlabench::kernels::cuda {
+namespace {
+
+constexpr int kThreads = 256, kWarps = kThreads / 32;
+constexpr int kTileRows = 16;       // weight rows of one MMA tile (the m16 side)
+constexpr int kXRows = 8;           // rows of x in one MMA tile (the n8 side)
+constexpr int kTilesInFlight = 2;   // tile-groups (2 KB of weight each) a warp has requested ahead
+constexpr int kMaxTiles = 2;        // RT: 4 would leave no room for a second group in flight (128 registers)
+constexpr int kMaxScaleBytes = 32 * 1024;  // dynamic shared memory for the staged scales (+ <= 16 KB static)
+static_assert(kFp8Block == 128, "a group is two halves of 64 k values, 16 a lane");
+
+using stream::load_stream;
+
+// The loads of one group for one warp: per tile r, weight rows g and g + 8 at both halves ([r][2 * half + row8]),
+// and x row g at both halves.
+template <int RT>
+struct GroupLoads {
+  uint4 w[RT][4];
+  uint4 x[2];
+};
+
+// Two e4m3 bytes of a 32-bit word (pair 0: bytes 0-1, pair 1: bytes 2-3) as an F16 pair, exact.
+__device__ __forceinline__ uint32_t e4m3x2_to_f16x2(uint32_t word, int pair) {
+  const __half2_raw h =
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word >> (16 * pair)), __NV_E4M3);
+  return static_cast<uint32_t>(h.x) | (static_cast<uint32_t>(h.y) << 16);
+}
+
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int q) {
+  return q == 0 ? v.x : q == 1 ? v.y : q == 2 ? v.z : v.w;
+}
+
+// d += A (16 x 16, F16, row) . B (16 x 8, F16, col), float32 accumulators.
+__device__ __forceinline__ void mma_f16_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                              uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Requests the weights of group `grp` for the lane's rows: chunks past k (a short last group) and rows past n read
+// nothing and hold zeros.
+template <int RT>
+__device__ __forceinline__ void load_weights(GroupLoads<RT>& b, const Fp8SkinnyGemmParams& p, int64_t row0,
+                                             int64_t grp, int g, int t) {
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int64_t row = row0 + r * kTileRows + e * 8 + g, c = grp * kFp8Block + h * 64 + t * 16;
+        b.w[r][2 * h + e] = row < p.n && c < p.k ? load_stream(reinterpret_cast<const uint4*>(p.w + row * p.ld_w + c))
+                                                 : make_uint4(0u, 0u, 0u, 0u);
+      }
+}
+
+// x row g of group `grp` (L2-resident: every CTA reads it), zeros past m and past k. After the PDL wait only.
+template <int RT>
+__device__ __forceinline__ void load_x(GroupLoads<RT>& b, const Fp8SkinnyGemmParams& p, int64_t grp, int g, int t) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t c = grp * kFp8Block + h * 64 + t * 16;
+    b.x[h] = g < p.m && c < p.k ? __ldg(reinterpret_cast<const uint4*>(p.xq + g * p.ld_x + c))
+                                : make_uint4(0u, 0u, 0u, 0u);
+  }
+}
+
+// One group: per tile, 8 MMAs into a zeroed partial, then acc += partial * (x_scale * w_scale) with the product and
+// the sum rounded separately, as the twin does. xs: the group's 8 x scales; ws: [RT][groups] weight scales.
+template <int RT>
+__device__ __forceinline__ void fold_group(const GroupLoads<RT>& b, const float* xs, const float* ws, int64_t groups,
+                                           int64_t grp, int t, float (&acc)[RT][4]) {
+  uint32_t xf[2][8];  // x's F16 pairs: [half][2 q + pair] for word q
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int q = 0; q < 4; ++q)
+#pragma unroll
+      for (int pr = 0; pr < 2; ++pr) xf[h][2 * q + pr] = e4m3x2_to_f16x2(word_of(b.x[h], q), pr);
+  const float xs0 = xs[2 * t], xs1 = xs[2 * t + 1];
+#pragma unroll
+  for (int r = 0; r < RT; ++r) {
+    float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        // A: a0 (row g, k pair 0), a1 (row g + 8, pair 0), a2 (row g, pair 1), a3 (row g + 8, pair 1); B alike.
+        const uint32_t lo = word_of(b.w[r][2 * h], q), hi = word_of(b.w[r][2 * h + 1], q);
+        mma_f16_16816(d, e4m3x2_to_f16x2(lo, 0), e4m3x2_to_f16x2(hi, 0), e4m3x2_to_f16x2(lo, 1),
+                      e4m3x2_to_f16x2(hi, 1), xf[h][2 * q], xf[h][2 * q + 1]);
+      }
+    // d: (row g, x rows 2t, 2t + 1), (row g + 8, the same x rows).
+    const float w_s = ws[r * groups + grp], s0 = __fmul_rn(xs0, w_s), s1 = __fmul_rn(xs1, w_s);
+    acc[r][0] = __fadd_rn(acc[r][0], __fmul_rn(d[0], s0));
+    acc[r][1] = __fadd_rn(acc[r][1], __fmul_rn(d[1], s1));
+    acc[r][2] = __fadd_rn(acc[r][2], __fmul_rn(d[2], s0));
+    acc[r][3] = __fadd_rn(acc[r][3], __fmul_rn(d[3], s1));
+  }
+}
+
+// Shared memory (dynamic): x scales [groups][8] (rows past m zero), then weight scales [RT][groups] (tiles past n
+// zero: their block may lie past the grid). Only the ceil(k / 128) real groups are read: a padded grid's padding
+// is never touched. After the PDL wait (x_scale is the previous kernel's output).
+template <int RT>
+__device__ __forceinline__ void stage_scales(float* xs, float* ws, const Fp8SkinnyGemmParams& p, int64_t row0,
+                                             int64_t groups) {
+  for (int64_t e = threadIdx.x; e < groups * kXRows; e += kThreads) {
+    const int64_t grp = e / kXRows, r = e % kXRows;
+    xs[e] = r < p.m ? p.x_scale[grp * p.x_scale_group_stride + r] : 0.0f;
+  }
+  for (int64_t e = threadIdx.x; e < RT * groups; e += kThreads) {
+    const int64_t tile_row = row0 + (e / groups) * kTileRows;
+    ws[e] = tile_row < p.n ? p.w_scale[(tile_row / kFp8Block) * p.w_scale_ld + e % groups] : 0.0f;
+  }
+}
+
+// grid ceil(n / (16 RT)), block kThreads, dynamic shared memory groups * (8 + RT) floats.
+template <int RT>
+__global__ void __launch_bounds__(kThreads, 2) skinny_gemm_fp8_kernel(const Fp8SkinnyGemmParams p) {
+  constexpr int kDepth = kTilesInFlight / RT;  // groups a warp has in flight
+  extern __shared__ float scales[];
+  __shared__ float red[kWarps][RT][4][32];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * RT * kTileRows;
+  const int64_t groups = (p.k + kFp8Block - 1) / kFp8Block;
+  GroupLoads<RT> buf[kDepth];
+  // The weights depend on no earlier kernel: their stream starts before the wait and overlaps its tail.
+#pragma unroll
+  for (int s = 0; s < kDepth; ++s)
+    if (warp + s * kWarps < groups) load_weights(buf[s], p, row0, warp + s * kWarps, g, t);
+  griddep_wait();
+  griddep_launch_dependents();
+  float* xs = scales;
+  float* ws = scales + groups * kXRows;
+  stage_scales<RT>(xs, ws, p, row0, groups);
+#pragma unroll
+  for (int s = 0; s < kDepth; ++s)
+    if (warp + s * kWarps < groups) load_x(buf[s], p, warp + s * kWarps, g, t);
+  __syncthreads();
+
+  float acc[RT][4];
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) acc[r][q] = 0.0f;
+  // buf[s] holds group base + s * kWarps; once folded it is refilled with the group kDepth * kWarps further on.
+  for (int64_t base = warp; base < groups; base += kDepth * kWarps) {
+#pragma unroll
+    for (int s = 0; s < kDepth; ++s) {
+      const int64_t grp = base + s * kWarps;
+      if (grp >= groups) break;
+      fold_group<RT>(buf[s], xs + grp * kXRows, ws, groups, grp, t, acc);
+      const int64_t next = grp + kDepth * kWarps;
+      if (next < groups) {
+        load_weights(buf[s], p, row0, next, g, t);
+        load_x(buf[s], p, next, g, t);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) red[warp][r][q][lane] = acc[r][q];
+  __syncthreads();
+  // Output (i, row0 + jr): accumulator q = 2 (jr % 16 >= 8) + i % 2 of lane 4 (jr % 8) + i / 2 of tile jr / 16.
+  // Consecutive threads take consecutive weight rows: coalesced stores of y's rows.
+  for (int o = threadIdx.x; o < kXRows * RT * kTileRows; o += kThreads) {
+    const int i = o / (RT * kTileRows), jr = o % (RT * kTileRows);
+    const int64_t j = row0 + jr;
+    if (i >= p.m || j >= p.n) continue;
+    const int r = jr / kTileRows, jt = jr % kTileRows, q = 2 * (jt >> 3) + (i & 1), src = 4 * (jt & 7) + (i >> 1);
+    float sum = 0.0f;
+#pragma unroll
+    for (int v = 0; v < kWarps; ++v) sum = __fadd_rn(sum, red[v][r][q][src]);
+    p.y[i * p.ldy + j] = sum;
+  }
+}
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, sms = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    return sms > 0 ? sms : 132;
+  }();
+  return n;
+}
+
+int64_t scale_bytes(int64_t k, int rt) { return (k + kFp8Block - 1) / kFp8Block * (kXRows + rt) * 4; }
+
+bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+}  // namespace
+
+// The shapes and layouts the kernel takes; what check_skinny_gemm_fp8 refuses is an error, not "unsupported" (a
+// caller asks this every decode step, so it throws nothing).
+bool skinny_gemm_fp8_supported(const Fp8SkinnyGemmParams& p) {
+  return p.m >= 1 && p.m <= kSkinnyFp8MaxRows && p.k > 0 && p.k % 16 == 0 && p.ld_x % 16 == 0 && p.ld_w % 16 == 0 &&
+         aligned16(p.xq) && aligned16(p.w) && scale_bytes(p.k, kMaxTiles) <= kMaxScaleBytes;
+}
+
+void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p, cudaStream_t s) {
+  checks::check_skinny_gemm_fp8(p);
+  if (p.m == 0) return;
+  MLABENCH_CHECK(skinny_gemm_fp8_supported(p),
+                 "skinny_gemm_fp8: m {}, k {}, ld_x {}, ld_w {}, or xq / w not 16-byte aligned. HINT: ask "
+                 "skinny_gemm_fp8_supported first and take Blas::linear_fp8 where it says no (ld_x and ld_w "
+                 "multiples of 16, k <= {})",
+                 p.m, p.k, p.ld_x, p.ld_w, kMaxScaleBytes / (4 * (kXRows + kMaxTiles)) * kFp8Block);
+  // The most rows per CTA that still gives two CTAs per SM: fewer reads of x per weight byte, same loads in flight.
+  int rt = kMaxTiles;
+  while (rt > 1 && (p.n + rt * kTileRows - 1) / (rt * kTileRows) < 2 * sm_count()) rt /= 2;
+  const dim3 grid(static_cast<unsigned>((p.n + rt * kTileRows - 1) / (rt * kTileRows))), block(kThreads);
+  const size_t smem = static_cast<size_t>(scale_bytes(p.k, rt));
+  switch (rt) {
+    case 2: launch_pdl(skinny_gemm_fp8_kernel<2>, grid, block, smem, s, p); break;
+    default: launch_pdl(skinny_gemm_fp8_kernel<1>, grid, block, smem, s, p); break;
+  }
+  MLABENCH_CUDA(cudaGetLastError());
+}
+
+}  // namespace mlabench::kernels::cuda

@@ -1,0 +1,67 @@
+// The FP8 (e4m3, W8A8, DeepSeek-V3 block scales) few-row GEMM of decode: skinny_gemm's weight-streaming shape for
+// the weights `--weights-dtype fp8` holds (engine/core/fp8.h), fed by fp8_quantize_rows (groups-major scales, as
+// Blas::linear_fp8 reads them). Kernel: engine/kernels/cuda/skinny_gemm_fp8.cu; twin and parameter check:
+// engine/kernels/twin/skinny_gemm_fp8.cpp. The twin compiles in every build; the launcher only where the build has
+// nvcc (MLABENCH_HAS_CUDA), with kernels.h's conventions: no synchronisation, no allocation, graph-capturable.
+#pragma once
+
+#include <cstdint>
+
+namespace mlabench::kernels {
+
+/// y [m, n] (float32, ldy) = the W8A8 product of xq [m, k] (e4m3, ld_x) and w [n, k] (e4m3, ld_w), for m <= 8:
+///   y[r, j] = sum_g x_scale[g * x_scale_group_stride + r] * w_scale[(j / 128) * w_scale_ld + g]
+///                   * sum_{c in group g} e4m3(xq[r, c]) * e4m3(w[j, c]),
+/// g over the ceil(k / 128) groups of 128 k values (the last one shorter). x_scale is fp8_quantize_rows's output
+/// in its groups-major layout (scale_row_stride 1, scale_group_stride >= m); w_scale is the weight's 128 x 128
+/// block grid [ceil(n / 128), w_scale_ld >= ceil(k / 128)] (the engine's w_scale_ld is fp8_weight_scale_ld(k): its
+/// padding holds no scale and is never read). Each group's products are summed in float32 (every e4m3 product is
+/// exact in float32), that sum is multiplied by (x_scale * w_scale), and the terms are added over the groups.
+/// k must be a multiple of 16 (e4m3 rows are read 16 bytes at a time). y's columns past n are not written.
+struct Fp8SkinnyGemmParams {
+  float* y = nullptr;
+  int64_t ldy = 0;
+  const uint8_t* xq = nullptr;
+  int64_t ld_x = 0;
+  const float* x_scale = nullptr;
+  int64_t x_scale_group_stride = 0;
+  const uint8_t* w = nullptr;
+  int64_t ld_w = 0;
+  const float* w_scale = nullptr;
+  int64_t w_scale_ld = 0;
+  int64_t m = 0, n = 0, k = 0;
+};
+
+/// Rows up to which skinny_gemm_fp8 runs (the rows of x are the n8 side of one tensor-core tile).
+inline constexpr int64_t kSkinnyFp8MaxRows = 8;
+
+namespace checks {
+/// What twin and kernel both accept (throws Error with a HINT otherwise): 0 <= m <= 8 (0: nothing to do), n > 0,
+/// k > 0 a multiple of 16, ld_x, ld_w >= k, ldy >= n, x_scale_group_stride >= m (unused with one group),
+/// w_scale_ld >= ceil(k / 128), pointers set.
+void check_skinny_gemm_fp8(const Fp8SkinnyGemmParams& p);
+}  // namespace checks
+
+namespace twin {
+/// Plain loops: per output, per group a float32 sum over k ascending of e4m3(x) * e4m3(w), times
+/// (x_scale * w_scale), added to a float32 accumulator in group order (no FMA contraction in the host build).
+void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p);
+}  // namespace twin
+
+}  // namespace mlabench::kernels
+
+#if MLABENCH_HAS_CUDA
+#include <cuda_runtime_api.h>
+
+namespace mlabench::kernels::cuda {
+
+/// Where skinny_gemm_fp8 runs: the check above passes with 1 <= m <= 8, ld_x and ld_w multiples of 16, xq and w
+/// 16-byte aligned, and the scales of a CTA fit its shared memory (k up to about 87,000). Elsewhere the caller
+/// takes Blas::linear_fp8.
+bool skinny_gemm_fp8_supported(const Fp8SkinnyGemmParams& p);
+/// Launches the kernel (a programmatic dependent launch where enabled, pdl.cuh); throws where the parameters fail
+/// the check or skinny_gemm_fp8_supported.
+void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p, cudaStream_t s);
+
+}  // namespace mlabench::kernels::cuda
+#endif
