@@ -161,7 +161,7 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const
   j["weight_bytes"] = {{"bf16", 2 * p.total},
                        {"fp8", s.weight_bytes_fp8},
                        {"fp8_layout", "--weights-dtype fp8: projections and experts in e4m3 with a float32 scale per "
-                                      "128 x 128 block; embedding, head, router and norms in BF16"}};
+                                      "128 x 128 block; embedding, head, router, norms and kv_b_proj in BF16"}};
   nlohmann::ordered_json kvj = {
       {"elements", kv.elements}, {"bytes_bf16", s.kv_bytes_per_token_bf16}, {"bytes_fp8", s.kv_bytes_per_token_fp8},
       {"bytes_fp8_scaled", s.kv_bytes_per_token_fp8_scaled},

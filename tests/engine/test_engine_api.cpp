@@ -69,8 +69,8 @@ TEST(EngineApi, Fp8WeightsOnTheCpuAndRefusedElsewhere) {
   EXPECT_FALSE(weights_dtype_from_name("e4m3").has_value());
 }
 
-// An FP8 checkpoint in DeepSeek-V3's layout (F8_E4M3 weights, a float32 `<name>_scale_inv` per 128 x 128 block; the
-// embedding, head, router and norms in BF16), written here from the bundled model with the engine's own quantiser:
+// An FP8 checkpoint in DeepSeek-V3's layout (F8_E4M3 weights, a float32 `<name>_scale_inv` per 128 x 128 block;
+// the embedding, head, router, norms and kv_b_proj in BF16), written from the bundled model with the engine's quantiser:
 // read as stored, it gives the same logits, bit for bit, as the BF16 checkpoint under --weights-dtype fp8. A missing
 // scale or an FP8 router is refused by name, and so is the checkpoint on cuda.
 TEST(EngineApi, Fp8CheckpointsLoadAsStored) {

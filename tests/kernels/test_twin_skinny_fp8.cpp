@@ -1,0 +1,208 @@
+// The twin of skinny_gemm_fp8 (engine/kernels/twin/skinny_gemm_fp8.cpp) in CI: against a double-precision loop
+// over the dequantised operands (weights by quantize_fp8_blocks, activations by fp8_quantize_rows' twin, groups
+// major) at every row count 1-8, short last groups and tiles, padded leading dimensions and scale layouts whose
+// padding is NaN (so reading it shows), a NaN activation; against the CPU engine's W8A8 linear; the comparison's
+// own power (a reference that takes a neighbouring group's or block's scale must fail it); and the parameter
+// check's refusals, which the CUDA launcher shares.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/check.h"
+#include "engine/core/dtype.h"
+#include "engine/core/fp8.h"
+#include "engine/core/tensor.h"
+#include "engine/kernels/cpu/ops.h"
+#include "engine/kernels/cuda/skinny_gemm_fp8.h"
+#include "engine/kernels/twin/twin.h"
+
+namespace mlabench::kernels {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr uint8_t kNaNCode = 0x7f;
+
+int64_t groups_of(int64_t k) { return (k + kFp8Block - 1) / kFp8Block; }
+
+// Operands as the kernel reads them, with the float32 inputs they were quantised from.
+struct Operands {
+  int64_t m, n, k, ld_x, ld_w, ldy, xs_stride, ws_ld;
+  std::vector<float> x, w;  // [m, k], [n, k]
+  std::vector<uint8_t> codes;  // w's codes packed [n, k], as the CPU engine holds them
+  std::vector<uint8_t> xq, wq;
+  std::vector<float> xs, ws;
+};
+
+// Magnitudes vary by weight block row and by k group (weights) and by group and row (activations), so each scale
+// differs from its neighbours. Leading dimensions are padded off the 16-byte grid (the twin takes any), the
+// padding NaN codes; the weight grid has one NaN padding column, x's scales a NaN gap of 2 past m per group.
+Operands make_operands(int64_t m, int64_t n, int64_t k, int64_t nan_row, std::mt19937& rng) {
+  const int64_t groups = groups_of(k), blocks = groups_of(n);
+  Operands o{m, n, k, k + 5, k + 3, n + 2, m + 2, groups + 1, {}, {}, {}, {}, {}, {}, {}};
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  o.w.resize(static_cast<size_t>(n * k));
+  o.x.resize(static_cast<size_t>(m * k));
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < k; ++c)
+      o.w[static_cast<size_t>(j * k + c)] =
+          nd(rng) * 0.02f * static_cast<float>(1 + (j / kFp8Block) % 5) * static_cast<float>(1 + 3 * ((c / kFp8Block) % 2));
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < k; ++c)
+      o.x[static_cast<size_t>(r * k + c)] = nd(rng) * std::ldexp(1.0f, static_cast<int>((c / kFp8Block + r) % 4) - 1);
+  if (nan_row >= 0 && nan_row < m) o.x[static_cast<size_t>(nan_row * k + k - 1)] = kNaN;
+  // Weights through engine/core/fp8.h (a checkpoint's packed layout), then copied to the padded layouts.
+  o.codes.resize(o.w.size());
+  std::vector<float> grid(static_cast<size_t>(blocks * groups));
+  quantize_fp8_blocks(o.w, n, k, o.codes, grid, "test weight");
+  o.wq.assign(static_cast<size_t>(n * o.ld_w), kNaNCode);
+  for (int64_t j = 0; j < n; ++j)
+    std::copy_n(o.codes.begin() + j * k, k, o.wq.begin() + j * o.ld_w);
+  o.ws.assign(static_cast<size_t>(blocks * o.ws_ld), kNaN);
+  for (int64_t b = 0; b < blocks; ++b)
+    std::copy_n(grid.begin() + b * groups, groups, o.ws.begin() + b * o.ws_ld);
+  o.xq.assign(static_cast<size_t>(m * o.ld_x), kNaNCode);
+  o.xs.assign(static_cast<size_t>(groups * o.xs_stride), kNaN);
+  twin::fp8_quantize_rows({.x = o.x.data(), .x_type = DType::F32, .ld_x = k, .q = o.xq.data(), .ld_q = o.ld_x,
+                           .scale = o.xs.data(), .scale_row_stride = 1, .scale_group_stride = o.xs_stride, .rows = m,
+                           .k = k});
+  return o;
+}
+
+// The twin's y [m, ldy], its padding left NaN.
+std::vector<float> twin_product(const Operands& o) {
+  std::vector<float> y(static_cast<size_t>(o.m * o.ldy), kNaN);
+  twin::skinny_gemm_fp8({.y = y.data(), .ldy = o.ldy, .xq = o.xq.data(), .ld_x = o.ld_x, .x_scale = o.xs.data(),
+                         .x_scale_group_stride = o.xs_stride, .w = o.wq.data(), .ld_w = o.ld_w, .w_scale = o.ws.data(),
+                         .w_scale_ld = o.ws_ld, .m = o.m, .n = o.n, .k = o.k});
+  return y;
+}
+
+// Deliberately wrong references: each makes one of the scale-index mistakes a kernel could make.
+enum class Mutation { NONE, W_SCALE_NEXT_GROUP, X_SCALE_NEXT_GROUP, W_SCALE_NEXT_BLOCK };
+
+// sum over k of (e4m3(x) x_scale) (e4m3(w) w_scale) in double, [m, ldy] (padding NaN), with `mut` applied.
+std::vector<double> double_product(const Operands& o, Mutation mut) {
+  const int64_t groups = groups_of(o.k), blocks = groups_of(o.n);
+  std::vector<double> y(static_cast<size_t>(o.m * o.ldy), std::nan(""));
+  for (int64_t r = 0; r < o.m; ++r)
+    for (int64_t j = 0; j < o.n; ++j) {
+      double acc = 0;
+      for (int64_t c = 0; c < o.k; ++c) {
+        const int64_t g = c / kFp8Block;
+        const int64_t gw = mut == Mutation::W_SCALE_NEXT_GROUP ? (g + 1) % groups : g;
+        const int64_t gx = mut == Mutation::X_SCALE_NEXT_GROUP ? (g + 1) % groups : g;
+        const int64_t bw = (j / kFp8Block + (mut == Mutation::W_SCALE_NEXT_BLOCK ? 1 : 0)) % blocks;
+        acc += static_cast<double>(e4m3_to_f32(o.xq[static_cast<size_t>(r * o.ld_x + c)])) *
+               o.xs[static_cast<size_t>(gx * o.xs_stride + r)] *
+               static_cast<double>(e4m3_to_f32(o.wq[static_cast<size_t>(j * o.ld_w + c)])) *
+               o.ws[static_cast<size_t>(bw * o.ws_ld + gw)];
+      }
+      y[static_cast<size_t>(r * o.ldy + j)] = acc;
+    }
+  return y;
+}
+
+// Max |got - want| / max |want| over [m, ldy]; NaN must meet NaN (y's padding included): a mismatch returns
+// infinity, so it fails any tolerance.
+double rel_error(const std::vector<float>& got, const std::vector<double>& want) {
+  double ymax = 0, worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(got[i]) || std::isnan(want[i])) {
+      if (std::isnan(got[i]) != std::isnan(want[i])) return std::numeric_limits<double>::infinity();
+      continue;
+    }
+    ymax = std::max(ymax, std::fabs(want[i]));
+    worst = std::max(worst, std::fabs(got[i] - want[i]));
+  }
+  return ymax > 0 ? worst / ymax : worst;
+}
+
+constexpr double kTolerance = 1e-5;  // of max |y|: the tests of the kernel ask the same of kernel vs twin
+
+TEST(TwinSkinnyFp8, MatchesADoubleDequantisedLoop) {
+  std::mt19937 rng(2011);
+  struct Shape {
+    int64_t n, k;
+  };
+  // A short last group (272, 400, 1408), a single short group (16), a weight-row tail (130, 200), two block rows.
+  for (const Shape& s : {Shape{200, 272}, Shape{130, 1408}, Shape{64, 2048}, Shape{5, 16}, Shape{300, 400}})
+    for (int64_t m = 1; m <= 8; ++m) {
+      const std::string what = fmt::format("m {} n {} k {}", m, s.n, s.k);
+      const int64_t nan_row = s.k == 400 && m >= 3 ? 2 : -1;
+      const Operands o = make_operands(m, s.n, s.k, nan_row, rng);
+      const std::vector<float> got = twin_product(o);
+      EXPECT_LE(rel_error(got, double_product(o, Mutation::NONE)), kTolerance) << what;
+      for (int64_t j = 0; nan_row >= 0 && j < s.n; ++j) {
+        ASSERT_TRUE(std::isnan(got[static_cast<size_t>(nan_row * o.ldy + j)])) << what << ": column " << j;
+      }
+    }
+}
+
+// The block-scaled product is what the CPU engine's W8A8 linear computes from the float32 activations (it
+// fake-quantises them in the same 1 x 128 groups), so the GPU's decode GEMM and the CPU engine agree.
+TEST(TwinSkinnyFp8, IsTheCpuEngineW8A8Linear) {
+  std::mt19937 rng(2012);
+  for (int64_t m : {1, 4, 8}) {
+    const Operands o = make_operands(m, 300, 1408, -1, rng);
+    const std::vector<float> got = twin_product(o);
+    TensorView tw{.dtype = DType::F8_E4M3, .shape = {o.n, o.k}, .data = o.codes.data()};
+    tw.scale_inv = o.ws.data();
+    tw.scale_ld = o.ws_ld;
+    std::vector<float> want(static_cast<size_t>(m * o.ldy), kNaN);
+    cpu::linear(want.data(), o.ldy, o.x.data(), o.k, m, tw);
+    EXPECT_LE(rel_error(got, std::vector<double>(want.begin(), want.end())), kTolerance) << "m " << m;
+  }
+}
+
+// A reference that reads a neighbouring group's or block's scale differs from the right product by far more than
+// the tolerance: the comparison above would catch a kernel that made those mistakes.
+TEST(TwinSkinnyFp8, ComparisonCatchesAWrongScaleGroup) {
+  std::mt19937 rng(2013);
+  for (int64_t m : {1, 8}) {
+    const Operands o = make_operands(m, 300, 400, -1, rng);
+    const std::vector<float> got = twin_product(o);
+    ASSERT_LE(rel_error(got, double_product(o, Mutation::NONE)), kTolerance);
+    for (Mutation mut : {Mutation::W_SCALE_NEXT_GROUP, Mutation::X_SCALE_NEXT_GROUP, Mutation::W_SCALE_NEXT_BLOCK})
+      EXPECT_GT(rel_error(got, double_product(o, mut)), 1e3 * kTolerance) << "mutation " << static_cast<int>(mut);
+  }
+}
+
+TEST(TwinSkinnyFp8, CheckRefusesBadParameters) {
+  std::mt19937 rng(2014);
+  const Operands o = make_operands(3, 200, 272, -1, rng);
+  std::vector<float> y(static_cast<size_t>(o.m * o.ldy), kNaN);
+  const Fp8SkinnyGemmParams ok{.y = y.data(), .ldy = o.ldy, .xq = o.xq.data(), .ld_x = o.ld_x,
+                               .x_scale = o.xs.data(), .x_scale_group_stride = o.xs_stride, .w = o.wq.data(),
+                               .ld_w = o.ld_w, .w_scale = o.ws.data(), .w_scale_ld = o.ws_ld, .m = o.m, .n = o.n,
+                               .k = o.k};
+  EXPECT_NO_THROW(twin::skinny_gemm_fp8(ok));
+  auto refused = [&](auto&& edit, const char* why) {
+    Fp8SkinnyGemmParams p = ok;
+    edit(p);
+    EXPECT_THROW(twin::skinny_gemm_fp8(p), Error) << why;
+  };
+  refused([](Fp8SkinnyGemmParams& p) { p.m = 9; }, "m 9");
+  refused([](Fp8SkinnyGemmParams& p) { p.k = 264; }, "k off the 16 grid");
+  refused([](Fp8SkinnyGemmParams& p) { p.ld_x = p.k - 16; }, "ld_x < k");
+  refused([](Fp8SkinnyGemmParams& p) { p.ldy = p.n - 1; }, "ldy < n");
+  refused([](Fp8SkinnyGemmParams& p) { p.x_scale_group_stride = p.m - 1; }, "x scales overlap");
+  refused([](Fp8SkinnyGemmParams& p) { p.w_scale_ld = groups_of(p.k) - 1; }, "w_scale_ld short");
+  refused([](Fp8SkinnyGemmParams& p) { p.w_scale = nullptr; }, "no w_scale");
+  // m 0: nothing to do, nothing written.
+  std::vector<float> untouched(y.size(), kNaN);
+  Fp8SkinnyGemmParams none = ok;
+  none.m = 0;
+  none.y = untouched.data();
+  EXPECT_NO_THROW(twin::skinny_gemm_fp8(none));
+  EXPECT_TRUE(std::all_of(untouched.begin(), untouched.end(), [](float v) { return std::isnan(v); }));
+}
+
+}  // namespace
+}  // namespace mlabench::kernels
