@@ -1,5 +1,7 @@
 #include "engine/serving/scheduler.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
 #include <tuple>
@@ -247,9 +249,11 @@ std::vector<Scheduler::Seq*> Scheduler::plan_decode() {
     if (left(*s) != 1) continue;
     while (!reserve(*s, 1))
       if (!preempt_newest(s, s->partition))
-        MLABENCH_FAIL("the KV cache ({} blocks of {} tokens) cannot hold one sequence of {} tokens. HINT: raise "
+        MLABENCH_FAIL("the KV cache ({} blocks of {} tokens{}) cannot hold one sequence of {} tokens. HINT: raise "
                       "--kv-cache-gib or lower --max-context",
-                      pool_.n_blocks(), limits_.block_size, s->tokens.size());
+                      pool_.blocks_per_partition(), limits_.block_size,
+                      pool_.n_partitions() > 1 ? fmt::format(" on each of {} ranks", pool_.n_partitions()) : "",
+                      s->tokens.size());
     decode.push_back(s);
   }
   // A sequence picked earlier may have been pre-empted for a later one.
