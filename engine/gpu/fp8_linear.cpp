@@ -3,6 +3,7 @@
 #include "engine/core/fp8.h"
 #include "engine/gpu/gpu_model.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/skinny_gemm_fp8.h"
 
 namespace mlabench::gpu {
 
@@ -30,6 +31,16 @@ void Fp8Linear::run(Blas& blas, void* y, DType y_type, int64_t ldy, const void* 
   kernels::cuda::fp8_quantize_rows({.x = x, .x_type = x_type, .ld_x = ldx, .q = q, .ld_q = ld, .scale = s,
                                     .scale_row_stride = 1, .scale_group_stride = m, .rows = m, .k = k},
                                    blas.stream());
+  // Decode's few rows: the weight-streaming kernel (cuBLASLt's FP8 GEMMs are tiles of 64+ rows), float32 out;
+  // MLABENCH_SKINNY_GEMM=0 keeps cuBLASLt (the A/B switch the BF16 engine's skinny_gemm has).
+  const kernels::Fp8SkinnyGemmParams sk{.y = static_cast<float*>(y), .ldy = ldy, .xq = q, .ld_x = ld, .x_scale = s,
+                                        .x_scale_group_stride = m, .w = w, .ld_w = k, .w_scale = w_scale,
+                                        .w_scale_ld = fp8_weight_scale_ld(k), .m = m, .n = n, .k = k};
+  if (y_type == DType::F32 && m <= kernels::kSkinnyFp8MaxRows && Blas::skinny_enabled() &&
+      kernels::cuda::skinny_gemm_fp8_supported(sk)) {
+    kernels::cuda::skinny_gemm_fp8(sk, blas.stream());
+    return;
+  }
   blas.linear_fp8(y, y_type, ldy, q, ld, s, w, k, w_scale, m, n, k);
 }
 

@@ -51,8 +51,8 @@ Operands make_operands(int64_t m, int64_t n, int64_t k, int64_t nan_row, std::mt
   o.x.resize(static_cast<size_t>(m * k));
   for (int64_t j = 0; j < n; ++j)
     for (int64_t c = 0; c < k; ++c)
-      o.w[static_cast<size_t>(j * k + c)] =
-          nd(rng) * 0.02f * static_cast<float>(1 + (j / kFp8Block) % 5) * static_cast<float>(1 + 3 * ((c / kFp8Block) % 2));
+      o.w[static_cast<size_t>(j * k + c)] = nd(rng) * 0.02f * static_cast<float>(1 + (j / kFp8Block) % 5) *
+                                            static_cast<float>(1 + 3 * ((c / kFp8Block) % 2));
   for (int64_t r = 0; r < m; ++r)
     for (int64_t c = 0; c < k; ++c)
       o.x[static_cast<size_t>(r * k + c)] = nd(rng) * std::ldexp(1.0f, static_cast<int>((c / kFp8Block + r) % 4) - 1);

@@ -39,10 +39,10 @@ namespace mlabench::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256, kWarps = kThreads / 32;
-constexpr int kTileRows = 16;       // weight rows of one MMA tile (the m16 side)
-constexpr int kXRows = 8;           // rows of x in one MMA tile (the n8 side)
-constexpr int kTilesInFlight = 2;   // tile-groups (2 KB of weight each) a warp has requested ahead
-constexpr int kMaxTiles = 2;        // RT: 4 would leave no room for a second group in flight (128 registers)
+constexpr int kTileRows = 16;              // weight rows of one MMA tile (the m16 side)
+constexpr int kXRows = 8;                  // rows of x in one MMA tile (the n8 side)
+constexpr int kTilesInFlight = 2;          // tile-groups (2 KB of weight each) a warp has requested ahead
+constexpr int kMaxTiles = 2;               // RT: 4 would leave no room for a second group in flight (128 registers)
 constexpr int kMaxScaleBytes = 32 * 1024;  // dynamic shared memory for the staged scales (+ <= 16 KB static)
 static_assert(kFp8Block == 128, "a group is two halves of 64 k values, 16 a lane");
 
