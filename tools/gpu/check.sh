@@ -275,7 +275,7 @@ named longprefill && long_bench long_prefill 540 32768x1:prefill,131072x1:prefil
 named longdecode && long_bench long_decode 540 8192x64:decode,32768x16:decode
 named longdecode128 && long_bench long_decode128 540 131072x1:decode
 if named fp8; then
-  build-gpu/tests/test_cuda_kernels --gtest_filter='CudaFp8*:CudaMoeFp8*' > "$out/fp8_kernels.log" 2>&1
+  build-gpu/tests/test_cuda_kernels --gtest_filter='CudaFp8*:CudaMoeFp8*:CudaSkinnyFp8*' > "$out/fp8_kernels.log" 2>&1
   row "FP8 kernel tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8_kernels.log" | tr '\n' ' ')"
   grep -E '^\[  FAILED|Failure|max \|' "$out/fp8_kernels.log" | head -24 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
   build-gpu/tests/test_gpu_engine --gtest_filter='*GpuFp8*' > "$out/fp8_engine.log" 2>&1
