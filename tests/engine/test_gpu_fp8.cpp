@@ -96,7 +96,9 @@ TEST_P(GpuFp8, LogitsMatchTheCpuEnginesFp8) {
   std::printf("[ gpu fp8 ] %s: |f32 - cpu| / max|logit| = %.3e, |bf16 - cpu| / max|logit| = %.3e (%lld tokens)\n",
               GetParam() ? "MLA + MoE" : "GQA dense", err_f32, err_bf16, static_cast<long long>(prompt.size()));
   EXPECT_LT(err_f32, 1e-4) << "float32 activations: the same e4m3 codes, another summation order";
-  EXPECT_LT(err_bf16, 5e-2) << "BF16 activations before quantisation: BF16-level noise";
+  // BF16 activations before quantisation: a BF16 rounding can move a value across an e4m3 rounding boundary (a
+  // 6% step of that value), so this is looser than the BF16 engine's 2e-2 against the CPU.
+  EXPECT_LT(err_bf16, 1e-1) << "BF16 activations before quantisation";
   // And the weights are FP8 on the device: about half the BF16 engine's bytes.
   EXPECT_LT(bf16->weight_bytes(), cpu->weight_bytes() + cpu->weight_bytes() / 10);
 }
