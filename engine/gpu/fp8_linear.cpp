@@ -11,7 +11,24 @@
 namespace mlabench::gpu {
 
 namespace {
-int64_t codes_ld(int64_t k) { return (k + 15) / 16 * 16; }  // cuBLASLt's e4m3 rows: 16-byte aligned
+
+int64_t codes_ld(int64_t k) { return (k + 15) / 16 * 16; }  // e4m3 rows on the 16-byte grid the GEMMs read
+
+// Which FP8 GEMM takes more than kSkinnyFp8MaxRows rows: the grouped expert GEMM's FP8 kernel as one expert
+// (MLABENCH_FP8_GEMM unset or "kernel"), or cuBLASLt's block-scaled GEMM ("cublaslt"). On an H100 with CUDA 13.0
+// cuBLASLt found no algorithm at row counts such as 1, 225 and 1,143, and its products at m = 300 missed the CPU's
+// W8A8 by 3e-2 of max |logit| (docs/perf-notes.md, issue 20 round 1): kept for the investigation, not the default.
+bool cublaslt_fp8() {
+  static const bool on = [] {
+    const char* env = std::getenv("MLABENCH_FP8_GEMM");
+    const std::string e = env ? env : "kernel";
+    MLABENCH_CHECK(e == "kernel" || e == "cublaslt",
+                   "MLABENCH_FP8_GEMM={}: not an FP8 GEMM. HINT: use kernel (the default) or cublaslt, or unset it", e);
+    return e == "cublaslt";
+  }();
+  return on;
+}
+
 }  // namespace
 
 Fp8Linear::Fp8Linear(int64_t max_rows, int64_t max_k)
@@ -20,75 +37,82 @@ Fp8Linear::Fp8Linear(int64_t max_rows, int64_t max_k)
       q_(static_cast<size_t>(max_rows * codes_ld(max_k)), "FP8 activation codes"),
       s_(static_cast<size_t>(((max_k + kFp8Block - 1) / kFp8Block) * max_rows) * 4, "FP8 activation scales") {}
 
-// Which FP8 GEMM takes more than kSkinnyFp8MaxRows rows: the grouped expert GEMM's FP8 kernel as one expert (the
-// default), or cuBLASLt's block-scaled GEMM (MLABENCH_FP8_GEMM=cublaslt). On an H100 with CUDA 13.0 cuBLASLt found no
-// algorithm at row counts off a multiple of 4 (m = 1, 1,143) and its products at m = 300 missed the CPU's W8A8 by
-// 3e-2 of max |logit| (docs/perf-notes.md, issue 20 round 1): kept for the investigation, not used by default.
-static bool cublaslt_fp8() {
-  static const bool on = [] {
-    const char* env = std::getenv("MLABENCH_FP8_GEMM");
-    return env != nullptr && std::string(env) == "cublaslt";
-  }();
-  return on;
+Fp8Linear::Path Fp8Linear::path(DType y_type, const uint8_t* w, int64_t m, int64_t n, int64_t k) const {
+  MLABENCH_CHECK(m <= max_rows_ && k <= max_k_,
+                 "FP8 GEMM of {} rows x {} columns: the scratch holds {} x {}. HINT: size Fp8Linear for the step's "
+                 "largest product",
+                 m, k, max_rows_, max_k_);
+  // Decode's few rows: the weight-streaming kernel (float32 out); MLABENCH_SKINNY_GEMM=0 keeps the tile GEMMs.
+  if (y_type == DType::F32 && m <= kernels::kSkinnyFp8MaxRows && Blas::skinny_enabled() &&
+      kernels::cuda::skinny_gemm_fp8_supported(skinny_params(nullptr, 0, w, nullptr, m, n, k)))
+    return Path::SKINNY;
+  return cublaslt_fp8() ? Path::CUBLASLT : Path::GROUPED;
+}
+
+kernels::Fp8SkinnyGemmParams Fp8Linear::skinny_params(float* y, int64_t ldy, const uint8_t* w, const float* w_scale,
+                                                      int64_t m, int64_t n, int64_t k) const {
+  return {.y = y, .ldy = ldy, .xq = q_.as<uint8_t>(), .ld_x = codes_ld(k), .x_scale = s_.as<float>(),
+          .x_scale_group_stride = m, .w = w, .ld_w = k, .w_scale = w_scale, .w_scale_ld = fp8_weight_scale_ld(k),
+          .m = m, .n = n, .k = k};
+}
+
+// x's rows into the codes and scales, the scales laid out as the path reads them: groups major for the skinny kernel
+// and cuBLASLt (VEC128), rows major for the grouped GEMM.
+void Fp8Linear::quantize(Blas& blas, Path path, const void* x, DType x_type, int64_t ldx, int64_t m, int64_t k) {
+  const bool groups_major = path != Path::GROUPED;
+  const int64_t groups = (k + kFp8Block - 1) / kFp8Block;
+  kernels::cuda::fp8_quantize_rows({.x = x, .x_type = x_type, .ld_x = ldx, .q = q_.as<uint8_t>(), .ld_q = codes_ld(k),
+                                    .scale = s_.as<float>(), .scale_row_stride = groups_major ? 1 : groups,
+                                    .scale_group_stride = groups_major ? m : 1, .rows = m, .k = k},
+                                   blas.stream());
+}
+
+// y[m, n] = the quantised rows . w^T by the path chosen (the codes already written by quantize).
+void Fp8Linear::gemm(Blas& blas, Path path, void* y, DType y_type, int64_t ldy, const uint8_t* w,
+                     const float* w_scale, int64_t m, int64_t n, int64_t k) {
+  if (path == Path::SKINNY) {
+    kernels::cuda::skinny_gemm_fp8(skinny_params(static_cast<float*>(y), ldy, w, w_scale, m, n, k), blas.stream());
+  } else if (path == Path::CUBLASLT) {
+    blas.linear_fp8(y, y_type, ldy, q_.as<uint8_t>(), codes_ld(k), s_.as<float>(), w, k, w_scale, m, n, k);
+  } else {
+    // The FP8 grouped GEMM with one expert of m rows (no offsets): STORE in float32, STORE_DT in BF16.
+    kernels::MoeGroupedGemmParams g{.y = static_cast<float*>(y), .ld_y = ldy, .x = q_.get(), .ld_x = codes_ld(k),
+                                    .w = w, .expert_stride = n * k, .dtype = DType::F8_E4M3, .offsets = nullptr,
+                                    .n_experts = 1, .n = n, .k = k, .max_rows = m, .x_scale = s_.as<float>(),
+                                    .x_scale_ld = (k + kFp8Block - 1) / kFp8Block, .w_scale = w_scale,
+                                    .w_scale_ld = fp8_weight_scale_ld(k)};
+    if (y_type == DType::BF16) {
+      g.y = nullptr;
+      g.epilogue = kernels::MoeGemmEpilogue::STORE_DT;
+      g.act = y;
+      g.ld_act = ldy;
+    }
+    kernels::cuda::moe_grouped_gemm(g, blas.stream());
+  }
 }
 
 void Fp8Linear::run(Blas& blas, void* y, DType y_type, int64_t ldy, const void* x, DType x_type, int64_t ldx,
                     const uint8_t* w, const float* w_scale, int64_t m, int64_t n, int64_t k) {
   if (m == 0) return;
-  MLABENCH_CHECK(m <= max_rows_ && k <= max_k_,
-                 "FP8 GEMM of {} rows x {} columns: the scratch holds {} x {}. HINT: size Fp8Linear for the step's "
-                 "largest product",
-                 m, k, max_rows_, max_k_);
-  const int64_t ld = codes_ld(k), groups = (k + kFp8Block - 1) / kFp8Block;
-  auto* q = q_.as<uint8_t>();
-  auto* s = s_.as<float>();
-  const bool skinny = y_type == DType::F32 && m <= kernels::kSkinnyFp8MaxRows && Blas::skinny_enabled();
-  const bool groups_major = skinny || cublaslt_fp8();  // the skinny kernel's and cuBLASLt's VEC128 layout
-  kernels::cuda::fp8_quantize_rows({.x = x, .x_type = x_type, .ld_x = ldx, .q = q, .ld_q = ld, .scale = s,
-                                    .scale_row_stride = groups_major ? 1 : groups,
-                                    .scale_group_stride = groups_major ? m : 1, .rows = m, .k = k},
-                                   blas.stream());
-  // Decode's few rows: the weight-streaming kernel, float32 out; MLABENCH_SKINNY_GEMM=0 keeps the tile GEMMs.
-  const kernels::Fp8SkinnyGemmParams sk{.y = static_cast<float*>(y), .ldy = ldy, .xq = q, .ld_x = ld, .x_scale = s,
-                                        .x_scale_group_stride = m, .w = w, .ld_w = k, .w_scale = w_scale,
-                                        .w_scale_ld = fp8_weight_scale_ld(k), .m = m, .n = n, .k = k};
-  if (skinny && kernels::cuda::skinny_gemm_fp8_supported(sk)) {
-    kernels::cuda::skinny_gemm_fp8(sk, blas.stream());
-    return;
-  }
-  MLABENCH_CHECK(groups_major == cublaslt_fp8(),
-                 "FP8 GEMM of {} x {} x {}: skinny_gemm_fp8 does not take it. HINT: k and the rows 16-byte aligned",
-                 m, n, k);
-  if (cublaslt_fp8()) {
-    blas.linear_fp8(y, y_type, ldy, q, ld, s, w, k, w_scale, m, n, k);
-    return;
-  }
-  // The FP8 grouped GEMM with one expert of m rows (no offsets): STORE in float32, STORE_DT in BF16.
-  kernels::MoeGroupedGemmParams g{.y = static_cast<float*>(y), .ld_y = ldy, .x = q, .ld_x = ld, .w = w,
-                                  .expert_stride = n * k, .dtype = DType::F8_E4M3, .offsets = nullptr,
-                                  .n_experts = 1, .n = n, .k = k, .max_rows = m, .x_scale = s, .x_scale_ld = groups,
-                                  .w_scale = w_scale, .w_scale_ld = fp8_weight_scale_ld(k)};
-  if (y_type == DType::BF16) {
-    g.y = nullptr;
-    g.epilogue = kernels::MoeGemmEpilogue::STORE_DT;
-    g.act = y;
-    g.ld_act = ldy;
-  }
-  kernels::cuda::moe_grouped_gemm(g, blas.stream());
+  const Path p = path(y_type, w, m, n, k);
+  quantize(blas, p, x, x_type, ldx, m, k);
+  gemm(blas, p, y, y_type, ldy, w, w_scale, m, n, k);
 }
 
+// Two parts with their own grids (split_rows): x quantised once, then rows [0, split) and [split, rows) of w, the
+// second part's grid after the first's rows (both parts' rows start on the 16-byte grid: k is a multiple of 16).
 void Fp8Linear::run(Blas& blas, float* y, int64_t ldy, const void* x, DType x_type, int64_t ldx, const DeviceMat& w,
                     int64_t m) {
   MLABENCH_ICHECK(w.fp8(), "Fp8Linear::run: a matrix that is not FP8");
+  if (m == 0) return;
   const auto* codes = static_cast<const uint8_t*>(w.p);
-  if (w.split_rows == 0) {
-    run(blas, y, DType::F32, ldy, x, x_type, ldx, codes, w.scale, m, w.rows, w.cols);
-    return;
-  }
-  // Two parts, each with its own grid: rows [0, split) then [split, rows), the second grid after the first's rows.
-  const int64_t r1 = w.split_rows, g1 = (r1 + kFp8Block - 1) / kFp8Block, ld = fp8_weight_scale_ld(w.cols);
-  run(blas, y, DType::F32, ldy, x, x_type, ldx, codes, w.scale, m, r1, w.cols);
-  run(blas, y + r1, DType::F32, ldy, x, x_type, ldx, codes + r1 * w.cols, w.scale + g1 * ld, m, w.rows - r1, w.cols);
+  const int64_t k = w.cols, r1 = w.split_rows > 0 ? w.split_rows : w.rows;
+  const Path p = path(DType::F32, codes, m, r1, k);
+  quantize(blas, p, x, x_type, ldx, m, k);
+  gemm(blas, p, y, DType::F32, ldy, codes, w.scale, m, r1, k);
+  if (r1 == w.rows) return;
+  const int64_t g1 = (r1 + kFp8Block - 1) / kFp8Block;
+  gemm(blas, p, y + r1, DType::F32, ldy, codes + r1 * k, w.scale + g1 * fp8_weight_scale_ld(k), m, w.rows - r1, k);
 }
 
 }  // namespace mlabench::gpu

@@ -1,13 +1,15 @@
 // FP8 GEMMs of the GPU engine's projections (issue 20; --weights-dtype fp8): the activation rows quantised to e4m3
-// in 1 x 128 groups (kernels::cuda::fp8_quantize_rows, scales groups major as cuBLASLt reads them) into scratch sized
-// once, then Blas::linear_fp8 (cuBLASLt's block-scaled e4m3 GEMM). The arithmetic is the CPU engine's W8A8
-// (cpu::linear with F8 weights): each group of 128 activations scaled by its amax / 448 and rounded to e4m3.
+// in 1 x 128 groups (kernels::cuda::fp8_quantize_rows, the scales laid out as the chosen GEMM reads them) into
+// scratch sized once, then skinny_gemm_fp8 (up to 8 rows) or the FP8 grouped GEMM as one expert (cuBLASLt's
+// block-scaled GEMM under MLABENCH_FP8_GEMM=cublaslt). The arithmetic is the CPU engine's W8A8 (cpu::linear with
+// F8 weights): each group of 128 activations scaled by its amax / 448 and rounded to e4m3.
 #pragma once
 
 #include <cstdint>
 
 #include "engine/gpu/blas.h"
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/skinny_gemm_fp8.h"
 
 namespace mlabench::gpu {
 
@@ -27,6 +29,14 @@ class Fp8Linear {
   uint64_t bytes() const { return q_.bytes() + s_.bytes(); }
 
  private:
+  enum class Path { SKINNY, GROUPED, CUBLASLT };
+  Path path(DType y_type, const uint8_t* w, int64_t m, int64_t n, int64_t k) const;
+  kernels::Fp8SkinnyGemmParams skinny_params(float* y, int64_t ldy, const uint8_t* w, const float* w_scale, int64_t m,
+                                             int64_t n, int64_t k) const;
+  void quantize(Blas& blas, Path path, const void* x, DType x_type, int64_t ldx, int64_t m, int64_t k);
+  void gemm(Blas& blas, Path path, void* y, DType y_type, int64_t ldy, const uint8_t* w, const float* w_scale,
+            int64_t m, int64_t n, int64_t k);
+
   int64_t max_rows_, max_k_;
   DeviceBuffer q_, s_;  // codes [max_rows, ld]; scales [ceil(max_k / 128), max_rows]
 };

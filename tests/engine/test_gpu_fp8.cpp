@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mlabench/engine.h"
+#include "tests/engine/architecture_configs.h"
 #include "tests/kernels/gpu_test_util.h"
 #include "tests/test_util.h"
 
@@ -24,21 +25,10 @@ namespace mlabench {
 namespace {
 
 nlohmann::json fp8_config(bool mla) {
-  nlohmann::json j = {{"model_type", mla ? "deepseek_v2" : "llama"},
-                      {"architectures", {mla ? "DeepseekV2ForCausalLM" : "LlamaForCausalLM"}},
-                      {"vocab_size", 512},
-                      {"hidden_size", 256},
-                      {"intermediate_size", mla ? 320 : 384},
-                      {"num_hidden_layers", mla ? 3 : 2},
-                      {"num_attention_heads", 4},
-                      {"max_position_embeddings", 4096},
-                      {"rms_norm_eps", 1e-6},
-                      {"hidden_act", "silu"},
-                      {"tie_word_embeddings", false},
-                      {"rope_theta", 10000},
-                      {"bos_token_id", 0},
-                      {"eos_token_id", 1},
-                      {"torch_dtype", "bfloat16"}};
+  // The tiny models' common fields (tests/engine/architecture_configs.h) at widths on the 128 grid.
+  nlohmann::json j = test::architecture_configs::common(mla ? "deepseek_v2" : "llama");
+  j.update({{"vocab_size", 512}, {"hidden_size", 256}, {"intermediate_size", mla ? 320 : 384},
+            {"num_hidden_layers", mla ? 3 : 2}, {"num_attention_heads", 4}, {"max_position_embeddings", 4096}});
   if (mla) {
     // q_proj 4 x (64 + 32) = 384 rows, kv_a 128 + 32: stacked on the grid; o_proj's input 4 x 64 = 256.
     j.update({{"num_key_value_heads", 4}, {"q_lora_rank", nullptr}, {"kv_lora_rank", 128}, {"qk_nope_head_dim", 64},

@@ -75,6 +75,20 @@ int device_compute_major() {
   return major;
 }
 
+int device_sm_count() {
+  static std::atomic<int> known[64]{};  // the count once asked; 0 = not yet
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return 132;
+  if (device >= 0 && device < 64) {
+    const int k = known[device].load(std::memory_order_relaxed);
+    if (k != 0) return k;
+  }
+  int sms = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) sms = 132;
+  if (device >= 0 && device < 64) known[device].store(sms, std::memory_order_relaxed);
+  return sms;
+}
+
 bool env_switch(const char* name, bool default_on) {
   const char* env = std::getenv(name);
   const std::string e = env ? env : (default_on ? "1" : "0");

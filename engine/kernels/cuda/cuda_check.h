@@ -57,6 +57,9 @@ void opt_in_shared_memory(const void* kernel, int bytes, std::atomic<uint64_t>& 
 /// The current device's compute capability major (0 when it cannot be read), asked once per device and then read
 /// from a table: launchers call it every launch (a programmatic dependent launch needs 9 or more).
 int device_compute_major();
+/// The current device's SM count (132, an H100's, when it cannot be read), asked once per device like
+/// device_compute_major: the launchers that size their grids by it call it every launch.
+int device_sm_count();
 /// Programmatic dependent launches are used: a compute capability 9.0+ device, and MLABENCH_PDL not 0 (env_switch).
 bool programmatic_launch_enabled();
 /// An on/off environment switch of the A/B benchmarks (MLABENCH_PDL, MLABENCH_SKINNY_GEMM, ...): "1" is on, "0" off,

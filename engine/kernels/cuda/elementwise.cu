@@ -173,13 +173,6 @@ RowsGrid rows_grid(int64_t nvec, int64_t n_rows) {
   return {dim3(static_cast<unsigned>(bx), static_cast<unsigned>(by)), dim3(static_cast<unsigned>(threads))};
 }
 
-int sm_count() {
-  int dev = 0, sms = 0;
-  MLABENCH_CUDA(cudaGetDevice(&dev));
-  MLABENCH_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  return std::max(sms, 1);
-}
-
 // ---- kernels -------------------------------------------------------------------------------------------------
 
 template <Fmt F, int W>
@@ -603,7 +596,7 @@ void cache_gather(const CacheGatherParams& p, cudaStream_t s) {
   // Token counts live on the device, so size the grid from the machine instead: about 4 blocks per SM over
   // all sequences; each block strides through its sequence's tokens.
   const int64_t by = std::min<int64_t>(p.n_seqs, kMaxGridYZ);
-  const int64_t bx = std::clamp<int64_t>(ceil_div(4 * static_cast<int64_t>(sm_count()), by), 1, 1 << 16);
+  const int64_t bx = std::clamp<int64_t>(ceil_div(4 * static_cast<int64_t>(gpu::device_sm_count()), by), 1, 1 << 16);
   const int csz = static_cast<int>(dtype_size(p.cache_type)), osz = static_cast<int>(dtype_size(p.out_type));
   const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(by)), block(32, kCacheWarps);
   with_fmt(p.cache_type, [&](auto fmt) {

@@ -28,6 +28,7 @@
 #include <cstdint>
 
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/decode_common.cuh"
 #include "engine/kernels/cuda/moe_gemm_fp8.h"
 #include "engine/kernels/twin/moe_checks.h"
 
@@ -44,25 +45,14 @@ static_assert(kBK == 128, "a k tile must be one 128-value scale group");
 
 // ---- PTX wrappers ----------------------------------------------------------------------------------------------
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-// 16 (or 4) bytes global -> shared; with valid false nothing is read and the bytes are zeroed.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
-}
+using decode::cp_async16;
+using decode::cp_async_commit;
+using decode::cp_async_wait;
+using decode::ldmatrix_x4;
+using decode::smem_addr;
+// 4 bytes global -> shared (a scale); with valid false nothing is read and the bytes are zeroed.
 __device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
 }
 // Four e4m3 bytes (k, k+1, k+2, k+3 from the low byte up) as two F16 pairs: lo = (k, k+1), hi = (k+2, k+3).
 __device__ __forceinline__ void e4m3x4_to_f16(uint32_t v, uint32_t& lo, uint32_t& hi) {
@@ -234,15 +224,13 @@ __device__ __forceinline__ void fold_group(const float (&part)[4][4][4], float (
   }
 }
 
-__device__ __forceinline__ uint16_t bf16_bits(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
-
 // Two adjacent BF16 outputs (the second only where `both`): one 4-byte store where aligned.
 __device__ __forceinline__ void store_bf16_pair(uint16_t* dst, float v0, float v1, bool both) {
   if (both && reinterpret_cast<uintptr_t>(dst) % 4 == 0) {
-    *reinterpret_cast<uint32_t*>(dst) = bf16_bits(v0) | (static_cast<uint32_t>(bf16_bits(v1)) << 16);
+    *reinterpret_cast<uint32_t*>(dst) = decode::bf16_bits(v0) | (static_cast<uint32_t>(decode::bf16_bits(v1)) << 16);
   } else {
-    dst[0] = bf16_bits(v0);
-    if (both) dst[1] = bf16_bits(v1);
+    dst[0] = static_cast<uint16_t>(decode::bf16_bits(v0));
+    if (both) dst[1] = static_cast<uint16_t>(decode::bf16_bits(v1));
   }
 }
 

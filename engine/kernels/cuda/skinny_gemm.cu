@@ -231,23 +231,13 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kn_kernel(const SkinnyGe
   }
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, sms = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    return sms > 0 ? sms : 132;
-  }();
-  return n;
-}
-
 template <int M, bool kSwiglu, bool kF32, bool kXF32 = false>
 void launch_rows(const SkinnyGemmParams& p, cudaStream_t s) {
   // The most weight rows per CTA that still gives two CTAs per SM: R weight loads in flight per thread (SwiGLU:
   // at least a gate and an up row).
   const int64_t w_rows = kSwiglu ? 2 * p.n : p.n, min_rows = kSwiglu ? 2 : 1;
   int rows = M >= 8 ? 4 : 8;  // m x R sums stay within 32 registers a thread (16 rows: 160 registers, one CTA a SM)
-  while (rows > min_rows && (w_rows + rows - 1) / rows * p.batch < 2 * sm_count()) rows /= 2;
+  while (rows > min_rows && (w_rows + rows - 1) / rows * p.batch < 2 * gpu::device_sm_count()) rows /= 2;
   const dim3 block(kThreads);
   auto grid = [&](int r) {
     const int64_t per_cta = kSwiglu ? r / 2 : r;

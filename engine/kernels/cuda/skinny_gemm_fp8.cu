@@ -218,16 +218,6 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_fp8_kernel(const Fp8S
   }
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, sms = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    return sms > 0 ? sms : 132;
-  }();
-  return n;
-}
-
 int64_t scale_bytes(int64_t k, int rt) { return (k + kFp8Block - 1) / kFp8Block * (kXRows + rt) * 4; }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
@@ -251,7 +241,7 @@ void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p, cudaStream_t s) {
                  p.m, p.k, p.ld_x, p.ld_w, kMaxScaleBytes / (4 * (kXRows + kMaxTiles)) * kFp8Block);
   // The most rows per CTA that still gives two CTAs per SM: fewer reads of x per weight byte, same loads in flight.
   int rt = kMaxTiles;
-  while (rt > 1 && (p.n + rt * kTileRows - 1) / (rt * kTileRows) < 2 * sm_count()) rt /= 2;
+  while (rt > 1 && (p.n + rt * kTileRows - 1) / (rt * kTileRows) < 2 * gpu::device_sm_count()) rt /= 2;
   const dim3 grid(static_cast<unsigned>((p.n + rt * kTileRows - 1) / (rt * kTileRows))), block(kThreads);
   const size_t smem = static_cast<size_t>(scale_bytes(p.k, rt));
   switch (rt) {
