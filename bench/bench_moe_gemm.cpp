@@ -5,9 +5,10 @@
 //   mma           moe_grouped_gemm (mma.sync, counts on the device): gate/up to float32, silu_mul, down;
 //   cublas-group  cuBLAS's grouped GEMM after the counts are known on the host (the old prefill path);
 //   cublas-loop   one cuBLAS GEMM per expert with rows (cuBLAS's rate on each expert's own shape);
-//   fp8           --weights-dtype fp8's path (issue 20): x quantised in 1 x 128 groups, moe_grouped_gemm's FP8 kernel
-//                 (e4m3 weights with 128 x 128 block scales) for gate/up with SwiGLU, act quantised, FP8 down; its
-//                 GB/s counts one byte a weight.
+//   fp8           --weights-dtype fp8's path for BF16 models (issue 20): x quantised in 1 x 128 groups, the QGMMA
+//                 grouped GEMM (moe_grouped_gemm_hopper on e4m3 weights with 128 x 128 block scales) for gate/up with
+//                 SwiGLU, act quantised, FP8 down; its GB/s counts one byte a weight. fp8-64 at 64-row tiles;
+//   fp8-mma       the same through the mma.sync FP8 kernel (float32 group sums: --precision f32's).
 // Each row: time (median of CUDA-event timings), achieved TFLOP/s of the useful FLOPs (2 x rows x 3 x I x H) and
 // its share of the BF16 GEMM rate measured in the same run (cuBLAS 8192^3), achieved GB/s of the unavoidable bytes
 // (the weights of every expert with rows, x, the activations written and read, y) and its share of the copy
@@ -111,7 +112,8 @@ struct Layer {
     aq = DeviceBuffer(static_cast<size_t>(R * m.I), "fp8 act");
     as = DeviceBuffer(static_cast<size_t>(R * ((m.I + 127) / 128)) * 4, "fp8 act scales");
   }
-  void fp8() {
+  // qgmma: moe_grouped_gemm_hopper's FP8 path (the engine's for BF16 models) at tile_rows; else the mma.sync kernel.
+  void fp8(bool qgmma, int32_t tile_rows = 0) {
     const int64_t gh = (m.H + 127) / 128, gi = (m.I + 127) / 128;
     k::cuda::fp8_quantize_rows({.x = x.get(), .x_type = DType::BF16, .ld_x = m.H, .q = xq.as<uint8_t>(), .ld_q = m.H,
                                 .scale = xs.as<float>(), .scale_row_stride = gh, .scale_group_stride = 1, .rows = R,
@@ -119,18 +121,21 @@ struct Layer {
     k::cuda::moe_grouped_gemm({.x = xq.get(), .ld_x = m.H, .w = q_gate_up.get(), .expert_stride = 2 * m.I * m.H,
                                .dtype = DType::F8_E4M3, .offsets = d_offsets.as<int32_t>(), .n_experts = m.E, .n = m.I,
                                .k = m.H, .max_rows = T, .epilogue = k::MoeGemmEpilogue::SWIGLU, .act = act.get(),
-                               .ld_act = m.I, .rows_bound = R, .x_scale = xs.as<float>(), .x_scale_ld = gh,
-                               .w_scale = s_gate_up.as<float>(), .w_scale_ld = fp8_weight_scale_ld(m.H),
-                               .w_scale_expert_stride = 2 * gi * fp8_weight_scale_ld(m.H)}, nullptr);
+                               .ld_act = m.I, .rows_bound = R, .tile_rows = tile_rows, .x_scale = xs.as<float>(),
+                               .x_scale_ld = gh, .w_scale = s_gate_up.as<float>(),
+                               .w_scale_ld = fp8_weight_scale_ld(m.H),
+                               .w_scale_expert_stride = 2 * gi * fp8_weight_scale_ld(m.H),
+                               .fp8_exact_sums = !qgmma}, nullptr);
     k::cuda::fp8_quantize_rows({.x = act.get(), .x_type = DType::BF16, .ld_x = m.I, .q = aq.as<uint8_t>(), .ld_q = m.I,
                                 .scale = as.as<float>(), .scale_row_stride = gi, .scale_group_stride = 1, .rows = R,
                                 .k = m.I}, nullptr);
     k::cuda::moe_grouped_gemm({.y = y.as<float>(), .ld_y = m.H, .x = aq.get(), .ld_x = m.I, .w = q_down.get(),
                                .expert_stride = m.H * m.I, .dtype = DType::F8_E4M3, .offsets = d_offsets.as<int32_t>(),
                                .n_experts = m.E, .n = m.H, .k = m.I, .max_rows = T, .rows_bound = R,
-                               .x_scale = as.as<float>(), .x_scale_ld = gi, .w_scale = s_down.as<float>(),
-                               .w_scale_ld = fp8_weight_scale_ld(m.I),
-                               .w_scale_expert_stride = (m.H + 127) / 128 * fp8_weight_scale_ld(m.I)}, nullptr);
+                               .tile_rows = tile_rows, .x_scale = as.as<float>(), .x_scale_ld = gi,
+                               .w_scale = s_down.as<float>(), .w_scale_ld = fp8_weight_scale_ld(m.I),
+                               .w_scale_expert_stride = (m.H + 127) / 128 * fp8_weight_scale_ld(m.I),
+                               .fp8_exact_sums = !qgmma}, nullptr);
   }
   double fp8_bytes() const {  // one byte a weight; x and act read once as BF16, y written in float32
     int used = 0;
@@ -217,13 +222,12 @@ struct Layer {
   }
 };
 
-// Largest |difference| between the hopper and mma results of y, relative to the largest |y|: both are the same
-// GEMMs (SwiGLU rounded to BF16 either way), so they agree to float32 summation order plus a BF16 ulp of act.
-double hopper_vs_mma(Layer& l, int32_t tile_rows) {
+// Largest |difference| between two runs' y, relative to the largest |y| of the second.
+double y_difference(Layer& l, const std::function<void()>& a_run, const std::function<void()>& b_run) {
   std::vector<float> a(static_cast<size_t>(l.R * l.m.H)), b(a.size());
-  l.hopper(tile_rows);
+  a_run();
   MLABENCH_CUDA(cudaMemcpy(a.data(), l.y.get(), a.size() * 4, cudaMemcpyDeviceToHost));
-  l.mma();
+  b_run();
   MLABENCH_CUDA(cudaMemcpy(b.data(), l.y.get(), b.size() * 4, cudaMemcpyDeviceToHost));
   double worst = 0, scale = 1e-30;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -231,6 +235,18 @@ double hopper_vs_mma(Layer& l, int32_t tile_rows) {
     scale = std::max(scale, static_cast<double>(std::fabs(b[i])));
   }
   return worst / scale;
+}
+
+// hopper vs mma: the same GEMMs (SwiGLU rounded to BF16 either way), so they agree to float32 summation order plus a
+// BF16 ulp of act.
+double hopper_vs_mma(Layer& l, int32_t tile_rows) {
+  return y_difference(l, [&] { l.hopper(tile_rows); }, [&] { l.mma(); });
+}
+
+// QGMMA vs the mma.sync FP8 kernel: the same e4m3 products; QGMMA's ~14-bit group sums, then a BF16 act quantised
+// to e4m3 again (a rounding can cross an e4m3 step), so up to ~1e-2.
+double fp8_vs_mma(Layer& l, int32_t tile_rows) {
+  return y_difference(l, [&] { l.fp8(true, tile_rows); }, [&] { l.fp8(false); });
 }
 
 }  // namespace
@@ -286,7 +302,15 @@ int main(int argc, char** argv) {
       add("cublas-loop", [&] { l.cublas_loop(); });
       if (l.m.I % 128 == 0) {
         l.make_fp8();
-        add("fp8", [&] { l.fp8(); }, l.fp8_bytes());
+        add("fp8-mma", [&] { l.fp8(false); }, l.fp8_bytes());
+        if (l.hopper_runs()) {
+          add("fp8", [&] { l.fp8(true); }, l.fp8_bytes());
+          fmt::print("# {}: fp8 (QGMMA) vs fp8-mma, max |dy| / max |y| = {:.2e}\n", shape, fp8_vs_mma(l, 0));
+          if (cs.T <= 512) {
+            add("fp8-64", [&] { l.fp8(true, 64); }, l.fp8_bytes());
+            fmt::print("# {}: fp8-64 vs fp8-mma, max |dy| / max |y| = {:.2e}\n", shape, fp8_vs_mma(l, 64));
+          }
+        }
       }
     }
     fmt::print("{:<14} {:<34} {:>9} {:>9} {:>8} {:>9} {:>7}\n", "variant", "shape", "ms", "TFLOP/s", "of GEMM", "GB/s",

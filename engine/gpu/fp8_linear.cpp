@@ -14,22 +14,26 @@ namespace {
 
 int64_t codes_ld(int64_t k) { return (k + 15) / 16 * 16; }  // e4m3 rows on the 16-byte grid the GEMMs read
 
-// Which FP8 GEMM takes more than kSkinnyFp8MaxRows rows: the grouped expert GEMM's FP8 kernel as one expert
-// (MLABENCH_FP8_GEMM unset or "kernel"), or cuBLASLt's block-scaled GEMM ("cublaslt"). On an H100 with CUDA 13.0
-// cuBLASLt found no algorithm at row counts such as 1, 225 and 1,143, and its products at m = 300 missed the CPU's
-// W8A8 by 3e-2 of max |logit| (docs/perf-notes.md, issue 20 round 1): kept for the investigation, not the default.
-bool cublaslt_fp8() {
-  static const bool on = [] {
+}  // namespace
+
+Fp8GemmChoice fp8_gemm_choice() {
+  // cuBLASLt: on an H100 with CUDA 13.0 it found no algorithm at row counts such as 1, 225 and 1,143, and its
+  // products at m = 300 missed the CPU's W8A8 by 3e-2 of max |logit| (docs/perf-notes.md, issue 20 round 1): kept
+  // for the investigation, not the default.
+  static const Fp8GemmChoice choice = [] {
     const char* env = std::getenv("MLABENCH_FP8_GEMM");
-    const std::string e = env ? env : "kernel";
-    MLABENCH_CHECK(e == "kernel" || e == "cublaslt",
-                   "MLABENCH_FP8_GEMM={}: not an FP8 GEMM. HINT: use kernel (the default) or cublaslt, or unset it", e);
-    return e == "cublaslt";
+    const std::string e = env ? env : "auto";
+    MLABENCH_CHECK(e == "auto" || e == "mma" || e == "cublaslt",
+                   "MLABENCH_FP8_GEMM={}: not an FP8 GEMM. HINT: use auto (the default), mma or cublaslt, or unset it",
+                   e);
+    return e == "mma" ? Fp8GemmChoice::MMA : e == "cublaslt" ? Fp8GemmChoice::CUBLASLT : Fp8GemmChoice::AUTO;
   }();
-  return on;
+  return choice;
 }
 
-}  // namespace
+bool fp8_exact_sums(DType activations) {
+  return activations == DType::F32 || fp8_gemm_choice() == Fp8GemmChoice::MMA;
+}
 
 Fp8Linear::Fp8Linear(int64_t max_rows, int64_t max_k)
     : max_rows_(max_rows),
@@ -46,7 +50,7 @@ Fp8Linear::Path Fp8Linear::path(DType y_type, const uint8_t* w, int64_t m, int64
   if (y_type == DType::F32 && m <= kernels::kSkinnyFp8MaxRows && Blas::skinny_enabled() &&
       kernels::cuda::skinny_gemm_fp8_supported(skinny_params(nullptr, 0, w, nullptr, m, n, k)))
     return Path::SKINNY;
-  return cublaslt_fp8() ? Path::CUBLASLT : Path::GROUPED;
+  return fp8_gemm_choice() == Fp8GemmChoice::CUBLASLT ? Path::CUBLASLT : Path::GROUPED;
 }
 
 kernels::Fp8SkinnyGemmParams Fp8Linear::skinny_params(float* y, int64_t ldy, const uint8_t* w, const float* w_scale,
@@ -68,19 +72,21 @@ void Fp8Linear::quantize(Blas& blas, Path path, const void* x, DType x_type, int
 }
 
 // y[m, n] = the quantised rows . w^T by the path chosen (the codes already written by quantize).
-void Fp8Linear::gemm(Blas& blas, Path path, void* y, DType y_type, int64_t ldy, const uint8_t* w,
+void Fp8Linear::gemm(Blas& blas, Path path, DType x_type, void* y, DType y_type, int64_t ldy, const uint8_t* w,
                      const float* w_scale, int64_t m, int64_t n, int64_t k) {
   if (path == Path::SKINNY) {
     kernels::cuda::skinny_gemm_fp8(skinny_params(static_cast<float*>(y), ldy, w, w_scale, m, n, k), blas.stream());
   } else if (path == Path::CUBLASLT) {
     blas.linear_fp8(y, y_type, ldy, q_.as<uint8_t>(), codes_ld(k), s_.as<float>(), w, k, w_scale, m, n, k);
   } else {
-    // The FP8 grouped GEMM with one expert of m rows (no offsets): STORE in float32, STORE_DT in BF16.
+    // The FP8 grouped GEMM with one expert of m rows (no offsets): STORE in float32, STORE_DT in BF16; on QGMMA
+    // for BF16 activations (64-row tiles up to 64 rows).
     kernels::MoeGroupedGemmParams g{.y = static_cast<float*>(y), .ld_y = ldy, .x = q_.get(), .ld_x = codes_ld(k),
                                     .w = w, .expert_stride = n * k, .dtype = DType::F8_E4M3, .offsets = nullptr,
-                                    .n_experts = 1, .n = n, .k = k, .max_rows = m, .x_scale = s_.as<float>(),
+                                    .n_experts = 1, .n = n, .k = k, .max_rows = m, .rows_bound = m,
+                                    .tile_rows = m <= 64 ? 64 : 128, .x_scale = s_.as<float>(),
                                     .x_scale_ld = (k + kFp8Block - 1) / kFp8Block, .w_scale = w_scale,
-                                    .w_scale_ld = fp8_weight_scale_ld(k)};
+                                    .w_scale_ld = fp8_weight_scale_ld(k), .fp8_exact_sums = fp8_exact_sums(x_type)};
     if (y_type == DType::BF16) {
       g.y = nullptr;
       g.epilogue = kernels::MoeGemmEpilogue::STORE_DT;
@@ -96,7 +102,7 @@ void Fp8Linear::run(Blas& blas, void* y, DType y_type, int64_t ldy, const void* 
   if (m == 0) return;
   const Path p = path(y_type, w, m, n, k);
   quantize(blas, p, x, x_type, ldx, m, k);
-  gemm(blas, p, y, y_type, ldy, w, w_scale, m, n, k);
+  gemm(blas, p, x_type, y, y_type, ldy, w, w_scale, m, n, k);
 }
 
 // Two parts with their own grids (split_rows): x quantised once, then rows [0, split) and [split, rows) of w, the
@@ -109,10 +115,10 @@ void Fp8Linear::run(Blas& blas, float* y, int64_t ldy, const void* x, DType x_ty
   const int64_t k = w.cols, r1 = w.split_rows > 0 ? w.split_rows : w.rows;
   const Path p = path(DType::F32, codes, m, r1, k);
   quantize(blas, p, x, x_type, ldx, m, k);
-  gemm(blas, p, y, DType::F32, ldy, codes, w.scale, m, r1, k);
+  gemm(blas, p, x_type, y, DType::F32, ldy, codes, w.scale, m, r1, k);
   if (r1 == w.rows) return;
   const int64_t g1 = (r1 + kFp8Block - 1) / kFp8Block;
-  gemm(blas, p, y + r1, DType::F32, ldy, codes + r1 * k, w.scale + g1 * fp8_weight_scale_ld(k), m, w.rows - r1, k);
+  gemm(blas, p, x_type, y + r1, DType::F32, ldy, codes + r1 * k, w.scale + g1 * fp8_weight_scale_ld(k), m, w.rows - r1, k);
 }
 
 }  // namespace mlabench::gpu

@@ -2,7 +2,8 @@
 // in 1 x 128 groups (kernels::cuda::fp8_quantize_rows, the scales laid out as the chosen GEMM reads them) into
 // scratch sized once, then skinny_gemm_fp8 (up to 8 rows) or the FP8 grouped GEMM as one expert (cuBLASLt's
 // block-scaled GEMM under MLABENCH_FP8_GEMM=cublaslt). The arithmetic is the CPU engine's W8A8 (cpu::linear with
-// F8 weights): each group of 128 activations scaled by its amax / 448 and rounded to e4m3.
+// F8 weights): each group of 128 activations scaled by its amax / 448 and rounded to e4m3. The grouped GEMM sums a
+// group's products in float32 (mma.sync) for float32 activations and on QGMMA for BF16 ones (fp8_exact_sums).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,14 @@
 namespace mlabench::gpu {
 
 struct DeviceMat;
+
+/// MLABENCH_FP8_GEMM: auto (unset: QGMMA for BF16 activations, the mma.sync kernel's float32 group sums for
+/// float32 ones), mma (the mma.sync kernel always, for A/B runs) or cublaslt (dense projections through cuBLASLt's
+/// block-scaled GEMM; off the default path, docs/engine.md). Other values are refused.
+enum class Fp8GemmChoice { AUTO, MMA, CUBLASLT };
+Fp8GemmChoice fp8_gemm_choice();
+/// MoeGroupedGemmParams::fp8_exact_sums for activations of this dtype under fp8_gemm_choice().
+bool fp8_exact_sums(DType activations);
 
 class Fp8Linear {
  public:
@@ -34,8 +43,8 @@ class Fp8Linear {
   kernels::Fp8SkinnyGemmParams skinny_params(float* y, int64_t ldy, const uint8_t* w, const float* w_scale, int64_t m,
                                              int64_t n, int64_t k) const;
   void quantize(Blas& blas, Path path, const void* x, DType x_type, int64_t ldx, int64_t m, int64_t k);
-  void gemm(Blas& blas, Path path, void* y, DType y_type, int64_t ldy, const uint8_t* w, const float* w_scale,
-            int64_t m, int64_t n, int64_t k);
+  void gemm(Blas& blas, Path path, DType x_type, void* y, DType y_type, int64_t ldy, const uint8_t* w,
+            const float* w_scale, int64_t m, int64_t n, int64_t k);
 
   int64_t max_rows_, max_k_;
   DeviceBuffer q_, s_;  // codes [max_rows, ld]; scales [ceil(max_k / 128), max_rows]

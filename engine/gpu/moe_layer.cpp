@@ -394,21 +394,24 @@ bool MoeLayer::Impl::compact_experts_hopper(const k::MoeLayerParams& p) {
 }
 
 // FP8 weights: expert-contiguous rows (already gathered into xe) quantised to e4m3 in 1 x 128 groups, gate/up through
-// moe_grouped_gemm's FP8 kernel (BF16 models: SwiGLU in its epilogue, he in BF16 as the BF16 experts write it;
+// moe_grouped_gemm's FP8 kernels (QGMMA for BF16 models, the mma.sync kernel's float32 group sums for float32 ones) (BF16 models: SwiGLU in its epilogue, he in BF16 as the BF16 experts write it;
 // float32 models: the float32 products and silu_mul, so he is quantised from float32 as the CPU engine does), he
 // quantised, the down projection into ye. The counts stay on the device: prefill and graphed decode alike.
 void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p) {
   const int64_t T = p.n_tokens, rows = T * K;
   const auto ld_scale = [](int64_t c) { return (c + kFp8Block - 1) / kFp8Block; };
   quantize_rows(xe, dtype, rows, H, xq, xs);
-  const bool fused_swiglu = dtype == DType::BF16;
+  const bool fused_swiglu = dtype == DType::BF16, exact = fp8_exact_sums(dtype);
+  const int32_t tile_rows = routed_tile_rows(rows, E);  // the QGMMA kernel's, as the BF16 Hopper GEMM's
   // he[rows_e, I] = silu(xe . gate_e^T) * (xe . up_e^T), gate_up_e = [2I, H] e4m3 (gate rows, then up rows).
   k::MoeGroupedGemmParams gate_up{.y = ge, .ld_y = 2 * I, .x = xq, .ld_x = H, .w = p.experts_gate_up,
                                   .expert_stride = 2 * I * H, .dtype = DType::F8_E4M3, .offsets = offsets,
                                   .n_experts = E, .n = fused_swiglu ? I : 2 * I, .k = H, .max_rows = T,
-                                  .rows_bound = rows, .x_scale = xs, .x_scale_ld = ld_scale(H),
-                                  .w_scale = p.experts_gate_up_scale, .w_scale_ld = fp8_weight_scale_ld(H),
-                                  .w_scale_expert_stride = 2 * ld_scale(I) * fp8_weight_scale_ld(H)};
+                                  .rows_bound = rows, .tile_rows = tile_rows, .x_scale = xs,
+                                  .x_scale_ld = ld_scale(H), .w_scale = p.experts_gate_up_scale,
+                                  .w_scale_ld = fp8_weight_scale_ld(H),
+                                  .w_scale_expert_stride = 2 * ld_scale(I) * fp8_weight_scale_ld(H),
+                                  .fp8_exact_sums = exact};
   if (fused_swiglu) {
     gate_up.y = nullptr;
     gate_up.epilogue = k::MoeGemmEpilogue::SWIGLU;
@@ -421,13 +424,14 @@ void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p) {
   // ye[rows_e, H] = he[rows_e, I] . down_e[H, I]^T, float32.
   k::cuda::moe_grouped_gemm({.y = ye, .ld_y = H, .x = hq, .ld_x = I, .w = p.experts_down, .expert_stride = H * I,
                              .dtype = DType::F8_E4M3, .offsets = offsets, .n_experts = E, .n = H, .k = I,
-                             .max_rows = T, .rows_bound = rows, .x_scale = hs, .x_scale_ld = ld_scale(I),
-                             .w_scale = p.experts_down_scale, .w_scale_ld = fp8_weight_scale_ld(I),
-                             .w_scale_expert_stride = ld_scale(H) * fp8_weight_scale_ld(I)},
+                             .max_rows = T, .rows_bound = rows, .tile_rows = tile_rows, .x_scale = hs,
+                             .x_scale_ld = ld_scale(I), .w_scale = p.experts_down_scale,
+                             .w_scale_ld = fp8_weight_scale_ld(I),
+                             .w_scale_expert_stride = ld_scale(H) * fp8_weight_scale_ld(I), .fp8_exact_sums = exact},
                             stream);
 }
 
-// The whole layer with FP8 weights: router (float32, as always), shared experts (cuBLASLt FP8), COMPACT rows at every
+// The whole layer with FP8 weights: router (float32, as always), shared experts (Fp8Linear), COMPACT rows at every
 // token count through fp8_experts, combine.
 void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p) {
   const int64_t T = p.n_tokens;

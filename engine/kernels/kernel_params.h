@@ -462,6 +462,12 @@ struct MoeGroupedGemmParams {
   int64_t x_scale_ld = 0;
   const float* w_scale = nullptr;
   int64_t w_scale_ld = 0, w_scale_expert_stride = 0;
+  /// F8_E4M3: true (the default) sums each group's e4m3 products in float32 (the mma.sync FP8 kernel on exact F16
+  /// fragments: the twin's arithmetic up to summation order, what --precision f32 needs). False lets an sm_90a
+  /// device take the wgmma (QGMMA) kernel (moe_grouped_gemm_hopper) where it runs the shape: the products stay exact
+  /// but Hopper's FP8 MMA keeps about 14 bits of a group's running sum, a few 1e-4 of the group's magnitude;
+  /// several times the mma.sync kernel's rate at prefill sizes (docs/perf-notes.md, issue 20).
+  bool fp8_exact_sums = true;
 };
 
 /// Tokens up to which a MoE layer runs its routed experts as one strided batched GEMM at `capacity` = n_tokens rows

@@ -4,8 +4,8 @@
 // a column tile past n, and SWIGLU's up rows crossing a 128-row scale block), empty experts, an expert over
 // several row tiles, a slack max_rows, padded ld_x / ld_y / expert stride / scale grids (the padding poisoned with
 // NaN so a wrong scale read shows), a single expert without offsets, in all three epilogues (STORE, SWIGLU,
-// STORE_DT). Outputs outside the experts' rows and past n are poisoned and must stay so. Then the launcher's
-// refusals.
+// STORE_DT). Outputs outside the experts' rows and past n are poisoned and must stay so. The same cases through the
+// QGMMA kernel (moe_grouped_gemm_hopper's FP8 path) at 64- and 128-row tiles. Then the launcher's refusals.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -165,84 +165,142 @@ void expect_bf16_near(const std::vector<uint16_t>& got, const std::vector<uint16
 
 double silu_times(double g, double u) { return g / (1.0 + std::exp(-g)) * u; }
 
+// Which kernel a case runs: the mma.sync FP8 kernel (fp8_exact_sums, float32 group sums) or the QGMMA one
+// (moe_grouped_gemm_hopper's FP8 path) at 64- or 128-row tiles.
+struct Fp8Kernel {
+  const char* name;
+  bool qgmma;
+  int32_t tile_rows;
+};
+
+// QGMMA keeps about 14 bits of a group's running sum (DeepSeek-V3, section 3.3.2): its outputs may differ from
+// float32 group sums by a few 1e-4 of a group's magnitude. This bound (of the outputs' max |y|) sits far below an
+// e4m3 rounding (2^-4) and above what a 14-bit sum of 128 products can lose; a wrong scale or a dropped group moves
+// outputs by a whole group's share (>= 1/16 at k <= 2048).
+constexpr double kQgmmaBound = 4e-3;
+
+// One case through one kernel against the twin and the dequantised product; the worst |error| / max |y| against
+// the product goes into worst. False where the kernel does not take the case's shape (the QGMMA kernel: padded
+// expert strides, SWIGLU with n % 64 != 0, a device other than sm_90a).
+bool run_fp8_case(const Fp8Case& c, const Fp8Kernel& kern, std::mt19937& rng, double& worst) {
+  const auto n_experts = static_cast<int32_t>(c.counts.size());
+  std::vector<int32_t> offsets(static_cast<size_t>(n_experts) + 1, 0);
+  for (int32_t e = 0; e < n_experts; ++e) offsets[e + 1] = offsets[e] + c.counts[e];
+  const int64_t R = offsets.back(), ld_x = c.k + c.ld_x_pad, ld_out = c.n + c.ld_out_pad;
+  const int64_t x_scale_ld = groups_of(c.k) + 1;  // one padding scale a row, NaN
+  const bool swiglu = c.epi == E::SWIGLU, to_act = c.epi != E::STORE;
+  const int64_t w_rows = swiglu ? 2 * c.n : c.n;
+  const Fp8Rows x = quantized_rows(R + 1, c.k, ld_x, x_scale_ld, rng);  // + a row of NaN no expert owns
+  const Fp8Experts w = quantized_experts(n_experts, w_rows, c.k, c.stride_pad, rng);
+  std::vector<float> y(static_cast<size_t>((R + 2) * ld_out), kNaN);
+  std::vector<uint16_t> act(y.size(), kBf16Poison);
+  kernels::MoeGroupedGemmParams p{
+      .y = to_act ? nullptr : y.data(), .ld_y = ld_out, .x = x.codes.data(), .ld_x = ld_x, .w = w.codes.data(),
+      .expert_stride = w.stride, .dtype = DType::F8_E4M3, .offsets = c.no_offsets ? nullptr : offsets.data(),
+      .n_experts = n_experts, .n = c.n, .k = c.k,
+      .max_rows = *std::max_element(c.counts.begin(), c.counts.end()) + c.max_rows_extra, .epilogue = c.epi,
+      .act = to_act ? act.data() : nullptr, .ld_act = ld_out, .x_scale = x.scale.data(), .x_scale_ld = x_scale_ld,
+      .w_scale = w.scale.data(), .w_scale_ld = w.scale_ld, .w_scale_expert_stride = w.scale_stride};
+  kernels::twin::moe_grouped_gemm(p);
+
+  auto d_x = to_device(x.codes), d_xs = to_device(x.scale), d_w = to_device(w.codes), d_ws = to_device(w.scale);
+  auto d_off = to_device(offsets), d_y = to_device(std::vector<float>(y.size(), kNaN));
+  auto d_act = to_device(std::vector<uint16_t>(act.size(), kBf16Poison));
+  kernels::MoeGroupedGemmParams dp = p;
+  dp.y = to_act ? nullptr : d_y.as<float>();
+  dp.act = to_act ? d_act.get() : nullptr;
+  dp.x = d_x.get();
+  dp.w = d_w.get();
+  dp.x_scale = d_xs.as<float>();
+  dp.w_scale = d_ws.as<float>();
+  dp.offsets = c.no_offsets ? nullptr : d_off.as<int32_t>();
+  if (kern.qgmma) {
+    dp.fp8_exact_sums = false;
+    dp.rows_bound = R + 1;  // the NaN row too: a tile's rows past its expert's must not leak into the outputs
+    dp.tile_rows = kern.tile_rows;
+    if (!kernels::cuda::moe_grouped_gemm_hopper_supported(dp)) return false;
+  }
+  kernels::cuda::moe_grouped_gemm(dp, nullptr);
+  MLABENCH_CUDA(cudaDeviceSynchronize());
+
+  const std::vector<double> ref = dequantised_product(x, ld_x, x_scale_ld, w, offsets, w_rows, c.k);
+  double ref_max = 1e-30;  // the outputs' scale
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t j = 0; j < c.n; ++j) {
+      const double g = ref[static_cast<size_t>(r * w_rows + j)];
+      ref_max = std::max(ref_max, std::fabs(swiglu ? silu_times(g, ref[static_cast<size_t>(r * w_rows + c.n + j)])
+                                                   : g));
+    }
+  // e4m3 products are exact in float32: with float32 group sums the kernel and the twin differ only in summation
+  // order (and an FMA in the fold), both within float32 rounding of the exact product; QGMMA within kQgmmaBound.
+  const double bound = kern.qgmma ? kQgmmaBound : 1e-5;
+  if (!to_act) {
+    const std::vector<float> got = to_host<float>(d_y, y.size());
+    EXPECT_LE(test::max_rel_diff(got, y), bound) << "kernel vs twin";
+    for (size_t i = 0; i < got.size(); ++i) {
+      const int64_t r = static_cast<int64_t>(i) / ld_out, j = static_cast<int64_t>(i) % ld_out;
+      if (r >= R || j >= c.n) {
+        EXPECT_TRUE(std::isnan(got[i])) << "row " << r << " col " << j << " written";
+        if (!std::isnan(got[i])) return true;
+        continue;
+      }
+      const double err = std::fabs(got[i] - ref[static_cast<size_t>(r * w_rows + j)]);
+      worst = std::max(worst, err / ref_max);
+      EXPECT_LE(err, bound * ref_max) << "row " << r << " col " << j << " vs the dequantised product";
+      if (err > bound * ref_max) return true;
+    }
+    return true;
+  }
+  // BF16 outputs: the kernel's float32 value and the twin's differ by `bound` of the scale, so their roundings lie
+  // within an ulp (2^-7 relative) plus that of each other; against the exact value, half an ulp (2^-8) plus that.
+  const std::vector<uint16_t> got = to_host<uint16_t>(d_act, act.size());
+  std::vector<double> twin_value(act.size()), exact(act.size(), 0.0);
+  for (size_t i = 0; i < act.size(); ++i) {
+    twin_value[i] = bf16_to_f32(act[i]);
+    const int64_t r = static_cast<int64_t>(i) / ld_out, j = static_cast<int64_t>(i) % ld_out;
+    if (r < R && j < c.n) {
+      const double g = ref[static_cast<size_t>(r * w_rows + j)];
+      exact[i] = swiglu ? silu_times(g, ref[static_cast<size_t>(r * w_rows + c.n + j)]) : g;
+      if (got[i] != kBf16Poison)
+        worst = std::max(worst, std::fabs(double{bf16_to_f32(got[i])} - exact[i]) / ref_max);
+    }
+  }
+  expect_bf16_near(got, act, twin_value, 0x1p-7, bound * ref_max, "kernel vs twin");
+  expect_bf16_near(got, act, exact, 0x1p-8, bound * ref_max, "kernel vs the dequantised product");
+  return true;
+}
+
 TEST(CudaMoeFp8, GroupedGemmMatchesTwinAndDequantisedProduct) {
   MLABENCH_REQUIRE_GPU();
   std::mt19937 rng(2020);
+  const Fp8Kernel mma{"mma.sync", false, 0};
   for (const Fp8Case& c : kCases) {
     SCOPED_TRACE(c.name);
-    const auto n_experts = static_cast<int32_t>(c.counts.size());
-    std::vector<int32_t> offsets(static_cast<size_t>(n_experts) + 1, 0);
-    for (int32_t e = 0; e < n_experts; ++e) offsets[e + 1] = offsets[e] + c.counts[e];
-    const int64_t R = offsets.back(), ld_x = c.k + c.ld_x_pad, ld_out = c.n + c.ld_out_pad;
-    const int64_t x_scale_ld = groups_of(c.k) + 1;  // one padding scale a row, NaN
-    const bool swiglu = c.epi == E::SWIGLU, to_act = c.epi != E::STORE;
-    const int64_t w_rows = swiglu ? 2 * c.n : c.n;
-    const Fp8Rows x = quantized_rows(R + 1, c.k, ld_x, x_scale_ld, rng);  // + a row of NaN no expert owns
-    const Fp8Experts w = quantized_experts(n_experts, w_rows, c.k, c.stride_pad, rng);
-    std::vector<float> y(static_cast<size_t>((R + 2) * ld_out), kNaN);
-    std::vector<uint16_t> act(y.size(), kBf16Poison);
-    kernels::MoeGroupedGemmParams p{
-        .y = to_act ? nullptr : y.data(), .ld_y = ld_out, .x = x.codes.data(), .ld_x = ld_x, .w = w.codes.data(),
-        .expert_stride = w.stride, .dtype = DType::F8_E4M3, .offsets = c.no_offsets ? nullptr : offsets.data(),
-        .n_experts = n_experts, .n = c.n, .k = c.k,
-        .max_rows = *std::max_element(c.counts.begin(), c.counts.end()) + c.max_rows_extra, .epilogue = c.epi,
-        .act = to_act ? act.data() : nullptr, .ld_act = ld_out, .x_scale = x.scale.data(), .x_scale_ld = x_scale_ld,
-        .w_scale = w.scale.data(), .w_scale_ld = w.scale_ld, .w_scale_expert_stride = w.scale_stride};
-    kernels::twin::moe_grouped_gemm(p);
-
-    auto d_x = to_device(x.codes), d_xs = to_device(x.scale), d_w = to_device(w.codes), d_ws = to_device(w.scale);
-    auto d_off = to_device(offsets), d_y = to_device(std::vector<float>(y.size(), kNaN));
-    auto d_act = to_device(std::vector<uint16_t>(act.size(), kBf16Poison));
-    kernels::MoeGroupedGemmParams dp = p;
-    dp.y = to_act ? nullptr : d_y.as<float>();
-    dp.act = to_act ? d_act.get() : nullptr;
-    dp.x = d_x.get();
-    dp.w = d_w.get();
-    dp.x_scale = d_xs.as<float>();
-    dp.w_scale = d_ws.as<float>();
-    dp.offsets = c.no_offsets ? nullptr : d_off.as<int32_t>();
-    kernels::cuda::moe_grouped_gemm(dp, nullptr);
-    MLABENCH_CUDA(cudaDeviceSynchronize());
-
-    const std::vector<double> ref = dequantised_product(x, ld_x, x_scale_ld, w, offsets, w_rows, c.k);
-    double ref_max = 1e-30;  // the outputs' scale
-    for (int64_t r = 0; r < R; ++r)
-      for (int64_t j = 0; j < c.n; ++j) {
-        const double g = ref[static_cast<size_t>(r * w_rows + j)];
-        ref_max = std::max(ref_max, std::fabs(swiglu ? silu_times(g, ref[static_cast<size_t>(r * w_rows + c.n + j)])
-                                                     : g));
-      }
-    if (!to_act) {
-      // e4m3 products are exact in float32: kernel and twin differ only in summation order (and an FMA in the
-      // fold), both within float32 rounding of the exact product.
-      const std::vector<float> got = to_host<float>(d_y, y.size());
-      EXPECT_LE(test::max_rel_diff(got, y), 1e-5) << "kernel vs twin";
-      for (size_t i = 0; i < got.size(); ++i) {
-        const int64_t r = static_cast<int64_t>(i) / ld_out, j = static_cast<int64_t>(i) % ld_out;
-        if (r >= R || j >= c.n) {
-          ASSERT_TRUE(std::isnan(got[i])) << "row " << r << " col " << j << " written";
-          continue;
-        }
-        ASSERT_LE(std::fabs(got[i] - ref[static_cast<size_t>(r * w_rows + j)]), 1e-5 * ref_max)
-            << "row " << r << " col " << j << " vs the dequantised product";
-      }
-      continue;
-    }
-    // BF16 outputs: the kernel's float32 value and the twin's differ by ~1e-6 of the scale, so their roundings lie
-    // within an ulp (2^-7 relative) of each other; against the exact value, half an ulp (2^-8) plus that.
-    const std::vector<uint16_t> got = to_host<uint16_t>(d_act, act.size());
-    std::vector<double> twin_value(act.size()), exact(act.size(), 0.0);
-    for (size_t i = 0; i < act.size(); ++i) {
-      twin_value[i] = bf16_to_f32(act[i]);
-      const int64_t r = static_cast<int64_t>(i) / ld_out, j = static_cast<int64_t>(i) % ld_out;
-      if (r < R && j < c.n) {
-        const double g = ref[static_cast<size_t>(r * w_rows + j)];
-        exact[i] = swiglu ? silu_times(g, ref[static_cast<size_t>(r * w_rows + c.n + j)]) : g;
-      }
-    }
-    expect_bf16_near(got, act, twin_value, 0x1p-7, 1e-5 * ref_max, "kernel vs twin");
-    expect_bf16_near(got, act, exact, 0x1p-8, 1e-5 * ref_max, "kernel vs the dequantised product");
+    double worst = 0;
+    ASSERT_TRUE(run_fp8_case(c, mma, rng, worst));
   }
+}
+
+// The QGMMA kernel (fp8_exact_sums false) on every case it takes, at both tile heights; on an sm_90a device it must
+// take the V2-Lite shapes and the single expert. Prints its worst error against the dequantised product per case.
+TEST(CudaMoeFp8, QgmmaGroupedGemmMatchesTwinAndDequantisedProduct) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(2021);
+  int ran = 0;
+  for (const Fp8Kernel& kern : {Fp8Kernel{"qgmma128", true, 128}, Fp8Kernel{"qgmma64", true, 64}})
+    for (const Fp8Case& c : kCases) {
+      SCOPED_TRACE(fmt::format("{} {}", kern.name, c.name));
+      double worst = 0;
+      if (!run_fp8_case(c, kern, rng, worst)) {
+        fmt::print("[ qgmma ] {:<8} {:<24} not taken (shape or device)\n", kern.name, c.name);
+        continue;
+      }
+      ++ran;
+      fmt::print("[ qgmma ] {:<8} {:<24} max |err| / max |y| vs the dequantised product = {:.2e}\n", kern.name,
+                 c.name, worst);
+    }
+  if (ran == 0) GTEST_SKIP() << "SKIPPED: no sm_90a device (the QGMMA kernel runs on H100/H200 only)";
+  EXPECT_GE(ran, 10) << "the QGMMA kernel must take the V2-Lite shapes and the single expert at both tiles";
 }
 
 // What the launcher refuses, before anything runs: a k off the 16-byte grid, short scale rows, missing scales,
@@ -277,6 +335,23 @@ TEST(CudaMoeFp8, GroupedGemmRefusesWhatItCannotRun) {
   q = p;
   q.dtype = DType::BF16;
   EXPECT_ANY_THROW(kernels::cuda::moe_grouped_gemm_fp8(q, nullptr)) << "BF16 operands";
+  // The QGMMA kernel: where it does not take a shape, moe_grouped_gemm runs the mma.sync kernel instead; asked
+  // directly, it refuses.
+  q = p;
+  q.fp8_exact_sums = false;
+  q.rows_bound = 16;
+  q.n = 32;  // SWIGLU's gate/up halves need n % 64 == 0 (each in one scale block)
+  q.y = nullptr;
+  q.epilogue = MoeGemmEpilogue::SWIGLU;
+  q.act = y.get();
+  q.ld_act = 32;
+  EXPECT_FALSE(kernels::cuda::moe_grouped_gemm_hopper_supported(q));
+  EXPECT_ANY_THROW(kernels::cuda::moe_grouped_gemm_hopper(q, nullptr));
+  EXPECT_NO_THROW(kernels::cuda::moe_grouped_gemm(q, nullptr));
+  q.x_scale = nullptr;
+  q.n = 64;
+  EXPECT_FALSE(kernels::cuda::moe_grouped_gemm_hopper_supported(q)) << "no x scales";
+  MLABENCH_CUDA(cudaDeviceSynchronize());
 }
 
 }  // namespace

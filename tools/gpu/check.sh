@@ -16,7 +16,7 @@
 #   longdecode   mlabench bench, decode at 8K x 64 and 32K x 16 context x batch
 #   longdecode128  mlabench bench, decode at 128K x 1 (its decode pass prefills its own uncached 128K prompt)
 #   longpeer     transformers on the same 32K and 128K prompts (prefill only)
-#   fp8          issue 20: the FP8 kernel tests (quantisers, cuBLASLt's block-scaled GEMM, the grouped expert GEMM), the
+#   fp8          issue 20: the FP8 kernel tests (quantisers, cuBLASLt's block-scaled GEMM, the grouped expert GEMMs), the
 #                FP8 engine tests, and bench V2-Lite --weights-dtype fp8 beside BF16 (b1, b256; FP8_BATCHES to change)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
 #   sharded      --tp on V2-Lite (1 GPU: ranks sharing it), DeepSeek-V2 and 67B on several GPUs: load time, decode b1/b64
@@ -277,13 +277,13 @@ named longdecode128 && long_bench long_decode128 540 131072x1:decode
 if named fp8; then
   build-gpu/tests/test_cuda_kernels --gtest_filter='CudaFp8*:CudaMoeFp8*:CudaSkinnyFp8*' > "$out/fp8_kernels.log" 2>&1
   row "FP8 kernel tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8_kernels.log" | tr '\n' ' ')"
-  grep -E '^\[  FAILED|Failure|max \|' "$out/fp8_kernels.log" | head -24 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+  grep -E '^\[  FAILED|Failure|max \||^\[ qgmma' "$out/fp8_kernels.log" | head -40 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
   build-gpu/tests/test_gpu_engine --gtest_filter='*GpuFp8*' > "$out/fp8_engine.log" 2>&1
   row "FP8 engine tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8_engine.log" | tr '\n' ' ')"
   grep -E '^\[  FAILED|Failure|gpu fp8' "$out/fp8_engine.log" | head -12 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
   timeout 150 build-gpu/bench/bench_moe_gemm --quick --json "$out/bench_moe_gemm_fp8.json" > "$out/fp8_moe.log" 2>&1
   row "bench_moe_gemm --quick (fp8 row)" "rc $?"
-  grep -E '^device|^(hopper|mma|fp8) ' "$out/fp8_moe.log" | sed 's/^/    /' >> "$out/summary.txt"
+  grep -E '^device|^(hopper|mma|fp8)|vs fp8-mma' "$out/fp8_moe.log" | sed 's/^/    /' >> "$out/summary.txt"
   for w in auto fp8; do
     timeout 200 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
       --weights-dtype $w --batch ${FP8_BATCHES:-1,256} --prompt 512 --gen 128 --out "$out/bench_dsv2_lite_weights_$w.json" \

@@ -42,8 +42,9 @@ bool moe_decode_ffn_supported(const MoeDecodeFfnParams& p);
 /// One token's MoE FFN in two programmatic dependent launches (kernel_params.h). topk_idx and topk_weight must come
 /// from the launch right before (the router): the gate/up kernel reads them after its wait, the down kernel before.
 void moe_decode_ffn(const MoeDecodeFfnParams& p, cudaStream_t s);
-/// The same GEMM on Hopper's wgmma and TMA for prefill-sized row counts (BF16; STORE or the fused SWIGLU
-/// epilogue; rows_bound required), where moe_grouped_gemm_hopper_supported says this build and device run it.
+/// The same GEMM on Hopper's wgmma and TMA for prefill-sized row counts (BF16, or F8_E4M3 with its block scales on
+/// QGMMA; every epilogue; rows_bound required), where moe_grouped_gemm_hopper_supported says this build and device
+/// run it. moe_grouped_gemm sends F8_E4M3 here where fp8_exact_sums is false.
 bool moe_grouped_gemm_hopper_supported(const MoeGroupedGemmParams& p);
 void moe_grouped_gemm_hopper(const MoeGroupedGemmParams& p, cudaStream_t s);
 

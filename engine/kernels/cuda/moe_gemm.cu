@@ -284,9 +284,13 @@ void launch_simple(const MoeGroupedGemmParams& p, cudaStream_t s) {
 }  // namespace
 
 void moe_grouped_gemm(const MoeGroupedGemmParams& p, cudaStream_t s) {
-  // FP8 (e4m3 W8A8, block scales): its own kernel, which also runs the SWIGLU and STORE_DT epilogues and a single
-  // expert without offsets.
-  if (p.dtype == DType::F8_E4M3) return moe_grouped_gemm_fp8(p, s);
+  // FP8 (e4m3 W8A8, block scales): the wgmma (QGMMA) kernel where the caller allows its group sums
+  // (fp8_exact_sums false) and it runs the shape, else the mma.sync FP8 kernel; both run the SWIGLU and STORE_DT
+  // epilogues and a single expert without offsets.
+  if (p.dtype == DType::F8_E4M3) {
+    if (!p.fp8_exact_sums && moe_grouped_gemm_hopper_supported(p)) return moe_grouped_gemm_hopper(p, s);
+    return moe_grouped_gemm_fp8(p, s);
+  }
   checks::check_moe_grouped_gemm(p);
   MLABENCH_CHECK(p.offsets != nullptr, "moe_grouped_gemm: offsets is null. HINT: pass moe_permute's row offsets "
                  "(moe_grouped_gemm_hopper takes a single expert without them)");

@@ -19,6 +19,9 @@
 //   - at decode batches an expert holds a few dozen rows, so a 128-row tile is mostly such padding (12-24 rows an
 //     expert at batch 128-256 of V2-Lite): tile_rows = 64 halves the MMAs a tile computes for the same weight bytes,
 //     the two consumer warpgroups then splitting the tile's weight rows instead of its x rows.
+// F8_E4M3 operands (issue 20; twin: the same file's FP8 path) take moe_gemm_hopper_fp8_kernel, below: the same
+// grid and producer on e4m3 codes, one 128-value scale group a k tile, each group's QGMMA sum folded into a float32
+// accumulator with its x and w scales.
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -62,6 +65,10 @@ struct HopperArgs {
   int32_t n_experts, n_tiles, k_tiles;
   int32_t n, w_rows;  // output columns; weight rows an expert holds (expert_stride / k)
   int64_t max_rows;
+  // F8_E4M3 (moe_gemm_hopper_fp8_kernel): x's 1 x 128 group scales (rows major) and each expert's 128 x 128 grid.
+  const float* x_scale;
+  const float* w_scale;
+  int64_t x_scale_ld, w_scale_ld, w_scale_expert_stride;
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
@@ -275,43 +282,183 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_kernel(const __gr
 #endif
 }
 
+// ---- FP8 (e4m3 W8A8 with DeepSeek-V3's block scales; issue 20) ------------------------------------------------
+// The same grid, tile search, producer and epilogues as the BF16 kernel, on e4m3 codes: a k tile is 128 bytes, one
+// sw128 row and exactly one scale group. Each consumer warpgroup multiplies its 64 x rows by 128 weight rows
+// (four m64n128k32 QGMMA a tile) into a fresh float32 partial, waits for it, hands the stage back, and adds it to
+// its accumulator times x_scale[row, g] * w_scale[block, g]. Summing one group at a time is DeepSeek-V3's promotion:
+// Hopper's FP8 MMA keeps about 14 bits of a running sum, so no sum spans more than 128 products. (Where float32
+// group sums are wanted, --precision f32, moe_grouped_gemm takes the mma.sync FP8 kernel: fp8_exact_sums.)
+//   BM 128: warpgroup cw takes x rows [64 cw, + 64) and the tile's 128 weight rows (STORE: 128 columns; SWIGLU: 64
+//   gate rows then the matching 64 up rows, so one m64n128 holds gate in columns 0-63 and up in 64-127);
+//   BM 64: both take the 64 x rows, warpgroup cw the weight rows [128 cw, + 128) of the tile's 256 (STORE: 256
+//   columns; SWIGLU: 128 gate j's, warpgroup cw's 64 gate rows then their 64 up rows).
+// A warpgroup's 128 weight rows lie in one 128-row scale block (STORE: they start on a multiple of 128 of the
+// expert's rows) or in two, gate and up (SWIGLU: 64-row halves starting on multiples of 64, n % 64 == 0).
+template <int BM>
+struct Fp8TileShape {
+  static constexpr int kWRows = BM == 128 ? 128 : 256;  // weight rows a stage (both warpgroups')
+  static constexpr int kStages = BM == 128 ? 6 : 5;
+  static constexpr uint32_t kABytes = BM * 128, kStageBytes = kABytes + kWRows * 128;
+  static constexpr int kSmemBytes = kStages * kStageBytes + 1024 + 16 * kStages;
+  static_assert(kSmemBytes <= 227 * 1024, "fits an SM");
+};
+
+template <MoeGemmEpilogue kEpi, int BM>
+__global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_fp8_kernel(const __grid_constant__ HopperArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using S = Fp8TileShape<BM>;
+  constexpr bool kSwiglu = kEpi == MoeGemmEpilogue::SWIGLU, kToBf16 = kEpi == MoeGemmEpilogue::STORE_DT;
+  extern __shared__ __align__(1024) unsigned char moe_hopper_smem[];
+  __shared__ int tile[3];  // expert, first row, rows
+  const uint32_t ring = (smem_u32(moe_hopper_smem) + 1023u) & ~1023u;
+  const uint32_t full = ring + S::kStages * S::kStageBytes, empty = full + 8 * S::kStages;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int m_tile = static_cast<int>(blockIdx.x) / a.n_tiles, n_tile = static_cast<int>(blockIdx.x) % a.n_tiles;
+  if (warp == 0) {
+    find_row_tile<BM>(a, m_tile, tile);
+    if (lane == 0) {
+      for (int s = 0; s < S::kStages; ++s) {
+        tma::mbar_init(full + 8 * s, 1);
+        tma::mbar_init(empty + 8 * s, 8);
+      }
+      tma::mbar_init_fence();
+    }
+  }
+  __syncthreads();
+  const int expert = tile[0];
+  if (expert < 0) return;
+  const int row0 = tile[1], rows = tile[2];
+  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);
+  // The tile's first output column (SWIGLU: gate j) and its weight rows' first row within the expert.
+  const int tile_cols = kSwiglu ? S::kWRows / 2 : S::kWRows, col_tile0 = n_tile * tile_cols;
+
+  if (wg == 0) {  // producer: x's BM x 128 box, then the weight rows in boxes of 64
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    if (tid == 0) {
+      const int e0 = expert * a.w_rows;
+      for (int kt = 0; kt < a.k_tiles; ++kt) {
+        const int s = kt % S::kStages;
+        if (kt >= S::kStages) tma::mbar_wait(empty + 8 * s, ((kt / S::kStages) - 1) & 1);
+        const uint32_t st = ring + s * S::kStageBytes, bar = full + 8 * s;
+        tma::mbar_arrive_expect_tx(bar, S::kStageBytes);
+        tma::load_2d(st, &a.map_x, kt * 128, row0, bar);
+#pragma unroll
+        for (int b = 0; b < S::kWRows / 64; ++b) {
+          // STORE: rows col_tile0 + 64 b; SWIGLU: 128-row chunk b / 2 holds gate rows col_tile0 + 64 (b / 2), then
+          // the same j's up rows at n + j.
+          const int w = kSwiglu ? col_tile0 + 64 * (b / 2) + (b % 2) * a.n : col_tile0 + 64 * b;
+          tma::load_2d(st + S::kABytes + b * 64 * 128, &a.map_w, kt * 128, e0 + w, bar);
+        }
+      }
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+  const int cw = wg - 1, g = lane >> 2, q = lane & 3;
+  const int r_warp = (BM == 128 ? cw * 64 : 0) + (warp & 3) * 16 + g;  // this thread's rows: r_warp, r_warp + 8
+  const uint32_t a_off = BM == 128 ? cw * (64 * 128) : 0, b_off = S::kABytes + (BM == 128 ? 0 : cw * (128 * 128));
+  // This warpgroup's first output column (SWIGLU: gate j) and the scale block rows of its weight rows.
+  const int col0 = col_tile0 + (BM == 128 ? 0 : cw * (kSwiglu ? 64 : 128));
+  const bool cols_live = col0 < a.n;  // BM 64 STORE: the second warpgroup's columns may lie past n
+  const float* ws = a.w_scale + expert * a.w_scale_expert_stride;
+  const float* ws_lo = ws + (col0 / 128) * a.w_scale_ld;
+  const float* ws_hi = kSwiglu ? ws + ((a.n + col0) / 128) * a.w_scale_ld : ws_lo;
+  const float* xs0 = r_warp < rows ? a.x_scale + (row0 + r_warp) * a.x_scale_ld : nullptr;
+  const float* xs1 = r_warp + 8 < rows ? a.x_scale + (row0 + r_warp + 8) * a.x_scale_ld : nullptr;
+  auto desc = [](uint32_t addr) { return wgmma::desc_sw128(addr, 16, 1024); };
+  float acc[64], part[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
+  for (int kt = 0; kt < a.k_tiles; ++kt) {
+    const int s = kt % S::kStages;
+    // The group's scales, read while the stage lands (rows past the tile's count and columns past n scale by 0).
+    const float sx0 = xs0 ? __ldg(xs0 + kt) : 0.0f, sx1 = xs1 ? __ldg(xs1 + kt) : 0.0f;
+    const float sw_lo = cols_live ? __ldg(ws_lo + kt) : 0.0f, sw_hi = cols_live ? __ldg(ws_hi + kt) : 0.0f;
+    tma::mbar_wait(full + 8 * s, (kt / S::kStages) & 1);
+    const uint32_t st = ring + s * S::kStageBytes;
+    wgmma::fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      wgmma::wgmma_ss_n128_e4m3(part, desc(st + a_off + kk * 32), desc(st + b_off + kk * 32), kk > 0);
+    wgmma::commit();
+    wgmma::wait_all();
+    wgmma::fence_regs(part);
+    if (lane == 0) tma::mbar_arrive(empty + 8 * s);  // the stage's operands are read: back to the producer
+    const float s_lo[2] = {sx0 * sw_lo, sx1 * sw_lo}, s_hi[2] = {sx0 * sw_hi, sx1 * sw_hi};
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float sc = kSwiglu && j >= 8 ? s_hi[h] : s_lo[h];
+        acc[4 * j + 2 * h] = fmaf(part[4 * j + 2 * h], sc, acc[4 * j + 2 * h]);
+        acc[4 * j + 2 * h + 1] = fmaf(part[4 * j + 2 * h + 1], sc, acc[4 * j + 2 * h + 1]);
+      }
+  }
+  if constexpr (kSwiglu)
+    store_swiglu<8>(a, acc, acc + 32, r_warp, rows, row0, col0, q);
+  else
+    store_rows<16, kToBf16>(a, acc, r_warp, rows, row0, col0, q);
+#else
+  __trap();  // built only for sm_90a; moe_grouped_gemm_hopper_supported is false elsewhere
+#endif
+}
+
 bool aligned(const void* ptr, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
 
 }  // namespace
 
 bool moe_grouped_gemm_hopper_supported(const MoeGroupedGemmParams& p) {
-  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU;
-  if (p.dtype != DType::BF16 || p.rows_bound <= 0 || p.k <= 0 || p.n <= 0 || p.n_experts <= 0) return false;
+  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU, fp8 = p.dtype == DType::F8_E4M3;
+  if ((p.dtype != DType::BF16 && !fp8) || p.rows_bound <= 0 || p.k <= 0 || p.n <= 0 || p.n_experts <= 0) return false;
   if (p.tile_rows != 0 && p.tile_rows != 64 && p.tile_rows != 128) return false;
-  const int64_t w_rows = p.expert_stride / p.k;
-  // TMA: 16-byte aligned rows a multiple of 16 bytes apart, int32 coordinates; the epilogue's paired stores.
-  const bool shapes = p.k % 8 == 0 && p.ld_x % 8 == 0 && p.n % 8 == 0 && p.expert_stride % p.k == 0 &&
-                      p.rows_bound < (int64_t{1} << 31) && int64_t{p.n_experts} * w_rows < (int64_t{1} << 31) &&
-                      aligned(p.x, 16) && aligned(p.w, 16);
+  const int64_t w_rows = p.expert_stride / p.k, elem = fp8 ? 1 : 2;
+  // TMA: 16-byte aligned rows a multiple of 16 bytes apart, int32 coordinates; the epilogue's paired stores. FP8:
+  // SWIGLU's gate and up halves of a warpgroup (64 rows each) must each lie in one 128-row scale block, and the
+  // scales must be there.
+  const bool shapes = (p.k * elem) % 16 == 0 && (p.ld_x * elem) % 16 == 0 && p.n % 8 == 0 &&
+                      p.expert_stride % p.k == 0 && p.rows_bound < (int64_t{1} << 31) &&
+                      int64_t{p.n_experts} * w_rows < (int64_t{1} << 31) && aligned(p.x, 16) && aligned(p.w, 16);
+  const bool scales = !fp8 || (p.x_scale != nullptr && p.w_scale != nullptr && (!swiglu || p.n % 64 == 0));
   const bool to_act = swiglu || p.epilogue == MoeGemmEpilogue::STORE_DT;
   const bool out = to_act ? p.act != nullptr && p.ld_act % 2 == 0 && aligned(p.act, 4)
                           : p.y != nullptr && p.ld_y % 2 == 0 && aligned(p.y, 8);
-  return shapes && out && hopper::sm90a_available();
+  return shapes && scales && out && hopper::sm90a_available();
 }
 
 void moe_grouped_gemm_hopper(const MoeGroupedGemmParams& p, cudaStream_t s) {
   checks::check_moe_grouped_gemm(p);
   MLABENCH_CHECK(moe_grouped_gemm_hopper_supported(p),
                  "moe_grouped_gemm_hopper: dtype {}, k {}, n {}, ld_x {}, expert_stride {}, rows_bound {}: not a "
-                 "shape, alignment or device this kernel takes (BF16 on an sm_90a build and a compute capability 9.0 "
-                 "GPU, 16-byte rows, n % 8 == 0, rows_bound > 0). HINT: ask moe_grouped_gemm_hopper_supported first "
-                 "and run moe_grouped_gemm (STORE) otherwise",
+                 "shape, alignment or device this kernel takes (BF16 or F8_E4M3 with its scales on an sm_90a build "
+                 "and a compute capability 9.0 GPU, 16-byte rows, n % 8 == 0 (FP8 SWIGLU: n % 64 == 0), rows_bound > "
+                 "0). HINT: ask moe_grouped_gemm_hopper_supported first and run moe_grouped_gemm otherwise",
                  dtype_name(p.dtype), p.k, p.n, p.ld_x, p.expert_stride, p.rows_bound);
   if (p.max_rows == 0) return;
-  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU;
+  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU, fp8 = p.dtype == DType::F8_E4M3;
   const int bm = p.tile_rows == 64 ? 64 : 128;
+  // Output columns a CTA computes (SWIGLU: gate j's); FP8 tiles are 128 wide at 128 rows, 256 at 64.
+  const int tile_n = (fp8 ? (bm == 128 ? 128 : 256) : kBN) / (swiglu ? 2 : 1);
   HopperArgs a{};
   a.w_rows = static_cast<int32_t>(p.expert_stride / p.k);
-  a.map_x = hopper::tensor_map_bf16_2d(p.x, static_cast<uint64_t>(p.k), static_cast<uint64_t>(p.rows_bound),
-                                       static_cast<uint64_t>(p.ld_x) * 2, bm, "moe_grouped_gemm_hopper");
-  a.map_w = hopper::tensor_map_bf16_2d(p.w, static_cast<uint64_t>(p.k),
-                                       static_cast<uint64_t>(p.n_experts) * static_cast<uint64_t>(a.w_rows),
-                                       static_cast<uint64_t>(p.k) * 2, kBN / 2, "moe_grouped_gemm_hopper");
+  const auto w_total = static_cast<uint64_t>(p.n_experts) * static_cast<uint64_t>(a.w_rows);
+  if (fp8) {
+    a.map_x = hopper::tensor_map_bytes_2d(p.x, static_cast<uint64_t>(p.k), static_cast<uint64_t>(p.rows_bound),
+                                          static_cast<uint64_t>(p.ld_x), bm, "moe_grouped_gemm_hopper (FP8 x)");
+    a.map_w = hopper::tensor_map_bytes_2d(p.w, static_cast<uint64_t>(p.k), w_total, static_cast<uint64_t>(p.k), 64,
+                                          "moe_grouped_gemm_hopper (FP8 w)");
+    a.x_scale = p.x_scale;
+    a.x_scale_ld = p.x_scale_ld;
+    a.w_scale = p.w_scale;
+    a.w_scale_ld = p.w_scale_ld;
+    a.w_scale_expert_stride = p.w_scale_expert_stride;
+  } else {
+    a.map_x = hopper::tensor_map_bf16_2d(p.x, static_cast<uint64_t>(p.k), static_cast<uint64_t>(p.rows_bound),
+                                         static_cast<uint64_t>(p.ld_x) * 2, bm, "moe_grouped_gemm_hopper");
+    a.map_w = hopper::tensor_map_bf16_2d(p.w, static_cast<uint64_t>(p.k), w_total, static_cast<uint64_t>(p.k) * 2,
+                                         kBN / 2, "moe_grouped_gemm_hopper");
+  }
   a.y = p.y;
   a.ld_y = p.ld_y;
   a.act = static_cast<uint16_t*>(p.act);
@@ -320,12 +467,12 @@ void moe_grouped_gemm_hopper(const MoeGroupedGemmParams& p, cudaStream_t s) {
   a.n_experts = p.n_experts;
   a.n = static_cast<int32_t>(p.n);
   a.max_rows = p.max_rows;
-  a.k_tiles = static_cast<int32_t>((p.k + kBK - 1) / kBK);
-  a.n_tiles = static_cast<int32_t>((p.n + (swiglu ? kBN / 2 : kBN) - 1) / (swiglu ? kBN / 2 : kBN));
+  a.k_tiles = static_cast<int32_t>((p.k + (fp8 ? 127 : kBK - 1)) / (fp8 ? 128 : kBK));
+  a.n_tiles = static_cast<int32_t>((p.n + tile_n - 1) / tile_n);
   // Every expert's rows end in at most one partial tile: ceil(rows_bound / bm) + n_experts bounds the row tiles.
   const int64_t m_tiles = (p.rows_bound + bm - 1) / bm + p.n_experts, ctas = m_tiles * a.n_tiles;
   MLABENCH_CHECK(ctas <= INT32_MAX, "moe_grouped_gemm_hopper: {} CTAs exceed the grid. HINT: split the rows", ctas);
-  static std::atomic<uint64_t> opted_in[6]{};
+  static std::atomic<uint64_t> opted_in[12]{};
   using E = MoeGemmEpilogue;
   auto launch = [&](auto epi) {
     constexpr E kEpi = decltype(epi)::value;
@@ -333,10 +480,15 @@ void moe_grouped_gemm_hopper(const MoeGroupedGemmParams& p, cudaStream_t s) {
       gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), smem, opted_in[which]);
       kernel<<<static_cast<unsigned>(ctas), kThreads, smem, s>>>(a);
     };
-    if (bm == 64)
-      run(moe_gemm_hopper_kernel<kEpi, 64>, TileShape<64>::kSmemBytes, 2 * static_cast<int>(kEpi));
+    const int which = 4 * static_cast<int>(kEpi) + (fp8 ? 2 : 0) + (bm == 64 ? 0 : 1);
+    if (fp8 && bm == 64)
+      run(moe_gemm_hopper_fp8_kernel<kEpi, 64>, Fp8TileShape<64>::kSmemBytes, which);
+    else if (fp8)
+      run(moe_gemm_hopper_fp8_kernel<kEpi, 128>, Fp8TileShape<128>::kSmemBytes, which);
+    else if (bm == 64)
+      run(moe_gemm_hopper_kernel<kEpi, 64>, TileShape<64>::kSmemBytes, which);
     else
-      run(moe_gemm_hopper_kernel<kEpi, 128>, TileShape<128>::kSmemBytes, 2 * static_cast<int>(kEpi) + 1);
+      run(moe_gemm_hopper_kernel<kEpi, 128>, TileShape<128>::kSmemBytes, which);
   };
   switch (p.epilogue) {
     case E::STORE: launch(std::integral_constant<E, E::STORE>{}); break;
