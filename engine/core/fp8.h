@@ -19,7 +19,7 @@ inline constexpr int64_t kFp8Block = 128;
 /// \brief The row stride of a weight's 128 x 128 scale grid as the GPU engine holds it: ceil(k / 128) rounded up to
 /// a multiple of 4 floats (cuBLASLt's BLK128x128_32F layout keeps each row of scales 16-byte aligned; the padding
 /// holds no scale). DeepSeek-V3's checkpoints store the grid unpadded ([ceil(n/128), ceil(k/128)]).
-inline int64_t fp8_weight_scale_ld(int64_t k) { return ((k + kFp8Block - 1) / kFp8Block + 3) / 4 * 4; }
+constexpr int64_t fp8_weight_scale_ld(int64_t k) { return ((k + kFp8Block - 1) / kFp8Block + 3) / 4 * 4; }
 
 /// \brief The value of an e4m3fn code (NaN for 0x7f and 0xff).
 float e4m3_to_f32(uint8_t code);

@@ -248,15 +248,20 @@ void MoeLayer::Impl::shared_experts(const k::MoeLayerParams& p) {
 }
 
 // One token in BF16 (a batch-1 decode step): shared and routed experts and the combine in moe_decode_ffn's two
-// launches instead of the PAIR path's six (docs/perf-notes.md, issue 16 round 7). MLABENCH_MOE_DECODE_FFN=0 keeps
-// the PAIR path, for benchmarks that compare the two.
+// launches instead of the PAIR path's six (docs/perf-notes.md, issue 16 round 7); with FP8 weights the same two
+// launches on e4m3 codes, quantising x and act inside, instead of the FP8 path's ~12. MLABENCH_MOE_DECODE_FFN=0
+// keeps the PAIR (FP8: COMPACT) path, for benchmarks that compare the two.
 bool MoeLayer::Impl::decode_ffn(const k::MoeLayerParams& p) {
   static const bool enabled = gpu::env_switch("MLABENCH_MOE_DECODE_FFN");
   if (!enabled || p.n_tokens != 1 || dtype != DType::BF16 || !Blas::skinny_enabled()) return false;
   const k::MoeDecodeFfnParams d{.x = p.x_c, .topk_idx = idx, .topk_weight = w, .experts_gate_up = p.experts_gate_up,
                                 .experts_down = p.experts_down, .shared_gate_up = p.shared_gate_up,
                                 .shared_down = p.shared_down, .hidden = H, .inter = I, .shared_inter = SI,
-                                .n_experts = E, .top_k = K, .act = he, .out = p.out};
+                                .n_experts = E, .top_k = K, .act = he, .out = p.out,
+                                .experts_gate_up_scale = p.experts_gate_up_scale,
+                                .experts_down_scale = p.experts_down_scale,
+                                .shared_gate_up_scale = p.shared_gate_up_scale,
+                                .shared_down_scale = p.shared_down_scale};
   if (!k::cuda::moe_decode_ffn_supported(d)) return false;
   phases::at(stream, "moe: experts, one token");
   k::cuda::moe_decode_ffn(d, stream);
@@ -431,11 +436,12 @@ void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p) {
                             stream);
 }
 
-// The whole layer with FP8 weights: router (float32, as always), shared experts (Fp8Linear), COMPACT rows at every
-// token count through fp8_experts, combine.
+// The whole layer with FP8 weights: router (float32, as always); one token of a BF16 model through moe_decode_ffn's
+// FP8 kernels; else shared experts (Fp8Linear), COMPACT rows at every token count through fp8_experts, combine.
 void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p) {
   const int64_t T = p.n_tokens;
   route(p);
+  if (decode_ffn(p)) return;
   if (SI > 0) {
     phases::at(stream, "moe: shared experts (FP8)");
     fp8_shared->run(blas, ge, DType::F32, 2 * SI, p.x_c, dtype, H, static_cast<const uint8_t*>(p.shared_gate_up),

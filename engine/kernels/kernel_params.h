@@ -395,6 +395,17 @@ struct MoeDecodeFfnParams {
   int32_t n_experts = 0, top_k = 0;
   void* act = nullptr;   // [shared_inter + top_k * inter] BF16 scratch
   float* out = nullptr;  // [hidden]
+  /// FP8 weights (issue 20), where experts_gate_up_scale is set: all four matrices e4m3 with 128 x 128 block
+  /// scales, a scale row fp8_weight_scale_ld(columns) floats, an expert's grid right after the previous one's
+  /// (gate/up 2 inter / 128 block rows, down hidden / 128). x and the act columns are quantised in 1 x 128 groups
+  /// inside the kernels (fp8_quantize_rows' codes and scales; act over the concatenated columns [shared | pair 0 |
+  /// ...], whose groups do not straddle two matrices) and each group's e4m3 products summed in float32 times
+  /// x_scale * w_scale: the FP8 MoE layer's W8A8. hidden, inter and shared_inter must be multiples of 128.
+  const float* experts_gate_up_scale = nullptr;
+  const float* experts_down_scale = nullptr;
+  const float* shared_gate_up_scale = nullptr;
+  const float* shared_down_scale = nullptr;
+  bool fp8() const { return experts_gate_up_scale != nullptr; }
 };
 /// Largest top_k moe_decode_ffn takes (the down kernel keeps a token's expert indices and weights in shared memory).
 inline constexpr int32_t kMoeDecodeMaxTopK = 16;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/moe_gemm_fp8.h"
 #include "engine/kernels/twin/twin.h"
+#include "tests/kernels/fp8_test_util.h"
 #include "tests/kernels/gpu_test_util.h"
 
 namespace mlabench {
@@ -34,7 +36,9 @@ using test::to_host;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr uint16_t kBf16Poison = 0x7FC1;  // a BF16 NaN
 
-int64_t groups_of(int64_t k) { return (k + kFp8Block - 1) / kFp8Block; }
+using test::Fp8Experts;
+using test::groups_of;
+using test::quantized_experts;
 
 // Activations [rows, k] quantised per 1 x 128 group as fp8_quantize_rows does (s = fp8_block_scale(amax),
 // code = e4m3(x / s)), each group's values drawn at its own magnitude (2^-4 .. 2^4) so the scales matter.
@@ -60,42 +64,6 @@ Fp8Rows quantized_rows(int64_t rows, int64_t k, int64_t ld, int64_t scale_ld, st
       q.scale[static_cast<size_t>(r * scale_ld + g)] = s;
       for (int64_t c = c0; c < c1; ++c) q.codes[static_cast<size_t>(r * ld + c)] = f32_to_e4m3(v[c - c0] / s);
     }
-  return q;
-}
-
-// Each expert's stacked weight [w_rows, k] drawn at a magnitude per 128 x 128 block and quantised by
-// quantize_fp8_blocks, codes `stride` bytes apart, the scale grid [blocks, scale_ld] `scale_stride` floats apart
-// (padding NaN), as the engine holds FP8 weights.
-struct Fp8Experts {
-  std::vector<uint8_t> codes;
-  std::vector<float> scale;
-  int64_t stride = 0, scale_ld = 0, scale_stride = 0;
-};
-
-Fp8Experts quantized_experts(int32_t E, int64_t w_rows, int64_t k, int64_t stride_pad, std::mt19937& rng) {
-  const int64_t blocks = groups_of(w_rows), groups = groups_of(k);
-  Fp8Experts q;
-  q.stride = w_rows * k + stride_pad;
-  q.scale_ld = fp8_weight_scale_ld(k);
-  q.scale_stride = blocks * q.scale_ld;
-  q.codes.assign(static_cast<size_t>(E * q.stride), 0x7f);
-  q.scale.assign(static_cast<size_t>(E * q.scale_stride), kNaN);
-  std::normal_distribution<float> nd(0.0f, 0.05f);
-  std::uniform_int_distribution<int> mag(-3, 3);
-  std::vector<float> w(static_cast<size_t>(w_rows * k)), sc(static_cast<size_t>(blocks * groups));
-  std::vector<uint8_t> codes(w.size());
-  std::vector<float> block_mag(static_cast<size_t>(blocks * groups));
-  for (int32_t e = 0; e < E; ++e) {
-    for (float& m : block_mag) m = std::ldexp(1.0f, mag(rng));
-    for (int64_t j = 0; j < w_rows; ++j)
-      for (int64_t c = 0; c < k; ++c)
-        w[static_cast<size_t>(j * k + c)] = block_mag[static_cast<size_t>((j / 128) * groups + c / 128)] * nd(rng);
-    quantize_fp8_blocks(w, w_rows, k, codes, sc, "test weights");
-    std::copy(codes.begin(), codes.end(), q.codes.begin() + e * q.stride);
-    for (int64_t b = 0; b < blocks; ++b)
-      for (int64_t g = 0; g < groups; ++g)
-        q.scale[static_cast<size_t>(e * q.scale_stride + b * q.scale_ld + g)] = sc[static_cast<size_t>(b * groups + g)];
-  }
   return q;
 }
 
@@ -301,6 +269,91 @@ TEST(CudaMoeFp8, QgmmaGroupedGemmMatchesTwinAndDequantisedProduct) {
     }
   if (ran == 0) GTEST_SKIP() << "SKIPPED: no sm_90a device (the QGMMA kernel runs on H100/H200 only)";
   EXPECT_GE(ran, 10) << "the QGMMA kernel must take the V2-Lite shapes and the single expert at both tiles";
+}
+
+// moe_decode_ffn with FP8 weights (one token's experts in two launches, x and act quantised inside) against its
+// twin, the FP8 layer's arithmetic (TwinMoeDecodeFfn.Fp8IsTheFp8LayerArithmeticAtOneToken): V2-Lite's shapes, a small
+// one and one without shared experts. act (NaN-poisoned first) within one BF16 rounding of the twin's (the kernel
+// scales each 16-value chunk's sum where the twin scales a 128-value group's: float32 rounding apart); out then
+// differs where such an ulp moves an act group's amax or an e4m3 rounding: bounded and printed. Twice: same bits.
+TEST(CudaMoeFp8, DecodeFfnMatchesTwin) {
+  MLABENCH_REQUIRE_GPU();
+  struct Case {
+    const char* name;
+    int64_t H, I, SI;
+    int32_t E, K;
+  };
+  const Case kDecodeCases[] = {{"V2-Lite", 2048, 1408, 2816, 8, 6}, {"small", 256, 128, 256, 5, 3},
+                               {"no shared", 384, 256, 0, 4, 2}};
+  std::mt19937 rng(41);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const Case& c : kDecodeCases) {
+    SCOPED_TRACE(c.name);
+    std::vector<uint16_t> x(static_cast<size_t>(c.H));
+    for (auto& v : x) v = f32_to_bf16(nd(rng));
+    const Fp8Experts gate_up = quantized_experts(c.E, 2 * c.I, c.H, 0, rng), down = quantized_experts(c.E, c.H, c.I, 0, rng);
+    const int64_t si = std::max<int64_t>(c.SI, 128);  // allocated either way; unused without shared experts
+    const Fp8Experts shared_gate_up = quantized_experts(1, 2 * si, c.H, 0, rng), shared_down = quantized_experts(1, c.H, si, 0, rng);
+    std::vector<int32_t> idx(static_cast<size_t>(c.E));
+    std::iota(idx.begin(), idx.end(), 0);
+    std::shuffle(idx.begin(), idx.end(), rng);
+    idx.resize(static_cast<size_t>(c.K));
+    std::vector<float> weight(static_cast<size_t>(c.K));
+    std::uniform_real_distribution<float> uw(0.05f, 1.0f);
+    for (float& v : weight) v = uw(rng);
+    const int64_t U = c.SI + c.K * c.I;
+    std::vector<uint16_t> act(static_cast<size_t>(U));
+    std::vector<float> out(static_cast<size_t>(c.H));
+    const bool sh = c.SI > 0;
+    kernels::MoeDecodeFfnParams p{
+        .x = x.data(), .topk_idx = idx.data(), .topk_weight = weight.data(), .experts_gate_up = gate_up.codes.data(),
+        .experts_down = down.codes.data(), .shared_gate_up = sh ? shared_gate_up.codes.data() : nullptr,
+        .shared_down = sh ? shared_down.codes.data() : nullptr, .hidden = c.H, .inter = c.I, .shared_inter = c.SI,
+        .n_experts = c.E, .top_k = c.K, .act = act.data(), .out = out.data(),
+        .experts_gate_up_scale = gate_up.scale.data(), .experts_down_scale = down.scale.data(),
+        .shared_gate_up_scale = sh ? shared_gate_up.scale.data() : nullptr,
+        .shared_down_scale = sh ? shared_down.scale.data() : nullptr};
+    kernels::twin::moe_decode_ffn(p);
+    auto d_x = to_device(x), d_gu = to_device(gate_up.codes), d_gus = to_device(gate_up.scale);
+    auto d_dn = to_device(down.codes), d_dns = to_device(down.scale), d_sgu = to_device(shared_gate_up.codes);
+    auto d_sgus = to_device(shared_gate_up.scale), d_sd = to_device(shared_down.codes);
+    auto d_sds = to_device(shared_down.scale), d_idx = to_device(idx), d_w = to_device(weight);
+    std::vector<std::vector<float>> outs;
+    for (int run = 0; run < 2; ++run) {
+      auto d_act = to_device(std::vector<uint16_t>(act.size(), kBf16Poison));
+      auto d_out = to_device(std::vector<float>(out.size(), kNaN));
+      kernels::MoeDecodeFfnParams g = p;
+      g.x = d_x.get(), g.topk_idx = d_idx.as<int32_t>(), g.topk_weight = d_w.as<float>();
+      g.experts_gate_up = d_gu.get(), g.experts_down = d_dn.get();
+      g.experts_gate_up_scale = d_gus.as<float>(), g.experts_down_scale = d_dns.as<float>();
+      g.shared_gate_up = sh ? d_sgu.get() : nullptr, g.shared_down = sh ? d_sd.get() : nullptr;
+      g.shared_gate_up_scale = sh ? d_sgus.as<float>() : nullptr, g.shared_down_scale = sh ? d_sds.as<float>() : nullptr;
+      g.act = d_act.get(), g.out = d_out.as<float>();
+      ASSERT_TRUE(kernels::cuda::moe_decode_ffn_supported(g));
+      kernels::cuda::moe_decode_ffn(g, nullptr);
+      MLABENCH_CUDA(cudaDeviceSynchronize());
+      const std::vector<uint16_t> got_act = to_host<uint16_t>(d_act, act.size());
+      float act_scale = 0.0f;
+      for (uint16_t v : act) act_scale = std::max(act_scale, std::fabs(bf16_to_f32(v)));
+      int64_t off_by_one = 0;
+      for (size_t i = 0; i < act.size(); ++i) {
+        const float a = bf16_to_f32(got_act[i]), b = bf16_to_f32(act[i]);
+        ASSERT_FALSE(std::isnan(a)) << "act column " << i << " not written";
+        ASSERT_LE(std::fabs(a - b), std::ldexp(std::fabs(b), -7) + 1e-5f * act_scale) << "act column " << i;
+        off_by_one += got_act[i] != act[i];
+      }
+      EXPECT_LE(off_by_one, U / 20) << "act columns one BF16 ulp from the twin's";
+      outs.push_back(to_host<float>(d_out, out.size()));
+      const double diff = test::max_rel_diff(outs.back(), out);
+      fmt::print("[ decode ffn fp8 ] {:<9} act off by an ulp {} of {}, out max |d| / max |out| {:.2e}\n", c.name,
+                 off_by_one, U, diff);
+      EXPECT_LE(diff, 5e-3);
+    }
+    EXPECT_EQ(outs[0], outs[1]) << "two runs differ";
+  }
+  kernels::MoeDecodeFfnParams bad{.x = nullptr, .hidden = 2048, .inter = 1400, .n_experts = 4, .top_k = 2,
+                                  .experts_gate_up_scale = &kNaN};
+  EXPECT_FALSE(kernels::cuda::moe_decode_ffn_supported(bad)) << "FP8 with inter off the 128 grid";
 }
 
 // What the launcher refuses, before anything runs: a k off the 16-byte grid, short scale rows, missing scales,

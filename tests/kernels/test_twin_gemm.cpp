@@ -13,6 +13,7 @@
 
 #include "engine/core/dtype.h"
 #include "engine/kernels/twin/twin.h"
+#include "tests/kernels/fp8_test_util.h"
 
 namespace mlabench {
 namespace {
@@ -248,6 +249,92 @@ TEST(TwinMoeDecodeFfn, IsThePairPathAtOneToken) {
   }
 }
 
+// With FP8 weights the twin is the FP8 layer's arithmetic at one token: x quantised once, each matrix's product
+// through the FP8 grouped GEMM's twin (one expert, the SWIGLU epilogue for gate/up), the act columns quantised per
+// 128-value group (a pair's columns alone give the same codes: no group straddles two matrices), the down products
+// combined with the routing weights. act bit for bit; out to float32 rounding (one sum instead of a combine).
+TEST(TwinMoeDecodeFfn, Fp8IsTheFp8LayerArithmeticAtOneToken) {
+  std::mt19937 rng(93);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (const int64_t SI : {int64_t{256}, int64_t{0}}) {
+    SCOPED_TRACE("shared_inter " + std::to_string(SI));
+    const int64_t H = 384, I = 128, U = SI + 3 * I;
+    const int32_t E = 5, K = 3;
+    std::vector<uint16_t> x(static_cast<size_t>(H));
+    for (auto& v : x) v = f32_to_bf16(d(rng));
+    const test::Fp8Experts gate_up = test::quantized_experts(E, 2 * I, H, 0, rng);
+    const test::Fp8Experts down = test::quantized_experts(E, H, I, 0, rng);
+    const test::Fp8Experts shared_gate_up = test::quantized_experts(1, 2 * std::max<int64_t>(SI, 128), H, 0, rng);
+    const test::Fp8Experts shared_down = test::quantized_experts(1, H, std::max<int64_t>(SI, 128), 0, rng);
+    const std::vector<int32_t> idx = {4, 0, 2};
+    const std::vector<float> weight = {0.5f, 0.25f, 1.5f};
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<uint16_t> act(static_cast<size_t>(U), f32_to_bf16(nan));
+    std::vector<float> out(static_cast<size_t>(H), nan);
+    kernels::MoeDecodeFfnParams p{
+        .x = x.data(), .topk_idx = idx.data(), .topk_weight = weight.data(), .experts_gate_up = gate_up.codes.data(),
+        .experts_down = down.codes.data(), .shared_gate_up = SI > 0 ? shared_gate_up.codes.data() : nullptr,
+        .shared_down = SI > 0 ? shared_down.codes.data() : nullptr, .hidden = H, .inter = I, .shared_inter = SI,
+        .n_experts = E, .top_k = K, .act = act.data(), .out = out.data(),
+        .experts_gate_up_scale = gate_up.scale.data(), .experts_down_scale = down.scale.data(),
+        .shared_gate_up_scale = SI > 0 ? shared_gate_up.scale.data() : nullptr,
+        .shared_down_scale = SI > 0 ? shared_down.scale.data() : nullptr};
+    kernels::twin::moe_decode_ffn(p);
+
+    // The layer's pieces. x's codes and scales, then each matrix as a one-expert FP8 grouped GEMM.
+    std::vector<uint8_t> xq(static_cast<size_t>(H)), aq(static_cast<size_t>(U));
+    std::vector<float> xs(static_cast<size_t>(H / 128)), as(static_cast<size_t>(U / 128));
+    kernels::twin::fp8_quantize_rows({.x = x.data(), .x_type = DType::BF16, .ld_x = H, .q = xq.data(), .ld_q = H,
+                                      .scale = xs.data(), .scale_row_stride = H / 128, .scale_group_stride = 1,
+                                      .rows = 1, .k = H});
+    auto gemm = [](const uint8_t* xq_, const float* xs_, int64_t k, const uint8_t* w, const float* ws, int64_t n,
+                   kernels::MoeGemmEpilogue epi, void* dst) {
+      const bool to_act = epi != kernels::MoeGemmEpilogue::STORE;
+      kernels::twin::moe_grouped_gemm({.y = to_act ? nullptr : static_cast<float*>(dst), .ld_y = n, .x = xq_,
+                                       .ld_x = k, .w = w, .expert_stride = (to_act ? 2 : 1) * n * k,
+                                       .dtype = DType::F8_E4M3, .n_experts = 1, .n = n, .k = k, .max_rows = 1,
+                                       .epilogue = epi, .act = to_act ? dst : nullptr, .ld_act = n, .x_scale = xs_,
+                                       .x_scale_ld = k / 128, .w_scale = ws, .w_scale_ld = fp8_weight_scale_ld(k)});
+    };
+    std::vector<uint16_t> want_act(act.size());
+    if (SI > 0)
+      gemm(xq.data(), xs.data(), H, shared_gate_up.codes.data(), shared_gate_up.scale.data(), SI,
+           kernels::MoeGemmEpilogue::SWIGLU, want_act.data());
+    for (int32_t k = 0; k < K; ++k)
+      gemm(xq.data(), xs.data(), H, gate_up.codes.data() + idx[k] * gate_up.stride,
+           gate_up.scale.data() + idx[k] * gate_up.scale_stride, I, kernels::MoeGemmEpilogue::SWIGLU,
+           want_act.data() + SI + k * I);
+    EXPECT_EQ(act, want_act);
+    // The layer quantises the shared act row and each pair's row alone: the same codes as one row of U columns.
+    std::vector<float> shared_y(static_cast<size_t>(H), 0.0f), pair_y(static_cast<size_t>(H));
+    std::vector<double> want(static_cast<size_t>(H), 0.0);
+    auto quantize_part = [&](int64_t u0, int64_t n) {
+      kernels::twin::fp8_quantize_rows({.x = want_act.data() + u0, .x_type = DType::BF16, .ld_x = n,
+                                        .q = aq.data() + u0, .ld_q = n, .scale = as.data() + u0 / 128,
+                                        .scale_row_stride = n / 128, .scale_group_stride = 1, .rows = 1, .k = n});
+    };
+    if (SI > 0) {
+      quantize_part(0, SI);
+      gemm(aq.data(), as.data(), SI, shared_down.codes.data(), shared_down.scale.data(), H,
+           kernels::MoeGemmEpilogue::STORE, shared_y.data());
+      for (int64_t j = 0; j < H; ++j) want[static_cast<size_t>(j)] = shared_y[static_cast<size_t>(j)];
+    }
+    for (int32_t k = 0; k < K; ++k) {
+      quantize_part(SI + k * I, I);
+      gemm(aq.data() + SI + k * I, as.data() + (SI + k * I) / 128, I, down.codes.data() + idx[k] * down.stride,
+           down.scale.data() + idx[k] * down.scale_stride, H, kernels::MoeGemmEpilogue::STORE, pair_y.data());
+      for (int64_t j = 0; j < H; ++j) want[static_cast<size_t>(j)] += double{weight[k]} * pair_y[static_cast<size_t>(j)];
+    }
+    double scale = 0, worst = 0;
+    for (int64_t j = 0; j < H; ++j) {
+      scale = std::max(scale, std::fabs(want[static_cast<size_t>(j)]));
+      worst = std::max(worst, std::fabs(out[static_cast<size_t>(j)] - want[static_cast<size_t>(j)]));
+    }
+    EXPECT_GT(scale, 1e-2);
+    EXPECT_LE(worst, 1e-5 * scale);
+  }
+}
+
 TEST(TwinMoeDecodeFfn, RefusesTopKPastItsLimitAndMissingSharedWeights) {
   std::vector<uint16_t> w(2 * 8 * 8, 0), act(2 * 8, 0);
   std::vector<int32_t> idx(20, 0);
@@ -261,6 +348,9 @@ TEST(TwinMoeDecodeFfn, RefusesTopKPastItsLimitAndMissingSharedWeights) {
   p.top_k = 2;
   p.shared_inter = 8;
   EXPECT_ANY_THROW(kernels::twin::moe_decode_ffn(p)) << "shared_inter without shared weights";
+  p.shared_inter = 0;
+  p.experts_gate_up_scale = weight.data();  // FP8: the down scales missing, and sizes off the 128 grid
+  EXPECT_ANY_THROW(kernels::twin::moe_decode_ffn(p)) << "FP8 without every scale grid";
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "core/check.h"
 #include "engine/core/fp8.h"
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/fp8_device.cuh"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/pdl.cuh"
 
@@ -46,20 +47,8 @@ __device__ __forceinline__ float load_value(const void* base, int64_t i) {
   }
 }
 
-// fp8_block_scale: amax / 448, 1 for an all-zero (or all-NaN) group, the smallest denormal where the quotient
-// underflows (a scale of 0 would turn every code into NaN).
-__device__ __forceinline__ float block_scale(float amax) {
-  if (!(amax > 0.0f)) return 1.0f;
-  const float s = __fdiv_rn(amax, kE4m3Max);
-  return s > 0.0f ? s : __uint_as_float(1u);
-}
-
-// f32_to_e4m3(x / s), the NaN code carrying x's sign (see the file comment).
-__device__ __forceinline__ uint8_t quantize(float x, float s) {
-  const float v = __fdiv_rn(x, s);
-  if (isnan(v)) return static_cast<uint8_t>((__float_as_uint(x) >> 24) & 0x80u) | 0x7fu;
-  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
-}
+using fp8::block_scale;
+using fp8::quantize;
 
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll

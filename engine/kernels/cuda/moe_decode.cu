@@ -13,6 +13,7 @@
 //     ran two launches earlier, so the expert indices and the first weight chunks are read before the wait; every
 //     thread requests its next chunk before it uses the current one.
 // Sums: per thread over its chunks, then the warp by shuffles, then the 8 warps in order (deterministic).
+// FP8 weights (issue 20): the same two launches on e4m3 codes, the activations quantised inside (below).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -20,6 +21,7 @@
 
 #include "core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/fp8_device.cuh"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/cuda/weight_stream.cuh"
@@ -36,9 +38,10 @@ constexpr int kThreads = 256, kWarps = kThreads / 32;
 constexpr int kGateCols = 4;  // act columns a gate/up CTA
 constexpr int kDownRows = 4;  // out rows a down CTA
 
-// Sums v[r] over the CTA (warp shuffles, then the warps in order through red); thread r < R gets the total of r.
-template <int R>
-__device__ __forceinline__ float cta_sum(float (&v)[R], float (&red)[kWarps][R], int tid) {
+// Sums v[r] over the CTA of W warps (warp shuffles, then the warps in order through red); thread r < R gets the
+// total of r.
+template <int R, int W>
+__device__ __forceinline__ float cta_sum(float (&v)[R], float (&red)[W][R], int tid) {
   const int warp = tid >> 5, lane = tid & 31;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
@@ -50,7 +53,7 @@ __device__ __forceinline__ float cta_sum(float (&v)[R], float (&red)[kWarps][R],
   float s = 0.0f;
   if (tid < R)
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) s += red[w][tid];
+    for (int w = 0; w < W; ++w) s += red[w][tid];
   return s;
 }
 
@@ -104,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) moe_decode_gate_up_kernel(const MoeD
   }
   // Thread r < 4 sums gate column r, thread 4 + r its up row; the gate total joins it through shared memory.
   __shared__ float gate[kGateCols];
-  const float total = cta_sum<2 * kGateCols>(acc, red, tid);
+  const float total = cta_sum(acc, red, tid);
   if (tid < kGateCols) gate[tid] = total;
   __syncthreads();
   if (tid >= kGateCols && tid < 2 * kGateCols)
@@ -165,7 +168,175 @@ __global__ void __launch_bounds__(kThreads) moe_decode_down_kernel(const MoeDeco
     }
     cur_scale = nxt_scale;
   }
-  const float total = cta_sum<kDownRows>(acc, red, tid);
+  const float total = cta_sum(acc, red, tid);
+  if (tid < kDownRows) p.out[j0 + tid] = total;
+}
+
+// ---- FP8 weights (issue 20; MoeDecodeFfnParams::fp8()) -----------------------------------------------------------
+// The same two launches on e4m3 weights with 128 x 128 block scales (half the bytes: V2-Lite's 69 MB a layer
+// instead of 138). A thread takes 16-byte chunks = 16 values; the 8 chunks of a 128-value group are 8 neighbouring
+// lanes of one loop step (the loop strides by a multiple of 8 and the sizes are multiples of 128), so a group's amax
+// is three shuffles among them and the activations are quantised in the kernel, with fp8_quantize_rows' arithmetic
+// (fp8_device.cuh): no quantiser launch, and x or act read once a CTA from L2. A chunk's 16 products are summed in
+// float32 and added times x_scale * w_scale (times the routing weight for a pair's down columns): the W8A8 of the
+// FP8 layer up to summation order.
+constexpr int kFp8Threads = 128, kFp8Warps = kFp8Threads / 32;
+
+// The amax of a 128-value group held by 8 neighbouring lanes (16 values each), NaN skipped as fmaxf does.
+__device__ __forceinline__ float group_amax(const float (&v)[16]) {
+  float m = 0.0f;
+#pragma unroll
+  for (int e = 0; e < 16; ++e) m = fmaxf(m, fabsf(v[e]));
+  const unsigned lanes = 0xffu << (threadIdx.x & 24);  // this lane's group of 8
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) m = fmaxf(m, __shfl_xor_sync(lanes, m, o));
+  return m;
+}
+
+// 16 BF16 activations (two chunks) quantised with their group's scale and decoded: the e4m3 values the GEMM
+// multiplies. Returns the scale.
+__device__ __forceinline__ float quantize_chunk(const uint4* v16, float (&q)[16]) {
+  float a[8], b[8];
+  unpack_chunk<false>(__ldg(v16), a);
+  unpack_chunk<false>(__ldg(v16 + 1), b);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    q[e] = a[e];
+    q[8 + e] = b[e];
+  }
+  const float s = fp8::block_scale(group_amax(q));
+#pragma unroll
+  for (int e = 0; e < 16; e += 4) {
+    const uint32_t word = uint32_t{fp8::quantize(q[e], s)} | uint32_t{fp8::quantize(q[e + 1], s)} << 8 |
+                          uint32_t{fp8::quantize(q[e + 2], s)} << 16 | uint32_t{fp8::quantize(q[e + 3], s)} << 24;
+    fp8::decode4(word, q + e);
+  }
+  return s;
+}
+
+__device__ __forceinline__ float dot16(const float (&x)[16], const uint4& w) {
+  float wf[16];
+  fp8::decode16(w, wf);
+  float d = 0.0f;
+#pragma unroll
+  for (int e = 0; e < 16; ++e) d = fmaf(x[e], wf[e], d);
+  return d;
+}
+
+// grid (U / kGateCols): CTA b owns act columns [4 b, 4 b + 4); their 4 gate rows lie in one scale block, and so do
+// their 4 up rows.
+__global__ void __launch_bounds__(kFp8Threads) moe_decode_gate_up_fp8_kernel(const MoeDecodeFfnParams p) {
+  __shared__ float red[kFp8Warps][2 * kGateCols];
+  const int tid = threadIdx.x;
+  const int64_t H = p.hidden, I = p.inter, SI = p.shared_inter, chunks = H / 16, ld = fp8_weight_scale_ld(H);
+  const int64_t u0 = static_cast<int64_t>(blockIdx.x) * kGateCols;
+  const bool shared = u0 < SI;
+  const uint8_t* wb = static_cast<const uint8_t*>(p.shared_gate_up);
+  const float* wsb = p.shared_gate_up_scale;
+  int64_t row0 = u0, up_off = SI;
+  uint4 wv[2 * kGateCols];
+  auto load = [&](int64_t c) {
+#pragma unroll
+    for (int r = 0; r < kGateCols; ++r) {
+      wv[r] = load_stream(reinterpret_cast<const uint4*>(wb + (row0 + r) * H) + c);
+      wv[kGateCols + r] = load_stream(reinterpret_cast<const uint4*>(wb + (row0 + up_off + r) * H) + c);
+    }
+  };
+  bool loaded = false;
+  if (shared && tid < chunks) {  // as the BF16 kernel: the shared columns' weights before the wait
+    load(tid);
+    loaded = true;
+  }
+  griddep_wait();
+  griddep_launch_dependents();
+  if (!shared) {
+    const int64_t k = (u0 - SI) / I, e = __ldg(p.topk_idx + k);
+    wb = static_cast<const uint8_t*>(p.experts_gate_up) + e * 2 * I * H;
+    wsb = p.experts_gate_up_scale + e * (2 * I / kFp8Block) * ld;
+    row0 = (u0 - SI) % I;
+    up_off = I;
+  }
+  const float* ws_gate = wsb + (row0 / kFp8Block) * ld;
+  const float* ws_up = wsb + ((row0 + up_off) / kFp8Block) * ld;
+  float acc[2 * kGateCols];
+#pragma unroll
+  for (int r = 0; r < 2 * kGateCols; ++r) acc[r] = 0.0f;
+  const uint4* x = static_cast<const uint4*>(p.x);
+  for (int64_t c = tid; c < chunks; c += kFp8Threads) {
+    if (!loaded) load(c);
+    loaded = false;
+    float xq[16];
+    const float xs = quantize_chunk(x + 2 * c, xq);
+    const int64_t g = c / 8;
+    const float s_gate = xs * __ldg(ws_gate + g), s_up = xs * __ldg(ws_up + g);
+#pragma unroll
+    for (int r = 0; r < kGateCols; ++r) {
+      acc[r] = fmaf(dot16(xq, wv[r]), s_gate, acc[r]);
+      acc[kGateCols + r] = fmaf(dot16(xq, wv[kGateCols + r]), s_up, acc[kGateCols + r]);
+    }
+  }
+  __shared__ float gate[kGateCols];
+  const float total = cta_sum(acc, red, tid);
+  if (tid < kGateCols) gate[tid] = total;
+  __syncthreads();
+  if (tid >= kGateCols && tid < 2 * kGateCols)
+    static_cast<__nv_bfloat16*>(p.act)[u0 + tid - kGateCols] =
+        __float2bfloat16_rn(silu_times(gate[tid - kGateCols], total));
+}
+
+// grid (H / kDownRows): CTA b owns out rows [4 b, 4 b + 4) (one scale block row); thread t takes the 16-column
+// chunks t, t + 128, ... of the concatenated columns, quantising act's groups as it goes.
+__global__ void __launch_bounds__(kFp8Threads) moe_decode_down_fp8_kernel(const MoeDecodeFfnParams p) {
+  __shared__ float red[kFp8Warps][kDownRows];
+  const int tid = threadIdx.x;
+  const int64_t H = p.hidden, I = p.inter, SI = p.shared_inter;
+  const int64_t shared_chunks = SI / 16, pair_chunks = I / 16, chunks = shared_chunks + p.top_k * pair_chunks;
+  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kDownRows, block = j0 / kFp8Block;
+  // Chunk c's weights for row j0 (the next rows ld apart), their scale for its group, and the routing weight.
+  auto weights_of = [&](int64_t c, int64_t& ld, float& w_scale, float& route) -> const uint8_t* {
+    if (c < shared_chunks) {
+      ld = SI;
+      w_scale = __ldg(p.shared_down_scale + block * fp8_weight_scale_ld(SI) + c / 8);
+      route = 1.0f;
+      return static_cast<const uint8_t*>(p.shared_down) + j0 * SI + c * 16;
+    }
+    const int64_t k = (c - shared_chunks) / pair_chunks, cc = (c - shared_chunks) % pair_chunks;
+    const int64_t e = __ldg(p.topk_idx + k), ld_s = fp8_weight_scale_ld(I);
+    ld = I;
+    w_scale = __ldg(p.experts_down_scale + e * (H / kFp8Block) * ld_s + block * ld_s + cc / 8);
+    route = __ldg(p.topk_weight + k);
+    return static_cast<const uint8_t*>(p.experts_down) + e * H * I + j0 * I + cc * 16;
+  };
+  uint4 cur[kDownRows] = {}, nxt[kDownRows] = {};
+  float cur_ws = 0.0f, nxt_ws = 0.0f, cur_route = 0.0f, nxt_route = 0.0f;
+  auto load = [&](int64_t c, uint4 (&wv)[kDownRows], float& w_scale, float& route) {
+    int64_t ld = 0;
+    const uint8_t* w = weights_of(c, ld, w_scale, route);
+#pragma unroll
+    for (int r = 0; r < kDownRows; ++r) wv[r] = load_stream(reinterpret_cast<const uint4*>(w + r * ld));
+  };
+  // The router ran two launches before: the first chunks are requested before the wait (as the BF16 kernel).
+  if (tid < chunks) load(tid, cur, cur_ws, cur_route);
+  griddep_wait();
+  griddep_launch_dependents();
+  float acc[kDownRows];
+#pragma unroll
+  for (int r = 0; r < kDownRows; ++r) acc[r] = 0.0f;
+  const uint4* act = static_cast<const uint4*>(p.act);
+  for (int64_t c = tid; c < chunks; c += kFp8Threads) {
+    if (c + kFp8Threads < chunks) load(c + kFp8Threads, nxt, nxt_ws, nxt_route);
+    float aq[16];
+    const float as = quantize_chunk(act + 2 * c, aq);
+    const float sc = cur_route * (as * cur_ws);
+#pragma unroll
+    for (int r = 0; r < kDownRows; ++r) {
+      acc[r] = fmaf(dot16(aq, cur[r]), sc, acc[r]);
+      cur[r] = nxt[r];
+    }
+    cur_ws = nxt_ws;
+    cur_route = nxt_route;
+  }
+  const float total = cta_sum(acc, red, tid);
   if (tid < kDownRows) p.out[j0 + tid] = total;
 }
 
@@ -175,6 +346,11 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 
 bool moe_decode_ffn_supported(const MoeDecodeFfnParams& p) {
   const bool shared_ok = p.shared_inter == 0 || (aligned16(p.shared_gate_up) && aligned16(p.shared_down));
+  const bool fp8_ok = !p.fp8() || (p.experts_down_scale && (p.shared_inter == 0 || (p.shared_gate_up_scale &&
+                                                                                  p.shared_down_scale)) &&
+                                   p.hidden % kFp8Block == 0 && p.inter % kFp8Block == 0 &&
+                                   p.shared_inter % kFp8Block == 0);
+  if (!fp8_ok) return false;
   return p.hidden > 0 && p.hidden % 8 == 0 && p.inter > 0 && p.inter % 8 == 0 && p.shared_inter >= 0 &&
          p.shared_inter % 8 == 0 && p.top_k >= 1 && p.top_k <= kMoeDecodeMaxTopK && p.top_k <= p.n_experts &&
          aligned16(p.x) && aligned16(p.act) && aligned16(p.experts_gate_up) && aligned16(p.experts_down) && shared_ok &&
@@ -188,8 +364,11 @@ void moe_decode_ffn(const MoeDecodeFfnParams& p, cudaStream_t s) {
                  "16-byte aligned. HINT: ask moe_decode_ffn_supported first and take the PAIR path where it says no",
                  p.hidden, p.inter, p.shared_inter, p.top_k, p.n_experts);
   const int64_t U = p.shared_inter + p.top_k * p.inter;
-  launch_pdl(moe_decode_gate_up_kernel, dim3(static_cast<unsigned>(U / kGateCols)), dim3(kThreads), 0, s, p);
-  launch_pdl(moe_decode_down_kernel, dim3(static_cast<unsigned>(p.hidden / kDownRows)), dim3(kThreads), 0, s, p);
+  const int threads = p.fp8() ? kFp8Threads : kThreads;
+  launch_pdl(p.fp8() ? moe_decode_gate_up_fp8_kernel : moe_decode_gate_up_kernel,
+             dim3(static_cast<unsigned>(U / kGateCols)), dim3(threads), 0, s, p);
+  launch_pdl(p.fp8() ? moe_decode_down_fp8_kernel : moe_decode_down_kernel,
+             dim3(static_cast<unsigned>(p.hidden / kDownRows)), dim3(threads), 0, s, p);
   MLABENCH_CUDA(cudaGetLastError());
 }
 

@@ -4,8 +4,10 @@
 // The kernel sums in another order (per-thread partials, then a tree), so the two agree to float32 rounding.
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "core/check.h"
+#include "engine/core/fp8.h"
 #include "engine/kernels/twin/checks.h"
 #include "engine/kernels/twin/twin.h"
 
@@ -68,16 +70,92 @@ void check_moe_decode_ffn(const MoeDecodeFfnParams& p) {
                  "moe_decode_ffn: a null operand (shared_inter {}). HINT: only the shared experts' weights may be "
                  "null, and only without shared experts",
                  p.shared_inter);
+  if (p.fp8())
+    MLABENCH_CHECK(p.experts_down_scale && (p.shared_inter == 0 || (p.shared_gate_up_scale && p.shared_down_scale)) &&
+                       p.hidden % kFp8Block == 0 && p.inter % kFp8Block == 0 && p.shared_inter % kFp8Block == 0,
+                   "moe_decode_ffn: FP8 weights with hidden {}, inter {}, shared_inter {} or a missing scale grid. "
+                   "HINT: every FP8 matrix needs its 128 x 128 scales, and the sizes must be multiples of 128 (each "
+                   "quantisation group inside one matrix); take the FP8 layer's COMPACT path otherwise",
+                   p.hidden, p.inter, p.shared_inter);
 }
 
 }  // namespace checks
 
 namespace twin {
 
+namespace {
+
+// FP8 (p.fp8()): x, then act over the concatenated columns, quantised as fp8_quantize_rows does; each group's e4m3
+// products summed in float32 (k ascending) times x_scale * w_scale, the groups added in order; a pair's down groups
+// times its routing weight.
+void moe_decode_ffn_fp8(const MoeDecodeFfnParams& p) {
+  const int64_t H = p.hidden, I = p.inter, SI = p.shared_inter, U = SI + p.top_k * I, G = kFp8Block;
+  const int64_t ld_h = fp8_weight_scale_ld(H), ld_i = fp8_weight_scale_ld(I), ld_si = fp8_weight_scale_ld(SI);
+  auto quantize = [](const void* v, int64_t k, std::vector<uint8_t>& q, std::vector<float>& s) {
+    q.resize(static_cast<size_t>(k));
+    s.resize(static_cast<size_t>(k / kFp8Block));
+    fp8_quantize_rows({.x = v, .x_type = DType::BF16, .ld_x = k, .q = q.data(), .ld_q = k, .scale = s.data(),
+                       .scale_row_stride = k / kFp8Block, .scale_group_stride = 1, .rows = 1, .k = k});
+  };
+  auto group_dot = [](const uint8_t* a, const uint8_t* b) {
+    float s = 0.0f;
+    for (int64_t c = 0; c < kFp8Block; ++c) s += e4m3_to_f32(a[c]) * e4m3_to_f32(b[c]);
+    return s;
+  };
+  // Row r of a [rows, k] e4m3 matrix with its scale grid (rows of ld floats): sum over the groups.
+  auto row_dot = [&](const uint8_t* xq, const float* xs, const uint8_t* w, const float* ws, int64_t r, int64_t k,
+                     int64_t ld) {
+    float acc = 0.0f;
+    for (int64_t g = 0; g < k / G; ++g) acc += group_dot(xq + g * G, w + r * k + g * G) * (xs[g] * ws[(r / G) * ld + g]);
+    return acc;
+  };
+  std::vector<uint8_t> xq, aq;
+  std::vector<float> xs, as;
+  quantize(p.x, H, xq, xs);
+  auto* act = static_cast<uint16_t*>(p.act);
+  const auto* shared_gu = static_cast<const uint8_t*>(p.shared_gate_up);
+  const auto* experts_gu = static_cast<const uint8_t*>(p.experts_gate_up);
+  for (int64_t u = 0; u < U; ++u) {
+    float g = 0.0f, up = 0.0f;
+    if (u < SI) {
+      g = row_dot(xq.data(), xs.data(), shared_gu, p.shared_gate_up_scale, u, H, ld_h);
+      up = row_dot(xq.data(), xs.data(), shared_gu, p.shared_gate_up_scale, SI + u, H, ld_h);
+    } else {
+      const int64_t k = (u - SI) / I, j = (u - SI) % I, e = p.topk_idx[k];
+      const uint8_t* w = experts_gu + e * 2 * I * H;
+      const float* ws = p.experts_gate_up_scale + e * (2 * I / G) * ld_h;
+      g = row_dot(xq.data(), xs.data(), w, ws, j, H, ld_h);
+      up = row_dot(xq.data(), xs.data(), w, ws, I + j, H, ld_h);
+    }
+    act[u] = f32_to_bf16(g / (1.0f + std::exp(-g)) * up);  // as twin::silu_mul
+  }
+  quantize(p.act, U, aq, as);
+  const auto* shared_dn = static_cast<const uint8_t*>(p.shared_down);
+  const auto* experts_dn = static_cast<const uint8_t*>(p.experts_down);
+  for (int64_t j = 0; j < H; ++j) {
+    float s = 0.0f;
+    for (int64_t gu = 0; gu < U / G; ++gu) {
+      const int64_t u = gu * G;
+      if (u < SI) {
+        s += group_dot(aq.data() + u, shared_dn + j * SI + u) * (as[gu] * p.shared_down_scale[(j / G) * ld_si + u / G]);
+        continue;
+      }
+      const int64_t k = (u - SI) / I, c = (u - SI) % I, e = p.topk_idx[k];
+      const float* ws = p.experts_down_scale + e * (H / G) * ld_i;
+      s += p.topk_weight[k] *
+           (group_dot(aq.data() + u, experts_dn + e * H * I + j * I + c) * (as[gu] * ws[(j / G) * ld_i + c / G]));
+    }
+    p.out[j] = s;
+  }
+}
+
+}  // namespace
+
 // Each act column one float32 sum over hidden ascending; each output one float32 sum over the concatenated columns
 // ascending of (s(u) * act[u]) * down_u[j].
 void moe_decode_ffn(const MoeDecodeFfnParams& p) {
   checks::check_moe_decode_ffn(p);
+  if (p.fp8()) return moe_decode_ffn_fp8(p);
   const int64_t H = p.hidden, I = p.inter, SI = p.shared_inter, U = SI + p.top_k * I;
   auto bf16 = [](const void* base, int64_t i) { return bf16_to_f32(static_cast<const uint16_t*>(base)[i]); };
   // Column u's gate/up weight block (gate row at row_of, up row at row_of + up_off) and down column.
@@ -117,7 +195,6 @@ void moe_decode_ffn(const MoeDecodeFfnParams& p) {
     p.out[j] = s;
   }
 }
-
 
 void skinny_gemm(const SkinnyGemmParams& p) {
   checks::check_skinny_gemm(p);

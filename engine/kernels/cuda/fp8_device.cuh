@@ -1,0 +1,53 @@
+// Device arithmetic of the FP8 kernels (issue 20) that several of them share: the group scale and the e4m3 code as
+// the quantisers compute them (fp8_quantize.cu, whose file comment says why these match the twins bit for bit), and
+// e4m3 codes back to float32 (exact: every e4m3 value is an F16 value).
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "engine/core/fp8.h"
+
+namespace mlabench::kernels::cuda::fp8 {
+
+/// fp8_block_scale: amax / 448, 1 for an all-zero (or all-NaN) group, the smallest denormal where the quotient
+/// underflows (a scale of 0 would turn every code into NaN).
+__device__ __forceinline__ float block_scale(float amax) {
+  if (!(amax > 0.0f)) return 1.0f;
+  const float s = __fdiv_rn(amax, kE4m3Max);
+  return s > 0.0f ? s : __uint_as_float(1u);
+}
+
+/// f32_to_e4m3(x / s), the NaN code carrying x's sign (the GPU's division returns a canonical NaN).
+__device__ __forceinline__ uint8_t quantize(float x, float s) {
+  const float v = __fdiv_rn(x, s);
+  if (isnan(v)) return static_cast<uint8_t>((__float_as_uint(x) >> 24) & 0x80u) | 0x7fu;
+  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
+}
+
+/// The four e4m3 codes of `word` (low byte first) as float32 values.
+__device__ __forceinline__ void decode4(uint32_t word, float* f) {
+  uint32_t lo, hi;
+  asm("{\n .reg .b16 l, h;\n mov.b32 {l, h}, %2;\n cvt.rn.f16x2.e4m3x2 %0, l;\n cvt.rn.f16x2.e4m3x2 %1, h;\n}\n"
+      : "=r"(lo), "=r"(hi)
+      : "r"(word));
+  const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&lo));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&hi));
+  f[0] = a.x;
+  f[1] = a.y;
+  f[2] = b.x;
+  f[3] = b.y;
+}
+
+/// A 16-byte chunk of e4m3 codes as 16 float32 values.
+__device__ __forceinline__ void decode16(const uint4& v, float (&f)[16]) {
+  decode4(v.x, f);
+  decode4(v.y, f + 4);
+  decode4(v.z, f + 8);
+  decode4(v.w, f + 12);
+}
+
+}  // namespace mlabench::kernels::cuda::fp8
