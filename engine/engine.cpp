@@ -125,11 +125,11 @@ struct Engine::Impl {
 
 namespace {
 
-// An FP8 checkpoint (DeepSeek-V3's layout) runs on the CPU engine only so far: the GPU uploader and the column slices
-// of a split would have to carry its block scales.
+// An FP8 checkpoint (DeepSeek-V3's layout) runs on one rank, CPU or GPU: the column slices of a split would cut its
+// 128 x 128 scale blocks.
 void refuse_fp8_checkpoint(ModelWeights& w, const char* where) {
-  MLABENCH_CHECK(!holds_fp8(w), "{}: this checkpoint stores FP8 (F8_E4M3) weights, which only the CPU engine reads so "
-                 "far (issue 20). HINT: --device cpu on one rank", where);
+  MLABENCH_CHECK(!holds_fp8(w), "{}: this checkpoint stores FP8 (F8_E4M3) weights, which run on one rank only so far "
+                 "(issue 20). HINT: drop the split (one GPU or --device cpu)", where);
 }
 
 }  // namespace
@@ -174,12 +174,16 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
       // copied straight from its mmap.
       std::optional<ModelWeights> w;
       if (!options.random_weights_seed) w = load_weights(c, options.model_dir);
-      if (w) refuse_fp8_checkpoint(*w, "--device cuda");
+      // An FP8 checkpoint's matrices go to the device as stored: the GPU model holds FP8 weights whatever
+      // --weights-dtype says (auto = as stored).
+      const bool fp8_checkpoint = w && holds_fp8(*w);
+      EngineOptions gpu_options = options;
+      if (fp8_checkpoint) gpu_options.weights_dtype = WeightsDtype::FP8;
       m.summary = summarize(c, options.model_dir, w ? w->checkpoint.get() : nullptr);
       std::tie(m.weight_bytes, m.active_weight_bytes) =
           weight_footprint(c, options.precision == Precision::FLOAT32 ? DType::F32 : w ? w->embed.dtype : c.dtype);
-      runner = make_gpu_runner(c, w ? &*w : nullptr, options.random_weights_seed.value_or(0), options, limits);
-      if (fp8_weights) m.weight_bytes = runner->weight_bytes();  // e4m3 codes and scale grids as uploaded
+      runner = make_gpu_runner(c, w ? &*w : nullptr, options.random_weights_seed.value_or(0), gpu_options, limits);
+      if (fp8_weights || fp8_checkpoint) m.weight_bytes = runner->weight_bytes();  // codes and grids as uploaded
     } else {
       ModelWeights w = options.random_weights_seed ? random_weights(c, *options.random_weights_seed)
                                                    : load_weights(c, options.model_dir);

@@ -9,8 +9,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
 #include <numeric>
+#include <vector>
 
+#include "engine/core/dtype.h"
 #include "engine/core/fp8.h"
 #include "engine/gpu/fp8_linear.h"
 #include "engine/gpu/moe_layer.h"
@@ -63,7 +66,14 @@ void WeightUploader::projection_into(char* codes, float* scale,
   int64_t row = 0, grid = 0;
   for (size_t i = 0; i < parts.size(); ++i) {
     const int64_t n = part_rows[i] * cols;
-    if (!fp8_) {
+    const TensorView* v = parts[i].first;
+    if (v && v->dtype == DType::F8_E4M3) {  // an FP8 checkpoint's matrix: codes and grid as stored
+      MLABENCH_CHECK(fp8_, "{}: an FP8 (F8_E4M3) matrix for a model uploaded unquantised. HINT: this is a bug; report "
+                     "the command", parts[i].second);
+      put_fp8(reinterpret_cast<uint8_t*>(codes) + row * cols, scale + grid * ld, ld, *v, parts[i].second,
+              part_rows[i], cols);
+      grid += (part_rows[i] + kFp8Block - 1) / kFp8Block;
+    } else if (!fp8_) {
       put(codes + static_cast<size_t>(row * cols) * elem_size(), parts[i].first, parts[i].second, n);
     } else {
       const size_t need = static_cast<size_t>(n) * elem_size();
@@ -155,8 +165,59 @@ void WeightUploader::put(char* dst, const TensorView* v, const std::string& name
 
 DeviceMat WeightUploader::mat(const TensorView* v, const std::string& name, int64_t rows, int64_t cols) {
   char* d = alloc(rows * cols, elem_size(), name);
-  put(d, v, name, rows * cols);
+  if (v && v->dtype == DType::F8_E4M3)
+    put_dequantised(d, *v, name, rows, cols);
+  else
+    put(d, v, name, rows * cols);
   return {d, rows, cols};
+}
+
+// An FP8 checkpoint's matrix [rows, cols] (DeepSeek-V3's layout: e4m3 codes, a scale_inv grid of ceil(rows / 128)
+// x ceil(cols / 128)): the codes copied as stored, the grid into rows of ld floats (the engine's padded layout).
+void WeightUploader::put_fp8(uint8_t* codes, float* scale, int64_t ld, const TensorView& v, const std::string& name,
+                             int64_t rows, int64_t cols) {
+  const int64_t groups = (cols + kFp8Block - 1) / kFp8Block, blocks = (rows + kFp8Block - 1) / kFp8Block;
+  MLABENCH_CHECK(v.numel() == rows * cols && v.row_size() == cols && v.scale_inv != nullptr && v.scale_row0 == 0 &&
+                     v.scale_ld >= groups && v.data != nullptr,
+                 "{}: an FP8 matrix of {} elements ({} a row, scale grid from row {} at {} a row) where the GPU engine "
+                 "uploads [{}, {}] with its own 128 x 128 grid. HINT: FP8 checkpoints load as stored on one rank "
+                 "only; a slice that starts inside a scale block cannot keep its grid",
+                 name, v.numel(), v.row_size(), v.scale_row0, v.scale_ld, rows, cols);
+  MLABENCH_CUDA(cudaMemcpyAsync(codes, v.data, static_cast<size_t>(rows * cols), cudaMemcpyHostToDevice, stream_));
+  MLABENCH_CUDA(cudaMemcpy2DAsync(scale, static_cast<size_t>(ld) * 4, v.scale_inv, static_cast<size_t>(v.scale_ld) * 4,
+                                  static_cast<size_t>(groups) * 4, static_cast<size_t>(blocks), cudaMemcpyHostToDevice,
+                                  stream_));
+}
+
+// An FP8 checkpoint's matrix held unquantised (kv_b_proj, which the absorbed MLA decode reads in both orientations):
+// each value e4m3 x its block's scale_inv, as the CPU engine reads it, rounded once to the model dtype on the host.
+void WeightUploader::put_dequantised(char* dst, const TensorView& v, const std::string& name, int64_t rows,
+                                     int64_t cols) {
+  MLABENCH_CHECK(v.numel() == rows * cols && v.row_size() == cols && v.scale_inv != nullptr && v.data != nullptr,
+                 "{}: an FP8 matrix of {} elements where the GPU engine expects [{}, {}] with its scales. HINT: the "
+                 "checkpoint does not match config.json", name, v.numel(), rows, cols);
+  const auto* q = static_cast<const uint8_t*>(v.data);
+  std::vector<float> f(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* srow = v.scale_inv + (v.scale_row0 + r / kFp8Block) * v.scale_ld;
+    for (int64_t c = 0; c < cols; ++c)
+      f[static_cast<size_t>(r * cols + c)] = e4m3_to_f32(q[r * cols + c]) * srow[c / kFp8Block];
+  }
+  const size_t es = elem_size();
+  std::vector<uint8_t> host(f.size() * es);
+  if (dtype_ == DType::F32) {
+    std::memcpy(host.data(), f.data(), host.size());
+  } else {
+    MLABENCH_CHECK(dtype_ == DType::BF16, "{}: an FP8 matrix for a {} model. HINT: FP8 checkpoints run in BF16 or "
+                   "float32 precision", name, dtype_name(dtype_));
+    for (size_t i = 0; i < f.size(); ++i) {
+      const uint16_t h = f32_to_bf16(f[i]);
+      std::memcpy(host.data() + 2 * i, &h, 2);
+    }
+  }
+  // A synchronous copy: the host buffer goes out of scope here.
+  MLABENCH_CUDA(cudaMemcpyAsync(dst, host.data(), host.size(), cudaMemcpyHostToDevice, stream_));
+  MLABENCH_CUDA(cudaStreamSynchronize(stream_));
 }
 
 const float* WeightUploader::norm(const std::vector<float>* v, const std::string& name, int64_t n) {

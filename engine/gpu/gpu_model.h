@@ -118,6 +118,7 @@ class WeightUploader {
   WeightUploader(DType stored, DType dtype, uint64_t seed, cudaStream_t stream, bool fp8 = false);
   /// --weights-dtype fp8: projection and expert matrices are quantised on the device (fp8_quantize_blocks from the
   /// model dtype, the CPU engine's quantize_fp8_blocks twin); embedding, lm_head, router, norms and kv_b_proj are not.
+  /// An FP8 checkpoint's matrices (F8_E4M3 with scale_inv) are uploaded as stored; its kv_b_proj is dequantised.
   bool fp8() const { return fp8_; }
   /// A projection [rows, cols] stacked from parts (each a tensor of its own in the checkpoint: gate then up, q then
   /// kv_a, q then k then v): e4m3 with each part's 128 x 128 grid where fp8(), else as mat() of the stacked rows.
@@ -145,6 +146,10 @@ class WeightUploader {
   uint64_t bytes() const { return bytes_; }
 
  private:
+  void put_fp8(uint8_t* codes, float* scale, int64_t ld, const TensorView& v, const std::string& name, int64_t rows,
+               int64_t cols);
+  void put_dequantised(char* dst, const TensorView& v, const std::string& name, int64_t rows, int64_t cols);
+
   DType stored_, dtype_;
   uint64_t seed_;
   cudaStream_t stream_;

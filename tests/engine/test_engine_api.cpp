@@ -72,7 +72,7 @@ TEST(EngineApi, Fp8WeightsOnTheCpuAndRefusedElsewhere) {
 // An FP8 checkpoint in DeepSeek-V3's layout (F8_E4M3 weights, a float32 `<name>_scale_inv` per 128 x 128 block;
 // the embedding, head, router, norms and kv_b_proj in BF16), written from the bundled model with the engine's quantiser:
 // read as stored, it gives the same logits, bit for bit, as the BF16 checkpoint under --weights-dtype fp8. A missing
-// scale or an FP8 router is refused by name, and so is the checkpoint on cuda.
+// scale or an FP8 router is refused by name, and so is the checkpoint under a split.
 TEST(EngineApi, Fp8CheckpointsLoadAsStored) {
   const std::string dir = test::default_model_dir();
   const test::Reference ref = test::load_reference(dir);
@@ -127,8 +127,14 @@ TEST(EngineApi, Fp8CheckpointsLoadAsStored) {
   write(t.file("router"), "", "model.layers.1.mlp.gate.weight");
   EXPECT_NE(error_of(Engine::open({.model_dir = t.file("router")})).find("'model.layers.1.mlp.gate.weight' is F8_E4M3"),
             std::string::npos);
-  EXPECT_NE(error_of(Engine::open({.model_dir = t.file("fp8"), .device = Device::CUDA})).find("FP8 (F8_E4M3)"),
-            std::string::npos);
+  // On cuda an FP8 checkpoint loads as stored (tests/engine/test_gpu_fp8.cpp); the bundled model's experts (24 wide)
+  // are off the 128 grid and refused by name, and this CI machine has no GPU. A split is refused.
+  const std::string cuda = error_of(Engine::open({.model_dir = t.file("fp8"), .device = Device::CUDA}));
+  EXPECT_TRUE(cuda.find("moe_intermediate_size 24 is not a multiple of 128") != std::string::npos ||
+              cuda.find("--device cuda is unavailable") != std::string::npos ||
+              cuda.find("CUDA call") != std::string::npos || cuda.find("CUDA device") != std::string::npos)
+      << cuda;
+  EXPECT_NE(error_of(Engine::open({.model_dir = t.file("fp8"), .tp = 2})).find("FP8 (F8_E4M3)"), std::string::npos);
 }
 
 // --kv-cache-dtype fp8: attention reads what the cache holds, the values just written included, so a prompt gives the

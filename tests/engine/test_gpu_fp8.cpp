@@ -2,8 +2,9 @@
 // (generated bit-identically on the device and on the host): models whose widths lie on the 128 x 128 scale grid,
 // as DeepSeek-V2/V2-Lite's and Llama's do, one MLA + DeepSeekMoE (a dense first layer whose FFN width 320 is off the
 // grid: gate and up keep their own scale grids, two GEMMs) and one GQA + dense. In float32 precision the GPU quantises
-// the same float32 activations the CPU engine does, so only the summation order differs (cuBLASLt's FP8 GEMM, the
-// grouped expert GEMM's per-group sums); in the native precision the activations are BF16 before quantisation.
+// the same float32 activations the CPU engine does, so only the summation order differs (the FP8 GEMMs' float32
+// group sums); in the native precision the activations are BF16 before quantisation, and the GEMMs past 8 rows run
+// on QGMMA (its ~14-bit group sums). Then an FP8 checkpoint loaded as stored.
 // Greedy generation of a batch runs the decode steps in CUDA graphs (the FP8 expert GEMM's counts on the device).
 #include <gtest/gtest.h>
 
@@ -16,6 +17,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/core/fp8.h"
+#include "engine/kernels/twin/twin.h"
+#include "engine/model/config.h"
+#include "engine/weights/model_weights.h"
+#include "engine/weights/safetensors.h"
 #include "mlabench/engine.h"
 #include "tests/engine/architecture_configs.h"
 #include "tests/kernels/gpu_test_util.h"
@@ -105,6 +111,69 @@ TEST_P(GpuFp8, GraphedGreedyDecodeMatchesTheCpuEngine) {
                                                    .options = {.max_new_tokens = 12}});
   const auto a = gpu->generate_batch(batch).value(), b = cpu->generate_batch(batch).value();
   for (size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(a[i].tokens, b[i].tokens) << "request " << i;
+}
+
+// An FP8 checkpoint in DeepSeek-V3's layout (F8_E4M3 projections and experts with float32 `_scale_inv` grids; the
+// embedding, head, router, norms and kv_b_proj BF16, as --weights-dtype fp8 holds them) of the MLA + MoE model,
+// written from the same random values the device generates: on the GPU it loads as stored and gives, bit for bit,
+// the logits of --weights-dtype fp8 on the random weights (the device quantiser is the host's twin: the same codes
+// and scales), and the CPU engine's reading of the checkpoint within the float32 bound above.
+TEST(GpuFp8Checkpoint, LoadsAsStoredOnTheDevice) {
+  MLABENCH_REQUIRE_GPU();
+  test::TempDir dir;
+  const nlohmann::json cfg = fp8_config(true);
+  std::ofstream(dir.file("config.json")) << cfg.dump(2);
+  const ModelConfig c = load_config(dir.path());
+  std::vector<std::vector<uint8_t>> bytes;  // every tensor's storage, alive until the file is written
+  std::vector<std::vector<float>> scales;
+  const auto manifest = tensor_manifest(c, ExpertLayout::HUB);
+  bytes.reserve(2 * manifest.size());
+  scales.reserve(manifest.size());
+  std::vector<std::pair<std::string, TensorView>> tensors;
+  int fp8_tensors = 0;
+  for (const auto& t : manifest) {
+    TensorView v{c.dtype, t.shape, nullptr};
+    bytes.emplace_back(v.nbytes());
+    kernels::twin::random_fill({.out = bytes.back().data(), .out_type = c.dtype, .n = v.numel(),
+                                .key = random_weights_key(7, t.name), .fill_ones = t.shape.size() == 1});
+    v.data = bytes.back().data();
+    if (!fp8_on_load(t.name, t.shape)) {
+      tensors.emplace_back(t.name, v);
+      continue;
+    }
+    const int64_t n = t.shape[0], k = t.shape[1];
+    std::vector<float> f(static_cast<size_t>(n * k));
+    convert_to_f32(v.dtype, v.data, f.data(), f.size());
+    bytes.emplace_back(f.size());
+    scales.emplace_back(static_cast<size_t>(((n + 127) / 128) * ((k + 127) / 128)));
+    quantize_fp8_blocks(f, n, k, bytes.back(), scales.back(), t.name.c_str());
+    tensors.emplace_back(t.name, TensorView{DType::F8_E4M3, t.shape, bytes.back().data()});
+    tensors.emplace_back(t.name + "_scale_inv",
+                         TensorView{DType::F32, {(n + 127) / 128, (k + 127) / 128}, scales.back().data()});
+    ++fp8_tensors;
+  }
+  safetensors_write(dir.file("model.safetensors"), tensors);
+  ASSERT_GT(fp8_tensors, 10);
+
+  auto open = [&](EngineOptions o) {
+    o.max_step_tokens = 512;
+    o.max_batch = 16;
+    o.kv_cache_gib = 1;
+    auto e = Engine::open(o);
+    EXPECT_TRUE(static_cast<bool>(e)) << (e ? "" : e.error().what());
+    return e ? std::move(*e) : nullptr;
+  };
+  auto stored = open({.model_dir = dir.path(), .device = Device::CUDA, .precision = Precision::FLOAT32});
+  auto quantised = open_fp8(dir.path(), Device::CUDA, Precision::FLOAT32);  // random seed 7, quantised on upload
+  auto cpu = open({.model_dir = dir.path(), .device = Device::CPU});
+  ASSERT_TRUE(stored && quantised && cpu);
+  const std::vector<int32_t> prompt = ids(300, 5);
+  const Logits a = stored->logits(prompt).value(), b = quantised->logits(prompt).value(), r = cpu->logits(prompt).value();
+  EXPECT_EQ(a.data, b.data) << "the checkpoint's codes and scales are what the device quantiser makes";
+  const double err = test::max_abs_diff(a.data.data(), r.data.data(), r.data.size()) / max_abs(r.data);
+  std::printf("[ gpu fp8 ] FP8 checkpoint as stored: |gpu f32 - cpu| / max|logit| = %.3e\n", err);
+  EXPECT_LT(err, 1e-4);
+  EXPECT_EQ(stored->weight_bytes(), quantised->weight_bytes());
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GpuFp8, ::testing::Bool(),
