@@ -75,6 +75,21 @@ double max_abs(const std::vector<float>& v) {
 
 class GpuFp8 : public ::testing::TestWithParam<bool> {};
 
+// The FP8 cost of this model on the CPU engine: max |FP8 logits - stored-weight logits| / max |logit|.
+double fp8_cost(const std::string& dir, const std::vector<int32_t>& prompt, const Logits& fp8) {
+  auto stored = Engine::open({.model_dir = dir, .random_weights_seed = 7, .kv_cache_gib = 1});
+  EXPECT_TRUE(static_cast<bool>(stored));
+  if (!stored) return 0;
+  const Logits s = (*stored)->logits(prompt).value();
+  return test::max_abs_diff(s.data.data(), fp8.data.data(), fp8.data.size()) / max_abs(fp8.data);
+}
+
+// 300 rows: every routed path of the MoE layer, COMPACT rows. The two engines' FP8 logits are not float32 rounding
+// apart: where a float32 activation differs by an ulp (another summation order) and lies at an e4m3 rounding
+// boundary its code moves a step (12.5% of the value), and that row then carries another draw of FP8's rounding
+// error through every later layer (docs/engine.md, "FP8 weights and cache"). So the bound is a share of FP8's own
+// error on this model (measured on the CPU in the same test: FP8 against the stored weights); the arithmetic
+// itself is checked exactly by the kernels' twin tests and by OneLayerFewTokens below.
 TEST_P(GpuFp8, LogitsMatchTheCpuEnginesFp8) {
   MLABENCH_REQUIRE_GPU();
   test::TempDir dir;
@@ -83,41 +98,75 @@ TEST_P(GpuFp8, LogitsMatchTheCpuEnginesFp8) {
   auto f32 = open_fp8(dir.path(), Device::CUDA, Precision::FLOAT32);
   auto bf16 = open_fp8(dir.path(), Device::CUDA, Precision::NATIVE);
   ASSERT_TRUE(cpu && f32 && bf16);
-  const std::vector<int32_t> prompt = ids(300, 3);  // 300 rows: every routed path of the MoE layer, COMPACT rows
+  const std::vector<int32_t> prompt = ids(300, 3);
   const Logits ref = cpu->logits(prompt).value();
   const Logits a = f32->logits(prompt).value(), b = bf16->logits(prompt).value();
-  const double scale = max_abs(ref.data);
+  const double scale = max_abs(ref.data), cost = fp8_cost(dir.path(), prompt, ref);
   const double err_f32 = test::max_abs_diff(a.data.data(), ref.data.data(), ref.data.size()) / scale;
   const double err_bf16 = test::max_abs_diff(b.data.data(), ref.data.data(), ref.data.size()) / scale;
-  std::printf("[ gpu fp8 ] %s: |f32 - cpu| / max|logit| = %.3e, |bf16 - cpu| / max|logit| = %.3e (%lld tokens)\n",
-              GetParam() ? "MLA + MoE" : "GQA dense", err_f32, err_bf16, static_cast<long long>(prompt.size()));
-  EXPECT_LT(err_f32, 1e-4) << "float32 activations: the same e4m3 codes, another summation order";
-  // BF16 activations before quantisation: a BF16 rounding can move a value across an e4m3 rounding boundary (a
-  // 6% step of that value), so this is looser than the BF16 engine's 2e-2 against the CPU.
-  EXPECT_LT(err_bf16, 1e-1) << "BF16 activations before quantisation";
+  std::printf("[ gpu fp8 ] %s: |f32 - cpu| / max|logit| = %.3e, |bf16 - cpu| = %.3e; FP8's own cost on the cpu %.3e "
+              "(%lld tokens)\n", GetParam() ? "MLA + MoE" : "GQA dense", err_f32, err_bf16, cost,
+              static_cast<long long>(prompt.size()));
+  EXPECT_GT(cost, 1e-2) << "the CPU engine's FP8 weights are in use";
+  EXPECT_LT(err_f32, 0.75 * cost) << "float32 activations: e4m3 rounding flips only";
+  EXPECT_LT(err_bf16, 1.5 * cost) << "BF16 activations before quantisation, QGMMA's group sums";
   // And the weights are FP8 on the device: about half the BF16 engine's bytes.
   EXPECT_LT(bf16->weight_bytes(), cpu->weight_bytes() + cpu->weight_bytes() / 10);
 }
 
-TEST_P(GpuFp8, GraphedGreedyDecodeMatchesTheCpuEngine) {
+// One layer and two tokens: about 4K activations reach an e4m3 quantiser, so a flip is unlikely (a few percent),
+// and the engines' FP8 logits must agree to float32 rounding: the wiring (which matrices are FP8, their scale grids,
+// the activations' groups) checked as exactly as the kernels are.
+TEST_P(GpuFp8, OneLayerFewTokensMatchTheCpuEngineToRounding) {
+  MLABENCH_REQUIRE_GPU();
+  test::TempDir dir;
+  nlohmann::json j = fp8_config(GetParam());
+  j["num_hidden_layers"] = 1;
+  if (GetParam()) j["first_k_dense_replace"] = 0;  // the one layer is MoE
+  std::ofstream(dir.file("config.json")) << j.dump(2);
+  auto cpu = open_fp8(dir.path(), Device::CPU, Precision::NATIVE);
+  auto f32 = open_fp8(dir.path(), Device::CUDA, Precision::FLOAT32);
+  ASSERT_TRUE(cpu && f32);
+  const std::vector<int32_t> prompt = ids(2, 4);
+  const Logits ref = cpu->logits(prompt).value(), a = f32->logits(prompt).value();
+  const double err = test::max_abs_diff(a.data.data(), ref.data.data(), ref.data.size()) / max_abs(ref.data);
+  std::printf("[ gpu fp8 ] %s, 1 layer, 2 tokens: |f32 - cpu| / max|logit| = %.3e\n",
+              GetParam() ? "MLA + MoE" : "GQA dense", err);
+  EXPECT_LT(err, 1e-5);
+}
+
+// Greedy generation of a batch, decode steps replayed from CUDA graphs (the FP8 expert GEMM's counts on the device,
+// the one-token FP8 MoE) against the same engine launching kernel by kernel: the same tokens. Agreement with the CPU
+// engine is printed (FP8 rounding flips can part greedy paths where two logits nearly tie).
+TEST_P(GpuFp8, GraphedGreedyDecodeMatchesEagerDecode) {
   MLABENCH_REQUIRE_GPU();
   test::TempDir dir;
   std::ofstream(dir.file("config.json")) << fp8_config(GetParam()).dump(2);
   auto cpu = open_fp8(dir.path(), Device::CPU, Precision::NATIVE);
-  auto gpu = open_fp8(dir.path(), Device::CUDA, Precision::FLOAT32);
-  ASSERT_TRUE(cpu && gpu);
+  auto graphed = open_fp8(dir.path(), Device::CUDA, Precision::NATIVE);
+  EngineOptions o{.model_dir = dir.path(), .random_weights_seed = 7, .device = Device::CUDA, .kv_cache_gib = 1,
+                  .max_batch = 16, .max_step_tokens = 512, .cuda_graphs = false, .weights_dtype = WeightsDtype::FP8};
+  auto eager = Engine::open(o);
+  ASSERT_TRUE(cpu && graphed && eager.ok()) << (eager.ok() ? "" : eager.error().what());
   std::vector<GenerateRequest> batch;
   for (uint64_t i = 0; i < 6; ++i) batch.push_back({.prompt = ids(20 + 7 * static_cast<int64_t>(i), 10 + i),
                                                    .options = {.max_new_tokens = 12}});
-  const auto a = gpu->generate_batch(batch).value(), b = cpu->generate_batch(batch).value();
-  for (size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(a[i].tokens, b[i].tokens) << "request " << i;
+  const auto g = graphed->generate_batch(batch).value(), e = (*eager)->generate_batch(batch).value();
+  const auto c = cpu->generate_batch(batch).value();
+  int same = 0, total = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    EXPECT_EQ(g[i].tokens, e[i].tokens) << "request " << i;
+    for (size_t t = 0; t < g[i].tokens.size() && t < c[i].tokens.size(); ++t, ++total) same += g[i].tokens[t] == c[i].tokens[t];
+  }
+  std::printf("[ gpu fp8 ] %s: greedy tokens equal to the cpu engine's: %d of %d\n",
+              GetParam() ? "MLA + MoE" : "GQA dense", same, total);
 }
 
 // An FP8 checkpoint in DeepSeek-V3's layout (F8_E4M3 projections and experts with float32 `_scale_inv` grids; the
 // embedding, head, router, norms and kv_b_proj BF16, as --weights-dtype fp8 holds them) of the MLA + MoE model,
 // written from the same random values the device generates: on the GPU it loads as stored and gives, bit for bit,
 // the logits of --weights-dtype fp8 on the random weights (the device quantiser is the host's twin: the same codes
-// and scales), and the CPU engine's reading of the checkpoint within the float32 bound above.
+// and scales), and the CPU engine's reading of the checkpoint within the bound above.
 TEST(GpuFp8Checkpoint, LoadsAsStoredOnTheDevice) {
   MLABENCH_REQUIRE_GPU();
   test::TempDir dir;
@@ -171,8 +220,10 @@ TEST(GpuFp8Checkpoint, LoadsAsStoredOnTheDevice) {
   const Logits a = stored->logits(prompt).value(), b = quantised->logits(prompt).value(), r = cpu->logits(prompt).value();
   EXPECT_EQ(a.data, b.data) << "the checkpoint's codes and scales are what the device quantiser makes";
   const double err = test::max_abs_diff(a.data.data(), r.data.data(), r.data.size()) / max_abs(r.data);
-  std::printf("[ gpu fp8 ] FP8 checkpoint as stored: |gpu f32 - cpu| / max|logit| = %.3e\n", err);
-  EXPECT_LT(err, 1e-4);
+  const double cost = fp8_cost(dir.path(), prompt, r);
+  std::printf("[ gpu fp8 ] FP8 checkpoint as stored: |gpu f32 - cpu| / max|logit| = %.3e (FP8's cost %.3e)\n", err,
+              cost);
+  EXPECT_LT(err, 0.75 * cost) << "e4m3 rounding flips only (LogitsMatchTheCpuEnginesFp8)";
   EXPECT_EQ(stored->weight_bytes(), quantised->weight_bytes());
 }
 

@@ -86,6 +86,11 @@ const Fp8Case kCases[] = {
     {"v2lite_down_store_dt", {3, 130, 0, 9}, 2048, 1408, E::STORE_DT, 0, 2, 0, 0},
     {"store_dt_tails", {17, 0, 66}, 200, 272, E::STORE_DT, 0, 1, 0, 0},
     {"one_expert_no_offsets", {40}, 256, 512, E::SWIGLU, 0, 0, 0, 0, true},
+    // Tails the QGMMA kernel takes too (even output rows for its paired stores; SWIGLU n % 64 == 0 with up rows
+    // starting mid-block: n = 192).
+    {"store_tails_even_ld", {0, 65, 2, 0, 31}, 200, 272, E::STORE, 0, 2, 0, 0},
+    {"store_dt_tails_even_ld", {17, 0, 66}, 200, 272, E::STORE_DT, 16, 2, 0, 3},
+    {"swiglu_n192", {3, 70, 0, 12}, 192, 384, E::SWIGLU, 0, 0, 0, 0},
 };
 
 // The product in double from the dequantised operands: out[r, j] for the stacked weight rows j < w_rows.
@@ -268,7 +273,7 @@ TEST(CudaMoeFp8, QgmmaGroupedGemmMatchesTwinAndDequantisedProduct) {
                  c.name, worst);
     }
   if (ran == 0) GTEST_SKIP() << "SKIPPED: no sm_90a device (the QGMMA kernel runs on H100/H200 only)";
-  EXPECT_GE(ran, 10) << "the QGMMA kernel must take the V2-Lite shapes and the single expert at both tiles";
+  EXPECT_GE(ran, 14) << "the QGMMA kernel must take the V2-Lite shapes, the tails and the single expert at both tiles";
 }
 
 // moe_decode_ffn with FP8 weights (one token's experts in two launches, x and act quantised inside) against its

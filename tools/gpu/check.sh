@@ -17,7 +17,8 @@
 #   longdecode128  mlabench bench, decode at 128K x 1 (its decode pass prefills its own uncached 128K prompt)
 #   longpeer     transformers on the same 32K and 128K prompts (prefill only)
 #   fp8          issue 20: the FP8 kernel tests (quantisers, cuBLASLt's block-scaled GEMM, the grouped expert GEMMs), the
-#                FP8 engine tests, and bench V2-Lite --weights-dtype fp8 beside BF16 (b1, b256; FP8_BATCHES to change)
+#                FP8 engine tests, and bench V2-Lite --weights-dtype fp8 beside BF16 (b1, b256; FP8_BATCHES to change,
+#                e.g. max; FP8_KERNEL_TESTS a gtest filter, FP8_BENCH_TIMEOUT seconds a bench)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
 #   sharded      --tp on V2-Lite (1 GPU: ranks sharing it), DeepSeek-V2 and 67B on several GPUs: load time, decode b1/b64
 #   niahgrid     the full default NIAH grid (12 lengths x 12 depths to 128K), V2-Lite random weights, the real
@@ -275,21 +276,21 @@ named longprefill && long_bench long_prefill 540 32768x1:prefill,131072x1:prefil
 named longdecode && long_bench long_decode 540 8192x64:decode,32768x16:decode
 named longdecode128 && long_bench long_decode128 540 131072x1:decode
 if named fp8; then
-  build-gpu/tests/test_cuda_kernels --gtest_filter='CudaFp8*:CudaMoeFp8*:CudaSkinnyFp8*' > "$out/fp8_kernels.log" 2>&1
+  build-gpu/tests/test_cuda_kernels --gtest_filter="${FP8_KERNEL_TESTS:-CudaFp8*:CudaMoeFp8*:CudaSkinnyFp8*}" > "$out/fp8_kernels.log" 2>&1
   row "FP8 kernel tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8_kernels.log" | tr '\n' ' ')"
-  grep -E '^\[  FAILED|Failure|max \||^\[ qgmma' "$out/fp8_kernels.log" | head -40 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+  grep -E '^\[  FAILED|Failure|max \||^\[ qgmma|^\[ decode ffn' "$out/fp8_kernels.log" | head -40 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
   build-gpu/tests/test_gpu_engine --gtest_filter='*GpuFp8*' > "$out/fp8_engine.log" 2>&1
   row "FP8 engine tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8_engine.log" | tr '\n' ' ')"
-  grep -E '^\[  FAILED|Failure|gpu fp8' "$out/fp8_engine.log" | head -12 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+  grep -E '^\[  FAILED|Failure|gpu fp8|Expected|actual' "$out/fp8_engine.log" | head -24 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
   timeout 150 build-gpu/bench/bench_moe_gemm --quick --json "$out/bench_moe_gemm_fp8.json" > "$out/fp8_moe.log" 2>&1
   row "bench_moe_gemm --quick (fp8 row)" "rc $?"
   grep -E '^device|^(hopper|mma|fp8)|vs fp8-mma' "$out/fp8_moe.log" | sed 's/^/    /' >> "$out/summary.txt"
   for w in auto fp8; do
-    timeout 200 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
+    timeout ${FP8_BENCH_TIMEOUT:-200} build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
       --weights-dtype $w --batch ${FP8_BATCHES:-1,256} --prompt 512 --gen 128 --out "$out/bench_dsv2_lite_weights_$w.json" \
       > "$out/bench_fp8_$w.log" 2>&1
     row "bench V2-Lite --weights-dtype $w" "rc $?"
-    grep -E '^ +[0-9]+ +512|^ *batch|^error' "$out/bench_fp8_$w.log" | sed 's/^/    /' >> "$out/summary.txt"
+    grep -E '^ +[0-9]+ +512|^ *batch|^error|max|peak' "$out/bench_fp8_$w.log" | head -12 | sed 's/^/    /' >> "$out/summary.txt"
   done
 fi
 if named longpeer; then

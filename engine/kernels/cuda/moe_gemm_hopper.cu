@@ -285,8 +285,9 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_kernel(const __gr
 // ---- FP8 (e4m3 W8A8 with DeepSeek-V3's block scales; issue 20) ------------------------------------------------
 // The same grid, tile search, producer and epilogues as the BF16 kernel, on e4m3 codes: a k tile is 128 bytes, one
 // sw128 row and exactly one scale group. Each consumer warpgroup multiplies its 64 x rows by 128 weight rows
-// (four m64n128k32 QGMMA a tile) into a fresh float32 partial, waits for it, hands the stage back, and adds it to
-// its accumulator times x_scale[row, g] * w_scale[block, g]. Summing one group at a time is DeepSeek-V3's promotion:
+// (four m64n128k32 QGMMA a tile) into a fresh float32 partial (two alternate, so the next tile's MMAs run during
+// this fold), waits for it, hands the stage back, and adds it to its accumulator times x_scale[row, g] *
+// w_scale[block, g]. Summing one group at a time is DeepSeek-V3's promotion:
 // Hopper's FP8 MMA keeps about 14 bits of a running sum, so no sum spans more than 128 products. (Where float32
 // group sums are wanted, --precision f32, moe_grouped_gemm takes the mma.sync FP8 kernel: fp8_exact_sums.)
 //   BM 128: warpgroup cw takes x rows [64 cw, + 64) and the tile's 128 weight rows (STORE: 128 columns; SWIGLU: 64
@@ -368,14 +369,18 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_fp8_kernel(const 
   const float* xs0 = r_warp < rows ? a.x_scale + (row0 + r_warp) * a.x_scale_ld : nullptr;
   const float* xs1 = r_warp + 8 < rows ? a.x_scale + (row0 + r_warp + 8) * a.x_scale_ld : nullptr;
   auto desc = [](uint32_t addr) { return wgmma::desc_sw128(addr, 16, 1024); };
-  float acc[64], part[64];
+  // Two partials: k tile kt + 1's QGMMA run while kt's partial is folded (one group in flight behind the fold), so
+  // the tensor cores do not wait for the fold. A group's scales are read when its MMAs are issued.
+  float acc[64], part0[64], part1[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
-  for (int kt = 0; kt < a.k_tiles; ++kt) {
+  float scales[2][4];  // [buffer][sx0 sw_lo, sx1 sw_lo, sx0 sw_hi, sx1 sw_hi]
+  auto issue = [&](int kt, float (&part)[64], float (&sc)[4]) {
     const int s = kt % S::kStages;
-    // The group's scales, read while the stage lands (rows past the tile's count and columns past n scale by 0).
+    // Rows past the tile's count and columns past n scale by 0.
     const float sx0 = xs0 ? __ldg(xs0 + kt) : 0.0f, sx1 = xs1 ? __ldg(xs1 + kt) : 0.0f;
     const float sw_lo = cols_live ? __ldg(ws_lo + kt) : 0.0f, sw_hi = cols_live ? __ldg(ws_hi + kt) : 0.0f;
+    sc[0] = sx0 * sw_lo, sc[1] = sx1 * sw_lo, sc[2] = sx0 * sw_hi, sc[3] = sx1 * sw_hi;
     tma::mbar_wait(full + 8 * s, (kt / S::kStages) & 1);
     const uint32_t st = ring + s * S::kStageBytes;
     wgmma::fence();
@@ -383,18 +388,40 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_fp8_kernel(const 
     for (int kk = 0; kk < 4; ++kk)
       wgmma::wgmma_ss_n128_e4m3(part, desc(st + a_off + kk * 32), desc(st + b_off + kk * 32), kk > 0);
     wgmma::commit();
-    wgmma::wait_all();
+  };
+  auto fold = [&](int kt, float (&part)[64], const float (&sc)[4]) {
     wgmma::fence_regs(part);
-    if (lane == 0) tma::mbar_arrive(empty + 8 * s);  // the stage's operands are read: back to the producer
-    const float s_lo[2] = {sx0 * sw_lo, sx1 * sw_lo}, s_hi[2] = {sx0 * sw_hi, sx1 * sw_hi};
+    if (lane == 0) tma::mbar_arrive(empty + 8 * (kt % S::kStages));  // its operands are read: back to the producer
 #pragma unroll
     for (int j = 0; j < 16; ++j)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const float sc = kSwiglu && j >= 8 ? s_hi[h] : s_lo[h];
-        acc[4 * j + 2 * h] = fmaf(part[4 * j + 2 * h], sc, acc[4 * j + 2 * h]);
-        acc[4 * j + 2 * h + 1] = fmaf(part[4 * j + 2 * h + 1], sc, acc[4 * j + 2 * h + 1]);
+        const float f = kSwiglu && j >= 8 ? sc[2 + h] : sc[h];
+        acc[4 * j + 2 * h] = fmaf(part[4 * j + 2 * h], f, acc[4 * j + 2 * h]);
+        acc[4 * j + 2 * h + 1] = fmaf(part[4 * j + 2 * h + 1], f, acc[4 * j + 2 * h + 1]);
       }
+  };
+  // Straight-line pairs of tiles (no branch between an issue and its wait: ptxas would otherwise move in-flight
+  // accumulators at the join and serialize the MMAs), then the one or two tiles left.
+  issue(0, part0, scales[0]);
+  int kt = 0;
+  for (; kt + 2 < a.k_tiles; kt += 2) {
+    issue(kt + 1, part1, scales[1]);
+    wgmma::wait_one();  // kt's group is done; kt + 1's runs on during the fold
+    fold(kt, part0, scales[0]);
+    issue(kt + 2, part0, scales[0]);
+    wgmma::wait_one();
+    fold(kt + 1, part1, scales[1]);
+  }
+  if (kt + 1 < a.k_tiles) {
+    issue(kt + 1, part1, scales[1]);
+    wgmma::wait_one();
+    fold(kt, part0, scales[0]);
+    wgmma::wait_all();
+    fold(kt + 1, part1, scales[1]);
+  } else {
+    wgmma::wait_all();
+    fold(kt, part0, scales[0]);
   }
   if constexpr (kSwiglu)
     store_swiglu<8>(a, acc, acc + 32, r_warp, rows, row0, col0, q);
