@@ -143,7 +143,8 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
                   "auto (as stored) or fp8: every projection and expert (not the embedding, head or router) quantised "
                   "on load to e4m3 with a float32 scale per 128 x 128 block, activations to e4m3 per 1 x 128 group "
                   "as DeepSeek-V3's FP8 GEMMs do; kv_b_proj stays as stored (cpu; cuda where the expert widths are "
-                  "multiples of 128: cuBLASLt's block-scaled GEMM and an FP8 grouped expert GEMM; docs/engine.md)")
+                  "multiples of 128: FP8 GEMMs on the tensor cores, QGMMA for BF16 models; docs/engine.md). An FP8 "
+                  "checkpoint (DeepSeek-V3's layout) loads as stored either way")
       ->transform(enum_names({WeightsDtype::AUTO, WeightsDtype::FP8}))
       ->default_str(to_string(defaults.weights_dtype));
   cmd->add_option("--kv-cache-dtype", e.kv_cache_dtype,
