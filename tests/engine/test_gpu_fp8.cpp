@@ -89,7 +89,8 @@ double fp8_cost(const std::string& dir, const std::vector<int32_t>& prompt, cons
 // boundary its code moves a step (12.5% of the value), and that row then carries another draw of FP8's rounding
 // error through every later layer (docs/engine.md, "FP8 weights and cache"). So the bound is a share of FP8's own
 // error on this model (measured on the CPU in the same test: FP8 against the stored weights); the arithmetic
-// itself is checked exactly by the kernels' twin tests and by OneLayerFewTokens below.
+// itself is checked exactly by the kernels' twin tests and by OneLayerFewTokens below. Measured on an H100 (e826e48):
+// 3.0e-2 (GQA) and 4.4e-2 (MLA + MoE) against FP8 costs of 6.9e-2 and 8.5e-2.
 TEST_P(GpuFp8, LogitsMatchTheCpuEnginesFp8) {
   MLABENCH_REQUIRE_GPU();
   test::TempDir dir;
@@ -114,9 +115,11 @@ TEST_P(GpuFp8, LogitsMatchTheCpuEnginesFp8) {
   EXPECT_LT(bf16->weight_bytes(), cpu->weight_bytes() + cpu->weight_bytes() / 10);
 }
 
-// One layer and two tokens: about 4K activations reach an e4m3 quantiser, so a flip is unlikely (a few percent),
-// and the engines' FP8 logits must agree to float32 rounding: the wiring (which matrices are FP8, their scale grids,
-// the activations' groups) checked as exactly as the kernels are.
+// One layer and two tokens, eight token pairs: few activations reach an e4m3 quantiser, so most pairs see no
+// rounding flip, and there the engines' FP8 logits agree to float32 rounding: the wiring (which matrices are FP8,
+// their scale grids, the activations' groups) checked as exactly as the kernels are. A pair with a flip differs by
+// about one e4m3 step of one activation (~1e-2 of max |logit|). Measured with these pairs on an H100 through the CLI
+// (`mlabench logits`, the same engines): 6 of 8 within 3e-7 on both models, the other two 1.0e-2 to 3.8e-2.
 TEST_P(GpuFp8, OneLayerFewTokensMatchTheCpuEngineToRounding) {
   MLABENCH_REQUIRE_GPU();
   test::TempDir dir;
@@ -127,12 +130,18 @@ TEST_P(GpuFp8, OneLayerFewTokensMatchTheCpuEngineToRounding) {
   auto cpu = open_fp8(dir.path(), Device::CPU, Precision::NATIVE);
   auto f32 = open_fp8(dir.path(), Device::CUDA, Precision::FLOAT32);
   ASSERT_TRUE(cpu && f32);
-  const std::vector<int32_t> prompt = ids(2, 4);
-  const Logits ref = cpu->logits(prompt).value(), a = f32->logits(prompt).value();
-  const double err = test::max_abs_diff(a.data.data(), ref.data.data(), ref.data.size()) / max_abs(ref.data);
-  std::printf("[ gpu fp8 ] %s, 1 layer, 2 tokens: |f32 - cpu| / max|logit| = %.3e\n",
-              GetParam() ? "MLA + MoE" : "GQA dense", err);
-  EXPECT_LT(err, 1e-5);
+  const std::vector<std::vector<int32_t>> pairs = {{5, 6},     {17, 301},  {42, 7},  {100, 200},
+                                                   {3, 499},   {250, 251}, {77, 88}, {411, 12}};
+  int exact = 0;
+  for (const auto& prompt : pairs) {
+    const Logits ref = cpu->logits(prompt).value(), a = f32->logits(prompt).value();
+    const double err = test::max_abs_diff(a.data.data(), ref.data.data(), ref.data.size()) / max_abs(ref.data);
+    std::printf("[ gpu fp8 ] %s, 1 layer, tokens %d %d: |f32 - cpu| / max|logit| = %.3e\n",
+                GetParam() ? "MLA + MoE" : "GQA dense", prompt[0], prompt[1], err);
+    exact += err < 1e-5;
+    EXPECT_LT(err, 0.1) << "at most a flip's worth";
+  }
+  EXPECT_GE(exact, 5) << "most pairs see no e4m3 rounding flip and agree to float32 rounding";
 }
 
 // Greedy generation of a batch, decode steps replayed from CUDA graphs (the FP8 expert GEMM's counts on the device,
