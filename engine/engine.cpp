@@ -125,11 +125,11 @@ struct Engine::Impl {
 
 namespace {
 
-// An FP8 checkpoint (DeepSeek-V3's layout) runs on one rank, CPU or GPU: the column slices of a split would cut its
-// 128 x 128 scale blocks.
+// An FP8 checkpoint (DeepSeek-V3's layout) runs on one GPU, or split on the CPU: the GPU ranks' uploads do not carry
+// its 128 x 128 scale grids yet.
 void refuse_fp8_checkpoint(ModelWeights& w, const char* where) {
-  MLABENCH_CHECK(!holds_fp8(w), "{}: this checkpoint stores FP8 (F8_E4M3) weights, which run on one rank only so far "
-                 "(issue 20). HINT: drop the split (one GPU or --device cpu)", where);
+  MLABENCH_CHECK(!holds_fp8(w), "{}: this checkpoint stores FP8 (F8_E4M3) weights, which run split on the CPU only so "
+                 "far (issue 20). HINT: one GPU, or the split on --device cpu", where);
 }
 
 }  // namespace
@@ -153,20 +153,26 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
     MLABENCH_CHECK(options.kv_cache_dtype == KvCacheDtype::AUTO || options.device == Device::CPU,
                    "--kv-cache-dtype fp8 on cuda: the FP8 attention kernels are not built yet (issue 20). HINT: "
                    "--device cpu runs the FP8 cache's numerics");
-    MLABENCH_CHECK(!fp8_weights || (split.world() == 1 && !split.dp_attention),
-                   "--weights-dtype fp8 with --tp/--ep/--dp-attention: a rank's column slice would cut 128 x 128 "
-                   "scale blocks; not built yet. HINT: run FP8 weights on one rank");
+    MLABENCH_CHECK(!fp8_weights || (split.world() == 1 && !split.dp_attention) || options.device == Device::CPU,
+                   "--weights-dtype fp8 with --tp/--ep/--dp-attention on cuda: the GPU ranks' uploads do not carry "
+                   "the 128 x 128 scale grids yet (the CPU's sharded engine does). HINT: run FP8 weights on one GPU, "
+                   "or the split on --device cpu");
     if (split.world() > 1 || split.dp_attention) {
       // Every rank's plan first: a split that does not divide is refused before any weight is read.
       parallel::check_sharded_options(c, options);
       // Random weights as sources: each rank generates only its slices (GPU ranks on their GPU), so a model
       // larger than one GPU or the host never exists whole; a checkpoint's slices are views of its mmap.
-      ModelWeights w = options.random_weights_seed ? random_weight_sources(c, *options.random_weights_seed)
-                                                   : load_weights(c, options.model_dir);
-      refuse_fp8_checkpoint(w, "--tp/--ep/--dp-attention");
+      // FP8 on the CPU: the whole model quantised first (random weights generated whole), then sliced, so a rank
+      // holds the unsharded model's codes and grids (shard_model refuses column slices off the 128 grid).
+      const bool cpu = options.device == Device::CPU;
+      ModelWeights w = options.random_weights_seed
+                           ? (cpu && fp8_weights ? random_weights(c, *options.random_weights_seed)
+                                                 : random_weight_sources(c, *options.random_weights_seed))
+                           : load_weights(c, options.model_dir);
+      if (!cpu) refuse_fp8_checkpoint(w, "--tp/--ep/--dp-attention on cuda");
       m.summary = summarize(c, options.model_dir, w.checkpoint.get());
       m.active_weight_bytes = weight_footprint(c, w.embed.dtype).second;
-      m.weight_bytes = w.stored_bytes;
+      m.weight_bytes = cpu && fp8_weights ? quantize_weights_fp8(w) : w.stored_bytes;
       runner = options.device == Device::CUDA ? parallel::make_sharded_gpu_runner(c, std::move(w), options, limits)
                                               : parallel::make_sharded_cpu_runner(c, std::move(w), options, limits);
     } else if (options.device == Device::CUDA) {

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/check.h"
+#include "engine/core/fp8.h"
 #include "engine/model/cpu_model.h"
 #include "engine/parallel/host_collectives.h"
 
@@ -19,6 +20,15 @@ TensorView columns_of(const TensorView& t, Range cols, std::vector<std::vector<u
   MLABENCH_ICHECK(t.shape.size() == 2 && cols.begin >= 0 && cols.end <= t.shape[1], "columns {}-{} of a {} tensor",
                   cols.begin, cols.end, shape_str(t.shape));
   if (cols.begin == 0 && cols.end == t.shape[1]) return t;
+  // FP8: the slice keeps the whole matrix's scale blocks and the activations' 1 x 128 groups only where it starts
+  // and ends on the 128 grid (its grid is then a column offset into the whole one, rows scale_ld apart).
+  const bool fp8 = t.dtype == DType::F8_E4M3;
+  MLABENCH_CHECK(!fp8 || (cols.begin % kFp8Block == 0 && (cols.end % kFp8Block == 0 || cols.end == t.shape[1])),
+                 "a rank's columns {}-{} of an FP8 [{} x {}] matrix cut its 128 x 128 scale blocks (and the "
+                 "activations' 1 x 128 groups), so the split would not compute the unsharded model. HINT: choose "
+                 "--tp/--ep so that every rank's share of the expert and FFN widths and of heads x head size is a "
+                 "multiple of 128 (--ep keeps routed experts whole), or run FP8 unsplit",
+                 cols.begin, cols.end, t.shape[0], t.shape[1]);
   if (t.random) {  // random weights not generated yet: the block's place in the whole tensor, no copy
     TensorView v = t;
     v.shape = {t.shape[0], cols.size()};
@@ -38,6 +48,7 @@ TensorView columns_of(const TensorView& t, Range cols, std::vector<std::vector<u
   TensorView v = t;
   v.shape = {t.shape[0], cols.size()};
   v.data = dst;
+  if (fp8) v.scale_inv = t.scale_inv + cols.begin / kFp8Block;
   return v;
 }
 
