@@ -9,7 +9,8 @@
 # Usage, through the device tool (which copies no .git, so name the commit):
 #   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh [STAGES]     (logs and JSON land in $OUT)
 # STAGES (default "all"): a comma list of build,test,serve,sanitize,fixtures,bench,kernels,moe,gemv,peer,harness,report,cpubench,
-# tokenizer. "gputest" (named only) runs the GPU test binaries alone, for calls short of device time.
+# tokenizer. "gputest" (named only) runs the GPU test binaries alone, for calls short of device time; "gpukernels" and
+# "gpuengine" its two halves.
 # Long-context stages, run only when named (each takes minutes; give each its own device call after a build):
 #   profile      bench --profile (V2-Lite b1/b256, Llama-3-8B b1), an unprofiled b1 row, ncu kernel times of b1 decode
 #   longprefill  mlabench bench, one uncached 32K and 128K prompt (TTFT, prefill tok/s), V2-Lite random weights
@@ -49,6 +50,11 @@ row() { printf '%-34s %s\n' "$1" "$2" >> "$out/summary.txt"; }
 stages=${1:-all}
 want() { [ "$stages" = all ] || [[ ",$stages," == *",$1,"* ]]; }
 named() { [[ ",$stages," == *",$1,"* ]]; }  # stages "all" leaves out
+# gputest in two halves for calls short of device time (the whole takes ~10 minutes on an H200, most of it the CPU
+# twins of the long kernel tests): gpukernels (kernel tests, the MoE and flash variants), gpuengine (engine tests,
+# serve smoke, reference parity).
+gpukernels() { named gputest || named gpukernels; }
+gpuengine() { named gputest || named gpuengine; }
 export MLABENCH_COMMIT=${MLABENCH_COMMIT:-unknown}
 : > "$out/summary.txt"
 
@@ -76,13 +82,13 @@ if want test; then
 ctest --test-dir build-gpu -j 4 --output-on-failure -E 'GpuFixture|GpuEngine[.]' > "$out/ctest.log" 2>&1
 row "tests (ctest, GPU engine apart)" "$(grep -E 'tests passed|tests failed' "$out/ctest.log" | tail -1)"
 grep -E "SKIPPED|Failed|\*\*\*" "$out/ctest.log" | head -20 | sed 's/^/    /' >> "$out/summary.txt"
-elif named gputest; then
+elif gpukernels; then
 # Only the GPU tests (CI runs the rest): the CUDA kernels against their twins, then the engine and parity below.
 build-gpu/tests/test_cuda_kernels > "$out/ctest.log" 2>&1
 row "CUDA kernel tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/ctest.log" | tr '\n' ' ')"
 grep -E '^\[  FAILED|Failure' "$out/ctest.log" | head -10 | sed 's/^/    /' >> "$out/summary.txt"
 fi
-if want test || named gputest; then
+if want test || gpukernels; then
 # The MoE layer's COMPACT rows take the Hopper grouped GEMM on an H100/H200; its two older paths (mma.sync with the
 # counts on the device, cuBLAS's grouped GEMM after a host read) again under MLABENCH_MOE_GEMM=mma, and the PAIR
 # rows' cuBLAS batched GEMM (MLABENCH_SKINNY_GEMM=0) in place of skinny_gemm.
@@ -94,20 +100,20 @@ MLABENCH_MOE_BF16_ROWS=1 build-gpu/tests/test_cuda_kernels --gtest_filter='CudaM
 row "CUDA MoE layer tests, MOE_BF16_ROWS=1" "$(grep -E '^\[  (PASSED|FAILED)' "$out/moe_rows.log" | tr '\n' ' ')"
 cat "$out/moe_rows.log" >> "$out/ctest.log"
 fi
-if want test || named gputest; then
+if want test || gpukernels; then
 # The flash prefill kernel's former default schedule (MLABENCH_FLASH=pipe, no ping-pong) against the CPU twin.
 MLABENCH_FLASH=pipe timeout 120 build-gpu/tests/test_cuda_kernels --gtest_filter='CudaAttention.Flash*:CudaAttention.*Prefill*' > "$out/flash_pipe.log" 2>&1
 row "CUDA flash tests, FLASH=pipe" "$(grep -E '^\[  (PASSED|FAILED)' "$out/flash_pipe.log" | tr '\n' ' ')"
 cat "$out/flash_pipe.log" >> "$out/ctest.log"
 fi
-if want test || named gputest; then
+if want test || gpuengine; then
 # The engine tests run alone: they size their caches from free GPU memory.
 build-gpu/tests/test_gpu_engine > "$out/gpu_engine.log" 2>&1
 row "GPU engine tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/gpu_engine.log" | tr '\n' ' ')"
 grep -E '^\[ gpu (parity|greedy)|^\[ sharded gpu|^\[  FAILED|Failure' "$out/gpu_engine.log" | sed 's/^/    /' >> "$out/summary.txt"
 cat "$out/gpu_engine.log" >> "$out/ctest.log"
 fi
-if want serve || named gputest; then
+if want serve || gpuengine; then
   # mlabench serve --device cuda (tools/gpu/serve_smoke.sh): GPU answers equal the CPU server's, concurrent requests
   # equal their answers alone, the remote backend against it scores as the in-process GPU engine does.
   bash tools/gpu/serve_smoke.sh build-gpu "$out/serve" > "$out/serve.log" 2>&1
@@ -135,7 +141,7 @@ if want sanitize; then
   row "memcheck bench (V2-Lite, 2 layers)" "$([ $rc = 0 ] && echo clean || echo "rc $rc: $(grep -m3 -E 'ERROR SUMMARY|Invalid|error' "$out/memcheck_bench.log" | tr '\n' ' ')")"
   cat "$out"/memcheck_*.log > "$out/memcheck.log" 2>/dev/null; rm -f "$out"/memcheck_*.log
 fi
-if want test || named gputest; then
+if want test || gpuengine; then
 build-gpu/tests/test_reference_logits --gtest_brief=1 2>/dev/null | grep '^\[ parity' > /tmp/mlabench-parity.txt
 cat /tmp/mlabench-parity.txt >> "$out/ctest.log"
 worst=$(awk '{for(i=1;i<=NF;i++) if($i=="relative") print $(i+1)}' /tmp/mlabench-parity.txt | sort -g | tail -1)
