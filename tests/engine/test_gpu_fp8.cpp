@@ -17,13 +17,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/core/fp8.h"
-#include "engine/kernels/twin/twin.h"
-#include "engine/model/config.h"
-#include "engine/weights/model_weights.h"
-#include "engine/weights/safetensors.h"
 #include "mlabench/engine.h"
 #include "tests/engine/architecture_configs.h"
+#include "tests/engine/fp8_checkpoint.h"
 #include "tests/kernels/gpu_test_util.h"
 #include "tests/test_util.h"
 
@@ -181,37 +177,7 @@ TEST(GpuFp8Checkpoint, LoadsAsStoredOnTheDevice) {
   test::TempDir dir;
   const nlohmann::json cfg = fp8_config(true);
   std::ofstream(dir.file("config.json")) << cfg.dump(2);
-  const ModelConfig c = load_config(dir.path());
-  std::vector<std::vector<uint8_t>> bytes;  // every tensor's storage, alive until the file is written
-  std::vector<std::vector<float>> scales;
-  const auto manifest = tensor_manifest(c, ExpertLayout::HUB);
-  bytes.reserve(2 * manifest.size());
-  scales.reserve(manifest.size());
-  std::vector<std::pair<std::string, TensorView>> tensors;
-  int fp8_tensors = 0;
-  for (const auto& t : manifest) {
-    TensorView v{c.dtype, t.shape, nullptr};
-    bytes.emplace_back(v.nbytes());
-    kernels::twin::random_fill({.out = bytes.back().data(), .out_type = c.dtype, .n = v.numel(),
-                                .key = random_weights_key(7, t.name), .fill_ones = t.shape.size() == 1});
-    v.data = bytes.back().data();
-    if (!fp8_on_load(t.name, t.shape)) {
-      tensors.emplace_back(t.name, v);
-      continue;
-    }
-    const int64_t n = t.shape[0], k = t.shape[1];
-    std::vector<float> f(static_cast<size_t>(n * k));
-    convert_to_f32(v.dtype, v.data, f.data(), f.size());
-    bytes.emplace_back(f.size());
-    scales.emplace_back(static_cast<size_t>(((n + 127) / 128) * ((k + 127) / 128)));
-    quantize_fp8_blocks(f, n, k, bytes.back(), scales.back(), t.name.c_str());
-    tensors.emplace_back(t.name, TensorView{DType::F8_E4M3, t.shape, bytes.back().data()});
-    tensors.emplace_back(t.name + "_scale_inv",
-                         TensorView{DType::F32, {(n + 127) / 128, (k + 127) / 128}, scales.back().data()});
-    ++fp8_tensors;
-  }
-  safetensors_write(dir.file("model.safetensors"), tensors);
-  ASSERT_GT(fp8_tensors, 10);
+  ASSERT_GT(test::write_fp8_checkpoint(dir.path(), 7), 10);
 
   auto open = [&](EngineOptions o) {
     o.max_step_tokens = 512;

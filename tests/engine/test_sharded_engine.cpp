@@ -15,14 +15,10 @@
 #include <vector>
 
 #include "core/check.h"
-#include "engine/core/fp8.h"
-#include "engine/kernels/twin/twin.h"
-#include "engine/model/config.h"
 #include "engine/parallel/host_collectives.h"
-#include "engine/weights/model_weights.h"
-#include "engine/weights/safetensors.h"
 #include "mlabench/engine.h"
 #include "tests/engine/architecture_configs.h"
+#include "tests/engine/fp8_checkpoint.h"
 #include "tests/test_util.h"
 
 namespace mlabench {
@@ -187,37 +183,9 @@ TEST(ShardedEngine, Fp8WeightsSplitOnTheGridComputeTheUnshardedFp8Model) {
   std::ofstream(dir.file("config.json")) << j.dump(2);
   // An FP8 checkpoint whose 128 x 128 blocks have magnitudes of their own (random weights give every block the same
   // scale, which would hide a slice reading its neighbour's grid): each block of a random tensor times 2^(-2..2).
-  const ModelConfig c = load_config(dir.path());
-  std::vector<std::vector<uint8_t>> bytes;
-  std::vector<std::vector<float>> scales;
-  const auto manifest = tensor_manifest(c, ExpertLayout::HUB);
-  bytes.reserve(2 * manifest.size());
-  scales.reserve(manifest.size());
-  std::vector<std::pair<std::string, TensorView>> tensors;
-  for (const auto& t : manifest) {
-    TensorView v{c.dtype, t.shape, nullptr};
-    bytes.emplace_back(v.nbytes());
-    kernels::twin::random_fill({.out = bytes.back().data(), .out_type = c.dtype, .n = v.numel(),
-                                .key = random_weights_key(5, t.name), .fill_ones = t.shape.size() == 1});
-    v.data = bytes.back().data();
-    if (!fp8_on_load(t.name, t.shape)) {
-      tensors.emplace_back(t.name, v);
-      continue;
-    }
-    const int64_t n = t.shape[0], k = t.shape[1];
-    std::vector<float> f(static_cast<size_t>(n * k));
-    convert_to_f32(v.dtype, v.data, f.data(), f.size());
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t cc = 0; cc < k; ++cc)
-        f[static_cast<size_t>(r * k + cc)] *= std::ldexp(1.0f, static_cast<int>((r / 128 + 2 * (cc / 128)) % 5) - 2);
-    bytes.emplace_back(f.size());
-    scales.emplace_back(static_cast<size_t>(((n + 127) / 128) * ((k + 127) / 128)));
-    quantize_fp8_blocks(f, n, k, bytes.back(), scales.back(), t.name.c_str());
-    tensors.emplace_back(t.name, TensorView{DType::F8_E4M3, t.shape, bytes.back().data()});
-    tensors.emplace_back(t.name + "_scale_inv",
-                         TensorView{DType::F32, {(n + 127) / 128, (k + 127) / 128}, scales.back().data()});
-  }
-  safetensors_write(dir.file("model.safetensors"), tensors);
+  ASSERT_GT(test::write_fp8_checkpoint(dir.path(), 5, [](int64_t br, int64_t bc) {
+    return std::ldexp(1.0f, static_cast<int>((br + 2 * bc) % 5) - 2);
+  }), 10);
   const EngineOptions base{.model_dir = dir.path(), .kv_cache_gib = 0.25};
   auto whole = open(base);
   ASSERT_TRUE(whole);

@@ -5,10 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "engine/core/dtype.h"
 #include "engine/kernels/cuda/cuda_check.h"
 
 namespace mlabench::test {
@@ -49,6 +53,25 @@ inline double max_rel_diff(const std::vector<float>& a, const std::vector<float>
     if (!std::isnan(a[i])) worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
   }
   return worst / scale;
+}
+
+/// BF16 values a kernel wrote against its twin's where the two sum in different orders: each written (not NaN) and
+/// within one BF16 ulp of the twin's value plus 1e-5 of the largest (a value near a rounding boundary may round the
+/// other way; where silu(gate) * up nearly cancels, float32 rounding of the sums). Returns how many differ at all.
+inline int64_t expect_bf16_within_an_ulp(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want,
+                                         const char* what) {
+  EXPECT_EQ(got.size(), want.size()) << what;
+  float scale = 0.0f;
+  for (uint16_t v : want) scale = std::max(scale, std::fabs(bf16_to_f32(v)));
+  int64_t differ = 0;
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
+    const float a = bf16_to_f32(got[i]), b = bf16_to_f32(want[i]);
+    EXPECT_FALSE(std::isnan(a)) << what << " " << i << " not written";
+    EXPECT_LE(std::fabs(a - b), std::ldexp(std::fabs(b), -7) + 1e-5f * scale) << what << " " << i;
+    if (std::isnan(a) || std::fabs(a - b) > std::ldexp(std::fabs(b), -7) + 1e-5f * scale) return differ + 1;
+    differ += got[i] != want[i];
+  }
+  return differ;
 }
 
 }  // namespace mlabench::test

@@ -57,6 +57,19 @@ __device__ __forceinline__ float cta_sum(float (&v)[R], float (&red)[W][R], int 
   return s;
 }
 
+// A gate/up CTA's end: its 4 gate and 4 up sums over the CTA (thread r < 4 gets gate column r, thread 4 + r its up
+// row; the gate total joins it through shared memory), silu(gate) * up into act columns [u0, u0 + 4) in BF16.
+template <int W>
+__device__ __forceinline__ void store_act_columns(float (&acc)[2 * kGateCols], float (&red)[W][2 * kGateCols], int tid,
+                                                  void* act, int64_t u0) {
+  __shared__ float gate[kGateCols];
+  const float total = cta_sum(acc, red, tid);
+  if (tid < kGateCols) gate[tid] = total;
+  __syncthreads();
+  if (tid >= kGateCols && tid < 2 * kGateCols)
+    static_cast<__nv_bfloat16*>(act)[u0 + tid - kGateCols] = __float2bfloat16_rn(silu_times(gate[tid - kGateCols], total));
+}
+
 // grid (U / kGateCols), U = shared_inter + top_k * inter: CTA b owns act columns [4 b, 4 b + 4).
 __global__ void __launch_bounds__(kThreads) moe_decode_gate_up_kernel(const MoeDecodeFfnParams p) {
   __shared__ float red[kWarps][2 * kGateCols];
@@ -105,14 +118,7 @@ __global__ void __launch_bounds__(kThreads) moe_decode_gate_up_kernel(const MoeD
       for (int e = 0; e < 8; ++e) acc[r] = fmaf(xf[e], wf[e], acc[r]);
     }
   }
-  // Thread r < 4 sums gate column r, thread 4 + r its up row; the gate total joins it through shared memory.
-  __shared__ float gate[kGateCols];
-  const float total = cta_sum(acc, red, tid);
-  if (tid < kGateCols) gate[tid] = total;
-  __syncthreads();
-  if (tid >= kGateCols && tid < 2 * kGateCols)
-    static_cast<__nv_bfloat16*>(p.act)[u0 + tid - kGateCols] =
-        __float2bfloat16_rn(silu_times(gate[tid - kGateCols], total));
+  store_act_columns(acc, red, tid, p.act, u0);
 }
 
 // grid (H / kDownRows): CTA b owns out rows [4 b, 4 b + 4); thread t takes the 8-column chunks t, t + 256, ... of
@@ -275,13 +281,7 @@ __global__ void __launch_bounds__(kFp8Threads) moe_decode_gate_up_fp8_kernel(con
       acc[kGateCols + r] = fmaf(dot16(xq, wv[kGateCols + r]), s_up, acc[kGateCols + r]);
     }
   }
-  __shared__ float gate[kGateCols];
-  const float total = cta_sum(acc, red, tid);
-  if (tid < kGateCols) gate[tid] = total;
-  __syncthreads();
-  if (tid >= kGateCols && tid < 2 * kGateCols)
-    static_cast<__nv_bfloat16*>(p.act)[u0 + tid - kGateCols] =
-        __float2bfloat16_rn(silu_times(gate[tid - kGateCols], total));
+  store_act_columns(acc, red, tid, p.act, u0);
 }
 
 // grid (H / kDownRows): CTA b owns out rows [4 b, 4 b + 4) (one scale block row); thread t takes the 16-column

@@ -112,6 +112,24 @@ __device__ void find_row_tile(const HopperArgs& a, int m_tile, int (&out)[3]) {
   if (lane == 0) out[0] = -1;
 }
 
+// A CTA's start, both kernels: warp 0 finds the row tile and initialises the ring's full (one producer arrival) and
+// empty (the 8 consumer warps) barriers; then the CTA synchronises.
+template <int BM, int kStages>
+__device__ __forceinline__ void start_tile(const HopperArgs& a, int m_tile, int (&tile)[3], uint32_t full,
+                                           uint32_t empty) {
+  if (threadIdx.x < 32) {
+    find_row_tile<BM>(a, m_tile, tile);
+    if (threadIdx.x == 0) {
+      for (int s = 0; s < kStages; ++s) {
+        tma::mbar_init(full + 8 * s, 1);
+        tma::mbar_init(empty + 8 * s, 8);
+      }
+      tma::mbar_init_fence();
+    }
+  }
+  __syncthreads();
+}
+
 // silu(g) * u exactly as silu_mul's kernel and twin compute it.
 __device__ __forceinline__ float silu_times(float g, float u) {
   return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
@@ -194,17 +212,7 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_kernel(const __gr
   const uint32_t full = ring + S::kStages * S::kStageBytes, empty = full + 8 * S::kStages;  // stage s: + 8 s
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int m_tile = static_cast<int>(blockIdx.x) / a.n_tiles, n_tile = static_cast<int>(blockIdx.x) % a.n_tiles;
-  if (warp == 0) {
-    find_row_tile<BM>(a, m_tile, tile);
-    if (lane == 0) {
-      for (int s = 0; s < S::kStages; ++s) {
-        tma::mbar_init(full + 8 * s, 1);
-        tma::mbar_init(empty + 8 * s, 8);  // the 8 consumer warps
-      }
-      tma::mbar_init_fence();
-    }
-  }
-  __syncthreads();
+  start_tile<BM, S::kStages>(a, m_tile, tile, full, empty);
   const int expert = tile[0];
   if (expert < 0) return;  // past the last row tile: uniform over the CTA
   const int row0 = tile[1], rows = tile[2];
@@ -313,20 +321,10 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_fp8_kernel(const 
   extern __shared__ __align__(1024) unsigned char moe_hopper_smem[];
   __shared__ int tile[3];  // expert, first row, rows
   const uint32_t ring = (smem_u32(moe_hopper_smem) + 1023u) & ~1023u;
-  const uint32_t full = ring + S::kStages * S::kStageBytes, empty = full + 8 * S::kStages;
+  const uint32_t full = ring + S::kStages * S::kStageBytes, empty = full + 8 * S::kStages;  // stage s: + 8 s
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int m_tile = static_cast<int>(blockIdx.x) / a.n_tiles, n_tile = static_cast<int>(blockIdx.x) % a.n_tiles;
-  if (warp == 0) {
-    find_row_tile<BM>(a, m_tile, tile);
-    if (lane == 0) {
-      for (int s = 0; s < S::kStages; ++s) {
-        tma::mbar_init(full + 8 * s, 1);
-        tma::mbar_init(empty + 8 * s, 8);
-      }
-      tma::mbar_init_fence();
-    }
-  }
-  __syncthreads();
+  start_tile<BM, S::kStages>(a, m_tile, tile, full, empty);
   const int expert = tile[0];
   if (expert < 0) return;
   const int row0 = tile[1], rows = tile[2];
