@@ -296,7 +296,7 @@ if named fp8; then
       --weights-dtype $w --batch ${FP8_BATCHES:-1,256} --prompt 512 --gen 128 --out "$out/bench_dsv2_lite_weights_$w.json" \
       > "$out/bench_fp8_$w.log" 2>&1
     row "bench V2-Lite --weights-dtype $w" "rc $?"
-    grep -E '^ +[0-9]+ +512|^ *batch|^error|max|peak' "$out/bench_fp8_$w.log" | head -12 | sed 's/^/    /' >> "$out/summary.txt"
+    grep -E '^ +[0-9]+ +512|^ *batch|^error|max|peak' "$out/bench_fp8_$w.log" | grep -v '^ *{' | head -12 | sed 's/^/    /' >> "$out/summary.txt"
   done
 fi
 if named longpeer; then

@@ -26,6 +26,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <type_traits>
@@ -63,6 +64,7 @@ struct HopperArgs {
   int64_t ld_act;
   const int32_t* offsets;
   int32_t n_experts, n_tiles, k_tiles;
+  int32_t n_ctas;     // row tiles (an upper bound) x column tiles: the FP8 kernel's persistent CTAs walk them
   int32_t n, w_rows;  // output columns; weight rows an expert holds (expert_stride / k)
   int64_t max_rows;
   // F8_E4M3 (moe_gemm_hopper_fp8_kernel): x's 1 x 128 group scales (rows major) and each expert's 128 x 128 grid.
@@ -76,18 +78,18 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
 }
 
 // Row tile m_tile of the concatenated experts (each expert's rows in tiles of BM, experts in order): its expert,
-// first row and row count, or expert -1 past the last tile. One warp: lanes take 32 experts at a time and scan
-// their tile counts.
+// first row and row count, in every lane, or expert -1 past the last tile. One warp: lanes take 32 experts at a
+// time and scan their tile counts. `offsets`: a.offsets or a shared-memory copy of them.
 template <int BM>
-__device__ void find_row_tile(const HopperArgs& a, int m_tile, int (&out)[3]) {
+__device__ int3 find_row_tile(const HopperArgs& a, const int32_t* offsets, int m_tile) {
   const int lane = threadIdx.x & 31;
   int before = 0;  // tiles of the experts already scanned
   for (int e0 = 0; e0 < a.n_experts; e0 += 32) {
     const int e = e0 + lane;
     int64_t r0 = 0, count = 0;
     if (e < a.n_experts) {
-      r0 = a.offsets ? a.offsets[e] : 0;
-      count = a.offsets ? a.offsets[e + 1] - r0 : a.max_rows;  // no offsets: one expert of max_rows rows
+      r0 = offsets ? offsets[e] : 0;
+      count = offsets ? offsets[e + 1] - r0 : a.max_rows;  // no offsets: one expert of max_rows rows
       count = count < a.max_rows ? count : a.max_rows;
     }
     const int tiles = static_cast<int>((count + BM - 1) / BM);
@@ -98,33 +100,38 @@ __device__ void find_row_tile(const HopperArgs& a, int m_tile, int (&out)[3]) {
       if (lane >= d) incl += v;
     }
     const int first = before + incl - tiles;
-    const bool mine = m_tile >= first && m_tile < before + incl;
-    const unsigned hit = __ballot_sync(0xffffffffu, mine);
-    if (mine) {
+    const unsigned hit = __ballot_sync(0xffffffffu, m_tile >= first && m_tile < before + incl);
+    if (hit != 0) {
+      const int src = __ffs(hit) - 1;
       const int64_t m0 = static_cast<int64_t>(m_tile - first) * BM;
-      out[0] = e;
-      out[1] = static_cast<int>(r0 + m0);
-      out[2] = static_cast<int>(count - m0 < BM ? count - m0 : BM);
+      const int row = static_cast<int>(r0 + m0), rows = static_cast<int>(count - m0 < BM ? count - m0 : BM);
+      return make_int3(e0 + src, __shfl_sync(0xffffffffu, row, src), __shfl_sync(0xffffffffu, rows, src));
     }
-    if (hit != 0) return;
     before += __shfl_sync(0xffffffffu, incl, 31);
   }
-  if (lane == 0) out[0] = -1;
+  return make_int3(-1, 0, 0);
 }
 
-// A CTA's start, both kernels: warp 0 finds the row tile and initialises the ring's full (one producer arrival) and
-// empty (the 8 consumer warps) barriers; then the CTA synchronises.
+// The ring's full (one producer arrival a stage) and empty (the 8 consumer warps) barriers, by thread 0; the caller
+// synchronises the CTA before anyone waits on them.
+template <int kStages>
+__device__ __forceinline__ void init_ring(uint32_t full, uint32_t empty) {
+  for (int s = 0; s < kStages; ++s) {
+    tma::mbar_init(full + 8 * s, 1);
+    tma::mbar_init(empty + 8 * s, 8);
+  }
+  tma::mbar_init_fence();
+}
+
+// The BF16 kernel's start: warp 0 finds the CTA's row tile and initialises the ring; then the CTA synchronises.
 template <int BM, int kStages>
 __device__ __forceinline__ void start_tile(const HopperArgs& a, int m_tile, int (&tile)[3], uint32_t full,
                                            uint32_t empty) {
   if (threadIdx.x < 32) {
-    find_row_tile<BM>(a, m_tile, tile);
+    const int3 t = find_row_tile<BM>(a, a.offsets, m_tile);
     if (threadIdx.x == 0) {
-      for (int s = 0; s < kStages; ++s) {
-        tma::mbar_init(full + 8 * s, 1);
-        tma::mbar_init(empty + 8 * s, 8);
-      }
-      tma::mbar_init_fence();
+      tile[0] = t.x, tile[1] = t.y, tile[2] = t.z;
+      init_ring<kStages>(full, empty);
     }
   }
   __syncthreads();
@@ -310,56 +317,54 @@ struct Fp8TileShape {
   static constexpr int kStages = BM == 128 ? 6 : 5;
   static constexpr uint32_t kABytes = BM * 128, kStageBytes = kABytes + kWRows * 128;
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024 + 16 * kStages;
-  static_assert(kSmemBytes <= 227 * 1024, "fits an SM");
+  static_assert(kSmemBytes + 4 * 512 <= 227 * 1024, "fits an SM beside the offsets' copy");
 };
+constexpr int kCachedOffsets = 512;  // experts + 1 the FP8 kernel keeps in shared memory (DeepSeek-V2: 161)
 
+// The producer warp of the FP8 kernel: the CTA's tiles in turn (the consumers walk the same ones), each k tile's
+// x box (BM x 128) and weight rows in boxes of 64 into the ring; `it` counts k tiles over all of them, so the ring's
+// stages and phases run on across tiles and the next tile's operands arrive while the consumers store this one.
 template <MoeGemmEpilogue kEpi, int BM>
-__global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_fp8_kernel(const __grid_constant__ HopperArgs a) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void produce_fp8(const HopperArgs& a, const int32_t* offsets, uint32_t ring,
+                                            uint32_t full, uint32_t empty) {
   using S = Fp8TileShape<BM>;
-  constexpr bool kSwiglu = kEpi == MoeGemmEpilogue::SWIGLU, kToBf16 = kEpi == MoeGemmEpilogue::STORE_DT;
-  extern __shared__ __align__(1024) unsigned char moe_hopper_smem[];
-  __shared__ int tile[3];  // expert, first row, rows
-  const uint32_t ring = (smem_u32(moe_hopper_smem) + 1023u) & ~1023u;
-  const uint32_t full = ring + S::kStages * S::kStageBytes, empty = full + 8 * S::kStages;  // stage s: + 8 s
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int m_tile = static_cast<int>(blockIdx.x) / a.n_tiles, n_tile = static_cast<int>(blockIdx.x) % a.n_tiles;
-  start_tile<BM, S::kStages>(a, m_tile, tile, full, empty);
-  const int expert = tile[0];
-  if (expert < 0) return;
-  const int row0 = tile[1], rows = tile[2];
-  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);
-  // The tile's first output column (SWIGLU: gate j) and its weight rows' first row within the expert.
-  const int tile_cols = kSwiglu ? S::kWRows / 2 : S::kWRows, col_tile0 = n_tile * tile_cols;
-
-  if (wg == 0) {  // producer: x's BM x 128 box, then the weight rows in boxes of 64
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-    if (tid == 0) {
-      const int e0 = expert * a.w_rows;
-      for (int kt = 0; kt < a.k_tiles; ++kt) {
-        const int s = kt % S::kStages;
-        if (kt >= S::kStages) tma::mbar_wait(empty + 8 * s, ((kt / S::kStages) - 1) & 1);
-        const uint32_t st = ring + s * S::kStageBytes, bar = full + 8 * s;
-        tma::mbar_arrive_expect_tx(bar, S::kStageBytes);
-        tma::load_2d(st, &a.map_x, kt * 128, row0, bar);
+  constexpr bool kSwiglu = kEpi == MoeGemmEpilogue::SWIGLU;
+  constexpr int kTileCols = kSwiglu ? S::kWRows / 2 : S::kWRows;
+  uint32_t it = 0;
+  for (int t = static_cast<int>(blockIdx.x); t < a.n_ctas; t += static_cast<int>(gridDim.x), it += a.k_tiles) {
+    const int3 tile = find_row_tile<BM>(a, offsets, t / a.n_tiles);
+    if (tile.x < 0) return;  // tiles are in order: every later one lies past the last expert too
+    if ((threadIdx.x & 31) != 0) continue;
+    const int e0 = tile.x * a.w_rows, col_tile0 = (t % a.n_tiles) * kTileCols;
+    for (int kt = 0; kt < a.k_tiles; ++kt) {
+      const uint32_t i = it + kt, s = i % S::kStages;
+      if (i >= S::kStages) tma::mbar_wait(empty + 8 * s, ((i / S::kStages) - 1) & 1);
+      const uint32_t st = ring + s * S::kStageBytes, bar = full + 8 * s;
+      tma::mbar_arrive_expect_tx(bar, S::kStageBytes);
+      tma::load_2d(st, &a.map_x, kt * 128, tile.y, bar);
 #pragma unroll
-        for (int b = 0; b < S::kWRows / 64; ++b) {
-          // STORE: rows col_tile0 + 64 b; SWIGLU: 128-row chunk b / 2 holds gate rows col_tile0 + 64 (b / 2), then
-          // the same j's up rows at n + j.
-          const int w = kSwiglu ? col_tile0 + 64 * (b / 2) + (b % 2) * a.n : col_tile0 + 64 * b;
-          tma::load_2d(st + S::kABytes + b * 64 * 128, &a.map_w, kt * 128, e0 + w, bar);
-        }
+      for (int b = 0; b < S::kWRows / 64; ++b) {
+        // STORE: rows col_tile0 + 64 b; SWIGLU: 128-row chunk b / 2 holds gate rows col_tile0 + 64 (b / 2), then
+        // the same j's up rows at n + j.
+        const int w = kSwiglu ? col_tile0 + 64 * (b / 2) + (b % 2) * a.n : col_tile0 + 64 * b;
+        tma::load_2d(st + S::kABytes + b * 64 * 128, &a.map_w, kt * 128, e0 + w, bar);
       }
     }
-    return;
   }
+}
 
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
-  const int cw = wg - 1, g = lane >> 2, q = lane & 3;
+// One tile of the FP8 kernel's consumers (warpgroup cw of 2): its k tiles from ring position it0, then its stores.
+template <MoeGemmEpilogue kEpi, int BM>
+__device__ __forceinline__ void consume_fp8_tile(const HopperArgs& a, int3 tile, int n_tile, uint32_t it0,
+                                                 uint32_t ring, uint32_t full, uint32_t empty, int cw) {
+  using S = Fp8TileShape<BM>;
+  constexpr bool kSwiglu = kEpi == MoeGemmEpilogue::SWIGLU, kToBf16 = kEpi == MoeGemmEpilogue::STORE_DT;
+  const int expert = tile.x, row0 = tile.y, rows = tile.z;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
   const int r_warp = (BM == 128 ? cw * 64 : 0) + (warp & 3) * 16 + g;  // this thread's rows: r_warp, r_warp + 8
   const uint32_t a_off = BM == 128 ? cw * (64 * 128) : 0, b_off = S::kABytes + (BM == 128 ? 0 : cw * (128 * 128));
   // This warpgroup's first output column (SWIGLU: gate j) and the scale block rows of its weight rows.
-  const int col0 = col_tile0 + (BM == 128 ? 0 : cw * (kSwiglu ? 64 : 128));
+  const int col0 = n_tile * (kSwiglu ? S::kWRows / 2 : S::kWRows) + (BM == 128 ? 0 : cw * (kSwiglu ? 64 : 128));
   const bool cols_live = col0 < a.n;  // BM 64 STORE: the second warpgroup's columns may lie past n
   const float* ws = a.w_scale + expert * a.w_scale_expert_stride;
   const float* ws_lo = ws + (col0 / 128) * a.w_scale_ld;
@@ -374,12 +379,12 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_fp8_kernel(const 
   for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
   float scales[2][4];  // [buffer][sx0 sw_lo, sx1 sw_lo, sx0 sw_hi, sx1 sw_hi]
   auto issue = [&](int kt, float (&part)[64], float (&sc)[4]) {
-    const int s = kt % S::kStages;
+    const uint32_t i = it0 + kt, s = i % S::kStages;
     // Rows past the tile's count and columns past n scale by 0.
     const float sx0 = xs0 ? __ldg(xs0 + kt) : 0.0f, sx1 = xs1 ? __ldg(xs1 + kt) : 0.0f;
     const float sw_lo = cols_live ? __ldg(ws_lo + kt) : 0.0f, sw_hi = cols_live ? __ldg(ws_hi + kt) : 0.0f;
     sc[0] = sx0 * sw_lo, sc[1] = sx1 * sw_lo, sc[2] = sx0 * sw_hi, sc[3] = sx1 * sw_hi;
-    tma::mbar_wait(full + 8 * s, (kt / S::kStages) & 1);
+    tma::mbar_wait(full + 8 * s, (i / S::kStages) & 1);
     const uint32_t st = ring + s * S::kStageBytes;
     wgmma::fence();
 #pragma unroll
@@ -389,7 +394,7 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_fp8_kernel(const 
   };
   auto fold = [&](int kt, float (&part)[64], const float (&sc)[4]) {
     wgmma::fence_regs(part);
-    if (lane == 0) tma::mbar_arrive(empty + 8 * (kt % S::kStages));  // its operands are read: back to the producer
+    if (lane == 0) tma::mbar_arrive(empty + 8 * ((it0 + kt) % S::kStages));  // operands read: back to the producer
 #pragma unroll
     for (int j = 0; j < 16; ++j)
 #pragma unroll
@@ -425,6 +430,42 @@ __global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_fp8_kernel(const 
     store_swiglu<8>(a, acc, acc + 32, r_warp, rows, row0, col0, q);
   else
     store_rows<16, kToBf16>(a, acc, r_warp, rows, row0, col0, q);
+}
+
+// Persistent: a CTA an SM (the launcher's grid), each walking tiles blockIdx.x, + gridDim.x, ... of the BF16
+// kernel's order (row tile major, column tile minor; the CTAs resident at once still share one expert's weights).
+// A tile's main loop is short (2 MFLOP a k tile, 11-16 k tiles at V2-Lite's shapes), so one CTA a tile paid its
+// start, the ring's first fill and its stores on every tile; here the producer runs ahead into the next tile.
+// The offsets are copied to shared memory once: every warp scans them once a tile.
+template <MoeGemmEpilogue kEpi, int BM>
+__global__ void __launch_bounds__(kThreads, 1) moe_gemm_hopper_fp8_kernel(const __grid_constant__ HopperArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using S = Fp8TileShape<BM>;
+  extern __shared__ __align__(1024) unsigned char moe_hopper_smem[];
+  __shared__ int32_t offsets_smem[kCachedOffsets];
+  const uint32_t ring = (smem_u32(moe_hopper_smem) + 1023u) & ~1023u;
+  const uint32_t full = ring + S::kStages * S::kStageBytes, empty = full + 8 * S::kStages;  // stage s: + 8 s
+  const int tid = threadIdx.x;
+  const int32_t* offsets = a.offsets;
+  if (offsets != nullptr && a.n_experts < kCachedOffsets) {
+    for (int i = tid; i <= a.n_experts; i += kThreads) offsets_smem[i] = a.offsets[i];
+    offsets = offsets_smem;
+  }
+  if (tid == 0) init_ring<S::kStages>(full, empty);
+  __syncthreads();
+  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    if (tid < 32) produce_fp8<kEpi, BM>(a, offsets, ring, full, empty);
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+  uint32_t it = 0;  // k tiles of earlier tiles: the ring position
+  for (int t = static_cast<int>(blockIdx.x); t < a.n_ctas; t += static_cast<int>(gridDim.x), it += a.k_tiles) {
+    const int3 tile = find_row_tile<BM>(a, offsets, t / a.n_tiles);  // each warp its own copy: uniform
+    if (tile.x < 0) break;
+    consume_fp8_tile<kEpi, BM>(a, tile, t % a.n_tiles, it, ring, full, empty, wg - 1);
+  }
 #else
   __trap();  // built only for sm_90a; moe_grouped_gemm_hopper_supported is false elsewhere
 #endif
@@ -497,13 +538,16 @@ void moe_grouped_gemm_hopper(const MoeGroupedGemmParams& p, cudaStream_t s) {
   // Every expert's rows end in at most one partial tile: ceil(rows_bound / bm) + n_experts bounds the row tiles.
   const int64_t m_tiles = (p.rows_bound + bm - 1) / bm + p.n_experts, ctas = m_tiles * a.n_tiles;
   MLABENCH_CHECK(ctas <= INT32_MAX, "moe_grouped_gemm_hopper: {} CTAs exceed the grid. HINT: split the rows", ctas);
+  a.n_ctas = static_cast<int32_t>(ctas);
   static std::atomic<uint64_t> opted_in[12]{};
   using E = MoeGemmEpilogue;
   auto launch = [&](auto epi) {
     constexpr E kEpi = decltype(epi)::value;
+    // The FP8 kernel is persistent: a CTA an SM at most, each walking n_ctas / grid tiles.
+    const int64_t grid = fp8 ? std::min<int64_t>(ctas, gpu::device_sm_count()) : ctas;
     auto run = [&](auto kernel, int smem, int which) {
       gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), smem, opted_in[which]);
-      kernel<<<static_cast<unsigned>(ctas), kThreads, smem, s>>>(a);
+      kernel<<<static_cast<unsigned>(grid), kThreads, smem, s>>>(a);
     };
     const int which = 4 * static_cast<int>(kEpi) + (fp8 ? 2 : 0) + (bm == 64 ? 0 : 1);
     if (fp8 && bm == 64)
