@@ -93,28 +93,35 @@ const Fp8Case kCases[] = {
     {"swiglu_n192", {3, 70, 0, 12}, 192, 384, E::SWIGLU, 0, 0, 0, 0},
 };
 
-// The product in double from the dequantised operands: out[r, j] for the stacked weight rows j < w_rows.
+// The product in double from the dequantised operands: out[r, j] for the stacked weight rows j < w_rows. Weight
+// rows, then an expert's rows, are independent: the threads share them, each with its own dequantised x row.
 std::vector<double> dequantised_product(const Fp8Rows& x, int64_t ld_x, int64_t x_scale_ld, const Fp8Experts& w,
                                         const std::vector<int32_t>& offsets, int64_t w_rows, int64_t k) {
   const auto n_experts = static_cast<int32_t>(offsets.size() - 1);
   std::vector<double> out(static_cast<size_t>(offsets.back() * w_rows));
-  std::vector<double> xr(static_cast<size_t>(k)), we(static_cast<size_t>(w_rows * k));
+  std::vector<double> we(static_cast<size_t>(w_rows * k));
   for (int32_t e = 0; e < n_experts; ++e) {
     if (offsets[e] == offsets[e + 1]) continue;
-    for (int64_t j = 0; j < w_rows; ++j)
-      for (int64_t c = 0; c < k; ++c)
-        we[static_cast<size_t>(j * k + c)] =
-            double{e4m3_to_f32(w.codes[static_cast<size_t>(e * w.stride + j * k + c)])} *
-            w.scale[static_cast<size_t>(e * w.scale_stride + (j / 128) * w.scale_ld + c / 128)];
-    for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r) {
-      for (int64_t c = 0; c < k; ++c)
-        xr[static_cast<size_t>(c)] = double{e4m3_to_f32(x.codes[static_cast<size_t>(r * ld_x + c)])} *
-                                     x.scale[static_cast<size_t>(r * x_scale_ld + c / 128)];
-      for (int64_t j = 0; j < w_rows; ++j) {
-        const double* wj = &we[static_cast<size_t>(j * k)];
-        double acc = 0;
-        for (int64_t c = 0; c < k; ++c) acc += xr[static_cast<size_t>(c)] * wj[c];
-        out[static_cast<size_t>(r * w_rows + j)] = acc;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < w_rows; ++j)
+        for (int64_t c = 0; c < k; ++c)
+          we[static_cast<size_t>(j * k + c)] =
+              double{e4m3_to_f32(w.codes[static_cast<size_t>(e * w.stride + j * k + c)])} *
+              w.scale[static_cast<size_t>(e * w.scale_stride + (j / 128) * w.scale_ld + c / 128)];
+      std::vector<double> xr(static_cast<size_t>(k));
+#pragma omp for schedule(static)
+      for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r) {
+        for (int64_t c = 0; c < k; ++c)
+          xr[static_cast<size_t>(c)] = double{e4m3_to_f32(x.codes[static_cast<size_t>(r * ld_x + c)])} *
+                                       x.scale[static_cast<size_t>(r * x_scale_ld + c / 128)];
+        for (int64_t j = 0; j < w_rows; ++j) {
+          const double* wj = &we[static_cast<size_t>(j * k)];
+          double acc = 0;
+          for (int64_t c = 0; c < k; ++c) acc += xr[static_cast<size_t>(c)] * wj[c];
+          out[static_cast<size_t>(r * w_rows + j)] = acc;
+        }
       }
     }
   }

@@ -115,10 +115,12 @@ std::vector<float> twin_product(const Operands& o) {
 }
 
 // The dequantised product in double: sum over k of (e4m3(x) x_scale) (e4m3(w) w_scale), [m, ldy] (padding NaN).
+// Outputs are independent sums: the threads share them.
 std::vector<double> double_product(const Operands& o) {
   float dec[256];  // e4m3_to_f32 of every code
   for (int c = 0; c < 256; ++c) dec[c] = e4m3_to_f32(static_cast<uint8_t>(c));
   std::vector<double> y(static_cast<size_t>(o.m * o.ldy), std::nan(""));
+#pragma omp parallel for collapse(2) schedule(static)
   for (int64_t r = 0; r < o.m; ++r)
     for (int64_t j = 0; j < o.n; ++j) {
       double acc = 0;

@@ -138,15 +138,20 @@ void moe_combine(const MoeCombineParams& p) {
   MLABENCH_CHECK((p.y == nullptr) != (p.y_bf16 == nullptr) || p.n_tokens == 0,
                  "moe_combine: y and y_bf16 are both {}. HINT: pass the expert rows once, float32 or BF16",
                  p.y ? "set" : "null");
-  std::vector<int64_t> rows(static_cast<size_t>(p.top_k));
+  // Every pair's row, mapped (and checked) before the parallel loop: an exception must not leave an OpenMP region.
+  const int64_t n_pairs = std::max<int64_t>(0, p.n_tokens * p.top_k);
+  std::vector<int64_t> rows(static_cast<size_t>(n_pairs));
+  for (int64_t q = 0; q < n_pairs; ++q) rows[static_cast<size_t>(q)] = map_row(p.map, q) * p.ld_y;
+  // Tokens are independent: the threads share them, each output one sum over j ascending.
+#pragma omp parallel for schedule(static) if (n_pairs * p.hidden >= (int64_t{1} << 20))
   for (int64_t t = 0; t < p.n_tokens; ++t) {
-    for (int32_t j = 0; j < p.top_k; ++j) rows[j] = map_row(p.map, t * p.top_k + j) * p.ld_y;
+    const int64_t* r = rows.data() + t * p.top_k;
     const float* w = p.topk_weight + t * p.top_k;
     float* o = p.out + t * p.ld_out;
     for (int64_t i = 0; i < p.hidden; ++i) {
       float acc = 0.0f;
       for (int32_t j = 0; j < p.top_k; ++j) {
-        const int64_t at = rows[j] + i;
+        const int64_t at = r[j] + i;
         acc += w[j] * (p.y ? p.y[at] : bf16_to_f32(p.y_bf16[at]));
       }
       o[i] = p.accumulate ? o[i] + acc : acc;

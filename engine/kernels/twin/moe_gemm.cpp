@@ -100,8 +100,20 @@ void check_row_bound(const MoeGroupedGemmParams& p, int64_t r, int32_t e) {
                  "offsets[n_experts] (n_tokens * top_k)", r, e, p.rows_bound);
 }
 
+// Every expert's span and row, checked before any parallel loop (an exception must not leave an OpenMP region),
+// expert by expert and row by row: the first bad span or row is the one the error names.
+std::vector<ExpertSpan> checked_spans(const MoeGroupedGemmParams& p) {
+  std::vector<ExpertSpan> spans(static_cast<size_t>(p.n_experts));
+  for (int32_t e = 0; e < p.n_experts; ++e) {
+    spans[static_cast<size_t>(e)] = expert_span(p, e);
+    for (int64_t r = spans[e].first; r < spans[e].first + spans[e].count; ++r) check_row_bound(p, r, e);
+  }
+  return spans;
+}
+
 // The epilogues that write act (in `out_type`) from a row's float32 sums: SWIGLU through silu_mul's own twin, so
 // the activation is rounded exactly as the unfused path rounds it; STORE_DT rounded to nearest even as cast's twin.
+// Their checks depend on n and out_type only, which check_moe_grouped_gemm accepted: they cannot throw here.
 void store_act(const MoeGroupedGemmParams& p, DType out_type, int64_t r, const float* sums) {
   void* out = static_cast<char*>(p.act) + static_cast<size_t>(r * p.ld_act) * dtype_size(out_type);
   if (p.epilogue == MoeGemmEpilogue::SWIGLU)
@@ -112,22 +124,37 @@ void store_act(const MoeGroupedGemmParams& p, DType out_type, int64_t r, const f
           .n_rows = 1, .n_cols = p.n});
 }
 
-// One row of the FP8 GEMM (kernel_params.h): for each weight row j, each group's float32 sum of e4m3 products (k
-// ascending; every product is exact in float32), times x_scale[r, g] * w_scale[j / 128, g], added in group order.
-// xr and w hold the decoded e4m3 values, xs the row's group scales, ws the expert's block scale grid.
-void fp8_row(const MoeGroupedGemmParams& p, const float* xr, const float* xs, const float* w, const float* ws,
-             int64_t w_rows, float* out) {
-  for (int64_t j = 0; j < w_rows; ++j) {
-    const float* wj = w + j * p.k;
-    const float* wsj = ws + (j / kFp8Block) * p.w_scale_ld;
-    float acc = 0.0f;
-    for (int64_t c0 = 0, g = 0; c0 < p.k; c0 += kFp8Block, ++g) {
-      const int64_t c1 = std::min(p.k, c0 + kFp8Block);
-      float s = 0.0f;
-      for (int64_t c = c0; c < c1; ++c) s += xr[c] * wj[c];
-      acc += s * (xs[g] * wsj[g]);
+// Weight rows one task of expert_rows covers: their float32 copy (32 x k floats, 256 KB at k = 2048) stays in the
+// core's cache while every row of the expert reads it, and an expert's 2 x 1408 weight rows still make 88 tasks.
+constexpr int64_t kRowsPerTask = 32;
+
+// One expert's rows [first, first + count): x row r decoded to float32 by decode_x(r, out) (x [count, k]), then per
+// task a block of weight rows decoded by decode_w(j, out) and each output's float32 sum by dot(i, j, w_j) (row
+// first + i), into y (STORE) or the row's sums (sums [count, w_rows]) that the act epilogue rounds. Every output
+// is one call of dot by one thread: the sums of a serial loop, bit for bit.
+template <class DecodeW, class DecodeX, class Dot>
+void expert_rows(const MoeGroupedGemmParams& p, DType act_type, const ExpertSpan& s, int64_t w_rows, float* x,
+                 float* sums, const DecodeW& decode_w, const DecodeX& decode_x, const Dot& dot) {
+  const bool to_act = p.epilogue != MoeGemmEpilogue::STORE;
+  const int64_t tasks = (w_rows + kRowsPerTask - 1) / kRowsPerTask;
+#pragma omp parallel if (s.count * w_rows * p.k >= (int64_t{1} << 20))
+  {
+    std::vector<float> w(static_cast<size_t>(kRowsPerTask * p.k));  // this thread's block of weight rows
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < s.count; ++i) decode_x(s.first + i, x + i * p.k);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t j0 = t * kRowsPerTask, j1 = std::min(w_rows, j0 + kRowsPerTask);
+      for (int64_t j = j0; j < j1; ++j) decode_w(j, w.data() + (j - j0) * p.k);
+      for (int64_t i = 0; i < s.count; ++i) {
+        float* out = to_act ? sums + i * w_rows : p.y + (s.first + i) * p.ld_y;
+        for (int64_t j = j0; j < j1; ++j) out[j] = dot(i, j, w.data() + (j - j0) * p.k);
+      }
     }
-    out[j] = acc;
+    if (to_act) {
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < s.count; ++i) store_act(p, act_type, s.first + i, sums + i * w_rows);
+    }
   }
 }
 
@@ -136,24 +163,36 @@ void decode_e4m3(const void* codes, size_t n, float* out) {
   for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_f32(b[i]);
 }
 
-// The F8_E4M3 path: e4m3 operands with block scales; act (SWIGLU, STORE_DT) is always BF16.
-void grouped_gemm_fp8(const MoeGroupedGemmParams& p) {
+// The F8_E4M3 path (kernel_params.h): for each weight row j, each group's float32 sum of e4m3 products (k
+// ascending; every product is exact in float32), times x_scale[r, g] * w_scale[j / 128, g], added in group order;
+// act (SWIGLU, STORE_DT) is always BF16.
+void grouped_gemm_fp8(const MoeGroupedGemmParams& p, const std::vector<ExpertSpan>& spans) {
   const bool to_act = p.epilogue != MoeGemmEpilogue::STORE;
   const int64_t w_rows = p.epilogue == MoeGemmEpilogue::SWIGLU ? 2 * p.n : p.n;
-  std::vector<float> w(static_cast<size_t>(w_rows * p.k)), x(static_cast<size_t>(p.k)), sums;
-  if (to_act) sums.resize(static_cast<size_t>(w_rows));
+  std::vector<float> x(static_cast<size_t>(p.max_rows * p.k)), sums;
+  if (to_act) sums.resize(static_cast<size_t>(p.max_rows * w_rows));
   for (int32_t e = 0; e < p.n_experts; ++e) {
-    const ExpertSpan span = expert_span(p, e);
-    if (span.count == 0) continue;
-    decode_e4m3(static_cast<const uint8_t*>(p.w) + e * p.expert_stride, w.size(), w.data());
+    const ExpertSpan& s = spans[static_cast<size_t>(e)];
+    if (s.count == 0) continue;
+    const auto* we = static_cast<const uint8_t*>(p.w) + e * p.expert_stride;
     const float* ws = p.w_scale + e * p.w_scale_expert_stride;
-    for (int64_t r = span.first; r < span.first + span.count; ++r) {
-      check_row_bound(p, r, e);
-      decode_e4m3(static_cast<const uint8_t*>(p.x) + r * p.ld_x, x.size(), x.data());
-      float* out = to_act ? sums.data() : p.y + r * p.ld_y;
-      fp8_row(p, x.data(), p.x_scale + r * p.x_scale_ld, w.data(), ws, w_rows, out);
-      if (to_act) store_act(p, DType::BF16, r, out);
-    }
+    auto decode_w = [&](int64_t j, float* out) { decode_e4m3(we + j * p.k, static_cast<size_t>(p.k), out); };
+    auto decode_x = [&](int64_t r, float* out) {
+      decode_e4m3(static_cast<const uint8_t*>(p.x) + r * p.ld_x, static_cast<size_t>(p.k), out);
+    };
+    auto dot = [&](int64_t i, int64_t j, const float* wj) {
+      const float *xr = x.data() + i * p.k, *xs = p.x_scale + (s.first + i) * p.x_scale_ld;
+      const float* wsj = ws + (j / kFp8Block) * p.w_scale_ld;
+      float acc = 0.0f;
+      for (int64_t c0 = 0, g = 0; c0 < p.k; c0 += kFp8Block, ++g) {
+        const int64_t c1 = std::min(p.k, c0 + kFp8Block);
+        float sum = 0.0f;
+        for (int64_t c = c0; c < c1; ++c) sum += xr[c] * wj[c];
+        acc += sum * (xs[g] * wsj[g]);
+      }
+      return acc;
+    };
+    expert_rows(p, DType::BF16, s, w_rows, x.data(), sums.data(), decode_w, decode_x, dot);
   }
 }
 
@@ -162,30 +201,32 @@ void grouped_gemm_fp8(const MoeGroupedGemmParams& p) {
 void moe_grouped_gemm(const MoeGroupedGemmParams& p) {
   checks::check_moe_grouped_gemm(p);
   if (p.max_rows == 0) return;
-  if (p.dtype == DType::F8_E4M3) return grouped_gemm_fp8(p);
+  const std::vector<ExpertSpan> spans = checked_spans(p);
+  if (p.dtype == DType::F8_E4M3) return grouped_gemm_fp8(p, spans);
   const size_t es = dtype_size(p.dtype);
-  const bool swiglu = p.epilogue == MoeGemmEpilogue::SWIGLU, to_act = p.epilogue != MoeGemmEpilogue::STORE;
-  const int64_t w_rows = swiglu ? 2 * p.n : p.n;
-  std::vector<float> w(static_cast<size_t>(w_rows * p.k)), x(static_cast<size_t>(p.k)), gate_up;
-  if (to_act) gate_up.resize(static_cast<size_t>(w_rows));  // the row's float32 sums before the epilogue
+  const bool to_act = p.epilogue != MoeGemmEpilogue::STORE;
+  const int64_t w_rows = p.epilogue == MoeGemmEpilogue::SWIGLU ? 2 * p.n : p.n;
+  // An expert's x rows and weights as float32 once; then one dot product per output, k ascending.
+  std::vector<float> x(static_cast<size_t>(p.max_rows * p.k)), gate_up;
+  if (to_act) gate_up.resize(static_cast<size_t>(p.max_rows * w_rows));  // the rows' float32 sums before the epilogue
   for (int32_t e = 0; e < p.n_experts; ++e) {
-    const ExpertSpan span = expert_span(p, e);
-    if (span.count == 0) continue;
-    // The expert's [n, k] weights as float32 once; then one dot product per output, k ascending.
-    convert_to_f32(p.dtype, static_cast<const char*>(p.w) + static_cast<size_t>(e * p.expert_stride) * es, w.data(),
-                   w.size());
-    for (int64_t r = span.first; r < span.first + span.count; ++r) {
-      check_row_bound(p, r, e);
-      convert_to_f32(p.dtype, static_cast<const char*>(p.x) + static_cast<size_t>(r * p.ld_x) * es, x.data(), x.size());
-      float* yr = to_act ? gate_up.data() : p.y + r * p.ld_y;
-      for (int64_t j = 0; j < w_rows; ++j) {
-        const float* wj = w.data() + j * p.k;
-        float acc = 0.0f;
-        for (int64_t i = 0; i < p.k; ++i) acc += x[static_cast<size_t>(i)] * wj[i];
-        yr[j] = acc;
-      }
-      if (to_act) store_act(p, p.dtype, r, yr);
-    }
+    const ExpertSpan& s = spans[static_cast<size_t>(e)];
+    if (s.count == 0) continue;
+    const char* we = static_cast<const char*>(p.w) + static_cast<size_t>(e * p.expert_stride) * es;
+    auto decode_w = [&](int64_t j, float* out) {
+      convert_to_f32(p.dtype, we + static_cast<size_t>(j * p.k) * es, out, static_cast<size_t>(p.k));
+    };
+    auto decode_x = [&](int64_t r, float* out) {
+      convert_to_f32(p.dtype, static_cast<const char*>(p.x) + static_cast<size_t>(r * p.ld_x) * es, out,
+                     static_cast<size_t>(p.k));
+    };
+    auto dot = [&](int64_t i, int64_t, const float* wj) {
+      const float* xr = x.data() + i * p.k;
+      float acc = 0.0f;
+      for (int64_t c = 0; c < p.k; ++c) acc += xr[c] * wj[c];
+      return acc;
+    };
+    expert_rows(p, p.dtype, s, w_rows, x.data(), gate_up.data(), decode_w, decode_x, dot);
   }
 }
 

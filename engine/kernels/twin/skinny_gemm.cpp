@@ -115,6 +115,8 @@ void moe_decode_ffn_fp8(const MoeDecodeFfnParams& p) {
   auto* act = static_cast<uint16_t*>(p.act);
   const auto* shared_gu = static_cast<const uint8_t*>(p.shared_gate_up);
   const auto* experts_gu = static_cast<const uint8_t*>(p.experts_gate_up);
+  // Act columns, then outputs, are independent sums: the threads share them.
+#pragma omp parallel for schedule(static) if (U * H >= (int64_t{1} << 20))
   for (int64_t u = 0; u < U; ++u) {
     float g = 0.0f, up = 0.0f;
     if (u < SI) {
@@ -132,6 +134,7 @@ void moe_decode_ffn_fp8(const MoeDecodeFfnParams& p) {
   quantize(p.act, U, aq, as);
   const auto* shared_dn = static_cast<const uint8_t*>(p.shared_down);
   const auto* experts_dn = static_cast<const uint8_t*>(p.experts_down);
+#pragma omp parallel for schedule(static) if (U * H >= (int64_t{1} << 20))
   for (int64_t j = 0; j < H; ++j) {
     float s = 0.0f;
     for (int64_t gu = 0; gu < U / G; ++gu) {
@@ -166,16 +169,22 @@ void moe_decode_ffn(const MoeDecodeFfnParams& p) {
     int64_t ld_down, col;
     float scale;
   };
+  // The expert indices, checked before the parallel loops below (an exception must not leave an OpenMP region).
+  for (int64_t k = 0; k < p.top_k; ++k) {
+    const int64_t e = p.topk_idx[k];
+    MLABENCH_CHECK(e >= 0 && e < p.n_experts, "moe_decode_ffn: expert index {} at {} of {} experts. HINT: topk_idx "
+                   "comes from the router", e, k, p.n_experts);
+  }
   auto col = [&](int64_t u) {
     if (u < SI) return Col{p.shared_gate_up, u, SI, p.shared_down, SI, u, 1.0f};
     const int64_t k = (u - SI) / I, j = (u - SI) % I, e = p.topk_idx[k];
-    MLABENCH_CHECK(e >= 0 && e < p.n_experts, "moe_decode_ffn: expert index {} at {} of {} experts. HINT: topk_idx "
-                   "comes from the router", e, k, p.n_experts);
     const auto* gu = static_cast<const uint16_t*>(p.experts_gate_up) + e * 2 * I * H;
     const auto* dn = static_cast<const uint16_t*>(p.experts_down) + e * H * I;
     return Col{gu, j, I, dn, I, j, p.topk_weight[k]};
   };
   auto* act = static_cast<uint16_t*>(p.act);
+  // Act columns, then outputs, are independent sums: the threads share them.
+#pragma omp parallel for schedule(static) if (U * H >= (int64_t{1} << 20))
   for (int64_t u = 0; u < U; ++u) {
     const Col c = col(u);
     float g = 0.0f, up = 0.0f;
@@ -186,6 +195,7 @@ void moe_decode_ffn(const MoeDecodeFfnParams& p) {
     }
     act[u] = f32_to_bf16(g / (1.0f + std::exp(-g)) * up);  // as twin::silu_mul
   }
+#pragma omp parallel for schedule(static) if (U * H >= (int64_t{1} << 20))
   for (int64_t j = 0; j < H; ++j) {
     float s = 0.0f;
     for (int64_t u = 0; u < U; ++u) {
@@ -196,51 +206,67 @@ void moe_decode_ffn(const MoeDecodeFfnParams& p) {
   }
 }
 
-void skinny_gemm(const SkinnyGemmParams& p) {
-  checks::check_skinny_gemm(p);
+namespace {
+
+// Output (i, j) of problem b, its weights wb elements into w: one float32 sum over k ascending, then the epilogue.
+// A function of its own (not a lambda shared by an OpenMP region), so the compiler keeps p's fields in registers.
+void skinny_output(const SkinnyGemmParams& p, int64_t b, int64_t wb, int64_t i, int64_t j) {
   const size_t es = dtype_size(p.dtype);
-  auto value = [&](const void* base, int64_t i) {
-    const char* at = static_cast<const char*>(base) + static_cast<size_t>(i) * es;
+  auto value = [&](const void* base, int64_t at) {
+    const char* v = static_cast<const char*>(base) + static_cast<size_t>(at) * es;
     if (p.dtype == DType::F32) {
       float f;
-      std::memcpy(&f, at, 4);
+      std::memcpy(&f, v, 4);
       return f;
     }
     uint16_t h;
-    std::memcpy(&h, at, 2);
+    std::memcpy(&h, v, 2);
     return p.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
   };
+  auto x_value = [&](int64_t at) {  // x_f32: a float32 x rounded to BF16 (as a cast before the product)
+    if (!p.x_f32) return value(p.x, at);
+    return bf16_to_f32(f32_to_bf16(static_cast<const float*>(p.x)[at]));
+  };
+  auto dot = [&](int64_t row) {
+    float s = 0.0f;
+    for (int64_t c = 0; c < p.k; ++c)
+      s += x_value(b * p.stride_x + i * p.ldx + c) * value(p.w, p.w_kn ? wb + c * p.ldw + row : wb + row * p.ldw + c);
+    return s;
+  };
+  if (p.swiglu) {
+    const float g = dot(j), u = dot(p.n + j);
+    const float o = g / (1.0f + std::exp(-g)) * u;  // as twin::silu_mul
+    static_cast<uint16_t*>(p.act)[b * p.stride_act + i * p.ld_act + j] =
+        p.dtype == DType::BF16 ? f32_to_bf16(o) : f32_to_f16(o);
+    return;
+  }
+  const float s = dot(j);
+  if (p.act != nullptr) {  // the product itself in dtype
+    static_cast<uint16_t*>(p.act)[b * p.stride_act + i * p.ld_act + j] =
+        p.dtype == DType::BF16 ? f32_to_bf16(s) : f32_to_f16(s);
+    return;
+  }
+  float& out = p.y2 != nullptr && j >= p.n_y ? p.y2[i * p.ldy2 + (j - p.n_y)] : p.y[b * p.stride_y + i * p.ldy + j];
+  out = p.beta == 0.0f ? s : out + s;
+}
+
+}  // namespace
+
+void skinny_gemm(const SkinnyGemmParams& p) {
+  checks::check_skinny_gemm(p);
+  // The problems' weight offsets, checked before the parallel loops (an exception must not leave an OpenMP region).
+  std::vector<int64_t> w_offset(static_cast<size_t>(p.batch));
   for (int64_t b = 0; b < p.batch; ++b) {
     const int64_t wb = (p.w_index ? p.w_index[b] : b) * p.stride_w;
     MLABENCH_CHECK(wb >= 0, "skinny_gemm: problem {} has weight offset {}. HINT: w_index entries are >= 0", b, wb);
-    auto x_value = [&](int64_t at) {  // x_f32: a float32 x rounded to BF16 (as a cast before the product)
-      if (!p.x_f32) return value(p.x, at);
-      return bf16_to_f32(f32_to_bf16(static_cast<const float*>(p.x)[at]));
-    };
-    auto dot = [&](int64_t i, int64_t row) {
-      float s = 0.0f;
-      for (int64_t c = 0; c < p.k; ++c)
-        s += x_value(b * p.stride_x + i * p.ldx + c) * value(p.w, p.w_kn ? wb + c * p.ldw + row : wb + row * p.ldw + c);
-      return s;
-    };
+    w_offset[static_cast<size_t>(b)] = wb;
+  }
+  // Problems one after another (with beta 1 two of them may add into one y); within one, the outputs (i, j) are
+  // distinct (ldy >= n): the threads share them.
+  for (int64_t b = 0; b < p.batch; ++b) {
+#pragma omp parallel for collapse(2) schedule(static) if (p.m * p.n * p.k >= (int64_t{1} << 20))
     for (int64_t i = 0; i < p.m; ++i)
-      for (int64_t j = 0; j < p.n; ++j) {
-        if (p.swiglu) {
-          const float g = dot(i, j), u = dot(i, p.n + j);
-          const float o = g / (1.0f + std::exp(-g)) * u;  // as twin::silu_mul
-          static_cast<uint16_t*>(p.act)[b * p.stride_act + i * p.ld_act + j] =
-              p.dtype == DType::BF16 ? f32_to_bf16(o) : f32_to_f16(o);
-          continue;
-        }
-        const float s = dot(i, j);
-        if (p.act != nullptr) {  // the product itself in dtype
-          static_cast<uint16_t*>(p.act)[b * p.stride_act + i * p.ld_act + j] =
-              p.dtype == DType::BF16 ? f32_to_bf16(s) : f32_to_f16(s);
-          continue;
-        }
-        float& out = p.y2 != nullptr && j >= p.n_y ? p.y2[i * p.ldy2 + (j - p.n_y)] : p.y[b * p.stride_y + i * p.ldy + j];
-        out = p.beta == 0.0f ? s : out + s;
-      }
+      for (int64_t j = 0; j < p.n; ++j) skinny_output(p, b, w_offset[static_cast<size_t>(b)], i, j);
   }
 }
 

@@ -53,34 +53,44 @@ const std::array<float, 256>& e4m3_table() {
   return table;
 }
 
+// Output column j for the m rows of x (decoded, [k][m]): weight row j decoded into w, then per group the m sums
+// side by side, each added to its row's accumulator in group order; the innermost loop runs over the m rows, whose
+// sums are independent, so each (row, output) sum still adds its products in k order. The sums live on the stack
+// (m <= 8), where the compiler sees that no store to w, x or y reaches them.
+void column(const Fp8SkinnyGemmParams& p, const std::array<float, 256>& dec, const float* x, int64_t j, float* w) {
+  const int64_t m = p.m, k = p.k;
+  for (int64_t c = 0; c < k; ++c) w[c] = dec[p.w[j * p.ld_w + c]];
+  const float* ws = p.w_scale + (j / kFp8Block) * p.w_scale_ld;
+  float acc[kSkinnyFp8MaxRows] = {};
+  for (int64_t c0 = 0, g = 0; c0 < k; c0 += kFp8Block, ++g) {
+    float s[kSkinnyFp8MaxRows] = {};
+    for (int64_t c = c0; c < std::min(k, c0 + kFp8Block); ++c) {
+      const float wc = w[c];
+      const float* xc = x + c * m;
+      for (int64_t r = 0; r < m; ++r) s[r] += xc[r] * wc;
+    }
+    for (int64_t r = 0; r < m; ++r) acc[r] += s[r] * (p.x_scale[g * p.x_scale_group_stride + r] * ws[g]);
+  }
+  for (int64_t r = 0; r < m; ++r) p.y[r * p.ldy + j] = acc[r];
+}
+
 }  // namespace
 
-// Rows of x are decoded once, each weight row once; the innermost loop runs over the m rows, whose sums are
-// independent, so each (row, output) sum still adds its products in k order.
+// Rows of x are decoded once, each weight row once. Output columns are independent: the threads share them, each
+// with its own decoded weight row.
 void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p) {
   checks::check_skinny_gemm_fp8(p);
   if (p.m == 0) return;
   const auto& dec = e4m3_table();
   const int64_t m = p.m, k = p.k;
-  std::vector<float> x(static_cast<size_t>(k * m)), w(static_cast<size_t>(k));
+  std::vector<float> x(static_cast<size_t>(k * m));
   for (int64_t r = 0; r < m; ++r)  // stored [k][m]: the m values of a column side by side
     for (int64_t c = 0; c < k; ++c) x[static_cast<size_t>(c * m + r)] = dec[p.xq[r * p.ld_x + c]];
-  std::vector<float> acc(static_cast<size_t>(m)), s(static_cast<size_t>(m));
-  for (int64_t j = 0; j < p.n; ++j) {
-    for (int64_t c = 0; c < k; ++c) w[static_cast<size_t>(c)] = dec[p.w[j * p.ld_w + c]];
-    const float* ws = p.w_scale + (j / kFp8Block) * p.w_scale_ld;
-    std::fill(acc.begin(), acc.end(), 0.0f);
-    for (int64_t c0 = 0, g = 0; c0 < k; c0 += kFp8Block, ++g) {
-      std::fill(s.begin(), s.end(), 0.0f);
-      for (int64_t c = c0; c < std::min(k, c0 + kFp8Block); ++c) {
-        const float wc = w[static_cast<size_t>(c)];
-        const float* xc = x.data() + c * m;
-        for (int64_t r = 0; r < m; ++r) s[static_cast<size_t>(r)] += xc[r] * wc;
-      }
-      for (int64_t r = 0; r < m; ++r)
-        acc[static_cast<size_t>(r)] += s[static_cast<size_t>(r)] * (p.x_scale[g * p.x_scale_group_stride + r] * ws[g]);
-    }
-    for (int64_t r = 0; r < m; ++r) p.y[r * p.ldy + j] = acc[static_cast<size_t>(r)];
+#pragma omp parallel if (p.n * k * m >= (int64_t{1} << 20))
+  {
+    std::vector<float> w(static_cast<size_t>(k));
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < p.n; ++j) column(p, dec, x.data(), j, w.data());
   }
 }
 
