@@ -60,6 +60,34 @@ float fp8_block_scale(float amax) {
   return s > 0.0f ? s : std::numeric_limits<float>::denorm_min();  // amax / 448 underflowed
 }
 
+namespace {
+
+// Block row bi of quantize_fp8_blocks (rows [128 bi, 128 bi + 128)): each block's amax, scale and codes. False
+// where the row holds a value that is not finite, with its blocks from that one on unwritten (the caller names it).
+bool quantize_block_row(std::span<const float> w, int64_t n, int64_t k, int64_t bi, std::span<uint8_t> codes,
+                        std::span<float> scale_inv) {
+  const int64_t kb = (k + kFp8Block - 1) / kFp8Block;
+  for (int64_t bj = 0; bj < kb; ++bj) {
+    const int64_t r0 = bi * kFp8Block, r1 = std::min(n, r0 + kFp8Block);
+    const int64_t c0 = bj * kFp8Block, c1 = std::min(k, c0 + kFp8Block);
+    float amax = 0.0f;
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = c0; c < c1; ++c) {
+        const float v = w[static_cast<size_t>(r * k + c)];
+        if (!std::isfinite(v)) return false;
+        amax = std::max(amax, std::fabs(v));
+      }
+    const float s = fp8_block_scale(amax);
+    scale_inv[static_cast<size_t>(bi * kb + bj)] = s;
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = c0; c < c1; ++c)
+        codes[static_cast<size_t>(r * k + c)] = f32_to_e4m3(w[static_cast<size_t>(r * k + c)] / s);
+  }
+  return true;
+}
+
+}  // namespace
+
 void quantize_fp8_blocks(std::span<const float> w, int64_t n, int64_t k, std::span<uint8_t> codes,
                          std::span<float> scale_inv, const char* what) {
   const int64_t nb = (n + kFp8Block - 1) / kFp8Block, kb = (k + kFp8Block - 1) / kFp8Block;
@@ -67,25 +95,28 @@ void quantize_fp8_blocks(std::span<const float> w, int64_t n, int64_t k, std::sp
                       static_cast<int64_t>(scale_inv.size()) == nb * kb,
                   "quantize_fp8_blocks({}): {} values, {} codes, {} scales for [{}, {}]", what, w.size(), codes.size(),
                   scale_inv.size(), n, k);
+  // Block rows are independent (a checkpoint's matrix, or a test's lm_head, is millions of values): the threads
+  // share them. A value that is not finite cannot throw from inside the parallel loop, so it is only flagged there.
+  bool finite = true;
+#pragma omp parallel for schedule(static) reduction(&& : finite) if (n * k >= (int64_t{1} << 16))
+  for (int64_t bi = 0; bi < nb; ++bi) finite = quantize_block_row(w, n, k, bi, codes, scale_inv) && finite;
+  if (finite) return;
+  // The first such value in block order, as a serial pass over the blocks meets it.
   for (int64_t bi = 0; bi < nb; ++bi)
-    for (int64_t bj = 0; bj < kb; ++bj) {
-      const int64_t r0 = bi * kFp8Block, r1 = std::min(n, r0 + kFp8Block);
-      const int64_t c0 = bj * kFp8Block, c1 = std::min(k, c0 + kFp8Block);
-      float amax = 0.0f;
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c) {
+    for (int64_t bj = 0; bj < kb; ++bj)
+      for (int64_t r = bi * kFp8Block; r < std::min(n, (bi + 1) * kFp8Block); ++r)
+        for (int64_t c = bj * kFp8Block; c < std::min(k, (bj + 1) * kFp8Block); ++c) {
           const float v = w[static_cast<size_t>(r * k + c)];
           MLABENCH_CHECK(std::isfinite(v),
                          "{}: element [{}, {}] is {}; an FP8 block scale cannot represent it. HINT: the checkpoint is "
                          "broken; load it without --weights-dtype fp8 to see where", what, r, c, v);
-          amax = std::max(amax, std::fabs(v));
         }
-      const float s = fp8_block_scale(amax);
-      scale_inv[static_cast<size_t>(bi * kb + bj)] = s;
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c)
-          codes[static_cast<size_t>(r * k + c)] = f32_to_e4m3(w[static_cast<size_t>(r * k + c)] / s);
-    }
+}
+
+uint8_t quantize_e4m3(float x, float scale) {
+  const float v = x / scale;
+  if (std::isnan(v)) return std::signbit(x) ? uint8_t{0xff} : uint8_t{0x7f};
+  return f32_to_e4m3(v);
 }
 
 void fake_quantize_fp8_row(float* x, int64_t k) {

@@ -27,6 +27,10 @@ float e4m3_to_f32(uint8_t code);
 /// (either sign) to 0x7f | sign; +-infinity saturates like any finite overflow.
 uint8_t f32_to_e4m3(float f);
 
+/// \brief f32_to_e4m3(x / scale) with a NaN code carrying x's sign: the sign of a NaN quotient is the platform's
+/// (x86's default NaN is negative, the GPU's positive), so every quantiser twin and kernel fixes it this way.
+uint8_t quantize_e4m3(float x, float scale);
+
 /// \brief The scale that maps a block's largest magnitude `amax` to 448: amax / 448, or 1 for an all-zero block (its
 /// codes are 0 whatever the scale).
 float fp8_block_scale(float amax);

@@ -319,6 +319,20 @@ GpuModel::GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed
 
 GpuModel::~GpuModel() = default;
 
+std::pair<uint64_t, uint64_t> GpuModel::kv_slot_bytes() const {
+  const auto [kw, vw] = kv_widths();
+  if (cache_dtype() != DType::F8_E4M3) {
+    const uint64_t es = dtype_size(cache_dtype());
+    return {static_cast<uint64_t>(kw) * es, static_cast<uint64_t>(vw) * es};
+  }
+  if (config_.attention == AttentionKind::MLA) {
+    const int64_t kvl = config_.kv_lora_rank;
+    return {static_cast<uint64_t>(kernels::Fp8SlotLayout{kw, kvl, kvl}.bytes()), 0};
+  }
+  const auto bytes = static_cast<uint64_t>(kernels::Fp8SlotLayout{kw, kw, config_.head_dim}.bytes());
+  return {bytes, vw > 0 ? bytes : 0};
+}
+
 void GpuModel::upload_weights(const ModelWeights* host, uint64_t seed) {
   const ModelConfig& c = config_;
   const DType stored = host ? host->embed.dtype : c.dtype;

@@ -62,16 +62,17 @@ class Arena {
   DeviceBuffer buf_;
 };
 
-/// Paged KV pools, one per layer, BF16 (F32 in Precision::FLOAT32): MLA keeps [c_kv ; k_pe] per slot; GQA keeps
-/// K and V.
+/// Paged KV pools, one per layer, BF16 (F32 in Precision::FLOAT32, F8_E4M3 slots under --kv-cache-dtype fp8): MLA
+/// keeps [c_kv ; k_pe] per slot; GQA keeps K and V.
 struct KvPools {
   int64_t n_blocks = 0, block_size = 0;
   int64_t k_width = 0, v_width = 0;  // values per slot per layer
+  uint64_t k_slot_bytes = 0, v_slot_bytes = 0;  // GpuModel::kv_slot_bytes
   DType dtype = DType::BF16;
-  std::vector<DeviceBuffer> k, v;  // [n_layers] of [n_blocks * block_size, width]
+  std::vector<DeviceBuffer> k, v;  // [n_layers] of [n_blocks * block_size] slots
   uint64_t bytes() const {
-    return static_cast<uint64_t>(n_blocks * block_size) * static_cast<uint64_t>(k_width + v_width) *
-           dtype_size(dtype) * static_cast<uint64_t>(k.size());
+    return static_cast<uint64_t>(n_blocks * block_size) * (k_slot_bytes + v_slot_bytes) *
+           static_cast<uint64_t>(k.size());
   }
 };
 
@@ -210,8 +211,16 @@ class GpuModel {
   /// The GEMM operand dtype on the device: the checkpoint's, or F32 in Precision::FLOAT32.
   DType dtype() const { return dtype_; }
   Precision precision() const { return precision_; }
-  /// The KV cache's dtype: BF16, or F32 in Precision::FLOAT32.
-  DType cache_dtype() const { return precision_ == Precision::FLOAT32 ? DType::F32 : DType::BF16; }
+  /// The KV cache's dtype: BF16, F32 in Precision::FLOAT32, or F8_E4M3 slots under --kv-cache-dtype fp8
+  /// (kernel_params.h Fp8SlotLayout; the attention then runs the float32 generic kernels, which read them).
+  DType cache_dtype() const {
+    return fp8_kv_ ? DType::F8_E4M3 : precision_ == Precision::FLOAT32 ? DType::F32 : DType::BF16;
+  }
+  /// --kv-cache-dtype fp8: set before the pools are allocated.
+  void set_fp8_kv_cache(bool on) { fp8_kv_ = on; }
+  /// Bytes of one slot of a layer's K (MLA: latent) and V pools in cache_dtype(): width x element size, or the
+  /// F8_E4M3 slot layout (MLA: the latent's codes and scales and the BF16 RoPE part; GQA: a scale a head).
+  std::pair<uint64_t, uint64_t> kv_slot_bytes() const;
   std::pair<int64_t, int64_t> kv_widths() const { return attention_->kv_widths(); }
   uint64_t weight_bytes() const { return weight_bytes_; }
   int64_t prefill_key_budget() const { return attention_->prefill_key_budget(); }
@@ -255,6 +264,7 @@ class GpuModel {
   Precision precision_ = Precision::NATIVE;
   bool fixed_splits_ = false;
   bool fp8_weights_ = false;
+  bool fp8_kv_ = false;
   std::unique_ptr<Fp8Linear> fp8_linear_;  // allocate_buffers: the activation codes of the FP8 GEMMs
   DType dtype_ = DType::BF16;
   int64_t cache_slots_ = 0;

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "engine/gpu/gpu_model.h"
@@ -117,6 +118,7 @@ class GpuRunner final : public serving::ModelRunner {
     MLABENCH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     model_ = std::make_unique<gpu::GpuModel>(c, host, seed, o.precision, stream_, o.batch_invariant_attention,
                                              o.weights_dtype == WeightsDtype::FP8);
+    model_->set_fp8_kv_cache(o.kv_cache_dtype == KvCacheDtype::FP8);
     model_->set_rank_hooks(std::move(hooks));
     model_->allocate_buffers(limits);
     const int64_t max_blocks = (limits.max_context + limits.block_size - 1) / limits.block_size;
@@ -142,8 +144,8 @@ class GpuRunner final : public serving::ModelRunner {
 
   int64_t n_blocks() const override { return pools_.n_blocks - 1; }  // the last block is the padding rows' trash
   uint64_t bytes_per_block() const override {
-    return static_cast<uint64_t>(pools_.block_size) * static_cast<uint64_t>(pools_.k_width + pools_.v_width) *
-           dtype_size(pools_.dtype) * static_cast<uint64_t>(config_.n_layers);
+    return static_cast<uint64_t>(pools_.block_size) * (pools_.k_slot_bytes + pools_.v_slot_bytes) *
+           static_cast<uint64_t>(config_.n_layers);
   }
   int64_t prefill_key_budget() const override { return model_->prefill_key_budget(); }
   uint64_t weight_bytes() const override { return model_->weight_bytes(); }
@@ -180,6 +182,7 @@ class GpuRunner final : public serving::ModelRunner {
     pools_.k_width = kw;
     pools_.v_width = vw;
     pools_.dtype = model_->cache_dtype();
+    std::tie(pools_.k_slot_bytes, pools_.v_slot_bytes) = model_->kv_slot_bytes();
     size_t free_b = 0, total_b = 0;
     MLABENCH_CUDA(cudaMemGetInfo(&free_b, &total_b));
     double budget = kv_cache_gib * 1073741824.0;
@@ -194,10 +197,10 @@ class GpuRunner final : public serving::ModelRunner {
                    "HINT: raise --kv-cache-gib or lower --max-context",
                    n_blocks, limits_.block_size, bytes_per_block());
     pools_.n_blocks = n_blocks;
-    const size_t slots = static_cast<size_t>(n_blocks * limits_.block_size), es = dtype_size(pools_.dtype);
+    const auto slots = static_cast<size_t>(n_blocks * limits_.block_size);
     for (int64_t l = 0; l < config_.n_layers; ++l) {
-      pools_.k.emplace_back(slots * static_cast<size_t>(kw) * es, "KV cache (K / latent)");
-      if (vw > 0) pools_.v.emplace_back(slots * static_cast<size_t>(vw) * es, "KV cache (V)");
+      pools_.k.emplace_back(slots * pools_.k_slot_bytes, "KV cache (K / latent)");
+      if (vw > 0) pools_.v.emplace_back(slots * pools_.v_slot_bytes, "KV cache (V)");
     }
     trash_block_ = static_cast<int32_t>(n_blocks - 1);  // padding rows of graphed steps write here
   }

@@ -19,6 +19,13 @@
 
 #include "engine/core/dtype.h"
 
+// Members both the host and the kernels call (kernel_params.h is plain C++ outside nvcc).
+#if defined(__CUDACC__)
+#define MLABENCH_HD __host__ __device__
+#else
+#define MLABENCH_HD
+#endif
+
 namespace mlabench::kernels {
 
 // ---- elementwise ---------------------------------------------------------------------------------------
@@ -93,15 +100,35 @@ struct CastParams {
   int64_t n_cols = 0;
 };
 
+/// One slot of an F8_E4M3 KV pool (--kv-cache-dtype fp8, issue 20): of a slot's `width` values the first
+/// `quantised` go through e4m3 in groups of 128 inside segments of `segment` values (MLA: the kv_lora latent, one
+/// segment; GQA/MHA: each head, so a group never spans two heads), each group with a float32 scale
+/// fp8_block_scale(amax) (engine/core/fp8.h: code = e4m3(x / scale), value = code x scale, as fake_quantize_fp8_row);
+/// the rest (MLA's RoPE part) in BF16. Bytes: the codes, then the scales, then the BF16 values, each region padded
+/// to 16 bytes (MLA at V2 shapes: 512 + 4 x 4 + 64 x 2 = 656, FlashMLA's layout; GQA 8 x 128: 1,024 + 32 a pool).
+struct Fp8SlotLayout {
+  int64_t width = 0, quantised = 0, segment = 0;
+  MLABENCH_HD static constexpr int64_t pad16(int64_t b) { return (b + 15) / 16 * 16; }
+  MLABENCH_HD constexpr int64_t groups_per_segment() const { return (segment + 127) / 128; }
+  MLABENCH_HD constexpr int64_t groups() const { return segment > 0 ? quantised / segment * groups_per_segment() : 0; }
+  MLABENCH_HD constexpr int64_t scale_offset() const { return pad16(quantised); }
+  MLABENCH_HD constexpr int64_t bf16_offset() const { return scale_offset() + pad16(4 * groups()); }
+  MLABENCH_HD constexpr int64_t bytes() const { return bf16_offset() + pad16(2 * (width - quantised)); }
+};
+
 /// cache[slots[r] * width + c] = cache_type(src[r * ld_src + c]) for c < width: appends new tokens to a paged pool.
+/// F8_E4M3 pools: slot slots[r] is the Fp8SlotLayout {width, fp8_quantised, fp8_segment} of the row's values, slots
+/// bytes() apart.
 struct CacheWriteParams {
   void* cache = nullptr;  // one layer's pool [n_slots, width]
-  DType cache_type = DType::BF16;  // BF16 or F32
+  DType cache_type = DType::BF16;  // BF16, F32 or F8_E4M3
   int64_t width = 0;
   const float* src = nullptr;  // [n_rows, width] at ld_src
   int64_t ld_src = 0;
   const int64_t* slots = nullptr;  // [n_rows]
   int64_t n_rows = 0;
+  int64_t fp8_quantised = 0, fp8_segment = 0;  // F8_E4M3 only
+  MLABENCH_HD Fp8SlotLayout fp8_layout() const { return {width, fp8_quantised, fp8_segment}; }
 };
 
 /// MLA's new latent rows in one pass (the chain rms_norm -> rope -> rope -> cache_write of a layer, fused): for each
@@ -121,7 +148,7 @@ struct LatentAppendParams {
   const float* sin = nullptr;
   const int32_t* positions = nullptr;  // [n_rows]
   void* cache = nullptr;  // one layer's pool [n_slots, kv_lora + rope_dim]
-  DType cache_type = DType::BF16;
+  DType cache_type = DType::BF16;  // F8_E4M3: Fp8SlotLayout {kv_lora + rope_dim, kv_lora, kv_lora}
   const int64_t* slots = nullptr;  // [n_rows]
   int64_t n_rows = 0;
 };
@@ -141,7 +168,7 @@ struct KvAppendParams {
   const int32_t* positions = nullptr;  // [n_rows]
   void* k_cache = nullptr;  // one layer's pools [n_slots, n_kv_heads * head_dim]
   void* v_cache = nullptr;
-  DType cache_type = DType::BF16;
+  DType cache_type = DType::BF16;  // F8_E4M3: each pool Fp8SlotLayout {n_kv_heads head_dim, the same, head_dim}
   const int64_t* slots = nullptr;  // [n_rows]
   int64_t n_rows = 0;
 };
@@ -155,8 +182,10 @@ struct CacheGatherParams {
   // F32, or the cache's own type (a plain copy: the BF16 flash prefill reads the BF16 latent as stored).
   DType out_type = DType::F32;
   const void* cache = nullptr;
-  DType cache_type = DType::BF16;  // BF16 or F32
+  DType cache_type = DType::BF16;  // BF16, F32, or F8_E4M3 (out_type F32 or BF16: each value code x scale, rounded)
   int64_t width = 0;
+  int64_t fp8_quantised = 0, fp8_segment = 0;  // F8_E4M3: the slot layout, as CacheWriteParams
+  MLABENCH_HD Fp8SlotLayout fp8_layout() const { return {width, fp8_quantised, fp8_segment}; }
   int32_t block_size = 0;
   const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks]
   int32_t max_blocks = 0;
@@ -227,10 +256,7 @@ struct RandomFillParams {
 };
 
 /// Whole-tensor element index of element i of a RandomFillParams block (host and device share this definition).
-#if defined(__CUDACC__)
-__host__ __device__
-#endif
-inline int64_t random_fill_index(int64_t first, int64_t cols, int64_t ld, int64_t i) {
+MLABENCH_HD inline int64_t random_fill_index(int64_t first, int64_t cols, int64_t ld, int64_t i) {
   return cols == 0 ? first + i : first + (i / cols) * ld + i % cols;
 }
 
@@ -599,8 +625,9 @@ struct MlaDecodeParams {
   int32_t max_kv = 0;
   PagedCache paged;
   const void* cache = nullptr;  // this layer's pool [n_slots, kv_lora + rope]
-  // BF16 runs on tensor cores where the head sizes have an instance; F32 (the engine's float32 precision) runs
-  // in float32 on CUDA cores (the generic kernel).
+  // BF16 runs on tensor cores where the head sizes have an instance; F32 (the engine's float32 precision) and
+  // F8_E4M3 (--kv-cache-dtype fp8, fp8_layout(); the tensor-core kernels do not read it yet) run in float32 on CUDA
+  // cores (the generic kernel).
   DType cache_type = DType::BF16;
   const float* q_lat = nullptr;     // [n_seqs, n_heads * kv_lora] at ld_q_lat
   int64_t ld_q_lat = 0;
@@ -622,6 +649,8 @@ struct MlaDecodeParams {
   // scratch with fewer floats is refused.
   float* scratch = nullptr;
   int64_t scratch_floats = 0;
+  // F8_E4M3 (--kv-cache-dtype fp8): the pool's slots hold the latent in e4m3 and the RoPE part in BF16.
+  MLABENCH_HD Fp8SlotLayout fp8_layout() const { return {int64_t{kv_lora} + rope, kv_lora, kv_lora}; }
   // Slots in this layer's pool (rows of `cache`): bounds the TMA tensor map of the Hopper kernel; 0 = not given
   // (the mma.sync kernel runs). Unread by the twin.
   int64_t n_slots = 0;
@@ -660,7 +689,11 @@ struct GqaAttentionParams {
   // Rows of each pool, for the flash prefill kernel's TMA copies (with block_size % 64 == 0); 0 = not given: that
   // kernel then copies by cp.async. Nothing else reads it.
   int64_t n_slots = 0;
-  DType cache_type = DType::BF16;  // as MlaDecodeParams: F32 takes the float32 generic kernel
+  DType cache_type = DType::BF16;  // as MlaDecodeParams: F32 and F8_E4M3 take the float32 generic kernel
+  // F8_E4M3: each pool's slots hold its heads in e4m3 with a scale a head (two for 256-wide heads).
+  MLABENCH_HD Fp8SlotLayout fp8_layout() const {
+    return {int64_t{n_kv_heads} * head_dim, int64_t{n_kv_heads} * head_dim, head_dim};
+  }
   const float* q = nullptr;  // [rows, n_heads * head_dim] at ld_q, RoPE applied
   int64_t ld_q = 0;
   float* out = nullptr;  // [rows, n_heads * head_dim] at ld_out

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "engine/kernels/kernel_params.h"
 #include "engine/model/rope.h"
 #include "engine/weights/model_weights.h"
 #include "engine/weights/tensor_manifest.h"
@@ -72,13 +73,15 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const
   s.kv_elements_per_token = kv.elements;
   s.kv_bytes_per_token_bf16 = 2 * kv.elements;
   s.kv_bytes_per_token_fp8 = kv.elements;
-  // --kv-cache-dtype fp8 as the engine holds it: the codes plus a float32 scale per 128 of them, and MLA's RoPE part in
-  // BF16 (FlashMLA's layout: 656 B a layer at V2 shapes, where the paper's 34,560 B for V2 counts one byte an element).
-  const auto scales = [](int64_t n) { return 4 * ((n + 127) / 128); };
+  // --kv-cache-dtype fp8 as the GPU engine holds it (kernel_params.h Fp8SlotLayout): the codes plus a float32 scale
+  // per 128 of them (a head's at most), and MLA's RoPE part in BF16, each region padded to 16 bytes (FlashMLA's layout:
+  // 656 B a layer at V2 shapes, where the paper's 34,560 B for V2 counts one byte an element).
+  const int64_t kv_width = c.n_kv_heads * c.head_dim;
   s.kv_bytes_per_token_fp8_scaled =
-      c.n_layers * (c.attention == AttentionKind::MLA
-                        ? c.kv_lora_rank + scales(c.kv_lora_rank) + 2 * c.qk_rope_head_dim
-                        : 2 * c.n_kv_heads * (c.head_dim + scales(c.head_dim)));
+      c.n_layers *
+      (c.attention == AttentionKind::MLA
+           ? kernels::Fp8SlotLayout{c.kv_lora_rank + c.qk_rope_head_dim, c.kv_lora_rank, c.kv_lora_rank}.bytes()
+           : 2 * kernels::Fp8SlotLayout{kv_width, kv_width, c.head_dim}.bytes());
 
   nlohmann::ordered_json j;
   j["model_dir"] = model_dir;
@@ -167,9 +170,9 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const
       {"bytes_fp8_scaled", s.kv_bytes_per_token_fp8_scaled},
       {"bytes_fp8_scaled_layout", c.attention == AttentionKind::MLA
                                       ? "--kv-cache-dtype fp8: the latent in e4m3 with a float32 scale per 128 values, "
-                                        "the RoPE part in BF16 (FlashMLA's layout)"
+                                        "the RoPE part in BF16 (FlashMLA's layout), each part padded to 16 bytes"
                                       : "--kv-cache-dtype fp8: K and V in e4m3 with a float32 scale per head (per 128 "
-                                        "values of a wider head)"}};
+                                        "values of a wider head), codes and scales each padded to 16 bytes"}};
   if (c.attention == AttentionKind::MLA) {
     kvj["layout"] = "latent: kv_lora_rank + qk_rope_head_dim per layer";
     kvj["decompressed_bytes_bf16"] = 2 * kv.decompressed_elements;

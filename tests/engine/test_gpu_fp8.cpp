@@ -4,7 +4,7 @@
 // grid: gate and up keep their own scale grids, two GEMMs) and one GQA + dense. In float32 precision the GPU quantises
 // the same float32 activations the CPU engine does, so only the summation order differs (the FP8 GEMMs' float32
 // group sums); in the native precision the activations are BF16 before quantisation, and the GEMMs past 8 rows run
-// on QGMMA (its ~14-bit group sums). Then an FP8 checkpoint loaded as stored.
+// on QGMMA (its ~14-bit group sums). Then an FP8 checkpoint loaded as stored, and the FP8 KV cache.
 // Greedy generation of a batch runs the decode steps in CUDA graphs (the FP8 expert GEMM's counts on the device).
 #include <gtest/gtest.h>
 
@@ -200,6 +200,54 @@ TEST(GpuFp8Checkpoint, LoadsAsStoredOnTheDevice) {
               cost);
   EXPECT_LT(err, 0.75 * cost) << "e4m3 rounding flips only (LogitsMatchTheCpuEnginesFp8)";
   EXPECT_EQ(stored->weight_bytes(), quantised->weight_bytes());
+}
+
+// --kv-cache-dtype fp8 on the GPU engine (F8_E4M3 slots written by latent_append / kv_append, read by the generic
+// float32 attention kernels and by cache_gather for MLA's prefill) against the CPU engine's FP8 cache (float32
+// values rounded as the slots hold them), stored weights, --precision f32 on both. The values reaching the cache's
+// quantiser differ by float32 rounding only, so an e4m3 flip (one cached value a step off) is rare: the bound is a
+// tenth of the FP8 cache's own cost on this model (CPU, FP8 cache against the float32 cache). Prefill (300 tokens)
+// and greedy decode (the decode attention reading the slots) both; the GPU cache's bytes a token are the ones
+// `mlabench info` reports.
+TEST_P(GpuFp8, KvCacheMatchesTheCpuEnginesFp8Cache) {
+  MLABENCH_REQUIRE_GPU();
+  test::TempDir dir;
+  std::ofstream(dir.file("config.json")) << fp8_config(GetParam()).dump(2);
+  auto open = [&](Device d, KvCacheDtype kv) {
+    EngineOptions o{.model_dir = dir.path(), .random_weights_seed = 7, .device = d};
+    o.precision = Precision::FLOAT32;
+    o.kv_cache_dtype = kv;
+    o.max_step_tokens = 512;
+    o.max_batch = 16;
+    o.kv_cache_gib = 1;
+    auto e = Engine::open(o);
+    EXPECT_TRUE(static_cast<bool>(e)) << (e ? "" : e.error().what());
+    return e ? std::move(*e) : nullptr;
+  };
+  auto cpu = open(Device::CPU, KvCacheDtype::FP8), gpu = open(Device::CUDA, KvCacheDtype::FP8);
+  auto plain = open(Device::CPU, KvCacheDtype::AUTO);
+  ASSERT_TRUE(cpu && gpu && plain);
+  const std::vector<int32_t> prompt = ids(300, 9);
+  const Logits ref = cpu->logits(prompt).value(), got = gpu->logits(prompt).value(), p = plain->logits(prompt).value();
+  const double scale = max_abs(ref.data);
+  const double cost = test::max_abs_diff(p.data.data(), ref.data.data(), ref.data.size()) / scale;
+  const double err = test::max_abs_diff(got.data.data(), ref.data.data(), ref.data.size()) / scale;
+  std::printf("[ gpu fp8 kv ] %s: |gpu - cpu| / max|logit| = %.3e; the FP8 cache's own cost on the cpu %.3e\n",
+              GetParam() ? "MLA + MoE" : "GQA dense", err, cost);
+  EXPECT_GT(cost, 1e-4) << "the CPU engine's cache rounds to FP8";
+  EXPECT_LT(err, 0.1 * cost) << "float32 rounding, at most a rare e4m3 flip";
+  const ModelSummary info = summarize_model(dir.path()).value();
+  EXPECT_EQ(static_cast<int64_t>(gpu->kv_bytes_per_token()), info.kv_bytes_per_token_fp8_scaled);
+  std::vector<GenerateRequest> batch;
+  for (uint64_t i = 0; i < 4; ++i) batch.push_back({.prompt = ids(30 + 9 * static_cast<int64_t>(i), 20 + i),
+                                                   .options = {.max_new_tokens = 10}});
+  const auto g = gpu->generate_batch(batch).value(), c = cpu->generate_batch(batch).value();
+  int same = 0, total = 0;
+  for (size_t i = 0; i < batch.size(); ++i)
+    for (size_t t = 0; t < g[i].tokens.size() && t < c[i].tokens.size(); ++t, ++total) same += g[i].tokens[t] == c[i].tokens[t];
+  std::printf("[ gpu fp8 kv ] %s: greedy tokens equal to the cpu engine's: %d of %d\n",
+              GetParam() ? "MLA + MoE" : "GQA dense", same, total);
+  EXPECT_GE(same, total * 9 / 10) << "decode over the slots follows the CPU engine's greedy path";
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GpuFp8, ::testing::Bool(),

@@ -565,13 +565,13 @@ TEST(Cli, BenchRecordsFp8Weights) {
   EXPECT_EQ(a["params"]["kv_cache_dtype"], "auto");
   EXPECT_FALSE(a["kv_cache"].contains("fp8_bytes_per_token"));
   // The FP8 cache: its bytes as a GPU holds them beside the paper's one byte an element. The bundled model: 4 layers
-  // of kv_lora 48 (one 4-byte scale) and 16 RoPE values in BF16.
+  // of kv_lora 48 (one 4-byte scale, padded to 16 bytes as each part of a slot is) and 16 RoPE values in BF16.
   const CliResult kv =
       mlabench_cli("bench --batch 1 --prompt 8 --gen 2 --kv-cache-dtype fp8 --out " + t.file("kv.json"));
   ASSERT_EQ(kv.exit_code, 0) << kv.err;
   const auto k = nlohmann::json::parse(test::read_file(t.file("kv.json")));
   EXPECT_EQ(k["kv_cache"]["dtype"], "fp8");
-  EXPECT_EQ(k["kv_cache"]["fp8_bytes_per_token"], 4 * (48 + 4 + 2 * 16));
+  EXPECT_EQ(k["kv_cache"]["fp8_bytes_per_token"], 4 * (48 + 16 + 2 * 16));
   EXPECT_EQ(k["kv_cache"]["fp8_bytes_per_token_one_byte_an_element"], 4 * (48 + 16));
   const CliResult bad = mlabench_cli("bench --batch 1 --prompt 8 --gen 2 --weights-dtype e5m2");
   EXPECT_NE(bad.exit_code, 0);

@@ -1,5 +1,7 @@
 // Shape-generic attention kernels in float32: the path of the three attention launchers (attention.cu) for the
-// engine's float32 precision (F32 cache) and for head sizes that have no tensor-core instance there (the tiny
+// engine's float32 precision (F32 cache), F8_E4M3 caches (--kv-cache-dtype fp8: each value dequantised as
+// cache_gather does; the tensor-core kernels do not read them yet) and head sizes that have no tensor-core instance
+// there (the tiny
 // test models, unusual configs). One block per (query row,
 // head), keys in chunks of kChunk with an online softmax in float32; any head size, no split-KV. Correct and
 // simple, not fast: real DeepSeek-V2 / Llama shapes take the instances in attention.cu.
@@ -7,6 +9,7 @@
 
 #include "engine/kernels/cuda/attention_generic.h"
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/fp8_device.cuh"
 
 namespace mlabench::kernels::cuda::generic {
 
@@ -53,6 +56,10 @@ struct MlaDecodeAccess {
     return p.bf16_operands && p.cache_type == DType::BF16 ? __bfloat162float(__float2bfloat16_rn(x)) : x;
   }
   __device__ float k(int s, int64_t j, int, int d) const {
+    if (p.cache_type == DType::F8_E4M3) {
+      const Fp8SlotLayout l = p.fp8_layout();
+      return fp8::slot_value(l, static_cast<const uint8_t*>(p.cache) + slot_of(p.paged, s, j) * l.bytes(), d);
+    }
     return cached(p.cache, p.cache_type == DType::F32, slot_of(p.paged, s, j) * (p.kv_lora + p.rope) + d);
   }
   __device__ float v(int s, int64_t j, int h, int d) const { return k(s, j, h, d); }  // the latent is the value
@@ -68,10 +75,19 @@ struct GqaAccess {
     const int kvh = h / (p.n_heads / p.n_kv_heads);
     return slot_of(p.paged, s, j) * (int64_t{p.n_kv_heads} * p.head_dim) + kvh * p.head_dim + d;
   }
+  // F8_E4M3: value (head kvh, d) of the slot, kvh * head_dim + d in the layout's terms.
+  __device__ float fp8_at(const void* pool, int s, int64_t j, int h, int d) const {
+    const Fp8SlotLayout l = p.fp8_layout();
+    const int kvh = h / (p.n_heads / p.n_kv_heads);
+    return fp8::slot_value(l, static_cast<const uint8_t*>(pool) + slot_of(p.paged, s, j) * l.bytes(),
+                           int64_t{kvh} * p.head_dim + d);
+  }
   __device__ float k(int s, int64_t j, int h, int d) const {
+    if (p.cache_type == DType::F8_E4M3) return fp8_at(p.k_cache, s, j, h, d);
     return cached(p.k_cache, p.cache_type == DType::F32, at(s, j, h, d));
   }
   __device__ float v(int s, int64_t j, int h, int d) const {
+    if (p.cache_type == DType::F8_E4M3) return fp8_at(p.v_cache, s, j, h, d);
     return cached(p.v_cache, p.cache_type == DType::F32, at(s, j, h, d));
   }
   __device__ float* out(int64_t r, int h) const { return p.out + r * p.ld_out + h * p.head_dim; }

@@ -1,5 +1,5 @@
 // CUDA kernels and launchers of the elementwise ops: embedding, rms_norm (residual add fused), rope, silu_mul,
-// cast, and the paged KV-cache (BF16 or F32) write and gather. Their CPU twins, which define the results, are in
+// cast, and the paged KV-cache (BF16, F32, or F8_E4M3 slots: --kv-cache-dtype fp8) write and gather. Their CPU twins, which define the results, are in
 // engine/kernels/twin/elementwise.cpp, and so are the parameter checks both share.
 //
 // All of them are memory bound: each thread moves W consecutive elements per access (16 bytes where the
@@ -16,6 +16,7 @@
 
 #include "core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/fp8_device.cuh"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/twin/checks.h"
@@ -334,6 +335,38 @@ __global__ void cast_kernel(const CastParams p) {
 // a warp reads/writes it whole and the 8 warps of a block take 8 tokens.
 constexpr int kCacheWarps = 8;
 
+// An F8_E4M3 slot (kernel_params.h Fp8SlotLayout) from float32 x[0, width), as twin::write_fp8_slot: warp `warp` of
+// the caller's `n_warps` takes groups warp, warp + n_warps, ... (amax over the group by its lanes, NaN left out as
+// fmaxf leaves it, the scale, the codes), thread `thread` of `n_threads` the BF16 tail.
+__device__ __forceinline__ void store_fp8_slot(const Fp8SlotLayout& l, const float* x, uint8_t* slot, int warp,
+                                               int n_warps, int lane, int thread, int n_threads) {
+  const int64_t gps = l.groups_per_segment(), n_groups = l.groups();
+  for (int64_t g = warp; g < n_groups; g += n_warps) {
+    const int64_t seg = g / gps, c0 = seg * l.segment + (g % gps) * kFp8Block;
+    const int64_t c1 = c0 + kFp8Block < (seg + 1) * l.segment ? c0 + kFp8Block : (seg + 1) * l.segment;
+    float amax = 0.0f;
+    for (int64_t c = c0 + lane; c < c1; c += 32) amax = fmaxf(amax, fabsf(x[c]));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float scale = fp8::block_scale(amax);
+    for (int64_t c = c0 + lane; c < c1; c += 32) slot[c] = fp8::quantize(x[c], scale);
+    if (lane == 0) reinterpret_cast<float*>(slot + l.scale_offset())[g] = scale;
+  }
+  for (int64_t i = thread; i < l.width - l.quantised; i += n_threads)
+    store_floats<Fmt::BF16, 1>(slot + l.bf16_offset(), i, {x[l.quantised + i]});
+}
+
+// cache_write into an F8_E4M3 pool: a warp a row, its groups one after another.
+__global__ void cache_write_fp8_kernel(const CacheWriteParams p) {
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the rows come from the previous kernel
+  griddep_launch_dependents();
+  const Fp8SlotLayout l = p.fp8_layout();
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(kCacheWarps) + threadIdx.y; r < p.n_rows;
+       r += static_cast<int64_t>(gridDim.x) * kCacheWarps)
+    store_fp8_slot(l, p.src + r * p.ld_src, static_cast<uint8_t*>(p.cache) + p.slots[r] * l.bytes(), 0, 1,
+                   static_cast<int>(threadIdx.x), static_cast<int>(threadIdx.x), 32);
+}
+
 template <Fmt F, int W>
 __global__ void cache_write_kernel(const CacheWriteParams p) {
   griddep_wait();  // a programmatic dependent launch (pdl.cuh): the rows come from the previous kernel
@@ -355,7 +388,9 @@ __global__ void cache_write_kernel(const CacheWriteParams p) {
 // rms_norm_kernel), written in place and to the cache; its rope pair(s) rotated as rope_kernel (products and sums
 // rounded one by one), written in place and to the cache; then q's rope columns of every head. Four launches of a
 // decode step's layer become one.
-template <Fmt F>
+// kFp8 (an F8_E4M3 pool): the row's values stay in float32 until the block has all of them (a barrier), then its
+// warps write the slot's groups (store_fp8_slot).
+template <Fmt F, bool kFp8>
 __global__ void __launch_bounds__(256) latent_append_kernel(const LatentAppendParams p) {
   __shared__ float warp_sums[32];
   griddep_wait();  // a programmatic dependent launch (pdl.cuh): the inputs come from the previous kernel
@@ -371,7 +406,7 @@ __global__ void __launch_bounds__(256) latent_append_kernel(const LatentAppendPa
     for (int64_t i = tid; i < p.kv_lora; i += nt) {
       const float y = __fmul_rn(__fmul_rn(x[i], inv), p.norm_weight[i]);
       x[i] = y;
-      store_floats<F, 1>(p.cache, dst + i, {y});
+      if constexpr (!kFp8) store_floats<F, 1>(p.cache, dst + i, {y});
     }
     const int64_t pos = p.positions[r];
     const float* cs = p.cos + pos * half;
@@ -386,11 +421,21 @@ __global__ void __launch_bounds__(256) latent_append_kernel(const LatentAppendPa
       float* k = x + p.kv_lora;
       rotate(k, i);
       const int64_t a = p.interleaved ? 2 * i : i, b = p.interleaved ? 2 * i + 1 : i + half;
-      store_floats<F, 1>(p.cache, dst + p.kv_lora + a, {k[a]});
-      store_floats<F, 1>(p.cache, dst + p.kv_lora + b, {k[b]});
+      if constexpr (!kFp8) {
+        store_floats<F, 1>(p.cache, dst + p.kv_lora + a, {k[a]});
+        store_floats<F, 1>(p.cache, dst + p.kv_lora + b, {k[b]});
+      }
     }
     for (int64_t t = tid; t < p.n_heads * half; t += nt)
       rotate(p.q + r * p.ld_q + (t / half) * p.q_head_stride + p.q_rope_offset, t % half);
+    if constexpr (kFp8) {
+      const Fp8SlotLayout l{width, p.kv_lora, p.kv_lora};
+      __syncthreads();  // the normalised and rotated row is in x
+      store_fp8_slot(l, x, static_cast<uint8_t*>(p.cache) + p.slots[r] * l.bytes(), static_cast<int>(tid / 32),
+                     static_cast<int>(nt / 32), static_cast<int>(tid % 32), static_cast<int>(tid),
+                     static_cast<int>(nt));
+      __syncthreads();  // x is read before the next row's writes (another row's, but keep the order plain)
+    }
   }
 }
 
@@ -398,7 +443,8 @@ __global__ void __launch_bounds__(256) latent_append_kernel(const LatentAppendPa
 // (products and sums rounded one by one), a k head's rotated pair also stored to the k pool from the same registers;
 // then the k columns past rope_dim (partial rotary) and the v heads copied W at a time. Four launches of a decode
 // step's GQA layer become one. No value is read after another thread writes it, so no barrier.
-template <Fmt F, int W>
+// kFp8 (F8_E4M3 pools): K and V stay in the row (float32) until a barrier, then the block's warps write both slots.
+template <Fmt F, int W, bool kFp8>
 __global__ void __launch_bounds__(256) kv_append_kernel(const KvAppendParams p) {
   griddep_wait();  // a programmatic dependent launch (pdl.cuh): the rows come from the previous kernel (the qkv GEMM)
   griddep_launch_dependents();
@@ -419,21 +465,32 @@ __global__ void __launch_bounds__(256) kv_append_kernel(const KvAppendParams p) 
       const float y1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
       v[a] = y0;
       v[b] = y1;
-      if (h >= p.n_heads) {  // a k head: its rotated pair goes to the cache as well
+      if (!kFp8 && h >= p.n_heads) {  // a k head: its rotated pair goes to the cache as well
         const int64_t k0 = dst + (h - p.n_heads) * hd;
         store_floats<F, 1>(p.k_cache, k0 + a, {y0});
         store_floats<F, 1>(p.k_cache, k0 + b, {y1});
       }
     }
-    for (int64_t t = tid; t < p.n_kv_heads * tail; t += nt) {  // k columns RoPE leaves alone
-      const int64_t h = t / tail, c = p.rope_dim + t % tail;
-      store_floats<F, 1>(p.k_cache, dst + h * hd + c, {x[k_col + h * hd + c]});
-    }
     const float* vs = x + k_col + kv_width;
-    for (int64_t v = tid; v < kv_width / W; v += nt) {
-      float y[W];
-      load_vec(vs + v * W, y);
-      store_floats<F, W>(p.v_cache, dst + v * W, y);
+    if constexpr (kFp8) {
+      const Fp8SlotLayout l{kv_width, kv_width, hd};
+      const int warp = static_cast<int>(tid / 32), n_warps = static_cast<int>(nt / 32);
+      const int lane = static_cast<int>(tid % 32);
+      __syncthreads();  // the rotated k heads are in the row
+      store_fp8_slot(l, x + k_col, static_cast<uint8_t*>(p.k_cache) + p.slots[r] * l.bytes(), warp, n_warps, lane,
+                     static_cast<int>(tid), static_cast<int>(nt));
+      store_fp8_slot(l, vs, static_cast<uint8_t*>(p.v_cache) + p.slots[r] * l.bytes(), warp, n_warps, lane,
+                     static_cast<int>(tid), static_cast<int>(nt));
+    } else {
+      for (int64_t t = tid; t < p.n_kv_heads * tail; t += nt) {  // k columns RoPE leaves alone
+        const int64_t h = t / tail, c = p.rope_dim + t % tail;
+        store_floats<F, 1>(p.k_cache, dst + h * hd + c, {x[k_col + h * hd + c]});
+      }
+      for (int64_t v = tid; v < kv_width / W; v += nt) {
+        float y[W];
+        load_vec(vs + v * W, y);
+        store_floats<F, W>(p.v_cache, dst + v * W, y);
+      }
     }
   }
 }
@@ -455,6 +512,24 @@ __global__ void cache_gather_kernel(const CacheGatherParams p) {
         load_floats<F, W>(p.cache, src + v * W, x);
         store_floats<Out, W>(p.out, dst + v * W, x);  // Out = F: the same bits (BF16 widens to float exactly)
       }
+    }
+  }
+}
+
+// cache_gather from an F8_E4M3 pool: each value dequantised (load_fp8_slot_value), stored as Out.
+template <Fmt Out>
+__global__ void cache_gather_fp8_kernel(const CacheGatherParams p) {
+  const Fp8SlotLayout l = p.fp8_layout();
+  for (int32_t s = static_cast<int32_t>(blockIdx.y); s < p.n_seqs; s += static_cast<int32_t>(gridDim.y)) {
+    const int32_t len = p.kv_len[s];
+    const int32_t* table = p.block_tables + static_cast<int64_t>(s) * p.max_blocks;
+    const int64_t out_row = static_cast<int64_t>(p.cu_kv[s]);
+    for (int32_t pos = static_cast<int32_t>(blockIdx.x * kCacheWarps + threadIdx.y); pos < len;
+         pos += static_cast<int32_t>(gridDim.x * kCacheWarps)) {
+      const int64_t slot = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size;
+      const uint8_t* bytes = static_cast<const uint8_t*>(p.cache) + slot * l.bytes();
+      for (int64_t c = threadIdx.x; c < p.width; c += 32)
+        store_floats<Out, 1>(p.out, (out_row + pos) * p.ld_out + c, {fp8::slot_value(l, bytes, c)});
     }
   }
 }
@@ -554,6 +629,12 @@ void cast(const CastParams& p, cudaStream_t s) {
 void cache_write(const CacheWriteParams& p, cudaStream_t s) {
   checks::check_cache_write(p);
   if (p.n_rows == 0) return;
+  if (p.cache_type == DType::F8_E4M3) {
+    const int64_t blocks = std::min<int64_t>(ceil_div(p.n_rows, kCacheWarps), INT32_MAX);
+    launch_pdl(cache_write_fp8_kernel, dim3(static_cast<unsigned>(blocks)), dim3(32, kCacheWarps), 0, s, p);
+    MLABENCH_CUDA(cudaGetLastError());
+    return;
+  }
   const int csz = static_cast<int>(dtype_size(p.cache_type));
   with_fmt(p.cache_type, [&](auto fmt) {
     with_width<8, 4, 1>(p.width, {{p.src, p.ld_src, 4}, {p.cache, p.width, csz}}, [&](auto w) {
@@ -569,8 +650,12 @@ void latent_append(const LatentAppendParams& p, cudaStream_t s) {
   checks::check_latent_append(p);
   if (p.n_rows == 0) return;
   const auto blocks = static_cast<unsigned>(std::min<int64_t>(p.n_rows, INT32_MAX));
-  with_fmt(p.cache_type,
-           [&](auto fmt) { launch_pdl(latent_append_kernel<decltype(fmt)::value>, dim3(blocks), dim3(256), 0, s, p); });
+  if (p.cache_type == DType::F8_E4M3)
+    launch_pdl(latent_append_kernel<Fmt::F32, true>, dim3(blocks), dim3(256), 0, s, p);
+  else
+    with_fmt(p.cache_type, [&](auto fmt) {
+      launch_pdl(latent_append_kernel<decltype(fmt)::value, false>, dim3(blocks), dim3(256), 0, s, p);
+    });
   MLABENCH_CUDA(cudaGetLastError());
 }
 
@@ -580,11 +665,16 @@ void kv_append(const KvAppendParams& p, cudaStream_t s) {
   const auto blocks = static_cast<unsigned>(std::min<int64_t>(p.n_rows, INT32_MAX));
   const int csz = static_cast<int>(dtype_size(p.cache_type));
   const int64_t kv_width = p.n_kv_heads * p.head_dim;
+  if (p.cache_type == DType::F8_E4M3) {
+    launch_pdl(kv_append_kernel<Fmt::F32, 1, true>, dim3(blocks), dim3(256), 0, s, p);
+    MLABENCH_CUDA(cudaGetLastError());
+    return;
+  }
   with_fmt(p.cache_type, [&](auto fmt) {
     with_width<4, 1>(kv_width, {{p.qkv + (p.n_heads + p.n_kv_heads) * p.head_dim, p.ld, 4}, {p.v_cache, kv_width, csz}},
                      [&](auto w) {
-                       launch_pdl(kv_append_kernel<decltype(fmt)::value, decltype(w)::value>, dim3(blocks), dim3(256),
-                                  0, s, p);
+                       launch_pdl(kv_append_kernel<decltype(fmt)::value, decltype(w)::value, false>, dim3(blocks),
+                                  dim3(256), 0, s, p);
                      });
   });
   MLABENCH_CUDA(cudaGetLastError());
@@ -599,6 +689,14 @@ void cache_gather(const CacheGatherParams& p, cudaStream_t s) {
   const int64_t bx = std::clamp<int64_t>(ceil_div(4 * static_cast<int64_t>(gpu::device_sm_count()), by), 1, 1 << 16);
   const int csz = static_cast<int>(dtype_size(p.cache_type)), osz = static_cast<int>(dtype_size(p.out_type));
   const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(by)), block(32, kCacheWarps);
+  if (p.cache_type == DType::F8_E4M3) {
+    if (p.out_type == DType::F32)
+      cache_gather_fp8_kernel<Fmt::F32><<<grid, block, 0, s>>>(p);
+    else
+      cache_gather_fp8_kernel<Fmt::BF16><<<grid, block, 0, s>>>(p);
+    MLABENCH_CUDA(cudaGetLastError());
+    return;
+  }
   with_fmt(p.cache_type, [&](auto fmt) {
     with_width<8, 4, 1>(p.width, {{p.out, p.ld_out, osz}, {p.cache, p.width, csz}}, [&](auto w) {
       constexpr Fmt F = decltype(fmt)::value;

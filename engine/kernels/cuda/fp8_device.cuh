@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "engine/core/fp8.h"
+#include "engine/kernels/kernel_params.h"
 
 namespace mlabench::kernels::cuda::fp8 {
 
@@ -48,6 +49,18 @@ __device__ __forceinline__ void decode16(const uint4& v, float (&f)[16]) {
   decode4(v.y, f + 4);
   decode4(v.z, f + 8);
   decode4(v.w, f + 12);
+}
+
+/// Value c of an F8_E4M3 KV-cache slot (kernel_params.h Fp8SlotLayout) at `slot`, as twin::read_fp8_slot: the code
+/// times its group's scale, or the BF16 tail widened (exactly).
+__device__ __forceinline__ float slot_value(const Fp8SlotLayout& l, const uint8_t* slot, int64_t c) {
+  if (c >= l.quantised) {
+    const uint16_t b = reinterpret_cast<const uint16_t*>(slot + l.bf16_offset())[c - l.quantised];
+    return __uint_as_float(static_cast<uint32_t>(b) << 16);
+  }
+  const int64_t g = (c / l.segment) * l.groups_per_segment() + (c % l.segment) / kFp8Block;
+  const float code = __half2float(__half(__nv_cvt_fp8_to_halfraw(slot[c], __NV_E4M3)));
+  return __fmul_rn(code, reinterpret_cast<const float*>(slot + l.scale_offset())[g]);
 }
 
 }  // namespace mlabench::kernels::cuda::fp8

@@ -450,7 +450,7 @@ void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
                  "field",
                  p.n_seqs, p.n_heads);
   checks::check_cache_type(p.cache_type, "mla_decode_attention");
-  if (p.cache_type == DType::F32) return generic::mla_decode_attention(p, s);             // float32 precision
+  if (p.cache_type != DType::BF16) return generic::mla_decode_attention(p, s);            // float32; FP8 slots
   if (p.kv_lora != kLora || p.rope != kRope) return generic::mla_decode_attention(p, s);  // no tensor-core instance
   MLABENCH_CHECK(aligned16(p.cache),
                  "mla_decode_attention: cache pointer is not 16-byte aligned. HINT: layer pools must start on a "

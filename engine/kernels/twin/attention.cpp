@@ -1,6 +1,7 @@
 // CPU twins of the attention kernels (MLA prefill/decode, MHA/GQA over paged BF16 pools). Each query row runs
 // cpu::attention_one_query, the CPU engine's own attention, over exactly the keys it may see (causal), with the
-// cache slots (BF16 or F32) of its sequence converted to float32 first. The split-KV scratch of the CUDA launchers is
+// cache slots (BF16, F32, or F8_E4M3 read back as cache_gather reads them) of its sequence converted to float32
+// first. The split-KV scratch of the CUDA launchers is
 // an implementation detail of the kernels: the twins ignore it.
 #include <algorithm>
 #include <vector>
@@ -18,14 +19,18 @@ int64_t slot_of(const PagedCache& pc, int32_t seq, int64_t pos) {
   return static_cast<int64_t>(block) * pc.block_size + pos % pc.block_size;
 }
 
-// The first n_tokens slots of sequence seq as contiguous float32 rows of `width` values.
+// The first n_tokens slots of sequence seq as contiguous float32 rows of `width` values (F8_E4M3 slots: laid out
+// as `fp8`, each value read back as read_fp8_slot reads it).
 std::vector<float> gather_tokens(const void* cache, DType type, int64_t width, const PagedCache& pc, int32_t seq,
-                                 int64_t n_tokens) {
+                                 int64_t n_tokens, const Fp8SlotLayout& fp8) {
   checks::check_cache_type(type, "attention");
   std::vector<float> rows(static_cast<size_t>(n_tokens * width));
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t at = slot_of(pc, seq, t) * width;
-    if (type == DType::F32) {
+    if (type == DType::F8_E4M3) {
+      const uint8_t* slot = static_cast<const uint8_t*>(cache) + slot_of(pc, seq, t) * fp8.bytes();
+      for (int64_t c = 0; c < width; ++c) rows[static_cast<size_t>(t * width + c)] = read_fp8_slot(fp8, slot, c);
+    } else if (type == DType::F32) {
       std::copy_n(static_cast<const float*>(cache) + at, width, rows.begin() + t * width);
     } else {
       const uint16_t* src = static_cast<const uint16_t*>(cache) + at;
@@ -110,7 +115,7 @@ void mla_decode_attention(const MlaDecodeParams& p) {
                    "mla_decode_attention: sequence {} has kv_len {}. HINT: decode appends the new "
                    "token to the cache before attention, so kv_len >= 1",
                    s, kv_len);
-    const std::vector<float> latent = gather_tokens(p.cache, p.cache_type, width, p.paged, s, kv_len);
+    const std::vector<float> latent = gather_tokens(p.cache, p.cache_type, width, p.paged, s, kv_len, p.fp8_layout());
     // BF16 operands: the kernels' q, rounded to BF16 (their P rounding is not reproduced: it follows the running
     // max of their tiles, so tests bound it by tolerance).
     const bool round_q = p.bf16_operands && p.cache_type == DType::BF16;
@@ -162,8 +167,8 @@ void gqa_attention(const GqaAttentionParams& p) {
   for (int32_t s = 0; s < b.n_seqs; ++s) {
     const int64_t q0 = b.cu_q[s], q_len = b.cu_q[s + 1] - q0, kv_len = b.kv_len[s];
     if (q_len == 0) continue;
-    const std::vector<float> k = gather_tokens(p.k_cache, p.cache_type, width, p.paged, s, kv_len);
-    const std::vector<float> v = gather_tokens(p.v_cache, p.cache_type, width, p.paged, s, kv_len);
+    const std::vector<float> k = gather_tokens(p.k_cache, p.cache_type, width, p.paged, s, kv_len, p.fp8_layout());
+    const std::vector<float> v = gather_tokens(p.v_cache, p.cache_type, width, p.paged, s, kv_len, p.fp8_layout());
 #pragma omp parallel if (q_len * p.n_heads * kv_len * hd >= (int64_t{1} << 20))
     {
       std::vector<float> scores(static_cast<size_t>(kv_len));

@@ -1,10 +1,13 @@
-// CPU twins of the elementwise kernels (embedding, rms_norm, rope, silu_mul, cast, cache_write, cache_gather),
+// CPU twins of the elementwise kernels (embedding, rms_norm, rope, silu_mul, cast, cache_write, cache_gather; the
+// F8_E4M3 cache slots of --kv-cache-dtype fp8),
 // and the parameter checks the CUDA launchers share with them (engine/kernels/cuda/elementwise.cu declares the
 // check_* functions), so a twin and its kernel refuse exactly the same inputs.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/check.h"
+#include "engine/core/fp8.h"
 #include "engine/kernels/twin/checks.h"
 #include "engine/kernels/twin/twin.h"
 
@@ -31,11 +34,26 @@ void check_rows_ld(const char* kernel, int64_t n_rows, int64_t width, int64_t ld
 }  // namespace
 
 void check_cache_type(DType t, const char* kernel) {
-  MLABENCH_CHECK(t == DType::BF16 || t == DType::F32,
-                 "{}: cache_type is {}, not BF16 or F32. HINT: the KV cache is BF16, or F32 in the engine's float32 "
-                 "precision",
+  MLABENCH_CHECK(t == DType::BF16 || t == DType::F32 || t == DType::F8_E4M3,
+                 "{}: cache_type is {}, not BF16, F32 or F8_E4M3. HINT: the KV cache is BF16, F32 in the engine's "
+                 "float32 precision, or F8_E4M3 slots (kernel_params.h Fp8SlotLayout) under --kv-cache-dtype fp8",
                  kernel, dtype_name(t));
 }
+
+namespace {
+
+// The pools cache_write and cache_gather take: check_cache_type's, an F8_E4M3 one with a slot layout of whole
+// segments of quantised values at the slot's start (kernel_params.h Fp8SlotLayout).
+void check_pool(DType t, const Fp8SlotLayout& l, const char* kernel) {
+  check_cache_type(t, kernel);
+  if (t != DType::F8_E4M3) return;
+  MLABENCH_CHECK(l.segment > 0 && l.quantised > 0 && l.quantised % l.segment == 0 && l.quantised <= l.width,
+                 "{}: an F8_E4M3 cache slot of width {} with fp8_quantised {} and fp8_segment {}. HINT: the quantised "
+                 "values are whole segments at the slot's start (MLA: kv_lora, one segment; GQA: n_kv_heads x "
+                 "head_dim in segments of head_dim)", kernel, l.width, l.quantised, l.segment);
+}
+
+}  // namespace
 
 
 void check_embedding(const EmbeddingParams& p) {
@@ -100,7 +118,7 @@ void check_cast(const CastParams& p) {
 }
 
 void check_cache_write(const CacheWriteParams& p) {
-  check_cache_type(p.cache_type, "cache_write");
+  check_pool(p.cache_type, p.fp8_layout(), "cache_write");
   MLABENCH_CHECK(p.width > 0, "cache_write: width = {} must be positive. HINT: pass the values per cache slot",
                  p.width);
   check_rows_ld("cache_write", p.n_rows, p.width, p.ld_src, "ld_src");
@@ -109,13 +127,15 @@ void check_cache_write(const CacheWriteParams& p) {
 }
 
 void check_cache_gather(const CacheGatherParams& p) {
-  check_cache_type(p.cache_type, "cache_gather");
+  check_pool(p.cache_type, p.fp8_layout(), "cache_gather");
   MLABENCH_CHECK(p.width > 0 && p.block_size > 0 && p.max_blocks > 0 && p.n_seqs >= 0,
                  "cache_gather: width = {}, block_size = {}, max_blocks = {}, n_seqs = {}. HINT: width, block_size "
                  "and max_blocks must be positive, n_seqs non-negative", p.width, p.block_size, p.max_blocks,
                  p.n_seqs);
-  MLABENCH_CHECK(p.out_type == DType::F32 || p.out_type == p.cache_type,
-                 "cache_gather: out_type {} with a {} cache. HINT: gather into F32 or into the cache's own type",
+  const bool fp8 = p.cache_type == DType::F8_E4M3;
+  MLABENCH_CHECK(p.out_type == DType::F32 || p.out_type == (fp8 ? DType::BF16 : p.cache_type),
+                 "cache_gather: out_type {} with a {} cache. HINT: gather into F32 or into the cache's own type (an "
+                 "F8_E4M3 cache: F32 or BF16, the values dequantised)",
                  dtype_name(p.out_type), dtype_name(p.cache_type));
   MLABENCH_CHECK(p.ld_out >= p.width, "cache_gather: ld_out = {} is below width {}. HINT: leading dimensions count "
                  "elements and must cover a whole row", p.ld_out, p.width);
@@ -136,7 +156,7 @@ LatentAppendParts latent_append_parts(const LatentAppendParams& p) {
                      .offset = p.q_rope_offset, .dim = p.rope_dim, .interleaved = p.interleaved, .cos = p.cos,
                      .sin = p.sin, .positions = p.positions},
           .write = {.cache = p.cache, .cache_type = p.cache_type, .width = width, .src = p.latent, .ld_src = p.ld,
-                    .slots = p.slots, .n_rows = p.n_rows}};
+                    .slots = p.slots, .n_rows = p.n_rows, .fp8_quantised = p.kv_lora, .fp8_segment = p.kv_lora}};
 }
 
 void check_latent_append(const LatentAppendParams& p) {
@@ -159,10 +179,11 @@ KvAppendParts kv_append_parts(const KvAppendParams& p) {
                    .head_stride = p.head_dim, .offset = 0, .dim = p.rope_dim, .interleaved = p.interleaved,
                    .cos = p.cos, .sin = p.sin, .positions = p.positions},
           .k_write = {.cache = p.k_cache, .cache_type = p.cache_type, .width = kv_width,
-                      .src = p.qkv ? p.qkv + k_col : nullptr, .ld_src = p.ld, .slots = p.slots, .n_rows = p.n_rows},
+                      .src = p.qkv ? p.qkv + k_col : nullptr, .ld_src = p.ld, .slots = p.slots, .n_rows = p.n_rows,
+                      .fp8_quantised = kv_width, .fp8_segment = p.head_dim},
           .v_write = {.cache = p.v_cache, .cache_type = p.cache_type, .width = kv_width,
                       .src = p.qkv ? p.qkv + k_col + kv_width : nullptr, .ld_src = p.ld, .slots = p.slots,
-                      .n_rows = p.n_rows}};
+                      .n_rows = p.n_rows, .fp8_quantised = kv_width, .fp8_segment = p.head_dim}};
 }
 
 void check_kv_append(const KvAppendParams& p) {
@@ -273,8 +294,43 @@ void cast(const CastParams& p) {
       store_float(p.out, p.out_type, r * p.ld_out + c, load_as_float(p.in, p.in_type, r * p.ld_in + c));
 }
 
+void write_fp8_slot(const Fp8SlotLayout& l, const float* x, uint8_t* slot) {
+  const int64_t gps = l.groups_per_segment();
+  for (int64_t g = 0; g < l.groups(); ++g) {
+    const int64_t seg = g / gps, c0 = seg * l.segment + (g % gps) * kFp8Block;
+    const int64_t c1 = std::min(c0 + kFp8Block, (seg + 1) * l.segment);
+    float amax = 0.0f;
+    for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(x[c]));  // NaN left out, as the CPU engine
+    const float scale = fp8_block_scale(amax);
+    for (int64_t c = c0; c < c1; ++c) slot[c] = quantize_e4m3(x[c], scale);
+    std::memcpy(slot + l.scale_offset() + 4 * g, &scale, 4);
+  }
+  for (int64_t c = l.quantised; c < l.width; ++c) {
+    const uint16_t b = f32_to_bf16(x[c]);
+    std::memcpy(slot + l.bf16_offset() + 2 * (c - l.quantised), &b, 2);
+  }
+}
+
+float read_fp8_slot(const Fp8SlotLayout& l, const uint8_t* slot, int64_t c) {
+  if (c >= l.quantised) {
+    uint16_t b;
+    std::memcpy(&b, slot + l.bf16_offset() + 2 * (c - l.quantised), 2);
+    return bf16_to_f32(b);
+  }
+  const int64_t g = (c / l.segment) * l.groups_per_segment() + (c % l.segment) / kFp8Block;
+  float scale;
+  std::memcpy(&scale, slot + l.scale_offset() + 4 * g, 4);
+  return e4m3_to_f32(slot[c]) * scale;
+}
+
 void cache_write(const CacheWriteParams& p) {
   checks::check_cache_write(p);
+  if (p.cache_type == DType::F8_E4M3) {
+    const Fp8SlotLayout l = p.fp8_layout();
+    for (int64_t r = 0; r < p.n_rows; ++r)
+      write_fp8_slot(l, p.src + r * p.ld_src, static_cast<uint8_t*>(p.cache) + p.slots[r] * l.bytes());
+    return;
+  }
   for (int64_t r = 0; r < p.n_rows; ++r)
     for (int64_t c = 0; c < p.width; ++c)
       store_float(p.cache, p.cache_type, p.slots[r] * p.width + c, p.src[r * p.ld_src + c]);
@@ -304,6 +360,12 @@ void cache_gather(const CacheGatherParams& p) {
     for (int32_t pos = 0; pos < p.kv_len[s]; ++pos) {
       const int64_t slot = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size;
       const int64_t out = (static_cast<int64_t>(p.cu_kv[s]) + pos) * p.ld_out;
+      if (p.cache_type == DType::F8_E4M3) {
+        const Fp8SlotLayout l = p.fp8_layout();
+        const uint8_t* bytes = static_cast<const uint8_t*>(p.cache) + slot * l.bytes();
+        for (int64_t c = 0; c < p.width; ++c) store_float(p.out, p.out_type, out + c, read_fp8_slot(l, bytes, c));
+        continue;
+      }
       for (int64_t c = 0; c < p.width; ++c)
         store_float(p.out, p.out_type, out + c, load_as_float(p.cache, p.cache_type, slot * p.width + c));
     }

@@ -64,14 +64,6 @@ float value_at(const void* base, DType t, int64_t i) {
   return t == DType::BF16 ? bf16_to_f32(static_cast<const uint16_t*>(base)[i]) : static_cast<const float*>(base)[i];
 }
 
-// f32_to_e4m3(x / s) with the NaN code's sign taken from x: the sign of a NaN quotient is the platform's (x86's
-// default NaN is negative, the GPU's positive), so both twin and kernel fix it this way.
-uint8_t quantize(float x, float s) {
-  const float v = x / s;
-  if (std::isnan(v)) return std::signbit(x) ? uint8_t{0xff} : uint8_t{0x7f};
-  return f32_to_e4m3(v);
-}
-
 }  // namespace
 
 void fp8_quantize_rows(const Fp8QuantizeRowsParams& p) {
@@ -83,7 +75,7 @@ void fp8_quantize_rows(const Fp8QuantizeRowsParams& p) {
       for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(value_at(p.x, p.x_type, r * p.ld_x + c)));
       const float s = fp8_block_scale(amax);
       p.scale[r * p.scale_row_stride + g * p.scale_group_stride] = s;
-      for (int64_t c = c0; c < c1; ++c) p.q[r * p.ld_q + c] = quantize(value_at(p.x, p.x_type, r * p.ld_x + c), s);
+      for (int64_t c = c0; c < c1; ++c) p.q[r * p.ld_q + c] = quantize_e4m3(value_at(p.x, p.x_type, r * p.ld_x + c), s);
     }
 }
 

@@ -4,6 +4,8 @@
 // tests/kernels/test_twin_*.cpp check the twins against the CPU reference engine's ops in CI.
 #pragma once
 
+#include <cstdint>
+
 #include "engine/kernels/kernel_params.h"
 
 namespace mlabench::kernels::twin {
@@ -17,6 +19,10 @@ void cache_write(const CacheWriteParams& p);
 void latent_append(const LatentAppendParams& p);
 void kv_append(const KvAppendParams& p);
 void cache_gather(const CacheGatherParams& p);
+/// One slot of an F8_E4M3 pool (Fp8SlotLayout) from the float32 values x[0, width), and value c of one back: what
+/// cache_write and cache_gather do to a slot, for the attention twins that read the pool directly.
+void write_fp8_slot(const Fp8SlotLayout& l, const float* x, uint8_t* slot);
+float read_fp8_slot(const Fp8SlotLayout& l, const uint8_t* slot, int64_t c);
 void log_softmax_gather(const LogSoftmaxGatherParams& p);
 void sample(const SampleParams& p);
 void random_fill(const RandomFillParams& p);
