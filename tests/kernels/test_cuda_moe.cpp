@@ -484,6 +484,14 @@ TEST(CudaMoeGroupedGemm, HopperMatchesTwinInEveryEpilogue) {
     std::vector<int32_t> offsets(static_cast<size_t>(E) + 1, 0);
     for (int32_t e = 0; e < E; ++e) offsets[e + 1] = offsets[e] + counts[e];
     const int64_t R = offsets[E], bound = R + c.rows_slack;
+    // The weights drawn once a case (at V2-Lite's shapes the serial draw of 369M values was most of this test's
+    // time): SWIGLU's [E, 2n, k], and STORE's [E, n, k] with each expert's first n rows of it.
+    const std::vector<uint8_t> w_gate_up = random_elems(E * 2 * c.n * c.k, DType::BF16, rng, 0.05f);
+    std::vector<uint8_t> w_n(static_cast<size_t>(E * c.n * c.k) * 2);
+    for (int32_t e = 0; e < E; ++e)
+      std::memcpy(&w_n[static_cast<size_t>(e * c.n * c.k) * 2], &w_gate_up[static_cast<size_t>(e * 2 * c.n * c.k) * 2],
+                  static_cast<size_t>(c.n * c.k) * 2);
+    const gpu::DeviceBuffer d_w_gate_up = to_device(w_gate_up), d_w_n = to_device(w_n);
     using Epi = kernels::MoeGemmEpilogue;
     for (const auto& [epi, tile_rows] : {std::pair{Epi::SWIGLU, 0}, std::pair{Epi::STORE, 0},
                                         std::pair{Epi::STORE_DT, 0}, std::pair{Epi::SWIGLU, 64},
@@ -497,10 +505,11 @@ TEST(CudaMoeGroupedGemm, HopperMatchesTwinInEveryEpilogue) {
         const uint16_t nan = 0x7FC1;
         std::memcpy(&x[static_cast<size_t>(i) * 2], &nan, 2);
       }
-      const std::vector<uint8_t> w = random_elems(E * w_rows * c.k, DType::BF16, rng, 0.05f);
+      const std::vector<uint8_t>& w = swiglu ? w_gate_up : w_n;
+      const gpu::DeviceBuffer& d_w = swiglu ? d_w_gate_up : d_w_n;
       std::vector<float> y(static_cast<size_t>((bound + 1) * ld_out), kNaN);
       std::vector<uint16_t> act(y.size(), 0x7FC1);
-      auto d_x = to_device(x), d_w = to_device(w), d_off = to_device(offsets);
+      auto d_x = to_device(x), d_off = to_device(offsets);
       auto d_y = to_device(y), d_act = to_device(act);
       kernels::MoeGroupedGemmParams p{.y = to_act ? nullptr : y.data(), .ld_y = ld_out, .x = x.data(), .ld_x = c.k,
                                       .w = w.data(), .expert_stride = w_rows * c.k, .dtype = DType::BF16,
