@@ -1,6 +1,7 @@
 // CUDA kernels and launchers of the elementwise ops: embedding, rms_norm (residual add fused), rope, silu_mul,
-// cast, and the paged KV-cache (BF16, F32, or F8_E4M3 slots: --kv-cache-dtype fp8) write and gather. Their CPU twins, which define the results, are in
-// engine/kernels/twin/elementwise.cpp, and so are the parameter checks both share.
+// cast, and the paged KV-cache (BF16, F32, or F8_E4M3 slots: --kv-cache-dtype fp8) write and gather. Their CPU
+// twins, which define the results, are in engine/kernels/twin/elementwise.cpp, and so are the parameter checks both
+// share.
 //
 // All of them are memory bound: each thread moves W consecutive elements per access (16 bytes where the
 // pointers, leading dimensions and widths allow it, else narrower, down to scalar), rows are spread over the
@@ -516,7 +517,7 @@ __global__ void cache_gather_kernel(const CacheGatherParams p) {
   }
 }
 
-// cache_gather from an F8_E4M3 pool: each value dequantised (load_fp8_slot_value), stored as Out.
+// cache_gather from an F8_E4M3 pool: each value dequantised (fp8::slot_value), stored as Out.
 template <Fmt Out>
 __global__ void cache_gather_fp8_kernel(const CacheGatherParams p) {
   const Fp8SlotLayout l = p.fp8_layout();
