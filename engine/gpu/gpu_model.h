@@ -66,8 +66,7 @@ class Arena {
 /// keeps [c_kv ; k_pe] per slot; GQA keeps K and V.
 struct KvPools {
   int64_t n_blocks = 0, block_size = 0;
-  int64_t k_width = 0, v_width = 0;  // values per slot per layer
-  uint64_t k_slot_bytes = 0, v_slot_bytes = 0;  // GpuModel::kv_slot_bytes
+  uint64_t k_slot_bytes = 0, v_slot_bytes = 0;  // per slot per layer: GpuModel::kv_slot_bytes
   DType dtype = DType::BF16;
   std::vector<DeviceBuffer> k, v;  // [n_layers] of [n_blocks * block_size] slots
   uint64_t bytes() const {

@@ -177,10 +177,7 @@ class GpuRunner final : public serving::ModelRunner {
  private:
   // KV cache: what the budget allows, in whole blocks.
   void allocate_cache(double kv_cache_gib, int64_t max_blocks) {
-    const auto [kw, vw] = model_->kv_widths();
     pools_.block_size = limits_.block_size;
-    pools_.k_width = kw;
-    pools_.v_width = vw;
     pools_.dtype = model_->cache_dtype();
     std::tie(pools_.k_slot_bytes, pools_.v_slot_bytes) = model_->kv_slot_bytes();
     size_t free_b = 0, total_b = 0;
@@ -200,7 +197,7 @@ class GpuRunner final : public serving::ModelRunner {
     const auto slots = static_cast<size_t>(n_blocks * limits_.block_size);
     for (int64_t l = 0; l < config_.n_layers; ++l) {
       pools_.k.emplace_back(slots * pools_.k_slot_bytes, "KV cache (K / latent)");
-      if (vw > 0) pools_.v.emplace_back(slots * pools_.v_slot_bytes, "KV cache (V)");
+      if (pools_.v_slot_bytes > 0) pools_.v.emplace_back(slots * pools_.v_slot_bytes, "KV cache (V)");
     }
     trash_block_ = static_cast<int32_t>(n_blocks - 1);  // padding rows of graphed steps write here
   }

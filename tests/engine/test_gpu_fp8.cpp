@@ -44,16 +44,20 @@ nlohmann::json fp8_config(bool mla) {
   return j;
 }
 
-std::unique_ptr<Engine> open_fp8(const std::string& dir, Device d, Precision p) {
-  EngineOptions o{.model_dir = dir, .random_weights_seed = 7, .device = d};
-  o.precision = p;
-  o.weights_dtype = WeightsDtype::FP8;
+// An engine at these tests' limits (16 sequences, 512-token steps, a 1 GiB cache); null, with a failure, if it
+// does not open.
+std::unique_ptr<Engine> open_small(EngineOptions o) {
   o.max_step_tokens = 512;
   o.max_batch = 16;
   o.kv_cache_gib = 1;
   auto e = Engine::open(o);
-  EXPECT_TRUE(static_cast<bool>(e)) << dir << ": " << (e ? "" : e.error().what());
+  EXPECT_TRUE(static_cast<bool>(e)) << o.model_dir << ": " << (e ? "" : e.error().what());
   return e ? std::move(*e) : nullptr;
+}
+
+std::unique_ptr<Engine> open_fp8(const std::string& dir, Device d, Precision p) {
+  return open_small({.model_dir = dir, .random_weights_seed = 7, .device = d, .precision = p,
+                     .weights_dtype = WeightsDtype::FP8});
 }
 
 std::vector<int32_t> ids(int64_t n, uint64_t seed) {
@@ -179,17 +183,9 @@ TEST(GpuFp8Checkpoint, LoadsAsStoredOnTheDevice) {
   std::ofstream(dir.file("config.json")) << cfg.dump(2);
   ASSERT_GT(test::write_fp8_checkpoint(dir.path(), 7), 10);
 
-  auto open = [&](EngineOptions o) {
-    o.max_step_tokens = 512;
-    o.max_batch = 16;
-    o.kv_cache_gib = 1;
-    auto e = Engine::open(o);
-    EXPECT_TRUE(static_cast<bool>(e)) << (e ? "" : e.error().what());
-    return e ? std::move(*e) : nullptr;
-  };
-  auto stored = open({.model_dir = dir.path(), .device = Device::CUDA, .precision = Precision::FLOAT32});
+  auto stored = open_small({.model_dir = dir.path(), .device = Device::CUDA, .precision = Precision::FLOAT32});
   auto quantised = open_fp8(dir.path(), Device::CUDA, Precision::FLOAT32);  // random seed 7, quantised on upload
-  auto cpu = open({.model_dir = dir.path(), .device = Device::CPU});
+  auto cpu = open_small({.model_dir = dir.path(), .device = Device::CPU});
   ASSERT_TRUE(stored && quantised && cpu);
   const std::vector<int32_t> prompt = ids(300, 5);
   const Logits a = stored->logits(prompt).value(), b = quantised->logits(prompt).value(), r = cpu->logits(prompt).value();
@@ -214,15 +210,8 @@ TEST_P(GpuFp8, KvCacheMatchesTheCpuEnginesFp8Cache) {
   test::TempDir dir;
   std::ofstream(dir.file("config.json")) << fp8_config(GetParam()).dump(2);
   auto open = [&](Device d, KvCacheDtype kv) {
-    EngineOptions o{.model_dir = dir.path(), .random_weights_seed = 7, .device = d};
-    o.precision = Precision::FLOAT32;
-    o.kv_cache_dtype = kv;
-    o.max_step_tokens = 512;
-    o.max_batch = 16;
-    o.kv_cache_gib = 1;
-    auto e = Engine::open(o);
-    EXPECT_TRUE(static_cast<bool>(e)) << (e ? "" : e.error().what());
-    return e ? std::move(*e) : nullptr;
+    return open_small({.model_dir = dir.path(), .random_weights_seed = 7, .device = d,
+                       .precision = Precision::FLOAT32, .kv_cache_dtype = kv});
   };
   auto cpu = open(Device::CPU, KvCacheDtype::FP8), gpu = open(Device::CUDA, KvCacheDtype::FP8);
   auto plain = open(Device::CPU, KvCacheDtype::AUTO);

@@ -17,6 +17,7 @@
 
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/twin/twin.h"
+#include "tests/kernels/attention_test_util.h"
 #include "tests/kernels/gpu_test_util.h"
 
 namespace mlabench::kernels {
@@ -25,12 +26,7 @@ namespace {
 using test::to_device;
 using test::to_host;
 
-std::vector<float> randn(size_t n, std::mt19937& rng, float scale) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::randn;
 
 // n distinct slots of [0, n_slots), out of order.
 std::vector<int64_t> shuffled_slots(int64_t n, int64_t n_slots, std::mt19937& rng) {

@@ -15,31 +15,20 @@
 #include "engine/kernels/twin/checks.h"
 #include "engine/kernels/twin/twin.h"
 #include "engine/model/cpu_attention.h"
+#include "tests/kernels/attention_test_util.h"
+#include "tests/test_util.h"
 
 namespace mlabench::kernels {
 namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-std::vector<float> randn(size_t n, std::mt19937& rng, float scale) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::randn;
 
 // a and b equal bit for bit, or both NaN.
 bool same_value(float a, float b) { return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, 4) == 0; }
 
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // Rows gathered back from an F8_E4M3 pool in float32, one sequence whose block table is `blocks` (block_size 4).
 std::vector<float> gather_f32(const std::vector<uint8_t>& pool, const Fp8SlotLayout& l, const std::vector<int32_t>& blocks,

@@ -434,8 +434,7 @@ __global__ void __launch_bounds__(256) latent_append_kernel(const LatentAppendPa
       __syncthreads();  // the normalised and rotated row is in x
       store_fp8_slot(l, x, static_cast<uint8_t*>(p.cache) + p.slots[r] * l.bytes(), static_cast<int>(tid / 32),
                      static_cast<int>(nt / 32), static_cast<int>(tid % 32), static_cast<int>(tid),
-                     static_cast<int>(nt));
-      __syncthreads();  // x is read before the next row's writes (another row's, but keep the order plain)
+                     static_cast<int>(nt));  // the next row's writes go to another row of latent
     }
   }
 }
@@ -496,10 +495,12 @@ __global__ void __launch_bounds__(256) kv_append_kernel(const KvAppendParams p) 
   }
 }
 
-// Sequences over grid y; a sequence's tokens over (grid x, warp).
-template <Fmt F, Fmt Out, int W>
+// Sequences over grid y; a sequence's tokens over (grid x, warp). kFp8: an F8_E4M3 pool (F unused, W 1), each value
+// dequantised (fp8::slot_value).
+template <Fmt F, Fmt Out, int W, bool kFp8 = false>
 __global__ void cache_gather_kernel(const CacheGatherParams p) {
   const int64_t nvec = p.width / W;
+  const Fp8SlotLayout l = p.fp8_layout();
   for (int32_t s = static_cast<int32_t>(blockIdx.y); s < p.n_seqs; s += static_cast<int32_t>(gridDim.y)) {
     const int32_t len = p.kv_len[s];
     const int32_t* table = p.block_tables + static_cast<int64_t>(s) * p.max_blocks;
@@ -510,27 +511,12 @@ __global__ void cache_gather_kernel(const CacheGatherParams p) {
       const int64_t src = slot * p.width, dst = (out_row + pos) * p.ld_out;
       for (int64_t v = threadIdx.x; v < nvec; v += 32) {
         float x[W];
-        load_floats<F, W>(p.cache, src + v * W, x);
+        if constexpr (kFp8)
+          x[0] = fp8::slot_value(l, static_cast<const uint8_t*>(p.cache) + slot * l.bytes(), v);
+        else
+          load_floats<F, W>(p.cache, src + v * W, x);
         store_floats<Out, W>(p.out, dst + v * W, x);  // Out = F: the same bits (BF16 widens to float exactly)
       }
-    }
-  }
-}
-
-// cache_gather from an F8_E4M3 pool: each value dequantised (fp8::slot_value), stored as Out.
-template <Fmt Out>
-__global__ void cache_gather_fp8_kernel(const CacheGatherParams p) {
-  const Fp8SlotLayout l = p.fp8_layout();
-  for (int32_t s = static_cast<int32_t>(blockIdx.y); s < p.n_seqs; s += static_cast<int32_t>(gridDim.y)) {
-    const int32_t len = p.kv_len[s];
-    const int32_t* table = p.block_tables + static_cast<int64_t>(s) * p.max_blocks;
-    const int64_t out_row = static_cast<int64_t>(p.cu_kv[s]);
-    for (int32_t pos = static_cast<int32_t>(blockIdx.x * kCacheWarps + threadIdx.y); pos < len;
-         pos += static_cast<int32_t>(gridDim.x * kCacheWarps)) {
-      const int64_t slot = static_cast<int64_t>(table[pos / p.block_size]) * p.block_size + pos % p.block_size;
-      const uint8_t* bytes = static_cast<const uint8_t*>(p.cache) + slot * l.bytes();
-      for (int64_t c = threadIdx.x; c < p.width; c += 32)
-        store_floats<Out, 1>(p.out, (out_row + pos) * p.ld_out + c, {fp8::slot_value(l, bytes, c)});
     }
   }
 }
@@ -692,9 +678,9 @@ void cache_gather(const CacheGatherParams& p, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(by)), block(32, kCacheWarps);
   if (p.cache_type == DType::F8_E4M3) {
     if (p.out_type == DType::F32)
-      cache_gather_fp8_kernel<Fmt::F32><<<grid, block, 0, s>>>(p);
+      cache_gather_kernel<Fmt::F32, Fmt::F32, 1, true><<<grid, block, 0, s>>>(p);
     else
-      cache_gather_fp8_kernel<Fmt::BF16><<<grid, block, 0, s>>>(p);
+      cache_gather_kernel<Fmt::F32, Fmt::BF16, 1, true><<<grid, block, 0, s>>>(p);
     MLABENCH_CUDA(cudaGetLastError());
     return;
   }
