@@ -1,6 +1,7 @@
 // GPU micro-benchmark of the decode attention kernels against the memory roofline measured in the same run.
 //
-//   bench_decode_attention [--reps N] [--only mla|mla16|mla-mma|mla-hilo|gqa] [--shape BxCTX] [--splits N] [--timeline]
+//   bench_decode_attention [--reps N] [--only mla|mla16|mla-fp8|mla-mma|mla-hilo|gqa] [--shape BxCTX] [--splits N]
+//                          [--timeline]
 //
 // First it times a device-to-device cudaMemcpy of 2 GiB (bandwidth = read + write bytes / time), then every
 // (kernel, heads, batch x context) row: mla_decode_attention at 16 heads (V2-Lite) and 128 heads (V2), kv_lora 512
@@ -16,6 +17,9 @@
 // queries and outputs; GB/s = bytes / time_us; copy% = GB/s over the copy bandwidth above; TFLOP/s counts the
 // attention math once (2 * heads * ctx * (qk dims + v dims) per sequence), not the kernels' hi/lo split MMAs.
 // 128-head MLA is compute-bound by design (~490 FLOP per cache byte with the split); look at its TFLOP/s.
+// mla-fp8 rows: the 16-head kernel over F8_E4M3 slots (--kv-cache-dtype fp8, 656 bytes a token; the values written by
+// cache_write from random float32 rows), BF16 operands; bytes count the slots, so GB/s compares with the BF16 rows'
+// and time_us is the speed-up.
 // --splits N runs the MLA kernels at N splits instead of the plan's (to fit the plan's cost model, kernel_params.h);
 // --timeline prints, after each 16-head MLA row of the Hopper kernel, one more eager call's per-CTA phase stamps
 // (MlaDecodeParams::timeline, ns from the earliest CTA's entry): where a short call's fixed cost goes.
@@ -189,14 +193,35 @@ void print_timeline(k::MlaDecodeParams p, const int32_t* table) {
 // bf16_operands: the engine's BF16 precision (q and P in BF16, one MMA per product); false: the float32 hi/lo
 // split (two MMAs per product), kept as the exact variant and to show what the split costs.
 // kernel: AUTO is what the engine runs (the Hopper wgmma kernel on an H100/H200 build), MMA the mma.sync kernel.
+// Every slot of an F8_E4M3 pool written by cache_write from random float32 rows (a chunk of slots at a time).
+void fill_fp8_slots(void* cache, int64_t n_slots, const k::Fp8SlotLayout& l) {
+  const int64_t chunk = std::min<int64_t>(n_slots, 1 << 18);
+  DeviceBuffer rows(static_cast<size_t>(chunk * l.width) * 4, "fp8 source rows"), slots(static_cast<size_t>(chunk) * 8, "slots");
+  std::vector<int64_t> ids(static_cast<size_t>(chunk));
+  for (int64_t first = 0; first < n_slots; first += chunk) {
+    const int64_t n = std::min(chunk, n_slots - first);
+    std::iota(ids.begin(), ids.end(), first);
+    MLABENCH_CUDA(cudaMemcpy(slots.get(), ids.data(), static_cast<size_t>(n) * 8, cudaMemcpyHostToDevice));
+    fill(rows.get(), mlabench::DType::F32, n * l.width, 11 + static_cast<uint64_t>(first));
+    mlabench::kernels::cuda::cache_write({.cache = cache, .cache_type = mlabench::DType::F8_E4M3, .width = l.width,
+                                          .src = rows.as<float>(), .ld_src = l.width, .slots = slots.as<int64_t>(),
+                                          .n_rows = n, .fp8_quantised = l.quantised, .fp8_segment = l.segment},
+                                         nullptr);
+  }
+  MLABENCH_CUDA(cudaDeviceSynchronize());
+}
+
 Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l2, Timer& timer,
-              k::MlaDecodeKernel kernel = k::MlaDecodeKernel::AUTO) {
+              k::MlaDecodeKernel kernel = k::MlaDecodeKernel::AUTO, bool fp8 = false) {
   const int32_t lora = 512, rope = 64, width = lora + rope;
-  const int64_t cache_bytes = int64_t{s.batch} * s.ctx * width * 2;
+  const k::Fp8SlotLayout l8{width, lora, lora};
+  const int64_t slot_bytes = fp8 ? l8.bytes() : width * 2;
+  const int64_t cache_bytes = int64_t{s.batch} * s.ctx * slot_bytes;
   const int copies = copies_for(cache_bytes, l2);
   Pool pool(s, copies, 1);
-  DeviceBuffer cache(static_cast<size_t>(pool.n_blocks) * kBlock * width * 2, "latent pool");
-  fill(cache.get(), mlabench::DType::BF16, pool.n_blocks * kBlock * width, 11);
+  DeviceBuffer cache(static_cast<size_t>(pool.n_blocks * kBlock * slot_bytes), "latent pool");
+  if (fp8) fill_fp8_slots(cache.get(), pool.n_blocks * kBlock, l8);
+  else fill(cache.get(), mlabench::DType::BF16, pool.n_blocks * kBlock * width, 11);
   const int64_t ld_q = int64_t{heads} * lora;
   DeviceBuffer q_lat(static_cast<size_t>(s.batch * ld_q) * 4, "q_lat"),
       q_pe(static_cast<size_t>(s.batch) * heads * rope * 4, "q_pe");
@@ -213,6 +238,7 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
   p.max_kv = s.ctx;
   p.paged = {kBlock, nullptr, pool.max_blocks};
   p.cache = cache.get();
+  p.cache_type = fp8 ? mlabench::DType::F8_E4M3 : mlabench::DType::BF16;
   p.q_lat = q_lat.as<float>();
   p.ld_q_lat = ld_q;
   p.q_pe = q_pe.as<float>();
@@ -236,11 +262,14 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
     c.paged.block_tables = pool.tables[static_cast<size_t>(i % copies)].as<int32_t>();
     mlabench::kernels::cuda::mla_decode_attention(c, st);
   });
-  if (g_timeline && heads == 16 && bf16_operands && kernel == k::MlaDecodeKernel::AUTO)
+  if (g_timeline && heads == 16 && bf16_operands && kernel == k::MlaDecodeKernel::AUTO && !fp8)
     print_timeline(p, pool.tables[static_cast<size_t>(copies > 1 ? 1 : 0)].as<int32_t>());
   const double bytes = static_cast<double>(cache_bytes) + s.batch * static_cast<double>(heads) * (lora * 8 + rope * 4);
   const double flops = 2.0 * s.batch * heads * static_cast<double>(s.ctx) * (width + lora);
-  const char* name = !bf16_operands ? "mla-hilo" : kernel == k::MlaDecodeKernel::MMA ? "mla-mma" : "mla";
+  const char* name = !bf16_operands                     ? "mla-hilo"
+                     : kernel == k::MlaDecodeKernel::MMA ? "mla-mma"
+                     : fp8                               ? "mla-fp8"
+                                                         : "mla";
   return {name, heads, s.batch, s.ctx, k::mla_decode_splits(p), ms * 1e3, bytes, flops, eager_ms * 1e3};
 }
 
@@ -325,7 +354,7 @@ int main(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--timeline")) {
       g_timeline = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|mla16|mla-mma|mla-hilo|gqa] [--shape BATCHxCTX] [--splits N] [--timeline]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|mla16|mla-fp8|mla-mma|mla-hilo|gqa] [--shape BATCHxCTX] [--splits N] [--timeline]\n", argv[0]);
       return 2;
     }
   }
@@ -357,6 +386,9 @@ int main(int argc, char** argv) {
   if (only.empty() || only == "mla" || only == "mla16")  // mla16: the 16-head Hopper rows alone
     for (int heads : only == "mla16" ? std::vector<int>{16} : std::vector<int>{16, 128})
       for (const Shape& s : shapes) print_row(bench_mla(s, heads, true, reps, l2, timer), copy_gbs);
+  if (only.empty() || only == "mla" || only == "mla16" || only == "mla-fp8")
+    for (const Shape& s : shapes)
+      print_row(bench_mla(s, 16, true, reps, l2, timer, k::MlaDecodeKernel::AUTO, true), copy_gbs);
   if (only.empty() || only == "mla" || only == "mla-mma")
     for (const Shape& s : shapes)
       print_row(bench_mla(s, 16, true, reps, l2, timer, k::MlaDecodeKernel::MMA), copy_gbs);

@@ -625,9 +625,9 @@ struct MlaDecodeParams {
   int32_t max_kv = 0;
   PagedCache paged;
   const void* cache = nullptr;  // this layer's pool [n_slots, kv_lora + rope]
-  // BF16 runs on tensor cores where the head sizes have an instance; F32 (the engine's float32 precision) and
-  // F8_E4M3 (--kv-cache-dtype fp8, fp8_layout(); the tensor-core kernels do not read it yet) run in float32 on CUDA
-  // cores (the generic kernel).
+  // BF16 runs on tensor cores where the head sizes have an instance; F32 (the engine's float32 precision) runs in
+  // float32 on CUDA cores (the generic kernel). F8_E4M3 (--kv-cache-dtype fp8, fp8_layout()): with bf16_operands
+  // on the Hopper kernel at V2 widths (each value code x scale rounded to BF16, as q), else the generic kernel.
   DType cache_type = DType::BF16;
   const float* q_lat = nullptr;     // [n_seqs, n_heads * kv_lora] at ld_q_lat
   int64_t ld_q_lat = 0;
@@ -638,8 +638,8 @@ struct MlaDecodeParams {
   int64_t ld_out = 0;
   int32_t n_heads = 0, kv_lora = 0, rope = 0;
   float scale = 1.0f;
-  // BF16 cache only: q and the softmax weights P enter the products rounded to BF16 (the engine's BF16
-  // precision; FlashMLA's and transformers' BF16 numerics: one MMA per product). false: float32 q and P, split
+  // BF16 and F8_E4M3 caches: q and the softmax weights P enter the products rounded to BF16 (the engine's BF16
+  // precision; FlashMLA's and transformers' BF16 numerics: one MMA per product; FP8 values widened to BF16). false: float32 q and P, split
   // into BF16 hi + lo pairs on the tensor cores (float32-like accuracy, twice the MMAs). The twin rounds q the
   // same way; P's rounding depends on the kernel's running max, so tests bound it by tolerance.
   bool bf16_operands = false;

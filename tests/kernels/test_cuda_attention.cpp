@@ -10,6 +10,9 @@
 // twin's float32 loops by summation order and exp2 vs exp: ~1e-5 of the largest output. 5e-4 leaves headroom
 // and still fails a kernel that drops or repeats one key of a 1000-key row.
 //
+// MLA decode cases also run the Hopper kernel over the same keys as F8_E4M3 slots (unowned slots all 0xFF: NaN
+// codes, scales and RoPE values) against the twin over those slots with BF16 operands (values code x scale in BF16).
+//
 // Each case also runs the float32 path of the engine's float32 precision: the same pool widened exactly to F32
 // (cache_type F32), and MLA prefill with float32_math: float32 CUDA-core kernels whose only difference from the
 // twin is summation order and expf, so they get the tighter kTolF32 (a 131K-key row sums 131K float32 terms).
@@ -79,6 +82,21 @@ Varlen mixed_batch(int n, bool decode) {
 
 // ---- MLA decode ---------------------------------------------------------------------------------------------
 
+// The pool's slots as F8_E4M3 slots of layout l (--kv-cache-dtype fp8): each owned slot's values quantised as
+// cache_write writes them; every unowned one 0xFF bytes: NaN codes, NaN scales and a NaN RoPE part.
+std::vector<uint8_t> fp8_slots(const test::PagedPool& cache, const Fp8SlotLayout& l) {
+  const int64_t n_slots = static_cast<int64_t>(cache.pool.size()) / cache.width;
+  std::vector<uint8_t> out(static_cast<size_t>(n_slots * l.bytes()), 0xFF);
+  std::vector<float> row(static_cast<size_t>(cache.width));
+  for (int64_t s = 0; s < n_slots; ++s) {
+    const uint16_t* x = cache.pool.data() + s * cache.width;
+    if (std::isnan(bf16_to_f32(x[0]))) continue;  // unowned (owned slots hold random values)
+    std::transform(x, x + cache.width, row.begin(), bf16_to_f32);
+    twin::write_fp8_slot(l, row.data(), out.data() + s * l.bytes());
+  }
+  return out;
+}
+
 // max_kv_factor 2: max_kv twice the longest sequence, as a captured decode graph passes it.
 void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& kv_len, unsigned seed,
                       int32_t max_kv_factor = 1) {
@@ -119,10 +137,17 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
   pb.bf16_operands = true;
   pb.out = want_bf16.data();
   twin::mla_decode_attention(pb);
+  // The same keys in an F8_E4M3 pool (--kv-cache-dtype fp8) with BF16 operands: each value code x scale in BF16.
+  const std::vector<uint8_t> pool_fp8 = fp8_slots(cache, p.fp8_layout());
+  std::vector<float> want_fp8 = out;
+  MlaDecodeParams p8 = pb;
+  p8.cache = pool_fp8.data(), p8.cache_type = DType::F8_E4M3, p8.out = want_fp8.data();
+  twin::mla_decode_attention(p8);
 
   const auto d_len = test::to_device(kv_len);
   const auto d_table = test::to_device(cache.table);
-  const auto d_cache = test::to_device(cache.pool), d_cache_f32 = test::to_device(cache.widened());
+  const auto d_cache = test::to_device(cache.pool), d_cache_f32 = test::to_device(cache.widened()),
+             d_cache_fp8 = test::to_device(pool_fp8);
   const auto d_q_lat = test::to_device(q_lat);
   const auto d_q = test::to_device(q);
   struct Mode {
@@ -130,6 +155,7 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     MlaDecodeKernel kernel;
     bool cache_early = false;  // the Hopper kernel's cache stream before its PDL wait: the same bits as without
     int32_t force_splits = 0;  // MlaDecodeParams::force_splits (0: the plan)
+    bool fp8 = false;          // the F8_E4M3 pool (the Hopper kernel widens its codes)
   };
   // BF16 operands run on both tensor-core kernels: the Hopper one (wgmma + TMA) where this GPU and build have it.
   std::vector<Mode> modes = {{false, false, false, MlaDecodeKernel::MMA},
@@ -148,9 +174,14 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     const int32_t longest = *std::max_element(kv_len.begin(), kv_len.end());
     modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, std::min(256, (longest + 63) / 64)});
     modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, 1});
+    // The FP8 pool on the same kernel: one split, the plan, cache_early, one tile a split.
+    modes.push_back({false, false, true, MlaDecodeKernel::WGMMA, false, 0, true});
+    modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, 0, true});
+    modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, true, 0, true});
+    modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, std::min(256, (longest + 63) / 64), true});
   }
-  std::vector<float> wgmma_split_out;
-  for (auto [split, f32, bf16_ops, kernel, cache_early, force_splits] : modes) {
+  std::vector<float> wgmma_split_out, wgmma_split_out_fp8;
+  for (auto [split, f32, bf16_ops, kernel, cache_early, force_splits, fp8] : modes) {
     const auto d_out = test::to_device(out);
     MlaDecodeParams d = p;
     d.force_splits = force_splits;
@@ -159,8 +190,8 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     d.cache_early = cache_early;
     d.kv_len = d_len.as<int32_t>();
     d.paged.block_tables = d_table.as<int32_t>();
-    d.cache = f32 ? d_cache_f32.get() : d_cache.get();
-    d.cache_type = f32 ? DType::F32 : DType::BF16;
+    d.cache = f32 ? d_cache_f32.get() : fp8 ? d_cache_fp8.get() : d_cache.get();
+    d.cache_type = f32 ? DType::F32 : fp8 ? DType::F8_E4M3 : DType::BF16;
     d.q_lat = d_q_lat.as<float>();
     d.q_pe = d_q.as<float>() + nope;
     d.out = d_out.as<float>();
@@ -174,21 +205,22 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     cuda::mla_decode_attention(d, nullptr);
     const std::vector<float> got = test::to_host<float>(d_out, out.size());
     if (kernel == MlaDecodeKernel::WGMMA && split && force_splits == 0) {
+      std::vector<float>& first = fp8 ? wgmma_split_out_fp8 : wgmma_split_out;
       if (cache_early)
-        EXPECT_TRUE(got.size() == wgmma_split_out.size() &&
-                    std::memcmp(got.data(), wgmma_split_out.data(), got.size() * sizeof(float)) == 0)
-            << "cache_early changed the wgmma kernel's result (compared bit for bit, NaN padding included)";
+        EXPECT_TRUE(got.size() == first.size() && std::memcmp(got.data(), first.data(), got.size() * sizeof(float)) == 0)
+            << "cache_early changed the wgmma kernel's result (compared bit for bit, NaN padding included)"
+            << (fp8 ? ", FP8 cache" : "");
       else
-        wgmma_split_out = got;
+        first = got;
     }
-    const double diff = test::max_rel_diff(got, bf16_ops ? want_bf16 : want);
+    const double diff = test::max_rel_diff(got, fp8 ? want_fp8 : bf16_ops ? want_bf16 : want);
     EXPECT_LE(diff, f32 ? kTolF32 : bf16_ops ? kTolBf16P : kTol)
         << (kernel == MlaDecodeKernel::WGMMA ? "wgmma kernel, " : "mma.sync kernel, ")
-        << (f32 ? "F32 cache, " : "BF16 cache, ") << (bf16_ops ? "BF16 operands, " : "")
+        << (f32 ? "F32 cache, " : fp8 ? "F8_E4M3 cache, " : "BF16 cache, ") << (bf16_ops ? "BF16 operands, " : "")
         << (split ? "with" : "without") << " split-KV scratch, splits " << mla_decode_splits(d);
     if (bf16_ops && split && kv_len.size() == 1)
-      std::printf("[ mla decode bf16 operands, %s ] kv %d: %.2e\n",
-                  kernel == MlaDecodeKernel::WGMMA ? "wgmma" : "mma.sync", kv_len[0], diff);
+      std::printf("[ mla decode bf16 operands, %s%s ] kv %d: %.2e\n",
+                  kernel == MlaDecodeKernel::WGMMA ? "wgmma" : "mma.sync", fp8 ? ", fp8 cache" : "", kv_len[0], diff);
   }
 }
 

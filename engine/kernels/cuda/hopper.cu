@@ -33,10 +33,11 @@ bool sm90a_available() {
 
 namespace {
 
-// Rows of `elem_bytes`-byte elements in boxes of 128 bytes (one sw128 row) x box_rows, 128-byte swizzle.
-CUtensorMap tensor_map_sw128_2d(CUtensorMapDataType type, uint32_t elem_bytes, const void* base, uint64_t cols,
-                                uint64_t rows, uint64_t row_bytes, uint32_t box_rows, const char* what,
-                                CUtensorMapL2promotion l2_promotion) {
+// Rows of `elem_bytes`-byte elements in boxes of box_bytes x box_rows, with the 128-byte swizzle (box_bytes 128: one
+// sw128 row) or none.
+CUtensorMap tensor_map_2d(CUtensorMapDataType type, uint32_t elem_bytes, const void* base, uint64_t cols,
+                          uint64_t rows, uint64_t row_bytes, uint32_t box_bytes, uint32_t box_rows, const char* what,
+                          CUtensorMapL2promotion l2_promotion, CUtensorMapSwizzle swizzle) {
   static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult status{};
@@ -50,14 +51,13 @@ CUtensorMap tensor_map_sw128_2d(CUtensorMapDataType type, uint32_t elem_bytes, c
   }();
   CUtensorMap m;
   const cuuint64_t dims[2] = {cols, rows}, strides[1] = {row_bytes};
-  const cuuint32_t box[2] = {128 / elem_bytes, box_rows}, elem[2] = {1, 1};
+  const cuuint32_t box[2] = {box_bytes / elem_bytes, box_rows}, elem[2] = {1, 1};
   const CUresult r = encode(&m, type, 2, const_cast<void*>(base), dims, strides, box, elem,
-                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                            l2_promotion, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                            CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, l2_promotion, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   MLABENCH_CHECK(r == CUDA_SUCCESS,
                  "{}: cuTensorMapEncodeTiled failed ({}) for {} x {} elements of {} bytes at {} bytes a row, boxes of "
                  "{} x {}. HINT: rows must start 16-byte aligned with a row stride that is a multiple of 16 bytes",
-                 what, static_cast<int>(r), cols, rows, elem_bytes, row_bytes, 128 / elem_bytes, box_rows);
+                 what, static_cast<int>(r), cols, rows, elem_bytes, row_bytes, box_bytes / elem_bytes, box_rows);
   return m;
 }
 
@@ -65,14 +65,20 @@ CUtensorMap tensor_map_sw128_2d(CUtensorMapDataType type, uint32_t elem_bytes, c
 
 CUtensorMap tensor_map_bf16_2d(const void* base, uint64_t cols, uint64_t rows, uint64_t row_bytes, uint32_t box_rows,
                                const char* what, CUtensorMapL2promotion l2_promotion) {
-  return tensor_map_sw128_2d(CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, base, cols, rows, row_bytes, box_rows, what,
-                             l2_promotion);
+  return tensor_map_2d(CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, base, cols, rows, row_bytes, 128, box_rows, what,
+                       l2_promotion, CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
 CUtensorMap tensor_map_bytes_2d(const void* base, uint64_t cols, uint64_t rows, uint64_t row_bytes, uint32_t box_rows,
-                                const char* what) {
-  return tensor_map_sw128_2d(CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, base, cols, rows, row_bytes, box_rows, what,
-                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
+                                const char* what, CUtensorMapL2promotion l2_promotion) {
+  return tensor_map_2d(CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, base, cols, rows, row_bytes, 128, box_rows, what,
+                       l2_promotion, CU_TENSOR_MAP_SWIZZLE_128B);
+}
+
+CUtensorMap tensor_map_bytes_2d_plain(const void* base, uint64_t cols, uint64_t rows, uint64_t row_bytes,
+                                      uint32_t box_cols, uint32_t box_rows, const char* what) {
+  return tensor_map_2d(CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, base, cols, rows, row_bytes, box_cols, box_rows, what,
+                       CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_SWIZZLE_NONE);
 }
 
 }  // namespace mlabench::kernels::cuda::hopper

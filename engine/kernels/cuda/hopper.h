@@ -24,6 +24,12 @@ CUtensorMap tensor_map_bf16_2d(const void* base, uint64_t cols, uint64_t rows, u
 
 /// The same over one-byte elements (e4m3 codes): boxes of 128 columns (one 128-byte swizzle row) x `box_rows`.
 CUtensorMap tensor_map_bytes_2d(const void* base, uint64_t cols, uint64_t rows, uint64_t row_bytes, uint32_t box_rows,
-                                const char* what);
+                                const char* what,
+                                CUtensorMapL2promotion l2_promotion = CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
+
+/// One-byte elements in boxes of `box_cols` (a multiple of 16) x `box_rows`, unswizzled: small side arrays of a row
+/// (the FP8 KV cache's group scales) that threads read as plain shared memory.
+CUtensorMap tensor_map_bytes_2d_plain(const void* base, uint64_t cols, uint64_t rows, uint64_t row_bytes,
+                                      uint32_t box_cols, uint32_t box_rows, const char* what);
 
 }  // namespace mlabench::kernels::cuda::hopper

@@ -1,8 +1,8 @@
 // MLA decode attention, absorbed (MQA over the paged BF16 latent cache), and the merge of split-KV partials that
 // the decode kernels share. Twin: twin::mla_decode_attention (engine/kernels/twin/attention.cpp).
 // mla_decode_attention hands BF16 operands on an H100/H200 to the wgmma + TMA kernel (mla_decode_hopper.cu, 80% of
-// the copy bandwidth at 64 x 8K); the mma.sync kernel below runs the float32 hi/lo operands, other GPUs, and
-// MLABENCH_MLA_DECODE=mma.
+// the copy bandwidth at 64 x 8K; it also reads the FP8 cache's slots); the mma.sync kernel below runs the float32
+// hi/lo operands, other GPUs, and MLABENCH_MLA_DECODE=mma.
 //
 // Decode is memory-bound at V2-Lite's 16 heads (~30 FLOP per cache byte with BF16 operands, ~61 with the hi/lo
 // split below), so the kernel is built around keeping HBM busy:
@@ -450,8 +450,11 @@ void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
                  "field",
                  p.n_seqs, p.n_heads);
   checks::check_cache_type(p.cache_type, "mla_decode_attention");
-  if (p.cache_type != DType::BF16) return generic::mla_decode_attention(p, s);            // float32; FP8 slots
-  if (p.kv_lora != kLora || p.rope != kRope) return generic::mla_decode_attention(p, s);  // no tensor-core instance
+  // FP8 slots with BF16 operands (the engine's BF16 precision) run on the Hopper kernel where it runs; float32
+  // operands, and GPUs without it, take the generic float32 kernel.
+  const bool fp8_bf16 = p.cache_type == DType::F8_E4M3 && p.bf16_operands;
+  if (p.cache_type != DType::BF16 && !fp8_bf16) return generic::mla_decode_attention(p, s);  // float32; FP8 slots
+  if (p.kv_lora != kLora || p.rope != kRope) return generic::mla_decode_attention(p, s);     // no tensor-core instance
   MLABENCH_CHECK(aligned16(p.cache),
                  "mla_decode_attention: cache pointer is not 16-byte aligned. HINT: layer pools must start on a "
                  "16-byte boundary (cp.async copies 16 bytes)");
@@ -461,6 +464,7 @@ void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s) {
                  p.paged.block_size, p.paged.max_blocks);
 
   if (use_hopper(p)) return mla_decode_hopper(p, s);
+  if (fp8_bf16) return generic::mla_decode_attention(p, s);  // the mma.sync kernel reads no e4m3 slots
 
   int n_splits = mla_decode_splits(p);
   check_fixed_splits_scratch(p.fixed_splits, p.scratch, "mla_decode_attention");

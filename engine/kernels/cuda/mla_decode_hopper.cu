@@ -24,6 +24,18 @@
 //     unused slots never enters) and their value rows zeroed in shared memory before P.V (0 * NaN is NaN).
 // Numerics: q and P rounded to BF16, float32 accumulation (MlaDecodeParams::bf16_operands; FlashMLA's and
 // transformers' BF16 numerics).
+//
+// F8_E4M3 pools (--kv-cache-dtype fp8: Fp8SlotLayout's 656-byte slots, 512 e4m3 codes, 4 float32 group scales,
+// 64 BF16 RoPE values; kFp8): the same tiles and products over 41 KB a tile from memory instead of 72 KB. The
+// producer copies each 128-code group of the tile's 64 keys (64 x 128 bytes, sw128) into chunk 2g and the RoPE
+// values into chunk 8 as they are, and the scales (16 bytes a key) into chunk 7; chunks 1, 3, 5 receive nothing
+// (the producer arrives on them once they are free). The consuming warpgroup widens the codes in place: thread
+// (key r, groups g and g + 2) reads its row's 128 codes, then writes BF16(code x scale) for values 0-63 into chunk
+// 2g and 64-127 into chunk 2g + 1 (row r of both: no other thread reads or writes those bytes), zeros for keys past
+// the sequence, after every thread has read its scales out of chunk 7. wgmma then reads the chunks as the BF16
+// kernel's. wgmma takes no e4m3 operand beside a BF16 one, and its MN-major A (V^T) takes no 8-bit type at all, so
+// the values are widened once and serve both products. Numerics: q, P and every cache value code x scale rounded
+// to BF16 (FlashMLA's FP8 decode); the twin rounds q and the values the same way.
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -36,6 +48,7 @@
 #include "core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/decode_common.cuh"
+#include "engine/kernels/cuda/fp8_device.cuh"
 #include "engine/kernels/cuda/hopper.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/tma.cuh"
@@ -69,6 +82,8 @@ static_assert((kLora + 4) * kHeads * 4 <= kRing * kChunkBytes, "the merge of two
 
 struct HopperDecodeArgs {
   CUtensorMap map;  // the pool as [n_slots rows, 576 columns] BF16, boxes of 64 columns x 16 or 64 rows, sw128
+                    // (FP8: [n_slots, 656] bytes, boxes of 128 bytes x 16 or 64 rows, sw128)
+  CUtensorMap scale_map;  // FP8: the slots' 16 scale bytes as [n_slots, 16], boxes of 16 x 16 or 64 rows, plain
   MlaDecodeParams p;
   bool box64 = false;        // boxes of 64 rows (block_size % 64 == 0), else 16
   bool evict_first = true;   // one head group reads each latent once; several (V2's 128 heads) share it through L2
@@ -146,18 +161,60 @@ struct ConsumerSmem {
   float* red;  // [4 warps][16 heads] this warpgroup's tile maxima
 };
 
+// FP8 slots: the e4m3 latent of the tile whose first chunk is c0 widened in place to BF16 (the file comment says
+// how); valid = the tile's keys in the sequence. Thread wtid of the warpgroup, barrier id bar.
+__device__ __forceinline__ void widen_fp8_tile(const ConsumerSmem& sm, int c0, int valid, int wtid, int bar) {
+  const int r = wtid & 63, g0 = wtid >> 6;
+  auto chunk = [&](int b) { return sm.gbase + ((c0 + b) % kRing) * kChunkBytes; };
+  const float* scales = reinterpret_cast<const float*>(chunk(7)) + r * 4;
+  const float sc[2] = {scales[g0], scales[g0 + 2]};
+  named_barrier(bar, 128);  // every key's scales read: chunk 7 is written below
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const int grp = g0 + 2 * k;
+    const unsigned char* src = chunk(2 * grp);
+    uint4 codes[8];  // the row's 128 codes, all read before any of its bytes are overwritten
+#pragma unroll
+    for (int j = 0; j < 8; ++j) codes[j] = *reinterpret_cast<const uint4*>(src + swz(r, j));
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {  // codes 16 j .. 16 j + 15: values (16 j) % 64 .. of chunk 2 grp + j / 4
+      float f[16];
+      fp8::decode16(codes[j], f);
+      uint32_t w[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        w[e] = r < valid ? bf16_bits(__fmul_rn(f[2 * e], sc[k])) | bf16_bits(__fmul_rn(f[2 * e + 1], sc[k])) << 16
+                         : 0u;
+      unsigned char* dst = chunk(2 * grp + j / 4);
+      *reinterpret_cast<uint4*>(dst + swz(r, 2 * (j % 4))) = make_uint4(w[0], w[1], w[2], w[3]);
+      *reinterpret_cast<uint4*>(dst + swz(r, 2 * (j % 4) + 1)) = make_uint4(w[4], w[5], w[6], w[7]);
+    }
+  }
+  wgmma::fence_proxy_async();  // the generic writes, before wgmma (the async proxy) reads them
+  named_barrier(bar, 128);
+}
+
 // One 64-key tile t of the split: S^T = K Q^T, online softmax, O^T = alpha O^T + V^T P^T. Thread wtid of the
 // warpgroup (warp = wtid / 32); barrier id bar.
+template <bool kFp8>
 __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerState& st, int t, int k_begin, int k_end,
                                              float scale_log2, int wtid, int bar, uint64_t* tl) {
   const int warp = wtid >> 5, lane = wtid & 31, g = lane >> 2, tq = lane & 3;
   const int key0 = k_begin + t * kKeys, c0 = t * kColBlocks;
+  if constexpr (kFp8) {
+    for (int b = 0; b < kColBlocks; ++b) {
+      const int c = c0 + b;
+      tma::mbar_wait(sm.full + 8 * (c % kRing), (c / kRing) & 1);
+    }
+    stamp(tl, 4);
+    widen_fp8_tile(sm, c0, k_end - key0, wtid, bar);
+  }
   float s[8];
   wgmma::fence();
   for (int b = 0; b < kColBlocks; ++b) {
     const int c = c0 + b, slot = c % kRing;
-    tma::mbar_wait(sm.full + 8 * slot, (c / kRing) & 1);
-    if (b == 0) stamp(tl, 4);
+    if constexpr (!kFp8) tma::mbar_wait(sm.full + 8 * slot, (c / kRing) & 1);
+    if (!kFp8 && b == 0) stamp(tl, 4);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
       wgmma::wgmma_ss_n16<0>(s, wgmma::desc_sw128(sm.base + slot * kChunkBytes + kk * 32, 16, 1024),
@@ -208,7 +265,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
 #pragma unroll
     for (int i = 0; i < 8; ++i) st.o[mb][i] *= alpha[(i >> 2) * 2 + (i & 1)];
   const int valid = k_end - key0;
-  if (valid < kKeys) {  // the sequence's last tile: zero the value rows of keys past its end
+  if (!kFp8 && valid < kKeys) {  // the sequence's last tile: zero the value rows of keys past its end (FP8: widened)
     for (int i = wtid; i < (kKeys - valid) * kValueBlocks * 8; i += 128) {
       const int row = valid + i / (kValueBlocks * 8), blk = (i / 8) % kValueBlocks, ch = i % 8;
       *reinterpret_cast<uint4*>(sm.gbase + ((c0 + blk) % kRing) * kChunkBytes + row * 128 + ch * 16) =
@@ -240,7 +297,9 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
 // The producer thread: every tile's 9 chunks in order, a chunk once the consumers released the one kRing earlier.
 // A chunk is one box of 64 slots where the pool's blocks hold whole 64-key tiles (block_size % 64 == 0), else up
 // to 4 boxes of 16 slots. The block-table lookups of tile t + 1 are issued before tile t's copies, so their latency
-// hides behind the waits.
+// hides behind the waits. FP8 (kFp8): chunks 0, 2, 4, 6 the code groups, 8 the RoPE part, 7 the scales, and the
+// consumers' own chunks 1, 3, 5 handed over empty (a plain arrival).
+template <bool kFp8>
 __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_t base, uint32_t full, uint32_t empty,
                                               int seq, int k_begin, int k_end, int n_tiles, uint64_t* tl) {
   const MlaDecodeParams& p = a.p;
@@ -264,16 +323,26 @@ __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_
     lookup(t + 1, next);
     const int key0 = k_begin + t * kKeys;
     const int n_boxes = a.box64 ? 1 : min(kGroups, (k_end - key0 + 15) / 16);
-    const uint32_t bytes = a.box64 ? kChunkBytes : static_cast<uint32_t>(n_boxes) * 2048u;
+    const int box_rows = a.box64 ? kKeys : 16;
     for (int b = 0; b < kColBlocks; ++b) {
       const int c = t * kColBlocks + b, slot = c % kRing;
       if (c >= kRing) tma::mbar_wait(empty + 8 * slot, ((c / kRing) - 1) & 1);
-      tma::mbar_arrive_expect_tx(full + 8 * slot, bytes);
+      if (kFp8 && (b == 1 || b == 3 || b == 5)) {  // written by the consumers only
+        tma::mbar_arrive(full + 8 * slot);
+        continue;
+      }
+      const bool scales = kFp8 && b == 7;
+      // Bytes a box row: 128 (64 BF16 columns, or 128 codes, or the 64 BF16 RoPE values), 16 (the scales).
+      const int row_bytes = scales ? 16 : 128;
+      // FP8 columns are bytes: group b / 2's codes at 64 b, the RoPE part after the codes and scales (528).
+      const int col = !kFp8 ? b * 64 : b == 8 ? kLora + 16 : b * 64;
+      tma::mbar_arrive_expect_tx(full + 8 * slot, static_cast<uint32_t>(n_boxes * box_rows * row_bytes));
 #pragma unroll
       for (int g = 0; g < kGroups; ++g) {
         if (g >= n_boxes) continue;
-        const uint32_t dst = base + slot * kChunkBytes + g * 2048;
-        tma::load_2d_hint(dst, &a.map, b * 64, rows[g], full + 8 * slot, policy);  // read once: evict first
+        const uint32_t dst = base + slot * kChunkBytes + g * 16 * row_bytes;
+        // read once: evict first
+        tma::load_2d_hint(dst, scales ? &a.scale_map : &a.map, scales ? 0 : col, rows[g], full + 8 * slot, policy);
       }
     }
     if (t == 0) stamp(tl, 2);
@@ -282,7 +351,7 @@ __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_
 
 // grid (head groups of 16, n_seqs, n_splits); block kWGs * 128 + 32: warpgroup w computes tiles w, w + kWGs, ...
 // of the split (its own running max, sums and O^T, merged at the end), the last warp copies.
-template <int kWGs>
+template <int kWGs, bool kFp8>
 __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(const __grid_constant__ HopperDecodeArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) unsigned char mla_hopper_smem[];
@@ -318,7 +387,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
   const int n_tiles = k_end > k_begin ? (k_end - k_begin + kKeys - 1) / kKeys : 0;
 
   if (warp == 4 * kWGs) {
-    if (lane == 0) produce_tiles(a, base, full, empty, seq, k_begin, k_end, n_tiles, tl);
+    if (lane == 0) produce_tiles<kFp8>(a, base, full, empty, seq, k_begin, k_end, n_tiles, tl);
     return;
   }
   if (a.cache_early) griddep_wait();
@@ -343,7 +412,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
     for (int i = 0; i < 8; ++i) st.o[mb][i] = 0.0f;
   const float scale_log2 = p.scale * kLog2e;
   for (int t = wg; t < n_tiles; t += kWGs)
-    consume_tile(sm, st, t, k_begin, k_end, scale_log2, wtid, 1 + wg, tid == 0 && t == 0 ? tl : nullptr);
+    consume_tile<kFp8>(sm, st, t, k_begin, k_end, scale_log2, wtid, 1 + wg, tid == 0 && t == 0 ? tl : nullptr);
   if (tid == 0) stamp(tl, 8);
   // Keys done: the combine's CTAs may be placed as this grid's CTAs end (placed at the start, they measured 2 us
   // slower at 1 x 128K: waiting CTAs beside the working ones).
@@ -448,30 +517,50 @@ bool env_is(const char* name, const char* value) {
   return env != nullptr && std::string(env) == value;
 }
 
-// The pool's tensor map, encoded once per (pool, slots, box) on this thread: the engine launches with the same pool
-// every layer and step, and an encode is host work on every eager launch.
-const CUtensorMap& pool_map(const void* cache, int64_t n_slots, bool box64) {
+// The FP8 slot at V2 widths (Fp8SlotLayout {576, 512, 512}): codes, scales at 512, the RoPE part at 528.
+constexpr Fp8SlotLayout kFp8Slot{kWidth, kLora, kLora};
+static_assert(kFp8Slot.scale_offset() == kLora && kFp8Slot.bf16_offset() == kLora + 16 && kFp8Slot.bytes() == 656,
+              "the producer's FP8 columns");
+
+// The pool's tensor maps (HopperDecodeArgs::map, scale_map), encoded once per (pool, slots, box, dtype) on this
+// thread: the engine launches with the same pool every layer and step, and an encode is host work on every eager
+// launch.
+void set_pool_maps(HopperDecodeArgs& a, const void* cache, int64_t n_slots, bool box64, bool fp8) {
   struct Entry {
     const void* cache = nullptr;
     int64_t n_slots = 0;
-    bool box64 = false;
-    CUtensorMap map{};
+    bool box64 = false, fp8 = false;
+    CUtensorMap map{}, scale_map{};
   };
   thread_local Entry last;
-  if (last.cache != cache || last.n_slots != n_slots || last.box64 != box64) {
-    last.map = hopper::tensor_map_bf16_2d(cache, kWidth, static_cast<uint64_t>(n_slots), kWidth * 2, box64 ? 64 : 16,
-                                          "mla_decode_hopper", CU_TENSOR_MAP_L2_PROMOTION_NONE);
+  if (last.cache != cache || last.n_slots != n_slots || last.box64 != box64 || last.fp8 != fp8) {
+    const auto rows = static_cast<uint64_t>(n_slots);
+    const uint32_t box_rows = box64 ? 64 : 16;
+    // No L2 promotion: the rows are 128-byte pieces of 1152- (656-) byte slots (a 256-byte fill measured 2 points
+    // slower).
+    if (fp8) {
+      last.map = hopper::tensor_map_bytes_2d(cache, kFp8Slot.bytes(), rows, kFp8Slot.bytes(), box_rows,
+                                             "mla_decode_hopper (FP8 slots)", CU_TENSOR_MAP_L2_PROMOTION_NONE);
+      last.scale_map = hopper::tensor_map_bytes_2d_plain(static_cast<const unsigned char*>(cache) + kLora, 16, rows,
+                                                         kFp8Slot.bytes(), 16, box_rows, "mla_decode_hopper (scales)");
+    } else {
+      last.map = hopper::tensor_map_bf16_2d(cache, kWidth, rows, kWidth * 2, box_rows, "mla_decode_hopper",
+                                            CU_TENSOR_MAP_L2_PROMOTION_NONE);
+    }
     last.cache = cache;
     last.n_slots = n_slots;
     last.box64 = box64;
+    last.fp8 = fp8;
   }
-  return last.map;
+  a.map = last.map;
+  a.scale_map = last.scale_map;
 }
 
 }  // namespace
 
 bool mla_decode_hopper_supported(const MlaDecodeParams& p) {
-  return p.cache_type == DType::BF16 && p.bf16_operands && p.kv_lora == kLora && p.rope == kRope &&
+  return (p.cache_type == DType::BF16 || p.cache_type == DType::F8_E4M3) && p.bf16_operands && p.kv_lora == kLora &&
+         p.rope == kRope &&
          p.paged.block_size > 0 && p.paged.block_size % 16 == 0 && p.n_slots > 0 && p.n_slots < (int64_t{1} << 31) &&
          p.cache != nullptr && aligned16(p.cache) && hopper::sm90a_available();
 }
@@ -479,8 +568,8 @@ bool mla_decode_hopper_supported(const MlaDecodeParams& p) {
 void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   MLABENCH_CHECK(mla_decode_hopper_supported(p),
                  "mla_decode_hopper: cache {}, bf16_operands {}, kv_lora {}, rope {}, block_size {}, n_slots {}: not "
-                 "what this kernel takes (BF16 cache and operands, 512 + 64, block_size a multiple of 16, n_slots "
-                 "given, an sm_90a build on a compute capability 9.0 GPU). HINT: leave MlaDecodeParams::kernel at AUTO",
+                 "what this kernel takes (BF16 or F8_E4M3 cache, BF16 operands, 512 + 64, block_size a multiple of "
+                 "16, n_slots given, an sm_90a build on a compute capability 9.0 GPU). HINT: leave MlaDecodeParams::kernel at AUTO",
                  dtype_name(p.cache_type), p.bf16_operands, p.kv_lora, p.rope, p.paged.block_size, p.n_slots);
   int n_splits = mla_decode_splits(p);
   check_fixed_splits_scratch(p.fixed_splits, p.scratch, "mla_decode_hopper");
@@ -491,7 +580,8 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   // tiles (16-row boxes: 60% of the copy bandwidth at 64 x 8K against 81%), evict-first reads, no L2 promotion
   // (the rows are 128-byte pieces of 1152-byte slots; a 256-byte fill measured 2 points slower).
   a.box64 = p.paged.block_size % 64 == 0;
-  a.map = pool_map(p.cache, p.n_slots, a.box64);
+  const bool fp8 = p.cache_type == DType::F8_E4M3;
+  set_pool_maps(a, p.cache, p.n_slots, a.box64, fp8);
   // V2's 128 heads are 8 CTAs a sequence reading the same latent at about the same time: evict-first would send
   // each of them to HBM (the 16-head kernel's 10-12% of the copy bandwidth at 128 heads, round 18).
   a.evict_first = p.n_heads <= kHeads;
@@ -502,9 +592,11 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   static const int wgs = [] {
     return env_is("MLABENCH_MLA_DECODE_WARPGROUPS", "1") ? 1 : 2;
   }();
-  static std::atomic<uint64_t> opted_in[2]{};
-  auto* kernel = wgs == 1 ? mla_decode_hopper_kernel<1> : mla_decode_hopper_kernel<2>;
-  gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), static_cast<int>(kSmemBytes), opted_in[wgs - 1]);
+  static std::atomic<uint64_t> opted_in[4]{};
+  auto* kernel = wgs == 1 ? (fp8 ? mla_decode_hopper_kernel<1, true> : mla_decode_hopper_kernel<1, false>)
+                          : (fp8 ? mla_decode_hopper_kernel<2, true> : mla_decode_hopper_kernel<2, false>);
+  gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), static_cast<int>(kSmemBytes),
+                            opted_in[(wgs - 1) * 2 + fp8]);
   const int groups = (p.n_heads + kHeads - 1) / kHeads;
   const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(p.n_seqs), static_cast<unsigned>(n_splits));
   launch_pdl(kernel, grid, dim3(wgs * 128 + 32), kSmemBytes, s, a);

@@ -115,10 +115,17 @@ void mla_decode_attention(const MlaDecodeParams& p) {
                    "mla_decode_attention: sequence {} has kv_len {}. HINT: decode appends the new "
                    "token to the cache before attention, so kv_len >= 1",
                    s, kv_len);
-    const std::vector<float> latent = gather_tokens(p.cache, p.cache_type, width, p.paged, s, kv_len, p.fp8_layout());
+    std::vector<float> latent = gather_tokens(p.cache, p.cache_type, width, p.paged, s, kv_len, p.fp8_layout());
     // BF16 operands: the kernels' q, rounded to BF16 (their P rounding is not reproduced: it follows the running
-    // max of their tiles, so tests bound it by tolerance).
-    const bool round_q = p.bf16_operands && p.cache_type == DType::BF16;
+    // max of their tiles, so tests bound it by tolerance); over FP8 slots also each value code x scale, as the
+    // Hopper kernel widens it (the RoPE part is BF16 already).
+    const bool round_q = p.bf16_operands && (p.cache_type == DType::BF16 || p.cache_type == DType::F8_E4M3);
+    if (p.bf16_operands && p.cache_type == DType::F8_E4M3)
+      for (int64_t t = 0; t < kv_len; ++t)
+        for (int64_t c = 0; c < p.kv_lora; ++c) {
+          float& x = latent[static_cast<size_t>(t * width + c)];
+          x = bf16_to_f32(f32_to_bf16(x));
+        }
 #pragma omp parallel if (p.n_heads * kv_len * width >= (int64_t{1} << 20))
     {
       std::vector<float> scores(static_cast<size_t>(kv_len)), q_lat, q_pe;
