@@ -311,7 +311,9 @@ class MlaAttention final : public GpuAttention {
 
   bool bf16_flash() const {
     const ModelConfig& c = m_.config();
-    return m_.precision() != Precision::FLOAT32 && m_.dtype() == DType::BF16 && m_.cache_dtype() == DType::BF16 &&
+    // FP8 slots too: cache_gather widens them to BF16 (code x scale rounded, as the decode kernel reads them).
+    return m_.precision() != Precision::FLOAT32 && m_.dtype() == DType::BF16 &&
+           (m_.cache_dtype() == DType::BF16 || m_.cache_dtype() == DType::F8_E4M3) &&
            k::mla_prefill_bf16_supported(static_cast<int32_t>(c.qk_nope_head_dim),
                                          static_cast<int32_t>(c.qk_rope_head_dim), static_cast<int32_t>(c.v_head_dim));
   }

@@ -239,6 +239,32 @@ TEST_P(GpuFp8, KvCacheMatchesTheCpuEnginesFp8Cache) {
   EXPECT_GE(same, total * 9 / 10) << "decode over the slots follows the CPU engine's greedy path";
 }
 
+// --kv-cache-dtype fp8 at the engine's BF16 precision: MLA's prefill gathers the slots into BF16 for the BF16 flash
+// kernel (GQA's attention reads them in float32), decode reads them (at V2's latent widths on the Hopper kernel; the
+// kernel tests cover those). Against the CPU engine's FP8 cache the error is the BF16 engine's own, measured beside
+// it on the BF16 cache against the CPU engine's float32 cache: within twice that (a wrong slot read is an error of
+// the logits' order).
+TEST_P(GpuFp8, KvCacheAtBf16PrecisionKeepsTheBf16EnginesError) {
+  MLABENCH_REQUIRE_GPU();
+  test::TempDir dir;
+  std::ofstream(dir.file("config.json")) << fp8_config(GetParam()).dump(2);
+  auto open = [&](Device d, KvCacheDtype kv) {
+    return open_small({.model_dir = dir.path(), .random_weights_seed = 7, .device = d,
+                       .precision = Precision::NATIVE, .kv_cache_dtype = kv});
+  };
+  auto cpu8 = open(Device::CPU, KvCacheDtype::FP8), gpu8 = open(Device::CUDA, KvCacheDtype::FP8);
+  auto cpu = open(Device::CPU, KvCacheDtype::AUTO), gpu = open(Device::CUDA, KvCacheDtype::AUTO);
+  ASSERT_TRUE(cpu8 && gpu8 && cpu && gpu);
+  const std::vector<int32_t> prompt = ids(300, 11);
+  const Logits r8 = cpu8->logits(prompt).value(), g8 = gpu8->logits(prompt).value();
+  const Logits r = cpu->logits(prompt).value(), g = gpu->logits(prompt).value();
+  const double err8 = test::max_abs_diff(g8.data.data(), r8.data.data(), r8.data.size()) / max_abs(r8.data);
+  const double err = test::max_abs_diff(g.data.data(), r.data.data(), r.data.size()) / max_abs(r.data);
+  std::printf("[ gpu fp8 kv ] %s, BF16 precision: |gpu - cpu| / max|logit| = %.3e over FP8 slots, %.3e over the BF16 "
+              "cache\n", GetParam() ? "MLA + MoE" : "GQA dense", err8, err);
+  EXPECT_LT(err8, std::max(2.0 * err, 1e-2)) << "the BF16 engine's own error";
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, GpuFp8, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "MlaMoe" : "GqaDense"; });
 

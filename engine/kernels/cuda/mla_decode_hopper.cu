@@ -26,13 +26,14 @@
 // transformers' BF16 numerics).
 //
 // F8_E4M3 pools (--kv-cache-dtype fp8: Fp8SlotLayout's 656-byte slots, 512 e4m3 codes, 4 float32 group scales,
-// 64 BF16 RoPE values; kFp8): the same tiles and products over 41 KB a tile from memory instead of 72 KB. The
-// producer copies each 128-code group of the tile's 64 keys (64 x 128 bytes, sw128) into chunk 2g and the RoPE
-// values into chunk 8 as they are, and the scales (16 bytes a key) into chunk 7; chunks 1, 3, 5 receive nothing
-// (the producer arrives on them once they are free). The consuming warpgroup widens the codes in place: thread
-// (key r, groups g and g + 2) reads its row's 128 codes, then writes BF16(code x scale) for values 0-63 into chunk
-// 2g and 64-127 into chunk 2g + 1 (row r of both: no other thread reads or writes those bytes), zeros for keys past
-// the sequence, after every thread has read its scales out of chunk 7. wgmma then reads the chunks as the BF16
+// 64 BF16 RoPE values; kFp8): the same tiles and products over 41 KB a tile from memory instead of 72 KB. A tile
+// still takes 9 chunks of the ring, in this order (fp8_chunk): the 4 code groups (64 keys x 128 bytes, sw128), the
+// RoPE values as they are, the scales (16 bytes a key), then 3 chunks that receive nothing (the producer arrives on
+// them once they are free): the copies a tile needs come first, so the 7 chunks free while both warpgroups hold a
+// tile carry a whole tile's 41 KB in flight (in the BF16 order they would carry 32 KB). The consuming warpgroup
+// widens the codes in place: thread (key r, groups g and g + 2) reads its row's 128 codes, then writes BF16(code x
+// scale) for values 0-63 into group g's chunk and 64-127 into chunk 5 + g (row r of both: no other thread reads or
+// writes those bytes), zeros for keys past the sequence, after every thread has read its scales out of chunk 5. wgmma then reads the chunks as the BF16
 // kernel's. wgmma takes no e4m3 operand beside a BF16 one, and its MN-major A (V^T) takes no 8-bit type at all, so
 // the values are widened once and serve both products. Numerics: q, P and every cache value code x scale rounded
 // to BF16 (FlashMLA's FP8 decode); the twin rounds q and the values the same way.
@@ -154,6 +155,15 @@ struct ConsumerState {
   float m_run[4], l_part[4];
 };
 
+// The position within its tile's 9 chunks of column block b (64 BF16 values of the latent, 8 the RoPE part): BF16
+// the block itself; FP8 (file comment) group b / 2's chunk for b even, the widened second half's 5 + b / 2 for b
+// odd, 4 for the RoPE part.
+template <bool kFp8>
+__device__ __forceinline__ int chunk_of(int b) {
+  if constexpr (!kFp8) return b;
+  return b == 8 ? 4 : (b & 1) ? 5 + (b >> 1) : b >> 1;
+}
+
 // Where the consumer warpgroup's smem lives.
 struct ConsumerSmem {
   uint32_t base, q_s, p_s, full, empty;
@@ -165,19 +175,19 @@ struct ConsumerSmem {
 // how); valid = the tile's keys in the sequence. Thread wtid of the warpgroup, barrier id bar.
 __device__ __forceinline__ void widen_fp8_tile(const ConsumerSmem& sm, int c0, int valid, int wtid, int bar) {
   const int r = wtid & 63, g0 = wtid >> 6;
-  auto chunk = [&](int b) { return sm.gbase + ((c0 + b) % kRing) * kChunkBytes; };
-  const float* scales = reinterpret_cast<const float*>(chunk(7)) + r * 4;
+  auto chunk = [&](int pos) { return sm.gbase + ((c0 + pos) % kRing) * kChunkBytes; };
+  const float* scales = reinterpret_cast<const float*>(chunk(5)) + r * 4;
   const float sc[2] = {scales[g0], scales[g0 + 2]};
-  named_barrier(bar, 128);  // every key's scales read: chunk 7 is written below
+  named_barrier(bar, 128);  // every key's scales read: chunk 5 is written below
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
     const int grp = g0 + 2 * k;
-    const unsigned char* src = chunk(2 * grp);
+    const unsigned char* src = chunk(grp);
     uint4 codes[8];  // the row's 128 codes, all read before any of its bytes are overwritten
 #pragma unroll
     for (int j = 0; j < 8; ++j) codes[j] = *reinterpret_cast<const uint4*>(src + swz(r, j));
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {  // codes 16 j .. 16 j + 15: values (16 j) % 64 .. of chunk 2 grp + j / 4
+    for (int j = 0; j < 8; ++j) {  // codes 16 j .. 16 j + 15: values (16 j) % 64 .. of column block 2 grp + j / 4
       float f[16];
       fp8::decode16(codes[j], f);
       uint32_t w[8];
@@ -185,7 +195,7 @@ __device__ __forceinline__ void widen_fp8_tile(const ConsumerSmem& sm, int c0, i
       for (int e = 0; e < 8; ++e)
         w[e] = r < valid ? bf16_bits(__fmul_rn(f[2 * e], sc[k])) | bf16_bits(__fmul_rn(f[2 * e + 1], sc[k])) << 16
                          : 0u;
-      unsigned char* dst = chunk(2 * grp + j / 4);
+      unsigned char* dst = chunk(j < 4 ? grp : 5 + grp);
       *reinterpret_cast<uint4*>(dst + swz(r, 2 * (j % 4))) = make_uint4(w[0], w[1], w[2], w[3]);
       *reinterpret_cast<uint4*>(dst + swz(r, 2 * (j % 4) + 1)) = make_uint4(w[4], w[5], w[6], w[7]);
     }
@@ -212,7 +222,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
   float s[8];
   wgmma::fence();
   for (int b = 0; b < kColBlocks; ++b) {
-    const int c = c0 + b, slot = c % kRing;
+    const int c = c0 + chunk_of<kFp8>(b), slot = c % kRing;
     if constexpr (!kFp8) tma::mbar_wait(sm.full + 8 * slot, (c / kRing) & 1);
     if (!kFp8 && b == 0) stamp(tl, 4);
 #pragma unroll
@@ -224,7 +234,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
   wgmma::wait_all();
   wgmma::fence_regs(s);
   stamp(tl, 5);
-  if (lane == 0) tma::mbar_arrive(sm.empty + 8 * ((c0 + kColBlocks - 1) % kRing));  // the rope chunk is done
+  if (lane == 0) tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kFp8>(8)) % kRing));  // the rope chunk is done
 
   // Online softmax per head (column): the warp's 16 keys by shuffles, the warpgroup's 4 warps through red[].
   const int key_lo = key0 + 16 * warp + g;
@@ -279,7 +289,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
   wgmma::fence();
 #pragma unroll
   for (int mb = 0; mb < kValueBlocks; ++mb) {
-    const uint32_t v = sm.base + ((c0 + mb) % kRing) * kChunkBytes;
+    const uint32_t v = sm.base + ((c0 + chunk_of<kFp8>(mb)) % kRing) * kChunkBytes;
 #pragma unroll
     for (int ks = 0; ks < kKeys / 16; ++ks)
       wgmma::wgmma_ss_n16<1>(st.o[mb], wgmma::desc_sw128(v + ks * 2048, kChunkBytes, 1024),
@@ -291,14 +301,14 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
   for (int mb = 0; mb < kValueBlocks; ++mb) wgmma::fence_regs(st.o[mb]);
   stamp(tl, 7);
   if (lane == 0)
-    for (int mb = 0; mb < kValueBlocks; ++mb) tma::mbar_arrive(sm.empty + 8 * ((c0 + mb) % kRing));
+    for (int mb = 0; mb < kValueBlocks; ++mb) tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kFp8>(mb)) % kRing));
 }
 
 // The producer thread: every tile's 9 chunks in order, a chunk once the consumers released the one kRing earlier.
 // A chunk is one box of 64 slots where the pool's blocks hold whole 64-key tiles (block_size % 64 == 0), else up
 // to 4 boxes of 16 slots. The block-table lookups of tile t + 1 are issued before tile t's copies, so their latency
-// hides behind the waits. FP8 (kFp8): chunks 0, 2, 4, 6 the code groups, 8 the RoPE part, 7 the scales, and the
-// consumers' own chunks 1, 3, 5 handed over empty (a plain arrival).
+// hides behind the waits. FP8 (kFp8): chunks 0-3 the code groups, 4 the RoPE part, 5 the scales, and the consumers'
+// own chunks 6-8 handed over empty (a plain arrival).
 template <bool kFp8>
 __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_t base, uint32_t full, uint32_t empty,
                                               int seq, int k_begin, int k_end, int n_tiles, uint64_t* tl) {
@@ -327,15 +337,15 @@ __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_
     for (int b = 0; b < kColBlocks; ++b) {
       const int c = t * kColBlocks + b, slot = c % kRing;
       if (c >= kRing) tma::mbar_wait(empty + 8 * slot, ((c / kRing) - 1) & 1);
-      if (kFp8 && (b == 1 || b == 3 || b == 5)) {  // written by the consumers only
+      if (kFp8 && b >= 6) {  // written by the consumers only
         tma::mbar_arrive(full + 8 * slot);
         continue;
       }
-      const bool scales = kFp8 && b == 7;
+      const bool scales = kFp8 && b == 5;
       // Bytes a box row: 128 (64 BF16 columns, or 128 codes, or the 64 BF16 RoPE values), 16 (the scales).
       const int row_bytes = scales ? 16 : 128;
-      // FP8 columns are bytes: group b / 2's codes at 64 b, the RoPE part after the codes and scales (528).
-      const int col = !kFp8 ? b * 64 : b == 8 ? kLora + 16 : b * 64;
+      // FP8 columns are bytes: group b's codes at 128 b, the RoPE part after the codes and scales (528).
+      const int col = !kFp8 ? b * 64 : b == 4 ? kLora + 16 : b * 128;
       tma::mbar_arrive_expect_tx(full + 8 * slot, static_cast<uint32_t>(n_boxes * box_rows * row_bytes));
 #pragma unroll
       for (int g = 0; g < kGroups; ++g) {
