@@ -241,9 +241,10 @@ TEST_P(GpuFp8, KvCacheMatchesTheCpuEnginesFp8Cache) {
 
 // --kv-cache-dtype fp8 at the engine's BF16 precision: MLA's prefill gathers the slots into BF16 for the BF16 flash
 // kernel (GQA's attention reads them in float32), decode reads them (at V2's latent widths on the Hopper kernel; the
-// kernel tests cover those). Against the CPU engine's FP8 cache the error is the BF16 engine's own, measured beside
-// it on the BF16 cache against the CPU engine's float32 cache: within twice that (a wrong slot read is an error of
-// the logits' order).
+// kernel tests cover those). The values reaching the cache's quantiser now differ from the CPU engine's by BF16
+// rounding, so e4m3 flips are common: against the CPU engine's FP8 cache the error is bounded by the BF16 engine's
+// own (on the BF16 cache against the CPU engine's float32 cache) plus the FP8 cache's own cost on the CPU (a wrong
+// slot read is an error of the logits' order).
 TEST_P(GpuFp8, KvCacheAtBf16PrecisionKeepsTheBf16EnginesError) {
   MLABENCH_REQUIRE_GPU();
   test::TempDir dir;
@@ -260,9 +261,11 @@ TEST_P(GpuFp8, KvCacheAtBf16PrecisionKeepsTheBf16EnginesError) {
   const Logits r = cpu->logits(prompt).value(), g = gpu->logits(prompt).value();
   const double err8 = test::max_abs_diff(g8.data.data(), r8.data.data(), r8.data.size()) / max_abs(r8.data);
   const double err = test::max_abs_diff(g.data.data(), r.data.data(), r.data.size()) / max_abs(r.data);
+  const double cost = test::max_abs_diff(r8.data.data(), r.data.data(), r.data.size()) / max_abs(r.data);
   std::printf("[ gpu fp8 kv ] %s, BF16 precision: |gpu - cpu| / max|logit| = %.3e over FP8 slots, %.3e over the BF16 "
-              "cache\n", GetParam() ? "MLA + MoE" : "GQA dense", err8, err);
-  EXPECT_LT(err8, std::max(2.0 * err, 1e-2)) << "the BF16 engine's own error";
+              "cache; the FP8 cache's own cost on the cpu %.3e\n", GetParam() ? "MLA + MoE" : "GQA dense", err8, err,
+              cost);
+  EXPECT_LT(err8, err + cost) << "the BF16 engine's own error and e4m3 flips";
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GpuFp8, ::testing::Bool(),

@@ -280,7 +280,8 @@ class Engine {
   const ModelSummary& summary() const;
   /// \brief Bytes of weight data as stored (what one full pass over the weights reads).
   uint64_t weight_bytes() const;
-  /// \brief Bytes of weights one decode token multiplies (active experts only), at their stored dtype.
+  /// \brief Bytes of weights one decode token multiplies (active experts only), at their stored dtype (FP8 weights
+  /// on cuda: the BF16 count times the FP8 share of all weight bytes).
   uint64_t active_weight_bytes() const;
   /// \brief The longest sequence (prompt + generated tokens) the engine serves: EngineOptions::max_context, or
   /// its default (max_position_embeddings; capped at 32768 on CUDA).
