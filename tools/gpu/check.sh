@@ -22,6 +22,8 @@
 #                e.g. max; FP8_KERNEL_TESTS a gtest filter, FP8_BENCH_TIMEOUT seconds a bench)
 #   fp8kv        issue 20: the MLA decode kernel over FP8 slots: its tests, bench_decode_attention mla16, V2-Lite decode at
 #                32K x 16 with the BF16 and FP8 caches and weights (FP8KV_SHAPES to change)
+#   fp8harness   issue 20: MMLU and GSM8K through the harness on V2-Lite shapes (random weights, the real tokenizer) with
+#                BF16, the FP8 cache, FP8 weights and both, paired by mlabench compare (FP8H_LIMIT, FP8H_TIMEOUT)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
 #   sharded      --tp on V2-Lite (1 GPU: ranks sharing it), DeepSeek-V2 and 67B on several GPUs: load time, decode b1/b64
 #   niahgrid     the full default NIAH grid (12 lengths x 12 depths to 128K), V2-Lite random weights, the real
@@ -321,6 +323,25 @@ if named fp8kv; then
       grep -E '^ +[0-9]+ +[0-9]+ |^ *batch|^error' "$out/bench_fp8kv_${kv}_$w.log" | sed 's/^/    /' >> "$out/summary.txt"
     done
   done
+fi
+# Issue 20's accuracy cost through the harness (named only): V2-Lite's shapes, random weights, the real tokenizer, MMLU
+# 5-shot and GSM8K 8-shot CoT (--limit FP8H_LIMIT, default 3) with BF16, the FP8 cache, FP8 weights and both;
+# `mlabench compare` pairs each with BF16 (argmax agreement, |delta log p|, McNemar) into $out/fp8_compare.json.
+if named fp8harness && [ -d .carry/shared/datasets ]; then
+  lite=$(lite_with_tokenizer)
+  ds=(--mirror "$PWD/.carry/shared/datasets" --data-dir /tmp/mlabench-datasets --offline --no-progress)
+  runs=()
+  for cfg in "bf16 auto auto" "kv-fp8 auto fp8" "weights-fp8 fp8 auto" "both-fp8 fp8 fp8"; do
+    set -- $cfg
+    rm -rf "/tmp/fp8h-$1"
+    timeout ${FP8H_TIMEOUT:-90} build-gpu/mlabench run --model $lite --random-weights 0 --device cuda --tasks mmlu,gsm8k_cot \
+      --limit ${FP8H_LIMIT:-3} --weights-dtype $2 --kv-cache-dtype $3 --output "/tmp/fp8h-$1" "${ds[@]}" > "$out/fp8h_$1.log" 2>&1
+    row "harness V2-Lite $1" "rc $?"
+    runs+=("$1=/tmp/fp8h-$1")
+  done
+  build-gpu/mlabench compare "${runs[@]}" --out "$out/fp8_compare.json" > "$out/fp8_compare.log" 2>&1
+  row "mlabench compare (FP8 against BF16)" "rc $?"
+  sed 's/^/    /' "$out/fp8_compare.log" | head -40 >> "$out/summary.txt"
 fi
 if named longpeer; then
   timeout 560 python3 tools/gpu/bench_transformers.py --config configs/deepseek-v2-lite --batch 1 --prompt 32768,131072 \
