@@ -67,19 +67,36 @@ constexpr int kColBlocks = kWidth / 64;   // 9 chunks a tile (8 of values, 1 of 
 constexpr int kValueBlocks = kLora / 64;  // 8
 constexpr int kGroups = kKeys / 16;       // TMA boxes of 16 slots a chunk
 constexpr int kChunkBytes = kKeys * 128;  // 8 KB
-constexpr int kRing = 25;                 // chunks in the ring (200 KB)
 constexpr int kQBytes = kColBlocks * kHeads * 128;
 constexpr int kPBytes = kHeads * 128;
 constexpr int kMaxWarpgroups = 2;
-// Shared memory (from a 1024-byte aligned base): the ring, Q, P per warpgroup, then per warpgroup the tile maxima
-// [4 warps][16], the sums [4][16] and the final (m, l) [16][2]; the barriers last.
-constexpr uint32_t kQOff = kRing * kChunkBytes, kPOff = kQOff + kQBytes,
-                   kRedOff = kPOff + kMaxWarpgroups * kPBytes, kSumOff = kRedOff + kMaxWarpgroups * 4 * kHeads * 4,
-                   kMlOff = kSumOff + kMaxWarpgroups * 4 * kHeads * 4, kBarOff = kMlOff + kMaxWarpgroups * kHeads * 8;
-constexpr uint32_t kSmemBytes = kBarOff + 2 * kRing * 8 + 1024;  // + the 1024-byte alignment of the ring
-static_assert(kSmemBytes <= 227 * 1024, "fits an SM");
-static_assert(kQOff % 1024 == 0 && kPOff % 1024 == 0 && kPBytes % 1024 == 0, "sw128 operands start 1024-aligned");
-static_assert((kLora + 4) * kHeads * 4 <= kRing * kChunkBytes, "the merge of two warpgroups' O fits the ring");
+constexpr int kScaleRing = 4;  // kFp8Staged: tiles' scales in flight (1 KB each)
+
+// The kernel's three forms: the BF16 cache; FP8 slots widened in place in the ring; FP8 slots widened into a
+// staging buffer a warpgroup (the file comment).
+enum Mode { kBf16 = 0, kFp8InPlace = 1, kFp8Staged = 2 };
+
+// Shared memory of each form (from a 1024-byte aligned base): the ring, the staging buffers (kFp8Staged: 8 chunks a
+// warpgroup), Q, P per warpgroup, the scales' side ring (kFp8Staged), then per warpgroup the tile maxima [4 warps]
+// [16], the sums [4][16] and the final (m, l) [16][2]; the barriers last.
+template <int kMode>
+struct Layout {
+  static constexpr bool kFp8 = kMode != kBf16, kStaged = kMode == kFp8Staged;
+  static constexpr int kRing = kStaged ? 8 : 25;                // chunks in the ring (200 KB; staged 64 KB)
+  static constexpr int kTileChunks = kStaged ? 5 : kColBlocks;  // ring chunks a tile takes
+  static constexpr uint32_t kStageOff = kRing * kChunkBytes;
+  static constexpr uint32_t kQOff = kStageOff + (kStaged ? kMaxWarpgroups * kValueBlocks * kChunkBytes : 0);
+  static constexpr uint32_t kPOff = kQOff + kQBytes, kScaleOff = kPOff + kMaxWarpgroups * kPBytes;
+  static constexpr uint32_t kRedOff = kScaleOff + (kStaged ? kScaleRing * kKeys * 16 : 0);
+  static constexpr uint32_t kSumOff = kRedOff + kMaxWarpgroups * 4 * kHeads * 4;
+  static constexpr uint32_t kMlOff = kSumOff + kMaxWarpgroups * 4 * kHeads * 4;
+  static constexpr uint32_t kBarOff = kMlOff + kMaxWarpgroups * kHeads * 8;
+  static constexpr uint32_t kSmemBytes = kBarOff + 2 * kRing * 8 + 1024;  // + the 1024-byte alignment of the ring
+  static_assert(kSmemBytes <= 227 * 1024, "fits an SM");
+  static_assert(kStageOff % 1024 == 0 && kQOff % 1024 == 0 && kPOff % 1024 == 0 && kPBytes % 1024 == 0,
+                "sw128 operands start 1024-aligned");
+  static_assert((kLora + 4) * kHeads * 4 <= kRing * kChunkBytes, "the merge of two warpgroups' O fits the ring");
+};
 
 struct HopperDecodeArgs {
   CUtensorMap map;  // the pool as [n_slots rows, 576 columns] BF16, boxes of 64 columns x 16 or 64 rows, sw128
@@ -155,30 +172,43 @@ struct ConsumerState {
   float m_run[4], l_part[4];
 };
 
-// The position within its tile's 9 chunks of column block b (64 BF16 values of the latent, 8 the RoPE part): BF16
-// the block itself; FP8 (file comment) group b / 2's chunk for b even, the widened second half's 5 + b / 2 for b
-// odd, 4 for the RoPE part.
-template <bool kFp8>
+// The position within its tile's ring chunks of column block b (64 BF16 values of the latent, 8 the RoPE part):
+// BF16 the block itself; FP8 in place (file comment) group b / 2's chunk for b even, the widened second half's
+// 5 + b / 2 for b odd, 4 for the RoPE part; FP8 staged: 4 for the RoPE part (the latent is in the staging buffer).
+template <int kMode>
 __device__ __forceinline__ int chunk_of(int b) {
-  if constexpr (!kFp8) return b;
+  if constexpr (kMode == kBf16) return b;
   return b == 8 ? 4 : (b & 1) ? 5 + (b >> 1) : b >> 1;
 }
 
 // Where the consumer warpgroup's smem lives.
 struct ConsumerSmem {
   uint32_t base, q_s, p_s, full, empty;
+  uint32_t stage;  // kFp8Staged: this warpgroup's 8 BF16 chunks
   unsigned char* gbase;
   float* red;  // [4 warps][16 heads] this warpgroup's tile maxima
 };
 
-// FP8 slots: the e4m3 latent of the tile whose first chunk is c0 widened in place to BF16 (the file comment says
-// how); valid = the tile's keys in the sequence. Thread wtid of the warpgroup, barrier id bar.
-__device__ __forceinline__ void widen_fp8_tile(const ConsumerSmem& sm, int c0, int valid, int wtid, int bar) {
+// Shared address of column block b of the tile whose first ring chunk is c0, as wgmma reads it.
+template <int kMode>
+__device__ __forceinline__ uint32_t block_addr(const ConsumerSmem& sm, int c0, int b) {
+  if (kMode == kFp8Staged && b < kValueBlocks) return sm.stage + b * kChunkBytes;
+  return sm.base + ((c0 + chunk_of<kMode>(b)) % Layout<kMode>::kRing) * kChunkBytes;
+}
+
+// FP8 slots: the e4m3 latent of tile t (first ring chunk c0) widened to BF16, in place or into the warpgroup's
+// staging buffer (the file comment says how); valid = the tile's keys in the sequence. Thread wtid of the
+// warpgroup, barrier id bar.
+template <int kMode>
+__device__ __forceinline__ void widen_fp8_tile(const ConsumerSmem& sm, int t, int c0, int valid, int wtid, int bar) {
+  using L = Layout<kMode>;
   const int r = wtid & 63, g0 = wtid >> 6;
-  auto chunk = [&](int pos) { return sm.gbase + ((c0 + pos) % kRing) * kChunkBytes; };
-  const float* scales = reinterpret_cast<const float*>(chunk(5)) + r * 4;
+  auto chunk = [&](int pos) { return sm.gbase + ((c0 + pos) % L::kRing) * kChunkBytes; };
+  const float* scales =
+      reinterpret_cast<const float*>(L::kStaged ? sm.gbase + L::kScaleOff + (t % kScaleRing) * (kKeys * 16) : chunk(5)) +
+      r * 4;
   const float sc[2] = {scales[g0], scales[g0 + 2]};
-  named_barrier(bar, 128);  // every key's scales read: chunk 5 is written below
+  if (!L::kStaged) named_barrier(bar, 128);  // every key's scales read: chunk 5 is written below
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
     const int grp = g0 + 2 * k;
@@ -195,46 +225,53 @@ __device__ __forceinline__ void widen_fp8_tile(const ConsumerSmem& sm, int c0, i
       for (int e = 0; e < 8; ++e)
         w[e] = r < valid ? bf16_bits(__fmul_rn(f[2 * e], sc[k])) | bf16_bits(__fmul_rn(f[2 * e + 1], sc[k])) << 16
                          : 0u;
-      unsigned char* dst = chunk(j < 4 ? grp : 5 + grp);
+      unsigned char* dst = L::kStaged ? sm.gbase + (sm.stage - sm.base) + (2 * grp + j / 4) * kChunkBytes
+                                      : chunk(j < 4 ? grp : 5 + grp);
       *reinterpret_cast<uint4*>(dst + swz(r, 2 * (j % 4))) = make_uint4(w[0], w[1], w[2], w[3]);
       *reinterpret_cast<uint4*>(dst + swz(r, 2 * (j % 4) + 1)) = make_uint4(w[4], w[5], w[6], w[7]);
     }
   }
   wgmma::fence_proxy_async();  // the generic writes, before wgmma (the async proxy) reads them
   named_barrier(bar, 128);
+  if (L::kStaged && (wtid & 31) == 0)  // every code read: the 4 code chunks go back to the producer
+    for (int pos = 0; pos < 4; ++pos) tma::mbar_arrive(sm.empty + 8 * ((c0 + pos) % L::kRing));
 }
 
 // One 64-key tile t of the split: S^T = K Q^T, online softmax, O^T = alpha O^T + V^T P^T. Thread wtid of the
 // warpgroup (warp = wtid / 32); barrier id bar.
-template <bool kFp8>
+template <int kMode>
 __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerState& st, int t, int k_begin, int k_end,
                                              float scale_log2, int wtid, int bar, uint64_t* tl) {
+  using L = Layout<kMode>;
   const int warp = wtid >> 5, lane = wtid & 31, g = lane >> 2, tq = lane & 3;
-  const int key0 = k_begin + t * kKeys, c0 = t * kColBlocks;
-  if constexpr (kFp8) {
-    for (int b = 0; b < kColBlocks; ++b) {
+  const int key0 = k_begin + t * kKeys, c0 = t * L::kTileChunks;
+  if constexpr (L::kFp8) {
+    for (int b = 0; b < L::kTileChunks; ++b) {
       const int c = c0 + b;
-      tma::mbar_wait(sm.full + 8 * (c % kRing), (c / kRing) & 1);
+      tma::mbar_wait(sm.full + 8 * (c % L::kRing), (c / L::kRing) & 1);
     }
     stamp(tl, 4);
-    widen_fp8_tile(sm, c0, k_end - key0, wtid, bar);
+    widen_fp8_tile<kMode>(sm, t, c0, k_end - key0, wtid, bar);
   }
   float s[8];
   wgmma::fence();
   for (int b = 0; b < kColBlocks; ++b) {
-    const int c = c0 + chunk_of<kFp8>(b), slot = c % kRing;
-    if constexpr (!kFp8) tma::mbar_wait(sm.full + 8 * slot, (c / kRing) & 1);
-    if (!kFp8 && b == 0) stamp(tl, 4);
+    if constexpr (!L::kFp8) {
+      const int c = c0 + b;
+      tma::mbar_wait(sm.full + 8 * (c % L::kRing), (c / L::kRing) & 1);
+      if (b == 0) stamp(tl, 4);
+    }
+    const uint32_t k_blk = block_addr<kMode>(sm, c0, b);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
-      wgmma::wgmma_ss_n16<0>(s, wgmma::desc_sw128(sm.base + slot * kChunkBytes + kk * 32, 16, 1024),
+      wgmma::wgmma_ss_n16<0>(s, wgmma::desc_sw128(k_blk + kk * 32, 16, 1024),
                              wgmma::desc_sw128(sm.q_s + b * (kHeads * 128) + kk * 32, 16, 1024), (b | kk) != 0);
   }
   wgmma::commit();
   wgmma::wait_all();
   wgmma::fence_regs(s);
   stamp(tl, 5);
-  if (lane == 0) tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kFp8>(8)) % kRing));  // the rope chunk is done
+  if (lane == 0) tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kMode>(8)) % L::kRing));  // the rope chunk is done
 
   // Online softmax per head (column): the warp's 16 keys by shuffles, the warpgroup's 4 warps through red[].
   const int key_lo = key0 + 16 * warp + g;
@@ -275,10 +312,10 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
 #pragma unroll
     for (int i = 0; i < 8; ++i) st.o[mb][i] *= alpha[(i >> 2) * 2 + (i & 1)];
   const int valid = k_end - key0;
-  if (!kFp8 && valid < kKeys) {  // the sequence's last tile: zero the value rows of keys past its end (FP8: widened)
+  if (!L::kFp8 && valid < kKeys) {  // the sequence's last tile: zero the value rows of keys past its end (FP8: widened)
     for (int i = wtid; i < (kKeys - valid) * kValueBlocks * 8; i += 128) {
       const int row = valid + i / (kValueBlocks * 8), blk = (i / 8) % kValueBlocks, ch = i % 8;
-      *reinterpret_cast<uint4*>(sm.gbase + ((c0 + blk) % kRing) * kChunkBytes + row * 128 + ch * 16) =
+      *reinterpret_cast<uint4*>(sm.gbase + ((c0 + blk) % L::kRing) * kChunkBytes + row * 128 + ch * 16) =
           make_uint4(0, 0, 0, 0);
     }
   }
@@ -289,7 +326,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
   wgmma::fence();
 #pragma unroll
   for (int mb = 0; mb < kValueBlocks; ++mb) {
-    const uint32_t v = sm.base + ((c0 + chunk_of<kFp8>(mb)) % kRing) * kChunkBytes;
+    const uint32_t v = block_addr<kMode>(sm, c0, mb);
 #pragma unroll
     for (int ks = 0; ks < kKeys / 16; ++ks)
       wgmma::wgmma_ss_n16<1>(st.o[mb], wgmma::desc_sw128(v + ks * 2048, kChunkBytes, 1024),
@@ -300,16 +337,20 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
 #pragma unroll
   for (int mb = 0; mb < kValueBlocks; ++mb) wgmma::fence_regs(st.o[mb]);
   stamp(tl, 7);
-  if (lane == 0)
-    for (int mb = 0; mb < kValueBlocks; ++mb) tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kFp8>(mb)) % kRing));
+  if (!L::kStaged && lane == 0)  // (staged: the code chunks went back after the widening)
+    for (int mb = 0; mb < kValueBlocks; ++mb) tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kMode>(mb)) % L::kRing));
 }
 
 // The producer thread: every tile's 9 chunks in order, a chunk once the consumers released the one kRing earlier.
 // A chunk is one box of 64 slots where the pool's blocks hold whole 64-key tiles (block_size % 64 == 0), else up
 // to 4 boxes of 16 slots. The block-table lookups of tile t + 1 are issued before tile t's copies, so their latency
-// hides behind the waits. FP8 (kFp8): chunks 0-3 the code groups, 4 the RoPE part, 5 the scales, and the consumers'
-// own chunks 6-8 handed over empty (a plain arrival).
-template <bool kFp8>
+// hides behind the waits. FP8 in place: chunks 0-3 the code groups, 4 the RoPE part, 5 the scales, and the
+// consumers' own chunks 6-8 handed over empty (a plain arrival). FP8 staged: 5 chunks, the code groups and the RoPE
+// part, whose barrier also counts the scales' copy into side-ring entry t % kScaleRing. That entry is free: the
+// RoPE copy of tile t waits for the ring chunk of tile t - 1's code group 1 (8 chunks, 5 a tile), which goes back
+// once tile t - 1 is widened (every thread past its scale reads); widening t - 1 needed its RoPE chunk, whose copy
+// waited in turn for tile t - 2's widening, and so on: tiles t - 1 .. t - 4 (the entry's last user) are widened.
+template <int kMode>
 __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_t base, uint32_t full, uint32_t empty,
                                               int seq, int k_begin, int k_end, int n_tiles, uint64_t* tl) {
   const MlaDecodeParams& p = a.p;
@@ -334,11 +375,25 @@ __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_
     const int key0 = k_begin + t * kKeys;
     const int n_boxes = a.box64 ? 1 : min(kGroups, (k_end - key0 + 15) / 16);
     const int box_rows = a.box64 ? kKeys : 16;
-    for (int b = 0; b < kColBlocks; ++b) {
-      const int c = t * kColBlocks + b, slot = c % kRing;
-      if (c >= kRing) tma::mbar_wait(empty + 8 * slot, ((c / kRing) - 1) & 1);
+    using L = Layout<kMode>;
+    constexpr bool kFp8 = L::kFp8;
+    for (int b = 0; b < L::kTileChunks; ++b) {
+      const int c = t * L::kTileChunks + b, slot = c % L::kRing;
+      if (c >= L::kRing) tma::mbar_wait(empty + 8 * slot, ((c / L::kRing) - 1) & 1);
       if (kFp8 && b >= 6) {  // written by the consumers only
         tma::mbar_arrive(full + 8 * slot);
+        continue;
+      }
+      if (L::kStaged && b == 4) {  // the RoPE part and the scales, on one barrier
+        const uint32_t entry = base + L::kScaleOff + (t % kScaleRing) * (kKeys * 16);
+        tma::mbar_arrive_expect_tx(full + 8 * slot, static_cast<uint32_t>(n_boxes * box_rows * (128 + 16)));
+#pragma unroll
+        for (int g = 0; g < kGroups; ++g) {
+          if (g >= n_boxes) continue;
+          tma::load_2d_hint(base + slot * kChunkBytes + g * 16 * 128, &a.map, kLora + 16, rows[g], full + 8 * slot,
+                            policy);
+          tma::load_2d_hint(entry + g * 16 * 16, &a.scale_map, 0, rows[g], full + 8 * slot, policy);
+        }
         continue;
       }
       const bool scales = kFp8 && b == 5;
@@ -361,14 +416,15 @@ __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_
 
 // grid (head groups of 16, n_seqs, n_splits); block kWGs * 128 + 32: warpgroup w computes tiles w, w + kWGs, ...
 // of the split (its own running max, sums and O^T, merged at the end), the last warp copies.
-template <int kWGs, bool kFp8>
+template <int kWGs, int kMode>
 __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(const __grid_constant__ HopperDecodeArgs a) {
+  using L = Layout<kMode>;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) unsigned char mla_hopper_smem[];
   const MlaDecodeParams& p = a.p;
   const uint32_t raw = smem_addr(mla_hopper_smem), base = (raw + 1023u) & ~1023u;
   unsigned char* gbase = mla_hopper_smem + (base - raw);  // the same bytes, generic pointer
-  const uint32_t full = base + kBarOff, empty = full + 8 * kRing;
+  const uint32_t full = base + L::kBarOff, empty = full + 8 * L::kRing;
   // warp from lane 0 by a shuffle: the compiler then knows it is warp-uniform, so the role branches below are not
   // divergent paths (where ptxas would serialize the wgmma instructions, C7520).
   const int tid = threadIdx.x, warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31;
@@ -377,7 +433,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
                                                           (blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z));
   if (tid == 0) stamp(tl, 0);
   if (tid == 0) {  // shared memory only: before the PDL wait
-    for (int i = 0; i < kRing; ++i) {
+    for (int i = 0; i < L::kRing; ++i) {
       tma::mbar_init(full + 8 * i, 1);
       tma::mbar_init(empty + 8 * i, 4);  // lane 0 of each warp of the consuming warpgroup
     }
@@ -397,19 +453,20 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
   const int n_tiles = k_end > k_begin ? (k_end - k_begin + kKeys - 1) / kKeys : 0;
 
   if (warp == 4 * kWGs) {
-    if (lane == 0) produce_tiles<kFp8>(a, base, full, empty, seq, k_begin, k_end, n_tiles, tl);
+    if (lane == 0) produce_tiles<kMode>(a, base, full, empty, seq, k_begin, k_end, n_tiles, tl);
     return;
   }
   if (a.cache_early) griddep_wait();
 
   // ---- consumers ----
   const int wg = warp >> 2, wtid = tid & 127, g = lane >> 2, tq = lane & 3, wwarp = warp & 3;
-  load_queries<kWGs * 128>(p, a.q_vec4, seq, h0, gbase + kQOff, tid);
+  load_queries<kWGs * 128>(p, a.q_vec4, seq, h0, gbase + L::kQOff, tid);
   wgmma::fence_proxy_async();
   named_barrier(3, kWGs * 128);
   if (tid == 0) stamp(tl, 3);
-  const ConsumerSmem sm{base, base + kQOff, base + kPOff + wg * kPBytes, full, empty, gbase,
-                        reinterpret_cast<float*>(gbase + kRedOff) + wg * 4 * kHeads};
+  const ConsumerSmem sm{base,  base + L::kQOff, base + L::kPOff + wg * kPBytes, full, empty,
+                        base + L::kStageOff + wg * kValueBlocks * kChunkBytes, gbase,
+                        reinterpret_cast<float*>(gbase + L::kRedOff) + wg * 4 * kHeads};
   ConsumerState st;
 #pragma unroll
   for (int hh = 0; hh < 4; ++hh) {
@@ -422,7 +479,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
     for (int i = 0; i < 8; ++i) st.o[mb][i] = 0.0f;
   const float scale_log2 = p.scale * kLog2e;
   for (int t = wg; t < n_tiles; t += kWGs)
-    consume_tile<kFp8>(sm, st, t, k_begin, k_end, scale_log2, wtid, 1 + wg, tid == 0 && t == 0 ? tl : nullptr);
+    consume_tile<kMode>(sm, st, t, k_begin, k_end, scale_log2, wtid, 1 + wg, tid == 0 && t == 0 ? tl : nullptr);
   if (tid == 0) stamp(tl, 8);
   // Keys done: the combine's CTAs may be placed as this grid's CTAs end (placed at the start, they measured 2 us
   // slower at 1 x 128K: waiting CTAs beside the working ones).
@@ -430,8 +487,8 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
 
   // l: the thread's partial sums, then the warp's 8 row lanes, then the 4 warps (fixed order); (m, l) per
   // warpgroup to ml[wg][head].
-  float* lsum = reinterpret_cast<float*>(gbase + kSumOff) + wg * 4 * kHeads;
-  float* ml = reinterpret_cast<float*>(gbase + kMlOff);
+  float* lsum = reinterpret_cast<float*>(gbase + L::kSumOff) + wg * 4 * kHeads;
+  float* ml = reinterpret_cast<float*>(gbase + L::kMlOff);
 #pragma unroll
   for (int hh = 0; hh < 4; ++hh) {
     float l = st.l_part[hh];
@@ -602,14 +659,22 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   static const int wgs = [] {
     return env_is("MLABENCH_MLA_DECODE_WARPGROUPS", "1") ? 1 : 2;
   }();
-  static std::atomic<uint64_t> opted_in[4]{};
-  auto* kernel = wgs == 1 ? (fp8 ? mla_decode_hopper_kernel<1, true> : mla_decode_hopper_kernel<1, false>)
-                          : (fp8 ? mla_decode_hopper_kernel<2, true> : mla_decode_hopper_kernel<2, false>);
-  gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), static_cast<int>(kSmemBytes),
-                            opted_in[(wgs - 1) * 2 + fp8]);
+  // FP8: widened in place (the default) or into staging buffers (MlaDecodeParams::fp8_staged, MLABENCH_MLA_FP8=staged).
+  static const bool staged_env = env_is("MLABENCH_MLA_FP8", "staged");
+  const int mode = !fp8 ? kBf16 : p.fp8_staged || staged_env ? kFp8Staged : kFp8InPlace;
+  using Kernel = void (*)(HopperDecodeArgs);
+  static constexpr Kernel kKernels[2][3] = {
+      {mla_decode_hopper_kernel<1, kBf16>, mla_decode_hopper_kernel<1, kFp8InPlace>, mla_decode_hopper_kernel<1, kFp8Staged>},
+      {mla_decode_hopper_kernel<2, kBf16>, mla_decode_hopper_kernel<2, kFp8InPlace>, mla_decode_hopper_kernel<2, kFp8Staged>}};
+  static constexpr uint32_t kSmem[3] = {Layout<kBf16>::kSmemBytes, Layout<kFp8InPlace>::kSmemBytes,
+                                        Layout<kFp8Staged>::kSmemBytes};
+  static std::atomic<uint64_t> opted_in[2][3]{};
+  const Kernel kernel = kKernels[wgs - 1][mode];
+  const uint32_t smem = kSmem[mode];
+  gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), static_cast<int>(smem), opted_in[wgs - 1][mode]);
   const int groups = (p.n_heads + kHeads - 1) / kHeads;
   const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(p.n_seqs), static_cast<unsigned>(n_splits));
-  launch_pdl(kernel, grid, dim3(wgs * 128 + 32), kSmemBytes, s, a);
+  launch_pdl(kernel, grid, dim3(wgs * 128 + 32), smem, s, a);
   if (n_splits > 1) launch_mla_decode_combine(p, n_splits, kKeys, s);
 }
 
