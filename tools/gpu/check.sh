@@ -13,6 +13,7 @@
 # "gpuengine" its two halves.
 # Long-context stages, run only when named (each takes minutes; give each its own device call after a build):
 #   profile      bench --profile (V2-Lite b1/b256, Llama-3-8B b1), an unprofiled b1 row, ncu kernel times of b1 decode
+#                (PROFILE_ARGS adds bench options to the V2-Lite runs, e.g. "--weights-dtype fp8 --kv-cache-dtype fp8")
 #   longprefill  mlabench bench, one uncached 32K and 128K prompt (TTFT, prefill tok/s), V2-Lite random weights
 #   longdecode   mlabench bench, decode at 8K x 64 and 32K x 16 context x batch
 #   longdecode128  mlabench bench, decode at 128K x 1 (its decode pass prefills its own uncached 128K prompt)
@@ -239,7 +240,8 @@ fi
 # (tools/gpu/ncu_summary.py groups them by kernel).
 if named profile; then
   m=build-gpu/mlabench
-  lite=(--device cuda --model configs/deepseek-v2-lite --random-weights 0 --prompt 512)
+  # PROFILE_ARGS: more bench options for the V2-Lite runs, e.g. "--weights-dtype fp8 --kv-cache-dtype fp8".
+  lite=(--device cuda --model configs/deepseek-v2-lite --random-weights 0 --prompt 512 ${PROFILE_ARGS:-})
   if [ "${PROFILE_NCU_ONLY:-0}" != 1 ]; then
   timeout 120 $m bench "${lite[@]}" --batch 1 --gen 128 --out "$out/bench_dsv2_lite_b1.json" > "$out/profile.log" 2>&1
   timeout 200 $m bench "${lite[@]}" --batch 1,256 --gen 32 --profile --out "$out/profile_dsv2_lite.json" >> "$out/profile.log" 2>&1
