@@ -693,7 +693,9 @@ struct GqaAttentionParams {
   // Rows of each pool, for the flash prefill kernel's TMA copies (with block_size % 64 == 0); 0 = not given: that
   // kernel then copies by cp.async. Nothing else reads it.
   int64_t n_slots = 0;
-  DType cache_type = DType::BF16;  // as MlaDecodeParams: F32 and F8_E4M3 take the float32 generic kernel
+  // As MlaDecodeParams: F32 takes the float32 generic kernel; F8_E4M3 the decode kernel (gqa_decode_applies: each
+  // value widened exactly, the scales folded into the scores and weights) and the generic kernel for prefill chunks.
+  DType cache_type = DType::BF16;
   // F8_E4M3: each pool's slots hold its heads in e4m3 with a scale a head (two for 256-wide heads).
   MLABENCH_HD Fp8SlotLayout fp8_layout() const {
     return {int64_t{n_kv_heads} * head_dim, int64_t{n_kv_heads} * head_dim, head_dim};
@@ -801,7 +803,8 @@ inline int64_t mla_decode_scratch_floats(const MlaDecodeParams& p) {
 /// BF16, head_dim is 64 or 128 and a KV head serves at most 8 query heads (its hi and lo query halves then share
 /// one 16-row MMA tile); other batches take the flash kernel.
 inline bool gqa_decode_applies(const GqaAttentionParams& p) {
-  return p.batch.max_q == 1 && p.cache_type == DType::BF16 && (p.head_dim == 64 || p.head_dim == 128) &&
+  return p.batch.max_q == 1 && (p.cache_type == DType::BF16 || p.cache_type == DType::F8_E4M3) &&
+         (p.head_dim == 64 || p.head_dim == 128) &&
          p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 && p.n_heads / p.n_kv_heads <= 8;
 }
 

@@ -603,20 +603,34 @@ void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varl
   std::vector<float> want = out;
   p.out = want.data();
   twin::gqa_attention(p);
+  // The same keys and values in F8_E4M3 pools (--kv-cache-dtype fp8; unowned slots all 0xFF: NaN codes and scales):
+  // decode rows on the decode kernel (codes widened exactly, scales folded in), prefill chunks on the generic one.
+  const std::vector<uint8_t> k8 = fp8_slots(kc, p.fp8_layout()), v8 = fp8_slots(vc, p.fp8_layout());
+  std::vector<float> want8 = out;
+  GqaAttentionParams p8 = p;
+  p8.k_cache = k8.data(), p8.v_cache = v8.data(), p8.cache_type = DType::F8_E4M3, p8.out = want8.data();
+  twin::gqa_attention(p8);
 
   const auto d_cu_q = test::to_device(b.cu_q), d_len = test::to_device(b.kv_len);
   const auto d_table = test::to_device(kc.table);
   const auto d_k = test::to_device(kc.pool), d_v = test::to_device(vc.pool), d_q = test::to_device(q);
   const auto d_k32 = test::to_device(kc.widened()), d_v32 = test::to_device(vc.widened());
-  for (auto [split, f32] : {std::pair{false, false}, {true, false}, {true, true}}) {
+  const auto d_k8 = test::to_device(k8), d_v8 = test::to_device(v8);
+  struct Mode {
+    bool split;
+    DType cache;
+  };
+  for (auto [split, cache] : {Mode{false, DType::BF16}, {true, DType::BF16}, {true, DType::F32},
+                              {false, DType::F8_E4M3}, {true, DType::F8_E4M3}}) {
+    const bool f32 = cache == DType::F32, fp8 = cache == DType::F8_E4M3;
     const auto d_out = test::to_device(out);
     GqaAttentionParams d = p;
     d.batch.cu_q = d_cu_q.as<int32_t>();
     d.batch.kv_len = d_len.as<int32_t>();
     d.paged.block_tables = d_table.as<int32_t>();
-    d.k_cache = f32 ? d_k32.get() : d_k.get();
-    d.v_cache = f32 ? d_v32.get() : d_v.get();
-    d.cache_type = f32 ? DType::F32 : DType::BF16;
+    d.k_cache = f32 ? d_k32.get() : fp8 ? d_k8.get() : d_k.get();
+    d.v_cache = f32 ? d_v32.get() : fp8 ? d_v8.get() : d_v.get();
+    d.cache_type = cache;
     d.q = d_q.as<float>();
     d.out = d_out.as<float>();
     gpu::DeviceBuffer scratch;
@@ -626,8 +640,8 @@ void check_gqa(int32_t n_heads, int32_t n_kv, int32_t hd, int32_t bs, const Varl
       d.scratch_floats = gqa_attention_scratch_floats(p);
     }
     cuda::gqa_attention(d, nullptr);
-    const double diff = test::max_rel_diff(test::to_host<float>(d_out, out.size()), want);
-    EXPECT_LE(diff, f32 ? kTolF32 : kTol) << (f32 ? "F32 cache, " : "BF16 cache, ") << (split ? "with" : "without")
+    const double diff = test::max_rel_diff(test::to_host<float>(d_out, out.size()), fp8 ? want8 : want);
+    EXPECT_LE(diff, f32 ? kTolF32 : kTol) << dtype_name(cache) << " cache, " << (split ? "with" : "without")
                                           << " split-KV scratch, splits " << gqa_attention_splits(p)
                                           << (gqa_decode_applies(d) ? ", decode kernel" : "");
   }

@@ -213,9 +213,10 @@ TEST(CudaFp8Cache, LatentAndKvAppendMatchTwin) {
   }
 }
 
-// The attention launchers on F8_E4M3 pools (the generic float32 kernel reads them, each value as cache_gather
-// reads it): MLA decode at V2 shapes and GQA decode rows and a prefill chunk, against the twins over the same
-// pools (float32 math in another order: within the float32 generic kernels' tolerance of test_cuda_attention.cpp).
+// The attention launchers on F8_E4M3 pools: MLA decode at V2 shapes with float32 operands (the generic float32
+// kernel, each value as cache_gather reads it), GQA decode rows (the decode kernel: codes widened exactly, the scales
+// folded into scores and weights) and a prefill chunk (generic), against the twins over the same pools (float32
+// math in another order: within the float32 kernels' tolerance of test_cuda_attention.cpp).
 TEST(CudaFp8Cache, AttentionOverFp8SlotsMatchesTwin) {
   MLABENCH_REQUIRE_GPU();
   std::mt19937 rng(813);

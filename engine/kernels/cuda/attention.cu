@@ -464,8 +464,8 @@ void gqa_attention(const GqaAttentionParams& p, cudaStream_t s) {
                  "gqa_attention: a batch of max_q {} with only BF16 queries. HINT: the BF16 flash kernel serves "
                  "prefill chunks of head_dim 64 or 128 over BF16 pools; pass float32 q otherwise",
                  b.max_q);
-  if (p.cache_type != DType::BF16) return generic::gqa_attention(p, s);  // float32 precision; FP8 slots
-  if (gqa_decode_applies(p)) return decode::gqa_decode_attention(p, s);  // one new row per sequence
+  if (gqa_decode_applies(p)) return decode::gqa_decode_attention(p, s);  // one new row per sequence (BF16, FP8)
+  if (p.cache_type != DType::BF16) return generic::gqa_attention(p, s);  // float32 precision; FP8 prefill chunks
   if (p.head_dim != 64 && p.head_dim != 128) return generic::gqa_attention(p, s);  // no tensor-core instance
   MLABENCH_CHECK(aligned16(p.k_cache) && aligned16(p.v_cache),
                  "gqa_attention: K/V pools are not 16-byte aligned. HINT: layer pools must start on a 16-byte "

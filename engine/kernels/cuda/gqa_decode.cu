@@ -12,6 +12,12 @@
 //     and the two output rows of a head are added at the end: float32-like accuracy at one MMA per tile step;
 //   - K through ldmatrix, V through ldmatrix.trans; online softmax per warp in registers; the 4 warps' (max, sum,
 //     output) are merged once at the end through shared memory.
+// F8_E4M3 pools (--kv-cache-dtype fp8, kFp8; Fp8SlotLayout: a head's head_dim codes and one float32 scale): a key row's
+// codes are copied into the back half of its BF16 row (bytes head_dim .. 2 head_dim) and its scale into the row's
+// pad; each lane then widens one row in place (code c to BF16 exactly: every e4m3 value is a BF16 value; writing
+// values 16 j .. 16 j + 15 never reaches codes not yet read), and the scales are folded in after the products: the
+// scores times the key's K scale, the weights times its V scale before they enter P.V (the softmax sum takes them
+// unscaled). Half the bytes, the same float32-like numerics as the twin's code x scale values.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -19,6 +25,7 @@
 #include "core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/decode_common.cuh"
+#include "engine/kernels/cuda/fp8_device.cuh"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/pdl.cuh"
 
@@ -80,7 +87,7 @@ __device__ void merge_warps(const GqaAttentionParams& p, float* merge, int kvh, 
 }
 
 // grid (n_kv_heads, n_seqs, n_splits); block 128.
-template <int HD>
+template <int HD, bool kFp8>
 __global__ void __launch_bounds__(kThreads, 3) gqa_decode_kernel(const GqaAttentionParams p) {
   using S = Shape<HD>;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -103,11 +110,34 @@ __global__ void __launch_bounds__(kThreads, 3) gqa_decode_kernel(const GqaAttent
   const int64_t width = int64_t{p.n_kv_heads} * HD;
   const uint16_t* k_pool = static_cast<const uint16_t*>(p.k_cache);
   const uint16_t* v_pool = static_cast<const uint16_t*>(p.v_cache);
+  const Fp8SlotLayout l8 = p.fp8_layout();
+  constexpr int kRowBytes = S::kStride * 2;
 
   // This warp's n-th tile; lane j < 16 looks up key j's slot once and the chunk loop borrows it by shuffle.
   auto load = [&](int n) {
     uint16_t* dst = ring + (n % S::kStages) * S::kSlot;
     const int base = k_begin + (warp + n * kWarps) * kKeys, my_pos = base + (lane & (kKeys - 1));
+    if constexpr (kFp8) {  // codes into the back half of each row, the scale into its pad
+      const long long my_slot = my_pos < k_end ? paged_slot(p.paged, seq, my_pos) : -1;
+      unsigned char* rows = reinterpret_cast<unsigned char*>(dst);
+#pragma unroll
+      for (int i = 0; i < 2 * kKeys * (HD / 16) / 32; ++i) {
+        const int c = lane + 32 * i;
+        const bool is_v = c >= kKeys * (HD / 16);
+        const int cc = is_v ? c - kKeys * (HD / 16) : c, j = cc / (HD / 16), part = cc - j * (HD / 16);
+        const long long slot = __shfl_sync(0xffffffffu, my_slot, j);
+        const auto* pool = static_cast<const unsigned char*>(is_v ? p.v_cache : p.k_cache);
+        cp_async16(rows + ((is_v ? kKeys : 0) + j) * kRowBytes + HD + part * 16,
+                   slot >= 0 ? pool + slot * l8.bytes() + kvh * HD + part * 16 : pool, slot >= 0);
+      }
+      const int j = lane & (kKeys - 1);
+      const bool is_v = lane >= kKeys;
+      const long long slot = __shfl_sync(0xffffffffu, my_slot, j);
+      const auto* pool = static_cast<const unsigned char*>(is_v ? p.v_cache : p.k_cache);
+      cp_async4(rows + ((is_v ? kKeys : 0) + j) * kRowBytes + 2 * HD,
+                slot >= 0 ? pool + slot * l8.bytes() + l8.scale_offset() + 4 * kvh : pool, slot >= 0);
+      return;
+    }
     const long long my_off = my_pos < k_end ? paged_slot(p.paged, seq, my_pos) * width + kvh * HD : -1;
 #pragma unroll
     for (int i = 0; i < 2 * kKeys * S::kChunks / 32; ++i) {
@@ -157,6 +187,24 @@ __global__ void __launch_bounds__(kThreads, 3) gqa_decode_kernel(const GqaAttent
     cp_async_commit();
     const uint16_t* ks = ring + (n % S::kStages) * S::kSlot;
     const uint16_t* vs = ks + kKeys * S::kStride;
+    // FP8: the scale of key r of the tile's K (V) rows, in the row's pad.
+    auto k_scale = [&](int r) { return *reinterpret_cast<const float*>(reinterpret_cast<const unsigned char*>(ks) + r * kRowBytes + 2 * HD); };
+    auto v_scale = [&](int r) { return *reinterpret_cast<const float*>(reinterpret_cast<const unsigned char*>(vs) + r * kRowBytes + 2 * HD); };
+    if constexpr (kFp8) {  // lane r widens row r (K rows 0-15, V rows 16-31) in place
+      unsigned char* row_p = reinterpret_cast<unsigned char*>(ring + (n % S::kStages) * S::kSlot) + lane * kRowBytes;
+#pragma unroll
+      for (int j = 0; j < HD / 16; ++j) {
+        const uint4 codes = *reinterpret_cast<const uint4*>(row_p + HD + 16 * j);
+        float f[16];
+        fp8::decode16(codes, f);
+        uint32_t w[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) w[e] = bf16_bits(f[2 * e]) | bf16_bits(f[2 * e + 1]) << 16;  // exact
+        *reinterpret_cast<uint4*>(row_p + 32 * j) = make_uint4(w[0], w[1], w[2], w[3]);
+        *reinterpret_cast<uint4*>(row_p + 32 * j + 16) = make_uint4(w[4], w[5], w[6], w[7]);
+      }
+      __syncwarp();
+    }
 
     float s[2][2][4] = {};  // [k-step parity][key tile][fragment]: two dependency chains per key tile
 #pragma unroll
@@ -172,7 +220,8 @@ __global__ void __launch_bounds__(kThreads, 3) gqa_decode_kernel(const GqaAttent
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const float v = s[0][nt][e] + s[0][nt][2 + e] + s[1][nt][e] + s[1][nt][2 + e];  // hi row + lo row
+        float v = s[0][nt][e] + s[0][nt][2 + e] + s[1][nt][e] + s[1][nt][2 + e];  // hi row + lo row
+        if constexpr (kFp8) v *= k_scale(nt * 8 + 2 * tig + e);
         sc[nt][e] = base + nt * 8 + 2 * tig + e < k_end ? v * scale_log2 : neg_inf();
         mx = fmaxf(mx, sc[nt][e]);
       }
@@ -187,6 +236,11 @@ __global__ void __launch_bounds__(kThreads, 3) gqa_decode_kernel(const GqaAttent
 #pragma unroll
       for (int e = 0; e < 2; ++e) pr[nt][e] = exp2f(sc[nt][e] - m_new);
     l = l * alpha + (pr[0][0] + pr[0][1] + pr[1][0] + pr[1][1]);
+    if constexpr (kFp8)  // the values' scales, folded into the weights (keys past the range: 0 x a zero-filled 0)
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) pr[nt][e] *= v_scale(nt * 8 + 2 * tig + e);
     uint32_t a[4];
     split_pack(pr[0][0], pr[0][1], a[0], a[1]);  // keys 2t, 2t+1: hi in row g, lo in row g + 8
     split_pack(pr[1][0], pr[1][1], a[2], a[3]);  // keys 2t+8, 2t+9
@@ -226,7 +280,7 @@ __global__ void __launch_bounds__(kThreads, 3) gqa_decode_kernel(const GqaAttent
 
 template <int HD>
 void launch(const GqaAttentionParams& p, int n_splits, cudaStream_t s) {
-  auto* kernel = gqa_decode_kernel<HD>;
+  auto* kernel = p.cache_type == DType::F8_E4M3 ? gqa_decode_kernel<HD, true> : gqa_decode_kernel<HD, false>;
   MLABENCH_CUDA(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Shape<HD>::kSmem)));
   const dim3 grid(static_cast<unsigned>(p.n_kv_heads), static_cast<unsigned>(p.batch.n_seqs),
