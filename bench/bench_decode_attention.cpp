@@ -1,6 +1,6 @@
 // GPU micro-benchmark of the decode attention kernels against the memory roofline measured in the same run.
 //
-//   bench_decode_attention [--reps N] [--only mla|mla16|mla-fp8|mla-mma|mla-hilo|gqa] [--shape BxCTX] [--splits N]
+//   bench_decode_attention [--reps N] [--only mla|mla16|mla-fp8|mla-mma|mla-hilo|gqa|gqa-fp8] [--shape BxCTX] [--splits N]
 //                          [--timeline]
 //
 // First it times a device-to-device cudaMemcpy of 2 GiB (bandwidth = read + write bytes / time), then every
@@ -20,6 +20,7 @@
 // mla-fp8 rows: the 16-head kernel over F8_E4M3 slots (--kv-cache-dtype fp8, 656 bytes a token; the values written by
 // cache_write from random float32 rows), BF16 operands; bytes count the slots, so GB/s compares with the BF16 rows'
 // and time_us is the speed-up. mla-fp8s: the same with MlaDecodeParams::fp8_staged (the staging-buffer form).
+// gqa-fp8 rows (with --only gqa, or alone with --only gqa-fp8): the decode kernel over F8_E4M3 K and V pools.
 // --splits N runs the MLA kernels at N splits instead of the plan's (to fit the plan's cost model, kernel_params.h);
 // --timeline prints, after each 16-head MLA row of the Hopper kernel, one more eager call's per-CTA phase stamps
 // (MlaDecodeParams::timeline, ns from the earliest CTA's entry): where a short call's fixed cost goes.
@@ -275,16 +276,22 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
   return {name, heads, s.batch, s.ctx, k::mla_decode_splits(p), ms * 1e3, bytes, flops, eager_ms * 1e3};
 }
 
-Row bench_gqa(const Shape& s, int reps, int64_t l2, Timer& timer) {
+Row bench_gqa(const Shape& s, int reps, int64_t l2, Timer& timer, bool fp8 = false) {
   const int32_t nh = 32, nkv = 8, hd = 128, width = nkv * hd;
-  const int64_t cache_bytes = int64_t{s.batch} * s.ctx * width * 2 * 2;  // K and V
+  const k::Fp8SlotLayout l8{width, width, hd};
+  const int64_t slot_bytes = fp8 ? l8.bytes() : int64_t{width} * 2;
+  const int64_t cache_bytes = int64_t{s.batch} * s.ctx * slot_bytes * 2;  // K and V
   const int copies = copies_for(cache_bytes, l2);
   Pool pool(s, copies, 2);
   const int64_t slots = pool.n_blocks * kBlock;
-  DeviceBuffer kc(static_cast<size_t>(slots * width) * 2, "K pool"),
-      vc(static_cast<size_t>(slots * width) * 2, "V pool");
-  fill(kc.get(), mlabench::DType::BF16, slots * width, 21);
-  fill(vc.get(), mlabench::DType::BF16, slots * width, 22);
+  DeviceBuffer kc(static_cast<size_t>(slots * slot_bytes), "K pool"), vc(static_cast<size_t>(slots * slot_bytes), "V pool");
+  if (fp8) {
+    fill_fp8_slots(kc.get(), slots, l8);
+    fill_fp8_slots(vc.get(), slots, l8);
+  } else {
+    fill(kc.get(), mlabench::DType::BF16, slots * width, 21);
+    fill(vc.get(), mlabench::DType::BF16, slots * width, 22);
+  }
   const int64_t ld = int64_t{nh} * hd;
   DeviceBuffer q(static_cast<size_t>(s.batch * ld) * 4, "q"), out(static_cast<size_t>(s.batch * ld) * 4, "out");
   fill(q.get(), mlabench::DType::F32, s.batch * ld, 23);
@@ -299,6 +306,7 @@ Row bench_gqa(const Shape& s, int reps, int64_t l2, Timer& timer) {
   p.paged = {kBlock, nullptr, pool.max_blocks};
   p.k_cache = kc.get();
   p.v_cache = vc.get();
+  p.cache_type = fp8 ? mlabench::DType::F8_E4M3 : mlabench::DType::BF16;
   p.q = q.as<float>();
   p.ld_q = ld;
   p.out = out.as<float>();
@@ -317,7 +325,8 @@ Row bench_gqa(const Shape& s, int reps, int64_t l2, Timer& timer) {
   });
   const double bytes = static_cast<double>(cache_bytes) + s.batch * static_cast<double>(ld) * 8;
   const double flops = 2.0 * s.batch * nh * static_cast<double>(s.ctx) * (2 * hd);
-  return {"gqa", nh, s.batch, s.ctx, k::gqa_attention_splits(p), ms * 1e3, bytes, flops, eager_ms * 1e3};
+  return {fp8 ? "gqa-fp8" : "gqa", nh, s.batch, s.ctx, k::gqa_attention_splits(p), ms * 1e3, bytes, flops,
+          eager_ms * 1e3};
 }
 
 double copy_bandwidth(int reps, Timer& timer) {
@@ -356,7 +365,7 @@ int main(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--timeline")) {
       g_timeline = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|mla16|mla-fp8|mla-mma|mla-hilo|gqa] [--shape BATCHxCTX] [--splits N] [--timeline]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|mla16|mla-fp8|mla-mma|mla-hilo|gqa|gqa-fp8] [--shape BATCHxCTX] [--splits N] [--timeline]\n", argv[0]);
       return 2;
     }
   }
@@ -397,8 +406,10 @@ int main(int argc, char** argv) {
       print_row(bench_mla(s, 16, true, reps, l2, timer, k::MlaDecodeKernel::MMA), copy_gbs);
   if (only.empty() || only == "mla" || only == "mla-hilo")
     for (const Shape& s : shapes) print_row(bench_mla(s, 16, false, reps, l2, timer), copy_gbs);
-  if (only.empty() || only == "gqa")
-    for (const Shape& s : shapes) print_row(bench_gqa(s, reps, l2, timer), copy_gbs);
+  if (only.empty() || only == "gqa" || only == "gqa-fp8")
+    for (bool fp8 : {false, true})
+      for (const Shape& s : shapes)
+        if (only != "gqa-fp8" || fp8) print_row(bench_gqa(s, reps, l2, timer, fp8), copy_gbs);
   MLABENCH_CUDA(cudaDeviceSynchronize());
   return 0;
 }

@@ -21,8 +21,8 @@
 #   fp8          issue 20: the FP8 kernel tests (quantisers, cuBLASLt's block-scaled GEMM, the grouped expert GEMMs), the
 #                FP8 engine tests, and bench V2-Lite --weights-dtype fp8 beside BF16 (b1, b256; FP8_BATCHES to change,
 #                e.g. max; FP8_KERNEL_TESTS a gtest filter, FP8_BENCH_TIMEOUT seconds a bench)
-#   fp8kv        issue 20: the MLA decode kernel over FP8 slots: its tests, bench_decode_attention mla16, V2-Lite decode at
-#                32K x 16 with the BF16 and FP8 caches and weights (FP8KV_SHAPES to change)
+#   fp8kv        issue 20: the MLA and GQA decode kernels over FP8 slots: their tests, bench_decode_attention mla16 and
+#                gqa, V2-Lite decode at 32K x 16 with the BF16 and FP8 caches and weights (FP8KV_SHAPES to change)
 #   fp8harness   issue 20: MMLU and GSM8K through the harness on V2-Lite shapes (random weights, the real tokenizer) with
 #                BF16, the FP8 cache, FP8 weights and both, paired by mlabench compare (FP8H_LIMIT, FP8H_TIMEOUT)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
@@ -310,12 +310,14 @@ fi
 # --only mla16), and V2-Lite decode at 32K x 16 with the BF16 and the FP8 cache, BF16 and FP8 weights (issue 20's
 # 1.7x target; FP8KV_SHAPES to change the shape).
 if named fp8kv; then
-  build-gpu/tests/test_cuda_kernels --gtest_filter='CudaAttention.MlaDecode*:CudaFp8Cache*' > "$out/fp8kv_tests.log" 2>&1
-  row "MLA decode + FP8 cache tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8kv_tests.log" | tr '\n' ' ')"
+  build-gpu/tests/test_cuda_kernels --gtest_filter='CudaAttention.MlaDecode*:CudaAttention.Gqa*:CudaFp8Cache*' > "$out/fp8kv_tests.log" 2>&1
+  row "MLA/GQA decode + FP8 cache tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8kv_tests.log" | tr '\n' ' ')"
   grep -E '^\[  FAILED|Failure|fp8 cache \]' "$out/fp8kv_tests.log" | head -24 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
   timeout 150 build-gpu/bench/bench_decode_attention --only mla16 --reps 20 > "$out/fp8kv_kernel.log" 2>&1
   row "bench decode attention (mla16, BF16 and FP8 slots)" "rc $?"
-  grep -E '^(#|kernel|mla)' "$out/fp8kv_kernel.log" | sed 's/^/    /' >> "$out/summary.txt"
+  timeout 100 build-gpu/bench/bench_decode_attention --only gqa --reps 20 | grep -E '^gqa' >> "$out/fp8kv_kernel.log" 2>&1
+  row "bench decode attention (gqa, BF16 and FP8 slots)" "rc $?"
+  grep -E '^(#|kernel|mla|gqa)' "$out/fp8kv_kernel.log" | sed 's/^/    /' >> "$out/summary.txt"
   for w in auto fp8; do
     for kv in auto fp8; do
       timeout 200 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
