@@ -215,7 +215,7 @@ void fill_fp8_slots(void* cache, int64_t n_slots, const k::Fp8SlotLayout& l) {
 Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l2, Timer& timer,
               k::MlaDecodeKernel kernel = k::MlaDecodeKernel::AUTO, bool fp8 = false, bool fp8_staged = false) {
   const int32_t lora = 512, rope = 64, width = lora + rope;
-  const k::Fp8SlotLayout l8{width, lora, lora};
+  const k::Fp8SlotLayout l8 = k::Fp8SlotLayout::mla(lora, rope);
   const int64_t slot_bytes = fp8 ? l8.bytes() : width * 2;
   const int64_t cache_bytes = int64_t{s.batch} * s.ctx * slot_bytes;
   const int copies = copies_for(cache_bytes, l2);
@@ -278,7 +278,7 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
 
 Row bench_gqa(const Shape& s, int reps, int64_t l2, Timer& timer, bool fp8 = false) {
   const int32_t nh = 32, nkv = 8, hd = 128, width = nkv * hd;
-  const k::Fp8SlotLayout l8{width, width, hd};
+  const k::Fp8SlotLayout l8 = k::Fp8SlotLayout::heads(nkv, hd);
   const int64_t slot_bytes = fp8 ? l8.bytes() : int64_t{width} * 2;
   const int64_t cache_bytes = int64_t{s.batch} * s.ctx * slot_bytes * 2;  // K and V
   const int copies = copies_for(cache_bytes, l2);

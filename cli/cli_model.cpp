@@ -150,8 +150,8 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
   cmd->add_option("--kv-cache-dtype", e.kv_cache_dtype,
                   "auto (the engine's own) or fp8: cached values rounded to e4m3 with float32 scales (MLA: the latent "
                   "in groups of 128, the RoPE part in BF16, FlashMLA's 656 B a layer; GQA/MHA: a scale per head's key "
-                  "and value); attention reads what the cache holds (cpu; one GPU, through the float32 attention kernels so far; "
-                  "docs/engine.md)")
+                  "and value); attention reads what the cache holds (cpu; cuda on one GPU: MLA decode on the Hopper kernel, GQA "
+                  "decode on its tensor-core kernel, prefill on the BF16 flash kernel for MLA; docs/engine.md)")
       ->transform(enum_names({KvCacheDtype::AUTO, KvCacheDtype::FP8}))
       ->default_str(to_string(defaults.kv_cache_dtype));
 }

@@ -259,8 +259,9 @@ class MlaAttention final : public GpuAttention {
     // BF16 precision with a flash-kernel instance: BF16 q, keys and values, as transformers' BF16 sdpa multiplies
     // them (k_pe rounded with the latent, kv_b_proj's output rounded once). Otherwise float32 operands.
     const bool bf16 = bf16_flash();
-    k::CacheGatherParams gather{.cache = cache, .cache_type = m_.cache_dtype(), .width = cw, .fp8_quantised = kvl,
-                                .fp8_segment = kvl, .block_size = static_cast<int32_t>(block_size),
+    const k::Fp8SlotLayout l8 = k::Fp8SlotLayout::mla(kvl, rd);
+    k::CacheGatherParams gather{.cache = cache, .cache_type = m_.cache_dtype(), .width = cw,
+                                .fp8_quantised = l8.quantised, .fp8_segment = l8.segment, .block_size = static_cast<int32_t>(block_size),
                                 .block_tables = st.block_tables + Td * st.max_blocks, .max_blocks = st.max_blocks,
                                 .kv_len = st.kv_len + Td, .cu_kv = st.cu_kv, .n_seqs = static_cast<int32_t>(np)};
     k::MlaPrefillParams ap{.batch = {.n_seqs = static_cast<int32_t>(np), .cu_q = st.cu_q + Td,

@@ -325,11 +325,11 @@ std::pair<uint64_t, uint64_t> GpuModel::kv_slot_bytes() const {
     const uint64_t es = dtype_size(cache_dtype());
     return {static_cast<uint64_t>(kw) * es, static_cast<uint64_t>(vw) * es};
   }
-  if (config_.attention == AttentionKind::MLA) {
-    const int64_t kvl = config_.kv_lora_rank;
-    return {static_cast<uint64_t>(kernels::Fp8SlotLayout{kw, kvl, kvl}.bytes()), 0};
-  }
-  const auto bytes = static_cast<uint64_t>(kernels::Fp8SlotLayout{kw, kw, config_.head_dim}.bytes());
+  if (config_.attention == AttentionKind::MLA)
+    return {static_cast<uint64_t>(kernels::Fp8SlotLayout::mla(config_.kv_lora_rank, config_.qk_rope_head_dim).bytes()),
+            0};
+  const auto bytes =
+      static_cast<uint64_t>(kernels::Fp8SlotLayout::heads(config_.n_kv_heads, config_.head_dim).bytes());
   return {bytes, vw > 0 ? bytes : 0};
 }
 

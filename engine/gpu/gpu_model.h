@@ -211,7 +211,7 @@ class GpuModel {
   DType dtype() const { return dtype_; }
   Precision precision() const { return precision_; }
   /// The KV cache's dtype: BF16, F32 in Precision::FLOAT32, or F8_E4M3 slots under --kv-cache-dtype fp8
-  /// (kernel_params.h Fp8SlotLayout; the attention then runs the float32 generic kernels, which read them).
+  /// (kernel_params.h Fp8SlotLayout; which attention kernels read them: docs/engine.md, "FP8 weights and cache").
   DType cache_dtype() const {
     return fp8_kv_ ? DType::F8_E4M3 : precision_ == Precision::FLOAT32 ? DType::F32 : DType::BF16;
   }

@@ -108,6 +108,14 @@ struct CastParams {
 /// to 16 bytes (MLA at V2 shapes: 512 + 4 x 4 + 64 x 2 = 656, FlashMLA's layout; GQA 8 x 128: 1,024 + 32 a pool).
 struct Fp8SlotLayout {
   int64_t width = 0, quantised = 0, segment = 0;
+  /// The two layouts the engine's pools use: MLA's latent (kv_lora quantised as one segment, the RoPE part in BF16)
+  /// and a GQA/MHA pool's heads (each head a segment).
+  MLABENCH_HD static constexpr Fp8SlotLayout mla(int64_t kv_lora, int64_t rope) {
+    return {kv_lora + rope, kv_lora, kv_lora};
+  }
+  MLABENCH_HD static constexpr Fp8SlotLayout heads(int64_t n_kv_heads, int64_t head_dim) {
+    return {n_kv_heads * head_dim, n_kv_heads * head_dim, head_dim};
+  }
   MLABENCH_HD static constexpr int64_t pad16(int64_t b) { return (b + 15) / 16 * 16; }
   MLABENCH_HD constexpr int64_t groups_per_segment() const { return (segment + 127) / 128; }
   MLABENCH_HD constexpr int64_t groups() const { return segment > 0 ? quantised / segment * groups_per_segment() : 0; }
@@ -148,7 +156,7 @@ struct LatentAppendParams {
   const float* sin = nullptr;
   const int32_t* positions = nullptr;  // [n_rows]
   void* cache = nullptr;  // one layer's pool [n_slots, kv_lora + rope_dim]
-  DType cache_type = DType::BF16;  // F8_E4M3: Fp8SlotLayout {kv_lora + rope_dim, kv_lora, kv_lora}
+  DType cache_type = DType::BF16;  // F8_E4M3: Fp8SlotLayout::mla(kv_lora, rope_dim)
   const int64_t* slots = nullptr;  // [n_rows]
   int64_t n_rows = 0;
 };
@@ -168,7 +176,7 @@ struct KvAppendParams {
   const int32_t* positions = nullptr;  // [n_rows]
   void* k_cache = nullptr;  // one layer's pools [n_slots, n_kv_heads * head_dim]
   void* v_cache = nullptr;
-  DType cache_type = DType::BF16;  // F8_E4M3: each pool Fp8SlotLayout {n_kv_heads head_dim, the same, head_dim}
+  DType cache_type = DType::BF16;  // F8_E4M3: each pool Fp8SlotLayout::heads(n_kv_heads, head_dim)
   const int64_t* slots = nullptr;  // [n_rows]
   int64_t n_rows = 0;
 };
@@ -639,9 +647,10 @@ struct MlaDecodeParams {
   int32_t n_heads = 0, kv_lora = 0, rope = 0;
   float scale = 1.0f;
   // BF16 and F8_E4M3 caches: q and the softmax weights P enter the products rounded to BF16 (the engine's BF16
-  // precision; FlashMLA's and transformers' BF16 numerics: one MMA per product; FP8 values widened to BF16). false: float32 q and P, split
-  // into BF16 hi + lo pairs on the tensor cores (float32-like accuracy, twice the MMAs). The twin rounds q the
-  // same way; P's rounding depends on the kernel's running max, so tests bound it by tolerance.
+  // precision; FlashMLA's and transformers' BF16 numerics: one MMA per product; FP8 values widened to BF16).
+  // false: float32 q and P, split into BF16 hi + lo pairs on the tensor cores (float32-like accuracy, twice the
+  // MMAs). The twin rounds q (and FP8 values) the same way; P's rounding depends on the kernel's running max, so
+  // tests bound it by tolerance.
   bool bf16_operands = false;
   // Optional split-KV scratch (flash-decoding), device memory of at least mla_decode_scratch_floats(*this)
   // floats: the launcher may then cut long key ranges over several CTAs and merge them in a second kernel.
@@ -650,7 +659,7 @@ struct MlaDecodeParams {
   float* scratch = nullptr;
   int64_t scratch_floats = 0;
   // F8_E4M3 (--kv-cache-dtype fp8): the pool's slots hold the latent in e4m3 and the RoPE part in BF16.
-  MLABENCH_HD Fp8SlotLayout fp8_layout() const { return {int64_t{kv_lora} + rope, kv_lora, kv_lora}; }
+  MLABENCH_HD Fp8SlotLayout fp8_layout() const { return Fp8SlotLayout::mla(kv_lora, rope); }
   // Slots in this layer's pool (rows of `cache`): bounds the TMA tensor map of the Hopper kernel; 0 = not given
   // (the mma.sync kernel runs). Unread by the twin.
   int64_t n_slots = 0;
@@ -697,9 +706,7 @@ struct GqaAttentionParams {
   // value widened exactly, the scales folded into the scores and weights) and the generic kernel for prefill chunks.
   DType cache_type = DType::BF16;
   // F8_E4M3: each pool's slots hold its heads in e4m3 with a scale a head (two for 256-wide heads).
-  MLABENCH_HD Fp8SlotLayout fp8_layout() const {
-    return {int64_t{n_kv_heads} * head_dim, int64_t{n_kv_heads} * head_dim, head_dim};
-  }
+  MLABENCH_HD Fp8SlotLayout fp8_layout() const { return Fp8SlotLayout::heads(n_kv_heads, head_dim); }
   const float* q = nullptr;  // [rows, n_heads * head_dim] at ld_q, RoPE applied
   int64_t ld_q = 0;
   float* out = nullptr;  // [rows, n_heads * head_dim] at ld_out
@@ -800,7 +807,7 @@ inline int64_t mla_decode_scratch_floats(const MlaDecodeParams& p) {
 }
 
 /// gqa_attention runs the decode kernel (cuda/gqa_decode.cu) when every sequence has one new row, the cache is
-/// BF16, head_dim is 64 or 128 and a KV head serves at most 8 query heads (its hi and lo query halves then share
+/// BF16 or F8_E4M3 slots, head_dim is 64 or 128 and a KV head serves at most 8 query heads (its hi and lo query halves then share
 /// one 16-row MMA tile); other batches take the flash kernel.
 inline bool gqa_decode_applies(const GqaAttentionParams& p) {
   return p.batch.max_q == 1 && (p.cache_type == DType::BF16 || p.cache_type == DType::F8_E4M3) &&

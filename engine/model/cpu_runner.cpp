@@ -40,7 +40,13 @@ class CpuRunner final : public serving::ModelRunner {
     if (budget <= 0)
       budget = std::max(0.25 * static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE)),
                         static_cast<double>(one_seq) * static_cast<double>(bytes_per_block()));
-    n_blocks_ = static_cast<int64_t>(budget / static_cast<double>(bytes_per_block()));
+    const double blocks = budget / static_cast<double>(bytes_per_block());
+    // Block ids are int32 (block tables); a budget past them is a typo, not a cache (blocks cost memory only on use).
+    MLABENCH_CHECK(blocks < 2147483647.0,
+                   "--kv-cache-gib {}: {:.3g} blocks of {} bytes, more than a block table can number (2^31 - 1). HINT: "
+                   "give the cache's size in GiB, at most what the machine has", o.kv_cache_gib, blocks,
+                   bytes_per_block());
+    n_blocks_ = static_cast<int64_t>(blocks);
     MLABENCH_CHECK(n_blocks_ >= 2,
                    "the CPU KV cache budget of {:.3f} GiB holds {} blocks of {} tokens ({} bytes each): too few to "
                    "serve a sequence. HINT: raise --kv-cache-gib",

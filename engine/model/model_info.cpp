@@ -76,12 +76,10 @@ ModelSummary summarize(const ModelConfig& c, const std::string& model_dir, const
   // --kv-cache-dtype fp8 as the GPU engine holds it (kernel_params.h Fp8SlotLayout): the codes plus a float32 scale
   // per 128 of them (a head's at most), and MLA's RoPE part in BF16, each region padded to 16 bytes (FlashMLA's layout:
   // 656 B a layer at V2 shapes, where the paper's 34,560 B for V2 counts one byte an element).
-  const int64_t kv_width = c.n_kv_heads * c.head_dim;
   s.kv_bytes_per_token_fp8_scaled =
-      c.n_layers *
-      (c.attention == AttentionKind::MLA
-           ? kernels::Fp8SlotLayout{c.kv_lora_rank + c.qk_rope_head_dim, c.kv_lora_rank, c.kv_lora_rank}.bytes()
-           : 2 * kernels::Fp8SlotLayout{kv_width, kv_width, c.head_dim}.bytes());
+      c.n_layers * (c.attention == AttentionKind::MLA
+                        ? kernels::Fp8SlotLayout::mla(c.kv_lora_rank, c.qk_rope_head_dim).bytes()
+                        : 2 * kernels::Fp8SlotLayout::heads(c.n_kv_heads, c.head_dim).bytes());
 
   nlohmann::ordered_json j;
   j["model_dir"] = model_dir;

@@ -198,8 +198,14 @@ TEST(GpuFp8Checkpoint, LoadsAsStoredOnTheDevice) {
   EXPECT_EQ(stored->weight_bytes(), quantised->weight_bytes());
 }
 
-// --kv-cache-dtype fp8 on the GPU engine (F8_E4M3 slots written by latent_append / kv_append, read by the generic
-// float32 attention kernels and by cache_gather for MLA's prefill) against the CPU engine's FP8 cache (float32
+// An engine over the test model in `dir` (random weights, seed 7) with the KV cache in kv.
+std::unique_ptr<Engine> open_kv(const test::TempDir& dir, Device d, Precision precision, KvCacheDtype kv) {
+  return open_small({.model_dir = dir.path(), .random_weights_seed = 7, .device = d, .precision = precision,
+                     .kv_cache_dtype = kv});
+}
+
+// --kv-cache-dtype fp8 on the GPU engine (F8_E4M3 slots written by latent_append / kv_append, read at this float32
+// precision by the generic MLA kernel, GQA's decode kernel and the generic one for its prefill) against the CPU engine's FP8 cache (float32
 // values rounded as the slots hold them), stored weights, --precision f32 on both. The values reaching the cache's
 // quantiser differ by float32 rounding only, so an e4m3 flip (one cached value a step off) is rare: the bound is a
 // tenth of the FP8 cache's own cost on this model (CPU, FP8 cache against the float32 cache). Prefill (300 tokens)
@@ -209,10 +215,7 @@ TEST_P(GpuFp8, KvCacheMatchesTheCpuEnginesFp8Cache) {
   MLABENCH_REQUIRE_GPU();
   test::TempDir dir;
   std::ofstream(dir.file("config.json")) << fp8_config(GetParam()).dump(2);
-  auto open = [&](Device d, KvCacheDtype kv) {
-    return open_small({.model_dir = dir.path(), .random_weights_seed = 7, .device = d,
-                       .precision = Precision::FLOAT32, .kv_cache_dtype = kv});
-  };
+  auto open = [&](Device d, KvCacheDtype kv) { return open_kv(dir, d, Precision::FLOAT32, kv); };
   auto cpu = open(Device::CPU, KvCacheDtype::FP8), gpu = open(Device::CUDA, KvCacheDtype::FP8);
   auto plain = open(Device::CPU, KvCacheDtype::AUTO);
   ASSERT_TRUE(cpu && gpu && plain);
@@ -240,7 +243,7 @@ TEST_P(GpuFp8, KvCacheMatchesTheCpuEnginesFp8Cache) {
 }
 
 // --kv-cache-dtype fp8 at the engine's BF16 precision: MLA's prefill gathers the slots into BF16 for the BF16 flash
-// kernel (GQA's attention reads them in float32), decode reads them (at V2's latent widths on the Hopper kernel; the
+// kernel (GQA's prefill reads them in float32, its decode on the decode kernel), decode reads them (at V2's latent widths on the Hopper kernel; the
 // kernel tests cover those). The values reaching the cache's quantiser now differ from the CPU engine's by BF16
 // rounding, so e4m3 flips are common: against the CPU engine's FP8 cache the error is bounded by the BF16 engine's
 // own (on the BF16 cache against the CPU engine's float32 cache) plus the FP8 cache's own cost on the CPU (a wrong
@@ -249,10 +252,7 @@ TEST_P(GpuFp8, KvCacheAtBf16PrecisionKeepsTheBf16EnginesError) {
   MLABENCH_REQUIRE_GPU();
   test::TempDir dir;
   std::ofstream(dir.file("config.json")) << fp8_config(GetParam()).dump(2);
-  auto open = [&](Device d, KvCacheDtype kv) {
-    return open_small({.model_dir = dir.path(), .random_weights_seed = 7, .device = d,
-                       .precision = Precision::NATIVE, .kv_cache_dtype = kv});
-  };
+  auto open = [&](Device d, KvCacheDtype kv) { return open_kv(dir, d, Precision::NATIVE, kv); };
   auto cpu8 = open(Device::CPU, KvCacheDtype::FP8), gpu8 = open(Device::CUDA, KvCacheDtype::FP8);
   auto cpu = open(Device::CPU, KvCacheDtype::AUTO), gpu = open(Device::CUDA, KvCacheDtype::AUTO);
   ASSERT_TRUE(cpu8 && gpu8 && cpu && gpu);

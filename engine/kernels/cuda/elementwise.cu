@@ -430,7 +430,7 @@ __global__ void __launch_bounds__(256) latent_append_kernel(const LatentAppendPa
     for (int64_t t = tid; t < p.n_heads * half; t += nt)
       rotate(p.q + r * p.ld_q + (t / half) * p.q_head_stride + p.q_rope_offset, t % half);
     if constexpr (kFp8) {
-      const Fp8SlotLayout l{width, p.kv_lora, p.kv_lora};
+      const Fp8SlotLayout l = Fp8SlotLayout::mla(p.kv_lora, p.rope_dim);
       __syncthreads();  // the normalised and rotated row is in x
       store_fp8_slot(l, x, static_cast<uint8_t*>(p.cache) + p.slots[r] * l.bytes(), static_cast<int>(tid / 32),
                      static_cast<int>(nt / 32), static_cast<int>(tid % 32), static_cast<int>(tid),
@@ -473,7 +473,7 @@ __global__ void __launch_bounds__(256) kv_append_kernel(const KvAppendParams p) 
     }
     const float* vs = x + k_col + kv_width;
     if constexpr (kFp8) {
-      const Fp8SlotLayout l{kv_width, kv_width, hd};
+      const Fp8SlotLayout l = Fp8SlotLayout::heads(p.n_kv_heads, hd);
       const int warp = static_cast<int>(tid / 32), n_warps = static_cast<int>(nt / 32);
       const int lane = static_cast<int>(tid % 32);
       __syncthreads();  // the rotated k heads are in the row

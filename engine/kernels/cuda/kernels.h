@@ -51,8 +51,8 @@ void moe_grouped_gemm_hopper(const MoeGroupedGemmParams& p, cudaStream_t s);
 void mla_prefill_attention(const MlaPrefillParams& p, cudaStream_t s);
 /// Dispatches to the Hopper kernel (mla_decode_hopper) or the mma.sync one per MlaDecodeParams::kernel.
 void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s);
-/// The wgmma + TMA MLA decode kernel (mla_decode_hopper.cu): BF16 or F8_E4M3 cache, BF16 operands, kv_lora 512 + rope 64, a
-/// block_size that is a multiple of 16, n_slots given, on an sm_90a build and a compute capability 9.0 GPU.
+/// The wgmma + TMA MLA decode kernel (mla_decode_hopper.cu): BF16 or F8_E4M3 cache, BF16 operands, kv_lora 512 +
+/// rope 64, a block_size that is a multiple of 16, n_slots given, on an sm_90a build and a compute capability 9.0 GPU.
 bool mla_decode_hopper_supported(const MlaDecodeParams& p);
 void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s);
 void gqa_attention(const GqaAttentionParams& p, cudaStream_t s);

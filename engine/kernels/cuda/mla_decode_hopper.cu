@@ -585,7 +585,7 @@ bool env_is(const char* name, const char* value) {
 }
 
 // The FP8 slot at V2 widths (Fp8SlotLayout {576, 512, 512}): codes, scales at 512, the RoPE part at 528.
-constexpr Fp8SlotLayout kFp8Slot{kWidth, kLora, kLora};
+constexpr Fp8SlotLayout kFp8Slot = Fp8SlotLayout::mla(kLora, kRope);
 static_assert(kFp8Slot.scale_offset() == kLora && kFp8Slot.bf16_offset() == kLora + 16 && kFp8Slot.bytes() == 656,
               "the producer's FP8 columns");
 
@@ -660,7 +660,15 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
     return env_is("MLABENCH_MLA_DECODE_WARPGROUPS", "1") ? 1 : 2;
   }();
   // FP8: widened in place (the default) or into staging buffers (MlaDecodeParams::fp8_staged, MLABENCH_MLA_FP8=staged).
-  static const bool staged_env = env_is("MLABENCH_MLA_FP8", "staged");
+  static const bool staged_env = [] {  // read once; a value that names no form is refused, not ignored
+    const char* env = std::getenv("MLABENCH_MLA_FP8");
+    if (env == nullptr || *env == 0) return false;
+    const std::string e(env);
+    MLABENCH_CHECK(e == "staged" || e == "inplace",
+                   "MLABENCH_MLA_FP8={}: not a form of the FP8 MLA decode kernel. HINT: use staged or inplace, or "
+                   "unset it", e);
+    return e == "staged";
+  }();
   const int mode = !fp8 ? kBf16 : p.fp8_staged || staged_env ? kFp8Staged : kFp8InPlace;
   using Kernel = void (*)(HopperDecodeArgs);
   static constexpr Kernel kKernels[2][3] = {

@@ -146,6 +146,7 @@ void check_cache_gather(const CacheGatherParams& p) {
 
 LatentAppendParts latent_append_parts(const LatentAppendParams& p) {
   const int64_t width = p.kv_lora + p.rope_dim;
+  const Fp8SlotLayout mla = Fp8SlotLayout::mla(p.kv_lora, p.rope_dim);
   return {.norm = {.residual = p.latent, .ld_residual = p.ld, .out = p.latent, .out_type = DType::F32, .ld_out = p.ld,
                    .weight = p.norm_weight, .n_rows = p.n_rows, .dim = p.kv_lora, .eps = p.eps},
           .k_rope = {.x = p.latent, .ld = p.ld, .n_rows = p.n_rows, .n_heads = 1, .head_stride = 0,
@@ -156,7 +157,7 @@ LatentAppendParts latent_append_parts(const LatentAppendParams& p) {
                      .offset = p.q_rope_offset, .dim = p.rope_dim, .interleaved = p.interleaved, .cos = p.cos,
                      .sin = p.sin, .positions = p.positions},
           .write = {.cache = p.cache, .cache_type = p.cache_type, .width = width, .src = p.latent, .ld_src = p.ld,
-                    .slots = p.slots, .n_rows = p.n_rows, .fp8_quantised = p.kv_lora, .fp8_segment = p.kv_lora}};
+                    .slots = p.slots, .n_rows = p.n_rows, .fp8_quantised = mla.quantised, .fp8_segment = mla.segment}};
 }
 
 void check_latent_append(const LatentAppendParams& p) {
@@ -175,15 +176,16 @@ void check_latent_append(const LatentAppendParams& p) {
 
 KvAppendParts kv_append_parts(const KvAppendParams& p) {
   const int64_t kv_width = p.n_kv_heads * p.head_dim, k_col = p.n_heads * p.head_dim;
+  const Fp8SlotLayout heads = Fp8SlotLayout::heads(p.n_kv_heads, p.head_dim);
   return {.rope = {.x = p.qkv, .ld = p.ld, .n_rows = p.n_rows, .n_heads = p.n_heads + p.n_kv_heads,
                    .head_stride = p.head_dim, .offset = 0, .dim = p.rope_dim, .interleaved = p.interleaved,
                    .cos = p.cos, .sin = p.sin, .positions = p.positions},
           .k_write = {.cache = p.k_cache, .cache_type = p.cache_type, .width = kv_width,
                       .src = p.qkv ? p.qkv + k_col : nullptr, .ld_src = p.ld, .slots = p.slots, .n_rows = p.n_rows,
-                      .fp8_quantised = kv_width, .fp8_segment = p.head_dim},
+                      .fp8_quantised = heads.quantised, .fp8_segment = heads.segment},
           .v_write = {.cache = p.v_cache, .cache_type = p.cache_type, .width = kv_width,
                       .src = p.qkv ? p.qkv + k_col + kv_width : nullptr, .ld_src = p.ld, .slots = p.slots,
-                      .n_rows = p.n_rows, .fp8_quantised = kv_width, .fp8_segment = p.head_dim}};
+                      .n_rows = p.n_rows, .fp8_quantised = heads.quantised, .fp8_segment = heads.segment}};
 }
 
 void check_kv_append(const KvAppendParams& p) {
