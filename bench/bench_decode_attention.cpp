@@ -19,7 +19,7 @@
 // 128-head MLA is compute-bound by design (~490 FLOP per cache byte with the split); look at its TFLOP/s.
 // mla-fp8 rows: the 16-head kernel over F8_E4M3 slots (--kv-cache-dtype fp8, 656 bytes a token; the values written by
 // cache_write from random float32 rows), BF16 operands; bytes count the slots, so GB/s compares with the BF16 rows'
-// and time_us is the speed-up. mla-fp8s: the same with MlaDecodeParams::fp8_staged (the staging-buffer form).
+// and time_us is the speed-up.
 // gqa-fp8 rows (with --only gqa, or alone with --only gqa-fp8): the decode kernel over F8_E4M3 K and V pools.
 // --splits N runs the MLA kernels at N splits instead of the plan's (to fit the plan's cost model, kernel_params.h);
 // --timeline prints, after each 16-head MLA row of the Hopper kernel, one more eager call's per-CTA phase stamps
@@ -213,7 +213,7 @@ void fill_fp8_slots(void* cache, int64_t n_slots, const k::Fp8SlotLayout& l) {
 }
 
 Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l2, Timer& timer,
-              k::MlaDecodeKernel kernel = k::MlaDecodeKernel::AUTO, bool fp8 = false, bool fp8_staged = false) {
+              k::MlaDecodeKernel kernel = k::MlaDecodeKernel::AUTO, bool fp8 = false) {
   const int32_t lora = 512, rope = 64, width = lora + rope;
   const k::Fp8SlotLayout l8 = k::Fp8SlotLayout::mla(lora, rope);
   const int64_t slot_bytes = fp8 ? l8.bytes() : width * 2;
@@ -240,7 +240,6 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
   p.paged = {kBlock, nullptr, pool.max_blocks};
   p.cache = cache.get();
   p.cache_type = fp8 ? mlabench::DType::F8_E4M3 : mlabench::DType::BF16;
-  p.fp8_staged = fp8_staged;
   p.q_lat = q_lat.as<float>();
   p.ld_q_lat = ld_q;
   p.q_pe = q_pe.as<float>();
@@ -270,7 +269,6 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
   const double flops = 2.0 * s.batch * heads * static_cast<double>(s.ctx) * (width + lora);
   const char* name = !bf16_operands                     ? "mla-hilo"
                      : kernel == k::MlaDecodeKernel::MMA ? "mla-mma"
-                     : fp8_staged                        ? "mla-fp8s"
                      : fp8                               ? "mla-fp8"
                                                          : "mla";
   return {name, heads, s.batch, s.ctx, k::mla_decode_splits(p), ms * 1e3, bytes, flops, eager_ms * 1e3};
@@ -398,9 +396,8 @@ int main(int argc, char** argv) {
     for (int heads : only == "mla16" ? std::vector<int>{16} : std::vector<int>{16, 128})
       for (const Shape& s : shapes) print_row(bench_mla(s, heads, true, reps, l2, timer), copy_gbs);
   if (only.empty() || only == "mla" || only == "mla16" || only == "mla-fp8")
-    for (bool staged : {false, true})
-      for (const Shape& s : shapes)
-        print_row(bench_mla(s, 16, true, reps, l2, timer, k::MlaDecodeKernel::AUTO, true, staged), copy_gbs);
+    for (const Shape& s : shapes)
+      print_row(bench_mla(s, 16, true, reps, l2, timer, k::MlaDecodeKernel::AUTO, true), copy_gbs);
   if (only.empty() || only == "mla" || only == "mla-mma")
     for (const Shape& s : shapes)
       print_row(bench_mla(s, 16, true, reps, l2, timer, k::MlaDecodeKernel::MMA), copy_gbs);

@@ -31,6 +31,19 @@ Fp8GemmChoice fp8_gemm_choice() {
   return choice;
 }
 
+bool fp8_fused_quantise() {
+  static const bool on = [] {
+    const char* env = std::getenv("MLABENCH_FP8_FUSED_QUANT");
+    const std::string e = env ? env : "1";
+    MLABENCH_CHECK(e == "1" || e == "0",
+                   "MLABENCH_FP8_FUSED_QUANT={}: not 0 or 1. HINT: 1 (the default) lets the skinny FP8 GEMM quantise "
+                   "its own rows, 0 quantises in a launch of its own (fp8_quantize_rows), for A/B runs",
+                   e);
+    return e == "1";
+  }();
+  return on;
+}
+
 bool fp8_exact_sums(DType activations) {
   return activations == DType::F32 || fp8_gemm_choice() == Fp8GemmChoice::MMA;
 }
@@ -97,10 +110,28 @@ void Fp8Linear::gemm(Blas& blas, Path path, DType x_type, void* y, DType y_type,
   }
 }
 
+kernels::Fp8SkinnyGemmParams Fp8Linear::fused_params(float* y, int64_t ldy, const void* x, DType x_type, int64_t ldx,
+                                                     const uint8_t* w, const float* w_scale, int64_t m, int64_t n,
+                                                     int64_t k) {
+  return {.y = y, .ldy = ldy, .ld_x = ldx, .x = x, .x_type = x_type, .w = w, .ld_w = k, .w_scale = w_scale,
+          .w_scale_ld = fp8_weight_scale_ld(k), .m = m, .n = n, .k = k};
+}
+
+bool Fp8Linear::fused(Path path, const void* x, DType x_type, int64_t ldx, const uint8_t* w, int64_t m, int64_t n,
+                      int64_t k) {
+  return path == Path::SKINNY && fp8_fused_quantise() &&
+         kernels::cuda::skinny_gemm_fp8_supported(fused_params(nullptr, 0, x, x_type, ldx, w, nullptr, m, n, k));
+}
+
 void Fp8Linear::run(Blas& blas, void* y, DType y_type, int64_t ldy, const void* x, DType x_type, int64_t ldx,
                     const uint8_t* w, const float* w_scale, int64_t m, int64_t n, int64_t k) {
   if (m == 0) return;
   const Path p = path(y_type, w, m, n, k);
+  if (fused(p, x, x_type, ldx, w, m, n, k)) {  // one launch: the skinny kernel quantises x itself
+    kernels::cuda::skinny_gemm_fp8(fused_params(static_cast<float*>(y), ldy, x, x_type, ldx, w, w_scale, m, n, k),
+                                   blas.stream());
+    return;
+  }
   quantize(blas, p, x, x_type, ldx, m, k);
   gemm(blas, p, x_type, y, y_type, ldy, w, w_scale, m, n, k);
 }
@@ -114,10 +145,18 @@ void Fp8Linear::run(Blas& blas, float* y, int64_t ldy, const void* x, DType x_ty
   const auto* codes = static_cast<const uint8_t*>(w.p);
   const int64_t k = w.cols, r1 = w.split_rows > 0 ? w.split_rows : w.rows;
   const Path p = path(DType::F32, codes, m, r1, k);
+  const int64_t g1 = (r1 + kFp8Block - 1) / kFp8Block;
+  if (fused(p, x, x_type, ldx, codes, m, r1, k)) {  // each part's kernel quantises x itself
+    kernels::cuda::skinny_gemm_fp8(fused_params(y, ldy, x, x_type, ldx, codes, w.scale, m, r1, k), blas.stream());
+    if (r1 < w.rows)
+      kernels::cuda::skinny_gemm_fp8(fused_params(y + r1, ldy, x, x_type, ldx, codes + r1 * k,
+                                                  w.scale + g1 * fp8_weight_scale_ld(k), m, w.rows - r1, k),
+                                     blas.stream());
+    return;
+  }
   quantize(blas, p, x, x_type, ldx, m, k);
   gemm(blas, p, x_type, y, DType::F32, ldy, codes, w.scale, m, r1, k);
   if (r1 == w.rows) return;
-  const int64_t g1 = (r1 + kFp8Block - 1) / kFp8Block;
   gemm(blas, p, x_type, y + r1, DType::F32, ldy, codes + r1 * k, w.scale + g1 * fp8_weight_scale_ld(k), m, w.rows - r1, k);
 }
 

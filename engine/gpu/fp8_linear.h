@@ -1,6 +1,7 @@
 // FP8 GEMMs of the GPU engine's projections (issue 20; --weights-dtype fp8): the activation rows quantised to e4m3
 // in 1 x 128 groups (kernels::cuda::fp8_quantize_rows, the scales laid out as the chosen GEMM reads them) into
-// scratch sized once, then skinny_gemm_fp8 (up to 8 rows) or the FP8 grouped GEMM as one expert (cuBLASLt's
+// scratch sized once, then skinny_gemm_fp8 (up to 8 rows; in one launch, quantising x itself, where x's codes fit its
+// shared memory) or the FP8 grouped GEMM as one expert (cuBLASLt's
 // block-scaled GEMM under MLABENCH_FP8_GEMM=cublaslt). The arithmetic is the CPU engine's W8A8 (cpu::linear with
 // F8 weights): each group of 128 activations scaled by its amax / 448 and rounded to e4m3. The grouped GEMM sums a
 // group's products in float32 (mma.sync) for float32 activations and on QGMMA for BF16 ones (fp8_exact_sums).
@@ -21,6 +22,9 @@ struct DeviceMat;
 /// block-scaled GEMM; off the default path, docs/engine.md). Other values are refused.
 enum class Fp8GemmChoice { AUTO, MMA, CUBLASLT };
 Fp8GemmChoice fp8_gemm_choice();
+/// MLABENCH_FP8_FUSED_QUANT: 1 (unset) lets skinny_gemm_fp8 quantise its own rows where they fit its shared memory
+/// (the fused form: one launch a decode projection instead of two), 0 keeps fp8_quantize_rows' launch; others refused.
+bool fp8_fused_quantise();
 /// MoeGroupedGemmParams::fp8_exact_sums for activations of this dtype under fp8_gemm_choice().
 bool fp8_exact_sums(DType activations);
 
@@ -42,6 +46,12 @@ class Fp8Linear {
   Path path(DType y_type, const uint8_t* w, int64_t m, int64_t n, int64_t k) const;
   kernels::Fp8SkinnyGemmParams skinny_params(float* y, int64_t ldy, const uint8_t* w, const float* w_scale, int64_t m,
                                              int64_t n, int64_t k) const;
+  // The skinny kernel's fused form (x quantised by the kernel), and whether it runs this product.
+  static kernels::Fp8SkinnyGemmParams fused_params(float* y, int64_t ldy, const void* x, DType x_type, int64_t ldx,
+                                                   const uint8_t* w, const float* w_scale, int64_t m, int64_t n,
+                                                   int64_t k);
+  static bool fused(Path path, const void* x, DType x_type, int64_t ldx, const uint8_t* w, int64_t m, int64_t n,
+                    int64_t k);
   void quantize(Blas& blas, Path path, const void* x, DType x_type, int64_t ldx, int64_t m, int64_t k);
   void gemm(Blas& blas, Path path, DType x_type, void* y, DType y_type, int64_t ldy, const uint8_t* w,
             const float* w_scale, int64_t m, int64_t n, int64_t k);

@@ -667,10 +667,6 @@ struct MlaDecodeParams {
   // mla_decode_hopper_supported says it runs (unless MLABENCH_MLA_DECODE=mma), else the mma.sync one; MMA and
   // WGMMA force one (WGMMA where it cannot run is refused). Tests and benchmarks compare them.
   MlaDecodeKernel kernel = MlaDecodeKernel::AUTO;
-  // F8_E4M3 on the Hopper kernel: widen each tile into a staging buffer a warpgroup (the ring then carries only the
-  // copies: ~1.6 tiles in flight) instead of in place in the ring (also MLABENCH_MLA_FP8=staged). Both are kept
-  // while they are measured against each other (docs/perf-notes.md, issue 20 round 4); tests run both.
-  bool fp8_staged = false;
   // The caller's promise that the cache rows, kv_len, the block tables and q_pe were written two or more launches
   // before this one (every launch between a programmatic dependent launch that releases its dependents only after
   // its own wait, pdl.cuh): the Hopper kernel then starts its cache stream before the PDL wait, and only q_lat

@@ -156,7 +156,6 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     bool cache_early = false;  // the Hopper kernel's cache stream before its PDL wait: the same bits as without
     int32_t force_splits = 0;  // MlaDecodeParams::force_splits (0: the plan)
     bool fp8 = false;          // the F8_E4M3 pool (the Hopper kernel widens its codes)
-    bool fp8_staged = false;   // ... into staging buffers (MlaDecodeParams::fp8_staged)
   };
   // BF16 operands run on both tensor-core kernels: the Hopper one (wgmma + TMA) where this GPU and build have it.
   std::vector<Mode> modes = {{false, false, false, MlaDecodeKernel::MMA},
@@ -180,16 +179,12 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, 0, true});
     modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, true, 0, true});
     modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, std::min(256, (longest + 63) / 64), true});
-    modes.push_back({false, false, true, MlaDecodeKernel::WGMMA, false, 0, true, true});
-    modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, 0, true, true});
-    modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, std::min(256, (longest + 63) / 64), true, true});
   }
   std::vector<float> wgmma_split_out, wgmma_split_out_fp8;
-  for (auto [split, f32, bf16_ops, kernel, cache_early, force_splits, fp8, fp8_staged] : modes) {
+  for (auto [split, f32, bf16_ops, kernel, cache_early, force_splits, fp8] : modes) {
     const auto d_out = test::to_device(out);
     MlaDecodeParams d = p;
     d.force_splits = force_splits;
-    d.fp8_staged = fp8_staged;
     d.bf16_operands = bf16_ops;
     d.kernel = kernel;
     d.cache_early = cache_early;
@@ -209,7 +204,7 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     }
     cuda::mla_decode_attention(d, nullptr);
     const std::vector<float> got = test::to_host<float>(d_out, out.size());
-    if (kernel == MlaDecodeKernel::WGMMA && split && force_splits == 0 && !fp8_staged) {
+    if (kernel == MlaDecodeKernel::WGMMA && split && force_splits == 0) {
       std::vector<float>& first = fp8 ? wgmma_split_out_fp8 : wgmma_split_out;
       if (cache_early)
         EXPECT_TRUE(got.size() == first.size() && std::memcmp(got.data(), first.data(), got.size() * sizeof(float)) == 0)
@@ -221,13 +216,13 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     const double diff = test::max_rel_diff(got, fp8 ? want_fp8 : bf16_ops ? want_bf16 : want);
     EXPECT_LE(diff, f32 ? kTolF32 : bf16_ops ? kTolBf16P : kTol)
         << (kernel == MlaDecodeKernel::WGMMA ? "wgmma kernel, " : "mma.sync kernel, ")
-        << (f32 ? "F32 cache, " : fp8 ? (fp8_staged ? "F8_E4M3 cache staged, " : "F8_E4M3 cache, ") : "BF16 cache, ")
+        << (f32 ? "F32 cache, " : fp8 ? "F8_E4M3 cache, " : "BF16 cache, ")
         << (bf16_ops ? "BF16 operands, " : "")
         << (split ? "with" : "without") << " split-KV scratch, splits " << mla_decode_splits(d);
     if (bf16_ops && split && kv_len.size() == 1)
       std::printf("[ mla decode bf16 operands, %s%s ] kv %d: %.2e\n",
                   kernel == MlaDecodeKernel::WGMMA ? "wgmma" : "mma.sync",
-                  fp8 ? (fp8_staged ? ", fp8 cache staged" : ", fp8 cache") : "", kv_len[0], diff);
+                  fp8 ? ", fp8 cache" : "", kv_len[0], diff);
   }
 }
 

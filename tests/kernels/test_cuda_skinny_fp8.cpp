@@ -28,6 +28,7 @@
 #include "engine/core/dtype.h"
 #include "engine/core/fp8.h"
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/skinny_gemm_fp8.h"
 #include "engine/kernels/twin/twin.h"
 #include "tests/kernels/gpu_test_util.h"
@@ -230,6 +231,74 @@ TEST(CudaSkinnyFp8, DeterministicAndGraphCapturable) {
     if (!std::isnan(first[i])) {
       ASSERT_EQ(0, std::memcmp(&first[i], &replayed[i], 4)) << "y[" << i << "]";
     }
+}
+
+// The fused form (Fp8SkinnyGemmParams::x: the kernel quantises x itself) against fp8_quantize_rows' launch then the
+// product, on the GPU: the same y bit for bit (NaN padding and a NaN row included), for F32 and BF16 rows at a
+// padded ld_x whose padding is NaN, at V2-Lite's shapes and the shared experts' k = 10,944 up to the 4 rows whose
+// codes fit the kernel's shared memory (5 do not: skinny_gemm_fp8_supported says no).
+TEST(CudaSkinnyFp8, FusedFormIsQuantiseThenProductBitForBit) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(2005);
+  struct Case {
+    int64_t n, k, max_m;
+  };
+  int compared = 0;
+  for (const Case& c : {Case{576, 2048, 8}, Case{3072, 2048, 8}, Case{2048, 10944, 4}, Case{200, 272, 8}})
+    for (int64_t m = 1; m <= c.max_m; ++m)
+      for (DType xt : {DType::F32, DType::BF16}) {
+        const std::string what = fmt::format("fused m {} n {} k {} {}", m, c.n, c.k, dtype_name(xt));
+        const Operands o = make_operands(m, c.n, c.k, -1, rng);
+        const int64_t ld = c.k + 24, groups = groups_of(c.k);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        std::vector<float> xf(static_cast<size_t>(m * ld), kNaN);
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t col = 0; col < c.k; ++col)
+            xf[static_cast<size_t>(r * ld + col)] = nd(rng) * std::ldexp(1.0f, static_cast<int>((col / 128 + r) % 5) - 2);
+        if (m >= 3) xf[static_cast<size_t>(2 * ld + c.k / 3)] = kNaN;
+        std::vector<uint16_t> xb(xf.size());
+        for (size_t i = 0; i < xf.size(); ++i) xb[i] = f32_to_bf16(xf[i]);
+        const gpu::DeviceBuffer d_x = xt == DType::F32 ? to_device(xf) : to_device(xb);
+        DeviceOperands d = upload(o);
+        // Two launches: the codes at ld_q = k, the scales groups major at stride m.
+        gpu::DeviceBuffer q(static_cast<size_t>(m * c.k), "codes"), sc(static_cast<size_t>(groups * m) * 4, "scales");
+        cuda::fp8_quantize_rows({.x = d_x.get(), .x_type = xt, .ld_x = ld, .q = q.as<uint8_t>(), .ld_q = c.k,
+                                 .scale = sc.as<float>(), .scale_row_stride = 1, .scale_group_stride = m, .rows = m,
+                                 .k = c.k},
+                                nullptr);
+        Fp8SkinnyGemmParams two = d.p;
+        two.xq = q.as<uint8_t>();
+        two.ld_x = c.k;
+        two.x_scale = sc.as<float>();
+        two.x_scale_group_stride = m;
+        cuda::skinny_gemm_fp8(two, nullptr);
+        const size_t n_y = static_cast<size_t>(m * o.ldy);
+        const std::vector<float> want = to_host<float>(d.y, n_y);
+        // One launch.
+        const gpu::DeviceBuffer y2 = to_device(std::vector<float>(n_y, kNaN));
+        Fp8SkinnyGemmParams fused = d.p;
+        fused.y = y2.as<float>();
+        fused.xq = nullptr;
+        fused.x_scale = nullptr;
+        fused.x = d_x.get();
+        fused.x_type = xt;
+        fused.ld_x = ld;
+        ASSERT_TRUE(cuda::skinny_gemm_fp8_supported(fused)) << what;
+        cuda::skinny_gemm_fp8(fused, nullptr);
+        const std::vector<float> got = to_host<float>(y2, n_y);
+        EXPECT_EQ(0, std::memcmp(got.data(), want.data(), n_y * sizeof(float))) << what << ": not bit for bit";
+        if (m >= 3) {
+          EXPECT_TRUE(std::isnan(got[static_cast<size_t>(2 * o.ldy)])) << what << ": the NaN row";
+        }
+        EXPECT_FALSE(std::isnan(got[0])) << what;
+        ++compared;
+        if (c.k == 10944 && m == c.max_m) {
+          fused.m = m + 1;  // 5 rows of 10,944 codes: past the kernel's 48 KB
+          EXPECT_FALSE(cuda::skinny_gemm_fp8_supported(fused)) << what;
+        }
+      }
+  EXPECT_EQ(compared, 2 * (8 + 8 + 4 + 8));
+  std::printf("[ skinny fp8 fused ] %d products equal to quantise-then-product bit for bit\n", compared);
 }
 
 TEST(CudaSkinnyFp8, RefusesWhatItDoesNotSupport) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -174,6 +175,37 @@ TEST(TwinSkinnyFp8, ComparisonCatchesAWrongScaleGroup) {
   }
 }
 
+// The fused form (x unquantised, F32 or BF16 at a padded ld_x, a NaN in one row) is the two-step form bit for bit:
+// fp8_quantize_rows' codes and scales, then the product.
+TEST(TwinSkinnyFp8, FusedFormIsQuantiseThenProduct) {
+  std::mt19937 rng(2015);
+  for (int64_t m : {1, 3, 8})
+    for (DType xt : {DType::F32, DType::BF16}) {
+      Operands o = make_operands(m, 200, 400, m >= 3 ? 1 : -1, rng);
+      const int64_t ld = o.k + 7;
+      std::vector<float> xf(static_cast<size_t>(m * ld), kNaN);  // padding NaN: a read past k shows
+      std::vector<uint16_t> xb(xf.size(), 0x7fc0);
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < o.k; ++c) {
+          xf[static_cast<size_t>(r * ld + c)] = o.x[static_cast<size_t>(r * o.k + c)];
+          xb[static_cast<size_t>(r * ld + c)] = f32_to_bf16(o.x[static_cast<size_t>(r * o.k + c)]);
+        }
+      const void* x = xt == DType::F32 ? static_cast<const void*>(xf.data()) : xb.data();
+      // The two-step reference quantises the same values (BF16: the rounded ones).
+      twin::fp8_quantize_rows({.x = x, .x_type = xt, .ld_x = ld, .q = o.xq.data(), .ld_q = o.ld_x,
+                               .scale = o.xs.data(), .scale_row_stride = 1, .scale_group_stride = o.xs_stride,
+                               .rows = m, .k = o.k});
+      const std::vector<float> want = twin_product(o);
+      std::vector<float> got(want.size(), kNaN);
+      twin::skinny_gemm_fp8({.y = got.data(), .ldy = o.ldy, .ld_x = ld, .x = x, .x_type = xt, .w = o.wq.data(),
+                             .ld_w = o.ld_w, .w_scale = o.ws.data(), .w_scale_ld = o.ws_ld, .m = m, .n = o.n,
+                             .k = o.k});
+      ASSERT_EQ(got.size(), want.size());
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+          << "m " << m << " " << dtype_name(xt) << ": the fused form differs from quantise-then-product";
+    }
+}
+
 TEST(TwinSkinnyFp8, CheckRefusesBadParameters) {
   std::mt19937 rng(2014);
   const Operands o = make_operands(3, 200, 272, -1, rng);
@@ -195,6 +227,18 @@ TEST(TwinSkinnyFp8, CheckRefusesBadParameters) {
   refused([](Fp8SkinnyGemmParams& p) { p.x_scale_group_stride = p.m - 1; }, "x scales overlap");
   refused([](Fp8SkinnyGemmParams& p) { p.w_scale_ld = groups_of(p.k) - 1; }, "w_scale_ld short");
   refused([](Fp8SkinnyGemmParams& p) { p.w_scale = nullptr; }, "no w_scale");
+  // The fused form: x with the codes still set, or x of a type the quantiser does not read.
+  refused([&](Fp8SkinnyGemmParams& p) { p.x = o.x.data(); }, "x beside xq and x_scale");
+  refused([&](Fp8SkinnyGemmParams& p) { p.x = o.x.data(); p.xq = nullptr; p.x_scale = nullptr; p.x_type = DType::I32; },
+          "x of type I32");
+  {
+    Fp8SkinnyGemmParams fused = ok;
+    fused.x = o.x.data();
+    fused.xq = nullptr;
+    fused.x_scale = nullptr;
+    fused.ld_x = o.k;
+    EXPECT_NO_THROW(twin::skinny_gemm_fp8(fused));
+  }
   // m 0: nothing to do, nothing written.
   std::vector<float> untouched(y.size(), kNaN);
   Fp8SkinnyGemmParams none = ok;

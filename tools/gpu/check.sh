@@ -327,12 +327,6 @@ if named fp8kv; then
       grep -E '^ +[0-9]+ +[0-9]+ |^ *batch|^error' "$out/bench_fp8kv_${kv}_$w.log" | sed 's/^/    /' >> "$out/summary.txt"
     done
   done
-  # The staging-buffer form of the FP8 decode kernel (MlaDecodeParams::fp8_staged) in the engine, FP8 weights and cache.
-  MLABENCH_MLA_FP8=staged timeout 200 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
-    --random-weights 0 --shapes "${FP8KV_SHAPES:-32768x16:decode}" --gen 128 --weights-dtype fp8 --kv-cache-dtype fp8 \
-    --out "$out/bench_dsv2_lite_kv_fp8_staged_weights_fp8.json" > "$out/bench_fp8kv_staged.log" 2>&1
-  row "bench V2-Lite kv fp8 (staged), weights fp8" "rc $?"
-  grep -E '^ +[0-9]+ +[0-9]+ |^error' "$out/bench_fp8kv_staged.log" | sed 's/^/    /' >> "$out/summary.txt"
 fi
 # Issue 20's accuracy cost through the harness (named only): V2-Lite's shapes, random weights, the real tokenizer, MMLU
 # 5-shot and GSM8K 8-shot CoT (--limit FP8H_LIMIT, default 3) with BF16, the FP8 cache, FP8 weights and both;

@@ -36,7 +36,9 @@
 // writes those bytes), zeros for keys past the sequence, after every thread has read its scales out of chunk 5. wgmma then reads the chunks as the BF16
 // kernel's. wgmma takes no e4m3 operand beside a BF16 one, and its MN-major A (V^T) takes no 8-bit type at all, so
 // the values are widened once and serve both products. Numerics: q, P and every cache value code x scale rounded
-// to BF16 (FlashMLA's FP8 decode); the twin rounds q and the values the same way.
+// to BF16 (FlashMLA's FP8 decode); the twin rounds q and the values the same way. A staging-buffer form (a ring of
+// copies only, each tile widened into a buffer of its warpgroup's) measured 180.9 us against this form's 151.9 at
+// 16 x 32K on an H100 and was removed (docs/perf-notes.md, issue 20 round 5).
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -70,30 +72,26 @@ constexpr int kChunkBytes = kKeys * 128;  // 8 KB
 constexpr int kQBytes = kColBlocks * kHeads * 128;
 constexpr int kPBytes = kHeads * 128;
 constexpr int kMaxWarpgroups = 2;
-constexpr int kScaleRing = 4;  // kFp8Staged: tiles' scales in flight (1 KB each)
 
-// The kernel's three forms: the BF16 cache; FP8 slots widened in place in the ring; FP8 slots widened into a
-// staging buffer a warpgroup (the file comment).
-enum Mode { kBf16 = 0, kFp8InPlace = 1, kFp8Staged = 2 };
+// The kernel's two forms: the BF16 cache; FP8 slots widened in place in the ring (the file comment).
+enum Mode { kBf16 = 0, kFp8InPlace = 1 };
 
-// Shared memory of each form (from a 1024-byte aligned base): the ring, the staging buffers (kFp8Staged: 8 chunks a
-// warpgroup), Q, P per warpgroup, the scales' side ring (kFp8Staged), then per warpgroup the tile maxima [4 warps]
-// [16], the sums [4][16] and the final (m, l) [16][2]; the barriers last.
+// Shared memory of each form (from a 1024-byte aligned base): the ring, Q, P per warpgroup, then per warpgroup the
+// tile maxima [4 warps][16], the sums [4][16] and the final (m, l) [16][2]; the barriers last.
 template <int kMode>
 struct Layout {
-  static constexpr bool kFp8 = kMode != kBf16, kStaged = kMode == kFp8Staged;
-  static constexpr int kRing = kStaged ? 8 : 25;                // chunks in the ring (200 KB; staged 64 KB)
-  static constexpr int kTileChunks = kStaged ? 5 : kColBlocks;  // ring chunks a tile takes
-  static constexpr uint32_t kStageOff = kRing * kChunkBytes;
-  static constexpr uint32_t kQOff = kStageOff + (kStaged ? kMaxWarpgroups * kValueBlocks * kChunkBytes : 0);
-  static constexpr uint32_t kPOff = kQOff + kQBytes, kScaleOff = kPOff + kMaxWarpgroups * kPBytes;
-  static constexpr uint32_t kRedOff = kScaleOff + (kStaged ? kScaleRing * kKeys * 16 : 0);
+  static constexpr bool kFp8 = kMode != kBf16;
+  static constexpr int kRing = 25;                   // chunks in the ring (200 KB)
+  static constexpr int kTileChunks = kColBlocks;     // ring chunks a tile takes
+  static constexpr uint32_t kQOff = kRing * kChunkBytes;
+  static constexpr uint32_t kPOff = kQOff + kQBytes;
+  static constexpr uint32_t kRedOff = kPOff + kMaxWarpgroups * kPBytes;
   static constexpr uint32_t kSumOff = kRedOff + kMaxWarpgroups * 4 * kHeads * 4;
   static constexpr uint32_t kMlOff = kSumOff + kMaxWarpgroups * 4 * kHeads * 4;
   static constexpr uint32_t kBarOff = kMlOff + kMaxWarpgroups * kHeads * 8;
   static constexpr uint32_t kSmemBytes = kBarOff + 2 * kRing * 8 + 1024;  // + the 1024-byte alignment of the ring
   static_assert(kSmemBytes <= 227 * 1024, "fits an SM");
-  static_assert(kStageOff % 1024 == 0 && kQOff % 1024 == 0 && kPOff % 1024 == 0 && kPBytes % 1024 == 0,
+  static_assert(kQOff % 1024 == 0 && kPOff % 1024 == 0 && kPBytes % 1024 == 0,
                 "sw128 operands start 1024-aligned");
   static_assert((kLora + 4) * kHeads * 4 <= kRing * kChunkBytes, "the merge of two warpgroups' O fits the ring");
 };
@@ -174,7 +172,7 @@ struct ConsumerState {
 
 // The position within its tile's ring chunks of column block b (64 BF16 values of the latent, 8 the RoPE part):
 // BF16 the block itself; FP8 in place (file comment) group b / 2's chunk for b even, the widened second half's
-// 5 + b / 2 for b odd, 4 for the RoPE part; FP8 staged: 4 for the RoPE part (the latent is in the staging buffer).
+// 5 + b / 2 for b odd, 4 for the RoPE part.
 template <int kMode>
 __device__ __forceinline__ int chunk_of(int b) {
   if constexpr (kMode == kBf16) return b;
@@ -184,7 +182,6 @@ __device__ __forceinline__ int chunk_of(int b) {
 // Where the consumer warpgroup's smem lives.
 struct ConsumerSmem {
   uint32_t base, q_s, p_s, full, empty;
-  uint32_t stage;  // kFp8Staged: this warpgroup's 8 BF16 chunks
   unsigned char* gbase;
   float* red;  // [4 warps][16 heads] this warpgroup's tile maxima
 };
@@ -192,23 +189,20 @@ struct ConsumerSmem {
 // Shared address of column block b of the tile whose first ring chunk is c0, as wgmma reads it.
 template <int kMode>
 __device__ __forceinline__ uint32_t block_addr(const ConsumerSmem& sm, int c0, int b) {
-  if (kMode == kFp8Staged && b < kValueBlocks) return sm.stage + b * kChunkBytes;
   return sm.base + ((c0 + chunk_of<kMode>(b)) % Layout<kMode>::kRing) * kChunkBytes;
 }
 
-// FP8 slots: the e4m3 latent of tile t (first ring chunk c0) widened to BF16, in place or into the warpgroup's
-// staging buffer (the file comment says how); valid = the tile's keys in the sequence. Thread wtid of the
+// FP8 slots: the e4m3 latent of tile t (first ring chunk c0) widened to BF16 in place (the file comment says
+// how); valid = the tile's keys in the sequence. Thread wtid of the
 // warpgroup, barrier id bar.
 template <int kMode>
 __device__ __forceinline__ void widen_fp8_tile(const ConsumerSmem& sm, int t, int c0, int valid, int wtid, int bar) {
   using L = Layout<kMode>;
   const int r = wtid & 63, g0 = wtid >> 6;
   auto chunk = [&](int pos) { return sm.gbase + ((c0 + pos) % L::kRing) * kChunkBytes; };
-  const float* scales =
-      reinterpret_cast<const float*>(L::kStaged ? sm.gbase + L::kScaleOff + (t % kScaleRing) * (kKeys * 16) : chunk(5)) +
-      r * 4;
+  const float* scales = reinterpret_cast<const float*>(chunk(5)) + r * 4;
   const float sc[2] = {scales[g0], scales[g0 + 2]};
-  if (!L::kStaged) named_barrier(bar, 128);  // every key's scales read: chunk 5 is written below
+  named_barrier(bar, 128);  // every key's scales read: chunk 5 is written below
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
     const int grp = g0 + 2 * k;
@@ -225,16 +219,13 @@ __device__ __forceinline__ void widen_fp8_tile(const ConsumerSmem& sm, int t, in
       for (int e = 0; e < 8; ++e)
         w[e] = r < valid ? bf16_bits(__fmul_rn(f[2 * e], sc[k])) | bf16_bits(__fmul_rn(f[2 * e + 1], sc[k])) << 16
                          : 0u;
-      unsigned char* dst = L::kStaged ? sm.gbase + (sm.stage - sm.base) + (2 * grp + j / 4) * kChunkBytes
-                                      : chunk(j < 4 ? grp : 5 + grp);
+      unsigned char* dst = chunk(j < 4 ? grp : 5 + grp);
       *reinterpret_cast<uint4*>(dst + swz(r, 2 * (j % 4))) = make_uint4(w[0], w[1], w[2], w[3]);
       *reinterpret_cast<uint4*>(dst + swz(r, 2 * (j % 4) + 1)) = make_uint4(w[4], w[5], w[6], w[7]);
     }
   }
   wgmma::fence_proxy_async();  // the generic writes, before wgmma (the async proxy) reads them
   named_barrier(bar, 128);
-  if (L::kStaged && (wtid & 31) == 0)  // every code read: the 4 code chunks go back to the producer
-    for (int pos = 0; pos < 4; ++pos) tma::mbar_arrive(sm.empty + 8 * ((c0 + pos) % L::kRing));
 }
 
 // One 64-key tile t of the split: S^T = K Q^T, online softmax, O^T = alpha O^T + V^T P^T. Thread wtid of the
@@ -337,7 +328,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
 #pragma unroll
   for (int mb = 0; mb < kValueBlocks; ++mb) wgmma::fence_regs(st.o[mb]);
   stamp(tl, 7);
-  if (!L::kStaged && lane == 0)  // (staged: the code chunks went back after the widening)
+  if (lane == 0)
     for (int mb = 0; mb < kValueBlocks; ++mb) tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kMode>(mb)) % L::kRing));
 }
 
@@ -345,11 +336,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
 // A chunk is one box of 64 slots where the pool's blocks hold whole 64-key tiles (block_size % 64 == 0), else up
 // to 4 boxes of 16 slots. The block-table lookups of tile t + 1 are issued before tile t's copies, so their latency
 // hides behind the waits. FP8 in place: chunks 0-3 the code groups, 4 the RoPE part, 5 the scales, and the
-// consumers' own chunks 6-8 handed over empty (a plain arrival). FP8 staged: 5 chunks, the code groups and the RoPE
-// part, whose barrier also counts the scales' copy into side-ring entry t % kScaleRing. That entry is free: the
-// RoPE copy of tile t waits for the ring chunk of tile t - 1's code group 1 (8 chunks, 5 a tile), which goes back
-// once tile t - 1 is widened (every thread past its scale reads); widening t - 1 needed its RoPE chunk, whose copy
-// waited in turn for tile t - 2's widening, and so on: tiles t - 1 .. t - 4 (the entry's last user) are widened.
+// consumers' own chunks 6-8 handed over empty (a plain arrival).
 template <int kMode>
 __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_t base, uint32_t full, uint32_t empty,
                                               int seq, int k_begin, int k_end, int n_tiles, uint64_t* tl) {
@@ -382,18 +369,6 @@ __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_
       if (c >= L::kRing) tma::mbar_wait(empty + 8 * slot, ((c / L::kRing) - 1) & 1);
       if (kFp8 && b >= 6) {  // written by the consumers only
         tma::mbar_arrive(full + 8 * slot);
-        continue;
-      }
-      if (L::kStaged && b == 4) {  // the RoPE part and the scales, on one barrier
-        const uint32_t entry = base + L::kScaleOff + (t % kScaleRing) * (kKeys * 16);
-        tma::mbar_arrive_expect_tx(full + 8 * slot, static_cast<uint32_t>(n_boxes * box_rows * (128 + 16)));
-#pragma unroll
-        for (int g = 0; g < kGroups; ++g) {
-          if (g >= n_boxes) continue;
-          tma::load_2d_hint(base + slot * kChunkBytes + g * 16 * 128, &a.map, kLora + 16, rows[g], full + 8 * slot,
-                            policy);
-          tma::load_2d_hint(entry + g * 16 * 16, &a.scale_map, 0, rows[g], full + 8 * slot, policy);
-        }
         continue;
       }
       const bool scales = kFp8 && b == 5;
@@ -464,8 +439,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
   wgmma::fence_proxy_async();
   named_barrier(3, kWGs * 128);
   if (tid == 0) stamp(tl, 3);
-  const ConsumerSmem sm{base,  base + L::kQOff, base + L::kPOff + wg * kPBytes, full, empty,
-                        base + L::kStageOff + wg * kValueBlocks * kChunkBytes, gbase,
+  const ConsumerSmem sm{base, base + L::kQOff, base + L::kPOff + wg * kPBytes, full, empty, gbase,
                         reinterpret_cast<float*>(gbase + L::kRedOff) + wg * 4 * kHeads};
   ConsumerState st;
 #pragma unroll
@@ -659,24 +633,13 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   static const int wgs = [] {
     return env_is("MLABENCH_MLA_DECODE_WARPGROUPS", "1") ? 1 : 2;
   }();
-  // FP8: widened in place (the default) or into staging buffers (MlaDecodeParams::fp8_staged, MLABENCH_MLA_FP8=staged).
-  static const bool staged_env = [] {  // read once; a value that names no form is refused, not ignored
-    const char* env = std::getenv("MLABENCH_MLA_FP8");
-    if (env == nullptr || *env == 0) return false;
-    const std::string e(env);
-    MLABENCH_CHECK(e == "staged" || e == "inplace",
-                   "MLABENCH_MLA_FP8={}: not a form of the FP8 MLA decode kernel. HINT: use staged or inplace, or "
-                   "unset it", e);
-    return e == "staged";
-  }();
-  const int mode = !fp8 ? kBf16 : p.fp8_staged || staged_env ? kFp8Staged : kFp8InPlace;
+  const int mode = fp8 ? kFp8InPlace : kBf16;
   using Kernel = void (*)(HopperDecodeArgs);
-  static constexpr Kernel kKernels[2][3] = {
-      {mla_decode_hopper_kernel<1, kBf16>, mla_decode_hopper_kernel<1, kFp8InPlace>, mla_decode_hopper_kernel<1, kFp8Staged>},
-      {mla_decode_hopper_kernel<2, kBf16>, mla_decode_hopper_kernel<2, kFp8InPlace>, mla_decode_hopper_kernel<2, kFp8Staged>}};
-  static constexpr uint32_t kSmem[3] = {Layout<kBf16>::kSmemBytes, Layout<kFp8InPlace>::kSmemBytes,
-                                        Layout<kFp8Staged>::kSmemBytes};
-  static std::atomic<uint64_t> opted_in[2][3]{};
+  static constexpr Kernel kKernels[2][2] = {
+      {mla_decode_hopper_kernel<1, kBf16>, mla_decode_hopper_kernel<1, kFp8InPlace>},
+      {mla_decode_hopper_kernel<2, kBf16>, mla_decode_hopper_kernel<2, kFp8InPlace>}};
+  static constexpr uint32_t kSmem[2] = {Layout<kBf16>::kSmemBytes, Layout<kFp8InPlace>::kSmemBytes};
+  static std::atomic<uint64_t> opted_in[2][2]{};
   const Kernel kernel = kKernels[wgs - 1][mode];
   const uint32_t smem = kSmem[mode];
   gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), static_cast<int>(smem), opted_in[wgs - 1][mode]);

@@ -23,6 +23,11 @@
 //     (deterministic) through shared memory and one thread per output writes y.
 // The launcher takes RT = 2 where that still gives two CTAs per SM, else 1 (more rows per CTA read x from L2 fewer
 // times per weight byte: m / (16 RT) of the weight's traffic).
+// The fused form (Fp8SkinnyGemmParams::x, kX F32 / BF16): after the PDL wait each CTA quantises x's m x k values
+// into shared memory (a warp per row and group, fp8_quantize_rows' arithmetic from fp8_device.cuh: the same codes
+// and scales bit for bit) and the warps read their codes from there. At m = 1, k = 2048 that is 8 values a thread
+// where the two-launch form pays a kernel launch and the codes' round trip through L2 (2.8 us a projection
+// under ncu, 83 a V2-Lite step).
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
@@ -31,6 +36,7 @@
 #include "core/check.h"
 #include "engine/core/fp8.h"
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/fp8_device.cuh"
 #include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/cuda/skinny_gemm_fp8.h"
 #include "engine/kernels/cuda/weight_stream.cuh"
@@ -44,6 +50,14 @@ constexpr int kXRows = 8;                  // rows of x in one MMA tile (the n8 
 constexpr int kTilesInFlight = 2;          // tile-groups (2 KB of weight each) a warp has requested ahead
 constexpr int kMaxTiles = 2;               // RT: 4 would leave no room for a second group in flight (128 registers)
 constexpr int kMaxScaleBytes = 32 * 1024;  // dynamic shared memory for the staged scales (+ <= 16 KB static)
+constexpr int kMaxFusedBytes = 48 * 1024;  // the fused form's scales and codes: no opt-in past the default 48 KB
+// Where x comes from: fp8_quantize_rows' codes in global memory, or the fused form's F32 / BF16 rows.
+enum XMode { kCodes = 0, kF32 = 1, kBf16 = 2 };
+
+// Floats before the fused form's codes in dynamic shared memory: the x and weight scales, rounded up to 16 bytes.
+__host__ __device__ constexpr int64_t fused_codes_offset(int64_t groups, int rt) {
+  return (groups * (kXRows + rt) + 3) / 4 * 4;
+}
 static_assert(kFp8Block == 128, "a group is two halves of 64 k values, 16 a lane");
 
 using stream::load_stream;
@@ -94,14 +108,53 @@ __device__ __forceinline__ void load_weights(GroupLoads<RT>& b, const Fp8SkinnyG
       }
 }
 
-// x row g of group `grp` (L2-resident: every CTA reads it), zeros past m and past k. After the PDL wait only.
-template <int RT>
-__device__ __forceinline__ void load_x(GroupLoads<RT>& b, const Fp8SkinnyGemmParams& p, int64_t grp, int g, int t) {
+// x row g of group `grp`, zeros past m and past k: from global memory (L2-resident: every CTA reads it; after the
+// PDL wait only), or in the fused form from the CTA's codes in shared memory (xq_s, rows of k bytes).
+template <int RT, int kX>
+__device__ __forceinline__ void load_x(GroupLoads<RT>& b, const Fp8SkinnyGemmParams& p, const uint8_t* xq_s,
+                                       int64_t grp, int g, int t) {
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int64_t c = grp * kFp8Block + h * 64 + t * 16;
-    b.x[h] = g < p.m && c < p.k ? __ldg(reinterpret_cast<const uint4*>(p.xq + g * p.ld_x + c))
-                                : make_uint4(0u, 0u, 0u, 0u);
+    if (!(g < p.m && c < p.k))
+      b.x[h] = make_uint4(0u, 0u, 0u, 0u);
+    else if constexpr (kX == kCodes)
+      b.x[h] = __ldg(reinterpret_cast<const uint4*>(p.xq + g * p.ld_x + c));
+    else
+      b.x[h] = *reinterpret_cast<const uint4*>(xq_s + g * p.k + c);
+  }
+}
+
+// The fused form: x's rows quantised into xq_s [m][k] and xs [groups][8] as fp8_quantize_rows would (one warp a
+// (row, group) item, lane l holding values 4 l .. 4 l + 3; a group past k's end pads with zeros, which leave the
+// amax as it is; fmaxf skips a NaN as the quantiser's does). k % 16 == 0, so a lane's 4 values are all in or all out.
+template <int kX>
+__device__ __forceinline__ void quantise_x(uint8_t* xq_s, float* xs, const Fp8SkinnyGemmParams& p, int64_t groups,
+                                           int warp, int lane) {
+  for (int64_t item = warp; item < p.m * groups; item += kWarps) {
+    const int64_t r = item / groups, grp = item % groups, c = grp * kFp8Block + 4 * lane;
+    float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float amax = 0.0f;
+    if (c < p.k) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if constexpr (kX == kBf16)
+          v[j] = __uint_as_float(static_cast<uint32_t>(static_cast<const uint16_t*>(p.x)[r * p.ld_x + c + j]) << 16);
+        else
+          v[j] = static_cast<const float*>(p.x)[r * p.ld_x + c + j];
+        amax = fmaxf(amax, fabsf(v[j]));
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float s = fp8::block_scale(amax);
+    if (lane == 0) xs[grp * kXRows + r] = s;
+    if (c < p.k) {
+      uint32_t word = 0;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) word |= static_cast<uint32_t>(fp8::quantize(v[j], s)) << (8 * j);
+      *reinterpret_cast<uint32_t*>(xq_s + r * p.k + c) = word;
+    }
   }
 }
 
@@ -142,12 +195,15 @@ __device__ __forceinline__ void fold_group(const GroupLoads<RT>& b, const float*
 // Shared memory (dynamic): x scales [groups][8] (rows past m zero), then weight scales [RT][groups] (tiles past n
 // zero: their block may lie past the grid). Only the ceil(k / 128) real groups are read: a padded grid's padding
 // is never touched. After the PDL wait (x_scale is the previous kernel's output).
-template <int RT>
+template <int RT, int kX>
 __device__ __forceinline__ void stage_scales(float* xs, float* ws, const Fp8SkinnyGemmParams& p, int64_t row0,
                                              int64_t groups) {
   for (int64_t e = threadIdx.x; e < groups * kXRows; e += kThreads) {
     const int64_t grp = e / kXRows, r = e % kXRows;
-    xs[e] = r < p.m ? p.x_scale[grp * p.x_scale_group_stride + r] : 0.0f;
+    if (r >= p.m)
+      xs[e] = 0.0f;
+    else if constexpr (kX == kCodes)  // (the fused form's rows below m: quantise_x writes them)
+      xs[e] = p.x_scale[grp * p.x_scale_group_stride + r];
   }
   for (int64_t e = threadIdx.x; e < RT * groups; e += kThreads) {
     const int64_t tile_row = row0 + (e / groups) * kTileRows;
@@ -155,8 +211,8 @@ __device__ __forceinline__ void stage_scales(float* xs, float* ws, const Fp8Skin
   }
 }
 
-// grid ceil(n / (16 RT)), block kThreads, dynamic shared memory groups * (8 + RT) floats.
-template <int RT>
+// grid ceil(n / (16 RT)), block kThreads, dynamic shared memory groups * (8 + RT) floats (fused: then m x k codes).
+template <int RT, int kX>
 __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_fp8_kernel(const Fp8SkinnyGemmParams p) {
   constexpr int kDepth = kTilesInFlight / RT;  // groups a warp has in flight
   extern __shared__ float scales[];
@@ -173,10 +229,15 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_fp8_kernel(const Fp8S
   griddep_launch_dependents();
   float* xs = scales;
   float* ws = scales + groups * kXRows;
-  stage_scales<RT>(xs, ws, p, row0, groups);
+  uint8_t* xq_s = reinterpret_cast<uint8_t*>(scales + fused_codes_offset(groups, RT));
+  stage_scales<RT, kX>(xs, ws, p, row0, groups);
+  if constexpr (kX != kCodes) {
+    quantise_x<kX>(xq_s, xs, p, groups, warp, lane);
+    __syncthreads();  // every warp's codes, before any warp reads another's
+  }
 #pragma unroll
   for (int s = 0; s < kDepth; ++s)
-    if (warp + s * kWarps < groups) load_x(buf[s], p, warp + s * kWarps, g, t);
+    if (warp + s * kWarps < groups) load_x<RT, kX>(buf[s], p, xq_s, warp + s * kWarps, g, t);
   __syncthreads();
 
   float acc[RT][4];
@@ -194,7 +255,7 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_fp8_kernel(const Fp8S
       const int64_t next = grp + kDepth * kWarps;
       if (next < groups) {
         load_weights(buf[s], p, row0, next, g, t);
-        load_x(buf[s], p, next, g, t);
+        load_x<RT, kX>(buf[s], p, xq_s, next, g, t);
       }
     }
   }
@@ -220,6 +281,12 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_fp8_kernel(const Fp8S
 
 int64_t scale_bytes(int64_t k, int rt) { return (k + kFp8Block - 1) / kFp8Block * (kXRows + rt) * 4; }
 
+// Dynamic shared memory of a launch: the scales, then (fused) the m x k codes, 16-byte aligned.
+int64_t smem_bytes(const Fp8SkinnyGemmParams& p, int rt) {
+  const int64_t groups = (p.k + kFp8Block - 1) / kFp8Block;
+  return p.x == nullptr ? scale_bytes(p.k, rt) : 4 * fused_codes_offset(groups, rt) + p.m * p.k;
+}
+
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 }  // namespace
@@ -227,8 +294,12 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 // The shapes and layouts the kernel takes; what check_skinny_gemm_fp8 refuses is an error, not "unsupported" (a
 // caller asks this every decode step, so it throws nothing).
 bool skinny_gemm_fp8_supported(const Fp8SkinnyGemmParams& p) {
-  return p.m >= 1 && p.m <= kSkinnyFp8MaxRows && p.k > 0 && p.k % 16 == 0 && p.ld_x % 16 == 0 && p.ld_w % 16 == 0 &&
-         aligned16(p.xq) && aligned16(p.w) && scale_bytes(p.k, kMaxTiles) <= kMaxScaleBytes;
+  if (!(p.m >= 1 && p.m <= kSkinnyFp8MaxRows && p.k > 0 && p.k % 16 == 0 && p.ld_w % 16 == 0 && aligned16(p.w)))
+    return false;
+  if (p.x != nullptr)  // fused: x read a value at a time, any ld_x and alignment
+    return p.xq == nullptr && (p.x_type == DType::F32 || p.x_type == DType::BF16) && p.ld_x >= p.k &&
+           smem_bytes(p, kMaxTiles) <= kMaxFusedBytes;
+  return p.ld_x % 16 == 0 && aligned16(p.xq) && scale_bytes(p.k, kMaxTiles) <= kMaxScaleBytes;
 }
 
 void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p, cudaStream_t s) {
@@ -243,11 +314,13 @@ void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p, cudaStream_t s) {
   int rt = kMaxTiles;
   while (rt > 1 && (p.n + rt * kTileRows - 1) / (rt * kTileRows) < 2 * gpu::device_sm_count()) rt /= 2;
   const dim3 grid(static_cast<unsigned>((p.n + rt * kTileRows - 1) / (rt * kTileRows))), block(kThreads);
-  const size_t smem = static_cast<size_t>(scale_bytes(p.k, rt));
-  switch (rt) {
-    case 2: launch_pdl(skinny_gemm_fp8_kernel<2>, grid, block, smem, s, p); break;
-    default: launch_pdl(skinny_gemm_fp8_kernel<1>, grid, block, smem, s, p); break;
-  }
+  const size_t smem = static_cast<size_t>(smem_bytes(p, rt));
+  const int x = p.x == nullptr ? kCodes : p.x_type == DType::BF16 ? kBf16 : kF32;
+  using Kernel = void (*)(Fp8SkinnyGemmParams);
+  static constexpr Kernel kKernels[2][3] = {
+      {skinny_gemm_fp8_kernel<1, kCodes>, skinny_gemm_fp8_kernel<1, kF32>, skinny_gemm_fp8_kernel<1, kBf16>},
+      {skinny_gemm_fp8_kernel<2, kCodes>, skinny_gemm_fp8_kernel<2, kF32>, skinny_gemm_fp8_kernel<2, kBf16>}};
+  launch_pdl(kKernels[rt - 1][x], grid, block, smem, s, p);
   MLABENCH_CUDA(cudaGetLastError());
 }
 

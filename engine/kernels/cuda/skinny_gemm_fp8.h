@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "engine/core/dtype.h"
+
 namespace mlabench::kernels {
 
 /// y [m, n] (float32, ldy) = the W8A8 product of xq [m, k] (e4m3, ld_x) and w [n, k] (e4m3, ld_w), for m <= 8:
@@ -18,6 +20,11 @@ namespace mlabench::kernels {
 /// padding holds no scale and is never read). Each group's products are summed in float32 (every e4m3 product is
 /// exact in float32), that sum is multiplied by (x_scale * w_scale), and the terms are added over the groups.
 /// k must be a multiple of 16 (e4m3 rows are read 16 bytes at a time). y's columns past n are not written.
+///
+/// Fused form: x set and xq, x_scale null. x [m, k] (x_type F32 or BF16, ld_x elements) is quantised by the product
+/// itself, exactly as fp8_quantize_rows quantises it (the same codes and scales, bit for bit), so y is the two-launch
+/// form's y; the kernel does it once a CTA into shared memory, where it fits (skinny_gemm_fp8_supported), which
+/// saves decode a launch and a round trip of the codes per projection. x_scale_group_stride is then unused.
 struct Fp8SkinnyGemmParams {
   float* y = nullptr;
   int64_t ldy = 0;
@@ -25,6 +32,8 @@ struct Fp8SkinnyGemmParams {
   int64_t ld_x = 0;
   const float* x_scale = nullptr;
   int64_t x_scale_group_stride = 0;
+  const void* x = nullptr;  // the fused form's unquantised rows (ld_x elements of x_type)
+  DType x_type = DType::F32;
   const uint8_t* w = nullptr;
   int64_t ld_w = 0;
   const float* w_scale = nullptr;
@@ -37,14 +46,15 @@ inline constexpr int64_t kSkinnyFp8MaxRows = 8;
 
 namespace checks {
 /// What twin and kernel both accept (throws Error with a HINT otherwise): 0 <= m <= 8 (0: nothing to do), n > 0,
-/// k > 0 a multiple of 16, ld_x, ld_w >= k, ldy >= n, x_scale_group_stride >= m (unused with one group),
-/// w_scale_ld >= ceil(k / 128), pointers set.
+/// k > 0 a multiple of 16, ld_x, ld_w >= k, ldy >= n, x_scale_group_stride >= m (unused with one group or fused),
+/// w_scale_ld >= ceil(k / 128), pointers set: xq and x_scale, or (fused) x of type F32 or BF16 without them.
 void check_skinny_gemm_fp8(const Fp8SkinnyGemmParams& p);
 }  // namespace checks
 
 namespace twin {
 /// Plain loops: per output, per group a float32 sum over k ascending of e4m3(x) * e4m3(w), times
-/// (x_scale * w_scale), added to a float32 accumulator in group order (no FMA contraction in the host build).
+/// (x_scale * w_scale), added to a float32 accumulator in group order (no FMA contraction in the host build). The
+/// fused form quantises x with twin::fp8_quantize_rows first.
 void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p);
 }  // namespace twin
 
@@ -56,8 +66,9 @@ void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p);
 namespace mlabench::kernels::cuda {
 
 /// Where skinny_gemm_fp8 runs: the check above passes with 1 <= m <= 8, ld_x and ld_w multiples of 16, xq and w
-/// 16-byte aligned, and the scales of a CTA fit its shared memory (k up to about 87,000). Elsewhere the caller
-/// takes Blas::linear_fp8.
+/// 16-byte aligned, and the scales of a CTA fit its shared memory (k up to about 87,000); the fused form where the
+/// m x k codes fit beside them in 48 KB (m x k up to about 45,000: one row at k <= 45,000, 4 rows at V2-Lite's
+/// 10,944), any ld_x >= k and alignment of x. Elsewhere the caller quantises first or takes Blas::linear_fp8.
 bool skinny_gemm_fp8_supported(const Fp8SkinnyGemmParams& p);
 /// Launches the kernel (a programmatic dependent launch where enabled, pdl.cuh); throws where the parameters fail
 /// the check or skinny_gemm_fp8_supported.

@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "engine/core/fp8.h"
 #include "engine/kernels/cuda/skinny_gemm_fp8.h"
+#include "engine/kernels/twin/twin.h"
 
 namespace mlabench::kernels {
 
@@ -28,13 +29,20 @@ void check_skinny_gemm_fp8(const Fp8SkinnyGemmParams& p) {
                  p.ld_x, p.ld_w, p.k, p.ldy, p.n);
   // Groups-major x scales (fp8_quantize_rows with scale_row_stride 1): a stride below m would put two rows' scales
   // of different groups on one float.
-  MLABENCH_CHECK((groups == 1 || p.x_scale_group_stride >= p.m) && p.w_scale_ld >= groups,
+  const bool fused = p.x != nullptr;
+  MLABENCH_CHECK((groups == 1 || fused || p.x_scale_group_stride >= p.m) && p.w_scale_ld >= groups,
                  "skinny_gemm_fp8: x_scale_group_stride {} for {} rows, w_scale_ld {} for {} groups of 128. HINT: "
                  "x_scale is groups major (fp8_quantize_rows with scale_row_stride 1, scale_group_stride >= m); "
                  "w_scale is [ceil(n / 128), w_scale_ld >= ceil(k / 128)] (fp8_weight_scale_ld)",
                  p.x_scale_group_stride, p.m, p.w_scale_ld, groups);
-  MLABENCH_CHECK(p.m == 0 || (p.y && p.xq && p.x_scale && p.w && p.w_scale),
-                 "skinny_gemm_fp8: a null operand. HINT: y, xq, x_scale, w and w_scale are all read or written");
+  MLABENCH_CHECK(!fused || (p.xq == nullptr && p.x_scale == nullptr &&
+                             (p.x_type == DType::F32 || p.x_type == DType::BF16)),
+                 "skinny_gemm_fp8: x is set (the fused form) with xq {}, x_scale {}, x_type {}. HINT: pass either the "
+                 "unquantised rows (x, x_type F32 or BF16) or fp8_quantize_rows' codes and scales (xq, x_scale)",
+                 p.xq ? "set" : "null", p.x_scale ? "set" : "null", dtype_name(p.x_type));
+  MLABENCH_CHECK(p.m == 0 || (p.y && (fused || (p.xq && p.x_scale)) && p.w && p.w_scale),
+                 "skinny_gemm_fp8: a null operand. HINT: y, w, w_scale and either xq and x_scale or x are all read "
+                 "or written");
 }
 
 }  // namespace checks
@@ -81,6 +89,21 @@ void column(const Fp8SkinnyGemmParams& p, const std::array<float, 256>& dec, con
 void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p) {
   checks::check_skinny_gemm_fp8(p);
   if (p.m == 0) return;
+  if (p.x != nullptr) {  // the fused form: fp8_quantize_rows' codes and groups-major scales, then the same product
+    const int64_t groups = (p.k + kFp8Block - 1) / kFp8Block;
+    std::vector<uint8_t> q(static_cast<size_t>(p.m * p.k));
+    std::vector<float> s(static_cast<size_t>(groups * p.m));
+    fp8_quantize_rows({.x = p.x, .x_type = p.x_type, .ld_x = p.ld_x, .q = q.data(), .ld_q = p.k, .scale = s.data(),
+                       .scale_row_stride = 1, .scale_group_stride = p.m, .rows = p.m, .k = p.k});
+    Fp8SkinnyGemmParams c = p;
+    c.x = nullptr;
+    c.xq = q.data();
+    c.ld_x = p.k;
+    c.x_scale = s.data();
+    c.x_scale_group_stride = p.m;
+    skinny_gemm_fp8(c);
+    return;
+  }
   const auto& dec = e4m3_table();
   const int64_t m = p.m, k = p.k;
   std::vector<float> x(static_cast<size_t>(k * m));
