@@ -98,6 +98,10 @@ struct MoeLayer::Impl {
   float* xs = nullptr;    // [T K, ceil(H / 128)]
   uint8_t* hq = nullptr;  // [T K, I]
   float* hs = nullptr;    // [T K, ceil(I / 128)]
+  // moe_decode_ffn's FP8 act codes [SI + K I], group scales and arrival counters [(SI + K I) / 128] (zeroed once).
+  uint8_t* act_q = nullptr;
+  float* act_scale = nullptr;
+  uint32_t* act_arrivals = nullptr;
   std::unique_ptr<Fp8Linear> fp8_shared;
 
   Impl(Blas& b, cudaStream_t s, DType dt, int64_t hidden, int64_t inter, int64_t shared_inter, int32_t n_experts,
@@ -194,6 +198,9 @@ void MoeLayer::Impl::allocate() {
   const auto groups = [](int64_t c) { return (c + kFp8Block - 1) / kFp8Block; };
   const size_t o_xq = fp8 ? reserve(n(pairs * H)) : 0, o_xs = fp8 ? reserve(n(pairs * groups(H)) * 4) : 0;
   const size_t o_hq = fp8 ? reserve(n(pairs * I)) : 0, o_hs8 = fp8 ? reserve(n(pairs * groups(I)) * 4) : 0;
+  const int64_t U = SI + int64_t{K} * I;
+  const size_t o_aq = fp8 ? reserve(n(U)) : 0, o_as = fp8 ? reserve(n(groups(U)) * 4) : 0;
+  const size_t o_arr = fp8 ? reserve(n(groups(U)) * 4) : 0;
   scratch = DeviceBuffer(total, "MoE layer scratch");
   char* base = scratch.as<char>();
   logits = reinterpret_cast<float*>(base + o_logits);
@@ -214,6 +221,10 @@ void MoeLayer::Impl::allocate() {
     xs = reinterpret_cast<float*>(base + o_xs);
     hq = reinterpret_cast<uint8_t*>(base + o_hq);
     hs = reinterpret_cast<float*>(base + o_hs8);
+    act_q = reinterpret_cast<uint8_t*>(base + o_aq);
+    act_scale = reinterpret_cast<float*>(base + o_as);
+    act_arrivals = reinterpret_cast<uint32_t*>(base + o_arr);
+    MLABENCH_CUDA(cudaMemset(act_arrivals, 0, n(groups(U)) * 4));  // every moe_decode_ffn launch leaves them zero
     if (SI > 0) fp8_shared = std::make_unique<Fp8Linear>(T, std::max(H, SI));
   }
   if (side_stream) {
@@ -261,7 +272,8 @@ bool MoeLayer::Impl::decode_ffn(const k::MoeLayerParams& p) {
                                 .experts_gate_up_scale = p.experts_gate_up_scale,
                                 .experts_down_scale = p.experts_down_scale,
                                 .shared_gate_up_scale = p.shared_gate_up_scale,
-                                .shared_down_scale = p.shared_down_scale};
+                                .shared_down_scale = p.shared_down_scale, .act_q = act_q, .act_scale = act_scale,
+                                .act_arrivals = act_arrivals};
   if (!k::cuda::moe_decode_ffn_supported(d)) return false;
   phases::at(stream, "moe: experts, one token");
   k::cuda::moe_decode_ffn(d, stream);

@@ -439,6 +439,14 @@ struct MoeDecodeFfnParams {
   const float* experts_down_scale = nullptr;
   const float* shared_gate_up_scale = nullptr;
   const float* shared_down_scale = nullptr;
+  /// FP8 scratch, required with FP8 weights: act's e4m3 codes [U] and group scales [U / 128] (U = shared_inter +
+  /// top_k inter; fp8_quantize_rows' codes and scales of act), and one arrival counter a group [U / 128], zero before
+  /// the first launch and left zero by every launch. The last gate/up CTA of a group to finish quantises it, so the
+  /// down kernel reads codes instead of quantising act again in each of its hidden / 4 CTAs. The twin writes the
+  /// codes and scales too.
+  uint8_t* act_q = nullptr;
+  float* act_scale = nullptr;
+  uint32_t* act_arrivals = nullptr;
   bool fp8() const { return experts_gate_up_scale != nullptr; }
 };
 /// Largest top_k moe_decode_ffn takes (the down kernel keeps a token's expert indices and weights in shared memory).

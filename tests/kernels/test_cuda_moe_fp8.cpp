@@ -288,6 +288,8 @@ TEST(CudaMoeFp8, QgmmaGroupedGemmMatchesTwinAndDequantisedProduct) {
 // one and one without shared experts. act (NaN-poisoned first) within one BF16 rounding of the twin's (the kernel
 // scales each 16-value chunk's sum where the twin scales a 128-value group's: float32 rounding apart); out then
 // differs where such an ulp moves an act group's amax or an e4m3 rounding: bounded and printed. Twice: same bits.
+// The act codes and scales the gate/up kernel's last CTA of each group writes are fp8_quantize_rows of the kernel's
+// own act bit for bit (the twin of the quantiser on the GPU's act), and every arrival counter is back at zero.
 TEST(CudaMoeFp8, DecodeFfnMatchesTwin) {
   MLABENCH_REQUIRE_GPU();
   struct Case {
@@ -316,6 +318,9 @@ TEST(CudaMoeFp8, DecodeFfnMatchesTwin) {
     const int64_t U = c.SI + c.K * c.I;
     std::vector<uint16_t> act(static_cast<size_t>(U));
     std::vector<float> out(static_cast<size_t>(c.H));
+    std::vector<uint8_t> act_q(static_cast<size_t>(U));
+    std::vector<float> act_scale(static_cast<size_t>(U / 128));
+    std::vector<uint32_t> arrivals(static_cast<size_t>(U / 128), 0u);
     const bool sh = c.SI > 0;
     kernels::MoeDecodeFfnParams p{
         .x = x.data(), .topk_idx = idx.data(), .topk_weight = weight.data(), .experts_gate_up = gate_up.codes.data(),
@@ -324,14 +329,18 @@ TEST(CudaMoeFp8, DecodeFfnMatchesTwin) {
         .n_experts = c.E, .top_k = c.K, .act = act.data(), .out = out.data(),
         .experts_gate_up_scale = gate_up.scale.data(), .experts_down_scale = down.scale.data(),
         .shared_gate_up_scale = sh ? shared_gate_up.scale.data() : nullptr,
-        .shared_down_scale = sh ? shared_down.scale.data() : nullptr};
+        .shared_down_scale = sh ? shared_down.scale.data() : nullptr, .act_q = act_q.data(),
+        .act_scale = act_scale.data(), .act_arrivals = arrivals.data()};
     kernels::twin::moe_decode_ffn(p);
     auto d_x = to_device(x), d_gu = to_device(gate_up.codes), d_gus = to_device(gate_up.scale);
     auto d_dn = to_device(down.codes), d_dns = to_device(down.scale), d_sgu = to_device(shared_gate_up.codes);
     auto d_sgus = to_device(shared_gate_up.scale), d_sd = to_device(shared_down.codes);
     auto d_sds = to_device(shared_down.scale), d_idx = to_device(idx), d_w = to_device(weight);
     std::vector<std::vector<float>> outs;
+    auto d_arrivals = to_device(arrivals);  // zero; each launch must leave it so (the second run relies on it)
     for (int run = 0; run < 2; ++run) {
+      auto d_aq = to_device(std::vector<uint8_t>(act_q.size(), 0x7f));
+      auto d_as = to_device(std::vector<float>(act_scale.size(), kNaN));
       auto d_act = to_device(std::vector<uint16_t>(act.size(), kBf16Poison));
       auto d_out = to_device(std::vector<float>(out.size(), kNaN));
       kernels::MoeDecodeFfnParams g = p;
@@ -341,9 +350,22 @@ TEST(CudaMoeFp8, DecodeFfnMatchesTwin) {
       g.shared_gate_up = sh ? d_sgu.get() : nullptr, g.shared_down = sh ? d_sd.get() : nullptr;
       g.shared_gate_up_scale = sh ? d_sgus.as<float>() : nullptr, g.shared_down_scale = sh ? d_sds.as<float>() : nullptr;
       g.act = d_act.get(), g.out = d_out.as<float>();
+      g.act_q = d_aq.as<uint8_t>(), g.act_scale = d_as.as<float>(), g.act_arrivals = d_arrivals.as<uint32_t>();
       ASSERT_TRUE(kernels::cuda::moe_decode_ffn_supported(g));
       kernels::cuda::moe_decode_ffn(g, nullptr);
       MLABENCH_CUDA(cudaDeviceSynchronize());
+      {  // act_q / act_scale: the quantiser's twin over the GPU's own act, bit for bit; the counters zero again
+        const std::vector<uint16_t> gpu_act = to_host<uint16_t>(d_act, act.size());
+        std::vector<uint8_t> want_q(act_q.size());
+        std::vector<float> want_s(act_scale.size());
+        kernels::twin::fp8_quantize_rows({.x = gpu_act.data(), .x_type = DType::BF16, .ld_x = U, .q = want_q.data(),
+                                          .ld_q = U, .scale = want_s.data(), .scale_row_stride = U / 128,
+                                          .scale_group_stride = 1, .rows = 1, .k = U});
+        EXPECT_EQ(to_host<uint8_t>(d_aq, act_q.size()), want_q) << "act codes";
+        const std::vector<float> got_s = to_host<float>(d_as, act_scale.size());
+        EXPECT_EQ(0, std::memcmp(got_s.data(), want_s.data(), want_s.size() * sizeof(float))) << "act scales";
+        EXPECT_EQ(to_host<uint32_t>(d_arrivals, arrivals.size()), arrivals) << "arrival counters not back at zero";
+      }
       const int64_t off_by_one = test::expect_bf16_within_an_ulp(to_host<uint16_t>(d_act, act.size()), act, "act column");
       EXPECT_LE(off_by_one, U / 20) << "act columns one BF16 ulp from the twin's";
       outs.push_back(to_host<float>(d_out, out.size()));

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -271,6 +272,9 @@ TEST(TwinMoeDecodeFfn, Fp8IsTheFp8LayerArithmeticAtOneToken) {
     const float nan = std::numeric_limits<float>::quiet_NaN();
     std::vector<uint16_t> act(static_cast<size_t>(U), f32_to_bf16(nan));
     std::vector<float> out(static_cast<size_t>(H), nan);
+    std::vector<uint8_t> got_aq(static_cast<size_t>(U), 0x7f);
+    std::vector<float> got_as(static_cast<size_t>(U / 128), nan);
+    std::vector<uint32_t> arrivals(static_cast<size_t>(U / 128), 0);
     kernels::MoeDecodeFfnParams p{
         .x = x.data(), .topk_idx = idx.data(), .topk_weight = weight.data(), .experts_gate_up = gate_up.codes.data(),
         .experts_down = down.codes.data(), .shared_gate_up = SI > 0 ? shared_gate_up.codes.data() : nullptr,
@@ -278,7 +282,8 @@ TEST(TwinMoeDecodeFfn, Fp8IsTheFp8LayerArithmeticAtOneToken) {
         .n_experts = E, .top_k = K, .act = act.data(), .out = out.data(),
         .experts_gate_up_scale = gate_up.scale.data(), .experts_down_scale = down.scale.data(),
         .shared_gate_up_scale = SI > 0 ? shared_gate_up.scale.data() : nullptr,
-        .shared_down_scale = SI > 0 ? shared_down.scale.data() : nullptr};
+        .shared_down_scale = SI > 0 ? shared_down.scale.data() : nullptr, .act_q = got_aq.data(),
+        .act_scale = got_as.data(), .act_arrivals = arrivals.data()};
     kernels::twin::moe_decode_ffn(p);
 
     // The layer's pieces. x's codes and scales, then each matrix as a one-expert FP8 grouped GEMM.
@@ -325,6 +330,11 @@ TEST(TwinMoeDecodeFfn, Fp8IsTheFp8LayerArithmeticAtOneToken) {
            down.scale.data() + idx[k] * down.scale_stride, H, kernels::MoeGemmEpilogue::STORE, pair_y.data());
       for (int64_t j = 0; j < H; ++j) want[static_cast<size_t>(j)] += double{weight[k]} * pair_y[static_cast<size_t>(j)];
     }
+    // The act codes and scales the twin hands back (act_q, act_scale: what the GPU's down kernel reads) are those.
+    EXPECT_EQ(got_aq, aq);
+    EXPECT_EQ(0, std::memcmp(got_as.data(), as.data(), as.size() * sizeof(float)));
+    p.act_arrivals = nullptr;
+    EXPECT_ANY_THROW(kernels::twin::moe_decode_ffn(p)) << "FP8 without the act scratch";
     double scale = 0, worst = 0;
     for (int64_t j = 0; j < H; ++j) {
       scale = std::max(scale, std::fabs(want[static_cast<size_t>(j)]));

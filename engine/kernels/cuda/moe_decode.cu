@@ -13,7 +13,8 @@
 //     ran two launches earlier, so the expert indices and the first weight chunks are read before the wait; every
 //     thread requests its next chunk before it uses the current one.
 // Sums: per thread over its chunks, then the warp by shuffles, then the 8 warps in order (deterministic).
-// FP8 weights (issue 20): the same two launches on e4m3 codes, the activations quantised inside (below).
+// FP8 weights (issue 20): the same two launches on e4m3 codes, the activations quantised inside (below): x by every
+// gate/up CTA as it reads it, act once a 128-column group by the group's last gate/up CTA.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -183,10 +184,17 @@ __global__ void __launch_bounds__(kThreads) moe_decode_down_kernel(const MoeDeco
 // instead of 138). A thread takes 16-byte chunks = 16 values; the 8 chunks of a 128-value group are 8 neighbouring
 // lanes of one loop step (the loop strides by a multiple of 8 and the sizes are multiples of 128), so a group's amax
 // is three shuffles among them and the activations are quantised in the kernel, with fp8_quantize_rows' arithmetic
-// (fp8_device.cuh): no quantiser launch, and x or act read once a CTA from L2. A chunk's 16 products are summed in
+// (fp8_device.cuh): no quantiser launch, and x read once a CTA from L2. act is quantised once: the gate/up CTAs of
+// a 128-column group (32 of them) count their arrivals on the group's counter after writing their columns, and the
+// last one reads the group back from L2 and writes its codes and scale (the threadfence-reduction pattern; it then
+// zeroes the counter for the next launch). The down kernel, whose hidden / 4 CTAs each read all of act, then loads
+// codes where it used to quantise them again per CTA (16 IEEE divisions a 64-byte chunk of weights: the kernel ran at
+// 50% of the copy bandwidth on an H100, docs/perf-notes.md issue 20 round 5). A chunk's 16 products are summed in
 // float32 and added times x_scale * w_scale (times the routing weight for a pair's down columns): the W8A8 of the
 // FP8 layer up to summation order.
 constexpr int kFp8Threads = 128, kFp8Warps = kFp8Threads / 32;
+constexpr int kGroupCtas = 128 / kGateCols;  // gate/up CTAs a 128-column act group
+static_assert(kFp8Threads == 128, "a group's last CTA quantises it a value a thread");
 
 // The amax of a 128-value group held by 8 neighbouring lanes (16 values each), NaN skipped as fmaxf does.
 __device__ __forceinline__ float group_amax(const float (&v)[16]) {
@@ -227,6 +235,36 @@ __device__ __forceinline__ float dot16(const float (&x)[16], const uint4& w) {
 #pragma unroll
   for (int e = 0; e < 16; ++e) d = fmaf(x[e], wf[e], d);
   return d;
+}
+
+// After a gate/up CTA wrote its act columns (group grp): the group's last CTA to arrive quantises its 128 values
+// (thread t value t, read from L2: the other CTAs' stores are past their fences) into act_q and act_scale with
+// fp8_quantize_rows' arithmetic, and zeroes the counter. fmaxf skips a NaN as the quantiser's does.
+__device__ __forceinline__ void quantise_act_group_if_last(const MoeDecodeFfnParams& p, int64_t grp, int tid) {
+  __shared__ bool last;
+  __shared__ float warp_amax[kFp8Warps];
+  __threadfence();  // this CTA's act stores (threads 4-7, in store_act_columns) before its arrival
+  __syncthreads();
+  if (tid == 0) last = atomicAdd(p.act_arrivals + grp, 1u) == kGroupCtas - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();  // the other CTAs' stores, seen after their arrivals
+  const int64_t u = grp * kFp8Block + tid;
+  const float v = __uint_as_float(static_cast<uint32_t>(__ldcg(static_cast<const unsigned short*>(p.act) + u)) << 16);
+  float m = fabsf(v);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if ((tid & 31) == 0) warp_amax[tid >> 5] = m;
+  __syncthreads();
+  float amax = warp_amax[0];
+#pragma unroll
+  for (int w = 1; w < kFp8Warps; ++w) amax = fmaxf(amax, warp_amax[w]);
+  const float s = fp8::block_scale(amax);
+  p.act_q[u] = fp8::quantize(v, s);
+  if (tid == 0) {
+    p.act_scale[grp] = s;
+    p.act_arrivals[grp] = 0u;  // the next launch counts from zero (it runs after this grid: PDL waits for it)
+  }
 }
 
 // grid (U / kGateCols): CTA b owns act columns [4 b, 4 b + 4); their 4 gate rows lie in one scale block, and so do
@@ -282,10 +320,11 @@ __global__ void __launch_bounds__(kFp8Threads) moe_decode_gate_up_fp8_kernel(con
     }
   }
   store_act_columns(acc, red, tid, p.act, u0);
+  quantise_act_group_if_last(p, u0 / kFp8Block, tid);
 }
 
 // grid (H / kDownRows): CTA b owns out rows [4 b, 4 b + 4) (one scale block row); thread t takes the 16-column
-// chunks t, t + 128, ... of the concatenated columns, quantising act's groups as it goes.
+// chunks t, t + 128, ... of the concatenated columns, reading act's codes and group scales.
 __global__ void __launch_bounds__(kFp8Threads) moe_decode_down_fp8_kernel(const MoeDecodeFfnParams p) {
   __shared__ float red[kFp8Warps][kDownRows];
   const int tid = threadIdx.x;
@@ -322,11 +361,12 @@ __global__ void __launch_bounds__(kFp8Threads) moe_decode_down_fp8_kernel(const 
   float acc[kDownRows];
 #pragma unroll
   for (int r = 0; r < kDownRows; ++r) acc[r] = 0.0f;
-  const uint4* act = static_cast<const uint4*>(p.act);
+  const uint4* act_q = reinterpret_cast<const uint4*>(p.act_q);
   for (int64_t c = tid; c < chunks; c += kFp8Threads) {
     if (c + kFp8Threads < chunks) load(c + kFp8Threads, nxt, nxt_ws, nxt_route);
     float aq[16];
-    const float as = quantize_chunk(act + 2 * c, aq);
+    fp8::decode16(__ldg(act_q + c), aq);
+    const float as = __ldg(p.act_scale + c / 8);
     const float sc = cur_route * (as * cur_ws);
 #pragma unroll
     for (int r = 0; r < kDownRows; ++r) {
@@ -348,6 +388,7 @@ bool moe_decode_ffn_supported(const MoeDecodeFfnParams& p) {
   const bool shared_ok = p.shared_inter == 0 || (aligned16(p.shared_gate_up) && aligned16(p.shared_down));
   const bool fp8_ok = !p.fp8() || (p.experts_down_scale && (p.shared_inter == 0 || (p.shared_gate_up_scale &&
                                                                                   p.shared_down_scale)) &&
+                                   aligned16(p.act_q) && p.act_scale && p.act_arrivals &&
                                    p.hidden % kFp8Block == 0 && p.inter % kFp8Block == 0 &&
                                    p.shared_inter % kFp8Block == 0);
   if (!fp8_ok) return false;

@@ -2,6 +2,7 @@
 // it. A plain loop: each output is one float32 sum over k ascending of float(x) * float(w) (w read as [n, k], or as
 // [k, n] with w_kn), then beta * y added, or written to act in dtype.
 // The kernel sums in another order (per-thread partials, then a tree), so the two agree to float32 rounding.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -77,6 +78,10 @@ void check_moe_decode_ffn(const MoeDecodeFfnParams& p) {
                    "HINT: every FP8 matrix needs its 128 x 128 scales, and the sizes must be multiples of 128 (each "
                    "quantisation group inside one matrix); take the FP8 layer's COMPACT path otherwise",
                    p.hidden, p.inter, p.shared_inter);
+  if (p.fp8())
+    MLABENCH_CHECK(p.act_q && p.act_scale && p.act_arrivals,
+                   "moe_decode_ffn: FP8 weights without act_q, act_scale or act_arrivals. HINT: the FP8 kernels "
+                   "quantise act into that scratch (codes [U], scales and zeroed counters [U / 128])");
 }
 
 }  // namespace checks
@@ -132,6 +137,8 @@ void moe_decode_ffn_fp8(const MoeDecodeFfnParams& p) {
     act[u] = f32_to_bf16(g / (1.0f + std::exp(-g)) * up);  // as twin::silu_mul
   }
   quantize(p.act, U, aq, as);
+  std::copy(aq.begin(), aq.end(), p.act_q);
+  std::copy(as.begin(), as.end(), p.act_scale);
   const auto* shared_dn = static_cast<const uint8_t*>(p.shared_down);
   const auto* experts_dn = static_cast<const uint8_t*>(p.experts_down);
 #pragma omp parallel for schedule(static) if (U * H >= (int64_t{1} << 20))
