@@ -58,17 +58,17 @@ __device__ __forceinline__ float cta_sum(float (&v)[R], float (&red)[W][R], int 
   return s;
 }
 
-// A gate/up CTA's end: its 4 gate and 4 up sums over the CTA (thread r < 4 gets gate column r, thread 4 + r its up
-// row; the gate total joins it through shared memory), silu(gate) * up into act columns [u0, u0 + 4) in BF16.
-template <int W>
-__device__ __forceinline__ void store_act_columns(float (&acc)[2 * kGateCols], float (&red)[W][2 * kGateCols], int tid,
-                                                  void* act, int64_t u0) {
-  __shared__ float gate[kGateCols];
+// A gate/up CTA's end: its C gate and C up sums over the CTA (thread r < C gets gate column r, thread C + r its up
+// row; the gate total joins it through shared memory), silu(gate) * up into act columns [u0, u0 + C) in BF16.
+template <int C, int W>
+__device__ __forceinline__ void store_act_columns(float (&acc)[2 * C], float (&red)[W][2 * C], int tid, void* act,
+                                                  int64_t u0) {
+  __shared__ float gate[C];
   const float total = cta_sum(acc, red, tid);
-  if (tid < kGateCols) gate[tid] = total;
+  if (tid < C) gate[tid] = total;
   __syncthreads();
-  if (tid >= kGateCols && tid < 2 * kGateCols)
-    static_cast<__nv_bfloat16*>(act)[u0 + tid - kGateCols] = __float2bfloat16_rn(silu_times(gate[tid - kGateCols], total));
+  if (tid >= C && tid < 2 * C)
+    static_cast<__nv_bfloat16*>(act)[u0 + tid - C] = __float2bfloat16_rn(silu_times(gate[tid - C], total));
 }
 
 // grid (U / kGateCols), U = shared_inter + top_k * inter: CTA b owns act columns [4 b, 4 b + 4).
@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(kThreads) moe_decode_gate_up_kernel(const MoeD
       for (int e = 0; e < 8; ++e) acc[r] = fmaf(xf[e], wf[e], acc[r]);
     }
   }
-  store_act_columns(acc, red, tid, p.act, u0);
+  store_act_columns<kGateCols>(acc, red, tid, p.act, u0);
 }
 
 // grid (H / kDownRows): CTA b owns out rows [4 b, 4 b + 4); thread t takes the 8-column chunks t, t + 256, ... of
@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(kThreads) moe_decode_down_kernel(const MoeDeco
 // lanes of one loop step (the loop strides by a multiple of 8 and the sizes are multiples of 128), so a group's amax
 // is three shuffles among them and the activations are quantised in the kernel, with fp8_quantize_rows' arithmetic
 // (fp8_device.cuh): no quantiser launch, and x read once a CTA from L2. act is quantised once: the gate/up CTAs of
-// a 128-column group (32 of them) count their arrivals on the group's counter after writing their columns, and the
+// a 128-column group (16 of them) count their arrivals on the group's counter after writing their columns, and the
 // last one reads the group back from L2 and writes its codes and scale (the threadfence-reduction pattern; it then
 // zeroes the counter for the next launch). The down kernel, whose hidden / 4 CTAs each read all of act, then loads
 // codes where it used to quantise them again per CTA (16 IEEE divisions a 64-byte chunk of weights: the kernel ran at
@@ -193,7 +193,10 @@ __global__ void __launch_bounds__(kThreads) moe_decode_down_kernel(const MoeDeco
 // float32 and added times x_scale * w_scale (times the routing weight for a pair's down columns): the W8A8 of the
 // FP8 layer up to summation order.
 constexpr int kFp8Threads = 128, kFp8Warps = kFp8Threads / 32;
-constexpr int kGroupCtas = 128 / kGateCols;  // gate/up CTAs a 128-column act group
+// Act columns an FP8 gate/up CTA: 8 (the BF16 kernel's 4 measured 74% of the copy bandwidth in FP8 on an H100: each
+// thread quantises its 16 x values, 16 IEEE divisions, for 8 weight chunks; 8 columns spread them over 16).
+constexpr int kGateColsFp8 = 8;
+constexpr int kGroupCtas = 128 / kGateColsFp8;  // gate/up CTAs a 128-column act group
 static_assert(kFp8Threads == 128, "a group's last CTA quantises it a value a thread");
 
 // The amax of a 128-value group held by 8 neighbouring lanes (16 values each), NaN skipped as fmaxf does.
@@ -243,7 +246,7 @@ __device__ __forceinline__ float dot16(const float (&x)[16], const uint4& w) {
 __device__ __forceinline__ void quantise_act_group_if_last(const MoeDecodeFfnParams& p, int64_t grp, int tid) {
   __shared__ bool last;
   __shared__ float warp_amax[kFp8Warps];
-  __threadfence();  // this CTA's act stores (threads 4-7, in store_act_columns) before its arrival
+  __threadfence();  // this CTA's act stores (threads 8-15, in store_act_columns) before its arrival
   __syncthreads();
   if (tid == 0) last = atomicAdd(p.act_arrivals + grp, 1u) == kGroupCtas - 1;
   __syncthreads();
@@ -267,23 +270,24 @@ __device__ __forceinline__ void quantise_act_group_if_last(const MoeDecodeFfnPar
   }
 }
 
-// grid (U / kGateCols): CTA b owns act columns [4 b, 4 b + 4); their 4 gate rows lie in one scale block, and so do
-// their 4 up rows.
+// grid (U / 8): CTA b owns act columns [8 b, 8 b + 8); their 8 gate rows lie in one scale block, and so do their 8
+// up rows.
 __global__ void __launch_bounds__(kFp8Threads) moe_decode_gate_up_fp8_kernel(const MoeDecodeFfnParams p) {
-  __shared__ float red[kFp8Warps][2 * kGateCols];
+  constexpr int C = kGateColsFp8;
+  __shared__ float red[kFp8Warps][2 * C];
   const int tid = threadIdx.x;
   const int64_t H = p.hidden, I = p.inter, SI = p.shared_inter, chunks = H / 16, ld = fp8_weight_scale_ld(H);
-  const int64_t u0 = static_cast<int64_t>(blockIdx.x) * kGateCols;
+  const int64_t u0 = static_cast<int64_t>(blockIdx.x) * C;
   const bool shared = u0 < SI;
   const uint8_t* wb = static_cast<const uint8_t*>(p.shared_gate_up);
   const float* wsb = p.shared_gate_up_scale;
   int64_t row0 = u0, up_off = SI;
-  uint4 wv[2 * kGateCols];
+  uint4 wv[2 * C];
   auto load = [&](int64_t c) {
 #pragma unroll
-    for (int r = 0; r < kGateCols; ++r) {
+    for (int r = 0; r < C; ++r) {
       wv[r] = load_stream(reinterpret_cast<const uint4*>(wb + (row0 + r) * H) + c);
-      wv[kGateCols + r] = load_stream(reinterpret_cast<const uint4*>(wb + (row0 + up_off + r) * H) + c);
+      wv[C + r] = load_stream(reinterpret_cast<const uint4*>(wb + (row0 + up_off + r) * H) + c);
     }
   };
   bool loaded = false;
@@ -302,9 +306,9 @@ __global__ void __launch_bounds__(kFp8Threads) moe_decode_gate_up_fp8_kernel(con
   }
   const float* ws_gate = wsb + (row0 / kFp8Block) * ld;
   const float* ws_up = wsb + ((row0 + up_off) / kFp8Block) * ld;
-  float acc[2 * kGateCols];
+  float acc[2 * C];
 #pragma unroll
-  for (int r = 0; r < 2 * kGateCols; ++r) acc[r] = 0.0f;
+  for (int r = 0; r < 2 * C; ++r) acc[r] = 0.0f;
   const uint4* x = static_cast<const uint4*>(p.x);
   for (int64_t c = tid; c < chunks; c += kFp8Threads) {
     if (!loaded) load(c);
@@ -314,12 +318,12 @@ __global__ void __launch_bounds__(kFp8Threads) moe_decode_gate_up_fp8_kernel(con
     const int64_t g = c / 8;
     const float s_gate = xs * __ldg(ws_gate + g), s_up = xs * __ldg(ws_up + g);
 #pragma unroll
-    for (int r = 0; r < kGateCols; ++r) {
+    for (int r = 0; r < C; ++r) {
       acc[r] = fmaf(dot16(xq, wv[r]), s_gate, acc[r]);
-      acc[kGateCols + r] = fmaf(dot16(xq, wv[kGateCols + r]), s_up, acc[kGateCols + r]);
+      acc[C + r] = fmaf(dot16(xq, wv[C + r]), s_up, acc[C + r]);
     }
   }
-  store_act_columns(acc, red, tid, p.act, u0);
+  store_act_columns<C>(acc, red, tid, p.act, u0);
   quantise_act_group_if_last(p, u0 / kFp8Block, tid);
 }
 
@@ -407,7 +411,7 @@ void moe_decode_ffn(const MoeDecodeFfnParams& p, cudaStream_t s) {
   const int64_t U = p.shared_inter + p.top_k * p.inter;
   const int threads = p.fp8() ? kFp8Threads : kThreads;
   launch_pdl(p.fp8() ? moe_decode_gate_up_fp8_kernel : moe_decode_gate_up_kernel,
-             dim3(static_cast<unsigned>(U / kGateCols)), dim3(threads), 0, s, p);
+             dim3(static_cast<unsigned>(U / (p.fp8() ? kGateColsFp8 : kGateCols))), dim3(threads), 0, s, p);
   launch_pdl(p.fp8() ? moe_decode_down_fp8_kernel : moe_decode_down_kernel,
              dim3(static_cast<unsigned>(p.hidden / kDownRows)), dim3(threads), 0, s, p);
   MLABENCH_CUDA(cudaGetLastError());
