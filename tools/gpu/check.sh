@@ -23,6 +23,8 @@
 #                e.g. max; FP8_KERNEL_TESTS a gtest filter, FP8_BENCH_TIMEOUT seconds a bench)
 #   fp8kv        issue 20: the MLA and GQA decode kernels over FP8 slots: their tests, bench_decode_attention mla16 and
 #                gqa, V2-Lite decode at 32K x 16 with the BF16 and FP8 caches and weights (FP8KV_SHAPES to change)
+#   fp8b1        issue 20: FP8 at batch 1: the fused skinny FP8 GEMM and FP8 decode-FFN tests, the FP8 engine tests, V2-Lite
+#                b1 with BF16, FP8 weights + cache, and the same with MLABENCH_FP8_FUSED_QUANT=0 (one call: ratios)
 #   fp8harness   issue 20: MMLU and GSM8K through the harness on V2-Lite shapes (random weights, the real tokenizer) with
 #                BF16, the FP8 cache, FP8 weights and both, paired by mlabench compare (FP8H_LIMIT, FP8H_TIMEOUT)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
@@ -331,6 +333,22 @@ fi
 # Issue 20's accuracy cost through the harness (named only): V2-Lite's shapes, random weights, the real tokenizer, MMLU
 # 5-shot and GSM8K 8-shot CoT (--limit FP8H_LIMIT, default 3) with BF16, the FP8 cache, FP8 weights and both;
 # `mlabench compare` pairs each with BF16 (argmax agreement, |delta log p|, McNemar) into $out/fp8_compare.json.
+if named fp8b1; then
+  build-gpu/tests/test_cuda_kernels --gtest_filter='CudaSkinnyFp8*:CudaMoeFp8.DecodeFfn*:CudaMoe.DecodeFfn*' > "$out/fp8b1_kernels.log" 2>&1
+  row "skinny FP8 + decode FFN tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8b1_kernels.log" | tr '\n' ' ')"
+  grep -E '^\[  FAILED|Failure|skinny fp8 fused|decode ffn' "$out/fp8b1_kernels.log" | head -16 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+  build-gpu/tests/test_gpu_engine --gtest_filter='*GpuFp8*' > "$out/fp8b1_engine.log" 2>&1
+  row "FP8 engine tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8b1_engine.log" | tr '\n' ' ')"
+  grep -E '^\[  FAILED|Failure' "$out/fp8b1_engine.log" | head -12 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+  b1=(--device cuda --model configs/deepseek-v2-lite --random-weights 0 --prompt 512 --batch 1 --gen 128)
+  for cfg in "bf16 1 auto" "fp8 1 fp8" "fp8_unfused 0 fp8"; do
+    set -- $cfg
+    MLABENCH_FP8_FUSED_QUANT=$2 timeout 60 build-gpu/mlabench bench "${b1[@]}" --weights-dtype $3 --kv-cache-dtype $3 \
+      --out "$out/bench_dsv2_lite_b1_$1.json" > "$out/fp8b1_$1.log" 2>&1
+    row "bench V2-Lite b1, $1" "rc $?"
+    grep -E '^ +1 +512 |^error' "$out/fp8b1_$1.log" | sed 's/^/    /' >> "$out/summary.txt"
+  done
+fi
 if named fp8harness && [ -d .carry/shared/datasets ]; then
   lite=$(lite_with_tokenizer)
   ds=(--mirror "$PWD/.carry/shared/datasets" --data-dir /tmp/mlabench-datasets --offline --no-progress)
