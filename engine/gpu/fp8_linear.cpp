@@ -52,17 +52,26 @@ Fp8Linear::Fp8Linear(int64_t max_rows, int64_t max_k)
     : max_rows_(max_rows),
       max_k_(max_k),
       q_(static_cast<size_t>(max_rows * codes_ld(max_k)), "FP8 activation codes"),
-      s_(static_cast<size_t>(((max_k + kFp8Block - 1) / kFp8Block) * max_rows) * 4, "FP8 activation scales") {}
+      s_(static_cast<size_t>(((max_k + kFp8Block - 1) / kFp8Block) * max_rows) * 4, "FP8 activation scales") {
+  // The switches read now, at load: a bad value is refused before any step runs (or is captured into a graph).
+  fp8_gemm_choice();
+  fp8_fused_quantise();
+}
 
-Fp8Linear::Path Fp8Linear::path(DType y_type, const uint8_t* w, int64_t m, int64_t n, int64_t k) const {
+Fp8Linear::Path Fp8Linear::path(DType y_type, const void* x, DType x_type, int64_t ldx, const uint8_t* w, int64_t m,
+                                int64_t n, int64_t k) const {
   MLABENCH_CHECK(m <= max_rows_ && k <= max_k_,
                  "FP8 GEMM of {} rows x {} columns: the scratch holds {} x {}. HINT: size Fp8Linear for the step's "
                  "largest product",
                  m, k, max_rows_, max_k_);
   // Decode's few rows: the weight-streaming kernel (float32 out); MLABENCH_SKINNY_GEMM=0 keeps the tile GEMMs.
+  // It quantises x itself where x's codes fit its shared memory (SKINNY_FUSED: one launch instead of two).
   if (y_type == DType::F32 && m <= kernels::kSkinnyFp8MaxRows && Blas::skinny_enabled() &&
       kernels::cuda::skinny_gemm_fp8_supported(skinny_params(nullptr, 0, w, nullptr, m, n, k)))
-    return Path::SKINNY;
+    return fp8_fused_quantise() && kernels::cuda::skinny_gemm_fp8_supported(
+                                       fused_params(nullptr, 0, x, x_type, ldx, w, nullptr, m, n, k))
+               ? Path::SKINNY_FUSED
+               : Path::SKINNY;
   return fp8_gemm_choice() == Fp8GemmChoice::CUBLASLT ? Path::CUBLASLT : Path::GROUPED;
 }
 
@@ -76,6 +85,7 @@ kernels::Fp8SkinnyGemmParams Fp8Linear::skinny_params(float* y, int64_t ldy, con
 // x's rows into the codes and scales, the scales laid out as the path reads them: groups major for the skinny kernel
 // and cuBLASLt (VEC128), rows major for the grouped GEMM.
 void Fp8Linear::quantize(Blas& blas, Path path, const void* x, DType x_type, int64_t ldx, int64_t m, int64_t k) {
+  if (path == Path::SKINNY_FUSED) return;  // the GEMM quantises x itself
   const bool groups_major = path != Path::GROUPED;
   const int64_t groups = (k + kFp8Block - 1) / kFp8Block;
   kernels::cuda::fp8_quantize_rows({.x = x, .x_type = x_type, .ld_x = ldx, .q = q_.as<uint8_t>(), .ld_q = codes_ld(k),
@@ -84,10 +94,14 @@ void Fp8Linear::quantize(Blas& blas, Path path, const void* x, DType x_type, int
                                    blas.stream());
 }
 
-// y[m, n] = the quantised rows . w^T by the path chosen (the codes already written by quantize).
-void Fp8Linear::gemm(Blas& blas, Path path, DType x_type, void* y, DType y_type, int64_t ldy, const uint8_t* w,
-                     const float* w_scale, int64_t m, int64_t n, int64_t k) {
-  if (path == Path::SKINNY) {
+// y[m, n] = the quantised rows . w^T by the path chosen (the codes already written by quantize, or, SKINNY_FUSED,
+// quantised from x by the kernel).
+void Fp8Linear::gemm(Blas& blas, Path path, const void* x, DType x_type, int64_t ldx, void* y, DType y_type,
+                     int64_t ldy, const uint8_t* w, const float* w_scale, int64_t m, int64_t n, int64_t k) {
+  if (path == Path::SKINNY_FUSED) {
+    kernels::cuda::skinny_gemm_fp8(fused_params(static_cast<float*>(y), ldy, x, x_type, ldx, w, w_scale, m, n, k),
+                                   blas.stream());
+  } else if (path == Path::SKINNY) {
     kernels::cuda::skinny_gemm_fp8(skinny_params(static_cast<float*>(y), ldy, w, w_scale, m, n, k), blas.stream());
   } else if (path == Path::CUBLASLT) {
     blas.linear_fp8(y, y_type, ldy, q_.as<uint8_t>(), codes_ld(k), s_.as<float>(), w, k, w_scale, m, n, k);
@@ -117,23 +131,12 @@ kernels::Fp8SkinnyGemmParams Fp8Linear::fused_params(float* y, int64_t ldy, cons
           .w_scale_ld = fp8_weight_scale_ld(k), .m = m, .n = n, .k = k};
 }
 
-bool Fp8Linear::fused(Path path, const void* x, DType x_type, int64_t ldx, const uint8_t* w, int64_t m, int64_t n,
-                      int64_t k) {
-  return path == Path::SKINNY && fp8_fused_quantise() &&
-         kernels::cuda::skinny_gemm_fp8_supported(fused_params(nullptr, 0, x, x_type, ldx, w, nullptr, m, n, k));
-}
-
 void Fp8Linear::run(Blas& blas, void* y, DType y_type, int64_t ldy, const void* x, DType x_type, int64_t ldx,
                     const uint8_t* w, const float* w_scale, int64_t m, int64_t n, int64_t k) {
   if (m == 0) return;
-  const Path p = path(y_type, w, m, n, k);
-  if (fused(p, x, x_type, ldx, w, m, n, k)) {  // one launch: the skinny kernel quantises x itself
-    kernels::cuda::skinny_gemm_fp8(fused_params(static_cast<float*>(y), ldy, x, x_type, ldx, w, w_scale, m, n, k),
-                                   blas.stream());
-    return;
-  }
+  const Path p = path(y_type, x, x_type, ldx, w, m, n, k);
   quantize(blas, p, x, x_type, ldx, m, k);
-  gemm(blas, p, x_type, y, y_type, ldy, w, w_scale, m, n, k);
+  gemm(blas, p, x, x_type, ldx, y, y_type, ldy, w, w_scale, m, n, k);
 }
 
 // Two parts with their own grids (split_rows): x quantised once, then rows [0, split) and [split, rows) of w, the
@@ -144,20 +147,13 @@ void Fp8Linear::run(Blas& blas, float* y, int64_t ldy, const void* x, DType x_ty
   if (m == 0) return;
   const auto* codes = static_cast<const uint8_t*>(w.p);
   const int64_t k = w.cols, r1 = w.split_rows > 0 ? w.split_rows : w.rows;
-  const Path p = path(DType::F32, codes, m, r1, k);
-  const int64_t g1 = (r1 + kFp8Block - 1) / kFp8Block;
-  if (fused(p, x, x_type, ldx, codes, m, r1, k)) {  // each part's kernel quantises x itself
-    kernels::cuda::skinny_gemm_fp8(fused_params(y, ldy, x, x_type, ldx, codes, w.scale, m, r1, k), blas.stream());
-    if (r1 < w.rows)
-      kernels::cuda::skinny_gemm_fp8(fused_params(y + r1, ldy, x, x_type, ldx, codes + r1 * k,
-                                                  w.scale + g1 * fp8_weight_scale_ld(k), m, w.rows - r1, k),
-                                     blas.stream());
-    return;
-  }
+  const Path p = path(DType::F32, x, x_type, ldx, codes, m, r1, k);
   quantize(blas, p, x, x_type, ldx, m, k);
-  gemm(blas, p, x_type, y, DType::F32, ldy, codes, w.scale, m, r1, k);
+  gemm(blas, p, x, x_type, ldx, y, DType::F32, ldy, codes, w.scale, m, r1, k);
   if (r1 == w.rows) return;
-  gemm(blas, p, x_type, y + r1, DType::F32, ldy, codes + r1 * k, w.scale + g1 * fp8_weight_scale_ld(k), m, w.rows - r1, k);
+  const int64_t g1 = (r1 + kFp8Block - 1) / kFp8Block;
+  gemm(blas, p, x, x_type, ldx, y + r1, DType::F32, ldy, codes + r1 * k, w.scale + g1 * fp8_weight_scale_ld(k), m,
+       w.rows - r1, k);
 }
 
 }  // namespace mlabench::gpu

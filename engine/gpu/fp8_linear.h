@@ -42,19 +42,19 @@ class Fp8Linear {
   uint64_t bytes() const { return q_.bytes() + s_.bytes(); }
 
  private:
-  enum class Path { SKINNY, GROUPED, CUBLASLT };
-  Path path(DType y_type, const uint8_t* w, int64_t m, int64_t n, int64_t k) const;
+  // SKINNY_FUSED: skinny_gemm_fp8's fused form, which quantises x itself (quantize does nothing).
+  enum class Path { SKINNY, SKINNY_FUSED, GROUPED, CUBLASLT };
+  Path path(DType y_type, const void* x, DType x_type, int64_t ldx, const uint8_t* w, int64_t m, int64_t n,
+            int64_t k) const;
   kernels::Fp8SkinnyGemmParams skinny_params(float* y, int64_t ldy, const uint8_t* w, const float* w_scale, int64_t m,
                                              int64_t n, int64_t k) const;
-  // The skinny kernel's fused form (x quantised by the kernel), and whether it runs this product.
+  // The skinny kernel's fused form (x quantised by the kernel).
   static kernels::Fp8SkinnyGemmParams fused_params(float* y, int64_t ldy, const void* x, DType x_type, int64_t ldx,
                                                    const uint8_t* w, const float* w_scale, int64_t m, int64_t n,
                                                    int64_t k);
-  static bool fused(Path path, const void* x, DType x_type, int64_t ldx, const uint8_t* w, int64_t m, int64_t n,
-                    int64_t k);
   void quantize(Blas& blas, Path path, const void* x, DType x_type, int64_t ldx, int64_t m, int64_t k);
-  void gemm(Blas& blas, Path path, DType x_type, void* y, DType y_type, int64_t ldy, const uint8_t* w,
-            const float* w_scale, int64_t m, int64_t n, int64_t k);
+  void gemm(Blas& blas, Path path, const void* x, DType x_type, int64_t ldx, void* y, DType y_type, int64_t ldy,
+            const uint8_t* w, const float* w_scale, int64_t m, int64_t n, int64_t k);
 
   int64_t max_rows_, max_k_;
   DeviceBuffer q_, s_;  // codes [max_rows, ld]; scales [ceil(max_k / 128), max_rows]

@@ -54,6 +54,13 @@ lite_with_tokenizer() {
   echo $d
 }
 row() { printf '%-34s %s\n' "$1" "$2" >> "$out/summary.txt"; }
+# gtests LOG ROW BINARY FILTER LINES N: run a test binary's filter into $out/LOG, a summary row of its PASSED /
+# FAILED lines, and its first N lines matching LINES (failures, printed errors) under it.
+gtests() {
+  "build-gpu/tests/$3" --gtest_filter="$4" > "$out/$1" 2>&1
+  row "$2" "$(grep -E '^\[  (PASSED|FAILED)' "$out/$1" | tr '\n' ' ')"
+  grep -E "^\[  FAILED|Failure|$5" "$out/$1" | head -"$6" | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+}
 stages=${1:-all}
 want() { [ "$stages" = all ] || [[ ",$stages," == *",$1,"* ]]; }
 named() { [[ ",$stages," == *",$1,"* ]]; }  # stages "all" leaves out
@@ -290,12 +297,9 @@ named longprefill && long_bench long_prefill 540 32768x1:prefill,131072x1:prefil
 named longdecode && long_bench long_decode 540 8192x64:decode,32768x16:decode
 named longdecode128 && long_bench long_decode128 540 131072x1:decode
 if named fp8; then
-  build-gpu/tests/test_cuda_kernels --gtest_filter="${FP8_KERNEL_TESTS:-CudaFp8*:CudaMoeFp8*:CudaSkinnyFp8*}" > "$out/fp8_kernels.log" 2>&1
-  row "FP8 kernel tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8_kernels.log" | tr '\n' ' ')"
-  grep -E '^\[  FAILED|Failure|max \||^\[ qgmma|^\[ decode ffn' "$out/fp8_kernels.log" | head -40 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
-  build-gpu/tests/test_gpu_engine --gtest_filter='*GpuFp8*' > "$out/fp8_engine.log" 2>&1
-  row "FP8 engine tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8_engine.log" | tr '\n' ' ')"
-  grep -E '^\[  FAILED|Failure|gpu fp8|Expected|actual' "$out/fp8_engine.log" | head -24 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+  gtests fp8_kernels.log "FP8 kernel tests" test_cuda_kernels "${FP8_KERNEL_TESTS:-CudaFp8*:CudaMoeFp8*:CudaSkinnyFp8*}" \
+    'max \||^\[ qgmma|^\[ decode ffn' 40
+  gtests fp8_engine.log "FP8 engine tests" test_gpu_engine '*GpuFp8*' 'gpu fp8|Expected|actual' 24
   timeout 150 build-gpu/bench/bench_moe_gemm --quick --json "$out/bench_moe_gemm_fp8.json" > "$out/fp8_moe.log" 2>&1
   row "bench_moe_gemm --quick (fp8 row)" "rc $?"
   grep -E '^device|^(hopper|mma|fp8)|vs fp8-mma' "$out/fp8_moe.log" | sed 's/^/    /' >> "$out/summary.txt"
@@ -312,9 +316,8 @@ fi
 # --only mla16), and V2-Lite decode at 32K x 16 with the BF16 and the FP8 cache, BF16 and FP8 weights (issue 20's
 # 1.7x target; FP8KV_SHAPES to change the shape).
 if named fp8kv; then
-  build-gpu/tests/test_cuda_kernels --gtest_filter='CudaAttention.MlaDecode*:CudaAttention.Gqa*:CudaFp8Cache*' > "$out/fp8kv_tests.log" 2>&1
-  row "MLA/GQA decode + FP8 cache tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8kv_tests.log" | tr '\n' ' ')"
-  grep -E '^\[  FAILED|Failure|fp8 cache \]' "$out/fp8kv_tests.log" | head -24 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+  gtests fp8kv_tests.log "MLA/GQA decode + FP8 cache tests" test_cuda_kernels \
+    'CudaAttention.MlaDecode*:CudaAttention.Gqa*:CudaFp8Cache*' 'fp8 cache \]' 24
   timeout 150 build-gpu/bench/bench_decode_attention --only mla16 --reps 20 > "$out/fp8kv_kernel.log" 2>&1
   row "bench decode attention (mla16, BF16 and FP8 slots)" "rc $?"
   timeout 100 build-gpu/bench/bench_decode_attention --only gqa --reps 20 | grep -E '^gqa' >> "$out/fp8kv_kernel.log" 2>&1
@@ -330,16 +333,12 @@ if named fp8kv; then
     done
   done
 fi
-# Issue 20's accuracy cost through the harness (named only): V2-Lite's shapes, random weights, the real tokenizer, MMLU
-# 5-shot and GSM8K 8-shot CoT (--limit FP8H_LIMIT, default 3) with BF16, the FP8 cache, FP8 weights and both;
-# `mlabench compare` pairs each with BF16 (argmax agreement, |delta log p|, McNemar) into $out/fp8_compare.json.
+# Issue 20 at batch 1 (named only): the fused skinny FP8 GEMM and the FP8 decode FFN against their twins, the FP8
+# engine tests, then V2-Lite b1 with BF16, FP8 weights + cache, and FP8 with MLABENCH_FP8_FUSED_QUANT=0 (one call).
 if named fp8b1; then
-  build-gpu/tests/test_cuda_kernels --gtest_filter='CudaSkinnyFp8*:CudaMoeFp8.DecodeFfn*:CudaMoe.DecodeFfn*' > "$out/fp8b1_kernels.log" 2>&1
-  row "skinny FP8 + decode FFN tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8b1_kernels.log" | tr '\n' ' ')"
-  grep -E '^\[  FAILED|Failure|skinny fp8 fused|decode ffn' "$out/fp8b1_kernels.log" | head -16 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
-  build-gpu/tests/test_gpu_engine --gtest_filter='*GpuFp8*' > "$out/fp8b1_engine.log" 2>&1
-  row "FP8 engine tests" "$(grep -E '^\[  (PASSED|FAILED)' "$out/fp8b1_engine.log" | tr '\n' ' ')"
-  grep -E '^\[  FAILED|Failure' "$out/fp8b1_engine.log" | head -12 | cut -c1-200 | sed 's/^/    /' >> "$out/summary.txt"
+  gtests fp8b1_kernels.log "skinny FP8 + decode FFN tests" test_cuda_kernels \
+    'CudaSkinnyFp8*:CudaMoeFp8.DecodeFfn*:CudaMoe.DecodeFfn*' 'skinny fp8 fused|decode ffn' 16
+  gtests fp8b1_engine.log "FP8 engine tests" test_gpu_engine '*GpuFp8*' 'gpu fp8' 12
   b1=(--device cuda --model configs/deepseek-v2-lite --random-weights 0 --prompt 512 --batch 1 --gen 128)
   for cfg in "bf16 1 auto" "fp8 1 fp8" "fp8_unfused 0 fp8"; do
     set -- $cfg
@@ -349,6 +348,9 @@ if named fp8b1; then
     grep -E '^ +1 +512 |^error' "$out/fp8b1_$1.log" | sed 's/^/    /' >> "$out/summary.txt"
   done
 fi
+# Issue 20's accuracy cost through the harness (named only): V2-Lite's shapes, random weights, the real tokenizer, MMLU
+# 5-shot and GSM8K 8-shot CoT (--limit FP8H_LIMIT, default 3) with BF16, the FP8 cache, FP8 weights and both;
+# `mlabench compare` pairs each with BF16 (argmax agreement, |delta log p|, McNemar) into $out/fp8_compare.json.
 if named fp8harness && [ -d .carry/shared/datasets ]; then
   lite=$(lite_with_tokenizer)
   ds=(--mirror "$PWD/.carry/shared/datasets" --data-dir /tmp/mlabench-datasets --offline --no-progress)

@@ -22,6 +22,13 @@ __device__ __forceinline__ float block_scale(float amax) {
   return s > 0.0f ? s : __uint_as_float(1u);
 }
 
+/// The largest of the 32 lanes' m (their part of a group's amax); fmaxf skips a NaN, as the twins' std::max does.
+__device__ __forceinline__ float warp_amax(float m) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  return m;
+}
+
 /// f32_to_e4m3(x / s), the NaN code carrying x's sign (the GPU's division returns a canonical NaN).
 __device__ __forceinline__ uint8_t quantize(float x, float s) {
   const float v = __fdiv_rn(x, s);

@@ -50,12 +50,6 @@ __device__ __forceinline__ float load_value(const void* base, int64_t i) {
 using fp8::block_scale;
 using fp8::quantize;
 
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = kWarp / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
 // One warp per (row, group): lane l holds columns 128 g + l + 32 j (j < 4), so each load and each byte store of the
 // warp is 32 consecutive elements. fmaxf skips a NaN as fake_quantize_fp8_row's std::max does; a group past k's end
 // (the last, shorter one) pads with zeros, which leave the amax as it is.
@@ -76,7 +70,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quantize_rows_kernel(Fp8Quantize
       v[j] = c < p.k ? load_value<kBf16>(p.x, r * p.ld_x + c) : 0.0f;
       amax = fmaxf(amax, fabsf(v[j]));
     }
-    const float s = block_scale(warp_max(amax));
+    const float s = block_scale(fp8::warp_amax(amax));
     if (lane == 0) p.scale[r * p.scale_row_stride + g * p.scale_group_stride] = s;
 #pragma unroll
     for (int j = 0; j < kBlock / kWarp; ++j) {
@@ -94,7 +88,7 @@ __global__ void __launch_bounds__(kThreads) fp8_quantize_blocks_kernel(Fp8Quanti
   griddep_wait();
   griddep_launch_dependents();
   constexpr int kRowsPerPass = kThreads / kBlock;
-  __shared__ float warp_amax[kThreads / kWarp];
+  __shared__ float warps_amax[kThreads / kWarp];
   const int col = static_cast<int>(threadIdx.x) % kBlock, row = static_cast<int>(threadIdx.x) / kBlock;
   const int64_t nb = (p.n + kBlock - 1) / kBlock, kb = (p.k + kBlock - 1) / kBlock;
   for (int64_t b = blockIdx.x; b < nb * kb; b += gridDim.x) {
@@ -104,13 +98,13 @@ __global__ void __launch_bounds__(kThreads) fp8_quantize_blocks_kernel(Fp8Quanti
     if (c < p.k)
       for (int64_t r = bn * kBlock + row; r < r1; r += kRowsPerPass)
         amax = fmaxf(amax, fabsf(load_value<kBf16>(p.w, r * p.ld_w + c)));
-    amax = warp_max(amax);
-    if (threadIdx.x % kWarp == 0) warp_amax[threadIdx.x / kWarp] = amax;
+    amax = fp8::warp_amax(amax);
+    if (threadIdx.x % kWarp == 0) warps_amax[threadIdx.x / kWarp] = amax;
     __syncthreads();
-    amax = warp_amax[0];
+    amax = warps_amax[0];
 #pragma unroll
-    for (int i = 1; i < kThreads / kWarp; ++i) amax = fmaxf(amax, warp_amax[i]);
-    __syncthreads();  // warp_amax is rewritten by the next block of the loop
+    for (int i = 1; i < kThreads / kWarp; ++i) amax = fmaxf(amax, warps_amax[i]);
+    __syncthreads();  // warps_amax is rewritten by the next block of the loop
     const float s = block_scale(amax);
     if (threadIdx.x == 0) p.scale_inv[bn * p.scale_ld + bk] = s;
     if (c < p.k)

@@ -245,7 +245,7 @@ __device__ __forceinline__ float dot16(const float (&x)[16], const uint4& w) {
 // fp8_quantize_rows' arithmetic, and zeroes the counter. fmaxf skips a NaN as the quantiser's does.
 __device__ __forceinline__ void quantise_act_group_if_last(const MoeDecodeFfnParams& p, int64_t grp, int tid) {
   __shared__ bool last;
-  __shared__ float warp_amax[kFp8Warps];
+  __shared__ float warps_amax[kFp8Warps];
   __threadfence();  // this CTA's act stores (threads 8-15, in store_act_columns) before its arrival
   __syncthreads();
   if (tid == 0) last = atomicAdd(p.act_arrivals + grp, 1u) == kGroupCtas - 1;
@@ -254,14 +254,12 @@ __device__ __forceinline__ void quantise_act_group_if_last(const MoeDecodeFfnPar
   __threadfence();  // the other CTAs' stores, seen after their arrivals
   const int64_t u = grp * kFp8Block + tid;
   const float v = __uint_as_float(static_cast<uint32_t>(__ldcg(static_cast<const unsigned short*>(p.act) + u)) << 16);
-  float m = fabsf(v);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-  if ((tid & 31) == 0) warp_amax[tid >> 5] = m;
+  const float m = fp8::warp_amax(fabsf(v));
+  if ((tid & 31) == 0) warps_amax[tid >> 5] = m;
   __syncthreads();
-  float amax = warp_amax[0];
+  float amax = warps_amax[0];
 #pragma unroll
-  for (int w = 1; w < kFp8Warps; ++w) amax = fmaxf(amax, warp_amax[w]);
+  for (int w = 1; w < kFp8Warps; ++w) amax = fmaxf(amax, warps_amax[w]);
   const float s = fp8::block_scale(amax);
   p.act_q[u] = fp8::quantize(v, s);
   if (tid == 0) {

@@ -145,9 +145,7 @@ __device__ __forceinline__ void quantise_x(uint8_t* xq_s, float* xs, const Fp8Sk
         amax = fmaxf(amax, fabsf(v[j]));
       }
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float s = fp8::block_scale(amax);
+    const float s = fp8::block_scale(fp8::warp_amax(amax));
     if (lane == 0) xs[grp * kXRows + r] = s;
     if (c < p.k) {
       uint32_t word = 0;
