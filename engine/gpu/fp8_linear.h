@@ -1,8 +1,8 @@
 // FP8 GEMMs of the GPU engine's projections (issue 20; --weights-dtype fp8): the activation rows quantised to e4m3
 // in 1 x 128 groups (kernels::cuda::fp8_quantize_rows, the scales laid out as the chosen GEMM reads them) into
-// scratch sized once, then skinny_gemm_fp8 (up to 8 rows; in one launch, quantising x itself, where x's codes fit its
-// shared memory) or the FP8 grouped GEMM as one expert (cuBLASLt's
-// block-scaled GEMM under MLABENCH_FP8_GEMM=cublaslt). The arithmetic is the CPU engine's W8A8 (cpu::linear with
+// scratch sized once, then skinny_gemm_fp8 (up to 16 rows; in one launch, quantising x itself, where x's codes
+// fit its shared memory) or the FP8 grouped GEMM as one expert (cuBLASLt's block-scaled GEMM under
+// MLABENCH_FP8_GEMM=cublaslt). The arithmetic is the CPU engine's W8A8 (cpu::linear with
 // F8 weights): each group of 128 activations scaled by its amax / 448 and rounded to e4m3. The grouped GEMM sums a
 // group's products in float32 (mma.sync) for float32 activations and on QGMMA for BF16 ones (fp8_exact_sums).
 #pragma once

@@ -176,7 +176,7 @@ void run_case(int64_t m, int64_t n, int64_t k, int64_t nan_row, bool with_double
     ASSERT_TRUE(std::isnan(got[static_cast<size_t>(nan_row * o.ldy + j)])) << what << ": y[" << nan_row << ", " << j
                                                                             << "] not NaN";
   }
-  if (m == 1 || m == 8) std::printf("%s: max |kernel - twin| / max |y| = %.3g\n", what.c_str(), err);
+  if (m == 1 || m == 8 || m == 16) std::printf("%s: max |kernel - twin| / max |y| = %.3g\n", what.c_str(), err);
 }
 
 TEST(CudaSkinnyFp8, MatchesTwinAndDoubleProductAtEveryRowCount) {
@@ -186,14 +186,16 @@ TEST(CudaSkinnyFp8, MatchesTwinAndDoubleProductAtEveryRowCount) {
     int64_t n, k;
   };
   const Shape shapes[] = {{576, 2048}, {3072, 2048}, {2048, 1408}, {2816, 2048}, {2048, 10944}, {200, 272}};
+  // 1-8 rows: one x tile; 9, 12, 15, 16: two (rows past m in the second tile zero, a NaN row in either).
   for (const Shape& s : shapes)
-    for (int64_t m = 1; m <= 8; ++m) run_case(m, s.n, s.k, s.n == 2048 && s.k == 1408 ? 3 : -1, m % 4 == 1, rng);
+    for (int64_t m : {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16})
+      run_case(m, s.n, s.k, s.n == 2048 && s.k == 1408 ? (m > 8 ? 10 : 3) : -1, m % 4 == 1, rng);
 }
 
 TEST(CudaSkinnyFp8, MatchesTwinAtLmHeadSize) {
   MLABENCH_REQUIRE_GPU();
   std::mt19937 rng(2002);
-  for (int64_t m : {1, 3, 8}) run_case(m, 102400, 2048, -1, false, rng);
+  for (int64_t m : {1, 3, 8, 16}) run_case(m, 102400, 2048, -1, false, rng);
 }
 
 // Two launches give the same bits (warps' sums added in a fixed order), and so does a replayed CUDA graph.
@@ -235,8 +237,9 @@ TEST(CudaSkinnyFp8, DeterministicAndGraphCapturable) {
 
 // The fused form (Fp8SkinnyGemmParams::x: the kernel quantises x itself) against fp8_quantize_rows' launch then the
 // product, on the GPU: the same y bit for bit (NaN padding and a NaN row included), for F32 and BF16 rows at a
-// padded ld_x whose padding is NaN, at V2-Lite's shapes and the shared experts' k = 10,944 up to the 4 rows whose
-// codes fit the kernel's shared memory (5 do not: skinny_gemm_fp8_supported says no).
+// padded ld_x whose padding is NaN, at V2-Lite's shapes up to 16 rows (two x tiles), the shared experts' down
+// projection (k = 2,816) at 16 rows, and the dense layer's k = 10,944 up to the 4 rows whose codes fit the kernel's
+// shared memory (5 do not: skinny_gemm_fp8_supported says no).
 TEST(CudaSkinnyFp8, FusedFormIsQuantiseThenProductBitForBit) {
   MLABENCH_REQUIRE_GPU();
   std::mt19937 rng(2005);
@@ -244,7 +247,8 @@ TEST(CudaSkinnyFp8, FusedFormIsQuantiseThenProductBitForBit) {
     int64_t n, k, max_m;
   };
   int compared = 0;
-  for (const Case& c : {Case{576, 2048, 8}, Case{3072, 2048, 8}, Case{2048, 10944, 4}, Case{200, 272, 8}})
+  for (const Case& c : {Case{576, 2048, 16}, Case{3072, 2048, 16}, Case{2048, 2816, 16}, Case{2048, 10944, 4},
+                        Case{200, 272, 16}})
     for (int64_t m = 1; m <= c.max_m; ++m)
       for (DType xt : {DType::F32, DType::BF16}) {
         const std::string what = fmt::format("fused m {} n {} k {} {}", m, c.n, c.k, dtype_name(xt));
@@ -256,6 +260,7 @@ TEST(CudaSkinnyFp8, FusedFormIsQuantiseThenProductBitForBit) {
           for (int64_t col = 0; col < c.k; ++col)
             xf[static_cast<size_t>(r * ld + col)] = nd(rng) * std::ldexp(1.0f, static_cast<int>((col / 128 + r) % 5) - 2);
         if (m >= 3) xf[static_cast<size_t>(2 * ld + c.k / 3)] = kNaN;
+        if (m >= 11) xf[static_cast<size_t>(10 * ld + c.k / 2)] = kNaN;  // a NaN row in the second x tile
         std::vector<uint16_t> xb(xf.size());
         for (size_t i = 0; i < xf.size(); ++i) xb[i] = f32_to_bf16(xf[i]);
         const gpu::DeviceBuffer d_x = xt == DType::F32 ? to_device(xf) : to_device(xb);
@@ -290,6 +295,10 @@ TEST(CudaSkinnyFp8, FusedFormIsQuantiseThenProductBitForBit) {
         if (m >= 3) {
           EXPECT_TRUE(std::isnan(got[static_cast<size_t>(2 * o.ldy)])) << what << ": the NaN row";
         }
+        if (m >= 11) {
+          EXPECT_TRUE(std::isnan(got[static_cast<size_t>(10 * o.ldy)])) << what << ": the second tile's NaN row";
+          EXPECT_FALSE(std::isnan(got[static_cast<size_t>(9 * o.ldy)])) << what << ": row 9";
+        }
         EXPECT_FALSE(std::isnan(got[0])) << what;
         ++compared;
         if (c.k == 10944 && m == c.max_m) {
@@ -297,7 +306,7 @@ TEST(CudaSkinnyFp8, FusedFormIsQuantiseThenProductBitForBit) {
           EXPECT_FALSE(cuda::skinny_gemm_fp8_supported(fused)) << what;
         }
       }
-  EXPECT_EQ(compared, 2 * (8 + 8 + 4 + 8));
+  EXPECT_EQ(compared, 2 * (16 + 16 + 16 + 4 + 16));
   std::printf("[ skinny fp8 fused ] %d products equal to quantise-then-product bit for bit\n", compared);
 }
 
@@ -312,8 +321,8 @@ TEST(CudaSkinnyFp8, RefusesWhatItDoesNotSupport) {
     EXPECT_THROW(cuda::skinny_gemm_fp8(p, nullptr), Error) << why;
   };
   Fp8SkinnyGemmParams p = d.p;
-  p.m = 9;
-  refused(p, "m 9");
+  p.m = 17;
+  refused(p, "m 17");
   p = d.p;
   p.k = 200;
   refused(p, "k 200 (not a multiple of 16)");

@@ -134,7 +134,7 @@ TEST(TwinSkinnyFp8, MatchesADoubleDequantisedLoop) {
   };
   // A short last group (272, 400, 1408), a single short group (16), a weight-row tail (130, 200), two block rows.
   for (const Shape& s : {Shape{200, 272}, Shape{130, 1408}, Shape{64, 2048}, Shape{5, 16}, Shape{300, 400}})
-    for (int64_t m = 1; m <= 8; ++m) {
+    for (int64_t m = 1; m <= kernels::kSkinnyFp8MaxRows; ++m) {
       const std::string what = fmt::format("m {} n {} k {}", m, s.n, s.k);
       const int64_t nan_row = s.k == 400 && m >= 3 ? 2 : -1;
       const Operands o = make_operands(m, s.n, s.k, nan_row, rng);
@@ -220,7 +220,7 @@ TEST(TwinSkinnyFp8, CheckRefusesBadParameters) {
     edit(p);
     EXPECT_THROW(twin::skinny_gemm_fp8(p), Error) << why;
   };
-  refused([](Fp8SkinnyGemmParams& p) { p.m = 9; }, "m 9");
+  refused([](Fp8SkinnyGemmParams& p) { p.m = 17; }, "m 17");
   refused([](Fp8SkinnyGemmParams& p) { p.k = 264; }, "k off the 16 grid");
   refused([](Fp8SkinnyGemmParams& p) { p.ld_x = p.k - 16; }, "ld_x < k");
   refused([](Fp8SkinnyGemmParams& p) { p.ldy = p.n - 1; }, "ldy < n");

@@ -13,7 +13,8 @@
 # "gpuengine" its two halves.
 # Long-context stages, run only when named (each takes minutes; give each its own device call after a build):
 #   profile      bench --profile (V2-Lite b1/b256, Llama-3-8B b1), an unprofiled b1 row, ncu kernel times of b1 decode
-#                (PROFILE_ARGS adds bench options to the V2-Lite runs, e.g. "--weights-dtype fp8 --kv-cache-dtype fp8")
+#                (PROFILE_ARGS adds bench options to the V2-Lite runs, e.g. "--weights-dtype fp8 --kv-cache-dtype fp8";
+#                PROFILE_NCU_ONLY=1 the ncu part alone; PROFILE_NCU_BATCHES its batches, default "1 128 256")
 #   longprefill  mlabench bench, one uncached 32K and 128K prompt (TTFT, prefill tok/s), V2-Lite random weights
 #   longdecode   mlabench bench, decode at 8K x 64 and 32K x 16 context x batch
 #   longdecode128  mlabench bench, decode at 128K x 1 (its decode pass prefills its own uncached 128K prompt)
@@ -25,6 +26,8 @@
 #                gqa, V2-Lite decode at 32K x 16 with the BF16 and FP8 caches and weights (FP8KV_SHAPES to change)
 #   fp8b1        issue 20: FP8 at batch 1: the fused skinny FP8 GEMM and FP8 decode-FFN tests, the FP8 engine tests, V2-Lite
 #                b1 with BF16, FP8 weights + cache, and the same with MLABENCH_FP8_FUSED_QUANT=0 (one call: ratios)
+#   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 engine tests, V2-Lite b16 and
+#                32K x 16 with BF16 weights + cache beside FP8 (one call)
 #   fp8harness   issue 20: MMLU and GSM8K through the harness on V2-Lite shapes (random weights, the real tokenizer) with
 #                BF16, the FP8 cache, FP8 weights and both, paired by mlabench compare (FP8H_LIMIT, FP8H_TIMEOUT)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
@@ -273,7 +276,8 @@ if named profile; then
   if command -v ncu > /dev/null; then
     # Kernel durations of 3 steady decode steps (graph replays; warm caches, as in a real step) at batch 1, 128 and 256
     # (256: issue 16's 20,000 tok/s row, whose 15.5 ms step is 2.3x the copy time of the expert weights it reads).
-    for b in 1 128 256; do
+    # PROFILE_NCU_BATCHES: other batches (a space list), e.g. "16" for the FP8 weight path at a decode batch.
+    for b in ${PROFILE_NCU_BATCHES:-1 128 256}; do
       MLABENCH_PROFILER_DECODE_STEPS=20,3 timeout 200 ncu --profile-from-start off --cache-control none --clock-control none \
         --metrics gpu__time_duration.sum --csv $m bench "${lite[@]}" --batch $b --gen 40 --warmup 0 \
         > "$out/ncu_b$b.csv" 2> "$out/ncu_b$b.err"
@@ -346,6 +350,24 @@ if named fp8b1; then
       --out "$out/bench_dsv2_lite_b1_$1.json" > "$out/fp8b1_$1.log" 2>&1
     row "bench V2-Lite b1, $1" "rc $?"
     grep -E '^ +1 +512 |^error' "$out/fp8b1_$1.log" | sed 's/^/    /' >> "$out/summary.txt"
+  done
+fi
+# Issue 20 at batch 16 (named only): skinny_gemm_fp8 at 1-16 rows against its twin, the FP8 engine tests, then V2-Lite
+# b16 (512-token prompts) and 32K x 16 with BF16 weights + cache beside FP8 weights + cache (one call: ratios).
+if named fp8b16; then
+  gtests fp8b16_kernels.log "skinny FP8 tests (1-16 rows)" test_cuda_kernels 'CudaSkinnyFp8*' 'skinny_gemm_fp8 m|fused' 24
+  gtests fp8b16_engine.log "FP8 engine tests" test_gpu_engine '*GpuFp8*' 'gpu fp8' 12
+  for dt in auto fp8; do
+    timeout 100 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
+      --weights-dtype $dt --kv-cache-dtype $dt --batch 16 --prompt 512 --gen 128 \
+      --out "$out/bench_dsv2_lite_b16_$dt.json" > "$out/fp8b16_$dt.log" 2>&1
+    row "bench V2-Lite b16, weights + cache $dt" "rc $?"
+    grep -E '^ +16 +512 |^error' "$out/fp8b16_$dt.log" | sed 's/^/    /' >> "$out/summary.txt"
+    timeout 200 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
+      --shapes 32768x16:decode --gen 128 --weights-dtype $dt --kv-cache-dtype $dt \
+      --out "$out/bench_dsv2_lite_32kx16_$dt.json" > "$out/fp8b16_32k_$dt.log" 2>&1
+    row "bench V2-Lite 32K x 16, weights + cache $dt" "rc $?"
+    grep -E '^ +16 +32768 |^error' "$out/fp8b16_32k_$dt.log" | sed 's/^/    /' >> "$out/summary.txt"
   done
 fi
 # Issue 20's accuracy cost through the harness (named only): V2-Lite's shapes, random weights, the real tokenizer, MMLU

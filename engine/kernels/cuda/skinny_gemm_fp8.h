@@ -11,7 +11,7 @@
 
 namespace mlabench::kernels {
 
-/// y [m, n] (float32, ldy) = the W8A8 product of xq [m, k] (e4m3, ld_x) and w [n, k] (e4m3, ld_w), for m <= 8:
+/// y [m, n] (float32, ldy) = the W8A8 product of xq [m, k] (e4m3, ld_x) and w [n, k] (e4m3, ld_w), for m <= 16:
 ///   y[r, j] = sum_g x_scale[g * x_scale_group_stride + r] * w_scale[(j / 128) * w_scale_ld + g]
 ///                   * sum_{c in group g} e4m3(xq[r, c]) * e4m3(w[j, c]),
 /// g over the ceil(k / 128) groups of 128 k values (the last one shorter). x_scale is fp8_quantize_rows's output
@@ -41,11 +41,11 @@ struct Fp8SkinnyGemmParams {
   int64_t m = 0, n = 0, k = 0;
 };
 
-/// Rows up to which skinny_gemm_fp8 runs (the rows of x are the n8 side of one tensor-core tile).
-inline constexpr int64_t kSkinnyFp8MaxRows = 8;
+/// Rows up to which skinny_gemm_fp8 runs (the rows of x are the n8 side of one or two tensor-core tiles).
+inline constexpr int64_t kSkinnyFp8MaxRows = 16;
 
 namespace checks {
-/// What twin and kernel both accept (throws Error with a HINT otherwise): 0 <= m <= 8 (0: nothing to do), n > 0,
+/// What twin and kernel both accept (throws Error with a HINT otherwise): 0 <= m <= 16 (0: nothing to do), n > 0,
 /// k > 0 a multiple of 16, ld_x, ld_w >= k, ldy >= n, x_scale_group_stride >= m (unused with one group or fused),
 /// w_scale_ld >= ceil(k / 128), pointers set: xq and x_scale, or (fused) x of type F32 or BF16 without them.
 void check_skinny_gemm_fp8(const Fp8SkinnyGemmParams& p);
@@ -65,10 +65,11 @@ void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p);
 
 namespace mlabench::kernels::cuda {
 
-/// Where skinny_gemm_fp8 runs: the check above passes with 1 <= m <= 8, ld_x and ld_w multiples of 16, xq and w
-/// 16-byte aligned, and the scales of a CTA fit its shared memory (k up to about 87,000); the fused form where the
-/// m x k codes fit beside them in 48 KB (m x k up to about 45,000: one row at k <= 45,000, 4 rows at V2-Lite's
-/// 10,944), any ld_x >= k and alignment of x. Elsewhere the caller quantises first or takes Blas::linear_fp8.
+/// Where skinny_gemm_fp8 runs: the check above passes with 1 <= m <= 16, ld_x and ld_w multiples of 16, xq and w
+/// 16-byte aligned, and the scales of a CTA fit its shared memory (k up to about 104,000 at 1-8 rows, 58,000 at
+/// 9-16); the fused form where the m x k codes fit beside them in 48 KB (m x k up to about 45,000: one row at
+/// k <= 37,000, 4 rows at V2-Lite's 10,944, 16 rows at k <= 2,816), any ld_x >= k and alignment of x. Elsewhere
+/// the caller quantises first or takes Blas::linear_fp8.
 bool skinny_gemm_fp8_supported(const Fp8SkinnyGemmParams& p);
 /// Launches the kernel (a programmatic dependent launch where enabled, pdl.cuh); throws where the parameters fail
 /// the check or skinny_gemm_fp8_supported.

@@ -64,7 +64,7 @@ const std::array<float, 256>& e4m3_table() {
 // Output column j for the m rows of x (decoded, [k][m]): weight row j decoded into w, then per group the m sums
 // side by side, each added to its row's accumulator in group order; the innermost loop runs over the m rows, whose
 // sums are independent, so each (row, output) sum still adds its products in k order. The sums live on the stack
-// (m <= 8), where the compiler sees that no store to w, x or y reaches them.
+// (m <= 16), where the compiler sees that no store to w, x or y reaches them.
 void column(const Fp8SkinnyGemmParams& p, const std::array<float, 256>& dec, const float* x, int64_t j, float* w) {
   const int64_t m = p.m, k = p.k;
   for (int64_t c = 0; c < k; ++c) w[c] = dec[p.w[j * p.ld_w + c]];
