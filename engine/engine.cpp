@@ -150,21 +150,15 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
                    "--tp {} --ep {}: each is a number of ranks, 1 to 64", options.tp, options.ep);
     const parallel::ParallelConfig split{.tp = options.tp, .ep = options.ep, .dp_attention = options.dp_attention};
     const bool fp8_weights = options.weights_dtype == WeightsDtype::FP8;
-    MLABENCH_CHECK(options.kv_cache_dtype == KvCacheDtype::AUTO || options.device == Device::CPU ||
-                       (split.world() == 1 && !split.dp_attention),
-                   "--kv-cache-dtype fp8 with --tp/--ep/--dp-attention on cuda: the sharded GPU ranks do not hold FP8 "
-                   "cache slots yet (issue 20). HINT: run the FP8 cache on one GPU, or the split on --device cpu");
-    MLABENCH_CHECK(!fp8_weights || (split.world() == 1 && !split.dp_attention) || options.device == Device::CPU,
-                   "--weights-dtype fp8 with --tp/--ep/--dp-attention on cuda: the GPU ranks' uploads do not carry "
-                   "the 128 x 128 scale grids yet (the CPU's sharded engine does). HINT: run FP8 weights on one GPU, "
-                   "or the split on --device cpu");
     if (split.world() > 1 || split.dp_attention) {
       // Every rank's plan first: a split that does not divide is refused before any weight is read.
       parallel::check_sharded_options(c, options);
       // Random weights as sources: each rank generates only its slices (GPU ranks on their GPU), so a model
       // larger than one GPU or the host never exists whole; a checkpoint's slices are views of its mmap.
       // FP8 on the CPU: the whole model quantised first (random weights generated whole), then sliced, so a rank
-      // holds the unsharded model's codes and grids (shard_model refuses column slices off the 128 grid).
+      // holds the unsharded model's codes and grids (shard_model refuses column slices off the 128 grid). On GPU
+      // ranks each rank quantises its BF16 slices as it uploads them, the same codes and grids where every slice is
+      // on the 128 grid (check_sharded_options refuses the others); each rank's cache holds its own FP8 slots.
       const bool cpu = options.device == Device::CPU;
       ModelWeights w = options.random_weights_seed
                            ? (cpu && fp8_weights ? random_weights(c, *options.random_weights_seed)
@@ -174,8 +168,20 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
       m.summary = summarize(c, options.model_dir, w.checkpoint.get());
       m.active_weight_bytes = weight_footprint(c, w.embed.dtype).second;
       m.weight_bytes = cpu && fp8_weights ? quantize_weights_fp8(w) : w.stored_bytes;
+      const size_t es = dtype_size(w.embed.dtype);
       runner = options.device == Device::CUDA ? parallel::make_sharded_gpu_runner(c, std::move(w), options, limits)
                                               : parallel::make_sharded_cpu_runner(c, std::move(w), options, limits);
+      if (!cpu && fp8_weights) {
+        // The model's bytes and the active ones at the FP8 share the ranks hold (their codes, grids, BF16 head and
+        // router against their slices' unquantised bytes), as the one-GPU branch below scales them.
+        double sliced = 0;
+        for (int r = 0; r < split.world(); ++r)
+          sliced += static_cast<double>(parallel::rank_parameters(c, parallel::plan_shards(c, split, r))) *
+                    static_cast<double>(es);
+        const double share = static_cast<double>(runner->weight_bytes()) / sliced;
+        m.weight_bytes = static_cast<uint64_t>(static_cast<double>(m.weight_bytes) * share);
+        m.active_weight_bytes = static_cast<uint64_t>(static_cast<double>(m.active_weight_bytes) * share);
+      }
     } else if (options.device == Device::CUDA) {
       // Random weights are generated on the device (full-size shapes never touch host memory); a checkpoint is
       // copied straight from its mmap.

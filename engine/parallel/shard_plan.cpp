@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "core/check.h"
+#include "engine/core/fp8.h"
 
 namespace mlabench::parallel {
 
@@ -169,6 +171,42 @@ std::string plan_json(const ModelConfig& c, const ParallelConfig& p) {
                "attention"},
       {"ranks", ranks}};
   return j.dump();
+}
+
+void check_fp8_grid(const ModelConfig& c, const ShardPlan& s) {
+  // (what, the slice in the matrix's sliced dimension, that dimension's whole size)
+  struct Cut {
+    const char* what;
+    Range r;
+    int64_t whole;
+  };
+  const auto by = [](Range r, int64_t f) { return Range{r.begin * f, r.end * f}; };
+  std::vector<Cut> cuts;
+  if (c.is_mla()) {
+    const int64_t qk = c.qk_head_dim(), nope_v = c.qk_nope_head_dim + c.v_head_dim;
+    cuts.push_back({c.q_lora_rank > 0 ? "q_b_proj rows" : "q_proj rows", by(s.heads, qk), c.n_heads * qk});
+    cuts.push_back({"kv_b_proj rows", by(s.heads, nope_v), c.n_heads * nope_v});
+    cuts.push_back({"o_proj columns", by(s.heads, c.v_head_dim), c.n_heads * c.v_head_dim});
+  } else {
+    cuts.push_back({"q_proj rows", by(s.heads, c.head_dim), c.n_heads * c.head_dim});
+    cuts.push_back({"k_proj / v_proj rows", by(s.kv_heads, c.head_dim), c.n_kv_heads * c.head_dim});
+    cuts.push_back({"o_proj columns", by(s.heads, c.head_dim), c.n_heads * c.head_dim});
+  }
+  if (s.dense_columns.size() > 0) cuts.push_back({"the dense FFN's columns", s.dense_columns, c.intermediate_size});
+  if (c.n_routed_experts > 0) {
+    cuts.push_back({"each routed expert's columns", s.expert_columns, c.moe_intermediate_size});
+    if (c.n_shared_experts > 0)
+      cuts.push_back({"the shared experts' columns", s.shared_columns, c.n_shared_experts * c.moe_intermediate_size});
+  }
+  for (const Cut& cut : cuts) {
+    if (cut.r.size() == 0 || cut.r.size() == cut.whole) continue;  // not split
+    MLABENCH_CHECK(cut.r.begin % kFp8Block == 0 && (cut.r.end % kFp8Block == 0 || cut.r.end == cut.whole),
+                   "--weights-dtype fp8 on GPU ranks: rank {} of {} holds {} {}-{} of {}, which cut its 128 x 128 "
+                   "scale blocks, so the rank's quantisation would not be the unsharded model's. HINT: choose --tp "
+                   "so that every rank's share of heads x head size and of the FFN and expert widths is a multiple "
+                   "of 128, or run FP8 on one GPU",
+                   s.rank, s.world, cut.what, cut.r.begin, cut.r.end, cut.whole);
+  }
 }
 
 }  // namespace mlabench::parallel

@@ -23,8 +23,8 @@
 namespace mlabench::parallel {
 
 /// What a split run must satisfy, checked before any weight is read (Error with a HINT): a plan for every rank
-/// (plan_shards); on cuda no --ep or --dp-attention, a GPU to place the ranks on, and --kv-cache-gib where ranks
-/// share a GPU.
+/// (plan_shards); on cuda no --ep or --dp-attention, FP8 weights' slices on the 128 grid (check_fp8_grid), a GPU to
+/// place the ranks on, and --kv-cache-gib where ranks share a GPU.
 void check_sharded_options(const ModelConfig& c, const EngineOptions& o);
 
 /// The CPU runner of `c` and its weights `w` (a checkpoint, or random_weight_sources: each rank generates only its

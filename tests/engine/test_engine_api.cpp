@@ -63,12 +63,15 @@ TEST(EngineApi, Fp8WeightsOnTheCpuAndRefusedElsewhere) {
               why.find("CUDA call") != std::string::npos || why.find("CUDA device") != std::string::npos)
       << why;
   // Split on the CPU: the bundled model's dense FFN (192 wide) would halve to 96 columns a rank, off the 128 grid
-  // (tests/engine/test_sharded_engine.cpp runs FP8 splits on the grid); on cuda FP8 splits are refused outright.
+  // (tests/engine/test_sharded_engine.cpp runs FP8 splits on the grid); on cuda its query rows (144 a rank) are
+  // refused by name before any GPU is asked for (tests/engine/test_sharded_gpu.cpp runs FP8 splits on the grid).
   const auto split = Engine::open({.model_dir = dir, .weights_dtype = WeightsDtype::FP8, .tp = 2});
   EXPECT_NE(error_of(split).find("cut its 128 x 128 scale blocks"), std::string::npos) << error_of(split);
   const auto cuda_split =
       Engine::open({.model_dir = dir, .device = Device::CUDA, .weights_dtype = WeightsDtype::FP8, .tp = 2});
-  EXPECT_NE(error_of(cuda_split).find("--tp/--ep/--dp-attention on cuda"), std::string::npos) << error_of(cuda_split);
+  EXPECT_NE(error_of(cuda_split).find("--weights-dtype fp8 on GPU ranks: rank 0 of 2 holds q_b_proj rows 0-144"),
+            std::string::npos)
+      << error_of(cuda_split);
   EXPECT_EQ(weights_dtype_from_name("fp8"), WeightsDtype::FP8);
   EXPECT_EQ(to_string(WeightsDtype::AUTO), "auto");
   EXPECT_FALSE(weights_dtype_from_name("e4m3").has_value());
@@ -166,11 +169,12 @@ TEST(EngineApi, Fp8KvCacheReadsWhatItHoldsInAnyChunking) {
   const double diff = test::max_abs_diff(a.data.data(), b.data.data(), a.data.size());
   EXPECT_GT(diff, 1e-4 * ref.max_abs) << "the FP8 cache is in use";
   EXPECT_LT(diff, ref.max_abs) << "a sanity bound; the long fixture measures the cost";
-  // On cuda one GPU holds F8_E4M3 slots (tests/engine/test_gpu_fp8.cpp); the sharded GPU ranks do not yet.
+  // On cuda one GPU holds F8_E4M3 slots (tests/engine/test_gpu_fp8.cpp), and so does each sharded GPU rank
+  // (tests/engine/test_sharded_gpu.cpp): a split is not refused for its cache dtype (without a GPU it stops at the
+  // missing GPU, on one GPU at the missing --kv-cache-gib of ranks that share it, on two it opens).
   const auto split = Engine::open({.model_dir = dir, .device = Device::CUDA, .kv_cache_dtype = KvCacheDtype::FP8,
                                    .tp = 2});
-  EXPECT_NE(error_of(split).find("--kv-cache-dtype fp8 with --tp/--ep/--dp-attention on cuda"), std::string::npos)
-      << error_of(split);
+  EXPECT_EQ(error_of(split).find("kv-cache-dtype"), std::string::npos) << error_of(split);
   EXPECT_EQ(kv_cache_dtype_from_name("fp8"), KvCacheDtype::FP8);
 }
 

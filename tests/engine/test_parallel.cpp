@@ -114,6 +114,38 @@ TEST(ShardPlan, DeepSeekV2FitsFourH200InBf16) {
   EXPECT_FALSE(plan_shards(c, {16, 16, false}, 0).routing_groups_align);
 }
 
+// --weights-dtype fp8 on GPU ranks (each quantises its own slices): every rank's slice must start on the 128 grid
+// and end on it or at the matrix's end. DeepSeek-V2's experts (1,536 wide) split into 768 and 384 columns, not 192;
+// DeepSeek 67B's FFN (22,016) into 11,008 and 5,504, not 2,752; V2-Lite's dense FFN (10,944) and experts (1,408) not
+// even in two.
+TEST(ShardPlan, Fp8GridRefusesSlicesThatCutAScaleBlock) {
+  auto refusal = [](const ModelConfig& c, int tp) -> std::string {
+    for (int r = 0; r < tp; ++r) {
+      try {
+        check_fp8_grid(c, plan_shards(c, {tp, 1, false}, r));
+      } catch (const Error& e) {
+        return e.what();
+      }
+    }
+    return "";
+  };
+  const ModelConfig v2 = config("deepseek-v2"), d67 = config("deepseek-67b"), lite = config("deepseek-v2-lite");
+  EXPECT_EQ(refusal(v2, 2), "");
+  EXPECT_EQ(refusal(v2, 4), "");
+  EXPECT_NE(refusal(v2, 8).find("each routed expert's columns 0-192 of 1536"), std::string::npos) << refusal(v2, 8);
+  EXPECT_EQ(refusal(d67, 2), "");
+  EXPECT_EQ(refusal(d67, 4), "");
+  EXPECT_NE(refusal(d67, 8).find("the dense FFN's columns 0-2752 of 22016"), std::string::npos) << refusal(d67, 8);
+  const std::string lite2 = refusal(lite, 2);
+  EXPECT_NE(lite2.find("rank 0 of 2 holds the dense FFN's columns 0-5472 of 10944"), std::string::npos) << lite2;
+  EXPECT_NE(lite2.find("HINT: choose --tp"), std::string::npos) << lite2;
+  EXPECT_EQ(refusal(lite, 1), "") << "one rank cuts nothing";
+  // The bundled tiny model: its 6 heads x 48 query values halve to 144 rows a rank.
+  EXPECT_NE(refusal(tiny(), 2).find("q_b_proj rows 0-144 of 288, which cut its 128 x 128 scale blocks"),
+            std::string::npos)
+      << refusal(tiny(), 2);
+}
+
 TEST(ShardPlan, RefusesWhatDoesNotDivideAndCombinationsThatWasteWork) {
   const ModelConfig lite = config("deepseek-v2-lite");
   auto message = [&](ParallelConfig p) -> std::string {

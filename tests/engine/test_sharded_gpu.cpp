@@ -109,6 +109,79 @@ TEST(ShardedGpu, GqaAndDenseCompositionsMatchTheOneGpuEngine) {
   }
 }
 
+// FP8 weights (issue 20 for issue 22's FP8 runs) and the FP8 cache on GPU ranks: each rank quantises its BF16 slices
+// on its GPU, which on the 128 grid gives the unsharded model's codes and grids, and holds its own FP8 cache slots.
+// A split then computes the one-GPU FP8 model up to the all-reduce's summation order, except where that order moves
+// an activation across an e4m3 rounding boundary (a flip: that row carries another draw of FP8's rounding error), as
+// on the CPU (ShardedEngine.Fp8WeightsSplitOnTheGridComputeTheUnshardedFp8Model). Float32 activations: the FP8
+// GEMMs' group sums are exact there, so the rows without a flip agree to 1e-5 of max |logit|.
+TEST(ShardedGpu, Fp8WeightsAndCacheOnTheGridMatchTheOneGpuFp8Engine) {
+  MLABENCH_REQUIRE_GPU();
+  nlohmann::json j = test::architecture_configs::common("deepseek_v2");
+  // Every slice at --tp 2 on the 128 grid: q_proj 2 heads x 192 rows, kv_b 2 x 256, o_proj 2 x 128 columns, the
+  // dense FFN 256 columns, the experts and the shared expert 128.
+  j.update({{"vocab_size", 512}, {"hidden_size", 256}, {"intermediate_size", 512}, {"num_hidden_layers", 2},
+            {"num_attention_heads", 4}, {"max_position_embeddings", 4096}, {"num_key_value_heads", 4},
+            {"q_lora_rank", nullptr}, {"kv_lora_rank", 128}, {"qk_nope_head_dim", 128}, {"qk_rope_head_dim", 64},
+            {"v_head_dim", 128}, {"moe_intermediate_size", 256}, {"n_routed_experts", 8}, {"n_shared_experts", 1},
+            {"num_experts_per_tok", 2}, {"first_k_dense_replace", 1}, {"moe_layer_freq", 1},
+            {"topk_method", "greedy"}, {"n_group", 1}, {"topk_group", 1}, {"routed_scaling_factor", 1.0},
+            {"norm_topk_prob", false}, {"scoring_func", "softmax"}});
+  test::TempDir dir;
+  std::ofstream(dir.file("config.json")) << j.dump(2);
+  for (KvCacheDtype kv : {KvCacheDtype::AUTO, KvCacheDtype::FP8}) {
+    const char* cache = kv == KvCacheDtype::FP8 ? "fp8 cache" : "float32 cache";
+    auto open_fp8 = [&](int tp) {
+      EngineOptions o{.model_dir = dir.path(), .random_weights_seed = 5, .device = Device::CUDA,
+                      .weights_dtype = WeightsDtype::FP8, .kv_cache_dtype = kv};
+      o.precision = Precision::FLOAT32;
+      o.max_batch = 8;
+      o.max_step_tokens = 64;
+      o.kv_cache_gib = 0.25;
+      o.tp = tp;
+      auto e = Engine::open(o);
+      EXPECT_TRUE(e.ok()) << "--tp " << tp << " " << cache << ": " << (e ? "" : e.error().what());
+      return e ? std::move(*e) : nullptr;
+    };
+    auto whole = open_fp8(1), split = open_fp8(2);
+    ASSERT_TRUE(whole && split) << cache;
+    const std::vector<int32_t> prompt = ids(150, 512, 3);
+    const Logits a = whole->logits(prompt).value(), b = split->logits(prompt).value();
+    ASSERT_EQ(a.data.size(), b.data.size());
+    const double scale = max_abs(a.data);
+    const auto V = static_cast<size_t>(a.vocab_size);
+    int exact = 0, rows = 0;
+    double worst = 0;
+    for (size_t r = 0; r < a.data.size() / V; ++r, ++rows) {
+      double err = 0;
+      for (size_t v = 0; v < V; ++v) err = std::max(err, std::fabs(double(a.data[r * V + v]) - b.data[r * V + v]));
+      exact += err <= 1e-5 * scale;
+      worst = std::max(worst, err / scale);
+    }
+    std::printf("[ sharded gpu fp8 ] --tp 2, fp8 weights, %s: %d of %d rows within 1e-5 of max |logit|, worst %.2e\n",
+                cache, exact, rows, worst);
+    EXPECT_GE(4 * exact, 3 * rows) << cache << ": most rows see no e4m3 flip";
+    EXPECT_LT(worst, 0.1) << cache << ": at most a flip's worth";
+    std::vector<GenerateRequest> rq;
+    for (int64_t len : {1, 9, 70}) rq.push_back({ids(len, 512, len), GenerateOptions{.max_new_tokens = 8}});
+    const std::vector<GenerateResult> generated = split->generate_batch(rq).value();
+    ASSERT_EQ(generated.size(), rq.size());
+    for (const GenerateResult& g : generated) EXPECT_EQ(g.tokens.size(), 8u) << cache;
+    // The dtypes are recorded (bench JSON and results.json take them from here), and the model's bytes are the
+    // FP8 model's: the ranks' codes and grids at their share of the sliced bytes, within the replicated parts'
+    // weight of the one-GPU FP8 figure.
+    const auto dev = nlohmann::json::parse(split->device_json());
+    EXPECT_EQ(dev["weights_dtype"], "fp8") << dev.dump();
+    EXPECT_EQ(dev["kv_cache_dtype"], kv == KvCacheDtype::FP8 ? "F8_E4M3" : "F32") << dev.dump();
+    const double ratio = static_cast<double>(split->weight_bytes()) / static_cast<double>(whole->weight_bytes());
+    std::printf("[ sharded gpu fp8 ] weight bytes: split %llu, one GPU %llu\n",
+                static_cast<unsigned long long>(split->weight_bytes()),
+                static_cast<unsigned long long>(whole->weight_bytes()));
+    EXPECT_GT(ratio, 0.9);
+    EXPECT_LT(ratio, 1.25);
+  }
+}
+
 TEST(ShardedGpu, RefusesExpertParallelismAndSharedGpusWithoutACacheBudget) {
   MLABENCH_REQUIRE_GPU();
   EngineOptions o{.model_dir = test::default_model_dir(), .device = Device::CUDA, .tp = 2, .ep = 2};

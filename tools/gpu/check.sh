@@ -356,7 +356,7 @@ fi
 # b16 (512-token prompts) and 32K x 16 with BF16 weights + cache beside FP8 weights + cache (one call: ratios).
 if named fp8b16; then
   gtests fp8b16_kernels.log "skinny FP8 tests (1-16 rows)" test_cuda_kernels 'CudaSkinnyFp8*' 'skinny_gemm_fp8 m|fused' 24
-  gtests fp8b16_engine.log "FP8 engine tests" test_gpu_engine '*GpuFp8*' 'gpu fp8' 12
+  gtests fp8b16_engine.log "FP8 engine tests, FP8 on GPU ranks" test_gpu_engine '*GpuFp8*:ShardedGpu.*' 'gpu fp8|sharded gpu' 24
   for dt in auto fp8; do
     timeout 100 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
       --weights-dtype $dt --kv-cache-dtype $dt --batch 16 --prompt 512 --gen 128 \

@@ -103,8 +103,8 @@ struct EngineOptions {
   // The GPU engine only.
   bool cuda_graphs = true;  ///< replay CUDA graphs for decode steps (every batch size)
   Precision precision = Precision::NATIVE;
-  WeightsDtype weights_dtype = WeightsDtype::AUTO;  ///< --weights-dtype: as stored, or FP8 blocks (one rank)
-  KvCacheDtype kv_cache_dtype = KvCacheDtype::AUTO;  ///< --kv-cache-dtype: the engine's own, or FP8 (CPU; one GPU)
+  WeightsDtype weights_dtype = WeightsDtype::AUTO;  ///< --weights-dtype: as stored, or FP8 blocks
+  KvCacheDtype kv_cache_dtype = KvCacheDtype::AUTO;  ///< --kv-cache-dtype: the engine's own, or FP8
   /// Decode attention's split-KV plan from each sequence's own length (fixed_kv_splits, kernel_params.h), so a
   /// sequence's attention output has the same bits in any batch; slower where the throughput plan would split
   /// differently (docs/engine.md, "Batch invariance"). The GEMMs stay batch-dependent. The CPU engine's attention is
