@@ -65,11 +65,14 @@ Fp8Linear::Path Fp8Linear::path(DType y_type, const void* x, DType x_type, int64
                  "largest product",
                  m, k, max_rows_, max_k_);
   // Decode's few rows: the weight-streaming kernel (float32 out); MLABENCH_SKINNY_GEMM=0 keeps the tile GEMMs.
-  // It quantises x itself where x's codes fit its shared memory (SKINNY_FUSED: one launch instead of two).
+  // One row: it quantises x itself where x's codes fit its shared memory (SKINNY_FUSED: one launch instead of two).
+  // Every CTA quantises all m x k values, so past one row that costs more than the launch it saves (V2-Lite, H100,
+  // 2026-12-06: fused against two launches 444 / 436 tok/s at batch 1, 760 / 853 at 4, 1,530 / 2,233 at 16).
   if (y_type == DType::F32 && m <= kernels::kSkinnyFp8MaxRows && Blas::skinny_enabled() &&
       kernels::cuda::skinny_gemm_fp8_supported(skinny_params(nullptr, 0, w, nullptr, m, n, k)))
-    return fp8_fused_quantise() && kernels::cuda::skinny_gemm_fp8_supported(
-                                       fused_params(nullptr, 0, x, x_type, ldx, w, nullptr, m, n, k))
+    return m <= kFusedMaxRows && fp8_fused_quantise() &&
+                   kernels::cuda::skinny_gemm_fp8_supported(
+                       fused_params(nullptr, 0, x, x_type, ldx, w, nullptr, m, n, k))
                ? Path::SKINNY_FUSED
                : Path::SKINNY;
   return fp8_gemm_choice() == Fp8GemmChoice::CUBLASLT ? Path::CUBLASLT : Path::GROUPED;

@@ -1,7 +1,7 @@
 // FP8 GEMMs of the GPU engine's projections (issue 20; --weights-dtype fp8): the activation rows quantised to e4m3
 // in 1 x 128 groups (kernels::cuda::fp8_quantize_rows, the scales laid out as the chosen GEMM reads them) into
-// scratch sized once, then skinny_gemm_fp8 (up to 16 rows; in one launch, quantising x itself, where x's codes
-// fit its shared memory) or the FP8 grouped GEMM as one expert (cuBLASLt's block-scaled GEMM under
+// scratch sized once, then skinny_gemm_fp8 (up to 16 rows; at one row in one launch, quantising x itself, where
+// x's codes fit its shared memory) or the FP8 grouped GEMM as one expert (cuBLASLt's block-scaled GEMM under
 // MLABENCH_FP8_GEMM=cublaslt). The arithmetic is the CPU engine's W8A8 (cpu::linear with
 // F8 weights): each group of 128 activations scaled by its amax / 448 and rounded to e4m3. The grouped GEMM sums a
 // group's products in float32 (mma.sync) for float32 activations and on QGMMA for BF16 ones (fp8_exact_sums).
@@ -44,6 +44,7 @@ class Fp8Linear {
  private:
   // SKINNY_FUSED: skinny_gemm_fp8's fused form, which quantises x itself (quantize does nothing).
   enum class Path { SKINNY, SKINNY_FUSED, GROUPED, CUBLASLT };
+  static constexpr int64_t kFusedMaxRows = 1;  // rows up to which SKINNY_FUSED pays (path() says why)
   Path path(DType y_type, const void* x, DType x_type, int64_t ldx, const uint8_t* w, int64_t m, int64_t n,
             int64_t k) const;
   kernels::Fp8SkinnyGemmParams skinny_params(float* y, int64_t ldy, const uint8_t* w, const float* w_scale, int64_t m,
