@@ -26,8 +26,8 @@
 #                gqa, V2-Lite decode at 32K x 16 with the BF16 and FP8 caches and weights (FP8KV_SHAPES to change)
 #   fp8b1        issue 20: FP8 at batch 1: the fused skinny FP8 GEMM and FP8 decode-FFN tests, the FP8 engine tests, V2-Lite
 #                b1 with BF16, FP8 weights + cache, and the same with MLABENCH_FP8_FUSED_QUANT=0 (one call: ratios)
-#   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 engine tests, V2-Lite b16 and
-#                32K x 16 with BF16 weights + cache beside FP8 (one call)
+#   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
+#                V2-Lite b16 and 32K x 16 with BF16, FP8 weights, FP8 weights + cache (one call)
 #   fp8harness   issue 20: MMLU and GSM8K through the harness on V2-Lite shapes (random weights, the real tokenizer) with
 #                BF16, the FP8 cache, FP8 weights and both, paired by mlabench compare (FP8H_LIMIT, FP8H_TIMEOUT)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
@@ -352,22 +352,24 @@ if named fp8b1; then
     grep -E '^ +1 +512 |^error' "$out/fp8b1_$1.log" | sed 's/^/    /' >> "$out/summary.txt"
   done
 fi
-# Issue 20 at batch 16 (named only): skinny_gemm_fp8 at 1-16 rows against its twin, the FP8 engine tests, then V2-Lite
-# b16 (512-token prompts) and 32K x 16 with BF16 weights + cache beside FP8 weights + cache (one call: ratios).
+# Issue 20 at batch 16 (named only): skinny_gemm_fp8 at 1-16 rows against its twin, the FP8 and sharded GPU engine
+# tests, then V2-Lite b16 (512-token prompts) and 32K x 16 with BF16, FP8 weights, and FP8 weights + cache (one call).
 if named fp8b16; then
   gtests fp8b16_kernels.log "skinny FP8 tests (1-16 rows)" test_cuda_kernels 'CudaSkinnyFp8*' 'skinny_gemm_fp8 m|fused' 24
   gtests fp8b16_engine.log "FP8 engine tests, FP8 on GPU ranks" test_gpu_engine '*GpuFp8*:ShardedGpu.*' 'gpu fp8|sharded gpu' 24
-  for dt in auto fp8; do
+  # Weights / cache: BF16 / BF16, FP8 / BF16, FP8 / FP8 (the FP8 cache's own ratio is the last row over the second).
+  for cfg in "auto auto" "fp8 auto" "fp8 fp8"; do
+    set -- $cfg
     timeout 100 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
-      --weights-dtype $dt --kv-cache-dtype $dt --batch 16 --prompt 512 --gen 128 \
-      --out "$out/bench_dsv2_lite_b16_$dt.json" > "$out/fp8b16_$dt.log" 2>&1
-    row "bench V2-Lite b16, weights + cache $dt" "rc $?"
-    grep -E '^ +16 +512 |^error' "$out/fp8b16_$dt.log" | sed 's/^/    /' >> "$out/summary.txt"
+      --weights-dtype $1 --kv-cache-dtype $2 --batch 16 --prompt 512 --gen 128 \
+      --out "$out/bench_dsv2_lite_b16_w$1_kv$2.json" > "$out/fp8b16_w$1_kv$2.log" 2>&1
+    row "bench V2-Lite b16, weights $1, cache $2" "rc $?"
+    grep -E '^ +16 +512 |^error' "$out/fp8b16_w$1_kv$2.log" | sed 's/^/    /' >> "$out/summary.txt"
     timeout 200 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
-      --shapes 32768x16:decode --gen 128 --weights-dtype $dt --kv-cache-dtype $dt \
-      --out "$out/bench_dsv2_lite_32kx16_$dt.json" > "$out/fp8b16_32k_$dt.log" 2>&1
-    row "bench V2-Lite 32K x 16, weights + cache $dt" "rc $?"
-    grep -E '^ +16 +32768 |^error' "$out/fp8b16_32k_$dt.log" | sed 's/^/    /' >> "$out/summary.txt"
+      --shapes 32768x16:decode --gen 128 --weights-dtype $1 --kv-cache-dtype $2 \
+      --out "$out/bench_dsv2_lite_32kx16_w$1_kv$2.json" > "$out/fp8b16_32k_w$1_kv$2.log" 2>&1
+    row "bench V2-Lite 32K x 16, weights $1, cache $2" "rc $?"
+    grep -E '^ +16 +32768 |^error' "$out/fp8b16_32k_w$1_kv$2.log" | sed 's/^/    /' >> "$out/summary.txt"
   done
 fi
 # Issue 20's accuracy cost through the harness (named only): V2-Lite's shapes, random weights, the real tokenizer, MMLU
