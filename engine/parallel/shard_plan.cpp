@@ -158,6 +158,18 @@ std::string plan_json(const ModelConfig& c, const ParallelConfig& p) {
                      {"experts_whole", s.experts_whole},
                      {"routing_groups_align", s.routing_groups_align}});
   }
+  // Whether --weights-dtype fp8 runs this split on GPU ranks (which take --tp alone; check_fp8_grid).
+  std::string fp8_gpu = "ok";
+  if (p.ep > 1 || p.dp_attention) {
+    fp8_gpu = "no: GPU ranks take --tp alone (--ep and --dp-attention run on the CPU)";
+  } else {
+    try {
+      for (int r = 0; r < p.world(); ++r) check_fp8_grid(c, plan_shards(c, p, r));
+    } catch (const Error& e) {
+      const std::string why = e.what();
+      fp8_gpu = "no: " + why.substr(0, why.find('\n'));  // the message and its HINT, not the checked expression
+    }
+  }
   const int64_t whole = model_parameters(c);
   nlohmann::ordered_json j = {
       {"tp", p.tp},
@@ -167,6 +179,7 @@ std::string plan_json(const ModelConfig& c, const ParallelConfig& p) {
       {"model_parameters", whole},
       {"largest_rank_parameters", largest},
       {"largest_rank_weight_gib_bf16", 2.0 * static_cast<double>(largest) / (1024.0 * 1024.0 * 1024.0)},
+      {"fp8_weights_on_gpu_ranks", fp8_gpu},
       {"note", "KV bytes per token count the sequences a rank holds: every sequence under TP, its own under DP "
                "attention"},
       {"ranks", ranks}};

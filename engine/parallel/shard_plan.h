@@ -90,7 +90,8 @@ std::string describe(const ShardPlan& plan);
 
 /// `mlabench info --tp N --ep N --dp-attention`: the whole group's plan as a JSON object (the combination, then a
 /// rank a row: what it holds, its parameters, its weight bytes in BF16 and FP8, its KV-cache bytes per token in
-/// BF16), so a user sees what each GPU must hold before a run. Throws Error as plan_shards does.
+/// BF16; and whether --weights-dtype fp8 runs it on GPU ranks, "ok" or "no: " and why, check_fp8_grid's refusal
+/// included), so a user sees what each GPU must hold before a run. Throws Error as plan_shards does.
 std::string plan_json(const ModelConfig& c, const ParallelConfig& p);
 
 }  // namespace mlabench::parallel

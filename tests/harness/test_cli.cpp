@@ -112,6 +112,18 @@ TEST(Cli, InfoPlansASplitOverSeveralGpus) {
   EXPECT_FALSE(dp["ranks"][0]["latent_replicated"]);
   EXPECT_NE(dp["ranks"][7]["holds"].get<std::string>().find("experts 140-160 whole"), std::string::npos)
       << dp["ranks"][7]["holds"];
+  // FP8 weights on GPU ranks (--tp alone, every slice on the 128 grid): at --tp 4, not at 8 (192 expert columns a
+  // rank), not with --ep.
+  auto fp8_on_gpu_ranks = [&](const std::string& args) -> std::string {
+    const CliResult f = mlabench_cli(v2 + args);
+    EXPECT_EQ(f.exit_code, 0) << f.err;
+    return f.exit_code == 0 ? nlohmann::json::parse(f.out)["parallel"]["fp8_weights_on_gpu_ranks"] : "";
+  };
+  EXPECT_EQ(fp8_on_gpu_ranks(" --tp 4"), "ok");
+  EXPECT_NE(fp8_on_gpu_ranks(" --tp 8").find("no: --weights-dtype fp8 on GPU ranks: rank 0 of 8 holds each routed "
+                                             "expert's columns 0-192 of 1536"),
+            std::string::npos);
+  EXPECT_NE(fp8_on_gpu_ranks(" --tp 4 --ep 4").find("no: GPU ranks take --tp alone"), std::string::npos);
   expect_failure(v2 + " --tp 3", "num_attention_heads = 128 does not divide over 3 ranks");
   expect_failure(v2 + " --ep 2", "--ep 2 alone would make every rank compute all of attention");
   expect_failure(v2 + " --tp 2 --ep 4", "each is 1 or the group's size");
