@@ -164,7 +164,7 @@ std::string plan_json(const ModelConfig& c, const ParallelConfig& p) {
     fp8_gpu = "no: GPU ranks take --tp alone (--ep and --dp-attention run on the CPU)";
   } else {
     try {
-      for (int r = 0; r < p.world(); ++r) check_fp8_grid(c, plan_shards(c, p, r));
+      check_fp8_grid(c, p);
     } catch (const Error& e) {
       const std::string why = e.what();
       fp8_gpu = "no: " + why.substr(0, why.find('\n'));  // the message and its HINT, not the checked expression
@@ -186,7 +186,9 @@ std::string plan_json(const ModelConfig& c, const ParallelConfig& p) {
   return j.dump();
 }
 
-void check_fp8_grid(const ModelConfig& c, const ShardPlan& s) {
+namespace {
+
+void check_rank_fp8_grid(const ModelConfig& c, const ShardPlan& s) {
   // (what, the slice in the matrix's sliced dimension, that dimension's whole size)
   struct Cut {
     const char* what;
@@ -220,6 +222,12 @@ void check_fp8_grid(const ModelConfig& c, const ShardPlan& s) {
                    "of 128, or run FP8 on one GPU",
                    s.rank, s.world, cut.what, cut.r.begin, cut.r.end, cut.whole);
   }
+}
+
+}  // namespace
+
+void check_fp8_grid(const ModelConfig& c, const ParallelConfig& p) {
+  for (int r = 0; r < p.world(); ++r) check_rank_fp8_grid(c, plan_shards(c, p, r));
 }
 
 }  // namespace mlabench::parallel

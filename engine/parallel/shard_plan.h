@@ -81,9 +81,10 @@ int64_t rank_kv_values_per_token(const ModelConfig& c, const ShardPlan& plan);
 
 /// --weights-dtype fp8 on GPU ranks: each rank quantises its own slices on its GPU (128 x 128 blocks from the slice's
 /// first row and column), which is the unsharded model's quantisation sliced only where every slice starts on the
-/// 128 grid and ends on it or at the matrix's end. Throws Error naming the first matrix whose slice cuts a block
-/// (rows of q / kv_b / k / v and the FFNs' gate and up, columns of o_proj and the FFNs' down), with a HINT.
-void check_fp8_grid(const ModelConfig& c, const ShardPlan& plan);
+/// 128 grid and ends on it or at the matrix's end. Throws Error naming the first rank and matrix whose slice cuts a
+/// block (rows of q / kv_b / k / v and the FFNs' gate and up, columns of o_proj and the FFNs' down), with a HINT;
+/// and, as plan_shards does, where the split does not divide.
+void check_fp8_grid(const ModelConfig& c, const ParallelConfig& p);
 
 /// One line a rank: "rank 0/4: heads 0-32, experts 0-40, ..." (bench JSON and `info`).
 std::string describe(const ShardPlan& plan);

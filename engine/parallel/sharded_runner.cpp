@@ -246,8 +246,7 @@ void check_sharded_options(const ModelConfig& c, const EngineOptions& o) {
                  p.ep, p.world());
   if (o.device != Device::CUDA) return;
   // FP8 weights: each GPU rank quantises its slices itself (the CPU quantises the whole model, then slices).
-  if (o.weights_dtype == WeightsDtype::FP8)
-    for (int r = 0; r < p.world(); ++r) check_fp8_grid(c, plan_shards(c, p, r));
+  if (o.weights_dtype == WeightsDtype::FP8) check_fp8_grid(c, p);
   // The GPUs exist and a shared one has a cache budget for each of its ranks.
   const std::vector<int> devices = place_ranks(p.world(), o.device_index);
   const bool shared = std::set<int>(devices.begin(), devices.end()).size() < devices.size();

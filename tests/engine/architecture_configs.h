@@ -73,6 +73,23 @@ inline void add_moe(nlohmann::json& j, bool group_limited, int n_shared, int fir
 }
 
 /// The tiny model's YaRN (DeepSeek-V2's factor and mscales over a 64-token original window).
+/// An MLA + DeepSeekMoE model whose FFN widths lie on FP8's 128 grid at --tp 2 (hidden 256, 2 layers, 4 heads, a
+/// dense first layer of 512, 8 experts of 256 and one shared one, greedy softmax routing), for the FP8 split tests.
+/// Heads of qk_nope + qk_rope query values and v_head_dim values: 64 / 32 / 64 leaves q_proj's 192 rows a rank off
+/// the grid (the CPU's splits keep the whole grid by scale_row0), 128 / 64 / 128 puts every slice on it (GPU ranks).
+inline nlohmann::json fp8_splittable_mla_moe(int qk_nope, int qk_rope, int v_head) {
+  nlohmann::json j = common("deepseek_v2");
+  j.update({{"vocab_size", 512}, {"hidden_size", 256}, {"intermediate_size", 512}, {"num_hidden_layers", 2},
+            {"num_attention_heads", 4}, {"max_position_embeddings", 4096}, {"num_key_value_heads", 4},
+            {"q_lora_rank", nullptr}, {"kv_lora_rank", 128}, {"qk_nope_head_dim", qk_nope},
+            {"qk_rope_head_dim", qk_rope}, {"v_head_dim", v_head}, {"moe_intermediate_size", 256},
+            {"n_routed_experts", 8}, {"n_shared_experts", 1}, {"num_experts_per_tok", 2},
+            {"first_k_dense_replace", 1}, {"moe_layer_freq", 1}, {"topk_method", "greedy"}, {"n_group", 1},
+            {"topk_group", 1}, {"routed_scaling_factor", 1.0}, {"norm_topk_prob", false},
+            {"scoring_func", "softmax"}});
+  return j;
+}
+
 inline nlohmann::json yarn() {
   return {{"type", "yarn"},         {"factor", 40},   {"original_max_position_embeddings", 64},
           {"beta_fast", 32},        {"beta_slow", 1}, {"mscale", 0.707},

@@ -170,15 +170,8 @@ TEST(ShardedEngine, DpAttentionUnderATightCachePreemptsWithinARank) {
 // except where that order moves an activation across an e4m3 rounding boundary (a flip: that row carries another
 // draw of FP8's rounding error, docs/engine.md). A split whose columns cut the 128 grid is refused by name.
 TEST(ShardedEngine, Fp8WeightsSplitOnTheGridComputeTheUnshardedFp8Model) {
-  nlohmann::json j = test::architecture_configs::common("deepseek_v2");
   // Widths on the 128 grid at --tp 2: o_proj's 4 heads x 64, dense 512, experts 256, one shared expert of 256.
-  j.update({{"vocab_size", 512}, {"hidden_size", 256}, {"intermediate_size", 512}, {"num_hidden_layers", 2},
-            {"num_attention_heads", 4}, {"max_position_embeddings", 4096}, {"num_key_value_heads", 4},
-            {"q_lora_rank", nullptr}, {"kv_lora_rank", 128}, {"qk_nope_head_dim", 64}, {"qk_rope_head_dim", 32},
-            {"v_head_dim", 64}, {"moe_intermediate_size", 256}, {"n_routed_experts", 8}, {"n_shared_experts", 1},
-            {"num_experts_per_tok", 2}, {"first_k_dense_replace", 1}, {"moe_layer_freq", 1},
-            {"topk_method", "greedy"}, {"n_group", 1}, {"topk_group", 1}, {"routed_scaling_factor", 1.0},
-            {"norm_topk_prob", false}, {"scoring_func", "softmax"}});
+  const nlohmann::json j = test::architecture_configs::fp8_splittable_mla_moe(64, 32, 64);
   test::TempDir dir;
   std::ofstream(dir.file("config.json")) << j.dump(2);
   // An FP8 checkpoint whose 128 x 128 blocks have magnitudes of their own (random weights give every block the same

@@ -117,16 +117,9 @@ TEST(ShardedGpu, GqaAndDenseCompositionsMatchTheOneGpuEngine) {
 // GEMMs' group sums are exact there, so the rows without a flip agree to 1e-5 of max |logit|.
 TEST(ShardedGpu, Fp8WeightsAndCacheOnTheGridMatchTheOneGpuFp8Engine) {
   MLABENCH_REQUIRE_GPU();
-  nlohmann::json j = test::architecture_configs::common("deepseek_v2");
   // Every slice at --tp 2 on the 128 grid: q_proj 2 heads x 192 rows, kv_b 2 x 256, o_proj 2 x 128 columns, the
   // dense FFN 256 columns, the experts and the shared expert 128.
-  j.update({{"vocab_size", 512}, {"hidden_size", 256}, {"intermediate_size", 512}, {"num_hidden_layers", 2},
-            {"num_attention_heads", 4}, {"max_position_embeddings", 4096}, {"num_key_value_heads", 4},
-            {"q_lora_rank", nullptr}, {"kv_lora_rank", 128}, {"qk_nope_head_dim", 128}, {"qk_rope_head_dim", 64},
-            {"v_head_dim", 128}, {"moe_intermediate_size", 256}, {"n_routed_experts", 8}, {"n_shared_experts", 1},
-            {"num_experts_per_tok", 2}, {"first_k_dense_replace", 1}, {"moe_layer_freq", 1},
-            {"topk_method", "greedy"}, {"n_group", 1}, {"topk_group", 1}, {"routed_scaling_factor", 1.0},
-            {"norm_topk_prob", false}, {"scoring_func", "softmax"}});
+  const nlohmann::json j = test::architecture_configs::fp8_splittable_mla_moe(128, 64, 128);
   test::TempDir dir;
   std::ofstream(dir.file("config.json")) << j.dump(2);
   for (KvCacheDtype kv : {KvCacheDtype::AUTO, KvCacheDtype::FP8}) {
