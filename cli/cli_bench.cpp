@@ -570,10 +570,17 @@ ojson run_bench(const BenchArgs& a) {
   for (const Shape& s : shapes) eo.max_batch = std::max(eo.max_batch, s.batch);
   const ModelConfig c = load_config(eo.model_dir);
   fit_context(eo, c, shapes, a.gen);
+  if (const char* skip = std::getenv("MLABENCH_TIMING_SKIP"); skip && *skip) {
+    MLABENCH_CHECK(eo.device == Device::CUDA, "MLABENCH_TIMING_SKIP={}: the {} engine leaves nothing out. HINT: it is "
+                   "a timing experiment of the cuda engine's steps; unset it or pass --device cuda",
+                   skip, to_string(eo.device));
+    std::printf("# TIMING EXPERIMENT: MLABENCH_TIMING_SKIP=%s leaves those launches out of every step: the times are "
+                "what the step costs without them, every output is wrong\n", skip);
+  }
   // Load time (issue 22: DeepSeek-V2 on several GPUs): config, weights read or generated (each rank's slices on its
   // GPU), KV cache allocated; the first open, before any --batch max reopen.
   const auto t_open = std::chrono::steady_clock::now();
-  auto engine = open_engine(eo);
+  auto engine = open_engine(eo, /*timing_experiment=*/true);
   const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_open).count();
   const double wb = static_cast<double>(engine->weight_bytes());
   std::printf("# engine opened in %.2f s (%.*f %s of weights, %s)\n", load_seconds, wb < 1e9 ? 1 : 2,
@@ -585,7 +592,7 @@ ojson run_bench(const BenchArgs& a) {
     if (max_plan->max_batch > eo.max_batch) {  // reopen for that batch; its buffers may take some cache back
       eo.max_batch = max_plan->max_batch;
       engine.reset();
-      engine = open_engine(eo);
+      engine = open_engine(eo, /*timing_experiment=*/true);
       max_plan = plan_max_batch(*engine, a);
     }
     expand_max_sweep(rows_to_run, *max_plan);
@@ -635,6 +642,7 @@ ojson run_bench(const BenchArgs& a) {
                {"device", to_string(eo.device)},
                {"device_info", dev.empty() ? ojson() : ojson::parse(engine->device_json())},
                {"params", params_json(a, eo, rows_to_run, engine->kv_block_size(), engine->max_step_tokens())},
+               {"environment", engine_environment()},
                {"active_weight_bytes_per_token", engine->active_weight_bytes()},
                {"weight_bytes", engine->weight_bytes()},
                {"load_seconds", load_seconds},

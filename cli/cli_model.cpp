@@ -8,11 +8,13 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <initializer_list>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -22,6 +24,8 @@
 #include "engine/model/model_info.h"
 #include "engine/parallel/shard_plan.h"
 #include "mlabench/engine.h"
+
+extern char** environ;
 
 namespace mlabench::cli {
 
@@ -181,8 +185,27 @@ std::vector<int32_t> parse_ids(const std::string& s, const char* flag) {
 
 }  // namespace
 
-std::unique_ptr<Engine> open_engine(const EngineOptions& options) {
+std::unique_ptr<Engine> open_engine(const EngineOptions& options, bool timing_experiment) {
+  const char* skip = std::getenv("MLABENCH_TIMING_SKIP");
+  MLABENCH_CHECK(timing_experiment || skip == nullptr || *skip == '\0',
+                 "MLABENCH_TIMING_SKIP={} leaves kernels out of every step, so this command's outputs would be wrong. "
+                 "HINT: it is for `mlabench bench` timing experiments only; unset it",
+                 skip ? skip : "");
   return std::move(Engine::open(options).value());
+}
+
+nlohmann::ordered_json engine_environment() {
+  nlohmann::ordered_json env = nlohmann::ordered_json::object();
+  std::vector<std::string> names;
+  for (char** e = environ; e && *e; ++e) {
+    const std::string_view kv(*e);
+    const std::string name(kv.substr(0, kv.find('=')));
+    if (name.starts_with("MLABENCH_") || name.starts_with("NCCL_") || name == "CUDA_VISIBLE_DEVICES")
+      names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& n : names) env[n] = std::getenv(n.c_str());
+  return env;
 }
 
 namespace {

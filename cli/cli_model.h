@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli/cli_guard.h"
@@ -21,8 +22,12 @@ struct ModelArgs {
 
 /// \brief --model, and with engine_options the engine flags (--device, --random-weights, --max-batch, ...).
 void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options);
-/// \brief Opens the engine `options` describe; throws Error.
-std::unique_ptr<Engine> open_engine(const EngineOptions& options);
+/// \brief Opens the engine `options` describe; throws Error. MLABENCH_TIMING_SKIP (a timing experiment whose
+/// outputs are wrong, engine/kernels/cuda/cuda_check.h) is refused unless timing_experiment (bench) says it may run.
+std::unique_ptr<Engine> open_engine(const EngineOptions& options, bool timing_experiment = false);
+/// \brief The environment variables that change what the engine runs (MLABENCH_*, NCCL_*, CUDA_VISIBLE_DEVICES),
+/// name to value, those set only: bench JSON and results.json record them beside the options.
+nlohmann::ordered_json engine_environment();
 
 /// \brief Registers the subcommands on `app`. Each sets `*exit_code` when it runs.
 void add_model_commands(CLI::App& app, int* exit_code);

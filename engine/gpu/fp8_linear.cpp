@@ -159,4 +159,23 @@ void Fp8Linear::run(Blas& blas, float* y, int64_t ldy, const void* x, DType x_ty
        w.rows - r1, k);
 }
 
+bool Fp8Linear::run_split(Blas& blas, float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y, const void* x,
+                          DType x_type, int64_t ldx, const DeviceMat& w, int64_t m) {
+  MLABENCH_ICHECK(w.fp8(), "Fp8Linear::run_split: a matrix that is not FP8");
+  if (m == 0 || w.split_rows > 0 || n_y <= 0 || n_y >= w.rows) return false;
+  const auto* codes = static_cast<const uint8_t*>(w.p);
+  const int64_t k = w.cols;
+  const Path p = path(DType::F32, x, x_type, ldx, codes, m, w.rows, k);
+  if (p != Path::SKINNY && p != Path::SKINNY_FUSED) return false;
+  quantize(blas, p, x, x_type, ldx, m, k);
+  kernels::Fp8SkinnyGemmParams g = p == Path::SKINNY_FUSED
+                                       ? fused_params(y, ldy, x, x_type, ldx, codes, w.scale, m, w.rows, k)
+                                       : skinny_params(y, ldy, codes, w.scale, m, w.rows, k);
+  g.y2 = y2;
+  g.ldy2 = ldy2;
+  g.n_y = n_y;
+  kernels::cuda::skinny_gemm_fp8(g, blas.stream());
+  return true;
+}
+
 }  // namespace mlabench::gpu

@@ -39,6 +39,11 @@ class Fp8Linear {
   /// The same for a DeviceMat (FP8), y[m, w.rows] in float32: a stack whose parts keep their own grids (split_rows)
   /// runs as two GEMMs into the two column ranges of y.
   void run(Blas& blas, float* y, int64_t ldy, const void* x, DType x_type, int64_t ldx, const DeviceMat& w, int64_t m);
+  /// The same into two outputs, columns [0, n_y) of the product into y and [n_y, w.rows) into y2, in one launch of
+  /// skinny_gemm_fp8 (its split output) where that kernel takes the rows and w is one grid (no split_rows); false,
+  /// nothing enqueued, where it does not.
+  bool run_split(Blas& blas, float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y, const void* x,
+                 DType x_type, int64_t ldx, const DeviceMat& w, int64_t m);
   uint64_t bytes() const { return q_.bytes() + s_.bytes(); }
 
  private:

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <bit>
 
+#include "engine/core/fp8.h"
 #include "engine/gpu/gpu_model.h"
 #include "engine/gpu/phase_timer.h"
 #include "engine/kernels/cuda/cuda_check.h"
@@ -115,7 +116,8 @@ class MlaAttention final : public GpuAttention {
     queries(st, L, q, fused);
     if (!fused) m_.linear(ckv, cw, m_.normed_input(), H, L.kv_a_proj, T);  // [T, cw]
     // One kernel: kv_a_layernorm on c_kv, RoPE on k_pe and on q's rope columns, the row appended to the cache.
-    k::cuda::latent_append({.latent = ckv, .ld = cw, .kv_lora = kvl, .rope_dim = m_.rope().dim,
+    if (!timing_skip("latent_append"))
+      k::cuda::latent_append({.latent = ckv, .ld = cw, .kv_lora = kvl, .rope_dim = m_.rope().dim,
                             .norm_weight = L.kv_a_norm, .eps = kLatentNormEps, .q = q, .ld_q = nh * qk, .n_heads = nh,
                             .q_head_stride = qk, .q_rope_offset = nope, .interleaved = m_.rope().interleaved,
                             .cos = m_.rope_cos(), .sin = m_.rope_sin(), .positions = st.positions, .cache = cache,
@@ -148,15 +150,27 @@ class MlaAttention final : public GpuAttention {
     return static_cast<const char*>(m.p) + static_cast<size_t>(elems) * dtype_size(m_.dtype());
   }
 
-  // A step of 1-2 rows: q_proj (or q_a_proj, into cq) and kv_a_proj (into ckv) as one skinny_gemm over their
-  // adjacent weights (upload), the same sums as two calls. False where skinny_gemm does not take it.
+  // A step of 1-2 rows (BF16; FP8 1-16): q_proj (or q_a_proj, into cq) and kv_a_proj (into ckv) as one skinny_gemm
+  // (skinny_gemm_fp8) over their adjacent weights (upload), the same sums as two calls. False where it does not run.
   bool first_projections(const GpuLayer& L, int64_t T, float* q, float* ckv) {
     const ModelConfig& c = m_.config();
     const int64_t H = c.hidden_size, ql = c.q_lora_rank, cw = c.kv_lora_rank + c.qk_rope_head_dim;
     const DeviceMat& first = ql > 0 ? L.q_a_proj : L.q_proj;
     static const bool on = gpu::env_switch("MLABENCH_FUSE_PROJECTIONS");  // 0: two launches (A/B)
-    if (!on || first.fp8() || bytes(first, first.rows * H) != L.kv_a_proj.p) return false;  // off, FP8, or apart
-    return m_.blas().try_skinny({.y = ql > 0 ? buf<float>(off_.cq) : q, .ldy = first.rows, .x = m_.normed_input(),
+    if (!on) return false;
+    float* y = ql > 0 ? buf<float>(off_.cq) : q;
+    if (first.fp8()) {
+      // FP8 (1-16 rows): one skinny_gemm_fp8 over both where upload put them in one allocation on one scale grid.
+      const auto* codes = static_cast<const char*>(first.p);
+      if (!L.kv_a_proj.fp8() || first.rows % kFp8Block != 0 || first.split_rows > 0 ||
+          codes + first.rows * H != L.kv_a_proj.p ||
+          first.scale + (first.rows / kFp8Block) * fp8_weight_scale_ld(H) != L.kv_a_proj.scale)
+        return false;  // apart (first's rows off the 128 grid)
+      const DeviceMat both{.p = first.p, .rows = first.rows + cw, .cols = H, .scale = first.scale};
+      return m_.linear_split_fp8(y, first.rows, ckv, cw, first.rows, m_.normed_input(), H, both, T);
+    }
+    if (bytes(first, first.rows * H) != L.kv_a_proj.p) return false;  // apart
+    return m_.blas().try_skinny({.y = y, .ldy = first.rows, .x = m_.normed_input(),
                                  .ldx = H, .w = first.p, .ldw = H, .dtype = m_.dtype(), .m = T, .n = first.rows + cw,
                                  .k = H, .y2 = ckv, .ldy2 = cw, .n_y = first.rows});
   }
@@ -197,7 +211,8 @@ class MlaAttention final : public GpuAttention {
     const k::SkinnyGemmParams uk{.y = q_lat, .ldy = nh * kvl, .stride_y = kvl, .x = q, .ldx = nh * qk, .stride_x = qk,
                                  .w = L.kv_b_proj.p, .ldw = kvl, .stride_w = (nope + v) * kvl, .dtype = dt, .m = Td,
                                  .n = kvl, .k = nope, .batch = nh, .w_kn = true, .x_f32 = true};
-    if (direct && k::cuda::skinny_gemm_supported(uk)) {
+    if (timing_skip("w_uk")) {
+    } else if (direct && k::cuda::skinny_gemm_supported(uk)) {
       k::cuda::skinny_gemm(uk, s);
     } else {
       void* q_c = buf<void>(off_.q_c);
@@ -232,6 +247,7 @@ class MlaAttention final : public GpuAttention {
     } else {
       uv.act = o, uv.ld_act = nh * v, uv.stride_act = v;
     }
+    if (timing_skip("w_uv")) return;
     if (direct && k::cuda::skinny_gemm_supported(uv)) {
       k::cuda::skinny_gemm(uv, s);
       return;

@@ -435,6 +435,11 @@ void GpuModel::linear(float* y, int64_t ldy, const void* x, int64_t ldx, const D
     blas_->linear(y, ldy, x, ldx, w.p, w.cols, dtype_, m, w.rows, w.cols);
 }
 
+bool GpuModel::linear_split_fp8(float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y, const void* x,
+                                int64_t ldx, const DeviceMat& w, int64_t m) {
+  return w.fp8() && fp8_linear_->run_split(*blas_, y, ldy, y2, ldy2, n_y, x, dtype_, ldx, w, m);
+}
+
 // ---- forward ----------------------------------------------------------------------------------------------------
 
 void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
@@ -452,10 +457,11 @@ void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const GpuLayer& L = layers_[static_cast<size_t>(l)];
     phases::at(stream_, "attention: norm, q, kv_a, rope");
-    k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = l == 0 ? nullptr : delta, .ld_delta = H,
-                       .out = xn_c, .out_type = dtype_, .ld_out = H, .weight = L.input_norm, .n_rows = T, .dim = H,
-                       .eps = eps},
-                      stream_);
+    if (!timing_skip("input_norm"))
+      k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = l == 0 ? nullptr : delta, .ld_delta = H,
+                         .out = xn_c, .out_type = dtype_, .ld_out = H, .weight = L.input_norm, .n_rows = T, .dim = H,
+                         .eps = eps},
+                        stream_);
     void* vc = pools.v.empty() ? nullptr : pools.v[static_cast<size_t>(l)].get();
     attention_->forward(st, L, pools.k[static_cast<size_t>(l)].get(), vc, pools.block_size, delta);  // [T, H]
     if (!hooks_.empty()) hooks_.all_reduce(delta, T * H, stream_);  // a rank's heads: a partial sum
@@ -483,10 +489,11 @@ void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, float* x, float* del
   // The router needs the normed input in float32; the experts take it in dt (out2: the same pass writes both).
   auto* xn = arena_.at<float>(off_xn_);
   const bool second_copy = dtype_ != DType::F32;
-  k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn,
-                     .out_type = DType::F32, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H, .eps = eps,
-                     .out2 = second_copy ? xn_c : nullptr, .out2_type = dtype_, .ld_out2 = H},
-                    stream_);
+  if (!timing_skip("post_norm"))
+    k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn,
+                       .out_type = DType::F32, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H, .eps = eps,
+                       .out2 = second_copy ? xn_c : nullptr, .out2_type = dtype_, .ld_out2 = H},
+                      stream_);
   if (!second_copy)
     k::cuda::cast({.out = xn_c, .out_type = dtype_, .ld_out = H, .in = xn, .ld_in = H, .n_rows = T, .n_cols = H},
                   stream_);

@@ -239,8 +239,9 @@ void MoeLayer::Impl::allocate() {
 // Router logits [T, E] (float32 GEMM) and top-k.
 void MoeLayer::Impl::route(const k::MoeLayerParams& p) {
   const int64_t T = p.n_tokens;
-  blas.linear_f32(logits, E, p.x, H, p.router_w, H, T, E, H);  // [T, E]
-  k::cuda::router({.logits = logits, .n_tokens = T, .n_experts = E, .top_k = K, .method = p.method,
+  if (!gpu::timing_skip("router_gemm")) blas.linear_f32(logits, E, p.x, H, p.router_w, H, T, E, H);  // [T, E]
+  if (!gpu::timing_skip("router_topk"))
+    k::cuda::router({.logits = logits, .n_tokens = T, .n_experts = E, .top_k = K, .method = p.method,
                    .n_group = p.n_group, .topk_group = p.topk_group, .norm_topk_prob = p.norm_topk_prob,
                    .routed_scaling_factor = p.routed_scaling_factor, .topk_idx = idx, .topk_weight = w,
                    .scoring = p.scoring}, stream);

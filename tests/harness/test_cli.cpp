@@ -23,9 +23,11 @@ struct CliResult {
   std::string out, err;
 };
 
-CliResult mlabench_cli(const std::string& args) {
+// env: VAR=value assignments set for this command only (the shell's prefix form).
+CliResult mlabench_cli(const std::string& args, const std::string& env = "") {
   test::TempDir tmp;
-  const std::string cmd = std::string(MLABENCH_BINARY) + " " + args + " >" + tmp.file("out") + " 2>" + tmp.file("err");
+  const std::string cmd = (env.empty() ? "" : "env " + env + " ") + std::string(MLABENCH_BINARY) + " " + args +
+                          " >" + tmp.file("out") + " 2>" + tmp.file("err");
   const int status = std::system(cmd.c_str());
   CliResult r;
   r.signaled = WIFSIGNALED(status);
@@ -484,6 +486,30 @@ TEST(Cli, BenchFullBatchWindowEndsAtTheFirstFinish) {
   EXPECT_GE(steps, 1);
   EXPECT_LT(steps, 8 - 1) << row.dump(1);
   EXPECT_GT(row["decode_full_batch_tokens_per_s"].get<double>(), 0.0);
+}
+
+// bench JSON records the environment variables that change what the engine runs (MLABENCH_*, NCCL_*), and
+// MLABENCH_TIMING_SKIP, whose outputs are wrong by design, runs nowhere but a cuda bench: refused by name on the CPU
+// bench and by every command that reports outputs.
+TEST(Cli, BenchRecordsTheEngineEnvironmentAndTimingSkipStaysInGpuBench) {
+  test::TempDir t;
+  const CliResult r = mlabench_cli("bench --batch 1 --prompt 8 --gen 2 --out " + t.file("e.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto plain = nlohmann::json::parse(test::read_file(t.file("e.json")));
+  ASSERT_TRUE(plain.contains("environment")) << plain.dump(1);
+  EXPECT_FALSE(plain["environment"].contains("MLABENCH_SKINNY_GEMM")) << "only variables that are set";
+  const CliResult set = mlabench_cli("bench --batch 1 --prompt 8 --gen 2 --out " + t.file("s.json"),
+                                     "MLABENCH_SKINNY_GEMM=0 NCCL_DEBUG=WARN");
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  const auto env = nlohmann::json::parse(test::read_file(t.file("s.json")))["environment"];
+  EXPECT_EQ(env.value("MLABENCH_SKINNY_GEMM", ""), "0") << env.dump();
+  EXPECT_EQ(env.value("NCCL_DEBUG", ""), "WARN") << env.dump();
+  const CliResult cpu = mlabench_cli("bench --batch 1 --prompt 8 --gen 2", "MLABENCH_TIMING_SKIP=combine");
+  EXPECT_EQ(cpu.exit_code, 1) << cpu.out;
+  EXPECT_NE(cpu.err.find("leaves nothing out"), std::string::npos) << cpu.err;
+  const CliResult gen = mlabench_cli("generate --prompt hello --max-new-tokens 2", "MLABENCH_TIMING_SKIP=combine");
+  EXPECT_EQ(gen.exit_code, 1) << gen.out;
+  EXPECT_NE(gen.err.find("outputs would be wrong"), std::string::npos) << gen.err;
 }
 
 // An overlong --gen or prompt (CLI11 clamps it to INT64_MAX) is refused by name before prompt + gen could wrap.

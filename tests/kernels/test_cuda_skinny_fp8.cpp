@@ -310,6 +310,63 @@ TEST(CudaSkinnyFp8, FusedFormIsQuantiseThenProductBitForBit) {
   std::printf("[ skinny fp8 fused ] %d products equal to quantise-then-product bit for bit\n", compared);
 }
 
+// The split output (the engine's q_proj + kv_a_proj in one launch, V2-Lite: 3,072 + 576 rows of 2,048): columns
+// [0, n_y) in y and [n_y, n) in y2 equal the unsplit launch's columns bit for bit, in the codes form and the fused
+// form, at 1, 2, 9 and 16 rows; the padding of both outputs stays NaN.
+TEST(CudaSkinnyFp8, SplitOutputIsTheUnsplitProductBitForBit) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(2006);
+  const int64_t n = 3072 + 576, k = 2048, n_y = 3072, n2 = n - n_y;
+  int compared = 0;
+  for (int64_t m : {1, 2, 9, 16})
+    for (bool fused : {false, true}) {
+      const std::string what = fmt::format("split m {} {}", m, fused ? "fused" : "codes");
+      const Operands o = make_operands(m, n, k, m >= 2 ? 1 : -1, rng);
+      DeviceOperands d = upload(o);
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      std::vector<uint16_t> xb(static_cast<size_t>(m * k));
+      for (auto& v : xb) v = f32_to_bf16(nd(rng));
+      const gpu::DeviceBuffer d_x = to_device(xb);
+      Fp8SkinnyGemmParams whole = d.p;
+      if (fused) {
+        whole.xq = nullptr;
+        whole.x_scale = nullptr;
+        whole.x = d_x.get();
+        whole.x_type = DType::BF16;
+        whole.ld_x = k;
+      }
+      cuda::skinny_gemm_fp8(whole, nullptr);
+      const std::vector<float> want = to_host<float>(d.y, static_cast<size_t>(m * o.ldy));
+      const int64_t ld1 = n_y + 8, ld2 = n2 + 4;
+      const gpu::DeviceBuffer y1 = to_device(std::vector<float>(static_cast<size_t>(m * ld1), kNaN));
+      const gpu::DeviceBuffer y2 = to_device(std::vector<float>(static_cast<size_t>(m * ld2), kNaN));
+      Fp8SkinnyGemmParams split = whole;
+      split.y = y1.as<float>();
+      split.ldy = ld1;
+      split.y2 = y2.as<float>();
+      split.ldy2 = ld2;
+      split.n_y = n_y;
+      ASSERT_TRUE(cuda::skinny_gemm_fp8_supported(split)) << what;
+      cuda::skinny_gemm_fp8(split, nullptr);
+      const std::vector<float> got1 = to_host<float>(y1, static_cast<size_t>(m * ld1));
+      const std::vector<float> got2 = to_host<float>(y2, static_cast<size_t>(m * ld2));
+      for (int64_t r = 0; r < m; ++r) {
+        ASSERT_EQ(0, std::memcmp(&got1[static_cast<size_t>(r * ld1)], &want[static_cast<size_t>(r * o.ldy)],
+                                 static_cast<size_t>(n_y) * 4))
+            << what << ": y, row " << r;
+        ASSERT_EQ(0, std::memcmp(&got2[static_cast<size_t>(r * ld2)], &want[static_cast<size_t>(r * o.ldy + n_y)],
+                                 static_cast<size_t>(n2) * 4))
+            << what << ": y2, row " << r;
+        for (int64_t j = n_y; j < ld1; ++j) EXPECT_TRUE(std::isnan(got1[static_cast<size_t>(r * ld1 + j)])) << what;
+        for (int64_t j = n2; j < ld2; ++j) EXPECT_TRUE(std::isnan(got2[static_cast<size_t>(r * ld2 + j)])) << what;
+      }
+      EXPECT_FALSE(std::isnan(got2[0])) << what;
+      ++compared;
+    }
+  EXPECT_EQ(compared, 8);
+  std::printf("[ skinny fp8 split ] %d split products equal to the unsplit product bit for bit\n", compared);
+}
+
 TEST(CudaSkinnyFp8, RefusesWhatItDoesNotSupport) {
   MLABENCH_REQUIRE_GPU();
   std::mt19937 rng(2004);

@@ -206,6 +206,32 @@ TEST(TwinSkinnyFp8, FusedFormIsQuantiseThenProduct) {
     }
 }
 
+// The split output (MLA's q_proj and kv_a_proj in one product): columns [0, n_y) land in y and [n_y, n) in y2, each
+// the unsplit product's column bit for bit, at row strides of their own; the padding past each part stays NaN.
+TEST(TwinSkinnyFp8, SplitOutputIsTheProductsColumnsInTwoMatrices) {
+  std::mt19937 rng(2016);
+  for (int64_t m : {1, 5, 16}) {
+    const Operands o = make_operands(m, 330, 272, m >= 5 ? 2 : -1, rng);
+    const std::vector<float> whole = twin_product(o);
+    const int64_t n_y = 256, n2 = o.n - n_y, ld1 = n_y + 3, ld2 = n2 + 1;
+    std::vector<float> y(static_cast<size_t>(m * ld1), kNaN), y2(static_cast<size_t>(m * ld2), kNaN);
+    twin::skinny_gemm_fp8({.y = y.data(), .ldy = ld1, .xq = o.xq.data(), .ld_x = o.ld_x, .x_scale = o.xs.data(),
+                           .x_scale_group_stride = o.xs_stride, .w = o.wq.data(), .ld_w = o.ld_w,
+                           .w_scale = o.ws.data(), .w_scale_ld = o.ws_ld, .m = m, .n = o.n, .k = o.k,
+                           .y2 = y2.data(), .ldy2 = ld2, .n_y = n_y});
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t j = 0; j < o.n; ++j) {
+        const float want = whole[static_cast<size_t>(r * o.ldy + j)];
+        const float got = j < n_y ? y[static_cast<size_t>(r * ld1 + j)] : y2[static_cast<size_t>(r * ld2 + j - n_y)];
+        ASSERT_EQ(0, std::memcmp(&got, &want, sizeof(float))) << "m " << m << " row " << r << " column " << j;
+      }
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t j = n_y; j < ld1; ++j) EXPECT_TRUE(std::isnan(y[static_cast<size_t>(r * ld1 + j)])) << j;
+      for (int64_t j = n2; j < ld2; ++j) EXPECT_TRUE(std::isnan(y2[static_cast<size_t>(r * ld2 + j)])) << j;
+    }
+  }
+}
+
 TEST(TwinSkinnyFp8, CheckRefusesBadParameters) {
   std::mt19937 rng(2014);
   const Operands o = make_operands(3, 200, 272, -1, rng);
@@ -227,6 +253,12 @@ TEST(TwinSkinnyFp8, CheckRefusesBadParameters) {
   refused([](Fp8SkinnyGemmParams& p) { p.x_scale_group_stride = p.m - 1; }, "x scales overlap");
   refused([](Fp8SkinnyGemmParams& p) { p.w_scale_ld = groups_of(p.k) - 1; }, "w_scale_ld short");
   refused([](Fp8SkinnyGemmParams& p) { p.w_scale = nullptr; }, "no w_scale");
+  // The split output: n_y outside (0, n), y2's rows short of n - n_y columns.
+  std::vector<float> y2(static_cast<size_t>(o.m * o.n), kNaN);
+  refused([&](Fp8SkinnyGemmParams& p) { p.y2 = y2.data(); p.ldy2 = p.n; p.n_y = p.n; }, "n_y = n");
+  refused([&](Fp8SkinnyGemmParams& p) { p.y2 = y2.data(); p.ldy2 = p.n; p.n_y = 0; }, "n_y = 0");
+  refused([&](Fp8SkinnyGemmParams& p) { p.y2 = y2.data(); p.ldy2 = 10; p.n_y = 128; }, "ldy2 < n - n_y");
+  refused([&](Fp8SkinnyGemmParams& p) { p.y2 = y2.data(); p.ldy2 = p.n; p.n_y = 128; p.ldy = 100; }, "ldy < n_y");
   // The fused form: x with the codes still set, or x of a type the quantiser does not read.
   refused([&](Fp8SkinnyGemmParams& p) { p.x = o.x.data(); }, "x beside xq and x_scale");
   refused([&](Fp8SkinnyGemmParams& p) { p.x = o.x.data(); p.xq = nullptr; p.x_scale = nullptr; p.x_type = DType::I32; },

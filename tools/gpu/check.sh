@@ -26,6 +26,8 @@
 #                gqa, V2-Lite decode at 32K x 16 with the BF16 and FP8 caches and weights (FP8KV_SHAPES to change)
 #   fp8b1        issue 20: FP8 at batch 1: the fused skinny FP8 GEMM and FP8 decode-FFN tests, the FP8 engine tests, V2-Lite
 #                b1 with BF16, FP8 weights + cache, and the same with MLABENCH_FP8_FUSED_QUANT=0 (one call: ratios)
+#   b1skip       issue 20: V2-Lite b1 BF16, FP8, and FP8 with each MLABENCH_TIMING_SKIP stage left out (the most a fusion
+#                of that launch can save; outputs wrong by design)
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
 #                V2-Lite b16 and 32K x 16 with BF16, FP8 weights, FP8 weights + cache (one call)
 #   fp8harness   issue 20: MMLU and GSM8K through the harness on V2-Lite shapes (random weights, the real tokenizer) with
@@ -350,6 +352,22 @@ if named fp8b1; then
       --out "$out/bench_dsv2_lite_b1_$1.json" > "$out/fp8b1_$1.log" 2>&1
     row "bench V2-Lite b1, $1" "rc $?"
     grep -E '^ +1 +512 |^error' "$out/fp8b1_$1.log" | sed 's/^/    /' >> "$out/summary.txt"
+  done
+fi
+# Issue 20 at batch 1, where the step's time goes (named only): V2-Lite b1 with BF16 and with FP8 weights + cache,
+# then FP8 with each MLABENCH_TIMING_SKIP stage left out alone and all of them together (engine/kernels/cuda/
+# cuda_check.h: those launches skipped, outputs wrong): what fusing each launch away can save at most, graphed.
+if named b1skip; then
+  b1=(--device cuda --model configs/deepseek-v2-lite --random-weights 0 --prompt 512 --batch 1 --gen 128)
+  all=input_norm,latent_append,w_uk,combine,w_uv,post_norm,router_gemm,router_topk
+  for cfg in "bf16 auto -" "fp8 fp8 -" "fp8 fp8 input_norm" "fp8 fp8 latent_append" "fp8 fp8 w_uk" "fp8 fp8 combine" \
+             "fp8 fp8 w_uv" "fp8 fp8 post_norm" "fp8 fp8 router_gemm" "fp8 fp8 router_topk" "fp8 fp8 $all"; do
+    set -- $cfg
+    skip=$3; [ "$skip" = - ] && skip=
+    name="$1_${skip:-none}"; [ "$skip" = "$all" ] && name="$1_all"
+    MLABENCH_TIMING_SKIP=$skip timeout 60 build-gpu/mlabench bench "${b1[@]}" --weights-dtype $2 --kv-cache-dtype $2 \
+      --out "$out/bench_b1skip_$name.json" > "$out/b1skip_$name.log" 2>&1
+    row "bench V2-Lite b1, $name" "rc $? $(grep -E '^ +1 +512 ' "$out/b1skip_$name.log" | awk '{print $0}' | head -1)"
   done
 fi
 # Issue 20 at batch 16 (named only): skinny_gemm_fp8 at 1-16 rows against its twin, the FP8 and sharded GPU engine

@@ -2,8 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace mlabench::gpu {
 
@@ -95,6 +100,31 @@ bool env_switch(const char* name, bool default_on) {
   MLABENCH_CHECK(e == "0" || e == "1", "{}={}: not 0 or 1. HINT: 0 turns the path off, 1 on (unset: {}), for an A/B "
                  "run", name, e, default_on ? "on" : "off");
   return e == "1";
+}
+
+bool timing_skip(const char* stage) {
+  static constexpr std::array<std::string_view, 8> kStages{"input_norm",  "latent_append", "w_uk",        "combine",
+                                                           "w_uv",        "post_norm",     "router_gemm", "router_topk"};
+  static const std::vector<std::string> skipped = [] {
+    std::vector<std::string> names;
+    const char* env = std::getenv("MLABENCH_TIMING_SKIP");
+    std::string_view rest = env ? env : "";
+    while (!rest.empty()) {
+      const size_t comma = rest.find(',');
+      const std::string_view name = rest.substr(0, comma);
+      MLABENCH_CHECK(std::find(kStages.begin(), kStages.end(), name) != kStages.end(),
+                     "MLABENCH_TIMING_SKIP: '{}' is not a stage. HINT: a comma list of input_norm, latent_append, "
+                     "w_uk, combine, w_uv, post_norm, router_gemm, router_topk (a timing experiment: outputs are wrong)",
+                     name);
+      names.emplace_back(name);
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    }
+    if (!names.empty())
+      std::fprintf(stderr, "warning: MLABENCH_TIMING_SKIP=%s: those launches are left out of every step; every output "
+                           "of this run is wrong (a timing experiment)\n", env);
+    return names;
+  }();
+  return std::find(skipped.begin(), skipped.end(), stage) != skipped.end();
 }
 
 bool programmatic_launch_enabled() {

@@ -66,6 +66,13 @@ bool programmatic_launch_enabled();
 /// unset is default_on; any other value is refused, naming the variable, so a typo never silently measures the wrong
 /// path. Callers read it once (a static).
 bool env_switch(const char* name, bool default_on = true);
+/// MLABENCH_TIMING_SKIP (a comma list of the stages below, unset: none): the GPU engine leaves those launches out of
+/// every step, so a graphed step's time without them is measured beside the full one: what fusing a launch away can
+/// save at most (docs/perf-notes.md, issue 20 round 7). Every output is wrong then: the first skip warns on stderr,
+/// `mlabench bench` records the variable in its JSON ("environment") and prints it, and `mlabench run` / `serve`
+/// refuse it. Stages: input_norm, latent_append, w_uk, combine, w_uv, post_norm, router_gemm, router_topk.
+/// An unknown name is refused (the list above in the message).
+bool timing_skip(const char* stage);
 
 }  // namespace mlabench::gpu
 

@@ -147,6 +147,7 @@ void check_fixed_splits_scratch(bool fixed, const float* scratch, const char* wh
 }
 
 void launch_mla_decode_combine(const MlaDecodeParams& p, int n_splits, int tile, cudaStream_t stream) {
+  if (gpu::timing_skip("combine")) return;  // MLABENCH_TIMING_SKIP: a timing experiment, the output is wrong
   CombineArgs c;
   c.scratch = p.scratch;
   c.n_splits = n_splits;

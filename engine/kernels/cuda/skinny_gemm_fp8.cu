@@ -300,7 +300,10 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_fp8_kernel(const Fp8S
     float sum = 0.0f;
 #pragma unroll
     for (int v = 0; v < kWarps; ++v) sum = __fadd_rn(sum, red[v][r][xt][q][src]);
-    p.y[i * p.ldy + j] = sum;
+    if (p.y2 != nullptr && j >= p.n_y)
+      p.y2[i * p.ldy2 + (j - p.n_y)] = sum;
+    else
+      p.y[i * p.ldy + j] = sum;
   }
 }
 

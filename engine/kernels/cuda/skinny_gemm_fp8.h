@@ -19,7 +19,8 @@ namespace mlabench::kernels {
 /// block grid [ceil(n / 128), w_scale_ld >= ceil(k / 128)] (the engine's w_scale_ld is fp8_weight_scale_ld(k): its
 /// padding holds no scale and is never read). Each group's products are summed in float32 (every e4m3 product is
 /// exact in float32), that sum is multiplied by (x_scale * w_scale), and the terms are added over the groups.
-/// k must be a multiple of 16 (e4m3 rows are read 16 bytes at a time). y's columns past n are not written.
+/// k must be a multiple of 16 (e4m3 rows are read 16 bytes at a time). y's columns past n are not written. With y2
+/// set the columns from n_y on are written to y2 instead (the same sums: one launch for two projections).
 ///
 /// Fused form: x set and xq, x_scale null. x [m, k] (x_type F32 or BF16, ld_x elements) is quantised by the product
 /// itself, exactly as fp8_quantize_rows quantises it (the same codes and scales, bit for bit), so y is the two-launch
@@ -39,6 +40,11 @@ struct Fp8SkinnyGemmParams {
   const float* w_scale = nullptr;
   int64_t w_scale_ld = 0;
   int64_t m = 0, n = 0, k = 0;
+  // Split output (two projections of one x over adjacent weight rows, e.g. MLA's q_proj and kv_a_proj): where y2 is
+  // set, columns [0, n_y) go to y (ldy >= n_y) and columns [n_y, n) to y2 (ldy2 >= n - n_y), y2[i, j - n_y].
+  float* y2 = nullptr;
+  int64_t ldy2 = 0;
+  int64_t n_y = 0;
 };
 
 /// Rows up to which skinny_gemm_fp8 runs (the rows of x are the n8 side of one or two tensor-core tiles).
@@ -47,7 +53,8 @@ inline constexpr int64_t kSkinnyFp8MaxRows = 16;
 namespace checks {
 /// What twin and kernel both accept (throws Error with a HINT otherwise): 0 <= m <= 16 (0: nothing to do), n > 0,
 /// k > 0 a multiple of 16, ld_x, ld_w >= k, ldy >= n, x_scale_group_stride >= m (unused with one group or fused),
-/// w_scale_ld >= ceil(k / 128), pointers set: xq and x_scale, or (fused) x of type F32 or BF16 without them.
+/// w_scale_ld >= ceil(k / 128), pointers set: xq and x_scale, or (fused) x of type F32 or BF16 without them; with
+/// y2, 0 < n_y < n, ldy >= n_y and ldy2 >= n - n_y (without it, ldy >= n).
 void check_skinny_gemm_fp8(const Fp8SkinnyGemmParams& p);
 }  // namespace checks
 

@@ -23,10 +23,15 @@ void check_skinny_gemm_fp8(const Fp8SkinnyGemmParams& p) {
                  "k > 0 and a multiple of 16 (e4m3 rows are read 16 bytes at a time)",
                  p.m, p.n, p.k, kSkinnyFp8MaxRows);
   const int64_t groups = (p.k + kFp8Block - 1) / kFp8Block;
-  MLABENCH_CHECK(p.ld_x >= p.k && p.ld_w >= p.k && p.ldy >= p.n,
+  const bool split = p.y2 != nullptr;
+  MLABENCH_CHECK(!split || (p.n_y > 0 && p.n_y < p.n && p.ldy2 >= p.n - p.n_y),
+                 "skinny_gemm_fp8: y2 set with n_y {} of n {}, ldy2 {}. HINT: the split output takes columns [0, n_y) "
+                 "into y and [n_y, n) into y2 (0 < n_y < n, ldy2 >= n - n_y)",
+                 p.n_y, p.n, p.ldy2);
+  MLABENCH_CHECK(p.ld_x >= p.k && p.ld_w >= p.k && p.ldy >= (split ? p.n_y : p.n),
                  "skinny_gemm_fp8: ld_x {}, ld_w {} with k {}, ldy {} with n {}. HINT: leading dimensions count "
-                 "elements and cover a whole row",
-                 p.ld_x, p.ld_w, p.k, p.ldy, p.n);
+                 "elements and cover a whole row (y's row is n_y columns where y2 takes the rest)",
+                 p.ld_x, p.ld_w, p.k, p.ldy, split ? p.n_y : p.n);
   // Groups-major x scales (fp8_quantize_rows with scale_row_stride 1): a stride below m would put two rows' scales
   // of different groups on one float.
   const bool fused = p.x != nullptr;
@@ -79,7 +84,10 @@ void column(const Fp8SkinnyGemmParams& p, const std::array<float, 256>& dec, con
     }
     for (int64_t r = 0; r < m; ++r) acc[r] += s[r] * (p.x_scale[g * p.x_scale_group_stride + r] * ws[g]);
   }
-  for (int64_t r = 0; r < m; ++r) p.y[r * p.ldy + j] = acc[r];
+  const bool second = p.y2 != nullptr && j >= p.n_y;
+  float* y = second ? p.y2 + (j - p.n_y) : p.y + j;
+  const int64_t ldy = second ? p.ldy2 : p.ldy;
+  for (int64_t r = 0; r < m; ++r) y[r * ldy] = acc[r];
 }
 
 }  // namespace
