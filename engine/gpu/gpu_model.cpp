@@ -486,17 +486,12 @@ void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, float* x, float* del
     swiglu(L.mlp, xn_c, T, delta);
     return;
   }
-  // The router needs the normed input in float32; the experts take it in dt (out2: the same pass writes both).
+  // The router needs the normed input in float32, the experts in dt: the MoE layer runs the norm (out and out2 of
+  // one pass), at decode in one launch with its router (MoeLayer::forward).
   auto* xn = arena_.at<float>(off_xn_);
-  const bool second_copy = dtype_ != DType::F32;
-  if (!timing_skip("post_norm"))
-    k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn,
-                       .out_type = DType::F32, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H, .eps = eps,
-                       .out2 = second_copy ? xn_c : nullptr, .out2_type = dtype_, .ld_out2 = H},
-                      stream_);
-  if (!second_copy)
-    k::cuda::cast({.out = xn_c, .out_type = dtype_, .ld_out = H, .in = xn, .ld_in = H, .n_rows = T, .n_cols = H},
-                  stream_);
+  const k::RmsNormParams norm{.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn,
+                              .out_type = DType::F32, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H,
+                              .eps = eps, .out2 = xn_c, .out2_type = dtype_, .ld_out2 = H};
   moe_->forward({.x = xn, .x_c = xn_c, .out = delta, .n_tokens = T, .dtype = dtype_, .hidden = H,
                  .inter = c.moe_intermediate_size,
                  .shared_inter = L.shared.gate_up.p ? c.moe_intermediate_size * c.n_shared_experts : 0,
@@ -512,7 +507,8 @@ void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, float* x, float* del
                  .router_w = L.router, .experts_gate_up = L.experts_gate_up.p, .experts_down = L.experts_down.p,
                  .shared_gate_up = L.shared.gate_up.p, .shared_down = L.shared.down.p, .graph_safe = st.graphed,
                  .experts_gate_up_scale = L.experts_gate_up.scale, .experts_down_scale = L.experts_down.scale,
-                 .shared_gate_up_scale = L.shared.gate_up.scale, .shared_down_scale = L.shared.down.scale});
+                 .shared_gate_up_scale = L.shared.gate_up.scale, .shared_down_scale = L.shared.down.scale},
+                &norm);
 }
 
 // down(silu(gate(x)) * up(x)) for x [n, H] in dt -> out [n, H] float32.

@@ -102,6 +102,7 @@ struct MoeLayer::Impl {
   uint8_t* act_q = nullptr;
   float* act_scale = nullptr;
   uint32_t* act_arrivals = nullptr;
+  uint32_t* router_arrivals = nullptr;  // norm_router's counter (zeroed once; every launch leaves it zero)
   std::unique_ptr<Fp8Linear> fp8_shared;
 
   Impl(Blas& b, cudaStream_t s, DType dt, int64_t hidden, int64_t inter, int64_t shared_inter, int32_t n_experts,
@@ -126,7 +127,9 @@ struct MoeLayer::Impl {
     return static_cast<const char*>(base) + static_cast<size_t>(elems) * dtype_size(dtype);
   }
   void allocate();
+  k::RouterParams router_params(const k::MoeLayerParams& p) const;
   void route(const k::MoeLayerParams& p);
+  bool norm_and_route(const k::MoeLayerParams& p, const k::RmsNormParams& norm);
   void shared_experts(const k::MoeLayerParams& p);
   bool shared_on_side(const k::MoeLayerParams& p);
   bool decode_ffn(const k::MoeLayerParams& p);
@@ -156,7 +159,7 @@ struct MoeLayer::Impl {
     return on && dtype == DType::BF16;
   }
   void fp8_experts(const k::MoeLayerParams& p);
-  void fp8_forward(const k::MoeLayerParams& p);
+  void fp8_forward(const k::MoeLayerParams& p, bool routed);
   void quantize_rows(const void* x, DType x_type, int64_t rows, int64_t cols, uint8_t* q, float* scale) {
     const int64_t groups = (cols + kFp8Block - 1) / kFp8Block;
     k::cuda::fp8_quantize_rows({.x = x, .x_type = x_type, .ld_x = cols, .q = q, .ld_q = cols, .scale = scale,
@@ -201,6 +204,7 @@ void MoeLayer::Impl::allocate() {
   const int64_t U = SI + int64_t{K} * I;
   const size_t o_aq = fp8 ? reserve(n(U)) : 0, o_as = fp8 ? reserve(n(groups(U)) * 4) : 0;
   const size_t o_arr = fp8 ? reserve(n(groups(U)) * 4) : 0;
+  const size_t o_router_arr = reserve(4);
   scratch = DeviceBuffer(total, "MoE layer scratch");
   char* base = scratch.as<char>();
   logits = reinterpret_cast<float*>(base + o_logits);
@@ -216,6 +220,8 @@ void MoeLayer::Impl::allocate() {
   ye = reinterpret_cast<float*>(base + o_ye);
   ptrs = reinterpret_cast<const void**>(base + o_ptrs);
   host_offsets.resize(static_cast<size_t>(E) + 1);
+  router_arrivals = reinterpret_cast<uint32_t*>(base + o_router_arr);
+  MLABENCH_CUDA(cudaMemset(router_arrivals, 0, 4));
   if (fp8) {
     xq = reinterpret_cast<uint8_t*>(base + o_xq);
     xs = reinterpret_cast<float*>(base + o_xs);
@@ -236,15 +242,45 @@ void MoeLayer::Impl::allocate() {
   }
 }
 
+k::RouterParams MoeLayer::Impl::router_params(const k::MoeLayerParams& p) const {
+  return {.logits = logits, .n_tokens = p.n_tokens, .n_experts = E, .top_k = K, .method = p.method,
+          .n_group = p.n_group, .topk_group = p.topk_group, .norm_topk_prob = p.norm_topk_prob,
+          .routed_scaling_factor = p.routed_scaling_factor, .topk_idx = idx, .topk_weight = w, .scoring = p.scoring};
+}
+
 // Router logits [T, E] (float32 GEMM) and top-k.
 void MoeLayer::Impl::route(const k::MoeLayerParams& p) {
   const int64_t T = p.n_tokens;
   if (!gpu::timing_skip("router_gemm")) blas.linear_f32(logits, E, p.x, H, p.router_w, H, T, E, H);  // [T, E]
-  if (!gpu::timing_skip("router_topk"))
-    k::cuda::router({.logits = logits, .n_tokens = T, .n_experts = E, .top_k = K, .method = p.method,
-                   .n_group = p.n_group, .topk_group = p.topk_group, .norm_topk_prob = p.norm_topk_prob,
-                   .routed_scaling_factor = p.routed_scaling_factor, .topk_idx = idx, .topk_weight = w,
-                   .scoring = p.scoring}, stream);
+  if (!gpu::timing_skip("router_topk")) k::cuda::router(router_params(p), stream);
+}
+
+// The post-attention norm that makes p.x (float32) and p.x_c (dtype) from the residual stream, then the router: at
+// decode (up to kNormRouterMaxRows tokens) one norm_router launch where three ran (issue 20 round 7: ~0.3 ms of a
+// V2-Lite batch-1 step on an H100); MLABENCH_FUSE_ROUTER=0 keeps the three, for A/B runs. True where it routed.
+bool MoeLayer::Impl::norm_and_route(const k::MoeLayerParams& p, const k::RmsNormParams& norm) {
+  static const bool fuse = gpu::env_switch("MLABENCH_FUSE_ROUTER");
+  const k::NormRouterParams fused{.norm = norm, .router_w = p.router_w, .logits = logits, .router = router_params(p),
+                                  .arrivals = router_arrivals};
+  // A timing experiment that leaves one of the three launches out measures them unfused.
+  const bool skip_one = gpu::timing_skip("post_norm") || gpu::timing_skip("router_gemm") ||
+                        gpu::timing_skip("router_topk");
+  if (fuse && !skip_one && k::cuda::norm_router_supported(fused)) {
+    phases::at(stream, "moe: norm and router");
+    k::cuda::norm_router(fused, stream);
+    return true;
+  }
+  if (gpu::timing_skip("post_norm")) return false;
+  // rms_norm writes a second copy in BF16 or F16; a float32 model's x_c is a cast of x.
+  const bool second_copy = norm.out2 == nullptr || norm.out2_type != DType::F32;
+  k::RmsNormParams n = norm;
+  if (!second_copy) n.out2 = nullptr;
+  k::cuda::rms_norm(n, stream);
+  if (!second_copy)
+    k::cuda::cast({.out = norm.out2, .out_type = DType::F32, .ld_out = norm.ld_out2, .in = static_cast<const float*>(norm.out),
+                   .ld_in = norm.ld_out, .n_rows = norm.n_rows, .n_cols = norm.dim},
+                  stream);
+  return false;
 }
 
 // The shared experts' SwiGLU written to out.
@@ -451,9 +487,9 @@ void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p) {
 
 // The whole layer with FP8 weights: router (float32, as always); one token of a BF16 model through moe_decode_ffn's
 // FP8 kernels; else shared experts (Fp8Linear), COMPACT rows at every token count through fp8_experts, combine.
-void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p) {
+void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p, bool routed) {
   const int64_t T = p.n_tokens;
-  route(p);
+  if (!routed) route(p);
   if (decode_ffn(p)) return;
   if (SI > 0) {
     phases::at(stream, "moe: shared experts (FP8)");
@@ -571,7 +607,7 @@ uint64_t MoeLayer::scratch_bytes() const { return impl_->scratch.bytes(); }
 
 int64_t MoeLayer::shared_side_runs() const { return impl_->side_runs; }
 
-void MoeLayer::forward(const k::MoeLayerParams& p) {
+void MoeLayer::forward(const k::MoeLayerParams& p, const k::RmsNormParams* norm) {
   Impl& m = *impl_;
   k::checks::check_moe_layer(p);
   MLABENCH_CHECK(p.dtype == m.dtype && p.hidden == m.H && p.inter == m.I && p.shared_inter == m.SI &&
@@ -588,12 +624,13 @@ void MoeLayer::forward(const k::MoeLayerParams& p) {
                                     m.fp8 == (p.shared_down_scale != nullptr))),
                  "MoeLayer::forward: the layer was built for {} weights but the scale grids say otherwise. HINT: pass "
                  "every FP8 weight's scale grid, or none", m.fp8 ? "FP8" : "unquantised");
+  const bool routed = norm != nullptr && m.norm_and_route(p, *norm);  // x and x_c are written from here on
   if (m.fp8) {
-    m.fp8_forward(p);
+    m.fp8_forward(p, routed);
     return;
   }
   const bool shared_aside = m.shared_on_side(p);  // never at one token, where decode_ffn runs
-  m.route(p);
+  if (!routed) m.route(p);
   if (m.decode_ffn(p)) return;
   if (!shared_aside) m.shared_experts(p);
   phases::at(m.stream, "moe: permute, gather");

@@ -42,7 +42,9 @@ class MoeLayer {
 
   /// Enqueues the layer on the stream (p's pointers are device pointers, p.n_tokens <= max_tokens). With
   /// p.graph_safe nothing is read back to the host, so the call can be captured in a CUDA graph.
-  void forward(const kernels::MoeLayerParams& p);
+  /// norm: the post-attention norm that writes p.x (its out, float32) and p.x_c (its out2) from the residual
+  /// stream, not yet run: the layer runs it first, at decode in one launch with the router (norm_router).
+  void forward(const kernels::MoeLayerParams& p, const kernels::RmsNormParams* norm = nullptr);
 
   /// Bytes of device scratch this layer holds.
   uint64_t scratch_bytes() const;

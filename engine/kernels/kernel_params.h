@@ -292,6 +292,21 @@ struct RouterParams {
   RouterScoring scoring = RouterScoring::SOFTMAX;
 };
 
+/// A MoE layer's entry at decode in one launch (issue 20 round 7): what rms_norm (norm: residual += delta, then the
+/// post-attention RMSNorm into out, float32, and out2, the experts' dtype), the router's float32 GEMM
+/// (logits[t, e] = sum_h out[t, h] * router_w[e, h]) and router (top-k into router.topk_idx / topk_weight) do in
+/// three launches, value for value the same arithmetic (the sums of squares and of products in another order).
+/// router.logits and router.n_tokens are ignored (logits and norm.n_rows rule).
+struct NormRouterParams {
+  RmsNormParams norm;                // out: float32, dim = hidden; out2 optional (BF16, F16 or F32)
+  const float* router_w = nullptr;   // [router.n_experts, norm.dim] float32
+  float* logits = nullptr;           // [norm.n_rows, router.n_experts] float32, written
+  RouterParams router;               // experts, top-k, method, scoring and the outputs
+  uint32_t* arrivals = nullptr;      // one counter: zero before each launch, left zero (the GPU kernel's last CTA)
+};
+/// Rows up to which norm_router runs (every CTA normalises every row; decode batches).
+inline constexpr int64_t kNormRouterMaxRows = 16;
+
 /// Sorts the n_tokens * top_k (token, expert) pairs by expert, stably (pair p = t * top_k + j, ascending p
 /// within an expert): counts[e], offsets[e] (exclusive prefix sum, offsets[n_experts] = total) and rank[p] (the
 /// pair's index among its expert's pairs). Deterministic.

@@ -6,6 +6,7 @@
 // epilogues), the one-token expert FFN (moe_decode_ffn). Then gpu::MoeLayer against
 // twin::moe_layer in every row layout (both COMPACT paths), and replayed from a CUDA graph as the routing changes.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -925,6 +926,137 @@ TEST(CudaMoeLayerSharedStream, SameBitsAsOneStreamEagerAndGraphed) {
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaMoeLayer, ::testing::Values(DType::BF16, DType::F32),
                          [](const auto& i) { return std::string(dtype_name(i.param)); });
+
+// norm_router (the MoE layer's decode entry in one launch) against the twin's chain rms_norm -> float32 router GEMM
+// -> router, stage by stage: the residual bit for bit (one add), out within 1e-6 of max |out| and out2 within a
+// rounding of its type (the sums of squares in another order move inv by an ulp), the logits within 1e-5 of max
+// |logit|, and the top-k exactly the twin router's on the kernel's own logits (so a near tie cannot flip the test).
+// V2-Lite (64 experts, greedy softmax, BF16 out2), DeepSeek-V2 (160 experts, group-limited, scaled, F16 out2) and a
+// small sigmoid model without delta (F32 out2) at 1-16 rows; padding past each row and the logits scratch start NaN.
+// Run twice: the same bits, and the arrival counter left zero for the next launch (a graph replays it).
+TEST(CudaMoe, NormRouterMatchesTwinChain) {
+  MLABENCH_REQUIRE_GPU();
+  struct Case {
+    const char* name;
+    int64_t H;
+    int32_t E, k;
+    RouterMethod method;
+    int32_t n_group, topk_group;
+    float scale;
+    RouterScoring scoring;
+    DType out2;
+    bool delta;
+  };
+  const Case cases[] = {
+      {"V2-Lite", 2048, 64, 6, RouterMethod::GREEDY, 1, 1, 1.0f, RouterScoring::SOFTMAX, DType::BF16, true},
+      {"V2", 5120, 160, 6, RouterMethod::GROUP_LIMITED_GREEDY, 8, 3, 16.0f, RouterScoring::SOFTMAX, DType::F16, true},
+      {"small", 256, 8, 2, RouterMethod::GREEDY, 1, 1, 1.0f, RouterScoring::SIGMOID, DType::F32, false}};
+  std::mt19937 rng(77);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  int ran = 0;
+  for (const Case& c : cases)
+    for (int64_t T : {int64_t{1}, int64_t{3}, int64_t{16}}) {
+      SCOPED_TRACE(std::string(c.name) + " T=" + std::to_string(T));
+      const int64_t H = c.H, ld = H + 8, E = c.E;
+      std::vector<float> x(static_cast<size_t>(T * ld), kNaN), d(x.size(), kNaN), wn(static_cast<size_t>(H));
+      std::vector<float> rw(static_cast<size_t>(E * H));
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t i = 0; i < H; ++i) {
+          x[static_cast<size_t>(t * ld + i)] = nd(rng) * 2.0f;
+          d[static_cast<size_t>(t * ld + i)] = nd(rng);
+        }
+      for (auto& v : wn) v = 1.0f + 0.1f * nd(rng);
+      for (auto& v : rw) v = 0.05f * nd(rng);
+      const size_t es2 = dtype_size(c.out2), n_out = static_cast<size_t>(T * ld), pairs = static_cast<size_t>(T * c.k);
+      // The twin's chain on host copies.
+      std::vector<float> hx = x, hout(n_out, kNaN), hlogits(static_cast<size_t>(T * E), kNaN);
+      std::vector<uint8_t> hout2(n_out * es2, 0xff);
+      std::vector<int32_t> hidx(pairs, -1);
+      std::vector<float> hw(pairs, kNaN);
+      kernels::NormRouterParams hp{
+          .norm = {.residual = hx.data(), .ld_residual = ld, .delta = c.delta ? d.data() : nullptr, .ld_delta = ld,
+                   .out = hout.data(), .out_type = DType::F32, .ld_out = ld, .weight = wn.data(), .n_rows = T,
+                   .dim = H, .eps = 1e-6f, .out2 = hout2.data(), .out2_type = c.out2, .ld_out2 = ld},
+          .router_w = rw.data(), .logits = hlogits.data(),
+          .router = {.n_experts = c.E, .top_k = c.k, .method = c.method, .n_group = c.n_group,
+                     .topk_group = c.topk_group, .norm_topk_prob = false, .routed_scaling_factor = c.scale,
+                     .topk_idx = hidx.data(), .topk_weight = hw.data(), .scoring = c.scoring}};
+      kernels::twin::norm_router(hp);
+
+      auto d_d = to_device(d), d_wn = to_device(wn), d_rw = to_device(rw);
+      auto d_arr = to_device(std::vector<uint32_t>(1, 0u));
+      std::vector<float> first_out;
+      for (int run = 0; run < 2; ++run) {
+        auto d_x = to_device(x), d_out = to_device(std::vector<float>(n_out, kNaN));
+        auto d_out2 = to_device(std::vector<uint8_t>(n_out * es2, 0xff));
+        auto d_logits = to_device(std::vector<float>(static_cast<size_t>(T * E), kNaN));
+        auto d_idx = to_device(std::vector<int32_t>(pairs, -1));
+        auto d_w = to_device(std::vector<float>(pairs, kNaN));
+        kernels::NormRouterParams dp = hp;
+        dp.norm.residual = d_x.as<float>();
+        dp.norm.delta = c.delta ? d_d.as<float>() : nullptr;
+        dp.norm.out = d_out.get();
+        dp.norm.out2 = d_out2.get();
+        dp.norm.weight = d_wn.as<float>();
+        dp.router_w = d_rw.as<float>();
+        dp.logits = d_logits.as<float>();
+        dp.router.topk_idx = d_idx.as<int32_t>();
+        dp.router.topk_weight = d_w.as<float>();
+        dp.arrivals = d_arr.as<uint32_t>();
+        ASSERT_TRUE(kernels::cuda::norm_router_supported(dp));
+        kernels::cuda::norm_router(dp, nullptr);
+        const std::vector<float> gx = to_host<float>(d_x, n_out), gout = to_host<float>(d_out, n_out);
+        const std::vector<uint8_t> gout2 = to_host<uint8_t>(d_out2, n_out * es2);
+        const std::vector<float> glogits = to_host<float>(d_logits, static_cast<size_t>(T * E));
+        const std::vector<int32_t> gidx = to_host<int32_t>(d_idx, pairs);
+        const std::vector<float> gw = to_host<float>(d_w, pairs);
+        EXPECT_EQ(to_host<uint32_t>(d_arr, 1)[0], 0u) << "the counter is left zero";
+        ASSERT_EQ(0, std::memcmp(gx.data(), hx.data(), n_out * 4)) << "residual (and its NaN padding)";
+        float max_out = 0, max_logit = 0;
+        for (float v : hout) max_out = std::isnan(v) ? max_out : std::max(max_out, std::fabs(v));
+        for (float v : hlogits) max_logit = std::max(max_logit, std::fabs(v));
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t i = 0; i < ld; ++i) {
+            const size_t o = static_cast<size_t>(t * ld + i);
+            if (i >= H) {
+              ASSERT_TRUE(std::isnan(gout[o])) << "out padding, row " << t;
+              ASSERT_TRUE(gout2[o * es2] == 0xff) << "out2 padding, row " << t;
+              continue;
+            }
+            ASSERT_LE(std::fabs(gout[o] - hout[o]), 1e-6f * max_out) << "out " << t << "," << i;
+            auto as_float = [&](const std::vector<uint8_t>& b) {
+              uint32_t f32 = 0;
+              uint16_t h16 = 0;
+              if (c.out2 == DType::F32) return std::memcpy(&f32, &b[o * 4], 4), std::bit_cast<float>(f32);
+              std::memcpy(&h16, &b[o * 2], 2);
+              return c.out2 == DType::BF16 ? bf16_to_f32(h16) : f16_to_f32(h16);
+            };
+            const float g2 = as_float(gout2), h2 = as_float(hout2);
+            const float ulp = c.out2 == DType::BF16 ? 0x1p-7f : c.out2 == DType::F16 ? 0x1p-10f : 1e-6f;
+            ASSERT_LE(std::fabs(g2 - h2), ulp * std::fabs(h2) + 1e-6f * max_out) << "out2 " << t << "," << i;
+          }
+        for (size_t i = 0; i < glogits.size(); ++i)
+          ASSERT_LE(std::fabs(glogits[i] - hlogits[i]), 1e-5f * max_logit) << "logit " << i;
+        // The top-k: the twin router on the kernel's own logits, exactly (indices) and within 2e-6 (weights).
+        std::vector<int32_t> ridx(pairs, -1);
+        std::vector<float> rwt(pairs, kNaN);
+        kernels::RouterParams rp = hp.router;
+        rp.logits = glogits.data();
+        rp.n_tokens = T;
+        rp.topk_idx = ridx.data();
+        rp.topk_weight = rwt.data();
+        kernels::twin::router(rp);
+        EXPECT_EQ(gidx, ridx);
+        for (size_t i = 0; i < pairs; ++i) ASSERT_LE(std::fabs(gw[i] - rwt[i]), 2e-6f * std::fabs(rwt[i])) << i;
+        if (run == 0) first_out = gout;
+        if (run == 1) {
+          EXPECT_EQ(0, std::memcmp(first_out.data(), gout.data(), n_out * 4)) << "deterministic";
+        }
+      }
+      ++ran;
+    }
+  EXPECT_EQ(ran, 9);
+}
 
 TEST(CudaMoe, LayerRefusesStepsItWasNotBuiltFor) {
   MLABENCH_REQUIRE_GPU();

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/dtype.h"
 #include "engine/core/fp8.h"
 #include "engine/kernels/cpu/moe_router.h"
 #include "engine/kernels/twin/twin.h"
@@ -710,6 +711,66 @@ TEST(TwinMoe, GroupedGemmFp8MatchesDequantisedLoop) {
   q = p;
   q.w_scale_ld = 0;
   EXPECT_ANY_THROW(kernels::twin::moe_grouped_gemm(q)) << "w_scale_ld < ceil(k / 128)";
+}
+
+// norm_router's twin (the reference the GPU kernel is tested against) against a double-precision chain: residual +
+// delta exact, the normed rows within 1e-6 and the logits within 1e-5 of their maxima, the top-k the double chain's
+// (the seed's logits have margins far above float32's error); and its check refuses a non-float32 out and a missing
+// router weight or logits scratch.
+TEST(TwinMoe, NormRouterIsNormThenRouterGemmThenRouter) {
+  const int64_t T = 3, H = 256, E = 16;
+  const int32_t K = 4;
+  std::mt19937 rng(31);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(T * H), d(T * H), wn(H), rw(E * H);
+  for (auto* v : {&x, &d, &rw})
+    for (float& f : *v) f = nd(rng);
+  for (float& f : wn) f = 1.0f + 0.1f * nd(rng);
+  std::vector<float> x0 = x, out(T * H, kNaN), logits(T * E, kNaN), w(T * K, kNaN);
+  std::vector<uint16_t> out2(T * H);
+  std::vector<int32_t> idx(T * K, -1);
+  kernels::NormRouterParams p{
+      .norm = {.residual = x.data(), .ld_residual = H, .delta = d.data(), .ld_delta = H, .out = out.data(),
+               .out_type = DType::F32, .ld_out = H, .weight = wn.data(), .n_rows = T, .dim = H, .eps = 1e-6f,
+               .out2 = out2.data(), .out2_type = DType::BF16, .ld_out2 = H},
+      .router_w = rw.data(), .logits = logits.data(),
+      .router = {.n_experts = static_cast<int32_t>(E), .top_k = K, .topk_idx = idx.data(), .topk_weight = w.data()}};
+  kernels::twin::norm_router(p);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<double> h(H), o(H), l(E);
+    double ss = 0;
+    for (int64_t i = 0; i < H; ++i) {
+      h[i] = static_cast<double>(x0[t * H + i] + d[t * H + i]);  // one float add, as every engine does
+      ss += h[i] * h[i];
+      EXPECT_EQ(x[t * H + i], static_cast<float>(h[i])) << "residual " << t << "," << i;
+    }
+    const double inv = 1.0 / std::sqrt(ss / H + 1e-6);
+    double max_o = 0, max_l = 0;
+    for (int64_t i = 0; i < H; ++i) max_o = std::max(max_o, std::fabs(o[i] = h[i] * inv * wn[i]));
+    for (int64_t i = 0; i < H; ++i) {
+      ASSERT_NEAR(out[t * H + i], o[i], 1e-6 * max_o) << t << "," << i;
+      ASSERT_EQ(out2[t * H + i], f32_to_bf16(out[t * H + i])) << "out2 is out in BF16";
+    }
+    for (int64_t e = 0; e < E; ++e) {
+      l[e] = 0;
+      for (int64_t i = 0; i < H; ++i) l[e] += o[i] * rw[e * H + i];
+      max_l = std::max(max_l, std::fabs(l[e]));
+    }
+    for (int64_t e = 0; e < E; ++e) ASSERT_NEAR(logits[t * E + e], l[e], 1e-5 * max_l) << t << "," << e;
+    std::vector<int32_t> order(E);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+    for (int32_t k = 0; k < K; ++k) EXPECT_EQ(idx[t * K + k], order[k]) << "token " << t << " pick " << k;
+  }
+  kernels::NormRouterParams bad = p;
+  bad.norm.out_type = DType::BF16;
+  EXPECT_ANY_THROW(kernels::twin::norm_router(bad)) << "out must be float32 (the router reads it)";
+  bad = p;
+  bad.router_w = nullptr;
+  EXPECT_ANY_THROW(kernels::twin::norm_router(bad)) << "no router weight";
+  bad = p;
+  bad.logits = nullptr;
+  EXPECT_ANY_THROW(kernels::twin::norm_router(bad)) << "no logits scratch";
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #                gqa, V2-Lite decode at 32K x 16 with the BF16 and FP8 caches and weights (FP8KV_SHAPES to change)
 #   fp8b1        issue 20: FP8 at batch 1: the fused skinny FP8 GEMM and FP8 decode-FFN tests, the FP8 engine tests, V2-Lite
 #                b1 with BF16, FP8 weights + cache, and the same with MLABENCH_FP8_FUSED_QUANT=0 (one call: ratios)
+#   router       issue 20: norm_router's tests, V2-Lite b1 / b16 BF16 and FP8 with the fused MoE entry and without
 #   b1skip       issue 20: V2-Lite b1 BF16, FP8, and FP8 with each MLABENCH_TIMING_SKIP stage left out (the most a fusion
 #                of that launch can save; outputs wrong by design)
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
@@ -352,6 +353,22 @@ if named fp8b1; then
       --out "$out/bench_dsv2_lite_b1_$1.json" > "$out/fp8b1_$1.log" 2>&1
     row "bench V2-Lite b1, $1" "rc $?"
     grep -E '^ +1 +512 |^error' "$out/fp8b1_$1.log" | sed 's/^/    /' >> "$out/summary.txt"
+  done
+fi
+# The MoE decode entry in one launch (named only; issue 20 round 7): norm_router and the router / decode-FFN kernels
+# against their twins, then V2-Lite b1 and b16 with BF16 and with FP8 weights + cache, each with the fused launch and
+# with MLABENCH_FUSE_ROUTER=0 (rms_norm, the router GEMM and router: three launches), side by side in one call.
+if named router; then
+  gtests router_kernels.log "norm_router + router + decode FFN tests" test_cuda_kernels \
+    'CudaMoe.NormRouter*:CudaMoe.Router*:CudaMoe.DecodeFfn*:CudaMoeFp8.DecodeFfn*' 'norm router' 8
+  for b in 1 16; do
+    for cfg in "bf16 auto 1" "bf16 auto 0" "fp8 fp8 1" "fp8 fp8 0"; do
+      set -- $cfg
+      MLABENCH_FUSE_ROUTER=$3 timeout 60 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
+        --random-weights 0 --prompt 512 --batch $b --gen 128 --weights-dtype $2 --kv-cache-dtype $2 \
+        --out "$out/bench_router_b${b}_$1_fuse$3.json" > "$out/router_b${b}_$1_fuse$3.log" 2>&1
+      row "bench V2-Lite b$b $1, FUSE_ROUTER=$3" "rc $? $(grep -E "^ +$b +512 " "$out/router_b${b}_$1_fuse$3.log" | head -1)"
+    done
   done
 fi
 # Issue 20 at batch 1, where the step's time goes (named only): V2-Lite b1 with BF16 and with FP8 weights + cache,

@@ -70,7 +70,8 @@ bool env_switch(const char* name, bool default_on = true);
 /// every step, so a graphed step's time without them is measured beside the full one: what fusing a launch away can
 /// save at most (docs/perf-notes.md, issue 20 round 7). Every output is wrong then: the first skip warns on stderr,
 /// `mlabench bench` records the variable in its JSON ("environment") and prints it, and `mlabench run` / `serve`
-/// refuse it. Stages: input_norm, latent_append, w_uk, combine, w_uv, post_norm, router_gemm, router_topk.
+/// refuse it. Stages: input_norm, latent_append, w_uk, combine, w_uv, post_norm, router_gemm, router_topk (the last
+/// three are the MoE layer's unfused entry: naming one runs that entry unfused, norm_router's three launches).
 /// An unknown name is refused (the list above in the message).
 bool timing_skip(const char* stage);
 

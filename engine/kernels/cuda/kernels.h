@@ -25,6 +25,13 @@ void sample(const SampleParams& p, cudaStream_t s);
 void random_fill(const RandomFillParams& p, cudaStream_t s);
 
 void router(const RouterParams& p, cudaStream_t s);
+/// Where norm_router runs: 1 <= norm.n_rows <= kNormRouterMaxRows, norm.out float32, the router's limits, and a
+/// normalised row beside the router's scratch in 48 KB of shared memory (hidden + 8 x n_experts floats).
+bool norm_router_supported(const NormRouterParams& p);
+/// One launch (a programmatic dependent launch): every CTA normalises the rows and computes its two experts'
+/// logits; the last CTA to arrive runs the top-k, writes residual, out and out2, and zeroes the counter. Its
+/// outputs are the next launch's to read after its wait (moe_decode_ffn's gate/up kernel does).
+void norm_router(const NormRouterParams& p, cudaStream_t s);
 void moe_permute(const MoePermuteParams& p, cudaStream_t s);
 void moe_gather(const MoeGatherParams& p, cudaStream_t s);
 void moe_combine(const MoeCombineParams& p, cudaStream_t s);

@@ -1,5 +1,6 @@
 // CUDA kernels of the DeepSeekMoE layer (twins in engine/kernels/twin/moe.cpp): the router (softmax or sigmoid
-// scores, greedy or group-limited top-k, one warp per token), the stable expert sort of (token, expert) pairs (one
+// scores, greedy or group-limited top-k, one warp per token; at decode fused with the post-attention norm and the
+// router GEMM, norm_router), the stable expert sort of (token, expert) pairs (one
 // block, deterministic), the row gather into expert order, the weighted combine back into token order, and the pointer
 // arrays of the per-pair batched GEMM.
 //
@@ -7,6 +8,8 @@
 // rank -1 and is not counted, and gather/combine skip pairs of negative rank (and PADDED rows past capacity),
 // so nothing is written outside the buffers. The twins refuse such input instead.
 //
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -16,6 +19,7 @@
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/pdl.cuh"
+#include "engine/kernels/twin/moe_checks.h"
 
 namespace mlabench::kernels::cuda {
 namespace {
@@ -52,27 +56,16 @@ __device__ __forceinline__ void lane_best(const float* s, int E, int lane, float
     if (s[e] > v) v = s[e], i = e;  // ascending e: strict > keeps the lower index on ties
 }
 
-__global__ void __launch_bounds__(kRouterWarps * 32) router_kernel(const RouterParams p) {
-  extern __shared__ float router_smem[];
-  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the inputs come from the previous kernel
-  griddep_launch_dependents();
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t t = static_cast<int64_t>(blockIdx.x) * kRouterWarps + warp;
-  if (t >= p.n_tokens) return;  // whole warps leave together
+// One token's scores and top-k by one warp: s[0, E) holds the token's logits on entry (scratch after).
+__device__ void route_token(const RouterParams& p, int64_t t, float* s, int lane) {
   const int E = p.n_experts, K = p.top_k;
-  float* s = router_smem + warp * E;
-  const float* l = p.logits + t * E;
-
   if (p.scoring == RouterScoring::SIGMOID) {
     // Each score on its own: 1 / (1 + exp(-l)) with an IEEE division, as the twin. Scores stay in [0, 1], so
     // the top-k sentinels below (-2, -3) keep working.
-    for (int e = lane; e < E; e += 32) s[e] = 1.0f / (1.0f + expf(-l[e]));
+    for (int e = lane; e < E; e += 32) s[e] = 1.0f / (1.0f + expf(-s[e]));
   } else {
     float mx = -INFINITY;
-    for (int e = lane; e < E; e += 32) {  // coalesced: 32 consecutive logits per step
-      s[e] = l[e];
-      mx = fmaxf(mx, s[e]);
-    }
+    for (int e = lane; e < E; e += 32) mx = fmaxf(mx, s[e]);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, o));
     float sum = 0.0f;
@@ -129,6 +122,119 @@ __global__ void __launch_bounds__(kRouterWarps * 32) router_kernel(const RouterP
     p.topk_weight[t * K + lane] =
         (K > 1 && p.norm_topk_prob) ? my_val / (wsum + 1e-20f) : my_val * p.routed_scaling_factor;
   }
+}
+
+__global__ void __launch_bounds__(kRouterWarps * 32) router_kernel(const RouterParams p) {
+  extern __shared__ float router_smem[];
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): the inputs come from the previous kernel
+  griddep_launch_dependents();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * kRouterWarps + warp;
+  if (t >= p.n_tokens) return;  // whole warps leave together
+  const int E = p.n_experts;
+  float* s = router_smem + warp * E;
+  for (int e = lane; e < E; e += 32) s[e] = p.logits[t * E + e];  // coalesced: 32 consecutive logits per step
+  __syncwarp();
+  route_token(p, t, s, lane);
+}
+
+// ---- the MoE layer's decode entry: post-attention norm, router GEMM and top-k in one launch ------------------
+
+constexpr int kNormRouterThreads = 256, kNormRouterWarps = kNormRouterThreads / 32;
+constexpr int kNormRouterExperts = 2;  // experts a CTA: V2-Lite's 64 in 32 CTAs, DeepSeek-V2's 160 in 80
+
+__device__ __forceinline__ float norm_router_block_sum(float v, float* warp_sums) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
+  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float t = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kNormRouterWarps; ++w) t += warp_sums[w];  // every thread adds in the same order
+  __syncthreads();
+  return t;
+}
+
+// Row t's residual + delta into h (shared), returning 1 / sqrt(mean square + eps) (IEEE, as rms_norm).
+__device__ float norm_router_row(const RmsNormParams& q, int64_t t, float* h, float* warp_sums) {
+  const float* x = q.residual + t * q.ld_residual;
+  const float* d = q.delta ? q.delta + t * q.ld_delta : nullptr;
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < q.dim; i += kNormRouterThreads) {
+    const float v = d ? __fadd_rn(x[i], d[i]) : x[i];
+    h[i] = v;
+    ss = fmaf(v, v, ss);
+  }
+  ss = norm_router_block_sum(ss, warp_sums);
+  return 1.0f / sqrtf(ss / static_cast<float>(q.dim) + q.eps);
+}
+
+__device__ __forceinline__ void store_as(void* out, DType type, int64_t i, float v) {
+  if (type == DType::BF16)
+    static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(v);
+  else if (type == DType::F16)
+    static_cast<__half*>(out)[i] = __float2half_rn(v);
+  else
+    static_cast<float*>(out)[i] = v;
+}
+
+// grid ceil(E / kNormRouterExperts): CTA b owns experts [2 b, 2 b + 2). Dynamic shared memory: a row [hidden],
+// then the last CTA's top-k scratch [kNormRouterWarps][E]. Residual, out and out2 are written by the last CTA
+// only, after every CTA has read the residual (each arrives after its reads).
+__global__ void __launch_bounds__(kNormRouterThreads) norm_router_kernel(const NormRouterParams p) {
+  extern __shared__ float nr_smem[];
+  __shared__ float warp_sums[kNormRouterWarps];
+  __shared__ bool last;
+  const RmsNormParams& q = p.norm;
+  const int64_t H = q.dim, T = q.n_rows;
+  const int E = p.router.n_experts, tid = threadIdx.x;
+  const int e0 = static_cast<int>(blockIdx.x) * kNormRouterExperts;
+  const int n_mine = min(kNormRouterExperts, E - e0);
+  // The router's and the norm's weights never change: into L2 before the wait (one 128-byte line a thread).
+  for (int64_t b = tid * 32; b < n_mine * H; b += kNormRouterThreads * 32)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p.router_w + e0 * H + b));
+  griddep_wait();  // a programmatic dependent launch (pdl.cuh): residual and delta come from the launches before
+  griddep_launch_dependents();
+  float* h = nr_smem;
+  for (int64_t t = 0; t < T; ++t) {
+    const float inv = norm_router_row(q, t, h, warp_sums);
+    for (int64_t i = tid; i < H; i += kNormRouterThreads) h[i] = __fmul_rn(__fmul_rn(h[i], inv), q.weight[i]);
+    __syncthreads();
+    for (int j = 0; j < n_mine; ++j) {  // uniform over the block
+      const float* w = p.router_w + (e0 + j) * H;
+      float acc = 0.0f;
+      for (int64_t i = tid; i < H; i += kNormRouterThreads) acc = fmaf(h[i], w[i], acc);
+      acc = norm_router_block_sum(acc, warp_sums);
+      if (tid == 0) p.logits[t * E + e0 + j] = acc;
+    }
+  }
+  // Arrive: this CTA's logits are written and its reads of the residual done.
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) last = atomicAdd(p.arrivals, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const int lane = tid & 31, warp = tid >> 5;
+  float* s = nr_smem + H + warp * E;
+  for (int64_t t = warp; t < T; t += kNormRouterWarps) {
+    for (int e = lane; e < E; e += 32) s[e] = __ldcg(p.logits + t * E + e);  // other CTAs' stores: from L2
+    __syncwarp();
+    route_token(p.router, t, s, lane);
+    __syncwarp();
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    const float inv = norm_router_row(q, t, h, warp_sums);  // the same sums, so the same inv as above
+    float* x = q.residual + t * q.ld_residual;
+    for (int64_t i = tid; i < H; i += kNormRouterThreads) {
+      const float y = __fmul_rn(__fmul_rn(h[i], inv), q.weight[i]);
+      if (q.delta) x[i] = h[i];
+      store_as(q.out, q.out_type, t * q.ld_out + i, y);
+      if (q.out2) store_as(q.out2, q.out2_type, t * q.ld_out2 + i, y);
+    }
+    __syncthreads();  // h is the next row's
+  }
+  if (tid == 0) *p.arrivals = 0u;  // the next launch (a graph replay too) starts from zero
 }
 
 // ---- permute -----------------------------------------------------------------------------------------------
@@ -409,19 +515,33 @@ void launch_gather(const MoeGatherParams& p, int64_t row_bytes, int64_t es, cuda
 
 }  // namespace
 
-void router(const RouterParams& p, cudaStream_t s) {
+namespace {
+
+// The router kernel's limits and settings (router and norm_router): experts, top-k, method, groups, scoring.
+void check_router_settings(const RouterParams& p, const char* who) {
   const int32_t E = p.n_experts, K = p.top_k;
   MLABENCH_CHECK(E > 0 && E <= kRouterMaxExperts && K > 0 && K <= E && K <= kMaxTopK,
-                 "router: top_k {} of {} experts. HINT: the kernel takes 1 <= top_k <= min(n_experts, {}) and "
-                 "n_experts <= {}", K, E, kMaxTopK, kRouterMaxExperts);
+                 "{}: top_k {} of {} experts. HINT: the kernel takes 1 <= top_k <= min(n_experts, {}) and "
+                 "n_experts <= {}", who, K, E, kMaxTopK, kRouterMaxExperts);
   MLABENCH_CHECK(p.method == RouterMethod::GREEDY || p.method == RouterMethod::GROUP_LIMITED_GREEDY,
-                 "router: method {}. HINT: GREEDY or GROUP_LIMITED_GREEDY", static_cast<int>(p.method));
+                 "{}: method {}. HINT: GREEDY or GROUP_LIMITED_GREEDY", who, static_cast<int>(p.method));
   MLABENCH_CHECK(p.scoring == RouterScoring::SOFTMAX || p.scoring == RouterScoring::SIGMOID,
-                 "router: scoring {}. HINT: SOFTMAX or SIGMOID", static_cast<int>(p.scoring));
+                 "{}: scoring {}. HINT: SOFTMAX or SIGMOID", who, static_cast<int>(p.scoring));
   MLABENCH_CHECK(p.method == RouterMethod::GREEDY || (p.n_group > 0 && p.n_group <= 32 && E % p.n_group == 0 &&
                                                       p.topk_group > 0 && p.topk_group <= p.n_group),
-                 "router: {} experts, n_group {}, topk_group {}. HINT: n_group (<= 32) must divide n_experts and "
-                 "1 <= topk_group <= n_group", E, p.n_group, p.topk_group);
+                 "{}: {} experts, n_group {}, topk_group {}. HINT: n_group (<= 32) must divide n_experts and "
+                 "1 <= topk_group <= n_group", who, E, p.n_group, p.topk_group);
+}
+
+size_t norm_router_smem(const NormRouterParams& p) {
+  return sizeof(float) * static_cast<size_t>(p.norm.dim + kNormRouterWarps * int64_t{p.router.n_experts});
+}
+
+}  // namespace
+
+void router(const RouterParams& p, cudaStream_t s) {
+  check_router_settings(p, "router");
+  const int32_t E = p.n_experts;
   MLABENCH_CHECK(p.n_tokens >= 0 && (p.n_tokens == 0 || (p.logits && p.topk_idx && p.topk_weight)),
                  "router: n_tokens {} or a null buffer. HINT: logits, topk_idx and topk_weight are needed",
                  p.n_tokens);
@@ -430,6 +550,32 @@ void router(const RouterParams& p, cudaStream_t s) {
   MLABENCH_CHECK(blocks <= INT32_MAX, "router: {} tokens. HINT: route fewer tokens per call", p.n_tokens);
   const size_t smem = sizeof(float) * kRouterWarps * static_cast<size_t>(E);
   launch_pdl(router_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kRouterWarps * 32), smem, s, p);
+  MLABENCH_CUDA(cudaGetLastError());
+}
+
+bool norm_router_supported(const NormRouterParams& p) {
+  const RouterParams& r = p.router;
+  return p.norm.n_rows >= 1 && p.norm.n_rows <= kNormRouterMaxRows && p.norm.out_type == DType::F32 &&
+         (p.norm.out2 == nullptr || p.norm.out2_type == DType::BF16 || p.norm.out2_type == DType::F16 ||
+          p.norm.out2_type == DType::F32) &&
+         r.n_experts > 0 && r.n_experts <= kRouterMaxExperts && r.top_k > 0 && r.top_k <= r.n_experts &&
+         r.top_k <= kMaxTopK && p.norm.dim > 0 && norm_router_smem(p) <= 48 * 1024 && p.arrivals != nullptr;
+}
+
+void norm_router(const NormRouterParams& p, cudaStream_t s) {
+  checks::check_norm_router(p);
+  check_router_settings(p.router, "norm_router");
+  MLABENCH_CHECK(p.router.topk_idx && p.router.topk_weight && p.arrivals,
+                 "norm_router: topk_idx, topk_weight or arrivals is null. HINT: the arrival counter is one zeroed "
+                 "uint32 the launches share (each leaves it zero)");
+  MLABENCH_CHECK(norm_router_supported(p),
+                 "norm_router: {} rows, hidden {}, {} experts, out {} / out2 {}. HINT: ask norm_router_supported and "
+                 "take rms_norm, the router GEMM and router where it says no (1-{} rows, out float32, hidden + 8 x "
+                 "n_experts floats within 48 KB)",
+                 p.norm.n_rows, p.norm.dim, p.router.n_experts, dtype_name(p.norm.out_type),
+                 dtype_name(p.norm.out2_type), kNormRouterMaxRows);
+  const auto grid = static_cast<unsigned>((p.router.n_experts + kNormRouterExperts - 1) / kNormRouterExperts);
+  launch_pdl(norm_router_kernel, dim3(grid), dim3(kNormRouterThreads), norm_router_smem(p), s, p);
   MLABENCH_CUDA(cudaGetLastError());
 }
 

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "core/check.h"
+#include "engine/kernels/twin/checks.h"
+#include "engine/kernels/twin/moe_checks.h"
 #include "engine/kernels/twin/twin.h"
 
 namespace mlabench::kernels::twin {
@@ -98,6 +100,23 @@ void router(const RouterParams& p) {
   }
 }
 
+void norm_router(const NormRouterParams& p) {
+  checks::check_norm_router(p);
+  rms_norm(p.norm);
+  const auto* out = static_cast<const float*>(p.norm.out);
+  const int64_t H = p.norm.dim, E = p.router.n_experts;
+  for (int64_t t = 0; t < p.norm.n_rows; ++t)
+    for (int64_t e = 0; e < E; ++e) {
+      float acc = 0.0f;
+      for (int64_t h = 0; h < H; ++h) acc += out[t * p.norm.ld_out + h] * p.router_w[e * H + h];
+      p.logits[t * E + e] = acc;
+    }
+  RouterParams r = p.router;
+  r.logits = p.logits;
+  r.n_tokens = p.norm.n_rows;
+  router(r);
+}
+
 void moe_permute(const MoePermuteParams& p) {
   MLABENCH_CHECK(p.n_experts > 0 && p.top_k > 0 && p.n_tokens >= 0, "moe_permute: n_experts {}, top_k {}, "
                  "n_tokens {}. HINT: pass the router's shapes", p.n_experts, p.top_k, p.n_tokens);
@@ -168,3 +187,18 @@ void moe_pair_pointers(const MoePairPointersParams& p) {
 }
 
 }  // namespace mlabench::kernels::twin
+
+namespace mlabench::kernels::checks {
+
+void check_norm_router(const NormRouterParams& p) {
+  check_rms_norm(p.norm);
+  MLABENCH_CHECK(p.norm.n_rows >= 1 && p.norm.out_type == DType::F32 && p.norm.ld_out >= p.norm.dim && p.router_w &&
+                     p.logits && p.router.n_experts > 0,
+                 "norm_router: {} rows, out {} (ld {}), router_w {}, logits {}, {} experts. HINT: out is the "
+                 "router's float32 input [rows, hidden]; router_w [n_experts, hidden] and the logits scratch "
+                 "[rows, n_experts] are float32 and set",
+                 p.norm.n_rows, dtype_name(p.norm.out_type), p.norm.ld_out, p.router_w ? "set" : "null",
+                 p.logits ? "set" : "null", p.router.n_experts);
+}
+
+}  // namespace mlabench::kernels::checks

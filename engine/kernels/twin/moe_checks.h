@@ -14,4 +14,9 @@ void check_moe_grouped_gemm(const MoeGroupedGemmParams& p);
 /// method and groups are checked by the router itself.
 void check_moe_layer(const MoeLayerParams& p);
 
+/// The fused norm + router of a decode step (defined in engine/kernels/twin/moe.cpp): the norm's check
+/// (check_rms_norm), out float32, router_w and logits set, at least one row; the router's method and groups are the
+/// router's to check.
+void check_norm_router(const NormRouterParams& p);
+
 }  // namespace mlabench::kernels::checks

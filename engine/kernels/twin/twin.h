@@ -28,6 +28,8 @@ void sample(const SampleParams& p);
 void random_fill(const RandomFillParams& p);
 
 void router(const RouterParams& p);
+/// rms_norm(p.norm), the float32 router GEMM into p.logits (sums over h ascending), router on those logits.
+void norm_router(const NormRouterParams& p);
 void moe_permute(const MoePermuteParams& p);
 void moe_gather(const MoeGatherParams& p);
 void moe_combine(const MoeCombineParams& p);
