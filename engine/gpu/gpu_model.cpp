@@ -199,7 +199,7 @@ void WeightUploader::put_dequantised(char* dst, const TensorView& v, const std::
   const auto* q = static_cast<const uint8_t*>(v.data);
   std::vector<float> f(static_cast<size_t>(rows * cols));
   for (int64_t r = 0; r < rows; ++r) {
-    const float* srow = v.scale_inv + (v.scale_row0 + r / kFp8Block) * v.scale_ld;
+    const float* srow = v.scale_inv + ((v.scale_row0 + r) / kFp8Block) * v.scale_ld;  // scale_row0 counts rows
     for (int64_t c = 0; c < cols; ++c)
       f[static_cast<size_t>(r * cols + c)] = e4m3_to_f32(q[r * cols + c]) * srow[c / kFp8Block];
   }
