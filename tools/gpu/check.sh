@@ -361,7 +361,7 @@ fi
 if named router; then
   gtests router_kernels.log "norm_router + router + decode FFN tests" test_cuda_kernels \
     'CudaMoe.NormRouter*:CudaMoe.Router*:CudaMoe.DecodeFfn*:CudaMoeFp8.DecodeFfn*' 'norm router' 8
-  for b in 1 16; do
+  for b in ${ROUTER_BATCHES:-1 16}; do
     for cfg in "bf16 auto 1" "bf16 auto 0" "fp8 fp8 1" "fp8 fp8 0"; do
       set -- $cfg
       MLABENCH_FUSE_ROUTER=$3 timeout 60 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
