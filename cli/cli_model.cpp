@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -194,14 +195,24 @@ std::unique_ptr<Engine> open_engine(const EngineOptions& options, bool timing_ex
   return std::move(Engine::open(options).value());
 }
 
+namespace {
+constexpr const char* kSecretWords[] = {"KEY", "TOKEN", "SECRET", "PASS", "AUTH", "CRED"};
+}  // namespace
+
 nlohmann::ordered_json engine_environment() {
   nlohmann::ordered_json env = nlohmann::ordered_json::object();
   std::vector<std::string> names;
   for (char** e = environ; e && *e; ++e) {
     const std::string_view kv(*e);
     const std::string name(kv.substr(0, kv.find('=')));
-    if (name.starts_with("MLABENCH_") || name.starts_with("NCCL_") || name == "CUDA_VISIBLE_DEVICES")
-      names.push_back(name);
+    if (!(name.starts_with("MLABENCH_") || name.starts_with("NCCL_") || name == "CUDA_VISIBLE_DEVICES")) continue;
+    // Never a credential (an --api-key-env variable is often MLABENCH_-something): names that say key, token,
+    // secret, password, auth or credential are left out, whatever their prefix.
+    std::string upper = name;
+    std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char ch) { return std::toupper(ch); });
+    const bool secret = std::any_of(std::begin(kSecretWords), std::end(kSecretWords),
+                                    [&](const char* w) { return upper.find(w) != std::string::npos; });
+    if (!secret) names.push_back(name);
   }
   std::sort(names.begin(), names.end());
   for (const std::string& n : names) env[n] = std::getenv(n.c_str());

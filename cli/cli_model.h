@@ -26,7 +26,8 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options);
 /// outputs are wrong, engine/kernels/cuda/cuda_check.h) is refused unless timing_experiment (bench) says it may run.
 std::unique_ptr<Engine> open_engine(const EngineOptions& options, bool timing_experiment = false);
 /// \brief The environment variables that change what the engine runs (MLABENCH_*, NCCL_*, CUDA_VISIBLE_DEVICES),
-/// name to value, those set only: bench JSON and results.json record them beside the options.
+/// name to value, those set only, never one whose name says KEY, TOKEN, SECRET, PASS, AUTH or CRED (a credential):
+/// bench JSON and results.json record them beside the options.
 nlohmann::ordered_json engine_environment();
 
 /// \brief Registers the subcommands on `app`. Each sets `*exit_code` when it runs.
