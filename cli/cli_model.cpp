@@ -199,7 +199,7 @@ namespace {
 constexpr const char* kSecretWords[] = {"KEY", "TOKEN", "SECRET", "PASS", "AUTH", "CRED"};
 }  // namespace
 
-nlohmann::ordered_json engine_environment() {
+nlohmann::ordered_json engine_environment(const std::string& exclude) {
   nlohmann::ordered_json env = nlohmann::ordered_json::object();
   std::vector<std::string> names;
   for (char** e = environ; e && *e; ++e) {
@@ -212,7 +212,7 @@ nlohmann::ordered_json engine_environment() {
     std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char ch) { return std::toupper(ch); });
     const bool secret = std::any_of(std::begin(kSecretWords), std::end(kSecretWords),
                                     [&](const char* w) { return upper.find(w) != std::string::npos; });
-    if (!secret) names.push_back(name);
+    if (!secret && name != exclude) names.push_back(name);
   }
   std::sort(names.begin(), names.end());
   for (const std::string& n : names) env[n] = std::getenv(n.c_str());

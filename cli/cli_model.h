@@ -27,8 +27,8 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options);
 std::unique_ptr<Engine> open_engine(const EngineOptions& options, bool timing_experiment = false);
 /// \brief The environment variables that change what the engine runs (MLABENCH_*, NCCL_*, CUDA_VISIBLE_DEVICES),
 /// name to value, those set only, never one whose name says KEY, TOKEN, SECRET, PASS, AUTH or CRED (a credential):
-/// bench JSON and results.json record them beside the options.
-nlohmann::ordered_json engine_environment();
+/// nor `exclude` (run's --api-key-env): bench JSON and results.json record them beside the options.
+nlohmann::ordered_json engine_environment(const std::string& exclude = "");
 
 /// \brief Registers the subcommands on `app`. Each sets `*exit_code` when it runs.
 void add_model_commands(CLI::App& app, int* exit_code);

@@ -149,7 +149,7 @@ void run_command(const RunArgs& a, const std::vector<std::string>& argv) {
                      {"commit", mlabench_commit()},
                      {"date", utc_now("%Y-%m-%dT%H:%M:%SZ")},
                      {"command_line", argv},
-                     {"environment", json(engine_environment())}};
+                     {"environment", json(engine_environment(a.api_key_env))}};
   if (a.backend.starts_with("replay:")) {
     // With --model, contexts are also tokenized by the model's tokenizer (token counts in the samples).
     std::unique_ptr<Tokenizer> tok;
