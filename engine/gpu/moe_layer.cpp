@@ -255,11 +255,13 @@ void MoeLayer::Impl::route(const k::MoeLayerParams& p) {
   if (!gpu::timing_skip("router_topk")) k::cuda::router(router_params(p), stream);
 }
 
-// The post-attention norm that makes p.x (float32) and p.x_c (dtype) from the residual stream, then the router: at
-// decode (up to kNormRouterMaxRows tokens) one norm_router launch where three ran (issue 20 round 7: ~0.3 ms of a
-// V2-Lite batch-1 step on an H100); MLABENCH_FUSE_ROUTER=0 keeps the three, for A/B runs. True where it routed.
+// The post-attention norm that makes p.x (float32) and p.x_c (dtype) from the residual stream, then the router.
+// MLABENCH_FUSE_ROUTER=1 (off by default) runs the three as one norm_router launch at decode (up to
+// kNormRouterMaxRows tokens): measured slower on an H100 (V2-Lite batch 1: 2.61 against 2.47 ms a step in BF16, 2.38
+// against 2.22 in FP8; docs/perf-notes.md, issue 20 round 7), so the three launches stay the default. True where it
+// routed.
 bool MoeLayer::Impl::norm_and_route(const k::MoeLayerParams& p, const k::RmsNormParams& norm) {
-  static const bool fuse = gpu::env_switch("MLABENCH_FUSE_ROUTER");
+  static const bool fuse = gpu::env_switch("MLABENCH_FUSE_ROUTER", false);
   const k::NormRouterParams fused{.norm = norm, .router_w = p.router_w, .logits = logits, .router = router_params(p),
                                   .arrivals = router_arrivals};
   // A timing experiment that leaves one of the three launches out measures them unfused.

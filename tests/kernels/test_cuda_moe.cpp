@@ -928,8 +928,9 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaMoeLayer, ::testing::Values(DType::BF16, DT
                          [](const auto& i) { return std::string(dtype_name(i.param)); });
 
 // norm_router (the MoE layer's decode entry in one launch) against the twin's chain rms_norm -> float32 router GEMM
-// -> router, stage by stage: the residual bit for bit (one add), out within 1e-6 of max |out| and out2 within a
-// rounding of its type (the sums of squares in another order move inv by an ulp), the logits within 1e-5 of max
+// -> router, stage by stage: the residual bit for bit (one add), out within 1e-5 of max |out| (rms_norm's own test's
+// bound: the twin adds 2,048-5,120 squares one after another in float32, the kernel in a tree) and out2 within a
+// rounding of its type more, the logits within 1e-5 of max
 // |logit|, and the top-k exactly the twin router's on the kernel's own logits (so a near tie cannot flip the test).
 // V2-Lite (64 experts, greedy softmax, BF16 out2), DeepSeek-V2 (160 experts, group-limited, scaled, F16 out2) and a
 // small sigmoid model without delta (F32 out2) at 1-16 rows; padding past each row and the logits scratch start NaN.
@@ -1023,7 +1024,7 @@ TEST(CudaMoe, NormRouterMatchesTwinChain) {
               ASSERT_TRUE(gout2[o * es2] == 0xff) << "out2 padding, row " << t;
               continue;
             }
-            ASSERT_LE(std::fabs(gout[o] - hout[o]), 1e-6f * max_out) << "out " << t << "," << i;
+            ASSERT_LE(std::fabs(gout[o] - hout[o]), 1e-5f * max_out) << "out " << t << "," << i;
             auto as_float = [&](const std::vector<uint8_t>& b) {
               uint32_t f32 = 0;
               uint16_t h16 = 0;
@@ -1033,7 +1034,7 @@ TEST(CudaMoe, NormRouterMatchesTwinChain) {
             };
             const float g2 = as_float(gout2), h2 = as_float(hout2);
             const float ulp = c.out2 == DType::BF16 ? 0x1p-7f : c.out2 == DType::F16 ? 0x1p-10f : 1e-6f;
-            ASSERT_LE(std::fabs(g2 - h2), ulp * std::fabs(h2) + 1e-6f * max_out) << "out2 " << t << "," << i;
+            ASSERT_LE(std::fabs(g2 - h2), ulp * std::fabs(h2) + 1e-5f * max_out) << "out2 " << t << "," << i;
           }
         for (size_t i = 0; i < glogits.size(); ++i)
           ASSERT_LE(std::fabs(glogits[i] - hlogits[i]), 1e-5f * max_logit) << "logit " << i;
