@@ -125,13 +125,6 @@ struct Engine::Impl {
 
 namespace {
 
-// An FP8 checkpoint (DeepSeek-V3's layout) runs on one GPU, or split on the CPU: the GPU ranks' uploads do not carry
-// its 128 x 128 scale grids yet.
-void refuse_fp8_checkpoint(ModelWeights& w, const char* where) {
-  MLABENCH_CHECK(!holds_fp8(w), "{}: this checkpoint stores FP8 (F8_E4M3) weights, which run split on the CPU only so "
-                 "far (issue 20). HINT: one GPU, or the split on --device cpu", where);
-}
-
 }  // namespace
 
 Engine::Engine() : impl_(std::make_unique<Impl>()) {}
@@ -164,14 +157,24 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
                            ? (cpu && fp8_weights ? random_weights(c, *options.random_weights_seed)
                                                  : random_weight_sources(c, *options.random_weights_seed))
                            : load_weights(c, options.model_dir);
-      if (!cpu) refuse_fp8_checkpoint(w, "--tp/--ep/--dp-attention on cuda");
+      // An FP8 checkpoint on GPU ranks: each rank uploads its slices' codes as stored with the whole matrix's
+      // blocks (put_fp8), where every slice is on the 128 grid (check_fp8_grid, as for --weights-dtype fp8).
+      const bool fp8_checkpoint = !options.random_weights_seed && holds_fp8(w);
+      EngineOptions rank_options = options;
+      if (!cpu && fp8_checkpoint) {
+        parallel::check_fp8_grid(c, split);
+        rank_options.weights_dtype = WeightsDtype::FP8;
+      }
       m.summary = summarize(c, options.model_dir, w.checkpoint.get());
       m.active_weight_bytes = weight_footprint(c, w.embed.dtype).second;
       m.weight_bytes = cpu && fp8_weights ? quantize_weights_fp8(w) : w.stored_bytes;
+      // An FP8 checkpoint on GPU ranks: from the model's bytes in its BF16 parts' dtype, scaled below to the ranks'
+      // FP8 share as for --weights-dtype fp8 (its stored bytes are already FP8's).
+      if (!cpu && fp8_checkpoint) m.weight_bytes = weight_footprint(c, w.embed.dtype).first;
       const size_t es = dtype_size(w.embed.dtype);
-      runner = options.device == Device::CUDA ? parallel::make_sharded_gpu_runner(c, std::move(w), options, limits)
+      runner = options.device == Device::CUDA ? parallel::make_sharded_gpu_runner(c, std::move(w), rank_options, limits)
                                               : parallel::make_sharded_cpu_runner(c, std::move(w), options, limits);
-      if (!cpu && fp8_weights) {
+      if (!cpu && (fp8_weights || fp8_checkpoint)) {
         // The model's bytes and the active ones at the FP8 share the ranks hold (their codes, grids, BF16 head and
         // router against their slices' unquantised bytes), as the one-GPU branch below scales them.
         double sliced = 0;

@@ -173,18 +173,21 @@ DeviceMat WeightUploader::mat(const TensorView* v, const std::string& name, int6
 }
 
 // An FP8 checkpoint's matrix [rows, cols] (DeepSeek-V3's layout: e4m3 codes, a scale_inv grid of ceil(rows / 128)
-// x ceil(cols / 128)): the codes copied as stored, the grid into rows of ld floats (the engine's padded layout).
+// x ceil(cols / 128)): the codes copied as stored, the grid into rows of ld floats (the engine's padded layout). A
+// rank's slice (shard_model's views: rows from scale_row0 of the whole matrix, columns from a column offset of its
+// grid) keeps the whole matrix's blocks where it starts on the 128 grid.
 void WeightUploader::put_fp8(uint8_t* codes, float* scale, int64_t ld, const TensorView& v, const std::string& name,
                              int64_t rows, int64_t cols) {
   const int64_t groups = (cols + kFp8Block - 1) / kFp8Block, blocks = (rows + kFp8Block - 1) / kFp8Block;
-  MLABENCH_CHECK(v.numel() == rows * cols && v.row_size() == cols && v.scale_inv != nullptr && v.scale_row0 == 0 &&
-                     v.scale_ld >= groups && v.data != nullptr,
+  MLABENCH_CHECK(v.numel() == rows * cols && v.row_size() == cols && v.scale_inv != nullptr &&
+                     v.scale_row0 % kFp8Block == 0 && v.scale_ld >= groups && v.data != nullptr,
                  "{}: an FP8 matrix of {} elements ({} a row, scale grid from row {} at {} a row) where the GPU engine "
-                 "uploads [{}, {}] with its own 128 x 128 grid. HINT: FP8 checkpoints load as stored on one rank "
-                 "only; a slice that starts inside a scale block cannot keep its grid",
+                 "uploads [{}, {}] with its own 128 x 128 grid. HINT: a rank's slice that starts inside a scale "
+                 "block cannot keep its grid: choose --tp so that every rank's rows start on the 128 grid",
                  name, v.numel(), v.row_size(), v.scale_row0, v.scale_ld, rows, cols);
+  const float* grid = v.scale_inv + (v.scale_row0 / kFp8Block) * v.scale_ld;
   MLABENCH_CUDA(cudaMemcpyAsync(codes, v.data, static_cast<size_t>(rows * cols), cudaMemcpyHostToDevice, stream_));
-  MLABENCH_CUDA(cudaMemcpy2DAsync(scale, static_cast<size_t>(ld) * 4, v.scale_inv, static_cast<size_t>(v.scale_ld) * 4,
+  MLABENCH_CUDA(cudaMemcpy2DAsync(scale, static_cast<size_t>(ld) * 4, grid, static_cast<size_t>(v.scale_ld) * 4,
                                   static_cast<size_t>(groups) * 4, static_cast<size_t>(blocks), cudaMemcpyHostToDevice,
                                   stream_));
 }

@@ -216,8 +216,9 @@ void check_rank_fp8_grid(const ModelConfig& c, const ShardPlan& s) {
   for (const Cut& cut : cuts) {
     if (cut.r.size() == 0 || cut.r.size() == cut.whole) continue;  // not split
     MLABENCH_CHECK(cut.r.begin % kFp8Block == 0 && (cut.r.end % kFp8Block == 0 || cut.r.end == cut.whole),
-                   "--weights-dtype fp8 on GPU ranks: rank {} of {} holds {} {}-{} of {}, which cut its 128 x 128 "
-                   "scale blocks, so the rank's quantisation would not be the unsharded model's. HINT: choose --tp "
+                   "FP8 weights on GPU ranks (--weights-dtype fp8 or an FP8 checkpoint): rank {} of {} holds {} "
+                   "{}-{} of {}, which cut its 128 x 128 scale blocks, so the rank's weights would not be the "
+                   "unsharded model's. HINT: choose --tp "
                    "so that every rank's share of heads x head size and of the FFN and expert widths is a multiple "
                    "of 128, or run FP8 on one GPU",
                    s.rank, s.world, cut.what, cut.r.begin, cut.r.end, cut.whole);

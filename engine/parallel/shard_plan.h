@@ -79,9 +79,10 @@ int64_t model_parameters(const ModelConfig& c);
 /// sequences it holds.
 int64_t rank_kv_values_per_token(const ModelConfig& c, const ShardPlan& plan);
 
-/// --weights-dtype fp8 on GPU ranks: each rank quantises its own slices on its GPU (128 x 128 blocks from the slice's
-/// first row and column), which is the unsharded model's quantisation sliced only where every slice starts on the
-/// 128 grid and ends on it or at the matrix's end. Throws Error naming the first rank and matrix whose slice cuts a
+/// FP8 weights on GPU ranks: with --weights-dtype fp8 each rank quantises its own slices on its GPU (128 x 128 blocks
+/// from the slice's first row and column), which is the unsharded model's quantisation sliced only where every slice
+/// starts on the 128 grid and ends on it or at the matrix's end; an FP8 checkpoint's slices keep the whole matrix's
+/// blocks (WeightUploader::put_fp8) under the same condition. Throws Error naming the first rank and matrix whose slice cuts a
 /// block (rows of q / kv_b / k / v and the FFNs' gate and up, columns of o_proj and the FFNs' down), with a HINT;
 /// and, as plan_shards does, where the split does not divide.
 void check_fp8_grid(const ModelConfig& c, const ParallelConfig& p);

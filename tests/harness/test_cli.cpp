@@ -122,8 +122,9 @@ TEST(Cli, InfoPlansASplitOverSeveralGpus) {
     return f.exit_code == 0 ? nlohmann::json::parse(f.out)["parallel"]["fp8_weights_on_gpu_ranks"] : "";
   };
   EXPECT_EQ(fp8_on_gpu_ranks(" --tp 4"), "ok");
-  EXPECT_NE(fp8_on_gpu_ranks(" --tp 8").find("no: --weights-dtype fp8 on GPU ranks: rank 0 of 8 holds each routed "
-                                             "expert's columns 0-192 of 1536"),
+  EXPECT_NE(fp8_on_gpu_ranks(" --tp 8").find("no: FP8 weights on GPU ranks (--weights-dtype fp8 or an FP8 "
+                                             "checkpoint): rank 0 of 8 holds each routed expert's columns 0-192 of "
+                                             "1536"),
             std::string::npos);
   EXPECT_NE(fp8_on_gpu_ranks(" --tp 4 --ep 4").find("no: GPU ranks take --tp alone"), std::string::npos);
   expect_failure(v2 + " --tp 3", "num_attention_heads = 128 does not divide over 3 ranks");
