@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/input_file.h"
+#include "core/utf8.h"
 #include "engine/core/npy.h"
 #include "engine/model/config.h"
 #include "engine/model/model_info.h"
@@ -200,11 +201,11 @@ constexpr const char* kSecretWords[] = {"KEY", "TOKEN", "SECRET", "PASS", "AUTH"
 }  // namespace
 
 nlohmann::ordered_json engine_environment(const std::string& exclude) {
-  nlohmann::ordered_json env = nlohmann::ordered_json::object();
-  std::vector<std::string> names;
+  std::vector<std::pair<std::string, std::string>> vars;  // name, value
   for (char** e = environ; e && *e; ++e) {
     const std::string_view kv(*e);
-    const std::string name(kv.substr(0, kv.find('=')));
+    const size_t eq = kv.find('=');
+    const std::string name(kv.substr(0, eq));
     if (!(name.starts_with("MLABENCH_") || name.starts_with("NCCL_") || name == "CUDA_VISIBLE_DEVICES")) continue;
     // Never a credential (an --api-key-env variable is often MLABENCH_-something): names that say key, token,
     // secret, password, auth or credential are left out, whatever their prefix.
@@ -212,10 +213,17 @@ nlohmann::ordered_json engine_environment(const std::string& exclude) {
     std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char ch) { return std::toupper(ch); });
     const bool secret = std::any_of(std::begin(kSecretWords), std::end(kSecretWords),
                                     [&](const char* w) { return upper.find(w) != std::string::npos; });
-    if (!secret && name != exclude) names.push_back(name);
+    if (secret || name == exclude || eq == std::string_view::npos) continue;
+    // JSON holds UTF-8 only: a value that is not is recorded as such, not dumped (which would fail the run's end).
+    const std::string_view value = kv.substr(eq + 1);
+    const size_t bad = unicode::first_invalid(value);
+    vars.emplace_back(name, bad == value.size() ? std::string(value)
+                                                : fmt::format("(not valid UTF-8: byte {} is 0x{:02X})", bad,
+                                                              static_cast<unsigned char>(value[bad])));
   }
-  std::sort(names.begin(), names.end());
-  for (const std::string& n : names) env[n] = std::getenv(n.c_str());
+  std::sort(vars.begin(), vars.end());
+  nlohmann::ordered_json env = nlohmann::ordered_json::object();
+  for (const auto& [name, value] : vars) env[name] = value;
   return env;
 }
 

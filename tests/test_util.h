@@ -69,6 +69,26 @@ double max_abs_diff(const A* a, const B* b, size_t n) {
   return m;
 }
 
+/// Row-by-row agreement of two logits matrices [rows, vocab] (a split against the unsplit engine): rows whose
+/// largest |a - b| is within tol x max |a|, and the worst row's error over max |a|.
+struct RowAgreement {
+  int exact = 0, rows = 0;
+  double worst = 0;
+};
+inline RowAgreement row_agreement(const std::vector<float>& a, const std::vector<float>& b, int64_t vocab,
+                                  double tol) {
+  double scale = 0;
+  for (float v : a) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+  RowAgreement r;
+  const auto V = static_cast<size_t>(vocab);
+  for (size_t row = 0; row < a.size() / V; ++row, ++r.rows) {
+    const double err = max_abs_diff(a.data() + row * V, b.data() + row * V, V);
+    r.exact += err <= tol * scale;
+    r.worst = std::max(r.worst, err / scale);
+  }
+  return r;
+}
+
 /// Whole contents of a gzip file.
 inline std::string read_gz(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "rb");

@@ -309,6 +309,7 @@ GpuModel::GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed
     : config_(c), precision_(precision), fixed_splits_(fixed_splits), fp8_weights_(fp8_weights),
       rope_(rope_tables(config_)), stream_(stream),
       blas_(std::make_unique<Blas>(stream)) {
+  timing_skip("input_norm");  // MLABENCH_TIMING_SKIP read now: a bad stage list is refused at load, not mid-step
   switch (config_.attention) {  // the config's attention kind (engine/model/config.h registers them by name)
     case AttentionKind::MLA:
       attention_ = make_mla_attention(*this);

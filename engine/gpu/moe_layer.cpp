@@ -130,6 +130,7 @@ struct MoeLayer::Impl {
   k::RouterParams router_params(const k::MoeLayerParams& p) const;
   void route(const k::MoeLayerParams& p);
   bool norm_and_route(const k::MoeLayerParams& p, const k::RmsNormParams& norm);
+  static bool fuse_router();
   void shared_experts(const k::MoeLayerParams& p);
   bool shared_on_side(const k::MoeLayerParams& p);
   bool decode_ffn(const k::MoeLayerParams& p);
@@ -222,6 +223,7 @@ void MoeLayer::Impl::allocate() {
   host_offsets.resize(static_cast<size_t>(E) + 1);
   router_arrivals = reinterpret_cast<uint32_t*>(base + o_router_arr);
   MLABENCH_CUDA(cudaMemset(router_arrivals, 0, 4));
+  fuse_router();
   if (fp8) {
     xq = reinterpret_cast<uint8_t*>(base + o_xq);
     xs = reinterpret_cast<float*>(base + o_xs);
@@ -240,6 +242,12 @@ void MoeLayer::Impl::allocate() {
     MLABENCH_CUDA(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
     side_blas = std::make_unique<Blas>(side);
   }
+}
+
+// MLABENCH_FUSE_ROUTER (read once; allocate reads it at load, so a bad value is refused before any step).
+bool MoeLayer::Impl::fuse_router() {
+  static const bool on = gpu::env_switch("MLABENCH_FUSE_ROUTER", false);
+  return on;
 }
 
 k::RouterParams MoeLayer::Impl::router_params(const k::MoeLayerParams& p) const {
@@ -261,7 +269,7 @@ void MoeLayer::Impl::route(const k::MoeLayerParams& p) {
 // against 2.22 in FP8; docs/perf-notes.md, issue 20 round 7), so the three launches stay the default. True where it
 // routed.
 bool MoeLayer::Impl::norm_and_route(const k::MoeLayerParams& p, const k::RmsNormParams& norm) {
-  static const bool fuse = gpu::env_switch("MLABENCH_FUSE_ROUTER", false);
+  const bool fuse = fuse_router();
   const k::NormRouterParams fused{.norm = norm, .router_w = p.router_w, .logits = logits, .router = router_params(p),
                                   .arrivals = router_arrivals};
   // A timing experiment that leaves one of the three launches out measures them unfused.

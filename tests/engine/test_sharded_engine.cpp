@@ -185,7 +185,6 @@ TEST(ShardedEngine, Fp8WeightsSplitOnTheGridComputeTheUnshardedFp8Model) {
   std::vector<int32_t> tokens;
   for (int i = 0; i < 23; ++i) tokens.push_back(static_cast<int32_t>((i * 101 + 7) % 512));
   const Logits a = whole->logits(tokens).value();
-  const double scale = max_abs(a.data);
   for (const auto& [tp, ep] : {std::pair{2, 1}, std::pair{2, 2}}) {
     EngineOptions o = base;
     o.tp = tp;
@@ -194,15 +193,7 @@ TEST(ShardedEngine, Fp8WeightsSplitOnTheGridComputeTheUnshardedFp8Model) {
     ASSERT_TRUE(sharded);
     const Logits b = sharded->logits(tokens).value();
     ASSERT_EQ(a.data.size(), b.data.size());
-    const auto V = static_cast<size_t>(a.vocab_size);
-    int exact = 0, rows = 0;
-    double worst = 0;
-    for (size_t r = 0; r < a.data.size() / V; ++r, ++rows) {
-      double err = 0;
-      for (size_t v = 0; v < V; ++v) err = std::max(err, std::fabs(double(a.data[r * V + v]) - b.data[r * V + v]));
-      exact += err <= 1e-5 * scale;
-      worst = std::max(worst, err / scale);
-    }
+    const auto [exact, rows, worst] = test::row_agreement(a.data, b.data, a.vocab_size, 1e-5);
     std::printf("[ sharded fp8 ] --tp %d --ep %d: %d of %d rows within 1e-5 of max |logit|, worst %.2e\n", tp, ep,
                 exact, rows, worst);
     EXPECT_GE(4 * exact, 3 * rows) << "--tp " << tp << " --ep " << ep << ": most rows see no e4m3 flip";

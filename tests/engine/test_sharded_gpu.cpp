@@ -142,16 +142,7 @@ TEST(ShardedGpu, Fp8WeightsAndCacheOnTheGridMatchTheOneGpuFp8Engine) {
     const std::vector<int32_t> prompt = ids(150, 512, 3);
     const Logits a = whole->logits(prompt).value(), b = split->logits(prompt).value();
     ASSERT_EQ(a.data.size(), b.data.size());
-    const double scale = max_abs(a.data);
-    const auto V = static_cast<size_t>(a.vocab_size);
-    int exact = 0, rows = 0;
-    double worst = 0;
-    for (size_t r = 0; r < a.data.size() / V; ++r, ++rows) {
-      double err = 0;
-      for (size_t v = 0; v < V; ++v) err = std::max(err, std::fabs(double(a.data[r * V + v]) - b.data[r * V + v]));
-      exact += err <= 1e-5 * scale;
-      worst = std::max(worst, err / scale);
-    }
+    const auto [exact, rows, worst] = test::row_agreement(a.data, b.data, a.vocab_size, 1e-5);
     std::printf("[ sharded gpu fp8 ] --tp 2, fp8 weights, %s: %d of %d rows within 1e-5 of max |logit|, worst %.2e\n",
                 cache, exact, rows, worst);
     EXPECT_GE(4 * exact, 3 * rows) << cache << ": most rows see no e4m3 flip";
@@ -207,16 +198,7 @@ TEST(ShardedGpu, Fp8CheckpointOnTheGridMatchesTheOneGpuEngine) {
   const std::vector<int32_t> prompt = ids(150, 512, 7);
   const Logits a = whole->logits(prompt).value(), b = split->logits(prompt).value();
   ASSERT_EQ(a.data.size(), b.data.size());
-  const double scale = max_abs(a.data);
-  const auto V = static_cast<size_t>(a.vocab_size);
-  int exact = 0, rows = 0;
-  double worst = 0;
-  for (size_t r = 0; r < a.data.size() / V; ++r, ++rows) {
-    double err = 0;
-    for (size_t v = 0; v < V; ++v) err = std::max(err, std::fabs(double(a.data[r * V + v]) - b.data[r * V + v]));
-    exact += err <= 1e-5 * scale;
-    worst = std::max(worst, err / scale);
-  }
+  const auto [exact, rows, worst] = test::row_agreement(a.data, b.data, a.vocab_size, 1e-5);
   std::printf("[ sharded gpu fp8 ] --tp 2, FP8 checkpoint as stored: %d of %d rows within 1e-5 of max |logit|, "
               "worst %.2e\n", exact, rows, worst);
   EXPECT_GE(4 * exact, 3 * rows) << "most rows see no e4m3 flip";

@@ -501,12 +501,14 @@ TEST(Cli, BenchRecordsTheEngineEnvironmentAndTimingSkipStaysInGpuBench) {
   EXPECT_FALSE(plain["environment"].contains("MLABENCH_SKINNY_GEMM")) << "only variables that are set";
   const CliResult set = mlabench_cli("bench --batch 1 --prompt 8 --gen 2 --out " + t.file("s.json"),
                                      "MLABENCH_SKINNY_GEMM=0 NCCL_DEBUG=WARN MLABENCH_API_KEY=sk-secret "
-                                     "MLABENCH_HF_TOKEN=hf-secret");
+                                     "MLABENCH_HF_TOKEN=hf-secret MLABENCH_RAW=\"$(printf '\\377')\"");
   ASSERT_EQ(set.exit_code, 0) << set.err;
   const auto env = nlohmann::json::parse(test::read_file(t.file("s.json")))["environment"];
   EXPECT_EQ(env.value("MLABENCH_SKINNY_GEMM", ""), "0") << env.dump();
   EXPECT_EQ(env.value("NCCL_DEBUG", ""), "WARN") << env.dump();
   EXPECT_EQ(env.dump().find("secret"), std::string::npos) << "a credential recorded: " << env.dump();
+  // A value that is not UTF-8 is recorded as such (JSON holds UTF-8 only), not a failure at the run's end.
+  EXPECT_EQ(env.value("MLABENCH_RAW", ""), "(not valid UTF-8: byte 0 is 0xFF)") << env.dump();
   const CliResult cpu = mlabench_cli("bench --batch 1 --prompt 8 --gen 2", "MLABENCH_TIMING_SKIP=combine");
   EXPECT_EQ(cpu.exit_code, 1) << cpu.out;
   EXPECT_NE(cpu.err.find("leaves nothing out"), std::string::npos) << cpu.err;

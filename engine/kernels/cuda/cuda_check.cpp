@@ -1,6 +1,7 @@
 #include "engine/kernels/cuda/cuda_check.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <array>
@@ -113,9 +114,9 @@ bool timing_skip(const char* stage) {
       const size_t comma = rest.find(',');
       const std::string_view name = rest.substr(0, comma);
       MLABENCH_CHECK(std::find(kStages.begin(), kStages.end(), name) != kStages.end(),
-                     "MLABENCH_TIMING_SKIP: '{}' is not a stage. HINT: a comma list of input_norm, latent_append, "
-                     "w_uk, combine, w_uv, post_norm, router_gemm, router_topk (a timing experiment: outputs are wrong)",
-                     name);
+                     "MLABENCH_TIMING_SKIP: '{}' is not a stage. HINT: a comma list of {} (a timing experiment: "
+                     "outputs are wrong)",
+                     name, fmt::join(kStages, ", "));
       names.emplace_back(name);
       rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
     }
