@@ -58,6 +58,11 @@ bool Blas::skinny_enabled() {
   return on;
 }
 
+bool Blas::norm_fusion_enabled() {
+  static const bool on = env_switch("MLABENCH_FUSE_NORM");
+  return on;
+}
+
 void Blas::linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,
                   int64_t n, int64_t k, float beta) {
   if (m == 0) return;

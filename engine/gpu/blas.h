@@ -34,6 +34,10 @@ class Blas {
   /// kernels::cuda::skinny_gemm instead of cuBLAS, from linear(), linear_f32(), linear_strided() and matmul_strided()
   /// (its [k, n] form): yes unless MLABENCH_SKINNY_GEMM=0 (the A/B switch of the decode benchmarks and test reruns).
   static bool skinny_enabled();
+  /// Whether a few-row product that reads a freshly normalised input takes the RMSNorm into its own launch
+  /// (SkinnyGemmParams::norm, Fp8SkinnyGemmParams::norm: the layer's input norm in its first projections, the MoE
+  /// layer's post-attention norm in its router GEMM): yes unless MLABENCH_FUSE_NORM=0 (the A/B switch).
+  static bool norm_fusion_enabled();
   /// y[m, n] = beta * y + x[m, k] . w[n, k]^T.
   void linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,
               int64_t n, int64_t k, float beta = 0.0f);

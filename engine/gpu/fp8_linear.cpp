@@ -178,4 +178,24 @@ bool Fp8Linear::run_split(Blas& blas, float* y, int64_t ldy, float* y2, int64_t 
   return true;
 }
 
+bool Fp8Linear::run_normed(Blas& blas, float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y,
+                           const kernels::RmsNormParams& norm, const DeviceMat& w, int64_t m) {
+  MLABENCH_ICHECK(w.fp8(), "Fp8Linear::run_normed: a matrix that is not FP8");
+  if (m == 0 || m > kFusedMaxRows || !fp8_fused_quantise() || w.split_rows > 0 ||
+      (y2 != nullptr && (n_y <= 0 || n_y >= w.rows)))
+    return false;
+  const int64_t k = w.cols;
+  kernels::Fp8SkinnyGemmParams g = fused_params(y, ldy, norm.out, norm.out_type, norm.ld_out,
+                                                static_cast<const uint8_t*>(w.p), w.scale, m, w.rows, k);
+  g.norm = norm;
+  if (y2 != nullptr) {
+    g.y2 = y2;
+    g.ldy2 = ldy2;
+    g.n_y = n_y;
+  }
+  if (!kernels::cuda::skinny_gemm_fp8_supported(g)) return false;
+  kernels::cuda::skinny_gemm_fp8(g, blas.stream());
+  return true;
+}
+
 }  // namespace mlabench::gpu

@@ -44,6 +44,11 @@ class Fp8Linear {
   /// nothing enqueued, where it does not.
   bool run_split(Blas& blas, float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y, const void* x,
                  DType x_type, int64_t ldx, const DeviceMat& w, int64_t m);
+  /// The same product (y2: split at n_y, or null) of the rows `norm` makes (x = norm.out) in one launch of
+  /// skinny_gemm_fp8's fused form that computes the norm itself (Fp8SkinnyGemmParams::norm) and writes its outputs;
+  /// at the fused form's rows only (kFusedMaxRows). False, nothing enqueued, where that launch does not take it.
+  bool run_normed(Blas& blas, float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y,
+                  const kernels::RmsNormParams& norm, const DeviceMat& w, int64_t m);
   uint64_t bytes() const { return q_.bytes() + s_.bytes(); }
 
  private:

@@ -65,7 +65,7 @@ class GqaAttention final : public GpuAttention {
     auto* qkv = arena_->at<float>(off_qkv_);  // [T, W]: q heads, k heads, v heads
     auto* o = arena_->at<float>(off_o_);      // [T, nh * hd]
     void* o_c = arena_->at<void>(off_o_c_);
-    m_.linear(qkv, W, m_.normed_input(), H, L.qkv, T);  // [T, W]
+    m_.project_input(qkv, W, nullptr, 0, 0, L.qkv, T);  // [T, W], the input norm too where the kernel takes it
     // One kernel: RoPE on the q and k heads, then k and v appended to their pools. MLABENCH_FUSE_GQA=0 runs the four
     // launches it fuses (and the cast before o_proj below), for benchmarks that compare the two.
     static const bool fuse = gpu::env_switch("MLABENCH_FUSE_GQA");

@@ -166,31 +166,30 @@ class MlaAttention final : public GpuAttention {
           codes + first.rows * H != L.kv_a_proj.p ||
           first.scale + (first.rows / kFp8Block) * fp8_weight_scale_ld(H) != L.kv_a_proj.scale)
         return false;  // apart (first's rows off the 128 grid)
-      const DeviceMat both{.p = first.p, .rows = first.rows + cw, .cols = H, .scale = first.scale};
-      return m_.linear_split_fp8(y, first.rows, ckv, cw, first.rows, m_.normed_input(), H, both, T);
+    } else if (bytes(first, first.rows * H) != L.kv_a_proj.p) {
+      return false;  // apart
     }
-    if (bytes(first, first.rows * H) != L.kv_a_proj.p) return false;  // apart
-    return m_.blas().try_skinny({.y = y, .ldy = first.rows, .x = m_.normed_input(),
-                                 .ldx = H, .w = first.p, .ldw = H, .dtype = m_.dtype(), .m = T, .n = first.rows + cw,
-                                 .k = H, .y2 = ckv, .ldy2 = cw, .n_y = first.rows});
+    // The input norm too, where the kernel takes it (GpuModel::project_input).
+    const DeviceMat both{.p = first.p, .rows = first.rows + cw, .cols = H, .scale = first.scale};
+    return m_.project_input(y, first.rows, ckv, cw, first.rows, both, T);
   }
 
   // q [T, nh * qk] from the normed input: q_proj, or q_a_proj -> q_a_layernorm -> q_b_proj. first_done: q_proj's
   // (q_a_proj's) product is already in q (cq), from first_projections.
   void queries(const DeviceStep& st, const GpuLayer& L, float* q, bool first_done) {
     const ModelConfig& c = m_.config();
-    const int64_t T = st.n_rows, H = c.hidden_size, nh = c.n_heads, qk = c.qk_head_dim(), ql = c.q_lora_rank;
+    const int64_t T = st.n_rows, nh = c.n_heads, qk = c.qk_head_dim(), ql = c.q_lora_rank;
     const DType dt = m_.dtype();
     if (ql > 0) {
       float* cq = buf<float>(off_.cq);  // [T, q_lora]
       void* cq_c = buf<void>(off_.cq_c);
-      if (!first_done) m_.linear(cq, ql, m_.normed_input(), H, L.q_a_proj, T);  // [T, q_lora]
+      if (!first_done) m_.project_input(cq, ql, nullptr, 0, 0, L.q_a_proj, T);  // [T, q_lora]
       k::cuda::rms_norm({.residual = cq, .ld_residual = ql, .out = cq_c, .out_type = dt, .ld_out = ql,
                          .weight = L.q_a_norm, .n_rows = T, .dim = ql, .eps = kLatentNormEps},
                         m_.stream());
       m_.linear(q, nh * qk, cq_c, ql, L.q_b_proj, T);  // [T, nh * qk]
     } else {
-      if (!first_done) m_.linear(q, nh * qk, m_.normed_input(), H, L.q_proj, T);  // [T, nh * qk]
+      if (!first_done) m_.project_input(q, nh * qk, nullptr, 0, 0, L.q_proj, T);  // [T, nh * qk]
     }
   }
 

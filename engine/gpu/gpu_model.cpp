@@ -310,6 +310,7 @@ GpuModel::GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed
       rope_(rope_tables(config_)), stream_(stream),
       blas_(std::make_unique<Blas>(stream)) {
   timing_skip("input_norm");  // MLABENCH_TIMING_SKIP read now: a bad stage list is refused at load, not mid-step
+  Blas::norm_fusion_enabled();  // MLABENCH_FUSE_NORM likewise
   switch (config_.attention) {  // the config's attention kind (engine/model/config.h registers them by name)
     case AttentionKind::MLA:
       attention_ = make_mla_attention(*this);
@@ -390,6 +391,7 @@ void GpuModel::allocate_buffers(const serving::ServingLimits& lim) {
   const size_t es = dtype_size(dtype_);
   const bool any_moe = c.n_moe_layers() > 0, any_dense = c.n_moe_layers() < c.n_layers;
   off_x_ = arena_.reserve(static_cast<size_t>(T * H) * 4);       // residual stream
+  off_x_next_ = arena_.reserve(static_cast<size_t>(T * H) * 4);  // and its second buffer (Residual)
   off_delta_ = arena_.reserve(static_cast<size_t>(T * H) * 4);   // the last block's output
   off_xn_c_ = arena_.reserve(static_cast<size_t>(T * H) * es);   // normed input, a GEMM operand
   if (any_moe) off_xn_ = arena_.reserve(static_cast<size_t>(T * H) * 4);  // the router's float32 input
@@ -430,7 +432,43 @@ float* GpuModel::attention_scratch(int64_t floats) {
   return attn_scratch_.as<float>();
 }
 
-void* GpuModel::normed_input() const { return arena_.at<void>(off_xn_c_); }
+const void* GpuModel::normed_input() {
+  if (pending_norm_) {
+    k::cuda::rms_norm(*pending_norm_, stream_);
+    pending_norm_.reset();
+  }
+  return arena_.at<void>(off_xn_c_);
+}
+
+bool GpuModel::project_input(float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y, const DeviceMat& w,
+                             int64_t m) {
+  const int64_t H = config_.hidden_size;
+  const bool fuse = pending_norm_ && Blas::norm_fusion_enabled();
+  if (w.fp8()) {
+    if (fuse && fp8_linear_->run_normed(*blas_, y, ldy, y2, ldy2, n_y, *pending_norm_, w, m)) {
+      pending_norm_.reset();
+      return true;
+    }
+    if (y2 != nullptr) return linear_split_fp8(y, ldy, y2, ldy2, n_y, normed_input(), H, w, m);
+    linear(y, ldy, normed_input(), H, w, m);
+    return true;
+  }
+  k::SkinnyGemmParams g{.y = y, .ldy = ldy, .x = arena_.at<void>(off_xn_c_), .ldx = H, .w = w.p, .ldw = H,
+                        .dtype = dtype_, .m = m, .n = w.rows, .k = H, .y2 = y2, .ldy2 = ldy2, .n_y = n_y};
+  if (fuse && m <= k::kSkinnyEngineRows && Blas::skinny_enabled()) {
+    g.norm = *pending_norm_;
+    if (k::cuda::skinny_gemm_supported(g)) {
+      k::cuda::skinny_gemm(g, stream_);
+      pending_norm_.reset();
+      return true;
+    }
+    g.norm = {};
+  }
+  g.x = normed_input();
+  if (y2 != nullptr) return blas_->try_skinny(g);
+  linear(y, ldy, g.x, H, w, m);
+  return true;
+}
 
 void GpuModel::linear(float* y, int64_t ldy, const void* x, int64_t ldx, const DeviceMat& w, int64_t m) {
   if (w.fp8())
@@ -450,52 +488,64 @@ void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
   const ModelConfig& c = config_;
   const int64_t T = st.n_rows, H = c.hidden_size;
   const auto eps = static_cast<float>(c.rms_norm_eps);
-  auto* x = arena_.at<float>(off_x_);          // residual stream [T, H]
-  auto* delta = arena_.at<float>(off_delta_);  // the last block's output [T, H]
-  void* xn_c = normed_input();                 // [T, H] dt
+  Residual x{arena_.at<float>(off_x_), arena_.at<float>(off_x_next_)};  // the residual stream [T, H]
+  auto* delta = arena_.at<float>(off_delta_);                             // the last block's output [T, H]
+  void* xn_c = arena_.at<void>(off_xn_c_);                                // the normed input [T, H] dt
   cache_slots_ = pools.n_blocks * pools.block_size;
 
   phases::at(stream_, "embedding");
-  k::cuda::embedding({.out = x, .table = embed_.p, .table_type = dtype_, .hidden = H, .ids = st.tokens, .n_rows = T},
+  k::cuda::embedding({.out = x.now, .table = embed_.p, .table_type = dtype_, .hidden = H, .ids = st.tokens,
+                      .n_rows = T},
                      stream_);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const GpuLayer& L = layers_[static_cast<size_t>(l)];
     phases::at(stream_, "attention: norm, q, kv_a, rope");
+    // The input norm (x + the last FFN's output into x.next), issued by the attention's first read of the normed
+    // input or taken into its first projection (project_input).
+    const bool adds = l > 0 && !timing_skip("input_norm");
     if (!timing_skip("input_norm"))
-      k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = l == 0 ? nullptr : delta, .ld_delta = H,
-                         .out = xn_c, .out_type = dtype_, .ld_out = H, .weight = L.input_norm, .n_rows = T, .dim = H,
-                         .eps = eps},
-                        stream_);
+      pending_norm_ = k::RmsNormParams{.residual = x.now, .ld_residual = H, .delta = adds ? delta : nullptr,
+                                       .ld_delta = H, .out = xn_c, .out_type = dtype_, .ld_out = H,
+                                       .weight = L.input_norm, .n_rows = T, .dim = H, .eps = eps,
+                                       .residual_out = adds ? x.next : nullptr, .ld_residual_out = H};
     void* vc = pools.v.empty() ? nullptr : pools.v[static_cast<size_t>(l)].get();
     attention_->forward(st, L, pools.k[static_cast<size_t>(l)].get(), vc, pools.block_size, delta);  // [T, H]
+    normed_input();  // issued by now (an attention kind that never read its input would leave the residual behind)
+    if (adds) x.advance();
     if (!hooks_.empty()) hooks_.all_reduce(delta, T * H, stream_);  // a rank's heads: a partial sum
     ffn(st, L, x, delta);
     if (!hooks_.empty()) hooks_.all_reduce(delta, T * H, stream_);  // a rank's FFN columns: a partial sum
   }
   phases::at(stream_, "final norm, lm_head");
-  output_head(st, x, delta);
+  output_head(st, x.now, delta);
 }
 
-// x += delta, post-attention RMSNorm, then the layer's FFN kind into delta [T, H].
-void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, float* x, float* delta) {
+// x += delta (into x.next, then x advances), post-attention RMSNorm, then the layer's FFN kind into delta [T, H].
+void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, Residual& x, float* delta) {
   const ModelConfig& c = config_;
   const int64_t T = st.n_rows, H = c.hidden_size;
   const auto eps = static_cast<float>(c.rms_norm_eps);
-  void* xn_c = normed_input();
+  void* xn_c = arena_.at<void>(off_xn_c_);
   phases::at(stream_, L.ffn == FfnKind::DENSE ? "dense mlp" : "moe: norm, router, shared");
   if (L.ffn == FfnKind::DENSE) {
-    k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn_c,
-                       .out_type = dtype_, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H, .eps = eps},
+    k::cuda::rms_norm({.residual = x.now, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn_c,
+                       .out_type = dtype_, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H, .eps = eps,
+                       .residual_out = x.next, .ld_residual_out = H},
                       stream_);
+    x.advance();
     swiglu(L.mlp, xn_c, T, delta);
     return;
   }
   // The router needs the normed input in float32, the experts in dt: the MoE layer runs the norm (out and out2 of
-  // one pass), at decode in one launch with its router (MoeLayer::forward).
+  // one pass), at decode in the router GEMM's launch (MoeLayer::forward). A timing experiment that leaves the norm
+  // out leaves the residual where it is.
+  const bool adds = !timing_skip("post_norm");
   auto* xn = arena_.at<float>(off_xn_);
-  const k::RmsNormParams norm{.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn,
+  const k::RmsNormParams norm{.residual = x.now, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn,
                               .out_type = DType::F32, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H,
-                              .eps = eps, .out2 = xn_c, .out2_type = dtype_, .ld_out2 = H};
+                              .eps = eps, .out2 = xn_c, .out2_type = dtype_, .ld_out2 = H,
+                              .residual_out = x.next, .ld_residual_out = H};
+  if (adds) x.advance();
   moe_->forward({.x = xn, .x_c = xn_c, .out = delta, .n_tokens = T, .dtype = dtype_, .hidden = H,
                  .inter = c.moe_intermediate_size,
                  .shared_inter = L.shared.gate_up.p ? c.moe_intermediate_size * c.n_shared_experts : 0,

@@ -15,11 +15,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/gpu/blas.h"
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/kernel_params.h"
 #include "engine/model/config.h"
 #include "engine/model/rope.h"
 #include "engine/parallel/device_collectives.h"
@@ -244,8 +247,14 @@ class GpuModel {
   bool fixed_splits() const { return fixed_splits_; }
   /// Slots in each layer's KV pool of the step forward() runs (bounds the Hopper decode kernel's tensor map).
   int64_t cache_slots() const { return cache_slots_; }
-  /// Normed layer input [T, H] in the model dtype, the attention's input.
-  void* normed_input() const;
+  /// Normed layer input [T, H] in the model dtype, the attention's input. The layer's input norm is issued lazily:
+  /// the first call of a layer launches it, unless a projection took it into its own kernel (project_input).
+  const void* normed_input();
+  /// y[m, w.rows] (float32, ldy) = normed input . w^T; with y2 set, columns [n_y, w.rows) into y2 (ldy2) instead, in
+  /// one launch (MLA's q_proj / q_a_proj and kv_a_proj over adjacent weights), or nothing enqueued and false where
+  /// no kernel takes that split. At decode rows the product computes the layer's input norm itself where its kernel
+  /// can (skinny_gemm's or skinny_gemm_fp8's norm form, Blas::norm_fusion_enabled), so the norm needs no launch.
+  bool project_input(float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y, const DeviceMat& w, int64_t m);
   /// Whether projections and experts are FP8 (--weights-dtype fp8).
   bool fp8_weights() const { return fp8_weights_; }
   /// y[m, w.rows] (float32, ldy) = x[m, w.cols] (model dtype, ldx) . w^T: cuBLAS in the model dtype, or for an FP8
@@ -260,9 +269,19 @@ class GpuModel {
  private:
   void upload_weights(const ModelWeights* host, uint64_t seed);
   void upload_rope(int64_t max_context);
-  void ffn(const DeviceStep& st, const GpuLayer& L, float* x, float* delta);
+  // The residual stream in two buffers: a norm that adds a block's output reads `now` and writes the sum to `next`
+  // (RmsNormParams::residual_out), then they swap. A kernel that normalises its own input rows in every CTA (the
+  // norm forms of the skinny GEMMs) must not write the row its other CTAs read.
+  struct Residual {
+    float* now;
+    float* next;
+    void advance() { std::swap(now, next); }
+  };
+  void ffn(const DeviceStep& st, const GpuLayer& L, Residual& x, float* delta);
   void swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out);
   void output_head(const DeviceStep& step, float* x, float* delta);
+  // The input norm not yet issued (normed_input launches it, project_input may fuse it); none outside forward().
+  std::optional<kernels::RmsNormParams> pending_norm_;
 
   ModelConfig config_;
   Precision precision_ = Precision::NATIVE;
@@ -288,7 +307,7 @@ class GpuModel {
   serving::ServingLimits limits_;
 
   Arena arena_;  // the layer loop's buffers and the output head's
-  size_t off_x_ = 0, off_delta_ = 0, off_xn_ = 0, off_xn_c_ = 0, off_gu_ = 0, off_h_c_ = 0;
+  size_t off_x_ = 0, off_x_next_ = 0, off_delta_ = 0, off_xn_ = 0, off_xn_c_ = 0, off_gu_ = 0, off_h_c_ = 0;
   size_t off_head_x_ = 0, off_head_c_ = 0, off_local_logits_ = 0;
   float* logits_ = nullptr;
 };

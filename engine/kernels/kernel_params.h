@@ -40,8 +40,9 @@ struct EmbeddingParams {
   int64_t n_rows = 0;
 };
 
-/// if delta: residual += delta (written back); then out = residual * rsqrt(mean(residual^2) + eps) * weight,
-/// in float32, stored as out_type. out may alias residual when out_type is F32 and ld_out == ld_residual.
+/// if delta: residual += delta (written back, or to residual_out); then out = residual * rsqrt(mean(residual^2) +
+/// eps) * weight, in float32, stored as out_type. out may alias residual when out_type is F32 and ld_out ==
+/// ld_residual.
 struct RmsNormParams {
   float* residual = nullptr;  // [n_rows, dim] at ld_residual
   int64_t ld_residual = 0;
@@ -59,6 +60,11 @@ struct RmsNormParams {
   void* out2 = nullptr;
   DType out2_type = DType::BF16;
   int64_t ld_out2 = 0;
+  // Optional: with delta, residual + delta is written here (at ld_residual_out) and residual is only read. The
+  // engine keeps its residual stream in two buffers so that a projection that normalises its own input rows in
+  // every CTA (SkinnyGemmParams::norm) never writes the row the other CTAs read. Must not alias residual or delta.
+  float* residual_out = nullptr;
+  int64_t ld_residual_out = 0;
 };
 
 /// Rotates `dim` values of each head in place: x[r, h*head_stride + offset + ...] for h < n_heads, with the
@@ -414,10 +420,20 @@ struct SkinnyGemmParams {
   /// as one [n, k] block: a decode layer's first two GEMVs as one weight stream). The sums are those of two calls.
   float* y2 = nullptr;
   int64_t ldy2 = 0, n_y = 0;
+  /// The input's RMSNorm in the product's own launch (norm.weight set; a decode step's input_layernorm before its
+  /// first projections, post_attention_layernorm before the router): x is norm.out (ldx = norm.ld_out, dtype =
+  /// norm.out_type, m = norm.n_rows, k = norm.dim, batch 1, no w_kn / x_f32 / swiglu), and instead of reading it
+  /// the kernel computes its values from the norm's inputs in every CTA, exactly as rms_norm computes them (bit for
+  /// bit on the GPU: rms_norm's order of the sum of squares); one CTA also writes the norm's outputs (out, out2,
+  /// residual_out), so the result is rms_norm's followed by the product's, one launch fewer. A norm with delta must
+  /// write residual_out (no CTA may change the residual row the others read).
+  RmsNormParams norm{};
 };
 
 /// Rows up to which skinny_gemm runs (the kernel keeps m x rows-per-CTA sums in registers).
 inline constexpr int64_t kSkinnyMaxRows = 8;
+/// Rows up to which skinny_gemm takes an input norm (SkinnyGemmParams::norm): the engine's decode rows at 1-2.
+inline constexpr int64_t kSkinnyNormMaxRows = 2;
 /// Rows up to which the w_kn form runs (its k groups' sums are reduced in shared memory, m x 128 floats each).
 inline constexpr int64_t kSkinnyKnMaxRows = 2;
 /// Rows up to which the engine sends a product to skinny_gemm rather than cuBLAS: on an H200 it streams the weights

@@ -183,6 +183,43 @@ TEST(TwinElementwise, RmsNormInPlace) {
     for (int64_t k = 0; k < dim; ++k) ASSERT_TRUE(same_bits(x[r * ld + k], separate[r * ld + k]));
 }
 
+// residual_out: residual + delta lands there, bit for bit the in-place sum, and the residual is only read; out is
+// the in-place run's. The check refuses residual_out without delta and one that aliases another operand.
+TEST(TwinElementwise, RmsNormResidualOutIsTheInPlaceSumElsewhere) {
+  std::mt19937 rng(25);
+  const int64_t n_rows = 3, dim = 80, ld = 84, ld_res_out = 90;
+  const std::vector<float> x0 = randn(static_cast<size_t>(n_rows * ld), rng);
+  const std::vector<float> delta = randn(static_cast<size_t>(n_rows * dim), rng);
+  const std::vector<float> weight = randn(static_cast<size_t>(dim), rng);
+  std::vector<float> in_place = x0, x = x0, sum(static_cast<size_t>(n_rows * ld_res_out), kNaN);
+  std::vector<float> out_in_place(static_cast<size_t>(n_rows * dim)), out(out_in_place.size());
+  RmsNormParams p{.residual = in_place.data(), .ld_residual = ld, .delta = delta.data(), .ld_delta = dim,
+                  .out = out_in_place.data(), .ld_out = dim, .weight = weight.data(), .n_rows = n_rows, .dim = dim};
+  twin::rms_norm(p);
+  p.residual = x.data();
+  p.out = out.data();
+  p.residual_out = sum.data();
+  p.ld_residual_out = ld_res_out;
+  twin::rms_norm(p);
+  EXPECT_EQ(std::memcmp(x.data(), x0.data(), x.size() * 4), 0) << "the residual was written";
+  for (int64_t r = 0; r < n_rows; ++r) {
+    for (int64_t k = 0; k < dim; ++k) {
+      ASSERT_TRUE(same_bits(sum[r * ld_res_out + k], in_place[r * ld + k])) << r << "," << k;
+      ASSERT_TRUE(same_bits(out[r * dim + k], out_in_place[r * dim + k])) << r << "," << k;
+    }
+    for (int64_t k = dim; k < ld_res_out; ++k) ASSERT_TRUE(std::isnan(sum[r * ld_res_out + k])) << "padding written";
+  }
+  RmsNormParams bad = p;
+  bad.delta = nullptr;
+  EXPECT_THROW(twin::rms_norm(bad), Error) << "residual_out without delta";
+  bad = p;
+  bad.residual_out = x.data();
+  EXPECT_THROW(twin::rms_norm(bad), Error) << "residual_out aliasing residual";
+  bad = p;
+  bad.residual_out = out.data();
+  EXPECT_THROW(twin::rms_norm(bad), Error) << "residual_out aliasing out";
+}
+
 // out2: the second copy in another type is out's values rounded to that type, and out is unchanged by asking for it.
 TEST(TwinElementwise, RmsNormSecondOutputIsTheFirstRounded) {
   std::mt19937 rng(24);

@@ -21,6 +21,8 @@ namespace {
 
 using kernels::SkinnyGemmParams;
 
+constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
+
 TEST(TwinSkinnyGemm, MatchesADoubleLoopWithIndexedWeightsAndBeta) {
   std::mt19937 rng(77);
   std::normal_distribution<float> d(0.0f, 1.0f);
@@ -185,6 +187,67 @@ TEST(TwinSkinnyGemm, SplitOutputIsTwoProductsOfOneInput) {
   for (size_t i = 0; i < y2.size(); ++i) EXPECT_TRUE(same(y2[i], b[i])) << "y2[" << i << "] " << y2[i] << " vs " << b[i];
   EXPECT_FALSE(std::isnan(y2[static_cast<size_t>(ldy2 + n2 - 1)]));  // the second row's last y2 value was written
   EXPECT_TRUE(std::isnan(y[static_cast<size_t>(n1)]));                // and y's padding was not
+}
+
+// The input norm's form (SkinnyGemmParams::norm): the norm's outputs (residual_out, out = x, out2) and the product
+// are those of rms_norm followed by the plain product, bit for bit, for BF16 x (a decode layer's first projections)
+// and float32 x with a BF16 second copy (the MoE router); the residual is only read. The check refuses a norm whose
+// out is not x, one that adds delta in place, and a batch.
+TEST(TwinSkinnyGemm, NormFormIsRmsNormThenTheProduct) {
+  std::mt19937 rng(79);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  const int64_t m = 2, n = 9, k = 48;
+  std::vector<float> x0(static_cast<size_t>(m * k)), delta(x0.size()), weight(static_cast<size_t>(k));
+  for (auto* v : {&x0, &delta, &weight})
+    for (auto& e : *v) e = d(rng);
+  for (const DType dt : {DType::BF16, DType::F32}) {
+    const size_t es = dtype_size(dt);
+    std::vector<uint16_t> w16(static_cast<size_t>(n * k));
+    std::vector<float> w32(w16.size());
+    for (size_t i = 0; i < w16.size(); ++i) w32[i] = bf16_to_f32(w16[i] = f32_to_bf16(0.1f * d(rng)));
+    const void* w = dt == DType::BF16 ? static_cast<const void*>(w16.data()) : w32.data();
+    // Fused: every output starts as NaN so a missed write shows.
+    std::vector<float> x = x0, sum(x0.size(), kNaNf), y(static_cast<size_t>(m * n), kNaNf);
+    std::vector<char> out(static_cast<size_t>(m * k) * es, 0x7f);
+    std::vector<uint16_t> out2(static_cast<size_t>(m * k), 0xFFFF);
+    const kernels::RmsNormParams norm{.residual = x.data(), .ld_residual = k, .delta = delta.data(), .ld_delta = k,
+                                      .out = out.data(), .out_type = dt, .ld_out = k, .weight = weight.data(),
+                                      .n_rows = m, .dim = k, .out2 = dt == DType::F32 ? out2.data() : nullptr,
+                                      .ld_out2 = k,
+                                      .residual_out = sum.data(), .ld_residual_out = k};
+    const SkinnyGemmParams fused{.y = y.data(), .ldy = n, .x = out.data(), .ldx = k, .w = w, .ldw = k, .dtype = dt,
+                                 .m = m, .n = n, .k = k, .norm = norm};
+    kernels::twin::skinny_gemm(fused);
+    // Unfused: the same norm, then the product reading its out.
+    std::vector<float> ux = x0, usum(x0.size(), kNaNf), uy(y.size(), kNaNf);
+    std::vector<char> uout(out.size(), 0x7f);
+    std::vector<uint16_t> uout2(out2.size(), 0xFFFF);
+    kernels::RmsNormParams un = norm;
+    un.residual = ux.data();
+    un.residual_out = usum.data();
+    un.out = uout.data();
+    un.out2 = dt == DType::F32 ? uout2.data() : nullptr;
+    kernels::twin::rms_norm(un);
+    kernels::twin::skinny_gemm({.y = uy.data(), .ldy = n, .x = uout.data(), .ldx = k, .w = w, .ldw = k, .dtype = dt,
+                                .m = m, .n = n, .k = k});
+    const std::string what(dtype_name(dt));
+    EXPECT_EQ(std::memcmp(y.data(), uy.data(), y.size() * 4), 0) << what << ": the product";
+    EXPECT_EQ(std::memcmp(out.data(), uout.data(), out.size()), 0) << what << ": the norm's out";
+    EXPECT_EQ(std::memcmp(out2.data(), uout2.data(), out2.size() * 2), 0) << what << ": the norm's out2";
+    EXPECT_EQ(std::memcmp(sum.data(), usum.data(), sum.size() * 4), 0) << what << ": residual_out";
+    EXPECT_EQ(std::memcmp(x.data(), x0.data(), x.size() * 4), 0) << what << ": the residual was written";
+    EXPECT_FALSE(std::isnan(y.back()) || std::isnan(sum.back())) << what;
+    SkinnyGemmParams bad = fused;
+    bad.x = uout.data();  // not the norm's out
+    EXPECT_THROW(kernels::twin::skinny_gemm(bad), std::exception) << what;
+    bad = fused;
+    bad.norm.residual_out = nullptr;  // delta added in place while every CTA reads the row
+    EXPECT_THROW(kernels::twin::skinny_gemm(bad), std::exception) << what;
+    bad = fused;
+    bad.batch = 2;
+    bad.stride_w = n * k;
+    EXPECT_THROW(kernels::twin::skinny_gemm(bad), std::exception) << what;
+  }
 }
 
 }  // namespace

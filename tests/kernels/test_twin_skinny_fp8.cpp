@@ -232,6 +232,51 @@ TEST(TwinSkinnyFp8, SplitOutputIsTheProductsColumnsInTwoMatrices) {
   }
 }
 
+// The fused form with the input norm (Fp8SkinnyGemmParams::norm): rms_norm's outputs and the fused form's product of
+// its out, bit for bit; the residual only read; a norm that is not x, or adds delta in place, refused.
+TEST(TwinSkinnyFp8, NormFormIsRmsNormThenTheFusedForm) {
+  std::mt19937 rng(2017);
+  const int64_t m = 1, k = 384;
+  Operands o = make_operands(m, 200, k, -1, rng);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x0(static_cast<size_t>(m * k)), delta(x0.size()), weight(static_cast<size_t>(k));
+  for (auto* v : {&x0, &delta, &weight})
+    for (auto& e : *v) e = nd(rng);
+  std::vector<float> x = x0, sum(x0.size(), kNaN), y(static_cast<size_t>(m * o.ldy), kNaN);
+  std::vector<uint16_t> out(x0.size(), 0x7fc0);
+  const kernels::RmsNormParams norm{.residual = x.data(), .ld_residual = k, .delta = delta.data(), .ld_delta = k,
+                                    .out = out.data(), .out_type = DType::BF16, .ld_out = k, .weight = weight.data(),
+                                    .n_rows = m, .dim = k, .residual_out = sum.data(), .ld_residual_out = k};
+  const kernels::Fp8SkinnyGemmParams fused{.y = y.data(), .ldy = o.ldy, .ld_x = k, .x = out.data(),
+                                           .x_type = DType::BF16, .w = o.wq.data(), .ld_w = o.ld_w,
+                                           .w_scale = o.ws.data(), .w_scale_ld = o.ws_ld, .m = m, .n = o.n, .k = k,
+                                           .norm = norm};
+  twin::skinny_gemm_fp8(fused);
+  std::vector<float> ux = x0, usum(sum.size(), kNaN), uy(y.size(), kNaN);
+  std::vector<uint16_t> uout(out.size(), 0x7fc0);
+  kernels::RmsNormParams un = norm;
+  un.residual = ux.data();
+  un.residual_out = usum.data();
+  un.out = uout.data();
+  twin::rms_norm(un);
+  kernels::Fp8SkinnyGemmParams plain = fused;
+  plain.norm = {};
+  plain.x = uout.data();
+  plain.y = uy.data();
+  twin::skinny_gemm_fp8(plain);
+  EXPECT_EQ(0, std::memcmp(y.data(), uy.data(), y.size() * 4)) << "the product";
+  EXPECT_EQ(0, std::memcmp(out.data(), uout.data(), out.size() * 2)) << "the norm's out";
+  EXPECT_EQ(0, std::memcmp(sum.data(), usum.data(), sum.size() * 4)) << "residual_out";
+  EXPECT_EQ(0, std::memcmp(x.data(), x0.data(), x.size() * 4)) << "the residual was written";
+  EXPECT_FALSE(std::isnan(y[static_cast<size_t>(o.n - 1)]));
+  kernels::Fp8SkinnyGemmParams bad = fused;
+  bad.x = uout.data();
+  EXPECT_THROW(twin::skinny_gemm_fp8(bad), std::exception) << "x is not the norm's out";
+  bad = fused;
+  bad.norm.residual_out = nullptr;
+  EXPECT_THROW(twin::skinny_gemm_fp8(bad), std::exception) << "delta added in place";
+}
+
 TEST(TwinSkinnyFp8, CheckRefusesBadParameters) {
   std::mt19937 rng(2014);
   const Operands o = make_operands(3, 200, 272, -1, rng);

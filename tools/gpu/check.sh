@@ -27,6 +27,9 @@
 #   fp8b1        issue 20: FP8 at batch 1: the fused skinny FP8 GEMM and FP8 decode-FFN tests, the FP8 engine tests, V2-Lite
 #                b1 with BF16, FP8 weights + cache, and the same with MLABENCH_FP8_FUSED_QUANT=0 (one call: ratios)
 #   router       issue 20: norm_router's tests, V2-Lite b1 / b16 BF16 and FP8 with the fused MoE entry and without
+#   normfuse     issues 15/16/20: the input norms in the projections' launches (MLABENCH_FUSE_NORM): the norm-form kernel
+#                tests, then V2-Lite b1 / b2 (BF16; FP8 weights + cache) and Llama-3-8B b1, each with the fusion and
+#                without (one call: ratios; NORMFUSE_BATCHES to change, NORMFUSE_LONG=1 adds V2-Lite 128K x 1 BF16 both ways)
 #   b1skip       issue 20: V2-Lite b1 BF16, FP8, and FP8 with each MLABENCH_TIMING_SKIP stage left out (the most a fusion
 #                of that launch can save; outputs wrong by design)
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
@@ -370,6 +373,34 @@ if named router; then
       row "bench V2-Lite b$b $1, FUSE_ROUTER=$3" "rc $? $(grep -E "^ +$b +512 " "$out/router_b${b}_$1_fuse$3.log" | head -1)"
     done
   done
+fi
+# The input norms in the projections' launches (named only): the kernels against rms_norm then the product, bit for
+# bit, then decode tok/s with MLABENCH_FUSE_NORM=1 (the default) and 0 side by side.
+if named normfuse; then
+  gtests normfuse_kernels.log "norm-form kernel tests" test_cuda_kernels \
+    'CudaNormFusion.*:CudaSkinnyGemm.*:CudaSkinnyFp8.*:CudaMoe.NormRouter*:CudaElementwise*' 'norm|skinny' 24
+  for b in ${NORMFUSE_BATCHES:-1 2}; do
+    for cfg in "bf16 auto 1" "bf16 auto 0" "fp8 fp8 1" "fp8 fp8 0"; do
+      set -- $cfg
+      MLABENCH_FUSE_NORM=$3 timeout 60 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
+        --random-weights 0 --prompt 512 --batch $b --gen 128 --weights-dtype $2 --kv-cache-dtype $2 \
+        --out "$out/bench_normfuse_b${b}_$1_fuse$3.json" > "$out/normfuse_b${b}_$1_fuse$3.log" 2>&1
+      row "bench V2-Lite b$b $1, FUSE_NORM=$3" "rc $? $(grep -E "^ +$b +512 " "$out/normfuse_b${b}_$1_fuse$3.log" | head -1)"
+    done
+  done
+  for f in 1 0; do
+    MLABENCH_FUSE_NORM=$f timeout 90 build-gpu/mlabench bench --device cuda --model configs/llama-3-8b --random-weights 0 \
+      --prompt 512 --batch 1 --gen 128 --out "$out/bench_normfuse_llama3_b1_fuse$f.json" > "$out/normfuse_llama3_fuse$f.log" 2>&1
+    row "bench Llama-3-8B b1, FUSE_NORM=$f" "rc $? $(grep -E '^ +1 +512 ' "$out/normfuse_llama3_fuse$f.log" | head -1)"
+  done
+  if [ "${NORMFUSE_LONG:-0}" = 1 ]; then
+    for f in 1 0; do
+      MLABENCH_FUSE_NORM=$f timeout 150 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
+        --random-weights 0 --prompt 131072 --batch 1 --gen 64 --out "$out/bench_normfuse_128k_fuse$f.json" \
+        > "$out/normfuse_128k_fuse$f.log" 2>&1
+      row "bench V2-Lite 128K x 1, FUSE_NORM=$f" "rc $? $(grep -E '^ +1 +131072 ' "$out/normfuse_128k_fuse$f.log" | head -1)"
+    done
+  fi
 fi
 # Issue 20 at batch 1, where the step's time goes (named only): V2-Lite b1 with BF16 and with FP8 weights + cache,
 # then FP8 with each MLABENCH_TIMING_SKIP stage left out alone and all of them together (engine/kernels/cuda/

@@ -19,6 +19,7 @@
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/fp8_device.cuh"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/norm_rows.cuh"
 #include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/twin/checks.h"
 
@@ -210,15 +211,16 @@ __device__ __forceinline__ float block_sum(float x, float* warp_sums) {
 // block so that rows up to 16K floats stay in registers, longer rows re-read the tail (cached in L1/L2).
 constexpr int kRmsCache = 4;
 
+// Group v of the row: x (+ d, the sum written to `to`: x itself, or residual_out's row).
 template <int W>
-__device__ __forceinline__ void rms_load(float* x, const float* d, int64_t v, float (&val)[W]) {
+__device__ __forceinline__ void rms_load(const float* x, const float* d, float* to, int64_t v, float (&val)[W]) {
   load_vec(x + v * W, val);
   if (d) {
     float dv[W];
     load_vec(d + v * W, dv);
 #pragma unroll
     for (int j = 0; j < W; ++j) val[j] += dv[j];
-    store_vec(x + v * W, val);
+    store_vec(to + v * W, val);
   }
 }
 
@@ -245,22 +247,23 @@ __global__ void __launch_bounds__(1024) rms_norm_kernel(const RmsNormParams p) {
   for (int64_t r = blockIdx.x; r < p.n_rows; r += gridDim.x) {
     float* x = p.residual + r * p.ld_residual;
     const float* d = p.delta ? p.delta + r * p.ld_delta : nullptr;
+    float* to = p.residual_out ? p.residual_out + r * p.ld_residual_out : x;  // where x + d goes
     float cache[kRmsCache][W];
     float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < kRmsCache; ++k) {
       const int64_t v = tid + k * nt;
       if (v < nvec) {
-        rms_load<W>(x, d, v, cache[k]);
+        rms_load<W>(x, d, to, v, cache[k]);
 #pragma unroll
-        for (int j = 0; j < W; ++j) ss += cache[k][j] * cache[k][j];
+        for (int j = 0; j < W; ++j) ss = fmaf(cache[k][j], cache[k][j], ss);  // as norm_rows::inv_rms
       }
     }
     for (int64_t v = tid + kRmsCache * nt; v < nvec; v += nt) {
       float val[W];
-      rms_load<W>(x, d, v, val);
+      rms_load<W>(x, d, to, v, val);
 #pragma unroll
-      for (int j = 0; j < W; ++j) ss += val[j] * val[j];
+      for (int j = 0; j < W; ++j) ss = fmaf(val[j], val[j], ss);
     }
     ss = block_sum(ss, warp_sums);
     const float inv = 1.0f / sqrtf(ss / static_cast<float>(p.dim) + p.eps);  // IEEE div and sqrt, as the twin
@@ -271,7 +274,7 @@ __global__ void __launch_bounds__(1024) rms_norm_kernel(const RmsNormParams p) {
     }
     for (int64_t v = tid + kRmsCache * nt; v < nvec; v += nt) {
       float val[W];
-      load_vec(x + v * W, val);  // this thread wrote it (when delta) just above
+      load_vec(to + v * W, val);  // this thread wrote it (when delta) just above
       rms_store<F, W, kOut2, F2>(p, r, v, val, inv);
     }
   }
@@ -540,27 +543,46 @@ void embedding(const EmbeddingParams& p, cudaStream_t s) {
   MLABENCH_CUDA(cudaGetLastError());
 }
 
+namespace {
+
+// rms_norm's operands as with_width sees them (absent ones repeat a present one).
+template <class Fn>
+void with_rms_norm_width(const RmsNormParams& p, Fn&& fn) {
+  const int osz = static_cast<int>(dtype_size(p.out_type));
+  const int o2sz = p.out2 ? static_cast<int>(dtype_size(p.out2_type)) : 4;
+  with_width<4, 1>(p.dim,
+                   {{p.residual, p.ld_residual, 4},
+                    {p.delta ? static_cast<const void*>(p.delta) : p.residual, p.delta ? p.ld_delta : 0, 4},
+                    {p.residual_out ? static_cast<const void*>(p.residual_out) : p.residual,
+                     p.residual_out ? p.ld_residual_out : p.ld_residual, 4},
+                    {p.out, p.ld_out, osz},
+                    {p.out2 ? p.out2 : p.out, p.out2 ? p.ld_out2 : p.ld_out, p.out2 ? o2sz : osz},
+                    {p.weight, 0, 4}},
+                   fn);
+}
+
+}  // namespace
+
+bool rms_norm_in_groups_of_4(const RmsNormParams& p) {
+  bool four = false;
+  with_rms_norm_width(p, [&](auto w) { four = decltype(w)::value == 4; });
+  return four;
+}
+
 void rms_norm(const RmsNormParams& p, cudaStream_t s) {
   checks::check_rms_norm(p);
   if (p.n_rows == 0) return;
-  const int osz = static_cast<int>(dtype_size(p.out_type));
-  const int o2sz = p.out2 ? static_cast<int>(dtype_size(p.out2_type)) : 4;
   // out2 absent: the launch below reads it as F32 at out's place and never stores it (kOut2 false).
   const DType type2 = p.out2 ? p.out2_type : DType::F32;
   with_fmt(p.out_type, [&](auto fmt) {
     with_fmt(type2, [&](auto fmt2) {
-      with_width<4, 1>(p.dim,
-                       {{p.residual, p.ld_residual, 4},
-                        {p.delta ? static_cast<const void*>(p.delta) : p.residual, p.delta ? p.ld_delta : 0, 4},
-                        {p.out, p.ld_out, osz},
-                        {p.out2 ? p.out2 : p.out, p.out2 ? p.ld_out2 : p.ld_out, p.out2 ? o2sz : osz},
-                        {p.weight, 0, 4}},
+      with_rms_norm_width(p,
                        [&](auto w) {
                          // About two vector groups per thread: enough threads to keep loads in flight, few enough
                          // that the sum's reduction stays cheap; rows up to kRmsCache groups per thread stay in
-                         // registers.
+                         // registers. The products that normalise their own input (norm_rows.cuh) follow this.
                          const int64_t nvec = p.dim / decltype(w)::value;
-                         const int64_t threads = std::clamp<int64_t>(ceil_div(ceil_div(nvec, 2), 32) * 32, 32, 1024);
+                         const int64_t threads = norm_rows::rms_norm_threads(nvec);
                          const auto grid = static_cast<unsigned>(std::min<int64_t>(p.n_rows, INT32_MAX));
                          constexpr Fmt F = decltype(fmt)::value, F2 = decltype(fmt2)::value;
                          constexpr int W = decltype(w)::value;

@@ -13,6 +13,10 @@ namespace mlabench::kernels::cuda {
 
 void embedding(const EmbeddingParams& p, cudaStream_t s);
 void rms_norm(const RmsNormParams& p, cudaStream_t s);
+/// Whether rms_norm moves p's rows in groups of 4 floats (the pointers and leading dimensions allow 16-byte access
+/// and dim % 4 == 0): the form a product's own input norm reproduces bit for bit (norm_rows.cuh), so the products
+/// take a norm only where this holds.
+bool rms_norm_in_groups_of_4(const RmsNormParams& p);
 void rope(const RopeParams& p, cudaStream_t s);
 void silu_mul(const SiluMulParams& p, cudaStream_t s);
 void cast(const CastParams& p, cudaStream_t s);

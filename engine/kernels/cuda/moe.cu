@@ -225,7 +225,7 @@ __global__ void __launch_bounds__(kNormRouterThreads) norm_router_kernel(const N
   }
   for (int64_t t = 0; t < T; ++t) {
     const float inv = norm_router_row(q, t, h, warp_sums);  // the same sums, so the same inv as above
-    float* x = q.residual + t * q.ld_residual;
+    float* x = q.residual_out ? q.residual_out + t * q.ld_residual_out : q.residual + t * q.ld_residual;
     for (int64_t i = tid; i < H; i += kNormRouterThreads) {
       const float y = __fmul_rn(__fmul_rn(h[i], inv), q.weight[i]);
       if (q.delta) x[i] = h[i];

@@ -26,6 +26,7 @@
 #include "core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/norm_rows.cuh"
 #include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/cuda/weight_stream.cuh"
 #include "engine/kernels/twin/checks.h"
@@ -42,9 +43,11 @@ using stream::unpack_chunk;
 // grid (ceil(n / R), batch) (kSwiglu: ceil(n / (R / 2))); block kThreads. M: m rounded up to a power of two (rows
 // >= m are skipped). kSwiglu: the CTA's R weight rows are R / 2 gate rows and the matching R / 2 up rows. kF32:
 // float32 operands (4 a chunk), else BF16 (8 a chunk). kXF32: BF16 weights with a float32 x, rounded to BF16 as it
-// is read (x_f32).
-template <int M, int R, bool kSwiglu, bool kF32, bool kXF32 = false>
+// is read (x_f32). kNorm: x's values computed from p.norm's inputs (norm_rows.cuh) instead of read, CTA 0 writing
+// the norm's outputs.
+template <int M, int R, bool kSwiglu, bool kF32, bool kXF32 = false, bool kNorm = false>
 __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmParams p) {
+  static_assert(!kNorm || (!kSwiglu && !kXF32), "the norm's form: plain BF16 or float32 products");
   constexpr int kElems = kF32 ? 4 : 8;
   constexpr int64_t kEs = kF32 ? 4 : 2, kEsX = kXF32 ? 4 : kEs;
   __shared__ float red[kWarps][M * R];
@@ -90,6 +93,17 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
   griddep_wait();
   griddep_launch_dependents();
   if (!early) w = weights_of();
+  // The input norm's 1 / rms per row (the residual and delta are the previous launches' outputs: after the wait).
+  float inv[M];
+  if constexpr (kNorm) {
+    __shared__ float sums[32];
+#pragma unroll
+    for (int i = 0; i < M; ++i) inv[i] = i < p.m ? norm_rows::inv_rms<kThreads>(p.norm, i, sums) : 0.0f;
+    if (blockIdx.x == 0)
+#pragma unroll
+      for (int i = 0; i < M; ++i)
+        if (i < p.m) norm_rows::write_outputs<kThreads>(p.norm, i, inv[i]);
+  }
   float acc[M][R];
 #pragma unroll
   for (int i = 0; i < M; ++i)
@@ -103,7 +117,15 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
     for (int i = 0; i < M; ++i) {
       if (i >= p.m) break;
       float xf[kElems];
-      if constexpr (kXF32) {  // 8 float32 values (two 16-byte loads), each rounded to BF16
+      if constexpr (kNorm) {  // the norm's out as rms_norm writes it: float32, or rounded to BF16
+#pragma unroll
+        for (int h = 0; h < kElems / 4; ++h) {
+          float o[4];
+          norm_rows::values(p.norm, i, c * (kElems / 4) + h, inv[i], o);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) xf[4 * h + j] = kF32 ? o[j] : __bfloat162float(__float2bfloat16_rn(o[j]));
+        }
+      } else if constexpr (kXF32) {  // 8 float32 values (two 16-byte loads), each rounded to BF16
         const float4* xr = reinterpret_cast<const float4*>(x + i * p.ldx * kEsX) + 2 * c;
         const float4 lo = __ldg(xr), hi = __ldg(xr + 1);
         const float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
@@ -231,7 +253,7 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kn_kernel(const SkinnyGe
   }
 }
 
-template <int M, bool kSwiglu, bool kF32, bool kXF32 = false>
+template <int M, bool kSwiglu, bool kF32, bool kXF32 = false, bool kNorm = false>
 void launch_rows(const SkinnyGemmParams& p, cudaStream_t s) {
   // The most weight rows per CTA that still gives two CTAs per SM: R weight loads in flight per thread (SwiGLU:
   // at least a gate and an up row).
@@ -245,12 +267,14 @@ void launch_rows(const SkinnyGemmParams& p, cudaStream_t s) {
   };
   switch (rows) {
     case 8:
-      if constexpr (M < 8) launch_pdl(skinny_gemm_kernel<M, 8, kSwiglu, kF32, kXF32>, grid(8), block, 0, s, p);
+      if constexpr (M < 8)
+        launch_pdl(skinny_gemm_kernel<M, 8, kSwiglu, kF32, kXF32, kNorm>, grid(8), block, 0, s, p);
       break;
-    case 4: launch_pdl(skinny_gemm_kernel<M, 4, kSwiglu, kF32, kXF32>, grid(4), block, 0, s, p); break;
-    case 2: launch_pdl(skinny_gemm_kernel<M, 2, kSwiglu, kF32, kXF32>, grid(2), block, 0, s, p); break;
+    case 4: launch_pdl(skinny_gemm_kernel<M, 4, kSwiglu, kF32, kXF32, kNorm>, grid(4), block, 0, s, p); break;
+    case 2: launch_pdl(skinny_gemm_kernel<M, 2, kSwiglu, kF32, kXF32, kNorm>, grid(2), block, 0, s, p); break;
     default:
-      if constexpr (!kSwiglu) launch_pdl(skinny_gemm_kernel<M, 1, false, kF32, kXF32>, grid(1), block, 0, s, p);
+      if constexpr (!kSwiglu)
+        launch_pdl(skinny_gemm_kernel<M, 1, false, kF32, kXF32, kNorm>, grid(1), block, 0, s, p);
       break;
   }
 }
@@ -264,6 +288,13 @@ void launch_epilogue(const SkinnyGemmParams& p, cudaStream_t s) {
     }
   } else if (p.swiglu) {
     launch_rows<M, true, false>(p, s);
+  } else if (p.norm.weight != nullptr) {  // the input norm's form: up to kSkinnyNormMaxRows rows
+    if constexpr (M <= kSkinnyNormMaxRows) {
+      if (p.dtype == DType::F32)
+        launch_rows<M, false, true, false, true>(p, s);
+      else
+        launch_rows<M, false, false, false, true>(p, s);
+    }
   } else if (p.dtype == DType::F32) {
     launch_rows<M, false, true>(p, s);
   } else if (p.x_f32) {
@@ -278,6 +309,17 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 }  // namespace
 
 bool skinny_gemm_supported(const SkinnyGemmParams& p) {
+  if (p.norm.weight != nullptr) {  // the input norm's form: BF16 or float32, norm_rows.cuh's 4-wide groups
+    const RmsNormParams& n = p.norm;
+    const bool plain = p.batch == 1 && !p.w_kn && !p.swiglu && !p.x_f32 && p.w_index == nullptr &&
+                       p.m <= kSkinnyNormMaxRows && (p.dtype == DType::BF16 || p.dtype == DType::F32);
+    const bool as_x = n.out == p.x && n.ld_out == p.ldx && n.out_type == p.dtype && n.n_rows == p.m && n.dim == p.k;
+    if (!plain || !as_x || (n.delta != nullptr && n.residual_out == nullptr) || !rms_norm_in_groups_of_4(n))
+      return false;
+    SkinnyGemmParams plain_form = p;  // the rest as the form that reads x
+    plain_form.norm = {};
+    return skinny_gemm_supported(plain_form);
+  }
   if (p.w_kn)  // BF16 [k, n] weights: 16-byte chunks of a row; x read an element at a time
     return p.dtype == DType::BF16 && p.m >= 1 && p.m <= kSkinnyKnMaxRows && !p.swiglu && p.w_index == nullptr &&
            p.n % 8 == 0 && p.ldw % 8 == 0 && p.stride_w % 8 == 0 && aligned16(p.w) && p.batch <= 65535;

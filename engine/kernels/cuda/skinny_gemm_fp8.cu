@@ -39,6 +39,8 @@
 #include "engine/core/fp8.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/fp8_device.cuh"
+#include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/norm_rows.cuh"
 #include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/cuda/skinny_gemm_fp8.h"
 #include "engine/kernels/cuda/weight_stream.cuh"
@@ -53,8 +55,9 @@ constexpr int kTilesInFlight = 2;          // tile-groups (2 KB of weight each) 
 constexpr int kMaxTiles = 2;               // RT: 4 would leave no room for a second group in flight (128 registers)
 constexpr int kMaxScaleBytes = 32 * 1024;  // dynamic shared memory for the staged scales (+ <= 16 KB static)
 constexpr int kMaxFusedBytes = 48 * 1024;  // the fused form's scales and codes (opted in: + the static reduction)
-// Where x comes from: fp8_quantize_rows' codes in global memory, or the fused form's F32 / BF16 rows.
-enum XMode { kCodes = 0, kF32 = 1, kBf16 = 2 };
+// Where x comes from: fp8_quantize_rows' codes in global memory, or the fused form's F32 / BF16 rows, or (kNorm)
+// the fused form's rows computed from the input norm's inputs (norm_rows.cuh).
+enum XMode { kCodes = 0, kF32 = 1, kBf16 = 2, kNorm = 3 };
 
 // Floats before the fused form's codes in dynamic shared memory: the x and weight scales, rounded up to 16 bytes.
 __host__ __device__ constexpr int64_t fused_codes_offset(int64_t groups, int rt, int xt) {
@@ -132,17 +135,21 @@ __device__ __forceinline__ void load_x(GroupLoads<RT, XT>& b, const Fp8SkinnyGem
 // The fused form: x's rows quantised into xq_s [m][k] and xs [groups][8 XT] as fp8_quantize_rows would (one warp a
 // (row, group) item, lane l holding values 4 l .. 4 l + 3; a group past k's end pads with zeros, which leave the
 // amax as it is; fmaxf skips a NaN as the quantiser's does). k % 16 == 0, so a lane's 4 values are all in or all out.
+// kNorm: the values rms_norm would write to norm.out (inv: each row's 1 / rms), in out's type.
 template <int XT, int kX>
 __device__ __forceinline__ void quantise_x(uint8_t* xq_s, float* xs, const Fp8SkinnyGemmParams& p, int64_t groups,
-                                           int warp, int lane) {
+                                           int warp, int lane, const float* inv) {
   for (int64_t item = warp; item < p.m * groups; item += kWarps) {
     const int64_t r = item / groups, grp = item % groups, c = grp * kFp8Block + 4 * lane;
     float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     float amax = 0.0f;
     if (c < p.k) {
+      if constexpr (kX == kNorm) norm_rows::values(p.norm, r, c / 4, inv[r], v);
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        if constexpr (kX == kBf16)
+        if constexpr (kX == kNorm)
+          v[j] = norm_rows::rounded(v[j], p.norm.out_type);
+        else if constexpr (kX == kBf16)
           v[j] = __uint_as_float(static_cast<uint32_t>(static_cast<const uint16_t*>(p.x)[r * p.ld_x + c + j]) << 16);
         else
           v[j] = static_cast<const float*>(p.x)[r * p.ld_x + c + j];
@@ -251,8 +258,18 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_fp8_kernel(const Fp8S
   float* ws = scales + groups * kRows;
   uint8_t* xq_s = reinterpret_cast<uint8_t*>(scales + fused_codes_offset(groups, RT, XT));
   stage_scales<RT, XT, kX>(xs, ws, p, row0, groups);
+  __shared__ float inv[kSkinnyFp8MaxRows];  // kNorm: each row's 1 / rms
+  if constexpr (kX == kNorm) {
+    __shared__ float sums[32];
+    for (int i = 0; i < p.m; ++i) {
+      const float v = norm_rows::inv_rms<kThreads>(p.norm, i, sums);
+      if (threadIdx.x == 0) inv[i] = v;
+      if (blockIdx.x == 0) norm_rows::write_outputs<kThreads>(p.norm, i, v);
+    }
+    __syncthreads();
+  }
   if constexpr (kX != kCodes) {
-    quantise_x<XT, kX>(xq_s, xs, p, groups, warp, lane);
+    quantise_x<XT, kX>(xq_s, xs, p, groups, warp, lane, inv);
     __syncthreads();  // every warp's codes, before any warp reads another's
   }
 #pragma unroll
@@ -328,6 +345,12 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 bool skinny_gemm_fp8_supported(const Fp8SkinnyGemmParams& p) {
   if (!(p.m >= 1 && p.m <= kSkinnyFp8MaxRows && p.k > 0 && p.k % 16 == 0 && p.ld_w % 16 == 0 && aligned16(p.w)))
     return false;
+  if (p.norm.weight != nullptr) {  // fused, x from the input norm's inputs in norm_rows.cuh's 4-wide groups
+    const RmsNormParams& n = p.norm;
+    if (!(p.x != nullptr && n.out == p.x && n.ld_out == p.ld_x && n.out_type == p.x_type && n.n_rows == p.m &&
+          n.dim == p.k && (n.delta == nullptr || n.residual_out != nullptr) && rms_norm_in_groups_of_4(n)))
+      return false;
+  }
   if (p.x != nullptr)  // fused: x read a value at a time, any ld_x and alignment
     return p.xq == nullptr && (p.x_type == DType::F32 || p.x_type == DType::BF16) && p.ld_x >= p.k &&
            smem_bytes(p, kMaxTiles) <= kMaxFusedBytes;
@@ -348,17 +371,23 @@ void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p, cudaStream_t s) {
   while (rt > 1 && (p.n + rt * kTileRows - 1) / (rt * kTileRows) < 2 * gpu::device_sm_count()) rt /= 2;
   const dim3 grid(static_cast<unsigned>((p.n + rt * kTileRows - 1) / (rt * kTileRows))), block(kThreads);
   const size_t smem = static_cast<size_t>(smem_bytes(p, rt));
-  const int x = p.x == nullptr ? kCodes : p.x_type == DType::BF16 ? kBf16 : kF32;
+  const int x = p.x == nullptr                ? kCodes
+                : p.norm.weight != nullptr     ? kNorm
+                : p.x_type == DType::BF16      ? kBf16
+                                               : kF32;
   using Kernel = void (*)(Fp8SkinnyGemmParams);
-  static constexpr Kernel kKernels[2][2][3] = {
-      {{skinny_gemm_fp8_kernel<1, 1, kCodes>, skinny_gemm_fp8_kernel<1, 1, kF32>, skinny_gemm_fp8_kernel<1, 1, kBf16>},
-       {skinny_gemm_fp8_kernel<2, 1, kCodes>, skinny_gemm_fp8_kernel<2, 1, kF32>, skinny_gemm_fp8_kernel<2, 1, kBf16>}},
-      {{skinny_gemm_fp8_kernel<1, 2, kCodes>, skinny_gemm_fp8_kernel<1, 2, kF32>, skinny_gemm_fp8_kernel<1, 2, kBf16>},
-       {skinny_gemm_fp8_kernel<2, 2, kCodes>, skinny_gemm_fp8_kernel<2, 2, kF32>,
-        skinny_gemm_fp8_kernel<2, 2, kBf16>}}};
+  static constexpr Kernel kKernels[2][2][4] = {
+      {{skinny_gemm_fp8_kernel<1, 1, kCodes>, skinny_gemm_fp8_kernel<1, 1, kF32>, skinny_gemm_fp8_kernel<1, 1, kBf16>,
+        skinny_gemm_fp8_kernel<1, 1, kNorm>},
+       {skinny_gemm_fp8_kernel<2, 1, kCodes>, skinny_gemm_fp8_kernel<2, 1, kF32>, skinny_gemm_fp8_kernel<2, 1, kBf16>,
+        skinny_gemm_fp8_kernel<2, 1, kNorm>}},
+      {{skinny_gemm_fp8_kernel<1, 2, kCodes>, skinny_gemm_fp8_kernel<1, 2, kF32>, skinny_gemm_fp8_kernel<1, 2, kBf16>,
+        skinny_gemm_fp8_kernel<1, 2, kNorm>},
+       {skinny_gemm_fp8_kernel<2, 2, kCodes>, skinny_gemm_fp8_kernel<2, 2, kF32>, skinny_gemm_fp8_kernel<2, 2, kBf16>,
+        skinny_gemm_fp8_kernel<2, 2, kNorm>}}};
   // Dynamic shared memory up to kMaxFusedBytes (the fused form's codes) beside up to 16 KB of static reduction
   // buffer: past the default 48 KB, so each kernel opts in once a device.
-  static std::atomic<uint64_t> opted_in[2][2][3]{};
+  static std::atomic<uint64_t> opted_in[2][2][4]{};
   const Kernel kernel = kKernels[xt - 1][rt - 1][x];
   gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), kMaxFusedBytes, opted_in[xt - 1][rt - 1][x]);
   launch_pdl(kernel, grid, block, smem, s, p);

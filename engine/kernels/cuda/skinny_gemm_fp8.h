@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "engine/core/dtype.h"
+#include "engine/kernels/kernel_params.h"
 
 namespace mlabench::kernels {
 
@@ -45,6 +46,11 @@ struct Fp8SkinnyGemmParams {
   float* y2 = nullptr;
   int64_t ldy2 = 0;
   int64_t n_y = 0;
+  // The fused form with the input's RMSNorm in the same launch (norm.weight set): x is norm.out (ld_x = norm.ld_out,
+  // x_type = norm.out_type, m = norm.n_rows, k = norm.dim) and its values are computed in every CTA from the norm's
+  // inputs, as rms_norm computes them (bit for bit), then quantised as x would be; one CTA writes the norm's outputs
+  // (SkinnyGemmParams::norm has the contract).
+  RmsNormParams norm{};
 };
 
 /// Rows up to which skinny_gemm_fp8 runs (the rows of x are the n8 side of one or two tensor-core tiles).

@@ -9,6 +9,11 @@ namespace mlabench::kernels::checks {
 
 void check_embedding(const EmbeddingParams& p);
 void check_rms_norm(const RmsNormParams& p);
+/// A product's own input norm (SkinnyGemmParams::norm, Fp8SkinnyGemmParams::norm): a valid rms_norm whose out is
+/// the product's x (the same pointer, leading dimension, type, m rows of k values) and which, adding delta, writes
+/// residual_out. `kernel` names the caller in the error.
+void check_input_norm(const RmsNormParams& n, const void* x, int64_t ldx, DType x_type, int64_t m, int64_t k,
+                      const char* kernel);
 /// latent_append as the four ops it fuses (the twin runs them; the kernel checks each).
 struct LatentAppendParts {
   RmsNormParams norm;

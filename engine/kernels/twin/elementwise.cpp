@@ -83,6 +83,27 @@ void check_rms_norm(const RmsNormParams& p) {
     MLABENCH_CHECK(p.out2 != p.out && p.out2 != static_cast<void*>(p.residual),
                    "rms_norm: out2 aliases out or residual. HINT: out2 is a second buffer for a second copy");
   }
+  if (p.residual_out != nullptr) {
+    check_rows_ld("rms_norm", p.n_rows, p.dim, p.ld_residual_out, "ld_residual_out");
+    MLABENCH_CHECK(p.delta != nullptr && p.residual_out != p.residual && p.residual_out != p.delta &&
+                       static_cast<void*>(p.residual_out) != p.out && static_cast<void*>(p.residual_out) != p.out2,
+                   "rms_norm: residual_out {}. HINT: residual_out takes residual + delta (so delta must be set) in a "
+                   "buffer of its own, apart from residual, delta, out and out2",
+                   p.delta == nullptr ? "without delta" : "aliases another operand");
+  }
+}
+
+void check_input_norm(const RmsNormParams& n, const void* x, int64_t ldx, DType x_type, int64_t m, int64_t k,
+                      const char* kernel) {
+  check_rms_norm(n);
+  MLABENCH_CHECK(x == n.out && ldx == n.ld_out && x_type == n.out_type && m == n.n_rows && k == n.dim,
+                 "{}: the input norm's out {} (ld {}, {}, {} rows of {}) is not x {} (ld {}, {}, {} rows of {}). "
+                 "HINT: with norm set, x is the norm's out: the same pointer, leading dimension, type, rows and width",
+                 kernel, n.out, n.ld_out, dtype_name(n.out_type), n.n_rows, n.dim, x, ldx, dtype_name(x_type), m, k);
+  MLABENCH_CHECK(n.delta == nullptr || n.residual_out != nullptr,
+                 "{}: the input norm adds delta in place. HINT: every CTA of the product reads the residual row, so "
+                 "the sum goes to residual_out (the engine's second residual buffer)",
+                 kernel);
 }
 
 void check_rope(const RopeParams& p) {
@@ -243,6 +264,11 @@ void rms_norm(const RmsNormParams& p) {
   checks::check_rms_norm(p);
   for (int64_t r = 0; r < p.n_rows; ++r) {
     float* x = p.residual + r * p.ld_residual;
+    if (p.residual_out != nullptr) {  // the sum goes to a second buffer; residual is only read
+      float* to = p.residual_out + r * p.ld_residual_out;
+      for (int64_t c = 0; c < p.dim; ++c) to[c] = x[c];
+      x = to;
+    }
     float ss = 0.0f;
     for (int64_t c = 0; c < p.dim; ++c) {
       if (p.delta) x[c] += p.delta[r * p.ld_delta + c];

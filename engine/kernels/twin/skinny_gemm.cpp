@@ -53,6 +53,13 @@ void check_skinny_gemm(const SkinnyGemmParams& p) {
                  "rows [n_y, n) of one float32 product (batch 1, 0 < n_y < n, ldy >= n_y, ldy2 >= n - n_y)",
                  p.batch, p.n_y, p.n, p.ldy, p.ldy2, p.swiglu || p.act ? ", an act output" : "",
                  p.w_kn ? ", w_kn" : "");
+  if (p.norm.weight != nullptr) {
+    check_input_norm(p.norm, p.x, p.ldx, p.dtype, p.m, p.k, "skinny_gemm");
+    MLABENCH_CHECK(p.batch == 1 && !p.w_kn && !p.x_f32 && !p.swiglu,
+                   "skinny_gemm: an input norm with batch {}{}{}{}. HINT: the norm's form takes one problem of plain "
+                   "[n, k] weights (no w_kn, x_f32 or SwiGLU)",
+                   p.batch, p.w_kn ? ", w_kn" : "", p.x_f32 ? ", x_f32" : "", p.swiglu ? ", SwiGLU" : "");
+  }
   const int64_t w_rows = p.w_kn ? p.k : p.swiglu ? 2 * p.n : p.n, w_cols = p.w_kn ? p.n : p.k;
   MLABENCH_CHECK(p.batch == 1 || p.w_index != nullptr || p.stride_w >= w_rows * p.ldw - (p.ldw - w_cols),
                  "skinny_gemm: stride_w {} with batch {} and no w_index. HINT: consecutive problems' weights are "
@@ -261,6 +268,7 @@ void skinny_output(const SkinnyGemmParams& p, int64_t b, int64_t wb, int64_t i, 
 
 void skinny_gemm(const SkinnyGemmParams& p) {
   checks::check_skinny_gemm(p);
+  if (p.norm.weight != nullptr) rms_norm(p.norm);  // x is the norm's out: the kernel's one launch is these two
   // The problems' weight offsets, checked before the parallel loops (an exception must not leave an OpenMP region).
   std::vector<int64_t> w_offset(static_cast<size_t>(p.batch));
   for (int64_t b = 0; b < p.batch; ++b) {

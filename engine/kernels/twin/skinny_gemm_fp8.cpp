@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "engine/core/fp8.h"
 #include "engine/kernels/cuda/skinny_gemm_fp8.h"
+#include "engine/kernels/twin/checks.h"
 #include "engine/kernels/twin/twin.h"
 
 namespace mlabench::kernels {
@@ -45,6 +46,11 @@ void check_skinny_gemm_fp8(const Fp8SkinnyGemmParams& p) {
                  "skinny_gemm_fp8: x is set (the fused form) with xq {}, x_scale {}, x_type {}. HINT: pass either the "
                  "unquantised rows (x, x_type F32 or BF16) or fp8_quantize_rows' codes and scales (xq, x_scale)",
                  p.xq ? "set" : "null", p.x_scale ? "set" : "null", dtype_name(p.x_type));
+  if (p.norm.weight != nullptr) {
+    MLABENCH_CHECK(fused, "skinny_gemm_fp8: an input norm without x. HINT: the norm's form is the fused form, x = "
+                          "norm.out");
+    check_input_norm(p.norm, p.x, p.ld_x, p.x_type, p.m, p.k, "skinny_gemm_fp8");
+  }
   MLABENCH_CHECK(p.m == 0 || (p.y && (fused || (p.xq && p.x_scale)) && p.w && p.w_scale),
                  "skinny_gemm_fp8: a null operand. HINT: y, w, w_scale and either xq and x_scale or x are all read "
                  "or written");
@@ -97,6 +103,7 @@ void column(const Fp8SkinnyGemmParams& p, const std::array<float, 256>& dec, con
 void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p) {
   checks::check_skinny_gemm_fp8(p);
   if (p.m == 0) return;
+  if (p.norm.weight != nullptr) rms_norm(p.norm);  // x is the norm's out: the kernel's one launch is these two
   if (p.x != nullptr) {  // the fused form: fp8_quantize_rows' codes and groups-major scales, then the same product
     const int64_t groups = (p.k + kFp8Block - 1) / kFp8Block;
     std::vector<uint8_t> q(static_cast<size_t>(p.m * p.k));
@@ -104,6 +111,7 @@ void skinny_gemm_fp8(const Fp8SkinnyGemmParams& p) {
     fp8_quantize_rows({.x = p.x, .x_type = p.x_type, .ld_x = p.ld_x, .q = q.data(), .ld_q = p.k, .scale = s.data(),
                        .scale_row_stride = 1, .scale_group_stride = p.m, .rows = p.m, .k = p.k});
     Fp8SkinnyGemmParams c = p;
+    c.norm = {};
     c.x = nullptr;
     c.xq = q.data();
     c.ld_x = p.k;
