@@ -528,12 +528,11 @@ void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, Residual& x, float* 
   void* xn_c = arena_.at<void>(off_xn_c_);
   phases::at(stream_, L.ffn == FfnKind::DENSE ? "dense mlp" : "moe: norm, router, shared");
   if (L.ffn == FfnKind::DENSE) {
-    k::cuda::rms_norm({.residual = x.now, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn_c,
-                       .out_type = dtype_, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H, .eps = eps,
-                       .residual_out = x.next, .ld_residual_out = H},
-                      stream_);
+    const k::RmsNormParams norm{.residual = x.now, .ld_residual = H, .delta = delta, .ld_delta = H, .out = xn_c,
+                                .out_type = dtype_, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H,
+                                .eps = eps, .residual_out = x.next, .ld_residual_out = H};
     x.advance();
-    swiglu(L.mlp, xn_c, T, delta);
+    swiglu(L.mlp, xn_c, T, delta, &norm);
     return;
   }
   // The router needs the normed input in float32, the experts in dt: the MoE layer runs the norm (out and out2 of
@@ -565,16 +564,25 @@ void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, Residual& x, float* 
                 &norm);
 }
 
-// down(silu(gate(x)) * up(x)) for x [n, H] in dt -> out [n, H] float32.
-void GpuModel::swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out) {
+// down(silu(gate(x)) * up(x)) for x [n, H] in dt -> out [n, H] float32. norm (x is its out): the norm that makes x,
+// run here, in the gate/up launch where skinny_gemm's norm form takes it (decode rows).
+void GpuModel::swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out, const k::RmsNormParams* norm) {
   const int64_t H = config_.hidden_size, I = w.down.cols;
   auto* gu = arena_.at<float>(off_gu_);  // [n, 2I]
   void* h_c = arena_.at<void>(off_h_c_);  // [n, I] dt
   // A few rows (decode): gate/up and SwiGLU in one weight-streaming kernel (gate rows, then up rows, of gate_up).
-  const k::SkinnyGemmParams fused{.x = x, .ldx = H, .w = w.gate_up.p, .ldw = H, .dtype = dtype_, .m = n, .n = I,
-                                  .k = H, .swiglu = true, .act = h_c, .ld_act = I};
-  if (!w.gate_up.fp8() && n <= k::kSkinnyEngineRows && Blas::skinny_enabled() &&
-      k::cuda::skinny_gemm_supported(fused)) {
+  k::SkinnyGemmParams fused{.x = x, .ldx = H, .w = w.gate_up.p, .ldw = H, .dtype = dtype_, .m = n, .n = I, .k = H,
+                            .swiglu = true, .act = h_c, .ld_act = I};
+  const bool skinny = !w.gate_up.fp8() && n <= k::kSkinnyEngineRows && Blas::skinny_enabled();
+  if (norm != nullptr && skinny && Blas::norm_fusion_enabled()) {
+    fused.norm = *norm;
+    if (k::cuda::skinny_gemm_supported(fused))
+      norm = nullptr;  // the gate/up launch below runs it
+    else
+      fused.norm = {};
+  }
+  if (norm != nullptr) k::cuda::rms_norm(*norm, stream_);
+  if (skinny && k::cuda::skinny_gemm_supported(fused)) {
     k::cuda::skinny_gemm(fused, stream_);
   } else {
     linear(gu, 2 * I, x, H, w.gate_up, n);  // [n, 2I]

@@ -278,7 +278,7 @@ class GpuModel {
     void advance() { std::swap(now, next); }
   };
   void ffn(const DeviceStep& st, const GpuLayer& L, Residual& x, float* delta);
-  void swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out);
+  void swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out, const kernels::RmsNormParams* norm = nullptr);
   void output_head(const DeviceStep& step, float* x, float* delta);
   // The input norm not yet issued (normed_input launches it, project_input may fuse it); none outside forward().
   std::optional<kernels::RmsNormParams> pending_norm_;

@@ -422,7 +422,8 @@ struct SkinnyGemmParams {
   int64_t ldy2 = 0, n_y = 0;
   /// The input's RMSNorm in the product's own launch (norm.weight set; a decode step's input_layernorm before its
   /// first projections, post_attention_layernorm before the router): x is norm.out (ldx = norm.ld_out, dtype =
-  /// norm.out_type, m = norm.n_rows, k = norm.dim, batch 1, no w_kn / x_f32 / swiglu), and instead of reading it
+  /// norm.out_type, m = norm.n_rows, k = norm.dim, batch 1, no w_kn / x_f32; the SwiGLU epilogue too: a dense MLP's
+  /// gate/up after post_attention_layernorm), and instead of reading it
   /// the kernel computes its values from the norm's inputs in every CTA, exactly as rms_norm computes them (bit for
   /// bit on the GPU: rms_norm's order of the sum of squares); one CTA also writes the norm's outputs (out, out2,
   /// residual_out), so the result is rms_norm's followed by the product's, one launch fewer. A norm with delta must

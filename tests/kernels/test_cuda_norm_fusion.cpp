@@ -4,7 +4,8 @@
 // engine runs (V2-Lite's hidden 2,048 with q_proj + kv_a_proj split, DeepSeek-V2's 5,120, Llama-3-8B's 4,096, the
 // MoE router's float32 GEMM with its BF16 second copy) and at a width whose rms_norm block is one warp (256) and
 // one of 1,024 threads (8,192), with and without delta (a model's first layer has none). Every output starts NaN;
-// the residual must stay as it was. Also: rms_norm's residual_out is its in-place sum, bit for bit.
+// the residual must stay as it was. Also: rms_norm's residual_out is its in-place sum, bit for bit, and the SwiGLU
+// epilogue's norm form (a dense MLP's gate/up).
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -145,6 +146,40 @@ TEST(CudaNormFusion, SkinnyNormFormIsRmsNormThenTheProductBitForBit) {
       EXPECT_TRUE(same_bytes(y2, y2c, static_cast<size_t>(c.m * n2) * 4)) << what << ": y2";
     }
     EXPECT_FALSE(std::isnan(to_host<float>(y, static_cast<size_t>(c.m * n1)).back())) << what << ": y not written";
+    b.expect_same(what);
+  }
+}
+
+// The SwiGLU epilogue's norm form (a dense MLP's gate/up after post_attention_layernorm): V2-Lite's dense layer and
+// Llama-3-8B's MLP at 1-2 rows, act compared byte for byte with rms_norm then the SwiGLU product.
+TEST(CudaNormFusion, SwigluNormFormIsRmsNormThenGateUpBitForBit) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(4104);
+  struct Case {
+    int64_t m, h, inter;
+  };
+  for (const Case c : {Case{1, 2048, 10944}, Case{2, 2048, 10944}, Case{1, 4096, 14336}}) {
+    const std::string what = fmt::format("swiglu m {} hidden {} inter {}", c.m, c.h, c.inter);
+    NormBuffers b(c.m, c.h, DType::BF16, false, true, rng);
+    const std::vector<float> wf = randn(static_cast<size_t>(2 * c.inter * c.h), rng, 0.03f);
+    std::vector<uint16_t> w16(wf.size());
+    for (size_t i = 0; i < wf.size(); ++i) w16[i] = f32_to_bf16(wf[i]);
+    const gpu::DeviceBuffer w = to_device(w16);
+    const std::vector<uint16_t> poison(static_cast<size_t>(c.m * c.inter), 0x7fc0);
+    auto act = to_device(poison), act_chain = to_device(poison);
+    kernels::SkinnyGemmParams fused{.x = b.out.get(), .ldx = c.h, .w = w.get(), .ldw = c.h, .m = c.m, .n = c.inter,
+                                    .k = c.h, .swiglu = true, .act = act.get(), .ld_act = c.inter,
+                                    .norm = b.params(false)};
+    ASSERT_TRUE(kernels::cuda::skinny_gemm_supported(fused)) << what;
+    kernels::cuda::skinny_gemm(fused, nullptr);
+    kernels::cuda::rms_norm(b.params(true), nullptr);
+    kernels::SkinnyGemmParams chain = fused;
+    chain.norm = {};
+    chain.x = b.out_chain.get();
+    chain.act = act_chain.get();
+    kernels::cuda::skinny_gemm(chain, nullptr);
+    EXPECT_TRUE(same_bytes(act, act_chain, poison.size() * 2)) << what << ": act";
+    EXPECT_NE(to_host<uint16_t>(act, poison.size()).back(), 0x7fc0) << what << ": act not written";
     b.expect_same(what);
   }
 }

@@ -47,7 +47,7 @@ using stream::unpack_chunk;
 // the norm's outputs.
 template <int M, int R, bool kSwiglu, bool kF32, bool kXF32 = false, bool kNorm = false>
 __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmParams p) {
-  static_assert(!kNorm || (!kSwiglu && !kXF32), "the norm's form: plain BF16 or float32 products");
+  static_assert(!kNorm || (!kXF32 && !(kSwiglu && kF32)), "the norm's form: BF16 (SwiGLU too) or float32 products");
   constexpr int kElems = kF32 ? 4 : 8;
   constexpr int64_t kEs = kF32 ? 4 : 2, kEsX = kXF32 ? 4 : kEs;
   __shared__ float red[kWarps][M * R];
@@ -286,15 +286,17 @@ void launch_epilogue(const SkinnyGemmParams& p, cudaStream_t s) {
       const dim3 grid(static_cast<unsigned>((p.n + kKnCols * 8 - 1) / (kKnCols * 8)), static_cast<unsigned>(p.batch));
       launch_pdl(skinny_gemm_kn_kernel<M>, grid, dim3(kThreads), 0, s, p);
     }
-  } else if (p.swiglu) {
-    launch_rows<M, true, false>(p, s);
   } else if (p.norm.weight != nullptr) {  // the input norm's form: up to kSkinnyNormMaxRows rows
     if constexpr (M <= kSkinnyNormMaxRows) {
-      if (p.dtype == DType::F32)
+      if (p.swiglu)
+        launch_rows<M, true, false, false, true>(p, s);
+      else if (p.dtype == DType::F32)
         launch_rows<M, false, true, false, true>(p, s);
       else
         launch_rows<M, false, false, false, true>(p, s);
     }
+  } else if (p.swiglu) {
+    launch_rows<M, true, false>(p, s);
   } else if (p.dtype == DType::F32) {
     launch_rows<M, false, true>(p, s);
   } else if (p.x_f32) {
@@ -311,8 +313,8 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 bool skinny_gemm_supported(const SkinnyGemmParams& p) {
   if (p.norm.weight != nullptr) {  // the input norm's form: BF16 or float32, norm_rows.cuh's 4-wide groups
     const RmsNormParams& n = p.norm;
-    const bool plain = p.batch == 1 && !p.w_kn && !p.swiglu && !p.x_f32 && p.w_index == nullptr &&
-                       p.m <= kSkinnyNormMaxRows && (p.dtype == DType::BF16 || p.dtype == DType::F32);
+    const bool plain = p.batch == 1 && !p.w_kn && !p.x_f32 && p.w_index == nullptr && p.m <= kSkinnyNormMaxRows &&
+                       (p.dtype == DType::BF16 || (p.dtype == DType::F32 && !p.swiglu));
     const bool as_x = n.out == p.x && n.ld_out == p.ldx && n.out_type == p.dtype && n.n_rows == p.m && n.dim == p.k;
     if (!plain || !as_x || (n.delta != nullptr && n.residual_out == nullptr) || !rms_norm_in_groups_of_4(n))
       return false;
