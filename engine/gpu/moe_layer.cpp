@@ -280,7 +280,7 @@ bool MoeLayer::Impl::norm_and_route(const k::MoeLayerParams& p, const k::RmsNorm
     k::cuda::norm_router(fused, stream);
     return true;
   }
-  // Decode rows (1-2): the router GEMM computes the norm itself (skinny_gemm's norm form), its CTA 0 writing the
+  // Decode rows (1-2): the router GEMM computes the norm itself (skinny_gemm's norm form), its CTAs writing the
   // residual and the normed rows: one launch fewer than the norm and the GEMM (Blas::norm_fusion_enabled).
   if (!skip_one && Blas::norm_fusion_enabled() && Blas::skinny_enabled() && norm.n_rows <= k::kSkinnyEngineRows) {
     const k::SkinnyGemmParams g{.y = logits, .ldy = E, .x = norm.out, .ldx = norm.ld_out, .w = p.router_w, .ldw = H,

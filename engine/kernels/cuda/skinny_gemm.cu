@@ -43,7 +43,7 @@ using stream::unpack_chunk;
 // grid (ceil(n / R), batch) (kSwiglu: ceil(n / (R / 2))); block kThreads. M: m rounded up to a power of two (rows
 // >= m are skipped). kSwiglu: the CTA's R weight rows are R / 2 gate rows and the matching R / 2 up rows. kF32:
 // float32 operands (4 a chunk), else BF16 (8 a chunk). kXF32: BF16 weights with a float32 x, rounded to BF16 as it
-// is read (x_f32). kNorm: x's values computed from p.norm's inputs (norm_rows.cuh) instead of read, CTA 0 writing
+// is read (x_f32). kNorm: x's values computed from p.norm's inputs (norm_rows.cuh) instead of read, the CTAs writing
 // the norm's outputs.
 template <int M, int R, bool kSwiglu, bool kF32, bool kXF32 = false, bool kNorm = false>
 __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmParams p) {
@@ -96,13 +96,11 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
   // The input norm's 1 / rms per row (the residual and delta are the previous launches' outputs: after the wait).
   float inv[M];
   if constexpr (kNorm) {
-    __shared__ float sums[32];
+    __shared__ float sums[M][32];
+    norm_rows::inv_rms<kThreads, M>(p.norm, static_cast<int>(p.m), sums, inv);
 #pragma unroll
-    for (int i = 0; i < M; ++i) inv[i] = i < p.m ? norm_rows::inv_rms<kThreads>(p.norm, i, sums) : 0.0f;
-    if (blockIdx.x == 0)
-#pragma unroll
-      for (int i = 0; i < M; ++i)
-        if (i < p.m) norm_rows::write_outputs<kThreads>(p.norm, i, inv[i]);
+    for (int i = 0; i < M; ++i)
+      if (i < p.m) norm_rows::write_outputs<kThreads>(p.norm, i, inv[i], blockIdx.x, gridDim.x);
   }
   float acc[M][R];
 #pragma unroll
