@@ -38,6 +38,10 @@ class Blas {
   /// (SkinnyGemmParams::norm, Fp8SkinnyGemmParams::norm: the layer's input norm in its first projections, the MoE
   /// layer's post-attention norm in its router GEMM): yes unless MLABENCH_FUSE_NORM=0 (the A/B switch).
   static bool norm_fusion_enabled();
+  /// Rows up to which the engine takes those norms into the products: one. At two rows the kernels' norm form was
+  /// measured slower than the separate rms_norm launch (H100, V2-Lite b2: BF16 475.3 against 490.3 tok/s, FP8 556.4
+  /// against 565.9; b1 +3%: docs/perf-notes.md, issue 16 round 12), so decode steps of 2+ rows keep the launch.
+  static constexpr int64_t kNormFusionRows = 1;
   /// y[m, n] = beta * y + x[m, k] . w[n, k]^T.
   void linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,
               int64_t n, int64_t k, float beta = 0.0f);

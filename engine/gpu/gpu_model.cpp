@@ -455,7 +455,7 @@ bool GpuModel::project_input(float* y, int64_t ldy, float* y2, int64_t ldy2, int
   }
   k::SkinnyGemmParams g{.y = y, .ldy = ldy, .x = arena_.at<void>(off_xn_c_), .ldx = H, .w = w.p, .ldw = H,
                         .dtype = dtype_, .m = m, .n = w.rows, .k = H, .y2 = y2, .ldy2 = ldy2, .n_y = n_y};
-  if (fuse && m <= k::kSkinnyEngineRows && Blas::skinny_enabled()) {
+  if (fuse && m <= Blas::kNormFusionRows && Blas::skinny_enabled()) {
     g.norm = *pending_norm_;
     if (k::cuda::skinny_gemm_supported(g)) {
       k::cuda::skinny_gemm(g, stream_);
@@ -574,7 +574,7 @@ void GpuModel::swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out, 
   k::SkinnyGemmParams fused{.x = x, .ldx = H, .w = w.gate_up.p, .ldw = H, .dtype = dtype_, .m = n, .n = I, .k = H,
                             .swiglu = true, .act = h_c, .ld_act = I};
   const bool skinny = !w.gate_up.fp8() && n <= k::kSkinnyEngineRows && Blas::skinny_enabled();
-  if (norm != nullptr && skinny && Blas::norm_fusion_enabled()) {
+  if (norm != nullptr && skinny && n <= Blas::kNormFusionRows && Blas::norm_fusion_enabled()) {
     fused.norm = *norm;
     if (k::cuda::skinny_gemm_supported(fused))
       norm = nullptr;  // the gate/up launch below runs it

@@ -266,7 +266,7 @@ void MoeLayer::Impl::route(const k::MoeLayerParams& p) {
 // The post-attention norm that makes p.x (float32) and p.x_c (dtype) from the residual stream, then the router.
 // MLABENCH_FUSE_ROUTER=1 (off by default) runs the three as one norm_router launch at decode (up to
 // kNormRouterMaxRows tokens): measured slower on an H100 (V2-Lite batch 1: 2.61 against 2.47 ms a step in BF16, 2.38
-// against 2.22 in FP8; docs/perf-notes.md, issue 20 round 7), so by default decode rows take the norm into the
+// against 2.22 in FP8; docs/perf-notes.md, issue 20 round 7), so by default one decode row takes the norm into the
 // router GEMM's launch instead (two launches; MLABENCH_FUSE_NORM=0: three). True where it routed.
 bool MoeLayer::Impl::norm_and_route(const k::MoeLayerParams& p, const k::RmsNormParams& norm) {
   const bool fuse = fuse_router();
@@ -280,9 +280,9 @@ bool MoeLayer::Impl::norm_and_route(const k::MoeLayerParams& p, const k::RmsNorm
     k::cuda::norm_router(fused, stream);
     return true;
   }
-  // Decode rows (1-2): the router GEMM computes the norm itself (skinny_gemm's norm form), its CTAs writing the
-  // residual and the normed rows: one launch fewer than the norm and the GEMM (Blas::norm_fusion_enabled).
-  if (!skip_one && Blas::norm_fusion_enabled() && Blas::skinny_enabled() && norm.n_rows <= k::kSkinnyEngineRows) {
+  // One decode row (Blas::kNormFusionRows): the router GEMM computes the norm itself (skinny_gemm's norm form), its
+  // CTAs writing the residual and the normed rows: one launch fewer than the norm and the GEMM.
+  if (!skip_one && Blas::norm_fusion_enabled() && Blas::skinny_enabled() && norm.n_rows <= Blas::kNormFusionRows) {
     const k::SkinnyGemmParams g{.y = logits, .ldy = E, .x = norm.out, .ldx = norm.ld_out, .w = p.router_w, .ldw = H,
                                 .dtype = DType::F32, .m = norm.n_rows, .n = E, .k = H, .norm = norm};
     if (k::cuda::skinny_gemm_supported(g)) {
