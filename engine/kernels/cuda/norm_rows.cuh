@@ -87,13 +87,23 @@ __device__ __forceinline__ void inv_rms(const RmsNormParams& p, int m, float (*s
   __syncthreads();  // sums may be reused
 }
 
-/// The normalised values of group v of row r in float32, before out's rounding.
-__device__ __forceinline__ void values(const RmsNormParams& p, int64_t r, int64_t v, float inv, float (&o)[4]) {
-  const float4 a = residual_group(p, r, v), w = __ldg(reinterpret_cast<const float4*>(p.weight) + v);
+/// The norm weight's group v (a model weight: a kernel may request it before its PDL wait).
+__device__ __forceinline__ float4 weight_group(const RmsNormParams& p, int64_t v) {
+  return __ldg(reinterpret_cast<const float4*>(p.weight) + v);
+}
+
+/// The normalised values of group v of row r in float32, before out's rounding; w: the weight's group v.
+__device__ __forceinline__ void values(const RmsNormParams& p, int64_t r, int64_t v, float inv, const float4& w,
+                                       float (&o)[4]) {
+  const float4 a = residual_group(p, r, v);
   o[0] = __fmul_rn(__fmul_rn(a.x, inv), w.x);  // normalise, then weight (HF order)
   o[1] = __fmul_rn(__fmul_rn(a.y, inv), w.y);
   o[2] = __fmul_rn(__fmul_rn(a.z, inv), w.z);
   o[3] = __fmul_rn(__fmul_rn(a.w, inv), w.w);
+}
+
+__device__ __forceinline__ void values(const RmsNormParams& p, int64_t r, int64_t v, float inv, float (&o)[4]) {
+  values(p, r, v, inv, weight_group(p, v), o);
 }
 
 /// A float32 value as a store of type t rounds it (round to nearest even; F32 unchanged).

@@ -90,6 +90,13 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
     load_weights(w, tid);
     loaded = true;
   }
+  // kNorm: the norm weight of the thread's first chunk, requested before the wait as well (a model weight).
+  constexpr int kGroups = kElems / 4;  // 4-wide norm groups a chunk
+  float4 norm_w[kGroups];
+  if constexpr (kNorm)
+    if (tid < chunks)
+#pragma unroll
+      for (int h = 0; h < kGroups; ++h) norm_w[h] = norm_rows::weight_group(p.norm, tid * kGroups + h);
   griddep_wait();
   griddep_launch_dependents();
   if (!early) w = weights_of();
@@ -117,9 +124,10 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
       float xf[kElems];
       if constexpr (kNorm) {  // the norm's out as rms_norm writes it: float32, or rounded to BF16
 #pragma unroll
-        for (int h = 0; h < kElems / 4; ++h) {
+        for (int h = 0; h < kGroups; ++h) {
           float o[4];
-          norm_rows::values(p.norm, i, c * (kElems / 4) + h, inv[i], o);
+          const int64_t v = c * kGroups + h;
+          norm_rows::values(p.norm, i, v, inv[i], c == tid ? norm_w[h] : norm_rows::weight_group(p.norm, v), o);
 #pragma unroll
           for (int j = 0; j < 4; ++j) xf[4 * h + j] = kF32 ? o[j] : __bfloat162float(__float2bfloat16_rn(o[j]));
         }
