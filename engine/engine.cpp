@@ -160,17 +160,17 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
       // An FP8 checkpoint on GPU ranks: each rank uploads its slices' codes as stored with the whole matrix's
       // blocks (put_fp8), where every slice is on the 128 grid (check_fp8_grid, as for --weights-dtype fp8).
       const bool fp8_checkpoint = !options.random_weights_seed && holds_fp8(w);
+      m.summary = summarize(c, options.model_dir, w.checkpoint.get());
+      m.active_weight_bytes = weight_footprint(c, w.embed.dtype).second;
+      m.weight_bytes = cpu && fp8_weights ? quantize_weights_fp8(w) : w.stored_bytes;
       EngineOptions rank_options = options;
       if (!cpu && fp8_checkpoint) {
         parallel::check_fp8_grid(c, split);
         rank_options.weights_dtype = WeightsDtype::FP8;
+        // The model's bytes in its BF16 parts' dtype, scaled below to the ranks' FP8 share as for --weights-dtype
+        // fp8 (its stored bytes are already FP8's).
+        m.weight_bytes = weight_footprint(c, w.embed.dtype).first;
       }
-      m.summary = summarize(c, options.model_dir, w.checkpoint.get());
-      m.active_weight_bytes = weight_footprint(c, w.embed.dtype).second;
-      m.weight_bytes = cpu && fp8_weights ? quantize_weights_fp8(w) : w.stored_bytes;
-      // An FP8 checkpoint on GPU ranks: from the model's bytes in its BF16 parts' dtype, scaled below to the ranks'
-      // FP8 share as for --weights-dtype fp8 (its stored bytes are already FP8's).
-      if (!cpu && fp8_checkpoint) m.weight_bytes = weight_footprint(c, w.embed.dtype).first;
       const size_t es = dtype_size(w.embed.dtype);
       runner = options.device == Device::CUDA ? parallel::make_sharded_gpu_runner(c, std::move(w), rank_options, limits)
                                               : parallel::make_sharded_cpu_runner(c, std::move(w), options, limits);

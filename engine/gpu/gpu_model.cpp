@@ -502,8 +502,8 @@ void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
     phases::at(stream_, "attention: norm, q, kv_a, rope");
     // The input norm (x + the last FFN's output into x.next), issued by the attention's first read of the normed
     // input or taken into its first projection (project_input).
-    const bool adds = l > 0 && !timing_skip("input_norm");
-    if (!timing_skip("input_norm"))
+    const bool skip_norm = timing_skip("input_norm"), adds = l > 0 && !skip_norm;
+    if (!skip_norm)
       pending_norm_ = k::RmsNormParams{.residual = x.now, .ld_residual = H, .delta = adds ? delta : nullptr,
                                        .ld_delta = H, .out = xn_c, .out_type = dtype_, .ld_out = H,
                                        .weight = L.input_norm, .n_rows = T, .dim = H, .eps = eps,
@@ -573,7 +573,7 @@ void GpuModel::swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out, 
   // A few rows (decode): gate/up and SwiGLU in one weight-streaming kernel (gate rows, then up rows, of gate_up).
   k::SkinnyGemmParams fused{.x = x, .ldx = H, .w = w.gate_up.p, .ldw = H, .dtype = dtype_, .m = n, .n = I, .k = H,
                             .swiglu = true, .act = h_c, .ld_act = I};
-  const bool skinny = !w.gate_up.fp8() && n <= k::kSkinnyEngineRows && Blas::skinny_enabled();
+  bool skinny = !w.gate_up.fp8() && n <= k::kSkinnyEngineRows && Blas::skinny_enabled();
   if (norm != nullptr && skinny && n <= Blas::kNormFusionRows && Blas::norm_fusion_enabled()) {
     fused.norm = *norm;
     if (k::cuda::skinny_gemm_supported(fused))
@@ -582,7 +582,8 @@ void GpuModel::swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out, 
       fused.norm = {};
   }
   if (norm != nullptr) k::cuda::rms_norm(*norm, stream_);
-  if (skinny && k::cuda::skinny_gemm_supported(fused)) {
+  skinny = skinny && (fused.norm.weight != nullptr || k::cuda::skinny_gemm_supported(fused));
+  if (skinny) {
     k::cuda::skinny_gemm(fused, stream_);
   } else {
     linear(gu, 2 * I, x, H, w.gate_up, n);  // [n, 2I]

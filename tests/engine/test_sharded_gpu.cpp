@@ -23,17 +23,26 @@
 namespace mlabench {
 namespace {
 
-std::unique_ptr<Engine> open_split(const std::string& dir, int tp, Precision precision,
-                                   std::optional<uint64_t> seed = std::nullopt) {
-  EngineOptions o{.model_dir = dir, .random_weights_seed = seed, .device = Device::CUDA};
-  o.precision = precision;
+// `o` (model, seed, precision, dtypes) on `tp` ranks of the GPU with the tests' small limits; kv_cache_gib 0 takes
+// 0.5 GiB a rank (ranks may share the GPU).
+std::unique_ptr<Engine> open_on_ranks(EngineOptions o, int tp) {
+  o.device = Device::CUDA;
   o.max_batch = 8;
   o.max_step_tokens = 64;  // longer prompts prefill in chunks
-  o.kv_cache_gib = 0.5;     // per rank: ranks may share the GPU
+  if (o.kv_cache_gib <= 0) o.kv_cache_gib = 0.5;
   o.tp = tp;
   auto e = Engine::open(o);
-  EXPECT_TRUE(static_cast<bool>(e)) << dir << " --tp " << tp << ": " << (e ? "" : e.error().what());
+  EXPECT_TRUE(static_cast<bool>(e)) << o.model_dir << " --tp " << tp << ", weights " << static_cast<int>(o.weights_dtype)
+                                    << ", cache " << static_cast<int>(o.kv_cache_dtype) << ": "
+                                    << (e ? "" : e.error().what());
   return e ? std::move(*e) : nullptr;
+}
+
+std::unique_ptr<Engine> open_split(const std::string& dir, int tp, Precision precision,
+                                   std::optional<uint64_t> seed = std::nullopt) {
+  EngineOptions o{.model_dir = dir, .random_weights_seed = seed};
+  o.precision = precision;
+  return open_on_ranks(o, tp);
 }
 
 std::vector<int32_t> ids(int64_t n, int64_t vocab, int64_t salt) {
@@ -125,19 +134,11 @@ TEST(ShardedGpu, Fp8WeightsAndCacheOnTheGridMatchTheOneGpuFp8Engine) {
   std::ofstream(dir.file("config.json")) << j.dump(2);
   for (KvCacheDtype kv : {KvCacheDtype::AUTO, KvCacheDtype::FP8}) {
     const char* cache = kv == KvCacheDtype::FP8 ? "fp8 cache" : "float32 cache";
-    auto open_fp8 = [&](int tp) {
-      EngineOptions o{.model_dir = dir.path(), .random_weights_seed = 5, .device = Device::CUDA,
-                      .weights_dtype = WeightsDtype::FP8, .kv_cache_dtype = kv};
-      o.precision = Precision::FLOAT32;
-      o.max_batch = 8;
-      o.max_step_tokens = 64;
-      o.kv_cache_gib = 0.25;
-      o.tp = tp;
-      auto e = Engine::open(o);
-      EXPECT_TRUE(e.ok()) << "--tp " << tp << " " << cache << ": " << (e ? "" : e.error().what());
-      return e ? std::move(*e) : nullptr;
-    };
-    auto whole = open_fp8(1), split = open_fp8(2);
+    EngineOptions o{.model_dir = dir.path(), .random_weights_seed = 5, .weights_dtype = WeightsDtype::FP8,
+                    .kv_cache_dtype = kv};
+    o.precision = Precision::FLOAT32;
+    o.kv_cache_gib = 0.25;
+    auto whole = open_on_ranks(o, 1), split = open_on_ranks(o, 2);
     ASSERT_TRUE(whole && split) << cache;
     const std::vector<int32_t> prompt = ids(150, 512, 3);
     const Logits a = whole->logits(prompt).value(), b = split->logits(prompt).value();
@@ -182,18 +183,10 @@ TEST(ShardedGpu, Fp8CheckpointOnTheGridMatchesTheOneGpuEngine) {
               return 1.0f + static_cast<float>((2 * br + bc) % 3);
             }),
             10);
-  auto open_ckpt = [&](int tp) {
-    EngineOptions o{.model_dir = dir.path(), .device = Device::CUDA};
-    o.precision = Precision::FLOAT32;
-    o.max_batch = 8;
-    o.max_step_tokens = 64;
-    o.kv_cache_gib = 0.25;
-    o.tp = tp;
-    auto e = Engine::open(o);
-    EXPECT_TRUE(e.ok()) << "--tp " << tp << ": " << (e ? "" : e.error().what());
-    return e ? std::move(*e) : nullptr;
-  };
-  auto whole = open_ckpt(1), split = open_ckpt(2);
+  EngineOptions o{.model_dir = dir.path()};
+  o.precision = Precision::FLOAT32;
+  o.kv_cache_gib = 0.25;
+  auto whole = open_on_ranks(o, 1), split = open_on_ranks(o, 2);
   ASSERT_TRUE(whole && split);
   const std::vector<int32_t> prompt = ids(150, 512, 7);
   const Logits a = whole->logits(prompt).value(), b = split->logits(prompt).value();

@@ -82,6 +82,44 @@ struct NormBuffers {
   }
 };
 
+// The two products the norm forms take, for expect_fused_is_chain.
+bool supported(const kernels::SkinnyGemmParams& p) { return kernels::cuda::skinny_gemm_supported(p); }
+bool supported(const kernels::Fp8SkinnyGemmParams& p) { return kernels::cuda::skinny_gemm_fp8_supported(p); }
+void launch(const kernels::SkinnyGemmParams& p) { kernels::cuda::skinny_gemm(p, nullptr); }
+void launch(const kernels::Fp8SkinnyGemmParams& p) { kernels::cuda::skinny_gemm_fp8(p, nullptr); }
+
+// `fused` (x, its weights and shape set; m rows of n outputs, split at n_y when n_y > 0) run with b's norm, then
+// rms_norm and the same product of the chain's out: y and y2 byte for byte, y written, the norm's outputs the same.
+template <class P>
+void expect_fused_is_chain(P fused, int64_t m, int64_t n, int64_t n_y, const NormBuffers& b, const std::string& what) {
+  const int64_t n1 = n_y > 0 ? n_y : n, n2 = n - n1;
+  const std::vector<float> poison(static_cast<size_t>(m * n), kNaN);
+  auto y = to_device(poison), y2 = to_device(poison), yc = to_device(poison), y2c = to_device(poison);
+  fused.y = y.as<float>();
+  fused.ldy = n1;
+  fused.norm = b.params(false);
+  if (n_y > 0) {
+    fused.y2 = y2.as<float>();
+    fused.ldy2 = n2;
+    fused.n_y = n_y;
+  }
+  ASSERT_TRUE(supported(fused)) << what;
+  launch(fused);
+  kernels::cuda::rms_norm(b.params(true), nullptr);
+  P chain = fused;
+  chain.norm = {};
+  chain.x = b.out_chain.get();
+  chain.y = yc.as<float>();
+  chain.y2 = n_y > 0 ? y2c.as<float>() : nullptr;
+  launch(chain);
+  EXPECT_TRUE(same_bytes(y, yc, static_cast<size_t>(m * n1) * 4)) << what << ": y";
+  if (n_y > 0) {
+    EXPECT_TRUE(same_bytes(y2, y2c, static_cast<size_t>(m * n2) * 4)) << what << ": y2";
+  }
+  EXPECT_FALSE(std::isnan(to_host<float>(y, static_cast<size_t>(m * n1)).back())) << what << ": y not written";
+  b.expect_same(what);
+}
+
 // rms_norm with residual_out writes the in-place run's sum and out, bit for bit, at widths of every block shape.
 TEST(CudaNormFusion, RmsNormResidualOutIsTheInPlaceSum) {
   MLABENCH_REQUIRE_GPU();
@@ -122,31 +160,9 @@ TEST(CudaNormFusion, SkinnyNormFormIsRmsNormThenTheProductBitForBit) {
     std::vector<uint16_t> w16(wf.size());
     for (size_t i = 0; i < wf.size(); ++i) w16[i] = f32_to_bf16(wf[i]);
     const gpu::DeviceBuffer w = router ? to_device(wf) : to_device(w16);
-    const int64_t n1 = c.n_y > 0 ? c.n_y : c.n, n2 = c.n - n1;
-    const std::vector<float> poison(static_cast<size_t>(c.m * c.n), kNaN);
-    auto y = to_device(poison), y2 = to_device(poison), yc = to_device(poison), y2c = to_device(poison);
-    kernels::SkinnyGemmParams fused{.y = y.as<float>(), .ldy = n1, .x = b.out.get(), .ldx = c.h, .w = w.get(),
-                                    .ldw = c.h, .dtype = c.dt, .m = c.m, .n = c.n, .k = c.h, .norm = b.params(false)};
-    if (c.n_y > 0) {
-      fused.y2 = y2.as<float>();
-      fused.ldy2 = n2;
-      fused.n_y = c.n_y;
-    }
-    ASSERT_TRUE(kernels::cuda::skinny_gemm_supported(fused)) << what;
-    kernels::cuda::skinny_gemm(fused, nullptr);
-    kernels::cuda::rms_norm(b.params(true), nullptr);
-    kernels::SkinnyGemmParams chain = fused;
-    chain.norm = {};
-    chain.x = b.out_chain.get();
-    chain.y = yc.as<float>();
-    chain.y2 = c.n_y > 0 ? y2c.as<float>() : nullptr;
-    kernels::cuda::skinny_gemm(chain, nullptr);
-    EXPECT_TRUE(same_bytes(y, yc, static_cast<size_t>(c.m * n1) * 4)) << what << ": y";
-    if (c.n_y > 0) {
-      EXPECT_TRUE(same_bytes(y2, y2c, static_cast<size_t>(c.m * n2) * 4)) << what << ": y2";
-    }
-    EXPECT_FALSE(std::isnan(to_host<float>(y, static_cast<size_t>(c.m * n1)).back())) << what << ": y not written";
-    b.expect_same(what);
+    expect_fused_is_chain(kernels::SkinnyGemmParams{.x = b.out.get(), .ldx = c.h, .w = w.get(), .ldw = c.h,
+                                                    .dtype = c.dt, .m = c.m, .n = c.n, .k = c.h},
+                          c.m, c.n, c.n_y, b, what);
   }
 }
 
@@ -203,33 +219,10 @@ TEST(CudaNormFusion, Fp8NormFormIsRmsNormThenTheFusedFormBitForBit) {
     std::vector<float> scales(static_cast<size_t>(blocks * ws_ld));
     for (auto& s : scales) s = std::ldexp(1.0f, -9 - static_cast<int>(rng() % 4));
     const gpu::DeviceBuffer w = to_device(codes), ws = to_device(scales);
-    const int64_t n1 = c.n_y > 0 ? c.n_y : c.n, n2 = c.n - n1;
-    const std::vector<float> poison(static_cast<size_t>(c.n), kNaN);
-    auto y = to_device(poison), y2 = to_device(poison), yc = to_device(poison), y2c = to_device(poison);
-    kernels::Fp8SkinnyGemmParams fused{.y = y.as<float>(), .ldy = n1, .ld_x = c.h, .x = b.out.get(),
-                                       .x_type = DType::BF16, .w = w.as<uint8_t>(), .ld_w = c.h,
-                                       .w_scale = ws.as<float>(), .w_scale_ld = ws_ld, .m = 1, .n = c.n, .k = c.h,
-                                       .norm = b.params(false)};
-    if (c.n_y > 0) {
-      fused.y2 = y2.as<float>();
-      fused.ldy2 = n2;
-      fused.n_y = c.n_y;
-    }
-    ASSERT_TRUE(kernels::cuda::skinny_gemm_fp8_supported(fused)) << what;
-    kernels::cuda::skinny_gemm_fp8(fused, nullptr);
-    kernels::cuda::rms_norm(b.params(true), nullptr);
-    kernels::Fp8SkinnyGemmParams chain = fused;
-    chain.norm = {};
-    chain.x = b.out_chain.get();
-    chain.y = yc.as<float>();
-    chain.y2 = c.n_y > 0 ? y2c.as<float>() : nullptr;
-    kernels::cuda::skinny_gemm_fp8(chain, nullptr);
-    EXPECT_TRUE(same_bytes(y, yc, static_cast<size_t>(n1) * 4)) << what << ": y";
-    if (c.n_y > 0) {
-      EXPECT_TRUE(same_bytes(y2, y2c, static_cast<size_t>(n2) * 4)) << what << ": y2";
-    }
-    EXPECT_FALSE(std::isnan(to_host<float>(y, static_cast<size_t>(n1)).back())) << what << ": y not written";
-    b.expect_same(what);
+    expect_fused_is_chain(kernels::Fp8SkinnyGemmParams{.ld_x = c.h, .x = b.out.get(), .x_type = DType::BF16,
+                                                       .w = w.as<uint8_t>(), .ld_w = c.h, .w_scale = ws.as<float>(),
+                                                       .w_scale_ld = ws_ld, .m = 1, .n = c.n, .k = c.h},
+                          1, c.n, c.n_y, b, what);
   }
 }
 

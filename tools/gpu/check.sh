@@ -361,33 +361,34 @@ fi
 # The MoE decode entry in one launch (named only; issue 20 round 7): norm_router and the router / decode-FFN kernels
 # against their twins, then V2-Lite b1 and b16 with BF16 and with FP8 weights + cache, each with the fused launch and
 # with MLABENCH_FUSE_ROUTER=0 (rms_norm, the router GEMM and router: three launches), side by side in one call.
+# switch_ab NAME VAR BATCHES: V2-Lite decode (512 + 128, random weights) at each batch with BF16 and with FP8 weights
+# + cache, each with the A/B switch VAR=1 and =0 (one call: the ratios), JSON and log as NAME_b<batch>_<dtype>_fuse<v>.
+switch_ab() {
+  local name=$1 var=$2 b dt wd v log
+  for b in $3; do
+    for dt in bf16 fp8; do
+      wd=auto; [ $dt = fp8 ] && wd=fp8
+      for v in 1 0; do
+        log="$out/${name}_b${b}_${dt}_fuse$v"
+        env "$var=$v" timeout 60 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
+          --random-weights 0 --prompt 512 --batch $b --gen 128 --weights-dtype $wd --kv-cache-dtype $wd \
+          --out "$out/bench_${name}_b${b}_${dt}_fuse$v.json" > "$log.log" 2>&1
+        row "bench V2-Lite b$b $dt, ${var#MLABENCH_}=$v" "rc $? $(grep -E "^ +$b +512 " "$log.log" | head -1)"
+      done
+    done
+  done
+}
 if named router; then
   gtests router_kernels.log "norm_router + router + decode FFN tests" test_cuda_kernels \
     'CudaMoe.NormRouter*:CudaMoe.Router*:CudaMoe.DecodeFfn*:CudaMoeFp8.DecodeFfn*' 'norm router' 8
-  for b in ${ROUTER_BATCHES:-1 16}; do
-    for cfg in "bf16 auto 1" "bf16 auto 0" "fp8 fp8 1" "fp8 fp8 0"; do
-      set -- $cfg
-      MLABENCH_FUSE_ROUTER=$3 timeout 60 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
-        --random-weights 0 --prompt 512 --batch $b --gen 128 --weights-dtype $2 --kv-cache-dtype $2 \
-        --out "$out/bench_router_b${b}_$1_fuse$3.json" > "$out/router_b${b}_$1_fuse$3.log" 2>&1
-      row "bench V2-Lite b$b $1, FUSE_ROUTER=$3" "rc $? $(grep -E "^ +$b +512 " "$out/router_b${b}_$1_fuse$3.log" | head -1)"
-    done
-  done
+  switch_ab router MLABENCH_FUSE_ROUTER "${ROUTER_BATCHES:-1 16}"
 fi
 # The input norms in the projections' launches (named only): the kernels against rms_norm then the product, bit for
 # bit, then decode tok/s with MLABENCH_FUSE_NORM=1 (the default) and 0 side by side.
 if named normfuse; then
   gtests normfuse_kernels.log "norm-form kernel tests" test_cuda_kernels \
     'CudaNormFusion.*:CudaSkinnyGemm.*:CudaSkinnyFp8.*:CudaMoe.NormRouter*:CudaElementwise*' 'norm|skinny' 24
-  for b in ${NORMFUSE_BATCHES:-1 2}; do
-    for cfg in "bf16 auto 1" "bf16 auto 0" "fp8 fp8 1" "fp8 fp8 0"; do
-      set -- $cfg
-      MLABENCH_FUSE_NORM=$3 timeout 60 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
-        --random-weights 0 --prompt 512 --batch $b --gen 128 --weights-dtype $2 --kv-cache-dtype $2 \
-        --out "$out/bench_normfuse_b${b}_$1_fuse$3.json" > "$out/normfuse_b${b}_$1_fuse$3.log" 2>&1
-      row "bench V2-Lite b$b $1, FUSE_NORM=$3" "rc $? $(grep -E "^ +$b +512 " "$out/normfuse_b${b}_$1_fuse$3.log" | head -1)"
-    done
-  done
+  switch_ab normfuse MLABENCH_FUSE_NORM "${NORMFUSE_BATCHES:-1 2}"
   for f in 1 0; do
     MLABENCH_FUSE_NORM=$f timeout 90 build-gpu/mlabench bench --device cuda --model configs/llama-3-8b --random-weights 0 \
       --prompt 512 --batch 1 --gen 128 --out "$out/bench_normfuse_llama3_b1_fuse$f.json" > "$out/normfuse_llama3_fuse$f.log" 2>&1

@@ -18,6 +18,7 @@
 
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/norm_rows.cuh"
 #include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/twin/moe_checks.h"
 
@@ -169,15 +170,6 @@ __device__ float norm_router_row(const RmsNormParams& q, int64_t t, float* h, fl
   return 1.0f / sqrtf(ss / static_cast<float>(q.dim) + q.eps);
 }
 
-__device__ __forceinline__ void store_as(void* out, DType type, int64_t i, float v) {
-  if (type == DType::BF16)
-    static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(v);
-  else if (type == DType::F16)
-    static_cast<__half*>(out)[i] = __float2half_rn(v);
-  else
-    static_cast<float*>(out)[i] = v;
-}
-
 // grid ceil(E / kNormRouterExperts): CTA b owns experts [2 b, 2 b + 2). Dynamic shared memory: a row [hidden],
 // then the last CTA's top-k scratch [kNormRouterWarps][E]. Residual, out and out2 are written by the last CTA
 // only, after every CTA has read the residual (each arrives after its reads).
@@ -229,8 +221,8 @@ __global__ void __launch_bounds__(kNormRouterThreads) norm_router_kernel(const N
     for (int64_t i = tid; i < H; i += kNormRouterThreads) {
       const float y = __fmul_rn(__fmul_rn(h[i], inv), q.weight[i]);
       if (q.delta) x[i] = h[i];
-      store_as(q.out, q.out_type, t * q.ld_out + i, y);
-      if (q.out2) store_as(q.out2, q.out2_type, t * q.ld_out2 + i, y);
+      norm_rows::store(q.out, q.out_type, t * q.ld_out + i, y);
+      if (q.out2) norm_rows::store(q.out2, q.out2_type, t * q.ld_out2 + i, y);
     }
     __syncthreads();  // h is the next row's
   }

@@ -315,8 +315,7 @@ bool skinny_gemm_supported(const SkinnyGemmParams& p) {
     const RmsNormParams& n = p.norm;
     const bool plain = p.batch == 1 && !p.w_kn && !p.x_f32 && p.w_index == nullptr && p.m <= kSkinnyNormMaxRows &&
                        (p.dtype == DType::BF16 || (p.dtype == DType::F32 && !p.swiglu));
-    const bool as_x = n.out == p.x && n.ld_out == p.ldx && n.out_type == p.dtype && n.n_rows == p.m && n.dim == p.k;
-    if (!plain || !as_x || (n.delta != nullptr && n.residual_out == nullptr) || !rms_norm_in_groups_of_4(n))
+    if (!plain || !checks::is_input_norm_of(n, p.x, p.ldx, p.dtype, p.m, p.k) || !rms_norm_in_groups_of_4(n))
       return false;
     SkinnyGemmParams plain_form = p;  // the rest as the form that reads x
     plain_form.norm = {};

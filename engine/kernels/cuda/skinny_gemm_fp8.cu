@@ -44,6 +44,7 @@
 #include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/cuda/skinny_gemm_fp8.h"
 #include "engine/kernels/cuda/weight_stream.cuh"
+#include "engine/kernels/twin/checks.h"
 
 namespace mlabench::kernels::cuda {
 namespace {
@@ -346,9 +347,8 @@ bool skinny_gemm_fp8_supported(const Fp8SkinnyGemmParams& p) {
   if (!(p.m >= 1 && p.m <= kSkinnyFp8MaxRows && p.k > 0 && p.k % 16 == 0 && p.ld_w % 16 == 0 && aligned16(p.w)))
     return false;
   if (p.norm.weight != nullptr) {  // fused, x from the input norm's inputs in norm_rows.cuh's 4-wide groups
-    const RmsNormParams& n = p.norm;
-    if (!(p.x != nullptr && n.out == p.x && n.ld_out == p.ld_x && n.out_type == p.x_type && n.n_rows == p.m &&
-          n.dim == p.k && (n.delta == nullptr || n.residual_out != nullptr) && rms_norm_in_groups_of_4(n)))
+    if (p.x == nullptr || !checks::is_input_norm_of(p.norm, p.x, p.ld_x, p.x_type, p.m, p.k) ||
+        !rms_norm_in_groups_of_4(p.norm))
       return false;
   }
   if (p.x != nullptr)  // fused: x read a value at a time, any ld_x and alignment

@@ -14,6 +14,8 @@ void check_rms_norm(const RmsNormParams& p);
 /// residual_out. `kernel` names the caller in the error.
 void check_input_norm(const RmsNormParams& n, const void* x, int64_t ldx, DType x_type, int64_t m, int64_t k,
                       const char* kernel);
+/// The same test without the rms_norm check and without throwing (the launchers' *_supported ask it every step).
+bool is_input_norm_of(const RmsNormParams& n, const void* x, int64_t ldx, DType x_type, int64_t m, int64_t k);
 /// latent_append as the four ops it fuses (the twin runs them; the kernel checks each).
 struct LatentAppendParts {
   RmsNormParams norm;

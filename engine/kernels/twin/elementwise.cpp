@@ -93,6 +93,11 @@ void check_rms_norm(const RmsNormParams& p) {
   }
 }
 
+bool is_input_norm_of(const RmsNormParams& n, const void* x, int64_t ldx, DType x_type, int64_t m, int64_t k) {
+  return x == n.out && ldx == n.ld_out && x_type == n.out_type && m == n.n_rows && k == n.dim &&
+         (n.delta == nullptr || n.residual_out != nullptr);
+}
+
 void check_input_norm(const RmsNormParams& n, const void* x, int64_t ldx, DType x_type, int64_t m, int64_t k,
                       const char* kernel) {
   check_rms_norm(n);
