@@ -425,7 +425,7 @@ struct SkinnyGemmParams {
   /// norm.out_type, m = norm.n_rows, k = norm.dim, batch 1, no w_kn / x_f32; the SwiGLU epilogue too: a dense MLP's
   /// gate/up after post_attention_layernorm), and instead of reading it
   /// the kernel computes its values from the norm's inputs in every CTA, exactly as rms_norm computes them (bit for
-  /// bit on the GPU: rms_norm's order of the sum of squares); one CTA also writes the norm's outputs (out, out2,
+  /// bit on the GPU: rms_norm's order of the sum of squares); the CTAs also write the norm's outputs (out, out2,
   /// residual_out), so the result is rms_norm's followed by the product's, one launch fewer. A norm with delta must
   /// write residual_out (no CTA may change the residual row the others read).
   RmsNormParams norm{};

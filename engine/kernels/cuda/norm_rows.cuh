@@ -11,7 +11,7 @@
 // the order, not the CTA's size, decides the sum. The normalised value is __fmul_rn(__fmul_rn(x + d, inv), w) and
 // inv = 1 / sqrtf(ss / dim + eps), IEEE division and square root, as in rms_norm_kernel.
 //
-// CTA (0, 0) also writes the norm's outputs for the launch's later readers: residual_out (x + d), out and out2.
+// The launch's CTAs also write the norm's outputs for later kernels, each a share: residual_out (x + d), out, out2.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -44,41 +44,66 @@ __device__ __forceinline__ float4 residual_group(const RmsNormParams& p, int64_t
   return a;
 }
 
-/// 1 / sqrt(mean(row r^2) + eps) as rms_norm_kernel computes it, the same in every thread. Every thread of the CTA
-/// calls it (it synchronises); sums: 32 floats of shared memory.
-template <int kBlock>
-__device__ __forceinline__ float inv_rms(const RmsNormParams& p, int64_t r, float* sums) {
+/// 1 / sqrt(mean(row r^2) + eps) for rows r < m (m <= kRows) as rms_norm_kernel computes it, into inv[r] in every
+/// thread. All rows in one pass (their loads in flight together, one pair of barriers), each row's sum in
+/// rms_norm_kernel's order. Every thread of the CTA calls it (it synchronises); sums: kRows x 32 floats of shared
+/// memory.
+template <int kBlock, int kRows>
+__device__ __forceinline__ void inv_rms(const RmsNormParams& p, int m, float (*sums)[32], float (&inv)[kRows]) {
   static_assert(kBlock % 32 == 0, "whole warps");
   const int64_t vecs = p.dim / 4;
   const int threads = rms_norm_threads(vecs), warps = threads / 32;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   for (int vw = warp; vw < warps; vw += kBlock / 32) {
-    float ss = 0.0f;
-    for (int64_t v = vw * 32 + lane; v < vecs; v += threads) {
-      const float4 a = residual_group(p, r, v);
-      ss = fmaf(a.x, a.x, ss);
-      ss = fmaf(a.y, a.y, ss);
-      ss = fmaf(a.z, a.z, ss);
-      ss = fmaf(a.w, a.w, ss);
-    }
+    float ss[kRows];
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if (lane == 0) sums[vw] = ss;
+    for (int r = 0; r < kRows; ++r) ss[r] = 0.0f;
+    for (int64_t v = vw * 32 + lane; v < vecs; v += threads)
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        if (r >= m) break;
+        const float4 a = residual_group(p, r, v);
+        ss[r] = fmaf(a.x, a.x, ss[r]);
+        ss[r] = fmaf(a.y, a.y, ss[r]);
+        ss[r] = fmaf(a.z, a.z, ss[r]);
+        ss[r] = fmaf(a.w, a.w, ss[r]);
+      }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (r >= m) break;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) ss[r] += __shfl_xor_sync(0xffffffffu, ss[r], o);
+      if (lane == 0) sums[r][vw] = ss[r];
+    }
   }
   __syncthreads();
-  float total = 0.0f;
-  for (int w = 0; w < warps; ++w) total += sums[w];
-  __syncthreads();  // sums is reused by the next row
-  return 1.0f / sqrtf(total / static_cast<float>(p.dim) + p.eps);
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    float total = 0.0f;
+    if (r < m)
+      for (int w = 0; w < warps; ++w) total += sums[r][w];
+    inv[r] = r < m ? 1.0f / sqrtf(total / static_cast<float>(p.dim) + p.eps) : 0.0f;
+  }
+  __syncthreads();  // sums may be reused
 }
 
-/// The normalised values of group v of row r in float32, before out's rounding.
-__device__ __forceinline__ void values(const RmsNormParams& p, int64_t r, int64_t v, float inv, float (&o)[4]) {
-  const float4 a = residual_group(p, r, v), w = __ldg(reinterpret_cast<const float4*>(p.weight) + v);
+/// The norm weight's group v (a model weight: a kernel may request it before its PDL wait).
+__device__ __forceinline__ float4 weight_group(const RmsNormParams& p, int64_t v) {
+  return __ldg(reinterpret_cast<const float4*>(p.weight) + v);
+}
+
+/// The normalised values of group v of row r in float32, before out's rounding; w: the weight's group v.
+__device__ __forceinline__ void values(const RmsNormParams& p, int64_t r, int64_t v, float inv, const float4& w,
+                                       float (&o)[4]) {
+  const float4 a = residual_group(p, r, v);
   o[0] = __fmul_rn(__fmul_rn(a.x, inv), w.x);  // normalise, then weight (HF order)
   o[1] = __fmul_rn(__fmul_rn(a.y, inv), w.y);
   o[2] = __fmul_rn(__fmul_rn(a.z, inv), w.z);
   o[3] = __fmul_rn(__fmul_rn(a.w, inv), w.w);
+}
+
+__device__ __forceinline__ void values(const RmsNormParams& p, int64_t r, int64_t v, float inv, float (&o)[4]) {
+  values(p, r, v, inv, weight_group(p, v), o);
 }
 
 /// A float32 value as a store of type t rounds it (round to nearest even; F32 unchanged).
@@ -97,10 +122,12 @@ __device__ __forceinline__ void store(void* base, DType t, int64_t i, float v) {
     static_cast<float*>(base)[i] = v;
 }
 
-/// Row r's outputs (residual_out, out, out2), by the calling CTA's threads.
+/// Row r's outputs (residual_out, out, out2): CTA `cta` of `ctas` writes the groups cta, cta + ctas, ... of each
+/// kBlock (the launch's CTAs share the writes; later kernels read them after their wait).
 template <int kBlock>
-__device__ __forceinline__ void write_outputs(const RmsNormParams& p, int64_t r, float inv) {
-  for (int64_t v = threadIdx.x; v < p.dim / 4; v += kBlock) {
+__device__ __forceinline__ void write_outputs(const RmsNormParams& p, int64_t r, float inv, int64_t cta,
+                                              int64_t ctas) {
+  for (int64_t v = cta * kBlock + threadIdx.x; v < p.dim / 4; v += ctas * kBlock) {
     if (p.residual_out != nullptr)
       reinterpret_cast<float4*>(p.residual_out + r * p.ld_residual_out)[v] = residual_group(p, r, v);
     float o[4];

@@ -43,7 +43,7 @@ using stream::unpack_chunk;
 // grid (ceil(n / R), batch) (kSwiglu: ceil(n / (R / 2))); block kThreads. M: m rounded up to a power of two (rows
 // >= m are skipped). kSwiglu: the CTA's R weight rows are R / 2 gate rows and the matching R / 2 up rows. kF32:
 // float32 operands (4 a chunk), else BF16 (8 a chunk). kXF32: BF16 weights with a float32 x, rounded to BF16 as it
-// is read (x_f32). kNorm: x's values computed from p.norm's inputs (norm_rows.cuh) instead of read, CTA 0 writing
+// is read (x_f32). kNorm: x's values computed from p.norm's inputs (norm_rows.cuh) instead of read, the CTAs writing
 // the norm's outputs.
 template <int M, int R, bool kSwiglu, bool kF32, bool kXF32 = false, bool kNorm = false>
 __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmParams p) {
@@ -90,19 +90,24 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
     load_weights(w, tid);
     loaded = true;
   }
+  // kNorm: the norm weight of the thread's first chunk, requested before the wait as well (a model weight).
+  constexpr int kGroups = kElems / 4;  // 4-wide norm groups a chunk
+  float4 norm_w[kGroups];
+  if constexpr (kNorm)
+    if (tid < chunks)
+#pragma unroll
+      for (int h = 0; h < kGroups; ++h) norm_w[h] = norm_rows::weight_group(p.norm, tid * kGroups + h);
   griddep_wait();
   griddep_launch_dependents();
   if (!early) w = weights_of();
   // The input norm's 1 / rms per row (the residual and delta are the previous launches' outputs: after the wait).
   float inv[M];
   if constexpr (kNorm) {
-    __shared__ float sums[32];
+    __shared__ float sums[M][32];
+    norm_rows::inv_rms<kThreads, M>(p.norm, static_cast<int>(p.m), sums, inv);
 #pragma unroll
-    for (int i = 0; i < M; ++i) inv[i] = i < p.m ? norm_rows::inv_rms<kThreads>(p.norm, i, sums) : 0.0f;
-    if (blockIdx.x == 0)
-#pragma unroll
-      for (int i = 0; i < M; ++i)
-        if (i < p.m) norm_rows::write_outputs<kThreads>(p.norm, i, inv[i]);
+    for (int i = 0; i < M; ++i)
+      if (i < p.m) norm_rows::write_outputs<kThreads>(p.norm, i, inv[i], blockIdx.x, gridDim.x);
   }
   float acc[M][R];
 #pragma unroll
@@ -119,9 +124,10 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
       float xf[kElems];
       if constexpr (kNorm) {  // the norm's out as rms_norm writes it: float32, or rounded to BF16
 #pragma unroll
-        for (int h = 0; h < kElems / 4; ++h) {
+        for (int h = 0; h < kGroups; ++h) {
           float o[4];
-          norm_rows::values(p.norm, i, c * (kElems / 4) + h, inv[i], o);
+          const int64_t v = c * kGroups + h;
+          norm_rows::values(p.norm, i, v, inv[i], c == tid ? norm_w[h] : norm_rows::weight_group(p.norm, v), o);
 #pragma unroll
           for (int j = 0; j < 4; ++j) xf[4 * h + j] = kF32 ? o[j] : __bfloat162float(__float2bfloat16_rn(o[j]));
         }

@@ -259,14 +259,17 @@ __global__ void __launch_bounds__(kThreads, 2) skinny_gemm_fp8_kernel(const Fp8S
   float* ws = scales + groups * kRows;
   uint8_t* xq_s = reinterpret_cast<uint8_t*>(scales + fused_codes_offset(groups, RT, XT));
   stage_scales<RT, XT, kX>(xs, ws, p, row0, groups);
-  __shared__ float inv[kSkinnyFp8MaxRows];  // kNorm: each row's 1 / rms
+  __shared__ float inv[kRows];  // kNorm: each row's 1 / rms
   if constexpr (kX == kNorm) {
-    __shared__ float sums[32];
-    for (int i = 0; i < p.m; ++i) {
-      const float v = norm_rows::inv_rms<kThreads>(p.norm, i, sums);
-      if (threadIdx.x == 0) inv[i] = v;
-      if (blockIdx.x == 0) norm_rows::write_outputs<kThreads>(p.norm, i, v);
-    }
+    __shared__ float sums[kRows][32];
+    float row_inv[kRows];
+    norm_rows::inv_rms<kThreads, kRows>(p.norm, static_cast<int>(p.m), sums, row_inv);
+#pragma unroll
+    for (int i = 0; i < kRows; ++i)
+      if (i < p.m) {
+        if (threadIdx.x == 0) inv[i] = row_inv[i];
+        norm_rows::write_outputs<kThreads>(p.norm, i, row_inv[i], blockIdx.x, gridDim.x);
+      }
     __syncthreads();
   }
   if constexpr (kX != kCodes) {

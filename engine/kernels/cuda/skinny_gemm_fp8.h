@@ -48,7 +48,7 @@ struct Fp8SkinnyGemmParams {
   int64_t n_y = 0;
   // The fused form with the input's RMSNorm in the same launch (norm.weight set): x is norm.out (ld_x = norm.ld_out,
   // x_type = norm.out_type, m = norm.n_rows, k = norm.dim) and its values are computed in every CTA from the norm's
-  // inputs, as rms_norm computes them (bit for bit), then quantised as x would be; one CTA writes the norm's outputs
+  // inputs, as rms_norm computes them (bit for bit), then quantised as x would be; the CTAs write the norm's outputs
   // (SkinnyGemmParams::norm has the contract).
   RmsNormParams norm{};
 };
