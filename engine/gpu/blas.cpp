@@ -58,9 +58,9 @@ bool Blas::skinny_enabled() {
   return on;
 }
 
-bool Blas::norm_fusion_enabled() {
-  static const bool on = env_switch("MLABENCH_FUSE_NORM");
-  return on;
+int64_t Blas::norm_fusion_rows() {
+  static const int64_t rows = env_level("MLABENCH_FUSE_NORM", 1, static_cast<int>(kernels::kSkinnyNormMaxRows));
+  return rows;
 }
 
 void Blas::linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,

@@ -34,14 +34,13 @@ class Blas {
   /// kernels::cuda::skinny_gemm instead of cuBLAS, from linear(), linear_f32(), linear_strided() and matmul_strided()
   /// (its [k, n] form): yes unless MLABENCH_SKINNY_GEMM=0 (the A/B switch of the decode benchmarks and test reruns).
   static bool skinny_enabled();
-  /// Whether a few-row product that reads a freshly normalised input takes the RMSNorm into its own launch
+  /// Rows up to which a product that reads a freshly normalised input takes the RMSNorm into its own launch
   /// (SkinnyGemmParams::norm, Fp8SkinnyGemmParams::norm: the layer's input norm in its first projections, the MoE
-  /// layer's post-attention norm in its router GEMM): yes unless MLABENCH_FUSE_NORM=0 (the A/B switch).
-  static bool norm_fusion_enabled();
-  /// Rows up to which the engine takes those norms into the products: one. At two rows the kernels' norm form was
-  /// measured slower than the separate rms_norm launch (H100, V2-Lite b2: BF16 475.3 against 490.3 tok/s, FP8 556.4
-  /// against 565.9; b1 +3%: docs/perf-notes.md, issue 16 round 12), so decode steps of 2+ rows keep the launch.
-  static constexpr int64_t kNormFusionRows = 1;
+  /// layer's post-attention norm in its router GEMM, a dense MLP's in its gate/up): MLABENCH_FUSE_NORM, 0 (never: the
+  /// A/B switch), 1 (the default) or 2 (kSkinnyNormMaxRows). At two rows the norm form measured slower than the
+  /// separate rms_norm launch (H100, V2-Lite b2: BF16 475.3 against 490.3 tok/s, FP8 556.4 against 565.9; b1 +3%:
+  /// docs/perf-notes.md, issue 16 round 12), so by default decode steps of 2+ rows keep the launch.
+  static int64_t norm_fusion_rows();
   /// y[m, n] = beta * y + x[m, k] . w[n, k]^T.
   void linear(float* y, int64_t ldy, const void* x, int64_t ldx, const void* w, int64_t ldw, DType dt, int64_t m,
               int64_t n, int64_t k, float beta = 0.0f);

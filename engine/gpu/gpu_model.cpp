@@ -310,7 +310,7 @@ GpuModel::GpuModel(const ModelConfig& c, const ModelWeights* host, uint64_t seed
       rope_(rope_tables(config_)), stream_(stream),
       blas_(std::make_unique<Blas>(stream)) {
   timing_skip("input_norm");  // MLABENCH_TIMING_SKIP read now: a bad stage list is refused at load, not mid-step
-  Blas::norm_fusion_enabled();  // MLABENCH_FUSE_NORM likewise
+  Blas::norm_fusion_rows();  // MLABENCH_FUSE_NORM likewise
   switch (config_.attention) {  // the config's attention kind (engine/model/config.h registers them by name)
     case AttentionKind::MLA:
       attention_ = make_mla_attention(*this);
@@ -443,7 +443,7 @@ const void* GpuModel::normed_input() {
 bool GpuModel::project_input(float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y, const DeviceMat& w,
                              int64_t m) {
   const int64_t H = config_.hidden_size;
-  const bool fuse = pending_norm_ && Blas::norm_fusion_enabled();
+  const bool fuse = pending_norm_ && m <= Blas::norm_fusion_rows();
   if (w.fp8()) {
     if (fuse && fp8_linear_->run_normed(*blas_, y, ldy, y2, ldy2, n_y, *pending_norm_, w, m)) {
       pending_norm_.reset();
@@ -455,7 +455,7 @@ bool GpuModel::project_input(float* y, int64_t ldy, float* y2, int64_t ldy2, int
   }
   k::SkinnyGemmParams g{.y = y, .ldy = ldy, .x = arena_.at<void>(off_xn_c_), .ldx = H, .w = w.p, .ldw = H,
                         .dtype = dtype_, .m = m, .n = w.rows, .k = H, .y2 = y2, .ldy2 = ldy2, .n_y = n_y};
-  if (fuse && m <= Blas::kNormFusionRows && Blas::skinny_enabled()) {
+  if (fuse && Blas::skinny_enabled()) {
     g.norm = *pending_norm_;
     if (k::cuda::skinny_gemm_supported(g)) {
       k::cuda::skinny_gemm(g, stream_);
@@ -574,7 +574,7 @@ void GpuModel::swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out, 
   k::SkinnyGemmParams fused{.x = x, .ldx = H, .w = w.gate_up.p, .ldw = H, .dtype = dtype_, .m = n, .n = I, .k = H,
                             .swiglu = true, .act = h_c, .ld_act = I};
   bool skinny = !w.gate_up.fp8() && n <= k::kSkinnyEngineRows && Blas::skinny_enabled();
-  if (norm != nullptr && skinny && n <= Blas::kNormFusionRows && Blas::norm_fusion_enabled()) {
+  if (norm != nullptr && skinny && n <= Blas::norm_fusion_rows()) {
     fused.norm = *norm;
     if (k::cuda::skinny_gemm_supported(fused))
       norm = nullptr;  // the gate/up launch below runs it

@@ -252,9 +252,9 @@ class GpuModel {
   const void* normed_input();
   /// y[m, w.rows] (float32, ldy) = normed input . w^T; with y2 set, columns [n_y, w.rows) into y2 (ldy2) instead, in
   /// one launch (MLA's q_proj / q_a_proj and kv_a_proj over adjacent weights), or nothing enqueued and false where
-  /// no kernel takes that split. At one decode row (Blas::kNormFusionRows) the product computes the layer's input
-  /// norm itself where its kernel can (skinny_gemm's or skinny_gemm_fp8's norm form, Blas::norm_fusion_enabled), so
-  /// the norm needs no launch.
+  /// no kernel takes that split. At one decode row (up to Blas::norm_fusion_rows()) the product computes the
+  /// layer's input norm itself where its kernel can (skinny_gemm's or skinny_gemm_fp8's norm form), so the norm needs
+  /// no launch.
   bool project_input(float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y, const DeviceMat& w, int64_t m);
   /// Whether projections and experts are FP8 (--weights-dtype fp8).
   bool fp8_weights() const { return fp8_weights_; }

@@ -280,9 +280,9 @@ bool MoeLayer::Impl::norm_and_route(const k::MoeLayerParams& p, const k::RmsNorm
     k::cuda::norm_router(fused, stream);
     return true;
   }
-  // One decode row (Blas::kNormFusionRows): the router GEMM computes the norm itself (skinny_gemm's norm form), its
+  // One decode row (up to Blas::norm_fusion_rows()): the router GEMM computes the norm itself (skinny_gemm's norm form), its
   // CTAs writing the residual and the normed rows: one launch fewer than the norm and the GEMM.
-  if (!skip_one && Blas::norm_fusion_enabled() && Blas::skinny_enabled() && norm.n_rows <= Blas::kNormFusionRows) {
+  if (!skip_one && Blas::skinny_enabled() && norm.n_rows <= Blas::norm_fusion_rows()) {
     const k::SkinnyGemmParams g{.y = logits, .ldy = E, .x = norm.out, .ldx = norm.ld_out, .w = p.router_w, .ldw = H,
                                 .dtype = DType::F32, .m = norm.n_rows, .n = E, .k = H, .norm = norm};
     if (k::cuda::skinny_gemm_supported(g)) {

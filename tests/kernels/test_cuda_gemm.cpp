@@ -389,6 +389,27 @@ TEST(CudaEnvSwitch, OnOffOrRefusedByName) {
   ::unsetenv(name);
 }
 
+TEST(CudaEnvSwitch, LevelInRangeOrRefusedByName) {
+  const char* name = "MLABENCH_TEST_ENV_LEVEL";
+  ::unsetenv(name);
+  EXPECT_EQ(gpu::env_level(name, 1, 2), 1) << "unset: the default";
+  for (int v = 0; v <= 2; ++v) {
+    ::setenv(name, std::to_string(v).c_str(), 1);
+    EXPECT_EQ(gpu::env_level(name, 1, 2), v);
+  }
+  for (const char* bad : {"3", "-1", "", "1 ", "01", "x"}) {
+    ::setenv(name, bad, 1);
+    try {
+      gpu::env_level(name, 1, 2);
+      ADD_FAILURE() << "accepted " << name << "=" << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("0 to 2"), std::string::npos) << e.what();
+    }
+  }
+  ::unsetenv(name);
+}
+
 // Blas::linear sends up to kSkinnyEngineRows rows to skinny_gemm and more to cuBLAS; both give the same product to float32 rounding.
 TEST(CudaSkinnyGemm, BlasLinearAgreesAcrossTheRowThreshold) {
   MLABENCH_REQUIRE_GPU();

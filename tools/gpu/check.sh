@@ -29,7 +29,8 @@
 #   router       issue 20: norm_router's tests, V2-Lite b1 / b16 BF16 and FP8 with the fused MoE entry and without
 #   normfuse     issues 15/16/20: the input norms in the projections' launches (MLABENCH_FUSE_NORM): the norm-form kernel
 #                tests, then V2-Lite b1 / b2 (BF16; FP8 weights + cache) and Llama-3-8B b1, each with the fusion and
-#                without (one call: ratios; NORMFUSE_BATCHES to change, NORMFUSE_LONG=1 adds V2-Lite 128K x 1 BF16 both ways)
+#                without (one call: ratios; NORMFUSE_BATCHES to change), b2 with MLABENCH_FUSE_NORM=2 and 1
+#                (NORMFUSE_BATCHES2); NORMFUSE_LONG=1 adds V2-Lite 128K x 1 BF16 with the fusion and without
 #   b1skip       issue 20: V2-Lite b1 BF16, FP8, and FP8 with each MLABENCH_TIMING_SKIP stage left out (the most a fusion
 #                of that launch can save; outputs wrong by design)
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
@@ -361,14 +362,15 @@ fi
 # The MoE decode entry in one launch (named only; issue 20 round 7): norm_router and the router / decode-FFN kernels
 # against their twins, then V2-Lite b1 and b16 with BF16 and with FP8 weights + cache, each with the fused launch and
 # with MLABENCH_FUSE_ROUTER=0 (rms_norm, the router GEMM and router: three launches), side by side in one call.
-# switch_ab NAME VAR BATCHES: V2-Lite decode (512 + 128, random weights) at each batch with BF16 and with FP8 weights
-# + cache, each with the A/B switch VAR=1 and =0 (one call: the ratios), JSON and log as NAME_b<batch>_<dtype>_fuse<v>.
+# switch_ab NAME VAR BATCHES [VALUES]: V2-Lite decode (512 + 128, random weights) at each batch with BF16 and with FP8
+# weights + cache, each with VAR at each of VALUES (default "1 0": one call, the ratios), JSON and log as
+# NAME_b<batch>_<dtype>_fuse<v>.
 switch_ab() {
   local name=$1 var=$2 b dt wd v log
   for b in $3; do
     for dt in bf16 fp8; do
       wd=auto; [ $dt = fp8 ] && wd=fp8
-      for v in 1 0; do
+      for v in ${4:-1 0}; do
         log="$out/${name}_b${b}_${dt}_fuse$v"
         env "$var=$v" timeout 60 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
           --random-weights 0 --prompt 512 --batch $b --gen 128 --weights-dtype $wd --kv-cache-dtype $wd \
@@ -384,11 +386,13 @@ if named router; then
   switch_ab router MLABENCH_FUSE_ROUTER "${ROUTER_BATCHES:-1 16}"
 fi
 # The input norms in the projections' launches (named only): the kernels against rms_norm then the product, bit for
-# bit, then decode tok/s with MLABENCH_FUSE_NORM=1 (the default) and 0 side by side.
+# bit, then decode tok/s with MLABENCH_FUSE_NORM=1 (the default: one row) and 0 side by side, and at two rows with
+# MLABENCH_FUSE_NORM=2 (the norm forms at two rows) against 1 (the separate launch).
 if named normfuse; then
   gtests normfuse_kernels.log "norm-form kernel tests" test_cuda_kernels \
-    'CudaNormFusion.*:CudaSkinnyGemm.*:CudaSkinnyFp8.*:CudaMoe.NormRouter*:CudaElementwise*' 'norm|skinny' 24
-  switch_ab normfuse MLABENCH_FUSE_NORM "${NORMFUSE_BATCHES:-1 2}"
+    'CudaNormFusion.*:CudaSkinnyGemm.*:CudaSkinnyFp8.*:CudaMoe.NormRouter*:CudaElementwise*:CudaEnvSwitch.*' 'norm|skinny' 24
+  switch_ab normfuse MLABENCH_FUSE_NORM "${NORMFUSE_BATCHES:-1}"
+  switch_ab normfuse MLABENCH_FUSE_NORM "${NORMFUSE_BATCHES2:-2}" "2 1"
   for f in 1 0; do
     MLABENCH_FUSE_NORM=$f timeout 90 build-gpu/mlabench bench --device cuda --model configs/llama-3-8b --random-weights 0 \
       --prompt 512 --batch 1 --gen 128 --out "$out/bench_normfuse_llama3_b1_fuse$f.json" > "$out/normfuse_llama3_fuse$f.log" 2>&1

@@ -103,6 +103,15 @@ bool env_switch(const char* name, bool default_on) {
   return e == "1";
 }
 
+int env_level(const char* name, int default_level, int max_level) {
+  const char* env = std::getenv(name);
+  if (env == nullptr) return default_level;
+  const std::string e = env;
+  MLABENCH_CHECK(e.size() == 1 && e[0] >= '0' && e[0] - '0' <= max_level, "{}={}: not a number from 0 to {}. HINT: "
+                 "unset it for the default ({})", name, e, max_level, default_level);
+  return e[0] - '0';
+}
+
 bool timing_skip(const char* stage) {
   static constexpr std::array<std::string_view, 8> kStages{"input_norm",  "latent_append", "w_uk",        "combine",
                                                            "w_uv",        "post_norm",     "router_gemm", "router_topk"};

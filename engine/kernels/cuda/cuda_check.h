@@ -66,6 +66,10 @@ bool programmatic_launch_enabled();
 /// unset is default_on; any other value is refused, naming the variable, so a typo never silently measures the wrong
 /// path. Callers read it once (a static).
 bool env_switch(const char* name, bool default_on = true);
+/// A small numbered environment setting of the A/B benchmarks (MLABENCH_FUSE_NORM: 0 off, 1 or 2 rows): one digit
+/// from 0 to max_level, unset is default_level; any other value is refused, naming the variable and the range.
+/// env_switch is the 0/1 case. Callers read it once (a static).
+int env_level(const char* name, int default_level, int max_level);
 /// MLABENCH_TIMING_SKIP (a comma list of the stages below, unset: none): the GPU engine leaves those launches out of
 /// every step, so a graphed step's time without them is measured beside the full one: what fusing a launch away can
 /// save at most (docs/perf-notes.md, issue 20 round 7). Every output is wrong then: the first skip warns on stderr,
