@@ -128,12 +128,16 @@ struct MoeLayer::Impl {
   }
   void allocate();
   k::RouterParams router_params(const k::MoeLayerParams& p) const;
-  void route(const k::MoeLayerParams& p);
-  bool norm_and_route(const k::MoeLayerParams& p, const k::RmsNormParams& norm);
+  void route(const k::MoeLayerParams& p, bool topk);
+  bool norm_and_route(const k::MoeLayerParams& p, const k::RmsNormParams& norm, bool topk);
   static bool fuse_router();
+  static bool fuse_topk();
+  k::MoeDecodeFfnParams decode_ffn_params(const k::MoeLayerParams& p, bool route_inside) const;
+  bool decode_ffn_runs(const k::MoeLayerParams& p) const;
+  bool topk_in_decode_ffn(const k::MoeLayerParams& p) const;
   void shared_experts(const k::MoeLayerParams& p);
   bool shared_on_side(const k::MoeLayerParams& p);
-  bool decode_ffn(const k::MoeLayerParams& p);
+  bool decode_ffn(const k::MoeLayerParams& p, bool route_inside);
   void pair_experts(const k::MoeLayerParams& p);
   void padded_experts(const k::MoeLayerParams& p, int32_t capacity);
   k::MoeGroupedGemmParams shared_gate_up_params(const k::MoeLayerParams& p, void* act) const;
@@ -160,7 +164,7 @@ struct MoeLayer::Impl {
     return on && dtype == DType::BF16;
   }
   void fp8_experts(const k::MoeLayerParams& p);
-  void fp8_forward(const k::MoeLayerParams& p, bool routed);
+  void fp8_forward(const k::MoeLayerParams& p, bool routed, bool topk_inside);
   void quantize_rows(const void* x, DType x_type, int64_t rows, int64_t cols, uint8_t* q, float* scale) {
     const int64_t groups = (cols + kFp8Block - 1) / kFp8Block;
     k::cuda::fp8_quantize_rows({.x = x, .x_type = x_type, .ld_x = cols, .q = q, .ld_q = cols, .scale = scale,
@@ -224,6 +228,7 @@ void MoeLayer::Impl::allocate() {
   router_arrivals = reinterpret_cast<uint32_t*>(base + o_router_arr);
   MLABENCH_CUDA(cudaMemset(router_arrivals, 0, 4));
   fuse_router();
+  fuse_topk();
   if (fp8) {
     xq = reinterpret_cast<uint8_t*>(base + o_xq);
     xs = reinterpret_cast<float*>(base + o_xs);
@@ -250,32 +255,39 @@ bool MoeLayer::Impl::fuse_router() {
   return on;
 }
 
+// MLABENCH_FUSE_TOPK (read once, at load as above): one token's top-k inside moe_decode_ffn's launches.
+bool MoeLayer::Impl::fuse_topk() {
+  static const bool on = gpu::env_switch("MLABENCH_FUSE_TOPK");
+  return on;
+}
+
 k::RouterParams MoeLayer::Impl::router_params(const k::MoeLayerParams& p) const {
   return {.logits = logits, .n_tokens = p.n_tokens, .n_experts = E, .top_k = K, .method = p.method,
           .n_group = p.n_group, .topk_group = p.topk_group, .norm_topk_prob = p.norm_topk_prob,
           .routed_scaling_factor = p.routed_scaling_factor, .topk_idx = idx, .topk_weight = w, .scoring = p.scoring};
 }
 
-// Router logits [T, E] (float32 GEMM) and top-k.
-void MoeLayer::Impl::route(const k::MoeLayerParams& p) {
+// Router logits [T, E] (float32 GEMM) and, with topk, the top-k (else moe_decode_ffn's launches pick the experts).
+void MoeLayer::Impl::route(const k::MoeLayerParams& p, bool topk) {
   const int64_t T = p.n_tokens;
   if (!gpu::timing_skip("router_gemm")) blas.linear_f32(logits, E, p.x, H, p.router_w, H, T, E, H);  // [T, E]
-  if (!gpu::timing_skip("router_topk")) k::cuda::router(router_params(p), stream);
+  if (topk && !gpu::timing_skip("router_topk")) k::cuda::router(router_params(p), stream);
 }
 
 // The post-attention norm that makes p.x (float32) and p.x_c (dtype) from the residual stream, then the router.
 // MLABENCH_FUSE_ROUTER=1 (off by default) runs the three as one norm_router launch at decode (up to
 // kNormRouterMaxRows tokens): measured slower on an H100 (V2-Lite batch 1: 2.61 against 2.47 ms a step in BF16, 2.38
 // against 2.22 in FP8; docs/perf-notes.md, issue 20 round 7), so by default one decode row takes the norm into the
-// router GEMM's launch instead (two launches; MLABENCH_FUSE_NORM=0: three). True where it routed.
-bool MoeLayer::Impl::norm_and_route(const k::MoeLayerParams& p, const k::RmsNormParams& norm) {
+// router GEMM's launch instead (two launches; MLABENCH_FUSE_NORM=0: three; without topk, the top-k left to
+// moe_decode_ffn, one launch fewer). True where it routed.
+bool MoeLayer::Impl::norm_and_route(const k::MoeLayerParams& p, const k::RmsNormParams& norm, bool topk) {
   const bool fuse = fuse_router();
   const k::NormRouterParams fused{.norm = norm, .router_w = p.router_w, .logits = logits, .router = router_params(p),
                                   .arrivals = router_arrivals};
   // A timing experiment that leaves one of the three launches out measures them unfused.
   const bool skip_one = gpu::timing_skip("post_norm") || gpu::timing_skip("router_gemm") ||
                         gpu::timing_skip("router_topk");
-  if (fuse && !skip_one && k::cuda::norm_router_supported(fused)) {
+  if (fuse && topk && !skip_one && k::cuda::norm_router_supported(fused)) {
     phases::at(stream, "moe: norm and router");
     k::cuda::norm_router(fused, stream);
     return true;
@@ -288,7 +300,7 @@ bool MoeLayer::Impl::norm_and_route(const k::MoeLayerParams& p, const k::RmsNorm
     if (k::cuda::skinny_gemm_supported(g)) {
       phases::at(stream, "moe: norm and router GEMM");
       k::cuda::skinny_gemm(g, stream);
-      k::cuda::router(router_params(p), stream);
+      if (topk) k::cuda::router(router_params(p), stream);
       return true;
     }
   }
@@ -321,10 +333,40 @@ void MoeLayer::Impl::shared_experts(const k::MoeLayerParams& p) {
 // launches instead of the PAIR path's six (docs/perf-notes.md, issue 16 round 7); with FP8 weights the same two
 // launches on e4m3 codes, quantising x and act inside, instead of the FP8 path's ~12. MLABENCH_MOE_DECODE_FFN=0
 // keeps the PAIR (FP8: COMPACT) path, for benchmarks that compare the two.
-bool MoeLayer::Impl::decode_ffn(const k::MoeLayerParams& p) {
+// With route_inside (topk_in_decode_ffn said yes) no router launch ran: the two launches pick the experts from the
+// logits themselves (MoeDecodeFfnParams::route; issue 16 round 13: the router's launch cost ~7 us of a ~2.4 ms
+// batch-1 step, 26 times).
+bool MoeLayer::Impl::decode_ffn(const k::MoeLayerParams& p, bool route_inside) {
+  if (!decode_ffn_runs(p)) return false;
+  const k::MoeDecodeFfnParams d = decode_ffn_params(p, route_inside);
+  const bool supported = k::cuda::moe_decode_ffn_supported(d);
+  MLABENCH_CHECK(supported || !route_inside, "MoeLayer: the top-k was left to moe_decode_ffn, which refuses these "
+                 "shapes (hidden {}, inter {}, {} experts). HINT: topk_in_decode_ffn must ask the same question",
+                 H, I, E);
+  if (!supported) return false;
+  phases::at(stream, route_inside ? "moe: router top-k and experts, one token" : "moe: experts, one token");
+  k::cuda::moe_decode_ffn(d, stream);
+  return true;
+}
+
+// One token of a BF16 model with the skinny kernels on, and MLABENCH_MOE_DECODE_FFN not 0.
+bool MoeLayer::Impl::decode_ffn_runs(const k::MoeLayerParams& p) const {
   static const bool enabled = gpu::env_switch("MLABENCH_MOE_DECODE_FFN");
-  if (!enabled || p.n_tokens != 1 || dtype != DType::BF16 || !Blas::skinny_enabled()) return false;
-  const k::MoeDecodeFfnParams d{.x = p.x_c, .topk_idx = idx, .topk_weight = w, .experts_gate_up = p.experts_gate_up,
+  return enabled && p.n_tokens == 1 && dtype == DType::BF16 && Blas::skinny_enabled();
+}
+
+// Whether this forward leaves the top-k to moe_decode_ffn: it runs, MLABENCH_FUSE_TOPK is on (the A/B switch),
+// norm_router is off (it routes in its own launch), no timing experiment skips a router launch, and the kernel takes
+// the route form at these shapes.
+bool MoeLayer::Impl::topk_in_decode_ffn(const k::MoeLayerParams& p) const {
+  if (!decode_ffn_runs(p) || !fuse_topk() || fuse_router() || gpu::timing_skip("router_gemm") ||
+      gpu::timing_skip("router_topk") || gpu::timing_skip("post_norm"))
+    return false;
+  return k::cuda::moe_decode_ffn_supported(decode_ffn_params(p, true));
+}
+
+k::MoeDecodeFfnParams MoeLayer::Impl::decode_ffn_params(const k::MoeLayerParams& p, bool route_inside) const {
+  k::MoeDecodeFfnParams d{.x = p.x_c, .topk_idx = idx, .topk_weight = w, .experts_gate_up = p.experts_gate_up,
                                 .experts_down = p.experts_down, .shared_gate_up = p.shared_gate_up,
                                 .shared_down = p.shared_down, .hidden = H, .inter = I, .shared_inter = SI,
                                 .n_experts = E, .top_k = K, .act = he, .out = p.out,
@@ -333,10 +375,8 @@ bool MoeLayer::Impl::decode_ffn(const k::MoeLayerParams& p) {
                                 .shared_gate_up_scale = p.shared_gate_up_scale,
                                 .shared_down_scale = p.shared_down_scale, .act_q = act_q, .act_scale = act_scale,
                                 .act_arrivals = act_arrivals};
-  if (!k::cuda::moe_decode_ffn_supported(d)) return false;
-  phases::at(stream, "moe: experts, one token");
-  k::cuda::moe_decode_ffn(d, stream);
-  return true;
+  if (route_inside) d.route = router_params(p);
+  return d;
 }
 
 // A few tokens (decode): the shared experts' gate/up through skinny_gemm's SwiGLU epilogue, he[T, SI] in BF16.
@@ -509,10 +549,10 @@ void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p) {
 
 // The whole layer with FP8 weights: router (float32, as always); one token of a BF16 model through moe_decode_ffn's
 // FP8 kernels; else shared experts (Fp8Linear), COMPACT rows at every token count through fp8_experts, combine.
-void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p, bool routed) {
+void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p, bool routed, bool topk_inside) {
   const int64_t T = p.n_tokens;
-  if (!routed) route(p);
-  if (decode_ffn(p)) return;
+  if (!routed) route(p, !topk_inside);
+  if (decode_ffn(p, topk_inside)) return;
   if (SI > 0) {
     phases::at(stream, "moe: shared experts (FP8)");
     fp8_shared->run(blas, ge, DType::F32, 2 * SI, p.x_c, dtype, H, static_cast<const uint8_t*>(p.shared_gate_up),
@@ -646,14 +686,15 @@ void MoeLayer::forward(const k::MoeLayerParams& p, const k::RmsNormParams* norm)
                                     m.fp8 == (p.shared_down_scale != nullptr))),
                  "MoeLayer::forward: the layer was built for {} weights but the scale grids say otherwise. HINT: pass "
                  "every FP8 weight's scale grid, or none", m.fp8 ? "FP8" : "unquantised");
-  const bool routed = norm != nullptr && m.norm_and_route(p, *norm);  // x and x_c are written from here on
+  const bool topk_inside = m.topk_in_decode_ffn(p);  // one token: moe_decode_ffn picks the experts itself
+  const bool routed = norm != nullptr && m.norm_and_route(p, *norm, !topk_inside);  // x, x_c written from here on
   if (m.fp8) {
-    m.fp8_forward(p, routed);
+    m.fp8_forward(p, routed, topk_inside);
     return;
   }
   const bool shared_aside = m.shared_on_side(p);  // never at one token, where decode_ffn runs
-  if (!routed) m.route(p);
-  if (m.decode_ffn(p)) return;
+  if (!routed) m.route(p, !topk_inside);
+  if (m.decode_ffn(p, topk_inside)) return;
   if (!shared_aside) m.shared_experts(p);
   phases::at(m.stream, "moe: permute, gather");
   k::MoeRowMap map{.mode = m.row_mode(p), .topk_idx = m.idx, .rank = m.rank, .offsets = m.offsets};

@@ -479,10 +479,20 @@ struct MoeDecodeFfnParams {
   uint8_t* act_q = nullptr;
   float* act_scale = nullptr;
   uint32_t* act_arrivals = nullptr;
+  /// The router's top-k inside the two launches (the route form, where route.logits is set; issue 16: no router
+  /// launch at batch 1): route.logits holds the token's float32 router logits [n_experts] (route.n_tokens 1,
+  /// route.n_experts and route.top_k as above), and each launch picks the experts itself with the router's arithmetic
+  /// (one warp, the router kernel's code: the same experts and weights bit for bit); the gate/up launch writes them to
+  /// route.topk_idx / route.topk_weight for later readers, and topk_idx / topk_weight above are not read. The logits
+  /// must be written before the gate/up launch by an earlier one (the down launch reads them before its PDL wait).
+  RouterParams route{};
   bool fp8() const { return experts_gate_up_scale != nullptr; }
+  bool routes() const { return route.logits != nullptr; }
 };
 /// Largest top_k moe_decode_ffn takes (the down kernel keeps a token's expert indices and weights in shared memory).
 inline constexpr int32_t kMoeDecodeMaxTopK = 16;
+/// Most experts moe_decode_ffn's route form takes (a CTA holds the scores in shared memory; DeepSeek-V3 has 256).
+inline constexpr int32_t kMoeDecodeRouteMaxExperts = 256;
 
 /// Pointer arrays for a batched GEMM with one problem per pair (MoeRowMode::PAIR):
 /// a[p] = weights + topk_idx[p] * expert_stride_bytes, b[p] = x + p * ld_x_bytes, c[p] = y + p * ld_y_bytes.

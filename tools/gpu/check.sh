@@ -31,6 +31,8 @@
 #                tests, then V2-Lite b1 / b2 (BF16; FP8 weights + cache) and Llama-3-8B b1, each with the fusion and
 #                without (one call: ratios; NORMFUSE_BATCHES to change), b2 with MLABENCH_FUSE_NORM=2 and 1
 #                (NORMFUSE_BATCHES2); NORMFUSE_LONG=1 adds V2-Lite 128K x 1 BF16 with the fusion and without
+#   topk         issue 16: the router's top-k inside moe_decode_ffn (MLABENCH_FUSE_TOPK): its tests, V2-Lite b1 BF16 and
+#                FP8 with it and without (TOPK_BATCHES)
 #   b1skip       issue 20: V2-Lite b1 BF16, FP8, and FP8 with each MLABENCH_TIMING_SKIP stage left out (the most a fusion
 #                of that launch can save; outputs wrong by design)
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
@@ -406,6 +408,13 @@ if named normfuse; then
       row "bench V2-Lite 128K x 1, FUSE_NORM=$f" "rc $? $(grep -E '^ +1 +131072 ' "$out/normfuse_128k_fuse$f.log" | head -1)"
     done
   fi
+fi
+# The router's top-k inside moe_decode_ffn's two launches (named only; issue 16 round 13): the decode-FFN and router
+# kernel tests (the route form against the twin), then V2-Lite b1 BF16 and FP8 with MLABENCH_FUSE_TOPK=1 and 0.
+if named topk; then
+  gtests topk_kernels.log "decode FFN + router tests" test_cuda_kernels \
+    'CudaMoe.DecodeFfn*:CudaMoeFp8.DecodeFfn*:CudaMoe.Router*:CudaMoe.Layer*' 'route|ffn' 16
+  switch_ab topk MLABENCH_FUSE_TOPK "${TOPK_BATCHES:-1}"
 fi
 # Issue 20 at batch 1, where the step's time goes (named only): V2-Lite b1 with BF16 and with FP8 weights + cache,
 # then FP8 with each MLABENCH_TIMING_SKIP stage left out alone and all of them together (engine/kernels/cuda/

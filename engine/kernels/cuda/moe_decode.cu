@@ -13,6 +13,11 @@
 //     ran two launches earlier, so the expert indices and the first weight chunks are read before the wait; every
 //     thread requests its next chunk before it uses the current one.
 // Sums: per thread over its chunks, then the warp by shuffles, then the 8 warps in order (deterministic).
+// The route form (MoeDecodeFfnParams::route, issue 16 round 13): no router launch before these two. The router's
+// top-k of one token is one warp's few microseconds of work but cost a launch of ~7 us in a graphed step (issue 20
+// round 7); here each routed gate/up CTA picks the experts itself from the logits after its wait (the router GEMM
+// is the launch before), and each down CTA before its wait (the logits are two launches old by then), with the
+// router kernel's warp code (router_warp.cuh), so the experts and weights are the router's bit for bit.
 // FP8 weights (issue 20): the same two launches on e4m3 codes, the activations quantised inside (below): x by every
 // gate/up CTA as it reads it, act once a 128-column group by the group's last gate/up CTA.
 #include <cuda_bf16.h>
@@ -25,6 +30,7 @@
 #include "engine/kernels/cuda/fp8_device.cuh"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/pdl.cuh"
+#include "engine/kernels/cuda/router_warp.cuh"
 #include "engine/kernels/cuda/weight_stream.cuh"
 #include "engine/kernels/twin/checks.h"
 
@@ -71,6 +77,31 @@ __device__ __forceinline__ void store_act_columns(float (&acc)[2 * C], float (&r
     static_cast<__nv_bfloat16*>(act)[u0 + tid - C] = __float2bfloat16_rn(silu_times(gate[tid - C], total));
 }
 
+// The token's experts and routing weights into idx_s / w_s (top_k entries) for the whole CTA: in the route form
+// computed from p.route.logits by warp 0 (publish: also written to route.topk_idx / topk_weight), else read from
+// topk_idx / topk_weight. Every thread of the CTA calls it (it synchronises).
+__device__ __forceinline__ void token_route(const MoeDecodeFfnParams& p, int32_t* idx_s, float* w_s, bool publish) {
+  const int tid = threadIdx.x, lane = tid & 31;
+  if (p.route.logits != nullptr) {  // p.routes(), a host function
+    __shared__ float scores[kMoeDecodeRouteMaxExperts];
+    if (tid < 32) {
+      // From L2 (__ldcg): the logits buffer is rewritten every layer, after earlier kernels may have read it.
+      for (int e = lane; e < p.n_experts; e += 32) scores[e] = __ldcg(p.route.logits + e);
+      __syncwarp();
+      router_warp::route_token(p.route, scores, lane, idx_s, w_s);
+      __syncwarp();
+      if (publish && lane < p.top_k) {
+        p.route.topk_idx[lane] = idx_s[lane];
+        p.route.topk_weight[lane] = w_s[lane];
+      }
+    }
+  } else if (tid < p.top_k) {
+    idx_s[tid] = __ldg(p.topk_idx + tid);
+    w_s[tid] = __ldg(p.topk_weight + tid);
+  }
+  __syncthreads();
+}
+
 // grid (U / kGateCols), U = shared_inter + top_k * inter: CTA b owns act columns [4 b, 4 b + 4).
 __global__ void __launch_bounds__(kThreads) moe_decode_gate_up_kernel(const MoeDecodeFfnParams p) {
   __shared__ float red[kWarps][2 * kGateCols];
@@ -96,9 +127,12 @@ __global__ void __launch_bounds__(kThreads) moe_decode_gate_up_kernel(const MoeD
   }
   griddep_wait();
   griddep_launch_dependents();
-  if (!shared) {
+  if (!shared) {  // the last CTA is a routed one: it publishes the route form's top-k
+    __shared__ int32_t idx_s[kMoeDecodeMaxTopK];
+    __shared__ float w_s[kMoeDecodeMaxTopK];
+    token_route(p, idx_s, w_s, blockIdx.x == gridDim.x - 1);
     const int64_t k = (u0 - SI) / I;
-    wb = static_cast<const uint16_t*>(p.experts_gate_up) + static_cast<int64_t>(__ldg(p.topk_idx + k)) * 2 * I * H;
+    wb = static_cast<const uint16_t*>(p.experts_gate_up) + static_cast<int64_t>(idx_s[k]) * 2 * I * H;
     row0 = (u0 - SI) % I;
     up_off = I;
   }
@@ -130,6 +164,11 @@ __global__ void __launch_bounds__(kThreads) moe_decode_down_kernel(const MoeDeco
   const int64_t H = p.hidden, I = p.inter, SI = p.shared_inter;
   const int64_t shared_chunks = SI / 8, pair_chunks = I / 8, chunks = shared_chunks + p.top_k * pair_chunks;
   const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kDownRows;
+  // The router ran two launches before (route form: the logits were written two launches before): the experts are
+  // known before the wait, and so are the first chunks' weights.
+  __shared__ int32_t idx_s[kMoeDecodeMaxTopK];
+  __shared__ float w_s[kMoeDecodeMaxTopK];
+  token_route(p, idx_s, w_s, false);
   // Chunk c's weights for row j0 (the next rows are ld apart) and the scale of its act values.
   auto weights_of = [&](int64_t c, int64_t& ld, float& scale) -> const uint16_t* {
     if (c < shared_chunks) {
@@ -139,8 +178,8 @@ __global__ void __launch_bounds__(kThreads) moe_decode_down_kernel(const MoeDeco
     }
     const int64_t k = (c - shared_chunks) / pair_chunks, cc = (c - shared_chunks) % pair_chunks;
     ld = I;
-    scale = __ldg(p.topk_weight + k);
-    return static_cast<const uint16_t*>(p.experts_down) + static_cast<int64_t>(__ldg(p.topk_idx + k)) * H * I +
+    scale = w_s[k];
+    return static_cast<const uint16_t*>(p.experts_down) + static_cast<int64_t>(idx_s[k]) * H * I +
            j0 * I + cc * 8;
   };
   uint4 cur[kDownRows] = {}, nxt[kDownRows] = {};
@@ -151,7 +190,6 @@ __global__ void __launch_bounds__(kThreads) moe_decode_down_kernel(const MoeDeco
 #pragma unroll
     for (int r = 0; r < kDownRows; ++r) wv[r] = load_stream(reinterpret_cast<const uint4*>(w + r * ld));
   };
-  // The router (topk_idx, topk_weight) ran two launches before: the first chunks are requested before the wait.
   if (tid < chunks) load(tid, cur, cur_scale);
   griddep_wait();
   griddep_launch_dependents();
@@ -295,8 +333,11 @@ __global__ void __launch_bounds__(kFp8Threads) moe_decode_gate_up_fp8_kernel(con
   }
   griddep_wait();
   griddep_launch_dependents();
-  if (!shared) {
-    const int64_t k = (u0 - SI) / I, e = __ldg(p.topk_idx + k);
+  if (!shared) {  // as the BF16 kernel
+    __shared__ int32_t idx_s[kMoeDecodeMaxTopK];
+    __shared__ float w_s[kMoeDecodeMaxTopK];
+    token_route(p, idx_s, w_s, blockIdx.x == gridDim.x - 1);
+    const int64_t k = (u0 - SI) / I, e = idx_s[k];
     wb = static_cast<const uint8_t*>(p.experts_gate_up) + e * 2 * I * H;
     wsb = p.experts_gate_up_scale + e * (2 * I / kFp8Block) * ld;
     row0 = (u0 - SI) % I;
@@ -333,6 +374,9 @@ __global__ void __launch_bounds__(kFp8Threads) moe_decode_down_fp8_kernel(const 
   const int64_t H = p.hidden, I = p.inter, SI = p.shared_inter;
   const int64_t shared_chunks = SI / 16, pair_chunks = I / 16, chunks = shared_chunks + p.top_k * pair_chunks;
   const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kDownRows, block = j0 / kFp8Block;
+  __shared__ int32_t idx_s[kMoeDecodeMaxTopK];  // as the BF16 kernel: the experts known before the wait
+  __shared__ float w_s[kMoeDecodeMaxTopK];
+  token_route(p, idx_s, w_s, false);
   // Chunk c's weights for row j0 (the next rows ld apart), their scale for its group, and the routing weight.
   auto weights_of = [&](int64_t c, int64_t& ld, float& w_scale, float& route) -> const uint8_t* {
     if (c < shared_chunks) {
@@ -342,10 +386,10 @@ __global__ void __launch_bounds__(kFp8Threads) moe_decode_down_fp8_kernel(const 
       return static_cast<const uint8_t*>(p.shared_down) + j0 * SI + c * 16;
     }
     const int64_t k = (c - shared_chunks) / pair_chunks, cc = (c - shared_chunks) % pair_chunks;
-    const int64_t e = __ldg(p.topk_idx + k), ld_s = fp8_weight_scale_ld(I);
+    const int64_t e = idx_s[k], ld_s = fp8_weight_scale_ld(I);
     ld = I;
     w_scale = __ldg(p.experts_down_scale + e * (H / kFp8Block) * ld_s + block * ld_s + cc / 8);
-    route = __ldg(p.topk_weight + k);
+    route = w_s[k];
     return static_cast<const uint8_t*>(p.experts_down) + e * H * I + j0 * I + cc * 16;
   };
   uint4 cur[kDownRows] = {}, nxt[kDownRows] = {};
@@ -356,7 +400,6 @@ __global__ void __launch_bounds__(kFp8Threads) moe_decode_down_fp8_kernel(const 
 #pragma unroll
     for (int r = 0; r < kDownRows; ++r) wv[r] = load_stream(reinterpret_cast<const uint4*>(w + r * ld));
   };
-  // The router ran two launches before: the first chunks are requested before the wait (as the BF16 kernel).
   if (tid < chunks) load(tid, cur, cur_ws, cur_route);
   griddep_wait();
   griddep_launch_dependents();
@@ -394,6 +437,10 @@ bool moe_decode_ffn_supported(const MoeDecodeFfnParams& p) {
                                    p.hidden % kFp8Block == 0 && p.inter % kFp8Block == 0 &&
                                    p.shared_inter % kFp8Block == 0);
   if (!fp8_ok) return false;
+  const bool route_ok = !p.routes() || (p.route.n_tokens == 1 && p.route.n_experts == p.n_experts &&
+                                        p.route.top_k == p.top_k && p.n_experts <= kMoeDecodeRouteMaxExperts &&
+                                        p.route.topk_idx && p.route.topk_weight);
+  if (!route_ok) return false;
   return p.hidden > 0 && p.hidden % 8 == 0 && p.inter > 0 && p.inter % 8 == 0 && p.shared_inter >= 0 &&
          p.shared_inter % 8 == 0 && p.top_k >= 1 && p.top_k <= kMoeDecodeMaxTopK && p.top_k <= p.n_experts &&
          aligned16(p.x) && aligned16(p.act) && aligned16(p.experts_gate_up) && aligned16(p.experts_down) && shared_ok &&

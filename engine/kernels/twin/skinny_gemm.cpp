@@ -73,7 +73,16 @@ void check_moe_decode_ffn(const MoeDecodeFfnParams& p) {
                  "moe_decode_ffn: hidden {}, inter {}, shared_inter {}, n_experts {}, top_k {}. HINT: sizes positive "
                  "(shared_inter may be 0), 1 <= top_k <= min(n_experts, {})",
                  p.hidden, p.inter, p.shared_inter, p.n_experts, p.top_k, kMoeDecodeMaxTopK);
-  MLABENCH_CHECK(p.x && p.topk_idx && p.topk_weight && p.experts_gate_up && p.experts_down && p.act && p.out &&
+  if (p.routes())
+    MLABENCH_CHECK(p.route.n_tokens == 1 && p.route.n_experts == p.n_experts && p.route.top_k == p.top_k &&
+                       p.n_experts <= kMoeDecodeRouteMaxExperts && p.route.topk_idx && p.route.topk_weight,
+                   "moe_decode_ffn: the route form with {} token(s), {} of {} experts (route: top {} of {}){}. HINT: "
+                   "route is the one token's router (n_tokens 1, the same n_experts and top_k, at most {} experts) "
+                   "and writes its topk_idx / topk_weight",
+                   p.route.n_tokens, p.top_k, p.n_experts, p.route.top_k, p.route.n_experts,
+                   p.route.topk_idx && p.route.topk_weight ? "" : ", no top-k outputs", kMoeDecodeRouteMaxExperts);
+  const bool have_topk = p.routes() || (p.topk_idx && p.topk_weight);
+  MLABENCH_CHECK(p.x && have_topk && p.experts_gate_up && p.experts_down && p.act && p.out &&
                      (p.shared_inter == 0 || (p.shared_gate_up && p.shared_down)),
                  "moe_decode_ffn: a null operand (shared_inter {}). HINT: only the shared experts' weights may be "
                  "null, and only without shared experts",
@@ -172,6 +181,14 @@ void moe_decode_ffn_fp8(const MoeDecodeFfnParams& p) {
 // ascending of (s(u) * act[u]) * down_u[j].
 void moe_decode_ffn(const MoeDecodeFfnParams& p) {
   checks::check_moe_decode_ffn(p);
+  if (p.routes()) {  // the route form: the router's top-k first, then the same FFN over its outputs
+    router(p.route);
+    MoeDecodeFfnParams q = p;
+    q.topk_idx = p.route.topk_idx;
+    q.topk_weight = p.route.topk_weight;
+    q.route = {};
+    return moe_decode_ffn(q);
+  }
   if (p.fp8()) return moe_decode_ffn_fp8(p);
   const int64_t H = p.hidden, I = p.inter, SI = p.shared_inter, U = SI + p.top_k * I;
   auto bf16 = [](const void* base, int64_t i) { return bf16_to_f32(static_cast<const uint16_t*>(base)[i]); };
