@@ -22,6 +22,7 @@
 #include "engine/kernels/cuda/hopper.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/twin/twin.h"
+#include "tests/kernels/fp8_test_util.h"
 #include "tests/kernels/gpu_test_util.h"
 
 namespace mlabench {
@@ -674,6 +675,140 @@ TEST(CudaMoe, DecodeFfnMatchesTwin) {
   }
   kernels::MoeDecodeFfnParams bad{.hidden = 64, .inter = 20, .n_experts = 4, .top_k = 2};
   EXPECT_FALSE(kernels::cuda::moe_decode_ffn_supported(bad)) << "inter 20 is not a multiple of 8";
+}
+
+// The route form of moe_decode_ffn (MoeDecodeFfnParams::route: the router's top-k inside the two launches) against
+// the router kernel followed by the plain form, on the GPU: the same experts and weights (published by the gate/up
+// launch), act and out bit for bit; and the twin's route form picks the same experts with the same weights. Real
+// expert counts and router kinds (V2-Lite's 64 softmax greedy, DeepSeek-V2's 160 group-limited with scaling 16,
+// 256 sigmoid group-limited renormalised, without shared experts so the first CTA is a routed one too; logits on a
+// coarse grid, so ties are broken by index as the router breaks them), small hidden sizes; BF16 and FP8 weights.
+TEST(CudaMoe, DecodeFfnRouteFormIsTheRouterThenTheFfn) {
+  MLABENCH_REQUIRE_GPU();
+  struct Case {
+    const char* name;
+    int64_t H, I, SI;
+    int32_t E, K;
+    RouterMethod method;
+    int32_t n_group, topk_group;
+    RouterScoring scoring;
+    bool norm_topk_prob;
+    float scaling;
+    bool fp8;
+  };
+  const Case kCases[] = {
+      {"V2-Lite router", 256, 64, 128, 64, 6, RouterMethod::GREEDY, 1, 1, RouterScoring::SOFTMAX, false, 1.0f, false},
+      {"V2 router", 128, 32, 64, 160, 6, RouterMethod::GROUP_LIMITED_GREEDY, 8, 3, RouterScoring::SOFTMAX, false, 16.0f,
+       false},
+      {"sigmoid, no shared", 128, 32, 0, 256, 8, RouterMethod::GROUP_LIMITED_GREEDY, 8, 4, RouterScoring::SIGMOID, true,
+       2.5f, false},
+      {"V2-Lite router, FP8", 256, 128, 256, 64, 6, RouterMethod::GREEDY, 1, 1, RouterScoring::SOFTMAX, false, 1.0f,
+       true}};
+  std::mt19937 rng(57);
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    const DType dt = DType::BF16;
+    const int64_t U = c.SI + c.K * c.I, si = std::max<int64_t>(c.SI, 128);
+    const std::vector<float> logits = grid_values(c.E, 4, 1.0f / 8, rng);  // 9 values: many ties
+    const std::vector<uint8_t> x = random_elems(c.H, dt, rng);
+    // BF16 weights, or e4m3 codes with their 128 x 128 scales.
+    std::vector<uint8_t> gu, dn, sgu, sd;
+    std::vector<float> gus, dns, sgus, sds;
+    if (c.fp8) {
+      test::Fp8Experts a = test::quantized_experts(c.E, 2 * c.I, c.H, 0, rng), b = test::quantized_experts(c.E, c.H, c.I, 0, rng),
+                       e = test::quantized_experts(1, 2 * si, c.H, 0, rng), f = test::quantized_experts(1, c.H, si, 0, rng);
+      gu = a.codes, gus = a.scale, dn = b.codes, dns = b.scale, sgu = e.codes, sgus = e.scale, sd = f.codes, sds = f.scale;
+    } else {
+      gu = random_elems(c.E * 2 * c.I * c.H, dt, rng, 0.05f), dn = random_elems(c.E * c.H * c.I, dt, rng, 0.05f);
+      sgu = random_elems(2 * si * c.H, dt, rng, 0.05f), sd = random_elems(c.H * si, dt, rng, 0.05f);
+    }
+    const kernels::RouterParams rp{.n_tokens = 1, .n_experts = c.E, .top_k = c.K, .method = c.method,
+                                   .n_group = c.n_group, .topk_group = c.topk_group,
+                                   .norm_topk_prob = c.norm_topk_prob, .routed_scaling_factor = c.scaling,
+                                   .scoring = c.scoring};
+    auto d_logits = to_device(logits), d_x = to_device(x), d_gu = to_device(gu), d_dn = to_device(dn),
+         d_sgu = to_device(sgu), d_sd = to_device(sd), d_gus = to_device(gus), d_dns = to_device(dns),
+         d_sgus = to_device(sgus), d_sds = to_device(sds);
+    auto d_arrivals = to_device(std::vector<uint32_t>(static_cast<size_t>(U / 128 + 1), 0u));
+    const bool sh = c.SI > 0;
+    struct Run {
+      std::vector<int32_t> idx;
+      std::vector<float> weight, out;
+      std::vector<uint16_t> act;
+    };
+    // route_inside: the route form; else the router kernel, then the plain form over its outputs.
+    auto run = [&](bool route_inside) {
+      auto d_idx = to_device(std::vector<int32_t>(static_cast<size_t>(c.K), -1));
+      auto d_w = to_device(std::vector<float>(static_cast<size_t>(c.K), kNaN));
+      auto d_act = to_device(std::vector<uint16_t>(static_cast<size_t>(U), f32_to_bf16(kNaN)));
+      auto d_out = to_device(std::vector<float>(static_cast<size_t>(c.H), kNaN));
+      auto d_aq = to_device(std::vector<uint8_t>(static_cast<size_t>(U), 0x7f));
+      auto d_as = to_device(std::vector<float>(static_cast<size_t>(U / 128 + 1), kNaN));
+      kernels::RouterParams r = rp;
+      r.logits = d_logits.as<float>(), r.topk_idx = d_idx.as<int32_t>(), r.topk_weight = d_w.as<float>();
+      kernels::MoeDecodeFfnParams g{.x = d_x.get(), .experts_gate_up = d_gu.get(), .experts_down = d_dn.get(),
+                                    .shared_gate_up = sh ? d_sgu.get() : nullptr, .shared_down = sh ? d_sd.get() : nullptr,
+                                    .hidden = c.H, .inter = c.I, .shared_inter = c.SI, .n_experts = c.E, .top_k = c.K,
+                                    .act = d_act.get(), .out = d_out.as<float>()};
+      if (c.fp8) {
+        g.experts_gate_up_scale = d_gus.as<float>(), g.experts_down_scale = d_dns.as<float>();
+        g.shared_gate_up_scale = sh ? d_sgus.as<float>() : nullptr, g.shared_down_scale = sh ? d_sds.as<float>() : nullptr;
+        g.act_q = d_aq.as<uint8_t>(), g.act_scale = d_as.as<float>(), g.act_arrivals = d_arrivals.as<uint32_t>();
+      }
+      if (route_inside) {
+        g.route = r;
+      } else {
+        kernels::cuda::router(r, nullptr);
+        g.topk_idx = r.topk_idx, g.topk_weight = r.topk_weight;
+      }
+      EXPECT_TRUE(kernels::cuda::moe_decode_ffn_supported(g));
+      kernels::cuda::moe_decode_ffn(g, nullptr);
+      MLABENCH_CUDA(cudaDeviceSynchronize());
+      return Run{to_host<int32_t>(d_idx, static_cast<size_t>(c.K)), to_host<float>(d_w, static_cast<size_t>(c.K)),
+                 to_host<float>(d_out, static_cast<size_t>(c.H)), to_host<uint16_t>(d_act, static_cast<size_t>(U))};
+    };
+    const Run plain = run(false), inside = run(true);
+    EXPECT_EQ(inside.idx, plain.idx) << "experts";
+    EXPECT_EQ(0, std::memcmp(inside.weight.data(), plain.weight.data(), plain.weight.size() * sizeof(float))) << "weights";
+    EXPECT_EQ(0, std::memcmp(inside.act.data(), plain.act.data(), plain.act.size() * 2)) << "act";
+    EXPECT_EQ(0, std::memcmp(inside.out.data(), plain.out.data(), plain.out.size() * sizeof(float))) << "out";
+    EXPECT_FALSE(std::isnan(inside.out[0])) << "out written";
+    // The twin's route form: its router's experts and weights, the GPU's bit for bit.
+    std::vector<int32_t> idx(static_cast<size_t>(c.K), -1);
+    std::vector<float> weight(static_cast<size_t>(c.K), kNaN), out(static_cast<size_t>(c.H), kNaN);
+    std::vector<uint16_t> act(static_cast<size_t>(U));
+    std::vector<uint8_t> act_q(static_cast<size_t>(U));
+    std::vector<float> act_scale(static_cast<size_t>(U / 128 + 1));
+    std::vector<uint32_t> arrivals(act_scale.size(), 0u);
+    kernels::RouterParams hr = rp;
+    hr.logits = logits.data(), hr.topk_idx = idx.data(), hr.topk_weight = weight.data();
+    kernels::MoeDecodeFfnParams h{.x = x.data(), .experts_gate_up = gu.data(), .experts_down = dn.data(),
+                                  .shared_gate_up = sh ? sgu.data() : nullptr, .shared_down = sh ? sd.data() : nullptr,
+                                  .hidden = c.H, .inter = c.I, .shared_inter = c.SI, .n_experts = c.E, .top_k = c.K,
+                                  .act = act.data(), .out = out.data(), .route = hr};
+    if (c.fp8) {
+      h.experts_gate_up_scale = gus.data(), h.experts_down_scale = dns.data();
+      h.shared_gate_up_scale = sh ? sgus.data() : nullptr, h.shared_down_scale = sh ? sds.data() : nullptr;
+      h.act_q = act_q.data(), h.act_scale = act_scale.data(), h.act_arrivals = arrivals.data();
+    }
+    kernels::twin::moe_decode_ffn(h);
+    EXPECT_EQ(idx, inside.idx) << "the twin's experts";
+    EXPECT_EQ(0, std::memcmp(weight.data(), inside.weight.data(), weight.size() * sizeof(float))) << "the twin's weights";
+    EXPECT_LE(test::max_rel_diff(inside.out, out), c.fp8 ? 2e-2 : 5e-3) << "out against the twin";
+  }
+  // Refused: more experts than the route form holds, a router of another top_k, a router of two tokens.
+  kernels::MoeDecodeFfnParams bad{.hidden = 64, .inter = 24, .n_experts = 300, .top_k = 6};
+  int32_t idx_out[8];
+  float w_out[8];
+  const float logit = 0.0f;
+  bad.route = {.logits = &logit, .n_tokens = 1, .n_experts = 300, .top_k = 6, .topk_idx = idx_out, .topk_weight = w_out};
+  EXPECT_FALSE(kernels::cuda::moe_decode_ffn_supported(bad)) << "300 experts";
+  bad.n_experts = bad.route.n_experts = 64;
+  bad.route.top_k = 5;
+  EXPECT_FALSE(kernels::cuda::moe_decode_ffn_supported(bad)) << "route.top_k 5 against top_k 6";
+  bad.route.top_k = 6;
+  bad.route.n_tokens = 2;
+  EXPECT_FALSE(kernels::cuda::moe_decode_ffn_supported(bad)) << "two tokens";
 }
 
 // One layer's weights, on the host and the device, and the params that point at either copy.
