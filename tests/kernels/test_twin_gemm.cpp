@@ -426,5 +426,61 @@ TEST(TwinMoeDecodeFfn, RefusesTopKPastItsLimitAndMissingSharedWeights) {
   EXPECT_ANY_THROW(kernels::twin::moe_decode_ffn(p)) << "FP8 without every scale grid";
 }
 
+// The route form (MoeDecodeFfnParams::route: the router's top-k inside the launches) is the router, then the plain
+// form over the experts it picked: the same experts, weights, act and out, topk_idx / topk_weight written; a router
+// of another top_k or expert count, or of two tokens, or past kMoeDecodeRouteMaxExperts is refused.
+TEST(TwinMoeDecodeFfn, RouteFormIsTheRouterThenThePlainForm) {
+  const int64_t H = 16, I = 8, SI = 8;
+  const int32_t E = 12, K = 3;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  auto bf16s = [&](int64_t n) {
+    std::vector<uint16_t> v(static_cast<size_t>(n));
+    for (auto& e : v) e = f32_to_bf16(u(rng));
+    return v;
+  };
+  const std::vector<uint16_t> x = bf16s(H), gu = bf16s(E * 2 * I * H), dn = bf16s(E * H * I), sgu = bf16s(2 * SI * H),
+                              sd = bf16s(H * SI);
+  std::vector<float> logits(static_cast<size_t>(E));
+  for (auto& l : logits) l = u(rng);
+  kernels::RouterParams r{.logits = logits.data(), .n_tokens = 1, .n_experts = E, .top_k = K,
+                          .method = kernels::RouterMethod::GROUP_LIMITED_GREEDY, .n_group = 4, .topk_group = 2,
+                          .routed_scaling_factor = 2.0f};
+  std::vector<int32_t> idx(K, -1), idx2(K, -1);
+  std::vector<float> weight(K, 0.0f), weight2(K, 0.0f), out(H), out2(H);
+  std::vector<uint16_t> act(SI + K * I), act2(act.size());
+  r.topk_idx = idx.data(), r.topk_weight = weight.data();
+  kernels::twin::router(r);
+  kernels::MoeDecodeFfnParams p{.x = x.data(), .topk_idx = idx.data(), .topk_weight = weight.data(),
+                                .experts_gate_up = gu.data(), .experts_down = dn.data(), .shared_gate_up = sgu.data(),
+                                .shared_down = sd.data(), .hidden = H, .inter = I, .shared_inter = SI, .n_experts = E,
+                                .top_k = K, .act = act.data(), .out = out.data()};
+  kernels::twin::moe_decode_ffn(p);
+  kernels::MoeDecodeFfnParams q = p;
+  q.topk_idx = nullptr, q.topk_weight = nullptr, q.act = act2.data(), q.out = out2.data();
+  q.route = r;
+  q.route.topk_idx = idx2.data(), q.route.topk_weight = weight2.data();
+  kernels::twin::moe_decode_ffn(q);
+  EXPECT_EQ(idx2, idx);
+  EXPECT_EQ(weight2, weight);
+  EXPECT_EQ(act2, act);
+  EXPECT_EQ(out2, out);
+  EXPECT_NE(idx[0], -1);
+  for (auto bad : {&kernels::RouterParams::top_k, &kernels::RouterParams::n_experts}) {
+    kernels::MoeDecodeFfnParams b = q;
+    b.route.*bad -= 1;
+    EXPECT_ANY_THROW(kernels::twin::moe_decode_ffn(b)) << "a router of another shape";
+  }
+  kernels::MoeDecodeFfnParams b = q;
+  b.route.n_tokens = 2;
+  EXPECT_ANY_THROW(kernels::twin::moe_decode_ffn(b)) << "two tokens";
+  b = q;
+  b.route.topk_idx = nullptr;
+  EXPECT_ANY_THROW(kernels::twin::moe_decode_ffn(b)) << "no top-k outputs";
+  b = q;
+  b.n_experts = b.route.n_experts = kernels::kMoeDecodeRouteMaxExperts + 1;
+  EXPECT_ANY_THROW(kernels::twin::moe_decode_ffn(b)) << "more experts than the route form holds";
+}
+
 }  // namespace
 }  // namespace mlabench
