@@ -27,7 +27,7 @@ constexpr float kLatentNormEps = 1e-6f;  // q_a/kv_a layernorms use the RMSNorm 
 
 class MlaAttention final : public GpuAttention {
  public:
-  explicit MlaAttention(GpuModel& m) : GpuAttention(m) {}
+  explicit MlaAttention(GpuModel& m) : GpuAttention(m) { fuse_append(); }
 
   std::pair<int64_t, int64_t> kv_widths() const override {
     return {m_.config().kv_lora_rank + m_.config().qk_rope_head_dim, 0};
@@ -115,14 +115,17 @@ class MlaAttention final : public GpuAttention {
     const bool fused = first_projections(L, T, q, ckv);
     queries(st, L, q, fused);
     if (!fused) m_.linear(ckv, cw, m_.normed_input(), H, L.kv_a_proj, T);  // [T, cw]
-    // One kernel: kv_a_layernorm on c_kv, RoPE on k_pe and on q's rope columns, the row appended to the cache.
-    if (!timing_skip("latent_append"))
-      k::cuda::latent_append({.latent = ckv, .ld = cw, .kv_lora = kvl, .rope_dim = m_.rope().dim,
-                            .norm_weight = L.kv_a_norm, .eps = kLatentNormEps, .q = q, .ld_q = nh * qk, .n_heads = nh,
-                            .q_head_stride = qk, .q_rope_offset = nope, .interleaved = m_.rope().interleaved,
-                            .cos = m_.rope_cos(), .sin = m_.rope_sin(), .positions = st.positions, .cache = cache,
-                            .cache_type = m_.cache_dtype(), .slots = st.slots, .n_rows = T},
-                           s);
+    // One kernel: kv_a_layernorm on c_kv, RoPE on k_pe and on q's rope columns, the row appended to the cache. A
+    // step of decode rows only runs it in W_UK's launch where it can (absorbed), else it is a launch of its own.
+    const k::LatentAppendParams append{.latent = ckv, .ld = cw, .kv_lora = kvl, .rope_dim = m_.rope().dim,
+                                       .norm_weight = L.kv_a_norm, .eps = kLatentNormEps, .q = q, .ld_q = nh * qk,
+                                       .n_heads = nh, .q_head_stride = qk, .q_rope_offset = nope,
+                                       .interleaved = m_.rope().interleaved, .cos = m_.rope_cos(),
+                                       .sin = m_.rope_sin(), .positions = st.positions, .cache = cache,
+                                       .cache_type = m_.cache_dtype(), .slots = st.slots, .n_rows = T};
+    const bool append_pending = !timing_skip("latent_append");
+    const bool append_in_uk = append_pending && T == st.n_decode && fuse_append();
+    if (append_pending && !append_in_uk) k::cuda::latent_append(append, s);
 
     float* o = buf<float>(off_.o);  // [T, nh * v]
     void* o_c = buf<void>(off_.o_c);  // [T, nh * v] dt, o_proj's input
@@ -130,7 +133,8 @@ class MlaAttention final : public GpuAttention {
     const bool decode_to_dt = T == st.n_decode && dt != DType::F32;
     if (st.n_decode > 0) {
       phases::at(s, "attention: decode (absorbed)");
-      absorbed(st, L, cache, block_size, q, decode_to_dt ? o_c : o, decode_to_dt ? dt : DType::F32);
+      absorbed(st, L, cache, block_size, q, decode_to_dt ? o_c : o, decode_to_dt ? dt : DType::F32,
+               append_in_uk ? &append : nullptr);
     }
     if (T > st.n_decode) decompressed(st, L, cache, block_size, q, o);
     phases::at(s, "attention: o_proj");
@@ -193,10 +197,18 @@ class MlaAttention final : public GpuAttention {
     }
   }
 
+  // MLABENCH_FUSE_APPEND (read at construction): a decode step's latent_append in W_UK's launch (0: its own).
+  static bool fuse_append() {
+    static const bool on = gpu::env_switch("MLABENCH_FUSE_APPEND");
+    return on;
+  }
+
   // Decode rows [0, Td): q_lat_h = q_nope_h . W_UK_h, MQA over the latent cache, o_h = o_lat_h . W_UV_h^T.
-  // o [Td, nh * v] in o_type (float32, or dt when it feeds o_proj directly).
+  // o [Td, nh * v] in o_type (float32, or dt when it feeds o_proj directly). append (a step of decode rows only):
+  // the step's latent_append, still to run: in W_UK's launch (SkinnyGemmParams::append, issue 16 round 13: one
+  // launch fewer a layer) where that kernel runs, else as its own launch first.
   void absorbed(const DeviceStep& st, const GpuLayer& L, const void* cache, int64_t block_size, const float* q,
-                void* o, DType o_type) {
+                void* o, DType o_type, const k::LatentAppendParams* append) {
     const ModelConfig& c = m_.config();
     const int64_t Td = st.n_decode, nh = c.n_heads, nope = c.qk_nope_head_dim, qk = c.qk_head_dim();
     const int64_t kvl = c.kv_lora_rank, v = c.v_head_dim;
@@ -207,9 +219,16 @@ class MlaAttention final : public GpuAttention {
     const bool direct = dt == DType::BF16 && Td <= k::kSkinnyEngineRows && Blas::skinny_enabled();
     // q_lat_h = q_nope_h . W_UK_h ([nope] x [nope, kvl]) for every head in one strided GEMM.
     float* q_lat = buf<float>(off_.q_lat);  // [Td, nh * kvl]
-    const k::SkinnyGemmParams uk{.y = q_lat, .ldy = nh * kvl, .stride_y = kvl, .x = q, .ldx = nh * qk, .stride_x = qk,
-                                 .w = L.kv_b_proj.p, .ldw = kvl, .stride_w = (nope + v) * kvl, .dtype = dt, .m = Td,
-                                 .n = kvl, .k = nope, .batch = nh, .w_kn = true, .x_f32 = true};
+    k::SkinnyGemmParams uk{.y = q_lat, .ldy = nh * kvl, .stride_y = kvl, .x = q, .ldx = nh * qk, .stride_x = qk,
+                           .w = L.kv_b_proj.p, .ldw = kvl, .stride_w = (nope + v) * kvl, .dtype = dt, .m = Td,
+                           .n = kvl, .k = nope, .batch = nh, .w_kn = true, .x_f32 = true};
+    if (append != nullptr) {
+      uk.append = *append;
+      if (timing_skip("w_uk") || !direct || !k::cuda::skinny_gemm_supported(uk)) {
+        uk.append = {};
+        k::cuda::latent_append(*append, s);
+      }
+    }
     if (timing_skip("w_uk")) {
     } else if (direct && k::cuda::skinny_gemm_supported(uk)) {
       k::cuda::skinny_gemm(uk, s);
@@ -232,8 +251,10 @@ class MlaAttention final : public GpuAttention {
                           .scale = static_cast<float>(m_.rope().softmax_scale),
                           .bf16_operands = dt == DType::BF16};  // as transformers' BF16 attention
     dp.n_slots = m_.cache_slots();
-    dp.cache_early = true;
-    dp.fixed_splits = m_.fixed_splits();  // latent_append wrote the rows and q_pe, then W_UK ran: only q_lat is the last launch's
+    // latent_append wrote the rows and q_pe, then W_UK ran: only q_lat is the last launch's, and the cache stream may
+    // start before the wait. Not where the append ran in W_UK's launch: then the new rows are the last launch's too.
+    dp.cache_early = uk.append.latent == nullptr;
+    dp.fixed_splits = m_.fixed_splits();
     dp.scratch_floats = k::mla_decode_scratch_floats(dp);
     if (dp.scratch_floats > 0) dp.scratch = m_.attention_scratch(dp.scratch_floats);
     k::cuda::mla_decode_attention(dp, s);

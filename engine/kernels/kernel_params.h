@@ -429,6 +429,12 @@ struct SkinnyGemmParams {
   /// residual_out), so the result is rms_norm's followed by the product's, one launch fewer. A norm with delta must
   /// write residual_out (no CTA may change the residual row the others read).
   RmsNormParams norm{};
+  /// MLA's latent_append beside the product in the same launch (append.latent set; the w_kn form only: a decode
+  /// step's W_UK, issue 16 round 13): extra CTAs (one more grid row) run latent_append(append) while the others
+  /// compute the product, one launch fewer. The two must be independent: the product neither reads nor writes what
+  /// the append writes (W_UK reads q's nope columns; the append rotates q's rope columns, normalises the latent row
+  /// and writes the cache). The result is latent_append's followed by the product's.
+  LatentAppendParams append{};
 };
 
 /// Rows up to which skinny_gemm runs (the kernel keeps m x rows-per-CTA sums in registers).

@@ -275,6 +275,90 @@ TEST(CudaSkinnyGemm, RouterWuvWukFormsMatchTwin) {
   }
 }
 
+// W_UK's [k, n] launch with latent_append beside it (SkinnyGemmParams::append: a decode step's two launches as one)
+// against latent_append then the plain product, two launches: q_lat, the latent rows, q (its rope columns rotated)
+// and the whole cache pool (NaN-poisoned slots elsewhere) byte for byte. V2-Lite's 16 heads and V2's 128 (a grid of
+// 129 rows), one and two decode rows, BF16 and FP8 (FlashMLA's 656-byte slots) pools; refused on other forms.
+TEST(CudaSkinnyGemm, WukWithLatentAppendIsTheAppendThenTheProductBitForBit) {
+  MLABENCH_REQUIRE_GPU();
+  struct AppendCase {
+    int64_t m, nh;
+    DType cache_type;
+  };
+  const int64_t nope = 128, rd = 64, v = 128, qk = nope + rd, kvl = 512, cw = kvl + rd, n_pos = 64, n_slots = 40;
+  std::mt19937 rng(1313);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  auto randn = [&](int64_t n, float scale) {
+    std::vector<float> out(static_cast<size_t>(n));
+    for (float& f : out) f = nd(rng) * scale;
+    return out;
+  };
+  std::vector<float> cos(static_cast<size_t>(n_pos * rd / 2)), sin(cos.size());
+  for (int64_t p = 0; p < n_pos; ++p)
+    for (int64_t i = 0; i < rd / 2; ++i) {
+      const double a = static_cast<double>(p) * std::pow(10000.0, -2.0 * static_cast<double>(i) / static_cast<double>(rd));
+      cos[static_cast<size_t>(p * rd / 2 + i)] = static_cast<float>(std::cos(a));
+      sin[static_cast<size_t>(p * rd / 2 + i)] = static_cast<float>(std::sin(a));
+    }
+  const auto d_cos = to_device(cos), d_sin = to_device(sin);
+  for (const AppendCase& c : {AppendCase{1, 16, DType::BF16}, AppendCase{2, 16, DType::BF16},
+                              AppendCase{1, 16, DType::F8_E4M3}, AppendCase{2, 128, DType::BF16}}) {
+    SCOPED_TRACE(fmt::format("rows {} heads {} cache {}", c.m, c.nh, dtype_name(c.cache_type)));
+    const std::vector<float> q = randn(c.m * c.nh * qk, 1.0f), ckv = randn(c.m * cw, 2.0f), norm_w = randn(kvl, 1.0f);
+    const std::vector<uint16_t> kv_b = random_bf16(static_cast<size_t>(c.nh * (nope + v) * kvl), rng, 0.05f);
+    const std::vector<int32_t> positions = {17, 63};
+    const std::vector<int64_t> slots = {23, 5};
+    const int64_t slot_bytes = c.cache_type == DType::F8_E4M3 ? kernels::Fp8SlotLayout::mla(kvl, rd).bytes()
+                                                              : cw * static_cast<int64_t>(dtype_size(c.cache_type));
+    const auto d_w = to_device(kv_b), d_nw = to_device(norm_w), d_pos = to_device(positions), d_slots = to_device(slots);
+    struct Out {
+      std::vector<float> q_lat, latent, q;
+      std::vector<uint8_t> cache;
+    };
+    auto run = [&](bool fused) {
+      auto d_q = to_device(q), d_ckv = to_device(ckv);
+      auto d_q_lat = to_device(std::vector<float>(static_cast<size_t>(c.m * c.nh * kvl), kNaN));
+      auto d_cache = to_device(std::vector<uint8_t>(static_cast<size_t>(n_slots * slot_bytes), 0xff));
+      const kernels::LatentAppendParams ap{
+          .latent = d_ckv.as<float>(), .ld = cw, .kv_lora = kvl, .rope_dim = rd, .norm_weight = d_nw.as<float>(),
+          .eps = 1e-6f, .q = d_q.as<float>(), .ld_q = c.nh * qk, .n_heads = c.nh, .q_head_stride = qk,
+          .q_rope_offset = nope, .interleaved = true, .cos = d_cos.as<float>(), .sin = d_sin.as<float>(),
+          .positions = d_pos.as<int32_t>(), .cache = d_cache.get(), .cache_type = c.cache_type,
+          .slots = d_slots.as<int64_t>(), .n_rows = c.m};
+      SkinnyGemmParams uk{.y = d_q_lat.as<float>(), .ldy = c.nh * kvl, .stride_y = kvl, .x = d_q.get(), .ldx = c.nh * qk,
+                          .stride_x = qk, .w = d_w.get(), .ldw = kvl, .stride_w = (nope + v) * kvl,
+                          .dtype = DType::BF16, .m = c.m, .n = kvl, .k = nope, .batch = c.nh, .w_kn = true,
+                          .x_f32 = true};
+      if (fused) {
+        uk.append = ap;
+      } else {
+        kernels::cuda::latent_append(ap, nullptr);
+      }
+      EXPECT_TRUE(kernels::cuda::skinny_gemm_supported(uk));
+      kernels::cuda::skinny_gemm(uk, nullptr);
+      MLABENCH_CUDA(cudaDeviceSynchronize());
+      return Out{to_host<float>(d_q_lat, static_cast<size_t>(c.m * c.nh * kvl)), to_host<float>(d_ckv, ckv.size()),
+                 to_host<float>(d_q, q.size()), to_host<uint8_t>(d_cache, static_cast<size_t>(n_slots * slot_bytes))};
+    };
+    const Out apart = run(false), fused = run(true);
+    auto same = [](const auto& a, const auto& b) {
+      return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])) == 0;
+    };
+    EXPECT_TRUE(same(fused.q_lat, apart.q_lat)) << "q_lat";
+    EXPECT_TRUE(same(fused.latent, apart.latent)) << "latent rows";
+    EXPECT_TRUE(same(fused.q, apart.q)) << "q";
+    EXPECT_TRUE(same(fused.cache, apart.cache)) << "cache pool";
+    EXPECT_FALSE(same(fused.q, q)) << "q's rope columns rotated";
+    EXPECT_FALSE(std::isnan(fused.q_lat[0]));
+  }
+  // The append rides the [k, n] form only.
+  const std::vector<float> dummy(16, 0.0f);
+  SkinnyGemmParams plain{.y = nullptr, .ldy = 64, .x = dummy.data(), .ldx = 64, .w = dummy.data(), .ldw = 64,
+                         .dtype = DType::BF16, .m = 1, .n = 64, .k = 64};
+  plain.append.latent = const_cast<float*>(dummy.data());
+  EXPECT_FALSE(kernels::cuda::skinny_gemm_supported(plain));
+}
+
 TEST(CudaSkinnyGemm, SaysWhereItDoesNotRun) {
   MLABENCH_REQUIRE_GPU();
   const auto buf = to_device(std::vector<uint16_t>(4096));

@@ -33,6 +33,8 @@
 #                (NORMFUSE_BATCHES2); NORMFUSE_LONG=1 adds V2-Lite 128K x 1 BF16 with the fusion and without
 #   topk         issue 16: the router's top-k inside moe_decode_ffn (MLABENCH_FUSE_TOPK): its tests, V2-Lite b1 BF16 and
 #                FP8 with it and without (TOPK_BATCHES)
+#   append       issue 16: latent_append in W_UK's launch (MLABENCH_FUSE_APPEND): its tests, V2-Lite b1 BF16 and FP8 with
+#                it and without (APPEND_BATCHES)
 #   b1skip       issue 20: V2-Lite b1 BF16, FP8, and FP8 with each MLABENCH_TIMING_SKIP stage left out (the most a fusion
 #                of that launch can save; outputs wrong by design)
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
@@ -415,6 +417,13 @@ if named topk; then
   gtests topk_kernels.log "decode FFN + router tests" test_cuda_kernels \
     'CudaMoe.DecodeFfn*:CudaMoeFp8.DecodeFfn*:CudaMoe.Router*:CudaMoe.Layer*' 'route|ffn' 16
   switch_ab topk MLABENCH_FUSE_TOPK "${TOPK_BATCHES:-1}"
+fi
+# A decode step's latent_append in W_UK's launch (named only; issue 16 round 13): the fused launch against the two,
+# latent_append's tests (BF16 and FP8 pools), then V2-Lite b1 BF16 and FP8 with MLABENCH_FUSE_APPEND=1 and 0.
+if named append; then
+  gtests append_kernels.log "W_UK + latent_append tests" test_cuda_kernels \
+    'CudaSkinnyGemm.*:CudaElementwise.LatentAppend*:CudaFp8Cache.CacheWrite*:CudaFp8Cache.LatentAndKv*' 'append|latent' 16
+  switch_ab append MLABENCH_FUSE_APPEND "${APPEND_BATCHES:-1}"
 fi
 # Issue 20 at batch 1, where the step's time goes (named only): V2-Lite b1 with BF16 and with FP8 weights + cache,
 # then FP8 with each MLABENCH_TIMING_SKIP stage left out alone and all of them together (engine/kernels/cuda/

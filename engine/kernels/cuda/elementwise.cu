@@ -19,6 +19,7 @@
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/fp8_device.cuh"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/latent_rows.cuh"
 #include "engine/kernels/cuda/norm_rows.cuh"
 #include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/twin/checks.h"
@@ -28,6 +29,9 @@ namespace mlabench::kernels {
 namespace cuda {
 
 namespace {
+
+using latent_rows::block_sum;
+using latent_rows::store_fp8_slot;
 
 // ---- storage formats and vector access -------------------------------------------------------------------
 
@@ -193,20 +197,6 @@ __global__ void embedding_kernel(float* __restrict__ out, const void* __restrict
   }
 }
 
-// Sum over the block, the same in every thread. Fixed shapes of shuffles and a fixed-order sum of the warps'
-// partials, so a row's result does not depend on timing.
-__device__ __forceinline__ float block_sum(float x, float* warp_sums) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-  const int warp = static_cast<int>(threadIdx.x) / 32, n_warps = static_cast<int>(blockDim.x + 31) / 32;
-  if (threadIdx.x % 32 == 0) warp_sums[warp] = x;
-  __syncthreads();
-  float total = 0.0f;
-  for (int w = 0; w < n_warps; ++w) total += warp_sums[w];
-  __syncthreads();  // warp_sums is reused by the next row
-  return total;
-}
-
 // Vector groups per thread kept in registers between the sum of squares and the scaling; the launcher sizes the
 // block so that rows up to 16K floats stay in registers, longer rows re-read the tail (cached in L1/L2).
 constexpr int kRmsCache = 4;
@@ -339,27 +329,6 @@ __global__ void cast_kernel(const CastParams p) {
 // a warp reads/writes it whole and the 8 warps of a block take 8 tokens.
 constexpr int kCacheWarps = 8;
 
-// An F8_E4M3 slot (kernel_params.h Fp8SlotLayout) from float32 x[0, width), as twin::write_fp8_slot: warp `warp` of
-// the caller's `n_warps` takes groups warp, warp + n_warps, ... (amax over the group by its lanes, NaN left out as
-// fmaxf leaves it, the scale, the codes), thread `thread` of `n_threads` the BF16 tail.
-__device__ __forceinline__ void store_fp8_slot(const Fp8SlotLayout& l, const float* x, uint8_t* slot, int warp,
-                                               int n_warps, int lane, int thread, int n_threads) {
-  const int64_t gps = l.groups_per_segment(), n_groups = l.groups();
-  for (int64_t g = warp; g < n_groups; g += n_warps) {
-    const int64_t seg = g / gps, c0 = seg * l.segment + (g % gps) * kFp8Block;
-    const int64_t c1 = c0 + kFp8Block < (seg + 1) * l.segment ? c0 + kFp8Block : (seg + 1) * l.segment;
-    float amax = 0.0f;
-    for (int64_t c = c0 + lane; c < c1; c += 32) amax = fmaxf(amax, fabsf(x[c]));
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float scale = fp8::block_scale(amax);
-    for (int64_t c = c0 + lane; c < c1; c += 32) slot[c] = fp8::quantize(x[c], scale);
-    if (lane == 0) reinterpret_cast<float*>(slot + l.scale_offset())[g] = scale;
-  }
-  for (int64_t i = thread; i < l.width - l.quantised; i += n_threads)
-    store_floats<Fmt::BF16, 1>(slot + l.bf16_offset(), i, {x[l.quantised + i]});
-}
-
 // cache_write into an F8_E4M3 pool: a warp a row, its groups one after another.
 __global__ void cache_write_fp8_kernel(const CacheWriteParams p) {
   griddep_wait();  // a programmatic dependent launch (pdl.cuh): the rows come from the previous kernel
@@ -388,58 +357,13 @@ __global__ void cache_write_kernel(const CacheWriteParams p) {
   }
 }
 
-// One block per row (grid-stride): the latent's norm (sum of squares, block reduction, scale and weight as
-// rms_norm_kernel), written in place and to the cache; its rope pair(s) rotated as rope_kernel (products and sums
-// rounded one by one), written in place and to the cache; then q's rope columns of every head. Four launches of a
-// decode step's layer become one.
-// kFp8 (an F8_E4M3 pool): the row's values stay in float32 until the block has all of them (a barrier), then its
-// warps write the slot's groups (store_fp8_slot).
-template <Fmt F, bool kFp8>
+// One block per row (grid-stride), each row latent_rows::append_row (latent_rows.cuh, shared with the W_UK launch
+// that runs it beside its product): four launches of a decode step's layer become one.
 __global__ void __launch_bounds__(256) latent_append_kernel(const LatentAppendParams p) {
   __shared__ float warp_sums[32];
   griddep_wait();  // a programmatic dependent launch (pdl.cuh): the inputs come from the previous kernel
   griddep_launch_dependents();
-  const int64_t tid = threadIdx.x, nt = blockDim.x, half = p.rope_dim / 2, width = p.kv_lora + p.rope_dim;
-  for (int64_t r = blockIdx.x; r < p.n_rows; r += gridDim.x) {
-    float* x = p.latent + r * p.ld;
-    const int64_t dst = p.slots[r] * width;
-    float ss = 0.0f;
-    for (int64_t i = tid; i < p.kv_lora; i += nt) ss += x[i] * x[i];
-    ss = block_sum(ss, warp_sums);
-    const float inv = 1.0f / sqrtf(ss / static_cast<float>(p.kv_lora) + p.eps);
-    for (int64_t i = tid; i < p.kv_lora; i += nt) {
-      const float y = __fmul_rn(__fmul_rn(x[i], inv), p.norm_weight[i]);
-      x[i] = y;
-      if constexpr (!kFp8) store_floats<F, 1>(p.cache, dst + i, {y});
-    }
-    const int64_t pos = p.positions[r];
-    const float* cs = p.cos + pos * half;
-    const float* sn = p.sin + pos * half;
-    auto rotate = [&](float* v, int64_t i) {  // pair i of the rope columns at v; returns nothing, writes v
-      const int64_t a = p.interleaved ? 2 * i : i, b = p.interleaved ? 2 * i + 1 : i + half;
-      const float x0 = v[a], x1 = v[b], c = cs[i], s = sn[i];
-      v[a] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-      v[b] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
-    };
-    for (int64_t i = tid; i < half; i += nt) {
-      float* k = x + p.kv_lora;
-      rotate(k, i);
-      const int64_t a = p.interleaved ? 2 * i : i, b = p.interleaved ? 2 * i + 1 : i + half;
-      if constexpr (!kFp8) {
-        store_floats<F, 1>(p.cache, dst + p.kv_lora + a, {k[a]});
-        store_floats<F, 1>(p.cache, dst + p.kv_lora + b, {k[b]});
-      }
-    }
-    for (int64_t t = tid; t < p.n_heads * half; t += nt)
-      rotate(p.q + r * p.ld_q + (t / half) * p.q_head_stride + p.q_rope_offset, t % half);
-    if constexpr (kFp8) {
-      const Fp8SlotLayout l = Fp8SlotLayout::mla(p.kv_lora, p.rope_dim);
-      __syncthreads();  // the normalised and rotated row is in x
-      store_fp8_slot(l, x, static_cast<uint8_t*>(p.cache) + p.slots[r] * l.bytes(), static_cast<int>(tid / 32),
-                     static_cast<int>(nt / 32), static_cast<int>(tid % 32), static_cast<int>(tid),
-                     static_cast<int>(nt));  // the next row's writes go to another row of latent
-    }
-  }
+  for (int64_t r = blockIdx.x; r < p.n_rows; r += gridDim.x) latent_rows::append_row(p, r, warp_sums);
 }
 
 // One block per row (grid-stride): every q and k head's rope pairs rotated in place as rope_kernel rotates them
@@ -659,12 +583,7 @@ void latent_append(const LatentAppendParams& p, cudaStream_t s) {
   checks::check_latent_append(p);
   if (p.n_rows == 0) return;
   const auto blocks = static_cast<unsigned>(std::min<int64_t>(p.n_rows, INT32_MAX));
-  if (p.cache_type == DType::F8_E4M3)
-    launch_pdl(latent_append_kernel<Fmt::F32, true>, dim3(blocks), dim3(256), 0, s, p);
-  else
-    with_fmt(p.cache_type, [&](auto fmt) {
-      launch_pdl(latent_append_kernel<decltype(fmt)::value, false>, dim3(blocks), dim3(256), 0, s, p);
-    });
+  launch_pdl(latent_append_kernel, dim3(blocks), dim3(256), 0, s, p);
   MLABENCH_CUDA(cudaGetLastError());
 }
 

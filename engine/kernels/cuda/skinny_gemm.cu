@@ -26,6 +26,7 @@
 #include "core/check.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
+#include "engine/kernels/cuda/latent_rows.cuh"
 #include "engine/kernels/cuda/norm_rows.cuh"
 #include "engine/kernels/cuda/pdl.cuh"
 #include "engine/kernels/cuda/weight_stream.cuh"
@@ -196,8 +197,17 @@ __global__ void __launch_bounds__(kThreads) skinny_gemm_kernel(const SkinnyGemmP
 // g, g + 16, ... of k, kPre of them loaded at once (all of them at MLA's k = 128, before the PDL wait); the 16
 // groups' sums are added in group order through shared memory.
 constexpr int kKnCols = 16, kKnGroups = kThreads / kKnCols, kKnPre = 8;
+// With p.append (the grid's last row, blockIdx.y == batch): latent_append's rows instead, CTA x the rows x,
+// x + gridDim.x, ... (latent_rows.cuh), after the PDL wait (the latent row and q come from the launch before).
 template <int M>
 __global__ void __launch_bounds__(kThreads) skinny_gemm_kn_kernel(const SkinnyGemmParams p) {
+  if (p.append.latent != nullptr && blockIdx.y == p.batch) {
+    __shared__ float warp_sums[32];
+    griddep_wait();
+    griddep_launch_dependents();
+    for (int64_t r = blockIdx.x; r < p.append.n_rows; r += gridDim.x) latent_rows::append_row(p.append, r, warp_sums);
+    return;
+  }
   __shared__ float red[kKnGroups][M][kKnCols * 8];
   const int cx = threadIdx.x % kKnCols, grp = threadIdx.x / kKnCols;
   const int64_t b = blockIdx.y;
@@ -289,7 +299,8 @@ template <int M>
 void launch_epilogue(const SkinnyGemmParams& p, cudaStream_t s) {
   if (p.w_kn) {
     if constexpr (M <= kSkinnyKnMaxRows) {
-      const dim3 grid(static_cast<unsigned>((p.n + kKnCols * 8 - 1) / (kKnCols * 8)), static_cast<unsigned>(p.batch));
+      const dim3 grid(static_cast<unsigned>((p.n + kKnCols * 8 - 1) / (kKnCols * 8)),
+                      static_cast<unsigned>(p.batch + (p.append.latent != nullptr ? 1 : 0)));
       launch_pdl(skinny_gemm_kn_kernel<M>, grid, dim3(kThreads), 0, s, p);
     }
   } else if (p.norm.weight != nullptr) {  // the input norm's form: up to kSkinnyNormMaxRows rows
@@ -327,6 +338,8 @@ bool skinny_gemm_supported(const SkinnyGemmParams& p) {
     plain_form.norm = {};
     return skinny_gemm_supported(plain_form);
   }
+  // latent_append beside the product: the w_kn form's extra grid row, 256 threads a row as latent_append's.
+  if (p.append.latent != nullptr && (!p.w_kn || p.batch + 1 > 65535)) return false;
   if (p.w_kn)  // BF16 [k, n] weights: 16-byte chunks of a row; x read an element at a time
     return p.dtype == DType::BF16 && p.m >= 1 && p.m <= kSkinnyKnMaxRows && !p.swiglu && p.w_index == nullptr &&
            p.n % 8 == 0 && p.ldw % 8 == 0 && p.stride_w % 8 == 0 && aligned16(p.w) && p.batch <= 65535;

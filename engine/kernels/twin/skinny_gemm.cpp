@@ -53,6 +53,11 @@ void check_skinny_gemm(const SkinnyGemmParams& p) {
                  "rows [n_y, n) of one float32 product (batch 1, 0 < n_y < n, ldy >= n_y, ldy2 >= n - n_y)",
                  p.batch, p.n_y, p.n, p.ldy, p.ldy2, p.swiglu || p.act ? ", an act output" : "",
                  p.w_kn ? ", w_kn" : "");
+  if (p.append.latent != nullptr) {
+    MLABENCH_CHECK(p.w_kn, "skinny_gemm: latent_append beside a product without w_kn. HINT: the append rides the [k, "
+                   "n] form's launch (MLA's W_UK); other products take it as its own launch");
+    check_latent_append(p.append);
+  }
   if (p.norm.weight != nullptr) {
     check_input_norm(p.norm, p.x, p.ldx, p.dtype, p.m, p.k, "skinny_gemm");
     MLABENCH_CHECK(p.batch == 1 && !p.w_kn && !p.x_f32,
@@ -286,6 +291,7 @@ void skinny_output(const SkinnyGemmParams& p, int64_t b, int64_t wb, int64_t i, 
 void skinny_gemm(const SkinnyGemmParams& p) {
   checks::check_skinny_gemm(p);
   if (p.norm.weight != nullptr) rms_norm(p.norm);  // x is the norm's out: the kernel's one launch is these two
+  if (p.append.latent != nullptr) latent_append(p.append);  // independent of the product (the caller's contract)
   // The problems' weight offsets, checked before the parallel loops (an exception must not leave an OpenMP region).
   std::vector<int64_t> w_offset(static_cast<size_t>(p.batch));
   for (int64_t b = 0; b < p.batch; ++b) {
