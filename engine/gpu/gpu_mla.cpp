@@ -197,9 +197,11 @@ class MlaAttention final : public GpuAttention {
     }
   }
 
-  // MLABENCH_FUSE_APPEND (read at construction): a decode step's latent_append in W_UK's launch (0: its own).
+  // MLABENCH_FUSE_APPEND=1 (read at construction; off by default): a decode step's latent_append in W_UK's launch.
+  // Measured even on an H100 (V2-Lite batch 1 BF16: 410.7 against 410.3 tok/s; docs/perf-notes.md, issue 16 round
+  // 13): the launch it saves is paid back by the MLA decode kernel's early cache stream, which it has to give up.
   static bool fuse_append() {
-    static const bool on = gpu::env_switch("MLABENCH_FUSE_APPEND");
+    static const bool on = gpu::env_switch("MLABENCH_FUSE_APPEND", false);
     return on;
   }
 

@@ -255,9 +255,12 @@ bool MoeLayer::Impl::fuse_router() {
   return on;
 }
 
-// MLABENCH_FUSE_TOPK (read once, at load as above): one token's top-k inside moe_decode_ffn's launches.
+// MLABENCH_FUSE_TOPK (read once, at load as above; off by default): one token's top-k inside moe_decode_ffn's
+// launches. Measured slower on an H100 (V2-Lite batch 1: BF16 391.5 against 410.9 tok/s, FP8 440.8 against 463.7;
+// docs/perf-notes.md, issue 16 round 13): every routed gate/up CTA, ~2,100 of them over several waves, pays the
+// warp's top-k on its critical path, where the router launch paid it once.
 bool MoeLayer::Impl::fuse_topk() {
-  static const bool on = gpu::env_switch("MLABENCH_FUSE_TOPK");
+  static const bool on = gpu::env_switch("MLABENCH_FUSE_TOPK", false);
   return on;
 }
 
@@ -344,7 +347,7 @@ bool MoeLayer::Impl::decode_ffn(const k::MoeLayerParams& p, bool route_inside) {
                  "shapes (hidden {}, inter {}, {} experts). HINT: topk_in_decode_ffn must ask the same question",
                  H, I, E);
   if (!supported) return false;
-  phases::at(stream, route_inside ? "moe: router top-k and experts, one token" : "moe: experts, one token");
+  phases::at(stream, "moe: experts, one token");  // the route form's top-k too
   k::cuda::moe_decode_ffn(d, stream);
   return true;
 }
