@@ -261,13 +261,13 @@ class GpuModel {
   /// y[m, w.rows] (float32, ldy) = x[m, w.cols] (model dtype, ldx) . w^T: cuBLAS in the model dtype, or for an FP8
   /// matrix the activation rows quantised to e4m3 (1 x 128 groups) and cuBLASLt's block-scaled GEMM.
   void linear(float* y, int64_t ldy, const void* x, int64_t ldx, const DeviceMat& w, int64_t m);
-  /// Two projections of x whose FP8 weights are adjacent rows of w (one scale grid, no split_rows) in one product:
-  /// columns [0, n_y) into y, [n_y, w.rows) into y2, where the skinny FP8 GEMM takes the rows (decode); false (nothing
-  /// enqueued) otherwise, and for BF16 weights (MlaAttention's first_projections calls skinny_gemm for those).
-  bool linear_split_fp8(float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y, const void* x, int64_t ldx,
-                        const DeviceMat& w, int64_t m);
 
  private:
+  /// Two projections of x whose FP8 weights are adjacent rows of w (one scale grid, no split_rows) in one product:
+  /// columns [0, n_y) into y, [n_y, w.rows) into y2, where the skinny FP8 GEMM takes the rows (decode); false (nothing
+  /// enqueued) otherwise, and for BF16 weights (project_input's BF16 branch calls skinny_gemm for those).
+  bool linear_split_fp8(float* y, int64_t ldy, float* y2, int64_t ldy2, int64_t n_y, const void* x, int64_t ldx,
+                        const DeviceMat& w, int64_t m);
   void upload_weights(const ModelWeights* host, uint64_t seed);
   void upload_rope(int64_t max_context);
   // The residual stream in two buffers: a norm that adds a block's output reads `now` and writes the sum to `next`
