@@ -7,7 +7,8 @@
 #      the CPU engine, the tokenizer beside Hugging Face tokenizers;
 #   5. print a short table last.
 # Usage, through the device tool (which copies no .git, so name the commit):
-#   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh [STAGES]     (logs and JSON land in $OUT)
+#   MLABENCH_COMMIT=<short hash> bash tools/gpu/check.sh [STAGES]     (in $OUT: summary.txt, logs.txt, the report, and
+#   every other output (bench JSON, fixtures) in outputs-<pid>.tar.gz: the device tool returns at most 8 files)
 # STAGES (default "all"): a comma list of build,test,serve,sanitize,fixtures,bench,kernels,moe,gemv,peer,harness,report,cpubench,
 # tokenizer. "gputest" (named only) runs the GPU test binaries alone, for calls short of device time; "gpukernels" and
 # "gpuengine" its two halves.
@@ -670,11 +671,15 @@ else
   row "tokenizer benchmark" "FAILED (bench_tokenizer.log)"
 fi
 fi
-# At most 8 files come back from the device tool: the logs travel as one file.
-for f in fp8_kernels.log fp8_engine.log fp8_moe.log bench_fp8_auto.log bench_fp8_fp8.log build.log make_fixtures.log long_fixture.log bench.log peer.log refprec.log memcheck.log bench_tokenizer.log gpu_engine.log \
-         harness.log kernels.log moe.log bench_long_prefill.log bench_long_decode.log bench_long_decode128.log peer_long.log; do
-  [ -f "$out/$f" ] && { echo "===== $f"; cat "$out/$f"; rm -f "$out/$f"; }
-done > "$out/logs.txt"
+# At most 8 files come back from the device tool: every log travels in logs.txt (appended: a call may run this script
+# several times), every other output but the summary and the report in one outputs-<pid>.tar.gz (tar -xzf it here).
+for f in "$out"/*.log; do
+  [ -f "$f" ] && { echo "===== $(basename "$f")"; cat "$f"; rm -f "$f"; }
+done >> "$out/logs.txt"
+mapfile -t rest < <(cd "$out" && ls -A | grep -vxE 'summary\.txt|logs\.txt|report\.html|report\.md|outputs-[0-9]+\.tar\.gz')
+if [ ${#rest[@]} -gt 0 ]; then
+  (cd "$out" && tar -czf "outputs-$$.tar.gz" -- "${rest[@]}" && rm -rf -- "${rest[@]}")
+fi
 echo
 echo "================ mlabench GPU-machine check ================"
 cat "$out/summary.txt"
