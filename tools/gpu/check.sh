@@ -385,10 +385,16 @@ switch_ab() {
     done
   done
 }
+# kernel_ab NAME LABEL FILTER LINES N VAR BATCHES: a fused path's kernel tests (gtests into NAME_kernels.log), then
+# its switch's A/B (switch_ab NAME VAR BATCHES).
+kernel_ab() {
+  gtests "$1_kernels.log" "$2" test_cuda_kernels "$3" "$4" "$5"
+  switch_ab "$1" "$6" "$7"
+}
 if named router; then
-  gtests router_kernels.log "norm_router + router + decode FFN tests" test_cuda_kernels \
-    'CudaMoe.NormRouter*:CudaMoe.Router*:CudaMoe.DecodeFfn*:CudaMoeFp8.DecodeFfn*' 'norm router' 8
-  switch_ab router MLABENCH_FUSE_ROUTER "${ROUTER_BATCHES:-1 16}"
+  kernel_ab router "norm_router + router + decode FFN tests" \
+    'CudaMoe.NormRouter*:CudaMoe.Router*:CudaMoe.DecodeFfn*:CudaMoeFp8.DecodeFfn*' 'norm router' 8 \
+    MLABENCH_FUSE_ROUTER "${ROUTER_BATCHES:-1 16}"
 fi
 # The input norms in the projections' launches (named only): the kernels against rms_norm then the product, bit for
 # bit, then decode tok/s with MLABENCH_FUSE_NORM=1 (the default: one row) and 0 side by side, and at two rows with
@@ -415,16 +421,15 @@ fi
 # The router's top-k inside moe_decode_ffn's two launches (named only; issue 16 round 13): the decode-FFN and router
 # kernel tests (the route form against the twin), then V2-Lite b1 BF16 and FP8 with MLABENCH_FUSE_TOPK=1 and 0.
 if named topk; then
-  gtests topk_kernels.log "decode FFN + router tests" test_cuda_kernels \
-    'CudaMoe.DecodeFfn*:CudaMoeFp8.DecodeFfn*:CudaMoe.Router*:CudaMoe.Layer*' 'route|ffn' 16
-  switch_ab topk MLABENCH_FUSE_TOPK "${TOPK_BATCHES:-1}"
+  kernel_ab topk "decode FFN + router tests" 'CudaMoe.DecodeFfn*:CudaMoeFp8.DecodeFfn*:CudaMoe.Router*:CudaMoe.Layer*' \
+    'route|ffn' 16 MLABENCH_FUSE_TOPK "${TOPK_BATCHES:-1}"
 fi
 # A decode step's latent_append in W_UK's launch (named only; issue 16 round 13): the fused launch against the two,
 # latent_append's tests (BF16 and FP8 pools), then V2-Lite b1 BF16 and FP8 with MLABENCH_FUSE_APPEND=1 and 0.
 if named append; then
-  gtests append_kernels.log "W_UK + latent_append tests" test_cuda_kernels \
-    'CudaSkinnyGemm.*:CudaElementwise.LatentAppend*:CudaFp8Cache.CacheWrite*:CudaFp8Cache.LatentAndKv*' 'append|latent' 16
-  switch_ab append MLABENCH_FUSE_APPEND "${APPEND_BATCHES:-1}"
+  kernel_ab append "W_UK + latent_append tests" \
+    'CudaSkinnyGemm.*:CudaElementwise.LatentAppend*:CudaFp8Cache.CacheWrite*:CudaFp8Cache.LatentAndKv*' 'append|latent' \
+    16 MLABENCH_FUSE_APPEND "${APPEND_BATCHES:-1}"
 fi
 # Issue 20 at batch 1, where the step's time goes (named only): V2-Lite b1 with BF16 and with FP8 weights + cache,
 # then FP8 with each MLABENCH_TIMING_SKIP stage left out alone and all of them together (engine/kernels/cuda/
