@@ -189,6 +189,27 @@ void print_timeline(k::MlaDecodeParams p, const int32_t* table) {
     }
     std::printf("\n");
   }
+  if (ctas <= 16) return;
+  // Past 16 CTAs (1 x 128K: 128 of them), each stamp's spread over the CTAs that wrote it: the slowest CTA's
+  // "written" is the kernel's end, so max - p50 of it is what the split's imbalance costs.
+  const char* qname[5] = {"min", "p10", "p50", "p90", "max"};
+  const double frac[5] = {0.0, 0.1, 0.5, 0.9, 1.0};
+  for (int q = 0; q < 5; ++q) {
+    std::printf("#   %-8s", qname[q]);
+    for (int i = 0; i < k::kMlaTimelineStamps; ++i) {
+      std::vector<uint64_t> v;
+      for (int64_t c = 0; c < ctas; ++c)
+        if (const uint64_t x = t[static_cast<size_t>(c * k::kMlaTimelineStamps + i)]; x != 0) v.push_back(x - t0);
+      if (v.empty()) {
+        std::printf(" %7s", "-");
+        continue;
+      }
+      std::sort(v.begin(), v.end());
+      const auto at = static_cast<size_t>(std::lround(frac[q] * static_cast<double>(v.size() - 1)));
+      std::printf(" %7llu", static_cast<unsigned long long>(v[at]));
+    }
+    std::printf("\n");
+  }
 }
 
 // bf16_operands: the engine's BF16 precision (q and P in BF16, one MMA per product); false: the float32 hi/lo
