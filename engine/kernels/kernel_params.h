@@ -736,8 +736,13 @@ struct MlaDecodeParams {
   // [1, kAttnMaxSplits] (scratch must then hold mla_decode_scratch_floats of these params); 0 = the plan.
   int32_t force_splits = 0;
   // Diagnostics only (bench_decode_attention --timeline): the Hopper kernel writes kMlaTimelineStamps %globaltimer
-  // nanosecond stamps of its phases per CTA (blockIdx x + gridDim.x * (y + gridDim.y * z)) here; nullptr = none.
+  // nanosecond stamps of its phases per CTA (its block index) here; nullptr = none.
   uint64_t* timeline = nullptr;
+  // The Hopper kernel's work items (head group, sequence, split): 0 = the launcher's choice (one CTA an item within
+  // one wave of SMs; past it, unless MLABENCH_MLA_DECODE_PERSISTENT=0, one CTA an SM that takes items SM-count
+  // apart, its copies of the next item streaming while it finishes the last); -1 = one CTA an item; N > 0 = N CTAs
+  // (tests: many items a CTA at any shape). An item's output has the same bits whichever CTA computes it.
+  int32_t persistent_ctas = 0;
 };
 /// The Hopper MLA decode kernel's timeline stamps a CTA: entry, barriers ready, producer's first tile issued,
 /// queries in shared memory, first chunk landed, first tile's scores, P written, first tile's P.V, every tile

@@ -23,8 +23,10 @@
 #include <cstring>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "engine/core/dtype.h"
@@ -156,6 +158,7 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     bool cache_early = false;  // the Hopper kernel's cache stream before its PDL wait: the same bits as without
     int32_t force_splits = 0;  // MlaDecodeParams::force_splits (0: the plan)
     bool fp8 = false;          // the F8_E4M3 pool (the Hopper kernel widens its codes)
+    int32_t persistent = 0;    // MlaDecodeParams::persistent_ctas (3: a CTA takes many items, their ring runs on)
   };
   // BF16 operands run on both tensor-core kernels: the Hopper one (wgmma + TMA) where this GPU and build have it.
   std::vector<Mode> modes = {{false, false, false, MlaDecodeKernel::MMA},
@@ -179,15 +182,27 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, 0, true});
     modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, true, 0, true});
     modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, std::min(256, (longest + 63) / 64), true});
+    // Items (head group, sequence, split) a CTA: one each, and three CTAs for all of them (the ring running on
+    // from item to item, the merge through held chunks), BF16 and FP8 pools, with and without split scratch.
+    for (bool fp8_pool : {false, true}) {
+      modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, 0, fp8_pool, -1});
+      modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, false, 0, fp8_pool, 3});
+      modes.push_back({true, false, true, MlaDecodeKernel::WGMMA, true, 0, fp8_pool, 3});
+      modes.push_back({false, false, true, MlaDecodeKernel::WGMMA, false, 0, fp8_pool, -1});
+      modes.push_back({false, false, true, MlaDecodeKernel::WGMMA, false, 0, fp8_pool, 3});
+    }
   }
-  std::vector<float> wgmma_split_out, wgmma_split_out_fp8;
-  for (auto [split, f32, bf16_ops, kernel, cache_early, force_splits, fp8] : modes) {
+  // The first Hopper result of each (split scratch, pool) without forced splits; the others must equal it bit for
+  // bit (cache_early and the items' CTAs change where and when, never what, a value is computed).
+  std::map<std::pair<bool, bool>, std::vector<float>> wgmma_first;
+  for (auto [split, f32, bf16_ops, kernel, cache_early, force_splits, fp8, persistent] : modes) {
     const auto d_out = test::to_device(out);
     MlaDecodeParams d = p;
     d.force_splits = force_splits;
     d.bf16_operands = bf16_ops;
     d.kernel = kernel;
     d.cache_early = cache_early;
+    d.persistent_ctas = persistent;
     d.kv_len = d_len.as<int32_t>();
     d.paged.block_tables = d_table.as<int32_t>();
     d.cache = f32 ? d_cache_f32.get() : fp8 ? d_cache_fp8.get() : d_cache.get();
@@ -204,14 +219,16 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     }
     cuda::mla_decode_attention(d, nullptr);
     const std::vector<float> got = test::to_host<float>(d_out, out.size());
-    if (kernel == MlaDecodeKernel::WGMMA && split && force_splits == 0) {
-      std::vector<float>& first = fp8 ? wgmma_split_out_fp8 : wgmma_split_out;
-      if (cache_early)
-        EXPECT_TRUE(got.size() == first.size() && std::memcmp(got.data(), first.data(), got.size() * sizeof(float)) == 0)
-            << "cache_early changed the wgmma kernel's result (compared bit for bit, NaN padding included)"
-            << (fp8 ? ", FP8 cache" : "");
+    if (kernel == MlaDecodeKernel::WGMMA && force_splits == 0) {
+      const auto key = std::make_pair(split, fp8);
+      if (const auto it = wgmma_first.find(key); it != wgmma_first.end())
+        EXPECT_TRUE(got.size() == it->second.size() &&
+                    std::memcmp(got.data(), it->second.data(), got.size() * sizeof(float)) == 0)
+            << "the wgmma kernel's result changed with cache_early " << cache_early << ", persistent_ctas "
+            << persistent << (split ? ", split scratch" : ", no scratch") << (fp8 ? ", FP8 cache" : "")
+            << " (compared bit for bit, NaN padding included)";
       else
-        first = got;
+        wgmma_first.emplace(key, got);
     }
     const double diff = test::max_rel_diff(got, fp8 ? want_fp8 : bf16_ops ? want_bf16 : want);
     EXPECT_LE(diff, f32 ? kTolF32 : bf16_ops ? kTolBf16P : kTol)

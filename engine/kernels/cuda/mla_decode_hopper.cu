@@ -43,6 +43,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -105,7 +106,30 @@ struct HopperDecodeArgs {
   bool evict_first = true;   // one head group reads each latent once; several (V2's 128 heads) share it through L2
   bool q_vec4 = false;       // q_lat, q_pe and their strides allow 16-byte loads
   bool cache_early = false;  // MlaDecodeParams::cache_early, where PDL is on
+  // Work items (head group, sequence, split), item w = group + groups * (sequence + n_seqs * split): CTA b takes
+  // items b, b + gridDim.x, ... (one each when the grid is n_items CTAs; MlaDecodeParams::persistent_ctas).
+  int groups = 0, n_splits = 0, n_items = 0;
 };
+
+// One work item's keys: [k_begin, k_end) of sequence seq for heads h0 .. h0 + 15, n_tiles 64-key tiles.
+struct DecodeItem {
+  int h0, seq, k_begin, k_end, n_tiles;
+};
+
+// Item w (HopperDecodeArgs::n_items); false for a split past its sequence's keys (the merge reads only splits
+// that hold keys). The producer and the consumers call it alike, so they skip the same items.
+__device__ __forceinline__ bool decode_item(const HopperDecodeArgs& a, int w, DecodeItem& it) {
+  const int rest = w / a.groups, split = rest / a.p.n_seqs;
+  it.h0 = (w % a.groups) * kHeads;
+  it.seq = rest % a.p.n_seqs;
+  const int kv_len = a.p.kv_len[it.seq];
+  const int split_len = decode_split_len(kv_len, a.n_splits, kKeys, a.p.fixed_splits);
+  it.k_begin = split * split_len;
+  if (split > 0 && it.k_begin >= kv_len) return false;
+  it.k_end = min(kv_len, it.k_begin + split_len);
+  it.n_tiles = it.k_end > it.k_begin ? (it.k_end - it.k_begin + kKeys - 1) / kKeys : 0;
+  return true;
+}
 
 // Byte offset of (row, 16-byte chunk) in a region of 128-byte rows with the 128-byte swizzle (what TMA writes and
 // wgmma reads).
@@ -228,14 +252,30 @@ __device__ __forceinline__ void widen_fp8_tile(const ConsumerSmem& sm, int t, in
   named_barrier(bar, 128);
 }
 
-// One 64-key tile t of the split: S^T = K Q^T, online softmax, O^T = alpha O^T + V^T P^T. Thread wtid of the
-// warpgroup (warp = wtid / 32); barrier id bar.
+// The ring chunk where tile `tile` (counted over all the CTA's items) starts.
 template <int kMode>
-__device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerState& st, int t, int k_begin, int k_end,
-                                             float scale_log2, int wtid, int bar, uint64_t* tl) {
+__device__ __forceinline__ int tile_chunk(int tile) {
+  return tile * Layout<kMode>::kTileChunks;
+}
+
+// Tile t's value chunks handed back to the producer (lane 0 of each of the warpgroup's 4 warps arrives).
+template <int kMode>
+__device__ __forceinline__ void release_values(const ConsumerSmem& sm, int c0, int lane) {
+  if (lane == 0)
+    for (int mb = 0; mb < kValueBlocks; ++mb)
+      tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kMode>(mb)) % Layout<kMode>::kRing));
+}
+
+// One 64-key tile t of the item (tile_base + t of the CTA's ring order): S^T = K Q^T, online softmax, O^T = alpha
+// O^T + V^T P^T. Thread wtid of the warpgroup (warp = wtid / 32); barrier id bar. hold: the value chunks stay the
+// warpgroup's after P.V (the merge of the two warpgroups passes its output through them; release_values after).
+template <int kMode>
+__device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerState& st, int t, int tile_base,
+                                             int k_begin, int k_end, float scale_log2, int wtid, int bar, bool hold,
+                                             uint64_t* tl) {
   using L = Layout<kMode>;
   const int warp = wtid >> 5, lane = wtid & 31, g = lane >> 2, tq = lane & 3;
-  const int key0 = k_begin + t * kKeys, c0 = t * L::kTileChunks;
+  const int key0 = k_begin + t * kKeys, c0 = tile_chunk<kMode>(tile_base + t);
   if constexpr (L::kFp8) {
     for (int b = 0; b < L::kTileChunks; ++b) {
       const int c = c0 + b;
@@ -299,9 +339,11 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
     *reinterpret_cast<uint16_t*>(pg + swz(head, key >> 3) + (key & 7) * 2) = static_cast<uint16_t>(bf16_bits(pv));
   }
 #pragma unroll
-  for (int mb = 0; mb < kValueBlocks; ++mb)
+  for (int mb = 0; mb < kValueBlocks; ++mb) {
 #pragma unroll
     for (int i = 0; i < 8; ++i) st.o[mb][i] *= alpha[(i >> 2) * 2 + (i & 1)];
+    wgmma::fence_regs(st.o[mb]);  // rescaled here, before wgmma::fence (ptxas injects an arrive a block otherwise)
+  }
   const int valid = k_end - key0;
   if (!L::kFp8 && valid < kKeys) {  // the sequence's last tile: zero the value rows of keys past its end (FP8: widened)
     for (int i = wtid; i < (kKeys - valid) * kValueBlocks * 8; i += 128) {
@@ -328,8 +370,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
 #pragma unroll
   for (int mb = 0; mb < kValueBlocks; ++mb) wgmma::fence_regs(st.o[mb]);
   stamp(tl, 7);
-  if (lane == 0)
-    for (int mb = 0; mb < kValueBlocks; ++mb) tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kMode>(mb)) % L::kRing));
+  if (!hold) release_values<kMode>(sm, c0, lane);
 }
 
 // The producer thread: every tile's 9 chunks in order, a chunk once the consumers released the one kRing earlier.
@@ -339,7 +380,8 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
 // consumers' own chunks 6-8 handed over empty (a plain arrival).
 template <int kMode>
 __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_t base, uint32_t full, uint32_t empty,
-                                              int seq, int k_begin, int k_end, int n_tiles, uint64_t* tl) {
+                                              int seq, int k_begin, int k_end, int n_tiles, int tile_base,
+                                              uint64_t* tl) {
   const MlaDecodeParams& p = a.p;
   const int bs = p.paged.block_size;
   const int32_t* table = p.paged.block_tables + static_cast<int64_t>(seq) * p.paged.max_blocks;
@@ -365,7 +407,7 @@ __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_
     using L = Layout<kMode>;
     constexpr bool kFp8 = L::kFp8;
     for (int b = 0; b < L::kTileChunks; ++b) {
-      const int c = t * L::kTileChunks + b, slot = c % L::kRing;
+      const int c = tile_chunk<kMode>(tile_base + t) + b, slot = c % L::kRing;
       if (c >= L::kRing) tma::mbar_wait(empty + 8 * slot, ((c / L::kRing) - 1) & 1);
       if (kFp8 && b >= 6) {  // written by the consumers only
         tma::mbar_arrive(full + 8 * slot);
@@ -389,80 +431,22 @@ __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_
   }
 }
 
-// grid (head groups of 16, n_seqs, n_splits); block kWGs * 128 + 32: warpgroup w computes tiles w, w + kWGs, ...
-// of the split (its own running max, sums and O^T, merged at the end), the last warp copies.
+// The end of an item in the consumers: the warpgroups' sums, then their merge (each writes half of the output,
+// value blocks [4 wg, 4 wg + 4), and hands the other its weighted O^T of the other half through its last tile's
+// value chunks, held since P.V), then the output row (one split) or the partial and its (m, l). own_c0 / other_c0:
+// the first ring chunk of this warpgroup's last tile and of the other's (merge only). Every thread of both warpgroups calls it: its barriers
+// (id 3) are uniform, merge is (n_tiles > 1 for both).
 template <int kWGs, int kMode>
-__global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(const __grid_constant__ HopperDecodeArgs a) {
+__device__ __forceinline__ void finish_item(const HopperDecodeArgs& a, const ConsumerSmem& sm, const ConsumerState& st,
+                                            const DecodeItem& it, int split, bool merge, int own_c0, int other_c0,
+                                            int tid) {
   using L = Layout<kMode>;
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  extern __shared__ __align__(1024) unsigned char mla_hopper_smem[];
   const MlaDecodeParams& p = a.p;
-  const uint32_t raw = smem_addr(mla_hopper_smem), base = (raw + 1023u) & ~1023u;
-  unsigned char* gbase = mla_hopper_smem + (base - raw);  // the same bytes, generic pointer
-  const uint32_t full = base + L::kBarOff, empty = full + 8 * L::kRing;
-  // warp from lane 0 by a shuffle: the compiler then knows it is warp-uniform, so the role branches below are not
-  // divergent paths (where ptxas would serialize the wgmma instructions, C7520).
-  const int tid = threadIdx.x, warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31;
-  uint64_t* tl = p.timeline == nullptr ? nullptr
-                                       : p.timeline + kMlaTimelineStamps *
-                                                          (blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z));
-  if (tid == 0) stamp(tl, 0);
-  if (tid == 0) {  // shared memory only: before the PDL wait
-    for (int i = 0; i < L::kRing; ++i) {
-      tma::mbar_init(full + 8 * i, 1);
-      tma::mbar_init(empty + 8 * i, 4);  // lane 0 of each warp of the consuming warpgroup
-    }
-    tma::mbar_init_fence();
-  }
-  __syncthreads();
-  if (tid == 0) stamp(tl, 1);
-  // q (and, unless cache_early, kv_len and the step's new cache rows) come from earlier kernels (pdl.cuh). With
-  // cache_early only the consumers wait (for q_lat): the producer's stream overlaps the previous kernel's tail.
-  if (!a.cache_early) griddep_wait();
-  const int h0 = blockIdx.x * kHeads, seq = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z;
-  const int kv_len = p.kv_len[seq];
-  const int split_len = decode_split_len(kv_len, n_splits, kKeys, p.fixed_splits);
-  const int k_begin = split * split_len;
-  if (split > 0 && k_begin >= kv_len) return;  // the merge reads only splits that hold keys (uniform: whole CTA)
-  const int k_end = min(kv_len, k_begin + split_len);
-  const int n_tiles = k_end > k_begin ? (k_end - k_begin + kKeys - 1) / kKeys : 0;
-
-  if (warp == 4 * kWGs) {
-    if (lane == 0) produce_tiles<kMode>(a, base, full, empty, seq, k_begin, k_end, n_tiles, tl);
-    return;
-  }
-  if (a.cache_early) griddep_wait();
-
-  // ---- consumers ----
-  const int wg = warp >> 2, wtid = tid & 127, g = lane >> 2, tq = lane & 3, wwarp = warp & 3;
-  load_queries<kWGs * 128>(p, a.q_vec4, seq, h0, gbase + L::kQOff, tid);
-  wgmma::fence_proxy_async();
-  named_barrier(3, kWGs * 128);
-  if (tid == 0) stamp(tl, 3);
-  const ConsumerSmem sm{base, base + L::kQOff, base + L::kPOff + wg * kPBytes, full, empty, gbase,
-                        reinterpret_cast<float*>(gbase + L::kRedOff) + wg * 4 * kHeads};
-  ConsumerState st;
-#pragma unroll
-  for (int hh = 0; hh < 4; ++hh) {
-    st.m_run[hh] = neg_inf();
-    st.l_part[hh] = 0.0f;
-  }
-#pragma unroll
-  for (int mb = 0; mb < kValueBlocks; ++mb)
-#pragma unroll
-    for (int i = 0; i < 8; ++i) st.o[mb][i] = 0.0f;
-  const float scale_log2 = p.scale * kLog2e;
-  for (int t = wg; t < n_tiles; t += kWGs)
-    consume_tile<kMode>(sm, st, t, k_begin, k_end, scale_log2, wtid, 1 + wg, tid == 0 && t == 0 ? tl : nullptr);
-  if (tid == 0) stamp(tl, 8);
-  // Keys done: the combine's CTAs may be placed as this grid's CTAs end (placed at the start, they measured 2 us
-  // slower at 1 x 128K: waiting CTAs beside the working ones).
-  griddep_launch_dependents();
-
+  const int warp = tid >> 5, lane = tid & 31, wg = warp >> 2, g = lane >> 2, tq = lane & 3, wwarp = warp & 3;
   // l: the thread's partial sums, then the warp's 8 row lanes, then the 4 warps (fixed order); (m, l) per
   // warpgroup to ml[wg][head].
-  float* lsum = reinterpret_cast<float*>(gbase + L::kSumOff) + wg * 4 * kHeads;
-  float* ml = reinterpret_cast<float*>(gbase + L::kMlOff);
+  float* lsum = reinterpret_cast<float*>(sm.gbase + L::kSumOff) + wg * 4 * kHeads;
+  float* ml = reinterpret_cast<float*>(sm.gbase + L::kMlOff);
 #pragma unroll
   for (int hh = 0; hh < 4; ++hh) {
     float l = st.l_part[hh];
@@ -471,18 +455,15 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
     if (g == 0) lsum[wwarp * kHeads + 8 * (hh >> 1) + 2 * tq + (hh & 1)] = l;
   }
   named_barrier(1 + wg, 128);
-  if (wtid < kHeads)
-    ml[(wg * kHeads + wtid) * 2 + 1] =
-        ((lsum[wtid] + lsum[kHeads + wtid]) + lsum[2 * kHeads + wtid]) + lsum[3 * kHeads + wtid];
+  if ((tid & 127) < kHeads)
+    ml[(wg * kHeads + (tid & 127)) * 2 + 1] =
+        ((lsum[tid & 127] + lsum[kHeads + (tid & 127)]) + lsum[2 * kHeads + (tid & 127)]) + lsum[3 * kHeads + (tid & 127)];
   if (wwarp == 0 && g == 0)
 #pragma unroll
     for (int hh = 0; hh < 4; ++hh) ml[(wg * kHeads + 8 * (hh >> 1) + 2 * tq + (hh & 1)) * 2] = st.m_run[hh];
   named_barrier(3, kWGs * 128);  // every warpgroup's (m, l) written
 
-  // Merge the warpgroups: weights f_w = exp2(m_w - max_w m_w) (0 for a warpgroup without keys). Each warpgroup
-  // writes half of the output, value blocks [4 wg, 4 wg + 4), and hands the other its weighted O^T of the other
-  // half through the ring (every copy has landed: each was waited on), so the merge's stores and loads are split
-  // over both. A split of one tile leaves warpgroup 1 without keys: warpgroup 0 then writes everything alone.
+  // Weights f_w = exp2(m_w - max_w m_w) (0 for a warpgroup without keys).
   float f[4], m_tot[4], l_tot[4];
 #pragma unroll
   for (int hh = 0; hh < 4; ++hh) {
@@ -497,55 +478,160 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
       if (w == wg) f[hh] = fw;
     }
   }
-  const bool merge = kWGs == 2 && n_tiles > 1;
-  if (kWGs == 2 && !merge && wg == 1) return;
-  // [16 heads][kXferLd values]: the row pad puts a warp's 4 heads (tq) and 8 values (g) in 32 distinct banks.
-  constexpr int kXferLd = kLora + 4;
-  float* xfer = reinterpret_cast<float*>(gbase);
+  // A block handed over: [16 heads][kXferLd values] in the chunk of value block mb of the writer's last tile; the
+  // row pad puts a warp's 4 heads (tq) and 8 values (g) in 32 distinct banks.
+  constexpr int kXferLd = 64 + 4;
+  static_assert(kHeads * kXferLd * 4 <= kChunkBytes, "a handed-over block fits its chunk");
+  auto xfer = [&](int c0, int mb) {
+    return reinterpret_cast<float*>(sm.gbase + ((c0 + chunk_of<kMode>(mb)) % L::kRing) * kChunkBytes);
+  };
   if (merge) {
 #pragma unroll
     for (int mb = 0; mb < kValueBlocks; ++mb) {
       if ((mb >> 2) == wg) continue;  // a block this warpgroup writes itself
+      float* x = xfer(own_c0, mb);
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
-        const int v = 64 * mb + 16 * wwarp + g + ((i >> 1) & 1) * 8, n = 8 * (i >> 2) + 2 * tq + (i & 1);
-        xfer[n * kXferLd + v] = st.o[mb][i] * f[(i >> 2) * 2 + (i & 1)];
+        const int v = 16 * wwarp + g + ((i >> 1) & 1) * 8, n = 8 * (i >> 2) + 2 * tq + (i & 1);
+        x[n * kXferLd + v] = st.o[mb][i] * f[(i >> 2) * 2 + (i & 1)];
       }
     }
     named_barrier(3, kWGs * 128);
   }
-  const int64_t n_partials = static_cast<int64_t>(n_splits) * p.n_seqs * p.n_heads;
+  const bool writes = merge || wg == 0;  // a split of one tile leaves warpgroup 1 without keys: 0 writes alone
+  const int64_t n_partials = static_cast<int64_t>(a.n_splits) * p.n_seqs * p.n_heads;
 #pragma unroll
   for (int hh = 0; hh < 4; ++hh) {
-    const int n = 8 * (hh >> 1) + 2 * tq + (hh & 1), h = h0 + n;
-    if (h >= p.n_heads) continue;
+    const int n = 8 * (hh >> 1) + 2 * tq + (hh & 1), h = it.h0 + n;
+    if (!writes || h >= p.n_heads) continue;
     float* dst;
     float mul = f[hh];
-    if (n_splits == 1) {
-      dst = p.out + seq * p.ld_out + static_cast<int64_t>(h) * kLora;
+    if (a.n_splits == 1) {
+      dst = p.out + it.seq * p.ld_out + static_cast<int64_t>(h) * kLora;
       mul = l_tot[hh] > 0.0f ? f[hh] / l_tot[hh] : 0.0f;
     } else {
-      const int64_t idx = partial_index(split, seq, h, p.n_seqs, p.n_heads);
+      const int64_t idx = partial_index(split, it.seq, h, p.n_seqs, p.n_heads);
       dst = p.scratch + idx * kLora;
       if (wg == 0 && wwarp == 0 && g == 0) {
         p.scratch[n_partials * kLora + idx * 2] = m_tot[hh];
         p.scratch[n_partials * kLora + idx * 2 + 1] = l_tot[hh];
       }
     }
-    const float add_mul = n_splits == 1 ? (l_tot[hh] > 0.0f ? 1.0f / l_tot[hh] : 0.0f) : 1.0f;
+    const float add_mul = a.n_splits == 1 ? (l_tot[hh] > 0.0f ? 1.0f / l_tot[hh] : 0.0f) : 1.0f;
 #pragma unroll
     for (int mb = 0; mb < kValueBlocks; ++mb) {
       if (merge && (mb >> 2) != wg) continue;  // the other warpgroup's half
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int col = 64 * mb + 16 * wwarp + g + 8 * half;
-        float v = st.o[mb][(hh >> 1) * 4 + half * 2 + (hh & 1)] * mul;
-        if (merge) v += xfer[n * kXferLd + col] * add_mul;
-        dst[col] = v;
+        const int v = 16 * wwarp + g + 8 * half;
+        float val = st.o[mb][(hh >> 1) * 4 + half * 2 + (hh & 1)] * mul;
+        if (merge) val += xfer(other_c0, mb)[n * kXferLd + v] * add_mul;
+        dst[64 * mb + v] = val;
       }
     }
   }
-  if (tid == 0) stamp(tl, 9);
+  if (merge) {  // both warpgroups have read what the other handed over: the held chunks go back to the producer
+    wgmma::fence_proxy_async();  // these generic accesses before the producer's next copies into the chunks
+    named_barrier(3, kWGs * 128);
+    release_values<kMode>(sm, own_c0, lane);
+  }
+}
+
+// grid: CTA b takes work items b, b + gridDim.x, ... (HopperDecodeArgs: head group, sequence, split; one item a
+// CTA unless MlaDecodeParams::persistent_ctas makes fewer CTAs); block kWGs * 128 + 32: warpgroup w computes tiles
+// w, w + kWGs, ... of an item (its own running max, sums and O^T, merged at the item's end), the last warp copies.
+// The ring runs on across the CTA's items: the producer streams the next item's tiles while the consumers finish
+// the last one.
+template <int kWGs, int kMode>
+__global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(const __grid_constant__ HopperDecodeArgs a) {
+  using L = Layout<kMode>;
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(1024) unsigned char mla_hopper_smem[];
+  const MlaDecodeParams& p = a.p;
+  const uint32_t raw = smem_addr(mla_hopper_smem), base = (raw + 1023u) & ~1023u;
+  unsigned char* gbase = mla_hopper_smem + (base - raw);  // the same bytes, generic pointer
+  const uint32_t full = base + L::kBarOff, empty = full + 8 * L::kRing;
+  // warp from lane 0 by a shuffle: the compiler then knows it is warp-uniform, so the role branches below are not
+  // divergent paths (where ptxas would serialize the wgmma instructions, C7520).
+  const int tid = threadIdx.x, warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31;
+  uint64_t* tl = p.timeline == nullptr ? nullptr : p.timeline + kMlaTimelineStamps * blockIdx.x;
+  if (tid == 0) stamp(tl, 0);
+  if (tid == 0) {  // shared memory only: before the PDL wait
+    for (int i = 0; i < L::kRing; ++i) {
+      tma::mbar_init(full + 8 * i, 1);
+      tma::mbar_init(empty + 8 * i, 4);  // lane 0 of each warp of the consuming warpgroup
+    }
+    tma::mbar_init_fence();
+  }
+  __syncthreads();
+  if (tid == 0) stamp(tl, 1);
+  // q (and, unless cache_early, kv_len and the step's new cache rows) come from earlier kernels (pdl.cuh). With
+  // cache_early only the consumers wait (for q_lat): the producer's stream overlaps the previous kernel's tail.
+  if (!a.cache_early) griddep_wait();
+  const int first = blockIdx.x, stride = gridDim.x;
+
+  if (warp == 4 * kWGs) {
+    if (lane == 0) {
+      int tile_base = 0;  // tiles of this CTA's earlier items: where the next one starts in the ring
+      for (int w = first; w < a.n_items; w += stride) {
+        DecodeItem it;
+        if (!decode_item(a, w, it)) continue;
+        produce_tiles<kMode>(a, base, full, empty, it.seq, it.k_begin, it.k_end, it.n_tiles, tile_base,
+                             w == first ? tl : nullptr);
+        tile_base += it.n_tiles;
+      }
+    }
+    return;
+  }
+  if (a.cache_early) griddep_wait();
+
+  // ---- consumers ----
+  const int wg = warp >> 2, wtid = tid & 127;
+  const ConsumerSmem sm{base, base + L::kQOff, base + L::kPOff + wg * kPBytes, full, empty, gbase,
+                        reinterpret_cast<float*>(gbase + L::kRedOff) + wg * 4 * kHeads};
+  const float scale_log2 = p.scale * kLog2e;
+  int tile_base = 0;
+  ConsumerState st;
+  for (int w = first; w < a.n_items; w += stride) {
+    DecodeItem it;
+    if (!decode_item(a, w, it)) continue;
+    const bool last = w + stride >= a.n_items;
+    uint64_t* tl_item = w == first ? tl : nullptr;
+    // Q is shared by both warpgroups: the previous item's products are done (finish_item ended on barrier 3, or
+    // wrote without one: this one orders its reads of Q before the overwrite).
+    if (w != first) named_barrier(3, kWGs * 128);
+    load_queries<kWGs * 128>(p, a.q_vec4, it.seq, it.h0, gbase + L::kQOff, tid);
+    wgmma::fence_proxy_async();
+    named_barrier(3, kWGs * 128);
+    if (tid == 0) stamp(tl_item, 3);
+#pragma unroll
+    for (int hh = 0; hh < 4; ++hh) {
+      st.m_run[hh] = neg_inf();
+      st.l_part[hh] = 0.0f;
+    }
+#pragma unroll
+    for (int mb = 0; mb < kValueBlocks; ++mb)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) st.o[mb][i] = 0.0f;
+    // Both warpgroups hold a tile at the end (merge) where the item has two or more; each one's last tile.
+    const bool merge = kWGs == 2 && it.n_tiles > 1;
+    auto last_c0 = [&](int w2) {  // the first ring chunk of warpgroup w2's last tile
+      return tile_chunk<kMode>(tile_base + it.n_tiles - 1 - ((it.n_tiles - 1 - w2) % kWGs));
+    };
+    for (int t = wg; t < it.n_tiles; t += kWGs)
+      consume_tile<kMode>(sm, st, t, tile_base, it.k_begin, it.k_end, scale_log2, wtid, 1 + wg,
+                          merge && t + kWGs >= it.n_tiles, tid == 0 && t == 0 ? tl_item : nullptr);
+    if (last) {
+      if (tid == 0) stamp(tl, 8);
+      // Keys done: the combine's CTAs may be placed as this grid's CTAs end (placed at the start, they measured
+      // 2 us slower at 1 x 128K: waiting CTAs beside the working ones).
+      griddep_launch_dependents();
+    }
+    finish_item<kWGs, kMode>(a, sm, st, it, (w / a.groups) / p.n_seqs, merge, merge ? last_c0(wg) : 0,
+                             merge ? last_c0(kWGs - 1 - wg) : 0, tid);
+    if (last && tid == 0) stamp(tl, 9);
+    tile_base += it.n_tiles;
+  }
 #else
   __trap();  // built only for sm_90a; mla_decode_hopper_supported is false elsewhere
 #endif
@@ -599,6 +685,16 @@ void set_pool_maps(HopperDecodeArgs& a, const void* cache, int64_t n_slots, bool
 
 }  // namespace
 
+int64_t mla_decode_hopper_ctas(int32_t persistent_ctas, int64_t n_items) {
+  // Past one wave of one-CTA-an-SM items, a CTA an SM (MLABENCH_MLA_DECODE_PERSISTENT=0: one CTA an item): each
+  // CTA's ring then streams its next item's tiles while it merges and writes the last, where a new CTA would
+  // start cold (its barriers, queries and first copies) after the old one's tail.
+  static const bool persistent = gpu::env_switch("MLABENCH_MLA_DECODE_PERSISTENT");
+  if (persistent_ctas > 0) return std::min<int64_t>(persistent_ctas, n_items);
+  if (persistent_ctas < 0 || !persistent) return n_items;
+  return std::min<int64_t>(gpu::device_sm_count(), n_items);
+}
+
 bool mla_decode_hopper_supported(const MlaDecodeParams& p) {
   return (p.cache_type == DType::BF16 || p.cache_type == DType::F8_E4M3) && p.bf16_operands && p.kv_lora == kLora &&
          p.rope == kRope &&
@@ -643,9 +739,14 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   const Kernel kernel = kKernels[wgs - 1][mode];
   const uint32_t smem = kSmem[mode];
   gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), static_cast<int>(smem), opted_in[wgs - 1][mode]);
-  const int groups = (p.n_heads + kHeads - 1) / kHeads;
-  const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(p.n_seqs), static_cast<unsigned>(n_splits));
-  launch_pdl(kernel, grid, dim3(wgs * 128 + 32), smem, s, a);
+  a.groups = (p.n_heads + kHeads - 1) / kHeads;
+  a.n_splits = n_splits;
+  const int64_t n_items = int64_t{a.groups} * p.n_seqs * n_splits;
+  MLABENCH_CHECK(n_items < (int64_t{1} << 31), "mla_decode_hopper: {} work items. HINT: fewer sequences a launch",
+                 n_items);
+  a.n_items = static_cast<int>(n_items);
+  launch_pdl(kernel, dim3(static_cast<unsigned>(mla_decode_hopper_ctas(p.persistent_ctas, n_items))),
+             dim3(wgs * 128 + 32), smem, s, a);
   if (n_splits > 1) launch_mla_decode_combine(p, n_splits, kKeys, s);
 }
 
