@@ -36,6 +36,9 @@
 #                FP8 with it and without (TOPK_BATCHES)
 #   append       issue 16: latent_append in W_UK's launch (MLABENCH_FUSE_APPEND): its tests, V2-Lite b1 BF16 and FP8 with
 #                it and without (APPEND_BATCHES)
+#   persist      issues 15/16: the MLA decode kernel's items looped by SM-many CTAs (MLABENCH_MLA_DECODE_PERSISTENT): its
+#                tests, bench_decode_attention mla16 on the engine's decode shapes with it and without, V2-Lite b256 BF16
+#                and FP8 with it and without (PERSIST_BATCHES), the 1 x 128K timeline
 #   b1skip       issue 20: V2-Lite b1 BF16, FP8, and FP8 with each MLABENCH_TIMING_SKIP stage left out (the most a fusion
 #                of that launch can save; outputs wrong by design)
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
@@ -430,6 +433,20 @@ if named append; then
   kernel_ab append "W_UK + latent_append tests" \
     'CudaSkinnyGemm.*:CudaElementwise.LatentAppend*:CudaFp8Cache.CacheWrite*:CudaFp8Cache.LatentAndKv*' 'append|latent' \
     16 MLABENCH_FUSE_APPEND "${APPEND_BATCHES:-1}"
+fi
+if named persist; then
+  gtests persist_kernels.log "MLA decode tests" test_cuda_kernels 'CudaAttention.MlaDecode*' 'mla decode' 12
+  for v in 1 0; do
+    for shape in 256x576 512x576 2048x640 1x131072 256x2048; do
+      MLABENCH_MLA_DECODE_PERSISTENT=$v timeout 60 build-gpu/bench/bench_decode_attention --only mla16 --reps 20 \
+        --shape $shape | grep -E '^mla' | sed "s/^/persistent $v: /" >> "$out/persist_kernel.log" 2>&1
+    done
+  done
+  sed 's/^/    /' "$out/persist_kernel.log" >> "$out/summary.txt"
+  timeout 60 build-gpu/bench/bench_decode_attention --only mla16 --shape 1x131072 --timeline --reps 20 \
+    > "$out/persist_timeline.log" 2>&1
+  grep -E '^#   (min|p10|p50|p90|max)' "$out/persist_timeline.log" | sed 's/^/    /' >> "$out/summary.txt"
+  switch_ab persist MLABENCH_MLA_DECODE_PERSISTENT "${PERSIST_BATCHES:-256}"
 fi
 # Issue 20 at batch 1, where the step's time goes (named only): V2-Lite b1 with BF16 and with FP8 weights + cache,
 # then FP8 with each MLABENCH_TIMING_SKIP stage left out alone and all of them together (engine/kernels/cuda/
