@@ -686,10 +686,11 @@ void set_pool_maps(HopperDecodeArgs& a, const void* cache, int64_t n_slots, bool
 }  // namespace
 
 int64_t mla_decode_hopper_ctas(int32_t persistent_ctas, int64_t n_items) {
-  // Past one wave of one-CTA-an-SM items, a CTA an SM (MLABENCH_MLA_DECODE_PERSISTENT=0: one CTA an item): each
-  // CTA's ring then streams its next item's tiles while it merges and writes the last, where a new CTA would
-  // start cold (its barriers, queries and first copies) after the old one's tail.
-  static const bool persistent = gpu::env_switch("MLABENCH_MLA_DECODE_PERSISTENT");
+  // Past one wave of one-CTA-an-SM items, under MLABENCH_MLA_DECODE_PERSISTENT=1, a CTA an SM: each CTA's ring
+  // then streams its next item's tiles while it merges and writes the last, where a new CTA would start cold (its
+  // barriers, queries and first copies) after the old one's tail. Opt-in until measured on a GPU
+  // (docs/perf-notes.md, issue 16 round 14).
+  static const bool persistent = gpu::env_switch("MLABENCH_MLA_DECODE_PERSISTENT", false);
   if (persistent_ctas > 0) return std::min<int64_t>(persistent_ctas, n_items);
   if (persistent_ctas < 0 || !persistent) return n_items;
   return std::min<int64_t>(gpu::device_sm_count(), n_items);
