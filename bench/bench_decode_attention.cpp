@@ -1,6 +1,6 @@
 // GPU micro-benchmark of the decode attention kernels against the memory roofline measured in the same run.
 //
-//   bench_decode_attention [--reps N] [--only mla|mla16|mla-fp8|mla-mma|mla-hilo|gqa|gqa-fp8] [--shape BxCTX] [--splits N]
+//   bench_decode_attention [--reps N] [--only mla|mla16|mla-fp8|mla-mma|mla-hilo|gqa|gqa-fp8] [--shape BxCTX ...] [--splits N]
 //                          [--timeline]
 //
 // First it times a device-to-device cudaMemcpy of 2 GiB (bandwidth = read + write bytes / time), then every
@@ -363,15 +363,17 @@ double copy_bandwidth(int reps, Timer& timer) {
 int main(int argc, char** argv) {
   int reps = 30;
   std::string only;
-  Shape one{0, 0};
+  std::vector<Shape> chosen;  // --shape, repeatable: these shapes instead of the sweep
   for (int i = 1; i < argc; ++i) {
+    Shape one{0, 0};
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
       reps = std::max(20, std::atoi(argv[++i]));
     } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) {
       only = argv[++i];
     } else if (!std::strcmp(argv[i], "--shape") && i + 1 < argc &&
                std::sscanf(argv[i + 1], "%dx%d", &one.batch, &one.ctx) == 2 && one.batch > 0 && one.ctx > 0) {
-      ++i;  // one batch x context shape instead of the sweep (e.g. for a profiler)
+      ++i;  // batch x context shapes instead of the sweep (e.g. for a profiler), one copy measurement for all
+      chosen.push_back(one);
     } else if (!std::strcmp(argv[i], "--splits") && i + 1 < argc) {
       char* end = nullptr;
       const long v = std::strtol(argv[++i], &end, 10);
@@ -384,7 +386,7 @@ int main(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--timeline")) {
       g_timeline = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|mla16|mla-fp8|mla-mma|mla-hilo|gqa|gqa-fp8] [--shape BATCHxCTX] [--splits N] [--timeline]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--reps N (>= 20)] [--only mla|mla16|mla-fp8|mla-mma|mla-hilo|gqa|gqa-fp8] [--shape BATCHxCTX ...] [--splits N] [--timeline]\n", argv[0]);
       return 2;
     }
   }
@@ -412,7 +414,7 @@ int main(int argc, char** argv) {
               "GB/s", "copy%", "TFLOP/s", "eager_us");
   const int64_t l2 = prop.l2CacheSize;
   std::vector<Shape> shapes(std::begin(kShapes), std::end(kShapes));
-  if (one.batch > 0) shapes = {one};
+  if (!chosen.empty()) shapes = chosen;
   if (only.empty() || only == "mla" || only == "mla16")  // mla16: the 16-head Hopper rows alone
     for (int heads : only == "mla16" ? std::vector<int>{16} : std::vector<int>{16, 128})
       for (const Shape& s : shapes) print_row(bench_mla(s, heads, true, reps, l2, timer), copy_gbs);

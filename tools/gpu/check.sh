@@ -437,10 +437,9 @@ fi
 if named persist; then
   gtests persist_kernels.log "MLA decode tests" test_cuda_kernels 'CudaAttention.MlaDecode*' 'mla decode' 12
   for v in 1 0; do
-    for shape in 256x576 512x576 2048x640 1x131072 256x2048; do
-      MLABENCH_MLA_DECODE_PERSISTENT=$v timeout 60 build-gpu/bench/bench_decode_attention --only mla16 --reps 20 \
-        --shape $shape | grep -E '^mla' | sed "s/^/persistent $v: /" >> "$out/persist_kernel.log" 2>&1
-    done
+    MLABENCH_MLA_DECODE_PERSISTENT=$v timeout 120 build-gpu/bench/bench_decode_attention --only mla16 --reps 20 \
+      --shape 256x576 --shape 512x576 --shape 2048x640 --shape 1x131072 --shape 256x2048 |
+      grep -E '^mla' | sed "s/^/persistent $v: /" >> "$out/persist_kernel.log" 2>&1
   done
   sed 's/^/    /' "$out/persist_kernel.log" >> "$out/summary.txt"
   timeout 60 build-gpu/bench/bench_decode_attention --only mla16 --shape 1x131072 --timeline --reps 20 \

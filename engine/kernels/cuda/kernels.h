@@ -66,8 +66,6 @@ void mla_decode_attention(const MlaDecodeParams& p, cudaStream_t s);
 /// rope 64, a block_size that is a multiple of 16, n_slots given, on an sm_90a build and a compute capability 9.0 GPU.
 bool mla_decode_hopper_supported(const MlaDecodeParams& p);
 void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s);
-/// The Hopper kernel's grid for n_items work items (MlaDecodeParams::persistent_ctas; MLABENCH_MLA_DECODE_PERSISTENT).
-int64_t mla_decode_hopper_ctas(int32_t persistent_ctas, int64_t n_items);
 void gqa_attention(const GqaAttentionParams& p, cudaStream_t s);
 
 }  // namespace mlabench::kernels::cuda

@@ -111,21 +111,23 @@ struct HopperDecodeArgs {
   int groups = 0, n_splits = 0, n_items = 0;
 };
 
-// One work item's keys: [k_begin, k_end) of sequence seq for heads h0 .. h0 + 15, n_tiles 64-key tiles.
+// One work item's keys: split `split`'s [k_begin, k_end) of sequence seq for heads h0 .. h0 + 15, n_tiles 64-key
+// tiles.
 struct DecodeItem {
-  int h0, seq, k_begin, k_end, n_tiles;
+  int h0, seq, split, k_begin, k_end, n_tiles;
 };
 
 // Item w (HopperDecodeArgs::n_items); false for a split past its sequence's keys (the merge reads only splits
 // that hold keys). The producer and the consumers call it alike, so they skip the same items.
 __device__ __forceinline__ bool decode_item(const HopperDecodeArgs& a, int w, DecodeItem& it) {
-  const int rest = w / a.groups, split = rest / a.p.n_seqs;
+  const int rest = w / a.groups;
   it.h0 = (w % a.groups) * kHeads;
   it.seq = rest % a.p.n_seqs;
+  it.split = rest / a.p.n_seqs;
   const int kv_len = a.p.kv_len[it.seq];
   const int split_len = decode_split_len(kv_len, a.n_splits, kKeys, a.p.fixed_splits);
-  it.k_begin = split * split_len;
-  if (split > 0 && it.k_begin >= kv_len) return false;
+  it.k_begin = it.split * split_len;
+  if (it.split > 0 && it.k_begin >= kv_len) return false;
   it.k_end = min(kv_len, it.k_begin + split_len);
   it.n_tiles = it.k_end > it.k_begin ? (it.k_end - it.k_begin + kKeys - 1) / kKeys : 0;
   return true;
@@ -438,11 +440,11 @@ __device__ __forceinline__ void produce_tiles(const HopperDecodeArgs& a, uint32_
 // (id 3) are uniform, merge is (n_tiles > 1 for both).
 template <int kWGs, int kMode>
 __device__ __forceinline__ void finish_item(const HopperDecodeArgs& a, const ConsumerSmem& sm, const ConsumerState& st,
-                                            const DecodeItem& it, int split, bool merge, int own_c0, int other_c0,
-                                            int tid) {
+                                            const DecodeItem& it, bool merge, int own_c0, int other_c0, int tid) {
   using L = Layout<kMode>;
   const MlaDecodeParams& p = a.p;
-  const int warp = tid >> 5, lane = tid & 31, wg = warp >> 2, g = lane >> 2, tq = lane & 3, wwarp = warp & 3;
+  const int warp = tid >> 5, lane = tid & 31, wg = warp >> 2, g = lane >> 2, tq = lane & 3, wwarp = warp & 3,
+            wtid = tid & 127;
   // l: the thread's partial sums, then the warp's 8 row lanes, then the 4 warps (fixed order); (m, l) per
   // warpgroup to ml[wg][head].
   float* lsum = reinterpret_cast<float*>(sm.gbase + L::kSumOff) + wg * 4 * kHeads;
@@ -455,9 +457,9 @@ __device__ __forceinline__ void finish_item(const HopperDecodeArgs& a, const Con
     if (g == 0) lsum[wwarp * kHeads + 8 * (hh >> 1) + 2 * tq + (hh & 1)] = l;
   }
   named_barrier(1 + wg, 128);
-  if ((tid & 127) < kHeads)
-    ml[(wg * kHeads + (tid & 127)) * 2 + 1] =
-        ((lsum[tid & 127] + lsum[kHeads + (tid & 127)]) + lsum[2 * kHeads + (tid & 127)]) + lsum[3 * kHeads + (tid & 127)];
+  if (wtid < kHeads)
+    ml[(wg * kHeads + wtid) * 2 + 1] =
+        ((lsum[wtid] + lsum[kHeads + wtid]) + lsum[2 * kHeads + wtid]) + lsum[3 * kHeads + wtid];
   if (wwarp == 0 && g == 0)
 #pragma unroll
     for (int hh = 0; hh < 4; ++hh) ml[(wg * kHeads + 8 * (hh >> 1) + 2 * tq + (hh & 1)) * 2] = st.m_run[hh];
@@ -510,7 +512,7 @@ __device__ __forceinline__ void finish_item(const HopperDecodeArgs& a, const Con
       dst = p.out + it.seq * p.ld_out + static_cast<int64_t>(h) * kLora;
       mul = l_tot[hh] > 0.0f ? f[hh] / l_tot[hh] : 0.0f;
     } else {
-      const int64_t idx = partial_index(split, it.seq, h, p.n_seqs, p.n_heads);
+      const int64_t idx = partial_index(it.split, it.seq, h, p.n_seqs, p.n_heads);
       dst = p.scratch + idx * kLora;
       if (wg == 0 && wwarp == 0 && g == 0) {
         p.scratch[n_partials * kLora + idx * 2] = m_tot[hh];
@@ -627,8 +629,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
       // 2 us slower at 1 x 128K: waiting CTAs beside the working ones).
       griddep_launch_dependents();
     }
-    finish_item<kWGs, kMode>(a, sm, st, it, (w / a.groups) / p.n_seqs, merge, merge ? last_c0(wg) : 0,
-                             merge ? last_c0(kWGs - 1 - wg) : 0, tid);
+    finish_item<kWGs, kMode>(a, sm, st, it, merge, merge ? last_c0(wg) : 0, merge ? last_c0(kWGs - 1 - wg) : 0, tid);
     if (last && tid == 0) stamp(tl, 9);
     tile_base += it.n_tiles;
   }
@@ -683,9 +684,8 @@ void set_pool_maps(HopperDecodeArgs& a, const void* cache, int64_t n_slots, bool
   a.scale_map = last.scale_map;
 }
 
-}  // namespace
-
-int64_t mla_decode_hopper_ctas(int32_t persistent_ctas, int64_t n_items) {
+// The grid for n_items work items (MlaDecodeParams::persistent_ctas).
+int64_t hopper_ctas(int32_t persistent_ctas, int64_t n_items) {
   // Past one wave of one-CTA-an-SM items, under MLABENCH_MLA_DECODE_PERSISTENT=1, a CTA an SM: each CTA's ring
   // then streams its next item's tiles while it merges and writes the last, where a new CTA would start cold (its
   // barriers, queries and first copies) after the old one's tail. Opt-in until measured on a GPU
@@ -695,6 +695,8 @@ int64_t mla_decode_hopper_ctas(int32_t persistent_ctas, int64_t n_items) {
   if (persistent_ctas < 0 || !persistent) return n_items;
   return std::min<int64_t>(gpu::device_sm_count(), n_items);
 }
+
+}  // namespace
 
 bool mla_decode_hopper_supported(const MlaDecodeParams& p) {
   return (p.cache_type == DType::BF16 || p.cache_type == DType::F8_E4M3) && p.bf16_operands && p.kv_lora == kLora &&
@@ -746,7 +748,7 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   MLABENCH_CHECK(n_items < (int64_t{1} << 31), "mla_decode_hopper: {} work items. HINT: fewer sequences a launch",
                  n_items);
   a.n_items = static_cast<int>(n_items);
-  launch_pdl(kernel, dim3(static_cast<unsigned>(mla_decode_hopper_ctas(p.persistent_ctas, n_items))),
+  launch_pdl(kernel, dim3(static_cast<unsigned>(hopper_ctas(p.persistent_ctas, n_items))),
              dim3(wgs * 128 + 32), smem, s, a);
   if (n_splits > 1) launch_mla_decode_combine(p, n_splits, kKeys, s);
 }
