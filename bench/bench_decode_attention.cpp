@@ -284,7 +284,7 @@ Row bench_mla(const Shape& s, int heads, bool bf16_operands, int reps, int64_t l
     c.paged.block_tables = pool.tables[static_cast<size_t>(i % copies)].as<int32_t>();
     mlabench::kernels::cuda::mla_decode_attention(c, st);
   });
-  if (g_timeline && heads == 16 && bf16_operands && kernel == k::MlaDecodeKernel::AUTO && !fp8)
+  if (g_timeline && heads == 16 && bf16_operands && kernel == k::MlaDecodeKernel::AUTO)
     print_timeline(p, pool.tables[static_cast<size_t>(copies > 1 ? 1 : 0)].as<int32_t>());
   const double bytes = static_cast<double>(cache_bytes) + s.batch * static_cast<double>(heads) * (lora * 8 + rope * 4);
   const double flops = 2.0 * s.batch * heads * static_cast<double>(s.ctx) * (width + lora);

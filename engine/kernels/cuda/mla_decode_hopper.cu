@@ -684,14 +684,18 @@ void set_pool_maps(HopperDecodeArgs& a, const void* cache, int64_t n_slots, bool
   a.scale_map = last.scale_map;
 }
 
-// The grid for n_items work items (MlaDecodeParams::persistent_ctas).
-int64_t hopper_ctas(int32_t persistent_ctas, int64_t n_items) {
-  // Past one wave of one-CTA-an-SM items, under MLABENCH_MLA_DECODE_PERSISTENT=1, a CTA an SM: each CTA's ring
-  // then streams its next item's tiles while it merges and writes the last, where a new CTA would start cold (its
-  // barriers, queries and first copies) after the old one's tail. Opt-in until measured on a GPU
-  // (docs/perf-notes.md, issue 16 round 14).
-  static const bool persistent = gpu::env_switch("MLABENCH_MLA_DECODE_PERSISTENT", false);
+// The grid for n_items work items (MlaDecodeParams::persistent_ctas) over a BF16 (fp8 false) or FP8 pool.
+int64_t hopper_ctas(int32_t persistent_ctas, int64_t n_items, bool fp8) {
+  // Past one wave of one-CTA-an-SM items, a CTA an SM for BF16 pools: each CTA's ring then streams its next item's
+  // tiles while it merges and writes the last, where a new CTA would start cold (its barriers, queries and first
+  // copies) after the old one's tail. Measured (docs/perf-notes.md, issue 16 round 14, H100): BF16 256 x 576 -2.4%,
+  // 512 x 576 -4.3%, 2,048 x 640 +0.5%; FP8 pools, whose tile time is the consumers' widening, not the copies,
+  // lost (2,048 x 640 +5.6%: items dealt round robin end less evenly than CTAs placed as SMs free up), so they keep
+  // one CTA an item. MLABENCH_MLA_DECODE_PERSISTENT: 0 one CTA an item, 1 SM-many CTAs for both pools, 2 (unset)
+  // SM-many for BF16 pools only.
+  static const int level = gpu::env_level("MLABENCH_MLA_DECODE_PERSISTENT", 2, 2);
   if (persistent_ctas > 0) return std::min<int64_t>(persistent_ctas, n_items);
+  const bool persistent = level == 2 ? !fp8 : level == 1;
   if (persistent_ctas < 0 || !persistent) return n_items;
   return std::min<int64_t>(gpu::device_sm_count(), n_items);
 }
@@ -748,7 +752,7 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   MLABENCH_CHECK(n_items < (int64_t{1} << 31), "mla_decode_hopper: {} work items. HINT: fewer sequences a launch",
                  n_items);
   a.n_items = static_cast<int>(n_items);
-  launch_pdl(kernel, dim3(static_cast<unsigned>(hopper_ctas(p.persistent_ctas, n_items))),
+  launch_pdl(kernel, dim3(static_cast<unsigned>(hopper_ctas(p.persistent_ctas, n_items, fp8))),
              dim3(wgs * 128 + 32), smem, s, a);
   if (n_splits > 1) launch_mla_decode_combine(p, n_splits, kKeys, s);
 }
