@@ -43,6 +43,12 @@ struct DeviceStep {
   int32_t* block_tables = nullptr;
   int32_t* logit_rows = nullptr;
   int32_t* cu_kv = nullptr;  // [n_prefill + 1] key offsets of the prefill sequences (MLA decompression)
+  // The prefill sequences' caches gathered into a scratch pool of whole blocks (serving::gathered_prefill_layout;
+  // GQA over FP8 slots at BF16 precision): [n_prefill + 1] block-aligned slot offsets, [n_prefill, max_blocks]
+  // block tables into the scratch, and its slots in use.
+  int32_t* gathered_cu_slots = nullptr;
+  int32_t* gathered_tables = nullptr;
+  int32_t gathered_slots = 0;
   int32_t n_seqs = 0, n_rows = 0, n_decode = 0, max_blocks = 0, n_logit_rows = 0;
   int32_t max_q_prefill = 0, max_kv_decode = 0, max_kv_prefill = 0, prefill_keys = 0;
   bool graphed = false;  // replayed from a CUDA graph: nothing may be read back to the host

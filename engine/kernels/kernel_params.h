@@ -760,7 +760,9 @@ struct GqaAttentionParams {
   // kernel then copies by cp.async. Nothing else reads it.
   int64_t n_slots = 0;
   // As MlaDecodeParams: F32 takes the float32 generic kernel; F8_E4M3 the decode kernel (gqa_decode_applies: each
-  // value widened exactly, the scales folded into the scores and weights) and the generic kernel for prefill chunks.
+  // value widened exactly, the scales folded into the scores and weights) and the generic kernel for prefill chunks
+  // (the engine's float32 precision; at BF16 precision the engine gathers the slots into BF16 pools for the flash
+  // kernel instead: gpu_gqa.cpp).
   DType cache_type = DType::BF16;
   // F8_E4M3: each pool's slots hold its heads in e4m3 with a scale a head (two for 256-wide heads).
   MLABENCH_HD Fp8SlotLayout fp8_layout() const { return Fp8SlotLayout::heads(n_kv_heads, head_dim); }

@@ -50,4 +50,27 @@ int64_t decode_graph_bucket(int64_t n) {
   return (n + step - 1) / step * step;
 }
 
+GatheredPrefill gathered_prefill_layout(std::span<const int32_t> kv_len, int64_t block_size, int32_t max_blocks) {
+  MLABENCH_CHECK(block_size > 0 && max_blocks > 0, "gathered_prefill_layout: block_size {}, max_blocks {}",
+                 block_size, max_blocks);
+  GatheredPrefill g;
+  g.cu_slots.reserve(kv_len.size() + 1);
+  g.cu_slots.push_back(0);
+  g.tables.reserve(kv_len.size() * static_cast<size_t>(max_blocks));
+  for (const int32_t n : kv_len) {
+    const int64_t blocks = (n + block_size - 1) / block_size, first = g.cu_slots.back() / block_size;
+    MLABENCH_CHECK(n >= 0 && blocks <= max_blocks, "gathered_prefill_layout: {} keys in {} blocks of {}", n,
+                   max_blocks, block_size);
+    for (int64_t j = 0; j < max_blocks; ++j) g.tables.push_back(static_cast<int32_t>(first + (j < blocks ? j : 0)));
+    const int64_t end = g.cu_slots.back() + blocks * block_size;
+    MLABENCH_CHECK(end < (int64_t{1} << 31), "gathered_prefill_layout: {} slots", end);
+    g.cu_slots.push_back(static_cast<int32_t>(end));
+  }
+  return g;
+}
+
+int64_t gathered_prefill_slots(const ServingLimits& limits, int64_t key_budget) {
+  return key_budget + std::min(limits.max_seqs, limits.max_step_tokens) * (limits.block_size - 1);
+}
+
 }  // namespace mlabench::serving

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "engine/model/config.h"
 #include "mlabench/engine.h"
@@ -29,5 +31,20 @@ ServingLimits serving_limits(const EngineOptions& o, const ModelConfig& c);
 /// 1,024: every padding row runs the whole layer, the routed experts included (docs/perf-notes.md, issue 16 round
 /// 11). Monotone in n and at most bit_ceil(n), so bit_ceil(max_seqs) rows bound every bucket.
 int64_t decode_graph_bucket(int64_t n);
+
+/// \brief Where a step's prefill sequences' caches go when a runner gathers them into a scratch pool of its own
+/// (the GPU engine's GQA prefill over FP8 slots widens them into BF16 blocks for the BF16 flash kernel): sequence i
+/// (of kv_len.size(), its kv_len[i] keys) takes whole blocks from slot cu_slots[i], block-aligned, so that its
+/// block table is tables[i * max_blocks + j] = cu_slots[i] / block_size + j for its ceil(kv_len[i] / block_size)
+/// blocks (the rest of the row repeats its first block: never read). cu_slots has kv_len.size() + 1 entries, the
+/// last the scratch's slots in use.
+struct GatheredPrefill {
+  std::vector<int32_t> cu_slots, tables;
+};
+GatheredPrefill gathered_prefill_layout(std::span<const int32_t> kv_len, int64_t block_size, int32_t max_blocks);
+/// \brief The scratch slots gathered_prefill_layout can take in one step at these limits, given the runner's
+/// prefill key budget (keys of a step's prefill sequences, ModelRunner::prefill_key_budget): each sequence rounds
+/// up to whole blocks, and a step holds at most min(max_seqs, max_step_tokens) prefill sequences.
+int64_t gathered_prefill_slots(const ServingLimits& limits, int64_t key_budget);
 
 }  // namespace mlabench::serving

@@ -242,9 +242,9 @@ TEST_P(GpuFp8, KvCacheMatchesTheCpuEnginesFp8Cache) {
   EXPECT_GE(same, total * 9 / 10) << "decode over the slots follows the CPU engine's greedy path";
 }
 
-// --kv-cache-dtype fp8 at the engine's BF16 precision: MLA's prefill gathers the slots into BF16 for the BF16 flash
-// kernel (GQA's prefill reads them in float32, its decode on the decode kernel), decode reads them (at V2's latent widths on the Hopper kernel; the
-// kernel tests cover those). The values reaching the cache's quantiser now differ from the CPU engine's by BF16
+// --kv-cache-dtype fp8 at the engine's BF16 precision: the prefill gathers the slots into BF16 for the BF16 flash
+// kernel (MLA its latent; GQA its K and V into pools of whole blocks, gpu_gqa.cpp), decode reads them (GQA on its
+// decode kernel, MLA at V2's latent widths on the Hopper kernel; the kernel tests cover those). The values reaching the cache's quantiser now differ from the CPU engine's by BF16
 // rounding, so e4m3 flips are common: against the CPU engine's FP8 cache the error is bounded by the BF16 engine's
 // own (on the BF16 cache against the CPU engine's float32 cache) plus the FP8 cache's own cost on the CPU (a wrong
 // slot read is an error of the logits' order).
@@ -266,6 +266,53 @@ TEST_P(GpuFp8, KvCacheAtBf16PrecisionKeepsTheBf16EnginesError) {
               "cache; the FP8 cache's own cost on the cpu %.3e\n", GetParam() ? "MLA + MoE" : "GQA dense", err8, err,
               cost);
   EXPECT_LT(err8, err + cost) << "the BF16 engine's own error and e4m3 flips";
+}
+
+// GQA over FP8 slots at BF16 precision through the serving core's batched steps: several prefill sequences a step,
+// later chunks of a prompt attending over its earlier chunks (gathered from the slots with the new keys), and
+// steps where decode rows (the decode kernel over the slots) run beside prefill chunks (the gathered pools). Scores
+// against the CPU engine's FP8 cache are bounded as in KvCacheAtBf16PrecisionKeepsTheBf16EnginesError (the BF16
+// engine's own error on the BF16 cache plus the FP8 cache's cost), per continuation token; greedy generation over
+// the same prompts, whose first steps mix decode rows and prefill chunks, follows the CPU engine's tokens (BF16
+// rounding may flip a near tie, so half of them; a wrong gathered block gives unrelated tokens, 1 in 512 each).
+TEST(GpuFp8Gqa, PrefillOverSlotsInBatchedChunkedAndMixedSteps) {
+  MLABENCH_REQUIRE_GPU();
+  test::TempDir dir;
+  std::ofstream(dir.file("config.json")) << fp8_config(false).dump(2);
+  auto open = [&](Device d, KvCacheDtype kv) { return open_kv(dir, d, Precision::NATIVE, kv); };
+  auto cpu8 = open(Device::CPU, KvCacheDtype::FP8), gpu8 = open(Device::CUDA, KvCacheDtype::FP8);
+  auto cpu = open(Device::CPU, KvCacheDtype::AUTO), gpu = open(Device::CUDA, KvCacheDtype::AUTO);
+  ASSERT_TRUE(cpu8 && gpu8 && cpu && gpu);
+  const std::vector<int64_t> lengths = {40, 90, 600, 350, 700};  // 512-token steps: chunks, several a step
+  std::vector<ScoreRequest> score;
+  std::vector<GenerateRequest> gen;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    score.push_back({.context = ids(lengths[i], 40 + i), .continuation = ids(24, 60 + i)});
+    gen.push_back({.prompt = score.back().context, .options = {.max_new_tokens = 6}});
+  }
+  const auto s8 = gpu8->score_batch(score).value(), r8 = cpu8->score_batch(score).value();
+  const auto s = gpu->score_batch(score).value(), r = cpu->score_batch(score).value();
+  double err8 = 0, err = 0, cost = 0;
+  for (size_t i = 0; i < score.size(); ++i) {
+    const double n = static_cast<double>(score[i].continuation.size());
+    err8 = std::max(err8, std::fabs(s8[i].logprob - r8[i].logprob) / n);
+    err = std::max(err, std::fabs(s[i].logprob - r[i].logprob) / n);
+    cost = std::max(cost, std::fabs(r8[i].logprob - r[i].logprob) / n);
+  }
+  std::printf("[ gpu fp8 kv ] GQA batched prefill, BF16 precision: |gpu - cpu| log-prob a token %.3e over FP8 slots, "
+              "%.3e over the BF16 cache; the FP8 cache's own cost on the cpu %.3e\n", err8, err, cost);
+  EXPECT_GT(cost, 0.0) << "the CPU engine's cache rounds to FP8";
+  EXPECT_LT(err8, err + cost) << "the BF16 engine's own error and e4m3 flips";
+  const auto g = gpu8->generate_batch(gen).value(), c = cpu8->generate_batch(gen).value();
+  int same = 0, total = 0;
+  for (size_t i = 0; i < gen.size(); ++i) {
+    ASSERT_EQ(g[i].tokens.size(), 6u) << i;
+    for (size_t t = 0; t < g[i].tokens.size() && t < c[i].tokens.size(); ++t, ++total)
+      same += g[i].tokens[t] == c[i].tokens[t];
+  }
+  std::printf("[ gpu fp8 kv ] GQA, mixed decode and prefill steps: greedy tokens equal to the cpu engine's: %d of %d\n",
+              same, total);
+  EXPECT_GE(2 * same, total) << "decode rows beside gathered prefill chunks";
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GpuFp8, ::testing::Bool(),

@@ -209,6 +209,37 @@ TEST(ServingSimulation, DecodeGraphBucketsPadLessThanAnEighth) {
   EXPECT_EQ(buckets.size(), 4u + 8u * 13u) << "1, 2, 4, 8, then 8 an octave up to 2^16";
 }
 
+// The GPU engine's gathered prefill pools (GQA over FP8 slots): each sequence's blocks consecutive from a
+// block-aligned start, in order, no two sequences sharing a block; the row's unused entries a block of its own; the
+// slots within gathered_prefill_slots' bound at the limits' worst case (every sequence one key past a block).
+TEST(ServingSimulation, GatheredPrefillLayoutGivesEachSequenceItsOwnBlocks) {
+  const std::vector<int32_t> kv_len = {1, 64, 65, 300, 0, 128};
+  const GatheredPrefill g = gathered_prefill_layout(kv_len, 64, 8);
+  EXPECT_EQ(g.cu_slots, (std::vector<int32_t>{0, 64, 128, 256, 576, 576, 704}));
+  ASSERT_EQ(g.tables.size(), kv_len.size() * 8);
+  std::set<int32_t> used;
+  for (size_t i = 0; i < kv_len.size(); ++i) {
+    const int32_t blocks = (kv_len[i] + 63) / 64, first = g.cu_slots[i] / 64;
+    EXPECT_EQ(g.cu_slots[i] % 64, 0) << i;
+    EXPECT_EQ(g.cu_slots[i + 1] - g.cu_slots[i], blocks * 64) << i;
+    for (int32_t j = 0; j < 8; ++j) {
+      const int32_t b = g.tables[i * 8 + static_cast<size_t>(j)];
+      if (j < blocks) {
+        EXPECT_EQ(b, first + j) << i << " " << j;
+        EXPECT_TRUE(used.insert(b).second) << "block " << b << " twice";
+      } else {
+        EXPECT_EQ(b, first) << i << " " << j;
+      }
+    }
+  }
+  EXPECT_THROW(gathered_prefill_layout(std::vector<int32_t>{513}, 64, 8), Error) << "9 blocks in a row of 8";
+  const ServingLimits lim{.max_seqs = 4, .max_step_tokens = 512, .max_logit_rows = 512, .max_context = 4096,
+                          .block_size = 64};
+  const std::vector<int32_t> worst = {65, 65, 65, 4096 - 195};  // 4,096 keys, three of them one past a block
+  EXPECT_LE(gathered_prefill_layout(worst, 64, 64).cu_slots.back(), gathered_prefill_slots(lim, 4096));
+  EXPECT_EQ(gathered_prefill_slots(lim, 4096), 4096 + 4 * 63);
+}
+
 // Full size: 160 requests, ~1,200 steps (12 s in Release, 3 min under ASan); the short mode (CI) runs 48, ~440
 // steps, through the same pre-emptions, prefix sharing and stop rules.
 TEST(ServingSimulation, ManyStepsUnderATinyPoolChangeNoResult) {

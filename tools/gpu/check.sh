@@ -39,6 +39,9 @@
 #   persist      issues 15/16: the MLA decode kernel's items looped by SM-many CTAs (MLABENCH_MLA_DECODE_PERSISTENT): its
 #                tests, bench_decode_attention mla16 on the engine's decode shapes with it and without, V2-Lite b256 BF16
 #                and FP8 with it and without (PERSIST_BATCHES), the 1 x 128K timeline
+#   gqafp8       issue 20: GQA prefill over FP8 slots gathered into BF16 pools (MLABENCH_GQA_FP8_PREFILL): the FP8
+#                engine tests with it and without, Llama-3-8B 4K prompts over FP8 slots with it and without, DeepSeek 67B
+#                (FP8 weights and cache) --batch max at 4K-token sequences with it
 #   b1skip       issue 20: V2-Lite b1 BF16, FP8, and FP8 with each MLABENCH_TIMING_SKIP stage left out (the most a fusion
 #                of that launch can save; outputs wrong by design)
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
@@ -447,6 +450,25 @@ if named persist; then
     > "$out/persist_timeline.log" 2>&1
   grep -E '^#   (min|p10|p50|p90|max)' "$out/persist_timeline.log" | sed 's/^/    /' >> "$out/summary.txt"
   switch_ab persist MLABENCH_MLA_DECODE_PERSISTENT "${PERSIST_BATCHES:-256}"
+fi
+# GQA prefill over FP8 slots (named only): the gathered BF16 pools (MLABENCH_GQA_FP8_PREFILL=1) against the float32
+# generic kernel (0) in the FP8 engine tests and a Llama-3-8B 4K prompt; DeepSeek 67B in FP8 on one GPU with them.
+if named gqafp8; then
+  for v in 1 0; do
+    (export MLABENCH_GQA_FP8_PREFILL=$v
+     gtests gqafp8_tests_$v.log "FP8 engine tests, GQA_FP8_PREFILL=$v" test_gpu_engine '*GpuFp8*' 'gpu fp8 kv|Expected|actual' 12)
+  done
+  for v in 1 0; do
+    MLABENCH_GQA_FP8_PREFILL=$v timeout ${GQAFP8_TIMEOUT:-150} build-gpu/mlabench bench --device cuda \
+      --model configs/llama-3-8b --random-weights 0 --kv-cache-dtype fp8 --batch 1,8 --prompt 4032 --gen 64 \
+      --out "$out/bench_llama3_8b_fp8kv_gather$v.json" > "$out/gqafp8_llama_$v.log" 2>&1
+    row "bench Llama-3-8B FP8 cache, GQA_FP8_PREFILL=$v" "rc $? $(grep -E '^ +[0-9]+ +4032 ' "$out/gqafp8_llama_$v.log" | tr -s ' ' | tr '\n' ';')"
+  done
+  MLABENCH_GQA_FP8_PREFILL=1 timeout ${GQAFP8_67B_TIMEOUT:-240} build-gpu/mlabench bench --device cuda \
+    --model configs/deepseek-67b --random-weights 0 --weights-dtype fp8 --kv-cache-dtype fp8 --batch max \
+    --prompt 3968 --gen 64 --out "$out/bench_67b_fp8_fp8kv.json" > "$out/gqafp8_67b.log" 2>&1
+  row "bench DeepSeek 67B FP8 + FP8 cache --batch max" "rc $?"
+  grep -E '^# --batch max|^ +[0-9]+ +3968 |^# maximum' "$out/gqafp8_67b.log" | sed 's/^/    /' >> "$out/summary.txt"
 fi
 # Issue 20 at batch 1, where the step's time goes (named only): V2-Lite b1 with BF16 and with FP8 weights + cache,
 # then FP8 with each MLABENCH_TIMING_SKIP stage left out alone and all of them together (engine/kernels/cuda/

@@ -1,6 +1,6 @@
 // Shape-generic attention kernels in float32: the path of the three attention launchers (attention.cu) for the
 // engine's float32 precision (F32 cache), the F8_E4M3 caches' cases no tensor-core kernel takes (--kv-cache-dtype
-// fp8: MLA decode with float32 operands, GQA prefill chunks; each value dequantised as cache_gather does) and head
+// fp8: MLA decode with float32 operands, GQA prefill chunks at float32 precision; each value dequantised as cache_gather does) and head
 // sizes that have no tensor-core instance there (the tiny test models, unusual configs). One block per (query row,
 // head), keys in chunks of kChunk with an online softmax in float32; any head size, no split-KV. Correct and
 // simple, not fast: real DeepSeek-V2 / Llama shapes take the instances in attention.cu.
