@@ -54,12 +54,18 @@ class GqaAttention final : public GpuAttention {
   // take their memory (as MLA's decompressed keys); the scheduler keeps a step's prefill keys within the budget.
   void allocate(const serving::ServingLimits& lim) override {
     if (!gathers_prefill()) return;
-    key_budget_ = std::max(2 * lim.max_step_tokens, lim.max_context);
-    gathered_slots_ = serving::gathered_prefill_slots(lim, key_budget_);
+    key_budget_ = serving::prefill_key_budget(lim);
+    gathered_slots_ = serving::gathered_prefill_slots(lim);
     const auto pool = static_cast<size_t>(gathered_slots_ * m_.config().n_kv_heads * m_.config().head_dim) * 2;
     gathered_ = DeviceBuffer(2 * pool, "GQA prefill pools gathered from FP8 slots");
   }
   int64_t prefill_key_budget() const override { return key_budget_; }
+  // FP8 slots where the flash kernel serves prefill: their prefill steps gather the slots into BF16 pools, under
+  // MLABENCH_GQA_FP8_PREFILL=1 until its GPU tests have run (0, the default: the float32 generic kernel over them).
+  bool gathers_prefill() const override {
+    static const bool on = gpu::env_switch("MLABENCH_GQA_FP8_PREFILL", false);
+    return on && bf16_flash() && m_.cache_dtype() == DType::F8_E4M3;
+  }
 
   int64_t split_scratch_bound() const override {
     return 2 * k::kAttnTargetCtas * k::kGqaRowsPerCta * (m_.config().head_dim + 2);
@@ -132,12 +138,6 @@ class GqaAttention final : public GpuAttention {
   bool bf16_flash() const {
     return m_.precision() != Precision::FLOAT32 && m_.dtype() == DType::BF16 &&
            k::gqa_prefill_bf16_supported(static_cast<int32_t>(m_.config().head_dim));
-  }
-  // FP8 slots where the flash kernel serves prefill: their prefill steps gather the slots into BF16 pools.
-  // MLABENCH_GQA_FP8_PREFILL=0 keeps the float32 generic kernel over the slots (the path before, for A/B runs).
-  bool gathers_prefill() const {
-    static const bool on = gpu::env_switch("MLABENCH_GQA_FP8_PREFILL", false);
-    return on && bf16_flash() && m_.cache_dtype() == DType::F8_E4M3;
   }
 
   // The engine's split plan for p, with its scratch where it splits.

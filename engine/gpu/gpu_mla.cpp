@@ -91,7 +91,7 @@ class MlaAttention final : public GpuAttention {
 
   // The decompressed keys of a prefill step, allocated now so the KV cache cannot take their memory.
   void allocate(const serving::ServingLimits& lim) override {
-    key_budget_ = std::max(2 * lim.max_step_tokens, lim.max_context);
+    key_budget_ = serving::prefill_key_budget(lim);
     ensure_keys(key_budget_);
   }
 

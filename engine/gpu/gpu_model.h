@@ -44,8 +44,8 @@ struct DeviceStep {
   int32_t* logit_rows = nullptr;
   int32_t* cu_kv = nullptr;  // [n_prefill + 1] key offsets of the prefill sequences (MLA decompression)
   // The prefill sequences' caches gathered into a scratch pool of whole blocks (serving::gathered_prefill_layout;
-  // GQA over FP8 slots at BF16 precision): [n_prefill + 1] block-aligned slot offsets, [n_prefill, max_blocks]
-  // block tables into the scratch, and its slots in use.
+  // built only where GpuAttention::gathers_prefill): [n_prefill + 1] block-aligned slot offsets, [n_prefill,
+  // max_blocks] block tables into the scratch, and its slots in use.
   int32_t* gathered_cu_slots = nullptr;
   int32_t* gathered_tables = nullptr;
   int32_t gathered_slots = 0;
@@ -190,6 +190,8 @@ class GpuAttention {
   virtual int64_t fixed_split_scratch_bound(int64_t seqs) const = 0;
   /// Keys of prefill sequences one step may attend (0 = no limit): MLA's decompressed keys are materialised.
   virtual int64_t prefill_key_budget() const { return 0; }
+  /// Whether prefill steps read DeviceStep::gathered_* (the runner builds them only then).
+  virtual bool gathers_prefill() const { return false; }
   virtual void forward(const DeviceStep& st, const GpuLayer& L, void* k_cache, void* v_cache, int64_t block_size,
                        float* out) = 0;
 
@@ -232,6 +234,7 @@ class GpuModel {
   std::pair<int64_t, int64_t> kv_widths() const { return attention_->kv_widths(); }
   uint64_t weight_bytes() const { return weight_bytes_; }
   int64_t prefill_key_budget() const { return attention_->prefill_key_budget(); }
+  bool gathers_prefill() const { return attention_->gathers_prefill(); }
   /// One rank of a sharded model (engine/parallel/sharded_runner.h): this model holds the rank's slices (heads, FFN
   /// columns, vocabulary rows); the hooks join its partial outputs with the other ranks'. Set before forward.
   void set_rank_hooks(parallel::DeviceRankHooks hooks) { hooks_ = std::move(hooks); }

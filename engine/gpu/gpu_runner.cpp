@@ -123,9 +123,10 @@ class GpuRunner final : public serving::ModelRunner {
     model_->allocate_buffers(limits);
     const int64_t max_blocks = (limits.max_context + limits.block_size - 1) / limits.block_size;
     const auto graph_seqs = static_cast<size_t>(std::bit_ceil(static_cast<uint64_t>(limits.max_seqs)));
-    // The block tables twice: the step's, and the gathered prefill pools' (gathered_prefill_layout).
-    const size_t stage = static_cast<size_t>(limits.max_step_tokens) * 16 + graph_seqs * 52 +
-                         graph_seqs * std::bit_ceil(static_cast<uint64_t>(max_blocks)) * 8 +
+    // The block tables, twice where the model gathers its prefill sequences' caches (gathered_prefill_layout).
+    const size_t tables = model_->gathers_prefill() ? 2 : 1;
+    const size_t stage = static_cast<size_t>(limits.max_step_tokens) * 16 + graph_seqs * (44 + 4 * tables) +
+                         graph_seqs * std::bit_ceil(static_cast<uint64_t>(max_blocks)) * 4 * tables +
                          static_cast<size_t>(limits.max_logit_rows) * 40 + 4096;
     h_stage_ = PinnedBuffer(stage);
     d_stage_ = DeviceBuffer(stage, "step staging");
@@ -368,9 +369,12 @@ gpu::DeviceStep GpuRunner::upload(const serving::StepPlan& plan, int32_t n_pad, 
   }
   for (size_t s = 0; s < static_cast<size_t>(st.n_decode); ++s) st.max_kv_decode = std::max(st.max_kv_decode, kv_len[s]);
   st.prefill_keys = cu_kv.back();
-  const serving::GatheredPrefill gathered = serving::gathered_prefill_layout(
-      std::span<const int32_t>(kv_len).subspan(static_cast<size_t>(st.n_decode)), bs, max_blocks);
-  st.gathered_slots = gathered.cu_slots.back();
+  serving::GatheredPrefill gathered;  // only for a model that reads it, and steps with prefill sequences
+  if (model_->gathers_prefill() && st.n_decode < st.n_seqs) {
+    gathered = serving::gathered_prefill_layout(
+        std::span<const int32_t>(kv_len).subspan(static_cast<size_t>(st.n_decode)), bs, max_blocks);
+    st.gathered_slots = gathered.cu_slots.back();
+  }
   std::vector<float> temp, top_p;
   std::vector<uint64_t> seed;
   std::vector<int64_t> step;
@@ -394,8 +398,10 @@ gpu::DeviceStep GpuRunner::upload(const serving::StepPlan& plan, int32_t n_pad, 
   st.block_tables = sg.put(tables);
   st.logit_rows = sg.put(rows);
   st.cu_kv = sg.put(cu_kv);
-  st.gathered_cu_slots = sg.put(gathered.cu_slots);
-  st.gathered_tables = sg.put(gathered.tables);
+  if (!gathered.cu_slots.empty()) {
+    st.gathered_cu_slots = sg.put(gathered.cu_slots);
+    st.gathered_tables = sg.put(gathered.tables);
+  }
   d_temp_ = sg.put(temp);
   d_top_p_ = sg.put(top_p);
   d_seed_ = sg.put(seed);

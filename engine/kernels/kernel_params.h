@@ -739,9 +739,10 @@ struct MlaDecodeParams {
   // nanosecond stamps of its phases per CTA (its block index) here; nullptr = none.
   uint64_t* timeline = nullptr;
   // The Hopper kernel's work items (head group, sequence, split): 0 = the launcher's choice (one CTA an item; past
-  // one wave of SMs over a BF16 pool (MLABENCH_MLA_DECODE_PERSISTENT, mla_decode_hopper.cu), one CTA an SM that takes items SM-count apart, its
-  // copies of the next item streaming while it finishes the last); -1 = one CTA an item; N > 0 = N CTAs (tests:
-  // many items a CTA at any shape). An item's output has the same bits whichever CTA computes it.
+  // one wave of SMs over a BF16 pool, one CTA an SM that takes items SM-count apart, its copies of the next item
+  // streaming while it finishes the last: MLABENCH_MLA_DECODE_PERSISTENT, mla_decode_hopper.cu); -1 = one CTA an
+  // item; N > 0 = N CTAs (tests: many items a CTA at any shape). An item's output has the same bits whichever CTA
+  // computes it.
   int32_t persistent_ctas = 0;
 };
 /// The Hopper MLA decode kernel's timeline stamps a CTA: entry, barriers ready, producer's first tile issued,

@@ -69,8 +69,12 @@ GatheredPrefill gathered_prefill_layout(std::span<const int32_t> kv_len, int64_t
   return g;
 }
 
-int64_t gathered_prefill_slots(const ServingLimits& limits, int64_t key_budget) {
-  return key_budget + std::min(limits.max_seqs, limits.max_step_tokens) * (limits.block_size - 1);
+int64_t prefill_key_budget(const ServingLimits& limits) {
+  return std::max(2 * limits.max_step_tokens, limits.max_context);
+}
+
+int64_t gathered_prefill_slots(const ServingLimits& limits) {
+  return prefill_key_budget(limits) + std::min(limits.max_seqs, limits.max_step_tokens) * (limits.block_size - 1);
 }
 
 }  // namespace mlabench::serving

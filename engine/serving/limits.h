@@ -42,9 +42,12 @@ struct GatheredPrefill {
   std::vector<int32_t> cu_slots, tables;
 };
 GatheredPrefill gathered_prefill_layout(std::span<const int32_t> kv_len, int64_t block_size, int32_t max_blocks);
-/// \brief The scratch slots gathered_prefill_layout can take in one step at these limits, given the runner's
-/// prefill key budget (keys of a step's prefill sequences, ModelRunner::prefill_key_budget): each sequence rounds
-/// up to whole blocks, and a step holds at most min(max_seqs, max_step_tokens) prefill sequences.
-int64_t gathered_prefill_slots(const ServingLimits& limits, int64_t key_budget);
+/// \brief Keys of a step's prefill sequences a GPU runner that gathers their caches into scratch sizes it for
+/// (ModelRunner::prefill_key_budget): twice the step's tokens, or the longest context if that is more, so one
+/// sequence always fits.
+int64_t prefill_key_budget(const ServingLimits& limits);
+/// \brief The scratch slots gathered_prefill_layout can take in one step within prefill_key_budget(limits): each
+/// sequence rounds up to whole blocks, and a step holds at most min(max_seqs, max_step_tokens) prefill sequences.
+int64_t gathered_prefill_slots(const ServingLimits& limits);
 
 }  // namespace mlabench::serving

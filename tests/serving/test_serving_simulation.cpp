@@ -236,8 +236,9 @@ TEST(ServingSimulation, GatheredPrefillLayoutGivesEachSequenceItsOwnBlocks) {
   const ServingLimits lim{.max_seqs = 4, .max_step_tokens = 512, .max_logit_rows = 512, .max_context = 4096,
                           .block_size = 64};
   const std::vector<int32_t> worst = {65, 65, 65, 4096 - 195};  // 4,096 keys, three of them one past a block
-  EXPECT_LE(gathered_prefill_layout(worst, 64, 64).cu_slots.back(), gathered_prefill_slots(lim, 4096));
-  EXPECT_EQ(gathered_prefill_slots(lim, 4096), 4096 + 4 * 63);
+  EXPECT_EQ(prefill_key_budget(lim), 4096) << "the longest context, over twice the step";
+  EXPECT_LE(gathered_prefill_layout(worst, 64, 64).cu_slots.back(), gathered_prefill_slots(lim));
+  EXPECT_EQ(gathered_prefill_slots(lim), 4096 + 4 * 63);
 }
 
 // Full size: 160 requests, ~1,200 steps (12 s in Release, 3 min under ASan); the short mode (CI) runs 48, ~440
