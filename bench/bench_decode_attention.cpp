@@ -370,9 +370,21 @@ int main(int argc, char** argv) {
       reps = std::max(20, std::atoi(argv[++i]));
     } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) {
       only = argv[++i];
-    } else if (!std::strcmp(argv[i], "--shape") && i + 1 < argc &&
-               std::sscanf(argv[i + 1], "%dx%d", &one.batch, &one.ctx) == 2 && one.batch > 0 && one.ctx > 0) {
-      ++i;  // batch x context shapes instead of the sweep (e.g. for a profiler), one copy measurement for all
+    } else if (!std::strcmp(argv[i], "--shape") && i + 1 < argc) {
+      // batch x context shapes instead of the sweep (e.g. for a profiler), one copy measurement for all; each a
+      // whole number in [1, 2^24] (strtol: an overflowing one is refused, not wrapped)
+      const char* text = argv[++i];
+      char* end = nullptr;
+      const long batch = std::strtol(text, &end, 10);
+      const bool batch_ok = end != text && *end == 'x' && batch >= 1 && batch <= (1L << 24);
+      const char* ctx_text = batch_ok ? end + 1 : text;
+      const long ctx = batch_ok ? std::strtol(ctx_text, &end, 10) : 0;
+      if (!batch_ok || end == ctx_text || *end != '\0' || ctx < 1 || ctx > (1L << 24)) {
+        std::fprintf(stderr, "--shape %s: BATCHxCTX, each a whole number from 1 to %ld\n", text, 1L << 24);
+        return 2;
+      }
+      one.batch = static_cast<int>(batch);
+      one.ctx = static_cast<int>(ctx);
       chosen.push_back(one);
     } else if (!std::strcmp(argv[i], "--splits") && i + 1 < argc) {
       char* end = nullptr;

@@ -15,6 +15,7 @@
 //   - leading dimensions (ld*) count elements, not bytes.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "engine/core/dtype.h"
@@ -691,7 +692,9 @@ struct MlaDecodeParams {
   const void* cache = nullptr;  // this layer's pool [n_slots, kv_lora + rope]
   // BF16 runs on tensor cores where the head sizes have an instance; F32 (the engine's float32 precision) runs in
   // float32 on CUDA cores (the generic kernel). F8_E4M3 (--kv-cache-dtype fp8, fp8_layout()): with bf16_operands
-  // on the Hopper kernel at V2 widths (each value code x scale rounded to BF16, as q), else the generic kernel.
+  // on the Hopper kernel at V2 widths (F16 operands: the codes exact, the scales applied in float32, q's latent part
+  // rounded to F16 at mla_f16_query_shift, q_pe to BF16, each weight times its key's scale to F16), else the generic
+  // kernel.
   DType cache_type = DType::BF16;
   const float* q_lat = nullptr;     // [n_seqs, n_heads * kv_lora] at ld_q_lat
   int64_t ld_q_lat = 0;
@@ -702,11 +705,11 @@ struct MlaDecodeParams {
   int64_t ld_out = 0;
   int32_t n_heads = 0, kv_lora = 0, rope = 0;
   float scale = 1.0f;
-  // BF16 and F8_E4M3 caches: q and the softmax weights P enter the products rounded to BF16 (the engine's BF16
-  // precision; FlashMLA's and transformers' BF16 numerics: one MMA per product; FP8 values widened to BF16).
-  // false: float32 q and P, split into BF16 hi + lo pairs on the tensor cores (float32-like accuracy, twice the
-  // MMAs). The twin rounds q (and FP8 values) the same way; P's rounding depends on the kernel's running max, so
-  // tests bound it by tolerance.
+  // BF16 caches: q and the softmax weights P enter the products rounded to BF16 (the engine's BF16 precision;
+  // FlashMLA's and transformers' BF16 numerics: one MMA per product). F8_E4M3 caches: the F16 operands above (one
+  // MMA per product as well; no value is rounded, q's latent part to 11 bits instead of 8). false: float32 q and P,
+  // split into BF16 hi + lo pairs on the tensor cores (float32-like accuracy, twice the MMAs). The twin rounds q
+  // the same way; P's rounding depends on the kernel's running max and tiles, so tests bound it by tolerance.
   bool bf16_operands = false;
   // Optional split-KV scratch (flash-decoding), device memory of at least mla_decode_scratch_floats(*this)
   // floats: the launcher may then cut long key ranges over several CTAs and merge them in a second kernel.
@@ -745,6 +748,19 @@ struct MlaDecodeParams {
   // computes it.
   int32_t persistent_ctas = 0;
 };
+/// MLA decode over F8_E4M3 slots with BF16 operands (MlaDecodeParams::bf16_operands): head h's absorbed query
+/// q_lat enters the F16 products as q_lat * 2^e rounded to F16, e = mla_f16_query_shift(max |q_lat of h|), its
+/// scores times 2^-e in float32. 2^e puts the largest value in [2^14, 2^15): no value can overflow F16 (65504) and
+/// every value down to 2^-29 of the largest keeps F16's 11 bits (BF16 keeps 8). e is clamped to [-120, 120] (2^e
+/// and 2^-e stay normal floats); 0 for a zero, infinite or NaN maximum. The kernel and the twin both call this.
+MLABENCH_HD inline int32_t mla_f16_query_shift(float amax) {
+  if (!(amax > 0.0f && amax <= 3.4028235e38f)) return 0;
+  int e = 0;
+  (void)frexpf(amax, &e);  // amax = m 2^e, m in [0.5, 1): amax 2^(15 - e) in [2^14, 2^15)
+  const int32_t shift = 15 - e;
+  return shift < -120 ? -120 : shift > 120 ? 120 : shift;
+}
+
 /// The Hopper MLA decode kernel's timeline stamps a CTA: entry, barriers ready, producer's first tile issued,
 /// queries in shared memory, first chunk landed, first tile's scores, P written, first tile's P.V, every tile
 /// done, output or partial written.

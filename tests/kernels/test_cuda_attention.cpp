@@ -11,7 +11,8 @@
 // and still fails a kernel that drops or repeats one key of a 1000-key row.
 //
 // MLA decode cases also run the Hopper kernel over the same keys as F8_E4M3 slots (unowned slots all 0xFF: NaN
-// codes, scales and RoPE values) against the twin over those slots with BF16 operands (values code x scale in BF16).
+// codes, scales and RoPE values) against the twin over those slots with BF16 operands (the F16 form: values exact,
+// q's latent part in F16 at its head's shift; kTolF16P).
 //
 // Each case also runs the float32 path of the engine's float32 precision: the same pool widened exactly to F32
 // (cache_type F32), and MLA prefill with float32_math: float32 CUDA-core kernels whose only difference from the
@@ -45,6 +46,10 @@ constexpr double kTolF32 = 1e-4;
 // Those roundings are independent and average out over the keys: 2e-3 bounds them with headroom at every length
 // here while still failing a kernel that mixes up heads, values or tiles (errors of order 1).
 constexpr double kTolBf16P = 2e-3;
+// MLA decode over F8_E4M3 slots (the F16 form): the twin takes the kernel's F16 queries and exact values; the kernel
+// rounds each weight times its key's scale to F16 (2^-11 relative, 8 times finer than BF16's P), which the twin does
+// not: half of kTolBf16P, still far below an error of order 1.
+constexpr double kTolF16P = 1e-3;
 constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
 // Cache lengths around tile edges (16/32/64 keys), plus long ones.
 const std::vector<int32_t> kLengths{1, 2, 15, 16, 17, 63, 64, 65, 300, 1000, 4097};
@@ -99,15 +104,24 @@ std::vector<uint8_t> fp8_slots(const test::PagedPool& cache, const Fp8SlotLayout
   return out;
 }
 
-// max_kv_factor 2: max_kv twice the longest sequence, as a captured decode graph passes it.
+// max_kv_factor 2: max_kv twice the longest sequence, as a captured decode graph passes it. magnitude_ramp: each
+// latent value times 2^k, k in [-3, 3] by its 64-key tile, 128-value group and key parity (exact in BF16), so the
+// FP8 pool's scales rise and fall from tile to tile and group to group (the F16 form's sigma and its rescale of O).
 void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& kv_len, unsigned seed,
-                      int32_t max_kv_factor = 1) {
+                      int32_t max_kv_factor = 1, bool magnitude_ramp = false) {
   SCOPED_TRACE(testing::Message() << "mla_decode heads " << n_heads << " block " << bs << " seqs " << kv_len.size()
                                   << " max_kv " << *std::max_element(kv_len.begin(), kv_len.end()) << " x "
                                   << max_kv_factor);
   std::mt19937 rng(seed);
   const int32_t kv_lora = 512, rope = 64, nope = 128, n = static_cast<int32_t>(kv_len.size());
   Paged cache(kv_len, bs, kv_lora + rope, rng);
+  if (magnitude_ramp)
+    for (size_t s = 0; s < kv_len.size(); ++s)
+      for (int32_t pos = 0; pos < kv_len[s]; ++pos)
+        for (int32_t c = 0; c < kv_lora; ++c) {
+          uint16_t* x = cache.at(s, pos) + c;
+          *x = f32_to_bf16(std::ldexp(bf16_to_f32(*x), ((pos / 64) * 5 + (c / 128) * 3 + pos % 2) % 7 - 3));
+        }
   const int64_t ld_q_lat = int64_t{n_heads} * kv_lora + 4, ld_q = int64_t{n_heads} * (nope + rope);
   const int64_t ld_out = int64_t{n_heads} * kv_lora + 3;
   const auto q_lat = randn(static_cast<size_t>(n * ld_q_lat), rng);
@@ -139,7 +153,7 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
   pb.bf16_operands = true;
   pb.out = want_bf16.data();
   twin::mla_decode_attention(pb);
-  // The same keys in an F8_E4M3 pool (--kv-cache-dtype fp8) with BF16 operands: each value code x scale in BF16.
+  // The same keys in an F8_E4M3 pool (--kv-cache-dtype fp8) with BF16 operands: the F16 form's numerics.
   const std::vector<uint8_t> pool_fp8 = fp8_slots(cache, p.fp8_layout());
   std::vector<float> want_fp8 = out;
   MlaDecodeParams p8 = pb;
@@ -231,7 +245,7 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
         wgmma_first.emplace(key, got);
     }
     const double diff = test::max_rel_diff(got, fp8 ? want_fp8 : bf16_ops ? want_bf16 : want);
-    EXPECT_LE(diff, f32 ? kTolF32 : bf16_ops ? kTolBf16P : kTol)
+    EXPECT_LE(diff, f32 ? kTolF32 : fp8 ? kTolF16P : bf16_ops ? kTolBf16P : kTol)
         << (kernel == MlaDecodeKernel::WGMMA ? "wgmma kernel, " : "mma.sync kernel, ")
         << (f32 ? "F32 cache, " : fp8 ? "F8_E4M3 cache, " : "BF16 cache, ")
         << (bf16_ops ? "BF16 operands, " : "")
@@ -241,6 +255,13 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
                   kernel == MlaDecodeKernel::WGMMA ? "wgmma" : "mma.sync",
                   fp8 ? ", fp8 cache" : "", kv_len[0], diff);
   }
+}
+
+// Key magnitudes that change by up to 2^6 between tiles, groups and neighbouring keys (magnitude_ramp).
+TEST(CudaAttention, MlaDecodeKeyMagnitudesVaryAcrossTilesAndGroups) {
+  MLABENCH_REQUIRE_GPU();
+  check_mla_decode(16, 64, {1000, 4097, 65}, 16, 1, true);
+  check_mla_decode(128, 16, {300, 2000}, 17, 1, true);
 }
 
 TEST(CudaAttention, MlaDecodeOneToken) {

@@ -3,6 +3,7 @@
 // what the GPU cache will hold in bytes is, read back, exactly what the CPU engine computes with.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -292,22 +293,33 @@ TEST(TwinFp8Cache, AttentionReadsTheSlotsAsGatherReadsThem) {
   }
 }
 
-// MLA decode with BF16 operands over F8_E4M3 slots (the engine's BF16 precision; the Hopper kernel widens each code
-// x scale to BF16 in shared memory): bit for bit the output over a BF16 pool holding BF16(code x scale) and the
-// slots' BF16 RoPE part, with the same BF16 operands; and not the float32 read of the same slots (the rounding is
-// there to be seen).
-TEST(TwinFp8Cache, Bf16OperandsReadEachSlotValueRoundedToBf16) {
+// MLA decode with BF16 operands over F8_E4M3 slots (the engine's BF16 precision; the Hopper kernel's F16 operands:
+// codes exact, scales in float32, q's latent part in F16 at mla_f16_query_shift, q_pe in BF16): bit for bit the
+// float32 read of the same slots with q so rounded beforehand; and not the float32 read with q as it is (the
+// rounding is there to be seen). The heads' queries differ in magnitude by 2^20, so a shared F16 scale would flush
+// the small ones: each head's own shift keeps them.
+TEST(TwinFp8Cache, Bf16OperandsTakeExactValuesAndF16Queries) {
   std::mt19937 rng(74);
   const int32_t bs = 4, n_seqs = 2, max_blocks = 8, nh = 3, kvl = 512, rope = 64;
   const std::vector<int32_t> tables = {7, 2, 5, 0, 1, 3, 4, 6, 9, 8, 10, 11, 12, 13, 14, 15};
   const std::vector<int32_t> kv_len = {13, 29};
   const Fp8SlotLayout l{kvl + rope, kvl, kvl};
   const Fp8Pools pools = fp8_pools(l, 64, rng);
-  std::vector<uint16_t> bf16(pools.f32.size());
-  for (size_t i = 0; i < bf16.size(); ++i) bf16[i] = f32_to_bf16(pools.f32[i]);  // the RoPE part: exact
-  const std::vector<float> q_lat = randn(static_cast<size_t>(n_seqs * nh * kvl), rng, 0.1f);
+  std::vector<float> q_lat = randn(static_cast<size_t>(n_seqs * nh * kvl), rng, 0.1f);
+  for (size_t i = 0; i < q_lat.size(); ++i) q_lat[i] = std::ldexp(q_lat[i], 10 * static_cast<int>((i / kvl) % nh) - 10);
   const std::vector<float> q_pe = randn(static_cast<size_t>(n_seqs * nh * rope), rng, 0.1f);
-  std::vector<float> out8(static_cast<size_t>(n_seqs * nh * kvl)), out16 = out8, out32 = out8;
+  std::vector<float> q_lat16 = q_lat, q_pe16 = q_pe;
+  for (size_t h = 0; h < q_lat.size() / kvl; ++h) {  // each head's latent query in F16 at its shift
+    float amax = 0.0f;
+    for (int32_t c = 0; c < kvl; ++c) amax = std::max(amax, std::fabs(q_lat[h * kvl + c]));
+    const int32_t e = mla_f16_query_shift(amax);
+    for (int32_t c = 0; c < kvl; ++c) {
+      float& x = q_lat16[h * kvl + c];
+      x = std::ldexp(f16_to_f32(f32_to_f16(std::ldexp(x, e))), -e);
+    }
+  }
+  for (float& x : q_pe16) x = bf16_to_f32(f32_to_bf16(x));
+  std::vector<float> out8(static_cast<size_t>(n_seqs * nh * kvl)), out_rounded = out8, out32 = out8;
   MlaDecodeParams p{.n_seqs = n_seqs, .kv_len = kv_len.data(), .max_kv = 29,
                     .paged = {.block_size = bs, .block_tables = tables.data(), .max_blocks = max_blocks},
                     .cache = pools.fp8.data(), .cache_type = DType::F8_E4M3, .q_lat = q_lat.data(),
@@ -315,14 +327,34 @@ TEST(TwinFp8Cache, Bf16OperandsReadEachSlotValueRoundedToBf16) {
                     .out = out8.data(), .ld_out = nh * kvl, .n_heads = nh, .kv_lora = kvl, .rope = rope,
                     .scale = 0.3f, .bf16_operands = true};
   twin::mla_decode_attention(p);
-  MlaDecodeParams b = p;
-  b.cache = bf16.data(), b.cache_type = DType::BF16, b.out = out16.data();
-  twin::mla_decode_attention(b);
-  EXPECT_TRUE(same_bits(out8, out16)) << "FP8 slots with BF16 operands against the BF16 pool of their values";
-  MlaDecodeParams f = p;
-  f.bf16_operands = false, f.out = out32.data();
+  MlaDecodeParams f = p;  // the float32 read of the slots, q rounded by the test
+  f.cache = pools.f32.data(), f.cache_type = DType::F32, f.bf16_operands = false;
+  f.q_lat = q_lat16.data(), f.q_pe = q_pe16.data(), f.out = out_rounded.data();
+  twin::mla_decode_attention(f);
+  EXPECT_TRUE(same_bits(out8, out_rounded)) << "FP8 slots with BF16 operands against the float32 read, q rounded";
+  f.q_lat = q_lat.data(), f.q_pe = q_pe.data(), f.out = out32.data();
   twin::mla_decode_attention(f);
   EXPECT_FALSE(same_bits(out8, out32)) << "BF16 operands left the float32 read unchanged: the test cannot tell";
+  for (size_t i = 0; i < out8.size(); ++i) ASSERT_TRUE(std::isfinite(out8[i])) << "output " << i;
+}
+
+// mla_f16_query_shift: the largest value times 2^e lands in [2^14, 2^15) over float32's normal range and its
+// subnormals down to where the clamp holds; 0 for 0, infinity and NaN.
+TEST(TwinFp8Cache, F16QueryShiftPutsTheLargestValueBelowF16sMaximum) {
+  for (int k = -100; k <= 100; ++k)
+    for (const float m : {1.0f, 1.25f, 1.5f, 1.9999999f}) {
+      const float amax = std::ldexp(m, k);
+      const float scaled = std::ldexp(amax, mla_f16_query_shift(amax));
+      EXPECT_GE(scaled, 16384.0f) << "amax " << amax;
+      EXPECT_LT(scaled, 32768.0f) << "amax " << amax;
+    }
+  EXPECT_EQ(mla_f16_query_shift(1.0f), 14);
+  EXPECT_EQ(mla_f16_query_shift(65504.0f), -1);
+  EXPECT_EQ(mla_f16_query_shift(std::ldexp(1.0f, -140)), 120);  // clamped: 2^120 stays a normal float
+  EXPECT_EQ(mla_f16_query_shift(3.0e38f), -113);
+  EXPECT_EQ(mla_f16_query_shift(0.0f), 0);
+  EXPECT_EQ(mla_f16_query_shift(std::numeric_limits<float>::infinity()), 0);
+  EXPECT_EQ(mla_f16_query_shift(std::nanf("")), 0);
 }
 
 }  // namespace mlabench::kernels

@@ -42,6 +42,10 @@
 #   gqafp8       issue 20: GQA prefill over FP8 slots gathered into BF16 pools (MLABENCH_GQA_FP8_PREFILL): the FP8
 #                engine tests with it and without, Llama-3-8B 4K prompts over FP8 slots with it and without, DeepSeek 67B
 #                (FP8 weights and cache) --batch max at 4K-token sequences with it
+#   fp8f16       issue 20: the MLA decode kernel over FP8 slots in its F16 form (codes widened exactly, scales outside
+#                the values) against the BF16-value form (MLABENCH_MLA_FP8_DECODE=bf16): the MLA decode and FP8 cache
+#                kernel tests, the FP8 engine tests, bench_decode_attention mla-fp8 both forms (and a --timeline), V2-Lite
+#                32K x 16 BF16/BF16 and FP8/FP8 both forms
 #   b1skip       issue 20: V2-Lite b1 BF16, FP8, and FP8 with each MLABENCH_TIMING_SKIP stage left out (the most a fusion
 #                of that launch can save; outputs wrong by design)
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
@@ -469,6 +473,29 @@ if named gqafp8; then
     --prompt 3968 --gen 64 --out "$out/bench_67b_fp8_fp8kv.json" > "$out/gqafp8_67b.log" 2>&1
   row "bench DeepSeek 67B FP8 + FP8 cache --batch max" "rc $?"
   grep -E '^# --batch max|^ +[0-9]+ +3968 |^# maximum' "$out/gqafp8_67b.log" | sed 's/^/    /' >> "$out/summary.txt"
+fi
+# Issue 20 round 10 (named only): the FP8 MLA decode kernel's F16 form against its BF16-value form.
+if named fp8f16; then
+  gtests fp8f16_tests.log "MLA decode + FP8 cache kernel tests" test_cuda_kernels 'CudaAttention.MlaDecode*:CudaFp8Cache*' \
+    'fp8 cache \]|Expected|actual|Which is' 24
+  gtests fp8f16_engine.log "FP8 engine tests" test_gpu_engine '*GpuFp8*' 'gpu fp8|Expected|actual' 12
+  for form in f16 bf16; do
+    MLABENCH_MLA_FP8_DECODE=$form timeout 120 build-gpu/bench/bench_decode_attention --only mla-fp8 --reps 20 \
+      > "$out/fp8f16_kernel_$form.log" 2>&1
+    row "bench decode attention mla-fp8, form $form" "rc $?"
+    grep -E '^(#|kernel|mla)' "$out/fp8f16_kernel_$form.log" | sed 's/^/    /' >> "$out/summary.txt"
+  done
+  timeout 60 build-gpu/bench/bench_decode_attention --only mla-fp8 --reps 20 --shape 1x131072 --shape 16x32768 \
+    --timeline > "$out/fp8f16_timeline.log" 2>&1
+  row "bench decode attention mla-fp8 --timeline" "rc $?"
+  for cfg in "bf16 auto auto" "f16 fp8 fp8" "bf16 fp8 fp8"; do
+    set -- $cfg
+    MLABENCH_MLA_FP8_DECODE=$1 timeout 150 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
+      --random-weights 0 --shapes "${FP8F16_SHAPES:-32768x16:decode}" --gen 128 --weights-dtype $2 --kv-cache-dtype $3 \
+      --out "$out/bench_dsv2_lite_32kx16_$2_form$1.json" > "$out/fp8f16_engine_$2_$1.log" 2>&1
+    row "bench V2-Lite 32K x 16, $2 weights + cache, form $1" "rc $?"
+    grep -E '^ +[0-9]+ +[0-9]+ |^error' "$out/fp8f16_engine_$2_$1.log" | sed 's/^/    /' >> "$out/summary.txt"
+  done
 fi
 # Issue 20 at batch 1, where the step's time goes (named only): V2-Lite b1 with BF16 and with FP8 weights + cache,
 # then FP8 with each MLABENCH_TIMING_SKIP stage left out alone and all of them together (engine/kernels/cuda/

@@ -36,14 +36,21 @@ __device__ __forceinline__ uint8_t quantize(float x, float s) {
   return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
 }
 
-/// The four e4m3 codes of `word` (low byte first) as float32 values.
-__device__ __forceinline__ void decode4(uint32_t word, float* f) {
+/// The four e4m3 codes of `word` (low byte first) as F16 pairs (exact): x the first two, y the last two, each the
+/// lower value in the lower half.
+__device__ __forceinline__ uint2 f16x4(uint32_t word) {
   uint32_t lo, hi;
   asm("{\n .reg .b16 l, h;\n mov.b32 {l, h}, %2;\n cvt.rn.f16x2.e4m3x2 %0, l;\n cvt.rn.f16x2.e4m3x2 %1, h;\n}\n"
       : "=r"(lo), "=r"(hi)
       : "r"(word));
-  const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&lo));
-  const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&hi));
+  return make_uint2(lo, hi);
+}
+
+/// The four e4m3 codes of `word` (low byte first) as float32 values.
+__device__ __forceinline__ void decode4(uint32_t word, float* f) {
+  const uint2 h = f16x4(word);
+  const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&h.x));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&h.y));
   f[0] = a.x;
   f[1] = a.y;
   f[2] = b.x;

@@ -74,11 +74,13 @@ constexpr int kQBytes = kColBlocks * kHeads * 128;
 constexpr int kPBytes = kHeads * 128;
 constexpr int kMaxWarpgroups = 2;
 
-// The kernel's two forms: the BF16 cache; FP8 slots widened in place in the ring (the file comment).
-enum Mode { kBf16 = 0, kFp8InPlace = 1 };
+// The kernel's forms: the BF16 cache; FP8 slots widened to BF16 values in place in the ring (code x scale); FP8
+// slots widened to F16 codes in place, the scales applied outside the values (the default; the file comment).
+enum Mode { kBf16 = 0, kFp8InPlace = 1, kFp8F16 = 2 };
 
 // Shared memory of each form (from a 1024-byte aligned base): the ring, Q, P per warpgroup, then per warpgroup the
-// tile maxima [4 warps][16], the sums [4][16] and the final (m, l) [16][2]; the barriers last.
+// tile maxima [4 warps][16], the sums [4][16] and the final (m, l) [16][2]; kFp8F16's 2^-e of each head's query
+// [16] and per warpgroup the tile's scale maxima [4 warps][4 groups]; the barriers last.
 template <int kMode>
 struct Layout {
   static constexpr bool kFp8 = kMode != kBf16;
@@ -89,7 +91,9 @@ struct Layout {
   static constexpr uint32_t kRedOff = kPOff + kMaxWarpgroups * kPBytes;
   static constexpr uint32_t kSumOff = kRedOff + kMaxWarpgroups * 4 * kHeads * 4;
   static constexpr uint32_t kMlOff = kSumOff + kMaxWarpgroups * 4 * kHeads * 4;
-  static constexpr uint32_t kBarOff = kMlOff + kMaxWarpgroups * kHeads * 8;
+  static constexpr uint32_t kQInvOff = kMlOff + kMaxWarpgroups * kHeads * 8;
+  static constexpr uint32_t kSigOff = kQInvOff + kHeads * 4;
+  static constexpr uint32_t kBarOff = kSigOff + kMaxWarpgroups * 16 * 4;
   static constexpr uint32_t kSmemBytes = kBarOff + 2 * kRing * 8 + 1024;  // + the 1024-byte alignment of the ring
   static_assert(kSmemBytes <= 227 * 1024, "fits an SM");
   static_assert(kQOff % 1024 == 0 && kPOff % 1024 == 0 && kPBytes % 1024 == 0,
@@ -188,12 +192,84 @@ __device__ void load_queries(const MlaDecodeParams& p, bool vec4, int seq, int h
   }
 }
 
+// Two float32 values rounded to an F16 pair (lo in the lower half).
+__device__ __forceinline__ uint32_t f16_pair(float lo, float hi) {
+  uint32_t d;
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(d) : "f"(hi), "f"(lo));
+  return d;
+}
+
+// 2^e as a float32 (e in [-126, 127]).
+__device__ __forceinline__ float pow2(int e) { return __uint_as_float(static_cast<uint32_t>(127 + e) << 23); }
+
+// kFp8F16: the 16 heads' latent queries times 2^e (e = mla_f16_query_shift of the head's largest |value|) rounded to
+// F16 into Q's blocks 0-7, q_pe rounded to BF16 into block 8, and 2^-e into q_inv[head] (heads past n_heads: zeros,
+// 2^0). kThreads / 16 consecutive threads of one warp take a head, so its maximum is a few shuffles: thread sub of
+// them loads the latent's 8-value pieces sub, sub + kThreads / 16, ... and the RoPE part's piece sub (sub < 8), all
+// before converting any.
+template <int kThreads>
+__device__ void load_queries_f16(const MlaDecodeParams& p, bool vec4, int seq, int h0, unsigned char* q_s,
+                                 float* q_inv, int tid) {
+  constexpr int kTpH = kThreads / kHeads, kLat = (kLora / 8) / kTpH;
+  static_assert(kTpH >= 8 && kTpH <= 32 && (kLora / 8) % kTpH == 0, "a head's threads share a warp and hold its "
+                                                                    "RoPE pieces");
+  const int n = tid / kTpH, sub = tid % kTpH, h = h0 + n;
+  const bool live = h < p.n_heads;
+  auto load8 = [&](const float* src, float* f) {
+    if (vec4) {
+      const float4 a = __ldg(reinterpret_cast<const float4*>(src)), b = __ldg(reinterpret_cast<const float4*>(src) + 1);
+      f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) f[e] = src[e];
+    }
+  };
+  float f[kLat][8], r[8];
+  const float* q_lat = p.q_lat + seq * p.ld_q_lat + static_cast<int64_t>(h) * kLora;
+#pragma unroll
+  for (int j = 0; j < kLat; ++j) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) f[j][e] = 0.0f;
+    if (live) load8(q_lat + (sub + j * kTpH) * 8, f[j]);
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) r[e] = 0.0f;
+  if (live && sub < kRope / 8) load8(p.q_pe + seq * p.ld_q_pe + h * p.q_pe_head_stride + sub * 8, r);
+  float amax = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kLat; ++j)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(f[j][e]));
+#pragma unroll
+  for (int off = kTpH / 2; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+  const int shift = mla_f16_query_shift(amax);
+  const float up = pow2(shift);
+#pragma unroll
+  for (int j = 0; j < kLat; ++j) {
+    const int ch = sub + j * kTpH;
+    uint32_t w[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) w[e] = f16_pair(f[j][2 * e] * up, f[j][2 * e + 1] * up);
+    *reinterpret_cast<uint4*>(q_s + (ch >> 3) * (kHeads * 128) + swz(n, ch & 7)) = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+  if (sub < kRope / 8) {
+    uint32_t w[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) w[e] = bf16_bits(r[2 * e]) | bf16_bits(r[2 * e + 1]) << 16;
+    *reinterpret_cast<uint4*>(q_s + kValueBlocks * (kHeads * 128) + swz(n, sub)) = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+  if (sub == 0) q_inv[n] = pow2(-shift);
+}
+
 // What one consumer warpgroup carries across its tiles: O^T (64 accumulator registers a thread), and for the
 // thread's 4 heads (hh = j * 2 + e is head 8 j + 2 tq + e of the group) the running max (log2 units, uniform over
 // the warpgroup) and the thread's partial sum of weights.
 struct ConsumerState {
   float o[kValueBlocks][8];
   float m_run[4], l_part[4];
+  // kFp8F16: O^T's value blocks 2 g and 2 g + 1 (scale group g) are in units of sigma[g], the largest scale of the
+  // group over the warpgroup's tiles so far, rounded up to a power of two (warpgroup-uniform; FLT_MIN at the start).
+  float sigma[4];
 };
 
 // The position within its tile's ring chunks of column block b (64 BF16 values of the latent, 8 the RoPE part):
@@ -209,7 +285,9 @@ __device__ __forceinline__ int chunk_of(int b) {
 struct ConsumerSmem {
   uint32_t base, q_s, p_s, full, empty;
   unsigned char* gbase;
-  float* red;  // [4 warps][16 heads] this warpgroup's tile maxima
+  float* red;          // [4 warps][16 heads] this warpgroup's tile maxima
+  float* sig;          // kFp8F16: [4 warps][4 groups] this warpgroup's tile scale maxima
+  const float* q_inv;  // kFp8F16: [16 heads] 2^-e of each head's F16 query
 };
 
 // Shared address of column block b of the tile whose first ring chunk is c0, as wgmma reads it.
@@ -254,57 +332,176 @@ __device__ __forceinline__ void widen_fp8_tile(const ConsumerSmem& sm, int t, in
   named_barrier(bar, 128);
 }
 
+// kFp8F16: the e4m3 codes of tile t (first ring chunk c0) widened to F16 in place, exactly (one conversion a pair;
+// the scales stay out of the values), zeros for keys past the sequence (valid = the tile's keys in it). Thread
+// (key r, groups g and g + 2) of the warpgroup, once every thread has read its scales out of chunk 5 (bar), reads
+// its row's 128 codes of group g, then writes values 0-63 into the group's chunk and 64-127 into chunk 5 + g (row r
+// of both: no other thread reads or writes those bytes), then the same for group g + 2.
+template <int kMode>
+__device__ __forceinline__ void widen_fp8_tile_f16(const ConsumerSmem& sm, int c0, int valid, int wtid, int bar) {
+  using L = Layout<kMode>;
+  const int r = wtid & 63, g0 = wtid >> 6;
+  auto chunk = [&](int pos) { return sm.gbase + ((c0 + pos) % L::kRing) * kChunkBytes; };
+  named_barrier(bar, 128);  // every thread's scales read: chunk 5 is written below
+  const bool live = r < valid;
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const int grp = g0 + 2 * k;
+    uint4 codes[8];  // the row's 128 codes of the group, all read before any of its bytes are overwritten
+#pragma unroll
+    for (int j = 0; j < 8; ++j) codes[j] = *reinterpret_cast<const uint4*>(chunk(grp) + swz(r, j));
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {  // codes 16 j .. 16 j + 15: values (16 j) % 64 .. of column block 2 grp + j / 4
+      const uint2 a = fp8::f16x4(codes[j].x), b = fp8::f16x4(codes[j].y), c = fp8::f16x4(codes[j].z),
+                  d = fp8::f16x4(codes[j].w);
+      const uint4 lo = live ? make_uint4(a.x, a.y, b.x, b.y) : make_uint4(0, 0, 0, 0);
+      const uint4 hi = live ? make_uint4(c.x, c.y, d.x, d.y) : make_uint4(0, 0, 0, 0);
+      unsigned char* dst = chunk(j < 4 ? grp : 5 + grp);
+      *reinterpret_cast<uint4*>(dst + swz(r, 2 * (j % 4))) = lo;
+      *reinterpret_cast<uint4*>(dst + swz(r, 2 * (j % 4) + 1)) = hi;
+    }
+  }
+  wgmma::fence_proxy_async();  // the generic writes, before wgmma (the async proxy) reads them
+  named_barrier(bar, 128);
+}
+
+// kFp8F16: S^T of tile c0 into s: the RoPE product (BF16) plus, for each scale group g, the key's scale times
+// codes_g . (2^e q_g) (F16, each group its own accumulator), times the head's 2^-e. sc[half][g]: scale g of this
+// thread's keys 16 warp + lane / 4 + 8 half (0 past the sequence).
+template <int kMode>
+__device__ __forceinline__ void scores_f16(const ConsumerSmem& sm, int c0, const float (&sc)[2][4], float (&s)[8],
+                                           int tq) {
+  float acc[4][8], rope[8];
+  wgmma::fence();
+  const uint32_t rope_blk = block_addr<kMode>(sm, c0, kValueBlocks);
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    wgmma::wgmma_ss_n16<0>(rope, wgmma::desc_sw128(rope_blk + kk * 32, 16, 1024),
+                           wgmma::desc_sw128(sm.q_s + kValueBlocks * (kHeads * 128) + kk * 32, 16, 1024), kk != 0);
+#pragma unroll
+  for (int grp = 0; grp < 4; ++grp)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int b = 2 * grp + half;
+      const uint32_t blk = block_addr<kMode>(sm, c0, b);
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        wgmma::wgmma_ss_n16<0, true>(acc[grp], wgmma::desc_sw128(blk + kk * 32, 16, 1024),
+                                     wgmma::desc_sw128(sm.q_s + b * (kHeads * 128) + kk * 32, 16, 1024),
+                                     (half | kk) != 0);
+    }
+  wgmma::commit();
+  wgmma::wait_all();
+  wgmma::fence_regs(rope);
+#pragma unroll
+  for (int grp = 0; grp < 4; ++grp) wgmma::fence_regs(acc[grp]);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int half = (i >> 1) & 1, head = 8 * (i >> 2) + 2 * tq + (i & 1);
+    const float lat = ((sc[half][0] * acc[0][i] + sc[half][1] * acc[1][i]) + sc[half][2] * acc[2][i]) +
+                      sc[half][3] * acc[3][i];
+    s[i] = fmaf(lat, sm.q_inv[head], rope[i]);
+  }
+}
+
+// kFp8F16: the smallest power of two >= x (x a positive normal float32), and 1 / x for x a power of two.
+__device__ __forceinline__ float pow2_ceil(float x) {
+  const uint32_t b = __float_as_uint(x);
+  return __uint_as_float((b & 0x7FFFFFu) != 0 ? (b & 0x7F800000u) + 0x00800000u : b);
+}
+__device__ __forceinline__ float pow2_inv(float x) { return __uint_as_float(0x7F000000u - __float_as_uint(x)); }
+
+// kFp8F16: P'_g = P x scale_g(key) / sigma_g rounded to F16 for the 4 scale groups g, each [16 heads][64 keys]
+// (sw128, as P) at p_base + 2048 g: one stmatrix.trans a group writes the warp's 16 keys x 16 heads (the
+// accumulator layout's pairs are keys x adjacent heads; transposed, each row is a head's 8 keys).
+__device__ __forceinline__ void write_p_f16(uint32_t p_base, const float (&pv)[8], const float (&sc)[2][4],
+                                            const float (&inv_sigma)[4], int warp, int lane) {
+  const int mat = lane >> 3;  // the lane's row address is of matrix mat: heads 8 (mat / 2) + .., keys + 8 (mat % 2)
+  const uint32_t row = p_base + swz(8 * (mat >> 1) + (lane & 7), 2 * warp + (mat & 1));
+#pragma unroll
+  for (int grp = 0; grp < 4; ++grp) {
+    const float f[2] = {sc[0][grp] * inv_sigma[grp], sc[1][grp] * inv_sigma[grp]};
+    uint32_t r[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) r[j] = f16_pair(pv[2 * j] * f[j & 1], pv[2 * j + 1] * f[j & 1]);
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(row + grp * 2048),
+                 "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+                 : "memory");
+  }
+}
+
 // The ring chunk where tile `tile` (counted over all the CTA's items) starts.
 template <int kMode>
 __device__ __forceinline__ int tile_chunk(int tile) {
   return tile * Layout<kMode>::kTileChunks;
 }
 
-// Tile t's value chunks handed back to the producer (lane 0 of each of the warpgroup's 4 warps arrives).
+// Tile t's value chunks (kFp8F16: and its RoPE chunk) handed back to the producer (lane 0 of each of the warpgroup's 4 warps arrives).
 template <int kMode>
 __device__ __forceinline__ void release_values(const ConsumerSmem& sm, int c0, int lane) {
-  if (lane == 0)
-    for (int mb = 0; mb < kValueBlocks; ++mb)
+  if (lane == 0)  // kFp8F16: the RoPE chunk too (it held P')
+    for (int mb = 0; mb < (kMode == kFp8F16 ? kColBlocks : kValueBlocks); ++mb)
       tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kMode>(mb)) % Layout<kMode>::kRing));
 }
 
 // One 64-key tile t of the item (tile_base + t of the CTA's ring order): S^T = K Q^T, online softmax, O^T = alpha
 // O^T + V^T P^T. Thread wtid of the warpgroup (warp = wtid / 32); barrier id bar. hold: the value chunks stay the
 // warpgroup's after P.V (the merge of the two warpgroups passes its output through them; release_values after).
+// kFp8F16: S^T by scores_f16, P'_g per scale group into the tile's RoPE chunk (free once the scores are done), O^T's
+// group blocks rescaled by sigma's growth with alpha, V^T P'^T on the F16 codes.
 template <int kMode>
 __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerState& st, int t, int tile_base,
                                              int k_begin, int k_end, float scale_log2, int wtid, int bar, bool hold,
                                              uint64_t* tl) {
   using L = Layout<kMode>;
+  constexpr bool kF16 = kMode == kFp8F16;
   const int warp = wtid >> 5, lane = wtid & 31, g = lane >> 2, tq = lane & 3;
   const int key0 = k_begin + t * kKeys, c0 = tile_chunk<kMode>(tile_base + t);
+  float sc[2][4] = {};  // kFp8F16: the scales of this thread's keys 16 warp + g + 8 half (0 past the sequence)
   if constexpr (L::kFp8) {
     for (int b = 0; b < L::kTileChunks; ++b) {
       const int c = c0 + b;
       tma::mbar_wait(sm.full + 8 * (c % L::kRing), (c / L::kRing) & 1);
     }
     stamp(tl, 4);
-    widen_fp8_tile<kMode>(sm, t, c0, k_end - key0, wtid, bar);
+    if constexpr (kF16) {
+      const float* scales = reinterpret_cast<const float*>(sm.gbase + ((c0 + 5) % L::kRing) * kChunkBytes);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int key = 16 * warp + g + 8 * half;
+        const float4 v = *reinterpret_cast<const float4*>(scales + key * 4);
+        const bool live = key0 + key < k_end;
+        sc[half][0] = live ? v.x : 0.0f, sc[half][1] = live ? v.y : 0.0f;
+        sc[half][2] = live ? v.z : 0.0f, sc[half][3] = live ? v.w : 0.0f;
+      }
+      widen_fp8_tile_f16<kMode>(sm, c0, k_end - key0, wtid, bar);
+    } else {
+      widen_fp8_tile<kMode>(sm, t, c0, k_end - key0, wtid, bar);
+    }
   }
   float s[8];
-  wgmma::fence();
-  for (int b = 0; b < kColBlocks; ++b) {
-    if constexpr (!L::kFp8) {
-      const int c = c0 + b;
-      tma::mbar_wait(sm.full + 8 * (c % L::kRing), (c / L::kRing) & 1);
-      if (b == 0) stamp(tl, 4);
-    }
-    const uint32_t k_blk = block_addr<kMode>(sm, c0, b);
+  if constexpr (kF16) {
+    scores_f16<kMode>(sm, c0, sc, s, tq);
+  } else {
+    wgmma::fence();
+    for (int b = 0; b < kColBlocks; ++b) {
+      if constexpr (!L::kFp8) {
+        const int c = c0 + b;
+        tma::mbar_wait(sm.full + 8 * (c % L::kRing), (c / L::kRing) & 1);
+        if (b == 0) stamp(tl, 4);
+      }
+      const uint32_t k_blk = block_addr<kMode>(sm, c0, b);
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-      wgmma::wgmma_ss_n16<0>(s, wgmma::desc_sw128(k_blk + kk * 32, 16, 1024),
-                             wgmma::desc_sw128(sm.q_s + b * (kHeads * 128) + kk * 32, 16, 1024), (b | kk) != 0);
+      for (int kk = 0; kk < 4; ++kk)
+        wgmma::wgmma_ss_n16<0>(s, wgmma::desc_sw128(k_blk + kk * 32, 16, 1024),
+                               wgmma::desc_sw128(sm.q_s + b * (kHeads * 128) + kk * 32, 16, 1024), (b | kk) != 0);
+    }
+    wgmma::commit();
+    wgmma::wait_all();
+    wgmma::fence_regs(s);
   }
-  wgmma::commit();
-  wgmma::wait_all();
-  wgmma::fence_regs(s);
   stamp(tl, 5);
-  if (lane == 0) tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kMode>(8)) % L::kRing));  // the rope chunk is done
+  if (!kF16 && lane == 0) tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kMode>(8)) % L::kRing));  // rope done
 
   // Online softmax per head (column): the warp's 16 keys by shuffles, the warpgroup's 4 warps through red[].
   const int key_lo = key0 + 16 * warp + g;
@@ -319,6 +516,13 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
     for (int off = 4; off < 32; off <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
     if (g == 0) sm.red[warp * kHeads + 8 * j + 2 * tq + e] = mx;
   }
+  if constexpr (kF16) {  // the warp's scale maxima a group (positive floats order as their bits)
+#pragma unroll
+    for (int grp = 0; grp < 4; ++grp) {
+      const uint32_t m = __reduce_max_sync(0xffffffffu, __float_as_uint(fmaxf(sc[0][grp], sc[1][grp])));
+      if (lane == 0) sm.sig[warp * 4 + grp] = __uint_as_float(m);
+    }
+  }
   named_barrier(bar, 128);  // the 4 warps' tile maxima written
   float alpha[4];
 #pragma unroll
@@ -331,19 +535,39 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
     st.m_run[hh] = m_new;
     st.l_part[hh] *= alpha[hh];
   }
-  unsigned char* pg = sm.gbase + (sm.p_s - sm.base);
+  float rho[4] = {1.0f, 1.0f, 1.0f, 1.0f}, inv_sigma[4];  // kFp8F16: O's group rescale, 1 / sigma
+  if constexpr (kF16) {
+#pragma unroll
+    for (int grp = 0; grp < 4; ++grp) {
+      const float tile_max = fmaxf(fmaxf(sm.sig[grp], sm.sig[4 + grp]), fmaxf(sm.sig[8 + grp], sm.sig[12 + grp]));
+      const float sigma = fmaxf(st.sigma[grp], pow2_ceil(fmaxf(tile_max, 1.17549435e-38f)));  // FLT_MIN floor
+      inv_sigma[grp] = pow2_inv(sigma);
+      rho[grp] = st.sigma[grp] * inv_sigma[grp];  // a power of two <= 1: exact
+      st.sigma[grp] = sigma;
+    }
+  }
+  float pv[8];
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const int j = i >> 2, e = i & 1, hh = j * 2 + e, head = 8 * j + 2 * tq + e;
-    const int key = 16 * warp + g + ((i >> 1) & 1) * 8;  // within the tile
-    const float pv = exp2f(x[i] - st.m_run[hh]);
-    st.l_part[hh] += pv;  // l sums the unrounded weights, P.V takes them rounded (as the mma.sync kernel)
-    *reinterpret_cast<uint16_t*>(pg + swz(head, key >> 3) + (key & 7) * 2) = static_cast<uint16_t>(bf16_bits(pv));
+    const int hh = (i >> 2) * 2 + (i & 1);
+    pv[i] = exp2f(x[i] - st.m_run[hh]);
+    st.l_part[hh] += pv[i];  // l sums the unrounded weights, P.V takes them rounded (as the mma.sync kernel)
+  }
+  const uint32_t p_base = kF16 ? block_addr<kMode>(sm, c0, kValueBlocks) : sm.p_s;  // P (kFp8F16: P'_g, the RoPE chunk)
+  if constexpr (kF16) {
+    write_p_f16(p_base, pv, sc, inv_sigma, warp, lane);
+  } else {
+    unsigned char* pg = sm.gbase + (sm.p_s - sm.base);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int head = 8 * (i >> 2) + 2 * tq + (i & 1), key = 16 * warp + g + ((i >> 1) & 1) * 8;  // in the tile
+      *reinterpret_cast<uint16_t*>(pg + swz(head, key >> 3) + (key & 7) * 2) = static_cast<uint16_t>(bf16_bits(pv[i]));
+    }
   }
 #pragma unroll
   for (int mb = 0; mb < kValueBlocks; ++mb) {
 #pragma unroll
-    for (int i = 0; i < 8; ++i) st.o[mb][i] *= alpha[(i >> 2) * 2 + (i & 1)];
+    for (int i = 0; i < 8; ++i) st.o[mb][i] *= alpha[(i >> 2) * 2 + (i & 1)] * rho[mb >> 1];
     wgmma::fence_regs(st.o[mb]);  // rescaled here, before wgmma::fence (ptxas injects an arrive a block otherwise)
   }
   const int valid = k_end - key0;
@@ -362,10 +586,11 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
 #pragma unroll
   for (int mb = 0; mb < kValueBlocks; ++mb) {
     const uint32_t v = block_addr<kMode>(sm, c0, mb);
+    const uint32_t p_blk = kF16 ? p_base + (mb >> 1) * 2048 : p_base;
 #pragma unroll
     for (int ks = 0; ks < kKeys / 16; ++ks)
-      wgmma::wgmma_ss_n16<1>(st.o[mb], wgmma::desc_sw128(v + ks * 2048, kChunkBytes, 1024),
-                             wgmma::desc_sw128(sm.p_s + ks * 32, 16, 1024), true);
+      wgmma::wgmma_ss_n16<1, kF16>(st.o[mb], wgmma::desc_sw128(v + ks * 2048, kChunkBytes, 1024),
+                                   wgmma::desc_sw128(p_blk + ks * 32, 16, 1024), true);
   }
   wgmma::commit();
   wgmma::wait_all();
@@ -590,7 +815,9 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
   // ---- consumers ----
   const int wg = warp >> 2, wtid = tid & 127;
   const ConsumerSmem sm{base, base + L::kQOff, base + L::kPOff + wg * kPBytes, full, empty, gbase,
-                        reinterpret_cast<float*>(gbase + L::kRedOff) + wg * 4 * kHeads};
+                        reinterpret_cast<float*>(gbase + L::kRedOff) + wg * 4 * kHeads,
+                        reinterpret_cast<float*>(gbase + L::kSigOff) + wg * 16,
+                        reinterpret_cast<const float*>(gbase + L::kQInvOff)};
   const float scale_log2 = p.scale * kLog2e;
   int tile_base = 0;
   ConsumerState st;
@@ -602,7 +829,11 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
     // Q is shared by both warpgroups: the previous item's products are done (finish_item ended on barrier 3, or
     // wrote without one: this one orders its reads of Q before the overwrite).
     if (w != first) named_barrier(3, kWGs * 128);
-    load_queries<kWGs * 128>(p, a.q_vec4, it.seq, it.h0, gbase + L::kQOff, tid);
+    if constexpr (kMode == kFp8F16)
+      load_queries_f16<kWGs * 128>(p, a.q_vec4, it.seq, it.h0, gbase + L::kQOff,
+                                   reinterpret_cast<float*>(gbase + L::kQInvOff), tid);
+    else
+      load_queries<kWGs * 128>(p, a.q_vec4, it.seq, it.h0, gbase + L::kQOff, tid);
     wgmma::fence_proxy_async();
     named_barrier(3, kWGs * 128);
     if (tid == 0) stamp(tl_item, 3);
@@ -610,6 +841,7 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
     for (int hh = 0; hh < 4; ++hh) {
       st.m_run[hh] = neg_inf();
       st.l_part[hh] = 0.0f;
+      st.sigma[hh] = 1.17549435e-38f;  // FLT_MIN: below any tile's sigma
     }
 #pragma unroll
     for (int mb = 0; mb < kValueBlocks; ++mb)
@@ -623,6 +855,12 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
     for (int t = wg; t < it.n_tiles; t += kWGs)
       consume_tile<kMode>(sm, st, t, tile_base, it.k_begin, it.k_end, scale_log2, wtid, 1 + wg,
                           merge && t + kWGs >= it.n_tiles, tid == 0 && t == 0 ? tl_item : nullptr);
+    if constexpr (kMode == kFp8F16) {  // O^T's group blocks out of sigma's units
+#pragma unroll
+      for (int mb = 0; mb < kValueBlocks; ++mb)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) st.o[mb][i] *= st.sigma[mb >> 1];
+    }
     if (last) {
       if (tid == 0) stamp(tl, 8);
       // Keys done: the combine's CTAs may be placed as this grid's CTAs end (placed at the start, they measured
@@ -736,13 +974,18 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   static const int wgs = [] {
     return env_is("MLABENCH_MLA_DECODE_WARPGROUPS", "1") ? 1 : 2;
   }();
-  const int mode = fp8 ? kFp8InPlace : kBf16;
+  // FP8 pools: the F16 form unless MLABENCH_MLA_FP8_DECODE=bf16 (the BF16-value form, for comparison).
+  static const bool fp8_bf16_values = env_is("MLABENCH_MLA_FP8_DECODE", "bf16");
+  const int mode = !fp8 ? kBf16 : fp8_bf16_values ? kFp8InPlace : kFp8F16;
   using Kernel = void (*)(HopperDecodeArgs);
-  static constexpr Kernel kKernels[2][2] = {
-      {mla_decode_hopper_kernel<1, kBf16>, mla_decode_hopper_kernel<1, kFp8InPlace>},
-      {mla_decode_hopper_kernel<2, kBf16>, mla_decode_hopper_kernel<2, kFp8InPlace>}};
-  static constexpr uint32_t kSmem[2] = {Layout<kBf16>::kSmemBytes, Layout<kFp8InPlace>::kSmemBytes};
-  static std::atomic<uint64_t> opted_in[2][2]{};
+  static constexpr Kernel kKernels[2][3] = {
+      {mla_decode_hopper_kernel<1, kBf16>, mla_decode_hopper_kernel<1, kFp8InPlace>,
+       mla_decode_hopper_kernel<1, kFp8F16>},
+      {mla_decode_hopper_kernel<2, kBf16>, mla_decode_hopper_kernel<2, kFp8InPlace>,
+       mla_decode_hopper_kernel<2, kFp8F16>}};
+  static constexpr uint32_t kSmem[3] = {Layout<kBf16>::kSmemBytes, Layout<kFp8InPlace>::kSmemBytes,
+                                        Layout<kFp8F16>::kSmemBytes};
+  static std::atomic<uint64_t> opted_in[2][3]{};
   const Kernel kernel = kKernels[wgs - 1][mode];
   const uint32_t smem = kSmem[mode];
   gpu::opt_in_shared_memory(reinterpret_cast<const void*>(kernel), static_cast<int>(smem), opted_in[wgs - 1][mode]);

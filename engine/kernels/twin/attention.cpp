@@ -4,6 +4,7 @@
 // first. The split-KV scratch of the CUDA launchers is
 // an implementation detail of the kernels: the twins ignore it.
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "core/check.h"
@@ -117,15 +118,10 @@ void mla_decode_attention(const MlaDecodeParams& p) {
                    s, kv_len);
     std::vector<float> latent = gather_tokens(p.cache, p.cache_type, width, p.paged, s, kv_len, p.fp8_layout());
     // BF16 operands: the kernels' q, rounded to BF16 (their P rounding is not reproduced: it follows the running
-    // max of their tiles, so tests bound it by tolerance); over FP8 slots also each value code x scale, as the
-    // Hopper kernel widens it (the RoPE part is BF16 already).
+    // max of their tiles, so tests bound it by tolerance). Over FP8 slots the Hopper kernel's F16 operands instead:
+    // the values exact (code x scale, as read), q's latent part rounded to F16 at mla_f16_query_shift, q_pe to BF16.
     const bool round_q = p.bf16_operands && (p.cache_type == DType::BF16 || p.cache_type == DType::F8_E4M3);
-    if (p.bf16_operands && p.cache_type == DType::F8_E4M3)
-      for (int64_t t = 0; t < kv_len; ++t)
-        for (int64_t c = 0; c < p.kv_lora; ++c) {
-          float& x = latent[static_cast<size_t>(t * width + c)];
-          x = bf16_to_f32(f32_to_bf16(x));
-        }
+    const bool f16_q_lat = round_q && p.cache_type == DType::F8_E4M3;
 #pragma omp parallel if (p.n_heads * kv_len * width >= (int64_t{1} << 20))
     {
       std::vector<float> scores(static_cast<size_t>(kv_len)), q_lat, q_pe;
@@ -145,7 +141,14 @@ void mla_decode_attention(const MlaDecodeParams& p) {
         if (round_q) {
           q_lat.assign(ql, ql + p.kv_lora);
           q_pe.assign(qp, qp + p.rope);
-          for (float& x : q_lat) x = bf16_to_f32(f32_to_bf16(x));
+          if (f16_q_lat) {
+            float amax = 0.0f;
+            for (const float x : q_lat) amax = std::max(amax, std::fabs(x));
+            const int32_t e = mla_f16_query_shift(amax);
+            for (float& x : q_lat) x = std::ldexp(f16_to_f32(f32_to_f16(std::ldexp(x, e))), -e);
+          } else {
+            for (float& x : q_lat) x = bf16_to_f32(f32_to_bf16(x));
+          }
           for (float& x : q_pe) x = bf16_to_f32(f32_to_bf16(x));
           ql = q_lat.data();
           qp = q_pe.data();
