@@ -26,19 +26,31 @@
 // transformers' BF16 numerics).
 //
 // F8_E4M3 pools (--kv-cache-dtype fp8: Fp8SlotLayout's 656-byte slots, 512 e4m3 codes, 4 float32 group scales,
-// 64 BF16 RoPE values; kFp8): the same tiles and products over 41 KB a tile from memory instead of 72 KB. A tile
-// still takes 9 chunks of the ring, in this order (fp8_chunk): the 4 code groups (64 keys x 128 bytes, sw128), the
-// RoPE values as they are, the scales (16 bytes a key), then 3 chunks that receive nothing (the producer arrives on
-// them once they are free): the copies a tile needs come first, so the 7 chunks free while both warpgroups hold a
-// tile carry a whole tile's 41 KB in flight (in the BF16 order they would carry 32 KB). The consuming warpgroup
-// widens the codes in place: thread (key r, groups g and g + 2) reads its row's 128 codes, then writes BF16(code x
-// scale) for values 0-63 into group g's chunk and 64-127 into chunk 5 + g (row r of both: no other thread reads or
-// writes those bytes), zeros for keys past the sequence, after every thread has read its scales out of chunk 5. wgmma then reads the chunks as the BF16
-// kernel's. wgmma takes no e4m3 operand beside a BF16 one, and its MN-major A (V^T) takes no 8-bit type at all, so
-// the values are widened once and serve both products. Numerics: q, P and every cache value code x scale rounded
-// to BF16 (FlashMLA's FP8 decode); the twin rounds q and the values the same way. A staging-buffer form (a ring of
-// copies only, each tile widened into a buffer of its warpgroup's) measured 180.9 us against this form's 151.9 at
-// 16 x 32K on an H100 and was removed (docs/perf-notes.md, issue 20 round 5).
+// 64 BF16 RoPE values): the same tiles over 41 KB a tile from memory instead of 72 KB. A tile still takes 9 chunks
+// of the ring, in this order (chunk_of): the 4 code groups (64 keys x 128 bytes, sw128), the RoPE values as they
+// are, the scales (16 bytes a key), then 3 chunks that receive nothing (the producer arrives on them once they are
+// free): the copies a tile needs come first, so the 7 chunks free while both warpgroups hold a tile carry a whole
+// tile's 41 KB in flight. wgmma takes no e4m3 operand beside a 16-bit one, and its MN-major A (V^T) takes no 8-bit
+// type at all, so the consuming warpgroup widens the codes once, in place, for both products: thread (key r, groups
+// g and g + 2) writes values 0-63 of a group into the group's chunk and 64-127 into chunk 5 + g.
+//   The F16 form (kFp8F16, the default): the codes widen to F16 exactly (one conversion a pair) and the scales stay
+// out of the values, so the widening is a third of the BF16-value form's instructions (docs/perf-notes.md, issue 20
+// rounds 8 and 10; that form multiplied each value by its scale and rounded it to BF16, 6 instructions a pair, and
+// left the kernel issue-bound at 56-74% of the copy rate). With s_g(key) the key's scale of group g (128 values):
+//     S^T = K_rope q_pe^T + sum_g s_g(key) (codes_g . Q_g^T) 2^-e(head)      4 chains of 8 F16 wgmma + 4 BF16 ones
+//     O^T_g += codes_g^T . P'_g^T, P'_g = P s_g(key) / sigma_g in F16      per group: its own B operand
+// Q's latent part is rounded to F16 after a per-head power of two (mla_f16_query_shift: its largest value in
+// [2^14, 2^15), so nothing overflows and 11 bits are kept, where BF16 keeps 8). sigma_g is the warpgroup's running
+// maximum of the group's scales, rounded up to a power of two, so P' <= 1 (no F16 overflow, and its 11 bits where
+// the weight matters); when it grows, O's group blocks are rescaled by the (exact) ratio with alpha, and O is
+// multiplied by sigma at the item's end. The 4 P'_g (2 KB each) are written by stmatrix.trans into the tile's RoPE
+// chunk, whose last reader is the score product; it is released with the value chunks. Numerics: the codes exact,
+// q's latent part F16 and q_pe BF16 (the twin rounds both the same way), the scales in float32, P' rounded to F16.
+//   The BF16-value form (kFp8InPlace, MLABENCH_MLA_FP8_DECODE=bf16, for comparison only): each value code x scale
+// rounded to BF16 in place, then the BF16 kernel's products (FlashMLA's FP8 decode numerics; the twin no longer
+// follows its rounding of the values). A staging-buffer form (a ring of copies only, each tile widened into a buffer
+// of its warpgroup's) measured 180.9 us against the in-place form's 151.9 at 16 x 32K on an H100 and was removed
+// (issue 20 round 5).
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
