@@ -681,6 +681,17 @@ inline bool gqa_prefill_bf16_supported(int32_t head_dim) { return head_dim == 64
 
 enum class MlaDecodeKernel { AUTO, MMA, WGMMA };
 
+/// How MLA decode over F8_E4M3 slots with BF16 operands (the Hopper kernel) feeds its products:
+///   BF16_VALUES  each latent value code x scale rounded to BF16, q and P in BF16 (FlashMLA's FP8 decode numerics);
+///   F16          the codes exact in F16, the group scales applied in float32 to the scores and, per group, to the
+///                weights (P x scale rounded to F16), q's latent part in F16 at mla_f16_query_shift, q_pe in BF16
+///                (finer, and fewer instructions: docs/perf-notes.md, issue 20 round 10);
+///   AUTO         kMlaFp8OperandsDefault (the kernel's launcher: unless MLABENCH_MLA_FP8_DECODE=bf16|f16 says
+///                otherwise, for benchmarks).
+/// The twin follows the form it is given (AUTO: the default).
+enum class MlaFp8Operands { AUTO, BF16_VALUES, F16 };
+inline constexpr MlaFp8Operands kMlaFp8OperandsDefault = MlaFp8Operands::BF16_VALUES;
+
 /// MLA decode, absorbed: ONE new token per sequence (row s), MQA over the paged latent cache whose slots are
 /// [c_kv (kv_lora) ; k_pe (rope)] (576 at V2 shapes); score = scale * (q_lat_h . c_j + q_pe_h . k_pe_j), value
 /// c_j, so out is the latent-space output (W_UV is applied afterwards by a GEMM).
@@ -692,9 +703,7 @@ struct MlaDecodeParams {
   const void* cache = nullptr;  // this layer's pool [n_slots, kv_lora + rope]
   // BF16 runs on tensor cores where the head sizes have an instance; F32 (the engine's float32 precision) runs in
   // float32 on CUDA cores (the generic kernel). F8_E4M3 (--kv-cache-dtype fp8, fp8_layout()): with bf16_operands
-  // on the Hopper kernel at V2 widths (F16 operands: the codes exact, the scales applied in float32, q's latent part
-  // rounded to F16 at mla_f16_query_shift, q_pe to BF16, each weight times its key's scale to F16), else the generic
-  // kernel.
+  // on the Hopper kernel at V2 widths (in the form fp8_operands names), else the generic kernel.
   DType cache_type = DType::BF16;
   const float* q_lat = nullptr;     // [n_seqs, n_heads * kv_lora] at ld_q_lat
   int64_t ld_q_lat = 0;
@@ -706,11 +715,12 @@ struct MlaDecodeParams {
   int32_t n_heads = 0, kv_lora = 0, rope = 0;
   float scale = 1.0f;
   // BF16 caches: q and the softmax weights P enter the products rounded to BF16 (the engine's BF16 precision;
-  // FlashMLA's and transformers' BF16 numerics: one MMA per product). F8_E4M3 caches: the F16 operands above (one
-  // MMA per product as well; no value is rounded, q's latent part to 11 bits instead of 8). false: float32 q and P,
-  // split into BF16 hi + lo pairs on the tensor cores (float32-like accuracy, twice the MMAs). The twin rounds q
-  // the same way; P's rounding depends on the kernel's running max and tiles, so tests bound it by tolerance.
+  // FlashMLA's and transformers' BF16 numerics: one MMA per product). F8_E4M3 caches: fp8_operands' form (one MMA
+  // per product as well). false: float32 q and P, split into BF16 hi + lo pairs on the tensor cores (float32-like
+  // accuracy, twice the MMAs). The twin rounds q (and FP8 values) the same way; P's rounding depends on the
+  // kernel's running max and tiles, so tests bound it by tolerance.
   bool bf16_operands = false;
+  MlaFp8Operands fp8_operands = MlaFp8Operands::AUTO;  // F8_E4M3 with bf16_operands: MlaFp8Operands
   // Optional split-KV scratch (flash-decoding), device memory of at least mla_decode_scratch_floats(*this)
   // floats: the launcher may then cut long key ranges over several CTAs and merge them in a second kernel.
   // nullptr keeps one CTA per (sequence, head group): correct, slower for few long sequences. A non-null

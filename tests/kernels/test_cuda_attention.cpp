@@ -11,8 +11,8 @@
 // and still fails a kernel that drops or repeats one key of a 1000-key row.
 //
 // MLA decode cases also run the Hopper kernel over the same keys as F8_E4M3 slots (unowned slots all 0xFF: NaN
-// codes, scales and RoPE values) against the twin over those slots with BF16 operands (the F16 form: values exact,
-// q's latent part in F16 at its head's shift; kTolF16P).
+// codes, scales and RoPE values) against the twin over those slots with BF16 operands, in both of the kernel's forms
+// (MlaFp8Operands: values code x scale in BF16, kTolBf16P; or exact, q's latent part in F16, kTolF16P).
 //
 // Each case also runs the float32 path of the engine's float32 precision: the same pool widened exactly to F32
 // (cache_type F32), and MLA prefill with float32_math: float32 CUDA-core kernels whose only difference from the
@@ -153,12 +153,17 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
   pb.bf16_operands = true;
   pb.out = want_bf16.data();
   twin::mla_decode_attention(pb);
-  // The same keys in an F8_E4M3 pool (--kv-cache-dtype fp8) with BF16 operands: the F16 form's numerics.
+  // The same keys in an F8_E4M3 pool (--kv-cache-dtype fp8) with BF16 operands, in each form of the Hopper kernel
+  // (MlaFp8Operands: the values rounded to BF16, or exact with F16 queries).
   const std::vector<uint8_t> pool_fp8 = fp8_slots(cache, p.fp8_layout());
-  std::vector<float> want_fp8 = out;
-  MlaDecodeParams p8 = pb;
-  p8.cache = pool_fp8.data(), p8.cache_type = DType::F8_E4M3, p8.out = want_fp8.data();
-  twin::mla_decode_attention(p8);
+  std::map<MlaFp8Operands, std::vector<float>> want_fp8;
+  for (const MlaFp8Operands form : {MlaFp8Operands::BF16_VALUES, MlaFp8Operands::F16}) {
+    want_fp8[form] = out;
+    MlaDecodeParams p8 = pb;
+    p8.cache = pool_fp8.data(), p8.cache_type = DType::F8_E4M3, p8.out = want_fp8[form].data();
+    p8.fp8_operands = form;
+    twin::mla_decode_attention(p8);
+  }
 
   const auto d_len = test::to_device(kv_len);
   const auto d_table = test::to_device(cache.table);
@@ -206,12 +211,19 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
       modes.push_back({false, false, true, MlaDecodeKernel::WGMMA, false, 0, fp8_pool, 3});
     }
   }
-  // The first Hopper result of each (split scratch, pool) without forced splits; the others must equal it bit for
-  // bit (cache_early and the items' CTAs change where and when, never what, a value is computed).
-  std::map<std::pair<bool, bool>, std::vector<float>> wgmma_first;
-  for (auto [split, f32, bf16_ops, kernel, cache_early, force_splits, fp8, persistent] : modes) {
+  // The first Hopper result of each (split scratch, pool, FP8 form) without forced splits; the others must equal it
+  // bit for bit (cache_early and the items' CTAs change where and when, never what, a value is computed). Each FP8
+  // mode runs in both forms.
+  std::map<std::pair<bool, MlaFp8Operands>, std::vector<float>> wgmma_first;
+  std::vector<std::pair<Mode, MlaFp8Operands>> runs;
+  for (const Mode& m : modes)
+    for (const MlaFp8Operands form : {MlaFp8Operands::BF16_VALUES, MlaFp8Operands::F16, MlaFp8Operands::AUTO})
+      if (m.fp8 != (form == MlaFp8Operands::AUTO)) runs.emplace_back(m, form);
+  for (const auto& [mode, form] : runs) {
+    const auto [split, f32, bf16_ops, kernel, cache_early, force_splits, fp8, persistent] = mode;
     const auto d_out = test::to_device(out);
     MlaDecodeParams d = p;
+    d.fp8_operands = form;
     d.force_splits = force_splits;
     d.bf16_operands = bf16_ops;
     d.kernel = kernel;
@@ -234,7 +246,7 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
     cuda::mla_decode_attention(d, nullptr);
     const std::vector<float> got = test::to_host<float>(d_out, out.size());
     if (kernel == MlaDecodeKernel::WGMMA && force_splits == 0) {
-      const auto key = std::make_pair(split, fp8);
+      const auto key = std::make_pair(split, form);
       if (const auto it = wgmma_first.find(key); it != wgmma_first.end())
         EXPECT_TRUE(got.size() == it->second.size() &&
                     std::memcmp(got.data(), it->second.data(), got.size() * sizeof(float)) == 0)
@@ -244,16 +256,18 @@ void check_mla_decode(int32_t n_heads, int32_t bs, const std::vector<int32_t>& k
       else
         wgmma_first.emplace(key, got);
     }
-    const double diff = test::max_rel_diff(got, fp8 ? want_fp8 : bf16_ops ? want_bf16 : want);
-    EXPECT_LE(diff, f32 ? kTolF32 : fp8 ? kTolF16P : bf16_ops ? kTolBf16P : kTol)
+    const bool f16_form = form == MlaFp8Operands::F16;
+    const double diff = test::max_rel_diff(got, fp8 ? want_fp8[form] : bf16_ops ? want_bf16 : want);
+    EXPECT_LE(diff, f32 ? kTolF32 : f16_form ? kTolF16P : bf16_ops ? kTolBf16P : kTol)
         << (kernel == MlaDecodeKernel::WGMMA ? "wgmma kernel, " : "mma.sync kernel, ")
-        << (f32 ? "F32 cache, " : fp8 ? "F8_E4M3 cache, " : "BF16 cache, ")
+        << (f32 ? "F32 cache, " : fp8 ? (f16_form ? "F8_E4M3 cache (F16 form), " : "F8_E4M3 cache (BF16 values), ")
+                                      : "BF16 cache, ")
         << (bf16_ops ? "BF16 operands, " : "")
         << (split ? "with" : "without") << " split-KV scratch, splits " << mla_decode_splits(d);
     if (bf16_ops && split && kv_len.size() == 1)
       std::printf("[ mla decode bf16 operands, %s%s ] kv %d: %.2e\n",
                   kernel == MlaDecodeKernel::WGMMA ? "wgmma" : "mma.sync",
-                  fp8 ? ", fp8 cache" : "", kv_len[0], diff);
+                  !fp8 ? "" : f16_form ? ", fp8 cache (f16 form)" : ", fp8 cache (bf16 values)", kv_len[0], diff);
   }
 }
 

@@ -293,12 +293,49 @@ TEST(TwinFp8Cache, AttentionReadsTheSlotsAsGatherReadsThem) {
   }
 }
 
-// MLA decode with BF16 operands over F8_E4M3 slots (the engine's BF16 precision; the Hopper kernel's F16 operands:
-// codes exact, scales in float32, q's latent part in F16 at mla_f16_query_shift, q_pe in BF16): bit for bit the
-// float32 read of the same slots with q so rounded beforehand; and not the float32 read with q as it is (the
-// rounding is there to be seen). The heads' queries differ in magnitude by 2^20, so a shared F16 scale would flush
-// the small ones: each head's own shift keeps them.
-TEST(TwinFp8Cache, Bf16OperandsTakeExactValuesAndF16Queries) {
+// MLA decode with BF16 operands over F8_E4M3 slots in the BF16-value form (MlaFp8Operands::BF16_VALUES; the Hopper
+// kernel widens each code x scale to BF16 in shared memory): bit for bit the output over a BF16 pool holding
+// BF16(code x scale) and the slots' BF16 RoPE part, with the same BF16 operands; not the float32 read of the same
+// slots (the rounding is there to be seen); and AUTO is the form kMlaFp8OperandsDefault names.
+TEST(TwinFp8Cache, Bf16ValuesFormReadsEachSlotValueRoundedToBf16) {
+  std::mt19937 rng(74);
+  const int32_t bs = 4, n_seqs = 2, max_blocks = 8, nh = 3, kvl = 512, rope = 64;
+  const std::vector<int32_t> tables = {7, 2, 5, 0, 1, 3, 4, 6, 9, 8, 10, 11, 12, 13, 14, 15};
+  const std::vector<int32_t> kv_len = {13, 29};
+  const Fp8SlotLayout l{kvl + rope, kvl, kvl};
+  const Fp8Pools pools = fp8_pools(l, 64, rng);
+  std::vector<uint16_t> bf16(pools.f32.size());
+  for (size_t i = 0; i < bf16.size(); ++i) bf16[i] = f32_to_bf16(pools.f32[i]);  // the RoPE part: exact
+  const std::vector<float> q_lat = randn(static_cast<size_t>(n_seqs * nh * kvl), rng, 0.1f);
+  const std::vector<float> q_pe = randn(static_cast<size_t>(n_seqs * nh * rope), rng, 0.1f);
+  std::vector<float> out8(static_cast<size_t>(n_seqs * nh * kvl)), out16 = out8, out32 = out8, out_auto = out8;
+  MlaDecodeParams p{.n_seqs = n_seqs, .kv_len = kv_len.data(), .max_kv = 29,
+                    .paged = {.block_size = bs, .block_tables = tables.data(), .max_blocks = max_blocks},
+                    .cache = pools.fp8.data(), .cache_type = DType::F8_E4M3, .q_lat = q_lat.data(),
+                    .ld_q_lat = nh * kvl, .q_pe = q_pe.data(), .ld_q_pe = nh * rope, .q_pe_head_stride = rope,
+                    .out = out8.data(), .ld_out = nh * kvl, .n_heads = nh, .kv_lora = kvl, .rope = rope,
+                    .scale = 0.3f, .bf16_operands = true, .fp8_operands = MlaFp8Operands::BF16_VALUES};
+  twin::mla_decode_attention(p);
+  MlaDecodeParams b = p;
+  b.cache = bf16.data(), b.cache_type = DType::BF16, b.out = out16.data();
+  twin::mla_decode_attention(b);
+  EXPECT_TRUE(same_bits(out8, out16)) << "FP8 slots with BF16 operands against the BF16 pool of their values";
+  MlaDecodeParams f = p;
+  f.bf16_operands = false, f.out = out32.data();
+  twin::mla_decode_attention(f);
+  EXPECT_FALSE(same_bits(out8, out32)) << "BF16 operands left the float32 read unchanged: the test cannot tell";
+  MlaDecodeParams a = p;
+  a.fp8_operands = MlaFp8Operands::AUTO, a.out = out_auto.data();
+  twin::mla_decode_attention(a);
+  EXPECT_EQ(same_bits(out_auto, out8), kMlaFp8OperandsDefault == MlaFp8Operands::BF16_VALUES)
+      << "AUTO is not the default form";
+}
+
+// The F16 form (MlaFp8Operands::F16: codes exact, scales in float32, q's latent part in F16 at
+// mla_f16_query_shift, q_pe in BF16): bit for bit the float32 read of the same slots with q so rounded beforehand;
+// and not the float32 read with q as it is (the rounding is there to be seen). The heads' queries differ in
+// magnitude by 2^20, so a shared F16 scale would flush the small ones: each head's own shift keeps them.
+TEST(TwinFp8Cache, F16FormTakesExactValuesAndF16Queries) {
   std::mt19937 rng(74);
   const int32_t bs = 4, n_seqs = 2, max_blocks = 8, nh = 3, kvl = 512, rope = 64;
   const std::vector<int32_t> tables = {7, 2, 5, 0, 1, 3, 4, 6, 9, 8, 10, 11, 12, 13, 14, 15};
@@ -325,7 +362,7 @@ TEST(TwinFp8Cache, Bf16OperandsTakeExactValuesAndF16Queries) {
                     .cache = pools.fp8.data(), .cache_type = DType::F8_E4M3, .q_lat = q_lat.data(),
                     .ld_q_lat = nh * kvl, .q_pe = q_pe.data(), .ld_q_pe = nh * rope, .q_pe_head_stride = rope,
                     .out = out8.data(), .ld_out = nh * kvl, .n_heads = nh, .kv_lora = kvl, .rope = rope,
-                    .scale = 0.3f, .bf16_operands = true};
+                    .scale = 0.3f, .bf16_operands = true, .fp8_operands = MlaFp8Operands::F16};
   twin::mla_decode_attention(p);
   MlaDecodeParams f = p;  // the float32 read of the slots, q rounded by the test
   f.cache = pools.f32.data(), f.cache_type = DType::F32, f.bf16_operands = false;

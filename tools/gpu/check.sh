@@ -43,7 +43,7 @@
 #                engine tests with it and without, Llama-3-8B 4K prompts over FP8 slots with it and without, DeepSeek 67B
 #                (FP8 weights and cache) --batch max at 4K-token sequences with it
 #   fp8f16       issue 20: the MLA decode kernel over FP8 slots in its F16 form (codes widened exactly, scales outside
-#                the values) against the BF16-value form (MLABENCH_MLA_FP8_DECODE=bf16): the MLA decode and FP8 cache
+#                the values) against the BF16-value form (MLABENCH_MLA_FP8_DECODE=f16|bf16): the MLA decode and FP8 cache
 #                kernel tests, the FP8 engine tests, bench_decode_attention mla-fp8 both forms (and a --timeline), V2-Lite
 #                32K x 16 BF16/BF16 and FP8/FP8 both forms
 #   b1skip       issue 20: V2-Lite b1 BF16, FP8, and FP8 with each MLABENCH_TIMING_SKIP stage left out (the most a fusion

@@ -33,24 +33,25 @@
 // tile's 41 KB in flight. wgmma takes no e4m3 operand beside a 16-bit one, and its MN-major A (V^T) takes no 8-bit
 // type at all, so the consuming warpgroup widens the codes once, in place, for both products: thread (key r, groups
 // g and g + 2) writes values 0-63 of a group into the group's chunk and 64-127 into chunk 5 + g.
-//   The F16 form (kFp8F16, the default): the codes widen to F16 exactly (one conversion a pair) and the scales stay
-// out of the values, so the widening is a third of the BF16-value form's instructions (docs/perf-notes.md, issue 20
-// rounds 8 and 10; that form multiplied each value by its scale and rounded it to BF16, 6 instructions a pair, and
-// left the kernel issue-bound at 56-74% of the copy rate). With s_g(key) the key's scale of group g (128 values):
-//     S^T = K_rope q_pe^T + sum_g s_g(key) (codes_g . Q_g^T) 2^-e(head)      4 chains of 8 F16 wgmma + 4 BF16 ones
-//     O^T_g += codes_g^T . P'_g^T, P'_g = P s_g(key) / sigma_g in F16      per group: its own B operand
-// Q's latent part is rounded to F16 after a per-head power of two (mla_f16_query_shift: its largest value in
-// [2^14, 2^15), so nothing overflows and 11 bits are kept, where BF16 keeps 8). sigma_g is the warpgroup's running
-// maximum of the group's scales, rounded up to a power of two, so P' <= 1 (no F16 overflow, and its 11 bits where
-// the weight matters); when it grows, O's group blocks are rescaled by the (exact) ratio with alpha, and O is
-// multiplied by sigma at the item's end. The 4 P'_g (2 KB each) are written by stmatrix.trans into the tile's RoPE
-// chunk, whose last reader is the score product; it is released with the value chunks. Numerics: the codes exact,
-// q's latent part F16 and q_pe BF16 (the twin rounds both the same way), the scales in float32, P' rounded to F16.
-//   The BF16-value form (kFp8InPlace, MLABENCH_MLA_FP8_DECODE=bf16, for comparison only): each value code x scale
-// rounded to BF16 in place, then the BF16 kernel's products (FlashMLA's FP8 decode numerics; the twin no longer
-// follows its rounding of the values). A staging-buffer form (a ring of copies only, each tile widened into a buffer
-// of its warpgroup's) measured 180.9 us against the in-place form's 151.9 at 16 x 32K on an H100 and was removed
-// (issue 20 round 5).
+//   The F16 form (kFp8F16, MlaFp8Operands::F16; kMlaFp8OperandsDefault says which form is the default): the codes
+// widen to F16 exactly (one conversion a pair) and the scales stay out of the values, so the widening is a third of
+// the BF16-value form's instructions (docs/perf-notes.md, issue 20 rounds 8 and 10; that form multiplied each value
+// by its scale and rounded it to BF16, 6 instructions a pair, and left the kernel issue-bound at 56-74% of the copy
+// rate). With s_g(key) the key's scale of group g (128 values):
+//    S^T = K_rope q_pe^T + sum_g s_g(key) (codes_g . Q_g^T) 2^-e(head)      4 chains of 8 F16 wgmma + 4 BF16 ones
+//    O^T_g += codes_g^T . P'_g^T, P'_g = P s_g(key) / sigma_g in F16      per group: its own B operand
+// Q's latent part is rounded to F16 after a per-head power of two (mla_f16_query_shift: its largest value in [2^14,
+// 2^15), so nothing overflows and 11 bits are kept, where BF16 keeps 8). sigma_g is the warpgroup's running maximum
+// of the group's scales, rounded up to a power of two, so P' <= 1 (no F16 overflow, and its 11 bits where the weight
+// matters); when it grows, O's group blocks are rescaled by the (exact) ratio with alpha, and O is multiplied by
+// sigma at the item's end. The 4 P'_g (2 KB each) are written by stmatrix.trans into the tile's RoPE chunk, whose
+// last reader is the score product; it is released with the value chunks. Numerics: the codes exact, q's latent part
+// F16 and q_pe BF16 (the twin rounds both the same way), the scales in float32, P' rounded to F16.
+//   The BF16-value form (kFp8InPlace, MlaFp8Operands::BF16_VALUES): each value code x scale rounded to BF16 in
+// place, then the BF16 kernel's products (FlashMLA's FP8 decode numerics). The twin follows either form's roundings;
+// MLABENCH_MLA_FP8_DECODE=bf16|f16 picks the form of AUTO for benchmarks. A staging-buffer form (a ring of copies
+// only, each tile widened into a buffer of its warpgroup's) measured 180.9 us against the in-place form's 151.9 at
+// 16 x 32K on an H100 and was removed (issue 20 round 5).
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -986,9 +987,13 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   static const int wgs = [] {
     return env_is("MLABENCH_MLA_DECODE_WARPGROUPS", "1") ? 1 : 2;
   }();
-  // FP8 pools: the F16 form unless MLABENCH_MLA_FP8_DECODE=bf16 (the BF16-value form, for comparison).
-  static const bool fp8_bf16_values = env_is("MLABENCH_MLA_FP8_DECODE", "bf16");
-  const int mode = !fp8 ? kBf16 : fp8_bf16_values ? kFp8InPlace : kFp8F16;
+  // FP8 pools: MlaDecodeParams::fp8_operands; AUTO the default form unless MLABENCH_MLA_FP8_DECODE=bf16|f16 says
+  // otherwise (benchmarks compare the forms).
+  static const MlaFp8Operands env_form = env_is("MLABENCH_MLA_FP8_DECODE", "bf16")  ? MlaFp8Operands::BF16_VALUES
+                                         : env_is("MLABENCH_MLA_FP8_DECODE", "f16") ? MlaFp8Operands::F16
+                                                                                    : kMlaFp8OperandsDefault;
+  const MlaFp8Operands form = p.fp8_operands == MlaFp8Operands::AUTO ? env_form : p.fp8_operands;
+  const int mode = !fp8 ? kBf16 : form == MlaFp8Operands::F16 ? kFp8F16 : kFp8InPlace;
   using Kernel = void (*)(HopperDecodeArgs);
   static constexpr Kernel kKernels[2][3] = {
       {mla_decode_hopper_kernel<1, kBf16>, mla_decode_hopper_kernel<1, kFp8InPlace>,

@@ -118,10 +118,19 @@ void mla_decode_attention(const MlaDecodeParams& p) {
                    s, kv_len);
     std::vector<float> latent = gather_tokens(p.cache, p.cache_type, width, p.paged, s, kv_len, p.fp8_layout());
     // BF16 operands: the kernels' q, rounded to BF16 (their P rounding is not reproduced: it follows the running
-    // max of their tiles, so tests bound it by tolerance). Over FP8 slots the Hopper kernel's F16 operands instead:
-    // the values exact (code x scale, as read), q's latent part rounded to F16 at mla_f16_query_shift, q_pe to BF16.
+    // max of their tiles, so tests bound it by tolerance). Over FP8 slots, the Hopper kernel's form
+    // (MlaFp8Operands): BF16_VALUES each value code x scale rounded to BF16 as well (the RoPE part is BF16
+    // already); F16 the values exact (code x scale, as read), q's latent part rounded to F16 at its shift.
     const bool round_q = p.bf16_operands && (p.cache_type == DType::BF16 || p.cache_type == DType::F8_E4M3);
-    const bool f16_q_lat = round_q && p.cache_type == DType::F8_E4M3;
+    const MlaFp8Operands form =
+        p.fp8_operands == MlaFp8Operands::AUTO ? kMlaFp8OperandsDefault : p.fp8_operands;
+    const bool fp8 = round_q && p.cache_type == DType::F8_E4M3, f16_q_lat = fp8 && form == MlaFp8Operands::F16;
+    if (fp8 && form == MlaFp8Operands::BF16_VALUES)
+      for (int64_t t = 0; t < kv_len; ++t)
+        for (int64_t c = 0; c < p.kv_lora; ++c) {
+          float& x = latent[static_cast<size_t>(t * width + c)];
+          x = bf16_to_f32(f32_to_bf16(x));
+        }
 #pragma omp parallel if (p.n_heads * kv_len * width >= (int64_t{1} << 20))
     {
       std::vector<float> scores(static_cast<size_t>(kv_len)), q_lat, q_pe;
