@@ -478,14 +478,15 @@ fi
 if named fp8f16; then
   gtests fp8f16_tests.log "MLA decode + FP8 cache kernel tests" test_cuda_kernels 'CudaAttention.MlaDecode*:CudaFp8Cache*' \
     'fp8 cache \]|Expected|actual|Which is' 24
-  gtests fp8f16_engine.log "FP8 engine tests" test_gpu_engine '*GpuFp8*' 'gpu fp8|Expected|actual' 12
+  (export MLABENCH_MLA_FP8_DECODE=f16
+   gtests fp8f16_engine.log "FP8 engine tests, F16 form" test_gpu_engine '*GpuFp8*' 'gpu fp8|Expected|actual' 12)
   for form in f16 bf16; do
     MLABENCH_MLA_FP8_DECODE=$form timeout 120 build-gpu/bench/bench_decode_attention --only mla-fp8 --reps 20 \
       > "$out/fp8f16_kernel_$form.log" 2>&1
     row "bench decode attention mla-fp8, form $form" "rc $?"
     grep -E '^(#|kernel|mla)' "$out/fp8f16_kernel_$form.log" | sed 's/^/    /' >> "$out/summary.txt"
   done
-  timeout 60 build-gpu/bench/bench_decode_attention --only mla-fp8 --reps 20 --shape 1x131072 --shape 16x32768 \
+  MLABENCH_MLA_FP8_DECODE=f16 timeout 60 build-gpu/bench/bench_decode_attention --only mla-fp8 --reps 20 --shape 1x131072 --shape 16x32768 \
     --timeline > "$out/fp8f16_timeline.log" 2>&1
   row "bench decode attention mla-fp8 --timeline" "rc $?"
   for cfg in "bf16 auto auto" "f16 fp8 fp8" "bf16 fp8 fp8"; do
