@@ -54,6 +54,10 @@
 #                BF16, the FP8 cache, FP8 weights and both, paired by mlabench compare (FP8H_LIMIT, FP8H_TIMEOUT)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
 #   sharded      --tp on V2-Lite (1 GPU: ranks sharing it), DeepSeek-V2 and 67B on several GPUs: load time, decode b1/b64
+#   targets      the one-GPU target rows of issues 15, 16 and 20 in one call (~8 minutes on an H200): V2-Lite b1 and
+#                b256 with BF16 and FP8 weights, `--batch max` BF16 and FP8 weights + cache, Llama-3-8B b1, the MLA decode
+#                kernel at 1 x 128K and 64 x 8K (share of copy), V2-Lite decode at 128K x 1 (TARGETS_SKIP: a space list of
+#                lite, llama, kernel, long128, max, maxfp8 to leave out)
 #   niahgrid     the full default NIAH grid (12 lengths x 12 depths to 128K), V2-Lite random weights, the real
 #                tokenizer: wall time, and the prompt tokens computed against those taken from the prefix cache
 set -uo pipefail
@@ -597,6 +601,42 @@ if named sharded; then
     [ "$ngpu" -ge 4 ] && sharded_bench v2_tp$big 400 --model configs/deepseek-v2 --kv-cache-gib 8 --tp $big
     sharded_bench 67b_tp$(( ngpu >= 4 ? 4 : 2 )) 300 --model configs/deepseek-67b --kv-cache-gib 8 --tp $(( ngpu >= 4 ? 4 : 2 ))
   fi
+fi
+# The one-GPU target rows of issues 15, 16 and 20 (named only), each the issue's shape, every run's JSON kept.
+if named targets; then
+  skip=" ${TARGETS_SKIP:-} "
+  m=build-gpu/mlabench
+  lite=(--device cuda --model configs/deepseek-v2-lite --random-weights 0)
+  if [[ $skip != *" lite "* ]]; then
+    for w in auto fp8; do
+      timeout 200 $m bench "${lite[@]}" --weights-dtype $w --batch 1,256 --prompt 512 --gen 128 \
+        --out "$out/bench_targets_lite_w$w.json" > "$out/targets_lite_w$w.log" 2>&1
+      row "target V2-Lite b1/b256, weights $w" "rc $?"
+      grep -E '^ +[0-9]+ +512 |^ *batch|^error' "$out/targets_lite_w$w.log" | sed 's/^/    /' >> "$out/summary.txt"
+    done
+  fi
+  if [[ $skip != *" llama "* ]]; then
+    timeout 120 $m bench --device cuda --model configs/llama-3-8b --random-weights 0 --batch 1 --prompt 512 --gen 128 \
+      --out "$out/bench_targets_llama3_8b_b1.json" > "$out/targets_llama.log" 2>&1
+    row "target Llama-3-8B b1" "rc $?"
+    grep -E '^ +[0-9]+ +512 |^ *batch|^error|copy' "$out/targets_llama.log" | sed 's/^/    /' >> "$out/summary.txt"
+  fi
+  if [[ $skip != *" kernel "* ]]; then
+    timeout 90 build-gpu/bench/bench_decode_attention --only mla16 --reps 30 > "$out/targets_kernel.log" 2>&1
+    row "target MLA decode kernel (share of copy)" "rc $?"
+    grep -E '^#|^kernel|^mla +16 +(1 +131072|64 +8192) ' "$out/targets_kernel.log" | sed 's/^/    /' >> "$out/summary.txt"
+  fi
+  if [[ $skip != *" long128 "* ]]; then
+    long_bench targets_long128 200 131072x1:decode
+  fi
+  for w in auto fp8; do
+    [[ $w = auto && $skip = *" max "* ]] && continue
+    [[ $w = fp8 && $skip = *" maxfp8 "* ]] && continue
+    timeout 240 $m bench "${lite[@]}" --weights-dtype $w --kv-cache-dtype $w --batch max --prompt 512 --gen 128 \
+      --out "$out/bench_targets_lite_max_$w.json" > "$out/targets_max_$w.log" 2>&1
+    row "target V2-Lite --batch max, weights + cache $w" "rc $?"
+    grep -E '^# --batch max|^ +[0-9]+ +512 |^# maximum|^error' "$out/targets_max_$w.log" | sed 's/^/    /' >> "$out/summary.txt"
+  done
 fi
 if named niahgrid && [ -d .carry/shared/datasets ]; then
   lite=$(lite_with_tokenizer)
