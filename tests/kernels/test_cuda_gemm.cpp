@@ -494,6 +494,29 @@ TEST(CudaEnvSwitch, LevelInRangeOrRefusedByName) {
   ::unsetenv(name);
 }
 
+TEST(CudaEnvSwitch, ChoiceByIndexOrRefusedByName) {
+  const char* name = "MLABENCH_TEST_ENV_CHOICE";
+  ::unsetenv(name);
+  EXPECT_EQ(gpu::env_choice(name, {"bf16", "f16"}), -1) << "unset: the caller's default";
+  ::setenv(name, "", 1);
+  EXPECT_EQ(gpu::env_choice(name, {"bf16", "f16"}), -1) << "empty: the caller's default";
+  ::setenv(name, "bf16", 1);
+  EXPECT_EQ(gpu::env_choice(name, {"bf16", "f16"}), 0);
+  ::setenv(name, "f16", 1);
+  EXPECT_EQ(gpu::env_choice(name, {"bf16", "f16"}), 1);
+  for (const char* bad : {"F16", "f16 ", "fp16", "bf", "1"}) {
+    ::setenv(name, bad, 1);
+    try {
+      gpu::env_choice(name, {"bf16", "f16"});
+      ADD_FAILURE() << "accepted " << name << "=" << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("bf16, f16"), std::string::npos) << e.what();
+    }
+  }
+  ::unsetenv(name);
+}
+
 // Blas::linear sends up to kSkinnyEngineRows rows to skinny_gemm and more to cuBLAS; both give the same product to float32 rounding.
 TEST(CudaSkinnyGemm, BlasLinearAgreesAcrossTheRowThreshold) {
   MLABENCH_REQUIRE_GPU();

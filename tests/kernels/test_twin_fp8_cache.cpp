@@ -245,6 +245,30 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
 
+// What the MLA decode forms' tests read: 3 heads at V2's 512 + 64 widths over F8_E4M3 slots, two sequences of 13
+// and 29 keys over out-of-order blocks of 4; q drawn after the pools (rng order fixed).
+struct MlaFp8Case {
+  static constexpr int32_t kBs = 4, kSeqs = 2, kMaxBlocks = 8, kHeads = 3, kLora = 512, kRope = 64;
+  std::vector<int32_t> tables = {7, 2, 5, 0, 1, 3, 4, 6, 9, 8, 10, 11, 12, 13, 14, 15};
+  std::vector<int32_t> kv_len = {13, 29};
+  Fp8Pools pools;
+  std::vector<float> q_lat, q_pe;
+  explicit MlaFp8Case(std::mt19937& rng)
+      : pools(fp8_pools(Fp8SlotLayout{kLora + kRope, kLora, kLora}, 64, rng)),
+        q_lat(randn(static_cast<size_t>(kSeqs * kHeads * kLora), rng, 0.1f)),
+        q_pe(randn(static_cast<size_t>(kSeqs * kHeads * kRope), rng, 0.1f)) {}
+  std::vector<float> out() const { return std::vector<float>(static_cast<size_t>(kSeqs * kHeads * kLora)); }
+  // BF16 operands over the FP8 slots in the given form, into out.
+  MlaDecodeParams params(std::vector<float>& out, MlaFp8Operands form) const {
+    return {.n_seqs = kSeqs, .kv_len = kv_len.data(), .max_kv = 29,
+            .paged = {.block_size = kBs, .block_tables = tables.data(), .max_blocks = kMaxBlocks},
+            .cache = pools.fp8.data(), .cache_type = DType::F8_E4M3, .q_lat = q_lat.data(),
+            .ld_q_lat = kHeads * kLora, .q_pe = q_pe.data(), .ld_q_pe = kHeads * kRope, .q_pe_head_stride = kRope,
+            .out = out.data(), .ld_out = kHeads * kLora, .n_heads = kHeads, .kv_lora = kLora, .rope = kRope,
+            .scale = 0.3f, .bf16_operands = true, .fp8_operands = form};
+  }
+};
+
 }  // namespace
 
 // MLA decode and GQA attention (decode rows and a prefill chunk) read an F8_E4M3 pool as cache_gather reads it: the
@@ -299,22 +323,11 @@ TEST(TwinFp8Cache, AttentionReadsTheSlotsAsGatherReadsThem) {
 // slots (the rounding is there to be seen); and AUTO is the form kMlaFp8OperandsDefault names.
 TEST(TwinFp8Cache, Bf16ValuesFormReadsEachSlotValueRoundedToBf16) {
   std::mt19937 rng(74);
-  const int32_t bs = 4, n_seqs = 2, max_blocks = 8, nh = 3, kvl = 512, rope = 64;
-  const std::vector<int32_t> tables = {7, 2, 5, 0, 1, 3, 4, 6, 9, 8, 10, 11, 12, 13, 14, 15};
-  const std::vector<int32_t> kv_len = {13, 29};
-  const Fp8SlotLayout l{kvl + rope, kvl, kvl};
-  const Fp8Pools pools = fp8_pools(l, 64, rng);
-  std::vector<uint16_t> bf16(pools.f32.size());
-  for (size_t i = 0; i < bf16.size(); ++i) bf16[i] = f32_to_bf16(pools.f32[i]);  // the RoPE part: exact
-  const std::vector<float> q_lat = randn(static_cast<size_t>(n_seqs * nh * kvl), rng, 0.1f);
-  const std::vector<float> q_pe = randn(static_cast<size_t>(n_seqs * nh * rope), rng, 0.1f);
-  std::vector<float> out8(static_cast<size_t>(n_seqs * nh * kvl)), out16 = out8, out32 = out8, out_auto = out8;
-  MlaDecodeParams p{.n_seqs = n_seqs, .kv_len = kv_len.data(), .max_kv = 29,
-                    .paged = {.block_size = bs, .block_tables = tables.data(), .max_blocks = max_blocks},
-                    .cache = pools.fp8.data(), .cache_type = DType::F8_E4M3, .q_lat = q_lat.data(),
-                    .ld_q_lat = nh * kvl, .q_pe = q_pe.data(), .ld_q_pe = nh * rope, .q_pe_head_stride = rope,
-                    .out = out8.data(), .ld_out = nh * kvl, .n_heads = nh, .kv_lora = kvl, .rope = rope,
-                    .scale = 0.3f, .bf16_operands = true, .fp8_operands = MlaFp8Operands::BF16_VALUES};
+  const MlaFp8Case c(rng);
+  std::vector<uint16_t> bf16(c.pools.f32.size());
+  for (size_t i = 0; i < bf16.size(); ++i) bf16[i] = f32_to_bf16(c.pools.f32[i]);  // the RoPE part: exact
+  std::vector<float> out8 = c.out(), out16 = out8, out32 = out8, out_auto = out8;
+  const MlaDecodeParams p = c.params(out8, MlaFp8Operands::BF16_VALUES);
   twin::mla_decode_attention(p);
   MlaDecodeParams b = p;
   b.cache = bf16.data(), b.cache_type = DType::BF16, b.out = out16.data();
@@ -337,35 +350,28 @@ TEST(TwinFp8Cache, Bf16ValuesFormReadsEachSlotValueRoundedToBf16) {
 // magnitude by 2^20, so a shared F16 scale would flush the small ones: each head's own shift keeps them.
 TEST(TwinFp8Cache, F16FormTakesExactValuesAndF16Queries) {
   std::mt19937 rng(74);
-  const int32_t bs = 4, n_seqs = 2, max_blocks = 8, nh = 3, kvl = 512, rope = 64;
-  const std::vector<int32_t> tables = {7, 2, 5, 0, 1, 3, 4, 6, 9, 8, 10, 11, 12, 13, 14, 15};
-  const std::vector<int32_t> kv_len = {13, 29};
-  const Fp8SlotLayout l{kvl + rope, kvl, kvl};
-  const Fp8Pools pools = fp8_pools(l, 64, rng);
-  std::vector<float> q_lat = randn(static_cast<size_t>(n_seqs * nh * kvl), rng, 0.1f);
-  for (size_t i = 0; i < q_lat.size(); ++i) q_lat[i] = std::ldexp(q_lat[i], 10 * static_cast<int>((i / kvl) % nh) - 10);
-  const std::vector<float> q_pe = randn(static_cast<size_t>(n_seqs * nh * rope), rng, 0.1f);
+  MlaFp8Case c(rng);
+  const int32_t kvl = MlaFp8Case::kLora, nh = MlaFp8Case::kHeads;
+  for (size_t i = 0; i < c.q_lat.size(); ++i)
+    c.q_lat[i] = std::ldexp(c.q_lat[i], 10 * static_cast<int>((i / kvl) % nh) - 10);
+  const std::vector<float>& q_lat = c.q_lat;
+  const std::vector<float>& q_pe = c.q_pe;
   std::vector<float> q_lat16 = q_lat, q_pe16 = q_pe;
   for (size_t h = 0; h < q_lat.size() / kvl; ++h) {  // each head's latent query in F16 at its shift
     float amax = 0.0f;
-    for (int32_t c = 0; c < kvl; ++c) amax = std::max(amax, std::fabs(q_lat[h * kvl + c]));
+    for (int32_t col = 0; col < kvl; ++col) amax = std::max(amax, std::fabs(q_lat[h * kvl + col]));
     const int32_t e = mla_f16_query_shift(amax);
-    for (int32_t c = 0; c < kvl; ++c) {
-      float& x = q_lat16[h * kvl + c];
+    for (int32_t col = 0; col < kvl; ++col) {
+      float& x = q_lat16[h * kvl + col];
       x = std::ldexp(f16_to_f32(f32_to_f16(std::ldexp(x, e))), -e);
     }
   }
   for (float& x : q_pe16) x = bf16_to_f32(f32_to_bf16(x));
-  std::vector<float> out8(static_cast<size_t>(n_seqs * nh * kvl)), out_rounded = out8, out32 = out8;
-  MlaDecodeParams p{.n_seqs = n_seqs, .kv_len = kv_len.data(), .max_kv = 29,
-                    .paged = {.block_size = bs, .block_tables = tables.data(), .max_blocks = max_blocks},
-                    .cache = pools.fp8.data(), .cache_type = DType::F8_E4M3, .q_lat = q_lat.data(),
-                    .ld_q_lat = nh * kvl, .q_pe = q_pe.data(), .ld_q_pe = nh * rope, .q_pe_head_stride = rope,
-                    .out = out8.data(), .ld_out = nh * kvl, .n_heads = nh, .kv_lora = kvl, .rope = rope,
-                    .scale = 0.3f, .bf16_operands = true, .fp8_operands = MlaFp8Operands::F16};
+  std::vector<float> out8 = c.out(), out_rounded = out8, out32 = out8;
+  const MlaDecodeParams p = c.params(out8, MlaFp8Operands::F16);
   twin::mla_decode_attention(p);
   MlaDecodeParams f = p;  // the float32 read of the slots, q rounded by the test
-  f.cache = pools.f32.data(), f.cache_type = DType::F32, f.bf16_operands = false;
+  f.cache = c.pools.f32.data(), f.cache_type = DType::F32, f.bf16_operands = false;
   f.q_lat = q_lat16.data(), f.q_pe = q_pe16.data(), f.out = out_rounded.data();
   twin::mla_decode_attention(f);
   EXPECT_TRUE(same_bits(out8, out_rounded)) << "FP8 slots with BF16 operands against the float32 read, q rounded";

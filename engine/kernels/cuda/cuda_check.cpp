@@ -112,6 +112,16 @@ int env_level(const char* name, int default_level, int max_level) {
   return e[0] - '0';
 }
 
+int env_choice(const char* name, std::initializer_list<std::string_view> choices) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == 0) return -1;
+  const std::string_view e = env;
+  const auto it = std::find(choices.begin(), choices.end(), e);
+  MLABENCH_CHECK(it != choices.end(), "{}={}: not one of {}. HINT: unset it for the default", name, e,
+                 fmt::join(choices, ", "));
+  return static_cast<int>(it - choices.begin());
+}
+
 bool timing_skip(const char* stage) {
   static constexpr std::array<std::string_view, 8> kStages{"input_norm",  "latent_append", "w_uk",        "combine",
                                                            "w_uv",        "post_norm",     "router_gemm", "router_topk"};

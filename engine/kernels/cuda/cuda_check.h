@@ -11,7 +11,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "core/check.h"
@@ -70,6 +72,10 @@ bool env_switch(const char* name, bool default_on = true);
 /// from 0 to max_level, unset is default_level; any other value is refused, naming the variable and the range.
 /// env_switch is the 0/1 case. Callers read it once (a static).
 int env_level(const char* name, int default_level, int max_level);
+/// A named choice of the A/B benchmarks (MLABENCH_MLA_FP8_DECODE: bf16 or f16): the index of the value among
+/// choices, -1 where the variable is unset or empty; any other value is refused, naming the variable and the choices.
+/// Callers read it once (a static).
+int env_choice(const char* name, std::initializer_list<std::string_view> choices);
 /// MLABENCH_TIMING_SKIP (a comma list of the stages below, unset: none): the GPU engine leaves those launches out of
 /// every step, so a graphed step's time without them is measured beside the full one: what fusing a launch away can
 /// save at most (docs/perf-notes.md, issue 20 round 7). Every output is wrong then: the first skip warns on stderr,

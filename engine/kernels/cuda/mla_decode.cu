@@ -431,14 +431,7 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 bool use_hopper(const MlaDecodeParams& p) {
   if (p.kernel == MlaDecodeKernel::MMA) return false;
   if (p.kernel == MlaDecodeKernel::WGMMA) return true;
-  static const bool forced_mma = [] {
-    const char* env = std::getenv("MLABENCH_MLA_DECODE");
-    if (env == nullptr || *env == 0) return false;
-    const std::string e(env);
-    MLABENCH_CHECK(e == "mma" || e == "wgmma",
-                   "MLABENCH_MLA_DECODE={}: not an MLA decode kernel. HINT: use mma or wgmma, or unset it", e);
-    return e == "mma";
-  }();
+  static const bool forced_mma = gpu::env_choice("MLABENCH_MLA_DECODE", {"mma", "wgmma"}) == 0;
   return !forced_mma && mla_decode_hopper_supported(p);
 }
 

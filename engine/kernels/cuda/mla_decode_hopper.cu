@@ -170,6 +170,26 @@ __device__ __forceinline__ void named_barrier(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+// Eight float32 values from src: two 16-byte loads where the caller knows src 16-byte aligned (vec4), else eight
+// 4-byte ones.
+__device__ __forceinline__ void load8(const float* src, bool vec4, float (&f)[8]) {
+  if (vec4) {
+    const float4 a = __ldg(reinterpret_cast<const float4*>(src)), b = __ldg(reinterpret_cast<const float4*>(src) + 1);
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+  } else {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) f[e] = src[e];
+  }
+}
+
+// Eight float32 values rounded to BF16, packed in order (16 bytes).
+__device__ __forceinline__ uint4 bf16x8(const float (&f)[8]) {
+  uint32_t w[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) w[e] = bf16_bits(f[2 * e]) | bf16_bits(f[2 * e + 1]) << 16;
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 // The 16 heads' queries [q_lat ; q_pe] rounded to BF16 into Q (9 blocks of 16 rows x 128 bytes); heads past
 // n_heads are zero. Thread tid of kThreads issues all its loads (up to kPer items of 8 values) before it converts
 // and stores any: the loads are then one round trip instead of kPer.
@@ -185,23 +205,13 @@ __device__ void load_queries(const MlaDecodeParams& p, bool vec4, int seq, int h
     if (i >= kItems || h >= p.n_heads) continue;
     const float* src = col < kLora ? p.q_lat + seq * p.ld_q_lat + static_cast<int64_t>(h) * kLora + col
                                    : p.q_pe + seq * p.ld_q_pe + h * p.q_pe_head_stride + (col - kLora);
-    if (vec4) {  // two 16-byte loads instead of eight 4-byte ones
-      const float4 a = __ldg(reinterpret_cast<const float4*>(src)), b = __ldg(reinterpret_cast<const float4*>(src) + 1);
-      f[r][0] = a.x, f[r][1] = a.y, f[r][2] = a.z, f[r][3] = a.w, f[r][4] = b.x, f[r][5] = b.y, f[r][6] = b.z,
-      f[r][7] = b.w;
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) f[r][e] = src[e];
-    }
+    load8(src, vec4, f[r]);
   }
 #pragma unroll
   for (int r = 0; r < kPer; ++r) {
     const int i = tid + r * kThreads, n = i / (kWidth / 8), ch = i % (kWidth / 8);
     if (i >= kItems) continue;
-    uint32_t w[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) w[e] = bf16_bits(f[r][2 * e]) | bf16_bits(f[r][2 * e + 1]) << 16;
-    *reinterpret_cast<uint4*>(q_s + (ch >> 3) * (kHeads * 128) + swz(n, ch & 7)) = make_uint4(w[0], w[1], w[2], w[3]);
+    *reinterpret_cast<uint4*>(q_s + (ch >> 3) * (kHeads * 128) + swz(n, ch & 7)) = bf16x8(f[r]);
   }
 }
 
@@ -228,26 +238,17 @@ __device__ void load_queries_f16(const MlaDecodeParams& p, bool vec4, int seq, i
                                                                     "RoPE pieces");
   const int n = tid / kTpH, sub = tid % kTpH, h = h0 + n;
   const bool live = h < p.n_heads;
-  auto load8 = [&](const float* src, float* f) {
-    if (vec4) {
-      const float4 a = __ldg(reinterpret_cast<const float4*>(src)), b = __ldg(reinterpret_cast<const float4*>(src) + 1);
-      f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) f[e] = src[e];
-    }
-  };
   float f[kLat][8], r[8];
   const float* q_lat = p.q_lat + seq * p.ld_q_lat + static_cast<int64_t>(h) * kLora;
 #pragma unroll
   for (int j = 0; j < kLat; ++j) {
 #pragma unroll
     for (int e = 0; e < 8; ++e) f[j][e] = 0.0f;
-    if (live) load8(q_lat + (sub + j * kTpH) * 8, f[j]);
+    if (live) load8(q_lat + (sub + j * kTpH) * 8, vec4, f[j]);
   }
 #pragma unroll
   for (int e = 0; e < 8; ++e) r[e] = 0.0f;
-  if (live && sub < kRope / 8) load8(p.q_pe + seq * p.ld_q_pe + h * p.q_pe_head_stride + sub * 8, r);
+  if (live && sub < kRope / 8) load8(p.q_pe + seq * p.ld_q_pe + h * p.q_pe_head_stride + sub * 8, vec4, r);
   float amax = 0.0f;
 #pragma unroll
   for (int j = 0; j < kLat; ++j)
@@ -265,12 +266,7 @@ __device__ void load_queries_f16(const MlaDecodeParams& p, bool vec4, int seq, i
     for (int e = 0; e < 4; ++e) w[e] = f16_pair(f[j][2 * e] * up, f[j][2 * e + 1] * up);
     *reinterpret_cast<uint4*>(q_s + (ch >> 3) * (kHeads * 128) + swz(n, ch & 7)) = make_uint4(w[0], w[1], w[2], w[3]);
   }
-  if (sub < kRope / 8) {
-    uint32_t w[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) w[e] = bf16_bits(r[2 * e]) | bf16_bits(r[2 * e + 1]) << 16;
-    *reinterpret_cast<uint4*>(q_s + kValueBlocks * (kHeads * 128) + swz(n, sub)) = make_uint4(w[0], w[1], w[2], w[3]);
-  }
+  if (sub < kRope / 8) *reinterpret_cast<uint4*>(q_s + kValueBlocks * (kHeads * 128) + swz(n, sub)) = bf16x8(r);
   if (sub == 0) q_inv[n] = pow2(-shift);
 }
 
@@ -283,6 +279,7 @@ struct ConsumerState {
   // kFp8F16: O^T's value blocks 2 g and 2 g + 1 (scale group g) are in units of sigma[g], the largest scale of the
   // group over the warpgroup's tiles so far, rounded up to a power of two (warpgroup-uniform; FLT_MIN at the start).
   float sigma[4];
+  float q_inv[4];  // kFp8F16: 2^-e of the thread's 4 heads' F16 queries (the item's, from ConsumerSmem::q_inv)
 };
 
 // The position within its tile's ring chunks of column block b (64 BF16 values of the latent, 8 the RoPE part):
@@ -379,11 +376,11 @@ __device__ __forceinline__ void widen_fp8_tile_f16(const ConsumerSmem& sm, int c
 }
 
 // kFp8F16: S^T of tile c0 into s: the RoPE product (BF16) plus, for each scale group g, the key's scale times
-// codes_g . (2^e q_g) (F16, each group its own accumulator), times the head's 2^-e. sc[half][g]: scale g of this
-// thread's keys 16 warp + lane / 4 + 8 half (0 past the sequence).
+// codes_g . (2^e q_g) (F16, each group its own accumulator), times the head's 2^-e (q_inv, ConsumerState's). sc[half][g]:
+// scale g of this thread's keys 16 warp + lane / 4 + 8 half (0 past the sequence).
 template <int kMode>
-__device__ __forceinline__ void scores_f16(const ConsumerSmem& sm, int c0, const float (&sc)[2][4], float (&s)[8],
-                                           int tq) {
+__device__ __forceinline__ void scores_f16(const ConsumerSmem& sm, int c0, const float (&sc)[2][4],
+                                           const float (&q_inv)[4], float (&s)[8]) {
   float acc[4][8], rope[8];
   wgmma::fence();
   const uint32_t rope_blk = block_addr<kMode>(sm, c0, kValueBlocks);
@@ -410,10 +407,10 @@ __device__ __forceinline__ void scores_f16(const ConsumerSmem& sm, int c0, const
   for (int grp = 0; grp < 4; ++grp) wgmma::fence_regs(acc[grp]);
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const int half = (i >> 1) & 1, head = 8 * (i >> 2) + 2 * tq + (i & 1);
+    const int half = (i >> 1) & 1;
     const float lat = ((sc[half][0] * acc[0][i] + sc[half][1] * acc[1][i]) + sc[half][2] * acc[2][i]) +
                       sc[half][3] * acc[3][i];
-    s[i] = fmaf(lat, sm.q_inv[head], rope[i]);
+    s[i] = fmaf(lat, q_inv[(i >> 2) * 2 + (i & 1)], rope[i]);  // head 8 (i / 4) + 2 tq + i % 2: hh of ConsumerState
   }
 }
 
@@ -423,6 +420,20 @@ __device__ __forceinline__ float pow2_ceil(float x) {
   return __uint_as_float((b & 0x7FFFFFu) != 0 ? (b & 0x7F800000u) + 0x00800000u : b);
 }
 __device__ __forceinline__ float pow2_inv(float x) { return __uint_as_float(0x7F000000u - __float_as_uint(x)); }
+
+// kFp8F16: each scale group's sigma grown to cover the warpgroup's tile (the 4 warps' maxima in sm.sig, written
+// before the barrier that precedes this): rho = old sigma / new (O's group blocks' rescale, exact), inv_sigma = 1 / new.
+__device__ __forceinline__ void grow_sigma(const ConsumerSmem& sm, ConsumerState& st, float (&rho)[4],
+                                           float (&inv_sigma)[4]) {
+#pragma unroll
+  for (int grp = 0; grp < 4; ++grp) {
+    const float tile_max = fmaxf(fmaxf(sm.sig[grp], sm.sig[4 + grp]), fmaxf(sm.sig[8 + grp], sm.sig[12 + grp]));
+    const float sigma = fmaxf(st.sigma[grp], pow2_ceil(fmaxf(tile_max, 1.17549435e-38f)));  // FLT_MIN floor
+    inv_sigma[grp] = pow2_inv(sigma);
+    rho[grp] = st.sigma[grp] * inv_sigma[grp];  // a power of two <= 1: exact
+    st.sigma[grp] = sigma;
+  }
+}
 
 // kFp8F16: P'_g = P x scale_g(key) / sigma_g rounded to F16 for the 4 scale groups g, each [16 heads][64 keys]
 // (sw128, as P) at p_base + 2048 g: one stmatrix.trans a group writes the warp's 16 keys x 16 heads (the
@@ -457,6 +468,34 @@ __device__ __forceinline__ void release_values(const ConsumerSmem& sm, int c0, i
       tma::mbar_arrive(sm.empty + 8 * ((c0 + chunk_of<kMode>(mb)) % Layout<kMode>::kRing));
 }
 
+// FP8 slots, before tile t's scores (first ring chunk c0; valid = the tile's keys in the sequence): wait for its
+// chunks, then widen its codes in place, kFp8F16 exactly to F16 after reading the scales of this thread's keys
+// 16 warp + lane / 4 + 8 half into sc (0 past the sequence), kFp8InPlace as code x scale rounded to BF16.
+template <int kMode>
+__device__ __forceinline__ void fp8_tile_prologue(const ConsumerSmem& sm, int t, int c0, int valid, int wtid, int bar,
+                                                  float (&sc)[2][4], uint64_t* tl) {
+  using L = Layout<kMode>;
+  for (int b = 0; b < L::kTileChunks; ++b) {
+    const int c = c0 + b;
+    tma::mbar_wait(sm.full + 8 * (c % L::kRing), (c / L::kRing) & 1);
+  }
+  stamp(tl, 4);
+  if constexpr (kMode == kFp8F16) {
+    const float* scales = reinterpret_cast<const float*>(sm.gbase + ((c0 + 5) % L::kRing) * kChunkBytes);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int key = 16 * (wtid >> 5) + ((wtid & 31) >> 2) + 8 * half;
+      const float4 v = *reinterpret_cast<const float4*>(scales + key * 4);
+      const bool live = key < valid;
+      sc[half][0] = live ? v.x : 0.0f, sc[half][1] = live ? v.y : 0.0f;
+      sc[half][2] = live ? v.z : 0.0f, sc[half][3] = live ? v.w : 0.0f;
+    }
+    widen_fp8_tile_f16<kMode>(sm, c0, valid, wtid, bar);
+  } else {
+    widen_fp8_tile<kMode>(sm, t, c0, valid, wtid, bar);
+  }
+}
+
 // One 64-key tile t of the item (tile_base + t of the CTA's ring order): S^T = K Q^T, online softmax, O^T = alpha
 // O^T + V^T P^T. Thread wtid of the warpgroup (warp = wtid / 32); barrier id bar. hold: the value chunks stay the
 // warpgroup's after P.V (the merge of the two warpgroups passes its output through them; release_values after).
@@ -471,30 +510,10 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
   const int warp = wtid >> 5, lane = wtid & 31, g = lane >> 2, tq = lane & 3;
   const int key0 = k_begin + t * kKeys, c0 = tile_chunk<kMode>(tile_base + t);
   float sc[2][4] = {};  // kFp8F16: the scales of this thread's keys 16 warp + g + 8 half (0 past the sequence)
-  if constexpr (L::kFp8) {
-    for (int b = 0; b < L::kTileChunks; ++b) {
-      const int c = c0 + b;
-      tma::mbar_wait(sm.full + 8 * (c % L::kRing), (c / L::kRing) & 1);
-    }
-    stamp(tl, 4);
-    if constexpr (kF16) {
-      const float* scales = reinterpret_cast<const float*>(sm.gbase + ((c0 + 5) % L::kRing) * kChunkBytes);
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int key = 16 * warp + g + 8 * half;
-        const float4 v = *reinterpret_cast<const float4*>(scales + key * 4);
-        const bool live = key0 + key < k_end;
-        sc[half][0] = live ? v.x : 0.0f, sc[half][1] = live ? v.y : 0.0f;
-        sc[half][2] = live ? v.z : 0.0f, sc[half][3] = live ? v.w : 0.0f;
-      }
-      widen_fp8_tile_f16<kMode>(sm, c0, k_end - key0, wtid, bar);
-    } else {
-      widen_fp8_tile<kMode>(sm, t, c0, k_end - key0, wtid, bar);
-    }
-  }
+  if constexpr (L::kFp8) fp8_tile_prologue<kMode>(sm, t, c0, k_end - key0, wtid, bar, sc, tl);
   float s[8];
   if constexpr (kF16) {
-    scores_f16<kMode>(sm, c0, sc, s, tq);
+    scores_f16<kMode>(sm, c0, sc, st.q_inv, s);
   } else {
     wgmma::fence();
     for (int b = 0; b < kColBlocks; ++b) {
@@ -549,16 +568,7 @@ __device__ __forceinline__ void consume_tile(const ConsumerSmem& sm, ConsumerSta
     st.l_part[hh] *= alpha[hh];
   }
   float rho[4] = {1.0f, 1.0f, 1.0f, 1.0f}, inv_sigma[4];  // kFp8F16: O's group rescale, 1 / sigma
-  if constexpr (kF16) {
-#pragma unroll
-    for (int grp = 0; grp < 4; ++grp) {
-      const float tile_max = fmaxf(fmaxf(sm.sig[grp], sm.sig[4 + grp]), fmaxf(sm.sig[8 + grp], sm.sig[12 + grp]));
-      const float sigma = fmaxf(st.sigma[grp], pow2_ceil(fmaxf(tile_max, 1.17549435e-38f)));  // FLT_MIN floor
-      inv_sigma[grp] = pow2_inv(sigma);
-      rho[grp] = st.sigma[grp] * inv_sigma[grp];  // a power of two <= 1: exact
-      st.sigma[grp] = sigma;
-    }
-  }
+  if constexpr (kF16) grow_sigma(sm, st, rho, inv_sigma);
   float pv[8];
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
@@ -850,6 +860,10 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
     wgmma::fence_proxy_async();
     named_barrier(3, kWGs * 128);
     if (tid == 0) stamp(tl_item, 3);
+    if constexpr (kMode == kFp8F16) {
+#pragma unroll
+      for (int hh = 0; hh < 4; ++hh) st.q_inv[hh] = sm.q_inv[8 * (hh >> 1) + 2 * (tid & 3) + (hh & 1)];
+    }
 #pragma unroll
     for (int hh = 0; hh < 4; ++hh) {
       st.m_run[hh] = neg_inf();
@@ -890,11 +904,6 @@ __global__ void __launch_bounds__(kWGs * 128 + 32, 1) mla_decode_hopper_kernel(c
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
-
-bool env_is(const char* name, const char* value) {
-  const char* env = std::getenv(name);
-  return env != nullptr && std::string(env) == value;
-}
 
 // The FP8 slot at V2 widths (Fp8SlotLayout {576, 512, 512}): codes, scales at 512, the RoPE part at 528.
 constexpr Fp8SlotLayout kFp8Slot = Fp8SlotLayout::mla(kLora, kRope);
@@ -984,14 +993,13 @@ void mla_decode_hopper(const MlaDecodeParams& p, cudaStream_t s) {
   a.q_vec4 = aligned16(p.q_lat) && aligned16(p.q_pe) && p.ld_q_lat % 4 == 0 && p.ld_q_pe % 4 == 0 &&
              p.q_pe_head_stride % 4 == 0;
   // Consumer warpgroups a CTA: 2 (two tiles in flight at once) unless MLABENCH_MLA_DECODE_WARPGROUPS=1.
-  static const int wgs = [] {
-    return env_is("MLABENCH_MLA_DECODE_WARPGROUPS", "1") ? 1 : 2;
-  }();
+  static const int wgs = gpu::env_choice("MLABENCH_MLA_DECODE_WARPGROUPS", {"1", "2"}) == 0 ? 1 : 2;
   // FP8 pools: MlaDecodeParams::fp8_operands; AUTO the default form unless MLABENCH_MLA_FP8_DECODE=bf16|f16 says
   // otherwise (benchmarks compare the forms).
-  static const MlaFp8Operands env_form = env_is("MLABENCH_MLA_FP8_DECODE", "bf16")  ? MlaFp8Operands::BF16_VALUES
-                                         : env_is("MLABENCH_MLA_FP8_DECODE", "f16") ? MlaFp8Operands::F16
-                                                                                    : kMlaFp8OperandsDefault;
+  static const MlaFp8Operands env_form = [] {
+    const int form = gpu::env_choice("MLABENCH_MLA_FP8_DECODE", {"bf16", "f16"});
+    return form == 0 ? MlaFp8Operands::BF16_VALUES : form == 1 ? MlaFp8Operands::F16 : kMlaFp8OperandsDefault;
+  }();
   const MlaFp8Operands form = p.fp8_operands == MlaFp8Operands::AUTO ? env_form : p.fp8_operands;
   const int mode = !fp8 ? kBf16 : form == MlaFp8Operands::F16 ? kFp8F16 : kFp8InPlace;
   using Kernel = void (*)(HopperDecodeArgs);

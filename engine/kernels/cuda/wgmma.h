@@ -174,23 +174,21 @@ __device__ __forceinline__ void wgmma_ss_n256(float (&d)[128], uint64_t desc_a, 
 // d[64 x 16] = A[64 x 16] . B[16 x 16] (+ d where accumulate), both in shared memory (descriptors); B K-major, A
 // K-major (kTransA 0) or MN-major (kTransA 1): MLA decode's transposed products (keys or value columns as M, the 16
 // heads as N).
+// One asm body for both operand types (a string literal is all inline asm takes, so the type comes in by macro).
+#define MLABENCH_WGMMA_SS_N16(TYPE)                                                                          \
+  asm volatile(                                                                                               \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"                                                           \
+      "wgmma.mma_async.sync.aligned.m64n16k16.f32." TYPE "." TYPE " {"                                        \
+      "%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, %11, 0;\n}\n"                                         \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])          \
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0), "n"(kTransA))
 template <int kTransA, bool kF16 = false>
 __device__ __forceinline__ void wgmma_ss_n16(float (&d)[8], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
-  if constexpr (kF16) {  // F16 operands (MLA decode over FP8 slots: the codes widened exactly)
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 {"
-        "%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, %11, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-        : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0), "n"(kTransA));
-  } else {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {"
-        "%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, %11, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-        : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0), "n"(kTransA));
-  }
+  if constexpr (kF16)  // F16 operands (MLA decode over FP8 slots: the codes widened exactly)
+    MLABENCH_WGMMA_SS_N16("f16");
+  else
+    MLABENCH_WGMMA_SS_N16("bf16");
 }
+#undef MLABENCH_WGMMA_SS_N16
 
 }  // namespace mlabench::kernels::cuda::wgmma
