@@ -637,6 +637,29 @@ if named targets; then
     row "target V2-Lite --batch max, weights + cache $w" "rc $?"
     grep -E '^# --batch max|^ +[0-9]+ +512 |^# maximum|^error' "$out/targets_max_$w.log" | sed 's/^/    /' >> "$out/summary.txt"
   done
+  # Each target beside its row: FP8 against BF16 from the same call.
+  python3 - "$out" >> "$out/summary.txt" <<'PY'
+import json, os, sys
+def load(name):
+    p = os.path.join(sys.argv[1], name)
+    return json.load(open(p)) if os.path.exists(p) else None
+def tok(d, batch):
+    return next((r["decode_tokens_per_s"] for r in (d or {}).get("rows", []) if r["batch"] == batch), None)
+bf, f8 = load("bench_targets_lite_wauto.json"), load("bench_targets_lite_wfp8.json")
+for b, target in ((1, "700 tok/s (issue 16); FP8 weights 1.6x (issue 20)"), (256, "20,000 tok/s (issue 16)")):
+    x, y = tok(bf, b), tok(f8, b)
+    if x: print(f"    V2-Lite b{b}: BF16 {x:,.1f} tok/s" + (f", FP8 weights {y:,.1f} ({y / x:.2f}x)" if y else "") + f"; target {target}")
+m0, m1 = load("bench_targets_lite_max_auto.json"), load("bench_targets_lite_max_fp8.json")
+g = lambda d: (d or {}).get("max_generation_throughput", {}).get("generated_tokens_per_s")
+if g(m0): print(f"    max generation: BF16 {g(m0):,.0f} tok/s (target 30,000)" +
+                (f", FP8 weights + cache {g(m1):,.0f} ({g(m1) / g(m0):.2f}x; target 1.4x)" if g(m1) else ""))
+ll = load("bench_targets_llama3_8b_b1.json")
+r = next(iter((ll or {}).get("rows", [])), None)
+if r: print(f"    Llama-3-8B b1: {r['decode_tokens_per_s']:,.1f} tok/s, {100 * r['roofline_share']:.1f}% of copy (target 85%)")
+lc = load("bench_dsv2_lite_targets_long128.json")
+r = next(iter((lc or {}).get("rows", [])), None)
+if r and r.get("decode_tokens_per_s"): print(f"    V2-Lite 128K x 1: {r['decode_tokens_per_s']:,.1f} tok/s (target 350)")
+PY
 fi
 if named niahgrid && [ -d .carry/shared/datasets ]; then
   lite=$(lite_with_tokenizer)
