@@ -360,16 +360,28 @@ double copy_bandwidth(int reps, Timer& timer) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+int run(int argc, char** argv) {
   int reps = 30;
   std::string only;
   std::vector<Shape> chosen;  // --shape, repeatable: these shapes instead of the sweep
   for (int i = 1; i < argc; ++i) {
     Shape one{0, 0};
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
-      reps = std::max(20, std::atoi(argv[++i]));
+      char* end = nullptr;
+      const long v = std::strtol(argv[++i], &end, 10);
+      if (end == argv[i] || *end != '\0' || v < 20 || v > 100000) {
+        std::fprintf(stderr, "--reps %s: a whole number from 20 to 100000\n", argv[i]);
+        return 2;
+      }
+      reps = static_cast<int>(v);
     } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) {
       only = argv[++i];
+      static constexpr const char* kOnly[] = {"mla", "mla16", "mla-fp8", "mla-mma", "mla-hilo", "gqa", "gqa-fp8"};
+      if (std::none_of(std::begin(kOnly), std::end(kOnly), [&](const char* o) { return only == o; })) {
+        std::fprintf(stderr, "--only %s: not one of mla, mla16, mla-fp8, mla-mma, mla-hilo, gqa, gqa-fp8\n", only.c_str());
+        return 2;
+      }
     } else if (!std::strcmp(argv[i], "--shape") && i + 1 < argc) {
       // batch x context shapes instead of the sweep (e.g. for a profiler), one copy measurement for all; each a
       // whole number in [1, 2^24] (strtol: an overflowing one is refused, not wrapped)
@@ -444,4 +456,15 @@ int main(int argc, char** argv) {
         if (only != "gqa-fp8" || fp8) print_row(bench_gqa(s, reps, l2, timer, fp8), copy_gbs);
   MLABENCH_CUDA(cudaDeviceSynchronize());
   return 0;
+}
+}  // namespace
+
+// An error (a refused MLABENCH_* setting, a CUDA failure) is a message and exit 1, not an uncaught exception's abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_decode_attention: %s\n", e.what());
+    return 1;
+  }
 }

@@ -1,10 +1,9 @@
 #include "engine/gpu/fp8_linear.h"
 
-#include <cstdlib>
-#include <string>
 
 #include "engine/core/fp8.h"
 #include "engine/gpu/gpu_model.h"
+#include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/skinny_gemm_fp8.h"
 
@@ -21,26 +20,15 @@ Fp8GemmChoice fp8_gemm_choice() {
   // products at m = 300 missed the CPU's W8A8 by 3e-2 of max |logit| (docs/perf-notes.md, issue 20 round 1): kept
   // for the investigation, not the default.
   static const Fp8GemmChoice choice = [] {
-    const char* env = std::getenv("MLABENCH_FP8_GEMM");
-    const std::string e = env ? env : "auto";
-    MLABENCH_CHECK(e == "auto" || e == "mma" || e == "cublaslt",
-                   "MLABENCH_FP8_GEMM={}: not an FP8 GEMM. HINT: use auto (the default), mma or cublaslt, or unset it",
-                   e);
-    return e == "mma" ? Fp8GemmChoice::MMA : e == "cublaslt" ? Fp8GemmChoice::CUBLASLT : Fp8GemmChoice::AUTO;
+    const int e = env_choice("MLABENCH_FP8_GEMM", {"auto", "mma", "cublaslt"});
+    return e == 1 ? Fp8GemmChoice::MMA : e == 2 ? Fp8GemmChoice::CUBLASLT : Fp8GemmChoice::AUTO;
   }();
   return choice;
 }
 
 bool fp8_fused_quantise() {
-  static const bool on = [] {
-    const char* env = std::getenv("MLABENCH_FP8_FUSED_QUANT");
-    const std::string e = env ? env : "1";
-    MLABENCH_CHECK(e == "1" || e == "0",
-                   "MLABENCH_FP8_FUSED_QUANT={}: not 0 or 1. HINT: 1 (the default) lets the skinny FP8 GEMM quantise "
-                   "its own rows, 0 quantises in a launch of its own (fp8_quantize_rows), for A/B runs",
-                   e);
-    return e == "1";
-  }();
+  // 1 (the default): the skinny FP8 GEMM quantises its own rows; 0: a launch of its own (fp8_quantize_rows), for A/B.
+  static const bool on = env_switch("MLABENCH_FP8_FUSED_QUANT");
   return on;
 }
 

@@ -34,11 +34,7 @@ namespace {
 enum class CompactGemm { HOPPER, MMA };
 CompactGemm compact_gemm_choice() {
   static const CompactGemm c = [] {
-    const char* env = std::getenv("MLABENCH_MOE_GEMM");
-    const std::string e = env ? env : "hopper";
-    MLABENCH_CHECK(e == "hopper" || e == "mma",
-                   "MLABENCH_MOE_GEMM={}: not a grouped expert GEMM. HINT: use hopper or mma, or unset it", e);
-    return e == "hopper" ? CompactGemm::HOPPER : CompactGemm::MMA;
+    return env_choice("MLABENCH_MOE_GEMM", {"hopper", "mma"}) == 1 ? CompactGemm::MMA : CompactGemm::HOPPER;
   }();
   return c;
 }
@@ -48,13 +44,9 @@ CompactGemm compact_gemm_choice() {
 // MLABENCH_MOE_TILE_ROWS=64 or 128 forces one, for benchmarks that compare them.
 constexpr int64_t kMoeSmallTileRows = 32;
 int32_t routed_tile_rows(int64_t pairs, int32_t n_experts) {
-  static const int32_t forced = [] {
-    const char* env = std::getenv("MLABENCH_MOE_TILE_ROWS");
-    if (env == nullptr) return 0;
-    const std::string e = env;
-    MLABENCH_CHECK(e == "64" || e == "128",
-                   "MLABENCH_MOE_TILE_ROWS={}: not a tile the grouped GEMM runs. HINT: use 64 or 128, or unset it", e);
-    return e == "64" ? 64 : 128;
+  static const int32_t forced = [] {  // 0: unset
+    const int c = env_choice("MLABENCH_MOE_TILE_ROWS", {"64", "128"});
+    return c == 0 ? 64 : c == 1 ? 128 : 0;
   }();
   if (forced != 0) return forced;
   return pairs <= kMoeSmallTileRows * n_experts ? 64 : 128;
