@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "engine/kernels/cuda/cuda_check.h"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/kernel_params.h"
@@ -368,13 +369,7 @@ int run(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     Shape one{0, 0};
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
-      char* end = nullptr;
-      const long v = std::strtol(argv[++i], &end, 10);
-      if (end == argv[i] || *end != '\0' || v < 20 || v > 100000) {
-        std::fprintf(stderr, "--reps %s: a whole number from 20 to 100000\n", argv[i]);
-        return 2;
-      }
-      reps = static_cast<int>(v);
+      if (!mlabench::bench::parse_count("--reps", argv[++i], 20, 100000, &reps)) return 2;
     } else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) {
       only = argv[++i];
       static constexpr const char* kOnly[] = {"mla", "mla16", "mla-fp8", "mla-mma", "mla-hilo", "gqa", "gqa-fp8"};
@@ -460,11 +455,4 @@ int run(int argc, char** argv) {
 }  // namespace
 
 // An error (a refused MLABENCH_* setting, a CUDA failure) is a message and exit 1, not an uncaught exception's abort.
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_decode_attention: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return mlabench::bench::main_guarded("bench_decode_attention", run, argc, argv); }

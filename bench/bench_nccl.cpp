@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "engine/parallel/host_collectives.h"
 
 namespace {
@@ -124,11 +125,12 @@ double graph_us(std::vector<Rank>& ranks, int reps, int calls, Op&& op) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+int run(int argc, char** argv) {
   int reps = 30;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
-      reps = std::max(5, std::atoi(argv[++i]));
+      if (!mlabench::bench::parse_count("--reps", argv[++i], 5, 100000, &reps)) return 2;
     } else {
       std::fprintf(stderr, "usage: %s [--reps N]\n", argv[0]);
       return 2;
@@ -227,3 +229,7 @@ int main(int argc, char** argv) {
   }
   return bad == 0 ? 0 : 1;
 }
+}  // namespace
+
+// An error (the host collectives' checks) is a message and exit 1, not an uncaught exception's abort.
+int main(int argc, char** argv) { return mlabench::bench::main_guarded("bench_nccl", run, argc, argv); }

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_args.h"
 #include "bench/gpu_bench_util.h"
 
 namespace mlabench {
@@ -98,12 +99,13 @@ int run(int reps, const std::string& json_path) {
 }  // namespace
 }  // namespace mlabench
 
-int main(int argc, char** argv) {
+namespace {
+int run_cli(int argc, char** argv) {
   int reps = 15;
   std::string json;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
-      reps = std::max(3, std::atoi(argv[++i]));
+      if (!mlabench::bench::parse_count("--reps", argv[++i], 3, 100000, &reps)) return 2;
     } else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) {
       json = argv[++i];
     } else {
@@ -118,3 +120,7 @@ int main(int argc, char** argv) {
   }
   return mlabench::run(reps, json);
 }
+}  // namespace
+
+// An error (a refused MLABENCH_* setting, a CUDA failure) is a message and exit 1, not an uncaught exception's abort.
+int main(int argc, char** argv) { return mlabench::bench::main_guarded("bench_skinny_gemm", run_cli, argc, argv); }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/env_setting.h"
 #include "engine/gpu/gpu_runner.h"
 #include "engine/model/cpu_runner.h"
 #include "engine/parallel/device_collectives.h"
@@ -286,8 +287,8 @@ std::unique_ptr<serving::ModelRunner> make_sharded_gpu_runner(const ModelConfig&
   const ParallelConfig p = split_of(o);
   const std::vector<int> devices = place_ranks(p.world(), o.device_index);
   const bool shared = std::set<int>(devices.begin(), devices.end()).size() < devices.size();
-  const char* env = std::getenv("MLABENCH_COLLECTIVES");
-  const bool prefer_host = shared || (env != nullptr && std::string(env) == "host");
+  // MLABENCH_COLLECTIVES: nccl (unset: NCCL between distinct GPUs) or host; a typo is refused, not run as NCCL.
+  const bool prefer_host = shared || env_choice("MLABENCH_COLLECTIVES", {"nccl", "host"}) == 1;
   auto group = std::make_unique<HostGroup>(p.world());
   HostGroup* g = group.get();
   std::unique_ptr<DeviceCollectives> coll =

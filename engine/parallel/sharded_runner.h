@@ -43,7 +43,8 @@ std::unique_ptr<serving::ModelRunner> make_sharded_cpu_runner(const ModelConfig&
 /// DeepSeek-V2 never exists whole in host memory). Refused (check_sharded_options):
 /// --ep (a GPU rank runs every routed expert of its column slice; whole experts need the token dispatch) and
 /// --dp-attention.
-/// MLABENCH_COLLECTIVES=host joins ranks on distinct GPUs through the host too (to compare with NCCL).
+/// MLABENCH_COLLECTIVES=host joins ranks on distinct GPUs through the host too (to compare with NCCL); =nccl or
+/// unset: NCCL; any other value is refused.
 std::unique_ptr<serving::ModelRunner> make_sharded_gpu_runner(const ModelConfig& c, ModelWeights w,
                                                               const EngineOptions& o,
                                                               const serving::ServingLimits& limits);

@@ -416,7 +416,7 @@ fi
 # MLABENCH_FUSE_NORM=2 (the norm forms at two rows) against 1 (the separate launch).
 if named normfuse; then
   gtests normfuse_kernels.log "norm-form kernel tests" test_cuda_kernels \
-    'CudaNormFusion.*:CudaSkinnyGemm.*:CudaSkinnyFp8.*:CudaMoe.NormRouter*:CudaElementwise*:CudaEnvSwitch.*' 'norm|skinny' 24
+    'CudaNormFusion.*:CudaSkinnyGemm.*:CudaSkinnyFp8.*:CudaMoe.NormRouter*:CudaElementwise*' 'norm|skinny' 24
   switch_ab normfuse MLABENCH_FUSE_NORM "${NORMFUSE_BATCHES:-1}"
   switch_ab normfuse MLABENCH_FUSE_NORM "${NORMFUSE_BATCHES2:-2}" "2 1"
   for f in 1 0; do

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "core/check.h"
+#include "core/env_setting.h"
 
 namespace mlabench::gpu {
 
@@ -64,18 +65,10 @@ int device_compute_major();
 int device_sm_count();
 /// Programmatic dependent launches are used: a compute capability 9.0+ device, and MLABENCH_PDL not 0 (env_switch).
 bool programmatic_launch_enabled();
-/// An on/off environment switch of the A/B benchmarks (MLABENCH_PDL, MLABENCH_SKINNY_GEMM, ...): "1" is on, "0" off,
-/// unset is default_on; any other value is refused, naming the variable, so a typo never silently measures the wrong
-/// path. Callers read it once (a static).
-bool env_switch(const char* name, bool default_on = true);
-/// A small numbered environment setting of the A/B benchmarks (MLABENCH_FUSE_NORM: 0 off, 1 or 2 rows): one digit
-/// from 0 to max_level, unset is default_level; any other value is refused, naming the variable and the range.
-/// env_switch is the 0/1 case. Callers read it once (a static).
-int env_level(const char* name, int default_level, int max_level);
-/// A named choice of the A/B benchmarks (MLABENCH_MLA_FP8_DECODE: bf16 or f16): the index of the value among
-/// choices, -1 where the variable is unset or empty; any other value is refused, naming the variable and the choices.
-/// Callers read it once (a static).
-int env_choice(const char* name, std::initializer_list<std::string_view> choices);
+/// The A/B benchmarks' environment settings (core/env_setting.h), under the names the GPU code has always used.
+using mlabench::env_choice;
+using mlabench::env_level;
+using mlabench::env_switch;
 /// MLABENCH_TIMING_SKIP (a comma list of the stages below, unset: none): the GPU engine leaves those launches out of
 /// every step, so a graphed step's time without them is measured beside the full one: what fusing a launch away can
 /// save at most (docs/perf-notes.md, issue 20 round 7). Every output is wrong then: the first skip warns on stderr,
