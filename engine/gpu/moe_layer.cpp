@@ -75,13 +75,16 @@ struct MoeLayer::Impl {
   const void** ptrs = nullptr;  // 6 * max(T K, E) GEMM operand pointers (PAIR, host COMPACT)
   std::vector<int32_t> host_offsets;
   bool grouped_ok = true;  // cleared once if cuBLAS has no grouped GEMM for these operand types
-  // The shared experts on a second stream (shared_on_side): they need only x_c, so they run beside the router,
-  // permute and gather. Their own cuBLAS handle (a handle's workspace serves one stream at a time) and their own
-  // SwiGLU rows (the routed experts' he is written meanwhile). Null where the switch is off or nothing would use it.
+  // The shared experts on a second stream (shared_on_side, fp8_shared_on_side): they need only x_c, so they run
+  // beside the router, permute and gather. Their own cuBLAS handle (a handle's workspace serves one stream at a time)
+  // and their own SwiGLU rows (the routed experts' he is written meanwhile); with FP8 weights their own float32
+  // gate/up rows too (ge_shared) and their own quantiser scratch (fp8_shared). Null where the switch is off or
+  // nothing would use it.
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;
   std::unique_ptr<Blas> side_blas;
-  void* he_shared = nullptr;  // [T, SI] dt
+  void* he_shared = nullptr;   // [T, SI] dt
+  float* ge_shared = nullptr;  // [T, 2 SI] float32 (FP8 weights only)
   int64_t side_runs = 0;
   // FP8 weights: the routed experts' inputs as e4m3 codes with rows-major 1 x 128 scales, and the shared experts'
   // quantiser + cuBLASLt GEMM.
@@ -129,6 +132,7 @@ struct MoeLayer::Impl {
   bool topk_in_decode_ffn(const k::MoeLayerParams& p) const;
   void shared_experts(const k::MoeLayerParams& p);
   bool shared_on_side(const k::MoeLayerParams& p);
+  void fp8_shared_experts(const k::MoeLayerParams& p, Blas& b, float* gate_up, void* act);
   bool decode_ffn(const k::MoeLayerParams& p, bool route_inside);
   void pair_experts(const k::MoeLayerParams& p);
   void padded_experts(const k::MoeLayerParams& p, int32_t capacity);
@@ -155,7 +159,7 @@ struct MoeLayer::Impl {
     static const bool on = gpu::env_switch("MLABENCH_MOE_BF16_ROWS", false);
     return on && dtype == DType::BF16;
   }
-  void fp8_experts(const k::MoeLayerParams& p);
+  void fp8_experts(const k::MoeLayerParams& p, bool join_before_down);
   void fp8_forward(const k::MoeLayerParams& p, bool routed, bool topk_inside);
   void quantize_rows(const void* x, DType x_type, int64_t rows, int64_t cols, uint8_t* q, float* scale) {
     const int64_t groups = (cols + kFp8Block - 1) / kFp8Block;
@@ -164,9 +168,9 @@ struct MoeLayer::Impl {
   }
   void compact_experts_graph_safe(const k::MoeLayerParams& p);
   void compact_experts_host(const k::MoeLayerParams& p);
-  void silu_rows(const float* gu, void* h, int64_t rows, int64_t inter) {
+  void silu_rows(const float* gu, void* h, int64_t rows, int64_t inter, cudaStream_t on = nullptr) {
     k::cuda::silu_mul({.out = h, .out_type = dtype, .ld_out = inter, .gate_up = gu, .ld_in = 2 * inter, .inter = inter,
-                       .n_rows = rows}, stream);
+                       .n_rows = rows}, on != nullptr ? on : stream);
   }
 };
 
@@ -190,11 +194,15 @@ void MoeLayer::Impl::allocate() {
   const size_t o_he = reserve(n(std::max({rows * I, T * SI, SI + int64_t{K} * I})) * es);  // + moe_decode_ffn's act
   const size_t o_ye = reserve(n(rows * H) * 4);
   const size_t o_ptrs = reserve(6 * n(std::max<int64_t>(pairs, E)) * sizeof(void*));
-  // MLABENCH_MOE_SHARED_STREAM=0 keeps the shared experts on the layer's stream (an A/B switch).
-  // Only where the Hopper grouped GEMM can run (the side path's condition): elsewhere no stream and no rows.
-  const bool side_stream = !fp8 && SI > 0 && dtype == DType::BF16 && compact_gemm_choice() == CompactGemm::HOPPER &&
-                           k::cuda::hopper::sm90a_available() && gpu::env_switch("MLABENCH_MOE_SHARED_STREAM");
+  // MLABENCH_MOE_SHARED_STREAM=0 keeps the shared experts on the layer's stream (an A/B switch). BF16 weights: only
+  // where the Hopper grouped GEMM can run (the side path's condition); FP8 weights of a BF16 model: at every token
+  // count but one (moe_decode_ffn's); elsewhere no stream and no rows.
+  const bool side_stream =
+      SI > 0 && dtype == DType::BF16 &&
+      (fp8 || (compact_gemm_choice() == CompactGemm::HOPPER && k::cuda::hopper::sm90a_available())) &&
+      gpu::env_switch("MLABENCH_MOE_SHARED_STREAM");
   const size_t o_hs = side_stream ? reserve(n(T * SI) * es) : 0;
+  const size_t o_gs = side_stream && fp8 ? reserve(n(T * 2 * SI) * 4) : 0;
   const auto groups = [](int64_t c) { return (c + kFp8Block - 1) / kFp8Block; };
   const size_t o_xq = fp8 ? reserve(n(pairs * H)) : 0, o_xs = fp8 ? reserve(n(pairs * groups(H)) * 4) : 0;
   const size_t o_hq = fp8 ? reserve(n(pairs * I)) : 0, o_hs8 = fp8 ? reserve(n(pairs * groups(I)) * 4) : 0;
@@ -234,6 +242,7 @@ void MoeLayer::Impl::allocate() {
   }
   if (side_stream) {
     he_shared = base + o_hs;
+    if (fp8) ge_shared = reinterpret_cast<float*>(base + o_gs);
     MLABENCH_CUDA(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
     MLABENCH_CUDA(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
     MLABENCH_CUDA(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
@@ -508,7 +517,7 @@ bool MoeLayer::Impl::compact_experts_hopper(const k::MoeLayerParams& p) {
 // moe_grouped_gemm's FP8 kernels (QGMMA for BF16 models, the mma.sync kernel's float32 group sums for float32 ones) (BF16 models: SwiGLU in its epilogue, he in BF16 as the BF16 experts write it;
 // float32 models: the float32 products and silu_mul, so he is quantised from float32 as the CPU engine does), he
 // quantised, the down projection into ye. The counts stay on the device: prefill and graphed decode alike.
-void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p) {
+void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p, bool join_before_down) {
   const int64_t T = p.n_tokens, rows = T * K;
   const auto ld_scale = [](int64_t c) { return (c + kFp8Block - 1) / kFp8Block; };
   quantize_rows(xe, dtype, rows, H, xq, xs);
@@ -532,6 +541,8 @@ void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p) {
   k::cuda::moe_grouped_gemm(gate_up, stream);
   if (!fused_swiglu) silu_rows(ge, he, rows, I);
   quantize_rows(he, dtype, rows, I, hq, hs);
+  // The shared experts on the side stream wrote out: joined before a plain launch (no programmatic edge crosses it).
+  if (join_before_down) MLABENCH_CUDA(cudaStreamWaitEvent(stream, join, 0));
   // ye[rows_e, H] = he[rows_e, I] . down_e[H, I]^T, float32.
   k::cuda::moe_grouped_gemm({.y = ye, .ld_y = H, .x = hq, .ld_x = I, .w = p.experts_down, .expert_stride = H * I,
                              .dtype = DType::F8_E4M3, .offsets = offsets, .n_experts = E, .n = H, .k = I,
@@ -542,19 +553,38 @@ void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p) {
                             stream);
 }
 
+// The shared experts with FP8 weights on b's stream: out[T, H] = silu(x_c . gate^T) * (x_c . up^T) . down^T, each
+// product through Fp8Linear (the skinny kernel at decode batches), gate_up [T, 2 SI] float32, act [T, SI] dt.
+void MoeLayer::Impl::fp8_shared_experts(const k::MoeLayerParams& p, Blas& b, float* gate_up, void* act) {
+  const int64_t T = p.n_tokens;
+  fp8_shared->run(b, gate_up, DType::F32, 2 * SI, p.x_c, dtype, H, static_cast<const uint8_t*>(p.shared_gate_up),
+                  p.shared_gate_up_scale, T, 2 * SI, H);  // [T, 2 SI]
+  silu_rows(gate_up, act, T, SI, b.stream());
+  fp8_shared->run(b, p.out, DType::F32, H, act, dtype, SI, static_cast<const uint8_t*>(p.shared_down),
+                  p.shared_down_scale, T, H, SI);  // [T, H]
+}
+
 // The whole layer with FP8 weights: router (float32, as always); one token of a BF16 model through moe_decode_ffn's
 // FP8 kernels; else shared experts (Fp8Linear), COMPACT rows at every token count through fp8_experts, combine.
+// With a side stream (a BF16 model, MLABENCH_MOE_SHARED_STREAM not 0) the shared experts' five launches (two
+// quantisers, two skinny GEMMs, SwiGLU at decode batches) run there, forked after x_c and beside the router, permute,
+// gather and the routed gate/up, joined before the routed down GEMM: at V2-Lite batch 16 they were ~25 us a layer
+// of a serial chain (docs/perf-notes.md, issue 20 round 12).
 void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p, bool routed, bool topk_inside) {
   const int64_t T = p.n_tokens;
+  const bool aside = SI > 0 && side != nullptr && !decode_ffn_runs(p);
+  if (aside) {
+    MLABENCH_CUDA(cudaEventRecord(fork, stream));
+    MLABENCH_CUDA(cudaStreamWaitEvent(side, fork, 0));
+    fp8_shared_experts(p, *side_blas, ge_shared, he_shared);
+    MLABENCH_CUDA(cudaEventRecord(join, side));
+    ++side_runs;
+  }
   if (!routed) route(p, !topk_inside);
   if (decode_ffn(p, topk_inside)) return;
-  if (SI > 0) {
+  if (SI > 0 && !aside) {
     phases::at(stream, "moe: shared experts (FP8)");
-    fp8_shared->run(blas, ge, DType::F32, 2 * SI, p.x_c, dtype, H, static_cast<const uint8_t*>(p.shared_gate_up),
-                    p.shared_gate_up_scale, T, 2 * SI, H);  // [T, 2 SI]
-    silu_rows(ge, he, T, SI);
-    fp8_shared->run(blas, p.out, DType::F32, H, he, dtype, SI, static_cast<const uint8_t*>(p.shared_down),
-                    p.shared_down_scale, T, H, SI);  // [T, H]
+    fp8_shared_experts(p, blas, ge, he);
   }
   phases::at(stream, "moe: permute, gather");
   const k::MoeRowMap map{.mode = k::MoeRowMode::COMPACT, .topk_idx = idx, .rank = rank, .offsets = offsets};
@@ -563,7 +593,7 @@ void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p, bool routed, bool t
   k::cuda::moe_gather({.out = xe, .ld_out = H, .x = p.x_c, .ld_x = H, .elem_type = dtype, .hidden = H,
                        .n_tokens = T, .top_k = K, .map = map}, stream);
   phases::at(stream, "moe: routed experts (FP8)");
-  fp8_experts(p);
+  fp8_experts(p, aside);
   phases::at(stream, "moe: combine");
   k::cuda::moe_combine({.out = p.out, .ld_out = H, .y = ye, .ld_y = H, .topk_weight = w, .hidden = H, .n_tokens = T,
                         .top_k = K, .accumulate = SI > 0, .map = map}, stream);

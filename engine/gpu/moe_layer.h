@@ -50,7 +50,8 @@ class MoeLayer {
   uint64_t scratch_bytes() const;
 
   /// Forward calls that ran the shared experts on the layer's second stream, beside the router, permute and gather
-  /// (BF16 COMPACT rows on the Hopper grouped GEMM; MLABENCH_MOE_SHARED_STREAM=0 at construction turns it off).
+  /// (BF16 COMPACT rows on the Hopper grouped GEMM; FP8 weights of a BF16 model at 2 or more tokens, beside the
+  /// routed gate/up too; MLABENCH_MOE_SHARED_STREAM=0 at construction turns it off).
   int64_t shared_side_runs() const;
 
  private:

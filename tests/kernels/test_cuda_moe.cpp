@@ -1063,6 +1063,107 @@ TEST(CudaMoeLayerSharedStream, SameBitsAsOneStreamEagerAndGraphed) {
   MLABENCH_CUDA(cudaStreamDestroy(stream));
 }
 
+// Experts' e4m3 codes times their block scales: [E, rows, k] float32, the weights an FP8 layer computes with.
+std::vector<float> dequantised(const test::Fp8Experts& q, int32_t E, int64_t rows, int64_t k) {
+  std::vector<float> w(static_cast<size_t>(E * rows * k));
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t j = 0; j < rows; ++j)
+      for (int64_t c = 0; c < k; ++c)
+        w[static_cast<size_t>((e * rows + j) * k + c)] =
+            e4m3_to_f32(q.codes[static_cast<size_t>(e * q.stride + j * k + c)]) *
+            q.scale[static_cast<size_t>(e * q.scale_stride + (j / kFp8Block) * q.scale_ld + c / kFp8Block)];
+  return w;
+}
+
+// FP8 weights of a BF16 model: the shared experts on the second stream (forked after x_c, joined before the routed
+// down GEMM) give the bits of the one-stream order at decode batches and a prefill-sized step, eager and replayed
+// from a CUDA graph over a NaN-poisoned output, and the side path runs at every token count of 2 or more. Both
+// orders are anchored to the twin in float32 on the dequantised weights (the activations' e4m3 rounding apart).
+TEST(CudaMoeLayerSharedStream, Fp8SameBitsAsOneStreamEagerAndGraphed) {
+  MLABENCH_REQUIRE_GPU();
+  const LayerCase c{"fp8", 16, 4, 256, 128, 256, RouterMethod::GREEDY, 1, 1, RouterScoring::SOFTMAX, false, 1.0f, 0, 0};
+  std::mt19937 rng(71);
+  const test::Fp8Experts gate_up = test::quantized_experts(c.E, 2 * c.I, c.H, 0, rng);
+  const test::Fp8Experts down = test::quantized_experts(c.E, c.H, c.I, 0, rng);
+  const test::Fp8Experts shared_gate_up = test::quantized_experts(1, 2 * c.SI, c.H, 0, rng);
+  const test::Fp8Experts shared_down = test::quantized_experts(1, c.H, c.SI, 0, rng);
+  const gpu::DeviceBuffer d_gu = to_device(gate_up.codes), d_gus = to_device(gate_up.scale);
+  const gpu::DeviceBuffer d_dn = to_device(down.codes), d_dns = to_device(down.scale);
+  const gpu::DeviceBuffer d_sgu = to_device(shared_gate_up.codes), d_sgus = to_device(shared_gate_up.scale);
+  const gpu::DeviceBuffer d_sdn = to_device(shared_down.codes), d_sdns = to_device(shared_down.scale);
+  const std::vector<float> w_gu = dequantised(gate_up, c.E, 2 * c.I, c.H), w_dn = dequantised(down, c.E, c.H, c.I);
+  const std::vector<float> w_sgu = dequantised(shared_gate_up, 1, 2 * c.SI, c.H);
+  const std::vector<float> w_sdn = dequantised(shared_down, 1, c.H, c.SI);
+  cudaStream_t stream;
+  MLABENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  {
+    gpu::Blas blas(stream);
+    const LayerWeightsHD lw(c, DType::BF16, rng);  // the router's weights (its expert weights unused here)
+    auto build = [&](const char* on) {
+      setenv("MLABENCH_MOE_SHARED_STREAM", on, 1);
+      auto layer = std::make_unique<gpu::MoeLayer>(blas, stream, DType::BF16, c.H, c.I, c.SI, c.E, c.K, 128, true);
+      unsetenv("MLABENCH_MOE_SHARED_STREAM");
+      return layer;
+    };
+    const auto one = build("0"), two = build("1");
+    for (const int64_t T : {int64_t{2}, int64_t{8}, int64_t{16}, int64_t{100}}) {
+      SCOPED_TRACE("T=" + std::to_string(T));
+      const std::vector<float> x = grid_values(T * c.H, 32, 1.0f / 16, rng);
+      gpu::DeviceBuffer d_x = to_device(x), d_xc = to_device(as_dtype(x, DType::BF16));
+      gpu::DeviceBuffer d_out = to_device(std::vector<float>(x.size(), kNaN));
+      kernels::MoeLayerParams p = lw.params(T, true);
+      p.x = d_x.as<float>();
+      p.x_c = d_xc.get();
+      p.out = d_out.as<float>();
+      p.graph_safe = true;
+      p.experts_gate_up = d_gu.get(), p.experts_gate_up_scale = d_gus.as<float>();
+      p.experts_down = d_dn.get(), p.experts_down_scale = d_dns.as<float>();
+      p.shared_gate_up = d_sgu.get(), p.shared_gate_up_scale = d_sgus.as<float>();
+      p.shared_down = d_sdn.get(), p.shared_down_scale = d_sdns.as<float>();
+      auto run = [&](gpu::MoeLayer& layer) {
+        MLABENCH_CUDA(cudaMemcpy(d_out.get(), std::vector<float>(x.size(), kNaN).data(), x.size() * 4,
+                                 cudaMemcpyHostToDevice));
+        layer.forward(p);
+        MLABENCH_CUDA(cudaStreamSynchronize(stream));
+        return to_host<float>(d_out, x.size());
+      };
+      const int64_t before = two->shared_side_runs();
+      const std::vector<float> a = run(*one), b = run(*two);
+      EXPECT_EQ(one->shared_side_runs(), 0);
+      EXPECT_EQ(two->shared_side_runs() - before, 1);
+      ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << "eager";
+
+      // The anchor: the float32 twin on the dequantised weights (routing on the same float32 logits).
+      kernels::MoeLayerParams t = lw.params(T, false);
+      std::vector<float> ref(x.size(), kNaN);
+      t.dtype = DType::F32;
+      t.x = x.data();
+      t.x_c = x.data();
+      t.out = ref.data();
+      t.experts_gate_up = w_gu.data(), t.experts_down = w_dn.data();
+      t.shared_gate_up = w_sgu.data(), t.shared_down = w_sdn.data();
+      kernels::twin::moe_layer(t);
+      EXPECT_LE(test::max_rel_diff(b, ref), 0.1) << "FP8 activations against float32 ones, same weights";
+
+      // The same step captured with the fork and join, replayed over an output poisoned with NaN.
+      MLABENCH_CUDA(cudaMemcpy(d_out.get(), std::vector<float>(x.size(), kNaN).data(), x.size() * 4,
+                               cudaMemcpyHostToDevice));
+      cudaGraph_t graph;
+      MLABENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+      two->forward(p);
+      MLABENCH_CUDA(cudaStreamEndCapture(stream, &graph));
+      cudaGraphExec_t exec;
+      MLABENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+      MLABENCH_CUDA(cudaGraphLaunch(exec, stream));
+      MLABENCH_CUDA(cudaStreamSynchronize(stream));
+      EXPECT_EQ(std::memcmp(a.data(), to_host<float>(d_out, x.size()).data(), a.size() * 4), 0) << "graphed";
+      MLABENCH_CUDA(cudaGraphExecDestroy(exec));
+      MLABENCH_CUDA(cudaGraphDestroy(graph));
+    }
+  }
+  MLABENCH_CUDA(cudaStreamDestroy(stream));
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaMoeLayer, ::testing::Values(DType::BF16, DType::F32),
                          [](const auto& i) { return std::string(dtype_name(i.param)); });
 
