@@ -50,6 +50,8 @@
 #                of that launch can save; outputs wrong by design)
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
 #                V2-Lite b16 and 32K x 16 with BF16, FP8 weights, FP8 weights + cache (one call)
+#   fp8side      issue 20: the FP8 shared experts on the MoE layer's second stream: its test, the FP8 engine tests,
+#                V2-Lite b16 and 32K x 16 FP8 weights + cache with it and without, BF16 beside (FP8SIDE_NCU=1: ncu of b16)
 #   fp8harness   issue 20: MMLU and GSM8K through the harness on V2-Lite shapes (random weights, the real tokenizer) with
 #                BF16, the FP8 cache, FP8 weights and both, paired by mlabench compare (FP8H_LIMIT, FP8H_TIMEOUT)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
@@ -537,6 +539,46 @@ if named fp8b16; then
     row "bench V2-Lite 32K x 16, weights $1, cache $2" "rc $?"
     grep -E '^ +16 +32768 |^error' "$out/fp8b16_32k_w$1_kv$2.log" | sed 's/^/    /' >> "$out/summary.txt"
   done
+fi
+# Issue 20 round 12 (named only): the FP8 shared experts on the MoE layer's second stream (MLABENCH_MOE_SHARED_STREAM):
+# its test (the same bits as one stream, eager and graphed), the FP8 engine tests, V2-Lite b16 and 32K x 16 with FP8
+# weights + cache with the side stream and without, BF16 / BF16 beside them (the ratios of issue 20's targets), and
+# (FP8SIDE_NCU=1) ncu kernel times of 3 graphed FP8 b16 steps.
+if named fp8side; then
+  gtests fp8side_kernels.log "shared experts' side stream tests" test_cuda_kernels 'CudaMoeLayerSharedStream.*' 'side' 12
+  gtests fp8side_engine.log "FP8 engine tests" test_gpu_engine '*GpuFp8*' 'gpu fp8|Expected|actual' 24
+  lite=(--device cuda --model configs/deepseek-v2-lite --random-weights 0)
+  for cfg in "auto 1" "fp8 1" "fp8 0"; do
+    set -- $cfg
+    MLABENCH_MOE_SHARED_STREAM=$2 timeout 100 build-gpu/mlabench bench "${lite[@]}" --weights-dtype $1 --kv-cache-dtype $1 \
+      --batch 16 --prompt 512 --gen 128 --out "$out/bench_dsv2_lite_b16_$1_side$2.json" > "$out/fp8side_b16_$1_$2.log" 2>&1
+    row "bench V2-Lite b16, weights + cache $1, side stream $2" "rc $?"
+    grep -E '^ +16 +512 |^error' "$out/fp8side_b16_$1_$2.log" | sed 's/^/    /' >> "$out/summary.txt"
+    MLABENCH_MOE_SHARED_STREAM=$2 timeout 200 build-gpu/mlabench bench "${lite[@]}" --weights-dtype $1 --kv-cache-dtype $1 \
+      --shapes 32768x16:decode --gen 128 --out "$out/bench_dsv2_lite_32kx16_$1_side$2.json" > "$out/fp8side_32k_$1_$2.log" 2>&1
+    row "bench V2-Lite 32K x 16, weights + cache $1, side stream $2" "rc $?"
+    grep -E '^ +16 +32768 |^error' "$out/fp8side_32k_$1_$2.log" | sed 's/^/    /' >> "$out/summary.txt"
+  done
+  python3 - "$out" >> "$out/summary.txt" <<'PY'
+import json, os, sys
+def tok(name):
+    p = os.path.join(sys.argv[1], name)
+    if not os.path.exists(p): return None
+    r = next(iter(json.load(open(p)).get("rows", [])), None)
+    return r and (r.get("decode_full_batch_tokens_per_s") or r.get("decode_tokens_per_s"))
+for shape in ("b16", "32kx16"):
+    bf, on, off = (tok(f"bench_dsv2_lite_{shape}_{w}_side{s}.json") for w, s in (("auto", 1), ("fp8", 1), ("fp8", 0)))
+    if bf and on and off:
+        print(f"    {shape}: BF16 {bf:,.1f}, FP8 side stream {on:,.1f} ({on / bf:.2f}x), one stream {off:,.1f} "
+              f"({off / bf:.2f}x); side / one {on / off:.3f}")
+PY
+  if [ "${FP8SIDE_NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
+    MLABENCH_PROFILER_DECODE_STEPS=20,3 timeout 200 ncu --profile-from-start off --cache-control none --clock-control none \
+      --metrics gpu__time_duration.sum --csv build-gpu/mlabench bench "${lite[@]}" --weights-dtype fp8 --kv-cache-dtype fp8 \
+      --prompt 512 --batch 16 --gen 40 --warmup 0 > "$out/ncu_fp8_b16.csv" 2> "$out/ncu_fp8_b16.err"
+    row "ncu, V2-Lite FP8 batch-16 decode steps 20-22" "rc $?"
+    python3 tools/gpu/ncu_summary.py "$out/ncu_fp8_b16.csv" --steps 3 2>&1 | head -45 | sed 's/^/    /' >> "$out/summary.txt"
+  fi
 fi
 # Issue 20's accuracy cost through the harness (named only): V2-Lite's shapes, random weights, the real tokenizer, MMLU
 # 5-shot and GSM8K 8-shot CoT (--limit FP8H_LIMIT, default 3) with BF16, the FP8 cache, FP8 weights and both;
