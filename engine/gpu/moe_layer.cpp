@@ -189,7 +189,7 @@ void MoeLayer::Impl::allocate() {
   const size_t o_logits = reserve(n(T * E) * 4), o_idx = reserve(n(pairs) * 4), o_w = reserve(n(pairs) * 4);
   const size_t o_counts = reserve(n(E) * 4), o_offsets = reserve(n(E + 1) * 4), o_rank = reserve(n(pairs) * 4);
   const size_t o_chunks = reserve(n(k::moe_permute_scratch_ints(pairs, E)) * 4);
-  const size_t o_xe = reserve(n(rows * H) * es);
+  const size_t o_xe = fp8 ? 0 : reserve(n(rows * H) * es);  // FP8: the gather writes codes (xq) instead
   const size_t o_ge = reserve(n(std::max(rows * 2 * I, T * 2 * SI)) * 4);
   const size_t o_he = reserve(n(std::max({rows * I, T * SI, SI + int64_t{K} * I})) * es);  // + moe_decode_ffn's act
   const size_t o_ye = reserve(n(rows * H) * 4);
@@ -219,7 +219,7 @@ void MoeLayer::Impl::allocate() {
   offsets = reinterpret_cast<int32_t*>(base + o_offsets);
   rank = reinterpret_cast<int32_t*>(base + o_rank);
   permute_chunks = reinterpret_cast<int32_t*>(base + o_chunks);
-  xe = base + o_xe;
+  xe = fp8 ? nullptr : base + o_xe;
   ge = reinterpret_cast<float*>(base + o_ge);
   he = base + o_he;
   ye = reinterpret_cast<float*>(base + o_ye);
@@ -513,14 +513,13 @@ bool MoeLayer::Impl::compact_experts_hopper(const k::MoeLayerParams& p) {
   return true;
 }
 
-// FP8 weights: expert-contiguous rows (already gathered into xe) quantised to e4m3 in 1 x 128 groups, gate/up through
-// moe_grouped_gemm's FP8 kernels (QGMMA for BF16 models, the mma.sync kernel's float32 group sums for float32 ones) (BF16 models: SwiGLU in its epilogue, he in BF16 as the BF16 experts write it;
-// float32 models: the float32 products and silu_mul, so he is quantised from float32 as the CPU engine does), he
-// quantised, the down projection into ye. The counts stay on the device: prefill and graphed decode alike.
+// FP8 weights: expert-contiguous rows (gathered already quantised, in 1 x 128 groups, into xq / xs), gate/up through
+// moe_grouped_gemm's FP8 kernels (QGMMA for BF16 models, the mma.sync kernel's float32 group sums for float32 ones;
+// BF16 models: SwiGLU in its epilogue, he in BF16 as the BF16 experts write it; float32 models: the float32 products
+// and silu_mul, so he is quantised from float32 as the CPU engine does), he quantised, the down projection into ye. The counts stay on the device: prefill and graphed decode alike.
 void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p, bool join_before_down) {
   const int64_t T = p.n_tokens, rows = T * K;
   const auto ld_scale = [](int64_t c) { return (c + kFp8Block - 1) / kFp8Block; };
-  quantize_rows(xe, dtype, rows, H, xq, xs);
   const bool fused_swiglu = dtype == DType::BF16, exact = fp8_exact_sums(dtype);
   const int32_t tile_rows = routed_tile_rows(rows, E);  // the QGMMA kernel's, as the BF16 Hopper GEMM's
   // he[rows_e, I] = silu(xe . gate_e^T) * (xe . up_e^T), gate_up_e = [2I, H] e4m3 (gate rows, then up rows).
@@ -590,8 +589,9 @@ void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p, bool routed, bool t
   const k::MoeRowMap map{.mode = k::MoeRowMode::COMPACT, .topk_idx = idx, .rank = rank, .offsets = offsets};
   k::cuda::moe_permute({.topk_idx = idx, .n_tokens = T, .top_k = K, .n_experts = E, .counts = counts,
                         .offsets = offsets, .rank = rank, .chunk_scratch = permute_chunks}, stream);
-  k::cuda::moe_gather({.out = xe, .ld_out = H, .x = p.x_c, .ld_x = H, .elem_type = dtype, .hidden = H,
-                       .n_tokens = T, .top_k = K, .map = map}, stream);
+  // The rows gathered into expert order already quantised (codes xq, scales xs rows major): one launch, no BF16 rows.
+  k::cuda::moe_gather({.ld_out = H, .x = p.x_c, .ld_x = H, .elem_type = dtype, .hidden = H, .n_tokens = T,
+                       .top_k = K, .map = map, .out_q = xq, .out_scale = xs}, stream);
   phases::at(stream, "moe: routed experts (FP8)");
   fp8_experts(p, aside);
   phases::at(stream, "moe: combine");

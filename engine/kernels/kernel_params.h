@@ -352,6 +352,10 @@ struct MoeRowMap {
 
 /// out[row(p), :] = x[p / top_k, :] for every pair p: token rows copied into expert order (elem_type values,
 /// the GEMM dtype). Rows of `out` that no pair maps to are left untouched.
+/// The FP8 form (out_q set, out null; elem_type BF16 or F32): each gathered row quantised as fp8_quantize_rows does
+/// (1 x 128 groups), its codes to out_q[row(p), :] at ld_out and its scales rows major to out_scale[row(p) *
+/// ceil(hidden / 128) + g]: what the FP8 grouped expert GEMM reads, in one launch instead of a gather and a quantiser
+/// (and without the gathered rows' BF16 round trip).
 struct MoeGatherParams {
   void* out = nullptr;
   int64_t ld_out = 0;
@@ -362,6 +366,8 @@ struct MoeGatherParams {
   int64_t n_tokens = 0;
   int32_t top_k = 0;
   MoeRowMap map;
+  uint8_t* out_q = nullptr;      // the FP8 form's codes [rows, hidden] at ld_out
+  float* out_scale = nullptr;    // the FP8 form's scales [rows, ceil(hidden / 128)]
 };
 
 /// out[t, :] (+)= sum_j topk_weight[t, j] * y[row(t * top_k + j), :], j ascending, in float32. accumulate:

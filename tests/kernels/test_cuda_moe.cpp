@@ -1007,6 +1007,47 @@ TEST_P(CudaMoeLayer, GraphReplayFollowsNewRouting) {
   MLABENCH_CUDA(cudaStreamDestroy(stream));
 }
 
+// The FP8 form (codes and rows-major scales of each gathered row, fp8_quantize_rows' arithmetic) against the twin,
+// bit for bit: BF16 and F32 rows, widths on and off the 128 grid, a NaN in the last token, every row layout; rows
+// no pair maps to keep their poison (0xAB codes, NaN scales).
+TEST(CudaMoe, Fp8GatherMatchesTwinBitForBit) {
+  MLABENCH_REQUIRE_GPU();
+  std::mt19937 rng(18);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (int64_t T : kTokenSweep) {
+    const Routed rt(T, 64, 6, rng);
+    for (DType dt : {DType::BF16, DType::F32})
+      for (const int64_t H : {int64_t{2048}, int64_t{1000}})
+        for (MoeRowMode mode : kModes) {
+          SCOPED_TRACE(mode_name(mode) + " " + std::string(dtype_name(dt)) + " T=" + std::to_string(T) +
+                       " hidden=" + std::to_string(H));
+          const int64_t ld_x = H + 8, ld_q = H + 16, groups = (H + kFp8Block - 1) / kFp8Block;
+          std::vector<float> xf(static_cast<size_t>(T * ld_x));
+          for (float& v : xf) v = nd(rng);
+          xf[static_cast<size_t>((T - 1) * ld_x + H / 3)] = kNaN;
+          const std::vector<uint8_t> x = as_dtype(xf, dt);
+          std::vector<uint8_t> q(static_cast<size_t>(rt.rows(mode) * ld_q), 0xAB);
+          std::vector<float> sc(static_cast<size_t>(rt.rows(mode) * groups), kNaN);
+          auto d_x = to_device(x);
+          auto d_q = to_device(q);
+          auto d_sc = to_device(sc);
+          kernels::MoeGatherParams p{nullptr, ld_q, x.data(), ld_x, dt, H, T, rt.k, rt.host_map(mode)};
+          p.out_q = q.data();
+          p.out_scale = sc.data();
+          kernels::twin::moe_gather(p);
+          p.x = d_x.get();
+          p.out_q = d_q.as<uint8_t>();
+          p.out_scale = d_sc.as<float>();
+          p.map = rt.device_map(mode);
+          kernels::cuda::moe_gather(p, nullptr);
+          const std::vector<uint8_t> got_q = to_host<uint8_t>(d_q, q.size());
+          const std::vector<float> got_sc = to_host<float>(d_sc, sc.size());
+          ASSERT_EQ(0, std::memcmp(got_q.data(), q.data(), q.size())) << "codes";
+          ASSERT_EQ(0, std::memcmp(got_sc.data(), sc.data(), sc.size() * 4)) << "scales (NaN poison included)";
+        }
+  }
+}
+
 // The shared experts on the layer's second stream (MLABENCH_MOE_SHARED_STREAM, read when a layer is built) give the
 // bits of the one-stream order, eager and replayed from a CUDA graph (the fork and join captured), where the Hopper
 // grouped GEMM runs (T = 64 takes its COMPACT rows in place of PADDED); the side path must have run there.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -308,6 +309,72 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values(MoeRowMode::PAIR, MoeRowMode::PADDED, MoeRowMode::COMPACT),
                        ::testing::Values(DType::BF16, DType::F16, DType::F32)),
     [](const auto& i) { return mode_name(std::get<0>(i.param)) + "_" + std::string(dtype_name(std::get<1>(i.param))); });
+
+// moe_gather's FP8 form is the copy form followed by fp8_quantize_rows over the gathered rows (rows-major scales):
+// the same codes and scales bit for bit, at every row layout, BF16 and F32 rows, a width off the 128 grid (the last
+// group shorter) and a NaN value; rows no pair maps to keep their poison, and a call with both outputs is refused.
+TEST(TwinMoe, Fp8GatherIsGatherThenQuantise) {
+  std::mt19937 rng(17);
+  std::normal_distribution<float> nd;
+  for (const MoeRowMode mode : {MoeRowMode::PAIR, MoeRowMode::PADDED, MoeRowMode::COMPACT})
+    for (const DType dt : {DType::BF16, DType::F32})
+      for (auto [T, H, E, k] : {std::tuple{1, 256, 8, 2}, {5, 200, 16, 4}, {40, 384, 64, 6}}) {
+        SCOPED_TRACE(mode_name(mode) + " " + std::string(dtype_name(dt)) + " T=" + std::to_string(T) +
+                     " H=" + std::to_string(H));
+        const size_t es = dtype_size(dt);
+        const int64_t ld_x = H + 8, ld_q = H + 16, groups = (H + kFp8Block - 1) / kFp8Block;
+        std::vector<uint8_t> x(static_cast<size_t>(T * ld_x) * es);
+        for (int64_t i = 0; i < T * ld_x; ++i) store(dt, &x[static_cast<size_t>(i) * es], 3.0f * nd(rng));
+        store(dt, &x[static_cast<size_t>((T - 1) * ld_x + H / 2) * es], kNaN);  // a NaN group in the last token
+        const std::vector<int32_t> idx = skewed_topk(T, k, E, rng);
+        const Permuted pm = permute(idx, T, k, E);
+        const int32_t cap = *std::max_element(pm.counts.begin(), pm.counts.end()) + 1;
+        const int64_t rows = mode == MoeRowMode::PAIR     ? int64_t{T} * k
+                             : mode == MoeRowMode::PADDED ? int64_t{E} * cap
+                                                          : pm.offsets[E];
+        const kernels::MoeRowMap map{mode, idx.data(), pm.rank.data(), pm.offsets.data(), cap};
+
+        // Reference: gathered rows (the copy form), then the quantiser's twin over every row.
+        std::vector<uint8_t> g(static_cast<size_t>(rows * H) * es);
+        for (int64_t i = 0; i < rows * H; ++i) store(dt, &g[static_cast<size_t>(i) * es], 0.0f);
+        kernels::twin::moe_gather({g.data(), H, x.data(), ld_x, dt, H, T, k, map});
+        std::vector<uint8_t> want_q(static_cast<size_t>(rows * H));
+        std::vector<float> want_s(static_cast<size_t>(rows * groups));
+        kernels::twin::fp8_quantize_rows({.x = g.data(), .x_type = dt, .ld_x = H, .q = want_q.data(), .ld_q = H,
+                                          .scale = want_s.data(), .scale_row_stride = groups,
+                                          .scale_group_stride = 1, .rows = rows, .k = H});
+
+        std::vector<uint8_t> q(static_cast<size_t>(rows * ld_q), 0xAB);
+        std::vector<float> sc(static_cast<size_t>(rows * groups), kNaN);
+        kernels::MoeGatherParams gp{nullptr, ld_q, x.data(), ld_x, dt, H, T, k, map};
+        gp.out_q = q.data();
+        gp.out_scale = sc.data();
+        kernels::twin::moe_gather(gp);
+        for (int64_t r = 0; r < rows; ++r) {
+          const bool mapped = row_expert(mode, r, idx, pm, cap) >= 0;
+          for (int64_t c = 0; c < ld_q; ++c) {
+            const uint8_t got = q[static_cast<size_t>(r * ld_q + c)];
+            if (mapped && c < H)
+              ASSERT_EQ(got, want_q[static_cast<size_t>(r * H + c)]) << "row " << r << " col " << c;
+            else
+              ASSERT_EQ(got, 0xAB) << "row " << r << " col " << c << " must stay untouched";
+          }
+          for (int64_t j = 0; j < groups; ++j) {
+            const float got = sc[static_cast<size_t>(r * groups + j)];
+            if (mapped)
+              ASSERT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(want_s[static_cast<size_t>(r * groups + j)]))
+                  << "row " << r << " group " << j;
+            else
+              ASSERT_TRUE(std::isnan(got)) << "row " << r << " group " << j << " must stay untouched";
+          }
+        }
+        gp.out = g.data();
+        EXPECT_ANY_THROW(kernels::twin::moe_gather(gp)) << "out and out_q both set";
+        gp.out = nullptr;
+        gp.out_scale = nullptr;
+        EXPECT_ANY_THROW(kernels::twin::moe_gather(gp)) << "out_q without out_scale";
+      }
+}
 
 TEST(TwinMoe, PaddedRefusesRowsPastCapacity) {
   const std::vector<int32_t> idx = {3, 1, 3, 0};  // expert 3 gets 2 rows

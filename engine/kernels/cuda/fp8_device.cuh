@@ -36,6 +36,39 @@ __device__ __forceinline__ uint8_t quantize(float x, float s) {
   return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
 }
 
+/// One warp quantises one group of an activation row (fp8_quantize_rows' arithmetic; moe_gather's FP8 form shares
+/// it): lane l holds columns 128 g + l + 32 j (j < 4), so each load and each byte store of the warp is 32 consecutive
+/// elements; a group past k's end (the last, shorter one) pads with zeros, which leave the amax as it is. x_row and
+/// q_row point at column 0 of the row; the scale goes to *scale (written by lane 0).
+template <bool kBf16>
+__device__ __forceinline__ void quantize_group(const void* x_row, int64_t k, int64_t g, int lane, uint8_t* q_row,
+                                               float* scale) {
+  constexpr int kPerLane = static_cast<int>(kFp8Block) / 32;
+  const int64_t c0 = g * kFp8Block;
+  float v[kPerLane];
+  float amax = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j) {
+    const int64_t c = c0 + lane + j * 32;
+    if (c < k) {
+      if constexpr (kBf16)
+        v[j] = __uint_as_float(static_cast<uint32_t>(static_cast<const uint16_t*>(x_row)[c]) << 16);
+      else
+        v[j] = static_cast<const float*>(x_row)[c];
+    } else {
+      v[j] = 0.0f;
+    }
+    amax = fmaxf(amax, fabsf(v[j]));
+  }
+  const float s = block_scale(warp_amax(amax));
+  if (lane == 0) *scale = s;
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j) {
+    const int64_t c = c0 + lane + j * 32;
+    if (c < k) q_row[c] = quantize(v[j], s);
+  }
+}
+
 /// The four e4m3 codes of `word` (low byte first) as F16 pairs (exact): x the first two, y the last two, each the
 /// lower value in the lower half.
 __device__ __forceinline__ uint2 f16x4(uint32_t word) {

@@ -50,9 +50,7 @@ __device__ __forceinline__ float load_value(const void* base, int64_t i) {
 using fp8::block_scale;
 using fp8::quantize;
 
-// One warp per (row, group): lane l holds columns 128 g + l + 32 j (j < 4), so each load and each byte store of the
-// warp is 32 consecutive elements. fmaxf skips a NaN as fake_quantize_fp8_row's std::max does; a group past k's end
-// (the last, shorter one) pads with zeros, which leave the amax as it is.
+// One warp per (row, group) (fp8::quantize_group: fmaxf skips a NaN as fake_quantize_fp8_row's std::max does).
 template <bool kBf16>
 __global__ void __launch_bounds__(kThreads) fp8_quantize_rows_kernel(Fp8QuantizeRowsParams p) {
   griddep_wait();
@@ -60,23 +58,11 @@ __global__ void __launch_bounds__(kThreads) fp8_quantize_rows_kernel(Fp8Quantize
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
   const int64_t groups = (p.k + kBlock - 1) / kBlock, items = p.rows * groups;
   const int64_t warps = int64_t{gridDim.x} * (kThreads / kWarp);
+  const int64_t es = kBf16 ? 2 : 4;
   for (int64_t item = int64_t{blockIdx.x} * (kThreads / kWarp) + threadIdx.x / kWarp; item < items; item += warps) {
-    const int64_t r = item / groups, g = item % groups, c0 = g * kBlock;
-    float v[kBlock / kWarp];
-    float amax = 0.0f;
-#pragma unroll
-    for (int j = 0; j < kBlock / kWarp; ++j) {
-      const int64_t c = c0 + lane + j * kWarp;
-      v[j] = c < p.k ? load_value<kBf16>(p.x, r * p.ld_x + c) : 0.0f;
-      amax = fmaxf(amax, fabsf(v[j]));
-    }
-    const float s = block_scale(fp8::warp_amax(amax));
-    if (lane == 0) p.scale[r * p.scale_row_stride + g * p.scale_group_stride] = s;
-#pragma unroll
-    for (int j = 0; j < kBlock / kWarp; ++j) {
-      const int64_t c = c0 + lane + j * kWarp;
-      if (c < p.k) p.q[r * p.ld_q + c] = quantize(v[j], s);
-    }
+    const int64_t r = item / groups, g = item % groups;
+    fp8::quantize_group<kBf16>(static_cast<const char*>(p.x) + r * p.ld_x * es, p.k, g, lane, p.q + r * p.ld_q,
+                               p.scale + r * p.scale_row_stride + g * p.scale_group_stride);
   }
 }
 

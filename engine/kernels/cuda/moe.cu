@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "engine/kernels/cuda/cuda_check.h"
+#include "engine/kernels/cuda/fp8_device.cuh"
 #include "engine/kernels/cuda/kernels.h"
 #include "engine/kernels/cuda/norm_rows.cuh"
 #include "engine/kernels/cuda/pdl.cuh"
@@ -307,6 +308,25 @@ __global__ void __launch_bounds__(kGatherThreads) moe_gather_kernel(const MoeGat
   }
 }
 
+// The FP8 form: one block per pair, warp w quantising groups w, w + 4, ... of the token's row into the pair's row
+// (fp8::quantize_group, fp8_quantize_rows' arithmetic: the same codes and scales bit for bit).
+template <bool kBf16>
+__global__ void __launch_bounds__(kGatherThreads) moe_gather_fp8_kernel(const MoeGatherParams p) {
+  griddep_wait();
+  griddep_launch_dependents();
+  constexpr int kWarps = kGatherThreads / 32;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int64_t n_pairs = p.n_tokens * p.top_k, groups = (p.hidden + kFp8Block - 1) / kFp8Block;
+  const int64_t es = kBf16 ? 2 : 4;
+  for (int64_t q = blockIdx.x; q < n_pairs; q += gridDim.x) {
+    const int64_t row = map_row(p.map, q);
+    if (row < 0) continue;
+    const char* src = static_cast<const char*>(p.x) + (q / p.top_k) * p.ld_x * es;
+    for (int64_t g = warp; g < groups; g += kWarps)
+      fp8::quantize_group<kBf16>(src, p.hidden, g, lane, p.out_q + row * p.ld_out, p.out_scale + row * groups + g);
+  }
+}
+
 constexpr int kCombineThreads = 256;
 constexpr int kCombineMaxTopK = 64;
 
@@ -516,8 +536,19 @@ void moe_gather(const MoeGatherParams& p, cudaStream_t s) {
                  "moe_gather: hidden {}, ld_x {}, ld_out {}, top_k {}, n_tokens {}. HINT: leading dimensions count "
                  "elements and are >= hidden", p.hidden, p.ld_x, p.ld_out, p.top_k, p.n_tokens);
   check_map(p.map, "moe_gather");
+  checks::check_moe_gather_fp8(p, "moe_gather");
   const int64_t n_pairs = p.n_tokens * p.top_k;
   if (n_pairs == 0 || p.hidden == 0) return;
+  if (p.out_q != nullptr) {
+    MLABENCH_CHECK(p.x, "moe_gather: x is null. HINT: pass device buffers");
+    const dim3 grid(grid_for(n_pairs)), block(kGatherThreads);
+    if (p.elem_type == DType::BF16)
+      launch_pdl(moe_gather_fp8_kernel<true>, grid, block, 0, s, p);
+    else
+      launch_pdl(moe_gather_fp8_kernel<false>, grid, block, 0, s, p);
+    MLABENCH_CUDA(cudaGetLastError());
+    return;
+  }
   MLABENCH_CHECK(p.x && p.out, "moe_gather: x or out is null. HINT: pass device buffers");
   const auto es = static_cast<int64_t>(dtype_size(p.elem_type));
   const int64_t row_bytes = p.hidden * es;

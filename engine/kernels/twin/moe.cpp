@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "engine/core/fp8.h"
 #include "engine/kernels/twin/checks.h"
 #include "engine/kernels/twin/moe_checks.h"
 #include "engine/kernels/twin/twin.h"
@@ -142,12 +143,23 @@ void moe_gather(const MoeGatherParams& p) {
   MLABENCH_CHECK(p.hidden >= 0 && p.ld_x >= p.hidden && p.ld_out >= p.hidden, "moe_gather: hidden {}, ld_x {}, "
                  "ld_out {}. HINT: leading dimensions count elements and are >= hidden", p.hidden, p.ld_x, p.ld_out);
   check_map(p.map);
+  checks::check_moe_gather_fp8(p, "moe_gather");
   const size_t es = dtype_size(p.elem_type);
   const auto* x = static_cast<const char*>(p.x);
   auto* out = static_cast<char*>(p.out);
-  for (int64_t q = 0; q < p.n_tokens * p.top_k; ++q)
-    std::memcpy(out + map_row(p.map, q) * p.ld_out * es, x + (q / p.top_k) * p.ld_x * es,
-                static_cast<size_t>(p.hidden) * es);
+  const int64_t groups = (p.hidden + kFp8Block - 1) / kFp8Block;
+  for (int64_t q = 0; q < p.n_tokens * p.top_k; ++q) {
+    const int64_t row = map_row(p.map, q);
+    const char* src = x + (q / p.top_k) * p.ld_x * es;
+    if (p.out_q == nullptr) {
+      std::memcpy(out + row * p.ld_out * es, src, static_cast<size_t>(p.hidden) * es);
+      continue;
+    }
+    // The FP8 form: the row through the quantiser's twin, as a gather and then fp8_quantize_rows would leave it.
+    fp8_quantize_rows({.x = src, .x_type = p.elem_type, .ld_x = p.hidden, .q = p.out_q + row * p.ld_out,
+                       .ld_q = p.hidden, .scale = p.out_scale + row * groups, .scale_row_stride = groups,
+                       .scale_group_stride = 1, .rows = 1, .k = p.hidden});
+  }
 }
 
 void moe_combine(const MoeCombineParams& p) {
@@ -189,6 +201,14 @@ void moe_pair_pointers(const MoePairPointersParams& p) {
 }  // namespace mlabench::kernels::twin
 
 namespace mlabench::kernels::checks {
+
+void check_moe_gather_fp8(const MoeGatherParams& p, const char* who) {
+  if (p.out_q == nullptr) return;
+  MLABENCH_CHECK(p.out == nullptr && p.out_scale != nullptr && (p.elem_type == DType::BF16 || p.elem_type == DType::F32),
+                 "{}: the FP8 form with out {}, out_scale {}, elem_type {}. HINT: codes go to out_q and scales to "
+                 "out_scale (out null), from BF16 or F32 rows", who, p.out ? "set" : "null",
+                 p.out_scale ? "set" : "null", dtype_name(p.elem_type));
+}
 
 void check_norm_router(const NormRouterParams& p) {
   check_rms_norm(p.norm);

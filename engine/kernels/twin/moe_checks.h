@@ -19,4 +19,8 @@ void check_moe_layer(const MoeLayerParams& p);
 /// router's to check.
 void check_norm_router(const NormRouterParams& p);
 
+/// moe_gather's FP8 form (out_q set; defined in engine/kernels/twin/moe.cpp): out null, out_scale set, elem_type
+/// BF16 or F32. Nothing where out_q is null (the copy form).
+void check_moe_gather_fp8(const MoeGatherParams& p, const char* who);
+
 }  // namespace mlabench::kernels::checks
