@@ -51,7 +51,8 @@
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
 #                V2-Lite b16 and 32K x 16 with BF16, FP8 weights, FP8 weights + cache (one call)
 #   fp8side      issue 20: the FP8 shared experts on the MoE layer's second stream: its test, the FP8 engine tests,
-#                V2-Lite b16 and 32K x 16 FP8 weights + cache with it and without, BF16 beside (FP8SIDE_NCU=1: ncu of b16)
+#                V2-Lite b16 and 32K x 16 FP8 weights + cache with it and without, BF16 beside (FP8SIDE_NCU=1: ncu of b16;
+#                FP8SIDE_32K: the configs that run 32K x 16, default "auto1 fp81 fp80")
 #   fp8harness   issue 20: MMLU and GSM8K through the harness on V2-Lite shapes (random weights, the real tokenizer) with
 #                BF16, the FP8 cache, FP8 weights and both, paired by mlabench compare (FP8H_LIMIT, FP8H_TIMEOUT)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
@@ -554,6 +555,7 @@ if named fp8side; then
       --batch 16 --prompt 512 --gen 128 --out "$out/bench_dsv2_lite_b16_$1_side$2.json" > "$out/fp8side_b16_$1_$2.log" 2>&1
     row "bench V2-Lite b16, weights + cache $1, side stream $2" "rc $?"
     grep -E '^ +16 +512 |^error' "$out/fp8side_b16_$1_$2.log" | sed 's/^/    /' >> "$out/summary.txt"
+    [[ " ${FP8SIDE_32K:-auto1 fp81 fp80} " == *" $1$2 "* ]] || continue  # FP8SIDE_32K: which configs run 32K x 16
     MLABENCH_MOE_SHARED_STREAM=$2 timeout 200 build-gpu/mlabench bench "${lite[@]}" --weights-dtype $1 --kv-cache-dtype $1 \
       --shapes 32768x16:decode --gen 128 --out "$out/bench_dsv2_lite_32kx16_$1_side$2.json" > "$out/fp8side_32k_$1_$2.log" 2>&1
     row "bench V2-Lite 32K x 16, weights + cache $1, side stream $2" "rc $?"
@@ -568,9 +570,9 @@ def tok(name):
     return r and (r.get("decode_full_batch_tokens_per_s") or r.get("decode_tokens_per_s"))
 for shape in ("b16", "32kx16"):
     bf, on, off = (tok(f"bench_dsv2_lite_{shape}_{w}_side{s}.json") for w, s in (("auto", 1), ("fp8", 1), ("fp8", 0)))
-    if bf and on and off:
-        print(f"    {shape}: BF16 {bf:,.1f}, FP8 side stream {on:,.1f} ({on / bf:.2f}x), one stream {off:,.1f} "
-              f"({off / bf:.2f}x); side / one {on / off:.3f}")
+    if bf and on:
+        print(f"    {shape}: BF16 {bf:,.1f}, FP8 side stream {on:,.1f} ({on / bf:.2f}x)" + (
+              f", one stream {off:,.1f} ({off / bf:.2f}x); side / one {on / off:.3f}" if off else ""))
 PY
   if [ "${FP8SIDE_NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
     MLABENCH_PROFILER_DECODE_STEPS=20,3 timeout 200 ncu --profile-from-start off --cache-control none --clock-control none \
