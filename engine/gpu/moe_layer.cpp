@@ -75,10 +75,10 @@ struct MoeLayer::Impl {
   const void** ptrs = nullptr;  // 6 * max(T K, E) GEMM operand pointers (PAIR, host COMPACT)
   std::vector<int32_t> host_offsets;
   bool grouped_ok = true;  // cleared once if cuBLAS has no grouped GEMM for these operand types
-  // The shared experts on a second stream (shared_on_side, fp8_shared_on_side): they need only x_c, so they run
-  // beside the router, permute and gather. Their own cuBLAS handle (a handle's workspace serves one stream at a time)
-  // and their own SwiGLU rows (the routed experts' he is written meanwhile); with FP8 weights their own float32
-  // gate/up rows too (ge_shared) and their own quantiser scratch (fp8_shared). Null where the switch is off or
+  // The shared experts on a second stream (shared_on_side; fp8_forward with FP8 weights): they need only x_c, so
+  // they run beside the router, permute and gather. Their own cuBLAS handle (a handle's workspace serves one stream at
+  // a time) and their own SwiGLU rows (the routed experts' he is written meanwhile); with FP8 weights their own
+  // float32 gate/up rows too (ge_shared) and their own quantiser scratch (fp8_shared). Null where the switch is off or
   // nothing would use it.
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;
@@ -518,7 +518,8 @@ bool MoeLayer::Impl::compact_experts_hopper(const k::MoeLayerParams& p) {
 // FP8 weights: expert-contiguous rows (gathered already quantised, in 1 x 128 groups, into xq / xs), gate/up through
 // moe_grouped_gemm's FP8 kernels (QGMMA for BF16 models, the mma.sync kernel's float32 group sums for float32 ones;
 // BF16 models: SwiGLU in its epilogue, he in BF16 as the BF16 experts write it; float32 models: the float32 products
-// and silu_mul, so he is quantised from float32 as the CPU engine does), he quantised, the down projection into ye. The counts stay on the device: prefill and graphed decode alike.
+// and silu_mul, so he is quantised from float32 as the CPU engine does), he quantised, the down projection into ye.
+// The counts stay on the device: prefill and graphed decode alike.
 void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p, bool join_before_down) {
   const int64_t T = p.n_tokens, rows = T * K;
   const auto ld_scale = [](int64_t c) { return (c + kFp8Block - 1) / kFp8Block; };
@@ -569,8 +570,8 @@ void MoeLayer::Impl::fp8_shared_experts(const k::MoeLayerParams& p, Blas& b, flo
 // FP8 kernels; else shared experts (Fp8Linear), COMPACT rows at every token count through fp8_experts, combine.
 // With a side stream (a BF16 model, MLABENCH_MOE_SHARED_STREAM=1) the shared experts' five launches (two
 // quantisers, two skinny GEMMs, SwiGLU at decode batches) run there, forked after x_c and beside the router, permute,
-// gather and the routed gate/up, joined before the routed down GEMM: at V2-Lite batch 16 they were ~25 us a layer
-// of a serial chain (docs/perf-notes.md, issue 20 round 12).
+// gather and the routed gate/up, joined before the routed down GEMM: at V2-Lite batch 16 an estimated ~20-25 us a
+// layer off the serial chain (docs/perf-notes.md, issue 20 round 12).
 void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p, bool routed, bool topk_inside) {
   const int64_t T = p.n_tokens;
   const bool aside = SI > 0 && side != nullptr && !decode_ffn_runs(p);

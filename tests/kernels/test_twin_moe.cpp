@@ -362,7 +362,8 @@ TEST(TwinMoe, Fp8GatherIsGatherThenQuantise) {
           for (int64_t j = 0; j < groups; ++j) {
             const float got = sc[static_cast<size_t>(r * groups + j)];
             if (mapped)
-              ASSERT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(want_s[static_cast<size_t>(r * groups + j)]))
+              ASSERT_EQ(std::bit_cast<uint32_t>(got),
+                        std::bit_cast<uint32_t>(want_s[static_cast<size_t>(r * groups + j)]))
                   << "row " << r << " group " << j;
             else
               ASSERT_TRUE(std::isnan(got)) << "row " << r << " group " << j << " must stay untouched";

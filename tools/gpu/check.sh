@@ -546,7 +546,8 @@ fi
 # weights + cache with the side stream and without, BF16 / BF16 beside them (the ratios of issue 20's targets), and
 # (FP8SIDE_NCU=1) ncu kernel times of 3 graphed FP8 b16 steps.
 if named fp8side; then
-  gtests fp8side_kernels.log "side stream, FP8 gather, FP8 tests" test_cuda_kernels 'CudaMoeLayerSharedStream.*:CudaMoe.Fp8Gather*:CudaMoe.Gather*:CudaFp8*' 'side|gather' 12
+  gtests fp8side_kernels.log "side stream, FP8 gather, FP8 tests" test_cuda_kernels \
+    'CudaMoeLayerSharedStream.*:CudaMoe.Fp8Gather*:CudaMoe.Gather*:CudaFp8*' 'side|gather' 12
   gtests fp8side_engine.log "FP8 engine tests" test_gpu_engine '*GpuFp8*' 'gpu fp8|Expected|actual' 24
   lite=(--device cuda --model configs/deepseek-v2-lite --random-weights 0)
   for cfg in "auto 1" "fp8 1" "fp8 0"; do

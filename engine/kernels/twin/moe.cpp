@@ -204,7 +204,8 @@ namespace mlabench::kernels::checks {
 
 void check_moe_gather_fp8(const MoeGatherParams& p, const char* who) {
   if (p.out_q == nullptr) return;
-  MLABENCH_CHECK(p.out == nullptr && p.out_scale != nullptr && (p.elem_type == DType::BF16 || p.elem_type == DType::F32),
+  MLABENCH_CHECK(p.out == nullptr && p.out_scale != nullptr &&
+                     (p.elem_type == DType::BF16 || p.elem_type == DType::F32),
                  "{}: the FP8 form with out {}, out_scale {}, elem_type {}. HINT: codes go to out_q and scales to "
                  "out_scale (out null), from BF16 or F32 rows", who, p.out ? "set" : "null",
                  p.out_scale ? "set" : "null", dtype_name(p.elem_type));
