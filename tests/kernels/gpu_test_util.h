@@ -43,6 +43,22 @@ std::vector<T> to_host(const gpu::DeviceBuffer& d, size_t n) {
   return h;
 }
 
+/// What enqueue(stream) puts on `stream`, captured into a CUDA graph (a launcher that synchronised, allocated or read
+/// back would end the capture with an error), launched once and waited for: the graphed form the engine replays.
+template <class F>
+void run_captured(cudaStream_t stream, F&& enqueue) {
+  cudaGraph_t graph;
+  MLABENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  enqueue(stream);
+  MLABENCH_CUDA(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec;
+  MLABENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  MLABENCH_CUDA(cudaGraphLaunch(exec, stream));
+  MLABENCH_CUDA(cudaStreamSynchronize(stream));
+  MLABENCH_CUDA(cudaGraphExecDestroy(exec));
+  MLABENCH_CUDA(cudaGraphDestroy(graph));
+}
+
 /// Max |a - b| / max(1, max|b|) over the vectors, NaN if either holds a NaN where the other does not.
 inline double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());

@@ -755,17 +755,10 @@ TEST(CudaElementwise, LaunchersCaptureIntoACudaGraph) {
   g.block_tables = d_tables.as<int32_t>();
   g.kv_len = d_len.as<int32_t>();
   g.cu_kv = d_cu.as<int32_t>();
-  cudaGraph_t graph;
-  MLABENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  cuda::rms_norm(r, stream);  // a launcher that synchronised or allocated would break the capture
-  cuda::cache_gather(g, stream);
-  MLABENCH_CUDA(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec;
-  MLABENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  MLABENCH_CUDA(cudaGraphLaunch(exec, stream));
-  MLABENCH_CUDA(cudaStreamSynchronize(stream));
-  MLABENCH_CUDA(cudaGraphExecDestroy(exec));
-  MLABENCH_CUDA(cudaGraphDestroy(graph));
+  test::run_captured(stream, [&](cudaStream_t) {
+    cuda::rms_norm(r, stream);  // a launcher that synchronised or allocated would break the capture
+    cuda::cache_gather(g, stream);
+  });
   MLABENCH_CUDA(cudaStreamDestroy(stream));
 
   r.residual = residual.f.data();

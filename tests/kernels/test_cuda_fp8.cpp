@@ -420,16 +420,7 @@ TEST(CudaFp8, LinearFp8CapturesIntoACudaGraph) {
   };
   step(eager.get());
   MLABENCH_CUDA(cudaStreamSynchronize(stream));
-  cudaGraph_t graph;
-  MLABENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  step(graphed.get());
-  MLABENCH_CUDA(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec;
-  MLABENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  MLABENCH_CUDA(cudaGraphLaunch(exec, stream));
-  MLABENCH_CUDA(cudaStreamSynchronize(stream));
-  MLABENCH_CUDA(cudaGraphExecDestroy(exec));
-  MLABENCH_CUDA(cudaGraphDestroy(graph));
+  test::run_captured(stream, [&](cudaStream_t) { step(graphed.get()); });
   MLABENCH_CUDA(cudaStreamDestroy(stream));
   const auto a = to_host<uint16_t>(eager, static_cast<size_t>(m * n)), b = to_host<uint16_t>(graphed, a.size());
   EXPECT_EQ(a, b);

@@ -1088,17 +1088,8 @@ TEST(CudaMoeLayerSharedStream, SameBitsAsOneStreamEagerAndGraphed) {
       p.x_c = d_xc.get();
       p.out = d_out.as<float>();
       p.graph_safe = true;
-      cudaGraph_t graph;
-      MLABENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-      two->forward(p);
-      MLABENCH_CUDA(cudaStreamEndCapture(stream, &graph));
-      cudaGraphExec_t exec;
-      MLABENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-      MLABENCH_CUDA(cudaGraphLaunch(exec, stream));
-      MLABENCH_CUDA(cudaStreamSynchronize(stream));
+      test::run_captured(stream, [&](cudaStream_t) { two->forward(p); });  // the fork and join captured with it
       EXPECT_EQ(std::memcmp(a.data(), to_host<float>(d_out, x.size()).data(), a.size() * 4), 0) << "graphed";
-      MLABENCH_CUDA(cudaGraphExecDestroy(exec));
-      MLABENCH_CUDA(cudaGraphDestroy(graph));
     }
   }
   MLABENCH_CUDA(cudaStreamDestroy(stream));
@@ -1189,17 +1180,8 @@ TEST(CudaMoeLayerSharedStream, Fp8SameBitsAsOneStreamEagerAndGraphed) {
       // The same step captured with the fork and join, replayed over an output poisoned with NaN.
       MLABENCH_CUDA(cudaMemcpy(d_out.get(), std::vector<float>(x.size(), kNaN).data(), x.size() * 4,
                                cudaMemcpyHostToDevice));
-      cudaGraph_t graph;
-      MLABENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-      two->forward(p);
-      MLABENCH_CUDA(cudaStreamEndCapture(stream, &graph));
-      cudaGraphExec_t exec;
-      MLABENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-      MLABENCH_CUDA(cudaGraphLaunch(exec, stream));
-      MLABENCH_CUDA(cudaStreamSynchronize(stream));
+      test::run_captured(stream, [&](cudaStream_t) { two->forward(p); });  // the fork and join captured with it
       EXPECT_EQ(std::memcmp(a.data(), to_host<float>(d_out, x.size()).data(), a.size() * 4), 0) << "graphed";
-      MLABENCH_CUDA(cudaGraphExecDestroy(exec));
-      MLABENCH_CUDA(cudaGraphDestroy(graph));
     }
   }
   MLABENCH_CUDA(cudaStreamDestroy(stream));

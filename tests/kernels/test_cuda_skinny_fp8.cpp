@@ -217,16 +217,7 @@ TEST(CudaSkinnyFp8, DeterministicAndGraphCapturable) {
   q.y = graphed.as<float>();
   cudaStream_t stream;
   MLABENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  cudaGraph_t graph;
-  MLABENCH_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  cuda::skinny_gemm_fp8(q, stream);
-  MLABENCH_CUDA(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec;
-  MLABENCH_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  MLABENCH_CUDA(cudaGraphLaunch(exec, stream));
-  MLABENCH_CUDA(cudaStreamSynchronize(stream));
-  MLABENCH_CUDA(cudaGraphExecDestroy(exec));
-  MLABENCH_CUDA(cudaGraphDestroy(graph));
+  test::run_captured(stream, [&](cudaStream_t) { cuda::skinny_gemm_fp8(q, stream); });
   MLABENCH_CUDA(cudaStreamDestroy(stream));
   const std::vector<float> replayed = to_host<float>(graphed, n_y);
   for (size_t i = 0; i < n_y; ++i)

@@ -50,9 +50,10 @@
 #                of that launch can save; outputs wrong by design)
 #   fp8b16       issue 20: FP8 at batch 16: skinny_gemm_fp8 at 1-16 rows (tests), the FP8 and sharded GPU engine tests,
 #                V2-Lite b16 and 32K x 16 with BF16, FP8 weights, FP8 weights + cache (one call)
-#   fp8side      issue 20: the FP8 shared experts on the MoE layer's second stream: its test, the FP8 engine tests,
-#                V2-Lite b16 and 32K x 16 FP8 weights + cache with it and without, BF16 beside (FP8SIDE_NCU=1: ncu of b16;
-#                FP8SIDE_32K: the configs that run 32K x 16, default "auto1 fp81 fp80")
+#   fp8side      issue 20: the FP8 shared experts on the MoE layer's second stream: its test and the FP8 gather's,
+#                V2-Lite b16 BF16 and FP8 weights + cache with it and without (switch_ab; FP8SIDE_BATCHES), the FP8
+#                engine tests with it, 32K x 16 (FP8SIDE_32K: the configs, default "auto1 fp81 fp80": dtype, switch);
+#                FP8SIDE_NCU=1 adds an ncu of FP8 b16
 #   fp8harness   issue 20: MMLU and GSM8K through the harness on V2-Lite shapes (random weights, the real tokenizer) with
 #                BF16, the FP8 cache, FP8 weights and both, paired by mlabench compare (FP8H_LIMIT, FP8H_TIMEOUT)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
@@ -320,12 +321,13 @@ fi
 # prompt is fresh, so TTFT is an uncached prefill (the rows' "reused" column must read 0). A 128K prompt prefills
 # in one step (LONG_STEP_TOKENS, default 131072), as transformers runs it: 16,384-token steps decompress the latent
 # prefix again at each step (36 x 16K keys against 8 x 16K) and measured 4.4% slower (docs/perf-notes.md, round 23).
-long_bench() {  # NAME TIMEOUT SHAPES
-  timeout "$2" build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
-    --shapes "$3" --gen 128 --max-step-tokens ${LONG_STEP_TOKENS:-131072} --out "$out/bench_dsv2_lite_$1.json" \
-    > "$out/bench_$1.log" 2>&1
-  row "bench V2-Lite $1" "rc $? ($3)"
-  grep -E '^ +[0-9]+ +[0-9]+ |^ *batch|^error|^warning' "$out/bench_$1.log" | sed 's/^/    /' >> "$out/summary.txt"
+long_bench() {  # NAME TIMEOUT SHAPES [more bench options]
+  local name=$1 t=$2 shapes=$3; shift 3
+  timeout "$t" build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite --random-weights 0 \
+    --shapes "$shapes" --gen 128 --max-step-tokens ${LONG_STEP_TOKENS:-131072} --out "$out/bench_dsv2_lite_$name.json" \
+    "$@" > "$out/bench_$name.log" 2>&1
+  row "bench V2-Lite $name" "rc $? ($shapes)"
+  grep -E '^ +[0-9]+ +[0-9]+ |^ *batch|^error|^warning' "$out/bench_$name.log" | sed 's/^/    /' >> "$out/summary.txt"
 }
 named longprefill && long_bench long_prefill 540 32768x1:prefill,131072x1:prefill
 named longdecode && long_bench long_decode 540 8192x64:decode,32768x16:decode
@@ -546,21 +548,15 @@ fi
 # weights + cache with the side stream and without, BF16 / BF16 beside them (the ratios of issue 20's targets), and
 # (FP8SIDE_NCU=1) ncu kernel times of 3 graphed FP8 b16 steps.
 if named fp8side; then
-  gtests fp8side_kernels.log "side stream, FP8 gather, FP8 tests" test_cuda_kernels \
-    'CudaMoeLayerSharedStream.*:CudaMoe.Fp8Gather*:CudaMoe.Gather*:CudaFp8*' 'side|gather' 12
-  gtests fp8side_engine.log "FP8 engine tests" test_gpu_engine '*GpuFp8*' 'gpu fp8|Expected|actual' 24
-  lite=(--device cuda --model configs/deepseek-v2-lite --random-weights 0)
-  for cfg in "auto 1" "fp8 1" "fp8 0"; do
-    set -- $cfg
-    MLABENCH_MOE_SHARED_STREAM=$2 timeout 100 build-gpu/mlabench bench "${lite[@]}" --weights-dtype $1 --kv-cache-dtype $1 \
-      --batch 16 --prompt 512 --gen 128 --out "$out/bench_dsv2_lite_b16_$1_side$2.json" > "$out/fp8side_b16_$1_$2.log" 2>&1
-    row "bench V2-Lite b16, weights + cache $1, side stream $2" "rc $?"
-    grep -E '^ +16 +512 |^error' "$out/fp8side_b16_$1_$2.log" | sed 's/^/    /' >> "$out/summary.txt"
-    [[ " ${FP8SIDE_32K:-auto1 fp81 fp80} " == *" $1$2 "* ]] || continue  # FP8SIDE_32K: which configs run 32K x 16
-    MLABENCH_MOE_SHARED_STREAM=$2 timeout 200 build-gpu/mlabench bench "${lite[@]}" --weights-dtype $1 --kv-cache-dtype $1 \
-      --shapes 32768x16:decode --gen 128 --out "$out/bench_dsv2_lite_32kx16_$1_side$2.json" > "$out/fp8side_32k_$1_$2.log" 2>&1
-    row "bench V2-Lite 32K x 16, weights + cache $1, side stream $2" "rc $?"
-    grep -E '^ +16 +32768 |^error' "$out/fp8side_32k_$1_$2.log" | sed 's/^/    /' >> "$out/summary.txt"
+  kernel_ab fp8side "side stream, FP8 gather, FP8 tests" \
+    'CudaMoeLayerSharedStream.*:CudaMoe.Fp8Gather*:CudaMoe.Gather*:CudaFp8*' 'side|gather' 12 \
+    MLABENCH_MOE_SHARED_STREAM "${FP8SIDE_BATCHES:-16}"
+  # The engine tests on the opt-in path (the default one is gputest's).
+  MLABENCH_MOE_SHARED_STREAM=1 gtests fp8side_engine.log "FP8 engine tests, side stream 1" test_gpu_engine '*GpuFp8*' \
+    'gpu fp8|Expected|actual' 24
+  for cfg in ${FP8SIDE_32K:-auto1 fp81 fp80}; do  # weights + cache dtype, then the switch's value
+    MLABENCH_MOE_SHARED_STREAM=${cfg: -1} long_bench fp8side_32k_$cfg 200 32768x16:decode \
+      --weights-dtype ${cfg%?} --kv-cache-dtype ${cfg%?}
   done
   python3 - "$out" >> "$out/summary.txt" <<'PY'
 import json, os, sys
@@ -569,16 +565,19 @@ def tok(name):
     if not os.path.exists(p): return None
     r = next(iter(json.load(open(p)).get("rows", [])), None)
     return r and (r.get("decode_full_batch_tokens_per_s") or r.get("decode_tokens_per_s"))
-for shape in ("b16", "32kx16"):
-    bf, on, off = (tok(f"bench_dsv2_lite_{shape}_{w}_side{s}.json") for w, s in (("auto", 1), ("fp8", 1), ("fp8", 0)))
+b = os.environ.get("FP8SIDE_BATCHES", "16").split()[0]
+for shape, name in ((f"b{b}", f"bench_fp8side_b{b}_{{}}_fuse{{}}.json"), ("32kx16", "bench_dsv2_lite_fp8side_32k_{}{}.json")):
+    bf, on, off = (tok(name.format(w if shape == "32kx16" else d, s)) for w, d, s in
+                   (("auto", "bf16", 1), ("fp8", "fp8", 1), ("fp8", "fp8", 0)))
     if bf and on:
         print(f"    {shape}: BF16 {bf:,.1f}, FP8 side stream {on:,.1f} ({on / bf:.2f}x)" + (
               f", one stream {off:,.1f} ({off / bf:.2f}x); side / one {on / off:.3f}" if off else ""))
 PY
   if [ "${FP8SIDE_NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
     MLABENCH_PROFILER_DECODE_STEPS=20,3 timeout 200 ncu --profile-from-start off --cache-control none --clock-control none \
-      --metrics gpu__time_duration.sum --csv build-gpu/mlabench bench "${lite[@]}" --weights-dtype fp8 --kv-cache-dtype fp8 \
-      --prompt 512 --batch 16 --gen 40 --warmup 0 > "$out/ncu_fp8_b16.csv" 2> "$out/ncu_fp8_b16.err"
+      --metrics gpu__time_duration.sum --csv build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
+      --random-weights 0 --weights-dtype fp8 --kv-cache-dtype fp8 --prompt 512 --batch 16 --gen 40 --warmup 0 \
+      > "$out/ncu_fp8_b16.csv" 2> "$out/ncu_fp8_b16.err"
     row "ncu, V2-Lite FP8 batch-16 decode steps 20-22" "rc $?"
     python3 tools/gpu/ncu_summary.py "$out/ncu_fp8_b16.csv" --steps 3 2>&1 | head -45 | sed 's/^/    /' >> "$out/summary.txt"
   fi
