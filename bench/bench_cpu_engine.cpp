@@ -9,6 +9,8 @@
 
 #include <random>
 
+#include "bench/bench_args.h"
+
 #include "engine/kernels/cpu/ops.h"
 #include "mlabench/engine.h"
 
@@ -64,4 +66,16 @@ BENCHMARK(BM_DecodeDefaultModel)->Arg(32)->Unit(benchmark::kMillisecond)->UseRea
 }  // namespace
 }  // namespace mlabench
 
-BENCHMARK_MAIN();
+// BENCHMARK_MAIN's body, guarded: a missing fixture or a refused setting prints its message and exits 1.
+int main(int argc, char** argv) {
+  return mlabench::bench::main_guarded(
+      "bench_cpu_engine",
+      [](int n, char** args) {
+        benchmark::Initialize(&n, args);
+        if (benchmark::ReportUnrecognizedArguments(n, args)) return 1;
+        benchmark::RunSpecifiedBenchmarks();
+        benchmark::Shutdown();
+        return 0;
+      },
+      argc, argv);
+}

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "sandbox/sandbox.h"
 
 extern char** environ;
@@ -76,7 +77,7 @@ BENCHMARK(BM_BareStartup)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRea
 }  // namespace
 }  // namespace mlabench::sandbox
 
-int main(int argc, char** argv) {
+int run_bench(int argc, char** argv) {
   using namespace mlabench::sandbox;
   benchmark::Initialize(&argc, argv);
   const Capabilities& caps = probe();
@@ -92,3 +93,5 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
   return 0;
 }
+
+int main(int argc, char** argv) { return mlabench::bench::main_guarded("bench_sandbox", run_bench, argc, argv); }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_args.h"
 #include "mlabench/tokenizer.h"
 
 namespace {
@@ -19,15 +20,16 @@ double now() { return std::chrono::duration<double>(std::chrono::steady_clock::n
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_bench(int argc, char** argv) {
+  using mlabench::bench::parse_count;
   std::string dir, path;
   int threads = 0, repeat = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--tokenizer") dir = argv[i + 1];
     if (a == "--jsonl") path = argv[i + 1];
-    if (a == "--threads") threads = std::stoi(argv[i + 1]);
-    if (a == "--repeat") repeat = std::stoi(argv[i + 1]);
+    if (a == "--threads" && !parse_count("--threads", argv[i + 1], 0, 4096, &threads)) return 2;
+    if (a == "--repeat" && !parse_count("--repeat", argv[i + 1], 1, 1000, &repeat)) return 2;
   }
   if (dir.empty() || path.empty()) {
     std::fprintf(stderr, "usage: bench_tokenizer --tokenizer DIR --jsonl FILE [--threads N] [--repeat R]\n");
@@ -43,8 +45,13 @@ int main(int argc, char** argv) {
   size_t bytes = 0;
   std::ifstream in(path);
   for (std::string line; std::getline(in, line);) {
-    texts.push_back(nlohmann::json::parse(line)["text"].get<std::string>());
+    texts.push_back(nlohmann::json::parse(line).at("text").get<std::string>());
     bytes += texts.back().size();
+  }
+  if (texts.empty()) {
+    std::fprintf(stderr, "error: no {\"text\": ...} lines read from %s. HINT: pass a JSONL file that exists\n",
+                 path.c_str());
+    return 1;
   }
   if (threads > 0) omp_set_num_threads(threads);
   const int all = omp_get_max_threads();
@@ -83,3 +90,5 @@ int main(int argc, char** argv) {
   std::printf("%s\n", j.dump().c_str());
   return n1 == nn ? 0 : 1;
 }
+
+int main(int argc, char** argv) { return mlabench::bench::main_guarded("bench_tokenizer", run_bench, argc, argv); }
