@@ -196,13 +196,12 @@ void MoeLayer::Impl::allocate() {
   const size_t o_ptrs = reserve(6 * n(std::max<int64_t>(pairs, E)) * sizeof(void*));
   // MLABENCH_MOE_SHARED_STREAM (0 or 1; an A/B switch) puts the shared experts on a second stream. BF16 weights: on
   // unless 0, only where the Hopper grouped GEMM can run (the side path's condition). FP8 weights of a BF16 model, at
-  // every token count but one (moe_decode_ffn's): off unless 1, until its tests and timing have run on a GPU (written
-  // in a session without device time; docs/perf-notes.md, issue 20 round 12). Elsewhere no stream and no rows.
+  // every token count but one (moe_decode_ffn's): on unless 0 (V2-Lite FP8 b16 +4.3%, 32K x 16 +3.3% on an H100;
+  // docs/perf-notes.md, issue 20 round 12). Elsewhere no stream and no rows.
   const int side_setting = gpu::env_choice("MLABENCH_MOE_SHARED_STREAM", {"0", "1"});
   const bool side_stream =
-      SI > 0 && dtype == DType::BF16 &&
-      (fp8 ? side_setting == 1
-           : side_setting != 0 && compact_gemm_choice() == CompactGemm::HOPPER && k::cuda::hopper::sm90a_available());
+      SI > 0 && dtype == DType::BF16 && side_setting != 0 &&
+      (fp8 || (compact_gemm_choice() == CompactGemm::HOPPER && k::cuda::hopper::sm90a_available()));
   const size_t o_hs = side_stream ? reserve(n(T * SI) * es) : 0;
   const size_t o_gs = side_stream && fp8 ? reserve(n(T * 2 * SI) * 4) : 0;
   const auto groups = [](int64_t c) { return (c + kFp8Block - 1) / kFp8Block; };
@@ -568,10 +567,10 @@ void MoeLayer::Impl::fp8_shared_experts(const k::MoeLayerParams& p, Blas& b, flo
 
 // The whole layer with FP8 weights: router (float32, as always); one token of a BF16 model through moe_decode_ffn's
 // FP8 kernels; else shared experts (Fp8Linear), COMPACT rows at every token count through fp8_experts, combine.
-// With a side stream (a BF16 model, MLABENCH_MOE_SHARED_STREAM=1) the shared experts' five launches (two
-// quantisers, two skinny GEMMs, SwiGLU at decode batches) run there, forked after x_c and beside the router, permute,
-// gather and the routed gate/up, joined before the routed down GEMM: at V2-Lite batch 16 an estimated ~20-25 us a
-// layer off the serial chain (docs/perf-notes.md, issue 20 round 12).
+// With a side stream (a BF16 model; MLABENCH_MOE_SHARED_STREAM=0 turns it off) the shared experts' five launches
+// (two quantisers, two skinny GEMMs, SwiGLU at decode batches) run there, forked after x_c and beside the router,
+// permute, gather and the routed gate/up, joined before the routed down GEMM: at V2-Lite batch 16 on an H100 ~16 us
+// a layer off the serial chain, +4.3% tok/s (docs/perf-notes.md, issue 20 round 12).
 void MoeLayer::Impl::fp8_forward(const k::MoeLayerParams& p, bool routed, bool topk_inside) {
   const int64_t T = p.n_tokens;
   const bool aside = SI > 0 && side != nullptr && !decode_ffn_runs(p);
