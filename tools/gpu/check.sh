@@ -54,6 +54,9 @@
 #                V2-Lite b16 BF16 and FP8 weights + cache with it and without (switch_ab; FP8SIDE_BATCHES), the FP8
 #                engine tests with it, 32K x 16 (FP8SIDE_32K: the configs, default "auto1 fp81 fp80": dtype, switch);
 #                FP8SIDE_NCU=1 adds an ncu of FP8 b16
+#   fp8persist   issue 20: the MLA decode kernel over FP8 slots with SM-many CTAs (MLABENCH_MLA_DECODE_PERSISTENT=1)
+#                against one CTA an item (the default, 2): its tests, the kernel at the maximum batch's shapes and long
+#                context beside the BF16 kernel, V2-Lite FP8 weights + cache at batch FP8PERSIST_BATCH (2482) with both
 #   fp8harness   issue 20: MMLU and GSM8K through the harness on V2-Lite shapes (random weights, the real tokenizer) with
 #                BF16, the FP8 cache, FP8 weights and both, paired by mlabench compare (FP8H_LIMIT, FP8H_TIMEOUT)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
@@ -463,6 +466,27 @@ if named persist; then
     > "$out/persist_timeline.log" 2>&1
   grep -E '^#   (min|p10|p50|p90|max)' "$out/persist_timeline.log" | sed 's/^/    /' >> "$out/summary.txt"
   switch_ab persist MLABENCH_MLA_DECODE_PERSISTENT "${PERSIST_BATCHES:-256}"
+fi
+# Issue 20 round 13 (named only): SM-many CTAs for the MLA decode kernel over FP8 slots too, now that the F16 form's tiles
+# are cheaper (MLABENCH_MLA_DECODE_PERSISTENT 1 = both pools, 2 = BF16 pools only, the default): the MLA decode tests,
+# the FP8 kernel at the maximum batch's shapes with both, the BF16 kernel beside them, and V2-Lite FP8 weights + cache
+# at the H100's maximum batch (FP8PERSIST_BATCH) with both.
+if named fp8persist; then
+  gtests fp8persist_kernels.log "MLA decode tests" test_cuda_kernels 'CudaAttention.MlaDecode*:CudaFp8Cache*' 'mla decode' 12
+  shapes=(--shape 2048x640 --shape 1024x640 --shape 256x576 --shape 256x2048 --shape 16x32768 --shape 1x131072)
+  for v in 2 1; do
+    MLABENCH_MLA_DECODE_PERSISTENT=$v timeout 90 build-gpu/bench/bench_decode_attention --only mla-fp8 --reps 20 \
+      "${shapes[@]}" | grep -E '^mla' | sed "s/^/fp8 persistent $v: /" >> "$out/fp8persist_kernel.log" 2>&1
+  done
+  timeout 90 build-gpu/bench/bench_decode_attention --only mla16 --reps 20 "${shapes[@]}" | grep -E '^mla' |
+    sed 's/^/bf16 (persistent): /' >> "$out/fp8persist_kernel.log" 2>&1
+  sed 's/^/    /' "$out/fp8persist_kernel.log" >> "$out/summary.txt"
+  for v in 2 1; do
+    MLABENCH_MLA_DECODE_PERSISTENT=$v timeout 150 build-gpu/mlabench bench --device cuda --model configs/deepseek-v2-lite \
+      --random-weights 0 --weights-dtype fp8 --kv-cache-dtype fp8 --batch ${FP8PERSIST_BATCH:-2482} --prompt 512 \
+      --gen 128 --out "$out/bench_fp8persist_$v.json" > "$out/fp8persist_$v.log" 2>&1
+    row "bench V2-Lite FP8 b${FP8PERSIST_BATCH:-2482}, PERSISTENT=$v" "rc $? $(grep -E '^ +[0-9]+ +512 ' "$out/fp8persist_$v.log" | head -1)"
+  done
 fi
 # GQA prefill over FP8 slots (named only): the gathered BF16 pools (MLABENCH_GQA_FP8_PREFILL=1) against the float32
 # generic kernel (0) in the FP8 engine tests and a Llama-3-8B 4K prompt; DeepSeek 67B in FP8 on one GPU with them.
