@@ -63,8 +63,9 @@
 #   sharded      --tp on V2-Lite (1 GPU: ranks sharing it), DeepSeek-V2 and 67B on several GPUs: load time, decode b1/b64
 #   targets      the one-GPU target rows of issues 15, 16 and 20 in one call (~8 minutes on an H200): V2-Lite b1 and
 #                b256 with BF16 and FP8 weights, `--batch max` BF16 and FP8 weights + cache, Llama-3-8B b1, the MLA decode
-#                kernel at 1 x 128K and 64 x 8K (share of copy), V2-Lite decode at 128K x 1 (TARGETS_SKIP: a space list of
-#                lite, llama, kernel, long128, max, maxfp8 to leave out)
+#                kernel at 1 x 128K and 64 x 8K (share of copy), V2-Lite decode at 128K x 1, 32K x 16 BF16 and FP8
+#                weights + cache, DeepSeek 67B FP8 + FP8 cache --batch max (TARGETS_SKIP: a space list of lite, llama,
+#                kernel, long128, max, maxfp8, kv32k, 67b to leave out)
 #   niahgrid     the full default NIAH grid (12 lengths x 12 depths to 128K), V2-Lite random weights, the real
 #                tokenizer: wall time, and the prompt tokens computed against those taken from the prefix cache
 set -uo pipefail
@@ -707,6 +708,24 @@ if named targets; then
     row "target V2-Lite --batch max, weights + cache $w" "rc $?"
     grep -E '^# --batch max|^ +[0-9]+ +512 |^# maximum|^error' "$out/targets_max_$w.log" | sed 's/^/    /' >> "$out/summary.txt"
   done
+  # Issue 20's FP8 cache target: 32K x 16 (16K-token steps, the CUDA default), BF16 weights + cache against FP8 both.
+  if [[ $skip != *" kv32k "* ]]; then
+    for w in auto fp8; do
+      timeout 200 $m bench "${lite[@]}" --weights-dtype $w --kv-cache-dtype $w --shapes 32768x16:decode --gen 128 \
+        --out "$out/bench_targets_32kx16_$w.json" > "$out/targets_32kx16_$w.log" 2>&1
+      row "target V2-Lite 32K x 16, weights + cache $w" "rc $?"
+      grep -E '^ +16 +32768 |^error|^warning' "$out/targets_32kx16_$w.log" | sed 's/^/    /' >> "$out/summary.txt"
+    done
+  fi
+  # Issue 20's memory row: DeepSeek 67B with FP8 weights and cache on one GPU, concurrent 4K-token sequences.
+  if [[ $skip != *" 67b "* ]]; then
+    timeout 240 $m bench --device cuda --model configs/deepseek-67b --random-weights 0 --weights-dtype fp8 \
+      --kv-cache-dtype fp8 --batch max --prompt 3968 --gen 64 --out "$out/bench_targets_67b_fp8.json" \
+      > "$out/targets_67b.log" 2>&1
+    row "target DeepSeek 67B FP8 + FP8 cache --batch max" "rc $?"
+    grep -E '^# engine|^# --batch max|^ +[0-9]+ +3968 |^# maximum|^error' "$out/targets_67b.log" |
+      sed 's/^/    /' >> "$out/summary.txt"
+  fi
   # Each target beside its row: FP8 against BF16 from the same call.
   python3 - "$out" >> "$out/summary.txt" <<'PY'
 import json, os, sys
@@ -726,6 +745,11 @@ if g(m0): print(f"    max generation: BF16 {g(m0):,.0f} tok/s (target 30,000)" +
 ll = load("bench_targets_llama3_8b_b1.json")
 r = next(iter((ll or {}).get("rows", [])), None)
 if r: print(f"    Llama-3-8B b1: {r['decode_tokens_per_s']:,.1f} tok/s, {100 * r['roofline_share']:.1f}% of copy (target 85%)")
+k0, k1 = load("bench_targets_32kx16_auto.json"), load("bench_targets_32kx16_fp8.json")
+fb = lambda d: next((r.get("decode_full_batch_tokens_per_s") or r["decode_tokens_per_s"]
+                     for r in (d or {}).get("rows", [])), None)
+if fb(k0) and fb(k1): print(f"    V2-Lite 32K x 16: BF16 {fb(k0):,.1f} tok/s, FP8 weights + cache {fb(k1):,.1f} "
+                           f"({fb(k1) / fb(k0):.2f}x; target 1.7x)")
 lc = load("bench_dsv2_lite_targets_long128.json")
 r = next(iter((lc or {}).get("rows", [])), None)
 if r and r.get("decode_tokens_per_s"): print(f"    V2-Lite 128K x 1: {r['decode_tokens_per_s']:,.1f} tok/s (target 350)")
