@@ -424,24 +424,33 @@ void print_legend() {
               "roofline", "reused", "mode");
 }
 
-// --profile: where a row's steps spent their device time, phase by phase (ms per step and share), for the prefill
-// pass's steps and the decode pass's decode-only steps.
+// --profile: where a row's steps spent their device time, phase by phase (ms per step, us per row and share), for
+// the prefill pass's steps and the decode pass's decode-only steps. Per row, because those steps' row counts differ
+// between runs (sequences that took tokens in mixed steps finish first), so two configurations compare per row.
 void print_profile(const ojson& row) {
   if (!row.contains("profile")) return;
   auto table = [](const char* what, const ojson& kind) {
     const auto steps = kind.value("steps", int64_t{0});
+    const auto rows = kind.value("rows", int64_t{0});
     if (steps == 0) return;
     double sum = 0;
     for (const auto& ph : kind["phases"]) sum += ph["ms"].get<double>();
-    std::printf("    %s: %lld steps, %lld rows, %.3f ms a step\n", what, static_cast<long long>(steps),
-                static_cast<long long>(kind.value("rows", int64_t{0})), sum / static_cast<double>(steps));
-    for (const auto& ph : kind["phases"])
-      std::printf("      %-34s %9.3f ms a step %6.1f%%\n", ph["phase"].get<std::string>().c_str(),
-                  ph["ms"].get<double>() / static_cast<double>(steps), sum > 0 ? 100.0 * ph["ms"].get<double>() / sum : 0.0);
+    std::printf("    %s: %lld steps, %lld rows, %.3f ms a step, %.2f us a row\n", what, static_cast<long long>(steps),
+                static_cast<long long>(rows), sum / static_cast<double>(steps),
+                rows > 0 ? 1e3 * sum / static_cast<double>(rows) : 0.0);
+    for (const auto& ph : kind["phases"]) {
+      const double ms = ph["ms"].get<double>();
+      std::printf("      %-34s %9.3f ms a step %8.3f us a row %6.1f%%\n", ph["phase"].get<std::string>().c_str(),
+                  ms / static_cast<double>(steps), rows > 0 ? 1e3 * ms / static_cast<double>(rows) : 0.0,
+                  sum > 0 ? 100.0 * ms / sum : 0.0);
+    }
   };
   const ojson& p = row["profile"];
   if (p.contains("prefill_pass")) table("prefill pass, steps with prompt rows", p["prefill_pass"]["prefill_steps"]);
   if (p.contains("decode_pass")) table("decode pass, decode-only steps", p["decode_pass"]["decode_steps"]);
+  std::printf("    (phases are timed on the main stream: the MoE layer's second stream, its shared experts, runs beside "
+              "the router, permute and gather (FP8: the routed gate/up too), slowing them, and the main stream's wait "
+              "for it is counted in \"moe: routed experts\")\n");
 }
 
 void print_decode_graph(const ojson& row) {
