@@ -10,7 +10,6 @@
 #include <random>
 
 #include "bench/bench_args.h"
-
 #include "engine/kernels/cpu/ops.h"
 #include "mlabench/engine.h"
 

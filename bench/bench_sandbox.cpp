@@ -77,7 +77,7 @@ BENCHMARK(BM_BareStartup)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRea
 }  // namespace
 }  // namespace mlabench::sandbox
 
-int run_bench(int argc, char** argv) {
+static int run_bench(int argc, char** argv) {
   using namespace mlabench::sandbox;
   benchmark::Initialize(&argc, argv);
   const Capabilities& caps = probe();

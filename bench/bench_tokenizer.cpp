@@ -20,7 +20,7 @@ double now() { return std::chrono::duration<double>(std::chrono::steady_clock::n
 
 }  // namespace
 
-int run_bench(int argc, char** argv) {
+static int run_bench(int argc, char** argv) {
   using mlabench::bench::parse_count;
   std::string dir, path;
   int threads = 0, repeat = 3;
