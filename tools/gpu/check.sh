@@ -333,6 +333,15 @@ long_bench() {  # NAME TIMEOUT SHAPES [more bench options]
   row "bench V2-Lite $name" "rc $? ($shapes)"
   grep -E '^ +[0-9]+ +[0-9]+ |^ *batch|^error|^warning' "$out/bench_$name.log" | sed 's/^/    /' >> "$out/summary.txt"
 }
+# bench_67b_fp8 NAME TIMEOUT: DeepSeek 67B (random weights) with FP8 weights and cache, --batch max at 4K-token
+# sequences (issue 20's memory row: weights, cache and concurrent sequences on one GPU).
+bench_67b_fp8() {
+  timeout "$2" build-gpu/mlabench bench --device cuda --model configs/deepseek-67b --random-weights 0 \
+    --weights-dtype fp8 --kv-cache-dtype fp8 --batch max --prompt 3968 --gen 64 --out "$out/bench_$1.json" > "$out/$1.log" 2>&1
+  row "bench DeepSeek 67B FP8 + FP8 cache --batch max" "rc $?"
+  grep -E '^# engine|^# --batch max|^ +[0-9]+ +3968 |^# maximum|^error' "$out/$1.log" |
+    sed 's/^/    /' >> "$out/summary.txt"
+}
 named longprefill && long_bench long_prefill 540 32768x1:prefill,131072x1:prefill
 named longdecode && long_bench long_decode 540 8192x64:decode,32768x16:decode
 named longdecode128 && long_bench long_decode128 540 131072x1:decode
@@ -502,11 +511,7 @@ if named gqafp8; then
       --out "$out/bench_llama3_8b_fp8kv_gather$v.json" > "$out/gqafp8_llama_$v.log" 2>&1
     row "bench Llama-3-8B FP8 cache, GQA_FP8_PREFILL=$v" "rc $? $(grep -E '^ +[0-9]+ +4032 ' "$out/gqafp8_llama_$v.log" | tr -s ' ' | tr '\n' ';')"
   done
-  MLABENCH_GQA_FP8_PREFILL=1 timeout ${GQAFP8_67B_TIMEOUT:-240} build-gpu/mlabench bench --device cuda \
-    --model configs/deepseek-67b --random-weights 0 --weights-dtype fp8 --kv-cache-dtype fp8 --batch max \
-    --prompt 3968 --gen 64 --out "$out/bench_67b_fp8_fp8kv.json" > "$out/gqafp8_67b.log" 2>&1
-  row "bench DeepSeek 67B FP8 + FP8 cache --batch max" "rc $?"
-  grep -E '^# --batch max|^ +[0-9]+ +3968 |^# maximum' "$out/gqafp8_67b.log" | sed 's/^/    /' >> "$out/summary.txt"
+  MLABENCH_GQA_FP8_PREFILL=1 bench_67b_fp8 67b_fp8_fp8kv ${GQAFP8_67B_TIMEOUT:-240}
 fi
 # Issue 20 round 10 (named only): the FP8 MLA decode kernel's F16 form against its BF16-value form.
 if named fp8f16; then
@@ -711,20 +716,12 @@ if named targets; then
   # Issue 20's FP8 cache target: 32K x 16 (16K-token steps, the CUDA default), BF16 weights + cache against FP8 both.
   if [[ $skip != *" kv32k "* ]]; then
     for w in auto fp8; do
-      timeout 200 $m bench "${lite[@]}" --weights-dtype $w --kv-cache-dtype $w --shapes 32768x16:decode --gen 128 \
-        --out "$out/bench_targets_32kx16_$w.json" > "$out/targets_32kx16_$w.log" 2>&1
-      row "target V2-Lite 32K x 16, weights + cache $w" "rc $?"
-      grep -E '^ +16 +32768 |^error|^warning' "$out/targets_32kx16_$w.log" | sed 's/^/    /' >> "$out/summary.txt"
+      LONG_STEP_TOKENS=16384 long_bench targets_32kx16_$w 200 32768x16:decode --weights-dtype $w --kv-cache-dtype $w
     done
   fi
   # Issue 20's memory row: DeepSeek 67B with FP8 weights and cache on one GPU, concurrent 4K-token sequences.
   if [[ $skip != *" 67b "* ]]; then
-    timeout 240 $m bench --device cuda --model configs/deepseek-67b --random-weights 0 --weights-dtype fp8 \
-      --kv-cache-dtype fp8 --batch max --prompt 3968 --gen 64 --out "$out/bench_targets_67b_fp8.json" \
-      > "$out/targets_67b.log" 2>&1
-    row "target DeepSeek 67B FP8 + FP8 cache --batch max" "rc $?"
-    grep -E '^# engine|^# --batch max|^ +[0-9]+ +3968 |^# maximum|^error' "$out/targets_67b.log" |
-      sed 's/^/    /' >> "$out/summary.txt"
+    bench_67b_fp8 targets_67b_fp8 240
   fi
   # Each target beside its row: FP8 against BF16 from the same call.
   python3 - "$out" >> "$out/summary.txt" <<'PY'
@@ -745,7 +742,7 @@ if g(m0): print(f"    max generation: BF16 {g(m0):,.0f} tok/s (target 30,000)" +
 ll = load("bench_targets_llama3_8b_b1.json")
 r = next(iter((ll or {}).get("rows", [])), None)
 if r: print(f"    Llama-3-8B b1: {r['decode_tokens_per_s']:,.1f} tok/s, {100 * r['roofline_share']:.1f}% of copy (target 85%)")
-k0, k1 = load("bench_targets_32kx16_auto.json"), load("bench_targets_32kx16_fp8.json")
+k0, k1 = load("bench_dsv2_lite_targets_32kx16_auto.json"), load("bench_dsv2_lite_targets_32kx16_fp8.json")
 fb = lambda d: next((r.get("decode_full_batch_tokens_per_s") or r["decode_tokens_per_s"]
                      for r in (d or {}).get("rows", [])), None)
 if fb(k0) and fb(k1): print(f"    V2-Lite 32K x 16: BF16 {fb(k0):,.1f} tok/s, FP8 weights + cache {fb(k1):,.1f} "
