@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
       "bench_cpu_engine",
       [](int n, char** args) {
         benchmark::Initialize(&n, args);
-        if (benchmark::ReportUnrecognizedArguments(n, args)) return 1;
+        if (benchmark::ReportUnrecognizedArguments(n, args)) return 2;
         benchmark::RunSpecifiedBenchmarks();
         benchmark::Shutdown();
         return 0;

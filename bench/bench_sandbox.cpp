@@ -80,6 +80,7 @@ BENCHMARK(BM_BareStartup)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRea
 static int run_bench(int argc, char** argv) {
   using namespace mlabench::sandbox;
   benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
   const Capabilities& caps = probe();
   if (!caps.user_namespaces) {
     std::fprintf(stderr, "bench_sandbox: the sandbox cannot run here:\n%s", caps.detail.c_str());

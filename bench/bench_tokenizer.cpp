@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -24,15 +25,20 @@ static int run_bench(int argc, char** argv) {
   using mlabench::bench::parse_count;
   std::string dir, path;
   int threads = 0, repeat = 3;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  constexpr const char* kUsage = "usage: bench_tokenizer --tokenizer DIR --jsonl FILE [--threads N] [--repeat R]\n";
+  for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
+    if (i + 1 >= argc || (a != "--tokenizer" && a != "--jsonl" && a != "--threads" && a != "--repeat")) {
+      std::fprintf(stderr, "%s: %s. %s", a.c_str(), i + 1 >= argc ? "no value" : "not an option", kUsage);
+      return 2;
+    }
     if (a == "--tokenizer") dir = argv[i + 1];
     if (a == "--jsonl") path = argv[i + 1];
     if (a == "--threads" && !parse_count("--threads", argv[i + 1], 0, 4096, &threads)) return 2;
     if (a == "--repeat" && !parse_count("--repeat", argv[i + 1], 1, 1000, &repeat)) return 2;
   }
   if (dir.empty() || path.empty()) {
-    std::fprintf(stderr, "usage: bench_tokenizer --tokenizer DIR --jsonl FILE [--threads N] [--repeat R]\n");
+    std::fprintf(stderr, "%s", kUsage);
     return 2;
   }
   auto loaded = mlabench::Tokenizer::load(dir);
@@ -44,8 +50,16 @@ static int run_bench(int argc, char** argv) {
   std::vector<std::string> texts;
   size_t bytes = 0;
   std::ifstream in(path);
+  int64_t line_no = 0;
   for (std::string line; std::getline(in, line);) {
-    texts.push_back(nlohmann::json::parse(line).at("text").get<std::string>());
+    ++line_no;
+    try {
+      texts.push_back(nlohmann::json::parse(line).at("text").get<std::string>());
+    } catch (const nlohmann::json::exception& e) {
+      std::fprintf(stderr, "error: %s:%lld: %s. HINT: each line a JSON object with a string \"text\"\n", path.c_str(),
+                   static_cast<long long>(line_no), e.what());
+      return 1;
+    }
     bytes += texts.back().size();
   }
   if (texts.empty()) {
