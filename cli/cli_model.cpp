@@ -134,7 +134,8 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   cmd->add_option("--ep", e.ep,
-                  "expert parallelism over N ranks: routed experts whole, a block a rank (with --tp N; cpu only so far)")
+                  "expert parallelism over N ranks: routed experts whole, a block a rank, every rank routing each token and "
+                  "computing its experts' share, summed by the all-reduce after the layer (with --tp N; cpu and cuda)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   cmd->add_flag("--dp-attention", e.dp_attention,

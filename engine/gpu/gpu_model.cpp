@@ -11,6 +11,8 @@
 #include <bit>
 #include <cstring>
 #include <numeric>
+#include <optional>
+#include <tuple>
 #include <vector>
 
 #include "engine/core/dtype.h"
@@ -270,11 +272,13 @@ DeviceMlp upload_mlp(WeightUploader& up, const MlpWeights* w, const std::string&
           up.projection(down_part(w, prefix), {H}, I, prefix + "down_proj")};
 }
 
-// Every expert's gate_up [2I, H] and down [H, I] in one allocation each (expert e at e x its size); FP8: each
-// expert's scale grids in one allocation too (the grouped GEMM's w_scale_expert_stride).
-void upload_moe(WeightUploader& up, const ModelConfig& c, const LayerWeights* L, int64_t l, GpuLayer& D) {
+// Every held expert's gate_up [2I, H] and down [H, I] in one allocation each (held expert e at e x its size; all E
+// of them, or under expert parallelism the block [e0, e0 + E) this rank holds); FP8: each expert's scale grids in
+// one allocation too (the grouped GEMM's w_scale_expert_stride). The router's weights cover every expert.
+void upload_moe(WeightUploader& up, const ModelConfig& c, const LayerWeights* L, int64_t l, int64_t e0, int64_t E,
+                GpuLayer& D) {
   const std::string m = layer_name(l, "mlp.");
-  const int64_t H = c.hidden_size, E = c.n_routed_experts, I = c.moe_intermediate_size;
+  const int64_t H = c.hidden_size, I = c.moe_intermediate_size;
   const bool f8 = up.fp8();
   MLABENCH_CHECK(!f8 || I % kFp8Block == 0,
                  "--weights-dtype fp8: moe_intermediate_size {} is not a multiple of 128, so an expert's up rows would "
@@ -283,14 +287,14 @@ void upload_moe(WeightUploader& up, const ModelConfig& c, const LayerWeights* L,
   const size_t es = f8 ? 1 : up.elem_size();
   const int64_t g_gu = f8 ? WeightUploader::scale_grid_rows({I, I}) * fp8_weight_scale_ld(H) : 0;  // floats an expert
   const int64_t g_dn = f8 ? WeightUploader::scale_grid_rows({H}) * fp8_weight_scale_ld(I) : 0;
-  D.router = up.f32_mat(L ? &L->router : nullptr, m + "gate.weight", E, H);
+  D.router = up.f32_mat(L ? &L->router : nullptr, m + "gate.weight", c.n_routed_experts, H);
   char* gu = up.alloc(E * 2 * I * H, es, m + "experts gate_up");
   char* dn = up.alloc(E * H * I, es, m + "experts down");
   float* gus = f8 ? reinterpret_cast<float*>(up.alloc(E * g_gu, 4, m + "experts gate_up scales")) : nullptr;
   float* dns = f8 ? reinterpret_cast<float*>(up.alloc(E * g_dn, 4, m + "experts down scales")) : nullptr;
   for (int64_t e = 0; e < E; ++e) {
-    const MlpWeights* w = L ? &L->experts[static_cast<size_t>(e)] : nullptr;
-    const std::string prefix = fmt::format("{}experts.{}.", m, e);
+    const MlpWeights* w = L ? &L->experts[static_cast<size_t>(e0 + e)] : nullptr;
+    const std::string prefix = fmt::format("{}experts.{}.", m, e0 + e);
     up.projection_into(gu + static_cast<size_t>(e * 2 * I * H) * es, f8 ? gus + e * g_gu : nullptr,
                        gate_up_parts(w, prefix), {I, I}, H);
     up.projection_into(dn + static_cast<size_t>(e * H * I) * es, f8 ? dns + e * g_dn : nullptr, down_part(w, prefix),
@@ -300,6 +304,28 @@ void upload_moe(WeightUploader& up, const ModelConfig& c, const LayerWeights* L,
   D.experts_down = {dn, E * H, I, dns};
   if (c.n_shared_experts > 0)
     D.shared = upload_mlp(up, L ? &L->shared : nullptr, m + "shared_experts.", H, I * c.n_shared_experts);
+}
+
+// The routed experts host's MoE layers hold, {begin, count}: {0, 0} for all of them, else an expert-parallel rank's
+// block (engine/parallel/sharded_cpu.cpp's shard_model), the same in every MoE layer.
+std::pair<int32_t, int32_t> held_experts_of(const ModelConfig& c, const ModelWeights* host) {
+  if (host == nullptr) return {0, 0};
+  std::optional<std::pair<int64_t, int64_t>> held;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    if (c.ffn_kind(l) != FfnKind::MOE) continue;
+    const LayerWeights& L = host->layers[static_cast<size_t>(l)];
+    const std::pair<int64_t, int64_t> r{L.held_experts_begin,
+                                        L.held_experts_end < 0 ? c.n_routed_experts : L.held_experts_end};
+    MLABENCH_CHECK(!held || *held == r, "{}: layer {} holds routed experts [{}, {}), an earlier MoE layer [{}, {}). "
+                   "HINT: an expert-parallel rank holds the same block in every layer", c.source, l, r.first,
+                   r.second, held->first, held->second);
+    MLABENCH_CHECK(r.first >= 0 && r.first < r.second && r.second <= c.n_routed_experts,
+                   "{}: layer {} holds routed experts [{}, {}) of {}. HINT: a non-empty block of the model's experts",
+                   c.source, l, r.first, r.second, c.n_routed_experts);
+    held = r;
+  }
+  if (!held || held->second - held->first == c.n_routed_experts) return {0, 0};
+  return {static_cast<int32_t>(held->first), static_cast<int32_t>(held->second - held->first)};
 }
 
 }  // namespace
@@ -354,6 +380,7 @@ void GpuModel::upload_weights(const ModelWeights* host, uint64_t seed) {
                                                      : up.mat(host ? &host->lm_head : nullptr, "lm_head.weight", head_rows, H);
   final_norm_ = up.norm(host ? &host->final_norm : nullptr, "model.norm.weight", H);
   layers_.resize(static_cast<size_t>(c.n_layers));
+  std::tie(held_begin_, held_experts_) = held_experts_of(c, host);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights* L = host ? &host->layers[static_cast<size_t>(l)] : nullptr;
     GpuLayer& D = layers_[static_cast<size_t>(l)];
@@ -362,7 +389,7 @@ void GpuModel::upload_weights(const ModelWeights* host, uint64_t seed) {
     attention_->upload(up, L, l, D);
     D.ffn = c.ffn_kind(l);
     if (D.ffn == FfnKind::MOE)
-      upload_moe(up, c, L, l, D);
+      upload_moe(up, c, L, l, held_begin_, held_experts_ > 0 ? held_experts_ : c.n_routed_experts, D);
     else
       D.mlp = upload_mlp(up, L ? &L->mlp : nullptr, layer_name(l, "mlp."), H, c.intermediate_size);
   }
@@ -422,7 +449,7 @@ void GpuModel::allocate_buffers(const serving::ServingLimits& lim) {
     moe_ = std::make_unique<MoeLayer>(*blas_, stream_, dtype_, H, c.moe_intermediate_size,
                                       c.moe_intermediate_size * c.n_shared_experts,
                                       static_cast<int32_t>(c.n_routed_experts),
-                                      static_cast<int32_t>(c.experts_per_token), T, fp8_weights_);
+                                      static_cast<int32_t>(c.experts_per_token), T, fp8_weights_, held_experts_);
 }
 
 float* GpuModel::attention_scratch(int64_t floats) {
@@ -560,7 +587,8 @@ void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, Residual& x, float* 
                  .router_w = L.router, .experts_gate_up = L.experts_gate_up.p, .experts_down = L.experts_down.p,
                  .shared_gate_up = L.shared.gate_up.p, .shared_down = L.shared.down.p, .graph_safe = st.graphed,
                  .experts_gate_up_scale = L.experts_gate_up.scale, .experts_down_scale = L.experts_down.scale,
-                 .shared_gate_up_scale = L.shared.gate_up.scale, .shared_down_scale = L.shared.down.scale},
+                 .shared_gate_up_scale = L.shared.gate_up.scale, .shared_down_scale = L.shared.down.scale,
+                 .held_begin = held_begin_, .held_experts = held_experts_},
                 &norm);
 }
 

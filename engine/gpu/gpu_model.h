@@ -298,6 +298,9 @@ class GpuModel {
   bool fixed_splits_ = false;
   bool fp8_weights_ = false;
   bool fp8_kv_ = false;
+  // Expert parallelism (a rank of --tp N --ep N): the routed experts [held_begin_, held_begin_ + held_experts_)
+  // this model holds (LayerWeights::held_experts_*, the same in every layer); held_experts_ 0: all of them.
+  int32_t held_begin_ = 0, held_experts_ = 0;
   std::unique_ptr<Fp8Linear> fp8_linear_;  // allocate_buffers: the activation codes of the FP8 GEMMs
   DType dtype_ = DType::BF16;
   int64_t cache_slots_ = 0;

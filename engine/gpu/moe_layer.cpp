@@ -59,9 +59,10 @@ struct MoeLayer::Impl {
   cudaStream_t stream;
   DType dtype;
   int64_t H, I, SI, T_max;
-  int32_t E, K;
+  int32_t E, K;   // E: the routed experts held here (all of them, or an expert-parallel rank's block)
+  int32_t E_router;  // the router's experts (E, or the whole model's under expert parallelism)
   DeviceBuffer scratch;
-  float* logits = nullptr;      // [T, E]
+  float* logits = nullptr;      // [T, E_router]
   int32_t* idx = nullptr;       // [T, K]
   float* w = nullptr;           // [T, K]
   int32_t* counts = nullptr;    // [E]
@@ -101,7 +102,7 @@ struct MoeLayer::Impl {
   std::unique_ptr<Fp8Linear> fp8_shared;
 
   Impl(Blas& b, cudaStream_t s, DType dt, int64_t hidden, int64_t inter, int64_t shared_inter, int32_t n_experts,
-       int32_t top_k, int64_t max_tokens)
+       int32_t top_k, int64_t max_tokens, int32_t local_experts)
       : blas(b),
         stream(s),
         dtype(dt),
@@ -109,8 +110,9 @@ struct MoeLayer::Impl {
         I(inter),
         SI(shared_inter),
         T_max(max_tokens),
-        E(n_experts),
-        K(top_k) {}
+        E(local_experts > 0 ? local_experts : n_experts),
+        K(top_k),
+        E_router(n_experts) {}
   ~Impl() {
     side_blas.reset();
     if (fork != nullptr) cudaEventDestroy(fork);
@@ -146,7 +148,7 @@ struct MoeLayer::Impl {
   // The row layout this layer runs for n_tokens: kernels::moe_row_mode, except that where the Hopper grouped GEMM
   // runs it replaces PADDED (T x K rows computed instead of E x T, SwiGLU fused, only routed experts' weights read).
   k::MoeRowMode row_mode(const k::MoeLayerParams& p) const {
-    const k::MoeRowMode m = k::moe_row_mode(p.n_tokens, K, E);
+    const k::MoeRowMode m = k::moe_row_mode(p.n_tokens, K, E, E < E_router);
     return m == k::MoeRowMode::PADDED && hopper_runs(p) ? k::MoeRowMode::COMPACT : m;
   }
   // Opt-in (MLABENCH_MOE_BF16_ROWS=1): the Hopper path's routed expert rows in BF16 (the down GEMM's STORE_DT, then
@@ -186,7 +188,7 @@ void MoeLayer::Impl::allocate() {
     return at;
   };
   const auto n = [](int64_t v) { return static_cast<size_t>(v); };
-  const size_t o_logits = reserve(n(T * E) * 4), o_idx = reserve(n(pairs) * 4), o_w = reserve(n(pairs) * 4);
+  const size_t o_logits = reserve(n(T * E_router) * 4), o_idx = reserve(n(pairs) * 4), o_w = reserve(n(pairs) * 4);
   const size_t o_counts = reserve(n(E) * 4), o_offsets = reserve(n(E + 1) * 4), o_rank = reserve(n(pairs) * 4);
   const size_t o_chunks = reserve(n(k::moe_permute_scratch_ints(pairs, E)) * 4);
   const size_t o_xe = fp8 ? 0 : reserve(n(rows * H) * es);  // FP8: the gather writes codes (xq) instead
@@ -267,15 +269,17 @@ bool MoeLayer::Impl::fuse_topk() {
 }
 
 k::RouterParams MoeLayer::Impl::router_params(const k::MoeLayerParams& p) const {
-  return {.logits = logits, .n_tokens = p.n_tokens, .n_experts = E, .top_k = K, .method = p.method,
+  return {.logits = logits, .n_tokens = p.n_tokens, .n_experts = E_router, .top_k = K, .method = p.method,
           .n_group = p.n_group, .topk_group = p.topk_group, .norm_topk_prob = p.norm_topk_prob,
-          .routed_scaling_factor = p.routed_scaling_factor, .topk_idx = idx, .topk_weight = w, .scoring = p.scoring};
+          .routed_scaling_factor = p.routed_scaling_factor, .topk_idx = idx, .topk_weight = w, .scoring = p.scoring,
+          .held_begin = p.held_begin, .held_count = p.held_experts};
 }
 
-// Router logits [T, E] (float32 GEMM) and, with topk, the top-k (else moe_decode_ffn's launches pick the experts).
+// Router logits [T, E_router] (float32 GEMM) and, with topk, the top-k (else moe_decode_ffn's launches pick the experts).
 void MoeLayer::Impl::route(const k::MoeLayerParams& p, bool topk) {
   const int64_t T = p.n_tokens;
-  if (!gpu::timing_skip("router_gemm")) blas.linear_f32(logits, E, p.x, H, p.router_w, H, T, E, H);  // [T, E]
+  if (!gpu::timing_skip("router_gemm"))
+    blas.linear_f32(logits, E_router, p.x, H, p.router_w, H, T, E_router, H);  // [T, E_router]
   if (topk && !gpu::timing_skip("router_topk")) k::cuda::router(router_params(p), stream);
 }
 
@@ -300,8 +304,8 @@ bool MoeLayer::Impl::norm_and_route(const k::MoeLayerParams& p, const k::RmsNorm
   // One decode row (up to Blas::norm_fusion_rows()): the router GEMM computes the norm itself (skinny_gemm's norm form), its
   // CTAs writing the residual and the normed rows: one launch fewer than the norm and the GEMM.
   if (!skip_one && Blas::skinny_enabled() && norm.n_rows <= Blas::norm_fusion_rows()) {
-    const k::SkinnyGemmParams g{.y = logits, .ldy = E, .x = norm.out, .ldx = norm.ld_out, .w = p.router_w, .ldw = H,
-                                .dtype = DType::F32, .m = norm.n_rows, .n = E, .k = H, .norm = norm};
+    const k::SkinnyGemmParams g{.y = logits, .ldy = E_router, .x = norm.out, .ldx = norm.ld_out, .w = p.router_w,
+                                .ldw = H, .dtype = DType::F32, .m = norm.n_rows, .n = E_router, .k = H, .norm = norm};
     if (k::cuda::skinny_gemm_supported(g)) {
       phases::at(stream, "moe: norm and router GEMM");
       k::cuda::skinny_gemm(g, stream);
@@ -354,10 +358,11 @@ bool MoeLayer::Impl::decode_ffn(const k::MoeLayerParams& p, bool route_inside) {
   return true;
 }
 
-// One token of a BF16 model with the skinny kernels on, and MLABENCH_MOE_DECODE_FFN not 0.
+// One token of a BF16 model with the skinny kernels on, and MLABENCH_MOE_DECODE_FFN not 0. Not under expert
+// parallelism: its launches index the weights by the token's experts, some of which another rank holds.
 bool MoeLayer::Impl::decode_ffn_runs(const k::MoeLayerParams& p) const {
   static const bool enabled = gpu::env_switch("MLABENCH_MOE_DECODE_FFN");
-  return enabled && p.n_tokens == 1 && dtype == DType::BF16 && Blas::skinny_enabled();
+  return enabled && p.n_tokens == 1 && dtype == DType::BF16 && Blas::skinny_enabled() && E == E_router;
 }
 
 // Whether this forward leaves the top-k to moe_decode_ffn: it runs, MLABENCH_FUSE_TOPK is on (the A/B switch),
@@ -665,7 +670,7 @@ void MoeLayer::Impl::compact_experts_host(const k::MoeLayerParams& p) {
 }
 
 MoeLayer::MoeLayer(Blas& blas, cudaStream_t stream, DType dtype, int64_t hidden, int64_t inter, int64_t shared_inter,
-                   int32_t n_experts, int32_t top_k, int64_t max_tokens, bool fp8)
+                   int32_t n_experts, int32_t top_k, int64_t max_tokens, bool fp8, int32_t local_experts)
     : impl_(nullptr) {
   MLABENCH_CHECK(blas.stream() == stream,
                  "MoeLayer: the Blas handle runs on another stream than the layer. HINT: "
@@ -680,7 +685,10 @@ MoeLayer::MoeLayer(Blas& blas, cudaStream_t stream, DType dtype, int64_t hidden,
   MLABENCH_CHECK(!fp8 || (dtype != DType::F16 && inter % kFp8Block == 0 && shared_inter % kFp8Block == 0),
                  "MoeLayer: FP8 experts of {} with inter {}, shared_inter {}. HINT: FP8 experts need BF16 or F32 "
                  "activations and widths on the 128-row scale grid", dtype_name(dtype), inter, shared_inter);
-  impl_ = new Impl(blas, stream, dtype, hidden, inter, shared_inter, n_experts, top_k, max_tokens);
+  MLABENCH_CHECK(local_experts >= 0 && local_experts <= n_experts,
+                 "MoeLayer: {} experts held of the router's {}. HINT: expert parallelism holds a block of them (0: "
+                 "all)", local_experts, n_experts);
+  impl_ = new Impl(blas, stream, dtype, hidden, inter, shared_inter, n_experts, top_k, max_tokens, local_experts);
   impl_->fp8 = fp8;
   try {
     impl_->allocate();
@@ -700,12 +708,13 @@ void MoeLayer::forward(const k::MoeLayerParams& p, const k::RmsNormParams* norm)
   Impl& m = *impl_;
   k::checks::check_moe_layer(p);
   MLABENCH_CHECK(p.dtype == m.dtype && p.hidden == m.H && p.inter == m.I && p.shared_inter == m.SI &&
-                     p.n_experts == m.E && p.top_k == m.K && p.n_tokens <= m.T_max,
-                 "MoeLayer::forward: dtype {}, hidden {}, inter {}, shared_inter {}, n_experts {}, top_k {}, "
-                 "n_tokens {}; the layer was built for {}, {}, {}, {}, {}, {}, up to {} tokens. HINT: build one "
-                 "MoeLayer per expert shape with the step's token budget",
-                 dtype_name(p.dtype), p.hidden, p.inter, p.shared_inter, p.n_experts, p.top_k, p.n_tokens,
-                 dtype_name(m.dtype), m.H, m.I, m.SI, m.E, m.K, m.T_max);
+                     p.n_experts == m.E_router && p.local_experts() == m.E && p.top_k == m.K &&
+                     p.n_tokens <= m.T_max,
+                 "MoeLayer::forward: dtype {}, hidden {}, inter {}, shared_inter {}, n_experts {} ({} held), top_k {}, "
+                 "n_tokens {}; the layer was built for {}, {}, {}, {}, {} ({} held), {}, up to {} tokens. HINT: build "
+                 "one MoeLayer per expert shape with the step's token budget",
+                 dtype_name(p.dtype), p.hidden, p.inter, p.shared_inter, p.n_experts, p.local_experts(), p.top_k,
+                 p.n_tokens, dtype_name(m.dtype), m.H, m.I, m.SI, m.E_router, m.E, m.K, m.T_max);
   const int64_t T = p.n_tokens;
   if (T == 0) return;
   MLABENCH_CHECK(m.fp8 == (p.experts_gate_up_scale != nullptr) && m.fp8 == (p.experts_down_scale != nullptr) &&

@@ -34,8 +34,11 @@ class MoeLayer {
  public:
   /// Scratch for steps of up to max_tokens rows of a model with these expert shapes (allocated here, once).
   /// fp8: the weights are e4m3 with block scales (MoeLayerParams' scale grids), scratch for their quantised inputs.
+  /// local_experts: the routed experts this rank holds under expert parallelism (MoeLayerParams::held_experts; 0:
+  /// all n_experts). Such a layer never takes PAIR rows or moe_decode_ffn (both index the weights by the token's
+  /// experts): its pairs with another rank's experts get no row, and out its held experts' share.
   MoeLayer(Blas& blas, cudaStream_t stream, DType dtype, int64_t hidden, int64_t inter, int64_t shared_inter,
-           int32_t n_experts, int32_t top_k, int64_t max_tokens, bool fp8 = false);
+           int32_t n_experts, int32_t top_k, int64_t max_tokens, bool fp8 = false, int32_t local_experts = 0);
   ~MoeLayer();
   MoeLayer(const MoeLayer&) = delete;
   MoeLayer& operator=(const MoeLayer&) = delete;

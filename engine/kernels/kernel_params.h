@@ -297,7 +297,15 @@ struct RouterParams {
   int32_t* topk_idx = nullptr;   // [n_tokens, top_k], descending score, ties to the lower index
   float* topk_weight = nullptr;  // [n_tokens, top_k]
   RouterScoring scoring = RouterScoring::SOFTMAX;
+  /// Expert parallelism (--ep): this rank holds experts [held_begin, held_begin + held_count), and topk_idx gets
+  /// their local ids (expert - held_begin) or kExpertElsewhere for an expert another rank holds (its weight written
+  /// all the same: the choice and the weights are every rank's). held_count 0: every expert here, ids as chosen.
+  int32_t held_begin = 0;
+  int32_t held_count = 0;
 };
+/// topk_idx of a (token, expert) pair whose expert another rank holds (RouterParams::held_count): moe_permute gives
+/// it no row (rank -1), the gather and the combine skip it.
+inline constexpr int32_t kExpertElsewhere = -1;
 
 /// A MoE layer's entry at decode in one launch (issue 20 round 7): what rms_norm (norm: residual += delta, then the
 /// post-attention RMSNorm into out, float32, and out2, the experts' dtype), the router's float32 GEMM
@@ -584,8 +592,10 @@ inline constexpr int64_t kMoePaddedMaxTokens = 128;
 
 /// The row layout a MoE layer uses for n_tokens rows (host-known, so the GPU layer and its twin agree): one GEMV
 /// per (token, expert) pair while n_tokens * top_k <= n_experts, PADDED up to kMoePaddedMaxTokens, else COMPACT.
-inline MoeRowMode moe_row_mode(int64_t n_tokens, int64_t top_k, int64_t n_experts) {
-  if (n_tokens * top_k <= n_experts) return MoeRowMode::PAIR;
+/// experts_elsewhere (expert parallelism: n_experts are this rank's, some pairs name kExpertElsewhere): never PAIR,
+/// whose rows are the pairs themselves and whose GEMVs index the weights by the pair's expert.
+inline MoeRowMode moe_row_mode(int64_t n_tokens, int64_t top_k, int64_t n_experts, bool experts_elsewhere = false) {
+  if (n_tokens * top_k <= n_experts && !experts_elsewhere) return MoeRowMode::PAIR;
   if (n_tokens <= kMoePaddedMaxTokens) return MoeRowMode::PADDED;
   return MoeRowMode::COMPACT;
 }
@@ -628,6 +638,13 @@ struct MoeLayerParams {
   const float* experts_down_scale = nullptr;
   const float* shared_gate_up_scale = nullptr;
   const float* shared_down_scale = nullptr;
+  /// Expert parallelism (--tp N --ep N): this rank holds routed experts [held_begin, held_begin + held_experts) of
+  /// the router's n_experts, and experts_gate_up / experts_down (and their scale grids) hold only those, local expert
+  /// e at e's place. out then gets the shared experts (a TP slice of them) plus the held experts' share of each
+  /// token: the all-reduce after the layer adds the other ranks'. held_experts 0: every expert (no EP).
+  int32_t held_begin = 0;
+  int32_t held_experts = 0;
+  int32_t local_experts() const { return held_experts > 0 ? held_experts : n_experts; }
 };
 
 // ---- attention ---------------------------------------------------------------------------------------------

@@ -240,11 +240,6 @@ void check_sharded_options(const ModelConfig& c, const EngineOptions& o) {
   MLABENCH_CHECK(!p.dp_attention || o.device != Device::CUDA,
                  "--dp-attention on cuda: the GPU model has no gather of every rank's rows before its FFN yet. HINT: "
                  "--tp N on cuda, or --device cpu for DP attention");
-  MLABENCH_CHECK(o.device != Device::CUDA || p.ep == 1,
-                 "--ep {} on cuda: a GPU rank runs every routed expert of its slice (--tp splits each expert's "
-                 "columns); holding whole experts needs the token dispatch, not built yet. HINT: --tp {} alone, or "
-                 "--device cpu for the expert-parallel reference",
-                 p.ep, p.world());
   if (o.device != Device::CUDA) return;
   // FP8 weights: each GPU rank quantises its slices itself (the CPU quantises the whole model, then slices).
   if (o.weights_dtype == WeightsDtype::FP8) check_fp8_grid(c, p);

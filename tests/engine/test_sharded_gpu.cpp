@@ -23,26 +23,28 @@
 namespace mlabench {
 namespace {
 
-// `o` (model, seed, precision, dtypes) on `tp` ranks of the GPU with the tests' small limits; kv_cache_gib 0 takes
-// 0.5 GiB a rank (ranks may share the GPU).
-std::unique_ptr<Engine> open_on_ranks(EngineOptions o, int tp) {
+// `o` (model, seed, precision, dtypes) on `tp` ranks of the GPU with the tests' small limits (ep: --ep, 1 or tp);
+// kv_cache_gib 0 takes 0.5 GiB a rank (ranks may share the GPU).
+std::unique_ptr<Engine> open_on_ranks(EngineOptions o, int tp, int ep = 1) {
   o.device = Device::CUDA;
   o.max_batch = 8;
   o.max_step_tokens = 64;  // longer prompts prefill in chunks
   if (o.kv_cache_gib <= 0) o.kv_cache_gib = 0.5;
   o.tp = tp;
+  o.ep = ep;
   auto e = Engine::open(o);
-  EXPECT_TRUE(static_cast<bool>(e)) << o.model_dir << " --tp " << tp << ", weights " << static_cast<int>(o.weights_dtype)
+  EXPECT_TRUE(static_cast<bool>(e)) << o.model_dir << " --tp " << tp << " --ep " << ep << ", weights "
+                                    << static_cast<int>(o.weights_dtype)
                                     << ", cache " << static_cast<int>(o.kv_cache_dtype) << ": "
                                     << (e ? "" : e.error().what());
   return e ? std::move(*e) : nullptr;
 }
 
 std::unique_ptr<Engine> open_split(const std::string& dir, int tp, Precision precision,
-                                   std::optional<uint64_t> seed = std::nullopt) {
+                                   std::optional<uint64_t> seed = std::nullopt, int ep = 1) {
   EngineOptions o{.model_dir = dir, .random_weights_seed = seed};
   o.precision = precision;
-  return open_on_ranks(o, tp);
+  return open_on_ranks(o, tp, ep);
 }
 
 std::vector<int32_t> ids(int64_t n, int64_t vocab, int64_t salt) {
@@ -57,19 +59,21 @@ double max_abs(const std::vector<float>& v) {
   return m;
 }
 
-// One model: logits over 150 tokens (several chunks), a batch of greedy generations, the device description.
-void expect_split_matches_one_gpu(const std::string& dir, int tp, std::optional<uint64_t> seed, const char* what) {
+// One model: logits over 150 tokens (several chunks), a batch of greedy generations, the device description. ep:
+// --ep (1, or tp: routed experts whole, a block a rank).
+void expect_split_matches_one_gpu(const std::string& dir, int tp, std::optional<uint64_t> seed, const char* what,
+                                  int ep = 1) {
   for (Precision precision : {Precision::FLOAT32, Precision::NATIVE}) {
     const bool f32 = precision == Precision::FLOAT32;
-    auto whole = open_split(dir, 1, precision, seed), split = open_split(dir, tp, precision, seed);
+    auto whole = open_split(dir, 1, precision, seed), split = open_split(dir, tp, precision, seed, ep);
     ASSERT_TRUE(whole && split) << what;
     const int64_t V = whole->summary().vocab_size;
     const std::vector<int32_t> prompt = ids(150, V, 3);
     const Logits a = whole->logits(prompt).value(), b = split->logits(prompt).value();
     ASSERT_EQ(a.data.size(), b.data.size());
     const double err = test::max_abs_diff(a.data.data(), b.data.data(), a.data.size()), m = max_abs(a.data);
-    std::printf("[ sharded gpu ] %s --tp %d %s: max|err| %.3e of max|logit| %.2f (relative %.2e)\n", what, tp,
-                f32 ? "f32" : "native", err, m, err / m);
+    std::printf("[ sharded gpu ] %s --tp %d --ep %d %s: max|err| %.3e of max|logit| %.2f (relative %.2e)\n", what,
+                tp, ep, f32 ? "f32" : "native", err, m, err / m);
     if (f32) {
       EXPECT_LE(err, 1e-5 * m) << what << " --tp " << tp;
     } else {
@@ -96,6 +100,7 @@ void expect_split_matches_one_gpu(const std::string& dir, int tp, std::optional<
     }
     const auto dev = nlohmann::json::parse(split->device_json());
     EXPECT_EQ(dev["parallel"]["tp"], tp);
+    EXPECT_EQ(dev["parallel"]["ep"], ep);
     EXPECT_EQ(dev["parallel"]["ranks"].size(), static_cast<size_t>(tp));
     std::printf("[ sharded gpu ] %s: collectives %s, devices %s\n", what,
                 dev["parallel"]["collectives"].get<std::string>().c_str(), dev["parallel"]["devices"].dump().c_str());
@@ -106,6 +111,60 @@ TEST(ShardedGpu, TheTinyCheckpointAtTp2And3MatchesTheOneGpuEngine) {
   MLABENCH_REQUIRE_GPU();
   expect_split_matches_one_gpu(test::default_model_dir(), 2, std::nullopt, "tiny");
   expect_split_matches_one_gpu(test::default_model_dir(), 3, std::nullopt, "tiny");
+}
+
+// Expert parallelism (--tp N --ep N): each rank holds a block of the routed experts whole, routes every token over
+// all of them, computes its own experts' share (pairs with another rank's experts get no row) and the all-reduce
+// after the layer adds the shares. The tiny checkpoint's 16 experts in 4 groups (group-limited routing) over 2 ranks
+// (its 6 heads do not split 4 ways); a GQA composition's; every row layout a rank takes (PADDED at decode and 64-token chunks, COMPACT on the
+// Hopper grouped GEMM, graphed decode). Weights: a rank uploads only its experts, so the split's routed bytes are
+// the one-GPU engine's, not tp times them.
+TEST(ShardedGpu, ExpertParallelMatchesTheOneGpuEngine) {
+  MLABENCH_REQUIRE_GPU();
+  expect_split_matches_one_gpu(test::default_model_dir(), 2, std::nullopt, "tiny", 2);
+  const nlohmann::json j = test::splittable_composition("gqa2_moe");
+  ASSERT_FALSE(j.is_null());
+  test::TempDir dir;
+  std::ofstream(dir.file("config.json")) << j.dump(2);
+  expect_split_matches_one_gpu(dir.path(), 2, 5, "gqa2_moe", 2);
+  // Bytes: --ep 2 holds half the routed experts a rank (each whole), --tp 2 half of each; so the two splits hold the
+  // same bytes, give or take the router (whole on every rank either way).
+  auto tp_only = open_split(test::default_model_dir(), 2, Precision::NATIVE), ep = open_split(
+      test::default_model_dir(), 2, Precision::NATIVE, std::nullopt, 2);
+  ASSERT_TRUE(tp_only && ep);
+  const double ratio = static_cast<double>(ep->weight_bytes()) / static_cast<double>(tp_only->weight_bytes());
+  std::printf("[ sharded gpu ] tiny weight bytes: --tp 2 --ep 2 %llu, --tp 2 %llu\n",
+              static_cast<unsigned long long>(ep->weight_bytes()), static_cast<unsigned long long>(tp_only->weight_bytes()));
+  EXPECT_NEAR(ratio, 1.0, 0.02);
+}
+
+// FP8 weights under expert parallelism: experts whole, so every rank's expert codes and grids are the unsharded
+// model's; the rest as --tp 2 (on the 128 grid). Rows agree with the one-GPU FP8 engine but for e4m3 flips of the
+// all-reduce's order, as in the --tp test below.
+TEST(ShardedGpu, ExpertParallelFp8WeightsMatchTheOneGpuFp8Engine) {
+  MLABENCH_REQUIRE_GPU();
+  const nlohmann::json j = test::architecture_configs::fp8_splittable_mla_moe(128, 64, 128);
+  test::TempDir dir;
+  std::ofstream(dir.file("config.json")) << j.dump(2);
+  EngineOptions o{.model_dir = dir.path(), .random_weights_seed = 5, .weights_dtype = WeightsDtype::FP8,
+                  .kv_cache_dtype = KvCacheDtype::FP8};
+  o.precision = Precision::FLOAT32;
+  o.kv_cache_gib = 0.25;
+  auto whole = open_on_ranks(o, 1), split = open_on_ranks(o, 2, 2);
+  ASSERT_TRUE(whole && split);
+  const std::vector<int32_t> prompt = ids(150, 512, 3);
+  const Logits a = whole->logits(prompt).value(), b = split->logits(prompt).value();
+  ASSERT_EQ(a.data.size(), b.data.size());
+  const auto [exact, rows, worst] = test::row_agreement(a.data, b.data, a.vocab_size, 1e-5);
+  std::printf("[ sharded gpu fp8 ] --tp 2 --ep 2, fp8 weights and cache: %d of %d rows within 1e-5 of max |logit|, "
+              "worst %.2e\n", exact, rows, worst);
+  EXPECT_GE(4 * exact, 3 * rows) << "most rows see no e4m3 flip";
+  EXPECT_LT(worst, 0.1) << "at most a flip's worth";
+  std::vector<GenerateRequest> rq;
+  for (int64_t len : {1, 9, 70}) rq.push_back({ids(len, 512, len), GenerateOptions{.max_new_tokens = 8}});
+  const std::vector<GenerateResult> ga = whole->generate_batch(rq).value(), gb = split->generate_batch(rq).value();
+  ASSERT_EQ(gb.size(), rq.size());
+  for (const GenerateResult& g : gb) EXPECT_EQ(g.tokens.size(), 8u);
 }
 
 TEST(ShardedGpu, GqaAndDenseCompositionsMatchTheOneGpuEngine) {
@@ -202,16 +261,17 @@ TEST(ShardedGpu, Fp8CheckpointOnTheGridMatchesTheOneGpuEngine) {
   EXPECT_LT(ratio, 1.25) << split->weight_bytes() << " against " << whole->weight_bytes();
 }
 
-TEST(ShardedGpu, RefusesExpertParallelismAndSharedGpusWithoutACacheBudget) {
+TEST(ShardedGpu, RefusesDpAttentionAndSharedGpusWithoutACacheBudget) {
   MLABENCH_REQUIRE_GPU();
-  EngineOptions o{.model_dir = test::default_model_dir(), .device = Device::CUDA, .tp = 2, .ep = 2};
+  EngineOptions o{.model_dir = test::default_model_dir(), .device = Device::CUDA, .tp = 2, .dp_attention = true};
   auto e = Engine::open(o);
   ASSERT_FALSE(e.ok());
-  EXPECT_NE(std::string(e.error().what()).find("--ep 2 on cuda"), std::string::npos) << e.error().what();
+  EXPECT_NE(std::string(e.error().what()).find("--dp-attention on cuda"), std::string::npos) << e.error().what();
   int devices = 0;
   cudaGetDeviceCount(&devices);
   if (devices >= 2) GTEST_SKIP() << "every rank has its own GPU here: no shared GPU to refuse";
-  o.ep = 1;
+  o.dp_attention = false;
+  o.ep = 2;  // --tp 2 --ep 2 as --tp 2: two ranks on the one GPU need a cache budget each
   auto shared = Engine::open(o);
   ASSERT_FALSE(shared.ok());
   EXPECT_NE(std::string(shared.error().what()).find("HINT: pass --kv-cache-gib"), std::string::npos)

@@ -1007,6 +1007,66 @@ TEST_P(CudaMoeLayer, GraphReplayFollowsNewRouting) {
   MLABENCH_CUDA(cudaStreamDestroy(stream));
 }
 
+// Expert parallelism (issue 22, --tp N --ep N): a layer built for a block of the experts (local_experts), its
+// weights only those experts, against the twin of the same block (MoeLayerParams::held_begin / held_experts), in
+// every row layout such a rank takes (PADDED where a whole layer would run PAIR, at one token too: moe_decode_ffn
+// and PAIR index the weights by the token's experts; COMPACT eager and graph-safe). The shared experts on rank 0
+// only. Over 2 ranks, with out poisoned: a rank writes every token's row (zero where it holds none of its experts).
+TEST_P(CudaMoeLayer, ExpertParallelRankMatchesTwin) {
+  MLABENCH_REQUIRE_GPU();
+  const DType dt = GetParam();
+  std::mt19937 rng(70 + static_cast<unsigned>(dt));
+  const size_t es = dtype_size(dt);
+  cudaStream_t stream;
+  MLABENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  {
+    gpu::Blas blas(stream);
+    for (const LayerCase& c : kLayerCases) {
+      const LayerWeightsHD lw(c, dt, rng);
+      for (int r = 0; r < 2; ++r) {
+        const int32_t b = c.E * r / 2, n = c.E * (r + 1) / 2 - b;
+        const int64_t SI = r == 0 ? c.SI : 0;
+        gpu::MoeLayer layer(blas, stream, dt, c.H, c.I, SI, c.E, c.K, 300, false, n);
+        const auto held = [&](kernels::MoeLayerParams p) {
+          p.held_begin = b;
+          p.held_experts = n;
+          p.experts_gate_up = static_cast<const char*>(p.experts_gate_up) + static_cast<size_t>(b * 2 * c.I * c.H) * es;
+          p.experts_down = static_cast<const char*>(p.experts_down) + static_cast<size_t>(b * c.H * c.I) * es;
+          if (SI == 0) p.shared_inter = 0, p.shared_gate_up = p.shared_down = nullptr;
+          return p;
+        };
+        for (const auto& [T, graph_safe] : {std::pair<int64_t, bool>{1, false}, {1, true}, {c.t_pair, false},
+                                            {c.t_padded, false}, {200, false}, {200, true}}) {
+          SCOPED_TRACE(std::string(c.name) + " " + std::string(dtype_name(dt)) + " rank " + std::to_string(r) +
+                       " T=" + std::to_string(T) + (graph_safe ? " graph_safe" : ""));
+          EXPECT_NE(kernels::moe_row_mode(T, c.K, n, true), MoeRowMode::PAIR);
+          const std::vector<float> x = grid_values(T * c.H, 32, 1.0f / 16, rng);
+          auto d_x = to_device(x), d_xc = to_device(as_dtype(x, dt));
+          auto d_out = to_device(std::vector<float>(x.size(), kNaN));
+          kernels::MoeLayerParams p = held(lw.params(T, true));
+          p.x = d_x.as<float>();
+          p.x_c = d_xc.get();
+          p.out = d_out.as<float>();
+          p.graph_safe = graph_safe;
+          layer.forward(p);
+          MLABENCH_CUDA(cudaStreamSynchronize(stream));
+          const std::vector<float> got = to_host<float>(d_out, x.size());
+          const std::vector<uint8_t> x_c = as_dtype(x, dt);
+          std::vector<float> want(x.size(), kNaN);
+          kernels::MoeLayerParams h = held(lw.params(T, false));
+          h.x = x.data();
+          h.x_c = x_c.data();
+          h.out = want.data();
+          kernels::twin::moe_layer(h);
+          EXPECT_EQ(std::count_if(got.begin(), got.end(), [](float v) { return std::isnan(v); }), 0) << "rows left";
+          EXPECT_LE(test::max_rel_diff(got, want), layer_tolerance(dt));
+        }
+      }
+    }
+  }
+  MLABENCH_CUDA(cudaStreamDestroy(stream));
+}
+
 // The FP8 form (codes and rows-major scales of each gathered row, fp8_quantize_rows' arithmetic) against the twin,
 // bit for bit: BF16 and F32 rows, widths on and off the 128 grid, a NaN in the last token, every row layout; rows
 // no pair maps to keep their poison (0xAB codes, NaN scales).

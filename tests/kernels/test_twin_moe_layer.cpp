@@ -219,6 +219,125 @@ TEST(TwinMoeLayer, MatchesCpuMoeFfn) {
     }
 }
 
+// Expert parallelism (--tp N --ep N, issue 22): rank r holds a contiguous block of the routed experts whole
+// (MoeLayerParams::held_begin / held_experts, its weights only those experts), routes every token over all of them,
+// and computes only its experts' share; the shared experts run on one rank here (under --tp they are column slices
+// on every rank). The ranks' outputs summed (the all-reduce after the layer) are the whole layer's up to float32
+// reordering, in every row layout a rank takes (never PAIR: T = 3 runs PADDED there). A rank's router ids are the
+// whole router's, shifted into its block, kExpertElsewhere for another rank's; a token none of whose experts a rank
+// holds gets exactly zero from that rank.
+TEST(TwinMoeLayer, ExpertParallelRanksSumToTheWholeLayer) {
+  std::mt19937 rng(2025);
+  ModelConfig c = small_config(DType::F32, true, false, 2);
+  const ModelWeights weights = random_weights(c, 78);
+  const LayerWeights& L = weights.layers[1];
+  const PackedMoe m = pack(c, L);
+  const int64_t H = c.hidden_size, I = c.moe_intermediate_size, E = c.n_routed_experts, K = c.experts_per_token;
+  const int64_t SI = c.n_shared_experts * I;
+  kernels::MoeLayerParams base;
+  base.dtype = DType::F32;
+  base.hidden = H;
+  base.inter = I;
+  base.n_experts = static_cast<int32_t>(E);
+  base.top_k = static_cast<int32_t>(K);
+  base.method = kernels::RouterMethod::GROUP_LIMITED_GREEDY;
+  base.n_group = static_cast<int32_t>(c.n_group);
+  base.topk_group = static_cast<int32_t>(c.topk_group);
+  base.routed_scaling_factor = static_cast<float>(c.routed_scaling_factor);
+  base.router_w = m.router.data();
+  for (int64_t T : {3, 24, 130}) {
+    std::normal_distribution<float> nd;
+    std::vector<float> x(static_cast<size_t>(T * H));
+    for (float& v : x) v = nd(rng);
+    kernels::MoeLayerParams whole = base;
+    whole.x = x.data();
+    whole.x_c = x.data();
+    whole.n_tokens = T;
+    whole.shared_inter = SI;
+    whole.experts_gate_up = m.gate_up.data();
+    whole.experts_down = m.down.data();
+    whole.shared_gate_up = m.shared_gate_up.data();
+    whole.shared_down = m.shared_down.data();
+    std::vector<float> ref(x.size());
+    whole.out = ref.data();
+    kernels::twin::moe_layer(whole);
+    const std::vector<int32_t> chosen = twin_order_routing(c, m.router, x, T);
+    for (int ranks : {2, 4}) {
+      SCOPED_TRACE("T=" + std::to_string(T) + " ranks=" + std::to_string(ranks));
+      std::vector<float> sum(x.size(), 0.0f);
+      for (int r = 0; r < ranks; ++r) {
+        const int64_t b = E * r / ranks, n = E * (r + 1) / ranks - b;
+        kernels::MoeLayerParams p = whole;
+        p.held_begin = static_cast<int32_t>(b);
+        p.held_experts = static_cast<int32_t>(n);
+        p.experts_gate_up = m.gate_up.data() + b * 2 * I * H * 4;
+        p.experts_down = m.down.data() + b * H * I * 4;
+        p.shared_inter = r == 0 ? SI : 0;
+        std::vector<float> out(x.size(), std::numeric_limits<float>::quiet_NaN());
+        p.out = out.data();
+        kernels::twin::moe_layer(p);
+        for (int64_t t = 0; t < T; ++t) {
+          bool any = false;
+          for (int64_t j = 0; j < K; ++j) {
+            const int32_t e = chosen[static_cast<size_t>(t * K + j)];
+            any = any || (e >= b && e < b + n);
+          }
+          if (any || r == 0) continue;
+          for (int64_t i = 0; i < H; ++i) ASSERT_EQ(out[static_cast<size_t>(t * H + i)], 0.0f) << "token " << t;
+        }
+        for (size_t i = 0; i < out.size(); ++i) sum[i] += out[i];
+        // The router's ids on this rank: the whole router's, in the block's numbering.
+        std::vector<float> logits(static_cast<size_t>(T * E));
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t e = 0; e < E; ++e) {
+            float acc = 0.0f;
+            for (int64_t i = 0; i < H; ++i)
+              acc += x[static_cast<size_t>(t * H + i)] * m.router[static_cast<size_t>(e * H + i)];
+            logits[static_cast<size_t>(t * E + e)] = acc;
+          }
+        std::vector<int32_t> all(static_cast<size_t>(T * K)), local(all.size());
+        std::vector<float> w_all(all.size()), w_local(all.size());
+        kernels::RouterParams rp{.logits = logits.data(), .n_tokens = T, .n_experts = static_cast<int32_t>(E),
+                                 .top_k = static_cast<int32_t>(K), .method = base.method, .n_group = base.n_group,
+                                 .topk_group = base.topk_group, .routed_scaling_factor = base.routed_scaling_factor,
+                                 .topk_idx = all.data(), .topk_weight = w_all.data()};
+        kernels::twin::router(rp);
+        rp.topk_idx = local.data();
+        rp.topk_weight = w_local.data();
+        rp.held_begin = static_cast<int32_t>(b);
+        rp.held_count = static_cast<int32_t>(n);
+        kernels::twin::router(rp);
+        EXPECT_EQ(w_local, w_all) << "every rank weighs the choice alike";
+        for (size_t q = 0; q < all.size(); ++q)
+          ASSERT_EQ(local[q], all[q] >= b && all[q] < b + n ? all[q] - b : kernels::kExpertElsewhere) << "pair " << q;
+      }
+      double worst = 0, scale = 0;
+      for (size_t i = 0; i < ref.size(); ++i) {
+        worst = std::max(worst, double{std::fabs(sum[i] - ref[i])});
+        scale = std::max(scale, double{std::fabs(ref[i])});
+      }
+      EXPECT_LE(worst, 1e-5 * scale) << "the ranks' shares summed against the whole layer";
+    }
+  }
+  // A block outside the router's experts is refused by name.
+  kernels::MoeLayerParams bad = base;
+  std::vector<float> x(static_cast<size_t>(2 * H), 1.0f), out(x.size());
+  bad.x = x.data();
+  bad.x_c = x.data();
+  bad.out = out.data();
+  bad.n_tokens = 2;
+  bad.experts_gate_up = m.gate_up.data();
+  bad.experts_down = m.down.data();
+  bad.held_begin = 12;
+  bad.held_experts = 8;
+  try {
+    kernels::twin::moe_layer(bad);
+    ADD_FAILURE() << "held experts [12, 20) of 16 ran";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("held experts [12, 12 + 8) of 16"), std::string::npos) << e.what();
+  }
+}
+
 TEST(TwinMoeLayer, RefusesMissingSharedWeightsAndBadTopK) {
   std::vector<float> x(4 * 8, 1.0f), out(x.size()), router(4 * 8, 0.1f), experts(4 * 2 * 2 * 8, 0.1f);
   kernels::MoeLayerParams p;

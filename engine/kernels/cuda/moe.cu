@@ -453,6 +453,11 @@ void check_router_settings(const RouterParams& p, const char* who) {
                                                       p.topk_group > 0 && p.topk_group <= p.n_group),
                  "{}: {} experts, n_group {}, topk_group {}. HINT: n_group (<= 32) must divide n_experts and "
                  "1 <= topk_group <= n_group", who, E, p.n_group, p.topk_group);
+  MLABENCH_CHECK(p.held_begin >= 0 && p.held_count >= 0 && p.held_begin + p.held_count <= E &&
+                     (p.held_count > 0 || p.held_begin == 0),
+                 "{}: held experts [{}, {} + {}) of {}. HINT: expert parallelism holds a block of the router's "
+                 "experts (held_count 0: all of them, held_begin 0)", who, p.held_begin, p.held_begin, p.held_count,
+                 E);
 }
 
 size_t norm_router_smem(const NormRouterParams& p) {

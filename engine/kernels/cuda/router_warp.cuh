@@ -102,7 +102,9 @@ __device__ __forceinline__ void route_token(const RouterParams& p, float* s, int
     }
   }
   if (lane < K) {
-    idx[lane] = my_idx;
+    // Expert parallelism: the local id of an expert this rank holds, kExpertElsewhere for another rank's.
+    const int local = my_idx - p.held_begin;
+    idx[lane] = p.held_count == 0 ? my_idx : local >= 0 && local < p.held_count ? local : kExpertElsewhere;
     weight[lane] = (K > 1 && p.norm_topk_prob) ? my_val / (wsum + 1e-20f) : my_val * p.routed_scaling_factor;
   }
 }

@@ -19,6 +19,7 @@ namespace {
 int64_t map_row(const MoeRowMap& m, int64_t p) {
   if (m.mode == MoeRowMode::PAIR) return p;
   const int32_t e = m.topk_idx[p], r = m.rank[p];
+  if (e == kExpertElsewhere && r < 0) return -1;  // another rank's expert: no row here (the GPU's map_row too)
   MLABENCH_CHECK(r >= 0, "moe row map: pair {} has rank {} (expert {}). HINT: run moe_permute on the same topk_idx "
                  "first; a negative rank marks an expert id out of range", p, r, e);
   if (m.mode == MoeRowMode::PADDED) {
@@ -46,6 +47,10 @@ void router(const RouterParams& p) {
                  K, E);
   MLABENCH_CHECK(p.scoring == RouterScoring::SOFTMAX || p.scoring == RouterScoring::SIGMOID,
                  "router: scoring {}. HINT: SOFTMAX or SIGMOID", static_cast<int>(p.scoring));
+  MLABENCH_CHECK(p.held_begin >= 0 && p.held_count >= 0 && p.held_begin + p.held_count <= E &&
+                     (p.held_count > 0 || p.held_begin == 0),
+                 "router: held experts [{}, {} + {}) of {}. HINT: expert parallelism holds a block of the router's "
+                 "experts (held_count 0: all of them, held_begin 0)", p.held_begin, p.held_begin, p.held_count, E);
   const bool grouped = p.method == RouterMethod::GROUP_LIMITED_GREEDY;
   MLABENCH_CHECK(!grouped || (p.n_group > 0 && E % p.n_group == 0 && p.topk_group > 0 && p.topk_group <= p.n_group),
                  "router: {} experts, n_group {}, topk_group {}. HINT: n_group must divide n_experts and "
@@ -96,8 +101,12 @@ void router(const RouterParams& p) {
       w[k] = s[best];
       wsum += s[best];
     }
-    for (int32_t k = 0; k < K; ++k)
+    for (int32_t k = 0; k < K; ++k) {
       w[k] = (K > 1 && p.norm_topk_prob) ? w[k] / (wsum + 1e-20f) : w[k] * p.routed_scaling_factor;
+      // Expert parallelism: local ids of the held experts, kExpertElsewhere for the others (as the GPU's).
+      const int32_t local = idx[k] - p.held_begin;
+      if (p.held_count > 0) idx[k] = local >= 0 && local < p.held_count ? local : kExpertElsewhere;
+    }
   }
 }
 
@@ -125,8 +134,13 @@ void moe_permute(const MoePermuteParams& p) {
   std::fill(p.counts, p.counts + p.n_experts, 0);
   for (int64_t q = 0; q < n_pairs; ++q) {
     const int32_t e = p.topk_idx[q];
-    MLABENCH_CHECK(e >= 0 && e < p.n_experts, "moe_permute: pair {} names expert {} of {}. HINT: topk_idx must "
-                   "come from the router of this layer", q, e, p.n_experts);
+    MLABENCH_CHECK(e == kExpertElsewhere || (e >= 0 && e < p.n_experts), "moe_permute: pair {} names expert {} of "
+                   "{}. HINT: topk_idx must come from the router of this layer (kExpertElsewhere: held by another "
+                   "rank)", q, e, p.n_experts);
+    if (e == kExpertElsewhere) {  // no row on this rank, as the GPU kernel's pair_expert
+      p.rank[q] = -1;
+      continue;
+    }
     p.rank[q] = p.counts[e]++;  // pairs visited in ascending q: a stable sort
   }
   int32_t acc = 0;
@@ -150,6 +164,7 @@ void moe_gather(const MoeGatherParams& p) {
   const int64_t groups = (p.hidden + kFp8Block - 1) / kFp8Block;
   for (int64_t q = 0; q < p.n_tokens * p.top_k; ++q) {
     const int64_t row = map_row(p.map, q);
+    if (row < 0) continue;  // an expert held elsewhere
     const char* src = x + (q / p.top_k) * p.ld_x * es;
     if (p.out_q == nullptr) {
       std::memcpy(out + row * p.ld_out * es, src, static_cast<size_t>(p.hidden) * es);
@@ -172,7 +187,10 @@ void moe_combine(const MoeCombineParams& p) {
   // Every pair's row, mapped (and checked) before the parallel loop: an exception must not leave an OpenMP region.
   const int64_t n_pairs = std::max<int64_t>(0, p.n_tokens * p.top_k);
   std::vector<int64_t> rows(static_cast<size_t>(n_pairs));
-  for (int64_t q = 0; q < n_pairs; ++q) rows[static_cast<size_t>(q)] = map_row(p.map, q) * p.ld_y;
+  for (int64_t q = 0; q < n_pairs; ++q) {
+    const int64_t row = map_row(p.map, q);
+    rows[static_cast<size_t>(q)] = row < 0 ? -1 : row * p.ld_y;  // -1: an expert held elsewhere, skipped
+  }
   // Tokens are independent: the threads share them, each output one sum over j ascending.
 #pragma omp parallel for schedule(static) if (n_pairs * p.hidden >= (int64_t{1} << 20))
   for (int64_t t = 0; t < p.n_tokens; ++t) {
@@ -182,6 +200,7 @@ void moe_combine(const MoeCombineParams& p) {
     for (int64_t i = 0; i < p.hidden; ++i) {
       float acc = 0.0f;
       for (int32_t j = 0; j < p.top_k; ++j) {
+        if (r[j] < 0) continue;
         const int64_t at = r[j] + i;
         acc += w[j] * (p.y ? p.y[at] : bf16_to_f32(p.y_bf16[at]));
       }

@@ -2,7 +2,8 @@
 // GPU runs it and through the same twins (router, moe_permute, moe_gather, silu_mul, moe_combine), in the row
 // layout moe_row_mode picks, so the row maps a GPU step uses are the ones exercised here. Every GEMM is a
 // moe_grouped_gemm twin (one expert for the plain ones): float32 sums of the dtype operands converted to float.
-// Expert inputs and the SwiGLU hidden rows are rounded to dtype as on the GPU.
+// Expert inputs and the SwiGLU hidden rows are rounded to dtype as on the GPU. Under expert parallelism
+// (held_experts) only the held block's pairs get rows, and never in PAIR layout, as on a GPU rank.
 #include <cstdint>
 #include <vector>
 
@@ -29,6 +30,11 @@ void check_moe_layer(const MoeLayerParams& p) {
   MLABENCH_CHECK(p.n_tokens == 0 || (p.x && p.x_c && p.out && p.router_w && p.experts_gate_up && p.experts_down),
                  "moe_layer: x, x_c, out, router_w, experts_gate_up or experts_down is null. HINT: fill every "
                  "MoeLayerParams buffer");
+  MLABENCH_CHECK(p.held_begin >= 0 && p.held_experts >= 0 && p.held_begin + p.held_experts <= p.n_experts &&
+                     (p.held_experts > 0 || p.held_begin == 0),
+                 "moe_layer: held experts [{}, {} + {}) of {}. HINT: under expert parallelism a rank holds a block of "
+                 "the router's experts (held_experts 0: all of them, held_begin 0)",
+                 p.held_begin, p.held_begin, p.held_experts, p.n_experts);
   MLABENCH_CHECK(p.n_tokens == 0 || p.shared_inter == 0 || (p.shared_gate_up && p.shared_down),
                  "moe_layer: shared_inter {} but shared_gate_up or shared_down is null. HINT: set shared_inter = 0 "
                  "for a model without shared experts",
@@ -57,7 +63,7 @@ const char* at(const void* base, int64_t elems, DType dt) {
 void routed_experts(const MoeLayerParams& p, const MoeRowMap& map, const std::vector<int32_t>& idx,
                     const std::vector<int32_t>& counts, const void* xe, std::vector<float>& ge, void* he,
                     std::vector<float>& ye, int64_t rows) {
-  const int64_t T = p.n_tokens, H = p.hidden, I = p.inter, E = p.n_experts;
+  const int64_t T = p.n_tokens, H = p.hidden, I = p.inter, E = p.local_experts();  // the experts held here
   const DType dt = p.dtype;
   const int64_t gu_stride = 2 * I * H, dn_stride = H * I;  // elements per expert
   auto gate_up = [&](int64_t r0, int64_t n, int64_t e) {   // ge rows [r0, r0 + n) <- expert e's [2I, H]
@@ -81,11 +87,12 @@ void routed_experts(const MoeLayerParams& p, const MoeRowMap& map, const std::ve
     for (int64_t e = 0; e < E; ++e) down(e * map.capacity, counts[static_cast<size_t>(e)], e);
   } else {  // COMPACT: the grouped GEMM over moe_permute's offsets, at most n_tokens rows per expert
     moe_grouped_gemm({.y = ge.data(), .ld_y = 2 * I, .x = xe, .ld_x = H, .w = p.experts_gate_up,
-                      .expert_stride = gu_stride, .dtype = dt, .offsets = map.offsets, .n_experts = p.n_experts,
-                      .n = 2 * I, .k = H, .max_rows = T});
+                      .expert_stride = gu_stride, .dtype = dt, .offsets = map.offsets,
+                      .n_experts = static_cast<int32_t>(E), .n = 2 * I, .k = H, .max_rows = T});
     silu();
     moe_grouped_gemm({.y = ye.data(), .ld_y = H, .x = he, .ld_x = I, .w = p.experts_down, .expert_stride = dn_stride,
-                      .dtype = dt, .offsets = map.offsets, .n_experts = p.n_experts, .n = H, .k = I, .max_rows = T});
+                      .dtype = dt, .offsets = map.offsets, .n_experts = static_cast<int32_t>(E), .n = H, .k = I,
+                      .max_rows = T});
   }
 }
 
@@ -94,6 +101,7 @@ void routed_experts(const MoeLayerParams& p, const MoeRowMap& map, const std::ve
 void moe_layer(const MoeLayerParams& p) {
   checks::check_moe_layer(p);
   const int64_t T = p.n_tokens, H = p.hidden, I = p.inter, SI = p.shared_inter, E = p.n_experts, K = p.top_k;
+  const int32_t EL = p.local_experts();  // the routed experts held here (expert parallelism: a block of E)
   if (T == 0) return;
   const DType dt = p.dtype;
   const size_t es = dtype_size(dt);
@@ -105,7 +113,7 @@ void moe_layer(const MoeLayerParams& p) {
   router({.logits = logits.data(), .n_tokens = T, .n_experts = p.n_experts, .top_k = p.top_k, .method = p.method,
           .n_group = p.n_group, .topk_group = p.topk_group, .norm_topk_prob = p.norm_topk_prob,
           .routed_scaling_factor = p.routed_scaling_factor, .topk_idx = idx.data(), .topk_weight = w.data(),
-          .scoring = p.scoring});
+          .scoring = p.scoring, .held_begin = p.held_begin, .held_count = p.held_experts});
 
   if (SI > 0) {  // shared experts first, straight into out: down(silu(gate(x)) * up(x))
     std::vector<float> gu(static_cast<size_t>(T * 2 * SI));  // [T, 2 SI]
@@ -116,12 +124,13 @@ void moe_layer(const MoeLayerParams& p) {
     linear(p.out, H, h.data(), SI, p.shared_down, dt, T, H, SI);  // [T, H]
   }
 
-  std::vector<int32_t> counts(static_cast<size_t>(E)), offsets(static_cast<size_t>(E) + 1), rank(idx.size());
-  moe_permute({.topk_idx = idx.data(), .n_tokens = T, .top_k = p.top_k, .n_experts = p.n_experts,
-               .counts = counts.data(), .offsets = offsets.data(), .rank = rank.data()});
-  MoeRowMap map{.mode = moe_row_mode(T, K, E), .topk_idx = idx.data(), .rank = rank.data(), .offsets = offsets.data()};
+  std::vector<int32_t> counts(static_cast<size_t>(EL)), offsets(static_cast<size_t>(EL) + 1), rank(idx.size());
+  moe_permute({.topk_idx = idx.data(), .n_tokens = T, .top_k = p.top_k, .n_experts = EL, .counts = counts.data(),
+               .offsets = offsets.data(), .rank = rank.data()});
+  MoeRowMap map{.mode = moe_row_mode(T, K, EL, EL < E), .topk_idx = idx.data(), .rank = rank.data(),
+                .offsets = offsets.data()};
   if (map.mode == MoeRowMode::PADDED) map.capacity = static_cast<int32_t>(T);
-  const int64_t rows = map.mode == MoeRowMode::PADDED ? E * T : T * K;  // expert-ordered rows
+  const int64_t rows = map.mode == MoeRowMode::PADDED ? EL * T : T * K;  // expert-ordered rows
 
   std::vector<char> xe(static_cast<size_t>(rows * H) * es), he(static_cast<size_t>(rows * I) * es);
   std::vector<float> ge(static_cast<size_t>(rows * 2 * I)), ye(static_cast<size_t>(rows * H));
