@@ -140,7 +140,7 @@ void add_model_args(CLI::App* cmd, ModelArgs& a, bool engine_options) {
       ->capture_default_str();
   cmd->add_flag("--dp-attention", e.dp_attention,
                 "data-parallel attention: every rank all heads over its own sequences and cache, the FFN split "
-                "(cpu only so far; each rank its own KV cache of --kv-cache-gib, the prefix cache within each)");
+                "(cpu and cuda; each rank its own KV cache of --kv-cache-gib, the prefix cache within each)");
   cmd->add_option("--precision", e.precision,
                   "cuda only (the cpu computes in float32): native (GEMMs in the checkpoint dtype, BF16 KV cache: "
                   "fast) or f32 (float32 weights, GEMMs, KV cache and attention: parity with the reference, 2x memory)")

@@ -32,14 +32,31 @@ std::vector<Range> vocab_ranges(int64_t vocab, int world) {
   return out;
 }
 
+// n floats from the device into a host vector, the stream synchronized.
+std::vector<float> to_host(const float* device, int64_t n, void* stream) {
+  std::vector<float> host(static_cast<size_t>(n));
+  if (n > 0)
+    MLABENCH_CUDA(cudaMemcpyAsync(host.data(), device, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToHost,
+                                  as_stream(stream)));
+  MLABENCH_CUDA(cudaStreamSynchronize(as_stream(stream)));
+  return host;
+}
+
+// n floats from the host to the device, the stream synchronized (the host memory may go out of scope after).
+void to_device(float* device, const float* host, int64_t n, void* stream) {
+  if (n > 0)
+    MLABENCH_CUDA(cudaMemcpyAsync(device, host, static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice, as_stream(stream)));
+  MLABENCH_CUDA(cudaStreamSynchronize(as_stream(stream)));
+}
+
 // The CPU twin behind copies to and from the host. Every join synchronizes the rank's stream: for tests and for
 // placements NCCL refuses (ranks sharing a GPU), not for speed.
 class HostStagedCollectives final : public DeviceCollectives {
  public:
-  HostStagedCollectives(HostGroup& group, int64_t vocab) : group_(group), vocab_(vocab) {}
+  HostStagedCollectives(HostGroup& group, int64_t vocab, bool dp) : group_(group), vocab_(vocab), dp_(dp) {}
   std::string kind() const override { return "host"; }
   DeviceRankHooks hooks(int rank) override {
-    CpuRankHooks cpu = tensor_parallel_hooks(group_, rank, vocab_);
+    CpuRankHooks cpu = dp_ ? dp_attention_hooks(group_, rank, vocab_) : tensor_parallel_hooks(group_, rank, vocab_);
     DeviceRankHooks h;
     h.all_reduce = [reduce = cpu.all_reduce](float* data, int64_t n, void* stream) {
       std::vector<float> host(static_cast<size_t>(n));
@@ -60,6 +77,25 @@ class HostStagedCollectives final : public DeviceCollectives {
       MLABENCH_CUDA(cudaMemcpyAsync(logits, all.data(), all.size() * 4, cudaMemcpyHostToDevice, as_stream(stream)));
       MLABENCH_CUDA(cudaStreamSynchronize(as_stream(stream)));
     };
+    if (dp_) {
+      // DP attention leaves the attention block whole on each rank: no all-reduce after it, but the FFN's partial
+      // sums over every rank's rows are reduced by reduce_rows (all_reduce stays set: the hooks are not empty).
+      h.gather_rows = [gather = cpu.gather_rows](const float* mine, int64_t rows, int64_t width, float* all,
+                                                 int64_t& all_rows, void* stream) {
+        const std::vector<float> host = to_host(mine, rows * width, stream);
+        std::vector<float> gathered;
+        const int64_t first = gather(host.data(), rows, width, gathered);
+        all_rows = static_cast<int64_t>(gathered.size()) / width;
+        to_device(all, gathered.data(), static_cast<int64_t>(gathered.size()), stream);
+        return first;
+      };
+      h.reduce_rows = [reduce = cpu.reduce_rows](float* all, int64_t all_rows, int64_t width, int64_t first,
+                                                 int64_t rows, float* mine, void* stream) {
+        std::vector<float> host = to_host(all, all_rows * width, stream), own(static_cast<size_t>(rows * width));
+        reduce(host.data(), all_rows, width, first, rows, own.data());
+        to_device(mine, own.data(), rows * width, stream);
+      };
+    }
     h.graph_capturable = false;
     return h;
   }
@@ -67,6 +103,7 @@ class HostStagedCollectives final : public DeviceCollectives {
  private:
   HostGroup& group_;
   int64_t vocab_;
+  bool dp_ = false;
 };
 
 #if MLABENCH_HAVE_NCCL
@@ -81,10 +118,15 @@ void nccl_check(ncclResult_t r, const char* call) {
 // One communicator a rank. The output head's vocabulary splits unevenly (split_range), and ncclAllGather moves
 // equal counts, so each rank sends its [rows, local_vocab] padded to the widest rank's width and the gathered
 // [rank][rows][width] is laid out into [rows, vocab] by one 2-D copy a rank, all on the rank's stream.
+//   DP attention: the ranks' row counts differ every call, so they are exchanged on the host first (the ranks are
+// threads of this process: HostGroup), then each rank's rows go to all by one ncclBroadcast a rank in a group (exact
+// counts, no padding; the send buffer is read on its root only), and reduce_rows is an ncclAllReduce over all of them with this rank's rows copied out (the
+// all-reduce + slice form of a reduce-scatter, as the CPU's). Not capturable: the counts are host values.
 class NcclCollectives final : public DeviceCollectives {
  public:
-  NcclCollectives(const std::vector<int>& devices, int64_t vocab, int64_t max_rows)
-      : devices_(devices), vocab_(vocab), max_rows_(max_rows), vocab_of_(vocab_ranges(vocab, static_cast<int>(devices.size()))) {
+  NcclCollectives(HostGroup& group, const std::vector<int>& devices, int64_t vocab, int64_t max_rows, bool dp)
+      : group_(group), dp_(dp), devices_(devices), vocab_(vocab), max_rows_(max_rows),
+        vocab_of_(vocab_ranges(vocab, static_cast<int>(devices.size()))) {
     // NVLink multicast stays off (the device README): set before the communicators exist, unless the user chose.
     setenv("NCCL_NVLS_ENABLE", "0", 0);
     for (const Range& r : vocab_of_) width_ = std::max(width_, r.size());
@@ -132,11 +174,43 @@ class NcclCollectives final : public DeviceCollectives {
                                         cudaMemcpyDeviceToDevice, s));
       }
     };
-    h.graph_capturable = true;
+    if (dp_) {
+      h.gather_rows = [this, comm, rank, world](const float* mine, int64_t rows, int64_t width, float* all,
+                                                int64_t& all_rows, void* stream) {
+        const std::vector<int64_t> counts = group_.all_gather_counts(rank, rows);
+        int64_t first = 0, at = 0;
+        nccl_check(ncclGroupStart(), "ncclGroupStart");
+        for (int q = 0; q < world; ++q) {
+          const int64_t n = counts[static_cast<size_t>(q)] * width;
+          if (q == rank) first = at / width;
+          if (n > 0)
+            nccl_check(ncclBroadcast(mine, all + at, static_cast<size_t>(n), ncclFloat32, q, comm,
+                                     as_stream(stream)),
+                       "ncclBroadcast");
+          at += n;
+        }
+        nccl_check(ncclGroupEnd(), "ncclGroupEnd");
+        all_rows = at / width;
+        return first;
+      };
+      h.reduce_rows = [comm](float* all, int64_t all_rows, int64_t width, int64_t first, int64_t rows, float* mine,
+                             void* stream) {
+        const cudaStream_t s = as_stream(stream);
+        if (all_rows > 0)
+          nccl_check(ncclAllReduce(all, all, static_cast<size_t>(all_rows * width), ncclFloat32, ncclSum, comm, s),
+                     "ncclAllReduce");
+        if (rows > 0)
+          MLABENCH_CUDA(cudaMemcpyAsync(mine, all + first * width, static_cast<size_t>(rows * width) * 4,
+                                        cudaMemcpyDeviceToDevice, s));
+      };
+    }
+    h.graph_capturable = !dp_;
     return h;
   }
 
  private:
+  HostGroup& group_;
+  bool dp_ = false;
   std::vector<int> devices_;
   int64_t vocab_, max_rows_, width_ = 0;
   std::vector<Range> vocab_of_;
@@ -163,16 +237,17 @@ std::vector<int> place_ranks(int world, int first_device) {
 }
 
 std::unique_ptr<DeviceCollectives> make_device_collectives(HostGroup& group, const std::vector<int>& devices,
-                                                           int64_t vocab, int64_t max_rows, bool prefer_host) {
+                                                           int64_t vocab, int64_t max_rows, bool prefer_host,
+                                                           bool dp_attention) {
   const bool distinct = std::set<int>(devices.begin(), devices.end()).size() == devices.size();
 #if MLABENCH_HAVE_NCCL
-  if (distinct && !prefer_host) return std::make_unique<NcclCollectives>(devices, vocab, max_rows);
+  if (distinct && !prefer_host) return std::make_unique<NcclCollectives>(group, devices, vocab, max_rows, dp_attention);
 #else
   (void)max_rows;
   (void)distinct;
   (void)prefer_host;
 #endif
-  return std::make_unique<HostStagedCollectives>(group, vocab);
+  return std::make_unique<HostStagedCollectives>(group, vocab, dp_attention);
 }
 
 }  // namespace mlabench::parallel

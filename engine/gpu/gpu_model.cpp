@@ -430,6 +430,13 @@ void GpuModel::allocate_buffers(const serving::ServingLimits& lim) {
   off_head_c_ = arena_.reserve(static_cast<size_t>(R * H) * es);
   const size_t off_logits = arena_.reserve(static_cast<size_t>(R * c.vocab_size) * 4);
   if (lm_head_.rows < c.vocab_size) off_local_logits_ = arena_.reserve(static_cast<size_t>(R * lm_head_.rows) * 4);
+  if (hooks_.dp_attention()) {  // forward_dp: every rank's rows of a step (within T tokens and R logit rows)
+    off_dp_mine_ = arena_.reserve(static_cast<size_t>(T * H) * 4);
+    off_dp_all_ = arena_.reserve(static_cast<size_t>(T * H) * 4);
+    off_dp_all_c_ = arena_.reserve(static_cast<size_t>(T * H) * es);
+    off_dp_out_ = arena_.reserve(static_cast<size_t>(T * H) * 4);
+    off_dp_head_ = arena_.reserve(static_cast<size_t>(R * H) * 4);
+  }
   attention_->reserve(arena_, lim);
   arena_.allocate("step buffers");
   if (fp8_weights_) {  // the widest input of an FP8 projection (the dense FFN's down, o_proj, ...)
@@ -512,6 +519,10 @@ bool GpuModel::linear_split_fp8(float* y, int64_t ldy, float* y2, int64_t ldy2, 
 // ---- forward ----------------------------------------------------------------------------------------------------
 
 void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
+  if (hooks_.dp_attention()) {
+    forward_dp(st, pools);
+    return;
+  }
   const ModelConfig& c = config_;
   const int64_t T = st.n_rows, H = c.hidden_size;
   const auto eps = static_cast<float>(c.rms_norm_eps);
@@ -572,24 +583,27 @@ void GpuModel::ffn(const DeviceStep& st, const GpuLayer& L, Residual& x, float* 
                               .eps = eps, .out2 = xn_c, .out2_type = dtype_, .ld_out2 = H,
                               .residual_out = x.next, .ld_residual_out = H};
   if (adds) x.advance();
-  moe_->forward({.x = xn, .x_c = xn_c, .out = delta, .n_tokens = T, .dtype = dtype_, .hidden = H,
-                 .inter = c.moe_intermediate_size,
-                 .shared_inter = L.shared.gate_up.p ? c.moe_intermediate_size * c.n_shared_experts : 0,
-                 .n_experts = static_cast<int32_t>(c.n_routed_experts),
-                 .top_k = static_cast<int32_t>(c.experts_per_token),
-                 .method = c.topk_method == TopkMethod::GREEDY ? k::RouterMethod::GREEDY
-                                                               : k::RouterMethod::GROUP_LIMITED_GREEDY,
-                 .n_group = static_cast<int32_t>(c.n_group), .topk_group = static_cast<int32_t>(c.topk_group),
-                 .norm_topk_prob = c.norm_topk_prob,
-                 .routed_scaling_factor = static_cast<float>(c.routed_scaling_factor),
-                 .scoring = c.scoring_func == ScoringFunc::SOFTMAX ? k::RouterScoring::SOFTMAX
-                                                                   : k::RouterScoring::SIGMOID,
-                 .router_w = L.router, .experts_gate_up = L.experts_gate_up.p, .experts_down = L.experts_down.p,
-                 .shared_gate_up = L.shared.gate_up.p, .shared_down = L.shared.down.p, .graph_safe = st.graphed,
-                 .experts_gate_up_scale = L.experts_gate_up.scale, .experts_down_scale = L.experts_down.scale,
-                 .shared_gate_up_scale = L.shared.gate_up.scale, .shared_down_scale = L.shared.down.scale,
-                 .held_begin = held_begin_, .held_experts = held_experts_},
-                &norm);
+  moe_->forward(moe_params(L, xn, xn_c, delta, T, st.graphed), &norm);
+}
+
+// The MoE layer's call for rows x (float32, the router's input) and x_c (dt, the experts') into out, T rows.
+k::MoeLayerParams GpuModel::moe_params(const GpuLayer& L, const float* x, const void* x_c, float* out, int64_t T,
+                                       bool graphed) const {
+  const ModelConfig& c = config_;
+  return {.x = x, .x_c = x_c, .out = out, .n_tokens = T, .dtype = dtype_, .hidden = c.hidden_size,
+          .inter = c.moe_intermediate_size,
+          .shared_inter = L.shared.gate_up.p ? c.moe_intermediate_size * c.n_shared_experts : 0,
+          .n_experts = static_cast<int32_t>(c.n_routed_experts), .top_k = static_cast<int32_t>(c.experts_per_token),
+          .method = c.topk_method == TopkMethod::GREEDY ? k::RouterMethod::GREEDY
+                                                        : k::RouterMethod::GROUP_LIMITED_GREEDY,
+          .n_group = static_cast<int32_t>(c.n_group), .topk_group = static_cast<int32_t>(c.topk_group),
+          .norm_topk_prob = c.norm_topk_prob, .routed_scaling_factor = static_cast<float>(c.routed_scaling_factor),
+          .scoring = c.scoring_func == ScoringFunc::SOFTMAX ? k::RouterScoring::SOFTMAX : k::RouterScoring::SIGMOID,
+          .router_w = L.router, .experts_gate_up = L.experts_gate_up.p, .experts_down = L.experts_down.p,
+          .shared_gate_up = L.shared.gate_up.p, .shared_down = L.shared.down.p, .graph_safe = graphed,
+          .experts_gate_up_scale = L.experts_gate_up.scale, .experts_down_scale = L.experts_down.scale,
+          .shared_gate_up_scale = L.shared.gate_up.scale, .shared_down_scale = L.shared.down.scale,
+          .held_begin = held_begin_, .held_experts = held_experts_};
 }
 
 // down(silu(gate(x)) * up(x)) for x [n, H] in dt -> out [n, H] float32. norm (x is its out): the norm that makes x,
@@ -645,6 +659,122 @@ void GpuModel::output_head(const DeviceStep& step, float* x, float* delta) {
   auto* local = arena_.at<float>(off_local_logits_);  // [R, Vr]: this rank's vocabulary rows
   blas_->linear(local, Vr, hc, H, lm_head_.p, H, dtype_, R, Vr, H);
   hooks_.gather_logits(local, R, Vr, logits_, stream_);  // [R, V] on every rank
+}
+
+
+// ---- DP attention -----------------------------------------------------------------------------------------------
+
+// DP attention (issue 22, --ep N or --tp N with --dp-attention on GPU ranks; hooks_.dp_attention()): this rank
+// attends over its own sequences with every head and its own cache (its rows may be none this step), and each FFN
+// and the output head run this rank's slices (TP columns, or its experts under EP, and its vocabulary rows) over
+// every rank's rows: gathered before (DeviceRankHooks::gather_rows, counts first), the partial sums reduced after
+// and this rank's rows kept (reduce_rows), as the CPU's sharded forward does (engine/model/cpu_model.cpp). Every
+// rank calls every gather, so a rank with no rows still joins each layer. The gathered rows of a step are the
+// scheduler's step over all ranks, within max_step_tokens (and max_logit_rows at the head). No CUDA graphs (the
+// counts are host values each call) and no timing experiments here.
+void GpuModel::forward_dp(const DeviceStep& st, KvPools& pools) {
+  const ModelConfig& c = config_;
+  const int64_t T = st.n_rows, H = c.hidden_size;
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  Residual x{arena_.at<float>(off_x_), arena_.at<float>(off_x_next_)};  // this rank's residual stream [T, H]
+  auto* delta = arena_.at<float>(off_delta_);                             // this rank's rows of the last block
+  void* xn_c = arena_.at<void>(off_xn_c_);
+  cache_slots_ = pools.n_blocks * pools.block_size;
+  if (T > 0)
+    k::cuda::embedding({.out = x.now, .table = embed_.p, .table_type = dtype_, .hidden = H, .ids = st.tokens,
+                        .n_rows = T},
+                       stream_);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const GpuLayer& L = layers_[static_cast<size_t>(l)];
+    if (T > 0) {  // attention over this rank's sequences: every head, no join after it
+      const bool adds = l > 0;
+      pending_norm_ = k::RmsNormParams{.residual = x.now, .ld_residual = H, .delta = adds ? delta : nullptr,
+                                       .ld_delta = H, .out = xn_c, .out_type = dtype_, .ld_out = H,
+                                       .weight = L.input_norm, .n_rows = T, .dim = H, .eps = eps,
+                                       .residual_out = adds ? x.next : nullptr, .ld_residual_out = H};
+      void* vc = pools.v.empty() ? nullptr : pools.v[static_cast<size_t>(l)].get();
+      attention_->forward(st, L, pools.k[static_cast<size_t>(l)].get(), vc, pools.block_size, delta);  // [T, H]
+      normed_input();
+      if (adds) x.advance();
+    }
+    ffn_dp(L, x, delta, T);
+  }
+  output_head_dp(st, x.now, delta);
+}
+
+// x += delta and the post-attention norm on this rank's T rows (float32), every rank's normed rows gathered, this
+// rank's slice of the FFN over all of them, the sums reduced and this rank's rows into delta.
+void GpuModel::ffn_dp(const GpuLayer& L, Residual& x, float* delta, int64_t T) {
+  const int64_t H = config_.hidden_size;
+  auto* mine = arena_.at<float>(off_dp_mine_);  // [T, H] float32
+  auto* all = arena_.at<float>(off_dp_all_);    // [all rows, H] float32: the router's input
+  auto* out = arena_.at<float>(off_dp_out_);    // [all rows, H] float32: this rank's partial sums
+  if (T > 0) {
+    k::cuda::rms_norm({.residual = x.now, .ld_residual = H, .delta = delta, .ld_delta = H, .out = mine,
+                       .out_type = DType::F32, .ld_out = H, .weight = L.post_norm, .n_rows = T, .dim = H,
+                       .eps = static_cast<float>(config_.rms_norm_eps), .residual_out = x.next,
+                       .ld_residual_out = H},
+                      stream_);
+    x.advance();
+  }
+  int64_t rows = 0;
+  const int64_t first = hooks_.gather_rows(mine, T, H, all, rows, stream_);
+  MLABENCH_ICHECK(rows <= limits_.max_step_tokens && first + T <= rows,
+                  "DP attention: {} rows gathered (this rank's from {}), above the step's {} tokens", rows, first,
+                  limits_.max_step_tokens);
+  if (rows == 0) return;  // no rank has rows: every rank sees the same count
+  // The experts' and the dense FFN's operand in dt: the rounding the norm's second output would give.
+  const void* all_c = all;
+  if (dtype_ != DType::F32) {
+    all_c = arena_.at<void>(off_dp_all_c_);
+    k::cuda::cast({.out = const_cast<void*>(all_c), .out_type = dtype_, .ld_out = H, .in = all, .ld_in = H,
+                   .n_rows = rows, .n_cols = H},
+                  stream_);
+  }
+  if (L.ffn == FfnKind::DENSE)
+    swiglu(L.mlp, all_c, rows, out);
+  else
+    moe_->forward(moe_params(L, all, all_c, out, rows, false));
+  hooks_.reduce_rows(out, rows, H, first, T, delta, stream_);
+}
+
+// The final norm on this rank's rows, its logit rows gathered with every rank's, this rank's vocabulary rows of
+// lm_head over all of them, the logits gathered whole, and this rank's rows moved to the front of logits_.
+void GpuModel::output_head_dp(const DeviceStep& step, float* x, float* delta) {
+  const int64_t H = config_.hidden_size, T = step.n_rows, R = step.n_logit_rows, V = config_.vocab_size;
+  if (T > 0)
+    k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = x,
+                       .out_type = DType::F32, .ld_out = H, .weight = final_norm_, .n_rows = T, .dim = H,
+                       .eps = static_cast<float>(config_.rms_norm_eps)},
+                      stream_);
+  auto* hx = arena_.at<float>(off_head_x_);  // [R, H]: this rank's logit rows
+  if (R > 0)
+    k::cuda::embedding({.out = hx, .table = x, .table_type = DType::F32, .hidden = H, .ids = step.logit_rows,
+                        .n_rows = R},
+                       stream_);
+  auto* h_all = arena_.at<float>(off_dp_head_);  // [all logit rows, H]
+  int64_t rows = 0;
+  const int64_t first = hooks_.gather_rows(hx, R, H, h_all, rows, stream_);
+  MLABENCH_ICHECK(rows <= limits_.max_logit_rows && first + R <= rows,
+                  "DP attention: {} logit rows gathered (this rank's from {}), above the step's {}", rows, first,
+                  limits_.max_logit_rows);
+  if (rows == 0) return;
+  void* hc = arena_.at<void>(off_head_c_);
+  k::cuda::cast({.out = hc, .out_type = dtype_, .ld_out = H, .in = h_all, .ld_in = H, .n_rows = rows, .n_cols = H},
+                stream_);
+  const int64_t Vr = lm_head_.rows;
+  if (Vr == V) {
+    blas_->linear(logits_, V, hc, H, lm_head_.p, H, dtype_, rows, V, H);  // [rows, V]
+  } else {
+    auto* local = arena_.at<float>(off_local_logits_);  // [rows, Vr]
+    blas_->linear(local, Vr, hc, H, lm_head_.p, H, dtype_, rows, Vr, H);
+    hooks_.gather_logits(local, rows, Vr, logits_, stream_);  // [rows, V] on every rank
+  }
+  // Row first + i to row i, ascending: row first + i is read before any later copy writes it.
+  if (first > 0)
+    for (int64_t i = 0; i < R; ++i)
+      MLABENCH_CUDA(cudaMemcpyAsync(logits_ + i * V, logits_ + (first + i) * V, static_cast<size_t>(V) * 4,
+                                    cudaMemcpyDeviceToDevice, stream_));
 }
 
 }  // namespace mlabench::gpu

@@ -27,9 +27,22 @@ struct DeviceRankHooks {
   /// (device) on every rank.
   std::function<void(const float* local, int64_t rows, int64_t local_vocab, float* logits, void* stream)>
       gather_logits;
-  /// Whether a CUDA graph may capture the calls (nccl: yes; host: no, it synchronizes).
+  /// DP attention only (null otherwise; the CPU's CpuRankHooks::gather_rows / reduce_rows on device memory): each
+  /// rank's rows mine [rows, width] into all [all_rows, width] on every rank, in rank order (rows may be 0 on a rank
+  /// with no sequence this step; every rank calls it). Sets all_rows; returns this rank's first row in all. all
+  /// holds at least the step's rows over all ranks.
+  std::function<int64_t(const float* mine, int64_t rows, int64_t width, float* all, int64_t& all_rows, void* stream)>
+      gather_rows;
+  /// DP attention only: all [all_rows, width] (this rank's partial sums over every rank's rows) summed over the
+  /// ranks, then rows [first, first + rows) into mine.
+  std::function<void(float* all, int64_t all_rows, int64_t width, int64_t first, int64_t rows, float* mine,
+                     void* stream)>
+      reduce_rows;
+  /// Whether a CUDA graph may capture the calls (nccl without DP attention: yes; host: no, it synchronizes; DP
+  /// attention: no, the row counts are exchanged on the host every call).
   bool graph_capturable = false;
   bool empty() const { return !all_reduce; }
+  bool dp_attention() const { return static_cast<bool>(gather_rows); }
 };
 
 /// Where each rank runs and how the ranks join.
@@ -48,7 +61,9 @@ std::vector<int> place_ranks(int world, int first_device);
 
 /// NCCL over `devices` (one rank a GPU, distinct) when the build has NCCL and `prefer_host` is false; otherwise the
 /// host-staged twin through `group`. vocab: the model's; max_rows: the most logit rows a step gathers.
+/// dp_attention: the hooks carry gather_rows / reduce_rows (each rank attends over its own sequences).
 std::unique_ptr<DeviceCollectives> make_device_collectives(HostGroup& group, const std::vector<int>& devices,
-                                                           int64_t vocab, int64_t max_rows, bool prefer_host);
+                                                           int64_t vocab, int64_t max_rows, bool prefer_host,
+                                                           bool dp_attention = false);
 
 }  // namespace mlabench::parallel

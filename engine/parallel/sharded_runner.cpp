@@ -189,10 +189,13 @@ class ShardedRunner final : public serving::ModelRunner {
       global_logit[owner[s]].push_back(i);
       (lr.use == serving::RowUse::SAMPLE ? q.n_sample : lr.use == serving::RowUse::SCORE ? q.n_score : q.n_full)++;
     }
+    // CPU ranks run a forward call a sequence: empty sequences (no rows, no cache) pair the ranks' calls up, each
+    // joining the gathers. A GPU rank runs one forward a step over all its rows, zero included, joining each
+    // layer's gathers once: its plan keeps only its own sequences.
     size_t most = 0;
     for (const auto& q : sub) most = std::max(most, q.seqs.size());
-    for (auto& q : sub)  // empty sequences: no rows, no cache, but a forward call that joins the gathers
-      q.seqs.resize(most, serving::PlannedSequence{});  // n_new 0
+    if (!collectives_)
+      for (auto& q : sub) q.seqs.resize(most, serving::PlannedSequence{});  // n_new 0
     threads_.run([&](int r) { ranks_[static_cast<size_t>(r)]->execute(sub[static_cast<size_t>(r)],
                                                                       outputs_[static_cast<size_t>(r)]); });
     out.sampled.assign(static_cast<size_t>(plan.n_sample), 0);
@@ -237,9 +240,6 @@ class ShardedRunner final : public serving::ModelRunner {
 void check_sharded_options(const ModelConfig& c, const EngineOptions& o) {
   const ParallelConfig p = split_of(o);
   for (int r = 0; r < p.world(); ++r) (void)plan_shards(c, p, r);
-  MLABENCH_CHECK(!p.dp_attention || o.device != Device::CUDA,
-                 "--dp-attention on cuda: the GPU model has no gather of every rank's rows before its FFN yet. HINT: "
-                 "--tp N on cuda, or --device cpu for DP attention");
   if (o.device != Device::CUDA) return;
   // FP8 weights: each GPU rank quantises its slices itself (the CPU quantises the whole model, then slices).
   if (o.weights_dtype == WeightsDtype::FP8) check_fp8_grid(c, p);
@@ -287,7 +287,7 @@ std::unique_ptr<serving::ModelRunner> make_sharded_gpu_runner(const ModelConfig&
   auto group = std::make_unique<HostGroup>(p.world());
   HostGroup* g = group.get();
   std::unique_ptr<DeviceCollectives> coll =
-      make_device_collectives(*g, devices, c.vocab_size, limits.max_logit_rows, prefer_host);
+      make_device_collectives(*g, devices, c.vocab_size, limits.max_logit_rows, prefer_host, p.dp_attention);
   DeviceCollectives* cp = coll.get();
   return std::make_unique<ShardedRunner>(
       c, std::move(w), o, limits.block_size, std::move(group), std::move(coll), devices,

@@ -261,17 +261,58 @@ TEST(ShardedGpu, Fp8CheckpointOnTheGridMatchesTheOneGpuEngine) {
   EXPECT_LT(ratio, 1.25) << split->weight_bytes() << " against " << whole->weight_bytes();
 }
 
-TEST(ShardedGpu, RefusesDpAttentionAndSharedGpusWithoutACacheBudget) {
+// DP attention on GPU ranks (--ep 2 --dp-attention and --tp 2 --dp-attention): each rank attends over its own
+// sequences with every head and its own cache, and the FFN and the output head run its slices over every rank's
+// rows, gathered before and reduced after (GpuModel::forward_dp). Against the one-GPU engine in float32: the logits
+// of one prompt (the other rank has no rows that step and still joins every gather with a forward of zero rows),
+// the greedy tokens of a batch the scheduler spreads over both ranks, and the cache: a rank's --kv-cache-gib each,
+// so twice the one-GPU engine's tokens. BF16: the batch runs and its tokens are counted.
+TEST(ShardedGpu, DpAttentionMatchesTheOneGpuEngine) {
   MLABENCH_REQUIRE_GPU();
-  EngineOptions o{.model_dir = test::default_model_dir(), .device = Device::CUDA, .tp = 2, .dp_attention = true};
-  auto e = Engine::open(o);
-  ASSERT_FALSE(e.ok());
-  EXPECT_NE(std::string(e.error().what()).find("--dp-attention on cuda"), std::string::npos) << e.error().what();
+  const std::string dir = test::default_model_dir();
+  for (const auto& [tp, ep] : {std::pair{1, 2}, std::pair{2, 1}}) {
+    for (Precision precision : {Precision::FLOAT32, Precision::NATIVE}) {
+      const bool f32 = precision == Precision::FLOAT32;
+      SCOPED_TRACE("--tp " + std::to_string(tp) + " --ep " + std::to_string(ep) + " --dp-attention " +
+                   (f32 ? "f32" : "native"));
+      EngineOptions o{.model_dir = dir};
+      o.precision = precision;
+      auto whole = open_on_ranks(o, 1);
+      o.dp_attention = true;
+      auto dp = open_on_ranks(o, tp, ep);
+      ASSERT_TRUE(whole && dp);
+      EXPECT_EQ(dp->kv_cache_tokens(), 2 * whole->kv_cache_tokens()) << "a cache a rank";
+      const int64_t V = whole->summary().vocab_size;
+      const std::vector<int32_t> prompt = ids(150, V, 5);
+      const Logits a = whole->logits(prompt).value(), b = dp->logits(prompt).value();
+      ASSERT_EQ(a.data.size(), b.data.size());
+      const double err = test::max_abs_diff(a.data.data(), b.data.data(), a.data.size()), m = max_abs(a.data);
+      std::printf("[ sharded gpu ] tiny --tp %d --ep %d --dp-attention %s: max|err| %.3e of max|logit| %.2f\n", tp,
+                  ep, f32 ? "f32" : "native", err, m);
+      if (f32) {
+        EXPECT_LE(err, 1e-5 * m);
+      }
+      std::vector<GenerateRequest> rq;
+      for (int64_t len : {1, 9, 70, 33, 12, 40}) rq.push_back({ids(len, V, len), GenerateOptions{.max_new_tokens = 8}});
+      const auto ga = whole->generate_batch(rq).value(), gb = dp->generate_batch(rq).value();
+      for (size_t i = 0; i < rq.size(); ++i) {
+        if (f32) {
+          EXPECT_EQ(ga[i].tokens, gb[i].tokens) << "request " << i;
+        }
+        EXPECT_EQ(gb[i].tokens.size(), 8u);
+      }
+      const auto dev = nlohmann::json::parse(dp->device_json());
+      EXPECT_EQ(dev["parallel"]["dp_attention"], true);
+    }
+  }
+}
+
+TEST(ShardedGpu, RefusesSharedGpusWithoutACacheBudget) {
+  MLABENCH_REQUIRE_GPU();
+  EngineOptions o{.model_dir = test::default_model_dir(), .device = Device::CUDA, .tp = 2, .ep = 2};
   int devices = 0;
   cudaGetDeviceCount(&devices);
   if (devices >= 2) GTEST_SKIP() << "every rank has its own GPU here: no shared GPU to refuse";
-  o.dp_attention = false;
-  o.ep = 2;  // --tp 2 --ep 2 as --tp 2: two ranks on the one GPU need a cache budget each
   auto shared = Engine::open(o);
   ASSERT_FALSE(shared.ok());
   EXPECT_NE(std::string(shared.error().what()).find("HINT: pass --kv-cache-gib"), std::string::npos)

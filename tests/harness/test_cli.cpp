@@ -148,7 +148,6 @@ TEST(Cli, EngineCommandsRunASplitOnTheCpu) {
   EXPECT_EQ(bj["params"]["ep"], 1);
   EXPECT_GT(bj["load_seconds"].get<double>(), 0.0);  // the engine's open, timed (the weights of its ranks)
   EXPECT_NE(b.out.find("# engine opened in "), std::string::npos) << b.out;
-  expect_failure(gen + " --device cuda --tp 2 --dp-attention", "--dp-attention on cuda");
   expect_failure(gen + " --tp 4", "num_attention_heads = 6 does not divide over 4 ranks");
   const CliResult dp = mlabench_cli(gen + " --ep 2 --dp-attention");
   ASSERT_EQ(dp.exit_code, 0) << dp.err;

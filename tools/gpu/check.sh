@@ -61,9 +61,10 @@
 #                BF16, the FP8 cache, FP8 weights and both, paired by mlabench compare (FP8H_LIMIT, FP8H_TIMEOUT)
 #   nccl         bench_nccl: NCCL all-reduce / all-gather between the GPUs (a kind with 2 or more)
 #   sharded      --tp on V2-Lite (1 GPU: ranks sharing it), DeepSeek-V2 and 67B on several GPUs: load time, decode b1/b64;
-#                --tp N --ep N beside --tp N on V2-Lite and DeepSeek-V2
-#   ep           issue 22's expert parallelism on the GPU: the EP layer and engine tests, V2-Lite --tp 2 --ep 2 against
-#                --tp 2 (ranks sharing a GPU, or one GPU a rank where there are several)
+#                --tp N --ep N and --ep N --dp-attention beside --tp N on V2-Lite and DeepSeek-V2
+#   ep           issue 22's expert parallelism and DP attention on GPU ranks: the EP layer test, the EP and DP engine
+#                tests, V2-Lite --tp 2 --ep 2 and --ep 2 --dp-attention beside --tp 2 (ranks sharing a GPU, or one
+#                GPU a rank where there are several)
 #   targets      the one-GPU target rows of issues 15, 16 and 20 in one call (~8 minutes on an H200): V2-Lite b1 and
 #                b256 with BF16 and FP8 weights, `--batch max` BF16 and FP8 weights + cache, Llama-3-8B b1, the MLA decode
 #                kernel at 1 x 128K and 64 x 8K (share of copy), V2-Lite decode at 128K x 1, 32K x 16 BF16 and FP8
@@ -676,23 +677,27 @@ if named sharded; then
     for tp in 1 2 4 8; do
       [ "$tp" -le "$ngpu" ] && sharded_bench "lite_tp$tp" 150 "${lite[@]}" --tp $tp
       [ "$tp" -gt 1 ] && [ "$tp" -le "$ngpu" ] && sharded_bench "lite_tp${tp}_ep$tp" 150 "${lite[@]}" --tp $tp --ep $tp
+      [ "$tp" -gt 1 ] && [ "$tp" -le "$ngpu" ] && sharded_bench "lite_ep${tp}_dp" 150 "${lite[@]}" --ep $tp --dp-attention
     done
     MLABENCH_COLLECTIVES=host sharded_bench lite_tp2_host 150 "${lite[@]}" --tp 2
     big=4; [ "$ngpu" -ge 8 ] && big=8
     [ "$ngpu" -ge 4 ] && sharded_bench v2_tp$big 400 --model configs/deepseek-v2 --kv-cache-gib 8 --tp $big
     [ "$ngpu" -ge 4 ] && sharded_bench v2_tp${big}_ep$big 400 --model configs/deepseek-v2 --kv-cache-gib 8 --tp $big --ep $big
+    [ "$ngpu" -ge 4 ] && sharded_bench v2_ep${big}_dp 400 --model configs/deepseek-v2 --kv-cache-gib 8 --ep $big --dp-attention
     sharded_bench 67b_tp$(( ngpu >= 4 ? 4 : 2 )) 300 --model configs/deepseek-67b --kv-cache-gib 8 --tp $(( ngpu >= 4 ? 4 : 2 ))
   fi
 fi
-# Expert parallelism on the GPU (named only): its tests, then V2-Lite --tp 2 --ep 2 beside --tp 2.
+# Expert parallelism and DP attention on GPU ranks (named only): their tests, then V2-Lite --tp 2 --ep 2 and
+# --ep 2 --dp-attention beside --tp 2.
 if named ep; then
   gtests ep_kernels.log "EP MoE layer tests" test_cuda_kernels 'CudaMoeLayer*ExpertParallel*' 'rank' 12
-  gtests ep_engine.log "EP engine tests" test_gpu_engine 'ShardedGpu.ExpertParallel*:ShardedGpu.Refuses*' \
-    'sharded gpu' 16
+  gtests ep_engine.log "EP / DP engine tests" test_gpu_engine \
+    'ShardedGpu.ExpertParallel*:ShardedGpu.DpAttention*:ShardedGpu.Refuses*' 'sharded gpu' 24
   ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
   lite=(--model configs/deepseek-v2-lite --kv-cache-gib 16)
   sharded_bench lite_tp2 200 "${lite[@]}" --tp 2
   sharded_bench lite_tp2_ep2 200 "${lite[@]}" --tp 2 --ep 2
+  sharded_bench lite_ep2_dp 200 "${lite[@]}" --ep 2 --dp-attention
   [ "$ngpu" -ge 4 ] && sharded_bench lite_tp4_ep4 200 "${lite[@]}" --tp 4 --ep 4
 fi
 # The one-GPU target rows of issues 15, 16 and 20 (named only), each the issue's shape, every run's JSON kept.
