@@ -124,6 +124,9 @@ struct MoeLayer::Impl {
     return static_cast<const char*>(base) + static_cast<size_t>(elems) * dtype_size(dtype);
   }
   void allocate();
+  // The (token, expert) pairs of T tokens this layer's experts expect: all T x K, or under expert parallelism the
+  // held block's share (the tile choice then sees the rows an expert gets, as the whole layer's would).
+  int64_t held_pairs(int64_t T) const { return T * K * E / E_router; }
   k::RouterParams router_params(const k::MoeLayerParams& p) const;
   void route(const k::MoeLayerParams& p, bool topk);
   bool norm_and_route(const k::MoeLayerParams& p, const k::RmsNormParams& norm, bool topk);
@@ -491,11 +494,11 @@ std::pair<k::MoeGroupedGemmParams, k::MoeGroupedGemmParams> MoeLayer::Impl::hopp
   const k::MoeGroupedGemmParams gate_up{.x = xe, .ld_x = H, .w = p.experts_gate_up, .expert_stride = 2 * I * H,
                                         .dtype = dtype, .offsets = offsets, .n_experts = E, .n = I, .k = H,
                                         .max_rows = T, .epilogue = k::MoeGemmEpilogue::SWIGLU, .act = he, .ld_act = I,
-                                        .rows_bound = T * K, .tile_rows = routed_tile_rows(T * K, E)};
+                                        .rows_bound = T * K, .tile_rows = routed_tile_rows(held_pairs(T), E)};
   // ye[rows_e, H] = he[rows_e, I] . down_e[H, I]^T: float32, or rounded to BF16 into ye's first half (STORE_DT).
   k::MoeGroupedGemmParams down{.y = ye, .ld_y = H, .x = he, .ld_x = I, .w = p.experts_down, .expert_stride = H * I,
                                .dtype = dtype, .offsets = offsets, .n_experts = E, .n = H, .k = I, .max_rows = T,
-                               .rows_bound = T * K, .tile_rows = routed_tile_rows(T * K, E)};
+                               .rows_bound = T * K, .tile_rows = routed_tile_rows(held_pairs(T), E)};
   if (expert_rows_bf16()) {
     down.y = nullptr;
     down.epilogue = k::MoeGemmEpilogue::STORE_DT;
@@ -528,7 +531,7 @@ void MoeLayer::Impl::fp8_experts(const k::MoeLayerParams& p, bool join_before_do
   const int64_t T = p.n_tokens, rows = T * K;
   const auto ld_scale = [](int64_t c) { return (c + kFp8Block - 1) / kFp8Block; };
   const bool fused_swiglu = dtype == DType::BF16, exact = fp8_exact_sums(dtype);
-  const int32_t tile_rows = routed_tile_rows(rows, E);  // the QGMMA kernel's, as the BF16 Hopper GEMM's
+  const int32_t tile_rows = routed_tile_rows(held_pairs(T), E);  // the QGMMA kernel's, as the BF16 Hopper GEMM's
   // he[rows_e, I] = silu(xe . gate_e^T) * (xe . up_e^T), gate_up_e = [2I, H] e4m3 (gate rows, then up rows).
   k::MoeGroupedGemmParams gate_up{.y = ge, .ld_y = 2 * I, .x = xq, .ld_x = H, .w = p.experts_gate_up,
                                   .expert_stride = 2 * I * H, .dtype = DType::F8_E4M3, .offsets = offsets,
