@@ -21,7 +21,7 @@ std::vector<int> place_ranks(int, int) {
 }
 
 std::unique_ptr<DeviceCollectives> make_device_collectives(HostGroup&, const std::vector<int>&, int64_t, int64_t,
-                                                           bool) {
+                                                           bool, bool) {
   MLABENCH_FAIL("this mlabench was built without CUDA: no GPU collectives. HINT: use --device cpu");
 }
 
