@@ -58,28 +58,21 @@ class HostStagedCollectives final : public DeviceCollectives {
   DeviceRankHooks hooks(int rank) override {
     CpuRankHooks cpu = dp_ ? dp_attention_hooks(group_, rank, vocab_) : tensor_parallel_hooks(group_, rank, vocab_);
     DeviceRankHooks h;
+    // DP attention leaves the attention block whole on each rank and reduces the FFN's partial sums by reduce_rows:
+    // its CPU hooks have no all_reduce, and these hooks keep one only so that they are not empty().
     h.all_reduce = [reduce = cpu.all_reduce](float* data, int64_t n, void* stream) {
-      std::vector<float> host(static_cast<size_t>(n));
-      MLABENCH_CUDA(cudaMemcpyAsync(host.data(), data, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToHost,
-                                    as_stream(stream)));
-      MLABENCH_CUDA(cudaStreamSynchronize(as_stream(stream)));
+      std::vector<float> host = to_host(data, n, stream);
       reduce(host.data(), n);
-      MLABENCH_CUDA(cudaMemcpyAsync(data, host.data(), static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice,
-                                    as_stream(stream)));
-      MLABENCH_CUDA(cudaStreamSynchronize(as_stream(stream)));  // `host` goes out of scope
+      to_device(data, host.data(), n, stream);
     };
     h.gather_logits = [gather = cpu.gather_logits, V = vocab_](const float* local, int64_t rows, int64_t local_vocab,
                                                               float* logits, void* stream) {
-      std::vector<float> mine(static_cast<size_t>(rows * local_vocab)), all(static_cast<size_t>(rows * V));
-      MLABENCH_CUDA(cudaMemcpyAsync(mine.data(), local, mine.size() * 4, cudaMemcpyDeviceToHost, as_stream(stream)));
-      MLABENCH_CUDA(cudaStreamSynchronize(as_stream(stream)));
+      const std::vector<float> mine = to_host(local, rows * local_vocab, stream);
+      std::vector<float> all(static_cast<size_t>(rows * V));
       gather(mine.data(), rows, local_vocab, all.data());
-      MLABENCH_CUDA(cudaMemcpyAsync(logits, all.data(), all.size() * 4, cudaMemcpyHostToDevice, as_stream(stream)));
-      MLABENCH_CUDA(cudaStreamSynchronize(as_stream(stream)));
+      to_device(logits, all.data(), rows * V, stream);
     };
     if (dp_) {
-      // DP attention leaves the attention block whole on each rank: no all-reduce after it, but the FFN's partial
-      // sums over every rank's rows are reduced by reduce_rows (all_reduce stays set: the hooks are not empty).
       h.gather_rows = [gather = cpu.gather_rows](const float* mine, int64_t rows, int64_t width, float* all,
                                                  int64_t& all_rows, void* stream) {
         const std::vector<float> host = to_host(mine, rows * width, stream);
@@ -119,9 +112,10 @@ void nccl_check(ncclResult_t r, const char* call) {
 // equal counts, so each rank sends its [rows, local_vocab] padded to the widest rank's width and the gathered
 // [rank][rows][width] is laid out into [rows, vocab] by one 2-D copy a rank, all on the rank's stream.
 //   DP attention: the ranks' row counts differ every call, so they are exchanged on the host first (the ranks are
-// threads of this process: HostGroup), then each rank's rows go to all by one ncclBroadcast a rank in a group (exact
-// counts, no padding; the send buffer is read on its root only), and reduce_rows is an ncclAllReduce over all of them with this rank's rows copied out (the
-// all-reduce + slice form of a reduce-scatter, as the CPU's). Not capturable: the counts are host values.
+// threads of this process: HostGroup), then each rank's rows go to all by one ncclBroadcast a rank in a group
+// (exact counts, no padding; the send buffer is read on its root only), and reduce_rows is an ncclAllReduce over all
+// of them with this rank's rows copied out (the all-reduce + slice form of a reduce-scatter, as the CPU's). Not
+// capturable: the counts are host values.
 class NcclCollectives final : public DeviceCollectives {
  public:
   NcclCollectives(HostGroup& group, const std::vector<int>& devices, int64_t vocab, int64_t max_rows, bool dp)

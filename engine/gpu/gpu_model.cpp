@@ -430,7 +430,7 @@ void GpuModel::allocate_buffers(const serving::ServingLimits& lim) {
   off_head_c_ = arena_.reserve(static_cast<size_t>(R * H) * es);
   const size_t off_logits = arena_.reserve(static_cast<size_t>(R * c.vocab_size) * 4);
   if (lm_head_.rows < c.vocab_size) off_local_logits_ = arena_.reserve(static_cast<size_t>(R * lm_head_.rows) * 4);
-  if (hooks_.dp_attention()) {  // forward_dp: every rank's rows of a step (within T tokens and R logit rows)
+  if (hooks_.dp_attention()) {  // DP attention: every rank's rows of a step (within T tokens and R logit rows)
     off_dp_mine_ = arena_.reserve(static_cast<size_t>(T * H) * 4);
     off_dp_all_ = arena_.reserve(static_cast<size_t>(T * H) * 4);
     off_dp_all_c_ = arena_.reserve(static_cast<size_t>(T * H) * es);
@@ -518,11 +518,11 @@ bool GpuModel::linear_split_fp8(float* y, int64_t ldy, float* y2, int64_t ldy2, 
 
 // ---- forward ----------------------------------------------------------------------------------------------------
 
+// Under DP attention (hooks_.dp_attention(): --ep N or --tp N with --dp-attention) this rank embeds and attends over
+// its own sequences with every head and its own cache, and may have no rows this step; each FFN and the output head
+// then run its slices over every rank's rows (ffn_dp, output_head), joining the other ranks even with none.
 void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
-  if (hooks_.dp_attention()) {
-    forward_dp(st, pools);
-    return;
-  }
+  const bool dp = hooks_.dp_attention();
   const ModelConfig& c = config_;
   const int64_t T = st.n_rows, H = c.hidden_size;
   const auto eps = static_cast<float>(c.rms_norm_eps);
@@ -532,11 +532,16 @@ void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
   cache_slots_ = pools.n_blocks * pools.block_size;
 
   phases::at(stream_, "embedding");
-  k::cuda::embedding({.out = x.now, .table = embed_.p, .table_type = dtype_, .hidden = H, .ids = st.tokens,
-                      .n_rows = T},
-                     stream_);
+  if (T > 0)
+    k::cuda::embedding({.out = x.now, .table = embed_.p, .table_type = dtype_, .hidden = H, .ids = st.tokens,
+                        .n_rows = T},
+                       stream_);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const GpuLayer& L = layers_[static_cast<size_t>(l)];
+    if (T == 0) {  // a DP rank without sequences this step: it only joins the FFN's gathers
+      ffn_dp(L, x, delta, T);
+      continue;
+    }
     phases::at(stream_, "attention: norm, q, kv_a, rope");
     // The input norm (x + the last FFN's output into x.next), issued by the attention's first read of the normed
     // input or taken into its first projection (project_input).
@@ -550,6 +555,10 @@ void GpuModel::forward(const DeviceStep& st, KvPools& pools) {
     attention_->forward(st, L, pools.k[static_cast<size_t>(l)].get(), vc, pools.block_size, delta);  // [T, H]
     normed_input();  // issued by now (an attention kind that never read its input would leave the residual behind)
     if (adds) x.advance();
+    if (dp) {  // every head here: no join after the attention; the FFN over every rank's rows
+      ffn_dp(L, x, delta, T);
+      continue;
+    }
     if (!hooks_.empty()) hooks_.all_reduce(delta, T * H, stream_);  // a rank's heads: a partial sum
     ffn(st, L, x, delta);
     if (!hooks_.empty()) hooks_.all_reduce(delta, T * H, stream_);  // a rank's FFN columns: a partial sum
@@ -638,69 +647,57 @@ void GpuModel::swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out, 
 
 void GpuModel::output_head(const DeviceStep& step, float* x, float* delta) {
   const int64_t H = config_.hidden_size, T = step.n_rows, R = step.n_logit_rows;
-  if (R == 0) return;
+  const bool dp = hooks_.dp_attention();
+  if (R == 0 && !dp) return;  // under DP attention every rank joins the head's gathers, with or without rows
   const auto eps = static_cast<float>(config_.rms_norm_eps);
   // Final residual add and norm, in place (float32), then only the wanted rows go through lm_head.
-  k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = x,
-                     .out_type = DType::F32, .ld_out = H, .weight = final_norm_, .n_rows = T, .dim = H, .eps = eps},
-                    stream_);
+  if (T > 0)
+    k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = x,
+                       .out_type = DType::F32, .ld_out = H, .weight = final_norm_, .n_rows = T, .dim = H, .eps = eps},
+                      stream_);
   auto* hx = arena_.at<float>(off_head_x_);  // [R, H]
-  k::cuda::embedding({.out = hx, .table = x, .table_type = DType::F32, .hidden = H, .ids = step.logit_rows,
-                      .n_rows = R},
-                     stream_);  // a row gather: the "table" is the normed hidden state
+  if (R > 0)
+    k::cuda::embedding({.out = hx, .table = x, .table_type = DType::F32, .hidden = H, .ids = step.logit_rows,
+                        .n_rows = R},
+                       stream_);  // a row gather: the "table" is the normed hidden state
+  // DP attention: this rank's vocabulary rows over every rank's logit rows (gathered), its own moved to the front.
+  int64_t rows = R, first = 0;
+  const float* head_in = hx;
+  if (dp) {
+    auto* all = arena_.at<float>(off_dp_head_);  // [all logit rows, H]
+    first = hooks_.gather_rows(hx, R, H, all, rows, stream_);
+    MLABENCH_ICHECK(rows <= limits_.max_logit_rows && first + R <= rows,
+                    "DP attention: {} logit rows gathered (this rank's from {}), above the step's {}", rows, first,
+                    limits_.max_logit_rows);
+    if (rows == 0) return;  // no rank has logit rows: every rank sees the same count
+    head_in = all;
+  }
   void* hc = arena_.at<void>(off_head_c_);
-  k::cuda::cast({.out = hc, .out_type = dtype_, .ld_out = H, .in = hx, .ld_in = H, .n_rows = R, .n_cols = H},
+  k::cuda::cast({.out = hc, .out_type = dtype_, .ld_out = H, .in = head_in, .ld_in = H, .n_rows = rows, .n_cols = H},
                 stream_);
   const int64_t V = config_.vocab_size, Vr = lm_head_.rows;
   if (Vr == V) {
-    blas_->linear(logits_, V, hc, H, lm_head_.p, H, dtype_, R, V, H);  // [R, V]
-    return;
+    blas_->linear(logits_, V, hc, H, lm_head_.p, H, dtype_, rows, V, H);  // [rows, V]
+  } else {
+    auto* local = arena_.at<float>(off_local_logits_);  // [rows, Vr]: this rank's vocabulary rows
+    blas_->linear(local, Vr, hc, H, lm_head_.p, H, dtype_, rows, Vr, H);
+    hooks_.gather_logits(local, rows, Vr, logits_, stream_);  // [rows, V] on every rank
   }
-  auto* local = arena_.at<float>(off_local_logits_);  // [R, Vr]: this rank's vocabulary rows
-  blas_->linear(local, Vr, hc, H, lm_head_.p, H, dtype_, R, Vr, H);
-  hooks_.gather_logits(local, R, Vr, logits_, stream_);  // [R, V] on every rank
+  // This rank's rows [first, first + R) to the front: one copy where the two ranges are apart, else row first + i
+  // to row i, ascending (row first + i is read before any later copy writes it).
+  if (first >= R) {
+    if (R > 0)
+      MLABENCH_CUDA(cudaMemcpyAsync(logits_, logits_ + first * V, static_cast<size_t>(R * V) * 4,
+                                    cudaMemcpyDeviceToDevice, stream_));
+  } else if (first > 0) {
+    for (int64_t i = 0; i < R; ++i)
+      MLABENCH_CUDA(cudaMemcpyAsync(logits_ + i * V, logits_ + (first + i) * V, static_cast<size_t>(V) * 4,
+                                    cudaMemcpyDeviceToDevice, stream_));
+  }
 }
 
 
 // ---- DP attention -----------------------------------------------------------------------------------------------
-
-// DP attention (issue 22, --ep N or --tp N with --dp-attention on GPU ranks; hooks_.dp_attention()): this rank
-// attends over its own sequences with every head and its own cache (its rows may be none this step), and each FFN
-// and the output head run this rank's slices (TP columns, or its experts under EP, and its vocabulary rows) over
-// every rank's rows: gathered before (DeviceRankHooks::gather_rows, counts first), the partial sums reduced after
-// and this rank's rows kept (reduce_rows), as the CPU's sharded forward does (engine/model/cpu_model.cpp). Every
-// rank calls every gather, so a rank with no rows still joins each layer. The gathered rows of a step are the
-// scheduler's step over all ranks, within max_step_tokens (and max_logit_rows at the head). No CUDA graphs (the
-// counts are host values each call) and no timing experiments here.
-void GpuModel::forward_dp(const DeviceStep& st, KvPools& pools) {
-  const ModelConfig& c = config_;
-  const int64_t T = st.n_rows, H = c.hidden_size;
-  const auto eps = static_cast<float>(c.rms_norm_eps);
-  Residual x{arena_.at<float>(off_x_), arena_.at<float>(off_x_next_)};  // this rank's residual stream [T, H]
-  auto* delta = arena_.at<float>(off_delta_);                             // this rank's rows of the last block
-  void* xn_c = arena_.at<void>(off_xn_c_);
-  cache_slots_ = pools.n_blocks * pools.block_size;
-  if (T > 0)
-    k::cuda::embedding({.out = x.now, .table = embed_.p, .table_type = dtype_, .hidden = H, .ids = st.tokens,
-                        .n_rows = T},
-                       stream_);
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const GpuLayer& L = layers_[static_cast<size_t>(l)];
-    if (T > 0) {  // attention over this rank's sequences: every head, no join after it
-      const bool adds = l > 0;
-      pending_norm_ = k::RmsNormParams{.residual = x.now, .ld_residual = H, .delta = adds ? delta : nullptr,
-                                       .ld_delta = H, .out = xn_c, .out_type = dtype_, .ld_out = H,
-                                       .weight = L.input_norm, .n_rows = T, .dim = H, .eps = eps,
-                                       .residual_out = adds ? x.next : nullptr, .ld_residual_out = H};
-      void* vc = pools.v.empty() ? nullptr : pools.v[static_cast<size_t>(l)].get();
-      attention_->forward(st, L, pools.k[static_cast<size_t>(l)].get(), vc, pools.block_size, delta);  // [T, H]
-      normed_input();
-      if (adds) x.advance();
-    }
-    ffn_dp(L, x, delta, T);
-  }
-  output_head_dp(st, x.now, delta);
-}
 
 // x += delta and the post-attention norm on this rank's T rows (float32), every rank's normed rows gathered, this
 // rank's slice of the FFN over all of them, the sums reduced and this rank's rows into delta.
@@ -736,45 +733,6 @@ void GpuModel::ffn_dp(const GpuLayer& L, Residual& x, float* delta, int64_t T) {
   else
     moe_->forward(moe_params(L, all, all_c, out, rows, false));
   hooks_.reduce_rows(out, rows, H, first, T, delta, stream_);
-}
-
-// The final norm on this rank's rows, its logit rows gathered with every rank's, this rank's vocabulary rows of
-// lm_head over all of them, the logits gathered whole, and this rank's rows moved to the front of logits_.
-void GpuModel::output_head_dp(const DeviceStep& step, float* x, float* delta) {
-  const int64_t H = config_.hidden_size, T = step.n_rows, R = step.n_logit_rows, V = config_.vocab_size;
-  if (T > 0)
-    k::cuda::rms_norm({.residual = x, .ld_residual = H, .delta = delta, .ld_delta = H, .out = x,
-                       .out_type = DType::F32, .ld_out = H, .weight = final_norm_, .n_rows = T, .dim = H,
-                       .eps = static_cast<float>(config_.rms_norm_eps)},
-                      stream_);
-  auto* hx = arena_.at<float>(off_head_x_);  // [R, H]: this rank's logit rows
-  if (R > 0)
-    k::cuda::embedding({.out = hx, .table = x, .table_type = DType::F32, .hidden = H, .ids = step.logit_rows,
-                        .n_rows = R},
-                       stream_);
-  auto* h_all = arena_.at<float>(off_dp_head_);  // [all logit rows, H]
-  int64_t rows = 0;
-  const int64_t first = hooks_.gather_rows(hx, R, H, h_all, rows, stream_);
-  MLABENCH_ICHECK(rows <= limits_.max_logit_rows && first + R <= rows,
-                  "DP attention: {} logit rows gathered (this rank's from {}), above the step's {}", rows, first,
-                  limits_.max_logit_rows);
-  if (rows == 0) return;
-  void* hc = arena_.at<void>(off_head_c_);
-  k::cuda::cast({.out = hc, .out_type = dtype_, .ld_out = H, .in = h_all, .ld_in = H, .n_rows = rows, .n_cols = H},
-                stream_);
-  const int64_t Vr = lm_head_.rows;
-  if (Vr == V) {
-    blas_->linear(logits_, V, hc, H, lm_head_.p, H, dtype_, rows, V, H);  // [rows, V]
-  } else {
-    auto* local = arena_.at<float>(off_local_logits_);  // [rows, Vr]
-    blas_->linear(local, Vr, hc, H, lm_head_.p, H, dtype_, rows, Vr, H);
-    hooks_.gather_logits(local, rows, Vr, logits_, stream_);  // [rows, V] on every rank
-  }
-  // Row first + i to row i, ascending: row first + i is read before any later copy writes it.
-  if (first > 0)
-    for (int64_t i = 0; i < R; ++i)
-      MLABENCH_CUDA(cudaMemcpyAsync(logits_ + i * V, logits_ + (first + i) * V, static_cast<size_t>(V) * 4,
-                                    cudaMemcpyDeviceToDevice, stream_));
 }
 
 }  // namespace mlabench::gpu

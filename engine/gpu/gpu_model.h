@@ -290,9 +290,7 @@ class GpuModel {
   void ffn(const DeviceStep& st, const GpuLayer& L, Residual& x, float* delta);
   kernels::MoeLayerParams moe_params(const GpuLayer& L, const float* x, const void* x_c, float* out, int64_t T,
                                      bool graphed) const;
-  void forward_dp(const DeviceStep& st, KvPools& pools);
   void ffn_dp(const GpuLayer& L, Residual& x, float* delta, int64_t T);
-  void output_head_dp(const DeviceStep& step, float* x, float* delta);
   void swiglu(const DeviceMlp& w, const void* x, int64_t n, float* out, const kernels::RmsNormParams* norm = nullptr);
   void output_head(const DeviceStep& step, float* x, float* delta);
   // The input norm not yet issued (normed_input launches it, project_input may fuse it); none outside forward().
@@ -327,7 +325,7 @@ class GpuModel {
   Arena arena_;  // the layer loop's buffers and the output head's
   size_t off_x_ = 0, off_x_next_ = 0, off_delta_ = 0, off_xn_ = 0, off_xn_c_ = 0, off_gu_ = 0, off_h_c_ = 0;
   size_t off_head_x_ = 0, off_head_c_ = 0, off_local_logits_ = 0;
-  size_t off_dp_mine_ = 0, off_dp_all_ = 0, off_dp_all_c_ = 0, off_dp_out_ = 0, off_dp_head_ = 0;  // forward_dp
+  size_t off_dp_mine_ = 0, off_dp_all_ = 0, off_dp_all_c_ = 0, off_dp_out_ = 0, off_dp_head_ = 0;  // DP attention
   float* logits_ = nullptr;
 };
 

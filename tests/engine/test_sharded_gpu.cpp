@@ -41,9 +41,10 @@ std::unique_ptr<Engine> open_on_ranks(EngineOptions o, int tp, int ep = 1) {
 }
 
 std::unique_ptr<Engine> open_split(const std::string& dir, int tp, Precision precision,
-                                   std::optional<uint64_t> seed = std::nullopt, int ep = 1) {
+                                   std::optional<uint64_t> seed = std::nullopt, int ep = 1, bool dp = false) {
   EngineOptions o{.model_dir = dir, .random_weights_seed = seed};
   o.precision = precision;
+  o.dp_attention = dp;
   return open_on_ranks(o, tp, ep);
 }
 
@@ -59,21 +60,26 @@ double max_abs(const std::vector<float>& v) {
   return m;
 }
 
-// One model: logits over 150 tokens (several chunks), a batch of greedy generations, the device description. ep:
-// --ep (1, or tp: routed experts whole, a block a rank).
+// One model: logits over 150 tokens (several chunks; one sequence, so under DP attention the other ranks have no
+// rows and still join every gather), a batch of greedy generations (spread over the ranks under DP), the device
+// description. ep: --ep (1, or the world: routed experts whole, a block a rank); dp: --dp-attention (a cache a rank).
 void expect_split_matches_one_gpu(const std::string& dir, int tp, std::optional<uint64_t> seed, const char* what,
-                                  int ep = 1) {
+                                  int ep = 1, bool dp = false) {
+  const int world = std::max(tp, ep);
   for (Precision precision : {Precision::FLOAT32, Precision::NATIVE}) {
     const bool f32 = precision == Precision::FLOAT32;
-    auto whole = open_split(dir, 1, precision, seed), split = open_split(dir, tp, precision, seed, ep);
+    auto whole = open_split(dir, 1, precision, seed), split = open_split(dir, tp, precision, seed, ep, dp);
     ASSERT_TRUE(whole && split) << what;
     const int64_t V = whole->summary().vocab_size;
     const std::vector<int32_t> prompt = ids(150, V, 3);
     const Logits a = whole->logits(prompt).value(), b = split->logits(prompt).value();
     ASSERT_EQ(a.data.size(), b.data.size());
     const double err = test::max_abs_diff(a.data.data(), b.data.data(), a.data.size()), m = max_abs(a.data);
-    std::printf("[ sharded gpu ] %s --tp %d --ep %d %s: max|err| %.3e of max|logit| %.2f (relative %.2e)\n", what,
-                tp, ep, f32 ? "f32" : "native", err, m, err / m);
+    std::printf("[ sharded gpu ] %s --tp %d --ep %d%s %s: max|err| %.3e of max|logit| %.2f (relative %.2e)\n",
+                what, tp, ep, dp ? " --dp-attention" : "", f32 ? "f32" : "native", err, m, err / m);
+    if (dp) {
+      EXPECT_EQ(split->kv_cache_tokens(), world * whole->kv_cache_tokens()) << "a cache a rank";
+    }
     if (f32) {
       EXPECT_LE(err, 1e-5 * m) << what << " --tp " << tp;
     } else {
@@ -90,7 +96,7 @@ void expect_split_matches_one_gpu(const std::string& dir, int tp, std::optional<
       EXPECT_LE(split_err, 1.5 * band + 1e-2 * m) << what << " --tp " << tp;
     }
     std::vector<GenerateRequest> rq;
-    for (int64_t len : {1, 9, 70, 33}) rq.push_back({ids(len, V, len), GenerateOptions{.max_new_tokens = 8}});
+    for (int64_t len : {1, 9, 70, 33, 12, 40}) rq.push_back({ids(len, V, len), GenerateOptions{.max_new_tokens = 8}});
     const auto ga = whole->generate_batch(rq).value(), gb = split->generate_batch(rq).value();
     for (size_t i = 0; i < rq.size(); ++i) {
       if (f32) {  // BF16 may part at a near-tie; its logits are bounded above
@@ -101,7 +107,8 @@ void expect_split_matches_one_gpu(const std::string& dir, int tp, std::optional<
     const auto dev = nlohmann::json::parse(split->device_json());
     EXPECT_EQ(dev["parallel"]["tp"], tp);
     EXPECT_EQ(dev["parallel"]["ep"], ep);
-    EXPECT_EQ(dev["parallel"]["ranks"].size(), static_cast<size_t>(tp));
+    EXPECT_EQ(dev["parallel"]["dp_attention"], dp);
+    EXPECT_EQ(dev["parallel"]["ranks"].size(), static_cast<size_t>(world));
     std::printf("[ sharded gpu ] %s: collectives %s, devices %s\n", what,
                 dev["parallel"]["collectives"].get<std::string>().c_str(), dev["parallel"]["devices"].dump().c_str());
   }
@@ -138,35 +145,6 @@ TEST(ShardedGpu, ExpertParallelMatchesTheOneGpuEngine) {
   EXPECT_NEAR(ratio, 1.0, 0.02);
 }
 
-// FP8 weights under expert parallelism: experts whole, so every rank's expert codes and grids are the unsharded
-// model's; the rest as --tp 2 (on the 128 grid). Rows agree with the one-GPU FP8 engine but for e4m3 flips of the
-// all-reduce's order, as in the --tp test below.
-TEST(ShardedGpu, ExpertParallelFp8WeightsMatchTheOneGpuFp8Engine) {
-  MLABENCH_REQUIRE_GPU();
-  const nlohmann::json j = test::architecture_configs::fp8_splittable_mla_moe(128, 64, 128);
-  test::TempDir dir;
-  std::ofstream(dir.file("config.json")) << j.dump(2);
-  EngineOptions o{.model_dir = dir.path(), .random_weights_seed = 5, .weights_dtype = WeightsDtype::FP8,
-                  .kv_cache_dtype = KvCacheDtype::FP8};
-  o.precision = Precision::FLOAT32;
-  o.kv_cache_gib = 0.25;
-  auto whole = open_on_ranks(o, 1), split = open_on_ranks(o, 2, 2);
-  ASSERT_TRUE(whole && split);
-  const std::vector<int32_t> prompt = ids(150, 512, 3);
-  const Logits a = whole->logits(prompt).value(), b = split->logits(prompt).value();
-  ASSERT_EQ(a.data.size(), b.data.size());
-  const auto [exact, rows, worst] = test::row_agreement(a.data, b.data, a.vocab_size, 1e-5);
-  std::printf("[ sharded gpu fp8 ] --tp 2 --ep 2, fp8 weights and cache: %d of %d rows within 1e-5 of max |logit|, "
-              "worst %.2e\n", exact, rows, worst);
-  EXPECT_GE(4 * exact, 3 * rows) << "most rows see no e4m3 flip";
-  EXPECT_LT(worst, 0.1) << "at most a flip's worth";
-  std::vector<GenerateRequest> rq;
-  for (int64_t len : {1, 9, 70}) rq.push_back({ids(len, 512, len), GenerateOptions{.max_new_tokens = 8}});
-  const std::vector<GenerateResult> ga = whole->generate_batch(rq).value(), gb = split->generate_batch(rq).value();
-  ASSERT_EQ(gb.size(), rq.size());
-  for (const GenerateResult& g : gb) EXPECT_EQ(g.tokens.size(), 8u);
-}
-
 TEST(ShardedGpu, GqaAndDenseCompositionsMatchTheOneGpuEngine) {
   MLABENCH_REQUIRE_GPU();
   for (const char* name : {"gqa2_moe", "mla_noq_dense"}) {
@@ -178,8 +156,9 @@ TEST(ShardedGpu, GqaAndDenseCompositionsMatchTheOneGpuEngine) {
   }
 }
 
-// FP8 weights (issue 20 for issue 22's FP8 runs) and the FP8 cache on GPU ranks: each rank quantises its BF16 slices
-// on its GPU, which on the 128 grid gives the unsharded model's codes and grids, and holds its own FP8 cache slots.
+// FP8 weights (issue 20 for issue 22's FP8 runs) and the FP8 cache on GPU ranks, at --tp 2 and --tp 2 --ep 2: each
+// rank quantises its BF16 slices on its GPU (under EP its experts whole), which on the 128 grid gives the unsharded
+// model's codes and grids, and holds its own FP8 cache slots.
 // A split then computes the one-GPU FP8 model up to the all-reduce's summation order, except where that order moves
 // an activation across an e4m3 rounding boundary (a flip: that row carries another draw of FP8's rounding error), as
 // on the CPU (ShardedEngine.Fp8WeightsSplitOnTheGridComputeTheUnshardedFp8Model). Float32 activations: the FP8
@@ -197,33 +176,39 @@ TEST(ShardedGpu, Fp8WeightsAndCacheOnTheGridMatchTheOneGpuFp8Engine) {
                     .kv_cache_dtype = kv};
     o.precision = Precision::FLOAT32;
     o.kv_cache_gib = 0.25;
-    auto whole = open_on_ranks(o, 1), split = open_on_ranks(o, 2);
-    ASSERT_TRUE(whole && split) << cache;
+    auto whole = open_on_ranks(o, 1);
+    ASSERT_TRUE(whole) << cache;
     const std::vector<int32_t> prompt = ids(150, 512, 3);
-    const Logits a = whole->logits(prompt).value(), b = split->logits(prompt).value();
-    ASSERT_EQ(a.data.size(), b.data.size());
-    const auto [exact, rows, worst] = test::row_agreement(a.data, b.data, a.vocab_size, 1e-5);
-    std::printf("[ sharded gpu fp8 ] --tp 2, fp8 weights, %s: %d of %d rows within 1e-5 of max |logit|, worst %.2e\n",
-                cache, exact, rows, worst);
-    EXPECT_GE(4 * exact, 3 * rows) << cache << ": most rows see no e4m3 flip";
-    EXPECT_LT(worst, 0.1) << cache << ": at most a flip's worth";
-    std::vector<GenerateRequest> rq;
-    for (int64_t len : {1, 9, 70}) rq.push_back({ids(len, 512, len), GenerateOptions{.max_new_tokens = 8}});
-    const std::vector<GenerateResult> generated = split->generate_batch(rq).value();
-    ASSERT_EQ(generated.size(), rq.size());
-    for (const GenerateResult& g : generated) EXPECT_EQ(g.tokens.size(), 8u) << cache;
-    // The dtypes are recorded (bench JSON and results.json take them from here), and the model's bytes are the
-    // FP8 model's: the ranks' codes and grids at their share of the sliced bytes, within the replicated parts'
-    // weight of the one-GPU FP8 figure.
-    const auto dev = nlohmann::json::parse(split->device_json());
-    EXPECT_EQ(dev["weights_dtype"], "fp8") << dev.dump();
-    EXPECT_EQ(dev["kv_cache_dtype"], kv == KvCacheDtype::FP8 ? "F8_E4M3" : "F32") << dev.dump();
-    const double ratio = static_cast<double>(split->weight_bytes()) / static_cast<double>(whole->weight_bytes());
-    std::printf("[ sharded gpu fp8 ] weight bytes: split %llu, one GPU %llu\n",
-                static_cast<unsigned long long>(split->weight_bytes()),
-                static_cast<unsigned long long>(whole->weight_bytes()));
-    EXPECT_GT(ratio, 0.9);
-    EXPECT_LT(ratio, 1.25);
+    const Logits a = whole->logits(prompt).value();
+    // --tp 2, and --tp 2 --ep 2 (experts whole: a rank's expert codes and grids are the unsharded model's).
+    for (int ep : {1, 2}) {
+      auto split = open_on_ranks(o, 2, ep);
+      ASSERT_TRUE(split) << cache << " --ep " << ep;
+      const Logits b = split->logits(prompt).value();
+      ASSERT_EQ(a.data.size(), b.data.size());
+      const auto [exact, rows, worst] = test::row_agreement(a.data, b.data, a.vocab_size, 1e-5);
+      std::printf("[ sharded gpu fp8 ] --tp 2 --ep %d, fp8 weights, %s: %d of %d rows within 1e-5 of max |logit|, "
+                  "worst %.2e\n", ep, cache, exact, rows, worst);
+      EXPECT_GE(4 * exact, 3 * rows) << cache << ": most rows see no e4m3 flip";
+      EXPECT_LT(worst, 0.1) << cache << ": at most a flip's worth";
+      std::vector<GenerateRequest> rq;
+      for (int64_t len : {1, 9, 70}) rq.push_back({ids(len, 512, len), GenerateOptions{.max_new_tokens = 8}});
+      const std::vector<GenerateResult> generated = split->generate_batch(rq).value();
+      ASSERT_EQ(generated.size(), rq.size());
+      for (const GenerateResult& g : generated) EXPECT_EQ(g.tokens.size(), 8u) << cache;
+      // The dtypes are recorded (bench JSON and results.json take them from here), and the model's bytes are the
+      // FP8 model's: the ranks' codes and grids at their share of the sliced bytes, within the replicated parts'
+      // weight of the one-GPU FP8 figure.
+      const auto dev = nlohmann::json::parse(split->device_json());
+      EXPECT_EQ(dev["weights_dtype"], "fp8") << dev.dump();
+      EXPECT_EQ(dev["kv_cache_dtype"], kv == KvCacheDtype::FP8 ? "F8_E4M3" : "F32") << dev.dump();
+      const double ratio = static_cast<double>(split->weight_bytes()) / static_cast<double>(whole->weight_bytes());
+      std::printf("[ sharded gpu fp8 ] weight bytes: split %llu, one GPU %llu\n",
+                  static_cast<unsigned long long>(split->weight_bytes()),
+                  static_cast<unsigned long long>(whole->weight_bytes()));
+      EXPECT_GT(ratio, 0.9);
+      EXPECT_LT(ratio, 1.25);
+    }
   }
 }
 
@@ -266,45 +251,11 @@ TEST(ShardedGpu, Fp8CheckpointOnTheGridMatchesTheOneGpuEngine) {
 // rows, gathered before and reduced after (GpuModel::forward_dp). Against the one-GPU engine in float32: the logits
 // of one prompt (the other rank has no rows that step and still joins every gather with a forward of zero rows),
 // the greedy tokens of a batch the scheduler spreads over both ranks, and the cache: a rank's --kv-cache-gib each,
-// so twice the one-GPU engine's tokens. BF16: the batch runs and its tokens are counted.
+// so twice the one-GPU engine's tokens. BF16: within the one-GPU BF16 engine's band, the batch's tokens counted.
 TEST(ShardedGpu, DpAttentionMatchesTheOneGpuEngine) {
   MLABENCH_REQUIRE_GPU();
-  const std::string dir = test::default_model_dir();
-  for (const auto& [tp, ep] : {std::pair{1, 2}, std::pair{2, 1}}) {
-    for (Precision precision : {Precision::FLOAT32, Precision::NATIVE}) {
-      const bool f32 = precision == Precision::FLOAT32;
-      SCOPED_TRACE("--tp " + std::to_string(tp) + " --ep " + std::to_string(ep) + " --dp-attention " +
-                   (f32 ? "f32" : "native"));
-      EngineOptions o{.model_dir = dir};
-      o.precision = precision;
-      auto whole = open_on_ranks(o, 1);
-      o.dp_attention = true;
-      auto dp = open_on_ranks(o, tp, ep);
-      ASSERT_TRUE(whole && dp);
-      EXPECT_EQ(dp->kv_cache_tokens(), 2 * whole->kv_cache_tokens()) << "a cache a rank";
-      const int64_t V = whole->summary().vocab_size;
-      const std::vector<int32_t> prompt = ids(150, V, 5);
-      const Logits a = whole->logits(prompt).value(), b = dp->logits(prompt).value();
-      ASSERT_EQ(a.data.size(), b.data.size());
-      const double err = test::max_abs_diff(a.data.data(), b.data.data(), a.data.size()), m = max_abs(a.data);
-      std::printf("[ sharded gpu ] tiny --tp %d --ep %d --dp-attention %s: max|err| %.3e of max|logit| %.2f\n", tp,
-                  ep, f32 ? "f32" : "native", err, m);
-      if (f32) {
-        EXPECT_LE(err, 1e-5 * m);
-      }
-      std::vector<GenerateRequest> rq;
-      for (int64_t len : {1, 9, 70, 33, 12, 40}) rq.push_back({ids(len, V, len), GenerateOptions{.max_new_tokens = 8}});
-      const auto ga = whole->generate_batch(rq).value(), gb = dp->generate_batch(rq).value();
-      for (size_t i = 0; i < rq.size(); ++i) {
-        if (f32) {
-          EXPECT_EQ(ga[i].tokens, gb[i].tokens) << "request " << i;
-        }
-        EXPECT_EQ(gb[i].tokens.size(), 8u);
-      }
-      const auto dev = nlohmann::json::parse(dp->device_json());
-      EXPECT_EQ(dev["parallel"]["dp_attention"], true);
-    }
-  }
+  expect_split_matches_one_gpu(test::default_model_dir(), 1, std::nullopt, "tiny", 2, true);
+  expect_split_matches_one_gpu(test::default_model_dir(), 2, std::nullopt, "tiny", 1, true);
 }
 
 TEST(ShardedGpu, RefusesSharedGpusWithoutACacheBudget) {

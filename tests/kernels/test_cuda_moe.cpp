@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <functional>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -859,11 +860,13 @@ struct LayerWeightsHD {
     return p;
   }
 
-  // The twin's output for router input x (x_c = x in dt, exactly).
-  std::vector<float> twin(const std::vector<float>& x, int64_t T) const {
+  // The twin's output for router input x (x_c = x in dt, exactly). adjust (optional): the params as a test varies
+  // them (an expert-parallel rank's block).
+  std::vector<float> twin(const std::vector<float>& x, int64_t T,
+                          const std::function<kernels::MoeLayerParams(kernels::MoeLayerParams)>& adjust = {}) const {
     const std::vector<uint8_t> x_c = as_dtype(x, dt);
     std::vector<float> out(x.size(), kNaN);
-    kernels::MoeLayerParams p = params(T, false);
+    kernels::MoeLayerParams p = adjust ? adjust(params(T, false)) : params(T, false);
     p.x = x.data();
     p.x_c = x_c.data();
     p.out = out.data();
@@ -896,12 +899,13 @@ struct LayerWeightsHD {
 // apart (2^-8) and move an output by ~1e-3 of its scale; F32: float32 rounding.
 double layer_tolerance(DType dt) { return dt == DType::F32 ? 1e-5 : 5e-3; }
 
-// Runs the layer eagerly on device copies of x and returns out (poisoned with NaN first).
+// Runs the layer eagerly on device copies of x and returns out (poisoned with NaN first); adjust as in twin().
 std::vector<float> run_layer(gpu::MoeLayer& layer, const LayerWeightsHD& lw, const std::vector<float>& x, int64_t T,
-                             bool graph_safe, cudaStream_t stream) {
+                             bool graph_safe, cudaStream_t stream,
+                             const std::function<kernels::MoeLayerParams(kernels::MoeLayerParams)>& adjust = {}) {
   auto d_x = to_device(x), d_xc = to_device(as_dtype(x, lw.dt));
   auto d_out = to_device(std::vector<float>(x.size(), kNaN));
-  kernels::MoeLayerParams p = lw.params(T, true);
+  kernels::MoeLayerParams p = adjust ? adjust(lw.params(T, true)) : lw.params(T, true);
   p.x = d_x.as<float>();
   p.x_c = d_xc.get();
   p.out = d_out.as<float>();
@@ -1030,7 +1034,8 @@ TEST_P(CudaMoeLayer, ExpertParallelRankMatchesTwin) {
         const auto held = [&](kernels::MoeLayerParams p) {
           p.held_begin = b;
           p.held_experts = n;
-          p.experts_gate_up = static_cast<const char*>(p.experts_gate_up) + static_cast<size_t>(b * 2 * c.I * c.H) * es;
+          p.experts_gate_up =
+              static_cast<const char*>(p.experts_gate_up) + static_cast<size_t>(b * 2 * c.I * c.H) * es;
           p.experts_down = static_cast<const char*>(p.experts_down) + static_cast<size_t>(b * c.H * c.I) * es;
           if (SI == 0) p.shared_inter = 0, p.shared_gate_up = p.shared_down = nullptr;
           return p;
@@ -1041,23 +1046,8 @@ TEST_P(CudaMoeLayer, ExpertParallelRankMatchesTwin) {
                        " T=" + std::to_string(T) + (graph_safe ? " graph_safe" : ""));
           EXPECT_NE(kernels::moe_row_mode(T, c.K, n, true), MoeRowMode::PAIR);
           const std::vector<float> x = grid_values(T * c.H, 32, 1.0f / 16, rng);
-          auto d_x = to_device(x), d_xc = to_device(as_dtype(x, dt));
-          auto d_out = to_device(std::vector<float>(x.size(), kNaN));
-          kernels::MoeLayerParams p = held(lw.params(T, true));
-          p.x = d_x.as<float>();
-          p.x_c = d_xc.get();
-          p.out = d_out.as<float>();
-          p.graph_safe = graph_safe;
-          layer.forward(p);
-          MLABENCH_CUDA(cudaStreamSynchronize(stream));
-          const std::vector<float> got = to_host<float>(d_out, x.size());
-          const std::vector<uint8_t> x_c = as_dtype(x, dt);
-          std::vector<float> want(x.size(), kNaN);
-          kernels::MoeLayerParams h = held(lw.params(T, false));
-          h.x = x.data();
-          h.x_c = x_c.data();
-          h.out = want.data();
-          kernels::twin::moe_layer(h);
+          const std::vector<float> got = run_layer(layer, lw, x, T, graph_safe, stream, held);
+          const std::vector<float> want = lw.twin(x, T, held);
           EXPECT_EQ(std::count_if(got.begin(), got.end(), [](float v) { return std::isnan(v); }), 0) << "rows left";
           EXPECT_LE(test::max_rel_diff(got, want), layer_tolerance(dt));
         }

@@ -19,6 +19,7 @@
 #include "engine/model/config.h"
 #include "engine/model/cpu_ffn.h"
 #include "engine/weights/model_weights.h"
+#include "tests/test_util.h"
 
 namespace mlabench {
 namespace {
@@ -90,9 +91,9 @@ PackedMoe pack(const ModelConfig& c, const LayerWeights& L) {
   return m;
 }
 
-// Router logits in the twin's order (one float32 sum per logit, k ascending), routed with cpu::moe_route.
-std::vector<int32_t> twin_order_routing(const ModelConfig& c, const std::vector<float>& router,
-                                        const std::vector<float>& x, int64_t T) {
+// Router logits [T, E] in the twin's order (one float32 sum per logit, k ascending).
+std::vector<float> twin_order_logits(const ModelConfig& c, const std::vector<float>& router,
+                                     const std::vector<float>& x, int64_t T) {
   const int64_t H = c.hidden_size, E = c.n_routed_experts;
   std::vector<float> logits(static_cast<size_t>(T * E));
   for (int64_t t = 0; t < T; ++t)
@@ -101,6 +102,13 @@ std::vector<int32_t> twin_order_routing(const ModelConfig& c, const std::vector<
       for (int64_t i = 0; i < H; ++i) acc += x[static_cast<size_t>(t * H + i)] * router[static_cast<size_t>(e * H + i)];
       logits[static_cast<size_t>(t * E + e)] = acc;
     }
+  return logits;
+}
+
+// Router logits in the twin's order, routed with cpu::moe_route.
+std::vector<int32_t> twin_order_routing(const ModelConfig& c, const std::vector<float>& router,
+                                        const std::vector<float>& x, int64_t T) {
+  const std::vector<float> logits = twin_order_logits(c, router, x, T);
   std::vector<int32_t> idx(static_cast<size_t>(T * c.experts_per_token));
   std::vector<float> w(idx.size());
   cpu::moe_route(logits.data(), T, cpu::RouterParams::from_config(c), idx.data(), w.data());
@@ -261,7 +269,15 @@ TEST(TwinMoeLayer, ExpertParallelRanksSumToTheWholeLayer) {
     std::vector<float> ref(x.size());
     whole.out = ref.data();
     kernels::twin::moe_layer(whole);
-    const std::vector<int32_t> chosen = twin_order_routing(c, m.router, x, T);
+    // The whole router's choice (the twin router, every expert held), which each rank's must renumber.
+    const std::vector<float> logits = twin_order_logits(c, m.router, x, T);
+    std::vector<int32_t> all(static_cast<size_t>(T * K));
+    std::vector<float> w_all(all.size());
+    kernels::RouterParams rp{.logits = logits.data(), .n_tokens = T, .n_experts = static_cast<int32_t>(E),
+                             .top_k = static_cast<int32_t>(K), .method = base.method, .n_group = base.n_group,
+                             .topk_group = base.topk_group, .routed_scaling_factor = base.routed_scaling_factor,
+                             .topk_idx = all.data(), .topk_weight = w_all.data()};
+    kernels::twin::router(rp);
     for (int ranks : {2, 4}) {
       SCOPED_TRACE("T=" + std::to_string(T) + " ranks=" + std::to_string(ranks));
       std::vector<float> sum(x.size(), 0.0f);
@@ -279,7 +295,7 @@ TEST(TwinMoeLayer, ExpertParallelRanksSumToTheWholeLayer) {
         for (int64_t t = 0; t < T; ++t) {
           bool any = false;
           for (int64_t j = 0; j < K; ++j) {
-            const int32_t e = chosen[static_cast<size_t>(t * K + j)];
+            const int32_t e = all[static_cast<size_t>(t * K + j)];
             any = any || (e >= b && e < b + n);
           }
           if (any || r == 0) continue;
@@ -287,26 +303,14 @@ TEST(TwinMoeLayer, ExpertParallelRanksSumToTheWholeLayer) {
         }
         for (size_t i = 0; i < out.size(); ++i) sum[i] += out[i];
         // The router's ids on this rank: the whole router's, in the block's numbering.
-        std::vector<float> logits(static_cast<size_t>(T * E));
-        for (int64_t t = 0; t < T; ++t)
-          for (int64_t e = 0; e < E; ++e) {
-            float acc = 0.0f;
-            for (int64_t i = 0; i < H; ++i)
-              acc += x[static_cast<size_t>(t * H + i)] * m.router[static_cast<size_t>(e * H + i)];
-            logits[static_cast<size_t>(t * E + e)] = acc;
-          }
-        std::vector<int32_t> all(static_cast<size_t>(T * K)), local(all.size());
-        std::vector<float> w_all(all.size()), w_local(all.size());
-        kernels::RouterParams rp{.logits = logits.data(), .n_tokens = T, .n_experts = static_cast<int32_t>(E),
-                                 .top_k = static_cast<int32_t>(K), .method = base.method, .n_group = base.n_group,
-                                 .topk_group = base.topk_group, .routed_scaling_factor = base.routed_scaling_factor,
-                                 .topk_idx = all.data(), .topk_weight = w_all.data()};
-        kernels::twin::router(rp);
-        rp.topk_idx = local.data();
-        rp.topk_weight = w_local.data();
-        rp.held_begin = static_cast<int32_t>(b);
-        rp.held_count = static_cast<int32_t>(n);
-        kernels::twin::router(rp);
+        std::vector<int32_t> local(all.size());
+        std::vector<float> w_local(all.size());
+        kernels::RouterParams held = rp;
+        held.topk_idx = local.data();
+        held.topk_weight = w_local.data();
+        held.held_begin = static_cast<int32_t>(b);
+        held.held_count = static_cast<int32_t>(n);
+        kernels::twin::router(held);
         EXPECT_EQ(w_local, w_all) << "every rank weighs the choice alike";
         for (size_t q = 0; q < all.size(); ++q)
           ASSERT_EQ(local[q], all[q] >= b && all[q] < b + n ? all[q] - b : kernels::kExpertElsewhere) << "pair " << q;
@@ -330,12 +334,8 @@ TEST(TwinMoeLayer, ExpertParallelRanksSumToTheWholeLayer) {
   bad.experts_down = m.down.data();
   bad.held_begin = 12;
   bad.held_experts = 8;
-  try {
-    kernels::twin::moe_layer(bad);
-    ADD_FAILURE() << "held experts [12, 20) of 16 ran";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("held experts [12, 12 + 8) of 16"), std::string::npos) << e.what();
-  }
+  test::expect_error_with([&] { kernels::twin::moe_layer(bad); }, {"held experts [12, 12 + 8) of 16", "HINT"},
+                          "held experts [12, 20) of 16");
 }
 
 TEST(TwinMoeLayer, RefusesMissingSharedWeightsAndBadTopK) {

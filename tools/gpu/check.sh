@@ -692,7 +692,7 @@ fi
 if named ep; then
   gtests ep_kernels.log "EP MoE layer tests" test_cuda_kernels 'CudaMoeLayer*ExpertParallel*' 'rank' 12
   gtests ep_engine.log "EP / DP engine tests" test_gpu_engine \
-    'ShardedGpu.ExpertParallel*:ShardedGpu.DpAttention*:ShardedGpu.Refuses*' 'sharded gpu' 24
+    'ShardedGpu.ExpertParallel*:ShardedGpu.Fp8WeightsAndCache*:ShardedGpu.DpAttention*:ShardedGpu.Refuses*' 'sharded gpu' 24
   ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
   lite=(--model configs/deepseek-v2-lite --kv-cache-gib 16)
   sharded_bench lite_tp2 200 "${lite[@]}" --tp 2
